@@ -1,0 +1,116 @@
+# sensorpipe: one non-recursive Makefile.
+#
+#   make            build everything into build/
+#   make run        install missing packages, build, start the platform
+#   make test       install, build (plain and ASan+UBSan), run every test
+#   make test-full  the long tier (10k devices, chaos, long fuzzing, full eval)
+#   make bench      benchmarks against the peers (bench/)
+#
+# Each daemon directory <d>/ is archived into build/lib<d>.a (everything but
+# main.c), so selftests, fuzzers and tools link the real code.
+
+DAEMONS  := ingestd aggd anomalyd alertd apid
+PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd
+CC       ?= cc
+B        ?= build
+OPT      ?= -O2 -g
+SAN      ?=
+CFLAGS_W := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS   := -std=gnu11 $(OPT) $(SAN) $(CFLAGS_W) -I. \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -D_GNU_SOURCE
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lm -lpthread
+LDFLAGS  := $(SAN)
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
+CFLAGS   += -DSP_VERSION='"$(VERSION)"'
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
+
+define daemon_rules
+$(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
+$(1)_OBJ := $$($(1)_SRC:%.c=$(B)/%.o)
+$(B)/lib$(1).a: $$($(1)_OBJ)
+	@rm -f $$@; ar rcs $$@ $$^
+$(B)/$(1): $(B)/$(1)/main.o $(B)/lib$(1).a $(B)/libcommon.a
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
+
+LIBS := $(foreach d,$(DAEMONS),$(B)/lib$(d).a) $(B)/libcommon.a
+TOOLS := $(B)/tap $(B)/sensorpipe-sim
+
+all: $(foreach d,$(DAEMONS),$(B)/$(d)) $(B)/selftest $(TOOLS)
+
+$(B)/libcommon.a: $(COMMON_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "CC $<"; $(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# The selftest list is generated from every "x_test(bool verbose)" definition,
+# so adding a module's test needs no edit here.
+ALL_LIB_SRC := $(COMMON_SRC) $(foreach d,$(DAEMONS),$($(d)_SRC))
+$(B)/selftest_list.h: $(ALL_LIB_SRC) tests/gen-selftest-list.sh
+	@mkdir -p $(B)
+	sh tests/gen-selftest-list.sh $(ALL_LIB_SRC) > $@.tmp && mv $@.tmp $@
+$(B)/tests/selftest.o: $(B)/selftest_list.h
+$(B)/tests/selftest.o: CFLAGS += -I$(B)
+$(B)/selftest: $(B)/tests/selftest.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(B)/tests/selftest.o -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+
+$(B)/tap: $(B)/tools/tap.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/sensorpipe-sim: $(B)/tools/sim.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Fuzz targets (clang + libFuzzer + ASan/UBSan): tests/fuzz/fuzz_<name>.c.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+fuzz-build:
+	@$(MAKE) --no-print-directory B=build-fuzz CC=clang OPT="-O1 -g" \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined" $(LIBS:$(B)/%=build-fuzz/%)
+	@$(MAKE) --no-print-directory B=build-fuzz CC=clang OPT="-O1 -g" \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined" $(FUZZ_BIN)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+
+asan:
+	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
+
+deps:
+	@sh tools/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/sensorpipe-run
+
+test check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory fuzz-build
+	@sh tests/run.sh
+
+test-full: deps
+	@$(MAKE) --no-print-directory all asan fuzz-build
+	@FULL=1 sh tests/run.sh
+
+bench: deps all
+	@sh bench/run.sh
+
+hdrcheck:
+	@for h in common/*.h $(foreach d,$(DAEMONS),$(d)/*.h); do \
+	  [ -f "$$h" ] || continue; \
+	  echo "#include \"$$h\"" | $(CC) $(CFLAGS) -x c -fsyntax-only - || exit 1; \
+	done; echo "headers OK"
+
+fmt-check:
+	@clang-format --dry-run --Werror $(ALL_LIB_SRC) $(wildcard */main.c) 2>&1 | head -20
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+.PHONY: all asan deps run test check test-full bench hdrcheck fmt-check clean fuzz-build
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,233 @@
+/*
+ * clock: time parsing and formatting (see clock.h).
+ */
+#include "common/clock.h"
+#include "common/test.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t
+clock_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * CLOCK_NS_PER_S + ts.tv_nsec;
+}
+
+int64_t
+clock_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * CLOCK_NS_PER_S + ts.tv_nsec;
+}
+
+/* Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's
+ * days_from_civil). Valid for any year in int range. */
+static int64_t
+s_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int
+s_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return -1;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+static int
+s_days_in_month(int y, int m)
+{
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dm[m - 1];
+}
+
+int
+clock_parse_rfc3339(const char *s, int64_t *ts_ns)
+{
+    const char *p = s;
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+    int64_t frac = 0, off = 0;
+
+    if (s_digits(&p, 4, &y) || *p++ != '-' || s_digits(&p, 2, &mo) ||
+        *p++ != '-' || s_digits(&p, 2, &d))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > s_days_in_month(y, mo))
+        return -1;
+    if (*p == '\0')
+        goto done;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return -1;
+    p++;
+    if (s_digits(&p, 2, &h) || *p++ != ':' || s_digits(&p, 2, &mi) ||
+        *p++ != ':' || s_digits(&p, 2, &sec))
+        return -1;
+    if (h > 23 || mi > 59 || sec > 60)
+        return -1;
+    if (*p == '.') {
+        int64_t scale = CLOCK_NS_PER_S / 10;
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        while (isdigit((unsigned char)*p)) {
+            frac += (*p - '0') * scale;
+            scale /= 10;
+            p++;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om;
+        p++;
+        if (s_digits(&p, 2, &oh) || *p++ != ':' || s_digits(&p, 2, &om) ||
+            oh > 23 || om > 59)
+            return -1;
+        off = sign * (oh * 3600 + om * 60);
+    } else {
+        return -1;
+    }
+    if (*p != '\0')
+        return -1;
+done:;
+    int64_t secs = s_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 +
+                   h * 3600 + mi * 60 + sec - off;
+    /* int64 ns covers 1677..2262. */
+    if (secs > INT64_MAX / CLOCK_NS_PER_S - 1 ||
+        secs < INT64_MIN / CLOCK_NS_PER_S + 1)
+        return -1;
+    *ts_ns = secs * CLOCK_NS_PER_S + frac;
+    return 0;
+}
+
+int
+clock_parse_time(const char *s, int64_t *ts_ns)
+{
+    char *end;
+    long long ms;
+
+    if (s == NULL || *s == '\0')
+        return -1;
+    if (strchr(s, '-') == NULL || (s[0] == '-' && strchr(s + 1, '-') == NULL)) {
+        errno = 0;
+        ms = strtoll(s, &end, 10);
+        if (errno || *end != '\0' || ms > INT64_MAX / CLOCK_NS_PER_MS ||
+            ms < INT64_MIN / CLOCK_NS_PER_MS)
+            return -1;
+        *ts_ns = ms * CLOCK_NS_PER_MS;
+        return 0;
+    }
+    return clock_parse_rfc3339(s, ts_ns);
+}
+
+char *
+clock_format(int64_t ts_ns, char *buf, size_t len)
+{
+    int64_t secs = ts_ns / CLOCK_NS_PER_S;
+    int64_t ns = ts_ns % CLOCK_NS_PER_S;
+    struct tm tm;
+    time_t t;
+
+    if (ns < 0) {
+        ns += CLOCK_NS_PER_S;
+        secs--;
+    }
+    t = (time_t)secs;
+    gmtime_r(&t, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(ns / CLOCK_NS_PER_MS));
+    return buf;
+}
+
+int
+clock_parse_duration(const char *s, int64_t *ns)
+{
+    static const struct {
+        const char *unit;
+        int64_t ns;
+    } units[] = {
+        {"ms", CLOCK_NS_PER_MS},     {"s", CLOCK_NS_PER_S},
+        {"sec", CLOCK_NS_PER_S},     {"m", 60 * CLOCK_NS_PER_S},
+        {"min", 60 * CLOCK_NS_PER_S}, {"h", 3600 * CLOCK_NS_PER_S},
+        {"d", 86400 * CLOCK_NS_PER_S}, {"w", 7 * 86400 * CLOCK_NS_PER_S},
+    };
+    char *end;
+    long long n;
+
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    n = strtoll(s, &end, 10);
+    if (errno || n <= 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            if (n > INT64_MAX / units[i].ns)
+                return -1;
+            *ns = n * units[i].ns;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void
+clock_test(bool verbose)
+{
+    int64_t t;
+    char buf[40];
+
+    assert(clock_parse_rfc3339("2024-01-01T00:00:00Z", &t) == 0);
+    assert(t == 1704067200LL * CLOCK_NS_PER_S);
+    TEST_STREQ(clock_format(t, buf, sizeof buf), "2024-01-01T00:00:00.000Z");
+    assert(clock_parse_rfc3339("2024-01-01T01:00:00.5+01:00", &t) == 0);
+    assert(t == 1704067200LL * CLOCK_NS_PER_S + 500 * CLOCK_NS_PER_MS);
+    assert(clock_parse_rfc3339("2024-01-01", &t) == 0);
+    assert(t == 1704067200LL * CLOCK_NS_PER_S);
+    assert(clock_parse_rfc3339("1969-12-31T23:59:59.250Z", &t) == 0);
+    assert(t == -750 * CLOCK_NS_PER_MS);
+    TEST_STREQ(clock_format(t, buf, sizeof buf), "1969-12-31T23:59:59.250Z");
+    assert(clock_parse_rfc3339("2024-02-30T00:00:00Z", &t) == -1);
+    assert(clock_parse_rfc3339("2024-01-01T00:00:00", &t) == -1);
+    assert(clock_parse_rfc3339("2024-01-01T25:00:00Z", &t) == -1);
+    assert(clock_parse_rfc3339("garbage", &t) == -1);
+    assert(clock_parse_rfc3339("9999-01-01T00:00:00Z", &t) == -1);
+    assert(clock_parse_time("1634567890000", &t) == 0);
+    assert(t == 1634567890000LL * CLOCK_NS_PER_MS);
+    assert(clock_parse_time("2024-01-31", &t) == 0);
+    assert(clock_parse_time("12x", &t) == -1);
+    assert(clock_parse_duration("5min", &t) == 0 && t == 300 * CLOCK_NS_PER_S);
+    assert(clock_parse_duration("5m", &t) == 0 && t == 300 * CLOCK_NS_PER_S);
+    assert(clock_parse_duration("30s", &t) == 0 && t == 30 * CLOCK_NS_PER_S);
+    assert(clock_parse_duration("1d", &t) == 0);
+    assert(clock_parse_duration("1w", &t) == 0);
+    assert(clock_parse_duration("0s", &t) == -1);
+    assert(clock_parse_duration("5 min", &t) == -1);
+    assert(clock_parse_duration("5parsecs", &t) == -1);
+    assert(clock_now_ns() > 1704067200LL * CLOCK_NS_PER_S);
+    if (verbose)
+        printf("clock: now %s\n", clock_format(clock_now_ns(), buf, sizeof buf));
+    TEST_OK("clock");
+}

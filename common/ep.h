@@ -1,0 +1,41 @@
+/*
+ * ep: endpoint names, from one table. Every internal ZeroMQ endpoint is a
+ * template in which "{lane}" stands for the lane number; the default
+ * templates are ipc:// paths under the runtime directory, and any can be
+ * overridden with a tcp:// template to spread lanes over hosts.
+ *
+ *   endpoint            bound by           connected by        pattern
+ *   ingestd.query       ingestd ROUTER     apid DEALER         rpc
+ *   aggd.{lane}.in      aggd PULL          ingestd PUSH        readings
+ *   aggd.{lane}.query   aggd ROUTER        apid DEALER         rpc
+ *   aggd.{lane}.pub     aggd PUB           apid/tap SUB        readings
+ *   anomalyd.{lane}.in  anomalyd PULL      aggd PUSH           readings
+ *   anomalyd.{lane}.query anomalyd ROUTER  apid DEALER         rpc
+ *   anomalyd.{lane}.pub anomalyd PUB       apid/tap SUB        anomalies
+ *   alertd.{lane}.in    alertd PULL        anomalyd PUSH       readings+anomalies
+ *   alertd.{lane}.query alertd ROUTER      apid DEALER         rpc
+ *   alertd.{lane}.pub   alertd PUB         apid/tap SUB        alerts
+ */
+#ifndef SP_EP_H
+#define SP_EP_H
+
+#include <stdbool.h>
+
+#include <stddef.h>
+
+#define EP_MAX 512
+
+/* Default template for "<daemon>.<what>" under rundir, e.g.
+ * ep_default(buf, len, "./var/run", "aggd", "in") gives
+ * "ipc://./var/run/aggd.{lane}.in" (ingestd.query has no lane).
+ * Returns buf. */
+char *ep_default(char *buf, size_t len, const char *rundir,
+                 const char *daemon, const char *what);
+/* Expand "{lane}" in a template. Returns buf, or NULL when it would not
+ * fit. */
+char *ep_expand(char *buf, size_t len, const char *tmpl, unsigned lane);
+
+/* Selftest: asserts on failure, prints " * ep: OK". */
+void ep_test(bool verbose);
+
+#endif

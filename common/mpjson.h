@@ -1,0 +1,34 @@
+/*
+ * mpjson: convert between msgpack and jansson values, and print JSON with
+ * the shortest round-trip form of every double.
+ *
+ * Queries between daemons are msgpack maps; the reply bodies are built as
+ * jansson trees, so apid relays them to HTTP clients without knowing each
+ * query's shape. jansson prints doubles with "%.17g" (23.600000000000001),
+ * so mpjson_dumps walks the tree itself (SPEC: shortest form).
+ */
+#ifndef SP_MPJSON_H
+#define SP_MPJSON_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Deepest nesting accepted from the wire. */
+#define MPJSON_DEPTH_MAX 32
+
+/* Pack a jansson value as msgpack; caller owns *data (free()). */
+void mpjson_pack(const json_t *j, char **data, size_t *len);
+/* Unpack msgpack into a new jansson value (caller decrefs), or NULL when
+ * the input is malformed, too deep, or has non-string map keys. Binary
+ * strings become JSON strings only when valid UTF-8. */
+json_t *mpjson_unpack(const void *data, size_t len);
+/* Serialise compactly with shortest doubles; caller frees. Never fails;
+ * NaN/inf print as null. */
+char *mpjson_dumps(const json_t *j);
+
+/* Selftest: asserts on failure, prints " * mpjson: OK". */
+void mpjson_test(bool verbose);
+
+#endif

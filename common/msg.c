@@ -1,0 +1,598 @@
+/*
+ * msg: msgpack codec and ZeroMQ transport for batches (see msg.h).
+ */
+#include "common/msg.h"
+#include "common/clock.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <math.h>
+#include <msgpack.h>
+#include <string.h>
+
+/* Largest batch a decoder accepts, so a hostile frame cannot make us
+ * allocate without bound. */
+#define MSG_ITEMS_MAX (1u << 22)
+
+struct msg_batch {
+    struct msg_envelope env; /* envelope */
+    void *items;             /* array of the type's item struct */
+    size_t n;                /* items in use */
+    size_t cap;              /* items allocated */
+    char *arena;             /* NUL-terminated strings of all items */
+    size_t alen;             /* arena bytes in use */
+    size_t acap;             /* arena bytes allocated */
+};
+
+static size_t
+s_item_size(int type)
+{
+    switch (type) {
+    case MSG_TYPE_READINGS: return sizeof(struct msg_reading);
+    case MSG_TYPE_ANOMALIES: return sizeof(struct msg_anomaly);
+    case MSG_TYPE_ALERTS: return sizeof(struct msg_alert);
+    default: return 1;
+    }
+}
+
+msg_batch_t *
+msg_batch_new(int type)
+{
+    msg_batch_t *self = xcalloc(1, sizeof *self);
+    self->env.type = type;
+    self->env.version = MSG_VERSION;
+    return self;
+}
+
+void
+msg_batch_destroy(msg_batch_t **self_p)
+{
+    if (self_p && *self_p) {
+        free((*self_p)->items);
+        free((*self_p)->arena);
+        free(*self_p);
+        *self_p = NULL;
+    }
+}
+
+void
+msg_batch_reset(msg_batch_t *self)
+{
+    self->n = 0;
+    self->alen = 0;
+}
+
+struct msg_envelope *
+msg_batch_env(msg_batch_t *self)
+{
+    return &self->env;
+}
+
+size_t
+msg_batch_size(const msg_batch_t *self)
+{
+    return self->n;
+}
+
+int
+msg_batch_type(const msg_batch_t *self)
+{
+    return self->env.type;
+}
+
+static uint32_t
+s_str(msg_batch_t *self, const char *s, size_t len)
+{
+    uint32_t off = (uint32_t)self->alen;
+    if (self->alen + len + 1 > self->acap) {
+        self->acap = (self->acap + len + 1) * 2;
+        self->arena = xrealloc(self->arena, self->acap);
+    }
+    memcpy(self->arena + self->alen, s, len);
+    self->arena[self->alen + len] = '\0';
+    self->alen += len + 1;
+    return off;
+}
+
+static void *
+s_item(msg_batch_t *self)
+{
+    size_t sz = s_item_size(self->env.type);
+    if (self->n == self->cap) {
+        self->cap = self->cap ? self->cap * 2 : 64;
+        self->items = xrealloc(self->items, self->cap * sz);
+    }
+    return (char *)self->items + sz * self->n++;
+}
+
+void
+msg_batch_add_reading(msg_batch_t *self, const char *key, int64_t ts,
+                      double value)
+{
+    assert(self->env.type == MSG_TYPE_READINGS);
+    uint32_t k = s_str(self, key, strlen(key));
+    struct msg_reading *r = s_item(self);
+    r->key_off = k;
+    r->ts = ts;
+    r->value = value;
+}
+
+void
+msg_batch_add_anomaly(msg_batch_t *self, const char *key, int64_t ts,
+                      double value, double stat, double score,
+                      const char *method)
+{
+    assert(self->env.type == MSG_TYPE_ANOMALIES);
+    uint32_t k = s_str(self, key, strlen(key));
+    uint32_t m = s_str(self, method, strlen(method));
+    struct msg_anomaly *a = s_item(self);
+    a->key_off = k;
+    a->ts = ts;
+    a->value = value;
+    a->stat = stat;
+    a->score = score;
+    a->method_off = m;
+}
+
+void
+msg_batch_add_alert(msg_batch_t *self, const char *rule, const char *key,
+                    const char *state, const char *severity, int64_t ts,
+                    double value)
+{
+    assert(self->env.type == MSG_TYPE_ALERTS);
+    uint32_t ro = s_str(self, rule, strlen(rule));
+    uint32_t ko = s_str(self, key, strlen(key));
+    uint32_t so = s_str(self, state, strlen(state));
+    uint32_t vo = s_str(self, severity, strlen(severity));
+    struct msg_alert *a = s_item(self);
+    a->rule_off = ro;
+    a->key_off = ko;
+    a->state_off = so;
+    a->severity_off = vo;
+    a->ts = ts;
+    a->value = value;
+}
+
+const struct msg_reading *
+msg_batch_reading(const msg_batch_t *self, size_t i)
+{
+    if (self->env.type != MSG_TYPE_READINGS || i >= self->n)
+        return NULL;
+    return (const struct msg_reading *)self->items + i;
+}
+
+const struct msg_anomaly *
+msg_batch_anomaly(const msg_batch_t *self, size_t i)
+{
+    if (self->env.type != MSG_TYPE_ANOMALIES || i >= self->n)
+        return NULL;
+    return (const struct msg_anomaly *)self->items + i;
+}
+
+const struct msg_alert *
+msg_batch_alert(const msg_batch_t *self, size_t i)
+{
+    if (self->env.type != MSG_TYPE_ALERTS || i >= self->n)
+        return NULL;
+    return (const struct msg_alert *)self->items + i;
+}
+
+const char *
+msg_batch_str(const msg_batch_t *self, uint32_t off)
+{
+    return off < self->alen ? self->arena + off : "";
+}
+
+static void
+s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+void
+msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    const struct msg_envelope *e = &self->env;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 7);
+    s_pack_str(&pk, "type");
+    msgpack_pack_int(&pk, e->type);
+    s_pack_str(&pk, "v");
+    msgpack_pack_int(&pk, e->version);
+    s_pack_str(&pk, "producer");
+    s_pack_str(&pk, e->producer);
+    s_pack_str(&pk, "lane");
+    msgpack_pack_uint32(&pk, e->lane);
+    s_pack_str(&pk, "seq");
+    msgpack_pack_uint64(&pk, e->seq);
+    s_pack_str(&pk, "ts");
+    msgpack_pack_int64(&pk, e->ts);
+    s_pack_str(&pk, "items");
+    msgpack_pack_array(&pk, self->n);
+    for (size_t i = 0; i < self->n; i++) {
+        if (e->type == MSG_TYPE_READINGS) {
+            const struct msg_reading *r = msg_batch_reading(self, i);
+            msgpack_pack_array(&pk, 3);
+            s_pack_str(&pk, msg_batch_str(self, r->key_off));
+            msgpack_pack_int64(&pk, r->ts);
+            msgpack_pack_double(&pk, r->value);
+        } else if (e->type == MSG_TYPE_ANOMALIES) {
+            const struct msg_anomaly *a = msg_batch_anomaly(self, i);
+            msgpack_pack_array(&pk, 6);
+            s_pack_str(&pk, msg_batch_str(self, a->key_off));
+            msgpack_pack_int64(&pk, a->ts);
+            msgpack_pack_double(&pk, a->value);
+            msgpack_pack_double(&pk, a->stat);
+            msgpack_pack_double(&pk, a->score);
+            s_pack_str(&pk, msg_batch_str(self, a->method_off));
+        } else if (e->type == MSG_TYPE_ALERTS) {
+            const struct msg_alert *a = msg_batch_alert(self, i);
+            msgpack_pack_array(&pk, 6);
+            s_pack_str(&pk, msg_batch_str(self, a->rule_off));
+            s_pack_str(&pk, msg_batch_str(self, a->key_off));
+            s_pack_str(&pk, msg_batch_str(self, a->state_off));
+            s_pack_str(&pk, msg_batch_str(self, a->severity_off));
+            msgpack_pack_int64(&pk, a->ts);
+            msgpack_pack_double(&pk, a->value);
+        } else {
+            msgpack_pack_nil(&pk);
+        }
+    }
+    *data = sb.data; /* ownership passes to the caller */
+    *len = sb.size;
+}
+
+static bool
+s_int(const msgpack_object *o, int64_t *v)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > INT64_MAX)
+            return false;
+        *v = (int64_t)o->via.u64;
+        return true;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+        return true;
+    }
+    return false;
+}
+
+static bool
+s_num(const msgpack_object *o, double *v)
+{
+    int64_t i;
+    if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32) {
+        *v = o->via.f64;
+        return true;
+    }
+    if (s_int(o, &i)) {
+        *v = (double)i;
+        return true;
+    }
+    return false;
+}
+
+static bool
+s_strobj(const msgpack_object *o, const char **s, size_t *n)
+{
+    if (o->type != MSGPACK_OBJECT_STR)
+        return false;
+    *s = o->via.str.ptr;
+    *n = o->via.str.size;
+    /* Strings travel NUL-terminated in the arena; an embedded NUL would
+     * truncate them silently, so refuse it. */
+    return memchr(*s, '\0', *n) == NULL;
+}
+
+static bool
+s_keyis(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+static int
+s_decode_item(msg_batch_t *b, const msgpack_object *it)
+{
+    const msgpack_object *f;
+    const char *s[4];
+    size_t sl[4];
+    int64_t ts;
+    double d[3];
+
+    if (it->type != MSGPACK_OBJECT_ARRAY)
+        return MSG_ETYPE;
+    f = it->via.array.ptr;
+    switch (b->env.type) {
+    case MSG_TYPE_READINGS:
+        if (it->via.array.size < 3 || !s_strobj(&f[0], &s[0], &sl[0]) ||
+            !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]))
+            return MSG_ETYPE;
+        if (!isfinite(d[0]) || sl[0] == 0)
+            return MSG_EFIELD;
+        {
+            uint32_t k = s_str(b, s[0], sl[0]);
+            struct msg_reading *r = s_item(b);
+            r->key_off = k;
+            r->ts = ts;
+            r->value = d[0];
+        }
+        return MSG_OK;
+    case MSG_TYPE_ANOMALIES:
+        if (it->via.array.size < 6 || !s_strobj(&f[0], &s[0], &sl[0]) ||
+            !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]) ||
+            !s_num(&f[3], &d[1]) || !s_num(&f[4], &d[2]) ||
+            !s_strobj(&f[5], &s[1], &sl[1]))
+            return MSG_ETYPE;
+        {
+            uint32_t k = s_str(b, s[0], sl[0]);
+            uint32_t m = s_str(b, s[1], sl[1]);
+            struct msg_anomaly *a = s_item(b);
+            a->key_off = k;
+            a->ts = ts;
+            a->value = d[0];
+            a->stat = d[1];
+            a->score = d[2];
+            a->method_off = m;
+        }
+        return MSG_OK;
+    case MSG_TYPE_ALERTS:
+        if (it->via.array.size < 6)
+            return MSG_ETYPE;
+        for (int i = 0; i < 4; i++)
+            if (!s_strobj(&f[i], &s[i], &sl[i]))
+                return MSG_ETYPE;
+        if (!s_int(&f[4], &ts) || !s_num(&f[5], &d[0]))
+            return MSG_ETYPE;
+        {
+            uint32_t o[4];
+            for (int i = 0; i < 4; i++)
+                o[i] = s_str(b, s[i], sl[i]);
+            struct msg_alert *a = s_item(b);
+            a->rule_off = o[0];
+            a->key_off = o[1];
+            a->state_off = o[2];
+            a->severity_off = o[3];
+            a->ts = ts;
+            a->value = d[0];
+        }
+        return MSG_OK;
+    default:
+        return MSG_OK; /* items of types without a body are ignored */
+    }
+}
+
+int
+msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
+{
+    msgpack_unpacked up;
+    msgpack_unpack_return ret;
+    size_t off = 0;
+    int err = MSG_OK;
+    msg_batch_t *b = NULL;
+    const msgpack_object *items = NULL;
+    int64_t v;
+
+    *out = NULL;
+    msgpack_unpacked_init(&up);
+    ret = msgpack_unpack_next(&up, data, len, &off);
+    if (ret != MSGPACK_UNPACK_SUCCESS) {
+        err = MSG_ETRUNC;
+        goto done;
+    }
+    if (up.data.type != MSGPACK_OBJECT_MAP) {
+        err = MSG_ETYPE;
+        goto done;
+    }
+    b = msg_batch_new(MSG_TYPE_NONE);
+    b->env.version = -1;
+    for (uint32_t i = 0; i < up.data.via.map.size; i++) {
+        const msgpack_object *k = &up.data.via.map.ptr[i].key;
+        const msgpack_object *val = &up.data.via.map.ptr[i].val;
+        if (s_keyis(k, "type")) {
+            if (!s_int(val, &v) || v <= MSG_TYPE_NONE || v >= MSG_TYPE_MAX) {
+                err = MSG_ETYPE;
+                goto done;
+            }
+            b->env.type = (int)v;
+        } else if (s_keyis(k, "v")) {
+            if (!s_int(val, &v)) {
+                err = MSG_ETYPE;
+                goto done;
+            }
+            b->env.version = (int)(v > 1000 ? 1000 : v);
+        } else if (s_keyis(k, "producer")) {
+            const char *s;
+            size_t n;
+            if (!s_strobj(val, &s, &n)) {
+                err = MSG_ETYPE;
+                goto done;
+            }
+            if (n >= sizeof b->env.producer)
+                n = sizeof b->env.producer - 1;
+            memcpy(b->env.producer, s, n);
+            b->env.producer[n] = '\0';
+        } else if (s_keyis(k, "lane")) {
+            if (!s_int(val, &v) || v < 0 || v > UINT32_MAX) {
+                err = MSG_EFIELD;
+                goto done;
+            }
+            b->env.lane = (uint32_t)v;
+        } else if (s_keyis(k, "seq")) {
+            if (val->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+                err = MSG_EFIELD;
+                goto done;
+            }
+            b->env.seq = val->via.u64;
+        } else if (s_keyis(k, "ts")) {
+            if (!s_int(val, &b->env.ts)) {
+                err = MSG_ETYPE;
+                goto done;
+            }
+        } else if (s_keyis(k, "items")) {
+            if (val->type != MSGPACK_OBJECT_ARRAY ||
+                val->via.array.size > MSG_ITEMS_MAX) {
+                err = MSG_ETYPE;
+                goto done;
+            }
+            items = val;
+        }
+    }
+    if (b->env.type == MSG_TYPE_NONE) {
+        err = MSG_EFIELD;
+        goto done;
+    }
+    if (b->env.version != MSG_VERSION) {
+        err = MSG_EVERSION;
+        goto done;
+    }
+    if (items) {
+        for (uint32_t i = 0; i < items->via.array.size; i++) {
+            err = s_decode_item(b, &items->via.array.ptr[i]);
+            if (err != MSG_OK)
+                goto done;
+        }
+    }
+done:
+    msgpack_unpacked_destroy(&up);
+    if (err != MSG_OK)
+        msg_batch_destroy(&b);
+    *out = b;
+    return err;
+}
+
+const char *
+msg_strerror(int err)
+{
+    switch (err) {
+    case MSG_OK: return "ok";
+    case MSG_ETRUNC: return "not msgpack or truncated";
+    case MSG_EVERSION: return "unknown message version";
+    case MSG_ETYPE: return "field of the wrong type";
+    case MSG_EFIELD: return "field missing or out of range";
+    default: return "unknown error";
+    }
+}
+
+const char *
+msg_topic(int type)
+{
+    switch (type) {
+    case MSG_TYPE_READINGS: return "readings";
+    case MSG_TYPE_ANOMALIES: return "anomalies";
+    case MSG_TYPE_ALERTS: return "alerts";
+    case MSG_TYPE_CONFIRM: return "confirm";
+    default: return "unknown";
+    }
+}
+
+int
+msg_batch_send(const msg_batch_t *self, void *sock, int flags)
+{
+    char *data;
+    size_t len;
+    const char *topic = msg_topic(self->env.type);
+    void *h = zsock_resolve(sock);
+    int rc;
+
+    msg_batch_encode(self, &data, &len);
+    rc = zmq_send(h, topic, strlen(topic), ZMQ_SNDMORE | flags);
+    if (rc >= 0)
+        rc = zmq_send(h, data, len, flags);
+    free(data);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+msg_batch_recv(void *sock, msg_batch_t **out)
+{
+    zmsg_t *m = zmsg_recv(sock);
+    int rc;
+
+    *out = NULL;
+    if (m == NULL)
+        return -1;
+    if (zmsg_size(m) != 2) {
+        zmsg_destroy(&m);
+        return MSG_ETRUNC;
+    }
+    zframe_t *body = zmsg_last(m);
+    rc = msg_batch_decode(zframe_data(body), zframe_size(body), out);
+    zmsg_destroy(&m);
+    return rc;
+}
+
+void
+msg_test(bool verbose)
+{
+    msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS), *d = NULL;
+    char *data;
+    size_t len;
+
+    snprintf(msg_batch_env(b)->producer, 64, "ingestd.0");
+    msg_batch_env(b)->seq = 7;
+    msg_batch_env(b)->lane = 2;
+    msg_batch_env(b)->ts = clock_now_ns();
+    for (int i = 0; i < 1000; i++)
+        msg_batch_add_reading(b, i % 2 ? "temperature{device=s1}" : "x", i,
+                              i * 0.5);
+    msg_batch_encode(b, &data, &len);
+    assert(msg_batch_decode(data, len, &d) == MSG_OK);
+    assert(msg_batch_size(d) == 1000);
+    assert(msg_batch_env(d)->seq == 7 && msg_batch_env(d)->lane == 2);
+    TEST_STREQ(msg_batch_env(d)->producer, "ingestd.0");
+    const struct msg_reading *r = msg_batch_reading(d, 999);
+    TEST_STREQ(msg_batch_str(d, r->key_off), "temperature{device=s1}");
+    assert(r->ts == 999 && r->value == 499.5);
+    assert(msg_batch_anomaly(d, 0) == NULL);
+    msg_batch_destroy(&d);
+    /* Every truncation of a valid frame is refused, never crashes. */
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 8) {
+        assert(msg_batch_decode(data, cut, &d) != MSG_OK);
+        assert(d == NULL);
+    }
+    free(data);
+    msg_batch_destroy(&b);
+    assert(b == NULL);
+
+    b = msg_batch_new(MSG_TYPE_ANOMALIES);
+    msg_batch_add_anomaly(b, "k", 5, 100, 7.5, 0.99, "zscore");
+    msg_batch_encode(b, &data, &len);
+    assert(msg_batch_decode(data, len, &d) == MSG_OK);
+    TEST_STREQ(msg_batch_str(d, msg_batch_anomaly(d, 0)->method_off), "zscore");
+    free(data);
+    msg_batch_destroy(&d);
+    msg_batch_destroy(&b);
+
+    b = msg_batch_new(MSG_TYPE_ALERTS);
+    msg_batch_add_alert(b, "hot", "temperature", "firing", "warning", 1, 31);
+    msg_batch_env(b)->version = 2;
+    msg_batch_encode(b, &data, &len);
+    assert(msg_batch_decode(data, len, &d) == MSG_EVERSION);
+    free(data);
+    msg_batch_destroy(&b);
+    assert(msg_batch_decode("\xc1", 1, &d) != MSG_OK);
+
+    /* Over a real socket pair. */
+    zsock_t *pull = zsock_new_pull("inproc://msg_test");
+    zsock_t *push = zsock_new_push("inproc://msg_test");
+    b = msg_batch_new(MSG_TYPE_READINGS);
+    msg_batch_add_reading(b, "a", 1, 2);
+    assert(msg_batch_send(b, push, 0) == 0);
+    assert(msg_batch_recv(pull, &d) == MSG_OK);
+    assert(msg_batch_size(d) == 1);
+    msg_batch_destroy(&d);
+    msg_batch_destroy(&b);
+    zsock_destroy(&push);
+    zsock_destroy(&pull);
+    (void)verbose;
+    TEST_OK("msg");
+}

@@ -1,0 +1,80 @@
+/*
+ * msg: encode and decode the batches of schema.h to and from msgpack, and
+ * send or receive them on ZeroMQ sockets.
+ *
+ * A msg_batch_t holds an envelope and items of one type whose strings live
+ * in one arena, so a batch of thousands of readings is two allocations.
+ */
+#ifndef SP_MSG_H
+#define SP_MSG_H
+
+#include "common/schema.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+
+typedef struct msg_batch msg_batch_t;
+
+enum msg_err {
+    MSG_OK = 0,
+    MSG_ETRUNC,   /* not msgpack, or truncated */
+    MSG_EVERSION, /* unknown major version */
+    MSG_ETYPE,    /* a field has the wrong type or the type is unknown */
+    MSG_EFIELD    /* a required field is missing or out of range */
+};
+
+/* Create an empty batch of a type. Cannot fail. Caller destroys. */
+msg_batch_t *msg_batch_new(int type);
+/* Destroy; NULL-safe; sets *self_p to NULL. */
+void msg_batch_destroy(msg_batch_t **self_p);
+/* Forget the items, keep the capacity and the envelope. */
+void msg_batch_reset(msg_batch_t *self);
+
+/* Envelope access. */
+struct msg_envelope *msg_batch_env(msg_batch_t *self);
+/* Number of items. */
+size_t msg_batch_size(const msg_batch_t *self);
+/* Item type (enum msg_type). */
+int msg_batch_type(const msg_batch_t *self);
+
+/* Add a reading (copies key). */
+void msg_batch_add_reading(msg_batch_t *self, const char *key, int64_t ts,
+                           double value);
+/* Add an anomaly event (copies strings). */
+void msg_batch_add_anomaly(msg_batch_t *self, const char *key, int64_t ts,
+                           double value, double stat, double score,
+                           const char *method);
+/* Add an alert event (copies strings). */
+void msg_batch_add_alert(msg_batch_t *self, const char *rule, const char *key,
+                         const char *state, const char *severity, int64_t ts,
+                         double value);
+
+/* Borrowed item i; valid until the batch changes. NULL when out of range
+ * or of another type. */
+const struct msg_reading *msg_batch_reading(const msg_batch_t *self, size_t i);
+const struct msg_anomaly *msg_batch_anomaly(const msg_batch_t *self, size_t i);
+const struct msg_alert *msg_batch_alert(const msg_batch_t *self, size_t i);
+/* String at an arena offset from one of the items above. */
+const char *msg_batch_str(const msg_batch_t *self, uint32_t off);
+
+/* Encode to msgpack; caller owns *data (free()). Cannot fail. */
+void msg_batch_encode(const msg_batch_t *self, char **data, size_t *len);
+/* Decode msgpack into a new batch. Returns MSG_OK and sets *out, or an
+ * error (and *out NULL). Never trusts the input. */
+int msg_batch_decode(const void *data, size_t len, msg_batch_t **out);
+/* Static description of an enum msg_err. */
+const char *msg_strerror(int err);
+/* Topic frame for a type ("readings", ...). */
+const char *msg_topic(int type);
+
+/* Send as [topic][msgpack] on sock. flags: 0 or ZMQ_DONTWAIT. Returns 0, or
+ * -1 (errno EAGAIN when DONTWAIT and the queue is full). */
+int msg_batch_send(const msg_batch_t *self, void *sock, int flags);
+/* Receive one [topic][msgpack] message and decode it. Returns MSG_OK and
+ * sets *out, or an error code; -1 when nothing could be read. */
+int msg_batch_recv(void *sock, msg_batch_t **out);
+
+/* Selftest: asserts on failure, prints " * msg: OK". */
+void msg_test(bool verbose);
+
+#endif

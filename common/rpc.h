@@ -1,0 +1,36 @@
+/*
+ * rpc: request/reply between apid (DEALER) and each daemon's query socket
+ * (ROUTER). A request is [id][msgpack map with "op"], a reply is
+ * [id][msgpack map {"status": http-status, "body": value}], so a daemon
+ * answers in HTTP terms and apid relays without knowing every query.
+ * Errors follow SPEC's shape: {"error": {"code", "message", "where"}}.
+ */
+#ifndef SP_RPC_H
+#define SP_RPC_H
+
+#include <stdbool.h>
+
+#include <czmq.h>
+#include <jansson.h>
+#include <stdint.h>
+
+/* Build {"error": {...}}. Caller owns the result. */
+json_t *rpc_error(const char *code, const char *message, const char *where);
+
+/* Send a request with id on a DEALER. Returns 0 or -1 (EAGAIN when full). */
+int rpc_request_send(void *dealer, uint64_t id, const json_t *req);
+/* Read one request on a ROUTER. Returns the request (caller decrefs) and
+ * sets *envelope to the routing frames to answer with (caller passes it to
+ * rpc_reply_send), or NULL for a malformed request (already answered with
+ * 400 when possible). */
+json_t *rpc_request_recv(void *router, zmsg_t **envelope);
+/* Answer a request: takes *envelope and the body reference (steals). */
+int rpc_reply_send(void *router, zmsg_t **envelope, int status, json_t *body);
+/* Read a reply on a DEALER: sets *id, *status and *body (caller decrefs).
+ * Returns 0, or -1 for a malformed reply. */
+int rpc_reply_recv(void *dealer, uint64_t *id, int *status, json_t **body);
+
+/* Selftest: asserts on failure, prints " * rpc: OK". */
+void rpc_test(bool verbose);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * schema: the one wire contract between sensorpipe daemons.
+ *
+ * Every message on a PUSH/PULL or PUB/SUB hop is two frames:
+ *   1. a short topic frame naming the type ("readings", "anomalies", ...),
+ *      so SUB sockets can filter by prefix;
+ *   2. one msgpack map: the envelope {type, v, producer, lane, seq, ts}
+ *      plus the body under a key per type (see msg.h).
+ * Queries (DEALER -> ROUTER) are [request id][msgpack map] with the reply
+ * [request id][msgpack map {status, body}] (PROTOCOL.md).
+ *
+ * COMPATIBILITY NOTES
+ * - Unknown map keys are ignored by decoders, so a field may be added
+ *   without a version bump.
+ * - Any change to the meaning or type of an existing field bumps
+ *   MSG_VERSION; decoders reject a different major version and count it.
+ */
+#ifndef SP_SCHEMA_H
+#define SP_SCHEMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MSG_VERSION 1
+
+enum msg_type {
+    MSG_TYPE_NONE = 0,
+    MSG_TYPE_READINGS = 1,  /* ingestd -> aggd -> anomalyd -> alertd; PUB */
+    MSG_TYPE_ANOMALIES = 2, /* anomalyd -> alertd; PUB */
+    MSG_TYPE_ALERTS = 3,    /* alertd PUB */
+    MSG_TYPE_CONFIRM = 4,   /* aggd -> ingestd: highest durable seq */
+    MSG_TYPE_MAX
+};
+
+/* The envelope every batch carries (DESIGN.md "Messages"). */
+struct msg_envelope {
+    int type;             /* enum msg_type */
+    int version;          /* MSG_VERSION of the producer */
+    char producer[64];    /* stable sender name, e.g. "ingestd.0" */
+    uint32_t lane;        /* lane the batch travels */
+    uint64_t seq;         /* per (producer, lane) batch counter */
+    int64_t ts;           /* send time, ns since epoch */
+};
+
+/* One reading. The series key lives in the owning batch's key arena. */
+struct msg_reading {
+    uint32_t key_off; /* offset of the NUL-terminated key in the arena */
+    int64_t ts;       /* ns since epoch */
+    double value;     /* finite */
+};
+
+/* One anomaly event. */
+struct msg_anomaly {
+    uint32_t key_off; /* series key in the arena */
+    int64_t ts;       /* ns since epoch of the reading */
+    double value;     /* the reading's value */
+    double stat;      /* the detector's own statistic (z for zscore) */
+    double score;     /* normalised score in [0,1] */
+    uint32_t method_off; /* detector name in the arena */
+};
+
+/* One alert event. */
+struct msg_alert {
+    uint32_t rule_off;    /* rule name in the arena */
+    uint32_t key_off;     /* series key in the arena */
+    uint32_t state_off;   /* "firing" or "resolved" */
+    uint32_t severity_off; /* "warning", "critical", ... */
+    int64_t ts;           /* ns since epoch of the reading that changed it */
+    double value;         /* value that changed the state */
+};
+
+#endif
