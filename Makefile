@@ -25,14 +25,14 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 CFLAGS   += -DSP_VERSION='"$(VERSION)"'
 
 COMMON_SRC := $(wildcard common/*.c)
-COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
 
 define daemon_rules
 $(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
-$(1)_OBJ := $$($(1)_SRC:%.c=$(B)/%.o)
+$(1)_OBJ := $$($(1)_SRC:%.c=$(B)/obj/%.o)
 $(B)/lib$(1).a: $$($(1)_OBJ)
 	@rm -f $$@; ar rcs $$@ $$^
-$(B)/$(1): $(B)/$(1)/main.o $(B)/lib$(1).a $(B)/libcommon.a
+$(B)/$(1): $(B)/obj/$(1)/main.o $(B)/lib$(1).a $(B)/libcommon.a
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
@@ -45,7 +45,7 @@ all: $(foreach d,$(DAEMONS),$(B)/$(d)) $(B)/selftest $(TOOLS)
 $(B)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
-$(B)/%.o: %.c
+$(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"; $(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -55,14 +55,14 @@ ALL_LIB_SRC := $(COMMON_SRC) $(foreach d,$(DAEMONS),$($(d)_SRC))
 $(B)/selftest_list.h: $(ALL_LIB_SRC) tests/gen-selftest-list.sh
 	@mkdir -p $(B)
 	sh tests/gen-selftest-list.sh $(ALL_LIB_SRC) > $@.tmp && mv $@.tmp $@
-$(B)/tests/selftest.o: $(B)/selftest_list.h
-$(B)/tests/selftest.o: CFLAGS += -I$(B)
-$(B)/selftest: $(B)/tests/selftest.o $(LIBS)
-	$(CC) $(LDFLAGS) -o $@ $(B)/tests/selftest.o -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+$(B)/obj/tests/selftest.o: $(B)/selftest_list.h
+$(B)/obj/tests/selftest.o: CFLAGS += -I$(B)
+$(B)/selftest: $(B)/obj/tests/selftest.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(B)/obj/tests/selftest.o -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
 
-$(B)/tap: $(B)/tools/tap.o $(B)/libcommon.a
+$(B)/tap: $(B)/obj/tools/tap.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(B)/sensorpipe-sim: $(B)/tools/sim.o $(B)/libcommon.a
+$(B)/sensorpipe-sim: $(B)/obj/tools/sim.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Fuzz targets (clang + libFuzzer + ASan/UBSan): tests/fuzz/fuzz_<name>.c.

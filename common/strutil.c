@@ -17,6 +17,11 @@ strutil_dtoa(double v, char *buf, size_t len)
         snprintf(buf, len, "null");
         return buf;
     }
+    /* Integers print as integers ("50", not "5e+01"). */
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(buf, len, "%.0f", v);
+        return buf;
+    }
     /* The shortest %.Ng that round-trips; 17 always does. */
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, len, "%.*g", prec, v);
@@ -173,6 +178,8 @@ strutil_test(bool verbose)
     TEST_STREQ(strutil_dtoa((23.5 + 23.7) / 2, buf, sizeof buf), "23.6");
     TEST_STREQ(strutil_dtoa(0.1 + 0.2, buf, sizeof buf), "0.30000000000000004");
     TEST_STREQ(strutil_dtoa(2.0, buf, sizeof buf), "2");
+    TEST_STREQ(strutil_dtoa(50, buf, sizeof buf), "50");
+    TEST_STREQ(strutil_dtoa(-0.5, buf, sizeof buf), "-0.5");
     TEST_STREQ(strutil_dtoa(1e300, buf, sizeof buf), "1e+300");
     TEST_STREQ(strutil_dtoa(NAN, buf, sizeof buf), "null");
     assert(strutil_fnv1a64("", 0) == 0xcbf29ce484222325ULL);

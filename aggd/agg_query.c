@@ -1,0 +1,456 @@
+/*
+ * agg_query: statistics, aggregation and listing queries over the store.
+ */
+#include "aggd/agg_query.h"
+#include "aggd/agg_stats.h"
+#include "common/clock.h"
+#include "common/rpc.h"
+#include "common/strutil.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <math.h>
+#include <string.h>
+
+#define AGG_QUERY_POINTS_MAX 100000
+#define AGG_QUERY_BUCKETS_MAX 1000000
+#define AGG_QUERY_PCTS_MAX 32
+
+/* A parsed selector; strings borrowed from the request. */
+struct s_sel {
+    const char *series;
+    struct series_tag tags[SERIES_TAGS_MAX];
+    size_t ntags;
+    int64_t start, end;
+};
+
+static json_t *
+s_bad(const char *message, const char *where)
+{
+    return rpc_error("bad_request", message, where);
+}
+
+static json_t *
+s_num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static int
+s_parse_sel(const json_t *req, struct s_sel *sel, json_t **err)
+{
+    const json_t *tags = json_object_get(req, "tags"), *v;
+    const char *k;
+
+    memset(sel, 0, sizeof *sel);
+    sel->start = INT64_MIN;
+    sel->end = INT64_MAX;
+    sel->series = json_string_value(json_object_get(req, "series"));
+    if (sel->series == NULL || *sel->series == '\0') {
+        *err = s_bad("a series is required", "series");
+        return -1;
+    }
+    if (json_is_integer(v = json_object_get(req, "start")))
+        sel->start = json_integer_value(v);
+    if (json_is_integer(v = json_object_get(req, "end")))
+        sel->end = json_integer_value(v);
+    if (sel->start >= sel->end) {
+        *err = s_bad("start must be before end", "start");
+        return -1;
+    }
+    if (tags && !json_is_object(tags)) {
+        *err = s_bad("tags must be an object", "tags");
+        return -1;
+    }
+    json_object_foreach((json_t *)tags, k, v) {
+        if (!json_is_string(v) || sel->ntags == SERIES_TAGS_MAX) {
+            *err = s_bad("tag values must be strings (at most 32 tags)", "tags");
+            return -1;
+        }
+        sel->tags[sel->ntags].key = k;
+        sel->tags[sel->ntags].value = json_string_value(v);
+        sel->ntags++;
+    }
+    return 0;
+}
+
+static json_t *
+s_not_found(const char *series)
+{
+    char msg[SERIES_KEY_MAX + 64];
+    snprintf(msg, sizeof msg, "no series matches '%.1000s'", series);
+    return rpc_error("not_found", msg, "series");
+}
+
+/* Copy the values of every view into one array; returns the count. */
+static size_t
+s_gather(const struct agg_view *v, size_t nv, double **out)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < nv; i++)
+        n += v[i].n;
+    *out = xmalloc((n ? n : 1) * sizeof **out);
+    for (size_t i = 0; i < nv; i++) {
+        memcpy(*out + k, v[i].v, v[i].n * sizeof **out);
+        k += v[i].n;
+    }
+    return n;
+}
+
+static void
+s_pct_key(double p, char *buf, size_t len)
+{
+    char num[40];
+    snprintf(buf, len, "p%s", strutil_dtoa(p, num, sizeof num));
+}
+
+static int
+s_stats(agg_store_t *store, const json_t *req, json_t **body)
+{
+    static const double std_pcts[] = {50, 90, 95, 99};
+    struct s_sel sel;
+    struct agg_view *views;
+    struct agg_moments m = {0};
+    double pcts[AGG_QUERY_PCTS_MAX], *vals;
+    size_t npcts = 0, nv, n;
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    const json_t *jp = json_object_get(req, "percentiles"), *x;
+    size_t i;
+    char key[48], tbuf[40];
+
+    if (s_parse_sel(req, &sel, body))
+        return 400;
+    for (i = 0; i < 4; i++)
+        pcts[npcts++] = std_pcts[i];
+    if (jp && !json_is_array(jp)) {
+        *body = s_bad("percentiles must be an array of numbers", "percentiles");
+        return 400;
+    }
+    json_array_foreach(jp, i, x) {
+        double p = json_number_value(x);
+        if (!json_is_number(x) || p < 0 || p > 100 || npcts == AGG_QUERY_PCTS_MAX) {
+            *body = s_bad("percentiles must be numbers in [0, 100] (at most 28)",
+                          "percentiles");
+            return 400;
+        }
+        pcts[npcts++] = p;
+    }
+    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
+                          sel.end, &views);
+    if (nv == 0) {
+        *body = s_not_found(sel.series);
+        return 404;
+    }
+    for (i = 0; i < nv; i++) {
+        for (size_t k = 0; k < views[i].n; k++)
+            agg_stats_add(&m, views[i].v[k]);
+        if (views[i].n) {
+            if (views[i].ts[0] < first)
+                first = views[i].ts[0];
+            if (views[i].ts[views[i].n - 1] > last)
+                last = views[i].ts[views[i].n - 1];
+        }
+    }
+    n = s_gather(views, nv, &vals);
+    /* Two passes over the raw values, as numpy does, so the exact answer
+     * matches it to the last digit; Welford's running M2 differs there. */
+    if (n > 0) {
+        double mean = m.sum / (double)n, m2 = 0;
+        for (i = 0; i < n; i++)
+            m2 += (vals[i] - mean) * (vals[i] - mean);
+        m.mean = mean;
+        m.m2 = m2;
+    }
+    agg_stats_sort(vals, n);
+    *body = json_pack("{s:s, s:I, s:I}", "series", sel.series, "matched",
+                      (json_int_t)nv, "count", (json_int_t)m.count);
+    json_object_set_new(*body, "mean", m.count ? s_num(m.mean) : json_null());
+    json_object_set_new(*body, "std", s_num(agg_stats_std(&m)));
+    json_object_set_new(*body, "min", m.count ? s_num(m.min) : json_null());
+    json_object_set_new(*body, "max", m.count ? s_num(m.max) : json_null());
+    json_object_set_new(*body, "sum", s_num(m.sum));
+    for (i = 0; i < npcts; i++) {
+        s_pct_key(pcts[i], key, sizeof key);
+        json_object_set_new(*body, key,
+                            n ? s_num(agg_stats_percentile(vals, n, pcts[i]))
+                              : json_null());
+    }
+    json_object_set_new(*body, "estimated", json_false());
+    json_object_set_new(*body, "first",
+                        m.count ? json_string(clock_format(first, tbuf, sizeof tbuf))
+                                : json_null());
+    json_object_set_new(*body, "last",
+                        m.count ? json_string(clock_format(last, tbuf, sizeof tbuf))
+                                : json_null());
+    /* Mergeable moments for scatter/gather over lanes. */
+    json_object_set_new(*body, "m2", s_num(m.m2));
+    free(vals);
+    free(views);
+    return 200;
+}
+
+struct s_pt {
+    int64_t ts;
+    double v;
+};
+
+static int
+s_pt_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct s_pt *)a)->ts, y = ((const struct s_pt *)b)->ts;
+    return (x > y) - (x < y);
+}
+
+static int64_t
+s_floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static double
+s_bucket_value(int fn, double pct, double *v, size_t n,
+               const struct agg_moments *m, double first, double last)
+{
+    switch (fn) {
+    case AGG_FN_MEAN: return m->mean;
+    case AGG_FN_MIN: return m->min;
+    case AGG_FN_MAX: return m->max;
+    case AGG_FN_SUM: return m->sum;
+    case AGG_FN_COUNT: return (double)m->count;
+    case AGG_FN_STD: return agg_stats_std(m);
+    case AGG_FN_FIRST: return first;
+    case AGG_FN_LAST: return last;
+    default:
+        agg_stats_sort(v, n);
+        return agg_stats_percentile(v, n, pct);
+    }
+}
+
+static int
+s_aggregate(agg_store_t *store, const json_t *req, json_t **body)
+{
+    struct s_sel sel;
+    struct agg_view *views;
+    const char *ival = json_string_value(json_object_get(req, "interval"));
+    const char *agg = json_string_value(json_object_get(req, "aggregation"));
+    int64_t step;
+    double pct = 0;
+    int fn;
+    size_t nv, n = 0, k = 0, nb = 0;
+    struct s_pt *pts;
+    double *buf;
+    json_t *buckets;
+    char tbuf[40];
+
+    if (s_parse_sel(req, &sel, body))
+        return 400;
+    if (ival == NULL || clock_parse_duration(ival, &step)) {
+        *body = s_bad("interval must be a duration like 30s, 5min, 1h, 1d",
+                      "interval");
+        return 400;
+    }
+    if (agg == NULL)
+        agg = "mean";
+    if ((fn = agg_stats_fn(agg, &pct)) < 0) {
+        *body = s_bad("aggregation must be mean, min, max, sum, count, std, "
+                      "first, last or pNN",
+                      "aggregation");
+        return 400;
+    }
+    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
+                          sel.end, &views);
+    if (nv == 0) {
+        *body = s_not_found(sel.series);
+        return 404;
+    }
+    for (size_t i = 0; i < nv; i++)
+        n += views[i].n;
+    pts = xmalloc((n ? n : 1) * sizeof *pts);
+    for (size_t i = 0; i < nv; i++)
+        for (size_t j = 0; j < views[i].n; j++) {
+            pts[k].ts = views[i].ts[j];
+            pts[k++].v = views[i].v[j];
+        }
+    if (nv > 1)
+        qsort(pts, n, sizeof *pts, s_pt_cmp);
+    if (n > 0 && (pts[n - 1].ts - pts[0].ts) / step > AGG_QUERY_BUCKETS_MAX) {
+        free(pts);
+        free(views);
+        *body = s_bad("interval too small for this range (over 1,000,000 "
+                      "buckets)", "interval");
+        return 400;
+    }
+    buf = xmalloc((n ? n : 1) * sizeof *buf);
+    buckets = json_array();
+    for (size_t i = 0; i < n;) {
+        int64_t b = s_floor_div(pts[i].ts, step);
+        struct agg_moments m = {0};
+        size_t j = i, c = 0;
+        for (; j < n && s_floor_div(pts[j].ts, step) == b; j++) {
+            agg_stats_add(&m, pts[j].v);
+            buf[c++] = pts[j].v;
+        }
+        json_array_append_new(
+            buckets,
+            json_pack("{s:s, s:o, s:I}", "timestamp",
+                      clock_format(b * step, tbuf, sizeof tbuf), "value",
+                      s_num(s_bucket_value(fn, pct, buf, c, &m, pts[i].v,
+                                           pts[j - 1].v)),
+                      "count", (json_int_t)m.count));
+        nb++;
+        i = j;
+    }
+    *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o}", "metric_name",
+                      sel.series, "interval", ival, "aggregation", agg,
+                      "matched", (json_int_t)nv, "count", (json_int_t)nb,
+                      "buckets", buckets);
+    free(buf);
+    free(pts);
+    free(views);
+    return 200;
+}
+
+static int
+s_series(agg_store_t *store, const json_t *req, json_t **body)
+{
+    struct s_sel sel;
+    struct agg_view *views;
+    size_t nv;
+    json_t *list = json_array();
+    char tbuf[40];
+
+    if (s_parse_sel(req, &sel, body)) {
+        json_decref(list);
+        return 400;
+    }
+    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
+                          sel.end, &views);
+    for (size_t i = 0; i < nv; i++) {
+        json_t *e = json_pack("{s:s, s:I}", "series", views[i].key, "points",
+                              (json_int_t)views[i].n);
+        if (views[i].n) {
+            json_object_set_new(e, "last", json_string(clock_format(
+                views[i].ts[views[i].n - 1], tbuf, sizeof tbuf)));
+            json_object_set_new(e, "last_value", s_num(views[i].v[views[i].n - 1]));
+        }
+        json_array_append_new(list, e);
+    }
+    free(views);
+    *body = json_pack("{s:I, s:o}", "matched", (json_int_t)nv, "series", list);
+    return 200;
+}
+
+static int
+s_points(agg_store_t *store, const json_t *req, json_t **body)
+{
+    struct s_sel sel;
+    struct agg_view *views;
+    size_t nv, limit = AGG_QUERY_POINTS_MAX, emitted = 0;
+    const json_t *jl = json_object_get(req, "limit");
+    json_t *series;
+    char tbuf[40];
+
+    if (s_parse_sel(req, &sel, body))
+        return 400;
+    if (jl && (!json_is_integer(jl) || json_integer_value(jl) < 1)) {
+        *body = s_bad("limit must be a positive integer", "limit");
+        return 400;
+    }
+    if (jl && json_integer_value(jl) < (json_int_t)limit)
+        limit = (size_t)json_integer_value(jl);
+    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
+                          sel.end, &views);
+    if (nv == 0) {
+        *body = s_not_found(sel.series);
+        return 404;
+    }
+    series = json_array();
+    for (size_t i = 0; i < nv && emitted < limit; i++) {
+        json_t *pts = json_array();
+        for (size_t j = 0; j < views[i].n && emitted < limit; j++, emitted++)
+            json_array_append_new(
+                pts, json_pack("{s:s, s:o}", "timestamp",
+                               clock_format(views[i].ts[j], tbuf, sizeof tbuf),
+                               "value", s_num(views[i].v[j])));
+        json_array_append_new(series, json_pack("{s:s, s:o}", "series",
+                                                views[i].key, "points", pts));
+    }
+    *body = json_pack("{s:I, s:I, s:b, s:o}", "matched", (json_int_t)nv,
+                      "count", (json_int_t)emitted, "truncated",
+                      emitted >= limit, "series", series);
+    free(views);
+    return 200;
+}
+
+int
+agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
+{
+    const char *op = json_string_value(json_object_get(req, "op"));
+
+    if (op == NULL) {
+        *body = s_bad("missing op", "op");
+        return 400;
+    }
+    if (strcmp(op, "stats") == 0)
+        return s_stats(store, req, body);
+    if (strcmp(op, "aggregate") == 0)
+        return s_aggregate(store, req, body);
+    if (strcmp(op, "series") == 0)
+        return s_series(store, req, body);
+    if (strcmp(op, "points") == 0)
+        return s_points(store, req, body);
+    *body = rpc_error("unknown_op", "aggd does not know this query", op);
+    return 400;
+}
+
+void
+agg_query_test(bool verbose)
+{
+    agg_store_t *st = agg_store_new();
+    json_t *req, *body;
+    int64_t t0 = 1704067200LL * CLOCK_NS_PER_S;
+
+    agg_store_put(st, "temp_sensor_001", t0, 23.5);
+    agg_store_put(st, "temp_sensor_001", t0 + 60 * CLOCK_NS_PER_S, 23.7);
+    req = json_pack("{s:s, s:s}", "op", "stats", "series", "temp_sensor_001");
+    assert(agg_query_answer(st, req, &body) == 200);
+    TEST_NEAR(json_real_value(json_object_get(body, "mean")), 23.6, 1e-12);
+    TEST_NEAR(json_real_value(json_object_get(body, "std")), 0.1414213562373095, 1e-15);
+    assert(json_integer_value(json_object_get(body, "count")) == 2);
+    TEST_NEAR(json_real_value(json_object_get(body, "p50")), 23.6, 1e-12);
+    TEST_STREQ(json_string_value(json_object_get(body, "first")),
+               "2024-01-01T00:00:00.000Z");
+    json_decref(body);
+    json_decref(req);
+
+    req = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series",
+                    "temp_sensor_001", "interval", "1h", "aggregation", "max");
+    assert(agg_query_answer(st, req, &body) == 200);
+    json_t *b0 = json_array_get(json_object_get(body, "buckets"), 0);
+    assert(json_real_value(json_object_get(b0, "value")) == 23.7);
+    assert(json_integer_value(json_object_get(b0, "count")) == 2);
+    json_decref(body);
+    json_decref(req);
+
+    req = json_pack("{s:s, s:s, s:s}", "op", "aggregate", "series",
+                    "temp_sensor_001", "interval", "5 parsecs");
+    assert(agg_query_answer(st, req, &body) == 400);
+    json_decref(body);
+    json_decref(req);
+
+    req = json_pack("{s:s, s:s}", "op", "stats", "series", "nope");
+    assert(agg_query_answer(st, req, &body) == 404);
+    json_decref(body);
+    json_decref(req);
+
+    req = json_pack("{s:s, s:s, s:[f]}", "op", "stats", "series",
+                    "temp_sensor_001", "percentiles", 99.9);
+    assert(agg_query_answer(st, req, &body) == 200);
+    assert(json_object_get(body, "p99.9") != NULL);
+    json_decref(body);
+    json_decref(req);
+    agg_store_destroy(&st);
+    (void)verbose;
+    TEST_OK("agg_query");
+}

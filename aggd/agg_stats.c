@@ -1,0 +1,147 @@
+/*
+ * agg_stats: moments, exact percentiles, aggregation names.
+ */
+#include "aggd/agg_stats.h"
+#include "common/strutil.h"
+#include "common/test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+agg_stats_add(struct agg_moments *m, double v)
+{
+    double d;
+
+    if (m->count == 0 || v < m->min)
+        m->min = v;
+    if (m->count == 0 || v > m->max)
+        m->max = v;
+    m->count++;
+    m->sum += v;
+    d = v - m->mean;
+    m->mean += d / (double)m->count;
+    m->m2 += d * (v - m->mean);
+}
+
+void
+agg_stats_merge(struct agg_moments *a, const struct agg_moments *b)
+{
+    double n, d;
+
+    if (b->count == 0)
+        return;
+    if (a->count == 0) {
+        *a = *b;
+        return;
+    }
+    n = (double)(a->count + b->count);
+    d = b->mean - a->mean;
+    a->m2 += b->m2 + d * d * (double)a->count * (double)b->count / n;
+    a->mean += d * (double)b->count / n;
+    a->sum += b->sum;
+    a->count += b->count;
+    if (b->min < a->min)
+        a->min = b->min;
+    if (b->max > a->max)
+        a->max = b->max;
+}
+
+double
+agg_stats_std(const struct agg_moments *m)
+{
+    if (m->count < 2)
+        return NAN;
+    return sqrt(m->m2 / (double)(m->count - 1));
+}
+
+double
+agg_stats_percentile(const double *s, size_t n, double p)
+{
+    double rank = p / 100.0 * (double)(n - 1);
+    size_t lo = (size_t)floor(rank);
+    double frac = rank - (double)lo;
+
+    if (lo + 1 >= n)
+        return s[n - 1];
+    /* numpy's _lerp, term for term, so answers match it to the bit. */
+    double d = s[lo + 1] - s[lo];
+    return frac >= 0.5 ? s[lo + 1] - d * (1 - frac) : s[lo] + d * frac;
+}
+
+static int
+s_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void
+agg_stats_sort(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, s_cmp);
+}
+
+int
+agg_stats_fn(const char *name, double *pct)
+{
+    static const char *names[] = {"mean", "min", "max", "sum",
+                                  "count", "std", "first", "last"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    if (strcmp(name, "avg") == 0)
+        return AGG_FN_MEAN;
+    if (strcmp(name, "median") == 0) {
+        *pct = 50;
+        return AGG_FN_PCT;
+    }
+    if (name[0] == 'p' && strutil_tod(name + 1, pct) == 0 && *pct >= 0 &&
+        *pct <= 100)
+        return AGG_FN_PCT;
+    return -1;
+}
+
+void
+agg_stats_test(bool verbose)
+{
+    struct agg_moments m = {0}, a = {0}, b = {0};
+    double v[] = {1, 2, 3, 4, 10};
+    double pct;
+
+    agg_stats_add(&m, 23.5);
+    agg_stats_add(&m, 23.7);
+    TEST_NEAR(m.mean, 23.6, 1e-12);
+    TEST_NEAR(agg_stats_std(&m), 0.14142135623730964, 1e-12);
+    assert(m.min == 23.5 && m.max == 23.7 && m.count == 2);
+    memset(&m, 0, sizeof m);
+    agg_stats_add(&m, 1);
+    assert(isnan(agg_stats_std(&m)));
+    /* numpy.percentile([1,2,3,4,10], q): 50 -> 3, 90 -> 7.6, 99 -> 9.76 */
+    TEST_NEAR(agg_stats_percentile(v, 5, 50), 3, 1e-12);
+    TEST_NEAR(agg_stats_percentile(v, 5, 90), 7.6, 1e-12);
+    TEST_NEAR(agg_stats_percentile(v, 5, 99), 9.76, 1e-12);
+    TEST_NEAR(agg_stats_percentile(v, 5, 0), 1, 0);
+    TEST_NEAR(agg_stats_percentile(v, 5, 100), 10, 0);
+    TEST_NEAR(agg_stats_percentile(v, 1, 99), 1, 0);
+    /* Merging halves equals the whole. */
+    memset(&m, 0, sizeof m);
+    for (int i = 0; i < 100; i++) {
+        double x = sin(i) * 10 + i;
+        agg_stats_add(&m, x);
+        agg_stats_add(i < 37 ? &a : &b, x);
+    }
+    agg_stats_merge(&a, &b);
+    assert(a.count == m.count);
+    TEST_NEAR(a.mean, m.mean, 1e-9);
+    TEST_NEAR(agg_stats_std(&a), agg_stats_std(&m), 1e-9);
+    assert(a.min == m.min && a.max == m.max);
+    assert(agg_stats_fn("p95", &pct) == AGG_FN_PCT && pct == 95);
+    assert(agg_stats_fn("p99.9", &pct) == AGG_FN_PCT && pct == 99.9);
+    assert(agg_stats_fn("mean", &pct) == AGG_FN_MEAN);
+    assert(agg_stats_fn("p101", &pct) == -1);
+    assert(agg_stats_fn("bogus", &pct) == -1);
+    (void)verbose;
+    TEST_OK("agg_stats");
+}

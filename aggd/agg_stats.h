@@ -1,0 +1,54 @@
+/*
+ * agg_stats: statistics over points: count, sum, mean, sample std, min,
+ * max (mergeable through count/mean/M2 with Chan's formulas) and exact
+ * percentiles interpolated linearly between closest ranks (numpy's
+ * default), plus interval aggregation.
+ */
+#ifndef SP_AGG_STATS_H
+#define SP_AGG_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Running moments; zero-initialise to start. */
+struct agg_moments {
+    uint64_t count; /* points */
+    double mean;    /* running mean */
+    double m2;      /* sum of squared deviations from the mean */
+    double sum;     /* plain sum */
+    double min;     /* smallest (valid when count > 0) */
+    double max;     /* largest (valid when count > 0) */
+};
+
+/* Add one value (Welford). */
+void agg_stats_add(struct agg_moments *m, double v);
+/* Merge b into a (Chan et al.). */
+void agg_stats_merge(struct agg_moments *a, const struct agg_moments *b);
+/* Sample standard deviation (n-1); NaN when count < 2. */
+double agg_stats_std(const struct agg_moments *m);
+/* Percentile p in [0,100] of sorted values (n > 0), numpy "linear". */
+double agg_stats_percentile(const double *sorted, size_t n, double p);
+/* Sort values ascending in place. */
+void agg_stats_sort(double *v, size_t n);
+/* Parse an aggregation name: "mean", "min", "max", "sum", "count",
+ * "std", "first", "last", or "pNN" / "pNN.N" (sets *pct). Returns an
+ * enum agg_fn value, or -1 when unknown. */
+int agg_stats_fn(const char *name, double *pct);
+
+enum agg_fn {
+    AGG_FN_MEAN,
+    AGG_FN_MIN,
+    AGG_FN_MAX,
+    AGG_FN_SUM,
+    AGG_FN_COUNT,
+    AGG_FN_STD,
+    AGG_FN_FIRST,
+    AGG_FN_LAST,
+    AGG_FN_PCT
+};
+
+/* Selftest. */
+void agg_stats_test(bool verbose);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * aggd: the time-series store daemon of one lane. It pulls readings
+ * batches from ingestd, applies them to the store idempotently on
+ * (series, timestamp), forwards them to anomalyd (PUSH, with
+ * backpressure: while anomalyd's queue is full aggd stops reading), and
+ * publishes them for live views. It answers queries on a ROUTER socket.
+ */
+#ifndef SP_AGGD_H
+#define SP_AGGD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct aggd_conf {
+    char *rundir;    /* directory of the default ipc:// endpoints */
+    int64_t lane;    /* this process' lane */
+    char *in;        /* PULL endpoint template (bind); "" = default */
+    char *query;     /* ROUTER endpoint template (bind); "" = default */
+    char *pub;       /* PUB endpoint template (bind); "" = default */
+    char *down;      /* PUSH endpoint template (connect) to anomalyd;
+                        "" = default, "none" = do not forward */
+    int64_t hwm;     /* queue limit in batches on every socket */
+    int64_t drain;   /* ns allowed for draining at stop */
+    bool use_stdin;  /* filter mode: JSON lines in */
+    bool use_stdout; /* filter mode: stats out */
+};
+
+typedef struct aggd aggd_t;
+
+/* Bind and connect every socket. Returns NULL (logged) on failure. */
+aggd_t *aggd_new(const struct aggd_conf *conf);
+/* Run the loop until SIGTERM/SIGINT. Returns 0 on a clean stop. */
+int aggd_run(aggd_t *self);
+/* Destroy; NULL-safe; sets *self_p NULL. */
+void aggd_destroy(aggd_t **self_p);
+
+/* Selftest. */
+void aggd_test(bool verbose);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * aggd: main. Configuration, then the server object (aggd.c).
+ */
+#include "aggd/aggd.h"
+#include "common/daemon.h"
+#include "common/log.h"
+
+#include <stddef.h>
+
+static const struct cfg_opt s_opts[] = {
+    {"rundir", CFG_STR, offsetof(struct aggd_conf, rundir), "./var/run", 0, 0,
+     CFG_IMMUTABLE, "directory of the ipc:// endpoints"},
+    {"lane", CFG_INT, offsetof(struct aggd_conf, lane), "0", 0, 1023,
+     CFG_IMMUTABLE, "lane served by this process"},
+    {"in", CFG_STR, offsetof(struct aggd_conf, in), "", 0, 0, CFG_IMMUTABLE,
+     "PULL endpoint for readings ({lane} expands)"},
+    {"query", CFG_STR, offsetof(struct aggd_conf, query), "", 0, 0,
+     CFG_IMMUTABLE, "ROUTER endpoint for queries"},
+    {"pub", CFG_STR, offsetof(struct aggd_conf, pub), "", 0, 0, CFG_IMMUTABLE,
+     "PUB endpoint for live readings"},
+    {"down", CFG_STR, offsetof(struct aggd_conf, down), "", 0, 0,
+     CFG_IMMUTABLE, "anomalyd PUSH endpoint, or none"},
+    {"hwm", CFG_INT, offsetof(struct aggd_conf, hwm), "1000", 1, 1000000,
+     CFG_IMMUTABLE, "queue limit in batches per socket"},
+    {"drain", CFG_DURATION, offsetof(struct aggd_conf, drain), "2s", 0, 600, 0,
+     "time allowed to drain at stop"},
+    {"stdin", CFG_BOOL, offsetof(struct aggd_conf, use_stdin), "false", 0, 0,
+     0, "filter mode: read JSON-line readings on stdin"},
+    {"stdout", CFG_BOOL, offsetof(struct aggd_conf, use_stdout), "false", 0, 0,
+     0, "filter mode: print per-series stats on stdout at end of input"},
+};
+#define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
+
+int
+main(int argc, char **argv)
+{
+    struct aggd_conf conf = {0};
+    struct cfg_cli cli;
+    aggd_t *aggd;
+    int rc = daemon_setup("aggd", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+
+    if (rc >= 0) {
+        cfg_free(s_opts, S_NOPTS, &conf);
+        return rc;
+    }
+    log_info("starting version %s", SP_VERSION);
+    if ((aggd = aggd_new(&conf)) == NULL) {
+        cfg_free(s_opts, S_NOPTS, &conf);
+        log_warnx("cannot start");
+        return 1;
+    }
+    rc = aggd_run(aggd);
+    aggd_destroy(&aggd);
+    cfg_free(s_opts, S_NOPTS, &conf);
+    zsys_shutdown();
+    log_info("shutdown complete");
+    return rc == 0 ? 0 : 1;
+}

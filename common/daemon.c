@@ -1,0 +1,145 @@
+/*
+ * daemon: shared start-up, signals, readiness (see daemon.h).
+ */
+#include "common/daemon.h"
+#include "common/log.h"
+#include "common/sdnotify.h"
+#include "common/sig.h"
+#include "common/test.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int
+daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
+             void *conf, int argc, char **argv, struct cfg_cli *cli)
+{
+    int rc;
+
+    log_init(ident, LOG_LVL_INFO);
+    rc = cfg_load(tab, n, conf, ident, argc, argv, cli);
+    if (rc == CFG_EXIT)
+        return 0;
+    if (rc == CFG_ERROR) {
+        fprintf(stderr, "%s: bad configuration, exiting\n", ident);
+        return CFG_EX_CONFIG;
+    }
+    log_init(ident, cli->verbose > 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+    /* CZMQ must not install its own handlers or print to stdout. */
+    zsys_handler_set(NULL);
+    zsys_init();
+    zsys_set_logstream(NULL);
+    return -1;
+}
+
+struct s_sigctx {
+    daemon_event_fn *fn;
+    void *arg;
+    int stops;
+};
+
+static struct s_sigctx s_ctx;
+
+static int
+s_on_signal(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    struct s_sigctx *ctx = arg;
+    int sig;
+
+    while ((sig = sig_read(item->fd)) > 0) {
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: reloading");
+            ctx->fn(DAEMON_EV_RELOAD, ctx->arg);
+            continue;
+        }
+        if (++ctx->stops > 1) {
+            log_warnx("second signal: exiting now without draining");
+            _exit(1);
+        }
+        log_info("%s: draining and stopping", strsignal(sig));
+        sdnotify_send("STOPPING=1");
+        ctx->fn(DAEMON_EV_STOP, ctx->arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_on_watchdog(zloop_t *loop, int timer_id, void *arg)
+{
+    sdnotify_send("WATCHDOG=1");
+    return 0;
+}
+
+int
+daemon_signals(zloop_t *loop, daemon_event_fn *fn, void *arg)
+{
+    int fd = sig_init();
+    zmq_pollitem_t item = {NULL, 0, ZMQ_POLLIN, 0};
+    int64_t wd = sdnotify_watchdog_ns();
+
+    if (fd == -1)
+        return -1;
+    s_ctx.fn = fn;
+    s_ctx.arg = arg;
+    s_ctx.stops = 0;
+    item.fd = fd;
+    if (zloop_poller(loop, &item, s_on_signal, &s_ctx) == -1) {
+        close(fd);
+        return -1;
+    }
+    /* Ping at half the interval systemd asked for. */
+    if (wd > 0)
+        zloop_timer(loop, (size_t)(wd / 2000000), 0, s_on_watchdog, NULL);
+    return fd;
+}
+
+void
+daemon_ready(const char *summary)
+{
+    log_info("ready: %s", summary);
+    sdnotify_send("READY=1");
+}
+
+int
+daemon_mkdirs(const char *path)
+{
+    char buf[1024];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) == -1 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) == -1 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+void
+daemon_test(bool verbose)
+{
+    char dir[] = "/tmp/daemon_test.XXXXXX", sub[128];
+    assert(mkdtemp(dir));
+    snprintf(sub, sizeof sub, "%s/a/b/c", dir);
+    assert(daemon_mkdirs(sub) == 0);
+    assert(daemon_mkdirs(sub) == 0);
+    assert(access(sub, W_OK) == 0);
+    rmdir(sub);
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    rmdir(sub);
+    snprintf(sub, sizeof sub, "%s/a", dir);
+    rmdir(sub);
+    assert(rmdir(dir) == 0);
+    (void)verbose;
+    TEST_OK("daemon");
+}
