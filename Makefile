@@ -38,7 +38,7 @@ endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
 
 LIBS := $(foreach d,$(DAEMONS),$(B)/lib$(d).a) $(B)/libcommon.a
-TOOLS := $(B)/tap $(B)/sensorpipe-sim
+TOOLS := $(B)/tap
 
 all: $(foreach d,$(DAEMONS),$(B)/$(d)) $(B)/selftest $(TOOLS)
 

@@ -1,0 +1,653 @@
+/*
+ * apid: routes, backend requests, replies (see apid.h).
+ */
+#include "apid/apid.h"
+#include "common/clock.h"
+#include "common/daemon.h"
+#include "common/ep.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/mpjson.h"
+#include "common/rpc.h"
+#include "common/strutil.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <unistd.h>
+
+#define APID_TICK_MS 50
+#define APID_RETRY_AFTER "1"
+
+enum s_backend { BK_INGESTD, BK_AGGD, BK_ANOMALYD, BK_ALERTD, BK_MAX };
+static const char *s_bk_name[BK_MAX] = {"ingestd", "aggd", "anomalyd", "alertd"};
+
+enum s_kind {
+    PK_RELAY,   /* one backend; relay its status and body */
+    PK_METRICS, /* every backend's status, as Prometheus text */
+    PK_STATS    /* every backend's status, as JSON */
+};
+
+/* A request waiting for one or more backends. */
+struct s_pending {
+    http_req_t *req;        /* the suspended HTTP request */
+    int kind;               /* enum s_kind */
+    int64_t deadline;       /* monotonic ns */
+    uint64_t ids[BK_MAX];   /* request id per backend asked, 0 = none */
+    json_t *parts[BK_MAX];  /* bodies received (fan-out kinds) */
+    int outstanding;        /* answers still expected */
+    struct s_pending *next; /* list link */
+};
+
+struct apid {
+    const struct apid_conf *conf; /* borrowed configuration */
+    zloop_t *loop;                /* the one event loop */
+    http_server_t *http;          /* port 3000 */
+    zsock_t *bk[BK_MAX];          /* DEALER per backend (lane 0) */
+    struct s_pending *pending;    /* requests waiting on backends */
+    uint64_t next_id;             /* request id counter */
+    uint64_t timeouts;            /* backend answers that came too late */
+    uint64_t late;                /* answers for forgotten requests */
+};
+
+static void
+s_connect(apid_t *self, int b, const char *tmpl_conf)
+{
+    char t[EP_MAX], ep[EP_MAX];
+    const char *tmpl = tmpl_conf;
+
+    if (*tmpl == '\0')
+        tmpl = ep_default(t, sizeof t, self->conf->rundir, s_bk_name[b], "query");
+    ep_expand(ep, sizeof ep, tmpl, 0);
+    self->bk[b] = zsock_new(ZMQ_DEALER);
+    zsock_set_linger(self->bk[b], 0);
+    zsock_set_sndhwm(self->bk[b], 10000);
+    if (zsock_connect(self->bk[b], "%s", ep) == -1)
+        log_warn("apid: cannot connect %s", ep);
+}
+
+/* --- backend requests ------------------------------------------------ */
+
+static struct s_pending *
+s_pending_new(apid_t *self, http_req_t *req, int kind)
+{
+    struct s_pending *p = xcalloc(1, sizeof *p);
+    p->req = req;
+    p->kind = kind;
+    p->deadline = clock_mono_ns() + self->conf->timeout;
+    p->next = self->pending;
+    self->pending = p;
+    http_req_suspend(req);
+    return p;
+}
+
+static void
+s_pending_free(apid_t *self, struct s_pending *p)
+{
+    struct s_pending **pp = &self->pending;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    for (int b = 0; b < BK_MAX; b++)
+        json_decref(p->parts[b]);
+    free(p);
+}
+
+/* Ask backend b; the reply arrives in s_on_backend. */
+static void
+s_ask(apid_t *self, struct s_pending *p, int b, json_t *query)
+{
+    uint64_t id = ++self->next_id;
+    if (rpc_request_send(self->bk[b], id, query) == 0) {
+        p->ids[b] = id;
+        p->outstanding++;
+    }
+    json_decref(query);
+}
+
+/* Relay one backend's answer for a request. */
+static void
+s_relay(apid_t *self, http_req_t *req, int b, json_t *query)
+{
+    struct s_pending *p = s_pending_new(self, req, PK_RELAY);
+    s_ask(self, p, b, query);
+    if (p->outstanding == 0) {
+        http_req_add_header(req, "Retry-After", APID_RETRY_AFTER);
+        http_req_reply_error(req, 503, "unavailable", "backend queue is full",
+                             s_bk_name[b]);
+        s_pending_free(self, p);
+    }
+}
+
+static void
+s_prom_line(char **out, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+s_prom_line(char **out, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(*out + *len, *cap - *len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < *cap - *len)
+            break;
+        *cap = *cap * 2 + (size_t)n;
+        *out = xrealloc(*out, *cap);
+    }
+    *len += (size_t)n;
+}
+
+static void
+s_finish_fanout(apid_t *self, struct s_pending *p)
+{
+    if (p->kind == PK_STATS) {
+        json_t *o = json_object();
+        for (int b = 0; b < BK_MAX; b++)
+            json_object_set(o, s_bk_name[b], p->parts[b] ? p->parts[b]
+                                                         : json_pack("{s:b}", "up", 0));
+        json_object_set_new(o, "apid", json_pack(
+            "{s:I, s:I, s:I, s:I, s:I}", "http_2xx",
+            (json_int_t)http_server_count(self->http, 2), "http_4xx",
+            (json_int_t)http_server_count(self->http, 4), "http_5xx",
+            (json_int_t)http_server_count(self->http, 5), "backend_timeouts",
+            (json_int_t)self->timeouts, "pending", (json_int_t)0));
+        http_req_reply_json(p->req, 200, o);
+        return;
+    }
+    size_t len = 0, cap = 4096;
+    char *out = xmalloc(cap);
+    out[0] = '\0';
+    s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_up Whether the daemon answered apid.\n"
+                "# TYPE sensorpipe_up gauge\n");
+    for (int b = 0; b < BK_MAX; b++)
+        s_prom_line(&out, &len, &cap, "sensorpipe_up{daemon=\"%s\"} %d\n",
+                    s_bk_name[b], p->parts[b] != NULL);
+    for (int b = 0; b < BK_MAX; b++) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(p->parts[b], k, v) {
+            if (!json_is_integer(v) && !json_is_real(v))
+                continue;
+            char num[40];
+            s_prom_line(&out, &len, &cap,
+                        "# TYPE sensorpipe_%s_%s gauge\n"
+                        "sensorpipe_%s_%s{lane=\"0\"} %s\n",
+                        s_bk_name[b], k, s_bk_name[b], k,
+                        strutil_dtoa(json_number_value(v), num, sizeof num));
+        }
+    }
+    s_prom_line(&out, &len, &cap,
+                "# TYPE sensorpipe_apid_http_responses_total counter\n");
+    for (int c = 2; c <= 5; c++)
+        s_prom_line(&out, &len, &cap,
+                    "sensorpipe_apid_http_responses_total{class=\"%dxx\"} %llu\n",
+                    c, http_server_count(self->http, c));
+    s_prom_line(&out, &len, &cap,
+                "# TYPE sensorpipe_apid_backend_timeouts_total counter\n"
+                "sensorpipe_apid_backend_timeouts_total %llu\n",
+                (unsigned long long)self->timeouts);
+    http_req_reply(p->req, 200, "text/plain; version=0.0.4", out, len);
+}
+
+static void
+s_fanout(apid_t *self, http_req_t *req, int kind)
+{
+    struct s_pending *p = s_pending_new(self, req, kind);
+    for (int b = 0; b < BK_MAX; b++)
+        s_ask(self, p, b, json_pack("{s:s}", "op", "status"));
+    if (p->outstanding == 0) {
+        s_finish_fanout(self, p);
+        s_pending_free(self, p);
+    }
+}
+
+static int
+s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    apid_t *self = arg;
+    uint64_t id;
+    int status, b;
+    json_t *body;
+    struct s_pending *p;
+
+    if (rpc_reply_recv(sock, &id, &status, &body) == -1) {
+        log_warnx("apid: malformed reply from a backend");
+        return 0;
+    }
+    for (b = 0; b < BK_MAX && self->bk[b] != sock; b++)
+        ;
+    for (p = self->pending; p; p = p->next)
+        if (b < BK_MAX && p->ids[b] == id)
+            break;
+    if (p == NULL) {
+        self->late++;
+        json_decref(body);
+        return 0;
+    }
+    p->ids[b] = 0;
+    p->outstanding--;
+    if (p->kind == PK_RELAY) {
+        http_req_reply_json(p->req, status, body);
+        s_pending_free(self, p);
+        return 0;
+    }
+    if (status == 200)
+        p->parts[b] = body;
+    else
+        json_decref(body);
+    if (p->outstanding == 0) {
+        s_finish_fanout(self, p);
+        s_pending_free(self, p);
+    }
+    return 0;
+}
+
+static int
+s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    apid_t *self = arg;
+    int64_t now = clock_mono_ns();
+    struct s_pending *p = self->pending, *next;
+
+    for (; p; p = next) {
+        next = p->next;
+        if (now < p->deadline)
+            continue;
+        if (p->kind == PK_RELAY) {
+            const char *who = "backend";
+            for (int b = 0; b < BK_MAX; b++)
+                if (p->ids[b])
+                    who = s_bk_name[b];
+            self->timeouts++;
+            http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
+            http_req_reply_error(p->req, 503, "unavailable",
+                                 "the daemon owning this data did not answer in time",
+                                 who);
+        } else {
+            s_finish_fanout(self, p); /* what answered, with up=0 for the rest */
+        }
+        s_pending_free(self, p);
+    }
+    return 0;
+}
+
+/* --- routes ------------------------------------------------------------ */
+
+struct s_argctx {
+    json_t *tags;
+    const char *bad;
+};
+
+static void
+s_collect_tag(void *arg, const char *k, const char *v)
+{
+    struct s_argctx *c = arg;
+    if (strncmp(k, "tag.", 4) == 0) {
+        if (k[4] == '\0')
+            c->bad = k;
+        else
+            json_object_set_new(c->tags, k + 4, json_string(v));
+    }
+}
+
+/* Add start/end/tags from the query string to q. Returns 0, or -1 after
+ * replying 400. */
+static int
+s_range_args(http_req_t *req, json_t *q)
+{
+    static const char *names[] = {"start", "end"};
+    struct s_argctx c = {json_object(), NULL};
+
+    for (int i = 0; i < 2; i++) {
+        const char *v = http_req_arg(req, names[i]);
+        int64_t ts;
+        if (v == NULL)
+            continue;
+        if (clock_parse_time(v, &ts)) {
+            json_decref(c.tags);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "not a time (RFC 3339, YYYY-MM-DD or epoch ms)",
+                                 names[i]);
+            return -1;
+        }
+        json_object_set_new(q, names[i], json_integer(ts));
+    }
+    http_req_args(req, s_collect_tag, &c);
+    if (c.bad) {
+        json_decref(c.tags);
+        http_req_reply_error(req, 400, "bad_request", "tag filter needs a key",
+                             c.bad);
+        return -1;
+    }
+    json_object_set_new(q, "tags", c.tags);
+    return 0;
+}
+
+/* The {series} part of a path after prefix, URL-decoded; NULL when empty. */
+static char *
+s_path_series(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *s;
+    if (strncmp(path, prefix, n) != 0 || path[n] == '\0')
+        return NULL;
+    s = xstrdup(path + n);
+    if (strutil_urldecode(s, false) == -1 || strchr(s, '/')) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void
+s_route_ingest(apid_t *self, http_req_t *req, const char *form)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+
+    if (!strutil_utf8_valid(body, len)) {
+        http_req_reply_error(req, 400, "invalid_body",
+                             "body is not valid UTF-8 JSON", "body");
+        return;
+    }
+    s_relay(self, req, BK_INGESTD,
+            json_pack("{s:s, s:s, s:s%}", "op", "ingest", "form", form, "body",
+                      body, len));
+}
+
+static void
+s_route_stats(apid_t *self, http_req_t *req, const char *series)
+{
+    json_t *q = json_pack("{s:s, s:s}", "op", "stats", "series", series);
+    const char *pcts = http_req_arg(req, "percentiles");
+
+    if (s_range_args(req, q)) {
+        json_decref(q);
+        return;
+    }
+    if (pcts) {
+        json_t *arr = json_array();
+        char *copy = xstrdup(pcts), *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            double p;
+            if (t[0] == 'p')
+                t++;
+            if (strutil_tod(t, &p) || p < 0 || p > 100) {
+                free(copy);
+                json_decref(arr);
+                json_decref(q);
+                http_req_reply_error(req, 400, "bad_request",
+                                     "percentiles must be numbers in [0, 100]",
+                                     "percentiles");
+                return;
+            }
+            json_array_append_new(arr, json_real(p));
+        }
+        free(copy);
+        json_object_set_new(q, "percentiles", arr);
+    }
+    s_relay(self, req, BK_AGGD, q);
+}
+
+static void
+s_route_aggregate(apid_t *self, http_req_t *req)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    json_error_t jerr;
+    json_t *in = json_loadb(body, len, 0, &jerr), *q;
+    const char *metric, *interval, *agg;
+    char msg[200];
+
+    if (in == NULL || !json_is_object(in)) {
+        snprintf(msg, sizeof msg, "malformed JSON: %.150s",
+                 in ? "must be an object" : jerr.text);
+        json_decref(in);
+        http_req_reply_error(req, 400, "invalid_body", msg, "body");
+        return;
+    }
+    metric = json_string_value(json_object_get(in, "metric_name"));
+    interval = json_string_value(json_object_get(in, "interval"));
+    agg = json_string_value(json_object_get(in, "aggregation"));
+    if (metric == NULL || interval == NULL) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "invalid_body",
+                             "metric_name and interval are required strings",
+                             metric ? "interval" : "metric_name");
+        return;
+    }
+    q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series", metric,
+                  "interval", interval, "aggregation", agg ? agg : "mean");
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "end" : "start";
+        json_t *v = json_object_get(in, name);
+        int64_t ts;
+        if (v == NULL)
+            continue;
+        if (!json_is_string(v) || clock_parse_time(json_string_value(v), &ts)) {
+            json_decref(q);
+            json_decref(in);
+            http_req_reply_error(req, 400, "invalid_body",
+                                 "not a time (RFC 3339, YYYY-MM-DD or epoch ms)", name);
+            return;
+        }
+        json_object_set_new(q, name, json_integer(ts));
+    }
+    if (json_object_get(in, "tags"))
+        json_object_set(q, "tags", json_object_get(in, "tags"));
+    json_decref(in);
+    s_relay(self, req, BK_AGGD, q);
+}
+
+static void
+s_route_anomalies(apid_t *self, http_req_t *req, const char *series)
+{
+    json_t *q = json_pack("{s:s, s:s}", "op", "anomalies", "series", series);
+    static const char *nums[] = {"threshold", "min_score"};
+    const char *v;
+    double d;
+    long long ll;
+
+    for (int i = 0; i < 2; i++) {
+        if ((v = http_req_arg(req, nums[i])) == NULL)
+            continue;
+        if (strutil_tod(v, &d) || d < 0) {
+            json_decref(q);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "must be a non-negative number", nums[i]);
+            return;
+        }
+        json_object_set_new(q, nums[i], json_real(d));
+    }
+    if ((v = http_req_arg(req, "method")))
+        json_object_set_new(q, "method", json_string(v));
+    if ((v = http_req_arg(req, "limit"))) {
+        if (strutil_toll(v, 1, 100000, &ll)) {
+            json_decref(q);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "limit must be 1..100000", "limit");
+            return;
+        }
+        json_object_set_new(q, "limit", json_integer(ll));
+    }
+    if (s_range_args(req, q)) {
+        json_decref(q);
+        return;
+    }
+    s_relay(self, req, BK_ANOMALYD, q);
+}
+
+static void
+s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
+{
+    json_t *q = json_pack("{s:s, s:s}", "op", op_points ? "points" : "series",
+                          "series", series);
+    const char *v = http_req_arg(req, "limit");
+    long long ll;
+
+    if (v) {
+        if (strutil_toll(v, 1, 100000, &ll)) {
+            json_decref(q);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "limit must be 1..100000", "limit");
+            return;
+        }
+        json_object_set_new(q, "limit", json_integer(ll));
+    }
+    if (s_range_args(req, q)) {
+        json_decref(q);
+        return;
+    }
+    s_relay(self, req, BK_AGGD, q);
+}
+
+static bool
+s_method(http_req_t *req, const char *want)
+{
+    if (strcmp(http_req_method(req), want) == 0)
+        return true;
+    http_req_add_header(req, "Allow", want);
+    http_req_reply_error(req, 405, "method_not_allowed",
+                         strcmp(want, "GET") ? "use POST" : "use GET",
+                         http_req_path(req));
+    return false;
+}
+
+static void
+s_on_http(http_req_t *req, void *arg)
+{
+    apid_t *self = arg;
+    const char *path = http_req_path(req);
+    char *series = NULL;
+
+    if (!strcmp(path, "/health")) {
+        if (s_method(req, "GET"))
+            http_req_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok",
+                                                    "version", SP_VERSION));
+    } else if (!strcmp(path, "/metrics")) {
+        if (s_method(req, "GET"))
+            s_fanout(self, req, PK_METRICS);
+    } else if (!strcmp(path, "/stats")) {
+        if (s_method(req, "GET"))
+            s_fanout(self, req, PK_STATS);
+    } else if (!strcmp(path, "/api/v1/ingest")) {
+        if (s_method(req, "POST"))
+            s_route_ingest(self, req, "ingest");
+    } else if (!strcmp(path, "/api/v1/record")) {
+        if (s_method(req, "POST"))
+            s_route_ingest(self, req, "record");
+    } else if (!strcmp(path, "/api/v1/aggregate")) {
+        if (s_method(req, "POST"))
+            s_route_aggregate(self, req);
+    } else if ((series = s_path_series(path, "/api/v1/stats/"))) {
+        if (s_method(req, "GET"))
+            s_route_stats(self, req, series);
+    } else if ((series = s_path_series(path, "/api/v1/anomalies/"))) {
+        if (s_method(req, "GET"))
+            s_route_anomalies(self, req, series);
+    } else if ((series = s_path_series(path, "/api/v1/export/"))) {
+        if (s_method(req, "GET"))
+            s_route_series(self, req, 1, series);
+    } else if (!strcmp(path, "/api/v1/series")) {
+        const char *m = http_req_arg(req, "match");
+        if (s_method(req, "GET"))
+            s_route_series(self, req, 0, m ? m : "*");
+    } else if (!strcmp(path, "/api/alerts")) {
+        if (s_method(req, "GET"))
+            s_relay(self, req, BK_ALERTD, json_pack("{s:s}", "op", "alerts"));
+    } else if (!strcmp(path, "/api/rules")) {
+        if (s_method(req, "GET"))
+            s_relay(self, req, BK_ALERTD, json_pack("{s:s}", "op", "rules"));
+    } else {
+        http_req_reply_error(req, 404, "not_found", "no such route", path);
+    }
+    free(series);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+apid_t *
+apid_new(const struct apid_conf *conf)
+{
+    apid_t *self = xcalloc(1, sizeof *self);
+    const char *tmpl[BK_MAX] = {conf->ingestd, conf->aggd, conf->anomalyd,
+                                conf->alertd};
+
+    self->conf = conf;
+    self->loop = zloop_new();
+    for (int b = 0; b < BK_MAX; b++) {
+        s_connect(self, b, tmpl[b]);
+        zloop_reader(self->loop, self->bk[b], s_on_backend, self);
+    }
+    self->http = http_server_new(self->loop, conf->listen, (int)conf->port,
+                                 (size_t)conf->body_max, s_on_http, self);
+    if (self->http == NULL) {
+        apid_destroy(&self);
+        return NULL;
+    }
+    zloop_timer(self->loop, APID_TICK_MS, 0, s_on_tick, self);
+    return self;
+}
+
+void
+apid_destroy(apid_t **self_p)
+{
+    apid_t *self;
+
+    if (self_p == NULL || (self = *self_p) == NULL)
+        return;
+    /* Answer whoever still waits before the server goes away. */
+    while (self->pending) {
+        http_req_add_header(self->pending->req, "Retry-After", APID_RETRY_AFTER);
+        http_req_reply_error(self->pending->req, 503, "unavailable",
+                             "apid is stopping", "apid");
+        s_pending_free(self, self->pending);
+    }
+    http_server_destroy(&self->http);
+    zloop_destroy(&self->loop);
+    for (int b = 0; b < BK_MAX; b++)
+        zsock_destroy(&self->bk[b]);
+    free(self);
+    *self_p = NULL;
+}
+
+static void
+s_on_event(enum daemon_event ev, void *arg)
+{
+    (void)ev;
+    (void)arg;
+}
+
+int
+apid_run(apid_t *self)
+{
+    int sigfd = daemon_signals(self->loop, s_on_event, self);
+    char summary[128];
+
+    if (sigfd == -1)
+        return -1;
+    snprintf(summary, sizeof summary, "http://%s:%d/", self->conf->listen,
+             http_server_port(self->http));
+    daemon_ready(summary);
+    zloop_start(self->loop);
+    close(sigfd);
+    return 0;
+}
+
+void
+apid_test(bool verbose)
+{
+    char *s = s_path_series("/api/v1/stats/temperature%7Bdevice%3Ds1%7D",
+                            "/api/v1/stats/");
+    TEST_STREQ(s, "temperature{device=s1}");
+    free(s);
+    assert(s_path_series("/api/v1/stats/", "/api/v1/stats/") == NULL);
+    assert(s_path_series("/api/v1/stats/a/b", "/api/v1/stats/") == NULL);
+    assert(s_path_series("/api/v1/other/a", "/api/v1/stats/") == NULL);
+    (void)verbose;
+    TEST_OK("apid");
+}

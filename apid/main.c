@@ -1,0 +1,58 @@
+/*
+ * apid: main. Configuration, then the server object (apid.c).
+ */
+#include "apid/apid.h"
+#include "common/daemon.h"
+#include "common/log.h"
+
+#include <stddef.h>
+
+static const struct cfg_opt s_opts[] = {
+    {"rundir", CFG_STR, offsetof(struct apid_conf, rundir), "./var/run", 0, 0,
+     CFG_IMMUTABLE, "directory of the ipc:// endpoints"},
+    {"listen", CFG_STR, offsetof(struct apid_conf, listen), "127.0.0.1", 0, 0,
+     CFG_IMMUTABLE, "HTTP listen address"},
+    {"port", CFG_INT, offsetof(struct apid_conf, port), "3000", 0, 65535,
+     CFG_IMMUTABLE, "HTTP port (0 picks a free one)"},
+    {"lanes", CFG_INT, offsetof(struct apid_conf, lanes), "1", 1, 1,
+     CFG_IMMUTABLE, "lanes of the chain (scatter over several lanes: issue 10)"},
+    {"timeout", CFG_DURATION, offsetof(struct apid_conf, timeout), "5s", 0.01,
+     600, 0, "how long to wait for a daemon before 503"},
+    {"body-max", CFG_INT, offsetof(struct apid_conf, body_max), "33554432",
+     1024, 1073741824, 0, "largest request body in bytes"},
+    {"ingestd", CFG_STR, offsetof(struct apid_conf, ingestd), "", 0, 0,
+     CFG_IMMUTABLE, "ingestd query endpoint"},
+    {"aggd", CFG_STR, offsetof(struct apid_conf, aggd), "", 0, 0,
+     CFG_IMMUTABLE, "aggd query endpoint template ({lane} expands)"},
+    {"anomalyd", CFG_STR, offsetof(struct apid_conf, anomalyd), "", 0, 0,
+     CFG_IMMUTABLE, "anomalyd query endpoint template"},
+    {"alertd", CFG_STR, offsetof(struct apid_conf, alertd), "", 0, 0,
+     CFG_IMMUTABLE, "alertd query endpoint template"},
+};
+#define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
+
+int
+main(int argc, char **argv)
+{
+    struct apid_conf conf = {0};
+    struct cfg_cli cli;
+    apid_t *apid;
+    int rc = daemon_setup("apid", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+
+    if (rc >= 0) {
+        cfg_free(s_opts, S_NOPTS, &conf);
+        return rc;
+    }
+    log_info("starting version %s", SP_VERSION);
+    if ((apid = apid_new(&conf)) == NULL) {
+        cfg_free(s_opts, S_NOPTS, &conf);
+        log_warnx("cannot start");
+        return 1;
+    }
+    rc = apid_run(apid);
+    apid_destroy(&apid);
+    cfg_free(s_opts, S_NOPTS, &conf);
+    zsys_shutdown();
+    log_info("shutdown complete");
+    return rc == 0 ? 0 : 1;
+}

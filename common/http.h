@@ -1,0 +1,65 @@
+/*
+ * http: libmicrohttpd driven from a zloop (epoll mode, no threads), so a
+ * daemon's HTTP handlers run on its one loop like every other event.
+ *
+ * The handler is called once per request with the whole body read (up to
+ * body_max bytes; larger bodies get 413 without being read). It replies
+ * at once with http_req_reply*, or calls http_req_suspend and replies
+ * later from another loop event (apid waits on a backend that way).
+ */
+#ifndef SP_HTTP_H
+#define SP_HTTP_H
+
+#include <czmq.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct http_server http_server_t;
+typedef struct http_req http_req_t;
+typedef void(http_handler_fn)(http_req_t *req, void *arg);
+
+/* Listen on addr:port (port 0 picks a free one). Returns NULL (logged)
+ * when it cannot bind. */
+http_server_t *http_server_new(zloop_t *loop, const char *addr, int port,
+                               size_t body_max, http_handler_fn *fn,
+                               void *arg);
+/* Stop listening and close every connection; NULL-safe. */
+void http_server_destroy(http_server_t **self_p);
+/* The port actually bound. */
+int http_server_port(const http_server_t *self);
+/* Requests answered so far, by status class (index 2..5). */
+unsigned long long http_server_count(const http_server_t *self, int cls);
+
+/* Request accessors; strings are borrowed until the reply. */
+const char *http_req_method(const http_req_t *req);
+const char *http_req_path(const http_req_t *req);
+/* A query-string argument, URL-decoded, or NULL. */
+const char *http_req_arg(const http_req_t *req, const char *name);
+/* Call fn for each query-string argument. */
+void http_req_args(const http_req_t *req,
+                   void (*fn)(void *arg, const char *k, const char *v),
+                   void *arg);
+/* A request header, or NULL. */
+const char *http_req_header(const http_req_t *req, const char *name);
+/* The body (NUL-terminated copy, may hold NULs) and its length. */
+const char *http_req_body(const http_req_t *req, size_t *len);
+
+/* Reply with a body (taken, free()d by us). Works once per request. */
+void http_req_reply(http_req_t *req, int status, const char *content_type,
+                    char *body, size_t len);
+/* Reply with JSON (reference stolen), printed with shortest doubles. */
+void http_req_reply_json(http_req_t *req, int status, json_t *body);
+/* Reply with SPEC's error shape. */
+void http_req_reply_error(http_req_t *req, int status, const char *code,
+                          const char *message, const char *where);
+/* Add a header to the coming reply (e.g. Retry-After). */
+void http_req_add_header(http_req_t *req, const char *name,
+                         const char *value);
+/* Keep the request open; reply later with http_req_reply*. */
+void http_req_suspend(http_req_t *req);
+
+/* Selftest. */
+void http_test(bool verbose);
+
+#endif

@@ -1,0 +1,496 @@
+/*
+ * ingest_parse: bodies to validated readings (see ingest_parse.h).
+ */
+#include "ingestd/ingest_parse.h"
+#include "common/clock.h"
+#include "common/reading.h"
+#include "common/rpc.h"
+#include "common/series.h"
+#include "common/strutil.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int
+ingest_parse_form(const char *name)
+{
+    if (strcmp(name, "ingest") == 0)
+        return INGEST_FORM_INGEST;
+    if (strcmp(name, "record") == 0)
+        return INGEST_FORM_RECORD;
+    if (strcmp(name, "lines") == 0)
+        return INGEST_FORM_LINES;
+    if (strcmp(name, "write") == 0)
+        return INGEST_FORM_WRITE;
+    return -1;
+}
+
+static void
+s_reject(struct ingest_report *r, size_t index, const char *field,
+         const char *reason)
+{
+    r->rejected++;
+    if (r->errors == NULL)
+        r->errors = json_array();
+    if (json_array_size(r->errors) < INGEST_ERRORS_MAX)
+        json_array_append_new(r->errors,
+                              json_pack("{s:I, s:s, s:s}", "index",
+                                        (json_int_t)index, "field", field,
+                                        "reason", reason));
+}
+
+static void
+s_fatal(struct ingest_report *r, const char *field, const char *reason)
+{
+    r->fatal_field = field;
+    r->fatal_reason = reason;
+}
+
+/* {"sensor_id": "...", "datapoints": [...]} */
+static void
+s_ingest(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
+{
+    const json_t *sid = json_object_get(j, "sensor_id");
+    const json_t *dps = json_object_get(j, "datapoints"), *dp;
+    char key[SERIES_KEY_MAX];
+    struct reading_err err;
+    size_t i;
+
+    if (!json_is_string(sid))
+        return s_fatal(r, "sensor_id", sid ? "must be a string" : "missing");
+    if (reading_key(json_string_value(sid), json_object_get(j, "tags"), key,
+                    sizeof key, &err))
+        return s_fatal(r, "sensor_id", err.reason);
+    if (!json_is_array(dps))
+        return s_fatal(r, "datapoints", dps ? "must be an array" : "missing");
+    if (json_array_size(dps) == 0)
+        return s_fatal(r, "datapoints", "is empty");
+    json_array_foreach(dps, i, dp) {
+        int64_t ts;
+        double v;
+        if (!json_is_object(dp)) {
+            s_reject(r, i, "datapoints", "a datapoint must be an object");
+            continue;
+        }
+        if (reading_value(json_object_get(dp, "value"), &v, &err) ||
+            reading_ts(json_object_get(dp, "timestamp"), now, &ts, &err)) {
+            s_reject(r, i, err.field, err.reason);
+            continue;
+        }
+        msg_batch_add_reading(b, key, ts, v);
+        r->accepted++;
+    }
+}
+
+/* {"data": [{name, value, timestamp, tags}]} */
+static void
+s_record(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
+{
+    const json_t *data = json_object_get(j, "data"), *d;
+    char key[SERIES_KEY_MAX];
+    struct reading_err err;
+    size_t i;
+
+    if (!json_is_array(data))
+        return s_fatal(r, "data", data ? "must be an array" : "missing");
+    if (json_array_size(data) == 0)
+        return s_fatal(r, "data", "is empty");
+    json_array_foreach(data, i, d) {
+        int64_t ts;
+        double v;
+        if (reading_parse(d, now, key, sizeof key, &ts, &v, &err)) {
+            s_reject(r, i, err.field, err.reason);
+            continue;
+        }
+        msg_batch_add_reading(b, key, ts, v);
+        r->accepted++;
+    }
+}
+
+static void
+s_json(int form, const char *body, size_t len, int64_t now, msg_batch_t *b,
+       struct ingest_report *r)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (j == NULL) {
+        snprintf(r->fatal_buf, sizeof r->fatal_buf,
+                 "malformed JSON at line %d column %d: %.100s", jerr.line,
+                 jerr.column, jerr.text);
+        return s_fatal(r, "body", r->fatal_buf);
+    }
+    if (!json_is_object(j))
+        s_fatal(r, "body", "must be a JSON object");
+    else if (form == INGEST_FORM_INGEST)
+        s_ingest(j, now, b, r);
+    else
+        s_record(j, now, b, r);
+    json_decref(j);
+}
+
+/* JSON lines: each line a reading, or an ingest or record body. */
+static void
+s_lines(const char *body, size_t len, int64_t now, msg_batch_t *b,
+        struct ingest_report *r)
+{
+    size_t start = 0, index = 0;
+    char key[SERIES_KEY_MAX];
+
+    while (start < len) {
+        const char *nl = memchr(body + start, '\n', len - start);
+        size_t end = nl ? (size_t)(nl - body) : len;
+        json_error_t jerr;
+        json_t *j;
+        if (end > start) {
+            j = json_loadb(body + start, end - start, 0, &jerr);
+            if (j == NULL) {
+                s_reject(r, index, "line", "malformed JSON");
+            } else if (json_object_get(j, "datapoints")) {
+                s_ingest(j, now, b, r);
+            } else if (json_object_get(j, "data")) {
+                s_record(j, now, b, r);
+            } else {
+                int64_t ts;
+                double v;
+                struct reading_err err;
+                if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
+                    s_reject(r, index, err.field, err.reason);
+                else {
+                    msg_batch_add_reading(b, key, ts, v);
+                    r->accepted++;
+                }
+            }
+            json_decref(j);
+            index++;
+        }
+        start = end + 1;
+    }
+    r->fatal_field = NULL; /* per-line problems are per-point errors */
+}
+
+int64_t
+ingest_parse_precision(const char *p)
+{
+    if (p == NULL || !strcmp(p, "ns") || !strcmp(p, "n"))
+        return 1;
+    if (!strcmp(p, "u") || !strcmp(p, "us"))
+        return 1000;
+    if (!strcmp(p, "ms"))
+        return CLOCK_NS_PER_MS;
+    if (!strcmp(p, "s"))
+        return CLOCK_NS_PER_S;
+    if (!strcmp(p, "m"))
+        return 60 * CLOCK_NS_PER_S;
+    if (!strcmp(p, "h"))
+        return 3600 * CLOCK_NS_PER_S;
+    return -1;
+}
+
+/* Copy an escaped line-protocol token up to one of stop (unescaped).
+ * Returns the length consumed or -1. */
+static long
+s_token(const char *p, const char *end, const char *stop, char *out,
+        size_t outlen)
+{
+    size_t k = 0;
+    const char *s = p;
+    while (s < end && !strchr(stop, *s)) {
+        if (*s == '\\' && s + 1 < end)
+            s++;
+        if (k + 1 >= outlen)
+            return -1;
+        out[k++] = *s++;
+    }
+    out[k] = '\0';
+    return (long)(s - p);
+}
+
+/* One line: measurement[,k=v...] f=v[,f=v...] [timestamp] */
+static const char *
+s_write_line(const char *p, const char *end, int64_t now, int64_t prec,
+             msg_batch_t *b, size_t *added)
+{
+    char meas[SERIES_NAME_MAX + 1], name[SERIES_NAME_MAX * 2 + 2];
+    char tk[SERIES_TAGS_MAX][SERIES_NAME_MAX + 1];
+    char tv[SERIES_TAGS_MAX][SERIES_NAME_MAX + 1];
+    struct series_tag tags[SERIES_TAGS_MAX];
+    char fk[32][SERIES_NAME_MAX + 1];
+    double fv[32];
+    size_t nt = 0, nf = 0;
+    long n;
+    int64_t ts = now;
+    const char *why;
+    char key[SERIES_KEY_MAX];
+
+    if ((n = s_token(p, end, ", ", meas, sizeof meas)) <= 0)
+        return "missing measurement";
+    p += n;
+    while (p < end && *p == ',') {
+        if (nt == SERIES_TAGS_MAX)
+            return "more than 32 tags";
+        p++;
+        if ((n = s_token(p, end, "=", tk[nt], sizeof tk[nt])) <= 0 || p + n >= end)
+            return "bad tag key";
+        p += n + 1;
+        if ((n = s_token(p, end, ", ", tv[nt], sizeof tv[nt])) <= 0)
+            return "bad tag value";
+        p += n;
+        if ((why = series_tag_key_check(tk[nt])) ||
+            (why = series_tag_value_check(tv[nt])))
+            return why;
+        tags[nt].key = tk[nt];
+        tags[nt].value = tv[nt];
+        nt++;
+    }
+    if (p >= end || *p != ' ')
+        return "missing fields";
+    while (p < end && *p == ' ')
+        p++;
+    for (;;) {
+        char val[64];
+        if (nf == 32)
+            return "more than 32 fields";
+        if ((n = s_token(p, end, "=", fk[nf], sizeof fk[nf])) <= 0 || p + n >= end)
+            return "bad field key";
+        p += n + 1;
+        if ((n = s_token(p, end, ", ", val, sizeof val)) <= 0)
+            return "bad field value";
+        p += n;
+        size_t vl = strlen(val);
+        if (val[0] == '"')
+            return "string fields are not numeric readings";
+        if (!strcmp(val, "t") || !strcmp(val, "T") || !strcmp(val, "true") ||
+            !strcmp(val, "True") || !strcmp(val, "TRUE"))
+            fv[nf] = 1;
+        else if (!strcmp(val, "f") || !strcmp(val, "F") || !strcmp(val, "false") ||
+                 !strcmp(val, "False") || !strcmp(val, "FALSE"))
+            fv[nf] = 0;
+        else {
+            if (vl > 1 && (val[vl - 1] == 'i' || val[vl - 1] == 'u'))
+                val[vl - 1] = '\0';
+            if (strutil_tod(val, &fv[nf]))
+                return "field value is not a finite number";
+        }
+        nf++;
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+        break;
+    }
+    while (p < end && *p == ' ')
+        p++;
+    if (p < end) {
+        char tsb[32];
+        long long t;
+        if ((n = s_token(p, end, " ", tsb, sizeof tsb)) <= 0 ||
+            strutil_toll(tsb, LLONG_MIN, LLONG_MAX, &t))
+            return "bad timestamp";
+        if (t > INT64_MAX / prec || t < INT64_MIN / prec)
+            return "timestamp out of range";
+        ts = (int64_t)t * prec;
+        p += n;
+        while (p < end && *p == ' ')
+            p++;
+        if (p < end)
+            return "trailing characters after the timestamp";
+    }
+    if (ts < 0)
+        return "timestamp before 1970";
+    if (ts > now + READING_FUTURE_MAX_NS)
+        return "timestamp more than a year in the future";
+    if ((why = series_name_check(meas, strlen(meas))))
+        return why;
+    /* Check every field's series before adding any, so a bad line adds
+     * nothing. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < nf; i++) {
+            if (strcmp(fk[i], "value") == 0)
+                snprintf(name, sizeof name, "%.256s", meas);
+            else
+                snprintf(name, sizeof name, "%.256s.%.256s", meas, fk[i]);
+            if ((why = series_name_check(name, strlen(name))))
+                return why;
+            if (series_key_build(name, tags, nt, key, sizeof key) < 0)
+                return "series key too long or a tag repeats";
+            if (pass == 1)
+                msg_batch_add_reading(b, key, ts, fv[i]);
+        }
+    }
+    *added = nf;
+    return NULL;
+}
+
+static void
+s_write(const char *body, size_t len, int64_t now, int64_t prec,
+        msg_batch_t *b, struct ingest_report *r)
+{
+    size_t start = 0, index = 0;
+
+    while (start < len) {
+        const char *nl = memchr(body + start, '\n', len - start);
+        size_t end = nl ? (size_t)(nl - body) : len;
+        const char *p = body + start, *e = body + end;
+        while (p < e && isspace((unsigned char)*p))
+            p++;
+        while (e > p && isspace((unsigned char)e[-1]))
+            e--;
+        if (p < e && *p != '#') {
+            size_t added = 0;
+            const char *why;
+            if (!strutil_utf8_valid(p, (size_t)(e - p)))
+                why = "line is not valid UTF-8";
+            else
+                why = s_write_line(p, e, now, prec, b, &added);
+            if (why) {
+                s_reject(r, index, "line", why);
+            } else {
+                r->accepted += added;
+            }
+            index++;
+        }
+        start = end + 1;
+    }
+}
+
+void
+ingest_parse(int form, const char *body, size_t len, int64_t now,
+             int64_t precision_ns, msg_batch_t *batch,
+             struct ingest_report *report)
+{
+    memset(report, 0, sizeof *report);
+    if (!strutil_utf8_valid(body, len) && form != INGEST_FORM_WRITE) {
+        s_fatal(report, "body", "not valid UTF-8");
+        return;
+    }
+    switch (form) {
+    case INGEST_FORM_INGEST:
+    case INGEST_FORM_RECORD:
+        s_json(form, body, len, now, batch, report);
+        break;
+    case INGEST_FORM_LINES:
+        s_lines(body, len, now, batch, report);
+        break;
+    case INGEST_FORM_WRITE:
+        s_write(body, len, now, precision_ns, batch, report);
+        break;
+    default:
+        s_fatal(report, "route", "unknown ingest form");
+    }
+}
+
+void
+ingest_parse_report_clear(struct ingest_report *report)
+{
+    json_decref(report->errors);
+    report->errors = NULL;
+}
+
+int
+ingest_parse_reply(int form, const struct ingest_report *r, json_t **reply)
+{
+    json_t *errors = r->errors ? json_incref(r->errors) : json_array();
+
+    if (r->fatal_field) {
+        json_decref(errors);
+        *reply = rpc_error("invalid_body", r->fatal_reason, r->fatal_field);
+        return 400;
+    }
+    if (r->accepted == 0 && r->rejected == 0) {
+        json_decref(errors);
+        *reply = rpc_error("invalid_body", "no readings in the body", "body");
+        return 400;
+    }
+    if (r->accepted == 0 || (form == INGEST_FORM_WRITE && r->rejected > 0)) {
+        /* Line protocol clients expect InfluxDB's "partial write" 400;
+         * the valid lines are kept all the same. */
+        *reply = rpc_error("invalid_points",
+                           r->accepted ? "partial write: some lines were rejected"
+                                       : "no valid reading in the body",
+                           "body");
+        json_object_set_new(*reply, "accepted", json_integer((json_int_t)r->accepted));
+        json_object_set_new(*reply, "rejected", json_integer((json_int_t)r->rejected));
+        json_object_set_new(*reply, "errors", errors);
+        return 400;
+    }
+    *reply = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)r->accepted,
+                       "rejected", (json_int_t)r->rejected, "errors", errors);
+    if (json_array_size(errors) < r->rejected)
+        json_object_set_new(*reply, "errors_truncated", json_true());
+    return form == INGEST_FORM_WRITE ? 204 : 200;
+}
+
+void
+ingest_parse_test(bool verbose)
+{
+    msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
+    struct ingest_report r;
+    json_t *reply;
+    int64_t now = clock_now_ns();
+    const char *seed = "{\"sensor_id\":\"temp_sensor_001\",\"datapoints\":["
+                       "{\"timestamp\":\"2024-01-01T00:00:00Z\",\"value\":23.5},"
+                       "{\"timestamp\":\"2024-01-01T00:01:00Z\",\"value\":23.7}]}";
+
+    ingest_parse(INGEST_FORM_INGEST, seed, strlen(seed), now, 1, b, &r);
+    assert(r.accepted == 2 && r.rejected == 0);
+    assert(ingest_parse_reply(INGEST_FORM_INGEST, &r, &reply) == 200);
+    json_decref(reply);
+    ingest_parse_report_clear(&r);
+    TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 1)->key_off),
+               "temp_sensor_001");
+
+    /* Partial success keeps the good point and names the bad one. */
+    msg_batch_reset(b);
+    const char *part = "{\"data\":[{\"name\":\"api.latency\",\"value\":23.5,"
+                       "\"timestamp\":\"2024-01-01T00:00:00Z\"},"
+                       "{\"name\":\"api.latency\",\"value\":\"slow\"}]}";
+    ingest_parse(INGEST_FORM_RECORD, part, strlen(part), now, 1, b, &r);
+    assert(r.accepted == 1 && r.rejected == 1);
+    assert(ingest_parse_reply(INGEST_FORM_RECORD, &r, &reply) == 200);
+    json_t *e0 = json_array_get(json_object_get(reply, "errors"), 0);
+    assert(json_integer_value(json_object_get(e0, "index")) == 1);
+    TEST_STREQ(json_string_value(json_object_get(e0, "field")), "value");
+    json_decref(reply);
+    ingest_parse_report_clear(&r);
+
+    /* None valid: 400. Malformed: 400 naming the body. */
+    msg_batch_reset(b);
+    const char *none = "{\"data\":[{\"name\":\"x\"}]}";
+    ingest_parse(INGEST_FORM_RECORD, none, strlen(none), now, 1, b, &r);
+    assert(ingest_parse_reply(INGEST_FORM_RECORD, &r, &reply) == 400);
+    json_decref(reply);
+    ingest_parse_report_clear(&r);
+    ingest_parse(INGEST_FORM_INGEST, "{\"sensor_id\":", 13, now, 1, b, &r);
+    assert(ingest_parse_reply(INGEST_FORM_INGEST, &r, &reply) == 400);
+    TEST_STREQ(json_string_value(json_object_get(json_object_get(reply, "error"),
+                                                 "where")), "body");
+    json_decref(reply);
+    ingest_parse_report_clear(&r);
+    assert(msg_batch_size(b) == 0);
+
+    /* Line protocol. */
+    const char *lp = "sensor,id=dev_00042 value=23.45 1704067200\n"
+                     "weather,city=x\\ y temp=1.5,hum=40i 1704067200\n"
+                     "bad line\n";
+    ingest_parse(INGEST_FORM_WRITE, lp, strlen(lp), now, CLOCK_NS_PER_S, b, &r);
+    assert(r.accepted == 3 && r.rejected == 1);
+    TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 0)->key_off),
+               "sensor{id=dev_00042}");
+    assert(msg_batch_reading(b, 0)->ts == 1704067200LL * CLOCK_NS_PER_S);
+    TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 1)->key_off),
+               "weather.temp{city=x y}");
+    assert(msg_batch_reading(b, 2)->value == 40);
+    assert(ingest_parse_reply(INGEST_FORM_WRITE, &r, &reply) == 400);
+    json_decref(reply);
+    ingest_parse_report_clear(&r);
+    assert(ingest_parse_precision("s") == CLOCK_NS_PER_S);
+    assert(ingest_parse_precision("fortnight") == -1);
+    msg_batch_destroy(&b);
+    (void)verbose;
+    TEST_OK("ingest_parse");
+}

@@ -1,0 +1,43 @@
+/*
+ * ingestd: the front door for readings. It accepts request bodies from
+ * apid (ROUTER, op "ingest"), on its own HTTP port (JSON forms and
+ * InfluxDB line protocol) and on stdin; validates them (ingest_parse);
+ * and hands accepted readings to aggd over one PUSH socket per lane
+ * (lane = FNV-1a 64 of the series key modulo the lane count). When a
+ * lane's queue is full the request is refused with 503 + Retry-After:
+ * backpressure instead of loss.
+ */
+#ifndef SP_INGESTD_H
+#define SP_INGESTD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ingestd_conf {
+    char *rundir;     /* directory of the default ipc:// endpoints */
+    char *id;         /* producer name, e.g. "ingestd.0" */
+    int64_t lanes;    /* number of aggd lanes */
+    char *down;       /* aggd PULL endpoint template ({lane} expands) */
+    char *query;      /* ROUTER endpoint (bind) for apid */
+    char *listen;     /* HTTP listen address */
+    int64_t port;     /* HTTP port; 0 picks one, -1 disables HTTP */
+    int64_t body_max; /* largest request body in bytes */
+    int64_t hwm;      /* queue limit in batches per lane */
+    int64_t drain;    /* ns allowed for draining at stop */
+    bool use_stdin;   /* filter mode: JSON lines in */
+    bool use_stdout;  /* filter mode: normalised readings out */
+};
+
+typedef struct ingestd ingestd_t;
+
+/* Bind and connect. Returns NULL (logged) on failure. */
+ingestd_t *ingestd_new(const struct ingestd_conf *conf);
+/* Run until SIGTERM (or end of stdin in filter mode). 0 on a clean stop. */
+int ingestd_run(ingestd_t *self);
+/* Destroy; NULL-safe. */
+void ingestd_destroy(ingestd_t **self_p);
+
+/* Selftest. */
+void ingestd_test(bool verbose);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * ingestd: main. Configuration, then the server object (ingestd.c).
+ */
+#include "ingestd/ingestd.h"
+#include "common/daemon.h"
+#include "common/log.h"
+
+#include <stddef.h>
+
+static const struct cfg_opt s_opts[] = {
+    {"rundir", CFG_STR, offsetof(struct ingestd_conf, rundir), "./var/run", 0,
+     0, CFG_IMMUTABLE, "directory of the ipc:// endpoints"},
+    {"id", CFG_STR, offsetof(struct ingestd_conf, id), "ingestd.0", 0, 0,
+     CFG_IMMUTABLE, "producer name in batch envelopes (unique per process)"},
+    {"lanes", CFG_INT, offsetof(struct ingestd_conf, lanes), "1", 1, 1024,
+     CFG_IMMUTABLE, "number of aggd lanes"},
+    {"down", CFG_STR, offsetof(struct ingestd_conf, down), "", 0, 0,
+     CFG_IMMUTABLE, "aggd PULL endpoint template ({lane} expands)"},
+    {"query", CFG_STR, offsetof(struct ingestd_conf, query), "", 0, 0,
+     CFG_IMMUTABLE, "ROUTER endpoint for apid's ingest requests"},
+    {"listen", CFG_STR, offsetof(struct ingestd_conf, listen), "127.0.0.1", 0,
+     0, CFG_IMMUTABLE, "HTTP listen address"},
+    {"port", CFG_INT, offsetof(struct ingestd_conf, port), "8086", -1, 65535,
+     CFG_IMMUTABLE, "HTTP port (line protocol and JSON); -1 disables"},
+    {"body-max", CFG_INT, offsetof(struct ingestd_conf, body_max), "33554432",
+     1024, 1073741824, 0, "largest request body in bytes"},
+    {"hwm", CFG_INT, offsetof(struct ingestd_conf, hwm), "1000", 1, 1000000,
+     CFG_IMMUTABLE, "queue limit in batches per lane"},
+    {"drain", CFG_DURATION, offsetof(struct ingestd_conf, drain), "2s", 0, 600,
+     0, "time allowed to drain at stop"},
+    {"stdin", CFG_BOOL, offsetof(struct ingestd_conf, use_stdin), "false", 0, 0,
+     0, "filter mode: read JSON-line readings on stdin"},
+    {"stdout", CFG_BOOL, offsetof(struct ingestd_conf, use_stdout), "false", 0,
+     0, 0, "filter mode: print normalised readings instead of sending them"},
+};
+#define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
+
+int
+main(int argc, char **argv)
+{
+    struct ingestd_conf conf = {0};
+    struct cfg_cli cli;
+    ingestd_t *d;
+    int rc = daemon_setup("ingestd", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+
+    if (rc >= 0) {
+        cfg_free(s_opts, S_NOPTS, &conf);
+        return rc;
+    }
+    if (!conf.use_stdin)
+        log_info("starting version %s", SP_VERSION);
+    if ((d = ingestd_new(&conf)) == NULL) {
+        cfg_free(s_opts, S_NOPTS, &conf);
+        log_warnx("cannot start");
+        return 1;
+    }
+    rc = ingestd_run(d);
+    ingestd_destroy(&d);
+    cfg_free(s_opts, S_NOPTS, &conf);
+    zsys_shutdown();
+    if (!conf.use_stdin)
+        log_info("shutdown complete");
+    return rc == 0 ? 0 : 1;
+}
