@@ -1,0 +1,155 @@
+/*
+ * alert_rule: the rule language of alertd. A recursive-descent parser that
+ * turns a condition such as
+ *
+ *   temperature > avg(temperature, 1h) + 3 * std(temperature, 1h) for 5m
+ *       clear when temperature < 28 severity warning, critical after 10m
+ *
+ * into a small tree, and an evaluator that walks the tree against a
+ * caller-supplied value source. No user text is ever evaluated any other
+ * way. The grammar is in alertd.8 (RULE LANGUAGE); in short:
+ *
+ *   condition := expr clause*
+ *   clause    := "for" DURATION | "clear" "when" expr
+ *              | "severity" SEV ["after" DURATION] {"," SEV "after" DURATION}
+ *   expr      := and {("or" | "||") and}
+ *   and       := not {("and" | "&&") not}
+ *   not       := ("not" | "!") not | cmp
+ *   cmp       := sum [("<" | "<=" | ">" | ">=" | "==" | "!=") sum]
+ *   sum       := prod {("+" | "-") prod}
+ *   prod      := unary {("*" | "/") unary}
+ *   unary     := "-" unary | primary
+ *   primary   := NUMBER | metric | FN "(" metric "," DURATION ")"
+ *              | "anomaly" "(" metric ["," DURATION] ")" | "(" expr ")"
+ *   metric    := (NAME | STRING) ["{" key "=" value {"," key "=" value} "}"]
+ *   FN        := avg | min | max | sum | count | std | rate | delta | pNN
+ *
+ * Truth is three-valued: a comparison with an unknown operand (no data
+ * yet, std of one point, division by zero) is unknown, and "and", "or"
+ * and "not" follow Kleene logic, so a rule never fires on missing data.
+ *
+ * Scope: a metric in a rule names series by name (a quoted name may be a
+ * glob such as "temp_*"), optionally filtered by tags. Every series that
+ * matches is evaluated on its own. When a rule names one metric the alert
+ * scope is the series key ("temperature{device=s1}"); when it names
+ * several ("temperature > 30 and humidity > 80") they are joined on equal
+ * tags and the scope is the tag set ("{device=s1}").
+ */
+#ifndef SP_ALERT_RULE_H
+#define SP_ALERT_RULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest condition text accepted. */
+#define ALERT_RULE_TEXT_MAX 4096
+/* Deepest nesting of parentheses and operators. */
+#define ALERT_RULE_DEPTH_MAX 64
+/* Most distinct metric references in one rule. */
+#define ALERT_RULE_REFS_MAX 16
+/* Most severity steps in one rule. */
+#define ALERT_RULE_SEV_MAX 4
+/* Longest window accepted in a function (windows are kept in memory). */
+#define ALERT_RULE_WINDOW_MAX_NS (7LL * 86400 * 1000000000LL)
+
+typedef struct alert_rule alert_rule_t;
+
+/* Functions a rule can ask of a series (the value source implements
+ * them over the points of the window ending at the evaluation time). */
+enum alert_fn {
+    ALERT_FN_LAST = 0, /* latest value */
+    ALERT_FN_AVG,
+    ALERT_FN_MIN,
+    ALERT_FN_MAX,
+    ALERT_FN_SUM,
+    ALERT_FN_COUNT,
+    ALERT_FN_STD,      /* sample standard deviation, unknown below 2 */
+    ALERT_FN_QUANTILE, /* pNN: linear between closest ranks (numpy) */
+    ALERT_FN_RATE,     /* (last - first) / seconds between them */
+    ALERT_FN_DELTA,    /* last - first */
+    ALERT_FN_ANOMALY,  /* latest anomaly score in [0,1]; window: max */
+    ALERT_FN_MAX_
+};
+
+/* Truth values of a condition. */
+enum alert_truth {
+    ALERT_FALSE = 0,
+    ALERT_TRUE = 1,
+    ALERT_UNKNOWN = 2
+};
+
+/* Which expression of a rule to evaluate. */
+enum alert_rule_expr {
+    ALERT_RULE_COND = 0, /* the condition */
+    ALERT_RULE_CLEAR     /* the "clear when" expression, if any */
+};
+
+/* Where and why a parse failed. pos is a byte offset into the text. */
+struct alert_rule_error {
+    size_t pos;        /* offset of the offending token */
+    char reason[160];  /* human-readable reason */
+};
+
+/* The value source of one evaluation. */
+struct alert_rule_env {
+    /* Value of fn over series key within the window (0 = latest only)
+     * ending at now; q is the quantile for ALERT_FN_QUANTILE. Returns NAN
+     * when unknown. */
+    double (*value)(void *arg, const char *key, enum alert_fn fn,
+                    int64_t window_ns, double q, int64_t now);
+    void *arg;       /* passed to value */
+    const char *key; /* series key that triggered this evaluation */
+    int64_t now;     /* evaluation time, ns (event time of the reading) */
+};
+
+/* Parse a condition with its clauses. Returns a new rule (caller
+ * destroys), or NULL with *err filled in. name must be non-empty. */
+alert_rule_t *alert_rule_new(const char *name, const char *text,
+                             struct alert_rule_error *err);
+/* Destroy; NULL-safe; sets *self_p to NULL. */
+void alert_rule_destroy(alert_rule_t **self_p);
+
+/* Parse a rules-file line "name: condition". Returns a new rule, or NULL
+ * with *err (pos is an offset into line). */
+alert_rule_t *alert_rule_parse_line(const char *line,
+                                    struct alert_rule_error *err);
+
+/* Borrowed name and source text of the condition. */
+const char *alert_rule_name(const alert_rule_t *self);
+const char *alert_rule_text(const alert_rule_t *self);
+/* The "for" duration in ns (0 when absent). */
+int64_t alert_rule_for(const alert_rule_t *self);
+/* Has a "clear when" expression. */
+bool alert_rule_has_clear(const alert_rule_t *self);
+/* Severity after having fired for firing_ns (the last step whose "after"
+ * is <= firing_ns). Borrowed static string. */
+const char *alert_rule_severity(const alert_rule_t *self, int64_t firing_ns);
+/* Number of severity steps and the "after" of step i (for scheduling). */
+size_t alert_rule_severity_steps(const alert_rule_t *self);
+int64_t alert_rule_severity_after(const alert_rule_t *self, size_t i);
+/* Longest window any function of the rule reads, ns (0 when none). */
+int64_t alert_rule_max_window(const alert_rule_t *self);
+/* Does any metric reference of the rule match this series key? */
+bool alert_rule_matches(const alert_rule_t *self, const char *key);
+/* Write the alert scope of a matching series key into buf (see the
+ * header comment). Returns buf, or NULL when it does not fit. */
+char *alert_rule_scope(const alert_rule_t *self, const char *key, char *buf,
+                       size_t len);
+/* Evaluate the condition or the clear expression (ALERT_UNKNOWN when the
+ * rule has none) for the series env->key. */
+enum alert_truth alert_rule_eval(const alert_rule_t *self,
+                                 enum alert_rule_expr which,
+                                 const struct alert_rule_env *env);
+/* Canonical text of the parsed rule (condition and clauses) with
+ * minimal parentheses; parsing it again gives the same canonical text.
+ * Caller frees. */
+char *alert_rule_format(const alert_rule_t *self);
+
+/* Is s a known severity name? */
+bool alert_rule_severity_valid(const char *s);
+
+/* Selftest: asserts on failure, prints " * alert_rule: OK". */
+void alert_rule_test(bool verbose);
+
+#endif
