@@ -1,0 +1,65 @@
+#!/bin/sh
+# Run every test of every kind and end with "N passed, N failed, N skipped".
+#
+#   selftests   build/selftest and build-asan/selftest, one module at a time
+#   integration tests/integration/NN-*.{sh,py} against the ASan binaries
+#               (exit 0 pass, 77 skip, anything else fail)
+#   fuzz        build-fuzz/fuzz_* for FUZZ_SECONDS each on their corpus
+#
+# FULL=1 selects the long tier (longer fuzzing, SP_FULL=1 for the tests).
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+pass=0; fail=0; skip=0; failed=""
+if [ -n "$FULL" ]; then FUZZ_SECONDS=${FUZZ_SECONDS:-300}; export SP_FULL=1
+else FUZZ_SECONDS=${FUZZ_SECONDS:-10}; fi
+LOGDIR=$(mktemp -d /tmp/sp-test-logs.XXXXXX)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+result() { # name rc logfile
+    case $2 in
+    0) pass=$((pass + 1)); echo "ok - $1" ;;
+    77) skip=$((skip + 1)); echo "ok - $1 # SKIP $(tail -n 1 "$3" 2>/dev/null)" ;;
+    *) fail=$((fail + 1)); failed="$failed $1"; echo "not ok - $1 (exit $2)";
+       sed 's/^/    # /' "$3" | tail -n 40 ;;
+    esac
+}
+
+for b in build build-asan; do
+    [ -x $b/selftest ] || { result "$b/selftest (missing)" 1 /dev/null; continue; }
+    for t in $($b/selftest -l); do
+        log=$LOGDIR/selftest-$b-$t.log
+        timeout 300 $b/selftest -t "$t" >"$log" 2>&1
+        rc=$?
+        # A sanitizer report fails the test even when the exit status is 0.
+        grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error' "$log" && rc=1
+        result "selftest $b $t" $rc "$log"
+    done
+done
+
+for t in tests/integration/*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    log=$LOGDIR/$name.log
+    SP_BUILD=${SP_BUILD:-build-asan} SP_ROOT=$ROOT timeout 600 "$t" >"$log" 2>&1
+    result "integration $name" $? "$log"
+done
+
+for f in build-fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    name=${f#build-fuzz/fuzz_}
+    corpus=$LOGDIR/corpus-$name
+    mkdir -p "$corpus"
+    [ -d tests/fixtures/fuzz/$name ] && cp tests/fixtures/fuzz/$name/* "$corpus"/ 2>/dev/null
+    log=$LOGDIR/fuzz-$name.log
+    "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=0 "$corpus" >"$log" 2>&1
+    rc=$?
+    n=$(ls "$corpus" | wc -l)
+    result "fuzz $name (${FUZZ_SECONDS}s, corpus $n inputs)" $rc "$log"
+done
+
+echo "logs: $LOGDIR"
+[ -n "$failed" ] && echo "failed:$failed"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
