@@ -1,0 +1,151 @@
+/*
+ * anomaly: a series' detector behind one interface (see anomaly.h).
+ *
+ * Every method shares the rolling z-score, which gives the result's z; the
+ * method's own detector then gives score, confidence and name. Methods are
+ * a small table, as style rule 40 wants for pluggable variants.
+ */
+#include "anomalyd/anomaly.h"
+#include "anomalyd/anomaly_ensemble.h"
+#include "anomalyd/anomaly_zscore.h"
+
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Readings after which the z-score's confidence is full. */
+#define S_ZSCORE_CONFIDENT 30
+
+struct anomaly {
+    struct anomaly_conf conf;    /* copy of the configuration */
+    anomaly_zscore_t *zscore;    /* rolling z-score, always present */
+    anomaly_ensemble_t *ensemble; /* the method's detector(s); NULL = zscore */
+    uint64_t count;              /* finite readings seen */
+};
+
+void
+anomaly_conf_default(struct anomaly_conf *conf)
+{
+    memset(conf, 0, sizeof *conf);
+    strcpy(conf->method, "ensemble");
+    conf->window = 200;
+    conf->threshold = 3.0;
+}
+
+bool
+anomaly_method_valid(const char *name)
+{
+    return !strcmp(name, "zscore") || anomaly_ensemble_mask(name) != 0;
+}
+
+const char *
+anomaly_methods(void)
+{
+    return "zscore " ANOMALY_ENSEMBLE_METHODS;
+}
+
+anomaly_t *
+anomaly_new(const struct anomaly_conf *conf)
+{
+    if (!anomaly_method_valid(conf->method))
+        return NULL;
+    anomaly_t *self = xcalloc(1, sizeof *self);
+    self->conf = *conf;
+    self->zscore = anomaly_zscore_new(conf->window);
+    if (strcmp(conf->method, "zscore") != 0)
+        self->ensemble =
+            anomaly_ensemble_new(anomaly_ensemble_mask(conf->method));
+    return self;
+}
+
+void
+anomaly_destroy(anomaly_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    anomaly_t *self = *self_p;
+    anomaly_zscore_destroy(&self->zscore);
+    anomaly_ensemble_destroy(&self->ensemble);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+anomaly_update(anomaly_t *self, int64_t ts, double value,
+               struct anomaly_result *out)
+{
+    out->z = anomaly_zscore_update(self->zscore, value);
+    if (!isfinite(value)) {
+        out->score = 0;
+        out->confidence = 0;
+        out->method = self->ensemble ? "ensemble" : "zscore";
+        if (self->ensemble)
+            anomaly_ensemble_update(self->ensemble, ts, value, &out->score,
+                                    &out->confidence, &out->method);
+        out->anomaly = false;
+        return;
+    }
+    self->count++;
+    if (self->ensemble)
+        anomaly_ensemble_update(self->ensemble, ts, value, &out->score,
+                                &out->confidence, &out->method);
+    else {
+        out->score = anomaly_zscore_score(out->z, self->conf.threshold);
+        out->confidence = fmin(1.0, (double)self->count / S_ZSCORE_CONFIDENT);
+        out->method = "zscore";
+    }
+    out->anomaly = out->score >= 0.5;
+}
+
+size_t
+anomaly_state_size(const anomaly_t *self)
+{
+    return sizeof *self + anomaly_zscore_state_size(self->zscore) +
+           (self->ensemble ? anomaly_ensemble_state_size(self->ensemble) : 0);
+}
+
+void
+anomaly_test(bool verbose)
+{
+    struct anomaly_conf conf;
+    anomaly_conf_default(&conf);
+    assert(anomaly_method_valid("zscore"));
+    assert(anomaly_method_valid("ensemble"));
+    assert(!anomaly_method_valid("astrology"));
+    strcpy(conf.method, "astrology");
+    assert(anomaly_new(&conf) == NULL);
+
+    const char *methods[] = {"zscore", "ensemble"};
+    for (size_t m = 0; m < 2; m++) {
+        anomaly_conf_default(&conf);
+        strcpy(conf.method, methods[m]);
+        anomaly_t *a = anomaly_new(&conf);
+        assert(a);
+        struct anomaly_result r;
+        int64_t ts = 1704067200LL * 1000000000LL;
+        int64_t step = 60LL * 1000000000LL;
+        /* Seed 000: a steady series, then 100. */
+        const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6,
+                                 23.7, 23.5, 23.6, 23.7, 23.6};
+        for (size_t i = 0; i < 10; i++) {
+            anomaly_update(a, ts, steady[i], &r);
+            ts += step;
+            assert(!r.anomaly);
+        }
+        anomaly_update(a, ts, 100, &r);
+        if (verbose)
+            printf("   %s: 100 after steady: z %g score %g by %s\n",
+                   methods[m], r.z, r.score, r.method);
+        assert(r.z > 100 && r.anomaly && r.score > 0.5);
+        /* A gap scores nothing. */
+        anomaly_update(a, ts + step, NAN, &r);
+        assert(isnan(r.z) && r.score == 0 && !r.anomaly);
+        assert(anomaly_state_size(a) < 16384);
+        anomaly_destroy(&a);
+        anomaly_destroy(&a);
+    }
+    TEST_OK("anomaly");
+}

@@ -1,0 +1,44 @@
+/*
+ * anomaly_seasonal: seasonal detector. An additive Holt-Winters model
+ * without trend (level + one seasonal term per time-of-period bin) is
+ * learnt online; each reading is scored on its residual from the model's
+ * one-step forecast, in units of the residual's own spread. A daily cycle
+ * that breaks (a flat day, a missing peak) shows up although every value
+ * stays within the series' usual range.
+ *
+ * Bins are by timestamp (period / bins wide), so irregular sampling and
+ * gaps are fine. State: two arrays of `bins` (<= ANOMALY_SEASONAL_BINS_MAX).
+ */
+#ifndef SP_ANOMALY_SEASONAL_H
+#define SP_ANOMALY_SEASONAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ANOMALY_SEASONAL_BINS_MAX 512
+/* Times a bin must have been seen before its residual is scored. */
+#define ANOMALY_SEASONAL_MIN_SEEN 2
+
+typedef struct anomaly_seasonal anomaly_seasonal_t;
+
+/* period_ns: season length (86400 s for daily); bins: bins per period
+ * (clamped to [1, ANOMALY_SEASONAL_BINS_MAX]); alpha: level weight;
+ * gamma: seasonal weight. Cannot fail. */
+anomaly_seasonal_t *anomaly_seasonal_new(int64_t period_ns, size_t bins,
+                                         double alpha, double gamma);
+/* Destroy; NULL-safe; sets *self_p to NULL. */
+void anomaly_seasonal_destroy(anomaly_seasonal_t **self_p);
+/* Signed residual z of value at ts, then learn it. NAN while the bin is
+ * new or for a non-finite value (not learnt). */
+double anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts,
+                               double value);
+/* The model's forecast for ts (level + season), NAN before learning. */
+double anomaly_seasonal_forecast(const anomaly_seasonal_t *self, int64_t ts);
+/* Bytes of state. */
+size_t anomaly_seasonal_state_size(const anomaly_seasonal_t *self);
+
+/* Selftest: asserts on failure, prints " * anomaly_seasonal: OK". */
+void anomaly_seasonal_test(bool verbose);
+
+#endif

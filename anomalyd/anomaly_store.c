@@ -1,0 +1,348 @@
+/*
+ * anomaly_store: series detectors and recent anomalies (see
+ * anomaly_store.h).
+ *
+ * A series' ring of kept readings grows on demand up to `keep`, so quiet
+ * series cost only their detector.
+ */
+#include "anomalyd/anomaly_store.h"
+
+#include "common/clock.h"
+#include "common/mpjson.h"
+#include "common/rpc.h"
+#include "common/series.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <czmq.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One remembered reading. */
+struct s_kept {
+    int64_t ts;         /* reading time, ns */
+    double value;       /* the reading */
+    double z;           /* rolling z (NAN while learning) */
+    double score;       /* normalised score */
+    const char *method; /* static name */
+};
+
+/* One series. */
+struct s_series {
+    char *key;           /* canonical key (owned) */
+    anomaly_t *det;      /* its detector */
+    struct s_kept *ring; /* kept readings, oldest at head once full */
+    size_t cap;          /* allocated slots */
+    size_t n;            /* slots used */
+    size_t head;         /* next slot to overwrite once n == keep */
+};
+
+struct anomaly_store {
+    struct anomaly_conf conf; /* detector configuration */
+    size_t keep;              /* ring capacity per series */
+    zhashx_t *series;         /* key -> struct s_series */
+    size_t kept;              /* readings remembered in total */
+};
+
+static void
+s_series_free(void **item)
+{
+    struct s_series *s = *item;
+    if (!s)
+        return;
+    anomaly_destroy(&s->det);
+    free(s->key);
+    free(s->ring);
+    free(s);
+    *item = NULL;
+}
+
+anomaly_store_t *
+anomaly_store_new(const struct anomaly_conf *conf, size_t keep)
+{
+    if (!anomaly_method_valid(conf->method))
+        return NULL;
+    anomaly_store_t *self = xcalloc(1, sizeof *self);
+    self->conf = *conf;
+    self->keep = keep < 1                         ? 1
+                 : keep > ANOMALY_STORE_KEEP_MAX ? ANOMALY_STORE_KEEP_MAX
+                                                  : keep;
+    self->series = zhashx_new();
+    zhashx_set_destructor(self->series, s_series_free);
+    return self;
+}
+
+void
+anomaly_store_destroy(anomaly_store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zhashx_destroy(&(*self_p)->series);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+static void
+s_keep(anomaly_store_t *self, struct s_series *s, int64_t ts, double value,
+       const struct anomaly_result *r)
+{
+    struct s_kept k = {ts, value, r->z, r->score, r->method};
+    if (s->n < self->keep) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 8;
+            if (s->cap > self->keep)
+                s->cap = self->keep;
+            s->ring = xrealloc(s->ring, s->cap * sizeof *s->ring);
+        }
+        s->ring[s->n++] = k;
+        self->kept++;
+        return;
+    }
+    s->ring[s->head] = k;
+    s->head = (s->head + 1) % self->keep;
+}
+
+void
+anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
+                    double value, struct anomaly_result *out)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+    if (!s) {
+        s = xcalloc(1, sizeof *s);
+        s->key = xstrdup(key);
+        s->det = anomaly_new(&self->conf);
+        zhashx_insert(self->series, key, s);
+    }
+    anomaly_update(s->det, ts, value, out);
+    if ((isfinite(out->z) && fabs(out->z) >= ANOMALY_STORE_FLOOR_Z) ||
+        out->score >= ANOMALY_STORE_FLOOR_SCORE)
+        s_keep(self, s, ts, value, out);
+}
+
+size_t
+anomaly_store_series(const anomaly_store_t *self)
+{
+    return zhashx_size(self->series);
+}
+
+size_t
+anomaly_store_kept(const anomaly_store_t *self)
+{
+    return self->kept;
+}
+
+/* A matching reading, for sorting across series. */
+struct s_hit {
+    const struct s_series *s;
+    const struct s_kept *k;
+};
+
+static int
+s_hit_cmp(const void *a, const void *b)
+{
+    const struct s_hit *x = a, *y = b;
+    if (x->k->ts != y->k->ts)
+        return x->k->ts < y->k->ts ? -1 : 1;
+    return strcmp(x->s->key, y->s->key);
+}
+
+static json_t *
+s_num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static int
+s_bad(json_t **body, const char *msg, const char *where)
+{
+    *body = rpc_error("bad_request", msg, where);
+    return 400;
+}
+
+int
+anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
+{
+    const json_t *v, *tags = json_object_get(req, "tags");
+    const char *sel = json_string_value(json_object_get(req, "series"));
+    struct series_tag f[SERIES_TAGS_MAX];
+    size_t nf = 0, limit = ANOMALY_STORE_LIMIT_MAX;
+    int64_t start = INT64_MIN, end = INT64_MAX;
+    double thr = NAN, min_score = NAN;
+    const char *k;
+
+    if (!sel || !*sel)
+        return s_bad(body, "series is required", "series");
+    if ((v = json_object_get(req, "threshold")) && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0)
+            return s_bad(body, "threshold must be a number >= 0",
+                         "threshold");
+        thr = json_number_value(v);
+    }
+    if ((v = json_object_get(req, "min_score")) && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0 ||
+            json_number_value(v) > 1)
+            return s_bad(body, "min_score must be a number in [0,1]",
+                         "min_score");
+        min_score = json_number_value(v);
+    }
+    /* Neither given: the configured z threshold (the seed's default). */
+    if (isnan(thr) && isnan(min_score))
+        thr = self->conf.threshold;
+    if ((v = json_object_get(req, "start")) && !json_is_null(v)) {
+        if (!json_is_integer(v))
+            return s_bad(body, "start must be an integer (ns)", "start");
+        start = json_integer_value(v);
+    }
+    if ((v = json_object_get(req, "end")) && !json_is_null(v)) {
+        if (!json_is_integer(v))
+            return s_bad(body, "end must be an integer (ns)", "end");
+        end = json_integer_value(v);
+    }
+    if (start >= end)
+        return s_bad(body, "start must be before end", "start");
+    if ((v = json_object_get(req, "limit")) && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1)
+            return s_bad(body, "limit must be a positive integer", "limit");
+        if (json_integer_value(v) < (json_int_t)limit)
+            limit = (size_t)json_integer_value(v);
+    }
+    if (tags && !json_is_object(tags))
+        return s_bad(body, "tags must be an object", "tags");
+    json_object_foreach((json_t *)tags, k, v) {
+        if (!json_is_string(v) || nf == SERIES_TAGS_MAX)
+            return s_bad(body, "tag values must be strings (at most 32)",
+                         "tags");
+        f[nf].key = k;
+        f[nf].value = json_string_value(v);
+        nf++;
+    }
+
+    size_t matched = 0, nh = 0, caph = 0;
+    struct s_hit *hits = NULL;
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series)) {
+        if (!series_match(s->key, sel, f, nf))
+            continue;
+        matched++;
+        for (size_t i = 0; i < s->n; i++) {
+            const struct s_kept *kp = &s->ring[i];
+            if (kp->ts < start || kp->ts >= end)
+                continue;
+            if (!isnan(thr) && !(isfinite(kp->z) && fabs(kp->z) >= thr))
+                continue;
+            if (!isnan(min_score) && kp->score < min_score)
+                continue;
+            if (nh == caph) {
+                caph = caph ? caph * 2 : 64;
+                hits = xrealloc(hits, caph * sizeof *hits);
+            }
+            hits[nh].s = s;
+            hits[nh].k = kp;
+            nh++;
+        }
+    }
+    if (matched == 0) {
+        free(hits);
+        *body = rpc_error("not_found", "no such series", sel);
+        return 404;
+    }
+    if (nh > 1)
+        qsort(hits, nh, sizeof *hits, s_hit_cmp);
+    /* The most recent `limit`, oldest first. */
+    size_t from = nh > limit ? nh - limit : 0;
+    json_t *arr = json_array();
+    for (size_t i = from; i < nh; i++) {
+        char tbuf[40];
+        const struct s_kept *kp = hits[i].k;
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:o, s:o, s:o, s:s}", "series",
+                           hits[i].s->key, "timestamp",
+                           clock_format(kp->ts, tbuf, sizeof tbuf), "value",
+                           s_num(kp->value), "z", s_num(kp->z), "score",
+                           s_num(kp->score), "method", kp->method));
+    }
+    free(hits);
+    *body = json_pack("{s:s, s:I, s:o, s:o, s:o}", "series", sel, "matched",
+                      (json_int_t)matched, "threshold", s_num(thr),
+                      "min_score", s_num(min_score), "anomalies", arr);
+    return 200;
+}
+
+void
+anomaly_store_test(bool verbose)
+{
+    struct anomaly_conf conf;
+    anomaly_conf_default(&conf);
+    strcpy(conf.method, "zscore");
+    anomaly_store_t *st = anomaly_store_new(&conf, 4);
+    assert(st);
+    struct anomaly_result r;
+    int64_t t0 = 1704067200LL * CLOCK_NS_PER_S, step = 60 * CLOCK_NS_PER_S;
+    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7, 23.5, 23.6};
+    for (int i = 0; i < 8; i++) {
+        anomaly_store_score(st, "temp_sensor_001", t0 + i * step, steady[i],
+                            &r);
+        anomaly_store_score(st, "temperature{device=s1}", t0 + i * step,
+                            steady[i], &r);
+    }
+    anomaly_store_score(st, "temp_sensor_001", t0 + 8 * step, 100, &r);
+    assert(r.anomaly && r.z > 100);
+    anomaly_store_score(st, "temperature{device=s1}", t0 + 8 * step, 50, &r);
+    assert(anomaly_store_series(st) == 2);
+
+    /* The seed query: threshold 3 finds the 100. */
+    json_t *req = json_pack("{s:s, s:s, s:f}", "op", "anomalies", "series",
+                            "temp_sensor_001", "threshold", 3.0);
+    json_t *body;
+    assert(anomaly_store_query(st, req, &body) == 200);
+    if (verbose) {
+        char *s = mpjson_dumps(body);
+        printf("   %s\n", s);
+        free(s);
+    }
+    json_t *a = json_object_get(body, "anomalies");
+    assert(json_array_size(a) == 1);
+    json_t *h = json_array_get(a, 0);
+    TEST_STREQ(json_string_value(json_object_get(h, "timestamp")),
+               "2024-01-01T00:08:00.000Z");
+    TEST_NEAR(json_number_value(json_object_get(h, "value")), 100, 0);
+    assert(json_integer_value(json_object_get(body, "matched")) == 1);
+    json_decref(body);
+    json_decref(req);
+
+    /* By bare name and tags; an impossible threshold finds nothing. */
+    req = json_pack("{s:s, s:{s:s}, s:f}", "series", "temperature", "tags",
+                    "device", "s1", "threshold", 1e9);
+    assert(anomaly_store_query(st, req, &body) == 200);
+    assert(json_array_size(json_object_get(body, "anomalies")) == 0);
+    json_decref(body);
+    json_decref(req);
+
+    /* Unknown series: 404; bad arguments: 400. */
+    req = json_pack("{s:s}", "series", "nope");
+    assert(anomaly_store_query(st, req, &body) == 404);
+    assert(json_object_get(body, "error"));
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s, s:s}", "series", "temp_sensor_001", "threshold",
+                    "x");
+    assert(anomaly_store_query(st, req, &body) == 400);
+    json_decref(body);
+    json_decref(req);
+
+    /* The ring keeps the last `keep` (4) above the floor. */
+    for (int i = 0; i < 10; i++)
+        anomaly_store_score(st, "temp_sensor_001", t0 + (20 + i) * step,
+                            i % 2 ? 1000 : -1000, &r);
+    req = json_pack("{s:s, s:f}", "series", "temp_*", "min_score", 0.0);
+    assert(anomaly_store_query(st, req, &body) == 200);
+    assert(json_array_size(json_object_get(body, "anomalies")) == 4);
+    json_decref(body);
+    json_decref(req);
+    anomaly_store_destroy(&st);
+    anomaly_store_destroy(&st);
+    strcpy(conf.method, "bogus");
+    assert(anomaly_store_new(&conf, 4) == NULL);
+    TEST_OK("anomaly_store");
+}

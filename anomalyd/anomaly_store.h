@@ -1,0 +1,51 @@
+/*
+ * anomaly_store: every series' detector plus its recent scored readings,
+ * and the answers to anomaly queries over them.
+ *
+ * Each series keeps the last `keep` readings whose |z| or score passed a
+ * low floor (ANOMALY_STORE_FLOOR_Z, ANOMALY_STORE_FLOOR_SCORE), so a
+ * query's ?threshold= or min_score can be applied when it is asked, not
+ * only at the configured threshold.
+ */
+#ifndef SP_ANOMALY_STORE_H
+#define SP_ANOMALY_STORE_H
+
+#include "anomalyd/anomaly.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ANOMALY_STORE_FLOOR_Z 2.0
+#define ANOMALY_STORE_FLOOR_SCORE 0.2
+#define ANOMALY_STORE_KEEP_MAX 65536
+/* Largest "limit" a query may ask for. */
+#define ANOMALY_STORE_LIMIT_MAX 10000
+
+typedef struct anomaly_store anomaly_store_t;
+
+/* Create a store whose series use conf (copied) and keep the last `keep`
+ * readings above the floor (clamped to [1, ANOMALY_STORE_KEEP_MAX]).
+ * Returns NULL when conf names an unknown method. Caller destroys. */
+anomaly_store_t *anomaly_store_new(const struct anomaly_conf *conf,
+                                   size_t keep);
+/* Destroy; NULL-safe; sets *self_p to NULL. */
+void anomaly_store_destroy(anomaly_store_t **self_p);
+/* Score a reading of series key (creating the series on first sight) and
+ * remember it when above the floor. Fills *out. Cannot fail. */
+void anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
+                         double value, struct anomaly_result *out);
+/* Answer an rpc request {"op": "anomalies", ...}: sets *body (caller
+ * decrefs) and returns the HTTP status (200, 400, 404). */
+int anomaly_store_query(anomaly_store_t *self, const json_t *req,
+                        json_t **body);
+/* Number of series. */
+size_t anomaly_store_series(const anomaly_store_t *self);
+/* Readings currently remembered, over all series. */
+size_t anomaly_store_kept(const anomaly_store_t *self);
+
+/* Selftest: asserts on failure, prints " * anomaly_store: OK". */
+void anomaly_store_test(bool verbose);
+
+#endif

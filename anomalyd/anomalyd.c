@@ -1,0 +1,643 @@
+/*
+ * anomalyd: the anomaly daemon's server object (see anomalyd.h).
+ *
+ * One zloop: the PULL reader scores batches, the ROUTER reader answers
+ * queries, a retry timer pushes batches that alertd could not take yet.
+ * While batches are pending downstream the PULL reader is off, so aggd's
+ * queue fills and backpressure travels upstream (DESIGN.md).
+ */
+#include "anomalyd/anomalyd.h"
+#include "anomalyd/anomaly_case.h"
+#include "anomalyd/anomaly_store.h"
+
+#include "common/clock.h"
+#include "common/daemon.h"
+#include "common/ep.h"
+#include "common/log.h"
+#include "common/mpjson.h"
+#include "common/msg.h"
+#include "common/ratelimit.h"
+#include "common/reading.h"
+#include "common/rpc.h"
+#include "common/series.h"
+#include "common/strutil.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_RETRY_MS 5
+/* Series key of CSV filter input. */
+#define S_CSV_SERIES "csv"
+
+struct anomalyd {
+    const struct anomalyd_conf *conf; /* borrowed configuration */
+    double threshold;                 /* live |z| threshold (SIGHUP) */
+    double min_score;                 /* live event score (SIGHUP) */
+    const struct cfg_opt *tab;        /* config table for reloads */
+    size_t ntab;                      /* its size */
+    const char *conf_path;            /* config file for reloads or NULL */
+    zloop_t *loop;                    /* the one event loop */
+    zsock_t *pull;                    /* readings in from aggd */
+    zsock_t *router;                  /* queries from apid */
+    zsock_t *pub;                     /* anomalies out to live views */
+    zsock_t *push;                    /* readings + anomalies to alertd */
+    anomaly_store_t *store;           /* detectors and kept readings */
+    zlist_t *pending;                 /* batches alertd has not taken */
+    bool reading;                     /* PULL reader registered */
+    char producer[64];                /* "anomalyd.<lane>" */
+    uint64_t seq;                     /* batches sent downstream */
+    uint64_t batches_in;              /* batches scored */
+    uint64_t readings_in;             /* readings scored */
+    uint64_t anomalies_out;           /* anomaly events emitted */
+    uint64_t bad_batches;             /* batches dropped as malformed */
+    uint64_t queries;                 /* queries answered */
+    uint64_t stalls;                  /* times alertd's queue was full */
+    struct ratelimit rl_bad;          /* complaints about bad batches */
+    struct ratelimit rl_down;         /* complaints about a full alertd */
+};
+
+static int s_on_pull(zloop_t *loop, zsock_t *sock, void *arg);
+
+int
+anomalyd_conf_check(const struct anomalyd_conf *conf)
+{
+    int errors = 0;
+    if (!anomaly_method_valid(conf->method)) {
+        fprintf(stderr, "anomalyd: method: unknown '%s' (one of: %s)\n",
+                conf->method, anomaly_methods());
+        errors++;
+    }
+    if (strcmp(conf->format, "json") && strcmp(conf->format, "csv")) {
+        fprintf(stderr, "anomalyd: format: must be json or csv\n");
+        errors++;
+    }
+    if (conf->use_stdin != conf->use_stdout) {
+        fprintf(stderr, "anomalyd: --stdin and --stdout go together\n");
+        errors++;
+    }
+    return errors ? -1 : 0;
+}
+
+static zsock_t *
+s_socket(int type, const char *tmpl, const char *rundir, const char *daemon,
+         const char *what, unsigned lane, bool bind, int64_t hwm)
+{
+    char t[EP_MAX], ep[EP_MAX];
+
+    if (tmpl == NULL || *tmpl == '\0')
+        tmpl = ep_default(t, sizeof t, rundir, daemon, what);
+    if (ep_expand(ep, sizeof ep, tmpl, lane) == NULL) {
+        log_warnx("anomalyd: endpoint template too long: %s", tmpl);
+        return NULL;
+    }
+    zsock_t *s = zsock_new(type);
+    zsock_set_sndhwm(s, (int)hwm);
+    zsock_set_rcvhwm(s, (int)hwm);
+    zsock_set_linger(s, 1000);
+    if ((bind ? zsock_bind(s, "%s", ep) : zsock_connect(s, "%s", ep)) == -1) {
+        log_warn("anomalyd: cannot %s %s", bind ? "bind" : "connect", ep);
+        zsock_destroy(&s);
+        return NULL;
+    }
+    log_debug("anomalyd: %s %s", bind ? "bound" : "connected", ep);
+    return s;
+}
+
+static struct anomaly_conf
+s_detector_conf(const struct anomalyd_conf *conf)
+{
+    struct anomaly_conf ac;
+    anomaly_conf_default(&ac);
+    snprintf(ac.method, sizeof ac.method, "%s", conf->method);
+    ac.window = (size_t)conf->window;
+    ac.threshold = conf->threshold;
+    return ac;
+}
+
+anomalyd_t *
+anomalyd_new(const struct anomalyd_conf *conf)
+{
+    anomalyd_t *self = xcalloc(1, sizeof *self);
+    unsigned lane = (unsigned)conf->lane;
+    struct anomaly_conf ac = s_detector_conf(conf);
+
+    self->conf = conf;
+    self->threshold = conf->threshold;
+    self->min_score = conf->min_score;
+    snprintf(self->producer, sizeof self->producer, "anomalyd.%u", lane);
+    self->store = anomaly_store_new(&ac, (size_t)conf->keep);
+    if (!self->store) {
+        log_warnx("anomalyd: unknown method %s", conf->method);
+        goto fail;
+    }
+    self->pending = zlist_new();
+    if (conf->use_stdin)
+        return self;
+    if (daemon_mkdirs(conf->rundir) == -1) {
+        log_warn("anomalyd: cannot create %s", conf->rundir);
+        goto fail;
+    }
+    self->loop = zloop_new();
+    self->pull = s_socket(ZMQ_PULL, conf->in, conf->rundir, "anomalyd", "in",
+                          lane, true, conf->hwm);
+    self->router = s_socket(ZMQ_ROUTER, conf->query, conf->rundir,
+                            "anomalyd", "query", lane, true, conf->hwm);
+    self->pub = s_socket(ZMQ_PUB, conf->pub, conf->rundir, "anomalyd", "pub",
+                         lane, true, conf->hwm);
+    if (!self->pull || !self->router || !self->pub)
+        goto fail;
+    if (strcmp(conf->down, "none") != 0) {
+        self->push = s_socket(ZMQ_PUSH, conf->down, conf->rundir, "alertd",
+                              "in", lane, false, conf->hwm);
+        if (!self->push)
+            goto fail;
+    }
+    return self;
+fail:
+    anomalyd_destroy(&self);
+    return NULL;
+}
+
+void
+anomalyd_set_reload(anomalyd_t *self, const struct cfg_opt *tab, size_t n,
+                    const char *path)
+{
+    self->tab = tab;
+    self->ntab = n;
+    self->conf_path = path;
+}
+
+void
+anomalyd_destroy(anomalyd_t **self_p)
+{
+    anomalyd_t *self;
+
+    if (self_p == NULL || (self = *self_p) == NULL)
+        return;
+    zloop_destroy(&self->loop);
+    zsock_destroy(&self->push);
+    zsock_destroy(&self->pub);
+    zsock_destroy(&self->router);
+    zsock_destroy(&self->pull);
+    if (self->pending) {
+        msg_batch_t *b;
+        while ((b = zlist_pop(self->pending)))
+            msg_batch_destroy(&b);
+        zlist_destroy(&self->pending);
+    }
+    anomaly_store_destroy(&self->store);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Hand pending batches to alertd, in order. 0 when all went (or there is
+ * nowhere to send), -1 when alertd's queue is still full. */
+static int
+s_flush_down(anomalyd_t *self)
+{
+    msg_batch_t *b;
+
+    while ((b = zlist_first(self->pending))) {
+        if (self->push &&
+            msg_batch_send(b, self->push, ZMQ_DONTWAIT) == -1) {
+            if (errno != EAGAIN)
+                log_warn("anomalyd: send downstream");
+            if (ratelimit_complain(&self->rl_down))
+                log_warnx("anomalyd: alertd is not taking batches; "
+                          "pausing intake");
+            return -1;
+        }
+        zlist_pop(self->pending);
+        msg_batch_destroy(&b);
+    }
+    if (ratelimit_release(&self->rl_down))
+        log_info("anomalyd: alertd caught up; resuming intake");
+    return 0;
+}
+
+static int
+s_on_retry(zloop_t *loop, int timer_id, void *arg)
+{
+    anomalyd_t *self = arg;
+
+    if (s_flush_down(self) == 0) {
+        zloop_timer_end(loop, timer_id);
+        if (!self->reading) {
+            zloop_reader(loop, self->pull, s_on_pull, self);
+            self->reading = true;
+        }
+    }
+    return 0;
+}
+
+/* Score a readings batch; returns the anomalies batch (maybe empty). */
+static msg_batch_t *
+s_score(anomalyd_t *self, msg_batch_t *b)
+{
+    msg_batch_t *an = msg_batch_new(MSG_TYPE_ANOMALIES);
+    size_t n = msg_batch_size(b);
+
+    for (size_t i = 0; i < n; i++) {
+        const struct msg_reading *r = msg_batch_reading(b, i);
+        const char *key = msg_batch_str(b, r->key_off);
+        struct anomaly_result res;
+        anomaly_store_score(self->store, key, r->ts, r->value, &res);
+        if (res.score >= self->min_score) {
+            msg_batch_add_anomaly(an, key, r->ts, r->value,
+                                  isfinite(res.z) ? res.z : 0, res.score,
+                                  res.method);
+            self->anomalies_out++;
+        }
+    }
+    self->readings_in += n;
+    self->batches_in++;
+    return an;
+}
+
+static int
+s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    anomalyd_t *self = arg;
+    msg_batch_t *b = NULL;
+    int rc = msg_batch_recv(zsock_resolve(sock), &b);
+
+    if (rc != MSG_OK) {
+        if (rc == -1)
+            return 0;
+        self->bad_batches++;
+        if (ratelimit_complain(&self->rl_bad))
+            log_warnx("anomalyd: dropped a malformed batch: %s (%llu so far)",
+                      msg_strerror(rc), (unsigned long long)self->bad_batches);
+        return 0;
+    }
+    if (msg_batch_type(b) != MSG_TYPE_READINGS) {
+        self->bad_batches++;
+        if (ratelimit_complain(&self->rl_bad))
+            log_warnx("anomalyd: dropped a batch of type %d (%llu so far)",
+                      msg_batch_type(b),
+                      (unsigned long long)self->bad_batches);
+        msg_batch_destroy(&b);
+        return 0;
+    }
+    struct msg_envelope *e = msg_batch_env(b);
+    log_debug("anomalyd: batch producer=%s lane=%u seq=%llu n=%zu",
+              e->producer, e->lane, (unsigned long long)e->seq,
+              msg_batch_size(b));
+    msg_batch_t *an = s_score(self, b);
+    int64_t now = clock_now_ns();
+    snprintf(e->producer, sizeof e->producer, "%s", self->producer);
+    e->seq = ++self->seq;
+    e->ts = now;
+    zlist_append(self->pending, b);
+    if (msg_batch_size(an) > 0) {
+        struct msg_envelope *ae = msg_batch_env(an);
+        snprintf(ae->producer, sizeof ae->producer, "%s", self->producer);
+        ae->lane = (uint32_t)self->conf->lane;
+        ae->seq = ++self->seq;
+        ae->ts = now;
+        msg_batch_send(an, zsock_resolve(self->pub), ZMQ_DONTWAIT);
+        zlist_append(self->pending, an);
+    }
+    else
+        msg_batch_destroy(&an);
+    if (s_flush_down(self) == -1) {
+        self->stalls++;
+        zloop_reader_end(loop, self->pull);
+        self->reading = false;
+        zloop_timer(loop, S_RETRY_MS, 0, s_on_retry, self);
+    }
+    return 0;
+}
+
+static json_t *
+s_stats(anomalyd_t *self)
+{
+    return json_pack(
+        "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "daemon",
+        self->producer, "method", self->conf->method, "batches_in",
+        (json_int_t)self->batches_in, "readings_in",
+        (json_int_t)self->readings_in, "anomalies_out",
+        (json_int_t)self->anomalies_out, "bad_batches",
+        (json_int_t)self->bad_batches, "queries", (json_int_t)self->queries,
+        "downstream_stalls", (json_int_t)self->stalls, "series",
+        (json_int_t)anomaly_store_series(self->store), "kept",
+        (json_int_t)anomaly_store_kept(self->store), "paused",
+        !self->reading);
+}
+
+static int
+s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    anomalyd_t *self = arg;
+    zmsg_t *env;
+    json_t *req = rpc_request_recv(zsock_resolve(sock), &env), *body = NULL;
+    int status;
+
+    (void)loop;
+    if (req == NULL)
+        return 0;
+    self->queries++;
+    const char *op = json_string_value(json_object_get(req, "op"));
+    if (op && (!strcmp(op, "stats") || !strcmp(op, "status"))) {
+        body = s_stats(self);
+        status = 200;
+    }
+    else if (op && !strcmp(op, "anomalies"))
+        status = anomaly_store_query(self->store, req, &body);
+    else {
+        body = rpc_error("unknown_op", "anomalyd answers anomalies and stats",
+                         "op");
+        status = 400;
+    }
+    rpc_reply_send(zsock_resolve(sock), &env, status, body);
+    json_decref(req);
+    return 0;
+}
+
+/* Reload on SIGHUP: parse the file over a copy, apply what can change. */
+static void
+s_reload(anomalyd_t *self)
+{
+    if (!self->conf_path || !self->tab) {
+        log_info("reload: no configuration file; nothing to do");
+        return;
+    }
+    struct anomalyd_conf c = *self->conf;
+    /* cfg_load_file replaces strings, so the copy needs its own. */
+    char **strs[] = {&c.rundir, &c.in, &c.query, &c.pub, &c.down,
+                     &c.method, &c.format};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        *strs[i] = *strs[i] ? xstrdup(*strs[i]) : NULL;
+    if (cfg_load_file(self->tab, self->ntab, &c, self->conf_path) == -1 ||
+        anomalyd_conf_check(&c) == -1)
+        log_err("reload: %s has errors; keeping the running configuration",
+                self->conf_path);
+    else {
+        if (strcmp(c.method, self->conf->method) ||
+            c.window != self->conf->window || c.keep != self->conf->keep)
+            log_warnx("reload: method, window and keep require restart");
+        self->threshold = c.threshold;
+        self->min_score = c.min_score;
+        log_info("reload: threshold=%g min-score=%g", self->threshold,
+                 self->min_score);
+    }
+    cfg_free(self->tab, self->ntab, &c);
+}
+
+static void
+s_on_event(enum daemon_event ev, void *arg)
+{
+    if (ev == DAEMON_EV_RELOAD)
+        s_reload(arg);
+}
+
+/* Parse one CSV line "timestamp,value". 0, or -1 (skip). */
+static int
+s_parse_csv(char *line, int64_t *ts, double *v)
+{
+    char *comma = strchr(line, ',');
+    if (!comma)
+        return -1;
+    *comma = '\0';
+    char *val = comma + 1, *end = strchr(val, ',');
+    if (end)
+        *end = '\0';
+    if (anomaly_case_parse_ts(line, ts) != 0)
+        return -1;
+    if (*val == '\0' || !strcmp(val, "nan") || !strcmp(val, "NaN")) {
+        *v = NAN; /* a gap: scored 0 and not learnt */
+        return 0;
+    }
+    return strutil_tod(val, v);
+}
+
+static void
+s_print(anomalyd_t *self, FILE *out, const char *key, int64_t ts, double v,
+        const struct anomaly_result *r)
+{
+    char tb[40], vb[32], zb[32], sb[32];
+
+    clock_format(ts, tb, sizeof tb);
+    strutil_dtoa(v, vb, sizeof vb);
+    strutil_dtoa(r->z, zb, sizeof zb);
+    strutil_dtoa(r->score, sb, sizeof sb);
+    if (!strcmp(self->conf->format, "csv"))
+        fprintf(out, "%s,%s,%s,%s,%s\n", tb, vb, sb, zb, r->method);
+    else {
+        json_t *j = json_pack("{s:s}", "series", key);
+        char *ks = mpjson_dumps(j);
+        /* The key is the only string that needs escaping. */
+        fprintf(out,
+                "{\"series\":%.*s,\"timestamp\":\"%s\",\"value\":%s,"
+                "\"z\":%s,\"score\":%s,\"method\":\"%s\",\"anomaly\":%s}\n",
+                (int)(strlen(ks) - 11), ks + 10, tb, vb, zb, sb, r->method,
+                r->score >= self->min_score ? "true" : "false");
+        free(ks);
+        json_decref(j);
+    }
+}
+
+int
+anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
+{
+    char *line = NULL, key[SERIES_KEY_MAX];
+    size_t cap = 0, lineno = 0, bad = 0;
+    ssize_t len;
+
+    if (!strcmp(self->conf->format, "csv"))
+        fprintf(out, "timestamp,value,anomaly_score,z,method\n");
+    while ((len = getline(&line, &cap, in)) > 0) {
+        int64_t ts;
+        double v;
+        struct anomaly_result r;
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (line[0] == '{') {
+            json_error_t jerr;
+            struct reading_err err;
+            json_t *j = json_loadb(line, (size_t)len, 0, &jerr);
+            if (!j || reading_parse(j, clock_now_ns(), key, sizeof key, &ts,
+                                    &v, &err)) {
+                if (bad++ < 10)
+                    log_warnx("stdin:%zu: %s%s%s", lineno,
+                              j ? err.field : jerr.text, j ? ": " : "",
+                              j ? err.reason : "");
+                json_decref(j);
+                continue;
+            }
+            json_decref(j);
+        }
+        else {
+            if (s_parse_csv(line, &ts, &v) == -1) {
+                /* The header of a CSV file is not an error. */
+                if (lineno > 1 && bad++ < 10)
+                    log_warnx("stdin:%zu: expected timestamp,value", lineno);
+                continue;
+            }
+            snprintf(key, sizeof key, "%s", S_CSV_SERIES);
+        }
+        anomaly_store_score(self->store, key, ts, v, &r);
+        self->readings_in++;
+        if (r.score >= self->min_score)
+            self->anomalies_out++;
+        s_print(self, out, key, ts, v, &r);
+    }
+    free(line);
+    fflush(out);
+    if (bad)
+        log_warnx("stdin: %zu bad lines skipped", bad);
+    log_info("filter: %llu readings, %llu anomalies",
+             (unsigned long long)self->readings_in,
+             (unsigned long long)self->anomalies_out);
+    return 0;
+}
+
+int
+anomalyd_run(anomalyd_t *self)
+{
+    int sigfd;
+    char summary[256];
+
+    if (self->conf->use_stdin)
+        return anomalyd_filter(self, stdin, stdout);
+    if ((sigfd = daemon_signals(self->loop, s_on_event, self)) == -1) {
+        log_warn("anomalyd: signals");
+        return -1;
+    }
+    zloop_reader(self->loop, self->pull, s_on_pull, self);
+    self->reading = true;
+    zloop_reader(self->loop, self->router, s_on_query, self);
+    snprintf(summary, sizeof summary, "lane=%lld method=%s in=%s",
+             (long long)self->conf->lane, self->conf->method,
+             zsock_endpoint(self->pull));
+    daemon_ready(summary);
+    zloop_start(self->loop);
+    /* Drain: hand alertd what it still owes, within the deadline. */
+    int64_t deadline = clock_mono_ns() + self->conf->drain;
+    while (zlist_size(self->pending) && clock_mono_ns() < deadline) {
+        if (s_flush_down(self) == 0)
+            break;
+        zclock_sleep(S_RETRY_MS);
+    }
+    if (zlist_size(self->pending))
+        log_err("anomalyd: stopped with %zu batches not handed to alertd",
+                zlist_size(self->pending));
+    close(sigfd);
+    return 0;
+}
+
+void
+anomalyd_test(bool verbose)
+{
+    char dir[] = "/tmp/anomalyd_test.XXXXXX", ep[EP_MAX];
+    struct anomalyd_conf c = {0};
+    assert(mkdtemp(dir));
+    c.rundir = dir;
+    c.in = c.query = c.pub = c.down = "";
+    c.method = "zscore";
+    c.format = "json";
+    c.window = 200;
+    c.threshold = 3.0;
+    c.min_score = 0.5;
+    c.keep = 64;
+    c.hwm = 100;
+    c.drain = CLOCK_NS_PER_S;
+    assert(anomalyd_conf_check(&c) == 0);
+
+    anomalyd_t *a = anomalyd_new(&c);
+    assert(a);
+    /* alertd's end of the chain, and aggd's. */
+    snprintf(ep, sizeof ep, "ipc://%s/alertd.0.in", dir);
+    zsock_t *alertd = zsock_new_pull(ep);
+    snprintf(ep, sizeof ep, "ipc://%s/anomalyd.0.in", dir);
+    zsock_t *aggd = zsock_new_push(ep);
+    msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
+    int64_t t0 = 1704067200LL * CLOCK_NS_PER_S, step = 60 * CLOCK_NS_PER_S;
+    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7, 23.5};
+    for (int i = 0; i < 7; i++)
+        msg_batch_add_reading(b, "temp_sensor_001", t0 + i * step, steady[i]);
+    msg_batch_add_reading(b, "temp_sensor_001", t0 + 7 * step, 100);
+    assert(msg_batch_send(b, zsock_resolve(aggd), 0) == 0);
+    msg_batch_destroy(&b);
+    zsock_set_rcvtimeo(a->pull, 2000);
+    s_on_pull(a->loop, a->pull, a);
+    assert(a->readings_in == 8 && a->anomalies_out == 1);
+
+    /* alertd receives the readings, then the anomalies. */
+    zsock_set_rcvtimeo(alertd, 2000);
+    assert(msg_batch_recv(zsock_resolve(alertd), &b) == MSG_OK);
+    assert(msg_batch_type(b) == MSG_TYPE_READINGS && msg_batch_size(b) == 8);
+    msg_batch_destroy(&b);
+    assert(msg_batch_recv(zsock_resolve(alertd), &b) == MSG_OK);
+    assert(msg_batch_type(b) == MSG_TYPE_ANOMALIES && msg_batch_size(b) == 1);
+    const struct msg_anomaly *an = msg_batch_anomaly(b, 0);
+    assert(an->value == 100 && an->stat > 100 && an->score > 0.99);
+    TEST_STREQ(msg_batch_str(b, an->method_off), "zscore");
+    msg_batch_destroy(&b);
+
+    /* The query socket: anomalies and stats. */
+    snprintf(ep, sizeof ep, "ipc://%s/anomalyd.0.query", dir);
+    zsock_t *dealer = zsock_new_dealer(ep);
+    json_t *req = json_pack("{s:s, s:s, s:f}", "op", "anomalies", "series",
+                            "temp_sensor_001", "threshold", 3.0), *body;
+    rpc_request_send(zsock_resolve(dealer), 7, req);
+    json_decref(req);
+    zsock_set_rcvtimeo(a->router, 2000);
+    s_on_query(a->loop, a->router, a);
+    uint64_t id;
+    int status;
+    zsock_set_rcvtimeo(dealer, 2000);
+    assert(rpc_reply_recv(zsock_resolve(dealer), &id, &status, &body) == 0);
+    assert(id == 7 && status == 200);
+    assert(json_array_size(json_object_get(body, "anomalies")) == 1);
+    json_decref(body);
+    req = json_pack("{s:s}", "op", "stats");
+    rpc_request_send(zsock_resolve(dealer), 8, req);
+    json_decref(req);
+    s_on_query(a->loop, a->router, a);
+    assert(rpc_reply_recv(zsock_resolve(dealer), &id, &status, &body) == 0);
+    assert(status == 200);
+    assert(json_integer_value(json_object_get(body, "readings_in")) == 8);
+    assert(json_integer_value(json_object_get(body, "series")) == 1);
+    json_decref(body);
+    zsock_destroy(&dealer);
+    zsock_destroy(&aggd);
+    zsock_destroy(&alertd);
+    anomalyd_destroy(&a);
+    anomalyd_destroy(&a);
+
+    /* Filter mode on a memory stream: CSV and JSON lines. */
+    c.use_stdin = c.use_stdout = true;
+    a = anomalyd_new(&c);
+    assert(a);
+    char in[] = "timestamp,value\n"
+                "2024-01-01 00:00:00,23.5\n2024-01-01 00:01:00,23.7\n"
+                "2024-01-01 00:02:00,23.6\n2024-01-01 00:03:00,23.5\n"
+                "2024-01-01 00:04:00,100\n"
+                "{\"name\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\","
+                "\"value\":1}\n";
+    char *obuf = NULL;
+    size_t olen = 0;
+    FILE *fi = fmemopen(in, strlen(in), "r"), *fo = open_memstream(&obuf,
+                                                                    &olen);
+    assert(anomalyd_filter(a, fi, fo) == 0);
+    fclose(fi);
+    fclose(fo);
+    if (verbose)
+        printf("%s", obuf);
+    assert(strstr(obuf, "\"timestamp\":\"2024-01-01T00:04:00.000Z\","
+                        "\"value\":100,"));
+    assert(strstr(obuf, "\"anomaly\":true") &&
+           strstr(obuf, "\"series\":\"x\""));
+    free(obuf);
+    anomalyd_destroy(&a);
+    zsys_dir_delete("%s", dir);
+    TEST_OK("anomalyd");
+}
