@@ -75,8 +75,13 @@ s_access(void *cls, struct MHD_Connection *conn, const char *url,
         *con_cls = req;
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > self->body_max)
+        if (cl && strtoull(cl, NULL, 10) > self->body_max) {
+            /* Refuse before reading a byte of the body. */
             req->too_big = true;
+            http_req_reply_error(req, 413, "payload_too_large",
+                                 "request body over the limit", "body");
+            return s_queue(req);
+        }
         return MHD_YES;
     }
     if (*upload_size > 0) {
@@ -96,9 +101,10 @@ s_access(void *cls, struct MHD_Connection *conn, const char *url,
             req->len += *upload_size;
             req->body[req->len] = '\0';
         }
+        /* An oversized chunked body is read and discarded; the 413 goes
+         * out at its end (MHD takes a reply only between uploads). */
         *upload_size = 0;
-        if (!req->too_big)
-            return MHD_YES;
+        return MHD_YES;
     }
     if (req->resp)
         return s_queue(req);
