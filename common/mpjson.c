@@ -2,6 +2,7 @@
  * mpjson: msgpack <-> jansson, and a shortest-double JSON printer.
  */
 #include "common/mpjson.h"
+#include "common/msg.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -135,6 +136,8 @@ mpjson_unpack(const void *data, size_t len)
     size_t off = 0;
     json_t *j = NULL;
 
+    if (!msg_sane(data, len))
+        return NULL;
     msgpack_unpacked_init(&up);
     if (msgpack_unpack_next(&up, data, len, &off) == MSGPACK_UNPACK_SUCCESS)
         j = s_unpack(&up.data, 0);

@@ -88,7 +88,8 @@ s_str(msg_batch_t *self, const char *s, size_t len)
         self->acap = (self->acap + len + 1) * 2;
         self->arena = xrealloc(self->arena, self->acap);
     }
-    memcpy(self->arena + self->alen, s, len);
+    if (len > 0) /* msgpack-c hands out NULL for empty strings */
+        memcpy(self->arena + self->alen, s, len);
     self->arena[self->alen + len] = '\0';
     self->alen += len + 1;
     return off;
@@ -288,7 +289,7 @@ s_strobj(const msgpack_object *o, const char **s, size_t *n)
     *n = o->via.str.size;
     /* Strings travel NUL-terminated in the arena; an embedded NUL would
      * truncate them silently, so refuse it. */
-    return memchr(*s, '\0', *n) == NULL;
+    return *n == 0 || memchr(*s, 0, *n) == NULL;
 }
 
 static bool
@@ -370,6 +371,88 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it)
     }
 }
 
+static uint64_t
+s_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+bool
+msg_sane(const void *data, size_t len)
+{
+    const unsigned char *p = data, *end = p + len;
+    uint64_t stack[64]; /* items still expected at each open level */
+    int depth = 0;
+    uint64_t todo = 1;
+
+    while (todo > 0 || depth > 0) {
+        if (todo == 0) {
+            todo = stack[--depth];
+            continue;
+        }
+        if (p >= end)
+            return false;
+        unsigned c = *p++;
+        uint64_t skip = 0, items = 0;
+        int hdr = 0;
+        todo--;
+        if (c <= 0x7f || c >= 0xe0 || (c >= 0xc0 && c <= 0xc3))
+            continue;
+        if (c >= 0xa0 && c <= 0xbf)
+            skip = c & 0x1f;
+        else if (c >= 0x90 && c <= 0x9f)
+            items = c & 0x0f;
+        else if (c >= 0x80 && c <= 0x8f)
+            items = 2 * (uint64_t)(c & 0x0f);
+        else
+            switch (c) {
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xca: case 0xce: case 0xd2: skip = 4; break;
+            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xc4: case 0xd9: hdr = 1; break;
+            case 0xc5: case 0xda: hdr = 2; break;
+            case 0xc6: case 0xdb: hdr = 4; break;
+            case 0xc7: hdr = 1; skip = 1; break;
+            case 0xc8: hdr = 2; skip = 1; break;
+            case 0xc9: hdr = 4; skip = 1; break;
+            case 0xdc: case 0xde: hdr = -2; break;
+            case 0xdd: case 0xdf: hdr = -4; break;
+            default: return false;
+            }
+        if (hdr) {
+            int n = hdr < 0 ? -hdr : hdr;
+            if ((size_t)(end - p) < (size_t)n)
+                return false;
+            uint64_t v = s_be(p, n);
+            p += n;
+            if (hdr > 0)
+                skip += v;
+            else
+                items = (c == 0xde || c == 0xdf) ? 2 * v : v;
+        }
+        if (skip > (uint64_t)(end - p))
+            return false;
+        p += skip;
+        if (items) {
+            /* Every item needs at least one byte. */
+            if (items > (uint64_t)(end - p) || depth == 64)
+                return false;
+            stack[depth++] = todo;
+            todo = items;
+        }
+    }
+    return true;
+}
+
 int
 msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
 {
@@ -382,6 +465,8 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
     int64_t v;
 
     *out = NULL;
+    if (!msg_sane(data, len))
+        return MSG_ETRUNC;
     msgpack_unpacked_init(&up);
     ret = msgpack_unpack_next(&up, data, len, &off);
     if (ret != MSGPACK_UNPACK_SUCCESS) {
@@ -418,7 +503,8 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
             }
             if (n >= sizeof b->env.producer)
                 n = sizeof b->env.producer - 1;
-            memcpy(b->env.producer, s, n);
+            if (n > 0)
+                memcpy(b->env.producer, s, n);
             b->env.producer[n] = '\0';
         } else if (s_keyis(k, "lane")) {
             if (!s_int(val, &v) || v < 0 || v > UINT32_MAX) {
@@ -580,6 +666,12 @@ msg_test(bool verbose)
     free(data);
     msg_batch_destroy(&b);
     assert(msg_batch_decode("\xc1", 1, &d) != MSG_OK);
+    /* A tiny frame declaring a huge array is refused before msgpack-c
+     * would allocate for it. */
+    assert(!msg_sane("\xdd\x7f\xff\xff\xff\x00", 6));
+    assert(!msg_sane("\xdb\x7f\xff\xff\xff", 5));
+    assert(msg_sane("\x92\x01\xa1x", 4));
+    assert(!msg_sane("\x92\x01", 2));
 
     /* Over a real socket pair. */
     zsock_t *pull = zsock_new_pull("inproc://msg_test");

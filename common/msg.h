@@ -62,6 +62,11 @@ void msg_batch_encode(const msg_batch_t *self, char **data, size_t *len);
 /* Decode msgpack into a new batch. Returns MSG_OK and sets *out, or an
  * error (and *out NULL). Never trusts the input. */
 int msg_batch_decode(const void *data, size_t len, msg_batch_t **out);
+/* Check that a msgpack buffer holds one well-formed object whose declared
+ * container sizes fit in the bytes present and whose nesting is at most
+ * 64 deep. msgpack-c allocates a container's full declared size before
+ * reading it, so every decoder of outside bytes calls this first. */
+bool msg_sane(const void *data, size_t len);
 /* Static description of an enum msg_err. */
 const char *msg_strerror(int err);
 /* Topic frame for a type ("readings", ...). */

@@ -53,7 +53,8 @@ char *
 xstrndup(const char *s, size_t n)
 {
     char *p = xmalloc(n + 1);
-    memcpy(p, s, n);
+    if (n > 0) /* msgpack-c hands out NULL for empty strings */
+        memcpy(p, s, n);
     p[n] = '\0';
     return p;
 }
