@@ -634,7 +634,10 @@ s_parse_call(struct s_parser *p)
     node->fn = fn;
     node->window = window;
     node->q = q;
-    snprintf(node->fname, sizeof node->fname, "%s", fname);
+    /* A known function name: at most "count" or "p999". */
+    size_t fl = strlen(fname);
+    assert(fl < sizeof node->fname);
+    memcpy(node->fname, fname, fl + 1);
     if (window > p->rule->max_window)
         p->rule->max_window = window;
     return n;
@@ -1179,6 +1182,12 @@ bool
 alert_rule_severity_valid(const char *s)
 {
     return s_severity_static(s) != NULL;
+}
+
+const char *
+alert_rule_metric(const alert_rule_t *self, size_t k)
+{
+    return k < self->nrefs ? self->refs[k].name : NULL;
 }
 
 bool

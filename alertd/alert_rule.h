@@ -130,6 +130,9 @@ size_t alert_rule_severity_steps(const alert_rule_t *self);
 int64_t alert_rule_severity_after(const alert_rule_t *self, size_t i);
 /* Longest window any function of the rule reads, ns (0 when none). */
 int64_t alert_rule_max_window(const alert_rule_t *self);
+/* Name (or glob) of the k-th distinct metric the rule references, or
+ * NULL past the last. Borrowed. */
+const char *alert_rule_metric(const alert_rule_t *self, size_t k);
 /* Does any metric reference of the rule match this series key? */
 bool alert_rule_matches(const alert_rule_t *self, const char *key);
 /* Write the alert scope of a matching series key into buf (see the

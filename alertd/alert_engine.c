@@ -1,0 +1,576 @@
+/*
+ * alert_engine: rules over readings, one alert per (rule, scope) (see
+ * alert_engine.h for the state machine).
+ *
+ * Rules are indexed by the metric names they reference, so a reading
+ * evaluates only the rules that can see it; rules with glob metrics are
+ * kept in a short list checked for every reading. Design caveat: a
+ * reading evaluates each of its rules in full, so the cost per reading is
+ * the sum of the rules' window scans; fine for hundreds of rules per
+ * metric, and the place to add incremental aggregates when the benchmark
+ * (issue 7) asks for more.
+ */
+#include "alertd/alert_engine.h"
+#include "alertd/alert_series.h"
+#include "common/clock.h"
+#include "common/series.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <czmq.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum s_state {
+    S_PENDING,
+    S_FIRING
+};
+
+struct s_alert {
+    alert_rule_t *rule;   /* borrowed from the engine's rule array */
+    char *name;           /* rule name (survives reloads) */
+    char *scope;          /* alert scope */
+    char *key;            /* series of the latest evaluation */
+    enum s_state state;   /* pending or firing */
+    int64_t since;        /* became pending (or firing), ns */
+    int64_t fired;        /* became firing, ns */
+    int64_t updated;      /* latest evaluation, ns */
+    const char *severity; /* static severity name */
+    double value;         /* latest triggering value */
+};
+
+/* Rules that reference one metric name. */
+struct s_bucket {
+    size_t *idx; /* rule indices */
+    size_t n;    /* used */
+    size_t cap;  /* allocated */
+};
+
+struct alert_engine {
+    alert_rule_t **rules;      /* the rule set */
+    size_t nrules;             /* its size */
+    zhashx_t *by_name;         /* metric name -> struct s_bucket */
+    struct s_bucket globs;     /* rules with a glob metric */
+    alert_series_t *series;    /* window state */
+    zhashx_t *alerts;          /* "rule\x1fscope" -> struct s_alert */
+    alert_engine_emit_fn *emit; /* change callback */
+    void *arg;                 /* its argument */
+    struct alert_engine_stats st; /* counters */
+};
+
+static void
+s_alert_free(void **item)
+{
+    struct s_alert *a = *item;
+
+    if (a) {
+        free(a->name);
+        free(a->scope);
+        free(a->key);
+        free(a);
+        *item = NULL;
+    }
+}
+
+static void
+s_bucket_free(void **item)
+{
+    struct s_bucket *b = *item;
+
+    if (b) {
+        free(b->idx);
+        free(b);
+        *item = NULL;
+    }
+}
+
+static void
+s_bucket_add(struct s_bucket *b, size_t i)
+{
+    if (b->n && b->idx[b->n - 1] == i)
+        return; /* the rule names this metric twice */
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 4;
+        b->idx = xrealloc(b->idx, b->cap * sizeof *b->idx);
+    }
+    b->idx[b->n++] = i;
+}
+
+alert_engine_t *
+alert_engine_new(size_t max_points, size_t max_series,
+                 alert_engine_emit_fn *emit, void *arg)
+{
+    alert_engine_t *self = xcalloc(1, sizeof *self);
+
+    self->by_name = zhashx_new();
+    zhashx_set_destructor(self->by_name, s_bucket_free);
+    self->alerts = zhashx_new();
+    zhashx_set_destructor(self->alerts, s_alert_free);
+    self->series = alert_series_new(0, max_points, max_series);
+    self->emit = emit;
+    self->arg = arg;
+    return self;
+}
+
+static void
+s_free_rules(alert_engine_t *self)
+{
+    for (size_t i = 0; i < self->nrules; i++)
+        alert_rule_destroy(&self->rules[i]);
+    free(self->rules);
+    self->rules = NULL;
+    self->nrules = 0;
+}
+
+void
+alert_engine_destroy(alert_engine_t **self_p)
+{
+    alert_engine_t *self;
+
+    if (self_p == NULL || (self = *self_p) == NULL)
+        return;
+    zhashx_destroy(&self->alerts);
+    zhashx_destroy(&self->by_name);
+    free(self->globs.idx);
+    alert_series_destroy(&self->series);
+    s_free_rules(self);
+    free(self);
+    *self_p = NULL;
+}
+
+static void
+s_emit(alert_engine_t *self, const struct s_alert *a, const char *state,
+       int64_t ts)
+{
+    struct alert_event ev = {a->name,     a->scope, a->key, state,
+                             a->severity, ts,       a->value, a->since};
+
+    if (strcmp(state, "pending") == 0)
+        self->st.pending++;
+    else if (strcmp(state, "firing") == 0)
+        self->st.firing++;
+    else
+        self->st.resolved++;
+    if (self->emit)
+        self->emit(&ev, self->arg);
+}
+
+/* Index a rule under every metric name it references; globs go to the
+ * list checked for every reading. */
+static void
+s_index(alert_engine_t *self, size_t i, const alert_rule_t *r)
+{
+    const char *name;
+
+    for (size_t k = 0; (name = alert_rule_metric(r, k)) != NULL; k++) {
+        if (strpbrk(name, "*?")) {
+            s_bucket_add(&self->globs, i);
+            continue;
+        }
+        struct s_bucket *b = zhashx_lookup(self->by_name, name);
+        if (b == NULL) {
+            b = xcalloc(1, sizeof *b);
+            zhashx_insert(self->by_name, name, b);
+        }
+        s_bucket_add(b, i);
+    }
+}
+
+void
+alert_engine_set_rules(alert_engine_t *self, alert_rule_t **rules, size_t n,
+                       int64_t now)
+{
+    alert_rule_t **old = self->rules;
+    size_t nold = self->nrules;
+    zhashx_t *keep = zhashx_new(); /* old rule name -> new rule */
+    int64_t retain = 0;
+
+    self->rules = xcalloc(n ? n : 1, sizeof *self->rules);
+    self->nrules = n;
+    zhashx_purge(self->by_name);
+    self->globs.n = 0;
+    for (size_t i = 0; i < n; i++) {
+        self->rules[i] = rules[i];
+        rules[i] = NULL;
+        s_index(self, i, self->rules[i]);
+        if (alert_rule_max_window(self->rules[i]) > retain)
+            retain = alert_rule_max_window(self->rules[i]);
+    }
+    alert_series_set_retain(self->series, retain);
+    /* Which old rules survive unchanged? */
+    for (size_t i = 0; i < nold; i++) {
+        char *f = alert_rule_format(old[i]);
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(alert_rule_name(old[i]),
+                       alert_rule_name(self->rules[j])) != 0)
+                continue;
+            char *g = alert_rule_format(self->rules[j]);
+            if (strcmp(f, g) == 0)
+                zhashx_insert(keep, alert_rule_name(old[i]), self->rules[j]);
+            free(g);
+        }
+        free(f);
+    }
+    /* Carry alerts over, or resolve them. Collect first: the table must
+     * not change while it is walked. */
+    zlistx_t *gone = zlistx_new();
+    for (struct s_alert *a = zhashx_first(self->alerts); a;
+         a = zhashx_next(self->alerts)) {
+        alert_rule_t *r = zhashx_lookup(keep, a->name);
+        if (r)
+            a->rule = r;
+        else
+            zlistx_add_end(gone, (void *)zhashx_cursor(self->alerts));
+    }
+    for (const char *k = zlistx_first(gone); k; k = zlistx_next(gone)) {
+        struct s_alert *a = zhashx_lookup(self->alerts, k);
+        s_emit(self, a, "resolved", now);
+        zhashx_delete(self->alerts, k);
+    }
+    zlistx_destroy(&gone);
+    zhashx_destroy(&keep);
+    for (size_t i = 0; i < nold; i++)
+        alert_rule_destroy(&old[i]);
+    free(old);
+}
+
+static void
+s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
+           int64_t ts, double value)
+{
+    char scope[SERIES_KEY_MAX], hkey[SERIES_KEY_MAX + 160];
+    struct alert_rule_env env = {alert_series_value, self->series, key, ts};
+    enum alert_truth cond;
+    struct s_alert *a;
+
+    if (alert_rule_scope(r, key, scope, sizeof scope) == NULL)
+        return;
+    snprintf(hkey, sizeof hkey, "%s\x1f%s", alert_rule_name(r), scope);
+    self->st.evaluations++;
+    cond = alert_rule_eval(r, ALERT_RULE_COND, &env);
+    a = zhashx_lookup(self->alerts, hkey);
+    if (a == NULL) {
+        if (cond != ALERT_TRUE)
+            return;
+        a = xcalloc(1, sizeof *a);
+        a->rule = r;
+        a->name = xstrdup(alert_rule_name(r));
+        a->scope = xstrdup(scope);
+        a->key = xstrdup(key);
+        a->since = a->updated = ts;
+        a->value = value;
+        a->severity = alert_rule_severity(r, 0);
+        zhashx_insert(self->alerts, hkey, a);
+        if (alert_rule_for(r) == 0) {
+            a->state = S_FIRING;
+            a->fired = ts;
+            s_emit(self, a, "firing", ts);
+        } else {
+            a->state = S_PENDING;
+            s_emit(self, a, "pending", ts);
+        }
+        return;
+    }
+    if (ts < a->updated)
+        return; /* a late reading does not move an alert back in time */
+    a->updated = ts;
+    a->value = value;
+    if (strcmp(a->key, key) != 0) {
+        free(a->key);
+        a->key = xstrdup(key);
+    }
+    if (a->state == S_PENDING) {
+        if (cond == ALERT_TRUE && ts - a->since >= alert_rule_for(r)) {
+            a->state = S_FIRING;
+            a->fired = ts;
+            s_emit(self, a, "firing", ts);
+        } else if (cond == ALERT_FALSE) {
+            s_emit(self, a, "resolved", ts);
+            zhashx_delete(self->alerts, hkey);
+        }
+        return;
+    }
+    bool clear = alert_rule_has_clear(r)
+                     ? alert_rule_eval(r, ALERT_RULE_CLEAR, &env) == ALERT_TRUE
+                     : cond == ALERT_FALSE;
+    if (clear) {
+        s_emit(self, a, "resolved", ts);
+        zhashx_delete(self->alerts, hkey);
+        return;
+    }
+    const char *sev = alert_rule_severity(r, ts - a->fired);
+    if (sev != a->severity) {
+        a->severity = sev;
+        s_emit(self, a, "firing", ts);
+    }
+}
+
+static void
+s_evaluate_all(alert_engine_t *self, const char *key, int64_t ts, double v)
+{
+    const char *brace = strchr(key, '{');
+    size_t nl = brace ? (size_t)(brace - key) : strlen(key);
+    char name[SERIES_NAME_MAX + 1];
+    struct s_bucket *b;
+
+    if (nl > SERIES_NAME_MAX)
+        return;
+    memcpy(name, key, nl);
+    name[nl] = '\0';
+    if ((b = zhashx_lookup(self->by_name, name)) != NULL)
+        for (size_t i = 0; i < b->n; i++)
+            if (alert_rule_matches(self->rules[b->idx[i]], key))
+                s_evaluate(self, self->rules[b->idx[i]], key, ts, v);
+    for (size_t i = 0; i < self->globs.n; i++)
+        if (alert_rule_matches(self->rules[self->globs.idx[i]], key))
+            s_evaluate(self, self->rules[self->globs.idx[i]], key, ts, v);
+}
+
+void
+alert_engine_reading(alert_engine_t *self, const char *key, int64_t ts,
+                     double value)
+{
+    if (alert_series_add(self->series, key, ts, value) == -1) {
+        self->st.rejected++;
+        return;
+    }
+    self->st.readings++;
+    s_evaluate_all(self, key, ts, value);
+}
+
+void
+alert_engine_anomaly(alert_engine_t *self, const char *key, int64_t ts,
+                     double value, double score)
+{
+    if (alert_series_add_anomaly(self->series, key, ts, score) == -1) {
+        self->st.rejected++;
+        return;
+    }
+    self->st.anomalies++;
+    s_evaluate_all(self, key, ts, value);
+}
+
+void
+alert_engine_score(alert_engine_t *self, const char *key, int64_t ts,
+                   double score)
+{
+    if (alert_series_add_anomaly(self->series, key, ts, score) == -1) {
+        self->st.rejected++;
+        return;
+    }
+    self->st.anomalies++;
+}
+
+static json_t *
+s_time(int64_t ts)
+{
+    char buf[40];
+
+    return json_string(clock_format(ts, buf, sizeof buf));
+}
+
+json_t *
+alert_engine_alerts(alert_engine_t *self)
+{
+    json_t *arr = json_array();
+
+    for (struct s_alert *a = zhashx_first(self->alerts); a;
+         a = zhashx_next(self->alerts)) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:f}",
+                              "rule", a->name, "scope", a->scope, "series",
+                              a->key, "state",
+                              a->state == S_FIRING ? "firing" : "pending",
+                              "severity", a->severity, "since",
+                              s_time(a->since), "updated", s_time(a->updated),
+                              "value", a->value);
+        if (a->state == S_FIRING)
+            json_object_set_new(o, "fired_at", s_time(a->fired));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+json_t *
+alert_engine_rules(alert_engine_t *self)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < self->nrules; i++) {
+        const alert_rule_t *r = self->rules[i];
+        char *f = alert_rule_format(r);
+        json_t *sev = json_array();
+        for (size_t k = 0; k < alert_rule_severity_steps(r); k++) {
+            int64_t after = alert_rule_severity_after(r, k);
+            json_array_append_new(
+                sev, json_pack("{s:s, s:f}", "severity",
+                               alert_rule_severity(r, after), "after_seconds",
+                               (double)after / CLOCK_NS_PER_S));
+        }
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:f, s:b, s:o}", "name",
+                           alert_rule_name(r), "condition", alert_rule_text(r),
+                           "canonical", f, "for_seconds",
+                           (double)alert_rule_for(r) / CLOCK_NS_PER_S,
+                           "has_clear", alert_rule_has_clear(r), "severity",
+                           sev));
+        free(f);
+    }
+    return arr;
+}
+
+void
+alert_engine_stats(alert_engine_t *self, struct alert_engine_stats *st)
+{
+    *st = self->st;
+    st->truncated = alert_series_truncated(self->series);
+    st->series = alert_series_count(self->series);
+    st->points = alert_series_points(self->series);
+    st->active = zhashx_size(self->alerts);
+    st->rules = self->nrules;
+}
+
+/* --------------------------------------------------------------------- */
+/* Selftest */
+
+struct s_log {
+    char lines[32][160]; /* "rule scope state severity t" */
+    size_t n;            /* used */
+};
+
+static void
+s_test_emit(const struct alert_event *ev, void *arg)
+{
+    struct s_log *log = arg;
+
+    assert(log->n < 32);
+    snprintf(log->lines[log->n++], sizeof log->lines[0], "%s %s %s %s %lld",
+             ev->rule, ev->scope, ev->state, ev->severity,
+             (long long)(ev->ts / CLOCK_NS_PER_S));
+}
+
+static alert_rule_t *
+s_test_rule(const char *line)
+{
+    struct alert_rule_error err;
+    alert_rule_t *r = alert_rule_parse_line(line, &err);
+
+    assert(r);
+    return r;
+}
+
+void
+alert_engine_test(bool verbose)
+{
+    const int64_t S = CLOCK_NS_PER_S;
+    struct s_log log = {0};
+    struct alert_engine_stats st;
+    alert_engine_t *e = alert_engine_new(1000, 1000, s_test_emit, &log);
+    alert_rule_t *rules[3];
+
+    rules[0] = s_test_rule("hot: temperature > 30 for 1m clear when "
+                           "temperature < 28 severity warning, critical "
+                           "after 5m");
+    rules[1] = s_test_rule("spike: temperature > avg(temperature, 10m) + 3 * "
+                           "std(temperature, 10m)");
+    rules[2] = s_test_rule("muggy: temperature > 25 and humidity > 80");
+    alert_engine_set_rules(e, rules, 3, 0);
+    assert(rules[0] == NULL);
+
+    /* A steady series: nothing. */
+    for (int t = 0; t < 60; t++)
+        alert_engine_reading(e, "temperature{device=s1}", t * S,
+                             20 + (t % 2) * 0.5);
+    assert(log.n == 0);
+    /* A sustained breach from t=60: "spike" fires at once on the first
+     * reading, "hot" is pending, then firing a minute later: once, not
+     * once per reading. */
+    for (int t = 60; t < 200; t++)
+        alert_engine_reading(e, "temperature{device=s1}", t * S, 35);
+    if (verbose)
+        for (size_t i = 0; i < log.n; i++)
+            printf("  %s\n", log.lines[i]);
+    assert(log.n == 4);
+    TEST_STREQ(log.lines[0], "hot temperature{device=s1} pending warning 60");
+    TEST_STREQ(log.lines[1], "spike temperature{device=s1} firing warning 60");
+    /* Sustained 35 becomes the average: the spike rule clears. */
+    assert(strstr(log.lines[2], "spike") && strstr(log.lines[2], "resolved"));
+    TEST_STREQ(log.lines[3], "hot temperature{device=s1} firing warning 120");
+    json_t *alerts = alert_engine_alerts(e);
+    assert(json_array_size(alerts) == 1);
+    TEST_STREQ(json_string_value(json_object_get(json_array_get(alerts, 0),
+                                                 "state")),
+               "firing");
+    json_decref(alerts);
+    /* Severity steps up after 5 minutes of firing (t=420). */
+    log.n = 0;
+    for (int t = 200; t <= 430; t += 10)
+        alert_engine_reading(e, "temperature{device=s1}", t * S, 35);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "hot temperature{device=s1} firing critical 420");
+    /* Hysteresis: 29 is below the condition but above "clear when". */
+    log.n = 0;
+    alert_engine_reading(e, "temperature{device=s1}", 440 * S, 29);
+    assert(log.n == 0);
+    alert_engine_reading(e, "temperature{device=s1}", 450 * S, 27);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "hot temperature{device=s1} resolved critical 450");
+
+    /* A blip shorter than "for" goes pending and back, never firing. */
+    log.n = 0;
+    alert_engine_reading(e, "temperature{device=s2}", 0, 31);
+    alert_engine_reading(e, "temperature{device=s2}", 30 * S, 20);
+    assert(log.n == 2);
+    TEST_STREQ(log.lines[0], "hot temperature{device=s2} pending warning 0");
+    TEST_STREQ(log.lines[1], "hot temperature{device=s2} resolved warning 30");
+
+    /* Two metrics join on tags; the scope is the tag set. */
+    log.n = 0;
+    alert_engine_reading(e, "humidity{device=s3}", 0, 85);
+    assert(log.n == 0); /* no temperature for s3 yet: unknown */
+    alert_engine_reading(e, "temperature{device=s3}", S, 26);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "muggy {device=s3} firing warning 1");
+    alert_engine_reading(e, "humidity{device=s3}", 2 * S, 50);
+    assert(log.n == 2);
+    TEST_STREQ(log.lines[1], "muggy {device=s3} resolved warning 2");
+
+    /* Reload: an unchanged rule keeps its alert, a changed one resolves. */
+    log.n = 0;
+    alert_engine_reading(e, "temperature{device=s4}", 0, 40);
+    alert_engine_reading(e, "humidity{device=s4}", 0, 90);
+    assert(log.n == 2); /* hot pending, muggy firing (no std of 1 point) */
+    rules[0] = s_test_rule("hot: temperature > 30 for 1m clear when "
+                           "temperature < 28 severity warning, critical "
+                           "after 5m");
+    rules[1] = s_test_rule("muggy: temperature > 26 and humidity > 80");
+    alert_engine_set_rules(e, rules, 2, 5 * S);
+    assert(log.n == 3);
+    TEST_STREQ(log.lines[2], "muggy {device=s4} resolved warning 5");
+    alert_engine_stats(e, &st);
+    assert(st.active == 1 && st.rules == 2);
+    alert_engine_reading(e, "temperature{device=s4}", 60 * S, 40);
+    assert(log.n == 5); /* hot fires, the new muggy fires */
+    TEST_STREQ(log.lines[3], "hot temperature{device=s4} firing warning 60");
+
+    /* Anomaly scores. */
+    rules[0] = s_test_rule("odd: anomaly(temperature) > 0.9");
+    alert_engine_set_rules(e, rules, 1, 70 * S);
+    log.n = 0;
+    alert_engine_reading(e, "temperature{device=s5}", 100 * S, 50);
+    assert(log.n == 0);
+    alert_engine_anomaly(e, "temperature{device=s5}", 100 * S, 50, 0.95);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "odd temperature{device=s5} firing warning 100");
+    alert_engine_reading(e, "temperature{device=s5}", 101 * S, 20);
+    assert(log.n == 2 && strstr(log.lines[1], "resolved"));
+
+    json_t *rj = alert_engine_rules(e);
+    assert(json_array_size(rj) == 1);
+    json_decref(rj);
+    alert_engine_stats(e, &st);
+    assert(st.readings > 0 && st.anomalies == 1 && st.evaluations > 0);
+    alert_engine_destroy(&e);
+    alert_engine_destroy(&e);
+    TEST_OK("alert_engine");
+}

@@ -1,0 +1,470 @@
+/*
+ * alert_series: per-series window state (see alert_series.h).
+ *
+ * Points live in a growable array kept sorted by time, with a start index
+ * so trimming the oldest points is O(1); the array is compacted when the
+ * dead prefix passes half of it. Appending in time order is the common
+ * case and O(1); a late point is placed by binary search. Window
+ * functions scan the points of the window; percentiles sort a copy.
+ */
+#include "alertd/alert_series.h"
+#include "common/clock.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <czmq.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct s_point {
+    int64_t ts; /* ns */
+    double v;   /* value or score */
+};
+
+/* A sorted, trimmed run of points. */
+struct s_run {
+    struct s_point *p; /* storage */
+    size_t start;      /* first live point */
+    size_t end;        /* one past the last live point */
+    size_t cap;        /* allocated points */
+};
+
+struct s_series {
+    struct s_run readings;  /* recent readings */
+    struct s_run anomalies; /* recent anomaly scores */
+    bool truncated;         /* the cap dropped points inside the retention */
+};
+
+struct alert_series {
+    zhashx_t *series;     /* key -> struct s_series */
+    int64_t retain;       /* keep points newer than latest - retain */
+    size_t max_points;    /* cap per run */
+    size_t max_series;    /* cap on series */
+    size_t points;        /* live points in all runs */
+    uint64_t rejected;    /* points refused because the store was full */
+    uint64_t truncated;   /* evaluations over a capped window */
+    double *scratch;      /* percentile work area */
+    size_t scratch_cap;   /* its size in doubles */
+};
+
+static void
+s_series_free(void **item)
+{
+    struct s_series *s = *item;
+
+    if (s) {
+        free(s->readings.p);
+        free(s->anomalies.p);
+        free(s);
+        *item = NULL;
+    }
+}
+
+alert_series_t *
+alert_series_new(int64_t retain_ns, size_t max_points, size_t max_series)
+{
+    alert_series_t *self = xcalloc(1, sizeof *self);
+
+    self->series = zhashx_new();
+    zhashx_set_destructor(self->series, s_series_free);
+    self->retain = retain_ns;
+    self->max_points = max_points ? max_points : 1;
+    self->max_series = max_series;
+    return self;
+}
+
+void
+alert_series_destroy(alert_series_t **self_p)
+{
+    alert_series_t *self;
+
+    if (self_p == NULL || (self = *self_p) == NULL)
+        return;
+    zhashx_destroy(&self->series);
+    free(self->scratch);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+alert_series_set_retain(alert_series_t *self, int64_t retain_ns)
+{
+    self->retain = retain_ns;
+}
+
+/* a - b for b >= 0, saturating at INT64_MIN. */
+static int64_t
+s_sat_sub(int64_t a, int64_t b)
+{
+    return a < INT64_MIN + b ? INT64_MIN : a - b;
+}
+
+static size_t
+s_run_len(const struct s_run *r)
+{
+    return r->end - r->start;
+}
+
+/* Index of the first live point with ts >= t. */
+static size_t
+s_run_lower(const struct s_run *r, int64_t t)
+{
+    size_t lo = r->start, hi = r->end;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->p[mid].ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Insert or replace a point; trim by retention and cap. Returns the change
+ * in live points. */
+static long
+s_run_add(alert_series_t *self, struct s_run *r, bool *truncated, int64_t ts,
+          double v)
+{
+    size_t before = s_run_len(r);
+    size_t at;
+
+    if (r->end > r->start && r->p[r->end - 1].ts < ts) {
+        at = r->end;
+    } else {
+        at = s_run_lower(r, ts);
+        if (at < r->end && r->p[at].ts == ts) {
+            r->p[at].v = v;
+            return 0;
+        }
+    }
+    if (r->end == r->cap) {
+        if (r->start > 0) {
+            /* Compact the dead prefix first. */
+            memmove(r->p, r->p + r->start, s_run_len(r) * sizeof *r->p);
+            at -= r->start;
+            r->end -= r->start;
+            r->start = 0;
+        }
+        if (r->end == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 4;
+            r->p = xrealloc(r->p, r->cap * sizeof *r->p);
+        }
+    }
+    memmove(r->p + at + 1, r->p + at, (r->end - at) * sizeof *r->p);
+    r->p[at].ts = ts;
+    r->p[at].v = v;
+    r->end++;
+
+    /* Retention: keep (latest - retain, latest], and always the latest. */
+    int64_t latest = r->p[r->end - 1].ts;
+    int64_t floor_ts = s_sat_sub(latest, self->retain);
+    while (s_run_len(r) > 1 && r->p[r->start].ts <= floor_ts &&
+           floor_ts != INT64_MIN)
+        r->start++;
+    if (s_run_len(r) > self->max_points) {
+        r->start += s_run_len(r) - self->max_points;
+        *truncated = true;
+    }
+    /* Give memory back when a burst has passed. */
+    if (r->start > r->cap / 2) {
+        memmove(r->p, r->p + r->start, s_run_len(r) * sizeof *r->p);
+        r->end -= r->start;
+        r->start = 0;
+        if (r->cap > 64 && r->end < r->cap / 4) {
+            r->cap /= 2;
+            r->p = xrealloc(r->p, r->cap * sizeof *r->p);
+        }
+    }
+    return (long)s_run_len(r) - (long)before;
+}
+
+static struct s_series *
+s_get(alert_series_t *self, const char *key, bool create)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+
+    if (s || !create)
+        return s;
+    if (zhashx_size(self->series) >= self->max_series) {
+        self->rejected++;
+        return NULL;
+    }
+    s = xcalloc(1, sizeof *s);
+    zhashx_insert(self->series, key, s);
+    return s;
+}
+
+int
+alert_series_add(alert_series_t *self, const char *key, int64_t ts,
+                 double value)
+{
+    struct s_series *s = s_get(self, key, true);
+
+    if (s == NULL)
+        return -1;
+    self->points += s_run_add(self, &s->readings, &s->truncated, ts, value);
+    return 0;
+}
+
+int
+alert_series_add_anomaly(alert_series_t *self, const char *key, int64_t ts,
+                         double score)
+{
+    struct s_series *s = s_get(self, key, true);
+    bool ignored = false;
+
+    if (s == NULL)
+        return -1;
+    self->points += s_run_add(self, &s->anomalies, &ignored, ts, score);
+    return 0;
+}
+
+void
+alert_series_remove(alert_series_t *self, const char *key)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+
+    if (s) {
+        self->points -= s_run_len(&s->readings) + s_run_len(&s->anomalies);
+        zhashx_delete(self->series, key);
+    }
+}
+
+int64_t
+alert_series_last_ts(const alert_series_t *self, const char *key)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+
+    if (s == NULL || s_run_len(&s->readings) == 0)
+        return INT64_MIN;
+    return s->readings.p[s->readings.end - 1].ts;
+}
+
+static int
+s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Linear interpolation between closest ranks (numpy's default). */
+static double
+s_quantile(alert_series_t *self, const struct s_point *p, size_t n, double q)
+{
+    if (n > self->scratch_cap) {
+        self->scratch_cap = n;
+        self->scratch = xrealloc(self->scratch, n * sizeof *self->scratch);
+    }
+    for (size_t i = 0; i < n; i++)
+        self->scratch[i] = p[i].v;
+    qsort(self->scratch, n, sizeof *self->scratch, s_cmp_double);
+    double h = q * (double)(n - 1);
+    size_t lo = (size_t)floor(h);
+    if (lo + 1 >= n)
+        return self->scratch[n - 1];
+    return self->scratch[lo] + (h - (double)lo) *
+                                   (self->scratch[lo + 1] - self->scratch[lo]);
+}
+
+double
+alert_series_value(void *arg, const char *key, enum alert_fn fn,
+                   int64_t window, double q, int64_t now)
+{
+    alert_series_t *self = arg;
+    struct s_series *s = zhashx_lookup(self->series, key);
+    const struct s_run *r;
+    size_t a, b, n;
+
+    if (s == NULL)
+        return NAN;
+    r = fn == ALERT_FN_ANOMALY ? &s->anomalies : &s->readings;
+    /* The window (now - window, now]; points after now are not seen. */
+    b = s_run_lower(r, now == INT64_MAX ? now : now + 1);
+    if (now == INT64_MAX)
+        b = r->end;
+    if (fn == ALERT_FN_ANOMALY) {
+        /* Anomaly events come only for anomalous readings: with readings
+         * and no event the score is 0. Latest: the event of the latest
+         * reading at or before now. */
+        size_t rb = s_run_lower(&s->readings, now == INT64_MAX ? now : now + 1);
+        if (now == INT64_MAX)
+            rb = s->readings.end;
+        bool have = rb > s->readings.start;
+        if (window == 0) {
+            if (!have)
+                return b > r->start ? r->p[b - 1].v : NAN;
+            int64_t last = s->readings.p[rb - 1].ts;
+            return b > r->start && r->p[b - 1].ts >= last ? r->p[b - 1].v : 0;
+        }
+        a = s_run_lower(r, s_sat_sub(now, window - 1));
+        double m = have || b > a ? 0 : NAN;
+        for (size_t i = a; i < b; i++)
+            if (r->p[i].v > m)
+                m = r->p[i].v;
+        return m;
+    }
+    if (b == r->start)
+        return NAN;
+    if (fn == ALERT_FN_LAST || window == 0)
+        return r->p[b - 1].v;
+    a = s_run_lower(r, s_sat_sub(now, window - 1));
+    if (a == r->start && s->truncated && a < b)
+        self->truncated++;
+    n = b - a;
+    if (n == 0)
+        return fn == ALERT_FN_COUNT || fn == ALERT_FN_SUM ? 0 : NAN;
+    const struct s_point *p = r->p + a;
+    double sum = 0, mean, m2 = 0, lo = p[0].v, hi = p[0].v;
+    switch (fn) {
+    case ALERT_FN_COUNT:
+        return (double)n;
+    case ALERT_FN_QUANTILE:
+        return s_quantile(self, p, n, q);
+    case ALERT_FN_DELTA:
+        return n < 2 ? NAN : p[n - 1].v - p[0].v;
+    case ALERT_FN_RATE:
+        if (n < 2 || p[n - 1].ts == p[0].ts)
+            return NAN;
+        return (p[n - 1].v - p[0].v) /
+               ((double)(p[n - 1].ts - p[0].ts) / CLOCK_NS_PER_S);
+    default:
+        break;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sum += p[i].v;
+        if (p[i].v < lo)
+            lo = p[i].v;
+        if (p[i].v > hi)
+            hi = p[i].v;
+    }
+    mean = sum / (double)n;
+    switch (fn) {
+    case ALERT_FN_AVG: return mean;
+    case ALERT_FN_SUM: return sum;
+    case ALERT_FN_MIN: return lo;
+    case ALERT_FN_MAX: return hi;
+    case ALERT_FN_STD:
+        if (n < 2)
+            return NAN;
+        for (size_t i = 0; i < n; i++)
+            m2 += (p[i].v - mean) * (p[i].v - mean);
+        return sqrt(m2 / (double)(n - 1));
+    default:
+        return NAN;
+    }
+}
+
+size_t
+alert_series_count(const alert_series_t *self)
+{
+    return zhashx_size(self->series);
+}
+
+size_t
+alert_series_points(const alert_series_t *self)
+{
+    return self->points;
+}
+
+uint64_t
+alert_series_rejected(const alert_series_t *self)
+{
+    return self->rejected;
+}
+
+uint64_t
+alert_series_truncated(const alert_series_t *self)
+{
+    return self->truncated;
+}
+
+void
+alert_series_test(bool verbose)
+{
+    const int64_t S = CLOCK_NS_PER_S;
+    alert_series_t *st = alert_series_new(60 * S, 1000, 2);
+
+    /* Unknown series: everything unknown. */
+    assert(isnan(alert_series_value(st, "t", ALERT_FN_LAST, 0, 0, 0)));
+    assert(alert_series_last_ts(st, "t") == INT64_MIN);
+    /* 1..10 at one second apart, then a late point and a replay. */
+    for (int i = 1; i <= 10; i++)
+        assert(alert_series_add(st, "t", i * S, i) == 0);
+    assert(alert_series_add(st, "t", 5 * S, 5) == 0); /* replay: same */
+    assert(alert_series_points(st) == 10);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_LAST, 0, 0, 10 * S), 10, 0);
+    /* The window (now - 5s, now] holds 6..10. */
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_AVG, 5 * S, 0, 10 * S), 8,
+              0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_COUNT, 5 * S, 0, 10 * S),
+              5, 0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_MIN, 5 * S, 0, 10 * S), 6,
+              0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_MAX, 5 * S, 0, 10 * S), 10,
+              0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_SUM, 5 * S, 0, 10 * S), 40,
+              0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_STD, 5 * S, 0, 10 * S),
+              sqrt(2.5), 1e-12);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_DELTA, 5 * S, 0, 10 * S),
+              4, 0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_RATE, 5 * S, 0, 10 * S), 1,
+              1e-12);
+    /* numpy.percentile([6,7,8,9,10], 95) == 9.8 */
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_QUANTILE, 5 * S, 0.95,
+                                 10 * S), 9.8, 1e-12);
+    /* Evaluating in the past sees only what was there then. */
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_LAST, 0, 0, 3 * S), 3, 0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_AVG, 2 * S, 0, 3 * S), 2.5,
+              0);
+    /* A late point lands in order; std of one point is unknown. */
+    assert(alert_series_add(st, "t", 5 * S + S / 2, 100) == 0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_MAX, 5 * S, 0, 10 * S),
+              100, 0);
+    assert(isnan(alert_series_value(st, "t", ALERT_FN_STD, S, 0, 10 * S)));
+    assert(isnan(alert_series_value(st, "t", ALERT_FN_RATE, S, 0, 10 * S)));
+    /* Retention: a point 100 s later trims everything older than 60 s. */
+    assert(alert_series_add(st, "t", 110 * S, 1) == 0);
+    assert(alert_series_points(st) == 1);
+    assert(alert_series_last_ts(st, "t") == 110 * S);
+
+    /* Anomalies: 0 while readings have no event, the score when the
+     * latest reading has one, max over a window. */
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 0, 0, 110 * S), 0,
+              0);
+    assert(alert_series_add_anomaly(st, "t", 110 * S, 0.97) == 0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 0, 0, 110 * S),
+              0.97, 0);
+    assert(alert_series_add(st, "t", 111 * S, 2) == 0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 0, 0, 111 * S), 0,
+              0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 5 * S, 0,
+                                 111 * S), 0.97, 0);
+
+    /* The series cap refuses new series and counts them. */
+    assert(alert_series_add(st, "u", S, 1) == 0);
+    assert(alert_series_add(st, "v", S, 1) == -1);
+    assert(alert_series_rejected(st) == 1);
+    assert(alert_series_count(st) == 2);
+    alert_series_remove(st, "u");
+    assert(alert_series_count(st) == 1);
+    alert_series_destroy(&st);
+    alert_series_destroy(&st);
+
+    /* The point cap bounds memory and counts truncated windows. */
+    st = alert_series_new(3600 * S, 100, 10);
+    for (int i = 0; i < 100000; i++)
+        alert_series_add(st, "fast", (int64_t)i * CLOCK_NS_PER_MS, i);
+    assert(alert_series_points(st) == 100);
+    TEST_NEAR(alert_series_value(st, "fast", ALERT_FN_COUNT, 3600 * S, 0,
+                                 100 * S), 100, 0);
+    assert(alert_series_truncated(st) == 1);
+    TEST_NEAR(alert_series_value(st, "fast", ALERT_FN_MIN, 3600 * S, 0,
+                                 100 * S), 99900, 0);
+    alert_series_destroy(&st);
+    (void)verbose;
+    TEST_OK("alert_series");
+}

@@ -1,0 +1,674 @@
+/*
+ * alertd: the alerting daemon's server object (see alertd.h).
+ *
+ * One zloop: the PULL reader applies batches from anomalyd to the engine,
+ * the ROUTER reader answers queries. Every state change the engine
+ * reports is logged at info level (one line per change, never per
+ * reading) and collected into one alerts batch, published after the input
+ * batch that caused it.
+ *
+ * anomalyd sends a readings batch and then, when some of its readings
+ * were anomalous, an anomalies batch with the next sequence number. So
+ * that a rule like "anomaly(x) > 0.9" sees the score of a reading when it
+ * is evaluated (and does not flap), the reader takes every batch already
+ * queued, and applies a readings batch together with the anomalies batch
+ * that follows it: scores first, then the readings, evaluated once.
+ */
+#include "alertd/alertd.h"
+#include "alertd/alert_engine.h"
+#include "alertd/alert_file.h"
+#include "common/clock.h"
+#include "common/daemon.h"
+#include "common/ep.h"
+#include "common/log.h"
+#include "common/mpjson.h"
+#include "common/msg.h"
+#include "common/ratelimit.h"
+#include "common/reading.h"
+#include "common/rpc.h"
+#include "common/series.h"
+#include "common/strutil.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Most batches taken from the PULL queue in one go. */
+#define ALERTD_BATCH_MAX 64
+
+struct alertd {
+    const struct alertd_conf *conf; /* borrowed configuration */
+    zloop_t *loop;                  /* the one event loop (daemon mode) */
+    zsock_t *pull;                  /* readings and anomalies in */
+    zsock_t *router;                /* queries from apid */
+    zsock_t *pub;                   /* alert events out */
+    alert_engine_t *engine;         /* rules, windows, alerts */
+    msg_batch_t *out;               /* events of the current input batch */
+    FILE *events;                   /* filter mode: JSON-line events */
+    char producer[64];              /* "alertd.<lane>" */
+    uint64_t seq;                   /* alerts batches published */
+    uint64_t batches_in;            /* batches applied */
+    uint64_t bad_batches;           /* batches dropped as malformed */
+    uint64_t queries;               /* queries answered */
+    uint64_t reloads;               /* successful rule reloads */
+    uint64_t reload_failures;       /* refused rule reloads */
+    struct ratelimit rl_bad;        /* complaints about bad batches */
+};
+
+int
+alertd_conf_check(const struct alertd_conf *conf)
+{
+    int errors = 0;
+    alert_rule_t **rules;
+    size_t n;
+
+    if (conf->use_stdin != conf->use_stdout) {
+        fprintf(stderr, "alertd: --stdin and --stdout go together\n");
+        errors++;
+    }
+    if (conf->rules && *conf->rules) {
+        if (alert_file_load(conf->rules, &rules, &n) == -1) {
+            errors++;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                alert_rule_destroy(&rules[i]);
+            free(rules);
+        }
+    }
+    return errors ? -1 : 0;
+}
+
+static zsock_t *
+s_socket(int type, const char *tmpl, const char *rundir, const char *what,
+         unsigned lane, int64_t hwm)
+{
+    char t[EP_MAX], ep[EP_MAX];
+    zsock_t *s;
+
+    if (tmpl == NULL || *tmpl == '\0')
+        tmpl = ep_default(t, sizeof t, rundir, "alertd", what);
+    if (ep_expand(ep, sizeof ep, tmpl, lane) == NULL) {
+        log_warnx("alertd: endpoint template too long: %s", tmpl);
+        return NULL;
+    }
+    s = zsock_new(type);
+    zsock_set_sndhwm(s, (int)hwm);
+    zsock_set_rcvhwm(s, (int)hwm);
+    zsock_set_linger(s, 1000);
+    if (zsock_bind(s, "%s", ep) == -1) {
+        log_warn("alertd: cannot bind %s", ep);
+        zsock_destroy(&s);
+        return NULL;
+    }
+    log_debug("alertd: bound %s", ep);
+    return s;
+}
+
+/* The engine's callback: one info line per change, and the event goes
+ * into the outgoing batch or onto stdout. */
+static void
+s_on_alert(const struct alert_event *ev, void *arg)
+{
+    alertd_t *self = arg;
+    char tb[40], vb[32];
+
+    clock_format(ev->ts, tb, sizeof tb);
+    strutil_dtoa(ev->value, vb, sizeof vb);
+    log_info("alert %s: rule=%s scope=%s severity=%s value=%s at=%s",
+             ev->state, ev->rule, ev->scope, ev->severity, vb, tb);
+    if (self->events) {
+        char sb[40];
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:s}",
+                              "rule", ev->rule, "scope", ev->scope, "series",
+                              ev->key, "state", ev->state, "severity",
+                              ev->severity, "timestamp", tb, "value",
+                              ev->value, "since",
+                              clock_format(ev->since, sb, sizeof sb));
+        char *s = mpjson_dumps(j);
+        fprintf(self->events, "%s\n", s);
+        fflush(self->events);
+        free(s);
+        json_decref(j);
+    }
+    if (self->out)
+        msg_batch_add_alert(self->out, ev->rule, ev->scope, ev->state,
+                            ev->severity, ev->ts, ev->value);
+}
+
+static alert_engine_t *
+s_engine_new(alertd_t *self)
+{
+    return alert_engine_new((size_t)self->conf->window_points,
+                            (size_t)self->conf->max_series, s_on_alert, self);
+}
+
+int
+alertd_reload(alertd_t *self)
+{
+    alert_rule_t **rules;
+    size_t n;
+
+    if (self->conf->rules == NULL || *self->conf->rules == '\0') {
+        log_info("alertd: no rules file configured; nothing to reload");
+        return 0;
+    }
+    if (alert_file_load(self->conf->rules, &rules, &n) == -1) {
+        struct alert_engine_stats st;
+        alert_engine_stats(self->engine, &st);
+        self->reload_failures++;
+        log_err("alertd: reload of %s failed; keeping the %zu current rules",
+                self->conf->rules, st.rules);
+        return -1;
+    }
+    alert_engine_set_rules(self->engine, rules, n, clock_now_ns());
+    free(rules);
+    self->reloads++;
+    log_info("alertd: loaded %zu rule%s from %s", n, n == 1 ? "" : "s",
+             self->conf->rules);
+    return 0;
+}
+
+alertd_t *
+alertd_new(const struct alertd_conf *conf)
+{
+    alertd_t *self = xcalloc(1, sizeof *self);
+    unsigned lane = (unsigned)conf->lane;
+
+    self->conf = conf;
+    snprintf(self->producer, sizeof self->producer, "alertd.%u", lane);
+    self->engine = s_engine_new(self);
+    if (conf->rules && *conf->rules) {
+        if (alertd_reload(self) == -1)
+            goto fail;
+        self->reloads = 0;
+    } else {
+        log_warnx("alertd: no rules file (--rules); nothing will alert");
+    }
+    if (conf->use_stdin)
+        return self;
+    if (daemon_mkdirs(conf->rundir) == -1) {
+        log_warn("alertd: cannot create %s", conf->rundir);
+        goto fail;
+    }
+    self->loop = zloop_new();
+    self->pull = s_socket(ZMQ_PULL, conf->in, conf->rundir, "in", lane,
+                          conf->hwm);
+    self->router = s_socket(ZMQ_ROUTER, conf->query, conf->rundir, "query",
+                            lane, conf->hwm);
+    self->pub = s_socket(ZMQ_PUB, conf->pub, conf->rundir, "pub", lane,
+                         conf->hwm);
+    if (!self->pull || !self->router || !self->pub)
+        goto fail;
+    return self;
+fail:
+    alertd_destroy(&self);
+    return NULL;
+}
+
+void
+alertd_destroy(alertd_t **self_p)
+{
+    alertd_t *self;
+
+    if (self_p == NULL || (self = *self_p) == NULL)
+        return;
+    zloop_destroy(&self->loop);
+    zsock_destroy(&self->pub);
+    zsock_destroy(&self->router);
+    zsock_destroy(&self->pull);
+    msg_batch_destroy(&self->out);
+    alert_engine_destroy(&self->engine);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Apply one readings batch, with the scores of its anomalies batch when
+ * one follows (an may be NULL). */
+static void
+s_apply_readings(alertd_t *self, msg_batch_t *b, msg_batch_t *an)
+{
+    size_t n = an ? msg_batch_size(an) : 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct msg_anomaly *a = msg_batch_anomaly(an, i);
+        alert_engine_score(self->engine, msg_batch_str(an, a->key_off),
+                           a->ts, a->score);
+    }
+    n = msg_batch_size(b);
+    for (size_t i = 0; i < n; i++) {
+        const struct msg_reading *r = msg_batch_reading(b, i);
+        alert_engine_reading(self->engine, msg_batch_str(b, r->key_off),
+                             r->ts, r->value);
+    }
+}
+
+static void
+s_apply_anomalies(alertd_t *self, msg_batch_t *an)
+{
+    size_t n = msg_batch_size(an);
+
+    for (size_t i = 0; i < n; i++) {
+        const struct msg_anomaly *a = msg_batch_anomaly(an, i);
+        alert_engine_anomaly(self->engine, msg_batch_str(an, a->key_off),
+                             a->ts, a->value, a->score);
+    }
+}
+
+static void
+s_publish(alertd_t *self)
+{
+    if (self->out == NULL || msg_batch_size(self->out) == 0)
+        return;
+    struct msg_envelope *e = msg_batch_env(self->out);
+    snprintf(e->producer, sizeof e->producer, "%s", self->producer);
+    e->lane = (uint32_t)self->conf->lane;
+    e->seq = ++self->seq;
+    e->ts = clock_now_ns();
+    /* Subscribers that are slow miss events (a gap in seq), by design. */
+    msg_batch_send(self->out, zsock_resolve(self->pub), ZMQ_DONTWAIT);
+    msg_batch_reset(self->out);
+}
+
+/* Is anomalies batch an the companion of readings batch b? */
+static bool
+s_companion(msg_batch_t *b, msg_batch_t *an)
+{
+    struct msg_envelope *e = msg_batch_env(b), *f = msg_batch_env(an);
+
+    return msg_batch_type(an) == MSG_TYPE_ANOMALIES &&
+           strcmp(e->producer, f->producer) == 0 && e->lane == f->lane &&
+           f->seq == e->seq + 1;
+}
+
+/* Receive one batch; NULL when it was malformed (counted). */
+static msg_batch_t *
+s_recv(alertd_t *self)
+{
+    msg_batch_t *b = NULL;
+    int rc = msg_batch_recv(zsock_resolve(self->pull), &b);
+
+    if (rc == MSG_OK && (msg_batch_type(b) == MSG_TYPE_READINGS ||
+                         msg_batch_type(b) == MSG_TYPE_ANOMALIES))
+        return b;
+    if (rc == -1)
+        return NULL;
+    self->bad_batches++;
+    if (ratelimit_complain(&self->rl_bad))
+        log_warnx("alertd: dropped a batch: %s (%llu so far)",
+                  rc == MSG_OK ? "not readings or anomalies"
+                               : msg_strerror(rc),
+                  (unsigned long long)self->bad_batches);
+    msg_batch_destroy(&b);
+    return NULL;
+}
+
+/* Take every batch already queued (up to ALERTD_BATCH_MAX) and apply
+ * them in order, pairing readings with their anomalies. */
+static void
+s_drain_queue(alertd_t *self)
+{
+    msg_batch_t *q[ALERTD_BATCH_MAX];
+    size_t n = 0;
+
+    do {
+        msg_batch_t *b = s_recv(self);
+        if (b)
+            q[n++] = b;
+    } while (n < ALERTD_BATCH_MAX &&
+             (zsock_events(self->pull) & ZMQ_POLLIN));
+    for (size_t i = 0; i < n; i++) {
+        struct msg_envelope *e = msg_batch_env(q[i]);
+        log_debug("alertd: batch producer=%s lane=%u seq=%llu n=%zu",
+                  e->producer, e->lane, (unsigned long long)e->seq,
+                  msg_batch_size(q[i]));
+        if (msg_batch_type(q[i]) == MSG_TYPE_READINGS) {
+            msg_batch_t *an = NULL;
+            if (i + 1 < n && s_companion(q[i], q[i + 1]))
+                an = q[i + 1];
+            s_apply_readings(self, q[i], an);
+            self->batches_in += an ? 2 : 1;
+            if (an) {
+                msg_batch_destroy(&q[i + 1]);
+                i++;
+            }
+        } else {
+            s_apply_anomalies(self, q[i]);
+            self->batches_in++;
+        }
+        msg_batch_destroy(&q[i]);
+        s_publish(self);
+    }
+}
+
+static int
+s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    s_drain_queue(arg);
+    return 0;
+}
+
+static json_t *
+s_status(alertd_t *self)
+{
+    struct alert_engine_stats st;
+
+    alert_engine_stats(self->engine, &st);
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+                     " s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "daemon", self->producer, "batches_in",
+                     (json_int_t)self->batches_in, "bad_batches",
+                     (json_int_t)self->bad_batches, "queries",
+                     (json_int_t)self->queries, "readings_in",
+                     (json_int_t)st.readings, "anomalies_in",
+                     (json_int_t)st.anomalies, "evaluations",
+                     (json_int_t)st.evaluations, "alerts_pending_total",
+                     (json_int_t)st.pending, "alerts_firing_total",
+                     (json_int_t)st.firing, "alerts_resolved_total",
+                     (json_int_t)st.resolved, "alerts_active",
+                     (json_int_t)st.active, "rules", (json_int_t)st.rules,
+                     "series", (json_int_t)st.series, "points",
+                     (json_int_t)st.points, "readings_rejected",
+                     (json_int_t)st.rejected, "windows_truncated",
+                     (json_int_t)st.truncated, "reloads",
+                     (json_int_t)self->reloads, "reload_failures",
+                     (json_int_t)self->reload_failures);
+}
+
+/* Answer one query; returns the HTTP status and sets *body. */
+static int
+s_answer(alertd_t *self, const json_t *req, json_t **body)
+{
+    const char *op = json_string_value(json_object_get(req, "op"));
+
+    self->queries++;
+    if (strcmp(op, "alerts") == 0) {
+        *body = json_pack("{s:o}", "alerts",
+                          alert_engine_alerts(self->engine));
+        return 200;
+    }
+    if (strcmp(op, "rules") == 0) {
+        *body = json_pack("{s:o}", "rules", alert_engine_rules(self->engine));
+        return 200;
+    }
+    if (strcmp(op, "stats") == 0 || strcmp(op, "status") == 0) {
+        *body = s_status(self);
+        return 200;
+    }
+    *body = rpc_error("unknown_op", "alertd answers alerts, rules, stats",
+                      op);
+    return 400;
+}
+
+static int
+s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    alertd_t *self = arg;
+    zmsg_t *env;
+    json_t *req = rpc_request_recv(zsock_resolve(sock), &env), *body = NULL;
+    int status;
+
+    if (req == NULL)
+        return 0;
+    status = s_answer(self, req, &body);
+    rpc_reply_send(zsock_resolve(sock), &env, status, body);
+    json_decref(req);
+    return 0;
+}
+
+static void
+s_on_event(enum daemon_event ev, void *arg)
+{
+    if (ev == DAEMON_EV_RELOAD)
+        alertd_reload(arg);
+}
+
+int
+alertd_filter(alertd_t *self, FILE *in, FILE *out)
+{
+    char *line = NULL, key[SERIES_KEY_MAX];
+    size_t cap = 0, lineno = 0, bad = 0;
+    ssize_t len;
+    struct alert_engine_stats st;
+
+    self->events = out;
+    while ((len = getline(&line, &cap, in)) > 0) {
+        json_error_t jerr;
+        struct reading_err err;
+        int64_t ts;
+        double v;
+        json_t *j, *score;
+
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0)
+            continue;
+        j = json_loadb(line, (size_t)len, 0, &jerr);
+        if (j == NULL ||
+            reading_parse(j, clock_now_ns(), key, sizeof key, &ts, &v, &err)) {
+            if (bad++ < 10)
+                log_warnx("stdin:%zu: %s%s%s", lineno,
+                          j ? err.field : jerr.text, j ? ": " : "",
+                          j ? err.reason : "");
+            json_decref(j);
+            continue;
+        }
+        /* anomalyd --stdout lines carry the score of every reading. */
+        score = json_object_get(j, "score");
+        if (json_is_number(score) && isfinite(json_number_value(score)))
+            alert_engine_score(self->engine, key, ts,
+                               json_number_value(score));
+        json_decref(j);
+        alert_engine_reading(self->engine, key, ts, v);
+    }
+    free(line);
+    fflush(out);
+    self->events = NULL;
+    if (bad)
+        log_warnx("stdin: %zu bad lines skipped", bad);
+    alert_engine_stats(self->engine, &st);
+    log_info("filter: %llu readings, %llu firing, %llu resolved, %zu active",
+             (unsigned long long)st.readings, (unsigned long long)st.firing,
+             (unsigned long long)st.resolved, st.active);
+    return 0;
+}
+
+int
+alertd_run(alertd_t *self)
+{
+    int sigfd;
+    char summary[EP_MAX + 64];
+    struct alert_engine_stats st;
+
+    if (self->conf->use_stdin)
+        return alertd_filter(self, stdin, stdout);
+    if ((sigfd = daemon_signals(self->loop, s_on_event, self)) == -1) {
+        log_warn("alertd: signals");
+        return -1;
+    }
+    self->out = msg_batch_new(MSG_TYPE_ALERTS);
+    zloop_reader(self->loop, self->pull, s_on_pull, self);
+    zloop_reader(self->loop, self->router, s_on_query, self);
+    alert_engine_stats(self->engine, &st);
+    snprintf(summary, sizeof summary, "lane=%lld rules=%zu in=%s",
+             (long long)self->conf->lane, st.rules,
+             zsock_endpoint(self->pull));
+    daemon_ready(summary);
+    zloop_start(self->loop);
+    /* Drain: apply what anomalyd already queued, within the deadline. */
+    int64_t deadline = clock_mono_ns() + self->conf->drain;
+    while (clock_mono_ns() < deadline &&
+           (zsock_events(self->pull) & ZMQ_POLLIN))
+        s_drain_queue(self);
+    s_publish(self);
+    close(sigfd);
+    return 0;
+}
+
+/* --------------------------------------------------------------------- */
+/* Selftest */
+
+void
+alertd_test(bool verbose)
+{
+    char dir[] = "/tmp/alertd_test.XXXXXX", ep[EP_MAX], path[128];
+    struct alertd_conf c = {0};
+    alertd_t *a;
+    zsock_t *push, *sub, *dealer;
+    msg_batch_t *b, *got = NULL;
+    uint64_t id;
+    int status;
+    json_t *req, *body;
+    FILE *fp;
+    const int64_t S = CLOCK_NS_PER_S;
+
+    assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/alertd.rules", dir);
+    fp = fopen(path, "w");
+    assert(fp);
+    fputs("hot: temperature > 30 severity critical\n", fp);
+    fclose(fp);
+    c.rundir = dir;
+    c.in = c.query = c.pub = "";
+    c.rules = path;
+    c.hwm = 100;
+    c.window_points = 100;
+    c.max_series = 100;
+    c.drain = S;
+    assert(alertd_conf_check(&c) == 0);
+    if (!verbose)
+        log_set_level(LOG_LVL_WARNING);
+    a = alertd_new(&c);
+    assert(a);
+    a->out = msg_batch_new(MSG_TYPE_ALERTS);
+
+    /* Drive the handlers directly rather than running the loop. */
+    snprintf(ep, sizeof ep, "ipc://%s/alertd.0.pub", dir);
+    sub = zsock_new_sub(ep, "");
+    snprintf(ep, sizeof ep, "ipc://%s/alertd.0.in", dir);
+    push = zsock_new_push(ep);
+    zclock_sleep(100); /* let the SUB connect before anything is sent */
+    b = msg_batch_new(MSG_TYPE_READINGS);
+    snprintf(msg_batch_env(b)->producer, 64, "anomalyd.0");
+    msg_batch_env(b)->seq = 1;
+    msg_batch_add_reading(b, "temperature{device=s1}", 1 * S, 20);
+    msg_batch_add_reading(b, "temperature{device=s1}", 2 * S, 35);
+    msg_batch_add_reading(b, "temperature{device=s1}", 3 * S, 36);
+    assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+    msg_batch_destroy(&b);
+    zsock_set_rcvtimeo(a->pull, 2000);
+    s_on_pull(a->loop, a->pull, a);
+    /* Exactly one event: firing at t=2, published as an alerts batch. */
+    zsock_set_rcvtimeo(sub, 2000);
+    assert(msg_batch_recv(zsock_resolve(sub), &got) == MSG_OK);
+    assert(msg_batch_type(got) == MSG_TYPE_ALERTS);
+    assert(msg_batch_size(got) == 1);
+    const struct msg_alert *al = msg_batch_alert(got, 0);
+    TEST_STREQ(msg_batch_str(got, al->rule_off), "hot");
+    TEST_STREQ(msg_batch_str(got, al->key_off), "temperature{device=s1}");
+    TEST_STREQ(msg_batch_str(got, al->state_off), "firing");
+    TEST_STREQ(msg_batch_str(got, al->severity_off), "critical");
+    assert(al->ts == 2 * S);
+    TEST_NEAR(al->value, 35, 0);
+    TEST_STREQ(msg_batch_env(got)->producer, "alertd.0");
+    msg_batch_destroy(&got);
+
+    /* Queries. */
+    snprintf(ep, sizeof ep, "ipc://%s/alertd.0.query", dir);
+    dealer = zsock_new_dealer(ep);
+    zsock_set_rcvtimeo(a->router, 2000);
+    zsock_set_rcvtimeo(dealer, 2000);
+    const char *ops[] = {"alerts", "rules", "stats", "nonsense"};
+    for (size_t i = 0; i < 4; i++) {
+        req = json_pack("{s:s}", "op", ops[i]);
+        rpc_request_send(zsock_resolve(dealer), i + 1, req);
+        json_decref(req);
+        s_on_query(a->loop, a->router, a);
+        assert(rpc_reply_recv(zsock_resolve(dealer), &id, &status, &body) ==
+               0);
+        assert(id == i + 1);
+        if (i == 0) {
+            json_t *arr = json_object_get(body, "alerts");
+            assert(status == 200 && json_array_size(arr) == 1);
+            TEST_STREQ(json_string_value(json_object_get(
+                           json_array_get(arr, 0), "state")),
+                       "firing");
+        } else if (i == 1) {
+            json_t *arr = json_object_get(body, "rules");
+            assert(status == 200 && json_array_size(arr) == 1);
+        } else if (i == 2) {
+            assert(status == 200);
+            assert(json_integer_value(json_object_get(body, "readings_in")) ==
+                   3);
+            assert(json_integer_value(
+                       json_object_get(body, "alerts_firing_total")) == 1);
+        } else {
+            assert(status == 400);
+        }
+        json_decref(body);
+    }
+
+    /* A malformed batch is counted and dropped, never fatal. */
+    zsock_send(push, "ss", "readings", "not msgpack");
+    log_set_level(LOG_LVL_CRIT);
+    s_on_pull(a->loop, a->pull, a);
+    log_set_level(verbose ? LOG_LVL_INFO : LOG_LVL_WARNING);
+    assert(a->bad_batches == 1);
+
+    /* Reload: a broken file keeps the old rules; a good one replaces them
+     * and resolves the alerts of the rule that went away. */
+    fp = fopen(path, "w");
+    fputs("hot: temperature >\n", fp);
+    fclose(fp);
+    log_set_level(LOG_LVL_CRIT);
+    assert(alertd_reload(a) == -1);
+    log_set_level(verbose ? LOG_LVL_INFO : LOG_LVL_WARNING);
+    fp = fopen(path, "w");
+    fputs("cold: temperature < 0\n", fp);
+    fclose(fp);
+    assert(alertd_reload(a) == 0);
+    assert(msg_batch_size(a->out) == 1);
+    s_publish(a);
+    assert(msg_batch_recv(zsock_resolve(sub), &got) == MSG_OK);
+    al = msg_batch_alert(got, 0);
+    TEST_STREQ(msg_batch_str(got, al->state_off), "resolved");
+    msg_batch_destroy(&got);
+    assert(a->reloads == 1 && a->reload_failures == 1);
+
+    /* Filter mode on memory streams. */
+    char inbuf[] =
+        "{\"series\":\"temperature{device=d}\",\"timestamp\":"
+        "\"2024-01-01T00:00:00Z\",\"value\":1}\n"
+        "not json\n"
+        "{\"series\":\"temperature{device=d}\",\"timestamp\":"
+        "\"2024-01-01T00:00:01Z\",\"value\":-5}\n";
+    char *outbuf = NULL;
+    size_t outlen = 0;
+    FILE *in = fmemopen(inbuf, strlen(inbuf), "r");
+    FILE *out = open_memstream(&outbuf, &outlen);
+    log_set_level(LOG_LVL_CRIT);
+    assert(alertd_filter(a, in, out) == 0);
+    fclose(in);
+    fclose(out);
+    TEST_STREQ(outbuf,
+               "{\"rule\":\"cold\",\"scope\":\"temperature{device=d}\","
+               "\"series\":\"temperature{device=d}\",\"state\":\"firing\","
+               "\"severity\":\"warning\",\"timestamp\":"
+               "\"2024-01-01T00:00:01.000Z\",\"value\":-5,\"since\":"
+               "\"2024-01-01T00:00:01.000Z\"}\n");
+    free(outbuf);
+    log_set_level(LOG_LVL_INFO);
+
+    zsock_destroy(&dealer);
+    zsock_destroy(&push);
+    zsock_destroy(&sub);
+    alertd_destroy(&a);
+    alertd_destroy(&a);
+    unlink(path);
+    zsys_dir_delete("%s", dir);
+    TEST_OK("alertd");
+}
