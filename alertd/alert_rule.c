@@ -1116,9 +1116,12 @@ alert_rule_parse_line(const char *line, struct alert_rule_error *err)
     }
     memcpy(name, b, (size_t)(e - b));
     name[e - b] = '\0';
-    r = alert_rule_new(name, colon + 1, err);
+    const char *cond = colon + 1;
+    while (isspace((unsigned char)*cond))
+        cond++;
+    r = alert_rule_new(name, cond, err);
     if (r == NULL)
-        err->pos += (size_t)(colon + 1 - line);
+        err->pos += (size_t)(cond - line);
     return r;
 }
 
@@ -1642,6 +1645,7 @@ alert_rule_test(bool verbose)
                               "severity critical", &err);
     assert(r);
     TEST_STREQ(alert_rule_name(r), "high_temp");
+    TEST_STREQ(alert_rule_text(r), "temperature > 30 for 1m severity critical");
     TEST_STREQ(alert_rule_severity(r, 0), "critical");
     assert(alert_rule_max_window(r) == 0);
     TEST_STREQ(alert_rule_scope(r, s1, scope, sizeof scope), s1);

@@ -331,10 +331,9 @@ s_drain_queue(alertd_t *self)
                 an = q[i + 1];
             s_apply_readings(self, q[i], an);
             self->batches_in += an ? 2 : 1;
-            if (an) {
-                msg_batch_destroy(&q[i + 1]);
-                i++;
-            }
+            msg_batch_destroy(&q[i]);
+            if (an)
+                i++; /* q[i + 1] is destroyed below */
         } else {
             s_apply_anomalies(self, q[i]);
             self->batches_in++;
@@ -631,15 +630,64 @@ alertd_test(bool verbose)
     fputs("cold: temperature < 0\n", fp);
     fclose(fp);
     assert(alertd_reload(a) == 0);
+    assert(a->reloads == 1 && a->reload_failures == 1);
     assert(msg_batch_size(a->out) == 1);
     s_publish(a);
     assert(msg_batch_recv(zsock_resolve(sub), &got) == MSG_OK);
     al = msg_batch_alert(got, 0);
     TEST_STREQ(msg_batch_str(got, al->state_off), "resolved");
     msg_batch_destroy(&got);
-    assert(a->reloads == 1 && a->reload_failures == 1);
+
+    /* A readings batch and the anomalies batch that follows it are
+     * applied together: a firing anomaly alert does not flap. */
+    fp = fopen(path, "w");
+    fputs("odd: anomaly(temperature) > 0.9\n", fp);
+    fclose(fp);
+    assert(alertd_reload(a) == 0);
+    msg_batch_reset(a->out);
+    uint64_t firing0 = 0, resolved0 = 0;
+    struct alert_engine_stats st;
+    alert_engine_stats(a->engine, &st);
+    firing0 = st.firing;
+    resolved0 = st.resolved;
+    for (int k = 0; k < 3; k++) {
+        b = msg_batch_new(MSG_TYPE_READINGS);
+        snprintf(msg_batch_env(b)->producer, 64, "anomalyd.0");
+        msg_batch_env(b)->seq = 20 + 2 * (uint64_t)k;
+        msg_batch_add_reading(b, "temperature{device=s9}", (10 + k) * S, 50);
+        assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+        msg_batch_destroy(&b);
+        if (k < 2) {
+            b = msg_batch_new(MSG_TYPE_ANOMALIES);
+            snprintf(msg_batch_env(b)->producer, 64, "anomalyd.0");
+            msg_batch_env(b)->seq = 21 + 2 * (uint64_t)k;
+            msg_batch_add_anomaly(b, "temperature{device=s9}", (10 + k) * S,
+                                  50, 4.2, 0.95, "zscore");
+            assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+            msg_batch_destroy(&b);
+        }
+        zclock_sleep(50); /* both queued before the reader runs */
+        s_on_pull(a->loop, a->pull, a);
+        alert_engine_stats(a->engine, &st);
+        /* k=0 fires, k=1 (still anomalous) changes nothing, k=2 (a
+         * reading without an anomaly) resolves. */
+        assert(st.firing - firing0 == 1);
+        assert(st.resolved - resolved0 == (k == 2 ? 1u : 0u));
+    }
+    assert(msg_batch_recv(zsock_resolve(sub), &got) == MSG_OK);
+    TEST_STREQ(msg_batch_str(got, msg_batch_alert(got, 0)->state_off),
+               "firing");
+    msg_batch_destroy(&got);
+    assert(msg_batch_recv(zsock_resolve(sub), &got) == MSG_OK);
+    TEST_STREQ(msg_batch_str(got, msg_batch_alert(got, 0)->state_off),
+               "resolved");
+    msg_batch_destroy(&got);
 
     /* Filter mode on memory streams. */
+    fp = fopen(path, "w");
+    fputs("cold: temperature < 0\n", fp);
+    fclose(fp);
+    assert(alertd_reload(a) == 0);
     char inbuf[] =
         "{\"series\":\"temperature{device=d}\",\"timestamp\":"
         "\"2024-01-01T00:00:00Z\",\"value\":1}\n"

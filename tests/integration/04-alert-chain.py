@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""alertd in the chain: ingestd -> aggd -> anomalyd -> alertd, apid in
+front. A sustained breach posted over HTTP fires once (seen on alertd's
+PUB through tap, and in GET /api/alerts), respects "for", resolves; the
+stats query counts it; SIGHUP with a broken rules file keeps the rules,
+with a good one swaps them; SIGTERM exits 0 with "shutdown complete"."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from sp import Platform, binary, check, have, main  # noqa: E402
+
+
+def record(p, name, t0, values, step=10):
+    data = [{"name": name, "value": v,
+             "timestamp": (t0 + i * step) * 1000}
+            for i, v in enumerate(values)]
+    st, _, body = p.http("POST", "/api/v1/record", {"data": data})
+    check(st == 200, "record %d readings of %s: %s %s" % (len(values), name,
+                                                         st, body))
+
+
+def wait_for(fn, what, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    check(False, what)
+
+
+def test():
+    for d in ("ingestd", "aggd", "anomalyd", "alertd", "apid", "tap"):
+        if not have(d):
+            print("skip: %s not built" % d)
+            sys.exit(77)
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="sp-04-chain.")
+    rules = os.path.join(tmp, "alertd.rules")
+    with open(rules, "w") as f:
+        f.write("high_temp: machine.temp > 30 for 1m severity critical\n")
+    p = Platform(extra={"alertd": ["--rules", rules]}).start()
+    tap = None
+    try:
+        tap_out = os.path.join(tmp, "tap.out")
+        tap = subprocess.Popen([binary("tap"),
+                                "ipc://%s/alertd.0.pub" % p.run],
+                               stdout=open(tap_out, "w"),
+                               stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # let the SUB connect
+        t0 = 1704067200
+        # 10 normal, then 30 breaching (5 minutes), then 5 normal.
+        record(p, "machine.temp", t0, [20.0] * 10)
+        record(p, "machine.temp", t0 + 100, [35.0] * 30)
+        record(p, "machine.temp", t0 + 400, [20.0] * 5)
+
+        def events():
+            with open(tap_out) as f:
+                return [l for l in f if '"type":"alert"' in l]
+        ev = wait_for(lambda: len(events()) >= 3 and events(),
+                      "three alert events on alertd's PUB")
+        time.sleep(0.5)
+        ev = events()
+        for l in ev:
+            print("# " + l.strip())
+        firing = [l for l in ev if '"firing"' in l]
+        check(len(ev) == 3, "exactly three events (pending, firing, "
+                            "resolved): %d" % len(ev))
+        check(len(firing) == 1, "fires once for 30 breaching readings")
+        check("2024-01-01T00:02:40.000Z" in firing[0],
+              "fires after 'for 1m' (t=160 s)")
+        check('"pending"' in ev[0] and '"resolved"' in ev[2],
+              "pending first, resolved last")
+
+        log = p.log("alertd")
+        check(log.count("alert firing: rule=high_temp") == 1,
+              "one info line for the firing change")
+
+        st, _, body = p.http("GET", "/api/alerts")
+        check(st == 200 and body.get("alerts") == [],
+              "GET /api/alerts: no active alert after resolve: %s" % body)
+        st, _, body = p.http("GET", "/api/rules")
+        check(st == 200 and body["rules"][0]["name"] == "high_temp",
+              "GET /api/rules lists the rule: %s" % body)
+
+        # A breach that stays: active in /api/alerts.
+        record(p, "machine.temp", t0 + 1000, [40.0] * 8)
+        def active():
+            st, _, body = p.http("GET", "/api/alerts")
+            return st == 200 and body["alerts"] and body
+        body = wait_for(active, "an active alert in GET /api/alerts")
+        a = body["alerts"][0]
+        check(a["state"] == "firing" and a["severity"] == "critical" and
+              a["scope"] == "machine.temp", "the firing alert: %s" % a)
+
+        # SIGHUP: a broken file is refused whole, a good one applies.
+        with open(rules, "w") as f:
+            f.write("high_temp: machine.temp >\n")
+        p.procs["alertd"].send_signal(signal.SIGHUP)
+        wait_for(lambda: "keeping the 1 current rules" in p.log("alertd"),
+                 "a broken rules file is refused on SIGHUP")
+        check("alertd.rules:1:" in p.log("alertd"),
+              "the reload error names file:line")
+        with open(rules, "w") as f:
+            f.write("cold: machine.temp < 0\n")
+        p.procs["alertd"].send_signal(signal.SIGHUP)
+        wait_for(lambda: "alert resolved: rule=high_temp" in p.log("alertd"),
+                 "the removed rule's alert resolves on reload")
+        st, _, body = p.http("GET", "/api/rules")
+        check([r["name"] for r in body["rules"]] == ["cold"],
+              "the new rule set is in place: %s" % body)
+    finally:
+        if tap:
+            tap.terminate()
+            tap.wait()
+        p.stop()
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(test)
