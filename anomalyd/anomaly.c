@@ -21,9 +21,9 @@
 
 struct anomaly {
     struct anomaly_conf conf;    /* copy of the configuration */
-    anomaly_zscore_t *zscore;    /* rolling z-score, always present */
-    anomaly_ensemble_t *ensemble; /* the method's detector(s); NULL = zscore */
-    uint64_t count;              /* finite readings seen */
+    anomaly_zscore_t *zscore;    /* rolling z-score (method zscore) */
+    anomaly_ensemble_t *ensemble; /* other methods; has its own z-score */
+    uint64_t count;              /* finite readings seen (zscore) */
 };
 
 void
@@ -54,10 +54,15 @@ anomaly_new(const struct anomaly_conf *conf)
         return NULL;
     anomaly_t *self = xcalloc(1, sizeof *self);
     self->conf = *conf;
-    self->zscore = anomaly_zscore_new(conf->window);
-    if (strcmp(conf->method, "zscore") != 0)
-        self->ensemble =
-            anomaly_ensemble_new(anomaly_ensemble_mask(conf->method));
+    if (strcmp(conf->method, "zscore") == 0)
+        self->zscore = anomaly_zscore_new(conf->window);
+    else {
+        struct anomaly_ensemble_params p;
+        anomaly_ensemble_params_default(&p);
+        p.zwindow = conf->window;
+        self->ensemble = anomaly_ensemble_new_with(
+            anomaly_ensemble_mask(conf->method), &p);
+    }
     return self;
 }
 
@@ -77,24 +82,21 @@ void
 anomaly_update(anomaly_t *self, int64_t ts, double value,
                struct anomaly_result *out)
 {
-    out->z = anomaly_zscore_update(self->zscore, value);
-    if (!isfinite(value)) {
-        out->score = 0;
-        out->confidence = 0;
-        out->method = self->ensemble ? "ensemble" : "zscore";
-        if (self->ensemble)
-            anomaly_ensemble_update(self->ensemble, ts, value, &out->score,
-                                    &out->confidence, &out->method);
-        out->anomaly = false;
-        return;
-    }
-    self->count++;
-    if (self->ensemble)
+    if (self->ensemble) {
+        double st[ANOMALY_ENSEMBLE_N];
         anomaly_ensemble_update(self->ensemble, ts, value, &out->score,
                                 &out->confidence, &out->method);
+        anomaly_ensemble_stats(self->ensemble, st);
+        out->z = st[ANOMALY_ENSEMBLE_ZSCORE];
+    }
     else {
+        out->z = anomaly_zscore_update(self->zscore, value);
         out->score = anomaly_zscore_score(out->z, self->conf.threshold);
-        out->confidence = fmin(1.0, (double)self->count / S_ZSCORE_CONFIDENT);
+        if (isfinite(value))
+            self->count++;
+        out->confidence = isfinite(value) ? fmin(1.0, (double)self->count /
+                                                          S_ZSCORE_CONFIDENT)
+                                          : 0;
         out->method = "zscore";
     }
     out->anomaly = out->score >= 0.5;
@@ -103,7 +105,8 @@ anomaly_update(anomaly_t *self, int64_t ts, double value,
 size_t
 anomaly_state_size(const anomaly_t *self)
 {
-    return sizeof *self + anomaly_zscore_state_size(self->zscore) +
+    return sizeof *self +
+           (self->zscore ? anomaly_zscore_state_size(self->zscore) : 0) +
            (self->ensemble ? anomaly_ensemble_state_size(self->ensemble) : 0);
 }
 

@@ -1,6 +1,14 @@
 /*
  * anomaly_ensemble: one score from several detectors (see
  * anomaly_ensemble.h).
+ *
+ * Why relative records: the members' statistics live on different
+ * scales (sigmas, ratios, bits), and the same statistic means different
+ * things on a quiet and on a spiky series. Dividing by what the member
+ * itself produced lately puts every member of every series on one scale,
+ * which is what lets one threshold serve all series (NAB scores a single
+ * threshold over the whole corpus). The decay (0.9999 per reading, a
+ * half-life of about 7,000 readings) forgets an old anomaly's peak.
  */
 #include "anomalyd/anomaly_ensemble.h"
 #include "anomalyd/anomaly_case.h"
@@ -8,7 +16,9 @@
 #include "anomalyd/anomaly_ewma.h"
 #include "anomalyd/anomaly_hst.h"
 #include "anomalyd/anomaly_mad.h"
+#include "anomalyd/anomaly_range.h"
 #include "anomalyd/anomaly_seasonal.h"
+#include "anomalyd/anomaly_vol.h"
 #include "anomalyd/anomaly_zscore.h"
 
 #include "common/test.h"
@@ -19,30 +29,64 @@
 #include <string.h>
 
 #define S_DAY_NS (86400LL * 1000000000LL)
+#define S_WEEK_NS (7 * S_DAY_NS)
+/* Reference maxima never fall below this (a flat series stays quiet). */
+#define S_REF_FLOOR 1e-3
 
 static const char *s_names[ANOMALY_ENSEMBLE_N] = {
-    "zscore", "mad", "ewma", "seasonal", "cusum", "hst"};
-
-/* Statistic at which each member's score is 0.5. */
-static const double s_scale[ANOMALY_ENSEMBLE_N] = {4, 5, 4, 5, 1, 4};
+    "zscore", "mad", "ewma", "seasonal", "weekly",
+    "cusum",  "hst", "vol",  "range"};
 
 struct anomaly_ensemble {
-    unsigned mask;                  /* members present */
-    anomaly_zscore_t *zscore;       /* rolling z-score */
-    anomaly_mad_t *mad;             /* robust MAD/IQR */
-    anomaly_ewma_t *ewma;           /* EWMA chart */
-    anomaly_seasonal_t *seasonal;   /* daily Holt-Winters residual */
-    anomaly_cusum_t *cusum;         /* change points */
-    anomaly_hst_t *hst;             /* half-space trees */
-    double stat[ANOMALY_ENSEMBLE_N]; /* last raw statistics */
-    uint64_t count;                 /* readings learnt */
+    unsigned mask;                     /* members present */
+    struct anomaly_ensemble_params p;  /* tunables */
+    anomaly_zscore_t *zscore;          /* rolling z-score */
+    anomaly_mad_t *mad;                /* robust MAD/IQR */
+    anomaly_ewma_t *ewma;              /* EWMA chart */
+    anomaly_seasonal_t *seasonal;      /* daily Holt-Winters residual */
+    anomaly_seasonal_t *weekly;        /* weekly Holt-Winters residual */
+    anomaly_cusum_t *cusum;            /* change points */
+    anomaly_hst_t *hst;                /* half-space trees */
+    anomaly_vol_t *vol;                /* volatility ratio */
+    anomaly_range_t *range;            /* new extremes */
+    double stat[ANOMALY_ENSEMBLE_N];   /* last raw statistics */
+    double ref[ANOMALY_ENSEMBLE_N];    /* decaying max of each statistic */
+    uint32_t valid[ANOMALY_ENSEMBLE_N]; /* statistics each member produced */
+    uint64_t count;                    /* readings learnt */
+    uint64_t hold_until;               /* no alarm before this count ... */
+    double hold_level;                 /* ... below escalate * this r */
 };
+
+void
+anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->zwindow = 200;
+    p->decay = 0.9999;
+    p->warm = 750;
+    p->member_warm = 300;
+    p->early_z = 10;
+    p->cap = 100;
+    p->alarm = 1.2;
+    p->hold = 400;
+    p->escalate = 2.0;
+    p->range_base = 1.2;
+    p->range_gain = 10;
+    p->range_margin = 0.01;
+    p->half = 1.27;
+    p->weight[ANOMALY_ENSEMBLE_ZSCORE] = 1;
+    p->weight[ANOMALY_ENSEMBLE_EWMA] = 1;
+    p->weight[ANOMALY_ENSEMBLE_SEASONAL] = 1;
+    p->weight[ANOMALY_ENSEMBLE_WEEKLY] = 1;
+    p->weight[ANOMALY_ENSEMBLE_VOL] = 1;
+    p->weight[ANOMALY_ENSEMBLE_RANGE] = 1;
+}
 
 unsigned
 anomaly_ensemble_mask(const char *method)
 {
     if (!strcmp(method, "ensemble"))
-        return (1u << ANOMALY_ENSEMBLE_N) - 1;
+        return ANOMALY_ENSEMBLE_ALL;
     for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
         if (!strcmp(method, s_names[m]) && m != ANOMALY_ENSEMBLE_ZSCORE)
             return 1u << m;
@@ -57,26 +101,46 @@ anomaly_ensemble_name(int member)
 }
 
 anomaly_ensemble_t *
-anomaly_ensemble_new(unsigned mask)
+anomaly_ensemble_new_with(unsigned mask,
+                          const struct anomaly_ensemble_params *p)
 {
     assert(mask);
     anomaly_ensemble_t *self = xcalloc(1, sizeof *self);
-    self->mask = mask;
-    if (mask & (1u << ANOMALY_ENSEMBLE_ZSCORE))
-        self->zscore = anomaly_zscore_new(200);
+    self->mask = mask | 1u << ANOMALY_ENSEMBLE_ZSCORE; /* early phase */
+    self->p = *p;
+    /* A single chosen member votes whatever its default weight. */
+    if ((mask & (mask - 1)) == 0)
+        for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
+            self->p.weight[m] = (mask & 1u << m) ? 1 : 0;
+    if (self->mask & (1u << ANOMALY_ENSEMBLE_ZSCORE))
+        self->zscore = anomaly_zscore_new(self->p.zwindow);
     if (mask & (1u << ANOMALY_ENSEMBLE_MAD))
         self->mad = anomaly_mad_new(64);
     if (mask & (1u << ANOMALY_ENSEMBLE_EWMA))
         self->ewma = anomaly_ewma_new(0.1, 0.005);
     if (mask & (1u << ANOMALY_ENSEMBLE_SEASONAL))
         self->seasonal = anomaly_seasonal_new(S_DAY_NS, 288, 0.05, 0.3);
+    if (mask & (1u << ANOMALY_ENSEMBLE_WEEKLY))
+        self->weekly = anomaly_seasonal_new(S_WEEK_NS, 336, 0.05, 0.3);
     if (mask & (1u << ANOMALY_ENSEMBLE_CUSUM))
         self->cusum = anomaly_cusum_new(0.5, 8, 0.005);
     if (mask & (1u << ANOMALY_ENSEMBLE_HST))
         self->hst = anomaly_hst_new();
+    if (mask & (1u << ANOMALY_ENSEMBLE_VOL))
+        self->vol = anomaly_vol_new(0.05, 0.002);
+    if (mask & (1u << ANOMALY_ENSEMBLE_RANGE))
+        self->range = anomaly_range_new(300);
     for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
         self->stat[m] = NAN;
     return self;
+}
+
+anomaly_ensemble_t *
+anomaly_ensemble_new(unsigned mask)
+{
+    struct anomaly_ensemble_params p;
+    anomaly_ensemble_params_default(&p);
+    return anomaly_ensemble_new_with(mask, &p);
 }
 
 void
@@ -89,25 +153,20 @@ anomaly_ensemble_destroy(anomaly_ensemble_t **self_p)
     anomaly_mad_destroy(&self->mad);
     anomaly_ewma_destroy(&self->ewma);
     anomaly_seasonal_destroy(&self->seasonal);
+    anomaly_seasonal_destroy(&self->weekly);
     anomaly_cusum_destroy(&self->cusum);
     anomaly_hst_destroy(&self->hst);
+    anomaly_vol_destroy(&self->vol);
+    anomaly_range_destroy(&self->range);
     free(self);
     *self_p = NULL;
 }
 
-void
-anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
-                        double *score, double *confidence,
-                        const char **method)
+/* Feed every member; fills self->stat. */
+static void
+s_members(anomaly_ensemble_t *self, int64_t ts, double value)
 {
     double *st = self->stat;
-    for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
-        st[m] = NAN;
-    *score = 0;
-    *confidence = 0;
-    *method = "ensemble";
-    if (!isfinite(value))
-        return;
     if (self->zscore)
         st[ANOMALY_ENSEMBLE_ZSCORE] = anomaly_zscore_update(self->zscore, value);
     if (self->mad)
@@ -117,30 +176,80 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
     if (self->seasonal)
         st[ANOMALY_ENSEMBLE_SEASONAL] =
             anomaly_seasonal_update(self->seasonal, ts, value);
+    if (self->weekly)
+        st[ANOMALY_ENSEMBLE_WEEKLY] =
+            anomaly_seasonal_update(self->weekly, ts, value);
     if (self->cusum)
         st[ANOMALY_ENSEMBLE_CUSUM] = anomaly_cusum_update(self->cusum, value);
     if (self->hst)
         st[ANOMALY_ENSEMBLE_HST] = anomaly_hst_update(self->hst, value);
+    if (self->vol)
+        st[ANOMALY_ENSEMBLE_VOL] = anomaly_vol_update(self->vol, value);
+    if (self->range)
+        st[ANOMALY_ENSEMBLE_RANGE] = anomaly_range_update(self->range, value);
+}
+
+void
+anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
+                        double *score, double *confidence,
+                        const char **method)
+{
+    const struct anomaly_ensemble_params *p = &self->p;
+    double *st = self->stat;
+
+    for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
+        st[m] = NAN;
+    *score = 0;
+    *confidence = 0;
+    *method = "ensemble";
+    if (!isfinite(value))
+        return;
+    s_members(self, ts, value);
     self->count++;
 
-    int best = -1, present = 0, ready = 0;
+    double best = 0;
+    int who = -1;
+    bool early = self->count <= p->warm;
     for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++) {
-        if (!(self->mask & (1u << m)))
+        if (!(self->mask & (1u << m)) || isnan(st[m]))
             continue;
-        present++;
-        if (isnan(st[m]))
-            continue;
-        ready++;
-        double r = fabs(st[m]) / s_scale[m];
-        double s = 1.0 - exp2(-r * r);
-        if (s > *score || best < 0) {
-            *score = s;
-            best = m;
+        double x = fmin(fabs(st[m]), p->cap), r = 0;
+        if (m == ANOMALY_ENSEMBLE_RANGE) {
+            /* New extremes are judged on their own, not against past
+             * excesses (most of which are zero). */
+            if (x > p->range_margin)
+                r = p->range_base + p->range_gain * x;
+        }
+        else {
+            if (!early && self->valid[m] >= p->member_warm)
+                r = x / fmax(self->ref[m], S_REF_FLOOR);
+            self->ref[m] = fmax(x, self->ref[m] * p->decay);
+            if (self->valid[m] < UINT32_MAX)
+                self->valid[m]++;
+        }
+        if (early) {
+            /* Before the members are trusted, only a blatant z counts. */
+            r = m == ANOMALY_ENSEMBLE_ZSCORE ? x / p->early_z : 0;
+        }
+        else
+            r *= p->weight[m];
+        if (r > best) {
+            best = r;
+            who = m;
         }
     }
-    if (best >= 0)
-        *method = s_names[best];
-    *confidence = present ? (double)ready / present : 0;
+    if (self->count < self->hold_until &&
+        best < p->escalate * self->hold_level)
+        best = 0;
+    else if (best >= p->alarm) {
+        self->hold_until = self->count + p->hold;
+        self->hold_level = best;
+    }
+    double q = best / p->half;
+    *score = 1.0 - exp2(-(q * q * q * q));
+    if (who >= 0)
+        *method = s_names[who];
+    *confidence = fmin(1.0, (double)self->count / (double)(p->warm + 1));
 }
 
 void
@@ -162,25 +271,80 @@ anomaly_ensemble_state_size(const anomaly_ensemble_t *self)
         n += anomaly_ewma_state_size(self->ewma);
     if (self->seasonal)
         n += anomaly_seasonal_state_size(self->seasonal);
+    if (self->weekly)
+        n += anomaly_seasonal_state_size(self->weekly);
     if (self->cusum)
         n += anomaly_cusum_state_size(self->cusum);
     if (self->hst)
         n += anomaly_hst_state_size(self->hst);
+    if (self->vol)
+        n += anomaly_vol_state_size(self->vol);
+    if (self->range)
+        n += anomaly_range_state_size(self->range);
     return n;
+}
+
+/* Run a golden case through the ensemble: the largest score inside the
+ * labelled readings and before them. */
+static void
+s_case(const char *name, double *in, double *before)
+{
+    char path[128];
+    snprintf(path, sizeof path, "tests/cases/anomaly/%s.csv", name);
+    struct anomaly_case *c = anomaly_case_load(path);
+    assert(c);
+    anomaly_ensemble_t *e = anomaly_ensemble_new(ANOMALY_ENSEMBLE_ALL);
+    bool seen = false;
+    *in = *before = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        double s, conf;
+        const char *m;
+        anomaly_ensemble_update(e, c->ts[i], c->value[i], &s, &conf, &m);
+        assert(s >= 0 && s <= 1 && conf >= 0 && conf <= 1);
+        if (isnan(c->value[i]))
+            assert(s == 0);
+        seen = seen || c->label[i];
+        if (c->label[i])
+            *in = fmax(*in, s);
+        else if (!seen)
+            *before = fmax(*before, s);
+    }
+    anomaly_ensemble_destroy(&e);
+    anomaly_case_destroy(&c);
 }
 
 void
 anomaly_ensemble_test(bool verbose)
 {
-    assert(anomaly_ensemble_mask("ensemble") == 0x3f);
+    assert(anomaly_ensemble_mask("ensemble") == ANOMALY_ENSEMBLE_ALL);
     assert(anomaly_ensemble_mask("mad") == 1u << ANOMALY_ENSEMBLE_MAD);
     assert(anomaly_ensemble_mask("zscore") == 0);
     assert(anomaly_ensemble_mask("nope") == 0);
-    anomaly_ensemble_t *e = anomaly_ensemble_new(0x3f);
+    anomaly_ensemble_t *e = anomaly_ensemble_new(ANOMALY_ENSEMBLE_ALL);
     if (verbose)
         printf("   state %zu bytes\n", anomaly_ensemble_state_size(e));
     assert(anomaly_ensemble_state_size(e) < 16384);
     anomaly_ensemble_destroy(&e);
     anomaly_ensemble_destroy(&e);
+
+    /* Golden cases: each anomaly is flagged (score >= 0.5) and nothing
+     * before it is; flat line and noise never alarm. */
+    const char *hit[] = {"spike", "step", "seasonal", "gaps"};
+    for (size_t k = 0; k < sizeof hit / sizeof hit[0]; k++) {
+        double in, before;
+        s_case(hit[k], &in, &before);
+        if (verbose)
+            fprintf(stderr, "   %s: before %.3f in %.3f\n", hit[k], before,
+                    in);
+        assert(in >= 0.5 && before < 0.5);
+    }
+    const char *quiet[] = {"flat", "noise"};
+    for (size_t k = 0; k < 2; k++) {
+        double in, before;
+        s_case(quiet[k], &in, &before);
+        if (verbose)
+            printf("   %s: max %.3f\n", quiet[k], before);
+        assert(before < 0.5);
+    }
     TEST_OK("anomaly_ensemble");
 }

@@ -4,8 +4,15 @@
  * contributed most.
  *
  * Members: rolling z-score, robust MAD/IQR, EWMA chart, seasonal
- * (Holt-Winters residual, daily), CUSUM change points and half-space
- * trees. A method name selects one member ("mad") or all ("ensemble").
+ * (Holt-Winters residual, daily and weekly), CUSUM change points,
+ * half-space trees, volatility ratio and range (new extremes). Each
+ * member's statistic is made comparable across members and series by
+ * dividing it by the largest value that member has produced recently (a
+ * slowly decaying maximum): r >= 1 means "more surprising than anything
+ * this member saw lately". The ensemble takes the largest weighted r,
+ * then, after an alarm, holds off for a while (an anomaly episode alarms
+ * once), and maps r to [0,1] so that ANOMALY_ENSEMBLE_PARAMS' `half` is
+ * 0.5. Causal: a score depends only on readings at or before it.
  */
 #ifndef SP_ANOMALY_ENSEMBLE_H
 #define SP_ANOMALY_ENSEMBLE_H
@@ -15,7 +22,8 @@
 #include <stdint.h>
 
 /* Method names the ensemble answers to (anomaly.h adds "zscore"). */
-#define ANOMALY_ENSEMBLE_METHODS "mad ewma seasonal cusum hst ensemble"
+#define ANOMALY_ENSEMBLE_METHODS                                              \
+    "mad ewma seasonal weekly cusum hst vol range ensemble"
 
 /* Members, as bit numbers of a mask. */
 enum anomaly_ensemble_member {
@@ -23,20 +31,50 @@ enum anomaly_ensemble_member {
     ANOMALY_ENSEMBLE_MAD,
     ANOMALY_ENSEMBLE_EWMA,
     ANOMALY_ENSEMBLE_SEASONAL,
+    ANOMALY_ENSEMBLE_WEEKLY,
     ANOMALY_ENSEMBLE_CUSUM,
     ANOMALY_ENSEMBLE_HST,
+    ANOMALY_ENSEMBLE_VOL,
+    ANOMALY_ENSEMBLE_RANGE,
     ANOMALY_ENSEMBLE_N
+};
+#define ANOMALY_ENSEMBLE_ALL ((1u << ANOMALY_ENSEMBLE_N) - 1)
+
+/* Plain data: the ensemble's tunables (anomaly_ensemble_params_default
+ * gives the configuration measured in docs/ANOMALY.md). */
+struct anomaly_ensemble_params {
+    size_t zwindow; /* rolling z-score window, readings */
+    double decay;  /* per-reading decay of each member's reference max */
+    size_t warm;   /* readings before members are trusted */
+    size_t member_warm; /* statistics a member produces before it votes */
+    double early_z; /* before warm: |z| that counts as r = 1 */
+    double cap;    /* statistics are capped here before normalising */
+    double alarm;  /* r from which an alarm starts a hold-off */
+    size_t hold;   /* readings scored 0 after an alarm ... */
+    double escalate; /* ... unless r passes this multiple of the alarm's */
+    double range_base;   /* r of a new extreme ... */
+    double range_gain;   /* ... plus gain times its excess ... */
+    double range_margin; /* ... when the excess passes this fraction */
+    double half;   /* r that maps to score 0.5 */
+    double weight[ANOMALY_ENSEMBLE_N]; /* member weights (0 = advisory) */
 };
 
 typedef struct anomaly_ensemble anomaly_ensemble_t;
 
+/* The defaults. Cannot fail. */
+void anomaly_ensemble_params_default(struct anomaly_ensemble_params *p);
 /* Mask of members for a method name ("ensemble" = all), 0 if unknown. */
 unsigned anomaly_ensemble_mask(const char *method);
 /* Static name of a member. */
 const char *anomaly_ensemble_name(int member);
 
-/* Create with the members of mask (non-zero). Cannot fail. */
+/* Create with the members of mask (non-zero) and the default params.
+ * Cannot fail. */
 anomaly_ensemble_t *anomaly_ensemble_new(unsigned mask);
+/* Create with explicit params (copied). Cannot fail. */
+anomaly_ensemble_t *
+anomaly_ensemble_new_with(unsigned mask,
+                          const struct anomaly_ensemble_params *p);
 /* Destroy; NULL-safe; sets *self_p to NULL. */
 void anomaly_ensemble_destroy(anomaly_ensemble_t **self_p);
 /* Score a reading at ts and learn it: *score in [0,1], *confidence in

@@ -8,7 +8,7 @@
  *
  * The trees' shape is random but shared by every series (a fixed seed),
  * so the per-series state is only the mass counters: 2 windows x
- * ANOMALY_HST_TREES x (2^(ANOMALY_HST_DEPTH+1) - 1) uint16, about 6 KB.
+ * ANOMALY_HST_TREES x (2^(ANOMALY_HST_DEPTH+1) - 1) uint16, about 5 KB.
  */
 #ifndef SP_ANOMALY_HST_H
 #define SP_ANOMALY_HST_H
@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define ANOMALY_HST_TREES 12
+#define ANOMALY_HST_TREES 10
 #define ANOMALY_HST_DEPTH 6
 #define ANOMALY_HST_FEATURES 3
 /* Readings per window; the reference mass is the previous window's. */

@@ -28,7 +28,8 @@ struct anomaly_seasonal {
     size_t nresid;   /* residuals learnt */
     size_t count;    /* readings learnt */
     double *season;  /* seasonal term per bin */
-    uint16_t *seen;  /* times each bin was learnt (saturating) */
+    uint16_t *seen;  /* periods in which each bin was learnt (saturating) */
+    uint8_t *last;   /* period number (mod 256) a bin was last learnt in */
 };
 
 anomaly_seasonal_t *
@@ -47,6 +48,7 @@ anomaly_seasonal_new(int64_t period_ns, size_t bins, double alpha,
     self->gamma = fmin(1, fmax(1e-5, gamma));
     self->season = xcalloc(bins, sizeof *self->season);
     self->seen = xcalloc(bins, sizeof *self->seen);
+    self->last = xcalloc(bins, sizeof *self->last);
     return self;
 }
 
@@ -58,6 +60,7 @@ anomaly_seasonal_destroy(anomaly_seasonal_t **self_p)
     anomaly_seasonal_t *self = *self_p;
     xfree(&self->season);
     xfree(&self->seen);
+    xfree(&self->last);
     free(self);
     *self_p = NULL;
 }
@@ -115,8 +118,14 @@ anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts, double value)
         self->season[b] +=
             self->gamma * (value - self->level - self->season[b]);
     }
-    if (self->seen[b] < UINT16_MAX)
-        self->seen[b]++;
+    /* Count periods, not readings: a wide bin gets several readings per
+     * period, and only another period tells what the bin's season is. */
+    uint8_t period = (uint8_t)(ts / self->period);
+    if (self->seen[b] == 0 || self->last[b] != period) {
+        if (self->seen[b] < UINT16_MAX)
+            self->seen[b]++;
+        self->last[b] = period;
+    }
     return stat;
 }
 
@@ -124,7 +133,8 @@ size_t
 anomaly_seasonal_state_size(const anomaly_seasonal_t *self)
 {
     return sizeof *self +
-           self->bins * (sizeof *self->season + sizeof *self->seen);
+           self->bins * (sizeof *self->season + sizeof *self->seen +
+                         sizeof *self->last);
 }
 
 void
