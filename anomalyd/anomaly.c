@@ -131,9 +131,9 @@ anomaly_test(bool verbose)
         int64_t ts = 1704067200LL * 1000000000LL;
         int64_t step = 60LL * 1000000000LL;
         /* Seed 000: a steady series, then 100. */
-        const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6,
-                                 23.7, 23.5, 23.6, 23.7, 23.6};
-        for (size_t i = 0; i < 10; i++) {
+        const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7,
+                                 23.5, 23.6, 23.7, 23.6, 23.5, 23.7};
+        for (size_t i = 0; i < 12; i++) {
             anomaly_update(a, ts, steady[i], &r);
             ts += step;
             assert(!r.anomaly);

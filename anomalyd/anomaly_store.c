@@ -279,16 +279,17 @@ anomaly_store_test(bool verbose)
     assert(st);
     struct anomaly_result r;
     int64_t t0 = 1704067200LL * CLOCK_NS_PER_S, step = 60 * CLOCK_NS_PER_S;
-    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7, 23.5, 23.6};
-    for (int i = 0; i < 8; i++) {
+    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7,
+                             23.5, 23.6, 23.7, 23.6, 23.5, 23.7};
+    for (int i = 0; i < 12; i++) {
         anomaly_store_score(st, "temp_sensor_001", t0 + i * step, steady[i],
                             &r);
         anomaly_store_score(st, "temperature{device=s1}", t0 + i * step,
                             steady[i], &r);
     }
-    anomaly_store_score(st, "temp_sensor_001", t0 + 8 * step, 100, &r);
+    anomaly_store_score(st, "temp_sensor_001", t0 + 12 * step, 100, &r);
     assert(r.anomaly && r.z > 100);
-    anomaly_store_score(st, "temperature{device=s1}", t0 + 8 * step, 50, &r);
+    anomaly_store_score(st, "temperature{device=s1}", t0 + 12 * step, 50, &r);
     assert(anomaly_store_series(st) == 2);
 
     /* The seed query: threshold 3 finds the 100. */
@@ -305,7 +306,7 @@ anomaly_store_test(bool verbose)
     assert(json_array_size(a) == 1);
     json_t *h = json_array_get(a, 0);
     TEST_STREQ(json_string_value(json_object_get(h, "timestamp")),
-               "2024-01-01T00:08:00.000Z");
+               "2024-01-01T00:12:00.000Z");
     TEST_NEAR(json_number_value(json_object_get(h, "value")), 100, 0);
     assert(json_integer_value(json_object_get(body, "matched")) == 1);
     json_decref(body);

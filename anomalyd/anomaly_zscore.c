@@ -143,7 +143,8 @@ anomaly_zscore_test(bool verbose)
 {
     /* Seed 000: a reading of 100 after a steady series is far out. */
     anomaly_zscore_t *z = anomaly_zscore_new(200);
-    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7, 23.5};
+    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7,
+                             23.5, 23.6, 23.7, 23.6, 23.5, 23.7};
     for (size_t i = 0; i < sizeof steady / sizeof steady[0]; i++) {
         double s = anomaly_zscore_update(z, steady[i]);
         assert(i < ANOMALY_ZSCORE_MIN_COUNT ? isnan(s) : fabs(s) < 3);
@@ -164,22 +165,22 @@ anomaly_zscore_test(bool verbose)
     anomaly_zscore_destroy(&z);
     assert(z == NULL);
 
-    /* Exact mean/std against a direct computation, across wraps. */
-    z = anomaly_zscore_new(5);
-    double v[12] = {1e9 + 1, 1e9 + 3, 1e9 + 2, 1e9 + 7, 1e9 + 4, 1e9 + 1,
-                    1e9 + 9, 1e9 + 2, 1e9 + 6, 1e9 + 5, 1e9 + 3, 1e9 + 8};
-    for (size_t i = 0; i < 12; i++) {
+    /* Exact mean/std against a direct computation, across wraps, on
+     * values whose sums would lose digits without the shift. */
+    z = anomaly_zscore_new(10);
+    double v[35];
+    for (size_t i = 0; i < 35; i++)
+        v[i] = 1e9 + (double)((i * 7) % 11);
+    for (size_t i = 0; i < 35; i++) {
         double got = anomaly_zscore_update(z, v[i]);
-        if (i >= 5) {
+        if (i >= 10) {
             double m = 0, s = 0;
-            for (size_t k = i - 5; k < i; k++)
+            for (size_t k = i - 10; k < i; k++)
                 m += v[k];
-            m /= 5;
-            for (size_t k = i - 5; k < i; k++)
+            m /= 10;
+            for (size_t k = i - 10; k < i; k++)
                 s += (v[k] - m) * (v[k] - m);
-            s = sqrt(s / 4);
-            if (verbose)
-                printf("   %zu: %.9g vs %.9g\n", i, got, (v[i] - m) / s);
+            s = sqrt(s / 9);
             TEST_NEAR(got, (v[i] - m) / s, 1e-6);
         }
     }

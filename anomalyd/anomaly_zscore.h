@@ -15,8 +15,10 @@
 
 /* Largest window: 1024 readings keep the state under 9 KB. */
 #define ANOMALY_ZSCORE_WINDOW_MAX 1024
-/* Readings needed in the window before a z is reported. */
-#define ANOMALY_ZSCORE_MIN_COUNT 3
+/* Readings needed in the window before a z is reported: fewer give a
+ * spread too rough to judge by (three readings rounded to one decimal can
+ * have almost none). */
+#define ANOMALY_ZSCORE_MIN_COUNT 10
 /* |z| is capped here so that a jump off a perfectly flat series has a large
  * but finite statistic (JSON cannot carry infinities). */
 #define ANOMALY_ZSCORE_ZMAX 1e6

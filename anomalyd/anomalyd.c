@@ -560,20 +560,21 @@ anomalyd_test(bool verbose)
     zsock_t *aggd = zsock_new_push(ep);
     msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
     int64_t t0 = 1704067200LL * CLOCK_NS_PER_S, step = 60 * CLOCK_NS_PER_S;
-    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7, 23.5};
-    for (int i = 0; i < 7; i++)
+    const double steady[] = {23.5, 23.7, 23.6, 23.5, 23.6, 23.7,
+                             23.5, 23.6, 23.7, 23.6, 23.5, 23.7};
+    for (int i = 0; i < 12; i++)
         msg_batch_add_reading(b, "temp_sensor_001", t0 + i * step, steady[i]);
-    msg_batch_add_reading(b, "temp_sensor_001", t0 + 7 * step, 100);
+    msg_batch_add_reading(b, "temp_sensor_001", t0 + 12 * step, 100);
     assert(msg_batch_send(b, zsock_resolve(aggd), 0) == 0);
     msg_batch_destroy(&b);
     zsock_set_rcvtimeo(a->pull, 2000);
     s_on_pull(a->loop, a->pull, a);
-    assert(a->readings_in == 8 && a->anomalies_out == 1);
+    assert(a->readings_in == 13 && a->anomalies_out == 1);
 
     /* alertd receives the readings, then the anomalies. */
     zsock_set_rcvtimeo(alertd, 2000);
     assert(msg_batch_recv(zsock_resolve(alertd), &b) == MSG_OK);
-    assert(msg_batch_type(b) == MSG_TYPE_READINGS && msg_batch_size(b) == 8);
+    assert(msg_batch_type(b) == MSG_TYPE_READINGS && msg_batch_size(b) == 13);
     msg_batch_destroy(&b);
     assert(msg_batch_recv(zsock_resolve(alertd), &b) == MSG_OK);
     assert(msg_batch_type(b) == MSG_TYPE_ANOMALIES && msg_batch_size(b) == 1);
@@ -604,7 +605,7 @@ anomalyd_test(bool verbose)
     s_on_query(a->loop, a->router, a);
     assert(rpc_reply_recv(zsock_resolve(dealer), &id, &status, &body) == 0);
     assert(status == 200);
-    assert(json_integer_value(json_object_get(body, "readings_in")) == 8);
+    assert(json_integer_value(json_object_get(body, "readings_in")) == 13);
     assert(json_integer_value(json_object_get(body, "series")) == 1);
     json_decref(body);
     zsock_destroy(&dealer);
@@ -620,7 +621,12 @@ anomalyd_test(bool verbose)
     char in[] = "timestamp,value\n"
                 "2024-01-01 00:00:00,23.5\n2024-01-01 00:01:00,23.7\n"
                 "2024-01-01 00:02:00,23.6\n2024-01-01 00:03:00,23.5\n"
-                "2024-01-01 00:04:00,100\n"
+                "2024-01-01 00:04:00,23.6\n2024-01-01 00:05:00,23.7\n"
+                "2024-01-01 00:06:00,23.5\n2024-01-01 00:07:00,23.6\n"
+                "2024-01-01 00:08:00,23.7\n2024-01-01 00:09:00,23.6\n"
+                "2024-01-01 00:10:00,23.5\n"
+                "2024-01-01 00:11:00,nan\n"
+                "2024-01-01 00:12:00,100\n"
                 "{\"name\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\","
                 "\"value\":1}\n";
     char *obuf = NULL;
@@ -632,7 +638,7 @@ anomalyd_test(bool verbose)
     fclose(fo);
     if (verbose)
         printf("%s", obuf);
-    assert(strstr(obuf, "\"timestamp\":\"2024-01-01T00:04:00.000Z\","
+    assert(strstr(obuf, "\"timestamp\":\"2024-01-01T00:12:00.000Z\","
                         "\"value\":100,"));
     assert(strstr(obuf, "\"anomaly\":true") &&
            strstr(obuf, "\"series\":\"x\""));
