@@ -70,10 +70,16 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->alarm = 1.2;
     p->hold = 400;
     p->escalate = 2.0;
+    p->range_warm = 1000;
     p->range_base = 1.2;
     p->range_gain = 10;
     p->range_margin = 0.01;
     p->half = 1.27;
+    p->daily_alpha = 0.05;
+    p->daily_gamma = 0.3;
+    p->weekly_alpha = 0.05;
+    p->weekly_gamma = 0.3;
+    p->season_smooth = 0;
     p->weight[ANOMALY_ENSEMBLE_ZSCORE] = 1;
     p->weight[ANOMALY_ENSEMBLE_EWMA] = 1;
     p->weight[ANOMALY_ENSEMBLE_SEASONAL] = 1;
@@ -118,10 +124,16 @@ anomaly_ensemble_new_with(unsigned mask,
         self->mad = anomaly_mad_new(64);
     if (mask & (1u << ANOMALY_ENSEMBLE_EWMA))
         self->ewma = anomaly_ewma_new(0.1, 0.005);
-    if (mask & (1u << ANOMALY_ENSEMBLE_SEASONAL))
-        self->seasonal = anomaly_seasonal_new(S_DAY_NS, 288, 0.05, 0.3);
-    if (mask & (1u << ANOMALY_ENSEMBLE_WEEKLY))
-        self->weekly = anomaly_seasonal_new(S_WEEK_NS, 336, 0.05, 0.3);
+    if (mask & (1u << ANOMALY_ENSEMBLE_SEASONAL)) {
+        self->seasonal = anomaly_seasonal_new(S_DAY_NS, 288, p->daily_alpha,
+                                              p->daily_gamma);
+        anomaly_seasonal_set_smoothing(self->seasonal, p->season_smooth);
+    }
+    if (mask & (1u << ANOMALY_ENSEMBLE_WEEKLY)) {
+        self->weekly = anomaly_seasonal_new(S_WEEK_NS, 336, p->weekly_alpha,
+                                            p->weekly_gamma);
+        anomaly_seasonal_set_smoothing(self->weekly, p->season_smooth);
+    }
     if (mask & (1u << ANOMALY_ENSEMBLE_CUSUM))
         self->cusum = anomaly_cusum_new(0.5, 8, 0.005);
     if (mask & (1u << ANOMALY_ENSEMBLE_HST))
@@ -129,7 +141,7 @@ anomaly_ensemble_new_with(unsigned mask,
     if (mask & (1u << ANOMALY_ENSEMBLE_VOL))
         self->vol = anomaly_vol_new(0.05, 0.002);
     if (mask & (1u << ANOMALY_ENSEMBLE_RANGE))
-        self->range = anomaly_range_new(300);
+        self->range = anomaly_range_new(self->p.range_warm);
     for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
         self->stat[m] = NAN;
     return self;

@@ -52,10 +52,14 @@ struct anomaly_ensemble_params {
     double alarm;  /* r from which an alarm starts a hold-off */
     size_t hold;   /* readings scored 0 after an alarm ... */
     double escalate; /* ... unless r passes this multiple of the alarm's */
+    size_t range_warm;   /* readings before new extremes count */
     double range_base;   /* r of a new extreme ... */
     double range_gain;   /* ... plus gain times its excess ... */
     double range_margin; /* ... when the excess passes this fraction */
     double half;   /* r that maps to score 0.5 */
+    double daily_alpha, daily_gamma;   /* daily Holt-Winters weights */
+    double weekly_alpha, weekly_gamma; /* weekly Holt-Winters weights */
+    double season_smooth; /* smoothed-residual weight of both (0 = off) */
     double weight[ANOMALY_ENSEMBLE_N]; /* member weights (0 = advisory) */
 };
 

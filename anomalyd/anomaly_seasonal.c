@@ -16,6 +16,8 @@
 /* Residuals learnt before their spread is trusted. */
 #define S_RESID_MIN 20
 #define S_ZMAX 1e6
+/* One wild residual moves the smoothed residual by at most this. */
+#define S_SMOOTH_CAP 10.0
 
 struct anomaly_seasonal {
     int64_t period;  /* season length, ns */
@@ -27,6 +29,8 @@ struct anomaly_seasonal {
     double rvar;     /* running residual variance */
     size_t nresid;   /* residuals learnt */
     size_t count;    /* readings learnt */
+    double lambda;   /* weight of the smoothed residual; 0 = off */
+    double smooth;   /* EWMA of standardised residuals */
     double *season;  /* seasonal term per bin */
     uint16_t *seen;  /* periods in which each bin was learnt (saturating) */
     uint8_t *last;   /* period number (mod 256) a bin was last learnt in */
@@ -50,6 +54,12 @@ anomaly_seasonal_new(int64_t period_ns, size_t bins, double alpha,
     self->seen = xcalloc(bins, sizeof *self->seen);
     self->last = xcalloc(bins, sizeof *self->last);
     return self;
+}
+
+void
+anomaly_seasonal_set_smoothing(anomaly_seasonal_t *self, double lambda)
+{
+    self->lambda = fmin(1, fmax(0, lambda));
 }
 
 void
@@ -104,6 +114,15 @@ anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts, double value)
                 stat = r > 0 ? S_ZMAX : -S_ZMAX;
             else
                 stat = fmax(-S_ZMAX, fmin(S_ZMAX, r / sd));
+            if (self->lambda > 0) {
+                double l = self->lambda;
+                self->smooth += l * (fmax(-S_SMOOTH_CAP,
+                                          fmin(S_SMOOTH_CAP, stat)) -
+                                     self->smooth);
+                double zs = self->smooth / sqrt(l / (2 - l));
+                if (fabs(zs) > fabs(stat))
+                    stat = zs;
+            }
         }
         self->nresid++;
         double a = fmax(S_RESID_ALPHA, 1.0 / (double)self->nresid);

@@ -33,6 +33,12 @@ void anomaly_seasonal_destroy(anomaly_seasonal_t **self_p);
  * new or for a non-finite value (not learnt). */
 double anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts,
                                double value);
+/* Also score the exponentially weighted mean of the standardised
+ * residuals (weight lambda, in units of its own standard error), and
+ * report whichever is larger: a day that runs a little low all along (a
+ * holiday) shows there although no single reading is far off. 0 turns it
+ * off (the default). */
+void anomaly_seasonal_set_smoothing(anomaly_seasonal_t *self, double lambda);
 /* The model's forecast for ts (level + season), NAN before learning. */
 double anomaly_seasonal_forecast(const anomaly_seasonal_t *self, int64_t ts);
 /* Bytes of state. */
