@@ -2,6 +2,7 @@
  * apid: routes, backend requests, replies (see apid.h).
  */
 #include "apid/apid.h"
+#include "apid/api_seed.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/ep.h"
@@ -18,8 +19,7 @@
 #define APID_TICK_MS 50
 #define APID_RETRY_AFTER "1"
 
-enum s_backend { BK_INGESTD, BK_AGGD, BK_ANOMALYD, BK_ALERTD, BK_MAX };
-static const char *s_bk_name[BK_MAX] = {"ingestd", "aggd", "anomalyd", "alertd"};
+static const char *s_bk_name[APID_BK_MAX] = {"ingestd", "aggd", "anomalyd", "alertd"};
 
 enum s_kind {
     PK_RELAY,   /* one backend; relay its status and body */
@@ -32,8 +32,8 @@ struct s_pending {
     http_req_t *req;        /* the suspended HTTP request */
     int kind;               /* enum s_kind */
     int64_t deadline;       /* monotonic ns */
-    uint64_t ids[BK_MAX];   /* request id per backend asked, 0 = none */
-    json_t *parts[BK_MAX];  /* bodies received (fan-out kinds) */
+    uint64_t ids[APID_BK_MAX];   /* request id per backend asked, 0 = none */
+    json_t *parts[APID_BK_MAX];  /* bodies received (fan-out kinds) */
     int outstanding;        /* answers still expected */
     struct s_pending *next; /* list link */
 };
@@ -42,7 +42,7 @@ struct apid {
     const struct apid_conf *conf; /* borrowed configuration */
     zloop_t *loop;                /* the one event loop */
     http_server_t *http;          /* port 3000 */
-    zsock_t *bk[BK_MAX];          /* DEALER per backend (lane 0) */
+    zsock_t *bk[APID_BK_MAX];          /* DEALER per backend (lane 0) */
     struct s_pending *pending;    /* requests waiting on backends */
     uint64_t next_id;             /* request id counter */
     uint64_t timeouts;            /* backend answers that came too late */
@@ -88,7 +88,7 @@ s_pending_free(apid_t *self, struct s_pending *p)
         pp = &(*pp)->next;
     if (*pp)
         *pp = p->next;
-    for (int b = 0; b < BK_MAX; b++)
+    for (int b = 0; b < APID_BK_MAX; b++)
         json_decref(p->parts[b]);
     free(p);
 }
@@ -106,8 +106,8 @@ s_ask(apid_t *self, struct s_pending *p, int b, json_t *query)
 }
 
 /* Relay one backend's answer for a request. */
-static void
-s_relay(apid_t *self, http_req_t *req, int b, json_t *query)
+void
+apid_relay(apid_t *self, http_req_t *req, int b, json_t *query)
 {
     struct s_pending *p = s_pending_new(self, req, PK_RELAY);
     s_ask(self, p, b, query);
@@ -145,7 +145,7 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
 {
     if (p->kind == PK_STATS) {
         json_t *o = json_object();
-        for (int b = 0; b < BK_MAX; b++)
+        for (int b = 0; b < APID_BK_MAX; b++)
             json_object_set(o, s_bk_name[b], p->parts[b] ? p->parts[b]
                                                          : json_pack("{s:b}", "up", 0));
         json_object_set_new(o, "apid", json_pack(
@@ -163,10 +163,10 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
     s_prom_line(&out, &len, &cap,
                 "# HELP sensorpipe_up Whether the daemon answered apid.\n"
                 "# TYPE sensorpipe_up gauge\n");
-    for (int b = 0; b < BK_MAX; b++)
+    for (int b = 0; b < APID_BK_MAX; b++)
         s_prom_line(&out, &len, &cap, "sensorpipe_up{daemon=\"%s\"} %d\n",
                     s_bk_name[b], p->parts[b] != NULL);
-    for (int b = 0; b < BK_MAX; b++) {
+    for (int b = 0; b < APID_BK_MAX; b++) {
         const char *k;
         json_t *v;
         json_object_foreach(p->parts[b], k, v) {
@@ -197,7 +197,7 @@ static void
 s_fanout(apid_t *self, http_req_t *req, int kind)
 {
     struct s_pending *p = s_pending_new(self, req, kind);
-    for (int b = 0; b < BK_MAX; b++)
+    for (int b = 0; b < APID_BK_MAX; b++)
         s_ask(self, p, b, json_pack("{s:s}", "op", "status"));
     if (p->outstanding == 0) {
         s_finish_fanout(self, p);
@@ -218,10 +218,10 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
         log_warnx("apid: malformed reply from a backend");
         return 0;
     }
-    for (b = 0; b < BK_MAX && self->bk[b] != sock; b++)
+    for (b = 0; b < APID_BK_MAX && self->bk[b] != sock; b++)
         ;
     for (p = self->pending; p; p = p->next)
-        if (b < BK_MAX && p->ids[b] == id)
+        if (b < APID_BK_MAX && p->ids[b] == id)
             break;
     if (p == NULL) {
         self->late++;
@@ -259,7 +259,7 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
             continue;
         if (p->kind == PK_RELAY) {
             const char *who = "backend";
-            for (int b = 0; b < BK_MAX; b++)
+            for (int b = 0; b < APID_BK_MAX; b++)
                 if (p->ids[b])
                     who = s_bk_name[b];
             self->timeouts++;
@@ -294,10 +294,8 @@ s_collect_tag(void *arg, const char *k, const char *v)
     }
 }
 
-/* Add start/end/tags from the query string to q. Returns 0, or -1 after
- * replying 400. */
-static int
-s_range_args(http_req_t *req, json_t *q)
+int
+apid_range_args(http_req_t *req, json_t *q)
 {
     static const char *names[] = {"start", "end"};
     struct s_argctx c = {json_object(), NULL};
@@ -327,9 +325,8 @@ s_range_args(http_req_t *req, json_t *q)
     return 0;
 }
 
-/* The {series} part of a path after prefix, URL-decoded; NULL when empty. */
-static char *
-s_path_series(const char *path, const char *prefix)
+char *
+apid_path_arg(const char *path, const char *prefix)
 {
     size_t n = strlen(prefix);
     char *s;
@@ -343,170 +340,8 @@ s_path_series(const char *path, const char *prefix)
     return s;
 }
 
-static void
-s_route_ingest(apid_t *self, http_req_t *req, const char *form)
-{
-    size_t len;
-    const char *body = http_req_body(req, &len);
-
-    if (!strutil_utf8_valid(body, len)) {
-        http_req_reply_error(req, 400, "invalid_body",
-                             "body is not valid UTF-8 JSON", "body");
-        return;
-    }
-    s_relay(self, req, BK_INGESTD,
-            json_pack("{s:s, s:s, s:s%}", "op", "ingest", "form", form, "body",
-                      body, len));
-}
-
-static void
-s_route_stats(apid_t *self, http_req_t *req, const char *series)
-{
-    json_t *q = json_pack("{s:s, s:s}", "op", "stats", "series", series);
-    const char *pcts = http_req_arg(req, "percentiles");
-
-    if (s_range_args(req, q)) {
-        json_decref(q);
-        return;
-    }
-    if (pcts) {
-        json_t *arr = json_array();
-        char *copy = xstrdup(pcts), *save = NULL;
-        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            double p;
-            if (t[0] == 'p')
-                t++;
-            if (strutil_tod(t, &p) || p < 0 || p > 100) {
-                free(copy);
-                json_decref(arr);
-                json_decref(q);
-                http_req_reply_error(req, 400, "bad_request",
-                                     "percentiles must be numbers in [0, 100]",
-                                     "percentiles");
-                return;
-            }
-            json_array_append_new(arr, json_real(p));
-        }
-        free(copy);
-        json_object_set_new(q, "percentiles", arr);
-    }
-    s_relay(self, req, BK_AGGD, q);
-}
-
-static void
-s_route_aggregate(apid_t *self, http_req_t *req)
-{
-    size_t len;
-    const char *body = http_req_body(req, &len);
-    json_error_t jerr;
-    json_t *in = json_loadb(body, len, 0, &jerr), *q;
-    const char *metric, *interval, *agg;
-    char msg[200];
-
-    if (in == NULL || !json_is_object(in)) {
-        snprintf(msg, sizeof msg, "malformed JSON: %.150s",
-                 in ? "must be an object" : jerr.text);
-        json_decref(in);
-        http_req_reply_error(req, 400, "invalid_body", msg, "body");
-        return;
-    }
-    metric = json_string_value(json_object_get(in, "metric_name"));
-    interval = json_string_value(json_object_get(in, "interval"));
-    agg = json_string_value(json_object_get(in, "aggregation"));
-    if (metric == NULL || interval == NULL) {
-        json_decref(in);
-        http_req_reply_error(req, 400, "invalid_body",
-                             "metric_name and interval are required strings",
-                             metric ? "interval" : "metric_name");
-        return;
-    }
-    q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series", metric,
-                  "interval", interval, "aggregation", agg ? agg : "mean");
-    for (int i = 0; i < 2; i++) {
-        const char *name = i ? "end" : "start";
-        json_t *v = json_object_get(in, name);
-        int64_t ts;
-        if (v == NULL)
-            continue;
-        if (!json_is_string(v) || clock_parse_time(json_string_value(v), &ts)) {
-            json_decref(q);
-            json_decref(in);
-            http_req_reply_error(req, 400, "invalid_body",
-                                 "not a time (RFC 3339, YYYY-MM-DD or epoch ms)", name);
-            return;
-        }
-        json_object_set_new(q, name, json_integer(ts));
-    }
-    if (json_object_get(in, "tags"))
-        json_object_set(q, "tags", json_object_get(in, "tags"));
-    json_decref(in);
-    s_relay(self, req, BK_AGGD, q);
-}
-
-static void
-s_route_anomalies(apid_t *self, http_req_t *req, const char *series)
-{
-    json_t *q = json_pack("{s:s, s:s}", "op", "anomalies", "series", series);
-    static const char *nums[] = {"threshold", "min_score"};
-    const char *v;
-    double d;
-    long long ll;
-
-    for (int i = 0; i < 2; i++) {
-        if ((v = http_req_arg(req, nums[i])) == NULL)
-            continue;
-        if (strutil_tod(v, &d) || d < 0) {
-            json_decref(q);
-            http_req_reply_error(req, 400, "bad_request",
-                                 "must be a non-negative number", nums[i]);
-            return;
-        }
-        json_object_set_new(q, nums[i], json_real(d));
-    }
-    if ((v = http_req_arg(req, "method")))
-        json_object_set_new(q, "method", json_string(v));
-    if ((v = http_req_arg(req, "limit"))) {
-        if (strutil_toll(v, 1, 100000, &ll)) {
-            json_decref(q);
-            http_req_reply_error(req, 400, "bad_request",
-                                 "limit must be 1..100000", "limit");
-            return;
-        }
-        json_object_set_new(q, "limit", json_integer(ll));
-    }
-    if (s_range_args(req, q)) {
-        json_decref(q);
-        return;
-    }
-    s_relay(self, req, BK_ANOMALYD, q);
-}
-
-static void
-s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
-{
-    json_t *q = json_pack("{s:s, s:s}", "op", op_points ? "points" : "series",
-                          "series", series);
-    const char *v = http_req_arg(req, "limit");
-    long long ll;
-
-    if (v) {
-        if (strutil_toll(v, 1, 100000, &ll)) {
-            json_decref(q);
-            http_req_reply_error(req, 400, "bad_request",
-                                 "limit must be 1..100000", "limit");
-            return;
-        }
-        json_object_set_new(q, "limit", json_integer(ll));
-    }
-    if (s_range_args(req, q)) {
-        json_decref(q);
-        return;
-    }
-    s_relay(self, req, BK_AGGD, q);
-}
-
-static bool
-s_method(http_req_t *req, const char *want)
+bool
+apid_method(http_req_t *req, const char *want)
 {
     if (strcmp(http_req_method(req), want) == 0)
         return true;
@@ -517,55 +352,50 @@ s_method(http_req_t *req, const char *want)
     return false;
 }
 
+const struct apid_conf *
+apid_config(const apid_t *self)
+{
+    return self->conf;
+}
+
+zloop_t *
+apid_loop(apid_t *self)
+{
+    return self->loop;
+}
+
+/* Route modules, asked in order; each returns 1 when it handled the
+ * request. */
+static int (*const s_modules[])(apid_t *, http_req_t *) = {
+    api_seed_route,
+};
+
 static void
 s_on_http(http_req_t *req, void *arg)
 {
     apid_t *self = arg;
     const char *path = http_req_path(req);
-    char *series = NULL;
 
     if (!strcmp(path, "/health")) {
-        if (s_method(req, "GET"))
+        if (apid_method(req, "GET"))
             http_req_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok",
                                                     "version", SP_VERSION));
-    } else if (!strcmp(path, "/metrics")) {
-        if (s_method(req, "GET"))
-            s_fanout(self, req, PK_METRICS);
-    } else if (!strcmp(path, "/stats")) {
-        if (s_method(req, "GET"))
-            s_fanout(self, req, PK_STATS);
-    } else if (!strcmp(path, "/api/v1/ingest")) {
-        if (s_method(req, "POST"))
-            s_route_ingest(self, req, "ingest");
-    } else if (!strcmp(path, "/api/v1/record")) {
-        if (s_method(req, "POST"))
-            s_route_ingest(self, req, "record");
-    } else if (!strcmp(path, "/api/v1/aggregate")) {
-        if (s_method(req, "POST"))
-            s_route_aggregate(self, req);
-    } else if ((series = s_path_series(path, "/api/v1/stats/"))) {
-        if (s_method(req, "GET"))
-            s_route_stats(self, req, series);
-    } else if ((series = s_path_series(path, "/api/v1/anomalies/"))) {
-        if (s_method(req, "GET"))
-            s_route_anomalies(self, req, series);
-    } else if ((series = s_path_series(path, "/api/v1/export/"))) {
-        if (s_method(req, "GET"))
-            s_route_series(self, req, 1, series);
-    } else if (!strcmp(path, "/api/v1/series")) {
-        const char *m = http_req_arg(req, "match");
-        if (s_method(req, "GET"))
-            s_route_series(self, req, 0, m ? m : "*");
-    } else if (!strcmp(path, "/api/alerts")) {
-        if (s_method(req, "GET"))
-            s_relay(self, req, BK_ALERTD, json_pack("{s:s}", "op", "alerts"));
-    } else if (!strcmp(path, "/api/rules")) {
-        if (s_method(req, "GET"))
-            s_relay(self, req, BK_ALERTD, json_pack("{s:s}", "op", "rules"));
-    } else {
-        http_req_reply_error(req, 404, "not_found", "no such route", path);
+        return;
     }
-    free(series);
+    if (!strcmp(path, "/metrics")) {
+        if (apid_method(req, "GET"))
+            s_fanout(self, req, PK_METRICS);
+        return;
+    }
+    if (!strcmp(path, "/stats")) {
+        if (apid_method(req, "GET"))
+            s_fanout(self, req, PK_STATS);
+        return;
+    }
+    for (size_t i = 0; i < sizeof s_modules / sizeof s_modules[0]; i++)
+        if (s_modules[i](self, req))
+            return;
+    http_req_reply_error(req, 404, "not_found", "no such route", path);
 }
 
 /* --- lifecycle ----------------------------------------------------------- */
@@ -574,12 +404,12 @@ apid_t *
 apid_new(const struct apid_conf *conf)
 {
     apid_t *self = xcalloc(1, sizeof *self);
-    const char *tmpl[BK_MAX] = {conf->ingestd, conf->aggd, conf->anomalyd,
+    const char *tmpl[APID_BK_MAX] = {conf->ingestd, conf->aggd, conf->anomalyd,
                                 conf->alertd};
 
     self->conf = conf;
     self->loop = zloop_new();
-    for (int b = 0; b < BK_MAX; b++) {
+    for (int b = 0; b < APID_BK_MAX; b++) {
         s_connect(self, b, tmpl[b]);
         zloop_reader(self->loop, self->bk[b], s_on_backend, self);
     }
@@ -609,7 +439,7 @@ apid_destroy(apid_t **self_p)
     }
     http_server_destroy(&self->http);
     zloop_destroy(&self->loop);
-    for (int b = 0; b < BK_MAX; b++)
+    for (int b = 0; b < APID_BK_MAX; b++)
         zsock_destroy(&self->bk[b]);
     free(self);
     *self_p = NULL;
@@ -641,13 +471,13 @@ apid_run(apid_t *self)
 void
 apid_test(bool verbose)
 {
-    char *s = s_path_series("/api/v1/stats/temperature%7Bdevice%3Ds1%7D",
+    char *s = apid_path_arg("/api/v1/stats/temperature%7Bdevice%3Ds1%7D",
                             "/api/v1/stats/");
     TEST_STREQ(s, "temperature{device=s1}");
     free(s);
-    assert(s_path_series("/api/v1/stats/", "/api/v1/stats/") == NULL);
-    assert(s_path_series("/api/v1/stats/a/b", "/api/v1/stats/") == NULL);
-    assert(s_path_series("/api/v1/other/a", "/api/v1/stats/") == NULL);
+    assert(apid_path_arg("/api/v1/stats/", "/api/v1/stats/") == NULL);
+    assert(apid_path_arg("/api/v1/stats/a/b", "/api/v1/stats/") == NULL);
+    assert(apid_path_arg("/api/v1/other/a", "/api/v1/stats/") == NULL);
     (void)verbose;
     TEST_OK("apid");
 }

@@ -28,12 +28,45 @@ struct apid_conf {
 
 typedef struct apid apid_t;
 
+#include "common/http.h"
+
+#include <jansson.h>
+
+/* The daemons apid asks. */
+enum apid_backend {
+    APID_BK_INGESTD,
+    APID_BK_AGGD,
+    APID_BK_ANOMALYD,
+    APID_BK_ALERTD,
+    APID_BK_MAX
+};
+
 /* Listen and connect. Returns NULL (logged) on failure. */
 apid_t *apid_new(const struct apid_conf *conf);
 /* Run until SIGTERM. 0 on a clean stop. */
 int apid_run(apid_t *self);
 /* Destroy; NULL-safe. */
 void apid_destroy(apid_t **self_p);
+
+/* For route modules (api_*.c). Each module exports one
+ * "int api_x_route(apid_t *, http_req_t *)" that returns 1 when it handled
+ * the request, and is listed in s_modules[] in apid.c. */
+
+/* Ask a backend and relay its {status, body} answer to req; 503 with
+ * Retry-After when it does not answer in time. Steals query. */
+void apid_relay(apid_t *self, http_req_t *req, int backend, json_t *query);
+/* Copy start/end (any accepted time form, to ns) and tag.k=v filters from
+ * the query string into q. Returns 0, or -1 after replying 400. */
+int apid_range_args(http_req_t *req, json_t *q);
+/* The URL-decoded remainder of path after prefix, without '/'; NULL when
+ * empty or malformed. Caller frees. */
+char *apid_path_arg(const char *path, const char *prefix);
+/* True when the method is want; else replies 405 with Allow. */
+bool apid_method(http_req_t *req, const char *want);
+/* The configuration in force. */
+const struct apid_conf *apid_config(const apid_t *self);
+/* The loop (for modules with their own timers or sockets). */
+zloop_t *apid_loop(apid_t *self);
 
 /* Selftest. */
 void apid_test(bool verbose);

@@ -1,0 +1,214 @@
+/*
+ * api_seed: the routes of the seed API (SPEC.md): ingest and record
+ * (handed to ingestd), stats, aggregate, series listing and export (aggd),
+ * anomalies (anomalyd), alerts and rules (alertd).
+ */
+#include "apid/api_seed.h"
+#include "common/clock.h"
+#include "common/strutil.h"
+#include "common/xalloc.h"
+
+#include <string.h>
+
+static void
+s_route_ingest(apid_t *self, http_req_t *req, const char *form)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+
+    if (!strutil_utf8_valid(body, len)) {
+        http_req_reply_error(req, 400, "invalid_body",
+                             "body is not valid UTF-8 JSON", "body");
+        return;
+    }
+    apid_relay(self, req, APID_BK_INGESTD,
+            json_pack("{s:s, s:s, s:s%}", "op", "ingest", "form", form, "body",
+                      body, len));
+}
+
+static void
+s_route_stats(apid_t *self, http_req_t *req, const char *series)
+{
+    json_t *q = json_pack("{s:s, s:s}", "op", "stats", "series", series);
+    const char *pcts = http_req_arg(req, "percentiles");
+
+    if (apid_range_args(req, q)) {
+        json_decref(q);
+        return;
+    }
+    if (pcts) {
+        json_t *arr = json_array();
+        char *copy = xstrdup(pcts), *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            double p;
+            if (t[0] == 'p')
+                t++;
+            if (strutil_tod(t, &p) || p < 0 || p > 100) {
+                free(copy);
+                json_decref(arr);
+                json_decref(q);
+                http_req_reply_error(req, 400, "bad_request",
+                                     "percentiles must be numbers in [0, 100]",
+                                     "percentiles");
+                return;
+            }
+            json_array_append_new(arr, json_real(p));
+        }
+        free(copy);
+        json_object_set_new(q, "percentiles", arr);
+    }
+    apid_relay(self, req, APID_BK_AGGD, q);
+}
+
+static void
+s_route_aggregate(apid_t *self, http_req_t *req)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    json_error_t jerr;
+    json_t *in = json_loadb(body, len, 0, &jerr), *q;
+    const char *metric, *interval, *agg;
+    char msg[200];
+
+    if (in == NULL || !json_is_object(in)) {
+        snprintf(msg, sizeof msg, "malformed JSON: %.150s",
+                 in ? "must be an object" : jerr.text);
+        json_decref(in);
+        http_req_reply_error(req, 400, "invalid_body", msg, "body");
+        return;
+    }
+    metric = json_string_value(json_object_get(in, "metric_name"));
+    interval = json_string_value(json_object_get(in, "interval"));
+    agg = json_string_value(json_object_get(in, "aggregation"));
+    if (metric == NULL || interval == NULL) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "invalid_body",
+                             "metric_name and interval are required strings",
+                             metric ? "interval" : "metric_name");
+        return;
+    }
+    q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series", metric,
+                  "interval", interval, "aggregation", agg ? agg : "mean");
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "end" : "start";
+        json_t *v = json_object_get(in, name);
+        int64_t ts;
+        if (v == NULL)
+            continue;
+        if (!json_is_string(v) || clock_parse_time(json_string_value(v), &ts)) {
+            json_decref(q);
+            json_decref(in);
+            http_req_reply_error(req, 400, "invalid_body",
+                                 "not a time (RFC 3339, YYYY-MM-DD or epoch ms)", name);
+            return;
+        }
+        json_object_set_new(q, name, json_integer(ts));
+    }
+    if (json_object_get(in, "tags"))
+        json_object_set(q, "tags", json_object_get(in, "tags"));
+    json_decref(in);
+    apid_relay(self, req, APID_BK_AGGD, q);
+}
+
+static void
+s_route_anomalies(apid_t *self, http_req_t *req, const char *series)
+{
+    json_t *q = json_pack("{s:s, s:s}", "op", "anomalies", "series", series);
+    static const char *nums[] = {"threshold", "min_score"};
+    const char *v;
+    double d;
+    long long ll;
+
+    for (int i = 0; i < 2; i++) {
+        if ((v = http_req_arg(req, nums[i])) == NULL)
+            continue;
+        if (strutil_tod(v, &d) || d < 0) {
+            json_decref(q);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "must be a non-negative number", nums[i]);
+            return;
+        }
+        json_object_set_new(q, nums[i], json_real(d));
+    }
+    if ((v = http_req_arg(req, "method")))
+        json_object_set_new(q, "method", json_string(v));
+    if ((v = http_req_arg(req, "limit"))) {
+        if (strutil_toll(v, 1, 100000, &ll)) {
+            json_decref(q);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "limit must be 1..100000", "limit");
+            return;
+        }
+        json_object_set_new(q, "limit", json_integer(ll));
+    }
+    if (apid_range_args(req, q)) {
+        json_decref(q);
+        return;
+    }
+    apid_relay(self, req, APID_BK_ANOMALYD, q);
+}
+
+static void
+s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
+{
+    json_t *q = json_pack("{s:s, s:s}", "op", op_points ? "points" : "series",
+                          "series", series);
+    const char *v = http_req_arg(req, "limit");
+    long long ll;
+
+    if (v) {
+        if (strutil_toll(v, 1, 100000, &ll)) {
+            json_decref(q);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "limit must be 1..100000", "limit");
+            return;
+        }
+        json_object_set_new(q, "limit", json_integer(ll));
+    }
+    if (apid_range_args(req, q)) {
+        json_decref(q);
+        return;
+    }
+    apid_relay(self, req, APID_BK_AGGD, q);
+}
+
+int
+api_seed_route(apid_t *self, http_req_t *req)
+{
+    const char *path = http_req_path(req);
+    char *series = NULL;
+
+    if (!strcmp(path, "/api/v1/ingest")) {
+        if (apid_method(req, "POST"))
+            s_route_ingest(self, req, "ingest");
+    } else if (!strcmp(path, "/api/v1/record")) {
+        if (apid_method(req, "POST"))
+            s_route_ingest(self, req, "record");
+    } else if (!strcmp(path, "/api/v1/aggregate")) {
+        if (apid_method(req, "POST"))
+            s_route_aggregate(self, req);
+    } else if ((series = apid_path_arg(path, "/api/v1/stats/"))) {
+        if (apid_method(req, "GET"))
+            s_route_stats(self, req, series);
+    } else if ((series = apid_path_arg(path, "/api/v1/anomalies/"))) {
+        if (apid_method(req, "GET"))
+            s_route_anomalies(self, req, series);
+    } else if ((series = apid_path_arg(path, "/api/v1/export/"))) {
+        if (apid_method(req, "GET"))
+            s_route_series(self, req, 1, series);
+    } else if (!strcmp(path, "/api/v1/series")) {
+        const char *m = http_req_arg(req, "match");
+        if (apid_method(req, "GET"))
+            s_route_series(self, req, 0, m ? m : "*");
+    } else if (!strcmp(path, "/api/alerts")) {
+        if (apid_method(req, "GET"))
+            apid_relay(self, req, APID_BK_ALERTD, json_pack("{s:s}", "op", "alerts"));
+    } else if (!strcmp(path, "/api/rules")) {
+        if (apid_method(req, "GET"))
+            apid_relay(self, req, APID_BK_ALERTD, json_pack("{s:s}", "op", "rules"));
+    } else {
+        return 0;
+    }
+    free(series);
+    return 1;
+}
