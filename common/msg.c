@@ -31,6 +31,7 @@ s_item_size(int type)
     case MSG_TYPE_READINGS: return sizeof(struct msg_reading);
     case MSG_TYPE_ANOMALIES: return sizeof(struct msg_anomaly);
     case MSG_TYPE_ALERTS: return sizeof(struct msg_alert);
+    case MSG_TYPE_CONFIRM: return sizeof(struct msg_confirm);
     default: return 1;
     }
 }
@@ -154,6 +155,26 @@ msg_batch_add_alert(msg_batch_t *self, const char *rule, const char *key,
     a->value = value;
 }
 
+void
+msg_batch_add_confirm(msg_batch_t *self, const char *producer, uint32_t lane,
+                      uint64_t seq)
+{
+    assert(self->env.type == MSG_TYPE_CONFIRM);
+    uint32_t po = s_str(self, producer, strlen(producer));
+    struct msg_confirm *c = s_item(self);
+    c->producer_off = po;
+    c->lane = lane;
+    c->seq = seq;
+}
+
+const struct msg_confirm *
+msg_batch_confirm(const msg_batch_t *self, size_t i)
+{
+    if (self->env.type != MSG_TYPE_CONFIRM || i >= self->n)
+        return NULL;
+    return (const struct msg_confirm *)self->items + i;
+}
+
 const struct msg_reading *
 msg_batch_reading(const msg_batch_t *self, size_t i)
 {
@@ -241,6 +262,12 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
             s_pack_str(&pk, msg_batch_str(self, a->severity_off));
             msgpack_pack_int64(&pk, a->ts);
             msgpack_pack_double(&pk, a->value);
+        } else if (e->type == MSG_TYPE_CONFIRM) {
+            const struct msg_confirm *c = msg_batch_confirm(self, i);
+            msgpack_pack_array(&pk, 3);
+            s_pack_str(&pk, msg_batch_str(self, c->producer_off));
+            msgpack_pack_uint32(&pk, c->lane);
+            msgpack_pack_uint64(&pk, c->seq);
         } else {
             msgpack_pack_nil(&pk);
         }
@@ -364,6 +391,19 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it)
             a->severity_off = o[3];
             a->ts = ts;
             a->value = d[0];
+        }
+        return MSG_OK;
+    case MSG_TYPE_CONFIRM:
+        if (it->via.array.size < 3 || !s_strobj(&f[0], &s[0], &sl[0]) ||
+            !s_int(&f[1], &ts) || ts < 0 || ts > UINT32_MAX ||
+            f[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return MSG_ETYPE;
+        {
+            uint32_t po = s_str(b, s[0], sl[0]);
+            struct msg_confirm *c = s_item(b);
+            c->producer_off = po;
+            c->lane = (uint32_t)ts;
+            c->seq = f[2].via.u64;
         }
         return MSG_OK;
     default:
@@ -672,6 +712,17 @@ msg_test(bool verbose)
     assert(!msg_sane("\xdb\x7f\xff\xff\xff", 5));
     assert(msg_sane("\x92\x01\xa1x", 4));
     assert(!msg_sane("\x92\x01", 2));
+
+    b = msg_batch_new(MSG_TYPE_CONFIRM);
+    msg_batch_add_confirm(b, "ingestd.0", 3, 1234567890123ULL);
+    msg_batch_encode(b, &data, &len);
+    assert(msg_batch_decode(data, len, &d) == MSG_OK);
+    assert(msg_batch_confirm(d, 0)->seq == 1234567890123ULL);
+    assert(msg_batch_confirm(d, 0)->lane == 3);
+    TEST_STREQ(msg_batch_str(d, msg_batch_confirm(d, 0)->producer_off), "ingestd.0");
+    free(data);
+    msg_batch_destroy(&d);
+    msg_batch_destroy(&b);
 
     /* Over a real socket pair. */
     zsock_t *pull = zsock_new_pull("inproc://msg_test");

@@ -49,11 +49,16 @@ void msg_batch_add_alert(msg_batch_t *self, const char *rule, const char *key,
                          const char *state, const char *severity, int64_t ts,
                          double value);
 
+/* Add a confirmation (copies producer). */
+void msg_batch_add_confirm(msg_batch_t *self, const char *producer,
+                           uint32_t lane, uint64_t seq);
+
 /* Borrowed item i; valid until the batch changes. NULL when out of range
  * or of another type. */
 const struct msg_reading *msg_batch_reading(const msg_batch_t *self, size_t i);
 const struct msg_anomaly *msg_batch_anomaly(const msg_batch_t *self, size_t i);
 const struct msg_alert *msg_batch_alert(const msg_batch_t *self, size_t i);
+const struct msg_confirm *msg_batch_confirm(const msg_batch_t *self, size_t i);
 /* String at an arena offset from one of the items above. */
 const char *msg_batch_str(const msg_batch_t *self, uint32_t off);
 

@@ -69,4 +69,14 @@ struct msg_alert {
     double value;         /* value that changed the state */
 };
 
+/* One confirmation: the sending aggd lane has made durable (WAL fsync)
+ * every batch of producer on this lane up to and including seq. aggd
+ * sends them after each group commit and once a second as a heartbeat;
+ * ingestd deletes spool segments up to them and resends what follows. */
+struct msg_confirm {
+    uint32_t producer_off; /* producer name in the arena, e.g. "ingestd.0" */
+    uint32_t lane;         /* lane of the batches confirmed */
+    uint64_t seq;          /* highest durable seq of that producer/lane */
+};
+
 #endif
