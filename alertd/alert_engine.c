@@ -52,6 +52,7 @@ struct alert_engine {
     size_t nrules;             /* its size */
     zhashx_t *by_name;         /* metric name -> struct s_bucket */
     struct s_bucket globs;     /* rules with a glob metric */
+    struct s_bucket deadman;   /* rules evaluated on the tick */
     alert_series_t *series;    /* window state */
     zhashx_t *alerts;          /* "rule\x1fscope" -> struct s_alert */
     alert_engine_emit_fn *emit; /* change callback */
@@ -133,6 +134,7 @@ alert_engine_destroy(alert_engine_t **self_p)
     zhashx_destroy(&self->alerts);
     zhashx_destroy(&self->by_name);
     free(self->globs.idx);
+    free(self->deadman.idx);
     alert_series_destroy(&self->series);
     s_free_rules(self);
     free(self);
@@ -190,10 +192,13 @@ alert_engine_set_rules(alert_engine_t *self, alert_rule_t **rules, size_t n,
     self->nrules = n;
     zhashx_purge(self->by_name);
     self->globs.n = 0;
+    self->deadman.n = 0;
     for (size_t i = 0; i < n; i++) {
         self->rules[i] = rules[i];
         rules[i] = NULL;
         s_index(self, i, self->rules[i]);
+        if (alert_rule_is_deadman(self->rules[i]))
+            s_bucket_add(&self->deadman, i);
         if (alert_rule_max_window(self->rules[i]) > retain)
             retain = alert_rule_max_window(self->rules[i]);
     }
@@ -349,6 +354,26 @@ alert_engine_anomaly(alert_engine_t *self, const char *key, int64_t ts,
     }
     self->st.anomalies++;
     s_evaluate_all(self, key, ts, value);
+}
+
+void
+alert_engine_tick(alert_engine_t *self, int64_t now)
+{
+    if (self->deadman.n == 0)
+        return;
+    /* A snapshot: evaluation looks series up, which moves the table's
+     * own cursor. Design caveat: O(series) per tick. */
+    zlistx_t *keys = alert_series_keys(self->series);
+    for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
+        for (size_t i = 0; i < self->deadman.n; i++) {
+            alert_rule_t *r = self->rules[self->deadman.idx[i]];
+            if (alert_rule_matches(r, k))
+                s_evaluate(self, r, k, now,
+                           alert_series_value(self->series, k, ALERT_FN_LAST,
+                                              0, 0, now));
+        }
+    }
+    zlistx_destroy(&keys);
 }
 
 void
@@ -564,6 +589,31 @@ alert_engine_test(bool verbose)
     TEST_STREQ(log.lines[0], "odd temperature{device=s5} firing warning 100");
     alert_engine_reading(e, "temperature{device=s5}", 101 * S, 20);
     assert(log.n == 2 && strstr(log.lines[1], "resolved"));
+
+    /* Deadman: a device that goes silent raises its alert on the tick,
+     * and the next reading resolves it. */
+    rules[0] = s_test_rule("silent: nodata(temperature, 5m) severity error");
+    alert_engine_set_rules(e, rules, 1, 200 * S);
+    log.n = 0;
+    alert_engine_reading(e, "temperature{device=s6}", 1000 * S, 20);
+    /* At 1200 s the devices last heard before 900 s are silent; s6 is
+     * not (200 s). */
+    alert_engine_tick(e, 1200 * S);
+    assert(log.n == 5); /* s1..s5 */
+    for (size_t i = 0; i < log.n; i++)
+        assert(strstr(log.lines[i], "firing error 1200") &&
+               !strstr(log.lines[i], "s6"));
+    log.n = 0;
+    alert_engine_tick(e, 1300 * S); /* exactly 5 m: not yet */
+    assert(log.n == 0);
+    alert_engine_tick(e, 1301 * S);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "silent temperature{device=s6} firing error 1301");
+    alert_engine_tick(e, 1302 * S);
+    assert(log.n == 1); /* once, not once per tick */
+    alert_engine_reading(e, "temperature{device=s6}", 1303 * S, 21);
+    assert(log.n == 2);
+    TEST_STREQ(log.lines[1], "silent temperature{device=s6} resolved error 1303");
 
     json_t *rj = alert_engine_rules(e);
     assert(json_array_size(rj) == 1);

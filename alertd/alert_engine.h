@@ -80,6 +80,12 @@ void alert_engine_reading(alert_engine_t *self, const char *key, int64_t ts,
 void alert_engine_anomaly(alert_engine_t *self, const char *key, int64_t ts,
                           double value, double score);
 
+/* Evaluate the deadman rules (age(), nodata()) of every series they
+ * match at time now, so a series that has gone silent raises its alert
+ * without a reading. alertd calls it once a second with its stream
+ * clock. */
+void alert_engine_tick(alert_engine_t *self, int64_t now);
+
 /* Record the anomaly score of reading (key, ts) without evaluating: the
  * reading that follows is evaluated with it (alertd applies anomalyd's
  * scores before the readings they belong to). */

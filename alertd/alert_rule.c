@@ -69,7 +69,8 @@ enum s_node_kind {
     N_NE,
     N_NOT,
     N_AND,
-    N_OR
+    N_OR,
+    N_NODATA /* nodata(metric, window): age above the window */
 };
 
 /* Binding strength of each node kind, for the formatter. */
@@ -135,6 +136,7 @@ struct alert_rule {
     struct s_sev sev[ALERT_RULE_SEV_MAX]; /* severity steps, ascending */
     size_t nsev;                /* used steps (>= 1) */
     int64_t max_window;         /* longest window read */
+    bool deadman;               /* reads age() or nodata() */
 };
 
 struct s_parser {
@@ -161,7 +163,8 @@ static const struct {
     {"max", ALERT_FN_MAX},     {"sum", ALERT_FN_SUM},
     {"count", ALERT_FN_COUNT}, {"std", ALERT_FN_STD},
     {"rate", ALERT_FN_RATE},   {"delta", ALERT_FN_DELTA},
-    {"anomaly", ALERT_FN_ANOMALY},
+    {"anomaly", ALERT_FN_ANOMALY}, {"age", ALERT_FN_AGE},
+    {"nodata", ALERT_FN_AGE},
 };
 
 /* --------------------------------------------------------------------- */
@@ -599,7 +602,7 @@ s_parse_call(struct s_parser *p)
     if (fn == ALERT_FN_MAX_) {
         s_error(p, pos,
                 "unknown function '%s' (avg, min, max, sum, count, std, "
-                "rate, delta, pNN, anomaly)",
+                "rate, delta, pNN, anomaly, age, nodata)",
                 fname);
         return -1;
     }
@@ -608,7 +611,9 @@ s_parse_call(struct s_parser *p)
     int ref = s_parse_metric(p);
     if (ref < 0)
         return -1;
-    if (fn == ALERT_FN_ANOMALY && p->tok.kind == T_RP) {
+    bool nodata = strcmp(fname, "nodata") == 0;
+    if ((fn == ALERT_FN_ANOMALY && p->tok.kind == T_RP) ||
+        (fn == ALERT_FN_AGE && !nodata)) {
         window = 0;
     } else {
         if (!s_expect(p, T_COMMA, "',' and a window such as 5m"))
@@ -628,7 +633,9 @@ s_parse_call(struct s_parser *p)
     }
     if (!s_expect(p, T_RP, "')'"))
         return -1;
-    int n = s_node_new(p, N_REF, false, -1, -1);
+    if (fn == ALERT_FN_AGE)
+        p->rule->deadman = true;
+    int n = s_node_new(p, nodata ? N_NODATA : N_REF, nodata, -1, -1);
     struct s_node *node = &p->rule->nodes[n];
     node->ref = ref;
     node->fn = fn;
@@ -638,7 +645,7 @@ s_parse_call(struct s_parser *p)
     size_t fl = strlen(fname);
     assert(fl < sizeof node->fname);
     memcpy(node->fname, fname, fl + 1);
-    if (window > p->rule->max_window)
+    if (window > p->rule->max_window && !nodata)
         p->rule->max_window = window;
     return n;
 }
@@ -1182,6 +1189,12 @@ alert_rule_max_window(const alert_rule_t *self)
 }
 
 bool
+alert_rule_is_deadman(const alert_rule_t *self)
+{
+    return self->deadman;
+}
+
+bool
 alert_rule_severity_valid(const char *s)
 {
     return s_severity_static(s) != NULL;
@@ -1220,6 +1233,31 @@ alert_rule_scope(const alert_rule_t *self, const char *key, char *buf,
 /* --------------------------------------------------------------------- */
 /* Evaluator */
 
+/* Value of a metric reference node for the series env->key. */
+static double
+s_ref_value(const alert_rule_t *r, const struct s_node *node,
+            const struct alert_rule_env *env)
+{
+    const struct s_ref *ref = &r->refs[node->ref];
+    char key[SERIES_KEY_MAX];
+    const char *k = env->key;
+
+    if (!r->single) {
+        /* Join on the tags of the triggering series. */
+        const char *tags = strchr(env->key, '{');
+        int len = snprintf(key, sizeof key, "%s%s", ref->name,
+                           tags ? tags : "");
+        if (len < 0 || (size_t)len >= sizeof key)
+            return NAN;
+        k = key;
+    }
+    if (!series_match(k, ref->name, ref->filters, ref->nfilters))
+        return NAN;
+    return env->value(env->arg, k, node->fn,
+                      node->kind == N_NODATA ? 0 : node->window, node->q,
+                      env->now);
+}
+
 static double
 s_eval_num(const alert_rule_t *r, int n, const struct alert_rule_env *env)
 {
@@ -1228,24 +1266,8 @@ s_eval_num(const alert_rule_t *r, int n, const struct alert_rule_env *env)
     switch (node->kind) {
     case N_NUM:
         return node->num;
-    case N_REF: {
-        const struct s_ref *ref = &r->refs[node->ref];
-        char key[SERIES_KEY_MAX];
-        const char *k = env->key;
-        if (!r->single) {
-            /* Join on the tags of the triggering series. */
-            const char *tags = strchr(env->key, '{');
-            int len = snprintf(key, sizeof key, "%s%s", ref->name,
-                               tags ? tags : "");
-            if (len < 0 || (size_t)len >= sizeof key)
-                return NAN;
-            k = key;
-        }
-        if (!series_match(k, ref->name, ref->filters, ref->nfilters))
-            return NAN;
-        return env->value(env->arg, k, node->fn, node->window, node->q,
-                          env->now);
-    }
+    case N_REF:
+        return s_ref_value(r, node, env);
     case N_NEG:
         return -s_eval_num(r, node->a, env);
     case N_ADD:
@@ -1286,6 +1308,13 @@ s_eval_bool(const alert_rule_t *r, int n, const struct alert_rule_env *env)
         if (b == ALERT_FALSE)
             return ALERT_FALSE;
         return a == ALERT_TRUE && b == ALERT_TRUE ? ALERT_TRUE : ALERT_UNKNOWN;
+    case N_NODATA: {
+        double age = s_ref_value(r, node, env);
+        if (isnan(age))
+            return ALERT_UNKNOWN;
+        return age * CLOCK_NS_PER_S > (double)node->window ? ALERT_TRUE
+                                                           : ALERT_FALSE;
+    }
     case N_OR:
         a = s_eval_bool(r, node->a, env);
         if (a == ALERT_TRUE)
@@ -1413,6 +1442,7 @@ s_fmt_node(FILE *fp, const alert_rule_t *r, int n, int min_prec)
         fputs(strutil_dtoa(node->num, num, sizeof num), fp);
         break;
     case N_REF:
+    case N_NODATA:
         if (node->fname[0]) {
             fprintf(fp, "%s(", node->fname);
             s_fmt_metric(fp, &r->refs[node->ref]);
@@ -1501,6 +1531,7 @@ s_test_value(void *arg, const char *key, enum alert_fn fn, int64_t window,
         case ALERT_FN_STD: return 2;
         case ALERT_FN_QUANTILE: return q * 100;
         case ALERT_FN_ANOMALY: return window ? 0.5 : 0.95;
+        case ALERT_FN_AGE: return 90;
         default: return NAN;
         }
     }
@@ -1598,6 +1629,11 @@ alert_rule_test(bool verbose)
     assert(s_test_eval("p999(temperature, 5m) > 99.8", s1) == ALERT_TRUE);
     assert(s_test_eval("anomaly(temperature) > 0.9", s1) == ALERT_TRUE);
     assert(s_test_eval("anomaly(temperature, 10m) > 0.9", s1) == ALERT_FALSE);
+    /* Deadman: seconds since the latest reading. */
+    assert(s_test_eval("nodata(temperature, 1m)", s1) == ALERT_TRUE);
+    assert(s_test_eval("nodata(temperature, 2m)", s1) == ALERT_FALSE);
+    assert(s_test_eval("age(temperature) > 89", s1) == ALERT_TRUE);
+    assert(s_test_eval("nodata(humidity, 1m)", s1) == ALERT_UNKNOWN);
     /* Unknown data: no fire, Kleene logic. */
     assert(s_test_eval("rate(temperature, 5m) > 1", s1) == ALERT_UNKNOWN);
     assert(s_test_eval("not (rate(temperature, 5m) > 1)", s1) ==
@@ -1722,6 +1758,16 @@ alert_rule_test(bool verbose)
                   "p95(api.latency{host=a-1}, 90s) > 250 clear when "
                   "anomaly(x) < 0.5 severity warning");
     s_test_format("a / (b / c) > 1e21", "a / (b / c) > 1e+21 severity warning");
+    s_test_format("nodata(x{d=1},300s)or age(y)>=2",
+                  "nodata(x{d=1}, 5m) or age(y) >= 2 severity warning");
+    r = alert_rule_new("t", "nodata(x, 5m)", &err);
+    assert(r && alert_rule_is_deadman(r) && alert_rule_max_window(r) == 0);
+    alert_rule_destroy(&r);
+    r = alert_rule_new("t", "avg(x, 5m) > 1", &err);
+    assert(r && !alert_rule_is_deadman(r));
+    alert_rule_destroy(&r);
+    s_test_bad("age(x, 5m) > 1", 5, "expected ')'", verbose);
+    s_test_bad("nodata(x) or x > 1", 8, "window", verbose);
     if (verbose)
         printf("alert_rule: parser and evaluator exercised\n");
     TEST_OK("alert_rule");

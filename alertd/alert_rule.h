@@ -20,7 +20,8 @@
  *   prod      := unary {("*" | "/") unary}
  *   unary     := "-" unary | primary
  *   primary   := NUMBER | metric | FN "(" metric "," DURATION ")"
- *              | "anomaly" "(" metric ["," DURATION] ")" | "(" expr ")"
+ *              | "anomaly" "(" metric ["," DURATION] ")" | "age" "(" metric ")"
+ *              | "nodata" "(" metric "," DURATION ")" | "(" expr ")"
  *   metric    := (NAME | STRING) ["{" key "=" value {"," key "=" value} "}"]
  *   FN        := avg | min | max | sum | count | std | rate | delta | pNN
  *
@@ -69,6 +70,7 @@ enum alert_fn {
     ALERT_FN_RATE,     /* (last - first) / seconds between them */
     ALERT_FN_DELTA,    /* last - first */
     ALERT_FN_ANOMALY,  /* latest anomaly score in [0,1]; window: max */
+    ALERT_FN_AGE,      /* seconds from the latest reading to now */
     ALERT_FN_MAX_
 };
 
@@ -128,6 +130,10 @@ const char *alert_rule_severity(const alert_rule_t *self, int64_t firing_ns);
 /* Number of severity steps and the "after" of step i (for scheduling). */
 size_t alert_rule_severity_steps(const alert_rule_t *self);
 int64_t alert_rule_severity_after(const alert_rule_t *self, size_t i);
+/* Does the rule read age() or nodata()? Such a rule can become true
+ * while no reading arrives (a deadman), so it is also evaluated on a
+ * clock tick (alert_engine_tick). */
+bool alert_rule_is_deadman(const alert_rule_t *self);
 /* Longest window any function of the rule reads, ns (0 when none). */
 int64_t alert_rule_max_window(const alert_rule_t *self);
 /* Name (or glob) of the k-th distinct metric the rule references, or

@@ -285,6 +285,14 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
     b = s_run_lower(r, now == INT64_MAX ? now : now + 1);
     if (now == INT64_MAX)
         b = r->end;
+    if (fn == ALERT_FN_AGE) {
+        size_t rb = s_run_lower(&s->readings, now == INT64_MAX ? now : now + 1);
+        if (now == INT64_MAX)
+            rb = s->readings.end;
+        if (rb == s->readings.start)
+            return NAN;
+        return (double)(now - s->readings.p[rb - 1].ts) / CLOCK_NS_PER_S;
+    }
     if (fn == ALERT_FN_ANOMALY) {
         /* Anomaly events come only for anomalous readings: with readings
          * and no event the score is 0. Latest: the event of the latest
@@ -355,6 +363,12 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
     default:
         return NAN;
     }
+}
+
+zlistx_t *
+alert_series_keys(alert_series_t *self)
+{
+    return zhashx_keys(self->series);
 }
 
 size_t
@@ -444,11 +458,22 @@ alert_series_test(bool verbose)
     TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 5 * S, 0,
                                  111 * S), 0.97, 0);
 
+    /* Age: seconds from the latest reading at or before now. */
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_AGE, 0, 0, 171 * S), 60,
+              0);
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_AGE, 0, 0, 110 * S), 0, 0);
+
     /* The series cap refuses new series and counts them. */
     assert(alert_series_add(st, "u", S, 1) == 0);
     assert(alert_series_add(st, "v", S, 1) == -1);
     assert(alert_series_rejected(st) == 1);
     assert(alert_series_count(st) == 2);
+    size_t seen = 0;
+    zlistx_t *keys = alert_series_keys(st);
+    for (const char *k = zlistx_first(keys); k; k = zlistx_next(keys))
+        seen += !strcmp(k, "t") || !strcmp(k, "u");
+    assert(seen == 2);
+    zlistx_destroy(&keys);
     alert_series_remove(st, "u");
     assert(alert_series_count(st) == 1);
     alert_series_destroy(&st);

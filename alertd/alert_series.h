@@ -16,6 +16,7 @@
 
 #include "alertd/alert_rule.h"
 
+#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,9 @@ double alert_series_value(void *self, const char *key, enum alert_fn fn,
                           int64_t window_ns, double q, int64_t now);
 /* Timestamp of the latest reading of key, or INT64_MIN when unknown. */
 int64_t alert_series_last_ts(const alert_series_t *self, const char *key);
+
+/* A snapshot of the series keys (copies). Caller destroys the list. */
+zlistx_t *alert_series_keys(alert_series_t *self);
 
 /* Counters. */
 size_t alert_series_count(const alert_series_t *self);

@@ -39,6 +39,8 @@
 
 /* Most batches taken from the PULL queue in one go. */
 #define ALERTD_BATCH_MAX 64
+/* Interval of the deadman tick. */
+#define ALERTD_TICK_MS 1000
 
 struct alertd {
     const struct alertd_conf *conf; /* borrowed configuration */
@@ -57,7 +59,30 @@ struct alertd {
     uint64_t reloads;               /* successful rule reloads */
     uint64_t reload_failures;       /* refused rule reloads */
     struct ratelimit rl_bad;        /* complaints about bad batches */
+    int64_t stream_ts;              /* latest reading time seen, ns */
+    int64_t stream_mono;            /* monotonic time when it was seen */
+    int64_t tick_ts;                /* stream time of the last tick */
 };
+
+/* The stream clock: event time advanced by the wall time since the
+ * latest reading, so deadman rules behave the same for live data and
+ * for a replay with old timestamps. INT64_MIN before any reading. */
+static int64_t
+s_stream_now(const alertd_t *self)
+{
+    if (self->stream_ts == INT64_MIN)
+        return INT64_MIN;
+    return self->stream_ts + (clock_mono_ns() - self->stream_mono);
+}
+
+static void
+s_observe(alertd_t *self, int64_t ts)
+{
+    if (ts > self->stream_ts) {
+        self->stream_ts = ts;
+        self->stream_mono = clock_mono_ns();
+    }
+}
 
 int
 alertd_conf_check(const struct alertd_conf *conf)
@@ -179,6 +204,7 @@ alertd_new(const struct alertd_conf *conf)
     unsigned lane = (unsigned)conf->lane;
 
     self->conf = conf;
+    self->stream_ts = self->tick_ts = INT64_MIN;
     snprintf(self->producer, sizeof self->producer, "alertd.%u", lane);
     self->engine = s_engine_new(self);
     if (conf->rules && *conf->rules) {
@@ -243,6 +269,7 @@ s_apply_readings(alertd_t *self, msg_batch_t *b, msg_batch_t *an)
         const struct msg_reading *r = msg_batch_reading(b, i);
         alert_engine_reading(self->engine, msg_batch_str(b, r->key_off),
                              r->ts, r->value);
+        s_observe(self, r->ts);
     }
 }
 
@@ -347,6 +374,20 @@ static int
 s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
 {
     s_drain_queue(arg);
+    return 0;
+}
+
+/* Deadman rules: evaluate at the stream clock once a second. */
+static int
+s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    alertd_t *self = arg;
+    int64_t now = s_stream_now(self);
+
+    if (now != INT64_MIN) {
+        alert_engine_tick(self->engine, now);
+        s_publish(self);
+    }
     return 0;
 }
 
@@ -462,7 +503,17 @@ alertd_filter(alertd_t *self, FILE *in, FILE *out)
             alert_engine_score(self->engine, key, ts,
                                json_number_value(score));
         json_decref(j);
+        /* The stream's own time drives deadman rules in filter mode:
+         * when time moves on, check who went silent just before this
+         * reading, then apply it. */
+        if (self->stream_ts != INT64_MIN && ts > self->stream_ts &&
+            (self->tick_ts == INT64_MIN ||
+             ts - self->tick_ts >= ALERTD_TICK_MS * CLOCK_NS_PER_MS)) {
+            alert_engine_tick(self->engine, ts - 1);
+            self->tick_ts = ts - 1;
+        }
         alert_engine_reading(self->engine, key, ts, v);
+        s_observe(self, ts);
     }
     free(line);
     fflush(out);
@@ -492,6 +543,7 @@ alertd_run(alertd_t *self)
     self->out = msg_batch_new(MSG_TYPE_ALERTS);
     zloop_reader(self->loop, self->pull, s_on_pull, self);
     zloop_reader(self->loop, self->router, s_on_query, self);
+    zloop_timer(self->loop, ALERTD_TICK_MS, 0, s_on_tick, self);
     alert_engine_stats(self->engine, &st);
     snprintf(summary, sizeof summary, "lane=%lld rules=%zu in=%s",
              (long long)self->conf->lane, st.rules,

@@ -75,6 +75,29 @@ check "the bad input line is reported with its line number" \
     grep -q 'stdin:181' "$T/err"
 check "shutdown complete is logged" grep -q 'shutdown complete' "$T/err"
 
+# Deadman: d1 reports every 10 s but is silent from t=100 to t=400 while
+# d2 keeps the stream's clock moving. nodata(x, 2m) fires once, at the
+# first tick after 120 s of silence (just before t=220), and resolves
+# when d1 reports again at t=400.
+printf 'silent: nodata(power, 2m) severity error\n' > "$T/dead.rules"
+awk 'BEGIN {
+    for (t = 0; t < 500; t += 10) {
+        ms = 1704067200000 + t * 1000;
+        if (t < 100 || t >= 400)
+            printf "{\"series\":\"power{device=d1}\",\"timestamp\":%.0f,\"value\":1}\n", ms;
+        printf "{\"series\":\"power{device=d2}\",\"timestamp\":%.0f,\"value\":1}\n", ms;
+    }
+}' > "$T/dead.jsonl"
+"$BIN" --rules "$T/dead.rules" --stdin --stdout < "$T/dead.jsonl" > "$T/dead.out" 2>/dev/null
+sed 's/^/#   /' "$T/dead.out"
+D1='"rule":"silent","scope":"power{device=d1}"'
+check "deadman: two events, both for the silent device" \
+    [ "$(wc -l < "$T/dead.out")" -eq 2 -a "$(grep -c "$D1" "$T/dead.out")" -eq 2 ]
+check "deadman: fires after 2 minutes of silence" \
+    grep -q "$D1.*\"state\":\"firing\",\"severity\":\"error\",\"timestamp\":\"2024-01-01T00:03:39.999Z\"" "$T/dead.out"
+check "deadman: resolves when data returns (t=400)" \
+    grep -q "$D1.*\"state\":\"resolved\".*\"timestamp\":\"2024-01-01T00:06:40.000Z\"" "$T/dead.out"
+
 # A bad rules file: exit 78, every error with file:line:column.
 printf 'ok: temperature > 30\nbad: temperature >> 30\nworse: avg(temperature) > 1\n' > "$T/bad"
 "$BIN" --rules "$T/bad" --stdin --stdout < /dev/null > /dev/null 2> "$T/err2"
