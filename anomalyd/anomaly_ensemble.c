@@ -7,8 +7,8 @@
  * things on a quiet and on a spiky series. Dividing by what the member
  * itself produced lately puts every member of every series on one scale,
  * which is what lets one threshold serve all series (NAB scores a single
- * threshold over the whole corpus). The decay (0.9999 per reading, a
- * half-life of about 7,000 readings) forgets an old anomaly's peak.
+ * threshold over the whole corpus). The decay (0.99993 per reading, a
+ * half-life of about 10,000 readings) forgets an old anomaly's peak.
  */
 #include "anomalyd/anomaly_ensemble.h"
 #include "anomalyd/anomaly_case.h"
@@ -62,11 +62,12 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
 {
     memset(p, 0, sizeof *p);
     p->zwindow = 200;
-    p->decay = 0.9999;
+    p->decay = 0.99993;
     p->warm = 750;
     p->member_warm = 300;
     p->early_z = 10;
     p->cap = 100;
+    p->min_sigma = 4;
     p->alarm = 1.2;
     p->hold = 400;
     p->escalate = 2.0;
@@ -74,12 +75,13 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->range_base = 1.2;
     p->range_gain = 10;
     p->range_margin = 0.01;
-    p->half = 1.27;
+    p->half = 1.19;
     p->daily_alpha = 0.05;
     p->daily_gamma = 0.3;
     p->weekly_alpha = 0.05;
     p->weekly_gamma = 0.3;
-    p->season_smooth = 0;
+    p->daily_smooth = 0.15;
+    p->weekly_smooth = 0;
     p->weight[ANOMALY_ENSEMBLE_ZSCORE] = 1;
     p->weight[ANOMALY_ENSEMBLE_EWMA] = 1;
     p->weight[ANOMALY_ENSEMBLE_SEASONAL] = 1;
@@ -127,12 +129,12 @@ anomaly_ensemble_new_with(unsigned mask,
     if (mask & (1u << ANOMALY_ENSEMBLE_SEASONAL)) {
         self->seasonal = anomaly_seasonal_new(S_DAY_NS, 288, p->daily_alpha,
                                               p->daily_gamma);
-        anomaly_seasonal_set_smoothing(self->seasonal, p->season_smooth);
+        anomaly_seasonal_set_smoothing(self->seasonal, p->daily_smooth);
     }
     if (mask & (1u << ANOMALY_ENSEMBLE_WEEKLY)) {
         self->weekly = anomaly_seasonal_new(S_WEEK_NS, 336, p->weekly_alpha,
                                             p->weekly_gamma);
-        anomaly_seasonal_set_smoothing(self->weekly, p->season_smooth);
+        anomaly_seasonal_set_smoothing(self->weekly, p->weekly_smooth);
     }
     if (mask & (1u << ANOMALY_ENSEMBLE_CUSUM))
         self->cusum = anomaly_cusum_new(0.5, 8, 0.005);
@@ -172,6 +174,18 @@ anomaly_ensemble_destroy(anomaly_ensemble_t **self_p)
     anomaly_range_destroy(&self->range);
     free(self);
     *self_p = NULL;
+}
+
+/* Is a member's statistic in standard deviations? Those are ignored
+ * below min_sigma however they compare with their recent maximum: in
+ * pure noise the maximum of n readings keeps creeping up, and a record
+ * of 3.5 sigma is no anomaly. */
+static bool
+s_sigma_unit(int m)
+{
+    return m == ANOMALY_ENSEMBLE_ZSCORE || m == ANOMALY_ENSEMBLE_MAD ||
+           m == ANOMALY_ENSEMBLE_EWMA || m == ANOMALY_ENSEMBLE_SEASONAL ||
+           m == ANOMALY_ENSEMBLE_WEEKLY;
 }
 
 /* Feed every member; fills self->stat. */
@@ -233,7 +247,8 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
                 r = p->range_base + p->range_gain * x;
         }
         else {
-            if (!early && self->valid[m] >= p->member_warm)
+            if (!early && self->valid[m] >= p->member_warm &&
+                (!s_sigma_unit(m) || x >= p->min_sigma))
                 r = x / fmax(self->ref[m], S_REF_FLOOR);
             self->ref[m] = fmax(x, self->ref[m] * p->decay);
             if (self->valid[m] < UINT32_MAX)

@@ -49,6 +49,7 @@ struct anomaly_ensemble_params {
     size_t member_warm; /* statistics a member produces before it votes */
     double early_z; /* before warm: |z| that counts as r = 1 */
     double cap;    /* statistics are capped here before normalising */
+    double min_sigma; /* sigma-unit members vote only from this |z| */
     double alarm;  /* r from which an alarm starts a hold-off */
     size_t hold;   /* readings scored 0 after an alarm ... */
     double escalate; /* ... unless r passes this multiple of the alarm's */
@@ -59,7 +60,8 @@ struct anomaly_ensemble_params {
     double half;   /* r that maps to score 0.5 */
     double daily_alpha, daily_gamma;   /* daily Holt-Winters weights */
     double weekly_alpha, weekly_gamma; /* weekly Holt-Winters weights */
-    double season_smooth; /* smoothed-residual weight of both (0 = off) */
+    double daily_smooth;  /* smoothed-residual weight, daily (0 = off) */
+    double weekly_smooth; /* smoothed-residual weight, weekly (0 = off) */
     double weight[ANOMALY_ENSEMBLE_N]; /* member weights (0 = advisory) */
 };
 

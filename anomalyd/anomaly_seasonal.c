@@ -16,6 +16,8 @@
 /* Residuals learnt before their spread is trusted. */
 #define S_RESID_MIN 20
 #define S_ZMAX 1e6
+/* The smoothed residual counts only from here (see update). */
+#define S_SMOOTH_MIN 6.0
 /* One wild residual moves the smoothed residual by at most this. */
 #define S_SMOOTH_CAP 10.0
 
@@ -115,11 +117,18 @@ anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts, double value)
             else
                 stat = fmax(-S_ZMAX, fmin(S_ZMAX, r / sd));
             if (self->lambda > 0) {
+                /* The EWMA of standardised residuals, in units of its
+                 * textbook standard error sqrt(l / (2 - l)). Residuals
+                 * are somewhat autocorrelated (the model adapts slowly),
+                 * which inflates it, so it only counts from
+                 * S_SMOOTH_MIN. */
                 double l = self->lambda;
                 self->smooth += l * (fmax(-S_SMOOTH_CAP,
                                           fmin(S_SMOOTH_CAP, stat)) -
                                      self->smooth);
                 double zs = self->smooth / sqrt(l / (2 - l));
+                if (fabs(zs) < S_SMOOTH_MIN)
+                    zs = 0;
                 if (fabs(zs) > fabs(stat))
                     stat = zs;
             }
