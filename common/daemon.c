@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static int s_sigfd = -1; /* made by daemon_setup before any thread */
+
 int
 daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
              void *conf, int argc, char **argv, struct cfg_cli *cli)
@@ -19,6 +21,13 @@ daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
     int rc;
 
     log_init(ident, LOG_LVL_INFO);
+    /* Block the signals before any thread exists (CZMQ and libzmq start
+     * threads), or the kernel may hand SIGTERM to a thread that does not
+     * block it and the default action kills the process. */
+    if (s_sigfd == -1 && (s_sigfd = sig_init()) == -1) {
+        fprintf(stderr, "%s: cannot set up signals: %s\n", ident, strerror(errno));
+        return 1;
+    }
     rc = cfg_load(tab, n, conf, ident, argc, argv, cli);
     if (rc == CFG_EXIT)
         return 0;
@@ -76,12 +85,13 @@ s_on_watchdog(zloop_t *loop, int timer_id, void *arg)
 int
 daemon_signals(zloop_t *loop, daemon_event_fn *fn, void *arg)
 {
-    int fd = sig_init();
+    int fd = s_sigfd != -1 ? s_sigfd : sig_init();
     zmq_pollitem_t item = {NULL, 0, ZMQ_POLLIN, 0};
     int64_t wd = sdnotify_watchdog_ns();
 
     if (fd == -1)
         return -1;
+    s_sigfd = -1; /* the caller closes it now */
     s_ctx.fn = fn;
     s_ctx.arg = arg;
     s_ctx.stops = 0;

@@ -3,6 +3,7 @@
  */
 #include "ingestd/ingestd.h"
 #include "ingestd/ingest_parse.h"
+#include "ingestd/ingest_spool.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/ep.h"
@@ -22,6 +23,25 @@
 
 #define INGESTD_LANES_MAX 1024
 #define INGESTD_RETRY_AFTER "1"
+#define INGESTD_FLUSH_MS 100
+#define INGESTD_RESEND_MAX_NS (300 * CLOCK_NS_PER_S)
+
+/* A request acknowledged once the next group commit is durable. */
+struct s_waiter {
+    http_req_t *req;        /* HTTP request (suspended), or NULL */
+    zmsg_t *env;            /* ROUTER envelope, or NULL */
+    int status;             /* answer once durable */
+    json_t *reply;          /* its body */
+    struct s_waiter *next;  /* list link */
+};
+
+/* Send state of one lane. */
+struct s_lanestate {
+    uint64_t sent;          /* highest seq handed to aggd */
+    uint64_t confirmed_at;  /* last seq seen confirmed */
+    int64_t progress_ns;    /* monotonic time of the last confirm progress */
+    int64_t backoff_ns;     /* wait before the next resend */
+};
 
 struct ingestd {
     const struct ingestd_conf *conf; /* borrowed configuration */
@@ -31,6 +51,14 @@ struct ingestd {
     msg_batch_t **lane_batch;        /* scratch batch per lane */
     uint64_t *seq;                   /* batches sent per lane */
     http_server_t *http;             /* own HTTP port, or NULL */
+    zsock_t *confirm;                /* confirmations from aggd */
+    ingest_spool_t *spool;           /* durable spool, NULL in filter mode */
+    struct s_lanestate *ls;          /* send state per lane */
+    struct s_waiter *waiters;        /* acks due at the next commit */
+    struct s_waiter **waiters_tail;  /* append point */
+    int commit_timer;                /* pending group commit, or -1 */
+    uint64_t commits;                /* group commits done */
+    uint64_t resends;                /* batches sent again */
     uint64_t requests;               /* bodies handled */
     uint64_t accepted;               /* readings handed downstream */
     uint64_t rejected;               /* readings refused as invalid */
@@ -85,6 +113,31 @@ ingestd_new(const struct ingestd_conf *conf)
         if ((self->push[i] = s_push(conf, i)) == NULL)
             goto fail;
     self->loop = zloop_new();
+    self->commit_timer = -1;
+    self->waiters_tail = &self->waiters;
+    self->ls = xcalloc(n, sizeof *self->ls);
+    if (!conf->use_stdin) {
+        char dir[1024], t[EP_MAX];
+        const char *c = *conf->confirm ? conf->confirm
+                                       : ep_default(t, sizeof t, conf->rundir,
+                                                    "ingestd", "confirm");
+        if (*conf->spool)
+            snprintf(dir, sizeof dir, "%s", conf->spool);
+        else
+            snprintf(dir, sizeof dir, "./var/spool/%s", conf->id);
+        self->spool = ingest_spool_open(dir, n, (size_t)conf->segment);
+        if (self->spool == NULL)
+            goto fail;
+        for (unsigned i = 0; i < n; i++) {
+            self->ls[i].progress_ns = clock_mono_ns();
+            self->ls[i].backoff_ns = conf->resend;
+        }
+        self->confirm = zsock_new(ZMQ_PULL);
+        if (zsock_bind(self->confirm, "%s", c) == -1) {
+            log_warn("ingestd: cannot bind %s", c);
+            goto fail;
+        }
+    }
     if (!conf->use_stdin) {
         char t[EP_MAX];
         const char *q = *conf->query ? conf->query
@@ -112,6 +165,9 @@ ingestd_destroy(ingestd_t **self_p)
     http_server_destroy(&self->http);
     zloop_destroy(&self->loop);
     zsock_destroy(&self->router);
+    zsock_destroy(&self->confirm);
+    ingest_spool_destroy(&self->spool);
+    free(self->ls);
     for (int64_t i = 0; i < self->conf->lanes; i++) {
         zsock_destroy(&self->push[i]);
         msg_batch_destroy(&self->lane_batch[i]);
@@ -164,37 +220,252 @@ s_forward(ingestd_t *self, msg_batch_t *b)
     return 0;
 }
 
-/* Parse, forward, and produce the HTTP answer. */
+/* Hand spooled batches that aggd has not been sent yet, in seq order,
+ * until a lane's queue is full. */
+struct s_sendctx {
+    ingestd_t *self;
+    bool full;
+};
+
+static void
+s_send_one(unsigned lane, uint64_t seq, const void *data, size_t len,
+           void *arg)
+{
+    struct s_sendctx *c = arg;
+    ingestd_t *self = c->self;
+    const char *topic = msg_topic(MSG_TYPE_READINGS);
+    void *h = zsock_resolve(self->push[lane]);
+
+    if (c->full || seq <= self->ls[lane].sent)
+        return;
+    if (zmq_send(h, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(h, data, len, ZMQ_DONTWAIT) < 0) {
+        c->full = true;
+        return;
+    }
+    self->ls[lane].sent = seq;
+}
+
+static void
+s_flush(ingestd_t *self)
+{
+    for (unsigned i = 0; i < (unsigned)self->conf->lanes; i++) {
+        struct s_sendctx c = {self, false};
+        if (ingest_spool_next_seq(self->spool, i) - 1 > self->ls[i].sent)
+            ingest_spool_foreach(self->spool, i, s_send_one, &c);
+    }
+}
+
+/* Answer every waiter with its prepared reply, or 503 when the commit
+ * failed. */
+static void
+s_answer_waiters(ingestd_t *self, bool durable)
+{
+    struct s_waiter *w = self->waiters, *next;
+
+    self->waiters = NULL;
+    self->waiters_tail = &self->waiters;
+    for (; w; w = next) {
+        next = w->next;
+        if (!durable) {
+            json_decref(w->reply);
+            w->reply = rpc_error("spool_failed",
+                                 "could not make the readings durable; retry",
+                                 "spool");
+            w->status = 503;
+        }
+        if (w->req) {
+            if (w->status == 503)
+                http_req_add_header(w->req, "Retry-After", INGESTD_RETRY_AFTER);
+            if (w->status == 204) {
+                json_decref(w->reply);
+                http_req_reply(w->req, 204, "application/json", xstrdup(""), 0);
+            } else {
+                http_req_reply_json(w->req, w->status, w->reply);
+            }
+        } else {
+            rpc_reply_send(self->router, &w->env, w->status, w->reply);
+        }
+        free(w);
+    }
+}
+
+/* The group commit: one fsync for everything appended since the last,
+ * then the acknowledgements, then the batches go downstream. */
+static int
+s_on_commit(zloop_t *loop, int timer_id, void *arg)
+{
+    ingestd_t *self = arg;
+    bool ok = ingest_spool_sync(self->spool) == 0;
+
+    self->commit_timer = -1;
+    self->commits++;
+    s_answer_waiters(self, ok);
+    s_flush(self);
+    return 0;
+}
+
+static void
+s_wait_commit(ingestd_t *self, http_req_t *req, zmsg_t **env, int status,
+              json_t *reply)
+{
+    struct s_waiter *w = xcalloc(1, sizeof *w);
+    w->req = req;
+    if (env) {
+        w->env = *env;
+        *env = NULL;
+    }
+    w->status = status;
+    w->reply = reply;
+    *self->waiters_tail = w;
+    self->waiters_tail = &w->next;
+    if (req)
+        http_req_suspend(req);
+    if (self->commit_timer == -1)
+        self->commit_timer = zloop_timer(self->loop, 1, 1, s_on_commit, self);
+}
+
+/* Append the readings of b to the spool, one batch per lane. */
+static int
+s_spool(ingestd_t *self, msg_batch_t *b)
+{
+    unsigned n = (unsigned)self->conf->lanes;
+    size_t cnt = msg_batch_size(b);
+
+    for (unsigned i = 0; i < n; i++)
+        msg_batch_reset(self->lane_batch[i]);
+    for (size_t k = 0; k < cnt; k++) {
+        const struct msg_reading *r = msg_batch_reading(b, k);
+        const char *key = msg_batch_str(b, r->key_off);
+        unsigned lane = series_lane(key, strlen(key), n);
+        msg_batch_add_reading(self->lane_batch[lane], key, r->ts, r->value);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        msg_batch_t *lb = self->lane_batch[i];
+        char *data;
+        size_t len;
+        int rc;
+        if (msg_batch_size(lb) == 0)
+            continue;
+        msg_batch_env(lb)->seq = ingest_spool_next_seq(self->spool, i);
+        msg_batch_env(lb)->ts = clock_now_ns();
+        msg_batch_encode(lb, &data, &len);
+        rc = ingest_spool_append(self->spool, i, msg_batch_env(lb)->seq, data,
+                                 len);
+        free(data);
+        if (rc == -1)
+            return -1;
+    }
+    self->accepted += cnt;
+    return 0;
+}
+
+/* Parse and spool; the answer is due after the next commit when
+ * *durable_wait is set, else at once. */
 static int
 s_ingest(ingestd_t *self, int form, const char *body, size_t len,
-         const char *precision, json_t **reply)
+         const char *precision, json_t **reply, bool *durable_wait)
 {
-    msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
+    msg_batch_t *b;
     struct ingest_report r;
     int64_t prec = ingest_parse_precision(precision);
     int status;
 
+    *durable_wait = false;
     self->requests++;
     if (prec < 0) {
-        msg_batch_destroy(&b);
         *reply = rpc_error("bad_request",
                            "precision must be ns, u, ms, s, m or h", "precision");
         return 400;
     }
+    if (ingest_spool_bytes(self->spool) > (size_t)self->conf->spool_max) {
+        self->refused++;
+        if (ratelimit_complain(&self->rl_full))
+            log_warnx("ingestd: %zu unconfirmed bytes in the spool (limit %lld); "
+                      "refusing writes until aggd catches up",
+                      ingest_spool_bytes(self->spool),
+                      (long long)self->conf->spool_max);
+        *reply = rpc_error("overloaded",
+                           "downstream is behind; retry after the given seconds",
+                           "spool");
+        return 503;
+    }
+    if (ratelimit_release(&self->rl_full))
+        log_info("ingestd: spool below its limit; accepting writes again");
+    b = msg_batch_new(MSG_TYPE_READINGS);
     ingest_parse(form, body, len, clock_now_ns(), prec, b, &r);
     self->rejected += r.rejected;
     status = ingest_parse_reply(form, &r, reply);
     ingest_parse_report_clear(&r);
-    if (msg_batch_size(b) > 0 && s_forward(self, b) == -1) {
-        self->refused++;
-        json_decref(*reply);
-        *reply = rpc_error("overloaded",
-                           "downstream is busy; retry after the given seconds",
-                           "aggd");
-        status = 503;
+    if (msg_batch_size(b) > 0) {
+        if (s_spool(self, b) == -1) {
+            self->refused++;
+            json_decref(*reply);
+            *reply = rpc_error("spool_failed",
+                               "could not write the spool (disk full?); retry",
+                               "spool");
+            status = 503;
+        } else {
+            *durable_wait = true;
+        }
     }
     msg_batch_destroy(&b);
     return status;
+}
+
+static int
+s_on_confirm(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    ingestd_t *self = arg;
+    msg_batch_t *b = NULL;
+
+    if (msg_batch_recv(sock, &b) != MSG_OK || msg_batch_type(b) != MSG_TYPE_CONFIRM) {
+        msg_batch_destroy(&b);
+        return 0;
+    }
+    for (size_t i = 0; i < msg_batch_size(b); i++) {
+        const struct msg_confirm *c = msg_batch_confirm(b, i);
+        if (strcmp(msg_batch_str(b, c->producer_off), self->conf->id) != 0 ||
+            c->lane >= (uint32_t)self->conf->lanes)
+            continue;
+        struct s_lanestate *ls = &self->ls[c->lane];
+        ingest_spool_confirm(self->spool, c->lane, c->seq);
+        if (c->seq > ls->confirmed_at) {
+            ls->confirmed_at = c->seq;
+            ls->progress_ns = clock_mono_ns();
+            ls->backoff_ns = self->conf->resend;
+        }
+    }
+    msg_batch_destroy(&b);
+    return 0;
+}
+
+/* Send what is unsent; resend what aggd has not confirmed for a while
+ * (its queue or the aggd process itself may have lost it). */
+static int
+s_on_flush(zloop_t *loop, int timer_id, void *arg)
+{
+    ingestd_t *self = arg;
+    int64_t now = clock_mono_ns();
+
+    for (unsigned i = 0; i < (unsigned)self->conf->lanes; i++) {
+        struct s_lanestate *ls = &self->ls[i];
+        uint64_t confirmed = ingest_spool_confirmed(self->spool, i);
+        if (ls->sent > confirmed && now - ls->progress_ns > ls->backoff_ns) {
+            log_info("ingestd: lane %u: no confirmation past seq %llu for %llds; "
+                     "resending %llu batches", i, (unsigned long long)confirmed,
+                     (long long)((now - ls->progress_ns) / CLOCK_NS_PER_S),
+                     (unsigned long long)(ls->sent - confirmed));
+            self->resends += ls->sent - confirmed;
+            ls->sent = confirmed;
+            ls->progress_ns = now;
+            ls->backoff_ns *= 2;
+            if (ls->backoff_ns > INGESTD_RESEND_MAX_NS)
+                ls->backoff_ns = INGESTD_RESEND_MAX_NS;
+        }
+    }
+    s_flush(self);
+    return 0;
 }
 
 static int
@@ -212,12 +483,19 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     form = json_string_value(json_object_get(req, "form"));
     body = json_string_value(json_object_get(req, "body"));
     if (strcmp(op, "status") == 0) {
-        reply = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "daemon",
-                          self->conf->id, "requests", (json_int_t)self->requests,
-                          "accepted", (json_int_t)self->accepted, "rejected",
+        reply = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                          "daemon", self->conf->id, "requests",
+                          (json_int_t)self->requests, "accepted",
+                          (json_int_t)self->accepted, "rejected",
                           (json_int_t)self->rejected, "refused",
                           (json_int_t)self->refused, "lanes",
-                          (json_int_t)self->conf->lanes);
+                          (json_int_t)self->conf->lanes, "commits",
+                          (json_int_t)self->commits, "resends",
+                          (json_int_t)self->resends, "spool_batches",
+                          (json_int_t)ingest_spool_records(self->spool),
+                          "spool_bytes", (json_int_t)ingest_spool_bytes(self->spool),
+                          "spool_segments",
+                          (json_int_t)ingest_spool_segments(self->spool));
         status = 200;
     } else if (strcmp(op, "ingest") != 0) {
         reply = rpc_error("unknown_op", "ingestd does not know this request", op);
@@ -226,9 +504,15 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         reply = rpc_error("bad_request", "ingest needs a form and a body", "rpc");
         status = 400;
     } else {
+        bool wait;
         status = s_ingest(self, f, body, json_string_length(json_object_get(req, "body")),
                           json_string_value(json_object_get(req, "precision")),
-                          &reply);
+                          &reply, &wait);
+        if (wait) {
+            s_wait_commit(self, NULL, &env, status, reply);
+            json_decref(req);
+            return 0;
+        }
     }
     rpc_reply_send(sock, &env, status, reply);
     json_decref(req);
@@ -274,7 +558,12 @@ s_on_http(http_req_t *req, void *arg)
     }
     /* InfluxDB 2 clients say "precision=s" too; v1 says the same name. */
     body = http_req_body(req, &len);
-    status = s_ingest(self, form, body, len, prec, &reply);
+    bool wait;
+    status = s_ingest(self, form, body, len, prec, &reply, &wait);
+    if (wait) {
+        s_wait_commit(self, req, NULL, status, reply);
+        return;
+    }
     if (status == 503)
         http_req_add_header(req, "Retry-After", INGESTD_RETRY_AFTER);
     if (status == 204) {
@@ -354,6 +643,9 @@ ingestd_run(ingestd_t *self)
     if ((sigfd = daemon_signals(self->loop, s_on_event, self)) == -1)
         return -1;
     zloop_reader(self->loop, self->router, s_on_query, self);
+    zloop_reader(self->loop, self->confirm, s_on_confirm, self);
+    zloop_timer(self->loop, INGESTD_FLUSH_MS, 0, s_on_flush, self);
+    s_flush(self); /* what a previous run left unconfirmed goes out again */
     if (self->conf->port >= 0) {
         self->http = http_server_new(self->loop, self->conf->listen,
                                      (int)self->conf->port,
@@ -370,7 +662,20 @@ ingestd_run(ingestd_t *self)
              zsock_endpoint(self->router));
     daemon_ready(summary);
     zloop_start(self->loop);
-    http_server_destroy(&self->http); /* stop intake first */
+    /* Drain: acknowledge what is written, hand aggd what it can take
+     * within the deadline; the rest stays in the spool for next time. */
+    s_answer_waiters(self, ingest_spool_sync(self->spool) == 0);
+    http_server_destroy(&self->http);
+    int64_t deadline = clock_mono_ns() + self->conf->drain;
+    do {
+        s_flush(self);
+        zclock_sleep(10);
+        while (zsock_events(self->confirm) & ZMQ_POLLIN)
+            s_on_confirm(self->loop, self->confirm, self);
+    } while (ingest_spool_records(self->spool) > 0 && clock_mono_ns() < deadline);
+    if (ingest_spool_records(self->spool) > 0)
+        log_info("ingestd: %zu batches stay in the spool until aggd confirms them",
+                 ingest_spool_records(self->spool));
     close(sigfd);
     return 0;
 }
@@ -378,42 +683,63 @@ ingestd_run(ingestd_t *self)
 void
 ingestd_test(bool verbose)
 {
-    char dir[] = "/tmp/ingestd_test.XXXXXX", ep[EP_MAX];
+    char dir[] = "/tmp/ingestd_test.XXXXXX", ep[EP_MAX], spool[1100];
     struct ingestd_conf c = {0};
     ingestd_t *d;
-    zsock_t *pull;
+    zsock_t *pull, *conf_push;
     json_t *reply;
-    msg_batch_t *b;
+    msg_batch_t *b, *cb;
+    bool wait;
     const char *body = "{\"data\":[{\"name\":\"a\",\"value\":1},"
                        "{\"name\":\"b\",\"value\":2}]}";
 
     assert(mkdtemp(dir));
+    snprintf(spool, sizeof spool, "%s/spool", dir);
     c.rundir = dir;
     c.id = "ingestd.t";
     c.lanes = 1;
-    c.down = "";
-    c.query = "";
-    c.hwm = 1;
-    c.drain = 0;
+    c.down = c.query = c.confirm = "";
+    c.spool = spool;
+    c.spool_max = 1000;
+    c.segment = 1 << 20;
+    c.resend = CLOCK_NS_PER_S;
+    c.hwm = 10;
     snprintf(ep, sizeof ep, "ipc://%s/aggd.0.in", dir);
     pull = zsock_new_pull(ep);
-    zsock_set_rcvhwm(pull, 1);
     d = ingestd_new(&c);
     assert(d);
-    zclock_sleep(50); /* let the PUSH connect */
-    assert(s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL, &reply) == 200);
+    /* Accepted readings wait for the group commit, then go downstream. */
+    assert(s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL, &reply,
+                    &wait) == 200 && wait);
     json_decref(reply);
+    assert(ingest_spool_records(d->spool) == 1);
+    s_on_commit(d->loop, 0, d);
+    zsock_set_rcvtimeo(pull, 2000);
     assert(msg_batch_recv(pull, &b) == MSG_OK);
     assert(msg_batch_size(b) == 2 && msg_batch_env(b)->seq == 1);
     TEST_STREQ(msg_batch_env(b)->producer, "ingestd.t");
     msg_batch_destroy(&b);
-    /* Nobody reads: the queues fill and writes are refused with 503. */
+    /* aggd's confirmation empties the spool. */
+    snprintf(ep, sizeof ep, "ipc://%s/ingestd.confirm", dir);
+    conf_push = zsock_new_push(ep);
+    cb = msg_batch_new(MSG_TYPE_CONFIRM);
+    msg_batch_add_confirm(cb, "ingestd.t", 0, 1);
+    msg_batch_add_confirm(cb, "someone.else", 0, 99);
+    msg_batch_send(cb, conf_push, 0);
+    zsock_set_rcvtimeo(d->confirm, 2000);
+    s_on_confirm(d->loop, d->confirm, d);
+    assert(ingest_spool_records(d->spool) == 0);
+    /* Unconfirmed past the spool limit: 503, never dropped silently. */
     int status = 200;
     for (int i = 0; i < 100 && status == 200; i++) {
-        status = s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL, &reply);
+        status = s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL,
+                          &reply, &wait);
         json_decref(reply);
     }
     assert(status == 503 && d->refused == 1);
+    s_on_commit(d->loop, 0, d);
+    msg_batch_destroy(&cb);
+    zsock_destroy(&conf_push);
     ingestd_destroy(&d);
     zsock_destroy(&pull);
     zsys_dir_delete("%s", dir);

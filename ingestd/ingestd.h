@@ -4,7 +4,10 @@
  * InfluxDB line protocol) and on stdin; validates them (ingest_parse);
  * and hands accepted readings to aggd over one PUSH socket per lane
  * (lane = FNV-1a 64 of the series key modulo the lane count). When a
- * lane's queue is full the request is refused with 503 + Retry-After:
+ * request is acknowledged only after its readings are in the spool and
+ * fsync'd (group commit); batches stay spooled until aggd confirms them
+ * and are resent when confirmations stall or after a restart. When the
+ * unconfirmed spool passes --spool-max, writes get 503 + Retry-After:
  * backpressure instead of loss.
  */
 #ifndef SP_INGESTD_H
@@ -24,6 +27,11 @@ struct ingestd_conf {
     int64_t body_max; /* largest request body in bytes */
     int64_t hwm;      /* queue limit in batches per lane */
     int64_t drain;    /* ns allowed for draining at stop */
+    char *spool;      /* spool directory; "" = ./var/spool/<id> */
+    int64_t spool_max; /* unconfirmed bytes above which writes get 503 */
+    int64_t segment;  /* spool segment size in bytes */
+    char *confirm;    /* PULL endpoint (bind) for aggd's confirmations */
+    int64_t resend;   /* ns without confirmation before resending */
     bool use_stdin;   /* filter mode: JSON lines in */
     bool use_stdout;  /* filter mode: normalised readings out */
 };

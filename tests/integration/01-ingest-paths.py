@@ -52,12 +52,13 @@ def test():
     finally:
         p.stop()
 
-    # Backpressure: aggd's downstream never reads, queues are one batch
-    # deep, so ingestd soon refuses with 503 + Retry-After, never drops.
+    # Backpressure: aggd's downstream never reads and queues are one batch
+    # deep, so unconfirmed batches pile up in ingestd's spool; past its
+    # limit ingestd refuses with 503 + Retry-After and drops nothing.
     p = Platform(daemons=("aggd", "ingestd"),
                  extra={"aggd": ["--down", "ipc:///nonexistent/anomalyd.{lane}.in",
                                  "--hwm", "1"],
-                        "ingestd": ["--hwm", "1"]}).start()
+                        "ingestd": ["--hwm", "1", "--spool-max", "4096"]}).start()
     try:
         statuses = []
         for i in range(300):

@@ -67,7 +67,8 @@ class Platform:
         if name == "apid":
             a += ["--port", str(self.api_port)]
         if name == "ingestd":
-            a += ["--port", str(self.ingest_port)]
+            a += ["--port", str(self.ingest_port),
+                  "--spool", os.path.join(self.dir, "spool")]
         if name == "aggd" and "anomalyd" not in self.daemons:
             a += ["--down", "none"]
         if name == "anomalyd" and "alertd" not in self.daemons:
@@ -82,6 +83,7 @@ class Platform:
     def start_one(self, name, timeout=20):
         log = os.path.join(self.dir, name + ".log")
         self.logs[name] = log
+        start = os.path.getsize(log) if os.path.exists(log) else 0
         f = open(log, "ab")
         self.procs[name] = subprocess.Popen(self.args(name), stdout=f,
                                             stderr=subprocess.STDOUT,
@@ -91,7 +93,7 @@ class Platform:
         while time.time() < deadline:
             if self.procs[name].poll() is not None:
                 raise Failure("%s exited early: %s" % (name, self.log(name)))
-            if "ready:" in self.log(name):
+            if "ready:" in self.log(name)[start:]:
                 return
             time.sleep(0.05)
         raise Failure("%s not ready: %s" % (name, self.log(name)))
@@ -148,6 +150,8 @@ def main(test):
     try:
         test()
     except Failure as e:
+        if e.__context__ is not None:
+            print("FAIL (first):", repr(e.__context__))
         print("FAIL:", e)
         sys.exit(1)
     sys.exit(0)

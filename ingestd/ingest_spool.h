@@ -1,0 +1,58 @@
+/*
+ * ingest_spool: ingestd's durable spool. Every accepted batch is appended
+ * (checksummed record) and fsync'd before the sender is acknowledged;
+ * records stay until aggd confirms their lane's seq, and are resent from
+ * here after a restart or when confirmations stall.
+ *
+ * Files: DIR/seg-NNNNNNNNNNNNNNNN.spool, appended in order and rolled at
+ * the segment size. Record: magic "SPL1", payload length, lane, CRC-32C
+ * (of lane, seq and payload), seq, then the msgpack batch. A torn or
+ * corrupt record found at start is truncated away and logged, never
+ * resent. A fully confirmed segment is deleted, except the newest one
+ * holding records, which keeps the last seq of every lane across a
+ * restart (so seq never goes back).
+ */
+#ifndef SP_INGEST_SPOOL_H
+#define SP_INGEST_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ingest_spool ingest_spool_t;
+
+/* Called for each unconfirmed record of a lane, in seq order. */
+typedef void(ingest_spool_fn)(unsigned lane, uint64_t seq, const void *data,
+                              size_t len, void *arg);
+
+/* Open (creating dir) and recover. Returns NULL (logged) on failure. */
+ingest_spool_t *ingest_spool_open(const char *dir, unsigned lanes,
+                                  size_t segment_max);
+/* Close; NULL-safe. Nothing is lost: records stay on disk. */
+void ingest_spool_destroy(ingest_spool_t **self_p);
+/* The next seq to use on lane (last seq found + 1). */
+uint64_t ingest_spool_next_seq(ingest_spool_t *self, unsigned lane);
+/* Append a batch (not durable until ingest_spool_sync). 0 or -1 (logged;
+ * e.g. disk full: the caller refuses the write). */
+int ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
+                        const void *data, size_t len);
+/* fsync what was appended. 0 or -1 (logged). */
+int ingest_spool_sync(ingest_spool_t *self);
+/* Everything on lane up to seq is durable downstream: forget it and delete
+ * segments that hold nothing unconfirmed. */
+void ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq);
+/* Call fn for every unconfirmed record of lane. */
+void ingest_spool_foreach(ingest_spool_t *self, unsigned lane,
+                          ingest_spool_fn *fn, void *arg);
+/* Highest confirmed seq of lane (0 when none). */
+uint64_t ingest_spool_confirmed(const ingest_spool_t *self, unsigned lane);
+/* Unconfirmed records and their payload bytes, over all lanes. */
+size_t ingest_spool_records(const ingest_spool_t *self);
+size_t ingest_spool_bytes(const ingest_spool_t *self);
+/* Segment files on disk. */
+size_t ingest_spool_segments(const ingest_spool_t *self);
+
+/* Selftest. */
+void ingest_spool_test(bool verbose);
+
+#endif
