@@ -3,6 +3,8 @@
  */
 #include "ingestd/ingest_parse.h"
 #include "common/clock.h"
+#include "common/mpjson.h"
+#include "common/msg.h"
 #include "common/reading.h"
 #include "common/rpc.h"
 #include "common/series.h"
@@ -384,6 +386,81 @@ ingest_parse(int form, const char *body, size_t len, int64_t now,
     }
 }
 
+/* One {"timestamp", "metrics"} object of an MQTT payload. */
+static void
+s_mqtt_obj(const char *device, const json_t *o, size_t index, int64_t now,
+           msg_batch_t *b, struct ingest_report *r)
+{
+    struct series_tag tag = {"device", device};
+    const json_t *metrics = json_object_get(o, "metrics"), *v;
+    struct reading_err err;
+    char key[SERIES_KEY_MAX];
+    const char *name, *why;
+    int64_t ts;
+    double d;
+
+    if (!json_is_object(o))
+        return s_reject(r, index, "payload", "must be an object");
+    if (reading_ts(json_object_get(o, "timestamp"), now, &ts, &err))
+        return s_reject(r, index, err.field, err.reason);
+    if (!json_is_object(metrics) || json_object_size(metrics) == 0)
+        return s_reject(r, index, "metrics",
+                        "must be a non-empty object of numbers");
+    json_object_foreach((json_t *)metrics, name, v) {
+        if ((why = series_name_check(name, strlen(name)))) {
+            s_reject(r, index, "metrics", why);
+            continue;
+        }
+        if (reading_value(v, &d, &err)) {
+            s_reject(r, index, "metrics", err.reason);
+            continue;
+        }
+        if (series_key_build(name, &tag, 1, key, sizeof key) < 0) {
+            s_reject(r, index, "metrics", "series key too long");
+            continue;
+        }
+        msg_batch_add_reading(b, key, ts, d);
+        r->accepted++;
+    }
+}
+
+void
+ingest_parse_mqtt(const char *device, const void *payload, size_t len,
+                  int64_t now, msg_batch_t *b, struct ingest_report *r)
+{
+    const unsigned char *p = payload;
+    json_t *j = NULL, *o;
+    json_error_t jerr;
+    const char *why;
+    size_t i;
+
+    memset(r, 0, sizeof *r);
+    if ((why = series_tag_value_check(device)))
+        return s_fatal(r, "topic", "device id in the topic is not valid");
+    while (len > 0 && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) {
+        p++;
+        len--;
+    }
+    if (len > 0 && (*p == '{' || *p == '[')) {
+        j = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (j == NULL) {
+            snprintf(r->fatal_buf, sizeof r->fatal_buf,
+                     "malformed JSON at column %d: %.100s", jerr.column, jerr.text);
+            return s_fatal(r, "payload", r->fatal_buf);
+        }
+    } else if ((j = mpjson_unpack(p, len)) == NULL) {
+        return s_fatal(r, "payload", "neither JSON nor msgpack");
+    }
+    if (json_is_array(j)) {
+        if (json_array_size(j) == 0)
+            s_fatal(r, "payload", "empty array");
+        json_array_foreach(j, i, o) s_mqtt_obj(device, o, i, now, b, r);
+    } else {
+        s_mqtt_obj(device, j, 0, now, b, r);
+    }
+    json_decref(j);
+}
+
 void
 ingest_parse_report_clear(struct ingest_report *report)
 {
@@ -487,6 +564,35 @@ ingest_parse_test(bool verbose)
     assert(msg_batch_reading(b, 2)->value == 40);
     assert(ingest_parse_reply(INGEST_FORM_WRITE, &r, &reply) == 400);
     json_decref(reply);
+    ingest_parse_report_clear(&r);
+    /* MQTT payloads: the seed form, a batch, msgpack, and bad ones. */
+    msg_batch_reset(b);
+    const char *mq = "{\"timestamp\":1634567890000,\"metrics\":"
+                     "{\"temperature\":22.5,\"humidity\":65.0}}";
+    ingest_parse_mqtt("sensor-001", mq, strlen(mq), now, b, &r);
+    assert(r.accepted == 2 && r.rejected == 0 && !r.fatal_field);
+    TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 0)->key_off),
+               "temperature{device=sensor-001}");
+    assert(msg_batch_reading(b, 0)->ts == 1634567890000LL * CLOCK_NS_PER_MS);
+    ingest_parse_report_clear(&r);
+    json_t *arr = json_pack("[{s:I, s:{s:f}}, {s:I, s:{s:s}}]", "timestamp",
+                            (json_int_t)1634567890000, "metrics", "t", 1.5,
+                            "timestamp", (json_int_t)1634567891000, "metrics",
+                            "t", "hot");
+    char *mp;
+    size_t mplen;
+    mpjson_pack(arr, &mp, &mplen);
+    msg_batch_reset(b);
+    ingest_parse_mqtt("d1", mp, mplen, now, b, &r);
+    assert(r.accepted == 1 && r.rejected == 1);
+    ingest_parse_report_clear(&r);
+    free(mp);
+    json_decref(arr);
+    ingest_parse_mqtt("d1", "{\"metrics\":", 12, now, b, &r);
+    assert(r.fatal_field && !strcmp(r.fatal_field, "payload"));
+    ingest_parse_report_clear(&r);
+    ingest_parse_mqtt("d{1}", mq, strlen(mq), now, b, &r);
+    assert(r.fatal_field && !strcmp(r.fatal_field, "topic"));
     ingest_parse_report_clear(&r);
     assert(ingest_parse_precision("s") == CLOCK_NS_PER_S);
     assert(ingest_parse_precision("fortnight") == -1);

@@ -48,6 +48,14 @@ int ingest_parse_form(const char *name);
 void ingest_parse(int form, const char *body, size_t len, int64_t now,
                   int64_t precision_ns, msg_batch_t *batch,
                   struct ingest_report *report);
+/* Parse an MQTT telemetry payload of device (from devices/{id}/telemetry):
+ * {"timestamp": epoch-ms or RFC 3339, "metrics": {"temperature": 22.5}},
+ * an array of such objects, or the same as msgpack. Each metric becomes
+ * the series metric{device=id}. Never fails: the report says what
+ * happened. */
+void ingest_parse_mqtt(const char *device, const void *payload, size_t len,
+                       int64_t now, msg_batch_t *batch,
+                       struct ingest_report *report);
 /* Release what a report owns. */
 void ingest_parse_report_clear(struct ingest_report *report);
 /* The HTTP status and JSON reply for a report (SPEC "Responses");

@@ -2,6 +2,7 @@
  * ingestd: server object (see ingestd.h).
  */
 #include "ingestd/ingestd.h"
+#include "ingestd/ingest_mqtt.h"
 #include "ingestd/ingest_parse.h"
 #include "ingestd/ingest_spool.h"
 #include "common/clock.h"
@@ -59,6 +60,11 @@ struct ingestd {
     int commit_timer;                /* pending group commit, or -1 */
     uint64_t commits;                /* group commits done */
     uint64_t resends;                /* batches sent again */
+    ingest_mqtt_t *mqtt;             /* MQTT subscriber, or NULL */
+    msg_batch_t *mqtt_batch;         /* MQTT readings not spooled yet */
+    int mqtt_timer;                  /* pending spool of mqtt_batch, or -1 */
+    uint64_t mqtt_bad;               /* payloads refused */
+    struct ratelimit rl_mqtt;        /* complaints about bad payloads */
     uint64_t requests;               /* bodies handled */
     uint64_t accepted;               /* readings handed downstream */
     uint64_t rejected;               /* readings refused as invalid */
@@ -166,6 +172,8 @@ ingestd_destroy(ingestd_t **self_p)
     zloop_destroy(&self->loop);
     zsock_destroy(&self->router);
     zsock_destroy(&self->confirm);
+    ingest_mqtt_destroy(&self->mqtt);
+    msg_batch_destroy(&self->mqtt_batch);
     ingest_spool_destroy(&self->spool);
     free(self->ls);
     for (int64_t i = 0; i < self->conf->lanes; i++) {
@@ -302,6 +310,13 @@ s_on_commit(zloop_t *loop, int timer_id, void *arg)
     self->commits++;
     s_answer_waiters(self, ok);
     s_flush(self);
+    if (self->mqtt) {
+        size_t bytes = ingest_spool_bytes(self->spool);
+        if (bytes > (size_t)self->conf->spool_max)
+            ingest_mqtt_pause(self->mqtt, true);
+        else if (bytes < (size_t)self->conf->spool_max / 10 * 9)
+            ingest_mqtt_pause(self->mqtt, false);
+    }
     return 0;
 }
 
@@ -468,6 +483,61 @@ s_on_flush(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+/* MQTT readings are spooled in batches (every few ms or 1,000 readings):
+ * one spool record per message would cost more than the message. The
+ * broker was acknowledged before we saw them (ingest_mqtt.h). */
+#define INGESTD_MQTT_BATCH 1000
+#define INGESTD_MQTT_MS 5
+
+static int
+s_on_mqtt_spool(zloop_t *loop, int timer_id, void *arg)
+{
+    ingestd_t *self = arg;
+
+    self->mqtt_timer = -1;
+    if (msg_batch_size(self->mqtt_batch) == 0)
+        return 0;
+    if (s_spool(self, self->mqtt_batch) == -1)
+        log_err("ingestd: %zu MQTT readings could not be spooled and are lost",
+                msg_batch_size(self->mqtt_batch));
+    else if (self->commit_timer == -1)
+        self->commit_timer = zloop_timer(self->loop, 1, 1, s_on_commit, self);
+    msg_batch_reset(self->mqtt_batch);
+    return 0;
+}
+
+static void
+s_on_mqtt(const char *device, const void *payload, size_t len, void *arg)
+{
+    ingestd_t *self = arg;
+    struct ingest_report r;
+
+    ingest_parse_mqtt(device, payload, len, clock_now_ns(), self->mqtt_batch, &r);
+    if (r.fatal_field || r.rejected) {
+        json_t *e = r.fatal_field
+                        ? rpc_error("invalid_payload", r.fatal_reason, r.fatal_field)
+                        : json_pack("{s:I, s:I, s:O}", "accepted",
+                                    (json_int_t)r.accepted, "rejected",
+                                    (json_int_t)r.rejected, "errors", r.errors);
+        char *s = mpjson_dumps(e);
+        self->mqtt_bad++;
+        self->rejected += r.rejected + (r.fatal_field ? 1 : 0);
+        if (ratelimit_complain(&self->rl_mqtt))
+            log_warnx("mqtt: bad payload on devices/%s/telemetry: %s "
+                      "(%llu bad payloads so far)", device, s,
+                      (unsigned long long)self->mqtt_bad);
+        ingest_mqtt_error(self->mqtt, device, s);
+        free(s);
+        json_decref(e);
+    }
+    ingest_parse_report_clear(&r);
+    if (msg_batch_size(self->mqtt_batch) >= INGESTD_MQTT_BATCH)
+        s_on_mqtt_spool(self->loop, 0, self);
+    else if (self->mqtt_timer == -1 && msg_batch_size(self->mqtt_batch) > 0)
+        self->mqtt_timer = zloop_timer(self->loop, INGESTD_MQTT_MS, 1,
+                                       s_on_mqtt_spool, self);
+}
+
 static int
 s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -496,6 +566,11 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
                           "spool_bytes", (json_int_t)ingest_spool_bytes(self->spool),
                           "spool_segments",
                           (json_int_t)ingest_spool_segments(self->spool));
+        json_object_set_new(reply, "mqtt_connected",
+                            json_boolean(self->mqtt && ingest_mqtt_connected(self->mqtt)));
+        json_object_set_new(reply, "mqtt_received", json_integer(
+            self->mqtt ? (json_int_t)ingest_mqtt_received(self->mqtt) : 0));
+        json_object_set_new(reply, "mqtt_bad", json_integer((json_int_t)self->mqtt_bad));
         status = 200;
     } else if (strcmp(op, "ingest") != 0) {
         reply = rpc_error("unknown_op", "ingestd does not know this request", op);
@@ -646,6 +721,20 @@ ingestd_run(ingestd_t *self)
     zloop_reader(self->loop, self->confirm, s_on_confirm, self);
     zloop_timer(self->loop, INGESTD_FLUSH_MS, 0, s_on_flush, self);
     s_flush(self); /* what a previous run left unconfirmed goes out again */
+    self->mqtt_timer = -1;
+    if (self->conf->mqtt_port > 0) {
+        struct ingest_mqtt_conf mc = {
+            self->conf->mqtt_host, (int)self->conf->mqtt_port, self->conf->id,
+            self->conf->mqtt_group,
+            *self->conf->mqtt_user ? self->conf->mqtt_user : NULL,
+            *self->conf->mqtt_user ? self->conf->mqtt_password : NULL, 30};
+        self->mqtt_batch = msg_batch_new(MSG_TYPE_READINGS);
+        self->mqtt = ingest_mqtt_new(self->loop, &mc, s_on_mqtt, self);
+        if (self->mqtt == NULL) {
+            close(sigfd);
+            return -1;
+        }
+    }
     if (self->conf->port >= 0) {
         self->http = http_server_new(self->loop, self->conf->listen,
                                      (int)self->conf->port,
@@ -656,12 +745,16 @@ ingestd_run(ingestd_t *self)
             return -1;
         }
     }
-    snprintf(summary, sizeof summary, "lanes=%lld http=%s:%d query=%s",
+    snprintf(summary, sizeof summary, "lanes=%lld http=%s:%d mqtt=%s:%lld query=%s",
              (long long)self->conf->lanes, self->conf->listen,
              self->http ? http_server_port(self->http) : -1,
+             self->conf->mqtt_host, (long long)self->conf->mqtt_port,
              zsock_endpoint(self->router));
     daemon_ready(summary);
     zloop_start(self->loop);
+    ingest_mqtt_destroy(&self->mqtt); /* stop intake first */
+    if (self->mqtt_batch)
+        s_on_mqtt_spool(self->loop, 0, self);
     /* Drain: acknowledge what is written, hand aggd what it can take
      * within the deadline; the rest stays in the spool for next time. */
     s_answer_waiters(self, ingest_spool_sync(self->spool) == 0);

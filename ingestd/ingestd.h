@@ -32,6 +32,11 @@ struct ingestd_conf {
     int64_t segment;  /* spool segment size in bytes */
     char *confirm;    /* PULL endpoint (bind) for aggd's confirmations */
     int64_t resend;   /* ns without confirmation before resending */
+    char *mqtt_host;  /* broker address */
+    int64_t mqtt_port; /* broker port; 0 disables MQTT */
+    char *mqtt_group; /* shared-subscription group; "" subscribes alone */
+    char *mqtt_user;  /* broker username, or "" */
+    char *mqtt_password; /* broker password (secret) */
     bool use_stdin;   /* filter mode: JSON lines in */
     bool use_stdout;  /* filter mode: normalised readings out */
 };

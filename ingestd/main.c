@@ -5,6 +5,8 @@
 #include "common/daemon.h"
 #include "common/log.h"
 
+#include <mosquitto.h>
+
 #include <stddef.h>
 
 static const struct cfg_opt s_opts[] = {
@@ -39,6 +41,17 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "PULL endpoint for aggd's confirmations"},
     {"resend-after", CFG_DURATION, offsetof(struct ingestd_conf, resend), "3s",
      0.1, 3600, 0, "time without confirmation before resending"},
+    {"mqtt-host", CFG_STR, offsetof(struct ingestd_conf, mqtt_host),
+     "127.0.0.1", 0, 0, CFG_IMMUTABLE, "MQTT broker address"},
+    {"mqtt-port", CFG_INT, offsetof(struct ingestd_conf, mqtt_port), "1883", 0,
+     65535, CFG_IMMUTABLE, "MQTT broker port; 0 disables MQTT ingest"},
+    {"mqtt-group", CFG_STR, offsetof(struct ingestd_conf, mqtt_group),
+     "ingestd", 0, 0, CFG_IMMUTABLE,
+     "shared subscription group ($share/<group>/devices/+/telemetry)"},
+    {"mqtt-user", CFG_STR, offsetof(struct ingestd_conf, mqtt_user), "", 0, 0,
+     CFG_IMMUTABLE, "MQTT username"},
+    {"mqtt-password", CFG_STR, offsetof(struct ingestd_conf, mqtt_password),
+     "", 0, 0, CFG_IMMUTABLE | CFG_SECRET, "MQTT password"},
     {"stdin", CFG_BOOL, offsetof(struct ingestd_conf, use_stdin), "false", 0, 0,
      0, "filter mode: read JSON-line readings on stdin"},
     {"stdout", CFG_BOOL, offsetof(struct ingestd_conf, use_stdout), "false", 0,
@@ -60,13 +73,16 @@ main(int argc, char **argv)
     }
     if (!conf.use_stdin)
         log_info("starting version %s", SP_VERSION);
+    mosquitto_lib_init();
     if ((d = ingestd_new(&conf)) == NULL) {
+        mosquitto_lib_cleanup();
         cfg_free(s_opts, S_NOPTS, &conf);
         log_warnx("cannot start");
         return 1;
     }
     rc = ingestd_run(d);
     ingestd_destroy(&d);
+    mosquitto_lib_cleanup();
     cfg_free(s_opts, S_NOPTS, &conf);
     zsys_shutdown();
     if (!conf.use_stdin)

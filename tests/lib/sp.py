@@ -61,6 +61,35 @@ class Platform:
         wanted = daemons or self.CHAIN
         self.daemons = [d for d in self.CHAIN if d in wanted and have(d)]
         self.extra = extra or {}
+        self.mqtt_port = None
+        self.broker = None
+
+    def start_broker(self, conf_extra=""):
+        """A private mosquitto on a free loopback port (before start())."""
+        self.mqtt_port = self.mqtt_port or free_port()
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\n"
+                    "max_queued_messages 100000\n%s" % (self.mqtt_port, conf_extra))
+        log = open(os.path.join(self.dir, "mosquitto.log"), "ab")
+        self.broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=log,
+                                       stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.mqtt_port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise Failure("mosquitto did not start")
+
+    def mqtt_pub(self, topic, payload, qos=1):
+        r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p",
+                            str(self.mqtt_port), "-q", str(qos), "-t", topic,
+                            "-m", payload], capture_output=True, timeout=10)
+        if r.returncode != 0:
+            raise Failure("mosquitto_pub failed: %s" % r.stderr)
 
     def args(self, name):
         a = [binary(name), "--rundir", self.run]
@@ -68,7 +97,8 @@ class Platform:
             a += ["--port", str(self.api_port)]
         if name == "ingestd":
             a += ["--port", str(self.ingest_port),
-                  "--spool", os.path.join(self.dir, "spool")]
+                  "--spool", os.path.join(self.dir, "spool"),
+                  "--mqtt-port", str(self.mqtt_port or 0)]
         if name == "aggd" and "anomalyd" not in self.daemons:
             a += ["--down", "none"]
         if name == "anomalyd" and "alertd" not in self.daemons:
@@ -123,6 +153,9 @@ class Platform:
                 self.stop_one(name)
             except Failure as e:
                 errors.append(str(e))
+        if self.broker:
+            self.broker.terminate()
+            self.broker.wait(timeout=10)
         if errors:
             for name in self.logs:
                 sys.stdout.write("--- %s log ---\n%s\n" % (name, self.log(name)))
