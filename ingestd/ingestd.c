@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define INGESTD_LANES_MAX 1024
 #define INGESTD_RETRY_AFTER "1"
@@ -594,6 +595,63 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+/* Inflate a gzip body into at most max bytes. Returns the new buffer
+ * (caller frees) or NULL with *why set: a truncated or corrupt stream, or
+ * one that inflates past max (a "gzip bomb" is refused, not followed). */
+static char *
+s_gunzip(const char *in, size_t len, size_t max, size_t *outlen,
+         const char **why, int *status)
+{
+    z_stream z;
+    size_t cap = len * 4 + 1024, n = 0;
+    char *out;
+    int rc;
+
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+        *why = "cannot start gzip decoding";
+        *status = 500;
+        return NULL;
+    }
+    if (cap > max + 1)
+        cap = max + 1;
+    out = xmalloc(cap);
+    z.next_in = (unsigned char *)in;
+    z.avail_in = (uInt)len;
+    do {
+        if (n == cap) {
+            if (cap > max) {
+                inflateEnd(&z);
+                free(out);
+                *why = "gzip body inflates past the body limit";
+                *status = 413;
+                return NULL;
+            }
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            out = xrealloc(out, cap);
+        }
+        z.next_out = (unsigned char *)out + n;
+        z.avail_out = (uInt)(cap - n);
+        rc = inflate(&z, Z_NO_FLUSH);
+        n = cap - z.avail_out;
+    } while (rc == Z_OK);
+    inflateEnd(&z);
+    if (rc != Z_STREAM_END) {
+        free(out);
+        *why = rc == Z_BUF_ERROR ? "truncated gzip body" : "corrupt gzip body";
+        *status = 400;
+        return NULL;
+    }
+    if (n > max) {
+        free(out);
+        *why = "gzip body inflates past the body limit";
+        *status = 413;
+        return NULL;
+    }
+    *outlen = n;
+    return out;
+}
+
 static void
 s_on_http(http_req_t *req, void *arg)
 {
@@ -626,15 +684,27 @@ s_on_http(http_req_t *req, void *arg)
         return;
     }
     const char *ce = http_req_header(req, "Content-Encoding");
-    if (ce && strcmp(ce, "identity") != 0) {
+    char *inflated = NULL;
+    body = http_req_body(req, &len);
+    if (ce && strcasecmp(ce, "gzip") == 0) {
+        const char *why;
+        if ((inflated = s_gunzip(body, len, (size_t)self->conf->body_max, &len,
+                                 &why, &status)) == NULL) {
+            http_req_reply_error(req, status, status == 413 ? "payload_too_large"
+                                                            : "invalid_body",
+                                 why, "body");
+            return;
+        }
+        body = inflated;
+    } else if (ce && strcasecmp(ce, "identity") != 0) {
         http_req_reply_error(req, 415, "unsupported_encoding",
-                             "Content-Encoding is not supported yet", "headers");
+                             "Content-Encoding must be gzip or identity", "headers");
         return;
     }
-    /* InfluxDB 2 clients say "precision=s" too; v1 says the same name. */
-    body = http_req_body(req, &len);
+    /* InfluxDB 1 and 2 clients both send "precision". */
     bool wait;
     status = s_ingest(self, form, body, len, prec, &reply, &wait);
+    free(inflated);
     if (wait) {
         s_wait_commit(self, req, NULL, status, reply);
         return;
