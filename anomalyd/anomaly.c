@@ -99,6 +99,8 @@ anomaly_update(anomaly_t *self, int64_t ts, double value,
                                           : 0;
         out->method = "zscore";
     }
+    out->score = round(out->score / ANOMALY_SCORE_QUANTUM) *
+                 ANOMALY_SCORE_QUANTUM;
     out->anomaly = out->score >= 0.5;
 }
 
@@ -121,8 +123,8 @@ anomaly_test(bool verbose)
     strcpy(conf.method, "astrology");
     assert(anomaly_new(&conf) == NULL);
 
-    const char *methods[] = {"zscore", "ensemble"};
-    for (size_t m = 0; m < 2; m++) {
+    const char *methods[] = {"zscore", "ensemble", "ensemble-all"};
+    for (size_t m = 0; m < 3; m++) {
         anomaly_conf_default(&conf);
         strcpy(conf.method, methods[m]);
         anomaly_t *a = anomaly_new(&conf);

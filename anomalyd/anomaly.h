@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Scores are rounded to this: finer digits mean nothing, and short
+ * numbers print fast (the filter prints millions of them). */
+#define ANOMALY_SCORE_QUANTUM 1e-6
+
 /* Longest method name. */
 #define ANOMALY_METHOD_MAX 32
 

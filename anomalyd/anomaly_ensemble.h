@@ -23,7 +23,7 @@
 
 /* Method names the ensemble answers to (anomaly.h adds "zscore"). */
 #define ANOMALY_ENSEMBLE_METHODS                                              \
-    "mad ewma seasonal weekly cusum hst vol range ensemble"
+    "mad ewma seasonal weekly cusum hst vol range ensemble ensemble-all"
 
 /* Members, as bit numbers of a mask. */
 enum anomaly_ensemble_member {
@@ -39,6 +39,14 @@ enum anomaly_ensemble_member {
     ANOMALY_ENSEMBLE_N
 };
 #define ANOMALY_ENSEMBLE_ALL ((1u << ANOMALY_ENSEMBLE_N) - 1)
+/* The members that vote by default ("ensemble"). mad, cusum and hst
+ * lowered the NAB score when they voted (docs/ANOMALY.md), and cost two
+ * thirds of the time, so only "ensemble-all" computes them, as advisory
+ * members (weight 0, raw statistics visible). */
+#define ANOMALY_ENSEMBLE_VOTING                                               \
+    (1u << ANOMALY_ENSEMBLE_ZSCORE | 1u << ANOMALY_ENSEMBLE_EWMA |            \
+     1u << ANOMALY_ENSEMBLE_SEASONAL | 1u << ANOMALY_ENSEMBLE_WEEKLY |        \
+     1u << ANOMALY_ENSEMBLE_VOL | 1u << ANOMALY_ENSEMBLE_RANGE)
 
 /* Plain data: the ensemble's tunables (anomaly_ensemble_params_default
  * gives the configuration measured in docs/ANOMALY.md). */
@@ -69,7 +77,8 @@ typedef struct anomaly_ensemble anomaly_ensemble_t;
 
 /* The defaults. Cannot fail. */
 void anomaly_ensemble_params_default(struct anomaly_ensemble_params *p);
-/* Mask of members for a method name ("ensemble" = all), 0 if unknown. */
+/* Mask of members for a method name ("ensemble" = the voting members,
+ * "ensemble-all" = all), 0 if unknown. */
 unsigned anomaly_ensemble_mask(const char *method);
 /* Static name of a member. */
 const char *anomaly_ensemble_name(int member);
