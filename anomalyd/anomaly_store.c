@@ -165,6 +165,7 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
 {
     const json_t *v, *tags = json_object_get(req, "tags");
     const char *sel = json_string_value(json_object_get(req, "series"));
+    const char *method = NULL;
     struct series_tag f[SERIES_TAGS_MAX];
     size_t nf = 0, limit = ANOMALY_STORE_LIMIT_MAX;
     int64_t start = INT64_MIN, end = INT64_MAX;
@@ -201,6 +202,11 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
     }
     if (start >= end)
         return s_bad(body, "start must be before end", "start");
+    if ((v = json_object_get(req, "method")) && !json_is_null(v)) {
+        if (!json_is_string(v))
+            return s_bad(body, "method must be a string", "method");
+        method = json_string_value(v);
+    }
     if ((v = json_object_get(req, "limit")) && !json_is_null(v)) {
         if (!json_is_integer(v) || json_integer_value(v) < 1)
             return s_bad(body, "limit must be a positive integer", "limit");
@@ -232,6 +238,8 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
             if (!isnan(thr) && !(isfinite(kp->z) && fabs(kp->z) >= thr))
                 continue;
             if (!isnan(min_score) && kp->score < min_score)
+                continue;
+            if (method && strcmp(method, kp->method) != 0)
                 continue;
             if (nh == caph) {
                 caph = caph ? caph * 2 : 64;
@@ -315,6 +323,20 @@ anomaly_store_test(bool verbose)
     /* By bare name and tags; an impossible threshold finds nothing. */
     req = json_pack("{s:s, s:{s:s}, s:f}", "series", "temperature", "tags",
                     "device", "s1", "threshold", 1e9);
+    assert(anomaly_store_query(st, req, &body) == 200);
+    assert(json_array_size(json_object_get(body, "anomalies")) == 0);
+    json_decref(body);
+    json_decref(req);
+
+    /* method= keeps the readings a given detector flagged most. */
+    req = json_pack("{s:s, s:f, s:s}", "series", "temp_sensor_001",
+                    "threshold", 3.0, "method", "zscore");
+    assert(anomaly_store_query(st, req, &body) == 200);
+    assert(json_array_size(json_object_get(body, "anomalies")) == 1);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s, s:f, s:s}", "series", "temp_sensor_001",
+                    "threshold", 3.0, "method", "seasonal");
     assert(anomaly_store_query(st, req, &body) == 200);
     assert(json_array_size(json_object_get(body, "anomalies")) == 0);
     json_decref(body);
