@@ -234,7 +234,8 @@ ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
         }
     }
     closedir(d);
-    qsort(ids, nids, sizeof *ids, s_cmp_u64);
+    if (nids > 1) /* qsort(NULL, 0, ...) is undefined (UBSan) */
+        qsort(ids, nids, sizeof *ids, s_cmp_u64);
     for (size_t i = 0; i < nids; i++)
         if (s_recover(self, ids[i]) == -1) {
             free(ids);
