@@ -42,7 +42,7 @@ TOOLS := $(B)/tap
 
 # A daemon whose main.c has not landed yet is skipped, not an error.
 BINS := $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/main.c),$(B)/$(d)))
-all: $(BINS) $(B)/selftest $(TOOLS)
+all: $(BINS) $(B)/selftest $(TOOLS) $(B)/sensorpipe_spool.so
 
 $(B)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@; ar rcs $@ $^
@@ -61,6 +61,10 @@ $(B)/obj/tests/selftest.o: $(B)/selftest_list.h
 $(B)/obj/tests/selftest.o: CFLAGS += -I$(B)
 $(B)/selftest: $(B)/obj/tests/selftest.o $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(B)/obj/tests/selftest.o -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
+
+# The mosquitto plugin: position-independent, no libcommon (only crc).
+$(B)/sensorpipe_spool.so: ingestd/plugin/spool_plugin.c common/crc.c ingestd/mqspool.h
+	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ ingestd/plugin/spool_plugin.c common/crc.c
 
 $(B)/tap: $(B)/obj/tools/tap.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -23,6 +23,7 @@ struct ingest_mqtt {
     bool connected;              /* CONNACK received and subscribed */
     char *topic;                 /* subscription */
     char *host;                  /* broker */
+    bool subscribe;              /* subscribe to telemetry */
     int port;
     ingest_mqtt_fn *fn;          /* message callback */
     void *arg;
@@ -102,10 +103,16 @@ s_on_connect(struct mosquitto *m, void *arg, int rc)
     }
     if (ratelimit_release(&self->rl_conn))
         log_info("mqtt: connected to %s:%d again", self->host, self->port);
-    else
+    else if (self->subscribe)
         log_info("mqtt: connected to %s:%d, subscribing to %s", self->host,
                  self->port, self->topic);
-    mosquitto_subscribe(m, NULL, self->topic, 1);
+    else
+        log_info("mqtt: connected to %s:%d (readings come from the broker's "
+                 "spool)", self->host, self->port);
+    if (self->subscribe)
+        mosquitto_subscribe(m, NULL, self->topic, 1);
+    else
+        self->connected = true;
 }
 
 static void
@@ -157,10 +164,11 @@ ingest_mqtt_new(zloop_t *loop, const struct ingest_mqtt_conf *c,
     self->fn = fn;
     self->arg = arg;
     self->host = xstrdup(c->host);
+    self->subscribe = c->subscribe;
     self->port = c->port;
     self->topic = *c->group ? xasprintf("$share/%s/%s", c->group, MQTT_TOPIC)
                             : xstrdup(MQTT_TOPIC);
-    self->mosq = mosquitto_new(c->client_id, false, self);
+    self->mosq = mosquitto_new(c->client_id, !c->subscribe, self);
     if (self->mosq == NULL) {
         log_warnx("mqtt: cannot create a client");
         ingest_mqtt_destroy(&self);

@@ -32,6 +32,7 @@ struct ingest_mqtt_conf {
     const char *username;  /* or NULL */
     const char *password;  /* or NULL (never logged) */
     int keepalive;         /* seconds */
+    bool subscribe;        /* false: connect only to publish errors */
 };
 
 /* Create and start connecting (asynchronously; reconnects by itself).

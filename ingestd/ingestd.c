@@ -2,6 +2,7 @@
  * ingestd: server object (see ingestd.h).
  */
 #include "ingestd/ingestd.h"
+#include "ingestd/ingest_mqspool.h"
 #include "ingestd/ingest_mqtt.h"
 #include "ingestd/ingest_parse.h"
 #include "ingestd/ingest_spool.h"
@@ -62,6 +63,8 @@ struct ingestd {
     uint64_t commits;                /* group commits done */
     uint64_t resends;                /* batches sent again */
     ingest_mqtt_t *mqtt;             /* MQTT subscriber, or NULL */
+    ingest_mqspool_t *mqspool;       /* broker plugin's spool, or NULL */
+    char spool_dir[1024];            /* our spool directory */
     msg_batch_t *mqtt_batch;         /* MQTT readings not spooled yet */
     int mqtt_timer;                  /* pending spool of mqtt_batch, or -1 */
     uint64_t mqtt_bad;               /* payloads refused */
@@ -132,6 +135,7 @@ ingestd_new(const struct ingestd_conf *conf)
             snprintf(dir, sizeof dir, "%s", conf->spool);
         else
             snprintf(dir, sizeof dir, "./var/spool/%s", conf->id);
+        snprintf(self->spool_dir, sizeof self->spool_dir, "%s", dir);
         self->spool = ingest_spool_open(dir, n, (size_t)conf->segment);
         if (self->spool == NULL)
             goto fail;
@@ -174,6 +178,7 @@ ingestd_destroy(ingestd_t **self_p)
     zsock_destroy(&self->router);
     zsock_destroy(&self->confirm);
     ingest_mqtt_destroy(&self->mqtt);
+    ingest_mqspool_destroy(&self->mqspool);
     msg_batch_destroy(&self->mqtt_batch);
     ingest_spool_destroy(&self->spool);
     free(self->ls);
@@ -309,6 +314,8 @@ s_on_commit(zloop_t *loop, int timer_id, void *arg)
 
     self->commit_timer = -1;
     self->commits++;
+    if (ok && self->mqspool)
+        ingest_mqspool_commit(self->mqspool);
     s_answer_waiters(self, ok);
     s_flush(self);
     if (self->mqtt) {
@@ -501,8 +508,12 @@ s_on_mqtt_spool(zloop_t *loop, int timer_id, void *arg)
     if (s_spool(self, self->mqtt_batch) == -1)
         log_err("ingestd: %zu MQTT readings could not be spooled and are lost",
                 msg_batch_size(self->mqtt_batch));
-    else if (self->commit_timer == -1)
-        self->commit_timer = zloop_timer(self->loop, 1, 1, s_on_commit, self);
+    else {
+        if (self->mqspool)
+            ingest_mqspool_mark(self->mqspool);
+        if (self->commit_timer == -1)
+            self->commit_timer = zloop_timer(self->loop, 1, 1, s_on_commit, self);
+    }
     msg_batch_reset(self->mqtt_batch);
     return 0;
 }
@@ -539,6 +550,24 @@ s_on_mqtt(const char *device, const void *payload, size_t len, void *arg)
                                        s_on_mqtt_spool, self);
 }
 
+/* Read what the broker plugin spooled, unless the spool is over its
+ * limit (then the plugin's files wait on disk: backpressure without
+ * loss). */
+static int
+s_on_mqspool(zloop_t *loop, int timer_id, void *arg)
+{
+    ingestd_t *self = arg;
+
+    if (ingest_spool_bytes(self->spool) > (size_t)self->conf->spool_max)
+        return 0;
+    ingest_mqspool_read(self->mqspool, 5000, s_on_mqtt, self);
+    if (msg_batch_size(self->mqtt_batch) > 0)
+        s_on_mqtt_spool(self->loop, 0, self);
+    else
+        ingest_mqspool_mark(self->mqspool); /* skipped records count too */
+    return 0;
+}
+
 static int
 s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -572,6 +601,12 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         json_object_set_new(reply, "mqtt_received", json_integer(
             self->mqtt ? (json_int_t)ingest_mqtt_received(self->mqtt) : 0));
         json_object_set_new(reply, "mqtt_bad", json_integer((json_int_t)self->mqtt_bad));
+        if (self->mqspool) {
+            json_object_set_new(reply, "mqspool_records", json_integer(
+                (json_int_t)ingest_mqspool_records(self->mqspool)));
+            json_object_set_new(reply, "mqspool_skipped", json_integer(
+                (json_int_t)ingest_mqspool_skipped(self->mqspool)));
+        }
         status = 200;
     } else if (strcmp(op, "ingest") != 0) {
         reply = rpc_error("unknown_op", "ingestd does not know this request", op);
@@ -797,8 +832,19 @@ ingestd_run(ingestd_t *self)
             self->conf->mqtt_host, (int)self->conf->mqtt_port, self->conf->id,
             self->conf->mqtt_group,
             *self->conf->mqtt_user ? self->conf->mqtt_user : NULL,
-            *self->conf->mqtt_user ? self->conf->mqtt_password : NULL, 30};
+            *self->conf->mqtt_user ? self->conf->mqtt_password : NULL, 30,
+            *self->conf->mqtt_spool == '\0'};
         self->mqtt_batch = msg_batch_new(MSG_TYPE_READINGS);
+        if (*self->conf->mqtt_spool) {
+            char cursor[1100];
+            snprintf(cursor, sizeof cursor, "%s/mqspool.cursor", self->spool_dir);
+            self->mqspool = ingest_mqspool_new(self->conf->mqtt_spool, cursor);
+            if (self->mqspool == NULL) {
+                close(sigfd);
+                return -1;
+            }
+            zloop_timer(self->loop, INGESTD_MQTT_MS, 0, s_on_mqspool, self);
+        }
         self->mqtt = ingest_mqtt_new(self->loop, &mc, s_on_mqtt, self);
         if (self->mqtt == NULL) {
             close(sigfd);
@@ -827,7 +873,12 @@ ingestd_run(ingestd_t *self)
         s_on_mqtt_spool(self->loop, 0, self);
     /* Drain: acknowledge what is written, hand aggd what it can take
      * within the deadline; the rest stays in the spool for next time. */
-    s_answer_waiters(self, ingest_spool_sync(self->spool) == 0);
+    {
+        bool ok = ingest_spool_sync(self->spool) == 0;
+        if (ok && self->mqspool)
+            ingest_mqspool_commit(self->mqspool);
+        s_answer_waiters(self, ok);
+    }
     http_server_destroy(&self->http);
     int64_t deadline = clock_mono_ns() + self->conf->drain;
     do {

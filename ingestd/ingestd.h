@@ -37,6 +37,7 @@ struct ingestd_conf {
     char *mqtt_group; /* shared-subscription group; "" subscribes alone */
     char *mqtt_user;  /* broker username, or "" */
     char *mqtt_password; /* broker password (secret) */
+    char *mqtt_spool; /* broker plugin's spool to read instead of subscribing */
     bool use_stdin;   /* filter mode: JSON lines in */
     bool use_stdout;  /* filter mode: normalised readings out */
 };

@@ -64,8 +64,18 @@ class Platform:
         self.mqtt_port = None
         self.broker = None
 
+    def plugin_conf(self):
+        """mosquitto lines loading our spool plugin, and the spool dir."""
+        d = os.path.join(self.dir, "mqspool")
+        os.makedirs(d, exist_ok=True)
+        os.chmod(self.dir, 0o755)  # mosquitto drops root for its own user
+        os.chmod(d, 0o777)
+        return d, ("plugin %s\nplugin_opt_spool_dir %s\n"
+                   % (binary("sensorpipe_spool.so"), d))
+
     def start_broker(self, conf_extra=""):
         """A private mosquitto on a free loopback port (before start())."""
+        self.broker_conf_extra = conf_extra
         self.mqtt_port = self.mqtt_port or free_port()
         conf = os.path.join(self.dir, "mosquitto.conf")
         with open(conf, "w") as f:

@@ -1,0 +1,42 @@
+/*
+ * ingest_mqspool: ingestd's reader of the broker plugin's spool
+ * (mqspool.h). It reads complete, checksummed records after a cursor;
+ * the cursor is made durable (cursor file, fsync, rename) only after the
+ * readings were committed to ingestd's own spool, so a crash anywhere
+ * re-reads rather than loses (aggd's idempotent writes absorb the
+ * repeats). Files wholly behind the durable cursor are deleted.
+ */
+#ifndef SP_INGEST_MQSPOOL_H
+#define SP_INGEST_MQSPOOL_H
+
+#include "ingestd/ingest_mqtt.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ingest_mqspool ingest_mqspool_t;
+
+/* Open the plugin's directory; the cursor lives in cursor_path. Returns
+ * NULL (logged) when the directory cannot be read. */
+ingest_mqspool_t *ingest_mqspool_new(const char *dir, const char *cursor_path);
+/* NULL-safe. */
+void ingest_mqspool_destroy(ingest_mqspool_t **self_p);
+/* Read up to max new telemetry records, calling fn for each. Returns the
+ * number read. */
+size_t ingest_mqspool_read(ingest_mqspool_t *self, size_t max,
+                           ingest_mqtt_fn *fn, void *arg);
+/* Everything read so far has been handed to ingestd's spool: it becomes
+ * durable at the next commit. */
+void ingest_mqspool_mark(ingest_mqspool_t *self);
+/* The marked position is durable in ingestd's spool: save the cursor and
+ * delete files behind it. 0 or -1 (logged). */
+int ingest_mqspool_commit(ingest_mqspool_t *self);
+/* Records read and records skipped as torn or corrupt. */
+unsigned long long ingest_mqspool_records(const ingest_mqspool_t *self);
+unsigned long long ingest_mqspool_skipped(const ingest_mqspool_t *self);
+
+/* Selftest. */
+void ingest_mqspool_test(bool verbose);
+
+#endif

@@ -1,0 +1,251 @@
+/*
+ * spool_plugin: a mosquitto 2.0 plugin that appends every PUBLISH on
+ * devices/+/telemetry to a spool file before the broker acknowledges it
+ * (MOSQ_EVT_MESSAGE runs before the PUBACK). ingestd reads the files
+ * (ingest_mqspool.c). Kept tiny on purpose: the broker's single thread is
+ * the MQTT ceiling.
+ *
+ *   plugin /usr/lib/sensorpipe/sensorpipe_spool.so
+ *   plugin_opt_spool_dir /var/lib/sensorpipe/mqspool
+ *   plugin_opt_sync tick          # tick (default), always or none
+ *   plugin_opt_segment_size 16777216
+ *
+ * sync=tick: fdatasync on the broker's tick (about every 100 ms), so a
+ * power loss can lose what was acknowledged since the last tick; a crash
+ * of any process loses nothing. sync=always: fdatasync before every
+ * PUBACK (nothing lost on power loss, at a throughput cost).
+ */
+#include "ingestd/mqspool.h"
+#include "common/crc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+int mosquitto_plugin_version(int n, const int *versions);
+int mosquitto_plugin_init(mosquitto_plugin_id_t *id, void **ud,
+                          struct mosquitto_opt *opts, int n);
+int mosquitto_plugin_cleanup(void *ud, struct mosquitto_opt *opts, int n);
+
+enum s_sync { SYNC_NONE, SYNC_TICK, SYNC_ALWAYS };
+
+struct s_plugin {
+    mosquitto_plugin_id_t *id; /* broker's handle */
+    char dir[512];             /* spool directory */
+    int fd;                    /* current file, or -1 */
+    uint64_t seg;              /* its number */
+    size_t size;               /* its bytes */
+    size_t segment_max;        /* roll threshold */
+    int sync;                  /* enum s_sync */
+    bool dirty;                /* written since the last sync */
+    unsigned long long records, failures;
+};
+
+static struct s_plugin s_p;
+
+static int
+s_open_next(struct s_plugin *p)
+{
+    char path[640];
+    if (p->fd != -1) {
+        fdatasync(p->fd);
+        close(p->fd);
+    }
+    p->seg++;
+    snprintf(path, sizeof path, "%s/" MQSPOOL_PREFIX "%016" PRIu64 MQSPOOL_SUFFIX,
+             p->dir, p->seg);
+    p->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    p->size = 0;
+    if (p->fd == -1) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sensorpipe spool: cannot create %s: %s",
+                             path, strerror(errno));
+        return -1;
+    }
+    int dfd = open(p->dir, O_RDONLY | O_DIRECTORY);
+    if (dfd != -1) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+static bool
+s_is_telemetry(const char *t)
+{
+    const char *a, *b;
+    if (strncmp(t, "devices/", 8) != 0)
+        return false;
+    a = t + 8;
+    b = strchr(a, '/');
+    return b && b > a && strcmp(b, "/telemetry") == 0;
+}
+
+static void
+s_put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static int
+s_on_message(int event, void *event_data, void *ud)
+{
+    struct s_plugin *p = ud;
+    struct mosquitto_evt_message *m = event_data;
+    unsigned char hdr[MQSPOOL_HDR];
+    size_t tl, len;
+    struct iovec iov[3];
+    struct timespec ts;
+    int64_t ms;
+    uint32_t crc;
+    ssize_t n;
+
+    if (m->topic == NULL || !s_is_telemetry(m->topic))
+        return MOSQ_ERR_SUCCESS;
+    tl = strlen(m->topic);
+    len = tl + m->payloadlen;
+    if (len > MQSPOOL_RECORD_MAX || tl > 0xffff)
+        return MOSQ_ERR_SUCCESS; /* never stored anyway; ingestd refuses it */
+    if (p->fd == -1 || p->size + MQSPOOL_HDR + len > p->segment_max)
+        if (s_open_next(p) == -1)
+            goto fail;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    crc = crc_32c(crc_32c(0, m->topic, tl), m->payload, m->payloadlen);
+    s_put32(hdr, MQSPOOL_MAGIC);
+    s_put32(hdr + 4, (uint32_t)len);
+    hdr[8] = (unsigned char)tl;
+    hdr[9] = (unsigned char)(tl >> 8);
+    hdr[10] = m->qos;
+    hdr[11] = 0;
+    s_put32(hdr + 12, crc);
+    memcpy(hdr + 16, &ms, sizeof ms);
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = MQSPOOL_HDR;
+    iov[1].iov_base = m->topic;
+    iov[1].iov_len = tl;
+    iov[2].iov_base = m->payload;
+    iov[2].iov_len = m->payloadlen;
+    n = writev(p->fd, iov, m->payloadlen ? 3 : 2);
+    if (n != (ssize_t)(MQSPOOL_HDR + len)) {
+        if (n > 0 && ftruncate(p->fd, (off_t)p->size) == -1)
+            close(p->fd), p->fd = -1;
+        goto fail;
+    }
+    p->size += (size_t)n;
+    p->records++;
+    p->dirty = true;
+    if (p->sync == SYNC_ALWAYS && fdatasync(p->fd) == -1)
+        goto fail;
+    return MOSQ_ERR_SUCCESS;
+fail:
+    /* Not stored, so not acknowledged: the broker drops the message and
+     * the device, seeing no PUBACK, sends it again. */
+    if (p->failures++ % 1000 == 0)
+        mosquitto_log_printf(MOSQ_LOG_ERR,
+                             "sensorpipe spool: cannot store a message (%s); "
+                             "refusing it (%llu so far)", strerror(errno),
+                             p->failures);
+    return MOSQ_ERR_NOMEM;
+}
+
+static int
+s_on_tick(int event, void *event_data, void *ud)
+{
+    struct s_plugin *p = ud;
+    if (p->dirty && p->sync == SYNC_TICK && p->fd != -1) {
+        fdatasync(p->fd);
+        p->dirty = false;
+    }
+    return MOSQ_ERR_SUCCESS;
+}
+
+int
+mosquitto_plugin_version(int n, const int *versions)
+{
+    for (int i = 0; i < n; i++)
+        if (versions[i] == 5)
+            return 5;
+    return -1;
+}
+
+int
+mosquitto_plugin_init(mosquitto_plugin_id_t *id, void **ud,
+                      struct mosquitto_opt *opts, int n)
+{
+    struct s_plugin *p = &s_p;
+    DIR *d;
+    struct dirent *e;
+
+    memset(p, 0, sizeof *p);
+    p->id = id;
+    p->fd = -1;
+    p->sync = SYNC_TICK;
+    p->segment_max = 16u << 20;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(opts[i].key, "spool_dir"))
+            snprintf(p->dir, sizeof p->dir, "%s", opts[i].value);
+        else if (!strcmp(opts[i].key, "sync"))
+            p->sync = !strcmp(opts[i].value, "always") ? SYNC_ALWAYS
+                      : !strcmp(opts[i].value, "none") ? SYNC_NONE
+                                                       : SYNC_TICK;
+        else if (!strcmp(opts[i].key, "segment_size"))
+            p->segment_max = strtoull(opts[i].value, NULL, 10);
+    }
+    if (p->dir[0] == '\0') {
+        mosquitto_log_printf(MOSQ_LOG_ERR,
+                             "sensorpipe spool: plugin_opt_spool_dir is required");
+        return MOSQ_ERR_INVAL;
+    }
+    if (p->segment_max < 4096)
+        p->segment_max = 4096;
+    mkdir(p->dir, 0755);
+    /* Continue numbering after the newest file; never append to a file a
+     * crash may have cut short. */
+    if ((d = opendir(p->dir)) == NULL) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sensorpipe spool: cannot open %s: %s",
+                             p->dir, strerror(errno));
+        return MOSQ_ERR_INVAL;
+    }
+    while ((e = readdir(d))) {
+        unsigned long long s;
+        if (sscanf(e->d_name, MQSPOOL_PREFIX "%llu", &s) == 1 && s > p->seg)
+            p->seg = s;
+    }
+    closedir(d);
+    *ud = p;
+    mosquitto_callback_register(id, MOSQ_EVT_MESSAGE, s_on_message, NULL, p);
+    mosquitto_callback_register(id, MOSQ_EVT_TICK, s_on_tick, NULL, p);
+    mosquitto_log_printf(MOSQ_LOG_INFO, "sensorpipe spool: writing to %s (sync=%s)",
+                         p->dir, p->sync == SYNC_ALWAYS ? "always"
+                                 : p->sync == SYNC_NONE ? "none" : "tick");
+    return MOSQ_ERR_SUCCESS;
+}
+
+int
+mosquitto_plugin_cleanup(void *ud, struct mosquitto_opt *opts, int n)
+{
+    struct s_plugin *p = ud;
+    mosquitto_callback_unregister(p->id, MOSQ_EVT_MESSAGE, s_on_message, NULL);
+    mosquitto_callback_unregister(p->id, MOSQ_EVT_TICK, s_on_tick, NULL);
+    if (p->fd != -1) {
+        fdatasync(p->fd);
+        close(p->fd);
+        p->fd = -1;
+    }
+    return MOSQ_ERR_SUCCESS;
+}
