@@ -38,7 +38,7 @@ endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
 
 LIBS := $(foreach d,$(DAEMONS),$(B)/lib$(d).a) $(B)/libcommon.a
-TOOLS := $(B)/tap
+TOOLS := $(B)/tap $(B)/sensorpipe-sim
 
 # A daemon whose main.c has not landed yet is skipped, not an error.
 BINS := $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/main.c),$(B)/$(d)))
