@@ -6,6 +6,7 @@
  * series cost only their detector.
  */
 #include "anomalyd/anomaly_store.h"
+#include "anomalyd/anomaly_forecast.h"
 
 #include "common/clock.h"
 #include "common/mpjson.h"
@@ -32,6 +33,7 @@ struct s_kept {
 struct s_series {
     char *key;           /* canonical key (owned) */
     anomaly_t *det;      /* its detector */
+    anomaly_forecast_t *fc; /* its forecaster */
     struct s_kept *ring; /* kept readings, oldest at head once full */
     size_t cap;          /* allocated slots */
     size_t n;            /* slots used */
@@ -52,6 +54,7 @@ s_series_free(void **item)
     if (!s)
         return;
     anomaly_destroy(&s->det);
+    anomaly_forecast_destroy(&s->fc);
     free(s->key);
     free(s->ring);
     free(s);
@@ -112,9 +115,11 @@ anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
         s = xcalloc(1, sizeof *s);
         s->key = xstrdup(key);
         s->det = anomaly_new(&self->conf);
+        s->fc = anomaly_forecast_new();
         zhashx_insert(self->series, key, s);
     }
     anomaly_update(s->det, ts, value, out);
+    anomaly_forecast_update(s->fc, ts, value);
     if ((isfinite(out->z) && fabs(out->z) >= ANOMALY_STORE_FLOOR_Z) ||
         out->score >= ANOMALY_STORE_FLOOR_SCORE)
         s_keep(self, s, ts, value, out);
@@ -277,6 +282,92 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
     return 200;
 }
 
+int
+anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
+                       json_t **body)
+{
+    const char *sel = json_string_value(json_object_get(req, "series"));
+    const json_t *v;
+    int64_t horizon = 24 * 3600 * CLOCK_NS_PER_S;
+    size_t npoints = 24;
+    double thr = NAN;
+
+    if (!sel || !*sel)
+        return s_bad(body, "series is required", "series");
+    if ((v = json_object_get(req, "horizon")) && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) <= 0)
+            return s_bad(body, "horizon must be a positive integer (ns)",
+                         "horizon");
+        horizon = json_integer_value(v);
+    }
+    if ((v = json_object_get(req, "points")) && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > ANOMALY_STORE_POINTS_MAX)
+            return s_bad(body, "points must be 1..1000", "points");
+        npoints = (size_t)json_integer_value(v);
+    }
+    if ((v = json_object_get(req, "threshold")) && !json_is_null(v)) {
+        if (!json_is_number(v))
+            return s_bad(body, "threshold must be a number", "threshold");
+        thr = json_number_value(v);
+    }
+    struct s_series *one = zhashx_lookup(self->series, sel);
+    size_t matched = one ? 1 : 0;
+    if (!one)
+        for (struct s_series *s = zhashx_first(self->series); s;
+             s = zhashx_next(self->series))
+            if (series_match(s->key, sel, NULL, 0)) {
+                one = s;
+                matched++;
+            }
+    if (matched == 0) {
+        *body = rpc_error("not_found", "no such series", sel);
+        return 404;
+    }
+    if (matched > 1)
+        return s_bad(body, "a forecast needs exactly one series; add tags",
+                     "series");
+
+    char tb[40];
+    json_t *pts = json_array(), *crossing = json_null();
+    bool ready = anomaly_forecast_ready(one->fc);
+    int64_t last = anomaly_forecast_last(one->fc);
+    for (size_t i = 1; ready && i <= npoints; i++) {
+        struct anomaly_forecast_point p;
+        int64_t t = last + (int64_t)((double)horizon * (double)i /
+                                     (double)npoints);
+        anomaly_forecast_at(one->fc, t, &p);
+        json_array_append_new(
+            pts, json_pack("{s:s, s:o, s:o, s:o}", "timestamp",
+                           clock_format(p.ts, tb, sizeof tb), "value",
+                           s_num(p.value), "lower", s_num(p.lower), "upper",
+                           s_num(p.upper)));
+    }
+    if (ready && !isnan(thr)) {
+        struct anomaly_forecast_crossing c;
+        anomaly_forecast_crossing(one->fc, thr, horizon, &c);
+        json_decref(crossing);
+        char eb[40], lb[40];
+        crossing = json_pack(
+            "{s:o, s:o, s:o, s:o}", "threshold", s_num(thr), "at",
+            c.found ? json_string(clock_format(c.at, tb, sizeof tb))
+                    : json_null(),
+            "earliest",
+            c.early ? json_string(clock_format(c.early, eb, sizeof eb))
+                    : json_null(),
+            "latest",
+            c.late != INT64_MAX
+                ? json_string(clock_format(c.late, lb, sizeof lb))
+                : json_null());
+    }
+    *body = json_pack(
+        "{s:s, s:b, s:s, s:o, s:f, s:o, s:o}", "series", one->key, "ready",
+        ready, "last", clock_format(last, tb, sizeof tb), "trend_per_hour",
+        s_num(ready ? anomaly_forecast_trend_per_hour(one->fc) : NAN),
+        "interval", 0.8, "forecast", pts, "crossing", crossing);
+    return 200;
+}
+
 void
 anomaly_store_test(bool verbose)
 {
@@ -363,6 +454,44 @@ anomaly_store_test(bool verbose)
     assert(json_array_size(json_object_get(body, "anomalies")) == 4);
     json_decref(body);
     json_decref(req);
+    /* Forecast: a series warming by 1 per hour for two days crosses 100
+     * when the line does; an ambiguous or unknown selector is refused. */
+    for (int i = 0; i < 600; i++)
+        anomaly_store_score(st, "bearing{m=1}", t0 + i * 5 * step,
+                            40 + i * 5.0 / 60, &r);
+    anomaly_store_score(st, "bearing{m=2}", t0, 1, &r);
+    req = json_pack("{s:s, s:I, s:i, s:f}", "series", "bearing{m=1}",
+                    "horizon", (json_int_t)(48 * 3600 * CLOCK_NS_PER_S),
+                    "points", 4, "threshold", 100.0);
+    assert(anomaly_store_forecast(st, req, &body) == 200);
+    if (verbose) {
+        char *s = mpjson_dumps(body);
+        printf("   %s\n", s);
+        free(s);
+    }
+    assert(json_is_true(json_object_get(body, "ready")));
+    assert(json_array_size(json_object_get(body, "forecast")) == 4);
+    TEST_NEAR(json_number_value(json_object_get(body, "trend_per_hour")), 1,
+              0.1);
+    /* The last reading, 89.92, is at 2024-01-03T01:55: 100 is due about
+     * 10 h later. */
+    const char *at = json_string_value(
+        json_object_get(json_object_get(body, "crossing"), "at"));
+    int64_t tat;
+    assert(at && clock_parse_rfc3339(at, &tat) == 0);
+    double hours = (double)(tat - (t0 + 599 * 5 * step)) / 3.6e12;
+    TEST_NEAR(hours, 10.1, 1.5);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s}", "series", "bearing");
+    assert(anomaly_store_forecast(st, req, &body) == 400);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s}", "series", "nothing");
+    assert(anomaly_store_forecast(st, req, &body) == 404);
+    json_decref(body);
+    json_decref(req);
+
     anomaly_store_destroy(&st);
     anomaly_store_destroy(&st);
     strcpy(conf.method, "bogus");

@@ -40,6 +40,15 @@ void anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
  * decrefs) and returns the HTTP status (200, 400, 404). */
 int anomaly_store_query(anomaly_store_t *self, const json_t *req,
                         json_t **body);
+/* Answer {"op": "forecast", "series": S, "horizon": ns (default 24 h),
+ * "points": n (default 24, at most ANOMALY_STORE_POINTS_MAX), "threshold":
+ * T (optional)}: the series' Holt-Winters forecast with 80 % intervals
+ * and, with a threshold, when it is expected to be crossed. S must match
+ * exactly one series (400 otherwise, 404 when none). Sets *body (caller
+ * decrefs) and returns the HTTP status. */
+#define ANOMALY_STORE_POINTS_MAX 1000
+int anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
+                           json_t **body);
 /* Number of series. */
 size_t anomaly_store_series(const anomaly_store_t *self);
 /* Readings currently remembered, over all series. */

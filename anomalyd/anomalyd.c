@@ -350,8 +350,11 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     }
     else if (op && !strcmp(op, "anomalies"))
         status = anomaly_store_query(self->store, req, &body);
+    else if (op && !strcmp(op, "forecast"))
+        status = anomaly_store_forecast(self->store, req, &body);
     else {
-        body = rpc_error("unknown_op", "anomalyd answers anomalies and stats",
+        body = rpc_error("unknown_op",
+                         "anomalyd answers anomalies, forecast and stats",
                          "op");
         status = 400;
     }
