@@ -299,6 +299,23 @@ http_req_args(const http_req_t *req,
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, s_arg_iter, &c);
 }
 
+char *
+http_req_peer(const http_req_t *req, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    snprintf(buf, len, "?");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+                  (socklen_t)len);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+                  (socklen_t)len);
+    return buf;
+}
+
 const char *
 http_req_header(const http_req_t *req, const char *name)
 {

@@ -40,6 +40,8 @@ const char *http_req_arg(const http_req_t *req, const char *name);
 void http_req_args(const http_req_t *req,
                    void (*fn)(void *arg, const char *k, const char *v),
                    void *arg);
+/* The client's address ("127.0.0.1") into buf. Returns buf. */
+char *http_req_peer(const http_req_t *req, char *buf, size_t len);
 /* A request header, or NULL. */
 const char *http_req_header(const http_req_t *req, const char *name);
 /* The body (NUL-terminated copy, may hold NULs) and its length. */

@@ -6,6 +6,7 @@
 #include "ingestd/ingest_mqtt.h"
 #include "ingestd/ingest_parse.h"
 #include "ingestd/ingest_spool.h"
+#include "common/bucket.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/ep.h"
@@ -68,6 +69,9 @@ struct ingestd {
     msg_batch_t *mqtt_batch;         /* MQTT readings not spooled yet */
     int mqtt_timer;                  /* pending spool of mqtt_batch, or -1 */
     uint64_t mqtt_bad;               /* payloads refused */
+    bucket_t *http_rate;             /* per-client request limits */
+    bucket_t *device_rate;           /* per-device message limits */
+    uint64_t limited;                /* requests and messages over a limit */
     struct ratelimit rl_mqtt;        /* complaints about bad payloads */
     uint64_t requests;               /* bodies handled */
     uint64_t accepted;               /* readings handed downstream */
@@ -124,6 +128,8 @@ ingestd_new(const struct ingestd_conf *conf)
             goto fail;
     self->loop = zloop_new();
     self->commit_timer = -1;
+    self->http_rate = bucket_new(conf->rate, conf->rate * 2);
+    self->device_rate = bucket_new(conf->device_rate, conf->device_rate * 2);
     self->waiters_tail = &self->waiters;
     self->ls = xcalloc(n, sizeof *self->ls);
     if (!conf->use_stdin) {
@@ -179,6 +185,8 @@ ingestd_destroy(ingestd_t **self_p)
     zsock_destroy(&self->confirm);
     ingest_mqtt_destroy(&self->mqtt);
     ingest_mqspool_destroy(&self->mqspool);
+    bucket_destroy(&self->http_rate);
+    bucket_destroy(&self->device_rate);
     msg_batch_destroy(&self->mqtt_batch);
     ingest_spool_destroy(&self->spool);
     free(self->ls);
@@ -524,6 +532,19 @@ s_on_mqtt(const char *device, const void *payload, size_t len, void *arg)
     ingestd_t *self = arg;
     struct ingest_report r;
 
+    if (bucket_take(self->device_rate, device, 1, clock_mono_ns()) != 0) {
+        self->limited++;
+        if (ratelimit_complain(&self->rl_mqtt))
+            log_warnx("mqtt: device %s is over --device-rate; refusing its "
+                      "messages (%llu refused so far)", device,
+                      (unsigned long long)self->limited);
+        if (self->mqtt)
+            ingest_mqtt_error(self->mqtt, device,
+                              "{\"error\":{\"code\":\"rate_limited\",\"message\":"
+                              "\"over the per-device rate limit; message refused\","
+                              "\"where\":\"device\"}}");
+        return;
+    }
     ingest_parse_mqtt(device, payload, len, clock_now_ns(), self->mqtt_batch, &r);
     if (r.fatal_field || r.rejected) {
         json_t *e = r.fatal_field
@@ -601,6 +622,7 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         json_object_set_new(reply, "mqtt_received", json_integer(
             self->mqtt ? (json_int_t)ingest_mqtt_received(self->mqtt) : 0));
         json_object_set_new(reply, "mqtt_bad", json_integer((json_int_t)self->mqtt_bad));
+        json_object_set_new(reply, "rate_limited", json_integer((json_int_t)self->limited));
         if (self->mqspool) {
             json_object_set_new(reply, "mqspool_records", json_integer(
                 (json_int_t)ingest_mqspool_records(self->mqspool)));
@@ -717,6 +739,26 @@ s_on_http(http_req_t *req, void *arg)
         http_req_add_header(req, "Allow", "POST");
         http_req_reply_error(req, 405, "method_not_allowed", "use POST", path);
         return;
+    }
+    {
+        /* The client is its credential when it sends one (InfluxDB clients
+         * send "Token ..."), else its address. */
+        char key[300], peer[64];
+        const char *auth = http_req_header(req, "Authorization");
+        int wait;
+        if (auth)
+            snprintf(key, sizeof key, "a:%s", auth);
+        else
+            snprintf(key, sizeof key, "p:%s", http_req_peer(req, peer, sizeof peer));
+        if ((wait = bucket_take(self->http_rate, key, 1, clock_mono_ns())) != 0) {
+            char ra[16];
+            self->limited++;
+            snprintf(ra, sizeof ra, "%d", wait);
+            http_req_add_header(req, "Retry-After", ra);
+            http_req_reply_error(req, 429, "rate_limited",
+                                 "too many requests from this client", "client");
+            return;
+        }
     }
     const char *ce = http_req_header(req, "Content-Encoding");
     char *inflated = NULL;

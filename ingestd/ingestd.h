@@ -38,6 +38,8 @@ struct ingestd_conf {
     char *mqtt_user;  /* broker username, or "" */
     char *mqtt_password; /* broker password (secret) */
     char *mqtt_spool; /* broker plugin's spool to read instead of subscribing */
+    double rate;      /* HTTP requests/s per client (key or address); 0 off */
+    double device_rate; /* MQTT messages/s per device; 0 off */
     bool use_stdin;   /* filter mode: JSON lines in */
     bool use_stdout;  /* filter mode: normalised readings out */
 };

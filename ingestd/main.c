@@ -55,6 +55,12 @@ static const struct cfg_opt s_opts[] = {
     {"mqtt-spool", CFG_STR, offsetof(struct ingestd_conf, mqtt_spool), "", 0,
      0, CFG_IMMUTABLE,
      "read MQTT readings from the broker plugin's spool in this directory"},
+    {"rate-limit", CFG_DOUBLE, offsetof(struct ingestd_conf, rate), "0", 0, 1e9,
+     0, "HTTP requests per second per client (API key or address), 0 = off; "
+        "bursts of 2 s are allowed; over it: 429 with Retry-After"},
+    {"device-rate", CFG_DOUBLE, offsetof(struct ingestd_conf, device_rate), "0",
+     0, 1e9, 0, "MQTT messages per second per device, 0 = off; over it the "
+                "message is refused and reported on devices/{id}/errors"},
     {"stdin", CFG_BOOL, offsetof(struct ingestd_conf, use_stdin), "false", 0, 0,
      0, "filter mode: read JSON-line readings on stdin"},
     {"stdout", CFG_BOOL, offsetof(struct ingestd_conf, use_stdout), "false", 0,
