@@ -7,7 +7,9 @@
  * from ingestd fills and backpressure reaches the client (DESIGN.md).
  */
 #include "aggd/aggd.h"
+#include "aggd/agg_confirm.h"
 #include "aggd/agg_query.h"
+#include "aggd/agg_wal.h"
 #include "aggd/agg_store.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -25,6 +27,8 @@
 #include <errno.h>
 
 #define AGGD_RETRY_MS 5
+#define AGGD_HEARTBEAT_MS 1000
+#define AGGD_BURST 256 /* batches read per wake-up, at most */
 
 struct aggd {
     const struct aggd_conf *conf; /* borrowed configuration */
@@ -33,7 +37,19 @@ struct aggd {
     zsock_t *router;              /* queries from apid */
     zsock_t *pub;                 /* readings out to live views */
     zsock_t *push;                /* readings out to anomalyd, or NULL */
+    zsock_t *confirm;             /* confirmations to ingestd, or NULL */
     agg_store_t *store;           /* the points */
+    agg_wal_t *wal;               /* write-ahead log, or NULL (filter) */
+    agg_confirm_t *applied;       /* seqs applied (and in the WAL) */
+    agg_confirm_t *inflight;      /* snapshot the fsync in flight covers */
+    agg_confirm_t *durable;       /* snapshot the last fsync covered */
+    char *datadir;                /* data directory, {lane} expanded */
+    bool wal_broken;              /* a WAL write or fsync failed */
+    uint64_t confirm_seq;         /* confirm batches sent */
+    uint64_t dup_batches;         /* resent batches skipped */
+    uint64_t gap_batches;         /* batches applied after a seq gap */
+    uint64_t replayed;            /* batches replayed from the WAL */
+    uint64_t group_commits;       /* fsyncs finished */
     msg_batch_t *pending;         /* batch anomalyd has not taken yet */
     bool reading;                 /* PULL reader registered */
     char producer[64];            /* "aggd.<lane>" */
@@ -46,9 +62,11 @@ struct aggd {
     uint64_t stalls;              /* times anomalyd's queue was full */
     struct ratelimit rl_bad;      /* complaints about bad batches */
     struct ratelimit rl_down;     /* complaints about a full downstream */
+    struct ratelimit rl_gap;      /* complaints about seq gaps */
 };
 
 static int s_on_pull(zloop_t *loop, zsock_t *sock, void *arg);
+static int s_open_data(aggd_t *self);
 
 static zsock_t *
 s_socket(int type, const char *tmpl, const char *rundir, const char *what,
@@ -86,12 +104,15 @@ aggd_new(const struct aggd_conf *conf)
     self->conf = conf;
     snprintf(self->producer, sizeof self->producer, "aggd.%u", lane);
     self->store = agg_store_new();
+    self->applied = agg_confirm_new();
     if (conf->use_stdin)
         return self;
     if (daemon_mkdirs(conf->rundir) == -1) {
         log_warn("aggd: cannot create %s", conf->rundir);
         goto fail;
     }
+    if (s_open_data(self) == -1)
+        goto fail;
     self->loop = zloop_new();
     self->pull = s_socket(ZMQ_PULL, conf->in, conf->rundir, "in", lane, true,
                           conf->hwm);
@@ -112,7 +133,15 @@ aggd_new(const struct aggd_conf *conf)
                                    false, conf->hwm)) == NULL)
             goto fail;
     }
-    (void)t;
+    if (conf->confirm && strcmp(conf->confirm, "none") != 0) {
+        const char *d = conf->confirm;
+        if (*d == '\0')
+            d = ep_default(t, sizeof t, conf->rundir, "ingestd", "confirm");
+        if ((self->confirm = s_socket(ZMQ_PUSH, d, conf->rundir, "confirm",
+                                      lane, false, conf->hwm)) == NULL)
+            goto fail;
+        zsock_set_linger(self->confirm, 0);
+    }
     return self;
 fail:
     aggd_destroy(&self);
@@ -131,8 +160,14 @@ aggd_destroy(aggd_t **self_p)
     zsock_destroy(&self->pub);
     zsock_destroy(&self->router);
     zsock_destroy(&self->pull);
+    zsock_destroy(&self->confirm);
     msg_batch_destroy(&self->pending);
+    agg_wal_destroy(&self->wal);
+    agg_confirm_destroy(&self->applied);
+    agg_confirm_destroy(&self->inflight);
+    agg_confirm_destroy(&self->durable);
     agg_store_destroy(&self->store);
+    free(self->datadir);
     free(self);
     *self_p = NULL;
 }
@@ -191,27 +226,184 @@ s_apply(aggd_t *self, msg_batch_t *b)
     self->batches_in++;
 }
 
-static int
-s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
+/* Decode one batch frame and, unless it is a resend of what was already
+ * applied, apply it. Returns the batch (caller owns) when it was applied,
+ * NULL when it was skipped or bad. The same path serves WAL replay, so a
+ * replay rebuilds the confirm table exactly. */
+static msg_batch_t *
+s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
 {
-    aggd_t *self = arg;
     msg_batch_t *b = NULL;
-    int rc = msg_batch_recv(sock, &b);
+    int rc = msg_batch_decode(data, len, &b);
+    struct msg_envelope *e;
 
-    if (rc != MSG_OK) {
+    if (rc != MSG_OK || msg_batch_type(b) != MSG_TYPE_READINGS) {
         self->bad_batches++;
-        if (rc != -1 && ratelimit_complain(&self->rl_bad))
-            log_warnx("aggd: dropped a malformed batch: %s (%llu so far)",
-                      msg_strerror(rc), (unsigned long long)self->bad_batches);
-        return 0;
-    }
-    if (msg_batch_type(b) != MSG_TYPE_READINGS) {
-        self->bad_batches++;
+        if (ratelimit_complain(&self->rl_bad))
+            log_warnx("aggd: dropped a malformed batch%s: %s (%llu so far)",
+                      replay ? " in the WAL" : "",
+                      rc != MSG_OK ? msg_strerror(rc) : "not readings",
+                      (unsigned long long)self->bad_batches);
         msg_batch_destroy(&b);
-        return 0;
+        return NULL;
+    }
+    e = msg_batch_env(b);
+    switch (agg_confirm_accept(self->applied, e->producer, e->lane, e->seq)) {
+    case AGG_CONFIRM_DUP:
+        self->dup_batches++;
+        msg_batch_destroy(&b);
+        return NULL;
+    case AGG_CONFIRM_GAP:
+        self->gap_batches++;
+        if (!replay && ratelimit_complain(&self->rl_gap))
+            log_warnx("aggd: seq gap producer=%s lane=%u seq=%llu after %llu; "
+                      "applying, confirming only up to the gap",
+                      e->producer, e->lane, (unsigned long long)e->seq,
+                      (unsigned long long)agg_confirm_seq(
+                          self->applied, e->producer, e->lane));
+        break;
+    case AGG_CONFIRM_NEXT:
+        break;
     }
     s_apply(self, b);
-    struct msg_envelope *e = msg_batch_env(b);
+    return b;
+}
+
+static void
+s_on_replay(const void *payload, size_t len, void *arg)
+{
+    aggd_t *self = arg;
+    msg_batch_t *b = s_ingest(self, payload, len, true);
+
+    if (b)
+        self->replayed++;
+    msg_batch_destroy(&b);
+}
+
+static int
+s_open_data(aggd_t *self)
+{
+    char dir[EP_MAX], wal[EP_MAX + 8];
+    int64_t t0 = clock_mono_ns();
+
+    if (ep_expand(dir, sizeof dir, self->conf->data, (unsigned)self->conf->lane)
+        == NULL) {
+        log_warnx("aggd: data directory name too long: %s", self->conf->data);
+        return -1;
+    }
+    self->datadir = xstrdup(dir);
+    if (daemon_mkdirs(dir) == -1) {
+        log_warn("aggd: cannot create %s", dir);
+        return -1;
+    }
+    snprintf(wal, sizeof wal, "%s/wal", dir);
+    if ((self->wal = agg_wal_open(wal, 0, s_on_replay, self)) == NULL)
+        return -1;
+    self->durable = agg_confirm_dup(self->applied);
+    log_info("aggd: replayed %llu batches (%zu points) from %s in %lld ms",
+             (unsigned long long)self->replayed, agg_store_points(self->store),
+             wal, (long long)((clock_mono_ns() - t0) / 1000000));
+    return 0;
+}
+
+/* Send the durable table to ingestd. A missing or slow ingestd makes the
+ * send fail; the next commit or heartbeat repeats it. */
+static void
+s_send_confirm(aggd_t *self)
+{
+    msg_batch_t *b;
+
+    if (self->confirm == NULL || self->durable == NULL ||
+        agg_confirm_size(self->durable) == 0 || self->wal_broken)
+        return;
+    b = agg_confirm_batch(self->durable, self->producer,
+                          (uint32_t)self->conf->lane);
+    msg_batch_env(b)->seq = ++self->confirm_seq;
+    msg_batch_env(b)->ts = clock_now_ns();
+    msg_batch_send(b, self->confirm, ZMQ_DONTWAIT);
+    msg_batch_destroy(&b);
+}
+
+/* Start a group commit of everything written so far, remembering which
+ * seqs it covers. */
+static void
+s_commit(aggd_t *self)
+{
+    if (self->wal == NULL || self->wal_broken)
+        return;
+    if (agg_wal_sync_start(self->wal)) {
+        agg_confirm_destroy(&self->inflight);
+        self->inflight = agg_confirm_dup(self->applied);
+    }
+}
+
+static int
+s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    aggd_t *self = arg;
+
+    (void)loop;
+    (void)sock;
+    if (agg_wal_sync_done(self->wal) == -1) {
+        /* The kernel may have dropped the dirty pages: nothing written
+         * since the last good fsync can be trusted. Stop confirming;
+         * a restart replays what the log really holds. */
+        log_err("aggd: WAL fsync failed; no more confirmations until restart");
+        self->wal_broken = true;
+        return 0;
+    }
+    self->group_commits++;
+    agg_confirm_destroy(&self->durable);
+    self->durable = self->inflight;
+    self->inflight = NULL;
+    s_send_confirm(self);
+    s_commit(self);
+    return 0;
+}
+
+static int
+s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
+{
+    aggd_t *self = arg;
+
+    (void)loop;
+    (void)timer_id;
+    s_send_confirm(self);
+    return 0;
+}
+
+/* Read one [topic][batch] message without waiting. Returns 1 when one was
+ * handled, 0 when the queue is empty. */
+static int
+s_pull_one(aggd_t *self, zsock_t *sock)
+{
+    zmsg_t *m;
+    zframe_t *body;
+    msg_batch_t *b;
+    struct msg_envelope *e;
+
+    if (!(zsock_events(sock) & ZMQ_POLLIN))
+        return 0;
+    if ((m = zmsg_recv(sock)) == NULL)
+        return 0;
+    if (zmsg_size(m) != 2) {
+        self->bad_batches++;
+        zmsg_destroy(&m);
+        return 1;
+    }
+    body = zmsg_last(m);
+    b = s_ingest(self, zframe_data(body), zframe_size(body), false);
+    if (b == NULL) {
+        zmsg_destroy(&m);
+        return 1;
+    }
+    if (self->wal && !self->wal_broken &&
+        agg_wal_append(self->wal, zframe_data(body), zframe_size(body)) == -1) {
+        log_err("aggd: WAL write failed; no more confirmations until restart");
+        self->wal_broken = true;
+    }
+    zmsg_destroy(&m);
+    e = msg_batch_env(b);
     log_debug("aggd: applied batch producer=%s lane=%u seq=%llu n=%zu",
               e->producer, e->lane, (unsigned long long)e->seq,
               msg_batch_size(b));
@@ -220,8 +412,21 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
     e->ts = clock_now_ns();
     msg_batch_send(b, self->pub, ZMQ_DONTWAIT); /* live views may miss */
     self->pending = b;
-    if (s_flush_down(self) == -1) {
+    if (s_flush_down(self) == -1)
         self->stalls++;
+    return 1;
+}
+
+static int
+s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    aggd_t *self = arg;
+
+    for (int i = 0; i < AGGD_BURST && self->pending == NULL; i++)
+        if (s_pull_one(self, sock) == 0)
+            break;
+    s_commit(self);
+    if (self->pending && self->reading) {
         zloop_reader_end(loop, self->pull);
         self->reading = false;
         zloop_timer(loop, AGGD_RETRY_MS, 0, s_on_retry, self);
@@ -232,17 +437,30 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
 static json_t *
 s_status(aggd_t *self)
 {
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-                     "daemon", self->producer, "batches_in",
-                     (json_int_t)self->batches_in, "readings_in",
-                     (json_int_t)self->readings_in, "duplicates",
-                     (json_int_t)self->duplicates, "bad_batches",
-                     (json_int_t)self->bad_batches, "queries",
-                     (json_int_t)self->queries, "downstream_stalls",
-                     (json_int_t)self->stalls, "series",
-                     (json_int_t)agg_store_series(self->store), "points",
-                     (json_int_t)agg_store_points(self->store), "paused",
-                     !self->reading);
+    json_t *j = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "daemon",
+        self->producer, "batches_in", (json_int_t)self->batches_in,
+        "readings_in", (json_int_t)self->readings_in, "duplicates",
+        (json_int_t)self->duplicates, "bad_batches",
+        (json_int_t)self->bad_batches, "queries", (json_int_t)self->queries,
+        "downstream_stalls", (json_int_t)self->stalls, "series",
+        (json_int_t)agg_store_series(self->store), "points",
+        (json_int_t)agg_store_points(self->store), "paused", !self->reading);
+
+    json_object_set_new(j, "resent_batches", json_integer((json_int_t)self->dup_batches));
+    json_object_set_new(j, "gap_batches", json_integer((json_int_t)self->gap_batches));
+    json_object_set_new(j, "replayed_batches", json_integer((json_int_t)self->replayed));
+    json_object_set_new(j, "confirms_sent", json_integer((json_int_t)self->confirm_seq));
+    json_object_set_new(j, "wal_broken", json_boolean(self->wal_broken));
+    if (self->wal) {
+        json_object_set_new(j, "group_commits", json_integer((json_int_t)self->group_commits));
+        json_object_set_new(j, "wal_records", json_integer((json_int_t)agg_wal_records(self->wal)));
+        json_object_set_new(j, "wal_bytes", json_integer((json_int_t)agg_wal_disk_bytes(self->wal)));
+        json_object_set_new(j, "wal_unsynced_bytes",
+                            json_integer((json_int_t)(agg_wal_written(self->wal) -
+                                                      agg_wal_durable(self->wal))));
+    }
+    return j;
 }
 
 static int
@@ -336,8 +554,11 @@ aggd_run(aggd_t *self)
     zloop_reader(self->loop, self->pull, s_on_pull, self);
     self->reading = true;
     zloop_reader(self->loop, self->router, s_on_query, self);
-    snprintf(summary, sizeof summary, "lane=%lld in=%s",
-             (long long)self->conf->lane, zsock_endpoint(self->pull));
+    zloop_reader(self->loop, agg_wal_sock(self->wal), s_on_synced, self);
+    zloop_timer(self->loop, AGGD_HEARTBEAT_MS, 0, s_on_heartbeat, self);
+    snprintf(summary, sizeof summary, "lane=%lld in=%s data=%s",
+             (long long)self->conf->lane, zsock_endpoint(self->pull),
+             self->datadir);
     daemon_ready(summary);
     rc = zloop_start(self->loop);
     /* Drain: hand anomalyd what it still owes, within the deadline. */
@@ -350,60 +571,116 @@ aggd_run(aggd_t *self)
     if (self->pending)
         log_err("aggd: stopped with %zu readings not handed to anomalyd",
                 msg_batch_size(self->pending));
+    /* Make the log durable and tell ingestd, so a restart resends
+     * nothing it does not have to. */
+    if (!self->wal_broken && agg_wal_sync(self->wal) == 0) {
+        agg_confirm_destroy(&self->durable);
+        self->durable = agg_confirm_dup(self->applied);
+        s_send_confirm(self);
+    }
     close(sigfd);
     (void)rc;
     return 0;
 }
 
+static void
+s_test_wait(zsock_t *sock)
+{
+    zpoller_t *p = zpoller_new(sock, NULL);
+    assert(zpoller_wait(p, 5000) == sock);
+    zpoller_destroy(&p);
+}
+
+static void
+s_test_rmrf(const char *path)
+{
+    zdir_t *d = zdir_new(path, NULL);
+    if (d) {
+        zdir_remove(d, true);
+        zdir_destroy(&d);
+    }
+}
+
 void
 aggd_test(bool verbose)
 {
-    char dir[] = "/tmp/aggd_test.XXXXXX", ep[EP_MAX];
+    char dir[] = "/tmp/aggd_test.XXXXXX", ep[EP_MAX], data[EP_MAX];
     struct aggd_conf c = {0};
     aggd_t *a;
-    zsock_t *push, *dealer;
-    msg_batch_t *b;
+    zsock_t *push, *dealer, *confirms;
+    msg_batch_t *b, *cb = NULL;
     uint64_t id;
     int status;
     json_t *req, *body;
 
     assert(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/data.{lane}", dir);
     c.rundir = dir;
-    c.in = c.query = c.pub = "";
+    c.in = c.query = c.pub = c.confirm = "";
+    c.data = data;
     c.down = "none";
     c.hwm = 100;
+    snprintf(ep, sizeof ep, "ipc://%s/ingestd.confirm", dir);
+    confirms = zsock_new_pull(ep);
     a = aggd_new(&c);
     assert(a);
     /* Drive the handlers directly rather than running the loop. */
     snprintf(ep, sizeof ep, "ipc://%s/aggd.0.in", dir);
     push = zsock_new_push(ep);
     b = msg_batch_new(MSG_TYPE_READINGS);
+    snprintf(msg_batch_env(b)->producer, 64, "ingestd.0");
+    msg_batch_env(b)->seq = 1;
     msg_batch_add_reading(b, "t", 1, 1.0);
     msg_batch_add_reading(b, "t", 2, 3.0);
     msg_batch_send(b, push, 0);
-    msg_batch_send(b, push, 0); /* the same batch again: idempotent */
-    zsock_set_rcvtimeo(a->pull, 2000);
-    s_on_pull(a->loop, a->pull, a);
-    s_on_pull(a->loop, a->pull, a);
-    assert(a->readings_in == 4 && a->duplicates == 2);
+    msg_batch_send(b, push, 0); /* a resend of seq 1: skipped */
+    msg_batch_env(b)->seq = 2;
+    msg_batch_send(b, push, 0); /* same points, new seq: overwrites */
+    while (a->batches_in + a->dup_batches < 3) {
+        s_test_wait(a->pull);
+        s_on_pull(a->loop, a->pull, a);
+    }
+    assert(a->readings_in == 4 && a->duplicates == 2 && a->dup_batches == 1);
     assert(agg_store_points(a->store) == 2);
+    /* Group commit, then a confirmation of seq 2. */
+    while (agg_confirm_seq(a->durable, "ingestd.0", 0) != 2) {
+        s_commit(a);
+        s_test_wait(agg_wal_sock(a->wal));
+        s_on_synced(a->loop, agg_wal_sock(a->wal), a);
+    }
+    s_test_wait(confirms);
+    assert(msg_batch_recv(confirms, &cb) == MSG_OK);
+    assert(msg_batch_type(cb) == MSG_TYPE_CONFIRM && msg_batch_size(cb) == 1);
+    assert(msg_batch_confirm(cb, 0)->seq == 2);
+    msg_batch_destroy(&cb);
     snprintf(ep, sizeof ep, "ipc://%s/aggd.0.query", dir);
     dealer = zsock_new_dealer(ep);
     req = json_pack("{s:s, s:s}", "op", "stats", "series", "t");
     rpc_request_send(dealer, 1, req);
     json_decref(req);
-    zsock_set_rcvtimeo(a->router, 2000);
+    s_test_wait(a->router);
     s_on_query(a->loop, a->router, a);
     assert(rpc_reply_recv(dealer, &id, &status, &body) == 0);
     assert(status == 200);
     TEST_NEAR(json_real_value(json_object_get(body, "mean")), 2.0, 0);
     json_decref(body);
-    msg_batch_destroy(&b);
     zsock_destroy(&dealer);
-    zsock_destroy(&push);
     aggd_destroy(&a);
     assert(a == NULL);
-    zsys_dir_delete("%s", dir);
+
+    /* A restart replays the WAL: same points, same table. */
+    a = aggd_new(&c);
+    assert(a && a->replayed == 2 && agg_store_points(a->store) == 2);
+    assert(agg_confirm_seq(a->durable, "ingestd.0", 0) == 2);
+    msg_batch_send(b, push, 0); /* seq 2 again after the restart: skipped */
+    s_test_wait(a->pull);
+    s_on_pull(a->loop, a->pull, a);
+    assert(a->dup_batches == 1 && a->batches_in == 2);
+    msg_batch_destroy(&b);
+    zsock_destroy(&push);
+    zsock_destroy(&confirms);
+    aggd_destroy(&a);
+    s_test_rmrf(dir);
     (void)verbose;
     TEST_OK("aggd");
 }

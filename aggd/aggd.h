@@ -4,6 +4,12 @@
  * (series, timestamp), forwards them to anomalyd (PUSH, with
  * backpressure: while anomalyd's queue is full aggd stops reading), and
  * publishes them for live views. It answers queries on a ROUTER socket.
+ *
+ * Durability: every applied batch goes to the write-ahead log (agg_wal)
+ * first; after each group commit (fsync off the loop thread) and once a
+ * second, aggd PUSHes a confirm batch with the highest contiguous seq per
+ * (producer, lane) it made durable (agg_confirm) to ingestd. At start it
+ * replays the log, so a kill -9 loses nothing it confirmed.
  */
 #ifndef SP_AGGD_H
 #define SP_AGGD_H
@@ -19,6 +25,10 @@ struct aggd_conf {
     char *pub;       /* PUB endpoint template (bind); "" = default */
     char *down;      /* PUSH endpoint template (connect) to anomalyd;
                         "" = default, "none" = do not forward */
+    char *confirm;   /* PUSH endpoint (connect) for confirmations to
+                        ingestd; "" = ipc://RUNDIR/ingestd.confirm,
+                        "none" = do not confirm */
+    char *data;      /* data directory ({lane} expands) */
     int64_t hwm;     /* queue limit in batches on every socket */
     int64_t drain;   /* ns allowed for draining at stop */
     bool use_stdin;  /* filter mode: JSON lines in */

@@ -109,6 +109,8 @@ class Platform:
             a += ["--port", str(self.ingest_port),
                   "--spool", os.path.join(self.dir, "spool"),
                   "--mqtt-port", str(self.mqtt_port or 0)]
+        if name == "aggd":
+            a += ["--data", os.path.join(self.dir, "data.{lane}")]
         if name == "aggd" and "anomalyd" not in self.daemons:
             a += ["--down", "none"]
         if name == "anomalyd" and "alertd" not in self.daemons:

@@ -1,0 +1,56 @@
+/*
+ * agg_confirm: per (producer, lane), the highest contiguous batch seq
+ * aggd has applied (docs/PROTOCOL.md, "Confirmations and resends").
+ *
+ * A batch whose seq is the next one advances its entry; one at or below
+ * it is a resend of something already applied (skip it); one beyond it
+ * follows a gap (batches lost in a receive queue when aggd died): apply
+ * it, since writes are idempotent, but do not advance, so ingestd resends
+ * the gap and what follows. The first batch seen from an unknown producer
+ * starts its entry, whatever its seq: ingestd resends from the last
+ * confirmed seq in order, so the first one seen is the first one missing.
+ */
+#ifndef SP_AGG_CONFIRM_H
+#define SP_AGG_CONFIRM_H
+
+#include "common/msg.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct agg_confirm agg_confirm_t;
+
+enum agg_confirm_verdict {
+    AGG_CONFIRM_NEXT, /* applied in order: the entry advanced */
+    AGG_CONFIRM_DUP,  /* at or below the entry: already applied */
+    AGG_CONFIRM_GAP   /* beyond the next seq: apply, do not advance */
+};
+
+/* Create an empty table. Cannot fail. */
+agg_confirm_t *agg_confirm_new(void);
+/* Destroy; NULL-safe; sets *self_p NULL. */
+void agg_confirm_destroy(agg_confirm_t **self_p);
+/* A copy of the table. Caller destroys. */
+agg_confirm_t *agg_confirm_dup(const agg_confirm_t *self);
+
+/* Classify a batch and advance the entry for NEXT. */
+enum agg_confirm_verdict agg_confirm_accept(agg_confirm_t *self,
+                                            const char *producer,
+                                            uint32_t lane, uint64_t seq);
+/* Highest contiguous seq of (producer, lane), 0 when unknown. */
+uint64_t agg_confirm_seq(const agg_confirm_t *self, const char *producer,
+                         uint32_t lane);
+/* Number of entries. */
+size_t agg_confirm_size(const agg_confirm_t *self);
+/* A MSG_TYPE_CONFIRM batch holding every entry, its envelope from
+ * producer (e.g. "aggd.0") and lane. Caller destroys. */
+msg_batch_t *agg_confirm_batch(const agg_confirm_t *self, const char *producer,
+                               uint32_t lane);
+/* Set entries from a MSG_TYPE_CONFIRM batch (a checkpoint). Returns 0, or
+ * -1 when it is of another type. */
+int agg_confirm_load(agg_confirm_t *self, msg_batch_t *b);
+
+/* Selftest. */
+void agg_confirm_test(bool verbose);
+
+#endif
