@@ -3,6 +3,7 @@
  */
 #include "apid/apid.h"
 #include "apid/api_seed.h"
+#include "apid/api_ws.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/ep.h"
@@ -47,6 +48,7 @@ struct apid {
     uint64_t next_id;             /* request id counter */
     uint64_t timeouts;            /* backend answers that came too late */
     uint64_t late;                /* answers for forgotten requests */
+    void **svc;                   /* state per s_services[] entry */
 };
 
 static void
@@ -368,7 +370,23 @@ apid_loop(apid_t *self)
  * request. */
 static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_seed_route,
+    api_ws_route,
 };
+
+/* Module state, created in this order and destroyed in reverse. */
+static const struct apid_service s_services[] = {
+    {"ws", api_ws_create, api_ws_destroy},
+};
+#define S_NSERVICES (sizeof s_services / sizeof s_services[0])
+
+void *
+apid_service(apid_t *self, const char *name)
+{
+    for (size_t i = 0; i < S_NSERVICES; i++)
+        if (!strcmp(s_services[i].name, name))
+            return self->svc[i];
+    return NULL;
+}
 
 static void
 s_on_http(http_req_t *req, void *arg)
@@ -420,6 +438,12 @@ apid_new(const struct apid_conf *conf)
         return NULL;
     }
     zloop_timer(self->loop, APID_TICK_MS, 0, s_on_tick, self);
+    self->svc = xcalloc(S_NSERVICES, sizeof *self->svc);
+    for (size_t i = 0; i < S_NSERVICES; i++)
+        if ((self->svc[i] = s_services[i].create(self)) == NULL) {
+            apid_destroy(&self);
+            return NULL;
+        }
     return self;
 }
 
@@ -437,6 +461,9 @@ apid_destroy(apid_t **self_p)
                              "apid is stopping", "apid");
         s_pending_free(self, self->pending);
     }
+    for (size_t i = S_NSERVICES; self->svc && i-- > 0;)
+        s_services[i].destroy(&self->svc[i]);
+    free(self->svc);
     http_server_destroy(&self->http);
     zloop_destroy(&self->loop);
     for (int b = 0; b < APID_BK_MAX; b++)

@@ -24,6 +24,9 @@ struct apid_conf {
     char *aggd;       /* aggd query endpoint template; "" = default */
     char *anomalyd;   /* anomalyd query endpoint template; "" = default */
     char *alertd;     /* alertd query endpoint template; "" = default */
+    char *datadir;    /* apid's own data (dashboards); "" = in memory */
+    int64_t ws_ping;  /* ns between WebSocket pings */
+    int64_t ws_queue_max; /* bytes queued to one client before it is dropped */
 };
 
 typedef struct apid apid_t;
@@ -67,6 +70,18 @@ bool apid_method(http_req_t *req, const char *want);
 const struct apid_conf *apid_config(const apid_t *self);
 /* The loop (for modules with their own timers or sockets). */
 zloop_t *apid_loop(apid_t *self);
+
+/* Module state that lives as long as apid (sockets, stores, upgraded
+ * connections), listed in s_services[] in apid.c. create runs after the
+ * HTTP server is up and returns the state (NULL = failed, apid does not
+ * start); destroy runs before the HTTP server goes. */
+struct apid_service {
+    const char *name;                /* looked up by apid_service() */
+    void *(*create)(apid_t *self);   /* returns the state */
+    void (*destroy)(void **state_p); /* NULL-safe, sets *state_p NULL */
+};
+/* The state of a service by name, or NULL. */
+void *apid_service(apid_t *self, const char *name);
 
 /* Selftest. */
 void apid_test(bool verbose);

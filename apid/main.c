@@ -28,6 +28,13 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "anomalyd query endpoint template"},
     {"alertd", CFG_STR, offsetof(struct apid_conf, alertd), "", 0, 0,
      CFG_IMMUTABLE, "alertd query endpoint template"},
+    {"datadir", CFG_STR, offsetof(struct apid_conf, datadir), "./var/apid", 0,
+     0, CFG_IMMUTABLE, "apid's data directory (dashboards); \"\" keeps them in memory"},
+    {"ws-ping", CFG_DURATION, offsetof(struct apid_conf, ws_ping), "15s", 0.05,
+     3600, 0, "WebSocket ping interval; a client silent for 3 is dropped"},
+    {"ws-queue-max", CFG_INT, offsetof(struct apid_conf, ws_queue_max),
+     "4194304", 4096, 1073741824, 0,
+     "bytes queued to one WebSocket client before it is dropped as slow"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 

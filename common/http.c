@@ -9,6 +9,7 @@
 #include "common/xalloc.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -43,6 +44,12 @@ struct http_req {
     char *hname[HTTP_HEADERS_MAX];     /* extra reply headers */
     char *hvalue[HTTP_HEADERS_MAX];
     int nheaders;
+    http_upgrade_fn *up_fn;            /* set by http_req_upgrade */
+    void *up_arg;                      /* its argument */
+};
+
+struct http_upgrade {
+    struct MHD_UpgradeResponseHandle *urh; /* MHD's handle of the socket */
 };
 
 static void s_run(http_server_t *self);
@@ -190,7 +197,8 @@ http_server_new(zloop_t *loop, const char *addr, int port, size_t body_max,
     struct sockaddr_in sin = {.sin_family = AF_INET};
     struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
     struct sockaddr *sa;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
     zmq_pollitem_t item = {NULL, 0, ZMQ_POLLIN, 0};
 
@@ -387,6 +395,49 @@ void
 http_req_suspend(http_req_t *req)
 {
     req->suspended = true;
+}
+
+/* MHD hands over the socket once the 101 is out; req is still ours here
+ * (MHD passes the con_cls it was given). */
+static void
+s_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls,
+           const char *extra, size_t extra_len, MHD_socket sock,
+           struct MHD_UpgradeResponseHandle *urh)
+{
+    http_req_t *req = con_cls;
+    http_upgrade_t *up = xcalloc(1, sizeof *up);
+    int fl = fcntl(sock, F_GETFL);
+
+    if (fl != -1)
+        fcntl(sock, F_SETFL, fl | O_NONBLOCK);
+    up->urh = urh;
+    req->up_fn(req->up_arg, sock, extra, extra_len, up);
+}
+
+void
+http_req_upgrade(http_req_t *req, http_upgrade_fn *fn, void *arg)
+{
+    if (req->resp)
+        return;
+    req->up_fn = fn;
+    req->up_arg = arg;
+    req->resp = MHD_create_response_for_upgrade(s_upgraded, req->server);
+    for (int i = 0; i < req->nheaders; i++)
+        MHD_add_response_header(req->resp, req->hname[i], req->hvalue[i]);
+    req->status = MHD_HTTP_SWITCHING_PROTOCOLS;
+    req->server->count[1]++;
+}
+
+void
+http_upgrade_close(http_upgrade_t **up_p)
+{
+    http_upgrade_t *up;
+
+    if (up_p == NULL || (up = *up_p) == NULL)
+        return;
+    MHD_upgrade_action(up->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(up);
+    *up_p = NULL;
 }
 
 /* Selftest: binding and refusing; requests over real sockets are covered

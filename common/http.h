@@ -61,6 +61,22 @@ void http_req_add_header(http_req_t *req, const char *name,
 /* Keep the request open; reply later with http_req_reply*. */
 void http_req_suspend(http_req_t *req);
 
+/* Protocol upgrade (WebSocket). The socket handed over by a 101 reply. */
+typedef struct http_upgrade http_upgrade_t;
+/* Called once the 101 has gone out. fd is the connection's socket, set
+ * non-blocking; read and write it but never close it. extra holds bytes
+ * the client sent past its request (treat them as read from fd, they are
+ * valid only during the call). The callee owns up and must end the
+ * connection with http_upgrade_close, also before the server goes. */
+typedef void(http_upgrade_fn)(void *arg, int fd, const char *extra,
+                              size_t extra_len, http_upgrade_t *up);
+/* Reply 101 Switching Protocols with the headers added so far (the caller
+ * adds Upgrade, Connection and the protocol's own), then call fn. The
+ * request is gone by the time fn runs. Works once per request. */
+void http_req_upgrade(http_req_t *req, http_upgrade_fn *fn, void *arg);
+/* Close an upgraded connection; NULL-safe, sets *up_p to NULL. */
+void http_upgrade_close(http_upgrade_t **up_p);
+
 /* Selftest. */
 void http_test(bool verbose);
 

@@ -1,0 +1,39 @@
+/*
+ * api_ws: WebSocket live streams at /api/v1/stream (wslay over
+ * libmicrohttpd's upgrade, driven from apid's loop).
+ *
+ * A client sends a filter as a text frame
+ *   {"op":"subscribe","series":"temp*","device":"s1","tags":{"k":"v"},
+ *    "kinds":["readings","anomalies","alerts"]}
+ * and receives one JSON text message per matching upstream batch:
+ *   {"seq":7,"type":"readings","items":[{"series":..,"timestamp":..,
+ *    "value":..}, ...]}
+ * seq counts the messages sent to that client, so a client sees a gap
+ * (type "gap" names upstream batches lost before apid). Errors in a filter
+ * answer {"type":"error","error":{code,message,where}} and keep the
+ * connection. A client whose queue grows over ws-queue-max bytes is closed
+ * with 1008 and the reason; one silent for three ping intervals is closed
+ * as half-open. GET /api/v1/stream/stats gives the counters.
+ */
+#ifndef SP_API_WS_H
+#define SP_API_WS_H
+
+#include "apid/apid.h"
+
+#include <stdbool.h>
+
+typedef struct api_ws api_ws_t;
+
+/* Service hooks (apid.c s_services[]): SUB sockets, epoll, timer. */
+void *api_ws_create(apid_t *apid);
+/* Close every client and socket; NULL-safe. */
+void api_ws_destroy(void **state_p);
+/* Route /api/v1/stream and /api/v1/stream/stats; 1 when handled. */
+int api_ws_route(apid_t *apid, http_req_t *req);
+/* Connected clients (for /metrics). */
+size_t api_ws_clients(const api_ws_t *self);
+
+/* Selftest: handshake key and filter parsing. */
+void api_ws_test(bool verbose);
+
+#endif
