@@ -65,7 +65,7 @@ def test():
     with open(rules, "w") as f:
         f.write("hot: machine.temp > 30 severity critical\n")
     p = Platform(extra={"alertd": ["--rules", rules],
-                        "apid": ["--ws-ping", "1s",
+                        "apid": ["--ws-ping", "2s",
                                  "--ws-queue-max", "65536"]}).start()
     clients = []
     try:
@@ -170,7 +170,7 @@ def test():
         before = stats(p)["dropped_silent"]
         silent = WS(p.api_port)
         silent.send_json({"op": "subscribe", "kinds": ["alerts"]})
-        wait_stat(p, "dropped_silent", before + 1, timeout=10)
+        wait_stat(p, "dropped_silent", before + 1, timeout=15)
         check(True, "a silent client is dropped as half-open")
         silent.sock.close()
 
