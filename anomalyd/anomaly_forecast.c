@@ -201,11 +201,13 @@ anomaly_forecast_crossing(const anomaly_forecast_t *self, double threshold,
     s_line(self, &slope, &level);
     bool up = threshold >= level;
     bool early = false, mean = false, late = false;
+    if (horizon_ns > INT64_MAX - self->last)
+        horizon_ns = INT64_MAX - self->last; /* no overflow past 2262 */
     int64_t step = horizon_ns / ANOMALY_FORECAST_SCAN;
     if (step < 1)
         step = 1;
-    for (int64_t t = self->last + step; t <= self->last + horizon_ns;
-         t += step) {
+    for (int64_t k = 1; k <= ANOMALY_FORECAST_SCAN; k++) {
+        int64_t t = self->last + k * step;
         struct anomaly_forecast_point p;
         anomaly_forecast_at(self, t, &p);
         double near = up ? p.upper : p.lower, far = up ? p.lower : p.upper;

@@ -295,8 +295,9 @@ anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
     if (!sel || !*sel)
         return s_bad(body, "series is required", "series");
     if ((v = json_object_get(req, "horizon")) && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) <= 0)
-            return s_bad(body, "horizon must be a positive integer (ns)",
+        if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+            json_integer_value(v) > ANOMALY_STORE_HORIZON_MAX)
+            return s_bad(body, "horizon must be 1 ns .. 366 days (in ns)",
                          "horizon");
         horizon = json_integer_value(v);
     }
@@ -481,6 +482,11 @@ anomaly_store_test(bool verbose)
     assert(at && clock_parse_rfc3339(at, &tat) == 0);
     double hours = (double)(tat - (t0 + 599 * 5 * step)) / 3.6e12;
     TEST_NEAR(hours, 10.1, 1.5);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s, s:I}", "series", "bearing{m=1}", "horizon",
+                    (json_int_t)INT64_MAX);
+    assert(anomaly_store_forecast(st, req, &body) == 400);
     json_decref(body);
     json_decref(req);
     req = json_pack("{s:s}", "series", "bearing");

@@ -47,6 +47,7 @@ int anomaly_store_query(anomaly_store_t *self, const json_t *req,
  * exactly one series (400 otherwise, 404 when none). Sets *body (caller
  * decrefs) and returns the HTTP status. */
 #define ANOMALY_STORE_POINTS_MAX 1000
+#define ANOMALY_STORE_HORIZON_MAX (366LL * 86400 * 1000000000LL)
 int anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
                            json_t **body);
 /* Number of series. */
