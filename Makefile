@@ -5,6 +5,8 @@
 #   make test       install, build (plain and ASan+UBSan), run every test
 #   make test-full  the long tier (10k devices, chaos, long fuzzing, full eval)
 #   make bench      benchmarks against the peers (bench/)
+#   make install    binaries, man pages, systemd units, runit services
+#                   (PREFIX=/usr/local, DESTDIR= for staging)
 #
 # Each daemon directory <d>/ is archived into build/lib<d>.a (everything but
 # main.c), so selftests, fuzzers and tools link the real code.
@@ -106,6 +108,37 @@ test-full: deps
 bench: deps all
 	@sh bench/run.sh
 
+# Install: units and run scripts name $(BINDIR) and $(SYSCONFDIR)/sensorpipe;
+# example configuration goes in only where none exists yet.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR  ?= /etc
+SVDIR       ?= $(SYSCONFDIR)/sv
+INSTALL_SED := -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/sensorpipe|$(SYSCONFDIR)/sensorpipe|g'
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(UNITDIR)/mosquitto.service.d $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(SVDIR) $(DESTDIR)$(SYSCONFDIR)/sensorpipe/env
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(B)/tap $(DESTDIR)$(BINDIR)/sensorpipe-tap
+	[ ! -f tools/sensorpipectl ] || install -m 0755 tools/sensorpipectl $(DESTDIR)$(BINDIR)/
+	for m in $(wildcard $(foreach d,$(DAEMONS),$(d)/$(d).8)); do \
+	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/ || exit 1; done
+	for f in deploy/systemd/*.service deploy/systemd/*.target; do \
+	  sed $(INSTALL_SED) $$f > $(DESTDIR)$(UNITDIR)/$${f##*/} || exit 1; done
+	install -m 0644 deploy/systemd/mosquitto.service.d/sensorpipe.conf \
+	  $(DESTDIR)$(UNITDIR)/mosquitto.service.d/
+	install -m 0644 deploy/systemd/sensorpipe.sysusers $(DESTDIR)$(SYSUSERSDIR)/sensorpipe.conf
+	cp -R deploy/runit/. $(DESTDIR)$(SVDIR)/
+	for f in $(wildcard deploy/runit/*/run); do \
+	  sed $(INSTALL_SED) $$f > $(DESTDIR)$(SVDIR)/$${f#deploy/runit/} || exit 1; done
+	for f in deploy/examples/*.conf deploy/examples/*.rules deploy/examples/env/*.env; do \
+	  t=$(DESTDIR)$(SYSCONFDIR)/sensorpipe/$${f#deploy/examples/}; \
+	  [ -e $$t ] || install -m 0644 $$f $$t || exit 1; done
+
 hdrcheck:
 	@for h in common/*.h $(foreach d,$(DAEMONS),$(d)/*.h); do \
 	  [ -f "$$h" ] || continue; \
@@ -118,5 +151,5 @@ fmt-check:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all asan deps run test check test-full bench hdrcheck fmt-check clean fuzz-build
+.PHONY: all asan deps run test check test-full bench hdrcheck fmt-check clean fuzz-build install
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

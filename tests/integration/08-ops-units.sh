@@ -1,0 +1,70 @@
+#!/bin/sh
+# make install into a temporary PREFIX, then check what it installed:
+# systemd-analyze verify accepts every unit without a single warning, the
+# units' confinement scores "OK" or better in systemd-analyze security,
+# every example configuration passes the daemon's own -n check, and the
+# runit scripts parse. Exit 0 pass, 77 skip, anything else fail.
+ROOT=${SP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+SP_BUILD=${SP_BUILD:-build}
+cd "$ROOT" || exit 1
+command -v systemd-analyze >/dev/null || { echo "skip: no systemd-analyze"; exit 77; }
+for d in aggd anomalyd alertd ingestd apid; do
+    [ -x "$SP_BUILD/$d" ] || { echo "skip: $SP_BUILD/$d not built"; exit 77; }
+done
+T=$(mktemp -d /tmp/sp-install.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fail=1; }
+
+# -o all: install what is built, never rebuild it here with other flags.
+make -s --no-print-directory -o all install B="$SP_BUILD" PREFIX="$T/usr" \
+    SYSCONFDIR="$T/etc" >"$T/install.log" 2>&1 || { cat "$T/install.log"; exit 1; }
+ok "make install PREFIX=$T/usr"
+U=$T/usr/lib/systemd/system
+for f in "$T/usr/bin/aggd" "$T/usr/bin/apid" "$T/usr/bin/sensorpipe-tap" \
+         "$T/usr/share/man/man8/aggd.8" "$U/aggd.service" "$U/aggd@.service" \
+         "$U/sensorpipe.target" "$U/mosquitto.service.d/sensorpipe.conf" \
+         "$T/usr/lib/sysusers.d/sensorpipe.conf" "$T/etc/sv/aggd/run" \
+         "$T/etc/sv/aggd/log/run" "$T/etc/sensorpipe/aggd.conf" \
+         "$T/etc/sensorpipe/env/aggd.env"; do
+    [ -e "$f" ] && ok "installed ${f#$T}" || bad "missing ${f#$T}"
+done
+grep -q "^ExecStart=$T/usr/bin/aggd -f $T/etc/sensorpipe/aggd.conf" "$U/aggd.service" &&
+    ok "units name the installed binary and configuration" ||
+    bad "ExecStart not rewritten: $(grep ExecStart "$U/aggd.service")"
+
+# DESTDIR stages without changing the paths inside the files.
+make -s --no-print-directory -o all install B="$SP_BUILD" DESTDIR="$T/stage" \
+    PREFIX=/usr >/dev/null 2>&1 && [ -x "$T/stage/usr/bin/aggd" ] &&
+    grep -q "^ExecStart=/usr/bin/aggd " "$T/stage/usr/lib/systemd/system/aggd.service" &&
+    ok "DESTDIR stages under $T/stage with /usr paths" || bad "DESTDIR install"
+
+cp "$U/aggd@.service" "$U/aggd@2.service"
+for u in aggd anomalyd alertd ingestd apid aggd@2; do
+    out=$(systemd-analyze verify --man=no "$U/$u.service" 2>&1)
+    [ -z "$out" ] && ok "systemd-analyze verify $u.service: clean" ||
+        bad "verify $u.service: $out"
+    level=$(systemd-analyze security --offline=yes "$U/$u.service" 2>&1 |
+            sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p')
+    case $level in
+    *" OK"|*" SAFE") ok "$u.service exposure $level" ;;
+    *) bad "$u.service exposure '$level'" ;;
+    esac
+    grep -q '^Type=notify' "$U/$u.service" && grep -q '^WatchdogSec=' "$U/$u.service" &&
+        grep -q '^RestartPreventExitStatus=78' "$U/$u.service" &&
+        ok "$u.service: notify, watchdog, no restart on 78" || bad "$u.service settings"
+done
+out=$(systemd-analyze verify --man=no "$U/sensorpipe.target" 2>&1)
+[ -z "$out" ] && ok "systemd-analyze verify sensorpipe.target: clean" || bad "target: $out"
+
+for d in aggd anomalyd alertd ingestd apid; do
+    "$SP_BUILD/$d" -n -f "deploy/examples/$d.conf" >"$T/n.log" 2>&1 &&
+        grep -q "configuration OK" "$T/n.log" && ok "$d -n accepts deploy/examples/$d.conf" ||
+        { bad "$d -n -f deploy/examples/$d.conf"; cat "$T/n.log"; }
+done
+for f in deploy/runit/*/run deploy/runit/*/finish deploy/runit/*/log/run; do
+    sh -n "$f" && [ -x "$f" ] || bad "$f does not parse or is not executable"
+done
+ok "runit scripts parse and are executable"
+exit $fail
