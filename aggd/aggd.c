@@ -18,6 +18,7 @@
 #include "common/msg.h"
 #include "common/ratelimit.h"
 #include "common/reading.h"
+#include "common/reload.h"
 #include "common/rpc.h"
 #include "common/mpjson.h"
 #include "common/series.h"
@@ -31,7 +32,8 @@
 #define AGGD_BURST 256 /* batches read per wake-up, at most */
 
 struct aggd {
-    const struct aggd_conf *conf; /* borrowed configuration */
+    const struct aggd_conf *conf; /* configuration in force */
+    struct aggd_conf *reloaded;   /* owned copy from the last SIGHUP, or NULL */
     zloop_t *loop;                /* the one event loop */
     zsock_t *pull;                /* readings in from ingestd */
     zsock_t *router;              /* queries from apid */
@@ -168,6 +170,7 @@ aggd_destroy(aggd_t **self_p)
     agg_confirm_destroy(&self->durable);
     agg_store_destroy(&self->store);
     free(self->datadir);
+    reload_free((void **)&self->reloaded);
     free(self);
     *self_p = NULL;
 }
@@ -485,11 +488,21 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+/* SIGHUP: re-read the file; what is not CFG_IMMUTABLE (drain) takes
+ * effect from here on, read through self->conf. */
 static void
 s_on_event(enum daemon_event ev, void *arg)
 {
-    (void)ev;
-    (void)arg; /* nothing to reload yet; stop is handled by the loop */
+    aggd_t *self = arg;
+    struct aggd_conf *c;
+
+    if (ev != DAEMON_EV_RELOAD)
+        return; /* stop is handled by the loop */
+    if ((c = reload_conf(self->conf, sizeof *c)) == NULL)
+        return;
+    self->conf = c;
+    reload_free((void **)&self->reloaded);
+    self->reloaded = c;
 }
 
 /* Filter mode: JSON-line readings in, one stats line per series out at

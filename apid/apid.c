@@ -10,6 +10,7 @@
 #include "common/http.h"
 #include "common/log.h"
 #include "common/mpjson.h"
+#include "common/reload.h"
 #include "common/rpc.h"
 #include "common/strutil.h"
 #include "common/test.h"
@@ -40,7 +41,8 @@ struct s_pending {
 };
 
 struct apid {
-    const struct apid_conf *conf; /* borrowed configuration */
+    const struct apid_conf *conf; /* configuration in force */
+    struct apid_conf *reloaded;   /* owned copy from the last SIGHUP, or NULL */
     zloop_t *loop;                /* the one event loop */
     http_server_t *http;          /* port 3000 */
     zsock_t *bk[APID_BK_MAX];          /* DEALER per backend (lane 0) */
@@ -468,15 +470,27 @@ apid_destroy(apid_t **self_p)
     zloop_destroy(&self->loop);
     for (int b = 0; b < APID_BK_MAX; b++)
         zsock_destroy(&self->bk[b]);
+    reload_free((void **)&self->reloaded);
     free(self);
     *self_p = NULL;
 }
 
+/* SIGHUP: re-read the file; timeout and body-max apply to the next
+ * request (CFG_IMMUTABLE settings are kept and logged "requires restart"). */
 static void
 s_on_event(enum daemon_event ev, void *arg)
 {
-    (void)ev;
-    (void)arg;
+    apid_t *self = arg;
+    struct apid_conf *c;
+
+    if (ev != DAEMON_EV_RELOAD)
+        return;
+    if ((c = reload_conf(self->conf, sizeof *c)) == NULL)
+        return;
+    self->conf = c;
+    reload_free((void **)&self->reloaded);
+    self->reloaded = c;
+    http_server_set_body_max(self->http, (size_t)c->body_max);
 }
 
 int

@@ -3,6 +3,7 @@
  */
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/reload.h"
 #include "common/sdnotify.h"
 #include "common/sig.h"
 #include "common/test.h"
@@ -36,6 +37,7 @@ daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
         return CFG_EX_CONFIG;
     }
     log_init(ident, cli->verbose > 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+    reload_set_source(tab, n, cli->file); /* for SIGHUP (reload.h) */
     /* CZMQ must not install its own handlers or print to stdout. */
     zsys_handler_set(NULL);
     zsys_init();

@@ -256,6 +256,12 @@ http_server_destroy(http_server_t **self_p)
     *self_p = NULL;
 }
 
+void
+http_server_set_body_max(http_server_t *self, size_t body_max)
+{
+    self->body_max = body_max;
+}
+
 int
 http_server_port(const http_server_t *self)
 {

@@ -26,6 +26,8 @@ http_server_t *http_server_new(zloop_t *loop, const char *addr, int port,
                                void *arg);
 /* Stop listening and close every connection; NULL-safe. */
 void http_server_destroy(http_server_t **self_p);
+/* Change the largest body read from now on (SIGHUP reloads). */
+void http_server_set_body_max(http_server_t *self, size_t body_max);
 /* The port actually bound. */
 int http_server_port(const http_server_t *self);
 /* Requests answered so far, by status class (index 2..5). */

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""SIGHUP reloads: the file is re-read, live settings change, immutable
+ones are kept and reported "requires restart", and a file with errors
+changes nothing (the old configuration stays in force)."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from sp import Failure, Platform, check, main  # noqa: E402
+
+
+def write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+def hup(p, name, marker, timeout=10):
+    """SIGHUP name and wait for marker in its log after this point."""
+    start = len(p.log(name))
+    p.procs[name].send_signal(signal.SIGHUP)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = p.log(name)[start:]
+        if marker in text:
+            return text
+        time.sleep(0.05)
+    raise Failure("%s: no '%s' after SIGHUP: %s" % (name, marker, p.log(name)[start:]))
+
+
+def test():
+    p = Platform(daemons=("aggd", "ingestd", "apid"))
+    conf = {d: os.path.join(p.dir, d + ".conf") for d in ("aggd", "apid")}
+    write(conf["apid"], "timeout = 5s\nbody-max = 1048576\n")
+    write(conf["aggd"], "drain = 2s\nhwm = 1000\n")
+    p.extra = {d: ["-f", conf[d]] for d in conf}
+    p.start()
+    try:
+        big = {"sensor_id": "s", "datapoints": [
+            {"timestamp": "2024-01-01T00:%02d:00Z" % i, "value": float(i)}
+            for i in range(40)]}
+        st, _, body = p.http("POST", "/api/v1/ingest", big)
+        check(st == 200 and body["accepted"] == 40, "a 2 kB body is taken (%s)" % st)
+
+        # apid: body-max and timeout live, port immutable.
+        write(conf["apid"], "timeout = 3s\nbody-max = 1024\nport = 1\n")
+        text = hup(p, "apid", "reloaded, ")
+        check("reload: body-max 1048576 -> 1024" in text, "apid logs the new body-max")
+        check("reload: timeout 5.000s -> 3.000s" in text, "apid logs the new timeout")
+        check("port %d -> 1 requires restart" % p.api_port in text,
+              "apid says a port change requires restart")
+        st, _, body = p.http("POST", "/api/v1/ingest", big)
+        check(st == 413, "the reloaded body-max refuses the same body (%s)" % st)
+        st, _, body = p.http("GET", "/health")
+        check(st == 200, "apid still answers on its old port")
+
+        # A file with errors changes nothing.
+        write(conf["apid"], "timeout = banana\nbody-max = 1048576\n")
+        text = hup(p, "apid", "keeping the running configuration")
+        check("err: reload: " in text, "apid logs the bad file at err level")
+        st, _, _ = p.http("POST", "/api/v1/ingest", big)
+        check(st == 413, "the old body-max stays after a bad file (%s)" % st)
+        small = {"sensor_id": "s", "datapoints": [{"timestamp": "2024-01-02T00:00:00Z", "value": 1.0}]}
+        st, _, _ = p.http("POST", "/api/v1/ingest", small)
+        check(st == 200, "small bodies still go through")
+
+        # aggd: drain live, hwm immutable.
+        write(conf["aggd"], "drain = 1s\nhwm = 5\n")
+        text = hup(p, "aggd", "reloaded, ")
+        check("reload: drain 2.000s -> 1.000s" in text, "aggd logs the new drain")
+        check("hwm 1000 -> 5 requires restart" in text, "aggd says hwm requires restart")
+        deadline = time.time() + 10
+        while True:
+            st, _, s = p.http("GET", "/api/v1/stats/s")
+            if st == 200 and s["count"] == 41:
+                break
+            if time.time() > deadline:
+                raise Failure("stats after reload: %s %s" % (st, s))
+            time.sleep(0.05)
+        check(True, "aggd keeps serving after its reload")
+
+        # Without a file there is nothing to reload, and the daemon says so.
+        text = hup(p, "ingestd", "SIGHUP")
+        check(p.procs["ingestd"].poll() is None, "ingestd survives SIGHUP")
+    finally:
+        p.stop()
+
+
+if __name__ == "__main__":
+    main(test)
