@@ -75,6 +75,8 @@
 #define SIM_BACKOFF_MAX_MS 5000
 #define SIM_DISCONNECT_NS (2 * CLOCK_NS_PER_S) /* wait for clean closes */
 #define SIM_EVENTS 256             /* epoll events per wait */
+#define SIM_LOG_BURST 5            /* warnings logged per worker; the rest
+                                      are only counted */
 #define SIM_EX_USAGE 64
 #define SIM_EX_CONFIG 78
 
@@ -115,8 +117,10 @@ struct sim_counts {
     uint64_t readings;    /* readings inside acked messages */
     uint64_t errors;      /* failed connects, lost connections, publishes */
     uint64_t skipped;     /* publishes due while disconnected */
-    uint64_t reconnects;  /* connects after the first */
+    uint64_t reconnects;  /* successful connects after the first */
     uint64_t faults;      /* faults injected */
+    uint64_t unacked_at_loss; /* unacked when a connection dropped; the
+                                 library resends them after reconnecting */
 };
 
 enum sim_rec_kind {
@@ -206,6 +210,7 @@ struct sim_worker {
     struct sim_counts c;         /* totals */
     long connecting;             /* connects in flight */
     size_t cursor;               /* devices below it have been started */
+    long warned;                 /* warnings logged so far */
     bool publishing;             /* inside the publishing window */
     int64_t start;               /* mono ns at start */
     int64_t now;                 /* mono ns of this iteration */
@@ -502,6 +507,18 @@ s_dev_register(sim_worker_t *w, struct sim_dev *d)
     d->reg_out = out;
 }
 
+/* True while this worker may still log a warning: a broker restart
+ * disconnects every device at once, and thousands of identical lines
+ * would bury the one that matters. The counters keep the full story. */
+static bool
+s_may_warn(sim_worker_t *w)
+{
+    if (w->warned == SIM_LOG_BURST)
+        log_warnx("worker %d: further connection problems are counted, "
+                  "not logged", (int)getpid());
+    return w->warned++ < SIM_LOG_BURST;
+}
+
 static void
 s_dev_backoff(sim_worker_t *w, struct sim_dev *d)
 {
@@ -522,8 +539,9 @@ s_on_connect(struct mosquitto *mosq, void *arg, int rc)
         return;
     w->connecting--;
     if (rc != 0) {
-        log_warnx("%s: %s: connection refused: %s", __func__, d->id,
-                  mosquitto_connack_string(rc));
+        if (s_may_warn(w))
+            log_warnx("%s: %s: connection refused: %s", __func__, d->id,
+                      mosquitto_connack_string(rc));
         w->c.errors++;
         s_dev_backoff(w, d);
         return;
@@ -534,6 +552,8 @@ s_on_connect(struct mosquitto *mosq, void *arg, int rc)
     if (!d->ever) {
         d->ever = true;
         w->c.ever++;
+    } else {
+        w->c.reconnects++;
     }
     if (d->next_pub == 0) {
         /* Spread the fleet's publishes evenly over one interval. */
@@ -552,8 +572,10 @@ s_on_disconnect(struct mosquitto *mosq, void *arg, int rc)
     case SIM_CONNECTED:
         w->c.connected--;
         w->c.errors++;
-        log_warnx("%s: %s: connection lost: %s", __func__, d->id,
-                  mosquitto_strerror(rc));
+        w->c.unacked_at_loss += d->sent - d->acked;
+        if (s_may_warn(w))
+            log_warnx("%s: %s: connection lost: %s", __func__, d->id,
+                      mosquitto_strerror(rc));
         s_dev_backoff(w, d);
         break;
     case SIM_CONNECTING:
@@ -624,7 +646,8 @@ s_dev_publish(sim_worker_t *w, struct sim_dev *d)
         d->ring_len++;
     } else {
         w->c.errors++;
-        log_warnx("%s: %s: %s", __func__, d->id, mosquitto_strerror(rc));
+        if (s_may_warn(w))
+            log_warnx("%s: %s: %s", __func__, d->id, mosquitto_strerror(rc));
     }
     if (rc != MOSQ_ERR_SUCCESS && d->mosq &&
         mosquitto_socket(d->mosq) < 0 && d->state == SIM_CONNECTED)
@@ -639,7 +662,6 @@ s_dev_connect(sim_worker_t *w, struct sim_dev *d)
 
     if (d->started) {
         rc = mosquitto_reconnect_async(d->mosq);
-        w->c.reconnects++;
     } else {
         rc = mosquitto_connect_async(d->mosq, conf->host, conf->port,
                                      (int)conf->keepalive);
@@ -1005,6 +1027,7 @@ s_counts_add(struct sim_counts *a, const struct sim_counts *b)
     a->skipped += b->skipped;
     a->reconnects += b->reconnects;
     a->faults += b->faults;
+    a->unacked_at_loss += b->unacked_at_loss;
 }
 
 static void
@@ -1056,14 +1079,17 @@ s_write_report(const struct sim_conf *conf, const struct sim_counts *t,
             "\"readings_per_message\":%lld,\"metrics\":[\"temperature\","
             "\"humidity\"],\"seconds\":%s,\"sent\":%llu,\"acked\":%llu,"
             "\"readings\":%llu,\"errors\":%llu,\"skipped\":%llu,"
-            "\"reconnects\":%llu,\"faults\":%llu,\"ack_ms_p50\":%s,"
+            "\"reconnects\":%llu,\"unacked_at_loss\":%llu,"
+            "\"faults\":%llu,\"ack_ms_p50\":%s,"
             "\"ack_ms_p99\":%s,\"per_device\":[",
             conf->run, conf->devices, conf->qos,
             conf->batch ? conf->batch : 1, strutil_dtoa(secs, a, sizeof a),
             (unsigned long long)t->sent, (unsigned long long)t->acked,
             (unsigned long long)t->readings, (unsigned long long)t->errors,
             (unsigned long long)t->skipped,
-            (unsigned long long)t->reconnects, (unsigned long long)t->faults,
+            (unsigned long long)t->reconnects,
+            (unsigned long long)t->unacked_at_loss,
+            (unsigned long long)t->faults,
             strutil_dtoa(q50, p50, sizeof p50),
             strutil_dtoa(q99, p99, sizeof p99));
     for (long long i = 0; i < conf->devices; i++) {
@@ -1234,11 +1260,13 @@ s_parent(const struct sim_conf *conf, int sigfd)
     double q50 = s_hist_quantile(hist, 0.5), q99 = s_hist_quantile(hist, 0.99);
     fprintf(stderr,
             "sim: done in %.2fs: devices %lld (connected at least once %llu, "
-            "reconnects %llu), sent %llu, acked %llu, unacked %llu, "
+            "reconnects %llu, unacked at a loss %llu), sent %llu, "
+            "acked %llu, unacked %llu, "
             "readings %llu, errors %llu, skipped %llu, faults %llu, "
             "%.0f msg/s, ack latency p50 %.2f ms p99 %.2f ms\n",
             secs, conf->devices, (unsigned long long)t.ever,
-            (unsigned long long)t.reconnects, (unsigned long long)t.sent,
+            (unsigned long long)t.reconnects,
+            (unsigned long long)t.unacked_at_loss, (unsigned long long)t.sent,
             (unsigned long long)t.acked,
             (unsigned long long)(t.sent - t.acked),
             (unsigned long long)t.readings, (unsigned long long)t.errors,
