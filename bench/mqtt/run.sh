@@ -1,0 +1,32 @@
+#!/bin/sh
+# MQTT ingest benchmark: DEVICES simulated devices (one connection each)
+# publish for SECONDS through mosquitto + the sensorpipe spool plugin ->
+# ingestd -> aggd; tap on aggd's PUB measures publish-to-visible latency.
+#   DEVICES=10000 RATE=1 SECONDS=60 sh bench/mqtt/run.sh
+set -eu
+B=${B:-build}
+DEVICES=${DEVICES:-10000}
+RATE=${RATE:-1}
+SECONDS_=${SECONDS:-60}
+PROCS=${PROCS:-$(( (DEVICES + 2999) / 3000 ))}
+T=$(mktemp -d /tmp/sp-bench-mqtt.XXXXXX)
+chmod 755 "$T"; mkdir -p "$T/mq" "$T/run"; chmod 777 "$T/mq"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MQ=$(port); API=$(port); ING=$(port)
+sed -e "s|@PORT@|$MQ|" -e "s|@PLUGIN@|$(pwd)/$B/sensorpipe_spool.so|" -e "s|@SPOOL@|$T/mq|" \
+    deploy/mosquitto/sensorpipe.conf.in > "$T/mosquitto.conf"
+mosquitto -c "$T/mosquitto.conf" > "$T/mosquitto.log" 2>&1 & MQP=$!
+$B/aggd --rundir "$T/run" --down none 2> "$T/aggd.log" & AP=$!
+$B/ingestd --rundir "$T/run" --spool "$T/spool" --port "$ING" --mqtt-port "$MQ" \
+    --mqtt-spool "$T/mq" 2> "$T/ingestd.log" & IP=$!
+sleep 1
+$B/tap "ipc://$T/run/aggd.0.pub" > "$T/tap.jsonl" & TP=$!
+sleep 0.5
+$B/sensorpipe-sim -p "$MQ" -n "$DEVICES" -r "$RATE" -d "${SECONDS_}s" -P "$PROCS" -C 50 \
+    --report "$T/sim.json" -q 2>&1 | tail -1
+sleep 2
+kill $TP; wait $TP 2>/dev/null || true
+python3 bench/mqtt/latency.py < "$T/tap.jsonl"
+ps -o rss=,comm= -p $MQP,$AP,$IP | awk '{s+=$1; printf "rss %s %.0f MiB\n", $2, $1/1024} END {printf "rss total %.0f MiB\n", s/1024}'
+kill $IP $AP $MQP; wait $IP $AP $MQP 2>/dev/null || true
+rm -rf "$T"
