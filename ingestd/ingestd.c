@@ -15,6 +15,7 @@
 #include "common/mpjson.h"
 #include "common/msg.h"
 #include "common/ratelimit.h"
+#include "common/reload.h"
 #include "common/rpc.h"
 #include "common/series.h"
 #include "common/strutil.h"
@@ -48,7 +49,8 @@ struct s_lanestate {
 };
 
 struct ingestd {
-    const struct ingestd_conf *conf; /* borrowed configuration */
+    const struct ingestd_conf *conf; /* configuration in force */
+    struct ingestd_conf *reloaded;   /* owned copy from the last SIGHUP */
     zloop_t *loop;                   /* the one event loop */
     zsock_t *router;                 /* requests from apid */
     zsock_t **push;                  /* one PUSH per aggd lane */
@@ -187,6 +189,7 @@ ingestd_destroy(ingestd_t **self_p)
     ingest_mqspool_destroy(&self->mqspool);
     bucket_destroy(&self->http_rate);
     bucket_destroy(&self->device_rate);
+    reload_free((void **)&self->reloaded);
     msg_batch_destroy(&self->mqtt_batch);
     ingest_spool_destroy(&self->spool);
     free(self->ls);
@@ -796,11 +799,32 @@ s_on_http(http_req_t *req, void *arg)
     http_req_reply_json(req, status, reply);
 }
 
+/* SIGHUP: re-read the file. Live from here on: body-max, spool-max,
+ * resend-after, drain, and the rate limits (fresh buckets when they
+ * change); CFG_IMMUTABLE settings are kept and logged "requires restart". */
 static void
 s_on_event(enum daemon_event ev, void *arg)
 {
-    (void)ev;
-    (void)arg;
+    ingestd_t *self = arg;
+    struct ingestd_conf *c;
+
+    if (ev != DAEMON_EV_RELOAD)
+        return;
+    if ((c = reload_conf(self->conf, sizeof *c)) == NULL)
+        return;
+    if (c->rate != self->conf->rate) {
+        bucket_destroy(&self->http_rate);
+        self->http_rate = bucket_new(c->rate, c->rate * 2);
+    }
+    if (c->device_rate != self->conf->device_rate) {
+        bucket_destroy(&self->device_rate);
+        self->device_rate = bucket_new(c->device_rate, c->device_rate * 2);
+    }
+    if (self->http)
+        http_server_set_body_max(self->http, (size_t)c->body_max);
+    self->conf = c;
+    reload_free((void **)&self->reloaded);
+    self->reloaded = c;
 }
 
 /* Filter mode: JSON lines on stdin, in chunks of whole lines. */

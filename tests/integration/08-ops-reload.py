@@ -32,9 +32,10 @@ def hup(p, name, marker, timeout=10):
 
 def test():
     p = Platform(daemons=("aggd", "ingestd", "apid"))
-    conf = {d: os.path.join(p.dir, d + ".conf") for d in ("aggd", "apid")}
+    conf = {d: os.path.join(p.dir, d + ".conf") for d in ("aggd", "ingestd", "apid")}
     write(conf["apid"], "timeout = 5s\nbody-max = 1048576\n")
     write(conf["aggd"], "drain = 2s\nhwm = 1000\n")
+    write(conf["ingestd"], "body-max = 1048576\nspool-max = 268435456\n")
     p.extra = {d: ["-f", conf[d]] for d in conf}
     p.start()
     try:
@@ -81,9 +82,19 @@ def test():
             time.sleep(0.05)
         check(True, "aggd keeps serving after its reload")
 
-        # Without a file there is nothing to reload, and the daemon says so.
-        text = hup(p, "ingestd", "SIGHUP")
-        check(p.procs["ingestd"].poll() is None, "ingestd survives SIGHUP")
+        # ingestd: its own port's body-max is live, lanes immutable.
+        lines = "".join("m,host=h%d value=%d 1704067200000000000\n" % (i, i)
+                        for i in range(60)).encode()
+        st, _, _ = p.http("POST", "/write?precision=ns", lines, port=p.ingest_port)
+        check(st == 204 or st == 200, "ingestd takes %d bytes of line protocol (%s)" % (len(lines), st))
+        write(conf["ingestd"], "body-max = 1024\nlanes = 3\n")
+        text = hup(p, "ingestd", "reloaded, ")
+        check("reload: body-max 1048576 -> 1024" in text, "ingestd logs the new body-max")
+        check("lanes 1 -> 3 requires restart" in text, "ingestd says lanes requires restart")
+        st, _, _ = p.http("POST", "/write?precision=ns", lines, port=p.ingest_port)
+        check(st == 413, "ingestd refuses the same body after the reload (%s)" % st)
+        st, _, body = p.http("POST", "/api/v1/ingest", small)
+        check(st == 200, "ingestd still takes small bodies (%s %s)" % (st, body))
     finally:
         p.stop()
 
