@@ -12,7 +12,7 @@
 # main.c), so selftests, fuzzers and tools link the real code.
 
 DAEMONS  := ingestd aggd anomalyd alertd apid
-PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd zlib
+PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd zlib libsodium
 CC       ?= cc
 B        ?= build
 OPT      ?= -O2 -g

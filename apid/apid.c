@@ -2,6 +2,8 @@
  * apid: routes, backend requests, replies (see apid.h).
  */
 #include "apid/apid.h"
+#include "apid/api_auth.h"
+#include "apid/api_devices.h"
 #include "apid/api_seed.h"
 #include "apid/api_ws.h"
 #include "common/clock.h"
@@ -373,11 +375,14 @@ apid_loop(apid_t *self)
 static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_seed_route,
     api_ws_route,
+    api_devices_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */
 static const struct apid_service s_services[] = {
     {"ws", api_ws_create, api_ws_destroy},
+    {"devices", api_devices_create, api_devices_destroy},
+    {"auth", api_auth_create, api_auth_destroy},
 };
 #define S_NSERVICES (sizeof s_services / sizeof s_services[0])
 
@@ -402,6 +407,8 @@ s_on_http(http_req_t *req, void *arg)
                                                     "version", SP_VERSION));
         return;
     }
+    if (api_auth_check(self, req)) /* replied 401, 403 or 429 */
+        return;
     if (!strcmp(path, "/metrics")) {
         if (apid_method(req, "GET"))
             s_fanout(self, req, PK_METRICS);

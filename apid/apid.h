@@ -24,9 +24,14 @@ struct apid_conf {
     char *aggd;       /* aggd query endpoint template; "" = default */
     char *anomalyd;   /* anomalyd query endpoint template; "" = default */
     char *alertd;     /* alertd query endpoint template; "" = default */
-    char *datadir;    /* apid's own data (dashboards); "" = in memory */
+    char *datadir;    /* apid's own data (dashboards, devices, keys); "" = in memory */
     int64_t ws_ping;  /* ns between WebSocket pings */
     int64_t ws_queue_max; /* bytes queued to one client before it is dropped */
+    char *keys;       /* file of API keys (hashed); "" = none */
+    double key_rate;  /* requests per second per API key */
+    int64_t key_burst; /* requests a key may send at once */
+    char *mqtt_auth;  /* directory of mosquitto's passwd and acl; "" = off */
+    char *mqtt_pidfile; /* pid file of that mosquitto (SIGHUP on change) */
 };
 
 typedef struct apid apid_t;

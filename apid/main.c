@@ -29,12 +29,22 @@ static const struct cfg_opt s_opts[] = {
     {"alertd", CFG_STR, offsetof(struct apid_conf, alertd), "", 0, 0,
      CFG_IMMUTABLE, "alertd query endpoint template"},
     {"datadir", CFG_STR, offsetof(struct apid_conf, datadir), "./var/apid", 0,
-     0, CFG_IMMUTABLE, "apid's data directory (dashboards); \"\" keeps them in memory"},
+     0, CFG_IMMUTABLE, "apid's data directory (dashboards, devices.db); \"\" keeps them in memory"},
     {"ws-ping", CFG_DURATION, offsetof(struct apid_conf, ws_ping), "15s", 0.05,
      3600, 0, "WebSocket ping interval; a client silent for 3 is dropped"},
     {"ws-queue-max", CFG_INT, offsetof(struct apid_conf, ws_queue_max),
      "4194304", 4096, 1073741824, 0,
      "bytes queued to one WebSocket client before it is dropped as slow"},
+    {"keys", CFG_STR, offsetof(struct apid_conf, keys), "", 0, 0,
+     CFG_IMMUTABLE, "file of API keys \"name tenant role sha256:HEX\"; any key turns auth on"},
+    {"key-rate", CFG_DOUBLE, offsetof(struct apid_conf, key_rate), "50", 0.001,
+     1e6, CFG_IMMUTABLE, "requests per second allowed per API key"},
+    {"key-burst", CFG_INT, offsetof(struct apid_conf, key_burst), "100", 1,
+     1000000, CFG_IMMUTABLE, "requests an API key may send in a burst"},
+    {"mqtt-auth", CFG_STR, offsetof(struct apid_conf, mqtt_auth), "", 0, 0,
+     CFG_IMMUTABLE, "directory where apid writes mosquitto's passwd and acl; \"\" = no device credentials"},
+    {"mqtt-pidfile", CFG_STR, offsetof(struct apid_conf, mqtt_pidfile), "", 0,
+     0, CFG_IMMUTABLE, "pid file of the mosquitto that reads them (SIGHUP on change)"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 

@@ -104,7 +104,8 @@ class Platform:
     def args(self, name):
         a = [binary(name), "--rundir", self.run]
         if name == "apid":
-            a += ["--port", str(self.api_port)]
+            a += ["--port", str(self.api_port),
+                  "--datadir", os.path.join(self.dir, "apid")]
         if name == "ingestd":
             a += ["--port", str(self.ingest_port),
                   "--spool", os.path.join(self.dir, "spool"),

@@ -1,0 +1,364 @@
+/*
+ * api_auth: API keys, tenants, roles and per-key rate limits (see
+ * api_auth.h).
+ */
+#include "apid/api_auth.h"
+#include "apid/api_devices.h"
+#include "apid/dev_creds.h"
+#include "apid/dev_state.h"
+#include "apid/dev_store.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#define S_HASH_HEX (crypto_hash_sha256_BYTES * 2 + 1)
+#define S_KEY_BYTES 32 /* 256 random bits per key */
+#define S_KEY_PREFIX "sp_"
+
+static const char *const s_role_name[] = {NULL, "reader", "writer", "admin"};
+
+/* A token bucket per key. */
+struct s_bucket {
+    double tokens; /* requests available now */
+    int64_t at;    /* monotonic ns of the last refill */
+};
+
+struct api_auth {
+    apid_t *apid;              /* borrowed */
+    dev_store_t *store;        /* borrowed from the devices service */
+    json_t *file_keys;         /* hash -> {name, tenant, role} from --keys */
+    zhashx_t *buckets;         /* hash -> struct s_bucket */
+    bool on;                   /* any key exists */
+    char tenant[DEV_NAME_MAX + 1]; /* principal of the current request */
+    int role;                  /* its role */
+};
+
+static int
+s_role(const char *name)
+{
+    for (int r = API_AUTH_READER; r <= API_AUTH_ADMIN; r++)
+        if (name && !strcmp(name, s_role_name[r]))
+            return r;
+    return 0;
+}
+
+/* Hex SHA-256 of a key into out (S_HASH_HEX bytes). */
+static void
+s_key_hash(const char *key, size_t len, char out[S_HASH_HEX])
+{
+    unsigned char h[crypto_hash_sha256_BYTES];
+
+    crypto_hash_sha256(h, (const unsigned char *)key, len);
+    sodium_bin2hex(out, S_HASH_HEX, h, sizeof h);
+}
+
+/* Take one request from a bucket. Returns 0, or the seconds to wait. */
+static int
+s_bucket_take(struct s_bucket *b, int64_t now, double rate, double burst)
+{
+    b->tokens += (double)(now - b->at) / CLOCK_NS_PER_S * rate;
+    if (b->tokens > burst)
+        b->tokens = burst;
+    b->at = now;
+    if (b->tokens >= 1.0) {
+        b->tokens -= 1.0;
+        return 0;
+    }
+    return (int)ceil((1.0 - b->tokens) / rate);
+}
+
+/* Parse "name tenant role sha256:HEX" into a key record; NULL when bad
+ * (why set). Returns the hash in hash. */
+static json_t *
+s_parse_line(char *line, char hash[S_HASH_HEX], const char **why)
+{
+    char *f[5], *save = NULL;
+    int n = 0;
+
+    for (char *t = strtok_r(line, " \t\r\n", &save); t && n < 5;
+         t = strtok_r(NULL, " \t\r\n", &save))
+        f[n++] = t;
+    if (n != 4)
+        return *why = "want: name tenant role sha256:HEX", NULL;
+    if (!dev_state_name_ok(f[0]) || !dev_state_name_ok(f[1]))
+        return *why = "name and tenant must be [A-Za-z0-9_.-]", NULL;
+    if (s_role(f[2]) == 0)
+        return *why = "role must be reader, writer or admin", NULL;
+    if (strncmp(f[3], "sha256:", 7) || strlen(f[3] + 7) != S_HASH_HEX - 1 ||
+        strspn(f[3] + 7, "0123456789abcdef") != S_HASH_HEX - 1)
+        return *why = "hash must be sha256: and 64 lower-case hex digits", NULL;
+    memcpy(hash, f[3] + 7, S_HASH_HEX);
+    return json_pack("{s:s, s:s, s:s}", "name", f[0], "tenant", f[1], "role", f[2]);
+}
+
+static int
+s_load_file(struct api_auth *self, const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char line[512], hash[S_HASH_HEX];
+    int lineno = 0, errors = 0;
+
+    if (fp == NULL) {
+        log_warn("auth: cannot open keys file %s", path);
+        return -1;
+    }
+    while (fgets(line, sizeof line, fp)) {
+        const char *why;
+        json_t *k;
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == '\0' || line[strspn(line, " \t")] == '#')
+            continue;
+        if ((k = s_parse_line(line, hash, &why)) == NULL) {
+            log_warnx("auth: %s:%d: %s", path, lineno, why);
+            errors++;
+            continue;
+        }
+        json_object_set_new(self->file_keys, hash, k);
+    }
+    fclose(fp);
+    return errors ? -1 : 0;
+}
+
+static void
+s_bucket_free(void **p)
+{
+    free(*p);
+    *p = NULL;
+}
+
+void *
+api_auth_create(apid_t *apid)
+{
+    struct api_auth *self = xcalloc(1, sizeof *self);
+    const struct apid_conf *conf = apid_config(apid);
+
+    self->apid = apid;
+    self->store = api_devices_store(apid);
+    self->file_keys = json_object();
+    self->buckets = zhashx_new();
+    zhashx_set_destructor(self->buckets, s_bucket_free);
+    if (conf->keys && *conf->keys && s_load_file(self, conf->keys)) {
+        void *p = self;
+        api_auth_destroy(&p);
+        return NULL;
+    }
+    self->on = json_object_size(self->file_keys) > 0 ||
+               dev_store_key_count(self->store) > 0;
+    log_info("auth: %s (%zu keys from file)",
+             self->on ? "API keys required" : "off until a key exists",
+             json_object_size(self->file_keys));
+    snprintf(self->tenant, sizeof self->tenant, "%s", DEV_CREDS_TENANT_DEFAULT);
+    self->role = API_AUTH_ADMIN;
+    return self;
+}
+
+void
+api_auth_destroy(void **state_p)
+{
+    struct api_auth *self;
+
+    if (state_p == NULL || (self = *state_p) == NULL)
+        return;
+    json_decref(self->file_keys);
+    zhashx_destroy(&self->buckets);
+    free(self);
+    *state_p = NULL;
+}
+
+/* The key's record (caller owns) from the Authorization header, or NULL. */
+static json_t *
+s_find(struct api_auth *self, http_req_t *req, char hash[S_HASH_HEX])
+{
+    const char *h = http_req_header(req, "Authorization");
+    json_t *k;
+
+    if (h == NULL)
+        return NULL;
+    if (!strncasecmp(h, "Bearer ", 7))
+        h += 7;
+    else if (!strncasecmp(h, "Token ", 6))
+        h += 6;
+    else
+        return NULL;
+    h += strspn(h, " ");
+    s_key_hash(h, strlen(h), hash);
+    if ((k = json_object_get(self->file_keys, hash)))
+        return json_incref(k);
+    return dev_store_key_find(self->store, hash);
+}
+
+static int
+s_needed_role(http_req_t *req)
+{
+    const char *m = http_req_method(req);
+
+    if (!strncmp(http_req_path(req), "/api/keys", 9))
+        return API_AUTH_ADMIN;
+    if (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
+        return API_AUTH_READER;
+    return API_AUTH_WRITER;
+}
+
+int
+api_auth_check(apid_t *apid, http_req_t *req)
+{
+    struct api_auth *self = apid_service(apid, "auth");
+    const struct apid_conf *conf = apid_config(apid);
+    char hash[S_HASH_HEX], wait[16];
+    struct s_bucket *b;
+    json_t *k;
+    int retry;
+
+    snprintf(self->tenant, sizeof self->tenant, "%s", DEV_CREDS_TENANT_DEFAULT);
+    self->role = API_AUTH_ADMIN;
+    if (!self->on)
+        return 0;
+    self->role = 0;
+    if ((k = s_find(self, req, hash)) == NULL) {
+        http_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"sensorpipe\"");
+        http_req_reply_error(req, 401, "unauthorized",
+                             "a valid API key is required (Authorization: Bearer <key>)",
+                             "Authorization");
+        return 1;
+    }
+    if ((b = zhashx_lookup(self->buckets, hash)) == NULL) {
+        b = xcalloc(1, sizeof *b);
+        b->tokens = (double)conf->key_burst;
+        b->at = clock_mono_ns();
+        zhashx_insert(self->buckets, hash, b);
+    }
+    if ((retry = s_bucket_take(b, clock_mono_ns(), conf->key_rate,
+                               (double)conf->key_burst))) {
+        json_decref(k);
+        snprintf(wait, sizeof wait, "%d", retry);
+        http_req_add_header(req, "Retry-After", wait);
+        http_req_reply_error(req, 429, "rate_limited",
+                             "too many requests for this API key", "Authorization");
+        return 1;
+    }
+    if (s_role(json_string_value(json_object_get(k, "role"))) < s_needed_role(req)) {
+        json_decref(k);
+        http_req_reply_error(req, 403, "forbidden",
+                             "this API key's role may not do that", "Authorization");
+        return 1;
+    }
+    snprintf(self->tenant, sizeof self->tenant, "%s",
+             json_string_value(json_object_get(k, "tenant")));
+    self->role = s_role(json_string_value(json_object_get(k, "role")));
+    json_decref(k);
+    return 0;
+}
+
+const char *
+api_auth_tenant(apid_t *apid)
+{
+    struct api_auth *self = apid_service(apid, "auth");
+    return self->tenant;
+}
+
+int
+api_auth_role(apid_t *apid)
+{
+    struct api_auth *self = apid_service(apid, "auth");
+    return self->role;
+}
+
+/* POST /api/keys {"name", "role"}: a new key in the caller's tenant. */
+static void
+s_key_create(struct api_auth *self, http_req_t *req)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    json_t *in = json_loadb(body, len, 0, NULL), *out;
+    const char *name = json_string_value(json_object_get(in, "name"));
+    const char *role = json_string_value(json_object_get(in, "role"));
+    unsigned char raw[S_KEY_BYTES];
+    char key[sizeof S_KEY_PREFIX + 64], hash[S_HASH_HEX];
+
+    if (!dev_state_name_ok(name) || s_role(role) == 0) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "bad_request",
+                             "want {\"name\": [A-Za-z0-9_.-]+, \"role\": reader|writer|admin}",
+                             "body");
+        return;
+    }
+    randombytes_buf(raw, sizeof raw);
+    memcpy(key, S_KEY_PREFIX, sizeof S_KEY_PREFIX - 1);
+    sodium_bin2base64(key + sizeof S_KEY_PREFIX - 1, sizeof key - (sizeof S_KEY_PREFIX - 1),
+                      raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof raw);
+    s_key_hash(key, strlen(key), hash);
+    if (dev_store_key_add(self->store, hash, name, self->tenant, role)) {
+        sodium_memzero(key, sizeof key);
+        json_decref(in);
+        http_req_reply_error(req, 500, "internal", "cannot store the key", "keys");
+        return;
+    }
+    if (!self->on)
+        log_info("auth: first API key created; keys are now required");
+    self->on = true;
+    log_info("auth: key \"%s\" (%s, %s) created", name, self->tenant, role);
+    out = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", name, "tenant",
+                    self->tenant, "role", role, "key", key, "note",
+                    "the key is shown once; only its hash is kept");
+    sodium_memzero(key, sizeof key);
+    json_decref(in);
+    http_req_reply_json(req, 201, out);
+}
+
+int
+api_auth_route(apid_t *apid, http_req_t *req)
+{
+    struct api_auth *self = apid_service(apid, "auth");
+
+    if (strcmp(http_req_path(req), "/api/keys"))
+        return 0;
+    if (apid_method(req, "POST"))
+        s_key_create(self, req);
+    return 1;
+}
+
+void
+api_auth_test(bool verbose)
+{
+    char line[200], hash[S_HASH_HEX], want[S_HASH_HEX];
+    const char *why;
+    json_t *k;
+    struct s_bucket b = {2.0, 0};
+
+    assert(sodium_init() >= 0);
+    /* sha256("abc") */
+    s_key_hash("abc", 3, hash);
+    TEST_STREQ(hash, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    snprintf(line, sizeof line, "ops acme admin sha256:%s\n", hash);
+    memcpy(want, hash, sizeof want);
+    k = s_parse_line(line, hash, &why);
+    assert(k && !strcmp(hash, want));
+    TEST_STREQ(json_string_value(json_object_get(k, "role")), "admin");
+    json_decref(k);
+    snprintf(line, sizeof line, "ops acme root sha256:%s", want);
+    assert(s_parse_line(line, hash, &why) == NULL);
+    snprintf(line, sizeof line, "ops acme reader sha256:ABC");
+    assert(s_parse_line(line, hash, &why) == NULL);
+    snprintf(line, sizeof line, "ops a/b reader sha256:%s", want);
+    assert(s_parse_line(line, hash, &why) == NULL);
+
+    /* Two at once, then one per 1/rate seconds. */
+    assert(s_bucket_take(&b, 0, 1.0, 2.0) == 0);
+    assert(s_bucket_take(&b, 0, 1.0, 2.0) == 0);
+    assert(s_bucket_take(&b, 0, 1.0, 2.0) == 1);
+    assert(s_bucket_take(&b, CLOCK_NS_PER_S / 2, 1.0, 2.0) == 1);
+    assert(s_bucket_take(&b, CLOCK_NS_PER_S, 1.0, 2.0) == 0);
+    assert(s_bucket_take(&b, 100 * CLOCK_NS_PER_S, 0.1, 2.0) == 0);
+    assert(s_bucket_take(&b, 100 * CLOCK_NS_PER_S, 0.1, 2.0) == 0);
+    assert(s_bucket_take(&b, 100 * CLOCK_NS_PER_S, 0.1, 2.0) == 10);
+    assert(s_role("writer") == API_AUTH_WRITER && s_role("x") == 0);
+    (void)verbose;
+    TEST_OK("api_auth");
+}

@@ -1,0 +1,48 @@
+/*
+ * api_auth: API keys with a tenant and a role, checked on every request
+ * but /health, with a rate limit per key.
+ *
+ * Keys come from the --keys file (lines "name tenant role sha256:HEX",
+ * the key itself never on disk) and from POST /api/keys (admin; the key
+ * is shown once, stored as its SHA-256: keys are 256 random bits, so a
+ * fast hash is enough and lets a request find its key by index). While no
+ * key exists at all, auth is off and every request acts as the admin of
+ * tenant "default" (make run on loopback); the first key turns it on.
+ *
+ * Roles: reader may GET, writer may also change, admin may also manage
+ * keys. A request is accepted with "Authorization: Bearer <key>" (or
+ * "Token <key>", what InfluxDB clients send). Missing or unknown keys get
+ * 401, a role too weak 403, a key over its rate 429 with Retry-After.
+ * Keys are never logged; they are wiped from memory after hashing.
+ */
+#ifndef SP_API_AUTH_H
+#define SP_API_AUTH_H
+
+#include "apid/apid.h"
+
+enum api_auth_role {
+    API_AUTH_READER = 1,
+    API_AUTH_WRITER = 2,
+    API_AUTH_ADMIN = 3
+};
+
+/* Service state (s_services[] in apid.c); needs the "devices" service. */
+void *api_auth_create(apid_t *apid);
+void api_auth_destroy(void **state_p);
+
+/* The hook in apid's dispatch: check the request's key. Returns 1 when it
+ * replied (401, 403, 429), 0 to go on, with the principal set. */
+int api_auth_check(apid_t *apid, http_req_t *req);
+/* Tenant of the request being dispatched (valid until the handler
+ * returns; copy it to keep it). "default" while auth is off. */
+const char *api_auth_tenant(apid_t *apid);
+/* Role of the request being dispatched. */
+int api_auth_role(apid_t *apid);
+/* Routes /api/keys (POST creates a key in the caller's tenant). Returns 1
+ * when it handled the request. */
+int api_auth_route(apid_t *apid, http_req_t *req);
+
+/* Selftest. */
+void api_auth_test(bool verbose);
+
+#endif

@@ -1,0 +1,612 @@
+/*
+ * api_devices: device fleet routes over the registry (see api_devices.h).
+ */
+#include "apid/api_devices.h"
+#include "apid/api_auth.h"
+#include "apid/dev_creds.h"
+#include "apid/dev_state.h"
+#include "common/clock.h"
+#include "common/daemon.h"
+#include "common/log.h"
+#include "common/strutil.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#define S_PREFIX "/api/devices"
+#define S_LIST_DEFAULT 100
+#define S_LIST_MAX 1000
+#define S_EVENTS_DEFAULT 1000
+#define S_EVENTS_MAX 10000
+#define S_PARTS 3
+
+struct api_devices {
+    apid_t *apid;        /* borrowed */
+    dev_store_t *store;  /* the registry */
+    const char *mqtt_dir;  /* where mosquitto's passwd and acl go, or NULL */
+    const char *pidfile;   /* the broker's pid file ("" = no reload) */
+};
+
+void *
+api_devices_create(apid_t *apid)
+{
+    const struct apid_conf *conf = apid_config(apid);
+    struct api_devices *self;
+    char *path;
+
+    if (sodium_init() < 0) {
+        log_warnx("devices: libsodium cannot initialise");
+        return NULL;
+    }
+    if (conf->datadir && *conf->datadir) {
+        if (daemon_mkdirs(conf->datadir)) {
+            log_warn("devices: cannot create %s", conf->datadir);
+            return NULL;
+        }
+        path = xasprintf("%s/devices.db", conf->datadir);
+    } else {
+        path = xstrdup(":memory:");
+    }
+    self = xcalloc(1, sizeof *self);
+    self->apid = apid;
+    self->store = dev_store_new(path);
+    free(path);
+    if (self->store == NULL)
+        goto fail;
+    if (conf->mqtt_auth && *conf->mqtt_auth) {
+        self->mqtt_dir = conf->mqtt_auth;
+        self->pidfile = conf->mqtt_pidfile ? conf->mqtt_pidfile : "";
+        if (daemon_mkdirs(self->mqtt_dir) ||
+            dev_creds_write(self->store, self->mqtt_dir))
+            goto fail;
+        dev_creds_reload(self->pidfile);
+        log_info("devices: MQTT credentials in %s", self->mqtt_dir);
+    }
+    return self;
+fail:
+    dev_store_destroy(&self->store);
+    free(self);
+    return NULL;
+}
+
+void
+api_devices_destroy(void **state_p)
+{
+    struct api_devices *self;
+
+    if (state_p == NULL || (self = *state_p) == NULL)
+        return;
+    dev_store_destroy(&self->store);
+    free(self);
+    *state_p = NULL;
+}
+
+dev_store_t *
+api_devices_store(apid_t *apid)
+{
+    struct api_devices *self = apid_service(apid, "devices");
+    return self ? self->store : NULL;
+}
+
+/* --- helpers --------------------------------------------------------------- */
+
+/* The body as a JSON object, or NULL after replying 400. Caller owns. */
+static json_t *
+s_body(http_req_t *req)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    json_error_t jerr;
+    json_t *in = json_loadb(body, len, 0, &jerr);
+    char msg[200];
+
+    if (in && json_is_object(in))
+        return in;
+    snprintf(msg, sizeof msg, "malformed JSON: %.150s",
+             in ? "must be an object" : jerr.text);
+    json_decref(in);
+    http_req_reply_error(req, 400, "invalid_body", msg, "body");
+    return NULL;
+}
+
+static void
+s_not_found(http_req_t *req, const char *id)
+{
+    http_req_reply_error(req, 404, "not_found", "no such device", id);
+}
+
+/* Append events and reply with the new state (status ok), or the error.
+ * Steals events. Returns the new state (caller owns) or NULL. */
+static json_t *
+s_append(struct api_devices *self, http_req_t *req, const char *id,
+         json_t *events)
+{
+    const char *why = NULL;
+    json_t *state = NULL;
+    enum dev_store_err rc = dev_store_append(self->store, api_auth_tenant(self->apid),
+                                             id, events, clock_now_ns(), &state, &why);
+
+    json_decref(events);
+    switch (rc) {
+    case DEV_STORE_OK:
+        return state;
+    case DEV_STORE_ENOTFOUND:
+        s_not_found(req, id);
+        break;
+    case DEV_STORE_EEXISTS:
+        http_req_reply_error(req, 409, "conflict", "device already registered", id);
+        break;
+    case DEV_STORE_EINVALID:
+        http_req_reply_error(req, 400, "bad_request", why ? why : "invalid", id);
+        break;
+    case DEV_STORE_EDB:
+        http_req_reply_error(req, 500, "internal", "registry write failed", id);
+        break;
+    }
+    return NULL;
+}
+
+static json_t *
+s_event(const char *kind, json_t *data)
+{
+    return json_pack("{s:s, s:o}", "type", kind, "data", data ? data : json_object());
+}
+
+/* Rewrite the broker's files and make it reload. 0 or -1 (logged). */
+static int
+s_broker_sync(struct api_devices *self)
+{
+    if (dev_creds_write(self->store, self->mqtt_dir))
+        return -1;
+    return dev_creds_reload(self->pidfile);
+}
+
+/* Issue a new MQTT password for a device into out["credentials"]. The
+ * password exists only in this reply and is wiped after it is printed. */
+static int
+s_issue(struct api_devices *self, const char *id, json_t *out)
+{
+    const char *tenant = api_auth_tenant(self->apid);
+    char user[2 * DEV_NAME_MAX + 2], prefix[256], *pw, *hash, *topic;
+
+    if (self->mqtt_dir == NULL)
+        return 0;
+    dev_creds_user(tenant, id, user, sizeof user);
+    dev_creds_prefix(tenant, id, prefix, sizeof prefix);
+    pw = dev_creds_password();
+    hash = dev_creds_hash(pw);
+    if (dev_store_set_cred(self->store, tenant, id, user, hash) ||
+        s_broker_sync(self)) {
+        dev_creds_free(&pw);
+        free(hash);
+        return -1;
+    }
+    topic = xasprintf("%s/telemetry", prefix);
+    json_object_set_new(out, "credentials", json_pack(
+        "{s:s, s:s, s:s, s:s, s:s}", "username", user, "password", pw,
+        "telemetryTopic", topic, "topicPrefix", prefix, "note",
+        "the password is shown once; only its hash is kept"));
+    free(topic);
+    dev_creds_free(&pw);
+    free(hash);
+    return 0;
+}
+
+/* --- routes ---------------------------------------------------------------- */
+
+static void
+s_register(struct api_devices *self, http_req_t *req)
+{
+    static const char *fields[] = {"deviceId", "type", "metadata", "tags",
+                                   "groups", "sensors"};
+    json_t *in = s_body(req), *data, *state;
+    const char *id;
+
+    if (in == NULL)
+        return;
+    id = json_string_value(json_object_get(in, "deviceId"));
+    if (!dev_state_name_ok(id) || !strcmp(id, "register") || !strcmp(id, "batch")) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "bad_request",
+                             "deviceId must be 1..64 characters of [A-Za-z0-9_.-]",
+                             "deviceId");
+        return;
+    }
+    data = json_object();
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (json_object_get(in, fields[i]))
+            json_object_set(data, fields[i], json_object_get(in, fields[i]));
+    state = s_append(self, req, id, json_pack("[o]", s_event(DEV_EV_PROVISIONED, data)));
+    if (state == NULL) {
+        json_decref(in);
+        return;
+    }
+    log_info("devices: %s/%s provisioned", api_auth_tenant(self->apid), id);
+    if (s_issue(self, id, state)) {
+        json_decref(state);
+        json_decref(in);
+        http_req_reply_error(req, 500, "internal",
+                             "device registered, but its credentials could not be written; "
+                             "POST /api/devices/{id}/credentials to retry", id);
+        return;
+    }
+    json_decref(in);
+    http_req_reply_json(req, 201, state);
+}
+
+struct s_listctx {
+    json_t *meta;    /* metadata.K=V filters */
+    const char *bad; /* a malformed one */
+};
+
+static void
+s_list_arg(void *arg, const char *k, const char *v)
+{
+    struct s_listctx *c = arg;
+    if (strncmp(k, "metadata.", 9))
+        return;
+    if (k[9] == '\0' || strspn(k + 9, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789_-") != strlen(k + 9))
+        c->bad = k;
+    else
+        json_object_set_new(c->meta, k + 9, json_string(v));
+}
+
+/* A query argument as an integer in [min, max] (def when absent); -1 and
+ * a 400 when malformed. */
+static int
+s_int_arg(http_req_t *req, const char *name, long long def, long long min,
+          long long max, long long *out)
+{
+    const char *v = http_req_arg(req, name);
+    char msg[80];
+
+    *out = def;
+    if (v == NULL || !strutil_toll(v, min, max, out))
+        return 0;
+    snprintf(msg, sizeof msg, "%s must be an integer in [%lld, %lld]", name, min, max);
+    http_req_reply_error(req, 400, "bad_request", msg, name);
+    return -1;
+}
+
+static void
+s_list(struct api_devices *self, http_req_t *req)
+{
+    struct s_listctx c = {json_object(), NULL};
+    struct dev_filter f = {
+        .type = http_req_arg(req, "type"),
+        .status = http_req_arg(req, "status"),
+        .tag = http_req_arg(req, "tag"),
+        .group = http_req_arg(req, "group"),
+        .online = http_req_arg(req, "online"),
+    };
+    long long limit, offset;
+    int64_t total = 0;
+    json_t *list;
+
+    http_req_args(req, s_list_arg, &c);
+    if (c.bad) {
+        json_decref(c.meta);
+        http_req_reply_error(req, 400, "bad_request",
+                             "metadata filters are metadata.KEY=VALUE", c.bad);
+        return;
+    }
+    if (f.online && strcmp(f.online, "true") && strcmp(f.online, "false")) {
+        json_decref(c.meta);
+        http_req_reply_error(req, 400, "bad_request", "online is true or false", "online");
+        return;
+    }
+    if (s_int_arg(req, "limit", S_LIST_DEFAULT, 1, S_LIST_MAX, &limit) ||
+        s_int_arg(req, "offset", 0, 0, INT32_MAX, &offset)) {
+        json_decref(c.meta);
+        return;
+    }
+    f.metadata = c.meta;
+    list = dev_store_list(self->store, api_auth_tenant(self->apid), &f, limit,
+                          offset, &total);
+    json_decref(c.meta);
+    if (list == NULL) {
+        http_req_reply_error(req, 500, "internal", "registry read failed", "devices");
+        return;
+    }
+    http_req_reply_json(req, 200, json_pack("{s:o, s:I, s:I, s:I}", "devices", list,
+                                            "total", (json_int_t)total, "limit",
+                                            (json_int_t)limit, "offset",
+                                            (json_int_t)offset));
+}
+
+static void
+s_get(struct api_devices *self, http_req_t *req, const char *id)
+{
+    const char *replay = http_req_arg(req, "replay");
+    const char *tenant = api_auth_tenant(self->apid);
+    json_t *st = replay && strcmp(replay, "0") && strcmp(replay, "false")
+                     ? dev_store_replay(self->store, tenant, id)
+                     : dev_store_get(self->store, tenant, id);
+
+    if (st == NULL)
+        s_not_found(req, id);
+    else
+        http_req_reply_json(req, 200, st);
+}
+
+/* The events a PATCH body stands for, or NULL after replying 400. */
+static json_t *
+s_patch_events(http_req_t *req, json_t *in, json_t *cur)
+{
+    json_t *evs = json_array(), *upd = json_object(), *v;
+    const char *k;
+
+    json_object_foreach(in, k, v) {
+        if (!strcmp(k, "type") || !strcmp(k, "tags") || !strcmp(k, "groups")) {
+            json_object_set(upd, k, v);
+        } else if (!strcmp(k, "metadata") && json_is_object(v)) {
+            json_t *loc = json_object_get(v, "location"), *rest = json_deep_copy(v);
+            const char *now = json_string_value(
+                json_object_get(json_object_get(cur, "metadata"), "location"));
+            if (json_is_string(loc)) {
+                json_object_del(rest, "location");
+                if (now == NULL || strcmp(now, json_string_value(loc)))
+                    json_array_append_new(evs, s_event(DEV_EV_LOCATION, json_pack(
+                                                           "{s:O}", "location", loc)));
+            }
+            if (json_object_size(rest))
+                json_object_set(upd, "metadata", rest);
+            json_decref(rest);
+        } else if (!strcmp(k, "firmware") && (json_is_string(v) || json_is_object(v))) {
+            json_array_append_new(evs, s_event(DEV_EV_FIRMWARE, json_is_string(v)
+                ? json_pack("{s:O}", "version", v) : json_deep_copy(v)));
+        } else if (!strcmp(k, "status") && json_is_string(v) &&
+                   !strcmp(json_string_value(v), "active")) {
+            if (strcmp(json_string_value(json_object_get(cur, "status")), "active"))
+                json_array_insert_new(evs, 0, s_event(DEV_EV_ACTIVATED, NULL));
+        } else {
+            json_decref(evs);
+            json_decref(upd);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "PATCH takes type, metadata (object), tags, groups, "
+                                 "firmware and status \"active\"", k);
+            return NULL;
+        }
+    }
+    if (json_object_size(upd))
+        json_array_append_new(evs, s_event(DEV_EV_UPDATED, upd));
+    else
+        json_decref(upd);
+    return evs;
+}
+
+static void
+s_patch(struct api_devices *self, http_req_t *req, const char *id)
+{
+    json_t *in = s_body(req), *cur, *evs, *st;
+
+    if (in == NULL)
+        return;
+    if ((cur = dev_store_get(self->store, api_auth_tenant(self->apid), id)) == NULL) {
+        json_decref(in);
+        s_not_found(req, id);
+        return;
+    }
+    evs = s_patch_events(req, in, cur);
+    json_decref(in);
+    json_decref(cur);
+    if (evs == NULL)
+        return;
+    if ((st = s_append(self, req, id, evs)))
+        http_req_reply_json(req, 200, st);
+}
+
+static void
+s_decommission(struct api_devices *self, http_req_t *req, const char *id)
+{
+    const char *tenant = api_auth_tenant(self->apid);
+    json_t *st = s_append(self, req, id,
+                          json_pack("[o]", s_event(DEV_EV_DECOMMISSIONED, NULL)));
+
+    if (st == NULL)
+        return;
+    log_info("devices: %s/%s decommissioned", tenant, id);
+    if (self->mqtt_dir && (dev_store_set_cred(self->store, tenant, id, NULL, NULL) ||
+                           s_broker_sync(self))) {
+        json_decref(st);
+        http_req_reply_error(req, 500, "internal",
+                             "decommissioned, but the broker's files could not be rewritten",
+                             id);
+        return;
+    }
+    http_req_reply_json(req, 200, st);
+}
+
+static void
+s_events(struct api_devices *self, http_req_t *req, const char *id)
+{
+    long long after, limit;
+    json_t *in, *evs, *st;
+    const char *kind, *status;
+
+    if (!strcmp(http_req_method(req), "GET")) {
+        if (s_int_arg(req, "after", 0, 0, INT64_MAX, &after) ||
+            s_int_arg(req, "limit", S_EVENTS_DEFAULT, 1, S_EVENTS_MAX, &limit))
+            return;
+        evs = dev_store_events(self->store, api_auth_tenant(self->apid), id, after, limit);
+        if (evs == NULL)
+            s_not_found(req, id);
+        else
+            http_req_reply_json(req, 200, json_pack("{s:s, s:o}", "deviceId", id,
+                                                    "events", evs));
+        return;
+    }
+    if (!apid_method(req, "POST") || (in = s_body(req)) == NULL)
+        return;
+    kind = json_string_value(json_object_get(in, "type"));
+    if (kind == NULL || (strcmp(kind, DEV_EV_HEARTBEAT) && strcmp(kind, DEV_EV_ONLINE) &&
+                         strcmp(kind, DEV_EV_OFFLINE))) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "bad_request",
+                             "type is heartbeat, online or offline", "type");
+        return;
+    }
+    if ((st = dev_store_get(self->store, api_auth_tenant(self->apid), id)) == NULL) {
+        json_decref(in);
+        s_not_found(req, id);
+        return;
+    }
+    evs = json_array();
+    status = json_string_value(json_object_get(st, "status"));
+    /* A device first heard from is active from then on. */
+    if (!strcmp(status, DEV_EV_PROVISIONED) && strcmp(kind, DEV_EV_OFFLINE))
+        json_array_append_new(evs, s_event(DEV_EV_ACTIVATED, NULL));
+    json_array_append_new(evs, s_event(kind, NULL));
+    json_decref(st);
+    json_decref(in);
+    if ((st = s_append(self, req, id, evs)))
+        http_req_reply_json(req, 200, st);
+}
+
+static void
+s_sensors(struct api_devices *self, http_req_t *req, const char *id, const char *name)
+{
+    json_t *in, *st;
+
+    if (name) {
+        if (apid_method(req, "DELETE") &&
+            (st = s_append(self, req, id, json_pack("[o]", s_event(
+                DEV_EV_SENSOR_REMOVED, json_pack("{s:s}", "name", name))))))
+            http_req_reply_json(req, 200, st);
+        return;
+    }
+    if (!apid_method(req, "POST") || (in = s_body(req)) == NULL)
+        return;
+    if ((st = s_append(self, req, id, json_pack("[o]", s_event(
+             DEV_EV_SENSOR_ADDED, json_pack("{s:o}", "sensor", in))))))
+        http_req_reply_json(req, 200, st);
+}
+
+static void
+s_credentials(struct api_devices *self, http_req_t *req, const char *id)
+{
+    json_t *st, *out;
+
+    if (!apid_method(req, "POST"))
+        return;
+    st = dev_store_get(self->store, api_auth_tenant(self->apid), id);
+    if (st == NULL) {
+        s_not_found(req, id);
+        return;
+    }
+    if (!strcmp(json_string_value(json_object_get(st, "status")), DEV_EV_DECOMMISSIONED)) {
+        json_decref(st);
+        http_req_reply_error(req, 409, "conflict", "device is decommissioned", id);
+        return;
+    }
+    json_decref(st);
+    if (self->mqtt_dir == NULL) {
+        http_req_reply_error(req, 501, "not_configured",
+                             "apid runs without --mqtt-auth", "credentials");
+        return;
+    }
+    out = json_pack("{s:s}", "deviceId", id);
+    if (s_issue(self, id, out)) {
+        json_decref(out);
+        http_req_reply_error(req, 500, "internal", "credentials could not be written", id);
+        return;
+    }
+    log_info("devices: %s/%s credentials issued", api_auth_tenant(self->apid), id);
+    http_req_reply_json(req, 201, out);
+}
+
+/* Split "/a/b/c" into up to S_PARTS URL-decoded parts. Returns the count,
+ * or -1 when malformed. parts[i] point into buf. */
+static int
+s_split(const char *rest, char *buf, size_t len, char *parts[S_PARTS])
+{
+    int n = 0;
+    char *save = NULL;
+
+    if (*rest != '/' || strlen(rest) >= len)
+        return -1;
+    snprintf(buf, len, "%s", rest + 1);
+    if (buf[0] == '\0' || buf[strlen(buf) - 1] == '/' || strstr(buf, "//"))
+        return -1;
+    for (char *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (n == S_PARTS || strutil_urldecode(t, false))
+            return -1;
+        parts[n++] = t;
+    }
+    return n;
+}
+
+int
+api_devices_route(apid_t *apid, http_req_t *req)
+{
+    struct api_devices *self = apid_service(apid, "devices");
+    const char *path = http_req_path(req), *m = http_req_method(req);
+    char buf[512], *p[S_PARTS] = {NULL, NULL, NULL};
+    int n;
+
+    if (!strcmp(path, "/api/keys"))
+        return api_auth_route(apid, req);
+    if (strncmp(path, S_PREFIX, strlen(S_PREFIX)))
+        return 0;
+    path += strlen(S_PREFIX);
+    if (*path == '\0') {
+        if (apid_method(req, "GET"))
+            s_list(self, req);
+        return 1;
+    }
+    if (!strcmp(path, "/batch"))
+        return 0; /* firmware jobs: not yet */
+    if (!strcmp(path, "/register")) {
+        if (apid_method(req, "POST"))
+            s_register(self, req);
+        return 1;
+    }
+    if ((n = s_split(path, buf, sizeof buf, p)) < 1 || !dev_state_name_ok(p[0])) {
+        http_req_reply_error(req, 404, "not_found", "no such device", path);
+        return 1;
+    }
+    if (n == 1) {
+        if (!strcmp(m, "GET"))
+            s_get(self, req, p[0]);
+        else if (!strcmp(m, "PATCH"))
+            s_patch(self, req, p[0]);
+        else if (!strcmp(m, "DELETE"))
+            s_decommission(self, req, p[0]);
+        else {
+            http_req_add_header(req, "Allow", "GET, PATCH, DELETE");
+            http_req_reply_error(req, 405, "method_not_allowed",
+                                 "use GET, PATCH or DELETE", path);
+        }
+    } else if (n == 2 && !strcmp(p[1], "events")) {
+        s_events(self, req, p[0]);
+    } else if (!strcmp(p[1], "sensors")) {
+        s_sensors(self, req, p[0], p[2]);
+    } else if (n == 2 && !strcmp(p[1], "credentials")) {
+        s_credentials(self, req, p[0]);
+    } else {
+        http_req_reply_error(req, 404, "not_found", "no such route", http_req_path(req));
+    }
+    return 1;
+}
+
+void
+api_devices_test(bool verbose)
+{
+    char buf[64], *p[S_PARTS];
+
+    assert(s_split("/s1", buf, sizeof buf, p) == 1);
+    TEST_STREQ(p[0], "s1");
+    assert(s_split("/s%2D1/sensors/t1", buf, sizeof buf, p) == 3);
+    TEST_STREQ(p[0], "s-1");
+    TEST_STREQ(p[2], "t1");
+    assert(s_split("/a/b/c/d", buf, sizeof buf, p) == -1);
+    assert(s_split("/a//b", buf, sizeof buf, p) == -1);
+    assert(s_split("/a/", buf, sizeof buf, p) == -1);
+    assert(s_split("/", buf, sizeof buf, p) == -1);
+    assert(s_split("/%zz", buf, sizeof buf, p) == -1);
+    (void)verbose;
+    TEST_OK("api_devices");
+}

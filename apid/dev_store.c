@@ -1,0 +1,606 @@
+/*
+ * dev_store: registry, event log and API keys in SQLite (see dev_store.h).
+ */
+#include "apid/dev_store.h"
+#include "apid/dev_state.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Schema versions, applied in order; user_version says how many ran.
+ * Never edit a landed entry: append a new one. */
+static const char *const s_migrations[] = {
+    /* 1: devices with their folded state, the append-only event log,
+     * API keys by hash. */
+    "CREATE TABLE devices ("
+    "  tenant TEXT NOT NULL, id TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"           /* JSON: dev_state fold of events */
+    "  seq INTEGER NOT NULL,"          /* last event applied */
+    "  mqtt_user TEXT UNIQUE, mqtt_hash TEXT,"
+    "  PRIMARY KEY (tenant, id)) WITHOUT ROWID;"
+    "CREATE TABLE events ("
+    "  tenant TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    "  ts INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL,"
+    "  PRIMARY KEY (tenant, id, seq)) WITHOUT ROWID;"
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events"
+    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
+    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+    "CREATE TABLE api_keys ("
+    "  hash TEXT PRIMARY KEY, name TEXT NOT NULL, tenant TEXT NOT NULL,"
+    "  role TEXT NOT NULL, created INTEGER NOT NULL);",
+};
+#define S_NMIGRATIONS ((int)(sizeof s_migrations / sizeof s_migrations[0]))
+
+/* One WHERE clause for the list, count and page alike. ?1 tenant, ?2
+ * type, ?3 status, ?4 tag, ?5 group, ?6 online, ?7 metadata object. */
+#define S_LIST_WHERE \
+    " FROM devices WHERE tenant = ?1" \
+    " AND (?2 IS NULL OR json_extract(state, '$.type') = ?2)" \
+    " AND (CASE WHEN ?3 IS NULL" \
+    "      THEN json_extract(state, '$.status') <> 'decommissioned'" \
+    "      ELSE json_extract(state, '$.status') = ?3 END)" \
+    " AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(state, '$.tags')" \
+    "      WHERE value = ?4))" \
+    " AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(state, '$.groups')" \
+    "      WHERE value = ?5))" \
+    " AND (?6 IS NULL OR json_extract(state, '$.online') = ?6)" \
+    " AND NOT EXISTS (SELECT 1 FROM json_each(?7) f WHERE" \
+    "      json_extract(devices.state, '$.metadata.\"' || f.key || '\"')" \
+    "      IS NOT f.value)"
+
+enum s_stmt {
+    ST_GET,
+    ST_INSERT_EVENT,
+    ST_UPSERT,
+    ST_EVENTS,
+    ST_SET_CRED,
+    ST_CREDS,
+    ST_KEY_ADD,
+    ST_KEY_FIND,
+    ST_KEY_COUNT,
+    ST_LIST_COUNT,
+    ST_LIST_PAGE,
+    ST_MAX
+};
+
+static const char *const s_sql[ST_MAX] = {
+    [ST_GET] = "SELECT state, seq FROM devices WHERE tenant = ? AND id = ?",
+    [ST_INSERT_EVENT] = "INSERT INTO events (tenant, id, seq, ts, type, data)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+    [ST_UPSERT] = "INSERT INTO devices (tenant, id, state, seq) VALUES (?, ?, ?, ?)"
+                  " ON CONFLICT (tenant, id) DO UPDATE"
+                  " SET state = excluded.state, seq = excluded.seq",
+    [ST_EVENTS] = "SELECT seq, ts, type, data FROM events"
+                  " WHERE tenant = ? AND id = ? AND seq > ? ORDER BY seq LIMIT ?",
+    [ST_SET_CRED] = "UPDATE devices SET mqtt_user = ?, mqtt_hash = ?"
+                    " WHERE tenant = ? AND id = ?",
+    [ST_CREDS] = "SELECT mqtt_user, mqtt_hash, tenant, id FROM devices"
+                 " WHERE mqtt_hash IS NOT NULL ORDER BY mqtt_user",
+    [ST_KEY_ADD] = "INSERT INTO api_keys (hash, name, tenant, role, created)"
+                   " VALUES (?, ?, ?, ?, ?)",
+    [ST_KEY_FIND] = "SELECT name, tenant, role FROM api_keys WHERE hash = ?",
+    [ST_KEY_COUNT] = "SELECT count(*) FROM api_keys",
+    [ST_LIST_COUNT] = "SELECT count(*)" S_LIST_WHERE,
+    [ST_LIST_PAGE] = "SELECT state" S_LIST_WHERE " ORDER BY id LIMIT ?8 OFFSET ?9",
+};
+
+struct dev_store {
+    sqlite3 *db;                 /* the open file */
+    sqlite3_stmt *st[ST_MAX];    /* prepared once, reset after each use */
+};
+
+static int
+s_exec(dev_store_t *self, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(self->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        log_warnx("dev_store: %s: %s", sql, err ? err : "?");
+        sqlite3_free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_migrate(dev_store_t *self)
+{
+    sqlite3_stmt *st;
+    int version = 0;
+
+    if (sqlite3_prepare_v2(self->db, "PRAGMA user_version", -1, &st, NULL))
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version > S_NMIGRATIONS) {
+        log_warnx("dev_store: schema version %d is newer than this apid (%d)",
+                  version, S_NMIGRATIONS);
+        return -1;
+    }
+    for (; version < S_NMIGRATIONS; version++) {
+        char pragma[40];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
+        if (s_exec(self, "BEGIN") || s_exec(self, s_migrations[version]) ||
+            s_exec(self, pragma) || s_exec(self, "COMMIT")) {
+            s_exec(self, "ROLLBACK");
+            return -1;
+        }
+        log_info("dev_store: schema version %d", version + 1);
+    }
+    return 0;
+}
+
+dev_store_t *
+dev_store_new(const char *path)
+{
+    dev_store_t *self = xcalloc(1, sizeof *self);
+
+    if (sqlite3_open_v2(path, &self->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)) {
+        log_warnx("dev_store: cannot open %s: %s", path,
+                  self->db ? sqlite3_errmsg(self->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(self->db, 1000);
+    if (s_exec(self, "PRAGMA journal_mode = WAL") ||
+        s_exec(self, "PRAGMA synchronous = NORMAL") ||
+        s_exec(self, "PRAGMA foreign_keys = ON") || s_migrate(self))
+        goto fail;
+    for (int i = 0; i < ST_MAX; i++)
+        if (sqlite3_prepare_v3(self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &self->st[i], NULL)) {
+            log_warnx("dev_store: %s: %s", s_sql[i], sqlite3_errmsg(self->db));
+            goto fail;
+        }
+    return self;
+fail:
+    dev_store_destroy(&self);
+    return NULL;
+}
+
+void
+dev_store_destroy(dev_store_t **self_p)
+{
+    dev_store_t *self;
+
+    if (self_p == NULL || (self = *self_p) == NULL)
+        return;
+    for (int i = 0; i < ST_MAX; i++)
+        sqlite3_finalize(self->st[i]);
+    sqlite3_close(self->db);
+    free(self);
+    *self_p = NULL;
+}
+
+/* The prepared statement i, reset and cleared for new bindings. */
+static sqlite3_stmt *
+s_st(dev_store_t *self, int i)
+{
+    sqlite3_reset(self->st[i]);
+    sqlite3_clear_bindings(self->st[i]);
+    return self->st[i];
+}
+
+static void
+s_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int
+s_step_done(dev_store_t *self, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        log_warnx("dev_store: %s", sqlite3_errmsg(self->db));
+        return -1;
+    }
+    return 0;
+}
+
+/* The stored state and its last seq; NULL when unknown. */
+static json_t *
+s_get(dev_store_t *self, const char *tenant, const char *id, int64_t *seq)
+{
+    sqlite3_stmt *st = s_st(self, ST_GET);
+    json_t *state = NULL;
+
+    s_bind_text(st, 1, tenant);
+    s_bind_text(st, 2, id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        state = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        if (seq)
+            *seq = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return state;
+}
+
+static char *
+s_dump(const json_t *j)
+{
+    return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+enum dev_store_err
+dev_store_append(dev_store_t *self, const char *tenant, const char *id,
+                 json_t *events, int64_t ts, json_t **state_p, const char **why)
+{
+    enum dev_store_err rc = DEV_STORE_EDB;
+    int64_t seq = 0;
+    json_t *state, *ev;
+    size_t i;
+    char *text;
+
+    *why = NULL;
+    if (s_exec(self, "BEGIN IMMEDIATE"))
+        return DEV_STORE_EDB;
+    state = s_get(self, tenant, id, &seq);
+    json_array_foreach(events, i, ev) {
+        const char *kind = json_string_value(json_object_get(ev, "type"));
+        json_t *data = json_object_get(ev, "data");
+        sqlite3_stmt *st;
+        if (kind == NULL) {
+            *why = "event without a type";
+            rc = DEV_STORE_EINVALID;
+            goto done;
+        }
+        if (!strcmp(kind, DEV_EV_PROVISIONED) && state) {
+            rc = DEV_STORE_EEXISTS;
+            goto done;
+        }
+        if (strcmp(kind, DEV_EV_PROVISIONED) && state == NULL) {
+            rc = DEV_STORE_ENOTFOUND;
+            goto done;
+        }
+        if (dev_state_apply(&state, kind, data, ts, why)) {
+            rc = DEV_STORE_EINVALID;
+            goto done;
+        }
+        st = s_st(self, ST_INSERT_EVENT);
+        s_bind_text(st, 1, tenant);
+        s_bind_text(st, 2, id);
+        sqlite3_bind_int64(st, 3, ++seq);
+        sqlite3_bind_int64(st, 4, ts);
+        s_bind_text(st, 5, kind);
+        text = s_dump(data);
+        s_bind_text(st, 6, text);
+        free(text);
+        if (s_step_done(self, st))
+            goto done;
+    }
+    if (state) {
+        sqlite3_stmt *st = s_st(self, ST_UPSERT);
+        s_bind_text(st, 1, tenant);
+        s_bind_text(st, 2, id);
+        text = s_dump(state);
+        s_bind_text(st, 3, text);
+        free(text);
+        sqlite3_bind_int64(st, 4, seq);
+        if (s_step_done(self, st))
+            goto done;
+    }
+    if (s_exec(self, "COMMIT"))
+        goto done;
+    if (state_p)
+        *state_p = json_incref(state);
+    json_decref(state);
+    return DEV_STORE_OK;
+done:
+    s_exec(self, "ROLLBACK");
+    json_decref(state);
+    return rc;
+}
+
+json_t *
+dev_store_get(dev_store_t *self, const char *tenant, const char *id)
+{
+    return s_get(self, tenant, id, NULL);
+}
+
+json_t *
+dev_store_events(dev_store_t *self, const char *tenant, const char *id,
+                 int64_t after, int64_t limit)
+{
+    json_t *probe = s_get(self, tenant, id, NULL), *out;
+    sqlite3_stmt *st;
+    char t[40];
+
+    if (probe == NULL)
+        return NULL;
+    json_decref(probe);
+    out = json_array();
+    st = s_st(self, ST_EVENTS);
+    s_bind_text(st, 1, tenant);
+    s_bind_text(st, 2, id);
+    sqlite3_bind_int64(st, 3, after);
+    sqlite3_bind_int64(st, 4, limit);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_t *data = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+        json_array_append_new(out, json_pack(
+            "{s:I, s:s, s:s, s:I, s:o}", "seq",
+            (json_int_t)sqlite3_column_int64(st, 0), "type",
+            (const char *)sqlite3_column_text(st, 2), "ts",
+            clock_format(sqlite3_column_int64(st, 1), t, sizeof t), "tsNs",
+            (json_int_t)sqlite3_column_int64(st, 1),
+            "data", data ? data : json_object()));
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+json_t *
+dev_store_replay(dev_store_t *self, const char *tenant, const char *id)
+{
+    json_t *state = NULL, *probe = s_get(self, tenant, id, NULL);
+    sqlite3_stmt *st;
+    const char *why;
+
+    if (probe == NULL)
+        return NULL;
+    json_decref(probe);
+    st = s_st(self, ST_EVENTS);
+    s_bind_text(st, 1, tenant);
+    s_bind_text(st, 2, id);
+    sqlite3_bind_int64(st, 3, 0);
+    sqlite3_bind_int64(st, 4, INT64_MAX);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_t *data = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+        /* A stored event always applied once; if it no longer does, the
+         * fold changed incompatibly and the state says so. */
+        if (dev_state_apply(&state, (const char *)sqlite3_column_text(st, 2),
+                            data, sqlite3_column_int64(st, 1), &why))
+            log_warnx("dev_store: replay of %s/%s: %s", tenant, id, why);
+        json_decref(data);
+    }
+    sqlite3_reset(st);
+    return state;
+}
+
+json_t *
+dev_store_list(dev_store_t *self, const char *tenant, const struct dev_filter *f,
+               int64_t limit, int64_t offset, int64_t *total)
+{
+    char *meta = f->metadata ? s_dump(f->metadata) : xstrdup("{}");
+    json_t *out = json_array();
+
+    for (int i = ST_LIST_COUNT; i <= ST_LIST_PAGE; i++) {
+        sqlite3_stmt *st = s_st(self, i);
+        int rc;
+        s_bind_text(st, 1, tenant);
+        s_bind_text(st, 2, f->type);
+        s_bind_text(st, 3, f->status);
+        s_bind_text(st, 4, f->tag);
+        s_bind_text(st, 5, f->group);
+        if (f->online)
+            sqlite3_bind_int(st, 6, !strcmp(f->online, "true"));
+        s_bind_text(st, 7, meta);
+        if (i == ST_LIST_PAGE) {
+            sqlite3_bind_int64(st, 8, limit);
+            sqlite3_bind_int64(st, 9, offset);
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (i == ST_LIST_COUNT)
+                *total = sqlite3_column_int64(st, 0);
+            else
+                json_array_append_new(out, json_loads(
+                    (const char *)sqlite3_column_text(st, 0), 0, NULL));
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            log_warnx("dev_store: list: %s", sqlite3_errmsg(self->db));
+            json_decref(out);
+            free(meta);
+            return NULL;
+        }
+    }
+    free(meta);
+    return out;
+}
+
+int
+dev_store_set_cred(dev_store_t *self, const char *tenant, const char *id,
+                   const char *user, const char *hash)
+{
+    sqlite3_stmt *st = s_st(self, ST_SET_CRED);
+
+    s_bind_text(st, 1, hash ? user : NULL);
+    s_bind_text(st, 2, hash);
+    s_bind_text(st, 3, tenant);
+    s_bind_text(st, 4, id);
+    return s_step_done(self, st);
+}
+
+int
+dev_store_creds(dev_store_t *self,
+                void (*fn)(void *arg, const char *user, const char *hash,
+                           const char *tenant, const char *id),
+                void *arg)
+{
+    sqlite3_stmt *st = s_st(self, ST_CREDS);
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fn(arg, (const char *)sqlite3_column_text(st, 0),
+           (const char *)sqlite3_column_text(st, 1),
+           (const char *)sqlite3_column_text(st, 2),
+           (const char *)sqlite3_column_text(st, 3));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+dev_store_key_add(dev_store_t *self, const char *hash, const char *name,
+                  const char *tenant, const char *role)
+{
+    sqlite3_stmt *st = s_st(self, ST_KEY_ADD);
+
+    s_bind_text(st, 1, hash);
+    s_bind_text(st, 2, name);
+    s_bind_text(st, 3, tenant);
+    s_bind_text(st, 4, role);
+    sqlite3_bind_int64(st, 5, clock_now_ns());
+    return s_step_done(self, st);
+}
+
+json_t *
+dev_store_key_find(dev_store_t *self, const char *hash)
+{
+    sqlite3_stmt *st = s_st(self, ST_KEY_FIND);
+    json_t *out = NULL;
+
+    s_bind_text(st, 1, hash);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        out = json_pack("{s:s, s:s, s:s}", "name",
+                        (const char *)sqlite3_column_text(st, 0), "tenant",
+                        (const char *)sqlite3_column_text(st, 1), "role",
+                        (const char *)sqlite3_column_text(st, 2));
+    sqlite3_reset(st);
+    return out;
+}
+
+int64_t
+dev_store_key_count(dev_store_t *self)
+{
+    sqlite3_stmt *st = s_st(self, ST_KEY_COUNT);
+    int64_t n = 0;
+
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return n;
+}
+
+/* --- selftest ------------------------------------------------------------ */
+
+static json_t *
+s_ev(const char *kind, const char *data)
+{
+    return json_pack("{s:s, s:o}", "type", kind, "data", json_loads(data, 0, NULL));
+}
+
+static void
+s_append1(dev_store_t *s, const char *tenant, const char *id, const char *kind,
+          const char *data, int64_t ts, enum dev_store_err want)
+{
+    json_t *evs = json_pack("[o]", s_ev(kind, data));
+    const char *why;
+    assert(dev_store_append(s, tenant, id, evs, ts, NULL, &why) == want);
+    json_decref(evs);
+}
+
+void
+dev_store_test(bool verbose)
+{
+    char dir[] = "/tmp/dev_store_test.XXXXXX", path[64], side[80];
+    dev_store_t *s;
+    json_t *st, *re, *list, *ev, *meta;
+    struct dev_filter f = {0};
+    int64_t t0 = 1704067200LL * CLOCK_NS_PER_S, total = -1;
+
+    assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/devices.db", dir);
+    s = dev_store_new(path);
+    assert(s);
+    s_append1(s, "acme", "sensor-001", DEV_EV_PROVISIONED,
+              "{\"deviceId\":\"sensor-001\",\"type\":\"temperature\","
+              "\"metadata\":{\"location\":\"warehouse-a\",\"model\":\"DHT22\"},"
+              "\"tags\":[\"cold\"],\"groups\":[\"g1\"]}", t0, DEV_STORE_OK);
+    s_append1(s, "acme", "sensor-001", DEV_EV_PROVISIONED,
+              "{\"deviceId\":\"sensor-001\",\"type\":\"x\"}", t0, DEV_STORE_EEXISTS);
+    s_append1(s, "acme", "sensor-002", DEV_EV_PROVISIONED,
+              "{\"deviceId\":\"sensor-002\",\"type\":\"humidity\","
+              "\"metadata\":{\"location\":\"warehouse-b\"}}", t0, DEV_STORE_OK);
+    s_append1(s, "other", "sensor-001", DEV_EV_PROVISIONED,
+              "{\"deviceId\":\"sensor-001\",\"type\":\"temperature\"}", t0, DEV_STORE_OK);
+    s_append1(s, "acme", "sensor-009", DEV_EV_HEARTBEAT, "{}", t0, DEV_STORE_ENOTFOUND);
+    s_append1(s, "acme", "sensor-001", DEV_EV_ACTIVATED, "{}", t0 + 1, DEV_STORE_OK);
+    s_append1(s, "acme", "sensor-001", DEV_EV_LOCATION,
+              "{\"location\":\"warehouse-c\"}", t0 + 2, DEV_STORE_OK);
+    s_append1(s, "acme", "sensor-001", DEV_EV_FIRMWARE, "{\"version\":\"2.1.0\"}",
+              t0 + 3, DEV_STORE_OK);
+    s_append1(s, "acme", "sensor-001", DEV_EV_FIRMWARE, "{\"version\":3}",
+              t0 + 4, DEV_STORE_EINVALID);
+
+    /* A failed append left nothing behind: the log has 4 events. */
+    ev = dev_store_events(s, "acme", "sensor-001", 0, 100);
+    assert(json_array_size(ev) == 4);
+    TEST_STREQ(json_string_value(json_object_get(json_array_get(ev, 3), "type")),
+               DEV_EV_FIRMWARE);
+    json_decref(ev);
+    assert(dev_store_events(s, "nobody", "sensor-001", 0, 100) == NULL);
+
+    /* Replaying the log reproduces the stored state exactly. */
+    st = dev_store_get(s, "acme", "sensor-001");
+    re = dev_store_replay(s, "acme", "sensor-001");
+    assert(st && re && json_equal(st, re));
+    TEST_STREQ(json_string_value(json_object_get(st, "firmware")), "2.1.0");
+    json_decref(st);
+    json_decref(re);
+
+    /* The log is append-only. */
+    assert(s_exec(s, "DELETE FROM events") == -1);
+    assert(s_exec(s, "UPDATE events SET type = 'x'") == -1);
+
+    /* Filters, scoped by tenant. */
+    list = dev_store_list(s, "acme", &f, 10, 0, &total);
+    assert(json_array_size(list) == 2 && total == 2);
+    json_decref(list);
+    f.tag = "cold";
+    list = dev_store_list(s, "acme", &f, 10, 0, &total);
+    assert(json_array_size(list) == 1 && total == 1);
+    json_decref(list);
+    f.tag = NULL;
+    meta = json_pack("{s:s}", "location", "warehouse-b");
+    f.metadata = meta;
+    list = dev_store_list(s, "acme", &f, 10, 0, &total);
+    assert(json_array_size(list) == 1 && total == 1);
+    TEST_STREQ(json_string_value(json_object_get(json_array_get(list, 0), "deviceId")),
+               "sensor-002");
+    json_decref(list);
+    json_decref(meta);
+    f.metadata = NULL;
+    list = dev_store_list(s, "acme", &f, 1, 1, &total);
+    assert(json_array_size(list) == 1 && total == 2);
+    json_decref(list);
+    s_append1(s, "acme", "sensor-002", DEV_EV_DECOMMISSIONED, "{}", t0 + 5, DEV_STORE_OK);
+    list = dev_store_list(s, "acme", &f, 10, 0, &total);
+    assert(total == 1);
+    json_decref(list);
+
+    /* Credentials and keys. */
+    assert(dev_store_set_cred(s, "acme", "sensor-001", "sensor-001", "$7$x") == 0);
+    assert(dev_store_key_add(s, "abc", "k1", "acme", "reader") == 0);
+    assert(dev_store_key_add(s, "abc", "k1", "acme", "reader") == -1);
+    assert(dev_store_key_count(s) == 1);
+    st = dev_store_key_find(s, "abc");
+    TEST_STREQ(json_string_value(json_object_get(st, "tenant")), "acme");
+    json_decref(st);
+    dev_store_destroy(&s);
+    dev_store_destroy(&s);
+
+    /* Reopening keeps everything and migrates nothing. */
+    s = dev_store_new(path);
+    assert(s && dev_store_key_count(s) == 1);
+    dev_store_destroy(&s);
+
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    assert(rmdir(dir) == 0);
+    (void)verbose;
+    TEST_OK("dev_store");
+}
