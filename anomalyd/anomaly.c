@@ -26,6 +26,23 @@ struct anomaly {
     uint64_t count;              /* finite readings seen (zscore) */
 };
 
+/* Round to ANOMALY_Z_DIGITS significant digits by arithmetic (a printf
+ * round trip per reading would cost more than the detector). */
+static double
+s_round_sig(double v)
+{
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,
+                                 1e7,  1e8,  1e9,  1e10, 1e11, 1e12, 1e13,
+                                 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20};
+    if (!isfinite(v) || v == 0)
+        return v;
+    int e = (int)floor(log10(fabs(v)));
+    int k = ANOMALY_Z_DIGITS - 1 - e; /* decimals to keep */
+    if (k > 20 || k < -20)
+        return v;
+    return k >= 0 ? round(v * p10[k]) / p10[k] : round(v / p10[-k]) * p10[-k];
+}
+
 void
 anomaly_conf_default(struct anomaly_conf *conf)
 {
@@ -101,6 +118,7 @@ anomaly_update(anomaly_t *self, int64_t ts, double value,
     }
     out->score = round(out->score / ANOMALY_SCORE_QUANTUM) *
                  ANOMALY_SCORE_QUANTUM;
+    out->z = s_round_sig(out->z);
     out->anomaly = out->score >= 0.5;
 }
 

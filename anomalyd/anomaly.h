@@ -18,6 +18,9 @@
  * numbers print fast (the filter prints millions of them). */
 #define ANOMALY_SCORE_QUANTUM 1e-6
 
+/* Significant digits of the reported z (more mean nothing). */
+#define ANOMALY_Z_DIGITS 6
+
 /* Longest method name. */
 #define ANOMALY_METHOD_MAX 32
 
@@ -30,7 +33,9 @@ struct anomaly_conf {
 
 /* Plain data: what one reading scored. */
 struct anomaly_result {
-    double z;           /* rolling z-score; NAN while learning or a gap */
+    double z;           /* rolling z-score, rounded to
+                           ANOMALY_Z_DIGITS significant digits; NAN while
+                           learning or a gap */
     double score;       /* normalised score in [0,1] of the method */
     double confidence;  /* [0,1]: how much history backs the score */
     const char *method; /* static name of the detector that contributed most */

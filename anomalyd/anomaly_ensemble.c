@@ -81,6 +81,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->weekly_alpha = 0.05;
     p->weekly_gamma = 0.3;
     p->daily_smooth = 0.15;
+    p->weekly_min_seen = 2;
     p->weekly_smooth = 0;
     p->weight[ANOMALY_ENSEMBLE_ZSCORE] = 1;
     p->weight[ANOMALY_ENSEMBLE_EWMA] = 1;
@@ -137,6 +138,7 @@ anomaly_ensemble_new_with(unsigned mask,
         self->weekly = anomaly_seasonal_new(S_WEEK_NS, 336, p->weekly_alpha,
                                             p->weekly_gamma);
         anomaly_seasonal_set_smoothing(self->weekly, p->weekly_smooth);
+        anomaly_seasonal_set_min_seen(self->weekly, p->weekly_min_seen);
     }
     if (mask & (1u << ANOMALY_ENSEMBLE_CUSUM))
         self->cusum = anomaly_cusum_new(0.5, 8, 0.005);

@@ -68,6 +68,7 @@ struct anomaly_ensemble_params {
     double half;   /* r that maps to score 0.5 */
     double daily_alpha, daily_gamma;   /* daily Holt-Winters weights */
     double weekly_alpha, weekly_gamma; /* weekly Holt-Winters weights */
+    unsigned weekly_min_seen; /* weeks a weekly bin needs before voting */
     double daily_smooth;  /* smoothed-residual weight, daily (0 = off) */
     double weekly_smooth; /* smoothed-residual weight, weekly (0 = off) */
     double weight[ANOMALY_ENSEMBLE_N]; /* member weights (0 = advisory) */

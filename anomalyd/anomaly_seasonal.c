@@ -32,6 +32,7 @@ struct anomaly_seasonal {
     size_t nresid;   /* residuals learnt */
     size_t count;    /* readings learnt */
     double lambda;   /* weight of the smoothed residual; 0 = off */
+    unsigned min_seen; /* periods before a bin is scored */
     double smooth;   /* EWMA of standardised residuals */
     double *season;  /* seasonal term per bin */
     uint16_t *seen;  /* periods in which each bin was learnt (saturating) */
@@ -52,10 +53,17 @@ anomaly_seasonal_new(int64_t period_ns, size_t bins, double alpha,
     self->binw = self->period / (int64_t)bins;
     self->alpha = fmin(1, fmax(1e-5, alpha));
     self->gamma = fmin(1, fmax(1e-5, gamma));
+    self->min_seen = ANOMALY_SEASONAL_MIN_SEEN;
     self->season = xcalloc(bins, sizeof *self->season);
     self->seen = xcalloc(bins, sizeof *self->seen);
     self->last = xcalloc(bins, sizeof *self->last);
     return self;
+}
+
+void
+anomaly_seasonal_set_min_seen(anomaly_seasonal_t *self, unsigned n)
+{
+    self->min_seen = n ? n : 1;
 }
 
 void
@@ -105,7 +113,7 @@ anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts, double value)
     if (self->count == 0)
         self->level = value;
     double stat = NAN;
-    if (self->seen[b] >= ANOMALY_SEASONAL_MIN_SEEN) {
+    if (self->seen[b] >= self->min_seen) {
         double r = value - (self->level + self->season[b]);
         if (self->nresid >= S_RESID_MIN) {
             double sd = sqrt(self->rvar);

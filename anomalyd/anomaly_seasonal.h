@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #define ANOMALY_SEASONAL_BINS_MAX 512
-/* Times a bin must have been seen before its residual is scored. */
+/* Periods a bin must have been seen in before its residual is scored
+ * (the default; see anomaly_seasonal_set_min_seen). */
 #define ANOMALY_SEASONAL_MIN_SEEN 2
 
 typedef struct anomaly_seasonal anomaly_seasonal_t;
@@ -33,6 +34,8 @@ void anomaly_seasonal_destroy(anomaly_seasonal_t **self_p);
  * new or for a non-finite value (not learnt). */
 double anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts,
                                double value);
+/* Periods a bin must have been seen in before it is scored (>= 1). */
+void anomaly_seasonal_set_min_seen(anomaly_seasonal_t *self, unsigned n);
 /* Also score the exponentially weighted mean of the standardised
  * residuals (weight lambda, in units of its own standard error), and
  * report whichever is larger: a day that runs a little low all along (a

@@ -58,6 +58,7 @@ struct anomalyd {
     uint64_t queries;                 /* queries answered */
     uint64_t stalls;                  /* times alertd's queue was full */
     bool csv_out;                     /* filter prints CSV */
+    bool csv_series_out;              /* ... with a series column */
     struct ratelimit rl_bad;          /* complaints about bad batches */
     struct ratelimit rl_down;         /* complaints about a full alertd */
 };
@@ -425,15 +426,20 @@ s_parse_csv(char *line, int64_t *ts, double *v, const char **vtext)
 }
 
 /* strutil_dtoa's output (the shortest %.Ng that reads back to v), found
- * by bisection instead of trying every precision: round-tripping is
- * monotonic in N, so 4 or 5 snprintf/strtod pairs instead of up to 17.
- * The filter prints two of these per reading. */
+ * faster: scores and z are rounded to 6 significant digits, and for any
+ * double whose shortest form has at most 6 digits "%.6g" prints exactly
+ * that form (%g drops trailing zeros), so one snprintf/strtod pair
+ * settles them; other values are bisected (round-tripping is monotonic
+ * in N), 4 or 5 pairs instead of up to 17. */
 static char *
 s_dtoa(double v, char *buf, size_t len)
 {
     if (!isfinite(v) || (v == floor(v) && fabs(v) < 1e15))
         return strutil_dtoa(v, buf, len);
-    int lo = 1, hi = 17; /* hi always round-trips */
+    snprintf(buf, len, "%.6g", v);
+    if (strtod(buf, NULL) == v)
+        return buf;
+    int lo = 7, hi = 17; /* hi always round-trips */
     while (lo < hi) {
         int mid = (lo + hi) / 2;
         snprintf(buf, len, "%.*g", mid, v);
@@ -446,19 +452,82 @@ s_dtoa(double v, char *buf, size_t len)
     return buf;
 }
 
+/* clock_format's output without snprintf (the filter prints one per
+ * reading): "YYYY-MM-DDTHH:MM:SS.mmmZ" for years 0..9999, else
+ * clock_format. Days to civil date after Howard Hinnant's algorithm. */
+static char *
+s_format_ts(int64_t ts, char *buf, size_t len)
+{
+    int64_t secs = ts / CLOCK_NS_PER_S, ns = ts % CLOCK_NS_PER_S;
+    if (ns < 0) {
+        ns += CLOCK_NS_PER_S;
+        secs--;
+    }
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days--;
+    }
+    int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    if (y < 0 || y > 9999 || len < 25)
+        return clock_format(ts, buf, len);
+    int f[] = {(int)y, (int)m, (int)d, (int)(sod / 3600),
+               (int)(sod / 60 % 60), (int)(sod % 60),
+               (int)(ns / CLOCK_NS_PER_MS)};
+    char *p = buf;
+    p[0] = (char)('0' + f[0] / 1000);
+    p[1] = (char)('0' + f[0] / 100 % 10);
+    p[2] = (char)('0' + f[0] / 10 % 10);
+    p[3] = (char)('0' + f[0] % 10);
+    p += 4;
+    static const char sep[] = "--T::";
+    for (int i = 1; i < 6; i++) {
+        *p++ = sep[i - 1];
+        *p++ = (char)('0' + f[i] / 10);
+        *p++ = (char)('0' + f[i] % 10);
+    }
+    *p++ = '.';
+    *p++ = (char)('0' + f[6] / 100);
+    *p++ = (char)('0' + f[6] / 10 % 10);
+    *p++ = (char)('0' + f[6] % 10);
+    *p++ = 'Z';
+    *p = '\0';
+    return buf;
+}
+
 static void
 s_print(anomalyd_t *self, FILE *out, const char *key, int64_t ts, double v,
         const char *vtext, const struct anomaly_result *r)
 {
     char tb[40], vb[32], zb[32], sb[32];
 
-    clock_format(ts, tb, sizeof tb);
+    s_format_ts(ts, tb, sizeof tb);
     if (!vtext)
         vtext = s_dtoa(v, vb, sizeof vb);
     s_dtoa(r->z, zb, sizeof zb);
     s_dtoa(r->score, sb, sizeof sb);
-    if (self->csv_out)
-        fprintf(out, "%s,%s,%s,%s,%s\n", tb, vtext, sb, zb, r->method);
+    if (self->csv_out) {
+        if (self->csv_series_out) {
+            fputs(key, out);
+            fputc(',', out);
+        }
+        fputs(tb, out);
+        fputc(',', out);
+        fputs(vtext, out);
+        fputc(',', out);
+        fputs(sb, out);
+        fputc(',', out);
+        fputs(zb, out);
+        fputc(',', out);
+        fputs(r->method, out);
+        fputc('\n', out);
+    }
     else {
         json_t *j = json_pack("{s:s}", "series", key);
         char *ks = mpjson_dumps(j);
@@ -479,10 +548,10 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
     char *line = NULL, key[SERIES_KEY_MAX];
     size_t cap = 0, lineno = 0, bad = 0;
     ssize_t len;
+    bool csv_series = false;
 
     self->csv_out = !strcmp(self->conf->format, "csv");
-    if (self->csv_out)
-        fprintf(out, "timestamp,value,anomaly_score,z,method\n");
+    bool header = !self->csv_out; /* CSV's header waits for the input's */
     while ((len = getline(&line, &cap, in)) > 0) {
         int64_t ts;
         double v;
@@ -509,13 +578,40 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
             json_decref(j);
         }
         else {
-            if (s_parse_csv(line, &ts, &v, &vtext) == -1) {
+            /* A header "series,timestamp,value" announces a series
+             * column (a key without commas: a name, or one tag). */
+            if (lineno == 1 && !strncmp(line, "series,", 7)) {
+                csv_series = true;
+                continue;
+            }
+            char *rest = line;
+            if (csv_series) {
+                char *c = strchr(line, ',');
+                if (!c || c == line || c - line >= (ptrdiff_t)sizeof key) {
+                    if (bad++ < 10)
+                        log_warnx("stdin:%zu: expected series,timestamp,value",
+                                  lineno);
+                    continue;
+                }
+                *c = '\0';
+                rest = c + 1;
+            }
+            if (s_parse_csv(rest, &ts, &v, &vtext) == -1) {
                 /* The header of a CSV file is not an error. */
                 if (lineno > 1 && bad++ < 10)
                     log_warnx("stdin:%zu: expected timestamp,value", lineno);
                 continue;
             }
-            snprintf(key, sizeof key, "%s", S_CSV_SERIES);
+            if (csv_series)
+                memcpy(key, line, (size_t)(rest - line));
+            else
+                memcpy(key, S_CSV_SERIES, sizeof S_CSV_SERIES);
+        }
+        if (!header) {
+            self->csv_series_out = csv_series;
+            fprintf(out, "%stimestamp,value,anomaly_score,z,method\n",
+                    csv_series ? "series," : "");
+            header = true;
         }
         anomaly_store_score(self->store, key, ts, v, &r);
         self->readings_in++;
@@ -524,6 +620,9 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
         s_print(self, out, key, ts, v, self->csv_out ? vtext : NULL, &r);
     }
     free(line);
+    if (!header)
+        fprintf(out, "%stimestamp,value,anomaly_score,z,method\n",
+                csv_series ? "series," : "");
     fflush(out);
     if (bad)
         log_warnx("stdin: %zu bad lines skipped", bad);
@@ -677,6 +776,12 @@ s_test_same(const char *dir, bool verbose)
 void
 anomalyd_test(bool verbose)
 {
+    /* The fast timestamp printer prints what clock_format prints. */
+    for (int64_t t = -3000000000LL * CLOCK_NS_PER_S;
+         t < 7000000000LL * CLOCK_NS_PER_S; t += 86399123456789LL) {
+        char a[40], b[40];
+        TEST_STREQ(s_format_ts(t, a, sizeof a), clock_format(t, b, sizeof b));
+    }
     /* The fast printer prints what strutil_dtoa prints. */
     unsigned x = 7;
     for (int i = 0; i < 20000; i++) {

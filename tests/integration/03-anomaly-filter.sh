@@ -67,6 +67,22 @@ check "csv: the spike scores >= 0.5" \
 n=$(awk -F, 'NR > 1 && $2 != 90 && $3 >= 0.5' "$T/out.csv" | wc -l)
 check "csv: nothing else scores >= 0.5 ($n)" [ "$n" -eq 0 ]
 
+# CSV with a series column: two interleaved series, a spike in one.
+awk 'BEGIN {
+    srand(9); print "series,timestamp,value";
+    for (i = 0; i < 1500; i++) {
+        t = 1704067200000 + i * 60000;
+        printf "a,%d,%.3f\n", t, (i == 1300) ? 50 : 20 + rand();
+        printf "b{k=v},%d,%.3f\n", t, 20 + rand();
+    }
+}' > "$T/in2.csv"
+"$BIN" --stdin --stdout --format csv < "$T/in2.csv" > "$T/out2.csv" 2>/dev/null
+check "csv series column: header" [ "$(head -n 1 "$T/out2.csv")" = "series,timestamp,value,anomaly_score,z,method" ]
+check "csv series column: the spike in a is flagged" \
+    awk -F, '$1 == "a" && $3 == "50.000" { f = 1; exit !($4 >= 0.5) } END { if (!f) exit 1 }' "$T/out2.csv"
+n=$(awk -F, 'NR > 1 && $3 != "50.000" && $4 >= 0.5' "$T/out2.csv" | wc -l)
+check "csv series column: nothing else is ($n)" [ "$n" -eq 0 ]
+
 "$BIN" --stdin --stdout --method astrology < /dev/null > /dev/null 2> "$T/err.bad"
 check "unknown method: exit 78" [ $? -eq 78 ]
 check "unknown method: says why" grep -q "method" "$T/err.bad"
