@@ -20,10 +20,10 @@
 #define S_ZSCORE_CONFIDENT 30
 
 struct anomaly {
-    struct anomaly_conf conf;    /* copy of the configuration */
-    anomaly_zscore_t *zscore;    /* rolling z-score (method zscore) */
+    struct anomaly_conf conf;     /* copy of the configuration */
+    anomaly_zscore_t *zscore;     /* rolling z-score (method zscore) */
     anomaly_ensemble_t *ensemble; /* other methods; has its own z-score */
-    uint64_t count;              /* finite readings seen (zscore) */
+    uint64_t count;               /* finite readings seen (zscore) */
 };
 
 /* Round to ANOMALY_Z_DIGITS significant digits by arithmetic (a printf
@@ -77,8 +77,8 @@ anomaly_new(const struct anomaly_conf *conf)
         struct anomaly_ensemble_params p;
         anomaly_ensemble_params_default(&p);
         p.zwindow = conf->window;
-        self->ensemble = anomaly_ensemble_new_with(
-            anomaly_ensemble_mask(conf->method), &p);
+        self->ensemble =
+            anomaly_ensemble_new_with(anomaly_ensemble_mask(conf->method), &p);
     }
     return self;
 }
@@ -105,19 +105,19 @@ anomaly_update(anomaly_t *self, int64_t ts, double value,
                                 &out->confidence, &out->method);
         anomaly_ensemble_stats(self->ensemble, st);
         out->z = st[ANOMALY_ENSEMBLE_ZSCORE];
-    }
-    else {
+    } else {
         out->z = anomaly_zscore_update(self->zscore, value);
         out->score = anomaly_zscore_score(out->z, self->conf.threshold);
         if (isfinite(value))
             self->count++;
-        out->confidence = isfinite(value) ? fmin(1.0, (double)self->count /
-                                                          S_ZSCORE_CONFIDENT)
-                                          : 0;
+        out->confidence =
+            isfinite(value)
+                ? fmin(1.0, (double)self->count / S_ZSCORE_CONFIDENT)
+                : 0;
         out->method = "zscore";
     }
-    out->score = round(out->score / ANOMALY_SCORE_QUANTUM) *
-                 ANOMALY_SCORE_QUANTUM;
+    out->score =
+        round(out->score / ANOMALY_SCORE_QUANTUM) * ANOMALY_SCORE_QUANTUM;
     out->z = s_round_sig(out->z);
     out->anomaly = out->score >= 0.5;
 }
@@ -160,8 +160,8 @@ anomaly_test(bool verbose)
         }
         anomaly_update(a, ts, 100, &r);
         if (verbose)
-            printf("   %s: 100 after steady: z %g score %g by %s\n",
-                   methods[m], r.z, r.score, r.method);
+            printf("   %s: 100 after steady: z %g score %g by %s\n", methods[m],
+                   r.z, r.score, r.method);
         assert(r.z > 100 && r.anomaly && r.score > 0.5);
         /* A gap scores nothing. */
         anomaly_update(a, ts + step, NAN, &r);

@@ -69,8 +69,8 @@ anomaly_case_load(const char *path)
             }
         }
         if (!f[1]) {
-            log_warnx("anomaly_case: %s:%zu: expected timestamp,value",
-                      path, lineno);
+            log_warnx("anomaly_case: %s:%zu: expected timestamp,value", path,
+                      lineno);
             goto fail;
         }
         if (self->n == cap) {

@@ -16,10 +16,10 @@
 
 /* Plain data: a loaded case. */
 struct anomaly_case {
-    size_t n;        /* readings */
-    int64_t *ts;     /* timestamps, ns since epoch */
-    double *value;   /* values; NAN for a gap */
-    uint8_t *label;  /* 1 inside an expected anomaly */
+    size_t n;       /* readings */
+    int64_t *ts;    /* timestamps, ns since epoch */
+    double *value;  /* values; NAN for a gap */
+    uint8_t *label; /* 1 inside an expected anomaly */
 };
 
 /* Load a case. Returns the case (caller destroys), or NULL with a warning

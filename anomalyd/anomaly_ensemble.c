@@ -38,23 +38,23 @@ static const char *s_names[ANOMALY_ENSEMBLE_N] = {
     "cusum",  "hst", "vol",  "range"};
 
 struct anomaly_ensemble {
-    unsigned mask;                     /* members present */
-    struct anomaly_ensemble_params p;  /* tunables */
-    anomaly_zscore_t *zscore;          /* rolling z-score */
-    anomaly_mad_t *mad;                /* robust MAD/IQR */
-    anomaly_ewma_t *ewma;              /* EWMA chart */
-    anomaly_seasonal_t *seasonal;      /* daily Holt-Winters residual */
-    anomaly_seasonal_t *weekly;        /* weekly Holt-Winters residual */
-    anomaly_cusum_t *cusum;            /* change points */
-    anomaly_hst_t *hst;                /* half-space trees */
-    anomaly_vol_t *vol;                /* volatility ratio */
-    anomaly_range_t *range;            /* new extremes */
-    double stat[ANOMALY_ENSEMBLE_N];   /* last raw statistics */
-    double ref[ANOMALY_ENSEMBLE_N];    /* decaying max of each statistic */
+    unsigned mask;                      /* members present */
+    struct anomaly_ensemble_params p;   /* tunables */
+    anomaly_zscore_t *zscore;           /* rolling z-score */
+    anomaly_mad_t *mad;                 /* robust MAD/IQR */
+    anomaly_ewma_t *ewma;               /* EWMA chart */
+    anomaly_seasonal_t *seasonal;       /* daily Holt-Winters residual */
+    anomaly_seasonal_t *weekly;         /* weekly Holt-Winters residual */
+    anomaly_cusum_t *cusum;             /* change points */
+    anomaly_hst_t *hst;                 /* half-space trees */
+    anomaly_vol_t *vol;                 /* volatility ratio */
+    anomaly_range_t *range;             /* new extremes */
+    double stat[ANOMALY_ENSEMBLE_N];    /* last raw statistics */
+    double ref[ANOMALY_ENSEMBLE_N];     /* decaying max of each statistic */
     uint32_t valid[ANOMALY_ENSEMBLE_N]; /* statistics each member produced */
-    uint64_t count;                    /* readings learnt */
-    uint64_t hold_until;               /* no alarm before this count ... */
-    double hold_level;                 /* ... below escalate * this r */
+    uint64_t count;                     /* readings learnt */
+    uint64_t hold_until;                /* no alarm before this count ... */
+    double hold_level;                  /* ... below escalate * this r */
 };
 
 void
@@ -130,8 +130,8 @@ anomaly_ensemble_new_with(unsigned mask,
     if (mask & (1u << ANOMALY_ENSEMBLE_EWMA))
         self->ewma = anomaly_ewma_new(0.1, 0.005);
     if (mask & (1u << ANOMALY_ENSEMBLE_SEASONAL)) {
-        self->seasonal = anomaly_seasonal_new(S_DAY_NS, 288, p->daily_alpha,
-                                              p->daily_gamma);
+        self->seasonal =
+            anomaly_seasonal_new(S_DAY_NS, 288, p->daily_alpha, p->daily_gamma);
         anomaly_seasonal_set_smoothing(self->seasonal, p->daily_smooth);
     }
     if (mask & (1u << ANOMALY_ENSEMBLE_WEEKLY)) {
@@ -198,7 +198,8 @@ s_members(anomaly_ensemble_t *self, int64_t ts, double value)
 {
     double *st = self->stat;
     if (self->zscore)
-        st[ANOMALY_ENSEMBLE_ZSCORE] = anomaly_zscore_update(self->zscore, value);
+        st[ANOMALY_ENSEMBLE_ZSCORE] =
+            anomaly_zscore_update(self->zscore, value);
     if (self->mad)
         st[ANOMALY_ENSEMBLE_MAD] = anomaly_mad_update(self->mad, value);
     if (self->ewma)
@@ -221,8 +222,7 @@ s_members(anomaly_ensemble_t *self, int64_t ts, double value)
 
 void
 anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
-                        double *score, double *confidence,
-                        const char **method)
+                        double *score, double *confidence, const char **method)
 {
     const struct anomaly_ensemble_params *p = &self->p;
     double *st = self->stat;
@@ -249,8 +249,7 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
              * excesses (most of which are zero). */
             if (x > p->range_margin)
                 r = p->range_base + p->range_gain * x;
-        }
-        else {
+        } else {
             if (!early && self->valid[m] >= p->member_warm &&
                 (!s_sigma_unit(m) || x >= p->min_sigma))
                 r = x / fmax(self->ref[m], S_REF_FLOOR);
@@ -261,16 +260,14 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
         if (early) {
             /* Before the members are trusted, only a blatant z counts. */
             r = m == ANOMALY_ENSEMBLE_ZSCORE ? x / p->early_z : 0;
-        }
-        else
+        } else
             r *= p->weight[m];
         if (r > best) {
             best = r;
             who = m;
         }
     }
-    if (self->count < self->hold_until &&
-        best < p->escalate * self->hold_level)
+    if (self->count < self->hold_until && best < p->escalate * self->hold_level)
         best = 0;
     else if (best >= p->alarm) {
         self->hold_until = self->count + p->hold;

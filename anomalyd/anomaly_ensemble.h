@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 /* Method names the ensemble answers to (anomaly.h adds "zscore"). */
-#define ANOMALY_ENSEMBLE_METHODS                                              \
+#define ANOMALY_ENSEMBLE_METHODS                                               \
     "mad ewma seasonal weekly cusum hst vol range ensemble ensemble-all"
 
 /* Members, as bit numbers of a mask. */
@@ -43,34 +43,34 @@ enum anomaly_ensemble_member {
  * lowered the NAB score when they voted (docs/ANOMALY.md), and cost two
  * thirds of the time, so only "ensemble-all" computes them, as advisory
  * members (weight 0, raw statistics visible). */
-#define ANOMALY_ENSEMBLE_VOTING                                               \
-    (1u << ANOMALY_ENSEMBLE_ZSCORE | 1u << ANOMALY_ENSEMBLE_EWMA |            \
-     1u << ANOMALY_ENSEMBLE_SEASONAL | 1u << ANOMALY_ENSEMBLE_WEEKLY |        \
+#define ANOMALY_ENSEMBLE_VOTING                                                \
+    (1u << ANOMALY_ENSEMBLE_ZSCORE | 1u << ANOMALY_ENSEMBLE_EWMA |             \
+     1u << ANOMALY_ENSEMBLE_SEASONAL | 1u << ANOMALY_ENSEMBLE_WEEKLY |         \
      1u << ANOMALY_ENSEMBLE_VOL | 1u << ANOMALY_ENSEMBLE_RANGE)
 
 /* Plain data: the ensemble's tunables (anomaly_ensemble_params_default
  * gives the configuration measured in docs/ANOMALY.md). */
 struct anomaly_ensemble_params {
-    size_t zwindow; /* rolling z-score window, readings */
-    double decay;  /* per-reading decay of each member's reference max */
-    size_t warm;   /* readings before members are trusted */
-    size_t member_warm; /* statistics a member produces before it votes */
-    double early_z; /* before warm: |z| that counts as r = 1 */
-    double cap;    /* statistics are capped here before normalising */
-    double min_sigma; /* sigma-unit members vote only from this |z| */
-    double alarm;  /* r from which an alarm starts a hold-off */
-    size_t hold;   /* readings scored 0 after an alarm ... */
-    double escalate; /* ... unless r passes this multiple of the alarm's */
+    size_t zwindow;      /* rolling z-score window, readings */
+    double decay;        /* per-reading decay of each member's reference max */
+    size_t warm;         /* readings before members are trusted */
+    size_t member_warm;  /* statistics a member produces before it votes */
+    double early_z;      /* before warm: |z| that counts as r = 1 */
+    double cap;          /* statistics are capped here before normalising */
+    double min_sigma;    /* sigma-unit members vote only from this |z| */
+    double alarm;        /* r from which an alarm starts a hold-off */
+    size_t hold;         /* readings scored 0 after an alarm ... */
+    double escalate;     /* ... unless r passes this multiple of the alarm's */
     size_t range_warm;   /* readings before new extremes count */
     double range_base;   /* r of a new extreme ... */
     double range_gain;   /* ... plus gain times its excess ... */
     double range_margin; /* ... when the excess passes this fraction */
-    double half;   /* r that maps to score 0.5 */
+    double half;         /* r that maps to score 0.5 */
     double daily_alpha, daily_gamma;   /* daily Holt-Winters weights */
     double weekly_alpha, weekly_gamma; /* weekly Holt-Winters weights */
     unsigned weekly_min_seen; /* weeks a weekly bin needs before voting */
-    double daily_smooth;  /* smoothed-residual weight, daily (0 = off) */
-    double weekly_smooth; /* smoothed-residual weight, weekly (0 = off) */
+    double daily_smooth;      /* smoothed-residual weight, daily (0 = off) */
+    double weekly_smooth;     /* smoothed-residual weight, weekly (0 = off) */
     double weight[ANOMALY_ENSEMBLE_N]; /* member weights (0 = advisory) */
 };
 
@@ -96,8 +96,8 @@ void anomaly_ensemble_destroy(anomaly_ensemble_t **self_p);
 /* Score a reading at ts and learn it: *score in [0,1], *confidence in
  * [0,1], *method the static name of the strongest member. A non-finite
  * value is a gap: score 0, nothing learnt. Cannot fail. */
-void anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts,
-                             double value, double *score, double *confidence,
+void anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
+                             double *score, double *confidence,
                              const char **method);
 /* The members' raw statistics for the last reading (NAN when a member is
  * absent or learning), for evaluation and debugging. */

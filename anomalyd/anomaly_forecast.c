@@ -28,21 +28,21 @@
  * the readings of one visit. */
 #define S_TAU 43200.0
 #define S_GAMMA_DAY 0.4
-#define S_GAMMA_READING(f)                                                   \
-    (1 - pow(1 - S_GAMMA_DAY,                                                 \
-             1 / fmax(1.0, (double)(S_DAY_NS / S_BINS) / 1e9 /             \
-                               fmax((f)->step_s, 1e-9))))
-#define S_VAR_ALPHA 0.01 /* residual variance */
+#define S_GAMMA_READING(f)                                                     \
+    (1 -                                                                       \
+     pow(1 - S_GAMMA_DAY, 1 / fmax(1.0, (double)(S_DAY_NS / S_BINS) / 1e9 /    \
+                                            fmax((f)->step_s, 1e-9))))
+#define S_VAR_ALPHA 0.01  /* residual variance */
 #define S_STEP_ALPHA 0.05 /* typical step */
 
 struct anomaly_forecast {
-    double s0, s1, s2;    /* exponentially weighted sums of 1, t, t^2 */
-    double sy, sty;       /* ... of y and t y (t in s, 0 = last reading) */
-    double var;           /* one-step residual variance */
-    double step_s;        /* typical gap between readings, seconds */
-    int64_t last;         /* last reading, ns */
-    int64_t first;        /* first reading, ns */
-    size_t count;         /* readings learnt */
+    double s0, s1, s2;     /* exponentially weighted sums of 1, t, t^2 */
+    double sy, sty;        /* ... of y and t y (t in s, 0 = last reading) */
+    double var;            /* one-step residual variance */
+    double step_s;         /* typical gap between readings, seconds */
+    int64_t last;          /* last reading, ns */
+    int64_t first;         /* first reading, ns */
+    size_t count;          /* readings learnt */
     double season[S_BINS]; /* daily seasonal terms */
     uint16_t seen[S_BINS]; /* days each bin was learnt (saturating) */
     uint8_t day[S_BINS];   /* day number (mod 256) a bin was last learnt */
@@ -133,8 +133,8 @@ anomaly_forecast_update(anomaly_forecast_t *self, int64_t ts, double value)
         if (!self->seen[b])
             self->season[b] = resid;
         else
-            self->season[b] += S_GAMMA_READING(self) *
-                               (resid - self->season[b]);
+            self->season[b] +=
+                S_GAMMA_READING(self) * (resid - self->season[b]);
         if (!self->seen[b] || self->day[b] != dayno) {
             if (self->seen[b] < UINT16_MAX)
                 self->seen[b]++;
@@ -178,8 +178,8 @@ anomaly_forecast_at(const anomaly_forecast_t *self, int64_t ts,
      * Sxx), with the weighted sums standing in for n and Sxx. */
     double mean = self->s1 / self->s0;
     double sxx = fmax(self->s2 - self->s1 * mean, 1e-9);
-    double var = self->var * (1 + 1 / self->s0 + (dt - mean) * (dt - mean) /
-                                                    sxx);
+    double var =
+        self->var * (1 + 1 / self->s0 + (dt - mean) * (dt - mean) / sxx);
     double sd = sqrt(fmax(0, var));
     out->ts = ts;
     out->value = level + slope * dt + s_season(self, ts);
@@ -284,8 +284,8 @@ anomaly_forecast_test(bool verbose)
     assert(p2.upper - p2.lower > p1.upper - p1.lower);
     assert(p1.lower < p1.value && p1.value < p1.upper);
     /* A threshold far away is not crossed within a day. */
-    assert(anomaly_forecast_crossing(f, 1e6, 24 * 3600 * CLOCK_NS_PER_S,
-                                     &c) == 0);
+    assert(anomaly_forecast_crossing(f, 1e6, 24 * 3600 * CLOCK_NS_PER_S, &c) ==
+           0);
     assert(!c.found);
     assert(anomaly_forecast_state_size(f) < 16384);
     anomaly_forecast_destroy(&f);
@@ -294,8 +294,8 @@ anomaly_forecast_test(bool verbose)
     /* A daily cycle is forecast a day ahead. */
     f = anomaly_forecast_new();
     for (int i = 0; i < 288 * 5; i++)
-        anomaly_forecast_update(
-            f, t0 + i * step, 50 + 10 * sin(2 * M_PI * (i % 288) / 288.0));
+        anomaly_forecast_update(f, t0 + i * step,
+                                50 + 10 * sin(2 * M_PI * (i % 288) / 288.0));
     anomaly_forecast_at(f, t0 + (288 * 5 + 72) * step, &p); /* 6 a.m. */
     if (verbose)
         printf("   daily cycle: 06:00 forecast %.2f (true 60)\n", p.value);

@@ -33,11 +33,11 @@ struct anomaly_forecast_point {
 
 /* Plain data: when the forecast crosses a threshold. */
 struct anomaly_forecast_crossing {
-    bool found;     /* the expected value crosses within the horizon */
-    int64_t at;     /* first expected crossing, ns */
-    int64_t early;  /* first crossing of the near interval bound */
-    int64_t late;   /* first crossing of the far bound, or INT64_MAX when
-                       it does not cross within the horizon */
+    bool found;    /* the expected value crosses within the horizon */
+    int64_t at;    /* first expected crossing, ns */
+    int64_t early; /* first crossing of the near interval bound */
+    int64_t late;  /* first crossing of the far bound, or INT64_MAX when
+                      it does not cross within the horizon */
 };
 
 /* Create. Cannot fail. */
@@ -63,8 +63,8 @@ int anomaly_forecast_at(const anomaly_forecast_t *self, int64_t ts,
  * searched in steps of horizon/ANOMALY_FORECAST_SCAN. Returns 0 (check
  * out->found), or -1 when not ready. */
 #define ANOMALY_FORECAST_SCAN 2000
-int anomaly_forecast_crossing(const anomaly_forecast_t *self,
-                              double threshold, int64_t horizon_ns,
+int anomaly_forecast_crossing(const anomaly_forecast_t *self, double threshold,
+                              int64_t horizon_ns,
                               struct anomaly_forecast_crossing *out);
 /* Bytes of state. */
 size_t anomaly_forecast_state_size(const anomaly_forecast_t *self);

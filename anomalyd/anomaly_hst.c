@@ -45,11 +45,11 @@ struct anomaly_hst {
     uint16_t ref[ANOMALY_HST_TREES][S_NODES]; /* previous window's mass */
     uint16_t lat[ANOMALY_HST_TREES][S_NODES]; /* current window's mass */
     struct s_norm norm[ANOMALY_HST_FEATURES]; /* feature standardisers */
-    double prev;     /* previous reading */
-    double shortlvl; /* short moving level */
-    size_t count;    /* readings learnt */
-    size_t inwin;    /* readings in the current window */
-    bool has_ref;    /* a full reference window exists */
+    double prev;                              /* previous reading */
+    double shortlvl;                          /* short moving level */
+    size_t count;                             /* readings learnt */
+    size_t inwin; /* readings in the current window */
+    bool has_ref; /* a full reference window exists */
 };
 
 static uint64_t
@@ -120,9 +120,9 @@ s_feature(struct s_norm *n, double v, double a, bool learn)
 {
     double sd = sqrt(n->var);
     double z = sd > 1e-12 * fmax(1, fabs(n->mean)) ? (v - n->mean) / sd
-               : v == n->mean                       ? 0
-               : v > n->mean                        ? S_SPAN
-                                                    : -S_SPAN;
+               : v == n->mean                      ? 0
+               : v > n->mean                       ? S_SPAN
+                                                   : -S_SPAN;
     if (learn) {
         double d = v - n->mean;
         n->mean += a * d;

@@ -24,10 +24,10 @@
 #define S_ZMAX 1e6
 
 struct anomaly_mad {
-    size_t window; /* capacity */
-    size_t count;  /* readings held */
-    size_t head;   /* next slot of ring */
-    double *ring;  /* time order */
+    size_t window;  /* capacity */
+    size_t count;   /* readings held */
+    size_t head;    /* next slot of ring */
+    double *ring;   /* time order */
     double *sorted; /* the same values, ascending */
 };
 
@@ -97,8 +97,7 @@ s_mad(const double *a, size_t n, double med)
         if (dl <= dh) {
             cur = dl;
             lo--;
-        }
-        else {
+        } else {
             cur = dh;
             hi++;
         }

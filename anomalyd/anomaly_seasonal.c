@@ -22,26 +22,25 @@
 #define S_SMOOTH_CAP 10.0
 
 struct anomaly_seasonal {
-    int64_t period;  /* season length, ns */
-    int64_t binw;    /* bin width, ns */
-    size_t bins;     /* bins per period */
-    double alpha;    /* level weight */
-    double gamma;    /* seasonal weight */
-    double level;    /* deseasonalised level */
-    double rvar;     /* running residual variance */
-    size_t nresid;   /* residuals learnt */
-    size_t count;    /* readings learnt */
-    double lambda;   /* weight of the smoothed residual; 0 = off */
+    int64_t period;    /* season length, ns */
+    int64_t binw;      /* bin width, ns */
+    size_t bins;       /* bins per period */
+    double alpha;      /* level weight */
+    double gamma;      /* seasonal weight */
+    double level;      /* deseasonalised level */
+    double rvar;       /* running residual variance */
+    size_t nresid;     /* residuals learnt */
+    size_t count;      /* readings learnt */
+    double lambda;     /* weight of the smoothed residual; 0 = off */
     unsigned min_seen; /* periods before a bin is scored */
-    double smooth;   /* EWMA of standardised residuals */
-    double *season;  /* seasonal term per bin */
-    uint16_t *seen;  /* periods in which each bin was learnt (saturating) */
-    uint8_t *last;   /* period number (mod 256) a bin was last learnt in */
+    double smooth;     /* EWMA of standardised residuals */
+    double *season;    /* seasonal term per bin */
+    uint16_t *seen;    /* periods in which each bin was learnt (saturating) */
+    uint8_t *last;     /* period number (mod 256) a bin was last learnt in */
 };
 
 anomaly_seasonal_t *
-anomaly_seasonal_new(int64_t period_ns, size_t bins, double alpha,
-                     double gamma)
+anomaly_seasonal_new(int64_t period_ns, size_t bins, double alpha, double gamma)
 {
     anomaly_seasonal_t *self = xcalloc(1, sizeof *self);
     if (bins < 1)
@@ -131,9 +130,9 @@ anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts, double value)
                  * which inflates it, so it only counts from
                  * S_SMOOTH_MIN. */
                 double l = self->lambda;
-                self->smooth += l * (fmax(-S_SMOOTH_CAP,
-                                          fmin(S_SMOOTH_CAP, stat)) -
-                                     self->smooth);
+                self->smooth +=
+                    l * (fmax(-S_SMOOTH_CAP, fmin(S_SMOOTH_CAP, stat)) -
+                         self->smooth);
                 double zs = self->smooth / sqrt(l / (2 - l));
                 if (fabs(zs) < S_SMOOTH_MIN)
                     zs = 0;
@@ -148,8 +147,7 @@ anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts, double value)
     self->count++;
     if (self->seen[b] == 0) {
         self->season[b] = value - self->level;
-    }
-    else {
+    } else {
         self->level += self->alpha * (value - self->season[b] - self->level);
         self->season[b] +=
             self->gamma * (value - self->level - self->season[b]);
@@ -169,8 +167,8 @@ size_t
 anomaly_seasonal_state_size(const anomaly_seasonal_t *self)
 {
     return sizeof *self +
-           self->bins * (sizeof *self->season + sizeof *self->seen +
-                         sizeof *self->last);
+           self->bins *
+               (sizeof *self->season + sizeof *self->seen + sizeof *self->last);
 }
 
 void

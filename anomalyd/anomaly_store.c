@@ -31,13 +31,13 @@ struct s_kept {
 
 /* One series. */
 struct s_series {
-    char *key;           /* canonical key (owned) */
-    anomaly_t *det;      /* its detector */
+    char *key;              /* canonical key (owned) */
+    anomaly_t *det;         /* its detector */
     anomaly_forecast_t *fc; /* its forecaster */
-    struct s_kept *ring; /* kept readings, oldest at head once full */
-    size_t cap;          /* allocated slots */
-    size_t n;            /* slots used */
-    size_t head;         /* next slot to overwrite once n == keep */
+    struct s_kept *ring;    /* kept readings, oldest at head once full */
+    size_t cap;             /* allocated slots */
+    size_t n;               /* slots used */
+    size_t head;            /* next slot to overwrite once n == keep */
 };
 
 struct anomaly_store {
@@ -68,9 +68,9 @@ anomaly_store_new(const struct anomaly_conf *conf, size_t keep)
         return NULL;
     anomaly_store_t *self = xcalloc(1, sizeof *self);
     self->conf = *conf;
-    self->keep = keep < 1                         ? 1
+    self->keep = keep < 1                        ? 1
                  : keep > ANOMALY_STORE_KEEP_MAX ? ANOMALY_STORE_KEEP_MAX
-                                                  : keep;
+                                                 : keep;
     self->series = zhashx_new();
     zhashx_set_destructor(self->series, s_series_free);
     return self;
@@ -181,8 +181,7 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
         return s_bad(body, "series is required", "series");
     if ((v = json_object_get(req, "threshold")) && !json_is_null(v)) {
         if (!json_is_number(v) || json_number_value(v) < 0)
-            return s_bad(body, "threshold must be a number >= 0",
-                         "threshold");
+            return s_bad(body, "threshold must be a number >= 0", "threshold");
         thr = json_number_value(v);
     }
     if ((v = json_object_get(req, "min_score")) && !json_is_null(v)) {
@@ -220,7 +219,8 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
     }
     if (tags && !json_is_object(tags))
         return s_bad(body, "tags must be an object", "tags");
-    json_object_foreach((json_t *)tags, k, v) {
+    json_object_foreach((json_t *)tags, k, v)
+    {
         if (!json_is_string(v) || nf == SERIES_TAGS_MAX)
             return s_bad(body, "tag values must be strings (at most 32)",
                          "tags");
@@ -277,14 +277,13 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
     }
     free(hits);
     *body = json_pack("{s:s, s:I, s:o, s:o, s:o}", "series", sel, "matched",
-                      (json_int_t)matched, "threshold", s_num(thr),
-                      "min_score", s_num(min_score), "anomalies", arr);
+                      (json_int_t)matched, "threshold", s_num(thr), "min_score",
+                      s_num(min_score), "anomalies", arr);
     return 200;
 }
 
 int
-anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
-                       json_t **body)
+anomaly_store_forecast(anomaly_store_t *self, const json_t *req, json_t **body)
 {
     const char *sel = json_string_value(json_object_get(req, "series"));
     const json_t *v;
@@ -335,8 +334,8 @@ anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
     int64_t last = anomaly_forecast_last(one->fc);
     for (size_t i = 1; ready && i <= npoints; i++) {
         struct anomaly_forecast_point p;
-        int64_t t = last + (int64_t)((double)horizon * (double)i /
-                                     (double)npoints);
+        int64_t t =
+            last + (int64_t)((double)horizon * (double)i / (double)npoints);
         anomaly_forecast_at(one->fc, t, &p);
         json_array_append_new(
             pts, json_pack("{s:s, s:o, s:o, s:o}", "timestamp",
@@ -421,14 +420,14 @@ anomaly_store_test(bool verbose)
     json_decref(req);
 
     /* method= keeps the readings a given detector flagged most. */
-    req = json_pack("{s:s, s:f, s:s}", "series", "temp_sensor_001",
-                    "threshold", 3.0, "method", "zscore");
+    req = json_pack("{s:s, s:f, s:s}", "series", "temp_sensor_001", "threshold",
+                    3.0, "method", "zscore");
     assert(anomaly_store_query(st, req, &body) == 200);
     assert(json_array_size(json_object_get(body, "anomalies")) == 1);
     json_decref(body);
     json_decref(req);
-    req = json_pack("{s:s, s:f, s:s}", "series", "temp_sensor_001",
-                    "threshold", 3.0, "method", "seasonal");
+    req = json_pack("{s:s, s:f, s:s}", "series", "temp_sensor_001", "threshold",
+                    3.0, "method", "seasonal");
     assert(anomaly_store_query(st, req, &body) == 200);
     assert(json_array_size(json_object_get(body, "anomalies")) == 0);
     json_decref(body);
@@ -440,8 +439,8 @@ anomaly_store_test(bool verbose)
     assert(json_object_get(body, "error"));
     json_decref(body);
     json_decref(req);
-    req = json_pack("{s:s, s:s}", "series", "temp_sensor_001", "threshold",
-                    "x");
+    req =
+        json_pack("{s:s, s:s}", "series", "temp_sensor_001", "threshold", "x");
     assert(anomaly_store_query(st, req, &body) == 400);
     json_decref(body);
     json_decref(req);
@@ -461,9 +460,9 @@ anomaly_store_test(bool verbose)
         anomaly_store_score(st, "bearing{m=1}", t0 + i * 5 * step,
                             40 + i * 5.0 / 60, &r);
     anomaly_store_score(st, "bearing{m=2}", t0, 1, &r);
-    req = json_pack("{s:s, s:I, s:i, s:f}", "series", "bearing{m=1}",
-                    "horizon", (json_int_t)(48 * 3600 * CLOCK_NS_PER_S),
-                    "points", 4, "threshold", 100.0);
+    req = json_pack("{s:s, s:I, s:i, s:f}", "series", "bearing{m=1}", "horizon",
+                    (json_int_t)(48 * 3600 * CLOCK_NS_PER_S), "points", 4,
+                    "threshold", 100.0);
     assert(anomaly_store_forecast(st, req, &body) == 200);
     if (verbose) {
         char *s = mpjson_dumps(body);

@@ -108,8 +108,7 @@ anomaly_zscore_update(anomaly_zscore_t *self, double value)
         double old = self->ring[self->head] - self->shift;
         self->sum -= old;
         self->sumsq -= old * old;
-    }
-    else
+    } else
         self->count++;
     self->ring[self->head] = value;
     double d = value - self->shift;
@@ -201,8 +200,8 @@ anomaly_zscore_test(bool verbose)
     z = anomaly_zscore_new(200);
     double in_max = 0, out_max = 0;
     for (size_t i = 0; i < c->n; i++) {
-        double s = anomaly_zscore_score(anomaly_zscore_update(z, c->value[i]),
-                                        3.0);
+        double s =
+            anomaly_zscore_score(anomaly_zscore_update(z, c->value[i]), 3.0);
         if (c->label[i])
             in_max = fmax(in_max, s);
         else if (i > 50)

@@ -147,8 +147,8 @@ anomalyd_new(const struct anomalyd_conf *conf)
     self->loop = zloop_new();
     self->pull = s_socket(ZMQ_PULL, conf->in, conf->rundir, "anomalyd", "in",
                           lane, true, conf->hwm);
-    self->router = s_socket(ZMQ_ROUTER, conf->query, conf->rundir,
-                            "anomalyd", "query", lane, true, conf->hwm);
+    self->router = s_socket(ZMQ_ROUTER, conf->query, conf->rundir, "anomalyd",
+                            "query", lane, true, conf->hwm);
     self->pub = s_socket(ZMQ_PUB, conf->pub, conf->rundir, "anomalyd", "pub",
                          lane, true, conf->hwm);
     if (!self->pull || !self->router || !self->pub)
@@ -205,8 +205,7 @@ s_flush_down(anomalyd_t *self)
     msg_batch_t *b;
 
     while ((b = zlist_first(self->pending))) {
-        if (self->push &&
-            msg_batch_send(b, self->push, ZMQ_DONTWAIT) == -1) {
+        if (self->push && msg_batch_send(b, self->push, ZMQ_DONTWAIT) == -1) {
             if (errno != EAGAIN)
                 log_warn("anomalyd: send downstream");
             if (ratelimit_complain(&self->rl_down))
@@ -281,15 +280,13 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
         self->bad_batches++;
         if (ratelimit_complain(&self->rl_bad))
             log_warnx("anomalyd: dropped a batch of type %d (%llu so far)",
-                      msg_batch_type(b),
-                      (unsigned long long)self->bad_batches);
+                      msg_batch_type(b), (unsigned long long)self->bad_batches);
         msg_batch_destroy(&b);
         return 0;
     }
     struct msg_envelope *e = msg_batch_env(b);
-    log_debug("anomalyd: batch producer=%s lane=%u seq=%llu n=%zu",
-              e->producer, e->lane, (unsigned long long)e->seq,
-              msg_batch_size(b));
+    log_debug("anomalyd: batch producer=%s lane=%u seq=%llu n=%zu", e->producer,
+              e->lane, (unsigned long long)e->seq, msg_batch_size(b));
     msg_batch_t *an = s_score(self, b);
     int64_t now = clock_now_ns();
     snprintf(e->producer, sizeof e->producer, "%s", self->producer);
@@ -304,8 +301,7 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
         ae->ts = now;
         msg_batch_send(an, zsock_resolve(self->pub), ZMQ_DONTWAIT);
         zlist_append(self->pending, an);
-    }
-    else
+    } else
         msg_batch_destroy(&an);
     if (s_flush_down(self) == -1) {
         self->stalls++;
@@ -328,8 +324,7 @@ s_stats(anomalyd_t *self)
         (json_int_t)self->bad_batches, "queries", (json_int_t)self->queries,
         "downstream_stalls", (json_int_t)self->stalls, "series",
         (json_int_t)anomaly_store_series(self->store), "kept",
-        (json_int_t)anomaly_store_kept(self->store), "paused",
-        !self->reading);
+        (json_int_t)anomaly_store_kept(self->store), "paused", !self->reading);
 }
 
 static int
@@ -348,15 +343,14 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     if (op && (!strcmp(op, "stats") || !strcmp(op, "status"))) {
         body = s_stats(self);
         status = 200;
-    }
-    else if (op && !strcmp(op, "anomalies"))
+    } else if (op && !strcmp(op, "anomalies"))
         status = anomaly_store_query(self->store, req, &body);
     else if (op && !strcmp(op, "forecast"))
         status = anomaly_store_forecast(self->store, req, &body);
     else {
-        body = rpc_error("unknown_op",
-                         "anomalyd answers anomalies, forecast and stats",
-                         "op");
+        body =
+            rpc_error("unknown_op",
+                      "anomalyd answers anomalies, forecast and stats", "op");
         status = 400;
     }
     rpc_reply_send(zsock_resolve(sock), &env, status, body);
@@ -374,8 +368,8 @@ s_reload(anomalyd_t *self)
     }
     struct anomalyd_conf c = *self->conf;
     /* cfg_load_file replaces strings, so the copy needs its own. */
-    char **strs[] = {&c.rundir, &c.in, &c.query, &c.pub, &c.down,
-                     &c.method, &c.format};
+    char **strs[] = {&c.rundir, &c.in,     &c.query, &c.pub,
+                     &c.down,   &c.method, &c.format};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         *strs[i] = *strs[i] ? xstrdup(*strs[i]) : NULL;
     if (cfg_load_file(self->tab, self->ntab, &c, self->conf_path) == -1 ||
@@ -477,8 +471,12 @@ s_format_ts(int64_t ts, char *buf, size_t len)
     y += m <= 2;
     if (y < 0 || y > 9999 || len < 25)
         return clock_format(ts, buf, len);
-    int f[] = {(int)y, (int)m, (int)d, (int)(sod / 3600),
-               (int)(sod / 60 % 60), (int)(sod % 60),
+    int f[] = {(int)y,
+               (int)m,
+               (int)d,
+               (int)(sod / 3600),
+               (int)(sod / 60 % 60),
+               (int)(sod % 60),
                (int)(ns / CLOCK_NS_PER_MS)};
     char *p = buf;
     p[0] = (char)('0' + f[0] / 1000);
@@ -527,8 +525,7 @@ s_print(anomalyd_t *self, FILE *out, const char *key, int64_t ts, double v,
         fputc(',', out);
         fputs(r->method, out);
         fputc('\n', out);
-    }
-    else {
+    } else {
         json_t *j = json_pack("{s:s}", "series", key);
         char *ks = mpjson_dumps(j);
         /* The key is the only string that needs escaping. */
@@ -566,8 +563,8 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
             json_error_t jerr;
             struct reading_err err;
             json_t *j = json_loadb(line, (size_t)len, 0, &jerr);
-            if (!j || reading_parse(j, clock_now_ns(), key, sizeof key, &ts,
-                                    &v, &err)) {
+            if (!j || reading_parse(j, clock_now_ns(), key, sizeof key, &ts, &v,
+                                    &err)) {
                 if (bad++ < 10)
                     log_warnx("stdin:%zu: %s%s%s", lineno,
                               j ? err.field : jerr.text, j ? ": " : "",
@@ -576,8 +573,7 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
                 continue;
             }
             json_decref(j);
-        }
-        else {
+        } else {
             /* A header "series,timestamp,value" announces a series
              * column (a key without commas: a name, or one tag). */
             if (lineno == 1 && !strncmp(line, "series,", 7)) {
@@ -703,8 +699,7 @@ s_test_same(const char *dir, bool verbose)
         msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
         for (size_t j = i; j < i + 97 && j < k->n; j++)
             if (isfinite(k->value[j]))
-                msg_batch_add_reading(b, S_CSV_SERIES, k->ts[j],
-                                      k->value[j]);
+                msg_batch_add_reading(b, S_CSV_SERIES, k->ts[j], k->value[j]);
         assert(msg_batch_send(b, zsock_resolve(aggd), 0) == 0);
         msg_batch_destroy(&b);
         uint64_t before = a->anomalies_out;
@@ -738,8 +733,8 @@ s_test_same(const char *dir, bool verbose)
     fprintf(fi, "timestamp,value\n");
     for (size_t i = 0; i < k->n; i++)
         if (isfinite(k->value[i]))
-            fprintf(fi, "%lld,%.17g\n",
-                    (long long)(k->ts[i] / CLOCK_NS_PER_MS), k->value[i]);
+            fprintf(fi, "%lld,%.17g\n", (long long)(k->ts[i] / CLOCK_NS_PER_MS),
+                    k->value[i]);
         else
             fprintf(fi, "%lld,\n", (long long)(k->ts[i] / CLOCK_NS_PER_MS));
     fclose(fi);
@@ -787,10 +782,11 @@ anomalyd_test(bool verbose)
     for (int i = 0; i < 20000; i++) {
         char a[32], b[32];
         x = x * 1103515245 + 12345;
-        double v = i < 10000 ? (double)x / 3.0 * (i % 2 ? 1e-7 : 1e3)
-                             : round((double)(x % 1000000) * 1e-6 /
-                                     ANOMALY_SCORE_QUANTUM) *
-                                   ANOMALY_SCORE_QUANTUM;
+        double v =
+            i < 10000
+                ? (double)x / 3.0 * (i % 2 ? 1e-7 : 1e3)
+                : round((double)(x % 1000000) * 1e-6 / ANOMALY_SCORE_QUANTUM) *
+                      ANOMALY_SCORE_QUANTUM;
         TEST_STREQ(s_dtoa(v, a, sizeof a), strutil_dtoa(v, b, sizeof b));
     }
 
@@ -845,7 +841,8 @@ anomalyd_test(bool verbose)
     snprintf(ep, sizeof ep, "ipc://%s/anomalyd.0.query", dir);
     zsock_t *dealer = zsock_new_dealer(ep);
     json_t *req = json_pack("{s:s, s:s, s:f}", "op", "anomalies", "series",
-                            "temp_sensor_001", "threshold", 3.0), *body;
+                            "temp_sensor_001", "threshold", 3.0),
+           *body;
     rpc_request_send(zsock_resolve(dealer), 7, req);
     json_decref(req);
     zsock_set_rcvtimeo(a->router, 2000);
@@ -889,8 +886,8 @@ anomalyd_test(bool verbose)
                 "\"value\":1}\n";
     char *obuf = NULL;
     size_t olen = 0;
-    FILE *fi = fmemopen(in, strlen(in), "r"), *fo = open_memstream(&obuf,
-                                                                    &olen);
+    FILE *fi = fmemopen(in, strlen(in), "r"),
+         *fo = open_memstream(&obuf, &olen);
     assert(anomalyd_filter(a, fi, fo) == 0);
     fclose(fi);
     fclose(fo);

@@ -48,8 +48,8 @@ anomalyd_t *anomalyd_new(const struct anomalyd_conf *conf);
  * (path borrowed; NULL means no file, so a reload changes nothing). Only
  * threshold and min-score change live; other changes log "requires
  * restart". */
-void anomalyd_set_reload(anomalyd_t *self, const struct cfg_opt *tab,
-                         size_t n, const char *path);
+void anomalyd_set_reload(anomalyd_t *self, const struct cfg_opt *tab, size_t n,
+                         const char *path);
 /* Run the loop until SIGTERM/SIGINT (or the filter until end of input).
  * Returns 0 on a clean stop, -1 on failure. */
 int anomalyd_run(anomalyd_t *self);

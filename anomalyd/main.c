@@ -8,12 +8,12 @@
 #include <stddef.h>
 
 static const struct cfg_opt s_opts[] = {
-    {"rundir", CFG_STR, offsetof(struct anomalyd_conf, rundir), "./var/run",
-     0, 0, CFG_IMMUTABLE, "directory of the ipc:// endpoints"},
+    {"rundir", CFG_STR, offsetof(struct anomalyd_conf, rundir), "./var/run", 0,
+     0, CFG_IMMUTABLE, "directory of the ipc:// endpoints"},
     {"lane", CFG_INT, offsetof(struct anomalyd_conf, lane), "0", 0, 1023,
      CFG_IMMUTABLE, "lane served by this process"},
-    {"in", CFG_STR, offsetof(struct anomalyd_conf, in), "", 0, 0,
-     CFG_IMMUTABLE, "PULL endpoint for readings ({lane} expands)"},
+    {"in", CFG_STR, offsetof(struct anomalyd_conf, in), "", 0, 0, CFG_IMMUTABLE,
+     "PULL endpoint for readings ({lane} expands)"},
     {"query", CFG_STR, offsetof(struct anomalyd_conf, query), "", 0, 0,
      CFG_IMMUTABLE, "ROUTER endpoint for queries"},
     {"pub", CFG_STR, offsetof(struct anomalyd_conf, pub), "", 0, 0,
@@ -24,24 +24,24 @@ static const struct cfg_opt s_opts[] = {
      0, CFG_IMMUTABLE,
      "detector: zscore mad ewma seasonal weekly cusum hst vol range "
      "ensemble ensemble-all"},
-    {"window", CFG_INT, offsetof(struct anomalyd_conf, window), "200", 3,
-     1024, CFG_IMMUTABLE, "rolling z-score window, readings"},
-    {"threshold", CFG_DOUBLE, offsetof(struct anomalyd_conf, threshold), "3",
-     0, 1e6, 0, "|z| of an anomaly (z-score method, query default)"},
-    {"min-score", CFG_DOUBLE, offsetof(struct anomalyd_conf, min_score),
-     "0.5", 0, 1, 0, "score from which a reading is an anomaly event"},
+    {"window", CFG_INT, offsetof(struct anomalyd_conf, window), "200", 3, 1024,
+     CFG_IMMUTABLE, "rolling z-score window, readings"},
+    {"threshold", CFG_DOUBLE, offsetof(struct anomalyd_conf, threshold), "3", 0,
+     1e6, 0, "|z| of an anomaly (z-score method, query default)"},
+    {"min-score", CFG_DOUBLE, offsetof(struct anomalyd_conf, min_score), "0.5",
+     0, 1, 0, "score from which a reading is an anomaly event"},
     {"keep", CFG_INT, offsetof(struct anomalyd_conf, keep), "256", 1, 65536,
      CFG_IMMUTABLE, "scored readings kept per series for queries"},
     {"hwm", CFG_INT, offsetof(struct anomalyd_conf, hwm), "1000", 1, 1000000,
      CFG_IMMUTABLE, "queue limit in batches per socket"},
-    {"drain", CFG_DURATION, offsetof(struct anomalyd_conf, drain), "2s", 0,
-     600, 0, "time allowed to drain at stop"},
+    {"drain", CFG_DURATION, offsetof(struct anomalyd_conf, drain), "2s", 0, 600,
+     0, "time allowed to drain at stop"},
     {"stdin", CFG_BOOL, offsetof(struct anomalyd_conf, use_stdin), "false", 0,
      0, 0, "filter mode: read readings (JSON lines or CSV) on stdin"},
-    {"stdout", CFG_BOOL, offsetof(struct anomalyd_conf, use_stdout), "false",
-     0, 0, 0, "filter mode: write one scored line per reading on stdout"},
-    {"format", CFG_STR, offsetof(struct anomalyd_conf, format), "json", 0, 0,
-     0, "filter output: json or csv"},
+    {"stdout", CFG_BOOL, offsetof(struct anomalyd_conf, use_stdout), "false", 0,
+     0, 0, "filter mode: write one scored line per reading on stdout"},
+    {"format", CFG_STR, offsetof(struct anomalyd_conf, format), "json", 0, 0, 0,
+     "filter output: json or csv"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 
@@ -51,8 +51,7 @@ main(int argc, char **argv)
     struct anomalyd_conf conf = {0};
     struct cfg_cli cli;
     anomalyd_t *anomalyd;
-    int rc = daemon_setup("anomalyd", s_opts, S_NOPTS, &conf, argc, argv,
-                          &cli);
+    int rc = daemon_setup("anomalyd", s_opts, S_NOPTS, &conf, argc, argv, &cli);
 
     if (rc < 0 && anomalyd_conf_check(&conf) == -1)
         rc = CFG_EX_CONFIG;

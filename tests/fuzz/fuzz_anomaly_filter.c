@@ -54,8 +54,8 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         anomaly_store_t *st = anomaly_store_new(&ac, 4);
         struct anomaly_result r;
         for (int i = 0; i < 40; i++)
-            anomaly_store_score(st, "t{a=b}", 1700000000000000000LL +
-                                                  i * 60000000000LL,
+            anomaly_store_score(st, "t{a=b}",
+                                1700000000000000000LL + i * 60000000000LL,
                                 i == 39 ? 100 : 20 + (i % 3), &r);
         json_t *body = NULL;
         anomaly_store_query(st, req, &body);
