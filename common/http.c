@@ -27,6 +27,7 @@ struct http_server {
     http_handler_fn *fn;      /* request handler */
     void *arg;                /* handler argument */
     unsigned long long count[6]; /* replies by status class */
+    bool again;               /* a catch-up run is scheduled */
 };
 
 struct http_req {
@@ -53,6 +54,7 @@ struct http_upgrade {
 };
 
 static void s_run(http_server_t *self);
+static int s_on_again(zloop_t *loop, int timer_id, void *arg);
 
 static enum MHD_Result
 s_queue(http_req_t *req)
@@ -163,7 +165,30 @@ s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void
 s_run(http_server_t *self)
 {
-    MHD_run(self->mhd);
+    MHD_UNSIGNED_LONG_LONG t;
+
+    /* MHD's epoll is edge-triggered and one MHD_run reads only what fits
+     * its connection buffer, so a large body can sit unread with no new
+     * event to wake us. Run again while MHD says work is pending (timeout
+     * 0), and leave the rest to a 1 ms timer so other events get a turn. */
+    for (int i = 0; i < 64; i++) {
+        MHD_run(self->mhd);
+        if (MHD_get_timeout(self->mhd, &t) != MHD_YES || t > 0)
+            return;
+    }
+    if (!self->again) {
+        self->again = true;
+        zloop_timer(self->loop, 1, 1, s_on_again, self);
+    }
+}
+
+static int
+s_on_again(zloop_t *loop, int timer_id, void *arg)
+{
+    http_server_t *self = arg;
+    self->again = false;
+    s_run(self);
+    return 0;
 }
 
 static int

@@ -92,6 +92,9 @@ class Platform:
                 return
             except OSError:
                 time.sleep(0.05)
+        self.broker.kill()
+        self.broker.wait()
+        self.broker = None
         raise Failure("mosquitto did not start")
 
     def mqtt_pub(self, topic, payload, qos=1):
@@ -119,9 +122,24 @@ class Platform:
         return a + self.extra.get(name, [])
 
     def start(self):
-        for name in self.daemons:
-            self.start_one(name)
+        try:
+            for name in self.daemons:
+                self.start_one(name)
+        except BaseException:
+            self.kill_all()
+            raise
         return self
+
+    def kill_all(self):
+        """Leave nothing running after a failed start."""
+        for p in self.procs.values():
+            p.kill()
+            p.wait()
+        self.procs.clear()
+        if self.broker:
+            self.broker.kill()
+            self.broker.wait()
+            self.broker = None
 
     def start_one(self, name, timeout=20):
         log = os.path.join(self.dir, name + ".log")
