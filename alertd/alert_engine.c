@@ -145,8 +145,9 @@ static void
 s_emit(alert_engine_t *self, const struct s_alert *a, const char *state,
        int64_t ts)
 {
-    struct alert_event ev = {a->name,     a->scope, a->key, state,
-                             a->severity, ts,       a->value, a->since};
+    struct alert_event ev = {a->name,     a->scope, a->key,   state,
+                             a->severity, ts,       a->value, a->since,
+                             a->rule};
 
     if (strcmp(state, "pending") == 0)
         self->st.pending++;
@@ -354,6 +355,67 @@ alert_engine_anomaly(alert_engine_t *self, const char *key, int64_t ts,
     }
     self->st.anomalies++;
     s_evaluate_all(self, key, ts, value);
+}
+
+const alert_rule_t *
+alert_engine_rule(const alert_engine_t *self, size_t i)
+{
+    return i < self->nrules ? self->rules[i] : NULL;
+}
+
+int
+alert_engine_restore(alert_engine_t *self, const char *rule,
+                     const char *scope, const char *key, const char *state,
+                     const char *severity, int64_t since, int64_t fired,
+                     double value)
+{
+    char hkey[SERIES_KEY_MAX + 160];
+    alert_rule_t *r = NULL;
+
+    for (size_t i = 0; i < self->nrules && !r; i++)
+        if (strcmp(alert_rule_name(self->rules[i]), rule) == 0)
+            r = self->rules[i];
+    if (r == NULL)
+        return -1;
+    snprintf(hkey, sizeof hkey, "%s\x1f%s", rule, scope);
+    if (zhashx_lookup(self->alerts, hkey))
+        return 0;
+    struct s_alert *a = xcalloc(1, sizeof *a);
+    a->rule = r;
+    a->name = xstrdup(rule);
+    a->scope = xstrdup(scope);
+    a->key = xstrdup(key);
+    a->state = strcmp(state, "pending") == 0 ? S_PENDING : S_FIRING;
+    a->since = a->updated = since;
+    a->fired = a->state == S_FIRING ? fired : 0;
+    if (a->state == S_FIRING && fired > a->updated)
+        a->updated = fired;
+    a->value = value;
+    /* The static name of the stored severity, if the rule still has it. */
+    a->severity = alert_rule_severity(r, 0);
+    for (size_t i = 0; i < alert_rule_severity_steps(r); i++) {
+        const char *sv =
+            alert_rule_severity(r, alert_rule_severity_after(r, i));
+        if (strcmp(sv, severity) == 0)
+            a->severity = sv;
+    }
+    zhashx_insert(self->alerts, hkey, a);
+    return 0;
+}
+
+int
+alert_engine_resolve(alert_engine_t *self, const char *rule,
+                     const char *scope, int64_t now)
+{
+    char hkey[SERIES_KEY_MAX + 160];
+    struct s_alert *a;
+
+    snprintf(hkey, sizeof hkey, "%s\x1f%s", rule, scope);
+    if ((a = zhashx_lookup(self->alerts, hkey)) == NULL)
+        return -1;
+    s_emit(self, a, "resolved", now > a->updated ? now : a->updated);
+    zhashx_delete(self->alerts, hkey);
+    return 0;
 }
 
 void
@@ -614,6 +676,22 @@ alert_engine_test(bool verbose)
     alert_engine_reading(e, "temperature{device=s6}", 1303 * S, 21);
     assert(log.n == 2);
     TEST_STREQ(log.lines[1], "silent temperature{device=s6} resolved error 1303");
+
+    /* Restore and resolve by hand. */
+    log.n = 0;
+    assert(alert_engine_restore(e, "nope", "x", "x", "firing", "error", 0, 0,
+                                0) == -1);
+    assert(alert_engine_restore(e, "silent", "temperature{device=s7}",
+                                "temperature{device=s7}", "firing", "error",
+                                10 * S, 20 * S, 5) == 0);
+    alert_engine_stats(e, &st);
+    assert(st.active == 6 && log.n == 0); /* s1..s5 silent, and s7 */
+    assert(alert_engine_resolve(e, "silent", "temperature{device=s7}",
+                                2000 * S) == 0);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "silent temperature{device=s7} resolved error 2000");
+    assert(alert_engine_resolve(e, "silent", "temperature{device=s7}",
+                                2000 * S) == -1);
 
     json_t *rj = alert_engine_rules(e);
     assert(json_array_size(rj) == 1);

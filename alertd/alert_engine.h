@@ -38,6 +38,7 @@ struct alert_event {
     int64_t ts;           /* event time of the change, ns */
     double value;         /* value of the reading that caused it */
     int64_t since;        /* when the alert became active, ns */
+    const alert_rule_t *r; /* the rule (its notify clauses) */
 };
 
 typedef void(alert_engine_emit_fn)(const struct alert_event *ev, void *arg);
@@ -91,6 +92,23 @@ void alert_engine_tick(alert_engine_t *self, int64_t now);
  * scores before the readings they belong to). */
 void alert_engine_score(alert_engine_t *self, const char *key, int64_t ts,
                         double score);
+
+/* Put back an alert kept across a restart (alert_store), without an
+ * event: state "pending" or "firing" ("acknowledged" counts as firing).
+ * Returns 0, or -1 when no rule of that name is loaded. */
+int alert_engine_restore(alert_engine_t *self, const char *rule,
+                         const char *scope, const char *key,
+                         const char *state, const char *severity,
+                         int64_t since, int64_t fired, double value);
+/* Resolve an active alert by hand (emits "resolved" at now). Returns 0,
+ * or -1 when there is no such alert. If its condition still holds, the
+ * next reading raises a new one. */
+int alert_engine_resolve(alert_engine_t *self, const char *rule,
+                         const char *scope, int64_t now);
+
+/* The i-th rule of the set, or NULL past the end. Borrowed until the
+ * next alert_engine_set_rules. */
+const alert_rule_t *alert_engine_rule(const alert_engine_t *self, size_t i);
 
 /* Active alerts as a JSON array (caller decrefs). */
 json_t *alert_engine_alerts(alert_engine_t *self);

@@ -137,6 +137,11 @@ struct alert_rule {
     size_t nsev;                /* used steps (>= 1) */
     int64_t max_window;         /* longest window read */
     bool deadman;               /* reads age() or nodata() */
+    char *notify[ALERT_RULE_NOTIFY_MAX]; /* channel names to notify */
+    size_t nnotify;             /* used */
+    int64_t throttle;           /* least time between notifications, ns */
+    char *escalate;             /* channel for unacknowledged alerts */
+    int64_t escalate_after;     /* firing this long unacknowledged, ns */
 };
 
 struct s_parser {
@@ -152,8 +157,9 @@ struct s_parser {
 
 static const char *s_severities[] = {"info", "warning", "error", "critical"};
 
-static const char *s_keywords[] = {"and",  "or",       "not",  "for",
-                                   "clear", "when",    "severity", "after"};
+static const char *s_keywords[] = {
+    "and",   "or",    "not",    "for",      "clear",   "when",
+    "severity", "after", "notify", "throttle", "escalate"};
 
 static const struct {
     const char *name;
@@ -942,6 +948,28 @@ s_parse_severity(struct s_parser *p)
     }
 }
 
+/* A channel name: a plain name, not a keyword. */
+static int
+s_parse_channel(struct s_parser *p, char **out)
+{
+    char desc[40];
+
+    if (p->tok.kind != T_NAME || p->tok.sel_len ||
+        s_is_keyword(p->tok.str)) {
+        s_error(p, p->tok.pos, "expected a channel name, found %s",
+                s_tok_desc(p, desc, sizeof desc));
+        return -1;
+    }
+    if (strlen(p->tok.str) > ALERT_RULE_CHANNEL_NAME_MAX) {
+        s_error(p, p->tok.pos, "channel name longer than %d bytes",
+                ALERT_RULE_CHANNEL_NAME_MAX);
+        return -1;
+    }
+    *out = xstrdup(p->tok.str);
+    s_next(p);
+    return 0;
+}
+
 static int
 s_parse_rule(struct s_parser *p)
 {
@@ -997,10 +1025,67 @@ s_parse_rule(struct s_parser *p)
             s_next(p);
             if (s_parse_severity(p) < 0)
                 return -1;
+        } else if (s_is_word(p, "notify")) {
+            if (r->nnotify) {
+                s_error(p, pos, "duplicate 'notify' clause");
+                return -1;
+            }
+            s_next(p);
+            for (;;) {
+                if (s_parse_channel(p, &r->notify[r->nnotify]) < 0)
+                    return -1;
+                for (size_t i = 0; i < r->nnotify; i++)
+                    if (!strcmp(r->notify[i], r->notify[r->nnotify])) {
+                        s_error(p, pos, "channel '%s' named twice",
+                                r->notify[i]);
+                        r->nnotify++;
+                        return -1;
+                    }
+                if (++r->nnotify == ALERT_RULE_NOTIFY_MAX &&
+                    p->tok.kind == T_COMMA) {
+                    s_error(p, p->tok.pos, "more than %d channels",
+                            ALERT_RULE_NOTIFY_MAX);
+                    return -1;
+                }
+                if (p->tok.kind != T_COMMA)
+                    break;
+                s_next(p);
+            }
+        } else if (s_is_word(p, "throttle")) {
+            if (r->throttle) {
+                s_error(p, pos, "duplicate 'throttle' clause");
+                return -1;
+            }
+            s_next(p);
+            if (p->tok.kind != T_DUR) {
+                s_error(p, p->tok.pos, "expected a duration after 'throttle'");
+                return -1;
+            }
+            r->throttle = p->tok.dur;
+            s_next(p);
+        } else if (s_is_word(p, "escalate")) {
+            if (r->escalate) {
+                s_error(p, pos, "duplicate 'escalate' clause");
+                return -1;
+            }
+            s_next(p);
+            if (s_parse_channel(p, &r->escalate) < 0)
+                return -1;
+            if (!s_is_word(p, "after")) {
+                s_error(p, p->tok.pos, "expected 'after DURATION'");
+                return -1;
+            }
+            s_next(p);
+            if (p->tok.kind != T_DUR) {
+                s_error(p, p->tok.pos, "expected a duration after 'after'");
+                return -1;
+            }
+            r->escalate_after = p->tok.dur;
+            s_next(p);
         } else {
             s_error(p, pos,
                     "expected an operator or a clause (for, clear when, "
-                    "severity), found %s",
+                    "severity, notify, throttle, escalate), found %s",
                     s_tok_desc(p, desc, sizeof desc));
             return -1;
         }
@@ -1088,6 +1173,9 @@ alert_rule_destroy(alert_rule_t **self_p)
         free(self->refs[i].sel);
         free(self->refs[i].fbuf);
     }
+    for (size_t i = 0; i < self->nnotify; i++)
+        free(self->notify[i]);
+    free(self->escalate);
     free(self->nodes);
     free(self->name);
     free(self->text);
@@ -1186,6 +1274,32 @@ int64_t
 alert_rule_max_window(const alert_rule_t *self)
 {
     return self->max_window;
+}
+
+size_t
+alert_rule_notify_count(const alert_rule_t *self)
+{
+    return self->nnotify;
+}
+
+const char *
+alert_rule_notify(const alert_rule_t *self, size_t i)
+{
+    return i < self->nnotify ? self->notify[i] : NULL;
+}
+
+int64_t
+alert_rule_throttle(const alert_rule_t *self)
+{
+    return self->throttle;
+}
+
+const char *
+alert_rule_escalate(const alert_rule_t *self, int64_t *after)
+{
+    if (after)
+        *after = self->escalate_after;
+    return self->escalate;
 }
 
 bool
@@ -1507,6 +1621,16 @@ alert_rule_format(const alert_rule_t *self)
         fprintf(fp, ", %s after ", self->sev[i].name);
         s_fmt_duration(fp, self->sev[i].after);
     }
+    for (size_t i = 0; i < self->nnotify; i++)
+        fprintf(fp, "%s%s", i ? ", " : " notify ", self->notify[i]);
+    if (self->throttle) {
+        fputs(" throttle ", fp);
+        s_fmt_duration(fp, self->throttle);
+    }
+    if (self->escalate) {
+        fprintf(fp, " escalate %s after ", self->escalate);
+        s_fmt_duration(fp, self->escalate_after);
+    }
     fclose(fp);
     return buf;
 }
@@ -1767,6 +1891,24 @@ alert_rule_test(bool verbose)
     assert(r && !alert_rule_is_deadman(r));
     alert_rule_destroy(&r);
     s_test_bad("age(x, 5m) > 1", 5, "expected ')'", verbose);
+    s_test_bad("x > 1 notify", 12, "channel name", verbose);
+    s_test_bad("x > 1 notify a, a", 6, "named twice", verbose);
+    s_test_bad("x > 1 escalate pager", 20, "'after", verbose);
+    s_test_bad("x > 1 throttle 5", 15, "duration after 'throttle'", verbose);
+    s_test_bad("notify > 1", 0, "keyword", verbose);
+    s_test_format("x > 1 escalate pager after 15m notify ops,mail throttle 600s",
+                  "x > 1 severity warning notify ops, mail throttle 10m "
+                  "escalate pager after 15m");
+    r = alert_rule_new("t", "x > 1 notify ops, mail throttle 1m escalate "
+                            "pager after 15m", &err);
+    assert(r && alert_rule_notify_count(r) == 2);
+    TEST_STREQ(alert_rule_notify(r, 1), "mail");
+    assert(alert_rule_notify(r, 2) == NULL);
+    assert(alert_rule_throttle(r) == 60 * CLOCK_NS_PER_S);
+    int64_t after;
+    TEST_STREQ(alert_rule_escalate(r, &after), "pager");
+    assert(after == 15 * 60 * CLOCK_NS_PER_S);
+    alert_rule_destroy(&r);
     s_test_bad("nodata(x) or x > 1", 8, "window", verbose);
     if (verbose)
         printf("alert_rule: parser and evaluator exercised\n");

@@ -12,6 +12,8 @@
  *   condition := expr clause*
  *   clause    := "for" DURATION | "clear" "when" expr
  *              | "severity" SEV ["after" DURATION] {"," SEV "after" DURATION}
+ *              | "notify" CHANNEL {"," CHANNEL} | "throttle" DURATION
+ *              | "escalate" CHANNEL "after" DURATION
  *   expr      := and {("or" | "||") and}
  *   and       := not {("and" | "&&") not}
  *   not       := ("not" | "!") not | cmp
@@ -51,6 +53,10 @@
 #define ALERT_RULE_REFS_MAX 16
 /* Most severity steps in one rule. */
 #define ALERT_RULE_SEV_MAX 4
+/* Most channels in a "notify" clause. */
+#define ALERT_RULE_NOTIFY_MAX 8
+/* Longest channel name. */
+#define ALERT_RULE_CHANNEL_NAME_MAX 64
 /* Longest window accepted in a function (windows are kept in memory). */
 #define ALERT_RULE_WINDOW_MAX_NS (7LL * 86400 * 1000000000LL)
 
@@ -130,6 +136,15 @@ const char *alert_rule_severity(const alert_rule_t *self, int64_t firing_ns);
 /* Number of severity steps and the "after" of step i (for scheduling). */
 size_t alert_rule_severity_steps(const alert_rule_t *self);
 int64_t alert_rule_severity_after(const alert_rule_t *self, size_t i);
+/* Channels of the "notify" clause: how many, and the i-th name (NULL
+ * past the end; borrowed). */
+size_t alert_rule_notify_count(const alert_rule_t *self);
+const char *alert_rule_notify(const alert_rule_t *self, size_t i);
+/* Least time between two notifications of one alert, ns (0: none). */
+int64_t alert_rule_throttle(const alert_rule_t *self);
+/* Channel to notify when the alert has fired for *after ns without an
+ * acknowledgement, or NULL. after may be NULL. */
+const char *alert_rule_escalate(const alert_rule_t *self, int64_t *after);
 /* Does the rule read age() or nodata()? Such a rule can become true
  * while no reading arrives (a deadman), so it is also evaluated on a
  * clock tick (alert_engine_tick). */

@@ -17,6 +17,8 @@
 #include "alertd/alertd.h"
 #include "alertd/alert_engine.h"
 #include "alertd/alert_file.h"
+#include "alertd/alert_notify.h"
+#include "alertd/alert_store.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/ep.h"
@@ -62,6 +64,13 @@ struct alertd {
     int64_t stream_ts;              /* latest reading time seen, ns */
     int64_t stream_mono;            /* monotonic time when it was seen */
     int64_t tick_ts;                /* stream time of the last tick */
+    alert_store_t *store;           /* alerts, history, outbox; or NULL */
+    alert_notify_t *notify;         /* outbox delivery; or NULL */
+    bool queued;                    /* outbox rows since the last wake */
+    bool in_tx;                     /* a store transaction is open */
+    uint64_t silenced;              /* notifications a silence muted */
+    uint64_t throttled;             /* notifications a throttle held */
+    uint64_t escalations;           /* escalations queued */
 };
 
 /* The stream clock: event time advanced by the wall time since the
@@ -88,21 +97,17 @@ int
 alertd_conf_check(const struct alertd_conf *conf)
 {
     int errors = 0;
-    alert_rule_t **rules;
-    size_t n;
+    struct alert_file f;
 
     if (conf->use_stdin != conf->use_stdout) {
         fprintf(stderr, "alertd: --stdin and --stdout go together\n");
         errors++;
     }
     if (conf->rules && *conf->rules) {
-        if (alert_file_load(conf->rules, &rules, &n) == -1) {
+        if (alert_file_load(conf->rules, &f) == -1)
             errors++;
-        } else {
-            for (size_t i = 0; i < n; i++)
-                alert_rule_destroy(&rules[i]);
-            free(rules);
-        }
+        else
+            alert_file_free(&f);
     }
     return errors ? -1 : 0;
 }
@@ -131,6 +136,142 @@ s_socket(int type, const char *tmpl, const char *rundir, const char *what,
     }
     log_debug("alertd: bound %s", ep);
     return s;
+}
+
+/* Open a store transaction if none is open (committed by s_flush). */
+static void
+s_tx(alertd_t *self)
+{
+    if (self->store && !self->in_tx && alert_store_begin(self->store) == 0)
+        self->in_tx = true;
+}
+
+/* Commit the store's transaction and wake the notify actor. */
+static void
+s_flush(alertd_t *self)
+{
+    if (self->in_tx) {
+        alert_store_commit(self->store);
+        self->in_tx = false;
+    }
+    if (self->queued && self->notify) {
+        alert_notify_wake(self->notify);
+        self->queued = false;
+    }
+}
+
+/* Queue one notification of alert id on channel. */
+static void
+s_queue(alertd_t *self, int64_t id, const struct alert_event *ev,
+        const char *state, const char *channel, bool escalation)
+{
+    char key[40], tb[40], sb[40];
+    json_t *j;
+    char *body;
+
+    alert_notify_key(ev->rule, ev->scope, ev->since, state, ev->severity,
+                     channel, key, sizeof key);
+    j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:s, s:b}",
+                  "alert_id", (json_int_t)id, "rule", ev->rule, "scope",
+                  ev->scope, "series", ev->key, "state", state, "severity",
+                  ev->severity, "value", ev->value, "timestamp",
+                  clock_format(ev->ts, tb, sizeof tb), "since",
+                  clock_format(ev->since, sb, sizeof sb), "idempotency_key",
+                  key, "escalation", escalation);
+    body = mpjson_dumps(j);
+    json_decref(j);
+    if (alert_store_enqueue(self->store, id, channel, key, body,
+                            clock_now_ns()) == 1)
+        self->queued = true;
+    free(body);
+}
+
+/* Record an engine event in the store and decide its notifications:
+ * firing (and each severity step) and, when a firing was notified,
+ * resolved; not while a silence matches; firing not again within the
+ * rule's throttle. */
+static void
+s_record(alertd_t *self, const struct alert_event *ev)
+{
+    const alert_rule_t *r = ev->r;
+    bool firing = strcmp(ev->state, "firing") == 0;
+    bool resolved = strcmp(ev->state, "resolved") == 0;
+    int64_t id, sid, last;
+    char note[64];
+
+    s_tx(self);
+    if ((id = alert_store_event(self->store, ev)) <= 0)
+        return;
+    if (!(firing || resolved) || r == NULL ||
+        alert_rule_notify_count(r) == 0)
+        return;
+    last = alert_store_notified(self->store, id);
+    if (resolved && last == 0)
+        return; /* its firing was never notified */
+    if ((sid = alert_store_silenced(self->store, ev->rule, ev->scope,
+                                    clock_now_ns())) > 0) {
+        snprintf(note, sizeof note, "%s not notified: silence %lld",
+                 ev->state, (long long)sid);
+        alert_store_note(self->store, id, ev->ts, note);
+        self->silenced++;
+        return;
+    }
+    if (firing && last && alert_rule_throttle(r) &&
+        ev->ts - last < alert_rule_throttle(r)) {
+        alert_store_note(self->store, id, ev->ts,
+                         "firing not notified: throttled");
+        self->throttled++;
+        return;
+    }
+    for (size_t i = 0; i < alert_rule_notify_count(r); i++)
+        s_queue(self, id, ev, ev->state, alert_rule_notify(r, i), false);
+    if (firing)
+        alert_store_set_notified(self->store, id, ev->ts);
+}
+
+struct s_escalate {
+    alertd_t *self;       /* the daemon */
+    const char *channel;  /* where to */
+    int64_t now;          /* stream time */
+};
+
+static void
+s_escalate_one(const struct alert_store_open *a, void *arg)
+{
+    struct s_escalate *e = arg;
+    struct alert_event ev = {a->rule,     a->scope, a->series, "escalated",
+                             a->severity, e->now,   a->value,  a->since,
+                             NULL};
+    char note[128];
+
+    s_queue(e->self, a->id, &ev, "escalated", e->channel, true);
+    alert_store_set_escalated(e->self->store, a->id, e->now);
+    snprintf(note, sizeof note, "escalated to %s: not acknowledged",
+             e->channel);
+    alert_store_note(e->self->store, a->id, e->now, note);
+    e->self->escalations++;
+    log_info("alert escalated: rule=%s scope=%s channel=%s", a->rule,
+             a->scope, e->channel);
+}
+
+/* Escalate firing alerts nobody acknowledged in time. */
+static void
+s_escalate(alertd_t *self, int64_t now)
+{
+    const alert_rule_t *r;
+    int64_t after;
+    const char *ch;
+
+    if (self->store == NULL)
+        return;
+    for (size_t i = 0; (r = alert_engine_rule(self->engine, i)); i++) {
+        if ((ch = alert_rule_escalate(r, &after)) == NULL)
+            continue;
+        struct s_escalate e = {self, ch, now};
+        s_tx(self);
+        alert_store_foreach_unacked(self->store, alert_rule_name(r),
+                                    now - after, s_escalate_one, &e);
+    }
 }
 
 /* The engine's callback: one info line per change, and the event goes
@@ -162,6 +303,8 @@ s_on_alert(const struct alert_event *ev, void *arg)
     if (self->out)
         msg_batch_add_alert(self->out, ev->rule, ev->scope, ev->state,
                             ev->severity, ev->ts, ev->value);
+    if (self->store)
+        s_record(self, ev);
 }
 
 static alert_engine_t *
@@ -174,14 +317,13 @@ s_engine_new(alertd_t *self)
 int
 alertd_reload(alertd_t *self)
 {
-    alert_rule_t **rules;
-    size_t n;
+    struct alert_file f;
 
     if (self->conf->rules == NULL || *self->conf->rules == '\0') {
         log_info("alertd: no rules file configured; nothing to reload");
         return 0;
     }
-    if (alert_file_load(self->conf->rules, &rules, &n) == -1) {
+    if (alert_file_load(self->conf->rules, &f) == -1) {
         struct alert_engine_stats st;
         alert_engine_stats(self->engine, &st);
         self->reload_failures++;
@@ -189,11 +331,70 @@ alertd_reload(alertd_t *self)
                 self->conf->rules, st.rules);
         return -1;
     }
-    alert_engine_set_rules(self->engine, rules, n, clock_now_ns());
-    free(rules);
+    int64_t now = s_stream_now(self);
+    alert_engine_set_rules(self->engine, f.rules, f.nrules,
+                           now == INT64_MIN ? clock_now_ns() : now);
+    if (self->notify)
+        alert_notify_set_channels(self->notify, f.channels, f.nchannels);
+    s_flush(self);
     self->reloads++;
-    log_info("alertd: loaded %zu rule%s from %s", n, n == 1 ? "" : "s",
-             self->conf->rules);
+    log_info("alertd: loaded %zu rule%s and %zu channel%s from %s", f.nrules,
+             f.nrules == 1 ? "" : "s", f.nchannels,
+             f.nchannels == 1 ? "" : "s", self->conf->rules);
+    alert_file_free(&f);
+    return 0;
+}
+
+/* Put the engine back where the store says it was; alerts of rules that
+ * are gone are resolved. */
+static void
+s_restore_one(const struct alert_store_open *a, void *arg)
+{
+    alertd_t *self = arg;
+
+    if (alert_engine_restore(self->engine, a->rule, a->scope, a->series,
+                             a->state, a->severity, a->since, a->fired,
+                             a->value) == -1) {
+        struct alert_event ev = {a->rule,     a->scope, a->series,
+                                 "resolved",  a->severity,
+                                 a->fired > a->since ? a->fired : a->since,
+                                 a->value,    a->since, NULL};
+        log_info("alert resolved: rule=%s scope=%s: the rule is gone",
+                 a->rule, a->scope);
+        s_tx(self);
+        alert_store_event(self->store, &ev);
+    }
+}
+
+static int
+s_open_store(alertd_t *self)
+{
+    const struct alertd_conf *c = self->conf;
+    struct alert_file f = {0};
+    struct alert_notify_conf nc = {0};
+    size_t n = 0;
+
+    if ((self->store = alert_store_new(c->db, 5000)) == NULL)
+        return -1;
+    alert_store_foreach_open(self->store, s_restore_one, self);
+    s_flush(self);
+    if (c->rules && *c->rules && alert_file_load(c->rules, &f) == -1)
+        return -1;
+    nc.db = c->db;
+    nc.env.webhook_secret = c->webhook_secret;
+    nc.env.timeout = c->notify_timeout;
+    nc.env.mqtt_host = c->mqtt_host;
+    nc.env.mqtt_port = (int)c->mqtt_port;
+    nc.env.sendmail = c->sendmail;
+    nc.retry_base = c->retry_base;
+    nc.retry_max = c->retry_max;
+    nc.max_attempts = c->max_attempts;
+    self->notify = alert_notify_new(&nc, f.channels, f.nchannels);
+    n = f.nchannels;
+    alert_file_free(&f);
+    if (self->notify == NULL)
+        return -1;
+    log_info("alertd: store %s, %zu channel%s", c->db, n, n == 1 ? "" : "s");
     return 0;
 }
 
@@ -214,6 +415,8 @@ alertd_new(const struct alertd_conf *conf)
     } else {
         log_warnx("alertd: no rules file (--rules); nothing will alert");
     }
+    if (conf->db && *conf->db && s_open_store(self) == -1)
+        goto fail;
     if (conf->use_stdin)
         return self;
     if (daemon_mkdirs(conf->rundir) == -1) {
@@ -242,6 +445,9 @@ alertd_destroy(alertd_t **self_p)
 
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
+    s_flush(self);
+    alert_notify_destroy(&self->notify);
+    alert_store_destroy(&self->store);
     zloop_destroy(&self->loop);
     zsock_destroy(&self->pub);
     zsock_destroy(&self->router);
@@ -368,6 +574,7 @@ s_drain_queue(alertd_t *self)
         msg_batch_destroy(&q[i]);
         s_publish(self);
     }
+    s_flush(self);
 }
 
 static int
@@ -386,7 +593,9 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
 
     if (now != INT64_MIN) {
         alert_engine_tick(self->engine, now);
+        s_escalate(self, now);
         s_publish(self);
+        s_flush(self);
     }
     return 0;
 }
@@ -395,27 +604,154 @@ static json_t *
 s_status(alertd_t *self)
 {
     struct alert_engine_stats st;
+    json_t *j;
 
     alert_engine_stats(self->engine, &st);
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                     " s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                     "daemon", self->producer, "batches_in",
-                     (json_int_t)self->batches_in, "bad_batches",
-                     (json_int_t)self->bad_batches, "queries",
-                     (json_int_t)self->queries, "readings_in",
-                     (json_int_t)st.readings, "anomalies_in",
-                     (json_int_t)st.anomalies, "evaluations",
-                     (json_int_t)st.evaluations, "alerts_pending_total",
-                     (json_int_t)st.pending, "alerts_firing_total",
-                     (json_int_t)st.firing, "alerts_resolved_total",
-                     (json_int_t)st.resolved, "alerts_active",
-                     (json_int_t)st.active, "rules", (json_int_t)st.rules,
-                     "series", (json_int_t)st.series, "points",
-                     (json_int_t)st.points, "readings_rejected",
-                     (json_int_t)st.rejected, "windows_truncated",
-                     (json_int_t)st.truncated, "reloads",
-                     (json_int_t)self->reloads, "reload_failures",
-                     (json_int_t)self->reload_failures);
+    j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+                  " s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                  "daemon", self->producer, "batches_in",
+                  (json_int_t)self->batches_in, "bad_batches",
+                  (json_int_t)self->bad_batches, "queries",
+                  (json_int_t)self->queries, "readings_in",
+                  (json_int_t)st.readings, "anomalies_in",
+                  (json_int_t)st.anomalies, "evaluations",
+                  (json_int_t)st.evaluations, "alerts_pending_total",
+                  (json_int_t)st.pending, "alerts_firing_total",
+                  (json_int_t)st.firing, "alerts_resolved_total",
+                  (json_int_t)st.resolved, "alerts_active",
+                  (json_int_t)st.active, "rules", (json_int_t)st.rules,
+                  "series", (json_int_t)st.series, "points",
+                  (json_int_t)st.points, "readings_rejected",
+                  (json_int_t)st.rejected, "windows_truncated",
+                  (json_int_t)st.truncated, "reloads",
+                  (json_int_t)self->reloads, "reload_failures",
+                  (json_int_t)self->reload_failures);
+    if (self->store) {
+        json_object_set_new(j, "notifications_silenced",
+                            json_integer((json_int_t)self->silenced));
+        json_object_set_new(j, "notifications_throttled",
+                            json_integer((json_int_t)self->throttled));
+        json_object_set_new(j, "escalations",
+                            json_integer((json_int_t)self->escalations));
+        json_object_set_new(
+            j, "notifications_sent",
+            json_integer((json_int_t)alert_notify_sent(self->notify)));
+        json_object_set_new(
+            j, "notification_failures",
+            json_integer((json_int_t)alert_notify_failures(self->notify)));
+        json_object_set_new(j, "outbox_queued",
+                            json_integer(alert_store_outbox_count(
+                                self->store, "queued")));
+        json_object_set_new(j, "outbox_failed",
+                            json_integer(alert_store_outbox_count(
+                                self->store, "failed")));
+    }
+    return j;
+}
+
+/* An integer field of a request, or -1. */
+static int64_t
+s_req_id(const json_t *req)
+{
+    json_t *v = json_object_get(req, "id");
+    return json_is_integer(v) && json_integer_value(v) > 0
+               ? (int64_t)json_integer_value(v)
+               : -1;
+}
+
+/* The store operations: ack, resolve, alert, silence, silences,
+ * unsilence. Returns the status or 0 when op is not one of them. */
+static int
+s_answer_store(alertd_t *self, const char *op, const json_t *req,
+               json_t **body)
+{
+    int64_t id = s_req_id(req), now = clock_now_ns();
+    const char *by = json_string_value(json_object_get(req, "by"));
+
+    if (strcmp(op, "alert") == 0) {
+        if ((*body = id > 0 ? alert_store_alert(self->store, id) : NULL))
+            return 200;
+        *body = rpc_error("not_found", "no such alert", "id");
+        return 404;
+    }
+    if (strcmp(op, "ack") == 0) {
+        s_tx(self);
+        int rc = id > 0 ? alert_store_ack(self->store, id, by ? by : "api",
+                                          now)
+                        : -1;
+        s_flush(self);
+        if (rc == 0) {
+            log_info("alert acknowledged: id=%lld by=%s", (long long)id,
+                     by ? by : "api");
+            *body = alert_store_alert(self->store, id);
+            return 200;
+        }
+        *body = rpc_error("not_found", "no active, unacknowledged alert "
+                                       "with this id", "id");
+        return 404;
+    }
+    if (strcmp(op, "resolve") == 0) {
+        char *rule, *scope;
+        if (id <= 0 || alert_store_lookup(self->store, id, &rule, &scope)) {
+            *body = rpc_error("not_found", "no active alert with this id",
+                              "id");
+            return 404;
+        }
+        int64_t t = s_stream_now(self);
+        if (alert_engine_resolve(self->engine, rule, scope,
+                                 t == INT64_MIN ? now : t) == -1) {
+            struct alert_event ev = {rule, scope, "", "resolved", "",
+                                     t == INT64_MIN ? now : t, NAN, 0, NULL};
+            s_tx(self);
+            alert_store_event(self->store, &ev);
+        }
+        s_publish(self);
+        s_flush(self);
+        free(rule);
+        free(scope);
+        *body = alert_store_alert(self->store, id);
+        return 200;
+    }
+    if (strcmp(op, "silence") == 0) {
+        const char *rule = json_string_value(json_object_get(req, "rule"));
+        const char *scope = json_string_value(json_object_get(req, "scope"));
+        const char *dur = json_string_value(json_object_get(req, "duration"));
+        const char *comment =
+            json_string_value(json_object_get(req, "comment"));
+        int64_t d;
+        if (dur == NULL || clock_parse_duration(dur, &d) == -1) {
+            *body = rpc_error("bad_request",
+                              "duration is required, e.g. \"30m\"",
+                              "duration");
+            return 400;
+        }
+        s_tx(self);
+        int64_t sid = alert_store_silence_add(
+            self->store, rule ? rule : "*", scope ? scope : "*", now,
+            now + d, comment);
+        s_flush(self);
+        log_info("silence %lld: rule=%s scope=%s for %s", (long long)sid,
+                 rule ? rule : "*", scope ? scope : "*", dur);
+        *body = json_pack("{s:I}", "id", (json_int_t)sid);
+        return sid > 0 ? 201 : 500;
+    }
+    if (strcmp(op, "silences") == 0) {
+        *body = json_pack("{s:o}", "silences",
+                          alert_store_silences(self->store, now));
+        return 200;
+    }
+    if (strcmp(op, "unsilence") == 0) {
+        s_tx(self);
+        int rc = id > 0 ? alert_store_silence_remove(self->store, id) : -1;
+        s_flush(self);
+        if (rc == 0) {
+            *body = json_pack("{s:I}", "id", (json_int_t)id);
+            return 200;
+        }
+        *body = rpc_error("not_found", "no such silence", "id");
+        return 404;
+    }
+    return 0;
 }
 
 /* Answer one query; returns the HTTP status and sets *body. */
@@ -423,11 +759,22 @@ static int
 s_answer(alertd_t *self, const json_t *req, json_t **body)
 {
     const char *op = json_string_value(json_object_get(req, "op"));
+    static const char *store_ops[] = {"alert",    "ack",      "resolve",
+                                      "silence",  "silences", "unsilence"};
+    int status;
 
     self->queries++;
     if (strcmp(op, "alerts") == 0) {
-        *body = json_pack("{s:o}", "alerts",
-                          alert_engine_alerts(self->engine));
+        json_t *all = json_object_get(req, "all");
+        json_t *limit = json_object_get(req, "limit");
+        *body = json_pack(
+            "{s:o}", "alerts",
+            self->store ? alert_store_alerts(
+                              self->store, json_is_true(all),
+                              json_is_integer(limit)
+                                  ? (int64_t)json_integer_value(limit)
+                                  : 1000)
+                        : alert_engine_alerts(self->engine));
         return 200;
     }
     if (strcmp(op, "rules") == 0) {
@@ -438,7 +785,20 @@ s_answer(alertd_t *self, const json_t *req, json_t **body)
         *body = s_status(self);
         return 200;
     }
-    *body = rpc_error("unknown_op", "alertd answers alerts, rules, stats",
+    for (size_t i = 0; i < sizeof store_ops / sizeof store_ops[0]; i++)
+        if (strcmp(op, store_ops[i]) == 0) {
+            if (self->store == NULL) {
+                *body = rpc_error("no_store",
+                                  "alertd runs without a database (--db)",
+                                  op);
+                return 409;
+            }
+            if ((status = s_answer_store(self, op, req, body)) != 0)
+                return status;
+        }
+    *body = rpc_error("unknown_op",
+                      "alertd answers alerts, alert, rules, stats, ack, "
+                      "resolve, silence, silences, unsilence",
                       op);
     return 400;
 }
@@ -510,13 +870,24 @@ alertd_filter(alertd_t *self, FILE *in, FILE *out)
             (self->tick_ts == INT64_MIN ||
              ts - self->tick_ts >= ALERTD_TICK_MS * CLOCK_NS_PER_MS)) {
             alert_engine_tick(self->engine, ts - 1);
+            s_escalate(self, ts - 1);
             self->tick_ts = ts - 1;
         }
         alert_engine_reading(self->engine, key, ts, v);
         s_observe(self, ts);
+        s_flush(self);
     }
     free(line);
     fflush(out);
+    /* Give the notify actor the drain time to empty the outbox. */
+    int64_t deadline = clock_mono_ns() + self->conf->drain;
+    while (self->store && clock_mono_ns() < deadline &&
+           alert_store_outbox_count(self->store, "queued") > 0)
+        zclock_sleep(20);
+    if (self->store && alert_store_outbox_count(self->store, "queued") > 0)
+        log_warnx("filter: %lld notifications still queued at exit; they "
+                  "are delivered at the next start",
+                  (long long)alert_store_outbox_count(self->store, "queued"));
     self->events = NULL;
     if (bad)
         log_warnx("stdin: %zu bad lines skipped", bad);

@@ -6,6 +6,11 @@
  * and "status" queries on a ROUTER socket. SIGHUP reloads the rules file
  * atomically. In filter mode (--stdin --stdout) it reads JSON-line
  * readings and writes JSON-line alert events.
+ *
+ * With a database (--db) it also keeps every alert and its history in
+ * SQLite (alert_store), answers ack, resolve and silence requests, and
+ * queues notifications for the channels of each rule in a durable outbox
+ * that a notify actor delivers (alert_notify).
  */
 #ifndef SP_ALERTD_H
 #define SP_ALERTD_H
@@ -25,6 +30,15 @@ struct alertd_conf {
     int64_t window_points; /* most points kept per series */
     int64_t max_series;    /* most series tracked */
     int64_t drain;         /* ns allowed for draining at stop */
+    char *db;              /* SQLite file; "" = no store, no notifications */
+    char *webhook_secret;  /* HMAC key of webhook signatures (secret) */
+    char *mqtt_host;       /* broker of mqtt channels */
+    int64_t mqtt_port;     /* its port */
+    char *sendmail;        /* sendmail(8) of email channels */
+    int64_t notify_timeout; /* per delivery attempt, ns */
+    int64_t retry_base;    /* first retry delay, ns */
+    int64_t retry_max;     /* longest retry delay, ns */
+    int64_t max_attempts;  /* delivery attempts before giving up */
     bool use_stdin;        /* filter mode: JSON-line readings in */
     bool use_stdout;       /* filter mode: JSON-line alert events out */
 };

@@ -5,7 +5,12 @@
 #include "common/daemon.h"
 #include "common/log.h"
 
+#include <curl/curl.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <sodium.h>
 #include <stddef.h>
+#include <string.h>
 
 static const struct cfg_opt s_opts[] = {
     {"rundir", CFG_STR, offsetof(struct alertd_conf, rundir), "./var/run", 0,
@@ -29,6 +34,27 @@ static const struct cfg_opt s_opts[] = {
      "1000000", 1, 100000000, CFG_IMMUTABLE, "most series tracked"},
     {"drain", CFG_DURATION, offsetof(struct alertd_conf, drain), "2s", 0, 600,
      0, "time allowed to drain at stop"},
+    {"db", CFG_STR, offsetof(struct alertd_conf, db), "", 0, 0, CFG_IMMUTABLE,
+     "SQLite file of alerts, history, silences, outbox (\"\" = none)"},
+    {"webhook-secret", CFG_STR, offsetof(struct alertd_conf, webhook_secret),
+     "", 0, 0, CFG_SECRET | CFG_IMMUTABLE,
+     "HMAC-SHA256 key signing webhook bodies"},
+    {"mqtt-host", CFG_STR, offsetof(struct alertd_conf, mqtt_host),
+     "127.0.0.1", 0, 0, CFG_IMMUTABLE, "broker of mqtt channels"},
+    {"mqtt-port", CFG_INT, offsetof(struct alertd_conf, mqtt_port), "1883", 1,
+     65535, CFG_IMMUTABLE, "port of that broker"},
+    {"sendmail", CFG_STR, offsetof(struct alertd_conf, sendmail),
+     "/usr/sbin/sendmail", 0, 0, CFG_IMMUTABLE,
+     "sendmail(8) program of email channels"},
+    {"notify-timeout", CFG_DURATION,
+     offsetof(struct alertd_conf, notify_timeout), "10s", 0.001, 600,
+     CFG_IMMUTABLE, "time allowed per delivery attempt"},
+    {"retry-base", CFG_DURATION, offsetof(struct alertd_conf, retry_base),
+     "1s", 0.001, 3600, CFG_IMMUTABLE, "first retry delay, doubling"},
+    {"retry-max", CFG_DURATION, offsetof(struct alertd_conf, retry_max), "5m",
+     0.001, 86400, CFG_IMMUTABLE, "longest retry delay"},
+    {"max-attempts", CFG_INT, offsetof(struct alertd_conf, max_attempts),
+     "20", 1, 1000, CFG_IMMUTABLE, "delivery attempts before giving up"},
     {"stdin", CFG_BOOL, offsetof(struct alertd_conf, use_stdin), "false", 0, 0,
      0, "filter mode: read JSON-line readings on stdin"},
     {"stdout", CFG_BOOL, offsetof(struct alertd_conf, use_stdout), "false", 0,
@@ -54,15 +80,27 @@ main(int argc, char **argv)
         return CFG_EX_CONFIG;
     }
     log_info("starting version %s", SP_VERSION);
+    /* Libraries with global state, once, before any thread (the notify
+     * actor) starts; a channel's command that exits early must not kill
+     * us with SIGPIPE, in filter mode too. */
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    mosquitto_lib_init();
+    if (sodium_init() < 0)
+        fatalx("libsodium cannot initialise");
     if ((alertd = alertd_new(&conf)) == NULL) {
-        cfg_free(s_opts, S_NOPTS, &conf);
+        rc = 1;
         log_warnx("cannot start");
-        return 1;
+    } else {
+        rc = alertd_run(alertd) == 0 ? 0 : 1;
+        alertd_destroy(&alertd);
     }
-    rc = alertd_run(alertd);
-    alertd_destroy(&alertd);
+    mosquitto_lib_cleanup();
+    curl_global_cleanup();
+    if (conf.webhook_secret)
+        explicit_bzero(conf.webhook_secret, strlen(conf.webhook_secret));
     cfg_free(s_opts, S_NOPTS, &conf);
     zsys_shutdown();
     log_info("shutdown complete");
-    return rc == 0 ? 0 : 1;
+    return rc;
 }
