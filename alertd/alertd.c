@@ -244,6 +244,11 @@ s_escalate_one(const struct alert_store_open *a, void *arg)
                              NULL};
     char note[128];
 
+    /* A silence mutes escalations too; checked again on every tick, so
+     * one that expires while the alert still fires lets it escalate. */
+    if (alert_store_silenced(e->self->store, a->rule, a->scope,
+                             clock_now_ns()) > 0)
+        return;
     s_queue(e->self, a->id, &ev, "escalated", e->channel, true);
     alert_store_set_escalated(e->self->store, a->id, e->now);
     snprintf(note, sizeof note, "escalated to %s: not acknowledged",
@@ -929,6 +934,52 @@ alertd_run(alertd_t *self)
     s_publish(self);
     close(sigfd);
     return 0;
+}
+
+int
+alertd_ctl(const struct alertd_conf *conf, const char *query)
+{
+    char t[EP_MAX], ep[EP_MAX];
+    const char *tmpl = conf->query;
+    json_error_t jerr;
+    json_t *req = json_loads(query, 0, &jerr), *body = NULL;
+    zsock_t *dealer;
+    uint64_t id = 0;
+    int status = 0, rc = 1;
+
+    if (req == NULL || !json_is_string(json_object_get(req, "op"))) {
+        fprintf(stderr, "alertd: --ctl wants a JSON object with \"op\"%s%s\n",
+                req ? "" : ": ", req ? "" : jerr.text);
+        json_decref(req);
+        return 1;
+    }
+    if (tmpl == NULL || *tmpl == '\0')
+        tmpl = ep_default(t, sizeof t, conf->rundir, "alertd", "query");
+    if (ep_expand(ep, sizeof ep, tmpl, (unsigned)conf->lane) == NULL) {
+        json_decref(req);
+        return 1;
+    }
+    dealer = zsock_new(ZMQ_DEALER);
+    zsock_set_linger(dealer, 0);
+    zsock_set_rcvtimeo(dealer, 5000);
+    if (zsock_connect(dealer, "%s", ep) == -1 ||
+        rpc_request_send(zsock_resolve(dealer), 1, req) == -1) {
+        fprintf(stderr, "alertd: cannot reach %s\n", ep);
+    } else if (rpc_reply_recv(zsock_resolve(dealer), &id, &status, &body) ==
+               -1) {
+        fprintf(stderr, "alertd: no answer from %s within 5 s\n", ep);
+    } else {
+        char *s = mpjson_dumps(body);
+        printf("%s\n", s);
+        free(s);
+        rc = status >= 200 && status < 300 ? 0 : 1;
+        if (rc)
+            fprintf(stderr, "alertd: status %d\n", status);
+    }
+    json_decref(body);
+    json_decref(req);
+    zsock_destroy(&dealer);
+    return rc;
 }
 
 /* --------------------------------------------------------------------- */

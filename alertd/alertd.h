@@ -39,6 +39,7 @@ struct alertd_conf {
     int64_t retry_base;    /* first retry delay, ns */
     int64_t retry_max;     /* longest retry delay, ns */
     int64_t max_attempts;  /* delivery attempts before giving up */
+    char *ctl;             /* client mode: one query (JSON) to send */
     bool use_stdin;        /* filter mode: JSON-line readings in */
     bool use_stdout;       /* filter mode: JSON-line alert events out */
 };
@@ -61,6 +62,10 @@ int alertd_filter(alertd_t *self, FILE *in, FILE *out);
 int alertd_reload(alertd_t *self);
 /* Destroy; NULL-safe; sets *self_p NULL. */
 void alertd_destroy(alertd_t **self_p);
+/* Client mode (--ctl JSON): send one query to the running alertd of
+ * conf's lane, print the reply body as JSON on stdout. Returns the exit
+ * status: 0 for a 2xx reply, 1 otherwise (reason on stderr). */
+int alertd_ctl(const struct alertd_conf *conf, const char *query);
 
 /* Selftest: asserts on failure, prints " * alertd: OK". */
 void alertd_test(bool verbose);

@@ -55,6 +55,8 @@ static const struct cfg_opt s_opts[] = {
      0.001, 86400, CFG_IMMUTABLE, "longest retry delay"},
     {"max-attempts", CFG_INT, offsetof(struct alertd_conf, max_attempts),
      "20", 1, 1000, CFG_IMMUTABLE, "delivery attempts before giving up"},
+    {"ctl", CFG_STR, offsetof(struct alertd_conf, ctl), "", 0, 0, 0,
+     "client: send this JSON query to the running alertd, print the reply"},
     {"stdin", CFG_BOOL, offsetof(struct alertd_conf, use_stdin), "false", 0, 0,
      0, "filter mode: read JSON-line readings on stdin"},
     {"stdout", CFG_BOOL, offsetof(struct alertd_conf, use_stdout), "false", 0,
@@ -72,6 +74,12 @@ main(int argc, char **argv)
 
     if (rc >= 0) {
         cfg_free(s_opts, S_NOPTS, &conf);
+        return rc;
+    }
+    if (conf.ctl && *conf.ctl) {
+        rc = alertd_ctl(&conf, conf.ctl);
+        cfg_free(s_opts, S_NOPTS, &conf);
+        zsys_shutdown();
         return rc;
     }
     if (alertd_conf_check(&conf) == -1) {

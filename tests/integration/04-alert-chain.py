@@ -108,7 +108,8 @@ def test():
         with open(rules, "w") as f:
             f.write("cold: machine.temp < 0\n")
         p.procs["alertd"].send_signal(signal.SIGHUP)
-        wait_for(lambda: "alert resolved: rule=high_temp" in p.log("alertd"),
+        wait_for(lambda: p.log("alertd").count(
+                     "alert resolved: rule=high_temp") == 2,
                  "the removed rule's alert resolves on reload")
         st, _, body = p.http("GET", "/api/rules")
         check([r["name"] for r in body["rules"]] == ["cold"],
