@@ -499,6 +499,25 @@ s_format_ts(int64_t ts, char *buf, size_t len)
     return buf;
 }
 
+/* Print s as a JSON string. Keys are valid UTF-8 (checked at ingest), so
+ * only quotes, backslashes and control characters need escaping. */
+static void
+s_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            fputc('\\', out);
+            fputc(*p, out);
+        }
+        else if (*p < 0x20)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
 static void
 s_print(anomalyd_t *self, FILE *out, const char *key, int64_t ts, double v,
         const char *vtext, const struct anomaly_result *r)
@@ -526,16 +545,22 @@ s_print(anomalyd_t *self, FILE *out, const char *key, int64_t ts, double v,
         fputs(r->method, out);
         fputc('\n', out);
     } else {
-        json_t *j = json_pack("{s:s}", "series", key);
-        char *ks = mpjson_dumps(j);
         /* The key is the only string that needs escaping. */
-        fprintf(out,
-                "{\"series\":%.*s,\"timestamp\":\"%s\",\"value\":%s,"
-                "\"z\":%s,\"score\":%s,\"method\":\"%s\",\"anomaly\":%s}\n",
-                (int)(strlen(ks) - 11), ks + 10, tb, vtext, zb, sb, r->method,
-                r->score >= self->min_score ? "true" : "false");
-        free(ks);
-        json_decref(j);
+        fputs("{\"series\":", out);
+        s_json_string(out, key);
+        fputs(",\"timestamp\":\"", out);
+        fputs(tb, out);
+        fputs("\",\"value\":", out);
+        fputs(vtext, out);
+        fputs(",\"z\":", out);
+        fputs(zb, out);
+        fputs(",\"score\":", out);
+        fputs(sb, out);
+        fputs(",\"method\":\"", out);
+        fputs(r->method, out);
+        fputs(r->score >= self->min_score ? "\",\"anomaly\":true}\n"
+                                          : "\",\"anomaly\":false}\n",
+              out);
     }
 }
 
@@ -884,8 +909,8 @@ anomalyd_test(bool verbose)
                 "2024-01-01 00:12:00,100\n"
                 "{\"name\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\","
                 "\"value\":1}\n";
-    char *obuf = NULL;
-    size_t olen = 0;
+    char *obuf = NULL, *obuf2 = NULL;
+    size_t olen = 0, olen2 = 0;
     FILE *fi = fmemopen(in, strlen(in), "r"),
          *fo = open_memstream(&obuf, &olen);
     assert(anomalyd_filter(a, fi, fo) == 0);
@@ -897,6 +922,17 @@ anomalyd_test(bool verbose)
                         "\"value\":100,"));
     assert(strstr(obuf, "\"anomaly\":true") &&
            strstr(obuf, "\"series\":\"x\""));
+    /* Every output line is valid JSON, escapes included. */
+    for (char *l = obuf, *e; (e = strchr(l, '\n')); l = e + 1) {
+        json_t *j = json_loadb(l, (size_t)(e - l), 0, NULL);
+        assert(j && json_is_object(j));
+        json_decref(j);
+    }
+    FILE *ko = open_memstream(&obuf2, &olen2);
+    s_json_string(ko, "a\"b\\c\x01");
+    fclose(ko);
+    TEST_STREQ(obuf2, "\"a\\\"b\\\\c\\u0001\"");
+    free(obuf2);
     free(obuf);
     anomalyd_destroy(&a);
     s_test_same(dir, verbose);
