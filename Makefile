@@ -99,6 +99,7 @@ test check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz-build
+	@$(MAKE) --no-print-directory browser-deps
 	@sh tests/run.sh
 
 test-full: deps
@@ -139,6 +140,21 @@ install: all
 	  t=$(DESTDIR)$(SYSCONFDIR)/sensorpipe/$${f#deploy/examples/}; \
 	  [ -e $$t ] || install -m 0644 $$f $$t || exit 1; done
 
+# The dashboard's browser test needs playwright-core, installed from the
+# committed package-lock.json; without it the test skips. web-vendor
+# refreshes the vendored uPlot in apid/web/vendor from its lock file.
+browser-deps:
+	@[ -d tests/browser/node_modules/playwright-core ] || \
+	  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) || \
+	  echo "browser-deps: npm ci failed; the browser test will skip"
+browser-test: all asan browser-deps
+	@SP_BUILD=build-asan SP_SCREENSHOT=docs/dashboard.png \
+	  python3 tests/integration/05-api-ws-dashboard.py
+web-vendor:
+	cd apid/web && npm ci --no-audit --no-fund && \
+	  cp node_modules/uplot/dist/uPlot.iife.min.js \
+	     node_modules/uplot/dist/uPlot.min.css vendor/
+
 hdrcheck:
 	@for h in common/*.h $(foreach d,$(DAEMONS),$(d)/*.h); do \
 	  [ -f "$$h" ] || continue; \
@@ -151,5 +167,6 @@ fmt-check:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all asan deps run test check test-full bench hdrcheck fmt-check clean fuzz-build install
+.PHONY: all asan deps run test check test-full bench hdrcheck fmt-check clean fuzz-build install \
+        browser-deps browser-test web-vendor
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

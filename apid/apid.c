@@ -5,6 +5,7 @@
 #include "apid/api_auth.h"
 #include "apid/api_devices.h"
 #include "apid/api_seed.h"
+#include "apid/api_dash.h"
 #include "apid/api_ws.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -376,6 +377,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_seed_route,
     api_ws_route,
     api_devices_route,
+    api_dash_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */
@@ -383,6 +385,7 @@ static const struct apid_service s_services[] = {
     {"ws", api_ws_create, api_ws_destroy},
     {"devices", api_devices_create, api_devices_destroy},
     {"auth", api_auth_create, api_auth_destroy},
+    {"dash", api_dash_create, api_dash_destroy},
 };
 #define S_NSERVICES (sizeof s_services / sizeof s_services[0])
 

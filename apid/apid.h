@@ -25,6 +25,7 @@ struct apid_conf {
     char *anomalyd;   /* anomalyd query endpoint template; "" = default */
     char *alertd;     /* alertd query endpoint template; "" = default */
     char *datadir;    /* apid's own data (dashboards, devices, keys); "" = in memory */
+    char *webroot;    /* dashboard files; "" = found beside the binary */
     int64_t ws_ping;  /* ns between WebSocket pings */
     int64_t ws_queue_max; /* bytes queued to one client before it is dropped */
     char *keys;       /* file of API keys (hashed); "" = none */

@@ -30,6 +30,8 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "alertd query endpoint template"},
     {"datadir", CFG_STR, offsetof(struct apid_conf, datadir), "./var/apid", 0,
      0, CFG_IMMUTABLE, "apid's data directory (dashboards, devices.db); \"\" keeps them in memory"},
+    {"webroot", CFG_STR, offsetof(struct apid_conf, webroot), "", 0, 0,
+     CFG_IMMUTABLE, "directory of the dashboard files; empty finds apid/web beside the binary"},
     {"ws-ping", CFG_DURATION, offsetof(struct apid_conf, ws_ping), "15s", 0.05,
      3600, 0, "WebSocket ping interval; a client silent for 3 is dropped"},
     {"ws-queue-max", CFG_INT, offsetof(struct apid_conf, ws_queue_max),
