@@ -108,6 +108,20 @@ s_item(msg_batch_t *self)
 }
 
 void
+msg_batch_reserve(msg_batch_t *self, size_t items, size_t bytes)
+{
+    size_t sz = s_item_size(self->env.type);
+    if (self->n + items > self->cap) {
+        self->cap = self->n + items;
+        self->items = xrealloc(self->items, self->cap * sz);
+    }
+    if (self->alen + bytes > self->acap) {
+        self->acap = self->alen + bytes;
+        self->arena = xrealloc(self->arena, self->acap);
+    }
+}
+
+void
 msg_batch_add_reading(msg_batch_t *self, const char *key, int64_t ts,
                       double value)
 {
@@ -221,6 +235,9 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     const struct msg_envelope *e = &self->env;
 
     msgpack_sbuffer_init(&sb);
+    /* Size the buffer once: the strings plus about 16 bytes an item. */
+    sb.alloc = self->alen + self->n * 24 + 256;
+    sb.data = xmalloc(sb.alloc);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 7);
     s_pack_str(&pk, "type");

@@ -37,6 +37,8 @@ size_t msg_batch_size(const msg_batch_t *self);
 /* Item type (enum msg_type). */
 int msg_batch_type(const msg_batch_t *self);
 
+/* Make room for items more items and bytes more arena bytes. */
+void msg_batch_reserve(msg_batch_t *self, size_t items, size_t bytes);
 /* Add a reading (copies key). */
 void msg_batch_add_reading(msg_batch_t *self, const char *key, int64_t ts,
                            double value);

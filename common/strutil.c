@@ -82,9 +82,21 @@ strutil_utf8_valid(const char *s, size_t n)
     size_t i = 0;
 
     while (i < n) {
-        unsigned c = p[i];
+        unsigned c;
         size_t need;
         unsigned min;
+        /* Fast path: eight ASCII bytes without NUL at a time. */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if ((w & 0x8080808080808080ULL) ||
+                ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL))
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        c = p[i];
         if (c == 0)
             return false;
         if (c < 0x80) {
