@@ -125,6 +125,12 @@ anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
         s_keep(self, s, ts, value, out);
 }
 
+void
+anomaly_store_set_threshold(anomaly_store_t *self, double threshold)
+{
+    self->conf.threshold = threshold;
+}
+
 size_t
 anomaly_store_series(const anomaly_store_t *self)
 {

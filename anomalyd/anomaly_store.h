@@ -50,6 +50,8 @@ int anomaly_store_query(anomaly_store_t *self, const json_t *req,
 #define ANOMALY_STORE_HORIZON_MAX (366LL * 86400 * 1000000000LL)
 int anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
                            json_t **body);
+/* Change the |z| threshold queries use when they name none (SIGHUP). */
+void anomaly_store_set_threshold(anomaly_store_t *self, double threshold);
 /* Number of series. */
 size_t anomaly_store_series(const anomaly_store_t *self);
 /* Readings currently remembered, over all series. */

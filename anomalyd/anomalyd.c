@@ -382,6 +382,7 @@ s_reload(anomalyd_t *self)
             log_warnx("reload: method, window and keep require restart");
         self->threshold = c.threshold;
         self->min_score = c.min_score;
+        anomaly_store_set_threshold(self->store, c.threshold);
         log_info("reload: threshold=%g min-score=%g", self->threshold,
                  self->min_score);
     }

@@ -87,15 +87,30 @@ check "csv series column: nothing else is ($n)" [ "$n" -eq 0 ]
 check "unknown method: exit 78" [ $? -eq 78 ]
 check "unknown method: says why" grep -q "method" "$T/err.bad"
 
-# The daemon: ready, then a clean stop on SIGTERM.
-"$BIN" --rundir "$T/run" --down none -v > "$T/daemon.log" 2>&1 &
+# The daemon: ready, SIGHUP reloads what can change (and keeps the
+# running configuration when the file is bad), then a clean stop.
+wait_log() { # pattern
+    i=0
+    while ! grep -q "$1" "$T/daemon.log" && [ $i -lt 100 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    grep -q "$1" "$T/daemon.log"
+}
+printf 'threshold = 3\nmin-score = 0.5\n' > "$T/anomalyd.conf"
+"$BIN" -f "$T/anomalyd.conf" --rundir "$T/run" --down none -v > "$T/daemon.log" 2>&1 &
 pid=$!
-i=0
-while ! grep -q "ready" "$T/daemon.log" && [ $i -lt 50 ]; do
-    sleep 0.1; i=$((i + 1))
-done
-check "daemon: logs ready" grep -q "ready" "$T/daemon.log"
+check "daemon: logs ready" wait_log "ready"
 check "daemon: binds its endpoints" [ -S "$T/run/anomalyd.0.in" -a -S "$T/run/anomalyd.0.query" ]
+printf 'threshold = 5\nmin-score = 0.8\n' > "$T/anomalyd.conf"
+kill -HUP $pid
+check "daemon: SIGHUP applies threshold and min-score" wait_log "reload: threshold=5 min-score=0.8"
+printf 'threshold = banana\n' > "$T/anomalyd.conf"
+kill -HUP $pid
+check "daemon: a bad file on SIGHUP keeps the running configuration" \
+    wait_log "keeping the running configuration"
+printf 'method = zscore\n' > "$T/anomalyd.conf"
+kill -HUP $pid
+check "daemon: a method change on SIGHUP requires a restart" wait_log "require restart"
 kill -TERM $pid
 wait $pid
 check "daemon: SIGTERM exits 0" [ $? -eq 0 ]
