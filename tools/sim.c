@@ -88,6 +88,8 @@ struct sim_conf {
     long long devices;      /* total devices */
     double rate;            /* messages per second per device */
     int64_t duration;       /* publishing window, ns */
+    int64_t wait_connected; /* hold publishing until all are connected,
+                               at most this long, ns; 0 = do not wait */
     long long count;        /* messages per device, 0 = no limit */
     long long batch;        /* readings per message; 0 = single object */
     long long procs;        /* worker processes; 0 = as many as needed */
@@ -212,6 +214,8 @@ struct sim_worker {
     size_t cursor;               /* devices below it have been started */
     long warned;                 /* warnings logged so far */
     bool publishing;             /* inside the publishing window */
+    bool connecting_ok;          /* before the end: connect and reconnect */
+    int ctl;                     /* parent's "go" pipe, or -1 */
     int64_t start;               /* mono ns at start */
     int64_t now;                 /* mono ns of this iteration */
     uint64_t hist[SIM_HIST_N];   /* publish-to-ack latency */
@@ -225,13 +229,13 @@ s_usage(FILE *f)
         "[-r rate]\n"
         "         [-d duration] [-c count] [-b batch] [-P procs] "
         "[-C connects]\n"
-        "         [--qos 0|1|2] [--keepalive s] [--drain duration] "
-        "[--tick duration]\n"
-        "         [--period duration] [--faults p] [--fault-len n] "
-        "[--labels file]\n"
-        "         [--report file] [--seed n] [--run id] [--prefix p] "
-        "[--username u]\n"
-        "         [--allow-remote]\n"
+        "         [-W wait] [--qos 0|1|2] [--keepalive s] "
+        "[--drain duration]\n"
+        "         [--tick duration] [--period duration] [--faults p] "
+        "[--fault-len n]\n"
+        "         [--labels file] "
+        "[--report file] [--seed n] [--run id] [--prefix p]\n"
+        "         [--username u] [--allow-remote]\n"
         "  -H, --host HOST       broker (127.0.0.1; loopback only unless "
         "--allow-remote)\n"
         "  -p, --port PORT       broker port (1883)\n"
@@ -243,6 +247,9 @@ s_usage(FILE *f)
         "  -P, --procs K         worker processes (as many as the open-file "
         "limit needs)\n"
         "  -C, --connects N      connects in flight per process (25)\n"
+        "  -W, --wait-connected D  publish only once every device is "
+        "connected\n"
+        "                        (waiting at most D)\n"
         "      --qos Q           publish QoS (1)\n"
         "      --keepalive S     MQTT keepalive in seconds (60)\n"
         "      --drain D         wait this long for outstanding acks (10s)\n"
@@ -555,7 +562,7 @@ s_on_connect(struct mosquitto *mosq, void *arg, int rc)
     } else {
         w->c.reconnects++;
     }
-    if (d->next_pub == 0) {
+    if (d->next_pub == 0 && w->publishing) {
         /* Spread the fleet's publishes evenly over one interval. */
         d->next_pub = w->now + (int64_t)(s_uniform(&d->rng) * (double)CLOCK_NS_PER_S /
                                          w->conf->rate);
@@ -700,13 +707,17 @@ s_worker_scan(sim_worker_t *w, int64_t end)
 
     for (size_t i = 0; i < w->n; i++) {
         struct sim_dev *d = &w->devs[i];
+        bool acted = false;
         switch (d->state) {
         case SIM_WAIT:
             /* After the window, reconnect only devices whose unacked
              * messages libmosquitto will resend. */
             if (d->retry_at <= w->now && w->connecting < conf->connects &&
-                (w->publishing || (d->started && d->sent > d->acked)))
+                (w->connecting_ok ||
+                 (d->started && d->sent > d->acked))) {
                 s_dev_connect(w, d);
+                acted = true;
+            }
             if (d->next_pub && w->publishing) {
                 /* Publishes due while disconnected are skipped, not
                  * queued: a device that cannot reach the broker misses
@@ -730,12 +741,14 @@ s_worker_scan(sim_worker_t *w, int64_t end)
             if (d->next_misc <= w->now) {
                 mosquitto_loop_misc(d->mosq);
                 d->next_misc = w->now + SIM_MISC_NS;
+                acted = true;
             }
             break;
         case SIM_CONNECTED:
             if (w->publishing && d->next_pub <= w->now && d->next_pub < end &&
                 (conf->count == 0 || d->sent < (uint64_t)conf->count)) {
                 s_dev_publish(w, d);
+                acted = true;
                 d->next_pub += interval;
                 /* A device that fell more than one interval behind (a
                  * stalled loop) does not burst to catch up. */
@@ -745,13 +758,17 @@ s_worker_scan(sim_worker_t *w, int64_t end)
             if (d->state == SIM_CONNECTED && d->next_misc <= w->now) {
                 mosquitto_loop_misc(d->mosq);
                 d->next_misc = w->now + SIM_MISC_NS;
+                acted = true;
             }
             break;
         case SIM_CLOSING:
         case SIM_CLOSED:
             break;
         }
-        s_dev_register(w, d);
+        /* Only a call into libmosquitto can change what a client waits
+         * for; the rest of the fleet keeps its registration. */
+        if (acted)
+            s_dev_register(w, d);
     }
 }
 
@@ -798,7 +815,7 @@ static void
 s_worker_connect_more(sim_worker_t *w)
 {
     while (w->cursor < w->n && w->connecting < w->conf->connects &&
-           w->publishing) {
+           w->connecting_ok) {
         struct sim_dev *d = &w->devs[w->cursor++];
         if (!d->started && d->state == SIM_WAIT) {
             s_dev_connect(w, d);
@@ -818,35 +835,77 @@ s_worker_wait(sim_worker_t *w, int64_t until)
 
     w->now = clock_mono_ns();
     for (int i = 0; i < n; i++) {
-        if (ev[i].data.ptr == NULL)
-            continue;
+        if (ev[i].data.ptr == NULL || ev[i].data.ptr == w)
+            continue; /* the signalfd and the go pipe: polled by the caller */
         s_dev_event(w, ev[i].data.ptr, ev[i].events);
     }
     s_worker_connect_more(w);
 }
 
-enum sim_phase { SIM_PH_RUN, SIM_PH_DRAIN, SIM_PH_CLOSE, SIM_PH_END };
+enum sim_phase {
+    SIM_PH_RAMP,  /* connecting, waiting for the parent's go */
+    SIM_PH_RUN,   /* publishing window */
+    SIM_PH_DRAIN, /* waiting for outstanding acks */
+    SIM_PH_CLOSE, /* disconnecting */
+    SIM_PH_END
+};
+
+/* True when the parent said go (a byte on the control pipe) or is gone. */
+static bool
+s_worker_go(sim_worker_t *w)
+{
+    char c;
+    ssize_t n = read(w->ctl, &c, 1);
+    return n == 1 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+}
+
+/* Open the publishing window now; each device's first publish falls at
+ * a random point of its first interval so the fleet does not burst. */
+static int64_t
+s_worker_open(sim_worker_t *w)
+{
+    double interval = (double)CLOCK_NS_PER_S / w->conf->rate;
+    w->start = w->now;
+    w->publishing = true;
+    for (size_t i = 0; i < w->n; i++) {
+        struct sim_dev *d = &w->devs[i];
+        d->next_pub = w->start + (int64_t)(s_uniform(&d->rng) * interval);
+    }
+    return w->start + w->conf->duration;
+}
 
 static int
 s_worker_run(sim_worker_t *w)
 {
     const struct sim_conf *conf = w->conf;
-    int64_t end = w->start + conf->duration;
+    int64_t end = INT64_MAX;
     int64_t next_scan = w->start, next_progress = w->start + SIM_PROGRESS_NS;
     int64_t deadline = 0;
-    enum sim_phase phase = SIM_PH_RUN;
+    enum sim_phase phase = SIM_PH_RAMP;
     struct epoll_event sev = {.events = EPOLLIN, .data.ptr = NULL};
+    struct epoll_event cev = {.events = EPOLLIN, .data.ptr = w};
 
     epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->sigfd, &sev);
-    w->publishing = true;
+    w->connecting_ok = true;
+    if (w->ctl >= 0) {
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->ctl, &cev);
+    } else {
+        phase = SIM_PH_RUN;
+        end = s_worker_open(w);
+    }
     while (phase != SIM_PH_END) {
         s_worker_wait(w, next_scan < next_progress ? next_scan : next_progress);
+        if (phase == SIM_PH_RAMP && s_worker_go(w)) {
+            phase = SIM_PH_RUN;
+            end = s_worker_open(w);
+            epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->ctl, NULL);
+        }
         int sig = sig_read(w->sigfd);
         if (sig == SIGTERM || sig == SIGINT) {
-            if (phase == SIM_PH_RUN) {
+            if (phase == SIM_PH_RUN || phase == SIM_PH_RAMP) {
                 log_debug("stopping on signal %d", sig);
                 phase = SIM_PH_DRAIN;
-                w->publishing = false;
+                w->publishing = w->connecting_ok = false;
                 deadline = w->now + conf->drain;
             } else {
                 deadline = w->now; /* a second signal skips the wait */
@@ -863,7 +922,7 @@ s_worker_run(sim_worker_t *w)
         if (phase == SIM_PH_RUN &&
             (w->now >= end || s_worker_all_done(w))) {
             phase = SIM_PH_DRAIN;
-            w->publishing = false;
+            w->publishing = w->connecting_ok = false;
             deadline = w->now + conf->drain;
         }
         if (phase == SIM_PH_DRAIN &&
@@ -898,7 +957,7 @@ s_worker_run(sim_worker_t *w)
 
 static sim_worker_t *
 s_worker_new(const struct sim_conf *conf, size_t first, size_t n, int out,
-             int sigfd)
+             int ctl, int sigfd)
 {
     sim_worker_t *w = xcalloc(1, sizeof *w);
     long long k = conf->batch ? conf->batch : 1;
@@ -906,6 +965,7 @@ s_worker_new(const struct sim_conf *conf, size_t first, size_t n, int out,
     w->conf = conf;
     w->n = n;
     w->out = out;
+    w->ctl = ctl;
     w->sigfd = sigfd;
     w->labels = -1;
     w->buf_len = (size_t)k * SIM_READING_MAX + 16;
@@ -979,9 +1039,9 @@ s_worker_destroy(sim_worker_t **self_p)
 /* The body of one worker process. */
 static int
 s_worker_main(const struct sim_conf *conf, size_t first, size_t n, int out,
-              int sigfd)
+              int ctl, int sigfd)
 {
-    sim_worker_t *w = s_worker_new(conf, first, n, out, sigfd);
+    sim_worker_t *w = s_worker_new(conf, first, n, out, ctl, sigfd);
     int rc = s_worker_run(w);
 
     for (size_t i = 0; i < w->n; i++) {
@@ -1009,6 +1069,7 @@ s_worker_main(const struct sim_conf *conf, size_t first, size_t n, int out,
 struct sim_child {
     pid_t pid;              /* worker process */
     int fd;                 /* read end of its pipe, -1 at EOF */
+    int ctl;                /* write end of its go pipe, or -1 */
     size_t have;            /* bytes of a partial record in buf */
     char buf[sizeof(struct sim_rec)]; /* partial record */
     struct sim_counts c;    /* its latest totals */
@@ -1143,12 +1204,17 @@ s_parent(const struct sim_conf *conf, int sigfd)
     int64_t next_line = start + CLOCK_NS_PER_S;
     int status = 0, signals = 0;
     size_t open_pipes = 0;
+    bool go = conf->wait_connected == 0;
 
     for (size_t i = 0; i < k; i++) {
-        int p[2];
+        int p[2], c[2] = {-1, -1};
         size_t first = ndev * i / k, last_dev = ndev * (i + 1) / k;
         if (pipe2(p, O_CLOEXEC) == -1)
             fatal("pipe");
+        if (!go && pipe2(c, O_CLOEXEC) == -1)
+            fatal("pipe");
+        if (c[0] >= 0)
+            fcntl(c[0], F_SETFL, O_NONBLOCK);
         fflush(NULL);
         pid_t pid = fork();
         if (pid == -1)
@@ -1160,22 +1226,33 @@ s_parent(const struct sim_conf *conf, int sigfd)
             if (getppid() == 1)
                 _exit(1);
             close(p[0]);
-            for (size_t j = 0; j < i; j++)
+            if (c[1] >= 0)
+                close(c[1]);
+            for (size_t j = 0; j < i; j++) {
                 close(ch[j].fd);
+                if (ch[j].ctl >= 0)
+                    close(ch[j].ctl);
+            }
             free(ch);
             free(sent);
             free(acked);
             free(hist);
             free(pfd);
-            int rc = s_worker_main(conf, first, last_dev - first, p[1], sigfd);
+            int rc = s_worker_main(conf, first, last_dev - first, p[1], c[0],
+                                   sigfd);
             close(p[1]);
+            if (c[0] >= 0)
+                close(c[0]);
             close(sigfd);
             mosquitto_lib_cleanup();
             exit(rc);
         }
         close(p[1]);
+        if (c[0] >= 0)
+            close(c[0]);
         ch[i].pid = pid;
         ch[i].fd = p[0];
+        ch[i].ctl = c[1];
         open_pipes++;
     }
 
@@ -1226,6 +1303,26 @@ s_parent(const struct sim_conf *conf, int sigfd)
             memcpy(ch[i].buf, buf + off, ch[i].have);
         }
         now = clock_mono_ns();
+        if (!go) {
+            /* --wait-connected: every worker opens its publishing window
+             * when the whole fleet is connected (or the wait is over). */
+            uint64_t ever = 0;
+            for (size_t i = 0; i < k; i++)
+                ever += ch[i].c.ever;
+            if (ever == ndev || now - start >= conf->wait_connected ||
+                signals > 0) {
+                log_info("%llu of %zu devices connected after %.2fs; "
+                         "publishing", (unsigned long long)ever, ndev,
+                         (double)(now - start) / CLOCK_NS_PER_S);
+                for (size_t i = 0; i < k; i++) {
+                    if (write(ch[i].ctl, "g", 1) != 1)
+                        log_warn("go to worker %d", (int)ch[i].pid);
+                    close(ch[i].ctl);
+                    ch[i].ctl = -1;
+                }
+                go = true;
+            }
+        }
         if (now >= next_line) {
             memset(&t, 0, sizeof t);
             for (size_t i = 0; i < k; i++)
@@ -1344,6 +1441,7 @@ static const struct option s_longopts[] = {
     {"batch", required_argument, NULL, 'b'},
     {"procs", required_argument, NULL, 'P'},
     {"connects", required_argument, NULL, 'C'},
+    {"wait-connected", required_argument, NULL, 'W'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"qos", required_argument, NULL, OPT_QOS},
@@ -1392,7 +1490,7 @@ s_parse(struct sim_conf *conf, int argc, char **argv)
     snprintf(conf->run, sizeof conf->run, "%x",
              (unsigned)((uint64_t)clock_now_ns() / 1000 ^ (uint64_t)getpid() << 16) &
                  0xffffffu);
-    while ((c = getopt_long(argc, argv, "H:p:n:r:d:c:b:P:C:qh", s_longopts,
+    while ((c = getopt_long(argc, argv, "H:p:n:r:d:c:b:P:C:W:qh", s_longopts,
                             NULL)) != -1) {
         switch (c) {
         case 'H': conf->host = optarg; break;
@@ -1430,6 +1528,11 @@ s_parse(struct sim_conf *conf, int argc, char **argv)
         case 'C':
             if (strutil_toll(optarg, 1, 10000, &conf->connects))
                 return s_bad("--connects", optarg);
+            break;
+        case 'W':
+            if (clock_parse_duration(optarg, &conf->wait_connected) ||
+                conf->wait_connected > 3600 * CLOCK_NS_PER_S)
+                return s_bad("--wait-connected (up to 1h)", optarg);
             break;
         case 'q': conf->quiet = true; break;
         case 'h': s_usage(stdout); return 0;

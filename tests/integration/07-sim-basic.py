@@ -257,6 +257,32 @@ def test():
         check(all(all(a[0] < b[0] for a, b in zip(v, v[1:]))
                   for v in by_dev.values()),
               "batch timestamps strictly increase per device")
+
+        # Signals: with a 2 s "day" a 2 s run at 20 msg/s covers a whole
+        # cycle, so temperature swings by degrees and humidity moves
+        # against it. -W holds publishing until all 4 are connected.
+        before = len(sub.messages())
+        rc, err = run_sim(["-p", str(broker.port), "-n", "4", "-d", "2s",
+                           "-r", "20", "--period", "2s", "-W", "10s",
+                           "--run", "it07c", "--report", report])
+        with open(report) as f:
+            rep = json.load(f)
+        check(rc == 0 and "4 of 4 devices connected" in err,
+              "-W: publishing starts once the fleet is connected")
+        msgs = wait_count(sub, before + rep["acked"])[before:]
+        by_dev = check_readings(msgs, "it07c")
+        for dev, rows in sorted(by_dev.items()):
+            temp = [r[1] for r in rows]
+            hum = [r[2] for r in rows]
+            corr = statistics.correlation(temp, hum)
+            print("%s: %d readings, temperature %.2f..%.2f, corr(t, h) %.2f"
+                  % (dev, len(rows), min(temp), max(temp), corr))
+            if not (len(rows) >= 30 and max(temp) - min(temp) > 2.0 and
+                    corr < -0.5):
+                raise Failure("%s: a daily cycle with humidity against "
+                              "temperature" % dev)
+        check(len(by_dev) == 4, "4 devices show the cycle, humidity "
+              "anti-correlated with temperature")
     finally:
         if sub:
             sub.stop()
