@@ -6,6 +6,7 @@
 #include "apid/api_devices.h"
 #include "apid/api_seed.h"
 #include "apid/api_dash.h"
+#include "apid/api_prom.h"
 #include "apid/api_ws.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -29,7 +30,8 @@ static const char *s_bk_name[APID_BK_MAX] = {"ingestd", "aggd", "anomalyd", "ale
 enum s_kind {
     PK_RELAY,   /* one backend; relay its status and body */
     PK_METRICS, /* every backend's status, as Prometheus text */
-    PK_STATS    /* every backend's status, as JSON */
+    PK_STATS,   /* every backend's status, as JSON */
+    PK_CALL     /* one backend; hand the answer to a module's function */
 };
 
 /* A request waiting for one or more backends. */
@@ -40,6 +42,8 @@ struct s_pending {
     uint64_t ids[APID_BK_MAX];   /* request id per backend asked, 0 = none */
     json_t *parts[APID_BK_MAX];  /* bodies received (fan-out kinds) */
     int outstanding;        /* answers still expected */
+    apid_answer_fn *fn;     /* PK_CALL: who gets the answer */
+    void *fn_arg;           /* its argument */
     struct s_pending *next; /* list link */
 };
 
@@ -124,6 +128,33 @@ apid_relay(apid_t *self, http_req_t *req, int b, json_t *query)
                              s_bk_name[b]);
         s_pending_free(self, p);
     }
+}
+
+void
+apid_ask(apid_t *self, http_req_t *req, int b, json_t *query,
+         apid_answer_fn *fn, void *arg)
+{
+    struct s_pending *p = s_pending_new(self, req, PK_CALL);
+    p->fn = fn;
+    p->fn_arg = arg;
+    s_ask(self, p, b, query);
+    if (p->outstanding == 0) {
+        s_pending_free(self, p);
+        fn(self, req, 503, rpc_error("unavailable", "backend queue is full",
+                                     s_bk_name[b]), arg);
+    }
+}
+
+/* Hand a PK_CALL its answer; the function may ask again. */
+static void
+s_call(apid_t *self, struct s_pending *p, int status, json_t *body)
+{
+    apid_answer_fn *fn = p->fn;
+    void *arg = p->fn_arg;
+    http_req_t *req = p->req;
+
+    s_pending_free(self, p);
+    fn(self, req, status, body, arg);
 }
 
 static void
@@ -242,6 +273,10 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
         s_pending_free(self, p);
         return 0;
     }
+    if (p->kind == PK_CALL) {
+        s_call(self, p, status, body);
+        return 0;
+    }
     if (status == 200)
         p->parts[b] = body;
     else
@@ -264,6 +299,14 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
         next = p->next;
         if (now < p->deadline)
             continue;
+        if (p->kind == PK_CALL) {
+            self->timeouts++;
+            http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
+            s_call(self, p, 503, rpc_error("unavailable",
+                                           "the daemon owning this data did not answer in time",
+                                           "backend"));
+            continue;
+        }
         if (p->kind == PK_RELAY) {
             const char *who = "backend";
             for (int b = 0; b < APID_BK_MAX; b++)
@@ -374,6 +417,7 @@ apid_loop(apid_t *self)
 /* Route modules, asked in order; each returns 1 when it handled the
  * request. */
 static int (*const s_modules[])(apid_t *, http_req_t *) = {
+    api_prom_route, /* before api_seed: /api/v1/series with match[] */
     api_seed_route,
     api_ws_route,
     api_devices_route,
@@ -469,6 +513,11 @@ apid_destroy(apid_t **self_p)
     /* Answer whoever still waits before the server goes away. */
     while (self->pending) {
         http_req_add_header(self->pending->req, "Retry-After", APID_RETRY_AFTER);
+        if (self->pending->kind == PK_CALL) {
+            s_call(self, self->pending, 503,
+                   rpc_error("unavailable", "apid is stopping", "apid"));
+            continue;
+        }
         http_req_reply_error(self->pending->req, 503, "unavailable",
                              "apid is stopping", "apid");
         s_pending_free(self, self->pending);

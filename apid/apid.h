@@ -64,6 +64,15 @@ void apid_destroy(apid_t **self_p);
 /* Ask a backend and relay its {status, body} answer to req; 503 with
  * Retry-After when it does not answer in time. Steals query. */
 void apid_relay(apid_t *self, http_req_t *req, int backend, json_t *query);
+/* Called with a backend's answer (status and body, reference stolen), or
+ * 503 and an error body when it does not answer in time or apid stops.
+ * It must reply to req, or ask again only after a 200. */
+typedef void(apid_answer_fn)(apid_t *self, http_req_t *req, int status,
+                             json_t *body, void *arg);
+/* Ask a backend and hand its answer to fn instead of relaying it (for
+ * routes that compute on the answer). Steals query. */
+void apid_ask(apid_t *self, http_req_t *req, int backend, json_t *query,
+              apid_answer_fn *fn, void *arg);
 /* Copy start/end (any accepted time form, to ns) and tag.k=v filters from
  * the query string into q. Returns 0, or -1 after replying 400. */
 int apid_range_args(http_req_t *req, json_t *q);
