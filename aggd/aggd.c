@@ -7,6 +7,7 @@
  * from ingestd fills and backpressure reaches the client (DESIGN.md).
  */
 #include "aggd/aggd.h"
+#include "aggd/agg_ckpt.h"
 #include "aggd/agg_confirm.h"
 #include "aggd/agg_query.h"
 #include "aggd/agg_wal.h"
@@ -52,6 +53,9 @@ struct aggd {
     uint64_t gap_batches;         /* batches applied after a seq gap */
     uint64_t replayed;            /* batches replayed from the WAL */
     uint64_t group_commits;       /* fsyncs finished */
+    uint64_t ckpt_wal;            /* WAL position of the last checkpoint */
+    uint64_t checkpoints;         /* checkpoints taken */
+    int64_t ckpt_ms;              /* duration of the last one */
     msg_batch_t *pending;         /* batch anomalyd has not taken yet */
     bool reading;                 /* PULL reader registered */
     char producer[64];            /* "aggd.<lane>" */
@@ -69,6 +73,7 @@ struct aggd {
 
 static int s_on_pull(zloop_t *loop, zsock_t *sock, void *arg);
 static int s_open_data(aggd_t *self);
+static void s_send_confirm(aggd_t *self);
 
 static zsock_t *
 s_socket(int type, const char *tmpl, const char *rundir, const char *what,
@@ -105,10 +110,11 @@ aggd_new(const struct aggd_conf *conf)
 
     self->conf = conf;
     snprintf(self->producer, sizeof self->producer, "aggd.%u", lane);
-    self->store = agg_store_new();
     self->applied = agg_confirm_new();
-    if (conf->use_stdin)
+    if (conf->use_stdin) {
+        self->store = agg_store_new();
         return self;
+    }
     if (daemon_mkdirs(conf->rundir) == -1) {
         log_warn("aggd: cannot create %s", conf->rundir);
         goto fail;
@@ -288,6 +294,8 @@ s_open_data(aggd_t *self)
 {
     char dir[EP_MAX], wal[EP_MAX + 8];
     int64_t t0 = clock_mono_ns();
+    struct agg_ckpt ck;
+    int rc;
 
     if (ep_expand(dir, sizeof dir, self->conf->data, (unsigned)self->conf->lane)
         == NULL) {
@@ -299,13 +307,74 @@ s_open_data(aggd_t *self)
         log_warn("aggd: cannot create %s", dir);
         return -1;
     }
+    if ((rc = agg_ckpt_read(dir, &ck, self->applied)) == -1)
+        return -1;
+    if ((self->store = agg_store_open(dir, ck.chunk_len)) == NULL)
+        return -1;
     snprintf(wal, sizeof wal, "%s/wal", dir);
-    if ((self->wal = agg_wal_open(wal, 0, s_on_replay, self)) == NULL)
+    if ((self->wal = agg_wal_open(wal, ck.wal_seg, s_on_replay, self)) == NULL)
         return -1;
     self->durable = agg_confirm_dup(self->applied);
-    log_info("aggd: replayed %llu batches (%zu points) from %s in %lld ms",
-             (unsigned long long)self->replayed, agg_store_points(self->store),
-             wal, (long long)((clock_mono_ns() - t0) / 1000000));
+    log_info("aggd: loaded %zu chunks (%zu points%s), replayed %llu batches "
+             "from %s in %lld ms",
+             agg_store_chunks(self->store), agg_store_points(self->store),
+             rc == 1 ? ", no checkpoint yet" : "",
+             (unsigned long long)self->replayed, wal,
+             (long long)((clock_mono_ns() - t0) / 1000000));
+    return 0;
+}
+
+/* Seal every head into chunks, make them durable, start a new WAL
+ * segment, record that in the checkpoint and drop the older segments.
+ * Runs on the loop thread: the fsyncs cover the chunks written since the
+ * last checkpoint, a few MB. On failure stop confirming, as for the WAL. */
+static int
+s_checkpoint(aggd_t *self)
+{
+    struct agg_ckpt ck = {AGG_FORMAT_VERSION, 0, 0};
+    int64_t t0 = clock_mono_ns();
+
+    if (self->wal == NULL || self->wal_broken)
+        return -1;
+    agg_store_seal_all(self->store);
+    if (agg_store_sync(self->store, &ck.chunk_len) == -1 ||
+        (ck.wal_seg = agg_wal_rotate(self->wal)) == UINT64_MAX ||
+        agg_ckpt_write(self->datadir, &ck, self->applied) == -1) {
+        log_err("aggd: checkpoint failed; no more confirmations until "
+                "restart");
+        self->wal_broken = true;
+        return -1;
+    }
+    agg_wal_drop_before(self->wal, ck.wal_seg);
+    self->ckpt_wal = agg_wal_written(self->wal);
+    self->checkpoints++;
+    self->ckpt_ms = (clock_mono_ns() - t0) / 1000000;
+    /* The rotation made the whole WAL durable. */
+    agg_confirm_destroy(&self->durable);
+    self->durable = agg_confirm_dup(self->applied);
+    log_debug("aggd: checkpoint %llu: wal segment %llu, chunks %llu bytes, "
+              "%lld ms", (unsigned long long)self->checkpoints,
+              (unsigned long long)ck.wal_seg,
+              (unsigned long long)ck.chunk_len, (long long)self->ckpt_ms);
+    return 0;
+}
+
+static bool
+s_ckpt_due(const aggd_t *self)
+{
+    return self->wal && agg_wal_written(self->wal) - self->ckpt_wal >=
+                            (uint64_t)self->conf->ckpt_mb << 20;
+}
+
+static int
+s_on_ckpt_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    aggd_t *self = arg;
+
+    (void)loop;
+    (void)timer_id;
+    if (agg_wal_written(self->wal) != self->ckpt_wal && s_checkpoint(self) == 0)
+        s_send_confirm(self);
     return 0;
 }
 
@@ -428,6 +497,8 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
     for (int i = 0; i < AGGD_BURST && self->pending == NULL; i++)
         if (s_pull_one(self, sock) == 0)
             break;
+    if (s_ckpt_due(self) && s_checkpoint(self) == 0)
+        s_send_confirm(self);
     s_commit(self);
     if (self->pending && self->reading) {
         zloop_reader_end(loop, self->pull);
@@ -455,7 +526,12 @@ s_status(aggd_t *self)
     json_object_set_new(j, "replayed_batches", json_integer((json_int_t)self->replayed));
     json_object_set_new(j, "confirms_sent", json_integer((json_int_t)self->confirm_seq));
     json_object_set_new(j, "wal_broken", json_boolean(self->wal_broken));
+    json_object_set_new(j, "chunks", json_integer((json_int_t)agg_store_chunks(self->store)));
+    json_object_set_new(j, "chunk_bytes", json_integer((json_int_t)agg_store_chunk_bytes(self->store)));
+    json_object_set_new(j, "head_points", json_integer((json_int_t)agg_store_head_points(self->store)));
     if (self->wal) {
+        json_object_set_new(j, "checkpoints", json_integer((json_int_t)self->checkpoints));
+        json_object_set_new(j, "checkpoint_ms", json_integer((json_int_t)self->ckpt_ms));
         json_object_set_new(j, "group_commits", json_integer((json_int_t)self->group_commits));
         json_object_set_new(j, "wal_records", json_integer((json_int_t)agg_wal_records(self->wal)));
         json_object_set_new(j, "wal_bytes", json_integer((json_int_t)agg_wal_disk_bytes(self->wal)));
@@ -569,6 +645,8 @@ aggd_run(aggd_t *self)
     zloop_reader(self->loop, self->router, s_on_query, self);
     zloop_reader(self->loop, agg_wal_sock(self->wal), s_on_synced, self);
     zloop_timer(self->loop, AGGD_HEARTBEAT_MS, 0, s_on_heartbeat, self);
+    zloop_timer(self->loop, (size_t)(self->conf->ckpt_every / 1000000), 0,
+                s_on_ckpt_timer, self);
     snprintf(summary, sizeof summary, "lane=%lld in=%s data=%s",
              (long long)self->conf->lane, zsock_endpoint(self->pull),
              self->datadir);
@@ -586,11 +664,8 @@ aggd_run(aggd_t *self)
                 msg_batch_size(self->pending));
     /* Make the log durable and tell ingestd, so a restart resends
      * nothing it does not have to. */
-    if (!self->wal_broken && agg_wal_sync(self->wal) == 0) {
-        agg_confirm_destroy(&self->durable);
-        self->durable = agg_confirm_dup(self->applied);
+    if (!self->wal_broken && s_checkpoint(self) == 0)
         s_send_confirm(self);
-    }
     close(sigfd);
     (void)rc;
     return 0;
@@ -633,6 +708,8 @@ aggd_test(bool verbose)
     c.data = data;
     c.down = "none";
     c.hwm = 100;
+    c.ckpt_mb = 64;
+    c.ckpt_every = 60 * CLOCK_NS_PER_S;
     snprintf(ep, sizeof ep, "ipc://%s/ingestd.confirm", dir);
     confirms = zsock_new_pull(ep);
     a = aggd_new(&c);

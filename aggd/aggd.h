@@ -29,6 +29,8 @@ struct aggd_conf {
                         ingestd; "" = ipc://RUNDIR/ingestd.confirm,
                         "none" = do not confirm */
     char *data;      /* data directory ({lane} expands) */
+    int64_t ckpt_mb; /* checkpoint after this many MiB of WAL */
+    int64_t ckpt_every; /* ns between checkpoints when anything changed */
     int64_t hwm;     /* queue limit in batches on every socket */
     int64_t drain;   /* ns allowed for draining at stop */
     bool use_stdin;  /* filter mode: JSON lines in */

@@ -117,6 +117,9 @@ def test():
     p = Platform(daemons=("aggd",))
     os.makedirs(p.run, exist_ok=True)
     data = os.path.join(p.dir, "data.0")
+    # Checkpoints every MiB of WAL: the kill -9 lands between them, so a
+    # restart loads sealed chunks and replays the WAL after them.
+    p.extra = {"aggd": ["--checkpoint-mb", "1"]}
     f = Fake(p)
     p.start()
     try:
@@ -163,48 +166,63 @@ def test():
         st, status = f.query({"op": "status"})
         check(status["resent_batches"] >= 20,
               "resent batches skipped: %d" % status["resent_batches"])
+        check(status["checkpoints"] > 0 and status["chunks"] > 0,
+              "checkpoints %d, chunks %d" % (status["checkpoints"],
+                                             status["chunks"]))
         p.stop_one("aggd")
 
-        # Tear the last record: restart cuts it off and never applies it.
-        segs = [s for s in sorted(glob.glob(os.path.join(data, "wal",
-                                                         "*.wal")))
-                if os.path.getsize(s) > 0]
-        last = segs[-1]
-        size = os.path.getsize(last)
-        with open(last, "r+b") as fh:
-            fh.truncate(size - 7)
-        f.drain(200)  # the stopped aggd's last confirmation
+        # A clean stop checkpoints: the restart loads chunks only. Then no
+        # checkpoints, so the next batch stays in the WAL for tearing.
+        p.extra = {"aggd": ["--checkpoint-mb", "1000"]}
+        f.drain(200)
         restart(p)
+        count, total = totals(f)
+        check(count == n_total * PER_BATCH, "after a clean restart: %d" % count)
+        f.push.send_multipart(batch(n_total + 1))
+        wait_confirmed(f, n_total + 1)
+
+        def kill_and_damage(damage):
+            proc = p.procs.pop("aggd")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            segs = [s for s in sorted(glob.glob(os.path.join(
+                data, "wal", "*.wal"))) if os.path.getsize(s) > 0]
+            check(len(segs) > 0, "the WAL holds the last batch")
+            size = os.path.getsize(segs[-1])
+            with open(segs[-1], "r+b") as fh:
+                damage(fh, size)
+            f.drain(200)
+            f.confirmed = 0
+            restart(p)
+            return segs[-1], size
+
+        # Tear the last record: restart cuts it off and never applies it.
+        last, size = kill_and_damage(lambda fh, size: fh.truncate(size - 7))
         check("torn or corrupt tail" in p.log("aggd"),
               "aggd logs the torn tail")
         check(os.path.getsize(last) < size - 7, "the torn record was cut off")
-        f.confirmed = 0
         wait_confirmed(f, 1)
         count, total = totals(f)
-        want_n, want_sum = expected(range(1, n_total))
-        check(f.confirmed == n_total - 1,
+        want_n, want_sum = expected(range(1, n_total + 1))
+        check(f.confirmed == n_total,
               "confirmed %d after the torn tail" % f.confirmed)
         check(count == want_n and abs(total - want_sum) < 1e-6 * want_sum,
               "the torn batch is not applied: %d points" % count)
-        # Flip a byte inside the (new) last record's payload.
-        f.push.send_multipart(batch(n_total))
-        wait_confirmed(f, n_total)
-        p.stop_one("aggd")
-        segs = [s for s in sorted(glob.glob(os.path.join(data, "wal",
-                                                         "*.wal")))
-                if os.path.getsize(s) > 0]
-        last = segs[-1]
-        size = os.path.getsize(last)
-        with open(last, "r+b") as fh:
+
+        # Flip a byte inside the last record's payload.
+        f.push.send_multipart(batch(n_total + 1))
+        wait_confirmed(f, n_total + 1)
+
+        def flip(fh, size):
             fh.seek(size - 100)
             b = fh.read(1)
             fh.seek(size - 100)
             fh.write(bytes([b[0] ^ 0x40]))
-        restart(p)
+        kill_and_damage(flip)
         check("torn or corrupt tail" in p.log("aggd"),
               "aggd logs the corrupt record")
         count, _ = totals(f)
-        check(count == (n_total - 1) * PER_BATCH,
+        check(count == n_total * PER_BATCH,
               "the corrupt batch is not applied: %d points" % count)
     finally:
         f.close()

@@ -1,0 +1,45 @@
+/*
+ * agg_chunk: the encoding of an immutable chunk of one series' points.
+ *
+ * Timestamps: first value, first delta, then deltas of deltas, zigzag
+ * varints (a steady 10 s cadence costs about nothing after compression).
+ * Values, chosen per chunk: when every value is exactly k / 10^d for some
+ * d <= AGG_CHUNK_DEC_MAX (sensor readings with few decimals), the integers
+ * k as zigzag varint deltas; otherwise the XOR of each double with the
+ * previous one (as in Gorilla), its bytes transposed so the general
+ * compressor sees the slowly changing sign/exponent bytes together. Then
+ * zstd over the whole. Decoding gives back the exact bits written.
+ */
+#ifndef SP_AGG_CHUNK_H
+#define SP_AGG_CHUNK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGG_CHUNK_DEC_MAX 9        /* most decimals of the scaled encoding */
+#define AGG_CHUNK_POINTS_MAX 65536 /* points per chunk, at most */
+
+enum agg_chunk_enc {
+    AGG_CHUNK_SCALED = 0, /* k / 10^d integers, delta + zigzag */
+    AGG_CHUNK_XOR = 1     /* XORed doubles, bytes transposed */
+};
+
+/* Encode n points (1 <= n <= AGG_CHUNK_POINTS_MAX, ts strictly
+ * ascending). Returns the size and sets *out (caller frees). Cannot fail. */
+size_t agg_chunk_encode(const int64_t *ts, const double *v, size_t n,
+                        unsigned char **out);
+/* Number of points of an encoded chunk, or 0 when the header is bad. */
+size_t agg_chunk_count(const unsigned char *buf, size_t len);
+/* Value encoding chosen for a chunk (enum agg_chunk_enc), or -1. */
+int agg_chunk_encoding(const unsigned char *buf, size_t len);
+/* Decode into ts and v (room for agg_chunk_count points each). Returns
+ * the number of points, or 0 when the chunk is corrupt (never reads or
+ * writes out of bounds, whatever the input). */
+size_t agg_chunk_decode(const unsigned char *buf, size_t len, int64_t *ts,
+                        double *v, size_t cap);
+
+/* Selftest. */
+void agg_chunk_test(bool verbose);
+
+#endif

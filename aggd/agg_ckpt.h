@@ -1,0 +1,39 @@
+/*
+ * agg_ckpt: aggd's checkpoint file, DIR/checkpoint. It says which state
+ * the chunk file and the WAL together hold: every chunk record in the
+ * first chunk_len bytes of chunks.dat is durable, and replaying the WAL
+ * from segment wal_seg on top of them gives the full store; the table of
+ * applied seqs at that moment comes with it. Written to a temporary file,
+ * fsync'd and renamed, so a crash leaves the old or the new one.
+ *
+ * It also carries the on-disk format version: a data directory written
+ * by another format is refused at start with a clear message.
+ */
+#ifndef SP_AGG_CKPT_H
+#define SP_AGG_CKPT_H
+
+#include "aggd/agg_confirm.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define AGG_FORMAT_VERSION 1
+
+struct agg_ckpt {
+    uint32_t format;    /* AGG_FORMAT_VERSION of the writer */
+    uint64_t wal_seg;   /* first WAL segment to replay */
+    uint64_t chunk_len; /* durable bytes of chunks.dat */
+};
+
+/* Write the checkpoint of dir atomically. Returns 0 or -1 (logged). */
+int agg_ckpt_write(const char *dir, const struct agg_ckpt *ck,
+                   const agg_confirm_t *applied);
+/* Read it: 0 and fills ck and applied; 1 when there is none yet (ck
+ * zeroed); -1 (logged) when it is unreadable, corrupt or of another
+ * format version. */
+int agg_ckpt_read(const char *dir, struct agg_ckpt *ck, agg_confirm_t *applied);
+
+/* Selftest. */
+void agg_ckpt_test(bool verbose);
+
+#endif
