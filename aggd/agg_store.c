@@ -570,9 +570,11 @@ s_view(agg_store_t *self, const struct s_series *s, int64_t start, int64_t end,
         const struct s_chunk *c = &s->chunks[i];
         k += agg_chunk_decode(c->data, c->len, ts + k, v + k, total - k);
     }
-    memcpy(ts + k, s->ts, s->n * sizeof *ts);
-    memcpy(v + k, s->v, s->n * sizeof *v);
-    k += s->n;
+    if (s->n > 0) {
+        memcpy(ts + k, s->ts, s->n * sizeof *ts);
+        memcpy(v + k, s->v, s->n * sizeof *v);
+        k += s->n;
+    }
     size_t a = s_lower(ts, k, start);
     size_t b = end == INT64_MAX ? k : s_lower(ts, k, end);
     out->ts = ts + a;

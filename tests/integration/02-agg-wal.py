@@ -97,11 +97,11 @@ def totals(f):
     return body["count"], body["sum"]
 
 
-def wait_confirmed(f, want, timeout=10):
+def wait_confirmed(f, want, timeout=30):
     deadline = time.time() + timeout
     while f.drain(100) < want:
         if time.time() > deadline:
-            raise Failure("confirmed %d, wanted %d" % (f.confirmed, want))
+            raise Failure("confirmed %d, wanted %d" % (f.confirmed, want))  # noqa
     return f.confirmed
 
 
@@ -123,6 +123,17 @@ def test():
     f = Fake(p)
     p.start()
     try:
+        _test(p, f, data)
+    except Failure:
+        sys.stdout.write(p.log("aggd"))
+        raise
+    finally:
+        f.close()
+        p.stop()
+
+
+def _test(p, f, data):
+    if True:
         # Load, and kill -9 once some of it is confirmed.
         n_total = 400
         for seq in range(1, 251):
@@ -224,9 +235,6 @@ def test():
         count, _ = totals(f)
         check(count == n_total * PER_BATCH,
               "the corrupt batch is not applied: %d points" % count)
-    finally:
-        f.close()
-        p.stop()
 
 
 if __name__ == "__main__":
