@@ -1,0 +1,207 @@
+/*
+ * agg_sketch: DDSketch (see agg_sketch.h). Each store is a dense array of
+ * counts over a contiguous range of bucket indices, grown at either end;
+ * sensor data spans a few hundred buckets at 1 %.
+ */
+#include "aggd/agg_sketch.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct s_store {
+    uint64_t *counts; /* counts[i] is bucket offset + i */
+    int32_t offset;   /* index of counts[0] */
+    size_t n;         /* buckets held */
+};
+
+struct agg_sketch {
+    struct s_store pos;   /* values > 0 */
+    struct s_store neg;   /* values < 0, by their absolute value */
+    uint64_t zeros;       /* values == 0 */
+    uint64_t count;       /* all values */
+    double gamma;         /* (1 + alpha) / (1 - alpha) */
+    double inv_log_gamma; /* 1 / ln(gamma) */
+};
+
+agg_sketch_t *
+agg_sketch_new(void)
+{
+    agg_sketch_t *self = xcalloc(1, sizeof *self);
+    self->gamma = (1 + AGG_SKETCH_ALPHA) / (1 - AGG_SKETCH_ALPHA);
+    self->inv_log_gamma = 1.0 / log(self->gamma);
+    return self;
+}
+
+void
+agg_sketch_destroy(agg_sketch_t **self_p)
+{
+    if (self_p && *self_p) {
+        free((*self_p)->pos.counts);
+        free((*self_p)->neg.counts);
+        free(*self_p);
+        *self_p = NULL;
+    }
+}
+
+/* Make room for index i and return its counter. */
+static uint64_t *
+s_slot(struct s_store *s, int32_t i)
+{
+    if (s->n == 0) {
+        s->counts = xcalloc(1, sizeof *s->counts);
+        s->offset = i;
+        s->n = 1;
+    } else if (i < s->offset) {
+        size_t grow = (size_t)(s->offset - i);
+        s->counts = xrealloc(s->counts, (s->n + grow) * sizeof *s->counts);
+        memmove(s->counts + grow, s->counts, s->n * sizeof *s->counts);
+        memset(s->counts, 0, grow * sizeof *s->counts);
+        s->n += grow;
+        s->offset = i;
+    } else if ((size_t)(i - s->offset) >= s->n) {
+        size_t want = (size_t)(i - s->offset) + 1;
+        s->counts = xrealloc(s->counts, want * sizeof *s->counts);
+        memset(s->counts + s->n, 0, (want - s->n) * sizeof *s->counts);
+        s->n = want;
+    }
+    return &s->counts[i - s->offset];
+}
+
+static int32_t
+s_index(const agg_sketch_t *self, double x)
+{
+    return (int32_t)ceil(log(x) * self->inv_log_gamma);
+}
+
+void
+agg_sketch_add(agg_sketch_t *self, double v)
+{
+    if (!isfinite(v))
+        return;
+    if (v > 0)
+        (*s_slot(&self->pos, s_index(self, v)))++;
+    else if (v < 0)
+        (*s_slot(&self->neg, s_index(self, -v)))++;
+    else
+        self->zeros++;
+    self->count++;
+}
+
+static void
+s_store_merge(struct s_store *a, const struct s_store *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->counts[i])
+            *s_slot(a, b->offset + (int32_t)i) += b->counts[i];
+}
+
+void
+agg_sketch_merge(agg_sketch_t *self, const agg_sketch_t *other)
+{
+    s_store_merge(&self->pos, &other->pos);
+    s_store_merge(&self->neg, &other->neg);
+    self->zeros += other->zeros;
+    self->count += other->count;
+}
+
+uint64_t
+agg_sketch_count(const agg_sketch_t *self)
+{
+    return self->count;
+}
+
+/* The midpoint of bucket i in the relative sense: within alpha of every
+ * value the bucket holds. */
+static double
+s_value(const agg_sketch_t *self, int32_t i)
+{
+    return 2 * pow(self->gamma, i) / (self->gamma + 1);
+}
+
+double
+agg_sketch_quantile(const agg_sketch_t *self, double q)
+{
+    uint64_t rank, seen = 0;
+
+    if (self->count == 0 || !(q >= 0 && q <= 1))
+        return NAN;
+    rank = (uint64_t)floor(q * (double)(self->count - 1));
+    for (size_t k = self->neg.n; k-- > 0;) {
+        seen += self->neg.counts[k];
+        if (seen > rank)
+            return -s_value(self, self->neg.offset + (int32_t)k);
+    }
+    seen += self->zeros;
+    if (seen > rank)
+        return 0;
+    for (size_t k = 0; k < self->pos.n; k++) {
+        seen += self->pos.counts[k];
+        if (seen > rank)
+            return s_value(self, self->pos.offset + (int32_t)k);
+    }
+    return s_value(self, self->pos.offset + (int32_t)self->pos.n - 1);
+}
+
+size_t
+agg_sketch_bytes(const agg_sketch_t *self)
+{
+    return sizeof *self + (self->pos.n + self->neg.n) * sizeof(uint64_t);
+}
+
+static int
+s_dcmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* 1 M values of three shapes, added to two sketches that are then merged:
+ * every quantile within 1 % of the exact value of its rank. */
+void
+agg_sketch_test(bool verbose)
+{
+    enum { N = 1000000 };
+    static const double qs[] = {0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1};
+    double *v = xmalloc(N * sizeof *v), worst = 0;
+    uint64_t seed = 42;
+
+    for (int shape = 0; shape < 3; shape++) {
+        agg_sketch_t *a = agg_sketch_new(), *b = agg_sketch_new();
+        for (int i = 0; i < N; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            double u = ((double)(seed >> 11) + 0.5) / 9007199254740992.0;
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            double u2 = ((double)(seed >> 11) + 0.5) / 9007199254740992.0;
+            double g = sqrt(-2 * log(u)) * cos(2 * M_PI * u2);
+            v[i] = shape == 0 ? u * 100                /* uniform */
+                   : shape == 1 ? exp(3 * g)           /* heavy tail */
+                                : round(g * 500) / 100; /* 2 decimals, +-, 0 */
+            agg_sketch_add(i % 2 ? a : b, v[i]);
+        }
+        agg_sketch_merge(a, b);
+        assert(agg_sketch_count(a) == N);
+        qsort(v, N, sizeof *v, s_dcmp);
+        for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+            double exact = v[(size_t)floor(qs[k] * (N - 1))];
+            double est = agg_sketch_quantile(a, qs[k]);
+            double err = exact == 0 ? fabs(est) : fabs(est - exact) / fabs(exact);
+            if (err > worst)
+                worst = err;
+            assert(err <= AGG_SKETCH_ALPHA + 1e-12);
+        }
+        if (verbose)
+            printf("shape %d: %zu bytes\n", shape, agg_sketch_bytes(a));
+        agg_sketch_destroy(&a);
+        agg_sketch_destroy(&b);
+    }
+    if (verbose)
+        printf("worst relative error %.5f\n", worst);
+    agg_sketch_t *e = agg_sketch_new();
+    assert(isnan(agg_sketch_quantile(e, 0.5)));
+    agg_sketch_destroy(&e);
+    free(v);
+    TEST_OK("agg_sketch");
+}

@@ -1,0 +1,40 @@
+/*
+ * agg_sketch: a mergeable quantile sketch, DDSketch (Masson, Rim and Lee,
+ * VLDB 2019) with relative accuracy AGG_SKETCH_ALPHA: every quantile it
+ * answers is within 1 % of the exact value of that rank. A value x > 0
+ * goes to bucket ceil(log_gamma(x)) with gamma = (1 + a) / (1 - a);
+ * negatives to a mirrored store, zeros to a counter. Two sketches merge by
+ * adding bucket counts, so rollups of minutes merge into hours and days
+ * and lanes merge in apid with the same guarantee.
+ */
+#ifndef SP_AGG_SKETCH_H
+#define SP_AGG_SKETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGG_SKETCH_ALPHA 0.01
+
+typedef struct agg_sketch agg_sketch_t;
+
+/* Create an empty sketch. Cannot fail. */
+agg_sketch_t *agg_sketch_new(void);
+/* Destroy; NULL-safe; sets *self_p NULL. */
+void agg_sketch_destroy(agg_sketch_t **self_p);
+/* Add a finite value (NaN and infinities are ignored). */
+void agg_sketch_add(agg_sketch_t *self, double v);
+/* Add every count of other into self. */
+void agg_sketch_merge(agg_sketch_t *self, const agg_sketch_t *other);
+/* Values added. */
+uint64_t agg_sketch_count(const agg_sketch_t *self);
+/* Estimate of the value of rank floor(q * (count - 1)) (q in [0, 1]),
+ * within AGG_SKETCH_ALPHA of it; NaN when empty. */
+double agg_sketch_quantile(const agg_sketch_t *self, double q);
+/* Bytes of memory the buckets use. */
+size_t agg_sketch_bytes(const agg_sketch_t *self);
+
+/* Selftest. */
+void agg_sketch_test(bool verbose);
+
+#endif
