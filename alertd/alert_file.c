@@ -140,6 +140,16 @@ alert_file_load(const char *path, struct alert_file *out)
                         path, rule_line[i], alert_rule_name(f.rules[i]), ch);
                 errors++;
             }
+        const char *inh = alert_rule_inhibitor(f.rules[i]);
+        bool known = false;
+        for (size_t k = 0; inh && k < f.nrules; k++)
+            known |= strcmp(alert_rule_name(f.rules[k]), inh) == 0;
+        if (inh && (!known || strcmp(inh, alert_rule_name(f.rules[i])) == 0)) {
+            log_err("%s:%zu: rule '%s' is inhibited by %s rule '%s'", path,
+                    rule_line[i], alert_rule_name(f.rules[i]),
+                    known ? "itself, not another" : "an undefined", inh);
+            errors++;
+        }
         if ((ch = alert_rule_escalate(f.rules[i], NULL)) &&
             !alert_file_channel(&f, ch)) {
             log_err("%s:%zu: rule '%s' escalates to undeclared channel '%s'",
@@ -194,6 +204,7 @@ alert_file_test(bool verbose)
           "a: humidity > 1\n"
           "no rule here\n"
           "c: x > 1 notify nobody\n"
+          "d: x > 1 inhibited by nosuchrule\n"
           "channel ops: fax 123\n"
           "channel dup: mqtt\n"
           "channel dup: mqtt\n",

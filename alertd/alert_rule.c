@@ -141,6 +141,9 @@ struct alert_rule {
     size_t nnotify;             /* used */
     int64_t throttle;           /* least time between notifications, ns */
     char *escalate;             /* channel for unacknowledged alerts */
+    char *inhibitor;            /* rule whose firing alerts mute ours */
+    char *inhibit_on[ALERT_RULE_INHIBIT_TAGS_MAX]; /* tags that must match */
+    size_t ninhibit_on;         /* used */
     int64_t escalate_after;     /* firing this long unacknowledged, ns */
 };
 
@@ -159,7 +162,8 @@ static const char *s_severities[] = {"info", "warning", "error", "critical"};
 
 static const char *s_keywords[] = {
     "and",   "or",    "not",    "for",      "clear",   "when",
-    "severity", "after", "notify", "throttle", "escalate"};
+    "severity", "after", "notify", "throttle", "escalate", "inhibited",
+    "by", "on"};
 
 static const struct {
     const char *name;
@@ -1063,6 +1067,47 @@ s_parse_rule(struct s_parser *p)
             }
             r->throttle = p->tok.dur;
             s_next(p);
+        } else if (s_is_word(p, "inhibited")) {
+            if (r->inhibitor) {
+                s_error(p, pos, "duplicate 'inhibited by' clause");
+                return -1;
+            }
+            s_next(p);
+            if (!s_is_word(p, "by")) {
+                s_error(p, p->tok.pos, "expected 'by' after 'inhibited'");
+                return -1;
+            }
+            s_next(p);
+            if ((p->tok.kind != T_NAME && p->tok.kind != T_STR) ||
+                p->tok.sel_len || s_is_keyword(p->tok.str)) {
+                s_error(p, p->tok.pos, "expected a rule name, found %s",
+                        s_tok_desc(p, desc, sizeof desc));
+                return -1;
+            }
+            r->inhibitor = xstrdup(p->tok.str);
+            s_next(p);
+            if (s_is_word(p, "on")) {
+                s_next(p);
+                for (;;) {
+                    if (p->tok.kind != T_NAME || p->tok.sel_len ||
+                        s_is_keyword(p->tok.str) ||
+                        series_tag_key_check(p->tok.str)) {
+                        s_error(p, p->tok.pos, "expected a tag key, found %s",
+                                s_tok_desc(p, desc, sizeof desc));
+                        return -1;
+                    }
+                    if (r->ninhibit_on == ALERT_RULE_INHIBIT_TAGS_MAX) {
+                        s_error(p, p->tok.pos, "more than %d tags",
+                                ALERT_RULE_INHIBIT_TAGS_MAX);
+                        return -1;
+                    }
+                    r->inhibit_on[r->ninhibit_on++] = xstrdup(p->tok.str);
+                    s_next(p);
+                    if (p->tok.kind != T_COMMA)
+                        break;
+                    s_next(p);
+                }
+            }
         } else if (s_is_word(p, "escalate")) {
             if (r->escalate) {
                 s_error(p, pos, "duplicate 'escalate' clause");
@@ -1085,7 +1130,8 @@ s_parse_rule(struct s_parser *p)
         } else {
             s_error(p, pos,
                     "expected an operator or a clause (for, clear when, "
-                    "severity, notify, throttle, escalate), found %s",
+                    "severity, notify, throttle, escalate, inhibited by), "
+                    "found %s",
                     s_tok_desc(p, desc, sizeof desc));
             return -1;
         }
@@ -1176,6 +1222,9 @@ alert_rule_destroy(alert_rule_t **self_p)
     for (size_t i = 0; i < self->nnotify; i++)
         free(self->notify[i]);
     free(self->escalate);
+    free(self->inhibitor);
+    for (size_t i = 0; i < self->ninhibit_on; i++)
+        free(self->inhibit_on[i]);
     free(self->nodes);
     free(self->name);
     free(self->text);
@@ -1300,6 +1349,18 @@ alert_rule_escalate(const alert_rule_t *self, int64_t *after)
     if (after)
         *after = self->escalate_after;
     return self->escalate;
+}
+
+const char *
+alert_rule_inhibitor(const alert_rule_t *self)
+{
+    return self->inhibitor;
+}
+
+const char *
+alert_rule_inhibit_on(const alert_rule_t *self, size_t i)
+{
+    return i < self->ninhibit_on ? self->inhibit_on[i] : NULL;
 }
 
 bool
@@ -1631,6 +1692,14 @@ alert_rule_format(const alert_rule_t *self)
         fprintf(fp, " escalate %s after ", self->escalate);
         s_fmt_duration(fp, self->escalate_after);
     }
+    if (self->inhibitor) {
+        struct s_ref named = {0};
+        named.name = self->inhibitor;
+        fputs(" inhibited by ", fp);
+        s_fmt_metric(fp, &named);
+        for (size_t i = 0; i < self->ninhibit_on; i++)
+            fprintf(fp, "%s%s", i ? ", " : " on ", self->inhibit_on[i]);
+    }
     fclose(fp);
     return buf;
 }
@@ -1896,6 +1965,19 @@ alert_rule_test(bool verbose)
     s_test_bad("x > 1 escalate pager", 20, "'after", verbose);
     s_test_bad("x > 1 throttle 5", 15, "duration after 'throttle'", verbose);
     s_test_bad("notify > 1", 0, "keyword", verbose);
+    s_test_bad("x > 1 inhibited gw", 16, "'by'", verbose);
+    s_test_bad("x > 1 inhibited by gw on \"x\"", 25, "tag key", verbose);
+    s_test_format("x > 1 inhibited by \"gateway down\" on site,zone",
+                  "x > 1 severity warning inhibited by \"gateway down\" on "
+                  "site, zone");
+    s_test_format("x > 1 inhibited by gw_down",
+                  "x > 1 severity warning inhibited by gw_down");
+    r = alert_rule_new("t", "x > 1 inhibited by gw on site", &err);
+    assert(r);
+    TEST_STREQ(alert_rule_inhibitor(r), "gw");
+    TEST_STREQ(alert_rule_inhibit_on(r, 0), "site");
+    assert(alert_rule_inhibit_on(r, 1) == NULL);
+    alert_rule_destroy(&r);
     s_test_format("x > 1 escalate pager after 15m notify ops,mail throttle 600s",
                   "x > 1 severity warning notify ops, mail throttle 10m "
                   "escalate pager after 15m");

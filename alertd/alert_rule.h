@@ -14,6 +14,7 @@
  *              | "severity" SEV ["after" DURATION] {"," SEV "after" DURATION}
  *              | "notify" CHANNEL {"," CHANNEL} | "throttle" DURATION
  *              | "escalate" CHANNEL "after" DURATION
+ *              | "inhibited" "by" RULE ["on" TAG {"," TAG}]
  *   expr      := and {("or" | "||") and}
  *   and       := not {("and" | "&&") not}
  *   not       := ("not" | "!") not | cmp
@@ -55,6 +56,8 @@
 #define ALERT_RULE_SEV_MAX 4
 /* Most channels in a "notify" clause. */
 #define ALERT_RULE_NOTIFY_MAX 8
+/* Most tags of an "inhibited by ... on" clause. */
+#define ALERT_RULE_INHIBIT_TAGS_MAX 8
 /* Longest channel name. */
 #define ALERT_RULE_CHANNEL_NAME_MAX 64
 /* Longest window accepted in a function (windows are kept in memory). */
@@ -145,6 +148,11 @@ int64_t alert_rule_throttle(const alert_rule_t *self);
 /* Channel to notify when the alert has fired for *after ns without an
  * acknowledgement, or NULL. after may be NULL. */
 const char *alert_rule_escalate(const alert_rule_t *self, int64_t *after);
+/* Rule whose firing alerts mute this rule's notifications ("inhibited
+ * by gw_down on site"), or NULL; and the i-th tag whose values must be
+ * equal in both scopes (NULL past the end). Borrowed. */
+const char *alert_rule_inhibitor(const alert_rule_t *self);
+const char *alert_rule_inhibit_on(const alert_rule_t *self, size_t i);
 /* Does the rule read age() or nodata()? Such a rule can become true
  * while no reading arrives (a deadman), so it is also evaluated on a
  * clock tick (alert_engine_tick). */

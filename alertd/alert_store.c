@@ -558,6 +558,51 @@ alert_store_foreach_unacked(alert_store_t *self, const char *rule,
               fn, arg);
 }
 
+/* Value of tag in a series key or tag set ("n{a=1,b=2}", "{a=1}"): a
+ * pointer into key and its length, or NULL. */
+static const char *
+s_tag(const char *key, const char *tag, size_t *len)
+{
+    size_t tl = strlen(tag);
+
+    for (const char *p = strchr(key, '{'); p && *p; p = strchr(p + 1, ',')) {
+        if (strncmp(p + 1, tag, tl) == 0 && p[1 + tl] == '=') {
+            const char *v = p + 2 + tl;
+            *len = strcspn(v, ",}");
+            return v;
+        }
+    }
+    return NULL;
+}
+
+int64_t
+alert_store_inhibitor(alert_store_t *self, const char *rule,
+                      const char *scope, const char *const *tags,
+                      size_t ntags)
+{
+    sqlite3_stmt *st = s_prep(self,
+                              "SELECT id, scope FROM alerts WHERE rule=? AND"
+                              " resolved_at IS NULL AND fired_at IS NOT NULL"
+                              " ORDER BY id",
+                              "t", rule);
+    int64_t found = 0;
+
+    while (st && found == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        const char *other = (const char *)sqlite3_column_text(st, 1);
+        bool same = true;
+        for (size_t i = 0; i < ntags && same; i++) {
+            size_t la, lb;
+            const char *a = s_tag(scope, tags[i], &la);
+            const char *b = s_tag(other, tags[i], &lb);
+            same = a && b && la == lb && memcmp(a, b, la) == 0;
+        }
+        if (same)
+            found = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
 int
 alert_store_set_escalated(alert_store_t *self, int64_t id, int64_t ts)
 {
@@ -681,6 +726,15 @@ alert_store_test(bool verbose)
     assert(alert_store_silence_remove(st, sid) == 0);
     assert(alert_store_silence_remove(st, sid) == -1);
     assert(alert_store_note(st, id2, 201 * S, "throttled") == 0);
+    /* Inhibition: id2 (hot, t{d=1}, firing) inhibits alerts whose scope
+     * has d=1. */
+    const char *on[] = {"d"}, *on2[] = {"d", "site"};
+    assert(alert_store_inhibitor(st, "hot", "u{d=1,x=2}", on, 1) == id2);
+    assert(alert_store_inhibitor(st, "hot", "{d=1}", on, 1) == id2);
+    assert(alert_store_inhibitor(st, "hot", "u{d=10}", on, 1) == 0);
+    assert(alert_store_inhibitor(st, "hot", "u{d=1}", on2, 2) == 0);
+    assert(alert_store_inhibitor(st, "hot", "u", NULL, 0) == id2);
+    assert(alert_store_inhibitor(st, "cold", "u{d=1}", on, 1) == 0);
     alert_store_destroy(&st);
     alert_store_destroy(&st);
     /* Reopening finds the state again. */

@@ -107,6 +107,12 @@ void alert_store_foreach_open(alert_store_t *self, alert_store_open_fn *fn,
 void alert_store_foreach_unacked(alert_store_t *self, const char *rule,
                                  int64_t fired_before,
                                  alert_store_open_fn *fn, void *arg);
+/* Id of a firing (or acknowledged) alert of rule whose scope has the
+ * same value as scope for each of the ntags tags (all of them present),
+ * or 0. The inhibition check. */
+int64_t alert_store_inhibitor(alert_store_t *self, const char *rule,
+                              const char *scope, const char *const *tags,
+                              size_t ntags);
 /* Mark an alert escalated. 0 or -1. */
 int alert_store_set_escalated(alert_store_t *self, int64_t id, int64_t ts);
 

@@ -71,6 +71,7 @@ struct alertd {
     uint64_t silenced;              /* notifications a silence muted */
     uint64_t throttled;             /* notifications a throttle held */
     uint64_t escalations;           /* escalations queued */
+    uint64_t inhibited;             /* notifications an inhibition held */
 };
 
 /* The stream clock: event time advanced by the wall time since the
@@ -186,6 +187,23 @@ s_queue(alertd_t *self, int64_t id, const struct alert_event *ev,
     free(body);
 }
 
+/* Id of a firing alert of the rule that inhibits r, in the same tags, or
+ * 0. */
+static int64_t
+s_inhibitor(alertd_t *self, const alert_rule_t *r, const char *scope)
+{
+    const char *inh = r ? alert_rule_inhibitor(r) : NULL;
+    const char *tags[ALERT_RULE_INHIBIT_TAGS_MAX];
+    size_t n = 0;
+
+    if (inh == NULL)
+        return 0;
+    while (n < ALERT_RULE_INHIBIT_TAGS_MAX &&
+           (tags[n] = alert_rule_inhibit_on(r, n)) != NULL)
+        n++;
+    return alert_store_inhibitor(self->store, inh, scope, tags, n);
+}
+
 /* Record an engine event in the store and decide its notifications:
  * firing (and each severity step) and, when a firing was notified,
  * resolved; not while a silence matches; firing not again within the
@@ -216,6 +234,13 @@ s_record(alertd_t *self, const struct alert_event *ev)
         self->silenced++;
         return;
     }
+    if (firing && (sid = s_inhibitor(self, r, ev->scope)) > 0) {
+        snprintf(note, sizeof note, "firing not notified: inhibited by "
+                 "alert %lld", (long long)sid);
+        alert_store_note(self->store, id, ev->ts, note);
+        self->inhibited++;
+        return;
+    }
     if (firing && last && alert_rule_throttle(r) &&
         ev->ts - last < alert_rule_throttle(r)) {
         alert_store_note(self->store, id, ev->ts,
@@ -231,6 +256,7 @@ s_record(alertd_t *self, const struct alert_event *ev)
 
 struct s_escalate {
     alertd_t *self;       /* the daemon */
+    const alert_rule_t *rule; /* the rule escalating */
     const char *channel;  /* where to */
     int64_t now;          /* stream time */
 };
@@ -247,7 +273,8 @@ s_escalate_one(const struct alert_store_open *a, void *arg)
     /* A silence mutes escalations too; checked again on every tick, so
      * one that expires while the alert still fires lets it escalate. */
     if (alert_store_silenced(e->self->store, a->rule, a->scope,
-                             clock_now_ns()) > 0)
+                             clock_now_ns()) > 0 ||
+        s_inhibitor(e->self, e->rule, a->scope) > 0)
         return;
     s_queue(e->self, a->id, &ev, "escalated", e->channel, true);
     alert_store_set_escalated(e->self->store, a->id, e->now);
@@ -272,7 +299,7 @@ s_escalate(alertd_t *self, int64_t now)
     for (size_t i = 0; (r = alert_engine_rule(self->engine, i)); i++) {
         if ((ch = alert_rule_escalate(r, &after)) == NULL)
             continue;
-        struct s_escalate e = {self, ch, now};
+        struct s_escalate e = {self, r, ch, now};
         s_tx(self);
         alert_store_foreach_unacked(self->store, alert_rule_name(r),
                                     now - after, s_escalate_one, &e);
@@ -638,6 +665,8 @@ s_status(alertd_t *self)
                             json_integer((json_int_t)self->throttled));
         json_object_set_new(j, "escalations",
                             json_integer((json_int_t)self->escalations));
+        json_object_set_new(j, "notifications_inhibited",
+                            json_integer((json_int_t)self->inhibited));
         json_object_set_new(
             j, "notifications_sent",
             json_integer((json_int_t)alert_notify_sent(self->notify)));

@@ -51,7 +51,7 @@ def test():
                                 "ipc://%s/alertd.0.pub" % p.run],
                                stdout=open(tap_out, "w"),
                                stderr=subprocess.DEVNULL)
-        time.sleep(0.5)  # let the SUB connect
+        time.sleep(1.0)  # let the SUB connect (PUB drops until then)
         t0 = 1704067200
         # 10 normal, then 30 breaching (5 minutes), then 5 normal.
         record(p, "machine.temp", t0, [20.0] * 10)
