@@ -788,6 +788,39 @@ s_answer_store(alertd_t *self, const char *op, const json_t *req,
     return 0;
 }
 
+/* Validate a rule as POST /api/rules would send it ({"name",
+ * "condition"}): 200 with its canonical form, or 400 with the position
+ * and reason of the first error in SPEC's error shape. */
+static int
+s_rule_check(const json_t *req, json_t **body)
+{
+    const char *name = json_string_value(json_object_get(req, "name"));
+    const char *cond = json_string_value(json_object_get(req, "condition"));
+    struct alert_rule_error err;
+    alert_rule_t *r;
+    char where[48];
+
+    if (name == NULL || cond == NULL) {
+        *body = rpc_error("bad_request", "name and condition are required "
+                                         "strings",
+                          name ? "condition" : "name");
+        return 400;
+    }
+    if ((r = alert_rule_new(name, cond, &err)) == NULL) {
+        snprintf(where, sizeof where, "condition:%zu", err.pos + 1);
+        *body = rpc_error("bad_rule", err.reason, where);
+        json_object_set_new(json_object_get(*body, "error"), "position",
+                            json_integer((json_int_t)err.pos + 1));
+        return 400;
+    }
+    char *f = alert_rule_format(r);
+    *body = json_pack("{s:s, s:s, s:s}", "name", name, "condition", cond,
+                      "canonical", f);
+    free(f);
+    alert_rule_destroy(&r);
+    return 200;
+}
+
 /* Answer one query; returns the HTTP status and sets *body. */
 static int
 s_answer(alertd_t *self, const json_t *req, json_t **body)
@@ -819,6 +852,8 @@ s_answer(alertd_t *self, const json_t *req, json_t **body)
         *body = s_status(self);
         return 200;
     }
+    if (strcmp(op, "rule_check") == 0)
+        return s_rule_check(req, body);
     for (size_t i = 0; i < sizeof store_ops / sizeof store_ops[0]; i++)
         if (strcmp(op, store_ops[i]) == 0) {
             if (self->store == NULL) {
@@ -831,8 +866,8 @@ s_answer(alertd_t *self, const json_t *req, json_t **body)
                 return status;
         }
     *body = rpc_error("unknown_op",
-                      "alertd answers alerts, alert, rules, stats, ack, "
-                      "resolve, silence, silences, unsilence",
+                      "alertd answers alerts, alert, rules, rule_check, "
+                      "stats, ack, resolve, silence, silences, unsilence",
                       op);
     return 400;
 }
@@ -1084,9 +1119,16 @@ alertd_test(bool verbose)
     dealer = zsock_new_dealer(ep);
     zsock_set_rcvtimeo(a->router, 2000);
     zsock_set_rcvtimeo(dealer, 2000);
-    const char *ops[] = {"alerts", "rules", "stats", "nonsense"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *ops[] = {"alerts", "rules", "stats", "nonsense",
+                         "rule_check", "rule_check"};
+    for (size_t i = 0; i < 6; i++) {
         req = json_pack("{s:s}", "op", ops[i]);
+        if (i >= 4) {
+            json_object_set_new(req, "name", json_string("High Temperature"));
+            json_object_set_new(req, "condition",
+                                json_string(i == 4 ? "temperature>30"
+                                                   : "temperature >> 30"));
+        }
         rpc_request_send(zsock_resolve(dealer), i + 1, req);
         json_decref(req);
         s_on_query(a->loop, a->router, a);
@@ -1108,6 +1150,19 @@ alertd_test(bool verbose)
                    3);
             assert(json_integer_value(
                        json_object_get(body, "alerts_firing_total")) == 1);
+        } else if (i == 4) {
+            assert(status == 200);
+            TEST_STREQ(json_string_value(json_object_get(body, "canonical")),
+                       "temperature > 30 severity warning");
+        } else if (i == 5) {
+            json_t *e = json_object_get(body, "error");
+            assert(status == 400);
+            TEST_STREQ(json_string_value(json_object_get(e, "code")),
+                       "bad_rule");
+            TEST_STREQ(json_string_value(json_object_get(e, "where")),
+                       "condition:14");
+            assert(strstr(json_string_value(json_object_get(e, "message")),
+                          "expected a number"));
         } else {
             assert(status == 400);
         }
