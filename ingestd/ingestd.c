@@ -189,7 +189,6 @@ ingestd_destroy(ingestd_t **self_p)
     ingest_mqspool_destroy(&self->mqspool);
     bucket_destroy(&self->http_rate);
     bucket_destroy(&self->device_rate);
-    reload_free((void **)&self->reloaded);
     msg_batch_destroy(&self->mqtt_batch);
     ingest_spool_destroy(&self->spool);
     free(self->ls);
@@ -200,6 +199,7 @@ ingestd_destroy(ingestd_t **self_p)
     free(self->push);
     free(self->lane_batch);
     free(self->seq);
+    reload_free((void **)&self->reloaded); /* last: conf may point here */
     free(self);
     *self_p = NULL;
 }
