@@ -29,12 +29,15 @@ CFLAGS   += -DSP_VERSION='"$(VERSION)"'
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
 
+# Libraries of other daemons a daemon links: apid merges lanes with aggd's
+# own query code (apid/api_lanes.c).
+apid_LIBS := $(B)/libaggd.a
 define daemon_rules
 $(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
 $(1)_OBJ := $$($(1)_SRC:%.c=$(B)/obj/%.o)
 $(B)/lib$(1).a: $$($(1)_OBJ)
 	@rm -f $$@; ar rcs $$@ $$^
-$(B)/$(1): $(B)/obj/$(1)/main.o $(B)/lib$(1).a $(B)/libcommon.a
+$(B)/$(1): $(B)/obj/$(1)/main.o $(B)/lib$(1).a $$($(1)_LIBS) $(B)/libcommon.a
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))

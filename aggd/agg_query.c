@@ -15,6 +15,7 @@
 #define AGG_QUERY_POINTS_MAX 100000
 #define AGG_QUERY_BUCKETS_MAX 1000000
 #define AGG_QUERY_PCTS_MAX 32
+#define AGG_QUERY_VALUES_MAX 4000000
 
 /* A parsed selector; strings borrowed from the request. */
 struct s_sel {
@@ -342,6 +343,13 @@ s_series(agg_store_t *store, const json_t *req, json_t **body)
 }
 
 static int
+s_view_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct agg_view *)a)->key,
+                  ((const struct agg_view *)b)->key);
+}
+
+static int
 s_points(agg_store_t *store, const json_t *req, json_t **body)
 {
     struct s_sel sel;
@@ -365,6 +373,9 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
         *body = s_not_found(sel.series);
         return 404;
     }
+    /* In key order, so a truncated export is the same whatever the store's
+     * order, and apid can merge lanes' exports exactly. */
+    qsort(views, nv, sizeof *views, s_view_cmp);
     series = json_array();
     for (size_t i = 0; i < nv && emitted < limit; i++) {
         json_t *pts = json_array();
@@ -380,6 +391,52 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
                       "count", (json_int_t)emitted, "truncated",
                       emitted >= limit, "series", series);
     free(views);
+    return 200;
+}
+
+/* The raw points of a selection, per series (timestamps in ns), for apid
+ * to merge lanes exactly (api_lanes.c); 413 when there are more than
+ * "max" of them. */
+static int
+s_values(agg_store_t *store, const json_t *req, json_t **body)
+{
+    struct s_sel sel;
+    struct agg_view *views;
+    size_t nv, n = 0, max = AGG_QUERY_VALUES_MAX;
+    const json_t *jm = json_object_get(req, "max");
+    json_t *list;
+
+    if (s_parse_sel(req, &sel, body))
+        return 400;
+    if (json_is_integer(jm) && json_integer_value(jm) > 0 &&
+        json_integer_value(jm) < (json_int_t)max)
+        max = (size_t)json_integer_value(jm);
+    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
+                          sel.end, &views);
+    if (nv == 0) {
+        *body = s_not_found(sel.series);
+        return 404;
+    }
+    for (size_t i = 0; i < nv; i++)
+        n += views[i].n;
+    if (n > max) {
+        free(views);
+        *body = rpc_error("too_large", "more points than asked for", "max");
+        return 413;
+    }
+    list = json_array();
+    for (size_t i = 0; i < nv; i++) {
+        json_t *ts = json_array(), *v = json_array();
+        for (size_t j = 0; j < views[i].n; j++) {
+            json_array_append_new(ts, json_integer(views[i].ts[j]));
+            json_array_append_new(v, json_real(views[i].v[j]));
+        }
+        json_array_append_new(list, json_pack("{s:s, s:o, s:o}", "series",
+                                              views[i].key, "ts", ts, "v", v));
+    }
+    free(views);
+    *body = json_pack("{s:I, s:I, s:o}", "matched", (json_int_t)nv, "count",
+                      (json_int_t)n, "series", list);
     return 200;
 }
 
@@ -400,6 +457,8 @@ agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
         return s_series(store, req, body);
     if (strcmp(op, "points") == 0)
         return s_points(store, req, body);
+    if (strcmp(op, "values") == 0)
+        return s_values(store, req, body);
     *body = rpc_error("unknown_op", "aggd does not know this query", op);
     return 400;
 }
@@ -448,6 +507,17 @@ agg_query_test(bool verbose)
                     "temp_sensor_001", "percentiles", 99.9);
     assert(agg_query_answer(st, req, &body) == 200);
     assert(json_object_get(body, "p99.9") != NULL);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s, s:s}", "op", "values", "series", "temp_sensor_001");
+    assert(agg_query_answer(st, req, &body) == 200);
+    json_t *sv = json_array_get(json_object_get(body, "series"), 0);
+    assert(json_integer_value(json_array_get(json_object_get(sv, "ts"), 1)) ==
+           t0 + 60 * CLOCK_NS_PER_S);
+    assert(json_real_value(json_array_get(json_object_get(sv, "v"), 1)) == 23.7);
+    json_decref(body);
+    json_object_set_new(req, "max", json_integer(1));
+    assert(agg_query_answer(st, req, &body) == 413);
     json_decref(body);
     json_decref(req);
     agg_store_destroy(&st);

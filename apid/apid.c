@@ -4,6 +4,7 @@
 #include "apid/apid.h"
 #include "apid/api_auth.h"
 #include "apid/api_devices.h"
+#include "apid/api_lanes.h"
 #include "apid/api_seed.h"
 #include "apid/api_dash.h"
 #include "apid/api_prom.h"
@@ -28,10 +29,26 @@
 static const char *s_bk_name[APID_BK_MAX] = {"ingestd", "aggd", "anomalyd", "alertd"};
 
 enum s_kind {
-    PK_RELAY,   /* one backend; relay its status and body */
+    PK_RELAY,   /* one backend lane; relay its status and body */
+    PK_LANES,   /* every lane of a backend; merge (api_lanes.c) */
     PK_METRICS, /* every backend's status, as Prometheus text */
-    PK_STATS,   /* every backend's status, as JSON */
-    PK_CALL     /* one backend; hand the answer to a module's function */
+    PK_STATS    /* every backend's status, as JSON */
+};
+
+/* One DEALER: a backend's lane (ingestd has one). */
+struct s_bk {
+    apid_t *self;  /* for the reader */
+    int b;         /* enum apid_backend */
+    unsigned lane; /* lane served */
+    zsock_t *sock; /* DEALER to its query endpoint */
+};
+
+/* One question to one backend lane. */
+struct s_ask {
+    struct s_bk *bk; /* who was asked */
+    uint64_t id;     /* request id; 0 once answered or never sent */
+    int status;      /* its answer's status */
+    json_t *body;    /* its answer, or NULL */
 };
 
 /* A request waiting for one or more backends. */
@@ -39,10 +56,12 @@ struct s_pending {
     http_req_t *req;        /* the suspended HTTP request */
     int kind;               /* enum s_kind */
     int64_t deadline;       /* monotonic ns */
-    uint64_t ids[APID_BK_MAX];   /* request id per backend asked, 0 = none */
-    json_t *parts[APID_BK_MAX];  /* bodies received (fan-out kinds) */
+    json_t *query;          /* PK_LANES: the query, for the merge */
+    struct s_ask *asks;     /* one per backend lane asked */
+    size_t nasks;           /* entries in asks */
+    struct s_ask *first;    /* PK_LANES, second round: the first answers */
     int outstanding;        /* answers still expected */
-    apid_answer_fn *fn;     /* PK_CALL: who gets the answer */
+    apid_answer_fn *fn;     /* who gets the answer, NULL = the client */
     void *fn_arg;           /* its argument */
     struct s_pending *next; /* list link */
 };
@@ -52,7 +71,8 @@ struct apid {
     struct apid_conf *reloaded;   /* owned copy from the last SIGHUP, or NULL */
     zloop_t *loop;                /* the one event loop */
     http_server_t *http;          /* port 3000 */
-    zsock_t *bk[APID_BK_MAX];          /* DEALER per backend (lane 0) */
+    struct s_bk *bk[APID_BK_MAX]; /* DEALERs per backend, one per lane */
+    unsigned nlanes[APID_BK_MAX]; /* 1 for ingestd, --lanes for the rest */
     struct s_pending *pending;    /* requests waiting on backends */
     uint64_t next_id;             /* request id counter */
     uint64_t timeouts;            /* backend answers that came too late */
@@ -60,7 +80,9 @@ struct apid {
     void **svc;                   /* state per s_services[] entry */
 };
 
-static void
+static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg);
+
+static int
 s_connect(apid_t *self, int b, const char *tmpl_conf)
 {
     char t[EP_MAX], ep[EP_MAX];
@@ -68,12 +90,27 @@ s_connect(apid_t *self, int b, const char *tmpl_conf)
 
     if (*tmpl == '\0')
         tmpl = ep_default(t, sizeof t, self->conf->rundir, s_bk_name[b], "query");
-    ep_expand(ep, sizeof ep, tmpl, 0);
-    self->bk[b] = zsock_new(ZMQ_DEALER);
-    zsock_set_linger(self->bk[b], 0);
-    zsock_set_sndhwm(self->bk[b], 10000);
-    if (zsock_connect(self->bk[b], "%s", ep) == -1)
-        log_warn("apid: cannot connect %s", ep);
+    self->nlanes[b] = b == APID_BK_INGESTD ? 1 : (unsigned)self->conf->lanes;
+    self->bk[b] = xcalloc(self->nlanes[b], sizeof *self->bk[b]);
+    for (unsigned lane = 0; lane < self->nlanes[b]; lane++) {
+        struct s_bk *k = &self->bk[b][lane];
+        k->self = self;
+        k->b = b;
+        k->lane = lane;
+        if (ep_expand(ep, sizeof ep, tmpl, lane) == NULL) {
+            log_warnx("apid: endpoint template too long: %s", tmpl);
+            return -1;
+        }
+        k->sock = zsock_new(ZMQ_DEALER);
+        zsock_set_linger(k->sock, 0);
+        zsock_set_sndhwm(k->sock, 10000);
+        if (zsock_connect(k->sock, "%s", ep) == -1) {
+            log_warn("apid: cannot connect %s", ep);
+            return -1;
+        }
+        zloop_reader(self->loop, k->sock, s_on_backend, k);
+    }
+    return 0;
 }
 
 /* --- backend requests ------------------------------------------------ */
@@ -92,6 +129,15 @@ s_pending_new(apid_t *self, http_req_t *req, int kind)
 }
 
 static void
+s_asks_free(struct s_ask **asks, size_t n)
+{
+    for (size_t i = 0; *asks && i < n; i++)
+        json_decref((*asks)[i].body);
+    free(*asks);
+    *asks = NULL;
+}
+
+static void
 s_pending_free(apid_t *self, struct s_pending *p)
 {
     struct s_pending **pp = &self->pending;
@@ -99,62 +145,145 @@ s_pending_free(apid_t *self, struct s_pending *p)
         pp = &(*pp)->next;
     if (*pp)
         *pp = p->next;
-    for (int b = 0; b < APID_BK_MAX; b++)
-        json_decref(p->parts[b]);
+    s_asks_free(&p->asks, p->nasks);
+    s_asks_free(&p->first, p->nasks);
+    json_decref(p->query);
     free(p);
 }
 
-/* Ask backend b; the reply arrives in s_on_backend. */
-static void
-s_ask(apid_t *self, struct s_pending *p, int b, json_t *query)
+/* Ask one backend lane (query borrowed); the reply arrives in
+ * s_on_backend. Returns 0, or -1 when its queue is full. */
+static int
+s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
 {
+    struct s_ask *a;
     uint64_t id = ++self->next_id;
-    if (rpc_request_send(self->bk[b], id, query) == 0) {
-        p->ids[b] = id;
-        p->outstanding++;
-    }
-    json_decref(query);
+
+    p->asks = xrealloc(p->asks, (p->nasks + 1) * sizeof *p->asks);
+    a = &p->asks[p->nasks++];
+    memset(a, 0, sizeof *a);
+    a->bk = bk;
+    if (rpc_request_send(zsock_resolve(bk->sock), id, query) == -1)
+        return -1;
+    a->id = id;
+    p->outstanding++;
+    return 0;
 }
 
-/* Relay one backend's answer for a request. */
-void
-apid_relay(apid_t *self, http_req_t *req, int b, json_t *query)
-{
-    struct s_pending *p = s_pending_new(self, req, PK_RELAY);
-    s_ask(self, p, b, query);
-    if (p->outstanding == 0) {
-        http_req_add_header(req, "Retry-After", APID_RETRY_AFTER);
-        http_req_reply_error(req, 503, "unavailable", "backend queue is full",
-                             s_bk_name[b]);
-        s_pending_free(self, p);
-    }
-}
-
-void
-apid_ask(apid_t *self, http_req_t *req, int b, json_t *query,
-         apid_answer_fn *fn, void *arg)
-{
-    struct s_pending *p = s_pending_new(self, req, PK_CALL);
-    p->fn = fn;
-    p->fn_arg = arg;
-    s_ask(self, p, b, query);
-    if (p->outstanding == 0) {
-        s_pending_free(self, p);
-        fn(self, req, 503, rpc_error("unavailable", "backend queue is full",
-                                     s_bk_name[b]), arg);
-    }
-}
-
-/* Hand a PK_CALL its answer; the function may ask again. */
+/* Hand p its answer: to the module that asked (apid_ask), or to the
+ * client. Takes body. p is gone afterwards. */
 static void
-s_call(apid_t *self, struct s_pending *p, int status, json_t *body)
+s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
 {
     apid_answer_fn *fn = p->fn;
     void *arg = p->fn_arg;
     http_req_t *req = p->req;
 
     s_pending_free(self, p);
-    fn(self, req, status, body, arg);
+    if (fn)
+        fn(self, req, status, body, arg); /* it may ask again */
+    else
+        http_req_reply_json(req, status, body);
+}
+
+/* A backend lane's queue is full: 503 with Retry-After. p is gone. */
+static void
+s_full(apid_t *self, struct s_pending *p, const struct s_bk *bk)
+{
+    char who[64];
+    snprintf(who, sizeof who, "%s lane %u", s_bk_name[bk->b], bk->lane);
+    http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
+    s_deliver(self, p, 503, rpc_error("unavailable", "backend queue is full", who));
+}
+
+/* Ask every lane of backend b; on a full queue answer 503 at once.
+ * Returns 0, or -1 when p is gone. */
+static int
+s_scatter(apid_t *self, struct s_pending *p, int b, const json_t *query)
+{
+    for (unsigned lane = 0; lane < self->nlanes[b]; lane++)
+        if (s_ask(self, p, &self->bk[b][lane], query) == -1) {
+            s_full(self, p, &self->bk[b][lane]);
+            return -1;
+        }
+    return 0;
+}
+
+/* Ask backend b (every lane of it but for ingestd and lane-0 ops) and hand
+ * the merged answer to fn, or to the client when fn is NULL. Steals query. */
+static void
+s_request(apid_t *self, http_req_t *req, int b, json_t *query,
+          apid_answer_fn *fn, void *arg)
+{
+    const char *op = json_string_value(json_object_get(query, "op"));
+    struct s_pending *p;
+
+    if (b == APID_BK_INGESTD || api_lanes_single(op)) {
+        p = s_pending_new(self, req, PK_RELAY);
+        p->fn = fn;
+        p->fn_arg = arg;
+        if (s_ask(self, p, &self->bk[b][0], query) == -1)
+            s_full(self, p, &self->bk[b][0]);
+        json_decref(query);
+        return;
+    }
+    p = s_pending_new(self, req, PK_LANES);
+    p->fn = fn;
+    p->fn_arg = arg;
+    p->query = query;
+    s_scatter(self, p, b, query);
+}
+
+/* Relay one backend's answer for a request, merging over lanes. */
+void
+apid_relay(apid_t *self, http_req_t *req, int b, json_t *query)
+{
+    s_request(self, req, b, query, NULL, NULL);
+}
+
+void
+apid_ask(apid_t *self, http_req_t *req, int b, json_t *query,
+         apid_answer_fn *fn, void *arg)
+{
+    s_request(self, req, b, query, fn, arg);
+}
+
+static struct api_lanes_reply *
+s_replies(const struct s_ask *asks, size_t n)
+{
+    struct api_lanes_reply *r = xcalloc(n ? n : 1, sizeof *r);
+    for (size_t i = 0; i < n; i++) {
+        r[i].status = asks[i].status;
+        r[i].body = asks[i].body;
+    }
+    return r;
+}
+
+/* Every lane answered: merge, or ask them for their values. */
+static void
+s_finish_lanes(apid_t *self, struct s_pending *p)
+{
+    struct api_lanes_reply *r = s_replies(p->first ? p->first : p->asks,
+                                          p->nasks), *v;
+    json_t *out;
+    int status, b = p->asks[0].bk->b;
+
+    if (p->first) {
+        v = s_replies(p->asks, p->nasks);
+        api_lanes_finish(p->query, r, v, p->nasks, &status, &out);
+        free(v);
+    } else if (api_lanes_merge(p->query, r, p->nasks, &status, &out) ==
+               API_LANES_VALUES) {
+        free(r);
+        p->first = p->asks;
+        p->asks = NULL;
+        p->nasks = 0;
+        s_scatter(self, p, b, out);
+        json_decref(out);
+        return;
+    }
+    free(r);
+    s_deliver(self, p, status, out);
 }
 
 static void
@@ -178,20 +307,73 @@ s_prom_line(char **out, size_t *len, size_t *cap, const char *fmt, ...)
     *len += (size_t)n;
 }
 
+/* The status of backend b's lanes as one object: with one lane its own
+ * body; with several, numbers summed, flags or-ed and every lane's body
+ * under "lanes". */
+static json_t *
+s_status_of(apid_t *self, struct s_pending *p, int b)
+{
+    json_t *sum = NULL, *lanes = json_array();
+    const char *k;
+    json_t *v;
+    size_t up = 0;
+
+    for (size_t i = 0; i < p->nasks; i++) {
+        const struct s_ask *a = &p->asks[i];
+        json_t *body = a->body && a->status == 200 ? a->body : NULL;
+        if (a->bk->b != b)
+            continue;
+        if (self->nlanes[b] == 1) {
+            json_decref(lanes);
+            return body ? json_incref(body) : json_pack("{s:b}", "up", 0);
+        }
+        if (body == NULL) {
+            json_array_append_new(lanes, json_pack("{s:I, s:b}", "lane",
+                                                   (json_int_t)a->bk->lane, "up", 0));
+            continue;
+        }
+        up++;
+        json_array_append(lanes, body);
+        if (sum == NULL) {
+            sum = json_deep_copy(body);
+            continue;
+        }
+        json_object_foreach(body, k, v) {
+            json_t *s = json_object_get(sum, k);
+            if (json_is_integer(v) && json_is_integer(s))
+                json_object_set_new(sum, k, json_integer(json_integer_value(s) +
+                                                         json_integer_value(v)));
+            else if (json_is_number(v) && json_is_number(s))
+                json_object_set_new(sum, k, json_real(json_number_value(s) +
+                                                      json_number_value(v)));
+            else if (json_is_boolean(v) && json_is_boolean(s))
+                json_object_set_new(sum, k, json_boolean(json_is_true(s) ||
+                                                         json_is_true(v)));
+        }
+    }
+    if (sum == NULL)
+        sum = json_pack("{s:b}", "up", 0);
+    json_object_del(sum, "daemon");
+    json_object_del(sum, "lane");
+    json_object_set_new(sum, "lanes_up", json_integer((json_int_t)up));
+    json_object_set_new(sum, "lanes", lanes);
+    return sum;
+}
+
 static void
 s_finish_fanout(apid_t *self, struct s_pending *p)
 {
     if (p->kind == PK_STATS) {
         json_t *o = json_object();
         for (int b = 0; b < APID_BK_MAX; b++)
-            json_object_set(o, s_bk_name[b], p->parts[b] ? p->parts[b]
-                                                         : json_pack("{s:b}", "up", 0));
+            json_object_set_new(o, s_bk_name[b], s_status_of(self, p, b));
         json_object_set_new(o, "apid", json_pack(
-            "{s:I, s:I, s:I, s:I, s:I}", "http_2xx",
+            "{s:I, s:I, s:I, s:I, s:I, s:I}", "http_2xx",
             (json_int_t)http_server_count(self->http, 2), "http_4xx",
             (json_int_t)http_server_count(self->http, 4), "http_5xx",
             (json_int_t)http_server_count(self->http, 5), "backend_timeouts",
-            (json_int_t)self->timeouts, "pending", (json_int_t)0));
+            (json_int_t)self->timeouts, "pending", (json_int_t)0, "lanes",
+            (json_int_t)self->conf->lanes));
         http_req_reply_json(p->req, 200, o);
         return;
     }
@@ -199,23 +381,44 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
     char *out = xmalloc(cap);
     out[0] = '\0';
     s_prom_line(&out, &len, &cap,
-                "# HELP sensorpipe_up Whether the daemon answered apid.\n"
+                "# HELP sensorpipe_up Whether every lane of the daemon answered apid.\n"
                 "# TYPE sensorpipe_up gauge\n");
-    for (int b = 0; b < APID_BK_MAX; b++)
-        s_prom_line(&out, &len, &cap, "sensorpipe_up{daemon=\"%s\"} %d\n",
-                    s_bk_name[b], p->parts[b] != NULL);
     for (int b = 0; b < APID_BK_MAX; b++) {
+        int all = 1;
+        for (size_t i = 0; i < p->nasks; i++)
+            if (p->asks[i].bk->b == b && !(p->asks[i].body && p->asks[i].status == 200))
+                all = 0;
+        s_prom_line(&out, &len, &cap, "sensorpipe_up{daemon=\"%s\"} %d\n",
+                    s_bk_name[b], all);
+    }
+    s_prom_line(&out, &len, &cap, "# TYPE sensorpipe_lane_up gauge\n");
+    for (size_t i = 0; i < p->nasks; i++)
+        s_prom_line(&out, &len, &cap,
+                    "sensorpipe_lane_up{daemon=\"%s\",lane=\"%u\"} %d\n",
+                    s_bk_name[p->asks[i].bk->b], p->asks[i].bk->lane,
+                    p->asks[i].body && p->asks[i].status == 200);
+    for (int b = 0; b < APID_BK_MAX; b++) {
+        const json_t *names = NULL;
         const char *k;
         json_t *v;
-        json_object_foreach(p->parts[b], k, v) {
+        for (size_t i = 0; i < p->nasks && !names; i++)
+            if (p->asks[i].bk->b == b && p->asks[i].status == 200)
+                names = p->asks[i].body;
+        json_object_foreach((json_t *)names, k, v) {
             if (!json_is_integer(v) && !json_is_real(v))
                 continue;
-            char num[40];
-            s_prom_line(&out, &len, &cap,
-                        "# TYPE sensorpipe_%s_%s gauge\n"
-                        "sensorpipe_%s_%s{lane=\"0\"} %s\n",
-                        s_bk_name[b], k, s_bk_name[b], k,
-                        strutil_dtoa(json_number_value(v), num, sizeof num));
+            s_prom_line(&out, &len, &cap, "# TYPE sensorpipe_%s_%s gauge\n",
+                        s_bk_name[b], k);
+            for (size_t i = 0; i < p->nasks; i++) {
+                const struct s_ask *a = &p->asks[i];
+                json_t *x = a->body && a->status == 200 ? json_object_get(a->body, k) : NULL;
+                char num[40];
+                if (a->bk->b != b || !json_is_number(x))
+                    continue;
+                s_prom_line(&out, &len, &cap, "sensorpipe_%s_%s{lane=\"%u\"} %s\n",
+                            s_bk_name[b], k, a->bk->lane,
+                            strutil_dtoa(json_number_value(x), num, sizeof num));
+            }
         }
     }
     s_prom_line(&out, &len, &cap,
@@ -235,8 +438,11 @@ static void
 s_fanout(apid_t *self, http_req_t *req, int kind)
 {
     struct s_pending *p = s_pending_new(self, req, kind);
+    json_t *q = json_pack("{s:s}", "op", "status");
     for (int b = 0; b < APID_BK_MAX; b++)
-        s_ask(self, p, b, json_pack("{s:s}", "op", "status"));
+        for (unsigned lane = 0; lane < self->nlanes[b]; lane++)
+            s_ask(self, p, &self->bk[b][lane], q); /* a full one shows as down */
+    json_decref(q);
     if (p->outstanding == 0) {
         s_finish_fanout(self, p);
         s_pending_free(self, p);
@@ -246,45 +452,44 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
 static int
 s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
 {
-    apid_t *self = arg;
+    struct s_bk *bk = arg;
+    apid_t *self = bk->self;
     uint64_t id;
-    int status, b;
+    int status;
     json_t *body;
     struct s_pending *p;
+    struct s_ask *a = NULL;
 
-    if (rpc_reply_recv(sock, &id, &status, &body) == -1) {
-        log_warnx("apid: malformed reply from a backend");
+    if (rpc_reply_recv(zsock_resolve(sock), &id, &status, &body) == -1) {
+        log_warnx("apid: malformed reply from %s lane %u", s_bk_name[bk->b],
+                  bk->lane);
         return 0;
     }
-    for (b = 0; b < APID_BK_MAX && self->bk[b] != sock; b++)
-        ;
-    for (p = self->pending; p; p = p->next)
-        if (b < APID_BK_MAX && p->ids[b] == id)
-            break;
-    if (p == NULL) {
+    for (p = self->pending; p && !a; p = a ? p : p->next)
+        for (size_t i = 0; i < p->nasks && !a; i++)
+            if (p->asks[i].id == id && p->asks[i].bk == bk)
+                a = &p->asks[i];
+    if (a == NULL) {
         self->late++;
         json_decref(body);
         return 0;
     }
-    p->ids[b] = 0;
+    a->id = 0;
+    a->status = status;
+    a->body = body;
     p->outstanding--;
     if (p->kind == PK_RELAY) {
-        http_req_reply_json(p->req, status, body);
-        s_pending_free(self, p);
+        s_deliver(self, p, status, json_incref(body));
         return 0;
     }
-    if (p->kind == PK_CALL) {
-        s_call(self, p, status, body);
+    if (p->outstanding > 0)
+        return 0;
+    if (p->kind == PK_LANES) {
+        s_finish_lanes(self, p);
         return 0;
     }
-    if (status == 200)
-        p->parts[b] = body;
-    else
-        json_decref(body);
-    if (p->outstanding == 0) {
-        s_finish_fanout(self, p);
-        s_pending_free(self, p);
-    }
+    s_finish_fanout(self, p);
+    s_pending_free(self, p);
     return 0;
 }
 
@@ -299,27 +504,20 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
         next = p->next;
         if (now < p->deadline)
             continue;
-        if (p->kind == PK_CALL) {
+        if (p->kind == PK_RELAY || p->kind == PK_LANES) {
+            char who[64] = "backend";
+            for (size_t i = 0; i < p->nasks; i++)
+                if (p->asks[i].id)
+                    snprintf(who, sizeof who, "%s lane %u",
+                             s_bk_name[p->asks[i].bk->b], p->asks[i].bk->lane);
             self->timeouts++;
             http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
-            s_call(self, p, 503, rpc_error("unavailable",
-                                           "the daemon owning this data did not answer in time",
-                                           "backend"));
+            s_deliver(self, p, 503, rpc_error("unavailable",
+                                              "the daemon owning this data did "
+                                              "not answer in time", who));
             continue;
         }
-        if (p->kind == PK_RELAY) {
-            const char *who = "backend";
-            for (int b = 0; b < APID_BK_MAX; b++)
-                if (p->ids[b])
-                    who = s_bk_name[b];
-            self->timeouts++;
-            http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
-            http_req_reply_error(p->req, 503, "unavailable",
-                                 "the daemon owning this data did not answer in time",
-                                 who);
-        } else {
-            s_finish_fanout(self, p); /* what answered, with up=0 for the rest */
-        }
+        s_finish_fanout(self, p); /* what answered, with up=0 for the rest */
         s_pending_free(self, p);
     }
     return 0;
@@ -483,10 +681,11 @@ apid_new(const struct apid_conf *conf)
 
     self->conf = conf;
     self->loop = zloop_new();
-    for (int b = 0; b < APID_BK_MAX; b++) {
-        s_connect(self, b, tmpl[b]);
-        zloop_reader(self->loop, self->bk[b], s_on_backend, self);
-    }
+    for (int b = 0; b < APID_BK_MAX; b++)
+        if (s_connect(self, b, tmpl[b]) == -1) {
+            apid_destroy(&self);
+            return NULL;
+        }
     self->http = http_server_new(self->loop, conf->listen, (int)conf->port,
                                  (size_t)conf->body_max, s_on_http, self);
     if (self->http == NULL) {
@@ -513,9 +712,9 @@ apid_destroy(apid_t **self_p)
     /* Answer whoever still waits before the server goes away. */
     while (self->pending) {
         http_req_add_header(self->pending->req, "Retry-After", APID_RETRY_AFTER);
-        if (self->pending->kind == PK_CALL) {
-            s_call(self, self->pending, 503,
-                   rpc_error("unavailable", "apid is stopping", "apid"));
+        if (self->pending->kind == PK_RELAY || self->pending->kind == PK_LANES) {
+            s_deliver(self, self->pending, 503,
+                      rpc_error("unavailable", "apid is stopping", "apid"));
             continue;
         }
         http_req_reply_error(self->pending->req, 503, "unavailable",
@@ -527,8 +726,11 @@ apid_destroy(apid_t **self_p)
     free(self->svc);
     http_server_destroy(&self->http);
     zloop_destroy(&self->loop);
-    for (int b = 0; b < APID_BK_MAX; b++)
-        zsock_destroy(&self->bk[b]);
+    for (int b = 0; b < APID_BK_MAX; b++) {
+        for (unsigned lane = 0; self->bk[b] && lane < self->nlanes[b]; lane++)
+            zsock_destroy(&self->bk[b][lane].sock);
+        free(self->bk[b]);
+    }
     reload_free((void **)&self->reloaded);
     free(self);
     *self_p = NULL;

@@ -17,7 +17,7 @@ struct apid_conf {
     char *rundir;     /* directory of the default ipc:// endpoints */
     char *listen;     /* HTTP listen address */
     int64_t port;     /* HTTP port (0 picks one) */
-    int64_t lanes;    /* lanes of the chain (1 for now) */
+    int64_t lanes;    /* lanes of the chain, as in ingestd */
     int64_t timeout;  /* ns to wait for a backend */
     int64_t body_max; /* largest request body in bytes */
     char *ingestd;    /* ingestd query endpoint; "" = default */

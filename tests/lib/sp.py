@@ -8,6 +8,7 @@ and free TCP ports, starts the daemons in the foreground, waits for their
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,7 +52,13 @@ def check(cond, what):
 class Platform:
     CHAIN = ("aggd", "anomalyd", "alertd", "ingestd", "apid")
 
-    def __init__(self, daemons=None, extra=None):
+    LANED = ("aggd", "anomalyd", "alertd")
+
+    def __init__(self, daemons=None, extra=None, lanes=1, tcp=False):
+        """lanes > 1 starts one aggd, anomalyd and alertd per lane (named
+        "aggd" for lane 0, then "aggd.1", ...) and passes --lanes to
+        ingestd and apid; tcp=True puts every internal endpoint on
+        tcp://127.0.0.1 instead of ipc:// files."""
         self.dir = tempfile.mkdtemp(prefix="sp-it.")
         self.run = os.path.join(self.dir, "run")
         self.procs = {}
@@ -59,8 +66,15 @@ class Platform:
         self.api_port = free_port()
         self.ingest_port = free_port()
         wanted = daemons or self.CHAIN
-        self.daemons = [d for d in self.CHAIN if d in wanted and have(d)]
+        self.lanes = lanes
+        self.daemons = []
+        for d in self.CHAIN:
+            if d in wanted and have(d):
+                self.daemons.append(d)
+                if d in self.LANED:
+                    self.daemons += ["%s.%d" % (d, i) for i in range(1, lanes)]
         self.extra = extra or {}
+        self.ep = self.tcp_endpoints() if tcp else None
         self.mqtt_port = None
         self.broker = None
 
@@ -104,7 +118,75 @@ class Platform:
         if r.returncode != 0:
             raise Failure("mosquitto_pub failed: %s" % r.stderr)
 
+    def tcp_endpoints(self):
+        """tcp:// templates on 127.0.0.1: "{lane}" becomes the last digit
+        of the port, so each template needs lanes (<= 10) free ports, all
+        taken from 11000-32709, below Linux's ephemeral port range."""
+        assert self.lanes <= 10
+        used = set()
+
+        def ok(port):
+            if port in used or not 1024 < port < 65536:
+                return False
+            try:
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                s.close()
+            except OSError:
+                return False
+            return True
+
+        def template():
+            while True:
+                # Below the ephemeral range, so no outgoing connection takes
+                # a port between this check and the daemon's bind.
+                prefix = random.randint(1100, 3270)
+                ports = [prefix * 10 + i for i in range(self.lanes)]
+                if all(ok(x) for x in ports):
+                    used.update(ports)
+                    return "tcp://127.0.0.1:%d{lane}" % prefix
+
+        ep = {"%s.%s" % (d, w): template() for d in self.LANED
+              for w in ("in", "query", "pub")}
+        for single in ("ingestd.query", "ingestd.confirm"):
+            port = free_port()
+            while port in used:
+                port = free_port()
+            used.add(port)
+            ep[single] = "tcp://127.0.0.1:%d" % port
+        return ep
+
+    def tcp_args(self, base):
+        ep = self.ep
+        if base in self.LANED:
+            a = ["--in", ep[base + ".in"], "--query", ep[base + ".query"],
+                 "--pub", ep[base + ".pub"]]
+            down = {"aggd": "anomalyd", "anomalyd": "alertd"}.get(base)
+            if down and down in self.daemons:
+                a += ["--down", ep[down + ".in"]]
+            if base == "aggd":
+                a += ["--confirm", ep["ingestd.confirm"]]
+            return a
+        if base == "ingestd":
+            return ["--down", ep["aggd.in"], "--query", ep["ingestd.query"],
+                    "--confirm", ep["ingestd.confirm"]]
+        if base == "apid":
+            return ["--ingestd", ep["ingestd.query"], "--aggd", ep["aggd.query"],
+                    "--anomalyd", ep["anomalyd.query"], "--alertd", ep["alertd.query"]]
+        return []
+
     def args(self, name):
+        base, _, lane = name.partition(".")
+        a = self.base_args(base)
+        if self.lanes > 1 and base in self.LANED:
+            a += ["--lane", lane or "0"]
+        if self.lanes > 1 and base in ("ingestd", "apid"):
+            a += ["--lanes", str(self.lanes)]
+        if self.ep:
+            a += self.tcp_args(base)
+        return a + self.extra.get(name, self.extra.get(base, []) if lane else [])
+
+    def base_args(self, name):
         a = [binary(name), "--rundir", self.run]
         if name == "apid":
             a += ["--port", str(self.api_port),
@@ -119,7 +201,7 @@ class Platform:
             a += ["--down", "none"]
         if name == "anomalyd" and "alertd" not in self.daemons:
             a += ["--down", "none"]
-        return a + self.extra.get(name, [])
+        return a
 
     def start(self):
         try:

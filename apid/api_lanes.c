@@ -1,0 +1,581 @@
+/*
+ * api_lanes: merging the answers of every lane (see api_lanes.h).
+ *
+ * apid links aggd's agg_query, agg_store and agg_stats for this, so a
+ * merged answer comes from the very code a single aggd runs rather than
+ * from a copy of it that could drift.
+ */
+#include "apid/api_lanes.h"
+#include "aggd/agg_query.h"
+#include "aggd/agg_stats.h"
+#include "aggd/agg_store.h"
+#include "common/clock.h"
+#include "common/rpc.h"
+#include "common/series.h"
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *
+s_str(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static json_int_t
+s_int(const json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+static json_t *
+s_num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* Errors first: a lane that did not answer or answered neither 200 nor
+ * 404 decides; when none answered 200, the first 404 does. Returns 1 with
+ * the answer set, 0 when at least one lane answered 200. */
+static int
+s_errors(const struct api_lanes_reply *r, size_t n, int *status, json_t **out)
+{
+    size_t ok = 0, nf = n;
+
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].body == NULL) {
+            *status = 503;
+            *out = rpc_error("unavailable", "a lane did not answer", "lane");
+            return 1;
+        }
+        if (r[i].status == 200)
+            ok++;
+        else if (r[i].status == 404 && nf == n)
+            nf = i;
+        else if (r[i].status != 404) {
+            *status = r[i].status;
+            *out = json_incref(r[i].body);
+            return 1;
+        }
+    }
+    if (ok > 0)
+        return 0;
+    *status = nf < n ? r[nf].status : 404;
+    *out = nf < n ? json_incref(r[nf].body)
+                  : rpc_error("not_found", "no lane answered", "series");
+    return 1;
+}
+
+/* Sum of "matched" over the lanes that answered 200; *owner is the one
+ * lane with matches when exactly one has them, else -1. */
+static json_int_t
+s_matched(const struct api_lanes_reply *r, size_t n, long *owner)
+{
+    json_int_t total = 0;
+    size_t with = 0;
+
+    *owner = -1;
+    for (size_t i = 0; i < n; i++) {
+        json_int_t m;
+        if (r[i].status != 200 || (m = s_int(r[i].body, "matched")) <= 0)
+            continue;
+        total += m;
+        with++;
+        *owner = (long)i;
+    }
+    if (with != 1)
+        *owner = -1;
+    return total;
+}
+
+/* --- concatenations ----------------------------------------------------- */
+
+struct s_item {
+    json_t *j;     /* borrowed element */
+    const char *a; /* first sort key */
+    const char *b; /* second sort key */
+};
+
+static int
+s_item_cmp(const void *x, const void *y)
+{
+    const struct s_item *p = x, *q = y;
+    int c = strcmp(p->a, q->a);
+    return c ? c : strcmp(p->b, q->b);
+}
+
+/* Every element of the array "key" of every 200 body, sorted by (ka, kb);
+ * the last `keep` of them when keep > 0. */
+static json_t *
+s_concat(const struct api_lanes_reply *r, size_t n, const char *key,
+         const char *ka, const char *kb, size_t keep)
+{
+    size_t total = 0, k = 0, from = 0;
+    struct s_item *it;
+    json_t *out = json_array();
+
+    for (size_t i = 0; i < n; i++)
+        if (r[i].status == 200)
+            total += json_array_size(json_object_get(r[i].body, key));
+    it = xmalloc((total ? total : 1) * sizeof *it);
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        json_t *e;
+        if (r[i].status != 200)
+            continue;
+        json_array_foreach(json_object_get(r[i].body, key), j, e) {
+            it[k].j = e;
+            it[k].a = s_str(e, ka);
+            it[k++].b = kb ? s_str(e, kb) : "";
+        }
+    }
+    qsort(it, total, sizeof *it, s_item_cmp);
+    if (keep > 0 && total > keep)
+        from = total - keep;
+    for (size_t i = from; i < total; i++)
+        json_array_append(out, it[i].j);
+    free(it);
+    return out;
+}
+
+static long
+s_first_ok(const struct api_lanes_reply *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i].status == 200)
+            return (long)i;
+    return -1;
+}
+
+static json_t *
+s_merge_series(const struct api_lanes_reply *r, size_t n)
+{
+    long owner;
+    json_int_t m = s_matched(r, n, &owner);
+    return json_pack("{s:I, s:o}", "matched", m, "series",
+                     s_concat(r, n, "series", "series", NULL, 0));
+}
+
+/* Export: series by key, cut at the limit exactly as one aggd cuts
+ * (agg_query.c s_points: whole series while under the limit, the last
+ * one partly; truncated once the limit is reached). */
+static json_t *
+s_merge_points(const json_t *q, const struct api_lanes_reply *r, size_t n)
+{
+    long owner;
+    json_int_t m = s_matched(r, n, &owner);
+    json_t *all = s_concat(r, n, "series", "series", NULL, 0), *out, *e;
+    json_int_t limit = s_int(q, "limit"), count = 0;
+    size_t i;
+
+    if (limit <= 0 || limit > API_LANES_POINTS_MAX)
+        limit = API_LANES_POINTS_MAX;
+    out = json_array();
+    json_array_foreach(all, i, e) {
+        json_t *pts = json_object_get(e, "points"), *cut;
+        if (count >= limit)
+            break;
+        cut = json_array();
+        for (size_t k = 0; k < json_array_size(pts) && count < limit; k++, count++)
+            json_array_append(cut, json_array_get(pts, k));
+        json_array_append_new(out, json_pack("{s:O, s:o}", "series",
+                                             json_object_get(e, "series"),
+                                             "points", cut));
+    }
+    json_decref(all);
+    return json_pack("{s:I, s:I, s:b, s:o}", "matched", m, "count", count,
+                     "truncated", count >= limit, "series", out);
+}
+
+/* Anomalies: by time then series, the most recent `limit`. */
+static json_t *
+s_merge_anomalies(const json_t *q, const struct api_lanes_reply *r, size_t n)
+{
+    long owner, f = s_first_ok(r, n);
+    json_int_t m = s_matched(r, n, &owner), limit = s_int(q, "limit");
+    json_t *out = json_deep_copy(r[f].body);
+
+    json_object_set_new(out, "matched", json_integer(m));
+    json_object_set_new(out, "anomalies",
+                        s_concat(r, n, "anomalies", "timestamp", "series",
+                                 limit > 0 ? (size_t)limit : 0));
+    return out;
+}
+
+/* --- stats and aggregation ---------------------------------------------- */
+
+/* The "values" query for the selection of q. */
+static json_t *
+s_values_query(const json_t *q, size_t n)
+{
+    static const char *keys[] = {"series", "tags", "start", "end"};
+    json_t *v = json_pack("{s:s, s:I}", "op", "values", "max",
+                          (json_int_t)(API_LANES_VALUES_MAX / n ? API_LANES_VALUES_MAX / n : 1));
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (json_object_get(q, keys[i]))
+            json_object_set(v, keys[i], json_object_get(q, keys[i]));
+    return v;
+}
+
+/* Stats past the values limit: Chan's merge of each lane's moments; the
+ * percentiles stay null. */
+static json_t *
+s_stats_moments(const struct api_lanes_reply *r, size_t n, json_int_t matched)
+{
+    struct agg_moments m = {0};
+    const char *first = NULL, *last = NULL, *k;
+    long f = s_first_ok(r, n);
+    json_t *out, *v;
+
+    for (size_t i = 0; i < n; i++) {
+        const json_t *b = r[i].body;
+        struct agg_moments x = {0};
+        if (r[i].status != 200 || s_int(b, "count") <= 0)
+            continue;
+        x.count = (uint64_t)s_int(b, "count");
+        x.mean = json_number_value(json_object_get(b, "mean"));
+        x.m2 = json_number_value(json_object_get(b, "m2"));
+        x.sum = json_number_value(json_object_get(b, "sum"));
+        x.min = json_number_value(json_object_get(b, "min"));
+        x.max = json_number_value(json_object_get(b, "max"));
+        agg_stats_merge(&m, &x);
+        if (!first || strcmp(s_str(b, "first"), first) < 0)
+            first = s_str(b, "first");
+        if (!last || strcmp(s_str(b, "last"), last) > 0)
+            last = s_str(b, "last");
+    }
+    out = json_pack("{s:O, s:I, s:I}", "series",
+                    json_object_get(r[f].body, "series"), "matched", matched,
+                    "count", (json_int_t)m.count);
+    json_object_set_new(out, "mean", m.count ? s_num(m.mean) : json_null());
+    json_object_set_new(out, "std", s_num(agg_stats_std(&m)));
+    json_object_set_new(out, "min", m.count ? s_num(m.min) : json_null());
+    json_object_set_new(out, "max", m.count ? s_num(m.max) : json_null());
+    json_object_set_new(out, "sum", s_num(m.sum));
+    json_object_foreach(r[f].body, k, v)
+        if (k[0] == 'p' && k[1] >= '0' && k[1] <= '9')
+            json_object_set_new(out, k, json_null());
+    json_object_set_new(out, "estimated", json_false());
+    json_object_set_new(out, "percentiles_exact", json_false());
+    json_object_set_new(out, "first", first ? json_string(first) : json_null());
+    json_object_set_new(out, "last", last ? json_string(last) : json_null());
+    json_object_set_new(out, "m2", s_num(m.m2));
+    return out;
+}
+
+struct s_entry {
+    const char *key; /* series key */
+    const json_t *ts; /* its timestamps */
+    const json_t *v;  /* its values */
+};
+
+static int
+s_entry_cmp(const void *x, const void *y)
+{
+    return strcmp(((const struct s_entry *)x)->key,
+                  ((const struct s_entry *)y)->key);
+}
+
+/* Run q on a scratch store holding every lane's points, loaded in key
+ * order so the store, and so the answer, is the same for any N. */
+static int
+s_from_values(const json_t *q, const struct api_lanes_reply *v, size_t n,
+              json_int_t matched, json_t **out)
+{
+    size_t total = 0, k = 0;
+    struct s_entry *e;
+    agg_store_t *st = agg_store_new();
+    int status;
+
+    for (size_t i = 0; i < n; i++)
+        if (v[i].status == 200)
+            total += json_array_size(json_object_get(v[i].body, "series"));
+    e = xmalloc((total ? total : 1) * sizeof *e);
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        json_t *s;
+        if (v[i].status != 200)
+            continue;
+        json_array_foreach(json_object_get(v[i].body, "series"), j, s) {
+            e[k].key = s_str(s, "series");
+            e[k].ts = json_object_get(s, "ts");
+            e[k++].v = json_object_get(s, "v");
+        }
+    }
+    qsort(e, total, sizeof *e, s_entry_cmp);
+    for (size_t i = 0; i < total; i++)
+        for (size_t j = 0; j < json_array_size(e[i].ts); j++)
+            agg_store_put(st, e[i].key,
+                          (int64_t)json_integer_value(json_array_get(e[i].ts, j)),
+                          json_number_value(json_array_get(e[i].v, j)));
+    free(e);
+    status = agg_query_answer(st, q, out);
+    agg_store_destroy(&st);
+    /* Series with no point in the range match too, as on one lane. */
+    if (status == 200 && json_object_get(*out, "matched"))
+        json_object_set_new(*out, "matched", json_integer(matched));
+    return status;
+}
+
+/* --- entry points --------------------------------------------------------- */
+
+bool
+api_lanes_single(const char *op)
+{
+    return op && strcmp(op, "rules") == 0;
+}
+
+int
+api_lanes_merge(const json_t *query, const struct api_lanes_reply *r,
+                size_t n, int *status, json_t **out)
+{
+    const char *op = s_str(query, "op");
+    long owner;
+    json_int_t matched;
+
+    if (s_errors(r, n, status, out))
+        return API_LANES_DONE;
+    *status = 200;
+    if (!strcmp(op, "stats") || !strcmp(op, "aggregate")) {
+        matched = s_matched(r, n, &owner);
+        if (owner >= 0 && matched == 1) {
+            *out = json_incref(r[owner].body);
+            return API_LANES_DONE;
+        }
+        if (!strcmp(op, "stats")) {
+            json_int_t count = 0;
+            for (size_t i = 0; i < n; i++)
+                if (r[i].status == 200)
+                    count += s_int(r[i].body, "count");
+            if (count > API_LANES_VALUES_MAX) {
+                *out = s_stats_moments(r, n, matched);
+                return API_LANES_DONE;
+            }
+        }
+        *out = s_values_query(query, n);
+        return API_LANES_VALUES;
+    }
+    if (!strcmp(op, "series"))
+        *out = s_merge_series(r, n);
+    else if (!strcmp(op, "points"))
+        *out = s_merge_points(query, r, n);
+    else if (!strcmp(op, "anomalies"))
+        *out = s_merge_anomalies(query, r, n);
+    else if (!strcmp(op, "alerts"))
+        *out = json_pack("{s:o}", "alerts",
+                         s_concat(r, n, "alerts", "series", "rule", 0));
+    else
+        *out = json_incref(r[s_first_ok(r, n)].body);
+    return API_LANES_DONE;
+}
+
+void
+api_lanes_finish(const json_t *query, const struct api_lanes_reply *r,
+                 const struct api_lanes_reply *v, size_t n, int *status,
+                 json_t **out)
+{
+    long owner;
+    json_int_t matched = s_matched(r, n, &owner);
+
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].body && (v[i].status == 200 || v[i].status == 404))
+            continue;
+        if (v[i].body && v[i].status == 413 &&
+            !strcmp(s_str(query, "op"), "stats")) {
+            *status = 200;
+            *out = s_stats_moments(r, n, matched);
+            return;
+        }
+        *status = v[i].body ? v[i].status : 503;
+        *out = v[i].status == 413
+                   ? rpc_error("too_large",
+                               "too many points to merge exactly across "
+                               "lanes; narrow the range or the selection",
+                               "lanes")
+                   : rpc_error("unavailable", "a lane did not answer", "lane");
+        return;
+    }
+    *status = s_from_values(query, v, n, matched, out);
+}
+
+/* Answer q on the union of the per-lane stores as one store would, and
+ * by merging the lanes' own answers: the two must be equal. */
+static void
+s_test_same(agg_store_t **lanes, size_t n, agg_store_t *one, json_t *q)
+{
+    struct api_lanes_reply r[8], v[8];
+    json_t *want, *got, *vq = NULL;
+    int ws, gs;
+
+    ws = agg_query_answer(one, q, &want);
+    for (size_t i = 0; i < n; i++)
+        r[i].status = agg_query_answer(lanes[i], q, &r[i].body);
+    if (api_lanes_merge(q, r, n, &gs, &vq) == API_LANES_VALUES) {
+        for (size_t i = 0; i < n; i++)
+            v[i].status = agg_query_answer(lanes[i], vq, &v[i].body);
+        api_lanes_finish(q, r, v, n, &gs, &got);
+        for (size_t i = 0; i < n; i++)
+            json_decref(v[i].body);
+        json_decref(vq);
+    } else {
+        got = vq;
+    }
+    assert(ws == gs);
+    if (!json_equal(want, got)) {
+        char *a = json_dumps(want, JSON_SORT_KEYS), *b = json_dumps(got, JSON_SORT_KEYS);
+        fprintf(stderr, "api_lanes: one store: %s\nmerged:    %s\n", a, b);
+        free(a);
+        free(b);
+        assert(!"merged answer differs");
+    }
+    for (size_t i = 0; i < n; i++)
+        json_decref(r[i].body);
+    json_decref(want);
+    json_decref(got);
+}
+
+void
+api_lanes_test(bool verbose)
+{
+    agg_store_t *lanes[4], *ref = agg_store_new();
+    char key[64];
+    json_t *q;
+
+    for (int i = 0; i < 4; i++)
+        lanes[i] = agg_store_new();
+    /* One series is answered by its lane as is; several are merged from
+     * their points, and a scratch store loaded in key order answers. */
+    for (int d = 0; d < 12; d++)
+        for (int t = 0; t < 50; t++) {
+            double x = 20 + d * 0.1 + sin(t * 0.7 + d) * 3.3;
+            snprintf(key, sizeof key, "temp{device=d%02d}", d);
+            agg_store_put(lanes[series_lane(key, strlen(key), 4)], key,
+                          (int64_t)t * 60 * CLOCK_NS_PER_S, x);
+            agg_store_put(ref, key, (int64_t)t * 60 * CLOCK_NS_PER_S, x);
+        }
+    /* The reference for several series is the scratch store of one lane's
+     * values, i.e. what apid answers with --lanes 1. */
+    agg_store_t *solo[1] = {ref};
+    q = json_pack("{s:s, s:s}", "op", "stats", "series", "temp{device=d03}");
+    s_test_same(lanes, 4, ref, q);
+    json_decref(q);
+    q = json_pack("{s:s, s:s, s:[f]}", "op", "stats", "series", "temp",
+                  "percentiles", 99.9);
+    {
+        struct api_lanes_reply r1[1], v1[1], r4[4], v4[4];
+        json_t *vq, *a, *b;
+        int s1, s4;
+        r1[0].status = agg_query_answer(solo[0], q, &r1[0].body);
+        assert(api_lanes_merge(q, r1, 1, &s1, &vq) == API_LANES_VALUES);
+        v1[0].status = agg_query_answer(solo[0], vq, &v1[0].body);
+        json_decref(vq);
+        api_lanes_finish(q, r1, v1, 1, &s1, &a);
+        for (int i = 0; i < 4; i++)
+            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
+        assert(api_lanes_merge(q, r4, 4, &s4, &vq) == API_LANES_VALUES);
+        for (int i = 0; i < 4; i++)
+            v4[i].status = agg_query_answer(lanes[i], vq, &v4[i].body);
+        json_decref(vq);
+        api_lanes_finish(q, r4, v4, 4, &s4, &b);
+        assert(s1 == 200 && s4 == 200 && json_equal(a, b));
+        assert(json_integer_value(json_object_get(b, "count")) == 600);
+        assert(json_integer_value(json_object_get(b, "matched")) == 12);
+        /* Chan's merge of the moments agrees to rounding. */
+        json_t *m = s_stats_moments(r4, 4, 12);
+        TEST_NEAR(json_real_value(json_object_get(m, "mean")),
+                  json_real_value(json_object_get(b, "mean")), 1e-12);
+        TEST_NEAR(json_real_value(json_object_get(m, "std")),
+                  json_real_value(json_object_get(b, "std")), 1e-12);
+        assert(json_is_null(json_object_get(m, "p99.9")));
+        json_decref(m);
+        for (int i = 0; i < 4; i++) {
+            json_decref(r4[i].body);
+            json_decref(v4[i].body);
+        }
+        json_decref(r1[0].body);
+        json_decref(v1[0].body);
+        json_decref(a);
+        json_decref(b);
+    }
+    json_decref(q);
+    /* Aggregation buckets over every device. */
+    q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series", "temp",
+                  "interval", "5min", "aggregation", "p90");
+    {
+        /* Merged from 4 lanes equals merged from 1. */
+        struct api_lanes_reply r4[4], v4[4], r1[1], v1[1];
+        json_t *vq, *a, *b;
+        int s;
+        r1[0].status = agg_query_answer(ref, q, &r1[0].body);
+        assert(api_lanes_merge(q, r1, 1, &s, &vq) == API_LANES_VALUES);
+        v1[0].status = agg_query_answer(ref, vq, &v1[0].body);
+        json_decref(vq);
+        api_lanes_finish(q, r1, v1, 1, &s, &a);
+        for (int i = 0; i < 4; i++)
+            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
+        assert(api_lanes_merge(q, r4, 4, &s, &vq) == API_LANES_VALUES);
+        for (int i = 0; i < 4; i++)
+            v4[i].status = agg_query_answer(lanes[i], vq, &v4[i].body);
+        json_decref(vq);
+        api_lanes_finish(q, r4, v4, 4, &s, &b);
+        assert(s == 200 && json_equal(a, b));
+        assert(json_array_size(json_object_get(b, "buckets")) == 10);
+        for (int i = 0; i < 4; i++) {
+            json_decref(r4[i].body);
+            json_decref(v4[i].body);
+        }
+        json_decref(r1[0].body);
+        json_decref(v1[0].body);
+        json_decref(a);
+        json_decref(b);
+    }
+    json_decref(q);
+    /* Listings concatenate in key order; unknown series stay 404. */
+    q = json_pack("{s:s, s:s}", "op", "series", "series", "temp");
+    {
+        struct api_lanes_reply r4[4];
+        json_t *b;
+        int s;
+        for (int i = 0; i < 4; i++)
+            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
+        assert(api_lanes_merge(q, r4, 4, &s, &b) == API_LANES_DONE);
+        assert(s == 200 && json_integer_value(json_object_get(b, "matched")) == 12);
+        TEST_STREQ(s_str(json_array_get(json_object_get(b, "series"), 0), "series"),
+                   "temp{device=d00}");
+        TEST_STREQ(s_str(json_array_get(json_object_get(b, "series"), 11), "series"),
+                   "temp{device=d11}");
+        json_decref(b);
+        for (int i = 0; i < 4; i++)
+            json_decref(r4[i].body);
+    }
+    json_decref(q);
+    q = json_pack("{s:s, s:s}", "op", "stats", "series", "nope");
+    {
+        struct api_lanes_reply r4[4];
+        json_t *b;
+        int s;
+        for (int i = 0; i < 4; i++)
+            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
+        assert(api_lanes_merge(q, r4, 4, &s, &b) == API_LANES_DONE && s == 404);
+        json_decref(b);
+        for (int i = 0; i < 4; i++)
+            json_decref(r4[i].body);
+        r4[2].body = NULL;
+        r4[0].status = r4[1].status = r4[3].status = 404;
+        r4[0].body = r4[1].body = r4[3].body = json_object();
+        assert(api_lanes_merge(q, r4, 4, &s, &b) == API_LANES_DONE && s == 503);
+        json_decref(b);
+        json_decref(r4[0].body);
+    }
+    json_decref(q);
+    assert(api_lanes_single("rules") && !api_lanes_single("alerts"));
+    for (int i = 0; i < 4; i++)
+        agg_store_destroy(&lanes[i]);
+    agg_store_destroy(&ref);
+    (void)verbose;
+    TEST_OK("api_lanes");
+}

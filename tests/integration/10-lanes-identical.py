@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""The same input through 1 lane (ipc://) and through 4 lanes (one aggd,
+anomalyd and alertd per lane, every internal endpoint on tcp://127.0.0.1,
+as lanes on other hosts would be) must give identical answers: stats
+(one series, several, tag filters, ranges, custom percentiles),
+aggregation buckets, series listings, exports, anomalies and alerts,
+compared as parsed JSON, doubles to the last bit. The 4-lane run must
+also really spread the series: every lane holds some, and each series is
+on lane FNV-1a 64(key) % 4."""
+import json
+import math
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from sp import Failure, Platform, check, have, main  # noqa: E402
+
+DEVICES = 24
+POINTS = 240
+T0 = 1704067200000  # 2024-01-01T00:00:00Z in ms
+RULES = ("warm: temperature > 24 for 5m\nhot: temperature > 31\n"
+         "latency_high: api.latency > 50\n")
+
+
+def fnv1a64(s):
+    h = 0xcbf29ce484222325
+    for b in s.encode():
+        h ^= b
+        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def dataset():
+    """Readings as /api/v1/record batches, in one fixed order."""
+    rnd = random.Random(20261123)
+    batches = []
+    for t in range(POINTS):
+        data = []
+        for d in range(DEVICES):
+            v = 20 + d * 0.25 + 3 * math.sin(t / 17.0 + d) + rnd.gauss(0, 0.4)
+            if (t, d % 5) in ((150, 1), (200, 3)):
+                v += 14  # spikes for the detectors and the rule
+            data.append({"name": "temperature", "tags": {"device": "d%02d" % d,
+                         "site": "s%d" % (d % 3)}, "value": round(v, 3),
+                         "timestamp": T0 + t * 60000})
+        lat = 40 + 10 * math.sin(t / 9.0) + rnd.expovariate(0.2)
+        data.append({"name": "api.latency", "value": round(lat, 2),
+                     "timestamp": T0 + t * 60000})
+        batches.append({"data": data})
+    return batches
+
+
+def queries():
+    q = [("GET", "/api/v1/stats/temperature", None),
+         ("GET", "/api/v1/stats/temperature?percentiles=99.9,12.5,0,100", None),
+         ("GET", "/api/v1/stats/temperature?tag.site=s1", None),
+         ("GET", "/api/v1/stats/temperature?start=2024-01-01T01:00:00Z&end=2024-01-01T02:30:00Z", None),
+         ("GET", "/api/v1/stats/api.latency", None),
+         ("GET", "/api/v1/stats/temp*", None),
+         ("GET", "/api/v1/stats/nothing_here", None),
+         ("GET", "/api/v1/series?match=*", None),
+         ("GET", "/api/v1/series?match=temperature&tag.site=s2", None),
+         ("GET", "/api/v1/export/temperature?limit=50", None),
+         ("GET", "/api/v1/export/temperature%7Bdevice%3Dd07%2Csite%3Ds1%7D", None),
+         ("GET", "/api/v1/anomalies/temperature?threshold=3.0", None),
+         ("GET", "/api/v1/anomalies/temperature?min_score=0.5&limit=7", None),
+         ("GET", "/api/v1/anomalies/api.latency?threshold=2.5", None),
+         ("GET", "/api/alerts", None),
+         ("GET", "/api/rules", None)]
+    for d in (0, 5, 13, 23):
+        key = "temperature%%7Bdevice%%3Dd%02d%%2Csite%%3Ds%d%%7D" % (d, d % 3)
+        q.append(("GET", "/api/v1/stats/" + key, None))
+        q.append(("GET", "/api/v1/anomalies/" + key + "?threshold=2.0", None))
+    for agg in ("mean", "p90", "max", "count", "std", "first", "last", "sum", "p99.5"):
+        q.append(("POST", "/api/v1/aggregate",
+                  {"metric_name": "temperature", "interval": "15min", "aggregation": agg}))
+    q.append(("POST", "/api/v1/aggregate",
+              {"metric_name": "temperature", "interval": "1h", "aggregation": "mean",
+               "tags": {"site": "s0"}, "start": "2024-01-01T00:30:00Z"}))
+    q.append(("POST", "/api/v1/aggregate",
+              {"metric_name": "api.latency", "interval": "5min", "aggregation": "p50"}))
+    return q
+
+
+def wait_until(p, what, fn, timeout=60):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        ok, last = fn()
+        if ok:
+            return
+        time.sleep(0.2)
+    raise Failure("timed out waiting for %s: %s" % (what, last))
+
+
+def lane_total(body, key):
+    """A counter over every lane of a daemon in /stats."""
+    if "lanes" in body:
+        return sum(l.get(key, 0) for l in body["lanes"] if l.get("up", True))
+    return body.get(key, 0)
+
+
+def run(lanes, tcp, rules):
+    p = Platform(lanes=lanes, tcp=tcp,
+                 extra={"alertd": ["--rules", rules], "anomalyd": []})
+    p.start()
+    try:
+        total = 0
+        for b in dataset():
+            st, _, body = p.http("POST", "/api/v1/record", b)
+            if st != 200 or body["rejected"]:
+                raise Failure("record: %s %s" % (st, body))
+            total += body["accepted"]
+
+        def settled():
+            st, _, s = p.http("GET", "/stats")
+            n = (lane_total(s["aggd"], "points"), lane_total(s["anomalyd"], "readings_in"),
+                 lane_total(s["alertd"], "readings_in"))
+            return st == 200 and n == (total, total, total), n
+        wait_until(p, "every reading through aggd, anomalyd and alertd", settled)
+        check(True, "%d lane(s)%s: %d readings through every stage"
+              % (lanes, " over tcp" if tcp else "", total))
+        answers = []
+        for method, path, body in queries():
+            st, _, out = p.http(method, path, body)
+            answers.append((method, path, body and json.dumps(body), st, out))
+        st, _, stats = p.http("GET", "/stats")
+        st, _, metrics = p.http("GET", "/metrics")
+        return answers, stats, metrics.decode() if isinstance(metrics, bytes) else metrics
+    finally:
+        p.stop()
+
+
+def test():
+    if not all(have(d) for d in ("aggd", "anomalyd", "alertd", "ingestd", "apid")):
+        print("skip: the whole chain is not built")
+        sys.exit(77)
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False) as f:
+        f.write(RULES)
+        rules = f.name
+    try:
+        one, _, _ = run(1, False, rules)
+        four, stats4, metrics4 = run(4, True, rules)
+    finally:
+        os.unlink(rules)
+
+    # The 4-lane run spread the series over every lane, by FNV-1a 64.
+    keys = ["temperature{device=d%02d,site=s%d}" % (d, d % 3) for d in range(DEVICES)]
+    keys.append("api.latency")
+    want = [0] * 4
+    for k in keys:
+        want[fnv1a64(k) % 4] += 1
+    lanes = stats4["aggd"]["lanes"]
+    got = [l["series"] for l in sorted(lanes, key=lambda l: l["daemon"])]
+    check(got == want and all(got), "series per aggd lane %s match FNV-1a %% 4 %s" % (got, want))
+    check(stats4["aggd"]["series"] == len(keys), "/stats sums the lanes' series")
+    check('sensorpipe_lane_up{daemon="aggd",lane="3"} 1' in metrics4,
+          "/metrics reports every lane")
+
+    saw = {"anomalies": 0, "alerts": 0, "merged": 0}
+    for a, b in zip(one, four):
+        method, path, body, st1, out1 = a
+        st4, out4 = b[3], b[4]
+        what = "%s %s %s" % (method, path, body or "")
+        if st1 != st4 or out1 != out4:
+            print("N=1:", st1, json.dumps(out1, sort_keys=True)[:3000])
+            print("N=4:", st4, json.dumps(out4, sort_keys=True)[:3000])
+            raise Failure("N=1 and N=4 differ: " + what)
+        if isinstance(out1, dict):
+            saw["anomalies"] += len(out1.get("anomalies", []))
+            saw["alerts"] += len(out1.get("alerts", []))
+            saw["merged"] += out1.get("matched", 0) > 1
+        print("ok: identical (%d): %s" % (st1, what))
+    # The comparison means something only if there was something to compare.
+    check(saw["anomalies"] > 0, "anomalies compared (%d)" % saw["anomalies"])
+    check(saw["alerts"] > 0, "alerts compared (%d)" % saw["alerts"])
+    check(saw["merged"] >= 10, "answers over several series compared (%d)" % saw["merged"])
+
+
+if __name__ == "__main__":
+    main(test)
