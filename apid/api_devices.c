@@ -4,6 +4,8 @@
 #include "apid/api_devices.h"
 #include "apid/api_auth.h"
 #include "apid/dev_creds.h"
+#include "apid/dev_jobs.h"
+#include "apid/dev_mqtt.h"
 #include "apid/dev_state.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -21,13 +23,21 @@
 #define S_EVENTS_DEFAULT 1000
 #define S_EVENTS_MAX 10000
 #define S_PARTS 3
+#define S_JOBS_TICK_MS 500
+#define S_TOPIC_MAX 512
 
 struct api_devices {
     apid_t *apid;        /* borrowed */
     dev_store_t *store;  /* the registry */
     const char *mqtt_dir;  /* where mosquitto's passwd and acl go, or NULL */
     const char *pidfile;   /* the broker's pid file ("" = no reload) */
+    dev_jobs_t *jobs;      /* batch jobs */
+    dev_mqtt_t *mqtt;      /* commands out, progress in; NULL = no jobs */
+    int timer;             /* job deadlines */
 };
+
+static void s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len);
+static int s_on_jobs_tick(zloop_t *loop, int timer_id, void *arg);
 
 void *
 api_devices_create(apid_t *apid)
@@ -64,8 +74,21 @@ api_devices_create(apid_t *apid)
         dev_creds_reload(self->pidfile);
         log_info("devices: MQTT credentials in %s", self->mqtt_dir);
     }
+    if ((self->jobs = dev_jobs_new(self->store)) == NULL)
+        goto fail;
+    if (conf->mqtt_host && *conf->mqtt_host) {
+        static const char *const subs[] = {"devices/+/jobs/+",
+                                           "tenants/+/devices/+/jobs/+", NULL};
+        self->mqtt = dev_mqtt_new(apid_loop(apid), conf->mqtt_host, (int)conf->mqtt_port,
+                                  conf->mqtt_user, conf->mqtt_password, subs,
+                                  s_on_mqtt, self);
+        if (self->mqtt == NULL)
+            goto fail;
+    }
+    self->timer = zloop_timer(apid_loop(apid), S_JOBS_TICK_MS, 0, s_on_jobs_tick, self);
     return self;
 fail:
+    dev_jobs_destroy(&self->jobs);
     dev_store_destroy(&self->store);
     free(self);
     return NULL;
@@ -78,6 +101,10 @@ api_devices_destroy(void **state_p)
 
     if (state_p == NULL || (self = *state_p) == NULL)
         return;
+    if (self->timer)
+        zloop_timer_end(apid_loop(self->apid), self->timer);
+    dev_mqtt_destroy(&self->mqtt);
+    dev_jobs_destroy(&self->jobs);
     dev_store_destroy(&self->store);
     free(self);
     *state_p = NULL;
@@ -539,6 +566,245 @@ s_split(const char *rest, char *buf, size_t len, char *parts[S_PARTS])
     return n;
 }
 
+/* --- batch jobs ------------------------------------------------------------ */
+
+static int
+s_on_jobs_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    struct api_devices *self = arg;
+    int n = dev_jobs_expire(self->jobs, clock_now_ns());
+
+    if (n > 0)
+        log_info("jobs: %d device(s) timed out", n);
+    return 0;
+}
+
+/* Progress from a device: "[tenants/T/]devices/ID/jobs/JOB". */
+static void
+s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
+{
+    struct api_devices *self = arg;
+    char buf[S_TOPIC_MAX], *f[7], *save = NULL, *tenant = DEV_CREDS_TENANT_DEFAULT;
+    int n = 0, k = 0, rc;
+    json_t *in, *job = NULL;
+    const char *status, *why;
+    json_int_t progress;
+
+    if (strlen(topic) >= sizeof buf)
+        return;
+    snprintf(buf, sizeof buf, "%s", topic);
+    for (char *t = strtok_r(buf, "/", &save); t && n < 7; t = strtok_r(NULL, "/", &save))
+        f[n++] = t;
+    if (n == 6 && !strcmp(f[0], "tenants")) {
+        tenant = f[1];
+        k = 2;
+    }
+    if (n != k + 4 || strcmp(f[k], "devices") || strcmp(f[k + 2], "jobs") ||
+        !dev_state_name_ok(tenant) || !dev_state_name_ok(f[k + 1]))
+        return;
+    in = json_loadb(payload, len, 0, NULL);
+    status = json_string_value(json_object_get(in, "status"));
+    progress = json_integer_value(json_object_get(in, "progress"));
+    if (status == NULL) {
+        json_decref(in);
+        return;
+    }
+    rc = dev_jobs_report(self->jobs, tenant, f[k + 3], f[k + 1], status,
+                         progress < 0 ? 0 : progress > 100 ? 100 : (int)progress,
+                         json_string_value(json_object_get(in, "message")),
+                         clock_now_ns(), &job);
+    /* A firmware update that succeeded is part of the device's history. */
+    if (rc == 1 && job && !strcmp(status, "succeeded") &&
+        !strcmp(json_string_value(json_object_get(job, "operation")), "update_firmware")) {
+        json_t *ver = json_object_get(json_object_get(job, "params"), "version");
+        json_t *evs = json_pack("[o]", s_event(DEV_EV_FIRMWARE, json_pack(
+                                    "{s:O, s:s}", "version", ver, "job", f[k + 3])));
+        if (json_is_string(ver) &&
+            dev_store_append(self->store, tenant, f[k + 1], evs, clock_now_ns(), NULL, &why))
+            log_warnx("jobs: %s/%s: firmware event not recorded", tenant, f[k + 1]);
+        json_decref(evs);
+    }
+    json_decref(job);
+    json_decref(in);
+}
+
+/* Publish a command to a device of tenant. */
+static void
+s_command(struct api_devices *self, const char *tenant, const char *id,
+          const char *operation, json_t *body)
+{
+    char prefix[256], topic[S_TOPIC_MAX];
+    char *text = json_dumps(body, JSON_COMPACT);
+
+    dev_creds_prefix(tenant, id, prefix, sizeof prefix);
+    snprintf(topic, sizeof topic, "%s/commands/%s", prefix, operation);
+    dev_mqtt_publish(self->mqtt, topic, text, strlen(text));
+    free(text);
+}
+
+/* The filter of a batch body as a dev_filter (metadata for unknown keys);
+ * -1 after a 400. */
+static int
+s_batch_filter(http_req_t *req, json_t *filter, struct dev_filter *f, json_t *meta)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(filter, k, v) {
+        const char *s = json_string_value(v);
+        if (s == NULL) {
+            http_req_reply_error(req, 400, "bad_request",
+                                 "filter values must be strings", k);
+            return -1;
+        }
+        if (!strcmp(k, "type"))
+            f->type = s;
+        else if (!strcmp(k, "status"))
+            f->status = s;
+        else if (!strcmp(k, "tag"))
+            f->tag = s;
+        else if (!strcmp(k, "group"))
+            f->group = s;
+        else if (!strcmp(k, "online"))
+            f->online = s;
+        else
+            json_object_set(meta, strncmp(k, "metadata.", 9) ? k : k + 9, v);
+    }
+    f->metadata = meta;
+    return 0;
+}
+
+static void
+s_batch(struct api_devices *self, http_req_t *req)
+{
+    const char *tenant = api_auth_tenant(self->apid);
+    json_t *in = s_body(req), *filter, *params, *meta, *ids, *page, *d, *cmd, *out;
+    const char *op;
+    struct dev_filter f = {0};
+    int64_t total = 0, now = clock_now_ns(), timeout = apid_config(self->apid)->job_timeout;
+    double secs;
+    char *job;
+    size_t i;
+
+    if (in == NULL)
+        return;
+    op = json_string_value(json_object_get(in, "operation"));
+    filter = json_object_get(in, "filter");
+    params = json_object_get(in, "params");
+    if (!dev_state_name_ok(op) || (filter && !json_is_object(filter)) ||
+        (params && !json_is_object(params))) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "bad_request",
+                             "want {\"operation\": name, \"filter\": {}, \"params\": {}}",
+                             "body");
+        return;
+    }
+    if (json_is_number(json_object_get(in, "timeoutSeconds"))) {
+        secs = json_number_value(json_object_get(in, "timeoutSeconds"));
+        if (secs < 0.1 || secs > 7 * 86400) {
+            json_decref(in);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "timeoutSeconds must be in [0.1, 604800]", "timeoutSeconds");
+            return;
+        }
+        timeout = (int64_t)(secs * CLOCK_NS_PER_S);
+    }
+    if (self->mqtt == NULL || !dev_mqtt_connected(self->mqtt)) {
+        json_decref(in);
+        if (self->mqtt)
+            http_req_add_header(req, "Retry-After", "1");
+        http_req_reply_error(req, self->mqtt ? 503 : 501, "unavailable",
+                             self->mqtt ? "not connected to the MQTT broker"
+                                        : "apid runs without --mqtt-host", "batch");
+        return;
+    }
+    meta = json_object();
+    if (s_batch_filter(req, filter ? filter : meta, &f, meta)) {
+        json_decref(meta);
+        json_decref(in);
+        return;
+    }
+    ids = json_array();
+    for (int64_t off = 0;; off += S_LIST_MAX) {
+        page = dev_store_list(self->store, tenant, &f, S_LIST_MAX, off, &total);
+        json_array_foreach(page, i, d)
+            json_array_append(ids, json_object_get(d, "deviceId"));
+        json_decref(page);
+        if (page == NULL || off + S_LIST_MAX >= total)
+            break;
+    }
+    job = dev_jobs_create(self->jobs, tenant, op, params ? params : meta,
+                          filter ? filter : meta, ids, now, now + timeout);
+    json_decref(meta);
+    if (job == NULL) {
+        json_decref(ids);
+        json_decref(in);
+        http_req_reply_error(req, 500, "internal", "job not stored", "batch");
+        return;
+    }
+    cmd = json_pack("{s:s, s:s, s:O}", "jobId", job, "operation", op, "params",
+                    params ? params : json_object_get(in, "params"));
+    if (json_object_get(cmd, "params") == NULL)
+        json_object_set_new(cmd, "params", json_object());
+    json_array_foreach(ids, i, d)
+        s_command(self, tenant, json_string_value(d), op, cmd);
+    log_info("jobs: %s %s over %zu device(s) of %s", job, op, json_array_size(ids), tenant);
+    json_decref(cmd);
+    out = dev_jobs_get(self->jobs, tenant, job, "none");
+    json_object_del(out, "devices");
+    free(job);
+    json_decref(ids);
+    json_decref(in);
+    http_req_reply_json(req, 202, out);
+}
+
+/* /api/jobs, /api/jobs/{id}, /api/jobs/{id}/cancel */
+static int
+s_jobs_route(struct api_devices *self, http_req_t *req, const char *path)
+{
+    const char *tenant = api_auth_tenant(self->apid);
+    char buf[256], *p[S_PARTS] = {NULL, NULL, NULL};
+    json_t *j, *cmd;
+    size_t i;
+    int n;
+
+    if (*path == '\0') {
+        if (apid_method(req, "GET"))
+            http_req_reply_json(req, 200, json_pack("{s:o}", "jobs",
+                                                    dev_jobs_list(self->jobs, tenant)));
+        return 1;
+    }
+    if ((n = s_split(path, buf, sizeof buf, p)) < 1 || n > 2 ||
+        (n == 2 && strcmp(p[1], "cancel"))) {
+        http_req_reply_error(req, 404, "not_found", "no such job", path);
+        return 1;
+    }
+    if (n == 1) {
+        if (!apid_method(req, "GET"))
+            return 1;
+        if ((j = dev_jobs_get(self->jobs, tenant, p[0], http_req_arg(req, "state"))))
+            http_req_reply_json(req, 200, j);
+        else
+            http_req_reply_error(req, 404, "not_found", "no such job", p[0]);
+        return 1;
+    }
+    if (!apid_method(req, "POST"))
+        return 1;
+    if ((j = dev_jobs_cancel(self->jobs, tenant, p[0], clock_now_ns())) == NULL) {
+        http_req_reply_error(req, 404, "not_found", "no such job", p[0]);
+        return 1;
+    }
+    cmd = json_pack("{s:s, s:s}", "jobId", p[0], "operation", "cancel");
+    json_t *d;
+    json_array_foreach(j, i, d)
+        if (self->mqtt)
+            s_command(self, tenant, json_string_value(d), "cancel", cmd);
+    json_decref(cmd);
+    json_decref(j);
+    http_req_reply_json(req, 200, dev_jobs_get(self->jobs, tenant, p[0], "cancelled"));
+    return 1;
+}
+
 int
 api_devices_route(apid_t *apid, http_req_t *req)
 {
@@ -549,6 +815,8 @@ api_devices_route(apid_t *apid, http_req_t *req)
 
     if (!strcmp(path, "/api/keys"))
         return api_auth_route(apid, req);
+    if (!strncmp(path, "/api/jobs", 9) && (path[9] == '\0' || path[9] == '/'))
+        return s_jobs_route(self, req, path + 9);
     if (strncmp(path, S_PREFIX, strlen(S_PREFIX)))
         return 0;
     path += strlen(S_PREFIX);
@@ -557,8 +825,11 @@ api_devices_route(apid_t *apid, http_req_t *req)
             s_list(self, req);
         return 1;
     }
-    if (!strcmp(path, "/batch"))
-        return 0; /* firmware jobs: not yet */
+    if (!strcmp(path, "/batch")) {
+        if (apid_method(req, "POST"))
+            s_batch(self, req);
+        return 1;
+    }
     if (!strcmp(path, "/register")) {
         if (apid_method(req, "POST"))
             s_register(self, req);

@@ -33,6 +33,11 @@ struct apid_conf {
     int64_t key_burst; /* requests a key may send at once */
     char *mqtt_auth;  /* directory of mosquitto's passwd and acl; "" = off */
     char *mqtt_pidfile; /* pid file of that mosquitto (SIGHUP on change) */
+    char *mqtt_host;  /* broker for device commands and job progress; "" = none */
+    int64_t mqtt_port; /* its port */
+    char *mqtt_user;  /* apid's MQTT user ("" = anonymous) */
+    char *mqtt_password; /* its password (secret) */
+    int64_t job_timeout; /* ns a batch job waits for its devices */
 };
 
 typedef struct apid apid_t;

@@ -35,6 +35,16 @@ static const char *const s_migrations[] = {
     "CREATE TABLE api_keys ("
     "  hash TEXT PRIMARY KEY, name TEXT NOT NULL, tenant TEXT NOT NULL,"
     "  role TEXT NOT NULL, created INTEGER NOT NULL);",
+    /* 2: batch jobs (firmware updates and other commands) with a state
+     * per device. */
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, operation TEXT NOT NULL,"
+    "  params TEXT NOT NULL, filter TEXT NOT NULL, state TEXT NOT NULL,"
+    "  created INTEGER NOT NULL, deadline INTEGER NOT NULL);"
+    "CREATE TABLE job_devices ("
+    "  job TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,"
+    "  progress INTEGER NOT NULL DEFAULT 0, message TEXT,"
+    "  updated INTEGER NOT NULL, PRIMARY KEY (job, device)) WITHOUT ROWID;",
 };
 #define S_NMIGRATIONS ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -301,6 +311,12 @@ done:
     s_exec(self, "ROLLBACK");
     json_decref(state);
     return rc;
+}
+
+void *
+dev_store_db(dev_store_t *self)
+{
+    return self->db;
 }
 
 json_t *

@@ -57,6 +57,9 @@ enum dev_store_err dev_store_append(dev_store_t *self, const char *tenant,
                                     const char *id, json_t *events,
                                     int64_t ts, json_t **state_p,
                                     const char **why);
+/* The sqlite3 handle (borrowed), for modules with their own tables in
+ * the same file (dev_jobs). */
+void *dev_store_db(dev_store_t *self);
 /* The stored state, or NULL when unknown. Caller owns. */
 json_t *dev_store_get(dev_store_t *self, const char *tenant, const char *id);
 /* The state rebuilt by replaying the whole log, or NULL when unknown.

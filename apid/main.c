@@ -5,6 +5,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 
+#include <mosquitto.h>
 #include <stddef.h>
 
 static const struct cfg_opt s_opts[] = {
@@ -47,6 +48,16 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "directory where apid writes mosquitto's passwd and acl; \"\" = no device credentials"},
     {"mqtt-pidfile", CFG_STR, offsetof(struct apid_conf, mqtt_pidfile), "", 0,
      0, CFG_IMMUTABLE, "pid file of the mosquitto that reads them (SIGHUP on change)"},
+    {"mqtt-host", CFG_STR, offsetof(struct apid_conf, mqtt_host), "", 0, 0,
+     CFG_IMMUTABLE, "broker for device commands and job progress; \"\" = no batch jobs"},
+    {"mqtt-port", CFG_INT, offsetof(struct apid_conf, mqtt_port), "1883", 1, 65535,
+     CFG_IMMUTABLE, "broker port"},
+    {"mqtt-user", CFG_STR, offsetof(struct apid_conf, mqtt_user), "", 0, 0,
+     CFG_IMMUTABLE, "apid's MQTT user (\"\" = anonymous)"},
+    {"mqtt-password", CFG_STR, offsetof(struct apid_conf, mqtt_password), "", 0, 0,
+     CFG_IMMUTABLE | CFG_SECRET, "apid's MQTT password"},
+    {"job-timeout", CFG_DURATION, offsetof(struct apid_conf, job_timeout), "10m", 1,
+     86400 * 7, CFG_IMMUTABLE, "how long a batch job waits for its devices"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 
@@ -63,6 +74,7 @@ main(int argc, char **argv)
         return rc;
     }
     log_info("starting version %s", SP_VERSION);
+    mosquitto_lib_init();
     if ((apid = apid_new(&conf)) == NULL) {
         cfg_free(s_opts, S_NOPTS, &conf);
         log_warnx("cannot start");
@@ -71,6 +83,7 @@ main(int argc, char **argv)
     rc = apid_run(apid);
     apid_destroy(&apid);
     cfg_free(s_opts, S_NOPTS, &conf);
+    mosquitto_lib_cleanup();
     zsys_shutdown();
     log_info("shutdown complete");
     return rc == 0 ? 0 : 1;
