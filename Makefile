@@ -43,7 +43,7 @@ endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
 
 LIBS := $(foreach d,$(DAEMONS),$(B)/lib$(d).a) $(B)/libcommon.a
-TOOLS := $(B)/tap $(B)/sensorpipe-sim
+TOOLS := $(B)/tap $(B)/sensorpipe-sim $(B)/sensorpipectl
 
 # A daemon whose main.c has not landed yet is skipped, not an error.
 BINS := $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/main.c),$(B)/$(d)))
@@ -71,6 +71,8 @@ $(B)/selftest: $(B)/obj/tests/selftest.o $(LIBS)
 $(B)/sensorpipe_spool.so: ingestd/plugin/spool_plugin.c common/crc.c ingestd/mqspool.h
 	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ ingestd/plugin/spool_plugin.c common/crc.c
 
+$(B)/sensorpipectl: $(B)/obj/tools/sensorpipectl.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/tap: $(B)/obj/tools/tap.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/sensorpipe-sim: $(B)/obj/tools/sim.o $(B)/libcommon.a
@@ -128,7 +130,7 @@ install: all
 	  $(DESTDIR)$(SVDIR) $(DESTDIR)$(SYSCONFDIR)/sensorpipe/env
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(B)/tap $(DESTDIR)$(BINDIR)/sensorpipe-tap
-	[ ! -f tools/sensorpipectl ] || install -m 0755 tools/sensorpipectl $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(B)/sensorpipectl $(DESTDIR)$(BINDIR)/
 	for m in $(wildcard $(foreach d,$(DAEMONS),$(d)/$(d).8)); do \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/ || exit 1; done
 	for f in deploy/systemd/*.service deploy/systemd/*.target; do \
