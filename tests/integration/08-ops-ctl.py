@@ -10,7 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Failure, Platform, binary, check, have, main  # noqa: E402
+from sp import (SANITIZER_MARKS, Failure, Platform, binary, check,  # noqa: E402
+                have, main)
 
 
 def fnv1a64(s):
@@ -24,6 +25,9 @@ def ctl(p, *extra):
     r = subprocess.run([binary("sensorpipectl"), "--rundir", p.run, "--lanes", "2",
                         "--timeout", "1s"] + list(extra), capture_output=True,
                        text=True, timeout=30)
+    for mark in SANITIZER_MARKS:
+        if mark in r.stderr:
+            raise Failure("sensorpipectl: " + r.stderr)
     return r.returncode, r.stdout, r.stderr
 
 
