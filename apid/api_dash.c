@@ -330,6 +330,9 @@ api_dash_route(apid_t *apid, http_req_t *req)
     if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
         if (apid_method(req, "GET"))
             s_serve(self, req, "index.html");
+    } else if (!strcmp(path, "/api/openapi.json")) {
+        if (apid_method(req, "GET"))
+            s_serve(self, req, "openapi.json");
     } else if (!strncmp(path, "/web/", 5)) {
         if (apid_method(req, "GET"))
             s_serve(self, req, path + 5);

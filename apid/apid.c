@@ -8,6 +8,7 @@
 #include "apid/api_seed.h"
 #include "apid/api_dash.h"
 #include "apid/api_prom.h"
+#include "apid/api_telemetry.h"
 #include "apid/api_ws.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -620,6 +621,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_ws_route,
     api_devices_route,
     api_dash_route,
+    api_telemetry_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */
