@@ -11,6 +11,7 @@
 # Each daemon directory <d>/ is archived into build/lib<d>.a (everything but
 # main.c), so selftests, fuzzers and tools link the real code.
 
+.DEFAULT_GOAL := all
 DAEMONS  := ingestd aggd anomalyd alertd apid
 PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd zlib libsodium
 CC       ?= cc
