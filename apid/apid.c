@@ -432,6 +432,10 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
                 "# TYPE sensorpipe_apid_backend_timeouts_total counter\n"
                 "sensorpipe_apid_backend_timeouts_total %llu\n",
                 (unsigned long long)self->timeouts);
+    s_prom_line(&out, &len, &cap,
+                "# TYPE sensorpipe_apid_ws_clients gauge\n"
+                "sensorpipe_apid_ws_clients %zu\n",
+                api_ws_clients(apid_service(self, "ws")));
     http_req_reply(p->req, 200, "text/plain; version=0.0.4", out, len);
 }
 

@@ -110,6 +110,22 @@ def test():
               b["errorType"] == "bad_data", "parse error in Prometheus shape")
         st, _, b = p.http("GET", "/api/v1/query_range?query=1&start=1&end=2")
         check(st == 400 and "step" in b["error"], "missing step: %s" % b)
+        # Every query of the Grafana dashboard in deploy/ is in the subset.
+        import json
+        import urllib.parse
+        dash = json.load(open(os.path.join(os.path.dirname(__file__), "..",
+                                           "..", "deploy", "grafana",
+                                           "sensorpipe.json")))
+        exprs = [t["expr"] for pn in dash["panels"] for t in pn["targets"]]
+        bad = []
+        for e in exprs:
+            e = e.replace("$metric", "http_requests")
+            st, _, b = p.http("GET", "/api/v1/query?time=%s&query=%s" % (
+                at, urllib.parse.quote(e)))
+            if st != 200:
+                bad.append((e, b))
+        check(not bad, "apid answers all %d dashboard queries: %s"
+              % (len(exprs), bad))
         # Without match[] /api/v1/series stays the sensorpipe listing.
         st, _, b = p.http("GET", "/api/v1/series")
         check(st == 200 and b.get("matched") == 3,

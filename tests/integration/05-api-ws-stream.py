@@ -213,6 +213,9 @@ def test():
         slow.sock.close()
         check(stats(p)["clients"] == len(clients),
               "only the well-behaved clients remain: %s" % stats(p))
+        st, _, text = p.http("GET", "/metrics")
+        check(st == 200 and ("sensorpipe_apid_ws_clients %d\n" % len(clients))
+              in text.decode(), "/metrics counts the WebSocket clients")
         # Stop with clients still connected: they get 1001, apid frees all.
     finally:
         p.stop()
