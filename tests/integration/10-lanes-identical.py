@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The same input through 1 lane (ipc://) and through 4 lanes (one aggd,
 anomalyd and alertd per lane, every internal endpoint on tcp://127.0.0.1,
-as lanes on other hosts would be) must give identical answers: stats
+as lanes on other hosts would be) must give identical answers; and, where
+network namespaces can be made, through 4 lanes on two "hosts": lanes 0
+and 1 beside ingestd and apid, lanes 2 and 3 in a namespace of their own
+behind a veth pair, each lane on its own address. Compared: stats
 (one series, several, tag filters, ranges, custom percentiles),
 aggregation buckets, series listings, exports, anomalies and alerts,
 compared as parsed JSON, doubles to the last bit. The 4-lane run must
@@ -11,6 +14,7 @@ import json
 import math
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -102,9 +106,9 @@ def lane_total(body, key):
     return body.get(key, 0)
 
 
-def run(lanes, tcp, rules):
+def run(lanes, tcp, rules, **kw):
     p = Platform(lanes=lanes, tcp=tcp,
-                 extra={"alertd": ["--rules", rules], "anomalyd": []})
+                 extra={"alertd": ["--rules", rules], "anomalyd": []}, **kw)
     p.start()
     try:
         total = 0
@@ -122,6 +126,10 @@ def run(lanes, tcp, rules):
         wait_until(p, "every reading through aggd, anomalyd and alertd", settled)
         check(True, "%d lane(s)%s: %d readings through every stage"
               % (lanes, " over tcp" if tcp else "", total))
+        for name, argv in p.wrap.items():
+            theirs = os.readlink("/proc/%d/ns/net" % p.procs[name].pid)
+            check(p.procs[name].poll() is None and theirs != os.readlink("/proc/self/ns/net"),
+                  "%s runs in network namespace %s (%s)" % (name, argv[-1], theirs))
         answers = []
         for method, path, body in queries():
             st, _, out = p.http(method, path, body)
@@ -131,6 +139,65 @@ def run(lanes, tcp, rules):
         return answers, stats, metrics.decode() if isinstance(metrics, bytes) else metrics
     finally:
         p.stop()
+
+
+def sh(*argv):
+    return subprocess.run(list(argv), capture_output=True, text=True).returncode == 0
+
+
+class TwoHosts:
+    """A network namespace with a veth pair to this one: lanes 0 and 1 get
+    NET.10 and NET.11 here, lanes 2 and 3 NET.12 and NET.13 in there."""
+
+    def __init__(self):
+        n = os.getpid() % 100000
+        self.ns = "sp-lanes-%d" % n
+        self.a, self.b = "spa%d" % n, "spb%d" % n
+        self.net = "10.213.%d" % random.randint(1, 250)
+
+    def __enter__(self):
+        net, ns = self.net, self.ns
+        ok = (sh("ip", "netns", "add", ns) and
+              sh("ip", "link", "add", self.a, "type", "veth", "peer", "name", self.b) and
+              sh("ip", "link", "set", self.b, "netns", ns) and
+              sh("ip", "addr", "add", net + ".10/24", "dev", self.a) and
+              sh("ip", "addr", "add", net + ".11/24", "dev", self.a) and
+              sh("ip", "link", "set", self.a, "up") and
+              sh("ip", "netns", "exec", ns, "ip", "addr", "add", net + ".12/24", "dev", self.b) and
+              sh("ip", "netns", "exec", ns, "ip", "addr", "add", net + ".13/24", "dev", self.b) and
+              sh("ip", "netns", "exec", ns, "ip", "link", "set", self.b, "up") and
+              sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"))
+        if not ok:
+            self.__exit__()
+            return None
+        return self
+
+    def __exit__(self, *exc):
+        sh("ip", "netns", "del", self.ns)
+        sh("ip", "link", "del", self.a)
+
+    def platform_args(self):
+        wrap = ["ip", "netns", "exec", self.ns]
+        return {"lane_host": self.net + ".1{lane}", "host": self.net + ".10",
+                "wrap": {"%s.%d" % (d, l): wrap for d in Platform.LANED for l in (2, 3)}}
+
+
+def compare(one, other, label):
+    saw = {"anomalies": 0, "alerts": 0, "merged": 0}
+    for a, b in zip(one, other):
+        method, path, body, st1, out1 = a
+        st4, out4 = b[3], b[4]
+        what = "%s %s %s" % (method, path, body or "")
+        if st1 != st4 or out1 != out4:
+            print("N=1:", st1, json.dumps(out1, sort_keys=True)[:3000])
+            print("%s:" % label, st4, json.dumps(out4, sort_keys=True)[:3000])
+            raise Failure("N=1 and %s differ: %s" % (label, what))
+        if isinstance(out1, dict):
+            saw["anomalies"] += len(out1.get("anomalies", []))
+            saw["alerts"] += len(out1.get("alerts", []))
+            saw["merged"] += out1.get("matched", 0) > 1
+        print("ok: identical with %s (%d): %s" % (label, st1, what))
+    return saw
 
 
 def test():
@@ -144,6 +211,18 @@ def test():
     try:
         one, _, _ = run(1, False, rules)
         four, stats4, metrics4 = run(4, True, rules)
+        hosts = None
+        if os.geteuid() == 0:
+            hosts = TwoHosts().__enter__()
+        if hosts:
+            try:
+                two, _, _ = run(4, True, rules, **hosts.platform_args())
+            finally:
+                hosts.__exit__()
+            compare(one, two, "N=4 on two hosts")
+        else:
+            print("note: no network namespace (needs root and ip netns); "
+                  "two-host run not done")
     finally:
         os.unlink(rules)
 
@@ -160,20 +239,7 @@ def test():
     check('sensorpipe_lane_up{daemon="aggd",lane="3"} 1' in metrics4,
           "/metrics reports every lane")
 
-    saw = {"anomalies": 0, "alerts": 0, "merged": 0}
-    for a, b in zip(one, four):
-        method, path, body, st1, out1 = a
-        st4, out4 = b[3], b[4]
-        what = "%s %s %s" % (method, path, body or "")
-        if st1 != st4 or out1 != out4:
-            print("N=1:", st1, json.dumps(out1, sort_keys=True)[:3000])
-            print("N=4:", st4, json.dumps(out4, sort_keys=True)[:3000])
-            raise Failure("N=1 and N=4 differ: " + what)
-        if isinstance(out1, dict):
-            saw["anomalies"] += len(out1.get("anomalies", []))
-            saw["alerts"] += len(out1.get("alerts", []))
-            saw["merged"] += out1.get("matched", 0) > 1
-        print("ok: identical (%d): %s" % (st1, what))
+    saw = compare(one, four, "N=4 over tcp")
     # The comparison means something only if there was something to compare.
     check(saw["anomalies"] > 0, "anomalies compared (%d)" % saw["anomalies"])
     check(saw["alerts"] > 0, "alerts compared (%d)" % saw["alerts"])

@@ -54,11 +54,18 @@ class Platform:
 
     LANED = ("aggd", "anomalyd", "alertd")
 
-    def __init__(self, daemons=None, extra=None, lanes=1, tcp=False):
+    def __init__(self, daemons=None, extra=None, lanes=1, tcp=False,
+                 lane_host=None, host="127.0.0.1", wrap=None):
         """lanes > 1 starts one aggd, anomalyd and alertd per lane (named
         "aggd" for lane 0, then "aggd.1", ...) and passes --lanes to
         ingestd and apid; tcp=True puts every internal endpoint on
-        tcp://127.0.0.1 instead of ipc:// files."""
+        tcp://127.0.0.1 instead of ipc:// files. lane_host (e.g.
+        "10.1.2.1{lane}") gives each lane's daemons an address of their
+        own, host the address of ingestd's sockets; wrap maps a daemon
+        name to a command prefix (e.g. ip netns exec NS)."""
+        self.lane_host = lane_host
+        self.host = host
+        self.wrap = wrap or {}
         self.dir = tempfile.mkdtemp(prefix="sp-it.")
         self.run = os.path.join(self.dir, "run")
         self.procs = {}
@@ -146,14 +153,21 @@ class Platform:
                     used.update(ports)
                     return "tcp://127.0.0.1:%d{lane}" % prefix
 
-        ep = {"%s.%s" % (d, w): template() for d in self.LANED
-              for w in ("in", "query", "pub")}
-        for single in ("ingestd.query", "ingestd.confirm"):
+        def single(host):
             port = free_port()
             while port in used:
                 port = free_port()
             used.add(port)
-            ep[single] = "tcp://127.0.0.1:%d" % port
+            return "tcp://%s:%d" % (host, port)
+
+        if self.lane_host:
+            ep = {"%s.%s" % (d, w): single(self.lane_host) for d in self.LANED
+                  for w in ("in", "query", "pub")}
+        else:
+            ep = {"%s.%s" % (d, w): template() for d in self.LANED
+                  for w in ("in", "query", "pub")}
+        for name in ("ingestd.query", "ingestd.confirm"):
+            ep[name] = single(self.host)
         return ep
 
     def tcp_args(self, base):
@@ -228,7 +242,8 @@ class Platform:
         self.logs[name] = log
         start = os.path.getsize(log) if os.path.exists(log) else 0
         f = open(log, "ab")
-        self.procs[name] = subprocess.Popen(self.args(name), stdout=f,
+        self.procs[name] = subprocess.Popen(self.wrap.get(name, []) + self.args(name),
+                                            stdout=f,
                                             stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
         f.close()
