@@ -6,6 +6,7 @@
 #include "apid/dev_creds.h"
 #include "apid/dev_jobs.h"
 #include "apid/dev_mqtt.h"
+#include "apid/dev_shadow.h"
 #include "apid/dev_state.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -77,8 +78,9 @@ api_devices_create(apid_t *apid)
     if ((self->jobs = dev_jobs_new(self->store)) == NULL)
         goto fail;
     if (conf->mqtt_host && *conf->mqtt_host) {
-        static const char *const subs[] = {"devices/+/jobs/+",
-                                           "tenants/+/devices/+/jobs/+", NULL};
+        static const char *const subs[] = {
+            "devices/+/jobs/+", "tenants/+/devices/+/jobs/+",
+            "devices/+/shadow/reported", "tenants/+/devices/+/shadow/reported", NULL};
         self->mqtt = dev_mqtt_new(apid_loop(apid), conf->mqtt_host, (int)conf->mqtt_port,
                                   conf->mqtt_user, conf->mqtt_password, subs,
                                   s_on_mqtt, self);
@@ -545,6 +547,58 @@ s_credentials(struct api_devices *self, http_req_t *req, const char *id)
     http_req_reply_json(req, 201, out);
 }
 
+/* GET or PATCH {"desired": {...}} the shadow; a desired change publishes
+ * the delta to the device. */
+static void
+s_shadow(struct api_devices *self, http_req_t *req, const char *id)
+{
+    const char *tenant = api_auth_tenant(self->apid);
+    json_t *in, *sh, *desired, *delta;
+
+    if (!strcmp(http_req_method(req), "GET")) {
+        if ((sh = dev_shadow_get(self->store, tenant, id)))
+            http_req_reply_json(req, 200, sh);
+        else
+            s_not_found(req, id);
+        return;
+    }
+    if (strcmp(http_req_method(req), "PATCH")) {
+        http_req_add_header(req, "Allow", "GET, PATCH");
+        http_req_reply_error(req, 405, "method_not_allowed", "use GET or PATCH", id);
+        return;
+    }
+    if ((in = s_body(req)) == NULL)
+        return;
+    desired = json_object_get(in, "desired");
+    if (!json_is_object(desired) || json_object_size(in) != 1) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "bad_request",
+                             "want {\"desired\": {...}} (a merge patch)", "desired");
+        return;
+    }
+    if ((sh = dev_shadow_patch(self->store, tenant, id, "desired", desired,
+                               clock_now_ns())) == NULL) {
+        json_decref(in);
+        s_not_found(req, id);
+        return;
+    }
+    delta = json_object_get(sh, "delta");
+    if (self->mqtt && json_object_size(delta)) {
+        char prefix[256], topic[S_TOPIC_MAX], *text;
+        json_t *msg = json_pack("{s:O, s:O}", "version",
+                                json_object_get(json_object_get(sh, "version"), "desired"),
+                                "state", delta);
+        dev_creds_prefix(tenant, id, prefix, sizeof prefix);
+        snprintf(topic, sizeof topic, "%s/shadow/delta", prefix);
+        text = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
+        dev_mqtt_publish(self->mqtt, topic, text, strlen(text));
+        free(text);
+        json_decref(msg);
+    }
+    json_decref(in);
+    http_req_reply_json(req, 200, sh);
+}
+
 /* Split "/a/b/c" into up to S_PARTS URL-decoded parts. Returns the count,
  * or -1 when malformed. parts[i] point into buf. */
 static int
@@ -599,10 +653,22 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
         tenant = f[1];
         k = 2;
     }
-    if (n != k + 4 || strcmp(f[k], "devices") || strcmp(f[k + 2], "jobs") ||
-        !dev_state_name_ok(tenant) || !dev_state_name_ok(f[k + 1]))
+    if (n != k + 4 || strcmp(f[k], "devices") || !dev_state_name_ok(tenant) ||
+        !dev_state_name_ok(f[k + 1]))
         return;
     in = json_loadb(payload, len, 0, NULL);
+    if (!strcmp(f[k + 2], "shadow") && !strcmp(f[k + 3], "reported")) {
+        json_t *st = json_object_get(in, "state") ? json_object_get(in, "state") : in;
+        json_t *sh = dev_shadow_patch(self->store, tenant, f[k + 1], "reported", st,
+                                      clock_now_ns());
+        json_decref(sh);
+        json_decref(in);
+        return;
+    }
+    if (strcmp(f[k + 2], "jobs")) {
+        json_decref(in);
+        return;
+    }
     status = json_string_value(json_object_get(in, "status"));
     progress = json_integer_value(json_object_get(in, "progress"));
     if (status == NULL) {
@@ -855,6 +921,8 @@ api_devices_route(apid_t *apid, http_req_t *req)
         s_events(self, req, p[0]);
     } else if (!strcmp(p[1], "sensors")) {
         s_sensors(self, req, p[0], p[2]);
+    } else if (n == 2 && !strcmp(p[1], "shadow")) {
+        s_shadow(self, req, p[0]);
     } else if (n == 2 && !strcmp(p[1], "credentials")) {
         s_credentials(self, req, p[0]);
     } else {

@@ -45,6 +45,12 @@ static const char *const s_migrations[] = {
     "  job TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,"
     "  progress INTEGER NOT NULL DEFAULT 0, message TEXT,"
     "  updated INTEGER NOT NULL, PRIMARY KEY (job, device)) WITHOUT ROWID;",
+    /* 3: device shadows. */
+    "CREATE TABLE shadows ("
+    "  tenant TEXT NOT NULL, id TEXT NOT NULL, desired TEXT NOT NULL,"
+    "  reported TEXT NOT NULL, dversion INTEGER NOT NULL,"
+    "  rversion INTEGER NOT NULL, updated INTEGER NOT NULL,"
+    "  PRIMARY KEY (tenant, id)) WITHOUT ROWID;",
 };
 #define S_NMIGRATIONS ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 

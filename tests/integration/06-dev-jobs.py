@@ -48,6 +48,9 @@ class Fleet(threading.Thread):
         self.read_packet()  # CONNACK
         self.send(0x82, struct.pack("!H", 1) + s16(b"devices/+/commands/#") + b"\x00")
         self.read_packet()  # SUBACK
+        self.send(0x82, struct.pack("!H", 2) + s16(b"devices/+/shadow/delta") + b"\x00")
+        self.read_packet()  # SUBACK
+        self.deltas = {}
 
     def send(self, head, body):
         with self.lock:
@@ -92,6 +95,12 @@ class Fleet(threading.Thread):
             off = 2 + tl + (2 if head & 0x06 else 0)
             msg = json.loads(body[off:])
             dev = topic.split("/")[1]
+            if topic.endswith("/shadow/delta"):
+                self.deltas.setdefault(dev, []).append(msg)
+                if int(dev.split("-")[1]) % 10:  # offline devices do not report
+                    self.publish("devices/%s/shadow/reported" % dev,
+                                 json.dumps({"state": msg["state"]}))
+                continue
             self.commands.setdefault(dev, []).append(msg)
             self.behave(self, dev, msg)
 
@@ -190,6 +199,34 @@ def test():
         time.sleep(0.5)
         check(all(m[-1]["operation"] == "cancel" for k, m in fleet.commands.items()
                   if k >= "dev-%04d" % N), "devices got the cancel command")
+        # Shadow: a desired change reaches the device as a delta; its
+        # report clears it; an offline device's delta stays.
+        want = {"led": "on", "cfg": {"rate": 5}}
+        for dev in ("dev-0002", "dev-0010"):
+            st, _, sh = p.http("PATCH", "/api/devices/%s/shadow" % dev, {"desired": want})
+            check(st == 200 and sh["delta"] == want and sh["version"]["desired"] == 1,
+                  "%s: desired set, delta pending" % dev)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, sh = p.http("GET", "/api/devices/dev-0002/shadow")
+            if sh["delta"] == {}:
+                break
+            time.sleep(0.2)
+        check(sh["delta"] == {} and sh["reported"] == want and sh["version"]["reported"] == 1,
+              "the device's report cleared the delta (got %s)" % sh)
+        check(fleet.deltas.get("dev-0002") == [{"version": 1, "state": want}],
+              "the delta went out on devices/dev-0002/shadow/delta")
+        st, _, sh = p.http("GET", "/api/devices/dev-0010/shadow")
+        check(sh["delta"] == want and sh["reported"] == {}, "an offline device's delta stays")
+        st, _, sh = p.http("PATCH", "/api/devices/dev-0002/shadow",
+                           {"desired": {"cfg": {"rate": 7}}})
+        check(sh["delta"] == {"cfg": {"rate": 7}} and sh["version"]["desired"] == 2,
+              "a partial change: only it is in the delta")
+        st, _, sh = p.http("PATCH", "/api/devices/dev-0002/shadow", {"reported": {}})
+        check(st == 400, "only desired can be patched over REST")
+        st, _, sh = p.http("GET", "/api/devices/nope/shadow")
+        check(st == 404, "shadow of an unknown device -> 404")
+
         st, _, d = p.http("POST", "/api/devices/batch", {"operation": "a/b"})
         check(st == 400, "bad batch body -> 400")
         st, _, d = p.http("GET", "/api/jobs/nope")
