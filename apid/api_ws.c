@@ -79,6 +79,9 @@ struct s_client {
     bool draining;                /* close sent, reading until the peer's EOF */
     bool dead;                    /* killed; freed at the next tick */
     struct s_client *next;        /* list link */
+    struct s_buf out;             /* message being built from a batch */
+    size_t out_n;                 /* items in it */
+    struct s_client *dev_next;    /* chain of a device in one batch */
 };
 
 struct api_ws {
@@ -536,6 +539,7 @@ s_client_free(struct s_client *c)
 {
     wslay_event_context_free(c->ctx);
     s_filter_clear(&c->filter);
+    free(c->out.p);
     free(c->extra);
     free(c);
 }
@@ -718,49 +722,135 @@ s_item_key(msg_batch_t *b, size_t i)
     }
 }
 
-/* Queue to c the items of b its filter matches; items[i] caches each
- * item's JSON across clients. */
-static void
-s_deliver(struct s_client *c, int kind, msg_batch_t *b, struct s_buf *items)
+/* Slow means the client has not taken what was queued before this
+ * batch; one large batch alone never counts against it. Closes it and
+ * returns true when so. */
+static bool
+s_too_slow(struct s_client *c)
 {
-    struct s_buf m = {0};
-    char num[24];
-    size_t n = 0, queued = wslay_event_get_queued_msg_length(c->ctx);
+    size_t queued = wslay_event_get_queued_msg_length(c->ctx);
+    char why[96];
 
-    /* Slow means the client has not taken what was queued before this
-     * batch; one large batch alone never counts against it. */
-    if (queued > (size_t)c->ws->conf->ws_queue_max) {
-        char why[96];
-        snprintf(why, sizeof why, "slow consumer: %zu bytes queued", queued);
-        c->ws->dropped_slow++;
-        s_close(c, WS_CLOSE_POLICY, why);
-        s_flush(c);
-        return;
-    }
-    for (size_t i = 0; i < msg_batch_size(b); i++) {
-        if (!s_filter_match(&c->filter, s_item_key(b, i)))
-            continue;
-        if (items[i].p == NULL)
-            s_item_json(b, i, &items[i]);
-        if (n++ == 0) {
-            snprintf(num, sizeof num, "%llu", (unsigned long long)c->seq + 1);
-            s_buf_cat(&m, "{\"seq\":");
-            s_buf_cat(&m, num);
-            s_buf_cat(&m, ",\"type\":\"");
-            s_buf_cat(&m, s_kind_name[kind]);
-            s_buf_cat(&m, "\",\"items\":[");
-        } else {
-            s_buf_add(&m, ",", 1);
-        }
-        s_buf_add(&m, items[i].p, items[i].len);
-    }
-    if (n == 0)
-        return;
-    s_buf_cat(&m, "]}");
-    s_queue_text(c, m.p, m.len);
-    free(m.p);
-    c->ws->items += n;
+    if (queued <= (size_t)c->ws->conf->ws_queue_max)
+        return false;
+    snprintf(why, sizeof why, "slow consumer: %zu bytes queued", queued);
+    c->ws->dropped_slow++;
+    s_close(c, WS_CLOSE_POLICY, why);
     s_flush(c);
+    return true;
+}
+
+/* Add item i of b to the message being built for c. */
+static void
+s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
+         struct s_buf *items)
+{
+    char num[24];
+
+    if (items[i].p == NULL)
+        s_item_json(b, i, &items[i]);
+    if (c->out_n++ == 0) {
+        snprintf(num, sizeof num, "%llu", (unsigned long long)c->seq + 1);
+        s_buf_cat(&c->out, "{\"seq\":");
+        s_buf_cat(&c->out, num);
+        s_buf_cat(&c->out, ",\"type\":\"");
+        s_buf_cat(&c->out, s_kind_name[kind]);
+        s_buf_cat(&c->out, "\",\"items\":[");
+    } else {
+        s_buf_add(&c->out, ",", 1);
+    }
+    s_buf_add(&c->out, items[i].p, items[i].len);
+}
+
+/* Queue what s_append built for c, if anything. */
+static void
+s_finish(struct s_client *c)
+{
+    if (c->out_n == 0)
+        return;
+    s_buf_cat(&c->out, "]}");
+    s_queue_text(c, c->out.p, c->out.len);
+    c->ws->items += c->out_n;
+    c->out.len = 0;
+    c->out_n = 0;
+    s_flush(c);
+}
+
+/* The device tag of a filter or of a canonical key, or NULL (len set). */
+static const char *
+s_filter_device(const struct s_filter *f)
+{
+    for (size_t i = 0; i < f->ntags; i++)
+        if (!strcmp(f->tags[i].key, "device"))
+            return f->tags[i].value;
+    return NULL;
+}
+
+static const char *
+s_key_device(const char *key, size_t *len)
+{
+    const char *p = strchr(key, '{');
+
+    while (p && *p && *p != '}') {
+        p++;
+        if (!strncmp(p, "device=", 7)) {
+            p += 7;
+            *len = strcspn(p, ",}");
+            return p;
+        }
+        p += strcspn(p, ",}");
+    }
+    return NULL;
+}
+
+/* Deliver one batch. Clients filtering on a device are found per item
+ * through a table built for the batch, so a thousand one-device
+ * dashboards cost one lookup per reading rather than a thousand
+ * matches; the others match every item. */
+static void
+s_dispatch(api_ws_t *self, int kind, msg_batch_t *b, struct s_buf *items)
+{
+    zhashx_t *bydev = zhashx_new();
+    struct s_client *c, *next;
+    size_t n = msg_batch_size(b);
+    char dev[SERIES_KEY_MAX];
+
+    for (c = self->clients; c; c = c->next) {
+        const char *d;
+        c->dev_next = NULL;
+        if (!c->subscribed || c->close_by || !(c->filter.kinds & (1u << kind)))
+            continue;
+        if ((d = s_filter_device(&c->filter)) == NULL)
+            continue;
+        c->dev_next = zhashx_lookup(bydev, d);
+        zhashx_update(bydev, d, c);
+    }
+    for (size_t i = 0; i < n && zhashx_size(bydev); i++) {
+        const char *key = s_item_key(b, i), *d;
+        size_t len;
+        if ((d = s_key_device(key, &len)) == NULL || len >= sizeof dev)
+            continue;
+        memcpy(dev, d, len);
+        dev[len] = '\0';
+        for (c = zhashx_lookup(bydev, dev); c; c = c->dev_next)
+            if (s_filter_match(&c->filter, key))
+                s_append(c, kind, b, i, items);
+    }
+    zhashx_destroy(&bydev);
+    for (c = self->clients; c; c = next) {
+        next = c->next;
+        if (!c->subscribed || c->close_by || !(c->filter.kinds & (1u << kind)))
+            continue;
+        if (s_too_slow(c)) {
+            c->out.len = c->out_n = 0;
+            continue;
+        }
+        if (s_filter_device(&c->filter) == NULL)
+            for (size_t i = 0; i < n; i++)
+                if (s_filter_match(&c->filter, s_item_key(b, i)))
+                    s_append(c, kind, b, i, items);
+        s_finish(c);
+    }
 }
 
 /* Tell the clients of a kind that upstream batches were lost. */
@@ -828,12 +918,7 @@ s_on_sub(zloop_t *loop, zsock_t *sock, void *arg)
         if (kind != WK_ANOMALIES)
             s_track_seq(self, kind, b);
         items = xcalloc(msg_batch_size(b) + 1, sizeof *items);
-        for (struct s_client *c = self->clients, *next; c; c = next) {
-            next = c->next;
-            if (c->subscribed && !c->close_by &&
-                (c->filter.kinds & (1u << kind)))
-                s_deliver(c, kind, b, items);
-        }
+        s_dispatch(self, kind, b, items);
         for (size_t i = 0; i < msg_batch_size(b); i++)
             free(items[i].p);
         free(items);
@@ -1100,6 +1185,14 @@ api_ws_test(bool verbose)
     in = json_pack("{s:{s:s}}", "tags", "1bad", "x");
     assert(s_filter_parse(in, &f, &where, &why) == -1);
     json_decref(in);
+
+    size_t len;
+    const char *d = s_key_device("t{a=1,device=s12,z=2}", &len);
+    assert(d && len == 3 && !strncmp(d, "s12", 3));
+    d = s_key_device("t{device=s1}", &len);
+    assert(d && len == 2);
+    assert(s_key_device("t{xdevice=s1}", &len) == NULL);
+    assert(s_key_device("device", &len) == NULL);
 
     struct s_buf b = {0};
     s_buf_str(&b, "a\"b\\c\n");
