@@ -26,6 +26,7 @@
 #define S_PARTS 3
 #define S_JOBS_TICK_MS 500
 #define S_TOPIC_MAX 512
+#define S_HEARTBEAT_NS (60 * CLOCK_NS_PER_S)
 
 struct api_devices {
     apid_t *apid;        /* borrowed */
@@ -80,7 +81,9 @@ api_devices_create(apid_t *apid)
     if (conf->mqtt_host && *conf->mqtt_host) {
         static const char *const subs[] = {
             "devices/+/jobs/+", "tenants/+/devices/+/jobs/+",
-            "devices/+/shadow/reported", "tenants/+/devices/+/shadow/reported", NULL};
+            "devices/+/shadow/reported", "tenants/+/devices/+/shadow/reported",
+            "devices/+/status", "tenants/+/devices/+/status",
+            "devices/+/heartbeat", "tenants/+/devices/+/heartbeat", NULL};
         self->mqtt = dev_mqtt_new(apid_loop(apid), conf->mqtt_host, (int)conf->mqtt_port,
                                   conf->mqtt_user, conf->mqtt_password, subs,
                                   s_on_mqtt, self);
@@ -633,6 +636,49 @@ s_on_jobs_tick(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+/* A device's presence: "<prefix>/status" with "online" or "offline" (what
+ * a device sets as its MQTT last will, so the broker reports a lost
+ * device), and "<prefix>/heartbeat". Only changes reach the log, and a
+ * heartbeat at most once per S_HEARTBEAT_NS, so a chatty device cannot
+ * grow its history without bound. */
+static void
+s_on_presence(struct api_devices *self, const char *tenant, const char *id,
+              const char *what, const void *payload, size_t len)
+{
+    json_t *st = dev_store_get(self->store, tenant, id), *evs;
+    const char *kind = NULL, *status, *why, *last;
+    bool online;
+    int64_t now = clock_now_ns(), seen;
+
+    if (st == NULL)
+        return;
+    status = json_string_value(json_object_get(st, "status"));
+    online = json_is_true(json_object_get(st, "online"));
+    last = json_string_value(json_object_get(st, "lastSeen"));
+    if (!strcmp(what, "status")) {
+        if (len >= 6 && !memcmp(payload, "online", 6) && !online)
+            kind = DEV_EV_ONLINE;
+        else if (len >= 7 && !memcmp(payload, "offline", 7) && online)
+            kind = DEV_EV_OFFLINE;
+    } else if (!strcmp(what, "heartbeat")) {
+        if (!online || last == NULL || clock_parse_rfc3339(last, &seen) ||
+            now - seen >= S_HEARTBEAT_NS)
+            kind = DEV_EV_HEARTBEAT;
+    }
+    if (kind == NULL || !strcmp(status, DEV_EV_DECOMMISSIONED)) {
+        json_decref(st);
+        return;
+    }
+    evs = json_array();
+    if (!strcmp(status, DEV_EV_PROVISIONED) && strcmp(kind, DEV_EV_OFFLINE))
+        json_array_append_new(evs, s_event(DEV_EV_ACTIVATED, NULL));
+    json_array_append_new(evs, s_event(kind, NULL));
+    if (dev_store_append(self->store, tenant, id, evs, now, NULL, &why))
+        log_warnx("devices: %s/%s: %s not recorded", tenant, id, kind);
+    json_decref(evs);
+    json_decref(st);
+}
+
 /* Progress from a device: "[tenants/T/]devices/ID/jobs/JOB". */
 static void
 s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
@@ -652,6 +698,11 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
     if (n == 6 && !strcmp(f[0], "tenants")) {
         tenant = f[1];
         k = 2;
+    }
+    if (n == k + 3 && !strcmp(f[k], "devices") && dev_state_name_ok(tenant) &&
+        dev_state_name_ok(f[k + 1])) {
+        s_on_presence(self, tenant, f[k + 1], f[k + 2], payload, len);
+        return;
     }
     if (n != k + 4 || strcmp(f[k], "devices") || !dev_state_name_ok(tenant) ||
         !dev_state_name_ok(f[k + 1]))

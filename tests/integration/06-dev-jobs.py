@@ -227,6 +227,41 @@ def test():
         st, _, sh = p.http("GET", "/api/devices/nope/shadow")
         check(st == 404, "shadow of an unknown device -> 404")
 
+        # Presence: status and heartbeats, and the broker's last will for a
+        # device that vanishes.
+        def state_of(dev, pred, what):
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                st, _, d = p.http("GET", "/api/devices/" + dev)
+                if pred(d):
+                    break
+                time.sleep(0.1)
+            check(pred(d), what + " (got online=%s status=%s)" % (d["online"], d["status"]))
+
+        fleet.publish("devices/dev-0003/status", "online")
+        state_of("dev-0003", lambda d: d["online"] and d["status"] == "active",
+                 "status online: online and active")
+        fleet.publish("devices/dev-0003/status", "offline")
+        state_of("dev-0003", lambda d: not d["online"], "status offline")
+        fleet.publish("devices/dev-0003/heartbeat", "{}")
+        fleet.publish("devices/dev-0003/heartbeat", "{}")
+        state_of("dev-0003", lambda d: d["online"] and d["lastSeen"], "heartbeat: online")
+        time.sleep(0.3)
+        st, _, ev = p.http("GET", "/api/devices/dev-0003/events")
+        kinds = [e["type"] for e in ev["events"]]
+        check(kinds[-4:] == ["activated", "online", "offline", "heartbeat"],
+              "only changes reach the log, one heartbeat a minute (got %s)" % kinds)
+        lw = socket.create_connection(("127.0.0.1", p.mqtt_port))
+        var = s16(b"MQTT") + bytes([4, 0x02 | 0x04]) + struct.pack("!H", 60)
+        body = var + s16(b"dev-0004") + s16(b"devices/dev-0004/status") + s16(b"offline")
+        lw.sendall(bytes([0x10]) + enc_len(len(body)) + body)
+        lw.recv(4)  # CONNACK
+        t, m = b"devices/dev-0004/status", b"online"
+        lw.sendall(bytes([0x30]) + enc_len(2 + len(t) + len(m)) + s16(t) + m)
+        state_of("dev-0004", lambda d: d["online"], "dev-0004 online")
+        lw.close()  # no DISCONNECT: the broker sends the last will
+        state_of("dev-0004", lambda d: not d["online"], "the last will marks dev-0004 offline")
+
         st, _, d = p.http("POST", "/api/devices/batch", {"operation": "a/b"})
         check(st == 400, "bad batch body -> 400")
         st, _, d = p.http("GET", "/api/jobs/nope")
