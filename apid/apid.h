@@ -20,6 +20,7 @@ struct apid_conf {
     int64_t lanes;    /* lanes of the chain, as in ingestd */
     int64_t timeout;  /* ns to wait for a backend */
     int64_t body_max; /* largest request body in bytes */
+    char *log_level;  /* debug, info, warning, err or crit; "" = by -v */
     char *ingestd;    /* ingestd query endpoint; "" = default */
     char *aggd;       /* aggd query endpoint template; "" = default */
     char *anomalyd;   /* anomalyd query endpoint template; "" = default */

@@ -17,6 +17,8 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "HTTP port (0 picks a free one)"},
     {"lanes", CFG_INT, offsetof(struct apid_conf, lanes), "1", 1, 1024,
      CFG_IMMUTABLE, "lanes of the chain: queries go to every lane and merge"},
+    {"log-level", CFG_STR, offsetof(struct apid_conf, log_level), "", 0, 0, 0,
+     "debug, info, warning, err or crit (SIGHUP changes it)"},
     {"timeout", CFG_DURATION, offsetof(struct apid_conf, timeout), "5s", 0.01,
      600, 0, "how long to wait for a daemon before 503"},
     {"body-max", CFG_INT, offsetof(struct apid_conf, body_max), "33554432",

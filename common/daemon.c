@@ -37,6 +37,11 @@ daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
         return CFG_EX_CONFIG;
     }
     log_init(ident, cli->verbose > 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+    if (cli->verbose == 0 && reload_log_level(tab, n, conf) == -1) {
+        fprintf(stderr, "%s: log-level must be debug, info, warning, err or "
+                        "crit\n", ident);
+        return CFG_EX_CONFIG;
+    }
     reload_set_source(tab, n, cli->file); /* for SIGHUP (reload.h) */
     /* CZMQ must not install its own handlers or print to stdout. */
     zsys_handler_set(NULL);

@@ -90,6 +90,42 @@ s_text(const struct cfg_opt *o, const void *conf, char *buf, size_t len)
     return buf;
 }
 
+/* The level named by conf's "log-level": 1 and *level set, 0 when there
+ * is no such setting or it is empty, -1 for an unknown name. */
+static int
+s_level_of(const struct cfg_opt *tab, size_t n, const void *conf, int *level)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {{"debug", LOG_LVL_DEBUG}, {"info", LOG_LVL_INFO},
+                  {"warning", LOG_LVL_WARNING}, {"err", LOG_LVL_ERR},
+                  {"crit", LOG_LVL_CRIT}};
+    const char *v = NULL;
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(tab[i].name, "log-level") == 0 && tab[i].type == CFG_STR)
+            v = *(char *const *)s_field(conf, &tab[i]);
+    if (v == NULL || *v == '\0')
+        return 0;
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (strcmp(v, levels[i].name) == 0) {
+            *level = levels[i].level;
+            return 1;
+        }
+    return -1;
+}
+
+int
+reload_log_level(const struct cfg_opt *tab, size_t n, const void *conf)
+{
+    int level, rc = s_level_of(tab, n, conf, &level);
+
+    if (rc == 1)
+        log_set_level(level);
+    return rc == -1 ? -1 : 0;
+}
+
 void *
 reload_conf_from(const struct cfg_opt *tab, size_t n, const void *cur,
                  size_t size, const char *path)
@@ -98,6 +134,7 @@ reload_conf_from(const struct cfg_opt *tab, size_t n, const void *cur,
     void *c;
     size_t changed = 0, restart = 0;
     char a[256], b[256];
+    int level;
 
     if (path == NULL) {
         log_warnx("reload: no configuration file (-f or the _CONFIG variable); "
@@ -118,6 +155,12 @@ reload_conf_from(const struct cfg_opt *tab, size_t n, const void *cur,
     if (cfg_load_file(tab, n, c, path) == -1) {
         log_err("reload: %s has errors; keeping the running configuration",
                 path);
+        reload_free(&c);
+        return NULL;
+    }
+    if (s_level_of(tab, n, c, &level) == -1) {
+        log_err("reload: %s: log-level must be debug, info, warning, err or "
+                "crit; keeping the running configuration", path);
         reload_free(&c);
         return NULL;
     }
@@ -147,6 +190,7 @@ reload_conf_from(const struct cfg_opt *tab, size_t n, const void *cur,
     }
     log_info("reload: %s: %zu setting%s reloaded, %zu need%s a restart", path,
              changed, changed == 1 ? "" : "s", restart, restart == 1 ? "s" : "");
+    reload_log_level(tab, n, c); /* last, so the lines above are seen */
     return c;
 }
 
@@ -180,6 +224,7 @@ struct s_test_conf {
     bool flag;
     char *dir;
     char *name;
+    char *level;
 };
 
 void
@@ -198,12 +243,16 @@ reload_test(bool verbose)
          CFG_IMMUTABLE, "dir"},
         {"name", CFG_STR, offsetof(struct s_test_conf, name), "x", 0, 0, 0,
          "name"},
+        {"log-level", CFG_STR, offsetof(struct s_test_conf, level), "", 0, 0,
+         0, "log level"},
     };
     size_t n = sizeof tab / sizeof tab[0];
     char path[] = "/tmp/reload_test.XXXXXX";
     int fd = mkstemp(path);
-    struct s_test_conf cur = {3000, 5 * CLOCK_NS_PER_S, 3.0, false, NULL, NULL},
+    struct s_test_conf cur = {3000, 5 * CLOCK_NS_PER_S, 3.0, false, NULL, NULL,
+                              NULL},
                        *c;
+    int level = log_level();
     FILE *fp;
 
     assert(fd >= 0);
@@ -241,6 +290,18 @@ reload_test(bool verbose)
     c = reload_conf(&cur, sizeof cur);
     assert(c && strcmp(c->name, "z") == 0 && c->threshold == 3.0);
     reload_free((void **)&c);
+    /* The log level changes live; an unknown one is refused. */
+    fp = fopen(path, "w");
+    fprintf(fp, "log-level = err\n");
+    fclose(fp);
+    c = reload_conf(&cur, sizeof cur);
+    assert(c && log_level() == LOG_LVL_ERR);
+    reload_free((void **)&c);
+    fp = fopen(path, "w");
+    fprintf(fp, "log-level = loud\n");
+    fclose(fp);
+    assert(reload_conf(&cur, sizeof cur) == NULL && log_level() == LOG_LVL_ERR);
+    log_set_level(level);
     reload_set_source(NULL, 0, NULL);
     assert(reload_conf(&cur, sizeof cur) == NULL);
     unlink(path);

@@ -38,6 +38,11 @@ void *reload_conf_from(const struct cfg_opt *tab, size_t n, const void *cur,
 /* Free a configuration returned by reload_conf; NULL-safe, nulls *conf_p. */
 void reload_free(void **conf_p);
 
+/* Apply the "log-level" setting of conf (debug, info, warning, err,
+ * crit) when tab has one and it is set. Returns 0 (applied, or no such
+ * setting) or -1 for a name it does not know (nothing changed). */
+int reload_log_level(const struct cfg_opt *tab, size_t n, const void *conf);
+
 /* Selftest: asserts on failure, prints " * reload: OK". */
 void reload_test(bool verbose);
 

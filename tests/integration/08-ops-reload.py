@@ -67,6 +67,17 @@ def test():
         st, _, _ = p.http("POST", "/api/v1/ingest", small)
         check(st == 200, "small bodies still go through")
 
+        # The log level is live: at warning even the SIGHUP line is quiet.
+        write(conf["apid"], "body-max = 1024\nlog-level = warning\n")
+        text = hup(p, "apid", "reload: log-level  -> warning")
+        write(conf["apid"], "body-max = 1024\nlog-level = info\n")
+        start = len(p.log("apid"))
+        p.procs["apid"].send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        check("SIGHUP" not in p.log("apid")[start:], "at warning level apid logs no info line")
+        hup(p, "apid", "SIGHUP: reloading")
+        check(True, "back at info level after the next reload")
+
         # aggd: drain live, hwm immutable.
         write(conf["aggd"], "drain = 1s\nhwm = 5\n")
         text = hup(p, "aggd", "reloaded, ")
