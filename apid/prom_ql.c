@@ -1153,8 +1153,8 @@ prom_ql_test(bool verbose)
 
     static const char *bad[] = {"", "rate(temp)", "temp{a=}", "1 +", "foo(x)",
                                 "temp[5x]", "{a=~\"(\"}", "sum(", "{}",
-                                "((((((((((((((((((((((((((((((((((((((((((("
-                                "((((((((((((((((((((((((((1"};
+                                ("((((((((((((((((((((((((((((((((((((((((((("
+                                 "((((((((((((((((((((((((((1")};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         prom_expr_t *e = prom_ql_parse(bad[i], err, sizeof err);
         if (e)
