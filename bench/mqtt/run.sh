@@ -16,17 +16,25 @@ MQ=$(port); API=$(port); ING=$(port)
 sed -e "s|@PORT@|$MQ|" -e "s|@PLUGIN@|$(pwd)/$B/sensorpipe_spool.so|" -e "s|@SPOOL@|$T/mq|" \
     deploy/mosquitto/sensorpipe.conf.in > "$T/mosquitto.conf"
 mosquitto -c "$T/mosquitto.conf" > "$T/mosquitto.log" 2>&1 & MQP=$!
-$B/aggd --rundir "$T/run" --down none 2> "$T/aggd.log" & AP=$!
+# Its own --data: aggd's default ./var/data holds the WAL of earlier runs,
+# whose (producer, seq) marks would make it drop this run's batches.
+$B/aggd --rundir "$T/run" --data "$T/data" --down none 2> "$T/aggd.log" & AP=$!
 $B/ingestd --rundir "$T/run" --spool "$T/spool" --port "$ING" --mqtt-port "$MQ" \
     --mqtt-spool "$T/mq" 2> "$T/ingestd.log" & IP=$!
 sleep 1
-$B/tap "ipc://$T/run/aggd.0.pub" > "$T/tap.jsonl" & TP=$!
+# latency.py stamps each line as it arrives, so it reads tap live.
+mkfifo "$T/tap.fifo"
+python3 bench/mqtt/latency.py < "$T/tap.fifo" > "$T/latency.json" 2> "$T/latency.err" & LP=$!
+$B/tap "ipc://$T/run/aggd.0.pub" > "$T/tap.fifo" 2> "$T/tap.err" & TP=$!
 sleep 0.5
+# -W: the window opens once all devices are connected, so the figures are
+# for the whole fleet publishing, not for the connect ramp.
 $B/sensorpipe-sim -p "$MQ" -n "$DEVICES" -r "$RATE" -d "${SECONDS_}s" -P "$PROCS" -C 50 \
-    --report "$T/sim.json" -q 2>&1 | tail -1
-sleep 2
+    -W 120s --report "$T/sim.json" -q 2>&1 | tail -2
+sleep ${SETTLE:-2}
 kill $TP; wait $TP 2>/dev/null || true
-python3 bench/mqtt/latency.py < "$T/tap.jsonl"
+wait $LP || true
+cat "$T/latency.json" "$T/latency.err" "$T/tap.err"
 ps -o rss=,comm= -p $MQP,$AP,$IP | awk '{s+=$1; printf "rss %s %.0f MiB\n", $2, $1/1024} END {printf "rss total %.0f MiB\n", s/1024}'
 kill $IP $AP $MQP; wait $IP $AP $MQP 2>/dev/null || true
 rm -rf "$T"
