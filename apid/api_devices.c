@@ -192,7 +192,9 @@ s_broker_sync(struct api_devices *self)
 {
     if (dev_creds_write(self->store, self->mqtt_dir))
         return -1;
-    return dev_creds_reload(self->pidfile);
+    /* A broker that is down reads the files when it starts: logged only. */
+    dev_creds_reload(self->pidfile);
+    return 0;
 }
 
 /* Issue a new MQTT password for a device into out["credentials"]. The
@@ -257,11 +259,11 @@ s_register(struct api_devices *self, http_req_t *req)
     }
     log_info("devices: %s/%s provisioned", api_auth_tenant(self->apid), id);
     if (s_issue(self, id, state)) {
-        json_decref(state);
-        json_decref(in);
         http_req_reply_error(req, 500, "internal",
                              "device registered, but its credentials could not be written; "
                              "POST /api/devices/{id}/credentials to retry", id);
+        json_decref(state);
+        json_decref(in);
         return;
     }
     json_decref(in);

@@ -102,6 +102,14 @@ def test():
     b = None
     secrets_seen = [svc_pw]
     try:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % gone.pid)
+        st, _, d = p.http("POST", "/api/devices/register", {"deviceId": "early", "type": "t"})
+        check(st == 201 and "password" in d.get("credentials", {}),
+              "registration works while the broker is down (files written)")
+        secrets_seen.append(d["credentials"]["password"])
         b = Broker(p.dir, mq)
         with open(pidfile, "w") as f:
             f.write("%d\n" % b.proc.pid)
