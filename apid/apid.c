@@ -6,6 +6,7 @@
 #include "apid/api_devices.h"
 #include "apid/api_lanes.h"
 #include "apid/api_seed.h"
+#include "apid/api_alerts.h"
 #include "apid/api_dash.h"
 #include "apid/api_prom.h"
 #include "apid/api_telemetry.h"
@@ -626,6 +627,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_devices_route,
     api_dash_route,
     api_telemetry_route,
+    api_alerts_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */

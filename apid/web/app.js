@@ -192,11 +192,27 @@
     }
     function alertRow(a) {
       const state = a.state || "firing";
-      return el("li", { "data-state": state },
+      const li = el("li", { "data-state": state },
         el("span", { class: "badge " + (a.severity || "") }, a.severity || "-"),
         el("span", { class: "badge " + state }, state),
         el("span", {}, a.rule + " · " + a.series),
         el("span", { class: "when" }, when(Date.parse(a.timestamp || a.updated || a.since))));
+      if (a.id && state === "firing") {
+        li.append(el("button", { class: "ack", title: "acknowledge", onclick: () => {
+          api("/api/alerts/" + a.id + "/ack", {
+            method: "POST", headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ by: "dashboard" }),
+          }).then((b) => put(b.rule + "|" + b.series, alertRow(b))).catch(() => {});
+        } }, "ack"));
+      }
+      return li;
+    }
+    // Live alerts carry no id; the list from alertd does, for "ack".
+    let refetch = null;
+    function reload() {
+      api("/api/alerts").then((b) => {
+        for (const a of b.alerts || []) put(a.rule + "|" + a.series, alertRow(a));
+      }).catch(() => {});
     }
     function anomalyRow(a) {
       return el("li", {},
@@ -206,14 +222,14 @@
     }
     empty();
     const filter = { series: w.series || "*", kinds: [kind] };
-    if (kind === "alerts") {
-      api("/api/alerts").then((b) => {
-        for (const a of b.alerts || []) put(a.rule + "|" + a.series, alertRow(a));
-      }).catch(() => {});
-    }
+    if (kind === "alerts") reload();
     rt.stream = openStream(filter, (m) => {
       for (const it of m.items || []) {
-        if (m.type === "alerts") put(it.rule + "|" + it.series, alertRow(it));
+        if (m.type === "alerts") {
+          put(it.rule + "|" + it.series, alertRow(it));
+          clearTimeout(refetch);
+          refetch = setTimeout(reload, 300);
+        }
         else if (m.type === "anomalies") put(it.series + "|" + it.timestamp, anomalyRow(it));
       }
     });

@@ -48,7 +48,7 @@ try {
   check(await points() === first + 40, `live chart grows as readings arrive (${first} -> ${await points()})`);
   check(await chart.locator("canvas").count() > 0, "the chart draws on a canvas");
 
-  await record("machine.temp", [41.5, 22.1, 21.8], now + 140000, 1000);
+  await record("machine.temp", [22.1, 21.8, 41.5], now + 140000, 1000);
   await page.waitForFunction(() => Number(document.querySelector(".widget[data-type='chart']").dataset.anomalies) > 0);
   check(true, "an anomaly marker appears on the chart");
   const alerts = page.locator(".widget[data-type='alerts']");
@@ -56,8 +56,14 @@ try {
   check(await alerts.locator("li", { hasText: "hot" }).count() > 0, "the alert appears in the alert list");
   await page.waitForFunction(() => Number(document.querySelector(".widget[data-type='anomalies']").dataset.rows) > 0);
   check(true, "the anomaly appears in the anomaly list");
+  // Acknowledge the firing alert from the list.
+  const ack = alerts.locator("li[data-state='firing'] button.ack").first();
+  await ack.waitFor();
   await page.waitForTimeout(300);
   if (shot) await page.screenshot({ path: shot });
+  await ack.click();
+  await alerts.locator("li[data-state='acknowledged']").first().waitFor();
+  check(true, "the alert is acknowledged from the list");
 
   // Drag the chart onto the anomalies widget: the order changes and is saved.
   const order = () => page.$$eval(".widget", (ws) => ws.map((w) => w.dataset.type + ":" + w.dataset.id));

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import ROOT, Platform, check, have, main  # noqa: E402
 
 SAMPLES = {"series": "temperature", "deviceId": "sensor-001", "name": "job",
-           "jobId": "j1",
+           "jobId": "j1", "alertId": "1",
            "sensor": "t1", "file": "app.js"}
 
 

@@ -32,7 +32,8 @@ def test():
     with open(rules, "w") as f:
         f.write("hot: machine.temp > 30 severity critical\n")
     shot = os.environ.get("SP_SCREENSHOT", os.path.join(tmp, "dashboard.png"))
-    p = Platform(extra={"alertd": ["--rules", rules],
+    p = Platform(extra={"alertd": ["--rules", rules,
+                                   "--db", os.path.join(tmp, "alerts.db")],
                         "apid": ["--datadir", os.path.join(tmp, "apid")]}
                  ).start()
     try:

@@ -64,7 +64,8 @@ def test():
     rules = os.path.join(tmp, "alertd.rules")
     with open(rules, "w") as f:
         f.write("hot: machine.temp > 30 severity critical\n")
-    p = Platform(extra={"alertd": ["--rules", rules],
+    p = Platform(extra={"alertd": ["--rules", rules,
+                                   "--db", os.path.join(tmp, "alerts.db")],
                         "apid": ["--ws-ping", "2s",
                                  "--ws-queue-max", "65536"]}).start()
     clients = []
@@ -143,6 +144,22 @@ def test():
         check(items and items[0]["rule"] == "hot" and
               items[0]["series"] == "machine.temp",
               "alerts client gets the rule's alert: %s" % items[:1])
+
+        # The firing alert can be acknowledged through apid.
+        st, _, b = p.http("GET", "/api/alerts")
+        firing = [a for a in b["alerts"] if a["rule"] == "hot"]
+        check(st == 200 and firing and "id" in firing[0],
+              "GET /api/alerts lists the alert with its id")
+        aid = firing[0]["id"]
+        st, _, b = p.http("POST", "/api/alerts/%d/ack" % aid, {"by": "ops"})
+        check(st == 200 and b["state"] == "acknowledged" and
+              b["acked_by"] == "ops", "POST /api/alerts/{id}/ack: %s" % b)
+        st, _, b = p.http("POST", "/api/alerts/%d/ack" % aid)
+        check(st == 404, "a second ack is refused (%d)" % st)
+        st, _, b = p.http("GET", "/api/alerts/%d" % aid)
+        check(st == 200 and b["id"] == aid, "GET /api/alerts/{id}")
+        st, _, b = p.http("POST", "/api/alerts/%d/ack" % aid, {"by": 5})
+        check(st == 400 and b["error"]["where"] == "by", "bad by -> 400")
 
         # Frames a client must not send: each closes with its code.
         for what, frame, code in (
