@@ -415,7 +415,11 @@ s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
     aggd_t *self = arg;
 
     (void)loop;
-    (void)sock;
+    /* zloop polls once and then runs every ready handler: a checkpoint in
+     * an earlier handler of the same round may have taken this answer
+     * already, and a blocking read would then wait forever. */
+    if (!agg_wal_sync_busy(self->wal) || !(zsock_events(sock) & ZMQ_POLLIN))
+        return 0;
     if (agg_wal_sync_done(self->wal) == -1) {
         /* The kernel may have dropped the dirty pages: nothing written
          * since the last good fsync can be trusted. Stop confirming;

@@ -1,0 +1,296 @@
+#!/usr/bin/python3
+"""Storage benchmark: sensorpipe (ingestd + aggd) against VictoriaMetrics and
+InfluxDB 1.x in the same run, with the peers' own generator and loader
+(/work/shared/peers: gen.py, load.py), so every figure is a ratio.
+
+For each system: a fresh server and data directory, the main set loaded
+over line protocol (POST /write?precision=s) with --conns connections, the
+points/s load.py reports (sensorpipe acknowledges only after its spool
+fsync), CPU seconds per point of the server processes, peak RSS summed
+over them (sampled every 100 ms), and disk bytes per point once the data
+is flushed (sensorpipe: aggd stopped cleanly, which checkpoints its heads
+into chunks; VictoriaMetrics: /internal/force_flush; InfluxDB: as is).
+
+A peer whose binary is missing is skipped and says so. Results go to
+stdout as a table and, with --json, as JSON lines.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.environ.get("SP_PEERS", "/work/shared/peers")
+PY = "/usr/bin/python3"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def du(path):
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(d, f))
+            except OSError:
+                pass
+    return total
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / CLK
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """Peak of the summed RSS of a set of processes."""
+
+    def __init__(self, pids):
+        super().__init__(daemon=True)
+        self.pids, self.peak, self.stop = pids, 0, False
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.peak = max(self.peak, sum(rss_kib(p) for p in self.pids))
+            except OSError:
+                pass
+            time.sleep(0.1)
+
+
+def wait_http(url, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return True
+        except Exception:
+            time.sleep(0.2)
+    return False
+
+
+def load(url, data, conns, pid, label):
+    out = subprocess.run([PY, os.path.join(PEERS, "load.py"), "--url", url,
+                          "--dir", data, "--conns", str(conns), "--pid",
+                          str(pid), "--label", label, "--max-seconds", "300"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.stderr.write(out.stdout + out.stderr)
+        raise SystemExit("load.py failed for " + label)
+    return json.loads(out.stdout[out.stdout.index("{"):])
+
+
+def points_of(r):
+    return r.get("points") or r.get("npoints") or 0
+
+
+class Sensorpipe:
+    name = "sensorpipe"
+
+    def start(self, work):
+        self.dir = tempfile.mkdtemp(prefix="sp-bench.", dir=work)
+        self.port = free_port()
+        run = os.path.join(self.dir, "run")
+        b = os.path.join(ROOT, "build")
+        self.logs = {}
+        self.procs = {}
+        for name, args in (
+                ("aggd", ["--down", "none", "--data",
+                          os.path.join(self.dir, "data.{lane}")]),
+                ("ingestd", ["--port", str(self.port), "--mqtt-port", "0",
+                             "--spool", os.path.join(self.dir, "spool")])):
+            log = open(os.path.join(self.dir, name + ".log"), "wb")
+            self.procs[name] = subprocess.Popen(
+                [os.path.join(b, name), "--rundir", run] + args,
+                stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.time() + 30
+            while b"ready:" not in open(log.name, "rb").read():
+                if time.time() > deadline or self.procs[name].poll() is not None:
+                    raise SystemExit("%s did not start: %s" % (
+                        name, open(log.name).read()))
+                time.sleep(0.05)
+        self.url = "http://127.0.0.1:%d/write?precision=s" % self.port
+        return [p.pid for p in self.procs.values()]
+
+    def flushed_bytes(self):
+        # A clean stop of aggd checkpoints: heads sealed into chunks and
+        # the WAL trimmed. ingestd's spool is trimmed by confirmations.
+        time.sleep(2)
+        spool = du(os.path.join(self.dir, "spool"))
+        self.procs["aggd"].send_signal(signal.SIGTERM)
+        self.procs["aggd"].wait(timeout=120)
+        return du(os.path.join(self.dir, "data.0")), spool
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Victoria:
+    name = "victoria-metrics"
+
+    def start(self, work):
+        self.dir = tempfile.mkdtemp(prefix="vm-bench.", dir=work)
+        self.port = free_port()
+        self.p = subprocess.Popen(
+            ["victoria-metrics", "-storageDataPath=" + self.dir,
+             "-httpListenAddr=127.0.0.1:%d" % self.port,
+             "-retentionPeriod=100y"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        if not wait_http("http://127.0.0.1:%d/health" % self.port):
+            raise SystemExit("victoria-metrics did not start")
+        self.url = "http://127.0.0.1:%d/write?db=bench&precision=s" % self.port
+        return [self.p.pid]
+
+    def flushed_bytes(self):
+        urllib.request.urlopen("http://127.0.0.1:%d/internal/force_flush"
+                               % self.port).read()
+        time.sleep(3)
+        return du(self.dir), 0
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Influx:
+    name = "influxdb"
+
+    def start(self, work):
+        self.dir = tempfile.mkdtemp(prefix="influx-bench.", dir=work)
+        self.port = free_port()
+        conf = os.path.join(self.dir, "influxdb.conf")
+        with open(conf, "w") as f:
+            f.write('reporting-disabled = true\nbind-address = "127.0.0.1:%d"\n'
+                    '[meta]\n  dir = "%s/meta"\n[data]\n  dir = "%s/data"\n'
+                    '  wal-dir = "%s/wal"\n[http]\n  bind-address = '
+                    '"127.0.0.1:%d"\n  log-enabled = false\n'
+                    % (free_port(), self.dir, self.dir, self.dir, self.port))
+        self.p = subprocess.Popen(["influxd", "-config", conf],
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        if not wait_http("http://127.0.0.1:%d/ping" % self.port):
+            raise SystemExit("influxd did not start")
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/query" % self.port,
+            data=b"q=CREATE DATABASE bench", method="POST")
+        urllib.request.urlopen(req).read()
+        self.url = "http://127.0.0.1:%d/write?db=bench&precision=s" % self.port
+        return [self.p.pid]
+
+    def flushed_bytes(self):
+        time.sleep(3)
+        return du(os.path.join(self.dir, "data")) + du(
+            os.path.join(self.dir, "wal")), 0
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_one(sysobj, work, data, conns, npoints):
+    pids = sysobj.start(work)
+    try:
+        cpu0 = sum(cpu_s(p) for p in pids)
+        rs = RssSampler(pids)
+        rs.start()
+        r = load(sysobj.url, data, conns, pids[0],
+                 "%s c=%d" % (sysobj.name, conns))
+        cpu1 = sum(cpu_s(p) for p in pids)
+        rs.stop = True
+        rs.join()
+        disk, spool = sysobj.flushed_bytes()
+        return {"system": sysobj.name, "conns": conns,
+                "points_per_s": r.get("points_per_s") or r.get("pts_per_s"),
+                "points": npoints, "server_cpu_s": cpu1 - cpu0,
+                "cpu_us_per_point": (cpu1 - cpu0) / npoints * 1e6,
+                "peak_rss_mib": rs.peak / 1024.0,
+                "disk_bytes_per_point": disk / npoints,
+                "spool_bytes_after": spool, "load": r}
+    finally:
+        sysobj.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--points", type=int, default=10000)
+    ap.add_argument("--conns", default="2,4")
+    ap.add_argument("--systems", default="sensorpipe,victoria-metrics,influxdb")
+    ap.add_argument("--work", default="/tmp/sp-bench")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    data = os.path.join(a.work, "data-%dx%d" % (a.series, a.points))
+    if not os.path.exists(os.path.join(data, "manifest.json")):
+        subprocess.run([PY, os.path.join(PEERS, "gen.py"), "--series",
+                        str(a.series), "--points", str(a.points), "--big", "0",
+                        "--out", data], check=True, stdout=subprocess.DEVNULL)
+    main_dir = os.path.join(data, "main")
+    npoints = a.series * a.points
+    systems = {"sensorpipe": (Sensorpipe, os.path.join(ROOT, "build", "aggd")),
+               "victoria-metrics": (Victoria, shutil.which("victoria-metrics")),
+               "influxdb": (Influx, shutil.which("influxd"))}
+    rows = []
+    for c in [int(x) for x in a.conns.split(",")]:
+        for name in a.systems.split(","):
+            cls, binary = systems[name]
+            if not binary or not os.path.exists(binary):
+                print("skip %s: not installed" % name)
+                continue
+            row = run_one(cls(), a.work, main_dir, c, npoints)
+            rows.append(row)
+            if a.json:
+                with open(a.json, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    print("\n%d points (%d series x %d), machine: %s, %d cpus" % (
+        npoints, a.series, a.points, os.uname().release, os.cpu_count()))
+    print("| system | conns | points/s | CPU us/point | peak RSS MiB | disk B/point |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print("| %s | %d | %.0f | %.2f | %.0f | %.3f |" % (
+            r["system"], r["conns"], r["points_per_s"] or 0,
+            r["cpu_us_per_point"], r["peak_rss_mib"],
+            r["disk_bytes_per_point"]))
+    vm = {r["conns"]: r for r in rows if r["system"] == "victoria-metrics"}
+    for r in rows:
+        if r["system"] == "sensorpipe" and r["conns"] in vm:
+            v = vm[r["conns"]]
+            print("sensorpipe / victoria-metrics at %d conns: ingest x%.2f, "
+                  "disk x%.2f, RSS x%.2f" % (
+                      r["conns"], (r["points_per_s"] or 0) / v["points_per_s"],
+                      r["disk_bytes_per_point"] / v["disk_bytes_per_point"],
+                      r["peak_rss_mib"] / v["peak_rss_mib"]))
+
+
+if __name__ == "__main__":
+    main()
