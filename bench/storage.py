@@ -136,6 +136,29 @@ class Sensorpipe:
         self.url = "http://127.0.0.1:%d/write?precision=s" % self.port
         return [p.pid for p in self.procs.values()]
 
+    def caught_up(self, npoints, timeout=300):
+        """Seconds until aggd holds every point (the load only waited for
+        ingestd's acknowledgements)."""
+        import msgpack
+        import zmq
+        ctx = zmq.Context()
+        d = ctx.socket(zmq.DEALER)
+        d.setsockopt(zmq.LINGER, 0)
+        d.connect("ipc://%s/run/aggd.0.query" % self.dir)
+        t0 = time.time()
+        try:
+            while time.time() - t0 < timeout:
+                d.send_multipart([b"\0" * 8, msgpack.packb({"op": "status"})])
+                if d.poll(10000):
+                    body = msgpack.unpackb(d.recv_multipart()[1])["body"]
+                    if body["points"] >= npoints:
+                        return time.time() - t0
+                time.sleep(0.1)
+            raise SystemExit("aggd did not reach %d points" % npoints)
+        finally:
+            d.close(0)
+            ctx.term()
+
     def flushed_bytes(self):
         # A clean stop of aggd checkpoints: heads sealed into chunks and
         # the WAL trimmed. ingestd's spool is trimmed by confirmations.
@@ -225,6 +248,8 @@ def run_one(sysobj, work, data, conns, npoints):
         rs.start()
         r = load(sysobj.url, data, conns, pids[0],
                  "%s c=%d" % (sysobj.name, conns))
+        lag = (sysobj.caught_up(npoints) if hasattr(sysobj, "caught_up")
+               else None)
         cpu1 = sum(cpu_s(p) for p in pids)
         rs.stop = True
         rs.join()
@@ -235,7 +260,8 @@ def run_one(sysobj, work, data, conns, npoints):
                 "cpu_us_per_point": (cpu1 - cpu0) / npoints * 1e6,
                 "peak_rss_mib": rs.peak / 1024.0,
                 "disk_bytes_per_point": disk / npoints,
-                "spool_bytes_after": spool, "load": r}
+                "spool_bytes_after": spool, "visible_after_ack_s": lag,
+                "load": r}
     finally:
         sysobj.stop()
 
@@ -274,11 +300,14 @@ def main():
                     f.write(json.dumps(row) + "\n")
     print("\n%d points (%d series x %d), machine: %s, %d cpus" % (
         npoints, a.series, a.points, os.uname().release, os.cpu_count()))
-    print("| system | conns | points/s | CPU us/point | peak RSS MiB | disk B/point |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| system | conns | points/s | all in store after last ack, s "
+          "| CPU us/point | peak RSS MiB | disk B/point |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print("| %s | %d | %.0f | %.2f | %.0f | %.3f |" % (
+        lag = r["visible_after_ack_s"]
+        print("| %s | %d | %.0f | %s | %.2f | %.0f | %.3f |" % (
             r["system"], r["conns"], r["points_per_s"] or 0,
+            "-" if lag is None else "%.1f" % lag,
             r["cpu_us_per_point"], r["peak_rss_mib"],
             r["disk_bytes_per_point"]))
     vm = {r["conns"]: r for r in rows if r["system"] == "victoria-metrics"}
