@@ -236,6 +236,40 @@ def _test(p, f, data):
         check(count == n_total * PER_BATCH,
               "the corrupt batch is not applied: %d points" % count)
 
+        # Late and duplicate points into sealed chunks: 100 new points half
+        # a second after old ones, and 100 old timestamps with new values.
+        # A clean stop seals them into chunks that overlap older ones; the
+        # restart must read the newest value once per timestamp.
+        items = []
+        for n in range(0, 20000, 200):
+            items.append(["wal.s%d" % (n % SERIES), T0 + n * 10**9 + 5 * 10**8,
+                          1000.0])
+        for n in range(100, 20000, 200):
+            items.append(["wal.s%d" % (n % SERIES), T0 + n * 10**9, 2000.0])
+        f.push.send_multipart([b"readings", msgpack.packb({
+            "type": 1, "v": 1, "producer": "ingestd.9", "lane": 0,
+            "seq": n_total + 1, "ts": time.time_ns(), "items": items})])
+        wait_confirmed(f, n_total + 1)
+        dup_vals = sum((n // PER_BATCH + 1) + (n % PER_BATCH) / 1000.0
+                       for n in range(100, 20000, 200))
+        want_n = n_total * PER_BATCH + 100
+        want_sum = expected(range(1, n_total + 1))[1] + 100 * 1000.0 \
+            + 100 * 2000.0 - dup_vals
+        for phase in ("in memory", "after a restart"):
+            count, total = totals(f)
+            check(count == want_n and abs(total - want_sum) < 1e-6 * want_sum,
+                  "late and duplicate points %s: %d points (want %d), sum "
+                  "%.3f (want %.3f)" % (phase, count, want_n, total, want_sum))
+            if phase == "in memory":
+                p.stop_one("aggd")
+                f.drain(200)
+                restart(p)
+        st, status = f.query({"op": "stats", "series": "wal.s2",
+                              "start": T0 + 100 * 10**9,
+                              "end": T0 + 100 * 10**9 + 1})
+        check(st == 200 and status["count"] == 1 and status["max"] == 2000.0,
+              "the duplicate's newest value wins: %s" % status)
+
 
 if __name__ == "__main__":
     main(test)
