@@ -120,7 +120,8 @@ class Sensorpipe:
         self.procs = {}
         for name, args in (
                 ("aggd", ["--down", "none", "--data",
-                          os.path.join(self.dir, "data.{lane}")]),
+                          os.path.join(self.dir, "data.{lane}")]
+                 + os.environ.get("BENCH_AGGD_ARGS", "").split()),
                 ("ingestd", ["--port", str(self.port), "--mqtt-port", "0",
                              "--spool", os.path.join(self.dir, "spool")])):
             log = open(os.path.join(self.dir, name + ".log"), "wb")
