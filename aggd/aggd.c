@@ -79,26 +79,7 @@ static zsock_t *
 s_socket(int type, const char *tmpl, const char *rundir, const char *what,
          unsigned lane, bool bind, int64_t hwm)
 {
-    char t[EP_MAX], ep[EP_MAX];
-    zsock_t *s;
-
-    if (tmpl == NULL || *tmpl == '\0')
-        tmpl = ep_default(t, sizeof t, rundir, "aggd", what);
-    if (ep_expand(ep, sizeof ep, tmpl, lane) == NULL) {
-        log_warnx("aggd: endpoint template too long: %s", tmpl);
-        return NULL;
-    }
-    s = zsock_new(type);
-    zsock_set_sndhwm(s, (int)hwm);
-    zsock_set_rcvhwm(s, (int)hwm);
-    zsock_set_linger(s, 1000);
-    if ((bind ? zsock_bind(s, "%s", ep) : zsock_connect(s, "%s", ep)) == -1) {
-        log_warn("aggd: cannot %s %s", bind ? "bind" : "connect", ep);
-        zsock_destroy(&s);
-        return NULL;
-    }
-    log_debug("aggd: %s %s", bind ? "bound" : "connected", ep);
-    return s;
+    return ep_socket(type, tmpl, rundir, "aggd", what, lane, bind, hwm);
 }
 
 aggd_t *

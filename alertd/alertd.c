@@ -117,26 +117,7 @@ static zsock_t *
 s_socket(int type, const char *tmpl, const char *rundir, const char *what,
          unsigned lane, int64_t hwm)
 {
-    char t[EP_MAX], ep[EP_MAX];
-    zsock_t *s;
-
-    if (tmpl == NULL || *tmpl == '\0')
-        tmpl = ep_default(t, sizeof t, rundir, "alertd", what);
-    if (ep_expand(ep, sizeof ep, tmpl, lane) == NULL) {
-        log_warnx("alertd: endpoint template too long: %s", tmpl);
-        return NULL;
-    }
-    s = zsock_new(type);
-    zsock_set_sndhwm(s, (int)hwm);
-    zsock_set_rcvhwm(s, (int)hwm);
-    zsock_set_linger(s, 1000);
-    if (zsock_bind(s, "%s", ep) == -1) {
-        log_warn("alertd: cannot bind %s", ep);
-        zsock_destroy(&s);
-        return NULL;
-    }
-    log_debug("alertd: bound %s", ep);
-    return s;
+    return ep_socket(type, tmpl, rundir, "alertd", what, lane, true, hwm);
 }
 
 /* Open a store transaction if none is open (committed by s_flush). */

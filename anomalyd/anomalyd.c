@@ -89,25 +89,7 @@ static zsock_t *
 s_socket(int type, const char *tmpl, const char *rundir, const char *daemon,
          const char *what, unsigned lane, bool bind, int64_t hwm)
 {
-    char t[EP_MAX], ep[EP_MAX];
-
-    if (tmpl == NULL || *tmpl == '\0')
-        tmpl = ep_default(t, sizeof t, rundir, daemon, what);
-    if (ep_expand(ep, sizeof ep, tmpl, lane) == NULL) {
-        log_warnx("anomalyd: endpoint template too long: %s", tmpl);
-        return NULL;
-    }
-    zsock_t *s = zsock_new(type);
-    zsock_set_sndhwm(s, (int)hwm);
-    zsock_set_rcvhwm(s, (int)hwm);
-    zsock_set_linger(s, 1000);
-    if ((bind ? zsock_bind(s, "%s", ep) : zsock_connect(s, "%s", ep)) == -1) {
-        log_warn("anomalyd: cannot %s %s", bind ? "bind" : "connect", ep);
-        zsock_destroy(&s);
-        return NULL;
-    }
-    log_debug("anomalyd: %s %s", bind ? "bound" : "connected", ep);
-    return s;
+    return ep_socket(type, tmpl, rundir, daemon, what, lane, bind, hwm);
 }
 
 static struct anomaly_conf

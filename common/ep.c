@@ -2,6 +2,7 @@
  * ep: endpoint naming (see ep.h).
  */
 #include "common/ep.h"
+#include "common/log.h"
 #include "common/test.h"
 
 #include <stdio.h>
@@ -31,6 +32,32 @@ ep_expand(char *buf, size_t len, const char *tmpl, unsigned lane)
     return n < 0 || (size_t)n >= len ? NULL : buf;
 }
 
+zsock_t *
+ep_socket(int type, const char *tmpl, const char *rundir, const char *daemon,
+          const char *what, unsigned lane, bool bind, int64_t hwm)
+{
+    char t[EP_MAX], ep[EP_MAX];
+    zsock_t *s;
+
+    if (tmpl == NULL || *tmpl == '\0')
+        tmpl = ep_default(t, sizeof t, rundir, daemon, what);
+    if (ep_expand(ep, sizeof ep, tmpl, lane) == NULL) {
+        log_warnx("%s: endpoint template too long: %s", daemon, tmpl);
+        return NULL;
+    }
+    s = zsock_new(type);
+    zsock_set_sndhwm(s, (int)hwm);
+    zsock_set_rcvhwm(s, (int)hwm);
+    zsock_set_linger(s, 1000);
+    if ((bind ? zsock_bind(s, "%s", ep) : zsock_connect(s, "%s", ep)) == -1) {
+        log_warn("%s: cannot %s %s", daemon, bind ? "bind" : "connect", ep);
+        zsock_destroy(&s);
+        return NULL;
+    }
+    log_debug("%s: %s %s", daemon, bind ? "bound" : "connected", ep);
+    return s;
+}
+
 void
 ep_test(bool verbose)
 {
@@ -43,6 +70,17 @@ ep_test(bool verbose)
     assert(ep_expand(b, 5, t, 3) == NULL);
     ep_default(t, sizeof t, "/run/sp", "ingestd", "query");
     TEST_STREQ(t, "ipc:///run/sp/ingestd.query");
+    zsock_t *sa = ep_socket(ZMQ_PULL, "inproc://ep_test.{lane}", "", "t", "in",
+                           2, true, 10);
+    zsock_t *sb = ep_socket(ZMQ_PUSH, "inproc://ep_test.2", "", "t", "in", 0,
+                           false, 10);
+    assert(sa && sb);
+    zstr_send(sb, "x");
+    char *got = zstr_recv(sa);
+    TEST_STREQ(got, "x");
+    zstr_free(&got);
+    zsock_destroy(&sb);
+    zsock_destroy(&sa);
     (void)verbose;
     TEST_OK("ep");
 }

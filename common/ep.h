@@ -21,7 +21,9 @@
 
 #include <stdbool.h>
 
+#include <czmq.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define EP_MAX 512
 
@@ -34,6 +36,14 @@ char *ep_default(char *buf, size_t len, const char *rundir,
 /* Expand "{lane}" in a template. Returns buf, or NULL when it would not
  * fit. */
 char *ep_expand(char *buf, size_t len, const char *tmpl, unsigned lane);
+
+/* A socket of type on the endpoint template tmpl ("" = the default for
+ * daemon and what under rundir) with {lane} expanded, bound or connected,
+ * with queue limit hwm and a 1 s linger. Returns NULL (logged with the
+ * daemon's name) when the name is too long or bind/connect fails. */
+zsock_t *ep_socket(int type, const char *tmpl, const char *rundir,
+                   const char *daemon, const char *what, unsigned lane,
+                   bool bind, int64_t hwm);
 
 /* Selftest: asserts on failure, prints " * ep: OK". */
 void ep_test(bool verbose);
