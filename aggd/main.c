@@ -43,24 +43,17 @@ int
 main(int argc, char **argv)
 {
     struct aggd_conf conf = {0};
-    struct cfg_cli cli;
+    struct daemon_proc p = {
+        .ident = "aggd", .opts = s_opts, .nopts = S_NOPTS, .conf = &conf,
+    };
     aggd_t *aggd;
-    int rc = daemon_setup("aggd", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+    int rc = daemon_start(&p, argc, argv);
 
-    if (rc >= 0) {
-        cfg_free(s_opts, S_NOPTS, &conf);
+    if (rc >= 0)
         return rc;
-    }
-    log_info("starting version %s", SP_VERSION);
-    if ((aggd = aggd_new(&conf)) == NULL) {
-        cfg_free(s_opts, S_NOPTS, &conf);
-        log_warnx("cannot start");
-        return 1;
-    }
+    if ((aggd = aggd_new(&conf)) == NULL)
+        return daemon_exit(&p, DAEMON_CANNOT_START);
     rc = aggd_run(aggd);
     aggd_destroy(&aggd);
-    cfg_free(s_opts, S_NOPTS, &conf);
-    zsys_shutdown();
-    log_info("shutdown complete");
-    return rc == 0 ? 0 : 1;
+    return daemon_exit(&p, rc);
 }

@@ -5,10 +5,6 @@
 #include "common/daemon.h"
 #include "common/log.h"
 
-#include <curl/curl.h>
-#include <mosquitto.h>
-#include <signal.h>
-#include <sodium.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -64,51 +60,46 @@ static const struct cfg_opt s_opts[] = {
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 
+static int
+s_check(const void *conf)
+{
+    return alertd_conf_check(conf);
+}
+
+/* A --ctl command prints its answer and nothing else. */
+static bool
+s_quiet(const void *conf)
+{
+    const char *ctl = ((const struct alertd_conf *)conf)->ctl;
+    return ctl && *ctl;
+}
+
 int
 main(int argc, char **argv)
 {
     struct alertd_conf conf = {0};
-    struct cfg_cli cli;
+    struct daemon_proc p = {
+        .ident = "alertd", .opts = s_opts, .nopts = S_NOPTS, .conf = &conf,
+        .libs = DAEMON_LIB_CURL | DAEMON_LIB_MOSQUITTO | DAEMON_LIB_SODIUM,
+        .check = s_check, .quiet = s_quiet,
+    };
     alertd_t *alertd;
-    int rc = daemon_setup("alertd", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+    int rc = daemon_start(&p, argc, argv);
 
-    if (rc >= 0) {
-        cfg_free(s_opts, S_NOPTS, &conf);
+    if (rc >= 0)
         return rc;
-    }
     if (conf.ctl && *conf.ctl) {
         rc = alertd_ctl(&conf, conf.ctl);
-        cfg_free(s_opts, S_NOPTS, &conf);
-        zsys_shutdown();
+        daemon_exit(&p, 0);
         return rc;
     }
-    if (alertd_conf_check(&conf) == -1) {
-        cfg_free(s_opts, S_NOPTS, &conf);
-        fprintf(stderr, "alertd: bad configuration, exiting\n");
-        return CFG_EX_CONFIG;
-    }
-    log_info("starting version %s", SP_VERSION);
-    /* Libraries with global state, once, before any thread (the notify
-     * actor) starts; a channel's command that exits early must not kill
-     * us with SIGPIPE, in filter mode too. */
-    signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    mosquitto_lib_init();
-    if (sodium_init() < 0)
-        fatalx("libsodium cannot initialise");
     if ((alertd = alertd_new(&conf)) == NULL) {
-        rc = 1;
-        log_warnx("cannot start");
+        rc = DAEMON_CANNOT_START;
     } else {
-        rc = alertd_run(alertd) == 0 ? 0 : 1;
+        rc = alertd_run(alertd);
         alertd_destroy(&alertd);
     }
-    mosquitto_lib_cleanup();
-    curl_global_cleanup();
     if (conf.webhook_secret)
         explicit_bzero(conf.webhook_secret, strlen(conf.webhook_secret));
-    cfg_free(s_opts, S_NOPTS, &conf);
-    zsys_shutdown();
-    log_info("shutdown complete");
-    return rc;
+    return daemon_exit(&p, rc);
 }

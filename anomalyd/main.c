@@ -45,33 +45,36 @@ static const struct cfg_opt s_opts[] = {
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 
+static int
+s_check(const void *conf)
+{
+    return anomalyd_conf_check(conf);
+}
+
+/* Filter mode keeps stderr for errors only. */
+static bool
+s_quiet(const void *conf)
+{
+    return ((const struct anomalyd_conf *)conf)->use_stdin;
+}
+
 int
 main(int argc, char **argv)
 {
     struct anomalyd_conf conf = {0};
-    struct cfg_cli cli;
+    struct daemon_proc p = {
+        .ident = "anomalyd", .opts = s_opts, .nopts = S_NOPTS, .conf = &conf,
+        .check = s_check, .quiet = s_quiet,
+    };
     anomalyd_t *anomalyd;
-    int rc = daemon_setup("anomalyd", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+    int rc = daemon_start(&p, argc, argv);
 
-    if (rc < 0 && anomalyd_conf_check(&conf) == -1)
-        rc = CFG_EX_CONFIG;
-    if (rc >= 0) {
-        cfg_free(s_opts, S_NOPTS, &conf);
+    if (rc >= 0)
         return rc;
-    }
-    if (!conf.use_stdin)
-        log_info("starting version %s", SP_VERSION);
-    if ((anomalyd = anomalyd_new(&conf)) == NULL) {
-        cfg_free(s_opts, S_NOPTS, &conf);
-        log_warnx("cannot start");
-        return 1;
-    }
-    anomalyd_set_reload(anomalyd, s_opts, S_NOPTS, cli.file);
+    if ((anomalyd = anomalyd_new(&conf)) == NULL)
+        return daemon_exit(&p, DAEMON_CANNOT_START);
+    anomalyd_set_reload(anomalyd, s_opts, S_NOPTS, p.cli.file);
     rc = anomalyd_run(anomalyd);
     anomalyd_destroy(&anomalyd);
-    cfg_free(s_opts, S_NOPTS, &conf);
-    zsys_shutdown();
-    if (!conf.use_stdin)
-        log_info("shutdown complete");
-    return rc == 0 ? 0 : 1;
+    return daemon_exit(&p, rc);
 }

@@ -5,7 +5,6 @@
 #include "common/daemon.h"
 #include "common/log.h"
 
-#include <mosquitto.h>
 #include <stddef.h>
 
 static const struct cfg_opt s_opts[] = {
@@ -67,26 +66,18 @@ int
 main(int argc, char **argv)
 {
     struct apid_conf conf = {0};
-    struct cfg_cli cli;
+    struct daemon_proc p = {
+        .ident = "apid", .opts = s_opts, .nopts = S_NOPTS, .conf = &conf,
+        .libs = DAEMON_LIB_MOSQUITTO,
+    };
     apid_t *apid;
-    int rc = daemon_setup("apid", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+    int rc = daemon_start(&p, argc, argv);
 
-    if (rc >= 0) {
-        cfg_free(s_opts, S_NOPTS, &conf);
+    if (rc >= 0)
         return rc;
-    }
-    log_info("starting version %s", SP_VERSION);
-    mosquitto_lib_init();
-    if ((apid = apid_new(&conf)) == NULL) {
-        cfg_free(s_opts, S_NOPTS, &conf);
-        log_warnx("cannot start");
-        return 1;
-    }
+    if ((apid = apid_new(&conf)) == NULL)
+        return daemon_exit(&p, DAEMON_CANNOT_START);
     rc = apid_run(apid);
     apid_destroy(&apid);
-    cfg_free(s_opts, S_NOPTS, &conf);
-    mosquitto_lib_cleanup();
-    zsys_shutdown();
-    log_info("shutdown complete");
-    return rc == 0 ? 0 : 1;
+    return daemon_exit(&p, rc);
 }

@@ -8,8 +8,11 @@
 #include "common/sig.h"
 #include "common/test.h"
 
+#include <curl/curl.h>
 #include <errno.h>
+#include <mosquitto.h>
 #include <signal.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +51,52 @@ daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
     zsys_init();
     zsys_set_logstream(NULL);
     return -1;
+}
+
+int
+daemon_start(struct daemon_proc *p, int argc, char **argv)
+{
+    int rc = daemon_setup(p->ident, p->opts, p->nopts, p->conf, argc, argv,
+                          &p->cli);
+
+    if (rc < 0 && p->check && p->check(p->conf) == -1) {
+        fprintf(stderr, "%s: bad configuration, exiting\n", p->ident);
+        rc = CFG_EX_CONFIG;
+    }
+    if (rc >= 0) {
+        cfg_free(p->opts, p->nopts, p->conf);
+        return rc;
+    }
+    if (!(p->quiet && p->quiet(p->conf)))
+        log_info("starting version %s", SP_VERSION);
+    /* A peer or a child that goes away must not kill us with SIGPIPE;
+     * libraries with global state are set up once, before any thread. */
+    signal(SIGPIPE, SIG_IGN);
+    if (p->libs & DAEMON_LIB_CURL)
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (p->libs & DAEMON_LIB_MOSQUITTO)
+        mosquitto_lib_init();
+    if ((p->libs & DAEMON_LIB_SODIUM) && sodium_init() < 0)
+        fatalx("libsodium cannot initialise");
+    return -1;
+}
+
+int
+daemon_exit(struct daemon_proc *p, int rc)
+{
+    bool quiet = p->quiet && p->quiet(p->conf);
+
+    if (rc == DAEMON_CANNOT_START)
+        log_warnx("cannot start");
+    if (p->libs & DAEMON_LIB_MOSQUITTO)
+        mosquitto_lib_cleanup();
+    if (p->libs & DAEMON_LIB_CURL)
+        curl_global_cleanup();
+    cfg_free(p->opts, p->nopts, p->conf);
+    zsys_shutdown();
+    if (rc != DAEMON_CANNOT_START && !quiet)
+        log_info("shutdown complete");
+    return rc == 0 || rc == CFG_EX_CONFIG ? rc : 1;
 }
 
 struct s_sigctx {

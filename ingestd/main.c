@@ -5,7 +5,6 @@
 #include "common/daemon.h"
 #include "common/log.h"
 
-#include <mosquitto.h>
 
 #include <stddef.h>
 
@@ -68,33 +67,29 @@ static const struct cfg_opt s_opts[] = {
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 
+/* Filter mode keeps stderr for errors only. */
+static bool
+s_quiet(const void *conf)
+{
+    return ((const struct ingestd_conf *)conf)->use_stdin;
+}
+
 int
 main(int argc, char **argv)
 {
     struct ingestd_conf conf = {0};
-    struct cfg_cli cli;
+    struct daemon_proc p = {
+        .ident = "ingestd", .opts = s_opts, .nopts = S_NOPTS, .conf = &conf,
+        .libs = DAEMON_LIB_MOSQUITTO, .quiet = s_quiet,
+    };
     ingestd_t *d;
-    int rc = daemon_setup("ingestd", s_opts, S_NOPTS, &conf, argc, argv, &cli);
+    int rc = daemon_start(&p, argc, argv);
 
-    if (rc >= 0) {
-        cfg_free(s_opts, S_NOPTS, &conf);
+    if (rc >= 0)
         return rc;
-    }
-    if (!conf.use_stdin)
-        log_info("starting version %s", SP_VERSION);
-    mosquitto_lib_init();
-    if ((d = ingestd_new(&conf)) == NULL) {
-        mosquitto_lib_cleanup();
-        cfg_free(s_opts, S_NOPTS, &conf);
-        log_warnx("cannot start");
-        return 1;
-    }
+    if ((d = ingestd_new(&conf)) == NULL)
+        return daemon_exit(&p, DAEMON_CANNOT_START);
     rc = ingestd_run(d);
     ingestd_destroy(&d);
-    mosquitto_lib_cleanup();
-    cfg_free(s_opts, S_NOPTS, &conf);
-    zsys_shutdown();
-    if (!conf.use_stdin)
-        log_info("shutdown complete");
-    return rc == 0 ? 0 : 1;
+    return daemon_exit(&p, rc);
 }
