@@ -4,6 +4,7 @@
 #   make run        install missing packages, build, start the platform
 #   make test       install, build (plain and ASan+UBSan), run every test
 #   make test-full  the long tier (10k devices, chaos, long fuzzing, full eval)
+#   make eval       the full anomaly evaluation (NAB subset, early warning)
 #   make bench      benchmarks against the peers (bench/)
 #   make install    binaries, man pages, systemd units, runit services
 #                   (PREFIX=/usr/local, DESTDIR= for staging)
@@ -112,6 +113,11 @@ test-full: deps
 	@$(MAKE) --no-print-directory all asan fuzz-build
 	@FULL=1 sh tests/run.sh
 
+# The full anomaly evaluation: NAB scoring of the plain build, per file
+# and profile, alarms outside windows, early warning (docs/ANOMALY.md).
+eval: all
+	@sh tests/nab/eval.sh
+
 bench: deps all
 	@sh bench/run.sh
 
@@ -173,6 +179,6 @@ fmt-check:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all asan deps run test check test-full bench hdrcheck fmt-check clean fuzz-build install \
+.PHONY: all asan deps run test check test-full eval bench hdrcheck fmt-check clean fuzz-build install \
         browser-deps browser-test web-vendor
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -45,6 +45,14 @@ for t in tests/integration/*; do
     result "integration $name" $? "$log"
 done
 
+# The long tier also runs the full anomaly evaluation (make eval) on the
+# plain build: the ASan build is too slow for every file of the corpus.
+if [ -n "$FULL" ]; then
+    log=$LOGDIR/eval-nab.log
+    SP_BUILD=build timeout 1200 sh tests/nab/eval.sh >"$log" 2>&1
+    result "eval nab (tests/nab/eval.sh)" $? "$log"
+fi
+
 for f in build-fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     name=${f#build-fuzz/fuzz_}

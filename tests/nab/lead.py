@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Early warning and false alarms of a scored NAB corpus (issue 6's
+predictive-maintenance and false-positive targets).
+
+Usage:
+  lead.py [--data DIR] [--threshold T] [--file REL] [--ahead H] RESULTS_DIR
+
+An alarm is a reading scored at or above the threshold (by default the
+standard-profile corpus threshold that nab_score.py chooses), after the
+probationary period, exactly as NAB counts detections.
+
+For each labelled failure instant L of --file (labels/combined_labels.json,
+default realKnownCause/machine_temperature_system_failure.csv):
+- the warning is the first alarm in [L - 48 h, L + window end] (an alarm
+  more than two days ahead is not a warning of this failure, it is a false
+  alarm), and its lead is L minus its time (negative: after L);
+- false alarms in between are the alarms after the previous failure's
+  window and before L - 48 h, plus alarms in [L - 48 h, window start) after
+  the warning (repeats that are not part of the failure's window).
+The target is a lead of at least --ahead hours (24) for at least 3 of the
+failures with no false alarm in between.
+
+Also prints the corpus-wide share of alarms outside every labelled window
+(the issue's "under 5 % of all alarms").
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nab_score  # noqa: E402
+
+MACHINE = "realKnownCause/machine_temperature_system_failure.csv"
+
+
+def parse(ts):
+    return datetime.datetime.strptime(nab_score.norm_ts(ts),
+                                      "%Y-%m-%d %H:%M:%S")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=os.environ.get(
+        "NAB_DATA", os.path.join(here, "../../../shared/data/nab")))
+    ap.add_argument("--threshold", type=float, default=None)
+    ap.add_argument("--file", default=MACHINE)
+    ap.add_argument("--ahead", type=float, default=24.0)
+    ap.add_argument("results")
+    a = ap.parse_args()
+
+    files = nab_score.load_files(a.data, a.results, "")
+    prof = nab_score.PROFILES["standard"]
+    t = a.threshold
+    if t is None:
+        t = nab_score.score_corpus(files, prof)[0]
+
+    ndet = nfp = 0
+    for f in files:
+        _, _, _, fp, det = f.detail(t, prof)
+        ndet += det
+        nfp += fp
+    print("alarms outside labelled windows: %d of %d (%.1f %%) at threshold "
+          "%.6g" % (nfp, ndet, 100.0 * nfp / ndet if ndet else 0.0, t))
+
+    with open(os.path.join(a.data, "labels", "combined_labels.json")) as fh:
+        labels = json.load(fh)[a.file]
+    with open(os.path.join(a.data, "labels", "combined_windows.json")) as fh:
+        windows = json.load(fh)[a.file]
+    f = next(x for x in files if x.name == a.file)
+    ts, _ = nab_score.read_scores(os.path.join(a.results, a.file))
+    alarms = [parse(ts[i]) for i in range(f.prob, f.n) if f.scores[i] >= t]
+    early = datetime.timedelta(hours=48)
+    prev_end = parse(ts[f.prob]) - datetime.timedelta(seconds=1)
+    met = 0
+    print("%s, threshold %.6g:" % (a.file, t))
+    for lab, (ws, we) in zip(labels, windows):
+        L, ws, we = parse(lab), parse(ws), parse(we)
+        lo = L - early
+        warn = next((x for x in alarms if lo <= x <= we), None)
+        false = [x for x in alarms if prev_end < x < lo]
+        if warn is not None:
+            false += [x for x in alarms if warn < x < ws]
+        if warn is None:
+            print("  failure %s: no alarm (false alarms before it: %d)"
+                  % (L, len(false)))
+        else:
+            lead = (L - warn).total_seconds() / 3600.0
+            ok = lead >= a.ahead and not false
+            met += ok
+            print("  failure %s: first alarm %s, %.1f h %s; false alarms "
+                  "before it since the previous failure: %d%s"
+                  % (L, warn, abs(lead), "ahead" if lead >= 0 else "late",
+                     len(false), "  (met)" if ok else ""))
+        prev_end = we
+    after = [x for x in alarms if x > prev_end]
+    print("  false alarms after the last failure: %d" % len(after))
+    print("warned >= %g h ahead with no false alarm in between: %d of %d "
+          "failures (target 3)" % (a.ahead, met, len(labels)))
+
+
+if __name__ == "__main__":
+    main()
