@@ -6,8 +6,8 @@
 #   make test-full  the long tier (10k devices, chaos, long fuzzing, full eval)
 #   make eval       the full anomaly evaluation (NAB subset, early warning)
 #   make bench      benchmarks against the peers (bench/)
-#   make install    binaries, man pages, systemd units, runit services
-#                   (PREFIX=/usr/local, DESTDIR= for staging)
+#   make install    binaries, man pages, systemd units, runit services, the
+#                   mosquitto plugin (PREFIX=/usr/local, DESTDIR= for staging)
 #
 # Each daemon directory <d>/ is archived into build/lib<d>.a (everything but
 # main.c), so selftests, fuzzers and tools link the real code.
@@ -128,29 +128,38 @@ BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+PLUGINDIR   ?= $(PREFIX)/lib/sensorpipe
 SYSCONFDIR  ?= /etc
 SVDIR       ?= $(SYSCONFDIR)/sv
-INSTALL_SED := -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/sensorpipe|$(SYSCONFDIR)/sensorpipe|g'
+MQCONFDIR   ?= $(SYSCONFDIR)/mosquitto/conf.d
+# Every installed file that names a path is rewritten for these settings.
+INSTALL_SED := -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/sensorpipe|$(SYSCONFDIR)/sensorpipe|g' \
+               -e 's|/usr/local/lib/sensorpipe|$(PLUGINDIR)|g'
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(UNITDIR)/mosquitto.service.d $(DESTDIR)$(SYSUSERSDIR) \
-	  $(DESTDIR)$(SVDIR) $(DESTDIR)$(SYSCONFDIR)/sensorpipe/env
+	  $(DESTDIR)$(SVDIR) $(DESTDIR)$(SYSCONFDIR)/sensorpipe/env \
+	  $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MQCONFDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(B)/sensorpipe_spool.so $(DESTDIR)$(PLUGINDIR)/
 	install -m 0755 $(B)/tap $(DESTDIR)$(BINDIR)/sensorpipe-tap
 	install -m 0755 $(B)/sensorpipectl $(DESTDIR)$(BINDIR)/
 	for m in $(wildcard $(foreach d,$(DAEMONS),$(d)/$(d).8)); do \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/ || exit 1; done
 	for f in deploy/systemd/*.service deploy/systemd/*.target; do \
 	  sed $(INSTALL_SED) $$f > $(DESTDIR)$(UNITDIR)/$${f##*/} || exit 1; done
-	install -m 0644 deploy/systemd/mosquitto.service.d/sensorpipe.conf \
-	  $(DESTDIR)$(UNITDIR)/mosquitto.service.d/
+	sed $(INSTALL_SED) deploy/systemd/mosquitto.service.d/sensorpipe.conf \
+	  > $(DESTDIR)$(UNITDIR)/mosquitto.service.d/sensorpipe.conf
 	install -m 0644 deploy/systemd/sensorpipe.sysusers $(DESTDIR)$(SYSUSERSDIR)/sensorpipe.conf
 	cp -R deploy/runit/. $(DESTDIR)$(SVDIR)/
 	for f in $(wildcard deploy/runit/*/run); do \
 	  sed $(INSTALL_SED) $$f > $(DESTDIR)$(SVDIR)/$${f#deploy/runit/} || exit 1; done
 	for f in deploy/examples/*.conf deploy/examples/*.rules deploy/examples/env/*.env; do \
 	  t=$(DESTDIR)$(SYSCONFDIR)/sensorpipe/$${f#deploy/examples/}; \
-	  [ -e $$t ] || install -m 0644 $$f $$t || exit 1; done
+	  [ -e $$t ] || { sed $(INSTALL_SED) $$f > $$t && chmod 0644 $$t; } || exit 1; done
+	[ -e $(DESTDIR)$(MQCONFDIR)/sensorpipe.conf ] || \
+	  sed $(INSTALL_SED) deploy/examples/mosquitto-sensorpipe.conf \
+	    > $(DESTDIR)$(MQCONFDIR)/sensorpipe.conf
 
 # The dashboard's browser test needs playwright-core, installed from the
 # committed package-lock.json; without it the test skips. web-vendor

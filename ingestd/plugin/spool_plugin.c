@@ -5,7 +5,7 @@
  * (ingest_mqspool.c). Kept tiny on purpose: the broker's single thread is
  * the MQTT ceiling.
  *
- *   plugin /usr/lib/sensorpipe/sensorpipe_spool.so
+ *   plugin /usr/local/lib/sensorpipe/sensorpipe_spool.so
  *   plugin_opt_spool_dir /var/lib/sensorpipe/mqspool
  *   plugin_opt_sync tick          # tick (default), always or none
  *   plugin_opt_segment_size 16777216

@@ -27,12 +27,44 @@ for f in "$T/usr/bin/aggd" "$T/usr/bin/apid" "$T/usr/bin/sensorpipe-tap" \
          "$U/sensorpipe.target" "$U/mosquitto.service.d/sensorpipe.conf" \
          "$T/usr/lib/sysusers.d/sensorpipe.conf" "$T/etc/sv/aggd/run" \
          "$T/etc/sv/aggd/log/run" "$T/etc/sensorpipe/aggd.conf" \
-         "$T/etc/sensorpipe/env/aggd.env"; do
+         "$T/etc/sensorpipe/env/aggd.env" "$T/usr/lib/sensorpipe/sensorpipe_spool.so" \
+         "$T/etc/mosquitto/conf.d/sensorpipe.conf"; do
     [ -e "$f" ] && ok "installed ${f#$T}" || bad "missing ${f#$T}"
 done
 grep -q "^ExecStart=$T/usr/bin/aggd -f $T/etc/sensorpipe/aggd.conf" "$U/aggd.service" &&
     ok "units name the installed binary and configuration" ||
     bad "ExecStart not rewritten: $(grep ExecStart "$U/aggd.service")"
+
+# The broker configuration loads the installed plugin, the drop-in creates
+# the directory ingestd.conf reads, and a real mosquitto started on that
+# configuration (port and spool moved into $T) spools a telemetry PUBLISH.
+MQ=$T/etc/mosquitto/conf.d/sensorpipe.conf
+grep -q "^plugin $T/usr/lib/sensorpipe/sensorpipe_spool.so$" "$MQ" &&
+    ok "mosquitto's sensorpipe.conf names the installed plugin" ||
+    bad "plugin path in $MQ: $(grep '^plugin ' "$MQ")"
+dir=$(sed -n 's/^plugin_opt_spool_dir //p' "$MQ")
+grep -q "^mqtt-spool = $dir$" "$T/etc/sensorpipe/ingestd.conf" &&
+    grep -q "install -d .* $dir$" "$U/mosquitto.service.d/sensorpipe.conf" &&
+    grep -q "^ReadWritePaths=-$dir$" "$U/ingestd.service" &&
+    grep -q "install -d .* $dir " "$T/etc/sv/mosquitto/run" &&
+    ok "broker, drop-in, runit and ingestd agree on the spool $dir" ||
+    bad "spool directory $dir not the same everywhere"
+if command -v mosquitto >/dev/null && command -v mosquitto_pub >/dev/null; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -m 0777 "$T/mq"; chmod 0755 "$T"
+    sed -e "s|^listener 1883 |listener $port |" -e "s|^plugin_opt_spool_dir .*|plugin_opt_spool_dir $T/mq|" \
+        "$MQ" > "$T/mq.conf"
+    mosquitto -c "$T/mq.conf" >"$T/mq.log" 2>&1 &
+    mqpid=$!
+    i=0; while [ $i -lt 50 ] && ! mosquitto_pub -p "$port" -q 1 -t devices/d1/telemetry \
+        -m '{"metrics":{"t":1}}' 2>/dev/null; do i=$((i + 1)); sleep 0.1; done
+    kill "$mqpid"; wait "$mqpid"
+    if ls "$T/mq" | grep -q '^mq-' && [ -s "$T/mq/$(ls "$T/mq" | grep '^mq-' | head -n 1)" ]; then
+        ok "mosquitto loads the installed plugin and spools a telemetry PUBLISH"
+    else
+        bad "installed plugin did not spool: $(cat "$T/mq.log")"
+    fi
+fi
 
 # DESTDIR stages without changing the paths inside the files.
 make -s --no-print-directory -o all install B="$SP_BUILD" DESTDIR="$T/stage" \
