@@ -2,9 +2,9 @@
  * aggd: the store daemon's server object (see aggd.h).
  *
  * One zloop: the PULL reader applies batches, the ROUTER reader answers
- * queries, a retry timer pushes a batch that anomalyd could not take yet.
- * While a batch is pending downstream the PULL reader is off, so the queue
- * from ingestd fills and backpressure reaches the client (DESIGN.md).
+ * queries. While a batch is pending downstream (common/outq) the PULL
+ * reader is off, so the queue from ingestd fills and backpressure reaches
+ * the client (DESIGN.md).
  */
 #include "aggd/aggd.h"
 #include "aggd/agg_ckpt.h"
@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/ratelimit.h"
+#include "common/outq.h"
 #include "common/reading.h"
 #include "common/reload.h"
 #include "common/rpc.h"
@@ -28,7 +29,6 @@
 
 #include <errno.h>
 
-#define AGGD_RETRY_MS 5
 #define AGGD_HEARTBEAT_MS 1000
 #define AGGD_BURST 256 /* batches read per wake-up, at most */
 
@@ -56,8 +56,7 @@ struct aggd {
     uint64_t ckpt_wal;            /* WAL position of the last checkpoint */
     uint64_t checkpoints;         /* checkpoints taken */
     int64_t ckpt_ms;              /* duration of the last one */
-    msg_batch_t *pending;         /* batch anomalyd has not taken yet */
-    bool reading;                 /* PULL reader registered */
+    outq_t *out;                  /* batches anomalyd has not taken yet */
     char producer[64];            /* "aggd.<lane>" */
     uint64_t seq;                 /* batches sent downstream */
     uint64_t batches_in;          /* batches applied */
@@ -65,9 +64,7 @@ struct aggd {
     uint64_t duplicates;          /* readings that overwrote a point */
     uint64_t bad_batches;         /* batches that failed to decode */
     uint64_t queries;             /* queries answered */
-    uint64_t stalls;              /* times anomalyd's queue was full */
     struct ratelimit rl_bad;      /* complaints about bad batches */
-    struct ratelimit rl_down;     /* complaints about a full downstream */
     struct ratelimit rl_gap;      /* complaints about seq gaps */
 };
 
@@ -131,6 +128,8 @@ aggd_new(const struct aggd_conf *conf)
             goto fail;
         zsock_set_linger(self->confirm, 0);
     }
+    self->out = outq_new(self->loop, self->push, self->pull, s_on_pull, self,
+                         "aggd", "anomalyd");
     return self;
 fail:
     aggd_destroy(&self);
@@ -150,7 +149,7 @@ aggd_destroy(aggd_t **self_p)
     zsock_destroy(&self->router);
     zsock_destroy(&self->pull);
     zsock_destroy(&self->confirm);
-    msg_batch_destroy(&self->pending);
+    outq_destroy(&self->out);
     agg_wal_destroy(&self->wal);
     agg_confirm_destroy(&self->applied);
     agg_confirm_destroy(&self->inflight);
@@ -160,45 +159,6 @@ aggd_destroy(aggd_t **self_p)
     reload_free((void **)&self->reloaded);
     free(self);
     *self_p = NULL;
-}
-
-/* Try to hand the pending batch to anomalyd. 0 when it went (or there is
- * nowhere to send), -1 when the queue is still full. */
-static int
-s_flush_down(aggd_t *self)
-{
-    if (self->pending == NULL)
-        return 0;
-    if (self->push == NULL) {
-        msg_batch_destroy(&self->pending);
-        return 0;
-    }
-    if (msg_batch_send(self->pending, self->push, ZMQ_DONTWAIT) == -1) {
-        if (errno != EAGAIN)
-            log_warn("aggd: send downstream");
-        if (ratelimit_complain(&self->rl_down))
-            log_warnx("aggd: anomalyd is not taking readings; pausing intake");
-        return -1;
-    }
-    if (ratelimit_release(&self->rl_down))
-        log_info("aggd: anomalyd caught up; resuming intake");
-    msg_batch_destroy(&self->pending);
-    return 0;
-}
-
-static int
-s_on_retry(zloop_t *loop, int timer_id, void *arg)
-{
-    aggd_t *self = arg;
-
-    if (s_flush_down(self) == 0) {
-        zloop_timer_end(loop, timer_id);
-        if (!self->reading) {
-            zloop_reader(loop, self->pull, s_on_pull, self);
-            self->reading = true;
-        }
-    }
-    return 0;
 }
 
 static void
@@ -468,9 +428,7 @@ s_pull_one(aggd_t *self, zsock_t *sock)
     e->seq = ++self->seq;
     e->ts = clock_now_ns();
     msg_batch_send(b, self->pub, ZMQ_DONTWAIT); /* live views may miss */
-    self->pending = b;
-    if (s_flush_down(self) == -1)
-        self->stalls++;
+    outq_send(self->out, &b); /* a full anomalyd pauses this reader */
     return 1;
 }
 
@@ -479,17 +437,12 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
 {
     aggd_t *self = arg;
 
-    for (int i = 0; i < AGGD_BURST && self->pending == NULL; i++)
+    for (int i = 0; i < AGGD_BURST && outq_batches(self->out) == 0; i++)
         if (s_pull_one(self, sock) == 0)
             break;
     if (s_ckpt_due(self) && s_checkpoint(self) == 0)
         s_send_confirm(self);
     s_commit(self);
-    if (self->pending && self->reading) {
-        zloop_reader_end(loop, self->pull);
-        self->reading = false;
-        zloop_timer(loop, AGGD_RETRY_MS, 0, s_on_retry, self);
-    }
     return 0;
 }
 
@@ -502,9 +455,9 @@ s_status(aggd_t *self)
         "readings_in", (json_int_t)self->readings_in, "duplicates",
         (json_int_t)self->duplicates, "bad_batches",
         (json_int_t)self->bad_batches, "queries", (json_int_t)self->queries,
-        "downstream_stalls", (json_int_t)self->stalls, "series",
+        "downstream_stalls", (json_int_t)outq_stalls(self->out), "series",
         (json_int_t)agg_store_series(self->store), "points",
-        (json_int_t)agg_store_points(self->store), "paused", !self->reading);
+        (json_int_t)agg_store_points(self->store), "paused", outq_paused(self->out));
 
     json_object_set_new(j, "resent_batches", json_integer((json_int_t)self->dup_batches));
     json_object_set_new(j, "gap_batches", json_integer((json_int_t)self->gap_batches));
@@ -625,8 +578,7 @@ aggd_run(aggd_t *self)
         log_warn("aggd: signals");
         return -1;
     }
-    zloop_reader(self->loop, self->pull, s_on_pull, self);
-    self->reading = true;
+    outq_start(self->out);
     zloop_reader(self->loop, self->router, s_on_query, self);
     zloop_reader(self->loop, agg_wal_sock(self->wal), s_on_synced, self);
     zloop_timer(self->loop, AGGD_HEARTBEAT_MS, 0, s_on_heartbeat, self);
@@ -638,15 +590,7 @@ aggd_run(aggd_t *self)
     daemon_ready(summary);
     rc = zloop_start(self->loop);
     /* Drain: hand anomalyd what it still owes, within the deadline. */
-    int64_t deadline = clock_mono_ns() + self->conf->drain;
-    while (self->pending && clock_mono_ns() < deadline) {
-        if (s_flush_down(self) == 0)
-            break;
-        zclock_sleep(AGGD_RETRY_MS);
-    }
-    if (self->pending)
-        log_err("aggd: stopped with %zu readings not handed to anomalyd",
-                msg_batch_size(self->pending));
+    outq_drain(self->out, clock_mono_ns() + self->conf->drain);
     /* Make the log durable and tell ingestd, so a restart resends
      * nothing it does not have to. */
     if (!self->wal_broken && s_checkpoint(self) == 0)

@@ -2,9 +2,9 @@
  * anomalyd: the anomaly daemon's server object (see anomalyd.h).
  *
  * One zloop: the PULL reader scores batches, the ROUTER reader answers
- * queries, a retry timer pushes batches that alertd could not take yet.
- * While batches are pending downstream the PULL reader is off, so aggd's
- * queue fills and backpressure travels upstream (DESIGN.md).
+ * queries. While batches are pending downstream (common/outq) the PULL
+ * reader is off, so aggd's queue fills and backpressure travels upstream
+ * (DESIGN.md).
  */
 #include "anomalyd/anomalyd.h"
 #include "anomalyd/anomaly.h"
@@ -18,6 +18,7 @@
 #include "common/mpjson.h"
 #include "common/msg.h"
 #include "common/ratelimit.h"
+#include "common/outq.h"
 #include "common/reading.h"
 #include "common/rpc.h"
 #include "common/series.h"
@@ -30,7 +31,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S_RETRY_MS 5
 /* Series key of CSV filter input. */
 #define S_CSV_SERIES "csv"
 
@@ -47,8 +47,7 @@ struct anomalyd {
     zsock_t *pub;                     /* anomalies out to live views */
     zsock_t *push;                    /* readings + anomalies to alertd */
     anomaly_store_t *store;           /* detectors and kept readings */
-    zlist_t *pending;                 /* batches alertd has not taken */
-    bool reading;                     /* PULL reader registered */
+    outq_t *out;                      /* batches alertd has not taken */
     char producer[64];                /* "anomalyd.<lane>" */
     uint64_t seq;                     /* batches sent downstream */
     uint64_t batches_in;              /* batches scored */
@@ -56,11 +55,9 @@ struct anomalyd {
     uint64_t anomalies_out;           /* anomaly events emitted */
     uint64_t bad_batches;             /* batches dropped as malformed */
     uint64_t queries;                 /* queries answered */
-    uint64_t stalls;                  /* times alertd's queue was full */
     bool csv_out;                     /* filter prints CSV */
     bool csv_series_out;              /* ... with a series column */
     struct ratelimit rl_bad;          /* complaints about bad batches */
-    struct ratelimit rl_down;         /* complaints about a full alertd */
 };
 
 static int s_on_pull(zloop_t *loop, zsock_t *sock, void *arg);
@@ -119,7 +116,6 @@ anomalyd_new(const struct anomalyd_conf *conf)
         log_warnx("anomalyd: unknown method %s", conf->method);
         goto fail;
     }
-    self->pending = zlist_new();
     if (conf->use_stdin)
         return self;
     if (daemon_mkdirs(conf->rundir) == -1) {
@@ -141,6 +137,8 @@ anomalyd_new(const struct anomalyd_conf *conf)
         if (!self->push)
             goto fail;
     }
+    self->out = outq_new(self->loop, self->push, self->pull, s_on_pull, self,
+                         "anomalyd", "alertd");
     return self;
 fail:
     anomalyd_destroy(&self);
@@ -168,54 +166,10 @@ anomalyd_destroy(anomalyd_t **self_p)
     zsock_destroy(&self->pub);
     zsock_destroy(&self->router);
     zsock_destroy(&self->pull);
-    if (self->pending) {
-        msg_batch_t *b;
-        while ((b = zlist_pop(self->pending)))
-            msg_batch_destroy(&b);
-        zlist_destroy(&self->pending);
-    }
+    outq_destroy(&self->out);
     anomaly_store_destroy(&self->store);
     free(self);
     *self_p = NULL;
-}
-
-/* Hand pending batches to alertd, in order. 0 when all went (or there is
- * nowhere to send), -1 when alertd's queue is still full. */
-static int
-s_flush_down(anomalyd_t *self)
-{
-    msg_batch_t *b;
-
-    while ((b = zlist_first(self->pending))) {
-        if (self->push && msg_batch_send(b, self->push, ZMQ_DONTWAIT) == -1) {
-            if (errno != EAGAIN)
-                log_warn("anomalyd: send downstream");
-            if (ratelimit_complain(&self->rl_down))
-                log_warnx("anomalyd: alertd is not taking batches; "
-                          "pausing intake");
-            return -1;
-        }
-        zlist_pop(self->pending);
-        msg_batch_destroy(&b);
-    }
-    if (ratelimit_release(&self->rl_down))
-        log_info("anomalyd: alertd caught up; resuming intake");
-    return 0;
-}
-
-static int
-s_on_retry(zloop_t *loop, int timer_id, void *arg)
-{
-    anomalyd_t *self = arg;
-
-    if (s_flush_down(self) == 0) {
-        zloop_timer_end(loop, timer_id);
-        if (!self->reading) {
-            zloop_reader(loop, self->pull, s_on_pull, self);
-            self->reading = true;
-        }
-    }
-    return 0;
 }
 
 /* Score a readings batch; returns the anomalies batch (maybe empty). */
@@ -274,7 +228,7 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
     snprintf(e->producer, sizeof e->producer, "%s", self->producer);
     e->seq = ++self->seq;
     e->ts = now;
-    zlist_append(self->pending, b);
+    outq_send(self->out, &b); /* a full alertd pauses this reader */
     if (msg_batch_size(an) > 0) {
         struct msg_envelope *ae = msg_batch_env(an);
         snprintf(ae->producer, sizeof ae->producer, "%s", self->producer);
@@ -282,15 +236,9 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
         ae->seq = ++self->seq;
         ae->ts = now;
         msg_batch_send(an, zsock_resolve(self->pub), ZMQ_DONTWAIT);
-        zlist_append(self->pending, an);
+        outq_send(self->out, &an);
     } else
         msg_batch_destroy(&an);
-    if (s_flush_down(self) == -1) {
-        self->stalls++;
-        zloop_reader_end(loop, self->pull);
-        self->reading = false;
-        zloop_timer(loop, S_RETRY_MS, 0, s_on_retry, self);
-    }
     return 0;
 }
 
@@ -304,9 +252,9 @@ s_stats(anomalyd_t *self)
         (json_int_t)self->readings_in, "anomalies_out",
         (json_int_t)self->anomalies_out, "bad_batches",
         (json_int_t)self->bad_batches, "queries", (json_int_t)self->queries,
-        "downstream_stalls", (json_int_t)self->stalls, "series",
+        "downstream_stalls", (json_int_t)outq_stalls(self->out), "series",
         (json_int_t)anomaly_store_series(self->store), "kept",
-        (json_int_t)anomaly_store_kept(self->store), "paused", !self->reading);
+        (json_int_t)anomaly_store_kept(self->store), "paused", outq_paused(self->out));
 }
 
 static int
@@ -648,8 +596,7 @@ anomalyd_run(anomalyd_t *self)
         log_warn("anomalyd: signals");
         return -1;
     }
-    zloop_reader(self->loop, self->pull, s_on_pull, self);
-    self->reading = true;
+    outq_start(self->out);
     zloop_reader(self->loop, self->router, s_on_query, self);
     snprintf(summary, sizeof summary, "lane=%lld method=%s in=%s",
              (long long)self->conf->lane, self->conf->method,
@@ -657,15 +604,7 @@ anomalyd_run(anomalyd_t *self)
     daemon_ready(summary);
     zloop_start(self->loop);
     /* Drain: hand alertd what it still owes, within the deadline. */
-    int64_t deadline = clock_mono_ns() + self->conf->drain;
-    while (zlist_size(self->pending) && clock_mono_ns() < deadline) {
-        if (s_flush_down(self) == 0)
-            break;
-        zclock_sleep(S_RETRY_MS);
-    }
-    if (zlist_size(self->pending))
-        log_err("anomalyd: stopped with %zu batches not handed to alertd",
-                zlist_size(self->pending));
+    outq_drain(self->out, clock_mono_ns() + self->conf->drain);
     close(sigfd);
     return 0;
 }
