@@ -1116,36 +1116,34 @@ prom_ql_test(bool verbose)
     TEST_STREQ(json_string_value(json_object_get(s[0].labels, "__name__")),
                "req_count");
 
-    r = s_test_eval("1 + 2 * 3", s, 2, 1090);
-    TEST_NEAR(s_first_value(r), 7, 1e-12);
-    json_decref(r);
-    r = s_test_eval("-(4 - 6) / 4", s, 2, 1090);
-    TEST_NEAR(s_first_value(r), 0.5, 1e-12);
-    json_decref(r);
-    r = s_test_eval("req_count", s, 2, 1090);
-    TEST_NEAR(s_first_value(r), 145, 1e-12);
-    json_decref(r);
-    r = s_test_eval("rate(req_count{job=\"api\"}[90s])", s, 2, 1090);
-    TEST_NEAR(s_first_value(r), 0.5, 1e-9);
-    json_decref(r);
-    r = s_test_eval("increase(req_count[1m])", s, 2, 1090);
-    TEST_NEAR(s_first_value(r), 30, 1e-9);
-    json_decref(r);
-    r = s_test_eval("avg_over_time(temp[100s])", s, 2, 1090);
-    TEST_NEAR(s_first_value(r), 15, 1e-12);
-    json_decref(r);
-    r = s_test_eval("quantile_over_time(0.5, temp{room=~\"a|b\"}[100s])", s, 2,
-                    1090);
-    TEST_NEAR(s_first_value(r), 15, 1e-12);
-    json_decref(r);
+    /* Instant queries with one value to check: query, time, want, slack. */
+    static const struct {
+        const char *q;
+        double t, want, eps;
+    } one[] = {
+        {"1 + 2 * 3", 1090, 7, 1e-12},
+        {"-(4 - 6) / 4", 1090, 0.5, 1e-12},
+        {"req_count", 1090, 145, 1e-12},
+        {"rate(req_count{job=\"api\"}[90s])", 1090, 0.5, 1e-9},
+        {"increase(req_count[1m])", 1090, 30, 1e-9},
+        {"avg_over_time(temp[100s])", 1090, 15, 1e-12},
+        {"quantile_over_time(0.5, temp{room=~\"a|b\"}[100s])", 1090, 15,
+         1e-12},
+        {"sum({__name__=~\"temp|req_count\"}) * 2", 1090, (145 + 20) * 2,
+         1e-12},
+        {"max without (room) (temp)", 1085, 10, 1e-12},
+    };
+    for (size_t i = 0; i < sizeof one / sizeof one[0]; i++) {
+        r = s_test_eval(one[i].q, s, 2, one[i].t);
+        double v = s_first_value(r);
+        if (fabs(v - one[i].want) > one[i].eps)
+            fprintf(stderr, "%s = %.17g, want %.17g\n", one[i].q, v,
+                    one[i].want);
+        TEST_NEAR(v, one[i].want, one[i].eps);
+        json_decref(r);
+    }
     r = s_test_eval("count by (job) ({job=~\".+\"})", s, 2, 1090);
     assert(json_array_size(json_object_get(r, "result")) == 2);
-    json_decref(r);
-    r = s_test_eval("sum({__name__=~\"temp|req_count\"}) * 2", s, 2, 1090);
-    TEST_NEAR(s_first_value(r), (145 + 20) * 2, 1e-12);
-    json_decref(r);
-    r = s_test_eval("max without (room) (temp)", s, 2, 1085);
-    TEST_NEAR(s_first_value(r), 10, 1e-12);
     json_decref(r);
     r = s_test_eval("temp[25s]", s, 2, 1090);
     TEST_STREQ(json_string_value(json_object_get(r, "resultType")), "matrix");
