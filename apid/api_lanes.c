@@ -438,6 +438,30 @@ s_test_same(agg_store_t **lanes, size_t n, agg_store_t *one, json_t *q)
     json_decref(got);
 }
 
+/* The two rounds apid runs for a query over several series: every lane
+ * answers, the merge asks for values, the lanes answer that, the finish
+ * merges. Returns the final body; *status its HTTP status. */
+static json_t *
+s_test_scatter(agg_store_t **st, int n, json_t *q, int *status)
+{
+    struct api_lanes_reply r[4], v[4];
+    json_t *vq, *out;
+
+    assert(n <= 4);
+    for (int i = 0; i < n; i++)
+        r[i].status = agg_query_answer(st[i], q, &r[i].body);
+    assert(api_lanes_merge(q, r, (size_t)n, status, &vq) == API_LANES_VALUES);
+    for (int i = 0; i < n; i++)
+        v[i].status = agg_query_answer(st[i], vq, &v[i].body);
+    json_decref(vq);
+    api_lanes_finish(q, r, v, (size_t)n, status, &out);
+    for (int i = 0; i < n; i++) {
+        json_decref(r[i].body);
+        json_decref(v[i].body);
+    }
+    return out;
+}
+
 void
 api_lanes_test(bool verbose)
 {
@@ -466,25 +490,16 @@ api_lanes_test(bool verbose)
     q = json_pack("{s:s, s:s, s:[f]}", "op", "stats", "series", "temp",
                   "percentiles", 99.9);
     {
-        struct api_lanes_reply r1[1], v1[1], r4[4], v4[4];
-        json_t *vq, *a, *b;
         int s1, s4;
-        r1[0].status = agg_query_answer(solo[0], q, &r1[0].body);
-        assert(api_lanes_merge(q, r1, 1, &s1, &vq) == API_LANES_VALUES);
-        v1[0].status = agg_query_answer(solo[0], vq, &v1[0].body);
-        json_decref(vq);
-        api_lanes_finish(q, r1, v1, 1, &s1, &a);
-        for (int i = 0; i < 4; i++)
-            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
-        assert(api_lanes_merge(q, r4, 4, &s4, &vq) == API_LANES_VALUES);
-        for (int i = 0; i < 4; i++)
-            v4[i].status = agg_query_answer(lanes[i], vq, &v4[i].body);
-        json_decref(vq);
-        api_lanes_finish(q, r4, v4, 4, &s4, &b);
+        json_t *a = s_test_scatter(solo, 1, q, &s1);
+        json_t *b = s_test_scatter(lanes, 4, q, &s4);
+        struct api_lanes_reply r4[4];
         assert(s1 == 200 && s4 == 200 && json_equal(a, b));
         assert(json_integer_value(json_object_get(b, "count")) == 600);
         assert(json_integer_value(json_object_get(b, "matched")) == 12);
         /* Chan's merge of the moments agrees to rounding. */
+        for (int i = 0; i < 4; i++)
+            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
         json_t *m = s_stats_moments(r4, 4, 12);
         TEST_NEAR(json_real_value(json_object_get(m, "mean")),
                   json_real_value(json_object_get(b, "mean")), 1e-12);
@@ -492,44 +507,21 @@ api_lanes_test(bool verbose)
                   json_real_value(json_object_get(b, "std")), 1e-12);
         assert(json_is_null(json_object_get(m, "p99.9")));
         json_decref(m);
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 4; i++)
             json_decref(r4[i].body);
-            json_decref(v4[i].body);
-        }
-        json_decref(r1[0].body);
-        json_decref(v1[0].body);
         json_decref(a);
         json_decref(b);
     }
     json_decref(q);
-    /* Aggregation buckets over every device. */
+    /* Aggregation buckets over every device: 4 lanes merge to what 1 gives. */
     q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series", "temp",
                   "interval", "5min", "aggregation", "p90");
     {
-        /* Merged from 4 lanes equals merged from 1. */
-        struct api_lanes_reply r4[4], v4[4], r1[1], v1[1];
-        json_t *vq, *a, *b;
-        int s;
-        r1[0].status = agg_query_answer(ref, q, &r1[0].body);
-        assert(api_lanes_merge(q, r1, 1, &s, &vq) == API_LANES_VALUES);
-        v1[0].status = agg_query_answer(ref, vq, &v1[0].body);
-        json_decref(vq);
-        api_lanes_finish(q, r1, v1, 1, &s, &a);
-        for (int i = 0; i < 4; i++)
-            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
-        assert(api_lanes_merge(q, r4, 4, &s, &vq) == API_LANES_VALUES);
-        for (int i = 0; i < 4; i++)
-            v4[i].status = agg_query_answer(lanes[i], vq, &v4[i].body);
-        json_decref(vq);
-        api_lanes_finish(q, r4, v4, 4, &s, &b);
-        assert(s == 200 && json_equal(a, b));
+        int s1, s4;
+        json_t *a = s_test_scatter(solo, 1, q, &s1);
+        json_t *b = s_test_scatter(lanes, 4, q, &s4);
+        assert(s1 == 200 && s4 == 200 && json_equal(a, b));
         assert(json_array_size(json_object_get(b, "buckets")) == 10);
-        for (int i = 0; i < 4; i++) {
-            json_decref(r4[i].body);
-            json_decref(v4[i].body);
-        }
-        json_decref(r1[0].body);
-        json_decref(v1[0].body);
         json_decref(a);
         json_decref(b);
     }
