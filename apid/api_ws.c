@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/series.h"
+#include "common/strbuf.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -48,13 +49,6 @@ static const char *s_kind_daemon[WK_MAX] = {"aggd", "anomalyd", "alertd"};
 static const int s_kind_type[WK_MAX] = {MSG_TYPE_READINGS, MSG_TYPE_ANOMALIES,
                                         MSG_TYPE_ALERTS};
 
-/* A growable byte buffer for building messages. */
-struct s_buf {
-    char *p;    /* bytes, NUL-terminated */
-    size_t len; /* bytes used */
-    size_t cap; /* bytes allocated */
-};
-
 struct s_filter {
     char *series;                         /* selector: key, name or glob */
     struct series_tag tags[WS_TAGS_MAX];  /* strings owned (xstrdup) */
@@ -79,7 +73,7 @@ struct s_client {
     bool draining;                /* close sent, reading until the peer's EOF */
     bool dead;                    /* killed; freed at the next tick */
     struct s_client *next;        /* list link */
-    struct s_buf out;             /* message being built from a batch */
+    struct strbuf out;             /* message being built from a batch */
     size_t out_n;                 /* items in it */
     struct s_client *dev_next;    /* chain of a device in one batch */
 };
@@ -110,61 +104,43 @@ struct api_ws {
 
 /* --- buffers ------------------------------------------------------------ */
 
-static void
-s_buf_add(struct s_buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void
-s_buf_cat(struct s_buf *b, const char *s)
-{
-    s_buf_add(b, s, strlen(s));
-}
-
 /* Append s as a JSON string. Keys are valid UTF-8 (checked at ingest);
  * only quotes, backslashes and control bytes need escaping. */
 static void
-s_buf_str(struct s_buf *b, const char *s)
+s_buf_str(struct strbuf *b, const char *s)
 {
-    s_buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
     for (const char *p = s; *p; p++) {
         unsigned char ch = (unsigned char)*p;
         char esc[8];
         if (ch == '"' || ch == '\\') {
             esc[0] = '\\';
             esc[1] = (char)ch;
-            s_buf_add(b, esc, 2);
+            strbuf_add(b, esc, 2);
         } else if (ch < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", ch);
-            s_buf_add(b, esc, 6);
+            strbuf_add(b, esc, 6);
         } else {
-            s_buf_add(b, p, 1);
+            strbuf_add(b, p, 1);
         }
     }
-    s_buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
 }
 
 static void
-s_buf_num(struct s_buf *b, double v)
+s_buf_num(struct strbuf *b, double v)
 {
     char num[40];
-    s_buf_cat(b, strutil_dtoa(v, num, sizeof num));
+    strbuf_cat(b, strutil_dtoa(v, num, sizeof num));
 }
 
 static void
-s_buf_time(struct s_buf *b, int64_t ts)
+s_buf_time(struct strbuf *b, int64_t ts)
 {
     char t[40];
-    s_buf_add(b, "\"", 1);
-    s_buf_cat(b, clock_format(ts, t, sizeof t));
-    s_buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
+    strbuf_cat(b, clock_format(ts, t, sizeof t));
+    strbuf_add(b, "\"", 1);
 }
 
 /* --- filters ------------------------------------------------------------ */
@@ -381,20 +357,20 @@ static void
 s_reply_error(struct s_client *c, const char *code, const char *message,
               const char *where)
 {
-    struct s_buf b = {0};
+    struct strbuf b = {0};
     char num[24];
 
     c->ws->bad_requests++;
     snprintf(num, sizeof num, "%llu", (unsigned long long)c->seq + 1);
-    s_buf_cat(&b, "{\"seq\":");
-    s_buf_cat(&b, num);
-    s_buf_cat(&b, ",\"type\":\"error\",\"error\":{\"code\":");
+    strbuf_cat(&b, "{\"seq\":");
+    strbuf_cat(&b, num);
+    strbuf_cat(&b, ",\"type\":\"error\",\"error\":{\"code\":");
     s_buf_str(&b, code);
-    s_buf_cat(&b, ",\"message\":");
+    strbuf_cat(&b, ",\"message\":");
     s_buf_str(&b, message);
-    s_buf_cat(&b, ",\"where\":");
+    strbuf_cat(&b, ",\"where\":");
     s_buf_str(&b, where);
-    s_buf_cat(&b, "}}");
+    strbuf_cat(&b, "}}");
     s_queue_text(c, b.p, b.len);
     free(b.p);
 }
@@ -667,46 +643,46 @@ s_on_epoll(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 
 /* The JSON object of item i of batch b. */
 static void
-s_item_json(msg_batch_t *b, size_t i, struct s_buf *o)
+s_item_json(msg_batch_t *b, size_t i, struct strbuf *o)
 {
     if (msg_batch_type(b) == MSG_TYPE_READINGS) {
         const struct msg_reading *r = msg_batch_reading(b, i);
-        s_buf_cat(o, "{\"series\":");
+        strbuf_cat(o, "{\"series\":");
         s_buf_str(o, msg_batch_str(b, r->key_off));
-        s_buf_cat(o, ",\"timestamp\":");
+        strbuf_cat(o, ",\"timestamp\":");
         s_buf_time(o, r->ts);
-        s_buf_cat(o, ",\"value\":");
+        strbuf_cat(o, ",\"value\":");
         s_buf_num(o, r->value);
     } else if (msg_batch_type(b) == MSG_TYPE_ANOMALIES) {
         const struct msg_anomaly *a = msg_batch_anomaly(b, i);
-        s_buf_cat(o, "{\"series\":");
+        strbuf_cat(o, "{\"series\":");
         s_buf_str(o, msg_batch_str(b, a->key_off));
-        s_buf_cat(o, ",\"timestamp\":");
+        strbuf_cat(o, ",\"timestamp\":");
         s_buf_time(o, a->ts);
-        s_buf_cat(o, ",\"value\":");
+        strbuf_cat(o, ",\"value\":");
         s_buf_num(o, a->value);
-        s_buf_cat(o, ",\"stat\":");
+        strbuf_cat(o, ",\"stat\":");
         s_buf_num(o, a->stat);
-        s_buf_cat(o, ",\"score\":");
+        strbuf_cat(o, ",\"score\":");
         s_buf_num(o, a->score);
-        s_buf_cat(o, ",\"method\":");
+        strbuf_cat(o, ",\"method\":");
         s_buf_str(o, msg_batch_str(b, a->method_off));
     } else {
         const struct msg_alert *a = msg_batch_alert(b, i);
-        s_buf_cat(o, "{\"rule\":");
+        strbuf_cat(o, "{\"rule\":");
         s_buf_str(o, msg_batch_str(b, a->rule_off));
-        s_buf_cat(o, ",\"series\":");
+        strbuf_cat(o, ",\"series\":");
         s_buf_str(o, msg_batch_str(b, a->key_off));
-        s_buf_cat(o, ",\"state\":");
+        strbuf_cat(o, ",\"state\":");
         s_buf_str(o, msg_batch_str(b, a->state_off));
-        s_buf_cat(o, ",\"severity\":");
+        strbuf_cat(o, ",\"severity\":");
         s_buf_str(o, msg_batch_str(b, a->severity_off));
-        s_buf_cat(o, ",\"timestamp\":");
+        strbuf_cat(o, ",\"timestamp\":");
         s_buf_time(o, a->ts);
-        s_buf_cat(o, ",\"value\":");
+        strbuf_cat(o, ",\"value\":");
         s_buf_num(o, a->value);
     }
-    s_buf_cat(o, "}");
+    strbuf_cat(o, "}");
 }
 
 static const char *
@@ -743,7 +719,7 @@ s_too_slow(struct s_client *c)
 /* Add item i of b to the message being built for c. */
 static void
 s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
-         struct s_buf *items)
+         struct strbuf *items)
 {
     char num[24];
 
@@ -751,15 +727,15 @@ s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
         s_item_json(b, i, &items[i]);
     if (c->out_n++ == 0) {
         snprintf(num, sizeof num, "%llu", (unsigned long long)c->seq + 1);
-        s_buf_cat(&c->out, "{\"seq\":");
-        s_buf_cat(&c->out, num);
-        s_buf_cat(&c->out, ",\"type\":\"");
-        s_buf_cat(&c->out, s_kind_name[kind]);
-        s_buf_cat(&c->out, "\",\"items\":[");
+        strbuf_cat(&c->out, "{\"seq\":");
+        strbuf_cat(&c->out, num);
+        strbuf_cat(&c->out, ",\"type\":\"");
+        strbuf_cat(&c->out, s_kind_name[kind]);
+        strbuf_cat(&c->out, "\",\"items\":[");
     } else {
-        s_buf_add(&c->out, ",", 1);
+        strbuf_add(&c->out, ",", 1);
     }
-    s_buf_add(&c->out, items[i].p, items[i].len);
+    strbuf_add(&c->out, items[i].p, items[i].len);
 }
 
 /* Queue what s_append built for c, if anything. */
@@ -768,7 +744,7 @@ s_finish(struct s_client *c)
 {
     if (c->out_n == 0)
         return;
-    s_buf_cat(&c->out, "]}");
+    strbuf_cat(&c->out, "]}");
     s_queue_text(c, c->out.p, c->out.len);
     c->ws->items += c->out_n;
     c->out.len = 0;
@@ -808,7 +784,7 @@ s_key_device(const char *key, size_t *len)
  * dashboards cost one lookup per reading rather than a thousand
  * matches; the others match every item. */
 static void
-s_dispatch(api_ws_t *self, int kind, msg_batch_t *b, struct s_buf *items)
+s_dispatch(api_ws_t *self, int kind, msg_batch_t *b, struct strbuf *items)
 {
     zhashx_t *bydev = zhashx_new();
     struct s_client *c, *next;
@@ -897,7 +873,7 @@ s_on_sub(zloop_t *loop, zsock_t *sock, void *arg)
         ;
     for (int burst = 0; burst < WS_SUB_BURST && kind < WK_MAX; burst++) {
         msg_batch_t *b = NULL;
-        struct s_buf *items;
+        struct strbuf *items;
         int rc;
 
         if (burst > 0 && !(zsock_events(sock) & ZMQ_POLLIN))
@@ -1194,7 +1170,7 @@ api_ws_test(bool verbose)
     assert(s_key_device("t{xdevice=s1}", &len) == NULL);
     assert(s_key_device("device", &len) == NULL);
 
-    struct s_buf b = {0};
+    struct strbuf b = {0};
     s_buf_str(&b, "a\"b\\c\n");
     TEST_STREQ(b.p, "\"a\\\"b\\\\c\\u000a\"");
     free(b.p);

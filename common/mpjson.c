@@ -3,6 +3,7 @@
  */
 #include "common/mpjson.h"
 #include "common/msg.h"
+#include "common/strbuf.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -145,25 +146,14 @@ mpjson_unpack(const void *data, size_t len)
     return j;
 }
 
-struct s_buf {
-    char *p;
-    size_t n, cap;
-};
-
 static void
-s_put(struct s_buf *b, const char *s, size_t n)
+s_put(struct strbuf *b, const char *s, size_t n)
 {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
+    strbuf_add(b, s, n);
 }
 
 static void
-s_putstr(struct s_buf *b, const char *s, size_t n)
+s_putstr(struct strbuf *b, const char *s, size_t n)
 {
     s_put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
@@ -184,7 +174,7 @@ s_putstr(struct s_buf *b, const char *s, size_t n)
 }
 
 static void
-s_dump(struct s_buf *b, const json_t *j)
+s_dump(struct strbuf *b, const json_t *j)
 {
     char num[40];
 
@@ -237,7 +227,7 @@ s_dump(struct s_buf *b, const json_t *j)
 char *
 mpjson_dumps(const json_t *j)
 {
-    struct s_buf b = {NULL, 0, 0};
+    struct strbuf b = {NULL, 0, 0};
     s_put(&b, "", 0);
     s_dump(&b, j);
     return b.p;
