@@ -356,6 +356,7 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
     struct agg_view *views;
     size_t nv, limit = AGG_QUERY_POINTS_MAX, emitted = 0;
     const json_t *jl = json_object_get(req, "limit");
+    bool ns = json_is_true(json_object_get(req, "ns"));
     json_t *series;
     char tbuf[40];
 
@@ -379,11 +380,16 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
     series = json_array();
     for (size_t i = 0; i < nv && emitted < limit; i++) {
         json_t *pts = json_array();
-        for (size_t j = 0; j < views[i].n && emitted < limit; j++, emitted++)
-            json_array_append_new(
-                pts, json_pack("{s:s, s:o}", "timestamp",
-                               clock_format(views[i].ts[j], tbuf, sizeof tbuf),
-                               "value", s_num(views[i].v[j])));
+        for (size_t j = 0; j < views[i].n && emitted < limit; j++, emitted++) {
+            json_t *pt = json_pack(
+                "{s:s, s:o}", "timestamp",
+                clock_format(views[i].ts[j], tbuf, sizeof tbuf), "value",
+                s_num(views[i].v[j]));
+            /* The exact time too, for a client that pages on it. */
+            if (ns)
+                json_object_set_new(pt, "ns", json_integer(views[i].ts[j]));
+            json_array_append_new(pts, pt);
+        }
         json_array_append_new(series, json_pack("{s:s, s:o}", "series",
                                                 views[i].key, "points", pts));
     }

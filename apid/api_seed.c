@@ -4,6 +4,7 @@
  * anomalies (anomalyd), alerts and rules (alertd).
  */
 #include "apid/api_seed.h"
+#include "apid/api_export.h"
 #include "common/clock.h"
 #include "common/strutil.h"
 #include "common/xalloc.h"
@@ -155,6 +156,19 @@ s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
                           "series", series);
     const char *v = http_req_arg(req, "limit");
     long long ll;
+    int fmt = op_points ? api_export_format(req) : -1;
+
+    if (fmt == -2) {
+        json_decref(q);
+        return;
+    }
+    if (fmt >= 0) {
+        if (apid_range_args(req, q))
+            json_decref(q);
+        else
+            api_export_start(self, req, series, q, fmt, NULL);
+        return;
+    }
 
     if (v) {
         if (strutil_toll(v, 1, 100000, &ll)) {

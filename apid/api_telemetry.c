@@ -4,9 +4,9 @@
  * [{series, points}]}; this reshapes it around the device.
  */
 #include "apid/api_telemetry.h"
+#include "apid/api_export.h"
 #include "common/series.h"
 #include "common/strutil.h"
-#include "common/test.h"
 #include "common/xalloc.h"
 
 #include <string.h>
@@ -28,68 +28,6 @@ s_tq_free(struct s_tq *q)
     free(q);
 }
 
-/* Append v as a CSV field (quoted when it holds , " or a newline). */
-static void
-s_csv_field(char **out, size_t *len, size_t *cap, const char *v)
-{
-    size_t need = strlen(v) * 2 + 3;
-    bool quote = strpbrk(v, ",\"\r\n") != NULL;
-
-    if (*len + need + 1 > *cap) {
-        *cap = (*len + need + 1) * 2;
-        *out = xrealloc(*out, *cap);
-    }
-    if (quote)
-        (*out)[(*len)++] = '"';
-    for (const char *p = v; *p; p++) {
-        if (*p == '"' && quote)
-            (*out)[(*len)++] = '"';
-        (*out)[(*len)++] = *p;
-    }
-    if (quote)
-        (*out)[(*len)++] = '"';
-    (*out)[*len] = '\0';
-}
-
-/* Append separators as they are. */
-static void
-s_csv_raw(char **out, size_t *len, size_t *cap, const char *v)
-{
-    size_t n = strlen(v);
-
-    if (*len + n + 1 > *cap) {
-        *cap = (*len + n + 1) * 2;
-        *out = xrealloc(*out, *cap);
-    }
-    memcpy(*out + *len, v, n + 1);
-    *len += n;
-}
-
-static char *
-s_csv(json_t *series, size_t *len)
-{
-    size_t cap = 256, i, j;
-    char *out = xmalloc(cap), num[40];
-    json_t *s, *pt;
-
-    *len = 0;
-    s_csv_raw(&out, len, &cap, "series,timestamp,value\n");
-    json_array_foreach(series, i, s) {
-        json_array_foreach(json_object_get(s, "points"), j, pt) {
-            s_csv_field(&out, len, &cap, json_string_value(
-                json_object_get(s, "series")) ?: "");
-            s_csv_raw(&out, len, &cap, ",");
-            s_csv_field(&out, len, &cap, json_string_value(
-                json_object_get(pt, "timestamp")) ?: "");
-            s_csv_raw(&out, len, &cap, ",");
-            s_csv_field(&out, len, &cap, strutil_dtoa(json_number_value(
-                json_object_get(pt, "value")), num, sizeof num));
-            s_csv_raw(&out, len, &cap, "\n");
-        }
-    }
-    return out;
-}
-
 static void
 s_on_points(apid_t *apid, http_req_t *req, int status, json_t *body,
             void *arg)
@@ -105,10 +43,6 @@ s_on_points(apid_t *apid, http_req_t *req, int status, json_t *body,
                              q->device);
     } else if (status != 200) {
         http_req_reply_json(req, status, json_incref(body));
-    } else if (q->csv) {
-        size_t len;
-        char *csv = s_csv(series, &len);
-        http_req_reply(req, 200, "text/csv; charset=utf-8", csv, len);
     } else {
         json_array_foreach(series, i, s) {
             char name[SERIES_NAME_MAX + 1], tb[SERIES_KEY_MAX];
@@ -181,24 +115,14 @@ api_telemetry_route(apid_t *apid, http_req_t *req)
     }
     json_object_set_new(json_object_get(query, "tags"), "device",
                         json_string(q->device));
+    if (q->csv) {
+        /* Streamed, the whole range (limit applies to JSON only). */
+        json_object_del(query, "limit");
+        api_export_start(apid, req, q->metric ? q->metric : "*", query,
+                         API_EXPORT_CSV, q->device);
+        s_tq_free(q);
+        return 1;
+    }
     apid_ask(apid, req, APID_BK_AGGD, query, s_on_points, q);
     return 1;
-}
-
-void
-api_telemetry_test(bool verbose)
-{
-    json_t *s = json_pack("[{s:s, s:[{s:s, s:f}]}]", "series",
-                          "temperature{device=a,b}", "points", "timestamp",
-                          "2024-01-01T00:00:00.000Z", "value", 22.5);
-    size_t len;
-    char *csv = s_csv(s, &len);
-
-    TEST_STREQ(csv, "series,timestamp,value\n"
-                    "\"temperature{device=a,b}\",2024-01-01T00:00:00.000Z,22.5\n");
-    assert(len == strlen(csv));
-    free(csv);
-    json_decref(s);
-    (void)verbose;
-    TEST_OK("api_telemetry");
 }

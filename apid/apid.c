@@ -126,7 +126,8 @@ s_pending_new(apid_t *self, http_req_t *req, int kind)
     p->deadline = clock_mono_ns() + self->conf->timeout;
     p->next = self->pending;
     self->pending = p;
-    http_req_suspend(req);
+    if (req)
+        http_req_suspend(req);
     return p;
 }
 
@@ -188,13 +189,21 @@ s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
         http_req_reply_json(req, status, body);
 }
 
+/* A 503 is coming: tell the client when to retry (if there is one). */
+static void
+s_retry_after(struct s_pending *p)
+{
+    if (p->req)
+        http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
+}
+
 /* A backend lane's queue is full: 503 with Retry-After. p is gone. */
 static void
 s_full(apid_t *self, struct s_pending *p, const struct s_bk *bk)
 {
     char who[64];
     snprintf(who, sizeof who, "%s lane %u", s_bk_name[bk->b], bk->lane);
-    http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
+    s_retry_after(p);
     s_deliver(self, p, 503, rpc_error("unavailable", "backend queue is full", who));
 }
 
@@ -517,7 +526,7 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
                     snprintf(who, sizeof who, "%s lane %u",
                              s_bk_name[p->asks[i].bk->b], p->asks[i].bk->lane);
             self->timeouts++;
-            http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
+            s_retry_after(p);
             s_deliver(self, p, 503, rpc_error("unavailable",
                                               "the daemon owning this data did "
                                               "not answer in time", who));
@@ -719,7 +728,7 @@ apid_destroy(apid_t **self_p)
         return;
     /* Answer whoever still waits before the server goes away. */
     while (self->pending) {
-        http_req_add_header(self->pending->req, "Retry-After", APID_RETRY_AFTER);
+        s_retry_after(self->pending);
         if (self->pending->kind == PK_RELAY || self->pending->kind == PK_LANES) {
             s_deliver(self, self->pending, 503,
                       rpc_error("unavailable", "apid is stopping", "apid"));

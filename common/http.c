@@ -16,6 +16,7 @@
 
 #define HTTP_TICK_MS 200
 #define HTTP_HEADERS_MAX 4
+#define HTTP_STREAM_BLOCK (32 * 1024) /* bytes asked of a producer at once */
 
 struct http_server {
     struct MHD_Daemon *mhd;   /* the libmicrohttpd daemon */
@@ -49,11 +50,21 @@ struct http_req {
     void *up_arg;                      /* its argument */
 };
 
+struct http_stream {
+    http_server_t *server;       /* owner */
+    struct MHD_Connection *conn; /* the connection it answers */
+    http_stream_fn *fn;          /* producer */
+    http_stream_done_fn *done;   /* told once when the server is done */
+    void *arg;                   /* their argument */
+    bool waiting;                /* suspended until http_stream_wake */
+};
+
 struct http_upgrade {
     struct MHD_UpgradeResponseHandle *urh; /* MHD's handle of the socket */
 };
 
 static void s_run(http_server_t *self);
+static void s_run_soon(http_server_t *self);
 static int s_on_again(zloop_t *loop, int timer_id, void *arg);
 
 static enum MHD_Result
@@ -176,10 +187,7 @@ s_run(http_server_t *self)
         if (MHD_get_timeout(self->mhd, &t) != MHD_YES || t > 0)
             return;
     }
-    if (!self->again) {
-        self->again = true;
-        zloop_timer(self->loop, 1, 1, s_on_again, self);
-    }
+    s_run_soon(self);
 }
 
 static int
@@ -378,16 +386,25 @@ http_req_add_header(http_req_t *req, const char *name, const char *value)
     req->nheaders++;
 }
 
-void
-http_req_reply(http_req_t *req, int status, const char *content_type,
-               char *body, size_t len)
+/* Run MHD from the loop soon rather than now (the caller is not ready
+ * to be called back). */
+static void
+s_run_soon(http_server_t *self)
 {
-    if (req->resp) {
-        free(body);
-        return;
+    if (!self->again) {
+        self->again = true;
+        zloop_timer(self->loop, 1, 1, s_on_again, self);
     }
-    req->resp = MHD_create_response_from_buffer(len, body,
-                                                MHD_RESPMEM_MUST_FREE);
+}
+
+/* Make resp the reply of req (queued by s_access, at once or on resume).
+ * A stream's reply is sent from the loop's next turn, so its producer
+ * is never called back before http_req_stream returns. */
+static void
+s_set_reply(http_req_t *req, int status, const char *content_type,
+            struct MHD_Response *resp, bool later)
+{
+    req->resp = resp;
     MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             content_type);
     for (int i = 0; i < req->nheaders; i++)
@@ -398,8 +415,88 @@ http_req_reply(http_req_t *req, int status, const char *content_type,
     if (req->suspended) {
         req->suspended = false;
         MHD_resume_connection(req->conn);
-        s_run(req->server);
+        if (later)
+            s_run_soon(req->server);
+        else
+            s_run(req->server);
     }
+}
+
+void
+http_req_reply(http_req_t *req, int status, const char *content_type,
+               char *body, size_t len)
+{
+    if (req->resp) {
+        free(body);
+        return;
+    }
+    s_set_reply(req, status, content_type,
+                MHD_create_response_from_buffer(len, body,
+                                                MHD_RESPMEM_MUST_FREE),
+                false);
+}
+
+/* MHD asks for the next piece of a streamed body. With nothing ready the
+ * connection is suspended (MHD allows that from a content reader) so the
+ * loop does not spin on it; http_stream_wake resumes it. */
+static ssize_t
+s_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    http_stream_t *s = cls;
+    ssize_t n = s->fn(s->arg, buf, max);
+
+    (void)pos;
+    if (n == HTTP_STREAM_WAIT) {
+        s->waiting = true;
+        MHD_suspend_connection(s->conn);
+        return 0;
+    }
+    if (n == HTTP_STREAM_END)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n;
+}
+
+static void
+s_stream_free(void *cls)
+{
+    http_stream_t *s = cls;
+    s->done(s->arg);
+    free(s);
+}
+
+http_stream_t *
+http_req_stream(http_req_t *req, int status, const char *content_type,
+                http_stream_fn *fn, http_stream_done_fn *done, void *arg)
+{
+    http_stream_t *s;
+
+    if (req->resp)
+        return NULL;
+    s = xcalloc(1, sizeof *s);
+    s->server = req->server;
+    s->conn = req->conn;
+    s->fn = fn;
+    s->done = done;
+    s->arg = arg;
+    s_set_reply(req, status, content_type,
+                MHD_create_response_from_callback(MHD_SIZE_UNKNOWN,
+                                                  HTTP_STREAM_BLOCK,
+                                                  s_stream_read, s,
+                                                  s_stream_free),
+                true);
+    return s;
+}
+
+void
+http_stream_wake(http_stream_t *s)
+{
+    if (s == NULL || !s->waiting)
+        return;
+    s->waiting = false;
+    MHD_resume_connection(s->conn);
+    s_run(s->server);
 }
 
 void

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 typedef struct http_server http_server_t;
 typedef struct http_req http_req_t;
@@ -62,6 +63,30 @@ void http_req_add_header(http_req_t *req, const char *name,
                          const char *value);
 /* Keep the request open; reply later with http_req_reply*. */
 void http_req_suspend(http_req_t *req);
+
+/* Streamed replies (exports): the body is pulled from a producer piece
+ * by piece and sent with chunked encoding, so a large answer never sits
+ * in memory whole. fn fills up to max bytes of buf and returns how many
+ * (> 0), HTTP_STREAM_WAIT when nothing is ready yet (the connection
+ * sleeps until http_stream_wake), HTTP_STREAM_END after the last byte,
+ * or HTTP_STREAM_ABORT to cut the connection (the client sees a chunked
+ * body without its end). done runs exactly once, when the server is
+ * finished with the stream (sent, client gone, or server stopping);
+ * after it the producer must not touch the stream again. */
+typedef struct http_stream http_stream_t;
+typedef ssize_t(http_stream_fn)(void *arg, char *buf, size_t max);
+typedef void(http_stream_done_fn)(void *arg);
+#define HTTP_STREAM_WAIT 0
+#define HTTP_STREAM_END (-1)
+#define HTTP_STREAM_ABORT (-2)
+/* Reply status with a streamed body; works once per request. Returns the
+ * stream (owned by the server) for http_stream_wake. */
+http_stream_t *http_req_stream(http_req_t *req, int status,
+                               const char *content_type, http_stream_fn *fn,
+                               http_stream_done_fn *done, void *arg);
+/* The producer has bytes (or its end) again: pull from fn. fn and done
+ * may run before this returns, so call it last. */
+void http_stream_wake(http_stream_t *s);
 
 /* Protocol upgrade (WebSocket). The socket handed over by a 101 reply. */
 typedef struct http_upgrade http_upgrade_t;

@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..",
                                 "tests", "lib"))
-from sp import Platform  # noqa: E402
+from sp import Platform, status_kb  # noqa: E402
 
 CLIENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 RATE = int(sys.argv[2]) if len(sys.argv) > 2 else 100000
@@ -89,11 +89,7 @@ def writer(p, stop_at, sent):
 
 
 def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return status_kb(pid, "VmRSS")
 
 
 async def main():

@@ -67,6 +67,8 @@ def queries():
          ("GET", "/api/v1/series?match=*", None),
          ("GET", "/api/v1/series?match=temperature&tag.site=s2", None),
          ("GET", "/api/v1/export/temperature?limit=50", None),
+         ("GET", "/api/v1/export/temperature?format=csv", None),
+         ("GET", "/api/v1/export/temp*?format=ndjson&tag.site=s1&start=2024-01-01T01:00:00Z", None),
          ("GET", "/api/v1/export/temperature%7Bdevice%3Dd07%2Csite%3Ds1%7D", None),
          ("GET", "/api/v1/anomalies/temperature?threshold=3.0", None),
          ("GET", "/api/v1/anomalies/temperature?min_score=0.5&limit=7", None),

@@ -39,6 +39,15 @@ def have(name):
     return os.access(binary(name), os.X_OK)
 
 
+def status_kb(pid, field):
+    """A kB figure of /proc/PID/status (VmRSS, VmHWM, ...), or 0."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 class Failure(Exception):
     pass
 
