@@ -4,6 +4,7 @@
 #   make run        install missing packages, build, start the platform
 #   make test       install, build (plain and ASan+UBSan), run every test
 #   make test-full  the long tier (10k devices, chaos, long fuzzing, full eval)
+#   make chaos      only the long chaos tier (tests/chaos)
 #   make eval       the full anomaly evaluation (NAB subset, early warning)
 #   make bench      benchmarks against the peers (bench/)
 #   make install    binaries, man pages, systemd units, runit services, the
@@ -117,6 +118,12 @@ test-full: deps
 # and profile, alarms outside windows, early warning (docs/ANOMALY.md).
 eval: all
 	@sh tests/nab/eval.sh
+
+# The long chaos tier alone (tests/chaos, SP_FULL=1) on the ASan build.
+chaos: deps
+	@$(MAKE) --no-print-directory all asan
+	@for t in tests/chaos/*; do \
+	  SP_FULL=1 SP_BUILD=build-asan SP_ROOT=$(CURDIR) python3 $$t || exit 1; done
 
 bench: deps all
 	@sh bench/run.sh

@@ -36,6 +36,7 @@ struct ingest_mqspool {
     size_t cap;
     unsigned long long records;  /* read */
     unsigned long long skipped;  /* torn or corrupt records skipped */
+    bool halt;                   /* rewound inside fn: stop this read */
 };
 
 static void
@@ -143,7 +144,8 @@ ingest_mqspool_read(ingest_mqspool_t *self, size_t max, ingest_mqtt_fn *fn,
     size_t n = 0;
     unsigned char hdr[MQSPOOL_HDR];
 
-    while (n < max) {
+    self->halt = false;
+    while (n < max && !self->halt) {
         char path[1024];
         ssize_t got;
         if (self->fd == -1) {
@@ -204,6 +206,17 @@ void
 ingest_mqspool_mark(ingest_mqspool_t *self)
 {
     self->marked = self->read;
+}
+
+void
+ingest_mqspool_rewind(ingest_mqspool_t *self)
+{
+    if (self->fd != -1 && self->read.seg != self->marked.seg) {
+        close(self->fd);
+        self->fd = -1;
+    }
+    self->read = self->marked;
+    self->halt = true;
 }
 
 int
@@ -314,8 +327,14 @@ ingest_mqspool_test(bool verbose)
     assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 2 && count == 2);
     /* The torn record waits: the writer may still be finishing it. */
     assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 0);
+    /* Records that could not be spooled are read again after a rewind. */
+    ingest_mqspool_rewind(m);
+    count = 0;
+    assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 2 && count == 2);
     ingest_mqspool_mark(m);
     assert(ingest_mqspool_commit(m) == 0);
+    ingest_mqspool_rewind(m);
+    assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 0 && count == 2);
     ingest_mqspool_destroy(&m);
     /* A restart resumes at the cursor; a newer file means the tail was
      * torn for good and is skipped. */

@@ -29,6 +29,10 @@ size_t ingest_mqspool_read(ingest_mqspool_t *self, size_t max,
 /* Everything read so far has been handed to ingestd's spool: it becomes
  * durable at the next commit. */
 void ingest_mqspool_mark(ingest_mqspool_t *self);
+/* What was read since the last mark could not be spooled (a full disk):
+ * the next read starts at the mark again, so nothing the broker
+ * acknowledged is skipped. Can't fail. */
+void ingest_mqspool_rewind(ingest_mqspool_t *self);
 /* The marked position is durable in ingestd's spool: save the cursor and
  * delete files behind it. 0 or -1 (logged). */
 int ingest_mqspool_commit(ingest_mqspool_t *self);

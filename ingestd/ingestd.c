@@ -75,6 +75,8 @@ struct ingestd {
     bucket_t *device_rate;           /* per-device message limits */
     uint64_t limited;                /* requests and messages over a limit */
     struct ratelimit rl_mqtt;        /* complaints about bad payloads */
+    struct ratelimit rl_mqfull;      /* complaints about a full spool disk */
+    int64_t mqspool_wait;            /* no plugin reads before (mono ns) */
     uint64_t requests;               /* bodies handled */
     uint64_t accepted;               /* readings handed downstream */
     uint64_t rejected;               /* readings refused as invalid */
@@ -507,6 +509,9 @@ s_on_flush(zloop_t *loop, int timer_id, void *arg)
  * broker was acknowledged before we saw them (ingest_mqtt.h). */
 #define INGESTD_MQTT_BATCH 1000
 #define INGESTD_MQTT_MS 5
+/* After a failed spool append, wait this long before reading the
+ * plugin's files again. */
+#define INGESTD_MQSPOOL_RETRY_NS 200000000LL
 
 static int
 s_on_mqtt_spool(zloop_t *loop, int timer_id, void *arg)
@@ -516,10 +521,23 @@ s_on_mqtt_spool(zloop_t *loop, int timer_id, void *arg)
     self->mqtt_timer = -1;
     if (msg_batch_size(self->mqtt_batch) == 0)
         return 0;
-    if (s_spool(self, self->mqtt_batch) == -1)
-        log_err("ingestd: %zu MQTT readings could not be spooled and are lost",
-                msg_batch_size(self->mqtt_batch));
-    else {
+    if (s_spool(self, self->mqtt_batch) == -1) {
+        if (self->mqspool) {
+            /* Still in the plugin's files: read them again once the disk
+             * takes writes (the part of the batch that did get in is
+             * stored twice, which aggd's writes by (series, timestamp)
+             * absorb). */
+            ingest_mqspool_rewind(self->mqspool);
+            self->mqspool_wait = clock_mono_ns() + INGESTD_MQSPOOL_RETRY_NS;
+            if (ratelimit_complain(&self->rl_mqfull))
+                log_warnx("ingestd: cannot spool %zu MQTT readings; they stay "
+                          "in the broker plugin's files and are read again",
+                          msg_batch_size(self->mqtt_batch));
+        } else {
+            log_err("ingestd: %zu MQTT readings could not be spooled and are lost",
+                    msg_batch_size(self->mqtt_batch));
+        }
+    } else {
         if (self->mqspool)
             ingest_mqspool_mark(self->mqspool);
         if (self->commit_timer == -1)
@@ -582,7 +600,8 @@ s_on_mqspool(zloop_t *loop, int timer_id, void *arg)
 {
     ingestd_t *self = arg;
 
-    if (ingest_spool_bytes(self->spool) > (size_t)self->conf->spool_max)
+    if (ingest_spool_bytes(self->spool) > (size_t)self->conf->spool_max ||
+        clock_mono_ns() < self->mqspool_wait)
         return 0;
     ingest_mqspool_read(self->mqspool, 5000, s_on_mqtt, self);
     if (msg_batch_size(self->mqtt_batch) > 0)

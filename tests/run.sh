@@ -4,6 +4,8 @@
 #   selftests   build/selftest and build-asan/selftest, one module at a time
 #   integration tests/integration/NN-*.{sh,py} against the ASan binaries
 #               (exit 0 pass, 77 skip, anything else fail)
+#   chaos       tests/chaos/NN-*.py, the same way; their fault-by-fault
+#               counts and summary line are printed
 #   fuzz        build-fuzz/fuzz_* for FUZZ_SECONDS each on their corpus
 #
 # FULL=1 selects the long tier (longer fuzzing, SP_FULL=1 for the tests).
@@ -37,12 +39,15 @@ for b in build build-asan; do
     done
 done
 
-for t in tests/integration/*; do
+for t in tests/integration/* tests/chaos/*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
+    kind=$(basename "$(dirname "$t")")
     log=$LOGDIR/$name.log
-    SP_BUILD=${SP_BUILD:-build-asan} SP_ROOT=$ROOT timeout 600 "$t" >"$log" 2>&1
-    result "integration $name" $? "$log"
+    SP_BUILD=${SP_BUILD:-build-asan} SP_ROOT=$ROOT timeout 900 "$t" >"$log" 2>&1
+    rc=$?
+    [ "$kind" = chaos ] && grep -E '^(chaos summary|http|mqtt|fault):' "$log" | sed 's/^/    # /'
+    result "$kind $name" $rc "$log"
 done
 
 # The long tier also runs the full anomaly evaluation (make eval) on the
