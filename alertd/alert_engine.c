@@ -478,34 +478,6 @@ alert_engine_alerts(alert_engine_t *self)
     return arr;
 }
 
-json_t *
-alert_engine_rules(alert_engine_t *self)
-{
-    json_t *arr = json_array();
-
-    for (size_t i = 0; i < self->nrules; i++) {
-        const alert_rule_t *r = self->rules[i];
-        char *f = alert_rule_format(r);
-        json_t *sev = json_array();
-        for (size_t k = 0; k < alert_rule_severity_steps(r); k++) {
-            int64_t after = alert_rule_severity_after(r, k);
-            json_array_append_new(
-                sev, json_pack("{s:s, s:f}", "severity",
-                               alert_rule_severity(r, after), "after_seconds",
-                               (double)after / CLOCK_NS_PER_S));
-        }
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:f, s:b, s:o}", "name",
-                           alert_rule_name(r), "condition", alert_rule_text(r),
-                           "canonical", f, "for_seconds",
-                           (double)alert_rule_for(r) / CLOCK_NS_PER_S,
-                           "has_clear", alert_rule_has_clear(r), "severity",
-                           sev));
-        free(f);
-    }
-    return arr;
-}
-
 void
 alert_engine_stats(alert_engine_t *self, struct alert_engine_stats *st)
 {
@@ -693,9 +665,6 @@ alert_engine_test(bool verbose)
     assert(alert_engine_resolve(e, "silent", "temperature{device=s7}",
                                 2000 * S) == -1);
 
-    json_t *rj = alert_engine_rules(e);
-    assert(json_array_size(rj) == 1);
-    json_decref(rj);
     alert_engine_stats(e, &st);
     assert(st.readings > 0 && st.anomalies == 1 && st.evaluations > 0);
     alert_engine_destroy(&e);

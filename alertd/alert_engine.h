@@ -112,8 +112,6 @@ const alert_rule_t *alert_engine_rule(const alert_engine_t *self, size_t i);
 
 /* Active alerts as a JSON array (caller decrefs). */
 json_t *alert_engine_alerts(alert_engine_t *self);
-/* Rules as a JSON array (caller decrefs). */
-json_t *alert_engine_rules(alert_engine_t *self);
 /* Counters. */
 void alert_engine_stats(alert_engine_t *self, struct alert_engine_stats *st);
 

@@ -1337,6 +1337,18 @@ alert_rule_notify(const alert_rule_t *self, size_t i)
     return i < self->nnotify ? self->notify[i] : NULL;
 }
 
+int
+alert_rule_add_notify(alert_rule_t *self, const char *channel)
+{
+    if (self->nnotify == ALERT_RULE_NOTIFY_MAX)
+        return -1;
+    for (size_t i = 0; i < self->nnotify; i++)
+        if (strcmp(self->notify[i], channel) == 0)
+            return -1;
+    self->notify[self->nnotify++] = xstrdup(channel);
+    return 0;
+}
+
 int64_t
 alert_rule_throttle(const alert_rule_t *self)
 {

@@ -143,6 +143,10 @@ int64_t alert_rule_severity_after(const alert_rule_t *self, size_t i);
  * past the end; borrowed). */
 size_t alert_rule_notify_count(const alert_rule_t *self);
 const char *alert_rule_notify(const alert_rule_t *self, size_t i);
+/* Add a channel to notify, as a "notify" clause would (for rules made
+ * through the API, whose actions become channels). Returns 0, or -1 when
+ * the rule already notifies it or has ALERT_RULE_NOTIFY_MAX channels. */
+int alert_rule_add_notify(alert_rule_t *self, const char *channel);
 /* Least time between two notifications of one alert, ns (0: none). */
 int64_t alert_rule_throttle(const alert_rule_t *self);
 /* Channel to notify when the alert has fired for *after ns without an

@@ -18,6 +18,7 @@
 #include "alertd/alert_engine.h"
 #include "alertd/alert_file.h"
 #include "alertd/alert_notify.h"
+#include "alertd/alert_ruleset.h"
 #include "alertd/alert_store.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -51,6 +52,7 @@ struct alertd {
     zsock_t *router;                /* queries from apid */
     zsock_t *pub;                   /* alert events out */
     alert_engine_t *engine;         /* rules, windows, alerts */
+    alert_ruleset_t *ruleset;       /* file and API rules, as sources */
     msg_batch_t *out;               /* events of the current input batch */
     FILE *events;                   /* filter mode: JSON-line events */
     char producer[64];              /* "alertd.<lane>" */
@@ -327,6 +329,50 @@ s_engine_new(alertd_t *self)
                             (size_t)self->conf->max_series, s_on_alert, self);
 }
 
+/* Start the notify actor with its first channels: it delivers what is
+ * queued at once, so it starts only when the channels are known. */
+static int
+s_open_notify(alertd_t *self, alert_channel_t *const *ch, size_t nch)
+{
+    const struct alertd_conf *c = self->conf;
+    struct alert_notify_conf nc = {0};
+
+    nc.db = c->db;
+    nc.env.webhook_secret = c->webhook_secret;
+    nc.env.timeout = c->notify_timeout;
+    nc.env.mqtt_host = c->mqtt_host;
+    nc.env.mqtt_port = (int)c->mqtt_port;
+    nc.env.sendmail = c->sendmail;
+    nc.retry_base = c->retry_base;
+    nc.retry_max = c->retry_max;
+    nc.max_attempts = c->max_attempts;
+    self->notify = alert_notify_new(&nc, ch, nch);
+    return self->notify ? 0 : -1;
+}
+
+/* Give the engine the rule set and the notify actor its channels. The
+ * alerts of rules that changed or went away are resolved (emitted). */
+static void
+s_apply(alertd_t *self)
+{
+    alert_rule_t **rules;
+    alert_channel_t **ch;
+    size_t nch, n = alert_ruleset_build(self->ruleset, &rules, &ch, &nch);
+    int64_t now = s_stream_now(self);
+
+    alert_engine_set_rules(self->engine, rules, n,
+                           now == INT64_MIN ? clock_now_ns() : now);
+    if (self->notify)
+        alert_notify_set_channels(self->notify, ch, nch);
+    else if (self->store && s_open_notify(self, ch, nch) == -1)
+        log_warnx("alertd: no notifications without the notify actor");
+    for (size_t i = 0; i < nch; i++)
+        alert_channel_destroy(&ch[i]);
+    free(ch);
+    free(rules);
+    s_flush(self);
+}
+
 int
 alertd_reload(alertd_t *self)
 {
@@ -337,19 +383,13 @@ alertd_reload(alertd_t *self)
         return 0;
     }
     if (alert_file_load(self->conf->rules, &f) == -1) {
-        struct alert_engine_stats st;
-        alert_engine_stats(self->engine, &st);
         self->reload_failures++;
         log_err("alertd: reload of %s failed; keeping the %zu current rules",
-                self->conf->rules, st.rules);
+                self->conf->rules, alert_ruleset_size(self->ruleset));
         return -1;
     }
-    int64_t now = s_stream_now(self);
-    alert_engine_set_rules(self->engine, f.rules, f.nrules,
-                           now == INT64_MIN ? clock_now_ns() : now);
-    if (self->notify)
-        alert_notify_set_channels(self->notify, f.channels, f.nchannels);
-    s_flush(self);
+    alert_ruleset_set_file(self->ruleset, &f);
+    s_apply(self);
     self->reloads++;
     log_info("alertd: loaded %zu rule%s and %zu channel%s from %s", f.nrules,
              f.nrules == 1 ? "" : "s", f.nchannels,
@@ -379,38 +419,6 @@ s_restore_one(const struct alert_store_open *a, void *arg)
     }
 }
 
-static int
-s_open_store(alertd_t *self)
-{
-    const struct alertd_conf *c = self->conf;
-    struct alert_file f = {0};
-    struct alert_notify_conf nc = {0};
-    size_t n = 0;
-
-    if ((self->store = alert_store_new(c->db, 5000)) == NULL)
-        return -1;
-    alert_store_foreach_open(self->store, s_restore_one, self);
-    s_flush(self);
-    if (c->rules && *c->rules && alert_file_load(c->rules, &f) == -1)
-        return -1;
-    nc.db = c->db;
-    nc.env.webhook_secret = c->webhook_secret;
-    nc.env.timeout = c->notify_timeout;
-    nc.env.mqtt_host = c->mqtt_host;
-    nc.env.mqtt_port = (int)c->mqtt_port;
-    nc.env.sendmail = c->sendmail;
-    nc.retry_base = c->retry_base;
-    nc.retry_max = c->retry_max;
-    nc.max_attempts = c->max_attempts;
-    self->notify = alert_notify_new(&nc, f.channels, f.nchannels);
-    n = f.nchannels;
-    alert_file_free(&f);
-    if (self->notify == NULL)
-        return -1;
-    log_info("alertd: store %s, %zu channel%s", c->db, n, n == 1 ? "" : "s");
-    return 0;
-}
-
 alertd_t *
 alertd_new(const struct alertd_conf *conf)
 {
@@ -421,15 +429,33 @@ alertd_new(const struct alertd_conf *conf)
     self->stream_ts = self->tick_ts = INT64_MIN;
     snprintf(self->producer, sizeof self->producer, "alertd.%u", lane);
     self->engine = s_engine_new(self);
+    if (conf->db && *conf->db &&
+        (self->store = alert_store_new(conf->db, 5000)) == NULL)
+        goto fail;
+    self->ruleset =
+        alert_ruleset_new(self->store ? alert_store_db(self->store) : NULL);
+    if (self->ruleset == NULL)
+        goto fail;
     if (conf->rules && *conf->rules) {
         if (alertd_reload(self) == -1)
             goto fail;
         self->reloads = 0;
     } else {
-        log_warnx("alertd: no rules file (--rules); nothing will alert");
+        s_apply(self);
+        log_warnx("alertd: no rules file (--rules)%s",
+                  self->store ? "; rules come from the API"
+                              : " and no database: nothing will alert");
     }
-    if (conf->db && *conf->db && s_open_store(self) == -1)
-        goto fail;
+    if (self->store && self->notify == NULL)
+        goto fail; /* s_apply could not start it (logged) */
+    if (self->store) {
+        /* Open alerts go back into the engine once their rules are in. */
+        alert_store_foreach_open(self->store, s_restore_one, self);
+        s_flush(self);
+        log_info("alertd: store %s, %zu rule%s", conf->db,
+                 alert_ruleset_size(self->ruleset),
+                 alert_ruleset_size(self->ruleset) == 1 ? "" : "s");
+    }
     if (conf->use_stdin)
         return self;
     if (daemon_mkdirs(conf->rundir) == -1) {
@@ -460,6 +486,7 @@ alertd_destroy(alertd_t **self_p)
         return;
     s_flush(self);
     alert_notify_destroy(&self->notify);
+    alert_ruleset_destroy(&self->ruleset);
     alert_store_destroy(&self->store);
     zloop_destroy(&self->loop);
     zsock_destroy(&self->pub);
@@ -769,39 +796,6 @@ s_answer_store(alertd_t *self, const char *op, const json_t *req,
     return 0;
 }
 
-/* Validate a rule as POST /api/rules would send it ({"name",
- * "condition"}): 200 with its canonical form, or 400 with the position
- * and reason of the first error in SPEC's error shape. */
-static int
-s_rule_check(const json_t *req, json_t **body)
-{
-    const char *name = json_string_value(json_object_get(req, "name"));
-    const char *cond = json_string_value(json_object_get(req, "condition"));
-    struct alert_rule_error err;
-    alert_rule_t *r;
-    char where[48];
-
-    if (name == NULL || cond == NULL) {
-        *body = rpc_error("bad_request", "name and condition are required "
-                                         "strings",
-                          name ? "condition" : "name");
-        return 400;
-    }
-    if ((r = alert_rule_new(name, cond, &err)) == NULL) {
-        snprintf(where, sizeof where, "condition:%zu", err.pos + 1);
-        *body = rpc_error("bad_rule", err.reason, where);
-        json_object_set_new(json_object_get(*body, "error"), "position",
-                            json_integer((json_int_t)err.pos + 1));
-        return 400;
-    }
-    char *f = alert_rule_format(r);
-    *body = json_pack("{s:s, s:s, s:s}", "name", name, "condition", cond,
-                      "canonical", f);
-    free(f);
-    alert_rule_destroy(&r);
-    return 200;
-}
-
 /* Answer one query; returns the HTTP status and sets *body. */
 static int
 s_answer(alertd_t *self, const json_t *req, json_t **body)
@@ -825,16 +819,21 @@ s_answer(alertd_t *self, const json_t *req, json_t **body)
                         : alert_engine_alerts(self->engine));
         return 200;
     }
-    if (strcmp(op, "rules") == 0) {
-        *body = json_pack("{s:o}", "rules", alert_engine_rules(self->engine));
-        return 200;
+    s_flush(self); /* a rule change is a transaction of its own */
+    bool changed;
+    status = alert_ruleset_answer(self->ruleset, op, req, clock_now_ns(),
+                                  body, &changed);
+    if (changed) {
+        s_apply(self);
+        s_publish(self);
+        s_flush(self);
     }
+    if (status)
+        return status;
     if (strcmp(op, "stats") == 0 || strcmp(op, "status") == 0) {
         *body = s_status(self);
         return 200;
     }
-    if (strcmp(op, "rule_check") == 0)
-        return s_rule_check(req, body);
     for (size_t i = 0; i < sizeof store_ops / sizeof store_ops[0]; i++)
         if (strcmp(op, store_ops[i]) == 0) {
             if (self->store == NULL) {
@@ -847,7 +846,8 @@ s_answer(alertd_t *self, const json_t *req, json_t **body)
                 return status;
         }
     *body = rpc_error("unknown_op",
-                      "alertd answers alerts, alert, rules, rule_check, "
+                      "alertd answers alerts, alert, rules, rule, "
+                      "rule_create, rule_update, rule_delete, rule_check, "
                       "stats, ack, resolve, silence, silences, unsilence",
                       op);
     return 400;

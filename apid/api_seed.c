@@ -1,7 +1,7 @@
 /*
  * api_seed: the routes of the seed API (SPEC.md): ingest and record
  * (handed to ingestd), stats, aggregate, series listing and export (aggd),
- * anomalies (anomalyd), alerts and rules (alertd).
+ * anomalies (anomalyd), alerts (alertd).
  */
 #include "apid/api_seed.h"
 #include "apid/api_export.h"
@@ -217,9 +217,6 @@ api_seed_route(apid_t *self, http_req_t *req)
     } else if (!strcmp(path, "/api/alerts")) {
         if (apid_method(req, "GET"))
             apid_relay(self, req, APID_BK_ALERTD, json_pack("{s:s}", "op", "alerts"));
-    } else if (!strcmp(path, "/api/rules")) {
-        if (apid_method(req, "GET"))
-            apid_relay(self, req, APID_BK_ALERTD, json_pack("{s:s}", "op", "rules"));
     } else {
         return 0;
     }

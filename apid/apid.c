@@ -9,6 +9,7 @@
 #include "apid/api_alerts.h"
 #include "apid/api_dash.h"
 #include "apid/api_prom.h"
+#include "apid/api_rules.h"
 #include "apid/api_telemetry.h"
 #include "apid/api_ws.h"
 #include "common/clock.h"
@@ -637,6 +638,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_dash_route,
     api_telemetry_route,
     api_alerts_route,
+    api_rules_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */

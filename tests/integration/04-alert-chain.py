@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, binary, check, have, main  # noqa: E402
+from sp import Platform, binary, check, have, main, wait_for  # noqa: E402
 
 
 def record(p, name, t0, values, step=10):
@@ -22,15 +22,6 @@ def record(p, name, t0, values, step=10):
     check(st == 200, "record %d readings of %s: %s %s" % (len(values), name,
                                                          st, body))
 
-
-def wait_for(fn, what, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    check(False, what)
 
 
 def test():

@@ -14,17 +14,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, binary, check, have, main  # noqa: E402
+from sp import Platform, binary, check, have, main, wait_for  # noqa: E402
 
-
-def wait_for(fn, what, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    check(False, what)
 
 
 def lines(path):

@@ -48,6 +48,18 @@ def status_kb(pid, field):
     return 0
 
 
+def wait_for(fn, what, timeout=20):
+    """Poll fn every 0.1 s until it returns something true (returned);
+    fail with what after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    check(False, what)
+
+
 class Failure(Exception):
     pass
 
