@@ -444,7 +444,7 @@ s_test_same(agg_store_t **lanes, size_t n, agg_store_t *one, json_t *q)
 static json_t *
 s_test_scatter(agg_store_t **st, int n, json_t *q, int *status)
 {
-    struct api_lanes_reply r[4], v[4];
+    struct api_lanes_reply r[4] = {{0}}, v[4] = {{0}};
     json_t *vq, *out;
 
     assert(n <= 4);
