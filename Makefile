@@ -70,9 +70,10 @@ $(B)/obj/tests/selftest.o: CFLAGS += -I$(B)
 $(B)/selftest: $(B)/obj/tests/selftest.o $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(B)/obj/tests/selftest.o -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
 
-# The mosquitto plugin: position-independent, no libcommon (only crc).
-$(B)/sensorpipe_spool.so: ingestd/plugin/spool_plugin.c common/crc.c ingestd/mqspool.h
-	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ ingestd/plugin/spool_plugin.c common/crc.c
+# The mosquitto plugin: position-independent, no libcommon (only crc and
+# topic, which need nothing else).
+$(B)/sensorpipe_spool.so: ingestd/plugin/spool_plugin.c common/crc.c common/topic.c ingestd/mqspool.h
+	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ ingestd/plugin/spool_plugin.c common/crc.c common/topic.c
 
 $(B)/sensorpipectl: $(B)/obj/tools/sensorpipectl.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -593,9 +593,17 @@ agg_store_select(agg_store_t *self, const char *sel,
 
     *views = NULL;
     s_scratch_clear(&self->scratch);
-    /* An exact key with no filters is one lookup; anything else scans. */
-    if (nfilters == 0 && (exact = zhashx_lookup(self->series, sel)) == NULL &&
+    /* An exact key with no filters is one lookup; anything else scans.
+     * Filters that only require a tag to be absent (apid's scope for the
+     * default tenant, {tenant=""}) keep the lookup: they are checked on
+     * the one series found. */
+    size_t npresent = 0;
+    for (size_t i = 0; i < nfilters; i++)
+        npresent += filters[i].value[0] != '\0';
+    if (npresent == 0 && (exact = zhashx_lookup(self->series, sel)) == NULL &&
         strchr(sel, '{'))
+        return 0;
+    if (exact && !series_match(exact->key, sel, filters, nfilters))
         return 0;
     for (struct s_series *s = exact ? exact : zhashx_first(self->series); s;
          s = exact ? NULL : zhashx_next(self->series)) {
@@ -678,6 +686,24 @@ agg_store_test(bool verbose)
     free(v);
     assert(agg_store_select(st, "nope", NULL, 0, INT64_MIN, INT64_MAX, &v) == 0);
     assert(v == NULL);
+    /* Tenants: the same names in two tenants, each selected alone; the
+     * default tenant's exact lookup still finds only its series. */
+    struct series_tag mine[] = {{"tenant", ""}}, acme[] = {{"tenant", "acme"}};
+    assert(agg_store_put(st, "t{tenant=acme}", 10, 7.0) == 1);
+    assert(agg_store_put(st, "x{device=a,tenant=acme}", 5, 6) == 1);
+    assert(agg_store_select(st, "t", mine, 1, 0, INT64_MAX, &v) == 1);
+    assert(v[0].n == 3);
+    free(v);
+    assert(agg_store_select(st, "t", acme, 1, 0, INT64_MAX, &v) == 1);
+    assert(v[0].n == 1 && v[0].v[0] == 7.0);
+    free(v);
+    assert(agg_store_select(st, "x", mine, 1, 0, INT64_MAX, &v) == 2);
+    free(v);
+    assert(agg_store_select(st, "x{device=a,tenant=acme}", mine, 1, 0,
+                            INT64_MAX, &v) == 0);
+    assert(agg_store_select(st, "x{device=a,tenant=acme}", acme, 1, 0,
+                            INT64_MAX, &v) == 1);
+    free(v);
     agg_store_destroy(&st);
     assert(st == NULL);
 

@@ -2,6 +2,8 @@
  * api_alerts: single alerts and acknowledgement (see api_alerts.h).
  */
 #include "apid/api_alerts.h"
+#include "apid/api_auth.h"
+#include "apid/api_tenant.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -37,6 +39,30 @@ s_parse(const char *path, long long *id, bool *ack)
     return 0;
 }
 
+/* alertd's answer about one alert: shown, or acknowledged (arg is then
+ * the "ack" query), only when the alert belongs to the caller's tenant;
+ * another tenant's alert is as unknown as a missing one. */
+static void
+s_on_alert(apid_t *apid, http_req_t *req, int status, json_t *body,
+           void *arg)
+{
+    json_t *ack = arg;
+
+    if (status == 200 && !api_tenant_owns_item(api_auth_tenant(req), body)) {
+        json_decref(body);
+        json_decref(ack);
+        http_req_reply_error(req, 404, "not_found", "no such alert", "id");
+        return;
+    }
+    if (status == 200 && ack) {
+        json_decref(body);
+        apid_relay(apid, req, APID_BK_ALERTD, ack);
+        return;
+    }
+    json_decref(ack);
+    http_req_reply_json(req, status, body);
+}
+
 int
 api_alerts_route(apid_t *apid, http_req_t *req)
 {
@@ -57,8 +83,7 @@ api_alerts_route(apid_t *apid, http_req_t *req)
     }
     if (!apid_method(req, ack ? "POST" : "GET"))
         return 1;
-    q = json_pack("{s:s, s:I}", "op", ack ? "ack" : "alert", "id",
-                  (json_int_t)id);
+    q = json_pack("{s:s, s:I}", "op", "ack", "id", (json_int_t)id);
     body = http_req_body(req, &len);
     if (ack && len > 0) {
         in = json_loadb(body, len, 0, NULL);
@@ -76,7 +101,14 @@ api_alerts_route(apid_t *apid, http_req_t *req)
             json_object_set(q, "by", by);
         json_decref(in);
     }
-    apid_relay(apid, req, APID_BK_ALERTD, q);
+    /* First whose alert it is, then (for /ack) the acknowledgement. */
+    if (!ack) {
+        json_decref(q);
+        q = NULL;
+    }
+    apid_ask(apid, req, APID_BK_ALERTD,
+             json_pack("{s:s, s:I}", "op", "alert", "id", (json_int_t)id),
+             s_on_alert, q);
     return 1;
 }
 

@@ -29,14 +29,18 @@ struct s_bucket {
     int64_t at;    /* monotonic ns of the last refill */
 };
 
+/* Who a request acts for; attached to the request (http_req_user). */
+struct s_principal {
+    char tenant[DEV_NAME_MAX + 1]; /* its tenant */
+    int role;                      /* enum api_auth_role */
+};
+
 struct api_auth {
     apid_t *apid;              /* borrowed */
     dev_store_t *store;        /* borrowed from the devices service */
     json_t *file_keys;         /* hash -> {name, tenant, role} from --keys */
     zhashx_t *buckets;         /* hash -> struct s_bucket */
     bool on;                   /* any key exists */
-    char tenant[DEV_NAME_MAX + 1]; /* principal of the current request */
-    int role;                  /* its role */
 };
 
 static int
@@ -153,8 +157,6 @@ api_auth_create(apid_t *apid)
     log_info("auth: %s (%zu keys from file)",
              self->on ? "API keys required" : "off until a key exists",
              json_object_size(self->file_keys));
-    snprintf(self->tenant, sizeof self->tenant, "%s", DEV_CREDS_TENANT_DEFAULT);
-    self->role = API_AUTH_ADMIN;
     return self;
 }
 
@@ -205,6 +207,17 @@ s_needed_role(http_req_t *req)
     return API_AUTH_WRITER;
 }
 
+/* Attach a principal to req. */
+static void
+s_attach(http_req_t *req, const char *tenant, int role)
+{
+    struct s_principal *p = xcalloc(1, sizeof *p);
+
+    snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
+    p->role = role;
+    http_req_set_user(req, p, free);
+}
+
 int
 api_auth_check(apid_t *apid, http_req_t *req)
 {
@@ -215,11 +228,10 @@ api_auth_check(apid_t *apid, http_req_t *req)
     json_t *k;
     int retry;
 
-    snprintf(self->tenant, sizeof self->tenant, "%s", DEV_CREDS_TENANT_DEFAULT);
-    self->role = API_AUTH_ADMIN;
-    if (!self->on)
+    if (!self->on) {
+        s_attach(req, DEV_CREDS_TENANT_DEFAULT, API_AUTH_ADMIN);
         return 0;
-    self->role = 0;
+    }
     if ((k = s_find(self, req, hash)) == NULL) {
         http_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"sensorpipe\"");
         http_req_reply_error(req, 401, "unauthorized",
@@ -248,25 +260,30 @@ api_auth_check(apid_t *apid, http_req_t *req)
                              "this API key's role may not do that", "Authorization");
         return 1;
     }
-    snprintf(self->tenant, sizeof self->tenant, "%s",
-             json_string_value(json_object_get(k, "tenant")));
-    self->role = s_role(json_string_value(json_object_get(k, "role")));
+    s_attach(req, json_string_value(json_object_get(k, "tenant")),
+             s_role(json_string_value(json_object_get(k, "role"))));
     json_decref(k);
     return 0;
 }
 
 const char *
-api_auth_tenant(apid_t *apid)
+api_auth_user_tenant(const void *user)
 {
-    struct api_auth *self = apid_service(apid, "auth");
-    return self->tenant;
+    const struct s_principal *p = user;
+    return p ? p->tenant : DEV_CREDS_TENANT_DEFAULT;
+}
+
+const char *
+api_auth_tenant(const http_req_t *req)
+{
+    return api_auth_user_tenant(http_req_user(req));
 }
 
 int
-api_auth_role(apid_t *apid)
+api_auth_role(const http_req_t *req)
 {
-    struct api_auth *self = apid_service(apid, "auth");
-    return self->role;
+    const struct s_principal *p = http_req_user(req);
+    return p ? p->role : API_AUTH_ADMIN;
 }
 
 /* POST /api/keys {"name", "role"}: a new key in the caller's tenant. */
@@ -294,7 +311,7 @@ s_key_create(struct api_auth *self, http_req_t *req)
                       raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_memzero(raw, sizeof raw);
     s_key_hash(key, strlen(key), hash);
-    if (dev_store_key_add(self->store, hash, name, self->tenant, role)) {
+    if (dev_store_key_add(self->store, hash, name, api_auth_tenant(req), role)) {
         sodium_memzero(key, sizeof key);
         json_decref(in);
         http_req_reply_error(req, 500, "internal", "cannot store the key", "keys");
@@ -303,9 +320,10 @@ s_key_create(struct api_auth *self, http_req_t *req)
     if (!self->on)
         log_info("auth: first API key created; keys are now required");
     self->on = true;
-    log_info("auth: key \"%s\" (%s, %s) created", name, self->tenant, role);
+    log_info("auth: key \"%s\" (%s, %s) created", name, api_auth_tenant(req),
+             role);
     out = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", name, "tenant",
-                    self->tenant, "role", role, "key", key, "note",
+                    api_auth_tenant(req), "role", role, "key", key, "note",
                     "the key is shown once; only its hash is kept");
     sodium_memzero(key, sizeof key);
     json_decref(in);

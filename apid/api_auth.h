@@ -31,13 +31,17 @@ void *api_auth_create(apid_t *apid);
 void api_auth_destroy(void **state_p);
 
 /* The hook in apid's dispatch: check the request's key. Returns 1 when it
- * replied (401, 403, 429), 0 to go on, with the principal set. */
+ * replied (401, 403, 429), 0 to go on, with the principal (tenant and
+ * role) attached to the request for as long as it lives, also while it
+ * waits on a backend. */
 int api_auth_check(apid_t *apid, http_req_t *req);
-/* Tenant of the request being dispatched (valid until the handler
- * returns; copy it to keep it). "default" while auth is off. */
-const char *api_auth_tenant(apid_t *apid);
-/* Role of the request being dispatched. */
-int api_auth_role(apid_t *apid);
+/* Tenant of a request ("default" while auth is off, or before the
+ * check). Valid while the request lives. */
+const char *api_auth_tenant(const http_req_t *req);
+/* The same from the principal an upgrade callback gets (its user). */
+const char *api_auth_user_tenant(const void *user);
+/* Role of a request (enum api_auth_role; admin while auth is off). */
+int api_auth_role(const http_req_t *req);
 /* Routes /api/keys (POST creates a key in the caller's tenant). Returns 1
  * when it handled the request. */
 int api_auth_route(apid_t *apid, http_req_t *req);

@@ -2,6 +2,8 @@
  * api_dash: dashboard page, assets and saved layouts (see api_dash.h).
  */
 #include "apid/api_dash.h"
+#include "apid/api_auth.h"
+#include "common/series.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -106,19 +108,41 @@ s_db_exec(sqlite3 *db, const char *sql, const char *name, const char *body)
     return sqlite3_changes(db) > 0 ? 0 : 1;
 }
 
+/* The row name of a tenant's dashboard: the name itself for the default
+ * tenant, "tenant/name" for another ('/' is never in a name, so tenants
+ * cannot meet). Returns buf. */
+static char *
+s_row_name(const char *tenant, const char *name, char *buf, size_t len)
+{
+    if (strcmp(tenant, SERIES_TENANT_DEFAULT) == 0)
+        snprintf(buf, len, "%s", name);
+    else
+        snprintf(buf, len, "%s/%s", tenant, name);
+    return buf;
+}
+
+/* The dashboards of tenant, by name. */
 static json_t *
-s_db_list(sqlite3 *db)
+s_db_list(sqlite3 *db, const char *tenant)
 {
     sqlite3_stmt *st = NULL;
     json_t *arr = json_array();
+    char prefix[DASH_NAME_MAX + 2];
+    size_t pl;
 
+    s_row_name(tenant, "", prefix, sizeof prefix);
+    pl = strlen(prefix);
     if (sqlite3_prepare_v2(db, "SELECT name, updated FROM dashboards "
                                "ORDER BY name", -1, &st, NULL) != SQLITE_OK)
         return arr;
-    while (sqlite3_step(st) == SQLITE_ROW)
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *row = (const char *)sqlite3_column_text(st, 0);
+        if (strncmp(row, prefix, pl) != 0 || strchr(row + pl, '/'))
+            continue;
         json_array_append_new(arr, json_pack(
-            "{s:s, s:I}", "name", (const char *)sqlite3_column_text(st, 0),
+            "{s:s, s:I}", "name", row + pl,
             "updated", (json_int_t)sqlite3_column_int64(st, 1)));
+    }
     sqlite3_finalize(st);
     return arr;
 }
@@ -242,7 +266,7 @@ s_name_ok(const char *name)
 }
 
 static void
-s_put(api_dash_t *self, http_req_t *req, const char *name)
+s_put(api_dash_t *self, http_req_t *req, const char *row, const char *name)
 {
     size_t len;
     const char *body = http_req_body(req, &len);
@@ -270,7 +294,7 @@ s_put(api_dash_t *self, http_req_t *req, const char *name)
                   "INSERT INTO dashboards (name, body, updated) VALUES (?, ?, ?)"
                   " ON CONFLICT(name) DO UPDATE SET body = excluded.body,"
                   " updated = excluded.updated",
-                  name, s) == -1) {
+                  row, s) == -1) {
         free(s);
         http_req_reply_error(req, 500, "internal", "cannot store the layout",
                              name);
@@ -285,13 +309,15 @@ static void
 s_route_one(api_dash_t *self, http_req_t *req, const char *name)
 {
     const char *m = http_req_method(req);
+    char row[2 * DASH_NAME_MAX + 2];
 
+    s_row_name(api_auth_tenant(req), name, row, sizeof row);
     if (!s_name_ok(name)) {
         http_req_reply_error(req, 400, "bad_request",
                              "a dashboard name is 1-64 of [A-Za-z0-9._-]",
                              "name");
     } else if (!strcmp(m, "GET")) {
-        char *body = s_db_get(self->db, name);
+        char *body = s_db_get(self->db, row);
         if (body == NULL) {
             http_req_reply_error(req, 404, "not_found", "no such dashboard",
                                  name);
@@ -300,10 +326,10 @@ s_route_one(api_dash_t *self, http_req_t *req, const char *name)
         size_t n = strlen(body);
         http_req_reply(req, 200, "application/json", body, n);
     } else if (!strcmp(m, "PUT")) {
-        s_put(self, req, name);
+        s_put(self, req, row, name);
     } else if (!strcmp(m, "DELETE")) {
         int rc = s_db_exec(self->db, "DELETE FROM dashboards WHERE name = ?",
-                           name, NULL);
+                           row, NULL);
         if (rc == 0)
             http_req_reply_json(req, 200, json_pack("{s:s, s:b}", "name", name,
                                                     "deleted", 1));
@@ -338,8 +364,9 @@ api_dash_route(apid_t *apid, http_req_t *req)
             s_serve(self, req, path + 5);
     } else if (!strcmp(path, DASH_PREFIX)) {
         if (apid_method(req, "GET"))
-            http_req_reply_json(req, 200, json_pack("{s:o}", "dashboards",
-                                                    s_db_list(self->db)));
+            http_req_reply_json(req, 200, json_pack(
+                "{s:o}", "dashboards",
+                s_db_list(self->db, api_auth_tenant(req))));
     } else if (!strncmp(path, DASH_PREFIX "/", sizeof DASH_PREFIX)) {
         name = apid_path_arg(path, DASH_PREFIX "/");
         s_route_one(self, req, name ? name : "");

@@ -157,7 +157,7 @@ s_append(struct api_devices *self, http_req_t *req, const char *id,
 {
     const char *why = NULL;
     json_t *state = NULL;
-    enum dev_store_err rc = dev_store_append(self->store, api_auth_tenant(self->apid),
+    enum dev_store_err rc = dev_store_append(self->store, api_auth_tenant(req),
                                              id, events, clock_now_ns(), &state, &why);
 
     json_decref(events);
@@ -200,9 +200,9 @@ s_broker_sync(struct api_devices *self)
 /* Issue a new MQTT password for a device into out["credentials"]. The
  * password exists only in this reply and is wiped after it is printed. */
 static int
-s_issue(struct api_devices *self, const char *id, json_t *out)
+s_issue(struct api_devices *self, http_req_t *req, const char *id, json_t *out)
 {
-    const char *tenant = api_auth_tenant(self->apid);
+    const char *tenant = api_auth_tenant(req);
     char user[2 * DEV_NAME_MAX + 2], prefix[256], *pw, *hash, *topic;
 
     if (self->mqtt_dir == NULL)
@@ -257,8 +257,8 @@ s_register(struct api_devices *self, http_req_t *req)
         json_decref(in);
         return;
     }
-    log_info("devices: %s/%s provisioned", api_auth_tenant(self->apid), id);
-    if (s_issue(self, id, state)) {
+    log_info("devices: %s/%s provisioned", api_auth_tenant(req), id);
+    if (s_issue(self, req, id, state)) {
         http_req_reply_error(req, 500, "internal",
                              "device registered, but its credentials could not be written; "
                              "POST /api/devices/{id}/credentials to retry", id);
@@ -338,7 +338,7 @@ s_list(struct api_devices *self, http_req_t *req)
         return;
     }
     f.metadata = c.meta;
-    list = dev_store_list(self->store, api_auth_tenant(self->apid), &f, limit,
+    list = dev_store_list(self->store, api_auth_tenant(req), &f, limit,
                           offset, &total);
     json_decref(c.meta);
     if (list == NULL) {
@@ -355,7 +355,7 @@ static void
 s_get(struct api_devices *self, http_req_t *req, const char *id)
 {
     const char *replay = http_req_arg(req, "replay");
-    const char *tenant = api_auth_tenant(self->apid);
+    const char *tenant = api_auth_tenant(req);
     json_t *st = replay && strcmp(replay, "0") && strcmp(replay, "false")
                      ? dev_store_replay(self->store, tenant, id)
                      : dev_store_get(self->store, tenant, id);
@@ -419,7 +419,7 @@ s_patch(struct api_devices *self, http_req_t *req, const char *id)
 
     if (in == NULL)
         return;
-    if ((cur = dev_store_get(self->store, api_auth_tenant(self->apid), id)) == NULL) {
+    if ((cur = dev_store_get(self->store, api_auth_tenant(req), id)) == NULL) {
         json_decref(in);
         s_not_found(req, id);
         return;
@@ -436,7 +436,7 @@ s_patch(struct api_devices *self, http_req_t *req, const char *id)
 static void
 s_decommission(struct api_devices *self, http_req_t *req, const char *id)
 {
-    const char *tenant = api_auth_tenant(self->apid);
+    const char *tenant = api_auth_tenant(req);
     json_t *st = s_append(self, req, id,
                           json_pack("[o]", s_event(DEV_EV_DECOMMISSIONED, NULL)));
 
@@ -465,7 +465,7 @@ s_events(struct api_devices *self, http_req_t *req, const char *id)
         if (s_int_arg(req, "after", 0, 0, INT64_MAX, &after) ||
             s_int_arg(req, "limit", S_EVENTS_DEFAULT, 1, S_EVENTS_MAX, &limit))
             return;
-        evs = dev_store_events(self->store, api_auth_tenant(self->apid), id, after, limit);
+        evs = dev_store_events(self->store, api_auth_tenant(req), id, after, limit);
         if (evs == NULL)
             s_not_found(req, id);
         else
@@ -483,7 +483,7 @@ s_events(struct api_devices *self, http_req_t *req, const char *id)
                              "type is heartbeat, online or offline", "type");
         return;
     }
-    if ((st = dev_store_get(self->store, api_auth_tenant(self->apid), id)) == NULL) {
+    if ((st = dev_store_get(self->store, api_auth_tenant(req), id)) == NULL) {
         json_decref(in);
         s_not_found(req, id);
         return;
@@ -526,7 +526,7 @@ s_credentials(struct api_devices *self, http_req_t *req, const char *id)
 
     if (!apid_method(req, "POST"))
         return;
-    st = dev_store_get(self->store, api_auth_tenant(self->apid), id);
+    st = dev_store_get(self->store, api_auth_tenant(req), id);
     if (st == NULL) {
         s_not_found(req, id);
         return;
@@ -543,12 +543,12 @@ s_credentials(struct api_devices *self, http_req_t *req, const char *id)
         return;
     }
     out = json_pack("{s:s}", "deviceId", id);
-    if (s_issue(self, id, out)) {
+    if (s_issue(self, req, id, out)) {
         json_decref(out);
         http_req_reply_error(req, 500, "internal", "credentials could not be written", id);
         return;
     }
-    log_info("devices: %s/%s credentials issued", api_auth_tenant(self->apid), id);
+    log_info("devices: %s/%s credentials issued", api_auth_tenant(req), id);
     http_req_reply_json(req, 201, out);
 }
 
@@ -557,7 +557,7 @@ s_credentials(struct api_devices *self, http_req_t *req, const char *id)
 static void
 s_shadow(struct api_devices *self, http_req_t *req, const char *id)
 {
-    const char *tenant = api_auth_tenant(self->apid);
+    const char *tenant = api_auth_tenant(req);
     json_t *in, *sh, *desired, *delta;
 
     if (!strcmp(http_req_method(req), "GET")) {
@@ -796,7 +796,7 @@ s_batch_filter(http_req_t *req, json_t *filter, struct dev_filter *f, json_t *me
 static void
 s_batch(struct api_devices *self, http_req_t *req)
 {
-    const char *tenant = api_auth_tenant(self->apid);
+    const char *tenant = api_auth_tenant(req);
     json_t *in = s_body(req), *filter, *params, *meta, *ids, *page, *d, *cmd, *out;
     const char *op;
     struct dev_filter f = {0};
@@ -881,7 +881,7 @@ s_batch(struct api_devices *self, http_req_t *req)
 static int
 s_jobs_route(struct api_devices *self, http_req_t *req, const char *path)
 {
-    const char *tenant = api_auth_tenant(self->apid);
+    const char *tenant = api_auth_tenant(req);
     char buf[256], *p[S_PARTS] = {NULL, NULL, NULL};
     json_t *j, *cmd;
     size_t i;

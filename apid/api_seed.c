@@ -4,7 +4,9 @@
  * anomalies (anomalyd), alerts (alertd).
  */
 #include "apid/api_seed.h"
+#include "apid/api_auth.h"
 #include "apid/api_export.h"
+#include "apid/api_tenant.h"
 #include "common/clock.h"
 #include "common/strutil.h"
 #include "common/xalloc.h"
@@ -186,6 +188,17 @@ s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
     apid_relay(self, req, APID_BK_AGGD, q);
 }
 
+/* alertd's alert list, narrowed to the caller's tenant. */
+static void
+s_on_alerts(apid_t *self, http_req_t *req, int status, json_t *body,
+            void *arg)
+{
+    if (status == 200)
+        api_tenant_filter(api_auth_tenant(req),
+                          json_object_get(body, "alerts"));
+    http_req_reply_json(req, status, body);
+}
+
 int
 api_seed_route(apid_t *self, http_req_t *req)
 {
@@ -216,7 +229,8 @@ api_seed_route(apid_t *self, http_req_t *req)
             s_route_series(self, req, 0, m ? m : "*");
     } else if (!strcmp(path, "/api/alerts")) {
         if (apid_method(req, "GET"))
-            apid_relay(self, req, APID_BK_ALERTD, json_pack("{s:s}", "op", "alerts"));
+            apid_ask(self, req, APID_BK_ALERTD, json_pack("{s:s}", "op", "alerts"),
+                     s_on_alerts, NULL);
     } else {
         return 0;
     }

@@ -7,6 +7,8 @@
  * on the next tick, after any event batch that may still name it.
  */
 #include "apid/api_ws.h"
+#include "apid/api_auth.h"
+#include "apid/api_tenant.h"
 #include "common/clock.h"
 #include "common/ep.h"
 #include "common/log.h"
@@ -50,6 +52,7 @@ static const int s_kind_type[WK_MAX] = {MSG_TYPE_READINGS, MSG_TYPE_ANOMALIES,
                                         MSG_TYPE_ALERTS};
 
 struct s_filter {
+    char *tenant;                         /* only this tenant's series */
     char *series;                         /* selector: key, name or glob */
     struct series_tag tags[WS_TAGS_MAX];  /* strings owned (xstrdup) */
     size_t ntags;                         /* tags used */
@@ -70,6 +73,7 @@ struct s_client {
     int64_t last_rx;              /* mono ns of the last frame received */
     int64_t close_by;             /* mono ns to give up on a close; 0 open */
     uint32_t events;              /* epoll events registered */
+    char *tenant;                 /* tenant of the upgrade request */
     bool draining;                /* close sent, reading until the peer's EOF */
     bool dead;                    /* killed; freed at the next tick */
     struct s_client *next;        /* list link */
@@ -148,6 +152,7 @@ s_buf_time(struct strbuf *b, int64_t ts)
 static void
 s_filter_clear(struct s_filter *f)
 {
+    xfree(&f->tenant);
     xfree(&f->series);
     for (size_t i = 0; i < f->ntags; i++) {
         free((char *)f->tags[i].key);
@@ -177,17 +182,18 @@ s_filter_tag(struct s_filter *f, const char *k, json_t *v, const char **why)
     return 0;
 }
 
-/* Parse a subscribe request into f. Returns 0, or -1 with *where naming
- * the offending field and *why the reason (both static or borrowed from
- * in, valid while in lives). */
+/* Parse a subscribe request of a client of tenant into f. Returns 0, or
+ * -1 with *where naming the offending field and *why the reason (both
+ * static or borrowed from in, valid while in lives). */
 static int
-s_filter_parse(json_t *in, struct s_filter *f, const char **where,
-               const char **why)
+s_filter_parse(json_t *in, const char *tenant, struct s_filter *f,
+               const char **where, const char **why)
 {
     const char *k;
     json_t *v;
 
     memset(f, 0, sizeof *f);
+    f->tenant = xstrdup(tenant);
     json_object_foreach(in, k, v) {
         *where = k;
         if (!strcmp(k, "op") || !strcmp(k, "id")) {
@@ -239,6 +245,15 @@ s_filter_parse(json_t *in, struct s_filter *f, const char **where,
     }
     if (f->series == NULL)
         f->series = xstrdup("*");
+    if (strchr(f->series, '{')) {
+        /* An exact key names the tenant tag as the stored key does. */
+        char key[SERIES_KEY_MAX];
+        snprintf(key, sizeof key, "%s", f->series);
+        if (series_key_stamp(key, sizeof key, tenant) > 0) {
+            free(f->series);
+            f->series = xstrdup(key);
+        }
+    }
     if (f->kinds == 0)
         f->kinds = (1u << WK_MAX) - 1;
     return 0;
@@ -250,7 +265,8 @@ fail:
 static bool
 s_filter_match(const struct s_filter *f, const char *key)
 {
-    return series_match(key, f->series, f->tags, f->ntags);
+    return series_match(key, f->series, f->tags, f->ntags) &&
+           api_tenant_owns(f->tenant, key);
 }
 
 /* --- clients ------------------------------------------------------------ */
@@ -383,7 +399,7 @@ s_subscribe(struct s_client *c, json_t *in)
     json_t *echo;
     char *s;
 
-    if (s_filter_parse(in, &f, &where, &why)) {
+    if (s_filter_parse(in, c->tenant, &f, &where, &why)) {
         char msg[160];
         snprintf(msg, sizeof msg, "%s: %.60s", why, where);
         s_reply_error(c, "bad_filter", msg, where);
@@ -515,6 +531,7 @@ s_client_free(struct s_client *c)
 {
     wslay_event_context_free(c->ctx);
     s_filter_clear(&c->filter);
+    free(c->tenant);
     free(c->out.p);
     free(c->extra);
     free(c);
@@ -583,8 +600,8 @@ s_io(struct s_client *c, uint32_t revents)
 }
 
 static void
-s_on_upgrade(void *arg, int fd, const char *extra, size_t extra_len,
-             http_upgrade_t *up)
+s_on_upgrade(void *arg, const void *user, int fd, const char *extra,
+             size_t extra_len, http_upgrade_t *up)
 {
     api_ws_t *self = arg;
     struct s_client *c = xcalloc(1, sizeof *c);
@@ -594,6 +611,7 @@ s_on_upgrade(void *arg, int fd, const char *extra, size_t extra_len,
 
     c->ws = self;
     c->id = ++self->next_id;
+    c->tenant = xstrdup(api_auth_user_tenant(user));
     c->fd = fd;
     c->up = up;
     c->last_rx = clock_mono_ns();
@@ -1142,24 +1160,36 @@ api_ws_test(bool verbose)
 
     in = json_pack("{s:s, s:s, s:s, s:[s,s]}", "op", "subscribe", "series",
                    "temp*", "device", "s1", "kinds", "readings", "alerts");
-    assert(s_filter_parse(in, &f, &where, &why) == 0);
+    assert(s_filter_parse(in, "default", &f, &where, &why) == 0);
     assert(f.kinds == ((1u << WK_READINGS) | (1u << WK_ALERTS)));
     assert(s_filter_match(&f, "temperature{device=s1}"));
     assert(!s_filter_match(&f, "temperature{device=s2}"));
     assert(!s_filter_match(&f, "humidity{device=s1}"));
+    assert(!s_filter_match(&f, "temperature{device=s1,tenant=acme}"));
+    s_filter_clear(&f);
+    assert(s_filter_parse(in, "acme", &f, &where, &why) == 0);
+    assert(s_filter_match(&f, "temperature{device=s1,tenant=acme}"));
+    assert(!s_filter_match(&f, "temperature{device=s1}"));
+    assert(!s_filter_match(&f, "temperature{device=s1,tenant=acme2}"));
+    s_filter_clear(&f);
+    json_decref(in);
+    in = json_pack("{s:s, s:s}", "op", "subscribe", "series", "t{device=s1}");
+    assert(s_filter_parse(in, "acme", &f, &where, &why) == 0);
+    assert(s_filter_match(&f, "t{device=s1,tenant=acme}"));
+    assert(!s_filter_match(&f, "t{device=s1}"));
     s_filter_clear(&f);
     json_decref(in);
 
     in = json_pack("{s:s, s:s}", "op", "subscribe", "colour", "red");
-    assert(s_filter_parse(in, &f, &where, &why) == -1);
+    assert(s_filter_parse(in, "default", &f, &where, &why) == -1);
     TEST_STREQ(where, "colour");
     json_decref(in);
     in = json_pack("{s:[s]}", "kinds", "gossip");
-    assert(s_filter_parse(in, &f, &where, &why) == -1);
+    assert(s_filter_parse(in, "default", &f, &where, &why) == -1);
     TEST_STREQ(where, "kinds");
     json_decref(in);
     in = json_pack("{s:{s:s}}", "tags", "1bad", "x");
-    assert(s_filter_parse(in, &f, &where, &why) == -1);
+    assert(s_filter_parse(in, "default", &f, &where, &why) == -1);
     json_decref(in);
 
     size_t len;

@@ -11,6 +11,7 @@
 #include "apid/api_prom.h"
 #include "apid/api_rules.h"
 #include "apid/api_telemetry.h"
+#include "apid/api_tenant.h"
 #include "apid/api_ws.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -222,13 +223,26 @@ s_scatter(apid_t *self, struct s_pending *p, int b, const json_t *query)
 }
 
 /* Ask backend b (every lane of it but for ingestd and lane-0 ops) and hand
- * the merged answer to fn, or to the client when fn is NULL. Steals query. */
+ * the merged answer to fn, or to the client when fn is NULL. Steals query.
+ * Every query is scoped to the request's tenant first (api_tenant.h). */
 static void
 s_request(apid_t *self, http_req_t *req, int b, json_t *query,
           apid_answer_fn *fn, void *arg)
 {
     const char *op = json_string_value(json_object_get(query, "op"));
     struct s_pending *p;
+
+    if (req && api_tenant_scope(api_auth_tenant(req), b == APID_BK_INGESTD,
+                                query)) {
+        json_t *e = rpc_error("not_found", "no such series",
+                              json_string_value(json_object_get(query, "series")));
+        json_decref(query);
+        if (fn)
+            fn(self, req, 404, e, arg);
+        else
+            http_req_reply_json(req, 404, e);
+        return;
+    }
 
     if (b == APID_BK_INGESTD || api_lanes_single(op)) {
         p = s_pending_new(self, req, PK_RELAY);

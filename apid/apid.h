@@ -78,7 +78,9 @@ typedef void(apid_answer_fn)(apid_t *self, http_req_t *req, int status,
 /* Ask a backend and hand its answer to fn instead of relaying it (for
  * routes that compute on the answer). Steals query. req may be NULL for a
  * module's own question once its reply has started (a streamed export's
- * next page); fn then gets NULL, and a 503 when apid stops. */
+ * next page); fn then gets NULL, and a 503 when apid stops. A question
+ * with a request is scoped to its tenant (api_tenant.h); one without is
+ * not, so it may only name keys that a scoped answer gave. */
 void apid_ask(apid_t *self, http_req_t *req, int backend, json_t *query,
               apid_answer_fn *fn, void *arg);
 /* Copy start/end (any accepted time form, to ns) and tag.k=v filters from

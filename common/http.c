@@ -48,6 +48,8 @@ struct http_req {
     int nheaders;
     http_upgrade_fn *up_fn;            /* set by http_req_upgrade */
     void *up_arg;                      /* its argument */
+    void *user;                        /* http_req_set_user */
+    void (*user_free)(void *);         /* its destructor, or NULL */
 };
 
 struct http_stream {
@@ -169,6 +171,8 @@ s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(req->hvalue[i]);
     }
     free(req->body);
+    if (req->user_free)
+        req->user_free(req->user);
     free(req);
     *con_cls = NULL;
 }
@@ -520,6 +524,21 @@ http_req_reply_error(http_req_t *req, int status, const char *code,
 }
 
 void
+http_req_set_user(http_req_t *req, void *user, void (*free_fn)(void *))
+{
+    if (req->user_free && req->user != user)
+        req->user_free(req->user);
+    req->user = user;
+    req->user_free = free_fn;
+}
+
+void *
+http_req_user(const http_req_t *req)
+{
+    return req->user;
+}
+
+void
 http_req_suspend(http_req_t *req)
 {
     req->suspended = true;
@@ -539,7 +558,7 @@ s_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls,
     if (fl != -1)
         fcntl(sock, F_SETFL, fl | O_NONBLOCK);
     up->urh = urh;
-    req->up_fn(req->up_arg, sock, extra, extra_len, up);
+    req->up_fn(req->up_arg, req->user, sock, extra, extra_len, up);
 }
 
 void

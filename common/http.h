@@ -49,6 +49,12 @@ char *http_req_peer(const http_req_t *req, char *buf, size_t len);
 const char *http_req_header(const http_req_t *req, const char *name);
 /* The body (NUL-terminated copy, may hold NULs) and its length. */
 const char *http_req_body(const http_req_t *req, size_t *len);
+/* Attach the application's data to the request (apid: who is asking);
+ * free_fn (may be NULL) runs on it when the request ends or when other
+ * data replaces it. */
+void http_req_set_user(http_req_t *req, void *user, void (*free_fn)(void *));
+/* The data attached with http_req_set_user, or NULL. */
+void *http_req_user(const http_req_t *req);
 
 /* Reply with a body (taken, free()d by us). Works once per request. */
 void http_req_reply(http_req_t *req, int status, const char *content_type,
@@ -90,13 +96,16 @@ void http_stream_wake(http_stream_t *s);
 
 /* Protocol upgrade (WebSocket). The socket handed over by a 101 reply. */
 typedef struct http_upgrade http_upgrade_t;
-/* Called once the 101 has gone out. fd is the connection's socket, set
- * non-blocking; read and write it but never close it. extra holds bytes
- * the client sent past its request (treat them as read from fd, they are
- * valid only during the call). The callee owns up and must end the
- * connection with http_upgrade_close, also before the server goes. */
-typedef void(http_upgrade_fn)(void *arg, int fd, const char *extra,
-                              size_t extra_len, http_upgrade_t *up);
+/* Called once the 101 has gone out. user is the request's
+ * http_req_user (valid only during the call: copy what is needed). fd
+ * is the connection's socket, set non-blocking; read and write it but
+ * never close it. extra holds bytes the client sent past its request
+ * (treat them as read from fd, they are valid only during the call). The
+ * callee owns up and must end the connection with http_upgrade_close,
+ * also before the server goes. */
+typedef void(http_upgrade_fn)(void *arg, const void *user, int fd,
+                              const char *extra, size_t extra_len,
+                              http_upgrade_t *up);
 /* Reply 101 Switching Protocols with the headers added so far (the caller
  * adds Upgrade, Connection and the protocol's own), then call fn. The
  * request is gone by the time fn runs. Works once per request. */

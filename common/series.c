@@ -6,6 +6,7 @@
 #include "common/test.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,6 +131,91 @@ series_key_parse(const char *key, char *name, size_t namelen, char *tagbuf,
     return nt;
 }
 
+/* The value of tag k in key (not NUL-terminated, length in *vlen), or
+ * NULL when the key has no such tag. */
+static const char *
+s_tag_value(const char *key, const char *k, size_t *vlen)
+{
+    const char *p = strchr(key, '{');
+    size_t kl = strlen(k);
+
+    while (p && *p) {
+        p++; /* past '{' or ',' */
+        if (strncmp(p, k, kl) == 0 && p[kl] == '=') {
+            *vlen = strcspn(p + kl + 1, ",}");
+            return p + kl + 1;
+        }
+        p = strchr(p, ',');
+    }
+    return NULL;
+}
+
+const char *
+series_tenant(const char *key, char *buf, size_t len)
+{
+    size_t vl;
+    const char *v = s_tag_value(key, SERIES_TENANT_TAG, &vl);
+
+    if (v == NULL || vl == 0 || vl >= len)
+        return SERIES_TENANT_DEFAULT;
+    memcpy(buf, v, vl);
+    buf[vl] = '\0';
+    return buf;
+}
+
+/* strcmp of the tag key that starts at p (ends at '=') against k. */
+static int
+s_tag_key_cmp(const char *p, const char *k)
+{
+    size_t pl = strcspn(p, "="), kl = strlen(k);
+    int c = strncmp(p, k, pl < kl ? pl : kl);
+
+    if (c != 0)
+        return c;
+    return pl < kl ? -1 : pl > kl;
+}
+
+int
+series_key_stamp(char *key, size_t keylen, const char *tenant)
+{
+    size_t n = strlen(key), tl, vl, add, at;
+    const char *brace = strchr(key, '{');
+    char open, close;
+
+    if (s_tag_value(key, SERIES_TENANT_TAG, &vl))
+        return -2;
+    if (tenant == NULL || strcmp(tenant, SERIES_TENANT_DEFAULT) == 0)
+        return (int)n;
+    tl = strlen(tenant);
+    /* Insert "{tenant=T}" after a bare name, "tenant=T," before the first
+     * tag whose key sorts after it, or ",tenant=T" before the final '}'. */
+    if (brace == NULL) {
+        at = n, open = '{', close = '}';
+    } else {
+        at = n - 1, open = ',', close = '\0';
+        for (const char *p = brace; p && *p; p = strchr(p, ',')) {
+            p++; /* past '{' or ',' */
+            if (s_tag_key_cmp(p, SERIES_TENANT_TAG) > 0) {
+                at = (size_t)(p - key), open = '\0', close = ',';
+                break;
+            }
+        }
+    }
+    add = (open != '\0') + sizeof SERIES_TENANT_TAG + tl + (close != '\0');
+    if (n + add + 1 > keylen)
+        return -1;
+    memmove(key + at + add, key + at, n - at + 1);
+    if (open)
+        key[at++] = open;
+    memcpy(key + at, SERIES_TENANT_TAG "=", sizeof SERIES_TENANT_TAG);
+    at += sizeof SERIES_TENANT_TAG;
+    memcpy(key + at, tenant, tl);
+    at += tl;
+    if (close)
+        key[at] = close;
+    return (int)(n + add);
+}
+
 unsigned
 series_lane(const char *key, size_t keylen, unsigned n)
 {
@@ -178,9 +264,15 @@ series_match(const char *key, const char *sel,
             return false;
         }
     }
-    for (size_t i = 0; i < nfilters; i++)
-        if (!s_has_tag(key, &filters[i]))
+    for (size_t i = 0; i < nfilters; i++) {
+        size_t vl;
+        if (filters[i].value[0] == '\0') {
+            if (s_tag_value(key, filters[i].key, &vl))
+                return false;
+        } else if (!s_has_tag(key, &filters[i])) {
             return false;
+        }
+    }
     return true;
 }
 
@@ -228,6 +320,54 @@ series_test(bool verbose)
     assert(!series_match("temperature{device=s1}", "temperature{device=s2}",
                          NULL, 0));
     assert(!series_match("temperature2", "temperature", NULL, 0));
+
+    /* Tenants: stamped in sorted position, refused when given, absent for
+     * the default tenant, selected with an empty filter. */
+    struct series_tag def[] = {{"tenant", ""}}, acme[] = {{"tenant", "acme"}};
+    snprintf(key, sizeof key, "temperature");
+    assert(series_key_stamp(key, sizeof key, "acme") == 24);
+    TEST_STREQ(key, "temperature{tenant=acme}");
+    snprintf(key, sizeof key, "temperature{device=s1}");
+    assert(series_key_stamp(key, sizeof key, "acme") == 34);
+    TEST_STREQ(key, "temperature{device=s1,tenant=acme}");
+    snprintf(key, sizeof key, "t{a=1,zone=b}");
+    assert(series_key_stamp(key, sizeof key, "acme") > 0);
+    TEST_STREQ(key, "t{a=1,tenant=acme,zone=b}");
+    snprintf(key, sizeof key, "t{tenantx=1,z=2}");
+    assert(series_key_stamp(key, sizeof key, "b") > 0);
+    TEST_STREQ(key, "t{tenant=b,tenantx=1,z=2}");
+    snprintf(key, sizeof key, "t{tenan=1}");
+    assert(series_key_stamp(key, sizeof key, "b") > 0);
+    TEST_STREQ(key, "t{tenan=1,tenant=b}");
+    snprintf(key, sizeof key, "t{a=1}");
+    assert(series_key_stamp(key, sizeof key, "default") == 6);
+    assert(series_key_stamp(key, sizeof key, NULL) == 6);
+    TEST_STREQ(key, "t{a=1}");
+    assert(series_key_stamp(key, 10, "acme") == -1);
+    TEST_STREQ(key, "t{a=1}");
+    snprintf(key, sizeof key, "t{a=1,tenant=x}");
+    assert(series_key_stamp(key, sizeof key, "acme") == -2);
+    assert(series_key_stamp(key, sizeof key, "default") == -2);
+    {
+        /* The stamp equals building the key with the tag from scratch. */
+        struct series_tag three[] = {{"zone", "z"}, {"tenant", "acme"},
+                                     {"device", "d"}};
+        char built[SERIES_KEY_MAX];
+        series_key_build("m", three, 3, built, sizeof built);
+        snprintf(key, sizeof key, "m{device=d,zone=z}");
+        series_key_stamp(key, sizeof key, "acme");
+        TEST_STREQ(key, built);
+    }
+    TEST_STREQ(series_tenant("t{a=1,tenant=acme}", name, sizeof name), "acme");
+    TEST_STREQ(series_tenant("t{a=1}", name, sizeof name), "default");
+    TEST_STREQ(series_tenant("t", name, sizeof name), "default");
+    TEST_STREQ(series_tenant("t{tenant=acme}", name, 3), "default");
+    assert(series_match("t{a=1}", "t", def, 1));
+    assert(!series_match("t{a=1,tenant=acme}", "t", def, 1));
+    assert(series_match("t{a=1,tenant=acme}", "t", acme, 1));
+    assert(!series_match("t{a=1}", "t", acme, 1));
+    assert(!series_match("t{tenant=acme2}", "t", acme, 1));
+    assert(!series_match("t{tenant=acme}", "t{tenant=acme}", def, 1));
     (void)verbose;
     TEST_OK("series");
 }

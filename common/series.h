@@ -15,6 +15,14 @@
 #define SERIES_TAGS_MAX 32
 #define SERIES_KEY_MAX 1024
 
+/* The tenant is an implicit tag (SPEC.md): a series of tenant "acme"
+ * carries tenant=acme in its key, a series of the default tenant carries
+ * no tenant tag at all (so single-tenant keys stay what the seed shows).
+ * Readers never choose the tag: ingestd stamps it from the credentials
+ * and refuses it in client data, apid adds it to every query. */
+#define SERIES_TENANT_TAG "tenant"
+#define SERIES_TENANT_DEFAULT "default"
+
 struct series_tag {
     const char *key;   /* tag key, [A-Za-z_][A-Za-z0-9_]* */
     const char *value; /* tag value, UTF-8 */
@@ -43,12 +51,25 @@ int series_key_parse(const char *key, char *name, size_t namelen,
                      char *tagbuf, size_t tagbuflen, struct series_tag *tags,
                      size_t max);
 
+/* The tenant of a key: the value of its tenant tag copied into buf, or
+ * SERIES_TENANT_DEFAULT when it has none (or the value does not fit).
+ * Returns buf or the static default; cannot fail. */
+const char *series_tenant(const char *key, char *buf, size_t len);
+/* Stamp tenant into the canonical key in place (keylen bytes of room):
+ * the default tenant (or NULL) leaves the key unchanged, another inserts
+ * tenant=T in sorted position. Returns the new length, -1 when it would
+ * not fit, -2 when the key already carries a tenant tag (client data
+ * may not name one). */
+int series_key_stamp(char *key, size_t keylen, const char *tenant);
+
 /* Lane of a series key among n lanes (n >= 1). */
 unsigned series_lane(const char *key, size_t keylen, unsigned n);
 
 /* Does key match a selector? sel is a canonical key (exact), a bare name
  * (any tags) or a glob over names ("temp_*"); filters are tags that must
- * be present with these values. */
+ * be present with these values, and a filter with an empty value (which
+ * no tag can have) requires the tag to be absent: {tenant=""} selects
+ * the default tenant's series. */
 bool series_match(const char *key, const char *sel,
                   const struct series_tag *filters, size_t nfilters);
 

@@ -6,6 +6,7 @@
 #include "ingestd/mqspool.h"
 #include "common/crc.h"
 #include "common/log.h"
+#include "common/topic.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -187,17 +188,16 @@ ingest_mqspool_read(ingest_mqspool_t *self, size_t max, ingest_mqtt_fn *fn,
         self->read.off += MQSPOOL_HDR + len;
         self->records++;
         n++;
-        /* devices/{id}/telemetry */
+        /* [tenants/{t}/]devices/{id}/telemetry */
         char topic[512];
+        struct topic_device d;
         if (tl >= sizeof topic)
             continue;
         memcpy(topic, self->buf, tl);
         topic[tl] = '\0';
-        char *dev = topic + 8, *slash = strchr(dev, '/');
-        if (strncmp(topic, "devices/", 8) != 0 || slash == NULL || slash == dev)
+        if (topic_parse(topic, &d) || strcmp(d.rest, "telemetry") != 0)
             continue;
-        *slash = '\0';
-        fn(dev, self->buf + tl, len - tl, arg);
+        fn(d.tenant, d.device, self->buf + tl, len - tl, arg);
     }
     return n;
 }
@@ -302,10 +302,12 @@ s_test_write(const char *dir, uint64_t seg, const char *topic,
 }
 
 static void
-s_test_fn(const char *device, const void *payload, size_t len, void *arg)
+s_test_fn(const char *tenant, const char *device, const void *payload,
+          size_t len, void *arg)
 {
     int *count = arg;
     assert(strcmp(device, "d1") == 0);
+    assert(strcmp(tenant, *count == 3 ? "acme" : "default") == 0);
     assert(len == 2 && memcmp(payload, "{}", 2) == 0);
     (*count)++;
 }
@@ -340,10 +342,11 @@ ingest_mqspool_test(bool verbose)
      * torn for good and is skipped. */
     m = ingest_mqspool_new(dir, cur);
     s_test_write(dir, 2, "devices/d1/telemetry", "{}", 0);
+    s_test_write(dir, 2, "tenants/acme/devices/d1/telemetry", "{}", 0);
     int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
     if (!verbose)
         dup2(devnull, 2);
-    assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 1 && count == 3);
+    assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 2 && count == 4);
     dup2(saved, 2);
     close(saved);
     close(devnull);

@@ -6,13 +6,17 @@
 #include "ingestd/ingest_mqtt.h"
 #include "common/log.h"
 #include "common/ratelimit.h"
+#include "common/topic.h"
 #include "common/xalloc.h"
 
 #include <mosquitto.h>
 #include <string.h>
 
 #define MQTT_TICK_MS 5
-#define MQTT_TOPIC "devices/+/telemetry"
+#define MQTT_TOPICS 2
+
+static const char *const s_topics[MQTT_TOPICS] = {
+    "devices/+/telemetry", "tenants/+/devices/+/telemetry"};
 
 struct ingest_mqtt {
     struct mosquitto *mosq;      /* the client */
@@ -21,7 +25,7 @@ struct ingest_mqtt {
     int fd;                      /* socket registered with the loop, or -1 */
     bool paused;                 /* not reading: backpressure */
     bool connected;              /* CONNACK received and subscribed */
-    char *topic;                 /* subscription */
+    char *topic[MQTT_TOPICS];    /* subscriptions */
     char *host;                  /* broker */
     bool subscribe;              /* subscribe to telemetry */
     int port;
@@ -104,13 +108,14 @@ s_on_connect(struct mosquitto *m, void *arg, int rc)
     if (ratelimit_release(&self->rl_conn))
         log_info("mqtt: connected to %s:%d again", self->host, self->port);
     else if (self->subscribe)
-        log_info("mqtt: connected to %s:%d, subscribing to %s", self->host,
-                 self->port, self->topic);
+        log_info("mqtt: connected to %s:%d, subscribing to %s and %s",
+                 self->host, self->port, self->topic[0], self->topic[1]);
     else
         log_info("mqtt: connected to %s:%d (readings come from the broker's "
                  "spool)", self->host, self->port);
     if (self->subscribe)
-        mosquitto_subscribe(m, NULL, self->topic, 1);
+        mosquitto_subscribe_multiple(m, NULL, MQTT_TOPICS, self->topic, 1, 0,
+                                     NULL);
     else
         self->connected = true;
 }
@@ -119,10 +124,13 @@ static void
 s_on_subscribe(struct mosquitto *m, void *arg, int mid, int n, const int *qos)
 {
     ingest_mqtt_t *self = arg;
-    if (n > 0 && qos[0] > 2)
-        log_warnx("mqtt: broker refused the subscription to %s", self->topic);
-    else
-        self->connected = true;
+    for (int i = 0; i < n && i < MQTT_TOPICS; i++)
+        if (qos[i] > 2) {
+            log_warnx("mqtt: broker refused the subscription to %s",
+                      self->topic[i]);
+            return;
+        }
+    self->connected = true;
 }
 
 static void
@@ -139,17 +147,13 @@ static void
 s_on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg)
 {
     ingest_mqtt_t *self = arg;
-    char device[256];
-    const char *t = msg->topic, *a, *b;
+    struct topic_device d;
 
     self->received++;
-    /* devices/{id}/telemetry */
-    if (strncmp(t, "devices/", 8) != 0 || (a = t + 8, b = strchr(a, '/')) == NULL ||
-        strcmp(b, "/telemetry") != 0 || b == a || (size_t)(b - a) >= sizeof device)
+    if (topic_parse(msg->topic, &d) || strcmp(d.rest, "telemetry") != 0)
         return;
-    memcpy(device, a, (size_t)(b - a));
-    device[b - a] = '\0';
-    self->fn(device, msg->payload, (size_t)msg->payloadlen, self->arg);
+    self->fn(d.tenant, d.device, msg->payload, (size_t)msg->payloadlen,
+             self->arg);
 }
 
 ingest_mqtt_t *
@@ -166,8 +170,10 @@ ingest_mqtt_new(zloop_t *loop, const struct ingest_mqtt_conf *c,
     self->host = xstrdup(c->host);
     self->subscribe = c->subscribe;
     self->port = c->port;
-    self->topic = *c->group ? xasprintf("$share/%s/%s", c->group, MQTT_TOPIC)
-                            : xstrdup(MQTT_TOPIC);
+    for (int i = 0; i < MQTT_TOPICS; i++)
+        self->topic[i] = *c->group
+                             ? xasprintf("$share/%s/%s", c->group, s_topics[i])
+                             : xstrdup(s_topics[i]);
     self->mosq = mosquitto_new(c->client_id, !c->subscribe, self);
     if (self->mosq == NULL) {
         log_warnx("mqtt: cannot create a client");
@@ -205,7 +211,8 @@ ingest_mqtt_destroy(ingest_mqtt_t **self_p)
         mosquitto_loop_write(self->mosq, 1);
         mosquitto_destroy(self->mosq);
     }
-    free(self->topic);
+    for (int i = 0; i < MQTT_TOPICS; i++)
+        free(self->topic[i]);
     free(self->host);
     free(self);
     *self_p = NULL;
@@ -221,11 +228,14 @@ ingest_mqtt_pause(ingest_mqtt_t *self, bool pause)
 }
 
 void
-ingest_mqtt_error(ingest_mqtt_t *self, const char *device, const char *json)
+ingest_mqtt_error(ingest_mqtt_t *self, const char *tenant, const char *device,
+                  const char *json)
 {
-    char *topic = xasprintf("devices/%s/errors", device);
+    char prefix[2 * TOPIC_ID_MAX + 24], topic[sizeof prefix + 8];
+
+    snprintf(topic, sizeof topic, "%s/errors",
+             topic_prefix(tenant, device, prefix, sizeof prefix));
     mosquitto_publish(self->mosq, NULL, topic, (int)strlen(json), json, 0, false);
-    free(topic);
 }
 
 bool

@@ -1,7 +1,8 @@
 /*
  * ingest_mqtt: ingestd's MQTT subscriber (libmosquitto, driven from the
- * zloop). It joins the shared subscription $share/<group>/devices/+/telemetry
- * at QoS 1 with a persistent session (clean_session false, a fixed client
+ * zloop). It joins the shared subscriptions $share/<group>/devices/+/telemetry
+ * and $share/<group>/tenants/+/devices/+/telemetry (common/topic.h) at QoS
+ * 1 with a persistent session (clean_session false, a fixed client
  * id per worker), so several ingestd processes split the load and messages
  * published while ingestd is down are delivered when it returns.
  *
@@ -20,9 +21,10 @@
 
 typedef struct ingest_mqtt ingest_mqtt_t;
 
-/* Called for each telemetry message with the device id from the topic. */
-typedef void(ingest_mqtt_fn)(const char *device, const void *payload,
-                             size_t len, void *arg);
+/* Called for each telemetry message with the tenant and device id from
+ * the topic ("default" for devices/{id}/telemetry). */
+typedef void(ingest_mqtt_fn)(const char *tenant, const char *device,
+                             const void *payload, size_t len, void *arg);
 
 struct ingest_mqtt_conf {
     const char *host;      /* broker address */
@@ -44,9 +46,9 @@ ingest_mqtt_t *ingest_mqtt_new(zloop_t *loop, const struct ingest_mqtt_conf *c,
 void ingest_mqtt_destroy(ingest_mqtt_t **self_p);
 /* Stop (true) or resume (false) reading from the broker: backpressure. */
 void ingest_mqtt_pause(ingest_mqtt_t *self, bool pause);
-/* Publish a JSON error for a device on devices/{id}/errors (QoS 0). */
-void ingest_mqtt_error(ingest_mqtt_t *self, const char *device,
-                       const char *json);
+/* Publish a JSON error for a device on <its prefix>/errors (QoS 0). */
+void ingest_mqtt_error(ingest_mqtt_t *self, const char *tenant,
+                       const char *device, const char *json);
 /* True while connected and subscribed. */
 bool ingest_mqtt_connected(const ingest_mqtt_t *self);
 /* Messages received so far. */

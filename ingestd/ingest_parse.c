@@ -52,14 +52,34 @@ s_fatal(struct ingest_report *r, const char *field, const char *reason)
     r->fatal_reason = reason;
 }
 
+/* Stamp the tenant into a finished key (tenant NULL: a trusted source,
+ * keys as given). Returns NULL, or why the key is refused. */
+static const char *
+s_stamp(char *key, size_t keylen, const char *tenant)
+{
+    if (tenant == NULL)
+        return NULL;
+    switch (series_key_stamp(key, keylen, tenant)) {
+    case -1:
+        return "series key too long";
+    case -2:
+        return "tag key \"" SERIES_TENANT_TAG "\" is reserved: the tenant "
+               "comes from the credentials";
+    default:
+        return NULL;
+    }
+}
+
 /* {"sensor_id": "...", "datapoints": [...]} */
 static void
-s_ingest(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
+s_ingest(const json_t *j, int64_t now, const char *tenant, msg_batch_t *b,
+         struct ingest_report *r)
 {
     const json_t *sid = json_object_get(j, "sensor_id");
     const json_t *dps = json_object_get(j, "datapoints"), *dp;
     char key[SERIES_KEY_MAX];
     struct reading_err err;
+    const char *why;
     size_t i;
 
     if (!json_is_string(sid))
@@ -67,6 +87,8 @@ s_ingest(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
     if (reading_key(json_string_value(sid), json_object_get(j, "tags"), key,
                     sizeof key, &err))
         return s_fatal(r, "sensor_id", err.reason);
+    if ((why = s_stamp(key, sizeof key, tenant)))
+        return s_fatal(r, "tags", why);
     if (!json_is_array(dps))
         return s_fatal(r, "datapoints", dps ? "must be an array" : "missing");
     if (json_array_size(dps) == 0)
@@ -90,7 +112,8 @@ s_ingest(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
 
 /* {"data": [{name, value, timestamp, tags}]} */
 static void
-s_record(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
+s_record(const json_t *j, int64_t now, const char *tenant, msg_batch_t *b,
+         struct ingest_report *r)
 {
     const json_t *data = json_object_get(j, "data"), *d;
     char key[SERIES_KEY_MAX];
@@ -104,8 +127,13 @@ s_record(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
     json_array_foreach(data, i, d) {
         int64_t ts;
         double v;
+        const char *why;
         if (reading_parse(d, now, key, sizeof key, &ts, &v, &err)) {
             s_reject(r, i, err.field, err.reason);
+            continue;
+        }
+        if ((why = s_stamp(key, sizeof key, tenant))) {
+            s_reject(r, i, "tags", why);
             continue;
         }
         msg_batch_add_reading(b, key, ts, v);
@@ -114,8 +142,8 @@ s_record(const json_t *j, int64_t now, msg_batch_t *b, struct ingest_report *r)
 }
 
 static void
-s_json(int form, const char *body, size_t len, int64_t now, msg_batch_t *b,
-       struct ingest_report *r)
+s_json(int form, const char *body, size_t len, int64_t now,
+       const char *tenant, msg_batch_t *b, struct ingest_report *r)
 {
     json_error_t jerr;
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -129,16 +157,16 @@ s_json(int form, const char *body, size_t len, int64_t now, msg_batch_t *b,
     if (!json_is_object(j))
         s_fatal(r, "body", "must be a JSON object");
     else if (form == INGEST_FORM_INGEST)
-        s_ingest(j, now, b, r);
+        s_ingest(j, now, tenant, b, r);
     else
-        s_record(j, now, b, r);
+        s_record(j, now, tenant, b, r);
     json_decref(j);
 }
 
 /* JSON lines: each line a reading, or an ingest or record body. */
 static void
-s_lines(const char *body, size_t len, int64_t now, msg_batch_t *b,
-        struct ingest_report *r)
+s_lines(const char *body, size_t len, int64_t now, const char *tenant,
+        msg_batch_t *b, struct ingest_report *r)
 {
     size_t start = 0, index = 0;
     char key[SERIES_KEY_MAX];
@@ -153,15 +181,18 @@ s_lines(const char *body, size_t len, int64_t now, msg_batch_t *b,
             if (j == NULL) {
                 s_reject(r, index, "line", "malformed JSON");
             } else if (json_object_get(j, "datapoints")) {
-                s_ingest(j, now, b, r);
+                s_ingest(j, now, tenant, b, r);
             } else if (json_object_get(j, "data")) {
-                s_record(j, now, b, r);
+                s_record(j, now, tenant, b, r);
             } else {
                 int64_t ts;
                 double v;
                 struct reading_err err;
+                const char *why;
                 if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
                     s_reject(r, index, err.field, err.reason);
+                else if ((why = s_stamp(key, sizeof key, tenant)))
+                    s_reject(r, index, "tags", why);
                 else {
                     msg_batch_add_reading(b, key, ts, v);
                     r->accepted++;
@@ -217,7 +248,7 @@ s_token(const char *p, const char *end, const char *stop, char *out,
 /* One line: measurement[,k=v...] f=v[,f=v...] [timestamp] */
 static const char *
 s_write_line(const char *p, const char *end, int64_t now, int64_t prec,
-             msg_batch_t *b, size_t *added)
+             const char *tenant, msg_batch_t *b, size_t *added)
 {
     char meas[SERIES_NAME_MAX + 1], name[SERIES_NAME_MAX * 2 + 2];
     char tk[SERIES_TAGS_MAX][SERIES_NAME_MAX + 1];
@@ -327,6 +358,8 @@ s_write_line(const char *p, const char *end, int64_t now, int64_t prec,
                 return why;
             if (series_key_build(name, tags, nt, key, sizeof key) < 0)
                 return "series key too long or a tag repeats";
+            if ((why = s_stamp(key, sizeof key, tenant)))
+                return why;
             if (pass == 1)
                 msg_batch_add_reading(b, key, ts, fv[i]);
         }
@@ -337,7 +370,7 @@ s_write_line(const char *p, const char *end, int64_t now, int64_t prec,
 
 static void
 s_write(const char *body, size_t len, int64_t now, int64_t prec,
-        msg_batch_t *b, struct ingest_report *r)
+        const char *tenant, msg_batch_t *b, struct ingest_report *r)
 {
     size_t start = 0, index = 0;
 
@@ -355,7 +388,7 @@ s_write(const char *body, size_t len, int64_t now, int64_t prec,
             if (!strutil_utf8_valid(p, (size_t)(e - p)))
                 why = "line is not valid UTF-8";
             else
-                why = s_write_line(p, e, now, prec, b, &added);
+                why = s_write_line(p, e, now, prec, tenant, b, &added);
             if (why) {
                 s_reject(r, index, "line", why);
             } else {
@@ -369,7 +402,7 @@ s_write(const char *body, size_t len, int64_t now, int64_t prec,
 
 void
 ingest_parse(int form, const char *body, size_t len, int64_t now,
-             int64_t precision_ns, msg_batch_t *batch,
+             int64_t precision_ns, const char *tenant, msg_batch_t *batch,
              struct ingest_report *report)
 {
     memset(report, 0, sizeof *report);
@@ -380,15 +413,15 @@ ingest_parse(int form, const char *body, size_t len, int64_t now,
     switch (form) {
     case INGEST_FORM_INGEST:
     case INGEST_FORM_RECORD:
-        s_json(form, body, len, now, batch, report);
+        s_json(form, body, len, now, tenant, batch, report);
         break;
     case INGEST_FORM_LINES:
-        s_lines(body, len, now, batch, report);
+        s_lines(body, len, now, tenant, batch, report);
         break;
     case INGEST_FORM_WRITE:
         /* Keys take about as many bytes as the body; one allocation. */
         msg_batch_reserve(batch, len / 32, len);
-        s_write(body, len, now, precision_ns, batch, report);
+        s_write(body, len, now, precision_ns, tenant, batch, report);
         break;
     default:
         s_fatal(report, "route", "unknown ingest form");
@@ -397,8 +430,8 @@ ingest_parse(int form, const char *body, size_t len, int64_t now,
 
 /* One {"timestamp", "metrics"} object of an MQTT payload. */
 static void
-s_mqtt_obj(const char *device, const json_t *o, size_t index, int64_t now,
-           msg_batch_t *b, struct ingest_report *r)
+s_mqtt_obj(const char *tenant, const char *device, const json_t *o,
+           size_t index, int64_t now, msg_batch_t *b, struct ingest_report *r)
 {
     struct series_tag tag = {"device", device};
     const json_t *metrics = json_object_get(o, "metrics"), *v;
@@ -424,7 +457,8 @@ s_mqtt_obj(const char *device, const json_t *o, size_t index, int64_t now,
             s_reject(r, index, "metrics", err.reason);
             continue;
         }
-        if (series_key_build(name, &tag, 1, key, sizeof key) < 0) {
+        if (series_key_build(name, &tag, 1, key, sizeof key) < 0 ||
+            s_stamp(key, sizeof key, tenant)) {
             s_reject(r, index, "metrics", "series key too long");
             continue;
         }
@@ -434,8 +468,9 @@ s_mqtt_obj(const char *device, const json_t *o, size_t index, int64_t now,
 }
 
 void
-ingest_parse_mqtt(const char *device, const void *payload, size_t len,
-                  int64_t now, msg_batch_t *b, struct ingest_report *r)
+ingest_parse_mqtt(const char *tenant, const char *device, const void *payload,
+                  size_t len, int64_t now, msg_batch_t *b,
+                  struct ingest_report *r)
 {
     const unsigned char *p = payload;
     json_t *j = NULL, *o;
@@ -463,9 +498,9 @@ ingest_parse_mqtt(const char *device, const void *payload, size_t len,
     if (json_is_array(j)) {
         if (json_array_size(j) == 0)
             s_fatal(r, "payload", "empty array");
-        json_array_foreach(j, i, o) s_mqtt_obj(device, o, i, now, b, r);
+        json_array_foreach(j, i, o) s_mqtt_obj(tenant, device, o, i, now, b, r);
     } else {
-        s_mqtt_obj(device, j, 0, now, b, r);
+        s_mqtt_obj(tenant, device, j, 0, now, b, r);
     }
     json_decref(j);
 }
@@ -511,6 +546,23 @@ ingest_parse_reply(int form, const struct ingest_report *r, json_t **reply)
     return form == INGEST_FORM_WRITE ? 204 : 200;
 }
 
+/* Parse body as tenant into an emptied batch; assert how many readings
+ * were refused and return the key of the first one kept (in b). */
+static const char *
+s_test_first(int form, const char *body, const char *tenant, size_t rejected,
+             msg_batch_t *b)
+{
+    struct ingest_report r;
+
+    msg_batch_reset(b);
+    ingest_parse(form, body, strlen(body), clock_now_ns(), CLOCK_NS_PER_S,
+                 tenant, b, &r);
+    assert(r.rejected == rejected && r.accepted == msg_batch_size(b) &&
+           r.accepted > 0);
+    ingest_parse_report_clear(&r);
+    return msg_batch_str(b, msg_batch_reading(b, 0)->key_off);
+}
+
 void
 ingest_parse_test(bool verbose)
 {
@@ -522,7 +574,7 @@ ingest_parse_test(bool verbose)
                        "{\"timestamp\":\"2024-01-01T00:00:00Z\",\"value\":23.5},"
                        "{\"timestamp\":\"2024-01-01T00:01:00Z\",\"value\":23.7}]}";
 
-    ingest_parse(INGEST_FORM_INGEST, seed, strlen(seed), now, 1, b, &r);
+    ingest_parse(INGEST_FORM_INGEST, seed, strlen(seed), now, 1, "default", b, &r);
     assert(r.accepted == 2 && r.rejected == 0);
     assert(ingest_parse_reply(INGEST_FORM_INGEST, &r, &reply) == 200);
     json_decref(reply);
@@ -535,7 +587,7 @@ ingest_parse_test(bool verbose)
     const char *part = "{\"data\":[{\"name\":\"api.latency\",\"value\":23.5,"
                        "\"timestamp\":\"2024-01-01T00:00:00Z\"},"
                        "{\"name\":\"api.latency\",\"value\":\"slow\"}]}";
-    ingest_parse(INGEST_FORM_RECORD, part, strlen(part), now, 1, b, &r);
+    ingest_parse(INGEST_FORM_RECORD, part, strlen(part), now, 1, "default", b, &r);
     assert(r.accepted == 1 && r.rejected == 1);
     assert(ingest_parse_reply(INGEST_FORM_RECORD, &r, &reply) == 200);
     json_t *e0 = json_array_get(json_object_get(reply, "errors"), 0);
@@ -547,11 +599,11 @@ ingest_parse_test(bool verbose)
     /* None valid: 400. Malformed: 400 naming the body. */
     msg_batch_reset(b);
     const char *none = "{\"data\":[{\"name\":\"x\"}]}";
-    ingest_parse(INGEST_FORM_RECORD, none, strlen(none), now, 1, b, &r);
+    ingest_parse(INGEST_FORM_RECORD, none, strlen(none), now, 1, "default", b, &r);
     assert(ingest_parse_reply(INGEST_FORM_RECORD, &r, &reply) == 400);
     json_decref(reply);
     ingest_parse_report_clear(&r);
-    ingest_parse(INGEST_FORM_INGEST, "{\"sensor_id\":", 13, now, 1, b, &r);
+    ingest_parse(INGEST_FORM_INGEST, "{\"sensor_id\":", 13, now, 1, "default", b, &r);
     assert(ingest_parse_reply(INGEST_FORM_INGEST, &r, &reply) == 400);
     TEST_STREQ(json_string_value(json_object_get(json_object_get(reply, "error"),
                                                  "where")), "body");
@@ -563,7 +615,7 @@ ingest_parse_test(bool verbose)
     const char *lp = "sensor,id=dev_00042 value=23.45 1704067200\n"
                      "weather,city=x\\ y temp=1.5,hum=40i 1704067200\n"
                      "bad line\n";
-    ingest_parse(INGEST_FORM_WRITE, lp, strlen(lp), now, CLOCK_NS_PER_S, b, &r);
+    ingest_parse(INGEST_FORM_WRITE, lp, strlen(lp), now, CLOCK_NS_PER_S, "default", b, &r);
     assert(r.accepted == 3 && r.rejected == 1);
     TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 0)->key_off),
                "sensor{id=dev_00042}");
@@ -578,7 +630,7 @@ ingest_parse_test(bool verbose)
     msg_batch_reset(b);
     const char *mq = "{\"timestamp\":1634567890000,\"metrics\":"
                      "{\"temperature\":22.5,\"humidity\":65.0}}";
-    ingest_parse_mqtt("sensor-001", mq, strlen(mq), now, b, &r);
+    ingest_parse_mqtt("default", "sensor-001", mq, strlen(mq), now, b, &r);
     assert(r.accepted == 2 && r.rejected == 0 && !r.fatal_field);
     TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 0)->key_off),
                "temperature{device=sensor-001}");
@@ -592,17 +644,36 @@ ingest_parse_test(bool verbose)
     size_t mplen;
     mpjson_pack(arr, &mp, &mplen);
     msg_batch_reset(b);
-    ingest_parse_mqtt("d1", mp, mplen, now, b, &r);
+    ingest_parse_mqtt("default", "d1", mp, mplen, now, b, &r);
     assert(r.accepted == 1 && r.rejected == 1);
     ingest_parse_report_clear(&r);
     free(mp);
     json_decref(arr);
-    ingest_parse_mqtt("d1", "{\"metrics\":", 12, now, b, &r);
+    ingest_parse_mqtt("default", "d1", "{\"metrics\":", 12, now, b, &r);
     assert(r.fatal_field && !strcmp(r.fatal_field, "payload"));
     ingest_parse_report_clear(&r);
-    ingest_parse_mqtt("d{1}", mq, strlen(mq), now, b, &r);
+    ingest_parse_mqtt("default", "d{1}", mq, strlen(mq), now, b, &r);
     assert(r.fatal_field && !strcmp(r.fatal_field, "topic"));
     ingest_parse_report_clear(&r);
+
+    /* Tenants: stamped from the credentials, never taken from the data
+     * (a reading naming the tag is refused, the rest of the batch kept). */
+    msg_batch_reset(b);
+    ingest_parse_mqtt("acme", "sensor-001", mq, strlen(mq), now, b, &r);
+    assert(r.accepted == 2);
+    TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 0)->key_off),
+               "temperature{device=sensor-001,tenant=acme}");
+    ingest_parse_report_clear(&r);
+    const char *lpt = "m,tenant=globex value=1 1704067200\n"
+                      "m,zone=a value=2 1704067200\n";
+    TEST_STREQ(s_test_first(INGEST_FORM_WRITE, lpt, "acme", 1, b),
+               "m{tenant=acme,zone=a}");
+    const char *rec = "{\"data\":[{\"series\":\"x{tenant=acme}\",\"value\":1},"
+                      "{\"name\":\"x\",\"value\":2}]}";
+    TEST_STREQ(s_test_first(INGEST_FORM_RECORD, rec, "default", 1, b), "x");
+    /* A trusted source (stdin) keeps the keys it gives. */
+    TEST_STREQ(s_test_first(INGEST_FORM_LINES, rec, NULL, 0, b),
+               "x{tenant=acme}");
     assert(ingest_parse_precision("s") == CLOCK_NS_PER_S);
     assert(ingest_parse_precision("fortnight") == -1);
     msg_batch_destroy(&b);

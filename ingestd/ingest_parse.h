@@ -42,20 +42,24 @@ struct ingest_report {
  * -1 when unknown. */
 int ingest_parse_form(const char *name);
 /* Parse a body of the given form; readings are appended to batch.
- * precision_ns applies to line protocol timestamps (1 for ns). Never
- * fails: the report says what happened. Caller frees report->errors via
- * ingest_parse_report_clear. */
+ * precision_ns applies to line protocol timestamps (1 for ns). tenant is
+ * the one the sender authenticated as: stamped into every key as the
+ * implicit tag (series_key_stamp), and a reading that names the tag
+ * itself is refused; NULL marks a trusted source (stdin) whose keys are
+ * taken as given. Never fails: the report says what happened. Caller
+ * frees report->errors via ingest_parse_report_clear. */
 void ingest_parse(int form, const char *body, size_t len, int64_t now,
-                  int64_t precision_ns, msg_batch_t *batch,
+                  int64_t precision_ns, const char *tenant, msg_batch_t *batch,
                   struct ingest_report *report);
-/* Parse an MQTT telemetry payload of device (from devices/{id}/telemetry):
- * {"timestamp": epoch-ms or RFC 3339, "metrics": {"temperature": 22.5}},
- * an array of such objects, or the same as msgpack. Each metric becomes
- * the series metric{device=id}. Never fails: the report says what
- * happened. */
-void ingest_parse_mqtt(const char *device, const void *payload, size_t len,
-                       int64_t now, msg_batch_t *batch,
-                       struct ingest_report *report);
+/* Parse an MQTT telemetry payload of a device of tenant (from
+ * [tenants/{t}/]devices/{id}/telemetry): {"timestamp": epoch-ms or RFC
+ * 3339, "metrics": {"temperature": 22.5}}, an array of such objects, or
+ * the same as msgpack. Each metric becomes the series metric{device=id}
+ * (plus tenant=t for a tenant other than the default). Never fails: the
+ * report says what happened. */
+void ingest_parse_mqtt(const char *tenant, const char *device,
+                       const void *payload, size_t len, int64_t now,
+                       msg_batch_t *batch, struct ingest_report *report);
 /* Release what a report owns. */
 void ingest_parse_report_clear(struct ingest_report *report);
 /* The HTTP status and JSON reply for a report (SPEC "Responses");

@@ -20,6 +20,7 @@
 #include "common/series.h"
 #include "common/strutil.h"
 #include "common/test.h"
+#include "common/topic.h"
 #include "common/xalloc.h"
 
 #include <errno.h>
@@ -400,7 +401,8 @@ s_spool(ingestd_t *self, msg_batch_t *b)
  * *durable_wait is set, else at once. */
 static int
 s_ingest(ingestd_t *self, int form, const char *body, size_t len,
-         const char *precision, json_t **reply, bool *durable_wait)
+         const char *precision, const char *tenant, json_t **reply,
+         bool *durable_wait)
 {
     msg_batch_t *b;
     struct ingest_report r;
@@ -429,7 +431,7 @@ s_ingest(ingestd_t *self, int form, const char *body, size_t len,
     if (ratelimit_release(&self->rl_full))
         log_info("ingestd: spool below its limit; accepting writes again");
     b = msg_batch_new(MSG_TYPE_READINGS);
-    ingest_parse(form, body, len, clock_now_ns(), prec, b, &r);
+    ingest_parse(form, body, len, clock_now_ns(), prec, tenant, b, &r);
     self->rejected += r.rejected;
     status = ingest_parse_reply(form, &r, reply);
     ingest_parse_report_clear(&r);
@@ -548,25 +550,30 @@ s_on_mqtt_spool(zloop_t *loop, int timer_id, void *arg)
 }
 
 static void
-s_on_mqtt(const char *device, const void *payload, size_t len, void *arg)
+s_on_mqtt(const char *tenant, const char *device, const void *payload,
+          size_t len, void *arg)
 {
     ingestd_t *self = arg;
     struct ingest_report r;
+    char prefix[2 * TOPIC_ID_MAX + 24];
 
-    if (bucket_take(self->device_rate, device, 1, clock_mono_ns()) != 0) {
+    /* The topic prefix names the device across tenants. */
+    topic_prefix(tenant, device, prefix, sizeof prefix);
+    if (bucket_take(self->device_rate, prefix, 1, clock_mono_ns()) != 0) {
         self->limited++;
         if (ratelimit_complain(&self->rl_mqtt))
             log_warnx("mqtt: device %s is over --device-rate; refusing its "
-                      "messages (%llu refused so far)", device,
+                      "messages (%llu refused so far)", prefix,
                       (unsigned long long)self->limited);
         if (self->mqtt)
-            ingest_mqtt_error(self->mqtt, device,
+            ingest_mqtt_error(self->mqtt, tenant, device,
                               "{\"error\":{\"code\":\"rate_limited\",\"message\":"
                               "\"over the per-device rate limit; message refused\","
                               "\"where\":\"device\"}}");
         return;
     }
-    ingest_parse_mqtt(device, payload, len, clock_now_ns(), self->mqtt_batch, &r);
+    ingest_parse_mqtt(tenant, device, payload, len, clock_now_ns(),
+                      self->mqtt_batch, &r);
     if (r.fatal_field || r.rejected) {
         json_t *e = r.fatal_field
                         ? rpc_error("invalid_payload", r.fatal_reason, r.fatal_field)
@@ -577,10 +584,10 @@ s_on_mqtt(const char *device, const void *payload, size_t len, void *arg)
         self->mqtt_bad++;
         self->rejected += r.rejected + (r.fatal_field ? 1 : 0);
         if (ratelimit_complain(&self->rl_mqtt))
-            log_warnx("mqtt: bad payload on devices/%s/telemetry: %s "
-                      "(%llu bad payloads so far)", device, s,
+            log_warnx("mqtt: bad payload on %s/telemetry: %s "
+                      "(%llu bad payloads so far)", prefix, s,
                       (unsigned long long)self->mqtt_bad);
-        ingest_mqtt_error(self->mqtt, device, s);
+        ingest_mqtt_error(self->mqtt, tenant, device, s);
         free(s);
         json_decref(e);
     }
@@ -609,6 +616,21 @@ s_on_mqspool(zloop_t *loop, int timer_id, void *arg)
     else
         ingest_mqspool_mark(self->mqspool); /* skipped records count too */
     return 0;
+}
+
+/* The tenant an ingest request acts for (apid sends the one of its
+ * caller's credentials; absent means the default tenant), or NULL when
+ * it is not a valid tag value. */
+static const char *
+s_tenant(const json_t *req)
+{
+    const json_t *t = json_object_get(req, "tenant");
+
+    if (t == NULL)
+        return SERIES_TENANT_DEFAULT;
+    if (!json_is_string(t) || series_tag_value_check(json_string_value(t)))
+        return NULL;
+    return json_string_value(t);
 }
 
 static int
@@ -658,11 +680,15 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     } else if (form == NULL || (f = ingest_parse_form(form)) < 0 || body == NULL) {
         reply = rpc_error("bad_request", "ingest needs a form and a body", "rpc");
         status = 400;
+    } else if (s_tenant(req) == NULL) {
+        reply = rpc_error("bad_request", "tenant must be a valid tag value",
+                          "tenant");
+        status = 400;
     } else {
         bool wait;
         status = s_ingest(self, f, body, json_string_length(json_object_get(req, "body")),
                           json_string_value(json_object_get(req, "precision")),
-                          &reply, &wait);
+                          s_tenant(req), &reply, &wait);
         if (wait) {
             s_wait_commit(self, NULL, &env, status, reply);
             json_decref(req);
@@ -802,7 +828,8 @@ s_on_http(http_req_t *req, void *arg)
     }
     /* InfluxDB 1 and 2 clients both send "precision". */
     bool wait;
-    status = s_ingest(self, form, body, len, prec, &reply, &wait);
+    status = s_ingest(self, form, body, len, prec, SERIES_TENANT_DEFAULT,
+                      &reply, &wait);
     free(inflated);
     if (wait) {
         s_wait_commit(self, req, NULL, status, reply);
@@ -859,8 +886,9 @@ s_run_stdin(ingestd_t *self)
     while ((len = getline(&line, &cap, stdin)) > 0) {
         lineno++;
         msg_batch_reset(b);
+        /* stdin is the operator's own pipe: keys as given, tenant tags too. */
         ingest_parse(INGEST_FORM_LINES, line, (size_t)len, clock_now_ns(), 1,
-                     b, &r);
+                     NULL, b, &r);
         if (r.rejected) {
             json_t *e = json_array_get(r.errors, 0);
             log_warnx("stdin:%zu: %s: %s", lineno,
@@ -1008,8 +1036,8 @@ ingestd_test(bool verbose)
     d = ingestd_new(&c);
     assert(d);
     /* Accepted readings wait for the group commit, then go downstream. */
-    assert(s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL, &reply,
-                    &wait) == 200 && wait);
+    assert(s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL,
+                    SERIES_TENANT_DEFAULT, &reply, &wait) == 200 && wait);
     json_decref(reply);
     assert(ingest_spool_records(d->spool) == 1);
     s_on_commit(d->loop, 0, d);
@@ -1032,6 +1060,7 @@ ingestd_test(bool verbose)
     int status = 200;
     for (int i = 0; i < 100 && status == 200; i++) {
         status = s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL,
+                          SERIES_TENANT_DEFAULT,
                           &reply, &wait);
         json_decref(reply);
     }

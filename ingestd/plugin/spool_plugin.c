@@ -1,6 +1,6 @@
 /*
  * spool_plugin: a mosquitto 2.0 plugin that appends every PUBLISH on
- * devices/+/telemetry to a spool file before the broker acknowledges it
+ * devices/+/telemetry and tenants/+/devices/+/telemetry to a spool file before the broker acknowledges it
  * (MOSQ_EVT_MESSAGE runs before the PUBACK). ingestd reads the files
  * (ingest_mqspool.c). Kept tiny on purpose: the broker's single thread is
  * the MQTT ceiling.
@@ -17,6 +17,7 @@
  */
 #include "ingestd/mqspool.h"
 #include "common/crc.h"
+#include "common/topic.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -81,17 +82,6 @@ s_open_next(struct s_plugin *p)
     return 0;
 }
 
-static bool
-s_is_telemetry(const char *t)
-{
-    const char *a, *b;
-    if (strncmp(t, "devices/", 8) != 0)
-        return false;
-    a = t + 8;
-    b = strchr(a, '/');
-    return b && b > a && strcmp(b, "/telemetry") == 0;
-}
-
 static void
 s_put32(unsigned char *p, uint32_t v)
 {
@@ -114,7 +104,7 @@ s_on_message(int event, void *event_data, void *ud)
     uint32_t crc;
     ssize_t n;
 
-    if (m->topic == NULL || !s_is_telemetry(m->topic))
+    if (m->topic == NULL || !topic_is_telemetry(m->topic))
         return MOSQ_ERR_SUCCESS;
     tl = strlen(m->topic);
     len = tl + m->payloadlen;

@@ -20,7 +20,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         struct ingest_report r;
         json_t *reply;
         ingest_parse(forms[f], (const char *)data, size, 1700000000000000000LL,
-                     1, b, &r);
+                     1, "acme", b, &r);
         assert(r.accepted == msg_batch_size(b));
         for (size_t i = 0; i < msg_batch_size(b); i++)
             assert(isfinite(msg_batch_reading(b, i)->value));

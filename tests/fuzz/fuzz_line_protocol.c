@@ -16,7 +16,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     json_t *reply;
 
     ingest_parse(INGEST_FORM_WRITE, (const char *)data, size,
-                 1700000000000000000LL, 1000000000LL, b, &r);
+                 1700000000000000000LL, 1000000000LL, "acme", b, &r);
     assert(r.accepted == msg_batch_size(b));
     for (size_t i = 0; i < msg_batch_size(b); i++)
         assert(isfinite(msg_batch_reading(b, i)->value));

@@ -327,6 +327,25 @@ class Platform:
         return r.status, dict(r.getheaders()), data
 
 
+def wait_for(fn, what, timeout=20, step=0.1):
+    """fn's first true value within timeout seconds, else a failure."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    check(False, what)
+
+
+def need(*names):
+    """Skip (exit 77) unless every binary or command is there."""
+    for n in names:
+        if not have(n) and not shutil.which(n):
+            print("skip: %s not available" % n)
+            sys.exit(77)
+
+
 def main(test):
     """Run test(platform-factory); exit 0, 1 on failure, 77 to skip."""
     try:

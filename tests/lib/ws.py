@@ -20,7 +20,8 @@ class Closed(Exception):
 
 
 class WS:
-    def __init__(self, port, path="/api/v1/stream", rcvbuf=None, timeout=10):
+    def __init__(self, port, path="/api/v1/stream", rcvbuf=None, timeout=10,
+                 headers=None):
         s = socket.socket()
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -30,7 +31,10 @@ class WS:
         s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n"
                   b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
                   b"Sec-WebSocket-Key: " + key + b"\r\n"
-                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+                  b"Sec-WebSocket-Version: 13\r\n"
+                  + b"".join(b"%s: %s\r\n" % (k.encode(), v.encode())
+                             for k, v in (headers or {}).items())
+                  + b"\r\n")
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = s.recv(4096)
