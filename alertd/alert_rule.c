@@ -145,6 +145,7 @@ struct alert_rule {
     char *inhibit_on[ALERT_RULE_INHIBIT_TAGS_MAX]; /* tags that must match */
     size_t ninhibit_on;         /* used */
     int64_t escalate_after;     /* firing this long unacknowledged, ns */
+    char *tenant;               /* tag filter value of alert_rule_set_tenant */
 };
 
 struct s_parser {
@@ -1228,6 +1229,7 @@ alert_rule_destroy(alert_rule_t **self_p)
     free(self->nodes);
     free(self->name);
     free(self->text);
+    free(self->tenant);
     free(self);
     *self_p = NULL;
 }
@@ -1346,6 +1348,25 @@ alert_rule_add_notify(alert_rule_t *self, const char *channel)
         if (strcmp(self->notify[i], channel) == 0)
             return -1;
     self->notify[self->nnotify++] = xstrdup(channel);
+    return 0;
+}
+
+int
+alert_rule_set_tenant(alert_rule_t *self, const char *tenant)
+{
+    if (self->tenant)
+        return -1;
+    for (size_t i = 0; i < self->nrefs; i++)
+        if (self->refs[i].nfilters == SERIES_TAGS_MAX)
+            return -1;
+    free(self->tenant);
+    self->tenant = xstrdup(strcmp(tenant, SERIES_TENANT_DEFAULT) ? tenant : "");
+    for (size_t i = 0; i < self->nrefs; i++) {
+        struct s_ref *ref = &self->refs[i];
+        ref->filters[ref->nfilters].key = SERIES_TENANT_TAG;
+        ref->filters[ref->nfilters].value = self->tenant;
+        ref->nfilters++;
+    }
     return 0;
 }
 
@@ -1892,6 +1913,18 @@ alert_rule_test(bool verbose)
     TEST_STREQ(alert_rule_scope(r, s1, scope, sizeof scope), s1);
     assert(alert_rule_matches(r, "temperature"));
     assert(!alert_rule_matches(r, "temperature2{device=s1}"));
+    assert(alert_rule_matches(r, "temperature{tenant=acme}"));
+    /* Confined to a tenant: its series only. */
+    assert(alert_rule_set_tenant(r, "acme") == 0);
+    assert(alert_rule_set_tenant(r, "acme") == -1);
+    assert(alert_rule_matches(r, "temperature{device=s1,tenant=acme}"));
+    assert(!alert_rule_matches(r, "temperature{device=s1}"));
+    assert(!alert_rule_matches(r, "temperature{tenant=globex}"));
+    alert_rule_destroy(&r);
+    r = alert_rule_parse_line("t: temperature{device=s1} > 1", &err);
+    assert(r && alert_rule_set_tenant(r, "default") == 0);
+    assert(alert_rule_matches(r, "temperature{device=s1}"));
+    assert(!alert_rule_matches(r, "temperature{device=s1,tenant=acme}"));
     alert_rule_destroy(&r);
     assert(alert_rule_parse_line("no colon here", &err) == NULL);
     assert(alert_rule_parse_line("x: temperature >", &err) == NULL);

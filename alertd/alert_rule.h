@@ -147,6 +147,14 @@ const char *alert_rule_notify(const alert_rule_t *self, size_t i);
  * through the API, whose actions become channels). Returns 0, or -1 when
  * the rule already notifies it or has ALERT_RULE_NOTIFY_MAX channels. */
 int alert_rule_add_notify(alert_rule_t *self, const char *channel);
+/* Confine the rule to one tenant's series: every metric reference also
+ * requires the series' tenant tag to be tenant, or absent for the
+ * default tenant (common/series.h). Rules made by a tenant through the
+ * API are confined; the rules file's rules are the operator's and see
+ * every tenant. Returns 0, or -1 when a reference has no room for
+ * another tag filter or the rule is confined already (then the rule is
+ * unchanged). */
+int alert_rule_set_tenant(alert_rule_t *self, const char *tenant);
 /* Least time between two notifications of one alert, ns (0: none). */
 int64_t alert_rule_throttle(const alert_rule_t *self);
 /* Channel to notify when the alert has fired for *after ns without an

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/rpc.h"
+#include "common/series.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -32,7 +33,13 @@ static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS rules ("
     " name TEXT PRIMARY KEY, condition TEXT NOT NULL,"
     " actions TEXT NOT NULL, enabled INTEGER NOT NULL,"
-    " created INTEGER NOT NULL, updated INTEGER NOT NULL)";
+    " created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+    " tenant TEXT NOT NULL DEFAULT '" SERIES_TENANT_DEFAULT "')";
+/* Tables made before rules had a tenant get the column (an error when
+ * it exists already is expected and ignored). */
+static const char *s_migrate_tenant =
+    "ALTER TABLE rules ADD COLUMN tenant TEXT NOT NULL DEFAULT '"
+    SERIES_TENANT_DEFAULT "'";
 
 /* One rule as its source. */
 struct s_rule {
@@ -43,6 +50,7 @@ struct s_rule {
     bool api;        /* made through the API (else from the file) */
     int64_t created; /* API rules: wall clock, ns */
     int64_t updated; /* API rules: wall clock, ns */
+    char *tenant;    /* API rules: whose rule (its series only); file: NULL */
 };
 
 struct alert_ruleset {
@@ -63,6 +71,7 @@ s_rule_free(struct s_rule **rp)
         return;
     free(r->name);
     free(r->cond);
+    free(r->tenant);
     json_decref(r->actions);
     free(r);
     *rp = NULL;
@@ -272,6 +281,12 @@ s_compile(const alert_ruleset_t *self, const struct s_rule *r,
     size_t i;
     json_t *a;
 
+    if (rule && r->tenant && alert_rule_set_tenant(rule, r->tenant) == -1) {
+        alert_rule_destroy(&rule);
+        s_failf(f, "bad_rule", "condition", "a metric reference has too many "
+                "tag filters to add the tenant's");
+        return NULL;
+    }
     if (rule == NULL) {
         bool cond = strncmp(err.reason, "rule name", 9) != 0;
         s_failf(f, "bad_rule", "", "%s", err.reason);
@@ -349,8 +364,8 @@ s_db_put(alert_ruleset_t *self, const struct s_rule *r, const char *old)
     }
     if (sqlite3_prepare_v2(self->db,
                            "INSERT OR REPLACE INTO rules (name, condition, "
-                           "actions, enabled, created, updated) VALUES "
-                           "(?, ?, ?, ?, ?, ?)",
+                           "actions, enabled, created, updated, tenant) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK)
         goto rollback;
     sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
@@ -359,6 +374,7 @@ s_db_put(alert_ruleset_t *self, const struct s_rule *r, const char *old)
     sqlite3_bind_int(st, 4, r->enabled);
     sqlite3_bind_int64(st, 5, r->created);
     sqlite3_bind_int64(st, 6, r->updated);
+    sqlite3_bind_text(st, 7, r->tenant, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto rollback;
     if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
@@ -399,11 +415,16 @@ s_db_load(alert_ruleset_t *self)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if (sqlite3_exec(self->db, s_schema, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(self->db,
-                           "SELECT name, condition, actions, enabled, created,"
-                           " updated FROM rules ORDER BY created, name",
-                           -1, &st, NULL) != SQLITE_OK) {
+    rc = sqlite3_exec(self->db, s_schema, NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_exec(self->db, s_migrate_tenant, NULL, NULL, NULL);
+        rc = sqlite3_prepare_v2(self->db,
+                                "SELECT name, condition, actions, enabled,"
+                                " created, updated, tenant FROM rules"
+                                " ORDER BY created, name",
+                                -1, &st, NULL);
+    }
+    if (rc != SQLITE_OK) {
         log_warnx("alert_ruleset: cannot read the rules table: %s",
                   sqlite3_errmsg(self->db));
         return -1;
@@ -422,6 +443,7 @@ s_db_load(alert_ruleset_t *self)
         r->api = true;
         r->created = sqlite3_column_int64(st, 4);
         r->updated = sqlite3_column_int64(st, 5);
+        r->tenant = xstrdup((const char *)sqlite3_column_text(st, 6));
         s_append(self, r);
     }
     sqlite3_finalize(st);
@@ -569,6 +591,7 @@ s_rule_json(const alert_ruleset_t *self, const struct s_rule *r)
 
     if (r->api) {
         json_object_set(o, "actions", r->actions);
+        json_object_set_new(o, "tenant", json_string(r->tenant));
         json_object_set_new(o, "created", s_time(r->created));
         json_object_set_new(o, "updated", s_time(r->updated));
         if (s_shadowed(self, r))
@@ -678,13 +701,14 @@ s_validate(const alert_ruleset_t *self, const struct s_rule *r,
 }
 
 static int
-s_create(alert_ruleset_t *self, const json_t *in, int64_t now, json_t **body,
-         bool *changed)
+s_create(alert_ruleset_t *self, const json_t *in, const char *tenant,
+         int64_t now, json_t **body, bool *changed)
 {
     struct s_rule *r = xcalloc(1, sizeof *r);
     struct s_fail f = {0};
 
     r->api = r->enabled = true;
+    r->tenant = xstrdup(tenant ? tenant : SERIES_TENANT_DEFAULT);
     r->actions = json_array();
     r->created = r->updated = now;
     if (s_fields(in, r, &f) == -1 || s_validate(self, r, &f) == -1) {
@@ -727,6 +751,7 @@ s_update(alert_ruleset_t *self, struct s_rule *cur, const json_t *in,
     struct s_fail f = {0};
 
     r->api = true;
+    r->tenant = xstrdup(cur->tenant);
     r->name = xstrdup(cur->name);
     r->cond = xstrdup(cur->cond);
     r->actions = json_deep_copy(cur->actions);
@@ -765,12 +790,24 @@ s_update(alert_ruleset_t *self, struct s_rule *cur, const json_t *in,
     return 200;
 }
 
+/* May a query of tenant (NULL: the operator's own tools) see rule r? A
+ * tenant sees its API rules; the rules file's rules are the operator's
+ * and shown to the default tenant. */
+static bool
+s_visible(const struct s_rule *r, const char *tenant)
+{
+    if (tenant == NULL)
+        return true;
+    return strcmp(r->api ? r->tenant : SERIES_TENANT_DEFAULT, tenant) == 0;
+}
+
 int
 alert_ruleset_answer(alert_ruleset_t *self, const char *op,
                      const json_t *req, int64_t now, json_t **body,
                      bool *changed)
 {
     const char *name = json_string_value(json_object_get(req, "name"));
+    const char *tenant = json_string_value(json_object_get(req, "tenant"));
     const json_t *in = json_object_get(req, "rule");
     struct s_rule *r;
 
@@ -778,7 +815,8 @@ alert_ruleset_answer(alert_ruleset_t *self, const char *op,
     if (strcmp(op, "rules") == 0) {
         json_t *arr = json_array();
         for (size_t i = 0; i < self->n; i++)
-            json_array_append_new(arr, s_rule_json(self, self->v[i]));
+            if (s_visible(self->v[i], tenant))
+                json_array_append_new(arr, s_rule_json(self, self->v[i]));
         *body = json_pack("{s:o}", "rules", arr);
         return 200;
     }
@@ -811,12 +849,19 @@ alert_ruleset_answer(alert_ruleset_t *self, const char *op,
         return 409;
     }
     if (strcmp(op, "rule_create") == 0)
-        return s_create(self, in, now, body, changed);
+        return s_create(self, in, tenant, now, body, changed);
     if (name == NULL) {
         *body = rpc_error("bad_request", "name is required", "name");
         return 400;
     }
-    if ((r = s_find(self, name, true)) == NULL) {
+    r = s_find(self, name, true);
+    if ((r && !s_visible(r, tenant)) ||
+        (!r && s_find(self, name, false) &&
+         !s_visible(s_find(self, name, false), tenant))) {
+        *body = rpc_error("not_found", "no such rule", "name");
+        return 404;
+    }
+    if (r == NULL) {
         if (s_find(self, name, false) && strcmp(op, "rule") == 0) {
             *body = s_rule_json(self, s_find(self, name, false));
             return 200;
@@ -909,12 +954,58 @@ alert_ruleset_test(bool verbose)
     TEST_STREQ(alert_rule_notify(rules[1], 0), alert_channel_name(ch[1]));
     TEST_STREQ(alert_channel_type(ch[1]), "webhook");
     TEST_STREQ(alert_channel_arg(ch[1], 0), "http://127.0.0.1:9/x");
+    /* A rule made without a tenant is the default tenant's: its series
+     * only; the file's rule sees every tenant. */
+    assert(alert_rule_matches(rules[1], "temperature{device=s1}"));
+    assert(!alert_rule_matches(rules[1], "temperature{tenant=acme}"));
+    assert(alert_rule_matches(rules[0], "temperature{tenant=acme}"));
     for (size_t i = 0; i < n; i++)
         alert_rule_destroy(&rules[i]);
     for (size_t i = 0; i < nch; i++)
         alert_channel_destroy(&ch[i]);
     free(rules);
     free(ch);
+
+    /* Tenants: acme's rule is acme's alone, to see and to evaluate. */
+    assert(s_test_ask(rs, "{\"op\":\"rule_create\",\"tenant\":\"acme\","
+                          "\"rule\":{\"name\":\"acme hot\",\"condition\":"
+                          "\"temperature > 40\"}}", &body, &changed) == 201);
+    TEST_STREQ(json_string_value(json_object_get(body, "tenant")), "acme");
+    json_decref(body);
+    assert(s_test_ask(rs, "{\"op\":\"rules\",\"tenant\":\"globex\"}", &body,
+                      &changed) == 200);
+    assert(json_array_size(json_object_get(body, "rules")) == 0);
+    json_decref(body);
+    assert(s_test_ask(rs, "{\"op\":\"rules\",\"tenant\":\"acme\"}", &body,
+                      &changed) == 200);
+    assert(json_array_size(json_object_get(body, "rules")) == 1);
+    json_decref(body);
+    assert(s_test_ask(rs, "{\"op\":\"rules\",\"tenant\":\"default\"}", &body,
+                      &changed) == 200);
+    assert(json_array_size(json_object_get(body, "rules")) == 2);
+    json_decref(body);
+    for (int i = 0; i < 3; i++) {
+        static const char *ops[] = {"rule", "rule_delete", "rule_update"};
+        char q[160];
+        snprintf(q, sizeof q, "{\"op\":\"%s\",\"tenant\":\"globex\","
+                 "\"name\":\"acme hot\",\"rule\":{\"enabled\":false}}", ops[i]);
+        assert(s_test_ask(rs, q, &body, &changed) == 404 && !changed);
+        json_decref(body);
+    }
+    n = alert_ruleset_build(rs, &rules, &ch, &nch);
+    assert(n == 3);
+    TEST_STREQ(alert_rule_name(rules[2]), "acme hot");
+    assert(alert_rule_matches(rules[2], "temperature{tenant=acme}"));
+    assert(!alert_rule_matches(rules[2], "temperature"));
+    for (size_t i = 0; i < n; i++)
+        alert_rule_destroy(&rules[i]);
+    for (size_t i = 0; i < nch; i++)
+        alert_channel_destroy(&ch[i]);
+    free(rules);
+    free(ch);
+    assert(s_test_ask(rs, "{\"op\":\"rule_delete\",\"tenant\":\"acme\","
+                          "\"name\":\"acme hot\"}", &body, &changed) == 200);
+    json_decref(body);
 
     /* A bad condition: 400 with the parser's position and reason. */
     assert(s_test_ask(rs, "{\"op\":\"rule_create\",\"rule\":{\"name\":\"b\","

@@ -61,7 +61,11 @@ size_t alert_ruleset_build(alert_ruleset_t *self, alert_rule_t ***rules,
 /* Answer a rules query: "rules" (list), "rule" (one, by "name"),
  * "rule_create" ("rule": the POST body), "rule_update" ("name" and
  * "rule": the fields to change), "rule_delete" ("name") and "rule_check"
- * (validate "name" and "condition" without saving). Returns the HTTP
+ * (validate "name" and "condition" without saving). With "tenant" (apid
+ * sends the caller's), a query sees only that tenant's API rules (and
+ * the file's rules for the default tenant; another's rule is 404), and a
+ * rule it creates is that tenant's and evaluated on its series only
+ * (alert_rule_set_tenant). Rule names are unique across tenants. Returns the HTTP
  * status with *body set, or 0 when op is none of these. *changed is set
  * when the set changed (the caller rebuilds the engine). now is the
  * wall clock, ns. */

@@ -2,6 +2,7 @@
  * api_tenant: tenant scoping of queries and answers (see api_tenant.h).
  */
 #include "apid/api_tenant.h"
+#include "apid/apid.h"
 #include "common/series.h"
 #include "common/test.h"
 
@@ -16,14 +17,14 @@ s_filter_value(const char *tenant)
 }
 
 int
-api_tenant_scope(const char *tenant, bool ingest, json_t *query)
+api_tenant_scope(const char *tenant, int backend, json_t *query)
 {
     const char *sel = json_string_value(json_object_get(query, "series"));
     const char *want = s_filter_value(tenant);
     json_t *tags = json_object_get(query, "tags"), *given;
     char key[SERIES_KEY_MAX];
 
-    if (ingest) {
+    if (backend == APID_BK_INGESTD || backend == APID_BK_ALERTD) {
         json_object_set_new(query, "tenant", json_string(tenant));
         return 0;
     }
@@ -89,7 +90,7 @@ api_tenant_test(bool verbose)
     json_t *items;
 
     /* The default tenant: its series are those without the tag. */
-    assert(api_tenant_scope("default", false, q) == 0);
+    assert(api_tenant_scope("default", APID_BK_AGGD, q) == 0);
     TEST_STREQ(json_string_value(json_object_get(
                    json_object_get(q, "tags"), "tenant")), "");
     TEST_STREQ(json_string_value(json_object_get(q, "series")), "t");
@@ -97,7 +98,7 @@ api_tenant_test(bool verbose)
     /* Another tenant: the filter, and its tag in an exact key. */
     q = json_pack("{s:s, s:s, s:{s:s}}", "op", "stats", "series",
                   "t{device=s1}", "tags", "device", "s1");
-    assert(api_tenant_scope("acme", false, q) == 0);
+    assert(api_tenant_scope("acme", APID_BK_AGGD, q) == 0);
     TEST_STREQ(json_string_value(json_object_get(q, "series")),
                "t{device=s1,tenant=acme}");
     TEST_STREQ(json_string_value(json_object_get(
@@ -107,25 +108,29 @@ api_tenant_test(bool verbose)
     json_decref(q);
     /* Naming another tenant is refused, naming one's own is fine. */
     q = json_pack("{s:s, s:{s:s}}", "series", "t", "tags", "tenant", "globex");
-    assert(api_tenant_scope("acme", false, q) == -1);
+    assert(api_tenant_scope("acme", APID_BK_AGGD, q) == -1);
     json_decref(q);
     q = json_pack("{s:s, s:{s:s}}", "series", "t", "tags", "tenant", "acme");
-    assert(api_tenant_scope("acme", false, q) == 0);
-    assert(api_tenant_scope("default", false, q) == -1);
+    assert(api_tenant_scope("acme", APID_BK_AGGD, q) == 0);
+    assert(api_tenant_scope("default", APID_BK_AGGD, q) == -1);
     json_decref(q);
     /* A key of another tenant stays as given; the filter makes it 404. */
     q = json_pack("{s:s}", "series", "t{tenant=globex}");
-    assert(api_tenant_scope("acme", false, q) == 0);
+    assert(api_tenant_scope("acme", APID_BK_AGGD, q) == 0);
     TEST_STREQ(json_string_value(json_object_get(q, "series")),
                "t{tenant=globex}");
     json_decref(q);
     /* Ingest carries the tenant; queries without a series are left. */
     q = json_pack("{s:s}", "op", "ingest");
-    assert(api_tenant_scope("acme", true, q) == 0);
+    assert(api_tenant_scope("acme", APID_BK_INGESTD, q) == 0);
     TEST_STREQ(json_string_value(json_object_get(q, "tenant")), "acme");
     json_decref(q);
-    q = json_pack("{s:s}", "op", "alerts");
-    assert(api_tenant_scope("acme", false, q) == 0 &&
+    q = json_pack("{s:s}", "op", "rules");
+    assert(api_tenant_scope("acme", APID_BK_ALERTD, q) == 0);
+    TEST_STREQ(json_string_value(json_object_get(q, "tenant")), "acme");
+    json_decref(q);
+    q = json_pack("{s:s}", "op", "status");
+    assert(api_tenant_scope("acme", APID_BK_AGGD, q) == 0 &&
            json_object_size(q) == 1);
     json_decref(q);
     items = json_pack("[{s:s}, {s:s}, {s:s}, {s:n}, {s:n, s:s}]", "series",

@@ -10,7 +10,8 @@
  * default tenant. aggd and anomalyd need not know about tenants at all;
  * a selection that reaches into another tenant matches nothing and is 404,
  * as an unknown series is, so nothing tells a caller what exists elsewhere.
- * Answers that are not selected by series (alerts) are filtered here.
+ * Answers that are not selected by series (alerts) are filtered here;
+ * alertd keeps the rules a tenant makes as that tenant's.
  */
 #ifndef SP_API_TENANT_H
 #define SP_API_TENANT_H
@@ -18,12 +19,13 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-/* Scope a query to tenant: an ingest gets "tenant" (ingestd stamps it);
- * a query with "series" gets the tenant tag filter, and an exact key
- * ("name{k=v}") the tenant tag itself. Returns 0, or -1 when the query
- * itself names another tenant's data (a tenant tag filter or key of
- * another tenant): answer 404. */
-int api_tenant_scope(const char *tenant, bool ingest, json_t *query);
+/* Scope a query to backend (enum apid_backend) to tenant: ingestd and
+ * alertd get "tenant" (ingestd stamps it into keys; alertd keeps rules
+ * per tenant); a query to aggd or anomalyd with "series" gets the tenant
+ * tag filter, and an exact key ("name{k=v}") the tenant tag itself.
+ * Returns 0, or -1 when the query itself names another tenant's data (a
+ * tenant tag filter or key of another tenant): answer 404. */
+int api_tenant_scope(const char *tenant, int backend, json_t *query);
 /* Does the series key belong to tenant? */
 bool api_tenant_owns(const char *tenant, const char *key);
 /* Does an item (an alert, an anomaly) belong to tenant? Judged by its

@@ -232,8 +232,7 @@ s_request(apid_t *self, http_req_t *req, int b, json_t *query,
     const char *op = json_string_value(json_object_get(query, "op"));
     struct s_pending *p;
 
-    if (req && api_tenant_scope(api_auth_tenant(req), b == APID_BK_INGESTD,
-                                query)) {
+    if (req && api_tenant_scope(api_auth_tenant(req), b, query)) {
         json_t *e = rpc_error("not_found", "no such series",
                               json_string_value(json_object_get(query, "series")));
         json_decref(query);

@@ -74,6 +74,23 @@ def test():
                   % str(e).splitlines()[0])
         time.sleep(1.0)
 
+        # A rule made by acme is acme's: listed, shown and evaluated for it
+        # alone (humidity is over 10 in acme and globex, not in default).
+        st, _, d = p.http("POST", "/api/rules", {
+            "name": "acme_humid", "condition": "humidity > 10", "actions": []},
+            headers=h("acme"))
+        check(st == 201, "acme creates a rule (%s %s)" % (st, d))
+        for t in TENANTS:
+            st, _, d = get(t, "/api/rules")
+            names = [r["name"] for r in d["rules"]]
+            check(st == 200 and ("acme_humid" in names) == (t == "acme"),
+                  "%s: rule list %s" % (t, names))
+            st, _, d = get(t, "/api/rules/acme_humid")
+            check(st == (200 if t == "acme" else 404),
+                  "%s: GET acme's rule -> %s" % (t, st))
+        st, _, d = p.http("DELETE", "/api/rules/acme_humid", headers=h("globex"))
+        check(st == 404, "globex cannot delete acme's rule (%s)" % st)
+
         # Writes: the same names in every tenant.
         for t in TENANTS:
             b = BASE[t]
@@ -154,6 +171,11 @@ def test():
             pts = [pt["value"] for s in d["series"] for pt in s["points"]]
             check(st == 200 and sorted(pts) == [BASE[t] + 100 + i for i in range(3)],
                   "%s: export of temperature is its own: %s" % (t, pts))
+            st, _, d = get(t, "/api/v1/export/temperature?format=csv")
+            rows = d.decode().splitlines()[1:] if isinstance(d, bytes) else []
+            check(st == 200 and sorted(float(r.rsplit(",", 1)[1]) for r in rows)
+                  == [BASE[t] + 100 + i for i in range(3)],
+                  "%s: streamed CSV export is its own: %s" % (t, rows))
             st, _, d = get(t, "/api/telemetry/s1?metric=humidity")
             check(st == 200 and d["count"] == 3 and all(
                 pt["value"] == BASE[t] for s in d["series"] for pt in s["points"]),
@@ -193,11 +215,18 @@ def test():
         ids = {}
         for t in TENANTS:
             al = wait_for(lambda: alerts(t), "%s: an active alert" % t)
-            check(all(a["series"].startswith("temperature{device=s1")
+            if t == "acme":
+                al = wait_for(lambda: [a for a in alerts(t) or []
+                                       if a["rule"] == "acme_humid"]
+                              and alerts(t), "acme's own rule fires")
+            check(all(a["series"].startswith(("temperature{device=s1",
+                                               "humidity{device=s1"))
                       and (("tenant=" not in a["series"]) if t == "default"
                            else ("tenant=" + t) in a["series"]) for a in al),
                   "%s: only its own alerts: %s" % (t, [a["series"] for a in al]))
-            ids[t] = al[0]["id"]
+            check(("acme_humid" in {a["rule"] for a in al}) == (t == "acme"),
+                  "%s: acme's rule fired on acme's series only" % t)
+            ids[t] = [a for a in al if a["rule"] == "hot"][0]["id"]
         for t in TENANTS:
             for other in TENANTS:
                 st, _, d = get(t, "/api/alerts/%d" % ids[other])
