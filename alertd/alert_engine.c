@@ -14,6 +14,7 @@
 #include "alertd/alert_series.h"
 #include "common/clock.h"
 #include "common/series.h"
+#include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -55,6 +56,7 @@ struct alert_engine {
     struct s_bucket deadman;   /* rules evaluated on the tick */
     alert_series_t *series;    /* window state */
     zhashx_t *alerts;          /* "rule\x1fscope" -> struct s_alert */
+    zhashx_t *devices;         /* device id -> metadata (json_t) */
     alert_engine_emit_fn *emit; /* change callback */
     void *arg;                 /* its argument */
     struct alert_engine_stats st; /* counters */
@@ -87,6 +89,13 @@ s_bucket_free(void **item)
 }
 
 static void
+s_json_free(void **item)
+{
+    json_decref(*item);
+    *item = NULL;
+}
+
+static void
 s_bucket_add(struct s_bucket *b, size_t i)
 {
     if (b->n && b->idx[b->n - 1] == i)
@@ -109,6 +118,8 @@ alert_engine_new(size_t max_points, size_t max_series,
     self->alerts = zhashx_new();
     zhashx_set_destructor(self->alerts, s_alert_free);
     self->series = alert_series_new(0, max_points, max_series);
+    self->devices = zhashx_new();
+    zhashx_set_destructor(self->devices, s_json_free);
     self->emit = emit;
     self->arg = arg;
     return self;
@@ -133,6 +144,7 @@ alert_engine_destroy(alert_engine_t **self_p)
         return;
     zhashx_destroy(&self->alerts);
     zhashx_destroy(&self->by_name);
+    zhashx_destroy(&self->devices);
     free(self->globs.idx);
     free(self->deadman.idx);
     alert_series_destroy(&self->series);
@@ -241,12 +253,62 @@ alert_engine_set_rules(alert_engine_t *self, alert_rule_t **rules, size_t n,
     free(old);
 }
 
+/* device.NAME of the series key: the metadata of its "device" tag. */
+static double
+s_attr(void *arg, const char *key, const char *name)
+{
+    alert_engine_t *self = arg;
+    char nb[SERIES_NAME_MAX + 1], tb[SERIES_KEY_MAX];
+    struct series_tag tags[SERIES_TAGS_MAX];
+    int nt;
+    json_t *meta = NULL, *v;
+
+    if (zhashx_size(self->devices) == 0 || strchr(key, '{') == NULL)
+        return NAN;
+    nt = series_key_parse(key, nb, sizeof nb, tb, sizeof tb, tags,
+                          SERIES_TAGS_MAX);
+    for (int i = 0; i < nt && meta == NULL; i++)
+        if (strcmp(tags[i].key, "device") == 0)
+            meta = zhashx_lookup(self->devices, tags[i].value);
+    if ((v = json_object_get(meta, name)) == NULL)
+        return NAN;
+    if (json_is_number(v))
+        return json_number_value(v);
+    double d;
+    if (json_is_string(v) && strutil_tod(json_string_value(v), &d) == 0)
+        return d;
+    return NAN;
+}
+
+void
+alert_engine_set_device(alert_engine_t *self, const char *id,
+                        const json_t *meta)
+{
+    if (json_is_object(meta))
+        zhashx_update(self->devices, id, json_deep_copy(meta));
+    else
+        zhashx_delete(self->devices, id);
+}
+
+void
+alert_engine_clear_devices(alert_engine_t *self)
+{
+    zhashx_purge(self->devices);
+}
+
+size_t
+alert_engine_devices(const alert_engine_t *self)
+{
+    return zhashx_size(self->devices);
+}
+
 static void
 s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
            int64_t ts, double value)
 {
     char scope[SERIES_KEY_MAX], hkey[SERIES_KEY_MAX + 160];
-    struct alert_rule_env env = {alert_series_value, self->series, key, ts};
+    struct alert_rule_env env = {alert_series_value, self->series, key, ts,
+                                 s_attr, self};
     enum alert_truth cond;
     struct s_alert *a;
 
@@ -664,6 +726,49 @@ alert_engine_test(bool verbose)
     TEST_STREQ(log.lines[0], "silent temperature{device=s7} resolved error 2000");
     assert(alert_engine_resolve(e, "silent", "temperature{device=s7}",
                                 2000 * S) == -1);
+
+    /* Per-device thresholds from metadata: one rule, limits that differ;
+     * a device without the attribute is unknown, never firing. */
+    rules[0] = s_test_rule("over: temperature > device.max_temp");
+    alert_engine_set_rules(e, rules, 1, 3000 * S);
+    json_t *m = json_pack("{s:i, s:s}", "max_temp", 40, "site", "x");
+    alert_engine_set_device(e, "a", m);
+    json_decref(m);
+    m = json_pack("{s:s}", "max_temp", "60");
+    alert_engine_set_device(e, "b", m);
+    json_decref(m);
+    assert(alert_engine_devices(e) == 2);
+    log.n = 0;
+    alert_engine_reading(e, "temperature{device=a}", 3001 * S, 50);
+    alert_engine_reading(e, "temperature{device=b}", 3001 * S, 50);
+    alert_engine_reading(e, "temperature{device=c}", 3001 * S, 50);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "over temperature{device=a} firing warning 3001");
+    m = json_pack("{s:f}", "max_temp", 45.5);
+    alert_engine_set_device(e, "b", m);
+    json_decref(m);
+    alert_engine_reading(e, "temperature{device=b}", 3002 * S, 50);
+    assert(log.n == 2);
+    TEST_STREQ(log.lines[1], "over temperature{device=b} firing warning 3002");
+    alert_engine_set_device(e, "a", NULL);
+    alert_engine_reading(e, "temperature{device=a}", 3003 * S, 20);
+    assert(log.n == 2); /* unknown limit: the alert stays */
+    assert(alert_engine_devices(e) == 1);
+
+    /* time_to: a bearing warming 1 degree a minute from 40 crosses 90 in
+     * 50 minutes; "within 30m" fires at 61 (29 minutes to go), and a
+     * reading that bends the line down resolves it. */
+    rules[0] = s_test_rule("wear: time_to(bearing, 90, 10m) < 30m");
+    alert_engine_set_rules(e, rules, 1, 4000 * S);
+    log.n = 0;
+    for (int k = 0; k <= 25; k++)
+        alert_engine_reading(e, "bearing{device=w}", (4000 + k * 60) * S,
+                             40 + k);
+    assert(log.n == 1);
+    TEST_STREQ(log.lines[0], "wear bearing{device=w} firing warning 5260");
+    for (int k = 26; k <= 40; k++)
+        alert_engine_reading(e, "bearing{device=w}", (4000 + k * 60) * S, 40);
+    assert(log.n == 2 && strstr(log.lines[1], "resolved"));
 
     alert_engine_stats(e, &st);
     assert(st.readings > 0 && st.anomalies == 1 && st.evaluations > 0);

@@ -106,6 +106,17 @@ int alert_engine_restore(alert_engine_t *self, const char *rule,
 int alert_engine_resolve(alert_engine_t *self, const char *rule,
                          const char *scope, int64_t now);
 
+/* Set the metadata of device id (an object: its numbers, and strings
+ * that are whole numbers, are what rules read as device.NAME), or forget
+ * the device (meta NULL). Copies meta. The next evaluation of a series
+ * whose "device" tag is id sees it. */
+void alert_engine_set_device(alert_engine_t *self, const char *id,
+                             const json_t *meta);
+/* Forget every device's metadata. */
+void alert_engine_clear_devices(alert_engine_t *self);
+/* Number of devices with metadata. */
+size_t alert_engine_devices(const alert_engine_t *self);
+
 /* The i-th rule of the set, or NULL past the end. Borrowed until the
  * next alert_engine_set_rules. */
 const alert_rule_t *alert_engine_rule(const alert_engine_t *self, size_t i);

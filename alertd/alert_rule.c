@@ -26,8 +26,10 @@
 
 /* Longest rule name. */
 #define S_NAME_MAX 128
-/* Longest function name token ("count", "p999"). */
+/* Longest function name token ("count", "p999", "time_to"). */
 #define S_FNAME_MAX 8
+/* Prefix of device attributes in a rule. */
+#define S_DEVICE_PREFIX "device."
 
 enum s_tok_kind {
     T_EOF,
@@ -70,7 +72,8 @@ enum s_node_kind {
     N_NOT,
     N_AND,
     N_OR,
-    N_NODATA /* nodata(metric, window): age above the window */
+    N_NODATA, /* nodata(metric, window): age above the window */
+    N_ATTR    /* device.NAME: ref indexes the rule's attrs */
 };
 
 /* Binding strength of each node kind, for the formatter. */
@@ -109,7 +112,8 @@ struct s_node {
     enum s_node_kind kind;  /* operator or leaf kind */
     bool isbool;            /* yields a truth value (else a number) */
     int a, b;               /* children (indices), -1 when absent */
-    double num;             /* N_NUM value */
+    double num;             /* N_NUM value (a duration: seconds, and
+                               window holds it in ns for the formatter) */
     int ref;                /* N_REF: index into refs */
     enum alert_fn fn;       /* N_REF: function */
     int64_t window;         /* N_REF: window ns (0: latest) */
@@ -146,6 +150,8 @@ struct alert_rule {
     size_t ninhibit_on;         /* used */
     int64_t escalate_after;     /* firing this long unacknowledged, ns */
     char *tenant;               /* tag filter value of alert_rule_set_tenant */
+    char *attrs[ALERT_RULE_ATTRS_MAX]; /* device attribute names */
+    size_t nattrs;              /* used */
 };
 
 struct s_parser {
@@ -175,7 +181,7 @@ static const struct {
     {"count", ALERT_FN_COUNT}, {"std", ALERT_FN_STD},
     {"rate", ALERT_FN_RATE},   {"delta", ALERT_FN_DELTA},
     {"anomaly", ALERT_FN_ANOMALY}, {"age", ALERT_FN_AGE},
-    {"nodata", ALERT_FN_AGE},
+    {"nodata", ALERT_FN_AGE},  {"time_to", ALERT_FN_TIME_TO},
 };
 
 /* --------------------------------------------------------------------- */
@@ -613,7 +619,7 @@ s_parse_call(struct s_parser *p)
     if (fn == ALERT_FN_MAX_) {
         s_error(p, pos,
                 "unknown function '%s' (avg, min, max, sum, count, std, "
-                "rate, delta, pNN, anomaly, age, nodata)",
+                "rate, delta, pNN, anomaly, age, nodata, time_to)",
                 fname);
         return -1;
     }
@@ -623,6 +629,27 @@ s_parse_call(struct s_parser *p)
     if (ref < 0)
         return -1;
     bool nodata = strcmp(fname, "nodata") == 0;
+    if (fn == ALERT_FN_TIME_TO) {
+        /* time_to(metric, [-]T [, window]) */
+        bool neg = false;
+        if (!s_expect(p, T_COMMA, "',' and a threshold"))
+            return -1;
+        if (p->tok.kind == T_MINUS) {
+            neg = true;
+            s_next(p);
+        }
+        if (p->tok.kind != T_NUM) {
+            char desc[40];
+            s_error(p, p->tok.pos, "expected a threshold number, found %s",
+                    s_tok_desc(p, desc, sizeof desc));
+            return -1;
+        }
+        q = neg ? -p->tok.num : p->tok.num;
+        s_next(p);
+        window = ALERT_RULE_TIME_TO_WINDOW_NS;
+        if (p->tok.kind != T_COMMA)
+            goto close; /* else the window follows, as for avg() */
+    }
     if ((fn == ALERT_FN_ANOMALY && p->tok.kind == T_RP) ||
         (fn == ALERT_FN_AGE && !nodata)) {
         window = 0;
@@ -642,6 +669,7 @@ s_parse_call(struct s_parser *p)
         }
         s_next(p);
     }
+close:
     if (!s_expect(p, T_RP, "')'"))
         return -1;
     if (fn == ALERT_FN_AGE)
@@ -658,6 +686,37 @@ s_parse_call(struct s_parser *p)
     memcpy(node->fname, fname, fl + 1);
     if (window > p->rule->max_window && !nodata)
         p->rule->max_window = window;
+    return n;
+}
+
+/* device.NAME: a numeric attribute of the series' device. */
+static int
+s_parse_attr(struct s_parser *p)
+{
+    const char *a = p->tok.str + strlen(S_DEVICE_PREFIX);
+    alert_rule_t *r = p->rule;
+    size_t k;
+
+    if (series_tag_key_check(a)) {
+        s_error(p, p->tok.pos, "expected device.NAME with NAME like "
+                "[A-Za-z_][A-Za-z0-9_]* (quote a metric whose name starts "
+                "with \"device.\")");
+        return -1;
+    }
+    for (k = 0; k < r->nattrs; k++)
+        if (strcmp(r->attrs[k], a) == 0)
+            break;
+    if (k == r->nattrs) {
+        if (r->nattrs == ALERT_RULE_ATTRS_MAX) {
+            s_error(p, p->tok.pos, "more than %d device attributes",
+                    ALERT_RULE_ATTRS_MAX);
+            return -1;
+        }
+        r->attrs[r->nattrs++] = xstrdup(a);
+    }
+    int n = s_node_new(p, N_ATTR, false, -1, -1);
+    r->nodes[n].ref = (int)k;
+    s_next(p);
     return n;
 }
 
@@ -696,6 +755,9 @@ s_parse_primary(struct s_parser *p)
             after++;
         if (p->tok.sel_len == 0 && after < p->len && p->text[after] == '(')
             return s_parse_call(p);
+        if (p->tok.sel_len == 0 &&
+            strncmp(p->tok.str, S_DEVICE_PREFIX, strlen(S_DEVICE_PREFIX)) == 0)
+            return s_parse_attr(p);
     }
         /* FALLTHROUGH */
     case T_STR: {
@@ -708,9 +770,12 @@ s_parse_primary(struct s_parser *p)
         return n;
     }
     case T_DUR:
-        s_error(p, p->tok.pos,
-                "a duration is only allowed as a window or in a clause");
-        return -1;
+        /* A duration in an expression is a number of seconds. */
+        n = s_node_new(p, N_NUM, false, -1, -1);
+        p->rule->nodes[n].num = (double)p->tok.dur / CLOCK_NS_PER_S;
+        p->rule->nodes[n].window = p->tok.dur;
+        s_next(p);
+        return n;
     default:
         s_error(p, p->tok.pos, "expected a number, metric or '(', found %s",
                 s_tok_desc(p, desc, sizeof desc));
@@ -1226,6 +1291,8 @@ alert_rule_destroy(alert_rule_t **self_p)
     free(self->inhibitor);
     for (size_t i = 0; i < self->ninhibit_on; i++)
         free(self->inhibit_on[i]);
+    for (size_t i = 0; i < self->nattrs; i++)
+        free(self->attrs[i]);
     free(self->nodes);
     free(self->name);
     free(self->text);
@@ -1476,6 +1543,10 @@ s_eval_num(const alert_rule_t *r, int n, const struct alert_rule_env *env)
         return node->num;
     case N_REF:
         return s_ref_value(r, node, env);
+    case N_ATTR:
+        return env->attr ? env->attr(env->attr_arg, env->key,
+                                     r->attrs[node->ref])
+                         : NAN;
     case N_NEG:
         return -s_eval_num(r, node->a, env);
     case N_ADD:
@@ -1593,7 +1664,8 @@ static void
 s_fmt_metric(FILE *fp, const struct s_ref *ref)
 {
     const char *n = ref->name;
-    bool plain = s_name_start((unsigned char)n[0]) && !s_is_keyword(n);
+    bool plain = s_name_start((unsigned char)n[0]) && !s_is_keyword(n) &&
+                 strncmp(n, S_DEVICE_PREFIX, strlen(S_DEVICE_PREFIX)) != 0;
 
     for (const char *c = n; plain && *c; c++)
         if (!s_name_char((unsigned char)*c))
@@ -1647,13 +1719,21 @@ s_fmt_node(FILE *fp, const alert_rule_t *r, int n, int min_prec)
         fputc('(', fp);
     switch (node->kind) {
     case N_NUM:
-        fputs(strutil_dtoa(node->num, num, sizeof num), fp);
+        if (node->window)
+            s_fmt_duration(fp, node->window);
+        else
+            fputs(strutil_dtoa(node->num, num, sizeof num), fp);
+        break;
+    case N_ATTR:
+        fprintf(fp, "%s%s", S_DEVICE_PREFIX, r->attrs[node->ref]);
         break;
     case N_REF:
     case N_NODATA:
         if (node->fname[0]) {
             fprintf(fp, "%s(", node->fname);
             s_fmt_metric(fp, &r->refs[node->ref]);
+            if (node->fn == ALERT_FN_TIME_TO)
+                fprintf(fp, ", %s", strutil_dtoa(node->q, num, sizeof num));
             if (node->window) {
                 fputs(", ", fp);
                 s_fmt_duration(fp, node->window);
@@ -1764,8 +1844,20 @@ s_test_value(void *arg, const char *key, enum alert_fn fn, int64_t window,
     if (strcmp(key, "humidity{device=s1}") == 0)
         return fn == ALERT_FN_LAST ? 85 : NAN;
     if (strcmp(key, "temperature{device=s2}") == 0)
-        return fn == ALERT_FN_LAST ? 20 : NAN;
+        return fn == ALERT_FN_LAST ? 20 : fn == ALERT_FN_TIME_TO ? 7200 : NAN;
     return NAN;
+}
+
+/* Device attributes for the test: s1 has max_temp 30, s2 max_temp 40. */
+static double
+s_test_attr(void *arg, const char *key, const char *name)
+{
+    (void)arg;
+    if (strcmp(name, "max_temp") != 0)
+        return NAN;
+    if (strstr(key, "device=s1"))
+        return 30;
+    return strstr(key, "device=s2") ? 40 : NAN;
 }
 
 static enum alert_truth
@@ -1774,7 +1866,8 @@ s_test_eval(const char *text, const char *key)
     struct alert_rule_error err;
     int calls = 0;
     alert_rule_t *r = alert_rule_new("t", text, &err);
-    struct alert_rule_env env = {s_test_value, &calls, key, 0};
+    struct alert_rule_env env = {s_test_value, &calls, key, 0, s_test_attr,
+                                 NULL};
 
     if (r == NULL)
         fprintf(stderr, "alert_rule: '%s': %zu: %s\n", text, err.pos,
@@ -1881,6 +1974,23 @@ alert_rule_test(bool verbose)
     assert(s_test_eval("temperature{device=s1} > 30", s1) == ALERT_TRUE);
     assert(s_test_eval("temperature{device=s2} > 30", s1) == ALERT_UNKNOWN);
     assert(s_test_eval("\"temp*\" > 30", s1) == ALERT_TRUE);
+    /* Per-device thresholds: 35 > 30 for s1, 20 < 40 for s2, unknown
+     * without the attribute. */
+    assert(s_test_eval("temperature > device.max_temp", s1) == ALERT_TRUE);
+    assert(s_test_eval("temperature > device.max_temp",
+                       "temperature{device=s2}") == ALERT_FALSE);
+    assert(s_test_eval("temperature > device.min_temp", s1) ==
+           ALERT_UNKNOWN);
+    assert(s_test_eval("temperature > device.max_temp - 10 and "
+                       "temperature < device.max_temp * 2", s1) ==
+           ALERT_TRUE);
+    /* Durations in expressions are seconds; time_to from the trend. */
+    assert(s_test_eval("age(temperature) > 1m", s1) == ALERT_TRUE);
+    assert(s_test_eval("age(temperature) > 2m", s1) == ALERT_FALSE);
+    assert(s_test_eval("time_to(temperature, 90) < 3h",
+                       "temperature{device=s2}") == ALERT_TRUE);
+    assert(s_test_eval("time_to(temperature, 90) < 1h",
+                       "temperature{device=s2}") == ALERT_FALSE);
 
     alert_rule_t *r = alert_rule_new(
         "hot", "temperature > 30 and humidity > 80 for 5m clear when "
@@ -1898,7 +2008,7 @@ alert_rule_test(bool verbose)
     TEST_STREQ(alert_rule_scope(r, s1, scope, sizeof scope), "{device=s1}");
     TEST_STREQ(alert_rule_scope(r, "temperature", scope, sizeof scope), "{}");
     int calls = 0;
-    struct alert_rule_env env = {s_test_value, &calls, s1, 0};
+    struct alert_rule_env env = {s_test_value, &calls, s1, 0, NULL, NULL};
     assert(alert_rule_eval(r, ALERT_RULE_CLEAR, &env) == ALERT_FALSE);
     alert_rule_destroy(&r);
     alert_rule_destroy(&r);
@@ -1959,7 +2069,13 @@ alert_rule_test(bool verbose)
     s_test_bad("for > 3", 0, "keyword", verbose);
     s_test_bad("temperature > 3 $", 16, "unexpected character", verbose);
     s_test_bad("temperature > 1e999", 14, "out of range", verbose);
-    s_test_bad("temperature > 5m", 14, "duration is only allowed", verbose);
+    s_test_bad("temperature > device.max.temp", 14, "device.NAME", verbose);
+    s_test_bad("temperature > device.", 14, "device.NAME", verbose);
+    s_test_bad("time_to(temperature) < 1h", 19, "threshold", verbose);
+    s_test_bad("time_to(temperature, x) < 1h", 21, "threshold number",
+               verbose);
+    s_test_bad("time_to(temperature, 9, 8d) < 1h", 24, "longer than 7d",
+               verbose);
     s_test_bad("avg(temperature, 8d) > 1", 17, "longer than 7d", verbose);
     s_test_bad("temperature > .5", 14, "malformed number", verbose);
 
@@ -1985,6 +2101,14 @@ alert_rule_test(bool verbose)
 
     /* The canonical form has minimal parentheses and reparses to itself. */
     s_test_format("temperature>30", "temperature > 30 severity warning");
+    s_test_format("temperature>device.max_temp+1",
+                  "temperature > device.max_temp + 1 severity warning");
+    s_test_format("time_to(bearing,90)<24h and age(x)>=90s",
+                  "time_to(bearing, 90, 1h) < 1d and age(x) >= 90s "
+                  "severity warning");
+    s_test_format("time_to(t,-5.5,30m)<1d",
+                  "time_to(t, -5.5, 30m) < 1d severity warning");
+    s_test_format("\"device.temp\" > 1", "\"device.temp\" > 1 severity warning");
     s_test_format("(a + b) * c - (d - e) > -f for 300s",
                   "(a + b) * c - (d - e) > -f for 5m severity warning");
     s_test_format("a > 1 && (b > 2 || c > 3) || !(d < 4)",

@@ -22,11 +22,20 @@
  *   sum       := prod {("+" | "-") prod}
  *   prod      := unary {("*" | "/") unary}
  *   unary     := "-" unary | primary
- *   primary   := NUMBER | metric | FN "(" metric "," DURATION ")"
+ *   primary   := NUMBER | DURATION | metric | "device." ATTR
+ *              | FN "(" metric "," DURATION ")"
  *              | "anomaly" "(" metric ["," DURATION] ")" | "age" "(" metric ")"
- *              | "nodata" "(" metric "," DURATION ")" | "(" expr ")"
+ *              | "nodata" "(" metric "," DURATION ")"
+ *              | "time_to" "(" metric "," ["-"] NUMBER ["," DURATION] ")"
+ *              | "(" expr ")"
  *   metric    := (NAME | STRING) ["{" key "=" value {"," key "=" value} "}"]
  *   FN        := avg | min | max | sum | count | std | rate | delta | pNN
+ *
+ * A DURATION in an expression is a number of seconds ("age(x) > 5m",
+ * "time_to(x, 90) < 24h"). device.NAME is the numeric attribute NAME of
+ * the metadata of the series' device (its "device" tag), so one rule
+ * serves a fleet whose limits differ ("temperature > device.max_temp");
+ * a metric whose name starts with "device." is written quoted.
  *
  * Truth is three-valued: a comparison with an unknown operand (no data
  * yet, std of one point, division by zero) is unknown, and "and", "or"
@@ -60,6 +69,10 @@
 #define ALERT_RULE_INHIBIT_TAGS_MAX 8
 /* Longest channel name. */
 #define ALERT_RULE_CHANNEL_NAME_MAX 64
+/* Window of time_to(x, T) when none is given. */
+#define ALERT_RULE_TIME_TO_WINDOW_NS (3600LL * 1000000000LL)
+/* Most distinct device attributes (device.NAME) in one rule. */
+#define ALERT_RULE_ATTRS_MAX 8
 /* Longest window accepted in a function (windows are kept in memory). */
 #define ALERT_RULE_WINDOW_MAX_NS (7LL * 86400 * 1000000000LL)
 
@@ -80,6 +93,9 @@ enum alert_fn {
     ALERT_FN_DELTA,    /* last - first */
     ALERT_FN_ANOMALY,  /* latest anomaly score in [0,1]; window: max */
     ALERT_FN_AGE,      /* seconds from the latest reading to now */
+    ALERT_FN_TIME_TO,  /* seconds until the window's least-squares line
+                          reaches q: INFINITY when it moves away or is
+                          flat, 0 when it is at q now */
     ALERT_FN_MAX_
 };
 
@@ -112,6 +128,11 @@ struct alert_rule_env {
     void *arg;       /* passed to value */
     const char *key; /* series key that triggered this evaluation */
     int64_t now;     /* evaluation time, ns (event time of the reading) */
+    /* Attribute name of the device of series key (device.max_temp: the
+     * metadata of the series' "device" tag), or NAN when unknown. NULL:
+     * every attribute is unknown. */
+    double (*attr)(void *arg, const char *key, const char *name);
+    void *attr_arg;  /* passed to attr */
 };
 
 /* Parse a condition with its clauses. Returns a new rule (caller

@@ -269,6 +269,36 @@ s_quantile(alert_series_t *self, const struct s_point *p, size_t n, double q)
                                    (self->scratch[lo + 1] - self->scratch[lo]);
 }
 
+/* Seconds from now until the least-squares line through the points
+ * reaches threshold: the line's value at now is its intercept (times are
+ * seconds relative to now, which keeps the sums well conditioned). NAN
+ * below two distinct times; INFINITY when the line is flat or moves away
+ * from the threshold; 0 when it is on it. */
+static double
+s_time_to(const struct s_point *p, size_t n, int64_t now, double threshold)
+{
+    double st = 0, sv = 0, stt = 0, stv = 0;
+
+    if (n < 2 || p[0].ts == p[n - 1].ts)
+        return NAN;
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)(p[i].ts - now) / CLOCK_NS_PER_S;
+        st += t;
+        sv += p[i].v;
+        stt += t * t;
+        stv += t * p[i].v;
+    }
+    double dn = (double)n, den = dn * stt - st * st;
+    double slope = (dn * stv - st * sv) / den;
+    double level = (sv - slope * st) / dn;
+    double gap = threshold - level;
+    if (gap == 0)
+        return 0;
+    if (slope == 0 || (gap > 0) != (slope > 0))
+        return INFINITY;
+    return gap / slope;
+}
+
 double
 alert_series_value(void *arg, const char *key, enum alert_fn fn,
                    int64_t window, double q, int64_t now)
@@ -338,6 +368,8 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
             return NAN;
         return (p[n - 1].v - p[0].v) /
                ((double)(p[n - 1].ts - p[0].ts) / CLOCK_NS_PER_S);
+    case ALERT_FN_TIME_TO:
+        return s_time_to(p, n, now, q);
     default:
         break;
     }
@@ -491,5 +523,26 @@ alert_series_test(bool verbose)
                                  100 * S), 99900, 0);
     alert_series_destroy(&st);
     (void)verbose;
+    /* time_to: a line rising 1 per minute from 60 reaches 90 in 30 min;
+     * a falling one never does; on a flat series it is infinite. */
+    alert_series_t *tt = alert_series_new(3600 * S, 1000, 10);
+    for (int m = 0; m <= 30; m++) {
+        alert_series_add(tt, "up", m * 60 * S, 30 + m);
+        alert_series_add(tt, "down", m * 60 * S, 60 - m);
+        alert_series_add(tt, "flat", m * 60 * S, 50);
+    }
+    TEST_NEAR(alert_series_value(tt, "up", ALERT_FN_TIME_TO, 3600 * S, 90,
+                                 30 * 60 * S), 1800, 1e-6);
+    TEST_NEAR(alert_series_value(tt, "down", ALERT_FN_TIME_TO, 3600 * S, 0,
+                                 30 * 60 * S), 1800, 1e-6);
+    assert(isinf(alert_series_value(tt, "down", ALERT_FN_TIME_TO, 3600 * S,
+                                    90, 30 * 60 * S)));
+    assert(isinf(alert_series_value(tt, "flat", ALERT_FN_TIME_TO, 3600 * S,
+                                    90, 30 * 60 * S)));
+    assert(alert_series_value(tt, "flat", ALERT_FN_TIME_TO, 3600 * S, 50,
+                              30 * 60 * S) == 0);
+    assert(isnan(alert_series_value(tt, "up", ALERT_FN_TIME_TO, 3600 * S, 90,
+                                    0)));
+    alert_series_destroy(&tt);
     TEST_OK("alert_series");
 }

@@ -15,6 +15,7 @@
  * that follows it: scores first, then the readings, evaluated once.
  */
 #include "alertd/alertd.h"
+#include "alertd/alert_devices.h"
 #include "alertd/alert_engine.h"
 #include "alertd/alert_file.h"
 #include "alertd/alert_notify.h"
@@ -53,6 +54,7 @@ struct alertd {
     zsock_t *pub;                   /* alert events out */
     alert_engine_t *engine;         /* rules, windows, alerts */
     alert_ruleset_t *ruleset;       /* file and API rules, as sources */
+    alert_devices_t *devices;       /* device metadata (device.NAME) */
     msg_batch_t *out;               /* events of the current input batch */
     FILE *events;                   /* filter mode: JSON-line events */
     char producer[64];              /* "alertd.<lane>" */
@@ -436,6 +438,10 @@ alertd_new(const struct alertd_conf *conf)
         alert_ruleset_new(self->store ? alert_store_db(self->store) : NULL);
     if (self->ruleset == NULL)
         goto fail;
+    self->devices = alert_devices_new(
+        self->store ? alert_store_db(self->store) : NULL, self->engine);
+    if (self->devices == NULL)
+        goto fail;
     if (conf->rules && *conf->rules) {
         if (alertd_reload(self) == -1)
             goto fail;
@@ -487,6 +493,7 @@ alertd_destroy(alertd_t **self_p)
     s_flush(self);
     alert_notify_destroy(&self->notify);
     alert_ruleset_destroy(&self->ruleset);
+    alert_devices_destroy(&self->devices);
     alert_store_destroy(&self->store);
     zloop_destroy(&self->loop);
     zsock_destroy(&self->pub);
@@ -666,6 +673,8 @@ s_status(alertd_t *self)
                   (json_int_t)st.truncated, "reloads",
                   (json_int_t)self->reloads, "reload_failures",
                   (json_int_t)self->reload_failures);
+    json_object_set_new(j, "devices", json_integer((json_int_t)
+                                         alert_engine_devices(self->engine)));
     if (self->store) {
         json_object_set_new(j, "notifications_silenced",
                             json_integer((json_int_t)self->silenced));
@@ -834,6 +843,8 @@ s_answer(alertd_t *self, const json_t *req, json_t **body)
         *body = s_status(self);
         return 200;
     }
+    if (strcmp(op, "devices") == 0)
+        return alert_devices_answer(self->devices, req, body);
     for (size_t i = 0; i < sizeof store_ops / sizeof store_ops[0]; i++)
         if (strcmp(op, store_ops[i]) == 0) {
             if (self->store == NULL) {
@@ -848,7 +859,8 @@ s_answer(alertd_t *self, const json_t *req, json_t **body)
     *body = rpc_error("unknown_op",
                       "alertd answers alerts, alert, rules, rule, "
                       "rule_create, rule_update, rule_delete, rule_check, "
-                      "stats, ack, resolve, silence, silences, unsilence",
+                      "devices, stats, ack, resolve, silence, silences, "
+                      "unsilence",
                       op);
     return 400;
 }

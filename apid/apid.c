@@ -658,6 +658,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
 static const struct apid_service s_services[] = {
     {"ws", api_ws_create, api_ws_destroy},
     {"devices", api_devices_create, api_devices_destroy},
+    {"rules", api_rules_create, api_rules_destroy},
     {"auth", api_auth_create, api_auth_destroy},
     {"dash", api_dash_create, api_dash_destroy},
 };

@@ -27,6 +27,13 @@ s_value(void *arg, const char *key, enum alert_fn fn, int64_t window,
     return vals[h % (sizeof vals / sizeof vals[0])];
 }
 
+/* Device attributes, as arbitrary as the values. */
+static double
+s_attr(void *arg, const char *key, const char *name)
+{
+    return s_value(arg, key, ALERT_FN_LAST, (int64_t)strlen(name), 0, 0);
+}
+
 static void
 s_check(alert_rule_t *r, const char *text)
 {
@@ -47,7 +54,8 @@ s_check(alert_rule_t *r, const char *text)
                           "humidity{device=s1,room=a}", "x"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         for (salt = 0; salt < 3; salt++) {
-            struct alert_rule_env env = {s_value, &salt, keys[i], 0};
+            struct alert_rule_env env = {s_value, &salt, keys[i], 0,
+                                         s_attr, &salt};
             enum alert_truth t = alert_rule_eval(r, ALERT_RULE_COND, &env);
             assert(t == ALERT_TRUE || t == ALERT_FALSE || t == ALERT_UNKNOWN);
             t = alert_rule_eval(r, ALERT_RULE_CLEAR, &env);
