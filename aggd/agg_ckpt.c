@@ -2,11 +2,13 @@
  * agg_ckpt: the checkpoint file (see agg_ckpt.h).
  *
  * Layout: "SPK1", format (u32 LE), wal_seg (u64 LE), chunk_len (u64 LE),
- * length of the table (u32 LE), the table as a msgpack confirm batch,
- * CRC-32C of everything before it (u32 LE).
+ * chunk_gen, rollup_gen and rollup_len (u64 LE, format 2 only), length
+ * of the table (u32 LE), the table as a msgpack confirm batch, CRC-32C of
+ * everything before it (u32 LE).
  */
 #include "aggd/agg_ckpt.h"
 #include "common/crc.h"
+#include "common/le.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -18,24 +20,9 @@
 #include <unistd.h>
 
 #define S_MAGIC "SPK1"
-#define S_FIXED 28 /* magic, format, wal_seg, chunk_len, table length */
+#define S_FIXED1 28 /* format 1: magic, format, wal_seg, chunk_len, table length */
+#define S_FIXED 52  /* format 2: and chunk_gen, rollup_gen, rollup_len */
 #define S_TABLE_MAX (16u << 20)
-
-static void
-s_put(unsigned char *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t
-s_get(const unsigned char *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 int
 agg_ckpt_write(const char *dir, const struct agg_ckpt *ck,
@@ -53,12 +40,15 @@ agg_ckpt_write(const char *dir, const struct agg_ckpt *ck,
     len = S_FIXED + tlen + 4;
     buf = xmalloc(len);
     memcpy(buf, S_MAGIC, 4);
-    s_put(buf + 4, ck->format, 4);
-    s_put(buf + 8, ck->wal_seg, 8);
-    s_put(buf + 16, ck->chunk_len, 8);
-    s_put(buf + 24, tlen, 4);
+    le_put(buf + 4, ck->format, 4);
+    le_put(buf + 8, ck->wal_seg, 8);
+    le_put(buf + 16, ck->files.chunk_len, 8);
+    le_put(buf + 24, ck->files.chunk_gen, 8);
+    le_put(buf + 32, ck->files.rollup_gen, 8);
+    le_put(buf + 40, ck->files.rollup_len, 8);
+    le_put(buf + 48, tlen, 4);
     memcpy(buf + S_FIXED, table, tlen);
-    s_put(buf + S_FIXED + tlen, crc_32c(0, buf, S_FIXED + tlen), 4);
+    le_put(buf + S_FIXED + tlen, crc_32c(0, buf, S_FIXED + tlen), 4);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd == -1 || write(fd, buf, len) != (ssize_t)len || fsync(fd) == -1) {
         log_warn("agg_ckpt: cannot write %s", tmp);
@@ -102,7 +92,7 @@ agg_ckpt_read(const char *dir, struct agg_ckpt *ck, agg_confirm_t *applied)
             log_warn("agg_ckpt: cannot open %s", path);
         goto done;
     }
-    if (fstat(fd, &st) == -1 || st.st_size < S_FIXED + 4 ||
+    if (fstat(fd, &st) == -1 || st.st_size < S_FIXED1 + 4 ||
         st.st_size > S_FIXED + 4 + S_TABLE_MAX) {
         log_warnx("agg_ckpt: %s: bad size", path);
         goto done;
@@ -112,24 +102,36 @@ agg_ckpt_read(const char *dir, struct agg_ckpt *ck, agg_confirm_t *applied)
         log_warn("agg_ckpt: cannot read %s", path);
         goto done;
     }
-    size_t len = (size_t)st.st_size, tlen = (size_t)s_get(buf + 24, 4);
-    if (memcmp(buf, S_MAGIC, 4) != 0 || tlen != len - S_FIXED - 4 ||
-        crc_32c(0, buf, len - 4) != (uint32_t)s_get(buf + len - 4, 4)) {
+    size_t len = (size_t)st.st_size, fixed;
+    ck->format = (uint32_t)le_get(buf + 4, 4);
+    fixed = ck->format == 1 ? S_FIXED1 : S_FIXED;
+    size_t tlen = len >= fixed + 4 ? (size_t)le_get(buf + fixed - 4, 4) : 0;
+    if (memcmp(buf, S_MAGIC, 4) != 0 || len < fixed + 4 ||
+        tlen != len - fixed - 4 ||
+        crc_32c(0, buf, len - 4) != (uint32_t)le_get(buf + len - 4, 4)) {
         log_warnx("agg_ckpt: %s is corrupt (bad magic, length or checksum)",
                   path);
         goto done;
     }
-    ck->format = (uint32_t)s_get(buf + 4, 4);
-    if (ck->format != AGG_FORMAT_VERSION) {
+    if (ck->format != AGG_FORMAT_VERSION && ck->format != 1) {
         log_warnx("agg_ckpt: %s is on-disk format %u; this aggd reads "
-                  "format %u only; refusing to start (use the aggd that "
-                  "wrote it, or move the directory away)",
+                  "formats 1 and %u only; refusing to start (use the aggd "
+                  "that wrote it, or move the directory away)",
                   dir, ck->format, AGG_FORMAT_VERSION);
         goto done;
     }
-    ck->wal_seg = s_get(buf + 8, 8);
-    ck->chunk_len = s_get(buf + 16, 8);
-    if (msg_batch_decode(buf + S_FIXED, tlen, &b) != MSG_OK ||
+    ck->wal_seg = le_get(buf + 8, 8);
+    ck->files.chunk_len = le_get(buf + 16, 8);
+    if (ck->format == AGG_FORMAT_VERSION) {
+        ck->files.chunk_gen = le_get(buf + 24, 8);
+        ck->files.rollup_gen = le_get(buf + 32, 8);
+        ck->files.rollup_len = le_get(buf + 40, 8);
+    } else {
+        log_info("agg_ckpt: %s is format 1: migrating (rollups are rebuilt "
+                 "from the chunks; the next checkpoint writes format %u)",
+                 dir, AGG_FORMAT_VERSION);
+    }
+    if (msg_batch_decode(buf + fixed, tlen, &b) != MSG_OK ||
         agg_confirm_load(applied, b) == -1) {
         log_warnx("agg_ckpt: %s: bad table of applied batches", path);
         goto done;
@@ -149,7 +151,7 @@ agg_ckpt_test(bool verbose)
 {
     char dir[] = "/tmp/agg_ckpt_test.XXXXXX", path[64];
     agg_confirm_t *t = agg_confirm_new(), *back = agg_confirm_new();
-    struct agg_ckpt ck = {AGG_FORMAT_VERSION, 7, 12345}, got;
+    struct agg_ckpt ck = {AGG_FORMAT_VERSION, 7, {3, 12345, 4, 999}}, got;
     int fd;
 
     assert(mkdtemp(dir));
@@ -157,7 +159,9 @@ agg_ckpt_test(bool verbose)
     agg_confirm_accept(t, "ingestd.0", 2, 99);
     assert(agg_ckpt_write(dir, &ck, t) == 0);
     assert(agg_ckpt_read(dir, &got, back) == 0);
-    assert(got.wal_seg == 7 && got.chunk_len == 12345);
+    assert(got.wal_seg == 7 && got.files.chunk_len == 12345);
+    assert(got.files.chunk_gen == 3 && got.files.rollup_gen == 4 &&
+           got.files.rollup_len == 999);
     assert(agg_confirm_seq(back, "ingestd.0", 2) == 99);
     /* Another format version is refused; so is a flipped byte. */
     ck.format = AGG_FORMAT_VERSION + 1;

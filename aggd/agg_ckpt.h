@@ -1,7 +1,8 @@
 /*
  * agg_ckpt: aggd's checkpoint file, DIR/checkpoint. It says which state
- * the chunk file and the WAL together hold: every chunk record in the
- * first chunk_len bytes of chunks.dat is durable, and replaying the WAL
+ * the store files and the WAL together hold: every record in the first
+ * chunk_len bytes of the chunk file and rollup_len bytes of the rollup
+ * file (of the generations named) is durable, and replaying the WAL
  * from segment wal_seg on top of them gives the full store; the table of
  * applied seqs at that moment comes with it. Written to a temporary file,
  * fsync'd and renamed, so a crash leaves the old or the new one.
@@ -13,16 +14,20 @@
 #define SP_AGG_CKPT_H
 
 #include "aggd/agg_confirm.h"
+#include "aggd/agg_store.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define AGG_FORMAT_VERSION 1
+/* Format 2 added the rollups file and file generations. A format 1
+ * directory is migrated: its chunks are read as generation 0 and the
+ * rollups rebuilt from them at start; the next checkpoint writes 2. */
+#define AGG_FORMAT_VERSION 2
 
 struct agg_ckpt {
-    uint32_t format;    /* AGG_FORMAT_VERSION of the writer */
-    uint64_t wal_seg;   /* first WAL segment to replay */
-    uint64_t chunk_len; /* durable bytes of chunks.dat */
+    uint32_t format;             /* AGG_FORMAT_VERSION of the writer */
+    uint64_t wal_seg;            /* first WAL segment to replay */
+    struct agg_store_files files; /* durable store files */
 };
 
 /* Write the checkpoint of dir atomically. Returns 0 or -1 (logged). */

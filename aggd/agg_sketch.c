@@ -23,7 +23,6 @@ struct agg_sketch {
     uint64_t zeros;       /* values == 0 */
     uint64_t count;       /* all values */
     double gamma;         /* (1 + alpha) / (1 - alpha) */
-    double inv_log_gamma; /* 1 / ln(gamma) */
 };
 
 agg_sketch_t *
@@ -31,7 +30,6 @@ agg_sketch_new(void)
 {
     agg_sketch_t *self = xcalloc(1, sizeof *self);
     self->gamma = (1 + AGG_SKETCH_ALPHA) / (1 - AGG_SKETCH_ALPHA);
-    self->inv_log_gamma = 1.0 / log(self->gamma);
     return self;
 }
 
@@ -70,10 +68,27 @@ s_slot(struct s_store *s, int32_t i)
     return &s->counts[i - s->offset];
 }
 
-static int32_t
-s_index(const agg_sketch_t *self, double x)
+/* ln(gamma) for alpha = 0.01, as a constant so that every sketch and
+ * every rollup bucket (agg_rollup) maps a value to the same index; the
+ * selftest checks it against the formula. */
+#define S_LN_GAMMA 0.020000666706669435
+
+int32_t
+agg_sketch_index(double v)
 {
-    return (int32_t)ceil(log(x) * self->inv_log_gamma);
+    return (int32_t)ceil(log(v) / S_LN_GAMMA);
+}
+
+void
+agg_sketch_add_index(agg_sketch_t *self, int sign, int32_t i, uint64_t count)
+{
+    if (sign > 0)
+        *s_slot(&self->pos, i) += count;
+    else if (sign < 0)
+        *s_slot(&self->neg, i) += count;
+    else
+        self->zeros += count;
+    self->count += count;
 }
 
 void
@@ -82,9 +97,9 @@ agg_sketch_add(agg_sketch_t *self, double v)
     if (!isfinite(v))
         return;
     if (v > 0)
-        (*s_slot(&self->pos, s_index(self, v)))++;
+        (*s_slot(&self->pos, agg_sketch_index(v)))++;
     else if (v < 0)
-        (*s_slot(&self->neg, s_index(self, -v)))++;
+        (*s_slot(&self->neg, agg_sketch_index(-v)))++;
     else
         self->zeros++;
     self->count++;
@@ -200,6 +215,7 @@ agg_sketch_test(bool verbose)
     if (verbose)
         printf("worst relative error %.5f\n", worst);
     agg_sketch_t *e = agg_sketch_new();
+    TEST_NEAR(log(e->gamma), S_LN_GAMMA, 1e-17);
     assert(isnan(agg_sketch_quantile(e, 0.5)));
     agg_sketch_destroy(&e);
     free(v);

@@ -26,6 +26,13 @@ void agg_sketch_destroy(agg_sketch_t **self_p);
 void agg_sketch_add(agg_sketch_t *self, double v);
 /* Add every count of other into self. */
 void agg_sketch_merge(agg_sketch_t *self, const agg_sketch_t *other);
+/* Bucket index of a value v > 0: ceil(log_gamma(v)). */
+int32_t agg_sketch_index(double v);
+/* Add count values to the bucket of index i: sign > 0 the positive
+ * store, sign < 0 the negative one (by absolute value), 0 the zeros (i
+ * ignored). How compact rollup buckets (agg_rollup) merge into a sketch. */
+void agg_sketch_add_index(agg_sketch_t *self, int sign, int32_t i,
+                          uint64_t count);
 /* Values added. */
 uint64_t agg_sketch_count(const agg_sketch_t *self);
 /* Estimate of the value of rank floor(q * (count - 1)) (q in [0, 1]),

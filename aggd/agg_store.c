@@ -11,11 +11,13 @@
 #include "aggd/agg_store.h"
 #include "aggd/agg_chunk.h"
 #include "common/crc.h"
+#include "common/le.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
 #include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,9 +26,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define S_MAGIC "SPC1"
+#define S_MAGIC "SPC1"  /* chunk record */
+#define S_RMAGIC "SPR1" /* rollup record */
 #define S_HDR 12
 #define S_REC_MAX (64u << 20)
+#define S_ROLLUP_SLACK (16u << 20) /* appended bytes tolerated beyond twice
+                                      the live size before a rewrite */
+#define S_NS_DAY (86400LL * 1000000000LL)
 
 struct s_chunk {
     int64_t tmin, tmax;  /* time bounds */
@@ -41,6 +47,9 @@ struct s_series {
     size_t nchunks, capch;   /* chunks used and allocated */
     int64_t sealed_max;      /* largest tmax of the chunks */
     bool overlap;            /* chunks overlap each other or the head */
+    agg_rollup_t *roll;      /* minute, hour and day rollups */
+    int64_t raw_from;        /* raw points before this were dropped by
+                                retention (INT64_MIN: none were) */
     int64_t *ts;             /* head: ascending timestamps */
     double *v;               /* head: values */
     size_t n, cap;           /* head points used and allocated */
@@ -58,11 +67,17 @@ struct agg_store {
     size_t chunks;           /* sealed chunks */
     uint64_t chunk_bytes;    /* their encoded bytes */
     size_t head_points;      /* points in heads */
-    char *path;              /* chunk file, or NULL in memory */
+    char *dir;               /* data directory, or NULL in memory */
     int fd;                  /* chunk file, or -1 */
-    uint64_t file_len;       /* bytes written to it */
-    bool io_failed;          /* a chunk write failed since open */
+    int rfd;                 /* rollup file, or -1 */
+    struct agg_store_files files; /* generations in use, bytes written */
+    bool chunk_rewrite;      /* chunks dropped: write a new generation */
+    bool rollup_rewrite;     /* buckets dropped: write a new generation */
+    uint64_t rollup_live;    /* bytes of the last full rollup write */
+    bool io_failed;          /* a write failed since open */
     struct s_scratch scratch; /* lent to the last select */
+    struct s_series **found; /* the last selection's series */
+    size_t nfound, capfound; /* used and allocated */
 };
 
 static void
@@ -73,6 +88,7 @@ s_series_free(void **item)
         for (size_t i = 0; i < s->nchunks; i++)
             free(s->chunks[i].data);
         free(s->chunks);
+        agg_rollup_destroy(&s->roll);
         free(s->key);
         free(s->ts);
         free(s->v);
@@ -105,7 +121,7 @@ agg_store_new(void)
     agg_store_t *self = xcalloc(1, sizeof *self);
     self->series = zhashx_new();
     zhashx_set_destructor(self->series, s_series_free);
-    self->fd = -1;
+    self->fd = self->rfd = -1;
     return self;
 }
 
@@ -119,9 +135,12 @@ agg_store_destroy(agg_store_t **self_p)
     zhashx_destroy(&self->series);
     s_scratch_clear(&self->scratch);
     free(self->scratch.bufs);
+    free(self->found);
     if (self->fd != -1)
         close(self->fd);
-    free(self->path);
+    if (self->rfd != -1)
+        close(self->rfd);
+    free(self->dir);
     free(self);
     *self_p = NULL;
 }
@@ -135,6 +154,8 @@ s_series_get(agg_store_t *self, const char *key)
         s = xcalloc(1, sizeof *s);
         s->key = xstrdup(key);
         s->sealed_max = INT64_MIN;
+        s->roll = agg_rollup_new();
+        s->raw_from = INT64_MIN;
         zhashx_insert(self->series, key, s);
     }
     return s;
@@ -156,71 +177,80 @@ s_add_chunk(agg_store_t *self, struct s_series *s, struct s_chunk *c)
     self->chunk_bytes += c->len;
 }
 
-static void
-s_le32(unsigned char *p, uint32_t v)
+static char *
+s_path(const agg_store_t *self, const char *kind, uint64_t gen)
 {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
+    if (gen == 0)
+        return xasprintf("%s/%s.dat", self->dir, kind);
+    return xasprintf("%s/%s.%llu.dat", self->dir, kind, (unsigned long long)gen);
 }
 
-static uint32_t
-s_rd32(const unsigned char *p)
+/* Append one record (magic, length, CRC-32C of length and parts, parts)
+ * to fd, whose length *len tracks. On a short write the file is cut back
+ * and every later write refused until restart. */
+static int
+s_append(agg_store_t *self, int fd, uint64_t *len, const char *magic,
+         const struct iovec *parts, int nparts)
 {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static void
-s_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t
-s_rd64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void
-s_write_chunk(agg_store_t *self, const char *key, const struct s_chunk *c)
-{
-    unsigned char hdr[S_HDR + 4 + 16];
-    size_t klen = strlen(key);
-    uint32_t len = (uint32_t)(4 + klen + 16 + c->len), crc;
-    struct iovec iov[4];
+    unsigned char hdr[S_HDR];
+    struct iovec iov[5];
+    uint32_t plen = 0, crc;
     ssize_t w;
 
-    if (self->fd == -1 || self->io_failed)
-        return;
-    memcpy(hdr, S_MAGIC, 4);
-    s_le32(hdr + 4, len);
-    s_le32(hdr + S_HDR, (uint32_t)klen);
-    s_le64(hdr + S_HDR + 4, (uint64_t)c->tmin);
-    s_le64(hdr + S_HDR + 12, (uint64_t)c->tmax);
+    if (fd == -1 || self->io_failed)
+        return -1;
+    for (int i = 0; i < nparts; i++)
+        plen += (uint32_t)parts[i].iov_len;
+    memcpy(hdr, magic, 4);
+    le_put(hdr + 4, plen, 4);
     crc = crc_32c(0, hdr + 4, 4);
-    crc = crc_32c(crc, hdr + S_HDR, 4);
-    crc = crc_32c(crc, key, klen);
-    crc = crc_32c(crc, hdr + S_HDR + 4, 16);
-    crc = crc_32c(crc, c->data, c->len);
-    s_le32(hdr + 8, crc);
-    iov[0] = (struct iovec){hdr, S_HDR + 4};
-    iov[1] = (struct iovec){(void *)(uintptr_t)key, klen};
-    iov[2] = (struct iovec){hdr + S_HDR + 4, 16};
-    iov[3] = (struct iovec){c->data, c->len};
-    w = writev(self->fd, iov, 4);
-    if (w != (ssize_t)(S_HDR + len)) {
-        log_warn("agg_store: append to %s", self->path);
-        if (w > 0 && ftruncate(self->fd, (off_t)self->file_len) == -1)
-            log_warn("agg_store: cannot cut back %s", self->path);
-        self->io_failed = true;
-        return;
+    for (int i = 0; i < nparts; i++) {
+        crc = crc_32c(crc, parts[i].iov_base, parts[i].iov_len);
+        iov[i + 1] = parts[i];
     }
-    self->file_len += (uint64_t)w;
+    le_put(hdr + 8, crc, 4);
+    iov[0] = (struct iovec){hdr, S_HDR};
+    w = writev(fd, iov, nparts + 1);
+    if (w != (ssize_t)(S_HDR + plen)) {
+        log_warn("agg_store: append to a file in %s", self->dir);
+        if (w > 0 && ftruncate(fd, (off_t)*len) == -1)
+            log_warn("agg_store: cannot cut back a file in %s", self->dir);
+        self->io_failed = true;
+        return -1;
+    }
+    *len += (uint64_t)w;
+    return 0;
+}
+
+static void
+s_write_chunk(agg_store_t *self, int fd, uint64_t *len, const char *key,
+              const struct s_chunk *c)
+{
+    unsigned char k[4], b[16];
+    size_t klen = strlen(key);
+
+    le_put(k, klen, 4);
+    le_put(b, (uint64_t)c->tmin, 8);
+    le_put(b + 8, (uint64_t)c->tmax, 8);
+    struct iovec parts[4] = {{k, 4}, {(void *)(uintptr_t)key, klen},
+                             {b, 16}, {c->data, c->len}};
+    s_append(self, fd, len, S_MAGIC, parts, 4);
+}
+
+/* Append the rollups of s (the changed buckets, or all) to fd. */
+static void
+s_write_rollup(agg_store_t *self, int fd, uint64_t *len, struct s_series *s,
+               bool all)
+{
+    unsigned char k[4], *blob;
+    size_t klen = strlen(s->key), n = agg_rollup_encode(s->roll, all, &blob);
+
+    if (n == 0)
+        return;
+    le_put(k, klen, 4);
+    struct iovec parts[3] = {{k, 4}, {s->key, klen}, {blob, n}};
+    s_append(self, fd, len, S_RMAGIC, parts, 3);
+    free(blob);
 }
 
 static void
@@ -234,7 +264,7 @@ s_seal(agg_store_t *self, struct s_series *s)
     c.tmax = s->ts[s->n - 1];
     c.n = (uint32_t)s->n;
     c.len = (uint32_t)agg_chunk_encode(s->ts, s->v, s->n, &c.data);
-    s_write_chunk(self, s->key, &c);
+    s_write_chunk(self, self->fd, &self->files.chunk_len, s->key, &c);
     s_add_chunk(self, s, &c);
     self->head_points -= s->n;
     s->n = 0;
@@ -247,42 +277,125 @@ s_seal(agg_store_t *self, struct s_series *s)
     }
 }
 
-/* Load the records of the chunk file; returns the length of the valid
- * prefix. */
+/* Walk the records with this magic of a mapped file, handing each
+ * payload to fn; returns the length of the valid prefix (up to the first
+ * record that is short, fails its checksum or that fn refuses). */
 static uint64_t
-s_load(agg_store_t *self, const unsigned char *m, uint64_t size)
+s_scan(agg_store_t *self, const unsigned char *m, uint64_t size,
+       const char *magic,
+       int (*fn)(agg_store_t *, const unsigned char *, uint32_t))
 {
     uint64_t off = 0;
-    char key[SERIES_KEY_MAX];
 
     while (off < size) {
-        if (size - off < S_HDR || memcmp(m + off, S_MAGIC, 4) != 0)
+        if (size - off < S_HDR || memcmp(m + off, magic, 4) != 0)
             break;
         const unsigned char *p = m + off + S_HDR;
-        uint32_t len = s_rd32(m + off + 4);
-        if (len > S_REC_MAX || size - off - S_HDR < len || len < 20 ||
-            crc_32c(crc_32c(0, m + off + 4, 4), p, len) != s_rd32(m + off + 8))
+        uint32_t len = (uint32_t)le_get(m + off + 4, 4);
+        if (len > S_REC_MAX || size - off - S_HDR < len ||
+            crc_32c(crc_32c(0, m + off + 4, 4), p, len) !=
+                (uint32_t)le_get(m + off + 8, 4) ||
+            fn(self, p, len) == -1)
             break;
-        uint32_t klen = s_rd32(p);
-        if (klen == 0 || klen >= sizeof key || 4 + klen + 16 >= len)
-            break;
-        struct s_chunk c;
-        memcpy(key, p + 4, klen);
-        key[klen] = '\0';
-        c.tmin = (int64_t)s_rd64(p + 4 + klen);
-        c.tmax = (int64_t)s_rd64(p + 12 + klen);
-        c.len = len - 4 - klen - 16;
-        c.n = (uint32_t)agg_chunk_count(p + 20 + klen, c.len);
-        if (c.n == 0 || c.tmin > c.tmax)
-            break;
-        c.data = xmalloc(c.len);
-        memcpy(c.data, p + 20 + klen, c.len);
-        struct s_series *s = s_series_get(self, key);
-        s_add_chunk(self, s, &c);
-        self->points += c.n;
         off += S_HDR + len;
     }
     return off;
+}
+
+/* The key at the start of a payload: 0 and copied, or -1. */
+static int
+s_rec_key(const unsigned char *p, uint32_t len, char *key, size_t cap,
+          uint32_t *klen)
+{
+    if (len < 4)
+        return -1;
+    *klen = (uint32_t)le_get(p, 4);
+    if (*klen == 0 || *klen >= cap || *klen > len - 4)
+        return -1;
+    memcpy(key, p + 4, *klen);
+    key[*klen] = '\0';
+    return 0;
+}
+
+static int
+s_load_chunk(agg_store_t *self, const unsigned char *p, uint32_t len)
+{
+    char key[SERIES_KEY_MAX];
+    uint32_t klen;
+    struct s_chunk c;
+
+    if (s_rec_key(p, len, key, sizeof key, &klen) == -1 ||
+        4 + klen + 16 >= len)
+        return -1;
+    c.tmin = (int64_t)le_get(p + 4 + klen, 8);
+    c.tmax = (int64_t)le_get(p + 12 + klen, 8);
+    c.len = len - 4 - klen - 16;
+    c.n = (uint32_t)agg_chunk_count(p + 20 + klen, c.len);
+    if (c.n == 0 || c.tmin > c.tmax)
+        return -1;
+    c.data = xmalloc(c.len);
+    memcpy(c.data, p + 20 + klen, c.len);
+    s_add_chunk(self, s_series_get(self, key), &c);
+    self->points += c.n;
+    return 0;
+}
+
+static int
+s_load_rollup(agg_store_t *self, const unsigned char *p, uint32_t len)
+{
+    char key[SERIES_KEY_MAX];
+    uint32_t klen;
+
+    if (s_rec_key(p, len, key, sizeof key, &klen) == -1)
+        return -1;
+    return agg_rollup_decode(s_series_get(self, key)->roll, p + 4 + klen,
+                             len - 4 - klen);
+}
+
+/* Open (creating) a file of the store, cut it to the valid prefix of its
+ * first valid_len bytes, loading its records. Returns the fd or -1. */
+static int
+s_open_file(agg_store_t *self, const char *path, uint64_t valid_len,
+            const char *magic,
+            int (*fn)(agg_store_t *, const unsigned char *, uint32_t),
+            uint64_t *good)
+{
+    struct stat st;
+    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+    *good = 0;
+    if (fd == -1 || fstat(fd, &st) == -1) {
+        log_warn("agg_store: cannot open %s", path);
+        goto fail;
+    }
+    if ((uint64_t)st.st_size < valid_len) {
+        log_err("agg_store: %s holds %lld bytes, the checkpoint %" PRIu64
+                "; records are missing", path, (long long)st.st_size,
+                valid_len);
+        valid_len = (uint64_t)st.st_size;
+    }
+    if (valid_len > 0) {
+        void *m = mmap(NULL, valid_len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            log_warn("agg_store: cannot map %s", path);
+            goto fail;
+        }
+        *good = s_scan(self, m, valid_len, magic, fn);
+        munmap(m, valid_len);
+        if (*good < valid_len)
+            log_err("agg_store: %s: corrupt record at offset %" PRIu64
+                    "; %" PRIu64 " bytes dropped", path, *good,
+                    valid_len - *good);
+    }
+    if ((uint64_t)st.st_size > *good && ftruncate(fd, (off_t)*good) == -1) {
+        log_warn("agg_store: cannot truncate %s", path);
+        goto fail;
+    }
+    return fd;
+fail:
+    if (fd != -1)
+        close(fd);
+    return -1;
 }
 
 static void s_view_merge(agg_store_t *self, const struct s_series *s,
@@ -308,44 +421,61 @@ s_recount(agg_store_t *self)
     }
 }
 
+static void s_view(agg_store_t *self, const struct s_series *s,
+                   int64_t start, int64_t end, struct agg_view *out);
+
+/* Rollups from the chunks, for a directory that has no rollup file. */
+static void
+s_rebuild_rollups(agg_store_t *self)
+{
+    struct agg_view v;
+
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series)) {
+        s_view(self, s, INT64_MIN, INT64_MAX, &v);
+        for (size_t i = 0; i < v.n; i++)
+            agg_rollup_add(s->roll, v.ts[i], v.v[i]);
+        s_scratch_clear(&self->scratch);
+    }
+    self->rollup_rewrite = true;
+}
+
 agg_store_t *
-agg_store_open(const char *dir, uint64_t valid_len)
+agg_store_open(const char *dir, const struct agg_store_files *files)
 {
     agg_store_t *self = agg_store_new();
-    struct stat st;
-    uint64_t good = 0;
+    char *path;
 
-    self->path = xasprintf("%s/chunks.dat", dir);
-    self->fd = open(self->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (self->fd == -1 || fstat(self->fd, &st) == -1) {
-        log_warn("agg_store: cannot open %s", self->path);
+    self->dir = xstrdup(dir);
+    self->files = *files;
+    path = s_path(self, "chunks", files->chunk_gen);
+    self->fd = s_open_file(self, path, files->chunk_len, S_MAGIC,
+                           s_load_chunk, &self->files.chunk_len);
+    free(path);
+    if (self->fd == -1)
         goto fail;
+    s_recount(self);
+    if (files->rollup_gen == 0) {
+        s_rebuild_rollups(self);
+        return self;
     }
-    if ((uint64_t)st.st_size < valid_len) {
-        log_err("agg_store: %s holds %lld bytes, the checkpoint %" PRIu64
-                "; chunks are missing", self->path, (long long)st.st_size,
-                valid_len);
-        valid_len = (uint64_t)st.st_size;
-    }
-    if (valid_len > 0) {
-        void *m = mmap(NULL, valid_len, PROT_READ, MAP_PRIVATE, self->fd, 0);
-        if (m == MAP_FAILED) {
-            log_warn("agg_store: cannot map %s", self->path);
-            goto fail;
-        }
-        good = s_load(self, m, valid_len);
-        munmap(m, valid_len);
-        s_recount(self);
-        if (good < valid_len)
-            log_err("agg_store: %s: corrupt chunk record at offset %" PRIu64
-                    "; %" PRIu64 " bytes dropped", self->path, good,
-                    valid_len - good);
-    }
-    if ((uint64_t)st.st_size > good && ftruncate(self->fd, (off_t)good) == -1) {
-        log_warn("agg_store: cannot truncate %s", self->path);
+    path = s_path(self, "rollups", files->rollup_gen);
+    self->rfd = s_open_file(self, path, files->rollup_len, S_RMAGIC,
+                            s_load_rollup, &self->files.rollup_len);
+    free(path);
+    if (self->rfd == -1)
         goto fail;
+    self->rollup_live = self->files.rollup_len;
+    /* Rollups older than every raw point: retention dropped those. */
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series)) {
+        int64_t raw_first = s->n ? s->ts[0] : INT64_MAX;
+        for (size_t i = 0; i < s->nchunks; i++)
+            if (s->chunks[i].tmin < raw_first)
+                raw_first = s->chunks[i].tmin;
+        if (agg_rollup_first_ts(s->roll) < raw_first)
+            s->raw_from = raw_first;
     }
-    self->file_len = good;
     return self;
 fail:
     agg_store_destroy(&self);
@@ -367,33 +497,60 @@ s_lower(const int64_t *ts, size_t n, int64_t t)
     return lo;
 }
 
-/* Is ts in a sealed chunk of s? Decodes the chunks whose bounds hold it. */
+/* Is ts in a sealed chunk of s? Decodes the chunks whose bounds hold
+ * it, newest first, and sets *old to the value there. */
 static bool
-s_sealed_has(const struct s_series *s, int64_t ts)
+s_sealed_find(const struct s_series *s, int64_t ts, double *old)
 {
-    int64_t t[AGG_STORE_CHUNK_POINTS];
-    double v[AGG_STORE_CHUNK_POINTS];
+    int64_t t[AGG_STORE_CHUNK_POINTS], *bt = t;
+    double v[AGG_STORE_CHUNK_POINTS], *bv = v;
     bool found = false;
 
-    for (size_t i = 0; i < s->nchunks && !found; i++) {
+    for (size_t i = s->nchunks; i-- > 0 && !found;) {
         const struct s_chunk *c = &s->chunks[i];
         if (ts < c->tmin || ts > c->tmax)
             continue;
         if (c->n > AGG_STORE_CHUNK_POINTS) {
-            int64_t *bt = xmalloc(c->n * sizeof *bt);
-            double *bv = xmalloc(c->n * sizeof *bv);
-            size_t n = agg_chunk_decode(c->data, c->len, bt, bv, c->n);
-            size_t k = s_lower(bt, n, ts);
-            found = k < n && bt[k] == ts;
+            bt = xmalloc(c->n * sizeof *bt);
+            bv = xmalloc(c->n * sizeof *bv);
+        }
+        size_t n = agg_chunk_decode(c->data, c->len, bt, bv, c->n);
+        size_t k = s_lower(bt, n, ts);
+        if ((found = k < n && bt[k] == ts))
+            *old = bv[k];
+        if (bt != t) {
             free(bt);
             free(bv);
-        } else {
-            size_t n = agg_chunk_decode(c->data, c->len, t, v, c->n);
-            size_t k = s_lower(t, n, ts);
-            found = k < n && t[k] == ts;
+            bt = t;
+            bv = v;
         }
     }
     return found;
+}
+
+/* The point at ts of s changed from old to v: adjust the rollups, and
+ * when min or max may be stale recompute that day's buckets from the raw
+ * points, if the store still has all of them (retention may have dropped
+ * some; then the extremes stay as they were, a superset). */
+static void
+s_roll_replace(agg_store_t *self, struct s_series *s, int64_t ts,
+               double old, double v)
+{
+    struct agg_view view;
+    int64_t day;
+
+    if (old == v || !agg_rollup_replace(s->roll, ts, old, v))
+        return;
+    day = ts / S_NS_DAY * S_NS_DAY;
+    if (day > ts)
+        day -= S_NS_DAY;
+    s_view(self, s, day, day + S_NS_DAY, &view);
+    if (view.n == agg_rollup_count_at(s->roll, AGG_ROLLUP_DAY, day)) {
+        agg_rollup_drop(s->roll, day, day + S_NS_DAY);
+        for (size_t i = 0; i < view.n; i++)
+            agg_rollup_add(s->roll, view.ts[i], view.v[i]);
+    }
+    s_scratch_clear(&self->scratch);
 }
 
 int
@@ -402,11 +559,14 @@ agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v)
     struct s_series *s = s_series_get(self, key);
     bool late = s->nchunks > 0 && ts <= s->sealed_max;
     size_t i;
+    double old;
 
     if (s->n > 0 && ts <= s->ts[s->n - 1]) {
         i = s_lower(s->ts, s->n, ts);
         if (i < s->n && s->ts[i] == ts) {
+            old = s->v[i];
             s->v[i] = v;
+            s_roll_replace(self, s, ts, old, v);
             return 0;
         }
     } else {
@@ -429,10 +589,14 @@ agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v)
     if (late) {
         /* The head now overlaps the chunks; reads merge, newest wins. */
         s->overlap = true;
-        if (s_sealed_has(s, ts))
+        if (s_sealed_find(s, ts, &old))
             fresh = 0;
     }
     self->points += (size_t)fresh;
+    if (fresh)
+        agg_rollup_add(s->roll, ts, v);
+    else
+        s_roll_replace(self, s, ts, old, v);
     if (s->n >= AGG_STORE_CHUNK_POINTS)
         s_seal(self, s);
     return fresh;
@@ -582,16 +746,14 @@ s_view(agg_store_t *self, const struct s_series *s, int64_t start, int64_t end,
     out->n = b > a ? b - a : 0;
 }
 
-size_t
-agg_store_select(agg_store_t *self, const char *sel,
-                 const struct series_tag *filters, size_t nfilters,
-                 int64_t start, int64_t end, struct agg_view **views)
+/* The series matching sel/filters into self->found; returns how many. */
+static size_t
+s_match(agg_store_t *self, const char *sel, const struct series_tag *filters,
+        size_t nfilters)
 {
-    size_t n = 0, cap = 0;
-    struct agg_view *out = NULL;
     struct s_series *exact = NULL;
 
-    *views = NULL;
+    self->nfound = 0;
     s_scratch_clear(&self->scratch);
     /* An exact key with no filters is one lookup; anything else scans.
      * Filters that only require a tag to be absent (apid's scope for the
@@ -609,13 +771,27 @@ agg_store_select(agg_store_t *self, const char *sel,
          s = exact ? NULL : zhashx_next(self->series)) {
         if (!exact && !series_match(s->key, sel, filters, nfilters))
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            out = xrealloc(out, cap * sizeof *out);
+        if (self->nfound == self->capfound) {
+            self->capfound = self->capfound ? self->capfound * 2 : 8;
+            self->found = xrealloc(self->found,
+                                   self->capfound * sizeof *self->found);
         }
-        out[n].key = s->key;
-        s_view(self, s, start, end, &out[n]);
-        n++;
+        self->found[self->nfound++] = s;
+    }
+    return self->nfound;
+}
+
+size_t
+agg_store_select(agg_store_t *self, const char *sel,
+                 const struct series_tag *filters, size_t nfilters,
+                 int64_t start, int64_t end, struct agg_view **views)
+{
+    size_t n = s_match(self, sel, filters, nfilters);
+    struct agg_view *out = n ? xmalloc(n * sizeof *out) : NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        out[i].key = self->found[i]->key;
+        s_view(self, self->found[i], start, end, &out[i]);
     }
     *views = out;
     return n;
@@ -629,21 +805,304 @@ agg_store_seal_all(agg_store_t *self)
         s_seal(self, s);
 }
 
-int
-agg_store_sync(agg_store_t *self, uint64_t *len)
+size_t
+agg_store_keys(agg_store_t *self, const char *sel,
+               const struct series_tag *filters, size_t nfilters,
+               const char ***keys)
 {
+    size_t n = s_match(self, sel, filters, nfilters);
+    const char **out = n ? xmalloc(n * sizeof *out) : NULL;
+
+    for (size_t i = 0; i < n; i++)
+        out[i] = self->found[i]->key;
+    *keys = out;
+    return n;
+}
+
+/* Raw points of [a, b) into the summary. */
+static void
+s_sum_raw(agg_store_t *self, const struct s_series *s, int64_t a, int64_t b,
+          struct agg_rsum *sum, agg_sketch_t *sk)
+{
+    struct agg_view v;
+
+    if (a >= b)
+        return;
+    s_view(self, s, a, b, &v);
+    for (size_t i = 0; i < v.n; i++) {
+        agg_rsum_add(sum, v.ts[i], v.v[i]);
+        if (sk)
+            agg_sketch_add(sk, v.v[i]);
+    }
+    s_scratch_clear(&self->scratch);
+}
+
+static int64_t
+s_ceil_to(int64_t t, int64_t w)
+{
+    int64_t f = t / w * w;
+    if (f > t)
+        f -= w;
+    return f == t ? t : f + w;
+}
+
+/* [a, b) from the whole buckets of tier and finer tiers (then raw) at the
+ * edges, in time order. */
+static void
+s_sum_range(agg_store_t *self, const struct s_series *s, int tier, int64_t a,
+            int64_t b, struct agg_rsum *sum, agg_sketch_t *sk)
+{
+    if (a >= b)
+        return;
+    if (tier < 0) {
+        s_sum_raw(self, s, a, b, sum, sk);
+        return;
+    }
+    int64_t w = agg_rollup_width(tier), A = s_ceil_to(a, w);
+    int64_t B = s_ceil_to(b, w) == b ? b : s_ceil_to(b, w) - w;
+    if (A >= B) {
+        s_sum_range(self, s, tier - 1, a, b, sum, sk);
+        return;
+    }
+    s_sum_range(self, s, tier - 1, a, A, sum, sk);
+    agg_rollup_merge(s->roll, tier, A, B, sum, sk);
+    s_sum_range(self, s, tier - 1, B, b, sum, sk);
+}
+
+int
+agg_store_summarize(agg_store_t *self, const char *key, int64_t start,
+                    int64_t end, struct agg_rsum *sum, agg_sketch_t *sk)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+    int64_t first, last;
+
+    if (s == NULL)
+        return -1;
+    if (!agg_rollup_span(s->roll, &first, &last))
+        return 0;
+    if (start < first)
+        start = first;
+    if (end > last)
+        end = last;
+    s_sum_range(self, s, AGG_ROLLUP_DAY, start, end, sum, sk);
+    return 0;
+}
+
+size_t
+agg_store_raw_estimate(agg_store_t *self, const char *key, int64_t start,
+                       int64_t end)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+    size_t n = 0;
+
+    if (s == NULL)
+        return 0;
+    if (start < s->raw_from)
+        return SIZE_MAX;
+    for (size_t i = 0; i < s->nchunks; i++)
+        if (s->chunks[i].tmax >= start && s->chunks[i].tmin < end)
+            n += s->chunks[i].n;
+    return n + s->n;
+}
+
+bool
+agg_store_span(agg_store_t *self, const char *key, int64_t *first,
+               int64_t *end)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+    return s && agg_rollup_span(s->roll, first, end);
+}
+
+/* Distinct points of a series, chunks and head. */
+static size_t
+s_distinct(agg_store_t *self, const struct s_series *s)
+{
+    size_t n = s->n;
+    struct agg_view v;
+
+    if (s->overlap) {
+        s_view_merge(self, s, INT64_MIN, INT64_MAX, &v);
+        s_scratch_clear(&self->scratch);
+        return v.n;
+    }
+    for (size_t i = 0; i < s->nchunks; i++)
+        n += s->chunks[i].n;
+    return n;
+}
+
+size_t
+agg_store_expire(agg_store_t *self, int64_t raw_before,
+                 const int64_t tier_before[AGG_ROLLUP_TIERS])
+{
+    size_t dropped = 0;
+
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series)) {
+        size_t k = 0, before = s_distinct(self, s);
+        for (size_t i = 0; i < s->nchunks; i++) {
+            struct s_chunk *c = &s->chunks[i];
+            if (c->tmax < raw_before) {
+                self->chunks--;
+                self->chunk_bytes -= c->len;
+                free(c->data);
+                dropped++;
+                continue;
+            }
+            s->chunks[k++] = *c;
+        }
+        if (k < s->nchunks) {
+            s->nchunks = k;
+            s->sealed_max = INT64_MIN;
+            for (size_t i = 0; i < k; i++)
+                if (s->chunks[i].tmax > s->sealed_max)
+                    s->sealed_max = s->chunks[i].tmax;
+            self->points -= before - s_distinct(self, s);
+            self->chunk_rewrite = true;
+            if (raw_before > s->raw_from)
+                s->raw_from = raw_before;
+        }
+        for (int t = 0; t < AGG_ROLLUP_TIERS; t++)
+            if (tier_before[t] != INT64_MIN &&
+                agg_rollup_expire(s->roll, t, tier_before[t]) > 0)
+                self->rollup_rewrite = true;
+    }
+    return dropped;
+}
+
+size_t
+agg_store_rollup_buckets(const agg_store_t *self, int tier)
+{
+    size_t n = 0;
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series))
+        n += agg_rollup_buckets(s->roll, tier);
+    return n;
+}
+
+size_t
+agg_store_rollup_bytes(const agg_store_t *self)
+{
+    size_t n = 0;
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series))
+        n += agg_rollup_bytes(s->roll);
+    return n;
+}
+
+/* Write a whole new generation of a file: every chunk, or every
+ * rollup. Returns the new fd (fsync'd) or -1. */
+static int
+s_rewrite(agg_store_t *self, const char *kind, uint64_t gen, uint64_t *len)
+{
+    char *path = s_path(self, kind, gen);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    bool chunks = strcmp(kind, "chunks") == 0;
+
     *len = 0;
+    if (fd == -1) {
+        log_warn("agg_store: cannot create %s", path);
+        self->io_failed = true;
+    }
+    for (struct s_series *s = zhashx_first(self->series); s && fd != -1;
+         s = zhashx_next(self->series)) {
+        if (chunks)
+            for (size_t i = 0; i < s->nchunks; i++)
+                s_write_chunk(self, fd, len, s->key, &s->chunks[i]);
+        else
+            s_write_rollup(self, fd, len, s, true);
+    }
+    if (fd != -1 && (self->io_failed || fdatasync(fd) == -1)) {
+        log_warn("agg_store: cannot write %s", path);
+        self->io_failed = true;
+        close(fd);
+        fd = -1;
+    }
+    free(path);
+    return fd;
+}
+
+int
+agg_store_sync(agg_store_t *self, struct agg_store_files *files)
+{
+    int fd;
+    uint64_t len;
+
+    memset(files, 0, sizeof *files);
     if (self->fd == -1)
         return 0;
     if (self->io_failed)
         return -1;
-    if (fdatasync(self->fd) == -1) {
-        log_warn("agg_store: fdatasync %s", self->path);
+    if (self->chunk_rewrite) {
+        if ((fd = s_rewrite(self, "chunks", self->files.chunk_gen + 1, &len)) == -1)
+            return -1;
+        close(self->fd);
+        self->fd = fd;
+        self->files.chunk_gen++;
+        self->files.chunk_len = len;
+        self->chunk_rewrite = false;
+    }
+    if (self->rollup_rewrite || self->rfd == -1 ||
+        self->files.rollup_len > 2 * self->rollup_live + S_ROLLUP_SLACK) {
+        if ((fd = s_rewrite(self, "rollups", self->files.rollup_gen + 1, &len)) == -1)
+            return -1;
+        if (self->rfd != -1)
+            close(self->rfd);
+        self->rfd = fd;
+        self->files.rollup_gen++;
+        self->files.rollup_len = self->rollup_live = len;
+        self->rollup_rewrite = false;
+    } else {
+        for (struct s_series *s = zhashx_first(self->series); s;
+             s = zhashx_next(self->series))
+            if (agg_rollup_dirty(s->roll))
+                s_write_rollup(self, self->rfd, &self->files.rollup_len, s,
+                               false);
+    }
+    if (self->io_failed || fdatasync(self->fd) == -1 ||
+        fdatasync(self->rfd) == -1) {
+        log_warn("agg_store: fdatasync in %s", self->dir);
         self->io_failed = true;
         return -1;
     }
-    *len = self->file_len;
+    *files = self->files;
     return 0;
+}
+
+void
+agg_store_written(const agg_store_t *self, struct agg_store_files *files)
+{
+    *files = self->files;
+}
+
+void
+agg_store_cleanup(agg_store_t *self)
+{
+    DIR *d;
+    struct dirent *e;
+    char keep_c[64], keep_r[64];
+
+    if (self->dir == NULL || (d = opendir(self->dir)) == NULL)
+        return;
+    if (self->files.chunk_gen == 0)
+        snprintf(keep_c, sizeof keep_c, "chunks.dat");
+    else
+        snprintf(keep_c, sizeof keep_c, "chunks.%llu.dat",
+                 (unsigned long long)self->files.chunk_gen);
+    snprintf(keep_r, sizeof keep_r, "rollups.%llu.dat",
+             (unsigned long long)self->files.rollup_gen);
+    while ((e = readdir(d)) != NULL) {
+        bool c = strncmp(e->d_name, "chunks.", 7) == 0;
+        bool r = strncmp(e->d_name, "rollups.", 8) == 0;
+        if ((!c && !r) || strcmp(e->d_name, c ? keep_c : keep_r) == 0)
+            continue;
+        char *path = xasprintf("%s/%s", self->dir, e->d_name);
+        if (unlink(path) == -1)
+            log_warn("agg_store: cannot delete %s", path);
+        else
+            log_debug("agg_store: deleted %s (an older generation)", path);
+        free(path);
+    }
+    closedir(d);
 }
 
 static void
@@ -656,6 +1115,80 @@ s_test_rmrf(const char *path)
     }
 }
 
+/* The rollup summary of a range equals the direct computation over the
+ * raw points of that range. */
+static void
+s_test_summary(agg_store_t *st, const char *key, int64_t a, int64_t b)
+{
+    struct agg_view *v;
+    struct agg_rsum want = {0}, got = {0};
+
+    assert(agg_store_select(st, key, NULL, 0, a, b, &v) == 1);
+    for (size_t i = 0; i < v[0].n; i++)
+        agg_rsum_add(&want, v[0].ts[i], v[0].v[i]);
+    free(v);
+    assert(agg_store_summarize(st, key, a, b, &got, NULL) == 0);
+    assert(got.m.count == want.m.count);
+    if (want.m.count == 0)
+        return;
+    TEST_NEAR(got.m.sum, want.m.sum, 1e-9 * (1 + fabs(want.m.sum)));
+    TEST_NEAR(got.m.m2, want.m.m2, 1e-7 * (1 + want.m.m2));
+    assert(got.m.min == want.m.min && got.m.max == want.m.max);
+    assert(got.first == want.first && got.last == want.last);
+}
+
+/* Three days every 10 s with a late overwrite that lowers the minimum;
+ * summaries over ranges with ragged edges, after a reopen, and after
+ * retention dropped the first day's raw chunks and minute buckets. */
+static void
+s_test_rollups(agg_store_t **stp, const char *dir)
+{
+    agg_store_t *st = *stp;
+    size_t before = agg_store_points(st);
+    const int64_t s1 = 1000000000LL, t0 = 1704067200LL * s1, day = 86400 * s1;
+    enum { P = 3 * 8640 };
+    int64_t keep[AGG_ROLLUP_TIERS] = {t0 + day, INT64_MIN, INT64_MIN};
+    struct agg_store_files files;
+    struct agg_rsum sum = {0};
+    agg_sketch_t *sk = agg_sketch_new();
+
+    for (int i = 0; i < P; i++)
+        agg_store_put(st, "r", t0 + i * 10 * s1, 20 + (i % 97) / 10.0);
+    assert(agg_store_put(st, "r", t0 + 5000 * 10 * s1, -50) == 0);
+    assert(agg_store_put(st, "r", t0 + 5000 * 10 * s1, 21) == 0);
+    for (int64_t a = t0 - 7 * s1; a < t0 + 3 * day; a += 7777 * s1) {
+        s_test_summary(st, "r", a, a + 3 * 3600 * s1 + 17 * s1);
+        s_test_summary(st, "r", a, a + 29 * 3600 * s1 + 59 * s1);
+    }
+    s_test_summary(st, "r", INT64_MIN, INT64_MAX);
+    assert(agg_store_raw_estimate(st, "r", t0, t0 + day) >= 8640);
+    agg_store_seal_all(st);
+    assert(agg_store_sync(st, &files) == 0 && files.rollup_gen >= 1);
+    agg_store_cleanup(st);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    assert(st);
+    s_test_summary(st, "r", t0 + 3333 * s1, t0 + 2 * day + 4444 * s1);
+    /* Retention: raw and minutes of day 1 go, hours and days stay. */
+    assert(agg_store_expire(st, t0 + day, keep) > 0);
+    assert(agg_store_points(st) < (size_t)P + before);
+    assert(agg_store_summarize(st, "r", t0, t0 + 3 * day, &sum, sk) == 0);
+    assert(sum.m.count == P && agg_sketch_count(sk) == P);
+    TEST_NEAR(agg_sketch_quantile(sk, 0.5), 24.8, 24.8 * AGG_SKETCH_ALPHA);
+    assert(sum.m.min == 20 && sum.m.max == 29.6);
+    assert(agg_store_sync(st, &files) == 0 && files.chunk_gen >= 1);
+    agg_store_cleanup(st);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    memset(&sum, 0, sizeof sum);
+    assert(agg_store_summarize(st, "r", t0, t0 + 3 * day, &sum, NULL) == 0);
+    assert(sum.m.count == P);
+    assert(agg_store_rollup_buckets(st, AGG_ROLLUP_MINUTE) <= 2 * 1440 + 1);
+    s_test_summary(st, "r", t0 + day + 3333 * s1, t0 + 2 * day + 4444 * s1);
+    agg_sketch_destroy(&sk);
+    *stp = st;
+}
+
 void
 agg_store_test(bool verbose)
 {
@@ -663,7 +1196,7 @@ agg_store_test(bool verbose)
     struct agg_view *v;
     struct series_tag f[] = {{"device", "b"}};
     char dir[] = "/tmp/agg_store_test.XXXXXX";
-    uint64_t len;
+    struct agg_store_files len, zero = {0};
     enum { N = 3 * AGG_STORE_CHUNK_POINTS + 100 };
 
     assert(agg_store_put(st, "t", 10, 1.0) == 1);
@@ -710,7 +1243,7 @@ agg_store_test(bool verbose)
     /* Sealed chunks on disk: N points in time order, with late points
      * and duplicates into sealed ranges, then a reopen. */
     assert(mkdtemp(dir));
-    st = agg_store_open(dir, 0);
+    st = agg_store_open(dir, &zero);
     assert(st);
     for (int i = 0; i < N; i++)
         assert(agg_store_put(st, "s", (int64_t)i * 10, i / 100.0) == 1);
@@ -730,15 +1263,17 @@ agg_store_test(bool verbose)
     agg_store_seal_all(st);
     assert(agg_store_head_points(st) == 0 && agg_store_sync(st, &len) == 0);
     agg_store_destroy(&st);
-    st = agg_store_open(dir, len);
+    st = agg_store_open(dir, &len);
     assert(st && agg_store_points(st) == N + 1 && agg_store_chunks(st) == 4);
+    s_test_summary(st, "s", INT64_MIN, INT64_MAX);
     assert(agg_store_select(st, "s", NULL, 0, 40, 70, &v) == 1);
     assert(v[0].n == 4 && v[0].v[0] == 0.04 && v[0].v[1] == -1.0 &&
            v[0].v[2] == -2.0 && v[0].v[3] == 0.06);
     free(v);
+    s_test_rollups(&st, dir);
     /* A checkpoint length shorter than the file drops what follows. */
     agg_store_destroy(&st);
-    st = agg_store_open(dir, 0);
+    st = agg_store_open(dir, &zero);
     assert(st && agg_store_points(st) == 0);
     agg_store_destroy(&st);
     s_test_rmrf(dir);

@@ -9,10 +9,18 @@
  * A write on an existing (series, ts) overwrites, also when the point is
  * late and already sealed: the late point goes to the head, chunks sealed
  * later win over earlier ones, and reads merge overlapping chunks.
+ *
+ * Every write also updates the series' rollups (agg_rollup): minute, hour
+ * and day buckets. At each sync the buckets changed since the previous
+ * one are appended to the rollup file (DIR/rollups.G.dat, records like the
+ * chunks'); after retention dropped chunks or buckets, the sync writes a
+ * new generation G+1 of the file concerned instead, and agg_store_cleanup
+ * deletes the older generations once the checkpoint names the new one.
  */
 #ifndef SP_AGG_STORE_H
 #define SP_AGG_STORE_H
 
+#include "aggd/agg_rollup.h"
 #include "common/series.h"
 
 #include <stdbool.h>
@@ -32,14 +40,24 @@ struct agg_view {
     size_t n;          /* points in the view */
 };
 
+/* The store's files as a checkpoint records them. */
+struct agg_store_files {
+    uint64_t chunk_gen;  /* chunk file generation (0: DIR/chunks.dat) */
+    uint64_t chunk_len;  /* its durable bytes */
+    uint64_t rollup_gen; /* rollup file generation (0: none yet) */
+    uint64_t rollup_len; /* its durable bytes */
+};
+
 /* Create an empty in-memory store. Cannot fail. */
 agg_store_t *agg_store_new(void);
-/* Open a store on dir: cut DIR/chunks.dat to its first valid_len bytes
- * (what the last checkpoint covered; later chunks are rebuilt by the WAL
- * replay), then load every chunk. A record that fails its checksum inside
- * that length is corruption: logged, and the file cut there. Returns NULL
- * (logged) when the file cannot be used. */
-agg_store_t *agg_store_open(const char *dir, uint64_t valid_len);
+/* Open a store on dir: cut the chunk and rollup files named by files to
+ * the lengths given (what the last checkpoint covered; later writes are
+ * rebuilt by the WAL replay), then load every record. A record that fails
+ * its checksum inside that length is corruption: logged, and the file cut
+ * there. Without a rollup file (rollup_gen 0: a new or format 1
+ * directory) the rollups are rebuilt from the chunks. Returns NULL
+ * (logged) when a file cannot be used. */
+agg_store_t *agg_store_open(const char *dir, const struct agg_store_files *files);
 /* Destroy; NULL-safe; sets *self_p NULL. */
 void agg_store_destroy(agg_store_t **self_p);
 /* Write a point. Returns 1 when it is new, 0 when it overwrote a point at
@@ -63,12 +81,50 @@ size_t agg_store_select(agg_store_t *self, const char *sel,
                         const struct series_tag *filters, size_t nfilters,
                         int64_t start, int64_t end, struct agg_view **views);
 
+/* Keys of the series matching sel/filters (series_match), borrowed until
+ * the next write; returns their number and sets *keys (caller frees the
+ * array only), or 0 and NULL. Decodes nothing. */
+size_t agg_store_keys(agg_store_t *self, const char *sel,
+                      const struct series_tag *filters, size_t nfilters,
+                      const char ***keys);
+/* Summarise series key over [start, end): whole day, hour and minute
+ * buckets from the rollups where they fit, raw points for the rest at the
+ * edges; the sketch goes to sk unless NULL. Invalidates earlier views.
+ * Returns -1 when the series is unknown, else 0. */
+int agg_store_summarize(agg_store_t *self, const char *key, int64_t start,
+                        int64_t end, struct agg_rsum *sum, agg_sketch_t *sk);
+/* Raw points of series key in [start, end), counted from chunk bounds (an
+ * upper bound: a chunk that crosses an edge counts whole); SIZE_MAX when
+ * retention dropped raw points of the range (only rollups hold it). */
+size_t agg_store_raw_estimate(agg_store_t *self, const char *key,
+                              int64_t start, int64_t end);
+/* Time covered by the rollups of key: false when it has none. */
+bool agg_store_span(agg_store_t *self, const char *key, int64_t *first,
+                    int64_t *end);
+
+/* Retention: drop the chunks whose newest point is before raw_before, and
+ * the buckets of each rollup tier that end before tier_before[tier]
+ * (INT64_MIN keeps everything). The next sync writes new file
+ * generations. Returns the number of chunks dropped. */
+size_t agg_store_expire(agg_store_t *self, int64_t raw_before,
+                        const int64_t tier_before[AGG_ROLLUP_TIERS]);
+/* Rollup buckets of a tier over all series, and their bytes in memory. */
+size_t agg_store_rollup_buckets(const agg_store_t *self, int tier);
+size_t agg_store_rollup_bytes(const agg_store_t *self);
+
 /* Seal every non-empty head (a checkpoint). */
 void agg_store_seal_all(agg_store_t *self);
-/* fsync the chunk file. Returns 0 and sets *len to the durable length of
- * the file, or -1 (logged) after any write or fsync failure. An in-memory
- * store answers 0 and 0. */
-int agg_store_sync(agg_store_t *self, uint64_t *len);
+/* Write the changed rollups (or new generations, after retention) and
+ * fsync the files. Returns 0 and fills *files with what is durable, or -1
+ * (logged) after any write or fsync failure. An in-memory store answers 0
+ * and zeros. */
+int agg_store_sync(agg_store_t *self, struct agg_store_files *files);
+/* The files in use and the bytes written to them so far (durable or
+ * not): the disk usage by kind. */
+void agg_store_written(const agg_store_t *self, struct agg_store_files *files);
+/* Delete files of generations other than those in use; call once a
+ * checkpoint names them. */
+void agg_store_cleanup(agg_store_t *self);
 
 /* Selftest. */
 void agg_store_test(bool verbose);

@@ -57,6 +57,8 @@ struct aggd {
     uint64_t checkpoints;         /* checkpoints taken */
     int64_t ckpt_ms;              /* duration of the last one */
     outq_t *out;                  /* batches anomalyd has not taken yet */
+    uint64_t compactions;         /* retention passes that dropped data */
+    uint64_t expired_chunks;      /* raw chunks dropped by retention */
     char producer[64];            /* "aggd.<lane>" */
     uint64_t seq;                 /* batches sent downstream */
     uint64_t batches_in;          /* batches applied */
@@ -250,7 +252,7 @@ s_open_data(aggd_t *self)
     }
     if ((rc = agg_ckpt_read(dir, &ck, self->applied)) == -1)
         return -1;
-    if ((self->store = agg_store_open(dir, ck.chunk_len)) == NULL)
+    if ((self->store = agg_store_open(dir, &ck.files)) == NULL)
         return -1;
     snprintf(wal, sizeof wal, "%s/wal", dir);
     if ((self->wal = agg_wal_open(wal, ck.wal_seg, s_on_replay, self)) == NULL)
@@ -272,13 +274,13 @@ s_open_data(aggd_t *self)
 static int
 s_checkpoint(aggd_t *self)
 {
-    struct agg_ckpt ck = {AGG_FORMAT_VERSION, 0, 0};
+    struct agg_ckpt ck = {.format = AGG_FORMAT_VERSION};
     int64_t t0 = clock_mono_ns();
 
     if (self->wal == NULL || self->wal_broken)
         return -1;
     agg_store_seal_all(self->store);
-    if (agg_store_sync(self->store, &ck.chunk_len) == -1 ||
+    if (agg_store_sync(self->store, &ck.files) == -1 ||
         (ck.wal_seg = agg_wal_rotate(self->wal)) == UINT64_MAX ||
         agg_ckpt_write(self->datadir, &ck, self->applied) == -1) {
         log_err("aggd: checkpoint failed; no more confirmations until "
@@ -287,6 +289,7 @@ s_checkpoint(aggd_t *self)
         return -1;
     }
     agg_wal_drop_before(self->wal, ck.wal_seg);
+    agg_store_cleanup(self->store);
     self->ckpt_wal = agg_wal_written(self->wal);
     self->checkpoints++;
     self->ckpt_ms = (clock_mono_ns() - t0) / 1000000;
@@ -296,7 +299,51 @@ s_checkpoint(aggd_t *self)
     log_debug("aggd: checkpoint %llu: wal segment %llu, chunks %llu bytes, "
               "%lld ms", (unsigned long long)self->checkpoints,
               (unsigned long long)ck.wal_seg,
-              (unsigned long long)ck.chunk_len, (long long)self->ckpt_ms);
+              (unsigned long long)ck.files.chunk_len, (long long)self->ckpt_ms);
+    return 0;
+}
+
+/* Retention: drop raw chunks and rollup buckets past their policy
+ * (aggd_conf keep_*), then checkpoint, which writes the chunk and rollup
+ * files anew without them. Runs on the loop: the rewrite costs about as
+ * much as writing the kept data once. */
+static void
+s_compact(aggd_t *self)
+{
+    const struct aggd_conf *c = self->conf;
+    const int64_t day = 86400LL * CLOCK_NS_PER_S, now = clock_now_ns();
+    int64_t raw = c->keep_raw ? now - c->keep_raw * day : INT64_MIN;
+    int64_t tiers[AGG_ROLLUP_TIERS] = {
+        c->keep_minute ? now - c->keep_minute * day : INT64_MIN,
+        c->keep_hour ? now - c->keep_hour * day : INT64_MIN,
+        c->keep_day ? now - c->keep_day * day : INT64_MIN};
+    size_t before[AGG_ROLLUP_TIERS], n;
+    bool dropped = false;
+
+    for (int t = 0; t < AGG_ROLLUP_TIERS; t++)
+        before[t] = agg_store_rollup_buckets(self->store, t);
+    n = agg_store_expire(self->store, raw, tiers);
+    for (int t = 0; t < AGG_ROLLUP_TIERS; t++)
+        dropped |= agg_store_rollup_buckets(self->store, t) != before[t];
+    if (n == 0 && !dropped)
+        return;
+    self->compactions++;
+    self->expired_chunks += n;
+    log_info("aggd: retention dropped %zu raw chunks and %zu/%zu/%zu "
+             "minute/hour/day rollup buckets", n,
+             before[0] - agg_store_rollup_buckets(self->store, 0),
+             before[1] - agg_store_rollup_buckets(self->store, 1),
+             before[2] - agg_store_rollup_buckets(self->store, 2));
+    if (self->wal && s_checkpoint(self) == 0)
+        s_send_confirm(self);
+}
+
+static int
+s_on_compact_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    s_compact(arg);
     return 0;
 }
 
@@ -446,6 +493,29 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+/* Rollups and disk usage by kind, flat so apid sums them over lanes. */
+static void
+s_status_storage(aggd_t *self, json_t *j)
+{
+    static const char *tiers[] = {"rollup_minute_buckets", "rollup_hour_buckets",
+                                  "rollup_day_buckets"};
+    struct agg_store_files f;
+
+    for (int t = 0; t < AGG_ROLLUP_TIERS; t++)
+        json_object_set_new(j, tiers[t], json_integer((json_int_t)
+                            agg_store_rollup_buckets(self->store, t)));
+    json_object_set_new(j, "rollup_memory_bytes", json_integer((json_int_t)
+                        agg_store_rollup_bytes(self->store)));
+    json_object_set_new(j, "compactions", json_integer((json_int_t)self->compactions));
+    json_object_set_new(j, "expired_chunks", json_integer((json_int_t)self->expired_chunks));
+    agg_store_written(self->store, &f);
+    json_object_set_new(j, "disk_chunk_bytes", json_integer((json_int_t)f.chunk_len));
+    json_object_set_new(j, "disk_rollup_bytes", json_integer((json_int_t)f.rollup_len));
+    if (self->wal)
+        json_object_set_new(j, "disk_wal_bytes", json_integer((json_int_t)
+                            agg_wal_disk_bytes(self->wal)));
+}
+
 static json_t *
 s_status(aggd_t *self)
 {
@@ -467,6 +537,7 @@ s_status(aggd_t *self)
     json_object_set_new(j, "chunks", json_integer((json_int_t)agg_store_chunks(self->store)));
     json_object_set_new(j, "chunk_bytes", json_integer((json_int_t)agg_store_chunk_bytes(self->store)));
     json_object_set_new(j, "head_points", json_integer((json_int_t)agg_store_head_points(self->store)));
+    s_status_storage(self, j);
     if (self->wal) {
         json_object_set_new(j, "checkpoints", json_integer((json_int_t)self->checkpoints));
         json_object_set_new(j, "checkpoint_ms", json_integer((json_int_t)self->ckpt_ms));
@@ -584,6 +655,9 @@ aggd_run(aggd_t *self)
     zloop_timer(self->loop, AGGD_HEARTBEAT_MS, 0, s_on_heartbeat, self);
     zloop_timer(self->loop, (size_t)(self->conf->ckpt_every / 1000000), 0,
                 s_on_ckpt_timer, self);
+    zloop_timer(self->loop, (size_t)(self->conf->compact_every / 1000000), 0,
+                s_on_compact_timer, self);
+    s_compact(self);
     snprintf(summary, sizeof summary, "lane=%lld in=%s data=%s",
              (long long)self->conf->lane, zsock_endpoint(self->pull),
              self->datadir);

@@ -31,6 +31,11 @@ struct aggd_conf {
     char *data;      /* data directory ({lane} expands) */
     int64_t ckpt_mb; /* checkpoint after this many MiB of WAL */
     int64_t ckpt_every; /* ns between checkpoints when anything changed */
+    int64_t keep_raw;    /* days raw chunks are kept; 0 = forever */
+    int64_t keep_minute; /* days minute rollups are kept; 0 = forever */
+    int64_t keep_hour;   /* days hour rollups are kept; 0 = forever */
+    int64_t keep_day;    /* days day rollups are kept; 0 = forever */
+    int64_t compact_every; /* ns between retention passes */
     int64_t hwm;     /* queue limit in batches on every socket */
     int64_t drain;   /* ns allowed for draining at stop */
     bool use_stdin;  /* filter mode: JSON lines in */

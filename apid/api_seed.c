@@ -29,13 +29,32 @@ s_route_ingest(apid_t *self, http_req_t *req, const char *form)
                       body, len));
 }
 
+/* ?exact=true|false (also 1|0) into q. Returns 0, or -1 after a 400. */
+static int
+s_exact_arg(http_req_t *req, json_t *q)
+{
+    const char *v = http_req_arg(req, "exact");
+
+    if (v == NULL)
+        return 0;
+    if (strcmp(v, "true") && strcmp(v, "1") && strcmp(v, "false") &&
+        strcmp(v, "0")) {
+        http_req_reply_error(req, 400, "bad_request",
+                             "exact must be true or false", "exact");
+        return -1;
+    }
+    json_object_set_new(q, "exact", json_boolean(!strcmp(v, "true") ||
+                                                 !strcmp(v, "1")));
+    return 0;
+}
+
 static void
 s_route_stats(apid_t *self, http_req_t *req, const char *series)
 {
     json_t *q = json_pack("{s:s, s:s}", "op", "stats", "series", series);
     const char *pcts = http_req_arg(req, "percentiles");
 
-    if (apid_range_args(req, q)) {
+    if (apid_range_args(req, q) || s_exact_arg(req, q)) {
         json_decref(q);
         return;
     }
@@ -109,7 +128,21 @@ s_route_aggregate(apid_t *self, http_req_t *req)
     }
     if (json_object_get(in, "tags"))
         json_object_set(q, "tags", json_object_get(in, "tags"));
+    if (json_object_get(in, "exact")) {
+        if (!json_is_boolean(json_object_get(in, "exact"))) {
+            json_decref(q);
+            json_decref(in);
+            http_req_reply_error(req, 400, "invalid_body",
+                                 "exact must be true or false", "exact");
+            return;
+        }
+        json_object_set(q, "exact", json_object_get(in, "exact"));
+    }
     json_decref(in);
+    if (s_exact_arg(req, q)) {
+        json_decref(q);
+        return;
+    }
     apid_relay(self, req, APID_BK_AGGD, q);
 }
 

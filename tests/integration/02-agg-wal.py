@@ -9,16 +9,15 @@ resends after a restart from the confirmed seq, as ingestd does.
 import glob
 import os
 import signal
-import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Failure, Platform, check, main  # noqa: E402
+from sp import Platform, check, main  # noqa: E402
 
 try:
     import msgpack
-    import zmq
+    from fakeingest import restart, run  # noqa: E402
 except ImportError:
     print("python3-zmq and python3-msgpack are needed (tools/install-deps.sh)")
     sys.exit(77)
@@ -45,50 +44,6 @@ def expected(seqs):
             sum(s + i / 1000.0 for s in seqs for i in range(PER_BATCH)))
 
 
-class Fake:
-    """The ingestd side: a PUSH into aggd, a PULL for confirmations."""
-
-    def __init__(self, p):
-        self.ctx = zmq.Context()
-        self.confirm = self.ctx.socket(zmq.PULL)
-        self.confirm.bind("ipc://%s/ingestd.confirm" % p.run)
-        self.push = self.ctx.socket(zmq.PUSH)
-        self.push.setsockopt(zmq.LINGER, 0)
-        self.push.connect("ipc://%s/aggd.0.in" % p.run)
-        self.dealer = self.ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.connect("ipc://%s/aggd.0.query" % p.run)
-        self.confirmed = 0
-        self.qid = 0
-
-    def drain(self, timeout_ms=0):
-        """Read confirmations; return the highest seq seen for us."""
-        while self.confirm.poll(timeout_ms):
-            topic, body = self.confirm.recv_multipart()
-            m = msgpack.unpackb(body)
-            assert topic == b"confirm" and m["type"] == 4, m
-            for producer, lane, seq in m["items"]:
-                if producer == "ingestd.9" and lane == 0:
-                    self.confirmed = max(self.confirmed, seq)
-            timeout_ms = 0
-        return self.confirmed
-
-    def query(self, req):
-        self.qid += 1
-        self.dealer.send_multipart([struct.pack("<Q", self.qid),
-                                    msgpack.packb(req)])
-        if not self.dealer.poll(10000):
-            raise Failure("aggd did not answer %r" % req)
-        _, body = self.dealer.recv_multipart()
-        r = msgpack.unpackb(body)
-        return r["status"], r["body"]
-
-    def close(self):
-        for s in (self.confirm, self.push, self.dealer):
-            s.close(0)
-        self.ctx.term()
-
-
 def totals(f):
     st, body = f.query({"op": "stats", "series": "wal.*"})
     if st == 404:
@@ -97,39 +52,13 @@ def totals(f):
     return body["count"], body["sum"]
 
 
-def wait_confirmed(f, want, timeout=30):
-    deadline = time.time() + timeout
-    while f.drain(100) < want:
-        if time.time() > deadline:
-            raise Failure("confirmed %d, wanted %d" % (f.confirmed, want))  # noqa
-    return f.confirmed
-
-
-def restart(p):
-    """Start aggd again with a fresh log (start_one waits for "ready:")."""
-    log = os.path.join(p.dir, "aggd.log")
-    n = len(glob.glob(log + ".*"))
-    os.rename(log, "%s.%d" % (log, n))
-    p.start_one("aggd")
-
-
 def test():
     p = Platform(daemons=("aggd",))
-    os.makedirs(p.run, exist_ok=True)
     data = os.path.join(p.dir, "data.0")
     # Checkpoints every MiB of WAL: the kill -9 lands between them, so a
     # restart loads sealed chunks and replays the WAL after them.
     p.extra = {"aggd": ["--checkpoint-mb", "1"]}
-    f = Fake(p)
-    p.start()
-    try:
-        _test(p, f, data)
-    except Failure:
-        sys.stdout.write(p.log("aggd"))
-        raise
-    finally:
-        f.close()
-        p.stop()
+    run(p, lambda f: _test(p, f, data))
 
 
 def _test(p, f, data):
@@ -139,7 +68,7 @@ def _test(p, f, data):
         for seq in range(1, 251):
             f.push.send_multipart(batch(seq))
             if seq == 150:
-                wait_confirmed(f, 100)
+                f.wait_confirmed(100)
         f.drain(0)
         before = f.confirmed
         proc = p.procs.pop("aggd")
@@ -152,7 +81,7 @@ def _test(p, f, data):
         restart(p)
         check("replayed" in p.log("aggd"), "aggd logs its WAL replay")
         f.confirmed = 0
-        after = wait_confirmed(f, 1)
+        after = f.wait_confirmed(1)
         count, total = totals(f)
         want_n, want_sum = expected(range(1, after + 1))
         check(after >= before, "confirmed after restart %d >= before %d"
@@ -169,7 +98,7 @@ def _test(p, f, data):
         # had confirmed (a resend overlap): nothing doubles.
         for seq in range(max(1, after - 20), n_total + 1):
             f.push.send_multipart(batch(seq))
-        wait_confirmed(f, n_total)
+        f.wait_confirmed(n_total)
         count, total = totals(f)
         want_n, want_sum = expected(range(1, n_total + 1))
         check(count == want_n and abs(total - want_sum) < 1e-6 * want_sum,
@@ -190,7 +119,7 @@ def _test(p, f, data):
         count, total = totals(f)
         check(count == n_total * PER_BATCH, "after a clean restart: %d" % count)
         f.push.send_multipart(batch(n_total + 1))
-        wait_confirmed(f, n_total + 1)
+        f.wait_confirmed(n_total + 1)
 
         def kill_and_damage(damage):
             proc = p.procs.pop("aggd")
@@ -212,7 +141,7 @@ def _test(p, f, data):
         check("torn or corrupt tail" in p.log("aggd"),
               "aggd logs the torn tail")
         check(os.path.getsize(last) < size - 7, "the torn record was cut off")
-        wait_confirmed(f, 1)
+        f.wait_confirmed(1)
         count, total = totals(f)
         want_n, want_sum = expected(range(1, n_total + 1))
         check(f.confirmed == n_total,
@@ -222,7 +151,7 @@ def _test(p, f, data):
 
         # Flip a byte inside the last record's payload.
         f.push.send_multipart(batch(n_total + 1))
-        wait_confirmed(f, n_total + 1)
+        f.wait_confirmed(n_total + 1)
 
         def flip(fh, size):
             fh.seek(size - 100)
@@ -249,7 +178,7 @@ def _test(p, f, data):
         f.push.send_multipart([b"readings", msgpack.packb({
             "type": 1, "v": 1, "producer": "ingestd.9", "lane": 0,
             "seq": n_total + 1, "ts": time.time_ns(), "items": items})])
-        wait_confirmed(f, n_total + 1)
+        f.wait_confirmed(n_total + 1)
         dup_vals = sum((n // PER_BATCH + 1) + (n % PER_BATCH) / 1000.0
                        for n in range(100, 20000, 200))
         want_n = n_total * PER_BATCH + 100
