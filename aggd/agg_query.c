@@ -1,7 +1,9 @@
 /*
- * agg_query: statistics, aggregation and listing queries over the store.
+ * agg_query: statistics, listing and export queries over the store, and
+ * the selection and planning that agg_interval (aggregation) shares.
  */
 #include "aggd/agg_query.h"
+#include "aggd/agg_interval.h"
 #include "aggd/agg_stats.h"
 #include "common/clock.h"
 #include "common/rpc.h"
@@ -13,37 +15,23 @@
 #include <string.h>
 
 #define AGG_QUERY_POINTS_MAX 100000
-#define AGG_QUERY_BUCKETS_MAX 1000000
 #define AGG_QUERY_PCTS_MAX 32
 #define AGG_QUERY_VALUES_MAX 4000000
-/* A range with more raw points than this is answered from rollups and
- * sketches unless the request says "exact": decoding 100,000 points takes
- * about a millisecond. */
-#define AGG_QUERY_RAW_SMALL 100000
 
-/* A parsed selector; strings borrowed from the request. */
-struct s_sel {
-    const char *series;
-    struct series_tag tags[SERIES_TAGS_MAX];
-    size_t ntags;
-    int64_t start, end;
-    bool exact; /* "exact": true forces the raw points */
-};
-
-static json_t *
-s_bad(const char *message, const char *where)
+json_t *
+agg_query_bad(const char *message, const char *where)
 {
     return rpc_error("bad_request", message, where);
 }
 
-static json_t *
-s_num(double v)
+json_t *
+agg_query_num(double v)
 {
     return isfinite(v) ? json_real(v) : json_null();
 }
 
-static int
-s_parse_sel(const json_t *req, struct s_sel *sel, json_t **err)
+int
+agg_query_sel(const json_t *req, struct agg_query_sel *sel, json_t **err)
 {
     const json_t *tags = json_object_get(req, "tags"), *v;
     const char *k;
@@ -53,7 +41,7 @@ s_parse_sel(const json_t *req, struct s_sel *sel, json_t **err)
     sel->end = INT64_MAX;
     sel->series = json_string_value(json_object_get(req, "series"));
     if (sel->series == NULL || *sel->series == '\0') {
-        *err = s_bad("a series is required", "series");
+        *err = agg_query_bad("a series is required", "series");
         return -1;
     }
     if (json_is_integer(v = json_object_get(req, "start")))
@@ -61,21 +49,21 @@ s_parse_sel(const json_t *req, struct s_sel *sel, json_t **err)
     if (json_is_integer(v = json_object_get(req, "end")))
         sel->end = json_integer_value(v);
     if ((v = json_object_get(req, "exact")) && !json_is_boolean(v)) {
-        *err = s_bad("exact must be true or false", "exact");
+        *err = agg_query_bad("exact must be true or false", "exact");
         return -1;
     }
     sel->exact = json_is_true(v);
     if (sel->start >= sel->end) {
-        *err = s_bad("start must be before end", "start");
+        *err = agg_query_bad("start must be before end", "start");
         return -1;
     }
     if (tags && !json_is_object(tags)) {
-        *err = s_bad("tags must be an object", "tags");
+        *err = agg_query_bad("tags must be an object", "tags");
         return -1;
     }
     json_object_foreach((json_t *)tags, k, v) {
         if (!json_is_string(v) || sel->ntags == SERIES_TAGS_MAX) {
-            *err = s_bad("tag values must be strings (at most 32 tags)", "tags");
+            *err = agg_query_bad("tag values must be strings (at most 32 tags)", "tags");
             return -1;
         }
         sel->tags[sel->ntags].key = k;
@@ -85,8 +73,8 @@ s_parse_sel(const json_t *req, struct s_sel *sel, json_t **err)
     return 0;
 }
 
-static json_t *
-s_not_found(const char *series)
+json_t *
+agg_query_not_found(const char *series)
 {
     char msg[SERIES_KEY_MAX + 64];
     snprintf(msg, sizeof msg, "no series matches '%.1000s'", series);
@@ -121,24 +109,21 @@ s_key_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The series of a selection, in key order (so sums do not depend on the
- * store's hash order), and whether the raw points are the way to answer:
- * asked for, or few, and complete. Returns the number of series. */
-static size_t
-s_plan(agg_store_t *store, const struct s_sel *sel, const char ***keys,
-       bool *raw)
+size_t
+agg_query_plan(agg_store_t *store, const struct agg_query_sel *sel,
+               const char ***keys, bool *raw)
 {
     size_t n = agg_store_keys(store, sel->series, sel->tags, sel->ntags, keys);
     size_t pts = 0;
 
     if (n > 1)
         qsort(*keys, n, sizeof **keys, s_key_cmp);
-    for (size_t i = 0; i < n && pts <= AGG_QUERY_RAW_SMALL; i++) {
+    for (size_t i = 0; i < n && pts <= AGG_QUERY_RAW_MAX; i++) {
         size_t e = agg_store_raw_estimate(store, (*keys)[i], sel->start,
                                           sel->end);
         pts = e == SIZE_MAX ? SIZE_MAX : pts + e;
     }
-    *raw = sel->exact || pts <= AGG_QUERY_RAW_SMALL;
+    *raw = sel->exact || pts <= AGG_QUERY_RAW_MAX;
     return n;
 }
 
@@ -152,7 +137,7 @@ s_time(int64_t ts)
 /* Statistics from rollups: moments exact up to rounding, percentiles
  * from the merged sketch ("estimated", within relative_error). */
 static json_t *
-s_stats_rollup(agg_store_t *store, const struct s_sel *sel, const char **keys,
+s_stats_rollup(agg_store_t *store, const struct agg_query_sel *sel, const char **keys,
                size_t nk, const double *pcts, size_t npcts)
 {
     struct agg_rsum sum = {0};
@@ -164,21 +149,21 @@ s_stats_rollup(agg_store_t *store, const struct s_sel *sel, const char **keys,
         agg_store_summarize(store, keys[i], sel->start, sel->end, &sum, sk);
     b = json_pack("{s:s, s:I, s:I}", "series", sel->series, "matched",
                   (json_int_t)nk, "count", (json_int_t)sum.m.count);
-    json_object_set_new(b, "mean", sum.m.count ? s_num(sum.m.mean) : json_null());
-    json_object_set_new(b, "std", s_num(agg_stats_std(&sum.m)));
-    json_object_set_new(b, "min", sum.m.count ? s_num(sum.m.min) : json_null());
-    json_object_set_new(b, "max", sum.m.count ? s_num(sum.m.max) : json_null());
-    json_object_set_new(b, "sum", s_num(sum.m.sum));
+    json_object_set_new(b, "mean", sum.m.count ? agg_query_num(sum.m.mean) : json_null());
+    json_object_set_new(b, "std", agg_query_num(agg_stats_std(&sum.m)));
+    json_object_set_new(b, "min", sum.m.count ? agg_query_num(sum.m.min) : json_null());
+    json_object_set_new(b, "max", sum.m.count ? agg_query_num(sum.m.max) : json_null());
+    json_object_set_new(b, "sum", agg_query_num(sum.m.sum));
     for (size_t i = 0; i < npcts; i++) {
         s_pct_key(pcts[i], key, sizeof key);
-        json_object_set_new(b, key, s_num(agg_sketch_quantile(sk, pcts[i] / 100)));
+        json_object_set_new(b, key, agg_query_num(agg_sketch_quantile(sk, pcts[i] / 100)));
     }
     json_object_set_new(b, "estimated", json_true());
     json_object_set_new(b, "relative_error", json_real(AGG_SKETCH_ALPHA));
     json_object_set_new(b, "source", json_string("rollups"));
     json_object_set_new(b, "first", sum.m.count ? s_time(sum.first_ts) : json_null());
     json_object_set_new(b, "last", sum.m.count ? s_time(sum.last_ts) : json_null());
-    json_object_set_new(b, "m2", s_num(sum.m.m2));
+    json_object_set_new(b, "m2", agg_query_num(sum.m.m2));
     agg_sketch_destroy(&sk);
     return b;
 }
@@ -187,7 +172,7 @@ static int
 s_stats(agg_store_t *store, const json_t *req, json_t **body)
 {
     static const double std_pcts[] = {50, 90, 95, 99};
-    struct s_sel sel;
+    struct agg_query_sel sel;
     struct agg_view *views;
     struct agg_moments m = {0};
     double pcts[AGG_QUERY_PCTS_MAX], *vals;
@@ -197,18 +182,18 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
     size_t i;
     char key[48], tbuf[40];
 
-    if (s_parse_sel(req, &sel, body))
+    if (agg_query_sel(req, &sel, body))
         return 400;
     for (i = 0; i < 4; i++)
         pcts[npcts++] = std_pcts[i];
     if (jp && !json_is_array(jp)) {
-        *body = s_bad("percentiles must be an array of numbers", "percentiles");
+        *body = agg_query_bad("percentiles must be an array of numbers", "percentiles");
         return 400;
     }
     json_array_foreach(jp, i, x) {
         double p = json_number_value(x);
         if (!json_is_number(x) || p < 0 || p > 100 || npcts == AGG_QUERY_PCTS_MAX) {
-            *body = s_bad("percentiles must be numbers in [0, 100] (at most 28)",
+            *body = agg_query_bad("percentiles must be numbers in [0, 100] (at most 28)",
                           "percentiles");
             return 400;
         }
@@ -216,7 +201,7 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
     }
     const char **keys;
     bool raw;
-    size_t nk = s_plan(store, &sel, &keys, &raw);
+    size_t nk = agg_query_plan(store, &sel, &keys, &raw);
     if (nk > 0 && !raw) {
         *body = s_stats_rollup(store, &sel, keys, nk, pcts, npcts);
         free(keys);
@@ -226,7 +211,7 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
     nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
                           sel.end, &views);
     if (nv == 0) {
-        *body = s_not_found(sel.series);
+        *body = agg_query_not_found(sel.series);
         return 404;
     }
     for (i = 0; i < nv; i++) {
@@ -252,15 +237,15 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
     agg_stats_sort(vals, n);
     *body = json_pack("{s:s, s:I, s:I}", "series", sel.series, "matched",
                       (json_int_t)nv, "count", (json_int_t)m.count);
-    json_object_set_new(*body, "mean", m.count ? s_num(m.mean) : json_null());
-    json_object_set_new(*body, "std", s_num(agg_stats_std(&m)));
-    json_object_set_new(*body, "min", m.count ? s_num(m.min) : json_null());
-    json_object_set_new(*body, "max", m.count ? s_num(m.max) : json_null());
-    json_object_set_new(*body, "sum", s_num(m.sum));
+    json_object_set_new(*body, "mean", m.count ? agg_query_num(m.mean) : json_null());
+    json_object_set_new(*body, "std", agg_query_num(agg_stats_std(&m)));
+    json_object_set_new(*body, "min", m.count ? agg_query_num(m.min) : json_null());
+    json_object_set_new(*body, "max", m.count ? agg_query_num(m.max) : json_null());
+    json_object_set_new(*body, "sum", agg_query_num(m.sum));
     for (i = 0; i < npcts; i++) {
         s_pct_key(pcts[i], key, sizeof key);
         json_object_set_new(*body, key,
-                            n ? s_num(agg_stats_percentile(vals, n, pcts[i]))
+                            n ? agg_query_num(agg_stats_percentile(vals, n, pcts[i]))
                               : json_null());
     }
     json_object_set_new(*body, "estimated", json_false());
@@ -272,205 +257,8 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
                         m.count ? json_string(clock_format(last, tbuf, sizeof tbuf))
                                 : json_null());
     /* Mergeable moments for scatter/gather over lanes. */
-    json_object_set_new(*body, "m2", s_num(m.m2));
+    json_object_set_new(*body, "m2", agg_query_num(m.m2));
     free(vals);
-    free(views);
-    return 200;
-}
-
-struct s_pt {
-    int64_t ts;
-    double v;
-};
-
-static int
-s_pt_cmp(const void *a, const void *b)
-{
-    int64_t x = ((const struct s_pt *)a)->ts, y = ((const struct s_pt *)b)->ts;
-    return (x > y) - (x < y);
-}
-
-static int64_t
-s_floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-static double
-s_bucket_value(int fn, double pct, double *v, size_t n,
-               const struct agg_moments *m, double first, double last)
-{
-    switch (fn) {
-    case AGG_FN_MEAN: return m->mean;
-    case AGG_FN_MIN: return m->min;
-    case AGG_FN_MAX: return m->max;
-    case AGG_FN_SUM: return m->sum;
-    case AGG_FN_COUNT: return (double)m->count;
-    case AGG_FN_STD: return agg_stats_std(m);
-    case AGG_FN_FIRST: return first;
-    case AGG_FN_LAST: return last;
-    default:
-        agg_stats_sort(v, n);
-        return agg_stats_percentile(v, n, pct);
-    }
-}
-
-/* The value of one aggregation over a summary (and its sketch). */
-static double
-s_rsum_value(int fn, double pct, const struct agg_rsum *r,
-             const agg_sketch_t *sk)
-{
-    if (fn == AGG_FN_PCT)
-        return agg_sketch_quantile(sk, pct / 100);
-    return s_bucket_value(fn, pct, NULL, 0, &r->m, r->first, r->last);
-}
-
-/* Interval aggregation from rollups: each interval is summarised from
- * the coarsest whole buckets that fit in it (raw points at ragged
- * edges). Needs an interval that is a whole number of minutes. */
-static json_t *
-s_aggregate_rollup(agg_store_t *store, const struct s_sel *sel,
-                   const char **keys, size_t nk, int64_t step, int fn,
-                   double pct)
-{
-    int64_t lo = INT64_MAX, hi = INT64_MIN, f, e;
-    json_t *buckets = json_array();
-    char tbuf[40];
-
-    for (size_t i = 0; i < nk; i++)
-        if (agg_store_span(store, keys[i], &f, &e)) {
-            lo = f < lo ? f : lo;
-            hi = e > hi ? e : hi;
-        }
-    lo = lo > sel->start ? lo : sel->start;
-    hi = hi < sel->end ? hi : sel->end;
-    if (lo < hi && (hi - lo) / step > AGG_QUERY_BUCKETS_MAX) {
-        json_decref(buckets);
-        return NULL;
-    }
-    for (int64_t b = lo < hi ? s_floor_div(lo, step) * step : hi; b < hi;
-         b += step) {
-        struct agg_rsum m = {0};
-        agg_sketch_t *sk = fn == AGG_FN_PCT ? agg_sketch_new() : NULL;
-        int64_t a = b > lo ? b : lo, z = b + step < hi ? b + step : hi;
-        for (size_t i = 0; i < nk; i++)
-            agg_store_summarize(store, keys[i], a, z, &m, sk);
-        if (m.m.count > 0)
-            json_array_append_new(
-                buckets, json_pack("{s:s, s:o, s:I}", "timestamp",
-                                   clock_format(b, tbuf, sizeof tbuf), "value",
-                                   s_num(s_rsum_value(fn, pct, &m, sk)),
-                                   "count", (json_int_t)m.m.count));
-        agg_sketch_destroy(&sk);
-    }
-    return buckets;
-}
-
-static int
-s_aggregate(agg_store_t *store, const json_t *req, json_t **body)
-{
-    struct s_sel sel;
-    struct agg_view *views;
-    const char *ival = json_string_value(json_object_get(req, "interval"));
-    const char *agg = json_string_value(json_object_get(req, "aggregation"));
-    int64_t step;
-    double pct = 0;
-    int fn;
-    size_t nv, n = 0, k = 0, nb = 0;
-    struct s_pt *pts;
-    double *buf;
-    json_t *buckets;
-    char tbuf[40];
-
-    if (s_parse_sel(req, &sel, body))
-        return 400;
-    if (ival == NULL || clock_parse_duration(ival, &step)) {
-        *body = s_bad("interval must be a duration like 30s, 5min, 1h, 1d",
-                      "interval");
-        return 400;
-    }
-    if (agg == NULL)
-        agg = "mean";
-    if ((fn = agg_stats_fn(agg, &pct)) < 0) {
-        *body = s_bad("aggregation must be mean, min, max, sum, count, std, "
-                      "first, last or pNN",
-                      "aggregation");
-        return 400;
-    }
-    const char **keys;
-    bool raw;
-    size_t nk = s_plan(store, &sel, &keys, &raw);
-    if (nk > 0 && !raw && step % (60 * CLOCK_NS_PER_S) == 0) {
-        buckets = s_aggregate_rollup(store, &sel, keys, nk, step, fn, pct);
-        free(keys);
-        if (buckets == NULL) {
-            *body = s_bad("interval too small for this range (over "
-                          "1,000,000 buckets)", "interval");
-            return 400;
-        }
-        *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:b, s:s}",
-                          "metric_name", sel.series, "interval", ival,
-                          "aggregation", agg, "matched", (json_int_t)nk,
-                          "count", (json_int_t)json_array_size(buckets),
-                          "buckets", buckets, "estimated", fn == AGG_FN_PCT,
-                          "source", "rollups");
-        if (fn == AGG_FN_PCT)
-            json_object_set_new(*body, "relative_error",
-                                json_real(AGG_SKETCH_ALPHA));
-        return 200;
-    }
-    free(keys);
-    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
-                          sel.end, &views);
-    if (nv == 0) {
-        *body = s_not_found(sel.series);
-        return 404;
-    }
-    for (size_t i = 0; i < nv; i++)
-        n += views[i].n;
-    pts = xmalloc((n ? n : 1) * sizeof *pts);
-    for (size_t i = 0; i < nv; i++)
-        for (size_t j = 0; j < views[i].n; j++) {
-            pts[k].ts = views[i].ts[j];
-            pts[k++].v = views[i].v[j];
-        }
-    if (nv > 1)
-        qsort(pts, n, sizeof *pts, s_pt_cmp);
-    if (n > 0 && (pts[n - 1].ts - pts[0].ts) / step > AGG_QUERY_BUCKETS_MAX) {
-        free(pts);
-        free(views);
-        *body = s_bad("interval too small for this range (over 1,000,000 "
-                      "buckets)", "interval");
-        return 400;
-    }
-    buf = xmalloc((n ? n : 1) * sizeof *buf);
-    buckets = json_array();
-    for (size_t i = 0; i < n;) {
-        int64_t b = s_floor_div(pts[i].ts, step);
-        struct agg_moments m = {0};
-        size_t j = i, c = 0;
-        for (; j < n && s_floor_div(pts[j].ts, step) == b; j++) {
-            agg_stats_add(&m, pts[j].v);
-            buf[c++] = pts[j].v;
-        }
-        json_array_append_new(
-            buckets,
-            json_pack("{s:s, s:o, s:I}", "timestamp",
-                      clock_format(b * step, tbuf, sizeof tbuf), "value",
-                      s_num(s_bucket_value(fn, pct, buf, c, &m, pts[i].v,
-                                           pts[j - 1].v)),
-                      "count", (json_int_t)m.count));
-        nb++;
-        i = j;
-    }
-    *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:b, s:s}",
-                      "metric_name", sel.series, "interval", ival,
-                      "aggregation", agg, "matched", (json_int_t)nv, "count",
-                      (json_int_t)nb, "buckets", buckets, "estimated", 0,
-                      "source", "raw");
-    free(buf);
-    free(pts);
     free(views);
     return 200;
 }
@@ -478,13 +266,13 @@ s_aggregate(agg_store_t *store, const json_t *req, json_t **body)
 static int
 s_series(agg_store_t *store, const json_t *req, json_t **body)
 {
-    struct s_sel sel;
+    struct agg_query_sel sel;
     struct agg_view *views;
     size_t nv;
     json_t *list = json_array();
     char tbuf[40];
 
-    if (s_parse_sel(req, &sel, body)) {
+    if (agg_query_sel(req, &sel, body)) {
         json_decref(list);
         return 400;
     }
@@ -496,7 +284,7 @@ s_series(agg_store_t *store, const json_t *req, json_t **body)
         if (views[i].n) {
             json_object_set_new(e, "last", json_string(clock_format(
                 views[i].ts[views[i].n - 1], tbuf, sizeof tbuf)));
-            json_object_set_new(e, "last_value", s_num(views[i].v[views[i].n - 1]));
+            json_object_set_new(e, "last_value", agg_query_num(views[i].v[views[i].n - 1]));
         }
         json_array_append_new(list, e);
     }
@@ -515,7 +303,7 @@ s_view_cmp(const void *a, const void *b)
 static int
 s_points(agg_store_t *store, const json_t *req, json_t **body)
 {
-    struct s_sel sel;
+    struct agg_query_sel sel;
     struct agg_view *views;
     size_t nv, limit = AGG_QUERY_POINTS_MAX, emitted = 0;
     const json_t *jl = json_object_get(req, "limit");
@@ -523,10 +311,10 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
     json_t *series;
     char tbuf[40];
 
-    if (s_parse_sel(req, &sel, body))
+    if (agg_query_sel(req, &sel, body))
         return 400;
     if (jl && (!json_is_integer(jl) || json_integer_value(jl) < 1)) {
-        *body = s_bad("limit must be a positive integer", "limit");
+        *body = agg_query_bad("limit must be a positive integer", "limit");
         return 400;
     }
     if (jl && json_integer_value(jl) < (json_int_t)limit)
@@ -534,7 +322,7 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
     nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
                           sel.end, &views);
     if (nv == 0) {
-        *body = s_not_found(sel.series);
+        *body = agg_query_not_found(sel.series);
         return 404;
     }
     /* In key order, so a truncated export is the same whatever the store's
@@ -547,7 +335,7 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
             json_t *pt = json_pack(
                 "{s:s, s:o}", "timestamp",
                 clock_format(views[i].ts[j], tbuf, sizeof tbuf), "value",
-                s_num(views[i].v[j]));
+                agg_query_num(views[i].v[j]));
             /* The exact time too, for a client that pages on it. */
             if (ns)
                 json_object_set_new(pt, "ns", json_integer(views[i].ts[j]));
@@ -569,13 +357,13 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
 static int
 s_values(agg_store_t *store, const json_t *req, json_t **body)
 {
-    struct s_sel sel;
+    struct agg_query_sel sel;
     struct agg_view *views;
     size_t nv, n = 0, max = AGG_QUERY_VALUES_MAX;
     const json_t *jm = json_object_get(req, "max");
     json_t *list;
 
-    if (s_parse_sel(req, &sel, body))
+    if (agg_query_sel(req, &sel, body))
         return 400;
     if (json_is_integer(jm) && json_integer_value(jm) > 0 &&
         json_integer_value(jm) < (json_int_t)max)
@@ -583,7 +371,7 @@ s_values(agg_store_t *store, const json_t *req, json_t **body)
     nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
                           sel.end, &views);
     if (nv == 0) {
-        *body = s_not_found(sel.series);
+        *body = agg_query_not_found(sel.series);
         return 404;
     }
     for (size_t i = 0; i < nv; i++)
@@ -615,13 +403,13 @@ agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
     const char *op = json_string_value(json_object_get(req, "op"));
 
     if (op == NULL) {
-        *body = s_bad("missing op", "op");
+        *body = agg_query_bad("missing op", "op");
         return 400;
     }
     if (strcmp(op, "stats") == 0)
         return s_stats(store, req, body);
     if (strcmp(op, "aggregate") == 0)
-        return s_aggregate(store, req, body);
+        return agg_interval_answer(store, req, body);
     if (strcmp(op, "series") == 0)
         return s_series(store, req, body);
     if (strcmp(op, "points") == 0)

@@ -1,6 +1,7 @@
 /*
  * agg_query: aggd's answers to rpc queries (common/rpc.h), computed from
- * the store. Ops: "stats", "aggregate", "series", "points", "latest".
+ * the store. Ops: "stats", "aggregate" (agg_interval), "series",
+ * "points", "values".
  * Every request names "series" (canonical key, bare name or glob) with
  * optional "tags" {k: v}, "start" and "end" (ns; end exclusive).
  */
@@ -12,9 +13,38 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+/* A range with more raw points than this is answered from rollups and
+ * sketches unless the request says "exact": decoding 100,000 points takes
+ * about a millisecond. */
+#define AGG_QUERY_RAW_MAX 100000
+#define AGG_QUERY_BUCKETS_MAX 1000000 /* aggregation buckets, at most */
+
+/* A parsed selection; strings borrowed from the request. */
+struct agg_query_sel {
+    const char *series;                      /* key, bare name or glob */
+    struct series_tag tags[SERIES_TAGS_MAX]; /* tag filters */
+    size_t ntags;                            /* how many */
+    int64_t start, end;                      /* [start, end) in ns */
+    bool exact;                              /* true forces raw points */
+};
+
 /* Answer req from store: returns the HTTP-style status and sets *body
  * (caller owns). Never fails on bad input: that is a 400 body. */
 int agg_query_answer(agg_store_t *store, const json_t *req, json_t **body);
+
+/* Parse "series", "tags", "start", "end" and "exact" of req. Returns 0, or
+ * -1 and sets *err to a 400 body (caller owns). */
+int agg_query_sel(const json_t *req, struct agg_query_sel *sel, json_t **err);
+/* The keys of the selected series in key order (so sums do not depend on
+ * the store's hash order; caller frees the array only), and in *raw
+ * whether raw points answer: asked for, or few and not thinned by
+ * retention. Returns the number of series. */
+size_t agg_query_plan(agg_store_t *store, const struct agg_query_sel *sel,
+                      const char ***keys, bool *raw);
+/* Error bodies and numbers (NaN and infinities become null). */
+json_t *agg_query_bad(const char *message, const char *where);
+json_t *agg_query_not_found(const char *series);
+json_t *agg_query_num(double v);
 
 /* Selftest. */
 void agg_query_test(bool verbose);

@@ -128,6 +128,22 @@ s_route_aggregate(apid_t *self, http_req_t *req)
     }
     if (json_object_get(in, "tags"))
         json_object_set(q, "tags", json_object_get(in, "tags"));
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "window" : "tz";
+        json_t *v = json_object_get(in, name);
+        const char *arg = http_req_arg(req, name);
+        if (v && !json_is_string(v)) {
+            json_decref(q);
+            json_decref(in);
+            http_req_reply_error(req, 400, "invalid_body",
+                                 i ? "window must be a duration string like 1h"
+                                   : "tz must be a time zone name string",
+                                 name);
+            return;
+        }
+        if (v || arg)
+            json_object_set_new(q, name, json_string(v ? json_string_value(v) : arg));
+    }
     if (json_object_get(in, "exact")) {
         if (!json_is_boolean(json_object_get(in, "exact"))) {
             json_decref(q);

@@ -1,0 +1,28 @@
+/*
+ * agg_interval: the "aggregate" query: one value per interval of a
+ * selection (mean, min, max, sum, count, std, first, last or any
+ * percentile), over fixed steps (floor(ts / step) * step, UTC) or, with
+ * "tz", over local days of an IANA time zone (`"tz": "Europe/Berlin"`,
+ * intervals of whole days). "window" makes it rolling: each interval's
+ * value covers the window that ends where the interval ends (a moving
+ * average with "mean").
+ *
+ * Raw points answer when agg_query_plan says so; otherwise rollups, with
+ * percentiles from sketches marked "estimated".
+ */
+#ifndef SP_AGG_INTERVAL_H
+#define SP_AGG_INTERVAL_H
+
+#include "aggd/agg_store.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* Answer an "aggregate" request: the HTTP-style status, *body set
+ * (caller owns). Bad input is a 400 body. */
+int agg_interval_answer(agg_store_t *store, const json_t *req, json_t **body);
+
+/* Selftest. */
+void agg_interval_test(bool verbose);
+
+#endif
