@@ -15,7 +15,7 @@
 
 .DEFAULT_GOAL := all
 DAEMONS  := ingestd aggd anomalyd alertd apid
-PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd zlib libsodium
+PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd zlib libsodium libjwt
 CC       ?= cc
 B        ?= build
 OPT      ?= -O2 -g

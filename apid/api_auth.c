@@ -4,6 +4,8 @@
  */
 #include "apid/api_auth.h"
 #include "apid/api_devices.h"
+#include "apid/api_jwt.h"
+#include "apid/api_users.h"
 #include "apid/dev_creds.h"
 #include "apid/dev_state.h"
 #include "apid/dev_store.h"
@@ -33,6 +35,8 @@ struct s_bucket {
 struct s_principal {
     char tenant[DEV_NAME_MAX + 1]; /* its tenant */
     int role;                      /* enum api_auth_role */
+    char who[DEV_NAME_MAX + 1];    /* key name, user or token subject */
+    const char *via;               /* "key", "jwt", "session" or "open" */
 };
 
 struct api_auth {
@@ -173,34 +177,84 @@ api_auth_destroy(void **state_p)
     *state_p = NULL;
 }
 
-/* The key's record (caller owns) from the Authorization header, or NULL. */
-static json_t *
-s_find(struct api_auth *self, http_req_t *req, char hash[S_HASH_HEX])
+/* The credential the request carries: the Authorization value after
+ * "Bearer " or "Token ", else the "p" query parameter (what InfluxDB 1
+ * clients send with "u"), else NULL. */
+static const char *
+s_credential(http_req_t *req)
 {
     const char *h = http_req_header(req, "Authorization");
-    json_t *k;
 
     if (h == NULL)
-        return NULL;
+        return http_req_arg(req, "p");
     if (!strncasecmp(h, "Bearer ", 7))
         h += 7;
     else if (!strncasecmp(h, "Token ", 6))
         h += 6;
     else
         return NULL;
-    h += strspn(h, " ");
-    s_key_hash(h, strlen(h), hash);
+    return h + strspn(h, " ");
+}
+
+/* The API key's record {name, tenant, role} (caller owns), or NULL. */
+static json_t *
+s_find_key(struct api_auth *self, const char *cred, char hash[S_HASH_HEX])
+{
+    json_t *k;
+
+    s_key_hash(cred, strlen(cred), hash);
     if ((k = json_object_get(self->file_keys, hash)))
         return json_incref(k);
     return dev_store_key_find(self->store, hash);
 }
 
+/* Who asks, as {tenant, role, who, via} (caller owns), from a JWT, an API
+ * key or a session cookie; NULL with *why when none is valid. *bucket is
+ * the rate-limit key of the principal. */
+static json_t *
+s_principal_of(struct api_auth *self, apid_t *apid, http_req_t *req,
+               char *bucket, size_t blen, const char **why)
+{
+    const struct apid_conf *conf = apid_config(apid);
+    const char *cred = s_credential(req);
+    char hash[S_HASH_HEX];
+    json_t *k;
+
+    *why = "a valid API key, token or session is required "
+           "(Authorization: Bearer <key or JWT>, or log in)";
+    if (cred && *conf->jwt_secret && api_jwt_is_token(cred)) {
+        struct api_jwt_claims c;
+        if (api_jwt_verify(cred, (const unsigned char *)conf->jwt_secret,
+                           strlen(conf->jwt_secret), conf->jwt_audience,
+                           clock_now_ns() / CLOCK_NS_PER_S, &c, why))
+            return NULL;
+        snprintf(bucket, blen, "j:%s/%s", c.tenant, c.sub);
+        return json_pack("{s:s, s:s, s:s, s:s}", "tenant", c.tenant, "role",
+                         c.role, "who", *c.sub ? c.sub : "jwt", "via", "jwt");
+    }
+    if (cred) {
+        if ((k = s_find_key(self, cred, hash)) == NULL)
+            return NULL;
+        snprintf(bucket, blen, "k:%s", hash);
+        json_object_set(k, "who", json_object_get(k, "name"));
+        json_object_set_new(k, "via", json_string("key"));
+        return k;
+    }
+    if ((k = api_users_session(apid, req)) != NULL) {
+        snprintf(bucket, blen, "u:%s", json_string_value(json_object_get(k, "user")));
+        json_object_set(k, "who", json_object_get(k, "user"));
+        json_object_set_new(k, "via", json_string("session"));
+        return k;
+    }
+    return NULL;
+}
+
 static int
 s_needed_role(http_req_t *req)
 {
-    const char *m = http_req_method(req);
+    const char *m = http_req_method(req), *p = http_req_path(req);
 
-    if (!strncmp(http_req_path(req), "/api/keys", 9))
+    if (!strncmp(p, "/api/keys", 9) || !strncmp(p, "/api/users", 10))
         return API_AUTH_ADMIN;
     if (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
         return API_AUTH_READER;
@@ -209,12 +263,15 @@ s_needed_role(http_req_t *req)
 
 /* Attach a principal to req. */
 static void
-s_attach(http_req_t *req, const char *tenant, int role)
+s_attach(http_req_t *req, const char *tenant, int role, const char *who,
+         const char *via)
 {
     struct s_principal *p = xcalloc(1, sizeof *p);
 
     snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
+    snprintf(p->who, sizeof p->who, "%s", who);
     p->role = role;
+    p->via = via;
     http_req_set_user(req, p, free);
 }
 
@@ -223,27 +280,28 @@ api_auth_check(apid_t *apid, http_req_t *req)
 {
     struct api_auth *self = apid_service(apid, "auth");
     const struct apid_conf *conf = apid_config(apid);
-    char hash[S_HASH_HEX], wait[16];
+    char bucket[S_HASH_HEX + 80], wait[16];
+    const char *why, *via;
     struct s_bucket *b;
     json_t *k;
-    int retry;
+    int retry, role;
 
-    if (!self->on) {
-        s_attach(req, DEV_CREDS_TENANT_DEFAULT, API_AUTH_ADMIN);
+    if (!self->on && !api_users_any(apid) && !*conf->jwt_secret) {
+        s_attach(req, DEV_CREDS_TENANT_DEFAULT, API_AUTH_ADMIN, "anyone", "open");
         return 0;
     }
-    if ((k = s_find(self, req, hash)) == NULL) {
+    if (api_users_open_path(http_req_path(req)))
+        return 0;
+    if ((k = s_principal_of(self, apid, req, bucket, sizeof bucket, &why)) == NULL) {
         http_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"sensorpipe\"");
-        http_req_reply_error(req, 401, "unauthorized",
-                             "a valid API key is required (Authorization: Bearer <key>)",
-                             "Authorization");
+        http_req_reply_error(req, 401, "unauthorized", why, "Authorization");
         return 1;
     }
-    if ((b = zhashx_lookup(self->buckets, hash)) == NULL) {
+    if ((b = zhashx_lookup(self->buckets, bucket)) == NULL) {
         b = xcalloc(1, sizeof *b);
         b->tokens = (double)conf->key_burst;
         b->at = clock_mono_ns();
-        zhashx_insert(self->buckets, hash, b);
+        zhashx_insert(self->buckets, bucket, b);
     }
     if ((retry = s_bucket_take(b, clock_mono_ns(), conf->key_rate,
                                (double)conf->key_burst))) {
@@ -251,19 +309,40 @@ api_auth_check(apid_t *apid, http_req_t *req)
         snprintf(wait, sizeof wait, "%d", retry);
         http_req_add_header(req, "Retry-After", wait);
         http_req_reply_error(req, 429, "rate_limited",
-                             "too many requests for this API key", "Authorization");
+                             "too many requests for this credential", "Authorization");
         return 1;
     }
-    if (s_role(json_string_value(json_object_get(k, "role"))) < s_needed_role(req)) {
+    role = s_role(json_string_value(json_object_get(k, "role")));
+    if (role < s_needed_role(req)) {
         json_decref(k);
         http_req_reply_error(req, 403, "forbidden",
-                             "this API key's role may not do that", "Authorization");
+                             "this credential's role may not do that", "Authorization");
         return 1;
     }
-    s_attach(req, json_string_value(json_object_get(k, "tenant")),
-             s_role(json_string_value(json_object_get(k, "role"))));
+    via = json_string_value(json_object_get(k, "via"));
+    s_attach(req, json_string_value(json_object_get(k, "tenant")), role,
+             json_string_value(json_object_get(k, "who")),
+             !strcmp(via, "jwt") ? "jwt" : !strcmp(via, "key") ? "key" : "session");
     json_decref(k);
     return 0;
+}
+
+int
+api_auth_role_of(const char *name)
+{
+    return s_role(name);
+}
+
+json_t *
+api_auth_whoami(const http_req_t *req)
+{
+    const struct s_principal *p = http_req_user(req);
+
+    if (p == NULL)
+        return json_pack("{s:n}", "tenant");
+    return json_pack("{s:s, s:s, s:s, s:s}", "tenant", p->tenant, "role",
+                     p->role ? s_role_name[p->role] : "none", "who", p->who,
+                     "via", p->via);
 }
 
 const char *
@@ -283,7 +362,7 @@ int
 api_auth_role(const http_req_t *req)
 {
     const struct s_principal *p = http_req_user(req);
-    return p ? p->role : API_AUTH_ADMIN;
+    return p ? p->role : 0;
 }
 
 /* POST /api/keys {"name", "role"}: a new key in the caller's tenant. */

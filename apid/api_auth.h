@@ -10,10 +10,14 @@
  * tenant "default" (make run on loopback); the first key turns it on.
  *
  * Roles: reader may GET, writer may also change, admin may also manage
- * keys. A request is accepted with "Authorization: Bearer <key>" (or
- * "Token <key>", what InfluxDB clients send). Missing or unknown keys get
- * 401, a role too weak 403, a key over its rate 429 with Retry-After.
- * Keys are never logged; they are wiped from memory after hashing.
+ * keys and users. A request is accepted with "Authorization: Bearer
+ * <key>" (or "Token <key>", or the "p" query parameter: what InfluxDB
+ * clients send), "Authorization: Bearer <JWT>" (HS256 with --jwt-secret,
+ * api_jwt.h; tenant and role from its claims), or a session cookie
+ * (api_users.h). Auth is on once a key or a user exists or a JWT secret
+ * is set. Missing or bad credentials get 401, a role too weak 403, a
+ * credential over its rate 429 with Retry-After. Keys, tokens and
+ * passwords are never logged; keys are wiped from memory after hashing.
  */
 #ifndef SP_API_AUTH_H
 #define SP_API_AUTH_H
@@ -40,8 +44,13 @@ int api_auth_check(apid_t *apid, http_req_t *req);
 const char *api_auth_tenant(const http_req_t *req);
 /* The same from the principal an upgrade callback gets (its user). */
 const char *api_auth_user_tenant(const void *user);
-/* Role of a request (enum api_auth_role; admin while auth is off). */
+/* Role of a request (enum api_auth_role; admin while auth is off, 0 on
+ * an open path). */
 int api_auth_role(const http_req_t *req);
+/* The role named ("reader", "writer", "admin"), or 0. */
+int api_auth_role_of(const char *name);
+/* Who the request acts as: {tenant, role, who, via} (caller owns). */
+json_t *api_auth_whoami(const http_req_t *req);
 /* Routes /api/keys (POST creates a key in the caller's tenant). Returns 1
  * when it handled the request. */
 int api_auth_route(apid_t *apid, http_req_t *req);

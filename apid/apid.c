@@ -12,6 +12,7 @@
 #include "apid/api_rules.h"
 #include "apid/api_telemetry.h"
 #include "apid/api_tenant.h"
+#include "apid/api_users.h"
 #include "apid/api_ws.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -652,6 +653,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_telemetry_route,
     api_alerts_route,
     api_rules_route,
+    api_users_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */
@@ -659,6 +661,7 @@ static const struct apid_service s_services[] = {
     {"ws", api_ws_create, api_ws_destroy},
     {"devices", api_devices_create, api_devices_destroy},
     {"rules", api_rules_create, api_rules_destroy},
+    {"users", api_users_create, api_users_destroy},
     {"auth", api_auth_create, api_auth_destroy},
     {"dash", api_dash_create, api_dash_destroy},
 };

@@ -39,6 +39,9 @@ struct apid_conf {
     char *mqtt_user;  /* apid's MQTT user ("" = anonymous) */
     char *mqtt_password; /* its password (secret) */
     int64_t job_timeout; /* ns a batch job waits for its devices */
+    char *jwt_secret; /* HS256 key of bearer JWTs (secret); "" = no JWTs */
+    char *jwt_audience; /* required "aud" of JWTs; "" = not checked */
+    int64_t session_ttl; /* ns a dashboard login lasts */
 };
 
 typedef struct apid apid_t;

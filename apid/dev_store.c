@@ -51,6 +51,16 @@ static const char *const s_migrations[] = {
     "  reported TEXT NOT NULL, dversion INTEGER NOT NULL,"
     "  rversion INTEGER NOT NULL, updated INTEGER NOT NULL,"
     "  PRIMARY KEY (tenant, id)) WITHOUT ROWID;",
+    /* 4: people who log in to the dashboard (Argon2id hashes) and their
+     * sessions (by the SHA-256 of the cookie; gone with the user). */
+    "CREATE TABLE users ("
+    "  name TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL,"
+    "  hash TEXT NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE sessions ("
+    "  hash TEXT PRIMARY KEY,"
+    "  user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
+    "  created INTEGER NOT NULL, expires INTEGER NOT NULL);"
+    "CREATE INDEX sessions_user ON sessions (user);",
 };
 #define S_NMIGRATIONS ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 

@@ -59,6 +59,12 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE | CFG_SECRET, "apid's MQTT password"},
     {"job-timeout", CFG_DURATION, offsetof(struct apid_conf, job_timeout), "10m", 1,
      86400 * 7, CFG_IMMUTABLE, "how long a batch job waits for its devices"},
+    {"jwt-secret", CFG_STR, offsetof(struct apid_conf, jwt_secret), "", 0, 0,
+     CFG_IMMUTABLE | CFG_SECRET, "HS256 key of bearer JWTs (tenant and role from their claims); \"\" = no JWTs"},
+    {"jwt-audience", CFG_STR, offsetof(struct apid_conf, jwt_audience), "", 0,
+     0, CFG_IMMUTABLE, "the \"aud\" a JWT must carry; \"\" = not checked"},
+    {"session-ttl", CFG_DURATION, offsetof(struct apid_conf, session_ttl), "12h",
+     1, 86400 * 30, CFG_IMMUTABLE, "how long a dashboard login lasts"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 

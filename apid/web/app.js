@@ -37,6 +37,9 @@
   const api = (path, opts) => fetch(path, opts).then(async (r) => {
     const body = r.headers.get("Content-Type")?.startsWith("application/json")
       ? await r.json() : await r.text();
+    // Credentials are required and there are none: log in (the session
+    // cookie then goes with every request and stream).
+    if (r.status === 401) location.href = "/web/login.html";
     if (!r.ok) throw Object.assign(new Error(r.status), { status: r.status, body });
     return body;
   });

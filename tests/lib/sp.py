@@ -311,6 +311,12 @@ class Platform:
             raise Failure("; ".join(errors))
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def check_no_secrets(self, secrets):
+        """No secret (key, password, token, cookie) in any daemon's log."""
+        logs = "".join(self.log(n) for n in self.logs)
+        for s in secrets:
+            check(s not in logs, "secret %s... not in the log" % s[:6])
+
     def http(self, method, path, body=None, port=None, headers=None,
              timeout=10):
         c = http.client.HTTPConnection("127.0.0.1", port or self.api_port,
