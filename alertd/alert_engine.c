@@ -253,23 +253,32 @@ alert_engine_set_rules(alert_engine_t *self, alert_rule_t **rules, size_t n,
     free(old);
 }
 
-/* device.NAME of the series key: the metadata of its "device" tag. */
+/* device.NAME of the series key: the metadata of its "device" tag, in
+ * the series' tenant ("id", or "id@tenant" as apid names devices of a
+ * tenant other than the default, so two tenants' devices never meet). */
 static double
 s_attr(void *arg, const char *key, const char *name)
 {
     alert_engine_t *self = arg;
-    char nb[SERIES_NAME_MAX + 1], tb[SERIES_KEY_MAX];
+    char nb[SERIES_NAME_MAX + 1], tb[SERIES_KEY_MAX], id[2 * SERIES_NAME_MAX + 2];
     struct series_tag tags[SERIES_TAGS_MAX];
+    const char *dev = NULL, *tenant = NULL;
     int nt;
-    json_t *meta = NULL, *v;
+    json_t *meta, *v;
 
     if (zhashx_size(self->devices) == 0 || strchr(key, '{') == NULL)
         return NAN;
     nt = series_key_parse(key, nb, sizeof nb, tb, sizeof tb, tags,
                           SERIES_TAGS_MAX);
-    for (int i = 0; i < nt && meta == NULL; i++)
+    for (int i = 0; i < nt; i++)
         if (strcmp(tags[i].key, "device") == 0)
-            meta = zhashx_lookup(self->devices, tags[i].value);
+            dev = tags[i].value;
+        else if (strcmp(tags[i].key, SERIES_TENANT_TAG) == 0)
+            tenant = tags[i].value;
+    if (dev == NULL)
+        return NAN;
+    snprintf(id, sizeof id, "%s%s%s", dev, tenant ? "@" : "", tenant ? tenant : "");
+    meta = zhashx_lookup(self->devices, id);
     if ((v = json_object_get(meta, name)) == NULL)
         return NAN;
     if (json_is_number(v))
@@ -754,6 +763,16 @@ alert_engine_test(bool verbose)
     alert_engine_reading(e, "temperature{device=a}", 3003 * S, 20);
     assert(log.n == 2); /* unknown limit: the alert stays */
     assert(alert_engine_devices(e) == 1);
+    /* Another tenant's device "b" is not this "b": its own limit. */
+    m = json_pack("{s:i}", "max_temp", 10);
+    alert_engine_set_device(e, "b@acme", m);
+    json_decref(m);
+    alert_engine_reading(e, "temperature{device=b,tenant=acme}", 3004 * S, 20);
+    alert_engine_reading(e, "temperature{device=b,tenant=globex}", 3004 * S, 99);
+    assert(log.n == 3);
+    TEST_STREQ(log.lines[2],
+               "over temperature{device=b,tenant=acme} firing warning 3004");
+    alert_engine_set_device(e, "b@acme", NULL);
 
     /* time_to: a bearing warming 1 degree a minute from 40 crosses 90 in
      * 50 minutes; "within 30m" fires at 61 (29 minutes to go), and a

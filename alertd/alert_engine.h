@@ -109,7 +109,8 @@ int alert_engine_resolve(alert_engine_t *self, const char *rule,
 /* Set the metadata of device id (an object: its numbers, and strings
  * that are whole numbers, are what rules read as device.NAME), or forget
  * the device (meta NULL). Copies meta. The next evaluation of a series
- * whose "device" tag is id sees it. */
+ * whose "device" tag is id sees it. A device of a tenant other than the
+ * default is "id@tenant" and is seen by series with both tags. */
 void alert_engine_set_device(alert_engine_t *self, const char *id,
                              const json_t *meta);
 /* Forget every device's metadata. */

@@ -3,6 +3,8 @@
  */
 #include "apid/api_rules.h"
 #include "apid/api_devices.h"
+#include "apid/dev_creds.h"
+#include "apid/dev_state.h"
 #include "common/clock.h"
 #include "common/ep.h"
 #include "common/log.h"
@@ -180,7 +182,7 @@ struct api_rules {
     apid_t *apid;         /* the server */
     struct s_lane *lanes; /* one per alertd lane */
     unsigned n;           /* how many */
-    zhashx_t *acked;      /* device id -> "tenant/seq" every lane holds */
+    zhashx_t *acked;      /* "id[@tenant]" -> "tenant/seq" every lane holds */
     zhashx_t *target;     /* the same for the round in flight */
     bool full;            /* the next round pushes everything */
     bool need_full;       /* a lane restarted during this round */
@@ -221,12 +223,15 @@ s_changes(struct api_rules *rs, dev_store_t *store)
     } else {
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *tenant = (const char *)sqlite3_column_text(st, 0);
-            const char *id = (const char *)sqlite3_column_text(st, 1);
+            const char *dev = (const char *)sqlite3_column_text(st, 1);
+            char id[2 * DEV_NAME_MAX + 2];
+            /* alertd knows a device of a tenant as "id@tenant". */
+            dev_creds_user(tenant, dev, id, sizeof id);
             char *v = xasprintf("%s/%lld", tenant,
                                 (long long)sqlite3_column_int64(st, 2));
             const char *was = zhashx_lookup(rs->acked, id);
             if (rs->full || was == NULL || strcmp(was, v)) {
-                json_t *m = s_metadata(store, tenant, id);
+                json_t *m = s_metadata(store, tenant, dev);
                 if (m)
                     json_array_append_new(devs, json_pack("{s:s, s:o}", "id",
                                                           id, "metadata", m));
