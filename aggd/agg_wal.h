@@ -31,6 +31,11 @@ typedef void(agg_wal_replay_fn)(const void *payload, size_t len, void *arg);
  * (logged) when the directory or a segment cannot be used. */
 agg_wal_t *agg_wal_open(const char *dir, uint64_t from_seg,
                         agg_wal_replay_fn *fn, void *arg);
+/* The same, but segments numbered keep_seg up to from_seg are kept on
+ * disk (not replayed) for a reader that has not finished them (aggd's
+ * exporter); keep_seg >= from_seg is agg_wal_open. */
+agg_wal_t *agg_wal_open_keep(const char *dir, uint64_t from_seg, uint64_t keep_seg,
+                             agg_wal_replay_fn *fn, void *arg);
 /* Wait for an fsync in flight, stop the fsync thread, close; NULL-safe;
  * sets *self_p NULL. Does not fsync what was written since. */
 void agg_wal_destroy(agg_wal_t **self_p);
@@ -71,6 +76,22 @@ int agg_wal_sync(agg_wal_t *self);
 uint64_t agg_wal_rotate(agg_wal_t *self);
 /* Delete every segment numbered below seg. Returns 0 or -1 (logged). */
 int agg_wal_drop_before(agg_wal_t *self, uint64_t seg);
+
+/* A reader of the log in dir that never writes (aggd's exporter): it
+ * starts at (seg, off), or at the oldest segment when that one is gone. */
+typedef struct agg_wal_reader agg_wal_reader_t;
+/* Can't fail (a missing directory reads as empty). */
+agg_wal_reader_t *agg_wal_reader_new(const char *dir, uint64_t seg, uint64_t off);
+/* NULL-safe; sets *self_p NULL. */
+void agg_wal_reader_destroy(agg_wal_reader_t **self_p);
+/* The next intact record: returns 1 with *payload (borrowed until the
+ * next call) and *len, 0 when there is none yet. A short or bad record
+ * is waited on while its segment is the newest (the writer may be
+ * finishing it) and skipped once a newer segment exists (a torn tail the
+ * writer's replay cut off). */
+int agg_wal_reader_next(agg_wal_reader_t *self, const void **payload, size_t *len);
+/* The position after the last record returned. */
+void agg_wal_reader_pos(const agg_wal_reader_t *self, uint64_t *seg, uint64_t *off);
 
 /* Selftest. */
 void agg_wal_test(bool verbose);

@@ -11,6 +11,7 @@
 #include "aggd/agg_confirm.h"
 #include "aggd/agg_query.h"
 #include "aggd/agg_wal.h"
+#include "aggd/agg_export.h"
 #include "aggd/agg_store.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -43,6 +44,7 @@ struct aggd {
     zsock_t *confirm;             /* confirmations to ingestd, or NULL */
     agg_store_t *store;           /* the points */
     agg_wal_t *wal;               /* write-ahead log, or NULL (filter) */
+    agg_export_t *export;         /* export to an outside engine, or NULL */
     agg_confirm_t *applied;       /* seqs applied (and in the WAL) */
     agg_confirm_t *inflight;      /* snapshot the fsync in flight covers */
     agg_confirm_t *durable;       /* snapshot the last fsync covered */
@@ -146,6 +148,7 @@ aggd_destroy(aggd_t **self_p)
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
     zloop_destroy(&self->loop);
+    agg_export_destroy(&self->export);
     zsock_destroy(&self->push);
     zsock_destroy(&self->pub);
     zsock_destroy(&self->router);
@@ -232,10 +235,17 @@ s_on_replay(const void *payload, size_t len, void *arg)
     msg_batch_destroy(&b);
 }
 
+/* Is an export configured? (Selftests leave the string NULL.) */
+static bool
+s_exporting(const aggd_t *self)
+{
+    return self->conf->export_url && *self->conf->export_url;
+}
+
 static int
 s_open_data(aggd_t *self)
 {
-    char dir[EP_MAX], wal[EP_MAX + 8];
+    char dir[EP_MAX], wal[EP_MAX + 8], cursor[EP_MAX + 16];
     int64_t t0 = clock_mono_ns();
     struct agg_ckpt ck;
     int rc;
@@ -255,9 +265,23 @@ s_open_data(aggd_t *self)
     if ((self->store = agg_store_open(dir, &ck.files)) == NULL)
         return -1;
     snprintf(wal, sizeof wal, "%s/wal", dir);
-    if ((self->wal = agg_wal_open(wal, ck.wal_seg, s_on_replay, self)) == NULL)
+    snprintf(cursor, sizeof cursor, "%s/export.cursor", dir);
+    /* The exporter reads the WAL itself: keep what it has not sent. */
+    self->wal = agg_wal_open_keep(wal, ck.wal_seg,
+                                  s_exporting(self)
+                                      ? agg_export_saved_seg(cursor)
+                                      : ck.wal_seg,
+                                  s_on_replay, self);
+    if (self->wal == NULL)
         return -1;
     self->durable = agg_confirm_dup(self->applied);
+    if (s_exporting(self)) {
+        self->export = agg_export_new(self->conf->export_url,
+                                      agg_export_format(self->conf->export_format),
+                                      wal, cursor);
+        if (self->export == NULL)
+            return -1;
+    }
     log_info("aggd: loaded %zu chunks (%zu points%s), replayed %llu batches "
              "from %s in %lld ms",
              agg_store_chunks(self->store), agg_store_points(self->store),
@@ -288,7 +312,9 @@ s_checkpoint(aggd_t *self)
         self->wal_broken = true;
         return -1;
     }
-    agg_wal_drop_before(self->wal, ck.wal_seg);
+    agg_wal_drop_before(self->wal, self->export && agg_export_keep_seg(self->export) < ck.wal_seg
+                                       ? agg_export_keep_seg(self->export)
+                                       : ck.wal_seg);
     agg_store_cleanup(self->store);
     self->ckpt_wal = agg_wal_written(self->wal);
     self->checkpoints++;
@@ -426,6 +452,17 @@ s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
 }
 
 static int
+s_on_export(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    aggd_t *self = arg;
+
+    (void)loop;
+    (void)sock;
+    agg_export_recv(self->export);
+    return 0;
+}
+
+static int
 s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
 {
     aggd_t *self = arg;
@@ -548,6 +585,8 @@ s_status(aggd_t *self)
                             json_integer((json_int_t)(agg_wal_written(self->wal) -
                                                       agg_wal_durable(self->wal))));
     }
+    if (self->export)
+        agg_export_status(self->export, j);
     return j;
 }
 
@@ -652,6 +691,8 @@ aggd_run(aggd_t *self)
     outq_start(self->out);
     zloop_reader(self->loop, self->router, s_on_query, self);
     zloop_reader(self->loop, agg_wal_sock(self->wal), s_on_synced, self);
+    if (self->export)
+        zloop_reader(self->loop, agg_export_sock(self->export), s_on_export, self);
     zloop_timer(self->loop, AGGD_HEARTBEAT_MS, 0, s_on_heartbeat, self);
     zloop_timer(self->loop, (size_t)(self->conf->ckpt_every / 1000000), 0,
                 s_on_ckpt_timer, self);

@@ -36,6 +36,8 @@ struct aggd_conf {
     int64_t keep_hour;   /* days hour rollups are kept; 0 = forever */
     int64_t keep_day;    /* days day rollups are kept; 0 = forever */
     int64_t compact_every; /* ns between retention passes */
+    char *export_url;   /* engine insert URL for agg_export, "" = none */
+    char *export_format; /* "influx" or "clickhouse" */
     int64_t hwm;     /* queue limit in batches on every socket */
     int64_t drain;   /* ns allowed for draining at stop */
     bool use_stdin;  /* filter mode: JSON lines in */

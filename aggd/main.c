@@ -2,6 +2,7 @@
  * aggd: main. Configuration, then the server object (aggd.c).
  */
 #include "aggd/aggd.h"
+#include "aggd/agg_export.h"
 #include "common/daemon.h"
 #include "common/log.h"
 
@@ -38,6 +39,11 @@ static const struct cfg_opt s_opts[] = {
      1000000, 0, "days day rollups are kept (0 = forever)"},
     {"compact-every", CFG_DURATION, offsetof(struct aggd_conf, compact_every),
      "1h", 1, 86400, 0, "how often retention drops expired chunks and rollups"},
+    {"export-url", CFG_STR, offsetof(struct aggd_conf, export_url), "", 0, 0,
+     CFG_IMMUTABLE, "export readings to this engine URL (InfluxDB /write?db=.. "
+     "or ClickHouse /?query=INSERT..FORMAT JSONEachRow), \"\" = none"},
+    {"export-format", CFG_STR, offsetof(struct aggd_conf, export_format),
+     "influx", 0, 0, CFG_IMMUTABLE, "body of the export: influx or clickhouse"},
     {"hwm", CFG_INT, offsetof(struct aggd_conf, hwm), "1000", 1, 1000000,
      CFG_IMMUTABLE, "queue limit in batches per socket"},
     {"drain", CFG_DURATION, offsetof(struct aggd_conf, drain), "2s", 0, 600, 0,
@@ -49,12 +55,26 @@ static const struct cfg_opt s_opts[] = {
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 
+static int
+s_check(const void *arg)
+{
+    const struct aggd_conf *c = arg;
+
+    if (agg_export_format(c->export_format) == -1) {
+        log_warnx("export-format must be influx or clickhouse, not \"%s\"",
+                  c->export_format);
+        return -1;
+    }
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     struct aggd_conf conf = {0};
     struct daemon_proc p = {
         .ident = "aggd", .opts = s_opts, .nopts = S_NOPTS, .conf = &conf,
+        .check = s_check, .libs = DAEMON_LIB_CURL,
     };
     aggd_t *aggd;
     int rc = daemon_start(&p, argc, argv);

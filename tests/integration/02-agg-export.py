@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""aggd exports readings to an outside engine from its WAL, behind a
+durable cursor, so nothing is lost while the engine is down.
+
+1. A real InfluxDB (Debian's influxd, on free loopback ports): readings
+   ingested while it is up, while it is stopped (aggd retries, keeps its
+   WAL across checkpoints, and is itself killed with -9 and restarted
+   meanwhile), then after influxd is back: per series, InfluxDB's count
+   and sum equal aggd's, to the last reading.
+2. ClickHouse's HTTP insert: Debian's clickhouse-server (18.16) is not
+   started here; a recording HTTP server on a loopback port stands in
+   and checks the wire form (POST to the configured
+   /?query=INSERT ... FORMAT JSONEachRow URL, one JSON row per reading
+   with series, name, tags, ts in ns and value) and that a 500 answer is
+   retried with the same rows.
+"""
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from sp import Failure, Platform, check, free_port, have, main  # noqa: E402
+
+T0_MS = 1704067200000
+DEVICES = 5
+
+
+class Influx:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="sp-influx.")
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "influxdb.conf")
+        with open(self.conf, "w") as f:
+            f.write('reporting-disabled = true\nbind-address = "127.0.0.1:%d"\n'
+                    '[meta]\n  dir = "%s/meta"\n[data]\n  dir = "%s/data"\n'
+                    '  wal-dir = "%s/wal"\n  query-log-enabled = false\n'
+                    '[http]\n  bind-address = "127.0.0.1:%d"\n  log-enabled = false\n'
+                    '[monitor]\n  store-enabled = false\n'
+                    % (free_port(), self.dir, self.dir, self.dir, self.port))
+        self.p = None
+
+    def start(self):
+        log = open(os.path.join(self.dir, "influxd.log"), "ab")
+        self.p = subprocess.Popen(["influxd", "-config", self.conf], stdout=log,
+                                  stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/ping" % self.port,
+                                       timeout=2).read()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise Failure("influxd did not start")
+
+    def stop(self):
+        if self.p:
+            self.p.send_signal(signal.SIGTERM)
+            self.p.wait(timeout=60)
+            self.p = None
+
+    def query(self, q):
+        url = "http://127.0.0.1:%d/query?db=sp&q=%s" % (self.port, urllib.parse.quote(q))
+        return json.loads(urllib.request.urlopen(url, timeout=30).read())
+
+    def counts(self):
+        """{series key: (count, sum)} as InfluxDB has them."""
+        out = {}
+        r = self.query('SELECT count("value"), sum("value") FROM "exp" GROUP BY "dev"')
+        for s in r["results"][0].get("series", []):
+            _, c, sm = s["values"][0]
+            out["exp{dev=%s}" % s["tags"]["dev"]] = (c, sm)
+        r = self.query('SELECT count("value"), sum("value") FROM "exp_plain"')
+        for s in r["results"][0].get("series", []):
+            _, c, sm = s["values"][0]
+            out["exp_plain"] = (c, sm)
+        return out
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ingest(p, start, n):
+    """n readings per series, numbered from start; all acknowledged."""
+    lines = []
+    for i in range(start, start + n):
+        ts = T0_MS + i * 1000
+        for d in range(DEVICES):
+            lines.append("exp,dev=d%d value=%d.25 %d" % (d, i * (d + 1), ts))
+        lines.append("exp_plain value=%d.5 %d" % (i, ts))
+    for k in range(0, len(lines), 600):
+        st, _, b = p.http("POST", "/write?precision=ms", "\n".join(lines[k:k + 600]),
+                          port=p.ingest_port)
+        if st != 204:
+            raise Failure("write: %s %s" % (st, b))
+
+
+def ours(p):
+    out = {}
+    for d in range(DEVICES):
+        st, _, b = p.http("GET", "/api/v1/stats/exp?tag.dev=d%d" % d)
+        out["exp{dev=d%d}" % d] = (b["count"], b["sum"])
+    st, _, b = p.http("GET", "/api/v1/stats/exp_plain")
+    out["exp_plain"] = (b["count"], b["sum"])
+    return out
+
+
+def agg_status(p):
+    st, _, b = p.http("GET", "/stats")
+    return b.get("aggd") or {}
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(
+        a[k][0] == b[k][0] and abs(a[k][1] - b[k][1]) <= 1e-9 * max(1, abs(a[k][1]))
+        for k in a)
+
+
+def wait_same(p, influx, want_total, timeout=90):
+    deadline = time.time() + timeout
+    theirs, mine = {}, {}
+    while time.time() < deadline:
+        mine = ours(p)
+        if sum(c for c, _ in mine.values()) == want_total:
+            try:
+                theirs = influx.counts()
+            except OSError:
+                theirs = {}
+            if same(mine, theirs):
+                return mine, theirs
+        time.sleep(0.5)
+    return mine, theirs
+
+
+def test_influx():
+    influx = Influx()
+    influx.start()
+    urllib.request.urlopen(urllib.request.Request(
+        "http://127.0.0.1:%d/query" % influx.port, data=b"q=CREATE DATABASE sp"),
+        timeout=30).read()
+    url = "http://127.0.0.1:%d/write?db=sp&precision=ns" % influx.port
+    p = Platform(daemons=("aggd", "ingestd", "apid"),
+                 extra={"aggd": ["--export-url", url, "--checkpoint-mb", "1"]})
+    try:
+        p.start()
+        per = DEVICES + 1
+        ingest(p, 0, 2000)
+        mine, theirs = wait_same(p, influx, 2000 * per)
+        check(same(mine, theirs), "InfluxDB holds what aggd holds: %d series, "
+              "%d readings (count and sum per series)" % (len(mine), 2000 * per))
+
+        influx.stop()
+        ingest(p, 2000, 6000)
+        deadline = time.time() + 30
+        while time.time() < deadline and (agg_status(p).get("export_failures", 0) == 0
+                                          or agg_status(p).get("checkpoints", 0) == 0):
+            time.sleep(0.2)
+        s = agg_status(p)
+        check(s.get("export_failures", 0) > 0, "aggd retries while InfluxDB is down "
+              "(%d failed posts)" % s.get("export_failures", 0))
+        # A checkpoint (every 1 MiB of WAL here) drops the WAL segments it
+        # covers, except those the exporter has not sent yet.
+        wal = os.path.join(p.dir, "data.0", "wal")
+        segs = sorted(f for f in os.listdir(wal) if f.endswith(".wal"))
+        check(s.get("checkpoints", 0) > 0 and len(segs) > 1 and
+              int(segs[0][:16], 16) <= s.get("export_segment", -1),
+              "after %d checkpoints the WAL keeps %d segments from the export "
+              "cursor's (segment %d) on" % (s.get("checkpoints", 0), len(segs),
+                                            s.get("export_segment", -1)))
+        p.procs["aggd"].kill()
+        p.procs["aggd"].wait()
+        del p.procs["aggd"]
+        p.start_one("aggd")
+        ingest(p, 8000, 1000)
+        influx.start()
+        mine, theirs = wait_same(p, influx, 9000 * per, timeout=180)
+        print("aggd:", mine)
+        print("influxdb:", theirs)
+        if not same(mine, theirs):
+            print("".join(ln + "\n" for ln in p.log("aggd").splitlines() if "export" in ln))
+            print(agg_status(p))
+        check(same(mine, theirs), "after the outage and a kill -9 of aggd, InfluxDB "
+              "again holds every reading: %d of %d" % (
+                  sum(c for c, _ in theirs.values()), 9000 * per))
+        s = agg_status(p)
+        print("aggd export counters:", {k: v for k, v in s.items() if k.startswith("export")})
+        check(s.get("export_readings", 0) > 0 and s.get("export_rejected") == 0,
+              "nothing refused by the engine")
+    finally:
+        try:
+            p.stop()
+        finally:
+            influx.remove()
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    posts = []         # (path, content type, body)
+    fail_first = [True]
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.fail_first[0]:
+            self.fail_first[0] = False
+            self.send_response(500)
+            self.end_headers()
+            self.posts.append(("500", self.path, body))
+            return
+        self.posts.append(("200", self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def test_clickhouse():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    q = "INSERT INTO sp.readings FORMAT JSONEachRow"
+    url = "http://127.0.0.1:%d/?query=%s" % (srv.server_address[1], urllib.parse.quote(q))
+    p = Platform(daemons=("aggd", "ingestd", "apid"),
+                 extra={"aggd": ["--export-url", url, "--export-format", "clickhouse"]})
+    try:
+        p.start()
+        ingest(p, 0, 10)
+        want = {}
+        for i in range(10):
+            for d in range(DEVICES):
+                want[("exp{dev=d%d}" % d, i)] = i * (d + 1) + 0.25
+            want[("exp_plain", i)] = i + 0.5
+        deadline = time.time() + 30
+        rows = []
+        while time.time() < deadline:
+            rows = [json.loads(ln) for st, _, b in list(Recorder.posts) if st == "200"
+                    for ln in b.decode().splitlines()]
+            if len(rows) >= len(want):
+                break
+            time.sleep(0.2)
+        paths = {path for _, path, _ in Recorder.posts}
+        check(paths == {"/?query=" + urllib.parse.quote(q)},
+              "every POST goes to the configured INSERT URL: %s" % paths)
+        failed = [b for st, _, b in Recorder.posts if st == "500"]
+        check(len(failed) == 1 and failed[0] in [b for st, _, b in Recorder.posts
+                                                  if st == "200"],
+              "the rows of the POST answered 500 are sent again unchanged")
+        got = {}
+        for r in rows:
+            check(set(r) == {"series", "name", "tags", "ts", "value"},
+                  "row fields %s" % sorted(r)) if not got else None
+            i = (r["ts"] // 1000000 - T0_MS) // 1000
+            got[(r["series"], i)] = r["value"]
+            tags = {} if r["series"] == "exp_plain" else {"dev": r["series"][8:-1]}
+            if r["tags"] != tags or r["name"] != r["series"].split("{")[0]:
+                raise Failure("row %s: name or tags do not match the series" % r)
+        check(got == want and len(rows) == len(want),
+              "JSONEachRow rows: %d, one per reading, ts in ns, exact values" % len(rows))
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
+def test():
+    if not have("aggd") or not have("ingestd") or not have("apid"):
+        print("skip: daemons not built")
+        sys.exit(77)
+    test_clickhouse()
+    if shutil.which("influxd") is None:
+        print("skip: influxd (Debian's influxdb) not installed")
+        sys.exit(77)
+    test_influx()
+
+
+if __name__ == "__main__":
+    main(test)
