@@ -16,8 +16,8 @@
  * (ReplacingMergeTree, docs/ARCHITECTURE.md).
  *
  * Only readings are exported, not aggd's rollups (the engine rolls up its
- * own). The loop thread
- * never blocks: the actor reports its cursor and counters on its pipe.
+ * own). The loop thread never blocks: the actor reports its cursor and
+ * counters on its pipe.
  */
 #ifndef SP_AGG_EXPORT_H
 #define SP_AGG_EXPORT_H
