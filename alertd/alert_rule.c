@@ -1482,6 +1482,28 @@ alert_rule_metric(const alert_rule_t *self, size_t k)
 }
 
 bool
+alert_rule_metric_tag(const alert_rule_t *self, size_t k, const char **tkey,
+                      const char **tval)
+{
+    const struct s_ref *ref;
+    bool found = false;
+
+    if (k >= self->nrefs)
+        return false;
+    ref = &self->refs[k];
+    for (size_t i = 0; i < ref->nfilters; i++) {
+        if (ref->filters[i].value[0] == '\0')
+            continue; /* "tag absent" cannot be looked up */
+        if (!found || strcmp(*tkey, SERIES_TENANT_TAG) == 0) {
+            *tkey = ref->filters[i].key;
+            *tval = ref->filters[i].value;
+            found = true;
+        }
+    }
+    return found;
+}
+
+bool
 alert_rule_matches(const alert_rule_t *self, const char *key)
 {
     for (size_t i = 0; i < self->nrefs; i++)

@@ -195,6 +195,12 @@ int64_t alert_rule_max_window(const alert_rule_t *self);
 /* Name (or glob) of the k-th distinct metric the rule references, or
  * NULL past the last. Borrowed. */
 const char *alert_rule_metric(const alert_rule_t *self, size_t k);
+/* A tag the k-th metric reference requires (its selector), for
+ * indexing rules by name and tag: sets *tkey and *tval and returns true,
+ * or false when the reference has no selector with a value. A tag other
+ * than the tenant's is preferred (it tells series apart). Borrowed. */
+bool alert_rule_metric_tag(const alert_rule_t *self, size_t k,
+                           const char **tkey, const char **tval);
 /* Does any metric reference of the rule match this series key? */
 bool alert_rule_matches(const alert_rule_t *self, const char *key);
 /* Write the alert scope of a matching series key into buf (see the
