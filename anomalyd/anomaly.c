@@ -116,8 +116,11 @@ anomaly_update(anomaly_t *self, int64_t ts, double value,
                 : 0;
         out->method = "zscore";
     }
-    out->score =
-        round(out->score / ANOMALY_SCORE_QUANTUM) * ANOMALY_SCORE_QUANTUM;
+    /* Dividing by the integer 1/quantum (rather than multiplying by the
+     * quantum) gives the double nearest to the decimal, which prints in
+     * its short form ("5e-06", not "4.9999999999999996e-06"). */
+    out->score = round(out->score / ANOMALY_SCORE_QUANTUM) /
+                 round(1 / ANOMALY_SCORE_QUANTUM);
     out->z = s_round_sig(out->z);
     out->anomaly = out->score >= 0.5;
 }

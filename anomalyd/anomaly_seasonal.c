@@ -42,20 +42,23 @@ struct anomaly_seasonal {
 anomaly_seasonal_t *
 anomaly_seasonal_new(int64_t period_ns, size_t bins, double alpha, double gamma)
 {
-    anomaly_seasonal_t *self = xcalloc(1, sizeof *self);
     if (bins < 1)
         bins = 1;
     if (bins > ANOMALY_SEASONAL_BINS_MAX)
         bins = ANOMALY_SEASONAL_BINS_MAX;
+    /* One block: the struct, then the three per-bin arrays (widest
+     * first, so each stays aligned); fewer allocations per series. */
+    size_t per_bin = sizeof(double) + sizeof(uint16_t) + sizeof(uint8_t);
+    anomaly_seasonal_t *self = xcalloc(1, sizeof *self + bins * per_bin);
     self->bins = bins;
     self->period = period_ns > (int64_t)bins ? period_ns : (int64_t)bins;
     self->binw = self->period / (int64_t)bins;
     self->alpha = fmin(1, fmax(1e-5, alpha));
     self->gamma = fmin(1, fmax(1e-5, gamma));
     self->min_seen = ANOMALY_SEASONAL_MIN_SEEN;
-    self->season = xcalloc(bins, sizeof *self->season);
-    self->seen = xcalloc(bins, sizeof *self->seen);
-    self->last = xcalloc(bins, sizeof *self->last);
+    self->season = (double *)(self + 1);
+    self->seen = (uint16_t *)(self->season + bins);
+    self->last = (uint8_t *)(self->seen + bins);
     return self;
 }
 
@@ -77,9 +80,6 @@ anomaly_seasonal_destroy(anomaly_seasonal_t **self_p)
     if (!self_p || !*self_p)
         return;
     anomaly_seasonal_t *self = *self_p;
-    xfree(&self->season);
-    xfree(&self->seen);
-    xfree(&self->last);
     free(self);
     *self_p = NULL;
 }

@@ -12,10 +12,10 @@
 #include "common/mpjson.h"
 #include "common/rpc.h"
 #include "common/series.h"
+#include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
-#include <czmq.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,34 +31,81 @@ struct s_kept {
 
 /* One series. */
 struct s_series {
-    char *key;              /* canonical key (owned) */
     anomaly_t *det;         /* its detector */
     anomaly_forecast_t *fc; /* its forecaster */
     struct s_kept *ring;    /* kept readings, oldest at head once full */
     size_t cap;             /* allocated slots */
     size_t n;               /* slots used */
     size_t head;            /* next slot to overwrite once n == keep */
+    char key[];             /* canonical key, next to the rest (one miss) */
+};
+
+/* A slot of the series table: the key's hash next to the series, so a
+ * lookup touches the slot and then only the series it wants. */
+struct s_slot {
+    uint64_t hash;          /* strutil_fnv1a64 of the key */
+    struct s_series *s;     /* NULL: empty */
 };
 
 struct anomaly_store {
     struct anomaly_conf conf; /* detector configuration */
     size_t keep;              /* ring capacity per series */
-    zhashx_t *series;         /* key -> struct s_series */
+    struct s_slot *slots;     /* open addressing, linear probing; series
+                                 are never removed */
+    size_t nslots;            /* power of two, at least twice nseries */
+    size_t nseries;           /* series in the table */
     size_t kept;              /* readings remembered in total */
 };
 
+#define S_SLOTS_MIN 64
+
 static void
-s_series_free(void **item)
+s_series_free(struct s_series **s_p)
 {
-    struct s_series *s = *item;
+    struct s_series *s = *s_p;
     if (!s)
         return;
     anomaly_destroy(&s->det);
     anomaly_forecast_destroy(&s->fc);
-    free(s->key);
     free(s->ring);
     free(s);
-    *item = NULL;
+    *s_p = NULL;
+}
+
+/* The slot holding key, or the empty slot where it belongs. */
+static struct s_slot *
+s_slot(const anomaly_store_t *self, const char *key, uint64_t h)
+{
+    size_t mask = self->nslots - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        struct s_slot *sl = &self->slots[i];
+        if (!sl->s || (sl->hash == h && !strcmp(sl->s->key, key)))
+            return sl;
+    }
+}
+
+static struct s_series *
+s_lookup(const anomaly_store_t *self, const char *key)
+{
+    return s_slot(self, key, strutil_fnv1a64(key, strlen(key)))->s;
+}
+
+/* Double the table (load factor stays at most 1/2). Cannot fail. */
+static void
+s_grow(anomaly_store_t *self)
+{
+    struct s_slot *old = self->slots;
+    size_t n = self->nslots;
+    self->nslots = n ? 2 * n : S_SLOTS_MIN;
+    self->slots = xcalloc(self->nslots, sizeof *self->slots);
+    for (size_t i = 0; i < n; i++)
+        if (old[i].s) {
+            size_t mask = self->nslots - 1, j = old[i].hash & mask;
+            while (self->slots[j].s)
+                j = (j + 1) & mask;
+            self->slots[j] = old[i];
+        }
+    free(old);
 }
 
 anomaly_store_t *
@@ -71,8 +118,7 @@ anomaly_store_new(const struct anomaly_conf *conf, size_t keep)
     self->keep = keep < 1                        ? 1
                  : keep > ANOMALY_STORE_KEEP_MAX ? ANOMALY_STORE_KEEP_MAX
                                                  : keep;
-    self->series = zhashx_new();
-    zhashx_set_destructor(self->series, s_series_free);
+    s_grow(self);
     return self;
 }
 
@@ -81,8 +127,11 @@ anomaly_store_destroy(anomaly_store_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    zhashx_destroy(&(*self_p)->series);
-    free(*self_p);
+    anomaly_store_t *self = *self_p;
+    for (size_t i = 0; i < self->nslots; i++)
+        s_series_free(&self->slots[i].s);
+    free(self->slots);
+    free(self);
     *self_p = NULL;
 }
 
@@ -110,13 +159,19 @@ void
 anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
                     double value, struct anomaly_result *out)
 {
-    struct s_series *s = zhashx_lookup(self->series, key);
+    size_t klen = strlen(key);
+    uint64_t h = strutil_fnv1a64(key, klen);
+    struct s_slot *sl = s_slot(self, key, h);
+    struct s_series *s = sl->s;
     if (!s) {
-        s = xcalloc(1, sizeof *s);
-        s->key = xstrdup(key);
+        s = xcalloc(1, sizeof *s + klen + 1);
+        memcpy(s->key, key, klen + 1);
         s->det = anomaly_new(&self->conf);
         s->fc = anomaly_forecast_new();
-        zhashx_insert(self->series, key, s);
+        sl->hash = h;
+        sl->s = s;
+        if (++self->nseries * 2 > self->nslots)
+            s_grow(self);
     }
     anomaly_update(s->det, ts, value, out);
     anomaly_forecast_update(s->fc, ts, value);
@@ -134,7 +189,7 @@ anomaly_store_set_threshold(anomaly_store_t *self, double threshold)
 size_t
 anomaly_store_series(const anomaly_store_t *self)
 {
-    return zhashx_size(self->series);
+    return self->nseries;
 }
 
 size_t
@@ -237,9 +292,9 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
 
     size_t matched = 0, nh = 0, caph = 0;
     struct s_hit *hits = NULL;
-    for (struct s_series *s = zhashx_first(self->series); s;
-         s = zhashx_next(self->series)) {
-        if (!series_match(s->key, sel, f, nf))
+    for (size_t si = 0; si < self->nslots; si++) {
+        const struct s_series *s = self->slots[si].s;
+        if (!s || !series_match(s->key, sel, f, nf))
             continue;
         matched++;
         for (size_t i = 0; i < s->n; i++) {
@@ -317,15 +372,16 @@ anomaly_store_forecast(anomaly_store_t *self, const json_t *req, json_t **body)
             return s_bad(body, "threshold must be a number", "threshold");
         thr = json_number_value(v);
     }
-    struct s_series *one = zhashx_lookup(self->series, sel);
+    struct s_series *one = s_lookup(self, sel);
     size_t matched = one ? 1 : 0;
     if (!one)
-        for (struct s_series *s = zhashx_first(self->series); s;
-             s = zhashx_next(self->series))
-            if (series_match(s->key, sel, NULL, 0)) {
+        for (size_t si = 0; si < self->nslots; si++) {
+            struct s_series *s = self->slots[si].s;
+            if (s && series_match(s->key, sel, NULL, 0)) {
                 one = s;
                 matched++;
             }
+        }
     if (matched == 0) {
         *body = rpc_error("not_found", "no such series", sel);
         return 404;

@@ -27,13 +27,15 @@ struct anomaly_zscore {
 anomaly_zscore_t *
 anomaly_zscore_new(size_t window)
 {
-    anomaly_zscore_t *self = xcalloc(1, sizeof *self);
     if (window < ANOMALY_ZSCORE_MIN_COUNT)
         window = ANOMALY_ZSCORE_MIN_COUNT;
     if (window > ANOMALY_ZSCORE_WINDOW_MAX)
         window = ANOMALY_ZSCORE_WINDOW_MAX;
+    /* The ring follows the struct in one block. */
+    anomaly_zscore_t *self =
+        xcalloc(1, sizeof *self + window * sizeof *self->ring);
     self->window = window;
-    self->ring = xcalloc(window, sizeof *self->ring);
+    self->ring = (double *)(self + 1);
     self->shift = NAN;
     return self;
 }
@@ -44,7 +46,6 @@ anomaly_zscore_destroy(anomaly_zscore_t **self_p)
     if (!self_p || !*self_p)
         return;
     anomaly_zscore_t *self = *self_p;
-    xfree(&self->ring);
     free(self);
     *self_p = NULL;
 }

@@ -350,103 +350,46 @@ s_parse_csv(char *line, int64_t *ts, double *v, const char **vtext)
     return strutil_tod(val, v);
 }
 
-/* strutil_dtoa's output (the shortest %.Ng that reads back to v), found
- * faster: scores and z are rounded to 6 significant digits, and for any
- * double whose shortest form has at most 6 digits "%.6g" prints exactly
- * that form (%g drops trailing zeros), so one snprintf/strtod pair
- * settles them; other values are bisected (round-tripping is monotonic
- * in N), 4 or 5 pairs instead of up to 17. */
-static char *
-s_dtoa(double v, char *buf, size_t len)
-{
-    if (!isfinite(v) || (v == floor(v) && fabs(v) < 1e15))
-        return strutil_dtoa(v, buf, len);
-    snprintf(buf, len, "%.6g", v);
-    if (strtod(buf, NULL) == v)
-        return buf;
-    int lo = 7, hi = 17; /* hi always round-trips */
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        snprintf(buf, len, "%.*g", mid, v);
-        if (strtod(buf, NULL) == v)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    snprintf(buf, len, "%.*g", hi, v);
-    return buf;
-}
+/* An output line under construction: one fwrite per reading instead of
+ * a dozen stdio calls. */
+struct s_line {
+    char buf[512 + 6 * SERIES_KEY_MAX]; /* any line: a key escapes to at
+                                           most 6 bytes per byte */
+    size_t n;                           /* bytes used */
+};
 
-/* clock_format's output without snprintf (the filter prints one per
- * reading): "YYYY-MM-DDTHH:MM:SS.mmmZ" for years 0..9999, else
- * clock_format. Days to civil date after Howard Hinnant's algorithm. */
-static char *
-s_format_ts(int64_t ts, char *buf, size_t len)
-{
-    int64_t secs = ts / CLOCK_NS_PER_S, ns = ts % CLOCK_NS_PER_S;
-    if (ns < 0) {
-        ns += CLOCK_NS_PER_S;
-        secs--;
-    }
-    int64_t days = secs / 86400, sod = secs % 86400;
-    if (sod < 0) {
-        sod += 86400;
-        days--;
-    }
-    int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
-    int64_t m = mp < 10 ? mp + 3 : mp - 9;
-    y += m <= 2;
-    if (y < 0 || y > 9999 || len < 25)
-        return clock_format(ts, buf, len);
-    int f[] = {(int)y,
-               (int)m,
-               (int)d,
-               (int)(sod / 3600),
-               (int)(sod / 60 % 60),
-               (int)(sod % 60),
-               (int)(ns / CLOCK_NS_PER_MS)};
-    char *p = buf;
-    p[0] = (char)('0' + f[0] / 1000);
-    p[1] = (char)('0' + f[0] / 100 % 10);
-    p[2] = (char)('0' + f[0] / 10 % 10);
-    p[3] = (char)('0' + f[0] % 10);
-    p += 4;
-    static const char sep[] = "--T::";
-    for (int i = 1; i < 6; i++) {
-        *p++ = sep[i - 1];
-        *p++ = (char)('0' + f[i] / 10);
-        *p++ = (char)('0' + f[i] % 10);
-    }
-    *p++ = '.';
-    *p++ = (char)('0' + f[6] / 100);
-    *p++ = (char)('0' + f[6] / 10 % 10);
-    *p++ = (char)('0' + f[6] % 10);
-    *p++ = 'Z';
-    *p = '\0';
-    return buf;
-}
-
-/* Print s as a JSON string. Keys are valid UTF-8 (checked at ingest), so
- * only quotes, backslashes and control characters need escaping. */
 static void
-s_json_string(FILE *out, const char *s)
+s_put(struct s_line *l, const char *s)
 {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            fputc('\\', out);
-            fputc(*p, out);
-        }
-        else if (*p < 0x20)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
+    size_t k = strlen(s);
+    assert(l->n + k < sizeof l->buf);
+    memcpy(l->buf + l->n, s, k);
+    l->n += k;
+}
+
+/* Append s as a JSON string. Keys are valid UTF-8 (checked at ingest),
+ * so only quotes, backslashes and control characters need escaping. */
+static void
+s_put_json_string(struct s_line *l, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    assert(l->n + 6 * strlen(s) + 2 < sizeof l->buf);
+    char *p = l->buf + l->n;
+    *p++ = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') {
+            *p++ = '\\';
+            *p++ = (char)*c;
+        } else if (*c < 0x20) {
+            memcpy(p, "\\u00", 4);
+            p[4] = hex[*c >> 4];
+            p[5] = hex[*c & 15];
+            p += 6;
+        } else
+            *p++ = (char)*c;
     }
-    fputc('"', out);
+    *p++ = '"';
+    l->n = (size_t)(p - l->buf);
 }
 
 static void
@@ -454,45 +397,37 @@ s_print(anomalyd_t *self, FILE *out, const char *key, int64_t ts, double v,
         const char *vtext, const struct anomaly_result *r)
 {
     char tb[40], vb[32], zb[32], sb[32];
+    struct s_line l;
 
-    s_format_ts(ts, tb, sizeof tb);
+    l.n = 0;
+    clock_format(ts, tb, sizeof tb);
     if (!vtext)
-        vtext = s_dtoa(v, vb, sizeof vb);
-    s_dtoa(r->z, zb, sizeof zb);
-    s_dtoa(r->score, sb, sizeof sb);
+        vtext = strutil_dtoa(v, vb, sizeof vb);
+    strutil_dtoa(r->z, zb, sizeof zb);
+    strutil_dtoa(r->score, sb, sizeof sb);
     if (self->csv_out) {
         if (self->csv_series_out) {
-            fputs(key, out);
-            fputc(',', out);
+            s_put(&l, key);
+            s_put(&l, ",");
         }
-        fputs(tb, out);
-        fputc(',', out);
-        fputs(vtext, out);
-        fputc(',', out);
-        fputs(sb, out);
-        fputc(',', out);
-        fputs(zb, out);
-        fputc(',', out);
-        fputs(r->method, out);
-        fputc('\n', out);
+        const char *f[] = {tb, ",", vtext, ",", sb, ",", zb, ",", r->method};
+        for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+            s_put(&l, f[i]);
+        s_put(&l, "\n");
     } else {
         /* The key is the only string that needs escaping. */
-        fputs("{\"series\":", out);
-        s_json_string(out, key);
-        fputs(",\"timestamp\":\"", out);
-        fputs(tb, out);
-        fputs("\",\"value\":", out);
-        fputs(vtext, out);
-        fputs(",\"z\":", out);
-        fputs(zb, out);
-        fputs(",\"score\":", out);
-        fputs(sb, out);
-        fputs(",\"method\":\"", out);
-        fputs(r->method, out);
-        fputs(r->score >= self->min_score ? "\",\"anomaly\":true}\n"
-                                          : "\",\"anomaly\":false}\n",
-              out);
+        s_put(&l, "{\"series\":");
+        s_put_json_string(&l, key);
+        const char *f[] = {",\"timestamp\":\"", tb, "\",\"value\":", vtext,
+                           ",\"z\":", zb, ",\"score\":", sb,
+                           ",\"method\":\"", r->method,
+                           r->score >= self->min_score
+                               ? "\",\"anomaly\":true}\n"
+                               : "\",\"anomaly\":false}\n"};
+        for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+            s_put(&l, f[i]);
     }
+    fwrite(l.buf, 1, l.n, out);
 }
 
 int
@@ -718,25 +653,6 @@ s_test_same(const char *dir, bool verbose)
 void
 anomalyd_test(bool verbose)
 {
-    /* The fast timestamp printer prints what clock_format prints. */
-    for (int64_t t = -3000000000LL * CLOCK_NS_PER_S;
-         t < 7000000000LL * CLOCK_NS_PER_S; t += 86399123456789LL) {
-        char a[40], b[40];
-        TEST_STREQ(s_format_ts(t, a, sizeof a), clock_format(t, b, sizeof b));
-    }
-    /* The fast printer prints what strutil_dtoa prints. */
-    unsigned x = 7;
-    for (int i = 0; i < 20000; i++) {
-        char a[32], b[32];
-        x = x * 1103515245 + 12345;
-        double v =
-            i < 10000
-                ? (double)x / 3.0 * (i % 2 ? 1e-7 : 1e3)
-                : round((double)(x % 1000000) * 1e-6 / ANOMALY_SCORE_QUANTUM) *
-                      ANOMALY_SCORE_QUANTUM;
-        TEST_STREQ(s_dtoa(v, a, sizeof a), strutil_dtoa(v, b, sizeof b));
-    }
-
     char dir[] = "/tmp/anomalyd_test.XXXXXX", ep[EP_MAX];
     struct anomalyd_conf c = {0};
     assert(mkdtemp(dir));
@@ -831,8 +747,8 @@ anomalyd_test(bool verbose)
                 "2024-01-01 00:12:00,100\n"
                 "{\"name\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\","
                 "\"value\":1}\n";
-    char *obuf = NULL, *obuf2 = NULL;
-    size_t olen = 0, olen2 = 0;
+    char *obuf = NULL;
+    size_t olen = 0;
     FILE *fi = fmemopen(in, strlen(in), "r"),
          *fo = open_memstream(&obuf, &olen);
     assert(anomalyd_filter(a, fi, fo) == 0);
@@ -850,11 +766,11 @@ anomalyd_test(bool verbose)
         assert(j && json_is_object(j));
         json_decref(j);
     }
-    FILE *ko = open_memstream(&obuf2, &olen2);
-    s_json_string(ko, "a\"b\\c\x01");
-    fclose(ko);
-    TEST_STREQ(obuf2, "\"a\\\"b\\\\c\\u0001\"");
-    free(obuf2);
+    struct s_line l = {.n = 0};
+    s_put_json_string(&l, "a\"b\\c\x01");
+    s_put(&l, "");
+    l.buf[l.n] = '\0';
+    TEST_STREQ(l.buf, "\"a\\\"b\\\\c\\u0001\"");
     free(obuf);
     anomalyd_destroy(&a);
     s_test_same(dir, verbose);

@@ -141,8 +141,10 @@ clock_parse_time(const char *s, int64_t *ts_ns)
     return clock_parse_rfc3339(s, ts_ns);
 }
 
-char *
-clock_format(int64_t ts_ns, char *buf, size_t len)
+/* Through gmtime_r and snprintf: any year, and the reference the fast
+ * path is tested against. */
+static char *
+s_format_slow(int64_t ts_ns, char *buf, size_t len)
 {
     int64_t secs = ts_ns / CLOCK_NS_PER_S;
     int64_t ns = ts_ns % CLOCK_NS_PER_S;
@@ -158,6 +160,59 @@ clock_format(int64_t ts_ns, char *buf, size_t len)
     snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(ns / CLOCK_NS_PER_MS));
+    return buf;
+}
+
+/* Without gmtime_r and snprintf (the anomalyd filter and the JSON
+ * writers print one per reading) for years 0..9999; days to civil date
+ * after Howard Hinnant's algorithm. */
+char *
+clock_format(int64_t ts_ns, char *buf, size_t len)
+{
+    int64_t secs = ts_ns / CLOCK_NS_PER_S, ns = ts_ns % CLOCK_NS_PER_S;
+    if (ns < 0) {
+        ns += CLOCK_NS_PER_S;
+        secs--;
+    }
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days--;
+    }
+    int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    if (y < 0 || y > 9999 || len < 25)
+        return s_format_slow(ts_ns, buf, len);
+    int f[] = {(int)y,
+               (int)m,
+               (int)d,
+               (int)(sod / 3600),
+               (int)(sod / 60 % 60),
+               (int)(sod % 60),
+               (int)(ns / CLOCK_NS_PER_MS)};
+    char *p = buf;
+    p[0] = (char)('0' + f[0] / 1000);
+    p[1] = (char)('0' + f[0] / 100 % 10);
+    p[2] = (char)('0' + f[0] / 10 % 10);
+    p[3] = (char)('0' + f[0] % 10);
+    p += 4;
+    static const char sep[] = "--T::";
+    for (int i = 1; i < 6; i++) {
+        *p++ = sep[i - 1];
+        *p++ = (char)('0' + f[i] / 10);
+        *p++ = (char)('0' + f[i] % 10);
+    }
+    *p++ = '.';
+    *p++ = (char)('0' + f[6] / 100);
+    *p++ = (char)('0' + f[6] / 10 % 10);
+    *p++ = (char)('0' + f[6] % 10);
+    *p++ = 'Z';
+    *p = '\0';
     return buf;
 }
 
@@ -202,6 +257,13 @@ clock_test(bool verbose)
     assert(clock_parse_rfc3339("2024-01-01T00:00:00Z", &t) == 0);
     assert(t == 1704067200LL * CLOCK_NS_PER_S);
     TEST_STREQ(clock_format(t, buf, sizeof buf), "2024-01-01T00:00:00.000Z");
+    /* The fast path prints what gmtime_r and snprintf print. */
+    for (int64_t u = -3000000000LL * CLOCK_NS_PER_S;
+         u < 7000000000LL * CLOCK_NS_PER_S; u += 86399123456789LL) {
+        char slow[40];
+        TEST_STREQ(clock_format(u, buf, sizeof buf),
+                   s_format_slow(u, slow, sizeof slow));
+    }
     assert(clock_parse_rfc3339("2024-01-01T01:00:00.5+01:00", &t) == 0);
     assert(t == 1704067200LL * CLOCK_NS_PER_S + 500 * CLOCK_NS_PER_MS);
     assert(clock_parse_rfc3339("2024-01-01", &t) == 0);

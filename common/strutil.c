@@ -5,10 +5,98 @@
 #include "common/test.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Exact powers of ten as doubles (10^22 is the last one). */
+static const double s_p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+#define S_FAST_DIGITS 15 /* decimal digits any double holds exactly */
+#define S_FAST_MAX 1e15  /* integers below it have at most 15 digits */
+
+/* Write the non-negative integer m with k decimals ("123", 2 -> "1.23",
+ * 5, 3 -> "0.005"); m has no trailing zero when k > 0. Returns the end. */
+static char *
+s_fixed(char *p, uint64_t m, int k)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    while (n <= k) /* "0." and leading zeros of the fraction */
+        tmp[n++] = '0';
+    while (n > 0) {
+        if (n == k)
+            *p++ = '.';
+        *p++ = tmp[--n];
+    }
+    *p = '\0';
+    return p;
+}
+
+/* Write m / 10^k (m without trailing zero) in %g's exponent form:
+ * 123, 8 -> "1.23e-06". Returns the end. */
+static char *
+s_expo(char *p, uint64_t m, int k)
+{
+    char *start = p;
+    p = s_fixed(p, m, 0);
+    size_t n = (size_t)(p - start);
+    int x = (int)n - 1 - k;
+    if (n > 1) {
+        memmove(start + 2, start + 1, n - 1);
+        start[1] = '.';
+        p++;
+    }
+    *p++ = 'e';
+    *p++ = x < 0 ? '-' : '+';
+    x = abs(x);
+    if (x >= 100)
+        *p++ = (char)('0' + x / 100);
+    *p++ = (char)('0' + x / 10 % 10);
+    *p++ = (char)('0' + x % 10);
+    *p = '\0';
+    return p;
+}
+
+/* The shortest "%.Ng" of v when it has at most S_FAST_DIGITS significant
+ * digits and 1e-7 <= |v| < 1e15, found with integer arithmetic: the
+ * smallest k such that the integer m = round(|v| 10^k) gives back |v| as
+ * m / 10^k. Both that division (10^k is exact up to 10^22) and strtod of
+ * the printed text are correctly rounded, so they agree; and with at most
+ * 15 digits the k-decimal number within v's rounding interval is unique,
+ * so it is the one %.Ng prints. %g's choice of notation follows: fixed
+ * from 1e-4 on (a non-integer there never has an exponent >= its digit
+ * count), exponent below. Returns buf, or NULL outside the fast case. */
+static char *
+s_dtoa_fast(double v, char *buf, size_t len)
+{
+    double a = fabs(v);
+    if (len < 32 || !(a >= 1e-7 && a < S_FAST_MAX))
+        return NULL;
+    for (int k = 1; k <= 22; k++) {
+        double m = nearbyint(a * s_p10[k]);
+        if (m >= S_FAST_MAX)
+            break; /* more than S_FAST_DIGITS digits */
+        if (m / s_p10[k] != a)
+            continue;
+        char *p = buf;
+        if (signbit(v))
+            *p++ = '-';
+        if (a >= 1e-4)
+            s_fixed(p, (uint64_t)m, k);
+        else
+            s_expo(p, (uint64_t)m, k);
+        return buf;
+    }
+    return NULL;
+}
 
 char *
 strutil_dtoa(double v, char *buf, size_t len)
@@ -18,17 +106,68 @@ strutil_dtoa(double v, char *buf, size_t len)
         return buf;
     }
     /* Integers print as integers ("50", not "5e+01"). */
-    if (v == floor(v) && fabs(v) < 1e15) {
-        snprintf(buf, len, "%.0f", v);
+    if (v == floor(v) && fabs(v) < S_FAST_MAX) {
+        if (len >= 24 && v != 0) {
+            char *p = buf;
+            if (v < 0)
+                *p++ = '-';
+            s_fixed(p, (uint64_t)fabs(v), 0);
+        } else
+            snprintf(buf, len, "%.0f", v);
         return buf;
     }
-    /* The shortest %.Ng that round-trips; 17 always does. */
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, len, "%.*g", prec, v);
+    if (s_dtoa_fast(v, buf, len))
+        return buf;
+    /* The shortest %.Ng that round-trips, bisected: whether %.Ng reads
+     * back to v is monotonic in N (the N+1-digit rounding is at least as
+     * close as the N-digit one), and 17 always does. */
+    int lo = 1, hi = 17;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        snprintf(buf, len, "%.*g", mid, v);
         if (strtod(buf, NULL) == v)
-            break;
+            hi = mid;
+        else
+            lo = mid + 1;
     }
+    snprintf(buf, len, "%.*g", hi, v);
     return buf;
+}
+
+/* The plain decimals most readings are ("-12.345", at most 15 digits,
+ * no exponent) as m / 10^k, which is correctly rounded and so equals
+ * strtod's result (Clinger's fast path). 0 with *out set, or -1 when s
+ * is not such a decimal (the caller falls back to strtod). */
+static int
+s_tod_fast(const char *s, double *out)
+{
+    const char *p = s, *digits0;
+    bool neg = *p == '-';
+    uint64_t m = 0;
+    int sig = 0, k = -1; /* significant digits; decimals (-1: no '.') */
+
+    if (neg)
+        p++;
+    digits0 = p;
+    for (;; p++) {
+        if (*p >= '0' && *p <= '9') {
+            m = m * 10 + (uint64_t)(*p - '0');
+            sig += m != 0;
+            k += k >= 0;
+        } else if (*p == '.' && k < 0)
+            k = 0;
+        else
+            break;
+        if (sig > S_FAST_DIGITS || k > 22)
+            return -1;
+    }
+    if (*p != '\0' || p - digits0 < (k >= 0 ? 2 : 1))
+        return -1; /* not a plain decimal, or "", "-", "." */
+    double v = (double)m;
+    if (k > 0)
+        v /= s_p10[k];
+    *out = neg ? -v : v;
+    return 0;
 }
 
 uint64_t
@@ -67,6 +206,8 @@ strutil_tod(const char *s, double *out)
 
     if (s == NULL || *s == '\0')
         return -1;
+    if (s_tod_fast(s, out) == 0)
+        return 0;
     errno = 0;
     v = strtod(s, &end);
     if (errno || *end != '\0' || !isfinite(v))
@@ -179,6 +320,82 @@ strutil_urldecode(char *s, bool plus)
     return 0;
 }
 
+/* The reference both fast paths must agree with: the shortest "%.Ng"
+ * found by trying every N, and strtod. */
+static void
+s_test_one(double v)
+{
+    char fast[40], ref[40];
+    double back;
+
+    strutil_dtoa(v, fast, sizeof fast);
+    if (v == floor(v) && fabs(v) < S_FAST_MAX)
+        snprintf(ref, sizeof ref, "%.0f", v);
+    else
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(ref, sizeof ref, "%.*g", prec, v);
+            if (strtod(ref, NULL) == v)
+                break;
+        }
+    TEST_STREQ(fast, ref);
+    for (int k = 0; k <= 12 && fabs(v) < 1e12; k += 3) {
+        char txt[64];
+        snprintf(txt, sizeof txt, "%.*f", k, v);
+        double want = strtod(txt, NULL);
+        assert(strutil_tod(txt, &back) == 0);
+        assert(back == want && signbit(back) == signbit(want));
+    }
+    if (v != 0 && fabs(v) < DBL_MIN)
+        return; /* strtod sets ERANGE on subnormals: strutil_tod refuses */
+    assert(strutil_tod(ref, &back) == 0);
+    assert(back == v && signbit(back) == signbit(v));
+}
+
+static void
+s_test_numbers(bool verbose)
+{
+    static const char *plain[] = {"0",       "-0",     "0.1",    "-.5",
+                                  "5.",      "007.50", "1e3",    "0x10",
+                                  "123456789012345", "1234567890123456",
+                                  "0.000000000000000000000001", "9007199254740993",
+                                  "-", ".", "", "1.2.3", " 1", "1 ", "inf"};
+    double d, r;
+    /* The fast path accepts exactly what strtod accepts whole. */
+    for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
+        char *end;
+        r = strtod(plain[i], &end);
+        bool ok = *plain[i] && *end == '\0' && isfinite(r);
+        assert(strutil_tod(plain[i], &d) == (ok ? 0 : -1));
+        assert(!ok || (d == r && signbit(d) == signbit(r)));
+    }
+    /* Values of every magnitude and digit count, with a fixed LCG. */
+    uint64_t x = 42;
+    size_t n = 0;
+    for (int e = -12; e <= 17; e++)
+        for (int digits = 1; digits <= 17; digits++)
+            for (int i = 0; i < 40; i++, n++) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                double m = (double)(x >> 11) / 9007199254740992.0;
+                char txt[40];
+                snprintf(txt, sizeof txt, "%.*e", digits - 1, m * 10);
+                double v = strtod(txt, NULL) * pow(10, e);
+                s_test_one(i & 1 ? -v : v);
+                s_test_one(strtod(txt, NULL) * (i & 1 ? -1 : 1));
+            }
+    s_test_one(0.1 + 0.2);
+    s_test_one(5e-324);
+    s_test_one(-0.0);
+    s_test_one(0.0001);
+    s_test_one(1e-6);
+    s_test_one(-2.5e-7);
+    s_test_one(9.999999e-5);
+    s_test_one(0.00009999999999999999);
+    s_test_one(9.9999999999999995);
+    s_test_one(999999999999999.9);
+    if (verbose)
+        printf("   dtoa/tod agree with snprintf/strtod on %zu values\n", n * 2);
+}
+
 void
 strutil_test(bool verbose)
 {
@@ -201,6 +418,7 @@ strutil_test(bool verbose)
     assert(strutil_toll("4x", 0, 100, &ll) == -1);
     assert(strutil_tod("3.5", &d) == 0 && d == 3.5);
     assert(strutil_tod("nan", &d) == -1);
+    s_test_numbers(verbose);
     assert(strutil_utf8_valid("caf\xc3\xa9", 5));
     assert(!strutil_utf8_valid("caf\xc3", 4));
     assert(!strutil_utf8_valid("\xff", 1));
