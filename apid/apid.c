@@ -7,6 +7,7 @@
 #include "apid/api_lanes.h"
 #include "apid/api_seed.h"
 #include "apid/api_alerts.h"
+#include "apid/api_analytics.h"
 #include "apid/api_dash.h"
 #include "apid/api_prom.h"
 #include "apid/api_rules.h"
@@ -654,6 +655,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_alerts_route,
     api_rules_route,
     api_users_route,
+    api_analytics_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */
