@@ -277,10 +277,11 @@ s_load(http_req_t *req, int status, const json_t *body, const char *what,
     p->v = xcalloc(n ? n : 1, sizeof *p->v);
     p->truncated = json_is_true(json_object_get(body, "truncated"));
     json_array_foreach(pts, i, e) {
-        const char *t = json_string_value(json_object_get(e, "timestamp"));
+        const json_t *jns = json_object_get(e, "ns");
         const json_t *jv = json_object_get(e, "value");
-        if (!t || !json_is_number(jv) || clock_parse_rfc3339(t, &p->ts[p->n]))
+        if (!json_is_integer(jns) || !json_is_number(jv))
             continue;
+        p->ts[p->n] = json_integer_value(jns);
         p->v[p->n++] = json_number_value(jv);
     }
     return 0;
@@ -291,8 +292,8 @@ s_load(http_req_t *req, int status, const json_t *body, const char *what,
 static json_t *
 s_points_query(http_req_t *req, const char *series)
 {
-    json_t *q = json_pack("{s:s, s:s, s:i}", "op", "points", "series", series,
-                          "limit", API_ANALYTICS_POINTS_MAX);
+    json_t *q = json_pack("{s:s, s:s, s:i, s:b}", "op", "points", "series",
+                          series, "limit", API_ANALYTICS_POINTS_MAX, "ns", 1);
     if (apid_range_args(req, q)) {
         json_decref(q);
         return NULL;
