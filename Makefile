@@ -46,7 +46,7 @@ endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
 
 LIBS := $(foreach d,$(DAEMONS),$(B)/lib$(d).a) $(B)/libcommon.a
-TOOLS := $(B)/tap $(B)/sensorpipe-sim $(B)/sensorpipectl
+TOOLS := $(B)/tap $(B)/sensorpipe-sim $(B)/sensorpipectl $(B)/wsbench
 
 # A daemon whose main.c has not landed yet is skipped, not an error.
 BINS := $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/main.c),$(B)/$(d)))
@@ -80,6 +80,8 @@ $(B)/sensorpipectl: $(B)/obj/tools/sensorpipectl.o $(B)/libcommon.a
 $(B)/tap: $(B)/obj/tools/tap.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/sensorpipe-sim: $(B)/obj/tools/sim.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/wsbench: $(B)/obj/bench/ws/wsbench.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Fuzz targets (clang + libFuzzer + ASan/UBSan): tests/fuzz/fuzz_<name>.c.

@@ -79,7 +79,16 @@ struct s_client {
     struct s_client *next;        /* list link */
     struct strbuf out;             /* message being built from a batch */
     size_t out_n;                 /* items in it */
-    struct s_client *dev_next;    /* chain of a device in one batch */
+    const char *dev;              /* device of the filter, or NULL */
+    struct s_client *dev_next;    /* next subscriber of that device */
+};
+
+/* The JSON of a batch's items, each built once when a client first
+ * wants it, in one buffer. */
+struct s_items {
+    struct strbuf json; /* every item built so far, back to back */
+    size_t *off;        /* item i at json.p + off[i] - 1; 0 = not built */
+    size_t *len;        /* and its length */
 };
 
 struct api_ws {
@@ -96,6 +105,7 @@ struct api_ws {
     size_t nclients;              /* live clients */
     int64_t next_ping;            /* mono ns of the next ping round */
     zhashx_t *seqs;               /* last upstream seq per producer/lane */
+    zhashx_t *bydev;              /* device -> its subscribers (chain) */
     uint64_t next_id;             /* client id counter */
     uint64_t accepted;            /* upgrades done */
     uint64_t dropped_slow;        /* closed for a full queue */
@@ -299,6 +309,50 @@ s_want(api_ws_t *self, unsigned kinds, int delta)
     s_sub_update(self);
 }
 
+/* The device a filter names (tag "device"), or NULL. */
+static const char *
+s_filter_device(const struct s_filter *f)
+{
+    for (size_t i = 0; i < f->ntags; i++)
+        if (!strcmp(f->tags[i].key, "device"))
+            return f->tags[i].value;
+    return NULL;
+}
+
+/* Start (on) or stop counting c as a subscriber: the kinds wanted
+ * upstream, and the device index that finds a one-device subscriber
+ * per item without matching every client against every item. */
+static void
+s_subscribed(struct s_client *c, bool on)
+{
+    api_ws_t *self = c->ws;
+    struct s_client *head;
+
+    s_want(self, c->filter.kinds, on ? +1 : -1);
+    c->subscribed = on;
+    if (on)
+        c->dev = s_filter_device(&c->filter);
+    if (c->dev == NULL)
+        return;
+    head = zhashx_lookup(self->bydev, c->dev);
+    if (on) {
+        c->dev_next = head;
+        zhashx_update(self->bydev, c->dev, c);
+    } else if (head == c) {
+        if (c->dev_next)
+            zhashx_update(self->bydev, c->dev, c->dev_next);
+        else
+            zhashx_delete(self->bydev, c->dev);
+    } else {
+        while (head && head->dev_next != c)
+            head = head->dev_next;
+        if (head)
+            head->dev_next = c->dev_next;
+    }
+    if (!on)
+        c->dev = NULL;
+}
+
 /* Register the events wslay wants; kill the client when it wants none
  * (the close handshake is over). */
 static void
@@ -406,12 +460,11 @@ s_subscribe(struct s_client *c, json_t *in)
         return;
     }
     if (c->subscribed) {
-        s_want(c->ws, c->filter.kinds, -1);
+        s_subscribed(c, false);
         s_filter_clear(&c->filter);
     }
     c->filter = f;
-    c->subscribed = true;
-    s_want(c->ws, f.kinds, +1);
+    s_subscribed(c, true);
     echo = json_pack("{s:I, s:s, s:s, s:o}", "seq", (json_int_t)c->seq + 1,
                      "type", "subscribed", "series", f.series, "kinds",
                      json_array());
@@ -458,9 +511,8 @@ s_on_text(struct s_client *c, const char *msg, size_t len)
         s_subscribe(c, in);
     } else if (op && !strcmp(op, "unsubscribe")) {
         if (c->subscribed) {
-            s_want(c->ws, c->filter.kinds, -1);
+            s_subscribed(c, false);
             s_filter_clear(&c->filter);
-            c->subscribed = false;
         }
     } else {
         s_reply_error(c, "bad_request", "op must be subscribe or unsubscribe",
@@ -550,10 +602,8 @@ s_kill(struct s_client *c, const char *why)
         log_info("apid: ws client=%llu closed: %s", (unsigned long long)c->id,
                  why);
     c->dead = true;
-    if (c->subscribed) {
-        s_want(self, c->filter.kinds, -1);
-        c->subscribed = false;
-    }
+    if (c->subscribed)
+        s_subscribed(c, false);
     epoll_ctl(self->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     http_upgrade_close(&c->up);
     while (*pp && *pp != c)
@@ -737,12 +787,16 @@ s_too_slow(struct s_client *c)
 /* Add item i of b to the message being built for c. */
 static void
 s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
-         struct strbuf *items)
+         struct s_items *items)
 {
     char num[24];
 
-    if (items[i].p == NULL)
-        s_item_json(b, i, &items[i]);
+    if (items->off[i] == 0) {
+        size_t at = items->json.len;
+        s_item_json(b, i, &items->json);
+        items->off[i] = at + 1;
+        items->len[i] = items->json.len - at;
+    }
     if (c->out_n++ == 0) {
         snprintf(num, sizeof num, "%llu", (unsigned long long)c->seq + 1);
         strbuf_cat(&c->out, "{\"seq\":");
@@ -753,7 +807,7 @@ s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
     } else {
         strbuf_add(&c->out, ",", 1);
     }
-    strbuf_add(&c->out, items[i].p, items[i].len);
+    strbuf_add(&c->out, items->json.p + items->off[i] - 1, items->len[i]);
 }
 
 /* Queue what s_append built for c, if anything. */
@@ -770,16 +824,7 @@ s_finish(struct s_client *c)
     s_flush(c);
 }
 
-/* The device tag of a filter or of a canonical key, or NULL (len set). */
-static const char *
-s_filter_device(const struct s_filter *f)
-{
-    for (size_t i = 0; i < f->ntags; i++)
-        if (!strcmp(f->tags[i].key, "device"))
-            return f->tags[i].value;
-    return NULL;
-}
-
+/* The device tag of a canonical key, or NULL (*len set). */
 static const char *
 s_key_device(const char *key, size_t *len)
 {
@@ -797,52 +842,58 @@ s_key_device(const char *key, size_t *len)
     return NULL;
 }
 
-/* Deliver one batch. Clients filtering on a device are found per item
- * through a table built for the batch, so a thousand one-device
- * dashboards cost one lookup per reading rather than a thousand
- * matches; the others match every item. */
+/* Gather one batch's items for its subscribers. Those of one device are
+ * found per item through the device index (a thousand one-device
+ * dashboards cost one lookup per reading, not a thousand matches); the
+ * others match every item. */
 static void
-s_dispatch(api_ws_t *self, int kind, msg_batch_t *b, struct strbuf *items)
+s_dispatch(api_ws_t *self, int kind, msg_batch_t *b, struct s_items *items)
 {
-    zhashx_t *bydev = zhashx_new();
-    struct s_client *c, *next;
-    size_t n = msg_batch_size(b);
+    struct s_client *c, *chain = NULL;
+    size_t n = msg_batch_size(b), len, have = 0;
     char dev[SERIES_KEY_MAX];
+    unsigned bit = 1u << kind;
 
-    for (c = self->clients; c; c = c->next) {
-        const char *d;
-        c->dev_next = NULL;
-        if (!c->subscribed || c->close_by || !(c->filter.kinds & (1u << kind)))
-            continue;
-        if ((d = s_filter_device(&c->filter)) == NULL)
-            continue;
-        c->dev_next = zhashx_lookup(bydev, d);
-        zhashx_update(bydev, d, c);
-    }
-    for (size_t i = 0; i < n && zhashx_size(bydev); i++) {
+    for (size_t i = 0; i < n && zhashx_size(self->bydev); i++) {
         const char *key = s_item_key(b, i), *d;
-        size_t len;
         if ((d = s_key_device(key, &len)) == NULL || len >= sizeof dev)
             continue;
-        memcpy(dev, d, len);
-        dev[len] = '\0';
-        for (c = zhashx_lookup(bydev, dev); c; c = c->dev_next)
-            if (s_filter_match(&c->filter, key))
+        /* Batches run by device often: look up only when it changes. */
+        if (len != have || memcmp(dev, d, len)) {
+            memcpy(dev, d, len);
+            dev[len] = '\0';
+            have = len;
+            chain = zhashx_lookup(self->bydev, dev);
+        }
+        for (c = chain; c; c = c->dev_next)
+            if (!c->close_by && (c->filter.kinds & bit) &&
+                s_filter_match(&c->filter, key))
                 s_append(c, kind, b, i, items);
     }
-    zhashx_destroy(&bydev);
-    for (c = self->clients; c; c = next) {
+    for (c = self->clients; c; c = c->next) {
+        if (c->dev || !c->subscribed || c->close_by || !(c->filter.kinds & bit))
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (s_filter_match(&c->filter, s_item_key(b, i)))
+                s_append(c, kind, b, i, items);
+    }
+}
+
+/* Send every client what the batches dispatched since the last call
+ * gathered for it: one message and one write per client, however many
+ * batches that was. A slow client's share is dropped with it. */
+static void
+s_finish_all(api_ws_t *self)
+{
+    for (struct s_client *c = self->clients, *next; c; c = next) {
         next = c->next;
-        if (!c->subscribed || c->close_by || !(c->filter.kinds & (1u << kind)))
+        if (c->out_n == 0)
             continue;
         if (s_too_slow(c)) {
-            c->out.len = c->out_n = 0;
+            strbuf_reset(&c->out);
+            c->out_n = 0;
             continue;
         }
-        if (s_filter_device(&c->filter) == NULL)
-            for (size_t i = 0; i < n; i++)
-                if (s_filter_match(&c->filter, s_item_key(b, i)))
-                    s_append(c, kind, b, i, items);
         s_finish(c);
     }
 }
@@ -875,6 +926,7 @@ s_track_seq(api_ws_t *self, int kind, msg_batch_t *b)
     snprintf(key, sizeof key, "%.64s/%u", e->producer, e->lane);
     last = (uint64_t)(uintptr_t)zhashx_lookup(self->seqs, key);
     if (last && e->seq > last + 1) {
+        s_finish_all(self); /* what came before the gap goes first */
         self->gaps += e->seq - last - 1;
         s_gap(self, kind, e->producer, e->seq - last - 1);
     }
@@ -889,9 +941,11 @@ s_on_sub(zloop_t *loop, zsock_t *sock, void *arg)
 
     for (kind = 0; kind < WK_MAX && self->sub[kind] != sock; kind++)
         ;
+    size_t nb = 0;               /* batches dispatched, not yet sent */
+    struct s_items items = {0};  /* one batch's items, as JSON */
+
     for (int burst = 0; burst < WS_SUB_BURST && kind < WK_MAX; burst++) {
         msg_batch_t *b = NULL;
-        struct strbuf *items;
         int rc;
 
         if (burst > 0 && !(zsock_events(sock) & ZMQ_POLLIN))
@@ -911,13 +965,21 @@ s_on_sub(zloop_t *loop, zsock_t *sock, void *arg)
          * has holes by design; gaps are told for aggd and alertd. */
         if (kind != WK_ANOMALIES)
             s_track_seq(self, kind, b);
-        items = xcalloc(msg_batch_size(b) + 1, sizeof *items);
-        s_dispatch(self, kind, b, items);
-        for (size_t i = 0; i < msg_batch_size(b); i++)
-            free(items[i].p);
-        free(items);
+        items.off = xcalloc(msg_batch_size(b) + 1, sizeof *items.off);
+        items.len = xcalloc(msg_batch_size(b) + 1, sizeof *items.len);
+        strbuf_reset(&items.json);
+        s_dispatch(self, kind, b, &items);
+        nb++;
+        xfree(&items.off);
+        xfree(&items.len);
         msg_batch_destroy(&b);
     }
+    /* A client gets one message per burst: when apid falls behind, the
+     * batches waiting in the SUB queue are read together and each client
+     * costs one write for all of them rather than one per batch. */
+    if (nb)
+        s_finish_all(self);
+    strbuf_free(&items.json);
     return 0;
 }
 
@@ -1085,10 +1147,12 @@ api_ws_create(apid_t *apid)
     self->conf = apid_config(apid);
     self->loop = apid_loop(apid);
     self->seqs = zhashx_new();
+    self->bydev = zhashx_new();
     self->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (self->epfd == -1) {
         log_warn("apid: ws: epoll_create1");
         zhashx_destroy(&self->seqs);
+        zhashx_destroy(&self->bydev);
         free(self);
         return NULL;
     }
@@ -1139,6 +1203,7 @@ api_ws_destroy(void **state_p)
     }
     close(self->epfd);
     zhashx_destroy(&self->seqs);
+    zhashx_destroy(&self->bydev);
     free(self);
     *state_p = NULL;
 }

@@ -5,9 +5,12 @@
  * A client sends a filter as a text frame
  *   {"op":"subscribe","series":"temp*","device":"s1","tags":{"k":"v"},
  *    "kinds":["readings","anomalies","alerts"]}
- * and receives one JSON text message per matching upstream batch:
+ * and receives JSON text messages of the matching items:
  *   {"seq":7,"type":"readings","items":[{"series":..,"timestamp":..,
  *    "value":..}, ...]}
+ * one per upstream batch while apid keeps up, and one for all the
+ * batches read in one go when it falls behind (each item's JSON is built
+ * once, whatever the number of clients).
  * seq counts the messages sent to that client, so a client sees a gap
  * (type "gap" names upstream batches lost before apid). Errors in a filter
  * answer {"type":"error","error":{code,message,where}} and keep the
