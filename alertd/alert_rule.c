@@ -150,6 +150,10 @@ struct alert_rule {
     size_t ninhibit_on;         /* used */
     int64_t escalate_after;     /* firing this long unacknowledged, ns */
     char *tenant;               /* tag filter value of alert_rule_set_tenant */
+    bool group;                 /* notifications are grouped */
+    int64_t group_within;       /* window of a group, ns */
+    char *group_by[ALERT_RULE_GROUP_TAGS_MAX]; /* tags of the group key */
+    size_t ngroup_by;           /* used */
     char *attrs[ALERT_RULE_ATTRS_MAX]; /* device attribute names */
     size_t nattrs;              /* used */
 };
@@ -170,7 +174,7 @@ static const char *s_severities[] = {"info", "warning", "error", "critical"};
 static const char *s_keywords[] = {
     "and",   "or",    "not",    "for",      "clear",   "when",
     "severity", "after", "notify", "throttle", "escalate", "inhibited",
-    "by", "on"};
+    "by", "on", "group", "within"};
 
 static const struct {
     const char *name;
@@ -1040,6 +1044,53 @@ s_parse_channel(struct s_parser *p, char **out)
     return 0;
 }
 
+/* "group" ["by" TAG {"," TAG}] ["within" DURATION] */
+static int
+s_parse_group(struct s_parser *p)
+{
+    alert_rule_t *r = p->rule;
+    char desc[40];
+
+    if (r->group) {
+        s_error(p, p->tok.pos, "duplicate 'group' clause");
+        return -1;
+    }
+    r->group = true;
+    r->group_within = ALERT_RULE_GROUP_WITHIN_NS;
+    s_next(p);
+    if (s_is_word(p, "by")) {
+        s_next(p);
+        for (;;) {
+            if (p->tok.kind != T_NAME || p->tok.sel_len ||
+                s_is_keyword(p->tok.str) || series_tag_key_check(p->tok.str)) {
+                s_error(p, p->tok.pos, "expected a tag key, found %s",
+                        s_tok_desc(p, desc, sizeof desc));
+                return -1;
+            }
+            if (r->ngroup_by == ALERT_RULE_GROUP_TAGS_MAX) {
+                s_error(p, p->tok.pos, "more than %d tags",
+                        ALERT_RULE_GROUP_TAGS_MAX);
+                return -1;
+            }
+            r->group_by[r->ngroup_by++] = xstrdup(p->tok.str);
+            s_next(p);
+            if (p->tok.kind != T_COMMA)
+                break;
+            s_next(p);
+        }
+    }
+    if (s_is_word(p, "within")) {
+        s_next(p);
+        if (p->tok.kind != T_DUR || p->tok.dur <= 0) {
+            s_error(p, p->tok.pos, "expected a duration after 'within'");
+            return -1;
+        }
+        r->group_within = p->tok.dur;
+        s_next(p);
+    }
+    return 0;
+}
+
 static int
 s_parse_rule(struct s_parser *p)
 {
@@ -1174,6 +1225,9 @@ s_parse_rule(struct s_parser *p)
                     s_next(p);
                 }
             }
+        } else if (s_is_word(p, "group")) {
+            if (s_parse_group(p) < 0)
+                return -1;
         } else if (s_is_word(p, "escalate")) {
             if (r->escalate) {
                 s_error(p, pos, "duplicate 'escalate' clause");
@@ -1196,7 +1250,8 @@ s_parse_rule(struct s_parser *p)
         } else {
             s_error(p, pos,
                     "expected an operator or a clause (for, clear when, "
-                    "severity, notify, throttle, escalate, inhibited by), "
+                    "severity, notify, throttle, escalate, inhibited by, "
+                    "group), "
                     "found %s",
                     s_tok_desc(p, desc, sizeof desc));
             return -1;
@@ -1293,6 +1348,8 @@ alert_rule_destroy(alert_rule_t **self_p)
         free(self->inhibit_on[i]);
     for (size_t i = 0; i < self->nattrs; i++)
         free(self->attrs[i]);
+    for (size_t i = 0; i < self->ngroup_by; i++)
+        free(self->group_by[i]);
     free(self->nodes);
     free(self->name);
     free(self->text);
@@ -1479,6 +1536,20 @@ const char *
 alert_rule_metric(const alert_rule_t *self, size_t k)
 {
     return k < self->nrefs ? self->refs[k].name : NULL;
+}
+
+bool
+alert_rule_group(const alert_rule_t *self, int64_t *within)
+{
+    if (within)
+        *within = self->group_within;
+    return self->group;
+}
+
+const char *
+alert_rule_group_by(const alert_rule_t *self, size_t i)
+{
+    return i < self->ngroup_by ? self->group_by[i] : NULL;
 }
 
 bool
@@ -1835,6 +1906,13 @@ alert_rule_format(const alert_rule_t *self)
         for (size_t i = 0; i < self->ninhibit_on; i++)
             fprintf(fp, "%s%s", i ? ", " : " on ", self->inhibit_on[i]);
     }
+    if (self->group) {
+        fputs(" group", fp);
+        for (size_t i = 0; i < self->ngroup_by; i++)
+            fprintf(fp, "%s%s", i ? ", " : " by ", self->group_by[i]);
+        fputs(" within ", fp);
+        s_fmt_duration(fp, self->group_within);
+    }
     fclose(fp);
     return buf;
 }
@@ -2092,6 +2170,10 @@ alert_rule_test(bool verbose)
     s_test_bad("temperature > 3 $", 16, "unexpected character", verbose);
     s_test_bad("temperature > 1e999", 14, "out of range", verbose);
     s_test_bad("temperature > device.max.temp", 14, "device.NAME", verbose);
+    s_test_bad("t > 1 group by", 14, "tag key", verbose);
+    s_test_bad("t > 1 group within x", 19, "duration after 'within'",
+               verbose);
+    s_test_bad("t > 1 group group", 12, "duplicate 'group'", verbose);
     s_test_bad("temperature > device.", 14, "device.NAME", verbose);
     s_test_bad("time_to(temperature) < 1h", 19, "threshold", verbose);
     s_test_bad("time_to(temperature, x) < 1h", 21, "threshold number",
@@ -2123,6 +2205,10 @@ alert_rule_test(bool verbose)
 
     /* The canonical form has minimal parentheses and reparses to itself. */
     s_test_format("temperature>30", "temperature > 30 severity warning");
+    s_test_format("t > 1 group by site, line",
+                  "t > 1 severity warning group by site, line within 1m");
+    s_test_format("t > 1 group within 5m notify ops",
+                  "t > 1 severity warning notify ops group within 5m");
     s_test_format("temperature>device.max_temp+1",
                   "temperature > device.max_temp + 1 severity warning");
     s_test_format("time_to(bearing,90)<24h and age(x)>=90s",

@@ -15,6 +15,7 @@
  *              | "notify" CHANNEL {"," CHANNEL} | "throttle" DURATION
  *              | "escalate" CHANNEL "after" DURATION
  *              | "inhibited" "by" RULE ["on" TAG {"," TAG}]
+ *              | "group" ["by" TAG {"," TAG}] ["within" DURATION]
  *   expr      := and {("or" | "||") and}
  *   and       := not {("and" | "&&") not}
  *   not       := ("not" | "!") not | cmp
@@ -71,6 +72,10 @@
 #define ALERT_RULE_CHANNEL_NAME_MAX 64
 /* Window of time_to(x, T) when none is given. */
 #define ALERT_RULE_TIME_TO_WINDOW_NS (3600LL * 1000000000LL)
+/* Most tags of a "group by" clause. */
+#define ALERT_RULE_GROUP_TAGS_MAX 8
+/* Window of a group when "within" is not given. */
+#define ALERT_RULE_GROUP_WITHIN_NS (60LL * 1000000000LL)
 /* Most distinct device attributes (device.NAME) in one rule. */
 #define ALERT_RULE_ATTRS_MAX 8
 /* Longest window accepted in a function (windows are kept in memory). */
@@ -186,6 +191,12 @@ const char *alert_rule_escalate(const alert_rule_t *self, int64_t *after);
  * equal in both scopes (NULL past the end). Borrowed. */
 const char *alert_rule_inhibitor(const alert_rule_t *self);
 const char *alert_rule_inhibit_on(const alert_rule_t *self, size_t i);
+/* Does the rule group its notifications ("group by site within 5m")?
+ * *within (may be NULL) gets the window. The i-th tag of the group key,
+ * or NULL past the end (none: all the rule's alerts are one group).
+ * Borrowed. */
+bool alert_rule_group(const alert_rule_t *self, int64_t *within);
+const char *alert_rule_group_by(const alert_rule_t *self, size_t i);
 /* Does the rule read age() or nodata()? Such a rule can become true
  * while no reading arrives (a deadman), so it is also evaluated on a
  * clock tick (alert_engine_tick). */

@@ -560,8 +560,8 @@ alert_store_foreach_unacked(alert_store_t *self, const char *rule,
 
 /* Value of tag in a series key or tag set ("n{a=1,b=2}", "{a=1}"): a
  * pointer into key and its length, or NULL. */
-static const char *
-s_tag(const char *key, const char *tag, size_t *len)
+const char *
+alert_store_scope_tag(const char *key, const char *tag, size_t *len)
 {
     size_t tl = strlen(tag);
 
@@ -592,8 +592,8 @@ alert_store_inhibitor(alert_store_t *self, const char *rule,
         bool same = true;
         for (size_t i = 0; i < ntags && same; i++) {
             size_t la, lb;
-            const char *a = s_tag(scope, tags[i], &la);
-            const char *b = s_tag(other, tags[i], &lb);
+            const char *a = alert_store_scope_tag(scope, tags[i], &la);
+            const char *b = alert_store_scope_tag(other, tags[i], &lb);
             same = a && b && la == lb && memcmp(a, b, la) == 0;
         }
         if (same)

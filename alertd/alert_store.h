@@ -113,6 +113,10 @@ void alert_store_foreach_unacked(alert_store_t *self, const char *rule,
 int64_t alert_store_inhibitor(alert_store_t *self, const char *rule,
                               const char *scope, const char *const *tags,
                               size_t ntags);
+/* Value of tag in a scope or series key ("n{a=1,b=2}", "{a=1}"): a
+ * pointer into scope and its length, or NULL when absent. */
+const char *alert_store_scope_tag(const char *scope, const char *tag,
+                                  size_t *len);
 /* Mark an alert escalated. 0 or -1. */
 int alert_store_set_escalated(alert_store_t *self, int64_t id, int64_t ts);
 

@@ -18,6 +18,7 @@
 #include "alertd/alert_devices.h"
 #include "alertd/alert_engine.h"
 #include "alertd/alert_file.h"
+#include "alertd/alert_group.h"
 #include "alertd/alert_notify.h"
 #include "alertd/alert_ruleset.h"
 #include "alertd/alert_store.h"
@@ -76,6 +77,7 @@ struct alertd {
     uint64_t throttled;             /* notifications a throttle held */
     uint64_t escalations;           /* escalations queued */
     uint64_t inhibited;             /* notifications an inhibition held */
+    uint64_t groups;                /* group notifications queued */
 };
 
 /* The stream clock: event time advanced by the wall time since the
@@ -146,30 +148,58 @@ s_flush(alertd_t *self)
     }
 }
 
+/* The notification body of alert id's change (caller frees); key is its
+ * idempotency key, or NULL (a member of a group notification). */
+static char *
+s_body(int64_t id, const struct alert_event *ev, const char *state,
+       const char *key, bool escalation)
+{
+    char tb[40], sb[40], *body;
+    json_t *j;
+
+    j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:b}",
+                  "alert_id", (json_int_t)id, "rule", ev->rule, "scope",
+                  ev->scope, "series", ev->key, "state", state, "severity",
+                  ev->severity, "value", ev->value, "timestamp",
+                  clock_format(ev->ts, tb, sizeof tb), "since",
+                  clock_format(ev->since, sb, sizeof sb), "escalation",
+                  escalation);
+    if (key)
+        json_object_set_new(j, "idempotency_key", json_string(key));
+    body = mpjson_dumps(j);
+    json_decref(j);
+    return body;
+}
+
 /* Queue one notification of alert id on channel. */
 static void
 s_queue(alertd_t *self, int64_t id, const struct alert_event *ev,
         const char *state, const char *channel, bool escalation)
 {
-    char key[40], tb[40], sb[40];
-    json_t *j;
-    char *body;
+    char key[40], *body;
 
     alert_notify_key(ev->rule, ev->scope, ev->since, state, ev->severity,
                      channel, key, sizeof key);
-    j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:s, s:s, s:b}",
-                  "alert_id", (json_int_t)id, "rule", ev->rule, "scope",
-                  ev->scope, "series", ev->key, "state", state, "severity",
-                  ev->severity, "value", ev->value, "timestamp",
-                  clock_format(ev->ts, tb, sizeof tb), "since",
-                  clock_format(ev->since, sb, sizeof sb), "idempotency_key",
-                  key, "escalation", escalation);
-    body = mpjson_dumps(j);
-    json_decref(j);
+    body = s_body(id, ev, state, key, escalation);
     if (alert_store_enqueue(self->store, id, channel, key, body,
                             clock_now_ns()) == 1)
         self->queued = true;
     free(body);
+}
+
+/* Queue the groups whose window ended at now (INT64_MAX: all). */
+static void
+s_groups(alertd_t *self, int64_t now)
+{
+    int n;
+
+    if (self->store == NULL)
+        return;
+    s_tx(self);
+    if ((n = alert_group_flush(self->store, now)) > 0) {
+        self->queued = true;
+        self->groups += (uint64_t)n;
+    }
 }
 
 /* Id of a firing alert of the rule that inhibits r, in the same tags, or
@@ -233,8 +263,16 @@ s_record(alertd_t *self, const struct alert_event *ev)
         self->throttled++;
         return;
     }
-    for (size_t i = 0; i < alert_rule_notify_count(r); i++)
-        s_queue(self, id, ev, ev->state, alert_rule_notify(r, i), false);
+    if (alert_rule_group(r, NULL)) {
+        char *body = s_body(id, ev, ev->state, NULL, false);
+        if (alert_group_add(self->store, r, id, ev->scope, ev->ts, body) == 0)
+            alert_store_note(self->store, id, ev->ts,
+                             "notification grouped");
+        free(body);
+    } else {
+        for (size_t i = 0; i < alert_rule_notify_count(r); i++)
+            s_queue(self, id, ev, ev->state, alert_rule_notify(r, i), false);
+    }
     if (firing)
         alert_store_set_notified(self->store, id, ev->ts);
 }
@@ -432,7 +470,8 @@ alertd_new(const struct alertd_conf *conf)
     snprintf(self->producer, sizeof self->producer, "alertd.%u", lane);
     self->engine = s_engine_new(self);
     if (conf->db && *conf->db &&
-        (self->store = alert_store_new(conf->db, 5000)) == NULL)
+        ((self->store = alert_store_new(conf->db, 5000)) == NULL ||
+         alert_group_init(self->store) == -1))
         goto fail;
     self->ruleset =
         alert_ruleset_new(self->store ? alert_store_db(self->store) : NULL);
@@ -641,6 +680,7 @@ s_on_tick(zloop_t *loop, int timer_id, void *arg)
     if (now != INT64_MIN) {
         alert_engine_tick(self->engine, now);
         s_escalate(self, now);
+        s_groups(self, now);
         s_publish(self);
         s_flush(self);
     }
@@ -684,6 +724,10 @@ s_status(alertd_t *self)
                             json_integer((json_int_t)self->escalations));
         json_object_set_new(j, "notifications_inhibited",
                             json_integer((json_int_t)self->inhibited));
+        json_object_set_new(j, "group_notifications",
+                            json_integer((json_int_t)self->groups));
+        json_object_set_new(j, "group_waiting",
+                            json_integer(alert_group_waiting(self->store)));
         json_object_set_new(
             j, "notifications_sent",
             json_integer((json_int_t)alert_notify_sent(self->notify)));
@@ -933,6 +977,7 @@ alertd_filter(alertd_t *self, FILE *in, FILE *out)
              ts - self->tick_ts >= ALERTD_TICK_MS * CLOCK_NS_PER_MS)) {
             alert_engine_tick(self->engine, ts - 1);
             s_escalate(self, ts - 1);
+            s_groups(self, ts - 1);
             self->tick_ts = ts - 1;
         }
         alert_engine_reading(self->engine, key, ts, v);
@@ -941,6 +986,9 @@ alertd_filter(alertd_t *self, FILE *in, FILE *out)
     }
     free(line);
     fflush(out);
+    /* The end of the input ends every group's window. */
+    s_groups(self, INT64_MAX);
+    s_flush(self);
     /* Give the notify actor the drain time to empty the outbox. */
     int64_t deadline = clock_mono_ns() + self->conf->drain;
     while (self->store && clock_mono_ns() < deadline &&

@@ -112,6 +112,16 @@ def test():
              "the firing notification is attempted")
     check(Receiver.attempts[0][1] == 500, "the receiver refused attempt 1")
     check(queued() == 1, "the notification stays queued in the outbox")
+
+    def attempts():
+        c = sqlite3.connect(db)
+        try:
+            return c.execute("SELECT attempts FROM outbox").fetchone()[0]
+        finally:
+            c.close()
+    # The receiver answers before alertd records the attempt: kill only
+    # once it is recorded, so the count below is exact.
+    wait_for(lambda: attempts() == 1, "the failed attempt is recorded")
     a.send_signal(signal.SIGKILL)
     a.wait()
     check(a.returncode == -signal.SIGKILL, "alertd killed with -9")
