@@ -1044,12 +1044,36 @@ s_parse_channel(struct s_parser *p, char **out)
     return 0;
 }
 
+/* TAG {"," TAG}: tag keys appended to out, *n of max used. */
+static int
+s_parse_tags(struct s_parser *p, char **out, size_t *n, size_t max)
+{
+    char desc[40];
+
+    for (;;) {
+        if (p->tok.kind != T_NAME || p->tok.sel_len ||
+            s_is_keyword(p->tok.str) || series_tag_key_check(p->tok.str)) {
+            s_error(p, p->tok.pos, "expected a tag key, found %s",
+                    s_tok_desc(p, desc, sizeof desc));
+            return -1;
+        }
+        if (*n == max) {
+            s_error(p, p->tok.pos, "more than %zu tags", max);
+            return -1;
+        }
+        out[(*n)++] = xstrdup(p->tok.str);
+        s_next(p);
+        if (p->tok.kind != T_COMMA)
+            return 0;
+        s_next(p);
+    }
+}
+
 /* "group" ["by" TAG {"," TAG}] ["within" DURATION] */
 static int
 s_parse_group(struct s_parser *p)
 {
     alert_rule_t *r = p->rule;
-    char desc[40];
 
     if (r->group) {
         s_error(p, p->tok.pos, "duplicate 'group' clause");
@@ -1060,24 +1084,9 @@ s_parse_group(struct s_parser *p)
     s_next(p);
     if (s_is_word(p, "by")) {
         s_next(p);
-        for (;;) {
-            if (p->tok.kind != T_NAME || p->tok.sel_len ||
-                s_is_keyword(p->tok.str) || series_tag_key_check(p->tok.str)) {
-                s_error(p, p->tok.pos, "expected a tag key, found %s",
-                        s_tok_desc(p, desc, sizeof desc));
-                return -1;
-            }
-            if (r->ngroup_by == ALERT_RULE_GROUP_TAGS_MAX) {
-                s_error(p, p->tok.pos, "more than %d tags",
-                        ALERT_RULE_GROUP_TAGS_MAX);
-                return -1;
-            }
-            r->group_by[r->ngroup_by++] = xstrdup(p->tok.str);
-            s_next(p);
-            if (p->tok.kind != T_COMMA)
-                break;
-            s_next(p);
-        }
+        if (s_parse_tags(p, r->group_by, &r->ngroup_by,
+                         ALERT_RULE_GROUP_TAGS_MAX) < 0)
+            return -1;
     }
     if (s_is_word(p, "within")) {
         s_next(p);
@@ -1205,25 +1214,9 @@ s_parse_rule(struct s_parser *p)
             s_next(p);
             if (s_is_word(p, "on")) {
                 s_next(p);
-                for (;;) {
-                    if (p->tok.kind != T_NAME || p->tok.sel_len ||
-                        s_is_keyword(p->tok.str) ||
-                        series_tag_key_check(p->tok.str)) {
-                        s_error(p, p->tok.pos, "expected a tag key, found %s",
-                                s_tok_desc(p, desc, sizeof desc));
-                        return -1;
-                    }
-                    if (r->ninhibit_on == ALERT_RULE_INHIBIT_TAGS_MAX) {
-                        s_error(p, p->tok.pos, "more than %d tags",
-                                ALERT_RULE_INHIBIT_TAGS_MAX);
-                        return -1;
-                    }
-                    r->inhibit_on[r->ninhibit_on++] = xstrdup(p->tok.str);
-                    s_next(p);
-                    if (p->tok.kind != T_COMMA)
-                        break;
-                    s_next(p);
-                }
+                if (s_parse_tags(p, r->inhibit_on, &r->ninhibit_on,
+                                 ALERT_RULE_INHIBIT_TAGS_MAX) < 0)
+                    return -1;
             }
         } else if (s_is_word(p, "group")) {
             if (s_parse_group(p) < 0)
