@@ -9,6 +9,7 @@
 #include "apid/dev_creds.h"
 #include "apid/dev_state.h"
 #include "apid/dev_store.h"
+#include "common/apikey.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/test.h"
@@ -19,7 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_HASH_HEX (crypto_hash_sha256_BYTES * 2 + 1)
+#define S_HASH_HEX APIKEY_HASH_HEX
 #define S_KEY_BYTES 32 /* 256 random bits per key */
 #define S_KEY_PREFIX "sp_"
 
@@ -42,7 +43,7 @@ struct s_principal {
 struct api_auth {
     apid_t *apid;              /* borrowed */
     dev_store_t *store;        /* borrowed from the devices service */
-    json_t *file_keys;         /* hash -> {name, tenant, role} from --keys */
+    apikey_t *file_keys;       /* the --keys file */
     zhashx_t *buckets;         /* hash -> struct s_bucket */
     bool on;                   /* any key exists */
 };
@@ -50,20 +51,7 @@ struct api_auth {
 static int
 s_role(const char *name)
 {
-    for (int r = API_AUTH_READER; r <= API_AUTH_ADMIN; r++)
-        if (name && !strcmp(name, s_role_name[r]))
-            return r;
-    return 0;
-}
-
-/* Hex SHA-256 of a key into out (S_HASH_HEX bytes). */
-static void
-s_key_hash(const char *key, size_t len, char out[S_HASH_HEX])
-{
-    unsigned char h[crypto_hash_sha256_BYTES];
-
-    crypto_hash_sha256(h, (const unsigned char *)key, len);
-    sodium_bin2hex(out, S_HASH_HEX, h, sizeof h);
+    return apikey_role(name);
 }
 
 /* Take one request from a bucket. Returns 0, or the seconds to wait. */
@@ -81,58 +69,6 @@ s_bucket_take(struct s_bucket *b, int64_t now, double rate, double burst)
     return (int)ceil((1.0 - b->tokens) / rate);
 }
 
-/* Parse "name tenant role sha256:HEX" into a key record; NULL when bad
- * (why set). Returns the hash in hash. */
-static json_t *
-s_parse_line(char *line, char hash[S_HASH_HEX], const char **why)
-{
-    char *f[5], *save = NULL;
-    int n = 0;
-
-    for (char *t = strtok_r(line, " \t\r\n", &save); t && n < 5;
-         t = strtok_r(NULL, " \t\r\n", &save))
-        f[n++] = t;
-    if (n != 4)
-        return *why = "want: name tenant role sha256:HEX", NULL;
-    if (!dev_state_name_ok(f[0]) || !dev_state_name_ok(f[1]))
-        return *why = "name and tenant must be [A-Za-z0-9_.-]", NULL;
-    if (s_role(f[2]) == 0)
-        return *why = "role must be reader, writer or admin", NULL;
-    if (strncmp(f[3], "sha256:", 7) || strlen(f[3] + 7) != S_HASH_HEX - 1 ||
-        strspn(f[3] + 7, "0123456789abcdef") != S_HASH_HEX - 1)
-        return *why = "hash must be sha256: and 64 lower-case hex digits", NULL;
-    memcpy(hash, f[3] + 7, S_HASH_HEX);
-    return json_pack("{s:s, s:s, s:s}", "name", f[0], "tenant", f[1], "role", f[2]);
-}
-
-static int
-s_load_file(struct api_auth *self, const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char line[512], hash[S_HASH_HEX];
-    int lineno = 0, errors = 0;
-
-    if (fp == NULL) {
-        log_warn("auth: cannot open keys file %s", path);
-        return -1;
-    }
-    while (fgets(line, sizeof line, fp)) {
-        const char *why;
-        json_t *k;
-        lineno++;
-        if (line[strspn(line, " \t\r\n")] == '\0' || line[strspn(line, " \t")] == '#')
-            continue;
-        if ((k = s_parse_line(line, hash, &why)) == NULL) {
-            log_warnx("auth: %s:%d: %s", path, lineno, why);
-            errors++;
-            continue;
-        }
-        json_object_set_new(self->file_keys, hash, k);
-    }
-    fclose(fp);
-    return errors ? -1 : 0;
-}
-
 static void
 s_bucket_free(void **p)
 {
@@ -148,19 +84,18 @@ api_auth_create(apid_t *apid)
 
     self->apid = apid;
     self->store = api_devices_store(apid);
-    self->file_keys = json_object();
     self->buckets = zhashx_new();
     zhashx_set_destructor(self->buckets, s_bucket_free);
-    if (conf->keys && *conf->keys && s_load_file(self, conf->keys)) {
+    if ((self->file_keys = apikey_new(conf->keys, NULL)) == NULL) {
         void *p = self;
         api_auth_destroy(&p);
         return NULL;
     }
-    self->on = json_object_size(self->file_keys) > 0 ||
+    self->on = apikey_file_count(self->file_keys) > 0 ||
                dev_store_key_count(self->store) > 0;
     log_info("auth: %s (%zu keys from file)",
              self->on ? "API keys required" : "off until a key exists",
-             json_object_size(self->file_keys));
+             apikey_file_count(self->file_keys));
     return self;
 }
 
@@ -171,7 +106,7 @@ api_auth_destroy(void **state_p)
 
     if (state_p == NULL || (self = *state_p) == NULL)
         return;
-    json_decref(self->file_keys);
+    apikey_destroy(&self->file_keys);
     zhashx_destroy(&self->buckets);
     free(self);
     *state_p = NULL;
@@ -202,9 +137,9 @@ s_find_key(struct api_auth *self, const char *cred, char hash[S_HASH_HEX])
 {
     json_t *k;
 
-    s_key_hash(cred, strlen(cred), hash);
-    if ((k = json_object_get(self->file_keys, hash)))
-        return json_incref(k);
+    apikey_hash(cred, strlen(cred), hash);
+    if ((k = apikey_find_hash(self->file_keys, hash)))
+        return k;
     return dev_store_key_find(self->store, hash);
 }
 
@@ -389,7 +324,7 @@ s_key_create(struct api_auth *self, http_req_t *req)
     sodium_bin2base64(key + sizeof S_KEY_PREFIX - 1, sizeof key - (sizeof S_KEY_PREFIX - 1),
                       raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_memzero(raw, sizeof raw);
-    s_key_hash(key, strlen(key), hash);
+    apikey_hash(key, strlen(key), hash);
     if (dev_store_key_add(self->store, hash, name, api_auth_tenant(req), role)) {
         sodium_memzero(key, sizeof key);
         json_decref(in);
@@ -424,27 +359,7 @@ api_auth_route(apid_t *apid, http_req_t *req)
 void
 api_auth_test(bool verbose)
 {
-    char line[200], hash[S_HASH_HEX], want[S_HASH_HEX];
-    const char *why;
-    json_t *k;
     struct s_bucket b = {2.0, 0};
-
-    assert(sodium_init() >= 0);
-    /* sha256("abc") */
-    s_key_hash("abc", 3, hash);
-    TEST_STREQ(hash, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    snprintf(line, sizeof line, "ops acme admin sha256:%s\n", hash);
-    memcpy(want, hash, sizeof want);
-    k = s_parse_line(line, hash, &why);
-    assert(k && !strcmp(hash, want));
-    TEST_STREQ(json_string_value(json_object_get(k, "role")), "admin");
-    json_decref(k);
-    snprintf(line, sizeof line, "ops acme root sha256:%s", want);
-    assert(s_parse_line(line, hash, &why) == NULL);
-    snprintf(line, sizeof line, "ops acme reader sha256:ABC");
-    assert(s_parse_line(line, hash, &why) == NULL);
-    snprintf(line, sizeof line, "ops a/b reader sha256:%s", want);
-    assert(s_parse_line(line, hash, &why) == NULL);
 
     /* Two at once, then one per 1/rate seconds. */
     assert(s_bucket_take(&b, 0, 1.0, 2.0) == 0);

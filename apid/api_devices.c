@@ -230,6 +230,33 @@ s_issue(struct api_devices *self, http_req_t *req, const char *id, json_t *out)
 
 /* --- routes ---------------------------------------------------------------- */
 
+/* Would registering id take the caller's tenant past --tenant-devices
+ * (devices not decommissioned)? Replies 403 quota_exceeded when it would. */
+static bool
+s_over_quota(struct api_devices *self, http_req_t *req, const char *id)
+{
+    const struct apid_conf *conf = apid_config(self->apid);
+    struct dev_filter f = {0};
+    int64_t total = 0;
+    json_t *cur, *list;
+    char msg[128];
+
+    if (conf->tenant_devices <= 0)
+        return false;
+    if ((cur = dev_store_get(self->store, api_auth_tenant(req), id))) {
+        json_decref(cur); /* registering it again: the registry says 409 */
+        return false;
+    }
+    list = dev_store_list(self->store, api_auth_tenant(req), &f, 1, 0, &total);
+    json_decref(list);
+    if (total < conf->tenant_devices)
+        return false;
+    snprintf(msg, sizeof msg, "the tenant has its %lld devices (--tenant-devices); "
+             "decommission one first", (long long)conf->tenant_devices);
+    http_req_reply_error(req, 403, "quota_exceeded", msg, "deviceId");
+    return true;
+}
+
 static void
 s_register(struct api_devices *self, http_req_t *req)
 {
@@ -246,6 +273,10 @@ s_register(struct api_devices *self, http_req_t *req)
         http_req_reply_error(req, 400, "bad_request",
                              "deviceId must be 1..64 characters of [A-Za-z0-9_.-]",
                              "deviceId");
+        return;
+    }
+    if (s_over_quota(self, req, id)) {
+        json_decref(in);
         return;
     }
     data = json_object();

@@ -23,7 +23,7 @@
 #define S_NAME_MAX 64        /* bytes in a user name */
 #define S_PASSWORD_MIN 8     /* shortest password accepted */
 #define S_PASSWORD_MAX 1024  /* longest */
-#define S_LOGIN_RATE 1.0     /* login attempts a second per address and user */
+#define S_LOGIN_RATE 0.1     /* login attempts a second per address and user */
 #define S_LOGIN_BURST 5.0    /* at once */
 
 enum s_stmt {

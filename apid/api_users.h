@@ -5,7 +5,7 @@
  *        expires} and Set-Cookie: sp_session=...; Path=/; HttpOnly;
  *        SameSite=Strict; Max-Age=<--session-ttl>; 401 for a wrong name
  *        or password (the same answer for both), 429 when one address
- *        tries one user more than 5 times at once or once a second
+ *        tries one user more than 5 times at once, then once in 10 s
  *   POST /api/logout                        -> the session ends now
  *   GET  /api/me                            -> who the request acts as
  *   GET, POST /api/users, DELETE /api/users/{name}   (admin, own tenant)

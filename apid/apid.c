@@ -187,10 +187,19 @@ s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
     http_req_t *req = p->req;
 
     s_pending_free(self, p);
-    if (fn)
+    if (fn) {
         fn(self, req, status, body, arg); /* it may ask again */
-    else
-        http_req_reply_json(req, status, body);
+        return;
+    }
+    if (status == 429) {
+        /* A backend's quota (ingestd's --tenant-rate) says when. */
+        json_t *ra = json_object_get(json_object_get(body, "error"), "retry_after");
+        char s[24];
+        snprintf(s, sizeof s, "%lld", json_is_integer(ra)
+                                          ? (long long)json_integer_value(ra) : 1LL);
+        http_req_add_header(req, "Retry-After", s);
+    }
+    http_req_reply_json(req, status, body);
 }
 
 /* A 503 is coming: tell the client when to retry (if there is one). */

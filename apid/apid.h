@@ -42,6 +42,7 @@ struct apid_conf {
     char *jwt_secret; /* HS256 key of bearer JWTs (secret); "" = no JWTs */
     char *jwt_audience; /* required "aud" of JWTs; "" = not checked */
     int64_t session_ttl; /* ns a dashboard login lasts */
+    int64_t tenant_devices; /* devices per tenant (not decommissioned); 0 = any */
 };
 
 typedef struct apid apid_t;
@@ -71,7 +72,8 @@ void apid_destroy(apid_t **self_p);
  * the request, and is listed in s_modules[] in apid.c. */
 
 /* Ask a backend and relay its {status, body} answer to req; 503 with
- * Retry-After when it does not answer in time. Steals query. */
+ * Retry-After when it does not answer in time (and Retry-After on a 429
+ * whose error says "retry_after"). Steals query. */
 void apid_relay(apid_t *self, http_req_t *req, int backend, json_t *query);
 /* Called with a backend's answer (status and body, reference stolen), or
  * 503 and an error body when it does not answer in time or apid stops.

@@ -63,6 +63,8 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE | CFG_SECRET, "HS256 key of bearer JWTs (tenant and role from their claims); \"\" = no JWTs"},
     {"jwt-audience", CFG_STR, offsetof(struct apid_conf, jwt_audience), "", 0,
      0, CFG_IMMUTABLE, "the \"aud\" a JWT must carry; \"\" = not checked"},
+    {"tenant-devices", CFG_INT, offsetof(struct apid_conf, tenant_devices), "0",
+     0, 100000000, 0, "devices a tenant may register (not decommissioned); 0 = no limit"},
     {"session-ttl", CFG_DURATION, offsetof(struct apid_conf, session_ttl), "12h",
      1, 86400 * 30, CFG_IMMUTABLE, "how long a dashboard login lasts"},
 };

@@ -6,6 +6,7 @@
 #include "ingestd/ingest_mqtt.h"
 #include "ingestd/ingest_parse.h"
 #include "ingestd/ingest_spool.h"
+#include "common/apikey.h"
 #include "common/bucket.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -70,6 +71,11 @@ struct ingestd {
     ingest_mqspool_t *mqspool;       /* broker plugin's spool, or NULL */
     char spool_dir[1024];            /* our spool directory */
     msg_batch_t *mqtt_batch;         /* MQTT readings not spooled yet */
+    msg_batch_t *mqtt_one;           /* one message's readings (quotas) */
+    bucket_t *tenant_rate;           /* readings per tenant */
+    apikey_t *keys;                  /* keys for the own port, or NULL */
+    uint64_t over_quota;             /* readings refused by --tenant-rate */
+    struct ratelimit rl_quota;       /* complaints about it */
     int mqtt_timer;                  /* pending spool of mqtt_batch, or -1 */
     uint64_t mqtt_bad;               /* payloads refused */
     bucket_t *http_rate;             /* per-client request limits */
@@ -135,6 +141,11 @@ ingestd_new(const struct ingestd_conf *conf)
     self->commit_timer = -1;
     self->http_rate = bucket_new(conf->rate, conf->rate * 2);
     self->device_rate = bucket_new(conf->device_rate, conf->device_rate * 2);
+    self->tenant_rate = bucket_new(conf->tenant_rate, conf->tenant_rate * 2);
+    self->mqtt_one = msg_batch_new(MSG_TYPE_READINGS);
+    if (((conf->keys && *conf->keys) || (conf->keys_db && *conf->keys_db)) &&
+        (self->keys = apikey_new(conf->keys, conf->keys_db)) == NULL)
+        goto fail;
     self->waiters_tail = &self->waiters;
     self->ls = xcalloc(n, sizeof *self->ls);
     if (!conf->use_stdin) {
@@ -192,7 +203,10 @@ ingestd_destroy(ingestd_t **self_p)
     ingest_mqspool_destroy(&self->mqspool);
     bucket_destroy(&self->http_rate);
     bucket_destroy(&self->device_rate);
+    bucket_destroy(&self->tenant_rate);
+    apikey_destroy(&self->keys);
     msg_batch_destroy(&self->mqtt_batch);
+    msg_batch_destroy(&self->mqtt_one);
     ingest_spool_destroy(&self->spool);
     free(self->ls);
     for (int64_t i = 0; i < self->conf->lanes; i++) {
@@ -397,6 +411,30 @@ s_spool(ingestd_t *self, msg_batch_t *b)
     return 0;
 }
 
+/* Count n readings of tenant against --tenant-rate. Returns 0 when
+ * allowed, the seconds to wait when over the rate, or -1 when n is more
+ * than the burst (2 s of the rate), which no wait would allow. */
+static int
+s_quota(ingestd_t *self, const char *tenant, size_t n)
+{
+    int wait;
+
+    if (self->conf->tenant_rate <= 0)
+        return 0;
+    if ((double)n > self->conf->tenant_rate * 2)
+        wait = -1;
+    else
+        wait = bucket_take(self->tenant_rate, tenant, (double)n, clock_mono_ns());
+    if (wait != 0) {
+        self->over_quota += n;
+        if (ratelimit_complain(&self->rl_quota))
+            log_warnx("ingestd: tenant %s is over --tenant-rate; refusing its "
+                      "readings (%llu refused so far)", tenant,
+                      (unsigned long long)self->over_quota);
+    }
+    return wait;
+}
+
 /* Parse and spool; the answer is due after the next commit when
  * *durable_wait is set, else at once. */
 static int
@@ -407,7 +445,7 @@ s_ingest(ingestd_t *self, int form, const char *body, size_t len,
     msg_batch_t *b;
     struct ingest_report r;
     int64_t prec = ingest_parse_precision(precision);
-    int status;
+    int status, retry;
 
     *durable_wait = false;
     self->requests++;
@@ -435,6 +473,20 @@ s_ingest(ingestd_t *self, int form, const char *body, size_t len,
     self->rejected += r.rejected;
     status = ingest_parse_reply(form, &r, reply);
     ingest_parse_report_clear(&r);
+    if (msg_batch_size(b) > 0 && (retry = s_quota(self, tenant, msg_batch_size(b)))) {
+        msg_batch_destroy(&b);
+        json_decref(*reply);
+        *reply = rpc_error("quota_exceeded",
+                           retry < 0 ? "more readings in one request than the "
+                                       "tenant's burst (2 s of --tenant-rate)"
+                                     : "the tenant is over its ingest rate "
+                                       "(--tenant-rate); retry after the given "
+                                       "seconds",
+                           "tenant");
+        json_object_set_new(json_object_get(*reply, "error"), "retry_after",
+                            json_integer(retry < 0 ? 1 : retry));
+        return retry < 0 ? 413 : 429;
+    }
     if (msg_batch_size(b) > 0) {
         if (s_spool(self, b) == -1) {
             self->refused++;
@@ -572,8 +624,26 @@ s_on_mqtt(const char *tenant, const char *device, const void *payload,
                               "\"where\":\"device\"}}");
         return;
     }
-    ingest_parse_mqtt(tenant, device, payload, len, clock_now_ns(),
-                      self->mqtt_batch, &r);
+    /* With a tenant rate, a message's readings are counted before they
+     * join the batch, and refused together. */
+    msg_batch_t *into = self->conf->tenant_rate > 0 ? self->mqtt_one : self->mqtt_batch;
+    msg_batch_reset(self->mqtt_one);
+    ingest_parse_mqtt(tenant, device, payload, len, clock_now_ns(), into, &r);
+    if (into == self->mqtt_one && msg_batch_size(into) > 0) {
+        if (s_quota(self, tenant, msg_batch_size(into)) != 0) {
+            msg_batch_reset(into);
+            if (self->mqtt)
+                ingest_mqtt_error(self->mqtt, tenant, device,
+                                  "{\"error\":{\"code\":\"quota_exceeded\","
+                                  "\"message\":\"the tenant is over its ingest "
+                                  "rate; message refused\",\"where\":\"tenant\"}}");
+        }
+        for (size_t i = 0; i < msg_batch_size(into); i++) {
+            const struct msg_reading *m = msg_batch_reading(into, i);
+            msg_batch_add_reading(self->mqtt_batch, msg_batch_str(into, m->key_off),
+                                  m->ts, m->value);
+        }
+    }
     if (r.fatal_field || r.rejected) {
         json_t *e = r.fatal_field
                         ? rpc_error("invalid_payload", r.fatal_reason, r.fatal_field)
@@ -667,6 +737,7 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
             self->mqtt ? (json_int_t)ingest_mqtt_received(self->mqtt) : 0));
         json_object_set_new(reply, "mqtt_bad", json_integer((json_int_t)self->mqtt_bad));
         json_object_set_new(reply, "rate_limited", json_integer((json_int_t)self->limited));
+        json_object_set_new(reply, "over_quota", json_integer((json_int_t)self->over_quota));
         if (self->mqspool) {
             json_object_set_new(reply, "mqspool_records", json_integer(
                 (json_int_t)ingest_mqspool_records(self->mqspool)));
@@ -757,6 +828,44 @@ s_gunzip(const char *in, size_t len, size_t max, size_t *outlen,
     return out;
 }
 
+/* The tenant a write on the own port acts for: without keys configured,
+ * the default tenant; with keys, the tenant of the key the client sends
+ * (Authorization: Token or Bearer, or the "p" parameter of InfluxDB 1
+ * clients), which must be a writer's. Returns 0, or -1 after replying 401
+ * or 403. */
+static int
+s_own_port_tenant(ingestd_t *self, http_req_t *req, char *tenant, size_t len)
+{
+    const char *h = http_req_header(req, "Authorization"), *cred = NULL;
+    json_t *k;
+
+    snprintf(tenant, len, "%s", SERIES_TENANT_DEFAULT);
+    if (self->keys == NULL)
+        return 0;
+    if (h && !strncasecmp(h, "Token ", 6))
+        cred = h + 6;
+    else if (h && !strncasecmp(h, "Bearer ", 7))
+        cred = h + 7;
+    else if (h == NULL)
+        cred = http_req_arg(req, "p");
+    if (cred == NULL || (k = apikey_find(self->keys, cred + strspn(cred, " "))) == NULL) {
+        http_req_add_header(req, "WWW-Authenticate", "Token realm=\"sensorpipe\"");
+        http_req_reply_error(req, 401, "unauthorized",
+                             "an API key is required (Authorization: Token <key>, "
+                             "or u and p parameters)", "Authorization");
+        return -1;
+    }
+    if (apikey_role(json_string_value(json_object_get(k, "role"))) < 2) {
+        json_decref(k);
+        http_req_reply_error(req, 403, "forbidden", "this key may not write",
+                             "Authorization");
+        return -1;
+    }
+    snprintf(tenant, len, "%s", json_string_value(json_object_get(k, "tenant")));
+    json_decref(k);
+    return 0;
+}
+
 static void
 s_on_http(http_req_t *req, void *arg)
 {
@@ -766,7 +875,8 @@ s_on_http(http_req_t *req, void *arg)
     size_t len;
     const char *body;
     json_t *reply;
-    int form, status;
+    int form, status = 400;
+    char tenant[SERIES_NAME_MAX + 1];
 
     if (strcmp(path, "/health") == 0 || strcmp(path, "/ping") == 0) {
         http_req_reply_json(req, strcmp(path, "/ping") ? 200 : 204,
@@ -788,6 +898,8 @@ s_on_http(http_req_t *req, void *arg)
         http_req_reply_error(req, 405, "method_not_allowed", "use POST", path);
         return;
     }
+    if (s_own_port_tenant(self, req, tenant, sizeof tenant))
+        return; /* replied 401 or 403 */
     {
         /* The client is its credential when it sends one (InfluxDB clients
          * send "Token ..."), else its address. */
@@ -812,7 +924,7 @@ s_on_http(http_req_t *req, void *arg)
     char *inflated = NULL;
     body = http_req_body(req, &len);
     if (ce && strcasecmp(ce, "gzip") == 0) {
-        const char *why;
+        const char *why = "bad gzip body";
         if ((inflated = s_gunzip(body, len, (size_t)self->conf->body_max, &len,
                                  &why, &status)) == NULL) {
             http_req_reply_error(req, status, status == 413 ? "payload_too_large"
@@ -828,8 +940,7 @@ s_on_http(http_req_t *req, void *arg)
     }
     /* InfluxDB 1 and 2 clients both send "precision". */
     bool wait;
-    status = s_ingest(self, form, body, len, prec, SERIES_TENANT_DEFAULT,
-                      &reply, &wait);
+    status = s_ingest(self, form, body, len, prec, tenant, &reply, &wait);
     free(inflated);
     if (wait) {
         s_wait_commit(self, req, NULL, status, reply);
@@ -837,6 +948,12 @@ s_on_http(http_req_t *req, void *arg)
     }
     if (status == 503)
         http_req_add_header(req, "Retry-After", INGESTD_RETRY_AFTER);
+    if (status == 429) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%lld", (long long)json_integer_value(json_object_get(
+                                            json_object_get(reply, "error"), "retry_after")));
+        http_req_add_header(req, "Retry-After", ra);
+    }
     if (status == 204) {
         json_decref(reply);
         http_req_reply(req, 204, "application/json", xstrdup(""), 0);
@@ -865,6 +982,10 @@ s_on_event(enum daemon_event ev, void *arg)
     if (c->device_rate != self->conf->device_rate) {
         bucket_destroy(&self->device_rate);
         self->device_rate = bucket_new(c->device_rate, c->device_rate * 2);
+    }
+    if (c->tenant_rate != self->conf->tenant_rate) {
+        bucket_destroy(&self->tenant_rate);
+        self->tenant_rate = bucket_new(c->tenant_rate, c->tenant_rate * 2);
     }
     if (self->http)
         http_server_set_body_max(self->http, (size_t)c->body_max);

@@ -40,6 +40,9 @@ struct ingestd_conf {
     char *mqtt_spool; /* broker plugin's spool to read instead of subscribing */
     double rate;      /* HTTP requests/s per client (key or address); 0 off */
     double device_rate; /* MQTT messages/s per device; 0 off */
+    double tenant_rate; /* readings/s per tenant (HTTP and MQTT); 0 off */
+    char *keys;       /* API keys file (as apid's); "" = none */
+    char *keys_db;    /* apid's devices.db for its API keys; "" = none */
     bool use_stdin;   /* filter mode: JSON lines in */
     bool use_stdout;  /* filter mode: normalised readings out */
 };

@@ -60,6 +60,14 @@ static const struct cfg_opt s_opts[] = {
     {"device-rate", CFG_DOUBLE, offsetof(struct ingestd_conf, device_rate), "0",
      0, 1e9, 0, "MQTT messages per second per device, 0 = off; over it the "
                 "message is refused and reported on devices/{id}/errors"},
+    {"tenant-rate", CFG_DOUBLE, offsetof(struct ingestd_conf, tenant_rate), "0",
+     0, 1e12, 0, "readings per second per tenant over HTTP and MQTT, 0 = off; "
+                 "bursts of 2 s; over it: 429 quota_exceeded (MQTT: the error topic)"},
+    {"keys", CFG_STR, offsetof(struct ingestd_conf, keys), "", 0, 0,
+     CFG_IMMUTABLE, "API keys file (apid's format); with keys, writes on the own port "
+                    "need one and go to its tenant"},
+    {"keys-db", CFG_STR, offsetof(struct ingestd_conf, keys_db), "", 0, 0,
+     CFG_IMMUTABLE, "apid's devices.db, read-only, for the keys made with POST /api/keys"},
     {"stdin", CFG_BOOL, offsetof(struct ingestd_conf, use_stdin), "false", 0, 0,
      0, "filter mode: read JSON-line readings on stdin"},
     {"stdout", CFG_BOOL, offsetof(struct ingestd_conf, use_stdout), "false", 0,
