@@ -226,6 +226,27 @@ s_bad(json_t **body, const char *msg, const char *where)
     return 400;
 }
 
+/* The tag filters of a query ("tags": {k: v}; an empty v means the tag
+ * is absent, as apid scopes the default tenant) into f. 0 or -1. */
+static int
+s_filters(const json_t *tags, struct series_tag *f, size_t *nf)
+{
+    const char *k;
+    json_t *v;
+
+    *nf = 0;
+    if (tags && !json_is_object(tags))
+        return -1;
+    json_object_foreach((json_t *)tags, k, v) {
+        if (!json_is_string(v) || *nf == SERIES_TAGS_MAX)
+            return -1;
+        f[*nf].key = k;
+        f[*nf].value = json_string_value(v);
+        (*nf)++;
+    }
+    return 0;
+}
+
 int
 anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
 {
@@ -236,7 +257,6 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
     size_t nf = 0, limit = ANOMALY_STORE_LIMIT_MAX;
     int64_t start = INT64_MIN, end = INT64_MAX;
     double thr = NAN, min_score = NAN;
-    const char *k;
 
     if (!sel || !*sel)
         return s_bad(body, "series is required", "series");
@@ -278,17 +298,9 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
         if (json_integer_value(v) < (json_int_t)limit)
             limit = (size_t)json_integer_value(v);
     }
-    if (tags && !json_is_object(tags))
-        return s_bad(body, "tags must be an object", "tags");
-    json_object_foreach((json_t *)tags, k, v)
-    {
-        if (!json_is_string(v) || nf == SERIES_TAGS_MAX)
-            return s_bad(body, "tag values must be strings (at most 32)",
-                         "tags");
-        f[nf].key = k;
-        f[nf].value = json_string_value(v);
-        nf++;
-    }
+    if (s_filters(tags, f, &nf) == -1)
+        return s_bad(body, "tags must be an object of strings (at most 32)",
+                     "tags");
 
     size_t matched = 0, nh = 0, caph = 0;
     struct s_hit *hits = NULL;
@@ -372,12 +384,21 @@ anomaly_store_forecast(anomaly_store_t *self, const json_t *req, json_t **body)
             return s_bad(body, "threshold must be a number", "threshold");
         thr = json_number_value(v);
     }
+    /* The tag filters (apid's tenant scope among them) hold for the
+     * exact key too. */
+    struct series_tag f[SERIES_TAGS_MAX];
+    size_t nf;
+    if (s_filters(json_object_get(req, "tags"), f, &nf) == -1)
+        return s_bad(body, "tags must be an object of strings (at most 32)",
+                     "tags");
     struct s_series *one = s_lookup(self, sel);
+    if (one && !series_match(one->key, sel, f, nf))
+        one = NULL;
     size_t matched = one ? 1 : 0;
     if (!one)
         for (size_t si = 0; si < self->nslots; si++) {
             struct s_series *s = self->slots[si].s;
-            if (s && series_match(s->key, sel, NULL, 0)) {
+            if (s && series_match(s->key, sel, f, nf)) {
                 one = s;
                 matched++;
             }

@@ -194,6 +194,17 @@ def test():
             vals = {a["value"] for a in d["anomalies"]}
             check(vals == {SPIKE[t]}, "%s: anomalies are its own: %s" % (t, vals))
 
+        # Forecasts and trends are the tenant's own series too.
+        for t in TENANTS:
+            own = "temp_sensor_001" + ("" if t == "default" else "{tenant=%s}" % t)
+            st, _, d = get(t, "/api/v1/forecast/temp_sensor_001")
+            check(st == 200 and d["series"] == own,
+                  "%s: the forecast is of %s (%s %s)" % (t, own, st, d.get("series")))
+            st, _, d = get(t, "/api/v1/trend/" + q("temperature{device=s1}"))
+            check(st == 200 and abs(d.get("slope_per_hour", d.get("slope", 0))) > 0
+                  and json.dumps(d).count("tenant=globex") == (t == "globex"),
+                  "%s: the trend of its own device (%s)" % (t, d.get("series")))
+
         # Cross-tenant names: 404, never another tenant's data.
         for path in ("/api/v1/stats/" + q("temperature{device=s1,tenant=acme}"),
                      "/api/v1/stats/temperature?tag.tenant=acme",
