@@ -3,6 +3,9 @@
  */
 #include "common/msg.h"
 #include "common/clock.h"
+#include "common/keytab.h"
+#include "common/series.h"
+#include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -22,6 +25,9 @@ struct msg_batch {
     char *arena;             /* NUL-terminated strings of all items */
     size_t alen;             /* arena bytes in use */
     size_t acap;             /* arena bytes allocated */
+    keytab_t *series;        /* readings: distinct keys (NULL until used) */
+    uint32_t *series_off;    /* arena offset of each series key */
+    size_t capseries;        /* entries allocated in series_off */
 };
 
 static size_t
@@ -51,6 +57,8 @@ msg_batch_destroy(msg_batch_t **self_p)
     if (self_p && *self_p) {
         free((*self_p)->items);
         free((*self_p)->arena);
+        keytab_destroy(&(*self_p)->series);
+        free((*self_p)->series_off);
         free(*self_p);
         *self_p = NULL;
     }
@@ -61,6 +69,8 @@ msg_batch_reset(msg_batch_t *self)
 {
     self->n = 0;
     self->alen = 0;
+    if (self->series)
+        keytab_reset(self->series);
 }
 
 struct msg_envelope *
@@ -121,16 +131,94 @@ msg_batch_reserve(msg_batch_t *self, size_t items, size_t bytes)
     }
 }
 
+static uint32_t
+s_series_add(msg_batch_t *self, const char *key, size_t len, uint64_t hash)
+{
+    bool added;
+    uint32_t i;
+
+    assert(self->env.type == MSG_TYPE_READINGS);
+    if (self->series == NULL)
+        self->series = keytab_new();
+    i = keytab_add_hashed(self->series, key, len, hash, &added);
+    if (added) {
+        if (i == self->capseries) {
+            self->capseries = self->capseries ? self->capseries * 2 : 64;
+            self->series_off = xrealloc(self->series_off,
+                                        self->capseries * sizeof *self->series_off);
+        }
+        self->series_off[i] = s_str(self, key, len);
+    }
+    return i;
+}
+
+uint32_t
+msg_batch_series_add(msg_batch_t *self, const char *key, size_t len)
+{
+    return s_series_add(self, key, len, strutil_fnv1a64(key, len));
+}
+
+void
+msg_batch_add_point(msg_batch_t *self, uint32_t series, int64_t ts,
+                    double value)
+{
+    assert(self->series && series < keytab_size(self->series));
+    struct msg_reading *r = s_item(self);
+    r->key_off = self->series_off[series];
+    r->series = series;
+    r->ts = ts;
+    r->value = value;
+}
+
 void
 msg_batch_add_reading(msg_batch_t *self, const char *key, int64_t ts,
                       double value)
 {
-    assert(self->env.type == MSG_TYPE_READINGS);
-    uint32_t k = s_str(self, key, strlen(key));
-    struct msg_reading *r = s_item(self);
-    r->key_off = k;
-    r->ts = ts;
-    r->value = value;
+    msg_batch_add_point(self, msg_batch_series_add(self, key, strlen(key)), ts,
+                        value);
+}
+
+size_t
+msg_batch_nseries(const msg_batch_t *self)
+{
+    return self->series ? keytab_size(self->series) : 0;
+}
+
+const char *
+msg_batch_series_key(const msg_batch_t *self, uint32_t i)
+{
+    return msg_batch_str(self, self->series_off[i]);
+}
+
+unsigned
+msg_batch_series_lane(const msg_batch_t *self, uint32_t i, unsigned n)
+{
+    return series_lane_hash(keytab_hash(self->series, i), n);
+}
+
+void
+msg_batch_split(const msg_batch_t *src, msg_batch_t **dst, unsigned n)
+{
+    size_t ns = msg_batch_nseries(src);
+    /* Per source series: its lane and its index in that lane's batch. */
+    uint32_t *lane = xmalloc((ns ? ns : 1) * 2 * sizeof *lane), *idx = lane + ns;
+
+    for (unsigned l = 0; l < n; l++)
+        msg_batch_reset(dst[l]);
+    for (uint32_t i = 0; i < ns; i++) {
+        lane[i] = msg_batch_series_lane(src, i, n);
+        idx[i] = UINT32_MAX; /* added to its lane at first use */
+    }
+    for (size_t k = 0; k < src->n; k++) {
+        const struct msg_reading *r = msg_batch_reading(src, k);
+        msg_batch_t *d = dst[lane[r->series]];
+        if (idx[r->series] == UINT32_MAX)
+            idx[r->series] = s_series_add(d, keytab_str(src->series, r->series),
+                                          keytab_len(src->series, r->series),
+                                          keytab_hash(src->series, r->series));
+        msg_batch_add_point(d, idx[r->series], r->ts, r->value);
+    }
+    free(lane);
 }
 
 void
@@ -239,7 +327,7 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     sb.alloc = self->alen + self->n * 24 + 256;
     sb.data = xmalloc(sb.alloc);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, e->type == MSG_TYPE_READINGS ? 8 : 7);
     s_pack_str(&pk, "type");
     msgpack_pack_int(&pk, e->type);
     s_pack_str(&pk, "v");
@@ -252,13 +340,24 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     msgpack_pack_uint64(&pk, e->seq);
     s_pack_str(&pk, "ts");
     msgpack_pack_int64(&pk, e->ts);
+    if (e->type == MSG_TYPE_READINGS) {
+        /* The series table: items name a series by its index. */
+        size_t ns = msg_batch_nseries(self);
+        s_pack_str(&pk, "keys");
+        msgpack_pack_array(&pk, ns);
+        for (uint32_t i = 0; i < ns; i++) {
+            size_t kl = keytab_len(self->series, i);
+            msgpack_pack_str(&pk, kl);
+            msgpack_pack_str_body(&pk, keytab_str(self->series, i), kl);
+        }
+    }
     s_pack_str(&pk, "items");
     msgpack_pack_array(&pk, self->n);
     for (size_t i = 0; i < self->n; i++) {
         if (e->type == MSG_TYPE_READINGS) {
             const struct msg_reading *r = msg_batch_reading(self, i);
             msgpack_pack_array(&pk, 3);
-            s_pack_str(&pk, msg_batch_str(self, r->key_off));
+            msgpack_pack_uint32(&pk, r->series);
             msgpack_pack_int64(&pk, r->ts);
             msgpack_pack_double(&pk, r->value);
         } else if (e->type == MSG_TYPE_ANOMALIES) {
@@ -344,8 +443,12 @@ s_keyis(const msgpack_object *k, const char *name)
            memcmp(k->via.str.ptr, name, n) == 0;
 }
 
+/* A readings item names its series by an index into the batch's "keys"
+ * (wire[] maps it to ours) or, as version 1 producers before the series
+ * table did, by the key itself. */
 static int
-s_decode_item(msg_batch_t *b, const msgpack_object *it)
+s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
+              size_t nwire)
 {
     const msgpack_object *f;
     const char *s[4];
@@ -357,20 +460,26 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it)
         return MSG_ETYPE;
     f = it->via.array.ptr;
     switch (b->env.type) {
-    case MSG_TYPE_READINGS:
-        if (it->via.array.size < 3 || !s_strobj(&f[0], &s[0], &sl[0]) ||
-            !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]))
+    case MSG_TYPE_READINGS: {
+        uint32_t series;
+        if (it->via.array.size < 3 || !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]))
             return MSG_ETYPE;
-        if (!isfinite(d[0]) || sl[0] == 0)
-            return MSG_EFIELD;
-        {
-            uint32_t k = s_str(b, s[0], sl[0]);
-            struct msg_reading *r = s_item(b);
-            r->key_off = k;
-            r->ts = ts;
-            r->value = d[0];
+        if (f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            if (f[0].via.u64 >= nwire)
+                return MSG_EFIELD;
+            series = wire[f[0].via.u64];
+        } else if (s_strobj(&f[0], &s[0], &sl[0])) {
+            if (sl[0] == 0)
+                return MSG_EFIELD;
+            series = msg_batch_series_add(b, s[0], sl[0]);
+        } else {
+            return MSG_ETYPE;
         }
+        if (!isfinite(d[0]))
+            return MSG_EFIELD;
+        msg_batch_add_point(b, series, ts, d[0]);
         return MSG_OK;
+    }
     case MSG_TYPE_ANOMALIES:
         if (it->via.array.size < 6 || !s_strobj(&f[0], &s[0], &sl[0]) ||
             !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]) ||
@@ -518,7 +627,8 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
     size_t off = 0;
     int err = MSG_OK;
     msg_batch_t *b = NULL;
-    const msgpack_object *items = NULL;
+    const msgpack_object *items = NULL, *keys = NULL;
+    uint32_t *wire = NULL;
     int64_t v;
 
     *out = NULL;
@@ -587,6 +697,13 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
                 goto done;
             }
             items = val;
+        } else if (s_keyis(k, "keys")) {
+            if (val->type != MSGPACK_OBJECT_ARRAY ||
+                val->via.array.size > MSG_ITEMS_MAX) {
+                err = MSG_ETYPE;
+                goto done;
+            }
+            keys = val;
         }
     }
     if (b->env.type == MSG_TYPE_NONE) {
@@ -597,14 +714,30 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
         err = MSG_EVERSION;
         goto done;
     }
+    if (items) /* strings take fewer bytes than the frame holds */
+        msg_batch_reserve(b, items->via.array.size, len);
+    if (keys && b->env.type == MSG_TYPE_READINGS) {
+        wire = xmalloc((keys->via.array.size + 1) * sizeof *wire);
+        for (uint32_t i = 0; i < keys->via.array.size; i++) {
+            const char *s;
+            size_t n;
+            if (!s_strobj(&keys->via.array.ptr[i], &s, &n) || n == 0) {
+                err = MSG_EFIELD;
+                goto done;
+            }
+            wire[i] = msg_batch_series_add(b, s, n);
+        }
+    }
     if (items) {
+        size_t nwire = wire ? keys->via.array.size : 0;
         for (uint32_t i = 0; i < items->via.array.size; i++) {
-            err = s_decode_item(b, &items->via.array.ptr[i]);
+            err = s_decode_item(b, &items->via.array.ptr[i], wire, nwire);
             if (err != MSG_OK)
                 goto done;
         }
     }
 done:
+    free(wire);
     msgpack_unpacked_destroy(&up);
     if (err != MSG_OK)
         msg_batch_destroy(&b);
@@ -703,8 +836,79 @@ msg_test(bool verbose)
         assert(d == NULL);
     }
     free(data);
+    /* One key string per series: two series, 1,000 readings. */
+    assert(msg_batch_nseries(b) == 2);
+    TEST_STREQ(msg_batch_series_key(b, 1), "temperature{device=s1}");
+    assert(msg_batch_reading(b, 3)->series == 1);
+    assert(msg_batch_reading(b, 3)->key_off == msg_batch_reading(b, 1)->key_off);
+    /* Split by lane: each lane gets its own table, lanes as series_lane. */
+    {
+        msg_batch_t *lanes[3] = {msg_batch_new(MSG_TYPE_READINGS),
+                                 msg_batch_new(MSG_TYPE_READINGS),
+                                 msg_batch_new(MSG_TYPE_READINGS)};
+        size_t total = 0;
+        msg_batch_split(b, lanes, 3);
+        for (unsigned l = 0; l < 3; l++) {
+            for (size_t i = 0; i < msg_batch_size(lanes[l]); i++) {
+                const char *k = msg_batch_str(lanes[l],
+                                              msg_batch_reading(lanes[l], i)->key_off);
+                assert(series_lane(k, strlen(k), 3) == l);
+                assert(msg_batch_series_lane(lanes[l],
+                                             msg_batch_reading(lanes[l], i)->series,
+                                             3) == l);
+            }
+            total += msg_batch_size(lanes[l]);
+            msg_batch_destroy(&lanes[l]);
+        }
+        assert(total == 1000);
+    }
     msg_batch_destroy(&b);
     assert(b == NULL);
+
+    /* The form without a series table ([key, ts, value] items) still
+     * decodes: WALs and spools written before it hold it. An index past
+     * the table is refused. */
+    {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        s_pack_str(&pk, "type");
+        msgpack_pack_int(&pk, MSG_TYPE_READINGS);
+        s_pack_str(&pk, "v");
+        msgpack_pack_int(&pk, MSG_VERSION);
+        s_pack_str(&pk, "items");
+        msgpack_pack_array(&pk, 2);
+        for (int i = 0; i < 2; i++) {
+            msgpack_pack_array(&pk, 3);
+            s_pack_str(&pk, "old{k=v}");
+            msgpack_pack_int64(&pk, i);
+            msgpack_pack_double(&pk, 1.5);
+        }
+        assert(msg_batch_decode(sb.data, sb.size, &d) == MSG_OK);
+        assert(msg_batch_size(d) == 2 && msg_batch_nseries(d) == 1);
+        TEST_STREQ(msg_batch_str(d, msg_batch_reading(d, 1)->key_off), "old{k=v}");
+        msg_batch_destroy(&d);
+        msgpack_sbuffer_clear(&sb);
+        msgpack_pack_map(&pk, 4);
+        s_pack_str(&pk, "type");
+        msgpack_pack_int(&pk, MSG_TYPE_READINGS);
+        s_pack_str(&pk, "v");
+        msgpack_pack_int(&pk, MSG_VERSION);
+        s_pack_str(&pk, "keys");
+        msgpack_pack_array(&pk, 1);
+        s_pack_str(&pk, "a");
+        s_pack_str(&pk, "items");
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint32(&pk, 1);
+        msgpack_pack_int64(&pk, 1);
+        msgpack_pack_double(&pk, 1.5);
+        assert(msg_batch_decode(sb.data, sb.size, &d) == MSG_EFIELD);
+        assert(d == NULL);
+        msgpack_sbuffer_destroy(&sb);
+    }
 
     b = msg_batch_new(MSG_TYPE_ANOMALIES);
     msg_batch_add_anomaly(b, "k", 5, 100, 7.5, 0.99, "zscore");

@@ -39,9 +39,30 @@ int msg_batch_type(const msg_batch_t *self);
 
 /* Make room for items more items and bytes more arena bytes. */
 void msg_batch_reserve(msg_batch_t *self, size_t items, size_t bytes);
-/* Add a reading (copies key). */
+/* Add a reading (copies key into the series table unless it is there). */
 void msg_batch_add_reading(msg_batch_t *self, const char *key, int64_t ts,
                            double value);
+
+/* The series table of a readings batch: each distinct key once, indexed
+ * 0, 1, ... in order of first use; readings refer to it, and it travels
+ * as the batch's "keys" (PROTOCOL.md). Index of key[0..len), added when
+ * new. Cannot fail. */
+uint32_t msg_batch_series_add(msg_batch_t *self, const char *key, size_t len);
+/* Add a reading of a series from msg_batch_series_add. */
+void msg_batch_add_point(msg_batch_t *self, uint32_t series, int64_t ts,
+                         double value);
+/* Number of series in the table. */
+size_t msg_batch_nseries(const msg_batch_t *self);
+/* Key of series i (below msg_batch_nseries); borrowed like
+ * msg_batch_str. */
+const char *msg_batch_series_key(const msg_batch_t *self, uint32_t i);
+/* Lane of series i among n lanes: series_lane() of its key, without
+ * hashing it again. */
+unsigned msg_batch_series_lane(const msg_batch_t *self, uint32_t i,
+                               unsigned n);
+/* Split the readings of src by lane into dst[0..n) (each reset first,
+ * envelopes kept): every series is hashed once, not every reading. */
+void msg_batch_split(const msg_batch_t *src, msg_batch_t **dst, unsigned n);
 /* Add an anomaly event (copies strings). */
 void msg_batch_add_anomaly(msg_batch_t *self, const char *key, int64_t ts,
                            double value, double stat, double score,

@@ -42,9 +42,11 @@ struct msg_envelope {
     int64_t ts;           /* send time, ns since epoch */
 };
 
-/* One reading. The series key lives in the owning batch's key arena. */
+/* One reading. The series key lives in the owning batch's key arena,
+ * once per series: readings of one series share key_off and series. */
 struct msg_reading {
     uint32_t key_off; /* offset of the NUL-terminated key in the arena */
+    uint32_t series;  /* index in the batch's series table (msg.h) */
     int64_t ts;       /* ns since epoch */
     double value;     /* finite */
 };

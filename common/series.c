@@ -221,7 +221,13 @@ series_lane(const char *key, size_t keylen, unsigned n)
 {
     if (n <= 1)
         return 0;
-    return (unsigned)(strutil_fnv1a64(key, keylen) % n);
+    return series_lane_hash(strutil_fnv1a64(key, keylen), n);
+}
+
+unsigned
+series_lane_hash(uint64_t hash, unsigned n)
+{
+    return n <= 1 ? 0 : (unsigned)(hash % n);
 }
 
 /* Find "k=v" as a whole tag inside the tag section of key. */

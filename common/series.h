@@ -64,6 +64,9 @@ int series_key_stamp(char *key, size_t keylen, const char *tenant);
 
 /* Lane of a series key among n lanes (n >= 1). */
 unsigned series_lane(const char *key, size_t keylen, unsigned n);
+/* The same from the key's strutil_fnv1a64 hash, for callers that hold it
+ * (keytab). */
+unsigned series_lane_hash(uint64_t hash, unsigned n);
 
 /* Does key match a selector? sel is a canonical key (exact), a bare name
  * (any tags) or a glob over names ("temp_*"); filters are tags that must

@@ -92,9 +92,10 @@ s_seg_add(ingest_spool_t *self, uint64_t id)
     return s;
 }
 
+/* Keep a record until it is confirmed; takes data (malloc'd). */
 static void
 s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
-       const void *data, size_t len)
+       void *data, size_t len)
 {
     struct s_lane *l = &self->lanes[lane];
     if (l->head + l->n == l->cap) {
@@ -109,8 +110,7 @@ s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
     struct s_rec *r = &l->r[l->head + l->n++];
     r->seq = seq;
     r->seg = seg;
-    r->data = xmalloc(len);
-    memcpy(r->data, data, len);
+    r->data = data;
     r->len = len;
     if (seq >= l->next_seq)
         l->next_seq = seq + 1;
@@ -183,6 +183,7 @@ s_recover(ingest_spool_t *self, uint64_t id)
             break;
         }
         s_push(self, lane, seq, id, buf, len);
+        buf = NULL; /* the record owns it now */
         seg->records++;
         off += SPOOL_HDR + (long)len;
     }
@@ -285,6 +286,9 @@ ingest_spool_next_seq(ingest_spool_t *self, unsigned lane)
     return self->lanes[lane].next_seq;
 }
 
+static int s_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
+                    const void *data, size_t len);
+
 static int
 s_open_active(ingest_spool_t *self)
 {
@@ -303,7 +307,22 @@ s_open_active(ingest_spool_t *self)
 
 int
 ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
-                    const void *data, size_t len)
+                    void **data_p, size_t len)
+{
+    void *data = *data_p;
+    int rc = -1;
+
+    *data_p = NULL;
+    if ((rc = s_append(self, lane, seq, data, len)) == 0)
+        s_push(self, lane, seq, self->segs[self->nsegs - 1].id, data, len);
+    else
+        free(data);
+    return rc;
+}
+
+static int
+s_append(ingest_spool_t *self, unsigned lane, uint64_t seq, const void *data,
+         size_t len)
 {
     struct s_seg *act = &self->segs[self->nsegs - 1];
     unsigned char hdr[SPOOL_HDR];
@@ -344,7 +363,6 @@ ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
     act->size += (size_t)n;
     act->records++;
     self->dirty = true;
-    s_push(self, lane, seq, act->id, data, len);
     return 0;
 }
 
@@ -456,6 +474,15 @@ s_count(unsigned lane, uint64_t seq, const void *data, size_t len, void *arg)
     *last = seq;
 }
 
+/* Append the 5-byte record "batch" (the spool takes a heap copy). */
+static int
+s_append_batch(ingest_spool_t *sp, unsigned lane, uint64_t seq)
+{
+    void *data = xmalloc(5);
+    memcpy(data, "batch", 5);
+    return ingest_spool_append(sp, lane, seq, &data, 5);
+}
+
 void
 ingest_spool_test(bool verbose)
 {
@@ -467,8 +494,8 @@ ingest_spool_test(bool verbose)
     sp = ingest_spool_open(dir, 2, 100);
     assert(sp && ingest_spool_next_seq(sp, 0) == 1);
     for (uint64_t s = 1; s <= 10; s++) {
-        assert(ingest_spool_append(sp, 0, s, "batch", 5) == 0);
-        assert(ingest_spool_append(sp, 1, s, "batch", 5) == 0);
+        assert(s_append_batch(sp, 0, s) == 0);
+        assert(s_append_batch(sp, 1, s) == 0);
     }
     assert(ingest_spool_sync(sp) == 0);
     assert(ingest_spool_records(sp) == 20 && ingest_spool_segments(sp) > 1);
@@ -491,8 +518,8 @@ ingest_spool_test(bool verbose)
     sp = ingest_spool_open(dir, 2, 100);
     assert(ingest_spool_next_seq(sp, 0) == 11);
     /* A torn tail is cut away and never resent. */
-    assert(ingest_spool_append(sp, 0, 11, "batch", 5) == 0);
-    assert(ingest_spool_append(sp, 0, 12, "batch", 5) == 0);
+    assert(s_append_batch(sp, 0, 11) == 0);
+    assert(s_append_batch(sp, 0, 12) == 0);
     ingest_spool_sync(sp);
     size_t nsegs = sp->nsegs;
     s_path(sp, sp->segs[nsegs - 1].id, path, sizeof path);

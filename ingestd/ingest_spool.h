@@ -32,10 +32,12 @@ ingest_spool_t *ingest_spool_open(const char *dir, unsigned lanes,
 void ingest_spool_destroy(ingest_spool_t **self_p);
 /* The next seq to use on lane (last seq found + 1). */
 uint64_t ingest_spool_next_seq(ingest_spool_t *self, unsigned lane);
-/* Append a batch (not durable until ingest_spool_sync). 0 or -1 (logged;
- * e.g. disk full: the caller refuses the write). */
+/* Append a batch (not durable until ingest_spool_sync). Takes the
+ * malloc'd *data_p in every case (kept until confirmed, or freed) and
+ * sets it to NULL. 0 or -1 (logged; e.g. disk full: the caller refuses
+ * the write). */
 int ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
-                        const void *data, size_t len);
+                        void **data_p, size_t len);
 /* fsync what was appended. 0 or -1 (logged). */
 int ingest_spool_sync(ingest_spool_t *self);
 /* Everything on lane up to seq is durable downstream: forget it and delete

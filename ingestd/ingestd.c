@@ -238,12 +238,7 @@ s_forward(ingestd_t *self, msg_batch_t *b)
         }
         msg_batch_reset(self->lane_batch[i]);
     }
-    for (size_t k = 0; k < cnt; k++) {
-        const struct msg_reading *r = msg_batch_reading(b, k);
-        const char *key = msg_batch_str(b, r->key_off);
-        unsigned lane = series_lane(key, strlen(key), n);
-        msg_batch_add_reading(self->lane_batch[lane], key, r->ts, r->value);
-    }
+    msg_batch_split(b, self->lane_batch, n);
     for (unsigned i = 0; i < n; i++) {
         msg_batch_t *lb = self->lane_batch[i];
         if (msg_batch_size(lb) == 0)
@@ -383,14 +378,7 @@ s_spool(ingestd_t *self, msg_batch_t *b)
     unsigned n = (unsigned)self->conf->lanes;
     size_t cnt = msg_batch_size(b);
 
-    for (unsigned i = 0; i < n; i++)
-        msg_batch_reset(self->lane_batch[i]);
-    for (size_t k = 0; k < cnt; k++) {
-        const struct msg_reading *r = msg_batch_reading(b, k);
-        const char *key = msg_batch_str(b, r->key_off);
-        unsigned lane = series_lane(key, strlen(key), n);
-        msg_batch_add_reading(self->lane_batch[lane], key, r->ts, r->value);
-    }
+    msg_batch_split(b, self->lane_batch, n);
     for (unsigned i = 0; i < n; i++) {
         msg_batch_t *lb = self->lane_batch[i];
         char *data;
@@ -401,9 +389,8 @@ s_spool(ingestd_t *self, msg_batch_t *b)
         msg_batch_env(lb)->seq = ingest_spool_next_seq(self->spool, i);
         msg_batch_env(lb)->ts = clock_now_ns();
         msg_batch_encode(lb, &data, &len);
-        rc = ingest_spool_append(self->spool, i, msg_batch_env(lb)->seq, data,
-                                 len);
-        free(data);
+        rc = ingest_spool_append(self->spool, i, msg_batch_env(lb)->seq,
+                                 (void **)&data, len);
         if (rc == -1)
             return -1;
     }
