@@ -182,6 +182,24 @@ strutil_fnv1a64(const void *p, size_t n)
     return h;
 }
 
+uint64_t
+strutil_hash64(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
+
+    for (; n >= 8; b += 8, n -= 8) {
+        memcpy(&w, b, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    if (n > 0)
+        memcpy(&w, b, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 29);
+}
+
 int
 strutil_toll(const char *s, long long min, long long max, long long *out)
 {
@@ -413,6 +431,8 @@ strutil_test(bool verbose)
     TEST_STREQ(strutil_dtoa(NAN, buf, sizeof buf), "null");
     assert(strutil_fnv1a64("", 0) == 0xcbf29ce484222325ULL);
     assert(strutil_fnv1a64("a", 1) == 0xaf63dc4c8601ec8cULL);
+    assert(strutil_hash64("abcdefghi", 9) != strutil_hash64("abcdefgh", 8));
+    assert(strutil_hash64("a", 1) != strutil_hash64("b", 1));
     assert(strutil_toll("42", 0, 100, &ll) == 0 && ll == 42);
     assert(strutil_toll("420", 0, 100, &ll) == -1);
     assert(strutil_toll("4x", 0, 100, &ll) == -1);

@@ -16,6 +16,9 @@ char *strutil_dtoa(double v, char *buf, size_t len);
 uint64_t strutil_fnv1a64(const void *p, size_t n);
 /* Checked integer parse of the whole string within [min, max] (strtonum).
  * Returns 0 or -1. */
+/* A fast 64-bit hash of n bytes for hash tables (eight bytes a step);
+ * not the lane hash, which stays strutil_fnv1a64. */
+uint64_t strutil_hash64(const void *p, size_t n);
 int strutil_toll(const char *s, long long min, long long max, long long *out);
 /* Checked double parse of the whole string (finite only). 0 or -1. */
 int strutil_tod(const char *s, double *out);

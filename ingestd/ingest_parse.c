@@ -2,6 +2,7 @@
  * ingest_parse: bodies to validated readings (see ingest_parse.h).
  */
 #include "ingestd/ingest_parse.h"
+#include "ingestd/ingest_lp.h"
 #include "common/clock.h"
 #include "common/mpjson.h"
 #include "common/msg.h"
@@ -52,10 +53,14 @@ s_fatal(struct ingest_report *r, const char *field, const char *reason)
     r->fatal_reason = reason;
 }
 
-/* Stamp the tenant into a finished key (tenant NULL: a trusted source,
- * keys as given). Returns NULL, or why the key is refused. */
-static const char *
-s_stamp(char *key, size_t keylen, const char *tenant)
+static void
+s_lp_reject(size_t index, const char *why, void *arg)
+{
+    s_reject(arg, index, "line", why);
+}
+
+const char *
+ingest_parse_stamp(char *key, size_t keylen, const char *tenant)
 {
     if (tenant == NULL)
         return NULL;
@@ -87,7 +92,7 @@ s_ingest(const json_t *j, int64_t now, const char *tenant, msg_batch_t *b,
     if (reading_key(json_string_value(sid), json_object_get(j, "tags"), key,
                     sizeof key, &err))
         return s_fatal(r, "sensor_id", err.reason);
-    if ((why = s_stamp(key, sizeof key, tenant)))
+    if ((why = ingest_parse_stamp(key, sizeof key, tenant)))
         return s_fatal(r, "tags", why);
     if (!json_is_array(dps))
         return s_fatal(r, "datapoints", dps ? "must be an array" : "missing");
@@ -132,7 +137,7 @@ s_record(const json_t *j, int64_t now, const char *tenant, msg_batch_t *b,
             s_reject(r, i, err.field, err.reason);
             continue;
         }
-        if ((why = s_stamp(key, sizeof key, tenant))) {
+        if ((why = ingest_parse_stamp(key, sizeof key, tenant))) {
             s_reject(r, i, "tags", why);
             continue;
         }
@@ -191,7 +196,7 @@ s_lines(const char *body, size_t len, int64_t now, const char *tenant,
                 const char *why;
                 if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
                     s_reject(r, index, err.field, err.reason);
-                else if ((why = s_stamp(key, sizeof key, tenant)))
+                else if ((why = ingest_parse_stamp(key, sizeof key, tenant)))
                     s_reject(r, index, "tags", why);
                 else {
                     msg_batch_add_reading(b, key, ts, v);
@@ -224,182 +229,6 @@ ingest_parse_precision(const char *p)
     return -1;
 }
 
-/* Copy an escaped line-protocol token up to an unescaped stop character
- * (one of at most two). Returns the length consumed or -1. */
-static long
-s_token(const char *p, const char *end, const char *stop, char *out,
-        size_t outlen)
-{
-    size_t k = 0;
-    const char *s = p;
-    char s0 = stop[0], s1 = stop[1] ? stop[1] : stop[0];
-
-    while (s < end && *s != s0 && *s != s1) {
-        if (*s == '\\' && s + 1 < end)
-            s++;
-        if (k + 1 >= outlen)
-            return -1;
-        out[k++] = *s++;
-    }
-    out[k] = '\0';
-    return (long)(s - p);
-}
-
-/* One line: measurement[,k=v...] f=v[,f=v...] [timestamp] */
-static const char *
-s_write_line(const char *p, const char *end, int64_t now, int64_t prec,
-             const char *tenant, msg_batch_t *b, size_t *added)
-{
-    char meas[SERIES_NAME_MAX + 1], name[SERIES_NAME_MAX * 2 + 2];
-    char tk[SERIES_TAGS_MAX][SERIES_NAME_MAX + 1];
-    char tv[SERIES_TAGS_MAX][SERIES_NAME_MAX + 1];
-    struct series_tag tags[SERIES_TAGS_MAX];
-    char fk[32][SERIES_NAME_MAX + 1];
-    double fv[32];
-    size_t nt = 0, nf = 0;
-    long n;
-    int64_t ts = now;
-    const char *why;
-    char key[SERIES_KEY_MAX];
-
-    if ((n = s_token(p, end, ", ", meas, sizeof meas)) <= 0)
-        return "missing measurement";
-    p += n;
-    while (p < end && *p == ',') {
-        if (nt == SERIES_TAGS_MAX)
-            return "more than 32 tags";
-        p++;
-        if ((n = s_token(p, end, "=", tk[nt], sizeof tk[nt])) <= 0 || p + n >= end)
-            return "bad tag key";
-        p += n + 1;
-        if ((n = s_token(p, end, ", ", tv[nt], sizeof tv[nt])) <= 0)
-            return "bad tag value";
-        p += n;
-        if ((why = series_tag_key_check(tk[nt])) ||
-            (why = series_tag_value_check(tv[nt])))
-            return why;
-        tags[nt].key = tk[nt];
-        tags[nt].value = tv[nt];
-        nt++;
-    }
-    if (p >= end || *p != ' ')
-        return "missing fields";
-    while (p < end && *p == ' ')
-        p++;
-    for (;;) {
-        char val[64];
-        if (nf == 32)
-            return "more than 32 fields";
-        if ((n = s_token(p, end, "=", fk[nf], sizeof fk[nf])) <= 0 || p + n >= end)
-            return "bad field key";
-        p += n + 1;
-        if ((n = s_token(p, end, ", ", val, sizeof val)) <= 0)
-            return "bad field value";
-        p += n;
-        size_t vl = strlen(val);
-        if (val[0] == '"')
-            return "string fields are not numeric readings";
-        if (!strcmp(val, "t") || !strcmp(val, "T") || !strcmp(val, "true") ||
-            !strcmp(val, "True") || !strcmp(val, "TRUE"))
-            fv[nf] = 1;
-        else if (!strcmp(val, "f") || !strcmp(val, "F") || !strcmp(val, "false") ||
-                 !strcmp(val, "False") || !strcmp(val, "FALSE"))
-            fv[nf] = 0;
-        else {
-            if (vl > 1 && (val[vl - 1] == 'i' || val[vl - 1] == 'u'))
-                val[vl - 1] = '\0';
-            if (strutil_tod(val, &fv[nf]))
-                return "field value is not a finite number";
-        }
-        nf++;
-        if (p < end && *p == ',') {
-            p++;
-            continue;
-        }
-        break;
-    }
-    while (p < end && *p == ' ')
-        p++;
-    if (p < end) {
-        char tsb[32];
-        long long t;
-        if ((n = s_token(p, end, " ", tsb, sizeof tsb)) <= 0 ||
-            strutil_toll(tsb, LLONG_MIN, LLONG_MAX, &t))
-            return "bad timestamp";
-        if (t > INT64_MAX / prec || t < INT64_MIN / prec)
-            return "timestamp out of range";
-        ts = (int64_t)t * prec;
-        p += n;
-        while (p < end && *p == ' ')
-            p++;
-        if (p < end)
-            return "trailing characters after the timestamp";
-    }
-    if (ts < 0)
-        return "timestamp before 1970";
-    if (ts > now + READING_FUTURE_MAX_NS)
-        return "timestamp more than a year in the future";
-    if ((why = series_name_check(meas, strlen(meas))))
-        return why;
-    /* Check every field's series before adding any, so a bad line adds
-     * nothing. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < nf; i++) {
-            /* memcpy, not snprintf: once per field of every line. */
-            size_t ml = strlen(meas), fl = strlen(fk[i]);
-            memcpy(name, meas, ml);
-            if (strcmp(fk[i], "value") == 0) {
-                name[ml] = '\0';
-            } else {
-                name[ml] = '.';
-                memcpy(name + ml + 1, fk[i], fl + 1);
-            }
-            if ((why = series_name_check(name, strlen(name))))
-                return why;
-            if (series_key_build(name, tags, nt, key, sizeof key) < 0)
-                return "series key too long or a tag repeats";
-            if ((why = s_stamp(key, sizeof key, tenant)))
-                return why;
-            if (pass == 1)
-                msg_batch_add_reading(b, key, ts, fv[i]);
-        }
-    }
-    *added = nf;
-    return NULL;
-}
-
-static void
-s_write(const char *body, size_t len, int64_t now, int64_t prec,
-        const char *tenant, msg_batch_t *b, struct ingest_report *r)
-{
-    size_t start = 0, index = 0;
-
-    while (start < len) {
-        const char *nl = memchr(body + start, '\n', len - start);
-        size_t end = nl ? (size_t)(nl - body) : len;
-        const char *p = body + start, *e = body + end;
-        while (p < e && isspace((unsigned char)*p))
-            p++;
-        while (e > p && isspace((unsigned char)e[-1]))
-            e--;
-        if (p < e && *p != '#') {
-            size_t added = 0;
-            const char *why;
-            if (!strutil_utf8_valid(p, (size_t)(e - p)))
-                why = "line is not valid UTF-8";
-            else
-                why = s_write_line(p, e, now, prec, tenant, b, &added);
-            if (why) {
-                s_reject(r, index, "line", why);
-            } else {
-                r->accepted += added;
-            }
-            index++;
-        }
-        start = end + 1;
-    }
-}
-
 void
 ingest_parse(int form, const char *body, size_t len, int64_t now,
              int64_t precision_ns, const char *tenant, msg_batch_t *batch,
@@ -421,7 +250,8 @@ ingest_parse(int form, const char *body, size_t len, int64_t now,
     case INGEST_FORM_WRITE:
         /* Keys take about as many bytes as the body; one allocation. */
         msg_batch_reserve(batch, len / 32, len);
-        s_write(body, len, now, precision_ns, tenant, batch, report);
+        report->accepted += ingest_lp_parse(body, len, now, precision_ns,
+                                            tenant, batch, s_lp_reject, report);
         break;
     default:
         s_fatal(report, "route", "unknown ingest form");
@@ -458,7 +288,7 @@ s_mqtt_obj(const char *tenant, const char *device, const json_t *o,
             continue;
         }
         if (series_key_build(name, &tag, 1, key, sizeof key) < 0 ||
-            s_stamp(key, sizeof key, tenant)) {
+            ingest_parse_stamp(key, sizeof key, tenant)) {
             s_reject(r, index, "metrics", "series key too long");
             continue;
         }

@@ -60,6 +60,10 @@ void ingest_parse(int form, const char *body, size_t len, int64_t now,
 void ingest_parse_mqtt(const char *tenant, const char *device,
                        const void *payload, size_t len, int64_t now,
                        msg_batch_t *batch, struct ingest_report *report);
+/* Stamp the tenant into a finished key (tenant NULL: a trusted source,
+ * keys as given; see series_key_stamp). Returns NULL, or a static reason
+ * the key is refused. */
+const char *ingest_parse_stamp(char *key, size_t keylen, const char *tenant);
 /* Release what a report owns. */
 void ingest_parse_report_clear(struct ingest_report *report);
 /* The HTTP status and JSON reply for a report (SPEC "Responses");
