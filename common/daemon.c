@@ -10,11 +10,15 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <mosquitto.h>
 #include <signal.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Free heap kept for reuse instead of returned to the kernel. */
+#define DAEMON_TRIM_KEEP (64 << 20)
 
 static int s_sigfd = -1; /* made by daemon_setup before any thread */
 
@@ -25,6 +29,12 @@ daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
     int rc;
 
     log_init(ident, LOG_LVL_INFO);
+    /* Batches are decoded into fresh buffers of a few hundred KiB each
+     * time; glibc's default would hand the heap top back to the kernel
+     * after each one and fault the pages in again for the next (a quarter
+     * of aggd's CPU in a profile). Keep up to DAEMON_TRIM_KEEP free. */
+    mallopt(M_TRIM_THRESHOLD, DAEMON_TRIM_KEEP);
+    mallopt(M_MMAP_THRESHOLD, DAEMON_TRIM_KEEP / 2);
     /* Block the signals before any thread exists (CZMQ and libzmq start
      * threads), or the kernel may hand SIGTERM to a thread that does not
      * block it and the default action kills the process. */
