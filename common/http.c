@@ -18,6 +18,10 @@
 #define HTTP_HEADERS_MAX 4
 #define HTTP_STREAM_BLOCK (32 * 1024) /* bytes asked of a producer at once */
 
+/* Largest body buffer allocated from Content-Length before the bytes
+ * arrive. */
+#define HTTP_PREALLOC_MAX (8u << 20)
+
 struct http_server {
     struct MHD_Daemon *mhd;   /* the libmicrohttpd daemon */
     zloop_t *loop;            /* borrowed loop */
@@ -103,6 +107,16 @@ s_access(void *cls, struct MHD_Connection *conn, const char *url,
             http_req_reply_error(req, 413, "payload_too_large",
                                  "request body over the limit", "body");
             return s_queue(req);
+        }
+        /* One buffer of the announced size, no regrowth; bodies that
+         * only announce a large size grow as they arrive. */
+        if (cl && (req->cap = strtoull(cl, NULL, 10) + 1) > 1) {
+            if (req->cap > HTTP_PREALLOC_MAX)
+                req->cap = HTTP_PREALLOC_MAX;
+            req->body = xmalloc(req->cap);
+            req->body[0] = '\0';
+        } else {
+            req->cap = 0;
         }
         return MHD_YES;
     }
