@@ -52,10 +52,15 @@ def du(path):
     return total
 
 
-def cpu_s(pid):
+def cpu_us(pid):
+    """(user, system) CPU seconds of a process."""
     with open("/proc/%d/stat" % pid) as f:
         parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / CLK
+    return int(parts[11]) / CLK, int(parts[12]) / CLK
+
+
+def cpu_s(pid):
+    return sum(cpu_us(pid))
 
 
 def rss_kib(pid):
@@ -243,7 +248,11 @@ class Influx:
 
 def run_one(sysobj, work, data, conns, npoints):
     pids = sysobj.start(work)
+    names = getattr(sysobj, "procs", None)
+    names = ({p.pid: n for n, p in names.items()} if names
+             else {pids[0]: sysobj.name})
     try:
+        per0 = {p: cpu_us(p) for p in pids}
         cpu0 = sum(cpu_s(p) for p in pids)
         rs = RssSampler(pids)
         rs.start()
@@ -252,6 +261,11 @@ def run_one(sysobj, work, data, conns, npoints):
         lag = (sysobj.caught_up(npoints) if hasattr(sysobj, "caught_up")
                else None)
         cpu1 = sum(cpu_s(p) for p in pids)
+        per1 = {p: cpu_us(p) for p in pids}
+        # user and system seconds per million points, per process
+        per = {names[p]: {"user": (per1[p][0] - per0[p][0]) / npoints * 1e6,
+                          "sys": (per1[p][1] - per0[p][1]) / npoints * 1e6}
+               for p in pids}
         rs.stop = True
         rs.join()
         disk, spool = sysobj.flushed_bytes()
@@ -259,6 +273,9 @@ def run_one(sysobj, work, data, conns, npoints):
                 "points_per_s": r.get("points_per_s") or r.get("pts_per_s"),
                 "points": npoints, "server_cpu_s": cpu1 - cpu0,
                 "cpu_us_per_point": (cpu1 - cpu0) / npoints * 1e6,
+                "cpu_s_per_mpoint_by_process": per,
+                "loadavg_1m_after": os.getloadavg()[0],
+                "other_cores": r.get("other_cores"),
                 "peak_rss_mib": rs.peak / 1024.0,
                 "disk_bytes_per_point": disk / npoints,
                 "spool_bytes_after": spool, "visible_after_ack_s": lag,
@@ -311,6 +328,13 @@ def main():
             "-" if lag is None else "%.1f" % lag,
             r["cpu_us_per_point"], r["peak_rss_mib"],
             r["disk_bytes_per_point"]))
+    print("\nCPU seconds per million points (user + system) by process:")
+    for r in rows:
+        print("  %s c=%d: %s (load average %.1f, other work %.2f cores)" % (
+            r["system"], r["conns"], ", ".join(
+                "%s %.2f + %.2f" % (n, v["user"], v["sys"])
+                for n, v in sorted(r["cpu_s_per_mpoint_by_process"].items())),
+            r["loadavg_1m_after"], r["other_cores"] or 0))
     vm = {r["conns"]: r for r in rows if r["system"] == "victoria-metrics"}
     for r in rows:
         if r["system"] == "sensorpipe" and r["conns"] in vm:
