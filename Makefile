@@ -73,7 +73,7 @@ $(B)/selftest: $(B)/obj/tests/selftest.o $(LIBS)
 # The mosquitto plugin: position-independent, no libcommon (only crc and
 # topic, which need nothing else).
 $(B)/sensorpipe_spool.so: ingestd/plugin/spool_plugin.c common/crc.c common/topic.c ingestd/mqspool.h
-	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -o $@ ingestd/plugin/spool_plugin.c common/crc.c common/topic.c
+	$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -shared -pthread -o $@ ingestd/plugin/spool_plugin.c common/crc.c common/topic.c
 
 $(B)/sensorpipectl: $(B)/obj/tools/sensorpipectl.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
