@@ -21,6 +21,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Bytes read from a file at a time: a few hundred records per read
+ * instead of two reads per record. */
+#define MQSPOOL_CHUNK (256u << 10)
+/* A newer file is looked for by name (the plugin numbers them one up);
+ * a full directory scan, for gaps, at most this often. */
+#define MQSPOOL_SCAN_NS (1000LL * 1000000)
+
 struct s_pos {
     uint64_t seg; /* file number (0: before the first file) */
     uint64_t off; /* byte offset inside it */
@@ -31,10 +38,14 @@ struct ingest_mqspool {
     char *cursor;                /* cursor file */
     struct s_pos read;           /* next record to read */
     struct s_pos marked;         /* handed to ingestd's spool */
+    struct s_pos durable;        /* synced in ingestd's spool */
     struct s_pos saved;          /* durable cursor */
     int fd;                      /* open file of read.seg, or -1 */
-    unsigned char *buf;          /* record buffer */
-    size_t cap;
+    unsigned char *buf;          /* bytes of the file from boff on */
+    size_t cap;                  /* bytes allocated */
+    uint64_t boff;               /* file offset of buf[0] */
+    size_t blen;                 /* valid bytes in buf (0: none) */
+    int64_t scanned_ns;          /* last directory scan (monotonic) */
     unsigned long long records;  /* read */
     unsigned long long skipped;  /* torn or corrupt records skipped */
     bool halt;                   /* rewound inside fn: stop this read */
@@ -47,15 +58,27 @@ s_path(const ingest_mqspool_t *self, uint64_t seg, char *buf, size_t len)
              self->dir, seg);
 }
 
-/* The smallest file number greater than seg, or 0 when none. */
+/* The smallest file number greater than seg, or 0 when none. The plugin
+ * writes seg + 1 next, so that name is tried first; a scan of the
+ * directory (at most every MQSPOOL_SCAN_NS, since this runs whenever the
+ * reader has caught up) finds anything else. */
 static uint64_t
-s_next_seg(const ingest_mqspool_t *self, uint64_t seg)
+s_next_seg(ingest_mqspool_t *self, uint64_t seg)
 {
-    DIR *d = opendir(self->dir);
+    DIR *d;
     struct dirent *e;
     uint64_t best = 0;
+    char path[1024];
+    struct stat st;
+    int64_t now = zclock_mono() * 1000000LL;
 
-    if (d == NULL)
+    s_path(self, seg + 1, path, sizeof path);
+    if (stat(path, &st) == 0)
+        return seg + 1;
+    if (self->scanned_ns != 0 && now - self->scanned_ns < MQSPOOL_SCAN_NS)
+        return 0;
+    self->scanned_ns = now;
+    if ((d = opendir(self->dir)) == NULL)
         return 0;
     while ((e = readdir(d))) {
         unsigned long long s;
@@ -91,7 +114,7 @@ ingest_mqspool_new(const char *dir, const char *cursor_path)
         }
         fclose(fp);
     }
-    self->marked = self->saved = self->read;
+    self->marked = self->durable = self->saved = self->read;
     return self;
 }
 
@@ -133,9 +156,32 @@ s_advance(ingest_mqspool_t *self, const char *why)
     if (self->fd != -1)
         close(self->fd);
     self->fd = -1;
+    self->blen = 0;
     self->read.seg = next;
     self->read.off = 0;
     return true;
+}
+
+/* Make at least want bytes of the open file from read.off on available
+ * in the buffer when the file has them. Returns the bytes available
+ * there (fewer than want at the end of what was written so far). */
+static size_t
+s_fill(ingest_mqspool_t *self, size_t want)
+{
+    size_t need = want > MQSPOOL_CHUNK ? want : MQSPOOL_CHUNK;
+    ssize_t got;
+
+    if (self->read.off >= self->boff &&
+        self->read.off + want <= self->boff + self->blen)
+        return (size_t)(self->boff + self->blen - self->read.off);
+    if (self->cap < need) {
+        self->cap = need;
+        self->buf = xrealloc(self->buf, self->cap);
+    }
+    got = pread(self->fd, self->buf, need, (off_t)self->read.off);
+    self->boff = self->read.off;
+    self->blen = got > 0 ? (size_t)got : 0;
+    return self->blen;
 }
 
 size_t
@@ -143,7 +189,7 @@ ingest_mqspool_read(ingest_mqspool_t *self, size_t max, ingest_mqtt_fn *fn,
                     void *arg)
 {
     size_t n = 0;
-    unsigned char hdr[MQSPOOL_HDR];
+    const unsigned char *hdr, *rec;
 
     self->halt = false;
     while (n < max && !self->halt) {
@@ -159,7 +205,7 @@ ingest_mqspool_read(ingest_mqspool_t *self, size_t max, ingest_mqtt_fn *fn,
                 return n;
             }
         }
-        got = pread(self->fd, hdr, MQSPOOL_HDR, (off_t)self->read.off);
+        got = (ssize_t)s_fill(self, MQSPOOL_HDR);
         if (got < MQSPOOL_HDR) {
             /* End of this file: move on only once a newer one exists, and
              * then anything left here is a torn record. */
@@ -167,22 +213,24 @@ ingest_mqspool_read(ingest_mqspool_t *self, size_t max, ingest_mqtt_fn *fn,
                 return n;
             continue;
         }
+        hdr = self->buf + (self->read.off - self->boff);
         uint32_t len = s_le32(hdr + 4), crc = s_le32(hdr + 12);
         size_t tl = (size_t)hdr[8] | (size_t)hdr[9] << 8;
         if (s_le32(hdr) != MQSPOOL_MAGIC || len > MQSPOOL_RECORD_MAX || tl > len) {
-            if (!s_advance(self, "bad record header"))
+            if (!s_advance(self, "bad record header")) {
+                self->blen = 0;
                 return n;
+            }
             continue;
         }
-        if (self->cap < len + 1) {
-            self->cap = len + 1;
-            self->buf = xrealloc(self->buf, self->cap);
-        }
-        got = pread(self->fd, self->buf, len,
-                    (off_t)(self->read.off + MQSPOOL_HDR));
-        if (got < (ssize_t)len || crc_32c(0, self->buf, len) != crc) {
-            if (!s_advance(self, got < (ssize_t)len ? "torn record" : "checksum mismatch"))
-                return n; /* maybe still being written: try again later */
+        got = (ssize_t)s_fill(self, MQSPOOL_HDR + (size_t)len);
+        rec = self->buf + (self->read.off - self->boff) + MQSPOOL_HDR;
+        if (got < (ssize_t)(MQSPOOL_HDR + len) || crc_32c(0, rec, len) != crc) {
+            if (!s_advance(self, got < (ssize_t)(MQSPOOL_HDR + len)
+                                     ? "torn record" : "checksum mismatch")) {
+                self->blen = 0; /* maybe still being written: read again */
+                return n;
+            }
             continue;
         }
         self->read.off += MQSPOOL_HDR + len;
@@ -193,11 +241,11 @@ ingest_mqspool_read(ingest_mqspool_t *self, size_t max, ingest_mqtt_fn *fn,
         struct topic_device d;
         if (tl >= sizeof topic)
             continue;
-        memcpy(topic, self->buf, tl);
+        memcpy(topic, rec, tl);
         topic[tl] = '\0';
         if (topic_parse(topic, &d) || strcmp(d.rest, "telemetry") != 0)
             continue;
-        fn(d.tenant, d.device, self->buf + tl, len - tl, arg);
+        fn(d.tenant, d.device, rec + tl, len - tl, arg);
     }
     return n;
 }
@@ -216,7 +264,14 @@ ingest_mqspool_rewind(ingest_mqspool_t *self)
         self->fd = -1;
     }
     self->read = self->marked;
+    self->blen = 0; /* read the file again: a write may have failed */
     self->halt = true;
+}
+
+void
+ingest_mqspool_durable(ingest_mqspool_t *self)
+{
+    self->durable = self->marked;
 }
 
 int
@@ -226,15 +281,16 @@ ingest_mqspool_commit(ingest_mqspool_t *self)
     FILE *fp;
     DIR *d;
     struct dirent *e;
+    uint64_t before = self->saved.seg;
 
-    if (self->marked.seg == self->saved.seg && self->marked.off == self->saved.off)
+    if (self->durable.seg == self->saved.seg && self->durable.off == self->saved.off)
         return 0;
     snprintf(tmp, sizeof tmp, "%s.tmp", self->cursor);
     if ((fp = fopen(tmp, "w")) == NULL) {
         log_warn("mqspool: cannot write %s", tmp);
         return -1;
     }
-    fprintf(fp, "%" PRIu64 " %" PRIu64 "\n", self->marked.seg, self->marked.off);
+    fprintf(fp, "%" PRIu64 " %" PRIu64 "\n", self->durable.seg, self->durable.off);
     if (fflush(fp) != 0 || fdatasync(fileno(fp)) == -1) {
         log_warn("mqspool: cannot save the cursor");
         fclose(fp);
@@ -245,9 +301,9 @@ ingest_mqspool_commit(ingest_mqspool_t *self)
         log_warn("mqspool: cannot save the cursor");
         return -1;
     }
-    self->saved = self->marked;
+    self->saved = self->durable;
     /* Files wholly behind the durable cursor are done with. */
-    if ((d = opendir(self->dir))) {
+    if (self->saved.seg != before && (d = opendir(self->dir))) {
         while ((e = readdir(d))) {
             unsigned long long s;
             char path[1024];
@@ -334,6 +390,7 @@ ingest_mqspool_test(bool verbose)
     count = 0;
     assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 2 && count == 2);
     ingest_mqspool_mark(m);
+    ingest_mqspool_durable(m);
     assert(ingest_mqspool_commit(m) == 0);
     ingest_mqspool_rewind(m);
     assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 0 && count == 2);
@@ -352,10 +409,24 @@ ingest_mqspool_test(bool verbose)
     close(devnull);
     assert(ingest_mqspool_skipped(m) == 1);
     ingest_mqspool_mark(m);
+    ingest_mqspool_durable(m);
     assert(ingest_mqspool_commit(m) == 0);
     char old[1100];
     snprintf(old, sizeof old, "%s/" MQSPOOL_PREFIX "%016d" MQSPOOL_SUFFIX, dir, 1);
     assert(access(old, F_OK) == -1); /* consumed file deleted */
+    /* A record read while half written is read whole once it is: the
+     * buffer is not trusted past a short or failed record. */
+    s_test_write(dir, 3, "devices/d1/telemetry", "{}", 1);
+    assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 0 && count == 4);
+    {
+        char path3[1100];
+        snprintf(path3, sizeof path3, "%s/" MQSPOOL_PREFIX "%016d" MQSPOOL_SUFFIX,
+                 dir, 3);
+        FILE *fp = fopen(path3, "a");
+        assert(fp && fputc('}', fp) == '}' && fclose(fp) == 0);
+    }
+    assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 1 && count == 5);
+    assert(ingest_mqspool_skipped(m) == 1);
     ingest_mqspool_destroy(&m);
     zsys_dir_delete("%s", dir);
     TEST_OK("ingest_mqspool");

@@ -2,7 +2,8 @@
  * ingest_mqspool: ingestd's reader of the broker plugin's spool
  * (mqspool.h). It reads complete, checksummed records after a cursor;
  * the cursor is made durable (cursor file, fsync, rename) only after the
- * readings were committed to ingestd's own spool, so a crash anywhere
+ * readings were committed to ingestd's own spool, and at most every
+ * 100 ms (ingestd's flush timer), so a crash anywhere
  * re-reads rather than loses (aggd's idempotent writes absorb the
  * repeats). Files wholly behind the durable cursor are deleted.
  */
@@ -33,8 +34,12 @@ void ingest_mqspool_mark(ingest_mqspool_t *self);
  * the next read starts at the mark again, so nothing the broker
  * acknowledged is skipped. Can't fail. */
 void ingest_mqspool_rewind(ingest_mqspool_t *self);
-/* The marked position is durable in ingestd's spool: save the cursor and
- * delete files behind it. 0 or -1 (logged). */
+/* The marked position is durable in ingestd's spool (its fsync is done):
+ * the next commit may save it. Can't fail. */
+void ingest_mqspool_durable(ingest_mqspool_t *self);
+/* Save the durable position as the cursor (fsync, rename) and delete the
+ * files behind it; nothing to do when it has not moved. A cursor saved
+ * late only means re-reading more after a crash. 0 or -1 (logged). */
 int ingest_mqspool_commit(ingest_mqspool_t *self);
 /* Records read and records skipped as torn or corrupt. */
 unsigned long long ingest_mqspool_records(const ingest_mqspool_t *self);

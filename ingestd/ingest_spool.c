@@ -200,6 +200,22 @@ s_cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int
+s_open_active(ingest_spool_t *self)
+{
+    char path[1024];
+    s_path(self, self->segs[self->nsegs - 1].id, path, sizeof path);
+    self->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (self->fd == -1) {
+        log_warn("spool: create %s", path);
+        return -1;
+    }
+    /* The new file's directory entry must survive a power loss too. */
+    if (self->dirfd != -1)
+        fsync(self->dirfd);
+    return 0;
+}
+
 ingest_spool_t *
 ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
 {
@@ -247,6 +263,13 @@ ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
     s_seg_add(self, nids ? ids[nids - 1] + 1 : 1);
     free(ids);
     self->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Create the file now, not on the first write: the new directory
+     * entry's fsync (and the journal commit it waits for) then happens
+     * before any client waits on it. */
+    if (s_open_active(self) == -1) {
+        ingest_spool_destroy(&self);
+        return NULL;
+    }
     if (self->records)
         log_info("spool: recovered %zu unconfirmed batches (%zu bytes) from %s",
                  self->records, self->bytes, dir);
@@ -289,21 +312,6 @@ ingest_spool_next_seq(ingest_spool_t *self, unsigned lane)
 static int s_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
                     const void *data, size_t len);
 
-static int
-s_open_active(ingest_spool_t *self)
-{
-    char path[1024];
-    s_path(self, self->segs[self->nsegs - 1].id, path, sizeof path);
-    self->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (self->fd == -1) {
-        log_warn("spool: create %s", path);
-        return -1;
-    }
-    /* The new file's directory entry must survive a power loss too. */
-    if (self->dirfd != -1)
-        fsync(self->dirfd);
-    return 0;
-}
 
 int
 ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,

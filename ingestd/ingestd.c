@@ -338,7 +338,7 @@ s_on_commit(zloop_t *loop, int timer_id, void *arg)
     self->commit_timer = -1;
     self->commits++;
     if (ok && self->mqspool)
-        ingest_mqspool_commit(self->mqspool);
+        ingest_mqspool_durable(self->mqspool); /* saved by s_on_flush */
     s_answer_waiters(self, ok);
     s_flush(self);
     if (self->mqtt) {
@@ -542,6 +542,10 @@ s_on_flush(zloop_t *loop, int timer_id, void *arg)
         }
     }
     s_flush(self);
+    /* The plugin's cursor: one fsync and rename per tick, not per commit
+     * (a cursor behind only means re-reading after a crash). */
+    if (self->mqspool)
+        ingest_mqspool_commit(self->mqspool);
     return 0;
 }
 
@@ -1096,8 +1100,10 @@ ingestd_run(ingestd_t *self)
      * within the deadline; the rest stays in the spool for next time. */
     {
         bool ok = ingest_spool_sync(self->spool) == 0;
-        if (ok && self->mqspool)
+        if (ok && self->mqspool) {
+            ingest_mqspool_durable(self->mqspool);
             ingest_mqspool_commit(self->mqspool);
+        }
         s_answer_waiters(self, ok);
     }
     http_server_destroy(&self->http);
