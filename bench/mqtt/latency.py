@@ -16,7 +16,10 @@ import sys
 import time
 
 KEY = '"timestamp":"'
+import os
+dump = open(os.environ["LAT_DUMP"], "w") if os.environ.get("LAT_DUMP") else None
 lat = []
+worst = {}  # second of arrival (since the first) -> [count, max ms]
 first = last = None
 cache = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds
 for line in sys.stdin:
@@ -40,9 +43,14 @@ for line in sys.stdin:
     except ValueError:
         continue
     lat.append((now - t) * 1000.0)
+    if dump:  # LAT_DUMP=file: arrival and publish time of each reading
+        dump.write("%.3f %.3f\n" % (now, t))
     if first is None:
         first = now
     last = now
+    w = worst.setdefault(int(now - first), [0, 0.0])
+    w[0] += 1
+    w[1] = max(w[1], lat[-1])
 lat.sort()
 
 
@@ -55,4 +63,8 @@ span = (last - first) if lat else 0
 print(json.dumps({"readings": len(lat), "seconds": round(span, 2),
                   "points_per_min": round(len(lat) / span * 60) if span else 0,
                   "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
-                  "max_ms": round(lat[-1], 2) if lat else None}))
+                  "max_ms": round(lat[-1], 2) if lat else None,
+                  # when the slow ones arrived: [second, readings, max ms]
+                  "seconds_over_100ms": [[k, v[0], round(v[1])]
+                                         for k, v in sorted(worst.items())
+                                         if v[1] > 100]}))

@@ -24,7 +24,7 @@ $B/ingestd --rundir "$T/run" --spool "$T/spool" --port "$ING" --mqtt-port "$MQ" 
 sleep 1
 # latency.py stamps each line as it arrives, so it reads tap live.
 mkfifo "$T/tap.fifo"
-python3 bench/mqtt/latency.py < "$T/tap.fifo" > "$T/latency.json" 2> "$T/latency.err" & LP=$!
+LAT_DUMP=${KEEP:+$T/latency.txt} python3 bench/mqtt/latency.py < "$T/tap.fifo" > "$T/latency.json" 2> "$T/latency.err" & LP=$!
 $B/tap "ipc://$T/run/aggd.0.pub" > "$T/tap.fifo" 2> "$T/tap.err" & TP=$!
 sleep 0.5
 # -W: the window opens once all devices are connected, so the figures are
@@ -37,4 +37,5 @@ wait $LP || true
 cat "$T/latency.json" "$T/latency.err" "$T/tap.err"
 ps -o rss=,comm= -p $MQP,$AP,$IP | awk '{s+=$1; printf "rss %s %.0f MiB\n", $2, $1/1024} END {printf "rss total %.0f MiB\n", s/1024}'
 kill $IP $AP $MQP; wait $IP $AP $MQP 2>/dev/null || true
-rm -rf "$T"
+# KEEP=1 leaves the run's files (plugin spool, logs) for a closer look.
+if [ -n "${KEEP:-}" ]; then echo "kept $T"; else rm -rf "$T"; fi
