@@ -161,7 +161,9 @@ def test_influx():
               "%d readings (count and sum per series)" % (len(mine), 2000 * per))
 
         influx.stop()
-        ingest(p, 2000, 6000)
+        # Enough to pass --checkpoint-mb 1 of WAL (about 22 bytes a
+        # reading since batches carry each series key once).
+        ingest(p, 2000, 12000)
         deadline = time.time() + 30
         while time.time() < deadline and (agg_status(p).get("export_failures", 0) == 0
                                           or agg_status(p).get("checkpoints", 0) == 0):
@@ -182,9 +184,9 @@ def test_influx():
         p.procs["aggd"].wait()
         del p.procs["aggd"]
         p.start_one("aggd")
-        ingest(p, 8000, 1000)
+        ingest(p, 14000, 1000)
         influx.start()
-        mine, theirs = wait_same(p, influx, 9000 * per, timeout=180)
+        mine, theirs = wait_same(p, influx, 15000 * per, timeout=180)
         print("aggd:", mine)
         print("influxdb:", theirs)
         if not same(mine, theirs):
@@ -192,7 +194,7 @@ def test_influx():
             print(agg_status(p))
         check(same(mine, theirs), "after the outage and a kill -9 of aggd, InfluxDB "
               "again holds every reading: %d of %d" % (
-                  sum(c for c, _ in theirs.values()), 9000 * per))
+                  sum(c for c, _ in theirs.values()), 15000 * per))
         s = agg_status(p)
         print("aggd export counters:", {k: v for k, v in s.items() if k.startswith("export")})
         check(s.get("export_readings", 0) > 0 and s.get("export_rejected") == 0,
