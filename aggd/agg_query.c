@@ -397,6 +397,38 @@ s_values(agg_store_t *store, const json_t *req, json_t **body)
     return 200;
 }
 
+/* Delete the selected series, or their points in [start, end). */
+static int
+s_delete(agg_store_t *store, const json_t *req, json_t **body)
+{
+    struct agg_query_sel sel;
+    const char **keys;
+    size_t nk;
+    long long deleted = 0;
+    bool partial = false, p;
+    char key[SERIES_KEY_MAX];
+
+    if (agg_query_sel(req, &sel, body))
+        return 400;
+    if ((nk = agg_store_keys(store, sel.series, sel.tags, sel.ntags, &keys)) == 0) {
+        *body = agg_query_not_found(sel.series);
+        return 404;
+    }
+    for (size_t i = 0; i < nk; i++) {
+        /* keys[i] belongs to the series: copy it before it goes. */
+        snprintf(key, sizeof key, "%s", keys[i]);
+        long long n = agg_store_delete(store, key, sel.start, sel.end, &p);
+        deleted += n > 0 ? n : 0;
+        partial |= p;
+    }
+    free(keys);
+    *body = json_pack("{s:I, s:I, s:b, s:b}", "matched", (json_int_t)nk,
+                      "deleted", (json_int_t)deleted, "series_removed",
+                      sel.start == INT64_MIN && sel.end == INT64_MAX,
+                      "rollups_partial", partial);
+    return 200;
+}
+
 int
 agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
 {
@@ -416,6 +448,8 @@ agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
         return s_points(store, req, body);
     if (strcmp(op, "values") == 0)
         return s_values(store, req, body);
+    if (strcmp(op, "delete") == 0)
+        return s_delete(store, req, body);
     *body = rpc_error("unknown_op", "aggd does not know this query", op);
     return 400;
 }

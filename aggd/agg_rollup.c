@@ -348,12 +348,17 @@ s_remove(struct s_tier *t, size_t i, size_t j)
 }
 
 void
+agg_rollup_drop_tier(agg_rollup_t *self, int tier, int64_t start, int64_t end)
+{
+    struct s_tier *t = &self->t[tier];
+    s_remove(t, s_lower(t, start), s_lower(t, end));
+}
+
+void
 agg_rollup_drop(agg_rollup_t *self, int64_t start, int64_t end)
 {
-    for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
-        struct s_tier *t = &self->t[i];
-        s_remove(t, s_lower(t, start), s_lower(t, end));
-    }
+    for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
+        agg_rollup_drop_tier(self, i, start, end);
 }
 
 size_t

@@ -63,6 +63,9 @@ void agg_rollup_add(agg_rollup_t *self, int64_t ts, double v);
 bool agg_rollup_replace(agg_rollup_t *self, int64_t ts, double old, double v);
 /* Drop, in every tier, the buckets whose start is in [start, end). */
 void agg_rollup_drop(agg_rollup_t *self, int64_t start, int64_t end);
+/* Drop the buckets of one tier whose start is in [start, end). */
+void agg_rollup_drop_tier(agg_rollup_t *self, int tier, int64_t start,
+                          int64_t end);
 /* Drop the buckets of one tier that end at or before t. Returns how
  * many went. */
 size_t agg_rollup_expire(agg_rollup_t *self, int tier, int64_t t);

@@ -528,6 +528,13 @@ s_sealed_find(const struct s_series *s, int64_t ts, double *old)
     return found;
 }
 
+static int64_t
+s_floor_day(int64_t t)
+{
+    int64_t d = t / S_NS_DAY * S_NS_DAY;
+    return d > t ? d - S_NS_DAY : d;
+}
+
 /* The point at ts of s changed from old to v: adjust the rollups, and
  * when min or max may be stale recompute that day's buckets from the raw
  * points, if the store still has all of them (retention may have dropped
@@ -541,9 +548,7 @@ s_roll_replace(agg_store_t *self, struct s_series *s, int64_t ts,
 
     if (old == v || !agg_rollup_replace(s->roll, ts, old, v))
         return;
-    day = ts / S_NS_DAY * S_NS_DAY;
-    if (day > ts)
-        day -= S_NS_DAY;
+    day = s_floor_day(ts);
     s_view(self, s, day, day + S_NS_DAY, &view);
     if (view.n == agg_rollup_count_at(s->roll, AGG_ROLLUP_DAY, day)) {
         agg_rollup_drop(s->roll, day, day + S_NS_DAY);
@@ -969,6 +974,108 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
     return dropped;
 }
 
+/* Replace the chunks and head of s by the points given (ascending,
+ * unique): sealed in memory; the next sync writes them (chunk_rewrite). */
+static void
+s_reload(agg_store_t *self, struct s_series *s, const int64_t *ts,
+         const double *v, size_t n)
+{
+    for (size_t i = 0; i < s->nchunks; i++) {
+        self->chunk_bytes -= s->chunks[i].len;
+        free(s->chunks[i].data);
+    }
+    self->chunks -= s->nchunks;
+    self->head_points -= s->n;
+    s->nchunks = 0;
+    s->n = 0;
+    s->overlap = false;
+    s->sealed_max = INT64_MIN;
+    for (size_t i = 0; i < n; i += AGG_STORE_CHUNK_POINTS) {
+        size_t k = n - i < AGG_STORE_CHUNK_POINTS ? n - i : AGG_STORE_CHUNK_POINTS;
+        struct s_chunk c = {ts[i], ts[i + k - 1], NULL, 0, (uint32_t)k};
+        c.len = (uint32_t)agg_chunk_encode(ts + i, v + i, k, &c.data);
+        s_add_chunk(self, s, &c);
+    }
+    self->chunk_rewrite = true;
+}
+
+long long
+agg_store_delete(agg_store_t *self, const char *key, int64_t start,
+                 int64_t end, bool *partial)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+    struct agg_view all;
+    int64_t *ts, first, last;
+    double *v;
+    size_t n = 0, gone;
+
+    *partial = false;
+    if (s == NULL)
+        return -1;
+    s_view(self, s, INT64_MIN, INT64_MAX, &all);
+    if (start == INT64_MIN && end == INT64_MAX) {
+        gone = all.n;
+        s_scratch_clear(&self->scratch);
+        self->points -= gone;
+        self->chunks -= s->nchunks;
+        for (size_t i = 0; i < s->nchunks; i++)
+            self->chunk_bytes -= s->chunks[i].len;
+        self->head_points -= s->n;
+        zhashx_delete(self->series, key);
+        self->chunk_rewrite = self->rollup_rewrite = true;
+        return (long long)gone;
+    }
+    ts = xmalloc((all.n ? all.n : 1) * sizeof *ts);
+    v = xmalloc((all.n ? all.n : 1) * sizeof *v);
+    for (size_t i = 0; i < all.n; i++)
+        if (all.ts[i] < start || all.ts[i] >= end) {
+            ts[n] = all.ts[i];
+            v[n++] = all.v[i];
+        }
+    gone = all.n - n;
+    /* Days that straddle an edge, with their raw counts before. */
+    int64_t edge[2] = {start, end};
+    uint64_t before[2] = {0, 0};
+    for (int e = 0; e < 2; e++) {
+        int64_t d = s_floor_day(edge[e]);
+        if (edge[e] == INT64_MIN || edge[e] == INT64_MAX || d == edge[e])
+            continue;
+        for (size_t i = 0; i < all.n; i++)
+            before[e] += all.ts[i] >= d && all.ts[i] < d + S_NS_DAY;
+    }
+    s_scratch_clear(&self->scratch);
+    if (gone > 0)
+        s_reload(self, s, ts, v, n);
+    self->points -= gone;
+    /* Rollups: whole buckets inside go; straddling days are rebuilt. */
+    if (agg_rollup_span(s->roll, &first, &last)) {
+        int64_t a = start > first ? start : first, b = end < last ? end : last;
+        for (int t = 0; t < AGG_ROLLUP_TIERS && a < b; t++) {
+            int64_t w = agg_rollup_width(t);
+            int64_t lo = s_ceil_to(a, w), hi = b / w * w - (b % w < 0 ? w : 0);
+            if (lo < hi)
+                agg_rollup_drop_tier(s->roll, t, lo, hi);
+        }
+        for (int e = 0; e < 2; e++) {
+            int64_t d = s_floor_day(edge[e]);
+            if (edge[e] == INT64_MIN || edge[e] == INT64_MAX || d == edge[e] ||
+                (e == 1 && s_floor_day(start) == d))
+                continue;
+            if (before[e] != agg_rollup_count_at(s->roll, AGG_ROLLUP_DAY, d)) {
+                *partial = true;
+                continue;
+            }
+            agg_rollup_drop(s->roll, d, d + S_NS_DAY);
+            for (size_t i = s_lower(ts, n, d); i < n && ts[i] < d + S_NS_DAY; i++)
+                agg_rollup_add(s->roll, ts[i], v[i]);
+        }
+        self->rollup_rewrite = true;
+    }
+    free(ts);
+    free(v);
+    return (long long)gone;
+}
+
 size_t
 agg_store_rollup_buckets(const agg_store_t *self, int tier)
 {
@@ -1189,6 +1296,41 @@ s_test_rollups(agg_store_t **stp, const char *dir)
     *stp = st;
 }
 
+/* Deleting a ragged range: the points go, rollups equal the raw figures
+ * for every range, also after a sync and reopen; deleting everything
+ * removes the series. */
+static void
+s_test_delete(const char *dir)
+{
+    const int64_t s1 = 1000000000LL, t0 = 1704067200LL * s1, day = 86400 * s1;
+    struct agg_store_files files, zero = {0};
+    agg_store_t *st = agg_store_open(dir, &zero);
+    struct agg_view *v;
+    bool partial;
+
+    for (int i = 0; i < 3 * 8640; i++)
+        agg_store_put(st, "d", t0 + i * 10 * s1, (i * 13 % 500) / 10.0);
+    agg_store_put(st, "gone", t0, 1);
+    assert(agg_store_delete(st, "d", t0 + day / 2 + 7 * s1, t0 + day + 17 * day / 24,
+                            &partial) > 0 && !partial);
+    assert(agg_store_points(st) == 3 * 8640 + 1 - (size_t)(
+        (day / 2 + 17 * day / 24 - 7 * s1) / (10 * s1)));
+    for (int64_t a = t0 - day; a < t0 + 3 * day; a += 5555 * s1)
+        s_test_summary(st, "d", a, a + 20 * 3600 * s1);
+    s_test_summary(st, "d", INT64_MIN, INT64_MAX);
+    assert(agg_store_delete(st, "gone", INT64_MIN, INT64_MAX, &partial) == 1);
+    assert(agg_store_delete(st, "gone", INT64_MIN, INT64_MAX, &partial) == -1);
+    assert(agg_store_select(st, "gone", NULL, 0, INT64_MIN, INT64_MAX, &v) == 0);
+    assert(agg_store_sync(st, &files) == 0);
+    agg_store_cleanup(st);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    assert(st && agg_store_series(st) == 1);
+    s_test_summary(st, "d", INT64_MIN, INT64_MAX);
+    s_test_summary(st, "d", t0 + 3 * day / 4, t0 + 2 * day);
+    agg_store_destroy(&st);
+}
+
 void
 agg_store_test(bool verbose)
 {
@@ -1271,6 +1413,12 @@ agg_store_test(bool verbose)
            v[0].v[2] == -2.0 && v[0].v[3] == 0.06);
     free(v);
     s_test_rollups(&st, dir);
+    {
+        char sub[sizeof dir + 8];
+        snprintf(sub, sizeof sub, "%s/del", dir);
+        assert(mkdir(sub, 0755) == 0);
+        s_test_delete(sub);
+    }
     /* A checkpoint length shorter than the file drops what follows. */
     agg_store_destroy(&st);
     st = agg_store_open(dir, &zero);

@@ -108,6 +108,16 @@ bool agg_store_span(agg_store_t *self, const char *key, int64_t *first,
  * generations. Returns the number of chunks dropped. */
 size_t agg_store_expire(agg_store_t *self, int64_t raw_before,
                         const int64_t tier_before[AGG_ROLLUP_TIERS]);
+/* Delete the points of series key in [start, end); the whole series when
+ * the range is everything. Rollup buckets inside the range go; those that
+ * straddle an edge are recomputed from the raw points when the store
+ * still has all of that day's, else they keep the deleted points (logged
+ * by the caller through the return). The next sync writes new file
+ * generations. Returns the number of points deleted, or -1 when the
+ * series is unknown; sets *partial when some straddling bucket could not
+ * be recomputed. */
+long long agg_store_delete(agg_store_t *self, const char *key, int64_t start,
+                           int64_t end, bool *partial);
 /* Rollup buckets of a tier over all series, and their bytes in memory. */
 size_t agg_store_rollup_buckets(const agg_store_t *self, int tier);
 size_t agg_store_rollup_bytes(const agg_store_t *self);

@@ -590,6 +590,28 @@ s_status(aggd_t *self)
     return j;
 }
 
+/* A delete is made durable by a checkpoint (files rewritten without the
+ * points) before it is answered; the WAL before it is then dropped, so a
+ * replay cannot bring the points back. */
+static int
+s_deleted(aggd_t *self, json_t **body)
+{
+    if (self->wal == NULL)
+        return 200;
+    if (s_checkpoint(self) == -1) {
+        json_decref(*body);
+        *body = rpc_error("unavailable", "deleted in memory but the "
+                          "checkpoint failed; a restart brings the points "
+                          "back", "disk");
+        return 503;
+    }
+    s_send_confirm(self);
+    log_info("aggd: deleted %lld points of %lld series",
+             (long long)json_integer_value(json_object_get(*body, "deleted")),
+             (long long)json_integer_value(json_object_get(*body, "matched")));
+    return 200;
+}
+
 static int
 s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -606,6 +628,9 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         status = 200;
     } else {
         status = agg_query_answer(self->store, req, &body);
+        if (status == 200 && !strcmp(json_string_value(json_object_get(req, "op")),
+                                     "delete"))
+            status = s_deleted(self, &body);
     }
     rpc_reply_send(sock, &env, status, body);
     json_decref(req);

@@ -359,6 +359,22 @@ api_lanes_merge(const json_t *query, const struct api_lanes_reply *r,
         *out = s_values_query(query, n);
         return API_LANES_VALUES;
     }
+    if (!strcmp(op, "delete")) {
+        json_int_t deleted = 0;
+        bool partial = false;
+        for (size_t i = 0; i < n; i++)
+            if (r[i].status == 200) {
+                deleted += s_int(r[i].body, "deleted");
+                partial |= json_is_true(json_object_get(r[i].body,
+                                                        "rollups_partial"));
+            }
+        *out = json_pack("{s:I, s:I, s:b, s:b}", "matched",
+                         s_matched(r, n, &owner), "deleted", deleted,
+                         "series_removed", json_is_true(json_object_get(
+                             r[s_first_ok(r, n)].body, "series_removed")),
+                         "rollups_partial", partial);
+        return API_LANES_DONE;
+    }
     if (!strcmp(op, "series"))
         *out = s_merge_series(r, n);
     else if (!strcmp(op, "points"))

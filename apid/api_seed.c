@@ -248,6 +248,21 @@ s_on_alerts(apid_t *self, http_req_t *req, int status, json_t *body,
     http_req_reply_json(req, status, body);
 }
 
+/* DELETE /api/v1/series/{series}?start=&end=&tag.k=v: the points of a
+ * series (or glob) in a range, or whole series without a range. aggd
+ * answers once the deletion is durable. */
+static void
+s_route_delete(apid_t *self, http_req_t *req, const char *series)
+{
+    json_t *q = json_pack("{s:s, s:s}", "op", "delete", "series", series);
+
+    if (apid_range_args(req, q)) {
+        json_decref(q);
+        return;
+    }
+    apid_relay(self, req, APID_BK_AGGD, q);
+}
+
 int
 api_seed_route(apid_t *self, http_req_t *req)
 {
@@ -272,6 +287,9 @@ api_seed_route(apid_t *self, http_req_t *req)
     } else if ((series = apid_path_arg(path, "/api/v1/export/"))) {
         if (apid_method(req, "GET"))
             s_route_series(self, req, 1, series);
+    } else if ((series = apid_path_arg(path, "/api/v1/series/"))) {
+        if (apid_method(req, "DELETE"))
+            s_route_delete(self, req, series);
     } else if (!strcmp(path, "/api/v1/series")) {
         const char *m = http_req_arg(req, "match");
         if (apid_method(req, "GET"))

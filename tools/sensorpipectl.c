@@ -8,6 +8,11 @@
  *
  *   sensorpipectl [--rundir DIR] [--lanes N] [--json] [--timeout 2s]
  *                 [--ingestd EP] [--aggd TMPL] [--anomalyd TMPL] [--alertd TMPL]
+ *   sensorpipectl --delete SERIES [--start TIME] [--end TIME] [...]
+ *
+ * With --delete it asks every aggd lane to delete the series (a key, bare
+ * name or glob) or its points in [start, end), prints each lane's answer
+ * and exits 0 when some lane deleted and none failed.
  *
  * Settings also come from -f file and SENSORPIPECTL_* variables, like
  * the daemons' (cfg.h).
@@ -34,6 +39,9 @@ struct ctl_conf {
     char *aggd;      /* templates; "" = default */
     char *anomalyd;
     char *alertd;
+    char *del;       /* series to delete, or "" */
+    char *start;     /* range of the delete, "" = all time */
+    char *end;
 };
 
 static const struct cfg_opt s_opts[] = {
@@ -53,6 +61,12 @@ static const struct cfg_opt s_opts[] = {
      "anomalyd query endpoint template"},
     {"alertd", CFG_STR, offsetof(struct ctl_conf, alertd), "", 0, 0, 0,
      "alertd query endpoint template"},
+    {"delete", CFG_STR, offsetof(struct ctl_conf, del), "", 0, 0, 0,
+     "delete this series (key, name or glob) on every aggd lane"},
+    {"start", CFG_STR, offsetof(struct ctl_conf, start), "", 0, 0, 0,
+     "with --delete: inclusive start (RFC 3339, YYYY-MM-DD, epoch ms)"},
+    {"end", CFG_STR, offsetof(struct ctl_conf, end), "", 0, 0, 0,
+     "with --delete: exclusive end"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 #define S_DAEMONS 4
@@ -139,6 +153,24 @@ main(int argc, char **argv)
         cfg_free(s_opts, S_NOPTS, &conf);
         return rc == CFG_EXIT ? 0 : CFG_EX_CONFIG;
     }
+    json_t *del = NULL;
+    if (*conf.del) {
+        del = json_pack("{s:s, s:s}", "op", "delete", "series", conf.del);
+        const char *when[2] = {conf.start, conf.end}, *name[2] = {"start", "end"};
+        for (int i = 0; i < 2; i++) {
+            int64_t ts;
+            if (!*when[i])
+                continue;
+            if (clock_parse_time(when[i], &ts)) {
+                fprintf(stderr, "sensorpipectl: --%s: not a time: %s\n",
+                        name[i], when[i]);
+                json_decref(del);
+                cfg_free(s_opts, S_NOPTS, &conf);
+                return CFG_EX_CONFIG;
+            }
+            json_object_set_new(del, name[i], json_integer(ts));
+        }
+    }
     zsys_handler_set(NULL);
     zsys_init();
     zsys_set_logstream(NULL);
@@ -147,13 +179,15 @@ main(int argc, char **argv)
     poller = zpoller_new(NULL);
     for (int d = 0; d < S_DAEMONS; d++) {
         unsigned lanes = d == 0 ? 1 : (unsigned)conf.lanes;
+        if (del && strcmp(names[d], "aggd") != 0)
+            continue;
         char def[EP_MAX];
         const char *tm = *tmpl[d] ? tmpl[d]
                                   : ep_default(def, sizeof def, conf.rundir,
                                                names[d], "query");
         for (unsigned lane = 0; lane < lanes; lane++) {
             struct s_target *x = &t[n++];
-            json_t *q = json_pack("{s:s}", "op", "status");
+            json_t *q = del ? json_incref(del) : json_pack("{s:s}", "op", "status");
             x->daemon = names[d];
             x->lane = lane;
             if (ep_expand(x->ep, sizeof x->ep, tm, lane) == NULL)
@@ -191,7 +225,18 @@ main(int argc, char **argv)
             up += status == 200;
         }
     }
-    if (conf.json) {
+    if (del) {
+        size_t deleted = 0, failed = 0;
+        for (size_t i = 0; i < n; i++) {
+            char *s = t[i].body ? mpjson_dumps(t[i].body) : NULL;
+            printf("aggd %u: %d %s\n", t[i].lane, t[i].status,
+                   s ? s : "no answer");
+            free(s);
+            deleted += t[i].status == 200;
+            failed += t[i].status != 200 && t[i].status != 404;
+        }
+        up = deleted > 0 && failed == 0 ? n : 0;
+    } else if (conf.json) {
         json_t *o = json_object(), *lanes;
         for (size_t i = 0; i < n; i++) {
             json_t *e = t[i].body ? json_deep_copy(t[i].body) : json_object();
@@ -217,6 +262,7 @@ main(int argc, char **argv)
         zsock_destroy(&t[i].sock);
     }
     free(t);
+    json_decref(del);
     zpoller_destroy(&poller);
     cfg_free(s_opts, S_NOPTS, &conf);
     zsys_shutdown();
