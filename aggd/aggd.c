@@ -29,6 +29,7 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <sys/statvfs.h>
 
 #define AGGD_HEARTBEAT_MS 1000
 #define AGGD_BURST 256 /* batches read per wake-up, at most */
@@ -60,6 +61,10 @@ struct aggd {
     int64_t ckpt_ms;              /* duration of the last one */
     outq_t *out;                  /* batches anomalyd has not taken yet */
     uint64_t compactions;         /* retention passes that dropped data */
+    bool disk_low;                /* free space below the floor: held */
+    uint64_t disk_free;           /* free bytes at the last check */
+    uint64_t disk_holds;          /* times intake was held for space */
+    uint64_t disk_checked;        /* WAL position of the last check */
     uint64_t expired_chunks;      /* raw chunks dropped by retention */
     char producer[64];            /* "aggd.<lane>" */
     uint64_t seq;                 /* batches sent downstream */
@@ -451,6 +456,37 @@ s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
+/* The disk floor: below it aggd stops taking readings (outq_hold) rather
+ * than run the disk full in the middle of a WAL record; the PULL queue
+ * fills, ingestd's spool grows and past its high-water mark ingestd
+ * answers 503. Resumes once free space is 1/8 above the floor again. */
+static void
+s_check_disk(aggd_t *self)
+{
+    uint64_t floor = (uint64_t)self->conf->disk_floor_mb << 20;
+    struct statvfs sv;
+
+    if (self->wal)
+        self->disk_checked = agg_wal_written(self->wal);
+    if (self->datadir == NULL || statvfs(self->datadir, &sv) == -1)
+        return;
+    self->disk_free = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (!self->disk_low && self->disk_free < floor) {
+        self->disk_low = true;
+        self->disk_holds++;
+        outq_hold(self->out, true);
+        log_warnx("aggd: %s has %llu MiB free, below the floor of %lld MiB: "
+                  "not taking readings until space returns", self->datadir,
+                  (unsigned long long)(self->disk_free >> 20),
+                  (long long)self->conf->disk_floor_mb);
+    } else if (self->disk_low && self->disk_free >= floor + floor / 8) {
+        self->disk_low = false;
+        outq_hold(self->out, false);
+        log_info("aggd: %s has %llu MiB free again: taking readings",
+                 self->datadir, (unsigned long long)(self->disk_free >> 20));
+    }
+}
+
 static int
 s_on_export(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -469,6 +505,7 @@ s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
 
     (void)loop;
     (void)timer_id;
+    s_check_disk(self);
     s_send_confirm(self);
     return 0;
 }
@@ -527,6 +564,9 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
     if (s_ckpt_due(self) && s_checkpoint(self) == 0)
         s_send_confirm(self);
     s_commit(self);
+    /* Between heartbeats, look again after every 8 MiB of WAL. */
+    if (self->wal && agg_wal_written(self->wal) - self->disk_checked > (8u << 20))
+        s_check_disk(self);
     return 0;
 }
 
@@ -544,6 +584,9 @@ s_status_storage(aggd_t *self, json_t *j)
     json_object_set_new(j, "rollup_memory_bytes", json_integer((json_int_t)
                         agg_store_rollup_bytes(self->store)));
     json_object_set_new(j, "compactions", json_integer((json_int_t)self->compactions));
+    json_object_set_new(j, "disk_low", json_boolean(self->disk_low));
+    json_object_set_new(j, "disk_free_bytes", json_integer((json_int_t)self->disk_free));
+    json_object_set_new(j, "disk_holds", json_integer((json_int_t)self->disk_holds));
     json_object_set_new(j, "expired_chunks", json_integer((json_int_t)self->expired_chunks));
     agg_store_written(self->store, &f);
     json_object_set_new(j, "disk_chunk_bytes", json_integer((json_int_t)f.chunk_len));
@@ -714,6 +757,7 @@ aggd_run(aggd_t *self)
         return -1;
     }
     outq_start(self->out);
+    s_check_disk(self);
     zloop_reader(self->loop, self->router, s_on_query, self);
     zloop_reader(self->loop, agg_wal_sock(self->wal), s_on_synced, self);
     if (self->export)

@@ -44,6 +44,9 @@ static const struct cfg_opt s_opts[] = {
      "or ClickHouse /?query=INSERT..FORMAT JSONEachRow), \"\" = none"},
     {"export-format", CFG_STR, offsetof(struct aggd_conf, export_format),
      "influx", 0, 0, CFG_IMMUTABLE, "body of the export: influx or clickhouse"},
+    {"disk-floor-mb", CFG_INT, offsetof(struct aggd_conf, disk_floor_mb), "16",
+     0, 1000000, 0, "stop taking readings while the data disk has less free "
+     "space (MiB; 0 = never)"},
     {"hwm", CFG_INT, offsetof(struct aggd_conf, hwm), "1000", 1, 1000000,
      CFG_IMMUTABLE, "queue limit in batches per socket"},
     {"drain", CFG_DURATION, offsetof(struct aggd_conf, drain), "2s", 0, 600, 0,

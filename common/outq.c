@@ -23,6 +23,7 @@ struct outq {
     zlist_t *queue;  /* msg_batch_t *, oldest first */
     size_t readings; /* readings in queue */
     bool reading;    /* PULL reader registered */
+    bool held;       /* intake held by the owner (outq_hold) */
     bool retrying;   /* retry timer armed */
     uint64_t stalls;
     struct ratelimit rl;
@@ -64,7 +65,7 @@ outq_destroy(outq_t **self_p)
 void
 outq_start(outq_t *self)
 {
-    if (!self->reading && self->pull) {
+    if (!self->reading && !self->held && self->pull) {
         zloop_reader(self->loop, self->pull, self->on_pull, self->arg);
         self->reading = true;
     }
@@ -151,6 +152,18 @@ bool
 outq_paused(const outq_t *self)
 {
     return !self->reading;
+}
+
+void
+outq_hold(outq_t *self, bool hold)
+{
+    self->held = hold;
+    if (hold && self->reading) {
+        zloop_reader_end(self->loop, self->pull);
+        self->reading = false;
+    } else if (!hold && zlist_size(self->queue) == 0) {
+        outq_start(self);
+    }
 }
 
 size_t

@@ -40,6 +40,11 @@ size_t outq_readings(const outq_t *self);
 uint64_t outq_stalls(const outq_t *self);
 bool outq_paused(const outq_t *self);
 
+/* Hold intake (true): the reader stays off whatever the queue, until
+ * released (false), when it resumes unless the queue still waits on the
+ * peer. aggd holds while its disk is below the floor. */
+void outq_hold(outq_t *self, bool hold);
+
 /* At stop: keep trying until empty or until the monotonic deadline.
  * Logs what is left. Returns the batches left. */
 size_t outq_drain(outq_t *self, int64_t deadline_ns);
