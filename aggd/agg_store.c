@@ -421,8 +421,8 @@ s_recount(agg_store_t *self)
     }
 }
 
-static void s_view(agg_store_t *self, const struct s_series *s,
-                   int64_t start, int64_t end, struct agg_view *out);
+static void s_view(agg_store_t *self, struct s_series *s, int64_t start,
+                   int64_t end, struct agg_view *out);
 
 /* Rollups from the chunks, for a directory that has no rollup file. */
 static void
@@ -698,16 +698,59 @@ s_view_merge(agg_store_t *self, const struct s_series *s, int64_t start,
     out->n = m;
 }
 
+/* Replace the chunks of s by disjoint ones holding the points given
+ * (ascending, unique), in memory only. */
+static void
+s_rechunk(agg_store_t *self, struct s_series *s, const int64_t *ts,
+          const double *v, size_t n)
+{
+    for (size_t i = 0; i < s->nchunks; i++) {
+        self->chunk_bytes -= s->chunks[i].len;
+        free(s->chunks[i].data);
+    }
+    self->chunks -= s->nchunks;
+    s->nchunks = 0;
+    s->sealed_max = INT64_MIN;
+    for (size_t i = 0; i < n; i += AGG_STORE_CHUNK_POINTS) {
+        size_t k = n - i < AGG_STORE_CHUNK_POINTS ? n - i : AGG_STORE_CHUNK_POINTS;
+        struct s_chunk c = {ts[i], ts[i + k - 1], NULL, 0, (uint32_t)k};
+        c.len = (uint32_t)agg_chunk_encode(ts + i, v + i, k, &c.data);
+        s_add_chunk(self, s, &c);
+    }
+    s->overlap = s->n > 0 && s->nchunks > 0 && s->ts[0] <= s->sealed_max;
+}
+
+/* Chunks that overlap (late points sealed after later ones) are merged,
+ * newest write winning, and cut into disjoint chunks again, so reads
+ * decode in order instead of sorting. In memory only: the chunk file's
+ * records say the same, and a restart reseals on the first read; a
+ * retention or delete rewrite writes the resealed chunks. The head is
+ * left alone (its points are in the WAL, not yet in the chunk file); if
+ * it still overlaps the chunks, reads merge until the next seal. The
+ * merged arrays stay in the scratch space until the next select. */
+static void
+s_reseal(agg_store_t *self, struct s_series *s)
+{
+    struct s_series sealed = *s;
+    struct agg_view v;
+
+    sealed.n = 0;
+    s_view_merge(self, &sealed, INT64_MIN, INT64_MAX, &v);
+    s_rechunk(self, s, v.ts, v.v, v.n);
+}
+
 /* Disjoint chunks in time order, then the head: decode the chunks the
  * range touches into one array. */
 static void
-s_view(agg_store_t *self, const struct s_series *s, int64_t start, int64_t end,
+s_view(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
        struct agg_view *out)
 {
     size_t first = 0, total = 0, k = 0;
     int64_t *ts;
     double *v;
 
+    if (s->overlap)
+        s_reseal(self, s);
     if (s->overlap) {
         s_view_merge(self, s, start, end, out);
         return;
@@ -826,7 +869,7 @@ agg_store_keys(agg_store_t *self, const char *sel,
 
 /* Raw points of [a, b) into the summary. */
 static void
-s_sum_raw(agg_store_t *self, const struct s_series *s, int64_t a, int64_t b,
+s_sum_raw(agg_store_t *self, struct s_series *s, int64_t a, int64_t b,
           struct agg_rsum *sum, agg_sketch_t *sk)
 {
     struct agg_view v;
@@ -854,7 +897,7 @@ s_ceil_to(int64_t t, int64_t w)
 /* [a, b) from the whole buckets of tier and finer tiers (then raw) at the
  * edges, in time order. */
 static void
-s_sum_range(agg_store_t *self, const struct s_series *s, int tier, int64_t a,
+s_sum_range(agg_store_t *self, struct s_series *s, int tier, int64_t a,
             int64_t b, struct agg_rsum *sum, agg_sketch_t *sk)
 {
     if (a >= b)
@@ -920,7 +963,7 @@ agg_store_span(agg_store_t *self, const char *key, int64_t *first,
 
 /* Distinct points of a series, chunks and head. */
 static size_t
-s_distinct(agg_store_t *self, const struct s_series *s)
+s_distinct(agg_store_t *self, struct s_series *s)
 {
     size_t n = s->n;
     struct agg_view v;
@@ -976,26 +1019,15 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
 
 /* Replace the chunks and head of s by the points given (ascending,
  * unique): sealed in memory; the next sync writes them (chunk_rewrite). */
+/* Replace the chunks and head of s by the points given (ascending,
+ * unique), sealed; the next sync writes them (chunk_rewrite). */
 static void
 s_reload(agg_store_t *self, struct s_series *s, const int64_t *ts,
          const double *v, size_t n)
 {
-    for (size_t i = 0; i < s->nchunks; i++) {
-        self->chunk_bytes -= s->chunks[i].len;
-        free(s->chunks[i].data);
-    }
-    self->chunks -= s->nchunks;
     self->head_points -= s->n;
-    s->nchunks = 0;
     s->n = 0;
-    s->overlap = false;
-    s->sealed_max = INT64_MIN;
-    for (size_t i = 0; i < n; i += AGG_STORE_CHUNK_POINTS) {
-        size_t k = n - i < AGG_STORE_CHUNK_POINTS ? n - i : AGG_STORE_CHUNK_POINTS;
-        struct s_chunk c = {ts[i], ts[i + k - 1], NULL, 0, (uint32_t)k};
-        c.len = (uint32_t)agg_chunk_encode(ts + i, v + i, k, &c.data);
-        s_add_chunk(self, s, &c);
-    }
+    s_rechunk(self, s, ts, v, n);
     self->chunk_rewrite = true;
 }
 
