@@ -113,23 +113,24 @@ agg_ckpt_read(const char *dir, struct agg_ckpt *ck, agg_confirm_t *applied)
                   path);
         goto done;
     }
-    if (ck->format != AGG_FORMAT_VERSION && ck->format != 1) {
+    if (ck->format < 1 || ck->format > AGG_FORMAT_VERSION) {
         log_warnx("agg_ckpt: %s is on-disk format %u; this aggd reads "
-                  "formats 1 and %u only; refusing to start (use the aggd "
+                  "formats 1 to %u only; refusing to start (use the aggd "
                   "that wrote it, or move the directory away)",
                   dir, ck->format, AGG_FORMAT_VERSION);
         goto done;
     }
     ck->wal_seg = le_get(buf + 8, 8);
     ck->files.chunk_len = le_get(buf + 16, 8);
-    if (ck->format == AGG_FORMAT_VERSION) {
+    if (ck->format >= 2)
         ck->files.chunk_gen = le_get(buf + 24, 8);
+    if (ck->format == AGG_FORMAT_VERSION) {
         ck->files.rollup_gen = le_get(buf + 32, 8);
         ck->files.rollup_len = le_get(buf + 40, 8);
     } else {
-        log_info("agg_ckpt: %s is format 1: migrating (rollups are rebuilt "
+        log_info("agg_ckpt: %s is format %u: migrating (rollups are rebuilt "
                  "from the chunks; the next checkpoint writes format %u)",
-                 dir, AGG_FORMAT_VERSION);
+                 dir, ck->format, AGG_FORMAT_VERSION);
     }
     if (msg_batch_decode(buf + fixed, tlen, &b) != MSG_OK ||
         agg_confirm_load(applied, b) == -1) {

@@ -19,10 +19,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Format 2 added the rollups file and file generations. A format 1
- * directory is migrated: its chunks are read as generation 0 and the
- * rollups rebuilt from them at start; the next checkpoint writes 2. */
-#define AGG_FORMAT_VERSION 2
+/* Format 2 added the rollups file and file generations; 3 keeps minute
+ * buckets on disk only where raw points are gone (rollup records carry
+ * raw_from). A format 1 or 2 directory is migrated: its chunks are read
+ * and every rollup rebuilt from them at start (a format 2 rollup file is
+ * ignored); the next checkpoint writes 3. */
+#define AGG_FORMAT_VERSION 3
 
 struct agg_ckpt {
     uint32_t format;             /* AGG_FORMAT_VERSION of the writer */

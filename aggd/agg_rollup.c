@@ -294,6 +294,13 @@ s_bucket_add(struct s_tier *t, struct s_bucket *b, int64_t ts, double v)
 }
 
 void
+agg_rollup_add_tier(agg_rollup_t *self, int tier, int64_t ts, double v)
+{
+    struct s_tier *t = &self->t[tier];
+    s_bucket_add(t, s_bucket(t, s_floor(ts, s_width[tier])), ts, v);
+}
+
+void
 agg_rollup_add(agg_rollup_t *self, int64_t ts, double v)
 {
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
@@ -452,6 +459,13 @@ agg_rollup_bytes(const agg_rollup_t *self)
     return n;
 }
 
+void
+agg_rollup_clean(agg_rollup_t *self)
+{
+    for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
+        self->t[i].dirty_lo = SIZE_MAX;
+}
+
 bool
 agg_rollup_dirty(const agg_rollup_t *self)
 {
@@ -461,28 +475,45 @@ agg_rollup_dirty(const agg_rollup_t *self)
     return false;
 }
 
-size_t
-agg_rollup_encode(agg_rollup_t *self, bool all, unsigned char **out)
+/* Buckets [lo, hi) of tier i that encode writes. */
+static void
+s_enc_range(const struct s_tier *t, int i, bool all, int64_t minute_before,
+            size_t *lo, size_t *hi)
 {
-    size_t len = 0, off = 0;
+    *lo = all ? 0 : t->dirty_lo < t->n ? t->dirty_lo : t->n;
+    *hi = i == AGG_ROLLUP_MINUTE ? s_lower(t, minute_before) : t->n;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+size_t
+agg_rollup_encode(agg_rollup_t *self, bool all, int64_t minute_before,
+                  unsigned char **out)
+{
+    size_t len = 0, off = 0, lo, hi, nb = 0;
     unsigned char *p;
 
     if (!all && !agg_rollup_dirty(self))
         return 0;
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
-        struct s_tier *t = &self->t[i];
-        size_t lo = all ? 0 : t->dirty_lo < t->n ? t->dirty_lo : t->n;
+        s_enc_range(&self->t[i], i, all, minute_before, &lo, &hi);
         len += 4;
-        for (size_t k = lo; k < t->n; k++)
-            len += S_BUCKET_BYTES + 4 * (size_t)t->b[k].sk_len;
+        nb += hi - lo;
+        for (size_t k = lo; k < hi; k++)
+            len += S_BUCKET_BYTES + 4 * (size_t)self->t[i].b[k].sk_len;
+    }
+    if (nb == 0) {
+        for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
+            self->t[i].dirty_lo = SIZE_MAX;
+        return 0;
     }
     p = xmalloc(len);
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         struct s_tier *t = &self->t[i];
-        size_t lo = all ? 0 : t->dirty_lo < t->n ? t->dirty_lo : t->n;
-        le_put(p + off, t->n - lo, 4);
+        s_enc_range(t, i, all, minute_before, &lo, &hi);
+        le_put(p + off, hi - lo, 4);
         off += 4;
-        for (size_t k = lo; k < t->n; k++) {
+        for (size_t k = lo; k < hi; k++) {
             const struct s_bucket *b = &t->b[k];
             const double d[6] = {b->sum, b->m2, b->min, b->max, b->first,
                                  b->last};
@@ -702,18 +733,29 @@ agg_rollup_test(bool verbose)
         agg_rollup_destroy(&q);
     }
     /* Persistence: everything, then only what changed since. */
-    size_t full = len = agg_rollup_encode(r, true, &buf);
+    size_t full = len = agg_rollup_encode(r, true, INT64_MAX, &buf);
     assert(len > 0 && !agg_rollup_dirty(r));
     assert(agg_rollup_decode(back, buf, len) == 0);
     assert(agg_rollup_decode(back, buf, len - 1) == -1);
     free(buf);
     agg_rollup_add(r, ts[N - 1] + 1, 99.5);
     assert(agg_rollup_dirty(r));
-    len = agg_rollup_encode(r, false, &buf);
+    len = agg_rollup_encode(r, false, INT64_MAX, &buf);
     assert(len > 3 * S_BUCKET_BYTES && len < full / 20);
     assert(agg_rollup_decode(back, buf, len) == 0);
     free(buf);
-    assert(agg_rollup_encode(r, false, &buf) == 0);
+    assert(agg_rollup_encode(r, false, INT64_MAX, &buf) == 0);
+    /* Minute buckets only before a time: hours and days all the same. */
+    {
+        agg_rollup_t *part = agg_rollup_new();
+        len = agg_rollup_encode(r, true, t0 + 86400000000000LL, &buf);
+        assert(agg_rollup_decode(part, buf, len) == 0);
+        free(buf);
+        assert(agg_rollup_buckets(part, AGG_ROLLUP_MINUTE) == 1440);
+        assert(agg_rollup_buckets(part, AGG_ROLLUP_HOUR) ==
+               agg_rollup_buckets(r, AGG_ROLLUP_HOUR));
+        agg_rollup_destroy(&part);
+    }
     for (int tier = 0; tier < AGG_ROLLUP_TIERS; tier++) {
         struct agg_rsum g2 = {0};
         agg_sketch_t *s1 = agg_sketch_new(), *s2 = agg_sketch_new();

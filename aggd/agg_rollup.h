@@ -56,6 +56,8 @@ int64_t agg_rollup_width(int tier);
 
 /* Add a new point to the bucket of every tier. */
 void agg_rollup_add(agg_rollup_t *self, int64_t ts, double v);
+/* Add a new point to one tier only (rebuilding it from raw points). */
+void agg_rollup_add_tier(agg_rollup_t *self, int tier, int64_t ts, double v);
 /* The point at ts changed from old to v: adjust count-preserving moments,
  * sketch, first and last exactly. Returns true when min or max may now
  * be stale (old was one of them): the caller recomputes the buckets from
@@ -86,12 +88,17 @@ size_t agg_rollup_buckets(const agg_rollup_t *self, int tier);
 /* Bytes of memory held. */
 size_t agg_rollup_bytes(const agg_rollup_t *self);
 
+/* Mark every bucket clean (what a rebuild from disk data produced). */
+void agg_rollup_clean(agg_rollup_t *self);
 /* Are there buckets changed since the last agg_rollup_encode? */
 bool agg_rollup_dirty(const agg_rollup_t *self);
 /* Serialise the changed buckets (every bucket when all) and mark them
- * clean. Returns the size (0 when there is nothing to write) and sets
- * *out (caller frees) when it is not 0. Cannot fail. */
-size_t agg_rollup_encode(agg_rollup_t *self, bool all, unsigned char **out);
+ * clean; of the minute tier only buckets starting before minute_before
+ * (agg_store keeps minute buckets on disk only where the raw points that
+ * rebuild them are gone). Returns the size (0 when there is nothing to
+ * write) and sets *out (caller frees) when it is not 0. Cannot fail. */
+size_t agg_rollup_encode(agg_rollup_t *self, bool all, int64_t minute_before,
+                         unsigned char **out);
 /* Apply a serialised record: its buckets replace those with the same
  * start, and count as clean (they are on disk). Returns 0, or -1 when the record is malformed (nothing beyond
  * the buffer is read; buckets before the fault may have been applied). */

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #define S_MAGIC "SPC1"  /* chunk record */
-#define S_RMAGIC "SPR1" /* rollup record */
+#define S_RMAGIC "SPR2" /* rollup record */
 #define S_HDR 12
 #define S_REC_MAX (64u << 20)
 #define S_ROLLUP_SLACK (16u << 20) /* appended bytes tolerated beyond twice
@@ -237,19 +237,24 @@ s_write_chunk(agg_store_t *self, int fd, uint64_t *len, const char *key,
     s_append(self, fd, len, S_MAGIC, parts, 4);
 }
 
-/* Append the rollups of s (the changed buckets, or all) to fd. */
+/* Append the rollups of s (the changed buckets, or all) to fd: key,
+ * raw_from (i64), the agg_rollup record. Minute buckets go to disk only
+ * before raw_from; the later ones are rebuilt from the chunks at open,
+ * which keeps the rollup file about as small as the hour and day tiers. */
 static void
 s_write_rollup(agg_store_t *self, int fd, uint64_t *len, struct s_series *s,
                bool all)
 {
-    unsigned char k[4], *blob;
-    size_t klen = strlen(s->key), n = agg_rollup_encode(s->roll, all, &blob);
+    unsigned char k[4], rf[8], *blob;
+    size_t klen = strlen(s->key);
+    size_t n = agg_rollup_encode(s->roll, all, s->raw_from, &blob);
 
     if (n == 0)
         return;
     le_put(k, klen, 4);
-    struct iovec parts[3] = {{k, 4}, {s->key, klen}, {blob, n}};
-    s_append(self, fd, len, S_RMAGIC, parts, 3);
+    le_put(rf, (uint64_t)s->raw_from, 8);
+    struct iovec parts[4] = {{k, 4}, {s->key, klen}, {rf, 8}, {blob, n}};
+    s_append(self, fd, len, S_RMAGIC, parts, 4);
     free(blob);
 }
 
@@ -346,10 +351,16 @@ s_load_rollup(agg_store_t *self, const unsigned char *p, uint32_t len)
     char key[SERIES_KEY_MAX];
     uint32_t klen;
 
-    if (s_rec_key(p, len, key, sizeof key, &klen) == -1)
+    struct s_series *s;
+    int64_t rf;
+
+    if (s_rec_key(p, len, key, sizeof key, &klen) == -1 || len - 4 - klen < 8)
         return -1;
-    return agg_rollup_decode(s_series_get(self, key)->roll, p + 4 + klen,
-                             len - 4 - klen);
+    s = s_series_get(self, key);
+    rf = (int64_t)le_get(p + 4 + klen, 8);
+    if (rf > s->raw_from)
+        s->raw_from = rf;
+    return agg_rollup_decode(s->roll, p + 12 + klen, len - 12 - klen);
 }
 
 /* Open (creating) a file of the store, cut it to the valid prefix of its
@@ -424,20 +435,30 @@ s_recount(agg_store_t *self)
 static void s_view(agg_store_t *self, struct s_series *s, int64_t start,
                    int64_t end, struct agg_view *out);
 
-/* Rollups from the chunks, for a directory that has no rollup file. */
+/* Rollups from the chunks: every tier for a directory without a rollup
+ * file, else the minute buckets from raw_from on (those before it were
+ * loaded from the file). */
 static void
-s_rebuild_rollups(agg_store_t *self)
+s_rebuild_rollups(agg_store_t *self, bool all)
 {
     struct agg_view v;
+    const int64_t minute = agg_rollup_width(AGG_ROLLUP_MINUTE);
 
     for (struct s_series *s = zhashx_first(self->series); s;
          s = zhashx_next(self->series)) {
         s_view(self, s, INT64_MIN, INT64_MAX, &v);
-        for (size_t i = 0; i < v.n; i++)
-            agg_rollup_add(s->roll, v.ts[i], v.v[i]);
+        for (size_t i = 0; i < v.n; i++) {
+            int64_t b = v.ts[i] / minute * minute;
+            if (all)
+                agg_rollup_add(s->roll, v.ts[i], v.v[i]);
+            else if ((b > v.ts[i] ? b - minute : b) >= s->raw_from)
+                agg_rollup_add_tier(s->roll, AGG_ROLLUP_MINUTE, v.ts[i], v.v[i]);
+        }
         s_scratch_clear(&self->scratch);
+        if (!all)
+            agg_rollup_clean(s->roll);
     }
-    self->rollup_rewrite = true;
+    self->rollup_rewrite |= all;
 }
 
 agg_store_t *
@@ -456,7 +477,7 @@ agg_store_open(const char *dir, const struct agg_store_files *files)
         goto fail;
     s_recount(self);
     if (files->rollup_gen == 0) {
-        s_rebuild_rollups(self);
+        s_rebuild_rollups(self, true);
         return self;
     }
     path = s_path(self, "rollups", files->rollup_gen);
@@ -466,16 +487,7 @@ agg_store_open(const char *dir, const struct agg_store_files *files)
     if (self->rfd == -1)
         goto fail;
     self->rollup_live = self->files.rollup_len;
-    /* Rollups older than every raw point: retention dropped those. */
-    for (struct s_series *s = zhashx_first(self->series); s;
-         s = zhashx_next(self->series)) {
-        int64_t raw_first = s->n ? s->ts[0] : INT64_MAX;
-        for (size_t i = 0; i < s->nchunks; i++)
-            if (s->chunks[i].tmin < raw_first)
-                raw_first = s->chunks[i].tmin;
-        if (agg_rollup_first_ts(s->roll) < raw_first)
-            s->raw_from = raw_first;
-    }
+    s_rebuild_rollups(self, false);
     return self;
 fail:
     agg_store_destroy(&self);
@@ -1006,8 +1018,11 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
                     s->sealed_max = s->chunks[i].tmax;
             self->points -= before - s_distinct(self, s);
             self->chunk_rewrite = true;
-            if (raw_before > s->raw_from)
+            if (raw_before > s->raw_from) {
+                /* Minute buckets before it now live only on disk. */
                 s->raw_from = raw_before;
+                self->rollup_rewrite = true;
+            }
         }
         for (int t = 0; t < AGG_ROLLUP_TIERS; t++)
             if (tier_before[t] != INT64_MIN &&
