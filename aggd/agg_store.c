@@ -1222,6 +1222,63 @@ agg_store_sync(agg_store_t *self, struct agg_store_files *files)
     return 0;
 }
 
+/* Copy the first len bytes of src to dst (created, fsync'd). */
+static int
+s_copy_prefix(const char *src, const char *dst, uint64_t len)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC), rc = -1;
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    char buf[1 << 16];
+
+    if (in == -1 || out == -1) {
+        log_warn("agg_store: backup: cannot open %s or create %s", src, dst);
+        goto done;
+    }
+    while (len > 0) {
+        ssize_t r = read(in, buf, len < sizeof buf ? (size_t)len : sizeof buf);
+        if (r <= 0 || write(out, buf, (size_t)r) != r) {
+            log_warn("agg_store: backup: copying %s", src);
+            goto done;
+        }
+        len -= (uint64_t)r;
+    }
+    if (fsync(out) == -1) {
+        log_warn("agg_store: backup: fsync %s", dst);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (in != -1)
+        close(in);
+    if (out != -1)
+        close(out);
+    return rc;
+}
+
+int
+agg_store_backup(const agg_store_t *self, const char *dst,
+                 const struct agg_store_files *files)
+{
+    const char *kinds[2] = {"chunks", "rollups"};
+    uint64_t gens[2] = {files->chunk_gen, files->rollup_gen};
+    uint64_t lens[2] = {files->chunk_len, files->rollup_len};
+    int rc = 0;
+
+    if (self->dir == NULL)
+        return -1;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        if (i == 1 && gens[1] == 0)
+            break;
+        char *src = s_path(self, kinds[i], gens[i]);
+        char *name = strrchr(src, '/') + 1;
+        char *to = xasprintf("%s/%s", dst, name);
+        rc = s_copy_prefix(src, to, lens[i]);
+        free(to);
+        free(src);
+    }
+    return rc;
+}
+
 void
 agg_store_written(const agg_store_t *self, struct agg_store_files *files)
 {

@@ -132,6 +132,12 @@ int agg_store_sync(agg_store_t *self, struct agg_store_files *files);
 /* The files in use and the bytes written to them so far (durable or
  * not): the disk usage by kind. */
 void agg_store_written(const agg_store_t *self, struct agg_store_files *files);
+/* Copy the durable prefix of the store's files (what the last sync
+ * returned in files) into the directory dst, under the same names, and
+ * fsync them: with a checkpoint naming files, dst is a data directory as
+ * of that sync. Returns 0 or -1 (logged). */
+int agg_store_backup(const agg_store_t *self, const char *dst,
+                     const struct agg_store_files *files);
 /* Delete files of generations other than those in use; call once a
  * checkpoint names them. */
 void agg_store_cleanup(agg_store_t *self);

@@ -29,6 +29,7 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #define AGGD_HEARTBEAT_MS 1000
@@ -655,6 +656,50 @@ s_deleted(aggd_t *self, json_t **body)
     return 200;
 }
 
+/* Backup: a checkpoint, then the durable prefix of the chunk and rollup
+ * files and a checkpoint naming them copied into a new directory: a data
+ * directory as of this moment (aggd --data DIR restores it). Runs on the
+ * loop; the copy costs one read of the store's files. */
+static int
+s_backup(aggd_t *self, const json_t *req, json_t **body)
+{
+    const char *dir = json_string_value(json_object_get(req, "dir"));
+    struct agg_ckpt ck = {.format = AGG_FORMAT_VERSION};
+    int64_t t0 = clock_mono_ns();
+
+    if (dir == NULL || dir[0] != '/') {
+        *body = rpc_error("bad_request", "dir must be an absolute path", "dir");
+        return 400;
+    }
+    if (mkdir(dir, 0755) == -1) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot create %.200s: %s (it must not "
+                 "exist yet)", dir, strerror(errno));
+        *body = rpc_error("bad_request", msg, "dir");
+        return 400;
+    }
+    if (self->wal == NULL || s_checkpoint(self) == -1) {
+        *body = rpc_error("unavailable", "checkpoint failed", "disk");
+        return 503;
+    }
+    s_send_confirm(self);
+    agg_store_written(self->store, &ck.files);
+    ck.wal_seg = agg_wal_segment(self->wal);
+    if (agg_store_backup(self->store, dir, &ck.files) == -1 ||
+        agg_ckpt_write(dir, &ck, self->applied) == -1) {
+        *body = rpc_error("internal", "backup failed; see aggd's log", "dir");
+        return 500;
+    }
+    *body = json_pack("{s:s, s:I, s:I, s:I, s:I}", "dir", dir, "points",
+                      (json_int_t)agg_store_points(self->store), "chunk_bytes",
+                      (json_int_t)ck.files.chunk_len, "rollup_bytes",
+                      (json_int_t)ck.files.rollup_len, "ms",
+                      (json_int_t)((clock_mono_ns() - t0) / 1000000));
+    log_info("aggd: backup of %zu points to %s", agg_store_points(self->store),
+             dir);
+    return 200;
+}
+
 static int
 s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -666,7 +711,9 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     if (req == NULL)
         return 0;
     self->queries++;
-    if (strcmp(json_string_value(json_object_get(req, "op")), "status") == 0) {
+    if (strcmp(json_string_value(json_object_get(req, "op")), "backup") == 0) {
+        status = s_backup(self, req, &body);
+    } else if (strcmp(json_string_value(json_object_get(req, "op")), "status") == 0) {
         body = s_status(self);
         status = 200;
     } else {

@@ -9,10 +9,14 @@
  *   sensorpipectl [--rundir DIR] [--lanes N] [--json] [--timeout 2s]
  *                 [--ingestd EP] [--aggd TMPL] [--anomalyd TMPL] [--alertd TMPL]
  *   sensorpipectl --delete SERIES [--start TIME] [--end TIME] [...]
+ *   sensorpipectl --backup DIR [...]
  *
  * With --delete it asks every aggd lane to delete the series (a key, bare
  * name or glob) or its points in [start, end), prints each lane's answer
- * and exits 0 when some lane deleted and none failed.
+ * and exits 0 when some lane deleted and none failed. With --backup each
+ * aggd lane writes a consistent copy of its data directory, taken while it
+ * runs, to DIR/aggd.LANE (restore: start that lane with --data on it);
+ * exit 0 when every lane did.
  *
  * Settings also come from -f file and SENSORPIPECTL_* variables, like
  * the daemons' (cfg.h).
@@ -27,6 +31,8 @@
 #include "common/xalloc.h"
 
 #include <czmq.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include <stddef.h>
 
@@ -42,6 +48,7 @@ struct ctl_conf {
     char *del;       /* series to delete, or "" */
     char *start;     /* range of the delete, "" = all time */
     char *end;
+    char *backup;    /* directory for a backup of every aggd lane, or "" */
 };
 
 static const struct cfg_opt s_opts[] = {
@@ -67,6 +74,8 @@ static const struct cfg_opt s_opts[] = {
      "with --delete: inclusive start (RFC 3339, YYYY-MM-DD, epoch ms)"},
     {"end", CFG_STR, offsetof(struct ctl_conf, end), "", 0, 0, 0,
      "with --delete: exclusive end"},
+    {"backup", CFG_STR, offsetof(struct ctl_conf, backup), "", 0, 0, 0,
+     "back up every aggd lane into this directory (absolute path)"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 #define S_DAEMONS 4
@@ -171,6 +180,18 @@ main(int argc, char **argv)
             json_object_set_new(del, name[i], json_integer(ts));
         }
     }
+    if (*conf.backup) {
+        if (del != NULL || conf.backup[0] != '/' ||
+            (mkdir(conf.backup, 0755) == -1 && errno != EEXIST)) {
+            fprintf(stderr, "sensorpipectl: --backup needs an absolute "
+                    "directory it can create (and no --delete): %s\n",
+                    conf.backup);
+            json_decref(del);
+            cfg_free(s_opts, S_NOPTS, &conf);
+            return CFG_EX_CONFIG;
+        }
+        del = json_pack("{s:s}", "op", "backup");
+    }
     zsys_handler_set(NULL);
     zsys_init();
     zsys_set_logstream(NULL);
@@ -187,7 +208,12 @@ main(int argc, char **argv)
                                                names[d], "query");
         for (unsigned lane = 0; lane < lanes; lane++) {
             struct s_target *x = &t[n++];
-            json_t *q = del ? json_incref(del) : json_pack("{s:s}", "op", "status");
+            json_t *q = del ? json_deep_copy(del) : json_pack("{s:s}", "op", "status");
+            if (*conf.backup) {
+                char dir[EP_MAX + 32];
+                snprintf(dir, sizeof dir, "%s/aggd.%u", conf.backup, lane);
+                json_object_set_new(q, "dir", json_string(dir));
+            }
             x->daemon = names[d];
             x->lane = lane;
             if (ep_expand(x->ep, sizeof x->ep, tm, lane) == NULL)
@@ -236,6 +262,8 @@ main(int argc, char **argv)
             failed += t[i].status != 200 && t[i].status != 404;
         }
         up = deleted > 0 && failed == 0 ? n : 0;
+        if (*conf.backup)
+            up = deleted == n ? n : 0;
     } else if (conf.json) {
         json_t *o = json_object(), *lanes;
         for (size_t i = 0; i < n; i++) {
