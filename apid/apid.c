@@ -4,6 +4,7 @@
 #include "apid/apid.h"
 #include "apid/api_auth.h"
 #include "apid/api_devices.h"
+#include "apid/api_fleet.h"
 #include "apid/api_lanes.h"
 #include "apid/api_seed.h"
 #include "apid/api_alerts.h"
@@ -665,6 +666,7 @@ static int (*const s_modules[])(apid_t *, http_req_t *) = {
     api_rules_route,
     api_users_route,
     api_analytics_route,
+    api_fleet_route,
 };
 
 /* Module state, created in this order and destroyed in reverse. */

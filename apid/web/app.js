@@ -10,6 +10,7 @@
   const MAX_ROWS = 60;          // rows kept per list widget
   const SAVE_DELAY_MS = 250;    // debounce of layout saves
   const RETRY_MS = 1000;        // reconnect delay of a stream
+  const FORECAST_MS = 3000;     // least time between forecast questions
   const GAP = 12, ROW_PX = 80;  // grid geometry, as in app.css
 
   const $ = (id) => document.getElementById(id);
@@ -91,6 +92,8 @@
     const lines = new Map();    // series key -> Map(ts ms -> value)
     const marks = new Map();    // "key|ts" -> value of an anomaly
     let plot = null, keys = [], dirty = false;
+    let band = [];              // forecast of a one-series chart: {t, value, lower, upper}
+    let bandAsked = 0;
     rt.body.classList.add("chart");
     rt.el.dataset.points = "0";
     rt.el.dataset.anomalies = "0";
@@ -127,8 +130,20 @@
         return null;
       });
       data.push(an);
-      if (!plot || ks.join("\n") !== keys.join("\n")) {
-        keys = ks;
+      // The forecast band starts at the last reading and runs ahead of it.
+      const fc = ks.length === 1 && band.length ? band.filter((p) => !xs.length || p.t > xs[xs.length - 1]) : [];
+      if (fc.length) {
+        const last = xs[xs.length - 1], lv = lines.get(ks[0]).get(last);
+        for (const p of fc) {
+          data[0].push(p.t / 1000);
+          for (let i = 1; i < data.length; i++) data[i].push(null);
+        }
+        const pad = (f, at) => xs.map((t) => (t === last ? at : null)).concat(fc.map(f));
+        data.push(pad((p) => p.value, lv), pad((p) => p.upper, lv), pad((p) => p.lower, lv));
+      }
+      const sig = ks.join("\n") + (fc.length ? "\nforecast" : "");
+      if (!plot || sig !== keys.join("\n")) {
+        keys = sig.split("\n");
         if (plot) plot.destroy();
         const series = [{}].concat(ks.map((k, i) => ({
           label: k, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true,
@@ -136,8 +151,16 @@
           label: "anomaly", stroke: "#ff5c5c", width: 0,
           points: { show: true, size: 9, fill: "#ff5c5c", stroke: "#ff5c5c" },
         }]);
+        const bands = [];
+        if (fc.length) {
+          const n = series.length;
+          series.push({ label: "forecast", stroke: "#ffd166", width: 1.5, dash: [6, 4], spanGaps: true },
+                      { label: "upper", stroke: "rgba(255,209,102,.35)", width: 1, spanGaps: true },
+                      { label: "lower", stroke: "rgba(255,209,102,.35)", width: 1, spanGaps: true });
+          bands.push({ series: [n + 1, n + 2], fill: "rgba(255,209,102,.15)" });
+        }
         plot = new uPlot(Object.assign(size(), {
-          series,
+          series, bands,
           axes: [{ stroke: "#8593a3", grid: { stroke: "#26303b" } },
                  { stroke: "#8593a3", grid: { stroke: "#26303b" } }],
           cursor: { drag: { x: true, y: false } },
@@ -146,8 +169,24 @@
         plot.setData(data);
       }
       rt.el.dataset.points = String(points);
+      rt.el.dataset.forecast = String(fc.length);
+      askForecast(ks, xs);
       rt.el.dataset.anomalies = String(an.filter((v) => v !== null).length);
       rt.meta.textContent = points + " pts";
+    }
+    /* A one-series chart asks anomalyd for a forecast over a quarter of
+     * the span it shows (at most every FORECAST_MS; 404 or not ready
+     * draws none). */
+    function askForecast(ks, xs) {
+      if (ks.length !== 1 || xs.length < 2 || Date.now() - bandAsked < FORECAST_MS) return;
+      bandAsked = Date.now();
+      const span = Math.max(60, Math.round((xs[xs.length - 1] - xs[0]) / 4000));
+      api("/api/v1/forecast/" + encodeURIComponent(ks[0]) + "?horizon=" + span + "s&points=24")
+        .then((b) => {
+          band = b.ready ? (b.forecast || []).map((p) => ({
+            t: Date.parse(p.timestamp), value: p.value, lower: p.lower, upper: p.upper })) : [];
+          schedule();
+        }).catch(() => { band = []; });
     }
     rt.resize = () => { if (plot) plot.setSize(size()); };
     rt.destroy = () => { if (plot) plot.destroy(); };
@@ -239,6 +278,7 @@
   }
 
   function title(w) {
+    if (window.spViews && spViews.titles[w.type]) return spViews.titles[w.type];
     if (w.type === "chart") return !w.series || w.series === "*" ? "All series" : w.series;
     const t = w.type === "alerts" ? "Alerts" : "Anomalies";
     return w.series && w.series !== "*" ? t + " · " + w.series : t;
@@ -264,6 +304,7 @@
     dragHandlers(w, e, head);
     resizeHandlers(w, e, grip);
     if (w.type === "chart") chartWidget(w, rt);
+    else if (window.spViews && spViews[w.type]) spViews[w.type](w, rt, { el, api, when }, save);
     else listWidget(w, rt, w.type);
     new ResizeObserver(() => rt.resize && rt.resize()).observe(body);
   }
@@ -385,8 +426,9 @@
 
   $("add").addEventListener("click", () => {
     const type = $("add-type").value;
+    const big = type === "chart" || type === "devices" || type === "report";
     const w = { id: newId(), type, series: $("add-series").value.trim() || "*",
-                w: type === "chart" ? 6 : 4, h: type === "chart" ? 4 : 3 };
+                w: big ? 6 : type === "fleet" ? 12 : 4, h: type === "fleet" ? 2 : big ? 4 : 3 };
     layout.widgets.push(w);
     mount(w);
     save();

@@ -60,7 +60,6 @@ try {
   const ack = alerts.locator("li[data-state='firing'] button.ack").first();
   await ack.waitFor();
   await page.waitForTimeout(300);
-  if (shot) await page.screenshot({ path: shot });
   await ack.click();
   await alerts.locator("li[data-state='acknowledged']").first().waitFor();
   check(true, "the alert is acknowledged from the list");
@@ -90,6 +89,112 @@ try {
         "after a reload the size is kept");
   const saved = await (await fetch(base + "/api/dashboards/it")).json();
   check(saved.widgets.length === 3, "the layout is stored through the API");
+
+  // --- fleet views: devices with a map and floor plan, overview, reports ---
+  const devs = [["press-1", { location: "hall-a", lat: "48.137", lon: "11.575" }],
+                ["press-2", { location: "hall-a", lat: 48.139, lon: 11.581 }],
+                ["pump-7", { location: "basement" }]];
+  for (const [id, metadata] of devs) {
+    const r = await fetch(base + "/api/devices/register", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ deviceId: id, type: id.split("-")[0], metadata }) });
+    check(r.status === 201, `register ${id} (${r.status})`);
+  }
+  const r1 = await fetch(base + "/api/devices/press-1/events", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ type: "online" }) });
+  check(r1.status < 300, `press-1 reports online (${r1.status})`);
+  const vib = Array.from({ length: 30 }, (_, i) => ({
+    name: "vibration", tags: { device: i % 3 ? "press-1" : "pump-7" }, value: 3 + (i % 5) / 10,
+    timestamp: Date.now() - (30 - i) * 1000 }));
+  const rr = await fetch(base + "/api/v1/record", { method: "POST",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ data: vib }) });
+  check(rr.status === 200, "30 device readings recorded");
+
+  const addWidget = async (type) => {
+    await page.selectOption("#add-type", type);
+    await page.click("#add");
+    const w = page.locator(`.widget[data-type='${type}']`).last();
+    await w.waitFor();
+    return w;
+  };
+  const fleet = await addWidget("fleet");
+  await page.waitForFunction(() => {
+    const e = document.querySelector(".widget[data-type='fleet']");
+    return e.dataset.devices === "3" && Number(e.dataset.readings) >= 173;
+  }, null, { timeout: 20000 });
+  const api = await (await fetch(base + "/api/fleet")).json();
+  check(await fleet.locator(".tile .tv").first().textContent() === "3" &&
+        (await fleet.locator(".tile").nth(1).textContent()).includes(api.readings.count.toLocaleString("en")),
+        `fleet overview shows 3 devices and ${api.readings.count} readings in 24 h`);
+  check(Number(await fleet.getAttribute("data-anomalies")) === api.anomalies.count && api.anomalies.count > 0,
+        `fleet overview counts the anomalies (${api.anomalies.count})`);
+
+  const devw = await addWidget("devices");
+  await page.waitForFunction(() => document.querySelector(".widget[data-type='devices']").dataset.rows === "3");
+  const p1 = devw.locator("tr[data-device='press-1']");
+  check(await p1.getAttribute("data-online") === "true" && (await p1.locator("td").nth(4).textContent()) === "20",
+        "device list: press-1 online with its 20 readings");
+  check(await devw.locator("tr[data-device='pump-7'] td").nth(3).textContent() === "basement",
+        "device list shows locations");
+  await devw.locator("button.tab[data-view='map']").click();
+  await page.waitForFunction(() => document.querySelector(".widget[data-type='devices']").dataset.mapped === "3");
+  check(await devw.locator("svg.geo g.pin").count() === 2, "the map places the two devices with coordinates");
+  const pins = await devw.locator("svg.geo g.pin").evaluateAll((gs) => gs.map((g) => g.getAttribute("transform")));
+  check(pins[0] !== pins[1], "at different places: " + pins.join(" "));
+  check(await devw.locator(".room[data-location='basement'] .chip[data-device='pump-7']").count() === 1,
+        "the floor plan puts pump-7 in the basement");
+
+  const rep = await addWidget("report");
+  await page.waitForFunction(() => {
+    const e = document.querySelector(".widget[data-type='report']");
+    return e.dataset.report === "device-performance" && e.dataset.rows === "3";
+  });
+  check((await rep.locator("tbody tr").first().textContent()).startsWith("press-1"),
+        "device performance report lists the devices");
+  await rep.locator("select.pick").selectOption("anomaly-summary");
+  await page.waitForFunction(() => {
+    const e = document.querySelector(".widget[data-type='report']");
+    return e.dataset.report === "anomaly-summary" && Number(e.dataset.rows) > 0;
+  });
+  check((await rep.locator("tbody").textContent()).includes("machine.temp"),
+        "anomaly summary names machine.temp");
+  await rep.locator("select.pick").selectOption("fleet-health");
+  await page.waitForFunction(() => document.querySelector(".widget[data-type='report']").dataset.report === "fleet-health");
+  const health = await (await fetch(base + "/api/reports/fleet-health")).json();
+  check(await rep.locator(".verdict").textContent() === health.status.toUpperCase() &&
+        health.devices.online === 1 && health.silent.join() === "press-2",
+        `fleet health: ${health.status}, 1 of 3 online, press-2 silent`);
+
+  // A chart of one series draws anomalyd's forecast band ahead of it.
+  await page.fill("#add-series", "machine.temp");
+  const one = await addWidget("chart");
+  await page.fill("#add-series", "");
+  await page.waitForFunction(() => {
+    const cs = document.querySelectorAll(".widget[data-type='chart']");
+    return Number(cs[cs.length - 1].dataset.forecast) > 0;
+  }, null, { timeout: 20000 });
+  const fc = await (await fetch(base + "/api/v1/forecast/machine.temp?horizon=60s&points=24")).json();
+  check(fc.ready && await one.getAttribute("data-forecast") === String(fc.forecast.length) &&
+        await one.getAttribute("data-points") === "143",
+        `the machine.temp chart draws its 143 readings and a ${fc.forecast.length}-point forecast band`);
+  await page.waitForTimeout(500);
+  if (shot) {
+    // The whole grid in one picture, the header on top.
+    const h = await page.evaluate(() => document.documentElement.scrollHeight);
+    await page.setViewportSize({ width: 1280, height: Math.min(h, 2400) });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: shot });
+    await page.setViewportSize({ width: 1280, height: 800 });
+  }
+
+  await page.reload();
+  await page.waitForSelector("body[data-loaded='1']");
+  await page.waitForFunction(() => document.querySelector(".widget[data-type='devices']")?.dataset.mapped === "3");
+  check(await page.locator(".widget[data-type='report'] select.pick").inputValue() === "fleet-health",
+        "after a reload the new widgets, the map view and the chosen report are kept");
+  const saved2 = await (await fetch(base + "/api/dashboards/it")).json();
+  check(saved2.widgets.length === 7, "seven widgets stored");
 
 } catch (e) {
   check(false, "browser steps: " + e.message);

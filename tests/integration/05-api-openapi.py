@@ -14,7 +14,7 @@ from sp import ROOT, Platform, check, have, main  # noqa: E402
 
 SAMPLES = {"series": "temperature", "deviceId": "sensor-001", "name": "job",
            "jobId": "j1", "alertId": "1",
-           "sensor": "t1", "file": "app.js"}
+           "sensor": "t1", "file": "app.js", "report": "fleet-health"}
 
 
 def source_routes():
@@ -96,6 +96,17 @@ def test():
         check(st == 400 and b["error"]["where"] == "start", "bad start 400")
         st, _, b = p.http("GET", "/api/telemetry/sensor-001?format=xml")
         check(st == 400 and b["error"]["where"] == "format", "bad format 400")
+        st, hdr, b = p.http("GET", "/api/fleet")
+        check(st == 503 and "anomalyd" in b["error"]["where"] and
+              "Retry-After" in hdr,
+              "fleet overview without anomalyd: 503 naming it (%s)" % b)
+        for path, where in (("/api/fleet?window=soon", "window"),
+                            ("/api/fleet?start=2024-02-01&end=2024-01-01",
+                             "start"),
+                            ("/api/reports/gossip", "/api/reports/gossip")):
+            st, _, b = p.http("GET", path)
+            check(st in (400, 404) and b["error"]["where"] == where,
+                  "%s: %d naming %s" % (path, st, where))
     finally:
         p.stop()
 

@@ -49,7 +49,7 @@ def test():
         "apid": ["--datadir", os.path.join(tmp, "apid")]}).start()
     try:
         st, _, b = p2.http("GET", "/api/dashboards/it")
-        check(st == 200 and len(b["widgets"]) == 3,
+        check(st == 200 and len(b["widgets"]) == 7,
               "layout kept across an apid restart")
     finally:
         p2.stop()
