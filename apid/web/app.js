@@ -265,6 +265,10 @@
     empty();
     const filter = { series: w.series || "*", kinds: [kind] };
     if (kind === "alerts") reload();
+    // The recent anomalies (as the stream would have shown them) first.
+    else api("/api/v1/anomalies/" + encodeURIComponent(w.series || "*") + "?min_score=0.5&limit=" + MAX_ROWS)
+      .then((b) => { for (const a of b.anomalies || []) put(a.series + "|" + a.timestamp, anomalyRow(a)); })
+      .catch(() => {});
     rt.stream = openStream(filter, (m) => {
       for (const it of m.items || []) {
         if (m.type === "alerts") {

@@ -191,6 +191,9 @@ try {
   await page.reload();
   await page.waitForSelector("body[data-loaded='1']");
   await page.waitForFunction(() => document.querySelector(".widget[data-type='devices']")?.dataset.mapped === "3");
+  await page.waitForFunction(() => Number(document.querySelector(".widget[data-type='anomalies']").dataset.rows) > 0);
+  check((await page.locator(".widget[data-type='anomalies'] li").first().textContent()).includes("machine.temp"),
+        "after a reload the anomaly list shows the recent anomalies again");
   check(await page.locator(".widget[data-type='report'] select.pick").inputValue() === "fleet-health",
         "after a reload the new widgets, the map view and the chosen report are kept");
   const saved2 = await (await fetch(base + "/api/dashboards/it")).json();
