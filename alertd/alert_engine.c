@@ -39,6 +39,11 @@ struct s_alert {
     enum s_state state;   /* pending or firing */
     int64_t since;        /* became pending (or firing), ns */
     int64_t fired;        /* became firing, ns */
+    int64_t step_from;    /* severity steps count from here, ns (fired,
+                             or when the condition held again after a
+                             de-escalation) */
+    int64_t below;        /* condition false since, ns (with below_set) */
+    bool below_set;       /* the condition is false, not yet cleared */
     int64_t updated;      /* latest evaluation, ns */
     const char *severity; /* static severity name */
     double value;         /* latest triggering value */
@@ -357,7 +362,7 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
         zhashx_insert(self->alerts, hkey, a);
         if (alert_rule_for(r) == 0) {
             a->state = S_FIRING;
-            a->fired = ts;
+            a->fired = a->step_from = ts;
             s_emit(self, a, "firing", ts);
         } else {
             a->state = S_PENDING;
@@ -376,7 +381,7 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
     if (a->state == S_PENDING) {
         if (cond == ALERT_TRUE && ts - a->since >= alert_rule_for(r)) {
             a->state = S_FIRING;
-            a->fired = ts;
+            a->fired = a->step_from = ts;
             s_emit(self, a, "firing", ts);
         } else if (cond == ALERT_FALSE) {
             s_emit(self, a, "resolved", ts);
@@ -392,7 +397,29 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
         zhashx_delete(self->alerts, hkey);
         return;
     }
-    const char *sev = alert_rule_severity(r, ts - a->fired);
+    int64_t back = alert_rule_severity_back(r);
+    if (back > 0) {
+        /* Below the condition but not cleared: no step up; after "back",
+         * down to the first step. Above again: steps count anew. */
+        if (cond == ALERT_FALSE) {
+            if (!a->below_set) {
+                a->below_set = true;
+                a->below = ts;
+            }
+            const char *base = alert_rule_severity(r, 0);
+            if (ts - a->below >= back && a->severity != base) {
+                a->severity = base;
+                s_emit(self, a, "firing", ts);
+            }
+            return;
+        }
+        if (cond == ALERT_TRUE && a->below_set) {
+            a->below_set = false;
+            if (a->severity == alert_rule_severity(r, 0))
+                a->step_from = ts;
+        }
+    }
+    const char *sev = alert_rule_severity(r, ts - a->step_from);
     if (sev != a->severity) {
         a->severity = sev;
         s_emit(self, a, "firing", ts);
@@ -490,7 +517,7 @@ alert_engine_restore(alert_engine_t *self, const char *rule,
     a->key = xstrdup(key);
     a->state = strcmp(state, "pending") == 0 ? S_PENDING : S_FIRING;
     a->since = a->updated = since;
-    a->fired = a->state == S_FIRING ? fired : 0;
+    a->fired = a->step_from = a->state == S_FIRING ? fired : 0;
     if (a->state == S_FIRING && fired > a->updated)
         a->updated = fired;
     a->value = value;
@@ -767,6 +794,28 @@ alert_engine_test(bool verbose)
     TEST_STREQ(log.lines[0], "silent temperature{device=s7} resolved error 2000");
     assert(alert_engine_resolve(e, "silent", "temperature{device=s7}",
                                 2000 * S) == -1);
+
+    /* Severity up with time, back down after 2 m below the condition
+     * (above "clear when"), up again 5 m after it holds again. */
+    rules[0] = s_test_rule("hot2: t > 30 clear when t < 20 severity warning,"
+                           " critical after 5m, back after 2m");
+    alert_engine_set_rules(e, rules, 1, 2000 * S);
+    log.n = 0;
+    const int steps[][2] = {{0, 35},   {300, 35}, {310, 25}, {400, 25},
+                            {431, 25}, {440, 35}, {700, 35}, {740, 35},
+                            {750, 15}};
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++)
+        alert_engine_reading(e, "t{device=z}", (2000 + steps[k][0]) * S,
+                             steps[k][1]);
+    if (verbose)
+        for (size_t i = 0; i < log.n; i++)
+            printf("  %s\n", log.lines[i]);
+    assert(log.n == 5);
+    TEST_STREQ(log.lines[0], "hot2 t{device=z} firing warning 2000");
+    TEST_STREQ(log.lines[1], "hot2 t{device=z} firing critical 2300");
+    TEST_STREQ(log.lines[2], "hot2 t{device=z} firing warning 2431");
+    TEST_STREQ(log.lines[3], "hot2 t{device=z} firing critical 2740");
+    TEST_STREQ(log.lines[4], "hot2 t{device=z} resolved critical 2750");
 
     /* Rules indexed by a selector's tag see exactly their series. */
     rules[0] = s_test_rule("ta: temperature{device=a} > 1");

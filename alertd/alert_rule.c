@@ -139,6 +139,8 @@ struct alert_rule {
     int64_t for_ns;             /* "for" duration, 0 when absent */
     struct s_sev sev[ALERT_RULE_SEV_MAX]; /* severity steps, ascending */
     size_t nsev;                /* used steps (>= 1) */
+    int64_t sev_back;           /* de-escalate after this long below the
+                                   condition, ns (0: never) */
     int64_t max_window;         /* longest window read */
     bool deadman;               /* reads age() or nodata() */
     char *notify[ALERT_RULE_NOTIFY_MAX]; /* channel names to notify */
@@ -979,6 +981,23 @@ s_parse_severity(struct s_parser *p)
 
     for (;;) {
         const char *sev = NULL;
+        if (r->nsev > 1 && s_is_word(p, "back")) {
+            /* ", back after D": de-escalation to the first step. */
+            s_next(p);
+            if (!s_is_word(p, "after")) {
+                s_error(p, p->tok.pos, "expected 'after DURATION' after "
+                                       "'back'");
+                return -1;
+            }
+            s_next(p);
+            if (p->tok.kind != T_DUR || p->tok.dur <= 0) {
+                s_error(p, p->tok.pos, "expected a duration after 'after'");
+                return -1;
+            }
+            r->sev_back = p->tok.dur;
+            s_next(p);
+            return 0;
+        }
         if (p->tok.kind == T_NAME && p->tok.sel_len == 0)
             sev = s_severity_static(p->tok.str);
         if (sev == NULL) {
@@ -1531,6 +1550,12 @@ alert_rule_metric(const alert_rule_t *self, size_t k)
     return k < self->nrefs ? self->refs[k].name : NULL;
 }
 
+int64_t
+alert_rule_severity_back(const alert_rule_t *self)
+{
+    return self->sev_back;
+}
+
 bool
 alert_rule_group(const alert_rule_t *self, int64_t *within)
 {
@@ -1881,6 +1906,10 @@ alert_rule_format(const alert_rule_t *self)
         fprintf(fp, ", %s after ", self->sev[i].name);
         s_fmt_duration(fp, self->sev[i].after);
     }
+    if (self->sev_back) {
+        fputs(", back after ", fp);
+        s_fmt_duration(fp, self->sev_back);
+    }
     for (size_t i = 0; i < self->nnotify; i++)
         fprintf(fp, "%s%s", i ? ", " : " notify ", self->notify[i]);
     if (self->throttle) {
@@ -2164,6 +2193,10 @@ alert_rule_test(bool verbose)
     s_test_bad("temperature > 1e999", 14, "out of range", verbose);
     s_test_bad("temperature > device.max.temp", 14, "device.NAME", verbose);
     s_test_bad("t > 1 group by", 14, "tag key", verbose);
+    s_test_bad("t > 1 severity warning, back after 1m", 24,
+               "expected a severity", verbose);
+    s_test_bad("t > 1 severity info, error after 1m, back 1m", 42,
+               "'after DURATION'", verbose);
     s_test_bad("t > 1 group within x", 19, "duration after 'within'",
                verbose);
     s_test_bad("t > 1 group group", 12, "duplicate 'group'", verbose);
@@ -2198,6 +2231,10 @@ alert_rule_test(bool verbose)
 
     /* The canonical form has minimal parentheses and reparses to itself. */
     s_test_format("temperature>30", "temperature > 30 severity warning");
+    s_test_format("t > 30 clear when t < 28 severity warning, critical after "
+                  "10m, back after 2m",
+                  "t > 30 clear when t < 28 severity warning, critical after "
+                  "10m, back after 2m");
     s_test_format("t > 1 group by site, line",
                   "t > 1 severity warning group by site, line within 1m");
     s_test_format("t > 1 group within 5m notify ops",

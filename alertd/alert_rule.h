@@ -12,6 +12,7 @@
  *   condition := expr clause*
  *   clause    := "for" DURATION | "clear" "when" expr
  *              | "severity" SEV ["after" DURATION] {"," SEV "after" DURATION}
+ *                ["," "back" "after" DURATION]
  *              | "notify" CHANNEL {"," CHANNEL} | "throttle" DURATION
  *              | "escalate" CHANNEL "after" DURATION
  *              | "inhibited" "by" RULE ["on" TAG {"," TAG}]
@@ -162,6 +163,11 @@ bool alert_rule_has_clear(const alert_rule_t *self);
 /* Severity after having fired for firing_ns (the last step whose "after"
  * is <= firing_ns). Borrowed static string. */
 const char *alert_rule_severity(const alert_rule_t *self, int64_t firing_ns);
+/* De-escalation ("severity warning, critical after 10m, back after
+ * 2m"): a firing alert that has been below its condition (not cleared,
+ * under a "clear when") for this long, ns, goes back to the first step;
+ * 0 when the rule has none. */
+int64_t alert_rule_severity_back(const alert_rule_t *self);
 /* Number of severity steps and the "after" of step i (for scheduling). */
 size_t alert_rule_severity_steps(const alert_rule_t *self);
 int64_t alert_rule_severity_after(const alert_rule_t *self, size_t i);

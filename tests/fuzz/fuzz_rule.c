@@ -22,8 +22,13 @@ s_value(void *arg, const char *key, enum alert_fn fn, int64_t window,
 {
     static const double vals[] = {0, 1, -1, 30, NAN, INFINITY, -INFINITY,
                                   1e308, 0.5};
+    uint64_t qbits;
+
+    /* q may be any double (time_to's threshold is negative or huge):
+     * mix its bits, never convert it. */
+    memcpy(&qbits, &q, sizeof qbits);
     size_t h = strlen(key) + (size_t)fn * 7 + (size_t)(window % 13) +
-               (size_t)(q * 10) + *(size_t *)arg;
+               (size_t)(qbits % 97) + *(size_t *)arg;
     return vals[h % (sizeof vals / sizeof vals[0])];
 }
 
