@@ -5,6 +5,7 @@
 #   make test       install, build (plain and ASan+UBSan), run every test
 #   make test-full  the long tier (10k devices, chaos, long fuzzing, full eval)
 #   make chaos      only the long chaos tier (tests/chaos)
+#   make fuzz       only the fuzz targets, 300 s each
 #   make eval       the full anomaly evaluation (NAB subset, early warning)
 #   make bench      benchmarks against the peers (bench/)
 #   make install    binaries, man pages, systemd units, runit services, the
@@ -121,6 +122,10 @@ test-full: deps
 # and profile, alarms outside windows, early warning (docs/ANOMALY.md).
 eval: all
 	@sh tests/nab/eval.sh
+
+# Every fuzz target for FUZZ_SECONDS (300) each, on its seed corpus.
+fuzz: deps fuzz-build
+	@ONLY=fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-300} sh tests/run.sh
 
 # The long chaos tier alone (tests/chaos, SP_FULL=1) on the ASan build.
 chaos: deps

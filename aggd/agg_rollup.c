@@ -215,7 +215,7 @@ s_run_grow(struct s_tier *t, struct s_bucket *b)
 static void
 s_sk_add(struct s_tier *t, struct s_bucket *b, uint32_t key, int delta)
 {
-    uint32_t *e = t->sk + b->sk_off;
+    uint32_t *e = b->sk_len ? t->sk + b->sk_off : NULL; /* sk may be NULL */
     size_t i = 0, n = b->sk_len;
 
     while (i < n && e[i] >> 16 < key)

@@ -48,6 +48,27 @@ s_exact_arg(http_req_t *req, json_t *q)
     return 0;
 }
 
+json_t *
+apid_percentiles_arg(const char *s)
+{
+    json_t *arr = json_array();
+    char *copy = xstrdup(s), *save = NULL;
+
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        double p;
+        if (t[0] == 'p')
+            t++;
+        if (strutil_tod(t, &p) || p < 0 || p > 100) {
+            json_decref(arr);
+            arr = NULL;
+            break;
+        }
+        json_array_append_new(arr, json_real(p));
+    }
+    free(copy);
+    return arr;
+}
+
 static void
 s_route_stats(apid_t *self, http_req_t *req, const char *series)
 {
@@ -59,24 +80,14 @@ s_route_stats(apid_t *self, http_req_t *req, const char *series)
         return;
     }
     if (pcts) {
-        json_t *arr = json_array();
-        char *copy = xstrdup(pcts), *save = NULL;
-        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            double p;
-            if (t[0] == 'p')
-                t++;
-            if (strutil_tod(t, &p) || p < 0 || p > 100) {
-                free(copy);
-                json_decref(arr);
-                json_decref(q);
-                http_req_reply_error(req, 400, "bad_request",
-                                     "percentiles must be numbers in [0, 100]",
-                                     "percentiles");
-                return;
-            }
-            json_array_append_new(arr, json_real(p));
+        json_t *arr = apid_percentiles_arg(pcts);
+        if (arr == NULL) {
+            json_decref(q);
+            http_req_reply_error(req, 400, "bad_request",
+                                 "percentiles must be numbers in [0, 100]",
+                                 "percentiles");
+            return;
         }
-        free(copy);
         json_object_set_new(q, "percentiles", arr);
     }
     apid_relay(self, req, APID_BK_AGGD, q);

@@ -521,6 +521,36 @@ s_on_text(struct s_client *c, const char *msg, size_t len)
     json_decref(in);
 }
 
+int
+api_ws_message_check(const char *msg, size_t len, const char *tenant,
+                     const char *key, bool *match)
+{
+    struct s_filter f;
+    const char *where = "body", *why = NULL, *op;
+    json_error_t jerr;
+    json_t *in;
+    int rc = -1;
+
+    *match = false;
+    if (!strutil_utf8_valid(msg, len))
+        return -1;
+    if ((in = json_loadb(msg, len, 0, &jerr)) == NULL || !json_is_object(in)) {
+        json_decref(in);
+        return -1;
+    }
+    op = json_string_value(json_object_get(in, "op"));
+    if (op && !strcmp(op, "unsubscribe")) {
+        rc = 0;
+    } else if (op && !strcmp(op, "subscribe") &&
+               s_filter_parse(in, tenant, &f, &where, &why) == 0) {
+        *match = s_filter_match(&f, key);
+        s_filter_clear(&f);
+        rc = 0;
+    }
+    json_decref(in);
+    return rc;
+}
+
 static ssize_t
 s_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
           void *arg)

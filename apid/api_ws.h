@@ -36,6 +36,14 @@ int api_ws_route(apid_t *apid, http_req_t *req);
 /* Connected clients (for /metrics). */
 size_t api_ws_clients(const api_ws_t *self);
 
+/* Check one client text message as the stream does (valid UTF-8, a JSON
+ * object, op "unsubscribe" or "subscribe" with a valid filter), and with
+ * a filter whether it matches the series key (of tenant). Returns 0 when
+ * the stream would accept it, -1 when it would answer an error. Pure, for
+ * fuzzing (tests/fuzz/fuzz_ws.c). */
+int api_ws_message_check(const char *msg, size_t len, const char *tenant,
+                         const char *key, bool *match);
+
 /* Selftest: handshake key and filter parsing. */
 void api_ws_test(bool verbose);
 

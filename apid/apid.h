@@ -94,6 +94,9 @@ int apid_range_args(http_req_t *req, json_t *q);
 /* The URL-decoded remainder of path after prefix, without '/'; NULL when
  * empty or malformed. Caller frees. */
 char *apid_path_arg(const char *path, const char *prefix);
+/* The "percentiles" query parameter ("50,90,p99.9"): a JSON array of
+ * numbers in [0, 100], or NULL when any item is not one. Caller decrefs. */
+json_t *apid_percentiles_arg(const char *s);
 /* True when the method is want; else replies 405 with Allow. */
 bool apid_method(http_req_t *req, const char *want);
 /* The configuration in force. */

@@ -208,6 +208,63 @@ s_node(int kind)
     return e;
 }
 
+/* glibc's regcomp takes time exponential in stacked repetitions
+ * ("z*****...", found by fuzz_prom_ql: seconds for 90 stars, a client
+ * could stall apid's loop). Refuse what RE2, Prometheus' engine, refuses
+ * too (a repetition of a repetition) and bound length and nesting.
+ * Returns NULL when acceptable, else a reason. */
+#define PQ_RE_MAX 512
+#define PQ_RE_DEPTH 8
+static const char *
+s_re_check(const char *re)
+{
+    bool quant = false, in_bracket = false;
+    int depth = 0;
+
+    if (strlen(re) > PQ_RE_MAX)
+        return "regular expression longer than 512 bytes";
+    for (const char *c = re; *c; c++) {
+        if (in_bracket) {
+            if (*c == ']')
+                in_bracket = false;
+            continue;
+        }
+        bool q = false;
+        switch (*c) {
+        case '\\':
+            if (c[1])
+                c++;
+            break;
+        case '[':
+            in_bracket = true;
+            if (c[1] == '^')
+                c++;
+            if (c[1] == ']')
+                c++; /* a leading ] is a member */
+            break;
+        case '(':
+            if (++depth > PQ_RE_DEPTH)
+                return "regular expression nested too deep";
+            break;
+        case ')':
+            depth--;
+            break;
+        case '*': case '+': case '?': case '{':
+            if (quant)
+                return "bad repetition operator";
+            q = true;
+            if (*c == '{')
+                while (c[1] && c[1] != '}')
+                    c++;
+            break;
+        default:
+            break;
+        }
+        quant = q;
+    }
+    return NULL;
+}
+
 static void
 s_add_matcher(struct prom_expr *e, char *name, int op, char *value,
               struct s_p *p)
@@ -226,6 +283,13 @@ s_add_matcher(struct prom_expr *e, char *name, int op, char *value,
     m->op = op;
     m->value = value;
     if (op == PM_RE || op == PM_NRE) {
+        const char *why = s_re_check(value);
+        if (why) {
+            s_fail(p, "%s: \"%.60s\"", why, value);
+            free(name);
+            free(value);
+            return;
+        }
         char *src = xasprintf("^(%s)$", value);
         int rc = regcomp(&m->re, src, REG_EXTENDED | REG_NOSUB);
         free(src);
@@ -1151,6 +1215,8 @@ prom_ql_test(bool verbose)
 
     static const char *bad[] = {"", "rate(temp)", "temp{a=}", "1 +", "foo(x)",
                                 "temp[5x]", "{a=~\"(\"}", "sum(", "{}",
+                                "{a=~\"z***\"}", "{a=~\"(a+)?{2}*\"}",
+                                "{a=~\"((((((((((a))))))))))\"}",
                                 ("((((((((((((((((((((((((((((((((((((((((((("
                                  "((((((((((((((((((((((((((1")};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1158,6 +1224,16 @@ prom_ql_test(bool verbose)
         if (e)
             fprintf(stderr, "parsed bad query %s\n", bad[i]);
         assert(e == NULL);
+    }
+    /* Repetitions inside brackets, escaped and one after a group are fine. */
+    static const char *good_re[] = {"{a=~\"[*+]+\"}", "{a=~\"x\\\\*+\"}",
+                                    "{a=~\"(ab)*c{1,3}\"}", "{a=~\"[]*]*\"}"};
+    for (size_t i = 0; i < sizeof good_re / sizeof good_re[0]; i++) {
+        prom_expr_t *g = prom_ql_parse(good_re[i], err, sizeof err);
+        if (g == NULL)
+            fprintf(stderr, "refused %s: %s\n", good_re[i], err);
+        assert(g != NULL);
+        prom_ql_destroy(&g);
     }
     prom_expr_t *e = prom_ql_parse("rate(req_count[5m]) + temp", err, sizeof err);
     char *g = prom_ql_name_glob(e);

@@ -9,6 +9,7 @@
 #   fuzz        build-fuzz/fuzz_* for FUZZ_SECONDS each on their corpus
 #
 # FULL=1 selects the long tier (longer fuzzing, SP_FULL=1 for the tests).
+# ONLY=fuzz runs the fuzz targets alone (make fuzz).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 pass=0; fail=0; skip=0; failed=""
@@ -27,7 +28,9 @@ result() { # name rc logfile
     esac
 }
 
-for b in build build-asan; do
+SELFTEST_BUILDS="build build-asan"; TESTS="tests/integration/* tests/chaos/*"
+[ "$ONLY" = fuzz ] && { SELFTEST_BUILDS=""; TESTS=""; }
+for b in $SELFTEST_BUILDS; do
     [ -x $b/selftest ] || { result "$b/selftest (missing)" 1 /dev/null; continue; }
     for t in $($b/selftest -l); do
         log=$LOGDIR/selftest-$b-$t.log
@@ -39,7 +42,7 @@ for b in build build-asan; do
     done
 done
 
-for t in tests/integration/* tests/chaos/*; do
+for t in $TESTS; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
     kind=$(basename "$(dirname "$t")")
@@ -52,7 +55,7 @@ done
 
 # The long tier also runs the full anomaly evaluation (make eval) on the
 # plain build: the ASan build is too slow for every file of the corpus.
-if [ -n "$FULL" ]; then
+if [ -n "$FULL" ] && [ -z "$ONLY" ]; then
     log=$LOGDIR/eval-nab.log
     SP_BUILD=build timeout 1200 sh tests/nab/eval.sh >"$log" 2>&1
     result "eval nab (tests/nab/eval.sh)" $? "$log"
@@ -68,6 +71,8 @@ for f in build-fuzz/fuzz_*; do
     "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=0 "$corpus" >"$log" 2>&1
     rc=$?
+    # UBSan in the fuzz build reports and goes on: a report fails too.
+    grep -q -E 'runtime error:|AddressSanitizer|LeakSanitizer' "$log" && rc=1
     n=$(ls "$corpus" | wc -l)
     result "fuzz $name (${FUZZ_SECONDS}s, corpus $n inputs)" $rc "$log"
 done
