@@ -237,12 +237,16 @@ s_body(http_req_t *req, const char *want)
 }
 
 static void
-s_cookie_header(http_req_t *req, const char *token, int64_t max_age)
+s_cookie_header(struct api_users *self, http_req_t *req, const char *token,
+                int64_t max_age)
 {
+    const char *cert = apid_config(self->apid)->tls_cert;
     char v[S_TOKEN_MAX + 128];
 
-    snprintf(v, sizeof v, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld",
-             API_USERS_COOKIE, token, (long long)max_age);
+    /* Over HTTPS the cookie never travels in clear ("Secure"). */
+    snprintf(v, sizeof v, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
+             API_USERS_COOKIE, token, (long long)max_age,
+             cert && *cert ? "; Secure" : "");
     http_req_add_header(req, "Set-Cookie", v);
 }
 
@@ -323,7 +327,7 @@ s_login(struct api_users *self, http_req_t *req)
         return;
     }
     sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL);
-    s_cookie_header(req, token, conf->session_ttl / CLOCK_NS_PER_S);
+    s_cookie_header(self, req, token, conf->session_ttl / CLOCK_NS_PER_S);
     sodium_memzero(token, sizeof token);
     log_info("users: \"%s\" (%s, %s) logged in from %s", user, tenant, role, peer);
     char exp[40];
@@ -349,7 +353,7 @@ s_logout(struct api_users *self, http_req_t *req)
         sqlite3_bind_text(st, 1, th, -1, SQLITE_STATIC);
         s_done(self, st);
     }
-    s_cookie_header(req, "", 0);
+    s_cookie_header(self, req, "", 0);
     http_req_reply_json(req, 200, json_pack("{s:b}", "logged_out", 1));
 }
 

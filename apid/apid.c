@@ -735,8 +735,9 @@ apid_new(const struct apid_conf *conf)
             apid_destroy(&self);
             return NULL;
         }
-    self->http = http_server_new(self->loop, conf->listen, (int)conf->port,
-                                 (size_t)conf->body_max, s_on_http, self);
+    self->http = http_server_new_tls(self->loop, conf->listen, (int)conf->port,
+                                     (size_t)conf->body_max, conf->tls_cert,
+                                     conf->tls_key, s_on_http, self);
     if (self->http == NULL) {
         apid_destroy(&self);
         return NULL;
@@ -811,7 +812,8 @@ apid_run(apid_t *self)
 
     if (sigfd == -1)
         return -1;
-    snprintf(summary, sizeof summary, "http://%s:%d/", self->conf->listen,
+    snprintf(summary, sizeof summary, "%s://%s:%d/",
+             http_server_tls(self->http) ? "https" : "http", self->conf->listen,
              http_server_port(self->http));
     daemon_ready(summary);
     zloop_start(self->loop);

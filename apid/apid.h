@@ -43,6 +43,8 @@ struct apid_conf {
     char *jwt_audience; /* required "aud" of JWTs; "" = not checked */
     int64_t session_ttl; /* ns a dashboard login lasts */
     int64_t tenant_devices; /* devices per tenant (not decommissioned); 0 = any */
+    char *tls_cert;   /* PEM certificate chain: HTTPS; "" = plain HTTP */
+    char *tls_key;    /* its private key */
 };
 
 typedef struct apid apid_t;

@@ -33,6 +33,8 @@ struct http_server {
     void *arg;                /* handler argument */
     unsigned long long count[6]; /* replies by status class */
     bool again;               /* a catch-up run is scheduled */
+    char *tls_cert;           /* PEM certificate chain, or NULL (plain HTTP) */
+    char *tls_key;            /* PEM private key (wiped at destroy) */
 };
 
 struct http_req {
@@ -70,6 +72,17 @@ struct http_upgrade {
 };
 
 static void s_run(http_server_t *self);
+
+/* Free the server's memory (the daemon is stopped or never started). */
+static void
+s_free(http_server_t *self)
+{
+    if (self->tls_key)
+        explicit_bzero(self->tls_key, strlen(self->tls_key));
+    free(self->tls_key);
+    free(self->tls_cert);
+    free(self);
+}
 static void s_run_soon(http_server_t *self);
 static int s_on_again(zloop_t *loop, int timer_id, void *arg);
 
@@ -244,6 +257,42 @@ http_server_t *
 http_server_new(zloop_t *loop, const char *addr, int port, size_t body_max,
                 http_handler_fn *fn, void *arg)
 {
+    return http_server_new_tls(loop, addr, port, body_max, NULL, NULL, fn, arg);
+}
+
+/* A whole (small) PEM file, or NULL (logged). Caller frees. */
+static char *
+s_read_pem(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char *buf = NULL;
+    size_t cap = 0, n = 0, got;
+
+    if (fp == NULL) {
+        log_warn("http: cannot open %s", path);
+        return NULL;
+    }
+    do {
+        if (n + 4096 > cap)
+            buf = xrealloc(buf, cap = cap * 2 + 4096);
+        got = fread(buf + n, 1, cap - n - 1, fp);
+        n += got;
+    } while (got > 0 && n < HTTP_PEM_MAX);
+    fclose(fp);
+    buf[n] = '\0';
+    if (n == 0 || n >= HTTP_PEM_MAX || strstr(buf, "-----BEGIN ") == NULL) {
+        log_warnx("http: %s is not a PEM file", path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+http_server_t *
+http_server_new_tls(zloop_t *loop, const char *addr, int port, size_t body_max,
+                    const char *cert_file, const char *key_file,
+                    http_handler_fn *fn, void *arg)
+{
     http_server_t *self = xcalloc(1, sizeof *self);
     struct sockaddr_in sin = {.sin_family = AF_INET};
     struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
@@ -252,11 +301,25 @@ http_server_new(zloop_t *loop, const char *addr, int port, size_t body_max,
                      MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
     zmq_pollitem_t item = {NULL, 0, ZMQ_POLLIN, 0};
+    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL},
+                                    {MHD_OPTION_END, 0, NULL},
+                                    {MHD_OPTION_END, 0, NULL}};
 
     self->loop = loop;
     self->fn = fn;
     self->arg = arg;
     self->body_max = body_max;
+    if (cert_file && *cert_file) {
+        if ((self->tls_cert = s_read_pem(cert_file)) == NULL ||
+            (self->tls_key = s_read_pem(key_file ? key_file : "")) == NULL) {
+            free(self->tls_cert);
+            free(self);
+            return NULL;
+        }
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, self->tls_key};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, self->tls_cert};
+    }
     if (inet_pton(AF_INET, addr, &sin.sin_addr) == 1) {
         sin.sin_port = htons((uint16_t)port);
         sa = (struct sockaddr *)&sin;
@@ -266,7 +329,7 @@ http_server_new(zloop_t *loop, const char *addr, int port, size_t body_max,
         flags |= MHD_USE_IPv6;
     } else {
         log_warnx("http: not an IP address: %s", addr);
-        free(self);
+        s_free(self);
         return NULL;
     }
     self->mhd = MHD_start_daemon(
@@ -275,10 +338,11 @@ http_server_new(zloop_t *loop, const char *addr, int port, size_t body_max,
         self, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
         MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_END);
+        (unsigned)1, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (self->mhd == NULL) {
-        log_warnx("http: cannot listen on %s:%d", addr, port);
-        free(self);
+        log_warnx("http: cannot listen on %s:%d%s", addr, port,
+                  self->tls_cert ? " with TLS (is the key the certificate's?)" : "");
+        s_free(self);
         return NULL;
     }
     info = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -303,8 +367,14 @@ http_server_destroy(http_server_t **self_p)
     zloop_poller_end(self->loop, &item);
     zloop_timer_end(self->loop, self->timer);
     MHD_stop_daemon(self->mhd);
-    free(self);
+    s_free(self);
     *self_p = NULL;
+}
+
+bool
+http_server_tls(const http_server_t *self)
+{
+    return self->tls_cert != NULL;
 }
 
 void

@@ -14,6 +14,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+/* Largest PEM file read for TLS. */
+#define HTTP_PEM_MAX (1 << 20)
 #include <sys/types.h>
 
 typedef struct http_server http_server_t;
@@ -25,6 +28,16 @@ typedef void(http_handler_fn)(http_req_t *req, void *arg);
 http_server_t *http_server_new(zloop_t *loop, const char *addr, int port,
                                size_t body_max, http_handler_fn *fn,
                                void *arg);
+/* The same over HTTPS (libmicrohttpd with GnuTLS) with the PEM
+ * certificate chain and private key in these files; NULL (logged) when
+ * they cannot be read or do not match. cert_file NULL or "" is plain
+ * HTTP. */
+http_server_t *http_server_new_tls(zloop_t *loop, const char *addr, int port,
+                                   size_t body_max, const char *cert_file,
+                                   const char *key_file, http_handler_fn *fn,
+                                   void *arg);
+/* Does the server speak TLS? */
+bool http_server_tls(const http_server_t *self);
 /* Stop listening and close every connection; NULL-safe. */
 void http_server_destroy(http_server_t **self_p);
 /* Change the largest body read from now on (SIGHUP reloads). */

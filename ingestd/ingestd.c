@@ -1077,17 +1077,20 @@ ingestd_run(ingestd_t *self)
         }
     }
     if (self->conf->port >= 0) {
-        self->http = http_server_new(self->loop, self->conf->listen,
-                                     (int)self->conf->port,
-                                     (size_t)self->conf->body_max, s_on_http,
-                                     self);
+        self->http = http_server_new_tls(self->loop, self->conf->listen,
+                                         (int)self->conf->port,
+                                         (size_t)self->conf->body_max,
+                                         self->conf->tls_cert, self->conf->tls_key,
+                                         s_on_http, self);
         if (self->http == NULL) {
             close(sigfd);
             return -1;
         }
     }
-    snprintf(summary, sizeof summary, "lanes=%lld http=%s:%d mqtt=%s:%lld query=%s",
-             (long long)self->conf->lanes, self->conf->listen,
+    snprintf(summary, sizeof summary, "lanes=%lld %s=%s:%d mqtt=%s:%lld query=%s",
+             (long long)self->conf->lanes,
+             self->http && http_server_tls(self->http) ? "https" : "http",
+             self->conf->listen,
              self->http ? http_server_port(self->http) : -1,
              self->conf->mqtt_host, (long long)self->conf->mqtt_port,
              zsock_endpoint(self->router));

@@ -43,6 +43,8 @@ struct ingestd_conf {
     double tenant_rate; /* readings/s per tenant (HTTP and MQTT); 0 off */
     char *keys;       /* API keys file (as apid's); "" = none */
     char *keys_db;    /* apid's devices.db for its API keys; "" = none */
+    char *tls_cert;   /* PEM certificate chain: HTTPS on the own port; "" = HTTP */
+    char *tls_key;    /* its private key */
     bool use_stdin;   /* filter mode: JSON lines in */
     bool use_stdout;  /* filter mode: normalised readings out */
 };

@@ -66,6 +66,10 @@ static const struct cfg_opt s_opts[] = {
     {"keys", CFG_STR, offsetof(struct ingestd_conf, keys), "", 0, 0,
      CFG_IMMUTABLE, "API keys file (apid's format); with keys, writes on the own port "
                     "need one and go to its tenant"},
+    {"tls-cert", CFG_STR, offsetof(struct ingestd_conf, tls_cert), "", 0, 0,
+     CFG_IMMUTABLE, "PEM certificate chain: the own port speaks HTTPS; \"\" = plain HTTP"},
+    {"tls-key", CFG_STR, offsetof(struct ingestd_conf, tls_key), "", 0, 0,
+     CFG_IMMUTABLE, "PEM private key of --tls-cert"},
     {"keys-db", CFG_STR, offsetof(struct ingestd_conf, keys_db), "", 0, 0,
      CFG_IMMUTABLE, "apid's devices.db, read-only, for the keys made with POST /api/keys"},
     {"stdin", CFG_BOOL, offsetof(struct ingestd_conf, use_stdin), "false", 0, 0,

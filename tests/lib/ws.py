@@ -21,12 +21,14 @@ class Closed(Exception):
 
 class WS:
     def __init__(self, port, path="/api/v1/stream", rcvbuf=None, timeout=10,
-                 headers=None):
+                 headers=None, tls=None):
         s = socket.socket()
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout)
         s.connect(("127.0.0.1", port))
+        if tls:  # an ssl.SSLContext: wss://
+            s = tls.wrap_socket(s, server_hostname="127.0.0.1")
         key = base64.b64encode(os.urandom(16))
         s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n"
                   b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
