@@ -47,6 +47,7 @@ struct s_series {
     size_t nchunks, capch;   /* chunks used and allocated */
     int64_t sealed_max;      /* largest tmax of the chunks */
     bool overlap;            /* chunks overlap each other or the head */
+    bool chunk_overlap;      /* chunks overlap each other (s_reseal) */
     agg_rollup_t *roll;      /* minute, hour and day rollups */
     int64_t raw_from;        /* raw points before this were dropped by
                                 retention (INT64_MIN: none were) */
@@ -169,7 +170,7 @@ s_add_chunk(agg_store_t *self, struct s_series *s, struct s_chunk *c)
         s->chunks = xrealloc(s->chunks, s->capch * sizeof *s->chunks);
     }
     if (s->nchunks > 0 && c->tmin <= s->sealed_max)
-        s->overlap = true;
+        s->overlap = s->chunk_overlap = true;
     if (c->tmax > s->sealed_max)
         s->sealed_max = c->tmax;
     s->chunks[s->nchunks++] = *c;
@@ -434,6 +435,8 @@ s_recount(agg_store_t *self)
 
 static void s_view(agg_store_t *self, struct s_series *s, int64_t start,
                    int64_t end, struct agg_view *out);
+static void s_view_head(agg_store_t *self, struct s_series *s, int64_t start,
+                        int64_t end, struct agg_view *out);
 
 /* Rollups from the chunks: every tier for a directory without a rollup
  * file, else the minute buckets from raw_from on (those before it were
@@ -729,6 +732,7 @@ s_rechunk(agg_store_t *self, struct s_series *s, const int64_t *ts,
         c.len = (uint32_t)agg_chunk_encode(ts + i, v + i, k, &c.data);
         s_add_chunk(self, s, &c);
     }
+    s->chunk_overlap = false;
     s->overlap = s->n > 0 && s->nchunks > 0 && s->ts[0] <= s->sealed_max;
 }
 
@@ -751,6 +755,41 @@ s_reseal(agg_store_t *self, struct s_series *s)
     s_rechunk(self, s, v.ts, v.v, v.n);
 }
 
+/* Disjoint chunks and a head that overlaps them (late points not sealed
+ * yet): both are in order, so one linear merge, the head winning on an
+ * equal timestamp (it was written later). */
+static void
+s_view_head(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
+            struct agg_view *out)
+{
+    struct s_series sealed = *s;
+    struct agg_view c;
+    size_t a = s_lower(s->ts, s->n, start), i = 0, k = 0;
+    size_t b = end == INT64_MAX ? s->n : s_lower(s->ts, s->n, end), j = a;
+    int64_t *ts;
+    double *v;
+
+    sealed.n = 0;
+    sealed.overlap = false;
+    s_view(self, &sealed, start, end, &c);
+    ts = s_scratch_alloc(&self->scratch, (c.n + b - a) * sizeof *ts);
+    v = s_scratch_alloc(&self->scratch, (c.n + b - a) * sizeof *v);
+    while (i < c.n || j < b) {
+        if (j == b || (i < c.n && c.ts[i] < s->ts[j])) {
+            ts[k] = c.ts[i];
+            v[k++] = c.v[i++];
+        } else {
+            if (i < c.n && c.ts[i] == s->ts[j])
+                i++; /* the head's write is the newer one */
+            ts[k] = s->ts[j];
+            v[k++] = s->v[j++];
+        }
+    }
+    out->ts = ts;
+    out->v = v;
+    out->n = k;
+}
+
 /* Disjoint chunks in time order, then the head: decode the chunks the
  * range touches into one array. */
 static void
@@ -761,10 +800,10 @@ s_view(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
     int64_t *ts;
     double *v;
 
-    if (s->overlap)
+    if (s->chunk_overlap)
         s_reseal(self, s);
     if (s->overlap) {
-        s_view_merge(self, s, start, end, out);
+        s_view_head(self, s, start, end, out);
         return;
     }
     if (s->nchunks == 0 || s->sealed_max < start) {
