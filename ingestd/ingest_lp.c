@@ -261,8 +261,8 @@ s_lp_int(const char *s, long long *out)
     long long v = 0;
     size_t i;
 
-    for (i = 0; p[i] >= '0' && p[i] <= '9'; i++)
-        v = v * 10 + (p[i] - '0');
+    for (i = 0; i < 19 && p[i] >= '0' && p[i] <= '9'; i++)
+        v = v * 10 + (p[i] - '0'); /* 19 digits < 2^63: cannot overflow */
     if (i == 0 || i > 18 || p[i] != '\0')
         return strutil_toll(s, LLONG_MIN, LLONG_MAX, out);
     *out = *s == '-' ? -v : v;
