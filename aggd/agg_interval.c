@@ -336,12 +336,8 @@ agg_interval_answer(agg_store_t *store, const json_t *req, json_t **body)
         return rc;
     }
     free(keys);
-    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
-                          sel.end, &views);
-    if (nv == 0) {
-        *body = agg_query_not_found(sel.series);
+    if ((nv = agg_query_views(store, &sel, &views, body)) == 0)
         return 404;
-    }
     for (size_t i = 0; i < nv; i++)
         n += views[i].n;
     pts = xmalloc((n ? n : 1) * sizeof *pts);

@@ -81,6 +81,18 @@ agg_query_not_found(const char *series)
     return rpc_error("not_found", msg, "series");
 }
 
+size_t
+agg_query_views(agg_store_t *store, const struct agg_query_sel *sel,
+                struct agg_view **views, json_t **body)
+{
+    size_t nv = agg_store_select(store, sel->series, sel->tags, sel->ntags,
+                                 sel->start, sel->end, views);
+
+    if (nv == 0)
+        *body = agg_query_not_found(sel->series);
+    return nv;
+}
+
 /* Copy the values of every view into one array; returns the count. */
 static size_t
 s_gather(const struct agg_view *v, size_t nv, double **out)
@@ -208,12 +220,8 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
         return 200;
     }
     free(keys);
-    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
-                          sel.end, &views);
-    if (nv == 0) {
-        *body = agg_query_not_found(sel.series);
+    if ((nv = agg_query_views(store, &sel, &views, body)) == 0)
         return 404;
-    }
     for (i = 0; i < nv; i++) {
         for (size_t k = 0; k < views[i].n; k++)
             agg_stats_add(&m, views[i].v[k]);
@@ -319,12 +327,8 @@ s_points(agg_store_t *store, const json_t *req, json_t **body)
     }
     if (jl && json_integer_value(jl) < (json_int_t)limit)
         limit = (size_t)json_integer_value(jl);
-    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
-                          sel.end, &views);
-    if (nv == 0) {
-        *body = agg_query_not_found(sel.series);
+    if ((nv = agg_query_views(store, &sel, &views, body)) == 0)
         return 404;
-    }
     /* In key order, so a truncated export is the same whatever the store's
      * order, and apid can merge lanes' exports exactly. */
     qsort(views, nv, sizeof *views, s_view_cmp);
@@ -368,12 +372,8 @@ s_values(agg_store_t *store, const json_t *req, json_t **body)
     if (json_is_integer(jm) && json_integer_value(jm) > 0 &&
         json_integer_value(jm) < (json_int_t)max)
         max = (size_t)json_integer_value(jm);
-    nv = agg_store_select(store, sel.series, sel.tags, sel.ntags, sel.start,
-                          sel.end, &views);
-    if (nv == 0) {
-        *body = agg_query_not_found(sel.series);
+    if ((nv = agg_query_views(store, &sel, &views, body)) == 0)
         return 404;
-    }
     for (size_t i = 0; i < nv; i++)
         n += views[i].n;
     if (n > max) {

@@ -41,6 +41,10 @@ int agg_query_sel(const json_t *req, struct agg_query_sel *sel, json_t **err);
  * retention. Returns the number of series. */
 size_t agg_query_plan(agg_store_t *store, const struct agg_query_sel *sel,
                       const char ***keys, bool *raw);
+/* The raw points of the selected series (agg_store_select; caller frees
+ * *views). Returns their number, or 0 with *body set to a 404. */
+size_t agg_query_views(agg_store_t *store, const struct agg_query_sel *sel,
+                       struct agg_view **views, json_t **body);
 /* Error bodies and numbers (NaN and infinities become null). */
 json_t *agg_query_bad(const char *message, const char *where);
 json_t *agg_query_not_found(const char *series);
