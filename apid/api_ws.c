@@ -20,6 +20,8 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -688,7 +690,13 @@ s_on_upgrade(void *arg, const void *user, int fd, const char *extra,
     struct wslay_event_callbacks cbs = {s_recv_cb, s_send_cb, NULL, NULL,
                                         NULL, NULL, s_msg_cb};
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
+    int one = 1;
 
+    /* A live stream writes small frames as they come: without TCP_NODELAY
+     * Nagle holds a frame until the previous one is acknowledged, and the
+     * peer's delayed ACK makes that up to 40 ms. (Fails harmlessly on a
+     * non-TCP socket.) */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->ws = self;
     c->id = ++self->next_id;
     c->tenant = xstrdup(api_auth_user_tenant(user));
