@@ -180,7 +180,6 @@ s_route_anomalies(apid_t *self, http_req_t *req, const char *series)
     static const char *nums[] = {"threshold", "min_score"};
     const char *v;
     double d;
-    long long ll;
 
     for (int i = 0; i < 2; i++) {
         if ((v = http_req_arg(req, nums[i])) == NULL)
@@ -195,16 +194,7 @@ s_route_anomalies(apid_t *self, http_req_t *req, const char *series)
     }
     if ((v = http_req_arg(req, "method")))
         json_object_set_new(q, "method", json_string(v));
-    if ((v = http_req_arg(req, "limit"))) {
-        if (strutil_toll(v, 1, 100000, &ll)) {
-            json_decref(q);
-            http_req_reply_error(req, 400, "bad_request",
-                                 "limit must be 1..100000", "limit");
-            return;
-        }
-        json_object_set_new(q, "limit", json_integer(ll));
-    }
-    if (apid_range_args(req, q)) {
+    if (apid_limit_arg(req, q) || apid_range_args(req, q)) {
         json_decref(q);
         return;
     }
@@ -216,8 +206,6 @@ s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
 {
     json_t *q = json_pack("{s:s, s:s}", "op", op_points ? "points" : "series",
                           "series", series);
-    const char *v = http_req_arg(req, "limit");
-    long long ll;
     int fmt = op_points ? api_export_format(req) : -1;
 
     if (fmt == -2) {
@@ -232,16 +220,7 @@ s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
         return;
     }
 
-    if (v) {
-        if (strutil_toll(v, 1, 100000, &ll)) {
-            json_decref(q);
-            http_req_reply_error(req, 400, "bad_request",
-                                 "limit must be 1..100000", "limit");
-            return;
-        }
-        json_object_set_new(q, "limit", json_integer(ll));
-    }
-    if (apid_range_args(req, q)) {
+    if (apid_limit_arg(req, q) || apid_range_args(req, q)) {
         json_decref(q);
         return;
     }

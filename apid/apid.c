@@ -614,6 +614,23 @@ apid_range_args(http_req_t *req, json_t *q)
     return 0;
 }
 
+int
+apid_limit_arg(http_req_t *req, json_t *q)
+{
+    const char *v = http_req_arg(req, "limit");
+    long long ll;
+
+    if (v == NULL)
+        return 0;
+    if (strutil_toll(v, 1, 100000, &ll)) {
+        http_req_reply_error(req, 400, "bad_request", "limit must be 1..100000",
+                             "limit");
+        return -1;
+    }
+    json_object_set_new(q, "limit", json_integer(ll));
+    return 0;
+}
+
 char *
 apid_path_arg(const char *path, const char *prefix)
 {

@@ -93,6 +93,9 @@ void apid_ask(apid_t *self, http_req_t *req, int backend, json_t *query,
 /* Copy start/end (any accepted time form, to ns) and tag.k=v filters from
  * the query string into q. Returns 0, or -1 after replying 400. */
 int apid_range_args(http_req_t *req, json_t *q);
+/* Set q's "limit" from ?limit= (1..100000). Returns 0, or -1 after
+ * answering 400 (q is the caller's to free). */
+int apid_limit_arg(http_req_t *req, json_t *q);
 /* The URL-decoded remainder of path after prefix, without '/'; NULL when
  * empty or malformed. Caller frees. */
 char *apid_path_arg(const char *path, const char *prefix);

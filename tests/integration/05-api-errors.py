@@ -77,6 +77,9 @@ def test():
         err(p, "GET", "/api/v1/stats/unknown_series", None, 404, "series")
         err(p, "GET", "/api/v1/stats/x?start=yesterday", None, 400, "start")
         err(p, "GET", "/api/v1/stats/x?percentiles=200", None, 400, "percentiles")
+        for bad in ("0", "x", "100001"):
+            err(p, "GET", "/api/v1/series?limit=" + bad, None, 400, "limit")
+            err(p, "GET", "/api/v1/anomalies/x?limit=" + bad, None, 400, "limit")
         err(p, "GET", "/api/v1/stats/%zz", None, 404)
         err(p, "POST", "/api/v1/aggregate", {"metric_name": "mixed"}, 400, "interval")
         err(p, "POST", "/api/v1/aggregate", {"metric_name": "mixed",
