@@ -3,7 +3,8 @@
 # the NAB subset through `anomalyd --stdin --stdout` with NAB's scoring
 # (tests/nab/run.sh: per-file table, three profiles, alarms outside the
 # labelled windows), then the early-warning report on
-# machine_temperature_system_failure (tests/nab/lead.py).
+# machine_temperature_system_failure (tests/nab/lead.py) and what precedes
+# each of its failures in the data (tests/nab/precursor.py).
 #
 #   tests/nab/eval.sh [anomalyd options...]
 #
@@ -23,4 +24,5 @@ rc=$?
 [ $rc -eq 77 ] && exit 77
 [ -f "$out/score.txt" ] || exit 1
 python3 "$here/lead.py" "$out" || exit 1
+python3 "$here/precursor.py" --data "$NAB_DATA" || exit 1
 exit $rc

@@ -57,13 +57,18 @@ def main():
     if t is None:
         t = nab_score.score_corpus(files, prof)[0]
 
-    ndet = nfp = 0
+    ndet = nfp = ntp = nwin = 0
     for f in files:
-        _, _, _, fp, det = f.detail(t, prof)
+        _, tp, fn, fp, det = f.detail(t, prof)
         ndet += det
         nfp += fp
-    print("alarms outside labelled windows: %d of %d (%.1f %%) at threshold "
-          "%.6g" % (nfp, ndet, 100.0 * nfp / ndet if ndet else 0.0, t))
+        ntp += tp
+        nwin += tp + fn
+    # The windows found go with the share: an alarm rule that hardly ever
+    # fires has a tiny share and is useless.
+    print("alarms outside labelled windows: %d of %d (%.1f %%), windows "
+          "found %d of %d, at threshold %.6g"
+          % (nfp, ndet, 100.0 * nfp / ndet if ndet else 0.0, ntp, nwin, t))
 
     with open(os.path.join(a.data, "labels", "combined_labels.json")) as fh:
         labels = json.load(fh)[a.file]

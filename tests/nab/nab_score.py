@@ -58,10 +58,15 @@ def norm_ts(s):
 
 
 def read_scores(path):
+    return read_scores_column(path, "anomaly_score")
+
+
+def read_scores_column(path, column):
+    """Timestamps and the float column of a CSV file."""
     with open(path, newline="") as f:
         rd = csv.reader(f)
         hdr = next(rd)
-        ti, si = hdr.index("timestamp"), hdr.index("anomaly_score")
+        ti, si = hdr.index("timestamp"), hdr.index(column)
         ts, sc = [], []
         for row in rd:
             if not row:
