@@ -16,7 +16,7 @@
 
 .DEFAULT_GOAL := all
 DAEMONS  := ingestd aggd anomalyd alertd apid
-PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd zlib libsodium libjwt
+PKGS     := libczmq libzmq msgpack jansson libmosquitto libmicrohttpd sqlite3 libcurl libzstd zlib libsodium libjwt libcrypto
 CC       ?= cc
 B        ?= build
 OPT      ?= -O2 -g

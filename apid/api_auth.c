@@ -12,11 +12,13 @@
 #include "common/apikey.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/rpc.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
 #include <math.h>
 #include <sodium.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,7 +48,52 @@ struct api_auth {
     apikey_t *file_keys;       /* the --keys file */
     zhashx_t *buckets;         /* hash -> struct s_bucket */
     bool on;                   /* any key exists */
+    api_jwt_keys_t *jwks;      /* --jwt-keys, or NULL */
+    struct timespec jwks_mtime; /* of the file loaded */
+    int64_t jwks_checked;      /* monotonic ns of the last stat */
 };
+
+#define S_JWKS_CHECK_NS (5 * CLOCK_NS_PER_S)
+
+/* (Re)load --jwt-keys when the file changed (looked at once per 5 s, so
+ * a provider's key rotation is seen without a restart). A bad new file
+ * keeps the keys in force. Returns -1 only when nothing could be loaded
+ * at start. */
+static int
+s_jwks_refresh(struct api_auth *self, const char *path, bool start)
+{
+    struct stat st;
+    api_jwt_keys_t *k;
+    char err[256];
+
+    if (*path == '\0')
+        return 0;
+    if (!start && clock_mono_ns() - self->jwks_checked < S_JWKS_CHECK_NS)
+        return 0;
+    self->jwks_checked = clock_mono_ns();
+    if (stat(path, &st) != 0) {
+        if (start)
+            log_warn("auth: --jwt-keys %s", path);
+        return start ? -1 : 0; /* gone for now: keep the keys in force */
+    }
+    if (!start && st.st_mtim.tv_sec == self->jwks_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == self->jwks_mtime.tv_nsec)
+        return 0;
+    if ((k = api_jwt_keys_load(path, err, sizeof err)) == NULL) {
+        if (start)
+            log_warnx("auth: --jwt-keys %s: %s", path, err);
+        else
+            log_warnx("auth: --jwt-keys %s: %s; keeping the %zu keys in force",
+                      path, err, api_jwt_keys_count(self->jwks));
+        self->jwks_mtime = st.st_mtim; /* complain once per change */
+        return start ? -1 : 0;
+    }
+    api_jwt_keys_destroy(&self->jwks);
+    self->jwks = k;
+    self->jwks_mtime = st.st_mtim;
+    log_info("auth: %zu JWT signing keys from %s", api_jwt_keys_count(k), path);
+    return 0;
+}
 
 static int
 s_role(const char *name)
@@ -86,7 +133,8 @@ api_auth_create(apid_t *apid)
     self->store = api_devices_store(apid);
     self->buckets = zhashx_new();
     zhashx_set_destructor(self->buckets, s_bucket_free);
-    if ((self->file_keys = apikey_new(conf->keys, NULL)) == NULL) {
+    if ((self->file_keys = apikey_new(conf->keys, NULL)) == NULL ||
+        s_jwks_refresh(self, conf->jwt_keys, true) == -1) {
         void *p = self;
         api_auth_destroy(&p);
         return NULL;
@@ -107,6 +155,7 @@ api_auth_destroy(void **state_p)
     if (state_p == NULL || (self = *state_p) == NULL)
         return;
     apikey_destroy(&self->file_keys);
+    api_jwt_keys_destroy(&self->jwks);
     zhashx_destroy(&self->buckets);
     free(self);
     *state_p = NULL;
@@ -143,12 +192,19 @@ s_find_key(struct api_auth *self, const char *cred, char hash[S_HASH_HEX])
     return dev_store_key_find(self->store, hash);
 }
 
+/* Is any kind of JWT accepted? */
+static bool
+s_jwt_on(const struct apid_conf *conf)
+{
+    return *conf->jwt_secret || *conf->jwt_keys;
+}
+
 /* Who asks, as {tenant, role, who, via} (caller owns), from a JWT, an API
- * key or a session cookie; NULL with *why when none is valid. *bucket is
- * the rate-limit key of the principal. */
+ * key or a session cookie; NULL with *why (and for a JWT *reason) when
+ * none is valid. *bucket is the rate-limit key of the principal. */
 static json_t *
 s_principal_of(struct api_auth *self, apid_t *apid, http_req_t *req,
-               char *bucket, size_t blen, const char **why)
+               char *bucket, size_t blen, const char **why, const char **reason)
 {
     const struct apid_conf *conf = apid_config(apid);
     const char *cred = s_credential(req);
@@ -157,12 +213,23 @@ s_principal_of(struct api_auth *self, apid_t *apid, http_req_t *req,
 
     *why = "a valid API key, token or session is required "
            "(Authorization: Bearer <key or JWT>, or log in)";
-    if (cred && *conf->jwt_secret && api_jwt_is_token(cred)) {
+    *reason = NULL;
+    if (cred && s_jwt_on(conf) && api_jwt_is_token(cred)) {
         struct api_jwt_claims c;
-        if (api_jwt_verify(cred, (const unsigned char *)conf->jwt_secret,
-                           strlen(conf->jwt_secret), conf->jwt_audience,
-                           clock_now_ns() / CLOCK_NS_PER_S, &c, why))
+        struct api_jwt_err e;
+        struct api_jwt_conf jc = {
+            .secret = (const unsigned char *)conf->jwt_secret,
+            .secret_len = strlen(conf->jwt_secret),
+            .issuer = conf->jwt_issuer, .audience = conf->jwt_audience,
+            .tenant_claim = conf->jwt_tenant_claim, .role_claim = conf->jwt_role_claim,
+        };
+        s_jwks_refresh(self, conf->jwt_keys, false);
+        jc.keys = self->jwks;
+        if (api_jwt_verify(cred, &jc, clock_now_ns() / CLOCK_NS_PER_S, &c, &e)) {
+            *why = e.message;
+            *reason = e.reason;
             return NULL;
+        }
         snprintf(bucket, blen, "j:%s/%s", c.tenant, c.sub);
         return json_pack("{s:s, s:s, s:s, s:s}", "tenant", c.tenant, "role",
                          c.role, "who", *c.sub ? c.sub : "jwt", "via", "jwt");
@@ -216,20 +283,27 @@ api_auth_check(apid_t *apid, http_req_t *req)
     struct api_auth *self = apid_service(apid, "auth");
     const struct apid_conf *conf = apid_config(apid);
     char bucket[S_HASH_HEX + 80], wait[16];
-    const char *why, *via;
+    const char *why, *reason, *via;
     struct s_bucket *b;
     json_t *k;
     int retry, role;
 
-    if (!self->on && !api_users_any(apid) && !*conf->jwt_secret) {
+    if (!self->on && !api_users_any(apid) && !s_jwt_on(conf)) {
         s_attach(req, DEV_CREDS_TENANT_DEFAULT, API_AUTH_ADMIN, "anyone", "open");
         return 0;
     }
     if (api_users_open_path(http_req_path(req)))
         return 0;
-    if ((k = s_principal_of(self, apid, req, bucket, sizeof bucket, &why)) == NULL) {
-        http_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"sensorpipe\"");
-        http_req_reply_error(req, 401, "unauthorized", why, "Authorization");
+    if ((k = s_principal_of(self, apid, req, bucket, sizeof bucket, &why,
+                            &reason)) == NULL) {
+        json_t *body = rpc_error("unauthorized", why, "Authorization");
+        if (reason) /* a JWT's: "expired", "bad_audience", "unknown_kid", ... */
+            json_object_set_new(json_object_get(body, "error"), "reason",
+                                json_string(reason));
+        http_req_add_header(req, "WWW-Authenticate",
+                            reason ? "Bearer realm=\"sensorpipe\", error=\"invalid_token\""
+                                   : "Bearer realm=\"sensorpipe\"");
+        http_req_reply_json(req, 401, body);
         return 1;
     }
     if ((b = zhashx_lookup(self->buckets, bucket)) == NULL) {

@@ -41,6 +41,10 @@ struct apid_conf {
     int64_t job_timeout; /* ns a batch job waits for its devices */
     char *jwt_secret; /* HS256 key of bearer JWTs (secret); "" = no JWTs */
     char *jwt_audience; /* required "aud" of JWTs; "" = not checked */
+    char *jwt_keys;   /* JWKS or PEM of an OIDC provider's keys; "" = none */
+    char *jwt_issuer; /* required "iss" of JWTs; "" = not checked */
+    char *jwt_tenant_claim; /* claim (dotted path) naming the tenant */
+    char *jwt_role_claim;   /* claim (dotted path) naming the role(s) */
     int64_t session_ttl; /* ns a dashboard login lasts */
     int64_t tenant_devices; /* devices per tenant (not decommissioned); 0 = any */
     char *tls_cert;   /* PEM certificate chain: HTTPS; "" = plain HTTP */
