@@ -3,13 +3,13 @@
  * agg_wal.h).
  *
  * The loop thread owns the files and writes records with writev(2). The
- * fsync thread (a zactor, as Zyre's node actor) receives "SYNC fd pos",
- * runs fdatasync(fd) and answers "rc pos"; it touches nothing else, so no
- * state is shared beyond the descriptor, which the loop keeps open until
- * the answer is in (rotate and destroy wait for it).
+ * fsync thread (common/fsyncer) touches nothing but the descriptor, which
+ * the loop keeps open until the answer is in (rotate and destroy wait for
+ * it).
  */
 #include "aggd/agg_wal.h"
 #include "common/crc.h"
+#include "common/fsyncer.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -18,8 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -41,32 +39,6 @@ struct agg_wal {
     bool busy;           /* an fsync is in flight */
     zactor_t *syncer;    /* the fsync thread */
 };
-
-static void
-s_syncer(zsock_t *pipe, void *arg)
-{
-    sigset_t all;
-
-    /* The thread may start before the daemon blocks its signals; it must
-     * never be the one SIGTERM is delivered to. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    (void)arg;
-    zsock_signal(pipe, 0);
-    for (;;) {
-        char *cmd = NULL;
-        int fd = -1;
-        uint64_t pos = 0;
-        if (zsock_recv(pipe, "si8", &cmd, &fd, &pos) == -1)
-            break;
-        bool term = cmd == NULL || strcmp(cmd, "$TERM") == 0;
-        zstr_free(&cmd);
-        if (term)
-            break;
-        int err = fdatasync(fd) == 0 ? 0 : errno;
-        zsock_send(pipe, "i8", err, pos);
-    }
-}
 
 static void
 s_path(const agg_wal_t *self, uint64_t seg, char *buf, size_t len)
@@ -283,7 +255,7 @@ agg_wal_open_keep(const char *dir, uint64_t from_seg, uint64_t keep_seg,
         goto fail;
     if (s_open_seg(self, next) == -1)
         goto fail;
-    self->syncer = zactor_new(s_syncer, NULL);
+    self->syncer = fsyncer_new();
     return self;
 fail:
     agg_wal_destroy(&self);
@@ -381,7 +353,7 @@ agg_wal_sync_start(agg_wal_t *self)
 {
     if (self->busy || self->durable == self->written)
         return false;
-    zsock_send(self->syncer, "si8", "SYNC", self->fd, self->written);
+    fsyncer_start(self->syncer, self->fd, self->written);
     self->busy = true;
     return true;
 }
@@ -401,10 +373,10 @@ agg_wal_sock(agg_wal_t *self)
 int
 agg_wal_sync_done(agg_wal_t *self)
 {
-    int err = 0;
     uint64_t pos = 0;
+    int err = fsyncer_done(self->syncer, &pos);
 
-    if (zsock_recv(self->syncer, "i8", &err, &pos) == -1) {
+    if (err == -1) {
         log_warnx("agg_wal: fsync thread did not answer");
         return -1;
     }

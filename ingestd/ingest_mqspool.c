@@ -38,6 +38,7 @@ struct ingest_mqspool {
     char *cursor;                /* cursor file */
     struct s_pos read;           /* next record to read */
     struct s_pos marked;         /* handed to ingestd's spool */
+    struct s_pos syncing;        /* marked when its fsync started */
     struct s_pos durable;        /* synced in ingestd's spool */
     struct s_pos saved;          /* durable cursor */
     int fd;                      /* open file of read.seg, or -1 */
@@ -114,7 +115,7 @@ ingest_mqspool_new(const char *dir, const char *cursor_path)
         }
         fclose(fp);
     }
-    self->marked = self->durable = self->saved = self->read;
+    self->marked = self->syncing = self->durable = self->saved = self->read;
     return self;
 }
 
@@ -269,9 +270,15 @@ ingest_mqspool_rewind(ingest_mqspool_t *self)
 }
 
 void
+ingest_mqspool_syncing(ingest_mqspool_t *self)
+{
+    self->syncing = self->marked;
+}
+
+void
 ingest_mqspool_durable(ingest_mqspool_t *self)
 {
-    self->durable = self->marked;
+    self->durable = self->syncing;
 }
 
 int
@@ -390,6 +397,7 @@ ingest_mqspool_test(bool verbose)
     count = 0;
     assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 2 && count == 2);
     ingest_mqspool_mark(m);
+    ingest_mqspool_syncing(m);
     ingest_mqspool_durable(m);
     assert(ingest_mqspool_commit(m) == 0);
     ingest_mqspool_rewind(m);
@@ -409,6 +417,7 @@ ingest_mqspool_test(bool verbose)
     close(devnull);
     assert(ingest_mqspool_skipped(m) == 1);
     ingest_mqspool_mark(m);
+    ingest_mqspool_syncing(m);
     ingest_mqspool_durable(m);
     assert(ingest_mqspool_commit(m) == 0);
     char old[1100];

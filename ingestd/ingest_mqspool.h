@@ -34,8 +34,12 @@ void ingest_mqspool_mark(ingest_mqspool_t *self);
  * the next read starts at the mark again, so nothing the broker
  * acknowledged is skipped. Can't fail. */
 void ingest_mqspool_rewind(ingest_mqspool_t *self);
-/* The marked position is durable in ingestd's spool (its fsync is done):
- * the next commit may save it. Can't fail. */
+/* ingestd's spool fsync starts (off the loop): the marked position is
+ * what it will cover. Can't fail. */
+void ingest_mqspool_syncing(ingest_mqspool_t *self);
+/* That fsync is done: the position taken by the last
+ * ingest_mqspool_syncing is durable in ingestd's spool, and the next
+ * commit may save it. Can't fail. */
 void ingest_mqspool_durable(ingest_mqspool_t *self);
 /* Save the durable position as the cursor (fsync, rename) and delete the
  * files behind it; nothing to do when it has not moved. A cursor saved

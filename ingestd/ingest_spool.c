@@ -2,14 +2,16 @@
  * ingest_spool: durable, checksummed spool of accepted batches (see
  * ingest_spool.h).
  *
- * The fsync runs on the loop thread: one fdatasync covers every request
- * that arrived since the last one (group commit), so its cost is shared.
- * Moving it to a zactor would let the loop keep parsing meanwhile; that
- * is the next step when profiles show the loop waiting on the disk.
+ * Group commit off the loop thread: one fdatasync covers every request
+ * that arrived since the last one, and it runs on a common/fsyncer thread
+ * while the loop parses the next requests. Positions are logical bytes
+ * appended since open: a record is durable (and may be sent) once the
+ * finished fsync's position reaches its end.
  */
 #include "ingestd/ingest_spool.h"
 #include "common/crc.h"
 #include "common/daemon.h"
+#include "common/fsyncer.h"
 #include "common/log.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -33,6 +35,7 @@
 struct s_rec {
     uint64_t seq;  /* batch seq on its lane */
     uint64_t seg;  /* id of the segment holding it */
+    uint64_t end;  /* logical position after it (0: recovered) */
     void *data;    /* the encoded batch (owned) */
     size_t len;    /* its length */
 };
@@ -41,6 +44,7 @@ struct s_lane {
     struct s_rec *r;    /* unconfirmed records, r[head..head+n) */
     size_t head, n, cap;
     uint64_t next_seq;  /* seq to hand out next */
+    uint64_t last_seg;  /* segment of its newest record, 0 when none */
     uint64_t confirmed; /* highest confirmed seq */
 };
 
@@ -59,7 +63,10 @@ struct ingest_spool {
     struct s_seg *segs;     /* segments, ascending id; last is active */
     size_t nsegs, capsegs;
     int fd;                 /* active segment, or -1 before first append */
-    bool dirty;             /* appended since the last sync */
+    uint64_t written;       /* logical bytes appended since open */
+    uint64_t durable;       /* logical bytes covered by a finished fsync */
+    bool busy;              /* an fsync is in flight on syncer */
+    zactor_t *syncer;       /* the fsync thread */
     size_t segment_max;     /* roll threshold in bytes */
     size_t records, bytes;  /* unconfirmed totals */
 };
@@ -110,10 +117,13 @@ s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
     struct s_rec *r = &l->r[l->head + l->n++];
     r->seq = seq;
     r->seg = seg;
+    r->end = self->written;
     r->data = data;
     r->len = len;
-    if (seq >= l->next_seq)
+    if (seq >= l->next_seq) {
         l->next_seq = seq + 1;
+        l->last_seg = seg;
+    }
     s_seg(self, seg)->refs++;
     self->records++;
     self->bytes += len;
@@ -270,6 +280,7 @@ ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
         ingest_spool_destroy(&self);
         return NULL;
     }
+    self->syncer = fsyncer_new();
     if (self->records)
         log_info("spool: recovered %zu unconfirmed batches (%zu bytes) from %s",
                  self->records, self->bytes, dir);
@@ -283,11 +294,12 @@ ingest_spool_destroy(ingest_spool_t **self_p)
 
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
-    if (self->fd != -1) {
-        if (self->dirty)
-            fdatasync(self->fd);
-        close(self->fd);
+    if (self->syncer) {
+        ingest_spool_sync(self);
+        zactor_destroy(&self->syncer);
     }
+    if (self->fd != -1)
+        close(self->fd);
     if (self->dirfd != -1)
         close(self->dirfd);
     for (unsigned i = 0; i < self->nlanes; i++) {
@@ -370,33 +382,101 @@ s_append(ingest_spool_t *self, unsigned lane, uint64_t seq, const void *data,
     }
     act->size += (size_t)n;
     act->records++;
-    self->dirty = true;
+    self->written += (uint64_t)n;
+    return 0;
+}
+
+uint64_t
+ingest_spool_written(const ingest_spool_t *self)
+{
+    return self->written;
+}
+
+uint64_t
+ingest_spool_durable(const ingest_spool_t *self)
+{
+    return self->durable;
+}
+
+bool
+ingest_spool_sync_start(ingest_spool_t *self)
+{
+    if (self->busy || self->durable == self->written || self->syncer == NULL)
+        return false;
+    fsyncer_start(self->syncer, self->fd, self->written);
+    self->busy = true;
+    return true;
+}
+
+bool
+ingest_spool_sync_busy(const ingest_spool_t *self)
+{
+    return self->busy;
+}
+
+zsock_t *
+ingest_spool_sock(ingest_spool_t *self)
+{
+    return zactor_sock(self->syncer);
+}
+
+int
+ingest_spool_sync_done(ingest_spool_t *self, uint64_t *pos)
+{
+    int err = fsyncer_done(self->syncer, pos);
+
+    self->busy = false;
+    if (err != 0) {
+        if (err == -1) {
+            log_warnx("spool: the fsync thread did not answer");
+        } else {
+            errno = err;
+            log_warn("spool: fdatasync");
+        }
+        return -1;
+    }
+    if (*pos > self->durable)
+        self->durable = *pos;
     return 0;
 }
 
 int
 ingest_spool_sync(ingest_spool_t *self)
 {
-    if (!self->dirty)
+    uint64_t pos;
+
+    if (self->busy && ingest_spool_sync_done(self, &pos) == -1)
+        return -1;
+    if (self->durable == self->written)
         return 0;
     if (fdatasync(self->fd) == -1) {
         log_warn("spool: fdatasync");
         return -1;
     }
-    self->dirty = false;
+    self->durable = self->written;
     return 0;
+}
+
+/* Does segment id hold the newest record of a lane? Deleting it would
+ * take that lane's seq back to 1 after a restart, and aggd would skip
+ * the lane's next batches as resends. */
+static bool
+s_holds_last_seq(const ingest_spool_t *self, uint64_t id)
+{
+    for (unsigned i = 0; i < self->nlanes; i++)
+        if (self->lanes[i].last_seg == id)
+            return true;
+    return false;
 }
 
 static void
 s_gc(ingest_spool_t *self)
 {
-    const struct s_seg *act = &self->segs[self->nsegs - 1];
     size_t w = 0;
 
     for (size_t i = 0; i < self->nsegs; i++) {
         struct s_seg *s = &self->segs[i];
-        bool newest_with_records = act->records == 0 && i + 2 == self->nsegs;
-        if (i + 1 < self->nsegs && s->refs == 0 && !newest_with_records) {
+        if (i + 1 < self->nsegs && s->refs == 0 && !s_holds_last_seq(self, s->id)) {
             char path[1024];
             s_path(self, s->id, path, sizeof path);
             if (unlink(path) == -1 && errno != ENOENT)
@@ -442,6 +522,8 @@ ingest_spool_foreach(ingest_spool_t *self, unsigned lane, ingest_spool_fn *fn,
     struct s_lane *l = &self->lanes[lane];
     for (size_t k = 0; k < l->n; k++) {
         struct s_rec *r = &l->r[l->head + k];
+        if (r->end > self->durable)
+            break; /* not durable yet: its seq could come back after a crash */
         fn(lane, r->seq, r->data, r->len, arg);
     }
 }
@@ -522,6 +604,24 @@ ingest_spool_test(bool verbose)
     ingest_spool_confirm(sp, 0, 10);
     ingest_spool_confirm(sp, 1, 10);
     assert(ingest_spool_records(sp) == 0 && ingest_spool_segments(sp) == 1);
+    /* The group commit off the loop: a record is handed on only once the
+     * fsync thread's answer covers it. */
+    size_t segs_before = sp->nsegs;
+    assert(s_append_batch(sp, 1, 11) == 0);
+    assert(sp->nsegs == segs_before); /* no roll, so no sync */
+    uint64_t end = ingest_spool_written(sp), pos = 0;
+    assert(ingest_spool_durable(sp) < end);
+    last = 0;
+    ingest_spool_foreach(sp, 1, s_count, &last);
+    assert(last == 0);
+    assert(ingest_spool_sync_start(sp) && !ingest_spool_sync_start(sp));
+    assert(ingest_spool_sync_busy(sp));
+    assert(ingest_spool_sync_done(sp, &pos) == 0 && pos == end);
+    assert(!ingest_spool_sync_busy(sp) && ingest_spool_durable(sp) == end);
+    assert(!ingest_spool_sync_start(sp)); /* nothing new */
+    ingest_spool_foreach(sp, 1, s_count, &last);
+    assert(last == 11);
+    ingest_spool_confirm(sp, 1, 11);
     ingest_spool_destroy(&sp);
     sp = ingest_spool_open(dir, 2, 100);
     assert(ingest_spool_next_seq(sp, 0) == 11);

@@ -8,9 +8,10 @@
  * the segment size. Record: magic "SPL1", payload length, lane, CRC-32C
  * (of lane, seq and payload), seq, then the msgpack batch. A torn or
  * corrupt record found at start is truncated away and logged, never
- * resent. A fully confirmed segment is deleted, except the newest one
- * holding records, which keeps the last seq of every lane across a
- * restart (so seq never goes back).
+ * resent. A fully confirmed segment is deleted, except one holding the
+ * newest record of some lane, which keeps that lane's last seq across a
+ * restart (so seq never goes back, also on a lane that went quiet while
+ * others wrote on).
  */
 #ifndef SP_INGEST_SPOOL_H
 #define SP_INGEST_SPOOL_H
@@ -18,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <czmq.h>
 
 typedef struct ingest_spool ingest_spool_t;
 
@@ -38,12 +41,31 @@ uint64_t ingest_spool_next_seq(ingest_spool_t *self, unsigned lane);
  * the write). */
 int ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
                         void **data_p, size_t len);
-/* fsync what was appended. 0 or -1 (logged). */
+/* Logical bytes appended since open, and the part a finished fsync
+ * covers; a request is durable once durable >= the written position
+ * taken after its append. */
+uint64_t ingest_spool_written(const ingest_spool_t *self);
+uint64_t ingest_spool_durable(const ingest_spool_t *self);
+/* Group commit off the loop: ask the fsync thread to make everything
+ * written so far durable. true when a request was sent; false when one is
+ * in flight or nothing is new (ask again after ingest_spool_sync_done). */
+bool ingest_spool_sync_start(ingest_spool_t *self);
+/* Is an fsync in flight? */
+bool ingest_spool_sync_busy(const ingest_spool_t *self);
+/* The socket that reports a finished fsync (zloop_reader). */
+zsock_t *ingest_spool_sock(ingest_spool_t *self);
+/* Read that report: 0 with *pos the position now durable, or -1 (logged)
+ * when the fsync failed (*pos: the position it would have covered). */
+int ingest_spool_sync_done(ingest_spool_t *self, uint64_t *pos);
+/* fsync what was appended, on the calling thread, after any fsync in
+ * flight. 0 or -1 (logged). */
 int ingest_spool_sync(ingest_spool_t *self);
 /* Everything on lane up to seq is durable downstream: forget it and delete
  * segments that hold nothing unconfirmed. */
 void ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq);
-/* Call fn for every unconfirmed record of lane. */
+/* Call fn for every unconfirmed record of lane that is durable (a record
+ * not yet covered by an fsync is never sent downstream: after a crash its
+ * seq could name another batch). */
 void ingest_spool_foreach(ingest_spool_t *self, unsigned lane,
                           ingest_spool_fn *fn, void *arg);
 /* Highest confirmed seq of lane (0 when none). */

@@ -33,8 +33,9 @@
 #define INGESTD_FLUSH_MS 100
 #define INGESTD_RESEND_MAX_NS (300 * CLOCK_NS_PER_S)
 
-/* A request acknowledged once the next group commit is durable. */
+/* A request acknowledged once a group commit covers its records. */
 struct s_waiter {
+    uint64_t pos;           /* spool position after its records */
     http_req_t *req;        /* HTTP request (suspended), or NULL */
     zmsg_t *env;            /* ROUTER envelope, or NULL */
     int status;             /* answer once durable */
@@ -62,9 +63,8 @@ struct ingestd {
     zsock_t *confirm;                /* confirmations from aggd */
     ingest_spool_t *spool;           /* durable spool, NULL in filter mode */
     struct s_lanestate *ls;          /* send state per lane */
-    struct s_waiter *waiters;        /* acks due at the next commit */
+    struct s_waiter *waiters;        /* acks due, in spool order */
     struct s_waiter **waiters_tail;  /* append point */
-    int commit_timer;                /* pending group commit, or -1 */
     uint64_t commits;                /* group commits done */
     uint64_t resends;                /* batches sent again */
     ingest_mqtt_t *mqtt;             /* MQTT subscriber, or NULL */
@@ -138,7 +138,6 @@ ingestd_new(const struct ingestd_conf *conf)
         if ((self->push[i] = s_push(conf, i)) == NULL)
             goto fail;
     self->loop = zloop_new();
-    self->commit_timer = -1;
     self->http_rate = bucket_new(conf->rate, conf->rate * 2);
     self->device_rate = bucket_new(conf->device_rate, conf->device_rate * 2);
     self->tenant_rate = bucket_new(conf->tenant_rate, conf->tenant_rate * 2);
@@ -293,17 +292,17 @@ s_flush(ingestd_t *self)
     }
 }
 
-/* Answer every waiter with its prepared reply, or 503 when the commit
- * failed. */
+/* Answer the waiters whose records end at or before pos with their
+ * prepared reply, or 503 when the commit covering them failed. */
 static void
-s_answer_waiters(ingestd_t *self, bool durable)
+s_answer_waiters(ingestd_t *self, uint64_t pos, bool durable)
 {
-    struct s_waiter *w = self->waiters, *next;
+    struct s_waiter *w;
 
-    self->waiters = NULL;
-    self->waiters_tail = &self->waiters;
-    for (; w; w = next) {
-        next = w->next;
+    while ((w = self->waiters) && w->pos <= pos) {
+        self->waiters = w->next;
+        if (self->waiters == NULL)
+            self->waiters_tail = &self->waiters;
         if (!durable) {
             json_decref(w->reply);
             w->reply = rpc_error("spool_failed",
@@ -327,19 +326,44 @@ s_answer_waiters(ingestd_t *self, bool durable)
     }
 }
 
-/* The group commit: one fsync for everything appended since the last,
- * then the acknowledgements, then the batches go downstream. */
+/* Start a group commit of everything appended so far, unless one is in
+ * flight (the next one starts when it ends). With nothing new to sync,
+ * whoever waits is durable already. */
+static void
+s_commit(ingestd_t *self)
+{
+    if (ingest_spool_sync_start(self->spool)) {
+        if (self->mqspool)
+            ingest_mqspool_syncing(self->mqspool);
+    } else if (!ingest_spool_sync_busy(self->spool)) {
+        if (self->mqspool) {
+            ingest_mqspool_syncing(self->mqspool);
+            ingest_mqspool_durable(self->mqspool);
+        }
+        s_answer_waiters(self, ingest_spool_durable(self->spool), true);
+    }
+}
+
+/* A group commit ended (on the fsync thread, while this loop parsed the
+ * next requests): the acknowledgements it covers, then the batches go
+ * downstream, then the next commit starts for what came meanwhile. */
 static int
-s_on_commit(zloop_t *loop, int timer_id, void *arg)
+s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
 {
     ingestd_t *self = arg;
-    bool ok = ingest_spool_sync(self->spool) == 0;
+    uint64_t pos = 0;
+    bool ok;
 
-    self->commit_timer = -1;
+    (void)loop;
+    /* zloop polls once, then runs every ready handler: a blocking sync in
+     * an earlier handler (a segment roll) may have taken this answer. */
+    if (!ingest_spool_sync_busy(self->spool) || !(zsock_events(sock) & ZMQ_POLLIN))
+        return 0;
+    ok = ingest_spool_sync_done(self->spool, &pos) == 0;
     self->commits++;
     if (ok && self->mqspool)
         ingest_mqspool_durable(self->mqspool); /* saved by s_on_flush */
-    s_answer_waiters(self, ok);
+    s_answer_waiters(self, pos, ok);
     s_flush(self);
     if (self->mqtt) {
         size_t bytes = ingest_spool_bytes(self->spool);
@@ -348,6 +372,7 @@ s_on_commit(zloop_t *loop, int timer_id, void *arg)
         else if (bytes < (size_t)self->conf->spool_max / 10 * 9)
             ingest_mqtt_pause(self->mqtt, false);
     }
+    s_commit(self);
     return 0;
 }
 
@@ -363,12 +388,12 @@ s_wait_commit(ingestd_t *self, http_req_t *req, zmsg_t **env, int status,
     }
     w->status = status;
     w->reply = reply;
+    w->pos = ingest_spool_written(self->spool);
     *self->waiters_tail = w;
     self->waiters_tail = &w->next;
     if (req)
         http_req_suspend(req);
-    if (self->commit_timer == -1)
-        self->commit_timer = zloop_timer(self->loop, 1, 1, s_on_commit, self);
+    s_commit(self);
 }
 
 /* Append the readings of b to the spool, one batch per lane. */
@@ -585,8 +610,7 @@ s_on_mqtt_spool(zloop_t *loop, int timer_id, void *arg)
     } else {
         if (self->mqspool)
             ingest_mqspool_mark(self->mqspool);
-        if (self->commit_timer == -1)
-            self->commit_timer = zloop_timer(self->loop, 1, 1, s_on_commit, self);
+        s_commit(self);
     }
     msg_batch_reset(self->mqtt_batch);
     return 0;
@@ -1049,6 +1073,7 @@ ingestd_run(ingestd_t *self)
         return -1;
     zloop_reader(self->loop, self->router, s_on_query, self);
     zloop_reader(self->loop, self->confirm, s_on_confirm, self);
+    zloop_reader(self->loop, ingest_spool_sock(self->spool), s_on_synced, self);
     zloop_timer(self->loop, INGESTD_FLUSH_MS, 0, s_on_flush, self);
     s_flush(self); /* what a previous run left unconfirmed goes out again */
     self->mqtt_timer = -1;
@@ -1104,10 +1129,11 @@ ingestd_run(ingestd_t *self)
     {
         bool ok = ingest_spool_sync(self->spool) == 0;
         if (ok && self->mqspool) {
+            ingest_mqspool_syncing(self->mqspool);
             ingest_mqspool_durable(self->mqspool);
             ingest_mqspool_commit(self->mqspool);
         }
-        s_answer_waiters(self, ok);
+        s_answer_waiters(self, ingest_spool_written(self->spool), ok);
     }
     http_server_destroy(&self->http);
     int64_t deadline = clock_mono_ns() + self->conf->drain;
@@ -1122,6 +1148,20 @@ ingestd_run(ingestd_t *self)
                  ingest_spool_records(self->spool));
     close(sigfd);
     return 0;
+}
+
+/* Run the group commit the loop would: start it, wait for the fsync
+ * thread, take its answer. */
+static void
+s_test_commit(ingestd_t *d)
+{
+    s_commit(d);
+    if (ingest_spool_sync_busy(d->spool)) {
+        zsock_t *sock = ingest_spool_sock(d->spool);
+        zmq_pollitem_t item = {zsock_resolve(sock), 0, ZMQ_POLLIN, 0};
+        assert(zmq_poll(&item, 1, 5000) == 1);
+        s_on_synced(d->loop, sock, d);
+    }
 }
 
 void
@@ -1157,7 +1197,7 @@ ingestd_test(bool verbose)
                     SERIES_TENANT_DEFAULT, &reply, &wait) == 200 && wait);
     json_decref(reply);
     assert(ingest_spool_records(d->spool) == 1);
-    s_on_commit(d->loop, 0, d);
+    s_test_commit(d);
     zsock_set_rcvtimeo(pull, 2000);
     assert(msg_batch_recv(pull, &b) == MSG_OK);
     assert(msg_batch_size(b) == 2 && msg_batch_env(b)->seq == 1);
@@ -1182,7 +1222,7 @@ ingestd_test(bool verbose)
         json_decref(reply);
     }
     assert(status == 503 && d->refused == 1);
-    s_on_commit(d->loop, 0, d);
+    s_test_commit(d);
     msg_batch_destroy(&cb);
     zsock_destroy(&conf_push);
     ingestd_destroy(&d);
