@@ -98,6 +98,98 @@ s_dtoa_fast(double v, char *buf, size_t len)
     return NULL;
 }
 
+/* 10^i as an integer, 0 <= i <= 21. */
+static unsigned __int128
+s_p10_int(int i)
+{
+    static const uint64_t p[] = {
+        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+        100000000000000000ULL, 1000000000000000000ULL,
+        10000000000000000000ULL};
+    return i < 20 ? p[i] : (unsigned __int128)p[19] * s_p10_int(i - 19);
+}
+
+/* Is %.Ng of a (1e-4 <= a < 1e15, a = m / 2^sh, m the 53-bit mantissa)
+ * a number that reads back as a? Exact integer arithmetic: the N-digit
+ * rounding k / 10^d (d = N - 1 - floor(log10 a) fractional digits,
+ * rounded half to even as glibc's printf does) must lie inside a's
+ * rounding interval, whose lower half is narrower at a power of two and
+ * whose ends count when m is even (strtod rounds ties to even). All
+ * products stay below 2^126. Sets *k and *d when it does. */
+static bool
+s_round_trips(uint64_t m, int sh, int l10, int ndig, uint64_t *k, int *d)
+{
+    typedef unsigned __int128 u128;
+    int dd = ndig - 1 - l10;
+    u128 p10 = s_p10_int(dd), num, rem, half, kk, lo, hi, x;
+
+    num = (u128)m * p10;
+    kk = num >> sh;
+    rem = num & (((u128)1 << sh) - 1);
+    half = (u128)1 << (sh - 1);
+    if (rem > half || (rem == half && (kk & 1)))
+        kk++;
+    x = kk << (sh + 2);
+    lo = ((u128)4 * m - (m == (1ULL << 52) ? 1 : 2)) * p10;
+    hi = ((u128)4 * m + 2) * p10;
+    if ((m & 1) ? (x <= lo || x >= hi) : (x < lo || x > hi))
+        return false;
+    *k = (uint64_t)kk;
+    *d = dd;
+    return true;
+}
+
+/* Is a (= m / 2^sh) >= 10^j, for -5 <= j <= 15? Exact. */
+static bool
+s_ge_p10(double a, uint64_t m, int sh, int j)
+{
+    if (j >= 0)
+        return a >= s_p10[j];
+    return (unsigned __int128)m * s_p10_int(-j) >= ((unsigned __int128)1 << sh);
+}
+
+/* The shortest %.Ng of a non-integer v with 16 or 17 significant digits
+ * and 1e-4 <= |v| < 1e15 (fixed notation, as %g prints it there), where
+ * the bisection over snprintf and strtod below costs microseconds (means
+ * of sensor values print like this). Returns buf, or NULL when v is
+ * outside that case or 15 digits or fewer do (then s_dtoa_fast or the
+ * slower search decides). */
+static char *
+s_dtoa_wide(double v, char *buf, size_t len)
+{
+    double a = fabs(v);
+    int e2, l10, d = 0;
+    uint64_t m, k = 0;
+
+    if (len < 32 || !(a >= 1e-4 && a < S_FAST_MAX))
+        return NULL;
+    m = (uint64_t)ldexp(frexp(a, &e2), 53);
+    int sh = 53 - e2; /* a = m / 2^sh, 3 <= sh <= 67 */
+    l10 = (int)floor(log10(a));
+    /* log10 may be off by one next to a power of ten: settle it exactly. */
+    while (!s_ge_p10(a, m, sh, l10))
+        l10--;
+    while (s_ge_p10(a, m, sh, l10 + 1))
+        l10++;
+    if (s_round_trips(m, sh, l10, 15, &k, &d))
+        return NULL; /* 15 digits or fewer do: not this case */
+    if (!s_round_trips(m, sh, l10, 16, &k, &d) &&
+        !s_round_trips(m, sh, l10, 17, &k, &d))
+        return NULL; /* cannot happen: 17 digits always round-trip */
+    while (d > 0 && k % 10 == 0) {
+        k /= 10;
+        d--;
+    }
+    char *p = buf;
+    if (signbit(v))
+        *p++ = '-';
+    s_fixed(p, k, d);
+    return buf;
+}
+
 char *
 strutil_dtoa(double v, char *buf, size_t len)
 {
@@ -116,7 +208,7 @@ strutil_dtoa(double v, char *buf, size_t len)
             snprintf(buf, len, "%.0f", v);
         return buf;
     }
-    if (s_dtoa_fast(v, buf, len))
+    if (s_dtoa_wide(v, buf, len) || s_dtoa_fast(v, buf, len))
         return buf;
     /* The shortest %.Ng that round-trips, bisected: whether %.Ng reads
      * back to v is monotonic in N (the N+1-digit rounding is at least as
@@ -410,6 +502,18 @@ s_test_numbers(bool verbose)
     s_test_one(0.00009999999999999999);
     s_test_one(9.9999999999999995);
     s_test_one(999999999999999.9);
+    /* Means and products of sensor values: mostly 16 and 17 digits. */
+    for (int i = 0; i < 50000; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        double a = (double)(x >> 40 & 0xffff) / 100, b = (double)(x >> 20 & 0xfff);
+        s_test_one(a / (b + 1) * pow(10, (int)(x % 19) - 4));
+        s_test_one((a + b / 100) / 30);
+        n++;
+    }
+    s_test_one(0.30000000000000004);
+    s_test_one(1e-4 * (1 + DBL_EPSILON));
+    s_test_one(4503599627370495.5 / 16); /* below a power of two */
+    s_test_one(0.125 + DBL_EPSILON / 8);
     if (verbose)
         printf("   dtoa/tod agree with snprintf/strtod on %zu values\n", n * 2);
 }
