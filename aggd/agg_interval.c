@@ -12,6 +12,9 @@
 #include "aggd/agg_query.h"
 #include "aggd/agg_stats.h"
 #include "common/clock.h"
+#include "common/mpjson.h"
+#include "common/strbuf.h"
+#include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -45,6 +48,142 @@ s_floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+/* The buckets of an answer, gathered before they are written out (as a
+ * jansson tree, or straight as JSON text: agg_interval_reply). */
+struct s_out {
+    int64_t *ts;   /* interval starts, ns */
+    double *val;   /* their values */
+    uint64_t *cnt; /* their points */
+    size_t n, cap; /* used and allocated */
+};
+
+static void
+s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c)
+{
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 256;
+        o->ts = xrealloc(o->ts, o->cap * sizeof *o->ts);
+        o->val = xrealloc(o->val, o->cap * sizeof *o->val);
+        o->cnt = xrealloc(o->cnt, o->cap * sizeof *o->cnt);
+    }
+    o->ts[o->n] = ts;
+    o->val[o->n] = v;
+    o->cnt[o->n++] = c;
+}
+
+static void
+s_out_free(struct s_out *o)
+{
+    free(o->ts);
+    free(o->val);
+    free(o->cnt);
+    memset(o, 0, sizeof *o);
+}
+
+/* clock_format of ts at p (24 bytes, no NUL), reusing the date of the
+ * previous call while the day is the same: *day and date[11] carry it
+ * ("YYYY-MM-DDT"; *day INT64_MIN at first). Returns the end. */
+static char *
+s_time_text(char *p, int64_t ts, int64_t *day, char date[11])
+{
+    int64_t d = s_floor_div(ts, S_DAY), ms = (ts - d * S_DAY) / CLOCK_NS_PER_MS;
+    int f[4] = {(int)(ms / 3600000), (int)(ms / 60000 % 60),
+                (int)(ms / 1000 % 60), (int)(ms % 1000)};
+
+    if (d != *day) {
+        char full[40];
+        if (strlen(clock_format(ts, full, sizeof full)) != 24) {
+            *day = INT64_MIN; /* outside years 0..9999: never cached */
+            size_t n = strlen(full);
+            memcpy(p, full, n);
+            return p + n;
+        }
+        memcpy(date, full, 11);
+        *day = d;
+    }
+    memcpy(p, date, 11);
+    p += 11;
+    for (int i = 0; i < 3; i++) {
+        *p++ = (char)('0' + f[i] / 10);
+        *p++ = (char)('0' + f[i] % 10);
+        *p++ = i < 2 ? ':' : '.';
+    }
+    *p++ = (char)('0' + f[3] / 100);
+    *p++ = (char)('0' + f[3] / 10 % 10);
+    *p++ = (char)('0' + f[3] % 10);
+    *p++ = 'Z';
+    return p;
+}
+
+/* Append o's buckets as the JSON array mpjson_dumps would print. */
+static void
+s_out_text(const struct s_out *o, struct strbuf *text)
+{
+    char buf[160], *p, date[11];
+    int64_t day = INT64_MIN;
+
+    strbuf_add(text, "[", 1);
+    for (size_t i = 0; i < o->n; i++) {
+        p = buf;
+        if (i)
+            *p++ = ',';
+        memcpy(p, "{\"timestamp\":\"", 14);
+        p = s_time_text(p + 14, o->ts[i], &day, date);
+        memcpy(p, "\",\"value\":", 10);
+        p += 10;
+        strutil_dtoa(o->val[i], p, 40); /* "null" unless finite */
+        p += strlen(p);
+        memcpy(p, ",\"count\":", 9);
+        p = strutil_utoa(o->cnt[i], p + 9);
+        *p++ = '}';
+        strbuf_add(text, buf, (size_t)(p - buf));
+    }
+    strbuf_add(text, "]", 1);
+}
+
+/* The answer: head holds its other fields in order, "buckets" among them
+ * (a placeholder). Takes head and empties o. To *body as a tree, or, when
+ * text is not NULL, appended to text as JSON (*body NULL). */
+static void
+s_emit(json_t *head, struct s_out *o, json_t **body, struct strbuf *text)
+{
+    char tbuf[40];
+    const char *k;
+    json_t *v;
+    bool first = true;
+
+    if (text == NULL) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < o->n; i++)
+            json_array_append_new(
+                arr, json_pack("{s:s, s:o, s:I}", "timestamp",
+                               clock_format(o->ts[i], tbuf, sizeof tbuf),
+                               "value", agg_query_num(o->val[i]), "count",
+                               (json_int_t)o->cnt[i]));
+        json_object_set_new(head, "buckets", arr);
+        *body = head;
+        s_out_free(o);
+        return;
+    }
+    strbuf_add(text, "{", 1);
+    json_object_foreach(head, k, v) {
+        if (!first)
+            strbuf_add(text, ",", 1);
+        first = false;
+        mpjson_put_string(text, k, strlen(k));
+        strbuf_add(text, ":", 1);
+        if (strcmp(k, "buckets") == 0)
+            s_out_text(o, text);
+        else
+            mpjson_dump(text, v);
+    }
+    strbuf_add(text, "}", 1);
+    json_decref(head);
+    *body = NULL;
+    s_out_free(o);
+}
+
+
 static double
 s_bucket_value(int fn, double pct, double *v, size_t n,
                const struct agg_moments *m, double first, double last)
@@ -64,13 +203,17 @@ s_bucket_value(int fn, double pct, double *v, size_t n,
     }
 }
 
-/* The value of one aggregation over a summary (and its sketch). */
+/* The value of one aggregation over a summary (and its sketch). A mean
+ * is the sum over the count, which the walk (s_walk) adds up without
+ * merging moments. */
 static double
 s_rsum_value(int fn, double pct, const struct agg_rsum *r,
              const agg_sketch_t *sk)
 {
     if (fn == AGG_FN_PCT)
         return agg_sketch_quantile(sk, pct / 100);
+    if (fn == AGG_FN_MEAN)
+        return r->m.sum / (double)r->m.count;
     return s_bucket_value(fn, pct, NULL, 0, &r->m, r->first, r->last);
 }
 
@@ -213,15 +356,133 @@ s_raw_value(agg_store_t *store, const struct s_spec *sp, int64_t a, int64_t z,
     return r;
 }
 
-/* Aggregation over listed interval boundaries (see the file comment). */
+/* The rollup tier whose buckets make up every whole interval of a fixed
+ * step exactly as agg_store_summarize would merge them: step a multiple
+ * of its width and shorter than the next tier's (so no coarser bucket
+ * fits inside an interval). -1 when there is none. */
 static int
-s_bounded(agg_store_t *store, const struct s_spec *sp, json_t **body)
+s_walk_tier(int64_t step)
+{
+    for (int t = AGG_ROLLUP_TIERS - 1; t >= 0; t--)
+        if (step % agg_rollup_width(t) == 0)
+            return t == AGG_ROLLUP_TIERS - 1 ||
+                           step < agg_rollup_width(t + 1) ? t : -1;
+    return -1;
+}
+
+/* Walks the rollup buckets of every selected series along consecutive
+ * intervals, instead of looking each interval up (33,334 five-minute
+ * intervals over the 1 M-point benchmark series). */
+struct s_walk {
+    int tier;                     /* tier walked, -1 when not walking */
+    const agg_rollup_t **roll;    /* per series */
+    size_t *at;                   /* per series: next bucket index */
+    int64_t *first, *end;         /* per series: time its rollups span */
+    int64_t next;                 /* interval start the indexes are at */
+};
+
+static void
+s_walk_init(struct s_walk *w, agg_store_t *store, const struct s_spec *sp)
+{
+    memset(w, 0, sizeof *w);
+    w->tier = sp->raw || sp->tz || sp->window ? -1 : s_walk_tier(sp->step);
+    if (w->tier < 0)
+        return;
+    w->roll = xcalloc(sp->nk, sizeof *w->roll);
+    w->at = xcalloc(sp->nk, sizeof *w->at);
+    w->first = xcalloc(sp->nk, sizeof *w->first);
+    w->end = xcalloc(sp->nk, sizeof *w->end);
+    w->next = INT64_MIN;
+    for (size_t k = 0; k < sp->nk; k++) {
+        w->roll[k] = agg_store_rollup(store, sp->keys[k]);
+        if (w->roll[k] == NULL ||
+            !agg_store_span(store, sp->keys[k], &w->first[k], &w->end[k]))
+            w->first[k] = w->end[k] = INT64_MIN; /* nothing to merge */
+    }
+}
+
+/* Does fn need only the count and the sum of an interval? */
+static bool
+s_sums_only(int fn)
+{
+    return fn == AGG_FN_MEAN || fn == AGG_FN_SUM || fn == AGG_FN_COUNT;
+}
+
+/* Merge interval [a, z) by walking, when every series' span holds it
+ * whole or not at all (else agg_store_summarize clips it to the span and
+ * may split it differently). Returns false when the caller must
+ * summarise it itself. */
+static bool
+s_walk(struct s_walk *w, const struct s_spec *sp, int64_t a, int64_t z,
+       struct agg_rsum *m, agg_sketch_t *sk)
+{
+    if (w->tier < 0)
+        return false;
+    for (size_t k = 0; k < sp->nk; k++)
+        if (!(z <= w->first[k] || a >= w->end[k] ||
+              (a >= w->first[k] && z <= w->end[k])))
+            return false;
+    for (size_t k = 0; k < sp->nk; k++) {
+        if (w->first[k] == w->end[k])
+            continue;
+        if (w->next != a)
+            w->at[k] = agg_rollup_lower(w->roll[k], w->tier, a);
+        if (s_sums_only(sp->fn))
+            w->at[k] = agg_rollup_sum_from(w->roll[k], w->tier, w->at[k], z,
+                                           &m->m.count, &m->m.sum);
+        else
+            w->at[k] = agg_rollup_merge_from(w->roll[k], w->tier, w->at[k], z,
+                                             m, sk);
+    }
+    w->next = z;
+    return true;
+}
+
+static void
+s_walk_free(struct s_walk *w)
+{
+    free(w->roll);
+    free(w->at);
+    free(w->first);
+    free(w->end);
+}
+
+/* The interval boundaries of a bounded aggregation over [lo, hi): fixed
+ * steps or local days. Returns their number and sets *out (caller
+ * frees), or SIZE_MAX when there would be too many. */
+static size_t
+s_bounds(const struct s_spec *sp, int64_t lo, int64_t hi, int64_t **out)
+{
+    size_t nb = 0;
+    int64_t *bd = NULL;
+
+    *out = NULL;
+    if (lo >= hi)
+        return 0;
+    if ((hi - lo) / sp->step > AGG_QUERY_BUCKETS_MAX)
+        return SIZE_MAX;
+    if (sp->tz)
+        return s_tz_bounds(sp->tz, lo, hi, sp->step / S_DAY, out);
+    bd = xmalloc(((size_t)((hi - lo) / sp->step) + 3) * sizeof *bd);
+    for (int64_t b = s_floor_div(lo, sp->step) * sp->step;; b += sp->step) {
+        bd[nb++] = b;
+        if (b >= hi)
+            break;
+    }
+    *out = bd;
+    return nb;
+}
+
+/* Aggregation over listed interval boundaries (see the file comment):
+ * the buckets to o; returns 0, or 400 with *body set. */
+static int
+s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
+          json_t **body)
 {
     const struct agg_query_sel *sel = sp->sel;
-    int64_t lo = INT64_MAX, hi = INT64_MIN, f, e, *bd = NULL;
-    size_t nb = 0;
-    json_t *buckets = json_array();
-    char tbuf[40];
+    int64_t lo = INT64_MAX, hi = INT64_MIN, f, e, *bd;
+    size_t nb;
+    struct s_walk w;
 
     for (size_t i = 0; i < sp->nk; i++)
         if (agg_store_span(store, sp->keys[i], &f, &e)) {
@@ -230,22 +491,12 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, json_t **body)
         }
     lo = lo > sel->start ? lo : sel->start;
     hi = hi < sel->end ? hi : sel->end;
-    if (lo < hi && (hi - lo) / sp->step > AGG_QUERY_BUCKETS_MAX) {
-        json_decref(buckets);
+    if ((nb = s_bounds(sp, lo, hi, &bd)) == SIZE_MAX) {
         *body = agg_query_bad("interval too small for this range (over "
                               "1,000,000 buckets)", "interval");
         return 400;
     }
-    if (lo < hi && sp->tz) {
-        nb = s_tz_bounds(sp->tz, lo, hi, sp->step / S_DAY, &bd);
-    } else if (lo < hi) {
-        bd = xmalloc(((size_t)((hi - lo) / sp->step) + 3) * sizeof *bd);
-        for (int64_t b = s_floor_div(lo, sp->step) * sp->step;; b += sp->step) {
-            bd[nb++] = b;
-            if (b >= hi)
-                break;
-        }
-    }
+    s_walk_init(&w, store, sp);
     for (size_t i = 0; i + 1 < nb; i++) {
         int64_t a = sp->window ? bd[i + 1] - sp->window : bd[i], z = bd[i + 1];
         struct agg_rsum m = {0};
@@ -258,48 +509,90 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, json_t **body)
             value = s_raw_value(store, sp, a, z, &m);
         } else {
             agg_sketch_t *sk = sp->fn == AGG_FN_PCT ? agg_sketch_new() : NULL;
-            for (size_t k = 0; k < sp->nk; k++)
-                agg_store_summarize(store, sp->keys[k], a, z, &m, sk);
+            /* Whole intervals walk; clipped ones at the range's edges
+             * take raw points at their ends. */
+            if (a != bd[i] || z != bd[i + 1] || !s_walk(&w, sp, a, z, &m, sk))
+                for (size_t k = 0; k < sp->nk; k++)
+                    agg_store_summarize(store, sp->keys[k], a, z, &m, sk);
             value = s_rsum_value(sp->fn, sp->pct, &m, sk);
             agg_sketch_destroy(&sk);
         }
         if (m.m.count > 0)
-            json_array_append_new(
-                buckets, json_pack("{s:s, s:o, s:I}", "timestamp",
-                                   clock_format(bd[i], tbuf, sizeof tbuf),
-                                   "value", agg_query_num(value), "count",
-                                   (json_int_t)m.m.count));
+            s_out_add(o, bd[i], value, m.m.count);
     }
+    s_walk_free(&w);
     free(bd);
-    *body = json_pack("{s:s, s:I, s:I, s:o, s:b, s:s}", "metric_name",
-                      sel->series, "matched", (json_int_t)sp->nk, "count",
-                      (json_int_t)json_array_size(buckets), "buckets",
-                      buckets, "estimated", !sp->raw && sp->fn == AGG_FN_PCT,
-                      "source", sp->raw ? "raw" : "rollups");
-    if (!sp->raw && sp->fn == AGG_FN_PCT)
-        json_object_set_new(*body, "relative_error", json_real(AGG_SKETCH_ALPHA));
-    if (sp->tz)
-        json_object_set_new(*body, "tz", json_string(sp->tz));
-    if (sp->window)
-        json_object_set_new(*body, "window_ns", json_integer(sp->window));
-    return 200;
+    return 0;
+}
+
+/* Fixed steps over the raw points of the selection: sort once, cut. The
+ * buckets to o; returns 0, or 400/404 with *body set. */
+static int
+s_raw_steps(agg_store_t *store, const struct agg_query_sel *sel, int64_t step,
+            int fn, double pct, size_t *matched, struct s_out *o,
+            json_t **body)
+{
+    struct agg_view *views;
+    size_t nv, n = 0, k = 0;
+    struct s_pt *pts;
+    double *buf;
+
+    if ((nv = agg_query_views(store, sel, &views, body)) == 0)
+        return 404;
+    *matched = nv;
+    for (size_t i = 0; i < nv; i++)
+        n += views[i].n;
+    pts = xmalloc((n ? n : 1) * sizeof *pts);
+    for (size_t i = 0; i < nv; i++)
+        for (size_t j = 0; j < views[i].n; j++) {
+            pts[k].ts = views[i].ts[j];
+            pts[k++].v = views[i].v[j];
+        }
+    free(views);
+    if (nv > 1)
+        qsort(pts, n, sizeof *pts, s_pt_cmp);
+    if (n > 0 && (pts[n - 1].ts - pts[0].ts) / step > AGG_QUERY_BUCKETS_MAX) {
+        free(pts);
+        *body = agg_query_bad("interval too small for this range (over 1,000,000 "
+                      "buckets)", "interval");
+        return 400;
+    }
+    buf = xmalloc((n ? n : 1) * sizeof *buf);
+    for (size_t i = 0; i < n;) {
+        int64_t b = s_floor_div(pts[i].ts, step);
+        struct agg_moments m = {0};
+        size_t j = i, c = 0;
+        for (; j < n && pts[j].ts - b * step < step; j++) {
+            agg_stats_add(&m, pts[j].v);
+            buf[c++] = pts[j].v;
+        }
+        s_out_add(o, b * step,
+                  s_bucket_value(fn, pct, buf, c, &m, pts[i].v, pts[j - 1].v),
+                  m.count);
+        i = j;
+    }
+    free(buf);
+    free(pts);
+    return 0;
 }
 
 int
 agg_interval_answer(agg_store_t *store, const json_t *req, json_t **body)
 {
+    return agg_interval_reply(store, req, body, NULL);
+}
+
+int
+agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
+                   struct strbuf *text)
+{
     struct agg_query_sel sel;
-    struct agg_view *views;
     const char *ival = json_string_value(json_object_get(req, "interval"));
     const char *agg = json_string_value(json_object_get(req, "aggregation"));
     int64_t step;
     double pct = 0;
     int fn, rc;
-    size_t nv, n = 0, k = 0, nb = 0;
-    struct s_pt *pts;
-    double *buf;
-    json_t *buckets;
-    char tbuf[40];
+    struct s_out o = {0};
 
     if (agg_query_sel(req, &sel, body))
         return 400;
@@ -325,67 +618,37 @@ agg_interval_answer(agg_store_t *store, const json_t *req, json_t **body)
         free(keys);
         return rc;
     }
-    if (nk > 0 && (tz || window || (!raw && step % S_MINUTE == 0))) {
+    bool bounded = nk > 0 && (tz || window || (!raw && step % S_MINUTE == 0));
+    if (bounded) {
         struct s_spec sp = {&sel, keys, nk, step, window, tz, fn, pct, raw};
-        rc = s_bounded(store, &sp, body);
-        if (rc == 200) {
-            json_object_set_new(*body, "interval", json_string(ival));
-            json_object_set_new(*body, "aggregation", json_string(agg));
-        }
-        free(keys);
-        return rc;
+        rc = s_bounded(store, &sp, &o, body);
+    } else {
+        rc = s_raw_steps(store, &sel, step, fn, pct, &nk, &o, body);
+        raw = true;
     }
     free(keys);
-    if ((nv = agg_query_views(store, &sel, &views, body)) == 0)
-        return 404;
-    for (size_t i = 0; i < nv; i++)
-        n += views[i].n;
-    pts = xmalloc((n ? n : 1) * sizeof *pts);
-    for (size_t i = 0; i < nv; i++)
-        for (size_t j = 0; j < views[i].n; j++) {
-            pts[k].ts = views[i].ts[j];
-            pts[k++].v = views[i].v[j];
-        }
-    if (nv > 1)
-        qsort(pts, n, sizeof *pts, s_pt_cmp);
-    if (n > 0 && (pts[n - 1].ts - pts[0].ts) / step > AGG_QUERY_BUCKETS_MAX) {
-        free(pts);
-        free(views);
-        *body = agg_query_bad("interval too small for this range (over 1,000,000 "
-                      "buckets)", "interval");
-        return 400;
+    if (rc != 0) {
+        s_out_free(&o);
+        return rc;
     }
-    buf = xmalloc((n ? n : 1) * sizeof *buf);
-    buckets = json_array();
-    for (size_t i = 0; i < n;) {
-        int64_t b = s_floor_div(pts[i].ts, step);
-        struct agg_moments m = {0};
-        size_t j = i, c = 0;
-        for (; j < n && s_floor_div(pts[j].ts, step) == b; j++) {
-            agg_stats_add(&m, pts[j].v);
-            buf[c++] = pts[j].v;
-        }
-        json_array_append_new(
-            buckets,
-            json_pack("{s:s, s:o, s:I}", "timestamp",
-                      clock_format(b * step, tbuf, sizeof tbuf), "value",
-                      agg_query_num(s_bucket_value(fn, pct, buf, c, &m, pts[i].v,
-                                           pts[j - 1].v)),
-                      "count", (json_int_t)m.count));
-        nb++;
-        i = j;
-    }
-    *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:b, s:s}",
-                      "metric_name", sel.series, "interval", ival,
-                      "aggregation", agg, "matched", (json_int_t)nv, "count",
-                      (json_int_t)nb, "buckets", buckets, "estimated", 0,
-                      "source", "raw");
-    free(buf);
-    free(pts);
-    free(views);
+    bool est = !raw && fn == AGG_FN_PCT;
+    json_t *head = json_pack("{s:s, s:I, s:I, s:n, s:b, s:s}", "metric_name",
+                             sel.series, "matched", (json_int_t)nk, "count",
+                             (json_int_t)o.n, "buckets", "estimated", est,
+                             "source", raw ? "raw" : "rollups");
+    if (est)
+        json_object_set_new(head, "relative_error", json_real(AGG_SKETCH_ALPHA));
+    if (bounded && tz)
+        json_object_set_new(head, "tz", json_string(tz));
+    if (bounded && window)
+        json_object_set_new(head, "window_ns", json_integer(window));
+    json_object_set_new(head, "interval", json_string(ival));
+    json_object_set_new(head, "aggregation", json_string(agg));
+    s_emit(head, &o, body, text && nk == 1 &&
+                               json_is_true(json_object_get(req, "text"))
+                           ? text : NULL);
     return 200;
 }
-
 
 /* Compare two aggregate answers bucket by bucket. */
 static void
@@ -413,6 +676,104 @@ s_test_ask(agg_store_t *st, json_t *req, int want)
     assert(agg_interval_answer(st, req, &body) == want);
     json_decref(req);
     return body;
+}
+
+/* The value and count of one interval as agg_store_summarize gives it. */
+static double
+s_test_ref(agg_store_t *st, const char **keys, size_t nk, int fn, double pct,
+           int64_t a, int64_t z, uint64_t *count)
+{
+    struct agg_rsum m = {0};
+    agg_sketch_t *sk = agg_sketch_new();
+    double v;
+
+    for (size_t k = 0; k < nk; k++)
+        agg_store_summarize(st, keys[k], a, z, &m, sk);
+    v = s_rsum_value(fn, pct, &m, sk);
+    agg_sketch_destroy(&sk);
+    *count = m.m.count;
+    return v;
+}
+
+/*
+ * The walk along rollup buckets (s_walk) gives the very bits that
+ * summarising each interval on its own gives, for every aggregation,
+ * steps that walk and steps that do not, one series and three, ragged
+ * range ends; and an answer as text is exactly the tree's JSON.
+ */
+static void
+s_test_walk(void)
+{
+    agg_store_t *st = agg_store_new();
+    const int64_t s1 = CLOCK_NS_PER_S, t0 = 1704067200LL * s1;
+    static const char *steps[] = {"5min", "15min", "1h", "2h", "1d", "2d",
+                                  "90min", "7min"};
+    static const char *fns[] = {"mean", "sum", "count", "min", "max",
+                                "first", "last", "std", "p90"};
+    const char *all[] = {"w{id=a}", "w{id=b}", "w{id=c}"}, *one[] = {"w{id=b}"};
+    uint64_t x = 7;
+
+    /* Over AGG_QUERY_RAW_MAX points per series in range: rollups answer. */
+    for (int i = 0; i < 4 * 86400 / 2; i++)
+        for (int k = 0; k < 3; k++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            agg_store_put(st, all[k], t0 + (int64_t)i * 2 * s1 +
+                                          (int64_t)(x >> 60) * s1 / 16,
+                          (double)(int64_t)(x >> 45) / 100 - 1000);
+        }
+    for (size_t si = 0; si < sizeof steps / sizeof *steps; si++)
+        for (size_t fi = 0; fi < sizeof fns / sizeof *fns; fi++)
+            for (int sel = 0; sel < 2; sel++) {
+                int64_t step, start = t0 + 3600 * s1 + 17 * s1;
+                int64_t end = start + 3 * 86400 * s1;
+                double pct = 0;
+                int fn = agg_stats_fn(fns[fi], &pct);
+                json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b}",
+                                        "op", "aggregate", "series",
+                                        sel ? "w{id=b}" : "w*", "interval",
+                                        steps[si], "aggregation", fns[fi],
+                                        "start", (json_int_t)start, "end",
+                                        (json_int_t)end,
+                                        "text", 1), *body, *b;
+                struct strbuf text = {NULL, 0, 0};
+                assert(clock_parse_duration(steps[si], &step) == 0);
+                assert(agg_interval_answer(st, req, &body) == 200);
+                TEST_STREQ(json_string_value(json_object_get(body, "source")),
+                           "rollups");
+                b = json_object_get(body, "buckets");
+                assert(json_array_size(b) >= 2);
+                for (size_t i = 0; i < json_array_size(b); i++) {
+                    json_t *e = json_array_get(b, i);
+                    int64_t a;
+                    uint64_t n;
+                    assert(clock_parse_time(json_string_value(json_object_get(
+                                                e, "timestamp")), &a) == 0);
+                    double want = s_test_ref(st, sel ? one : all, sel ? 1 : 3,
+                                             fn, pct, a > start ? a : start,
+                                             a + step < end ? a + step : end,
+                                             &n);
+                    double got = json_is_null(json_object_get(e, "value"))
+                                     ? NAN : json_real_value(json_object_get(e, "value"));
+                    assert(got == want || (isnan(got) && isnan(want)));
+                    assert((uint64_t)json_integer_value(json_object_get(e, "count")) == n);
+                }
+                /* As text: only over one series, and byte for byte. */
+                json_t *none;
+                assert(agg_interval_reply(st, req, &none, &text) == 200);
+                if (sel) {
+                    char *want = mpjson_dumps(body);
+                    assert(none == NULL);
+                    TEST_STREQ(text.p, want);
+                    free(want);
+                } else {
+                    assert(none && text.len == 0);
+                    json_decref(none);
+                }
+                strbuf_free(&text);
+                json_decref(body);
+                json_decref(req);
+            }
+    agg_store_destroy(&st);
 }
 
 /*
@@ -494,6 +855,7 @@ agg_interval_test(bool verbose)
                                          "5min"), 400));
     assert((getenv("TZ") == NULL) == (tz0 == NULL));
     agg_store_destroy(&st);
+    s_test_walk();
     (void)verbose;
     TEST_OK("agg_interval");
 }

@@ -432,6 +432,13 @@ s_delete(agg_store_t *store, const json_t *req, json_t **body)
 int
 agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
 {
+    return agg_query_reply(store, req, body, NULL);
+}
+
+int
+agg_query_reply(agg_store_t *store, const json_t *req, json_t **body,
+                struct strbuf *text)
+{
     const char *op = json_string_value(json_object_get(req, "op"));
 
     if (op == NULL) {
@@ -441,7 +448,7 @@ agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
     if (strcmp(op, "stats") == 0)
         return s_stats(store, req, body);
     if (strcmp(op, "aggregate") == 0)
-        return agg_interval_answer(store, req, body);
+        return agg_interval_reply(store, req, body, text);
     if (strcmp(op, "series") == 0)
         return s_series(store, req, body);
     if (strcmp(op, "points") == 0)

@@ -13,6 +13,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+struct strbuf;
+
 /* A range with more raw points than this is answered from rollups and
  * sketches unless the request says "exact": decoding 100,000 points takes
  * about a millisecond. */
@@ -31,6 +33,11 @@ struct agg_query_sel {
 /* Answer req from store: returns the HTTP-style status and sets *body
  * (caller owns). Never fails on bad input: that is a 400 body. */
 int agg_query_answer(agg_store_t *store, const json_t *req, json_t **body);
+/* The same, but an answer the request lets travel as text ("text": true,
+ * rpc.h; aggregations over one series) is appended to text as JSON and
+ * *body is NULL. */
+int agg_query_reply(agg_store_t *store, const json_t *req, json_t **body,
+                    struct strbuf *text);
 
 /* Parse "series", "tags", "start", "end" and "exact" of req. Returns 0, or
  * -1 and sets *err to a 400 body (caller owns). */

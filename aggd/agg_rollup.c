@@ -397,13 +397,19 @@ s_sk_merge(const struct s_tier *t, const struct s_bucket *b, agg_sketch_t *sk)
     }
 }
 
-void
-agg_rollup_merge(const agg_rollup_t *self, int tier, int64_t a, int64_t b,
-                 struct agg_rsum *sum, agg_sketch_t *sk)
+size_t
+agg_rollup_lower(const agg_rollup_t *self, int tier, int64_t start)
+{
+    return s_lower(&self->t[tier], start);
+}
+
+size_t
+agg_rollup_merge_from(const agg_rollup_t *self, int tier, size_t i, int64_t b,
+                      struct agg_rsum *sum, agg_sketch_t *sk)
 {
     const struct s_tier *t = &self->t[tier];
 
-    for (size_t i = s_lower(t, a); i < t->n && t->b[i].start < b; i++) {
+    for (; i < t->n && t->b[i].start < b; i++) {
         const struct s_bucket *x = &t->b[i];
         struct agg_rsum r = {{x->count, x->sum / x->count, x->m2, x->sum,
                               x->min, x->max},
@@ -412,6 +418,31 @@ agg_rollup_merge(const agg_rollup_t *self, int tier, int64_t a, int64_t b,
         if (sk)
             s_sk_merge(t, x, sk);
     }
+    return i;
+}
+
+size_t
+agg_rollup_sum_from(const agg_rollup_t *self, int tier, size_t i, int64_t b,
+                    uint64_t *count, double *sum)
+{
+    const struct s_tier *t = &self->t[tier];
+
+    /* As agg_stats_merge adds them up: empty buckets skipped, the first
+     * sum copied (so a -0 stays -0). */
+    for (; i < t->n && t->b[i].start < b; i++) {
+        if (t->b[i].count == 0)
+            continue;
+        *sum = *count ? *sum + t->b[i].sum : t->b[i].sum;
+        *count += t->b[i].count;
+    }
+    return i;
+}
+
+void
+agg_rollup_merge(const agg_rollup_t *self, int tier, int64_t a, int64_t b,
+                 struct agg_rsum *sum, agg_sketch_t *sk)
+{
+    agg_rollup_merge_from(self, tier, s_lower(&self->t[tier], a), b, sum, sk);
 }
 
 bool

@@ -78,6 +78,19 @@ uint64_t agg_rollup_count_at(const agg_rollup_t *self, int tier,
  * into *sum, and their sketches into sk unless it is NULL. */
 void agg_rollup_merge(const agg_rollup_t *self, int tier, int64_t a,
                       int64_t b, struct agg_rsum *sum, agg_sketch_t *sk);
+/* Index of the first bucket of a tier that starts at or after start. */
+size_t agg_rollup_lower(const agg_rollup_t *self, int tier, int64_t start);
+/* agg_rollup_merge from the bucket of index i on (agg_rollup_lower),
+ * for a walk over consecutive ranges: returns the index after the last
+ * bucket merged, where the next range starts. */
+size_t agg_rollup_merge_from(const agg_rollup_t *self, int tier, size_t i,
+                             int64_t b, struct agg_rsum *sum,
+                             agg_sketch_t *sk);
+/* Add the counts and sums of the buckets of a tier from index i on while
+ * they start before b to *count and *sum (what a mean needs, without the
+ * divisions of merging moments). Returns the index after the last. */
+size_t agg_rollup_sum_from(const agg_rollup_t *self, int tier, size_t i,
+                           int64_t b, uint64_t *count, double *sum);
 /* Time covered: the earliest bucket start and the latest bucket end of
  * any tier. Returns false when there is no bucket. */
 bool agg_rollup_span(const agg_rollup_t *self, int64_t *first, int64_t *end);

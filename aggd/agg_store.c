@@ -1004,6 +1004,13 @@ agg_store_raw_estimate(agg_store_t *self, const char *key, int64_t start,
     return n + s->n;
 }
 
+const agg_rollup_t *
+agg_store_rollup(agg_store_t *self, const char *key)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+    return s ? s->roll : NULL;
+}
+
 bool
 agg_store_span(agg_store_t *self, const char *key, int64_t *first,
                int64_t *end)

@@ -98,6 +98,8 @@ int agg_store_summarize(agg_store_t *self, const char *key, int64_t start,
  * retention dropped raw points of the range (only rollups hold it). */
 size_t agg_store_raw_estimate(agg_store_t *self, const char *key,
                               int64_t start, int64_t end);
+/* The rollups of series key (borrowed until the next write), or NULL. */
+const agg_rollup_t *agg_store_rollup(agg_store_t *self, const char *key);
 /* Time covered by the rollups of key: false when it has none. */
 bool agg_store_span(agg_store_t *self, const char *key, int64_t *first,
                     int64_t *end);

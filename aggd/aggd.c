@@ -25,6 +25,7 @@
 #include "common/rpc.h"
 #include "common/mpjson.h"
 #include "common/series.h"
+#include "common/strbuf.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -706,6 +707,7 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     aggd_t *self = arg;
     zmsg_t *env;
     json_t *req = rpc_request_recv(sock, &env), *body = NULL;
+    struct strbuf text = {NULL, 0, 0};
     int status;
 
     if (req == NULL)
@@ -717,12 +719,16 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         body = s_status(self);
         status = 200;
     } else {
-        status = agg_query_answer(self->store, req, &body);
+        status = agg_query_reply(self->store, req, &body, &text);
         if (status == 200 && !strcmp(json_string_value(json_object_get(req, "op")),
                                      "delete"))
             status = s_deleted(self, &body);
     }
-    rpc_reply_send(sock, &env, status, body);
+    if (body == NULL && text.p)
+        rpc_reply_send_text(sock, &env, status, text.p, text.len);
+    else
+        rpc_reply_send(sock, &env, status, body);
+    strbuf_free(&text);
     json_decref(req);
     return 0;
 }

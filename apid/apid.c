@@ -268,6 +268,10 @@ s_request(apid_t *self, http_req_t *req, int b, json_t *query,
     p->fn = fn;
     p->fn_arg = arg;
     p->query = query;
+    /* One lane and the client as the reader: the body may come as JSON
+     * text, relayed unchanged (rpc.h, s_deliver_text). */
+    if (self->nlanes[b] == 1 && fn == NULL && req)
+        json_object_set_new(query, "text", json_true());
     s_scatter(self, p, b, query);
 }
 
@@ -490,6 +494,28 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
     }
 }
 
+/* A reply whose body came as JSON text (asked for in s_request) goes to
+ * the client as it is when it is the only answer and nothing needs to
+ * merge or read it. Returns true when delivered (takes *text). */
+static bool
+s_deliver_text(apid_t *self, struct s_pending *p, int status, char **text,
+               size_t len)
+{
+    http_req_t *req = p->req;
+
+    if (p->kind != PK_LANES || p->nasks != 1 || p->first || p->fn ||
+        req == NULL)
+        return false;
+    s_pending_free(self, p);
+    /* A trailing newline, as http_req_reply_json adds. */
+    *text = xrealloc(*text, len + 2);
+    (*text)[len] = '\n';
+    (*text)[len + 1] = '\0';
+    http_req_reply(req, status, "application/json", *text, len + 1);
+    *text = NULL;
+    return true;
+}
+
 static int
 s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -501,7 +527,12 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
     struct s_pending *p;
     struct s_ask *a = NULL;
 
-    if (rpc_reply_recv(zsock_resolve(sock), &id, &status, &body) == -1) {
+    char *text;
+    size_t len;
+    json_error_t err;
+
+    if (rpc_reply_recv_text(zsock_resolve(sock), &id, &status, &body, &text,
+                            &len) == -1) {
         log_warnx("apid: malformed reply from %s lane %u", s_bk_name[bk->b],
                   bk->lane);
         return 0;
@@ -513,7 +544,19 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
     if (a == NULL) {
         self->late++;
         json_decref(body);
+        free(text);
         return 0;
+    }
+    if (text && s_deliver_text(self, p, status, &text, len))
+        return 0;
+    if (text) {
+        body = json_loadb(text, len, JSON_DECODE_ANY, &err);
+        free(text);
+        if (body == NULL) {
+            log_warnx("apid: malformed JSON reply from %s lane %u: %s",
+                      s_bk_name[bk->b], bk->lane, err.text);
+            return 0; /* the request times out with a 503 */
+        }
     }
     a->id = 0;
     a->status = status;

@@ -131,6 +131,12 @@ s_unpack(const msgpack_object *o, int depth)
 }
 
 json_t *
+mpjson_unpack_object(const msgpack_object *o)
+{
+    return s_unpack(o, 0);
+}
+
+json_t *
 mpjson_unpack(const void *data, size_t len)
 {
     msgpack_unpacked up;
@@ -155,21 +161,26 @@ s_put(struct strbuf *b, const char *s, size_t n)
 static void
 s_putstr(struct strbuf *b, const char *s, size_t n)
 {
+    size_t run = 0; /* start of the bytes not written yet */
+
     s_put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        s_put(b, s + run, i - run);
+        run = i + 1;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             s_put(b, esc, 2);
-        } else if (c < 0x20) {
+        } else {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             s_put(b, esc, 6);
-        } else {
-            s_put(b, (const char *)&s[i], 1);
         }
     }
+    s_put(b, s + run, n - run);
     s_put(b, "\"", 1);
 }
 
@@ -222,6 +233,18 @@ s_dump(struct strbuf *b, const json_t *j)
     case JSON_FALSE: s_put(b, "false", 5); break;
     default: s_put(b, "null", 4); break;
     }
+}
+
+void
+mpjson_dump(struct strbuf *b, const json_t *j)
+{
+    s_dump(b, j);
+}
+
+void
+mpjson_put_string(struct strbuf *b, const char *s, size_t n)
+{
+    s_putstr(b, s, n);
 }
 
 char *

@@ -15,6 +15,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
+struct msgpack_object;
+struct strbuf;
+
 /* Deepest nesting accepted from the wire. */
 #define MPJSON_DEPTH_MAX 32
 
@@ -24,9 +27,16 @@ void mpjson_pack(const json_t *j, char **data, size_t *len);
  * the input is malformed, too deep, or has non-string map keys. Binary
  * strings become JSON strings only when valid UTF-8. */
 json_t *mpjson_unpack(const void *data, size_t len);
+/* The same for a value msgpack-c already unpacked (the caller checked
+ * the bytes with msg_sane). */
+json_t *mpjson_unpack_object(const struct msgpack_object *o);
 /* Serialise compactly with shortest doubles; caller frees. Never fails;
  * NaN/inf print as null. */
 char *mpjson_dumps(const json_t *j);
+/* Append j to b as mpjson_dumps prints it. Cannot fail. */
+void mpjson_dump(struct strbuf *b, const json_t *j);
+/* Append n bytes of s as a JSON string (quoted, escaped). Cannot fail. */
+void mpjson_put_string(struct strbuf *b, const char *s, size_t n);
 
 /* Selftest: asserts on failure, prints " * mpjson: OK". */
 void mpjson_test(bool verbose);

@@ -4,8 +4,11 @@
 #include "common/rpc.h"
 #include "common/log.h"
 #include "common/mpjson.h"
+#include "common/msg.h"
 #include "common/test.h"
+#include "common/xalloc.h"
 
+#include <msgpack.h>
 #include <string.h>
 
 json_t *
@@ -80,16 +83,83 @@ rpc_reply_send(void *router, zmsg_t **envelope, int status, json_t *body)
 }
 
 int
-rpc_reply_recv(void *dealer, uint64_t *id, int *status, json_t **body)
+rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
+                    const char *json, size_t len)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    zframe_t *f;
+    int rc;
+
+    /* The map's head, then the text copied once into the frame. */
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "status", 6);
+    msgpack_pack_int(&pk, status);
+    msgpack_pack_str_with_body(&pk, "json", 4);
+    msgpack_pack_str(&pk, len);
+    f = zframe_new(NULL, sb.size + len);
+    memcpy(zframe_data(f), sb.data, sb.size);
+    memcpy(zframe_data(f) + sb.size, json, len);
+    msgpack_sbuffer_destroy(&sb);
+    zmsg_append(*envelope, &f);
+    rc = zmsg_send(envelope, router);
+    zmsg_destroy(envelope);
+    return rc;
+}
+
+/* Pick status, body and text out of a reply map. Returns 0 or -1. */
+static int
+s_reply_parse(const msgpack_object *o, int *status, json_t **body,
+              char **text, size_t *len)
+{
+    bool have_status = false;
+
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return -1;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        const msgpack_object *v = &o->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR)
+            return -1;
+        if (k->via.str.size == 6 && !memcmp(k->via.str.ptr, "status", 6)) {
+            if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > 999)
+                return -1;
+            *status = (int)v->via.u64;
+            have_status = true;
+        } else if (k->via.str.size == 4 && !memcmp(k->via.str.ptr, "body", 4)) {
+            json_decref(*body);
+            if ((*body = mpjson_unpack_object(v)) == NULL)
+                return -1;
+        } else if (k->via.str.size == 4 && !memcmp(k->via.str.ptr, "json", 4)) {
+            if (v->type != MSGPACK_OBJECT_STR || *text)
+                return -1;
+            *text = xmalloc(v->via.str.size + 1);
+            memcpy(*text, v->via.str.ptr, v->via.str.size);
+            (*text)[v->via.str.size] = '\0';
+            *len = v->via.str.size;
+        }
+    }
+    return have_status ? 0 : -1;
+}
+
+int
+rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
+                    char **text, size_t *len)
 {
     zmsg_t *m = zmsg_recv(dealer);
     zframe_t *f;
-    json_t *r = NULL;
+    msgpack_unpacked up;
+    size_t off = 0;
     int rc = -1;
 
     *body = NULL;
+    *text = NULL;
+    *len = 0;
     if (m == NULL)
         return -1;
+    msgpack_unpacked_init(&up);
     if (zmsg_size(m) != 2)
         goto done;
     f = zmsg_first(m);
@@ -97,16 +167,41 @@ rpc_reply_recv(void *dealer, uint64_t *id, int *status, json_t **body)
         goto done;
     memcpy(id, zframe_data(f), sizeof *id);
     f = zmsg_next(m);
-    r = mpjson_unpack(zframe_data(f), zframe_size(f));
-    if (r == NULL || !json_is_integer(json_object_get(r, "status")))
+    if (!msg_sane(zframe_data(f), zframe_size(f)) ||
+        msgpack_unpack_next(&up, (const char *)zframe_data(f), zframe_size(f),
+                            &off) != MSGPACK_UNPACK_SUCCESS)
         goto done;
-    *status = (int)json_integer_value(json_object_get(r, "status"));
-    *body = json_incref(json_object_get(r, "body"));
-    rc = 0;
+    rc = s_reply_parse(&up.data, status, body, text, len);
+    if (rc == 0 && *body == NULL && *text == NULL)
+        *body = json_null();
 done:
-    json_decref(r);
+    if (rc == -1 || *text) {
+        json_decref(*body);
+        *body = NULL;
+    }
+    if (rc == -1) {
+        free(*text);
+        *text = NULL;
+    }
+    msgpack_unpacked_destroy(&up);
     zmsg_destroy(&m);
     return rc;
+}
+
+int
+rpc_reply_recv(void *dealer, uint64_t *id, int *status, json_t **body)
+{
+    char *text;
+    size_t len;
+    json_error_t err;
+
+    if (rpc_reply_recv_text(dealer, id, status, body, &text, &len) == -1)
+        return -1;
+    if (text == NULL)
+        return 0;
+    *body = json_loadb(text, len, JSON_DECODE_ANY, &err);
+    free(text);
+    return *body ? 0 : -1;
 }
 
 void
@@ -134,6 +229,36 @@ rpc_test(bool verbose)
     TEST_STREQ(json_string_value(json_object_get(
                    json_object_get(body, "error"), "code")), "not_found");
     json_decref(body);
+
+    /* A body sent as text: kept as text, or parsed, as asked. */
+    char *text;
+    size_t len;
+    const char *json = "{\"count\":2,\"mean\":23.6}";
+    req = json_pack("{s:s, s:b}", "op", "aggregate", "text", 1);
+    for (int parse = 0; parse < 2; parse++) {
+        assert(rpc_request_send(dealer, 9, req) == 0);
+        json_decref(rpc_request_recv(router, &env));
+        assert(rpc_reply_send_text(router, &env, 200, json, strlen(json)) == 0);
+        if (parse) {
+            assert(rpc_reply_recv(dealer, &id, &status, &body) == 0);
+            assert(json_integer_value(json_object_get(body, "count")) == 2);
+            assert(json_real_value(json_object_get(body, "mean")) == 23.6);
+            json_decref(body);
+            continue;
+        }
+        assert(rpc_reply_recv_text(dealer, &id, &status, &body, &text, &len) == 0);
+        assert(id == 9 && status == 200 && body == NULL && len == strlen(json));
+        TEST_STREQ(text, json);
+        free(text);
+    }
+    json_decref(req);
+    /* Text that is not JSON is a malformed reply. */
+    req = json_pack("{s:s}", "op", "x");
+    assert(rpc_request_send(dealer, 10, req) == 0);
+    json_decref(req);
+    json_decref(rpc_request_recv(router, &env));
+    assert(rpc_reply_send_text(router, &env, 200, "{\"a\":", 5) == 0);
+    assert(rpc_reply_recv(dealer, &id, &status, &body) == -1 && body == NULL);
 
     /* A request without "op" is answered with 400. */
     req = json_pack("{s:i}", "x", 1);

@@ -4,6 +4,12 @@
  * [id][msgpack map {"status": http-status, "body": value}], so a daemon
  * answers in HTTP terms and apid relays without knowing every query.
  * Errors follow SPEC's shape: {"error": {"code", "message", "where"}}.
+ *
+ * A long answer may travel as JSON text instead: [id][msgpack map
+ * {"status": s, "json": "<the body as JSON text>"}]. A daemon answers so
+ * only when the request says "text": true (apid does when it will hand
+ * the body to an HTTP client unchanged), which saves building, packing,
+ * unpacking and printing a tree of tens of thousands of nodes.
  */
 #ifndef SP_RPC_H
 #define SP_RPC_H
@@ -26,9 +32,19 @@ int rpc_request_send(void *dealer, uint64_t id, const json_t *req);
 json_t *rpc_request_recv(void *router, zmsg_t **envelope);
 /* Answer a request: takes *envelope and the body reference (steals). */
 int rpc_reply_send(void *router, zmsg_t **envelope, int status, json_t *body);
-/* Read a reply on a DEALER: sets *id, *status and *body (caller decrefs).
- * Returns 0, or -1 for a malformed reply. */
+/* Answer with a body that is already JSON text (len bytes, borrowed).
+ * Takes *envelope. Returns 0 or -1. */
+int rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
+                        const char *json, size_t len);
+/* Read a reply on a DEALER: sets *id, *status and *body (caller decrefs);
+ * a body sent as text is parsed. Returns 0, or -1 for a malformed reply
+ * (text that is not JSON included). */
 int rpc_reply_recv(void *dealer, uint64_t *id, int *status, json_t **body);
+/* Like rpc_reply_recv, but a body sent as text is not parsed: then *text
+ * (caller frees, NUL-terminated) and *len are set and *body is NULL;
+ * otherwise *text is NULL. */
+int rpc_reply_recv_text(void *dealer, uint64_t *id, int *status,
+                        json_t **body, char **text, size_t *len);
 
 /* Selftest: asserts on failure, prints " * rpc: OK". */
 void rpc_test(bool verbose);

@@ -191,6 +191,12 @@ s_dtoa_wide(double v, char *buf, size_t len)
 }
 
 char *
+strutil_utoa(uint64_t v, char *p)
+{
+    return s_fixed(p, v, 0);
+}
+
+char *
 strutil_dtoa(double v, char *buf, size_t len)
 {
     if (!isfinite(v)) {
@@ -526,6 +532,9 @@ strutil_test(bool verbose)
     double d;
 
     TEST_STREQ(strutil_dtoa(23.6, buf, sizeof buf), "23.6");
+    assert(strutil_utoa(18446744073709551615ULL, buf) == buf + 20);
+    TEST_STREQ(buf, "18446744073709551615");
+    assert(strutil_utoa(0, buf) == buf + 1 && !strcmp(buf, "0"));
     TEST_STREQ(strutil_dtoa((23.5 + 23.7) / 2, buf, sizeof buf), "23.6");
     TEST_STREQ(strutil_dtoa(0.1 + 0.2, buf, sizeof buf), "0.30000000000000004");
     TEST_STREQ(strutil_dtoa(2.0, buf, sizeof buf), "2");

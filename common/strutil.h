@@ -12,6 +12,9 @@
  * ("23.6", not "23.600000000000001"). buf >= 32 bytes. Returns buf.
  * NaN and infinities print as "null" (JSON has no spelling for them). */
 char *strutil_dtoa(double v, char *buf, size_t len);
+/* Write v in decimal at p (room for 21 bytes) and a NUL; returns the
+ * position of the NUL. */
+char *strutil_utoa(uint64_t v, char *p);
 /* FNV-1a 64 of n bytes. */
 uint64_t strutil_fnv1a64(const void *p, size_t n);
 /* Checked integer parse of the whole string within [min, max] (strtonum).
