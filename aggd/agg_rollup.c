@@ -216,10 +216,15 @@ static void
 s_sk_add(struct s_tier *t, struct s_bucket *b, uint32_t key, int delta)
 {
     uint32_t *e = b->sk_len ? t->sk + b->sk_off : NULL; /* sk may be NULL */
-    size_t i = 0, n = b->sk_len;
+    size_t i = 0, n = b->sk_len, hi = n;
 
-    while (i < n && e[i] >> 16 < key)
-        i++;
+    while (i < hi) { /* the first entry of key or above: a day holds many */
+        size_t mid = i + (hi - i) / 2;
+        if (e[mid] >> 16 < key)
+            i = mid + 1;
+        else
+            hi = mid;
+    }
     for (size_t j = i; j < n && e[j] >> 16 == key; j++) {
         uint32_t c = e[j] & S_CNT_MAX;
         if (delta > 0 && c < S_CNT_MAX) {
@@ -275,7 +280,8 @@ s_moments_remove(uint32_t *count, double *sum, double *m2, double v)
 }
 
 static void
-s_bucket_add(struct s_tier *t, struct s_bucket *b, int64_t ts, double v)
+s_bucket_add(struct s_tier *t, struct s_bucket *b, int64_t ts, double v,
+             uint32_t key)
 {
     s_moments_add(&b->count, &b->sum, &b->m2, v);
     if (v < b->min)
@@ -290,22 +296,24 @@ s_bucket_add(struct s_tier *t, struct s_bucket *b, int64_t ts, double v)
         b->last = v;
         b->last_ts = ts;
     }
-    s_sk_add(t, b, s_key(v), 1);
+    s_sk_add(t, b, key, 1);
 }
 
 void
 agg_rollup_add_tier(agg_rollup_t *self, int tier, int64_t ts, double v)
 {
     struct s_tier *t = &self->t[tier];
-    s_bucket_add(t, s_bucket(t, s_floor(ts, s_width[tier])), ts, v);
+    s_bucket_add(t, s_bucket(t, s_floor(ts, s_width[tier])), ts, v, s_key(v));
 }
 
 void
 agg_rollup_add(agg_rollup_t *self, int64_t ts, double v)
 {
+    uint32_t key = s_key(v); /* one logarithm for the three tiers */
+
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         struct s_tier *t = &self->t[i];
-        s_bucket_add(t, s_bucket(t, s_floor(ts, s_width[i])), ts, v);
+        s_bucket_add(t, s_bucket(t, s_floor(ts, s_width[i])), ts, v, key);
     }
 }
 
@@ -318,7 +326,7 @@ agg_rollup_replace(agg_rollup_t *self, int64_t ts, double old, double v)
         struct s_tier *t = &self->t[i];
         struct s_bucket *b = s_bucket(t, s_floor(ts, s_width[i]));
         if (b->count == 0) { /* the point was not rolled up: add it */
-            s_bucket_add(t, b, ts, v);
+            s_bucket_add(t, b, ts, v, s_key(v));
             continue;
         }
         s_moments_remove(&b->count, &b->sum, &b->m2, old);

@@ -516,15 +516,25 @@ ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq)
 }
 
 void
-ingest_spool_foreach(ingest_spool_t *self, unsigned lane, ingest_spool_fn *fn,
-                     void *arg)
+ingest_spool_foreach(ingest_spool_t *self, unsigned lane, uint64_t after,
+                     ingest_spool_fn *fn, void *arg)
 {
     struct s_lane *l = &self->lanes[lane];
-    for (size_t k = 0; k < l->n; k++) {
+    size_t lo = 0, hi = l->n;
+
+    while (lo < hi) { /* the first record above after: seqs ascend */
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->r[l->head + mid].seq <= after)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = lo; k < l->n; k++) {
         struct s_rec *r = &l->r[l->head + k];
         if (r->end > self->durable)
             break; /* not durable yet: its seq could come back after a crash */
-        fn(lane, r->seq, r->data, r->len, arg);
+        if (!fn(lane, r->seq, r->data, r->len, arg))
+            break;
     }
 }
 
@@ -555,13 +565,14 @@ ingest_spool_segments(const ingest_spool_t *self)
     return n;
 }
 
-static void
+static bool
 s_count(unsigned lane, uint64_t seq, const void *data, size_t len, void *arg)
 {
     uint64_t *last = arg;
     assert(seq > *last); /* in order */
     assert(len == 5 && memcmp(data, "batch", 5) == 0);
     *last = seq;
+    return true;
 }
 
 /* Append the 5-byte record "batch" (the spool takes a heap copy). */
@@ -597,7 +608,7 @@ ingest_spool_test(bool verbose)
     sp = ingest_spool_open(dir, 2, 100);
     assert(sp && ingest_spool_next_seq(sp, 0) == 11);
     assert(ingest_spool_next_seq(sp, 1) == 11);
-    ingest_spool_foreach(sp, 1, s_count, &last);
+    ingest_spool_foreach(sp, 1, 0, s_count, &last);
     assert(last == 10);
     /* Everything confirmed: old segments go, the newest one with records
      * stays so the seq survives another restart. */
@@ -612,14 +623,14 @@ ingest_spool_test(bool verbose)
     uint64_t end = ingest_spool_written(sp), pos = 0;
     assert(ingest_spool_durable(sp) < end);
     last = 0;
-    ingest_spool_foreach(sp, 1, s_count, &last);
+    ingest_spool_foreach(sp, 1, 0, s_count, &last);
     assert(last == 0);
     assert(ingest_spool_sync_start(sp) && !ingest_spool_sync_start(sp));
     assert(ingest_spool_sync_busy(sp));
     assert(ingest_spool_sync_done(sp, &pos) == 0 && pos == end);
     assert(!ingest_spool_sync_busy(sp) && ingest_spool_durable(sp) == end);
     assert(!ingest_spool_sync_start(sp)); /* nothing new */
-    ingest_spool_foreach(sp, 1, s_count, &last);
+    ingest_spool_foreach(sp, 1, 0, s_count, &last);
     assert(last == 11);
     ingest_spool_confirm(sp, 1, 11);
     ingest_spool_destroy(&sp);

@@ -24,8 +24,9 @@
 
 typedef struct ingest_spool ingest_spool_t;
 
-/* Called for each unconfirmed record of a lane, in seq order. */
-typedef void(ingest_spool_fn)(unsigned lane, uint64_t seq, const void *data,
+/* Called for each unconfirmed record of a lane, in seq order; returns
+ * false to stop there. */
+typedef bool(ingest_spool_fn)(unsigned lane, uint64_t seq, const void *data,
                               size_t len, void *arg);
 
 /* Open (creating dir) and recover. Returns NULL (logged) on failure. */
@@ -63,10 +64,11 @@ int ingest_spool_sync(ingest_spool_t *self);
 /* Everything on lane up to seq is durable downstream: forget it and delete
  * segments that hold nothing unconfirmed. */
 void ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq);
-/* Call fn for every unconfirmed record of lane that is durable (a record
- * not yet covered by an fsync is never sent downstream: after a crash its
- * seq could name another batch). */
-void ingest_spool_foreach(ingest_spool_t *self, unsigned lane,
+/* Call fn, in seq order, for the unconfirmed records of lane with a seq
+ * above after that are durable (a record not yet covered by an fsync is
+ * never sent downstream: after a crash its seq could name another
+ * batch), until fn returns false. */
+void ingest_spool_foreach(ingest_spool_t *self, unsigned lane, uint64_t after,
                           ingest_spool_fn *fn, void *arg);
 /* Highest confirmed seq of lane (0 when none). */
 uint64_t ingest_spool_confirmed(const ingest_spool_t *self, unsigned lane);

@@ -32,6 +32,11 @@
 #define INGESTD_RETRY_AFTER "1"
 #define INGESTD_FLUSH_MS 100
 #define INGESTD_RESEND_MAX_NS (300 * CLOCK_NS_PER_S)
+/* Batches sent to a lane and not confirmed yet, at most: enough to keep
+ * aggd busy across its group commits, few enough that its queue never
+ * holds seconds of work (a confirmation then comes long before
+ * --resend-after, and nothing is resent while aggd is merely busy). */
+#define INGESTD_INFLIGHT 64
 
 /* A request acknowledged once a group commit covers its records. */
 struct s_waiter {
@@ -257,38 +262,35 @@ s_forward(ingestd_t *self, msg_batch_t *b)
 }
 
 /* Hand spooled batches that aggd has not been sent yet, in seq order,
- * until a lane's queue is full. */
-struct s_sendctx {
-    ingestd_t *self;
-    bool full;
-};
-
-static void
+ * until a lane's queue or its window (INGESTD_INFLIGHT) is full. */
+static bool
 s_send_one(unsigned lane, uint64_t seq, const void *data, size_t len,
            void *arg)
 {
-    struct s_sendctx *c = arg;
-    ingestd_t *self = c->self;
+    ingestd_t *self = arg;
     const char *topic = msg_topic(MSG_TYPE_READINGS);
     void *h = zsock_resolve(self->push[lane]);
 
-    if (c->full || seq <= self->ls[lane].sent)
-        return;
+    if (seq > ingest_spool_confirmed(self->spool, lane) + INGESTD_INFLIGHT)
+        return false; /* the next confirmation sends more */
     if (zmq_send(h, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(h, data, len, ZMQ_DONTWAIT) < 0) {
-        c->full = true;
-        return;
-    }
+        zmq_send(h, data, len, ZMQ_DONTWAIT) < 0)
+        return false;
+    /* The wait for a confirmation starts with the first batch out, not
+     * at the last confirmation before an idle spell (that would resend
+     * what was just sent). */
+    if (self->ls[lane].sent <= ingest_spool_confirmed(self->spool, lane))
+        self->ls[lane].progress_ns = clock_mono_ns();
     self->ls[lane].sent = seq;
+    return true;
 }
 
 static void
 s_flush(ingestd_t *self)
 {
     for (unsigned i = 0; i < (unsigned)self->conf->lanes; i++) {
-        struct s_sendctx c = {self, false};
         if (ingest_spool_next_seq(self->spool, i) - 1 > self->ls[i].sent)
-            ingest_spool_foreach(self->spool, i, s_send_one, &c);
+            ingest_spool_foreach(self->spool, i, self->ls[i].sent, s_send_one, self);
     }
 }
 
@@ -539,6 +541,7 @@ s_on_confirm(zloop_t *loop, zsock_t *sock, void *arg)
         }
     }
     msg_batch_destroy(&b);
+    s_flush(self); /* the window moved */
     return 0;
 }
 
