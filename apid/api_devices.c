@@ -3,6 +3,7 @@
  */
 #include "apid/api_devices.h"
 #include "apid/api_auth.h"
+#include "apid/api_ws.h"
 #include "apid/dev_creds.h"
 #include "apid/dev_jobs.h"
 #include "apid/dev_mqtt.h"
@@ -39,6 +40,16 @@ struct api_devices {
 };
 
 static void s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len);
+
+/* Every registry change, whatever made it (a REST call, a last will, a
+ * heartbeat, the offline timer), goes to the WebSocket streams. */
+static void
+s_on_change(void *arg, const char *tenant, const char *id, const json_t *before,
+            const json_t *after, int64_t ts)
+{
+    struct api_devices *self = arg;
+    api_ws_device_status(apid_service(self->apid, "ws"), tenant, id, before, after, ts);
+}
 static int s_on_jobs_tick(zloop_t *loop, int timer_id, void *arg);
 
 void *
@@ -67,6 +78,7 @@ api_devices_create(apid_t *apid)
     free(path);
     if (self->store == NULL)
         goto fail;
+    dev_store_observe(self->store, s_on_change, self);
     if (conf->mqtt_auth && *conf->mqtt_auth) {
         self->mqtt_dir = conf->mqtt_auth;
         self->pidfile = conf->mqtt_pidfile ? conf->mqtt_pidfile : "";
@@ -728,7 +740,8 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
     snprintf(buf, sizeof buf, "%s", topic);
     for (char *t = strtok_r(buf, "/", &save); t && n < 7; t = strtok_r(NULL, "/", &save))
         f[n++] = t;
-    if (n == 6 && !strcmp(f[0], "tenants")) {
+    /* "tenants/T/..." for presence (5 levels) and progress (6) alike. */
+    if (n >= 5 && !strcmp(f[0], "tenants")) {
         tenant = f[1];
         k = 2;
     }

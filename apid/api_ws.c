@@ -47,11 +47,15 @@
 #define WS_CLOSE_BAD_DATA 1007
 #define WS_CLOSE_POLICY 1008
 
-enum s_kind { WK_READINGS, WK_ANOMALIES, WK_ALERTS, WK_MAX };
-static const char *s_kind_name[WK_MAX] = {"readings", "anomalies", "alerts"};
-static const char *s_kind_daemon[WK_MAX] = {"aggd", "anomalyd", "alertd"};
-static const int s_kind_type[WK_MAX] = {MSG_TYPE_READINGS, MSG_TYPE_ANOMALIES,
-                                        MSG_TYPE_ALERTS};
+/* The kinds before WK_UPSTREAM come from a PUB socket per kind; status
+ * comes from apid's own device registry (api_ws_device_status). */
+enum s_kind { WK_READINGS, WK_ANOMALIES, WK_ALERTS, WK_STATUS, WK_MAX };
+#define WK_UPSTREAM WK_STATUS
+static const char *s_kind_name[WK_MAX] = {"readings", "anomalies", "alerts",
+                                          "status"};
+static const char *s_kind_daemon[WK_UPSTREAM] = {"aggd", "anomalyd", "alertd"};
+static const int s_kind_type[WK_UPSTREAM] = {MSG_TYPE_READINGS, MSG_TYPE_ANOMALIES,
+                                             MSG_TYPE_ALERTS};
 
 struct s_filter {
     char *tenant;                         /* only this tenant's series */
@@ -99,8 +103,8 @@ struct api_ws {
     zloop_t *loop;                /* apid's loop */
     int epfd;                     /* epoll set of the clients */
     int timer;                    /* tick timer id */
-    zsock_t *sub[WK_MAX];         /* SUB to every lane's PUB, per kind */
-    bool topic_on[WK_MAX];        /* SUB subscribed to the kind's topic */
+    zsock_t *sub[WK_UPSTREAM];    /* SUB to every lane's PUB, per kind */
+    bool topic_on[WK_UPSTREAM];   /* SUB subscribed to the kind's topic */
     size_t nwant[WK_MAX];         /* clients subscribed to a kind */
     struct s_client *clients;     /* live clients */
     struct s_client *graveyard;   /* killed, to free at the next tick */
@@ -245,7 +249,7 @@ s_filter_parse(json_t *in, const char *tenant, struct s_filter *f,
                         !strcmp(json_string_value(e), s_kind_name[kind]))
                         break;
                 if (kind == WK_MAX) {
-                    *why = "unknown kind (readings, anomalies, alerts)";
+                    *why = "unknown kind (readings, anomalies, alerts, status)";
                     goto fail;
                 }
                 f->kinds |= 1u << kind;
@@ -288,7 +292,7 @@ static void s_kill(struct s_client *c, const char *why);
 static void
 s_sub_update(api_ws_t *self)
 {
-    for (int k = 0; k < WK_MAX; k++) {
+    for (int k = 0; k < WK_UPSTREAM; k++) {
         bool want = self->nwant[k] > 0;
         if (want == self->topic_on[k])
             continue;
@@ -822,19 +826,12 @@ s_too_slow(struct s_client *c)
     return true;
 }
 
-/* Add item i of b to the message being built for c. */
+/* Add one item's JSON to the message of a kind being built for c. */
 static void
-s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
-         struct s_items *items)
+s_append_json(struct s_client *c, int kind, const char *json, size_t len)
 {
     char num[24];
 
-    if (items->off[i] == 0) {
-        size_t at = items->json.len;
-        s_item_json(b, i, &items->json);
-        items->off[i] = at + 1;
-        items->len[i] = items->json.len - at;
-    }
     if (c->out_n++ == 0) {
         snprintf(num, sizeof num, "%llu", (unsigned long long)c->seq + 1);
         strbuf_cat(&c->out, "{\"seq\":");
@@ -845,7 +842,21 @@ s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
     } else {
         strbuf_add(&c->out, ",", 1);
     }
-    strbuf_add(&c->out, items->json.p + items->off[i] - 1, items->len[i]);
+    strbuf_add(&c->out, json, len);
+}
+
+/* Add item i of b to the message being built for c. */
+static void
+s_append(struct s_client *c, int kind, msg_batch_t *b, size_t i,
+         struct s_items *items)
+{
+    if (items->off[i] == 0) {
+        size_t at = items->json.len;
+        s_item_json(b, i, &items->json);
+        items->off[i] = at + 1;
+        items->len[i] = items->json.len - at;
+    }
+    s_append_json(c, kind, items->json.p + items->off[i] - 1, items->len[i]);
 }
 
 /* Queue what s_append built for c, if anything. */
@@ -977,12 +988,12 @@ s_on_sub(zloop_t *loop, zsock_t *sock, void *arg)
     api_ws_t *self = arg;
     int kind;
 
-    for (kind = 0; kind < WK_MAX && self->sub[kind] != sock; kind++)
+    for (kind = 0; kind < WK_UPSTREAM && self->sub[kind] != sock; kind++)
         ;
     size_t nb = 0;               /* batches dispatched, not yet sent */
     struct s_items items = {0};  /* one batch's items, as JSON */
 
-    for (int burst = 0; burst < WS_SUB_BURST && kind < WK_MAX; burst++) {
+    for (int burst = 0; burst < WS_SUB_BURST && kind < WK_UPSTREAM; burst++) {
         msg_batch_t *b = NULL;
         int rc;
 
@@ -1019,6 +1030,110 @@ s_on_sub(zloop_t *loop, zsock_t *sock, void *arg)
         s_finish_all(self);
     strbuf_free(&items.json);
     return 0;
+}
+
+/* --- device status ---------------------------------------------------------- */
+
+/* What a registry change means to a status subscriber, or NULL when it
+ * changes neither presence nor lifecycle (a sensor added, a heartbeat of
+ * a device already online). */
+static const char *
+s_status_event(const json_t *before, const json_t *after)
+{
+    const char *sb, *sa;
+    bool ob, oa;
+
+    if (before == NULL)
+        return "registered";
+    sb = json_string_value(json_object_get(before, "status"));
+    sa = json_string_value(json_object_get(after, "status"));
+    ob = json_is_true(json_object_get(before, "online"));
+    oa = json_is_true(json_object_get(after, "online"));
+    if (sa && !strcmp(sa, "decommissioned") && (sb == NULL || strcmp(sb, sa)))
+        return "decommissioned";
+    if (ob != oa)
+        return oa ? "online" : "offline";
+    if (sa && (sb == NULL || strcmp(sb, sa)))
+        return !strcmp(sa, "active") ? "activated" : sa;
+    return NULL;
+}
+
+/* Does the name array arr hold s? */
+static bool
+s_names_have(const json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(arr, i, e)
+        if (json_is_string(e) && !strcmp(json_string_value(e), s))
+            return true;
+    return false;
+}
+
+/* A status filter: the client's tenant only; tag "device" is the id,
+ * "tag" and "group" one of the device's tags or groups, "type" its type,
+ * any other key a metadata value. The series selector does not apply. */
+static bool
+s_status_match(const struct s_filter *f, const char *tenant, const char *id,
+               const json_t *st)
+{
+    if (strcmp(f->tenant, tenant))
+        return false;
+    for (size_t i = 0; i < f->ntags; i++) {
+        const char *k = f->tags[i].key, *v = f->tags[i].value, *have;
+        if (!strcmp(k, "device"))
+            have = id;
+        else if (!strcmp(k, "tag") || !strcmp(k, "group"))
+            have = s_names_have(json_object_get(st, !strcmp(k, "tag") ? "tags" : "groups"), v)
+                       ? v : NULL;
+        else if (!strcmp(k, "type"))
+            have = json_string_value(json_object_get(st, "type"));
+        else
+            have = json_string_value(json_object_get(json_object_get(st, "metadata"), k));
+        if (have == NULL || strcmp(have, v))
+            return false;
+    }
+    return true;
+}
+
+void
+api_ws_device_status(api_ws_t *self, const char *tenant, const char *id,
+                     const json_t *before, const json_t *after, int64_t ts)
+{
+    const char *event;
+    json_t *item;
+    char *json = NULL, t[40];
+    size_t len = 0;
+
+    if (self == NULL || self->nwant[WK_STATUS] == 0 ||
+        (event = s_status_event(before, after)) == NULL)
+        return;
+    for (struct s_client *c = self->clients, *next; c; c = next) {
+        next = c->next;
+        if (!c->subscribed || c->close_by || !(c->filter.kinds & (1u << WK_STATUS)) ||
+            !s_status_match(&c->filter, tenant, id, after) || s_too_slow(c))
+            continue;
+        if (json == NULL) {
+            item = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:s}",
+                             "device", id, "event", event,
+                             "online", json_object_get(after, "online"),
+                             "status", json_object_get(after, "status"),
+                             "type", json_object_get(after, "type"),
+                             "tags", json_object_get(after, "tags"),
+                             "groups", json_object_get(after, "groups"),
+                             "lastSeen", json_object_get(after, "lastSeen"),
+                             "timestamp", clock_format(ts, t, sizeof t));
+            json = item ? json_dumps(item, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+            json_decref(item);
+            if (json == NULL)
+                return;
+            len = strlen(json);
+        }
+        s_append_json(c, WK_STATUS, json, len);
+        s_finish(c);
+    }
+    free(json);
 }
 
 /* --- housekeeping ---------------------------------------------------------- */
@@ -1194,7 +1309,7 @@ api_ws_create(apid_t *apid)
         free(self);
         return NULL;
     }
-    for (int k = 0; k < WK_MAX; k++) {
+    for (int k = 0; k < WK_UPSTREAM; k++) {
         char t[EP_MAX], ep[EP_MAX];
         ep_default(t, sizeof t, self->conf->rundir, s_kind_daemon[k], "pub");
         self->sub[k] = zsock_new(ZMQ_SUB);
@@ -1235,7 +1350,7 @@ api_ws_destroy(void **state_p)
     item.fd = self->epfd;
     zloop_poller_end(self->loop, &item);
     zloop_timer_end(self->loop, self->timer);
-    for (int k = 0; k < WK_MAX; k++) {
+    for (int k = 0; k < WK_UPSTREAM; k++) {
         zloop_reader_end(self->loop, self->sub[k]);
         zsock_destroy(&self->sub[k]);
     }
@@ -1294,6 +1409,35 @@ api_ws_test(bool verbose)
     in = json_pack("{s:{s:s}}", "tags", "1bad", "x");
     assert(s_filter_parse(in, "default", &f, &where, &why) == -1);
     json_decref(in);
+
+    /* Status: what a registry change means, and whom it goes to. */
+    json_t *b4 = json_pack("{s:s, s:b, s:s, s:[s], s:[s], s:{s:s}}", "status", "active",
+                           "online", 1, "type", "thermo", "tags", "floor2",
+                           "groups", "g1", "metadata", "location", "wh-a");
+    json_t *af = json_deep_copy(b4);
+    assert(s_status_event(b4, af) == NULL);
+    TEST_STREQ(s_status_event(NULL, af), "registered");
+    json_object_set_new(af, "online", json_false());
+    TEST_STREQ(s_status_event(b4, af), "offline");
+    TEST_STREQ(s_status_event(af, b4), "online");
+    json_object_set_new(af, "status", json_string("decommissioned"));
+    TEST_STREQ(s_status_event(b4, af), "decommissioned");
+    json_object_set_new(b4, "status", json_string("provisioned"));
+    json_object_set_new(b4, "online", json_false());
+    json_object_set_new(af, "status", json_string("active"));
+    TEST_STREQ(s_status_event(b4, af), "activated");
+    in = json_pack("{s:s, s:{s:s, s:s, s:s}}", "device", "d1", "tags",
+                   "tag", "floor2", "group", "g1", "location", "wh-a");
+    assert(s_filter_parse(in, "acme", &f, &where, &why) == 0);
+    assert(s_status_match(&f, "acme", "d1", af));
+    assert(!s_status_match(&f, "globex", "d1", af)); /* another tenant */
+    assert(!s_status_match(&f, "acme", "d2", af));
+    json_object_set_new(json_object_get(af, "metadata"), "location", json_string("wh-b"));
+    assert(!s_status_match(&f, "acme", "d1", af));
+    s_filter_clear(&f);
+    json_decref(in);
+    json_decref(b4);
+    json_decref(af);
 
     size_t len;
     const char *d = s_key_device("t{a=1,device=s12,z=2}", &len);

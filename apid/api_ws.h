@@ -4,7 +4,7 @@
  *
  * A client sends a filter as a text frame
  *   {"op":"subscribe","series":"temp*","device":"s1","tags":{"k":"v"},
- *    "kinds":["readings","anomalies","alerts"]}
+ *    "kinds":["readings","anomalies","alerts","status"]}
  * and receives JSON text messages of the matching items:
  *   {"seq":7,"type":"readings","items":[{"series":..,"timestamp":..,
  *    "value":..}, ...]}
@@ -23,7 +23,9 @@
 
 #include "apid/apid.h"
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct api_ws api_ws_t;
 
@@ -33,6 +35,12 @@ void *api_ws_create(apid_t *apid);
 void api_ws_destroy(void **state_p);
 /* Route /api/v1/stream and /api/v1/stream/stats; 1 when handled. */
 int api_ws_route(apid_t *apid, http_req_t *req);
+/* A device's registry state changed (dev_store's observer, through
+ * api_devices): send a "status" item to the clients of tenant whose
+ * filter wants it when presence (online, offline) or lifecycle
+ * (registered, activated, decommissioned) changed. NULL-safe. */
+void api_ws_device_status(api_ws_t *self, const char *tenant, const char *id,
+                          const json_t *before, const json_t *after, int64_t ts);
 /* Connected clients (for /metrics). */
 size_t api_ws_clients(const api_ws_t *self);
 

@@ -120,6 +120,8 @@ static const char *const s_sql[ST_MAX] = {
 struct dev_store {
     sqlite3 *db;                 /* the open file */
     sqlite3_stmt *st[ST_MAX];    /* prepared once, reset after each use */
+    dev_store_observer_fn *observer; /* told of every committed append */
+    void *observer_arg;
 };
 
 static int
@@ -265,7 +267,7 @@ dev_store_append(dev_store_t *self, const char *tenant, const char *id,
 {
     enum dev_store_err rc = DEV_STORE_EDB;
     int64_t seq = 0;
-    json_t *state, *ev;
+    json_t *state, *before, *ev;
     size_t i;
     char *text;
 
@@ -273,6 +275,9 @@ dev_store_append(dev_store_t *self, const char *tenant, const char *id,
     if (s_exec(self, "BEGIN IMMEDIATE"))
         return DEV_STORE_EDB;
     state = s_get(self, tenant, id, &seq);
+    /* dev_state_apply replaces the state with a changed copy, so a
+     * reference keeps the one before for the observer. */
+    before = json_incref(state);
     json_array_foreach(events, i, ev) {
         const char *kind = json_string_value(json_object_get(ev, "type"));
         json_t *data = json_object_get(ev, "data");
@@ -319,14 +324,25 @@ dev_store_append(dev_store_t *self, const char *tenant, const char *id,
     }
     if (s_exec(self, "COMMIT"))
         goto done;
+    if (self->observer && state)
+        self->observer(self->observer_arg, tenant, id, before, state, ts);
     if (state_p)
         *state_p = json_incref(state);
     json_decref(state);
+    json_decref(before);
     return DEV_STORE_OK;
 done:
     s_exec(self, "ROLLBACK");
     json_decref(state);
+    json_decref(before);
     return rc;
+}
+
+void
+dev_store_observe(dev_store_t *self, dev_store_observer_fn *fn, void *arg)
+{
+    self->observer = fn;
+    self->observer_arg = arg;
 }
 
 void *
@@ -532,6 +548,24 @@ s_append1(dev_store_t *s, const char *tenant, const char *id, const char *kind,
     json_decref(evs);
 }
 
+/* Observer for the selftest: counts calls, keeps the last pair. */
+struct s_seen {
+    int calls;
+    bool had_before;
+    char kind_after[32];
+};
+
+static void
+s_observe(void *arg, const char *tenant, const char *id, const json_t *before,
+          const json_t *after, int64_t ts)
+{
+    struct s_seen *seen = arg;
+    seen->calls++;
+    seen->had_before = before != NULL;
+    snprintf(seen->kind_after, sizeof seen->kind_after, "%s",
+             json_string_value(json_object_get(after, "status")));
+}
+
 void
 dev_store_test(bool verbose)
 {
@@ -545,12 +579,18 @@ dev_store_test(bool verbose)
     snprintf(path, sizeof path, "%s/devices.db", dir);
     s = dev_store_new(path);
     assert(s);
+    struct s_seen seen = {0};
+    dev_store_observe(s, s_observe, &seen);
     s_append1(s, "acme", "sensor-001", DEV_EV_PROVISIONED,
               "{\"deviceId\":\"sensor-001\",\"type\":\"temperature\","
               "\"metadata\":{\"location\":\"warehouse-a\",\"model\":\"DHT22\"},"
               "\"tags\":[\"cold\"],\"groups\":[\"g1\"]}", t0, DEV_STORE_OK);
+    /* The observer hears a commit, without a state before a provision. */
+    assert(seen.calls == 1 && !seen.had_before);
+    TEST_STREQ(seen.kind_after, "provisioned");
     s_append1(s, "acme", "sensor-001", DEV_EV_PROVISIONED,
               "{\"deviceId\":\"sensor-001\",\"type\":\"x\"}", t0, DEV_STORE_EEXISTS);
+    assert(seen.calls == 1); /* nothing committed, nothing told */
     s_append1(s, "acme", "sensor-002", DEV_EV_PROVISIONED,
               "{\"deviceId\":\"sensor-002\",\"type\":\"humidity\","
               "\"metadata\":{\"location\":\"warehouse-b\"}}", t0, DEV_STORE_OK);
@@ -558,6 +598,9 @@ dev_store_test(bool verbose)
               "{\"deviceId\":\"sensor-001\",\"type\":\"temperature\"}", t0, DEV_STORE_OK);
     s_append1(s, "acme", "sensor-009", DEV_EV_HEARTBEAT, "{}", t0, DEV_STORE_ENOTFOUND);
     s_append1(s, "acme", "sensor-001", DEV_EV_ACTIVATED, "{}", t0 + 1, DEV_STORE_OK);
+    assert(seen.calls == 4 && seen.had_before);
+    TEST_STREQ(seen.kind_after, "active");
+    dev_store_observe(s, NULL, NULL);
     s_append1(s, "acme", "sensor-001", DEV_EV_LOCATION,
               "{\"location\":\"warehouse-c\"}", t0 + 2, DEV_STORE_OK);
     s_append1(s, "acme", "sensor-001", DEV_EV_FIRMWARE, "{\"version\":\"2.1.0\"}",

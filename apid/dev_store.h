@@ -57,6 +57,14 @@ enum dev_store_err dev_store_append(dev_store_t *self, const char *tenant,
                                     const char *id, json_t *events,
                                     int64_t ts, json_t **state_p,
                                     const char **why);
+/* Called after every committed append with the device's state before
+ * (NULL when the append provisioned it) and after (both borrowed), and
+ * the events' time: the hook that streams presence changes. */
+typedef void dev_store_observer_fn(void *arg, const char *tenant,
+                                   const char *id, const json_t *before,
+                                   const json_t *after, int64_t ts);
+/* Set (or with NULL clear) the one observer. */
+void dev_store_observe(dev_store_t *self, dev_store_observer_fn *fn, void *arg);
 /* The sqlite3 handle (borrowed), for modules with their own tables in
  * the same file (dev_jobs). */
 void *dev_store_db(dev_store_t *self);
