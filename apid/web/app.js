@@ -308,7 +308,7 @@
     dragHandlers(w, e, head);
     resizeHandlers(w, e, grip);
     if (w.type === "chart") chartWidget(w, rt);
-    else if (window.spViews && spViews[w.type]) spViews[w.type](w, rt, { el, api, when }, save);
+    else if (window.spViews && spViews[w.type]) spViews[w.type](w, rt, { el, api, when, openStream }, save);
     else listWidget(w, rt, w.type);
     new ResizeObserver(() => rt.resize && rt.resize()).observe(body);
   }

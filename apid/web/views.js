@@ -3,7 +3,8 @@
  * plan, the fleet overview, reports). app.js mounts them like its own
  * widgets: spViews[type](widget, runtime, helpers, save). Each refreshes
  * itself from apid's REST API (/api/reports/..., /api/fleet) and says
- * what it shows in data-* attributes (the browser test reads them).
+ * what it shows in data-* attributes (the browser test reads them); the
+ * device list also follows the stream's "status" kind live.
  */
 "use strict";
 window.spViews = (function () {
@@ -151,6 +152,29 @@ window.spViews = (function () {
       rows = (b.devices || []).sort((a, c) => a.deviceId.localeCompare(c.deviceId));
       render();
     }).catch(() => {}));
+
+    /* Presence and lifecycle changes as they happen (kind "status"),
+     * between the reports' refreshes. */
+    rt.el.dataset.statusEvents = "0";
+    rt.stream = h.openStream({ kinds: ["status"] }, (m) => {
+      if (m.type !== "status") return;
+      for (const it of m.items) {
+        let d = rows.find((r) => r.deviceId === it.device);
+        if (it.event === "decommissioned") {
+          if (d && d.readings) Object.assign(d, { registered: false, online: false });
+          else rows = rows.filter((r) => r.deviceId !== it.device);
+        } else {
+          if (!d) {
+            d = { deviceId: it.device, readings: 0, series: 0, anomalies: 0, metadata: {} };
+            rows.push(d);
+            rows.sort((a, c) => a.deviceId.localeCompare(c.deviceId));
+          }
+          Object.assign(d, { registered: true, online: it.online, status: it.status, type: it.type });
+        }
+        rt.el.dataset.statusEvents = String(Number(rt.el.dataset.statusEvents) + 1);
+      }
+      render();
+    });
   }
 
   // --- fleet overview -----------------------------------------------------------

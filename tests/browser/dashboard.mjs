@@ -136,6 +136,21 @@ try {
         "device list: press-1 online with its 20 readings");
   check(await devw.locator("tr[data-device='pump-7'] td").nth(3).textContent() === "basement",
         "device list shows locations");
+  // A presence change reaches the list over the stream (kind "status"),
+  // well before the 5 s refresh: press-1 goes offline, then back.
+  for (const [type, want] of [["offline", "false"], ["online", "true"]]) {
+    const before = Number(await devw.getAttribute("data-status-events"));
+    const t0 = Date.now();
+    const r = await fetch(base + "/api/devices/press-1/events", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ type }) });
+    check(r.status === 200, `press-1 reports ${type} (${r.status})`);
+    const live = await page.waitForFunction(([b, w]) => {
+      const e = document.querySelector(".widget[data-type='devices']");
+      return Number(e.dataset.statusEvents) > b &&
+        e.querySelector("tr[data-device='press-1']").dataset.online === w;
+    }, [before, want], { timeout: 4000 }).then(() => true, () => false);
+    check(live, `device list: press-1 ${type} from the stream (${Date.now() - t0} ms, limit 4000)`);
+  }
   await devw.locator("button.tab[data-view='map']").click();
   await page.waitForFunction(() => document.querySelector(".widget[data-type='devices']").dataset.mapped === "3");
   check(await devw.locator("svg.geo g.pin").count() === 2, "the map places the two devices with coordinates");

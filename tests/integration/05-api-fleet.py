@@ -1,16 +1,67 @@
 #!/usr/bin/env python3
 """Fleet overview and reports against the whole chain: readings of
 registered and unregistered devices, an anomaly and a firing alert, then
-/api/fleet and the three reports agree with what was sent."""
+/api/fleet and the three reports agree with what was sent. With aggd,
+anomalyd or alertd stopped, each answers 503 within apid's --timeout, with
+Retry-After and a JSON body naming the daemon, and 200 again once it is
+back."""
 import os
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import Platform, check, main  # noqa: E402
 
 T0 = 1704067200000  # 2024-01-01T00:00:00Z in ms
+TIMEOUT = 2  # apid --timeout, seconds
+PATHS = ("/api/fleet", "/api/reports/device-performance",
+         "/api/reports/anomaly-summary", "/api/reports/fleet-health")
+
+
+def all_paths(p, rng):
+    """GET every fleet route at once; {path: (status, headers, body, secs)}."""
+    out = {}
+
+    def one(path):
+        t = time.time()
+        try:
+            st, hdr, b = p.http("GET", path + "?" + rng, timeout=TIMEOUT + 15)
+        except Exception as e:  # a hang shows as the client's timeout
+            st, hdr, b = None, {}, repr(e)
+        out[path] = (st, hdr, b, time.time() - t)
+    threads = [threading.Thread(target=one, args=(path,)) for path in PATHS]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return out
+
+
+def daemon_down(p, rng, daemon):
+    """Stop daemon: every fleet route answers 503 naming it, in time; then
+    start it again and wait for 200s."""
+    p.stop_one(daemon)
+    for path, (st, hdr, b, secs) in all_paths(p, rng).items():
+        err = b.get("error", {}) if isinstance(b, dict) else {}
+        check(st == 503 and err.get("code") == "unavailable"
+              and err.get("where", "").startswith(daemon) and err.get("message"),
+              "%s down: %s -> 503 naming it (%s %s)" % (daemon, path, st, b))
+        check(hdr.get("Retry-After"), "%s down: %s has Retry-After" % (daemon, path))
+        check(secs < TIMEOUT + 3, "%s down: %s answered in %.1f s (timeout %d s)"
+              % (daemon, path, secs, TIMEOUT))
+    st, _, b = p.http("GET", "/health")
+    check(st == 200, "%s down: apid's /health still answers (%s)" % (daemon, st))
+    p.start_one(daemon)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        res = all_paths(p, rng)
+        if all(r[0] == 200 for r in res.values()):
+            break
+        time.sleep(0.3)
+    check(all(r[0] == 200 for r in res.values()), "%s back: every fleet route 200 (%s)"
+          % (daemon, {k: v[0] for k, v in res.items()}))
 
 
 def test():
@@ -18,7 +69,8 @@ def test():
     rules = os.path.join(tmp, "alertd.rules")
     with open(rules, "w") as f:
         f.write("hot: temperature > 50 severity critical\n")
-    p = Platform(extra={"alertd": ["--rules", rules]}).start()
+    p = Platform(extra={"alertd": ["--rules", rules],
+                        "apid": ["--timeout", "%ds" % TIMEOUT]}).start()
     try:
         for dev, meta in (("s1", {"location": "hall-a"}), ("s2", {}),
                           ("s3", {"lat": 48.1, "lon": 11.5})):
@@ -79,6 +131,9 @@ def test():
         st, _, b = p.http("GET", "/api/fleet?start=2030-01-01&end=2030-01-02")
         check(st == 200 and b["readings"]["count"] == 0 and
               b["anomalies"]["count"] == 0, "an empty window counts nothing")
+
+        for daemon in ("anomalyd", "alertd", "aggd"):
+            daemon_down(p, rng, daemon)
     finally:
         p.stop()
 
