@@ -1256,6 +1256,27 @@ api_ws_clients(const api_ws_t *self)
     return self->nclients;
 }
 
+json_t *
+api_ws_stats(const api_ws_t *self)
+{
+    size_t subscribed = 0;
+
+    if (self == NULL)
+        return json_object();
+    for (struct s_client *c = self->clients; c; c = c->next)
+        subscribed += c->subscribed;
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "clients", (json_int_t)self->nclients,
+                     "subscribed", (json_int_t)subscribed,
+                     "accepted", (json_int_t)self->accepted,
+                     "dropped_slow", (json_int_t)self->dropped_slow,
+                     "dropped_silent", (json_int_t)self->dropped_silent,
+                     "bad_requests", (json_int_t)self->bad_requests,
+                     "messages", (json_int_t)self->messages,
+                     "items", (json_int_t)self->items,
+                     "upstream_gaps", (json_int_t)self->gaps);
+}
+
 int
 api_ws_route(apid_t *apid, http_req_t *req)
 {
@@ -1268,21 +1289,8 @@ api_ws_route(apid_t *apid, http_req_t *req)
         return 1;
     }
     if (!strcmp(path, WS_STATS_PATH)) {
-        size_t subscribed = 0;
-        for (struct s_client *c = self->clients; c; c = c->next)
-            subscribed += c->subscribed;
         if (apid_method(req, "GET"))
-            http_req_reply_json(req, 200, json_pack(
-                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                "clients", (json_int_t)self->nclients,
-                "subscribed", (json_int_t)subscribed,
-                "accepted", (json_int_t)self->accepted,
-                "dropped_slow", (json_int_t)self->dropped_slow,
-                "dropped_silent", (json_int_t)self->dropped_silent,
-                "bad_requests", (json_int_t)self->bad_requests,
-                "messages", (json_int_t)self->messages,
-                "items", (json_int_t)self->items,
-                "upstream_gaps", (json_int_t)self->gaps));
+            http_req_reply_json(req, 200, api_ws_stats(self));
         return 1;
     }
     return 0;

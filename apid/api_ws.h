@@ -43,6 +43,9 @@ void api_ws_device_status(api_ws_t *self, const char *tenant, const char *id,
                           const json_t *before, const json_t *after, int64_t ts);
 /* Connected clients (for /metrics). */
 size_t api_ws_clients(const api_ws_t *self);
+/* The counters of GET /api/v1/stream/stats (also on /metrics); an empty
+ * object for NULL. Caller owns. */
+json_t *api_ws_stats(const api_ws_t *self);
 
 /* Check one client text message as the stream does (valid UTF-8, a JSON
  * object, op "unsubscribe" or "subscribe" with a valid filter), and with

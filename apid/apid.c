@@ -59,9 +59,23 @@ struct s_ask {
 };
 
 /* A request waiting for one or more backends. */
+/* Upper bounds (seconds) of the query latency histogram's buckets; one
+ * more bucket counts the rest (+Inf). */
+static const double s_hist_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                   0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define S_HIST_N (sizeof s_hist_le / sizeof s_hist_le[0])
+
+/* Time from apid asking a daemon to the answer it hands on, per daemon. */
+struct s_hist {
+    uint64_t bucket[S_HIST_N + 1]; /* not cumulative; the last is +Inf */
+    uint64_t count;
+    double sum;                    /* seconds */
+};
+
 struct s_pending {
     http_req_t *req;        /* the suspended HTTP request */
     int kind;               /* enum s_kind */
+    int64_t started;        /* monotonic ns, for the latency histogram */
     int64_t deadline;       /* monotonic ns */
     json_t *query;          /* PK_LANES: the query, for the merge */
     struct s_ask *asks;     /* one per backend lane asked */
@@ -80,6 +94,7 @@ struct apid {
     http_server_t *http;          /* port 3000 */
     struct s_bk *bk[APID_BK_MAX]; /* DEALERs per backend, one per lane */
     unsigned nlanes[APID_BK_MAX]; /* 1 for ingestd, --lanes for the rest */
+    struct s_hist qhist[APID_BK_MAX]; /* backend query latency */
     struct s_pending *pending;    /* requests waiting on backends */
     uint64_t next_id;             /* request id counter */
     uint64_t timeouts;            /* backend answers that came too late */
@@ -128,7 +143,8 @@ s_pending_new(apid_t *self, http_req_t *req, int kind)
     struct s_pending *p = xcalloc(1, sizeof *p);
     p->req = req;
     p->kind = kind;
-    p->deadline = clock_mono_ns() + self->conf->timeout;
+    p->started = clock_mono_ns();
+    p->deadline = p->started + self->conf->timeout;
     p->next = self->pending;
     self->pending = p;
     if (req)
@@ -187,6 +203,16 @@ s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
     void *arg = p->fn_arg;
     http_req_t *req = p->req;
 
+    if (p->nasks) { /* a backend query (timeouts count at their deadline) */
+        struct s_hist *h = &self->qhist[p->asks[0].bk->b];
+        double secs = (double)(clock_mono_ns() - p->started) / 1e9;
+        size_t i = 0;
+        while (i < S_HIST_N && secs > s_hist_le[i])
+            i++;
+        h->bucket[i]++;
+        h->count++;
+        h->sum += secs;
+    }
     s_pending_free(self, p);
     if (fn) {
         fn(self, req, status, body, arg); /* it may ask again */
@@ -432,7 +458,9 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
         s_prom_line(&out, &len, &cap, "sensorpipe_up{daemon=\"%s\"} %d\n",
                     s_bk_name[b], all);
     }
-    s_prom_line(&out, &len, &cap, "# TYPE sensorpipe_lane_up gauge\n");
+    s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_lane_up Whether the lane of the daemon answered apid.\n"
+                "# TYPE sensorpipe_lane_up gauge\n");
     for (size_t i = 0; i < p->nasks; i++)
         s_prom_line(&out, &len, &cap,
                     "sensorpipe_lane_up{daemon=\"%s\",lane=\"%u\"} %d\n",
@@ -446,36 +474,92 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
             if (p->asks[i].bk->b == b && p->asks[i].status == 200)
                 names = p->asks[i].body;
         json_object_foreach((json_t *)names, k, v) {
+            size_t kl = strlen(k);
+            /* A duration in ms is shown in seconds, as Prometheus names
+             * want; a name ending in _total is a counter. */
+            bool ms = kl > 3 && !strcmp(k + kl - 3, "_ms");
+            bool total = kl > 6 && !strcmp(k + kl - 6, "_total");
+            int nl = (int)(ms ? kl - 3 : kl);
+            const char *unit = ms ? "_seconds" : "";
             if (!json_is_integer(v) && !json_is_real(v))
                 continue;
-            s_prom_line(&out, &len, &cap, "# TYPE sensorpipe_%s_%s gauge\n",
-                        s_bk_name[b], k);
+            s_prom_line(&out, &len, &cap,
+                        "# HELP sensorpipe_%s_%.*s%s %s status field %s, per lane.\n"
+                        "# TYPE sensorpipe_%s_%.*s%s %s\n",
+                        s_bk_name[b], nl, k, unit, s_bk_name[b], k,
+                        s_bk_name[b], nl, k, unit, total ? "counter" : "gauge");
             for (size_t i = 0; i < p->nasks; i++) {
                 const struct s_ask *a = &p->asks[i];
                 json_t *x = a->body && a->status == 200 ? json_object_get(a->body, k) : NULL;
                 char num[40];
                 if (a->bk->b != b || !json_is_number(x))
                     continue;
-                s_prom_line(&out, &len, &cap, "sensorpipe_%s_%s{lane=\"%u\"} %s\n",
-                            s_bk_name[b], k, a->bk->lane,
-                            strutil_dtoa(json_number_value(x), num, sizeof num));
+                s_prom_line(&out, &len, &cap, "sensorpipe_%s_%.*s%s{lane=\"%u\"} %s\n",
+                            s_bk_name[b], nl, k, unit, a->bk->lane,
+                            strutil_dtoa(json_number_value(x) / (ms ? 1000.0 : 1.0),
+                                         num, sizeof num));
             }
         }
     }
     s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_apid_query_duration_seconds From apid asking a "
+                "daemon (every lane it needs) to the answer, timeouts included.\n"
+                "# TYPE sensorpipe_apid_query_duration_seconds histogram\n");
+    for (int b = 0; b < APID_BK_MAX; b++) {
+        const struct s_hist *h = &self->qhist[b];
+        uint64_t cum = 0;
+        char num[40];
+        for (size_t i = 0; i <= S_HIST_N; i++) {
+            cum += h->bucket[i];
+            s_prom_line(&out, &len, &cap,
+                        "sensorpipe_apid_query_duration_seconds_bucket"
+                        "{daemon=\"%s\",le=\"%s\"} %llu\n", s_bk_name[b],
+                        i < S_HIST_N ? strutil_dtoa(s_hist_le[i], num, sizeof num) : "+Inf",
+                        (unsigned long long)cum);
+        }
+        s_prom_line(&out, &len, &cap,
+                    "sensorpipe_apid_query_duration_seconds_sum{daemon=\"%s\"} %s\n"
+                    "sensorpipe_apid_query_duration_seconds_count{daemon=\"%s\"} %llu\n",
+                    s_bk_name[b], strutil_dtoa(h->sum, num, sizeof num), s_bk_name[b],
+                    (unsigned long long)h->count);
+    }
+    s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_apid_http_responses_total HTTP answers by status class.\n"
                 "# TYPE sensorpipe_apid_http_responses_total counter\n");
     for (int c = 2; c <= 5; c++)
         s_prom_line(&out, &len, &cap,
                     "sensorpipe_apid_http_responses_total{class=\"%dxx\"} %llu\n",
                     c, http_server_count(self->http, c));
     s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_apid_backend_timeouts_total Daemon answers that "
+                "did not come within --timeout.\n"
                 "# TYPE sensorpipe_apid_backend_timeouts_total counter\n"
                 "sensorpipe_apid_backend_timeouts_total %llu\n",
                 (unsigned long long)self->timeouts);
     s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_apid_ws_clients Connected WebSocket clients.\n"
                 "# TYPE sensorpipe_apid_ws_clients gauge\n"
                 "sensorpipe_apid_ws_clients %zu\n",
                 api_ws_clients(apid_service(self, "ws")));
+    {
+        json_t *ws = api_ws_stats(apid_service(self, "ws"));
+        const char *k;
+        json_t *v;
+        json_object_foreach(ws, k, v) {
+            bool gauge = !strcmp(k, "subscribed");
+            const char *sfx = gauge ? "" : "_total";
+            if (!strcmp(k, "clients"))
+                continue; /* the gauge above */
+            s_prom_line(&out, &len, &cap,
+                        "# HELP sensorpipe_apid_ws_%s%s WebSocket streams: %s "
+                        "(GET /api/v1/stream/stats).\n"
+                        "# TYPE sensorpipe_apid_ws_%s%s %s\n"
+                        "sensorpipe_apid_ws_%s%s %lld\n", k, sfx, k, k, sfx,
+                        gauge ? "gauge" : "counter", k, sfx,
+                        (long long)json_integer_value(v));
+        }
+        json_decref(ws);
+    }
     http_req_reply(p->req, 200, "text/plain; version=0.0.4", out, len);
 }
 

@@ -7,7 +7,9 @@ RFC 6455 code; a silent (half-open) client and a slow client are dropped
 with a reason while a fast client keeps everything; apid stops cleanly
 with clients connected (no leak under ASan)."""
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -231,8 +233,29 @@ def test():
         check(stats(p)["clients"] == len(clients),
               "only the well-behaved clients remain: %s" % stats(p))
         st, _, text = p.http("GET", "/metrics")
+        text = text.decode()
         check(st == 200 and ("sensorpipe_apid_ws_clients %d\n" % len(clients))
-              in text.decode(), "/metrics counts the WebSocket clients")
+              in text, "/metrics counts the WebSocket clients")
+        check("sensorpipe_apid_ws_dropped_slow_total 1\n" in text and
+              "sensorpipe_apid_ws_dropped_silent_total 1\n" in text,
+              "/metrics has the stream's drops (slow 1, silent 1)")
+        for d in ("ingestd", "aggd", "anomalyd", "alertd"):
+            check('sensorpipe_up{daemon="%s"} 1\n' % d in text,
+                  "/metrics: %s up" % d)
+        hist = {}
+        for line in text.splitlines():
+            if line.startswith("sensorpipe_apid_query_duration_seconds_"):
+                k, v = line.rsplit(" ", 1)
+                hist[k] = float(v)
+        n = hist.get('sensorpipe_apid_query_duration_seconds_count{daemon="ingestd"}', 0)
+        check(n >= 40 and hist.get('sensorpipe_apid_query_duration_seconds_bucket'
+                                   '{daemon="ingestd",le="+Inf"}') == n,
+              "query latency histogram: %d ingest requests, +Inf bucket = count" % n)
+        if shutil.which("promtool"):
+            r = subprocess.run(["promtool", "check", "metrics"], input=text,
+                               capture_output=True, text=True, timeout=30)
+            check(r.returncode == 0, "promtool check metrics accepts /metrics: %s"
+                  % (r.stdout + r.stderr).strip()[:2000])
         # Stop with clients still connected: they get 1001, apid frees all.
     finally:
         p.stop()
