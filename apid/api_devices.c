@@ -28,6 +28,8 @@
 #define S_JOBS_TICK_MS 500
 #define S_TOPIC_MAX 512
 #define S_HEARTBEAT_NS (60 * CLOCK_NS_PER_S)
+#define S_STALE_EVERY_NS CLOCK_NS_PER_S /* how often silence is looked for */
+#define S_STALE_BATCH 1000               /* devices marked offline per look */
 
 struct api_devices {
     apid_t *apid;        /* borrowed */
@@ -37,6 +39,9 @@ struct api_devices {
     dev_jobs_t *jobs;      /* batch jobs */
     dev_mqtt_t *mqtt;      /* commands out, progress in; NULL = no jobs */
     int timer;             /* job deadlines */
+    int64_t offline_after; /* ns of silence before offline; 0 = never */
+    int64_t heartbeat_ns;  /* heartbeats recorded at most this often */
+    int64_t next_stale;    /* wall ns of the next look for silent devices */
 };
 
 static void s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len);
@@ -74,6 +79,18 @@ api_devices_create(apid_t *apid)
     }
     self = xcalloc(1, sizeof *self);
     self->apid = apid;
+    self->heartbeat_ns = S_HEARTBEAT_NS;
+    if (conf->device_offline_after && *conf->device_offline_after) {
+        if (clock_parse_duration(conf->device_offline_after, &self->offline_after)) {
+            log_warnx("devices: device-offline-after: not a duration: %s",
+                      conf->device_offline_after);
+            free(self);
+            return NULL;
+        }
+        /* lastSeen must move often enough for the timeout to mean silence. */
+        if (self->heartbeat_ns > self->offline_after / 3)
+            self->heartbeat_ns = self->offline_after / 3;
+    }
     self->store = dev_store_new(path);
     free(path);
     if (self->store == NULL)
@@ -670,14 +687,48 @@ s_split(const char *rest, char *buf, size_t len, char *parts[S_PARTS])
 
 /* --- batch jobs ------------------------------------------------------------ */
 
+/* Online devices silent for offline_after become offline, as if their
+ * last will had come (the event says why). */
+static void
+s_offline_silent(struct api_devices *self, int64_t now)
+{
+    json_t *stale, *e;
+    size_t i;
+    char why[64];
+
+    if (self->offline_after <= 0 || now < self->next_stale)
+        return;
+    self->next_stale = now + S_STALE_EVERY_NS;
+    if ((stale = dev_store_stale(self->store, now - self->offline_after,
+                                 S_STALE_BATCH)) == NULL)
+        return;
+    snprintf(why, sizeof why, "no heartbeat for %s",
+             apid_config(self->apid)->device_offline_after);
+    json_array_foreach(stale, i, e) {
+        const char *tenant = json_string_value(json_array_get(e, 0));
+        const char *id = json_string_value(json_array_get(e, 1));
+        const char *err;
+        json_t *evs = json_pack("[o]", s_event(DEV_EV_OFFLINE,
+                                               json_pack("{s:s}", "reason", why)));
+        if (dev_store_append(self->store, tenant, id, evs, now, NULL, &err))
+            log_warnx("devices: %s/%s: offline not recorded", tenant, id);
+        else
+            log_info("devices: %s/%s offline: %s", tenant, id, why);
+        json_decref(evs);
+    }
+    json_decref(stale);
+}
+
 static int
 s_on_jobs_tick(zloop_t *loop, int timer_id, void *arg)
 {
     struct api_devices *self = arg;
-    int n = dev_jobs_expire(self->jobs, clock_now_ns());
+    int64_t now = clock_now_ns();
+    int n = dev_jobs_expire(self->jobs, now);
 
     if (n > 0)
         log_info("jobs: %d device(s) timed out", n);
+    s_offline_silent(self, now);
     return 0;
 }
 
@@ -707,7 +758,7 @@ s_on_presence(struct api_devices *self, const char *tenant, const char *id,
             kind = DEV_EV_OFFLINE;
     } else if (!strcmp(what, "heartbeat")) {
         if (!online || last == NULL || clock_parse_rfc3339(last, &seen) ||
-            now - seen >= S_HEARTBEAT_NS)
+            now - seen >= self->heartbeat_ns)
             kind = DEV_EV_HEARTBEAT;
     }
     if (kind == NULL || !strcmp(status, DEV_EV_DECOMMISSIONED)) {

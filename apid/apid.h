@@ -39,6 +39,8 @@ struct apid_conf {
     char *mqtt_user;  /* apid's MQTT user ("" = anonymous) */
     char *mqtt_password; /* its password (secret) */
     int64_t job_timeout; /* ns a batch job waits for its devices */
+    char *device_offline_after; /* duration of silence that makes an online
+                                 * device offline; "" = never */
     char *jwt_secret; /* HS256 key of bearer JWTs (secret); "" = no JWTs */
     char *jwt_audience; /* required "aud" of JWTs; "" = not checked */
     char *jwt_keys;   /* JWKS or PEM of an OIDC provider's keys; "" = none */

@@ -93,6 +93,7 @@ enum s_stmt {
     ST_KEY_COUNT,
     ST_LIST_COUNT,
     ST_LIST_PAGE,
+    ST_STALE,
     ST_MAX
 };
 
@@ -115,6 +116,11 @@ static const char *const s_sql[ST_MAX] = {
     [ST_KEY_COUNT] = "SELECT count(*) FROM api_keys",
     [ST_LIST_COUNT] = "SELECT count(*)" S_LIST_WHERE,
     [ST_LIST_PAGE] = "SELECT state" S_LIST_WHERE " ORDER BY id LIMIT ?8 OFFSET ?9",
+    /* lastSeen is RFC 3339 in UTC with milliseconds: fixed width, so text
+     * order is time order. */
+    [ST_STALE] = "SELECT tenant, id FROM devices"
+                 " WHERE json_extract(state, '$.online') = 1"
+                 " AND json_extract(state, '$.lastSeen') < ?1 LIMIT ?2",
 };
 
 struct dev_store {
@@ -488,6 +494,29 @@ dev_store_creds(dev_store_t *self,
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+json_t *
+dev_store_stale(dev_store_t *self, int64_t before, int64_t limit)
+{
+    sqlite3_stmt *st = s_st(self, ST_STALE);
+    json_t *out = json_array();
+    char t[40];
+    int rc;
+
+    s_bind_text(st, 1, clock_format(before, t, sizeof t));
+    sqlite3_bind_int64(st, 2, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(out, json_pack("[s, s]",
+                                             (const char *)sqlite3_column_text(st, 0),
+                                             (const char *)sqlite3_column_text(st, 1)));
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        log_warnx("dev_store: stale devices: %s", sqlite3_errmsg(self->db));
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 int
 dev_store_key_add(dev_store_t *self, const char *hash, const char *name,
                   const char *tenant, const char *role)
@@ -662,6 +691,21 @@ dev_store_test(bool verbose)
     st = dev_store_key_find(s, "abc");
     TEST_STREQ(json_string_value(json_object_get(st, "tenant")), "acme");
     json_decref(st);
+    /* Online devices by lastSeen: sensor-001 seen at t0 + 10 s. */
+    s_append1(s, "acme", "sensor-001", DEV_EV_HEARTBEAT, "{}",
+              t0 + 10 * CLOCK_NS_PER_S, DEV_STORE_OK);
+    list = dev_store_stale(s, t0 + 10 * CLOCK_NS_PER_S, 10);
+    assert(list && json_array_size(list) == 0);
+    json_decref(list);
+    list = dev_store_stale(s, t0 + 11 * CLOCK_NS_PER_S, 10);
+    assert(list && json_array_size(list) == 1);
+    TEST_STREQ(json_string_value(json_array_get(json_array_get(list, 0), 1)), "sensor-001");
+    json_decref(list);
+    s_append1(s, "acme", "sensor-001", DEV_EV_OFFLINE, "{}", t0 + 12 * CLOCK_NS_PER_S,
+              DEV_STORE_OK);
+    list = dev_store_stale(s, t0 + 20 * CLOCK_NS_PER_S, 10);
+    assert(list && json_array_size(list) == 0); /* offline is not stale */
+    json_decref(list);
     dev_store_destroy(&s);
     dev_store_destroy(&s);
 

@@ -83,6 +83,10 @@ json_t *dev_store_list(dev_store_t *self, const char *tenant,
                        const struct dev_filter *f, int64_t limit,
                        int64_t offset, int64_t *total);
 
+/* Devices online whose lastSeen is before the time before (ns), at most
+ * limit, as [[tenant, id], ...]; NULL on a database error. Caller owns. */
+json_t *dev_store_stale(dev_store_t *self, int64_t before, int64_t limit);
+
 /* Set (hash non-NULL) or clear the MQTT credential of a device. 0 or -1. */
 int dev_store_set_cred(dev_store_t *self, const char *tenant, const char *id,
                        const char *user, const char *hash);

@@ -57,6 +57,9 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "apid's MQTT user (\"\" = anonymous)"},
     {"mqtt-password", CFG_STR, offsetof(struct apid_conf, mqtt_password), "", 0, 0,
      CFG_IMMUTABLE | CFG_SECRET, "apid's MQTT password"},
+    {"device-offline-after", CFG_STR, offsetof(struct apid_conf, device_offline_after), "",
+     0, 0, CFG_IMMUTABLE, "a device online without a heartbeat (or status online) for this "
+     "long is marked offline (30s, 5m); \"\" = never, only its last will or status"},
     {"job-timeout", CFG_DURATION, offsetof(struct apid_conf, job_timeout), "10m", 1,
      86400 * 7, CFG_IMMUTABLE, "how long a batch job waits for its devices"},
     {"jwt-secret", CFG_STR, offsetof(struct apid_conf, jwt_secret), "", 0, 0,

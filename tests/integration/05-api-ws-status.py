@@ -4,7 +4,10 @@ the real daemons and a real mosquitto: registering, the device's own
 "online" on MQTT, the broker's last will when its connection dies, a REST
 heartbeat and decommissioning each reach the subscribers of the device's
 tenant as {"type":"status"} messages, filtered by device and by tag;
-another tenant's client and a readings-only client get none of them."""
+another tenant's client and a readings-only client get none of them.
+Then apid alone with --device-offline-after 2s: a device that stops
+heartbeating is marked offline (and that streams) while one that keeps
+heartbeating stays online."""
 import hashlib
 import os
 import secrets
@@ -206,6 +209,59 @@ def test():
         if p.broker:
             p.broker.terminate()
             p.broker.wait(timeout=10)
+    silence()
+
+
+def silence():
+    p = Platform(daemons=("apid",), extra={"apid": ["--device-offline-after", "2s"]}).start()
+    ws = None
+    try:
+        ws = WS(p.api_port).start()
+        ws.send_json({"op": "subscribe", "kinds": ["status"]})
+        m = ws.get()
+        check(m and m["type"] == "subscribed", "subscribed (%s)" % m)
+        ws.last_seq = m["seq"]
+        for d in ("quiet", "chatty"):
+            st, _, _ = p.http("POST", "/api/devices/register", {"deviceId": d, "type": "t"})
+            check(st == 201, "register %s" % d)
+
+        def beat(d):
+            st, _, _ = p.http("POST", "/api/devices/%s/events" % d, {"type": "heartbeat"})
+            check(st == 200, "heartbeat %s" % d)
+        t0 = time.time()
+        beat("quiet")
+        beat("chatty")
+        got = status_items(ws, 4)
+        check([(i["device"], i["event"]) for i in got] ==
+              [("quiet", "registered"), ("chatty", "registered"),
+               ("quiet", "online"), ("chatty", "online")], "both online (%s)" % got)
+        # chatty beats every 0.5 s for 6 s; quiet says nothing.
+        events = []
+        while time.time() < t0 + 6:
+            beat("chatty")
+            m = ws.get(timeout=0.5)
+            if m:
+                ws.last_seq = m["seq"]
+                events += [(i["device"], i["event"], time.time() - t0) for i in m["items"]]
+        check([e[:2] for e in events] == [("quiet", "offline")],
+              "only the silent device went offline (%s)" % events)
+        check(2.0 <= events[0][2] <= 5.5, "after 2 s of silence, within the 1 s look "
+              "(%.1f s)" % events[0][2])
+        st, _, ev = p.http("GET", "/api/devices/quiet/events")
+        last = ev["events"][-1]
+        check(last["type"] == "offline" and last["data"].get("reason") == "no heartbeat for 2s",
+              "the log says why: %s" % last)
+        st, _, d = p.http("GET", "/api/devices/chatty")
+        check(d["online"] is True, "chatty is still online")
+        got = status_items(ws, 1, timeout=6)
+        check([(i["device"], i["event"]) for i in got] == [("chatty", "offline")],
+              "chatty offline once it stops (%s)" % got)
+        check("devices: default/quiet offline: no heartbeat for 2s" in p.log("apid"),
+              "apid logs it")
+    finally:
+        if ws:
+            ws.close()
+        p.stop()
 
 
 if __name__ == "__main__":
