@@ -196,6 +196,26 @@ s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
 
 /* Hand p its answer: to the module that asked (apid_ask), or to the
  * client. Takes body. p is gone afterwards. */
+/* Count p's time in the latency histogram of the daemon it asked (a
+ * timeout counts at its deadline); nothing for requests of no backend. */
+static void
+s_observe(apid_t *self, const struct s_pending *p)
+{
+    struct s_hist *h;
+    double secs;
+    size_t i = 0;
+
+    if (p->nasks == 0)
+        return;
+    h = &self->qhist[p->asks[0].bk->b];
+    secs = (double)(clock_mono_ns() - p->started) / 1e9;
+    while (i < S_HIST_N && secs > s_hist_le[i])
+        i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += secs;
+}
+
 static void
 s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
 {
@@ -203,16 +223,7 @@ s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
     void *arg = p->fn_arg;
     http_req_t *req = p->req;
 
-    if (p->nasks) { /* a backend query (timeouts count at their deadline) */
-        struct s_hist *h = &self->qhist[p->asks[0].bk->b];
-        double secs = (double)(clock_mono_ns() - p->started) / 1e9;
-        size_t i = 0;
-        while (i < S_HIST_N && secs > s_hist_le[i])
-            i++;
-        h->bucket[i]++;
-        h->count++;
-        h->sum += secs;
-    }
+    s_observe(self, p);
     s_pending_free(self, p);
     if (fn) {
         fn(self, req, status, body, arg); /* it may ask again */
@@ -590,6 +601,7 @@ s_deliver_text(apid_t *self, struct s_pending *p, int status, char **text,
     if (p->kind != PK_LANES || p->nasks != 1 || p->first || p->fn ||
         req == NULL)
         return false;
+    s_observe(self, p);
     s_pending_free(self, p);
     /* A trailing newline, as http_req_reply_json adds. */
     *text = xrealloc(*text, len + 2);
