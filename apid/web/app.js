@@ -379,15 +379,19 @@
   }
 
   // --- layout persistence ---------------------------------------------------
+  /* Only the answer to the newest change may say "saved": an earlier
+   * PUT finishing while a later change waits would claim too much. */
+  let saveGen = 0;
   function save() {
     clearTimeout(saveTimer);
+    const gen = ++saveGen;
     $("saved").textContent = "saving…";
     saveTimer = setTimeout(() => {
       api("/api/dashboards/" + encodeURIComponent(dashName), {
         method: "PUT", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(layout),
-      }).then(() => { $("saved").textContent = "saved"; })
-        .catch(() => { $("saved").textContent = "save failed"; });
+      }).then(() => { if (gen === saveGen) $("saved").textContent = "saved"; })
+        .catch(() => { if (gen === saveGen) $("saved").textContent = "save failed"; });
     }, SAVE_DELAY_MS);
   }
 

@@ -186,7 +186,7 @@ window.spViews = (function () {
       return el("div", { class: "tile " + (cls || "") }, el("div", { class: "tv" }, String(value)),
         el("div", { class: "tl" }, label), el("div", { class: "ts" }, sub || ""));
     }
-    every(rt, () => api("/api/fleet").then((b) => {
+    const load = () => api("/api/fleet").then((b) => {
       const d = b.devices, a = b.anomalies, al = b.alerts, s = a.by_severity;
       tiles.replaceChildren(
         tile("devices", d.total, `${d.online} online · ${d.offline} offline`, d.offline ? "warn" : "ok"),
@@ -196,10 +196,19 @@ window.spViews = (function () {
         tile("active alerts", al.active, Object.entries(al.by_severity).map(([k, v]) => `${v} ${k}`).join(" · "),
              al.active ? "crit" : "ok"));
       rt.el.dataset.devices = String(d.total);
+      rt.el.dataset.online = String(d.online);
       rt.el.dataset.readings = String(b.readings.count);
       rt.el.dataset.anomalies = String(a.count);
       rt.el.dataset.alerts = String(al.active);
-    }).catch(() => {}));
+    }).catch(() => {});
+    every(rt, load);
+    /* A device coming or going refreshes the tiles (at most once a
+     * second, however many change at once). */
+    let soon = null;
+    rt.stream = h.openStream({ kinds: ["status"] }, (m) => {
+      if (m.type !== "status" || soon) return;
+      soon = setTimeout(() => { soon = null; load(); }, 1000);
+    });
   }
 
   // --- reports ----------------------------------------------------------------------

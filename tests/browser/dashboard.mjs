@@ -150,6 +150,10 @@ try {
         e.querySelector("tr[data-device='press-1']").dataset.online === w;
     }, [before, want], { timeout: 4000 }).then(() => true, () => false);
     check(live, `device list: press-1 ${type} from the stream (${Date.now() - t0} ms, limit 4000)`);
+    const tile = await page.waitForFunction((w) =>
+      document.querySelector(".widget[data-type='fleet']").dataset.online === w,
+    want === "true" ? "1" : "0", { timeout: 4000 }).then(() => true, () => false);
+    check(tile, `fleet overview: ${want === "true" ? 1 : 0} online after press-1 ${type} (${Date.now() - t0} ms)`);
   }
   await devw.locator("button.tab[data-view='map']").click();
   await page.waitForFunction(() => document.querySelector(".widget[data-type='devices']").dataset.mapped === "3");

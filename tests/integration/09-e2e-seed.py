@@ -107,6 +107,11 @@ def test():
         check(st == 200 and 'sensorpipe_up{daemon="aggd"} 1' in text,
               "/metrics reports aggd up")
         check("sensorpipe_aggd_readings_in" in text, "/metrics has aggd counters")
+        # Every aggd query so far (stats polls, two aggregates) is in the
+        # latency histogram, whether relayed as JSON or as text.
+        n = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(
+            'sensorpipe_apid_query_duration_seconds_count{daemon="aggd"}')]
+        check(n and n[0] >= 4, "/metrics: aggd query latency histogram counts %s" % n)
         st, _, body = p.http("GET", "/stats")
         check(st == 200 and body["aggd"]["series"] >= 4, "/stats has the store's series")
         st, _, body = p.http("GET", "/health")
