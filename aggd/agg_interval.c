@@ -560,12 +560,21 @@ s_raw_steps(agg_store_t *store, const struct agg_query_sel *sel, int64_t step,
     buf = xmalloc((n ? n : 1) * sizeof *buf);
     for (size_t i = 0; i < n;) {
         int64_t b = s_floor_div(pts[i].ts, step);
-        struct agg_moments m = {0};
+        struct agg_moments m = {0, 0, 0, 0, INFINITY, -INFINITY};
         size_t j = i, c = 0;
         for (; j < n && pts[j].ts - b * step < step; j++) {
-            agg_stats_add(&m, pts[j].v);
-            buf[c++] = pts[j].v;
+            double v = pts[j].v;
+            m.sum += v;
+            m.min = v < m.min ? v : m.min;
+            m.max = v > m.max ? v : m.max;
+            buf[c++] = v;
         }
+        /* The mean as sum over count, M2 in a second pass (numpy's way,
+         * and no division per point) only when std needs it. */
+        m.count = c;
+        m.mean = m.sum / (double)c;
+        for (size_t x = 0; fn == AGG_FN_STD && x < c; x++)
+            m.m2 += (buf[x] - m.mean) * (buf[x] - m.mean);
         s_out_add(o, b * step,
                   s_bucket_value(fn, pct, buf, c, &m, pts[i].v, pts[j - 1].v),
                   m.count);

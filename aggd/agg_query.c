@@ -222,9 +222,16 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
     free(keys);
     if ((nv = agg_query_views(store, &sel, &views, body)) == 0)
         return 404;
+    m.min = INFINITY;
+    m.max = -INFINITY;
     for (i = 0; i < nv; i++) {
-        for (size_t k = 0; k < views[i].n; k++)
-            agg_stats_add(&m, views[i].v[k]);
+        for (size_t k = 0; k < views[i].n; k++) {
+            double val = views[i].v[k];
+            m.sum += val;
+            m.min = val < m.min ? val : m.min;
+            m.max = val > m.max ? val : m.max;
+        }
+        m.count += views[i].n;
         if (views[i].n) {
             if (views[i].ts[0] < first)
                 first = views[i].ts[0];
@@ -242,7 +249,9 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
         m.mean = mean;
         m.m2 = m2;
     }
-    agg_stats_sort(vals, n);
+    double got[AGG_QUERY_PCTS_MAX];
+    if (n > 0)
+        agg_stats_percentiles(vals, n, pcts, npcts, got);
     *body = json_pack("{s:s, s:I, s:I}", "series", sel.series, "matched",
                       (json_int_t)nv, "count", (json_int_t)m.count);
     json_object_set_new(*body, "mean", m.count ? agg_query_num(m.mean) : json_null());
@@ -253,7 +262,7 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
     for (i = 0; i < npcts; i++) {
         s_pct_key(pcts[i], key, sizeof key);
         json_object_set_new(*body, key,
-                            n ? agg_query_num(agg_stats_percentile(vals, n, pcts[i]))
+                            n ? agg_query_num(got[i])
                               : json_null());
     }
     json_object_set_new(*body, "estimated", json_false());

@@ -29,6 +29,12 @@ void agg_stats_merge(struct agg_moments *a, const struct agg_moments *b);
 double agg_stats_std(const struct agg_moments *m);
 /* Percentile p in [0,100] of sorted values (n > 0), numpy "linear". */
 double agg_stats_percentile(const double *sorted, size_t n, double p);
+/* The percentiles p[0..np) (each in [0,100]) of the n > 0 values v,
+ * exactly as agg_stats_sort and agg_stats_percentile give them, into
+ * out, without sorting: a radix selection of the two ranks around each
+ * (a few passes over the values instead of eight). v is not changed. */
+void agg_stats_percentiles(const double *v, size_t n, const double *p,
+                           size_t np, double *out);
 /* Sort values ascending in place. */
 void agg_stats_sort(double *v, size_t n);
 /* Parse an aggregation name: "mean", "min", "max", "sum", "count",
