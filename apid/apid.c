@@ -790,10 +790,12 @@ apid_method(http_req_t *req, const char *want)
 {
     if (strcmp(http_req_method(req), want) == 0)
         return true;
+    char msg[32];
+
+    /* (Was "use POST" for every method but GET, also for DELETE routes.) */
+    snprintf(msg, sizeof msg, "use %s", want);
     http_req_add_header(req, "Allow", want);
-    http_req_reply_error(req, 405, "method_not_allowed",
-                         strcmp(want, "GET") ? "use POST" : "use GET",
-                         http_req_path(req));
+    http_req_reply_error(req, 405, "method_not_allowed", msg, http_req_path(req));
     return false;
 }
 

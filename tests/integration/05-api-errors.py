@@ -74,6 +74,12 @@ def test():
         err(p, "GET", "/api/v1/nope", None, 404)
         err(p, "GET", "/api/v1/ingest", None, 405)
         err(p, "POST", "/api/v1/stats/x", "", 405)
+        # A DELETE-only route names DELETE, in Allow and in the message.
+        st, hdr, b = p.http("GET", "/api/v1/series/x")
+        check(st == 405 and hdr.get("Allow") == "DELETE" and
+              b["error"]["message"] == "use DELETE",
+              "GET on a DELETE route -> 405 naming DELETE (%s %s %s)"
+              % (st, hdr.get("Allow"), b))
         err(p, "GET", "/api/v1/stats/unknown_series", None, 404, "series")
         err(p, "GET", "/api/v1/stats/x?start=yesterday", None, 400, "start")
         err(p, "GET", "/api/v1/stats/x?percentiles=200", None, 400, "percentiles")
