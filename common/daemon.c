@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 /* Free heap kept for reuse instead of returned to the kernel. */
-#define DAEMON_TRIM_KEEP (64 << 20)
+#define DAEMON_TRIM_KEEP (16 << 20)
 
 static int s_sigfd = -1; /* made by daemon_setup before any thread */
 

@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""aggd alone: how fast it applies msgpack batches with WAL group commit.
+
+  python3 bench/aggd.py [--series 1000 --points 10000] [--runs 3]
+
+Recording (once, cached in --work): the peers' data set (gen.py, as in
+bench/storage.py) is loaded through a real ingestd into a real aggd that
+does not checkpoint, and the batches are read back from aggd's WAL, so
+they are exactly what ingestd sends (series table per batch, envelope,
+seq). Each run then starts a fresh aggd (its default WAL group commit and
+checkpoints, no downstream), pushes every recorded batch into its PULL
+socket as fast as it takes them, and waits until its status counts every
+point. Reported: points per CPU second of the aggd process (all its
+threads: loop, fsync, ZeroMQ I/O), the figure that carries over from a
+shared machine, and the wall rate, with the load average.
+"""
+import argparse
+import glob
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import storage  # noqa: E402
+
+ROOT = storage.ROOT
+
+
+def record(work, data, npoints, out):
+    """Load data through ingestd into aggd, read aggd's WAL back."""
+    os.environ["BENCH_AGGD_ARGS"] = "--checkpoint-mb 65536 --checkpoint-every 1d"
+    sp = storage.Sensorpipe()
+    sp.start(work)
+    try:
+        storage.load(sp.url, data, 2, sp.procs["ingestd"].pid, "record")
+        sp.caught_up(npoints)
+        sp.procs["aggd"].send_signal(signal.SIGKILL)
+        sp.procs["aggd"].wait()
+        frames = []
+        for path in sorted(glob.glob(os.path.join(sp.dir, "data.0", "wal", "*.wal"))):
+            buf = open(path, "rb").read()
+            off = 0
+            while off + 12 <= len(buf) and buf[off:off + 4] == b"SPW1":
+                n = struct.unpack_from("<I", buf, off + 4)[0]
+                frames.append(buf[off + 12:off + 12 + n])
+                off += 12 + n
+    finally:
+        sp.stop()
+    with open(out + ".tmp", "wb") as f:
+        for fr in frames:
+            f.write(struct.pack("<I", len(fr)) + fr)
+    os.rename(out + ".tmp", out)
+
+
+def load_frames(path):
+    buf = open(path, "rb").read()
+    frames, off = [], 0
+    while off < len(buf):
+        n = struct.unpack_from("<I", buf, off)[0]
+        frames.append(buf[off + 4:off + 4 + n])
+        off += 4 + n
+    return frames
+
+
+def status(ctx, ep):
+    import msgpack
+    import zmq
+    d = ctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.LINGER, 0)
+    d.connect(ep)
+    try:
+        d.send_multipart([b"\0" * 8, msgpack.packb({"op": "status"})])
+        if not d.poll(60000):
+            raise SystemExit("aggd does not answer status")
+        return msgpack.unpackb(d.recv_multipart()[1])["body"]
+    finally:
+        d.close(0)
+
+
+def run(work, frames, npoints, cpu):
+    import zmq
+    d = tempfile.mkdtemp(prefix="aggd-bench.", dir=work)
+    run_dir = os.path.join(d, "run")
+    log = open(os.path.join(d, "aggd.log"), "wb")
+    cmd = [os.path.join(ROOT, "build", "aggd"), "--rundir", run_dir, "--down",
+           "none", "--confirm", "none", "--data", os.path.join(d, "data.{lane}")]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu)] + cmd
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    ctx = zmq.Context()
+    try:
+        deadline = time.time() + 30
+        while b"ready:" not in open(log.name, "rb").read():
+            if time.time() > deadline or p.poll() is not None:
+                raise SystemExit("aggd did not start: " + open(log.name).read())
+            time.sleep(0.05)
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect("ipc://%s/aggd.0.in" % run_dir)
+        qep = "ipc://%s/aggd.0.query" % run_dir
+        time.sleep(0.2)
+        c0, t0 = storage.cpu_s(p.pid), time.time()
+        for fr in frames:
+            push.send_multipart([b"readings", fr])
+        while True:
+            st = status(ctx, qep)
+            if st["points"] >= npoints:
+                break
+            if time.time() - t0 > 600:
+                raise SystemExit("aggd did not reach %d points" % npoints)
+            time.sleep(0.02)
+        wall, cpu_s = time.time() - t0, storage.cpu_s(p.pid) - c0
+        # Everything applied is durable only once the WAL fsync covered it.
+        while status(ctx, qep).get("wal_unsynced_bytes", 0) > 0:
+            time.sleep(0.01)
+        wall_durable = time.time() - t0
+        push.close(0)
+        rss = storage.rss_kib(p.pid) / 1024.0
+        return {"cpu_s": cpu_s, "wall_s": wall, "wall_durable_s": wall_durable,
+                "group_commits": st.get("group_commits"), "rss_mib": rss,
+                "checkpoints": st.get("checkpoints")}
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=120)
+        ctx.destroy(linger=0)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--points", type=int, default=10000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cpu", type=int, help="pin aggd to this core (taskset)")
+    ap.add_argument("--work", default="/tmp/sp-bench")
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    data = os.path.join(a.work, "data-%dx%d" % (a.series, a.points))
+    if not os.path.exists(os.path.join(data, "manifest.json")):
+        subprocess.run([storage.PY, os.path.join(storage.PEERS, "gen.py"),
+                        "--series", str(a.series), "--points", str(a.points),
+                        "--big", "0", "--out", data], check=True,
+                       stdout=subprocess.DEVNULL)
+    npoints = a.series * a.points
+    rec = os.path.join(a.work, "batches-%dx%d.bin" % (a.series, a.points))
+    if not os.path.exists(rec):
+        record(a.work, os.path.join(data, "main"), npoints, rec)
+    frames = load_frames(rec)
+    print("%d recorded batches, %d points, %.1f MB; machine %s, %d cpus" % (
+        len(frames), npoints, sum(map(len, frames)) / 1e6, os.uname().release,
+        os.cpu_count()))
+    for i in range(a.runs):
+        la0 = os.getloadavg()[0]
+        r = run(a.work, frames, npoints, a.cpu)
+        print("run %d: %.2f M points per aggd CPU second (%.2f CPU s per M points); "
+              "wall %.2f M points/s (%.2f M/s durable); %s group commits, "
+              "%s checkpoints, RSS %.0f MiB; load average %.1f -> %.1f" % (
+                  i + 1, npoints / r["cpu_s"] / 1e6, r["cpu_s"] / npoints * 1e6,
+                  npoints / r["wall_s"] / 1e6, npoints / r["wall_durable_s"] / 1e6,
+                  r["group_commits"], r["checkpoints"], r["rss_mib"], la0,
+                  os.getloadavg()[0]))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
