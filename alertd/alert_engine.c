@@ -579,6 +579,17 @@ alert_engine_score(alert_engine_t *self, const char *key, int64_t ts,
     self->st.anomalies++;
 }
 
+void
+alert_engine_forecast(alert_engine_t *self, const char *key,
+                      const struct msg_forecast *f)
+{
+    if (alert_series_set_forecast(self->series, key, f) == -1) {
+        self->st.rejected++;
+        return;
+    }
+    self->st.forecasts++;
+}
+
 static json_t *
 s_time(int64_t ts)
 {

@@ -20,6 +20,7 @@
 #define SP_ALERT_ENGINE_H
 
 #include "alertd/alert_rule.h"
+#include "common/schema.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -47,6 +48,7 @@ typedef void(alert_engine_emit_fn)(const struct alert_event *ev, void *arg);
 struct alert_engine_stats {
     uint64_t readings;    /* readings applied */
     uint64_t anomalies;   /* anomaly scores applied */
+    uint64_t forecasts;   /* forecast events applied */
     uint64_t evaluations; /* rule evaluations */
     uint64_t pending;     /* transitions to pending */
     uint64_t firing;      /* transitions to firing (incl. severity steps) */
@@ -92,6 +94,13 @@ void alert_engine_tick(alert_engine_t *self, int64_t now);
  * scores before the readings they belong to). */
 void alert_engine_score(alert_engine_t *self, const char *key, int64_t ts,
                         double score);
+
+/* Keep anomalyd's latest forecast of series key for
+ * time_to(x, T, forecast), without evaluating: the series' next reading
+ * is evaluated with it (anomalyd sends forecasts after the readings they
+ * follow). */
+void alert_engine_forecast(alert_engine_t *self, const char *key,
+                           const struct msg_forecast *f);
 
 /* Put back an alert kept across a restart (alert_store), without an
  * event: state "pending" or "firing" ("acknowledged" counts as firing).

@@ -636,7 +636,7 @@ s_parse_call(struct s_parser *p)
         return -1;
     bool nodata = strcmp(fname, "nodata") == 0;
     if (fn == ALERT_FN_TIME_TO) {
-        /* time_to(metric, [-]T [, window]) */
+        /* time_to(metric, [-]T [, window | forecast]) */
         bool neg = false;
         if (!s_expect(p, T_COMMA, "',' and a threshold"))
             return -1;
@@ -655,6 +655,15 @@ s_parse_call(struct s_parser *p)
         window = ALERT_RULE_TIME_TO_WINDOW_NS;
         if (p->tok.kind != T_COMMA)
             goto close; /* else the window follows, as for avg() */
+        s_next(p);
+        if (p->tok.kind == T_NAME && p->tok.sel_len == 0 &&
+            strcmp(p->tok.str, "forecast") == 0) {
+            fn = ALERT_FN_FORECAST_TO;
+            window = 0;
+            s_next(p);
+            goto close;
+        }
+        goto duration;
     }
     if ((fn == ALERT_FN_ANOMALY && p->tok.kind == T_RP) ||
         (fn == ALERT_FN_AGE && !nodata)) {
@@ -662,6 +671,7 @@ s_parse_call(struct s_parser *p)
     } else {
         if (!s_expect(p, T_COMMA, "',' and a window such as 5m"))
             return -1;
+    duration:
         if (p->tok.kind != T_DUR) {
             char desc[40];
             s_error(p, p->tok.pos, "expected a window duration, found %s",
@@ -1843,8 +1853,11 @@ s_fmt_node(FILE *fp, const alert_rule_t *r, int n, int min_prec)
         if (node->fname[0]) {
             fprintf(fp, "%s(", node->fname);
             s_fmt_metric(fp, &r->refs[node->ref]);
-            if (node->fn == ALERT_FN_TIME_TO)
+            if (node->fn == ALERT_FN_TIME_TO ||
+                node->fn == ALERT_FN_FORECAST_TO)
                 fprintf(fp, ", %s", strutil_dtoa(node->q, num, sizeof num));
+            if (node->fn == ALERT_FN_FORECAST_TO)
+                fputs(", forecast", fp);
             if (node->window) {
                 fputs(", ", fp);
                 s_fmt_duration(fp, node->window);
@@ -1966,7 +1979,10 @@ s_test_value(void *arg, const char *key, enum alert_fn fn, int64_t window,
     if (strcmp(key, "humidity{device=s1}") == 0)
         return fn == ALERT_FN_LAST ? 85 : NAN;
     if (strcmp(key, "temperature{device=s2}") == 0)
-        return fn == ALERT_FN_LAST ? 20 : fn == ALERT_FN_TIME_TO ? 7200 : NAN;
+        return fn == ALERT_FN_LAST            ? 20
+               : fn == ALERT_FN_TIME_TO       ? 7200
+               : fn == ALERT_FN_FORECAST_TO ? 1800
+                                              : NAN;
     return NAN;
 }
 
@@ -2113,6 +2129,11 @@ alert_rule_test(bool verbose)
                        "temperature{device=s2}") == ALERT_TRUE);
     assert(s_test_eval("time_to(temperature, 90) < 1h",
                        "temperature{device=s2}") == ALERT_FALSE);
+    /* time_to(..., forecast) asks for anomalyd's forecast, not the line. */
+    assert(s_test_eval("time_to(temperature, 90, forecast) < 1h",
+                       "temperature{device=s2}") == ALERT_TRUE);
+    assert(s_test_eval("time_to(temperature, 90, forecast) < 20m",
+                       "temperature{device=s2}") == ALERT_FALSE);
 
     alert_rule_t *r = alert_rule_new(
         "hot", "temperature > 30 and humidity > 80 for 5m clear when "
@@ -2204,6 +2225,10 @@ alert_rule_test(bool verbose)
     s_test_bad("time_to(temperature) < 1h", 19, "threshold", verbose);
     s_test_bad("time_to(temperature, x) < 1h", 21, "threshold number",
                verbose);
+    s_test_bad("time_to(temperature, 9, soon) < 1h", 24, "window duration",
+               verbose);
+    s_test_bad("time_to(temperature, 9, forecast, 1h) < 1h", 32, "')'",
+               verbose);
     s_test_bad("time_to(temperature, 9, 8d) < 1h", 24, "longer than 7d",
                verbose);
     s_test_bad("avg(temperature, 8d) > 1", 17, "longer than 7d", verbose);
@@ -2244,6 +2269,8 @@ alert_rule_test(bool verbose)
     s_test_format("time_to(bearing,90)<24h and age(x)>=90s",
                   "time_to(bearing, 90, 1h) < 1d and age(x) >= 90s "
                   "severity warning");
+    s_test_format("time_to(bearing,90,forecast)<24h",
+                  "time_to(bearing, 90, forecast) < 1d severity warning");
     s_test_format("time_to(t,-5.5,30m)<1d",
                   "time_to(t, -5.5, 30m) < 1d severity warning");
     s_test_format("\"device.temp\" > 1", "\"device.temp\" > 1 severity warning");

@@ -28,13 +28,16 @@
  *              | FN "(" metric "," DURATION ")"
  *              | "anomaly" "(" metric ["," DURATION] ")" | "age" "(" metric ")"
  *              | "nodata" "(" metric "," DURATION ")"
- *              | "time_to" "(" metric "," ["-"] NUMBER ["," DURATION] ")"
+ *              | "time_to" "(" metric "," ["-"] NUMBER
+ *                          ["," (DURATION | "forecast")] ")"
  *              | "(" expr ")"
  *   metric    := (NAME | STRING) ["{" key "=" value {"," key "=" value} "}"]
  *   FN        := avg | min | max | sum | count | std | rate | delta | pNN
  *
  * A DURATION in an expression is a number of seconds ("age(x) > 5m",
- * "time_to(x, 90) < 24h"). device.NAME is the numeric attribute NAME of
+ * "time_to(x, 90) < 24h"). time_to(x, T, forecast) reads anomalyd's
+ * forecast events (trend plus daily season) instead of fitting a line to
+ * the last hour of readings. device.NAME is the numeric attribute NAME of
  * the metadata of the series' device (its "device" tag), so one rule
  * serves a fleet whose limits differ ("temperature > device.max_temp");
  * a metric whose name starts with "device." is written quoted.
@@ -102,6 +105,10 @@ enum alert_fn {
     ALERT_FN_TIME_TO,  /* seconds until the window's least-squares line
                           reaches q: INFINITY when it moves away or is
                           flat, 0 when it is at q now */
+    ALERT_FN_FORECAST_TO, /* time_to(x, q, forecast): seconds until the
+                          latest forecast event of anomalyd for the
+                          series reaches q (same conventions; INFINITY
+                          beyond its horizon, unknown without one) */
     ALERT_FN_MAX_
 };
 

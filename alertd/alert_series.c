@@ -34,6 +34,7 @@ struct s_series {
     struct s_run readings;  /* recent readings */
     struct s_run anomalies; /* recent anomaly scores */
     bool truncated;         /* the cap dropped points inside the retention */
+    struct msg_forecast *fc; /* latest forecast event, or NULL */
 };
 
 struct alert_series {
@@ -56,6 +57,7 @@ s_series_free(void **item)
     if (s) {
         free(s->readings.p);
         free(s->anomalies.p);
+        free(s->fc);
         free(s);
         *item = NULL;
     }
@@ -222,6 +224,55 @@ alert_series_add_anomaly(alert_series_t *self, const char *key, int64_t ts,
     return 0;
 }
 
+int
+alert_series_set_forecast(alert_series_t *self, const char *key,
+                          const struct msg_forecast *f)
+{
+    struct s_series *s = s_get(self, key, true);
+
+    if (s == NULL)
+        return -1;
+    if (s->fc == NULL)
+        s->fc = xmalloc(sizeof *s->fc);
+    else if (s->fc->ts > f->ts)
+        return 0;
+    *s->fc = *f;
+    return 0;
+}
+
+/* Seconds from now until forecast f's expected value (linear between its
+ * points) reaches threshold, searching forward from now (from its first
+ * point when it starts after now): 0 when it is on it now, INFINITY when
+ * it does not get there within the horizon, NAN when the horizon has
+ * passed. */
+static double
+s_forecast_to(const struct msg_forecast *f, int64_t now, double threshold)
+{
+    double step_s = (double)f->step / CLOCK_NS_PER_S, lead = 0, pos = 0;
+
+    if (now < f->ts)
+        lead = (double)(f->ts - now) / CLOCK_NS_PER_S;
+    else
+        pos = (double)(now - f->ts) / (double)f->step;
+    if (pos > (double)(f->n - 1))
+        return NAN;
+    size_t k = (size_t)pos < f->n - 1 ? (size_t)pos : f->n - 2;
+    double a = f->value[k] + (pos - (double)k) * (f->value[k + 1] - f->value[k]);
+    if (a == threshold)
+        return lead;
+    bool up = threshold > a;
+    for (double from = pos; k + 1 < f->n; k++) {
+        double b = f->value[k + 1];
+        if (up ? b >= threshold : b <= threshold) {
+            double at = from + (threshold - a) / (b - a) * ((double)(k + 1) - from);
+            return lead + (at - pos) * step_s;
+        }
+        a = b;
+        from = (double)(k + 1);
+    }
+    return INFINITY;
+}
+
 void
 alert_series_remove(alert_series_t *self, const char *key)
 {
@@ -310,6 +361,8 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
 
     if (s == NULL)
         return NAN;
+    if (fn == ALERT_FN_FORECAST_TO)
+        return s->fc ? s_forecast_to(s->fc, now, q) : NAN;
     r = fn == ALERT_FN_ANOMALY ? &s->anomalies : &s->readings;
     /* The window (now - window, now]; points after now are not seen. */
     b = s_run_lower(r, now == INT64_MAX ? now : now + 1);
@@ -543,6 +596,40 @@ alert_series_test(bool verbose)
                               30 * 60 * S) == 0);
     assert(isnan(alert_series_value(tt, "up", ALERT_FN_TIME_TO, 3600 * S, 90,
                                     0)));
+
+    /* time_to(x, T, forecast): a forecast made at 30 min, hourly points
+     * 60, 70, 90, 80, 60: 80 is reached 1.5 h after it (from 30 min on,
+     * 1 h later), 90 at 2 h, on the way down 70 at 3.5 h (1 h after a
+     * look at 2.5 h, when it is at 85 and falling); 100 never
+     * (infinite); after the 4 h horizon it is unknown, as without one. */
+    struct msg_forecast fc = {.ts = 30 * 60 * S, .step = 3600 * S, .n = 5,
+                              .value = {60, 70, 90, 80, 60}};
+    assert(isnan(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 80,
+                                    30 * 60 * S)));
+    assert(alert_series_set_forecast(tt, "up", &fc) == 0);
+    TEST_NEAR(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 80,
+                                 30 * 60 * S), 1.5 * 3600, 1e-6);
+    TEST_NEAR(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 80,
+                                 90 * 60 * S), 0.5 * 3600, 1e-6);
+    TEST_NEAR(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 90,
+                                 30 * 60 * S), 2 * 3600, 1e-6);
+    TEST_NEAR(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 70,
+                                 (30 + 150) * 60 * S), 3600, 1e-6);
+    assert(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 60,
+                              30 * 60 * S) == 0);
+    TEST_NEAR(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 60,
+                                 0), 1800, 1e-6); /* starts in 30 min */
+    assert(isinf(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 100,
+                                    30 * 60 * S)));
+    assert(isnan(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 80,
+                                    (30 + 241) * 60 * S)));
+    /* An older forecast does not replace a newer one. */
+    struct msg_forecast old = fc;
+    old.ts = 0;
+    old.value[2] = 200;
+    assert(alert_series_set_forecast(tt, "up", &old) == 0);
+    TEST_NEAR(alert_series_value(tt, "up", ALERT_FN_FORECAST_TO, 0, 90,
+                                 30 * 60 * S), 2 * 3600, 1e-6);
     alert_series_destroy(&tt);
     TEST_OK("alert_series");
 }

@@ -17,6 +17,8 @@
 #include "alertd/alert_rule.h"
 
 #include <czmq.h>
+#include "common/schema.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +44,11 @@ int alert_series_add(alert_series_t *self, const char *key, int64_t ts,
  * alert_series_add. */
 int alert_series_add_anomaly(alert_series_t *self, const char *key,
                              int64_t ts, double score);
+/* Keep f as the series' latest forecast (anomalyd's forecast event;
+ * an older one than that kept is ignored). Returns 0 or -1 as
+ * alert_series_add. */
+int alert_series_set_forecast(alert_series_t *self, const char *key,
+                              const struct msg_forecast *f);
 /* Forget a series (its alerts are gone). */
 void alert_series_remove(alert_series_t *self, const char *key);
 

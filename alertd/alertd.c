@@ -578,6 +578,17 @@ s_apply_anomalies(alertd_t *self, msg_batch_t *an)
 }
 
 static void
+s_apply_forecasts(alertd_t *self, msg_batch_t *fb)
+{
+    size_t n = msg_batch_size(fb);
+
+    for (size_t i = 0; i < n; i++) {
+        const struct msg_forecast *f = msg_batch_forecast(fb, i);
+        alert_engine_forecast(self->engine, msg_batch_str(fb, f->key_off), f);
+    }
+}
+
+static void
 s_publish(alertd_t *self)
 {
     if (self->out == NULL || msg_batch_size(self->out) == 0)
@@ -611,14 +622,15 @@ s_recv(alertd_t *self)
     int rc = msg_batch_recv(zsock_resolve(self->pull), &b);
 
     if (rc == MSG_OK && (msg_batch_type(b) == MSG_TYPE_READINGS ||
-                         msg_batch_type(b) == MSG_TYPE_ANOMALIES))
+                         msg_batch_type(b) == MSG_TYPE_ANOMALIES ||
+                         msg_batch_type(b) == MSG_TYPE_FORECASTS))
         return b;
     if (rc == -1)
         return NULL;
     self->bad_batches++;
     if (ratelimit_complain(&self->rl_bad))
         log_warnx("alertd: dropped a batch: %s (%llu so far)",
-                  rc == MSG_OK ? "not readings or anomalies"
+                  rc == MSG_OK ? "not readings, anomalies or forecasts"
                                : msg_strerror(rc),
                   (unsigned long long)self->bad_batches);
     msg_batch_destroy(&b);
@@ -653,6 +665,9 @@ s_drain_queue(alertd_t *self)
             msg_batch_destroy(&q[i]);
             if (an)
                 i++; /* q[i + 1] is destroyed below */
+        } else if (msg_batch_type(q[i]) == MSG_TYPE_FORECASTS) {
+            s_apply_forecasts(self, q[i]);
+            self->batches_in++;
         } else {
             s_apply_anomalies(self, q[i]);
             self->batches_in++;
@@ -695,13 +710,14 @@ s_status(alertd_t *self)
 
     alert_engine_stats(self->engine, &st);
     j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-                  " s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                  " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
                   "daemon", self->producer, "batches_in",
                   (json_int_t)self->batches_in, "bad_batches",
                   (json_int_t)self->bad_batches, "queries",
                   (json_int_t)self->queries, "readings_in",
                   (json_int_t)st.readings, "anomalies_in",
-                  (json_int_t)st.anomalies, "evaluations",
+                  (json_int_t)st.anomalies, "forecasts_in",
+                  (json_int_t)st.forecasts, "evaluations",
                   (json_int_t)st.evaluations, "alerts_pending_total",
                   (json_int_t)st.pending, "alerts_firing_total",
                   (json_int_t)st.firing, "alerts_resolved_total",

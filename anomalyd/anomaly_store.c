@@ -37,6 +37,7 @@ struct s_series {
     size_t cap;             /* allocated slots */
     size_t n;               /* slots used */
     size_t head;            /* next slot to overwrite once n == keep */
+    int64_t forecast_sent;  /* last reading of the last forecast event */
     char key[];             /* canonical key, next to the rest (one miss) */
 };
 
@@ -55,6 +56,7 @@ struct anomaly_store {
     size_t nslots;            /* power of two, at least twice nseries */
     size_t nseries;           /* series in the table */
     size_t kept;              /* readings remembered in total */
+    struct s_series *last;    /* series of the last anomaly_store_score */
 };
 
 #define S_SLOTS_MIN 64
@@ -168,16 +170,42 @@ anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
         memcpy(s->key, key, klen + 1);
         s->det = anomaly_new(&self->conf);
         s->fc = anomaly_forecast_new();
+        s->forecast_sent = INT64_MIN;
         sl->hash = h;
         sl->s = s;
         if (++self->nseries * 2 > self->nslots)
             s_grow(self);
     }
+    self->last = s;
     anomaly_update(s->det, ts, value, out);
     anomaly_forecast_update(s->fc, ts, value);
     if ((isfinite(out->z) && fabs(out->z) >= ANOMALY_STORE_FLOOR_Z) ||
         out->score >= ANOMALY_STORE_FLOOR_SCORE)
         s_keep(self, s, ts, value, out);
+}
+
+size_t
+anomaly_store_forecast_due(anomaly_store_t *self, int64_t every,
+                           int64_t horizon, size_t n, int64_t *ts,
+                           double *value, double *lower, double *upper)
+{
+    struct s_series *s = self->last;
+    assert(every > 0 && horizon > 0 && n >= 2);
+    if (!s || !anomaly_forecast_ready(s->fc))
+        return 0;
+    int64_t last = anomaly_forecast_last(s->fc);
+    if (s->forecast_sent != INT64_MIN && last - s->forecast_sent < every)
+        return 0;
+    s->forecast_sent = last;
+    for (size_t i = 0; i < n; i++) {
+        struct anomaly_forecast_point p;
+        ts[i] = last + (int64_t)((double)horizon * (double)i / (double)(n - 1));
+        anomaly_forecast_at(s->fc, ts[i], &p);
+        value[i] = p.value;
+        lower[i] = p.lower;
+        upper[i] = p.upper;
+    }
+    return n;
 }
 
 void

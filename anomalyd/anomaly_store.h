@@ -50,6 +50,16 @@ int anomaly_store_query(anomaly_store_t *self, const json_t *req,
 #define ANOMALY_STORE_HORIZON_MAX (366LL * 86400 * 1000000000LL)
 int anomaly_store_forecast(anomaly_store_t *self, const json_t *req,
                            json_t **body);
+/* Forecast events: the forecast of the series last scored by
+ * anomaly_store_score when its forecaster is ready and this series'
+ * previous forecast from this call is at least every ns of data time
+ * older (so each series is forecast about once per `every`, whatever
+ * its rate). Fills n points at ts[0] = the last reading and every
+ * horizon / (n - 1) after it. Returns n, or 0 when not due. */
+size_t anomaly_store_forecast_due(anomaly_store_t *self, int64_t every,
+                                  int64_t horizon, size_t n, int64_t *ts,
+                                  double *value, double *lower,
+                                  double *upper);
 /* Change the |z| threshold queries use when they name none (SIGHUP). */
 void anomaly_store_set_threshold(anomaly_store_t *self, double threshold);
 /* Number of series. */

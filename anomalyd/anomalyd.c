@@ -53,6 +53,7 @@ struct anomalyd {
     uint64_t batches_in;              /* batches scored */
     uint64_t readings_in;             /* readings scored */
     uint64_t anomalies_out;           /* anomaly events emitted */
+    uint64_t forecasts_out;           /* forecast events emitted */
     uint64_t bad_batches;             /* batches dropped as malformed */
     uint64_t queries;                 /* queries answered */
     bool csv_out;                     /* filter prints CSV */
@@ -172,11 +173,30 @@ anomalyd_destroy(anomalyd_t **self_p)
     *self_p = NULL;
 }
 
-/* Score a readings batch; returns the anomalies batch (maybe empty). */
-static msg_batch_t *
-s_score(anomalyd_t *self, msg_batch_t *b)
+/* Add the forecast of the series just scored when one is due. */
+static void
+s_forecast(anomalyd_t *self, msg_batch_t *fb, const char *key)
 {
-    msg_batch_t *an = msg_batch_new(MSG_TYPE_ANOMALIES);
+    int64_t ts[MSG_FORECAST_POINTS];
+    double v[MSG_FORECAST_POINTS], lo[MSG_FORECAST_POINTS],
+        hi[MSG_FORECAST_POINTS];
+    size_t n = anomaly_store_forecast_due(
+        self->store, self->conf->forecast_every, self->conf->forecast_horizon,
+        MSG_FORECAST_POINTS, ts, v, lo, hi);
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]) || !isfinite(lo[i]) || !isfinite(hi[i]))
+            return; /* the wire refuses it; nothing to forecast */
+    msg_batch_add_forecast(fb, key, ts[0], ts[1] - ts[0], n, v, lo, hi);
+    self->forecasts_out++;
+}
+
+/* Score a readings batch into the anomalies batch an and, when forecast
+ * events are on, the forecasts batch fb (both maybe left empty). */
+static void
+s_score(anomalyd_t *self, msg_batch_t *b, msg_batch_t *an, msg_batch_t *fb)
+{
     size_t n = msg_batch_size(b);
 
     for (size_t i = 0; i < n; i++) {
@@ -190,10 +210,30 @@ s_score(anomalyd_t *self, msg_batch_t *b)
                                   res.method);
             self->anomalies_out++;
         }
+        if (self->conf->forecast_every > 0)
+            s_forecast(self, fb, key);
     }
     self->readings_in += n;
     self->batches_in++;
-    return an;
+}
+
+/* Send an event batch after the readings: stamped, published, queued
+ * for alertd; destroyed when empty. */
+static void
+s_send_events(anomalyd_t *self, msg_batch_t **bp, int64_t now)
+{
+    msg_batch_t *b = *bp;
+    if (msg_batch_size(b) == 0) {
+        msg_batch_destroy(bp);
+        return;
+    }
+    struct msg_envelope *e = msg_batch_env(b);
+    snprintf(e->producer, sizeof e->producer, "%s", self->producer);
+    e->lane = (uint32_t)self->conf->lane;
+    e->seq = ++self->seq;
+    e->ts = now;
+    msg_batch_send(b, zsock_resolve(self->pub), ZMQ_DONTWAIT);
+    outq_send(self->out, bp);
 }
 
 static int
@@ -223,22 +263,16 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
     struct msg_envelope *e = msg_batch_env(b);
     log_debug("anomalyd: batch producer=%s lane=%u seq=%llu n=%zu", e->producer,
               e->lane, (unsigned long long)e->seq, msg_batch_size(b));
-    msg_batch_t *an = s_score(self, b);
+    msg_batch_t *an = msg_batch_new(MSG_TYPE_ANOMALIES);
+    msg_batch_t *fb = msg_batch_new(MSG_TYPE_FORECASTS);
+    s_score(self, b, an, fb);
     int64_t now = clock_now_ns();
     snprintf(e->producer, sizeof e->producer, "%s", self->producer);
     e->seq = ++self->seq;
     e->ts = now;
     outq_send(self->out, &b); /* a full alertd pauses this reader */
-    if (msg_batch_size(an) > 0) {
-        struct msg_envelope *ae = msg_batch_env(an);
-        snprintf(ae->producer, sizeof ae->producer, "%s", self->producer);
-        ae->lane = (uint32_t)self->conf->lane;
-        ae->seq = ++self->seq;
-        ae->ts = now;
-        msg_batch_send(an, zsock_resolve(self->pub), ZMQ_DONTWAIT);
-        outq_send(self->out, &an);
-    } else
-        msg_batch_destroy(&an);
+    s_send_events(self, &an, now);
+    s_send_events(self, &fb, now);
     return 0;
 }
 
@@ -246,11 +280,13 @@ static json_t *
 s_stats(anomalyd_t *self)
 {
     return json_pack(
-        "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "daemon",
+        "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+        "daemon",
         self->producer, "method", self->conf->method, "batches_in",
         (json_int_t)self->batches_in, "readings_in",
         (json_int_t)self->readings_in, "anomalies_out",
-        (json_int_t)self->anomalies_out, "bad_batches",
+        (json_int_t)self->anomalies_out, "forecasts_out",
+        (json_int_t)self->forecasts_out, "bad_batches",
         (json_int_t)self->bad_batches, "queries", (json_int_t)self->queries,
         "downstream_stalls", (json_int_t)outq_stalls(self->out), "series",
         (json_int_t)anomaly_store_series(self->store), "kept",

@@ -1,7 +1,8 @@
 /*
  * anomalyd: the anomaly detection daemon of one lane. It pulls readings
  * batches from aggd, scores every reading with its series' detector,
- * pushes the readings batch and an anomalies batch to alertd (lossless:
+ * pushes the readings batch, an anomalies batch and a forecasts batch
+ * (each series' forecast about once per forecast-every) to alertd (lossless:
  * while alertd's queue is full anomalyd stops reading, so backpressure
  * reaches aggd), publishes the anomalies, and answers anomaly queries on
  * a ROUTER socket. As a filter (--stdin --stdout) it scores JSON lines or
@@ -31,6 +32,9 @@ struct anomalyd_conf {
     int64_t keep;     /* scored readings kept per series for queries */
     int64_t hwm;      /* queue limit in batches on every socket */
     int64_t drain;    /* ns allowed for draining at stop */
+    int64_t forecast_every;   /* ns of data time between a series'
+                                 forecast events; 0 = none */
+    int64_t forecast_horizon; /* ns a forecast event looks ahead */
     bool use_stdin;   /* filter mode: readings on stdin */
     bool use_stdout;  /* filter mode: scores on stdout */
     char *format;     /* filter output: "json" or "csv" */

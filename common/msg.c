@@ -38,6 +38,7 @@ s_item_size(int type)
     case MSG_TYPE_ANOMALIES: return sizeof(struct msg_anomaly);
     case MSG_TYPE_ALERTS: return sizeof(struct msg_alert);
     case MSG_TYPE_CONFIRM: return sizeof(struct msg_confirm);
+    case MSG_TYPE_FORECASTS: return sizeof(struct msg_forecast);
     default: return 1;
     }
 }
@@ -269,6 +270,32 @@ msg_batch_add_confirm(msg_batch_t *self, const char *producer, uint32_t lane,
     c->seq = seq;
 }
 
+void
+msg_batch_add_forecast(msg_batch_t *self, const char *key, int64_t ts,
+                       int64_t step, size_t n, const double *value,
+                       const double *lower, const double *upper)
+{
+    assert(self->env.type == MSG_TYPE_FORECASTS);
+    assert(n >= 2 && n <= MSG_FORECAST_POINTS && step > 0);
+    uint32_t k = s_str(self, key, strlen(key));
+    struct msg_forecast *f = s_item(self);
+    f->key_off = k;
+    f->ts = ts;
+    f->step = step;
+    f->n = (uint32_t)n;
+    memcpy(f->value, value, n * sizeof *value);
+    memcpy(f->lower, lower, n * sizeof *lower);
+    memcpy(f->upper, upper, n * sizeof *upper);
+}
+
+const struct msg_forecast *
+msg_batch_forecast(const msg_batch_t *self, size_t i)
+{
+    if (self->env.type != MSG_TYPE_FORECASTS || i >= self->n)
+        return NULL;
+    return (const struct msg_forecast *)self->items + i;
+}
+
 const struct msg_confirm *
 msg_batch_confirm(const msg_batch_t *self, size_t i)
 {
@@ -384,6 +411,18 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
             s_pack_str(&pk, msg_batch_str(self, c->producer_off));
             msgpack_pack_uint32(&pk, c->lane);
             msgpack_pack_uint64(&pk, c->seq);
+        } else if (e->type == MSG_TYPE_FORECASTS) {
+            const struct msg_forecast *f = msg_batch_forecast(self, i);
+            const double *arr[3] = {f->value, f->lower, f->upper};
+            msgpack_pack_array(&pk, 6);
+            s_pack_str(&pk, msg_batch_str(self, f->key_off));
+            msgpack_pack_int64(&pk, f->ts);
+            msgpack_pack_int64(&pk, f->step);
+            for (int a = 0; a < 3; a++) {
+                msgpack_pack_array(&pk, f->n);
+                for (uint32_t j = 0; j < f->n; j++)
+                    msgpack_pack_double(&pk, arr[a][j]);
+            }
         } else {
             msgpack_pack_nil(&pk);
         }
@@ -441,6 +480,47 @@ s_keyis(const msgpack_object *k, const char *name)
     size_t n = strlen(name);
     return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
            memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+/* A forecast item: [key, ts, step, [value...], [lower...], [upper...]],
+ * the three arrays of one length in [2, MSG_FORECAST_POINTS], finite. */
+static int
+s_decode_forecast(msg_batch_t *b, const msgpack_object *it)
+{
+    const msgpack_object *f = it->via.array.ptr;
+    const char *key;
+    size_t kl;
+    int64_t ts, step;
+    double v[3][MSG_FORECAST_POINTS];
+    uint32_t n;
+
+    if (it->via.array.size < 6 || !s_strobj(&f[0], &key, &kl) ||
+        !s_int(&f[1], &ts) || !s_int(&f[2], &step))
+        return MSG_ETYPE;
+    for (int a = 0; a < 3; a++)
+        if (f[3 + a].type != MSGPACK_OBJECT_ARRAY)
+            return MSG_ETYPE;
+    n = f[3].via.array.size;
+    if (kl == 0 || step <= 0 || n < 2 || n > MSG_FORECAST_POINTS ||
+        f[4].via.array.size != n || f[5].via.array.size != n)
+        return MSG_EFIELD;
+    for (int a = 0; a < 3; a++)
+        for (uint32_t j = 0; j < n; j++) {
+            if (!s_num(&f[3 + a].via.array.ptr[j], &v[a][j]))
+                return MSG_ETYPE;
+            if (!isfinite(v[a][j]))
+                return MSG_EFIELD;
+        }
+    uint32_t k = s_str(b, key, kl);
+    struct msg_forecast *fc = s_item(b);
+    fc->key_off = k;
+    fc->ts = ts;
+    fc->step = step;
+    fc->n = n;
+    memcpy(fc->value, v[0], n * sizeof v[0][0]);
+    memcpy(fc->lower, v[1], n * sizeof v[1][0]);
+    memcpy(fc->upper, v[2], n * sizeof v[2][0]);
+    return MSG_OK;
 }
 
 /* A readings item names its series by an index into the batch's "keys"
@@ -532,6 +612,8 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
             c->seq = f[2].via.u64;
         }
         return MSG_OK;
+    case MSG_TYPE_FORECASTS:
+        return s_decode_forecast(b, it);
     default:
         return MSG_OK; /* items of types without a body are ignored */
     }
@@ -766,6 +848,7 @@ msg_topic(int type)
     case MSG_TYPE_ANOMALIES: return "anomalies";
     case MSG_TYPE_ALERTS: return "alerts";
     case MSG_TYPE_CONFIRM: return "confirm";
+    case MSG_TYPE_FORECASTS: return "forecasts";
     default: return "unknown";
     }
 }
@@ -804,6 +887,20 @@ msg_batch_recv(void *sock, msg_batch_t **out)
     rc = msg_batch_decode(zframe_data(body), zframe_size(body), out);
     zmsg_destroy(&m);
     return rc;
+}
+
+/* Test helper: start a hand-made batch of type with nitems items and no
+ * series table (the caller packs the items). */
+static void
+s_test_head(msgpack_packer *pk, int type, uint32_t nitems)
+{
+    msgpack_pack_map(pk, 3);
+    s_pack_str(pk, "type");
+    msgpack_pack_int(pk, type);
+    s_pack_str(pk, "v");
+    msgpack_pack_int(pk, MSG_VERSION);
+    s_pack_str(pk, "items");
+    msgpack_pack_array(pk, nitems);
 }
 
 void
@@ -873,13 +970,7 @@ msg_test(bool verbose)
         msgpack_packer pk;
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
-        s_pack_str(&pk, "type");
-        msgpack_pack_int(&pk, MSG_TYPE_READINGS);
-        s_pack_str(&pk, "v");
-        msgpack_pack_int(&pk, MSG_VERSION);
-        s_pack_str(&pk, "items");
-        msgpack_pack_array(&pk, 2);
+        s_test_head(&pk, MSG_TYPE_READINGS, 2);
         for (int i = 0; i < 2; i++) {
             msgpack_pack_array(&pk, 3);
             s_pack_str(&pk, "old{k=v}");
@@ -933,6 +1024,46 @@ msg_test(bool verbose)
     assert(!msg_sane("\xdb\x7f\xff\xff\xff", 5));
     assert(msg_sane("\x92\x01\xa1x", 4));
     assert(!msg_sane("\x92\x01", 2));
+
+    /* Forecasts round-trip point for point; a bad step, a length
+     * mismatch or a NaN point is refused. */
+    {
+        double fv[3] = {1, 2.5, 4}, lo[3] = {0, 1, 2}, hi[3] = {2, 4, 6};
+        b = msg_batch_new(MSG_TYPE_FORECASTS);
+        msg_batch_add_forecast(b, "bearing", 7, 3600, 3, fv, lo, hi);
+        msg_batch_encode(b, &data, &len);
+        assert(msg_batch_decode(data, len, &d) == MSG_OK);
+        const struct msg_forecast *fc = msg_batch_forecast(d, 0);
+        assert(fc && fc->ts == 7 && fc->step == 3600 && fc->n == 3);
+        assert(fc->value[1] == 2.5 && fc->lower[2] == 2 && fc->upper[0] == 2);
+        TEST_STREQ(msg_batch_str(d, fc->key_off), "bearing");
+        assert(msg_batch_forecast(d, 1) == NULL);
+        assert(msg_batch_anomaly(d, 0) == NULL);
+        TEST_STREQ(msg_topic(MSG_TYPE_FORECASTS), "forecasts");
+        free(data);
+        msg_batch_destroy(&d);
+        msg_batch_destroy(&b);
+        for (int bad = 0; bad < 3; bad++) {
+            msgpack_sbuffer sb;
+            msgpack_packer pk;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            s_test_head(&pk, MSG_TYPE_FORECASTS, 1);
+            msgpack_pack_array(&pk, 6);
+            s_pack_str(&pk, "k");
+            msgpack_pack_int64(&pk, 1);
+            msgpack_pack_int64(&pk, bad == 0 ? 0 : 60);
+            for (int a = 0; a < 3; a++) {
+                unsigned m = bad == 1 && a == 2 ? 3 : 2;
+                msgpack_pack_array(&pk, m);
+                for (unsigned j = 0; j < m; j++)
+                    msgpack_pack_double(&pk, bad == 2 && j ? NAN : 1.0);
+            }
+            assert(msg_batch_decode(sb.data, sb.size, &d) == MSG_EFIELD);
+            assert(d == NULL);
+            msgpack_sbuffer_destroy(&sb);
+        }
+    }
 
     b = msg_batch_new(MSG_TYPE_CONFIRM);
     msg_batch_add_confirm(b, "ingestd.0", 3, 1234567890123ULL);

@@ -72,6 +72,12 @@ void msg_batch_add_alert(msg_batch_t *self, const char *rule, const char *key,
                          const char *state, const char *severity, int64_t ts,
                          double value);
 
+/* Add a forecast of n points (2 .. MSG_FORECAST_POINTS, asserted) at
+ * ts + i * step (copies key and the arrays). */
+void msg_batch_add_forecast(msg_batch_t *self, const char *key, int64_t ts,
+                            int64_t step, size_t n, const double *value,
+                            const double *lower, const double *upper);
+
 /* Add a confirmation (copies producer). */
 void msg_batch_add_confirm(msg_batch_t *self, const char *producer,
                            uint32_t lane, uint64_t seq);
@@ -82,6 +88,8 @@ const struct msg_reading *msg_batch_reading(const msg_batch_t *self, size_t i);
 const struct msg_anomaly *msg_batch_anomaly(const msg_batch_t *self, size_t i);
 const struct msg_alert *msg_batch_alert(const msg_batch_t *self, size_t i);
 const struct msg_confirm *msg_batch_confirm(const msg_batch_t *self, size_t i);
+const struct msg_forecast *msg_batch_forecast(const msg_batch_t *self,
+                                              size_t i);
 /* String at an arena offset from one of the items above. */
 const char *msg_batch_str(const msg_batch_t *self, uint32_t off);
 

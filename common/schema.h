@@ -29,6 +29,7 @@ enum msg_type {
     MSG_TYPE_ANOMALIES = 2, /* anomalyd -> alertd; PUB */
     MSG_TYPE_ALERTS = 3,    /* alertd PUB */
     MSG_TYPE_CONFIRM = 4,   /* aggd -> ingestd: highest durable seq */
+    MSG_TYPE_FORECASTS = 5, /* anomalyd -> alertd; PUB */
     MSG_TYPE_MAX
 };
 
@@ -59,6 +60,22 @@ struct msg_anomaly {
     double stat;      /* the detector's own statistic (z for zscore) */
     double score;     /* normalised score in [0,1] */
     uint32_t method_off; /* detector name in the arena */
+};
+
+/* Points a forecast carries at most. */
+#define MSG_FORECAST_POINTS 25
+
+/* One forecast of a series: its expected value with the 80 % prediction
+ * interval at ts + i * step for i in [0, n), made by anomalyd's
+ * forecaster (trend plus daily season) right after the reading at ts. */
+struct msg_forecast {
+    uint32_t key_off; /* series key in the arena */
+    int64_t ts;       /* ns since epoch of the last reading learnt */
+    int64_t step;     /* ns between points, > 0 */
+    uint32_t n;       /* points, 2 .. MSG_FORECAST_POINTS */
+    double value[MSG_FORECAST_POINTS]; /* expected value */
+    double lower[MSG_FORECAST_POINTS]; /* 80 % interval */
+    double upper[MSG_FORECAST_POINTS];
 };
 
 /* One alert event. */

@@ -140,6 +140,26 @@ main(int argc, char **argv)
                 printf(",\"timestamp\":\"%s\",\"value\":%s",
                        clock_format(a->ts, ts, sizeof ts),
                        strutil_dtoa(a->value, v, sizeof v));
+            } else if (msg_batch_type(b) == MSG_TYPE_FORECASTS) {
+                const struct msg_forecast *f = msg_batch_forecast(b, i);
+                series = msg_batch_str(b, f->key_off);
+                if (glob && !strutil_glob(glob, series))
+                    continue;
+                printf("{\"type\":\"forecast\",");
+                s_str("series", series);
+                printf(",\"timestamp\":\"%s\",\"step_s\":%s,\"value\":[",
+                       clock_format(f->ts, ts, sizeof ts),
+                       strutil_dtoa((double)f->step / CLOCK_NS_PER_S, st,
+                                    sizeof st));
+                const double *arr[3] = {f->value, f->lower, f->upper};
+                for (int k = 0; k < 3; k++) {
+                    if (k)
+                        printf("],\"%s\":[", k == 1 ? "lower" : "upper");
+                    for (uint32_t j = 0; j < f->n; j++)
+                        printf("%s%s", j ? "," : "",
+                               strutil_dtoa(arr[k][j], v, sizeof v));
+                }
+                printf("]");
             } else {
                 continue;
             }

@@ -14,16 +14,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import Platform, binary, check, have, main, wait_for  # noqa: E402
 
 
-def record(p, name, t0, values, step=10):
-    data = [{"name": name, "value": v,
-             "timestamp": (t0 + i * step) * 1000}
-            for i, v in enumerate(values)]
-    st, _, body = p.http("POST", "/api/v1/record", {"data": data})
-    check(st == 200, "record %d readings of %s: %s %s" % (len(values), name,
-                                                         st, body))
-
-
-
 def test():
     for d in ("ingestd", "aggd", "anomalyd", "alertd", "apid", "tap"):
         if not have(d):
@@ -45,9 +35,9 @@ def test():
         time.sleep(1.0)  # let the SUB connect (PUB drops until then)
         t0 = 1704067200
         # 10 normal, then 30 breaching (5 minutes), then 5 normal.
-        record(p, "machine.temp", t0, [20.0] * 10)
-        record(p, "machine.temp", t0 + 100, [35.0] * 30)
-        record(p, "machine.temp", t0 + 400, [20.0] * 5)
+        p.record("machine.temp", t0, [20.0] * 10)
+        p.record("machine.temp", t0 + 100, [35.0] * 30)
+        p.record("machine.temp", t0 + 400, [20.0] * 5)
 
         def events():
             with open(tap_out) as f:
@@ -79,7 +69,7 @@ def test():
               "GET /api/rules lists the rule: %s" % body)
 
         # A breach that stays: active in /api/alerts.
-        record(p, "machine.temp", t0 + 1000, [40.0] * 8)
+        p.record("machine.temp", t0 + 1000, [40.0] * 8)
         def active():
             st, _, body = p.http("GET", "/api/alerts")
             return st == 200 and body["alerts"] and body

@@ -332,6 +332,16 @@ class Platform:
             data = json.loads(data)
         return r.status, dict(r.getheaders()), data
 
+    def record(self, name, t0, values, step=10):
+        """POST values of series name to /api/v1/record, one every step
+        seconds from t0 (epoch seconds); a failure unless all 200."""
+        data = [{"name": name, "value": v,
+                 "timestamp": (t0 + i * step) * 1000}
+                for i, v in enumerate(values)]
+        st, _, body = self.http("POST", "/api/v1/record", {"data": data})
+        check(st == 200, "record %d readings of %s: %s %s"
+              % (len(values), name, st, body))
+
 
 def wait_for(fn, what, timeout=20, step=0.1):
     """fn's first true value within timeout seconds, else a failure."""
