@@ -19,6 +19,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* One remembered reading. */
 struct s_kept {
@@ -57,6 +59,7 @@ struct anomaly_store {
     size_t nseries;           /* series in the table */
     size_t kept;              /* readings remembered in total */
     struct s_series *last;    /* series of the last anomaly_store_score */
+    uintptr_t heap_advised;   /* heap (brk) below this is advised */
 };
 
 #define S_SLOTS_MIN 64
@@ -121,6 +124,7 @@ anomaly_store_new(const struct anomaly_conf *conf, size_t keep)
                  : keep > ANOMALY_STORE_KEEP_MAX ? ANOMALY_STORE_KEEP_MAX
                                                  : keep;
     s_grow(self);
+    self->heap_advised = (uintptr_t)sbrk(0);
     return self;
 }
 
@@ -157,6 +161,34 @@ s_keep(anomaly_store_t *self, struct s_series *s, int64_t ts, double value,
     s->head = (s->head + 1) % self->keep;
 }
 
+/* Transparent huge pages for the heap the series live in. Every series
+ * is about 12 KB touched on every reading, 120 MB for 10,000 series, so
+ * with 4 KB pages the first touch of each page (a fault) and the TLB
+ * misses after it are a third of the time of a fresh store (perf,
+ * docs/ANOMALY.md "Throughput"). This kernel gives huge pages only to
+ * memory advised so (THP "madvise" mode): glibc does it when
+ * GLIBC_TUNABLES=glibc.malloc.hugetlb=1 is set at start, which a
+ * process cannot do for itself; so the store advises each stretch of
+ * heap the series grew into (glibc's main heap grows contiguously with
+ * brk; anomalyd_new makes it grow 32 MB at a time, so the 2 MB pages
+ * fit before they are touched). Best effort: an error changes nothing
+ * but speed. */
+static void
+s_heap_advise(anomaly_store_t *self)
+{
+#ifdef MADV_HUGEPAGE
+    uintptr_t top = (uintptr_t)sbrk(0), huge = (uintptr_t)2 << 20;
+    uintptr_t from = (self->heap_advised + huge - 1) & ~(huge - 1);
+    if (top == (uintptr_t)-1 || top < from + huge)
+        return;
+    top &= ~(huge - 1);
+    (void)madvise((void *)from, top - from, MADV_HUGEPAGE);
+    self->heap_advised = top;
+#else
+    (void)self;
+#endif
+}
+
 void
 anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
                     double value, struct anomaly_result *out)
@@ -175,6 +207,7 @@ anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
         sl->s = s;
         if (++self->nseries * 2 > self->nslots)
             s_grow(self);
+        s_heap_advise(self);
     }
     self->last = s;
     anomaly_update(s->det, ts, value, out);

@@ -27,6 +27,7 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -101,6 +102,9 @@ s_detector_conf(const struct anomalyd_conf *conf)
     return ac;
 }
 
+/* Heap growth step (glibc's M_TOP_PAD). */
+#define ANOMALYD_HEAP_STEP (32 << 20)
+
 anomalyd_t *
 anomalyd_new(const struct anomalyd_conf *conf)
 {
@@ -112,6 +116,9 @@ anomalyd_new(const struct anomalyd_conf *conf)
     self->threshold = conf->threshold;
     self->min_score = conf->min_score;
     snprintf(self->producer, sizeof self->producer, "anomalyd.%u", lane);
+    /* The heap grows 32 MB at a time, so the store can advise huge pages
+     * for what the series will grow into (anomaly_store.c). */
+    mallopt(M_TOP_PAD, ANOMALYD_HEAP_STEP);
     self->store = anomaly_store_new(&ac, (size_t)conf->keep);
     if (!self->store) {
         log_warnx("anomalyd: unknown method %s", conf->method);
