@@ -54,29 +54,42 @@ struct s_out {
     int64_t *ts;   /* interval starts, ns */
     double *val;   /* their values */
     uint64_t *cnt; /* their points */
+    json_t **sk;   /* their sketches for apid ("parts"), or NULL */
     size_t n, cap; /* used and allocated */
 };
 
+/* Add a bucket; sk (owned, may be NULL) is its sketch for apid. */
 static void
-s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c)
+s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c, json_t *sk)
 {
     if (o->n == o->cap) {
         o->cap = o->cap ? o->cap * 2 : 256;
         o->ts = xrealloc(o->ts, o->cap * sizeof *o->ts);
         o->val = xrealloc(o->val, o->cap * sizeof *o->val);
         o->cnt = xrealloc(o->cnt, o->cap * sizeof *o->cnt);
+        if (o->sk) {
+            o->sk = xrealloc(o->sk, o->cap * sizeof *o->sk);
+            memset(o->sk + o->n, 0, (o->cap - o->n) * sizeof *o->sk);
+        }
     }
+    if (sk && o->sk == NULL)
+        o->sk = xcalloc(o->cap, sizeof *o->sk);
     o->ts[o->n] = ts;
     o->val[o->n] = v;
+    if (o->sk)
+        o->sk[o->n] = sk;
     o->cnt[o->n++] = c;
 }
 
 static void
 s_out_free(struct s_out *o)
 {
+    for (size_t i = 0; o->sk && i < o->n; i++)
+        json_decref(o->sk[i]);
     free(o->ts);
     free(o->val);
     free(o->cnt);
+    free(o->sk);
     memset(o, 0, sizeof *o);
 }
 
@@ -154,12 +167,17 @@ s_emit(json_t *head, struct s_out *o, json_t **body, struct strbuf *text)
 
     if (text == NULL) {
         json_t *arr = json_array();
-        for (size_t i = 0; i < o->n; i++)
-            json_array_append_new(
-                arr, json_pack("{s:s, s:o, s:I}", "timestamp",
-                               clock_format(o->ts[i], tbuf, sizeof tbuf),
-                               "value", agg_query_num(o->val[i]), "count",
-                               (json_int_t)o->cnt[i]));
+        for (size_t i = 0; i < o->n; i++) {
+            json_t *b = json_pack("{s:s, s:o, s:I}", "timestamp",
+                                  clock_format(o->ts[i], tbuf, sizeof tbuf),
+                                  "value", agg_query_num(o->val[i]), "count",
+                                  (json_int_t)o->cnt[i]);
+            if (o->sk && o->sk[i]) {
+                json_object_set_new(b, "sketch", o->sk[i]);
+                o->sk[i] = NULL;
+            }
+            json_array_append_new(arr, b);
+        }
         json_object_set_new(head, "buckets", arr);
         *body = head;
         s_out_free(o);
@@ -501,6 +519,7 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
         int64_t a = sp->window ? bd[i + 1] - sp->window : bd[i], z = bd[i + 1];
         struct agg_rsum m = {0};
         double value;
+        json_t *part = NULL; /* the bucket's sketch, for apid */
         a = a > sel->start ? a : sel->start;
         z = z < sel->end ? z : sel->end;
         if (a >= z)
@@ -515,10 +534,12 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
                 for (size_t k = 0; k < sp->nk; k++)
                     agg_store_summarize(store, sp->keys[k], a, z, &m, sk);
             value = s_rsum_value(sp->fn, sp->pct, &m, sk);
+            if (sk && m.m.count > 0 && sel->parts)
+                part = agg_sketch_to_json(sk);
             agg_sketch_destroy(&sk);
         }
         if (m.m.count > 0)
-            s_out_add(o, bd[i], value, m.m.count);
+            s_out_add(o, bd[i], value, m.m.count, part);
     }
     s_walk_free(&w);
     free(bd);
@@ -577,7 +598,7 @@ s_raw_steps(agg_store_t *store, const struct agg_query_sel *sel, int64_t step,
             m.m2 += (buf[x] - m.mean) * (buf[x] - m.mean);
         s_out_add(o, b * step,
                   s_bucket_value(fn, pct, buf, c, &m, pts[i].v, pts[j - 1].v),
-                  m.count);
+                  m.count, NULL);
         i = j;
     }
     free(buf);

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #define AGG_QUERY_POINTS_MAX 100000
-#define AGG_QUERY_PCTS_MAX 32
 #define AGG_QUERY_VALUES_MAX 4000000
 
 json_t *
@@ -53,6 +52,8 @@ agg_query_sel(const json_t *req, struct agg_query_sel *sel, json_t **err)
         return -1;
     }
     sel->exact = json_is_true(v);
+    sel->rollups = json_is_true(json_object_get(req, "rollups"));
+    sel->parts = json_is_true(json_object_get(req, "parts"));
     if (sel->start >= sel->end) {
         *err = agg_query_bad("start must be before end", "start");
         return -1;
@@ -130,12 +131,12 @@ agg_query_plan(agg_store_t *store, const struct agg_query_sel *sel,
 
     if (n > 1)
         qsort(*keys, n, sizeof **keys, s_key_cmp);
-    for (size_t i = 0; i < n && pts <= AGG_QUERY_RAW_MAX; i++) {
+    for (size_t i = 0; i < n && !sel->rollups && pts <= AGG_QUERY_RAW_MAX; i++) {
         size_t e = agg_store_raw_estimate(store, (*keys)[i], sel->start,
                                           sel->end);
         pts = e == SIZE_MAX ? SIZE_MAX : pts + e;
     }
-    *raw = sel->exact || pts <= AGG_QUERY_RAW_MAX;
+    *raw = sel->exact || (!sel->rollups && pts <= AGG_QUERY_RAW_MAX);
     return n;
 }
 
@@ -146,26 +147,20 @@ s_time(int64_t ts)
     return json_string(clock_format(ts, tbuf, sizeof tbuf));
 }
 
-/* Statistics from rollups: moments exact up to rounding, percentiles
- * from the merged sketch ("estimated", within relative_error). */
-static json_t *
-s_stats_rollup(agg_store_t *store, const struct agg_query_sel *sel, const char **keys,
-               size_t nk, const double *pcts, size_t npcts)
+json_t *
+agg_query_rollup_body(const char *series, size_t matched,
+                      const struct agg_rsum *sum, const agg_sketch_t *sk,
+                      const double *pcts, size_t npcts)
 {
-    struct agg_rsum sum = {0};
-    agg_sketch_t *sk = agg_sketch_new();
-    json_t *b;
+    json_t *b = json_pack("{s:s, s:I, s:I}", "series", series, "matched",
+                          (json_int_t)matched, "count", (json_int_t)sum->m.count);
     char key[48];
 
-    for (size_t i = 0; i < nk; i++)
-        agg_store_summarize(store, keys[i], sel->start, sel->end, &sum, sk);
-    b = json_pack("{s:s, s:I, s:I}", "series", sel->series, "matched",
-                  (json_int_t)nk, "count", (json_int_t)sum.m.count);
-    json_object_set_new(b, "mean", sum.m.count ? agg_query_num(sum.m.mean) : json_null());
-    json_object_set_new(b, "std", agg_query_num(agg_stats_std(&sum.m)));
-    json_object_set_new(b, "min", sum.m.count ? agg_query_num(sum.m.min) : json_null());
-    json_object_set_new(b, "max", sum.m.count ? agg_query_num(sum.m.max) : json_null());
-    json_object_set_new(b, "sum", agg_query_num(sum.m.sum));
+    json_object_set_new(b, "mean", sum->m.count ? agg_query_num(sum->m.mean) : json_null());
+    json_object_set_new(b, "std", agg_query_num(agg_stats_std(&sum->m)));
+    json_object_set_new(b, "min", sum->m.count ? agg_query_num(sum->m.min) : json_null());
+    json_object_set_new(b, "max", sum->m.count ? agg_query_num(sum->m.max) : json_null());
+    json_object_set_new(b, "sum", agg_query_num(sum->m.sum));
     for (size_t i = 0; i < npcts; i++) {
         s_pct_key(pcts[i], key, sizeof key);
         json_object_set_new(b, key, agg_query_num(agg_sketch_quantile(sk, pcts[i] / 100)));
@@ -173,44 +168,111 @@ s_stats_rollup(agg_store_t *store, const struct agg_query_sel *sel, const char *
     json_object_set_new(b, "estimated", json_true());
     json_object_set_new(b, "relative_error", json_real(AGG_SKETCH_ALPHA));
     json_object_set_new(b, "source", json_string("rollups"));
-    json_object_set_new(b, "first", sum.m.count ? s_time(sum.first_ts) : json_null());
-    json_object_set_new(b, "last", sum.m.count ? s_time(sum.last_ts) : json_null());
-    json_object_set_new(b, "m2", agg_query_num(sum.m.m2));
+    json_object_set_new(b, "first", sum->m.count ? s_time(sum->first_ts) : json_null());
+    json_object_set_new(b, "last", sum->m.count ? s_time(sum->last_ts) : json_null());
+    json_object_set_new(b, "m2", agg_query_num(sum->m.m2));
+    return b;
+}
+
+json_t *
+agg_query_part(const char *key, const struct agg_rsum *r)
+{
+    return json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I}",
+                     "series", key, "count", (json_int_t)r->m.count, "mean",
+                     r->m.mean, "m2", r->m.m2, "sum", r->m.sum, "min", r->m.min,
+                     "max", r->m.max, "first", r->first, "last", r->last,
+                     "first_ts", (json_int_t)r->first_ts, "last_ts",
+                     (json_int_t)r->last_ts);
+}
+
+int
+agg_query_part_parse(const json_t *p, const char **key, struct agg_rsum *r)
+{
+    json_int_t count, fts, lts;
+    json_error_t err;
+
+    memset(r, 0, sizeof *r);
+    if (json_unpack_ex((json_t *)p, &err, JSON_STRICT,
+                       "{s:s, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:F, s:I, s:I}",
+                       "series", key, "count", &count, "mean", &r->m.mean, "m2",
+                       &r->m.m2, "sum", &r->m.sum, "min", &r->m.min, "max",
+                       &r->m.max, "first", &r->first, "last", &r->last,
+                       "first_ts", &fts, "last_ts", &lts) || count < 0)
+        return -1;
+    r->m.count = (uint64_t)count;
+    r->first_ts = fts;
+    r->last_ts = lts;
+    return 0;
+}
+
+/* Statistics from rollups: moments exact up to rounding, percentiles
+ * from the merged sketch ("estimated", within relative_error). Each
+ * series is summed on its own, then the sums in key order, which is what
+ * apid repeats with the parts of several lanes. */
+static json_t *
+s_stats_rollup(agg_store_t *store, const struct agg_query_sel *sel, const char **keys,
+               size_t nk, const double *pcts, size_t npcts)
+{
+    struct agg_rsum sum = {0};
+    agg_sketch_t *sk = agg_sketch_new();
+    json_t *b, *parts = sel->parts ? json_array() : NULL;
+
+    for (size_t i = 0; i < nk; i++) {
+        struct agg_rsum one = {0};
+        agg_store_summarize(store, keys[i], sel->start, sel->end, &one, sk);
+        agg_rsum_merge(&sum, &one);
+        if (parts && one.m.count)
+            json_array_append_new(parts, agg_query_part(keys[i], &one));
+    }
+    b = agg_query_rollup_body(sel->series, nk, &sum, sk, pcts, npcts);
+    if (parts) {
+        json_object_set_new(b, "parts", parts);
+        json_object_set_new(b, "sketch", agg_sketch_to_json(sk));
+    }
     agg_sketch_destroy(&sk);
     return b;
+}
+
+size_t
+agg_query_pcts(const json_t *req, double *pcts, json_t **err)
+{
+    static const double std_pcts[] = {50, 90, 95, 99};
+    const json_t *jp = json_object_get(req, "percentiles"), *x;
+    size_t npcts = 0, i;
+
+    for (i = 0; i < 4; i++)
+        pcts[npcts++] = std_pcts[i];
+    if (jp && !json_is_array(jp)) {
+        *err = agg_query_bad("percentiles must be an array of numbers", "percentiles");
+        return 0;
+    }
+    json_array_foreach(jp, i, x) {
+        double p = json_number_value(x);
+        if (!json_is_number(x) || p < 0 || p > 100 || npcts == AGG_QUERY_PCTS_MAX) {
+            *err = agg_query_bad("percentiles must be numbers in [0, 100] (at most 28)",
+                          "percentiles");
+            return 0;
+        }
+        pcts[npcts++] = p;
+    }
+    return npcts;
 }
 
 static int
 s_stats(agg_store_t *store, const json_t *req, json_t **body)
 {
-    static const double std_pcts[] = {50, 90, 95, 99};
     struct agg_query_sel sel;
     struct agg_view *views;
     struct agg_moments m = {0};
     double pcts[AGG_QUERY_PCTS_MAX], *vals;
-    size_t npcts = 0, nv, n;
+    size_t npcts, nv, n;
     int64_t first = INT64_MAX, last = INT64_MIN;
-    const json_t *jp = json_object_get(req, "percentiles"), *x;
     size_t i;
     char key[48], tbuf[40];
 
-    if (agg_query_sel(req, &sel, body))
+    if (agg_query_sel(req, &sel, body) ||
+        (npcts = agg_query_pcts(req, pcts, body)) == 0)
         return 400;
-    for (i = 0; i < 4; i++)
-        pcts[npcts++] = std_pcts[i];
-    if (jp && !json_is_array(jp)) {
-        *body = agg_query_bad("percentiles must be an array of numbers", "percentiles");
-        return 400;
-    }
-    json_array_foreach(jp, i, x) {
-        double p = json_number_value(x);
-        if (!json_is_number(x) || p < 0 || p > 100 || npcts == AGG_QUERY_PCTS_MAX) {
-            *body = agg_query_bad("percentiles must be numbers in [0, 100] (at most 28)",
-                          "percentiles");
-            return 400;
-        }
-        pcts[npcts++] = p;
-    }
     const char **keys;
     bool raw;
     size_t nk = agg_query_plan(store, &sel, &keys, &raw);

@@ -8,6 +8,8 @@
 #ifndef SP_AGG_QUERY_H
 #define SP_AGG_QUERY_H
 
+#include "aggd/agg_rollup.h"
+#include "aggd/agg_sketch.h"
 #include "aggd/agg_store.h"
 
 #include <jansson.h>
@@ -28,7 +30,32 @@ struct agg_query_sel {
     size_t ntags;                            /* how many */
     int64_t start, end;                      /* [start, end) in ns */
     bool exact;                              /* true forces raw points */
+    bool rollups;                            /* true forces rollups */
+    bool parts;                              /* rollup answers carry the
+                                                mergeable parts (below) */
 };
+
+/* How apid merges lanes' rollup answers (api_lanes.c) exactly as one aggd
+ * answers: with "parts": true (and "rollups": true to take that path
+ * whatever the lane's own point count), a stats answer from rollups
+ * carries "parts", one summary per series in key order (agg_query_part),
+ * and "sketch", the merged DDSketch (agg_sketch_to_json); an aggregate
+ * answer of a percentile carries a "sketch" in each bucket. One aggd sums
+ * the series' summaries in key order too, so the lanes' parts sorted by
+ * key and merged give the same doubles. */
+#define AGG_QUERY_PCTS_MAX 32 /* percentiles of a stats answer, at most */
+/* Percentiles a stats request asks for: p50, p90, p95, p99 then its
+ * "percentiles". Returns how many, or 0 with *err set to a 400 body. */
+size_t agg_query_pcts(const json_t *req, double *pcts, json_t **err);
+/* The stats body of summary sum and sketch sk over matched series. */
+json_t *agg_query_rollup_body(const char *series, size_t matched,
+                              const struct agg_rsum *sum,
+                              const agg_sketch_t *sk, const double *pcts,
+                              size_t npcts);
+/* One series' summary as a part, and back (0, or -1 when p is not one). */
+json_t *agg_query_part(const char *key, const struct agg_rsum *sum);
+int agg_query_part_parse(const json_t *p, const char **key,
+                         struct agg_rsum *sum);
 
 /* Answer req from store: returns the HTTP-style status and sets *body
  * (caller owns). Never fails on bad input: that is a 400 body. */
@@ -39,7 +66,8 @@ int agg_query_answer(agg_store_t *store, const json_t *req, json_t **body);
 int agg_query_reply(agg_store_t *store, const json_t *req, json_t **body,
                     struct strbuf *text);
 
-/* Parse "series", "tags", "start", "end" and "exact" of req. Returns 0, or
+/* Parse "series", "tags", "start", "end", "exact", "rollups" and "parts"
+ * of req. Returns 0, or
  * -1 and sets *err to a 400 body (caller owns). */
 int agg_query_sel(const json_t *req, struct agg_query_sel *sel, json_t **err);
 /* The keys of the selected series in key order (so sums do not depend on

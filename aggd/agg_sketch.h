@@ -14,7 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define AGG_SKETCH_ALPHA 0.01
+/* Bucket indices of a finite double are within +-40,000 at 1 %; the JSON
+ * form refuses indices past this. */
+#define AGG_SKETCH_JSON_MAX 100000
 
 typedef struct agg_sketch agg_sketch_t;
 
@@ -40,6 +45,15 @@ uint64_t agg_sketch_count(const agg_sketch_t *self);
 double agg_sketch_quantile(const agg_sketch_t *self, double q);
 /* Bytes of memory the buckets use. */
 size_t agg_sketch_bytes(const agg_sketch_t *self);
+
+/* The buckets as JSON, compactly, for apid to merge lanes' sketches:
+ * {"zeros": z, "pos": [offset, c0, c1, ...], "neg": [...]}, each store
+ * as the index of its first non-zero bucket then the counts of the
+ * contiguous run up to its last non-zero bucket (empty stores omitted). */
+json_t *agg_sketch_to_json(const agg_sketch_t *self);
+/* Add the buckets of j (agg_sketch_to_json's form) into self. Returns 0,
+ * or -1 when j is not of that form (self then unchanged). */
+int agg_sketch_merge_json(agg_sketch_t *self, const json_t *j);
 
 /* Selftest. */
 void agg_sketch_test(bool verbose);

@@ -7,6 +7,7 @@
  */
 #include "apid/api_lanes.h"
 #include "aggd/agg_query.h"
+#include "aggd/agg_sketch.h"
 #include "aggd/agg_stats.h"
 #include "aggd/agg_store.h"
 #include "common/clock.h"
@@ -321,6 +322,209 @@ s_from_values(const json_t *q, const struct api_lanes_reply *v, size_t n,
     return status;
 }
 
+/* --- rollups and sketches ------------------------------------------------ */
+
+/* Whether one aggd would answer q from rollups, judged from the lanes'
+ * first answers: a lane did (its own points past AGG_QUERY_RAW_MAX, or
+ * thinned by retention), or together they hold more points than that
+ * (one aggd's estimate counts at least these). For stats, and for
+ * percentile aggregates where aggd takes rollups (whole-minute intervals,
+ * time-zone days, rolling windows); never with "exact". */
+static bool
+s_rollups_due(const json_t *q, const struct api_lanes_reply *r, size_t n)
+{
+    const char *op = s_str(q, "op"), *agg;
+    json_int_t pts = 0;
+    int64_t step;
+    double pct;
+
+    if (json_is_true(json_object_get(q, "exact")))
+        return false;
+    if (!strcmp(op, "aggregate")) {
+        agg = json_string_value(json_object_get(q, "aggregation"));
+        if (agg_stats_fn(agg ? agg : "mean", &pct) != AGG_FN_PCT)
+            return false;
+        if (!json_object_get(q, "tz") && !json_object_get(q, "window") &&
+            (clock_parse_duration(s_str(q, "interval"), &step) ||
+             step % (60 * CLOCK_NS_PER_S) != 0))
+            return false;
+    } else if (strcmp(op, "stats")) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        json_t *b;
+        if (r[i].status != 200)
+            continue;
+        if (!strcmp(s_str(r[i].body, "source"), "rollups"))
+            return true;
+        if (!strcmp(op, "stats"))
+            pts += s_int(r[i].body, "count");
+        else
+            json_array_foreach(json_object_get(r[i].body, "buckets"), j, b)
+                pts += s_int(b, "count");
+    }
+    return pts > AGG_QUERY_RAW_MAX;
+}
+
+/* The query every lane answers from rollups with its mergeable parts. */
+static json_t *
+s_rollups_query(const json_t *q)
+{
+    json_t *o = json_deep_copy(q);
+    json_object_del(o, "text"); /* the parts are merged, not relayed */
+    json_object_set_new(o, "rollups", json_true());
+    json_object_set_new(o, "parts", json_true());
+    return o;
+}
+
+static json_t *
+s_bad_lane(void)
+{
+    return rpc_error("bad_lane_answer",
+                     "a lane's rollup answer cannot be merged", "lanes");
+}
+
+struct s_part {
+    const char *key;
+    struct agg_rsum r;
+};
+
+static int
+s_part_cmp(const void *x, const void *y)
+{
+    return strcmp(((const struct s_part *)x)->key,
+                  ((const struct s_part *)y)->key);
+}
+
+/* Stats from the lanes' rollup parts: the per-series summaries merged in
+ * key order and the sketches added bucket by bucket, as one aggd sums. */
+static int
+s_from_parts(const json_t *q, const struct api_lanes_reply *v, size_t n,
+             json_int_t matched, json_t **out)
+{
+    double pcts[AGG_QUERY_PCTS_MAX];
+    size_t npcts = agg_query_pcts(q, pcts, out), total = 0, k = 0;
+    struct agg_rsum sum = {0};
+    agg_sketch_t *sk;
+    struct s_part *pt;
+    bool ok = true;
+
+    if (npcts == 0)
+        return 400;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].status == 200)
+            total += json_array_size(json_object_get(v[i].body, "parts"));
+    pt = xmalloc((total ? total : 1) * sizeof *pt);
+    sk = agg_sketch_new();
+    for (size_t i = 0; i < n && ok; i++) {
+        const json_t *b = v[i].body, *e;
+        json_int_t count = 0;
+        size_t j;
+        if (v[i].status != 200)
+            continue;
+        ok = json_is_array(json_object_get(b, "parts")) &&
+             agg_sketch_merge_json(sk, json_object_get(b, "sketch")) == 0;
+        json_array_foreach(json_object_get(b, "parts"), j, e) {
+            if (!ok || agg_query_part_parse(e, &pt[k].key, &pt[k].r)) {
+                ok = false;
+                break;
+            }
+            count += (json_int_t)pt[k++].r.m.count;
+        }
+        ok = ok && count == s_int(b, "count");
+    }
+    if (ok) {
+        qsort(pt, k, sizeof *pt, s_part_cmp);
+        for (size_t i = 0; i < k; i++)
+            agg_rsum_merge(&sum, &pt[i].r);
+        *out = agg_query_rollup_body(s_str(q, "series"), (size_t)matched, &sum,
+                                     sk, pcts, npcts);
+    } else {
+        *out = s_bad_lane();
+    }
+    free(pt);
+    agg_sketch_destroy(&sk);
+    return ok ? 200 : 502;
+}
+
+struct s_bucket {
+    int64_t ts;
+    const json_t *b;
+};
+
+static int
+s_bucket_cmp(const void *x, const void *y)
+{
+    int64_t a = ((const struct s_bucket *)x)->ts, b = ((const struct s_bucket *)y)->ts;
+    return (a > b) - (a < b);
+}
+
+/* A percentile aggregate from the lanes' bucket sketches: buckets of the
+ * same start add their counts and sketches, and the percentile comes
+ * from the sum, as one aggd's sketch over every series of the bucket. */
+static int
+s_from_sketches(const json_t *q, const struct api_lanes_reply *v, size_t n,
+                json_int_t matched, json_t **out)
+{
+    size_t total = 0, k = 0, f = n;
+    struct s_bucket *bk;
+    json_t *buckets = json_array();
+    double pct = 0;
+    bool ok = true;
+
+    agg_stats_fn(s_str(q, "aggregation"), &pct);
+    for (size_t i = 0; i < n; i++)
+        if (v[i].status == 200) {
+            total += json_array_size(json_object_get(v[i].body, "buckets"));
+            f = f < n ? f : i;
+        }
+    bk = xmalloc((total ? total : 1) * sizeof *bk);
+    for (size_t i = 0; i < n && ok; i++) {
+        size_t j;
+        json_t *e;
+        if (v[i].status != 200)
+            continue;
+        json_array_foreach(json_object_get(v[i].body, "buckets"), j, e) {
+            bk[k].b = e;
+            if (clock_parse_time(s_str(e, "timestamp"), &bk[k++].ts)) {
+                ok = false;
+                break;
+            }
+        }
+    }
+    qsort(bk, ok ? k : 0, sizeof *bk, s_bucket_cmp);
+    for (size_t i = 0; i < k && ok;) {
+        agg_sketch_t *sk = agg_sketch_new();
+        json_int_t count = 0;
+        size_t j = i;
+        for (; j < k && bk[j].ts == bk[i].ts && ok; j++) {
+            count += s_int(bk[j].b, "count");
+            ok = agg_sketch_merge_json(sk, json_object_get(bk[j].b, "sketch")) == 0;
+        }
+        ok = ok && (uint64_t)count == agg_sketch_count(sk);
+        json_array_append_new(
+            buckets, json_pack("{s:O, s:o, s:I}", "timestamp",
+                               json_object_get(bk[i].b, "timestamp"), "value",
+                               agg_query_num(agg_sketch_quantile(sk, pct / 100)),
+                               "count", count));
+        agg_sketch_destroy(&sk);
+        i = j;
+    }
+    free(bk);
+    if (!ok || f == n) {
+        json_decref(buckets);
+        *out = f == n ? rpc_error("not_found", "no lane answered", "series")
+                      : s_bad_lane();
+        return f == n ? 404 : 502;
+    }
+    *out = json_deep_copy(v[f].body);
+    json_object_set_new(*out, "matched", json_integer(matched));
+    json_object_set_new(*out, "count", json_integer((json_int_t)json_array_size(buckets)));
+    json_object_set_new(*out, "buckets", buckets);
+    return 200;
+}
+
 /* --- entry points --------------------------------------------------------- */
 
 bool
@@ -345,6 +549,10 @@ api_lanes_merge(const json_t *query, const struct api_lanes_reply *r,
         if (owner >= 0 && matched == 1) {
             *out = json_incref(r[owner].body);
             return API_LANES_DONE;
+        }
+        if (s_rollups_due(query, r, n)) {
+            *out = s_rollups_query(query);
+            return API_LANES_VALUES;
         }
         if (!strcmp(op, "stats")) {
             json_int_t count = 0;
@@ -415,7 +623,12 @@ api_lanes_finish(const json_t *query, const struct api_lanes_reply *r,
                    : rpc_error("unavailable", "a lane did not answer", "lane");
         return;
     }
-    *status = s_from_values(query, v, n, matched, out);
+    if (!s_rollups_due(query, r, n))
+        *status = s_from_values(query, v, n, matched, out);
+    else if (!strcmp(s_str(query, "op"), "stats"))
+        *status = s_from_parts(query, v, n, matched, out);
+    else
+        *status = s_from_sketches(query, v, n, matched, out);
 }
 
 /* Answer q on the union of the per-lane stores as one store would, and
@@ -540,6 +753,77 @@ api_lanes_test(bool verbose)
         assert(json_array_size(json_object_get(b, "buckets")) == 10);
         json_decref(a);
         json_decref(b);
+    }
+    json_decref(q);
+    /* Past AGG_QUERY_RAW_MAX points in all (each lane under it) and when
+     * asked for, one aggd answers from rollups; the lanes' parts and
+     * sketches merge to that answer to the last bit, percentiles too. */
+    for (int d = 0; d < 12; d++)
+        for (int t = 0; t < 9000; t++) {
+            double x = round(sin(t * 0.013 + d) * 40 + d - 6) * 0.5;
+            snprintf(key, sizeof key, "load{device=d%02d}", d);
+            agg_store_put(lanes[series_lane(key, strlen(key), 4)], key,
+                          (int64_t)t * 10 * CLOCK_NS_PER_S, x);
+            agg_store_put(ref, key, (int64_t)t * 10 * CLOCK_NS_PER_S, x);
+        }
+    {
+        json_t *qs[] = {
+            json_pack("{s:s, s:s, s:[f, f]}", "op", "stats", "series", "load",
+                      "percentiles", 99.9, 0.0),
+            json_pack("{s:s, s:s, s:I, s:I}", "op", "stats", "series", "load",
+                      "start", (json_int_t)3600 * CLOCK_NS_PER_S + 7,
+                      "end", (json_int_t)89990 * CLOCK_NS_PER_S),
+            json_pack("{s:s, s:s, s:b}", "op", "stats", "series", "temp",
+                      "rollups", 1),
+            json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series",
+                      "load", "interval", "15min", "aggregation", "p90"),
+            json_pack("{s:s, s:s, s:s, s:s, s:s}", "op", "aggregate", "series",
+                      "load", "interval", "1h", "aggregation", "p0.5", "window",
+                      "3h")};
+        for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+            json_t *a;
+            assert(agg_query_answer(ref, qs[i], &a) == 200);
+            TEST_STREQ(s_str(a, "source"), "rollups");
+            assert(json_is_true(json_object_get(a, "estimated")));
+            assert(json_is_number(json_object_get(a, "p99")) ||
+                   json_array_size(json_object_get(a, "buckets")) > 10);
+            json_decref(a);
+            /* ... by the rollup round, not by loading values. */
+            struct api_lanes_reply r4[4];
+            json_t *vq;
+            int s;
+            for (int l = 0; l < 4; l++)
+                r4[l].status = agg_query_answer(lanes[l], qs[i], &r4[l].body);
+            assert(api_lanes_merge(qs[i], r4, 4, &s, &vq) == API_LANES_VALUES);
+            assert(json_is_true(json_object_get(vq, "parts")));
+            json_decref(vq);
+            for (int l = 0; l < 4; l++)
+                json_decref(r4[l].body);
+            s_test_same(lanes, 4, ref, qs[i]);
+            json_decref(qs[i]);
+        }
+    }
+    /* A lane whose parts do not add up is refused, not merged. */
+    q = json_pack("{s:s, s:s}", "op", "stats", "series", "load");
+    {
+        struct api_lanes_reply r4[4], v4[4];
+        json_t *vq, *b;
+        int s;
+        for (int i = 0; i < 4; i++)
+            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
+        assert(api_lanes_merge(q, r4, 4, &s, &vq) == API_LANES_VALUES);
+        for (int i = 0; i < 4; i++)
+            v4[i].status = agg_query_answer(lanes[i], vq, &v4[i].body);
+        json_array_remove(json_object_get(v4[1].body, "parts"), 0);
+        api_lanes_finish(q, r4, v4, 4, &s, &b);
+        assert(s == 502);
+        TEST_STREQ(s_str(json_object_get(b, "error"), "code"), "bad_lane_answer");
+        json_decref(b);
+        json_decref(vq);
+        for (int i = 0; i < 4; i++) {
+            json_decref(r4[i].body);
+            json_decref(v4[i].body);
+        }
     }
     json_decref(q);
     /* Listings concatenate in key order; unknown series stay 404. */

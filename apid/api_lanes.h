@@ -8,10 +8,15 @@
  *   the lane that holds it, unchanged. One that matches several asks every
  *   lane for its raw points ("values"), loads them in key order into a
  *   scratch store and runs aggd's own query code on it (a lone aggd would
- *   otherwise sum in its hash table's order). Past API_LANES_VALUES_MAX
- *   points, stats merge each lane's moments with Chan's formulas
- *   (agg_stats_merge) and the percentiles are null: exact ones need the
- *   values, estimated ones the sketches aggd does not keep yet.
+ *   otherwise sum in its hash table's order). When one aggd would answer
+ *   from rollups (a lane did, or the lanes hold more than
+ *   AGG_QUERY_RAW_MAX points together), stats and percentile aggregates
+ *   ask every lane again with "rollups" and "parts" (agg_query.h): the
+ *   per-series summaries are merged in key order and the DDSketches
+ *   added bucket by bucket, so percentiles estimated from rollups are
+ *   the same for any N. Past API_LANES_VALUES_MAX points of raw answers
+ *   (more than 20 lanes), stats merge each lane's moments with Chan's
+ *   formulas (agg_stats_merge) and the percentiles are null.
  * - series, points, anomalies, alerts: concatenated and sorted by series
  *   (anomalies by time, then series), limits applied after the merge.
  * - anything else: the first lane that answers 200 (a query about one
