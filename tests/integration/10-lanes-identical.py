@@ -7,7 +7,12 @@ and 1 beside ingestd and apid, lanes 2 and 3 in a namespace of their own
 behind a veth pair, each lane on its own address. Compared: stats
 (one series, several, tag filters, ranges, custom percentiles),
 aggregation buckets, series listings, exports, anomalies and alerts,
-compared as parsed JSON, doubles to the last bit. The 4-lane run must
+compared as parsed JSON, doubles to the last bit. A second metric of
+108,000 readings (more than aggd's 100,000-point raw limit together,
+about 27,000 per lane) is answered from rollups by one aggd, so its
+stats and percentile aggregates (estimated from DDSketches) are merged
+from the lanes' parts and sketches; Prometheus quantile_over_time and
+quantile across series on every lane are compared too. The 4-lane run must
 also really spread the series: every lane holds some, and each series is
 on lane FNV-1a 64(key) % 4."""
 import json
@@ -17,6 +22,7 @@ import random
 import subprocess
 import sys
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import Failure, Platform, check, have, main  # noqa: E402
@@ -24,6 +30,8 @@ from sp import Failure, Platform, check, have, main  # noqa: E402
 DEVICES = 24
 POINTS = 240
 T0 = 1704067200000  # 2024-01-01T00:00:00Z in ms
+LOAD_SERIES = 40  # "load": 40 series x 2,700 points at 1/min = 108,000
+LOAD_POINTS = 2700
 RULES = ("warm: temperature > 24 for 5m\nhot: temperature > 31\n"
          "latency_high: api.latency > 50\n")
 
@@ -53,7 +61,44 @@ def dataset():
         data.append({"name": "api.latency", "value": round(lat, 2),
                      "timestamp": T0 + t * 60000})
         batches.append({"data": data})
+    # "load": many points, so one aggd answers from rollups.
+    for t0 in range(0, LOAD_POINTS, 50):
+        data = []
+        for t in range(t0, t0 + 50):
+            for d in range(LOAD_SERIES):
+                v = round(30 * math.sin(t / 90.0 + d) + rnd.gauss(0, 5) - 4, 1)
+                data.append({"name": "load", "tags": {"host": "h%02d" % d},
+                             "value": v, "timestamp": T0 + t * 60000})
+        batches.append({"data": data})
     return batches
+
+
+def rollup_queries():
+    """Over "load": every one comes from rollups with N=1."""
+    q = [("GET", "/api/v1/stats/load", None),
+         ("GET", "/api/v1/stats/load?percentiles=99.9,0.5,0,100", None),
+         ("GET", "/api/v1/stats/lo*?start=2024-01-01T00:07:30Z&end=2024-01-02T21:00:00Z", None)]
+    for agg, ival in (("p90", "15min"), ("p99.5", "1h"), ("p50", "1d")):
+        q.append(("POST", "/api/v1/aggregate",
+                  {"metric_name": "load", "interval": ival, "aggregation": agg}))
+    q.append(("POST", "/api/v1/aggregate",
+              {"metric_name": "load", "interval": "1h", "aggregation": "p10",
+               "window": "6h", "start": "2024-01-01T03:00:00Z"}))
+    return q
+
+
+def prom_queries():
+    """PromQL over series on every lane (apid evaluates on merged points)."""
+    at = "&time=%d" % (T0 // 1000 + 239 * 60)
+    rng = "&start=%d&end=%d&step=900" % (T0 // 1000 + 3600, T0 // 1000 + 239 * 60)
+    q = []
+    for e in ("quantile_over_time(0.9, temperature[1h])",
+              "quantile(0.75, quantile_over_time(0.5, temperature[30m]))",
+              "quantile_over_time(0.99, load[2h])"):
+        enc = urllib.parse.quote(e)
+        q.append(("GET", "/api/v1/query?query=" + enc + at, None))
+        q.append(("GET", "/api/v1/query_range?query=" + enc + rng, None))
+    return q
 
 
 def queries():
@@ -87,7 +132,7 @@ def queries():
                "tags": {"site": "s0"}, "start": "2024-01-01T00:30:00Z"}))
     q.append(("POST", "/api/v1/aggregate",
               {"metric_name": "api.latency", "interval": "5min", "aggregation": "p50"}))
-    return q
+    return q + rollup_queries() + prom_queries()
 
 
 def wait_until(p, what, fn, timeout=60):
@@ -143,6 +188,43 @@ def run(lanes, tcp, rules, **kw):
         p.stop()
 
 
+def run_thinned(lanes):
+    """"load" alone, with raw retention of one day: every raw chunk of
+    2024 is dropped, so each lane (and one aggd) answers from rollups
+    whatever its point count, and "values" could not rebuild the range.
+    Returns the answers to rollup_queries()."""
+    p = Platform(daemons=("aggd", "ingestd", "apid"), lanes=lanes, tcp=lanes > 1,
+                 extra={"aggd": ["--checkpoint-mb", "1", "--retention-raw", "1",
+                                 "--compact-every", "1s"]})
+    p.start()
+    try:
+        total = 0
+        for b in dataset():
+            if b["data"][0]["name"] != "load":
+                continue
+            st, _, body = p.http("POST", "/api/v1/record", b)
+            if st != 200 or body["rejected"]:
+                raise Failure("record: %s %s" % (st, body))
+            total += body["accepted"]
+
+        def thinned():
+            st, _, s = p.http("GET", "/stats")
+            a = s["aggd"]
+            each = [l.get("expired_chunks", 0) for l in a.get("lanes", [a])]
+            return (st == 200 and lane_total(a, "points") == 0 and all(each),
+                    (lane_total(a, "points"), each))
+        wait_until(p, "every raw point of every lane dropped by retention", thinned)
+        answers = [(m, path, body and json.dumps(body)) + p.http(m, path, body)[::2]
+                   for m, path, body in rollup_queries()]
+        # The rollups still hold every reading.
+        check(answers[0][3] == 200 and answers[0][4]["count"] == total,
+              "%d lane(s): raw points expired, rollups count %s of %d readings"
+              % (lanes, answers[0][4].get("count"), total))
+        return answers
+    finally:
+        p.stop()
+
+
 def sh(*argv):
     return subprocess.run(list(argv), capture_output=True, text=True).returncode == 0
 
@@ -184,8 +266,28 @@ class TwoHosts:
                 "wrap": {"%s.%d" % (d, l): wrap for d in Platform.LANED for l in (2, 3)}}
 
 
+def estimated(out):
+    """Percentiles of a rollup answer, all numbers (none null)."""
+    if not isinstance(out, dict) or out.get("source") != "rollups" or \
+            out.get("estimated") is not True:
+        return 0
+    if "buckets" in out:
+        vals = [b["value"] for b in out["buckets"]]
+    else:
+        vals = [v for k, v in out.items() if k[:1] == "p" and k[1:2].isdigit()]
+    return len(vals) if vals and all(isinstance(v, float) for v in vals) else 0
+
+
+def prom_points(out):
+    """Samples in a Prometheus answer."""
+    if not isinstance(out, dict) or out.get("status") != "success":
+        return 0
+    res = out["data"]["result"]
+    return sum(len(r.get("values", [])) + ("value" in r) for r in res)
+
+
 def compare(one, other, label):
-    saw = {"anomalies": 0, "alerts": 0, "merged": 0}
+    saw = {"anomalies": 0, "alerts": 0, "merged": 0, "estimated": 0, "prom": 0}
     for a, b in zip(one, other):
         method, path, body, st1, out1 = a
         st4, out4 = b[3], b[4]
@@ -198,6 +300,8 @@ def compare(one, other, label):
             saw["anomalies"] += len(out1.get("anomalies", []))
             saw["alerts"] += len(out1.get("alerts", []))
             saw["merged"] += out1.get("matched", 0) > 1
+            saw["estimated"] += estimated(out1) > 0
+            saw["prom"] += prom_points(out1)
         print("ok: identical with %s (%d): %s" % (label, st1, what))
     return saw
 
@@ -231,6 +335,7 @@ def test():
     # The 4-lane run spread the series over every lane, by FNV-1a 64.
     keys = ["temperature{device=d%02d,site=s%d}" % (d, d % 3) for d in range(DEVICES)]
     keys.append("api.latency")
+    keys += ["load{host=h%02d}" % d for d in range(LOAD_SERIES)]
     want = [0] * 4
     for k in keys:
         want[fnv1a64(k) % 4] += 1
@@ -241,11 +346,23 @@ def test():
     check('sensorpipe_lane_up{daemon="aggd",lane="3"} 1' in metrics4,
           "/metrics reports every lane")
 
+    # Raw points gone (retention), rollups left: the same answers again.
+    thin = compare(run_thinned(1), run_thinned(4), "N=4, raw expired")
+    check(thin["estimated"] == len(rollup_queries()),
+          "after retention, percentiles estimated from rollups compared (%d of %d)"
+          % (thin["estimated"], len(rollup_queries())))
+
     saw = compare(one, four, "N=4 over tcp")
     # The comparison means something only if there was something to compare.
     check(saw["anomalies"] > 0, "anomalies compared (%d)" % saw["anomalies"])
     check(saw["alerts"] > 0, "alerts compared (%d)" % saw["alerts"])
     check(saw["merged"] >= 10, "answers over several series compared (%d)" % saw["merged"])
+    # Every rollup query was answered from rollups with numbers as
+    # percentiles (not null) and merged from several lanes' sketches.
+    check(saw["estimated"] == len(rollup_queries()),
+          "percentiles estimated from rollups compared (%d of %d answers)"
+          % (saw["estimated"], len(rollup_queries())))
+    check(saw["prom"] > 0, "Prometheus quantile samples compared (%d)" % saw["prom"])
 
 
 if __name__ == "__main__":
