@@ -82,8 +82,8 @@ def rollup_queries():
         q.append(("POST", "/api/v1/aggregate",
                   {"metric_name": "load", "interval": ival, "aggregation": agg}))
     q.append(("POST", "/api/v1/aggregate",
-              {"metric_name": "load", "interval": "1h", "aggregation": "p10",
-               "window": "6h", "start": "2024-01-01T03:00:00Z"}))
+              {"metric_name": "load", "interval": "1d", "aggregation": "p10",
+               "tz": "Europe/Berlin", "start": "2024-01-01T03:00:00Z"}))
     return q
 
 
@@ -194,8 +194,8 @@ def run_thinned(lanes):
     whatever its point count, and "values" could not rebuild the range.
     Returns the answers to rollup_queries()."""
     p = Platform(daemons=("aggd", "ingestd", "apid"), lanes=lanes, tcp=lanes > 1,
-                 extra={"aggd": ["--checkpoint-mb", "1", "--retention-raw", "1",
-                                 "--compact-every", "1s"]})
+                 extra={"aggd": ["--checkpoint-mb", "1", "--checkpoint-every", "1s",
+                                 "--retention-raw", "1", "--compact-every", "1s"]})
     p.start()
     try:
         total = 0
