@@ -48,6 +48,7 @@ struct aggd {
     agg_store_t *store;           /* the points */
     agg_wal_t *wal;               /* write-ahead log, or NULL (filter) */
     agg_export_t *export;         /* export to an outside engine, or NULL */
+    agg_export_t *export_rollups; /* its minute rollups, or NULL */
     agg_confirm_t *applied;       /* seqs applied (and in the WAL) */
     agg_confirm_t *inflight;      /* snapshot the fsync in flight covers */
     agg_confirm_t *durable;       /* snapshot the last fsync covered */
@@ -156,6 +157,7 @@ aggd_destroy(aggd_t **self_p)
         return;
     zloop_destroy(&self->loop);
     agg_export_destroy(&self->export);
+    agg_export_destroy(&self->export_rollups);
     zsock_destroy(&self->push);
     zsock_destroy(&self->pub);
     zsock_destroy(&self->router);
@@ -242,17 +244,33 @@ s_on_replay(const void *payload, size_t len, void *arg)
     msg_batch_destroy(&b);
 }
 
-/* Is an export configured? (Selftests leave the string NULL.) */
+/* Is an export configured? (Selftests leave the strings NULL.) */
 static bool
-s_exporting(const aggd_t *self)
+s_exporting(const char *url)
 {
-    return self->conf->export_url && *self->conf->export_url;
+    return url && *url;
+}
+
+/* The oldest WAL segment the exporters still need, at most seg. */
+static uint64_t
+s_export_keep(const aggd_t *self, uint64_t seg)
+{
+    const agg_export_t *e[] = {self->export, self->export_rollups};
+
+    for (int i = 0; i < 2; i++)
+        if (e[i] && agg_export_keep_seg(e[i]) < seg)
+            seg = agg_export_keep_seg(e[i]);
+    return seg;
 }
 
 static int
 s_open_data(aggd_t *self)
 {
-    char dir[EP_MAX], wal[EP_MAX + 8], cursor[EP_MAX + 16];
+    char dir[EP_MAX], wal[EP_MAX + 8], cursor[EP_MAX + 16],
+        rcursor[EP_MAX + 24];
+    const char *url = self->conf->export_url,
+               *rurl = self->conf->export_rollup_url;
+    uint64_t keep;
     int64_t t0 = clock_mono_ns();
     struct agg_ckpt ck;
     int rc;
@@ -273,22 +291,26 @@ s_open_data(aggd_t *self)
         return -1;
     snprintf(wal, sizeof wal, "%s/wal", dir);
     snprintf(cursor, sizeof cursor, "%s/export.cursor", dir);
-    /* The exporter reads the WAL itself: keep what it has not sent. */
-    self->wal = agg_wal_open_keep(wal, ck.wal_seg,
-                                  s_exporting(self)
-                                      ? agg_export_saved_seg(cursor)
-                                      : ck.wal_seg,
-                                  s_on_replay, self);
+    snprintf(rcursor, sizeof rcursor, "%s/export-rollups.cursor", dir);
+    /* The exporters read the WAL themselves: keep what they have not sent. */
+    keep = ck.wal_seg;
+    if (s_exporting(url) && agg_export_saved_seg(cursor) < keep)
+        keep = agg_export_saved_seg(cursor);
+    if (s_exporting(rurl) && agg_export_saved_seg(rcursor) < keep)
+        keep = agg_export_saved_seg(rcursor);
+    self->wal = agg_wal_open_keep(wal, ck.wal_seg, keep, s_on_replay, self);
     if (self->wal == NULL)
         return -1;
     self->durable = agg_confirm_dup(self->applied);
-    if (s_exporting(self)) {
-        self->export = agg_export_new(self->conf->export_url,
-                                      agg_export_format(self->conf->export_format),
-                                      wal, cursor);
-        if (self->export == NULL)
-            return -1;
-    }
+    if (s_exporting(url) &&
+        (self->export = agg_export_new(url, agg_export_format(self->conf->export_format),
+                                       false, 0, wal, cursor)) == NULL)
+        return -1;
+    if (s_exporting(rurl) &&
+        (self->export_rollups = agg_export_new(
+             rurl, agg_export_format(self->conf->export_format), true,
+             self->conf->export_rollup_idle, wal, rcursor)) == NULL)
+        return -1;
     log_info("aggd: loaded %zu chunks (%zu points%s), replayed %llu batches "
              "from %s in %lld ms",
              agg_store_chunks(self->store), agg_store_points(self->store),
@@ -319,9 +341,7 @@ s_checkpoint(aggd_t *self)
         self->wal_broken = true;
         return -1;
     }
-    agg_wal_drop_before(self->wal, self->export && agg_export_keep_seg(self->export) < ck.wal_seg
-                                       ? agg_export_keep_seg(self->export)
-                                       : ck.wal_seg);
+    agg_wal_drop_before(self->wal, s_export_keep(self, ck.wal_seg));
     agg_store_cleanup(self->store);
     self->ckpt_wal = agg_wal_written(self->wal);
     self->checkpoints++;
@@ -495,8 +515,9 @@ s_on_export(zloop_t *loop, zsock_t *sock, void *arg)
     aggd_t *self = arg;
 
     (void)loop;
-    (void)sock;
-    agg_export_recv(self->export);
+    agg_export_recv(self->export && sock == agg_export_sock(self->export)
+                        ? self->export
+                        : self->export_rollups);
     return 0;
 }
 
@@ -632,6 +653,8 @@ s_status(aggd_t *self)
     }
     if (self->export)
         agg_export_status(self->export, j);
+    if (self->export_rollups)
+        agg_export_status(self->export_rollups, j);
     return j;
 }
 
@@ -815,6 +838,9 @@ aggd_run(aggd_t *self)
     zloop_reader(self->loop, agg_wal_sock(self->wal), s_on_synced, self);
     if (self->export)
         zloop_reader(self->loop, agg_export_sock(self->export), s_on_export, self);
+    if (self->export_rollups)
+        zloop_reader(self->loop, agg_export_sock(self->export_rollups),
+                     s_on_export, self);
     zloop_timer(self->loop, AGGD_HEARTBEAT_MS, 0, s_on_heartbeat, self);
     zloop_timer(self->loop, (size_t)(self->conf->ckpt_every / 1000000), 0,
                 s_on_ckpt_timer, self);

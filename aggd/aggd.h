@@ -38,6 +38,8 @@ struct aggd_conf {
     int64_t compact_every; /* ns between retention passes */
     char *export_url;   /* engine insert URL for agg_export, "" = none */
     char *export_format; /* "influx" or "clickhouse" */
+    char *export_rollup_url; /* engine URL for minute rollups, "" = none */
+    int64_t export_rollup_idle; /* ns of quiet WAL that closes old minutes */
     int64_t disk_floor_mb; /* stop taking readings below this much free
                               space on the data disk; 0 = never */
     int64_t hwm;     /* queue limit in batches on every socket */

@@ -42,6 +42,13 @@ static const struct cfg_opt s_opts[] = {
     {"export-url", CFG_STR, offsetof(struct aggd_conf, export_url), "", 0, 0,
      CFG_IMMUTABLE, "export readings to this engine URL (InfluxDB /write?db=.. "
      "or ClickHouse /?query=INSERT..FORMAT JSONEachRow), \"\" = none"},
+    {"export-rollup-url", CFG_STR, offsetof(struct aggd_conf, export_rollup_url),
+     "", 0, 0, CFG_IMMUTABLE, "export closed minute rollups to this engine URL "
+     "(the same InfluxDB URL, or a ClickHouse INSERT into a rollup table), "
+     "\"\" = none"},
+    {"export-rollup-idle", CFG_DURATION, offsetof(struct aggd_conf, export_rollup_idle),
+     "10s", 0.1, 3600, CFG_IMMUTABLE, "a WAL quiet this long closes the minutes "
+     "that ended a minute ago (wall clock) for the rollup export"},
     {"export-format", CFG_STR, offsetof(struct aggd_conf, export_format),
      "influx", 0, 0, CFG_IMMUTABLE, "body of the export: influx or clickhouse"},
     {"disk-floor-mb", CFG_INT, offsetof(struct aggd_conf, disk_floor_mb), "16",

@@ -6,7 +6,11 @@ durable cursor, so nothing is lost while the engine is down.
    ingested while it is up, while it is stopped (aggd retries, keeps its
    WAL across checkpoints, and is itself killed with -9 and restarted
    meanwhile), then after influxd is back: per series, InfluxDB's count
-   and sum equal aggd's, to the last reading.
+   and sum equal aggd's, to the last reading. A second exporter sends
+   minute rollups (--export-rollup-url, measurement NAME_1m) through the
+   same outage and kill -9: per series the minutes' counts and sums add
+   up to aggd's, no reading came late, and one series' minutes (count,
+   sum, min, max, first, last) equal aggd's 1-minute aggregates.
 2. ClickHouse's HTTP insert: Debian's clickhouse-server (18.16) is not
    started here; a recording HTTP server on a loopback port stands in
    and checks the wire form (POST to the configured
@@ -86,6 +90,27 @@ class Influx:
             out["exp_plain"] = (c, sm)
         return out
 
+    def rollups(self):
+        """{series key: (sum of counts, sum of sums, minutes)} of NAME_1m."""
+        out = {}
+        for meas, group in (("exp_1m", ' GROUP BY "dev"'), ("exp_plain_1m", "")):
+            r = self.query('SELECT sum("count"), sum("sum"), count("count") FROM "%s"%s'
+                           % (meas, group))
+            for s in r["results"][0].get("series", []):
+                _, c, sm, n = s["values"][0]
+                key = "exp{dev=%s}" % s["tags"]["dev"] if group else "exp_plain"
+                out[key] = (c, sm, n)
+        return out
+
+    def minutes(self, dev):
+        """[[time ns, count, sum, min, max, first, last]] of one series."""
+        url = ("http://127.0.0.1:%d/query?db=sp&epoch=ns&q=%s"
+               % (self.port, urllib.parse.quote(
+                   'SELECT "count", "sum", "min", "max", "first", "last" FROM '
+                   '"exp_1m" WHERE "dev" = \'%s\'' % dev)))
+        r = json.loads(urllib.request.urlopen(url, timeout=30).read())
+        return r["results"][0]["series"][0]["values"]
+
     def remove(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -99,8 +124,11 @@ def ingest(p, start, n):
         for d in range(DEVICES):
             lines.append("exp,dev=d%d value=%d.25 %d" % (d, i * (d + 1), ts))
         lines.append("exp_plain value=%d.5 %d" % (i, ts))
-    for k in range(0, len(lines), 600):
-        st, _, b = p.http("POST", "/write?precision=ms", "\n".join(lines[k:k + 600]),
+    # 360 lines are one minute of every series: with start a multiple of
+    # 60 each request holds whole minutes, so a pause between two never
+    # splits a minute for the rollup export.
+    for k in range(0, len(lines), 360):
+        st, _, b = p.http("POST", "/write?precision=ms", "\n".join(lines[k:k + 360]),
                           port=p.ingest_port)
         if st != 204:
             raise Failure("write: %s %s" % (st, b))
@@ -143,6 +171,59 @@ def wait_same(p, influx, want_total, timeout=90):
     return mine, theirs
 
 
+def rollups_same(mine, theirs):
+    """aggd's (count, sum) per series against the rollups' sums."""
+    return mine.keys() == theirs.keys() and all(
+        mine[k][0] == theirs[k][0] and
+        abs(mine[k][1] - theirs[k][1]) <= 1e-9 * max(1, abs(mine[k][1]))
+        for k in mine)
+
+
+def check_rollups(p, influx, total):
+    """Every reading in InfluxDB's minute rollups, none late; one series'
+    minutes equal aggd's 1-minute aggregates."""
+    deadline = time.time() + 90
+    mine, theirs = ours(p), {}
+    while time.time() < deadline:
+        try:
+            theirs = influx.rollups()
+        except OSError:
+            theirs = {}
+        if rollups_same(mine, theirs):
+            break
+        time.sleep(0.5)
+    print("aggd:", mine)
+    print("influxdb rollups (count, sum, minutes):", theirs)
+    check(rollups_same(mine, theirs),
+          "InfluxDB's minute rollups add up to aggd's count and sum per series: "
+          "%d of %d readings" % (sum(v[0] for v in theirs.values()), total))
+    check(all(v[2] == (total // (DEVICES + 1) + 59) // 60 for v in theirs.values()),
+          "one rollup per series per minute (%s)" % sorted({v[2] for v in theirs.values()}))
+    s = agg_status(p)
+    check(s.get("export_rollup_late") == 0 and s.get("export_rollup_minutes", 0) > 0,
+          "no reading came after its minute closed (late %s, minutes sent %s)"
+          % (s.get("export_rollup_late"), s.get("export_rollup_minutes")))
+    want = {}
+    for f in ("count", "sum", "min", "max", "first", "last"):
+        st, _, b = p.http("POST", "/api/v1/aggregate",
+                          {"metric_name": "exp", "tags": {"dev": "d3"},
+                           "interval": "1min", "aggregation": f, "exact": True})
+        for bk in b["buckets"]:
+            want.setdefault(bk["timestamp"], {})[f] = bk["value"]
+    got = influx.minutes("d3")
+    ok = len(got) == len(want)
+    for row in got:
+        t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(row[0] // 10**9))
+        w = want.get(t, {})
+        vals = dict(zip(("count", "sum", "min", "max", "first", "last"), row[1:]))
+        if set(w) != set(vals) or any(abs(vals[k] - w[k]) > 1e-9 * max(1, abs(w[k]))
+                                      for k in w):
+            print("minute %s: influx %s, aggd %s" % (t, vals, w))
+            ok = False
+    check(ok, "exp{dev=d3}: %d minutes of count, sum, min, max, first and last "
+          "equal aggd's 1-minute aggregates" % len(got))
+
+
 def test_influx():
     influx = Influx()
     influx.start()
@@ -151,19 +232,21 @@ def test_influx():
         timeout=30).read()
     url = "http://127.0.0.1:%d/write?db=sp&precision=ns" % influx.port
     p = Platform(daemons=("aggd", "ingestd", "apid"),
-                 extra={"aggd": ["--export-url", url, "--checkpoint-mb", "1"]})
+                 extra={"aggd": ["--export-url", url, "--checkpoint-mb", "1",
+                                 "--export-rollup-url", url,
+                                 "--export-rollup-idle", "2s"]})
     try:
         p.start()
         per = DEVICES + 1
-        ingest(p, 0, 2000)
-        mine, theirs = wait_same(p, influx, 2000 * per)
+        ingest(p, 0, 1980)
+        mine, theirs = wait_same(p, influx, 1980 * per)
         check(same(mine, theirs), "InfluxDB holds what aggd holds: %d series, "
-              "%d readings (count and sum per series)" % (len(mine), 2000 * per))
+              "%d readings (count and sum per series)" % (len(mine), 1980 * per))
 
         influx.stop()
         # Enough to pass --checkpoint-mb 1 of WAL (about 22 bytes a
         # reading since batches carry each series key once).
-        ingest(p, 2000, 12000)
+        ingest(p, 1980, 12000)
         deadline = time.time() + 30
         while time.time() < deadline and (agg_status(p).get("export_failures", 0) == 0
                                           or agg_status(p).get("checkpoints", 0) == 0):
@@ -184,7 +267,7 @@ def test_influx():
         p.procs["aggd"].wait()
         del p.procs["aggd"]
         p.start_one("aggd")
-        ingest(p, 14000, 1000)
+        ingest(p, 13980, 1020)
         influx.start()
         mine, theirs = wait_same(p, influx, 15000 * per, timeout=180)
         print("aggd:", mine)
@@ -199,6 +282,7 @@ def test_influx():
         print("aggd export counters:", {k: v for k, v in s.items() if k.startswith("export")})
         check(s.get("export_readings", 0) > 0 and s.get("export_rejected") == 0,
               "nothing refused by the engine")
+        check_rollups(p, influx, 15000 * per)
     finally:
         try:
             p.stop()
