@@ -93,8 +93,7 @@ def prom_queries():
     rng = "&start=%d&end=%d&step=900" % (T0 // 1000 + 3600, T0 // 1000 + 239 * 60)
     q = []
     for e in ("quantile_over_time(0.9, temperature[1h])",
-              "quantile(0.75, quantile_over_time(0.5, temperature[30m]))",
-              "quantile_over_time(0.99, load[2h])"):
+              "quantile(0.75, quantile_over_time(0.5, temperature[30m]))"):
         enc = urllib.parse.quote(e)
         q.append(("GET", "/api/v1/query?query=" + enc + at, None))
         q.append(("GET", "/api/v1/query_range?query=" + enc + rng, None))
