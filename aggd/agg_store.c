@@ -1221,6 +1221,16 @@ s_rewrite(agg_store_t *self, const char *kind, uint64_t gen, uint64_t *len)
     return fd;
 }
 
+void
+agg_store_retry(agg_store_t *self)
+{
+    if (!self->io_failed)
+        return;
+    self->io_failed = false;
+    self->chunk_rewrite = true;
+    self->rollup_rewrite = true;
+}
+
 int
 agg_store_sync(agg_store_t *self, struct agg_store_files *files)
 {

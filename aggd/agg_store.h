@@ -126,6 +126,11 @@ size_t agg_store_rollup_bytes(const agg_store_t *self);
 
 /* Seal every non-empty head (a checkpoint). */
 void agg_store_seal_all(agg_store_t *self);
+/* After a failed write (every later one is refused): forget the failure
+ * and write whole new generations of the chunk and rollup files from
+ * memory at the next agg_store_sync, so nothing the failed writes cut
+ * back is missing (aggd's mending of a full disk). */
+void agg_store_retry(agg_store_t *self);
 /* Write the changed rollups (or new generations, after retention) and
  * fsync the files. Returns 0 and fills *files with what is durable, or -1
  * (logged) after any write or fsync failure. An in-memory store answers 0

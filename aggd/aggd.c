@@ -34,6 +34,7 @@
 #include <sys/statvfs.h>
 
 #define AGGD_HEARTBEAT_MS 1000
+#define AGGD_RECOVER_NS (2 * CLOCK_NS_PER_S) /* retry a broken WAL this often */
 #define AGGD_BURST 256 /* batches read per wake-up, at most */
 
 struct aggd {
@@ -54,6 +55,8 @@ struct aggd {
     agg_confirm_t *durable;       /* snapshot the last fsync covered */
     char *datadir;                /* data directory, {lane} expanded */
     bool wal_broken;              /* a WAL write or fsync failed */
+    int64_t recover_at;           /* mono ns of the last try to mend it */
+    uint64_t wal_recoveries;      /* checkpoints that mended it */
     uint64_t confirm_seq;         /* confirm batches sent */
     uint64_t dup_batches;         /* resent batches skipped */
     uint64_t gap_batches;         /* batches applied after a seq gap */
@@ -336,8 +339,8 @@ s_checkpoint(aggd_t *self)
     if (agg_store_sync(self->store, &ck.files) == -1 ||
         (ck.wal_seg = agg_wal_rotate(self->wal)) == UINT64_MAX ||
         agg_ckpt_write(self->datadir, &ck, self->applied) == -1) {
-        log_err("aggd: checkpoint failed; no more confirmations until "
-                "restart");
+        log_err("aggd: checkpoint failed; no more confirmations until a "
+                "checkpoint succeeds (retried while the disk has room)");
         self->wal_broken = true;
         return -1;
     }
@@ -465,7 +468,8 @@ s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
         /* The kernel may have dropped the dirty pages: nothing written
          * since the last good fsync can be trusted. Stop confirming;
          * a restart replays what the log really holds. */
-        log_err("aggd: WAL fsync failed; no more confirmations until restart");
+        log_err("aggd: WAL fsync failed; no more confirmations until a "
+                "checkpoint succeeds (retried while the disk has room)");
         self->wal_broken = true;
         return 0;
     }
@@ -509,6 +513,31 @@ s_check_disk(aggd_t *self)
     }
 }
 
+/* After a failed WAL write, fsync or checkpoint nothing since the last
+ * good fsync is known durable, and nothing is confirmed. Once the disk is
+ * above the floor again, a checkpoint writes everything applied (also
+ * the batches the WAL missed) to chunk files and starts a new WAL
+ * segment; when it succeeds, all of that is durable and confirmations
+ * resume. Tried from the heartbeat, at most every AGGD_RECOVER_NS. */
+static void
+s_recover(aggd_t *self)
+{
+    int64_t now = clock_mono_ns();
+
+    if (!self->wal_broken || self->wal == NULL || self->disk_low ||
+        now - self->recover_at < AGGD_RECOVER_NS || agg_wal_sync_busy(self->wal))
+        return;
+    self->recover_at = now;
+    self->wal_broken = false;
+    agg_store_retry(self->store);
+    if (s_checkpoint(self) == -1)
+        return; /* broken again, logged */
+    self->wal_recoveries++;
+    log_info("aggd: checkpoint after the WAL failure succeeded: everything "
+             "applied is durable, confirmations resume");
+    s_send_confirm(self);
+}
+
 static int
 s_on_export(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -529,6 +558,7 @@ s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
     (void)loop;
     (void)timer_id;
     s_check_disk(self);
+    s_recover(self);
     s_send_confirm(self);
     return 0;
 }
@@ -560,7 +590,8 @@ s_pull_one(aggd_t *self, zsock_t *sock)
     }
     if (self->wal && !self->wal_broken &&
         agg_wal_append(self->wal, zframe_data(body), zframe_size(body)) == -1) {
-        log_err("aggd: WAL write failed; no more confirmations until restart");
+        log_err("aggd: WAL write failed; no more confirmations until a "
+                "checkpoint succeeds (retried while the disk has room)");
         self->wal_broken = true;
     }
     zmsg_destroy(&m);
@@ -637,6 +668,7 @@ s_status(aggd_t *self)
     json_object_set_new(j, "replayed_batches", json_integer((json_int_t)self->replayed));
     json_object_set_new(j, "confirms_sent", json_integer((json_int_t)self->confirm_seq));
     json_object_set_new(j, "wal_broken", json_boolean(self->wal_broken));
+    json_object_set_new(j, "wal_recoveries", json_integer((json_int_t)self->wal_recoveries));
     json_object_set_new(j, "chunks", json_integer((json_int_t)agg_store_chunks(self->store)));
     json_object_set_new(j, "chunk_bytes", json_integer((json_int_t)agg_store_chunk_bytes(self->store)));
     json_object_set_new(j, "head_points", json_integer((json_int_t)agg_store_head_points(self->store)));
