@@ -468,14 +468,26 @@ def test_clickhouse_real():
                              "count() AS n FROM sp.rollups FINAL GROUP BY series"):
                 roll[r["series"]] = (int(r["c"]), r["s"], int(r["n"]))
             return out, roll
-        mine = ours(p)
         deadline = time.time() + 90
-        got, roll = {}, {}
+        got, roll, mine = {}, {}, {}
         while time.time() < deadline:
+            mine = ours(p)
             got, roll = theirs()
-            if same(mine, got) and rollups_same(mine, roll):
+            if sum(c for c, _ in mine.values()) == total and same(mine, got) \
+                    and rollups_same(mine, roll):
                 break
             time.sleep(0.5)
+        if not rollups_same(mine, roll):
+            print("exp_plain minutes (ts, count; FINAL then all rows):",
+                  [(r["ts"], r["count"]) for r in ch.rows(
+                      "SELECT ts, count FROM sp.rollups FINAL WHERE series = "
+                      "'exp_plain' ORDER BY ts")],
+                  [(r["ts"], r["count"]) for r in ch.rows(
+                      "SELECT ts, count FROM sp.rollups WHERE series = "
+                      "'exp_plain' ORDER BY ts")])
+            print("".join(ln + "\n" for ln in p.log("aggd").splitlines()
+                          if "export" in ln))
+            print({k: v for k, v in agg_status(p).items() if k.startswith("export")})
         print("aggd:", mine)
         print("clickhouse readings:", got)
         print("clickhouse rollups (count, sum, minutes):", roll)
