@@ -16,5 +16,16 @@ if [ "$(id -u)" != 0 ]; then
     echo "install-deps: not root; run: sudo apt-get install -y$missing" >&2
     exit 1
 fi
-apt-get update -qq || exit 1
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing || exit 1
+# mosquitto, influxdb, prometheus and clickhouse-server come with services
+# that would start on their well-known ports; make run and the tests start
+# their own on loopback, so keep the packages' services from starting
+# (policy-rc.d, Debian's way), unless the machine already has a policy.
+policy=/usr/sbin/policy-rc.d
+ours=""
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && ours=1
+fi
+rc=0
+apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing || rc=1
+[ -n "$ours" ] && rm -f "$policy"
+exit $rc
