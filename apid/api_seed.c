@@ -227,14 +227,57 @@ s_route_series(apid_t *self, http_req_t *req, int op_points, const char *series)
     apid_relay(self, req, APID_BK_AGGD, q);
 }
 
-/* alertd's alert list, narrowed to the caller's tenant. */
+/* GET /api/alerts?limit=&offset=: the page of ?limit= (1..1000, default
+ * 1000) from ?offset= (default 0). Returns 0, or -1 (after a 400 when
+ * reply). */
+#define S_ALERTS_MAX 1000
+static int
+s_alerts_page(http_req_t *req, bool reply, long long *limit, long long *offset)
+{
+    static const char *names[] = {"limit", "offset"};
+    long long *out[] = {limit, offset}, def[] = {S_ALERTS_MAX, 0},
+              min[] = {1, 0}, max[] = {S_ALERTS_MAX, INT32_MAX};
+
+    for (int i = 0; i < 2; i++) {
+        const char *v = http_req_arg(req, names[i]);
+        *out[i] = def[i];
+        if (v && strutil_toll(v, min[i], max[i], out[i])) {
+            if (reply)
+                http_req_reply_error(req, 400, "bad_request",
+                                     i ? "offset must be an integer >= 0"
+                                       : "limit must be 1..1000", names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* alertd's alert list, narrowed to the caller's tenant, one page of it
+ * (in alertd's order: series, then rule) with the total. */
 static void
 s_on_alerts(apid_t *self, http_req_t *req, int status, json_t *body,
             void *arg)
 {
-    if (status == 200)
-        api_tenant_filter(api_auth_tenant(req),
-                          json_object_get(body, "alerts"));
+    json_t *all, *page;
+    long long limit, offset;
+    size_t total;
+
+    (void)self;
+    (void)arg;
+    if (status != 200 || !json_is_array(all = json_object_get(body, "alerts")) ||
+        s_alerts_page(req, false, &limit, &offset)) {
+        http_req_reply_json(req, status, body);
+        return;
+    }
+    api_tenant_filter(api_auth_tenant(req), all);
+    total = json_array_size(all);
+    page = json_array();
+    for (size_t i = (size_t)offset; i < total && i < (size_t)(offset + limit); i++)
+        json_array_append(page, json_array_get(all, i));
+    json_object_set_new(body, "alerts", page);
+    json_object_set_new(body, "total", json_integer((json_int_t)total));
+    json_object_set_new(body, "limit", json_integer(limit));
+    json_object_set_new(body, "offset", json_integer(offset));
     http_req_reply_json(req, status, body);
 }
 
@@ -285,7 +328,8 @@ api_seed_route(apid_t *self, http_req_t *req)
         if (apid_method(req, "GET"))
             s_route_series(self, req, 0, m ? m : "*");
     } else if (!strcmp(path, "/api/alerts")) {
-        if (apid_method(req, "GET"))
+        long long limit, offset;
+        if (apid_method(req, "GET") && s_alerts_page(req, true, &limit, &offset) == 0)
             apid_ask(self, req, APID_BK_ALERTD, json_pack("{s:s}", "op", "alerts"),
                      s_on_alerts, NULL);
     } else {

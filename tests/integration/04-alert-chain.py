@@ -77,6 +77,15 @@ def test():
         a = body["alerts"][0]
         check(a["state"] == "firing" and a["severity"] == "critical" and
               a["scope"] == "machine.temp", "the firing alert: %s" % a)
+        check(body["total"] == 1 and body["limit"] == 1000 and
+              body["offset"] == 0, "the page says total, limit, offset: %s" % body)
+        st, _, body = p.http("GET", "/api/alerts?limit=1&offset=1")
+        check(st == 200 and body["alerts"] == [] and body["total"] == 1,
+              "GET /api/alerts?offset=1: past the one alert: %s" % body)
+        for bad in ("limit=0", "limit=1001", "offset=-1", "offset=x"):
+            st, _, body = p.http("GET", "/api/alerts?" + bad)
+            check(st == 400 and body["error"]["where"] == bad.split("=")[0],
+                  "GET /api/alerts?%s: 400 naming it: %s" % (bad, body))
 
         # SIGHUP: a broken file is refused whole, a good one applies.
         with open(rules, "w") as f:
