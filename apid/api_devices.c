@@ -12,6 +12,8 @@
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/quota.h"
+#include "common/rpc.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -42,6 +44,7 @@ struct api_devices {
     int64_t offline_after; /* ns of silence before offline; 0 = never */
     int64_t heartbeat_ns;  /* heartbeats recorded at most this often */
     int64_t next_stale;    /* wall ns of the next look for silent devices */
+    quota_t *quota;        /* --quotas: devices per tenant */
 };
 
 static void s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len);
@@ -96,6 +99,13 @@ api_devices_create(apid_t *apid)
     if (self->store == NULL)
         goto fail;
     dev_store_observe(self->store, s_on_change, self);
+    {
+        char err[512];
+        if ((self->quota = quota_new(conf->quotas, err, sizeof err)) == NULL) {
+            log_warnx("devices: quotas: %s", err);
+            goto fail;
+        }
+    }
     if (conf->mqtt_auth && *conf->mqtt_auth) {
         self->mqtt_dir = conf->mqtt_auth;
         self->pidfile = conf->mqtt_pidfile ? conf->mqtt_pidfile : "";
@@ -124,6 +134,7 @@ api_devices_create(apid_t *apid)
 fail:
     dev_jobs_destroy(&self->jobs);
     dev_store_destroy(&self->store);
+    quota_destroy(&self->quota);
     free(self);
     return NULL;
 }
@@ -140,6 +151,7 @@ api_devices_destroy(void **state_p)
     dev_mqtt_destroy(&self->mqtt);
     dev_jobs_destroy(&self->jobs);
     dev_store_destroy(&self->store);
+    quota_destroy(&self->quota);
     free(self);
     *state_p = NULL;
 }
@@ -259,18 +271,22 @@ s_issue(struct api_devices *self, http_req_t *req, const char *id, json_t *out)
 
 /* --- routes ---------------------------------------------------------------- */
 
-/* Would registering id take the caller's tenant past --tenant-devices
- * (devices not decommissioned)? Replies 403 quota_exceeded when it would. */
+/* Would registering id take the caller's tenant past its devices quota
+ * (--quotas, else --tenant-devices; devices not decommissioned)? Replies
+ * 403 quota_exceeded when it would. */
 static bool
 s_over_quota(struct api_devices *self, http_req_t *req, const char *id)
 {
     const struct apid_conf *conf = apid_config(self->apid);
     struct dev_filter f = {0};
-    int64_t total = 0;
-    json_t *cur, *list;
-    char msg[128];
+    int64_t total = 0, limit;
+    json_t *cur, *list, *e;
+    char msg[160];
 
-    if (conf->tenant_devices <= 0)
+    quota_refresh(self->quota, clock_mono_ns());
+    limit = (int64_t)quota_limit(self->quota, api_auth_tenant(req), "devices",
+                                 (double)conf->tenant_devices);
+    if (limit <= 0)
         return false;
     if ((cur = dev_store_get(self->store, api_auth_tenant(req), id))) {
         json_decref(cur); /* registering it again: the registry says 409 */
@@ -278,11 +294,13 @@ s_over_quota(struct api_devices *self, http_req_t *req, const char *id)
     }
     list = dev_store_list(self->store, api_auth_tenant(req), &f, 1, 0, &total);
     json_decref(list);
-    if (total < conf->tenant_devices)
+    if (total < limit)
         return false;
-    snprintf(msg, sizeof msg, "the tenant has its %lld devices (--tenant-devices); "
-             "decommission one first", (long long)conf->tenant_devices);
-    http_req_reply_error(req, 403, "quota_exceeded", msg, "deviceId");
+    snprintf(msg, sizeof msg, "the tenant has its %lld devices (its devices quota); "
+             "decommission one first", (long long)limit);
+    e = rpc_error("quota_exceeded", msg, "deviceId");
+    json_object_set_new(json_object_get(e, "error"), "quota", json_string("devices"));
+    http_req_reply_json(req, 403, e);
     return true;
 }
 

@@ -49,6 +49,7 @@ struct apid_conf {
     char *jwt_role_claim;   /* claim (dotted path) naming the role(s) */
     int64_t session_ttl; /* ns a dashboard login lasts */
     int64_t tenant_devices; /* devices per tenant (not decommissioned); 0 = any */
+    char *quotas;     /* per-tenant quotas file (common/quota.h); "" = none */
     char *tls_cert;   /* PEM certificate chain: HTTPS; "" = plain HTTP */
     char *tls_key;    /* its private key */
 };

@@ -80,6 +80,9 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "PEM private key of --tls-cert"},
     {"tenant-devices", CFG_INT, offsetof(struct apid_conf, tenant_devices), "0",
      0, 100000000, 0, "devices a tenant may register (not decommissioned); 0 = no limit"},
+    {"quotas", CFG_STR, offsetof(struct apid_conf, quotas), "", 0, 0, CFG_IMMUTABLE,
+     "JSON file of per-tenant quotas (devices here; ingestd: rate, series) over "
+     "--tenant-devices; re-read when it changes"},
     {"session-ttl", CFG_DURATION, offsetof(struct apid_conf, session_ttl), "12h",
      1, 86400 * 30, CFG_IMMUTABLE, "how long a dashboard login lasts"},
 };

@@ -5,6 +5,7 @@
 #include "ingestd/ingest_mqspool.h"
 #include "ingestd/ingest_mqtt.h"
 #include "ingestd/ingest_parse.h"
+#include "ingestd/ingest_quota.h"
 #include "ingestd/ingest_spool.h"
 #include "common/apikey.h"
 #include "common/bucket.h"
@@ -77,9 +78,10 @@ struct ingestd {
     char spool_dir[1024];            /* our spool directory */
     msg_batch_t *mqtt_batch;         /* MQTT readings not spooled yet */
     msg_batch_t *mqtt_one;           /* one message's readings (quotas) */
-    bucket_t *tenant_rate;           /* readings per tenant */
+    ingest_quota_t *quota;           /* per-tenant rate and series limits */
     apikey_t *keys;                  /* keys for the own port, or NULL */
-    uint64_t over_quota;             /* readings refused by --tenant-rate */
+    uint64_t over_quota;             /* readings refused by a tenant quota */
+    uint64_t over_series;            /* of them, for the series quota */
     struct ratelimit rl_quota;       /* complaints about it */
     int mqtt_timer;                  /* pending spool of mqtt_batch, or -1 */
     uint64_t mqtt_bad;               /* payloads refused */
@@ -145,7 +147,6 @@ ingestd_new(const struct ingestd_conf *conf)
     self->loop = zloop_new();
     self->http_rate = bucket_new(conf->rate, conf->rate * 2);
     self->device_rate = bucket_new(conf->device_rate, conf->device_rate * 2);
-    self->tenant_rate = bucket_new(conf->tenant_rate, conf->tenant_rate * 2);
     self->mqtt_one = msg_batch_new(MSG_TYPE_READINGS);
     if (((conf->keys && *conf->keys) || (conf->keys_db && *conf->keys_db)) &&
         (self->keys = apikey_new(conf->keys, conf->keys_db)) == NULL)
@@ -186,6 +187,17 @@ ingestd_new(const struct ingestd_conf *conf)
             goto fail;
         }
     }
+    {
+        char state[1100], err[512];
+        snprintf(state, sizeof state, "%s%s", self->spool_dir,
+                 *self->spool_dir ? "/series.quota" : "");
+        self->quota = ingest_quota_new(conf->quotas, conf->tenant_rate,
+                                       conf->tenant_series, state, err, sizeof err);
+        if (self->quota == NULL) {
+            log_warnx("ingestd: quotas: %s", err);
+            goto fail;
+        }
+    }
     return self;
 fail:
     ingestd_destroy(&self);
@@ -207,7 +219,7 @@ ingestd_destroy(ingestd_t **self_p)
     ingest_mqspool_destroy(&self->mqspool);
     bucket_destroy(&self->http_rate);
     bucket_destroy(&self->device_rate);
-    bucket_destroy(&self->tenant_rate);
+    ingest_quota_destroy(&self->quota);
     apikey_destroy(&self->keys);
     msg_batch_destroy(&self->mqtt_batch);
     msg_batch_destroy(&self->mqtt_one);
@@ -425,28 +437,22 @@ s_spool(ingestd_t *self, msg_batch_t *b)
     return 0;
 }
 
-/* Count n readings of tenant against --tenant-rate. Returns 0 when
- * allowed, the seconds to wait when over the rate, or -1 when n is more
- * than the burst (2 s of the rate), which no wait would allow. */
+/* Count batch b of tenant against its quotas (ingest_quota.h). Returns 0
+ * when it may pass, else -1 with *r saying why (counted and logged). */
 static int
-s_quota(ingestd_t *self, const char *tenant, size_t n)
+s_quota(ingestd_t *self, const char *tenant, const msg_batch_t *b,
+        struct ingest_quota_refusal *r)
 {
-    int wait;
-
-    if (self->conf->tenant_rate <= 0)
+    if (ingest_quota_take(self->quota, tenant, b, clock_mono_ns(), r) == 0)
         return 0;
-    if ((double)n > self->conf->tenant_rate * 2)
-        wait = -1;
-    else
-        wait = bucket_take(self->tenant_rate, tenant, (double)n, clock_mono_ns());
-    if (wait != 0) {
-        self->over_quota += n;
-        if (ratelimit_complain(&self->rl_quota))
-            log_warnx("ingestd: tenant %s is over --tenant-rate; refusing its "
-                      "readings (%llu refused so far)", tenant,
-                      (unsigned long long)self->over_quota);
-    }
-    return wait;
+    self->over_quota += msg_batch_size(b);
+    if (!strcmp(r->where, "series"))
+        self->over_series += msg_batch_size(b);
+    if (ratelimit_complain(&self->rl_quota))
+        log_warnx("ingestd: tenant %s is over its %s quota; refusing its "
+                  "readings (%llu refused so far)", tenant, r->where,
+                  (unsigned long long)self->over_quota);
+    return -1;
 }
 
 /* Parse and spool; the answer is due after the next commit when
@@ -459,7 +465,8 @@ s_ingest(ingestd_t *self, int form, const char *body, size_t len,
     msg_batch_t *b;
     struct ingest_report r;
     int64_t prec = ingest_parse_precision(precision);
-    int status, retry;
+    struct ingest_quota_refusal q;
+    int status;
 
     *durable_wait = false;
     self->requests++;
@@ -487,19 +494,16 @@ s_ingest(ingestd_t *self, int form, const char *body, size_t len,
     self->rejected += r.rejected;
     status = ingest_parse_reply(form, &r, reply);
     ingest_parse_report_clear(&r);
-    if (msg_batch_size(b) > 0 && (retry = s_quota(self, tenant, msg_batch_size(b)))) {
+    if (msg_batch_size(b) > 0 && s_quota(self, tenant, b, &q)) {
         msg_batch_destroy(&b);
         json_decref(*reply);
-        *reply = rpc_error("quota_exceeded",
-                           retry < 0 ? "more readings in one request than the "
-                                       "tenant's burst (2 s of --tenant-rate)"
-                                     : "the tenant is over its ingest rate "
-                                       "(--tenant-rate); retry after the given "
-                                       "seconds",
-                           "tenant");
-        json_object_set_new(json_object_get(*reply, "error"), "retry_after",
-                            json_integer(retry < 0 ? 1 : retry));
-        return retry < 0 ? 413 : 429;
+        *reply = rpc_error("quota_exceeded", q.message, q.where);
+        json_object_set_new(json_object_get(*reply, "error"), "quota",
+                            json_string(q.where));
+        if (q.retry_after)
+            json_object_set_new(json_object_get(*reply, "error"), "retry_after",
+                                json_integer(q.retry_after));
+        return q.status;
     }
     if (msg_batch_size(b) > 0) {
         if (s_spool(self, b) == -1) {
@@ -642,19 +646,25 @@ s_on_mqtt(const char *tenant, const char *device, const void *payload,
                               "\"where\":\"device\"}}");
         return;
     }
-    /* With a tenant rate, a message's readings are counted before they
+    /* With a tenant quota, a message's readings are counted before they
      * join the batch, and refused together. */
-    msg_batch_t *into = self->conf->tenant_rate > 0 ? self->mqtt_one : self->mqtt_batch;
+    msg_batch_t *into = ingest_quota_on(self->quota) ? self->mqtt_one : self->mqtt_batch;
     msg_batch_reset(self->mqtt_one);
     ingest_parse_mqtt(tenant, device, payload, len, clock_now_ns(), into, &r);
     if (into == self->mqtt_one && msg_batch_size(into) > 0) {
-        if (s_quota(self, tenant, msg_batch_size(into)) != 0) {
+        struct ingest_quota_refusal q;
+        if (s_quota(self, tenant, into, &q) != 0) {
             msg_batch_reset(into);
-            if (self->mqtt)
-                ingest_mqtt_error(self->mqtt, tenant, device,
-                                  "{\"error\":{\"code\":\"quota_exceeded\","
-                                  "\"message\":\"the tenant is over its ingest "
-                                  "rate; message refused\",\"where\":\"tenant\"}}");
+            if (self->mqtt) {
+                json_t *e = rpc_error("quota_exceeded", q.message, q.where);
+                char *es;
+                json_object_set_new(json_object_get(e, "error"), "quota",
+                                    json_string(q.where));
+                es = mpjson_dumps(e);
+                ingest_mqtt_error(self->mqtt, tenant, device, es);
+                free(es);
+                json_decref(e);
+            }
         }
         for (size_t i = 0; i < msg_batch_size(into); i++) {
             const struct msg_reading *m = msg_batch_reading(into, i);
@@ -756,6 +766,8 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         json_object_set_new(reply, "mqtt_bad", json_integer((json_int_t)self->mqtt_bad));
         json_object_set_new(reply, "rate_limited", json_integer((json_int_t)self->limited));
         json_object_set_new(reply, "over_quota", json_integer((json_int_t)self->over_quota));
+        json_object_set_new(reply, "over_series_quota",
+                            json_integer((json_int_t)self->over_series));
         if (self->mqspool) {
             json_object_set_new(reply, "mqspool_records", json_integer(
                 (json_int_t)ingest_mqspool_records(self->mqspool)));
@@ -1001,10 +1013,7 @@ s_on_event(enum daemon_event ev, void *arg)
         bucket_destroy(&self->device_rate);
         self->device_rate = bucket_new(c->device_rate, c->device_rate * 2);
     }
-    if (c->tenant_rate != self->conf->tenant_rate) {
-        bucket_destroy(&self->tenant_rate);
-        self->tenant_rate = bucket_new(c->tenant_rate, c->tenant_rate * 2);
-    }
+    ingest_quota_set(self->quota, c->tenant_rate, c->tenant_series);
     if (self->http)
         http_server_set_body_max(self->http, (size_t)c->body_max);
     self->conf = c;

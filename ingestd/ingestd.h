@@ -41,6 +41,8 @@ struct ingestd_conf {
     double rate;      /* HTTP requests/s per client (key or address); 0 off */
     double device_rate; /* MQTT messages/s per device; 0 off */
     double tenant_rate; /* readings/s per tenant (HTTP and MQTT); 0 off */
+    int64_t tenant_series; /* distinct series per tenant; 0 off */
+    char *quotas;     /* per-tenant values (common/quota.h); "" = none */
     char *keys;       /* API keys file (as apid's); "" = none */
     char *keys_db;    /* apid's devices.db for its API keys; "" = none */
     char *tls_cert;   /* PEM certificate chain: HTTPS on the own port; "" = HTTP */

@@ -63,6 +63,12 @@ static const struct cfg_opt s_opts[] = {
     {"tenant-rate", CFG_DOUBLE, offsetof(struct ingestd_conf, tenant_rate), "0",
      0, 1e12, 0, "readings per second per tenant over HTTP and MQTT, 0 = off; "
                  "bursts of 2 s; over it: 429 quota_exceeded (MQTT: the error topic)"},
+    {"tenant-series", CFG_INT, offsetof(struct ingestd_conf, tenant_series), "0",
+     0, 1000000000, 0, "distinct series per tenant, 0 = off; a write adding one more "
+                       "is refused whole: 403 quota_exceeded (MQTT: the error topic)"},
+    {"quotas", CFG_STR, offsetof(struct ingestd_conf, quotas), "", 0, 0,
+     CFG_IMMUTABLE, "JSON file of per-tenant quotas (rate, series; apid: devices) "
+                    "over the --tenant-* values; re-read when it changes"},
     {"keys", CFG_STR, offsetof(struct ingestd_conf, keys), "", 0, 0,
      CFG_IMMUTABLE, "API keys file (apid's format); with keys, writes on the own port "
                     "need one and go to its tenant"},
