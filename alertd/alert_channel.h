@@ -44,6 +44,7 @@ struct alert_note {
     const char *scope;    /* alert scope */
     const char *state;    /* "firing" or "resolved" */
     const char *severity; /* severity */
+    const char *tenant;   /* tenant of the alert's series; NULL = default */
 };
 
 /* The deliver function of a channel type (alert_sink_<type>.c): argv

@@ -5,6 +5,7 @@
 #include "alertd/alert_store.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/series.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -131,7 +132,7 @@ s_deliver(struct s_ctx *c, struct s_row *r)
     const alert_channel_t *ch = s_find(c, r->channel);
     json_t *j = json_loads(r->body, 0, NULL);
     struct alert_note note;
-    char err[512];
+    char err[512], tenant[SERIES_NAME_MAX + 1];
     int64_t now = clock_now_ns();
 
 #define S_STR(k) (json_string_value(json_object_get(j, k)) ?: "")
@@ -141,6 +142,8 @@ s_deliver(struct s_ctx *c, struct s_row *r)
     note.scope = S_STR("scope");
     note.state = S_STR("state");
     note.severity = S_STR("severity");
+    note.tenant = series_tenant(*S_STR("series") ? S_STR("series") : note.scope,
+                                tenant, sizeof tenant);
 #undef S_STR
     r->tries++;
     if (ch == NULL) {

@@ -68,7 +68,7 @@ alert_sink_email_test(bool verbose)
     char err[256], buf[1024] = {0};
     struct alert_channel_env env = {0};
     struct alert_note note = {"{\"rule\":\"hot\"}", "k1", "hot", "t{d=1}",
-                              "firing", "critical"};
+                              "firing", "critical", NULL};
     char *rcpt[] = {"ops@example.com", "oncall@example.com", NULL};
     FILE *fp;
 

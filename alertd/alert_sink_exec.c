@@ -148,7 +148,7 @@ alert_sink_exec_test(bool verbose)
     char dir[] = "/tmp/alert_sink_exec.XXXXXX", out[128], err[256];
     struct alert_channel_env env = {0};
     struct alert_note note = {"{\"rule\":\"hot\"}", "k1", "hot", "t{d=1}",
-                              "firing", "critical"};
+                              "firing", "critical", NULL};
     FILE *fp;
 
     assert(mkdtemp(dir));

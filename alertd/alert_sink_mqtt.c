@@ -3,6 +3,7 @@
  */
 #include "alertd/alert_sink_mqtt.h"
 #include "common/clock.h"
+#include "common/series.h"
 #include "common/test.h"
 
 #include <errno.h>
@@ -29,6 +30,13 @@ alert_sink_mqtt_topic(const char *tmpl, const struct alert_note *note,
     size_t at = 0;
 
     buf[0] = '\0';
+    /* Another tenant's alerts live below its own topic tree, as its
+     * devices do (common/topic.h), whatever the template says. */
+    if (note->tenant && *note->tenant && strcmp(note->tenant, SERIES_TENANT_DEFAULT) &&
+        !(s_put(buf, len, &at, "tenants/", 8, false) &&
+          s_put(buf, len, &at, note->tenant, strlen(note->tenant), true) &&
+          s_put(buf, len, &at, "/", 1, false)))
+        return NULL;
     for (const char *p = tmpl; *p;) {
         const char *v = NULL;
         size_t skip = 0;
@@ -103,7 +111,7 @@ void
 alert_sink_mqtt_test(bool verbose)
 {
     struct alert_note note = {"{}", "k", "hot+cold", "t", "firing",
-                              "critical"};
+                              "critical", NULL};
     struct alert_channel_env env = {NULL, CLOCK_NS_PER_S, "127.0.0.1", 1,
                                     NULL};
     char buf[64], err[256];
@@ -114,6 +122,15 @@ alert_sink_mqtt_test(bool verbose)
                "alerts/critical/hot_cold");
     TEST_STREQ(alert_sink_mqtt_topic("a/{state}/{x}", &note, buf, sizeof buf),
                "a/firing/{x}");
+    /* A tenant's alerts go below tenants/{t}/, the default's stay put. */
+    note.tenant = "acme";
+    TEST_STREQ(alert_sink_mqtt_topic(ALERT_SINK_MQTT_TOPIC, &note, buf, sizeof buf),
+               "tenants/acme/alerts/critical/hot_cold");
+    TEST_STREQ(alert_sink_mqtt_topic("tenants/globex/x", &note, buf, sizeof buf),
+               "tenants/acme/tenants/globex/x");
+    note.tenant = "default";
+    TEST_STREQ(alert_sink_mqtt_topic("x", &note, buf, sizeof buf), "x");
+    note.tenant = NULL;
     assert(alert_sink_mqtt_topic("{rule}{rule}{rule}{rule}{rule}{rule}{rule}"
                                  "{rule}{rule}",
                                  &note, buf, sizeof buf) == NULL);

@@ -1,7 +1,9 @@
 /*
  * alert_sink_mqtt: the "mqtt" channel. Publishes the alert JSON at QoS 1
  * on a topic template (default "alerts/{severity}/{rule}"; {rule},
- * {severity}, {state} expand) on the broker of alertd's mqtt-host and
+ * {severity}, {state} expand; an alert of a tenant other than the
+ * default goes below "tenants/{tenant}/", so the broker's ACLs can give
+ * each tenant its own alerts only) on the broker of alertd's mqtt-host and
  * mqtt-port settings, and succeeds when the broker's PUBACK arrives
  * within the timeout. One connection per delivery: alerts are rare, and
  * the notify actor owns no long-lived broker session to babysit.

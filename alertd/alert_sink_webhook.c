@@ -176,7 +176,7 @@ alert_sink_webhook_test(bool verbose)
                                     NULL};
     const char *body = "{\"rule\":\"hot\",\"state\":\"firing\"}";
     struct alert_note note = {body, "hot-1704067200000-firing-critical",
-                              "hot", "t", "firing", "critical"};
+                              "hot", "t", "firing", "critical", NULL};
     struct s_receiver r;
     pthread_t th;
     int port;

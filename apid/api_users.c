@@ -299,7 +299,12 @@ s_login(struct api_users *self, http_req_t *req)
     sqlite3_reset(st);
     ok = crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0 && hash == stored;
     if (!ok) {
-        log_info("users: failed login for \"%s\" from %s", user, peer);
+        /* An unknown name is not logged: it is often a password typed
+         * into the wrong field. */
+        if (hash == stored)
+            log_info("users: failed login for \"%s\" from %s", user, peer);
+        else
+            log_info("users: failed login for an unknown user name from %s", peer);
         json_decref(in);
         http_req_reply_error(req, 401, "unauthorized", "wrong user or password",
                              "login");

@@ -1,7 +1,9 @@
 #!/bin/sh
 # alertd's mqtt channel against a real local mosquitto broker: a firing
 # alert is published at QoS 1 on alerts/{severity}/{rule} and a subscriber
-# receives the alert JSON. Exit 0 pass, 77 skip, anything else fail.
+# receives the alert JSON; the alert of tenant acme's series goes to
+# tenants/acme/alerts/{severity}/{rule} and never to the shared topic.
+# Exit 0 pass, 77 skip, anything else fail.
 ROOT=${SP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=$ROOT/${SP_BUILD:-build}/alertd
 [ -x "$BIN" ] || { echo "skip: $BIN not built"; exit 77; }
@@ -19,7 +21,7 @@ for i in $(seq 50); do
     [ $? -ne 5 ] && grep -q "listen" "$T/mosq.log" 2>/dev/null && break
     sleep 0.1
 done
-mosquitto_sub -h 127.0.0.1 -p "$PORT" -q 1 -t 'alerts/#' -v -C 1 -W 20 \
+mosquitto_sub -h 127.0.0.1 -p "$PORT" -q 1 -t '#' -v -C 2 -W 20 \
     > "$T/sub.out" 2>&1 &
 SUB=$!
 sleep 0.5
@@ -27,7 +29,8 @@ cat > "$T/rules" <<'RULES'
 channel bus: mqtt
 hot: temperature > 30 severity critical notify bus
 RULES
-echo '{"series":"temperature{device=s1}","timestamp":1704067200000,"value":35}' |
+printf '%s\n' '{"series":"temperature{device=s1}","timestamp":1704067200000,"value":35}' \
+    '{"series":"temperature{device=s1,tenant=acme}","timestamp":1704067200000,"value":36}' |
     "$BIN" --rules "$T/rules" --db "$T/alertd.db" --mqtt-port "$PORT" \
         --stdin --stdout --drain 10s > "$T/out" 2> "$T/err"
 rc=$?
@@ -38,6 +41,10 @@ check() { d=$1; shift; if "$@"; then echo "ok - $d"; else echo "not ok - $d"; fa
 check "alertd exits 0 (got $rc)" [ $rc -eq 0 ]
 echo "# received: $(cat "$T/sub.out")"
 check "published on alerts/critical/hot" grep -q '^alerts/critical/hot {' "$T/sub.out"
+check "acme's alert on tenants/acme/alerts/critical/hot" \
+    grep -q '^tenants/acme/alerts/critical/hot {.*"scope":"temperature{device=s1,tenant=acme}"' "$T/sub.out"
+check "acme's alert is not on the shared topic" \
+    sh -c "! grep '^alerts/' '$T/sub.out' | grep -q tenant=acme"
 check "the payload is the alert" grep -q '"rule":"hot","scope":"temperature{device=s1}".*"state":"firing"' "$T/sub.out"
 check "the delivery is logged as sent" grep -q 'notify: sent rule=hot.*channel=bus' "$T/err"
 [ $fails -eq 0 ] || sed 's/^/#   /' "$T/err"

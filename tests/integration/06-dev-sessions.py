@@ -102,6 +102,10 @@ def test():
               "a wrong password -> 401")
         st, _, d2 = login("nobody", "wrong password")
         check(st == 401 and d2 == d, "an unknown user gets the same answer")
+        # A password typed into the name field is not logged (the secrets
+        # check at the end greps for it).
+        st, _, d2 = login(pw["bob"], "wrong password")
+        check(st == 401 and d2 == d, "a password as the user name gets the same answer")
         st, hd, d = login("alice", pw["alice"])
         raw, alice = cookie_of(hd)
         check(st == 200 and d["tenant"] == "acme" and d["role"] == "writer",
