@@ -16,6 +16,7 @@
 #include "common/strbuf.h"
 #include "common/strutil.h"
 #include "common/test.h"
+#include "common/urlmask.h"
 #include "common/xalloc.h"
 
 #include <curl/curl.h>
@@ -63,6 +64,7 @@ struct agg_export {
 /* What the thread owns. */
 struct s_worker {
     char *url;             /* the engine's insert URL */
+    char *url_log;         /* the same without its secrets, for logs */
     int format;            /* enum agg_export_format */
     char *waldir;          /* aggd's WAL */
     char *cursor;          /* cursor file */
@@ -531,7 +533,7 @@ s_round(struct s_worker *w, zsock_t *pipe, int backoff)
          * count and go on rather than stop every later reading. */
         w->c.rejected += (uint64_t)readings;
         log_warnx("agg_export: %s refused %d readings for good (%s); skipped",
-                  w->url, readings, err);
+                  w->url_log, readings, err);
     } else {
         /* Down or overloaded: the same records again later. */
         w->c.failures++;
@@ -539,7 +541,7 @@ s_round(struct s_worker *w, zsock_t *pipe, int backoff)
             w->down_since = clock_mono_ns();
         if (ratelimit_complain(&w->rl))
             log_warnx("agg_export: %s: %s; retrying (WAL kept from segment "
-                      "%" PRIu64 ")", w->url, err, w->c.seg);
+                      "%" PRIu64 ")", w->url_log, err, w->c.seg);
         agg_wal_reader_destroy(&w->reader);
         w->reader = agg_wal_reader_new(w->waldir, w->c.seg, w->c.off);
         if (w->rollups) {
@@ -553,7 +555,7 @@ s_round(struct s_worker *w, zsock_t *pipe, int backoff)
         return backoff;
     }
     if (ratelimit_release(&w->rl))
-        log_info("agg_export: %s answers again after %lld s", w->url,
+        log_info("agg_export: %s answers again after %lld s", w->url_log,
                  (long long)((clock_mono_ns() - w->down_since) / CLOCK_NS_PER_S));
     w->down_since = 0;
     s_cursor_save(w, seg, off);
@@ -591,6 +593,7 @@ s_worker(zsock_t *pipe, void *arg)
     zhashx_destroy(&w->open);
     agg_wal_reader_destroy(&w->reader);
     free(w->url);
+    free(w->url_log);
     free(w->waldir);
     free(w->cursor);
     free(w);
@@ -614,6 +617,7 @@ agg_export_new(const char *url, int format, bool rollups, int64_t idle,
     struct s_worker *w = xcalloc(1, sizeof *w);
 
     w->url = xstrdup(url);
+    w->url_log = urlmask(url);
     w->format = format;
     w->rollups = rollups;
     w->idle = idle;
@@ -632,6 +636,7 @@ agg_export_new(const char *url, int format, bool rollups, int64_t idle,
         zhashx_destroy(&w->open);
         agg_wal_reader_destroy(&w->reader);
         free(w->url);
+        free(w->url_log);
         free(w->waldir);
         free(w->cursor);
         free(w);
@@ -639,7 +644,7 @@ agg_export_new(const char *url, int format, bool rollups, int64_t idle,
         return NULL;
     }
     log_info("agg_export: exporting %s to %s from WAL segment %" PRIu64
-             " offset %" PRIu64, rollups ? "minute rollups" : "readings", url,
+             " offset %" PRIu64, rollups ? "minute rollups" : "readings", w->url_log,
              self->c.seg, self->c.off);
     return self;
 }

@@ -5,6 +5,7 @@
 #include "common/clock.h"
 #include "common/strutil.h"
 #include "common/test.h"
+#include "common/urlmask.h"
 #include "common/xalloc.h"
 
 #include <ctype.h>
@@ -278,6 +279,12 @@ s_print_value(const struct cfg_opt *o, const void *conf, FILE *fp)
 
     if (o->flags & CFG_SECRET) {
         fputs(*(char *const *)p ? "(secret)" : "", fp);
+        return;
+    }
+    if (o->type == CFG_STR && urlmask_is_url(*(char *const *)p)) {
+        char *m = urlmask(*(char *const *)p); /* a URL's password stays out */
+        fputs(m, fp);
+        free(m);
         return;
     }
     switch (o->type) {

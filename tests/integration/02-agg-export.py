@@ -26,6 +26,7 @@ durable cursor, so nothing is lost while the engine is down.
 import http.server
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -320,7 +321,9 @@ def test_clickhouse():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     q = "INSERT INTO sp.readings FORMAT JSONEachRow"
-    url = "http://127.0.0.1:%d/?query=%s" % (srv.server_address[1], urllib.parse.quote(q))
+    secret = secrets.token_hex(12)  # ClickHouse's ?password=, kept out of logs
+    url = "http://127.0.0.1:%d/?query=%s&password=%s" % (srv.server_address[1],
+                                                         urllib.parse.quote(q), secret)
     p = Platform(daemons=("aggd", "ingestd", "apid"),
                  extra={"aggd": ["--export-url", url, "--export-format", "clickhouse"]})
     try:
@@ -340,7 +343,7 @@ def test_clickhouse():
                 break
             time.sleep(0.2)
         paths = {path for _, path, _ in Recorder.posts}
-        check(paths == {"/?query=" + urllib.parse.quote(q)},
+        check(paths == {"/?query=%s&password=%s" % (urllib.parse.quote(q), secret)},
               "every POST goes to the configured INSERT URL: %s" % paths)
         failed = [b for st, _, b in Recorder.posts if st == "500"]
         check(len(failed) == 1 and failed[0] in [b for st, _, b in Recorder.posts
@@ -357,7 +360,9 @@ def test_clickhouse():
                 raise Failure("row %s: name or tags do not match the series" % r)
         check(got == want and len(rows) == len(want),
               "JSONEachRow rows: %d, one per reading, ts in ns, exact values" % len(rows))
+        check("password=***" in p.log("aggd"), "aggd logs the URL with its password masked")
     finally:
+        p.check_no_secrets([secret])
         p.stop()
         srv.shutdown()
 
