@@ -4,6 +4,7 @@
 #include "alertd/alert_sink_webhook.h"
 #include "common/clock.h"
 #include "common/test.h"
+#include "common/urlmask.h"
 #include "common/xalloc.h"
 
 #include <arpa/inet.h>
@@ -93,15 +94,21 @@ alert_sink_webhook_deliver(char *const *argv, size_t argc,
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
     cc = curl_easy_perform(c);
+    /* The reason names the receiver by its origin only: a webhook's path
+     * or query is often its secret, and the reason goes to the log. */
     if (cc != CURLE_OK) {
-        snprintf(err, errlen, "%s: %s", argv[0], curl_easy_strerror(cc));
+        char *o = urlmask_origin(argv[0]);
+        snprintf(err, errlen, "%s: %s", o, curl_easy_strerror(cc));
+        free(o);
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        if (status >= 200 && status < 300)
+        if (status >= 200 && status < 300) {
             rc = 0;
-        else
-            snprintf(err, errlen, "%s: HTTP %ld %s", argv[0], status,
-                     reply.text);
+        } else {
+            char *o = urlmask_origin(argv[0]);
+            snprintf(err, errlen, "%s: HTTP %ld %s", o, status, reply.text);
+            free(o);
+        }
     }
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
@@ -217,6 +224,7 @@ alert_sink_webhook_test(bool verbose)
                                       sizeof err) == -1);
     pthread_join(th, NULL);
     assert(strstr(err, "HTTP 500 nope"));
+    assert(!strstr(err, "/hook")); /* the path may be the secret: not logged */
     close(r.fd);
     /* Nobody listening: not delivered. */
     assert(alert_sink_webhook_deliver(argv, 1, &env, &note, err,

@@ -78,6 +78,27 @@ done:
     }
 }
 
+char *
+urlmask_origin(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *r;
+
+    if (u && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        r = xasprintf("%s://%s%s%s/...", scheme, host, port ? ":" : "", port ? port : "");
+    } else {
+        r = xstrdup("(not a URL)");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return r;
+}
+
 void
 urlmask_test(bool verbose)
 {
@@ -103,6 +124,12 @@ urlmask_test(bool verbose)
         TEST_STREQ(m, cases[i].want);
         free(m);
     }
+    m = urlmask_origin("https://u:p@hooks.example.com/services/T0/B0/SECRET?x=1");
+    TEST_STREQ(m, "https://hooks.example.com/...");
+    free(m);
+    m = urlmask_origin("http://127.0.0.1:9/hook");
+    TEST_STREQ(m, "http://127.0.0.1:9/...");
+    free(m);
     assert(urlmask_is_url("https://x") && urlmask_is_url("tcp://127.0.0.1:5555"));
     assert(!urlmask_is_url("/var/lib/x") && !urlmask_is_url("://x") &&
            !urlmask_is_url("a b://x") && !urlmask_is_url(NULL));

@@ -13,6 +13,9 @@
 /* The masked form of url (caller frees); "(not a URL)" when libcurl
  * cannot parse it. Cannot fail. */
 char *urlmask(const char *url);
+/* Only "scheme://host[:port]/..." of url (caller frees): for URLs whose
+ * path itself may be the secret (a chat service's incoming webhook). */
+char *urlmask_origin(const char *url);
 /* Does s look like a URL (scheme "://")? */
 bool urlmask_is_url(const char *s);
 
