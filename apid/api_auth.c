@@ -4,6 +4,7 @@
  */
 #include "apid/api_auth.h"
 #include "apid/api_devices.h"
+#include "apid/api_jwks.h"
 #include "apid/api_jwt.h"
 #include "apid/api_users.h"
 #include "apid/dev_creds.h"
@@ -49,6 +50,8 @@ struct api_auth {
     zhashx_t *buckets;         /* hash -> struct s_bucket */
     bool on;                   /* any key exists */
     api_jwt_keys_t *jwks;      /* --jwt-keys, or NULL */
+    char *jwks_path;           /* that file ("" = none) */
+    api_jwks_t *fetcher;       /* --jwt-keys-url into jwks_path, or NULL */
     struct timespec jwks_mtime; /* of the file loaded */
     int64_t jwks_checked;      /* monotonic ns of the last stat */
 };
@@ -133,8 +136,20 @@ api_auth_create(apid_t *apid)
     self->store = api_devices_store(apid);
     self->buckets = zhashx_new();
     zhashx_set_destructor(self->buckets, s_bucket_free);
+    if (*conf->jwt_keys_url) {
+        char err[512];
+        const char *dir = *conf->datadir ? conf->datadir : ".";
+        self->jwks_path = *conf->jwt_keys ? xstrdup(conf->jwt_keys)
+                                          : xasprintf("%s/jwks.json", dir);
+        if ((self->fetcher = api_jwks_new(conf->jwt_keys_url, self->jwks_path,
+                                          conf->jwt_keys_refresh, err, sizeof err)) == NULL)
+            log_warnx("auth: --jwt-keys-url: %s", err);
+    } else {
+        self->jwks_path = xstrdup(conf->jwt_keys);
+    }
     if ((self->file_keys = apikey_new(conf->keys, NULL)) == NULL ||
-        s_jwks_refresh(self, conf->jwt_keys, true) == -1) {
+        (*conf->jwt_keys_url && self->fetcher == NULL) ||
+        s_jwks_refresh(self, self->jwks_path, true) == -1) {
         void *p = self;
         api_auth_destroy(&p);
         return NULL;
@@ -155,7 +170,9 @@ api_auth_destroy(void **state_p)
     if (state_p == NULL || (self = *state_p) == NULL)
         return;
     apikey_destroy(&self->file_keys);
+    api_jwks_destroy(&self->fetcher);
     api_jwt_keys_destroy(&self->jwks);
+    free(self->jwks_path);
     zhashx_destroy(&self->buckets);
     free(self);
     *state_p = NULL;
@@ -196,7 +213,7 @@ s_find_key(struct api_auth *self, const char *cred, char hash[S_HASH_HEX])
 static bool
 s_jwt_on(const struct apid_conf *conf)
 {
-    return *conf->jwt_secret || *conf->jwt_keys;
+    return *conf->jwt_secret || *conf->jwt_keys || *conf->jwt_keys_url;
 }
 
 /* Who asks, as {tenant, role, who, via} (caller owns), from a JWT, an API
@@ -223,9 +240,11 @@ s_principal_of(struct api_auth *self, apid_t *apid, http_req_t *req,
             .issuer = conf->jwt_issuer, .audience = conf->jwt_audience,
             .tenant_claim = conf->jwt_tenant_claim, .role_claim = conf->jwt_role_claim,
         };
-        s_jwks_refresh(self, conf->jwt_keys, false);
+        s_jwks_refresh(self, self->jwks_path, false);
         jc.keys = self->jwks;
         if (api_jwt_verify(cred, &jc, clock_now_ns() / CLOCK_NS_PER_S, &c, &e)) {
+            if (!strcmp(e.reason, "unknown_kid"))
+                api_jwks_poke(self->fetcher); /* the provider may have rotated */
             *why = e.message;
             *reason = e.reason;
             return NULL;

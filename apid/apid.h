@@ -45,6 +45,8 @@ struct apid_conf {
     char *jwt_audience; /* required "aud" of JWTs; "" = not checked */
     char *jwt_keys;   /* JWKS or PEM of an OIDC provider's keys; "" = none */
     char *jwt_issuer; /* required "iss" of JWTs; "" = not checked */
+    char *jwt_keys_url; /* jwks_uri or discovery URL fetched into jwt_keys */
+    int64_t jwt_keys_refresh; /* ns between fetches of jwt_keys_url */
     char *jwt_tenant_claim; /* claim (dotted path) naming the tenant */
     char *jwt_role_claim;   /* claim (dotted path) naming the role(s) */
     int64_t session_ttl; /* ns a dashboard login lasts */

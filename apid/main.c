@@ -68,6 +68,10 @@ static const struct cfg_opt s_opts[] = {
      0, CFG_IMMUTABLE, "the \"aud\" a JWT must carry; \"\" = not checked"},
     {"jwt-keys", CFG_STR, offsetof(struct apid_conf, jwt_keys), "", 0, 0,
      CFG_IMMUTABLE, "JWKS file (or PEM public key) of an OAuth 2.0 / OpenID provider: RS256/ES256 JWTs; re-read when it changes; \"\" = none"},
+    {"jwt-keys-url", CFG_STR, offsetof(struct apid_conf, jwt_keys_url), "", 0, 0,
+     CFG_IMMUTABLE, "the provider's jwks_uri or .well-known/openid-configuration: fetched with libcurl into --jwt-keys (default <datadir>/jwks.json); \"\" = none"},
+    {"jwt-keys-refresh", CFG_DURATION, offsetof(struct apid_conf, jwt_keys_refresh),
+     "10m", 10, 86400, CFG_IMMUTABLE, "how often --jwt-keys-url is fetched (also soon after a token names an unknown kid)"},
     {"jwt-issuer", CFG_STR, offsetof(struct apid_conf, jwt_issuer), "", 0, 0,
      CFG_IMMUTABLE, "the \"iss\" a JWT must carry; \"\" = not checked"},
     {"jwt-tenant-claim", CFG_STR, offsetof(struct apid_conf, jwt_tenant_claim),
@@ -94,7 +98,7 @@ main(int argc, char **argv)
     struct apid_conf conf = {0};
     struct daemon_proc p = {
         .ident = "apid", .opts = s_opts, .nopts = S_NOPTS, .conf = &conf,
-        .libs = DAEMON_LIB_MOSQUITTO,
+        .libs = DAEMON_LIB_MOSQUITTO | DAEMON_LIB_CURL,
     };
     apid_t *apid;
     int rc = daemon_start(&p, argc, argv);

@@ -8,14 +8,20 @@ one for another audience or issuer, one naming an unknown kid, an HS256
 token made with the public key as its secret (algorithm confusion) and
 an unsigned one are each 401 with a JSON reason, never echoing the token.
 Tenants stay apart. Rotating the JWKS file is picked up without a
-restart. No token appears in the logs."""
+restart. No token appears in the logs. With --jwt-keys-url apid fetches
+the keys through the provider's discovery document (a local HTTP
+server here), fetches again when a token names an unknown kid (the
+provider rotated), and restarts from its cache while the provider is
+down."""
 import base64
 import hashlib
 import hmac
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -217,5 +223,84 @@ def test():
         p.stop()
 
 
+class Provider(http.server.BaseHTTPRequestHandler):
+    """An OpenID provider's discovery document and key set."""
+    jwks = {"keys": []}
+    gets = []
+
+    def do_GET(self):
+        self.gets.append(self.path)
+        if self.path == "/.well-known/openid-configuration":
+            body = {"issuer": ISS, "jwks_uri": "http://127.0.0.1:%d/certs"
+                    % self.server.server_address[1]}
+        elif self.path == "/certs":
+            body = self.jwks
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_url():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    p = Platform(daemons=("apid",))
+    k1, k2 = Key(p.dir, "k1", "EC"), Key(p.dir, "k2", "RSA")
+    Provider.jwks = {"keys": [dict(k1.jwk, kid="k1")]}
+    p.extra = {"apid": ["--jwt-keys-url", "http://127.0.0.1:%d/.well-known/openid-configuration"
+                        % srv.server_address[1], "--jwt-issuer", ISS,
+                        "--jwt-audience", "sensorpipe", "--jwt-keys-refresh", "10m"]}
+    now = int(time.time())
+    claims = {"iss": ISS, "aud": "sensorpipe", "sub": "svc", "exp": now + 300,
+              "tenant": "acme", "role": "writer"}
+    t1, t2 = token(k1, claims, kid="k1"), token(k2, claims, kid="k2")
+    stopped = False
+    try:
+        p.start()
+        check(Provider.gets[:2] == ["/.well-known/openid-configuration", "/certs"],
+              "apid read the discovery document, then the key set (%s)" % Provider.gets)
+        st, _, d = p.http("GET", "/api/me", headers={"Authorization": "Bearer " + t1})
+        check(st == 200 and d["tenant"] == "acme", "a token of the fetched key (%s %s)" % (st, d))
+        # The provider rotates: the unknown kid makes apid fetch again.
+        Provider.jwks = {"keys": [dict(k2.jwk, kid="k2")]}
+        st, _, d = p.http("GET", "/api/me", headers={"Authorization": "Bearer " + t2})
+        check(st == 401 and d["error"]["reason"] == "unknown_kid", "k2 is unknown at first")
+
+        def rotated():
+            st, _, _ = p.http("GET", "/api/me", headers={"Authorization": "Bearer " + t2})
+            return st == 200
+        wait_for(rotated, "apid fetching the rotated keys", timeout=30, step=0.5)
+        check("new JWT keys from" in p.log("apid"), "apid logs the new keys")
+        st, _, d = p.http("GET", "/api/me", headers={"Authorization": "Bearer " + t1})
+        check(st == 401, "the retired key's token is refused")
+        # The provider is down: a restart starts from the cache.
+        srv.shutdown()
+        srv.server_close()
+        stopped = True
+        p.stop_one("apid")
+        p.start_one("apid")
+        st, _, d = p.http("GET", "/api/me", headers={"Authorization": "Bearer " + t2})
+        check(st == 200, "after a restart without the provider, the cached keys serve (%s)" % st)
+    finally:
+        p.check_no_secrets([t1, t2])
+        p.stop()
+        if not stopped:
+            srv.shutdown()
+
+
+def test_all():
+    test()
+    test_url()
+
+
 if __name__ == "__main__":
-    main(test)
+    main(test_all)
