@@ -30,6 +30,7 @@ struct ingest_quota {
     int64_t series;    /* --tenant-series */
     zhashx_t *tenants; /* name -> struct s_tenant */
     FILE *state;       /* series.quota, appended; NULL = memory only */
+    int on;            /* any limit set: 1, 0, or -1 = to be worked out */
 };
 
 static void
@@ -94,6 +95,7 @@ ingest_quota_new(const char *file, double rate, int64_t series, const char *stat
 
     self->rate = rate;
     self->series = series;
+    self->on = -1;
     self->tenants = zhashx_new();
     zhashx_set_destructor(self->tenants, s_tenant_free);
     if ((self->file = quota_new(file, err, errlen)) == NULL)
@@ -132,6 +134,7 @@ ingest_quota_set(ingest_quota_t *self, double rate, int64_t series)
 {
     self->rate = rate;
     self->series = series;
+    self->on = -1;
 }
 
 bool
@@ -139,9 +142,14 @@ ingest_quota_on(ingest_quota_t *self)
 {
     if (self == NULL)
         return false;
-    quota_refresh(self->file, clock_mono_ns());
-    return quota_any(self->file, "rate", self->rate) ||
-           quota_any(self->file, "series", (double)self->series);
+    /* Asked for every MQTT message: worked out again only when the file
+     * or the flags change. */
+    if (quota_refresh(self->file, clock_mono_ns()) == 1)
+        self->on = -1;
+    if (self->on < 0)
+        self->on = quota_any(self->file, "rate", self->rate) ||
+                   quota_any(self->file, "series", (double)self->series);
+    return self->on == 1;
 }
 
 /* The keys of b that tenant t has not written yet (a new list, NULL when
@@ -174,7 +182,8 @@ ingest_quota_take(ingest_quota_t *self, const char *tenant, const msg_batch_t *b
     memset(r, 0, sizeof *r);
     if (self == NULL)
         return 0;
-    quota_refresh(self->file, now_ns);
+    if (quota_refresh(self->file, now_ns) == 1)
+        self->on = -1;
     series = quota_limit(self->file, tenant, "series", (double)self->series);
     rate = quota_limit(self->file, tenant, "rate", self->rate);
     memset(r, 0, sizeof *r);
@@ -285,10 +294,16 @@ ingest_quota_test(bool verbose)
     assert(ingest_quota_take(q, "acme", b2, 0, &r) == -1 && r.status == 403);
     /* The command-line value applies to tenants the file does not name. */
     ingest_quota_set(q, 0, 1);
+    assert(ingest_quota_on(q));
     assert(ingest_quota_take(q, "initech", b1, 0, &r) == -1 && r.status == 403);
     assert(ingest_quota_take(q, "initech", b2, 0, &r) == 0);
     ingest_quota_destroy(&q);
     /* More than the burst at once is 413. */
+    q = ingest_quota_new("", 0, 0, "", err, sizeof err);
+    assert(q && !ingest_quota_on(q));
+    ingest_quota_set(q, 1, 0);
+    assert(ingest_quota_on(q));
+    ingest_quota_destroy(&q);
     q = ingest_quota_new("", 1, 0, "", err, sizeof err);
     assert(q && ingest_quota_take(q, "acme", b1, 0, &r) == -1 && r.status == 413);
     ingest_quota_destroy(&q);
