@@ -362,8 +362,7 @@ def test_clickhouse():
               "JSONEachRow rows: %d, one per reading, ts in ns, exact values" % len(rows))
         check("password=***" in p.log("aggd"), "aggd logs the URL with its password masked")
     finally:
-        p.check_no_secrets([secret])
-        p.stop()
+        p.stop(secrets=[secret])
         srv.shutdown()
 
 

@@ -130,8 +130,7 @@ def test():
         st, _, d = p.http("GET", "/api/devices/sensor-001", headers=h(acme))
         check(st == 401, "a key removed from the file no longer works")
     finally:
-        p.check_no_secrets(seen)
-        p.stop()
+        p.stop(secrets=seen)
 
 
 if __name__ == "__main__":

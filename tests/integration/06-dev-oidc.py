@@ -219,8 +219,7 @@ def test():
         check("keeping the 2 keys in force" in p.log("apid"),
               "apid says so in its log")
     finally:
-        p.check_no_secrets(secret)
-        p.stop()
+        p.stop(secrets=secret)
 
 
 class Provider(http.server.BaseHTTPRequestHandler):
@@ -291,8 +290,7 @@ def test_url():
         st, _, d = p.http("GET", "/api/me", headers={"Authorization": "Bearer " + t2})
         check(st == 200, "after a restart without the provider, the cached keys serve (%s)" % st)
     finally:
-        p.check_no_secrets([t1, t2])
-        p.stop()
+        p.stop(secrets=[t1, t2])
         if not stopped:
             srv.shutdown()
 

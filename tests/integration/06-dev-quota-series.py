@@ -150,8 +150,7 @@ def test():
         check("quotas:" in p.log("ingestd") and "re-read" in p.log("ingestd"),
               "ingestd logs that it re-read the file")
     finally:
-        p.check_no_secrets(list(key.values()))
-        p.stop()
+        p.stop(secrets=list(key.values()))
 
 
 if __name__ == "__main__":

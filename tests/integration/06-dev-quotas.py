@@ -144,8 +144,7 @@ def test():
         check(d["ingestd"]["over_quota"] >= 60 - n + 30 + 30,
               "ingestd counts what it refused: %s" % d["ingestd"]["over_quota"])
     finally:
-        p.check_no_secrets(list(key.values()))
-        p.stop()
+        p.stop(secrets=list(key.values()))
 
 
 if __name__ == "__main__":

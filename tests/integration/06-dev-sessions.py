@@ -225,8 +225,7 @@ def test():
         check(429 in codes and retry and int(retry) >= 1,
               "password guessing -> 429 with Retry-After (%s)" % codes)
     finally:
-        p.check_no_secrets(secret)
-        p.stop()
+        p.stop(secrets=secret)
 
 
 if __name__ == "__main__":

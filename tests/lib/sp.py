@@ -295,7 +295,10 @@ class Platform:
         for mark in SANITIZER_MARKS:
             check(mark not in text, "%s log has no %s report" % (name, mark))
 
-    def stop(self):
+    def stop(self, secrets=()):
+        """Stop every daemon (each must exit 0, clean), then check that no
+        secret (key, password, token, cookie) is in any daemon's log, the
+        shutdown lines included. Daemons stop even when a check fails."""
         errors = []
         for name in reversed(list(self.procs)):
             try:
@@ -305,6 +308,11 @@ class Platform:
         if self.broker:
             self.broker.terminate()
             self.broker.wait(timeout=10)
+        if secrets:
+            try:
+                self.check_no_secrets(secrets)
+            except Failure as e:
+                errors.append(str(e))
         if errors:
             for name in self.logs:
                 sys.stdout.write("--- %s log ---\n%s\n" % (name, self.log(name)))
