@@ -282,7 +282,7 @@ s_print_value(const struct cfg_opt *o, const void *conf, FILE *fp)
         return;
     }
     if (o->type == CFG_STR && urlmask_is_url(*(char *const *)p)) {
-        char *m = urlmask(*(char *const *)p); /* a URL's password stays out */
+        char *m = urlmask_print(*(char *const *)p); /* a URL's password stays out */
         fputs(m, fp);
         free(m);
         return;

@@ -10,9 +10,12 @@
 
 #include <stdbool.h>
 
-/* The masked form of url (caller frees); "(not a URL)" when libcurl
- * cannot parse it. Cannot fail. */
+/* The masked form of url (caller frees): url itself when it has nothing
+ * to mask; "(not a URL)" when libcurl cannot parse it. Cannot fail. */
 char *urlmask(const char *url);
+/* For printed configuration (caller frees): s verbatim unless it is a URL
+ * with something to mask, so a printed value loads back the same. */
+char *urlmask_print(const char *s);
 /* Only "scheme://host[:port]/..." of url (caller frees): for URLs whose
  * path itself may be the secret (a chat service's incoming webhook). */
 char *urlmask_origin(const char *url);
