@@ -8,7 +8,6 @@ another tenant's client and a readings-only client get none of them.
 Then apid alone with --device-offline-after 2s: a device that stops
 heartbeating is marked offline (and that streams) while one that keeps
 heartbeating stays online."""
-import hashlib
 import os
 import secrets
 import socket
@@ -17,23 +16,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main, need  # noqa: E402
+from sp import Platform, check, main, need, mqtt_len, mqtt_str, write_keys  # noqa: E402
 from ws import WS  # noqa: E402
 
 TENANTS = ("acme", "globex")
-
-
-def enc_len(n):
-    out = b""
-    while True:
-        b, n = n % 128, n // 128
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def s16(b):
-    return struct.pack("!H", len(b)) + b
 
 
 class Device:
@@ -43,14 +29,14 @@ class Device:
     def __init__(self, port, tenant, dev):
         self.topic = ("tenants/%s/devices/%s/status" % (tenant, dev)).encode()
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        var = s16(b"MQTT") + bytes([4, 0x02 | 0x04]) + struct.pack("!H", 60)
-        body = var + s16(("%s-%s" % (tenant, dev)).encode()) + s16(self.topic) + s16(b"offline")
-        self.sock.sendall(bytes([0x10]) + enc_len(len(body)) + body)
+        var = mqtt_str(b"MQTT") + bytes([4, 0x02 | 0x04]) + struct.pack("!H", 60)
+        body = var + mqtt_str(("%s-%s" % (tenant, dev)).encode()) + mqtt_str(self.topic) + mqtt_str(b"offline")
+        self.sock.sendall(bytes([0x10]) + mqtt_len(len(body)) + body)
         ack = self.sock.recv(4)
         check(len(ack) == 4 and ack[0] == 0x20 and ack[3] == 0, "%s connects (%r)" % (dev, ack))
         m = b"online"
-        self.sock.sendall(bytes([0x30]) + enc_len(2 + len(self.topic) + len(m))
-                          + s16(self.topic) + m)
+        self.sock.sendall(bytes([0x30]) + mqtt_len(2 + len(self.topic) + len(m))
+                          + mqtt_str(self.topic) + m)
 
     def vanish(self):
         self.sock.close()  # no DISCONNECT: the broker publishes the last will
@@ -82,10 +68,7 @@ def test():
     p = Platform()
     key = {t: "sp_" + secrets.token_urlsafe(32) for t in TENANTS}
     keys = os.path.join(p.dir, "keys")
-    with open(keys, "w") as f:
-        for t in TENANTS:
-            f.write("%s-ops %s admin sha256:%s\n"
-                    % (t, t, hashlib.sha256(key[t].encode()).hexdigest()))
+    write_keys(keys, {t + "-ops": (t, key[t]) for t in TENANTS})
     p.start_broker()
     p.extra = {"apid": ["--keys", keys, "--mqtt-host", "127.0.0.1",
                         "--mqtt-port", str(p.mqtt_port)]}

@@ -3,14 +3,13 @@
 across tenants (never 403, so existence is hidden), a reader cannot write,
 only admins make keys, a key over its rate gets 429 with Retry-After, keys
 survive a restart, and no key or password appears in the log."""
-import hashlib
 import os
 import secrets
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main  # noqa: E402
+from sp import Platform, check, main, write_keys  # noqa: E402
 
 SEED = ('{"deviceId":"sensor-001","type":"temperature","metadata":'
         '{"location":"warehouse-a","model":"DHT22"}}')
@@ -21,11 +20,7 @@ def test():
     acme, globex = "sp_" + secrets.token_urlsafe(32), "sp_" + secrets.token_urlsafe(32)
     keys = os.path.join(p.dir, "keys")
     mq = os.path.join(p.dir, "mqtt")
-    with open(keys, "w") as f:
-        f.write("# name tenant role hash\n")
-        for name, tenant, k in (("acme-ops", "acme", acme), ("globex-ops", "globex", globex)):
-            f.write("%s %s admin sha256:%s\n" % (name, tenant,
-                                                 hashlib.sha256(k.encode()).hexdigest()))
+    write_keys(keys, {"acme-ops": ("acme", acme), "globex-ops": ("globex", globex)})
     p.extra = {"apid": ["--keys", keys, "--key-rate", "1", "--key-burst", "40",
                         "--mqtt-auth", mq]}
     p.start()

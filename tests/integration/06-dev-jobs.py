@@ -14,22 +14,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main  # noqa: E402
+from sp import Platform, check, main, mqtt_len, mqtt_str  # noqa: E402
 
 N = 1000
-
-
-def enc_len(n):
-    out = b""
-    while True:
-        b, n = n % 128, n // 128
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def s16(b):
-    return struct.pack("!H", len(b)) + b
 
 
 class Fleet(threading.Thread):
@@ -43,21 +30,21 @@ class Fleet(threading.Thread):
         self.commands = {}
         self.stop = False
         self.lock = threading.Lock()
-        var = s16(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60)
-        self.send(0x10, var + s16(b"fleet-sim"))
+        var = mqtt_str(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60)
+        self.send(0x10, var + mqtt_str(b"fleet-sim"))
         self.read_packet()  # CONNACK
-        self.send(0x82, struct.pack("!H", 1) + s16(b"devices/+/commands/#") + b"\x00")
+        self.send(0x82, struct.pack("!H", 1) + mqtt_str(b"devices/+/commands/#") + b"\x00")
         self.read_packet()  # SUBACK
-        self.send(0x82, struct.pack("!H", 2) + s16(b"devices/+/shadow/delta") + b"\x00")
+        self.send(0x82, struct.pack("!H", 2) + mqtt_str(b"devices/+/shadow/delta") + b"\x00")
         self.read_packet()  # SUBACK
         self.deltas = {}
 
     def send(self, head, body):
         with self.lock:
-            self.sock.sendall(bytes([head]) + enc_len(len(body)) + body)
+            self.sock.sendall(bytes([head]) + mqtt_len(len(body)) + body)
 
     def publish(self, topic, payload):
-        self.send(0x30, s16(topic.encode()) + payload.encode())
+        self.send(0x30, mqtt_str(topic.encode()) + payload.encode())
 
     def recv_exact(self, n):
         buf = b""
@@ -252,12 +239,12 @@ def test():
         check(kinds[-4:] == ["activated", "online", "offline", "heartbeat"],
               "only changes reach the log, one heartbeat a minute (got %s)" % kinds)
         lw = socket.create_connection(("127.0.0.1", p.mqtt_port))
-        var = s16(b"MQTT") + bytes([4, 0x02 | 0x04]) + struct.pack("!H", 60)
-        body = var + s16(b"dev-0004") + s16(b"devices/dev-0004/status") + s16(b"offline")
-        lw.sendall(bytes([0x10]) + enc_len(len(body)) + body)
+        var = mqtt_str(b"MQTT") + bytes([4, 0x02 | 0x04]) + struct.pack("!H", 60)
+        body = var + mqtt_str(b"dev-0004") + mqtt_str(b"devices/dev-0004/status") + mqtt_str(b"offline")
+        lw.sendall(bytes([0x10]) + mqtt_len(len(body)) + body)
         lw.recv(4)  # CONNACK
         t, m = b"devices/dev-0004/status", b"online"
-        lw.sendall(bytes([0x30]) + enc_len(2 + len(t) + len(m)) + s16(t) + m)
+        lw.sendall(bytes([0x30]) + mqtt_len(2 + len(t) + len(m)) + mqtt_str(t) + m)
         state_of("dev-0004", lambda d: d["online"], "dev-0004 online")
         lw.close()  # no DISCONNECT: the broker sends the last will
         state_of("dev-0004", lambda d: not d["online"], "the last will marks dev-0004 offline")

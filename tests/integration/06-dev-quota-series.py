@@ -9,7 +9,6 @@ MQTT the message is refused and answered on the device's errors topic.
 The count survives an ingestd restart (<spool>/series.quota). Devices
 are limited per tenant from the same file. Raising acme's limit in the
 file takes effect without a restart."""
-import hashlib
 import json
 import os
 import secrets
@@ -19,7 +18,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main, need, wait_for  # noqa: E402
+from sp import Platform, check, main, need, wait_for, write_keys  # noqa: E402
 
 
 def write_quotas(path, doc):
@@ -33,9 +32,7 @@ def test():
     p = Platform(daemons=("aggd", "ingestd", "apid"))
     keys = os.path.join(p.dir, "keys")
     key = {n: "sp_" + secrets.token_urlsafe(32) for n in ("acme", "globex")}
-    with open(keys, "w") as f:
-        for n, k in key.items():
-            f.write("%s %s admin sha256:%s\n" % (n, n, hashlib.sha256(k.encode()).hexdigest()))
+    write_keys(keys, {n: (n, k) for n, k in key.items()})
     quotas = os.path.join(p.dir, "quotas.json")
     write_quotas(quotas, {"default": {"series": 50, "devices": 2},
                           "tenants": {"acme": {"series": 3, "devices": 1}}})

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main, need, wait_for  # noqa: E402
+from sp import Platform, check, main, need, wait_for, write_keys  # noqa: E402
 from ws import WS  # noqa: E402
 
 JWT_KEY = secrets.token_urlsafe(32)
@@ -48,10 +48,7 @@ def test():
     p = Platform(daemons=("aggd", "ingestd", "apid"))
     keys = os.path.join(p.dir, "keys")
     key = {t: "sp_" + secrets.token_urlsafe(32) for t in ("acme", "globex")}
-    with open(keys, "w") as f:
-        for t, k in key.items():
-            f.write("%s-ops %s admin sha256:%s\n"
-                    % (t, t, hashlib.sha256(k.encode()).hexdigest()))
+    write_keys(keys, {t + "-ops": (t, k) for t, k in key.items()})
     p.extra = {"apid": ["--keys", keys, "--jwt-secret", JWT_KEY,
                         "--jwt-audience", "sensorpipe",
                         "--session-ttl", "%ds" % TTL,

@@ -7,7 +7,6 @@ export, device telemetry, anomalies, the Prometheus API, alerts (list, one,
 ack), WebSocket streams and saved dashboards. Naming another tenant's series (by key or by a
 tenant tag filter) is 404, a reading naming the tenant tag is refused, and
 nothing a tenant writes changes another tenant's answers."""
-import hashlib
 import json
 import os
 import secrets
@@ -16,7 +15,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main, need, wait_for  # noqa: E402
+from sp import Platform, check, main, need, wait_for, write_keys  # noqa: E402
 from ws import WS  # noqa: E402
 
 T0 = 1704067200  # 2024-01-01T00:00:00Z
@@ -36,10 +35,7 @@ def test():
     p = Platform()
     key = {t: "sp_" + secrets.token_urlsafe(32) for t in TENANTS}
     keys = os.path.join(p.dir, "keys")
-    with open(keys, "w") as f:
-        for t in TENANTS:
-            f.write("%s-ops %s admin sha256:%s\n"
-                    % (t, t, hashlib.sha256(key[t].encode()).hexdigest()))
+    write_keys(keys, {t + "-ops": (t, key[t]) for t in TENANTS})
     rules = os.path.join(p.dir, "alertd.rules")
     with open(rules, "w") as f:
         f.write("hot: temperature > 100 severity critical\n")

@@ -5,6 +5,7 @@ and free TCP ports, starts the daemons in the foreground, waits for their
 "ready" log line, and on stop sends SIGTERM and requires exit status 0,
 "shutdown complete" and no sanitizer report in the log.
 """
+import hashlib
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -58,6 +60,31 @@ def wait_for(fn, what, timeout=20):
             return v
         time.sleep(0.1)
     check(False, what)
+
+
+def write_keys(path, keys):
+    """apid's --keys file: keys maps a key name to (tenant, secret); each
+    becomes an admin key stored as its SHA-256."""
+    with open(path, "w") as f:
+        f.write("# name tenant role hash\n")
+        for name, (tenant, k) in keys.items():
+            f.write("%s %s admin sha256:%s\n"
+                    % (name, tenant, hashlib.sha256(k.encode()).hexdigest()))
+
+
+def mqtt_len(n):
+    """MQTT's variable-length encoding of a remaining length n."""
+    out = b""
+    while True:
+        b, n = n % 128, n // 128
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def mqtt_str(b):
+    """An MQTT string: two length bytes, then b."""
+    return struct.pack("!H", len(b)) + b
 
 
 class Failure(Exception):
