@@ -23,9 +23,7 @@ failures with no false alarm in between.
 Also prints the corpus-wide share of alarms outside every labelled window
 (the issue's "under 5 % of all alarms").
 """
-import argparse
 import datetime
-import json
 import os
 import sys
 
@@ -41,10 +39,7 @@ def parse(ts):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=os.environ.get(
-        "NAB_DATA", os.path.join(here, "../../../shared/data/nab")))
+    ap = nab_score.arg_parser(__doc__)
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--file", default=MACHINE)
     ap.add_argument("--ahead", type=float, default=24.0)
@@ -70,17 +65,23 @@ def main():
           "found %d of %d, at threshold %.6g"
           % (nfp, ndet, 100.0 * nfp / ndet if ndet else 0.0, ntp, nwin, t))
 
-    with open(os.path.join(a.data, "labels", "combined_labels.json")) as fh:
-        labels = json.load(fh)[a.file]
-    with open(os.path.join(a.data, "labels", "combined_windows.json")) as fh:
-        windows = json.load(fh)[a.file]
+    labels, windows = nab_score.labels(a.data, a.file)
     f = next(x for x in files if x.name == a.file)
     ts, _ = nab_score.read_scores(os.path.join(a.results, a.file))
     alarms = [parse(ts[i]) for i in range(f.prob, f.n) if f.scores[i] >= t]
-    early = datetime.timedelta(hours=48)
-    prev_end = parse(ts[f.prob]) - datetime.timedelta(seconds=1)
-    met = 0
     print("%s, threshold %.6g:" % (a.file, t))
+    warnings(labels, windows, alarms, parse(ts[f.prob]), a.ahead)
+
+
+def warnings(labels, windows, alarms, first, ahead=24.0, out=print):
+    """Print the warning and the false alarms before each labelled failure
+    (definitions in the module's doc) for alarm times `alarms` (sorted
+    datetimes) counted from `first`; returns (failures warned >= ahead
+    hours early with no false alarm in between, false alarms in all,
+    failures warned >= ahead hours early whatever came before)."""
+    early = datetime.timedelta(hours=48)
+    prev_end = first - datetime.timedelta(seconds=1)
+    met = nfalse = early_enough = 0
     for lab, (ws, we) in zip(labels, windows):
         L, ws, we = parse(lab), parse(ws), parse(we)
         lo = L - early
@@ -88,23 +89,26 @@ def main():
         false = [x for x in alarms if prev_end < x < lo]
         if warn is not None:
             false += [x for x in alarms if warn < x < ws]
+        nfalse += len(false)
         if warn is None:
-            print("  failure %s: no alarm (false alarms before it: %d)"
-                  % (L, len(false)))
+            out("  failure %s: no alarm (false alarms before it: %d)"
+                % (L, len(false)))
         else:
             lead = (L - warn).total_seconds() / 3600.0
-            ok = lead >= a.ahead and not false
+            early_enough += lead >= ahead
+            ok = lead >= ahead and not false
             met += ok
-            print("  failure %s: first alarm %s, %.1f h %s; false alarms "
-                  "before it since the previous failure: %d%s"
-                  % (L, warn, abs(lead), "ahead" if lead >= 0 else "late",
-                     len(false), "  (met)" if ok else ""))
+            out("  failure %s: first alarm %s, %.1f h %s; false alarms "
+                "before it since the previous failure: %d%s"
+                % (L, warn, abs(lead), "ahead" if lead >= 0 else "late",
+                   len(false), "  (met)" if ok else ""))
         prev_end = we
     after = [x for x in alarms if x > prev_end]
-    print("  false alarms after the last failure: %d" % len(after))
-    print("warned >= %g h ahead with no false alarm in between: %d of %d "
-          "failures (target 3)" % (a.ahead, met, len(labels)))
-
+    nfalse += len(after)
+    out("  false alarms after the last failure: %d" % len(after))
+    out("warned >= %g h ahead with no false alarm in between: %d of %d "
+        "failures (target 3)" % (ahead, met, len(labels)))
+    return met, nfalse, early_enough
 
 if __name__ == "__main__":
     main()

@@ -217,11 +217,27 @@ def load_files(data, results, prefix):
     return files
 
 
-def main():
+def arg_parser(doc):
+    """An ArgumentParser described by doc's first line, with --data (the
+    NAB data: $NAB_DATA, else ../shared/data/nab next to the repository)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get(
         "NAB_DATA", os.path.join(here, "../../../shared/data/nab")))
+    return ap
+
+
+def labels(data, rel):
+    """The labelled instants and the windows of file rel."""
+    with open(os.path.join(data, "labels", "combined_labels.json")) as f:
+        lab = json.load(f)[rel]
+    with open(os.path.join(data, "labels", "combined_windows.json")) as f:
+        win = json.load(f)[rel]
+    return lab, win
+
+
+def main():
+    ap = arg_parser(__doc__)
     ap.add_argument("--prefix", default="")
     ap.add_argument("--profile", default="all")
     ap.add_argument("--threshold", type=float, default=None)
