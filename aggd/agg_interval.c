@@ -13,6 +13,7 @@
 #include "aggd/agg_stats.h"
 #include "common/clock.h"
 #include "common/mpjson.h"
+#include "common/rpc.h"
 #include "common/strbuf.h"
 #include "common/strutil.h"
 #include "common/test.h"
@@ -54,42 +55,43 @@ struct s_out {
     int64_t *ts;   /* interval starts, ns */
     double *val;   /* their values */
     uint64_t *cnt; /* their points */
-    json_t **sk;   /* their sketches for apid ("parts"), or NULL */
+    json_t **more; /* their fields for apid ("parts": "sketch" or
+                      "parts"), objects, or NULL */
     size_t n, cap; /* used and allocated */
 };
 
-/* Add a bucket; sk (owned, may be NULL) is its sketch for apid. */
+/* Add a bucket; more (owned, may be NULL) holds its fields for apid. */
 static void
-s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c, json_t *sk)
+s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c, json_t *more)
 {
     if (o->n == o->cap) {
         o->cap = o->cap ? o->cap * 2 : 256;
         o->ts = xrealloc(o->ts, o->cap * sizeof *o->ts);
         o->val = xrealloc(o->val, o->cap * sizeof *o->val);
         o->cnt = xrealloc(o->cnt, o->cap * sizeof *o->cnt);
-        if (o->sk) {
-            o->sk = xrealloc(o->sk, o->cap * sizeof *o->sk);
-            memset(o->sk + o->n, 0, (o->cap - o->n) * sizeof *o->sk);
+        if (o->more) {
+            o->more = xrealloc(o->more, o->cap * sizeof *o->more);
+            memset(o->more + o->n, 0, (o->cap - o->n) * sizeof *o->more);
         }
     }
-    if (sk && o->sk == NULL)
-        o->sk = xcalloc(o->cap, sizeof *o->sk);
+    if (more && o->more == NULL)
+        o->more = xcalloc(o->cap, sizeof *o->more);
     o->ts[o->n] = ts;
     o->val[o->n] = v;
-    if (o->sk)
-        o->sk[o->n] = sk;
+    if (o->more)
+        o->more[o->n] = more;
     o->cnt[o->n++] = c;
 }
 
 static void
 s_out_free(struct s_out *o)
 {
-    for (size_t i = 0; o->sk && i < o->n; i++)
-        json_decref(o->sk[i]);
+    for (size_t i = 0; o->more && i < o->n; i++)
+        json_decref(o->more[i]);
     free(o->ts);
     free(o->val);
     free(o->cnt);
-    free(o->sk);
+    free(o->more);
     memset(o, 0, sizeof *o);
 }
 
@@ -172,9 +174,10 @@ s_emit(json_t *head, struct s_out *o, json_t **body, struct strbuf *text)
                                   clock_format(o->ts[i], tbuf, sizeof tbuf),
                                   "value", agg_query_num(o->val[i]), "count",
                                   (json_int_t)o->cnt[i]);
-            if (o->sk && o->sk[i]) {
-                json_object_set_new(b, "sketch", o->sk[i]);
-                o->sk[i] = NULL;
+            if (o->more && o->more[i]) {
+                json_object_update(b, o->more[i]);
+                json_decref(o->more[i]);
+                o->more[i] = NULL;
             }
             json_array_append_new(arr, b);
         }
@@ -221,12 +224,11 @@ s_bucket_value(int fn, double pct, double *v, size_t n,
     }
 }
 
-/* The value of one aggregation over a summary (and its sketch). A mean
- * is the sum over the count, which the walk (s_walk) adds up without
- * merging moments. */
-static double
-s_rsum_value(int fn, double pct, const struct agg_rsum *r,
-             const agg_sketch_t *sk)
+/* A mean is the sum over the count, which the walk (s_walk) adds up
+ * without merging moments. */
+double
+agg_interval_value(int fn, double pct, const struct agg_rsum *r,
+                   const agg_sketch_t *sk)
 {
     if (fn == AGG_FN_PCT)
         return agg_sketch_quantile(sk, pct / 100);
@@ -428,11 +430,12 @@ s_sums_only(int fn)
 
 /* Merge interval [a, z) by walking, when every series' span holds it
  * whole or not at all (else agg_store_summarize clips it to the span and
- * may split it differently). Returns false when the caller must
- * summarise it itself. */
+ * may split it differently): into m, or with per not NULL, series k into
+ * per[k] (every field). Returns false when the caller must summarise it
+ * itself. */
 static bool
 s_walk(struct s_walk *w, const struct s_spec *sp, int64_t a, int64_t z,
-       struct agg_rsum *m, agg_sketch_t *sk)
+       struct agg_rsum *m, struct agg_rsum *per, agg_sketch_t *sk)
 {
     if (w->tier < 0)
         return false;
@@ -445,12 +448,12 @@ s_walk(struct s_walk *w, const struct s_spec *sp, int64_t a, int64_t z,
             continue;
         if (w->next != a)
             w->at[k] = agg_rollup_lower(w->roll[k], w->tier, a);
-        if (s_sums_only(sp->fn))
+        if (per == NULL && s_sums_only(sp->fn))
             w->at[k] = agg_rollup_sum_from(w->roll[k], w->tier, w->at[k], z,
                                            &m->m.count, &m->m.sum);
         else
             w->at[k] = agg_rollup_merge_from(w->roll[k], w->tier, w->at[k], z,
-                                             m, sk);
+                                             per ? &per[k] : m, sk);
     }
     w->next = z;
     return true;
@@ -491,16 +494,37 @@ s_bounds(const struct s_spec *sp, int64_t lo, int64_t hi, int64_t **out)
     return nb;
 }
 
+/* The summaries per[0..nk) of one interval merged into m in key order;
+ * returns {"parts": [...]}, those with points as agg_query_part gives
+ * them, and counts them in *nparts. */
+static json_t *
+s_parts(const struct s_spec *sp, const struct agg_rsum *per,
+        struct agg_rsum *m, size_t *nparts)
+{
+    json_t *parts = json_array();
+
+    for (size_t k = 0; k < sp->nk; k++) {
+        if (per[k].m.count == 0)
+            continue;
+        agg_rsum_merge(m, &per[k]);
+        json_array_append_new(parts, agg_query_part(sp->keys[k], &per[k]));
+        ++*nparts;
+    }
+    return json_pack("{s:o}", "parts", parts);
+}
+
 /* Aggregation over listed interval boundaries (see the file comment):
- * the buckets to o; returns 0, or 400 with *body set. */
+ * the buckets to o; returns 0, or 400 or 413 with *body set. */
 static int
 s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
           json_t **body)
 {
     const struct agg_query_sel *sel = sp->sel;
     int64_t lo = INT64_MAX, hi = INT64_MIN, f, e, *bd;
-    size_t nb;
+    size_t nb, nparts = 0;
     struct s_walk w;
+    struct agg_rsum *per;
+    int rc = 0;
 
     for (size_t i = 0; i < sp->nk; i++)
         if (agg_store_span(store, sp->keys[i], &f, &e)) {
@@ -515,11 +539,16 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
         return 400;
     }
     s_walk_init(&w, store, sp);
-    for (size_t i = 0; i + 1 < nb; i++) {
+    /* For apid, other aggregations than percentiles carry each series'
+     * summary of each interval, summed on its own and then in key order
+     * (s_parts), so that apid repeats the very additions. */
+    per = sel->parts && !sp->raw && sp->fn != AGG_FN_PCT
+              ? xmalloc(sp->nk * sizeof *per) : NULL;
+    for (size_t i = 0; i + 1 < nb && rc == 0; i++) {
         int64_t a = sp->window ? bd[i + 1] - sp->window : bd[i], z = bd[i + 1];
         struct agg_rsum m = {0};
         double value;
-        json_t *part = NULL; /* the bucket's sketch, for apid */
+        json_t *more = NULL; /* the bucket's sketch or parts, for apid */
         a = a > sel->start ? a : sel->start;
         z = z < sel->end ? z : sel->end;
         if (a >= z)
@@ -528,22 +557,38 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
             value = s_raw_value(store, sp, a, z, &m);
         } else {
             agg_sketch_t *sk = sp->fn == AGG_FN_PCT ? agg_sketch_new() : NULL;
+            if (per)
+                memset(per, 0, sp->nk * sizeof *per);
             /* Whole intervals walk; clipped ones at the range's edges
              * take raw points at their ends. */
-            if (a != bd[i] || z != bd[i + 1] || !s_walk(&w, sp, a, z, &m, sk))
+            if (a != bd[i] || z != bd[i + 1] ||
+                !s_walk(&w, sp, a, z, &m, per, sk))
                 for (size_t k = 0; k < sp->nk; k++)
-                    agg_store_summarize(store, sp->keys[k], a, z, &m, sk);
-            value = s_rsum_value(sp->fn, sp->pct, &m, sk);
+                    agg_store_summarize(store, sp->keys[k], a, z,
+                                        per ? &per[k] : &m, sk);
+            if (per)
+                more = s_parts(sp, per, &m, &nparts);
+            value = agg_interval_value(sp->fn, sp->pct, &m, sk);
             if (sk && m.m.count > 0 && sel->parts)
-                part = agg_sketch_to_json(sk);
+                more = json_pack("{s:o}", "sketch", agg_sketch_to_json(sk));
             agg_sketch_destroy(&sk);
         }
-        if (m.m.count > 0)
-            s_out_add(o, bd[i], value, m.m.count, part);
+        if (nparts > AGG_INTERVAL_PARTS_MAX) {
+            json_decref(more);
+            *body = rpc_error("too_large", "too many series summaries to "
+                              "merge across lanes; narrow the range or the "
+                              "selection, or widen the interval", "interval");
+            rc = 413;
+        } else if (m.m.count > 0) {
+            s_out_add(o, bd[i], value, m.m.count, more);
+        } else {
+            json_decref(more);
+        }
     }
     s_walk_free(&w);
+    free(per);
     free(bd);
-    return 0;
+    return rc;
 }
 
 /* Fixed steps over the raw points of the selection: sort once, cut. The
@@ -719,7 +764,7 @@ s_test_ref(agg_store_t *st, const char **keys, size_t nk, int fn, double pct,
 
     for (size_t k = 0; k < nk; k++)
         agg_store_summarize(st, keys[k], a, z, &m, sk);
-    v = s_rsum_value(fn, pct, &m, sk);
+    v = agg_interval_value(fn, pct, &m, sk);
     agg_sketch_destroy(&sk);
     *count = m.m.count;
     return v;
@@ -787,6 +832,27 @@ s_test_walk(void)
                     assert(got == want || (isnan(got) && isnan(want)));
                     assert((uint64_t)json_integer_value(json_object_get(e, "count")) == n);
                 }
+                /* With parts (apid's lane merge), the same buckets to
+                 * rounding, each carrying its series' summaries (or
+                 * sketch) that add up to it. */
+                json_t *pq = json_deep_copy(req), *pb, *e;
+                size_t j;
+                json_object_set_new(pq, "parts", json_true());
+                assert(agg_interval_answer(st, pq, &pb) == 200);
+                s_test_same(pb, body, 1e-9);
+                json_array_foreach(json_object_get(pb, "buckets"), j, e) {
+                    json_t *parts = json_object_get(e, "parts"), *pt;
+                    json_int_t c = 0;
+                    size_t u;
+                    assert(fn == AGG_FN_PCT ? json_object_get(e, "sketch") != NULL
+                                            : json_array_size(parts) >= 1);
+                    json_array_foreach(parts, u, pt)
+                        c += json_integer_value(json_object_get(pt, "count"));
+                    assert(fn == AGG_FN_PCT ||
+                           c == json_integer_value(json_object_get(e, "count")));
+                }
+                json_decref(pb);
+                json_decref(pq);
                 /* As text: only over one series, and byte for byte. */
                 json_t *none;
                 assert(agg_interval_reply(st, req, &none, &text) == 200);

@@ -13,6 +13,7 @@
 #ifndef SP_AGG_INTERVAL_H
 #define SP_AGG_INTERVAL_H
 
+#include "aggd/agg_sketch.h"
 #include "aggd/agg_store.h"
 
 #include <jansson.h>
@@ -28,6 +29,21 @@ int agg_interval_answer(agg_store_t *store, const json_t *req, json_t **body);
  * is agg_interval_answer. */
 int agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
                        struct strbuf *text);
+
+/* With "parts": true (apid's lane merge, agg_query.h), an answer from
+ * rollups carries in every bucket either "sketch" (percentiles: the
+ * bucket's DDSketch over every series) or "parts" (any other
+ * aggregation: one agg_query_part per series with points in the bucket,
+ * in key order). The bucket's value is then the parts merged in that
+ * order (agg_rsum_merge) and taken by agg_interval_value, which is what
+ * apid repeats over the parts of every lane. More parts than this in
+ * one answer are a 413. */
+#define AGG_INTERVAL_PARTS_MAX 1000000
+
+/* The value of aggregation fn (enum agg_fn; pct for AGG_FN_PCT) over a
+ * summary r and, for percentiles, its sketch sk. NaN when undefined. */
+double agg_interval_value(int fn, double pct, const struct agg_rsum *r,
+                          const agg_sketch_t *sk);
 
 /* Selftest. */
 void agg_interval_test(bool verbose);

@@ -6,6 +6,7 @@
  * from a copy of it that could drift.
  */
 #include "apid/api_lanes.h"
+#include "aggd/agg_interval.h"
 #include "aggd/agg_query.h"
 #include "aggd/agg_sketch.h"
 #include "aggd/agg_stats.h"
@@ -328,23 +329,19 @@ s_from_values(const json_t *q, const struct api_lanes_reply *v, size_t n,
  * first answers: a lane did (its own points past AGG_QUERY_RAW_MAX, or
  * thinned by retention), or together they hold more points than that
  * (one aggd's estimate counts at least these). For stats, and for
- * percentile aggregates where aggd takes rollups (whole-minute intervals,
- * time-zone days, rolling windows); never with "exact". */
+ * aggregates where aggd takes rollups (whole-minute intervals, time-zone
+ * days, rolling windows); never with "exact". */
 static bool
 s_rollups_due(const json_t *q, const struct api_lanes_reply *r, size_t n)
 {
-    const char *op = s_str(q, "op"), *agg;
+    const char *op = s_str(q, "op");
     json_int_t pts = 0;
     int64_t step;
-    double pct;
     bool windowed;
 
     if (json_is_true(json_object_get(q, "exact")))
         return false;
     if (!strcmp(op, "aggregate")) {
-        agg = json_string_value(json_object_get(q, "aggregation"));
-        if (agg_stats_fn(agg ? agg : "mean", &pct) != AGG_FN_PCT)
-            return false;
         if (!json_object_get(q, "tz") && !json_object_get(q, "window") &&
             (clock_parse_duration(s_str(q, "interval"), &step) ||
              step % (60 * CLOCK_NS_PER_S) != 0))
@@ -467,26 +464,80 @@ s_bucket_cmp(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-/* A percentile aggregate from the lanes' bucket sketches: buckets of the
- * same start add their counts and sketches, and the percentile comes
- * from the sum, as one aggd's sketch over every series of the bucket. */
-static int
-s_from_sketches(const json_t *q, const struct api_lanes_reply *v, size_t n,
-                json_int_t matched, json_t **out)
+/* The value of one merged bucket: buckets bk[0..nb) of the lanes,
+ * all of the same start. A percentile adds their sketches; any other
+ * aggregation sorts their parts (pt, room for every part) by key and
+ * merges them in that order, as one aggd merges its series
+ * (agg_interval.h). Returns false when a lane's bucket does not add up. */
+static bool
+s_bucket_value(const struct s_bucket *bk, size_t nb, int fn, double pct,
+               struct s_part *pt, double *value, json_int_t *count)
 {
-    size_t total = 0, k = 0, f = n;
-    struct s_bucket *bk;
-    json_t *buckets = json_array();
-    double pct = 0;
+    struct agg_rsum sum = {0};
+    agg_sketch_t *sk = agg_sketch_new();
+    size_t k = 0;
     bool ok = true;
 
-    agg_stats_fn(s_str(q, "aggregation"), &pct);
-    for (size_t i = 0; i < n; i++)
-        if (v[i].status == 200) {
-            total += json_array_size(json_object_get(v[i].body, "buckets"));
-            f = f < n ? f : i;
+    *count = 0;
+    for (size_t i = 0; i < nb && ok; i++) {
+        json_int_t c = s_int(bk[i].b, "count"), in = 0;
+        size_t j;
+        json_t *e;
+        *count += c;
+        if (fn == AGG_FN_PCT) {
+            ok = agg_sketch_merge_json(sk, json_object_get(bk[i].b, "sketch")) == 0;
+            continue;
         }
+        ok = json_is_array(json_object_get(bk[i].b, "parts"));
+        json_array_foreach(json_object_get(bk[i].b, "parts"), j, e) {
+            if (!ok || agg_query_part_parse(e, &pt[k].key, &pt[k].r)) {
+                ok = false;
+                break;
+            }
+            in += (json_int_t)pt[k++].r.m.count;
+        }
+        ok = ok && in == c;
+    }
+    if (ok && fn == AGG_FN_PCT) {
+        ok = (uint64_t)*count == agg_sketch_count(sk);
+    } else if (ok) {
+        qsort(pt, k, sizeof *pt, s_part_cmp);
+        for (size_t i = 0; i < k; i++)
+            agg_rsum_merge(&sum, &pt[i].r);
+    }
+    *value = agg_interval_value(fn, pct, &sum, sk);
+    agg_sketch_destroy(&sk);
+    return ok;
+}
+
+/* An aggregate from the lanes' rollup buckets: buckets of the same start
+ * merge (s_bucket_value) into one bucket, as one aggd's over every series
+ * of the bucket. */
+static int
+s_from_buckets(const json_t *q, const struct api_lanes_reply *v, size_t n,
+               json_int_t matched, json_t **out)
+{
+    size_t total = 0, parts = 0, k = 0, f = n;
+    struct s_bucket *bk;
+    struct s_part *pt;
+    json_t *buckets = json_array();
+    const char *agg = json_string_value(json_object_get(q, "aggregation"));
+    double pct = 0;
+    int fn = agg_stats_fn(agg ? agg : "mean", &pct);
+    bool ok = fn >= 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        json_t *e;
+        if (v[i].status != 200)
+            continue;
+        total += json_array_size(json_object_get(v[i].body, "buckets"));
+        json_array_foreach(json_object_get(v[i].body, "buckets"), j, e)
+            parts += json_array_size(json_object_get(e, "parts"));
+        f = f < n ? f : i;
+    }
     bk = xmalloc((total ? total : 1) * sizeof *bk);
+    pt = xmalloc((parts ? parts : 1) * sizeof *pt);
     for (size_t i = 0; i < n && ok; i++) {
         size_t j;
         json_t *e;
@@ -502,23 +553,20 @@ s_from_sketches(const json_t *q, const struct api_lanes_reply *v, size_t n,
     }
     qsort(bk, ok ? k : 0, sizeof *bk, s_bucket_cmp);
     for (size_t i = 0; i < k && ok;) {
-        agg_sketch_t *sk = agg_sketch_new();
-        json_int_t count = 0;
+        json_int_t count;
+        double value;
         size_t j = i;
-        for (; j < k && bk[j].ts == bk[i].ts && ok; j++) {
-            count += s_int(bk[j].b, "count");
-            ok = agg_sketch_merge_json(sk, json_object_get(bk[j].b, "sketch")) == 0;
-        }
-        ok = ok && (uint64_t)count == agg_sketch_count(sk);
+        while (j < k && bk[j].ts == bk[i].ts)
+            j++;
+        ok = s_bucket_value(bk + i, j - i, fn, pct, pt, &value, &count);
         json_array_append_new(
             buckets, json_pack("{s:O, s:o, s:I}", "timestamp",
                                json_object_get(bk[i].b, "timestamp"), "value",
-                               agg_query_num(agg_sketch_quantile(sk, pct / 100)),
-                               "count", count));
-        agg_sketch_destroy(&sk);
+                               agg_query_num(value), "count", count));
         i = j;
     }
     free(bk);
+    free(pt);
     if (!ok || f == n) {
         json_decref(buckets);
         *out = f == n ? rpc_error("not_found", "no lane answered", "series")
@@ -635,7 +683,7 @@ api_lanes_finish(const json_t *query, const struct api_lanes_reply *r,
     else if (!strcmp(s_str(query, "op"), "stats"))
         *status = s_from_parts(query, v, n, matched, out);
     else
-        *status = s_from_sketches(query, v, n, matched, out);
+        *status = s_from_buckets(query, v, n, matched, out);
 }
 
 /* Answer q on the union of the per-lane stores as one store would, and
@@ -696,6 +744,115 @@ s_test_scatter(agg_store_t **st, int n, json_t *q, int *status)
         json_decref(v[i].body);
     }
     return out;
+}
+
+/*
+ * Raw points expired by retention, rollups left: every aggregation over
+ * several series merges the lanes' per-series parts (percentiles their
+ * sketches) in key order, so 1 lane and 4 give the same bits, and the
+ * figures are those of every point, not of the raw ones left (none).
+ */
+static void
+s_test_expired(void)
+{
+    static const char *fns[] = {"mean", "sum", "count", "min", "max", "std",
+                                "first", "last", "p90"};
+    static const char *ivals[] = {"15min", "1h", "2d"};
+    agg_store_t *lanes[4], *ref = agg_store_new(), *solo[1] = {ref};
+    const int64_t never[AGG_ROLLUP_TIERS] = {INT64_MIN, INT64_MIN, INT64_MIN};
+    double sum = 0, lo = INFINITY, hi = -INFINITY;
+    char key[64];
+
+    for (int i = 0; i < 4; i++)
+        lanes[i] = agg_store_new();
+    for (int d = 0; d < 9; d++)
+        for (int t = 0; t < 400; t++) {
+            double x = round(sin(t * 0.05 + d) * 300 + d * 7) / 8;
+            snprintf(key, sizeof key, "gone{device=d%d}", d);
+            agg_store_put(lanes[series_lane(key, strlen(key), 4)], key,
+                          (int64_t)t * 60 * CLOCK_NS_PER_S, x);
+            agg_store_put(ref, key, (int64_t)t * 60 * CLOCK_NS_PER_S, x);
+            sum += x;
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+    for (int i = 0; i < 5; i++) {
+        agg_store_t *st = i < 4 ? lanes[i] : ref;
+        agg_store_seal_all(st);
+        agg_store_expire(st, INT64_MAX, never);
+        assert(agg_store_points(st) == 0);
+    }
+    for (size_t f = 0; f < sizeof fns / sizeof *fns; f++)
+        for (size_t v = 0; v < sizeof ivals / sizeof *ivals; v++) {
+            json_t *q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate",
+                                  "series", "gone", "interval", ivals[v],
+                                  "aggregation", fns[f]), *a, *b, *e;
+            double total = 0, best = fns[f][1] == 'i' ? INFINITY : -INFINITY;
+            json_int_t count = 0;
+            size_t j;
+            int s1, s4;
+            a = s_test_scatter(solo, 1, q, &s1);
+            b = s_test_scatter(lanes, 4, q, &s4);
+            assert(s1 == 200 && s4 == 200);
+            if (!json_equal(a, b)) {
+                char *x = json_dumps(a, JSON_SORT_KEYS), *y = json_dumps(b, JSON_SORT_KEYS);
+                fprintf(stderr, "api_lanes: N=1: %s\nN=4: %s\n", x, y);
+                assert(!"N=1 and N=4 differ after retention");
+            }
+            TEST_STREQ(s_str(b, "source"), "rollups");
+            json_array_foreach(json_object_get(b, "buckets"), j, e) {
+                double x = json_number_value(json_object_get(e, "value"));
+                count += s_int(e, "count");
+                total += x;
+                best = fns[f][1] == 'i' ? fmin(best, x) : fmax(best, x);
+            }
+            /* Every reading counts, though no raw point is left. */
+            assert(count == 9 * 400);
+            if (!strcmp(fns[f], "count"))
+                assert(total == 9 * 400);
+            if (!strcmp(fns[f], "sum"))
+                TEST_NEAR(total, sum, 1e-9 * fabs(sum));
+            if (!strcmp(fns[f], "min"))
+                assert(best == lo);
+            if (!strcmp(fns[f], "max"))
+                assert(best == hi);
+            json_decref(a);
+            json_decref(b);
+            json_decref(q);
+        }
+    /* A lane whose bucket parts do not add up is refused. */
+    {
+        json_t *q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate",
+                              "series", "gone", "interval", "1h",
+                              "aggregation", "mean"), *vq, *b;
+        struct api_lanes_reply r4[4], v4[4];
+        int s;
+        for (int i = 0; i < 4; i++)
+            r4[i].status = agg_query_answer(lanes[i], q, &r4[i].body);
+        assert(api_lanes_merge(q, r4, 4, &s, &vq) == API_LANES_VALUES);
+        assert(json_is_true(json_object_get(vq, "parts")));
+        for (int i = 0; i < 4; i++)
+            v4[i].status = agg_query_answer(lanes[i], vq, &v4[i].body);
+        for (int i = 0; i < 4; i++)
+            if (v4[i].status == 200) {
+                json_t *b0 = json_array_get(json_object_get(v4[i].body, "buckets"), 0);
+                json_array_remove(json_object_get(b0, "parts"), 0);
+                break;
+            }
+        api_lanes_finish(q, r4, v4, 4, &s, &b);
+        assert(s == 502);
+        TEST_STREQ(s_str(json_object_get(b, "error"), "code"), "bad_lane_answer");
+        json_decref(b);
+        json_decref(vq);
+        json_decref(q);
+        for (int i = 0; i < 4; i++) {
+            json_decref(r4[i].body);
+            json_decref(v4[i].body);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        agg_store_destroy(&lanes[i]);
+    agg_store_destroy(&ref);
 }
 
 void
@@ -875,6 +1032,7 @@ api_lanes_test(bool verbose)
     for (int i = 0; i < 4; i++)
         agg_store_destroy(&lanes[i]);
     agg_store_destroy(&ref);
+    s_test_expired();
     (void)verbose;
     TEST_OK("api_lanes");
 }

@@ -10,11 +10,12 @@
  *   scratch store and runs aggd's own query code on it (a lone aggd would
  *   otherwise sum in its hash table's order). When one aggd would answer
  *   from rollups (a lane did, or the lanes hold more than
- *   AGG_QUERY_RAW_MAX points together), stats and percentile aggregates
- *   ask every lane again with "rollups" and "parts" (agg_query.h): the
- *   per-series summaries are merged in key order and the DDSketches
- *   added bucket by bucket, so percentiles estimated from rollups are
- *   the same for any N. Past API_LANES_VALUES_MAX points of raw answers
+ *   AGG_QUERY_RAW_MAX points together), stats and aggregates ask every
+ *   lane again with "rollups" and "parts" (agg_query.h, agg_interval.h):
+ *   the per-series summaries (per bucket for aggregates) are merged in
+ *   key order and the DDSketches added bucket by bucket, so answers from
+ *   rollups are the same for any N and hold the readings whose raw
+ *   points retention dropped. Past API_LANES_VALUES_MAX points of raw answers
  *   (more than 20 lanes), stats merge each lane's moments with Chan's
  *   formulas (agg_stats_merge) and the percentiles are null.
  * - series, points, anomalies, alerts: concatenated and sorted by series

@@ -11,8 +11,14 @@ compared as parsed JSON, doubles to the last bit. A second metric of
 108,000 readings (more than aggd's 100,000-point raw limit together,
 about 27,000 per lane) is answered from rollups by one aggd, so its
 stats and percentile aggregates (estimated from DDSketches) are merged
-from the lanes' parts and sketches; Prometheus quantile_over_time and
-quantile across series on every lane are compared too. The 4-lane run must
+from the lanes' parts and sketches; PromQL *_over_time functions and
+aggregations (sum, avg by, min, max, count) across series on every lane
+are compared too (PromQL runs on raw points only: past raw retention it
+has no samples, for any N). With every raw
+point of it expired by retention, mean, sum, count, min, max, std,
+first and last per interval (merged from the lanes' per-series parts of
+each bucket) must equal N=1 and the input's figures (tcp, and on two
+"hosts" where namespaces can be made). The 4-lane run must
 also really spread the series: every lane holds some, and each series is
 on lane FNV-1a 64(key) % 4."""
 import json
@@ -87,13 +93,87 @@ def rollup_queries():
     return q
 
 
+MOMENTS = ("mean", "sum", "count", "min", "max", "std", "first", "last")
+
+
+def moment_queries():
+    """Over "load" (40 series) with every raw point expired: interval
+    aggregates other than percentiles, merged from the lanes' per-series
+    parts of each bucket."""
+    q = [("POST", "/api/v1/aggregate",
+          {"metric_name": "load", "interval": "1h", "aggregation": agg})
+         for agg in MOMENTS]
+    q.append(("POST", "/api/v1/aggregate",
+              {"metric_name": "load", "interval": "15min", "aggregation": "mean",
+               "start": "2024-01-01T00:07:30Z", "end": "2024-01-02T21:00:00Z"}))
+    q.append(("POST", "/api/v1/aggregate",
+              {"metric_name": "lo*", "interval": "1d", "aggregation": "sum",
+               "tz": "Europe/Berlin"}))
+    q.append(("POST", "/api/v1/aggregate",
+              {"metric_name": "load", "interval": "1h", "aggregation": "mean",
+               "window": "3h"}))
+    return q
+
+
+def expected_hourly():
+    """Per hour over every "load" series, from the input: count, sum, min,
+    max, sum of squares (the figures the 1h answers must give)."""
+    hours = {}
+    for b in dataset():
+        for r in b["data"]:
+            if r["name"] != "load":
+                continue
+            h = hours.setdefault((r["timestamp"] - T0) // 3600000, [0, 0.0, math.inf, -math.inf, []])
+            h[0] += 1
+            h[1] += r["value"]
+            h[2] = min(h[2], r["value"])
+            h[3] = max(h[3], r["value"])
+            h[4].append(r["value"])
+    return [hours[k] for k in sorted(hours)]
+
+
+def check_moments(answers, lanes):
+    """The 1h answers after retention hold every reading: count, sum, min,
+    max exact (sum to rounding), mean and std to rounding."""
+    want = expected_hourly()
+    for (m, path, body, st, out) in answers:
+        q = json.loads(body) if body else {}
+        if q.get("interval") != "1h" or q.get("window") or q.get("aggregation") not in MOMENTS:
+            continue
+        agg = q["aggregation"]
+        got = [b["value"] for b in out.get("buckets", [])] if st == 200 else None
+        if got is None or len(got) != len(want):
+            raise Failure("%d lane(s), %s after retention: %s buckets, want %d (%s)"
+                          % (lanes, agg, got and len(got), len(want), str(out)[:300]))
+        for g, (n, sm, lo, hi, vals) in zip(got, want):
+            mean = sm / n
+            ok = {"count": lambda: g == n,
+                  "sum": lambda: abs(g - sm) <= 1e-9 * max(1.0, abs(sm)),
+                  "mean": lambda: abs(g - mean) <= 1e-9 * max(1.0, abs(mean)),
+                  "min": lambda: g == lo,
+                  "max": lambda: g == hi,
+                  "std": lambda: abs(g - math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)))
+                  <= 1e-9 * max(1.0, abs(g)),
+                  "first": lambda: g in vals, "last": lambda: g in vals}[agg]()
+            if not ok:
+                raise Failure("%d lane(s), %s after retention: %r, the input says %r"
+                              % (lanes, agg, g, (n, sm, lo, hi)))
+        check(True, "%d lane(s), raw expired: hourly %s over %d hours equals the input's"
+              % (lanes, agg, len(want)))
+
+
 def prom_queries():
-    """PromQL over series on every lane (apid evaluates on merged points)."""
+    """PromQL over series on every lane (apid evaluates on merged raw
+    points): *_over_time and aggregations across series."""
     at = "&time=%d" % (T0 // 1000 + 239 * 60)
     rng = "&start=%d&end=%d&step=900" % (T0 // 1000 + 3600, T0 // 1000 + 239 * 60)
     q = []
     for e in ("quantile_over_time(0.9, temperature[1h])",
-              "quantile(0.75, quantile_over_time(0.5, temperature[30m]))"):
+              "max(quantile_over_time(0.5, temperature[30m]))",
+              "avg by (site) (avg_over_time(temperature[30m]))",
+              "sum(sum_over_time(temperature[1h])) - count(count_over_time(temperature[1h]))",
+              "stddev_over_time(temperature{site=\"s1\"}[1h])",
+              "min(min_over_time(temperature[20m])) + max(max_over_time(temperature[20m]))"):
         enc = urllib.parse.quote(e)
         q.append(("GET", "/api/v1/query?query=" + enc + at, None))
         q.append(("GET", "/api/v1/query_range?query=" + enc + rng, None))
@@ -187,14 +267,15 @@ def run(lanes, tcp, rules, **kw):
         p.stop()
 
 
-def run_thinned(lanes):
+def run_thinned(lanes, **kw):
     """"load" alone, with raw retention of one day: every raw chunk of
     2024 is dropped, so each lane (and one aggd) answers from rollups
     whatever its point count, and "values" could not rebuild the range.
-    Returns the answers to rollup_queries()."""
+    Returns the answers to rollup_queries() and moment_queries()."""
     p = Platform(daemons=("aggd", "ingestd", "apid"), lanes=lanes, tcp=lanes > 1,
                  extra={"aggd": ["--checkpoint-mb", "1", "--checkpoint-every", "1s",
-                                 "--retention-raw", "1", "--compact-every", "1s"]})
+                                 "--retention-raw", "1", "--compact-every", "1s"]},
+                 **kw)
     p.start()
     try:
         total = 0
@@ -213,8 +294,15 @@ def run_thinned(lanes):
             return (st == 200 and lane_total(a, "points") == 0 and all(each),
                     (lane_total(a, "points"), each))
         wait_until(p, "every raw point of every lane dropped by retention", thinned)
+        for name, argv in p.wrap.items():
+            if name in p.procs:
+                theirs = os.readlink("/proc/%d/ns/net" % p.procs[name].pid)
+                check(p.procs[name].poll() is None and
+                      theirs != os.readlink("/proc/self/ns/net"),
+                      "%s runs in network namespace %s" % (name, argv[-1]))
         answers = [(m, path, body and json.dumps(body)) + p.http(m, path, body)[::2]
-                   for m, path, body in rollup_queries()]
+                   for m, path, body in rollup_queries() + moment_queries()]
+        check_moments(answers, lanes)
         # The rollups still hold every reading.
         check(answers[0][3] == 200 and answers[0][4]["count"] == total,
               "%d lane(s): raw points expired, rollups count %s of %d readings"
@@ -301,6 +389,8 @@ def compare(one, other, label):
             saw["merged"] += out1.get("matched", 0) > 1
             saw["estimated"] += estimated(out1) > 0
             saw["prom"] += prom_points(out1)
+            if path.startswith("/api/v1/query") and not prom_points(out1):
+                raise Failure("PromQL answered no sample: %s %s" % (st1, str(out1)[:300]))
         print("ok: identical with %s (%d): %s" % (label, st1, what))
     return saw
 
@@ -345,11 +435,23 @@ def test():
     check('sensorpipe_lane_up{daemon="aggd",lane="3"} 1' in metrics4,
           "/metrics reports every lane")
 
-    # Raw points gone (retention), rollups left: the same answers again.
-    thin = compare(run_thinned(1), run_thinned(4), "N=4, raw expired")
+    # Raw points gone (retention), rollups left: the same answers again,
+    # over tcp and on two "hosts".
+    thin1 = run_thinned(1)
+    thin = compare(thin1, run_thinned(4), "N=4, raw expired")
     check(thin["estimated"] == len(rollup_queries()),
           "after retention, percentiles estimated from rollups compared (%d of %d)"
           % (thin["estimated"], len(rollup_queries())))
+    check(thin["merged"] == len(rollup_queries()) + len(moment_queries()),
+          "after retention, %d answers merged over 40 series compared" % thin["merged"])
+    if os.geteuid() == 0:
+        hosts = TwoHosts().__enter__()
+        if hosts:
+            try:
+                compare(thin1, run_thinned(4, **hosts.platform_args()),
+                        "N=4 on two hosts, raw expired")
+            finally:
+                hosts.__exit__()
 
     saw = compare(one, four, "N=4 over tcp")
     # The comparison means something only if there was something to compare.
@@ -361,7 +463,7 @@ def test():
     check(saw["estimated"] == len(rollup_queries()),
           "percentiles estimated from rollups compared (%d of %d answers)"
           % (saw["estimated"], len(rollup_queries())))
-    check(saw["prom"] > 0, "Prometheus quantile samples compared (%d)" % saw["prom"])
+    check(saw["prom"] > 0, "Prometheus samples compared (%d, every query answered)" % saw["prom"])
 
 
 if __name__ == "__main__":
