@@ -30,7 +30,10 @@
  * and the ones already sent count their readings as late, so a minute is
  * sent once with all its readings, or again the same (InfluxDB keeps
  * one). A reading that comes after its minute closed is exported as a
- * reading but not in a rollup (export_rollup_late counts them).
+ * reading but not in a rollup (export_rollup_late counts them; aggd(8)
+ * says how to recompute such a minute from the readings). Hours and days
+ * are not exported: they compose exactly from the minutes in the engine,
+ * and closing them here would hold the cursor, so the WAL, back a day.
  *
  * The loop thread never blocks: the actor reports its cursor and
  * counters on its pipe.

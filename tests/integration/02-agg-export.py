@@ -10,7 +10,9 @@ durable cursor, so nothing is lost while the engine is down.
    minute rollups (--export-rollup-url, measurement NAME_1m) through the
    same outage and kill -9: per series the minutes' counts and sums add
    up to aggd's, no reading came late, and one series' minutes (count,
-   sum, min, max, first, last) equal aggd's 1-minute aggregates.
+   sum, min, max, first, last) equal aggd's 1-minute aggregates. Hour
+   and day tiers are not exported: InfluxDB's GROUP BY time(1h) and
+   time(1d) over the minutes equal aggd's hourly and daily aggregates.
 2. ClickHouse's HTTP insert: a recording HTTP server on a loopback port
    checks the wire form (POST to the configured
    /?query=INSERT ... FORMAT JSONEachRow URL, one JSON row per reading
@@ -20,7 +22,8 @@ durable cursor, so nothing is lost while the engine is down.
    ports, its own data directory): readings into a ReplacingMergeTree
    table and minute rollups into another, across a kill -9 of aggd; per
    series ClickHouse's count and sum (FINAL, so a repeat after the crash
-   counts once) equal aggd's, and the rollups' counts and sums too.
+   counts once) equal aggd's, and the rollups' counts and sums too; its
+   hours and day over the minutes equal aggd's 1h and 1d aggregates.
    Skipped with a note when clickhouse-server is not installed.
 """
 import http.server
@@ -117,6 +120,18 @@ class Influx:
         r = json.loads(urllib.request.urlopen(url, timeout=30).read())
         return r["results"][0]["series"][0]["values"]
 
+    def coarser(self, dev, ival):
+        """[[time ns, count, sum, min, max, first, last]] of one series per
+        hour or day, computed by InfluxDB from the minute rollups."""
+        q = ('SELECT sum("count"), sum("sum"), min("min"), max("max"), '
+             'first("first"), last("last") FROM "exp_1m" WHERE "dev" = \'%s\' '
+             "AND time >= '2024-01-01T00:00:00Z' AND time < '2024-01-03T00:00:00Z' "
+             'GROUP BY time(%s) fill(none)' % (dev, ival))
+        url = ("http://127.0.0.1:%d/query?db=sp&epoch=ns&q=%s"
+               % (self.port, urllib.parse.quote(q)))
+        r = json.loads(urllib.request.urlopen(url, timeout=30).read())
+        return r["results"][0]["series"][0]["values"]
+
     def remove(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -209,25 +224,50 @@ def check_rollups(p, influx, total):
     check(s.get("export_rollup_late") == 0 and s.get("export_rollup_minutes", 0) > 0,
           "no reading came after its minute closed (late %s, minutes sent %s)"
           % (s.get("export_rollup_late"), s.get("export_rollup_minutes")))
+    got = influx.minutes("d3")
+    check(buckets_equal(got, aggd_buckets(p, "1min"), "minute"),
+          "exp{dev=d3}: %d minutes of count, sum, min, max, first and last "
+          "equal aggd's 1-minute aggregates" % len(got))
+    # Hour and day tiers are not exported: the minutes compose exactly.
+    for ival in ("1h", "1d"):
+        got = influx.coarser("d3", ival)
+        check(buckets_equal(got, aggd_buckets(p, ival), ival),
+              "exp{dev=d3}: %d %s buckets computed by InfluxDB from the exported "
+              "minutes (sum of counts and sums, min, max, first, last) equal aggd's "
+              "%s aggregates" % (len(got), ival, ival))
+
+
+FIELDS = ("count", "sum", "min", "max", "first", "last")
+
+
+def aggd_buckets(p, ival):
+    """{RFC 3339 start: {count, sum, min, max, first, last}} of exp{dev=d3}
+    per interval, as aggd aggregates it (raw points, exact)."""
     want = {}
-    for f in ("count", "sum", "min", "max", "first", "last"):
+    for f in FIELDS:
         st, _, b = p.http("POST", "/api/v1/aggregate",
                           {"metric_name": "exp", "tags": {"dev": "d3"},
-                           "interval": "1min", "aggregation": f, "exact": True})
+                           "interval": ival, "aggregation": f, "exact": True})
+        if st != 200:
+            raise Failure("aggregate %s %s: %s %s" % (ival, f, st, b))
         for bk in b["buckets"]:
             want.setdefault(bk["timestamp"], {})[f] = bk["value"]
-    got = influx.minutes("d3")
-    ok = len(got) == len(want)
-    for row in got:
-        t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(row[0] // 10**9))
+    return want
+
+
+def buckets_equal(rows, want, what):
+    """rows [[start ns, count, sum, min, max, first, last]] from an engine
+    against aggd_buckets(): the same buckets, values to rounding."""
+    ok = len(rows) == len(want) and len(rows) >= 1
+    for row in rows:
+        t = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(int(row[0]) // 10**9))
         w = want.get(t, {})
-        vals = dict(zip(("count", "sum", "min", "max", "first", "last"), row[1:]))
+        vals = dict(zip(FIELDS, (float(x) for x in row[1:])))
         if set(w) != set(vals) or any(abs(vals[k] - w[k]) > 1e-9 * max(1, abs(w[k]))
                                       for k in w):
-            print("minute %s: influx %s, aggd %s" % (t, vals, w))
+            print("%s %s: engine %s, aggd %s" % (what, t, vals, w))
             ok = False
-    check(ok, "exp{dev=d3}: %d minutes of count, sum, min, max, first and last "
-          "equal aggd's 1-minute aggregates" % len(got))
+    return ok
 
 
 def test_influx():
@@ -507,6 +547,17 @@ def test_clickhouse_real():
         check(rollups_same(mine, roll) and all(v[2] == 30 for v in roll.values()),
               "ClickHouse's minute rollups add up to aggd's count and sum per "
               "series, 30 minutes each")
+        for ival, ns in (("1h", 3600 * 10**9), ("1d", 86400 * 10**9)):
+            rows = [[r["b"], r["c"], r["s"], r["lo"], r["hi"], r["f"], r["l"]]
+                    for r in ch.rows(
+                        "SELECT intDiv(ts, %d) * %d AS b, sum(count) AS c, "
+                        "sum(sum) AS s, min(min) AS lo, max(max) AS hi, "
+                        "argMin(first, ts) AS f, argMax(last, ts) AS l "
+                        "FROM sp.rollups FINAL WHERE series = 'exp{dev=d3}' "
+                        "GROUP BY b ORDER BY b" % (ns, ns))]
+            check(buckets_equal(rows, aggd_buckets(p, ival), ival),
+                  "exp{dev=d3}: %d %s buckets computed by ClickHouse from the "
+                  "exported minutes equal aggd's %s aggregates" % (len(rows), ival, ival))
         raw = int(ch.rows("SELECT count() AS c FROM sp.readings")[0]["c"])
         print("clickhouse rows before FINAL: %d (repeats after the kill -9: %d)"
               % (raw, raw - total))
