@@ -25,13 +25,12 @@ import json
 import math
 import os
 import random
-import subprocess
 import sys
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Failure, Platform, check, have, main  # noqa: E402
+from sp import Failure, NetHost, Platform, check, have, main  # noqa: E402
 
 DEVICES = 24
 POINTS = 240
@@ -312,45 +311,17 @@ def run_thinned(lanes, **kw):
         p.stop()
 
 
-def sh(*argv):
-    return subprocess.run(list(argv), capture_output=True, text=True).returncode == 0
-
-
-class TwoHosts:
-    """A network namespace with a veth pair to this one: lanes 0 and 1 get
-    NET.10 and NET.11 here, lanes 2 and 3 NET.12 and NET.13 in there."""
+class TwoHosts(NetHost):
+    """Lanes 0 and 1 get NET.10 and NET.11 here, lanes 2 and 3 NET.12 and
+    NET.13 in the namespace."""
 
     def __init__(self):
-        n = os.getpid() % 100000
-        self.ns = "sp-lanes-%d" % n
-        self.a, self.b = "spa%d" % n, "spb%d" % n
-        self.net = "10.213.%d" % random.randint(1, 250)
-
-    def __enter__(self):
-        net, ns = self.net, self.ns
-        ok = (sh("ip", "netns", "add", ns) and
-              sh("ip", "link", "add", self.a, "type", "veth", "peer", "name", self.b) and
-              sh("ip", "link", "set", self.b, "netns", ns) and
-              sh("ip", "addr", "add", net + ".10/24", "dev", self.a) and
-              sh("ip", "addr", "add", net + ".11/24", "dev", self.a) and
-              sh("ip", "link", "set", self.a, "up") and
-              sh("ip", "netns", "exec", ns, "ip", "addr", "add", net + ".12/24", "dev", self.b) and
-              sh("ip", "netns", "exec", ns, "ip", "addr", "add", net + ".13/24", "dev", self.b) and
-              sh("ip", "netns", "exec", ns, "ip", "link", "set", self.b, "up") and
-              sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"))
-        if not ok:
-            self.__exit__()
-            return None
-        return self
-
-    def __exit__(self, *exc):
-        sh("ip", "netns", "del", self.ns)
-        sh("ip", "link", "del", self.a)
+        super().__init__("lanes", 213, here=(10, 11), there=(12, 13))
 
     def platform_args(self):
-        wrap = ["ip", "netns", "exec", self.ns]
         return {"lane_host": self.net + ".1{lane}", "host": self.net + ".10",
-                "wrap": {"%s.%d" % (d, l): wrap for d in Platform.LANED for l in (2, 3)}}
+                "wrap": {"%s.%d" % (d, l): self.wrap for d in Platform.LANED
+                         for l in (2, 3)}}
 
 
 def estimated(out):
@@ -406,9 +377,7 @@ def test():
     try:
         one, _, _ = run(1, False, rules)
         four, stats4, metrics4 = run(4, True, rules)
-        hosts = None
-        if os.geteuid() == 0:
-            hosts = TwoHosts().__enter__()
+        hosts = TwoHosts().__enter__()
         if hosts:
             try:
                 two, _, _ = run(4, True, rules, **hosts.platform_args())
@@ -444,14 +413,13 @@ def test():
           % (thin["estimated"], len(rollup_queries())))
     check(thin["merged"] == len(rollup_queries()) + len(moment_queries()),
           "after retention, %d answers merged over 40 series compared" % thin["merged"])
-    if os.geteuid() == 0:
-        hosts = TwoHosts().__enter__()
-        if hosts:
-            try:
-                compare(thin1, run_thinned(4, **hosts.platform_args()),
-                        "N=4 on two hosts, raw expired")
-            finally:
-                hosts.__exit__()
+    hosts = TwoHosts().__enter__()
+    if hosts:
+        try:
+            compare(thin1, run_thinned(4, **hosts.platform_args()),
+                    "N=4 on two hosts, raw expired")
+        finally:
+            hosts.__exit__()
 
     saw = compare(one, four, "N=4 over tcp")
     # The comparison means something only if there was something to compare.

@@ -378,6 +378,59 @@ class Platform:
               % (len(values), name, st, body))
 
 
+def sh(*argv):
+    """Run a command quietly; True when it exits 0."""
+    return subprocess.run(list(argv), capture_output=True).returncode == 0
+
+
+class NetHost:
+    """A second "host": a network namespace behind a veth pair, addresses
+    NET.x for each x of here on this side and of there in the namespace
+    (NET = 10.<octet>.<random>). `with` or __enter__() sets it up and
+    returns it, or None where that cannot be done (not root, no ip);
+    __exit__ removes it. wrap is the command prefix that runs a daemon
+    in there. cut() drops every packet both ways (a tc blackhole qdisc on
+    each end: TCP sees silence, not an error), heal() undoes it."""
+
+    def __init__(self, tag, octet, here, there):
+        n = os.getpid() % 100000
+        self.ns = "sp-%s-%d" % (tag, n)
+        self.a, self.b = "sp%sa%d" % (tag[0], n), "sp%sb%d" % (tag[0], n)
+        self.net = "10.%d.%d" % (octet, random.randint(1, 250))
+        self.here, self.there = here, there
+        self.wrap = ["ip", "netns", "exec", self.ns]
+
+    def __enter__(self):
+        ns, net = self.ns, self.net
+        ok = (os.geteuid() == 0 and shutil.which("ip") and
+              sh("ip", "netns", "add", ns) and
+              sh("ip", "link", "add", self.a, "type", "veth", "peer", "name", self.b) and
+              sh("ip", "link", "set", self.b, "netns", ns) and
+              all(sh("ip", "addr", "add", "%s.%d/24" % (net, x), "dev", self.a)
+                  for x in self.here) and
+              sh("ip", "link", "set", self.a, "up") and
+              all(sh("ip", "-n", ns, "addr", "add", "%s.%d/24" % (net, x), "dev", self.b)
+                  for x in self.there) and
+              sh("ip", "-n", ns, "link", "set", self.b, "up") and
+              sh("ip", "-n", ns, "link", "set", "lo", "up"))
+        if not ok:
+            self.__exit__()
+            return None
+        return self
+
+    def __exit__(self, *exc):
+        sh("ip", "netns", "del", self.ns)
+        sh("ip", "link", "del", self.a)
+
+    def cut(self):
+        return (sh("tc", "qdisc", "add", "dev", self.a, "root", "blackhole") and
+                sh(*self.wrap, "tc", "qdisc", "add", "dev", self.b, "root", "blackhole"))
+
+    def heal(self):
+        a = sh("tc", "qdisc", "del", "dev", self.a, "root")
+        return sh(*self.wrap, "tc", "qdisc", "del", "dev", self.b, "root") and a
+
+
 def wait_for(fn, what, timeout=20, step=0.1):
     """fn's first true value within timeout seconds, else a failure."""
     deadline = time.time() + timeout
