@@ -37,8 +37,8 @@ int agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
  * in key order). The bucket's value is then the parts merged in that
  * order (agg_rsum_merge) and taken by agg_interval_value, which is what
  * apid repeats over the parts of every lane. More parts than this in
- * one answer are a 413. */
-#define AGG_INTERVAL_PARTS_MAX 1000000
+ * one answer are a 413 (apid asks for at most API_LANES_PARTS_MAX). */
+#define AGG_INTERVAL_PARTS_MAX 400000
 
 /* The value of aggregation fn (enum agg_fn; pct for AGG_FN_PCT) over a
  * summary r and, for percentiles, its sketch sk. NaN when undefined. */

@@ -371,6 +371,38 @@ s_rollups_due(const json_t *q, const struct api_lanes_reply *r, size_t n)
     return pts > AGG_QUERY_RAW_MAX;
 }
 
+/* Whether the rollup round's answers stay within API_LANES_PARTS_MAX
+ * series summaries: an aggregate other than a percentile sends one per
+ * series and bucket, at most the series matched times the most buckets a
+ * lane answered with (the same figures for any N). */
+static bool
+s_parts_fit(const json_t *q, const struct api_lanes_reply *r, size_t n)
+{
+    const char *agg = json_string_value(json_object_get(q, "aggregation"));
+    size_t buckets = 0;
+    long owner;
+    double pct;
+
+    if (strcmp(s_str(q, "op"), "aggregate") ||
+        agg_stats_fn(agg ? agg : "mean", &pct) == AGG_FN_PCT)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        size_t b = r[i].status == 200
+                       ? json_array_size(json_object_get(r[i].body, "buckets"))
+                       : 0;
+        buckets = b > buckets ? b : buckets;
+    }
+    return (double)s_matched(r, n, &owner) * (double)buckets <=
+           API_LANES_PARTS_MAX;
+}
+
+/* Does q take the rollup round (else the values round)? */
+static bool
+s_parts_round(const json_t *q, const struct api_lanes_reply *r, size_t n)
+{
+    return s_rollups_due(q, r, n) && s_parts_fit(q, r, n);
+}
+
 /* The query every lane answers from rollups with its mergeable parts. */
 static json_t *
 s_rollups_query(const json_t *q)
@@ -605,7 +637,7 @@ api_lanes_merge(const json_t *query, const struct api_lanes_reply *r,
             *out = json_incref(r[owner].body);
             return API_LANES_DONE;
         }
-        if (s_rollups_due(query, r, n)) {
+        if (s_parts_round(query, r, n)) {
             *out = s_rollups_query(query);
             return API_LANES_VALUES;
         }
@@ -678,7 +710,7 @@ api_lanes_finish(const json_t *query, const struct api_lanes_reply *r,
                    : rpc_error("unavailable", "a lane did not answer", "lane");
         return;
     }
-    if (!s_rollups_due(query, r, n))
+    if (!s_parts_round(query, r, n))
         *status = s_from_values(query, v, n, matched, out);
     else if (!strcmp(s_str(query, "op"), "stats"))
         *status = s_from_parts(query, v, n, matched, out);
@@ -820,6 +852,27 @@ s_test_expired(void)
             json_decref(b);
             json_decref(q);
         }
+    /* Past API_LANES_PARTS_MAX series times buckets, the values round. */
+    {
+        json_t *q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate",
+                              "series", "gone", "interval", "1min",
+                              "aggregation", "sum"), *b = json_array();
+        struct api_lanes_reply r2[2];
+        for (int i = 0; i < 1001; i++)
+            json_array_append_new(b, json_object());
+        r2[0].status = r2[1].status = 200;
+        r2[0].body = json_pack("{s:I, s:O}", "matched", (json_int_t)100, "buckets", b);
+        r2[1].body = json_pack("{s:I, s:o}", "matched", (json_int_t)100, "buckets", b);
+        assert(!s_parts_fit(q, r2, 2)); /* 200 x 1001 */
+        json_array_remove(b, 0);
+        assert(s_parts_fit(q, r2, 2));  /* 200 x 1000 */
+        json_object_set_new(q, "aggregation", json_string("p99"));
+        json_array_append_new(b, json_object());
+        assert(s_parts_fit(q, r2, 2));  /* sketches: one per bucket */
+        json_decref(r2[0].body);
+        json_decref(r2[1].body);
+        json_decref(q);
+    }
     /* A lane whose bucket parts do not add up is refused. */
     {
         json_t *q = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate",

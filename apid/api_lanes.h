@@ -31,6 +31,10 @@
 #include <stddef.h>
 
 #define API_LANES_VALUES_MAX 2000000
+/* Most series summaries (series times buckets, about 1.6 KB each as a
+ * tree) an aggregate's rollup round may bring; past it the values round
+ * answers (from the raw points there are). */
+#define API_LANES_PARTS_MAX 200000
 /* Most points in one export, as aggd (AGG_QUERY_POINTS_MAX). */
 #define API_LANES_POINTS_MAX 100000
 
