@@ -2,7 +2,7 @@
  * agg_ckpt: the checkpoint file (see agg_ckpt.h).
  *
  * Layout: "SPK1", format (u32 LE), wal_seg (u64 LE), chunk_len (u64 LE),
- * chunk_gen, rollup_gen and rollup_len (u64 LE, format 2 only), length
+ * chunk_gen, rollup_gen and rollup_len (u64 LE, format 2 on), length
  * of the table (u32 LE), the table as a msgpack confirm batch, CRC-32C of
  * everything before it (u32 LE).
  */
@@ -124,14 +124,17 @@ agg_ckpt_read(const char *dir, struct agg_ckpt *ck, agg_confirm_t *applied)
     ck->files.chunk_len = le_get(buf + 16, 8);
     if (ck->format >= 2)
         ck->files.chunk_gen = le_get(buf + 24, 8);
-    if (ck->format == AGG_FORMAT_VERSION) {
+    if (ck->format >= 3) {
         ck->files.rollup_gen = le_get(buf + 32, 8);
         ck->files.rollup_len = le_get(buf + 40, 8);
-    } else {
-        log_info("agg_ckpt: %s is format %u: migrating (rollups are rebuilt "
-                 "from the chunks; the next checkpoint writes format %u)",
-                 dir, ck->format, AGG_FORMAT_VERSION);
     }
+    if (ck->format < AGG_FORMAT_VERSION)
+        log_info("agg_ckpt: %s is format %u: migrating (%s; the next "
+                 "checkpoint writes format %u)", dir, ck->format,
+                 ck->format < 3 ? "rollups are rebuilt from the chunks"
+                                : "hour and day rollups the chunks hold are "
+                                  "rebuilt from them",
+                 AGG_FORMAT_VERSION);
     if (msg_batch_decode(buf + fixed, tlen, &b) != MSG_OK ||
         agg_confirm_load(applied, b) == -1) {
         log_warnx("agg_ckpt: %s: bad table of applied batches", path);

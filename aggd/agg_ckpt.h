@@ -21,10 +21,13 @@
 
 /* Format 2 added the rollups file and file generations; 3 keeps minute
  * buckets on disk only where raw points are gone (rollup records carry
- * raw_from). A format 1 or 2 directory is migrated: its chunks are read
- * and every rollup rebuilt from them at start (a format 2 rollup file is
- * ignored); the next checkpoint writes 3. */
-#define AGG_FORMAT_VERSION 3
+ * raw_from); 4 does so for hours and days too. A format 1 or 2 directory
+ * is migrated: its chunks are read and every rollup rebuilt from them at
+ * start (a format 2 rollup file is ignored); a format 3 one by dropping
+ * the hour and day buckets of its rollup file that the chunks rebuild.
+ * The next checkpoint writes 4. An aggd of format 3 refuses format 4
+ * (it would not rebuild hours and days). */
+#define AGG_FORMAT_VERSION 4
 
 struct agg_ckpt {
     uint32_t format;             /* AGG_FORMAT_VERSION of the writer */

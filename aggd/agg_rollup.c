@@ -103,6 +103,12 @@ s_floor(int64_t ts, int64_t w)
     return q * w;
 }
 
+int64_t
+agg_rollup_start(int tier, int64_t ts)
+{
+    return s_floor(ts, s_width[tier]);
+}
+
 /* First bucket with start >= t. */
 static size_t
 s_lower(const struct s_tier *t, int64_t start)
@@ -516,17 +522,17 @@ agg_rollup_dirty(const agg_rollup_t *self)
 
 /* Buckets [lo, hi) of tier i that encode writes. */
 static void
-s_enc_range(const struct s_tier *t, int i, bool all, int64_t minute_before,
-            size_t *lo, size_t *hi)
+s_enc_range(const struct s_tier *t, bool all, int64_t before, size_t *lo,
+            size_t *hi)
 {
     *lo = all ? 0 : t->dirty_lo < t->n ? t->dirty_lo : t->n;
-    *hi = i == AGG_ROLLUP_MINUTE ? s_lower(t, minute_before) : t->n;
+    *hi = s_lower(t, before);
     if (*lo > *hi)
         *lo = *hi;
 }
 
 size_t
-agg_rollup_encode(agg_rollup_t *self, bool all, int64_t minute_before,
+agg_rollup_encode(agg_rollup_t *self, bool all, int64_t before,
                   unsigned char **out)
 {
     size_t len = 0, off = 0, lo, hi, nb = 0;
@@ -535,7 +541,7 @@ agg_rollup_encode(agg_rollup_t *self, bool all, int64_t minute_before,
     if (!all && !agg_rollup_dirty(self))
         return 0;
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
-        s_enc_range(&self->t[i], i, all, minute_before, &lo, &hi);
+        s_enc_range(&self->t[i], all, before, &lo, &hi);
         len += 4;
         nb += hi - lo;
         for (size_t k = lo; k < hi; k++)
@@ -549,7 +555,7 @@ agg_rollup_encode(agg_rollup_t *self, bool all, int64_t minute_before,
     p = xmalloc(len);
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         struct s_tier *t = &self->t[i];
-        s_enc_range(t, i, all, minute_before, &lo, &hi);
+        s_enc_range(t, all, before, &lo, &hi);
         le_put(p + off, hi - lo, 4);
         off += 4;
         for (size_t k = lo; k < hi; k++) {
@@ -784,15 +790,22 @@ agg_rollup_test(bool verbose)
     assert(agg_rollup_decode(back, buf, len) == 0);
     free(buf);
     assert(agg_rollup_encode(r, false, INT64_MAX, &buf) == 0);
-    /* Minute buckets only before a time: hours and days all the same. */
+    /* Only buckets starting before a time, in every tier: day 1 and the
+     * minute bucket open at its end; of day 2, not even the day. */
     {
         agg_rollup_t *part = agg_rollup_new();
+        len = agg_rollup_encode(r, true, t0 + 86400000000000LL + 1, &buf);
+        assert(agg_rollup_decode(part, buf, len) == 0);
+        free(buf);
+        assert(agg_rollup_buckets(part, AGG_ROLLUP_MINUTE) == 1441);
+        assert(agg_rollup_buckets(part, AGG_ROLLUP_HOUR) == 25);
+        assert(agg_rollup_buckets(part, AGG_ROLLUP_DAY) == 2);
         len = agg_rollup_encode(r, true, t0 + 86400000000000LL, &buf);
         assert(agg_rollup_decode(part, buf, len) == 0);
         free(buf);
-        assert(agg_rollup_buckets(part, AGG_ROLLUP_MINUTE) == 1440);
-        assert(agg_rollup_buckets(part, AGG_ROLLUP_HOUR) ==
-               agg_rollup_buckets(r, AGG_ROLLUP_HOUR));
+        assert(agg_rollup_buckets(part, AGG_ROLLUP_DAY) == 2 &&
+               agg_rollup_count_at(part, AGG_ROLLUP_DAY, t0) ==
+               agg_rollup_count_at(r, AGG_ROLLUP_DAY, t0));
         agg_rollup_destroy(&part);
     }
     for (int tier = 0; tier < AGG_ROLLUP_TIERS; tier++) {

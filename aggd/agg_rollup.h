@@ -53,6 +53,8 @@ agg_rollup_t *agg_rollup_new(void);
 void agg_rollup_destroy(agg_rollup_t **self_p);
 /* Width of a tier's buckets in ns. */
 int64_t agg_rollup_width(int tier);
+/* Start of the bucket of a tier that holds ts. */
+int64_t agg_rollup_start(int tier, int64_t ts);
 
 /* Add a new point to the bucket of every tier. */
 void agg_rollup_add(agg_rollup_t *self, int64_t ts, double v);
@@ -106,11 +108,11 @@ void agg_rollup_clean(agg_rollup_t *self);
 /* Are there buckets changed since the last agg_rollup_encode? */
 bool agg_rollup_dirty(const agg_rollup_t *self);
 /* Serialise the changed buckets (every bucket when all) and mark them
- * clean; of the minute tier only buckets starting before minute_before
- * (agg_store keeps minute buckets on disk only where the raw points that
- * rebuild them are gone). Returns the size (0 when there is nothing to
- * write) and sets *out (caller frees) when it is not 0. Cannot fail. */
-size_t agg_rollup_encode(agg_rollup_t *self, bool all, int64_t minute_before,
+ * clean; of every tier only buckets starting before `before` (agg_store
+ * keeps buckets on disk only where the raw points that rebuild them are
+ * gone). Returns the size (0 when there is nothing to write) and sets
+ * *out (caller frees) when it is not 0. Cannot fail. */
+size_t agg_rollup_encode(agg_rollup_t *self, bool all, int64_t before,
                          unsigned char **out);
 /* Apply a serialised record: its buckets replace those with the same
  * start, and count as clean (they are on disk). Returns 0, or -1 when the record is malformed (nothing beyond

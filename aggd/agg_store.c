@@ -239,16 +239,17 @@ s_write_chunk(agg_store_t *self, int fd, uint64_t *len, const char *key,
 }
 
 /* Append the rollups of s (the changed buckets, or all) to fd: key,
- * raw_from (i64), the agg_rollup record. Minute buckets go to disk only
- * before raw_from; the later ones are rebuilt from the chunks at open,
- * which keeps the rollup file about as small as the hour and day tiers. */
+ * raw_from (i64), the agg_rollup record. Buckets of every tier go to disk
+ * only when they start before raw_from (raw points of them were dropped);
+ * the later ones are rebuilt from the chunks at open, so while raw points
+ * are kept the rollup file is about empty. */
 static void
 s_write_rollup(agg_store_t *self, int fd, uint64_t *len, struct s_series *s,
-               bool all)
+               bool all, int64_t before)
 {
     unsigned char k[4], rf[8], *blob;
     size_t klen = strlen(s->key);
-    size_t n = agg_rollup_encode(s->roll, all, s->raw_from, &blob);
+    size_t n = agg_rollup_encode(s->roll, all, before, &blob);
 
     if (n == 0)
         return;
@@ -439,23 +440,31 @@ static void s_view_head(agg_store_t *self, struct s_series *s, int64_t start,
                         int64_t end, struct agg_view *out);
 
 /* Rollups from the chunks: every tier for a directory without a rollup
- * file, else the minute buckets from raw_from on (those before it were
- * loaded from the file). */
+ * file, else the buckets starting at raw_from or later (those before it
+ * were loaded from the file). Such buckets found in the file (format 3
+ * wrote hours and days) are dropped first, and the file rewritten. */
 static void
 s_rebuild_rollups(agg_store_t *self, bool all)
 {
     struct agg_view v;
-    const int64_t minute = agg_rollup_width(AGG_ROLLUP_MINUTE);
 
     for (struct s_series *s = zhashx_first(self->series); s;
          s = zhashx_next(self->series)) {
+        int64_t rf = s->raw_from;
+        for (int t = 0; t < AGG_ROLLUP_TIERS && !all; t++) {
+            size_t had = agg_rollup_buckets(s->roll, t);
+            agg_rollup_drop_tier(s->roll, t, rf, INT64_MAX);
+            self->rollup_rewrite |= agg_rollup_buckets(s->roll, t) != had;
+        }
         s_view(self, s, INT64_MIN, INT64_MAX, &v);
         for (size_t i = 0; i < v.n; i++) {
-            int64_t b = v.ts[i] / minute * minute;
-            if (all)
+            if (all || rf == INT64_MIN) {
                 agg_rollup_add(s->roll, v.ts[i], v.v[i]);
-            else if ((b > v.ts[i] ? b - minute : b) >= s->raw_from)
-                agg_rollup_add_tier(s->roll, AGG_ROLLUP_MINUTE, v.ts[i], v.v[i]);
+                continue;
+            }
+            for (int t = 0; t < AGG_ROLLUP_TIERS; t++)
+                if (agg_rollup_start(t, v.ts[i]) >= rf)
+                    agg_rollup_add_tier(s->roll, t, v.ts[i], v.v[i]);
         }
         s_scratch_clear(&self->scratch);
         if (!all)
@@ -1065,7 +1074,7 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
             self->points -= before - s_distinct(self, s);
             self->chunk_rewrite = true;
             if (raw_before > s->raw_from) {
-                /* Minute buckets before it now live only on disk. */
+                /* Buckets starting before it now live only on disk. */
                 s->raw_from = raw_before;
                 self->rollup_rewrite = true;
             }
@@ -1209,7 +1218,7 @@ s_rewrite(agg_store_t *self, const char *kind, uint64_t gen, uint64_t *len)
             for (size_t i = 0; i < s->nchunks; i++)
                 s_write_chunk(self, fd, len, s->key, &s->chunks[i]);
         else
-            s_write_rollup(self, fd, len, s, true);
+            s_write_rollup(self, fd, len, s, true, s->raw_from);
     }
     if (fd != -1 && (self->io_failed || fdatasync(fd) == -1)) {
         log_warn("agg_store: cannot write %s", path);
@@ -1266,7 +1275,7 @@ agg_store_sync(agg_store_t *self, struct agg_store_files *files)
              s = zhashx_next(self->series))
             if (agg_rollup_dirty(s->roll))
                 s_write_rollup(self, self->rfd, &self->files.rollup_len, s,
-                               false);
+                               false, s->raw_from);
     }
     if (self->io_failed || fdatasync(self->fd) == -1 ||
         fdatasync(self->rfd) == -1) {
@@ -1436,6 +1445,18 @@ s_test_rollups(agg_store_t **stp, const char *dir)
     st = agg_store_open(dir, &files);
     assert(st);
     s_test_summary(st, "r", t0 + 3333 * s1, t0 + 2 * day + 4444 * s1);
+    /* Format 3 wrote hours and days whose raw points are kept: such
+     * buckets in the file are dropped at open and rebuilt, not doubled,
+     * and the file is rewritten without them. */
+    assert(!st->rollup_rewrite);
+    s_write_rollup(st, st->rfd, &st->files.rollup_len,
+                   zhashx_lookup(st->series, "r"), true, INT64_MAX);
+    assert(agg_store_sync(st, &files) == 0);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    assert(st && st->rollup_rewrite);
+    s_test_summary(st, "r", t0 + 3333 * s1, t0 + 2 * day + 4444 * s1);
+    s_test_summary(st, "r", INT64_MIN, INT64_MAX);
     /* Retention: raw and minutes of day 1 go, hours and days stay. */
     assert(agg_store_expire(st, t0 + day, keep) > 0);
     assert(agg_store_points(st) < (size_t)P + before);

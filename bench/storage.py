@@ -17,6 +17,7 @@ stdout as a table and, with --json, as JSON lines.
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -72,19 +73,39 @@ def rss_kib(pid):
 
 
 class RssSampler(threading.Thread):
-    """Peak of the summed RSS of a set of processes."""
+    """Peak of the summed RSS of a set of processes, and each one's own
+    peak (KiB by pid)."""
 
     def __init__(self, pids):
         super().__init__(daemon=True)
         self.pids, self.peak, self.stop = pids, 0, False
+        self.each = {p: 0 for p in pids}
 
     def run(self):
         while not self.stop:
             try:
-                self.peak = max(self.peak, sum(rss_kib(p) for p in self.pids))
+                now = {p: rss_kib(p) for p in self.pids}
+                self.peak = max(self.peak, sum(now.values()))
+                for p, k in now.items():
+                    self.each[p] = max(self.each[p], k)
             except OSError:
                 pass
             time.sleep(0.1)
+
+
+def du_by_kind(path):
+    """Bytes of the files under path by kind: the name up to its first
+    '.' or '-' and digits (chunks, rollups, wal, checkpoint, ...)."""
+    kinds = {}
+    for d, _, files in os.walk(path):
+        for f in files:
+            k = re.match(r"[A-Za-z_]+", f)
+            k = k.group(0) if k else f
+            try:
+                kinds[k] = kinds.get(k, 0) + os.path.getsize(os.path.join(d, f))
+            except OSError:
+                pass
+    return kinds
 
 
 def wait_http(url, timeout=60):
@@ -172,6 +193,7 @@ class Sensorpipe:
         spool = du(os.path.join(self.dir, "spool"))
         self.procs["aggd"].send_signal(signal.SIGTERM)
         self.procs["aggd"].wait(timeout=120)
+        self.disk_by_kind = du_by_kind(os.path.join(self.dir, "data.0"))
         return du(os.path.join(self.dir, "data.0")), spool
 
     def stop(self):
@@ -277,6 +299,9 @@ def run_one(sysobj, work, data, conns, npoints):
                 "loadavg_1m_after": os.getloadavg()[0],
                 "other_cores": r.get("other_cores"),
                 "peak_rss_mib": rs.peak / 1024.0,
+                "peak_rss_mib_by_process": {names[p]: k / 1024.0
+                                            for p, k in rs.each.items()},
+                "disk_bytes_by_kind": getattr(sysobj, "disk_by_kind", None),
                 "disk_bytes_per_point": disk / npoints,
                 "spool_bytes_after": spool, "visible_after_ack_s": lag,
                 "load": r}
@@ -335,6 +360,15 @@ def main():
                 "%s %.2f + %.2f" % (n, v["user"], v["sys"])
                 for n, v in sorted(r["cpu_s_per_mpoint_by_process"].items())),
             r["loadavg_1m_after"], r["other_cores"] or 0))
+    print("\nPeak RSS MiB by process, and disk bytes/point by kind of file:")
+    for r in rows:
+        print("  %s c=%d: %s%s" % (
+            r["system"], r["conns"], ", ".join(
+                "%s %.0f" % (n, v) for n, v in
+                sorted(r["peak_rss_mib_by_process"].items())),
+            "; " + ", ".join("%s %.3f" % (k, v / r["points"]) for k, v in
+                             sorted((r["disk_bytes_by_kind"] or {}).items()))
+            if r["disk_bytes_by_kind"] else ""))
     vm = {r["conns"]: r for r in rows if r["system"] == "victoria-metrics"}
     for r in rows:
         if r["system"] == "sensorpipe" and r["conns"] in vm:
