@@ -2,12 +2,30 @@
  * agg_rollup: minute, hour and day rollups of one series (see
  * agg_rollup.h).
  *
- * Each tier is an array of buckets sorted by start and an arena of sketch
- * entries; a bucket owns a run [sk_off, sk_off + sk_len) of the arena,
+ * Each tier holds its buckets sorted by start: the older ones packed in
+ * pages of S_PAGE, then the newest (at least S_HOT, fewer than S_PAGE +
+ * S_HOT) as an array of struct s_bucket with an arena of sketch entries;
+ * a bucket there owns a run [sk_off, sk_off + sk_len) of the arena,
  * sorted by key. Ingest is mostly in time order, so the growing bucket's
  * run is at the arena's end and grows in place; a late point into an
  * older bucket moves that bucket's run to the end (the old run becomes
  * dead space, reclaimed when it passes half of the arena).
+ *
+ * A bucket is addressed by its index among all of the tier's: the pages'
+ * first, then the array's. When the array reaches S_PAGE + S_HOT
+ * buckets its oldest S_PAGE are packed into a new page (about 45 bytes a
+ * minute bucket of six 2-decimal points, against 117 unpacked). A page
+ * holds, per bucket, a fixed entry (start as minutes or hours from the
+ * page's first, count, sum: what a mean over buckets reads, in place)
+ * and a stream of the rest: first_ts and last_ts as varints of a power
+ * of ten ns past the start and past first_ts, M2 by its bits, min, max,
+ * first and last as scaled integers k / 10^d when the page's values all
+ * are (else by their bits), and the sketch entries as varints of key
+ * steps and counts. Readers decode a page into a one-page cache; a write
+ * into a packed bucket (a late point, a replace, a drop) first unpacks
+ * that page and the later ones into the array, repacked on the next
+ * bucket added at the end. Pages are in memory only; the on-disk record
+ * is the one below.
  *
  * Record (agg_rollup_encode), integers little-endian: for each tier, the
  * number of buckets (u32), then per bucket start (i64), count (u32),
@@ -32,6 +50,11 @@
 #define S_CLASS_NEG 2u
 #define S_BUCKET_BYTES 80 /* fixed part of a bucket in a record */
 #define S_DEAD_MIN 4096   /* dead entries tolerated before a compaction */
+#define S_PAGE 60         /* buckets of a page */
+#define S_HOT 4           /* buckets left unpacked when a page is made */
+#define S_DEC_MAX 9       /* most decimals of a page's scaled values */
+#define S_DEC_RAW 0xff    /* a page's values by their bits */
+#define S_SCALED_MAX 9007199254740992.0 /* 2^53 */
 
 struct s_bucket {
     int64_t start;    /* bucket start, ns, a multiple of the width */
@@ -47,8 +70,27 @@ struct s_bucket {
     uint32_t sk_len;  /* sketch entries */
 };
 
+/* The fixed entry of a packed bucket. */
+struct s_hot {
+    uint32_t off;   /* (start - page lo) / width */
+    uint32_t count; /* points */
+    double sum;     /* sum of values */
+};
+
+struct s_page {
+    int64_t lo, hi;    /* starts of the first and the last bucket */
+    size_t first;      /* index of the first bucket in the tier */
+    uint64_t id;       /* unique, for the decode cache */
+    uint32_t n;        /* buckets */
+    uint32_t cold_len; /* bytes of the stream after the fixed entries */
+    struct s_hot *hot; /* n entries, then the stream (one allocation) */
+};
+
 struct s_tier {
-    struct s_bucket *b; /* buckets by start */
+    struct s_page *pg;  /* pages, oldest first */
+    size_t npg, pgcap;  /* used and allocated */
+    size_t np;          /* buckets in pages */
+    struct s_bucket *b; /* the newer buckets, by start */
     size_t n, cap;      /* used and allocated */
     uint32_t *sk;       /* arena of sketch entries */
     size_t skn, skcap;  /* used and allocated */
@@ -61,8 +103,23 @@ struct agg_rollup {
     struct s_tier t[AGG_ROLLUP_TIERS]; /* minute, hour, day */
 };
 
+/* The last page decoded (aggd reads rollups on one thread). */
+static struct {
+    uint64_t id;                /* page id, 0 none */
+    struct s_bucket b[S_PAGE];  /* its buckets, sk_off into sk */
+    uint32_t *sk;               /* their sketch entries */
+    size_t skcap;               /* allocated */
+} s_dc;
+static uint64_t s_page_ids;
+
 static const int64_t s_width[AGG_ROLLUP_TIERS] = {
     S_NS_MIN, 60 * S_NS_MIN, 1440 * S_NS_MIN};
+
+static const double s_p10[S_DEC_MAX + 1] = {1e0, 1e1, 1e2, 1e3, 1e4,
+                                            1e5, 1e6, 1e7, 1e8, 1e9};
+static const int64_t s_p10i[S_DEC_MAX + 1] = {
+    1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+    1000000000};
 
 agg_rollup_t *
 agg_rollup_new(void)
@@ -81,6 +138,9 @@ agg_rollup_destroy(agg_rollup_t **self_p)
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
+        for (size_t k = 0; k < self->t[i].npg; k++)
+            free(self->t[i].pg[k].hot);
+        free(self->t[i].pg);
         free(self->t[i].b);
         free(self->t[i].sk);
     }
@@ -109,19 +169,391 @@ agg_rollup_start(int tier, int64_t ts)
     return s_floor(ts, s_width[tier]);
 }
 
-/* First bucket with start >= t. */
-static size_t
-s_lower(const struct s_tier *t, int64_t start)
+/* ---- packed pages ---- */
+
+struct s_buf {
+    unsigned char *p; /* bytes */
+    size_t n, cap;    /* used and allocated */
+};
+
+static void
+s_put(struct s_buf *b, const void *x, size_t len)
 {
-    size_t lo = 0, hi = t->n;
+    if (b->n + len > b->cap) {
+        b->cap = (b->n + len) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, x, len);
+    b->n += len;
+}
+
+static void
+s_put_uvar(struct s_buf *b, uint64_t x)
+{
+    unsigned char tmp[10];
+    size_t k = 0;
+
+    while (x >= 0x80) {
+        tmp[k++] = (unsigned char)(x | 0x80);
+        x >>= 7;
+    }
+    tmp[k++] = (unsigned char)x;
+    s_put(b, tmp, k);
+}
+
+static void
+s_put_svar(struct s_buf *b, int64_t x)
+{
+    s_put_uvar(b, ((uint64_t)x << 1) ^ (uint64_t)(x >> 63));
+}
+
+/* Pages are made here, so their streams are trusted. */
+static uint64_t
+s_get_uvar(const unsigned char **p)
+{
+    uint64_t v = 0;
+    unsigned shift = 0;
+
+    while (**p & 0x80) {
+        v |= (uint64_t)(**p & 0x7f) << shift;
+        shift += 7;
+        (*p)++;
+    }
+    v |= (uint64_t)**p << shift;
+    (*p)++;
+    return v;
+}
+
+static int64_t
+s_get_svar(const unsigned char **p)
+{
+    uint64_t z = s_get_uvar(p);
+    return (int64_t)((z >> 1) ^ (0 - (z & 1)));
+}
+
+/* The same double, bit for bit (-0 is not 0). */
+static bool
+s_same(double a, double b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* Is v exactly k / 10^d, with k as the page gives it back? */
+static bool
+s_exact(double v, int d, int64_t *k)
+{
+    double x = v * s_p10[d];
+
+    if (!(fabs(x) < S_SCALED_MAX))
+        return false;
+    *k = (int64_t)nearbyint(x);
+    return s_same((double)*k / s_p10[d], v);
+}
+
+/* Decimals of the values of buckets b[0..m), or S_DEC_RAW. */
+static int
+s_page_dec(const struct s_bucket *b, size_t m)
+{
+    int d = 0;
+    int64_t k;
+
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < m; i++) {
+            const double v[4] = {b[i].min, b[i].max, b[i].first, b[i].last};
+            for (int j = 0; j < 4; j++)
+                while (!s_exact(v[j], d, &k)) {
+                    if (pass == 1 || ++d > S_DEC_MAX)
+                        return S_DEC_RAW; /* the second pass proves d */
+                }
+        }
+    return d;
+}
+
+/* Largest e such that the first_ts and last_ts steps are multiples of
+ * 10^e ns. */
+static int
+s_page_tsexp(const struct s_bucket *b, size_t m)
+{
+    int e = S_DEC_MAX;
+
+    for (size_t i = 0; i < m && e > 0; i++) {
+        int64_t d1 = (int64_t)((uint64_t)b[i].first_ts - (uint64_t)b[i].start);
+        int64_t d2 = (int64_t)((uint64_t)b[i].last_ts - (uint64_t)b[i].first_ts);
+        while (e > 0 && (d1 % s_p10i[e] != 0 || d2 % s_p10i[e] != 0))
+            e--;
+    }
+    return e;
+}
+
+/* Pack buckets b[0..m) (sketch entries in sk) into page pg. */
+static void
+s_page_pack(struct s_page *pg, const struct s_bucket *b, size_t m,
+            const uint32_t *sk, int64_t w)
+{
+    struct s_buf c = {0};
+    unsigned char hdr[2];
+    int dec = s_page_dec(b, m), e = s_page_tsexp(b, m);
+    int64_t unit = s_p10i[e];
+    uint32_t key0 = 0;
+
+    hdr[0] = (unsigned char)dec;
+    hdr[1] = (unsigned char)e;
+    s_put(&c, hdr, 2);
+    for (size_t i = 0; i < m; i++) {
+        const struct s_bucket *x = &b[i];
+        const double v[4] = {x->min, x->max, x->first, x->last};
+        int64_t k[4];
+        unsigned char m2[8];
+        s_put_svar(&c, (int64_t)((uint64_t)x->first_ts - (uint64_t)x->start) / unit);
+        s_put_svar(&c, (int64_t)((uint64_t)x->last_ts - (uint64_t)x->first_ts) / unit);
+        le_put_double(m2, x->m2);
+        s_put(&c, m2, 8);
+        if (dec == S_DEC_RAW) {
+            for (int j = 0; j < 4; j++) {
+                le_put_double(m2, v[j]);
+                s_put(&c, m2, 8);
+            }
+        } else {
+            for (int j = 0; j < 4; j++)
+                (void)s_exact(v[j], dec, &k[j]);
+            s_put_svar(&c, k[2]);
+            s_put_svar(&c, k[0] - k[2]);
+            s_put_svar(&c, k[1] - k[2]);
+            s_put_svar(&c, k[3] - k[2]);
+        }
+        s_put_uvar(&c, x->sk_len);
+        for (uint32_t j = 0; j < x->sk_len; j++) {
+            uint32_t en = sk[x->sk_off + j], key = en >> 16;
+            s_put_svar(&c, (int64_t)key - (int64_t)key0);
+            s_put_uvar(&c, en & S_CNT_MAX);
+            if (j == 0)
+                key0 = key; /* the next bucket's first key steps from it */
+            else
+                key0 = j + 1 < x->sk_len ? key : sk[x->sk_off] >> 16;
+        }
+    }
+    pg->lo = b[0].start;
+    pg->hi = b[m - 1].start;
+    pg->id = ++s_page_ids;
+    pg->n = (uint32_t)m;
+    pg->cold_len = (uint32_t)c.n;
+    pg->hot = xmalloc(m * sizeof *pg->hot + c.n);
+    for (size_t i = 0; i < m; i++)
+        pg->hot[i] = (struct s_hot){(uint32_t)((b[i].start - pg->lo) / w),
+                                    b[i].count, b[i].sum};
+    memcpy(pg->hot + m, c.p, c.n);
+    free(c.p);
+}
+
+/* Decode page pg into the cache (unless it is there). */
+static void
+s_page_load(const struct s_page *pg, int64_t w)
+{
+    const unsigned char *p = (const unsigned char *)(pg->hot + pg->n);
+    int dec, e;
+    int64_t unit;
+    uint32_t key0 = 0;
+    size_t nsk = 0;
+
+    if (s_dc.id == pg->id)
+        return;
+    dec = p[0];
+    e = p[1];
+    unit = s_p10i[e];
+    p += 2;
+    for (uint32_t i = 0; i < pg->n; i++) {
+        struct s_bucket *x = &s_dc.b[i];
+        x->start = pg->lo + (int64_t)pg->hot[i].off * w;
+        x->count = pg->hot[i].count;
+        x->sum = pg->hot[i].sum;
+        x->first_ts = (int64_t)((uint64_t)x->start +
+                                (uint64_t)(s_get_svar(&p) * unit));
+        x->last_ts = (int64_t)((uint64_t)x->first_ts +
+                               (uint64_t)(s_get_svar(&p) * unit));
+        x->m2 = le_get_double(p);
+        p += 8;
+        if (dec == S_DEC_RAW) {
+            x->min = le_get_double(p);
+            x->max = le_get_double(p + 8);
+            x->first = le_get_double(p + 16);
+            x->last = le_get_double(p + 24);
+            p += 32;
+        } else {
+            int64_t kf = s_get_svar(&p);
+            x->first = (double)kf / s_p10[dec];
+            x->min = (double)(kf + s_get_svar(&p)) / s_p10[dec];
+            x->max = (double)(kf + s_get_svar(&p)) / s_p10[dec];
+            x->last = (double)(kf + s_get_svar(&p)) / s_p10[dec];
+        }
+        x->sk_len = (uint32_t)s_get_uvar(&p);
+        x->sk_off = (uint32_t)nsk;
+        if (nsk + x->sk_len > s_dc.skcap) {
+            s_dc.skcap = (nsk + x->sk_len) * 2;
+            s_dc.sk = xrealloc(s_dc.sk, s_dc.skcap * sizeof *s_dc.sk);
+        }
+        for (uint32_t j = 0; j < x->sk_len; j++) {
+            uint32_t key = (uint32_t)((int64_t)key0 + s_get_svar(&p));
+            s_dc.sk[nsk++] = key << 16 | (uint32_t)s_get_uvar(&p);
+            if (j == 0)
+                key0 = key;
+            else
+                key0 = j + 1 < x->sk_len ? key : s_dc.sk[x->sk_off] >> 16;
+        }
+    }
+    s_dc.id = pg->id;
+}
+
+/* The page holding bucket i (i < np). */
+static size_t
+s_page_of(const struct s_tier *t, size_t i)
+{
+    size_t lo = 0, hi = t->npg;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->pg[mid].first <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Bucket i of a tier (valid until the next call), its sketch entries in
+ * *sk. */
+static const struct s_bucket *
+s_get(const struct s_tier *t, int tier, size_t i, const uint32_t **sk)
+{
+    if (i >= t->np) {
+        *sk = t->sk;
+        return &t->b[i - t->np];
+    }
+    const struct s_page *pg = &t->pg[s_page_of(t, i)];
+    s_page_load(pg, s_width[tier]);
+    *sk = s_dc.sk;
+    return &s_dc.b[i - pg->first];
+}
+
+static void s_compact(struct s_tier *t);
+
+/* Pack the oldest S_PAGE buckets of the array into a new page. */
+static void
+s_pack(struct s_tier *t, int tier)
+{
+    if (t->npg == t->pgcap) {
+        t->pgcap = t->pgcap ? t->pgcap * 2 : 4;
+        t->pg = xrealloc(t->pg, t->pgcap * sizeof *t->pg);
+    }
+    s_page_pack(&t->pg[t->npg], t->b, S_PAGE, t->sk, s_width[tier]);
+    t->pg[t->npg++].first = t->np;
+    t->np += S_PAGE;
+    for (size_t i = 0; i < S_PAGE; i++)
+        t->skdead += t->b[i].sk_len;
+    memmove(t->b, t->b + S_PAGE, (t->n - S_PAGE) * sizeof *t->b);
+    t->n -= S_PAGE;
+    s_compact(t);
+}
+
+/* Pack while the array is full; give back what an unpack grew it to. */
+static void
+s_repack(struct s_tier *t, int tier)
+{
+    while (t->n >= S_PAGE + S_HOT)
+        s_pack(t, tier);
+    if (t->cap > 2 * (S_PAGE + S_HOT)) {
+        t->cap = S_PAGE + S_HOT;
+        t->b = xrealloc(t->b, t->cap * sizeof *t->b);
+    }
+}
+
+static void s_reserve(struct s_tier *t, size_t more);
+
+/* Unpack pages k.. back into the array, in front of its buckets. */
+static void
+s_unpack(struct s_tier *t, int tier, size_t k)
+{
+    size_t m = t->np - t->pg[k].first, at = 0;
+
+    if (t->n + m > t->cap) {
+        t->cap = t->n + m + S_HOT;
+        t->b = xrealloc(t->b, t->cap * sizeof *t->b);
+    }
+    memmove(t->b + m, t->b, t->n * sizeof *t->b);
+    for (size_t j = k; j < t->npg; j++) {
+        struct s_page *pg = &t->pg[j];
+        s_page_load(pg, s_width[tier]);
+        for (uint32_t i = 0; i < pg->n; i++) {
+            struct s_bucket *x = &t->b[at++];
+            *x = s_dc.b[i];
+            s_reserve(t, x->sk_len);
+            memcpy(t->sk + t->skn, s_dc.sk + x->sk_off,
+                   x->sk_len * sizeof *t->sk);
+            x->sk_off = (uint32_t)t->skn;
+            t->skn += x->sk_len;
+        }
+        free(pg->hot);
+    }
+    t->n += m;
+    t->np -= m;
+    t->npg = k;
+    s_dc.id = 0;
+}
+
+/* ---- buckets ---- */
+
+/* The first i in [0, n) with key(base, i) >= x (n when none): a lower
+ * bound over an ascending key. */
+static size_t
+s_bound(const void *base, size_t n, int64_t x,
+        int64_t (*key)(const void *, size_t))
+{
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t->b[mid].start < start)
+        if (key(base, mid) < x)
             lo = mid + 1;
         else
             hi = mid;
     }
     return lo;
+}
+
+static int64_t
+s_key_start(const void *b, size_t i)
+{
+    return ((const struct s_bucket *)b)[i].start;
+}
+
+static int64_t
+s_key_hi(const void *pg, size_t i)
+{
+    return ((const struct s_page *)pg)[i].hi;
+}
+
+static int64_t
+s_key_off(const void *hot, size_t i)
+{
+    return ((const struct s_hot *)hot)[i].off;
+}
+
+/* First bucket of the array with start >= t. */
+static size_t
+s_lower_hot(const struct s_tier *t, int64_t start)
+{
+    return s_bound(t->b, t->n, start, s_key_start);
+}
+
+/* Index of the first bucket with start >= start: in the first page
+ * ending at or after it, else in the array. */
+static size_t
+s_lower(const struct s_tier *t, int tier, int64_t start)
+{
+    if (t->npg == 0 || start > t->pg[t->npg - 1].hi)
+        return t->np + s_lower_hot(t, start);
+    const struct s_page *pg = &t->pg[s_bound(t->pg, t->npg, start, s_key_hi)];
+    if (start <= pg->lo)
+        return pg->first;
+    uint64_t off = (uint64_t)(start - pg->lo - 1) / (uint64_t)s_width[tier] + 1;
+    return pg->first + s_bound(pg->hot, pg->n, (int64_t)off, s_key_off);
 }
 
 static void
@@ -131,23 +563,37 @@ s_mark(struct s_tier *t, size_t i)
         t->dirty_lo = i;
 }
 
-/* The bucket starting at start, created empty when missing. */
+/* The bucket starting at start, created empty when missing; a packed one
+ * is unpacked first. */
 static struct s_bucket *
-s_bucket(struct s_tier *t, int64_t start)
+s_bucket(struct s_tier *t, int tier, int64_t start)
 {
     size_t i;
 
     if (t->n > 0 && t->b[t->n - 1].start == start) {
-        s_mark(t, t->n - 1);
+        s_mark(t, t->np + t->n - 1);
         return &t->b[t->n - 1];
     }
-    i = t->n > 0 && start > t->b[t->n - 1].start ? t->n : s_lower(t, start);
-    if (i < t->n && t->b[i].start == start) {
-        s_mark(t, i);
-        return &t->b[i];
+    if (t->npg > 0 && start <= t->pg[t->npg - 1].hi) {
+        size_t k = t->npg - 1;
+        while (k > 0 && t->pg[k - 1].hi >= start)
+            k--;
+        s_unpack(t, tier, k);
+    }
+    if (t->n == 0 || start > t->b[t->n - 1].start) {
+        s_repack(t, tier);
+        i = t->n;
+    } else {
+        i = s_lower_hot(t, start);
+        if (i < t->n && t->b[i].start == start) {
+            s_mark(t, t->np + i);
+            return &t->b[i];
+        }
     }
     if (t->n == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 8;
+        t->cap = t->cap ? t->cap * 2 : 4;
+        if (t->cap > S_PAGE + S_HOT && t->n < S_PAGE + S_HOT)
+            t->cap = S_PAGE + S_HOT;
         t->b = xrealloc(t->b, t->cap * sizeof *t->b);
     }
     memmove(t->b + i + 1, t->b + i, (t->n - i) * sizeof *t->b);
@@ -155,7 +601,7 @@ s_bucket(struct s_tier *t, int64_t start)
     t->b[i] = (struct s_bucket){.start = start, .min = INFINITY,
                                 .max = -INFINITY,
                                 .sk_off = (uint32_t)t->skn};
-    s_mark(t, i);
+    s_mark(t, t->np + i);
     return &t->b[i];
 }
 
@@ -175,13 +621,16 @@ s_key(double v)
     return cls << 14 | (uint32_t)(i + S_IDX_BIAS);
 }
 
-/* Rebuild the arena without dead entries. */
+/* Rebuild the arena with the runs of the array's buckets only. */
 static void
 s_compact(struct s_tier *t)
 {
-    uint32_t *sk = xmalloc((t->skn - t->skdead + 1) * sizeof *sk);
-    size_t k = 0;
+    size_t live = 0, k = 0;
+    uint32_t *sk;
 
+    for (size_t i = 0; i < t->n; i++)
+        live += t->b[i].sk_len;
+    sk = xmalloc((live + 1) * sizeof *sk);
     for (size_t i = 0; i < t->n; i++) {
         memcpy(sk + k, t->sk + t->b[i].sk_off, t->b[i].sk_len * sizeof *sk);
         t->b[i].sk_off = (uint32_t)k;
@@ -189,7 +638,8 @@ s_compact(struct s_tier *t)
     }
     free(t->sk);
     t->sk = sk;
-    t->skn = t->skcap = k;
+    t->skn = k;
+    t->skcap = live + 1;
     t->skdead = 0;
 }
 
@@ -309,7 +759,8 @@ void
 agg_rollup_add_tier(agg_rollup_t *self, int tier, int64_t ts, double v)
 {
     struct s_tier *t = &self->t[tier];
-    s_bucket_add(t, s_bucket(t, s_floor(ts, s_width[tier])), ts, v, s_key(v));
+    s_bucket_add(t, s_bucket(t, tier, s_floor(ts, s_width[tier])), ts, v,
+                 s_key(v));
 }
 
 void
@@ -319,7 +770,7 @@ agg_rollup_add(agg_rollup_t *self, int64_t ts, double v)
 
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         struct s_tier *t = &self->t[i];
-        s_bucket_add(t, s_bucket(t, s_floor(ts, s_width[i])), ts, v, key);
+        s_bucket_add(t, s_bucket(t, i, s_floor(ts, s_width[i])), ts, v, key);
     }
 }
 
@@ -330,7 +781,7 @@ agg_rollup_replace(agg_rollup_t *self, int64_t ts, double old, double v)
 
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         struct s_tier *t = &self->t[i];
-        struct s_bucket *b = s_bucket(t, s_floor(ts, s_width[i]));
+        struct s_bucket *b = s_bucket(t, i, s_floor(ts, s_width[i]));
         if (b->count == 0) { /* the point was not rolled up: add it */
             s_bucket_add(t, b, ts, v, s_key(v));
             continue;
@@ -353,26 +804,47 @@ agg_rollup_replace(agg_rollup_t *self, int64_t ts, double old, double v)
     return stale;
 }
 
-/* Remove buckets [i, j) of a tier. */
+/* Remove buckets [i, j) of a tier: whole pages at the front go as they
+ * are, the others are unpacked first. */
 static void
-s_remove(struct s_tier *t, size_t i, size_t j)
+s_remove(struct s_tier *t, int tier, size_t i, size_t j)
 {
+    size_t k = 0, gone;
+
     if (i >= j)
         return;
-    for (size_t k = i; k < j; k++)
+    s_mark(t, 0); /* removals need a full rewrite; encode says so */
+    if (i == 0 && t->npg > 0) {
+        while (k < t->npg && t->pg[k].first + t->pg[k].n <= j)
+            free(t->pg[k++].hot);
+        gone = k < t->npg ? t->pg[k].first : t->np;
+        memmove(t->pg, t->pg + k, (t->npg - k) * sizeof *t->pg);
+        t->npg -= k;
+        for (k = 0; k < t->npg; k++)
+            t->pg[k].first -= gone;
+        t->np -= gone;
+        j -= gone;
+        if (j == 0)
+            return;
+    }
+    if (i < t->np)
+        s_unpack(t, tier, s_page_of(t, i));
+    i -= t->np;
+    j -= t->np;
+    for (k = i; k < j; k++)
         t->skdead += t->b[k].sk_len;
     memmove(t->b + i, t->b + j, (t->n - j) * sizeof *t->b);
     t->n -= j - i;
-    s_mark(t, 0); /* removals need a full rewrite; encode says so */
     if (t->skdead > S_DEAD_MIN && t->skdead > t->skn / 2)
         s_compact(t);
+    s_repack(t, tier);
 }
 
 void
 agg_rollup_drop_tier(agg_rollup_t *self, int tier, int64_t start, int64_t end)
 {
     struct s_tier *t = &self->t[tier];
-    s_remove(t, s_lower(t, start), s_lower(t, end));
+    s_remove(t, tier, s_lower(t, tier, start), s_lower(t, tier, end));
 }
 
 void
@@ -386,9 +858,9 @@ size_t
 agg_rollup_expire(agg_rollup_t *self, int tier, int64_t t)
 {
     struct s_tier *tr = &self->t[tier];
-    size_t j = s_lower(tr, t - s_width[tier] + 1);
+    size_t j = s_lower(tr, tier, t - s_width[tier] + 1);
 
-    s_remove(tr, 0, j);
+    s_remove(tr, tier, 0, j);
     return j;
 }
 
@@ -396,15 +868,21 @@ uint64_t
 agg_rollup_count_at(const agg_rollup_t *self, int tier, int64_t start)
 {
     const struct s_tier *t = &self->t[tier];
-    size_t i = s_lower(t, start);
-    return i < t->n && t->b[i].start == start ? t->b[i].count : 0;
+    size_t i = s_lower(t, tier, start);
+    const uint32_t *sk;
+    const struct s_bucket *b;
+
+    if (i >= t->np + t->n)
+        return 0;
+    b = s_get(t, tier, i, &sk);
+    return b->start == start ? b->count : 0;
 }
 
 static void
-s_sk_merge(const struct s_tier *t, const struct s_bucket *b, agg_sketch_t *sk)
+s_sk_merge(const uint32_t *arena, const struct s_bucket *b, agg_sketch_t *sk)
 {
     for (uint32_t k = 0; k < b->sk_len; k++) {
-        uint32_t e = t->sk[b->sk_off + k], key = e >> 16, cls = key >> 14;
+        uint32_t e = arena[b->sk_off + k], key = e >> 16, cls = key >> 14;
         int32_t idx = (int32_t)(key & 0x3fff) - S_IDX_BIAS;
         agg_sketch_add_index(sk, cls == S_CLASS_POS ? 1 : cls == S_CLASS_NEG ? -1 : 0,
                              idx, e & S_CNT_MAX);
@@ -414,7 +892,7 @@ s_sk_merge(const struct s_tier *t, const struct s_bucket *b, agg_sketch_t *sk)
 size_t
 agg_rollup_lower(const agg_rollup_t *self, int tier, int64_t start)
 {
-    return s_lower(&self->t[tier], start);
+    return s_lower(&self->t[tier], tier, start);
 }
 
 size_t
@@ -422,17 +900,31 @@ agg_rollup_merge_from(const agg_rollup_t *self, int tier, size_t i, int64_t b,
                       struct agg_rsum *sum, agg_sketch_t *sk)
 {
     const struct s_tier *t = &self->t[tier];
+    const uint32_t *arena;
 
-    for (; i < t->n && t->b[i].start < b; i++) {
-        const struct s_bucket *x = &t->b[i];
+    for (; i < t->np + t->n; i++) {
+        const struct s_bucket *x = s_get(t, tier, i, &arena);
+        if (x->start >= b)
+            break;
         struct agg_rsum r = {{x->count, x->sum / x->count, x->m2, x->sum,
                               x->min, x->max},
                              x->first, x->last, x->first_ts, x->last_ts};
         agg_rsum_merge(sum, &r);
         if (sk)
-            s_sk_merge(t, x, sk);
+            s_sk_merge(arena, x, sk);
     }
     return i;
+}
+
+/* As agg_stats_merge adds them up: empty buckets skipped, the first sum
+ * copied (so a -0 stays -0). */
+static void
+s_sum_add(uint32_t count, double s, uint64_t *cnt, double *sum)
+{
+    if (count == 0)
+        return;
+    *sum = *cnt ? *sum + s : s;
+    *cnt += count;
 }
 
 size_t
@@ -441,14 +933,16 @@ agg_rollup_sum_from(const agg_rollup_t *self, int tier, size_t i, int64_t b,
 {
     const struct s_tier *t = &self->t[tier];
 
-    /* As agg_stats_merge adds them up: empty buckets skipped, the first
-     * sum copied (so a -0 stays -0). */
-    for (; i < t->n && t->b[i].start < b; i++) {
-        if (t->b[i].count == 0)
-            continue;
-        *sum = *count ? *sum + t->b[i].sum : t->b[i].sum;
-        *count += t->b[i].count;
+    while (i < t->np) { /* the fixed entries of pages, in place */
+        const struct s_page *pg = &t->pg[s_page_of(t, i)];
+        for (size_t k = i - pg->first; k < pg->n; k++, i++) {
+            if (pg->lo + (int64_t)pg->hot[k].off * s_width[tier] >= b)
+                return i;
+            s_sum_add(pg->hot[k].count, pg->hot[k].sum, count, sum);
+        }
     }
+    for (; i < t->np + t->n && t->b[i - t->np].start < b; i++)
+        s_sum_add(t->b[i - t->np].count, t->b[i - t->np].sum, count, sum);
     return i;
 }
 
@@ -456,7 +950,8 @@ void
 agg_rollup_merge(const agg_rollup_t *self, int tier, int64_t a, int64_t b,
                  struct agg_rsum *sum, agg_sketch_t *sk)
 {
-    agg_rollup_merge_from(self, tier, s_lower(&self->t[tier], a), b, sum, sk);
+    agg_rollup_merge_from(self, tier, s_lower(&self->t[tier], tier, a), b, sum,
+                          sk);
 }
 
 bool
@@ -466,12 +961,14 @@ agg_rollup_span(const agg_rollup_t *self, int64_t *first, int64_t *end)
 
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         const struct s_tier *t = &self->t[i];
-        if (t->n == 0)
+        if (t->np + t->n == 0)
             continue;
-        if (!any || t->b[0].start < *first)
-            *first = t->b[0].start;
-        if (!any || t->b[t->n - 1].start + s_width[i] > *end)
-            *end = t->b[t->n - 1].start + s_width[i];
+        int64_t lo = t->npg ? t->pg[0].lo : t->b[0].start;
+        int64_t hi = t->n ? t->b[t->n - 1].start : t->pg[t->npg - 1].hi;
+        if (!any || lo < *first)
+            *first = lo;
+        if (!any || hi + s_width[i] > *end)
+            *end = hi + s_width[i];
         any = true;
     }
     return any;
@@ -481,27 +978,42 @@ int64_t
 agg_rollup_first_ts(const agg_rollup_t *self)
 {
     int64_t first = INT64_MAX;
+    const uint32_t *sk;
 
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
-        if (self->t[i].n > 0 && self->t[i].b[0].first_ts < first)
-            first = self->t[i].b[0].first_ts;
+        if (self->t[i].np + self->t[i].n > 0) {
+            const struct s_bucket *b = s_get(&self->t[i], i, 0, &sk);
+            if (b->first_ts < first)
+                first = b->first_ts;
+        }
     return first;
 }
 
 size_t
 agg_rollup_buckets(const agg_rollup_t *self, int tier)
 {
-    return self->t[tier].n;
+    return self->t[tier].np + self->t[tier].n;
 }
 
 size_t
 agg_rollup_bytes(const agg_rollup_t *self)
 {
     size_t n = sizeof *self;
-    for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
-        n += self->t[i].cap * sizeof(struct s_bucket) +
-             self->t[i].skcap * sizeof(uint32_t);
+    for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
+        const struct s_tier *t = &self->t[i];
+        n += t->cap * sizeof(struct s_bucket) + t->skcap * sizeof(uint32_t) +
+             t->pgcap * sizeof(struct s_page);
+        for (size_t k = 0; k < t->npg; k++)
+            n += t->pg[k].n * sizeof(struct s_hot) + t->pg[k].cold_len;
+    }
     return n;
+}
+
+void
+agg_rollup_pack(agg_rollup_t *self)
+{
+    for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
+        s_repack(&self->t[i], i);
 }
 
 void
@@ -515,18 +1027,19 @@ bool
 agg_rollup_dirty(const agg_rollup_t *self)
 {
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
-        if (self->t[i].dirty_lo < self->t[i].n)
+        if (self->t[i].dirty_lo < self->t[i].np + self->t[i].n)
             return true;
     return false;
 }
 
 /* Buckets [lo, hi) of tier i that encode writes. */
 static void
-s_enc_range(const struct s_tier *t, bool all, int64_t before, size_t *lo,
-            size_t *hi)
+s_enc_range(const struct s_tier *t, int tier, bool all, int64_t before,
+            size_t *lo, size_t *hi)
 {
-    *lo = all ? 0 : t->dirty_lo < t->n ? t->dirty_lo : t->n;
-    *hi = s_lower(t, before);
+    size_t n = t->np + t->n;
+    *lo = all ? 0 : t->dirty_lo < n ? t->dirty_lo : n;
+    *hi = s_lower(t, tier, before);
     if (*lo > *hi)
         *lo = *hi;
 }
@@ -535,48 +1048,45 @@ size_t
 agg_rollup_encode(agg_rollup_t *self, bool all, int64_t before,
                   unsigned char **out)
 {
-    size_t len = 0, off = 0, lo, hi, nb = 0;
-    unsigned char *p;
+    struct s_buf p = {0};
+    size_t lo, hi, nb = 0;
+    unsigned char f[S_BUCKET_BYTES];
 
     if (!all && !agg_rollup_dirty(self))
         return 0;
-    for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
-        s_enc_range(&self->t[i], all, before, &lo, &hi);
-        len += 4;
-        nb += hi - lo;
-        for (size_t k = lo; k < hi; k++)
-            len += S_BUCKET_BYTES + 4 * (size_t)self->t[i].b[k].sk_len;
-    }
-    if (nb == 0) {
-        for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
-            self->t[i].dirty_lo = SIZE_MAX;
-        return 0;
-    }
-    p = xmalloc(len);
+    agg_rollup_pack(self);
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         struct s_tier *t = &self->t[i];
-        s_enc_range(t, all, before, &lo, &hi);
-        le_put(p + off, hi - lo, 4);
-        off += 4;
+        const uint32_t *sk;
+        s_enc_range(t, i, all, before, &lo, &hi);
+        nb += hi - lo;
+        le_put(f, hi - lo, 4);
+        s_put(&p, f, 4);
         for (size_t k = lo; k < hi; k++) {
-            const struct s_bucket *b = &t->b[k];
+            const struct s_bucket *b = s_get(t, i, k, &sk);
             const double d[6] = {b->sum, b->m2, b->min, b->max, b->first,
                                  b->last};
-            le_put(p + off, (uint64_t)b->start, 8);
-            le_put(p + off + 8, b->count, 4);
-            le_put(p + off + 12, (uint64_t)b->first_ts, 8);
-            le_put(p + off + 20, (uint64_t)b->last_ts, 8);
+            le_put(f, (uint64_t)b->start, 8);
+            le_put(f + 8, b->count, 4);
+            le_put(f + 12, (uint64_t)b->first_ts, 8);
+            le_put(f + 20, (uint64_t)b->last_ts, 8);
             for (int j = 0; j < 6; j++)
-                le_put_double(p + off + 28 + 8 * j, d[j]);
-            le_put(p + off + 76, b->sk_len, 4);
-            off += S_BUCKET_BYTES;
-            for (uint32_t j = 0; j < b->sk_len; j++, off += 4)
-                le_put(p + off, t->sk[b->sk_off + j], 4);
+                le_put_double(f + 28 + 8 * j, d[j]);
+            le_put(f + 76, b->sk_len, 4);
+            s_put(&p, f, S_BUCKET_BYTES);
+            for (uint32_t j = 0; j < b->sk_len; j++) {
+                le_put(f, sk[b->sk_off + j], 4);
+                s_put(&p, f, 4);
+            }
         }
         t->dirty_lo = SIZE_MAX;
     }
-    *out = p;
-    return len;
+    if (nb == 0) {
+        free(p.p);
+        return 0;
+    }
+    *out = p.p;
+    return p.n;
 }
 
 int
@@ -599,7 +1109,7 @@ agg_rollup_decode(agg_rollup_t *self, const unsigned char *buf, size_t len)
             if (s_floor(start, s_width[i]) != start ||
                 (len - off - S_BUCKET_BYTES) / 4 < skl || le_get(p + 8, 4) == 0)
                 return -1;
-            struct s_bucket *b = s_bucket(t, start);
+            struct s_bucket *b = s_bucket(t, i, start);
             b->count = (uint32_t)le_get(p + 8, 4);
             b->first_ts = (int64_t)le_get(p + 12, 8);
             b->last_ts = (int64_t)le_get(p + 20, 8);
@@ -711,6 +1221,83 @@ s_test_numpy(const double *sorted, size_t n, double q)
     return sorted[lo] + (sorted[hi] - sorted[lo]) * (r - (double)lo);
 }
 
+/* Packed pages give back every field of every minute bucket bit for bit
+ * (against the same sums computed here): pages of 2-decimal values, of
+ * values that are no decimals (and -0, and a huge one: its sketch key is
+ * clamped, see agg_rollup.h), odd
+ * nanoseconds; then after late points unpacked and repacked them. */
+static void
+s_test_pages(int64_t t0)
+{
+    enum { N = 40002 };
+    agg_rollup_t *q = agg_rollup_new();
+    static int64_t ts[N];
+    static double v[N];
+    uint64_t seed = 11;
+
+    for (size_t i = 0; i < N; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        double u = (double)(seed >> 11) / 9007199254740992.0;
+        size_t m = i / 6; /* every minute 6 points */
+        ts[i] = t0 + (int64_t)(i / 6) * 60000000000LL +
+                (int64_t)(i % 6) * 10000000000LL + (m % 7 == 3 ? 1234567 : 0);
+        v[i] = m / 60 % 3 == 1 ? u * M_PI * 1e5 : round(u * 3000 - 1000) / 100;
+        if (m / 60 % 3 == 2 && m % 11 == 4 && i % 6 == 2)
+            v[i] = -0.0;
+        if (m / 60 % 3 == 2 && m % 13 == 5 && i % 6 == 3)
+            v[i] = 1e300;
+    }
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < N && round < 2; i++)
+            if (round == 0 ? i % 9 != 4 : i % 9 == 4) /* round 1: late */
+                agg_rollup_add(q, ts[i], v[i]);
+        if (round == 0)
+            continue;
+        if (round == 2) {
+            agg_rollup_pack(q);
+            assert(q->t[AGG_ROLLUP_MINUTE].npg > 50 &&
+                   q->t[AGG_ROLLUP_MINUTE].n < S_PAGE + S_HOT);
+        }
+        for (size_t i = 0; i < N; i += 6) {
+            uint32_t count = 0;
+            double sum = 0, m2 = 0, mn = INFINITY, mx = -INFINITY;
+            struct agg_rsum r = {0};
+            int64_t a = ts[i] - ts[i] % 60000000000LL;
+            bool late = false;
+            for (size_t j = i; j < i + 6; j++) {
+                late |= j % 9 == 4;
+                s_moments_add(&count, &sum, &m2, v[j]);
+                mn = v[j] < mn ? v[j] : mn;
+                mx = v[j] > mx ? v[j] : mx;
+            }
+            agg_sketch_t *sk = agg_sketch_new(), *want = agg_sketch_new();
+            for (size_t j = i; j < i + 6; j++)
+                agg_sketch_add(want, v[j]);
+            agg_rollup_merge(q, AGG_ROLLUP_MINUTE, a, a + 60000000000LL, &r,
+                             sk);
+            for (double qq = 0; qq <= 1 && mx < 1e71; qq += 0.2)
+                assert(s_same(agg_sketch_quantile(sk, qq),
+                                   agg_sketch_quantile(want, qq)));
+            agg_sketch_destroy(&sk);
+            agg_sketch_destroy(&want);
+            assert(r.m.count == 6 && r.first_ts == ts[i] &&
+                   r.last_ts == ts[i + 5]);
+            assert(s_same(r.first, v[i]) && s_same(r.last, v[i + 5]));
+            assert(s_same(r.m.min, mn) && s_same(r.m.max, mx));
+            assert(late || (s_same(r.m.m2, m2) &&
+                            s_same(r.m.sum, sum)));
+            uint64_t c = 0;
+            double s2 = 0;
+            agg_rollup_sum_from(q, AGG_ROLLUP_MINUTE,
+                                agg_rollup_lower(q, AGG_ROLLUP_MINUTE, a),
+                                a + 60000000000LL, &c, &s2);
+            assert(c == 6 && s_same(s2, r.m.sum));
+            assert(agg_rollup_count_at(q, AGG_ROLLUP_MINUTE, a) == 6);
+        }
+    }
+    agg_rollup_destroy(&q);
+}
+
 /*
  * Rollup math: 3 days of a 2-decimal random walk every 7 s, written out
  * of order with overwrites; merged minute, hour and day buckets equal the
@@ -777,6 +1364,7 @@ agg_rollup_test(bool verbose)
         TEST_NEAR(got.m.m2, want.m.m2, 1e-6 * want.m.m2);
         agg_rollup_destroy(&q);
     }
+    s_test_pages(t0);
     /* Persistence: everything, then only what changed since. */
     size_t full = len = agg_rollup_encode(r, true, INT64_MAX, &buf);
     assert(len > 0 && !agg_rollup_dirty(r));

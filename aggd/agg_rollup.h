@@ -103,6 +103,9 @@ size_t agg_rollup_buckets(const agg_rollup_t *self, int tier);
 /* Bytes of memory held. */
 size_t agg_rollup_bytes(const agg_rollup_t *self);
 
+/* Pack the buckets that late writes unpacked (agg_rollup_encode does,
+ * and so does adding a bucket at the end). */
+void agg_rollup_pack(agg_rollup_t *self);
 /* Mark every bucket clean (what a rebuild from disk data produced). */
 void agg_rollup_clean(agg_rollup_t *self);
 /* Are there buckets changed since the last agg_rollup_encode? */
