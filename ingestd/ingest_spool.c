@@ -7,6 +7,12 @@
  * while the loop parses the next requests. Positions are logical bytes
  * appended since open: a record is durable (and may be sent) once the
  * finished fsync's position reaches its end.
+ *
+ * Memory: only an index of the unconfirmed records is kept (where each
+ * one is, ~48 bytes a record); a batch is read back from its segment
+ * (the page cache, mostly) when it is sent or resent, and its checksum
+ * checked again. So ingestd's memory does not grow with a backlog; the
+ * backlog's bound, --spool-max, is disk.
  */
 #include "ingestd/ingest_spool.h"
 #include "common/crc.h"
@@ -35,9 +41,10 @@
 struct s_rec {
     uint64_t seq;  /* batch seq on its lane */
     uint64_t seg;  /* id of the segment holding it */
+    uint64_t off;  /* offset of its header in that segment */
     uint64_t end;  /* logical position after it (0: recovered) */
-    void *data;    /* the encoded batch (owned) */
-    size_t len;    /* its length */
+    uint64_t cum;  /* payload bytes of its lane up to and with it */
+    size_t len;    /* payload length */
 };
 
 struct s_lane {
@@ -46,6 +53,8 @@ struct s_lane {
     uint64_t next_seq;  /* seq to hand out next */
     uint64_t last_seg;  /* segment of its newest record, 0 when none */
     uint64_t confirmed; /* highest confirmed seq */
+    uint64_t cum;       /* payload bytes appended on the lane */
+    uint64_t cum_done;  /* of them, confirmed */
 };
 
 struct s_seg {
@@ -69,7 +78,16 @@ struct ingest_spool {
     zactor_t *syncer;       /* the fsync thread */
     size_t segment_max;     /* roll threshold in bytes */
     size_t records, bytes;  /* unconfirmed totals */
+    uint64_t rseg;          /* segment open for reading back, 0: none */
+    int rfd;                /* its descriptor, or -1 */
+    unsigned char *rbuf;    /* a record read back */
+    size_t rcap;            /* bytes allocated there */
+    unsigned long long unreadable; /* records that failed to read back */
 };
+
+/* A read-back buffer larger than this is freed after use, so one huge
+ * batch does not pin its size for good. */
+#define SPOOL_RBUF_KEEP (1u << 20)
 
 static void
 s_path(const ingest_spool_t *self, uint64_t id, char *buf, size_t len)
@@ -99,10 +117,10 @@ s_seg_add(ingest_spool_t *self, uint64_t id)
     return s;
 }
 
-/* Keep a record until it is confirmed; takes data (malloc'd). */
+/* Index a record until it is confirmed. */
 static void
 s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
-       void *data, size_t len)
+       uint64_t off, size_t len)
 {
     struct s_lane *l = &self->lanes[lane];
     if (l->head + l->n == l->cap) {
@@ -117,9 +135,11 @@ s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
     struct s_rec *r = &l->r[l->head + l->n++];
     r->seq = seq;
     r->seg = seg;
+    r->off = off;
     r->end = self->written;
-    r->data = data;
     r->len = len;
+    l->cum += len;
+    r->cum = l->cum;
     if (seq >= l->next_seq) {
         l->next_seq = seq + 1;
         l->last_seg = seg;
@@ -192,8 +212,7 @@ s_recover(ingest_spool_t *self, uint64_t id)
                 log_warn("spool: truncate %s", path);
             break;
         }
-        s_push(self, lane, seq, id, buf, len);
-        buf = NULL; /* the record owns it now */
+        s_push(self, lane, seq, id, (uint64_t)off, len);
         seg->records++;
         off += SPOOL_HDR + (long)len;
     }
@@ -242,6 +261,7 @@ ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
         self->lanes[i].next_seq = 1;
     self->fd = -1;
     self->dirfd = -1;
+    self->rfd = -1;
     self->segment_max = segment_max;
     if (daemon_mkdirs(dir) == -1 || (d = opendir(dir)) == NULL) {
         log_warn("spool: cannot use %s", dir);
@@ -302,12 +322,11 @@ ingest_spool_destroy(ingest_spool_t **self_p)
         close(self->fd);
     if (self->dirfd != -1)
         close(self->dirfd);
-    for (unsigned i = 0; i < self->nlanes; i++) {
-        struct s_lane *l = &self->lanes[i];
-        for (size_t k = 0; k < l->n; k++)
-            free(l->r[l->head + k].data);
-        free(l->r);
-    }
+    if (self->rfd != -1)
+        close(self->rfd);
+    free(self->rbuf);
+    for (unsigned i = 0; i < self->nlanes; i++)
+        free(self->lanes[i].r);
     free(self->lanes);
     free(self->segs);
     free(self->dir);
@@ -321,28 +340,9 @@ ingest_spool_next_seq(ingest_spool_t *self, unsigned lane)
     return self->lanes[lane].next_seq;
 }
 
-static int s_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
-                    const void *data, size_t len);
-
-
 int
 ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
-                    void **data_p, size_t len)
-{
-    void *data = *data_p;
-    int rc = -1;
-
-    *data_p = NULL;
-    if ((rc = s_append(self, lane, seq, data, len)) == 0)
-        s_push(self, lane, seq, self->segs[self->nsegs - 1].id, data, len);
-    else
-        free(data);
-    return rc;
-}
-
-static int
-s_append(ingest_spool_t *self, unsigned lane, uint64_t seq, const void *data,
-         size_t len)
+                    const void *data, size_t len)
 {
     struct s_seg *act = &self->segs[self->nsegs - 1];
     unsigned char hdr[SPOOL_HDR];
@@ -380,9 +380,10 @@ s_append(ingest_spool_t *self, unsigned lane, uint64_t seq, const void *data,
             log_warn("spool: truncate after a failed append");
         return -1;
     }
+    self->written += (uint64_t)n;
+    s_push(self, lane, seq, act->id, act->size, len);
     act->size += (size_t)n;
     act->records++;
-    self->written += (uint64_t)n;
     return 0;
 }
 
@@ -478,6 +479,11 @@ s_gc(ingest_spool_t *self)
         struct s_seg *s = &self->segs[i];
         if (i + 1 < self->nsegs && s->refs == 0 && !s_holds_last_seq(self, s->id)) {
             char path[1024];
+            if (self->rseg == s->id) {
+                close(self->rfd);
+                self->rfd = -1;
+                self->rseg = 0;
+            }
             s_path(self, s->id, path, sizeof path);
             if (unlink(path) == -1 && errno != ENOENT)
                 log_warn("spool: unlink %s", path);
@@ -506,7 +512,7 @@ ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq)
             s->refs--;
         self->records--;
         self->bytes -= r->len;
-        free(r->data);
+        l->cum_done = r->cum;
         l->head++;
         l->n--;
     }
@@ -515,9 +521,60 @@ ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq)
     s_gc(self);
 }
 
+/* Read record r of lane back from its segment into rbuf, checking that
+ * it is the record the index says. Returns its payload, or NULL (logged)
+ * when it cannot be read or fails its checksum. */
+static const void *
+s_read(ingest_spool_t *self, unsigned lane, const struct s_rec *r)
+{
+    char path[1024];
+    size_t need = SPOOL_HDR + r->len;
+    const unsigned char *h;
+    const char *why = NULL;
+    uint64_t seq;
+    ssize_t got;
+
+    if (self->rseg != r->seg) {
+        if (self->rfd != -1)
+            close(self->rfd);
+        s_path(self, r->seg, path, sizeof path);
+        self->rseg = r->seg;
+        if ((self->rfd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+            self->rseg = 0;
+            log_warn("spool: cannot read back %s", path);
+            return NULL;
+        }
+    }
+    if (self->rcap < need) {
+        self->rcap = need;
+        free(self->rbuf);
+        self->rbuf = xmalloc(need);
+    }
+    got = pread(self->rfd, self->rbuf, need, (off_t)r->off);
+    h = self->rbuf;
+    if (got != (ssize_t)need)
+        why = got == -1 ? strerror(errno) : "short read";
+    else if (s_le32(h) != SPOOL_MAGIC || s_le32(h + 4) != r->len ||
+             s_le32(h + 8) != lane ||
+             (memcpy(&seq, h + 16, sizeof seq), seq != r->seq))
+        why = "not the record the index names";
+    else if (s_crc(lane, r->seq, h + SPOOL_HDR, r->len) != s_le32(h + 12))
+        why = "checksum mismatch";
+    if (why) {
+        self->unreadable++;
+        log_err("spool: lane %u seq %" PRIu64 " in segment %" PRIu64
+                 " offset %" PRIu64 " cannot be read back: %s; that batch "
+                 "is lost (%llu so far)", lane, r->seq, r->seg, r->off, why,
+                 self->unreadable);
+        return NULL;
+    }
+    return h + SPOOL_HDR;
+}
+
 void
 ingest_spool_foreach(ingest_spool_t *self, unsigned lane, uint64_t after,
-                     ingest_spool_fn *fn, void *arg)
+                     uint64_t max_n, uint64_t max_bytes, ingest_spool_fn *fn,
+                     void *arg)
 {
     struct s_lane *l = &self->lanes[lane];
     size_t lo = 0, hi = l->n;
@@ -533,8 +590,17 @@ ingest_spool_foreach(ingest_spool_t *self, unsigned lane, uint64_t after,
         struct s_rec *r = &l->r[l->head + k];
         if (r->end > self->durable)
             break; /* not durable yet: its seq could come back after a crash */
-        if (!fn(lane, r->seq, r->data, r->len, arg))
+        /* The window: counted from the first unconfirmed record, which
+         * always fits whatever its size. */
+        if (k >= max_n || (k > 0 && r->cum - l->cum_done > max_bytes))
             break;
+        if (!fn(lane, r->seq, s_read(self, lane, r), r->len, arg))
+            break;
+    }
+    if (self->rcap > SPOOL_RBUF_KEEP) {
+        free(self->rbuf);
+        self->rbuf = NULL;
+        self->rcap = 0;
     }
 }
 
@@ -556,6 +622,12 @@ ingest_spool_bytes(const ingest_spool_t *self)
     return self->bytes;
 }
 
+unsigned long long
+ingest_spool_unreadable(const ingest_spool_t *self)
+{
+    return self->unreadable;
+}
+
 size_t
 ingest_spool_segments(const ingest_spool_t *self)
 {
@@ -575,13 +647,29 @@ s_count(unsigned lane, uint64_t seq, const void *data, size_t len, void *arg)
     return true;
 }
 
-/* Append the 5-byte record "batch" (the spool takes a heap copy). */
+/* Append the 5-byte record "batch". */
 static int
 s_append_batch(ingest_spool_t *sp, unsigned lane, uint64_t seq)
 {
-    void *data = xmalloc(5);
-    memcpy(data, "batch", 5);
-    return ingest_spool_append(sp, lane, seq, &data, 5);
+    return ingest_spool_append(sp, lane, seq, "batch", 5);
+}
+
+/* Records handed out: the last seq, and how many came without data. */
+struct s_seen {
+    uint64_t last;
+    int lost;
+};
+
+static bool
+s_see(unsigned lane, uint64_t seq, const void *data, size_t len, void *arg)
+{
+    struct s_seen *s = arg;
+    s->last = seq;
+    if (data == NULL)
+        s->lost++;
+    else
+        assert(len == 5 && memcmp(data, "batch", 5) == 0);
+    return true;
 }
 
 void
@@ -608,8 +696,27 @@ ingest_spool_test(bool verbose)
     sp = ingest_spool_open(dir, 2, 100);
     assert(sp && ingest_spool_next_seq(sp, 0) == 11);
     assert(ingest_spool_next_seq(sp, 1) == 11);
-    ingest_spool_foreach(sp, 1, 0, s_count, &last);
+    ingest_spool_foreach(sp, 1, 0, UINT64_MAX, UINT64_MAX, s_count, &last);
     assert(last == 10);
+    /* Nothing but the index is in memory: each batch above came back from
+     * its segment file. The window bounds what goes out by count and by
+     * bytes; the first unconfirmed record always fits. */
+    struct s_seen seen = {0, 0};
+    ingest_spool_foreach(sp, 1, 0, 3, UINT64_MAX, s_see, &seen);
+    assert(seen.last == 3 && seen.lost == 0);
+    seen.last = 0;
+    ingest_spool_foreach(sp, 1, 2, 3, UINT64_MAX, s_see, &seen);
+    assert(seen.last == 3);
+    seen.last = 0;
+    ingest_spool_foreach(sp, 1, 0, UINT64_MAX, 12, s_see, &seen);
+    assert(seen.last == 2);
+    seen.last = 0;
+    ingest_spool_foreach(sp, 1, 0, UINT64_MAX, 1, s_see, &seen);
+    assert(seen.last == 1);
+    ingest_spool_confirm(sp, 1, 8); /* the window moves with confirmations */
+    seen.last = 0;
+    ingest_spool_foreach(sp, 1, 8, 1, UINT64_MAX, s_see, &seen);
+    assert(seen.last == 9);
     /* Everything confirmed: old segments go, the newest one with records
      * stays so the seq survives another restart. */
     ingest_spool_confirm(sp, 0, 10);
@@ -623,14 +730,14 @@ ingest_spool_test(bool verbose)
     uint64_t end = ingest_spool_written(sp), pos = 0;
     assert(ingest_spool_durable(sp) < end);
     last = 0;
-    ingest_spool_foreach(sp, 1, 0, s_count, &last);
+    ingest_spool_foreach(sp, 1, 0, UINT64_MAX, UINT64_MAX, s_count, &last);
     assert(last == 0);
     assert(ingest_spool_sync_start(sp) && !ingest_spool_sync_start(sp));
     assert(ingest_spool_sync_busy(sp));
     assert(ingest_spool_sync_done(sp, &pos) == 0 && pos == end);
     assert(!ingest_spool_sync_busy(sp) && ingest_spool_durable(sp) == end);
     assert(!ingest_spool_sync_start(sp)); /* nothing new */
-    ingest_spool_foreach(sp, 1, 0, s_count, &last);
+    ingest_spool_foreach(sp, 1, 0, UINT64_MAX, UINT64_MAX, s_count, &last);
     assert(last == 11);
     ingest_spool_confirm(sp, 1, 11);
     ingest_spool_destroy(&sp);
@@ -655,6 +762,29 @@ ingest_spool_test(bool verbose)
     close(devnull);
     assert(sp && ingest_spool_next_seq(sp, 0) == 12);
     assert(stat(path, &st) == 0 && st.st_size == SPOOL_HDR + 5);
+    /* A record damaged on disk after it was written is caught when it is
+     * read back: handed out without data, logged and counted, never sent
+     * as it is. */
+    assert(s_append_batch(sp, 0, 12) == 0);
+    assert(ingest_spool_sync(sp) == 0);
+    {
+        /* A fresh segment after the reopen: the record is its first. */
+        s_path(sp, sp->segs[sp->nsegs - 1].id, path, sizeof path);
+        int fd = open(path, O_WRONLY);
+        assert(fd != -1 && pwrite(fd, "X", 1, SPOOL_HDR + 2) == 1);
+        close(fd);
+    }
+    struct s_seen seen0 = {0, 0};
+    saved = dup(2);
+    devnull = open("/dev/null", O_WRONLY);
+    if (!verbose)
+        dup2(devnull, 2);
+    ingest_spool_foreach(sp, 0, 10, UINT64_MAX, UINT64_MAX, s_see, &seen0);
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
+    assert(seen0.last == 12 && seen0.lost == 1);
+    assert(ingest_spool_unreadable(sp) == 1);
     ingest_spool_destroy(&sp);
     zsys_dir_delete("%s", dir);
     TEST_OK("ingest_spool");

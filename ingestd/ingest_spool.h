@@ -4,6 +4,10 @@
  * records stay until aggd confirms their lane's seq, and are resent from
  * here after a restart or when confirmations stall.
  *
+ * Only an index of the unconfirmed records stays in memory: a batch is
+ * read back from its segment (and its checksum checked again) each time
+ * it is sent, so a backlog costs disk (up to --spool-max), not memory.
+ *
  * Files: DIR/seg-NNNNNNNNNNNNNNNN.spool, appended in order and rolled at
  * the segment size. Record: magic "SPL1", payload length, lane, CRC-32C
  * (of lane, seq and payload), seq, then the msgpack batch. A torn or
@@ -24,8 +28,10 @@
 
 typedef struct ingest_spool ingest_spool_t;
 
-/* Called for each unconfirmed record of a lane, in seq order; returns
- * false to stop there. */
+/* Called for each unconfirmed record of a lane, in seq order, with the
+ * batch as read back from disk (valid during the call), or data NULL
+ * when it could not be read back or failed its checksum (logged and
+ * counted: that batch is lost); returns false to stop there. */
 typedef bool(ingest_spool_fn)(unsigned lane, uint64_t seq, const void *data,
                               size_t len, void *arg);
 
@@ -36,12 +42,11 @@ ingest_spool_t *ingest_spool_open(const char *dir, unsigned lanes,
 void ingest_spool_destroy(ingest_spool_t **self_p);
 /* The next seq to use on lane (last seq found + 1). */
 uint64_t ingest_spool_next_seq(ingest_spool_t *self, unsigned lane);
-/* Append a batch (not durable until ingest_spool_sync). Takes the
- * malloc'd *data_p in every case (kept until confirmed, or freed) and
- * sets it to NULL. 0 or -1 (logged; e.g. disk full: the caller refuses
+/* Append a batch (not durable until ingest_spool_sync); the spool keeps
+ * no copy of data. 0 or -1 (logged; e.g. disk full: the caller refuses
  * the write). */
 int ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
-                        void **data_p, size_t len);
+                        const void *data, size_t len);
 /* Logical bytes appended since open, and the part a finished fsync
  * covers; a request is durable once durable >= the written position
  * taken after its append. */
@@ -67,14 +72,19 @@ void ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq);
 /* Call fn, in seq order, for the unconfirmed records of lane with a seq
  * above after that are durable (a record not yet covered by an fsync is
  * never sent downstream: after a crash its seq could name another
- * batch), until fn returns false. */
+ * batch) and inside the window: the first max_n unconfirmed records of
+ * the lane, and of them only as many as hold max_bytes of payload (the
+ * first unconfirmed one always fits). Stops when fn returns false. */
 void ingest_spool_foreach(ingest_spool_t *self, unsigned lane, uint64_t after,
+                          uint64_t max_n, uint64_t max_bytes,
                           ingest_spool_fn *fn, void *arg);
 /* Highest confirmed seq of lane (0 when none). */
 uint64_t ingest_spool_confirmed(const ingest_spool_t *self, unsigned lane);
 /* Unconfirmed records and their payload bytes, over all lanes. */
 size_t ingest_spool_records(const ingest_spool_t *self);
 size_t ingest_spool_bytes(const ingest_spool_t *self);
+/* Records that could not be read back (see ingest_spool_fn). */
+unsigned long long ingest_spool_unreadable(const ingest_spool_t *self);
 /* Segment files on disk. */
 size_t ingest_spool_segments(const ingest_spool_t *self);
 

@@ -38,6 +38,9 @@
  * holds seconds of work (a confirmation then comes long before
  * --resend-after, and nothing is resent while aggd is merely busy). */
 #define INGESTD_INFLIGHT 64
+/* ... and at most this many bytes of them (the first one always goes):
+ * each sits in a ZeroMQ queue, here or in aggd, until aggd has it. */
+#define INGESTD_INFLIGHT_BYTES (8u << 20)
 
 /* A request acknowledged once a group commit covers its records. */
 struct s_waiter {
@@ -274,7 +277,10 @@ s_forward(ingestd_t *self, msg_batch_t *b)
 }
 
 /* Hand spooled batches that aggd has not been sent yet, in seq order,
- * until a lane's queue or its window (INGESTD_INFLIGHT) is full. */
+ * until a lane's queue or its window (INGESTD_INFLIGHT batches,
+ * INGESTD_INFLIGHT_BYTES) is full. The spool reads each one back from
+ * disk; one it could not read (logged there: lost) goes as an empty
+ * batch of the same seq, so aggd's confirmations move past it. */
 static bool
 s_send_one(unsigned lane, uint64_t seq, const void *data, size_t len,
            void *arg)
@@ -282,11 +288,21 @@ s_send_one(unsigned lane, uint64_t seq, const void *data, size_t len,
     ingestd_t *self = arg;
     const char *topic = msg_topic(MSG_TYPE_READINGS);
     void *h = zsock_resolve(self->push[lane]);
+    char *empty = NULL;
+    int rc;
 
-    if (seq > ingest_spool_confirmed(self->spool, lane) + INGESTD_INFLIGHT)
-        return false; /* the next confirmation sends more */
-    if (zmq_send(h, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(h, data, len, ZMQ_DONTWAIT) < 0)
+    if (data == NULL) {
+        msg_batch_t *e = self->lane_batch[lane];
+        msg_batch_reset(e);
+        msg_batch_env(e)->seq = seq;
+        msg_batch_env(e)->ts = clock_now_ns();
+        msg_batch_encode(e, &empty, &len);
+        data = empty;
+    }
+    rc = zmq_send(h, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+         zmq_send(h, data, len, ZMQ_DONTWAIT) < 0;
+    free(empty);
+    if (rc)
         return false;
     /* The wait for a confirmation starts with the first batch out, not
      * at the last confirmation before an idle spell (that would resend
@@ -302,7 +318,8 @@ s_flush(ingestd_t *self)
 {
     for (unsigned i = 0; i < (unsigned)self->conf->lanes; i++) {
         if (ingest_spool_next_seq(self->spool, i) - 1 > self->ls[i].sent)
-            ingest_spool_foreach(self->spool, i, self->ls[i].sent, s_send_one, self);
+            ingest_spool_foreach(self->spool, i, self->ls[i].sent, INGESTD_INFLIGHT,
+                                 INGESTD_INFLIGHT_BYTES, s_send_one, self);
     }
 }
 
@@ -428,8 +445,8 @@ s_spool(ingestd_t *self, msg_batch_t *b)
         msg_batch_env(lb)->seq = ingest_spool_next_seq(self->spool, i);
         msg_batch_env(lb)->ts = clock_now_ns();
         msg_batch_encode(lb, &data, &len);
-        rc = ingest_spool_append(self->spool, i, msg_batch_env(lb)->seq,
-                                 (void **)&data, len);
+        rc = ingest_spool_append(self->spool, i, msg_batch_env(lb)->seq, data, len);
+        free(data);
         if (rc == -1)
             return -1;
     }
@@ -764,6 +781,8 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         json_object_set_new(reply, "mqtt_received", json_integer(
             self->mqtt ? (json_int_t)ingest_mqtt_received(self->mqtt) : 0));
         json_object_set_new(reply, "mqtt_bad", json_integer((json_int_t)self->mqtt_bad));
+        json_object_set_new(reply, "spool_unreadable", json_integer(
+            (json_int_t)ingest_spool_unreadable(self->spool)));
         json_object_set_new(reply, "rate_limited", json_integer((json_int_t)self->limited));
         json_object_set_new(reply, "over_quota", json_integer((json_int_t)self->over_quota));
         json_object_set_new(reply, "over_series_quota",
