@@ -5,6 +5,7 @@
 #include "ingestd/ingest_mqspool.h"
 #include "ingestd/mqspool.h"
 #include "common/crc.h"
+#include "common/fsyncer.h"
 #include "common/log.h"
 #include "common/topic.h"
 #include "common/test.h"
@@ -41,6 +42,9 @@ struct ingest_mqspool {
     struct s_pos syncing;        /* marked when its fsync started */
     struct s_pos durable;        /* synced in ingestd's spool */
     struct s_pos saved;          /* durable cursor */
+    struct s_pos saving;         /* cursor being saved (fsync in flight) */
+    zactor_t *syncer;            /* fsyncs the cursor off the loop */
+    int save_fd;                 /* the new cursor file being synced, or -1 */
     int fd;                      /* open file of read.seg, or -1 */
     unsigned char *buf;          /* bytes of the file from boff on */
     size_t cap;                  /* bytes allocated */
@@ -101,6 +105,7 @@ ingest_mqspool_new(const char *dir, const char *cursor_path)
     self->dir = xstrdup(dir);
     self->cursor = xstrdup(cursor_path);
     self->fd = -1;
+    self->save_fd = -1;
     if ((d = opendir(dir)) == NULL) {
         log_warn("mqspool: cannot read %s", dir);
         ingest_mqspool_destroy(&self);
@@ -116,6 +121,7 @@ ingest_mqspool_new(const char *dir, const char *cursor_path)
         fclose(fp);
     }
     self->marked = self->syncing = self->durable = self->saved = self->read;
+    self->syncer = fsyncer_new();
     return self;
 }
 
@@ -125,6 +131,9 @@ ingest_mqspool_destroy(ingest_mqspool_t **self_p)
     ingest_mqspool_t *self;
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
+    if (self->save_fd != -1) /* a save in flight: let it end */
+        ingest_mqspool_commit_done(self);
+    zactor_destroy(&self->syncer);
     if (self->fd != -1)
         close(self->fd);
     free(self->buf);
@@ -281,34 +290,77 @@ ingest_mqspool_durable(ingest_mqspool_t *self)
     self->durable = self->syncing;
 }
 
+/* The new cursor file's name. */
+static void
+s_tmp(const ingest_mqspool_t *self, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.tmp", self->cursor);
+}
+
 int
 ingest_mqspool_commit(ingest_mqspool_t *self)
 {
+    char tmp[1100], line[64];
+    int n;
+
+    if (self->save_fd != -1 || self->syncer == NULL ||
+        (self->durable.seg == self->saved.seg && self->durable.off == self->saved.off))
+        return 0;
+    s_tmp(self, tmp, sizeof tmp);
+    n = snprintf(line, sizeof line, "%" PRIu64 " %" PRIu64 "\n",
+                 self->durable.seg, self->durable.off);
+    self->save_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (self->save_fd == -1 || write(self->save_fd, line, (size_t)n) != n) {
+        log_warn("mqspool: cannot write %s", tmp);
+        if (self->save_fd != -1)
+            close(self->save_fd);
+        self->save_fd = -1;
+        return -1;
+    }
+    self->saving = self->durable;
+    fsyncer_start(self->syncer, self->save_fd, 0);
+    return 0;
+}
+
+zsock_t *
+ingest_mqspool_sock(ingest_mqspool_t *self)
+{
+    return zactor_sock(self->syncer);
+}
+
+bool
+ingest_mqspool_commit_busy(const ingest_mqspool_t *self)
+{
+    return self->save_fd != -1;
+}
+
+int
+ingest_mqspool_commit_done(ingest_mqspool_t *self)
+{
     char tmp[1100];
-    FILE *fp;
+    uint64_t unused;
+    int err;
     DIR *d;
     struct dirent *e;
     uint64_t before = self->saved.seg;
 
-    if (self->durable.seg == self->saved.seg && self->durable.off == self->saved.off)
+    if (self->save_fd == -1)
         return 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp", self->cursor);
-    if ((fp = fopen(tmp, "w")) == NULL) {
-        log_warn("mqspool: cannot write %s", tmp);
+    err = fsyncer_done(self->syncer, &unused);
+    close(self->save_fd);
+    self->save_fd = -1;
+    s_tmp(self, tmp, sizeof tmp);
+    if (err != 0) {
+        if (err > 0)
+            errno = err;
+        log_warn("mqspool: cannot save the cursor (fdatasync %s)", tmp);
         return -1;
     }
-    fprintf(fp, "%" PRIu64 " %" PRIu64 "\n", self->durable.seg, self->durable.off);
-    if (fflush(fp) != 0 || fdatasync(fileno(fp)) == -1) {
-        log_warn("mqspool: cannot save the cursor");
-        fclose(fp);
-        return -1;
-    }
-    fclose(fp);
     if (rename(tmp, self->cursor) == -1) {
-        log_warn("mqspool: cannot save the cursor");
+        log_warn("mqspool: cannot save the cursor (rename %s)", tmp);
         return -1;
     }
-    self->saved = self->durable;
+    self->saved = self->saving;
     /* Files wholly behind the durable cursor are done with. */
     if (self->saved.seg != before && (d = opendir(self->dir))) {
         while ((e = readdir(d))) {
@@ -323,6 +375,18 @@ ingest_mqspool_commit(ingest_mqspool_t *self)
         closedir(d);
     }
     return 0;
+}
+
+int
+ingest_mqspool_save(ingest_mqspool_t *self)
+{
+    int rc = ingest_mqspool_commit_done(self); /* one in flight first */
+
+    if (ingest_mqspool_commit(self) == -1)
+        return -1;
+    if (ingest_mqspool_commit_done(self) == -1)
+        return -1;
+    return rc;
 }
 
 unsigned long long
@@ -399,7 +463,7 @@ ingest_mqspool_test(bool verbose)
     ingest_mqspool_mark(m);
     ingest_mqspool_syncing(m);
     ingest_mqspool_durable(m);
-    assert(ingest_mqspool_commit(m) == 0);
+    assert(ingest_mqspool_save(m) == 0);
     ingest_mqspool_rewind(m);
     assert(ingest_mqspool_read(m, 100, s_test_fn, &count) == 0 && count == 2);
     ingest_mqspool_destroy(&m);
@@ -419,7 +483,26 @@ ingest_mqspool_test(bool verbose)
     ingest_mqspool_mark(m);
     ingest_mqspool_syncing(m);
     ingest_mqspool_durable(m);
-    assert(ingest_mqspool_commit(m) == 0);
+    /* The save off the loop: the old cursor stands until the thread's
+     * fsync of the new one is in and it is renamed into place. */
+    {
+        char before[64] = "", after[64] = "";
+        FILE *fp = fopen(cur, "r");
+        assert(fp && fgets(before, sizeof before, fp) && fclose(fp) == 0);
+        assert(ingest_mqspool_commit(m) == 0 && ingest_mqspool_commit_busy(m));
+        assert(ingest_mqspool_commit(m) == 0); /* one save at a time */
+        fp = fopen(cur, "r");
+        assert(fp && fgets(after, sizeof after, fp) && fclose(fp) == 0);
+        TEST_STREQ(after, before);
+        zmq_pollitem_t item = {zsock_resolve(ingest_mqspool_sock(m)), 0,
+                               ZMQ_POLLIN, 0};
+        assert(zmq_poll(&item, 1, 5000) == 1);
+        assert(ingest_mqspool_commit_done(m) == 0 && !ingest_mqspool_commit_busy(m));
+        fp = fopen(cur, "r");
+        assert(fp && fgets(after, sizeof after, fp) && fclose(fp) == 0);
+        assert(strcmp(after, before) != 0 && strncmp(after, "2 ", 2) == 0);
+        assert(ingest_mqspool_commit(m) == 0 && !ingest_mqspool_commit_busy(m));
+    }
     char old[1100];
     snprintf(old, sizeof old, "%s/" MQSPOOL_PREFIX "%016d" MQSPOOL_SUFFIX, dir, 1);
     assert(access(old, F_OK) == -1); /* consumed file deleted */

@@ -6,12 +6,19 @@
  * 100 ms (ingestd's flush timer), so a crash anywhere
  * re-reads rather than loses (aggd's idempotent writes absorb the
  * repeats). Files wholly behind the durable cursor are deleted.
+ *
+ * The cursor's fdatasync runs on a thread (common/fsyncer), not on
+ * ingestd's loop: ingest_mqspool_commit writes the new cursor file and
+ * starts the fsync; when ingest_mqspool_sock reports it done,
+ * ingest_mqspool_commit_done renames it into place. Until then the old
+ * cursor stands, which only means re-reading more after a crash.
  */
 #ifndef SP_INGEST_MQSPOOL_H
 #define SP_INGEST_MQSPOOL_H
 
 #include "ingestd/ingest_mqtt.h"
 
+#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,10 +48,23 @@ void ingest_mqspool_syncing(ingest_mqspool_t *self);
  * ingest_mqspool_syncing is durable in ingestd's spool, and the next
  * commit may save it. Can't fail. */
 void ingest_mqspool_durable(ingest_mqspool_t *self);
-/* Save the durable position as the cursor (fsync, rename) and delete the
- * files behind it; nothing to do when it has not moved. A cursor saved
- * late only means re-reading more after a crash. 0 or -1 (logged). */
+/* Start saving the durable position as the cursor: write the new cursor
+ * file and hand its fdatasync to the thread. Nothing to do when the
+ * position has not moved or a save is in flight. A cursor saved late only
+ * means re-reading more after a crash. 0 or -1 (logged). */
 int ingest_mqspool_commit(ingest_mqspool_t *self);
+/* The socket that reports the cursor's fsync done (zloop_reader). */
+zsock_t *ingest_mqspool_sock(ingest_mqspool_t *self);
+/* Is a save in flight? */
+bool ingest_mqspool_commit_busy(const ingest_mqspool_t *self);
+/* Finish the save in flight (waits for the thread if it is still
+ * syncing): rename the synced file into place and delete the plugin's
+ * files behind the cursor. 0 (also when none was in flight) or -1
+ * (logged; the old cursor stands). */
+int ingest_mqspool_commit_done(ingest_mqspool_t *self);
+/* Save the durable position now, on the calling thread (at stop). 0 or
+ * -1 (logged). */
+int ingest_mqspool_save(ingest_mqspool_t *self);
 /* Records read and records skipped as torn or corrupt. */
 unsigned long long ingest_mqspool_records(const ingest_mqspool_t *self);
 unsigned long long ingest_mqspool_skipped(const ingest_mqspool_t *self);

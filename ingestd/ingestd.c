@@ -591,10 +591,23 @@ s_on_flush(zloop_t *loop, int timer_id, void *arg)
         }
     }
     s_flush(self);
-    /* The plugin's cursor: one fsync and rename per tick, not per commit
-     * (a cursor behind only means re-reading after a crash). */
+    /* The plugin's cursor: at most one save per tick, not per commit (a
+     * cursor behind only means re-reading after a crash); its fsync runs
+     * on a thread, s_on_cursor finishes it. */
     if (self->mqspool)
         ingest_mqspool_commit(self->mqspool);
+    return 0;
+}
+
+/* The plugin cursor's fsync is done: rename it into place. */
+static int
+s_on_cursor(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    ingestd_t *self = arg;
+
+    (void)loop;
+    if (ingest_mqspool_commit_busy(self->mqspool) && (zsock_events(sock) & ZMQ_POLLIN))
+        ingest_mqspool_commit_done(self->mqspool);
     return 0;
 }
 
@@ -1125,6 +1138,8 @@ ingestd_run(ingestd_t *self)
                 return -1;
             }
             zloop_timer(self->loop, INGESTD_MQTT_MS, 0, s_on_mqspool, self);
+            zloop_reader(self->loop, ingest_mqspool_sock(self->mqspool),
+                         s_on_cursor, self);
         }
         self->mqtt = ingest_mqtt_new(self->loop, &mc, s_on_mqtt, self);
         if (self->mqtt == NULL) {
@@ -1162,7 +1177,7 @@ ingestd_run(ingestd_t *self)
         if (ok && self->mqspool) {
             ingest_mqspool_syncing(self->mqspool);
             ingest_mqspool_durable(self->mqspool);
-            ingest_mqspool_commit(self->mqspool);
+            ingest_mqspool_save(self->mqspool);
         }
         s_answer_waiters(self, ingest_spool_written(self->spool), ok);
     }
