@@ -27,6 +27,9 @@ mkfifo "$T/tap.fifo"
 LAT_DUMP=${KEEP:+$T/latency.txt} python3 bench/mqtt/latency.py < "$T/tap.fifo" > "$T/latency.json" 2> "$T/latency.err" & LP=$!
 $B/tap "ipc://$T/run/aggd.0.pub" > "$T/tap.fifo" 2> "$T/tap.err" & TP=$!
 sleep 0.5
+# CPU seconds (user + system) of a process so far.
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+C0="$(cpu $MQP) $(cpu $IP) $(cpu $AP)"
 # -W: the window opens once all devices are connected, so the figures are
 # for the whole fleet publishing, not for the connect ramp.
 $B/sensorpipe-sim -p "$MQ" -n "$DEVICES" -r "$RATE" -d "${SECONDS_}s" -P "$PROCS" -C 50 \
@@ -35,6 +38,12 @@ sleep ${SETTLE:-2}
 kill $TP; wait $TP 2>/dev/null || true
 wait $LP || true
 cat "$T/latency.json" "$T/latency.err" "$T/tap.err"
+# CPU per reading stored, over the whole run (the connect ramp included).
+echo "$C0 $(cpu $MQP) $(cpu $IP) $(cpu $AP) $(sed -n 's/.*"readings": \([0-9]*\).*/\1/p' "$T/latency.json")" |
+    awk '{n = $7 > 0 ? $7 : 1
+          printf "cpu s (user+sys) mosquitto %.2f ingestd %.2f aggd %.2f; us/reading %.2f / %.2f / %.2f\n",
+                 $4-$1, $5-$2, $6-$3, ($4-$1)/n*1e6, ($5-$2)/n*1e6, ($6-$3)/n*1e6}'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 ps -o rss=,comm= -p $MQP,$AP,$IP | awk '{s+=$1; printf "rss %s %.0f MiB\n", $2, $1/1024} END {printf "rss total %.0f MiB\n", s/1024}'
 kill $IP $AP $MQP; wait $IP $AP $MQP 2>/dev/null || true
 # KEEP=1 leaves the run's files (plugin spool, logs) for a closer look.
