@@ -10,6 +10,11 @@
  *   plugin_opt_sync tick          # tick (default), always or none
  *   plugin_opt_segment_size 16777216
  *
+ * A message too big for a record (MQSPOOL_RECORD_MAX, 16 MiB of topic and
+ * payload) is refused, not acknowledged: the broker drops the device's
+ * connection, and the plugin publishes payload_too_large on the device's
+ * errors topic.
+ *
  * sync=tick: a thread of the plugin fdatasyncs every SYNC_TICK_MS (100
  * ms) while there are new records, so a power loss can lose what was
  * acknowledged in the last 100 ms or so; a crash of any process loses
@@ -21,7 +26,9 @@
  * every batch of messages, each one stopping the broker's only thread
  * (every client's PUBACK) for as long as the disk took. The thread syncs
  * a dup() of the file descriptor, so the broker may close or roll the
- * file meanwhile; it never touches the broker's data.
+ * file meanwhile; it never touches the broker's data. A roll (every
+ * segment_size bytes) hands the old file's last fdatasync and the
+ * directory fsync for the new file to the thread as well.
  */
 #include "ingestd/mqspool.h"
 #include "common/crc.h"
@@ -63,25 +70,55 @@ struct s_plugin {
     int sync;                  /* enum s_sync */
     bool dirty;                /* syncer told in this turn of the loop */
     unsigned long long records, failures;
+    unsigned long long too_big;  /* messages refused as too big */
     pthread_t syncer;          /* sync=tick: the thread that fdatasyncs */
     bool syncer_running;       /* it was started */
     pthread_mutex_t mu;        /* guards the fields below */
     pthread_cond_t wake;       /* signalled at cleanup */
     int sync_fd;               /* dup of the file to sync next, or -1 */
     bool sync_dirty;           /* records written since the thread's sync */
+    int retire_fd;             /* a rolled file to sync and close, or -1 */
+    bool dir_dirty;            /* a new file's entry to make durable */
     bool stop;                 /* cleanup asks the thread to end */
 };
 
 static struct s_plugin s_p;
 
+/* Make the spool directory's entries durable. */
+static void
+s_sync_dir(const struct s_plugin *p)
+{
+    int dfd = open(p->dir, O_RDONLY | O_DIRECTORY);
+    if (dfd != -1) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
+/* Roll to the next file. With the sync thread, the old file's last
+ * fdatasync and the directory's fsync for the new entry are its work on
+ * its next tick, not the broker's (they took the broker's only thread
+ * for as long as the disk did, every 16 MiB); without it they run here. */
 static int
 s_open_next(struct s_plugin *p)
 {
     char path[640];
-    if (p->fd != -1) {
+    int late = -1; /* a rolled file the thread has not taken yet */
+
+    if (p->fd != -1 && p->syncer_running) {
+        pthread_mutex_lock(&p->mu);
+        late = p->retire_fd;
+        p->retire_fd = p->fd;
+        pthread_mutex_unlock(&p->mu);
+        if (late != -1) { /* two rolls within a tick: sync that one here */
+            fdatasync(late);
+            close(late);
+        }
+    } else if (p->fd != -1) {
         fdatasync(p->fd);
         close(p->fd);
     }
+    p->fd = -1;
     p->seg++;
     snprintf(path, sizeof path, "%s/" MQSPOOL_PREFIX "%016" PRIu64 MQSPOOL_SUFFIX,
              p->dir, p->seg);
@@ -92,19 +129,17 @@ s_open_next(struct s_plugin *p)
                              path, strerror(errno));
         return -1;
     }
-    int dfd = open(p->dir, O_RDONLY | O_DIRECTORY);
-    if (dfd != -1) {
-        fsync(dfd);
-        close(dfd);
-    }
     if (p->syncer_running) {
         int nfd = dup(p->fd), old;
         pthread_mutex_lock(&p->mu);
         old = p->sync_fd;
         p->sync_fd = nfd;
+        p->dir_dirty = true;
         pthread_mutex_unlock(&p->mu);
         if (old != -1)
             close(old);
+    } else {
+        s_sync_dir(p);
     }
     return 0;
 }
@@ -126,6 +161,20 @@ s_syncer(void *arg)
             at.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&p->wake, &p->mu, &at);
+        if (p->retire_fd != -1 || p->dir_dirty) {
+            int fd = p->retire_fd;
+            bool dir = p->dir_dirty;
+            p->retire_fd = -1;
+            p->dir_dirty = false;
+            pthread_mutex_unlock(&p->mu);
+            if (fd != -1) {
+                fdatasync(fd);
+                close(fd);
+            }
+            if (dir)
+                s_sync_dir(p);
+            pthread_mutex_lock(&p->mu);
+        }
         if (p->sync_dirty && p->sync_fd != -1) {
             int fd = dup(p->sync_fd);
             p->sync_dirty = false;
@@ -150,6 +199,36 @@ s_put32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)(v >> 24);
 }
 
+/* A telemetry message too big for a spool record: refused, not
+ * acknowledged (the broker drops the device's connection), and said so on
+ * the device's errors topic and in the broker's log. Acknowledging it
+ * would lose it without a word. */
+static int
+s_too_big(struct s_plugin *p, const struct mosquitto_evt_message *m, size_t len)
+{
+    char topic[600], body[200];
+    size_t tl = strlen(m->topic), cut = tl - strlen("telemetry");
+
+    p->too_big++;
+    if (cut < sizeof topic - sizeof "errors") {
+        memcpy(topic, m->topic, cut);
+        memcpy(topic + cut, "errors", sizeof "errors");
+        snprintf(body, sizeof body,
+                 "{\"error\":{\"code\":\"payload_too_large\",\"message\":"
+                 "\"a telemetry message holds at most %u bytes of topic and "
+                 "payload; this one has %zu\",\"where\":\"payload\"}}",
+                 MQSPOOL_RECORD_MAX, len);
+        mosquitto_broker_publish_copy(NULL, topic, (int)strlen(body), body, 0,
+                                      false, NULL);
+    }
+    if (p->too_big % 1000 == 1)
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             "sensorpipe spool: refused a %zu-byte message on %s "
+                             "(limit %u; %llu so far)", len, m->topic,
+                             MQSPOOL_RECORD_MAX, p->too_big);
+    return MOSQ_ERR_PAYLOAD_SIZE;
+}
+
 static int
 s_on_message(int event, void *event_data, void *ud)
 {
@@ -168,7 +247,7 @@ s_on_message(int event, void *event_data, void *ud)
     tl = strlen(m->topic);
     len = tl + m->payloadlen;
     if (len > MQSPOOL_RECORD_MAX || tl > 0xffff)
-        return MOSQ_ERR_SUCCESS; /* never stored anyway; ingestd refuses it */
+        return s_too_big(p, m, len);
     if (p->fd == -1 || p->size + MQSPOOL_HDR + len > p->segment_max)
         if (s_open_next(p) == -1)
             goto fail;
@@ -249,6 +328,7 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *id, void **ud,
     p->id = id;
     p->fd = -1;
     p->sync_fd = -1;
+    p->retire_fd = -1;
     p->sync = SYNC_TICK;
     p->segment_max = 16u << 20;
     for (int i = 0; i < n; i++) {
@@ -317,6 +397,13 @@ mosquitto_plugin_cleanup(void *ud, struct mosquitto_opt *opts, int n)
         if (p->sync_fd != -1)
             close(p->sync_fd);
         p->sync_fd = -1;
+        if (p->retire_fd != -1) {
+            fdatasync(p->retire_fd);
+            close(p->retire_fd);
+        }
+        p->retire_fd = -1;
+        if (p->dir_dirty)
+            s_sync_dir(p);
     }
     if (p->fd != -1) {
         fdatasync(p->fd);
