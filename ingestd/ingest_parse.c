@@ -15,6 +15,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -297,6 +298,63 @@ s_mqtt_obj(const char *tenant, const char *device, const json_t *o,
     }
 }
 
+/* Why msgpack-c's value o cannot become JSON (mpjson_unpack refused
+ * it), or NULL when nothing in it explains that. */
+static const char *
+s_mp_why(const msgpack_object *o, int depth)
+{
+    const char *why;
+
+    if (depth > MPJSON_DEPTH_MAX)
+        return "msgpack nested too deep";
+    switch (o->type) {
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return isfinite(o->via.f64) ? NULL
+                                    : "a value is not a finite number (NaN or infinity)";
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN:
+        return strutil_utf8_valid(o->via.str.ptr, o->via.str.size)
+                   ? NULL : "a msgpack string is not valid UTF-8";
+    case MSGPACK_OBJECT_ARRAY:
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            if ((why = s_mp_why(&o->via.array.ptr[i], depth + 1)))
+                return why;
+        return NULL;
+    case MSGPACK_OBJECT_MAP:
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            if (o->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR)
+                return "msgpack map keys must be strings";
+            if ((why = s_mp_why(&o->via.map.ptr[i].key, depth + 1)) ||
+                (why = s_mp_why(&o->via.map.ptr[i].val, depth + 1)))
+                return why;
+        }
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* A payload that is not JSON and that mpjson_unpack refused: the
+ * clearest reason. */
+static const char *
+s_mp_error(const void *p, size_t len)
+{
+    msgpack_unpacked up;
+    size_t off = 0;
+    const char *why = NULL;
+
+    if (len == 0)
+        return "empty payload: neither JSON nor msgpack";
+    if (msg_sane(p, len)) {
+        msgpack_unpacked_init(&up);
+        if (msgpack_unpack_next(&up, p, len, &off) == MSGPACK_UNPACK_SUCCESS)
+            why = s_mp_why(&up.data, 0);
+        msgpack_unpacked_destroy(&up);
+    }
+    return why ? why : "neither JSON nor msgpack (or msgpack cut short)";
+}
+
 void
 ingest_parse_mqtt(const char *tenant, const char *device, const void *payload,
                   size_t len, int64_t now, msg_batch_t *b,
@@ -316,6 +374,8 @@ ingest_parse_mqtt(const char *tenant, const char *device, const void *payload,
         len--;
     }
     if (len > 0 && (*p == '{' || *p == '[')) {
+        if (!strutil_utf8_valid((const char *)p, len))
+            return s_fatal(r, "payload", "JSON payload is not valid UTF-8");
         j = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);
         if (j == NULL) {
             snprintf(r->fatal_buf, sizeof r->fatal_buf,
@@ -323,7 +383,7 @@ ingest_parse_mqtt(const char *tenant, const char *device, const void *payload,
             return s_fatal(r, "payload", r->fatal_buf);
         }
     } else if ((j = mpjson_unpack(p, len)) == NULL) {
-        return s_fatal(r, "payload", "neither JSON nor msgpack");
+        return s_fatal(r, "payload", s_mp_error(p, len));
     }
     if (json_is_array(j)) {
         if (json_array_size(j) == 0)
@@ -485,6 +545,22 @@ ingest_parse_test(bool verbose)
     ingest_parse_mqtt("default", "d{1}", mq, strlen(mq), now, b, &r);
     assert(r.fatal_field && !strcmp(r.fatal_field, "topic"));
     ingest_parse_report_clear(&r);
+    ingest_parse_mqtt("default", "d1", "{\"metrics\":{\"t\xff\":1}}", 20, now, b, &r);
+    assert(r.fatal_field && strstr(r.fatal_reason, "UTF-8"));
+    ingest_parse_report_clear(&r);
+    {
+        /* msgpack that JSON cannot hold is named for what it holds:
+         * {"metrics": {"t": NaN}}, then the same cut short. */
+        static const unsigned char nan_mp[] = {
+            0x81, 0xa7, 'm', 'e', 't', 'r', 'i', 'c', 's', 0x81, 0xa1, 't',
+            0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0};
+        ingest_parse_mqtt("default", "d1", nan_mp, sizeof nan_mp, now, b, &r);
+        assert(r.fatal_field && strstr(r.fatal_reason, "not a finite number"));
+        ingest_parse_report_clear(&r);
+        ingest_parse_mqtt("default", "d1", nan_mp, sizeof nan_mp - 3, now, b, &r);
+        assert(r.fatal_field && strstr(r.fatal_reason, "cut short"));
+        ingest_parse_report_clear(&r);
+    }
 
     /* Tenants: stamped from the credentials, never taken from the data
      * (a reading naming the tag is refused, the rest of the batch kept). */

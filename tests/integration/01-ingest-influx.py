@@ -69,7 +69,10 @@ def test():
         check(any("UTF-8" in r for r in reasons), "invalid UTF-8 named")
         check(any("future" in r for r in reasons), "far future timestamp named")
         check(any("1970" in r for r in reasons), "timestamp before 1970 named")
-        check(p.procs["ingestd"].poll() is None, "ingestd still serving")
+        st, _, _ = p.http("POST", "/write?precision=s", b"after value=3 1704067200\n",
+                          port=p.ingest_port)
+        check(st == 204 and p.procs["ingestd"].poll() is None,
+              "ingestd still serving: a good write after the bad ones gets 204 (%s)" % st)
     finally:
         p.stop()
 
