@@ -236,7 +236,8 @@ ingest_parse(int form, const char *body, size_t len, int64_t now,
              struct ingest_report *report)
 {
     memset(report, 0, sizeof *report);
-    if (!strutil_utf8_valid(body, len) && form != INGEST_FORM_WRITE) {
+    /* Line protocol checks UTF-8 itself, per line (ingest_lp). */
+    if (form != INGEST_FORM_WRITE && !strutil_utf8_valid(body, len)) {
         s_fatal(report, "body", "not valid UTF-8");
         return;
     }
