@@ -600,54 +600,74 @@ s_raw_steps(agg_store_t *store, const struct agg_query_sel *sel, int64_t step,
 {
     struct agg_view *views;
     size_t nv, n = 0, k = 0;
-    struct s_pt *pts;
-    double *buf;
+    const int64_t *ts;
+    const double *vs;
+    int64_t *mts = NULL;
+    double *mvs = NULL, *buf = NULL;
 
     if ((nv = agg_query_views(store, sel, &views, body)) == 0)
         return 404;
     *matched = nv;
     for (size_t i = 0; i < nv; i++)
         n += views[i].n;
-    pts = xmalloc((n ? n : 1) * sizeof *pts);
-    for (size_t i = 0; i < nv; i++)
-        for (size_t j = 0; j < views[i].n; j++) {
-            pts[k].ts = views[i].ts[j];
-            pts[k++].v = views[i].v[j];
-        }
-    free(views);
-    if (nv > 1)
+    if (nv == 1) {
+        /* One series: its view is in time order already. */
+        ts = views[0].ts;
+        vs = views[0].v;
+    } else {
+        struct s_pt *pts = xmalloc((n ? n : 1) * sizeof *pts);
+        for (size_t i = 0; i < nv; i++)
+            for (size_t j = 0; j < views[i].n; j++) {
+                pts[k].ts = views[i].ts[j];
+                pts[k++].v = views[i].v[j];
+            }
         qsort(pts, n, sizeof *pts, s_pt_cmp);
-    if (n > 0 && (pts[n - 1].ts - pts[0].ts) / step > AGG_QUERY_BUCKETS_MAX) {
+        mts = xmalloc((n ? n : 1) * sizeof *mts);
+        mvs = xmalloc((n ? n : 1) * sizeof *mvs);
+        for (size_t i = 0; i < n; i++) {
+            mts[i] = pts[i].ts;
+            mvs[i] = pts[i].v;
+        }
         free(pts);
+        ts = mts;
+        vs = mvs;
+    }
+    free(views);
+    if (n > 0 && (ts[n - 1] - ts[0]) / step > AGG_QUERY_BUCKETS_MAX) {
+        free(mts);
+        free(mvs);
         *body = agg_query_bad("interval too small for this range (over 1,000,000 "
                       "buckets)", "interval");
         return 400;
     }
-    buf = xmalloc((n ? n : 1) * sizeof *buf);
+    if (fn == AGG_FN_PCT) /* sorted in place per bucket */
+        buf = xmalloc((n ? n : 1) * sizeof *buf);
     for (size_t i = 0; i < n;) {
-        int64_t b = s_floor_div(pts[i].ts, step);
+        int64_t b = s_floor_div(ts[i], step);
         struct agg_moments m = {0, 0, 0, 0, INFINITY, -INFINITY};
-        size_t j = i, c = 0;
-        for (; j < n && pts[j].ts - b * step < step; j++) {
-            double v = pts[j].v;
+        size_t j = i;
+        for (; j < n && ts[j] - b * step < step; j++) {
+            double v = vs[j];
             m.sum += v;
             m.min = v < m.min ? v : m.min;
             m.max = v > m.max ? v : m.max;
-            buf[c++] = v;
         }
+        if (buf)
+            memcpy(buf, vs + i, (j - i) * sizeof *buf);
         /* The mean as sum over count, M2 in a second pass (numpy's way,
          * and no division per point) only when std needs it. */
-        m.count = c;
-        m.mean = m.sum / (double)c;
-        for (size_t x = 0; fn == AGG_FN_STD && x < c; x++)
-            m.m2 += (buf[x] - m.mean) * (buf[x] - m.mean);
+        m.count = j - i;
+        m.mean = m.sum / (double)m.count;
+        for (size_t x = i; fn == AGG_FN_STD && x < j; x++)
+            m.m2 += (vs[x] - m.mean) * (vs[x] - m.mean);
         s_out_add(o, b * step,
-                  s_bucket_value(fn, pct, buf, c, &m, pts[i].v, pts[j - 1].v),
+                  s_bucket_value(fn, pct, buf, m.count, &m, vs[i], vs[j - 1]),
                   m.count, NULL);
         i = j;
     }
     free(buf);
-    free(pts);
+    free(mts);
+    free(mvs);
     return 0;
 }
 

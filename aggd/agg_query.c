@@ -94,14 +94,24 @@ agg_query_views(agg_store_t *store, const struct agg_query_sel *sel,
     return nv;
 }
 
-/* Copy the values of every view into one array; returns the count. */
+/* The values of every view in one array; returns the count. One view's
+ * values are lent as they are (*copy NULL), several are copied into
+ * *copy (the caller frees it). */
 static size_t
-s_gather(const struct agg_view *v, size_t nv, double **out)
+s_gather(const struct agg_view *v, size_t nv, const double **vals,
+         double **copy)
 {
     size_t n = 0, k = 0;
     for (size_t i = 0; i < nv; i++)
         n += v[i].n;
+    *copy = NULL;
+    if (nv == 1) {
+        *vals = v[0].v;
+        return n;
+    }
+    double **out = copy;
     *out = xmalloc((n ? n : 1) * sizeof **out);
+    *vals = *out;
     for (size_t i = 0; i < nv; i++) {
         memcpy(*out + k, v[i].v, v[i].n * sizeof **out);
         k += v[i].n;
@@ -264,7 +274,8 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
     struct agg_query_sel sel;
     struct agg_view *views;
     struct agg_moments m = {0};
-    double pcts[AGG_QUERY_PCTS_MAX], *vals;
+    double pcts[AGG_QUERY_PCTS_MAX], *copy;
+    const double *vals;
     size_t npcts, nv, n;
     int64_t first = INT64_MAX, last = INT64_MIN;
     size_t i;
@@ -301,7 +312,7 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
                 last = views[i].ts[views[i].n - 1];
         }
     }
-    n = s_gather(views, nv, &vals);
+    n = s_gather(views, nv, &vals, &copy);
     /* Two passes over the raw values, as numpy does, so the exact answer
      * matches it to the last digit; Welford's running M2 differs there. */
     if (n > 0) {
@@ -337,7 +348,7 @@ s_stats(agg_store_t *store, const json_t *req, json_t **body)
                                 : json_null());
     /* Mergeable moments for scatter/gather over lanes. */
     json_object_set_new(*body, "m2", agg_query_num(m.m2));
-    free(vals);
+    free(copy);
     free(views);
     return 200;
 }

@@ -56,10 +56,25 @@ struct s_series {
     size_t n, cap;           /* head points used and allocated */
 };
 
-/* Decoded arrays lent to views until the next select or write. */
+#define S_SPARE_MAX 4            /* scratch buffers kept between selects */
+#define S_SPARE_BYTES (32u << 20) /* and their bytes, at most */
+
+struct s_buf {
+    void *p;     /* allocation */
+    size_t size; /* its bytes */
+};
+
+/* Decoded arrays lent to views until the next select or write. The
+ * largest buffers are kept for the next select: a raw query over a
+ * million points decodes into 16 MB, and malloc returns memory that
+ * large to the kernel when it is freed, so every query paid for
+ * faulting it in again (about 8,000 page faults, most of an exact
+ * query's CPU after a load). */
 struct s_scratch {
-    void **bufs;   /* allocations */
-    size_t n, cap; /* used and allocated */
+    struct s_buf *bufs;  /* lent */
+    size_t n, cap;       /* used and allocated */
+    struct s_buf spare[S_SPARE_MAX]; /* kept for reuse */
+    size_t nspare;       /* used */
 };
 
 struct agg_store {
@@ -76,6 +91,9 @@ struct agg_store {
     bool rollup_rewrite;     /* buckets dropped: write a new generation */
     uint64_t rollup_live;    /* bytes of the last full rollup write */
     bool io_failed;          /* a write failed since open */
+    uint64_t reseals;        /* groups of overlapping chunks resealed */
+    uint64_t reseal_points;  /* points those reseals sorted */
+    uint64_t head_merge_points; /* points reads merged with a late head */
     struct s_scratch scratch; /* lent to the last select */
     struct s_series **found; /* the last selection's series */
     size_t nfound, capfound; /* used and allocated */
@@ -98,22 +116,64 @@ s_series_free(void **item)
     }
 }
 
+/* Take back what was lent: the largest buffers (up to S_SPARE_MAX and
+ * S_SPARE_BYTES) become spares, the rest are freed; keep=false frees all. */
 static void
-s_scratch_clear(struct s_scratch *sc)
+s_scratch_clear(struct s_scratch *sc, bool keep)
 {
-    for (size_t i = 0; i < sc->n; i++)
-        free(sc->bufs[i]);
+    for (size_t i = 0; i < sc->n; i++) {
+        struct s_buf b = sc->bufs[i];
+        size_t bytes = b.size, small = 0;
+        for (size_t j = 0; j < sc->nspare; j++) {
+            bytes += sc->spare[j].size;
+            if (sc->spare[j].size < sc->spare[small].size)
+                small = j;
+        }
+        if (keep && sc->nspare < S_SPARE_MAX && bytes <= S_SPARE_BYTES) {
+            sc->spare[sc->nspare++] = b;
+            continue;
+        }
+        if (keep && sc->nspare > 0 && sc->spare[small].size < b.size &&
+            bytes - sc->spare[small].size <= S_SPARE_BYTES) {
+            struct s_buf t = sc->spare[small];
+            sc->spare[small] = b;
+            b = t;
+        }
+        free(b.p);
+    }
     sc->n = 0;
+    if (!keep) {
+        for (size_t j = 0; j < sc->nspare; j++)
+            free(sc->spare[j].p);
+        sc->nspare = 0;
+    }
 }
 
+/* Lend bytes until the next clear: the smallest spare that is large
+ * enough, else a new allocation. */
 static void *
 s_scratch_alloc(struct s_scratch *sc, size_t bytes)
 {
+    size_t best = sc->nspare;
+    struct s_buf b;
+
     if (sc->n == sc->cap) {
         sc->cap = sc->cap ? sc->cap * 2 : 16;
         sc->bufs = xrealloc(sc->bufs, sc->cap * sizeof *sc->bufs);
     }
-    return sc->bufs[sc->n++] = xmalloc(bytes ? bytes : 1);
+    bytes = bytes ? bytes : 1;
+    for (size_t j = 0; j < sc->nspare; j++)
+        if (sc->spare[j].size >= bytes &&
+            (best == sc->nspare || sc->spare[j].size < sc->spare[best].size))
+            best = j;
+    if (best < sc->nspare) {
+        b = sc->spare[best];
+        sc->spare[best] = sc->spare[--sc->nspare];
+    } else {
+        b = (struct s_buf){xmalloc(bytes), bytes};
+    }
+    sc->bufs[sc->n++] = b;
+    return b.p;
 }
 
 agg_store_t *
@@ -134,7 +194,7 @@ agg_store_destroy(agg_store_t **self_p)
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
     zhashx_destroy(&self->series);
-    s_scratch_clear(&self->scratch);
+    s_scratch_clear(&self->scratch, false);
     free(self->scratch.bufs);
     free(self->found);
     if (self->fd != -1)
@@ -411,33 +471,26 @@ fail:
     return -1;
 }
 
-static void s_view_merge(agg_store_t *self, const struct s_series *s,
-                         int64_t start, int64_t end, struct agg_view *out);
+static size_t s_distinct(agg_store_t *self, struct s_series *s);
 
 /* Chunks of a series that overlap hold some timestamps twice: count the
- * distinct points of those series after a load. */
+ * distinct points of those series after a load (which reseals them). */
 static void
 s_recount(agg_store_t *self)
 {
-    struct agg_view v;
-
     for (struct s_series *s = zhashx_first(self->series); s;
          s = zhashx_next(self->series)) {
         if (!s->overlap)
             continue;
-        size_t sum = 0;
+        size_t sum = s->n;
         for (size_t i = 0; i < s->nchunks; i++)
             sum += s->chunks[i].n;
-        s_view_merge(self, s, INT64_MIN, INT64_MAX, &v);
-        self->points -= sum - v.n;
-        s_scratch_clear(&self->scratch);
+        self->points -= sum - s_distinct(self, s);
     }
 }
 
 static void s_view(agg_store_t *self, struct s_series *s, int64_t start,
                    int64_t end, struct agg_view *out);
-static void s_view_head(agg_store_t *self, struct s_series *s, int64_t start,
-                        int64_t end, struct agg_view *out);
 
 /* Rollups from the chunks: every tier for a directory without a rollup
  * file, else the buckets starting at raw_from or later (those before it
@@ -466,7 +519,7 @@ s_rebuild_rollups(agg_store_t *self, bool all)
                 if (agg_rollup_start(t, v.ts[i]) >= rf)
                     agg_rollup_add_tier(s->roll, t, v.ts[i], v.v[i]);
         }
-        s_scratch_clear(&self->scratch);
+        s_scratch_clear(&self->scratch, true);
         if (!all)
             agg_rollup_clean(s->roll);
     }
@@ -579,7 +632,7 @@ s_roll_replace(agg_store_t *self, struct s_series *s, int64_t ts,
         for (size_t i = 0; i < view.n; i++)
             agg_rollup_add(s->roll, view.ts[i], view.v[i]);
     }
-    s_scratch_clear(&self->scratch);
+    s_scratch_clear(&self->scratch, true);
 }
 
 int
@@ -661,6 +714,24 @@ agg_store_head_points(const agg_store_t *self)
     return self->head_points;
 }
 
+uint64_t
+agg_store_reseals(const agg_store_t *self)
+{
+    return self->reseals;
+}
+
+uint64_t
+agg_store_reseal_points(const agg_store_t *self)
+{
+    return self->reseal_points;
+}
+
+uint64_t
+agg_store_head_merge_points(const agg_store_t *self)
+{
+    return self->head_merge_points;
+}
+
 struct s_pt {
     int64_t ts;   /* timestamp */
     double v;     /* value */
@@ -676,35 +747,29 @@ s_pt_cmp(const void *a, const void *b)
     return (x->gen > y->gen) - (x->gen < y->gen);
 }
 
-/* Overlapping chunks and head: gather with their write order, sort, keep
- * the newest of each timestamp. */
+/* Chunks that may overlap, in write order (later ones win on an equal
+ * timestamp): gather, sort, keep the newest of each timestamp. The
+ * merged arrays are in the scratch space. */
 static void
-s_view_merge(agg_store_t *self, const struct s_series *s, int64_t start,
-             int64_t end, struct agg_view *out)
+s_merge_chunks(agg_store_t *self, const struct s_chunk *chunks, size_t nchunks,
+               struct agg_view *out)
 {
-    size_t total = s->n, k = 0, m = 0;
+    size_t total = 0, k = 0, m = 0;
     struct s_pt *pts;
     int64_t *ts;
     double *v;
 
-    for (size_t i = 0; i < s->nchunks; i++)
-        if (s->chunks[i].tmax >= start && s->chunks[i].tmin < end)
-            total += s->chunks[i].n;
+    for (size_t i = 0; i < nchunks; i++)
+        total += chunks[i].n;
     pts = xmalloc((total ? total : 1) * sizeof *pts);
     ts = xmalloc(AGG_CHUNK_POINTS_MAX * sizeof *ts);
     v = xmalloc(AGG_CHUNK_POINTS_MAX * sizeof *v);
-    for (size_t i = 0; i < s->nchunks; i++) {
-        const struct s_chunk *c = &s->chunks[i];
-        if (c->tmax < start || c->tmin >= end)
-            continue;
+    for (size_t i = 0; i < nchunks; i++) {
+        const struct s_chunk *c = &chunks[i];
         size_t n = agg_chunk_decode(c->data, c->len, ts, v, AGG_CHUNK_POINTS_MAX);
         for (size_t j = 0; j < n; j++)
-            if (ts[j] >= start && ts[j] < end)
-                pts[k++] = (struct s_pt){ts[j], v[j], (uint32_t)i};
+            pts[k++] = (struct s_pt){ts[j], v[j], (uint32_t)i};
     }
-    for (size_t j = 0; j < s->n; j++)
-        if (s->ts[j] >= start && s->ts[j] < end)
-            pts[k++] = (struct s_pt){s->ts[j], s->v[j], (uint32_t)s->nchunks};
     free(ts);
     free(v);
     qsort(pts, k, sizeof *pts, s_pt_cmp);
@@ -722,6 +787,19 @@ s_view_merge(agg_store_t *self, const struct s_series *s, int64_t start,
     out->n = m;
 }
 
+/* Append disjoint chunks holding the points given (ascending, unique). */
+static void
+s_chunk_points(agg_store_t *self, struct s_series *s, const int64_t *ts,
+               const double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i += AGG_STORE_CHUNK_POINTS) {
+        size_t k = n - i < AGG_STORE_CHUNK_POINTS ? n - i : AGG_STORE_CHUNK_POINTS;
+        struct s_chunk c = {ts[i], ts[i + k - 1], NULL, 0, (uint32_t)k};
+        c.len = (uint32_t)agg_chunk_encode(ts + i, v + i, k, &c.data);
+        s_add_chunk(self, s, &c);
+    }
+}
+
 /* Replace the chunks of s by disjoint ones holding the points given
  * (ascending, unique), in memory only. */
 static void
@@ -735,96 +813,103 @@ s_rechunk(agg_store_t *self, struct s_series *s, const int64_t *ts,
     self->chunks -= s->nchunks;
     s->nchunks = 0;
     s->sealed_max = INT64_MIN;
-    for (size_t i = 0; i < n; i += AGG_STORE_CHUNK_POINTS) {
-        size_t k = n - i < AGG_STORE_CHUNK_POINTS ? n - i : AGG_STORE_CHUNK_POINTS;
-        struct s_chunk c = {ts[i], ts[i + k - 1], NULL, 0, (uint32_t)k};
-        c.len = (uint32_t)agg_chunk_encode(ts + i, v + i, k, &c.data);
-        s_add_chunk(self, s, &c);
-    }
+    s_chunk_points(self, s, ts, v, n);
     s->chunk_overlap = false;
     s->overlap = s->n > 0 && s->nchunks > 0 && s->ts[0] <= s->sealed_max;
 }
 
-/* Chunks that overlap (late points sealed after later ones) are merged,
- * newest write winning, and cut into disjoint chunks again, so reads
- * decode in order instead of sorting. In memory only: the chunk file's
- * records say the same, and a restart reseals on the first read; a
- * retention or delete rewrite writes the resealed chunks. The head is
- * left alone (its points are in the WAL, not yet in the chunk file); if
- * it still overlaps the chunks, reads merge until the next seal. The
- * merged arrays stay in the scratch space until the next select. */
+/* Chunks that overlap (late points sealed after later ones) are put in
+ * time order, and each group of chunks whose time ranges overlap is
+ * merged, newest write winning, and cut into disjoint chunks again, so
+ * reads decode in order instead of sorting. Chunks that overlap no other
+ * are kept as they are: the work is the overlapping groups' points, not
+ * the series'. In memory only: the chunk file's records say the same,
+ * and a restart reseals on the first read; a retention or delete rewrite
+ * writes the resealed chunks. The head is left alone (its points are in
+ * the WAL, not yet in the chunk file); reads merge the part of it that
+ * overlaps the chunks. */
 static void
 s_reseal(agg_store_t *self, struct s_series *s)
 {
-    struct s_series sealed = *s;
-    struct agg_view v;
+    size_t n = s->nchunks;
+    struct s_chunk *old = s->chunks, *group = xmalloc(n * sizeof *group);
+    struct s_pt *ord = xmalloc(n * sizeof *ord); /* by tmin, then index */
 
-    sealed.n = 0;
-    s_view_merge(self, &sealed, INT64_MIN, INT64_MAX, &v);
-    s_rechunk(self, s, v.ts, v.v, v.n);
-}
-
-/* Disjoint chunks and a head that overlaps them (late points not sealed
- * yet): both are in order, so one linear merge, the head winning on an
- * equal timestamp (it was written later). */
-static void
-s_view_head(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
-            struct agg_view *out)
-{
-    struct s_series sealed = *s;
-    struct agg_view c;
-    size_t a = s_lower(s->ts, s->n, start), i = 0, k = 0;
-    size_t b = end == INT64_MAX ? s->n : s_lower(s->ts, s->n, end), j = a;
-    int64_t *ts;
-    double *v;
-
-    sealed.n = 0;
-    sealed.overlap = false;
-    s_view(self, &sealed, start, end, &c);
-    ts = s_scratch_alloc(&self->scratch, (c.n + b - a) * sizeof *ts);
-    v = s_scratch_alloc(&self->scratch, (c.n + b - a) * sizeof *v);
-    while (i < c.n || j < b) {
-        if (j == b || (i < c.n && c.ts[i] < s->ts[j])) {
-            ts[k] = c.ts[i];
-            v[k++] = c.v[i++];
-        } else {
-            if (i < c.n && c.ts[i] == s->ts[j])
-                i++; /* the head's write is the newer one */
-            ts[k] = s->ts[j];
-            v[k++] = s->v[j++];
+    for (size_t i = 0; i < n; i++)
+        ord[i] = (struct s_pt){old[i].tmin, 0, (uint32_t)i};
+    qsort(ord, n, sizeof *ord, s_pt_cmp);
+    s->chunks = NULL;
+    s->nchunks = s->capch = 0;
+    s->sealed_max = INT64_MIN;
+    self->chunks -= n;
+    for (size_t g = 0, h; g < n; g = h) {
+        int64_t gmax = old[ord[g].gen].tmax;
+        for (h = g + 1; h < n && old[ord[h].gen].tmin <= gmax; h++)
+            if (old[ord[h].gen].tmax > gmax)
+                gmax = old[ord[h].gen].tmax;
+        if (h == g + 1) {
+            self->chunk_bytes -= old[ord[g].gen].len;
+            s_add_chunk(self, s, &old[ord[g].gen]);
+            continue;
         }
+        /* The group in write order, so the newest write wins. */
+        size_t ng = h - g, *idx = xmalloc(ng * sizeof *idx);
+        struct agg_view v;
+        for (size_t j = 0; j < ng; j++)
+            idx[j] = ord[g + j].gen;
+        for (size_t j = 1; j < ng; j++) /* insertion sort: groups are small */
+            for (size_t k = j; k > 0 && idx[k - 1] > idx[k]; k--) {
+                size_t t = idx[k];
+                idx[k] = idx[k - 1];
+                idx[k - 1] = t;
+            }
+        for (size_t j = 0; j < ng; j++)
+            group[j] = old[idx[j]];
+        s_merge_chunks(self, group, ng, &v);
+        self->reseals++;
+        for (size_t j = 0; j < ng; j++) {
+            self->reseal_points += group[j].n;
+            self->chunk_bytes -= group[j].len;
+            free(group[j].data);
+        }
+        s_chunk_points(self, s, v.ts, v.v, v.n);
+        free(idx);
     }
-    out->ts = ts;
-    out->v = v;
-    out->n = k;
+    free(ord);
+    free(group);
+    free(old);
+    s->chunk_overlap = false;
+    s->overlap = s->n > 0 && s->nchunks > 0 && s->ts[0] <= s->sealed_max;
 }
 
 /* Disjoint chunks in time order, then the head: decode the chunks the
- * range touches into one array. */
+ * range touches into one array and add the head's points of the range.
+ * A head that overlaps the chunks (late points not sealed yet) is merged
+ * in place from its first point on, the head winning on an equal
+ * timestamp (it was written later): the decoded points before it stay
+ * where they are, so the work is the overlap, not the range. */
 static void
 s_view(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
        struct agg_view *out)
 {
-    size_t first = 0, total = 0, k = 0;
+    size_t total = 0, k = 0, hi = s->nchunks;
+    size_t ha = s_lower(s->ts, s->n, start);
+    size_t hb = end == INT64_MAX ? s->n : s_lower(s->ts, s->n, end);
     int64_t *ts;
     double *v;
 
+    if (hb < ha)
+        hb = ha;
     if (s->chunk_overlap)
         s_reseal(self, s);
-    if (s->overlap) {
-        s_view_head(self, s, start, end, out);
-        return;
-    }
     if (s->nchunks == 0 || s->sealed_max < start) {
-        size_t a = s_lower(s->ts, s->n, start);
-        size_t b = end == INT64_MAX ? s->n : s_lower(s->ts, s->n, end);
-        out->ts = s->ts + a;
-        out->v = s->v + a;
-        out->n = b > a ? b - a : 0;
+        out->ts = s->ts + ha;
+        out->v = s->v + ha;
+        out->n = hb - ha;
         return;
     }
-    /* Chunks are sealed in time order and do not overlap: bisect. */
-    size_t lo = 0, hi = s->nchunks;
+    /* Chunks are in time order and do not overlap: bisect. */
+    size_t lo = 0, first;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (s->chunks[mid].tmax < start)
@@ -835,17 +920,40 @@ s_view(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
     first = lo;
     for (size_t i = first; i < s->nchunks && s->chunks[i].tmin < end; i++)
         total += s->chunks[i].n;
-    total += s->n;
+    total += hb - ha;
     ts = s_scratch_alloc(&self->scratch, total * sizeof *ts);
     v = s_scratch_alloc(&self->scratch, total * sizeof *v);
     for (size_t i = first; i < s->nchunks && s->chunks[i].tmin < end; i++) {
         const struct s_chunk *c = &s->chunks[i];
         k += agg_chunk_decode(c->data, c->len, ts + k, v + k, total - k);
     }
-    if (s->n > 0) {
-        memcpy(ts + k, s->ts, s->n * sizeof *ts);
-        memcpy(v + k, s->v, s->n * sizeof *v);
-        k += s->n;
+    if (hb > ha && k > 0 && s->ts[ha] <= ts[k - 1]) {
+        /* Move the decoded points from the head's first one on aside,
+         * then merge them and the head back. */
+        size_t p = s_lower(ts, k, s->ts[ha]), m = k - p, i = 0, j = ha;
+        int64_t *mt = xmalloc(m * sizeof *mt);
+        double *mv = xmalloc(m * sizeof *mv);
+        memcpy(mt, ts + p, m * sizeof *mt);
+        memcpy(mv, v + p, m * sizeof *mv);
+        self->head_merge_points += m + (hb - ha);
+        k = p;
+        while (i < m || j < hb) {
+            if (j == hb || (i < m && mt[i] < s->ts[j])) {
+                ts[k] = mt[i];
+                v[k++] = mv[i++];
+            } else {
+                if (i < m && mt[i] == s->ts[j])
+                    i++; /* the head's write is the newer one */
+                ts[k] = s->ts[j];
+                v[k++] = s->v[j++];
+            }
+        }
+        free(mt);
+        free(mv);
+    } else if (hb > ha) {
+        memcpy(ts + k, s->ts + ha, (hb - ha) * sizeof *ts);
+        memcpy(v + k, s->v + ha, (hb - ha) * sizeof *v);
+        k += hb - ha;
     }
     size_t a = s_lower(ts, k, start);
     size_t b = end == INT64_MAX ? k : s_lower(ts, k, end);
@@ -862,7 +970,7 @@ s_match(agg_store_t *self, const char *sel, const struct series_tag *filters,
     struct s_series *exact = NULL;
 
     self->nfound = 0;
-    s_scratch_clear(&self->scratch);
+    s_scratch_clear(&self->scratch, true);
     /* An exact key with no filters is one lookup; anything else scans.
      * Filters that only require a tag to be absent (apid's scope for the
      * default tenant, {tenant=""}) keep the lookup: they are checked on
@@ -942,7 +1050,7 @@ s_sum_raw(agg_store_t *self, struct s_series *s, int64_t a, int64_t b,
         if (sk)
             agg_sketch_add(sk, v.v[i]);
     }
-    s_scratch_clear(&self->scratch);
+    s_scratch_clear(&self->scratch, true);
 }
 
 static int64_t
@@ -1028,7 +1136,8 @@ agg_store_span(agg_store_t *self, const char *key, int64_t *first,
     return s && agg_rollup_span(s->roll, first, end);
 }
 
-/* Distinct points of a series, chunks and head. */
+/* Distinct points of a series, chunks and head (a view of all of it,
+ * which reseals chunks that overlap). */
 static size_t
 s_distinct(agg_store_t *self, struct s_series *s)
 {
@@ -1036,8 +1145,8 @@ s_distinct(agg_store_t *self, struct s_series *s)
     struct agg_view v;
 
     if (s->overlap) {
-        s_view_merge(self, s, INT64_MIN, INT64_MAX, &v);
-        s_scratch_clear(&self->scratch);
+        s_view(self, s, INT64_MIN, INT64_MAX, &v);
+        s_scratch_clear(&self->scratch, true);
         return v.n;
     }
     for (size_t i = 0; i < s->nchunks; i++)
@@ -1053,7 +1162,12 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
 
     for (struct s_series *s = zhashx_first(self->series); s;
          s = zhashx_next(self->series)) {
-        size_t k = 0, before = s_distinct(self, s);
+        size_t k = 0, before = 0;
+        for (size_t i = 0; i < s->nchunks; i++)
+            if (s->chunks[i].tmax < raw_before) {
+                before = s_distinct(self, s); /* only when some go */
+                break;
+            }
         for (size_t i = 0; i < s->nchunks; i++) {
             struct s_chunk *c = &s->chunks[i];
             if (c->tmax < raw_before) {
@@ -1117,7 +1231,7 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
     s_view(self, s, INT64_MIN, INT64_MAX, &all);
     if (start == INT64_MIN && end == INT64_MAX) {
         gone = all.n;
-        s_scratch_clear(&self->scratch);
+        s_scratch_clear(&self->scratch, true);
         self->points -= gone;
         self->chunks -= s->nchunks;
         for (size_t i = 0; i < s->nchunks; i++)
@@ -1145,7 +1259,7 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
         for (size_t i = 0; i < all.n; i++)
             before[e] += all.ts[i] >= d && all.ts[i] < d + S_NS_DAY;
     }
-    s_scratch_clear(&self->scratch);
+    s_scratch_clear(&self->scratch, true);
     if (gone > 0)
         s_reload(self, s, ts, v, n);
     self->points -= gone;
@@ -1512,6 +1626,73 @@ s_test_delete(const char *dir)
     agg_store_destroy(&st);
 }
 
+/* Is the view of "late" right: ascending, one point per timestamp, late
+ * points (ts % 10 == 5) at -i, overwritten ones (i % 7 == 0 in [first,
+ * last)) at 1000 + i, the rest at i / 100? */
+static void
+s_test_late_view(agg_store_t *st, size_t want, int64_t first, int64_t last)
+{
+    struct agg_view *v;
+
+    assert(agg_store_select(st, "late", NULL, 0, INT64_MIN, INT64_MAX, &v) == 1);
+    assert(v[0].n == want);
+    for (size_t i = 0; i < v[0].n; i++) {
+        int64_t t = v[0].ts[i], k = t / 10;
+        double expect = t % 10 == 5 ? (double)-k
+                        : k >= first && k < last && k % 7 == 0 ? 1000.0 + (double)k
+                        : (double)k / 100.0;
+        assert(i == 0 || t > v[0].ts[i - 1]);
+        assert(v[0].v[i] == expect);
+    }
+    free(v);
+}
+
+/* Late points cost reads the overlap, not the series: a head that
+ * overlaps the last chunk is merged from its first point on, and a chunk
+ * sealed late is resealed with the chunks it overlaps only, once
+ * (the counters count the points moved; a full merge would move all). */
+static void
+s_test_late(void)
+{
+    enum { C = AGG_STORE_CHUNK_POINTS, N = 50 * C + 100 };
+    agg_store_t *st = agg_store_new();
+    size_t late = 0;
+
+    for (int64_t i = 0; i < N; i++)
+        agg_store_put(st, "late", i * 10, (double)i / 100.0);
+    for (int64_t i = N - 150; i < N - 140; i++, late++)
+        assert(agg_store_put(st, "late", i * 10 + 5, (double)-i) == 1);
+    assert(agg_store_chunks(st) == 50 && agg_store_reseals(st) == 0);
+    s_test_late_view(st, N + late, 0, 0);
+    assert(agg_store_head_merge_points(st) > 0);
+    assert(agg_store_head_merge_points(st) <= C + 110);
+    assert(agg_store_reseal_points(st) == 0);
+    /* Late points and overwrites into chunks 46-47 fill the head, which
+     * is sealed into a chunk overlapping chunks 46 to 49. */
+    int64_t from = 46 * C + 3, to = from;
+    for (; agg_store_head_points(st) > 0; to++) {
+        int64_t i = to;
+        agg_store_put(st, "late", i * 10 + 5, (double)-i);
+        late++;
+        if (i % 7 == 0)
+            assert(agg_store_put(st, "late", i * 10, 1000.0 + (double)i) == 0);
+    }
+    assert(agg_store_chunks(st) == 51);
+    uint64_t merged = agg_store_head_merge_points(st);
+    s_test_late_view(st, N + late, from, to);
+    assert(agg_store_reseals(st) == 1);
+    assert(agg_store_reseal_points(st) > 0 &&
+           agg_store_reseal_points(st) <= 5 * C);
+    assert(agg_store_head_merge_points(st) == merged);
+    assert(agg_store_points(st) == N + late);
+    /* Read again: nothing is merged twice. */
+    uint64_t resealed = agg_store_reseal_points(st);
+    s_test_late_view(st, N + late, from, to);
+    assert(agg_store_reseal_points(st) == resealed &&
+           agg_store_head_merge_points(st) == merged);
+    agg_store_destroy(&st);
+}
+
 void
 agg_store_test(bool verbose)
 {
@@ -1563,6 +1744,7 @@ agg_store_test(bool verbose)
     agg_store_destroy(&st);
     assert(st == NULL);
 
+    s_test_late();
     /* Sealed chunks on disk: N points in time order, with late points
      * and duplicates into sealed ranges, then a reopen. */
     assert(mkdtemp(dir));

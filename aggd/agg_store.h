@@ -73,6 +73,12 @@ size_t agg_store_chunks(const agg_store_t *self);
 uint64_t agg_store_chunk_bytes(const agg_store_t *self);
 /* Points still in heads (not sealed). */
 size_t agg_store_head_points(const agg_store_t *self);
+/* Read-path work on late points, for /stats: groups of overlapping
+ * chunks resealed and the points they held, and the points reads merged
+ * with a head that overlaps the chunks (late points not sealed yet). */
+uint64_t agg_store_reseals(const agg_store_t *self);
+uint64_t agg_store_reseal_points(const agg_store_t *self);
+uint64_t agg_store_head_merge_points(const agg_store_t *self);
 /* Collect views of every series matching sel/filters (series_match) with
  * points in [start, end). Returns the number of matching series (even when
  * a view holds no point) and sets *views (caller frees the array only),

@@ -642,6 +642,11 @@ s_status_storage(aggd_t *self, json_t *j)
     json_object_set_new(j, "disk_free_bytes", json_integer((json_int_t)self->disk_free));
     json_object_set_new(j, "disk_holds", json_integer((json_int_t)self->disk_holds));
     json_object_set_new(j, "expired_chunks", json_integer((json_int_t)self->expired_chunks));
+    json_object_set_new(j, "reseals", json_integer((json_int_t)agg_store_reseals(self->store)));
+    json_object_set_new(j, "reseal_points", json_integer((json_int_t)
+                        agg_store_reseal_points(self->store)));
+    json_object_set_new(j, "head_merge_points", json_integer((json_int_t)
+                        agg_store_head_merge_points(self->store)));
     agg_store_written(self->store, &f);
     json_object_set_new(j, "disk_chunk_bytes", json_integer((json_int_t)f.chunk_len));
     json_object_set_new(j, "disk_rollup_bytes", json_integer((json_int_t)f.rollup_len));
