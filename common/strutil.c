@@ -23,21 +23,47 @@ static const double s_p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
 static char *
 s_fixed(char *p, uint64_t m, int k)
 {
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    while (n <= k) /* "0." and leading zeros of the fraction */
-        tmp[n++] = '0';
-    while (n > 0) {
-        if (n == k)
-            *p++ = '.';
-        *p++ = tmp[--n];
+    static const char pairs[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+    char tmp[24], *t = tmp + sizeof tmp;
+    int n;
+
+    /* Two digits a division, from the right. */
+    while (m >= 100) {
+        unsigned r = (unsigned)(m % 100);
+        m /= 100;
+        t -= 2;
+        memcpy(t, pairs + 2 * r, 2);
     }
-    *p = '\0';
-    return p;
+    if (m >= 10) {
+        t -= 2;
+        memcpy(t, pairs + 2 * m, 2);
+    } else {
+        *--t = (char)('0' + m);
+    }
+    n = (int)(tmp + sizeof tmp - t);
+    if (k == 0) {
+        memcpy(p, t, (size_t)n);
+        p[n] = '\0';
+        return p + n;
+    }
+    if (n <= k) { /* "0." and leading zeros of the fraction */
+        *p++ = '0';
+        *p++ = '.';
+        memset(p, '0', (size_t)(k - n));
+        p += k - n;
+        memcpy(p, t, (size_t)n);
+        p[n] = '\0';
+        return p + n;
+    }
+    memcpy(p, t, (size_t)(n - k));
+    p += n - k;
+    *p++ = '.';
+    memcpy(p, t + n - k, (size_t)k);
+    p[k] = '\0';
+    return p + k;
 }
 
 /* Write m / 10^k (m without trailing zero) in %g's exponent form:
@@ -166,10 +192,16 @@ s_dtoa_wide(double v, char *buf, size_t len)
 
     if (len < 32 || !(a >= 1e-4 && a < S_FAST_MAX))
         return NULL;
-    m = (uint64_t)ldexp(frexp(a, &e2), 53);
+    /* a is normal here: its mantissa with the hidden bit, and frexp's
+     * exponent. */
+    memcpy(&m, &a, sizeof m);
+    e2 = (int)(m >> 52) - 1022;
+    m = (m & ((1ULL << 52) - 1)) | (1ULL << 52);
     int sh = 53 - e2; /* a = m / 2^sh, 3 <= sh <= 67 */
-    l10 = (int)floor(log10(a));
-    /* log10 may be off by one next to a power of ten: settle it exactly. */
+    /* 2^(e2-1) <= a < 2^e2: floor(log10 a) is floor((e2 - 1) log10 2)
+     * or one more (78913 / 2^18 is log10 2 to 6 digits, exact enough for
+     * these exponents); settle it exactly. */
+    l10 = (int)(((int64_t)(e2 - 1) * 78913) >> 18);
     while (!s_ge_p10(a, m, sh, l10))
         l10--;
     while (s_ge_p10(a, m, sh, l10 + 1))
