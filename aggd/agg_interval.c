@@ -134,12 +134,15 @@ s_time_text(char *p, int64_t ts, int64_t *day, char date[11])
 static void
 s_out_text(const struct s_out *o, struct strbuf *text)
 {
-    char buf[160], *p, date[11];
+    char *p, *buf, date[11];
     int64_t day = INT64_MIN;
 
+    /* About 80 bytes a bucket, written in place (at most 160). */
+    strbuf_reserve(text, o->n * 80 + 2);
     strbuf_add(text, "[", 1);
     for (size_t i = 0; i < o->n; i++) {
-        p = buf;
+        strbuf_reserve(text, 160);
+        p = buf = text->p + text->len;
         if (i)
             *p++ = ',';
         memcpy(p, "{\"timestamp\":\"", 14);
@@ -151,7 +154,7 @@ s_out_text(const struct s_out *o, struct strbuf *text)
         memcpy(p, ",\"count\":", 9);
         p = strutil_utoa(o->cnt[i], p + 9);
         *p++ = '}';
-        strbuf_add(text, buf, (size_t)(p - buf));
+        text->len += (size_t)(p - buf);
     }
     strbuf_add(text, "]", 1);
 }

@@ -9,12 +9,18 @@
 #include <string.h>
 
 void
-strbuf_add(struct strbuf *b, const void *s, size_t n)
+strbuf_reserve(struct strbuf *b, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         b->cap = (b->len + n + 1) * 2;
         b->p = xrealloc(b->p, b->cap);
     }
+}
+
+void
+strbuf_add(struct strbuf *b, const void *s, size_t n)
+{
+    strbuf_reserve(b, n);
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
@@ -53,6 +59,8 @@ strbuf_test(bool verbose)
     assert(b.len == 5 && memcmp(b.p, "abc\0d", 6) == 0);
     strbuf_reset(&b);
     assert(b.len == 0 && b.p[0] == '\0' && b.cap >= 6);
+    strbuf_reserve(&b, 100);
+    assert(b.cap >= 101 && b.len == 0);
     for (int i = 0; i < 1000; i++)
         strbuf_cat(&b, "xy");
     assert(b.len == 2000 && strlen(b.p) == 2000);

@@ -17,6 +17,9 @@ struct strbuf {
 
 /* Append n bytes of s (may hold NULs). Cannot fail (aborts on OOM). */
 void strbuf_add(struct strbuf *b, const void *s, size_t n);
+/* Make room for n more bytes and the NUL (b->p + b->len may then be
+ * written up to n bytes, b->len advanced by what was written). */
+void strbuf_reserve(struct strbuf *b, size_t n);
 /* Append a NUL-terminated string. */
 void strbuf_cat(struct strbuf *b, const char *s);
 /* Forget the contents, keep the memory. */

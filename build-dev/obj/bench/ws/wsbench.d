@@ -1,0 +1,1 @@
+build-dev/obj/bench/ws/wsbench.o: bench/ws/wsbench.c

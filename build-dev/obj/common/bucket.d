@@ -1,0 +1,6 @@
+build-dev/obj/common/bucket.o: common/bucket.c common/bucket.h \
+ common/clock.h common/test.h common/xalloc.h
+common/bucket.h:
+common/clock.h:
+common/test.h:
+common/xalloc.h:

@@ -1,0 +1,3 @@
+build-dev/obj/common/clock.o: common/clock.c common/clock.h common/test.h
+common/clock.h:
+common/test.h:

@@ -1,0 +1,3 @@
+build-dev/obj/tests/selftest.o: tests/selftest.c \
+ build-dev/selftest_list.h
+build-dev/selftest_list.h:
