@@ -44,6 +44,12 @@ int agg_chunk_encoding(const unsigned char *buf, size_t len);
  * writes out of bounds, whatever the input). */
 size_t agg_chunk_decode(const unsigned char *buf, size_t len, int64_t *ts,
                         double *v, size_t cap);
+/* The same with a zstd decompression context the caller keeps (NULL:
+ * one made for the call): zstd allocates and frees about 100 KB for each
+ * context, which cost as much as decoding a chunk. */
+typedef struct ZSTD_DCtx_s agg_chunk_dctx_t;
+size_t agg_chunk_decode_with(agg_chunk_dctx_t *dctx, const unsigned char *buf,
+                             size_t len, int64_t *ts, double *v, size_t cap);
 
 /* Selftest. */
 void agg_chunk_test(bool verbose);

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #define S_MAGIC "SPC1"  /* chunk record */
 #define S_RMAGIC "SPR2" /* rollup record */
@@ -95,6 +96,7 @@ struct agg_store {
     uint64_t reseal_points;  /* points those reseals sorted */
     uint64_t head_merge_points; /* points reads merged with a late head */
     struct s_scratch scratch; /* lent to the last select */
+    agg_chunk_dctx_t *dctx;  /* kept for decoding chunks */
     struct s_series **found; /* the last selection's series */
     size_t nfound, capfound; /* used and allocated */
 };
@@ -183,6 +185,8 @@ agg_store_new(void)
     self->series = zhashx_new();
     zhashx_set_destructor(self->series, s_series_free);
     self->fd = self->rfd = -1;
+    if ((self->dctx = ZSTD_createDCtx()) == NULL)
+        abort(); /* out of memory, as xmalloc */
     return self;
 }
 
@@ -196,6 +200,7 @@ agg_store_destroy(agg_store_t **self_p)
     zhashx_destroy(&self->series);
     s_scratch_clear(&self->scratch, false);
     free(self->scratch.bufs);
+    ZSTD_freeDCtx(self->dctx);
     free(self->found);
     if (self->fd != -1)
         close(self->fd);
@@ -766,7 +771,8 @@ s_merge_chunks(agg_store_t *self, const struct s_chunk *chunks, size_t nchunks,
     v = xmalloc(AGG_CHUNK_POINTS_MAX * sizeof *v);
     for (size_t i = 0; i < nchunks; i++) {
         const struct s_chunk *c = &chunks[i];
-        size_t n = agg_chunk_decode(c->data, c->len, ts, v, AGG_CHUNK_POINTS_MAX);
+        size_t n = agg_chunk_decode_with(self->dctx, c->data, c->len, ts, v,
+                                         AGG_CHUNK_POINTS_MAX);
         for (size_t j = 0; j < n; j++)
             pts[k++] = (struct s_pt){ts[j], v[j], (uint32_t)i};
     }
@@ -925,7 +931,8 @@ s_view(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
     v = s_scratch_alloc(&self->scratch, total * sizeof *v);
     for (size_t i = first; i < s->nchunks && s->chunks[i].tmin < end; i++) {
         const struct s_chunk *c = &s->chunks[i];
-        k += agg_chunk_decode(c->data, c->len, ts + k, v + k, total - k);
+        k += agg_chunk_decode_with(self->dctx, c->data, c->len, ts + k, v + k,
+                                   total - k);
     }
     if (hb > ha && k > 0 && s->ts[ha] <= ts[k - 1]) {
         /* Move the decoded points from the head's first one on aside,
