@@ -1,1 +1,0 @@
-build-dev/obj/bench/ws/wsbench.o: bench/ws/wsbench.c
