@@ -133,6 +133,28 @@ anomaly_state_size(const anomaly_t *self)
            (self->ensemble ? anomaly_ensemble_state_size(self->ensemble) : 0);
 }
 
+size_t
+anomaly_parts(const anomaly_t *self, const void **parts, size_t max)
+{
+    size_t n = 0;
+    if (max > 0)
+        parts[n++] = self;
+    if (self->ensemble)
+        n += anomaly_ensemble_parts(self->ensemble, parts + n, max - n);
+    else if (self->zscore && n < max)
+        parts[n++] = self->zscore;
+    return n;
+}
+
+void
+anomaly_prefetch(const anomaly_t *self, int64_t ts)
+{
+    if (self->ensemble)
+        anomaly_ensemble_prefetch(self->ensemble, ts);
+    else
+        anomaly_zscore_prefetch(self->zscore);
+}
+
 void
 anomaly_test(bool verbose)
 {

@@ -64,6 +64,12 @@ void anomaly_update(anomaly_t *self, int64_t ts, double value,
                     struct anomaly_result *out);
 /* Bytes of per-series state (the budget is 16 KB). */
 size_t anomaly_state_size(const anomaly_t *self);
+/* Prefetching (anomaly_store_prefetch): the addresses of the structures
+ * every reading touches, at most max, into parts; returns how many. */
+size_t anomaly_parts(const anomaly_t *self, const void **parts, size_t max);
+/* Start loading the time-dependent state a reading at ts touches; the
+ * parts must be cached already. No effect on results. */
+void anomaly_prefetch(const anomaly_t *self, int64_t ts);
 
 /* Selftest: asserts on failure, prints " * anomaly: OK". */
 void anomaly_test(bool verbose);

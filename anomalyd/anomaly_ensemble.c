@@ -312,6 +312,36 @@ anomaly_ensemble_state_size(const anomaly_ensemble_t *self)
     return n;
 }
 
+size_t
+anomaly_ensemble_parts(const anomaly_ensemble_t *self, const void **parts,
+                       size_t max)
+{
+    /* Every reading reads most of self (parameters, statistics,
+     * references), so all its cache lines. */
+    const char *me = (const char *)self;
+    size_t n = 0;
+    for (size_t off = 0; off < sizeof *self && n < max; off += 64)
+        parts[n++] = me + off;
+    const void *members[] = {self->zscore,   self->mad,    self->ewma,
+                             self->seasonal, self->weekly, self->cusum,
+                             self->hst,      self->vol,    self->range};
+    for (size_t i = 0; i < sizeof members / sizeof *members && n < max; i++)
+        if (members[i])
+            parts[n++] = members[i];
+    return n;
+}
+
+void
+anomaly_ensemble_prefetch(const anomaly_ensemble_t *self, int64_t ts)
+{
+    if (self->zscore)
+        anomaly_zscore_prefetch(self->zscore);
+    if (self->seasonal)
+        anomaly_seasonal_prefetch(self->seasonal, ts);
+    if (self->weekly)
+        anomaly_seasonal_prefetch(self->weekly, ts);
+}
+
 /* Run a golden case through the ensemble: the largest score inside the
  * labelled readings and before them. */
 static void

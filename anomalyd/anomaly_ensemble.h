@@ -105,6 +105,15 @@ void anomaly_ensemble_stats(const anomaly_ensemble_t *self,
                             double stats[ANOMALY_ENSEMBLE_N]);
 /* Bytes of state. */
 size_t anomaly_ensemble_state_size(const anomaly_ensemble_t *self);
+/* Prefetching (anomaly_store_prefetch): the addresses of the structures
+ * every reading touches (self and its members), at most max, into
+ * parts; returns how many. */
+size_t anomaly_ensemble_parts(const anomaly_ensemble_t *self,
+                              const void **parts, size_t max);
+/* Start loading the time-dependent state a reading at ts touches
+ * (ring slot, season bins); the parts must be cached already. No effect
+ * on results. */
+void anomaly_ensemble_prefetch(const anomaly_ensemble_t *self, int64_t ts);
 
 /* Selftest: asserts on failure, prints " * anomaly_ensemble: OK". */
 void anomaly_ensemble_test(bool verbose);

@@ -232,6 +232,16 @@ anomaly_forecast_crossing(const anomaly_forecast_t *self, double threshold,
     return 0;
 }
 
+void
+anomaly_forecast_prefetch(const anomaly_forecast_t *self, int64_t ts)
+{
+    size_t b = s_bin(ts);
+    __builtin_prefetch(self, 1);
+    __builtin_prefetch(&self->season[b], 1);
+    __builtin_prefetch(&self->seen[b], 1);
+    __builtin_prefetch(&self->day[b], 1);
+}
+
 size_t
 anomaly_forecast_state_size(const anomaly_forecast_t *self)
 {

@@ -68,6 +68,9 @@ int anomaly_forecast_crossing(const anomaly_forecast_t *self, double threshold,
                               struct anomaly_forecast_crossing *out);
 /* Bytes of state. */
 size_t anomaly_forecast_state_size(const anomaly_forecast_t *self);
+/* Start loading what a reading at ts touches: the sums and ts's season
+ * bin. No effect on results (see anomaly_store_prefetch). */
+void anomaly_forecast_prefetch(const anomaly_forecast_t *self, int64_t ts);
 
 /* Selftest: asserts on failure, prints " * anomaly_forecast: OK". */
 void anomaly_forecast_test(bool verbose);

@@ -163,6 +163,15 @@ anomaly_seasonal_update(anomaly_seasonal_t *self, int64_t ts, double value)
     return stat;
 }
 
+void
+anomaly_seasonal_prefetch(const anomaly_seasonal_t *self, int64_t ts)
+{
+    size_t b = s_bin(self, ts);
+    __builtin_prefetch(&self->season[b], 1);
+    __builtin_prefetch(&self->seen[b], 1);
+    __builtin_prefetch(&self->last[b], 1);
+}
+
 size_t
 anomaly_seasonal_state_size(const anomaly_seasonal_t *self)
 {

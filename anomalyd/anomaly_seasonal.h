@@ -46,6 +46,9 @@ void anomaly_seasonal_set_smoothing(anomaly_seasonal_t *self, double lambda);
 double anomaly_seasonal_forecast(const anomaly_seasonal_t *self, int64_t ts);
 /* Bytes of state. */
 size_t anomaly_seasonal_state_size(const anomaly_seasonal_t *self);
+/* Start loading the bin a reading at ts updates (self itself must be
+ * cached already; see anomaly_store_prefetch). No effect on results. */
+void anomaly_seasonal_prefetch(const anomaly_seasonal_t *self, int64_t ts);
 
 /* Selftest: asserts on failure, prints " * anomaly_seasonal: OK". */
 void anomaly_seasonal_test(bool verbose);

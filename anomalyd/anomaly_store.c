@@ -31,8 +31,12 @@ struct s_kept {
     const char *method; /* static name */
 };
 
+/* Most addresses a series' prefetch covers (the default ensemble needs
+ * 18). */
+#define S_PARTS 24
+
 /* One series. */
-struct s_series {
+struct anomaly_series {
     anomaly_t *det;         /* its detector */
     anomaly_forecast_t *fc; /* its forecaster */
     struct s_kept *ring;    /* kept readings, oldest at head once full */
@@ -40,14 +44,17 @@ struct s_series {
     size_t n;               /* slots used */
     size_t head;            /* next slot to overwrite once n == keep */
     int64_t forecast_sent;  /* last reading of the last forecast event */
-    char key[];             /* canonical key, next to the rest (one miss) */
+    unsigned nparts;        /* addresses in parts */
+    /* What every reading touches, for anomaly_store_prefetch. */
+    const void *parts[S_PARTS];
+    char key[]; /* canonical key, next to the rest (one miss) */
 };
 
 /* A slot of the series table: the key's hash next to the series, so a
  * lookup touches the slot and then only the series it wants. */
 struct s_slot {
-    uint64_t hash;          /* strutil_fnv1a64 of the key */
-    struct s_series *s;     /* NULL: empty */
+    uint64_t hash;            /* strutil_fnv1a64 of the key */
+    struct anomaly_series *s; /* NULL: empty */
 };
 
 struct anomaly_store {
@@ -58,16 +65,16 @@ struct anomaly_store {
     size_t nslots;            /* power of two, at least twice nseries */
     size_t nseries;           /* series in the table */
     size_t kept;              /* readings remembered in total */
-    struct s_series *last;    /* series of the last anomaly_store_score */
+    struct anomaly_series *last;    /* series of the last anomaly_store_score */
     uintptr_t heap_advised;   /* heap (brk) below this is advised */
 };
 
 #define S_SLOTS_MIN 64
 
 static void
-s_series_free(struct s_series **s_p)
+s_series_free(struct anomaly_series **s_p)
 {
-    struct s_series *s = *s_p;
+    struct anomaly_series *s = *s_p;
     if (!s)
         return;
     anomaly_destroy(&s->det);
@@ -89,7 +96,7 @@ s_slot(const anomaly_store_t *self, const char *key, uint64_t h)
     }
 }
 
-static struct s_series *
+static struct anomaly_series *
 s_lookup(const anomaly_store_t *self, const char *key)
 {
     return s_slot(self, key, strutil_fnv1a64(key, strlen(key)))->s;
@@ -142,8 +149,8 @@ anomaly_store_destroy(anomaly_store_t **self_p)
 }
 
 static void
-s_keep(anomaly_store_t *self, struct s_series *s, int64_t ts, double value,
-       const struct anomaly_result *r)
+s_keep(anomaly_store_t *self, struct anomaly_series *s, int64_t ts,
+       double value, const struct anomaly_result *r)
 {
     struct s_kept k = {ts, value, r->z, r->score, r->method};
     if (s->n < self->keep) {
@@ -196,13 +203,15 @@ anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
     size_t klen = strlen(key);
     uint64_t h = strutil_fnv1a64(key, klen);
     struct s_slot *sl = s_slot(self, key, h);
-    struct s_series *s = sl->s;
+    struct anomaly_series *s = sl->s;
     if (!s) {
         s = xcalloc(1, sizeof *s + klen + 1);
         memcpy(s->key, key, klen + 1);
         s->det = anomaly_new(&self->conf);
         s->fc = anomaly_forecast_new();
         s->forecast_sent = INT64_MIN;
+        s->nparts = (unsigned)anomaly_parts(s->det, s->parts, S_PARTS - 1);
+        s->parts[s->nparts++] = s->fc;
         sl->hash = h;
         sl->s = s;
         if (++self->nseries * 2 > self->nslots)
@@ -217,12 +226,50 @@ anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
         s_keep(self, s, ts, value, out);
 }
 
+uint64_t
+anomaly_store_hash(const anomaly_store_t *self, const char *key)
+{
+    uint64_t h = strutil_fnv1a64(key, strlen(key));
+    __builtin_prefetch(&self->slots[h & (self->nslots - 1)]);
+    return h;
+}
+
+const anomaly_series_t *
+anomaly_store_find(const anomaly_store_t *self, uint64_t h)
+{
+    size_t mask = self->nslots - 1;
+    /* By hash alone (the key is in the series, not loaded yet): a wrong
+     * guess costs only the prefetch. */
+    for (size_t i = h & mask; self->slots[i].s; i = (i + 1) & mask)
+        if (self->slots[i].hash == h)
+            return self->slots[i].s;
+    return NULL;
+}
+
+void
+anomaly_store_prefetch(const anomaly_series_t *s, int64_t ts, int stage)
+{
+    if (!s)
+        return;
+    if (stage == 0) {
+        const char *p = (const char *)s;
+        for (size_t off = 0; off <= sizeof *s; off += 64) /* and the key */
+            __builtin_prefetch(p + off, 1);
+    } else if (stage == 1) {
+        for (unsigned i = 0; i < s->nparts; i++)
+            __builtin_prefetch(s->parts[i], 1);
+    } else {
+        anomaly_prefetch(s->det, ts);
+        anomaly_forecast_prefetch(s->fc, ts);
+    }
+}
+
 size_t
 anomaly_store_forecast_due(anomaly_store_t *self, int64_t every,
                            int64_t horizon, size_t n, int64_t *ts,
                            double *value, double *lower, double *upper)
 {
-    struct s_series *s = self->last;
+    struct anomaly_series *s = self->last;
     assert(every > 0 && horizon > 0 && n >= 2);
     if (!s || !anomaly_forecast_ready(s->fc))
         return 0;
@@ -261,7 +308,7 @@ anomaly_store_kept(const anomaly_store_t *self)
 
 /* A matching reading, for sorting across series. */
 struct s_hit {
-    const struct s_series *s;
+    const struct anomaly_series *s;
     const struct s_kept *k;
 };
 
@@ -366,7 +413,7 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
     size_t matched = 0, nh = 0, caph = 0;
     struct s_hit *hits = NULL;
     for (size_t si = 0; si < self->nslots; si++) {
-        const struct s_series *s = self->slots[si].s;
+        const struct anomaly_series *s = self->slots[si].s;
         if (!s || !series_match(s->key, sel, f, nf))
             continue;
         matched++;
@@ -452,13 +499,13 @@ anomaly_store_forecast(anomaly_store_t *self, const json_t *req, json_t **body)
     if (s_filters(json_object_get(req, "tags"), f, &nf) == -1)
         return s_bad(body, "tags must be an object of strings (at most 32)",
                      "tags");
-    struct s_series *one = s_lookup(self, sel);
+    struct anomaly_series *one = s_lookup(self, sel);
     if (one && !series_match(one->key, sel, f, nf))
         one = NULL;
     size_t matched = one ? 1 : 0;
     if (!one)
         for (size_t si = 0; si < self->nslots; si++) {
-            struct s_series *s = self->slots[si].s;
+            struct anomaly_series *s = self->slots[si].s;
             if (s && series_match(s->key, sel, f, nf)) {
                 one = s;
                 matched++;
@@ -643,6 +690,42 @@ anomaly_store_test(bool verbose)
 
     anomaly_store_destroy(&st);
     anomaly_store_destroy(&st);
+
+    /* Prefetching changes no score, an unknown key is ignored, and the
+     * addresses of the largest ensemble fit in a series. */
+    const char *methods[] = {"zscore", "ensemble", "ensemble-all"};
+    for (size_t m = 0; m < 3; m++) {
+        strcpy(conf.method, methods[m]);
+        anomaly_store_t *plain = anomaly_store_new(&conf, 4);
+        anomaly_store_t *pf = anomaly_store_new(&conf, 4);
+        const char *keys[] = {"a", "b", "c"};
+        assert(anomaly_store_find(pf, anomaly_store_hash(pf, "a")) == NULL);
+        anomaly_store_prefetch(NULL, t0, 0);
+        for (int i = 0; i < 3000; i++) {
+            const char *k = keys[i % 3];
+            int64_t ts = t0 + (i / 3) * step;
+            double v = 20 + (i % 7) + (i == 2400 ? 50 : 0);
+            struct anomaly_result ra, rb;
+            for (int stage = 0; stage < 3; stage++)
+                anomaly_store_prefetch(
+                    anomaly_store_find(pf, anomaly_store_hash(pf, k)), ts,
+                    stage);
+            anomaly_store_score(plain, k, ts, v, &ra);
+            anomaly_store_score(pf, k, ts, v, &rb);
+            assert(ra.score == rb.score && ra.method == rb.method);
+            assert(ra.z == rb.z || (isnan(ra.z) && isnan(rb.z)));
+        }
+        struct anomaly_series *s = s_lookup(pf, "a");
+        assert(s && s->nparts >= 2 && s->nparts < S_PARTS);
+        assert(anomaly_store_find(pf, anomaly_store_hash(pf, "a")) == s);
+        assert(anomaly_store_find(pf, anomaly_store_hash(pf, "unknown")) ==
+               NULL);
+        if (verbose)
+            printf("   %s: %u addresses prefetched per series\n", methods[m],
+                   s->nparts);
+        anomaly_store_destroy(&plain);
+        anomaly_store_destroy(&pf);
+    }
     strcpy(conf.method, "bogus");
     assert(anomaly_store_new(&conf, 4) == NULL);
     TEST_OK("anomaly_store");

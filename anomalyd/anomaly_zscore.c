@@ -132,6 +132,12 @@ anomaly_zscore_score(double z, double threshold)
     return 1.0 - exp2(-r * r);
 }
 
+void
+anomaly_zscore_prefetch(const anomaly_zscore_t *self)
+{
+    __builtin_prefetch(&self->ring[self->head], 1);
+}
+
 size_t
 anomaly_zscore_state_size(const anomaly_zscore_t *self)
 {

@@ -44,6 +44,10 @@ double anomaly_zscore_std(const anomaly_zscore_t *self);
 double anomaly_zscore_score(double z, double threshold);
 /* Bytes of state held. */
 size_t anomaly_zscore_state_size(const anomaly_zscore_t *self);
+/* Start loading the ring slot the next reading replaces (self itself
+ * must be cached already; see anomaly_store_prefetch). No effect on
+ * results. */
+void anomaly_zscore_prefetch(const anomaly_zscore_t *self);
 
 /* Selftest: asserts on failure, prints " * anomaly_zscore: OK". */
 void anomaly_zscore_test(bool verbose);
