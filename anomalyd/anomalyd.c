@@ -659,6 +659,23 @@ anomalyd_run(anomalyd_t *self)
     return 0;
 }
 
+/* A test configuration: the default ensemble, CSV, in dir. */
+static void
+s_test_conf(struct anomalyd_conf *c, const char *dir, double min_score)
+{
+    memset(c, 0, sizeof *c);
+    c->rundir = (char *)dir;
+    c->in = c->query = c->pub = c->down = "";
+    c->method = "ensemble";
+    c->format = "csv";
+    c->window = 200;
+    c->threshold = 3.0;
+    c->min_score = min_score;
+    c->keep = 64;
+    c->hwm = 1000;
+    c->drain = CLOCK_NS_PER_S;
+}
+
 /* The same series scored through the pipeline (batches on the PULL
  * socket, anomalies received from the alertd socket) and through the
  * filter (CSV on a stream) gives the same anomalies, bit for bit. */
@@ -666,17 +683,8 @@ static void
 s_test_same(const char *dir, bool verbose)
 {
     char ep[EP_MAX];
-    struct anomalyd_conf c = {0};
-    c.rundir = (char *)dir;
-    c.in = c.query = c.pub = c.down = "";
-    c.method = "ensemble";
-    c.format = "csv";
-    c.window = 200;
-    c.threshold = 3.0;
-    c.min_score = 0.2;
-    c.keep = 64;
-    c.hwm = 1000;
-    c.drain = CLOCK_NS_PER_S;
+    struct anomalyd_conf c;
+    s_test_conf(&c, dir, 0.2);
     struct anomaly_case *k = anomaly_case_load("tests/cases/anomaly/gaps.csv");
     assert(k);
 
@@ -770,17 +778,8 @@ s_test_same(const char *dir, bool verbose)
 static void
 s_test_many(const char *dir, bool verbose)
 {
-    struct anomalyd_conf c = {0};
-    c.rundir = (char *)dir;
-    c.in = c.query = c.pub = c.down = "";
-    c.method = "ensemble";
-    c.format = "csv";
-    c.window = 200;
-    c.threshold = 3.0;
-    c.min_score = 0.5;
-    c.keep = 64;
-    c.hwm = 1000;
-    c.drain = CLOCK_NS_PER_S;
+    struct anomalyd_conf c;
+    s_test_conf(&c, dir, 0.5);
     c.use_stdin = c.use_stdout = true;
     anomalyd_t *a = anomalyd_new(&c);
     assert(a);
