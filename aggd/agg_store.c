@@ -640,10 +640,10 @@ s_roll_replace(agg_store_t *self, struct s_series *s, int64_t ts,
     s_scratch_clear(&self->scratch, true);
 }
 
-int
-agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v)
+/* agg_store_put into the series s. */
+static int
+s_put(agg_store_t *self, struct s_series *s, int64_t ts, double v)
 {
-    struct s_series *s = s_series_get(self, key);
     bool late = s->nchunks > 0 && ts <= s->sealed_max;
     size_t i;
     double old;
@@ -686,6 +686,27 @@ agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v)
         s_roll_replace(self, s, ts, old, v);
     if (s->n >= AGG_STORE_CHUNK_POINTS)
         s_seal(self, s);
+    return fresh;
+}
+
+int
+agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v)
+{
+    return s_put(self, s_series_get(self, key), ts, v);
+}
+
+size_t
+agg_store_put_run(agg_store_t *self, const char *key, const int64_t *ts,
+                  const double *v, size_t n)
+{
+    struct s_series *s;
+    size_t fresh = 0;
+
+    if (n == 0)
+        return 0;
+    s = s_series_get(self, key);
+    for (size_t i = 0; i < n; i++)
+        fresh += (size_t)s_put(self, s, ts[i], v[i]);
     return fresh;
 }
 
@@ -1730,6 +1751,23 @@ agg_store_test(bool verbose)
     free(v);
     assert(agg_store_select(st, "nope", NULL, 0, INT64_MIN, INT64_MAX, &v) == 0);
     assert(v == NULL);
+    /* A run: a point already stored and a repeat inside the run are
+     * overwritten in order, so the run's last value at a ts wins; an
+     * empty run creates no series. */
+    {
+        agg_store_t *rs = agg_store_new();
+        const int64_t rts[] = {40, 20, 40, 50};
+        const double rv[] = {4.0, 2.0, 4.5, 5.0};
+        assert(agg_store_put(rs, "t", 20, 1.0) == 1);
+        assert(agg_store_put_run(rs, "t", rts, rv, 4) == 2);
+        assert(agg_store_put_run(rs, "u", rts, rv, 0) == 0);
+        assert(agg_store_points(rs) == 3 && agg_store_series(rs) == 1);
+        assert(agg_store_select(rs, "t", NULL, 0, 0, INT64_MAX, &v) == 1);
+        assert(v[0].n == 3 && v[0].v[0] == 2.0 && v[0].ts[1] == 40 &&
+               v[0].v[1] == 4.5 && v[0].v[2] == 5.0);
+        free(v);
+        agg_store_destroy(&rs);
+    }
     /* Tenants: the same names in two tenants, each selected alone; the
      * default tenant's exact lookup still finds only its series. */
     struct series_tag mine[] = {{"tenant", ""}}, acme[] = {{"tenant", "acme"}};

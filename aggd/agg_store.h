@@ -64,6 +64,11 @@ void agg_store_destroy(agg_store_t **self_p);
  * the same timestamp. A chunk that cannot be written to disk is kept in
  * memory and the failure logged; agg_store_sync then fails. */
 int agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v);
+/* Write n points of one series, in order (a later point at the same
+ * timestamp overwrites an earlier one), as n agg_store_put calls would,
+ * but with one lookup of the key. Returns how many were new. */
+size_t agg_store_put_run(agg_store_t *self, const char *key, const int64_t *ts,
+                         const double *v, size_t n);
 /* Number of series. */
 size_t agg_store_series(const agg_store_t *self);
 /* Number of distinct points over all series. */
