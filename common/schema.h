@@ -13,7 +13,10 @@
  * - Unknown map keys are ignored by decoders, so a field may be added
  *   without a version bump.
  * - Any change to the meaning or type of an existing field bumps
- *   MSG_VERSION; decoders reject a different major version and count it.
+ *   MSG_VERSION; decoders reject a version they do not know and count it.
+ * - Version 2: readings travel as one binary "points" field (20 bytes a
+ *   reading) instead of an "items" array; decoders still read version 1
+ *   (spools, WALs and tools that write the older form).
  */
 #ifndef SP_SCHEMA_H
 #define SP_SCHEMA_H
@@ -21,7 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MSG_VERSION 1
+#define MSG_VERSION 2     /* written */
+#define MSG_VERSION_MIN 1 /* oldest still read */
 
 enum msg_type {
     MSG_TYPE_NONE = 0,
