@@ -1,38 +1,16 @@
 /*
- * msg: msgpack codec and ZeroMQ transport for batches (see msg.h).
+ * msg: the batch, its items and series table, and sending and receiving
+ * it on ZeroMQ sockets (see msg.h). The msgpack form is msg_codec.c.
  */
 #include "common/msg.h"
-#include "common/clock.h"
 #include "common/keytab.h"
-#include "common/le.h"
+#include "common/msg_int.h"
 #include "common/series.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
-#include <math.h>
-#include <msgpack.h>
 #include <string.h>
-
-/* Largest batch a decoder accepts, so a hostile frame cannot make us
- * allocate without bound. */
-#define MSG_ITEMS_MAX (1u << 22)
-/* A reading in a "points" field: series index (u32), ts (i64), value
- * (f64), little-endian. */
-#define MSG_POINT_BYTES 20
-
-struct msg_batch {
-    struct msg_envelope env; /* envelope */
-    void *items;             /* array of the type's item struct */
-    size_t n;                /* items in use */
-    size_t cap;              /* items allocated */
-    char *arena;             /* NUL-terminated strings of all items */
-    size_t alen;             /* arena bytes in use */
-    size_t acap;             /* arena bytes allocated */
-    keytab_t *series;        /* readings: distinct keys (NULL until used) */
-    uint32_t *series_off;    /* arena offset of each series key */
-    size_t capseries;        /* entries allocated in series_off */
-};
 
 static size_t
 s_item_size(int type)
@@ -96,8 +74,8 @@ msg_batch_type(const msg_batch_t *self)
     return self->env.type;
 }
 
-static uint32_t
-s_str(msg_batch_t *self, const char *s, size_t len)
+uint32_t
+msg__str(msg_batch_t *self, const char *s, size_t len)
 {
     uint32_t off = (uint32_t)self->alen;
     if (self->alen + len + 1 > self->acap) {
@@ -111,8 +89,8 @@ s_str(msg_batch_t *self, const char *s, size_t len)
     return off;
 }
 
-static void *
-s_item(msg_batch_t *self)
+void *
+msg__item(msg_batch_t *self)
 {
     size_t sz = s_item_size(self->env.type);
     if (self->n == self->cap) {
@@ -152,7 +130,7 @@ s_series_add(msg_batch_t *self, const char *key, size_t len, uint64_t hash)
             self->series_off = xrealloc(self->series_off,
                                         self->capseries * sizeof *self->series_off);
         }
-        self->series_off[i] = s_str(self, key, len);
+        self->series_off[i] = msg__str(self, key, len);
     }
     return i;
 }
@@ -168,7 +146,7 @@ msg_batch_add_point(msg_batch_t *self, uint32_t series, int64_t ts,
                     double value)
 {
     assert(self->series && series < keytab_size(self->series));
-    struct msg_reading *r = s_item(self);
+    struct msg_reading *r = msg__item(self);
     r->key_off = self->series_off[series];
     r->series = series;
     r->ts = ts;
@@ -232,9 +210,9 @@ msg_batch_add_anomaly(msg_batch_t *self, const char *key, int64_t ts,
                       const char *method)
 {
     assert(self->env.type == MSG_TYPE_ANOMALIES);
-    uint32_t k = s_str(self, key, strlen(key));
-    uint32_t m = s_str(self, method, strlen(method));
-    struct msg_anomaly *a = s_item(self);
+    uint32_t k = msg__str(self, key, strlen(key));
+    uint32_t m = msg__str(self, method, strlen(method));
+    struct msg_anomaly *a = msg__item(self);
     a->key_off = k;
     a->ts = ts;
     a->value = value;
@@ -249,11 +227,11 @@ msg_batch_add_alert(msg_batch_t *self, const char *rule, const char *key,
                     double value)
 {
     assert(self->env.type == MSG_TYPE_ALERTS);
-    uint32_t ro = s_str(self, rule, strlen(rule));
-    uint32_t ko = s_str(self, key, strlen(key));
-    uint32_t so = s_str(self, state, strlen(state));
-    uint32_t vo = s_str(self, severity, strlen(severity));
-    struct msg_alert *a = s_item(self);
+    uint32_t ro = msg__str(self, rule, strlen(rule));
+    uint32_t ko = msg__str(self, key, strlen(key));
+    uint32_t so = msg__str(self, state, strlen(state));
+    uint32_t vo = msg__str(self, severity, strlen(severity));
+    struct msg_alert *a = msg__item(self);
     a->rule_off = ro;
     a->key_off = ko;
     a->state_off = so;
@@ -267,8 +245,8 @@ msg_batch_add_confirm(msg_batch_t *self, const char *producer, uint32_t lane,
                       uint64_t seq)
 {
     assert(self->env.type == MSG_TYPE_CONFIRM);
-    uint32_t po = s_str(self, producer, strlen(producer));
-    struct msg_confirm *c = s_item(self);
+    uint32_t po = msg__str(self, producer, strlen(producer));
+    struct msg_confirm *c = msg__item(self);
     c->producer_off = po;
     c->lane = lane;
     c->seq = seq;
@@ -281,8 +259,8 @@ msg_batch_add_forecast(msg_batch_t *self, const char *key, int64_t ts,
 {
     assert(self->env.type == MSG_TYPE_FORECASTS);
     assert(n >= 2 && n <= MSG_FORECAST_POINTS && step > 0);
-    uint32_t k = s_str(self, key, strlen(key));
-    struct msg_forecast *f = s_item(self);
+    uint32_t k = msg__str(self, key, strlen(key));
+    struct msg_forecast *f = msg__item(self);
     f->key_off = k;
     f->ts = ts;
     f->step = step;
@@ -336,559 +314,6 @@ const char *
 msg_batch_str(const msg_batch_t *self, uint32_t off)
 {
     return off < self->alen ? self->arena + off : "";
-}
-
-static void
-s_pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-/* The readings as one bin of MSG_POINT_BYTES each, written in place at
- * the end of sb: no per-reading msgpack calls. */
-static void
-s_pack_points(const msg_batch_t *self, msgpack_sbuffer *sb,
-              msgpack_packer *pk)
-{
-    size_t bytes = self->n * MSG_POINT_BYTES;
-    unsigned char *p;
-
-    msgpack_pack_bin(pk, bytes);
-    if (sb->alloc - sb->size < bytes) {
-        sb->alloc = sb->size + bytes;
-        sb->data = xrealloc(sb->data, sb->alloc);
-    }
-    p = (unsigned char *)sb->data + sb->size;
-    for (size_t i = 0; i < self->n; i++, p += MSG_POINT_BYTES) {
-        const struct msg_reading *r = msg_batch_reading(self, i);
-        le_put(p, r->series, 4);
-        le_put(p + 4, (uint64_t)r->ts, 8);
-        le_put_double(p + 12, r->value);
-    }
-    sb->size += bytes;
-}
-
-void
-msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    const struct msg_envelope *e = &self->env;
-
-    msgpack_sbuffer_init(&sb);
-    /* Size the buffer once: the strings plus about 24 bytes an item. */
-    sb.alloc = self->alen + self->n * 24 + 256;
-    sb.data = xmalloc(sb.alloc);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, e->type == MSG_TYPE_READINGS ? 8 : 7);
-    s_pack_str(&pk, "type");
-    msgpack_pack_int(&pk, e->type);
-    s_pack_str(&pk, "v");
-    msgpack_pack_int(&pk, e->version);
-    s_pack_str(&pk, "producer");
-    s_pack_str(&pk, e->producer);
-    s_pack_str(&pk, "lane");
-    msgpack_pack_uint32(&pk, e->lane);
-    s_pack_str(&pk, "seq");
-    msgpack_pack_uint64(&pk, e->seq);
-    s_pack_str(&pk, "ts");
-    msgpack_pack_int64(&pk, e->ts);
-    if (e->type == MSG_TYPE_READINGS) {
-        /* The series table: items name a series by its index. */
-        size_t ns = msg_batch_nseries(self);
-        s_pack_str(&pk, "keys");
-        msgpack_pack_array(&pk, ns);
-        for (uint32_t i = 0; i < ns; i++) {
-            size_t kl = keytab_len(self->series, i);
-            msgpack_pack_str(&pk, kl);
-            msgpack_pack_str_body(&pk, keytab_str(self->series, i), kl);
-        }
-    }
-    if (e->type == MSG_TYPE_READINGS) {
-        s_pack_str(&pk, "points");
-        s_pack_points(self, &sb, &pk);
-        goto done;
-    }
-    s_pack_str(&pk, "items");
-    msgpack_pack_array(&pk, self->n);
-    for (size_t i = 0; i < self->n; i++) {
-        if (e->type == MSG_TYPE_ANOMALIES) {
-            const struct msg_anomaly *a = msg_batch_anomaly(self, i);
-            msgpack_pack_array(&pk, 6);
-            s_pack_str(&pk, msg_batch_str(self, a->key_off));
-            msgpack_pack_int64(&pk, a->ts);
-            msgpack_pack_double(&pk, a->value);
-            msgpack_pack_double(&pk, a->stat);
-            msgpack_pack_double(&pk, a->score);
-            s_pack_str(&pk, msg_batch_str(self, a->method_off));
-        } else if (e->type == MSG_TYPE_ALERTS) {
-            const struct msg_alert *a = msg_batch_alert(self, i);
-            msgpack_pack_array(&pk, 6);
-            s_pack_str(&pk, msg_batch_str(self, a->rule_off));
-            s_pack_str(&pk, msg_batch_str(self, a->key_off));
-            s_pack_str(&pk, msg_batch_str(self, a->state_off));
-            s_pack_str(&pk, msg_batch_str(self, a->severity_off));
-            msgpack_pack_int64(&pk, a->ts);
-            msgpack_pack_double(&pk, a->value);
-        } else if (e->type == MSG_TYPE_CONFIRM) {
-            const struct msg_confirm *c = msg_batch_confirm(self, i);
-            msgpack_pack_array(&pk, 3);
-            s_pack_str(&pk, msg_batch_str(self, c->producer_off));
-            msgpack_pack_uint32(&pk, c->lane);
-            msgpack_pack_uint64(&pk, c->seq);
-        } else if (e->type == MSG_TYPE_FORECASTS) {
-            const struct msg_forecast *f = msg_batch_forecast(self, i);
-            const double *arr[3] = {f->value, f->lower, f->upper};
-            msgpack_pack_array(&pk, 6);
-            s_pack_str(&pk, msg_batch_str(self, f->key_off));
-            msgpack_pack_int64(&pk, f->ts);
-            msgpack_pack_int64(&pk, f->step);
-            for (int a = 0; a < 3; a++) {
-                msgpack_pack_array(&pk, f->n);
-                for (uint32_t j = 0; j < f->n; j++)
-                    msgpack_pack_double(&pk, arr[a][j]);
-            }
-        } else {
-            msgpack_pack_nil(&pk);
-        }
-    }
-done:
-    *data = sb.data; /* ownership passes to the caller */
-    *len = sb.size;
-}
-
-static bool
-s_int(const msgpack_object *o, int64_t *v)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > INT64_MAX)
-            return false;
-        *v = (int64_t)o->via.u64;
-        return true;
-    }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
-        return true;
-    }
-    return false;
-}
-
-static bool
-s_num(const msgpack_object *o, double *v)
-{
-    int64_t i;
-    if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32) {
-        *v = o->via.f64;
-        return true;
-    }
-    if (s_int(o, &i)) {
-        *v = (double)i;
-        return true;
-    }
-    return false;
-}
-
-static bool
-s_strobj(const msgpack_object *o, const char **s, size_t *n)
-{
-    if (o->type != MSGPACK_OBJECT_STR)
-        return false;
-    *s = o->via.str.ptr;
-    *n = o->via.str.size;
-    /* Strings travel NUL-terminated in the arena; an embedded NUL would
-     * truncate them silently, so refuse it. */
-    return *n == 0 || memchr(*s, 0, *n) == NULL;
-}
-
-static bool
-s_keyis(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
-/* A forecast item: [key, ts, step, [value...], [lower...], [upper...]],
- * the three arrays of one length in [2, MSG_FORECAST_POINTS], finite. */
-static int
-s_decode_forecast(msg_batch_t *b, const msgpack_object *it)
-{
-    const msgpack_object *f = it->via.array.ptr;
-    const char *key;
-    size_t kl;
-    int64_t ts, step;
-    double v[3][MSG_FORECAST_POINTS];
-    uint32_t n;
-
-    if (it->via.array.size < 6 || !s_strobj(&f[0], &key, &kl) ||
-        !s_int(&f[1], &ts) || !s_int(&f[2], &step))
-        return MSG_ETYPE;
-    for (int a = 0; a < 3; a++)
-        if (f[3 + a].type != MSGPACK_OBJECT_ARRAY)
-            return MSG_ETYPE;
-    n = f[3].via.array.size;
-    if (kl == 0 || step <= 0 || n < 2 || n > MSG_FORECAST_POINTS ||
-        f[4].via.array.size != n || f[5].via.array.size != n)
-        return MSG_EFIELD;
-    for (int a = 0; a < 3; a++)
-        for (uint32_t j = 0; j < n; j++) {
-            if (!s_num(&f[3 + a].via.array.ptr[j], &v[a][j]))
-                return MSG_ETYPE;
-            if (!isfinite(v[a][j]))
-                return MSG_EFIELD;
-        }
-    uint32_t k = s_str(b, key, kl);
-    struct msg_forecast *fc = s_item(b);
-    fc->key_off = k;
-    fc->ts = ts;
-    fc->step = step;
-    fc->n = n;
-    memcpy(fc->value, v[0], n * sizeof v[0][0]);
-    memcpy(fc->lower, v[1], n * sizeof v[1][0]);
-    memcpy(fc->upper, v[2], n * sizeof v[2][0]);
-    return MSG_OK;
-}
-
-/* A readings item names its series by an index into the batch's "keys"
- * (wire[] maps it to ours) or, as version 1 producers before the series
- * table did, by the key itself. */
-static int
-s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
-              size_t nwire)
-{
-    const msgpack_object *f;
-    const char *s[4];
-    size_t sl[4];
-    int64_t ts;
-    double d[3];
-
-    if (it->type != MSGPACK_OBJECT_ARRAY)
-        return MSG_ETYPE;
-    f = it->via.array.ptr;
-    switch (b->env.type) {
-    case MSG_TYPE_READINGS: {
-        uint32_t series;
-        if (it->via.array.size < 3 || !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]))
-            return MSG_ETYPE;
-        if (f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            if (f[0].via.u64 >= nwire)
-                return MSG_EFIELD;
-            series = wire[f[0].via.u64];
-        } else if (s_strobj(&f[0], &s[0], &sl[0])) {
-            if (sl[0] == 0)
-                return MSG_EFIELD;
-            series = msg_batch_series_add(b, s[0], sl[0]);
-        } else {
-            return MSG_ETYPE;
-        }
-        if (!isfinite(d[0]))
-            return MSG_EFIELD;
-        msg_batch_add_point(b, series, ts, d[0]);
-        return MSG_OK;
-    }
-    case MSG_TYPE_ANOMALIES:
-        if (it->via.array.size < 6 || !s_strobj(&f[0], &s[0], &sl[0]) ||
-            !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]) ||
-            !s_num(&f[3], &d[1]) || !s_num(&f[4], &d[2]) ||
-            !s_strobj(&f[5], &s[1], &sl[1]))
-            return MSG_ETYPE;
-        {
-            uint32_t k = s_str(b, s[0], sl[0]);
-            uint32_t m = s_str(b, s[1], sl[1]);
-            struct msg_anomaly *a = s_item(b);
-            a->key_off = k;
-            a->ts = ts;
-            a->value = d[0];
-            a->stat = d[1];
-            a->score = d[2];
-            a->method_off = m;
-        }
-        return MSG_OK;
-    case MSG_TYPE_ALERTS:
-        if (it->via.array.size < 6)
-            return MSG_ETYPE;
-        for (int i = 0; i < 4; i++)
-            if (!s_strobj(&f[i], &s[i], &sl[i]))
-                return MSG_ETYPE;
-        if (!s_int(&f[4], &ts) || !s_num(&f[5], &d[0]))
-            return MSG_ETYPE;
-        {
-            uint32_t o[4];
-            for (int i = 0; i < 4; i++)
-                o[i] = s_str(b, s[i], sl[i]);
-            struct msg_alert *a = s_item(b);
-            a->rule_off = o[0];
-            a->key_off = o[1];
-            a->state_off = o[2];
-            a->severity_off = o[3];
-            a->ts = ts;
-            a->value = d[0];
-        }
-        return MSG_OK;
-    case MSG_TYPE_CONFIRM:
-        if (it->via.array.size < 3 || !s_strobj(&f[0], &s[0], &sl[0]) ||
-            !s_int(&f[1], &ts) || ts < 0 || ts > UINT32_MAX ||
-            f[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return MSG_ETYPE;
-        {
-            uint32_t po = s_str(b, s[0], sl[0]);
-            struct msg_confirm *c = s_item(b);
-            c->producer_off = po;
-            c->lane = (uint32_t)ts;
-            c->seq = f[2].via.u64;
-        }
-        return MSG_OK;
-    case MSG_TYPE_FORECASTS:
-        return s_decode_forecast(b, it);
-    default:
-        return MSG_OK; /* items of types without a body are ignored */
-    }
-}
-
-/* The "points" bin of a version 2 readings batch: every series index
- * within the "keys" table (wire[] maps it to ours), every value finite. */
-static int
-s_decode_points(msg_batch_t *b, const msgpack_object *points,
-                const uint32_t *wire, size_t nwire)
-{
-    const unsigned char *p = (const unsigned char *)points->via.bin.ptr;
-    size_t n = points->via.bin.size / MSG_POINT_BYTES;
-
-    for (size_t i = 0; i < n; i++, p += MSG_POINT_BYTES) {
-        uint32_t series = (uint32_t)le_get(p, 4);
-        double v = le_get_double(p + 12);
-        if (series >= nwire || !isfinite(v))
-            return MSG_EFIELD;
-        msg_batch_add_point(b, wire[series], (int64_t)le_get(p + 4, 8), v);
-    }
-    return MSG_OK;
-}
-
-static uint64_t
-s_be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-bool
-msg_sane(const void *data, size_t len)
-{
-    const unsigned char *p = data, *end = p + len;
-    uint64_t stack[64]; /* items still expected at each open level */
-    int depth = 0;
-    uint64_t todo = 1;
-
-    while (todo > 0 || depth > 0) {
-        if (todo == 0) {
-            todo = stack[--depth];
-            continue;
-        }
-        if (p >= end)
-            return false;
-        unsigned c = *p++;
-        uint64_t skip = 0, items = 0;
-        int hdr = 0;
-        todo--;
-        if (c <= 0x7f || c >= 0xe0 || (c >= 0xc0 && c <= 0xc3))
-            continue;
-        if (c >= 0xa0 && c <= 0xbf)
-            skip = c & 0x1f;
-        else if (c >= 0x90 && c <= 0x9f)
-            items = c & 0x0f;
-        else if (c >= 0x80 && c <= 0x8f)
-            items = 2 * (uint64_t)(c & 0x0f);
-        else
-            switch (c) {
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xca: case 0xce: case 0xd2: skip = 4; break;
-            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xc4: case 0xd9: hdr = 1; break;
-            case 0xc5: case 0xda: hdr = 2; break;
-            case 0xc6: case 0xdb: hdr = 4; break;
-            case 0xc7: hdr = 1; skip = 1; break;
-            case 0xc8: hdr = 2; skip = 1; break;
-            case 0xc9: hdr = 4; skip = 1; break;
-            case 0xdc: case 0xde: hdr = -2; break;
-            case 0xdd: case 0xdf: hdr = -4; break;
-            default: return false;
-            }
-        if (hdr) {
-            int n = hdr < 0 ? -hdr : hdr;
-            if ((size_t)(end - p) < (size_t)n)
-                return false;
-            uint64_t v = s_be(p, n);
-            p += n;
-            if (hdr > 0)
-                skip += v;
-            else
-                items = (c == 0xde || c == 0xdf) ? 2 * v : v;
-        }
-        if (skip > (uint64_t)(end - p))
-            return false;
-        p += skip;
-        if (items) {
-            /* Every item needs at least one byte. */
-            if (items > (uint64_t)(end - p) || depth == 64)
-                return false;
-            stack[depth++] = todo;
-            todo = items;
-        }
-    }
-    return true;
-}
-
-int
-msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
-{
-    msgpack_unpacked up;
-    msgpack_unpack_return ret;
-    size_t off = 0;
-    int err = MSG_OK;
-    msg_batch_t *b = NULL;
-    const msgpack_object *items = NULL, *keys = NULL, *points = NULL;
-    uint32_t *wire = NULL;
-    int64_t v;
-
-    *out = NULL;
-    if (!msg_sane(data, len))
-        return MSG_ETRUNC;
-    msgpack_unpacked_init(&up);
-    ret = msgpack_unpack_next(&up, data, len, &off);
-    if (ret != MSGPACK_UNPACK_SUCCESS) {
-        err = MSG_ETRUNC;
-        goto done;
-    }
-    if (up.data.type != MSGPACK_OBJECT_MAP) {
-        err = MSG_ETYPE;
-        goto done;
-    }
-    b = msg_batch_new(MSG_TYPE_NONE);
-    b->env.version = -1;
-    for (uint32_t i = 0; i < up.data.via.map.size; i++) {
-        const msgpack_object *k = &up.data.via.map.ptr[i].key;
-        const msgpack_object *val = &up.data.via.map.ptr[i].val;
-        if (s_keyis(k, "type")) {
-            if (!s_int(val, &v) || v <= MSG_TYPE_NONE || v >= MSG_TYPE_MAX) {
-                err = MSG_ETYPE;
-                goto done;
-            }
-            b->env.type = (int)v;
-        } else if (s_keyis(k, "v")) {
-            if (!s_int(val, &v)) {
-                err = MSG_ETYPE;
-                goto done;
-            }
-            b->env.version = (int)(v > 1000 ? 1000 : v);
-        } else if (s_keyis(k, "producer")) {
-            const char *s;
-            size_t n;
-            if (!s_strobj(val, &s, &n)) {
-                err = MSG_ETYPE;
-                goto done;
-            }
-            if (n >= sizeof b->env.producer)
-                n = sizeof b->env.producer - 1;
-            if (n > 0)
-                memcpy(b->env.producer, s, n);
-            b->env.producer[n] = '\0';
-        } else if (s_keyis(k, "lane")) {
-            if (!s_int(val, &v) || v < 0 || v > UINT32_MAX) {
-                err = MSG_EFIELD;
-                goto done;
-            }
-            b->env.lane = (uint32_t)v;
-        } else if (s_keyis(k, "seq")) {
-            if (val->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-                err = MSG_EFIELD;
-                goto done;
-            }
-            b->env.seq = val->via.u64;
-        } else if (s_keyis(k, "ts")) {
-            if (!s_int(val, &b->env.ts)) {
-                err = MSG_ETYPE;
-                goto done;
-            }
-        } else if (s_keyis(k, "items")) {
-            if (val->type != MSGPACK_OBJECT_ARRAY ||
-                val->via.array.size > MSG_ITEMS_MAX) {
-                err = MSG_ETYPE;
-                goto done;
-            }
-            items = val;
-        } else if (s_keyis(k, "points")) {
-            if (val->type != MSGPACK_OBJECT_BIN ||
-                val->via.bin.size % MSG_POINT_BYTES != 0 ||
-                val->via.bin.size / MSG_POINT_BYTES > MSG_ITEMS_MAX) {
-                err = MSG_ETYPE;
-                goto done;
-            }
-            points = val;
-        } else if (s_keyis(k, "keys")) {
-            if (val->type != MSGPACK_OBJECT_ARRAY ||
-                val->via.array.size > MSG_ITEMS_MAX) {
-                err = MSG_ETYPE;
-                goto done;
-            }
-            keys = val;
-        }
-    }
-    if (b->env.type == MSG_TYPE_NONE) {
-        err = MSG_EFIELD;
-        goto done;
-    }
-    if (b->env.version < MSG_VERSION_MIN || b->env.version > MSG_VERSION) {
-        err = MSG_EVERSION;
-        goto done;
-    }
-    b->env.version = MSG_VERSION; /* re-encoded in this version's form */
-    if (points && (items || b->env.type != MSG_TYPE_READINGS)) {
-        err = MSG_EFIELD;
-        goto done;
-    }
-    if (items || points) /* strings take fewer bytes than the frame holds */
-        msg_batch_reserve(b, items ? items->via.array.size
-                                   : points->via.bin.size / MSG_POINT_BYTES,
-                          len);
-    if (keys && b->env.type == MSG_TYPE_READINGS) {
-        wire = xmalloc((keys->via.array.size + 1) * sizeof *wire);
-        for (uint32_t i = 0; i < keys->via.array.size; i++) {
-            const char *s;
-            size_t n;
-            if (!s_strobj(&keys->via.array.ptr[i], &s, &n) || n == 0) {
-                err = MSG_EFIELD;
-                goto done;
-            }
-            wire[i] = msg_batch_series_add(b, s, n);
-        }
-    }
-    if (items) {
-        size_t nwire = wire ? keys->via.array.size : 0;
-        for (uint32_t i = 0; i < items->via.array.size; i++) {
-            err = s_decode_item(b, &items->via.array.ptr[i], wire, nwire);
-            if (err != MSG_OK)
-                goto done;
-        }
-    }
-    if (points)
-        err = s_decode_points(b, points, wire, wire ? keys->via.array.size : 0);
-done:
-    free(wire);
-    msgpack_unpacked_destroy(&up);
-    if (err != MSG_OK)
-        msg_batch_destroy(&b);
-    *out = b;
-    return err;
 }
 
 const char *
@@ -968,82 +393,13 @@ msg_batch_recv(void *sock, msg_batch_t **out)
     return rc;
 }
 
-/* Test helper: start a hand-made batch of type with nitems items and no
- * series table (the caller packs the items). */
-static void
-s_test_head(msgpack_packer *pk, int type, uint32_t nitems)
-{
-    msgpack_pack_map(pk, 3);
-    s_pack_str(pk, "type");
-    msgpack_pack_int(pk, type);
-    s_pack_str(pk, "v");
-    msgpack_pack_int(pk, MSG_VERSION_MIN);
-    s_pack_str(pk, "items");
-    msgpack_pack_array(pk, nitems);
-}
-
-/* Test helper: decode a version 2 readings batch with keys {"a"} and a
- * "points" bin of len bytes holding one reading (series, ts, value). */
-static int
-s_test_points(size_t len, uint32_t series, int64_t ts, double v,
-              msg_batch_t **out)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    unsigned char pt[MSG_POINT_BYTES + 1] = {0};
-    int rc;
-
-    le_put(pt, series, 4);
-    le_put(pt + 4, (uint64_t)ts, 8);
-    le_put_double(pt + 12, v);
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
-    s_pack_str(&pk, "type");
-    msgpack_pack_int(&pk, MSG_TYPE_READINGS);
-    s_pack_str(&pk, "v");
-    msgpack_pack_int(&pk, 2);
-    s_pack_str(&pk, "keys");
-    msgpack_pack_array(&pk, 1);
-    s_pack_str(&pk, "a");
-    s_pack_str(&pk, "points");
-    msgpack_pack_bin(&pk, len);
-    msgpack_pack_bin_body(&pk, pt, len);
-    rc = msg_batch_decode(sb.data, sb.size, out);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
-}
-
 void
 msg_test(bool verbose)
 {
     msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS), *d = NULL;
-    char *data;
-    size_t len;
 
-    snprintf(msg_batch_env(b)->producer, 64, "ingestd.0");
-    msg_batch_env(b)->seq = 7;
-    msg_batch_env(b)->lane = 2;
-    msg_batch_env(b)->ts = clock_now_ns();
     for (int i = 0; i < 1000; i++)
-        msg_batch_add_reading(b, i % 2 ? "temperature{device=s1}" : "x", i,
-                              i * 0.5);
-    msg_batch_encode(b, &data, &len);
-    assert(msg_batch_decode(data, len, &d) == MSG_OK);
-    assert(msg_batch_size(d) == 1000);
-    assert(msg_batch_env(d)->seq == 7 && msg_batch_env(d)->lane == 2);
-    TEST_STREQ(msg_batch_env(d)->producer, "ingestd.0");
-    const struct msg_reading *r = msg_batch_reading(d, 999);
-    TEST_STREQ(msg_batch_str(d, r->key_off), "temperature{device=s1}");
-    assert(r->ts == 999 && r->value == 499.5);
-    assert(msg_batch_anomaly(d, 0) == NULL);
-    msg_batch_destroy(&d);
-    /* Every truncation of a valid frame is refused, never crashes. */
-    for (size_t cut = 0; cut < len; cut += 1 + cut / 8) {
-        assert(msg_batch_decode(data, cut, &d) != MSG_OK);
-        assert(d == NULL);
-    }
-    free(data);
+        msg_batch_add_reading(b, i % 2 ? "temperature{device=s1}" : "x", i, 1);
     /* One key string per series: two series, 1,000 readings. */
     assert(msg_batch_nseries(b) == 2);
     TEST_STREQ(msg_batch_series_key(b, 1), "temperature{device=s1}");
@@ -1072,137 +428,6 @@ msg_test(bool verbose)
     }
     msg_batch_destroy(&b);
     assert(b == NULL);
-
-    /* The form without a series table ([key, ts, value] items) still
-     * decodes: WALs and spools written before it hold it. An index past
-     * the table is refused. */
-    {
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        s_test_head(&pk, MSG_TYPE_READINGS, 2);
-        for (int i = 0; i < 2; i++) {
-            msgpack_pack_array(&pk, 3);
-            s_pack_str(&pk, "old{k=v}");
-            msgpack_pack_int64(&pk, i);
-            msgpack_pack_double(&pk, 1.5);
-        }
-        assert(msg_batch_decode(sb.data, sb.size, &d) == MSG_OK);
-        assert(msg_batch_size(d) == 2 && msg_batch_nseries(d) == 1);
-        TEST_STREQ(msg_batch_str(d, msg_batch_reading(d, 1)->key_off), "old{k=v}");
-        msg_batch_destroy(&d);
-        msgpack_sbuffer_clear(&sb);
-        msgpack_pack_map(&pk, 4);
-        s_pack_str(&pk, "type");
-        msgpack_pack_int(&pk, MSG_TYPE_READINGS);
-        s_pack_str(&pk, "v");
-        msgpack_pack_int(&pk, MSG_VERSION_MIN);
-        s_pack_str(&pk, "keys");
-        msgpack_pack_array(&pk, 1);
-        s_pack_str(&pk, "a");
-        s_pack_str(&pk, "items");
-        msgpack_pack_array(&pk, 1);
-        msgpack_pack_array(&pk, 3);
-        msgpack_pack_uint32(&pk, 1);
-        msgpack_pack_int64(&pk, 1);
-        msgpack_pack_double(&pk, 1.5);
-        assert(msg_batch_decode(sb.data, sb.size, &d) == MSG_EFIELD);
-        assert(d == NULL);
-        msgpack_sbuffer_destroy(&sb);
-    }
-    /* Version 2 "points": exact round trip of a negative ts; an index
-     * past the table, a NaN or a bin not of whole readings is refused. */
-    assert(s_test_points(MSG_POINT_BYTES, 0, -1234567, 22.25, &d) == MSG_OK);
-    assert(msg_batch_size(d) == 1 && msg_batch_reading(d, 0)->ts == -1234567);
-    assert(msg_batch_reading(d, 0)->value == 22.25);
-    TEST_STREQ(msg_batch_series_key(d, msg_batch_reading(d, 0)->series), "a");
-    msg_batch_destroy(&d);
-    assert(s_test_points(MSG_POINT_BYTES, 1, 1, 1.0, &d) == MSG_EFIELD);
-    assert(s_test_points(MSG_POINT_BYTES, 0, 1, NAN, &d) == MSG_EFIELD);
-    assert(s_test_points(MSG_POINT_BYTES + 1, 0, 1, 1.0, &d) == MSG_ETYPE);
-    assert(s_test_points(MSG_POINT_BYTES - 1, 0, 1, 1.0, &d) == MSG_ETYPE);
-    assert(s_test_points(0, 0, 1, 1.0, &d) == MSG_OK && msg_batch_size(d) == 0);
-    msg_batch_destroy(&d);
-
-    b = msg_batch_new(MSG_TYPE_ANOMALIES);
-    msg_batch_add_anomaly(b, "k", 5, 100, 7.5, 0.99, "zscore");
-    msg_batch_encode(b, &data, &len);
-    assert(msg_batch_decode(data, len, &d) == MSG_OK);
-    TEST_STREQ(msg_batch_str(d, msg_batch_anomaly(d, 0)->method_off), "zscore");
-    free(data);
-    msg_batch_destroy(&d);
-    msg_batch_destroy(&b);
-
-    b = msg_batch_new(MSG_TYPE_ALERTS);
-    msg_batch_add_alert(b, "hot", "temperature", "firing", "warning", 1, 31);
-    msg_batch_env(b)->version = MSG_VERSION + 1;
-    msg_batch_encode(b, &data, &len);
-    assert(msg_batch_decode(data, len, &d) == MSG_EVERSION);
-    free(data);
-    msg_batch_env(b)->version = MSG_VERSION_MIN - 1;
-    msg_batch_encode(b, &data, &len);
-    assert(msg_batch_decode(data, len, &d) == MSG_EVERSION);
-    free(data);
-    msg_batch_destroy(&b);
-    assert(msg_batch_decode("\xc1", 1, &d) != MSG_OK);
-    /* A tiny frame declaring a huge array is refused before msgpack-c
-     * would allocate for it. */
-    assert(!msg_sane("\xdd\x7f\xff\xff\xff\x00", 6));
-    assert(!msg_sane("\xdb\x7f\xff\xff\xff", 5));
-    assert(msg_sane("\x92\x01\xa1x", 4));
-    assert(!msg_sane("\x92\x01", 2));
-
-    /* Forecasts round-trip point for point; a bad step, a length
-     * mismatch or a NaN point is refused. */
-    {
-        double fv[3] = {1, 2.5, 4}, lo[3] = {0, 1, 2}, hi[3] = {2, 4, 6};
-        b = msg_batch_new(MSG_TYPE_FORECASTS);
-        msg_batch_add_forecast(b, "bearing", 7, 3600, 3, fv, lo, hi);
-        msg_batch_encode(b, &data, &len);
-        assert(msg_batch_decode(data, len, &d) == MSG_OK);
-        const struct msg_forecast *fc = msg_batch_forecast(d, 0);
-        assert(fc && fc->ts == 7 && fc->step == 3600 && fc->n == 3);
-        assert(fc->value[1] == 2.5 && fc->lower[2] == 2 && fc->upper[0] == 2);
-        TEST_STREQ(msg_batch_str(d, fc->key_off), "bearing");
-        assert(msg_batch_forecast(d, 1) == NULL);
-        assert(msg_batch_anomaly(d, 0) == NULL);
-        TEST_STREQ(msg_topic(MSG_TYPE_FORECASTS), "forecasts");
-        free(data);
-        msg_batch_destroy(&d);
-        msg_batch_destroy(&b);
-        for (int bad = 0; bad < 3; bad++) {
-            msgpack_sbuffer sb;
-            msgpack_packer pk;
-            msgpack_sbuffer_init(&sb);
-            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            s_test_head(&pk, MSG_TYPE_FORECASTS, 1);
-            msgpack_pack_array(&pk, 6);
-            s_pack_str(&pk, "k");
-            msgpack_pack_int64(&pk, 1);
-            msgpack_pack_int64(&pk, bad == 0 ? 0 : 60);
-            for (int a = 0; a < 3; a++) {
-                unsigned m = bad == 1 && a == 2 ? 3 : 2;
-                msgpack_pack_array(&pk, m);
-                for (unsigned j = 0; j < m; j++)
-                    msgpack_pack_double(&pk, bad == 2 && j ? NAN : 1.0);
-            }
-            assert(msg_batch_decode(sb.data, sb.size, &d) == MSG_EFIELD);
-            assert(d == NULL);
-            msgpack_sbuffer_destroy(&sb);
-        }
-    }
-
-    b = msg_batch_new(MSG_TYPE_CONFIRM);
-    msg_batch_add_confirm(b, "ingestd.0", 3, 1234567890123ULL);
-    msg_batch_encode(b, &data, &len);
-    assert(msg_batch_decode(data, len, &d) == MSG_OK);
-    assert(msg_batch_confirm(d, 0)->seq == 1234567890123ULL);
-    assert(msg_batch_confirm(d, 0)->lane == 3);
-    TEST_STREQ(msg_batch_str(d, msg_batch_confirm(d, 0)->producer_off), "ingestd.0");
-    free(data);
-    msg_batch_destroy(&d);
-    msg_batch_destroy(&b);
 
     /* Over a real socket pair. */
     zsock_t *pull = zsock_new_pull("inproc://msg_test");
