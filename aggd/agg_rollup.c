@@ -82,7 +82,8 @@ struct s_page {
     size_t first;      /* index of the first bucket in the tier */
     uint64_t id;       /* unique, for the decode cache */
     uint32_t n;        /* buckets */
-    uint32_t cold_len; /* bytes of the stream after the fixed entries */
+    uint32_t cold_len; /* bytes of the streams after the fixed entries */
+    uint32_t sk_at;    /* where in them the sketch stream starts */
     struct s_hot *hot; /* n entries, then the stream (one allocation) */
 };
 
@@ -106,6 +107,7 @@ struct agg_rollup {
 /* The last page decoded (aggd reads rollups on one thread). */
 static struct {
     uint64_t id;                /* page id, 0 none */
+    bool has_sk;                /* with the sketch entries */
     struct s_bucket b[S_PAGE];  /* its buckets, sk_off into sk */
     uint32_t *sk;               /* their sketch entries */
     size_t skcap;               /* allocated */
@@ -290,7 +292,7 @@ static void
 s_page_pack(struct s_page *pg, const struct s_bucket *b, size_t m,
             const uint32_t *sk, int64_t w)
 {
-    struct s_buf c = {0};
+    struct s_buf c = {0}, ks = {0};
     unsigned char hdr[2];
     int dec = s_page_dec(b, m), e = s_page_tsexp(b, m);
     int64_t unit = s_p10i[e];
@@ -321,11 +323,11 @@ s_page_pack(struct s_page *pg, const struct s_bucket *b, size_t m,
             s_put_svar(&c, k[1] - k[2]);
             s_put_svar(&c, k[3] - k[2]);
         }
-        s_put_uvar(&c, x->sk_len);
+        s_put_uvar(&ks, x->sk_len);
         for (uint32_t j = 0; j < x->sk_len; j++) {
             uint32_t en = sk[x->sk_off + j], key = en >> 16;
-            s_put_svar(&c, (int64_t)key - (int64_t)key0);
-            s_put_uvar(&c, en & S_CNT_MAX);
+            s_put_svar(&ks, (int64_t)key - (int64_t)key0);
+            s_put_uvar(&ks, en & S_CNT_MAX);
             if (j == 0)
                 key0 = key; /* the next bucket's first key steps from it */
             else
@@ -336,26 +338,32 @@ s_page_pack(struct s_page *pg, const struct s_bucket *b, size_t m,
     pg->hi = b[m - 1].start;
     pg->id = ++s_page_ids;
     pg->n = (uint32_t)m;
-    pg->cold_len = (uint32_t)c.n;
-    pg->hot = xmalloc(m * sizeof *pg->hot + c.n);
+    pg->sk_at = (uint32_t)c.n;
+    pg->cold_len = (uint32_t)(c.n + ks.n);
+    pg->hot = xmalloc(m * sizeof *pg->hot + c.n + ks.n);
     for (size_t i = 0; i < m; i++)
         pg->hot[i] = (struct s_hot){(uint32_t)((b[i].start - pg->lo) / w),
                                     b[i].count, b[i].sum};
     memcpy(pg->hot + m, c.p, c.n);
+    if (ks.n)
+        memcpy((unsigned char *)(pg->hot + m) + c.n, ks.p, ks.n);
     free(c.p);
+    free(ks.p);
 }
 
-/* Decode page pg into the cache (unless it is there). */
+/* Decode page pg into the cache (unless it is there), with the sketch
+ * entries when want_sk. */
 static void
-s_page_load(const struct s_page *pg, int64_t w)
+s_page_load(const struct s_page *pg, int64_t w, bool want_sk)
 {
     const unsigned char *p = (const unsigned char *)(pg->hot + pg->n);
+    const unsigned char *q = p + pg->sk_at;
     int dec, e;
     int64_t unit;
     uint32_t key0 = 0;
     size_t nsk = 0;
 
-    if (s_dc.id == pg->id)
+    if (s_dc.id == pg->id && (s_dc.has_sk || !want_sk))
         return;
     dec = p[0];
     e = p[1];
@@ -385,51 +393,53 @@ s_page_load(const struct s_page *pg, int64_t w)
             x->max = (double)(kf + s_get_svar(&p)) / s_p10[dec];
             x->last = (double)(kf + s_get_svar(&p)) / s_p10[dec];
         }
-        x->sk_len = (uint32_t)s_get_uvar(&p);
+        x->sk_len = 0;
+        x->sk_off = 0;
+    }
+    s_dc.id = pg->id;
+    s_dc.has_sk = want_sk;
+    for (uint32_t i = 0; i < pg->n && want_sk; i++) {
+        struct s_bucket *x = &s_dc.b[i];
+        x->sk_len = (uint32_t)s_get_uvar(&q);
         x->sk_off = (uint32_t)nsk;
         if (nsk + x->sk_len > s_dc.skcap) {
             s_dc.skcap = (nsk + x->sk_len) * 2;
             s_dc.sk = xrealloc(s_dc.sk, s_dc.skcap * sizeof *s_dc.sk);
         }
         for (uint32_t j = 0; j < x->sk_len; j++) {
-            uint32_t key = (uint32_t)((int64_t)key0 + s_get_svar(&p));
-            s_dc.sk[nsk++] = key << 16 | (uint32_t)s_get_uvar(&p);
+            uint32_t key = (uint32_t)((int64_t)key0 + s_get_svar(&q));
+            s_dc.sk[nsk++] = key << 16 | (uint32_t)s_get_uvar(&q);
             if (j == 0)
                 key0 = key;
             else
                 key0 = j + 1 < x->sk_len ? key : s_dc.sk[x->sk_off] >> 16;
         }
     }
-    s_dc.id = pg->id;
 }
 
-/* The page holding bucket i (i < np). */
+/* The page holding bucket i (i < np): every page holds S_PAGE buckets
+ * (made of S_PAGE, dropped or unpacked whole). */
 static size_t
 s_page_of(const struct s_tier *t, size_t i)
 {
-    size_t lo = 0, hi = t->npg;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (t->pg[mid].first <= i)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    (void)t;
+    return i / S_PAGE;
 }
 
 /* Bucket i of a tier (valid until the next call), its sketch entries in
- * *sk. */
+ * *sk unless sk is NULL (then the bucket's sketch is not read). */
 static const struct s_bucket *
 s_get(const struct s_tier *t, int tier, size_t i, const uint32_t **sk)
 {
     if (i >= t->np) {
-        *sk = t->sk;
+        if (sk)
+            *sk = t->sk;
         return &t->b[i - t->np];
     }
     const struct s_page *pg = &t->pg[s_page_of(t, i)];
-    s_page_load(pg, s_width[tier]);
-    *sk = s_dc.sk;
+    s_page_load(pg, s_width[tier], sk != NULL);
+    if (sk)
+        *sk = s_dc.sk;
     return &s_dc.b[i - pg->first];
 }
 
@@ -480,7 +490,7 @@ s_unpack(struct s_tier *t, int tier, size_t k)
     memmove(t->b + m, t->b, t->n * sizeof *t->b);
     for (size_t j = k; j < t->npg; j++) {
         struct s_page *pg = &t->pg[j];
-        s_page_load(pg, s_width[tier]);
+        s_page_load(pg, s_width[tier], true);
         for (uint32_t i = 0; i < pg->n; i++) {
             struct s_bucket *x = &t->b[at++];
             *x = s_dc.b[i];
@@ -869,12 +879,11 @@ agg_rollup_count_at(const agg_rollup_t *self, int tier, int64_t start)
 {
     const struct s_tier *t = &self->t[tier];
     size_t i = s_lower(t, tier, start);
-    const uint32_t *sk;
     const struct s_bucket *b;
 
     if (i >= t->np + t->n)
         return 0;
-    b = s_get(t, tier, i, &sk);
+    b = s_get(t, tier, i, NULL);
     return b->start == start ? b->count : 0;
 }
 
@@ -900,10 +909,10 @@ agg_rollup_merge_from(const agg_rollup_t *self, int tier, size_t i, int64_t b,
                       struct agg_rsum *sum, agg_sketch_t *sk)
 {
     const struct s_tier *t = &self->t[tier];
-    const uint32_t *arena;
+    const uint32_t *arena = NULL;
 
     for (; i < t->np + t->n; i++) {
-        const struct s_bucket *x = s_get(t, tier, i, &arena);
+        const struct s_bucket *x = s_get(t, tier, i, sk ? &arena : NULL);
         if (x->start >= b)
             break;
         struct agg_rsum r = {{x->count, x->sum / x->count, x->m2, x->sum,
@@ -978,11 +987,10 @@ int64_t
 agg_rollup_first_ts(const agg_rollup_t *self)
 {
     int64_t first = INT64_MAX;
-    const uint32_t *sk;
 
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++)
         if (self->t[i].np + self->t[i].n > 0) {
-            const struct s_bucket *b = s_get(&self->t[i], i, 0, &sk);
+            const struct s_bucket *b = s_get(&self->t[i], i, 0, NULL);
             if (b->first_ts < first)
                 first = b->first_ts;
         }
