@@ -20,8 +20,9 @@
  * and a stream of the rest: first_ts and last_ts as varints of a power
  * of ten ns past the start and past first_ts, M2 by its bits, min, max,
  * first and last as scaled integers k / 10^d when the page's values all
- * are (else by their bits), and the sketch entries as varints of key
- * steps and counts. Readers decode a page into a one-page cache; a write
+ * are (else by their bits), and, in a stream of their own read only
+ * when a sketch is merged, the sketch entries as varints of key steps
+ * and counts. Readers decode a page into a one-page cache; a write
  * into a packed bucket (a late point, a replace, a drop) first unpacks
  * that page and the later ones into the array, repacked on the next
  * bucket added at the end. Pages are in memory only; the on-disk record
