@@ -403,6 +403,21 @@ s_parts_round(const json_t *q, const struct api_lanes_reply *r, size_t n)
     return s_rollups_due(q, r, n) && s_parts_fit(q, r, n);
 }
 
+/* Would the values round answer q wrong: it is past the parts bound
+ * while a lane answered from rollups, i.e. its raw points no longer
+ * hold every reading (retention), so only the parts could count them. */
+static bool
+s_parts_needed(const json_t *q, const struct api_lanes_reply *r, size_t n)
+{
+    if (!s_rollups_due(q, r, n) || s_parts_fit(q, r, n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (r[i].status == 200 &&
+            !strcmp(s_str(r[i].body, "source"), "rollups"))
+            return true;
+    return false;
+}
+
 /* The query every lane answers from rollups with its mergeable parts. */
 static json_t *
 s_rollups_query(const json_t *q)
@@ -641,6 +656,17 @@ api_lanes_merge(const json_t *query, const struct api_lanes_reply *r,
             *out = s_rollups_query(query);
             return API_LANES_VALUES;
         }
+        if (s_parts_needed(query, r, n)) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "past retention of raw points, series times buckets "
+                     "merge exactly across lanes only up to %d; narrow "
+                     "the selection or widen the interval",
+                     API_LANES_PARTS_MAX);
+            *status = 413;
+            *out = rpc_error("too_large", msg, "interval");
+            return API_LANES_DONE;
+        }
         if (!strcmp(op, "stats")) {
             json_int_t count = 0;
             for (size_t i = 0; i < n; i++)
@@ -864,6 +890,20 @@ s_test_expired(void)
         r2[0].body = json_pack("{s:I, s:O}", "matched", (json_int_t)100, "buckets", b);
         r2[1].body = json_pack("{s:I, s:o}", "matched", (json_int_t)100, "buckets", b);
         assert(!s_parts_fit(q, r2, 2)); /* 200 x 1001 */
+        {
+            /* ... which counts only the raw left once a lane answers
+             * from rollups: refused rather than answered wrong. */
+            json_t *out = NULL;
+            int st = 0;
+            assert(!s_parts_needed(q, r2, 2)); /* lanes hold the raw */
+            json_object_set_new(r2[1].body, "source", json_string("rollups"));
+            assert(s_parts_needed(q, r2, 2));
+            assert(api_lanes_merge(q, r2, 2, &st, &out) == API_LANES_DONE);
+            TEST_STREQ(s_str(json_object_get(out, "error"), "code"), "too_large");
+            assert(st == 413);
+            json_decref(out);
+            json_object_del(r2[1].body, "source");
+        }
         json_array_remove(b, 0);
         assert(s_parts_fit(q, r2, 2));  /* 200 x 1000 */
         json_object_set_new(q, "aggregation", json_string("p99"));
