@@ -119,6 +119,7 @@ def run(work, frames, npoints, cpu):
         while status(ctx, qep).get("wal_unsynced_bytes", 0) > 0:
             time.sleep(0.01)
         wall_durable = time.time() - t0
+        st = status(ctx, qep)  # the counters once everything is durable
         push.close(0)
         rss = storage.rss_kib(p.pid) / 1024.0
         return {"cpu_s": cpu_s, "wall_s": wall, "wall_durable_s": wall_durable,
