@@ -582,7 +582,8 @@ s_lower(const int64_t *ts, size_t n, int64_t t)
 /* Is ts in a sealed chunk of s? Decodes the chunks whose bounds hold
  * it, newest first, and sets *old to the value there. */
 static bool
-s_sealed_find(const struct s_series *s, int64_t ts, double *old)
+s_sealed_find(agg_store_t *self, const struct s_series *s, int64_t ts,
+              double *old)
 {
     int64_t t[AGG_STORE_CHUNK_POINTS], *bt = t;
     double v[AGG_STORE_CHUNK_POINTS], *bv = v;
@@ -596,7 +597,8 @@ s_sealed_find(const struct s_series *s, int64_t ts, double *old)
             bt = xmalloc(c->n * sizeof *bt);
             bv = xmalloc(c->n * sizeof *bv);
         }
-        size_t n = agg_chunk_decode(c->data, c->len, bt, bv, c->n);
+        size_t n = agg_chunk_decode_with(self->dctx, c->data, c->len, bt, bv,
+                                         c->n);
         size_t k = s_lower(bt, n, ts);
         if ((found = k < n && bt[k] == ts))
             *old = bv[k];
@@ -676,7 +678,7 @@ s_put(agg_store_t *self, struct s_series *s, int64_t ts, double v)
     if (late) {
         /* The head now overlaps the chunks; reads merge, newest wins. */
         s->overlap = true;
-        if (s_sealed_find(s, ts, &old))
+        if (s_sealed_find(self, s, ts, &old))
             fresh = 0;
     }
     self->points += (size_t)fresh;
