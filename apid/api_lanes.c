@@ -275,11 +275,12 @@ struct s_entry {
     const json_t *v;  /* its values */
 };
 
+/* qsort order of structs whose first member is their series key
+ * (s_entry, s_part). */
 static int
-s_entry_cmp(const void *x, const void *y)
+s_key_cmp(const void *x, const void *y)
 {
-    return strcmp(((const struct s_entry *)x)->key,
-                  ((const struct s_entry *)y)->key);
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
 }
 
 /* Run q on a scratch store holding every lane's points, loaded in key
@@ -308,7 +309,7 @@ s_from_values(const json_t *q, const struct api_lanes_reply *v, size_t n,
             e[k++].v = json_object_get(s, "v");
         }
     }
-    qsort(e, total, sizeof *e, s_entry_cmp);
+    qsort(e, total, sizeof *e, s_key_cmp);
     for (size_t i = 0; i < total; i++)
         for (size_t j = 0; j < json_array_size(e[i].ts); j++)
             agg_store_put(st, e[i].key,
@@ -441,13 +442,6 @@ struct s_part {
     struct agg_rsum r;
 };
 
-static int
-s_part_cmp(const void *x, const void *y)
-{
-    return strcmp(((const struct s_part *)x)->key,
-                  ((const struct s_part *)y)->key);
-}
-
 /* Stats from the lanes' rollup parts: the per-series summaries merged in
  * key order and the sketches added bucket by bucket, as one aggd sums. */
 static int
@@ -486,7 +480,7 @@ s_from_parts(const json_t *q, const struct api_lanes_reply *v, size_t n,
         ok = ok && count == s_int(b, "count");
     }
     if (ok) {
-        qsort(pt, k, sizeof *pt, s_part_cmp);
+        qsort(pt, k, sizeof *pt, s_key_cmp);
         for (size_t i = 0; i < k; i++)
             agg_rsum_merge(&sum, &pt[i].r);
         *out = agg_query_rollup_body(s_str(q, "series"), (size_t)matched, &sum,
@@ -548,7 +542,7 @@ s_bucket_value(const struct s_bucket *bk, size_t nb, int fn, double pct,
     if (ok && fn == AGG_FN_PCT) {
         ok = (uint64_t)*count == agg_sketch_count(sk);
     } else if (ok) {
-        qsort(pt, k, sizeof *pt, s_part_cmp);
+        qsort(pt, k, sizeof *pt, s_key_cmp);
         for (size_t i = 0; i < k; i++)
             agg_rsum_merge(&sum, &pt[i].r);
     }
