@@ -7,6 +7,7 @@
 #   make chaos      only the long chaos tier (tests/chaos)
 #   make fuzz       only the fuzz targets, 300 s each
 #   make eval       the full anomaly evaluation (NAB subset, early warning)
+#   make eval-full NAB_DIR=<NAB checkout>  the full NAB corpus vs published detectors
 #   make bench      benchmarks against the peers (bench/)
 #   make install    binaries, man pages, systemd units, runit services, the
 #                   mosquitto plugin (PREFIX=/usr/local, DESTDIR= for staging)
@@ -123,6 +124,12 @@ test-full: deps
 eval: all
 	@sh tests/nab/eval.sh
 
+# The same detector on the full NAB corpus against the published
+# detectors, seen and unseen files apart: make eval-full NAB_DIR=<NAB
+# checkout>; without NAB_DIR it says so and does nothing.
+eval-full: all
+	@NAB_DIR="$(NAB_DIR)" sh tests/nab/full.sh || [ $$? -eq 77 ]
+
 # Every fuzz target for FUZZ_SECONDS (300) each, on its seed corpus.
 fuzz: deps fuzz-build
 	@ONLY=fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-300} sh tests/run.sh
@@ -203,6 +210,6 @@ fmt-check:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all asan deps run test check test-full eval bench hdrcheck fmt-check clean fuzz-build install \
+.PHONY: all asan deps run test check test-full eval eval-full bench hdrcheck fmt-check clean fuzz-build install \
         browser-deps browser-test web-vendor
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -4,7 +4,7 @@
 
 Usage:
   nab_score.py [--data DIR] [--prefix P] [--profile NAME|all] [--json]
-               [--threshold T] RESULTS_DIR
+               [--threshold T] [--only-in DIR] [--not-in DIR] RESULTS_DIR
 
 RESULTS_DIR holds <category>/<P><name>.csv for every file in the labels,
 each with a header naming at least "timestamp" and "anomaly_score" columns
@@ -205,11 +205,23 @@ def score_corpus(files, prof, fixed=None):
     return best_t, best, norm, null, perfect
 
 
-def load_files(data, results, prefix):
+def label_names(data):
+    """The files a NAB data directory labels (category/name.csv)."""
+    with open(os.path.join(data, "labels", "combined_windows.json")) as f:
+        return set(json.load(f))
+
+
+def load_files(data, results, prefix, only=None, exclude=None):
+    """The scored files of results: every file data labels, restricted to
+    the names in only (a set) and without those in exclude, if given."""
     with open(os.path.join(data, "labels", "combined_windows.json")) as f:
         windows = json.load(f)
     files = []
     for rel in sorted(windows):
+        if only is not None and rel not in only:
+            continue
+        if exclude is not None and rel in exclude:
+            continue
         cat, base = rel.split("/")
         path = os.path.join(results, cat, prefix + base)
         ts, sc = read_scores(path)
@@ -243,9 +255,19 @@ def main():
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--only-in", metavar="DIR",
+                    help="score only the files another NAB data directory "
+                    "labels (e.g. the 18-file subset)")
+    ap.add_argument("--not-in", metavar="DIR",
+                    help="leave out the files another NAB data directory "
+                    "labels (e.g. score the full corpus without the subset)")
     ap.add_argument("results")
     a = ap.parse_args()
-    files = load_files(a.data, a.results, a.prefix)
+    files = load_files(a.data, a.results, a.prefix,
+                       label_names(a.only_in) if a.only_in else None,
+                       label_names(a.not_in) if a.not_in else None)
+    if not files:
+        raise SystemExit("nab_score: no file left to score")
     names = list(PROFILES) if a.profile == "all" else [a.profile]
     out = {}
     for p in names:
