@@ -10,6 +10,7 @@
  */
 #include "aggd/agg_store.h"
 #include "aggd/agg_chunk.h"
+#include "common/clock.h"
 #include "common/crc.h"
 #include "common/le.h"
 #include "common/log.h"
@@ -21,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -95,6 +97,9 @@ struct agg_store {
     uint64_t reseals;        /* groups of overlapping chunks resealed */
     uint64_t reseal_points;  /* points those reseals sorted */
     uint64_t head_merge_points; /* points reads merged with a late head */
+    uint64_t compacted;      /* chunks merged away by compaction */
+    uint64_t compactions;    /* chunk file rewrites compaction caused */
+    bool compact_all;        /* the next sync compacts as at a stop */
     struct s_scratch scratch; /* lent to the last select */
     agg_chunk_dctx_t *dctx;  /* kept for decoding chunks */
     struct s_series **found; /* the last selection's series */
@@ -755,6 +760,18 @@ agg_store_reseal_points(const agg_store_t *self)
 }
 
 uint64_t
+agg_store_compacted_chunks(const agg_store_t *self)
+{
+    return self->compacted;
+}
+
+uint64_t
+agg_store_compactions(const agg_store_t *self)
+{
+    return self->compactions;
+}
+
+uint64_t
 agg_store_head_merge_points(const agg_store_t *self)
 {
     return self->head_merge_points;
@@ -1184,6 +1201,32 @@ s_distinct(agg_store_t *self, struct s_series *s)
     return n;
 }
 
+/* Drop the points of chunk c before t (c holds some, and some from t
+ * on): compacted chunks are large, and retention would otherwise keep up
+ * to AGG_STORE_COMPACT_POINTS raw points a series past its limit. True
+ * when c changed. */
+static bool
+s_chunk_cut(agg_store_t *self, struct s_chunk *c, int64_t t)
+{
+    int64_t *ts = xmalloc(c->n * sizeof *ts);
+    double *v = xmalloc(c->n * sizeof *v);
+    size_t n = agg_chunk_decode_with(self->dctx, c->data, c->len, ts, v, c->n);
+    size_t a = s_lower(ts, n, t);
+    bool changed = n == c->n && a > 0 && a < n;
+
+    if (changed) {
+        self->chunk_bytes -= c->len;
+        free(c->data);
+        c->tmin = ts[a];
+        c->n = (uint32_t)(n - a);
+        c->len = (uint32_t)agg_chunk_encode(ts + a, v + a, n - a, &c->data);
+        self->chunk_bytes += c->len;
+    }
+    free(ts);
+    free(v);
+    return changed;
+}
+
 size_t
 agg_store_expire(agg_store_t *self, int64_t raw_before,
                  const int64_t tier_before[AGG_ROLLUP_TIERS])
@@ -1193,8 +1236,9 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
     for (struct s_series *s = zhashx_first(self->series); s;
          s = zhashx_next(self->series)) {
         size_t k = 0, before = 0;
+        bool cut = false;
         for (size_t i = 0; i < s->nchunks; i++)
-            if (s->chunks[i].tmax < raw_before) {
+            if (s->chunks[i].tmin < raw_before) {
                 before = s_distinct(self, s); /* only when some go */
                 break;
             }
@@ -1207,9 +1251,11 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
                 dropped++;
                 continue;
             }
+            if (c->tmin < raw_before)
+                cut = s_chunk_cut(self, c, raw_before) || cut;
             s->chunks[k++] = *c;
         }
-        if (k < s->nchunks) {
+        if (k < s->nchunks || cut) {
             s->nchunks = k;
             s->sealed_max = INT64_MIN;
             for (size_t i = 0; i < k; i++)
@@ -1384,6 +1430,146 @@ agg_store_retry(agg_store_t *self)
     self->rollup_rewrite = true;
 }
 
+/* Chunk compaction. A run is a maximal stretch of adjacent chunks of s
+ * from i on holding AGG_STORE_COMPACT_POINTS points at most together. At
+ * an ordinary sync it holds only small chunks (under half that size: a
+ * big chunk is not encoded again) and is worth merging when it has two
+ * chunks or more and either half the points of a big chunk or
+ * AGG_STORE_COMPACT_RUN chunks; so a point is encoded again once on its
+ * way into a big chunk, plus once per AGG_STORE_COMPACT_RUN checkpoints
+ * while its series grows too slowly to fill one. At a clean stop
+ * (agg_store_compact_all) a run may also hold a big chunk, and two chunks
+ * are enough. Only series whose chunks are in time order without overlap
+ * (as written in order) are compacted: there, merging adjacent chunks
+ * changes no answer (no two hold the same timestamp, so which write wins
+ * does not arise). Returns the end of the run (exclusive, > i) and sets
+ * *worth. */
+static size_t
+s_compact_run(const struct s_series *s, size_t i, bool all, bool *worth)
+{
+    enum { BIG = AGG_STORE_COMPACT_POINTS / 2 };
+    size_t j = i, pts = 0;
+
+    while (j < s->nchunks && (all || s->chunks[j].n < BIG) &&
+           pts + s->chunks[j].n <= AGG_STORE_COMPACT_POINTS)
+        pts += s->chunks[j++].n;
+    *worth = j - i >= 2 &&
+             (all || pts >= BIG || j - i >= AGG_STORE_COMPACT_RUN);
+    return j > i ? j : i + 1;
+}
+
+/* Chunks compaction would merge away now, and the points it would
+ * encode again (*pts). */
+static size_t
+s_compact_gain(const agg_store_t *self, bool all, size_t *pts)
+{
+    size_t gain = 0;
+    bool worth;
+
+    *pts = 0;
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series)) {
+        if (s->chunk_overlap)
+            continue;
+        for (size_t i = 0, j; i < s->nchunks; i = j) {
+            j = s_compact_run(s, i, all, &worth);
+            if (worth)
+                gain += j - i - 1;
+            for (size_t k = i; worth && k < j; k++)
+                *pts += s->chunks[k].n;
+        }
+    }
+    return gain;
+}
+
+/* Merge the runs worth it of s into one chunk each, in memory (the
+ * caller rewrites the chunk file). A chunk that does not decode to the
+ * count its header gives is left alone, with its run. */
+static void
+s_compact_series(agg_store_t *self, struct s_series *s, bool all,
+                 int64_t *ts, double *v)
+{
+    size_t k = 0;
+    bool worth;
+
+    for (size_t i = 0, j; i < s->nchunks; i = j) {
+        size_t n = 0, got = 0;
+        j = s_compact_run(s, i, all, &worth);
+        for (size_t m = i; worth && m < j; m++, n += got)
+            worth = (got = agg_chunk_decode_with(
+                         self->dctx, s->chunks[m].data, s->chunks[m].len,
+                         ts + n, v + n, AGG_STORE_COMPACT_POINTS - n)) ==
+                    s->chunks[m].n;
+        if (!worth) {
+            memmove(&s->chunks[k], &s->chunks[i], (j - i) * sizeof *s->chunks);
+            k += j - i;
+            continue;
+        }
+        struct s_chunk c = {s->chunks[i].tmin, s->chunks[j - 1].tmax, NULL, 0,
+                            (uint32_t)n};
+        c.len = (uint32_t)agg_chunk_encode(ts, v, n, &c.data);
+        for (size_t m = i; m < j; m++) {
+            self->chunk_bytes -= s->chunks[m].len;
+            free(s->chunks[m].data);
+        }
+        self->chunk_bytes += c.len;
+        self->chunks -= j - i - 1;
+        self->compacted += j - i - 1;
+        s->chunks[k++] = c;
+    }
+    s->nchunks = k;
+}
+
+/* At a sync: compact when that merges away at least 1/8 of the chunks
+ * (so the whole-file rewrite it costs stays a fraction of what was
+ * appended meanwhile), or after agg_store_compact_all when it merges any
+ * and encodes at most AGG_STORE_COMPACT_ALL_MAX points again (a stop
+ * stays quick); then the sync writes a new generation. */
+static void
+s_compact(agg_store_t *self)
+{
+    bool all = self->compact_all;
+    size_t pts, gain, before = self->chunks;
+    int64_t t0 = clock_mono_ns();
+
+    /* Chunks sealed out of order (batches applied out of order seal
+     * late points) are put in order first, as the next read would
+     * (s_reseal; the file's records hold the same points). Their merged
+     * arrays are taken back at once: views do not outlive a checkpoint. */
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series))
+        if (s->chunk_overlap) {
+            s_reseal(self, s);
+            s_scratch_clear(&self->scratch, true);
+        }
+    gain = s_compact_gain(self, all, &pts);
+
+    self->compact_all = false;
+    if (all && pts > AGG_STORE_COMPACT_ALL_MAX)
+        gain = s_compact_gain(self, all = false, &pts);
+    if (gain == 0 || (!all && gain * 8 < self->chunks))
+        return;
+    int64_t *ts = xmalloc(AGG_STORE_COMPACT_POINTS * sizeof *ts);
+    double *v = xmalloc(AGG_STORE_COMPACT_POINTS * sizeof *v);
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series))
+        if (!s->chunk_overlap)
+            s_compact_series(self, s, all, ts, v);
+    free(ts);
+    free(v);
+    self->compactions++;
+    self->chunk_rewrite = true;
+    log_info("agg_store: compaction%s: %zu chunks into %zu (%zu points "
+             "encoded again) in %lld ms", all ? " at stop" : "", before,
+             self->chunks, pts, (long long)((clock_mono_ns() - t0) / 1000000));
+}
+
+void
+agg_store_compact_all(agg_store_t *self)
+{
+    self->compact_all = true;
+}
+
 int
 agg_store_sync(agg_store_t *self, struct agg_store_files *files)
 {
@@ -1395,6 +1581,7 @@ agg_store_sync(agg_store_t *self, struct agg_store_files *files)
         return 0;
     if (self->io_failed)
         return -1;
+    s_compact(self);
     if (self->chunk_rewrite) {
         if ((fd = s_rewrite(self, "chunks", self->files.chunk_gen + 1, &len)) == -1)
             return -1;
@@ -1723,6 +1910,118 @@ s_test_late(void)
     agg_store_destroy(&st);
 }
 
+/* The value of point i of series `which` in the compaction test: two
+ * decimals (scaled coding), or not a decimal at all (XOR coding). */
+static double
+s_test_cval(int which, int64_t i)
+{
+    return which == 0 ? (double)(2000 + (i * 37) % 101) / 100.0
+                      : sin((double)i) * 1e-3 + 1.0 / 3.0;
+}
+
+/* Every point of series key, bit for bit, against s_test_cval, with
+ * point `over` (if >= 0) overwritten by -1.5 and a late point at ts 5. */
+static void
+s_test_compact_check(agg_store_t *st, const char *key, int which, size_t n,
+                     int64_t over)
+{
+    struct agg_view *v;
+
+    assert(agg_store_select(st, key, NULL, 0, INT64_MIN, INT64_MAX, &v) == 1);
+    assert(v[0].n == n + (over >= 0));
+    for (size_t i = 0, k = 0; i < v[0].n; i++) {
+        if (over >= 0 && v[0].ts[i] == 5) {
+            assert(v[0].v[i] == 7.25);
+            continue;
+        }
+        double want = (int64_t)k == over ? -1.5 : s_test_cval(which, (int64_t)k);
+        assert(v[0].ts[i] == (int64_t)k * 10);
+        assert(memcmp(&v[0].v[i], &want, sizeof want) == 0);
+        k++;
+    }
+    free(v);
+}
+
+/* Compaction: runs of small chunks merged at a sync into one chunk,
+ * values bit-identical (scaled and XOR coded), a series with
+ * overlapping chunks left alone, the old generation still whole until
+ * the cleanup (a crash before the checkpoint names the new one loses
+ * nothing), late points and overwrites after it. */
+static void
+s_test_compact(const char *dir)
+{
+    enum { C = AGG_STORE_CHUNK_POINTS, N = AGG_STORE_COMPACT_POINTS + 100 };
+    struct agg_store_files zero = {0}, before, after;
+    const char *keys[2] = {"cd", "cx"};
+    agg_store_t *st = agg_store_open(dir, &zero);
+    double old;
+
+    assert(st);
+    for (int w = 0; w < 2; w++)
+        for (int64_t i = 0; i < N; i++)
+            assert(agg_store_put(st, keys[w], i * 10, s_test_cval(w, i)) == 1);
+    /* A slow series: one point per checkpoint, a tiny chunk each. */
+    for (int i = 0; i < AGG_STORE_COMPACT_RUN; i++) {
+        assert(agg_store_put(st, "slow", i * 10, i) == 1);
+        agg_store_seal_all(st);
+    }
+    assert(agg_store_chunks(st) == 2 * (N / C + 1) + AGG_STORE_COMPACT_RUN);
+    agg_store_written(st, &before);
+    agg_store_seal_all(st);
+    assert(agg_store_sync(st, &after) == 0);
+    /* cd, cx: 4 chunks of C into one, the head of 100 alone; slow: 16
+     * into one. */
+    assert(agg_store_compactions(st) == 1);
+    assert(agg_store_compacted_chunks(st) ==
+           2 * (AGG_STORE_COMPACT_POINTS / C - 1) + AGG_STORE_COMPACT_RUN - 1);
+    assert(agg_store_chunks(st) == 2 * 2 + 1);
+    assert(after.chunk_gen == before.chunk_gen + 1);
+    for (int w = 0; w < 2; w++)
+        s_test_compact_check(st, keys[w], w, N, -1);
+    /* Nothing more to merge: the next sync appends, no rewrite. */
+    assert(agg_store_sync(st, &after) == 0 && agg_store_compactions(st) == 1);
+    agg_store_destroy(&st);
+    /* The old generation before the cleanup: every point, small chunks. */
+    st = agg_store_open(dir, &before);
+    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN);
+    assert(agg_store_chunks(st) == 2 * (N / C + 1) + AGG_STORE_COMPACT_RUN);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &after);
+    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN);
+    assert(agg_store_chunks(st) == 5);
+    agg_store_cleanup(st);
+    for (int w = 0; w < 2; w++)
+        s_test_compact_check(st, keys[w], w, N, -1);
+    /* An overwrite and a late point in a compacted chunk. */
+    assert(s_sealed_find(st, zhashx_lookup(st->series, "cd"), 4000, &old) &&
+           old == s_test_cval(0, 400));
+    assert(agg_store_put(st, "cd", 4000, -1.5) == 0);
+    assert(agg_store_put(st, "cd", 5, 7.25) == 1);
+    s_test_compact_check(st, "cd", 0, N, 400);
+    /* Their chunk overlaps the compacted one: the sync reseals cd (8
+     * chunks of C and one of 1 point, then the head's 100) and compacts
+     * the 8 again. */
+    agg_store_seal_all(st);
+    assert(agg_store_sync(st, &after) == 0 && agg_store_compactions(st) == 1);
+    assert(agg_store_chunks(st) == 3 + 2 + 1);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &after);
+    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN + 1);
+    assert(agg_store_chunks(st) == 6);
+    s_test_compact_check(st, "cd", 0, N, 400);
+    s_test_compact_check(st, "cx", 1, N, -1);
+    /* At a stop the small chunks after a big one merge too. */
+    agg_store_compact_all(st);
+    assert(agg_store_sync(st, &after) == 0 && agg_store_compactions(st) == 1);
+    assert(agg_store_chunks(st) == 5);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &after);
+    assert(st && agg_store_chunks(st) == 5);
+    s_test_compact_check(st, "cd", 0, N, 400);
+    s_test_compact_check(st, "cx", 1, N, -1);
+    agg_store_destroy(&st);
+}
+
 void
 agg_store_test(bool verbose)
 {
@@ -1828,6 +2127,9 @@ agg_store_test(bool verbose)
         snprintf(sub, sizeof sub, "%s/del", dir);
         assert(mkdir(sub, 0755) == 0);
         s_test_delete(sub);
+        snprintf(sub, sizeof sub, "%s/cmp", dir);
+        assert(mkdir(sub, 0755) == 0);
+        s_test_compact(sub);
     }
     /* A checkpoint length shorter than the file drops what follows. */
     agg_store_destroy(&st);

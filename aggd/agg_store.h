@@ -28,6 +28,20 @@
 #include <stdint.h>
 
 #define AGG_STORE_CHUNK_POINTS 2048 /* a head is sealed at this size */
+/* Chunk compaction (at a sync, see s_compact_run in agg_store.c): runs
+ * of adjacent small chunks of one series (time-ordered, none
+ * overlapping) are merged into one chunk of at most this many points,
+ * once they hold half of them or are AGG_STORE_COMPACT_RUN chunks long
+ * (checkpoints seal a slow series' head into tiny chunks). On the
+ * benchmark's data zstd codes a 10,000-point chunk in 0.627 bytes a
+ * point, 2,048-point ones in 0.671, and one record's header and key
+ * replace several. The chunk file is then written anew as the next
+ * generation, as after retention. */
+#define AGG_STORE_COMPACT_POINTS 16384
+#define AGG_STORE_COMPACT_RUN 16
+/* Points a compaction at a clean stop encodes again, at most (about
+ * 25 ns each). */
+#define AGG_STORE_COMPACT_ALL_MAX (32u << 20)
 
 typedef struct agg_store agg_store_t;
 
@@ -84,6 +98,13 @@ size_t agg_store_head_points(const agg_store_t *self);
 uint64_t agg_store_reseals(const agg_store_t *self);
 uint64_t agg_store_reseal_points(const agg_store_t *self);
 uint64_t agg_store_head_merge_points(const agg_store_t *self);
+/* Compaction work since open: chunks merged away (a run of k chunks
+ * merged into one counts k - 1), and whole chunk file rewrites it caused. */
+uint64_t agg_store_compacted_chunks(const agg_store_t *self);
+uint64_t agg_store_compactions(const agg_store_t *self);
+/* Have the next sync (the checkpoint of a clean stop) also merge the
+ * small chunks after a big one, each run into one chunk. */
+void agg_store_compact_all(agg_store_t *self);
 /* Collect views of every series matching sel/filters (series_match) with
  * points in [start, end). Returns the number of matching series (even when
  * a view holds no point) and sets *views (caller frees the array only),
@@ -115,7 +136,8 @@ const agg_rollup_t *agg_store_rollup(agg_store_t *self, const char *key);
 bool agg_store_span(agg_store_t *self, const char *key, int64_t *first,
                     int64_t *end);
 
-/* Retention: drop the chunks whose newest point is before raw_before, and
+/* Retention: drop the raw points before raw_before (whole chunks, and
+ * the first part of a chunk that straddles it), and
  * the buckets of each rollup tier that end before tier_before[tier]
  * (INT64_MIN keeps everything). The next sync writes new file
  * generations. Returns the number of chunks dropped. */

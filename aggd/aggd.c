@@ -928,7 +928,9 @@ aggd_run(aggd_t *self)
     /* Drain: hand anomalyd what it still owes, within the deadline. */
     outq_drain(self->out, clock_mono_ns() + self->conf->drain);
     /* Make the log durable and tell ingestd, so a restart resends
-     * nothing it does not have to. */
+     * nothing it does not have to; merge the small chunks the heads
+     * leave (agg_store_compact_all). */
+    agg_store_compact_all(self->store);
     if (!self->wal_broken && s_checkpoint(self) == 0)
         s_send_confirm(self);
     close(sigfd);
