@@ -9,7 +9,12 @@ points/s load.py reports (sensorpipe acknowledges only after its spool
 fsync), CPU seconds per point of the server processes, peak RSS summed
 over them (sampled every 100 ms), and disk bytes per point once the data
 is flushed (sensorpipe: aggd stopped cleanly, which checkpoints its heads
-into chunks; VictoriaMetrics: /internal/force_flush; InfluxDB: as is).
+into chunks and compacts small ones; VictoriaMetrics: /internal/force_flush,
+its point count checked, then /internal/force_merge, each followed by a
+wait until the directory's size holds still for 5 s, as
+/work/shared/peers/RESULTS.md measured it; InfluxDB: as is). Disk is the
+files' apparent size (the table) and their allocated blocks (du -k, in the
+JSON and the by-kind lines), the same way for every system.
 
 A peer whose binary is missing is skipped and says so. Results go to
 stdout as a table and, with --json, as JSON lines.
@@ -26,12 +31,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.environ.get("SP_PEERS", "/work/shared/peers")
 PY = "/usr/bin/python3"
 CLK = os.sysconf("SC_CLK_TCK")
+MANIFEST = {}  # the generator's manifest.json of the data loaded
 
 
 def free_port():
@@ -51,6 +58,29 @@ def du(path):
             except OSError:
                 pass
     return total
+
+
+def du_alloc(path):
+    """Allocated bytes (st_blocks, as du -k counts them)."""
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(d, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def du_stable(path, still=5, timeout=180):
+    """du(path) once it has not changed for `still` seconds in a row."""
+    last, same, deadline = du(path), 0, time.time() + timeout
+    while same < still and time.time() < deadline:
+        time.sleep(1)
+        now = du(path)
+        same = same + 1 if now == last else 0
+        last = now
+    return last
 
 
 def cpu_us(pid):
@@ -194,6 +224,7 @@ class Sensorpipe:
         self.procs["aggd"].send_signal(signal.SIGTERM)
         self.procs["aggd"].wait(timeout=120)
         self.disk_by_kind = du_by_kind(os.path.join(self.dir, "data.0"))
+        self.disk_alloc = du_alloc(os.path.join(self.dir, "data.0"))
         return du(os.path.join(self.dir, "data.0")), spool
 
     def stop(self):
@@ -221,10 +252,24 @@ class Victoria:
         return [self.p.pid]
 
     def flushed_bytes(self):
-        urllib.request.urlopen("http://127.0.0.1:%d/internal/force_flush"
-                               % self.port).read()
-        time.sleep(3)
-        return du(self.dir), 0
+        base = "http://127.0.0.1:%d" % self.port
+        urllib.request.urlopen(base + "/internal/force_flush").read()
+        du_stable(self.dir)
+        self.disk_after_flush = du(self.dir)
+        # Every point must be in before its size counts (the load only
+        # waited for acknowledgements of buffered rows).
+        q = urllib.parse.urlencode({
+            "query": "sum(count_over_time(sensor_value[%ds]))" % (
+                MANIFEST["main_end"] - MANIFEST["start"] + 1),
+            "time": str(MANIFEST["main_end"]), "nocache": "1"})
+        r = json.loads(urllib.request.urlopen(
+            base + "/api/v1/query?" + q).read())
+        self.stored_points = int(float(r["data"]["result"][0]["value"][1]))
+        urllib.request.urlopen(base + "/internal/force_merge").read()
+        time.sleep(1)
+        disk = du_stable(self.dir)
+        self.disk_alloc = du_alloc(self.dir)
+        return disk, 0
 
     def stop(self):
         self.p.send_signal(signal.SIGTERM)
@@ -303,6 +348,11 @@ def run_one(sysobj, work, data, conns, npoints):
                                             for p, k in rs.each.items()},
                 "disk_bytes_by_kind": getattr(sysobj, "disk_by_kind", None),
                 "disk_bytes_per_point": disk / npoints,
+                "disk_alloc_bytes_per_point": (
+                    getattr(sysobj, "disk_alloc", 0) / npoints),
+                "disk_bytes_per_point_after_flush_only": (
+                    getattr(sysobj, "disk_after_flush", disk) / npoints),
+                "stored_points": getattr(sysobj, "stored_points", None),
                 "spool_bytes_after": spool, "visible_after_ack_s": lag,
                 "load": r}
     finally:
@@ -325,6 +375,8 @@ def main():
                         str(a.series), "--points", str(a.points), "--big", "0",
                         "--out", data], check=True, stdout=subprocess.DEVNULL)
     main_dir = os.path.join(data, "main")
+    with open(os.path.join(data, "manifest.json")) as f:
+        MANIFEST.update(json.load(f))
     npoints = a.series * a.points
     systems = {"sensorpipe": (Sensorpipe, os.path.join(ROOT, "build", "aggd")),
                "victoria-metrics": (Victoria, shutil.which("victoria-metrics")),
@@ -360,6 +412,16 @@ def main():
                 "%s %.2f + %.2f" % (n, v["user"], v["sys"])
                 for n, v in sorted(r["cpu_s_per_mpoint_by_process"].items())),
             r["loadavg_1m_after"], r["other_cores"] or 0))
+    print("\nDisk bytes/point: apparent size, allocated blocks (du -k); "
+          "VictoriaMetrics also after force_flush only, and its point count:")
+    for r in rows:
+        print("  %s c=%d: %.3f, allocated %.3f%s" % (
+            r["system"], r["conns"], r["disk_bytes_per_point"],
+            r["disk_alloc_bytes_per_point"],
+            "; after force_flush only %.3f; %s points stored" % (
+                r["disk_bytes_per_point_after_flush_only"],
+                r["stored_points"]) if r["stored_points"] is not None
+            else ""))
     print("\nPeak RSS MiB by process, and disk bytes/point by kind of file:")
     for r in rows:
         print("  %s c=%d: %s%s" % (
