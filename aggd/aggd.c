@@ -683,6 +683,10 @@ s_status_storage(aggd_t *self, json_t *j)
                         agg_store_reseal_points(self->store)));
     json_object_set_new(j, "head_merge_points", json_integer((json_int_t)
                         agg_store_head_merge_points(self->store)));
+    json_object_set_new(j, "chunk_compactions", json_integer((json_int_t)
+                        agg_store_compactions(self->store)));
+    json_object_set_new(j, "compacted_chunks", json_integer((json_int_t)
+                        agg_store_compacted_chunks(self->store)));
     agg_store_written(self->store, &f);
     json_object_set_new(j, "disk_chunk_bytes", json_integer((json_int_t)f.chunk_len));
     json_object_set_new(j, "disk_rollup_bytes", json_integer((json_int_t)f.rollup_len));

@@ -168,6 +168,10 @@ def _test(p, f):
     check(status["rollup_minute_buckets"] <= 2 * 10 * 1440 + 2,
           "minute buckets past 10 days dropped: %d"
           % status["rollup_minute_buckets"])
+    check(status.get("chunk_compactions", 0) >= 1 and
+          status.get("compacted_chunks", 0) > 0,
+          "chunk compaction ran: %s rewrites, %s chunks merged away"
+          % (status.get("chunk_compactions"), status.get("compacted_chunks")))
     for k in ("disk_chunk_bytes", "disk_rollup_bytes", "disk_wal_bytes"):
         check(k in status, "/stats shows %s = %s" % (k, status.get(k)))
     check(status["disk_rollup_bytes"] > 0 and status["disk_chunk_bytes"] > 0,
