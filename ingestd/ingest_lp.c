@@ -20,10 +20,11 @@
 #include <string.h>
 
 /* Copy an escaped line-protocol token up to an unescaped stop character
- * (one of at most two). Returns the length consumed or -1. */
+ * (one of at most two); *olen (unless NULL) gets the bytes copied.
+ * Returns the length consumed or -1. */
 static long
-s_token(const char *p, const char *end, const char *stop, char *out,
-        size_t outlen)
+s_token_n(const char *p, const char *end, const char *stop, char *out,
+          size_t outlen, size_t *olen)
 {
     size_t k = 0;
     const char *s = p;
@@ -37,7 +38,16 @@ s_token(const char *p, const char *end, const char *stop, char *out,
         out[k++] = *s++;
     }
     out[k] = '\0';
+    if (olen)
+        *olen = k;
     return (long)(s - p);
+}
+
+static long
+s_token(const char *p, const char *end, const char *stop, char *out,
+        size_t outlen)
+{
+    return s_token_n(p, end, stop, out, outlen, NULL);
 }
 
 /* Line protocol bodies repeat their series: every series section
@@ -54,6 +64,7 @@ struct s_lpseries {
     uint32_t tags_len;      /* "{k=v,...}" bytes, or 0 without tags */
     struct {
         char field[LP_FIELD_MAX]; /* field key */
+        uint32_t flen;            /* its length */
         uint32_t series;          /* the batch's series of meas.field */
     } memo[LP_MEMO];
     unsigned nmemo;         /* memo entries used (round robin past LP_MEMO) */
@@ -171,16 +182,16 @@ s_lp_lookup(struct s_lpcache *c, const char *p, const char *end,
     return &c->e[i];
 }
 
-/* The key of field fk of series e into key (SERIES_KEY_MAX); its length,
- * or -1 with *why set. */
+/* The key of field fk (fl bytes) of series e into key (SERIES_KEY_MAX);
+ * its length, or -1 with *why set. */
 static int
 s_lp_key(const struct s_lpcache *c, const struct s_lpseries *e,
-         const char *fk, char *key, const char **why)
+         const char *fk, size_t fl, char *key, const char **why)
 {
-    size_t ml = e->meas_len, fl = strlen(fk), n = ml;
+    size_t ml = e->meas_len, n = ml;
 
     memcpy(key, c->arena + e->meas, ml);
-    if (strcmp(fk, "value") != 0) {
+    if (fl != 5 || memcmp(fk, "value", 5) != 0) {
         if (ml + 1 + fl > SERIES_NAME_MAX) {
             *why = "longer than 256 bytes";
             return -1;
@@ -201,13 +212,13 @@ s_lp_key(const struct s_lpcache *c, const struct s_lpseries *e,
     return (int)n;
 }
 
-/* The memo slot of field fk in e, or -1. */
+/* The memo slot of field fk (fl bytes) in e, or -1. */
 static int
-s_lp_memo(const struct s_lpseries *e, const char *fk)
+s_lp_memo(const struct s_lpseries *e, const char *fk, size_t fl)
 {
     unsigned n = e->nmemo < LP_MEMO ? e->nmemo : LP_MEMO;
     for (unsigned i = 0; i < n; i++)
-        if (strcmp(e->memo[i].field, fk) == 0)
+        if (e->memo[i].flen == fl && memcmp(e->memo[i].field, fk, fl) == 0)
             return (int)i;
     return -1;
 }
@@ -269,11 +280,10 @@ s_lp_int(const char *s, long long *out)
     return 0;
 }
 
+/* The number in val (vl bytes, NUL-terminated). */
 static const char *
-s_lp_value(char *val, double *v)
+s_lp_value(char *val, size_t vl, double *v)
 {
-    size_t vl = strlen(val);
-
     if (val[0] == '"')
         return "string fields are not numeric readings";
     if (isalpha((unsigned char)val[0])) {
@@ -301,6 +311,7 @@ s_write_line(struct s_lpcache *c, const char *p, const char *end, int64_t now,
              int64_t prec, msg_batch_t *b, size_t *added)
 {
     char fk[32][SERIES_NAME_MAX + 1];
+    size_t fl[32];
     double fv[32];
     int memo[32];
     size_t nf = 0;
@@ -318,15 +329,17 @@ s_write_line(struct s_lpcache *c, const char *p, const char *end, int64_t now,
         p++;
     for (;;) {
         char val[64];
+        size_t vl;
         if (nf == 32)
             return "more than 32 fields";
-        if ((n = s_token(p, end, "=", fk[nf], sizeof fk[nf])) <= 0 || p + n >= end)
+        if ((n = s_token_n(p, end, "=", fk[nf], sizeof fk[nf], &fl[nf])) <= 0 ||
+            p + n >= end)
             return "bad field key";
         p += n + 1;
-        if ((n = s_token(p, end, ", ", val, sizeof val)) <= 0)
+        if ((n = s_token_n(p, end, ", ", val, sizeof val, &vl)) <= 0)
             return "bad field value";
         p += n;
-        if ((why = s_lp_value(val, &fv[nf])))
+        if ((why = s_lp_value(val, vl, &fv[nf])))
             return why;
         nf++;
         if (p < end && *p == ',') {
@@ -358,19 +371,20 @@ s_write_line(struct s_lpcache *c, const char *p, const char *end, int64_t now,
     /* Check every field's series before adding any, so a bad line adds
      * nothing. */
     for (size_t i = 0; i < nf; i++)
-        if ((memo[i] = s_lp_memo(e, fk[i])) < 0 &&
-            s_lp_key(c, e, fk[i], key, &why) < 0)
+        if ((memo[i] = s_lp_memo(e, fk[i], fl[i])) < 0 &&
+            s_lp_key(c, e, fk[i], fl[i], key, &why) < 0)
             return why;
     for (size_t i = 0; i < nf; i++) {
         uint32_t series;
         if (memo[i] >= 0) {
             series = e->memo[memo[i]].series;
         } else {
-            int kl = s_lp_key(c, e, fk[i], key, &why);
+            int kl = s_lp_key(c, e, fk[i], fl[i], key, &why);
             series = msg_batch_series_add(b, key, (size_t)kl);
-            if (strlen(fk[i]) < LP_FIELD_MAX) { /* longer ones: no memo */
+            if (fl[i] < LP_FIELD_MAX) { /* longer ones: no memo */
                 unsigned slot = e->nmemo++ % LP_MEMO;
-                memcpy(e->memo[slot].field, fk[i], strlen(fk[i]) + 1);
+                memcpy(e->memo[slot].field, fk[i], fl[i] + 1);
+                e->memo[slot].flen = (uint32_t)fl[i];
                 e->memo[slot].series = series;
             }
         }
