@@ -10,8 +10,8 @@
  * dividing it by the largest value that member has produced recently (a
  * slowly decaying maximum): r >= 1 means "more surprising than anything
  * this member saw lately". The ensemble takes the largest weighted r,
- * then, after an alarm, holds off for a while (an anomaly episode alarms
- * once), and maps r to [0,1] so that ANOMALY_ENSEMBLE_PARAMS' `half` is
+ * then, after an alarm, holds off until the series has calmed down or for
+ * at most `hold` readings (an anomaly episode alarms once), and maps r to [0,1] so that ANOMALY_ENSEMBLE_PARAMS' `half` is
  * 0.5. Causal: a score depends only on readings at or before it.
  */
 #ifndef SP_ANOMALY_ENSEMBLE_H
@@ -59,8 +59,10 @@ struct anomaly_ensemble_params {
     double cap;          /* statistics are capped here before normalising */
     double min_sigma;    /* sigma-unit members vote only from this |z| */
     double alarm;        /* r from which an alarm starts a hold-off */
-    size_t hold;         /* readings scored 0 after an alarm ... */
+    size_t hold;         /* readings scored 0 after an alarm at most ... */
     double escalate;     /* ... unless r passes this multiple of the alarm's */
+    double rearm;        /* ... or r stays below rearm * alarm ... */
+    size_t calm;         /* ... for this many readings in a row (0 = off) */
     size_t range_warm;   /* readings before new extremes count */
     double range_base;   /* r of a new extreme ... */
     double range_gain;   /* ... plus gain times its excess ... */
