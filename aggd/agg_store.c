@@ -1439,7 +1439,10 @@ agg_store_retry(agg_store_t *self)
  * way into a big chunk, plus once per AGG_STORE_COMPACT_RUN checkpoints
  * while its series grows too slowly to fill one. At a clean stop
  * (agg_store_compact_all) a run may also hold a big chunk, and two chunks
- * are enough. Only series whose chunks are in time order without overlap
+ * are enough; before, a series' newest chunk is left out (a late point
+ * for the recent past, common when batches arrive out of order, looks
+ * its timestamp up in a chunk of at most AGG_STORE_CHUNK_POINTS then,
+ * s_sealed_find). Only series whose chunks are in time order without overlap
  * (as written in order) are compacted: there, merging adjacent chunks
  * changes no answer (no two hold the same timestamp, so which write wins
  * does not arise). Returns the end of the run (exclusive, > i) and sets
@@ -1449,8 +1452,9 @@ s_compact_run(const struct s_series *s, size_t i, bool all, bool *worth)
 {
     enum { BIG = AGG_STORE_COMPACT_POINTS / 2 };
     size_t j = i, pts = 0;
+    size_t end = all || s->nchunks == 0 ? s->nchunks : s->nchunks - 1;
 
-    while (j < s->nchunks && (all || s->chunks[j].n < BIG) &&
+    while (j < end && (all || s->chunks[j].n < BIG) &&
            pts + s->chunks[j].n <= AGG_STORE_COMPACT_POINTS)
         pts += s->chunks[j++].n;
     *worth = j - i >= 2 &&
@@ -1960,21 +1964,22 @@ s_test_compact(const char *dir)
     for (int w = 0; w < 2; w++)
         for (int64_t i = 0; i < N; i++)
             assert(agg_store_put(st, keys[w], i * 10, s_test_cval(w, i)) == 1);
-    /* A slow series: one point per checkpoint, a tiny chunk each. */
-    for (int i = 0; i < AGG_STORE_COMPACT_RUN; i++) {
+    /* A slow series: one point per checkpoint, a tiny chunk each (the
+     * newest is left out of a compaction before the stop). */
+    for (int i = 0; i < AGG_STORE_COMPACT_RUN + 1; i++) {
         assert(agg_store_put(st, "slow", i * 10, i) == 1);
         agg_store_seal_all(st);
     }
-    assert(agg_store_chunks(st) == 2 * (N / C + 1) + AGG_STORE_COMPACT_RUN);
+    assert(agg_store_chunks(st) == 2 * (N / C + 1) + AGG_STORE_COMPACT_RUN + 1);
     agg_store_written(st, &before);
     agg_store_seal_all(st);
     assert(agg_store_sync(st, &after) == 0);
-    /* cd, cx: 4 chunks of C into one, the head of 100 alone; slow: 16
-     * into one. */
+    /* cd, cx: 8 chunks of C into one, the head of 100 alone; slow: 16
+     * into one, the newest alone. */
     assert(agg_store_compactions(st) == 1);
     assert(agg_store_compacted_chunks(st) ==
            2 * (AGG_STORE_COMPACT_POINTS / C - 1) + AGG_STORE_COMPACT_RUN - 1);
-    assert(agg_store_chunks(st) == 2 * 2 + 1);
+    assert(agg_store_chunks(st) == 2 * 2 + 2);
     assert(after.chunk_gen == before.chunk_gen + 1);
     for (int w = 0; w < 2; w++)
         s_test_compact_check(st, keys[w], w, N, -1);
@@ -1983,12 +1988,12 @@ s_test_compact(const char *dir)
     agg_store_destroy(&st);
     /* The old generation before the cleanup: every point, small chunks. */
     st = agg_store_open(dir, &before);
-    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN);
-    assert(agg_store_chunks(st) == 2 * (N / C + 1) + AGG_STORE_COMPACT_RUN);
+    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN + 1);
+    assert(agg_store_chunks(st) == 2 * (N / C + 1) + AGG_STORE_COMPACT_RUN + 1);
     agg_store_destroy(&st);
     st = agg_store_open(dir, &after);
-    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN);
-    assert(agg_store_chunks(st) == 5);
+    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN + 1);
+    assert(agg_store_chunks(st) == 6);
     agg_store_cleanup(st);
     for (int w = 0; w < 2; w++)
         s_test_compact_check(st, keys[w], w, N, -1);
@@ -2003,14 +2008,15 @@ s_test_compact(const char *dir)
      * the 8 again. */
     agg_store_seal_all(st);
     assert(agg_store_sync(st, &after) == 0 && agg_store_compactions(st) == 1);
-    assert(agg_store_chunks(st) == 3 + 2 + 1);
+    assert(agg_store_chunks(st) == 3 + 2 + 2);
     agg_store_destroy(&st);
     st = agg_store_open(dir, &after);
-    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN + 1);
-    assert(agg_store_chunks(st) == 6);
+    assert(st && agg_store_points(st) == 2 * N + AGG_STORE_COMPACT_RUN + 2);
+    assert(agg_store_chunks(st) == 7);
     s_test_compact_check(st, "cd", 0, N, 400);
     s_test_compact_check(st, "cx", 1, N, -1);
-    /* At a stop the small chunks after a big one merge too. */
+    /* At a stop the small chunks after a big one merge too, and the
+     * newest: cd 16384 + 101, cx 16384 + 100, slow 17. */
     agg_store_compact_all(st);
     assert(agg_store_sync(st, &after) == 0 && agg_store_compactions(st) == 1);
     assert(agg_store_chunks(st) == 5);
