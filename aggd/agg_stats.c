@@ -217,12 +217,89 @@ s_select(uint64_t *a, size_t n, int shift, const size_t *r, size_t nr,
 }
 
 void
+agg_stats_pct_ranks(size_t n, double p, size_t *lo, size_t *hi)
+{
+    *lo = (size_t)floor(p / 100.0 * (double)(n - 1));
+    *hi = *lo + 1 < n ? *lo + 1 : *lo;
+}
+
+double
+agg_stats_pct_between(size_t n, double p, double a, double b)
+{
+    double rank = p / 100.0 * (double)(n - 1);
+    size_t lo = (size_t)floor(rank);
+    return lo + 1 >= n ? a : s_lerp(a, b, rank - (double)lo);
+}
+
+#define S_QSELECT_MAX 65536 /* below this, quickselect: the radix one's
+                                histograms cost more than the keys */
+
+/* Put the k-th smallest of a[lo..hi) at a[k], smaller ones before it and
+ * larger ones after (quickselect, median-of-three pivots). */
+static void
+s_qselect(uint64_t *a, size_t lo, size_t hi, size_t k)
+{
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2, i = lo, j = hi - 1;
+        uint64_t x = a[lo], y = a[mid], z = a[hi - 1], p, t;
+        p = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+        while (i <= j) { /* Hoare partition around the value p */
+            while (a[i] < p)
+                i++;
+            while (a[j] > p)
+                j--;
+            if (i <= j) {
+                t = a[i];
+                a[i++] = a[j];
+                a[j] = t;
+                if (j-- == lo)
+                    break;
+            }
+        }
+        /* a[lo..j] <= p, a[i..hi) >= p, and between them p itself. */
+        if (k <= j && j + 1 > lo)
+            hi = j + 1;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
+    }
+}
+
+void
+agg_stats_ranks(const double *v, size_t n, const size_t *r, size_t nr,
+                double *out)
+{
+    uint64_t *a, *got;
+
+    if (n == 0 || nr == 0)
+        return;
+    a = xmalloc(n * sizeof *a);
+    got = xmalloc(nr * sizeof *got);
+    for (size_t i = 0; i < n; i++)
+        a[i] = s_key(v[i]);
+    if (n < S_QSELECT_MAX) {
+        /* Ascending ranks: each one's selection leaves the larger keys
+         * after it, where the next is looked for. */
+        for (size_t i = 0, lo = 0; i < nr; lo = r[i++]) {
+            s_qselect(a, lo, n, r[i]);
+            got[i] = a[r[i]];
+        }
+    } else {
+        s_select(a, n, 64 - S_RADIX_BITS, r, nr, got);
+    }
+    for (size_t i = 0; i < nr; i++)
+        out[i] = s_unkey(got[i]);
+    free(a);
+    free(got);
+}
+
+void
 agg_stats_percentiles(const double *v, size_t n, const double *p, size_t np,
                       double *out)
 {
     size_t *r, *order, nr = 0;
-    uint64_t *a, *got;
-    double s[2];
+    double *got;
 
     if (n == 0 || np == 0)
         return;
@@ -230,29 +307,20 @@ agg_stats_percentiles(const double *v, size_t n, const double *p, size_t np,
     order = xmalloc(2 * np * sizeof *order);
     got = xmalloc(2 * np * sizeof *got);
     /* The two ranks each percentile interpolates between, ascending. */
-    for (size_t i = 0; i < np; i++) {
-        size_t lo = (size_t)floor(p[i] / 100.0 * (double)(n - 1));
-        r[nr++] = lo;
-        r[nr++] = lo + 1 < n ? lo + 1 : lo;
-    }
+    for (size_t i = 0; i < np; i++, nr += 2)
+        agg_stats_pct_ranks(n, p[i], &r[nr], &r[nr + 1]);
     memcpy(order, r, nr * sizeof *r);
     qsort(order, nr, sizeof *order, s_size_cmp);
-    a = xmalloc(n * sizeof *a);
-    for (size_t i = 0; i < n; i++)
-        a[i] = s_key(v[i]);
-    s_select(a, n, 64 - S_RADIX_BITS, order, nr, got);
-    free(a);
+    agg_stats_ranks(v, n, order, nr, got);
     for (size_t i = 0; i < np; i++) {
+        double s[2];
         for (int h = 0; h < 2; h++) {
             size_t k = 0;
             while (order[k] != r[2 * i + (size_t)h])
                 k++;
-            s[h] = s_unkey(got[k]);
+            s[h] = got[k];
         }
-        /* agg_stats_percentile, from the two neighbours alone. */
-        double rank = p[i] / 100.0 * (double)(n - 1);
-        size_t lo = (size_t)floor(rank);
-        out[i] = lo + 1 >= n ? s[0] : s_lerp(s[0], s[1], rank - (double)lo);
+        out[i] = agg_stats_pct_between(n, p[i], s[0], s[1]);
     }
     free(r);
     free(order);

@@ -35,6 +35,17 @@ double agg_stats_percentile(const double *sorted, size_t n, double p);
  * (a few passes over the values instead of eight). v is not changed. */
 void agg_stats_percentiles(const double *v, size_t n, const double *p,
                            size_t np, double *out);
+/* The two ranks percentile p of n > 0 values lies between: *lo =
+ * floor(p / 100 * (n - 1)) and *hi = *lo + 1 (or *lo at the end). */
+void agg_stats_pct_ranks(size_t n, double p, size_t *lo, size_t *hi);
+/* Percentile p of n values from the values a and b at those two ranks,
+ * interpolated as agg_stats_percentile does (numpy's "linear"). */
+double agg_stats_pct_between(size_t n, double p, double a, double b);
+/* The values of ranks r[0..nr) (ascending, each < n) of the n values v
+ * into out, by the radix selection of agg_stats_percentiles (ties in
+ * the order of the values' bits: -0 before 0). v is not changed. */
+void agg_stats_ranks(const double *v, size_t n, const size_t *r, size_t nr,
+                     double *out);
 /* Sort values ascending in place. */
 void agg_stats_sort(double *v, size_t n);
 /* Parse an aggregation name: "mean", "min", "max", "sum", "count",

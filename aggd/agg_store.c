@@ -54,6 +54,9 @@ struct s_series {
     agg_rollup_t *roll;      /* minute, hour and day rollups */
     int64_t raw_from;        /* raw points before this were dropped by
                                 retention (INT64_MIN: none were) */
+    int64_t stale_lo, stale_hi; /* hull of the time where the rollups may
+                                   not equal the raw points (in memory:
+                                   a load rebuilds from raw what it can) */
     int64_t *ts;             /* head: ascending timestamps */
     double *v;               /* head: values */
     size_t n, cap;           /* head points used and allocated */
@@ -227,6 +230,8 @@ s_series_get(agg_store_t *self, const char *key)
         s->sealed_max = INT64_MIN;
         s->roll = agg_rollup_new();
         s->raw_from = INT64_MIN;
+        s->stale_lo = INT64_MAX;
+        s->stale_hi = INT64_MIN;
         zhashx_insert(self->series, key, s);
     }
     return s;
@@ -624,6 +629,14 @@ s_floor_day(int64_t t)
     return d > t ? d - S_NS_DAY : d;
 }
 
+/* The rollups of s over [a, b) may no longer equal its raw points. */
+static void
+s_stale(struct s_series *s, int64_t a, int64_t b)
+{
+    s->stale_lo = a < s->stale_lo ? a : s->stale_lo;
+    s->stale_hi = b > s->stale_hi ? b : s->stale_hi;
+}
+
 /* The point at ts of s changed from old to v: adjust the rollups, and
  * when min or max may be stale recompute that day's buckets from the raw
  * points, if the store still has all of them (retention may have dropped
@@ -643,6 +656,8 @@ s_roll_replace(agg_store_t *self, struct s_series *s, int64_t ts,
         agg_rollup_drop(s->roll, day, day + S_NS_DAY);
         for (size_t i = 0; i < view.n; i++)
             agg_rollup_add(s->roll, view.ts[i], view.v[i]);
+    } else {
+        s_stale(s, day, day + S_NS_DAY);
     }
     s_scratch_clear(&self->scratch, true);
 }
@@ -1168,6 +1183,16 @@ agg_store_raw_estimate(agg_store_t *self, const char *key, int64_t start,
     return n + s->n;
 }
 
+bool
+agg_store_rollups_exact(agg_store_t *self, const char *key, int64_t start,
+                        int64_t end)
+{
+    const struct s_series *s = zhashx_lookup(self->series, key);
+
+    return s && start >= s->raw_from &&
+           (end <= s->stale_lo || start >= s->stale_hi);
+}
+
 const agg_rollup_t *
 agg_store_rollup(agg_store_t *self, const char *key)
 {
@@ -1271,8 +1296,10 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
         }
         for (int t = 0; t < AGG_ROLLUP_TIERS; t++)
             if (tier_before[t] != INT64_MIN &&
-                agg_rollup_expire(s->roll, t, tier_before[t]) > 0)
+                agg_rollup_expire(s->roll, t, tier_before[t]) > 0) {
                 self->rollup_rewrite = true;
+                s_stale(s, INT64_MIN, tier_before[t]);
+            }
     }
     return dropped;
 }
@@ -1355,6 +1382,7 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
                 continue;
             if (before[e] != agg_rollup_count_at(s->roll, AGG_ROLLUP_DAY, d)) {
                 *partial = true;
+                s_stale(s, d, d + S_NS_DAY);
                 continue;
             }
             agg_rollup_drop(s->roll, d, d + S_NS_DAY);

@@ -130,6 +130,13 @@ int agg_store_summarize(agg_store_t *self, const char *key, int64_t start,
  * retention dropped raw points of the range (only rollups hold it). */
 size_t agg_store_raw_estimate(agg_store_t *self, const char *key,
                               int64_t start, int64_t end);
+/* Do the rollups of series key over [start, end) hold exactly its raw
+ * points there (the same count, min, max, first, last and sketch counts;
+ * sums and M2 up to rounding)? False when retention dropped raw points
+ * or rollup buckets of the range, or an overwrite or a delete there could
+ * not recompute a bucket's extremes from raw points. */
+bool agg_store_rollups_exact(agg_store_t *self, const char *key,
+                             int64_t start, int64_t end);
 /* The rollups of series key (borrowed until the next write), or NULL. */
 const agg_rollup_t *agg_store_rollup(agg_store_t *self, const char *key);
 /* Time covered by the rollups of key: false when it has none. */
