@@ -452,11 +452,17 @@ s_fast_scan(agg_store_t *store, const char *key, int64_t start, int64_t end,
     }
     /* Hours closer than a chunk's time span are read together: a chunk
      * is decoded whole, so two reads would decode the one between them
-     * twice. */
+     * twice. The points of a chunk: those counted for a range of 1 ns
+     * in the middle (the chunk there, and the head). */
     size_t npts = agg_store_raw_estimate(store, key, start, end);
+    size_t cpts = agg_store_raw_estimate(store, key, start + (end - start) / 2,
+                                         start + (end - start) / 2 + 1);
+    cpts = cpts < AGG_STORE_CHUNK_POINTS    ? AGG_STORE_CHUNK_POINTS
+           : cpts > AGG_STORE_COMPACT_POINTS ? AGG_STORE_COMPACT_POINTS
+                                             : cpts;
     int64_t gap = npts > 0 && npts != SIZE_MAX
                       ? (int64_t)((double)(end - start) / (double)npts *
-                                  AGG_STORE_CHUNK_POINTS)
+                                  (double)cpts)
                       : w;
     size_t i = agg_rollup_lower(ro, AGG_ROLLUP_HOUR, A);
     for (int64_t h = A; h < B; h += w) {
