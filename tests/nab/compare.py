@@ -3,7 +3,8 @@
 split into the files anomalyd was developed on and the rest.
 
 Usage:
-  compare.py --data DIR --nab NAB_DIR [--subset DIR] [--profile P] OURS
+  compare.py --data DIR --nab NAB_DIR [--subset DIR] [--profile P]
+             [--min-rest S] OURS
 
 DIR is a NAB data directory (labels/ and <category>/*.csv) covering the
 full corpus, OURS anomalyd's scores for it (tests/nab/run.sh writes them),
@@ -13,7 +14,9 @@ directory (default ../shared/data/nab next to the repository). For each
 detector and each file set (all files, the subset, the files not in the
 subset), each scored as a corpus of its own with its own optimal
 threshold: the NAB score, the windows found and the share of detections
-outside every labelled window.
+outside every labelled window. With --min-rest, exits 1 when anomalyd's
+score on the files not in the subset is below S (a regression guard on
+the files no setting was chosen on).
 """
 import os
 import sys
@@ -41,6 +44,7 @@ def main():
     ap.add_argument("--subset", default=os.path.join(
         here, "../../../shared/data/nab"))
     ap.add_argument("--profile", default="standard")
+    ap.add_argument("--min-rest", type=float, default=None)
     ap.add_argument("ours")
     a = ap.parse_args()
     prof = nab_score.PROFILES[a.profile]
@@ -58,6 +62,7 @@ def main():
     sets = [("all %d" % len(everything), None),
             ("subset %d" % len(subset), subset),
             ("rest %d" % len(rest), rest)]
+    rest_score = None
     print("%s profile; per file set: NAB score, windows found, "
           "detections outside windows" % a.profile)
     print("%-18s" % "detector" + "".join(
@@ -68,11 +73,17 @@ def main():
         for _, names in sets:
             part = [f for f in files if names is None or f.name in names]
             norm, ntp, nwin, nfp, ndet = figures(part, prof)
+            if name == "anomalyd" and names is rest:
+                rest_score = norm
             row += " | %5.1f %3d/%-3d %4d/%-4d %5.1f%%" % (
                 norm, ntp, nwin, nfp, ndet,
                 100.0 * nfp / ndet if ndet else 0.0)
         print(row)
         sys.stdout.flush()
+    if a.min_rest is not None and rest_score < a.min_rest:
+        print("compare: anomalyd scores %.1f on the files outside the "
+              "subset, below the floor %g" % (rest_score, a.min_rest))
+        sys.exit(1)
 
 
 if __name__ == "__main__":
