@@ -149,8 +149,7 @@ s_out_text(const struct s_out *o, struct strbuf *text)
         p = s_time_text(p + 14, o->ts[i], &day, date);
         memcpy(p, "\",\"value\":", 10);
         p += 10;
-        strutil_dtoa(o->val[i], p, 40); /* "null" unless finite */
-        p += strlen(p);
+        p = strutil_dtoa_end(o->val[i], p); /* "null" unless finite */
         memcpy(p, ",\"count\":", 9);
         p = strutil_utoa(o->cnt[i], p + 9);
         *p++ = '}';

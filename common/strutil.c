@@ -29,19 +29,28 @@ s_fixed(char *p, uint64_t m, int k)
         "6869707172737475767778798081828384858687888990919293949596979899";
     char tmp[24], *t = tmp + sizeof tmp;
     int n;
+    uint32_t r;
 
-    /* Two digits a division, from the right. */
-    while (m >= 100) {
-        unsigned r = (unsigned)(m % 100);
-        m /= 100;
+    /* Eight digits a 64-bit division, from the right, each eight as four
+     * independent pairs in 32 bits; then two digits a division. */
+    while (m >= 100000000) {
+        uint32_t e = (uint32_t)(m % 100000000), h = e / 10000, l = e % 10000;
+        m /= 100000000;
+        t -= 8;
+        memcpy(t, pairs + 2 * (h / 100), 2);
+        memcpy(t + 2, pairs + 2 * (h % 100), 2);
+        memcpy(t + 4, pairs + 2 * (l / 100), 2);
+        memcpy(t + 6, pairs + 2 * (l % 100), 2);
+    }
+    for (r = (uint32_t)m; r >= 100; r /= 100) {
+        t -= 2;
+        memcpy(t, pairs + 2 * (r % 100), 2);
+    }
+    if (r >= 10) {
         t -= 2;
         memcpy(t, pairs + 2 * r, 2);
-    }
-    if (m >= 10) {
-        t -= 2;
-        memcpy(t, pairs + 2 * m, 2);
     } else {
-        *--t = (char)('0' + m);
+        *--t = (char)('0' + r);
     }
     n = (int)(tmp + sizeof tmp - t);
     if (k == 0) {
@@ -115,11 +124,8 @@ s_dtoa_fast(double v, char *buf, size_t len)
         char *p = buf;
         if (signbit(v))
             *p++ = '-';
-        if (a >= 1e-4)
-            s_fixed(p, (uint64_t)m, k);
-        else
-            s_expo(p, (uint64_t)m, k);
-        return buf;
+        return a >= 1e-4 ? s_fixed(p, (uint64_t)m, k)
+                         : s_expo(p, (uint64_t)m, k);
     }
     return NULL;
 }
@@ -138,33 +144,26 @@ s_p10_int(int i)
     return i < 20 ? p[i] : (unsigned __int128)p[19] * s_p10_int(i - 19);
 }
 
-/* Is %.Ng of a (1e-4 <= a < 1e15, a = m / 2^sh, m the 53-bit mantissa)
- * a number that reads back as a? Exact integer arithmetic: the N-digit
- * rounding k / 10^d (d = N - 1 - floor(log10 a) fractional digits,
- * rounded half to even as glibc's printf does) must lie inside a's
- * rounding interval, whose lower half is narrower at a power of two and
- * whose ends count when m is even (strtod rounds ties to even). All
- * products stay below 2^126. Sets *k and *d when it does. */
+/* The N-digit rounding (N = 17, 16, 15 for D = 1, 10, 100) of a =
+ * m / 2^sh from its 17-digit floor q = floor(a 10^dd) (q < 10^17): q / D
+ * rounded half to even as glibc's printf rounds the exact value (the
+ * nested floor is exact; the part dropped is above one half when q mod D
+ * is, or equal to it and the remainder of q, rtail, is not 0; exactly
+ * one half is a tie). rcmp compares that remainder with one half for
+ * D = 1 (-1, 0, 1). Sets *k and returns true when k D lies within
+ * [ilo, ihi], the 17-digit integers that read back as a. */
 static bool
-s_round_trips(uint64_t m, int sh, int l10, int ndig, uint64_t *k, int *d)
+s_round_trips(uint64_t q, bool rtail, int rcmp, uint64_t D, uint64_t ilo,
+              uint64_t ihi, uint64_t *k)
 {
-    typedef unsigned __int128 u128;
-    int dd = ndig - 1 - l10;
-    u128 p10 = s_p10_int(dd), num, rem, half, kk, lo, hi, x;
+    uint64_t kk = q / D, r = q % D;
+    int c = D == 1 ? rcmp : r * 2 > D ? 1 : r * 2 < D ? -1 : rtail ? 1 : 0;
 
-    num = (u128)m * p10;
-    kk = num >> sh;
-    rem = num & (((u128)1 << sh) - 1);
-    half = (u128)1 << (sh - 1);
-    if (rem > half || (rem == half && (kk & 1)))
+    if (c > 0 || (c == 0 && (kk & 1)))
         kk++;
-    x = kk << (sh + 2);
-    lo = ((u128)4 * m - (m == (1ULL << 52) ? 1 : 2)) * p10;
-    hi = ((u128)4 * m + 2) * p10;
-    if ((m & 1) ? (x <= lo || x >= hi) : (x < lo || x > hi))
+    if (kk * D < ilo || kk * D > ihi)
         return false;
-    *k = (uint64_t)kk;
-    *d = dd;
+    *k = kk;
     return true;
 }
 
@@ -177,17 +176,19 @@ s_ge_p10(double a, uint64_t m, int sh, int j)
     return (unsigned __int128)m * s_p10_int(-j) >= ((unsigned __int128)1 << sh);
 }
 
-/* The shortest %.Ng of a non-integer v with 16 or 17 significant digits
- * and 1e-4 <= |v| < 1e15 (fixed notation, as %g prints it there), where
- * the bisection over snprintf and strtod below costs microseconds (means
- * of sensor values print like this). Returns buf, or NULL when v is
- * outside that case or 15 digits or fewer do (then s_dtoa_fast or the
- * slower search decides). */
+/* The shortest %.Ng of a non-integer v with 1e-4 <= |v| < 1e15 (fixed
+ * notation, as %g prints it there; means of sensor values print like
+ * this, mostly with 16 or 17 digits, where the bisection over snprintf
+ * and strtod below costs microseconds): one 128-bit product gives the
+ * 17-digit rounding, and the 16- and 15-digit ones come from it. Returns
+ * the end of the text at buf, or NULL when v is outside that case (then
+ * s_dtoa_fast or the slower search decides). */
 static char *
 s_dtoa_wide(double v, char *buf, size_t len)
 {
+    typedef unsigned __int128 u128;
     double a = fabs(v);
-    int e2, l10, d = 0;
+    int e2, l10, d;
     uint64_t m, k = 0;
 
     if (len < 32 || !(a >= 1e-4 && a < S_FAST_MAX))
@@ -206,10 +207,32 @@ s_dtoa_wide(double v, char *buf, size_t len)
         l10--;
     while (s_ge_p10(a, m, sh, l10 + 1))
         l10++;
-    if (s_round_trips(m, sh, l10, 15, &k, &d))
-        return NULL; /* 15 digits or fewer do: not this case */
-    if (!s_round_trips(m, sh, l10, 16, &k, &d) &&
-        !s_round_trips(m, sh, l10, 17, &k, &d))
+    /* 17 digits: dd = 16 - l10 <= 20 decimals, 10^dd < 2^67. a's
+     * rounding interval is (lo, hi) / (4 10^dd 2^sh): its lower half is
+     * narrower at a power of two, and its ends count when m is even
+     * (strtod rounds ties to even). [ilo, ihi] are the 17-digit
+     * integers X with X / 10^dd inside. Products stay below 2^127. */
+    int dd = 16 - l10, s2 = sh + 2;
+    u128 p10 = s_p10_int(dd), num = (u128)m * p10;
+    uint64_t q = (uint64_t)(num >> sh); /* 10^16 <= q < 10^17 */
+    u128 rem = num & (((u128)1 << sh) - 1), half = (u128)1 << (sh - 1);
+    u128 lo = ((u128)4 * m - (m == (1ULL << 52) ? 1 : 2)) * p10;
+    u128 hi = ((u128)4 * m + 2) * p10, mask = ((u128)1 << s2) - 1;
+    bool even = (m & 1) == 0;
+    uint64_t ilo = (uint64_t)(lo >> s2) + ((lo & mask) || !even);
+    uint64_t ihi = (uint64_t)(hi >> s2) - (!(hi & mask) && !even);
+    int rcmp = rem > half ? 1 : rem < half ? -1 : 0;
+
+    /* At most one 15-digit number lies in the interval (it is narrower
+     * than 10^-15 of a), so when the 15-digit rounding reads back, it
+     * is the shortest form with its trailing zeros. */
+    if (s_round_trips(q, rem != 0, rcmp, 100, ilo, ihi, &k))
+        d = dd - 2;
+    else if (s_round_trips(q, rem != 0, rcmp, 10, ilo, ihi, &k))
+        d = dd - 1;
+    else if (s_round_trips(q, rem != 0, rcmp, 1, ilo, ihi, &k))
+        d = dd;
+    else
         return NULL; /* cannot happen: 17 digits always round-trip */
     while (d > 0 && k % 10 == 0) {
         k /= 10;
@@ -218,8 +241,7 @@ s_dtoa_wide(double v, char *buf, size_t len)
     char *p = buf;
     if (signbit(v))
         *p++ = '-';
-    s_fixed(p, k, d);
-    return buf;
+    return s_fixed(p, k, d);
 }
 
 char *
@@ -229,38 +251,56 @@ strutil_utoa(uint64_t v, char *p)
 }
 
 char *
-strutil_dtoa(double v, char *buf, size_t len)
+strutil_dtoa_end(double v, char *buf)
 {
+    char *end;
+
     if (!isfinite(v)) {
-        snprintf(buf, len, "null");
-        return buf;
+        memcpy(buf, "null", 5);
+        return buf + 4;
     }
     /* Integers print as integers ("50", not "5e+01"). */
     if (v == floor(v) && fabs(v) < S_FAST_MAX) {
-        if (len >= 24 && v != 0) {
-            char *p = buf;
-            if (v < 0)
-                *p++ = '-';
-            s_fixed(p, (uint64_t)fabs(v), 0);
-        } else
-            snprintf(buf, len, "%.0f", v);
-        return buf;
+        char *p = buf;
+        if (signbit(v))
+            *p++ = '-'; /* "-0" as %.0f prints it */
+        return s_fixed(p, (uint64_t)fabs(v), 0);
     }
-    if (s_dtoa_wide(v, buf, len) || s_dtoa_fast(v, buf, len))
-        return buf;
+    if ((end = s_dtoa_wide(v, buf, 32)) || (end = s_dtoa_fast(v, buf, 32)))
+        return end;
     /* The shortest %.Ng that round-trips, bisected: whether %.Ng reads
      * back to v is monotonic in N (the N+1-digit rounding is at least as
      * close as the N-digit one), and 17 always does. */
+    char tmp[320]; /* what gcc allows %.*g of a double, fits 24 here */
     int lo = 1, hi = 17;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        snprintf(buf, len, "%.*g", mid, v);
-        if (strtod(buf, NULL) == v)
+        snprintf(tmp, sizeof tmp, "%.*g", mid, v);
+        if (strtod(tmp, NULL) == v)
             hi = mid;
         else
             lo = mid + 1;
     }
-    snprintf(buf, len, "%.*g", hi, v);
+    size_t n = (size_t)snprintf(tmp, sizeof tmp, "%.*g", hi, v);
+    memcpy(buf, tmp, n + 1);
+    return buf + n;
+}
+
+char *
+strutil_dtoa(double v, char *buf, size_t len)
+{
+    char tmp[32];
+
+    if (len >= 32) {
+        strutil_dtoa_end(v, buf);
+        return buf;
+    }
+    size_t n = (size_t)(strutil_dtoa_end(v, tmp) - tmp);
+    if (len > 0) { /* cut to len - 1 bytes, as snprintf would */
+        n = n < len - 1 ? n : len - 1;
+        memcpy(buf, tmp, n);
+        buf[n] = '\0';
+    }
     return buf;
 }
 
@@ -476,7 +516,8 @@ s_test_one(double v)
     char fast[40], ref[40];
     double back;
 
-    strutil_dtoa(v, fast, sizeof fast);
+    char *end = strutil_dtoa_end(v, fast);
+    assert(end == fast + strlen(fast));
     if (v == floor(v) && fabs(v) < S_FAST_MAX)
         snprintf(ref, sizeof ref, "%.0f", v);
     else
@@ -548,6 +589,21 @@ s_test_numbers(bool verbose)
         s_test_one((a + b / 100) / 30);
         n++;
     }
+    /* Any bit pattern: every exponent, subnormals; NaN and infinities
+     * are "null" (and strutil_dtoa truncates to a short buffer). */
+    for (int i = 0; i < 20000; i++, n++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint64_t bits = x ^ (x >> 29);
+        double any;
+        memcpy(&any, &bits, sizeof any);
+        if (isfinite(any))
+            s_test_one(any);
+    }
+    char nb[40], small[4];
+    TEST_STREQ(strutil_dtoa_end(INFINITY, nb) - 4, "null");
+    TEST_STREQ(strutil_dtoa(-INFINITY, nb, sizeof nb), "null");
+    TEST_STREQ(strutil_dtoa(-NAN, nb, sizeof nb), "null");
+    TEST_STREQ(strutil_dtoa(123.25, small, sizeof small), "123");
     s_test_one(0.30000000000000004);
     s_test_one(1e-4 * (1 + DBL_EPSILON));
     s_test_one(4503599627370495.5 / 16); /* below a power of two */

@@ -12,6 +12,9 @@
  * ("23.6", not "23.600000000000001"). buf >= 32 bytes. Returns buf.
  * NaN and infinities print as "null" (JSON has no spelling for them). */
 char *strutil_dtoa(double v, char *buf, size_t len);
+/* The same at buf (room for 32 bytes), without a length check: returns
+ * the position of the NUL, for writers that go on from there. */
+char *strutil_dtoa_end(double v, char *buf);
 /* Write v in decimal at p (room for 21 bytes) and a NUL; returns the
  * position of the NUL. */
 char *strutil_utoa(uint64_t v, char *p);
