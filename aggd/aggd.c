@@ -812,6 +812,10 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
 
     if (req == NULL)
         return 0;
+    /* An answer as text starts after room for the reply's head, so that
+     * the buffer goes out as it is (rpc_reply_send_owned). */
+    strbuf_reserve(&text, RPC_TEXT_HEAD);
+    text.len = RPC_TEXT_HEAD;
     self->queries++;
     if (strcmp(json_string_value(json_object_get(req, "op")), "backup") == 0) {
         status = s_backup(self, req, &body);
@@ -824,9 +828,10 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
                                      "delete"))
             status = s_deleted(self, &body);
     }
-    if (body == NULL && text.p)
-        rpc_reply_send_text(sock, &env, status, text.p, text.len);
-    else
+    if (body == NULL && text.len > RPC_TEXT_HEAD) {
+        rpc_reply_send_owned(sock, &env, status, text.p, text.len);
+        text.p = NULL; /* ZeroMQ's now */
+    } else
         rpc_reply_send(sock, &env, status, body);
     strbuf_free(&text);
     json_decref(req);

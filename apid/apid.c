@@ -589,12 +589,21 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
     }
 }
 
+/* MHD is done with a relayed answer: the message that holds it goes. */
+static void
+s_msg_free(void *cls)
+{
+    zmsg_t *m = cls;
+    zmsg_destroy(&m);
+}
+
 /* A reply whose body came as JSON text (asked for in s_request) goes to
- * the client as it is when it is the only answer and nothing needs to
- * merge or read it. Returns true when delivered (takes *text). */
+ * the client as it is, from the received message without a copy, when it
+ * is the only answer and nothing needs to merge or read it. Returns true
+ * when delivered (takes *msg). */
 static bool
-s_deliver_text(apid_t *self, struct s_pending *p, int status, char **text,
-               size_t len)
+s_deliver_text(apid_t *self, struct s_pending *p, int status, zmsg_t **msg,
+               const char *text, size_t len)
 {
     http_req_t *req = p->req;
 
@@ -603,12 +612,9 @@ s_deliver_text(apid_t *self, struct s_pending *p, int status, char **text,
         return false;
     s_observe(self, p);
     s_pending_free(self, p);
-    /* A trailing newline, as http_req_reply_json adds. */
-    *text = xrealloc(*text, len + 2);
-    (*text)[len] = '\n';
-    (*text)[len + 1] = '\0';
-    http_req_reply(req, status, "application/json", *text, len + 1);
-    *text = NULL;
+    http_req_reply_ref(req, status, "application/json", text, len,
+                       s_msg_free, *msg);
+    *msg = NULL;
     return true;
 }
 
@@ -623,12 +629,13 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
     struct s_pending *p;
     struct s_ask *a = NULL;
 
-    char *text;
+    const char *text;
     size_t len;
+    zmsg_t *msg;
     json_error_t err;
 
-    if (rpc_reply_recv_text(zsock_resolve(sock), &id, &status, &body, &text,
-                            &len) == -1) {
+    if (rpc_reply_recv_ref(zsock_resolve(sock), &id, &status, &body, &text,
+                           &len, &msg) == -1) {
         log_warnx("apid: malformed reply from %s lane %u", s_bk_name[bk->b],
                   bk->lane);
         return 0;
@@ -640,14 +647,14 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
     if (a == NULL) {
         self->late++;
         json_decref(body);
-        free(text);
+        zmsg_destroy(&msg);
         return 0;
     }
-    if (text && s_deliver_text(self, p, status, &text, len))
+    if (text && s_deliver_text(self, p, status, &msg, text, len))
         return 0;
     if (text) {
         body = json_loadb(text, len, JSON_DECODE_ANY, &err);
-        free(text);
+        zmsg_destroy(&msg);
         if (body == NULL) {
             log_warnx("apid: malformed JSON reply from %s lane %u: %s",
                       s_bk_name[bk->b], bk->lane, err.text);

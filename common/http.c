@@ -533,6 +533,29 @@ http_req_reply(http_req_t *req, int status, const char *content_type,
                 false);
 }
 
+void
+http_req_reply_ref(http_req_t *req, int status, const char *content_type,
+                   const char *body, size_t len, void (*done)(void *),
+                   void *cls)
+{
+    /* The body as it is, then a newline (as http_req_reply_json ends),
+     * without copying either. */
+    const struct MHD_IoVec iov[2] = {{body, len}, {"\n", 1}};
+    struct MHD_Response *resp;
+
+    if (req->resp) {
+        done(cls);
+        return;
+    }
+    if ((resp = MHD_create_response_from_iovec(iov, 2, done, cls)) == NULL) {
+        done(cls);
+        http_req_reply_error(req, 500, "internal", "response too large",
+                             "body");
+        return;
+    }
+    s_set_reply(req, status, content_type, resp, false);
+}
+
 /* MHD asks for the next piece of a streamed body. With nothing ready the
  * connection is suspended (MHD allows that from a content reader) so the
  * loop does not spin on it; http_stream_wake resumes it. */

@@ -72,6 +72,12 @@ void *http_req_user(const http_req_t *req);
 /* Reply with a body (taken, free()d by us). Works once per request. */
 void http_req_reply(http_req_t *req, int status, const char *content_type,
                     char *body, size_t len);
+/* Reply with len bytes of JSON text at body and a newline, without
+ * copying it: done(cls) runs once MHD is done with body (or at once when
+ * the request already has a reply or the response cannot be made). */
+void http_req_reply_ref(http_req_t *req, int status, const char *content_type,
+                        const char *body, size_t len, void (*done)(void *),
+                        void *cls);
 /* Reply with JSON (reference stolen), printed with shortest doubles. */
 void http_req_reply_json(http_req_t *req, int status, json_t *body);
 /* Reply with SPEC's error shape. */

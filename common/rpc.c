@@ -8,6 +8,7 @@
 #include "common/test.h"
 #include "common/xalloc.h"
 
+#include <assert.h>
 #include <msgpack.h>
 #include <string.h>
 
@@ -82,37 +83,72 @@ rpc_reply_send(void *router, zmsg_t **envelope, int status, json_t *body)
     return rc;
 }
 
+/* ZeroMQ is done with a reply buffer (maybe in its I/O thread). */
+static void
+s_free_buf(void *data, void *hint)
+{
+    (void)data;
+    free(hint);
+}
+
 int
-rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
-                    const char *json, size_t len)
+rpc_reply_send_owned(void *router, zmsg_t **envelope, int status, char *buf,
+                     size_t len)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    zframe_t *f;
-    int rc;
+    zmq_msg_t msg;
+    void *h = zsock_resolve(router);
+    size_t off;
+    int rc = 0;
 
-    /* The map's head, then the text copied once into the frame. */
+    assert(len >= RPC_TEXT_HEAD);
+    /* The map's head (at most 21 bytes), put just before the text. */
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
     msgpack_pack_str_with_body(&pk, "status", 6);
     msgpack_pack_int(&pk, status);
     msgpack_pack_str_with_body(&pk, "json", 4);
-    msgpack_pack_str(&pk, len);
-    f = zframe_new(NULL, sb.size + len);
-    memcpy(zframe_data(f), sb.data, sb.size);
-    memcpy(zframe_data(f) + sb.size, json, len);
+    msgpack_pack_str(&pk, len - RPC_TEXT_HEAD);
+    assert(sb.size <= RPC_TEXT_HEAD);
+    off = RPC_TEXT_HEAD - sb.size;
+    memcpy(buf + off, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
-    zmsg_append(*envelope, &f);
-    rc = zmsg_send(envelope, router);
+    /* The routing frames, then the buffer itself as the last frame:
+     * ZeroMQ frees it once it is written (s_free_buf). */
+    for (zframe_t *f = zmsg_first(*envelope); f && rc >= 0;
+         f = zmsg_next(*envelope))
+        rc = zmq_send(h, zframe_data(f), zframe_size(f), ZMQ_SNDMORE);
     zmsg_destroy(envelope);
-    return rc;
+    if (rc < 0) {
+        free(buf);
+        return -1;
+    }
+    zmq_msg_init_data(&msg, buf + off, len - off, s_free_buf, buf);
+    if (zmq_msg_send(&msg, h, 0) < 0) {
+        zmq_msg_close(&msg); /* frees buf */
+        return -1;
+    }
+    return 0;
 }
 
-/* Pick status, body and text out of a reply map. Returns 0 or -1. */
+int
+rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
+                    const char *json, size_t len)
+{
+    char *buf = xmalloc(RPC_TEXT_HEAD + len);
+
+    memcpy(buf + RPC_TEXT_HEAD, json, len); /* the one copy */
+    return rpc_reply_send_owned(router, envelope, status, buf,
+                                RPC_TEXT_HEAD + len);
+}
+
+/* Pick status, body and text (pointing into o's buffer) out of a reply
+ * map. Returns 0 or -1. */
 static int
 s_reply_parse(const msgpack_object *o, int *status, json_t **body,
-              char **text, size_t *len)
+              const char **text, size_t *len)
 {
     bool have_status = false;
 
@@ -135,9 +171,7 @@ s_reply_parse(const msgpack_object *o, int *status, json_t **body,
         } else if (k->via.str.size == 4 && !memcmp(k->via.str.ptr, "json", 4)) {
             if (v->type != MSGPACK_OBJECT_STR || *text)
                 return -1;
-            *text = xmalloc(v->via.str.size + 1);
-            memcpy(*text, v->via.str.ptr, v->via.str.size);
-            (*text)[v->via.str.size] = '\0';
+            *text = v->via.str.ptr;
             *len = v->via.str.size;
         }
     }
@@ -145,8 +179,8 @@ s_reply_parse(const msgpack_object *o, int *status, json_t **body,
 }
 
 int
-rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
-                    char **text, size_t *len)
+rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status, json_t **body,
+                   const char **text, size_t *len, zmsg_t **msg)
 {
     zmsg_t *m = zmsg_recv(dealer);
     zframe_t *f;
@@ -157,6 +191,7 @@ rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
     *body = NULL;
     *text = NULL;
     *len = 0;
+    *msg = NULL;
     if (m == NULL)
         return -1;
     msgpack_unpacked_init(&up);
@@ -172,6 +207,12 @@ rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
                             &off) != MSGPACK_UNPACK_SUCCESS)
         goto done;
     rc = s_reply_parse(&up.data, status, body, text, len);
+    /* msgpack_unpack_next refers to the frame for strings: the text
+     * lives as long as the message. */
+    if (rc == 0 && *text &&
+        (*text < (const char *)zframe_data(f) ||
+         *text + *len > (const char *)zframe_data(f) + zframe_size(f)))
+        rc = -1;
     if (rc == 0 && *body == NULL && *text == NULL)
         *body = json_null();
 done:
@@ -179,11 +220,32 @@ done:
         json_decref(*body);
         *body = NULL;
     }
-    if (rc == -1) {
-        free(*text);
+    if (rc == 0 && *text) {
+        *msg = m;
+        m = NULL;
+    } else {
         *text = NULL;
+        *len = 0;
     }
     msgpack_unpacked_destroy(&up);
+    zmsg_destroy(&m);
+    return rc;
+}
+
+int
+rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
+                    char **text, size_t *len)
+{
+    const char *ref;
+    zmsg_t *m;
+    int rc = rpc_reply_recv_ref(dealer, id, status, body, &ref, len, &m);
+
+    *text = NULL;
+    if (rc == 0 && ref) {
+        *text = xmalloc(*len + 1);
+        memcpy(*text, ref, *len);
+        (*text)[*len] = '\0';
+    }
     zmsg_destroy(&m);
     return rc;
 }
@@ -250,6 +312,55 @@ rpc_test(bool verbose)
         assert(id == 9 && status == 200 && body == NULL && len == strlen(json));
         TEST_STREQ(text, json);
         free(text);
+    }
+    /* Without a copy (rpc_reply_send_owned): every length class of the
+     * msgpack string head (fixstr, str8, str16, str32), any status, the
+     * text byte for byte. */
+    static const size_t sizes[] = {2, 31, 32, 255, 256, 65535, 65536,
+                                   3 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        size_t n = sizes[i];
+        char *buf = xmalloc(RPC_TEXT_HEAD + n + 1), *want;
+        buf[RPC_TEXT_HEAD] = '[';
+        for (size_t j = 1; j + 1 < n; j++)
+            buf[RPC_TEXT_HEAD + j] = j % 2 ? '1' : ',';
+        buf[RPC_TEXT_HEAD + n - 1] = ']';
+        if (n > 2) /* "[1,...,1]" or "[1,...,11]": JSON */
+            buf[RPC_TEXT_HEAD + n - 2] = '1';
+        want = xstrndup(buf + RPC_TEXT_HEAD, n);
+        assert(rpc_request_send(dealer, 100 + i, req) == 0);
+        json_decref(rpc_request_recv(router, &env));
+        assert(rpc_reply_send_owned(router, &env, i ? 200 : 413, buf,
+                                    RPC_TEXT_HEAD + n) == 0 && env == NULL);
+        if (i % 2) { /* kept in the message, not copied */
+            const char *ref;
+            zmsg_t *m;
+            assert(rpc_reply_recv_ref(dealer, &id, &status, &body, &ref,
+                                      &len, &m) == 0 && m && body == NULL);
+            zframe_t *f = zmsg_last(m);
+            assert(ref >= (const char *)zframe_data(f) &&
+                   ref + len == (const char *)zframe_data(f) + zframe_size(f));
+            assert(len == n && memcmp(ref, want, n) == 0);
+            zmsg_destroy(&m);
+        } else {
+            assert(rpc_reply_recv_text(dealer, &id, &status, &body, &text,
+                                       &len) == 0 && body == NULL);
+            assert(len == n && memcmp(text, want, n) == 0);
+            free(text);
+        }
+        assert(id == 100 + i && status == (i ? 200 : 413));
+        /* and parsed, when asked so */
+        buf = xmalloc(RPC_TEXT_HEAD + n);
+        memcpy(buf + RPC_TEXT_HEAD, want, n);
+        assert(rpc_request_send(dealer, 200 + i, req) == 0);
+        json_decref(rpc_request_recv(router, &env));
+        assert(rpc_reply_send_owned(router, &env, 200, buf,
+                                    RPC_TEXT_HEAD + n) == 0);
+        assert(rpc_reply_recv(dealer, &id, &status, &body) == 0);
+        assert(id == 200 + i && json_is_array(body) &&
+               json_array_size(body) == (n - 1) / 2);
+        json_decref(body);
+        free(want);
     }
     json_decref(req);
     /* Text that is not JSON is a malformed reply. */

@@ -36,6 +36,17 @@ int rpc_reply_send(void *router, zmsg_t **envelope, int status, json_t *body);
  * Takes *envelope. Returns 0 or -1. */
 int rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
                         const char *json, size_t len);
+/* Bytes a text reply's buffer keeps free before its JSON, for the
+ * reply's msgpack head (rpc_reply_send_owned). */
+#define RPC_TEXT_HEAD 24
+/* Answer with the JSON text at buf + RPC_TEXT_HEAD (len bytes from buf,
+ * len >= RPC_TEXT_HEAD; the first RPC_TEXT_HEAD are scratch) without
+ * copying it: the head is written into the scratch bytes and the buffer
+ * becomes the reply's frame. Takes *envelope and buf (malloc'd; freed
+ * once sent, maybe by ZeroMQ's I/O thread, or on failure). Returns 0 or
+ * -1. */
+int rpc_reply_send_owned(void *router, zmsg_t **envelope, int status,
+                         char *buf, size_t len);
 /* Read a reply on a DEALER: sets *id, *status and *body (caller decrefs);
  * a body sent as text is parsed. Returns 0, or -1 for a malformed reply
  * (text that is not JSON included). */
@@ -45,6 +56,14 @@ int rpc_reply_recv(void *dealer, uint64_t *id, int *status, json_t **body);
  * otherwise *text is NULL. */
 int rpc_reply_recv_text(void *dealer, uint64_t *id, int *status,
                         json_t **body, char **text, size_t *len);
+
+/* Like rpc_reply_recv_text, without copying the text: *text (not
+ * NUL-terminated, len bytes) points into the received message, which
+ * *msg then holds (caller zmsg_destroys it when done with the text);
+ * otherwise *text and *msg are NULL. */
+int rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status,
+                       json_t **body, const char **text, size_t *len,
+                       zmsg_t **msg);
 
 /* Selftest: asserts on failure, prints " * rpc: OK". */
 void rpc_test(bool verbose);
