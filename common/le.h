@@ -12,8 +12,14 @@
 static inline void
 le_put(unsigned char *p, uint64_t v, int bytes)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The host's order already: one store once inlined (the loop below
+     * cost ingestd's encoder ~100 instructions a 20-byte point). */
+    memcpy(p, &v, (size_t)bytes);
+#else
     for (int i = 0; i < bytes; i++)
         p[i] = (unsigned char)(v >> (8 * i));
+#endif
 }
 
 /* Read `bytes` bytes at p, least significant first. */
@@ -21,8 +27,12 @@ static inline uint64_t
 le_get(const unsigned char *p, int bytes)
 {
     uint64_t v = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, p, (size_t)bytes);
+#else
     for (int i = bytes - 1; i >= 0; i--)
         v = v << 8 | p[i];
+#endif
     return v;
 }
 
