@@ -267,6 +267,20 @@ def index_of(stamp):
     return ms // 1000 if ms % 1000 == 0 else None
 
 
+def get_settled(p, q):
+    """GET q once the pipeline has settled: after the faults aggd may still
+    be replaying or catching up, and apid answers 503 when aggd does not
+    reply within its backend timeout (2 s). Retried, bounded to 30 tries
+    a second apart; any other answer is returned as it is."""
+    for attempt in range(30):
+        st, h, b = p.http("GET", q, timeout=60)
+        if st != 503:
+            return st, h, b
+        print("  %s: 503 (aggd busy), retry %d" % (q, attempt + 1))
+        time.sleep(1)
+    return st, h, b
+
+
 def stored_points(p, w, upto):
     """Every stored point of writer w: a list of (index, value)."""
     out = []
@@ -274,7 +288,7 @@ def stored_points(p, w, upto):
     for lo in range(0, upto + 1, page):
         q = "/api/v1/export/%s?start=%d&end=%d&limit=100000" % (
             Load.series(w), T0_MS + lo * 1000, T0_MS + (lo + page) * 1000)
-        st, _, b = p.http("GET", q, timeout=60)
+        st, _, b = get_settled(p, q)
         if st == 404:
             continue
         if st != 200 or b.get("truncated"):
@@ -295,7 +309,7 @@ def check_http(p, load):
         if bad:
             raise Failure("writer %d: stored points that were never sent: %s" % (w, bad[:5]))
         have_ = set(idx)
-        st, _, s = p.http("GET", "/api/v1/stats/%s" % Load.series(w), timeout=60)
+        st, _, s = get_settled(p, "/api/v1/stats/%s" % Load.series(w))
         count = s.get("count", 0) if st == 200 else 0
         ssum = s.get("sum", 0) if st == 200 else 0
         lost = load.acked[w] - have_
@@ -319,12 +333,12 @@ def check_mqtt(p, report):
     rep = json.load(open(report))
     sent = {d["device"]: d["sent"] for d in rep["per_device"]}
     acked = {d["device"]: d["acked"] for d in rep["per_device"]}
-    st, _, b = p.http("GET", "/api/v1/series?match=temperature", timeout=60)
+    st, _, b = get_settled(p, "/api/v1/series?match=temperature")
     stored = {}
     if st == 200:
         for s in b["series"]:
             stored[s["series"].split("device=", 1)[1].rstrip("}")] = s["points"]
-    st, _, s = p.http("GET", "/api/v1/stats/temperature", timeout=60)
+    st, _, s = get_settled(p, "/api/v1/stats/temperature")
     count = s.get("count", 0) if st == 200 else 0
     tot = collections.Counter()
     tot["devices"] = len(sent)
