@@ -43,7 +43,9 @@ struct aggd {
     zloop_t *loop;                /* the one event loop */
     zsock_t *pull;                /* readings in from ingestd */
     zsock_t *router;              /* queries from apid */
-    zsock_t *pub;                 /* readings out to live views */
+    zsock_t *pub;                 /* readings out to live views (XPUB) */
+    size_t pub_subs;              /* subscribed prefixes of "readings" */
+    uint64_t pub_batches;         /* batches published to live views */
     zsock_t *push;                /* readings out to anomalyd, or NULL */
     zsock_t *confirm;             /* confirmations to ingestd, or NULL */
     agg_store_t *store;           /* the points */
@@ -124,7 +126,9 @@ aggd_new(const struct aggd_conf *conf)
                           conf->hwm);
     self->router = s_socket(ZMQ_ROUTER, conf->query, conf->rundir, "query",
                             lane, true, conf->hwm);
-    self->pub = s_socket(ZMQ_PUB, conf->pub, conf->rundir, "pub", lane, true,
+    /* XPUB, not PUB: it tells which topics are subscribed, so a batch is
+     * encoded for live views only while one listens (s_on_pub_sub). */
+    self->pub = s_socket(ZMQ_XPUB, conf->pub, conf->rundir, "pub", lane, true,
                          conf->hwm);
     if (!self->pull || !self->router || !self->pub)
         goto fail;
@@ -638,9 +642,44 @@ s_pull_one(aggd_t *self, zsock_t *sock)
     snprintf(e->producer, sizeof e->producer, "%s", self->producer);
     e->seq = ++self->seq;
     e->ts = clock_now_ns();
-    msg_batch_send(b, self->pub, ZMQ_DONTWAIT); /* live views may miss */
+    if (self->pub_subs > 0) { /* nobody listening: skip the encoding */
+        msg_batch_send(b, self->pub, ZMQ_DONTWAIT); /* live views may miss */
+        self->pub_batches++;
+    }
     outq_send(self->out, &b); /* a full anomalyd pauses this reader */
     return 1;
+}
+
+/* A subscription or unsubscription on the live-view XPUB: one frame,
+ * 1 or 0 then the prefix. Without ZMQ_XPUB_VERBOSE libzmq passes on the
+ * first subscription of a prefix and the last unsubscription (also the
+ * ones of a subscriber that went away), so counting the prefixes of the
+ * topic tells whether anyone would receive a batch. */
+static int
+s_on_pub_sub(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    aggd_t *self = arg;
+    const char *topic = msg_topic(MSG_TYPE_READINGS);
+    zframe_t *f;
+
+    (void)loop;
+    for (int i = 0; i < AGGD_BURST && (zsock_events(sock) & ZMQ_POLLIN); i++) {
+        if ((f = zframe_recv(sock)) == NULL)
+            break;
+        const unsigned char *d = zframe_data(f);
+        size_t n = zframe_size(f);
+        if (n >= 1 && (d[0] == 0 || d[0] == 1) && n - 1 <= strlen(topic) &&
+            memcmp(d + 1, topic, n - 1) == 0) {
+            if (d[0] == 1)
+                self->pub_subs++;
+            else if (self->pub_subs > 0)
+                self->pub_subs--;
+            log_debug("aggd: live view %s, %zu subscribed prefixes",
+                      d[0] ? "subscribed" : "unsubscribed", self->pub_subs);
+        }
+        zframe_destroy(&f);
+    }
+    return 0;
 }
 
 static int
@@ -711,6 +750,8 @@ s_status(aggd_t *self)
     json_object_set_new(j, "resent_batches", json_integer((json_int_t)self->dup_batches));
     json_object_set_new(j, "gap_batches", json_integer((json_int_t)self->gap_batches));
     json_object_set_new(j, "replayed_batches", json_integer((json_int_t)self->replayed));
+    json_object_set_new(j, "live_subscriptions", json_integer((json_int_t)self->pub_subs));
+    json_object_set_new(j, "live_batches", json_integer((json_int_t)self->pub_batches));
     json_object_set_new(j, "confirms_sent", json_integer((json_int_t)self->confirm_seq));
     json_object_set_new(j, "wal_broken", json_boolean(self->wal_broken));
     json_object_set_new(j, "wal_recoveries", json_integer((json_int_t)self->wal_recoveries));
@@ -917,6 +958,7 @@ aggd_run(aggd_t *self)
     outq_start(self->out);
     s_check_disk(self);
     zloop_reader(self->loop, self->router, s_on_query, self);
+    zloop_reader(self->loop, self->pub, s_on_pub_sub, self);
     zloop_reader(self->loop, agg_wal_sock(self->wal), s_on_synced, self);
     if (self->export)
         zloop_reader(self->loop, agg_export_sock(self->export), s_on_export, self);
@@ -1056,22 +1098,51 @@ aggd_test(bool verbose)
     TEST_NEAR(json_real_value(json_object_get(body, "mean")), 6.0, 0);
     json_decref(body);
     zsock_destroy(&dealer);
+    /* Live views: nothing was published while nobody subscribed; a
+     * subscriber gets the next batch; once it is gone, none again. */
+    assert(a->pub_batches == 0 && a->pub_subs == 0);
+    snprintf(ep, sizeof ep, "ipc://%s/aggd.0.pub", dir);
+    zsock_t *live = zsock_new_sub(ep, "readings");
+    while (a->pub_subs == 0) {
+        s_test_wait(a->pub);
+        s_on_pub_sub(a->loop, a->pub, a);
+    }
+    msg_batch_env(b)->seq = 3;
+    msg_batch_send(b, push, 0);
+    s_test_wait(a->pull);
+    s_on_pull(a->loop, a->pull, a);
+    assert(a->batches_in == 3 && a->pub_batches == 1);
+    s_test_wait(live);
+    assert(msg_batch_recv(live, &cb) == MSG_OK);
+    assert(msg_batch_type(cb) == MSG_TYPE_READINGS && msg_batch_size(cb) == 4);
+    msg_batch_destroy(&cb);
+    zsock_destroy(&live);
+    while (a->pub_subs > 0) {
+        s_test_wait(a->pub);
+        s_on_pub_sub(a->loop, a->pub, a);
+    }
+    msg_batch_env(b)->seq = 4;
+    msg_batch_send(b, push, 0);
+    s_test_wait(a->pull);
+    s_on_pull(a->loop, a->pull, a);
+    assert(a->batches_in == 4 && a->pub_batches == 1);
     aggd_destroy(&a);
     assert(a == NULL);
 
     /* A restart replays the WAL: same points, same table. */
     a = aggd_new(&c);
-    assert(a && a->replayed == 2 && agg_store_points(a->store) == 3);
-    assert(agg_confirm_seq(a->durable, "ingestd.0", 0) == 2);
+    assert(a && a->replayed == 4 && agg_store_points(a->store) == 3);
+    assert(agg_confirm_seq(a->durable, "ingestd.0", 0) == 4);
     /* A fresh PUSH: the old one may still hold a pipe to the stopped
      * aggd and send into it (lost), which failed this test under load. */
     zsock_destroy(&push);
     snprintf(ep, sizeof ep, "ipc://%s/aggd.0.in", dir);
     push = zsock_new_push(ep);
+    msg_batch_env(b)->seq = 2;
     msg_batch_send(b, push, 0); /* seq 2 again after the restart: skipped */
     s_test_wait(a->pull);
     s_on_pull(a->loop, a->pull, a);
-    assert(a->dup_batches == 1 && a->batches_in == 2);
+    assert(a->dup_batches == 1 && a->batches_in == 4);
     msg_batch_destroy(&b);
     zsock_destroy(&push);
     zsock_destroy(&confirms);

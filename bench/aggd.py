@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -82,27 +83,89 @@ def status(ctx, ep):
         d.close(0)
 
 
-def run(work, frames, npoints, cpu):
+def drain(sub, stop):
+    """A live view: take every batch aggd publishes, until stop is set."""
+    import zmq
+    n = 0
+    while not stop.is_set():
+        if sub.poll(100):
+            while True:
+                try:
+                    sub.recv_multipart(zmq.NOBLOCK)
+                    n += 1
+                except zmq.Again:
+                    break
+    return n
+
+
+def start(cmd, logname, timeout=600):
+    """Start aggd, wait for its ready line; returns (process, seconds)."""
+    log = open(logname, "wb")
+    t0 = time.time()
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    while b"ready:" not in open(logname, "rb").read():
+        if time.time() - t0 > timeout or p.poll() is not None:
+            p.kill()
+            raise SystemExit("aggd did not start: " + open(logname).read())
+        time.sleep(0.01)
+    return p, time.time() - t0
+
+
+def restart(ctx, cmd, d, qep, npoints, p, how):
+    """Stop aggd (how: SIGKILL or SIGTERM), start it on the same data and
+    time it until it is ready and answers for every point."""
+    t0 = time.time()
+    p.send_signal(how)
+    p.wait(timeout=600)
+    stop_s = time.time() - t0
+    p, ready_s = start(cmd, os.path.join(d, "aggd-%d.log" % how))
+    st = status(ctx, qep)
+    if st["points"] != npoints:
+        raise SystemExit("aggd restarted with %d points, not %d" % (
+            st["points"], npoints))
+    return p, {"stop_s": stop_s, "ready_s": ready_s,
+               "cpu_s": storage.cpu_s(p.pid), "replayed": st.get("replayed_batches"),
+               "rss_mib": storage.rss_kib(p.pid) / 1024.0}
+
+
+def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
+        restarts=False):
     import zmq
     d = tempfile.mkdtemp(prefix="aggd-bench.", dir=work)
     run_dir = os.path.join(d, "run")
-    log = open(os.path.join(d, "aggd.log"), "wb")
-    cmd = [os.path.join(ROOT, "build", "aggd"), "--rundir", run_dir, "--down",
+    cmd = [aggd or os.path.join(ROOT, "build", "aggd"), "--rundir", run_dir, "--down",
            "none", "--confirm", "none", "--data", os.path.join(d, "data.{lane}")]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu)] + cmd
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    p, _ = start(cmd, os.path.join(d, "aggd.log"), 30)
     ctx = zmq.Context()
     try:
-        deadline = time.time() + 30
-        while b"ready:" not in open(log.name, "rb").read():
-            if time.time() > deadline or p.poll() is not None:
-                raise SystemExit("aggd did not start: " + open(log.name).read())
-            time.sleep(0.05)
         push = ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 0)
         push.connect("ipc://%s/aggd.0.in" % run_dir)
         qep = "ipc://%s/aggd.0.query" % run_dir
+        stop, sub_thread = threading.Event(), None
+        if subscribe:  # a live view, as apid keeps one in deployments
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.connect("ipc://%s/aggd.0.pub" % run_dir)
+            sub.setsockopt(zmq.SUBSCRIBE, b"readings")
+            sub_thread = threading.Thread(target=drain, args=(sub, stop))
+            sub_thread.start()
+            deadline = time.time() + 10
+            while status(ctx, qep).get("live_subscriptions", 0) < 1:
+                if time.time() > deadline:
+                    raise SystemExit("aggd does not see the live view")
+                time.sleep(0.02)
+        prof = None
+        if perf:  # profile aggd while it applies (perf record -g)
+            # FILE.stat: perf stat (instructions are not skewed by load)
+            how = (["stat", "-e", "instructions,cycles,task-clock"]
+                   if perf.endswith(".stat") else ["record", "-q", "-g"])
+            prof = subprocess.Popen(["perf"] + how + ["-o", perf, "-p", str(p.pid)],
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
         time.sleep(0.2)
         c0, t0 = storage.cpu_s(p.pid), time.time()
         for fr in frames:
@@ -115,16 +178,28 @@ def run(work, frames, npoints, cpu):
                 raise SystemExit("aggd did not reach %d points" % npoints)
             time.sleep(0.02)
         wall, cpu_s = time.time() - t0, storage.cpu_s(p.pid) - c0
+        if prof:
+            prof.send_signal(signal.SIGINT)
+            prof.wait(timeout=120)
         # Everything applied is durable only once the WAL fsync covered it.
         while status(ctx, qep).get("wal_unsynced_bytes", 0) > 0:
             time.sleep(0.01)
         wall_durable = time.time() - t0
         st = status(ctx, qep)  # the counters once everything is durable
+        if sub_thread:
+            stop.set()
+            sub_thread.join()
+            sub.close(0)
         push.close(0)
         rss = storage.rss_kib(p.pid) / 1024.0
-        return {"cpu_s": cpu_s, "wall_s": wall, "wall_durable_s": wall_durable,
-                "group_commits": st.get("group_commits"), "rss_mib": rss,
-                "checkpoints": st.get("checkpoints")}
+        r = {"cpu_s": cpu_s, "wall_s": wall, "wall_durable_s": wall_durable,
+             "group_commits": st.get("group_commits"), "rss_mib": rss,
+             "checkpoints": st.get("checkpoints"),
+             "live": st.get("live_subscriptions")}
+        if restarts:  # after a crash (WAL replay), then after a clean stop
+            p, r["kill9"] = restart(ctx, cmd, d, qep, npoints, p, signal.SIGKILL)
+            p, r["term"] = restart(ctx, cmd, d, qep, npoints, p, signal.SIGTERM)
+        return r
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=120)
@@ -139,6 +214,17 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cpu", type=int, help="pin aggd to this core (taskset)")
     ap.add_argument("--work", default="/tmp/sp-bench")
+    ap.add_argument("--aggd", default=os.path.join(ROOT, "build", "aggd"),
+                    help="aggd binary; several, comma-separated, take turns "
+                    "run by run (a peer measured under the same load)")
+    ap.add_argument("--restart", action="store_true",
+                    help="then time aggd's restart on the data: after kill -9 "
+                    "and after a clean stop")
+    ap.add_argument("--subscribe", action="store_true",
+                    help="keep a live view subscribed to aggd's readings")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="perf record -g aggd while it applies, into FILE "
+                    "(perf stat when FILE ends in .stat)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     data = os.path.join(a.work, "data-%dx%d" % (a.series, a.points))
@@ -155,16 +241,28 @@ def main():
     print("%d recorded batches, %d points, %.1f MB; machine %s, %d cpus" % (
         len(frames), npoints, sum(map(len, frames)) / 1e6, os.uname().release,
         os.cpu_count()))
-    for i in range(a.runs):
+    binaries = a.aggd.split(",")
+    for i in range(a.runs * len(binaries)):
         la0 = os.getloadavg()[0]
-        r = run(a.work, frames, npoints, a.cpu)
-        print("run %d: %.2f M points per aggd CPU second (%.2f CPU s per M points); "
+        binary = binaries[i % len(binaries)]
+        r = run(a.work, frames, npoints, a.cpu, a.perf, a.subscribe, binary,
+                a.restart)
+        print("%srun %d: %.2f M points per aggd CPU second (%.2f CPU s per M points); "
               "wall %.2f M points/s (%.2f M/s durable); %s group commits, "
-              "%s checkpoints, RSS %.0f MiB; load average %.1f -> %.1f" % (
-                  i + 1, npoints / r["cpu_s"] / 1e6, r["cpu_s"] / npoints * 1e6,
+              "%s checkpoints, %s live views, RSS %.0f MiB; load average %.1f -> %.1f" % (
+                  binary + " " if len(binaries) > 1 else "",
+                  i // len(binaries) + 1, npoints / r["cpu_s"] / 1e6, r["cpu_s"] / npoints * 1e6,
                   npoints / r["wall_s"] / 1e6, npoints / r["wall_durable_s"] / 1e6,
-                  r["group_commits"], r["checkpoints"], r["rss_mib"], la0,
+                  r["group_commits"], r["checkpoints"], r["live"], r["rss_mib"], la0,
                   os.getloadavg()[0]))
+        for k, what in (("kill9", "kill -9"), ("term", "clean stop (SIGTERM)")):
+            if k in r:
+                x = r[k]
+                print("  restart after %s: stop %.2f s, ready with all %d points "
+                      "after %.2f s wall, %.2f CPU s, %s batches replayed, RSS %.0f MiB; "
+                      "load average %.1f" % (what, x["stop_s"], npoints, x["ready_s"],
+                                             x["cpu_s"], x["replayed"], x["rss_mib"],
+                                             os.getloadavg()[0]))
         sys.stdout.flush()
 
 
