@@ -104,6 +104,7 @@ struct s_tier {
 
 struct agg_rollup {
     struct s_tier t[AGG_ROLLUP_TIERS]; /* minute, hour, day */
+    int32_t idx_hint;                  /* sketch index of the last point */
 };
 
 /* The last page decoded (aggd reads rollups on one thread). */
@@ -619,20 +620,27 @@ s_bucket(struct s_tier *t, int tier, int64_t start)
     return &t->b[i];
 }
 
+/* The sketch key of v; hint as agg_sketch_index_near's, or NULL. */
 static uint32_t
-s_key(double v)
+s_key_near(double v, int32_t *hint)
 {
     uint32_t cls = v > 0 ? S_CLASS_POS : v < 0 ? S_CLASS_NEG : S_CLASS_ZERO;
     int32_t i = 0;
 
     if (cls != S_CLASS_ZERO) {
-        i = agg_sketch_index(fabs(v));
+        i = hint ? agg_sketch_index_near(fabs(v), hint) : agg_sketch_index(fabs(v));
         if (i < -S_IDX_BIAS)
             i = -S_IDX_BIAS;
         if (i > S_IDX_MAX)
             i = S_IDX_MAX;
     }
     return cls << 14 | (uint32_t)(i + S_IDX_BIAS);
+}
+
+static uint32_t
+s_key(double v)
+{
+    return s_key_near(v, NULL);
 }
 
 /* Rebuild the arena with the runs of the array's buckets only. When the
@@ -707,16 +715,8 @@ static void
 s_sk_add(struct s_tier *t, struct s_bucket *b, uint32_t key, int delta)
 {
     uint32_t *e = b->sk_len ? t->sk + b->sk_off : NULL; /* sk may be NULL */
-    size_t i = 0, n = b->sk_len, hi = n, h = t->sk_hint - b->sk_off;
+    size_t i = 0, n = b->sk_len, hi = n;
 
-    /* Neighbouring values mostly share a key: try the entry counted last
-     * (if it is still in b's run, the first of its key, and not full)
-     * before the binary search, which would pick the same entry. */
-    if (delta > 0 && h < n && e[h] >> 16 == key && (e[h] & S_CNT_MAX) < S_CNT_MAX &&
-        (h == 0 || e[h - 1] >> 16 != key)) {
-        e[h]++;
-        return;
-    }
     while (i < hi) { /* the first entry of key or above: a day holds many */
         size_t mid = i + (hi - i) / 2;
         if (e[mid] >> 16 < key)
@@ -752,6 +752,25 @@ s_sk_add(struct s_tier *t, struct s_bucket *b, uint32_t key, int delta)
     e[i] = key << 16 | 1;
     b->sk_len++;
     t->sk_hint = b->sk_off + i;
+}
+
+/* s_sk_add(t, b, key, 1). Neighbouring values mostly share a key: the
+ * entry counted last is tried first (if it is still in b's run, the
+ * first of its key, and not full: the one the search would pick). */
+static inline void
+s_sk_inc(struct s_tier *t, struct s_bucket *b, uint32_t key)
+{
+    size_t h = t->sk_hint - b->sk_off;
+
+    if (h < b->sk_len) {
+        uint32_t *e = t->sk + b->sk_off;
+        if (e[h] >> 16 == key && (e[h] & S_CNT_MAX) < S_CNT_MAX &&
+            (h == 0 || e[h - 1] >> 16 != key)) {
+            e[h]++;
+            return;
+        }
+    }
+    s_sk_add(t, b, key, 1);
 }
 
 /* Welford's update with the mean taken from the sum. */
@@ -797,7 +816,7 @@ s_bucket_add(struct s_tier *t, struct s_bucket *b, int64_t ts, double v,
         b->last = v;
         b->last_ts = ts;
     }
-    s_sk_add(t, b, key, 1);
+    s_sk_inc(t, b, key);
 }
 
 void
@@ -811,7 +830,9 @@ agg_rollup_add_tier(agg_rollup_t *self, int tier, int64_t ts, double v)
 void
 agg_rollup_add(agg_rollup_t *self, int64_t ts, double v)
 {
-    uint32_t key = s_key(v); /* one logarithm for the three tiers */
+    /* One key for the three tiers; mostly in the bucket of the series'
+     * previous point or next to it (no logarithm then). */
+    uint32_t key = s_key_near(v, &self->idx_hint);
 
     for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
         struct s_tier *t = &self->t[i];

@@ -8,6 +8,7 @@
 #include "common/xalloc.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,45 @@ int32_t
 agg_sketch_index(double v)
 {
     return (int32_t)ceil(log(v) / S_LN_GAMMA);
+}
+
+/* agg_sketch_index_near: for index k, the doubles in [s_near_lo[k],
+ * s_near_hi[k]] lie at least 1e-9 (relative) inside the bucket's bounds
+ * gamma^(k-1) and gamma^k. Their log is then 5e-8 of an index step or
+ * more from an integer, and log's and the division's rounding (1e-12 of a
+ * step at most for indices within S_NEAR_MAX) cannot move it across: the
+ * ceil is k, as agg_sketch_index computes it. Values nearer a bound, or
+ * outside the table, take the logarithm. */
+#define S_NEAR_MAX 2048 /* indices -S_NEAR_MAX .. S_NEAR_MAX - 1 */
+#define S_NEAR_MARGIN 1e-9
+static double s_near_lo[2 * S_NEAR_MAX], s_near_hi[2 * S_NEAR_MAX];
+static pthread_once_t s_near_once = PTHREAD_ONCE_INIT;
+static int s_near_ready; /* read without the once: set after the tables */
+
+static void
+s_near_init(void)
+{
+    for (int k = -S_NEAR_MAX; k < S_NEAR_MAX; k++) {
+        s_near_lo[k + S_NEAR_MAX] = exp((k - 1) * S_LN_GAMMA) * (1 + S_NEAR_MARGIN);
+        s_near_hi[k + S_NEAR_MAX] = exp(k * S_LN_GAMMA) * (1 - S_NEAR_MARGIN);
+    }
+    __atomic_store_n(&s_near_ready, 1, __ATOMIC_RELEASE);
+}
+
+int32_t
+agg_sketch_index_near(double v, int32_t *hint)
+{
+    int32_t k = *hint;
+
+    if (!__atomic_load_n(&s_near_ready, __ATOMIC_ACQUIRE))
+        pthread_once(&s_near_once, s_near_init);
+    for (int d = 0; d < 3; d++) { /* k, then k + 1, then k - 1 */
+        int32_t j = k + (d == 1) - (d == 2);
+        if (j >= -S_NEAR_MAX && j < S_NEAR_MAX &&
+            v >= s_near_lo[j + S_NEAR_MAX] && v <= s_near_hi[j + S_NEAR_MAX])
+            return *hint = j;
+    }
+    return *hint = agg_sketch_index(v);
 }
 
 void
@@ -326,6 +366,31 @@ agg_sketch_test(bool verbose)
     double *v = xmalloc(N * sizeof *v), worst = 0;
     uint64_t seed = 42;
 
+    /* agg_sketch_index_near agrees with agg_sketch_index: random walks
+     * (the hint mostly right), jumps, and values a few ulps either side
+     * of every bucket bound the table covers and beyond it. */
+    {
+        int32_t hint = 0;
+        double x = 25;
+        for (int i = 0; i < N; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            double u = ((double)(seed >> 11) + 0.5) / 9007199254740992.0;
+            x = i % 1000 == 0 ? exp((u - 0.5) * 200) : fabs(x + (u - 0.5) * x / 20);
+            assert(agg_sketch_index_near(x, &hint) == agg_sketch_index(x));
+        }
+        for (int k = -S_NEAR_MAX - 5; k < S_NEAR_MAX + 5; k++) {
+            double bound = exp(k * S_LN_GAMMA), y = bound;
+            for (int s = 0; s < 4; s++)
+                y = nextafter(y, 0);
+            for (int s = 0; s < 8; s++, y = nextafter(y, INFINITY)) {
+                int32_t h1 = k, h2 = k + 1, h3 = k - 1;
+                int32_t want = agg_sketch_index(y);
+                assert(agg_sketch_index_near(y, &h1) == want);
+                assert(agg_sketch_index_near(y, &h2) == want);
+                assert(agg_sketch_index_near(y, &h3) == want);
+            }
+        }
+    }
     for (int shape = 0; shape < 3; shape++) {
         agg_sketch_t *a = agg_sketch_new(), *b = agg_sketch_new();
         for (int i = 0; i < N; i++) {

@@ -33,6 +33,10 @@ void agg_sketch_add(agg_sketch_t *self, double v);
 void agg_sketch_merge(agg_sketch_t *self, const agg_sketch_t *other);
 /* Bucket index of a value v > 0: ceil(log_gamma(v)). */
 int32_t agg_sketch_index(double v);
+/* The same index, found without a logarithm when v lies in the bucket
+ * *hint or a neighbour (safely inside, by a table of the bounds); sets
+ * *hint to it. For values that come in small steps (a series). */
+int32_t agg_sketch_index_near(double v, int32_t *hint);
 /* Add count values to the bucket of index i: sign > 0 the positive
  * store, sign < 0 the negative one (by absolute value), 0 the zeros (i
  * ignored). How compact rollup buckets (agg_rollup) merge into a sketch. */
