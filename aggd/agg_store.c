@@ -83,8 +83,11 @@ struct s_scratch {
     size_t nspare;       /* used */
 };
 
+#define S_SLOTS 4096 /* agg_store_put_run_slot's cache of series */
+
 struct agg_store {
     zhashx_t *series;        /* key -> struct s_series */
+    struct s_series **slot;  /* S_SLOTS series last put by slot, or NULL */
     size_t points;           /* distinct points */
     size_t chunks;           /* sealed chunks */
     uint64_t chunk_bytes;    /* their encoded bytes */
@@ -206,6 +209,7 @@ agg_store_destroy(agg_store_t **self_p)
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
     zhashx_destroy(&self->series);
+    free(self->slot);
     s_scratch_clear(&self->scratch, false);
     free(self->scratch.bufs);
     ZSTD_freeDCtx(self->dctx);
@@ -717,19 +721,38 @@ agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v)
     return s_put(self, s_series_get(self, key), ts, v);
 }
 
+static size_t
+s_put_run(agg_store_t *self, struct s_series *s, const int64_t *ts,
+          const double *v, size_t n)
+{
+    size_t fresh = 0;
+
+    for (size_t i = 0; i < n; i++)
+        fresh += (size_t)s_put(self, s, ts[i], v[i]);
+    return fresh;
+}
+
 size_t
 agg_store_put_run(agg_store_t *self, const char *key, const int64_t *ts,
                   const double *v, size_t n)
 {
-    struct s_series *s;
-    size_t fresh = 0;
+    return n ? s_put_run(self, s_series_get(self, key), ts, v, n) : 0;
+}
+
+size_t
+agg_store_put_run_slot(agg_store_t *self, size_t slot, const char *key,
+                       const int64_t *ts, const double *v, size_t n)
+{
+    struct s_series **c, *s;
 
     if (n == 0)
         return 0;
-    s = s_series_get(self, key);
-    for (size_t i = 0; i < n; i++)
-        fresh += (size_t)s_put(self, s, ts[i], v[i]);
-    return fresh;
+    if (self->slot == NULL)
+        self->slot = xcalloc(S_SLOTS, sizeof *self->slot);
+    c = &self->slot[slot % S_SLOTS];
+    if ((s = *c) == NULL || strcmp(s->key, key) != 0)
+        *c = s = s_series_get(self, key);
+    return s_put_run(self, s, ts, v, n);
 }
 
 size_t
@@ -1340,6 +1363,8 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
         for (size_t i = 0; i < s->nchunks; i++)
             self->chunk_bytes -= s->chunks[i].len;
         self->head_points -= s->n;
+        if (self->slot) /* it may be cached there */
+            memset(self->slot, 0, S_SLOTS * sizeof *self->slot);
         zhashx_delete(self->series, key);
         self->chunk_rewrite = self->rollup_rewrite = true;
         return (long long)gone;
@@ -2100,6 +2125,20 @@ agg_store_test(bool verbose)
         assert(agg_store_select(rs, "t", NULL, 0, 0, INT64_MAX, &v) == 1);
         assert(v[0].n == 3 && v[0].v[0] == 2.0 && v[0].ts[1] == 40 &&
                v[0].v[1] == 4.5 && v[0].v[2] == 5.0);
+        free(v);
+        /* Slots: another key in the same slot is another series; a
+         * deleted series is not written through a stale slot. */
+        bool part;
+        assert(agg_store_put_run_slot(rs, 7, "t", rts, rv, 4) == 0);
+        assert(agg_store_put_run_slot(rs, 7, "u", rts, rv, 4) == 3);
+        assert(agg_store_put_run_slot(rs, 7 + 4096, "w", rts, rv, 1) == 1);
+        assert(agg_store_put_run_slot(rs, 7, "u", rts + 3, rv, 1) == 0);
+        assert(agg_store_series(rs) == 3 && agg_store_points(rs) == 7);
+        assert(agg_store_delete(rs, "u", INT64_MIN, INT64_MAX, &part) == 3);
+        assert(agg_store_put_run_slot(rs, 7, "u", rts, rv, 1) == 1);
+        assert(agg_store_series(rs) == 3 && agg_store_points(rs) == 5);
+        assert(agg_store_select(rs, "u", NULL, 0, 0, INT64_MAX, &v) == 1);
+        assert(v[0].n == 1 && v[0].ts[0] == 40 && v[0].v[0] == 4.0);
         free(v);
         agg_store_destroy(&rs);
     }

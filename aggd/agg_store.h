@@ -83,6 +83,12 @@ int agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v);
  * but with one lookup of the key. Returns how many were new. */
 size_t agg_store_put_run(agg_store_t *self, const char *key, const int64_t *ts,
                          const double *v, size_t n);
+/* agg_store_put_run, remembering the series under slot (modulo a few
+ * thousand): a caller whose runs of one key come with the same slot each
+ * time (aggd: the index in a batch's series table) skips the hash lookup
+ * when the key there is the same. */
+size_t agg_store_put_run_slot(agg_store_t *self, size_t slot, const char *key,
+                              const int64_t *ts, const double *v, size_t n);
 /* Number of series. */
 size_t agg_store_series(const agg_store_t *self);
 /* Number of distinct points over all series. */

@@ -224,7 +224,7 @@ s_apply(aggd_t *self, msg_batch_t *b)
     }
     /* at[k] is now where run k ends and run k + 1 starts. */
     for (size_t k = 0, from = 0; k < ns; from = at[k++])
-        fresh += agg_store_put_run(self->store,
+        fresh += agg_store_put_run_slot(self->store, k,
                                    msg_batch_series_key(b, (uint32_t)k),
                                    self->run_ts + from, self->run_v + from,
                                    at[k] - from);
