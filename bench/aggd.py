@@ -154,10 +154,11 @@ def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
             sub_thread = threading.Thread(target=drain, args=(sub, stop))
             sub_thread.start()
             deadline = time.time() + 10
-            while status(ctx, qep).get("live_subscriptions", 0) < 1:
+            while status(ctx, qep).get("live_subscriptions", 1) < 1:
                 if time.time() > deadline:
                     raise SystemExit("aggd does not see the live view")
                 time.sleep(0.02)
+            time.sleep(0.5)  # an older aggd (PUB) does not say: let it join
         prof = None
         if perf:  # profile aggd while it applies (perf record -g)
             # FILE.stat: perf stat (instructions are not skewed by load)
