@@ -13,6 +13,12 @@ socket as fast as it takes them, and waits until its status counts every
 point. Reported: points per CPU second of the aggd process (all its
 threads: loop, fsync, ZeroMQ I/O), the figure that carries over from a
 shared machine, and the wall rate, with the load average.
+
+  --aggd A,B     binaries taking turns run by run (a peer under the same load)
+  --subscribe    a live view subscribed to aggd's readings and draining them
+  --restart      then kill -9 aggd and time its restart on the data (WAL
+                 replay), then stop it cleanly and time that restart
+  --perf FILE    perf record -g aggd while it applies (perf stat: FILE.stat)
 """
 import argparse
 import glob
@@ -119,14 +125,18 @@ def restart(ctx, cmd, d, qep, npoints, p, how):
     p.send_signal(how)
     p.wait(timeout=600)
     stop_s = time.time() - t0
-    p, ready_s = start(cmd, os.path.join(d, "aggd-%d.log" % how))
+    logname = os.path.join(d, "aggd-%d.log" % how)
+    p, ready_s = start(cmd, logname)
+    said = [ln.split("aggd: ", 1)[-1] for ln in open(logname, errors="replace")
+            if "aggd: loaded" in ln]
     st = status(ctx, qep)
     if st["points"] != npoints:
         raise SystemExit("aggd restarted with %d points, not %d" % (
             st["points"], npoints))
     return p, {"stop_s": stop_s, "ready_s": ready_s,
                "cpu_s": storage.cpu_s(p.pid), "replayed": st.get("replayed_batches"),
-               "rss_mib": storage.rss_kib(p.pid) / 1024.0}
+               "rss_mib": storage.rss_kib(p.pid) / 1024.0,
+               "said": said[-1].strip() if said else "?"}
 
 
 def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
@@ -261,9 +271,9 @@ def main():
                 x = r[k]
                 print("  restart after %s: stop %.2f s, ready with all %d points "
                       "after %.2f s wall, %.2f CPU s, %s batches replayed, RSS %.0f MiB; "
-                      "load average %.1f" % (what, x["stop_s"], npoints, x["ready_s"],
-                                             x["cpu_s"], x["replayed"], x["rss_mib"],
-                                             os.getloadavg()[0]))
+                      "load average %.1f\n    aggd: %s" % (
+                          what, x["stop_s"], npoints, x["ready_s"], x["cpu_s"],
+                          x["replayed"], x["rss_mib"], os.getloadavg()[0], x["said"]))
         sys.stdout.flush()
 
 
