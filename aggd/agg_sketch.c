@@ -112,10 +112,10 @@ agg_sketch_index_near(double v, int32_t *hint)
     if (!__atomic_load_n(&s_near_ready, __ATOMIC_ACQUIRE))
         pthread_once(&s_near_once, s_near_init);
     for (int d = 0; d < 3; d++) { /* k, then k + 1, then k - 1 */
-        int32_t j = k + (d == 1) - (d == 2);
+        int64_t j = (int64_t)k + (d == 1) - (d == 2); /* k may be extreme */
         if (j >= -S_NEAR_MAX && j < S_NEAR_MAX &&
             v >= s_near_lo[j + S_NEAR_MAX] && v <= s_near_hi[j + S_NEAR_MAX])
-            return *hint = j;
+            return *hint = (int32_t)j;
     }
     return *hint = agg_sketch_index(v);
 }
@@ -390,6 +390,11 @@ agg_sketch_test(bool verbose)
                 assert(agg_sketch_index_near(y, &h3) == want);
             }
         }
+        /* Hints at the ends of the index range (what a subnormal or an
+         * infinity leaves behind) are tried without overflowing. */
+        int32_t lo = INT32_MIN, hi = INT32_MAX;
+        assert(agg_sketch_index_near(25.0, &lo) == agg_sketch_index(25.0));
+        assert(agg_sketch_index_near(25.0, &hi) == agg_sketch_index(25.0));
     }
     for (int shape = 0; shape < 3; shape++) {
         agg_sketch_t *a = agg_sketch_new(), *b = agg_sketch_new();
