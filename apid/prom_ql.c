@@ -798,7 +798,9 @@ s_range_fn(int fn, double q, const double *t, const double *v, size_t n,
         size_t lo;
         memcpy(c, v, n * sizeof *c);
         qsort(c, n, sizeof *c, s_cmp_double);
-        if (q < 0 || q > 1) {
+        if (isnan(q)) { /* as Prometheus: NaN, -Inf below 0, +Inf above 1 */
+            *out = NAN;
+        } else if (q < 0 || q > 1) {
             *out = q < 0 ? -INFINITY : INFINITY;
         } else {
             rank = q * (double)(n - 1);
@@ -1206,6 +1208,14 @@ prom_ql_test(bool verbose)
         TEST_NEAR(v, one[i].want, one[i].eps);
         json_decref(r);
     }
+    /* A quantile outside [0, 1] as Prometheus: +Inf above 1, NaN for NaN
+     * (fuzz_prom_ql found NaN cast to an index). */
+    r = s_test_eval("quantile_over_time(NaN, temp[100s])", s, 2, 1090);
+    assert(isnan(s_first_value(r)));
+    json_decref(r);
+    r = s_test_eval("quantile_over_time(2, temp[100s])", s, 2, 1090);
+    assert(isinf(s_first_value(r)) && s_first_value(r) > 0);
+    json_decref(r);
     r = s_test_eval("count by (job) ({job=~\".+\"})", s, 2, 1090);
     assert(json_array_size(json_object_get(r, "result")) == 2);
     json_decref(r);

@@ -271,6 +271,24 @@ cfg_free(const struct cfg_opt *tab, size_t n, void *conf)
     }
 }
 
+/* A string as the file parser reads it back: in quotes when it begins or
+ * ends with blanks (which the parser trims) or is itself in quotes (of
+ * which the parser takes one pair off). */
+static void
+s_print_str(const char *s, FILE *fp)
+{
+    size_t len = strlen(s);
+    bool quote = len > 0 && (isspace((unsigned char)s[0]) ||
+                             isspace((unsigned char)s[len - 1]) ||
+                             (len >= 2 && s[0] == '"' && s[len - 1] == '"'));
+
+    if (quote)
+        fputc('"', fp);
+    fputs(s, fp);
+    if (quote)
+        fputc('"', fp);
+}
+
 static void
 s_print_value(const struct cfg_opt *o, const void *conf, FILE *fp)
 {
@@ -283,7 +301,7 @@ s_print_value(const struct cfg_opt *o, const void *conf, FILE *fp)
     }
     if (o->type == CFG_STR && urlmask_is_url(*(char *const *)p)) {
         char *m = urlmask_print(*(char *const *)p); /* a URL's password stays out */
-        fputs(m, fp);
+        s_print_str(m, fp);
         free(m);
         return;
     }
@@ -301,7 +319,7 @@ s_print_value(const struct cfg_opt *o, const void *conf, FILE *fp)
         break;
     }
     case CFG_BOOL: fputs(*(const bool *)p ? "true" : "false", fp); break;
-    case CFG_STR: fputs(*(char *const *)p ? *(char *const *)p : "", fp); break;
+    case CFG_STR: s_print_str(*(char *const *)p ? *(char *const *)p : "", fp); break;
     }
 }
 
@@ -391,6 +409,21 @@ cfg_test(bool verbose)
     dup2(saved, 2);
     close(saved);
     close(devnull);
+    /* A dumped string loads back as itself, also one in quotes or with
+     * blanks at its ends (fuzz_cfg found '""""' coming back as '""'). */
+    static const char *names[] = {"plain", "\"\"\"\"", "\"quoted\"", " lead",
+                                  "trail ", "\"", "a \"b\" c", ""};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        struct s_test_conf d = {0};
+        free(c.name);
+        c.name = xstrdup(names[i]);
+        fp = fopen(path, "w");
+        cfg_dump(tab, n, &c, fp);
+        fclose(fp);
+        assert(cfg_load_file(tab, n, &d, path) == 0);
+        TEST_STREQ(d.name, names[i]);
+        cfg_free(tab, n, &d);
+    }
     unlink(path);
     cfg_free(tab, n, &c);
     assert(c.name == NULL && c.secret == NULL);
