@@ -250,14 +250,24 @@ ingest_parse(int form, const char *body, size_t len, int64_t now,
         s_lines(body, len, now, tenant, batch, report);
         break;
     case INGEST_FORM_WRITE:
-        /* Keys take about as many bytes as the body; one allocation. */
-        msg_batch_reserve(batch, len / 32, len);
-        report->accepted += ingest_lp_parse(body, len, now, precision_ns,
-                                            tenant, batch, s_lp_reject, report);
+        ingest_parse_lp(NULL, body, len, now, precision_ns, tenant, batch,
+                        report);
         break;
     default:
         s_fatal(report, "route", "unknown ingest form");
     }
+}
+
+void
+ingest_parse_lp(ingest_lp_cache_t *cache, const char *body, size_t len,
+                int64_t now, int64_t precision_ns, const char *tenant,
+                msg_batch_t *batch, struct ingest_report *report)
+{
+    memset(report, 0, sizeof *report);
+    /* Keys take about as many bytes as the body; one allocation. */
+    msg_batch_reserve(batch, len / 32, len);
+    report->accepted += ingest_lp_parse(cache, body, len, now, precision_ns,
+                                        tenant, batch, s_lp_reject, report);
 }
 
 /* One {"timestamp", "metrics"} object of an MQTT payload. */

@@ -12,6 +12,7 @@
 #define SP_INGEST_PARSE_H
 
 #include "common/msg.h"
+#include "ingestd/ingest_lp.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -51,6 +52,11 @@ int ingest_parse_form(const char *name);
 void ingest_parse(int form, const char *body, size_t len, int64_t now,
                   int64_t precision_ns, const char *tenant, msg_batch_t *batch,
                   struct ingest_report *report);
+/* ingest_parse of line protocol (INGEST_FORM_WRITE) with a series cache
+ * kept across bodies (ingest_lp.h; NULL: none). */
+void ingest_parse_lp(ingest_lp_cache_t *cache, const char *body, size_t len,
+                     int64_t now, int64_t precision_ns, const char *tenant,
+                     msg_batch_t *batch, struct ingest_report *report);
 /* Parse an MQTT telemetry payload of a device of tenant (from
  * [tenants/{t}/]devices/{id}/telemetry): {"timestamp": epoch-ms or RFC
  * 3339, "metrics": {"temperature": 22.5}}, an array of such objects, or

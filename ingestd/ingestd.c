@@ -89,6 +89,7 @@ struct ingestd {
     msg_batch_t *mqtt_batch;         /* MQTT readings not spooled yet */
     msg_batch_t *mqtt_one;           /* one message's readings (quotas) */
     msg_batch_t *parsed;             /* a request's readings (kept: no regrowth) */
+    ingest_lp_cache_t *lpcache;      /* line-protocol series across requests */
     ingest_quota_t *quota;           /* per-tenant rate and series limits */
     apikey_t *keys;                  /* keys for the own port, or NULL */
     uint64_t over_quota;             /* readings refused by a tenant quota */
@@ -160,6 +161,7 @@ ingestd_new(const struct ingestd_conf *conf)
     self->device_rate = bucket_new(conf->device_rate, conf->device_rate * 2);
     self->mqtt_one = msg_batch_new(MSG_TYPE_READINGS);
     self->parsed = msg_batch_new(MSG_TYPE_READINGS);
+    self->lpcache = ingest_lp_cache_new();
     if (((conf->keys && *conf->keys) || (conf->keys_db && *conf->keys_db)) &&
         (self->keys = apikey_new(conf->keys, conf->keys_db)) == NULL)
         goto fail;
@@ -236,6 +238,7 @@ ingestd_destroy(ingestd_t **self_p)
     msg_batch_destroy(&self->mqtt_batch);
     msg_batch_destroy(&self->mqtt_one);
     msg_batch_destroy(&self->parsed);
+    ingest_lp_cache_destroy(&self->lpcache);
     ingest_spool_destroy(&self->spool);
     free(self->ls);
     for (int64_t i = 0; i < self->conf->lanes; i++) {
@@ -524,7 +527,11 @@ s_ingest(ingestd_t *self, int form, const char *body, size_t len,
         log_info("ingestd: spool below its limit; accepting writes again");
     b = self->parsed;
     msg_batch_reset(b);
-    ingest_parse(form, body, len, clock_now_ns(), prec, tenant, b, &r);
+    if (form == INGEST_FORM_WRITE)
+        ingest_parse_lp(self->lpcache, body, len, clock_now_ns(), prec, tenant,
+                        b, &r);
+    else
+        ingest_parse(form, body, len, clock_now_ns(), prec, tenant, b, &r);
     self->rejected += r.rejected;
     status = ingest_parse_reply(form, &r, reply);
     ingest_parse_report_clear(&r);

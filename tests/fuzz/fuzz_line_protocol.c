@@ -1,28 +1,48 @@
 /*
- * fuzz_line_protocol: InfluxDB line protocol on arbitrary bytes.
+ * fuzz_line_protocol: InfluxDB line protocol on arbitrary bytes, parsed
+ * without a cache and with one kept across inputs (as ingestd keeps it
+ * across requests): both must give the same readings and refusals.
  */
 #include "ingestd/ingest_parse.h"
 
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
+    static ingest_lp_cache_t *cache;
     msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
-    struct ingest_report r;
+    msg_batch_t *bc = msg_batch_new(MSG_TYPE_READINGS);
+    struct ingest_report r, rc;
     json_t *reply;
 
+    if (cache == NULL)
+        cache = ingest_lp_cache_new();
     ingest_parse(INGEST_FORM_WRITE, (const char *)data, size,
                  1700000000000000000LL, 1000000000LL, "acme", b, &r);
     assert(r.accepted == msg_batch_size(b));
     for (size_t i = 0; i < msg_batch_size(b); i++)
         assert(isfinite(msg_batch_reading(b, i)->value));
+    ingest_parse_lp(cache, (const char *)data, size, 1700000000000000000LL,
+                    1000000000LL, "acme", bc, &rc);
+    assert(rc.accepted == r.accepted && rc.rejected == r.rejected);
+    assert(msg_batch_size(bc) == msg_batch_size(b));
+    for (size_t i = 0; i < msg_batch_size(b); i++) {
+        const struct msg_reading *x = msg_batch_reading(b, i),
+                                 *y = msg_batch_reading(bc, i);
+        assert(!strcmp(msg_batch_str(b, x->key_off),
+                       msg_batch_str(bc, y->key_off)));
+        assert(x->ts == y->ts && !memcmp(&x->value, &y->value, sizeof x->value));
+    }
     ingest_parse_reply(INGEST_FORM_WRITE, &r, &reply);
     json_decref(reply);
     ingest_parse_report_clear(&r);
+    ingest_parse_report_clear(&rc);
     msg_batch_destroy(&b);
+    msg_batch_destroy(&bc);
     return 0;
 }
