@@ -8,10 +8,13 @@
  * appended since open: a record is durable (and may be sent) once the
  * finished fsync's position reaches its end.
  *
- * Memory: only an index of the unconfirmed records is kept (where each
- * one is, ~48 bytes a record); a batch is read back from its segment
- * (the page cache, mostly) when it is sent or resent, and its checksum
- * checked again. So ingestd's memory does not grow with a backlog; the
+ * Memory: an index of the unconfirmed records is kept (where each one
+ * is, ~56 bytes a record), and a copy of each record appended until it
+ * is first handed out, at most SPOOL_MEM_MAX bytes of them: the usual
+ * send goes from memory, the bytes just written. A record without its
+ * copy (a resend, a recovered record, one past the bound) is read back
+ * from its segment (the page cache, mostly) and its checksum checked
+ * again. So ingestd's memory does not grow with a backlog; the
  * backlog's bound, --spool-max, is disk.
  */
 #include "ingestd/ingest_spool.h"
@@ -37,6 +40,8 @@
 #define SPOOL_MAGIC 0x314c5053u /* "SPL1" little-endian */
 #define SPOOL_HDR 24
 #define SPOOL_RECORD_MAX (256u << 20)
+/* Appended records kept in memory until first handed out, in bytes. */
+#define SPOOL_MEM_MAX (16u << 20)
 
 struct s_rec {
     uint64_t seq;  /* batch seq on its lane */
@@ -45,6 +50,7 @@ struct s_rec {
     uint64_t end;  /* logical position after it (0: recovered) */
     uint64_t cum;  /* payload bytes of its lane up to and with it */
     size_t len;    /* payload length */
+    void *mem;     /* a copy of the payload until first handed out, or NULL */
 };
 
 struct s_lane {
@@ -83,6 +89,7 @@ struct ingest_spool {
     unsigned char *rbuf;    /* a record read back */
     size_t rcap;            /* bytes allocated there */
     unsigned long long unreadable; /* records that failed to read back */
+    size_t mem;             /* bytes of record copies held (s_rec.mem) */
 };
 
 /* A read-back buffer larger than this is freed after use, so one huge
@@ -138,6 +145,7 @@ s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
     r->off = off;
     r->end = self->written;
     r->len = len;
+    r->mem = NULL;
     l->cum += len;
     r->cum = l->cum;
     if (seq >= l->next_seq) {
@@ -147,6 +155,17 @@ s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
     s_seg(self, seg)->refs++;
     self->records++;
     self->bytes += len;
+}
+
+/* Drop the in-memory copy of r, if any. */
+static void
+s_forget(ingest_spool_t *self, struct s_rec *r)
+{
+    if (r->mem) {
+        free(r->mem);
+        r->mem = NULL;
+        self->mem -= r->len;
+    }
 }
 
 static uint32_t
@@ -325,8 +344,12 @@ ingest_spool_destroy(ingest_spool_t **self_p)
     if (self->rfd != -1)
         close(self->rfd);
     free(self->rbuf);
-    for (unsigned i = 0; i < self->nlanes; i++)
-        free(self->lanes[i].r);
+    for (unsigned i = 0; i < self->nlanes; i++) {
+        struct s_lane *l = &self->lanes[i];
+        for (size_t k = 0; k < l->n; k++)
+            s_forget(self, &l->r[l->head + k]);
+        free(l->r);
+    }
     free(self->lanes);
     free(self->segs);
     free(self->dir);
@@ -382,6 +405,13 @@ ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
     }
     self->written += (uint64_t)n;
     s_push(self, lane, seq, act->id, act->size, len);
+    if (len > 0 && self->mem + len <= SPOOL_MEM_MAX) {
+        struct s_lane *l = &self->lanes[lane];
+        struct s_rec *r = &l->r[l->head + l->n - 1];
+        r->mem = xmalloc(len);
+        memcpy(r->mem, data, len);
+        self->mem += len;
+    }
     act->size += (size_t)n;
     act->records++;
     return 0;
@@ -508,6 +538,7 @@ ingest_spool_confirm(ingest_spool_t *self, unsigned lane, uint64_t seq)
     while (l->n > 0 && l->r[l->head].seq <= seq) {
         struct s_rec *r = &l->r[l->head];
         struct s_seg *s = s_seg(self, r->seg);
+        s_forget(self, r);
         if (s)
             s->refs--;
         self->records--;
@@ -594,8 +625,10 @@ ingest_spool_foreach(ingest_spool_t *self, unsigned lane, uint64_t after,
          * always fits whatever its size. */
         if (k >= max_n || (k > 0 && r->cum - l->cum_done > max_bytes))
             break;
-        if (!fn(lane, r->seq, s_read(self, lane, r), r->len, arg))
+        if (!fn(lane, r->seq, r->mem ? r->mem : s_read(self, lane, r), r->len,
+                arg))
             break;
+        s_forget(self, r); /* a resend reads it back */
     }
     if (self->rcap > SPOOL_RBUF_KEEP) {
         free(self->rbuf);
@@ -762,11 +795,13 @@ ingest_spool_test(bool verbose)
     close(devnull);
     assert(sp && ingest_spool_next_seq(sp, 0) == 12);
     assert(stat(path, &st) == 0 && st.st_size == SPOOL_HDR + 5);
-    /* A record damaged on disk after it was written is caught when it is
-     * read back: handed out without data, logged and counted, never sent
-     * as it is. */
+    /* A record is first handed out from its copy in memory, the bytes
+     * written; then the copy goes. A record damaged on disk after it was
+     * written is caught when it is read back for a resend: handed out
+     * without data, logged and counted, never sent as it is. */
     assert(s_append_batch(sp, 0, 12) == 0);
     assert(ingest_spool_sync(sp) == 0);
+    assert(sp->mem == 5);
     {
         /* A fresh segment after the reopen: the record is its first. */
         s_path(sp, sp->segs[sp->nsegs - 1].id, path, sizeof path);
@@ -775,6 +810,9 @@ ingest_spool_test(bool verbose)
         close(fd);
     }
     struct s_seen seen0 = {0, 0};
+    ingest_spool_foreach(sp, 0, 10, UINT64_MAX, UINT64_MAX, s_see, &seen0);
+    assert(seen0.last == 12 && seen0.lost == 0 && sp->mem == 0);
+    seen0.last = 0;
     saved = dup(2);
     devnull = open("/dev/null", O_WRONLY);
     if (!verbose)

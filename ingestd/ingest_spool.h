@@ -4,9 +4,11 @@
  * records stay until aggd confirms their lane's seq, and are resent from
  * here after a restart or when confirmations stall.
  *
- * Only an index of the unconfirmed records stays in memory: a batch is
- * read back from its segment (and its checksum checked again) each time
- * it is sent, so a backlog costs disk (up to --spool-max), not memory.
+ * An index of the unconfirmed records stays in memory, and a copy of
+ * each batch appended until it is first handed out (at most 16 MiB of
+ * them); a resend, a recovered batch or one past that bound is read back
+ * from its segment (and its checksum checked again), so a backlog costs
+ * disk (up to --spool-max), not memory.
  *
  * Files: DIR/seg-NNNNNNNNNNNNNNNN.spool, appended in order and rolled at
  * the segment size. Record: magic "SPL1", payload length, lane, CRC-32C
@@ -29,9 +31,11 @@
 typedef struct ingest_spool ingest_spool_t;
 
 /* Called for each unconfirmed record of a lane, in seq order, with the
- * batch as read back from disk (valid during the call), or data NULL
- * when it could not be read back or failed its checksum (logged and
- * counted: that batch is lost); returns false to stop there. */
+ * batch (valid during the call): the bytes appended until a call for it
+ * returns true (sent), later ones (and after a restart) as read back
+ * from disk, or data NULL when it could not be read back or failed its
+ * checksum (logged and counted: that batch is lost); returns false to
+ * stop there. */
 typedef bool(ingest_spool_fn)(unsigned lane, uint64_t seq, const void *data,
                               size_t len, void *arg);
 
