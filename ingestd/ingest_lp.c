@@ -43,22 +43,31 @@ s_token_n(const char *p, const char *end, const char *stop, char *out,
     return (long)(s - p);
 }
 
-/* The token at p as s_token_n takes it, read in place when it holds no
- * escape (*tok points into the body), else unescaped into buf: *tok and
- * *tlen are its bytes (not NUL-terminated). The same length limit as
+/* The bytes that end an unescaped run of s_token_at: bit 1 for "=",
+ * bit 2 for ", ", and the backslash for both. */
+#define LP_STOP_EQ 1
+#define LP_STOP_COMMA_SPACE 2
+static const unsigned char s_stops[256] = {
+    ['='] = LP_STOP_EQ, [','] = LP_STOP_COMMA_SPACE, [' '] = LP_STOP_COMMA_SPACE,
+    ['\\'] = LP_STOP_EQ | LP_STOP_COMMA_SPACE};
+
+/* The token at p as s_token_n takes it with stop ("=" for LP_STOP_EQ,
+ * ", " for LP_STOP_COMMA_SPACE), read in place when it holds no escape
+ * (*tok points into the body), else unescaped into buf: *tok and *tlen
+ * are its bytes (not NUL-terminated). The same length limit as
  * s_token_n into buf. Returns the length consumed or -1. */
 static long
-s_token_at(const char *p, const char *end, const char *stop, char *buf,
+s_token_at(const char *p, const char *end, unsigned stop, char *buf,
            size_t buflen, const char **tok, size_t *tlen)
 {
     const char *s = p;
-    char s0 = stop[0], s1 = stop[1] ? stop[1] : stop[0];
 
-    while (s < end && *s != s0 && *s != s1 && *s != '\\')
+    while (s < end && !(s_stops[(unsigned char)*s] & stop))
         s++;
     if (s < end && *s == '\\') {
         *tok = buf;
-        return s_token_n(p, end, stop, buf, buflen, tlen);
+        return s_token_n(p, end, stop == LP_STOP_EQ ? "=" : ", ", buf, buflen,
+                         tlen);
     }
     if ((size_t)(s - p) + 1 > buflen)
         return -1;
@@ -454,17 +463,17 @@ s_lp_value(const char *val, size_t vl, double *v)
 static long
 s_lp_ts(const char *p, const char *end, long long *t)
 {
-    const char *s = p + (p < end && *p == '-');
+    const char *s = p + (p < end && *p == '-'), *q = s;
+    const char *lim = end - s > 18 ? s + 18 : end;
     long long v = 0;
-    size_t i;
     char tsb[32];
     long n;
 
-    for (i = 0; i < 18 && s + i < end && s[i] >= '0' && s[i] <= '9'; i++)
-        v = v * 10 + (s[i] - '0');
-    if (i > 0 && (s + i == end || s[i] == ' ')) {
+    while (q < lim && (unsigned)(*q - '0') < 10)
+        v = v * 10 + (*q++ - '0');
+    if (q > s && (q == end || *q == ' ')) {
         *t = s == p ? v : -v;
-        return (long)(s + i - p);
+        return (long)(q - p);
     }
     if ((n = s_token(p, end, " ", tsb, sizeof tsb)) <= 0 || s_lp_int(tsb, t))
         return -1;
@@ -502,12 +511,13 @@ s_write_line(ingest_lp_cache_t *c, const char *p, const char *end, int64_t now,
         size_t vl;
         if (nf == 32)
             return "more than 32 fields";
-        if ((n = s_token_at(p, end, "=", fkb[nf], sizeof fkb[nf], &fk[nf],
-                            &fl[nf])) <= 0 ||
+        if ((n = s_token_at(p, end, LP_STOP_EQ, fkb[nf], sizeof fkb[nf],
+                            &fk[nf], &fl[nf])) <= 0 ||
             p + n >= end)
             return "bad field key";
         p += n + 1;
-        if ((n = s_token_at(p, end, ", ", valb, sizeof valb, &val, &vl)) <= 0)
+        if ((n = s_token_at(p, end, LP_STOP_COMMA_SPACE, valb, sizeof valb,
+                            &val, &vl)) <= 0)
             return "bad field value";
         p += n;
         if ((why = s_lp_value(val, vl, &fv[nf])))
