@@ -281,17 +281,28 @@ agg_chunk_encoding(const unsigned char *buf, size_t len)
     return enc <= AGG_CHUNK_SCALED_MA ? enc : -1;
 }
 
-static size_t
-s_decode_raw(const unsigned char *p, size_t len, size_t n, int64_t *ts,
-             double *v)
+/* A varint, one byte without a call (most residuals and timestamp
+ * deltas of steady data are). */
+static inline bool
+s_get_uvar1(const unsigned char *p, size_t len, size_t *off, uint64_t *x)
 {
-    size_t off = 1;
+    if (*off < len && p[*off] < 0x80) {
+        *x = p[(*off)++];
+        return true;
+    }
+    return s_get_uvar(p, len, off, x);
+}
+
+/* The n timestamps of a raw body from *off on. */
+static bool
+s_decode_ts(const unsigned char *p, size_t len, size_t n, int64_t *ts,
+            size_t *off)
+{
     uint64_t x, prev = 0, pd = 0;
-    int enc = p[0];
 
     for (size_t i = 0; i < n; i++) {
-        if (!s_get_uvar(p, len, &off, &x))
-            return 0;
+        if (!s_get_uvar1(p, len, off, &x))
+            return false;
         x = s_unzz(x);
         if (i == 0)
             prev = x;
@@ -301,13 +312,57 @@ s_decode_raw(const unsigned char *p, size_t len, size_t n, int64_t *ts,
             prev += (pd += x);
         ts[i] = (int64_t)prev;
     }
+    return true;
+}
+
+/* Step over n varints from *off on, as s_decode_ts reads them (at most
+ * 10 bytes each), without their values: eight one-byte ones at a time. */
+static bool
+s_skip_uvars(const unsigned char *p, size_t len, size_t n, size_t *off)
+{
+    size_t o = *off, cnt = 0, run = 0;
+
+    while (cnt < n) {
+        uint64_t w;
+        if (run == 0 && n - cnt >= 8 && len - o >= 8) {
+            memcpy(&w, p + o, 8);
+            if ((w & 0x8080808080808080ULL) == 0) {
+                o += 8;
+                cnt += 8;
+                continue;
+            }
+        }
+        if (o >= len)
+            return false;
+        if (p[o++] & 0x80) {
+            if (++run == 10)
+                return false;
+        } else {
+            cnt++;
+            run = 0;
+        }
+    }
+    *off = o;
+    return true;
+}
+
+static size_t
+s_decode_raw(const unsigned char *p, size_t len, size_t n, int64_t *ts,
+             double *v)
+{
+    size_t off = 1;
+    uint64_t x;
+    int enc = p[0];
+
+    if (!s_decode_ts(p, len, n, ts, &off))
+        return 0;
     if (enc == AGG_CHUNK_SCALED) {
         uint64_t k = 0;
         if (off >= len || p[off] > AGG_CHUNK_DEC_MAX)
             return 0;
         double scale = s_pow10[p[off++]];
         for (size_t i = 0; i < n; i++) {
-            if (!s_get_uvar(p, len, &off, &x))
+            if (!s_get_uvar1(p, len, &off, &x))
                 return 0;
             k += s_unzz(x);
             v[i] = (double)(int64_t)k / scale;
@@ -326,7 +381,7 @@ s_decode_raw(const unsigned char *p, size_t len, size_t n, int64_t *ts,
         v[0] = (double)(int64_t)(k = s_unzz(x)) / scale;
         for (size_t i = 1; i < n; i++) {
             int64_t pred = s_pred(theta, r);
-            if (!s_get_uvar(p, len, &off, &x))
+            if (!s_get_uvar1(p, len, &off, &x))
                 return 0;
             r = (int64_t)s_unzz(x);
             if (r > S_RESID_MAX || r < -S_RESID_MAX)
@@ -384,6 +439,332 @@ agg_chunk_decode_with(agg_chunk_dctx_t *dctx, const unsigned char *buf,
     return got;
 }
 
+/* agg_chunk_pick: the bands over the integers k of a scaled chunk
+ * (values k / scale): k / scale is monotonic in k, so a band of values
+ * is a range of k, found once per chunk; only the k inside are divided. */
+struct s_kbands {
+    int64_t lo[AGG_CHUNK_BANDS_MAX], hi[AGG_CHUNK_BANDS_MAX];
+    int64_t mlo[AGG_CHUNK_BANDS_MAX], mhi[AGG_CHUNK_BANDS_MAX];
+    uint64_t env_lo, env_span; /* every margin inside [env_lo, +span] */
+};
+
+/* The smallest k with k / s >= x (up) or the largest with k / s <= x;
+ * false when x * s is not safely an exact integer range (the caller then
+ * compares the doubles). */
+static bool
+s_kbound(double x, double s, bool up, int64_t *k)
+{
+    double y = x * s;
+
+    if (isinf(x) && (x > 0) != up) {
+        *k = up ? INT64_MIN : INT64_MAX;
+        return true;
+    }
+    if (!(fabs(y) < 4503599627370496.0)) /* 2^52 */
+        return false;
+    int64_t c = (int64_t)(up ? ceil(y) : floor(y));
+    for (int i = 0; i < 4; i++) {
+        if (up && (double)c / s < x)
+            c++;
+        else if (up && (double)(c - 1) / s >= x)
+            c--;
+        else if (!up && (double)c / s > x)
+            c--;
+        else if (!up && (double)(c + 1) / s <= x)
+            c++;
+        else {
+            *k = c;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+s_kbands(const struct agg_chunk_bands *bd, double s, struct s_kbands *kb)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+
+    for (size_t j = 0; j < bd->n; j++) {
+        if (!s_kbound(bd->lo[j], s, true, &kb->lo[j]) ||
+            !s_kbound(bd->hi[j], s, false, &kb->hi[j]) ||
+            !s_kbound(bd->mlo[j], s, true, &kb->mlo[j]) ||
+            !s_kbound(bd->mhi[j], s, false, &kb->mhi[j]))
+            return false;
+        lo = kb->mlo[j] < lo ? kb->mlo[j] : lo;
+        hi = kb->mhi[j] > hi ? kb->mhi[j] : hi;
+    }
+    if (lo > hi) { /* no band can hold a k: an envelope of k = 1 only,
+                      which no band takes either */
+        lo = 1;
+        hi = 1;
+    }
+    kb->env_lo = (uint64_t)lo;
+    kb->env_span = (uint64_t)hi - (uint64_t)lo;
+    return true;
+}
+
+static void
+s_band_push(struct agg_chunk_bands *bd, size_t j, double v)
+{
+    if (bd->nvals[j] == bd->cap[j]) {
+        bd->cap[j] = bd->cap[j] ? 2 * bd->cap[j] : 1024;
+        bd->vals[j] = xrealloc(bd->vals[j], bd->cap[j] * sizeof(double));
+    }
+    bd->vals[j][bd->nvals[j]++] = v;
+}
+
+/* A value near a band's bound: edge() says where it belongs. */
+static void
+s_band_edge(struct agg_chunk_bands *bd, double v)
+{
+    int w = bd->edge(bd->arg, v);
+
+    if (w >= 0 && (size_t)w < bd->n)
+        s_band_push(bd, (size_t)w, v);
+}
+
+static void
+s_band_value(struct agg_chunk_bands *bd, double v)
+{
+    for (size_t j = 0; j < bd->n; j++)
+        if (v >= bd->lo[j] && v <= bd->hi[j]) {
+            s_band_push(bd, j, v);
+            return;
+        }
+    for (size_t j = 0; j < bd->n; j++)
+        if (v >= bd->mlo[j] && v <= bd->mhi[j]) {
+            s_band_edge(bd, v);
+            return;
+        }
+}
+
+static void
+s_band_k(struct agg_chunk_bands *bd, const struct s_kbands *kb, int64_t k,
+         double scale)
+{
+    for (size_t j = 0; j < bd->n; j++)
+        if (k >= kb->lo[j] && k <= kb->hi[j]) {
+            s_band_push(bd, j, (double)k / scale);
+            return;
+        }
+    for (size_t j = 0; j < bd->n; j++)
+        if (k >= kb->mlo[j] && k <= kb->mhi[j]) {
+            s_band_edge(bd, (double)k / scale);
+            return;
+        }
+}
+
+/* The values of points [ia, ib) of a raw body whose timestamps end at
+ * off; false when corrupt (s_decode_raw would return 0). */
+static bool
+s_pick_values(const unsigned char *p, size_t len, size_t off, size_t n,
+              size_t ia, size_t ib, struct agg_chunk_bands *bd)
+{
+    uint64_t x, k = 0;
+    int enc = p[0];
+    struct s_kbands kb;
+
+    if (enc == AGG_CHUNK_XOR) {
+        uint64_t pb = 0;
+        double v;
+        if (len - off != 8 * n)
+            return false;
+        for (size_t i = 0; i < ib; i++) {
+            uint64_t w = 0;
+            for (int plane = 0; plane < 8; plane++)
+                w = w << 8 | p[off + (size_t)plane * n + i];
+            pb ^= w;
+            memcpy(&v, &pb, sizeof pb);
+            if (i >= ia)
+                s_band_value(bd, v);
+        }
+        return true;
+    }
+    if (enc != AGG_CHUNK_SCALED && enc != AGG_CHUNK_SCALED_MA)
+        return false;
+    size_t hdr = enc == AGG_CHUNK_SCALED_MA ? 2 : 1;
+    if (len - off < hdr || p[off] > AGG_CHUNK_DEC_MAX ||
+        (enc == AGG_CHUNK_SCALED_MA && p[off + 1] > S_THETA_MAX))
+        return false;
+    double scale = s_pow10[p[off]];
+    int theta = enc == AGG_CHUNK_SCALED_MA ? p[off + 1] : 0;
+    bool ints = s_kbands(bd, scale, &kb);
+    int64_t r = 0;
+    off += hdr;
+    /* As s_decode_raw: format 3 adds plain deltas (theta 0 and no
+     * residual bound there), scaled_ma starts from k0 and subtracts what
+     * the previous residual predicts. */
+    for (size_t i = 0; i < n; i++) {
+        if (!s_get_uvar1(p, len, &off, &x))
+            return false;
+        if (enc == AGG_CHUNK_SCALED) {
+            k += s_unzz(x);
+        } else if (i == 0) {
+            k = s_unzz(x);
+        } else {
+            int64_t pred = s_pred(theta, r);
+            r = (int64_t)s_unzz(x);
+            if (r > S_RESID_MAX || r < -S_RESID_MAX)
+                return false;
+            k += (uint64_t)r - (uint64_t)pred;
+        }
+        if (i < ia || i >= ib)
+            continue;
+        if (!ints)
+            s_band_value(bd, (double)(int64_t)k / scale);
+        else if (k - kb.env_lo <= kb.env_span)
+            s_band_k(bd, &kb, (int64_t)k, scale);
+    }
+    return off == len;
+}
+
+void
+agg_chunk_pick_values(struct agg_chunk_bands *bd, const double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        s_band_value(bd, v[i]);
+}
+
+size_t
+agg_chunk_pick(agg_chunk_dctx_t *dctx, const unsigned char *buf, size_t len,
+               int64_t a, int64_t b, struct agg_chunk_bands *bd)
+{
+    uint64_t n, rawlen;
+    int flags;
+    size_t off = s_header(buf, len, &n, &rawlen, &flags), ia = 0, ib;
+    const unsigned char *raw = buf + off;
+
+    if (off == 0)
+        return SIZE_MAX;
+    if (flags & S_FLAG_ZSTD) {
+        if (bd->rawcap < rawlen) {
+            bd->rawcap = (size_t)rawlen;
+            bd->raw = xrealloc(bd->raw, bd->rawcap);
+        }
+        size_t got = dctx ? ZSTD_decompressDCtx(dctx, bd->raw, rawlen,
+                                                buf + off, len - off)
+                          : ZSTD_decompress(bd->raw, rawlen, buf + off,
+                                            len - off);
+        if (ZSTD_isError(got) || got != rawlen)
+            return SIZE_MAX;
+        raw = bd->raw;
+    } else if (len - off != rawlen) {
+        return SIZE_MAX;
+    }
+    off = 1;
+    ib = (size_t)n;
+    if (a == INT64_MIN && b == INT64_MAX) {
+        if (!s_skip_uvars(raw, (size_t)rawlen, (size_t)n, &off))
+            return SIZE_MAX;
+    } else {
+        if (bd->tscap < n) {
+            bd->tscap = (size_t)n;
+            bd->ts = xrealloc(bd->ts, bd->tscap * sizeof *bd->ts);
+        }
+        if (!s_decode_ts(raw, (size_t)rawlen, (size_t)n, bd->ts, &off))
+            return SIZE_MAX;
+        while (ia < n && bd->ts[ia] < a) /* ascending: at most 2 a query */
+            ia++;
+        for (ib = ia; ib < n && bd->ts[ib] < b;)
+            ib++;
+    }
+    if (!s_pick_values(raw, (size_t)rawlen, off, (size_t)n, ia, ib, bd))
+        return SIZE_MAX;
+    return ib - ia;
+}
+
+static int
+s_test_cmp(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* agg_chunk_pick's edge() in the test: the band whose margin holds v. */
+static int
+s_test_edge(void *arg, double v)
+{
+    const struct agg_chunk_bands *bd = arg;
+
+    for (size_t j = 0; j < bd->n; j++)
+        if (v >= bd->mlo[j] && v <= bd->mhi[j])
+            return (int)j;
+    return -1;
+}
+
+/* agg_chunk_pick against agg_chunk_decode: for bands around three ranges
+ * of the values (margins of 0 and of 1e-9 relative, some wider: the
+ * values in a margin go to edge()), the whole chunk and a part, the same
+ * values in the same order, bit for bit; a corrupt chunk SIZE_MAX. */
+static void
+s_pick_check(const unsigned char *buf, size_t len)
+{
+    size_t n = agg_chunk_count(buf, len), got;
+    int64_t *ts = xmalloc((n ? n : 1) * sizeof *ts);
+    double *v = xmalloc((n ? n : 1) * sizeof *v), *srt;
+    struct agg_chunk_bands bd = {0};
+
+    bd.edge = s_test_edge;
+    bd.arg = &bd;
+    if (n == 0 || agg_chunk_decode(buf, len, ts, v, n) != n) {
+        bd.n = 1;
+        bd.lo[0] = bd.mlo[0] = -INFINITY;
+        bd.hi[0] = bd.mhi[0] = INFINITY;
+        assert(agg_chunk_pick(NULL, buf, len, INT64_MIN, INT64_MAX, &bd) ==
+               SIZE_MAX);
+        goto out;
+    }
+    srt = xmalloc(n * sizeof *srt);
+    memcpy(srt, v, n * sizeof *srt);
+    qsort(srt, n, sizeof *srt, s_test_cmp);
+    bd.n = 0; /* disjoint bands, as agg_chunk_pick wants them */
+    for (size_t j = 0; j < 3; j++) {
+        double lo = srt[(2 * j + 0) * (n - 1) / 6];
+        double hi = srt[(2 * j + 1) * (n - 1) / 6];
+        double m = j == 1 ? 1e-9 * fabs(lo) : j == 2 ? 0.05 : 0;
+        if (bd.n > 0 && !(lo > bd.mhi[bd.n - 1]))
+            continue;
+        bd.mlo[bd.n] = lo;
+        bd.mhi[bd.n] = hi;
+        bd.lo[bd.n] = lo + m;
+        bd.hi[bd.n] = hi - m;
+        if (!(bd.lo[bd.n] <= bd.hi[bd.n]))
+            bd.lo[bd.n] = bd.hi[bd.n] = lo;
+        bd.n++;
+    }
+    free(srt);
+    for (int part = 0; part < 2; part++) {
+        int64_t a = part ? ts[n / 3] : INT64_MIN;
+        int64_t b = part ? ts[2 * n / 3] + (n > 1 ? 0 : 1) : INT64_MAX;
+        size_t want = 0;
+        for (size_t j = 0; j < bd.n; j++)
+            bd.nvals[j] = 0;
+        got = agg_chunk_pick(NULL, buf, len, a, b, &bd);
+        size_t k[AGG_CHUNK_BANDS_MAX] = {0};
+        for (size_t i = 0; i < n; i++) {
+            if (ts[i] < a || ts[i] >= b)
+                continue;
+            want++;
+            int j = s_test_edge(&bd, v[i]);
+            if (j < 0)
+                continue;
+            assert(k[j] < bd.nvals[j]);
+            assert(s_bits(bd.vals[j][k[j]++]) == s_bits(v[i]));
+        }
+        assert(got == want);
+        for (size_t j = 0; j < bd.n; j++)
+            assert(k[j] == bd.nvals[j]);
+    }
+out:
+    for (size_t j = 0; j < AGG_CHUNK_BANDS_MAX; j++)
+        free(bd.vals[j]);
+    free(bd.raw);
+    free(bd.ts);
+    free(ts);
+    free(v);
+}
+
 /* Round trip n points and return the encoded size. */
 static size_t
 s_round_trip(const int64_t *ts, const double *v, size_t n, int want_enc)
@@ -398,17 +779,21 @@ s_round_trip(const int64_t *ts, const double *v, size_t n, int want_enc)
     assert(agg_chunk_decode(buf, len, t2, v2, n) == n);
     assert(memcmp(ts, t2, n * sizeof *ts) == 0);
     assert(memcmp(v, v2, n * sizeof *v) == 0); /* bit-identical */
+    s_pick_check(buf, len);
     assert(agg_chunk_decode(buf, len, t2, v2, n - 1) == 0 || n == 0);
     /* Every truncation and a flipped byte anywhere: an error, never a
      * crash or an overrun (ASan watches). */
-    for (size_t cut = 0; cut < len; cut += 1 + len / 64)
+    for (size_t cut = 0; cut < len; cut += 1 + len / 64) {
         assert(agg_chunk_decode(buf, cut, t2, v2, n) == 0);
+        s_pick_check(buf, cut);
+    }
     /* A kept zstd context, through those errors, still decodes exactly. */
     ZSTD_DCtx *dctx = ZSTD_createDCtx();
     for (size_t i = 0; i < len; i += 1 + len / 32) {
         buf[i] ^= 0x5a;
         (void)agg_chunk_decode(buf, len, t2, v2, n);
         (void)agg_chunk_decode_with(dctx, buf, len, t2, v2, n);
+        s_pick_check(buf, len); /* the same values, or SIZE_MAX */
         buf[i] ^= 0x5a;
     }
     memset(v2, 0, n * sizeof *v2);
@@ -476,6 +861,7 @@ agg_chunk_test(bool verbose)
         assert(agg_chunk_decode(old, sizeof old, t2, v2, 2) == 2);
         assert(t2[0] == 5 && t2[1] == 7 && v2[0] == 1.5 && v2[1] == 1.25);
         assert(agg_chunk_encoding(old, sizeof old) == AGG_CHUNK_SCALED);
+        s_pick_check(old, sizeof old);
     }
     /* Jittered, out-of-cadence timestamps; negative values; -0.0 and
      * full-precision doubles need the XOR encoding. */

@@ -51,6 +51,39 @@ typedef struct ZSTD_DCtx_s agg_chunk_dctx_t;
 size_t agg_chunk_decode_with(agg_chunk_dctx_t *dctx, const unsigned char *buf,
                              size_t len, int64_t *ts, double *v, size_t cap);
 
+/* Values of a chunk picked by value, for exact percentiles: band j holds
+ * the values v with lo[j] <= v <= hi[j]; a value outside every such band
+ * but inside some [mlo[j], mhi[j]] (a margin around the band, as wide or
+ * wider) is given to edge(arg, v), which returns its band or -1. Picked
+ * values are appended to vals[j] (grown as needed; the caller frees). raw
+ * and ts are scratch kept between calls (the caller frees). */
+#define AGG_CHUNK_BANDS_MAX 64
+struct agg_chunk_bands {
+    size_t n; /* bands */
+    double lo[AGG_CHUNK_BANDS_MAX], hi[AGG_CHUNK_BANDS_MAX];
+    double mlo[AGG_CHUNK_BANDS_MAX], mhi[AGG_CHUNK_BANDS_MAX];
+    int (*edge)(void *arg, double v);
+    void *arg;
+    double *vals[AGG_CHUNK_BANDS_MAX];
+    size_t nvals[AGG_CHUNK_BANDS_MAX], cap[AGG_CHUNK_BANDS_MAX];
+    unsigned char *raw; /* scratch: the decompressed body */
+    size_t rawcap;
+    int64_t *ts; /* scratch: timestamps of a chunk read in part */
+    size_t tscap;
+};
+/* Pick the values of the points with a <= ts < b (a = INT64_MIN and b =
+ * INT64_MAX: the whole chunk, whose timestamps are then skipped, not
+ * decoded). Returns the number of points in [a, b), or SIZE_MAX when the
+ * chunk is corrupt (agg_chunk_decode would return 0). The values are the
+ * ones agg_chunk_decode gives, bit for bit. */
+size_t agg_chunk_pick(agg_chunk_dctx_t *dctx, const unsigned char *buf,
+                      size_t len, int64_t a, int64_t b,
+                      struct agg_chunk_bands *bd);
+
+/* Pick among n decoded values (the head's) as agg_chunk_pick does. */
+void agg_chunk_pick_values(struct agg_chunk_bands *bd, const double *v,
+                           size_t n);
+
 /* Selftest. */
 void agg_chunk_test(bool verbose);
 

@@ -11,6 +11,7 @@
 #include "common/test.h"
 #include "common/xalloc.h"
 
+#include <czmq.h>
 #include <math.h>
 #include <string.h>
 
@@ -352,59 +353,88 @@ struct s_fast {
     unsigned char want[S_ORD_N]; /* 1 + slot of a key holding a rank */
     int32_t keys[2 * AGG_QUERY_PCTS_MAX]; /* those keys */
     uint64_t below[2 * AGG_QUERY_PCTS_MAX]; /* values below each key */
-    double *vals[2 * AGG_QUERY_PCTS_MAX];  /* collected values of each */
-    size_t nvals[2 * AGG_QUERY_PCTS_MAX], cap[2 * AGG_QUERY_PCTS_MAX];
-    double lo[2 * AGG_QUERY_PCTS_MAX], hi[2 * AGG_QUERY_PCTS_MAX]; /* a
-                               range holding every value of each key */
     size_t nkeys;
+    struct agg_chunk_bands bd; /* band (slot) s: the values of keys[s] */
 };
 
-/* Bounds of the values of an order key (s_ord), a little wide: only a
- * value inside needs its key computed. */
+/* Bounds of the values of an order key (s_ord): every value of the key
+ * lies in [*lo, *hi] (wide: 1e-9 relative outside the bucket's bounds)
+ * and every value in [*ilo, *ihi] (1e-9 inside them) is of the key, as
+ * for agg_sketch_index_near: the logarithm's and the division's rounding
+ * cannot move those across a bound. */
 static void
-s_ord_range(int32_t k, double *lo, double *hi)
+s_ord_range(int32_t k, double *lo, double *hi, double *ilo, double *ihi)
 {
     const double lg = log((1 + AGG_SKETCH_ALPHA) / (1 - AGG_SKETCH_ALPHA));
     int32_t i = (k < 0 ? -k : k) - 1 + S_IDX_LO;
-    double a = i <= S_IDX_LO ? 0 : exp((i - 1) * lg) * (1 - 1e-9);
-    double b = i >= S_IDX_HI ? INFINITY : exp(i * lg) * (1 + 1e-9);
+    double e0 = i <= S_IDX_LO ? 0 : exp((i - 1) * lg);
+    double e1 = i >= S_IDX_HI ? INFINITY : exp(i * lg);
+    double a = e0 * (1 - 1e-9), b = e1 * (1 + 1e-9);
+    double ia = i <= S_IDX_LO ? 4.9406564584124654e-324 : e0 * (1 + 1e-9);
+    double ib = e1 * (1 - 1e-9);
 
     if (k == 0)
-        a = b = 0;
+        a = b = ia = ib = 0;
     *lo = k < 0 ? -b : a;
     *hi = k < 0 ? -a : b;
+    *ilo = k < 0 ? -ib : ia;
+    *ihi = k < 0 ? -ia : ib;
 }
 
-/* Collect the values of the wanted keys among the raw points of key in
- * [a, b). */
-static void
-s_fast_collect(agg_store_t *store, const char *key, int64_t a, int64_t b,
-               struct s_fast *f)
+/* A value near a bound of a wanted key's values: its slot by its key. */
+static int
+s_fast_edge(void *arg, double v)
 {
-    struct agg_view *views;
-    size_t nv = agg_store_select(store, key, NULL, 0, a, b, &views);
+    const struct s_fast *f = arg;
 
-    for (size_t i = 0; i < nv; i++) {
-        if (strcmp(views[i].key, key))
-            continue;
-        s_fast_decoded += views[i].n;
-        for (size_t k = 0; k < views[i].n; k++) {
-            double v = views[i].v[k];
-            unsigned w = 0;
-            for (size_t j = 0; j < f->nkeys && w == 0; j++)
-                if (v >= f->lo[j] && v <= f->hi[j])
-                    w = f->want[s_ord(v) + S_ORD_HALF];
-            if (w == 0)
-                continue;
-            if (f->nvals[w - 1] == f->cap[w - 1]) {
-                f->cap[w - 1] = f->cap[w - 1] ? 2 * f->cap[w - 1] : 1024;
-                f->vals[w - 1] = xrealloc(f->vals[w - 1],
-                                          f->cap[w - 1] * sizeof(double));
-            }
-            f->vals[w - 1][f->nvals[w - 1]++] = v;
+    return (int)f->want[s_ord(v) + S_ORD_HALF] - 1;
+}
+
+/* One series' visit (agg_store_visit): a chunk is decoded unless it lies
+ * in whole hours none of which can hold a wanted value. */
+struct s_visit {
+    struct s_fast *f;
+    int64_t start, end; /* the range */
+    int64_t A, w;       /* first whole hour and the hours' width */
+    size_t nh;          /* whole hours: [A, A + nh * w) */
+    uint32_t *hits;     /* hits[h]: hours before hour h that can hold one */
+    size_t points;      /* points of the range seen (decoded or counted) */
+};
+
+static int
+s_visit_chunk(void *arg, agg_chunk_dctx_t *dctx, const unsigned char *data,
+              size_t len, size_t n, int64_t tmin, int64_t tmax)
+{
+    struct s_visit *vi = arg;
+    bool whole = tmin >= vi->start && tmax < vi->end;
+
+    if (whole && tmin >= vi->A && (uint64_t)(tmax - vi->A) / (uint64_t)vi->w < vi->nh) {
+        size_t h0 = (size_t)((uint64_t)(tmin - vi->A) / (uint64_t)vi->w);
+        size_t h1 = (size_t)((uint64_t)(tmax - vi->A) / (uint64_t)vi->w);
+        if (vi->hits[h1 + 1] == vi->hits[h0]) {
+            vi->points += n;
+            return 0;
         }
     }
-    free(views);
+    size_t got = agg_chunk_pick(dctx, data, len, whole ? INT64_MIN : vi->start,
+                                whole ? INT64_MAX : vi->end, &vi->f->bd);
+    if (got == SIZE_MAX)
+        return 1; /* corrupt: the raw path says what it can */
+    s_fast_decoded += n;
+    vi->points += got;
+    return 0;
+}
+
+static int
+s_visit_head(void *arg, const int64_t *ts, const double *v, size_t n)
+{
+    struct s_visit *vi = arg;
+
+    (void)ts;
+    agg_chunk_pick_values(&vi->f->bd, v, n);
+    s_fast_decoded += n;
+    vi->points += n;
+    return 0;
 }
 
 /* Does a bucket whose values span [lo, hi] hold a wanted key? */
@@ -419,72 +449,46 @@ s_fast_hit(const struct s_fast *f, double lo, double hi)
     return false;
 }
 
-/* The raw points of key in [start, end) that can hold wanted keys: the
- * ragged edges and each hour whose rollup min and max allow it
- * (consecutive hours read in one go). Returns -1 when the range has too
- * many hours to scan. */
-static int
+/* Collect the values of the wanted keys among the raw points of key in
+ * [start, end): each chunk that overlaps the range unless it lies in
+ * whole hours whose rollup min and max exclude every wanted key. Returns
+ * the points of the range seen, or SIZE_MAX when this cannot be done
+ * (unsealed late points, too many hours, a corrupt chunk). */
+static size_t
 s_fast_scan(agg_store_t *store, const char *key, int64_t start, int64_t end,
             struct s_fast *f)
 {
     const agg_rollup_t *ro = agg_store_rollup(store, key);
-    const int64_t w = agg_rollup_width(AGG_ROLLUP_HOUR);
-    int64_t first, last, A, B, run = INT64_MIN, last_hit = INT64_MIN;
+    struct s_visit vi = {.f = f, .start = start, .end = end,
+                         .w = agg_rollup_width(AGG_ROLLUP_HOUR)};
+    int64_t first, last, B;
 
     if (ro == NULL || !agg_store_span(store, key, &first, &last))
         return 0;
-    start = start > first ? start : first;
-    end = end < last ? end : last;
-    if (start >= end)
-        return 0;
-    A = agg_rollup_start(AGG_ROLLUP_HOUR, start);
-    A = A < start ? A + w : A;
-    B = agg_rollup_start(AGG_ROLLUP_HOUR, end);
-    if (A >= B) {
-        s_fast_collect(store, key, start, end, f);
-        return 0;
+    first = start > first ? start : first;
+    last = end < last ? end : last;
+    vi.A = agg_rollup_start(AGG_ROLLUP_HOUR, first);
+    vi.A = vi.A < first ? vi.A + vi.w : vi.A;
+    B = agg_rollup_start(AGG_ROLLUP_HOUR, last);
+    if (first < last && vi.A < B) {
+        if ((B - vi.A) / vi.w > S_HOURS_MAX)
+            return SIZE_MAX;
+        vi.nh = (size_t)((B - vi.A) / vi.w);
     }
-    if ((B - A) / w > S_HOURS_MAX)
-        return -1;
-    if (start < A) {
-        run = start; /* the ragged head is read with what follows */
-        last_hit = A;
-    }
-    /* Hours closer than a chunk's time span are read together: a chunk
-     * is decoded whole, so two reads would decode the one between them
-     * twice. The points of a chunk: those counted for a range of 1 ns
-     * in the middle (the chunk there, and the head). */
-    size_t npts = agg_store_raw_estimate(store, key, start, end);
-    size_t cpts = agg_store_raw_estimate(store, key, start + (end - start) / 2,
-                                         start + (end - start) / 2 + 1);
-    cpts = cpts < AGG_STORE_CHUNK_POINTS    ? AGG_STORE_CHUNK_POINTS
-           : cpts > AGG_STORE_COMPACT_POINTS ? AGG_STORE_COMPACT_POINTS
-                                             : cpts;
-    int64_t gap = npts > 0 && npts != SIZE_MAX
-                      ? (int64_t)((double)(end - start) / (double)npts *
-                                  (double)cpts)
-                      : w;
-    size_t i = agg_rollup_lower(ro, AGG_ROLLUP_HOUR, A);
-    for (int64_t h = A; h < B; h += w) {
+    vi.hits = xmalloc((vi.nh + 1) * sizeof *vi.hits);
+    vi.hits[0] = 0;
+    size_t i = agg_rollup_lower(ro, AGG_ROLLUP_HOUR, vi.A);
+    for (size_t h = 0; h < vi.nh; h++) {
         struct agg_rsum one = {0};
-        i = agg_rollup_merge_from(ro, AGG_ROLLUP_HOUR, i, h + w, &one, NULL);
-        bool hit = one.m.count > 0 && s_fast_hit(f, one.m.min, one.m.max);
-        if (hit && run == INT64_MIN)
-            run = h;
-        if (hit)
-            last_hit = h + w;
-        if (!hit && one.m.count > 0 && run != INT64_MIN && h - last_hit >= gap) {
-            s_fast_collect(store, key, run, last_hit, f);
-            run = INT64_MIN;
-        }
+        int64_t t = vi.A + (int64_t)h * vi.w;
+        i = agg_rollup_merge_from(ro, AGG_ROLLUP_HOUR, i, t + vi.w, &one, NULL);
+        vi.hits[h + 1] = vi.hits[h] +
+                         (one.m.count > 0 && s_fast_hit(f, one.m.min, one.m.max));
     }
-    if (run != INT64_MIN && last_hit < B) {
-        s_fast_collect(store, key, run, last_hit, f);
-        run = INT64_MIN;
-    }
-    if (run != INT64_MIN || B < end)
-        s_fast_collect(store, key, run != INT64_MIN ? run : B, end, f);
-    return 0;
+    int rc = agg_store_visit(store, key, start, end, s_visit_chunk,
+                             s_visit_head, &vi);
+    free(vi.hits);
+    return rc ? SIZE_MAX : vi.points;
 }
 
 static int
@@ -507,7 +511,7 @@ s_fast_pcts(agg_store_t *store, const struct agg_query_sel *sel,
     size_t ranks[2 * AGG_QUERY_PCTS_MAX];
     int32_t rkey[2 * AGG_QUERY_PCTS_MAX];
     double rval[2 * AGG_QUERY_PCTS_MAX];
-    uint64_t cum = 0;
+    uint64_t cum = 0, seen = 0;
     int rc = -1;
 
     f->cnt[S_ORD_HALF] = (uint64_t)json_integer_value(json_object_get(j, "zeros"));
@@ -530,7 +534,9 @@ s_fast_pcts(agg_store_t *store, const struct agg_query_sel *sel,
         if (f->want[k] == 0) {
             f->keys[f->nkeys] = rkey[i];
             f->below[f->nkeys] = c;
-            s_ord_range(rkey[i], &f->lo[f->nkeys], &f->hi[f->nkeys]);
+            size_t b = f->nkeys;
+            s_ord_range(rkey[i], &f->bd.mlo[b], &f->bd.mhi[b], &f->bd.lo[b],
+                        &f->bd.hi[b]);
             f->want[k] = (unsigned char)++f->nkeys;
         }
     }
@@ -538,11 +544,21 @@ s_fast_pcts(agg_store_t *store, const struct agg_query_sel *sel,
         cum += f->cnt[i];
     if (cum != n)
         goto out;
-    for (size_t i = 0; i < nk; i++)
-        if (s_fast_scan(store, keys[i], sel->start, sel->end, f))
+    f->bd.n = f->nkeys;
+    f->bd.edge = s_fast_edge;
+    f->bd.arg = f;
+    /* Every point of the range seen once, and each wanted bucket's values
+     * as many as the sketch counted. */
+    for (size_t i = 0; i < nk; i++) {
+        size_t pts = s_fast_scan(store, keys[i], sel->start, sel->end, f);
+        if (pts == SIZE_MAX || pts > n - seen)
             goto out;
+        seen += pts;
+    }
+    if (seen != n)
+        goto out;
     for (size_t s = 0; s < f->nkeys; s++)
-        if (f->nvals[s] != f->cnt[f->keys[s] + S_ORD_HALF])
+        if (f->bd.nvals[s] != f->cnt[f->keys[s] + S_ORD_HALF])
             goto out;
     /* Each rank among its bucket's values, ranks of a bucket together. */
     for (size_t s = 0; s < f->nkeys; s++) {
@@ -552,7 +568,7 @@ s_fast_pcts(agg_store_t *store, const struct agg_query_sel *sel,
             if (rkey[i] == f->keys[s])
                 r[nr++] = ranks[i] - f->below[s];
         qsort(r, nr, sizeof *r, s_fast_cmp_size);
-        agg_stats_ranks(f->vals[s], f->nvals[s], r, nr, v);
+        agg_stats_ranks(f->bd.vals[s], f->bd.nvals[s], r, nr, v);
         for (size_t i = 0; i < 2 * npcts; i++)
             if (rkey[i] == f->keys[s]) {
                 size_t k = 0;
@@ -566,7 +582,9 @@ s_fast_pcts(agg_store_t *store, const struct agg_query_sel *sel,
     rc = 0;
 out:
     for (size_t s = 0; s < f->nkeys; s++)
-        free(f->vals[s]);
+        free(f->bd.vals[s]);
+    free(f->bd.raw);
+    free(f->bd.ts);
     free(f);
     return rc;
 }
@@ -1014,6 +1032,109 @@ s_test_brute(const json_t *body, const int64_t *ts, const double *v,
  * force sort's to the bit and the raw path's, decoding fewer points.
  * Where the rollups cannot be trusted (retention) or cannot tell (an
  * infinity), the raw path answers. */
+/* The fast exact answer of st over [a, b) against the raw path's, to the
+ * bit for the percentiles and exactly for count, min and max; returns
+ * whether the fast path answered. */
+static bool
+s_test_same(agg_store_t *st, const json_t *pj, int64_t a, int64_t b)
+{
+    json_t *q = json_pack("{s:s, s:s, s:b, s:I, s:I, s:O}", "op", "stats",
+                          "series", "d", "exact", 1, "start", (json_int_t)a,
+                          "end", (json_int_t)b, "percentiles", pj);
+    json_t *fast, *raw;
+
+    s_fast_decoded = SIZE_MAX;
+    assert(agg_query_answer(st, q, &fast) == 200);
+    bool used = s_fast_decoded != SIZE_MAX;
+    s_fast_off = true;
+    assert(agg_query_answer(st, q, &raw) == 200);
+    s_fast_off = false;
+    json_int_t count = json_integer_value(json_object_get(raw, "count"));
+    assert(count > 0 && json_integer_value(json_object_get(fast, "count")) == count);
+    for (size_t i = 0; i < json_array_size(pj); i++) {
+        char key[48];
+        s_pct_key(json_real_value(json_array_get(pj, i)), key, sizeof key);
+        double x = json_real_value(json_object_get(fast, key));
+        double y = json_real_value(json_object_get(raw, key));
+        assert(memcmp(&x, &y, sizeof x) == 0);
+    }
+    assert(json_equal(json_object_get(fast, "min"), json_object_get(raw, "min")));
+    assert(json_equal(json_object_get(fast, "max"), json_object_get(raw, "max")));
+    json_decref(fast);
+    json_decref(raw);
+    json_decref(q);
+    return used;
+}
+
+/* The fast path on a store on disk: after compaction (chunks of up to
+ * AGG_STORE_COMPACT_POINTS, most of which have an hour that can hold a
+ * wanted value, so most are decoded), after a restart, and after late points, overwrites and a
+ * delete into compacted chunks, then another restart: the raw path's
+ * answers. */
+static void
+s_test_exact_disk(void)
+{
+    char dir[] = "/tmp/agg_query_test.XXXXXX";
+    struct agg_store_files zero = {0}, files;
+    const int64_t s1 = CLOCK_NS_PER_S, t0 = 1704067200LL * s1;
+    enum { N = 300000 };
+    double walk = 15;
+    uint64_t seed = 11;
+    static const double ps[] = {50, 90, 95, 99, 0.5, 100};
+    json_t *pj = json_array();
+    const int64_t end = t0 + (int64_t)N * 10 * s1;
+    const int64_t ragged[2] = {t0 + 12345 * s1 + 7, end - 86399 * s1};
+
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
+        json_array_append_new(pj, json_real(ps[i]));
+    assert(mkdtemp(dir));
+    agg_store_t *st = agg_store_open(dir, &zero);
+    assert(st);
+    for (int64_t i = 0; i < N; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        walk += ((double)(seed >> 11) / 9007199254740992.0 - 0.5) * 0.3;
+        assert(agg_store_put(st, "d", t0 + i * 10 * s1, round(walk * 100) / 100) == 1);
+        if (i % 50000 == 49999)
+            assert(agg_store_sync(st, &files) == 0);
+    }
+    agg_store_seal_all(st); /* the head too (aggd's WAL holds it) */
+    agg_store_compact_all(st);
+    assert(agg_store_sync(st, &files) == 0 && agg_store_compacted_chunks(st) > 0);
+    assert(s_test_same(st, pj, INT64_MIN, INT64_MAX));
+    assert(s_test_same(st, pj, ragged[0], ragged[1]));
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    assert(st && agg_store_points(st) == N);
+    assert(s_test_same(st, pj, INT64_MIN, INT64_MAX));
+    assert(s_test_same(st, pj, ragged[0], ragged[1]));
+    /* Late new points between the old ones, overwrites and a deleted
+     * range, all in compacted chunks. */
+    for (int64_t i = 1000; i < N / 2; i += 7919)
+        assert(agg_store_put(st, "d", t0 + i * 10 * s1 + 5 * s1, 17.25) == 1);
+    for (int64_t i = 500; i < N / 2; i += 6007)
+        assert(agg_store_put(st, "d", t0 + i * 10 * s1, 16.5) == 0);
+    bool partial;
+    assert(agg_store_delete(st, "d", t0 + 100000 * 10 * s1,
+                            t0 + 100500 * 10 * s1, &partial) == 500);
+    (void)s_test_same(st, pj, INT64_MIN, INT64_MAX);
+    (void)s_test_same(st, pj, ragged[0], ragged[1]);
+    agg_store_seal_all(st);
+    assert(agg_store_sync(st, &files) == 0);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    assert(st);
+    (void)s_test_same(st, pj, INT64_MIN, INT64_MAX);
+    (void)s_test_same(st, pj, ragged[0], ragged[1]);
+    /* Past the last change the rollups are exact again: the fast path. */
+    assert(s_test_same(st, pj, t0 + (N / 2 + 10000) * 10 * s1, INT64_MAX));
+    agg_store_destroy(&st);
+    zdir_t *d = zdir_new(dir, NULL);
+    assert(d);
+    zdir_remove(d, true);
+    zdir_destroy(&d);
+    json_decref(pj);
+}
+
 static void
 s_test_exact_fast(void)
 {
@@ -1080,12 +1201,14 @@ s_test_exact_fast(void)
                               (json_int_t)ranges[r][0], "end",
                               (json_int_t)ranges[r][1], "percentiles", pj);
         json_t *fast, *raw;
-        /* The standard percentiles alone read part of the points (about
-         * a third here; 13-16 % on the benchmark's series). */
+        /* The standard percentiles alone decode part of the points
+         * (whole chunks counted: about half here, where chunks are 2,048
+         * points of 5.7 hours; 13-16 % of the hours on the benchmark's
+         * series). */
         json_object_del(q, "percentiles");
         assert(agg_query_answer(st, q, &fast) == 200);
         size_t count = (size_t)json_integer_value(json_object_get(fast, "count"));
-        assert(s_fast_decoded < count * 6 / 10);
+        assert(s_fast_decoded < count * 2 / 3);
         s_test_brute(fast, ts, v, n, ranges[r][0], ranges[r][1], ps, 4);
         json_decref(fast);
         json_object_set(q, "percentiles", pj);
@@ -1223,6 +1346,7 @@ agg_query_test(bool verbose)
     agg_store_destroy(&st);
     s_test_rollup_path();
     s_test_exact_fast();
+    s_test_exact_disk();
     (void)verbose;
     TEST_OK("agg_query");
 }

@@ -966,6 +966,23 @@ s_reseal(agg_store_t *self, struct s_series *s)
     s->overlap = s->n > 0 && s->nchunks > 0 && s->ts[0] <= s->sealed_max;
 }
 
+/* The first chunk that ends at start or later: chunks are in time order
+ * and do not overlap (no chunk_overlap), so bisect. */
+static size_t
+s_first_chunk(const struct s_series *s, int64_t start)
+{
+    size_t lo = 0, hi = s->nchunks;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->chunks[mid].tmax < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Disjoint chunks in time order, then the head: decode the chunks the
  * range touches into one array and add the head's points of the range.
  * A head that overlaps the chunks (late points not sealed yet) is merged
@@ -976,7 +993,7 @@ static void
 s_view(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
        struct agg_view *out)
 {
-    size_t total = 0, k = 0, hi = s->nchunks;
+    size_t total = 0, k = 0;
     size_t ha = s_lower(s->ts, s->n, start);
     size_t hb = end == INT64_MAX ? s->n : s_lower(s->ts, s->n, end);
     int64_t *ts;
@@ -992,16 +1009,7 @@ s_view(agg_store_t *self, struct s_series *s, int64_t start, int64_t end,
         out->n = hb - ha;
         return;
     }
-    /* Chunks are in time order and do not overlap: bisect. */
-    size_t lo = 0, first;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->chunks[mid].tmax < start)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    first = lo;
+    size_t first = s_first_chunk(s, start);
     for (size_t i = first; i < s->nchunks && s->chunks[i].tmin < end; i++)
         total += s->chunks[i].n;
     total += hb - ha;
@@ -1096,6 +1104,39 @@ agg_store_select(agg_store_t *self, const char *sel,
     }
     *views = out;
     return n;
+}
+
+int
+agg_store_visit(agg_store_t *self, const char *key, int64_t start,
+                int64_t end, agg_store_chunk_fn chunk, agg_store_head_fn head,
+                void *arg)
+{
+    struct s_series *s = zhashx_lookup(self->series, key);
+
+    if (s == NULL)
+        return -1;
+    if (s->chunk_overlap)
+        s_reseal(self, s);
+    for (size_t i = s_first_chunk(s, start); i < s->nchunks && s->chunks[i].tmin < end; i++) {
+        const struct s_chunk *c = &s->chunks[i];
+        if (s->n > 0 && c->tmax >= s->ts[0]) {
+            /* The head overlaps this chunk and the later ones (late
+             * points not sealed yet): s_view merges them from here on,
+             * and the merged points go to head(). */
+            struct agg_view v;
+            s_view(self, s, c->tmin > start ? c->tmin : start, end, &v);
+            int rc = v.n > 0 && head(arg, v.ts, v.v, v.n);
+            s_scratch_clear(&self->scratch, true);
+            return rc;
+        }
+        if (chunk(arg, self->dctx, c->data, c->len, c->n, c->tmin, c->tmax))
+            return 1;
+    }
+    size_t ha = s_lower(s->ts, s->n, start);
+    size_t hb = end == INT64_MAX ? s->n : s_lower(s->ts, s->n, end);
+    if (hb > ha && head(arg, s->ts + ha, s->v + ha, hb - ha))
+        return 1;
+    return 0;
 }
 
 void

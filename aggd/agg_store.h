@@ -20,6 +20,7 @@
 #ifndef SP_AGG_STORE_H
 #define SP_AGG_STORE_H
 
+#include "aggd/agg_chunk.h"
 #include "aggd/agg_rollup.h"
 #include "common/series.h"
 
@@ -118,6 +119,25 @@ void agg_store_compact_all(agg_store_t *self);
 size_t agg_store_select(agg_store_t *self, const char *sel,
                         const struct series_tag *filters, size_t nfilters,
                         int64_t start, int64_t end, struct agg_view **views);
+
+/* The points of series key in [start, end) as stored, without a view:
+ * chunk() for each sealed chunk that overlaps the range (its encoded
+ * bytes, points and time bounds; decode with agg_chunk_* and dctx), then
+ * head() for the unsealed points in the range, if any. Chunks come in
+ * time order and overlap neither one another nor the head's points;
+ * where the head overlaps chunks (late points not sealed yet), those
+ * chunks and the head are merged as agg_store_select does and given to
+ * head() instead. A callback that returns nonzero stops the visit.
+ * Returns -1 when the series is unknown, 1 when a callback stopped the
+ * visit, else 0. */
+typedef int (*agg_store_chunk_fn)(void *arg, agg_chunk_dctx_t *dctx,
+                                  const unsigned char *data, size_t len,
+                                  size_t n, int64_t tmin, int64_t tmax);
+typedef int (*agg_store_head_fn)(void *arg, const int64_t *ts,
+                                 const double *v, size_t n);
+int agg_store_visit(agg_store_t *self, const char *key, int64_t start,
+                    int64_t end, agg_store_chunk_fn chunk,
+                    agg_store_head_fn head, void *arg);
 
 /* Keys of the series matching sel/filters (series_match), borrowed until
  * the next write; returns their number and sets *keys (caller frees the
