@@ -66,7 +66,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->decay = 0.99995;
     p->warm = 750;
     p->member_warm = 300;
-    p->early_z = 10;
+    p->early_z = 8;
     p->cap = 100;
     p->min_sigma = 5;
     p->alarm = 1.2;
