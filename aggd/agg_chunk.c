@@ -121,12 +121,15 @@ s_decimals(const double *v, size_t n)
     return d;
 }
 
-/* floor((theta * r + 8) / 16): what the previous residual r predicts. */
+/* floor((theta * r + 8) / 16): what the previous residual r predicts.
+ * An arithmetic shift (gcc and clang shift a negative int right
+ * arithmetically; the selftest checks it against the division): the
+ * division's branch on the sign was mispredicted on every other residual
+ * of a random walk. */
 static int64_t
 s_pred(int theta, int64_t r)
 {
-    int64_t x = theta * r + 8;
-    return x >= 0 ? x / 16 : -((-x + 15) / 16);
+    return (theta * r + 8) >> 4;
 }
 
 /* theta for the deltas of k: the MA(1) coefficient of their lag-1
@@ -555,6 +558,54 @@ s_band_k(struct agg_chunk_bands *bd, const struct s_kbands *kb, int64_t k,
         }
 }
 
+#define S_TAB_MAX (1u << 20) /* a band table's bytes, at most */
+
+/* The table of k to band for d decimals (agg_chunk_bands.tab), or NULL
+ * when the bands span too many k. */
+static const unsigned char *
+s_ktab(struct agg_chunk_bands *bd, unsigned d, const struct s_kbands *kb)
+{
+    if (bd->tdone[d])
+        return bd->tab[d];
+    bd->tdone[d] = true;
+    if (kb->env_span >= S_TAB_MAX)
+        return NULL;
+    size_t n = (size_t)kb->env_span + 1;
+    unsigned char *t = xcalloc(n, 1);
+    for (size_t j = 0; j < bd->n; j++)
+        for (int64_t k = kb->mlo[j]; k <= kb->mhi[j]; k++)
+            t[(uint64_t)k - kb->env_lo] = 255;
+    for (size_t j = 0; j < bd->n; j++) /* sure ones over the margins */
+        for (int64_t k = kb->lo[j]; k <= kb->hi[j]; k++)
+            t[(uint64_t)k - kb->env_lo] = (unsigned char)(j + 1);
+    bd->tab[d] = t;
+    bd->tlo[d] = (int64_t)kb->env_lo;
+    bd->tn[d] = n;
+    return t;
+}
+
+/* A k whose table entry is e (nonzero). */
+static void
+s_band_tab(struct agg_chunk_bands *bd, unsigned e, int64_t k, double scale)
+{
+    if (e != 255)
+        s_band_push(bd, e - 1, (double)k / scale);
+    else
+        s_band_edge(bd, (double)k / scale);
+}
+
+void
+agg_chunk_bands_free(struct agg_chunk_bands *bd)
+{
+    for (size_t j = 0; j < AGG_CHUNK_BANDS_MAX; j++)
+        free(bd->vals[j]);
+    for (size_t d = 0; d <= AGG_CHUNK_DEC_MAX; d++)
+        free(bd->tab[d]);
+    free(bd->raw);
+    free(bd->ts);
+    memset(bd, 0, sizeof *bd);
+}
+
 /* The values of points [ia, ib) of a raw body whose timestamps end at
  * off; false when corrupt (s_decode_raw would return 0). */
 static bool
@@ -590,11 +641,36 @@ s_pick_values(const unsigned char *p, size_t len, size_t off, size_t n,
     double scale = s_pow10[p[off]];
     int theta = enc == AGG_CHUNK_SCALED_MA ? p[off + 1] : 0;
     bool ints = s_kbands(bd, scale, &kb);
+    const unsigned char *tab = ints ? s_ktab(bd, p[off], &kb) : NULL;
+    size_t tn = tab ? bd->tn[p[off]] : 0;
+    uint64_t tlo = tab ? (uint64_t)bd->tlo[p[off]] : 0;
     int64_t r = 0;
     off += hdr;
     /* As s_decode_raw: format 3 adds plain deltas (theta 0 and no
      * residual bound there), scaled_ma starts from k0 and subtracts what
      * the previous residual predicts. */
+    if (enc == AGG_CHUNK_SCALED_MA && tab && ia == 0 && ib == n) {
+        /* The common case, a whole chunk of the current encoding: one
+         * table look-up a value. */
+        if (!s_get_uvar1(p, len, &off, &x))
+            return false;
+        k = s_unzz(x);
+        for (size_t i = 0;; i++) {
+            uint64_t o = k - tlo;
+            if (o < tn && tab[o])
+                s_band_tab(bd, tab[o], (int64_t)k, scale);
+            if (i + 1 == n)
+                break;
+            int64_t pred = s_pred(theta, r);
+            if (!s_get_uvar1(p, len, &off, &x))
+                return false;
+            r = (int64_t)s_unzz(x);
+            if (r > S_RESID_MAX || r < -S_RESID_MAX)
+                return false;
+            k += (uint64_t)r - (uint64_t)pred;
+        }
+        return off == len;
+    }
     for (size_t i = 0; i < n; i++) {
         if (!s_get_uvar1(p, len, &off, &x))
             return false;
@@ -757,10 +833,7 @@ s_pick_check(const unsigned char *buf, size_t len)
             assert(k[j] == bd.nvals[j]);
     }
 out:
-    for (size_t j = 0; j < AGG_CHUNK_BANDS_MAX; j++)
-        free(bd.vals[j]);
-    free(bd.raw);
-    free(bd.ts);
+    agg_chunk_bands_free(&bd);
     free(ts);
     free(v);
 }
@@ -816,6 +889,15 @@ agg_chunk_test(bool verbose)
     double level = 21.0;
     size_t len;
 
+    /* s_pred is the floor of the division, as the format says. */
+    for (int theta = 0; theta <= S_THETA_MAX; theta++)
+        for (int64_t r = -40000; r <= 40000; r += 1 + (r > -50 && r < 50 ? 0 : 6)) {
+            int64_t x = theta * r + 8;
+            assert(s_pred(theta, r) == (x >= 0 ? x / 16 : -((-x + 15) / 16)));
+            int64_t big = (r < 0 ? -S_RESID_MAX : S_RESID_MAX) + r / 4000;
+            x = theta * big + 8;
+            assert(s_pred(theta, big) == (x >= 0 ? x / 16 : -((-x + 15) / 16)));
+        }
     /* A sensor: 10 s cadence, 2-decimal random walk. */
     for (int i = 0; i < N; i++) {
         seed = seed * 1103515245u + 12345u;

@@ -55,8 +55,8 @@ size_t agg_chunk_decode_with(agg_chunk_dctx_t *dctx, const unsigned char *buf,
  * the values v with lo[j] <= v <= hi[j]; a value outside every such band
  * but inside some [mlo[j], mhi[j]] (a margin around the band, as wide or
  * wider) is given to edge(arg, v), which returns its band or -1. Picked
- * values are appended to vals[j] (grown as needed; the caller frees). raw
- * and ts are scratch kept between calls (the caller frees). */
+ * values are appended to vals[j] (grown as needed). The rest is scratch
+ * kept between calls; agg_chunk_bands_free frees it all. */
 #define AGG_CHUNK_BANDS_MAX 64
 struct agg_chunk_bands {
     size_t n; /* bands */
@@ -70,7 +70,15 @@ struct agg_chunk_bands {
     size_t rawcap;
     int64_t *ts; /* scratch: timestamps of a chunk read in part */
     size_t tscap;
+    /* Per decimals of scaled chunks: a table from k - tlo to 1 + band,
+     * 0 (none) or 255 (a margin), built at the first such chunk. */
+    unsigned char *tab[AGG_CHUNK_DEC_MAX + 1];
+    int64_t tlo[AGG_CHUNK_DEC_MAX + 1];
+    size_t tn[AGG_CHUNK_DEC_MAX + 1];
+    bool tdone[AGG_CHUNK_DEC_MAX + 1];
 };
+/* Free what agg_chunk_pick allocated in bd (values, scratch, tables). */
+void agg_chunk_bands_free(struct agg_chunk_bands *bd);
 /* Pick the values of the points with a <= ts < b (a = INT64_MIN and b =
  * INT64_MAX: the whole chunk, whose timestamps are then skipped, not
  * decoded). Returns the number of points in [a, b), or SIZE_MAX when the

@@ -581,10 +581,7 @@ s_fast_pcts(agg_store_t *store, const struct agg_query_sel *sel,
         got[i] = agg_stats_pct_between(n, pcts[i], rval[2 * i], rval[2 * i + 1]);
     rc = 0;
 out:
-    for (size_t s = 0; s < f->nkeys; s++)
-        free(f->bd.vals[s]);
-    free(f->bd.raw);
-    free(f->bd.ts);
+    agg_chunk_bands_free(&f->bd);
     free(f);
     return rc;
 }
