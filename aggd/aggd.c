@@ -83,6 +83,7 @@ struct aggd {
     uint64_t queries;             /* queries answered */
     struct ratelimit rl_bad;      /* complaints about bad batches */
     struct ratelimit rl_gap;      /* complaints about seq gaps */
+    msg_batch_t *spare;           /* the next batch is decoded into it */
     size_t *run_at;               /* s_apply: start of each series' run */
     size_t run_nat;               /* entries allocated in run_at */
     int64_t *run_ts;              /* s_apply: timestamps grouped by series */
@@ -182,6 +183,7 @@ aggd_destroy(aggd_t **self_p)
     agg_confirm_destroy(&self->durable);
     agg_store_destroy(&self->store);
     free(self->datadir);
+    msg_batch_destroy(&self->spare);
     free(self->run_at);
     free(self->run_ts);
     free(self->run_v);
@@ -199,6 +201,7 @@ static void
 s_apply(aggd_t *self, msg_batch_t *b)
 {
     size_t n = msg_batch_size(b), ns = msg_batch_nseries(b), fresh = 0;
+    const struct msg_reading *r = msg_batch_readings(b);
     size_t *at;
 
     if (ns + 1 > self->run_nat) {
@@ -213,14 +216,13 @@ s_apply(aggd_t *self, msg_batch_t *b)
     at = self->run_at;
     memset(at, 0, (ns + 1) * sizeof *at);
     for (size_t i = 0; i < n; i++)
-        at[msg_batch_reading(b, i)->series + 1]++;
+        at[r[i].series + 1]++;
     for (size_t k = 1; k <= ns; k++)
         at[k] += at[k - 1];
     for (size_t i = 0; i < n; i++) {
-        const struct msg_reading *r = msg_batch_reading(b, i);
-        size_t j = at[r->series]++;
-        self->run_ts[j] = r->ts;
-        self->run_v[j] = r->value;
+        size_t j = at[r[i].series]++;
+        self->run_ts[j] = r[i].ts;
+        self->run_v[j] = r[i].value;
     }
     /* at[k] is now where run k ends and run k + 1 starts. */
     for (size_t k = 0, from = 0; k < ns; from = at[k++])
@@ -234,15 +236,20 @@ s_apply(aggd_t *self, msg_batch_t *b)
 }
 
 /* Decode one batch frame and, unless it is a resend of what was already
- * applied, apply it. Returns the batch (caller owns) when it was applied,
- * NULL when it was skipped or bad. The same path serves WAL replay, so a
- * replay rebuilds the confirm table exactly. */
+ * applied, apply it. Returns the batch (caller owns; give it back as
+ * self->spare when done with it) when it was applied, NULL when it was
+ * skipped or bad. The batch is decoded into the spare one, so its
+ * buffers and, while ingestd sends the same series, its series table
+ * serve batch after batch (msg_batch_decode_into). The same path serves
+ * WAL replay, so a replay rebuilds the confirm table exactly. */
 static msg_batch_t *
 s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
 {
-    msg_batch_t *b = NULL;
-    int rc = msg_batch_decode(data, len, &b);
+    msg_batch_t *b = self->spare ? self->spare : msg_batch_new(MSG_TYPE_NONE);
+    int rc = msg_batch_decode_into(b, data, len);
     struct msg_envelope *e;
+
+    self->spare = b; /* until it is applied */
 
     if (rc != MSG_OK || msg_batch_type(b) != MSG_TYPE_READINGS) {
         self->bad_batches++;
@@ -251,14 +258,12 @@ s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
                       replay ? " in the WAL" : "",
                       rc != MSG_OK ? msg_strerror(rc) : "not readings",
                       (unsigned long long)self->bad_batches);
-        msg_batch_destroy(&b);
         return NULL;
     }
     e = msg_batch_env(b);
     switch (agg_confirm_accept(self->applied, e->producer, e->lane, e->seq)) {
     case AGG_CONFIRM_DUP:
         self->dup_batches++;
-        msg_batch_destroy(&b);
         return NULL;
     case AGG_CONFIRM_GAP:
         self->gap_batches++;
@@ -273,6 +278,7 @@ s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
         break;
     }
     s_apply(self, b);
+    self->spare = NULL;
     return b;
 }
 
@@ -282,9 +288,10 @@ s_on_replay(const void *payload, size_t len, void *arg)
     aggd_t *self = arg;
     msg_batch_t *b = s_ingest(self, payload, len, true);
 
-    if (b)
+    if (b) {
         self->replayed++;
-    msg_batch_destroy(&b);
+        self->spare = b;
+    }
 }
 
 /* Is an export configured? (Selftests leave the strings NULL.) */
@@ -646,7 +653,9 @@ s_pull_one(aggd_t *self, zsock_t *sock)
         msg_batch_send(b, self->pub, ZMQ_DONTWAIT); /* live views may miss */
         self->pub_batches++;
     }
-    outq_send(self->out, &b); /* a full anomalyd pauses this reader */
+    /* A full anomalyd pauses this reader (and keeps the batch). */
+    outq_send_back(self->out, &b);
+    self->spare = b;
     return 1;
 }
 

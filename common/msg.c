@@ -294,6 +294,12 @@ msg_batch_reading(const msg_batch_t *self, size_t i)
     return (const struct msg_reading *)self->items + i;
 }
 
+const struct msg_reading *
+msg_batch_readings(const msg_batch_t *self)
+{
+    return self->env.type == MSG_TYPE_READINGS ? self->items : NULL;
+}
+
 const struct msg_anomaly *
 msg_batch_anomaly(const msg_batch_t *self, size_t i)
 {

@@ -85,6 +85,9 @@ void msg_batch_add_confirm(msg_batch_t *self, const char *producer,
 /* Borrowed item i; valid until the batch changes. NULL when out of range
  * or of another type. */
 const struct msg_reading *msg_batch_reading(const msg_batch_t *self, size_t i);
+/* All readings of a readings batch, msg_batch_size of them (NULL for
+ * another type); valid until the batch changes. */
+const struct msg_reading *msg_batch_readings(const msg_batch_t *self);
 const struct msg_anomaly *msg_batch_anomaly(const msg_batch_t *self, size_t i);
 const struct msg_alert *msg_batch_alert(const msg_batch_t *self, size_t i);
 const struct msg_confirm *msg_batch_confirm(const msg_batch_t *self, size_t i);
@@ -98,6 +101,12 @@ void msg_batch_encode(const msg_batch_t *self, char **data, size_t *len);
 /* Decode msgpack into a new batch. Returns MSG_OK and sets *out, or an
  * error (and *out NULL). Never trusts the input. */
 int msg_batch_decode(const void *data, size_t len, msg_batch_t **out);
+/* msg_batch_decode into self, whatever it held, reusing its memory.
+ * When a readings frame names the same series, in the same order, as
+ * the table self holds (each batch of a producer mostly does), the table
+ * is kept as it is instead of being built again. On an error self is
+ * left empty (still usable). */
+int msg_batch_decode_into(msg_batch_t *self, const void *data, size_t len);
 /* Check that a msgpack buffer holds one well-formed object whose declared
  * container sizes fit in the bytes present and whose nesting is at most
  * 64 deep. msgpack-c allocates a container's full declared size before

@@ -235,8 +235,8 @@ s_decode_forecast(msg_batch_t *b, const msgpack_object *it)
 }
 
 /* A readings item names its series by an index into the batch's "keys"
- * (wire[] maps it to ours) or, as version 1 producers before the series
- * table did, by the key itself. */
+ * (wire[] maps it to ours; NULL: it is ours) or, as version 1 producers
+ * before the series table did, by the key itself. */
 static int
 s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
               size_t nwire)
@@ -258,7 +258,7 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
         if (f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             if (f[0].via.u64 >= nwire)
                 return MSG_EFIELD;
-            series = wire[f[0].via.u64];
+            series = wire ? wire[f[0].via.u64] : (uint32_t)f[0].via.u64;
         } else if (s_strobj(&f[0], &s[0], &sl[0])) {
             if (sl[0] == 0)
                 return MSG_EFIELD;
@@ -331,21 +331,30 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
 }
 
 /* The "points" bin of a version 2 readings batch: every series index
- * within the "keys" table (wire[] maps it to ours), every value finite. */
+ * within the "keys" table (wire[] maps it to ours, NULL: the same
+ * index), every value finite. Written straight into the items (room was
+ * reserved): this loop runs for every reading aggd takes. */
 static int
 s_decode_points(msg_batch_t *b, const msgpack_object *points,
                 const uint32_t *wire, size_t nwire)
 {
     const unsigned char *p = (const unsigned char *)points->via.bin.ptr;
     size_t n = points->via.bin.size / MSG_POINT_BYTES;
+    struct msg_reading *r = (struct msg_reading *)b->items + b->n;
 
-    for (size_t i = 0; i < n; i++, p += MSG_POINT_BYTES) {
+    assert(b->n + n <= b->cap);
+    for (size_t i = 0; i < n; i++, p += MSG_POINT_BYTES, r++) {
         uint32_t series = (uint32_t)le_get(p, 4);
         double v = le_get_double(p + 12);
         if (series >= nwire || !isfinite(v))
             return MSG_EFIELD;
-        msg_batch_add_point(b, wire[series], (int64_t)le_get(p + 4, 8), v);
+        series = wire ? wire[series] : series;
+        r->key_off = b->series_off[series];
+        r->series = series;
+        r->ts = (int64_t)le_get(p + 4, 8);
+        r->value = v;
     }
+    b->n += n;
     return MSG_OK;
 }
 
@@ -431,21 +440,58 @@ msg_sane(const void *data, size_t len)
     return true;
 }
 
+/* Does b's series table hold exactly the strings of keys, in order?
+ * Then the frame's indexes are b's own and the table can stay. */
+static bool
+s_same_keys(const msg_batch_t *b, const msgpack_object *keys)
+{
+    size_t n = keys->via.array.size;
+
+    if (b->series == NULL || keytab_size(b->series) != n)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *k = &keys->via.array.ptr[i];
+        if (k->type != MSGPACK_OBJECT_STR ||
+            k->via.str.size != keytab_len(b->series, i) ||
+            memcmp(k->via.str.ptr, keytab_str(b->series, i), k->via.str.size))
+            return false;
+    }
+    return true;
+}
+
 int
 msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
+{
+    msg_batch_t *b = msg_batch_new(MSG_TYPE_NONE);
+    int err = msg_batch_decode_into(b, data, len);
+
+    if (err != MSG_OK)
+        msg_batch_destroy(&b);
+    *out = b;
+    return err;
+}
+
+int
+msg_batch_decode_into(msg_batch_t *b, const void *data, size_t len)
 {
     msgpack_unpacked up;
     msgpack_unpack_return ret;
     size_t off = 0;
-    int err = MSG_OK;
-    msg_batch_t *b = NULL;
+    int err = MSG_OK, was = b->env.type;
     const msgpack_object *items = NULL, *keys = NULL, *points = NULL;
     uint32_t *wire = NULL;
+    size_t nwire;
     int64_t v;
 
-    *out = NULL;
-    if (!msg_sane(data, len))
+    b->n = 0;
+    memset(&b->env, 0, sizeof b->env);
+    b->env.type = MSG_TYPE_NONE;
+    b->env.version = -1;
+    if (!msg_sane(data, len)) {
+        msg_batch_reset(b);
+        b->cap = 0;
         return MSG_ETRUNC;
+    }
     msgpack_unpacked_init(&up);
     ret = msgpack_unpack_next(&up, data, len, &off);
     if (ret != MSGPACK_UNPACK_SUCCESS) {
@@ -456,8 +502,6 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
         err = MSG_ETYPE;
         goto done;
     }
-    b = msg_batch_new(MSG_TYPE_NONE);
-    b->env.version = -1;
     for (uint32_t i = 0; i < up.data.via.map.size; i++) {
         const msgpack_object *k = &up.data.via.map.ptr[i].key;
         const msgpack_object *val = &up.data.via.map.ptr[i].val;
@@ -539,13 +583,21 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
         err = MSG_EFIELD;
         goto done;
     }
+    if (b->env.type != was)
+        b->cap = 0; /* counted in items of the old type */
+    nwire = keys ? keys->via.array.size : 0;
+    /* The table b holds stays when the frame names the same series, and
+     * the frame's indexes are then its own (wire NULL); otherwise it is
+     * built again, wire[] mapping the frame's indexes to it. */
+    if (!keys || b->env.type != MSG_TYPE_READINGS || !s_same_keys(b, keys))
+        msg_batch_reset(b);
     if (items || points) /* strings take fewer bytes than the frame holds */
         msg_batch_reserve(b, items ? items->via.array.size
                                    : points->via.bin.size / MSG_POINT_BYTES,
                           len);
-    if (keys && b->env.type == MSG_TYPE_READINGS) {
-        wire = xmalloc((keys->via.array.size + 1) * sizeof *wire);
-        for (uint32_t i = 0; i < keys->via.array.size; i++) {
+    if (keys && b->env.type == MSG_TYPE_READINGS && msg_batch_nseries(b) == 0) {
+        wire = xmalloc((nwire + 1) * sizeof *wire);
+        for (uint32_t i = 0; i < nwire; i++) {
             const char *s;
             size_t n;
             if (!s_strobj(&keys->via.array.ptr[i], &s, &n) || n == 0) {
@@ -555,22 +607,22 @@ msg_batch_decode(const void *data, size_t len, msg_batch_t **out)
             wire[i] = msg_batch_series_add(b, s, n);
         }
     }
-    if (items) {
-        size_t nwire = wire ? keys->via.array.size : 0;
-        for (uint32_t i = 0; i < items->via.array.size; i++) {
-            err = s_decode_item(b, &items->via.array.ptr[i], wire, nwire);
-            if (err != MSG_OK)
-                goto done;
-        }
+    if (b->env.type != MSG_TYPE_READINGS)
+        nwire = 0;
+    for (uint32_t i = 0; items && i < items->via.array.size; i++) {
+        err = s_decode_item(b, &items->via.array.ptr[i], wire, nwire);
+        if (err != MSG_OK)
+            goto done;
     }
     if (points)
-        err = s_decode_points(b, points, wire, wire ? keys->via.array.size : 0);
+        err = s_decode_points(b, points, wire, nwire);
 done:
     free(wire);
     msgpack_unpacked_destroy(&up);
-    if (err != MSG_OK)
-        msg_batch_destroy(&b);
-    *out = b;
+    if (err != MSG_OK) {
+        msg_batch_reset(b);
+        b->cap = 0; /* the type may change before the next decode */
+    }
     return err;
 }
 
@@ -618,6 +670,104 @@ s_test_points(size_t len, uint32_t series, int64_t ts, double v,
     rc = msg_batch_decode(sb.data, sb.size, out);
     msgpack_sbuffer_destroy(&sb);
     return rc;
+}
+
+/* Test helper: encode a readings batch of the keys (n of them, in
+ * table order; a repeated key is sent twice, as a hostile or old producer
+ * might) with one point per key at ts i, value i + base. */
+static void
+s_test_frame(const char *const *keys, size_t n, double base, char **data,
+             size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    unsigned char pt[MSG_POINT_BYTES];
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    s_pack_str(&pk, "type");
+    msgpack_pack_int(&pk, MSG_TYPE_READINGS);
+    s_pack_str(&pk, "v");
+    msgpack_pack_int(&pk, MSG_VERSION);
+    s_pack_str(&pk, "keys");
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++)
+        s_pack_str(&pk, keys[i]);
+    s_pack_str(&pk, "points");
+    msgpack_pack_bin(&pk, n * MSG_POINT_BYTES);
+    for (size_t i = 0; i < n; i++) {
+        le_put(pt, i, 4);
+        le_put(pt + 4, i, 8);
+        le_put_double(pt + 12, (double)i + base);
+        msgpack_pack_bin_body(&pk, pt, sizeof pt);
+    }
+    *data = sb.data;
+    *len = sb.size;
+}
+
+/* Test helper: decode the frame of keys both into the reused batch d and
+ * into a fresh one; both must say the same, reading for reading. */
+static void
+s_test_into(msg_batch_t *d, const char *const *keys, size_t n, double base,
+            size_t nseries)
+{
+    char *data;
+    size_t len;
+    msg_batch_t *f = NULL;
+
+    s_test_frame(keys, n, base, &data, &len);
+    assert(msg_batch_decode_into(d, data, len) == MSG_OK);
+    assert(msg_batch_decode(data, len, &f) == MSG_OK);
+    assert(msg_batch_size(d) == n && msg_batch_size(f) == n);
+    assert(msg_batch_nseries(d) == nseries && msg_batch_nseries(f) == nseries);
+    for (size_t i = 0; i < n; i++) {
+        const struct msg_reading *r = &msg_batch_readings(d)[i];
+        TEST_STREQ(msg_batch_str(d, r->key_off), keys[i]);
+        TEST_STREQ(msg_batch_series_key(d, r->series), keys[i]);
+        assert(r->series == msg_batch_reading(f, i)->series);
+        assert(r->ts == (int64_t)i && r->value == (double)i + base);
+    }
+    msg_batch_destroy(&f);
+    free(data);
+}
+
+/* msg_batch_decode_into: one batch decoded into again and again, as aggd
+ * does, keeps its series table while the keys stay the same and builds
+ * it anew when they change (order, count, a duplicate), after an error
+ * and after a batch of another type. */
+static void
+s_test_decode_into(void)
+{
+    const char *ab[] = {"a", "b{k=v}"}, *ba[] = {"b{k=v}", "a"},
+               *abc[] = {"a", "b{k=v}", "c"}, *aa[] = {"a", "a"};
+    msg_batch_t *d = msg_batch_new(MSG_TYPE_NONE), *x;
+    char *data;
+    size_t len;
+
+    s_test_into(d, ab, 2, 0, 2);
+    s_test_into(d, ab, 2, 10, 2); /* the same table: kept */
+    s_test_into(d, ba, 2, 20, 2);
+    s_test_into(d, abc, 3, 30, 3);
+    s_test_into(d, ab, 2, 40, 2);
+    s_test_into(d, aa, 2, 50, 1); /* two indexes, one series */
+    s_test_into(d, aa, 1, 60, 1);
+    s_test_frame(ab, 2, 0, &data, &len);
+    assert(msg_batch_decode_into(d, data, len - 1) == MSG_ETRUNC);
+    assert(msg_batch_size(d) == 0 && msg_batch_nseries(d) == 0);
+    free(data);
+    s_test_into(d, ab, 2, 70, 2);
+    x = msg_batch_new(MSG_TYPE_ALERTS);
+    msg_batch_add_alert(x, "hot", "temperature", "firing", "warning", 1, 31);
+    msg_batch_encode(x, &data, &len);
+    assert(msg_batch_decode_into(d, data, len) == MSG_OK);
+    assert(msg_batch_type(d) == MSG_TYPE_ALERTS && msg_batch_size(d) == 1);
+    assert(msg_batch_nseries(d) == 0 && msg_batch_readings(d) == NULL);
+    TEST_STREQ(msg_batch_str(d, msg_batch_alert(d, 0)->rule_off), "hot");
+    free(data);
+    msg_batch_destroy(&x);
+    s_test_into(d, abc, 3, 80, 3);
+    msg_batch_destroy(&d);
 }
 
 void
@@ -703,6 +853,7 @@ msg_codec_test(bool verbose)
     assert(s_test_points(MSG_POINT_BYTES - 1, 0, 1, 1.0, &d) == MSG_ETYPE);
     assert(s_test_points(0, 0, 1, 1.0, &d) == MSG_OK && msg_batch_size(d) == 0);
     msg_batch_destroy(&d);
+    s_test_decode_into();
 
     b = msg_batch_new(MSG_TYPE_ANOMALIES);
     msg_batch_add_anomaly(b, "k", 5, 100, 7.5, 0.99, "zscore");

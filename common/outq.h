@@ -33,6 +33,11 @@ void outq_start(outq_t *self);
  * queue is empty again, -1 when the peer is full (reading is paused and a
  * retry timer armed). */
 int outq_send(outq_t *self, msg_batch_t **b_p);
+/* outq_send, except that a batch which goes out at once (the queue was
+ * empty and the peer took it, or there is no peer) stays in *b_p for
+ * the caller to decode the next one into; *b_p is NULL when the queue
+ * kept it. */
+int outq_send_back(outq_t *self, msg_batch_t **b_p);
 
 /* Batches and readings still queued; times the peer was found full. */
 size_t outq_batches(const outq_t *self);
