@@ -721,14 +721,31 @@ agg_store_put(agg_store_t *self, const char *key, int64_t ts, double v)
     return s_put(self, s_series_get(self, key), ts, v);
 }
 
+/* agg_store_put of n points of s in turn. A point after the head's last
+ * and every chunk (a stream in time order: nearly all of them) is new
+ * and goes to the end of the head; s_put's searches are for the rest. */
 static size_t
 s_put_run(agg_store_t *self, struct s_series *s, const int64_t *ts,
           const double *v, size_t n)
 {
     size_t fresh = 0;
 
-    for (size_t i = 0; i < n; i++)
-        fresh += (size_t)s_put(self, s, ts[i], v[i]);
+    for (size_t i = 0; i < n; i++) {
+        if ((s->n > 0 && ts[i] <= s->ts[s->n - 1]) ||
+            (s->nchunks > 0 && ts[i] <= s->sealed_max) || s->n == s->cap) {
+            fresh += (size_t)s_put(self, s, ts[i], v[i]);
+            continue;
+        }
+        s->ts[s->n] = ts[i];
+        s->v[s->n] = v[i];
+        s->n++;
+        self->head_points++;
+        self->points++;
+        fresh++;
+        agg_rollup_add(s->roll, ts[i], v[i]);
+        if (s->n >= AGG_STORE_CHUNK_POINTS)
+            s_seal(self, s);
+    }
     return fresh;
 }
 
