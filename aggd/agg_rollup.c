@@ -195,15 +195,19 @@ s_put(struct s_buf *b, const void *x, size_t len)
 static void
 s_put_uvar(struct s_buf *b, uint64_t x)
 {
-    unsigned char tmp[10];
-    size_t k = 0;
+    unsigned char *p;
 
+    if (b->n + 10 > b->cap) { /* the longest varint */
+        b->cap = (b->n + 10) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    p = b->p + b->n;
     while (x >= 0x80) {
-        tmp[k++] = (unsigned char)(x | 0x80);
+        *p++ = (unsigned char)(x | 0x80);
         x >>= 7;
     }
-    tmp[k++] = (unsigned char)x;
-    s_put(b, tmp, k);
+    *p++ = (unsigned char)x;
+    b->n = (size_t)(p - b->p);
 }
 
 static void
@@ -243,30 +247,37 @@ s_same(double a, double b)
     return memcmp(&a, &b, sizeof a) == 0;
 }
 
-/* Is v exactly k / 10^d, with k as the page gives it back? */
+/* Is v exactly k / 10^d, with k as the page gives it back? k is x
+ * rounded half to even, as nearbyint(x) in the default rounding mode,
+ * without the call: below 2^52 adding and taking away 2^52 rounds so,
+ * and from 2^52 up every double is an integer. */
 static bool
 s_exact(double v, int d, int64_t *k)
 {
-    double x = v * s_p10[d];
+    const double two52 = 4503599627370496.0;
+    double x = v * s_p10[d], a = fabs(x);
 
-    if (!(fabs(x) < S_SCALED_MAX))
+    if (!(a < S_SCALED_MAX))
         return false;
-    *k = (int64_t)nearbyint(x);
+    if (a < two52)
+        a = (a + two52) - two52;
+    *k = (int64_t)copysign(a, x);
     return s_same((double)*k / s_p10[d], v);
 }
 
-/* Decimals of the values of buckets b[0..m), or S_DEC_RAW. */
+/* Decimals of the values of buckets b[0..m) (at most S_PAGE), or
+ * S_DEC_RAW; otherwise k[i][j] is value j (min, max, first, last) of
+ * bucket i scaled by them. */
 static int
-s_page_dec(const struct s_bucket *b, size_t m)
+s_page_dec(const struct s_bucket *b, size_t m, int64_t (*k)[4])
 {
     int d = 0;
-    int64_t k;
 
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < m; i++) {
             const double v[4] = {b[i].min, b[i].max, b[i].first, b[i].last};
             for (int j = 0; j < 4; j++)
-                while (!s_exact(v[j], d, &k)) {
+                while (!s_exact(v[j], d, &k[i][j])) {
                     if (pass == 1 || ++d > S_DEC_MAX)
                         return S_DEC_RAW; /* the second pass proves d */
                 }
@@ -300,10 +311,13 @@ s_page_pack(struct s_page *pg, const struct s_bucket *b, size_t m,
      * growing two fresh buffers each time showed in profiles. */
     static struct s_buf c, ks;
     unsigned char hdr[2];
-    int dec = s_page_dec(b, m), e = s_page_tsexp(b, m);
+    int64_t k[S_PAGE][4];
+    int dec, e = s_page_tsexp(b, m);
     int64_t unit = s_p10i[e];
     uint32_t key0 = 0;
 
+    assert(m <= S_PAGE);
+    dec = s_page_dec(b, m, k);
     c.n = ks.n = 0;
     hdr[0] = (unsigned char)dec;
     hdr[1] = (unsigned char)e;
@@ -311,7 +325,6 @@ s_page_pack(struct s_page *pg, const struct s_bucket *b, size_t m,
     for (size_t i = 0; i < m; i++) {
         const struct s_bucket *x = &b[i];
         const double v[4] = {x->min, x->max, x->first, x->last};
-        int64_t k[4];
         unsigned char m2[8];
         s_put_svar(&c, (int64_t)((uint64_t)x->first_ts - (uint64_t)x->start) / unit);
         s_put_svar(&c, (int64_t)((uint64_t)x->last_ts - (uint64_t)x->first_ts) / unit);
@@ -323,12 +336,10 @@ s_page_pack(struct s_page *pg, const struct s_bucket *b, size_t m,
                 s_put(&c, m2, 8);
             }
         } else {
-            for (int j = 0; j < 4; j++)
-                (void)s_exact(v[j], dec, &k[j]);
-            s_put_svar(&c, k[2]);
-            s_put_svar(&c, k[0] - k[2]);
-            s_put_svar(&c, k[1] - k[2]);
-            s_put_svar(&c, k[3] - k[2]);
+            s_put_svar(&c, k[i][2]);
+            s_put_svar(&c, k[i][0] - k[i][2]);
+            s_put_svar(&c, k[i][1] - k[i][2]);
+            s_put_svar(&c, k[i][3] - k[i][2]);
         }
         s_put_uvar(&ks, x->sk_len);
         for (uint32_t j = 0; j < x->sk_len; j++) {
@@ -1376,6 +1387,36 @@ s_test_pages(int64_t t0)
  * sketch of 1 M values answers every quantile within 1 % of numpy's
  * exact one; encode/decode gives back the same buckets.
  */
+/* s_exact rounds as nearbyint does: halves to even, both signs, -0,
+ * around 2^52 and 2^53, and random values at every scale. */
+static void
+s_test_exact(void)
+{
+    const double two52 = 4503599627370496.0;
+    const double x[] = {0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999999999999994,
+                        -0.3, -0.0, 0.0, 1e-300, two52 - 0.5, two52 - 1.5,
+                        two52, two52 + 1, 2 * two52 - 1, 123456.785, -99.995};
+    uint64_t seed = 11;
+
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) {
+        int64_t k;
+        bool ok = s_exact(x[i], 0, &k);
+        assert(k == (int64_t)nearbyint(x[i]));
+        assert(ok == s_same((double)(int64_t)nearbyint(x[i]), x[i]));
+    }
+    for (int i = 0; i < 100000; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        double v = ldexp((double)(seed >> 11), (int)(seed % 90) - 80);
+        int d = (int)((seed >> 7) % (S_DEC_MAX + 1));
+        int64_t k;
+        v = seed & 1 ? -v : v;
+        if (fabs(v * s_p10[d]) >= S_SCALED_MAX)
+            continue;
+        (void)s_exact(v, d, &k);
+        assert(k == (int64_t)nearbyint(v * s_p10[d]));
+    }
+}
+
 void
 agg_rollup_test(bool verbose)
 {
@@ -1388,6 +1429,7 @@ agg_rollup_test(bool verbose)
     unsigned char *buf;
     size_t len;
 
+    s_test_exact();
     for (size_t i = 0; i < N; i++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         x += ((double)(seed >> 40) / 16777216.0 - 0.5);
