@@ -58,6 +58,10 @@ int64_t agg_rollup_start(int tier, int64_t ts);
 
 /* Add a new point to the bucket of every tier. */
 void agg_rollup_add(agg_rollup_t *self, int64_t ts, double v);
+/* agg_rollup_add of n points in turn (the same buckets, bit for bit),
+ * tier by tier: a run of a series' points mostly shares its buckets. */
+void agg_rollup_add_run(agg_rollup_t *self, const int64_t *ts,
+                        const double *v, size_t n);
 /* Add a new point to one tier only (rebuilding it from raw points). */
 void agg_rollup_add_tier(agg_rollup_t *self, int tier, int64_t ts, double v);
 /* The point at ts changed from old to v: adjust count-preserving moments,

@@ -728,11 +728,14 @@ static size_t
 s_put_run(agg_store_t *self, struct s_series *s, const int64_t *ts,
           const double *v, size_t n)
 {
-    size_t fresh = 0;
+    size_t fresh = 0, from = 0; /* points [from, i) wait for the rollups */
 
     for (size_t i = 0; i < n; i++) {
         if ((s->n > 0 && ts[i] <= s->ts[s->n - 1]) ||
             (s->nchunks > 0 && ts[i] <= s->sealed_max) || s->n == s->cap) {
+            /* s_put reads the rollups: bring them up to date first. */
+            agg_rollup_add_run(s->roll, ts + from, v + from, i - from);
+            from = i + 1;
             fresh += (size_t)s_put(self, s, ts[i], v[i]);
             continue;
         }
@@ -742,10 +745,10 @@ s_put_run(agg_store_t *self, struct s_series *s, const int64_t *ts,
         self->head_points++;
         self->points++;
         fresh++;
-        agg_rollup_add(s->roll, ts[i], v[i]);
         if (s->n >= AGG_STORE_CHUNK_POINTS)
             s_seal(self, s);
     }
+    agg_rollup_add_run(s->roll, ts + from, v + from, n - from);
     return fresh;
 }
 
