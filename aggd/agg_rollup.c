@@ -1063,6 +1063,45 @@ agg_rollup_sum_from(const agg_rollup_t *self, int tier, size_t i, int64_t b,
     return i;
 }
 
+/* One bucket of agg_rollup_sum_steps, starting at ts: into the interval
+ * *j ends at *z, moved on first while ts is past it. */
+static inline void
+s_step_add(int64_t ts, uint32_t c, double s, int64_t step, size_t *j,
+           int64_t *z, uint64_t *count, double *sum)
+{
+    while (ts >= *z) {
+        ++*j;
+        *z += step;
+    }
+    s_sum_add(c, s, &count[*j], &sum[*j]);
+}
+
+void
+agg_rollup_sum_steps(const agg_rollup_t *self, int tier, int64_t a,
+                     int64_t step, size_t n, uint64_t *count, double *sum)
+{
+    const struct s_tier *t = &self->t[tier];
+    const int64_t w = s_width[tier], end = a + (int64_t)n * step;
+    size_t i = s_lower(t, tier, a), j = 0;
+    int64_t z = a + step;
+
+    if (n == 0)
+        return;
+    while (i < t->np) { /* the fixed entries of pages, in place */
+        const struct s_page *pg = &t->pg[s_page_of(t, i)];
+        for (size_t k = i - pg->first; k < pg->n; k++, i++) {
+            int64_t ts = pg->lo + (int64_t)pg->hot[k].off * w;
+            if (ts >= end)
+                return;
+            s_step_add(ts, pg->hot[k].count, pg->hot[k].sum, step, &j, &z,
+                       count, sum);
+        }
+    }
+    for (; i < t->np + t->n && t->b[i - t->np].start < end; i++)
+        s_step_add(t->b[i - t->np].start, t->b[i - t->np].count,
+                   t->b[i - t->np].sum, step, &j, &z, count, sum);
+}
+
 void
 agg_rollup_merge(const agg_rollup_t *self, int tier, int64_t a, int64_t b,
                  struct agg_rsum *sum, agg_sketch_t *sk)

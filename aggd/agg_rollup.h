@@ -97,6 +97,13 @@ size_t agg_rollup_merge_from(const agg_rollup_t *self, int tier, size_t i,
  * divisions of merging moments). Returns the index after the last. */
 size_t agg_rollup_sum_from(const agg_rollup_t *self, int tier, size_t i,
                            int64_t b, uint64_t *count, double *sum);
+/* agg_rollup_sum_from over n consecutive intervals [a + j step, a + (j +
+ * 1) step) at once, into count[j] and sum[j] (the same additions in the
+ * same order), in one pass over the buckets instead of a call and a
+ * search per interval. step > 0. Cannot fail. */
+void agg_rollup_sum_steps(const agg_rollup_t *self, int tier, int64_t a,
+                          int64_t step, size_t n, uint64_t *count,
+                          double *sum);
 /* Time covered: the earliest bucket start and the latest bucket end of
  * any tier. Returns false when there is no bucket. */
 bool agg_rollup_span(const agg_rollup_t *self, int64_t *first, int64_t *end);
