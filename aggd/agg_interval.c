@@ -95,15 +95,26 @@ s_out_free(struct s_out *o)
     memset(o, 0, sizeof *o);
 }
 
+/* Two decimal digits of 0 <= v < 100 at p. */
+static inline void
+s_two(char *p, unsigned v)
+{
+    static const char pairs[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+    memcpy(p, pairs + 2 * v, 2);
+}
+
 /* clock_format of ts at p (24 bytes, no NUL), reusing the date of the
  * previous call while the day is the same: *day and date[11] carry it
  * ("YYYY-MM-DDT"; *day INT64_MIN at first). Returns the end. */
 static char *
 s_time_text(char *p, int64_t ts, int64_t *day, char date[11])
 {
-    int64_t d = s_floor_div(ts, S_DAY), ms = (ts - d * S_DAY) / CLOCK_NS_PER_MS;
-    int f[4] = {(int)(ms / 3600000), (int)(ms / 60000 % 60),
-                (int)(ms / 1000 % 60), (int)(ms % 1000)};
+    int64_t d = s_floor_div(ts, S_DAY);
+    uint32_t ms = (uint32_t)((ts - d * S_DAY) / CLOCK_NS_PER_MS);
+    uint32_t sec = ms / 1000, frac = ms % 1000;
 
     if (d != *day) {
         char full[40];
@@ -117,17 +128,16 @@ s_time_text(char *p, int64_t ts, int64_t *day, char date[11])
         *day = d;
     }
     memcpy(p, date, 11);
-    p += 11;
-    for (int i = 0; i < 3; i++) {
-        *p++ = (char)('0' + f[i] / 10);
-        *p++ = (char)('0' + f[i] % 10);
-        *p++ = i < 2 ? ':' : '.';
-    }
-    *p++ = (char)('0' + f[3] / 100);
-    *p++ = (char)('0' + f[3] / 10 % 10);
-    *p++ = (char)('0' + f[3] % 10);
-    *p++ = 'Z';
-    return p;
+    s_two(p + 11, sec / 3600);
+    p[13] = ':';
+    s_two(p + 14, sec / 60 % 60);
+    p[16] = ':';
+    s_two(p + 17, sec % 60);
+    p[19] = '.';
+    p[20] = (char)('0' + frac / 100);
+    s_two(p + 21, frac % 100);
+    p[23] = 'Z';
+    return p + 24;
 }
 
 /* Append o's buckets as the JSON array mpjson_dumps would print. */
@@ -151,7 +161,14 @@ s_out_text(const struct s_out *o, struct strbuf *text)
         p += 10;
         p = strutil_dtoa_end(o->val[i], p); /* "null" unless finite */
         memcpy(p, ",\"count\":", 9);
-        p = strutil_utoa(o->cnt[i], p + 9);
+        p += 9;
+        if (o->cnt[i] < 100) { /* the usual count of a bucket */
+            if (o->cnt[i] >= 10)
+                *p++ = (char)('0' + o->cnt[i] / 10);
+            *p++ = (char)('0' + o->cnt[i] % 10);
+        } else {
+            p = strutil_utoa(o->cnt[i], p);
+        }
         *p++ = '}';
         text->len += (size_t)(p - buf);
     }

@@ -80,9 +80,9 @@ def near(a, b, rel):
     return abs(a - b) <= rel * max(abs(b), 1e-12)
 
 
-def bucket_means(pts, step, start, end):
+def bucket_means(pts, step, start, end, series=SERIES):
     out = {}
-    for s in SERIES:
+    for s in series:
         for ts, v in pts[s]:
             if start <= ts < end:
                 k = ts // step * step
@@ -99,13 +99,16 @@ def iso_to_ns(t):
     return int(d.replace(tzinfo=timezone.utc).timestamp()) * NS
 
 
-def check_aggregate(f, pts, interval, step, start, what):
-    st, body = f.query({"op": "aggregate", "series": "roll.*",
+def check_aggregate(f, pts, interval, step, start, what, one=None):
+    """Over both series, or over the one series `one` (whose whole
+    intervals aggd sums in one pass, agg_rollup_sum_steps)."""
+    st, body = f.query({"op": "aggregate", "series": one or "roll.*",
                         "interval": interval, "aggregation": "mean",
                         "start": start})
     check(st == 200 and body["source"] == "rollups",
           "%s: from rollups (%s, %s)" % (what, st, body.get("source")))
-    want = bucket_means(pts, step, start, NOW + DAY)
+    want = bucket_means(pts, step, start, NOW + DAY,
+                        (one,) if one else SERIES)
     got = {iso_to_ns(b["timestamp"]): (b["count"], b["value"])
            for b in body["buckets"]}
     check(set(got) == set(want), "%s: %d buckets, expected %d"
@@ -195,6 +198,8 @@ def _test(p, f):
     check_aggregate(f, pts, "1h", 3600 * NS, hour0, "hourly means, 14 days")
     check_aggregate(f, pts, "5min", 300 * NS, NOW - 7 * DAY,
                     "5-minute means, 7 days")
+    check_aggregate(f, pts, "5min", 300 * NS, NOW - 7 * DAY - 17 * NS,
+                    "5-minute means of roll.b, 7 days", one="roll.b")
 
     # More points (the newest minute) that stay in the WAL, then kill -9.
     extra = [[s, NOW + 5 * NS, 100.0] for s in SERIES]
@@ -244,6 +249,17 @@ def _test(p, f):
     check(st == 200 and body["count"] == 0,
           "no point left in the deleted range (%s)" % body.get("count"))
     check_aggregate(f, pts, "1h", 3600 * NS, hour0, "hourly means after delete")
+    check_aggregate(f, pts, "5min", 300 * NS, NOW - 7 * DAY - 17 * NS,
+                    "5-minute means of roll.b after delete", one="roll.b")
+    # Late points of roll.b between the others, then the same check.
+    late = [["roll.b", NOW - 3 * DAY + i * 3607 * NS + 3 * NS, 7.25 + i]
+            for i in range(40)]
+    seq += 1
+    f.send(seq, late)
+    f.wait_confirmed(seq)
+    pts["roll.b"] += [(ts, v) for _, ts, v in late]
+    check_aggregate(f, pts, "5min", 300 * NS, NOW - 7 * DAY - 17 * NS,
+                    "5-minute means of roll.b after late points", one="roll.b")
 
     # The same from the command line: sensorpipectl --delete.
     lo_ms, hi_ms = (NOW - 3 * DAY) // 10**6, (NOW - 3 * DAY + 5 * 3600 * NS) // 10**6
