@@ -105,6 +105,9 @@ struct agg_store {
     uint64_t head_merge_points; /* points reads merged with a late head */
     uint64_t compacted;      /* chunks merged away by compaction */
     uint64_t compactions;    /* chunk file rewrites compaction caused */
+    int64_t compact_ns;      /* duration of the last compaction */
+    int64_t compact_loop_max_ns; /* longest the caller's thread spent in
+                                    one compaction step */
     bool compact_all;        /* the next sync compacts as at a stop */
     struct s_scratch scratch; /* lent to the last select */
     agg_chunk_dctx_t *dctx;  /* kept for decoding chunks */
@@ -827,6 +830,18 @@ uint64_t
 agg_store_compactions(const agg_store_t *self)
 {
     return self->compactions;
+}
+
+int64_t
+agg_store_compact_ms(const agg_store_t *self)
+{
+    return self->compact_ns / 1000000;
+}
+
+int64_t
+agg_store_compact_loop_max_ms(const agg_store_t *self)
+{
+    return self->compact_loop_max_ns / 1000000;
 }
 
 uint64_t
@@ -1677,9 +1692,12 @@ s_compact(agg_store_t *self)
     free(v);
     self->compactions++;
     self->chunk_rewrite = true;
+    self->compact_ns = clock_mono_ns() - t0;
+    if (self->compact_ns > self->compact_loop_max_ns)
+        self->compact_loop_max_ns = self->compact_ns;
     log_info("agg_store: compaction%s: %zu chunks into %zu (%zu points "
              "encoded again) in %lld ms", all ? " at stop" : "", before,
-             self->chunks, pts, (long long)((clock_mono_ns() - t0) / 1000000));
+             self->chunks, pts, (long long)(self->compact_ns / 1000000));
 }
 
 void

@@ -109,6 +109,10 @@ uint64_t agg_store_head_merge_points(const agg_store_t *self);
  * merged into one counts k - 1), and whole chunk file rewrites it caused. */
 uint64_t agg_store_compacted_chunks(const agg_store_t *self);
 uint64_t agg_store_compactions(const agg_store_t *self);
+/* Milliseconds the last compaction took, and the longest the calling
+ * thread (aggd's loop) was held by one compaction step since open. */
+int64_t agg_store_compact_ms(const agg_store_t *self);
+int64_t agg_store_compact_loop_max_ms(const agg_store_t *self);
 /* Have the next sync (the checkpoint of a clean stop) also merge the
  * small chunks after a big one, each run into one chunk. */
 void agg_store_compact_all(agg_store_t *self);

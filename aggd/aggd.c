@@ -67,6 +67,7 @@ struct aggd {
     uint64_t ckpt_wal;            /* WAL position of the last checkpoint */
     uint64_t checkpoints;         /* checkpoints taken */
     int64_t ckpt_ms;              /* duration of the last one */
+    int64_t ckpt_max_ms;          /* and of the longest (the loop's stall) */
     outq_t *out;                  /* batches anomalyd has not taken yet */
     uint64_t compactions;         /* retention passes that dropped data */
     bool disk_low;                /* free space below the floor: held */
@@ -396,6 +397,8 @@ s_checkpoint(aggd_t *self)
     self->ckpt_wal = agg_wal_written(self->wal);
     self->checkpoints++;
     self->ckpt_ms = (clock_mono_ns() - t0) / 1000000;
+    if (self->ckpt_ms > self->ckpt_max_ms)
+        self->ckpt_max_ms = self->ckpt_ms;
     /* The rotation made the whole WAL durable. */
     agg_confirm_destroy(&self->durable);
     self->durable = agg_confirm_dup(self->applied);
@@ -735,6 +738,10 @@ s_status_storage(aggd_t *self, json_t *j)
                         agg_store_compactions(self->store)));
     json_object_set_new(j, "compacted_chunks", json_integer((json_int_t)
                         agg_store_compacted_chunks(self->store)));
+    json_object_set_new(j, "compaction_ms", json_integer((json_int_t)
+                        agg_store_compact_ms(self->store)));
+    json_object_set_new(j, "compaction_loop_max_ms", json_integer((json_int_t)
+                        agg_store_compact_loop_max_ms(self->store)));
     agg_store_written(self->store, &f);
     json_object_set_new(j, "disk_chunk_bytes", json_integer((json_int_t)f.chunk_len));
     json_object_set_new(j, "disk_rollup_bytes", json_integer((json_int_t)f.rollup_len));
@@ -771,6 +778,7 @@ s_status(aggd_t *self)
     if (self->wal) {
         json_object_set_new(j, "checkpoints", json_integer((json_int_t)self->checkpoints));
         json_object_set_new(j, "checkpoint_ms", json_integer((json_int_t)self->ckpt_ms));
+        json_object_set_new(j, "checkpoint_max_ms", json_integer((json_int_t)self->ckpt_max_ms));
         json_object_set_new(j, "group_commits", json_integer((json_int_t)self->group_commits));
         json_object_set_new(j, "wal_records", json_integer((json_int_t)agg_wal_records(self->wal)));
         json_object_set_new(j, "wal_bytes", json_integer((json_int_t)agg_wal_disk_bytes(self->wal)));

@@ -19,6 +19,9 @@ shared machine, and the wall rate, with the load average.
   --restart      then kill -9 aggd and time its restart on the data (WAL
                  replay), then stop it cleanly and time that restart
   --perf FILE    perf record -g aggd while it applies (perf stat: FILE.stat)
+  --aggd-args S  more aggd options ('--checkpoint-mb 16': compactions
+                 happen during the load; the longest checkpoint, which
+                 is the loop's longest stall, is printed)
 """
 import argparse
 import glob
@@ -140,12 +143,13 @@ def restart(ctx, cmd, d, qep, npoints, p, how):
 
 
 def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
-        restarts=False):
+        restarts=False, extra=()):
     import zmq
     d = tempfile.mkdtemp(prefix="aggd-bench.", dir=work)
     run_dir = os.path.join(d, "run")
     cmd = [aggd or os.path.join(ROOT, "build", "aggd"), "--rundir", run_dir, "--down",
            "none", "--confirm", "none", "--data", os.path.join(d, "data.{lane}")]
+    cmd += list(extra)
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu)] + cmd
     p, _ = start(cmd, os.path.join(d, "aggd.log"), 30)
@@ -206,6 +210,12 @@ def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
         r = {"cpu_s": cpu_s, "wall_s": wall, "wall_durable_s": wall_durable,
              "group_commits": st.get("group_commits"), "rss_mib": rss,
              "checkpoints": st.get("checkpoints"),
+             # the loop's longest stall: a checkpoint (with what compaction
+             # does on the loop), and the last compaction's duration
+             "checkpoint_max_ms": st.get("checkpoint_max_ms"),
+             "compaction_loop_max_ms": st.get("compaction_loop_max_ms"),
+             "compaction_ms": st.get("compaction_ms"),
+             "chunk_compactions": st.get("chunk_compactions"),
              "live": st.get("live_subscriptions")}
         if restarts:  # after a crash (WAL replay), then after a clean stop
             p, r["kill9"] = restart(ctx, cmd, d, qep, npoints, p, signal.SIGKILL)
@@ -231,6 +241,9 @@ def main():
     ap.add_argument("--restart", action="store_true",
                     help="then time aggd's restart on the data: after kill -9 "
                     "and after a clean stop")
+    ap.add_argument("--aggd-args", default="",
+                    help="more aggd options, e.g. '--checkpoint-mb 16' for "
+                         "checkpoints (and compactions) during the load")
     ap.add_argument("--subscribe", action="store_true",
                     help="keep a live view subscribed to aggd's readings")
     ap.add_argument("--perf", metavar="FILE",
@@ -257,7 +270,7 @@ def main():
         la0 = os.getloadavg()[0]
         binary = binaries[i % len(binaries)]
         r = run(a.work, frames, npoints, a.cpu, a.perf, a.subscribe, binary,
-                a.restart)
+                a.restart, a.aggd_args.split())
         print("%srun %d: %.2f M points per aggd CPU second (%.2f CPU s per M points); "
               "wall %.2f M points/s (%.2f M/s durable); %s group commits, "
               "%s checkpoints, %s live views, RSS %.0f MiB; load average %.1f -> %.1f" % (
@@ -266,6 +279,10 @@ def main():
                   npoints / r["wall_s"] / 1e6, npoints / r["wall_durable_s"] / 1e6,
                   r["group_commits"], r["checkpoints"], r["live"], r["rss_mib"], la0,
                   os.getloadavg()[0]))
+        print("  longest checkpoint (the loop's longest stall) %s ms, longest "
+              "compaction step on the loop %s ms, last compaction %s ms, %s "
+              "compactions" % (r["checkpoint_max_ms"], r["compaction_loop_max_ms"],
+                               r["compaction_ms"], r["chunk_compactions"]))
         for k, what in (("kill9", "kill -9"), ("term", "clean stop (SIGTERM)")):
             if k in r:
                 x = r[k]
