@@ -23,6 +23,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -36,6 +40,9 @@
 #define S_ROLLUP_SLACK (16u << 20) /* appended bytes tolerated beyond twice
                                       the live size before a rewrite */
 #define S_NS_DAY (86400LL * 1000000000LL)
+#define S_COMPACT_TMP "compact.tmp" /* the compaction thread's new file */
+#define S_RESEAL_BUDGET (1u << 18)  /* points a sync reseals before it
+                                       starts a compaction, at most */
 
 struct s_chunk {
     int64_t tmin, tmax;  /* time bounds */
@@ -51,6 +58,9 @@ struct s_series {
     int64_t sealed_max;      /* largest tmax of the chunks */
     bool overlap;            /* chunks overlap each other or the head */
     bool chunk_overlap;      /* chunks overlap each other (s_reseal) */
+    uint32_t chunk_epoch;    /* bumped when chunks are replaced rather
+                                than appended (a running compaction's
+                                result no longer fits them) */
     agg_rollup_t *roll;      /* minute, hour and day rollups */
     int64_t raw_from;        /* raw points before this were dropped by
                                 retention (INT64_MIN: none were) */
@@ -83,6 +93,38 @@ struct s_scratch {
     size_t nspare;       /* used */
 };
 
+/* A compaction on its own thread (s_compact_start): a snapshot of each
+ * series' chunk list, compacted into out and written to tmp. */
+struct s_cser {
+    char *key;             /* series key */
+    uint32_t epoch;        /* its chunk_epoch at the snapshot */
+    bool compact;          /* no overlap: runs may merge */
+    struct s_chunk *in;    /* its chunks then (data shared with the store) */
+    size_t nin;            /* their number */
+    struct s_chunk *out;   /* after compaction (thread) */
+    size_t nout;           /* their number */
+    bool *fresh, *gone;    /* out[k] newly encoded; in[m] merged away */
+};
+
+struct s_cjob {
+    pthread_t thread;      /* running s_cjob_run */
+    atomic_bool done;      /* the thread finished */
+    char *tmp;             /* DIR/compact.tmp */
+    uint64_t base_gen;     /* chunk file generation at the snapshot */
+    uint64_t base_len;     /* and its length: records after it are copied */
+    size_t chunks;         /* the store's chunks then */
+    struct s_cser *ser;    /* the series with chunks */
+    size_t nser;           /* their number */
+    unsigned pause_ms;     /* AGGD_TEST_COMPACT_PAUSE_MS after each series */
+    int fd;                /* tmp, or -1 (thread) */
+    uint64_t len;          /* bytes written to it (thread) */
+    bool failed;           /* a write or the fdatasync failed (thread) */
+    size_t pts;            /* points encoded again (thread) */
+    int64_t ns;            /* the thread's time (thread) */
+};
+
+static void s_cjob_free(struct s_cjob *j, bool drop_fresh);
+
 #define S_SLOTS 4096 /* agg_store_put_run_slot's cache of series */
 
 struct agg_store {
@@ -109,6 +151,11 @@ struct agg_store {
     int64_t compact_loop_max_ns; /* longest the caller's thread spent in
                                     one compaction step */
     bool compact_all;        /* the next sync compacts as at a stop */
+    struct s_cjob *job;      /* a compaction running, or NULL */
+    unsigned char **grave;   /* chunk data freed while it runs (its
+                                thread may read it) */
+    size_t ngrave, capgrave; /* used and allocated */
+    uint64_t compact_dropped; /* compactions dropped: rewritten meanwhile */
     struct s_scratch scratch; /* lent to the last select */
     agg_chunk_dctx_t *dctx;  /* kept for decoding chunks */
     struct s_series **found; /* the last selection's series */
@@ -211,6 +258,15 @@ agg_store_destroy(agg_store_t **self_p)
 
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
+    if (self->job) { /* not switched over: forget it */
+        pthread_join(self->job->thread, NULL);
+        unlink(self->job->tmp);
+        s_cjob_free(self->job, true);
+        self->job = NULL;
+    }
+    for (size_t i = 0; i < self->ngrave; i++)
+        free(self->grave[i]);
+    free(self->grave);
     zhashx_destroy(&self->series);
     free(self->slot);
     s_scratch_clear(&self->scratch, false);
@@ -244,6 +300,22 @@ s_series_get(agg_store_t *self, const char *key)
     return s;
 }
 
+/* Free chunk data, or keep it until the running compaction is reaped:
+ * its thread may be reading it. */
+static void
+s_data_free(agg_store_t *self, unsigned char *p)
+{
+    if (self->job == NULL) {
+        free(p);
+        return;
+    }
+    if (self->ngrave == self->capgrave) {
+        self->capgrave = self->capgrave ? self->capgrave * 2 : 64;
+        self->grave = xrealloc(self->grave, self->capgrave * sizeof *self->grave);
+    }
+    self->grave[self->ngrave++] = p;
+}
+
 static void
 s_add_chunk(agg_store_t *self, struct s_series *s, struct s_chunk *c)
 {
@@ -269,19 +341,17 @@ s_path(const agg_store_t *self, const char *kind, uint64_t gen)
 }
 
 /* Append one record (magic, length, CRC-32C of length and parts, parts)
- * to fd, whose length *len tracks. On a short write the file is cut back
- * and every later write refused until restart. */
+ * to fd, whose length *len tracks; on a short write the file is cut back
+ * to *len. Touches nothing shared (the compaction thread calls it). */
 static int
-s_append(agg_store_t *self, int fd, uint64_t *len, const char *magic,
-         const struct iovec *parts, int nparts)
+s_append_fd(int fd, uint64_t *len, const char *magic,
+            const struct iovec *parts, int nparts)
 {
     unsigned char hdr[S_HDR];
     struct iovec iov[5];
     uint32_t plen = 0, crc;
     ssize_t w;
 
-    if (fd == -1 || self->io_failed)
-        return -1;
     for (int i = 0; i < nparts; i++)
         plen += (uint32_t)parts[i].iov_len;
     memcpy(hdr, magic, 4);
@@ -295,19 +365,34 @@ s_append(agg_store_t *self, int fd, uint64_t *len, const char *magic,
     iov[0] = (struct iovec){hdr, S_HDR};
     w = writev(fd, iov, nparts + 1);
     if (w != (ssize_t)(S_HDR + plen)) {
-        log_warn("agg_store: append to a file in %s", self->dir);
+        int e = errno;
         if (w > 0 && ftruncate(fd, (off_t)*len) == -1)
-            log_warn("agg_store: cannot cut back a file in %s", self->dir);
-        self->io_failed = true;
+            e = errno;
+        errno = e;
         return -1;
     }
     *len += (uint64_t)w;
     return 0;
 }
 
-static void
-s_write_chunk(agg_store_t *self, int fd, uint64_t *len, const char *key,
-              const struct s_chunk *c)
+/* The same on the store's files: a failure is logged and every later
+ * write refused until restart. */
+static int
+s_append(agg_store_t *self, int fd, uint64_t *len, const char *magic,
+         const struct iovec *parts, int nparts)
+{
+    if (fd == -1 || self->io_failed)
+        return -1;
+    if (s_append_fd(fd, len, magic, parts, nparts) == 0)
+        return 0;
+    log_warn("agg_store: append to a file in %s", self->dir);
+    self->io_failed = true;
+    return -1;
+}
+
+static int
+s_write_chunk_fd(int fd, uint64_t *len, const char *key,
+                 const struct s_chunk *c)
 {
     unsigned char k[4], b[16];
     size_t klen = strlen(key);
@@ -317,7 +402,19 @@ s_write_chunk(agg_store_t *self, int fd, uint64_t *len, const char *key,
     le_put(b + 8, (uint64_t)c->tmax, 8);
     struct iovec parts[4] = {{k, 4}, {(void *)(uintptr_t)key, klen},
                              {b, 16}, {c->data, c->len}};
-    s_append(self, fd, len, S_MAGIC, parts, 4);
+    return s_append_fd(fd, len, S_MAGIC, parts, 4);
+}
+
+static void
+s_write_chunk(agg_store_t *self, int fd, uint64_t *len, const char *key,
+              const struct s_chunk *c)
+{
+    if (fd == -1 || self->io_failed)
+        return;
+    if (s_write_chunk_fd(fd, len, key, c) == -1) {
+        log_warn("agg_store: append to a file in %s", self->dir);
+        self->io_failed = true;
+    }
 }
 
 /* Append the rollups of s (the changed buckets, or all) to fd: key,
@@ -838,6 +935,12 @@ agg_store_compact_ms(const agg_store_t *self)
     return self->compact_ns / 1000000;
 }
 
+uint64_t
+agg_store_compact_dropped(const agg_store_t *self)
+{
+    return self->compact_dropped;
+}
+
 int64_t
 agg_store_compact_loop_max_ms(const agg_store_t *self)
 {
@@ -927,11 +1030,12 @@ s_rechunk(agg_store_t *self, struct s_series *s, const int64_t *ts,
 {
     for (size_t i = 0; i < s->nchunks; i++) {
         self->chunk_bytes -= s->chunks[i].len;
-        free(s->chunks[i].data);
+        s_data_free(self, s->chunks[i].data);
     }
     self->chunks -= s->nchunks;
     s->nchunks = 0;
     s->sealed_max = INT64_MIN;
+    s->chunk_epoch++;
     s_chunk_points(self, s, ts, v, n);
     s->chunk_overlap = false;
     s->overlap = s->n > 0 && s->nchunks > 0 && s->ts[0] <= s->sealed_max;
@@ -960,6 +1064,7 @@ s_reseal(agg_store_t *self, struct s_series *s)
     s->chunks = NULL;
     s->nchunks = s->capch = 0;
     s->sealed_max = INT64_MIN;
+    s->chunk_epoch++;
     self->chunks -= n;
     for (size_t g = 0, h; g < n; g = h) {
         int64_t gmax = old[ord[g].gen].tmax;
@@ -989,7 +1094,7 @@ s_reseal(agg_store_t *self, struct s_series *s)
         for (size_t j = 0; j < ng; j++) {
             self->reseal_points += group[j].n;
             self->chunk_bytes -= group[j].len;
-            free(group[j].data);
+            s_data_free(self, group[j].data);
         }
         s_chunk_points(self, s, v.ts, v.v, v.n);
         free(idx);
@@ -1340,7 +1445,7 @@ s_chunk_cut(agg_store_t *self, struct s_chunk *c, int64_t t)
 
     if (changed) {
         self->chunk_bytes -= c->len;
-        free(c->data);
+        s_data_free(self, c->data);
         c->tmin = ts[a];
         c->n = (uint32_t)(n - a);
         c->len = (uint32_t)agg_chunk_encode(ts + a, v + a, n - a, &c->data);
@@ -1371,7 +1476,7 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
             if (c->tmax < raw_before) {
                 self->chunks--;
                 self->chunk_bytes -= c->len;
-                free(c->data);
+                s_data_free(self, c->data);
                 dropped++;
                 continue;
             }
@@ -1381,6 +1486,7 @@ agg_store_expire(agg_store_t *self, int64_t raw_before,
         }
         if (k < s->nchunks || cut) {
             s->nchunks = k;
+            s->chunk_epoch++;
             s->sealed_max = INT64_MIN;
             for (size_t i = 0; i < k; i++)
                 if (s->chunks[i].tmax > s->sealed_max)
@@ -1436,8 +1542,11 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
         s_scratch_clear(&self->scratch, true);
         self->points -= gone;
         self->chunks -= s->nchunks;
-        for (size_t i = 0; i < s->nchunks; i++)
+        for (size_t i = 0; i < s->nchunks; i++) {
             self->chunk_bytes -= s->chunks[i].len;
+            s_data_free(self, s->chunks[i].data); /* not by the destructor */
+        }
+        s->nchunks = 0;
         self->head_points -= s->n;
         if (self->slot) /* it may be cached there */
             memset(self->slot, 0, S_SLOTS * sizeof *self->slot);
@@ -1559,11 +1668,11 @@ agg_store_retry(agg_store_t *self)
     self->rollup_rewrite = true;
 }
 
-/* Chunk compaction. A run is a maximal stretch of adjacent chunks of s
- * from i on holding AGG_STORE_COMPACT_POINTS points at most together. At
- * an ordinary sync it holds only small chunks (under half that size: a
- * big chunk is not encoded again) and is worth merging when it has two
- * chunks or more and either half the points of a big chunk or
+/* Chunk compaction. A run is a maximal stretch of adjacent chunks of a
+ * series from i on holding AGG_STORE_COMPACT_POINTS points at most
+ * together. At an ordinary sync it holds only small chunks (under half
+ * that size: a big chunk is not encoded again) and is worth merging when
+ * it has two chunks or more and either half the points of a big chunk or
  * AGG_STORE_COMPACT_RUN chunks; so a point is encoded again once on its
  * way into a big chunk, plus once per AGG_STORE_COMPACT_RUN checkpoints
  * while its series grows too slowly to fill one. At a clean stop
@@ -1577,15 +1686,16 @@ agg_store_retry(agg_store_t *self)
  * does not arise). Returns the end of the run (exclusive, > i) and sets
  * *worth. */
 static size_t
-s_compact_run(const struct s_series *s, size_t i, bool all, bool *worth)
+s_compact_run(const struct s_chunk *ch, size_t nch, size_t i, bool all,
+              bool *worth)
 {
     enum { BIG = AGG_STORE_COMPACT_POINTS / 2 };
     size_t j = i, pts = 0;
-    size_t end = all || s->nchunks == 0 ? s->nchunks : s->nchunks - 1;
+    size_t end = all || nch == 0 ? nch : nch - 1;
 
-    while (j < end && (all || s->chunks[j].n < BIG) &&
-           pts + s->chunks[j].n <= AGG_STORE_COMPACT_POINTS)
-        pts += s->chunks[j++].n;
+    while (j < end && (all || ch[j].n < BIG) &&
+           pts + ch[j].n <= AGG_STORE_COMPACT_POINTS)
+        pts += ch[j++].n;
     *worth = j - i >= 2 &&
              (all || pts >= BIG || j - i >= AGG_STORE_COMPACT_RUN);
     return j > i ? j : i + 1;
@@ -1605,7 +1715,7 @@ s_compact_gain(const agg_store_t *self, bool all, size_t *pts)
         if (s->chunk_overlap)
             continue;
         for (size_t i = 0, j; i < s->nchunks; i = j) {
-            j = s_compact_run(s, i, all, &worth);
+            j = s_compact_run(s->chunks, s->nchunks, i, all, &worth);
             if (worth)
                 gain += j - i - 1;
             for (size_t k = i; worth && k < j; k++)
@@ -1615,72 +1725,134 @@ s_compact_gain(const agg_store_t *self, bool all, size_t *pts)
     return gain;
 }
 
-/* Merge the runs worth it of s into one chunk each, in memory (the
- * caller rewrites the chunk file). A chunk that does not decode to the
- * count its header gives is left alone, with its run. */
-static void
-s_compact_series(agg_store_t *self, struct s_series *s, bool all,
-                 int64_t *ts, double *v)
+/* Merge the runs worth it of in[0..n) into one chunk each: out gets the
+ * chunks in order, the others as they are; fresh[k] tells which out[k]
+ * were encoded here, gone[m] which in[m] they replace. A chunk that does
+ * not decode to the count its header gives is left alone, with its run.
+ * Touches nothing shared (dctx may be NULL): the compaction thread runs
+ * it. Returns the number of out chunks. */
+static size_t
+s_compact_chunks(agg_chunk_dctx_t *dctx, const struct s_chunk *in, size_t n,
+                 bool all, int64_t *ts, double *v, struct s_chunk *out,
+                 bool *fresh, bool *gone)
 {
     size_t k = 0;
     bool worth;
 
-    for (size_t i = 0, j; i < s->nchunks; i = j) {
-        size_t n = 0, got = 0;
-        j = s_compact_run(s, i, all, &worth);
-        for (size_t m = i; worth && m < j; m++, n += got)
+    for (size_t i = 0, j; i < n; i = j) {
+        size_t np = 0, got = 0;
+        j = s_compact_run(in, n, i, all, &worth);
+        for (size_t m = i; worth && m < j; m++, np += got)
             worth = (got = agg_chunk_decode_with(
-                         self->dctx, s->chunks[m].data, s->chunks[m].len,
-                         ts + n, v + n, AGG_STORE_COMPACT_POINTS - n)) ==
-                    s->chunks[m].n;
+                         dctx, in[m].data, in[m].len, ts + np, v + np,
+                         AGG_STORE_COMPACT_POINTS - np)) == in[m].n;
+        for (size_t m = i; m < j; m++)
+            gone[m] = worth;
         if (!worth) {
-            memmove(&s->chunks[k], &s->chunks[i], (j - i) * sizeof *s->chunks);
-            k += j - i;
+            for (size_t m = i; m < j; m++) {
+                fresh[k] = false;
+                out[k++] = in[m];
+            }
             continue;
         }
-        struct s_chunk c = {s->chunks[i].tmin, s->chunks[j - 1].tmax, NULL, 0,
-                            (uint32_t)n};
-        c.len = (uint32_t)agg_chunk_encode(ts, v, n, &c.data);
-        for (size_t m = i; m < j; m++) {
-            self->chunk_bytes -= s->chunks[m].len;
-            free(s->chunks[m].data);
-        }
-        self->chunk_bytes += c.len;
-        self->chunks -= j - i - 1;
-        self->compacted += j - i - 1;
-        s->chunks[k++] = c;
+        struct s_chunk c = {in[i].tmin, in[j - 1].tmax, NULL, 0, (uint32_t)np};
+        c.len = (uint32_t)agg_chunk_encode(ts, v, np, &c.data);
+        fresh[k] = true;
+        out[k++] = c;
     }
-    s->nchunks = k;
+    return k;
 }
 
-/* At a sync: compact when that merges away at least 1/8 of the chunks
- * (so the whole-file rewrite it costs stays a fraction of what was
- * appended meanwhile), or after agg_store_compact_all when it merges any
- * and encodes at most AGG_STORE_COMPACT_ALL_MAX points again (a stop
- * stays quick); then the sync writes a new generation. */
+/* Replace the first nin chunks of s by out[0..nout) (their compaction;
+ * gone[m]: chunk m was merged away), keeping the chunks sealed since. */
 static void
-s_compact(agg_store_t *self)
+s_install(agg_store_t *self, struct s_series *s, size_t nin,
+          const struct s_chunk *out, size_t nout, const bool *gone)
 {
-    bool all = self->compact_all;
-    size_t pts, gain, before = self->chunks;
-    int64_t t0 = clock_mono_ns();
+    size_t rest = s->nchunks - nin;
+    struct s_chunk *ch = xmalloc((nout + rest + 1) * sizeof *ch);
 
-    /* Chunks sealed out of order (batches applied out of order seal
-     * late points) are put in order first, as the next read would
-     * (s_reseal; the file's records hold the same points). Their merged
-     * arrays are taken back at once: views do not outlive a checkpoint. */
+    for (size_t m = 0; m < nin; m++) {
+        self->chunk_bytes -= s->chunks[m].len;
+        if (gone[m])
+            s_data_free(self, s->chunks[m].data);
+    }
+    for (size_t k = 0; k < nout; k++)
+        self->chunk_bytes += out[k].len;
+    memcpy(ch, out, nout * sizeof *ch);
+    memcpy(ch + nout, s->chunks + nin, rest * sizeof *ch);
+    free(s->chunks);
+    s->chunks = ch;
+    s->nchunks = s->capch = nout + rest;
+    self->chunks -= nin - nout;
+    self->compacted += nin - nout;
+    s->chunk_epoch++;
+}
+
+/* Compact s on the calling thread (a clean stop). */
+static void
+s_compact_series(agg_store_t *self, struct s_series *s, bool all,
+                 int64_t *ts, double *v)
+{
+    size_t n = s->nchunks;
+    struct s_chunk *out = xmalloc((n + 1) * sizeof *out);
+    bool *flags = xmalloc(2 * n + 1);
+    size_t k = s_compact_chunks(self->dctx, s->chunks, n, all, ts, v, out,
+                                flags, flags + n);
+
+    if (k < n)
+        s_install(self, s, n, out, k, flags + n);
+    free(out);
+    free(flags);
+}
+
+/* Put chunks sealed out of order (batches applied out of order seal late
+ * points) in order, as the next read would (s_reseal; the file's records
+ * hold the same points), at most about budget points of them (all when
+ * 0). Their merged arrays are taken back at once: views do not outlive a
+ * checkpoint. */
+static void
+s_reseal_some(agg_store_t *self, uint64_t budget)
+{
+    uint64_t p0 = self->reseal_points;
+
     for (struct s_series *s = zhashx_first(self->series); s;
-         s = zhashx_next(self->series))
+         s = zhashx_next(self->series)) {
+        if (budget && self->reseal_points - p0 >= budget)
+            break;
         if (s->chunk_overlap) {
             s_reseal(self, s);
             s_scratch_clear(&self->scratch, true);
         }
-    gain = s_compact_gain(self, all, &pts);
+    }
+}
 
+static void
+s_loop_step(agg_store_t *self, int64_t t0)
+{
+    int64_t ns = clock_mono_ns() - t0;
+
+    if (ns > self->compact_loop_max_ns)
+        self->compact_loop_max_ns = ns;
+}
+
+/* At a clean stop (agg_store_compact_all), on the calling thread: merge
+ * any run of two chunks or more as long as that encodes at most
+ * AGG_STORE_COMPACT_ALL_MAX points again (a stop stays quick), else
+ * what an ordinary sync would; the sync then writes a new generation. */
+static void
+s_compact_stop(agg_store_t *self)
+{
+    bool all = true;
+    size_t pts, gain, before = self->chunks;
+    int64_t t0 = clock_mono_ns();
+
+    s_reseal_some(self, 0);
+    gain = s_compact_gain(self, all, &pts);
     self->compact_all = false;
-    if (all && pts > AGG_STORE_COMPACT_ALL_MAX)
+    if (pts > AGG_STORE_COMPACT_ALL_MAX)
         gain = s_compact_gain(self, all = false, &pts);
-    if (gain == 0 || (!all && gain * 8 < self->chunks))
+    if (gain == 0)
         return;
     int64_t *ts = xmalloc(AGG_STORE_COMPACT_POINTS * sizeof *ts);
     double *v = xmalloc(AGG_STORE_COMPACT_POINTS * sizeof *v);
@@ -1693,17 +1865,248 @@ s_compact(agg_store_t *self)
     self->compactions++;
     self->chunk_rewrite = true;
     self->compact_ns = clock_mono_ns() - t0;
-    if (self->compact_ns > self->compact_loop_max_ns)
-        self->compact_loop_max_ns = self->compact_ns;
-    log_info("agg_store: compaction%s: %zu chunks into %zu (%zu points "
-             "encoded again) in %lld ms", all ? " at stop" : "", before,
-             self->chunks, pts, (long long)(self->compact_ns / 1000000));
+    s_loop_step(self, t0);
+    log_info("agg_store: compaction at stop: %zu chunks into %zu (%zu points "
+             "encoded again) in %lld ms", before, self->chunks, pts,
+             (long long)(self->compact_ns / 1000000));
+}
+
+/* The compaction thread: compact the snapshot's series and write every
+ * chunk into the file j->tmp, fdatasync'd. It reads the snapshot and the
+ * chunk data it points to, which the loop keeps (s_data_free) until the
+ * job is reaped, and writes only the job. */
+static void *
+s_cjob_run(void *arg)
+{
+    struct s_cjob *j = arg;
+    int64_t t0 = clock_mono_ns();
+    int64_t *ts = xmalloc(AGG_STORE_COMPACT_POINTS * sizeof *ts);
+    double *v = xmalloc(AGG_STORE_COMPACT_POINTS * sizeof *v);
+    agg_chunk_dctx_t *dctx = ZSTD_createDCtx();
+    sigset_t all;
+
+    sigfillset(&all); /* signals are the loop's */
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    j->fd = open(j->tmp, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+                 0644);
+    j->failed = j->fd == -1;
+    for (size_t i = 0; i < j->nser && !j->failed; i++) {
+        struct s_cser *c = &j->ser[i];
+        c->out = xmalloc((c->nin + 1) * sizeof *c->out);
+        c->fresh = xmalloc(2 * c->nin + 1);
+        c->gone = c->fresh + c->nin;
+        if (c->compact) {
+            c->nout = s_compact_chunks(dctx, c->in, c->nin, false, ts, v,
+                                       c->out, c->fresh, c->gone);
+        } else {
+            memcpy(c->out, c->in, c->nin * sizeof *c->in);
+            memset(c->fresh, 0, 2 * c->nin);
+            c->nout = c->nin;
+        }
+        for (size_t k = 0; k < c->nout && !j->failed; k++) {
+            j->failed = s_write_chunk_fd(j->fd, &j->len, c->key, &c->out[k]) == -1;
+            j->pts += c->fresh[k] ? c->out[k].n : 0;
+        }
+        if (j->pause_ms > 0) /* tests: a compaction that lasts */
+            usleep(j->pause_ms * 1000u);
+    }
+    if (!j->failed && fdatasync(j->fd) == -1)
+        j->failed = true;
+    j->ns = clock_mono_ns() - t0;
+    ZSTD_freeDCtx(dctx);
+    free(ts);
+    free(v);
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
+/* Forget a job's work: its new chunks (the store holds their points in
+ * the chunks they were to replace) and its file. */
+static void
+s_cjob_free(struct s_cjob *j, bool drop_fresh)
+{
+    for (size_t i = 0; i < j->nser; i++) {
+        struct s_cser *c = &j->ser[i];
+        for (size_t k = 0; drop_fresh && c->out && k < c->nout; k++)
+            if (c->fresh[k])
+                free(c->out[k].data);
+        free(c->key);
+        free(c->in);
+        free(c->out);
+        free(c->fresh);
+    }
+    if (j->fd != -1)
+        close(j->fd);
+    free(j->ser);
+    free(j->tmp);
+    free(j);
+}
+
+/* At a sync with no compaction running: when merging would take away at
+ * least 1/8 of the chunks (so the whole-file rewrite it costs stays a
+ * fraction of what was appended meanwhile), snapshot every series'
+ * chunk list and start a thread that compacts and writes them into a
+ * new file (s_cjob_run). The loop goes on applying batches; a later sync
+ * switches over (s_compact_reap). Out-of-order chunks are resealed here
+ * first, S_RESEAL_BUDGET points a sync, so that the loop's share stays
+ * bounded. */
+static void
+s_compact_start(agg_store_t *self)
+{
+    size_t pts, gain, k = 0;
+    int64_t t0 = clock_mono_ns();
+    const char *pause = getenv("AGGD_TEST_COMPACT_PAUSE_MS");
+    struct s_cjob *j;
+
+    s_reseal_some(self, S_RESEAL_BUDGET);
+    gain = s_compact_gain(self, false, &pts);
+    if (gain == 0 || gain * 8 < self->chunks) {
+        s_loop_step(self, t0);
+        return;
+    }
+    j = xcalloc(1, sizeof *j);
+    j->fd = -1;
+    j->tmp = xasprintf("%s/%s", self->dir, S_COMPACT_TMP);
+    j->base_gen = self->files.chunk_gen;
+    j->base_len = self->files.chunk_len;
+    j->chunks = self->chunks;
+    j->pause_ms = pause ? (unsigned)strtoul(pause, NULL, 10) : 0;
+    j->ser = xmalloc((zhashx_size(self->series) + 1) * sizeof *j->ser);
+    for (struct s_series *s = zhashx_first(self->series); s;
+         s = zhashx_next(self->series)) {
+        if (s->nchunks == 0)
+            continue;
+        struct s_cser *c = &j->ser[k++];
+        memset(c, 0, sizeof *c);
+        c->key = xstrdup(s->key);
+        c->epoch = s->chunk_epoch;
+        c->nin = s->nchunks;
+        c->in = xmalloc(s->nchunks * sizeof *c->in);
+        memcpy(c->in, s->chunks, s->nchunks * sizeof *c->in);
+        c->compact = !s->chunk_overlap;
+    }
+    j->nser = k;
+    atomic_init(&j->done, false);
+    if (pthread_create(&j->thread, NULL, s_cjob_run, j) != 0) {
+        log_warnx("agg_store: cannot start the compaction thread");
+        s_cjob_free(j, false);
+        s_loop_step(self, t0);
+        return;
+    }
+    self->job = j;
+    log_debug("agg_store: compaction started: %zu series, %zu chunks, "
+              "%zu points to encode again", k, self->chunks, pts);
+    s_loop_step(self, t0);
+}
+
+/* Append bytes [from, to) of file fd to file out (O_APPEND), *len
+ * tracking out's length. */
+static int
+s_copy_range(int fd, uint64_t from, uint64_t to, int out, uint64_t *len)
+{
+    char buf[1 << 16];
+
+    while (from < to) {
+        size_t want = to - from < sizeof buf ? (size_t)(to - from) : sizeof buf;
+        ssize_t r = pread(fd, buf, want, (off_t)from);
+        if (r <= 0 || write(out, buf, (size_t)r) != r)
+            return -1;
+        from += (uint64_t)r;
+        *len += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Switch over to a finished compaction (waiting for it when wait), on
+ * the loop. Valid when no whole-file rewrite was done or is pending
+ * since it began (retention, a delete and a failed write set one): then
+ * the records appended to the old file since the snapshot are copied
+ * after the new file's, so it holds the old file's points with the same
+ * newest-write-wins order; the file is renamed to the next generation
+ * (the checkpoint this sync is for names it; a crash before leaves an
+ * orphan the cleanup deletes). A series whose chunks were only appended
+ * to since gets the compacted chunks in memory; one resealed meanwhile
+ * keeps its own (the same points). An invalid job is dropped with its
+ * file; the next sync starts another. */
+static void
+s_compact_reap(agg_store_t *self, bool wait)
+{
+    struct s_cjob *j = self->job;
+    int64_t t0;
+    uint64_t len;
+    char *path;
+    bool ok;
+
+    if (j == NULL || (!wait && !atomic_load(&j->done)))
+        return;
+    pthread_join(j->thread, NULL);
+    t0 = clock_mono_ns();
+    self->job = NULL;
+    len = j->len;
+    path = s_path(self, "chunks", j->base_gen + 1);
+    ok = !j->failed && !self->io_failed && !self->chunk_rewrite &&
+         self->fd != -1 && self->files.chunk_gen == j->base_gen;
+    if (ok && (s_copy_range(self->fd, j->base_len, self->files.chunk_len,
+                            j->fd, &len) == -1 ||
+               rename(j->tmp, path) == -1)) {
+        log_warn("agg_store: compaction: cannot complete %s", path);
+        ok = false;
+    }
+    if (ok) {
+        size_t kept = 0;
+        for (size_t i = 0; i < j->nser; i++) {
+            struct s_cser *c = &j->ser[i];
+            struct s_series *s = zhashx_lookup(self->series, c->key);
+            if (s && s->chunk_epoch == c->epoch && s->nchunks >= c->nin &&
+                c->nout < c->nin) {
+                s_install(self, s, c->nin, c->out, c->nout, c->gone);
+                c->nout = 0; /* installed: not freed with the job */
+            } else if (c->nout < c->nin) {
+                kept++;
+            }
+        }
+        close(self->fd);
+        self->fd = j->fd;
+        j->fd = -1;
+        self->files.chunk_gen = j->base_gen + 1;
+        self->files.chunk_len = len;
+        self->compactions++;
+        log_info("agg_store: compaction: %zu chunks into %zu (%zu points "
+                 "encoded again; %zu series changed meanwhile kept theirs) in "
+                 "%lld ms on its thread, %lld ms on the loop", j->chunks,
+                 self->chunks, j->pts, kept, (long long)(j->ns / 1000000),
+                 (long long)((clock_mono_ns() - t0) / 1000000));
+        const char *stall = getenv("AGGD_TEST_COMPACT_SWITCH_MS");
+        if (stall) /* tests: a kill -9 after the switch-over, before the
+                      checkpoint names the new generation */
+            usleep((useconds_t)strtoul(stall, NULL, 10) * 1000u);
+    } else {
+        if (j->fd != -1 && unlink(j->tmp) == -1)
+            log_warn("agg_store: cannot delete %s", j->tmp);
+        self->compact_dropped++;
+        log_info("agg_store: compaction dropped (%s)",
+                 j->failed ? "its file could not be written"
+                           : "the chunk file was rewritten meanwhile");
+    }
+    self->compact_ns = j->ns + (clock_mono_ns() - t0);
+    s_cjob_free(j, true);
+    for (size_t i = 0; i < self->ngrave; i++)
+        free(self->grave[i]);
+    self->ngrave = 0;
+    free(path);
+    s_loop_step(self, t0);
 }
 
 void
 agg_store_compact_all(agg_store_t *self)
 {
     self->compact_all = true;
+}
+
+bool
+agg_store_compacting(const agg_store_t *self)
+{
+    return self->job != NULL;
 }
 
 int
@@ -1717,7 +2120,11 @@ agg_store_sync(agg_store_t *self, struct agg_store_files *files)
         return 0;
     if (self->io_failed)
         return -1;
-    s_compact(self);
+    s_compact_reap(self, self->compact_all);
+    if (self->compact_all)
+        s_compact_stop(self);
+    else if (self->job == NULL && !self->chunk_rewrite)
+        s_compact_start(self);
     if (self->chunk_rewrite) {
         if ((fd = s_rewrite(self, "chunks", self->files.chunk_gen + 1, &len)) == -1)
             return -1;
@@ -1836,7 +2243,10 @@ agg_store_cleanup(agg_store_t *self)
     while ((e = readdir(d)) != NULL) {
         bool c = strncmp(e->d_name, "chunks.", 7) == 0;
         bool r = strncmp(e->d_name, "rollups.", 8) == 0;
-        if ((!c && !r) || strcmp(e->d_name, c ? keep_c : keep_r) == 0)
+        /* A compaction's file: in use while it runs, else left by a
+         * crash or a failure. */
+        bool t = strcmp(e->d_name, S_COMPACT_TMP) == 0 && self->job == NULL;
+        if (!t && ((!c && !r) || strcmp(e->d_name, c ? keep_c : keep_r) == 0))
             continue;
         char *path = xasprintf("%s/%s", self->dir, e->d_name);
         if (unlink(path) == -1)
@@ -2083,6 +2493,17 @@ s_test_compact_check(agg_store_t *st, const char *key, int which, size_t n,
  * overlapping chunks left alone, the old generation still whole until
  * the cleanup (a crash before the checkpoint names the new one loses
  * nothing), late points and overwrites after it. */
+/* A sync that starts a compaction, waiting for its thread, and the
+ * sync that switches over to it. */
+static void
+s_test_sync_compact(agg_store_t *st, struct agg_store_files *files)
+{
+    assert(agg_store_sync(st, files) == 0 && agg_store_compacting(st));
+    s_compact_reap(st, true);
+    assert(!agg_store_compacting(st));
+    assert(agg_store_sync(st, files) == 0);
+}
+
 static void
 s_test_compact(const char *dir)
 {
@@ -2105,7 +2526,7 @@ s_test_compact(const char *dir)
     assert(agg_store_chunks(st) == 2 * (N / C + 1) + AGG_STORE_COMPACT_RUN + 1);
     agg_store_written(st, &before);
     agg_store_seal_all(st);
-    assert(agg_store_sync(st, &after) == 0);
+    s_test_sync_compact(st, &after);
     /* cd, cx: 8 chunks of C into one, the head of 100 alone; slow: 16
      * into one, the newest alone. */
     assert(agg_store_compactions(st) == 1);
@@ -2139,7 +2560,8 @@ s_test_compact(const char *dir)
      * chunks of C and one of 1 point, then the head's 100) and compacts
      * the 8 again. */
     agg_store_seal_all(st);
-    assert(agg_store_sync(st, &after) == 0 && agg_store_compactions(st) == 1);
+    s_test_sync_compact(st, &after);
+    assert(agg_store_compactions(st) == 1);
     assert(agg_store_chunks(st) == 3 + 2 + 2);
     agg_store_destroy(&st);
     st = agg_store_open(dir, &after);
@@ -2158,6 +2580,113 @@ s_test_compact(const char *dir)
     s_test_compact_check(st, "cd", 0, N, 400);
     s_test_compact_check(st, "cx", 1, N, -1);
     agg_store_destroy(&st);
+}
+
+/* Check every point of series key i in the concurrent compaction test:
+ * n points at ts 10k with value s_test_cval(i, k), except ts 10*over
+ * which holds -2.5 and the timestamps 10k + 5 below late (7.75 each). */
+static void
+s_test_during_check(agg_store_t *st, const char *key, int i, size_t n,
+                    int64_t over, int64_t late)
+{
+    struct agg_view *v;
+    size_t k = 0;
+
+    assert(agg_store_select(st, key, NULL, 0, INT64_MIN, INT64_MAX, &v) == 1);
+    for (size_t j = 0; j < v[0].n; j++) {
+        if (v[0].ts[j] % 10 == 5) {
+            assert(v[0].ts[j] < late * 10 && v[0].v[j] == 7.75);
+            continue;
+        }
+        double want = (int64_t)k == over ? -2.5 : s_test_cval(i % 2, (int64_t)k);
+        assert(v[0].ts[j] == (int64_t)k * 10);
+        assert(memcmp(&v[0].v[j], &want, sizeof want) == 0);
+        k++;
+    }
+    assert(k == n && v[0].n == n + (size_t)(late > 0 ? late : 0));
+    free(v);
+}
+
+/* A compaction running on its thread while the store changes: late
+ * points and an overwrite into chunks being compacted (their series is
+ * resealed by a read, so it keeps its own chunks), new chunks sealed
+ * after the snapshot (copied to the new file), a new series; then one
+ * dropped because a delete rewrote the file meanwhile. Every value reads
+ * back bit-identical, once, in memory and from the new generation. */
+static void
+s_test_compact_during(const char *dir)
+{
+    enum { C = AGG_STORE_CHUNK_POINTS, N = 6 * C };
+    struct agg_store_files zero = {0}, files;
+    const char *keys[3] = {"ra", "rb", "rc"};
+    agg_store_t *st = agg_store_open(dir, &zero);
+    char path[256];
+
+    assert(st);
+    setenv("AGGD_TEST_COMPACT_PAUSE_MS", "30", 1);
+    for (int i = 0; i < 3; i++)
+        for (int64_t k = 0; k < N; k++)
+            assert(agg_store_put(st, keys[i], k * 10, s_test_cval(i % 2, k)) == 1);
+    agg_store_seal_all(st);
+    assert(agg_store_sync(st, &files) == 0 && agg_store_compacting(st));
+    snprintf(path, sizeof path, "%s/" S_COMPACT_TMP, dir);
+    agg_store_cleanup(st); /* keeps the running compaction's file */
+    assert(access(path, F_OK) == 0);
+    /* ra: an overwrite and late points into its old chunks, sealed and
+     * read (resealed: its chunk data goes, kept for the thread). */
+    assert(agg_store_put(st, "ra", 100 * 10, -2.5) == 0);
+    for (int64_t k = 0; k < 20; k++)
+        assert(agg_store_put(st, "ra", k * 10 + 5, 7.75) == 1);
+    agg_store_seal_all(st);
+    s_test_during_check(st, "ra", 0, N, 100, 20);
+    /* rb: more points sealed after the snapshot; a new series. */
+    for (int64_t k = N; k < N + 300; k++)
+        assert(agg_store_put(st, "rb", k * 10, s_test_cval(1, k)) == 1);
+    assert(agg_store_put(st, "rnew", 1, 0.1) == 1);
+    agg_store_seal_all(st);
+    s_compact_reap(st, true); /* as a later sync would, once it is done */
+    assert(!agg_store_compacting(st) && agg_store_compactions(st) == 1 &&
+           agg_store_compact_dropped(st) == 0 && access(path, F_OK) == -1);
+    assert(agg_store_sync(st, &files) == 0); /* may start another */
+    s_test_during_check(st, "ra", 0, N, 100, 20);
+    s_test_during_check(st, "rb", 1, N + 300, -1, 0);
+    s_test_during_check(st, "rc", 0, N, -1, 0);
+    agg_store_cleanup(st);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    assert(st && agg_store_points(st) == 3 * N + 300 + 20 + 1);
+    s_test_during_check(st, "ra", 0, N, 100, 20);
+    s_test_during_check(st, "rb", 1, N + 300, -1, 0);
+    s_test_during_check(st, "rc", 0, N, -1, 0);
+    /* A delete while one runs: the file is rewritten, the compaction
+     * dropped with its file. rc is small chunks again (reloaded). */
+    for (int64_t k = N; k < N + 4 * C; k += 256) {
+        for (int64_t m = k; m < k + 256; m++)
+            assert(agg_store_put(st, "rc", m * 10, s_test_cval(0, m)) == 1);
+        agg_store_seal_all(st);
+    }
+    assert(agg_store_sync(st, &files) == 0 && agg_store_compacting(st));
+    bool partial;
+    assert(agg_store_delete(st, "rnew", INT64_MIN, INT64_MAX, &partial) == 1);
+    assert(agg_store_sync(st, &files) == 0); /* the delete's rewrite */
+    s_compact_reap(st, true);
+    assert(agg_store_compact_dropped(st) == 1 && access(path, F_OK) == -1);
+    assert(agg_store_sync(st, &files) == 0); /* may start another */
+    s_test_during_check(st, "rc", 0, N + 4 * C, -1, 0);
+    agg_store_cleanup(st);
+    agg_store_destroy(&st);
+    st = agg_store_open(dir, &files);
+    assert(st && agg_store_points(st) == 3 * N + 300 + 20 + 4 * C);
+    s_test_during_check(st, "ra", 0, N, 100, 20);
+    s_test_during_check(st, "rc", 0, N + 4 * C, -1, 0);
+    /* A crash leaves the file of a compaction: the cleanup deletes it. */
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    assert(fd >= 0);
+    close(fd);
+    agg_store_cleanup(st);
+    assert(access(path, F_OK) == -1);
+    agg_store_destroy(&st);
+    unsetenv("AGGD_TEST_COMPACT_PAUSE_MS");
 }
 
 void
@@ -2282,6 +2811,9 @@ agg_store_test(bool verbose)
         snprintf(sub, sizeof sub, "%s/cmp", dir);
         assert(mkdir(sub, 0755) == 0);
         s_test_compact(sub);
+        snprintf(sub, sizeof sub, "%s/cmd", dir);
+        assert(mkdir(sub, 0755) == 0);
+        s_test_compact_during(sub);
     }
     /* A checkpoint length shorter than the file drops what follows. */
     agg_store_destroy(&st);

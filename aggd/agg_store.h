@@ -113,6 +113,11 @@ uint64_t agg_store_compactions(const agg_store_t *self);
  * thread (aggd's loop) was held by one compaction step since open. */
 int64_t agg_store_compact_ms(const agg_store_t *self);
 int64_t agg_store_compact_loop_max_ms(const agg_store_t *self);
+/* Is a compaction running on its thread (the next syncs switch over to
+ * it once done)? How many were dropped because the chunk file was
+ * rewritten meanwhile (retention, a delete) or theirs failed? */
+bool agg_store_compacting(const agg_store_t *self);
+uint64_t agg_store_compact_dropped(const agg_store_t *self);
 /* Have the next sync (the checkpoint of a clean stop) also merge the
  * small chunks after a big one, each run into one chunk. */
 void agg_store_compact_all(agg_store_t *self);

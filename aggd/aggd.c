@@ -68,6 +68,7 @@ struct aggd {
     uint64_t checkpoints;         /* checkpoints taken */
     int64_t ckpt_ms;              /* duration of the last one */
     int64_t ckpt_max_ms;          /* and of the longest (the loop's stall) */
+    int64_t ckpt_cpu_max_ms;      /* the most CPU one took on the loop */
     outq_t *out;                  /* batches anomalyd has not taken yet */
     uint64_t compactions;         /* retention passes that dropped data */
     bool disk_low;                /* free space below the floor: held */
@@ -371,6 +372,17 @@ s_open_data(aggd_t *self)
     return 0;
 }
 
+/* CPU time of the calling thread: what a checkpoint costs the loop
+ * whatever else runs on the machine. */
+static int64_t
+s_thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Seal every head into chunks, make them durable, start a new WAL
  * segment, record that in the checkpoint and drop the older segments.
  * Runs on the loop thread: the fsyncs cover the chunks written since the
@@ -379,7 +391,7 @@ static int
 s_checkpoint(aggd_t *self)
 {
     struct agg_ckpt ck = {.format = AGG_FORMAT_VERSION};
-    int64_t t0 = clock_mono_ns();
+    int64_t t0 = clock_mono_ns(), cpu0 = s_thread_cpu_ns(), cpu;
 
     if (self->wal == NULL || self->wal_broken)
         return -1;
@@ -399,6 +411,8 @@ s_checkpoint(aggd_t *self)
     self->ckpt_ms = (clock_mono_ns() - t0) / 1000000;
     if (self->ckpt_ms > self->ckpt_max_ms)
         self->ckpt_max_ms = self->ckpt_ms;
+    if ((cpu = (s_thread_cpu_ns() - cpu0) / 1000000) > self->ckpt_cpu_max_ms)
+        self->ckpt_cpu_max_ms = cpu;
     /* The rotation made the whole WAL durable. */
     agg_confirm_destroy(&self->durable);
     self->durable = agg_confirm_dup(self->applied);
@@ -742,6 +756,10 @@ s_status_storage(aggd_t *self, json_t *j)
                         agg_store_compact_ms(self->store)));
     json_object_set_new(j, "compaction_loop_max_ms", json_integer((json_int_t)
                         agg_store_compact_loop_max_ms(self->store)));
+    json_object_set_new(j, "compacting", json_boolean(
+                        agg_store_compacting(self->store)));
+    json_object_set_new(j, "compactions_dropped", json_integer((json_int_t)
+                        agg_store_compact_dropped(self->store)));
     agg_store_written(self->store, &f);
     json_object_set_new(j, "disk_chunk_bytes", json_integer((json_int_t)f.chunk_len));
     json_object_set_new(j, "disk_rollup_bytes", json_integer((json_int_t)f.rollup_len));
@@ -779,6 +797,7 @@ s_status(aggd_t *self)
         json_object_set_new(j, "checkpoints", json_integer((json_int_t)self->checkpoints));
         json_object_set_new(j, "checkpoint_ms", json_integer((json_int_t)self->ckpt_ms));
         json_object_set_new(j, "checkpoint_max_ms", json_integer((json_int_t)self->ckpt_max_ms));
+        json_object_set_new(j, "checkpoint_cpu_max_ms", json_integer((json_int_t)self->ckpt_cpu_max_ms));
         json_object_set_new(j, "group_commits", json_integer((json_int_t)self->group_commits));
         json_object_set_new(j, "wal_records", json_integer((json_int_t)agg_wal_records(self->wal)));
         json_object_set_new(j, "wal_bytes", json_integer((json_int_t)agg_wal_disk_bytes(self->wal)));

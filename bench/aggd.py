@@ -213,6 +213,7 @@ def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
              # the loop's longest stall: a checkpoint (with what compaction
              # does on the loop), and the last compaction's duration
              "checkpoint_max_ms": st.get("checkpoint_max_ms"),
+             "checkpoint_cpu_max_ms": st.get("checkpoint_cpu_max_ms"),
              "compaction_loop_max_ms": st.get("compaction_loop_max_ms"),
              "compaction_ms": st.get("compaction_ms"),
              "chunk_compactions": st.get("chunk_compactions"),
@@ -279,10 +280,12 @@ def main():
                   npoints / r["wall_s"] / 1e6, npoints / r["wall_durable_s"] / 1e6,
                   r["group_commits"], r["checkpoints"], r["live"], r["rss_mib"], la0,
                   os.getloadavg()[0]))
-        print("  longest checkpoint (the loop's longest stall) %s ms, longest "
-              "compaction step on the loop %s ms, last compaction %s ms, %s "
-              "compactions" % (r["checkpoint_max_ms"], r["compaction_loop_max_ms"],
-                               r["compaction_ms"], r["chunk_compactions"]))
+        print("  longest checkpoint (the loop's longest stall) %s ms wall, "
+              "most loop CPU in one %s ms; longest compaction step on the loop "
+              "%s ms, last compaction %s ms, %s compactions" % (
+                  r["checkpoint_max_ms"], r["checkpoint_cpu_max_ms"],
+                  r["compaction_loop_max_ms"], r["compaction_ms"],
+                  r["chunk_compactions"]))
         for k, what in (("kill9", "kill -9"), ("term", "clean stop (SIGTERM)")):
             if k in r:
                 x = r[k]
