@@ -2109,22 +2109,27 @@ agg_store_compacting(const agg_store_t *self)
     return self->job != NULL;
 }
 
+bool
+agg_store_compact_done(const agg_store_t *self)
+{
+    return self->job != NULL && atomic_load(&self->job->done);
+}
+
 int
 agg_store_sync(agg_store_t *self, struct agg_store_files *files)
 {
     int fd;
     uint64_t len;
+    bool stop = self->compact_all;
 
     memset(files, 0, sizeof *files);
     if (self->fd == -1)
         return 0;
     if (self->io_failed)
         return -1;
-    s_compact_reap(self, self->compact_all);
-    if (self->compact_all)
+    s_compact_reap(self, stop);
+    if (stop)
         s_compact_stop(self);
-    else if (self->job == NULL && !self->chunk_rewrite)
-        s_compact_start(self);
     if (self->chunk_rewrite) {
         if ((fd = s_rewrite(self, "chunks", self->files.chunk_gen + 1, &len)) == -1)
             return -1;
@@ -2134,6 +2139,9 @@ agg_store_sync(agg_store_t *self, struct agg_store_files *files)
         self->files.chunk_len = len;
         self->chunk_rewrite = false;
     }
+    /* After a rewrite too: the file then holds what memory does. */
+    if (!stop && self->job == NULL)
+        s_compact_start(self);
     if (self->rollup_rewrite || self->rfd == -1 ||
         self->files.rollup_len > 2 * self->rollup_live + S_ROLLUP_SLACK) {
         if ((fd = s_rewrite(self, "rollups", self->files.rollup_gen + 1, &len)) == -1)

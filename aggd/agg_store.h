@@ -36,8 +36,9 @@
  * (checkpoints seal a slow series' head into tiny chunks). On the
  * benchmark's data zstd codes a 10,000-point chunk in 0.627 bytes a
  * point, 2,048-point ones in 0.671, and one record's header and key
- * replace several. The chunk file is then written anew as the next
- * generation, as after retention. */
+ * replace several. The merge and the new chunk file are made on a
+ * thread of their own from a snapshot of the chunk lists; a later sync
+ * switches over to them (agg_store.c s_compact_start, s_compact_reap). */
 #define AGG_STORE_COMPACT_POINTS 16384
 #define AGG_STORE_COMPACT_RUN 16
 /* Points a compaction at a clean stop encodes again, at most (about
@@ -117,6 +118,9 @@ int64_t agg_store_compact_loop_max_ms(const agg_store_t *self);
  * it once done)? How many were dropped because the chunk file was
  * rewritten meanwhile (retention, a delete) or theirs failed? */
 bool agg_store_compacting(const agg_store_t *self);
+/* Has the running compaction finished, waiting for a sync to switch
+ * over (aggd's heartbeat then checkpoints at once)? */
+bool agg_store_compact_done(const agg_store_t *self);
 uint64_t agg_store_compact_dropped(const agg_store_t *self);
 /* Have the next sync (the checkpoint of a clean stop) also merge the
  * small chunks after a big one, each run into one chunk. */

@@ -623,6 +623,11 @@ s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
     (void)timer_id;
     s_check_disk(self);
     s_recover(self);
+    /* A compaction finished on its thread: switch over now rather than
+     * at the next checkpoint the WAL asks for (an idle aggd would hold
+     * both forms of the chunks meanwhile). */
+    if (self->wal && agg_store_compact_done(self->store))
+        s_checkpoint(self);
     s_send_confirm(self);
     return 0;
 }

@@ -19,9 +19,10 @@ shared machine, and the wall rate, with the load average.
   --restart      then kill -9 aggd and time its restart on the data (WAL
                  replay), then stop it cleanly and time that restart
   --perf FILE    perf record -g aggd while it applies (perf stat: FILE.stat)
-  --aggd-args S  more aggd options ('--checkpoint-mb 16': compactions
-                 happen during the load; the longest checkpoint, which
-                 is the loop's longest stall, is printed)
+  --aggd-args S  more aggd options ('--checkpoint-mb 16 --checkpoint-every
+                 2s': compactions happen during the load; the run waits
+                 for the last one's switch-over, then prints the longest
+                 checkpoint, which is the loop's longest stall)
 """
 import argparse
 import glob
@@ -201,6 +202,11 @@ def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
             time.sleep(0.01)
         wall_durable = time.time() - t0
         st = status(ctx, qep)  # the counters once everything is durable
+        if extra:  # a compaction still running: wait for its switch-over
+            deadline = time.time() + 120  # (needs --checkpoint-every short)
+            while st.get("compacting") and time.time() < deadline:
+                time.sleep(0.1)
+                st = status(ctx, qep)
         if sub_thread:
             stop.set()
             sub_thread.join()
