@@ -859,6 +859,25 @@ agg_rollup_add(agg_rollup_t *self, int64_t ts, double v)
 }
 
 void
+agg_rollup_prefetch(const agg_rollup_t *self, int stage)
+{
+    if (stage == 0) {
+        for (size_t at = 0; at < sizeof *self; at += 64)
+            __builtin_prefetch((const char *)self + at, 1);
+        return;
+    }
+    for (int i = 0; i < AGG_ROLLUP_TIERS; i++) {
+        const struct s_tier *t = &self->t[i];
+        if (t->n > 0) {
+            __builtin_prefetch(&t->b[t->n - 1], 1);
+            __builtin_prefetch((const char *)&t->b[t->n - 1] + 64, 1);
+        }
+        if (t->sk_hint < t->skn)
+            __builtin_prefetch(t->sk + t->sk_hint, 1);
+    }
+}
+
+void
 agg_rollup_add_run(agg_rollup_t *self, const int64_t *ts, const double *v,
                    size_t n)
 {

@@ -58,6 +58,10 @@ int64_t agg_rollup_start(int tier, int64_t ts);
 
 /* Add a new point to the bucket of every tier. */
 void agg_rollup_add(agg_rollup_t *self, int64_t ts, double v);
+/* A hint before an add: start loading what it will most likely touch,
+ * stage 0 the rollups themselves, stage 1 (later: it reads them) the
+ * newest bucket of every tier and its sketch entries. Changes nothing. */
+void agg_rollup_prefetch(const agg_rollup_t *self, int stage);
 /* agg_rollup_add of n points in turn (the same buckets, bit for bit),
  * tier by tier: a run of a series' points mostly shares its buckets. */
 void agg_rollup_add_run(agg_rollup_t *self, const int64_t *ts,

@@ -875,6 +875,27 @@ agg_store_put_run_slot(agg_store_t *self, size_t slot, const char *key,
     return s_put_run(self, s, ts, v, n);
 }
 
+void
+agg_store_prefetch_slot(const agg_store_t *self, size_t slot, int stage)
+{
+    const struct s_series *s;
+
+    if (self->slot == NULL || (s = self->slot[slot % S_SLOTS]) == NULL)
+        return;
+    if (stage == 0) {
+        __builtin_prefetch(s);
+    } else if (stage == 1) {
+        if (s->n < s->cap) {
+            __builtin_prefetch(s->ts + s->n, 1);
+            __builtin_prefetch(s->v + s->n, 1);
+        }
+        __builtin_prefetch(s->key); /* compared with the batch's key */
+        agg_rollup_prefetch(s->roll, 0);
+    } else {
+        agg_rollup_prefetch(s->roll, 1);
+    }
+}
+
 size_t
 agg_store_series(const agg_store_t *self)
 {

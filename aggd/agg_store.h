@@ -91,6 +91,12 @@ size_t agg_store_put_run(agg_store_t *self, const char *key, const int64_t *ts,
  * when the key there is the same. */
 size_t agg_store_put_run_slot(agg_store_t *self, size_t slot, const char *key,
                               const int64_t *ts, const double *v, size_t n);
+/* A hint before agg_store_put_run_slot of slot: start loading what it
+ * will write, so the memory loads of several series overlap. Stage 0
+ * (called 3 slots ahead) fetches the series, 1 (2 ahead) its key, its
+ * head's end and rollups, 2 (1 ahead) the rollups' newest buckets.
+ * Changes nothing. */
+void agg_store_prefetch_slot(const agg_store_t *self, size_t slot, int stage);
 /* Number of series. */
 size_t agg_store_series(const agg_store_t *self);
 /* Number of distinct points over all series. */
