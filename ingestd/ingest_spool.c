@@ -40,8 +40,12 @@
 #define SPOOL_MAGIC 0x314c5053u /* "SPL1" little-endian */
 #define SPOOL_HDR 24
 #define SPOOL_RECORD_MAX (256u << 20)
-/* Appended records kept in memory until first handed out, in bytes. */
-#define SPOOL_MEM_MAX (16u << 20)
+/* Appended records kept in memory until first handed out, in bytes.
+ * As much as ingestd keeps in flight to aggd (INGESTD_INFLIGHT_BYTES):
+ * in sh bench/run.sh 16 MiB cost 10-15 MiB more peak RSS (150-163 MiB
+ * for all daemons at 2 and 4 connections, over the 150 MiB target) and
+ * 2 MiB gave 141-145 MiB at the same throughput. */
+#define SPOOL_MEM_MAX (2u << 20)
 
 struct s_rec {
     uint64_t seq;  /* batch seq on its lane */

@@ -5,7 +5,7 @@
  * here after a restart or when confirmations stall.
  *
  * An index of the unconfirmed records stays in memory, and a copy of
- * each batch appended until it is first handed out (at most 16 MiB of
+ * each batch appended until it is first handed out (at most 2 MiB of
  * them); a resend, a recovered batch or one past that bound is read back
  * from its segment (and its checksum checked again), so a backlog costs
  * disk (up to --spool-max), not memory.
