@@ -2659,6 +2659,12 @@ s_test_compact_during(const char *dir)
     agg_store_seal_all(st);
     assert(agg_store_sync(st, &files) == 0 && agg_store_compacting(st));
     snprintf(path, sizeof path, "%s/" S_COMPACT_TMP, dir);
+    /* The thread creates its file when it first runs: on a loaded
+     * machine that can be after this point (CI, ASan), so wait for it
+     * (at most 10 s) before asking cleanup to keep it. */
+    for (int t = 0; t < 1000 && access(path, F_OK) == -1; t++)
+        usleep(10 * 1000);
+    assert(access(path, F_OK) == 0);
     agg_store_cleanup(st); /* keeps the running compaction's file */
     assert(access(path, F_OK) == 0);
     /* ra: an overwrite and late points into its old chunks, sealed and

@@ -176,6 +176,12 @@ def _test(p, f, data):
 
     # 1. kill -9 while the thread writes its file.
     push_until(compacting, "compaction")
+    # The thread creates its file when it first runs, which on a loaded
+    # machine can come after the status says it is compacting.
+    deadline = time.time() + 10
+    while not os.path.exists(os.path.join(data, "compact.tmp")) and \
+            time.time() < deadline:
+        time.sleep(0.02)
     check(os.path.exists(os.path.join(data, "compact.tmp")),
           "the compaction's file exists while it runs: %s" % files(data))
     time.sleep(0.3)
