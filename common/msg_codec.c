@@ -340,8 +340,11 @@ s_decode_points(msg_batch_t *b, const msgpack_object *points,
 {
     const unsigned char *p = (const unsigned char *)points->via.bin.ptr;
     size_t n = points->via.bin.size / MSG_POINT_BYTES;
-    struct msg_reading *r = (struct msg_reading *)b->items + b->n;
+    struct msg_reading *r;
 
+    if (n == 0) /* items may still be NULL: no arithmetic on it */
+        return MSG_OK;
+    r = (struct msg_reading *)b->items + b->n;
     assert(b->n + n <= b->cap);
     for (size_t i = 0; i < n; i++, p += MSG_POINT_BYTES, r++) {
         uint32_t series = (uint32_t)le_get(p, 4);
