@@ -643,32 +643,50 @@ s_test_head(msgpack_packer *pk, int type, uint32_t nitems)
     msgpack_pack_array(pk, nitems);
 }
 
+/* Test helper: one point's 20 bytes as the "points" bin holds them. */
+static void
+s_test_point(unsigned char *pt, uint32_t series, int64_t ts, double v)
+{
+    le_put(pt, series, 4);
+    le_put(pt + 4, (uint64_t)ts, 8);
+    le_put_double(pt + 12, v);
+}
+
+/* Test helper: a readings batch's map up to the body of its "points" bin
+ * of len bytes, with version v and the n keys in table order. */
+static void
+s_test_keyed(msgpack_packer *pk, int v, const char *const *keys, size_t n,
+            size_t len)
+{
+    msgpack_pack_map(pk, 4);
+    s_pack_str(pk, "type");
+    msgpack_pack_int(pk, MSG_TYPE_READINGS);
+    s_pack_str(pk, "v");
+    msgpack_pack_int(pk, v);
+    s_pack_str(pk, "keys");
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++)
+        s_pack_str(pk, keys[i]);
+    s_pack_str(pk, "points");
+    msgpack_pack_bin(pk, len);
+}
+
 /* Test helper: decode a version 2 readings batch with keys {"a"} and a
  * "points" bin of len bytes holding one reading (series, ts, value). */
 static int
 s_test_points(size_t len, uint32_t series, int64_t ts, double v,
               msg_batch_t **out)
 {
+    static const char *const a[] = {"a"};
     msgpack_sbuffer sb;
     msgpack_packer pk;
     unsigned char pt[MSG_POINT_BYTES + 1] = {0};
     int rc;
 
-    le_put(pt, series, 4);
-    le_put(pt + 4, (uint64_t)ts, 8);
-    le_put_double(pt + 12, v);
+    s_test_point(pt, series, ts, v);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
-    s_pack_str(&pk, "type");
-    msgpack_pack_int(&pk, MSG_TYPE_READINGS);
-    s_pack_str(&pk, "v");
-    msgpack_pack_int(&pk, 2);
-    s_pack_str(&pk, "keys");
-    msgpack_pack_array(&pk, 1);
-    s_pack_str(&pk, "a");
-    s_pack_str(&pk, "points");
-    msgpack_pack_bin(&pk, len);
+    s_test_keyed(&pk, 2, a, 1, len);
     msgpack_pack_bin_body(&pk, pt, len);
     rc = msg_batch_decode(sb.data, sb.size, out);
     msgpack_sbuffer_destroy(&sb);
@@ -688,21 +706,9 @@ s_test_frame(const char *const *keys, size_t n, double base, char **data,
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
-    s_pack_str(&pk, "type");
-    msgpack_pack_int(&pk, MSG_TYPE_READINGS);
-    s_pack_str(&pk, "v");
-    msgpack_pack_int(&pk, MSG_VERSION);
-    s_pack_str(&pk, "keys");
-    msgpack_pack_array(&pk, n);
-    for (size_t i = 0; i < n; i++)
-        s_pack_str(&pk, keys[i]);
-    s_pack_str(&pk, "points");
-    msgpack_pack_bin(&pk, n * MSG_POINT_BYTES);
+    s_test_keyed(&pk, MSG_VERSION, keys, n, n * MSG_POINT_BYTES);
     for (size_t i = 0; i < n; i++) {
-        le_put(pt, i, 4);
-        le_put(pt + 4, i, 8);
-        le_put_double(pt + 12, (double)i + base);
+        s_test_point(pt, (uint32_t)i, (int64_t)i, (double)i + base);
         msgpack_pack_bin_body(&pk, pt, sizeof pt);
     }
     *data = sb.data;
