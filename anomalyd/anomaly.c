@@ -105,6 +105,7 @@ anomaly_update(anomaly_t *self, int64_t ts, double value,
                                 &out->confidence, &out->method);
         anomaly_ensemble_stats(self->ensemble, st);
         out->z = st[ANOMALY_ENSEMBLE_ZSCORE];
+        out->alarm = anomaly_ensemble_alarm(self->ensemble, NULL);
     } else {
         out->z = anomaly_zscore_update(self->zscore, value);
         out->score = anomaly_zscore_score(out->z, self->conf.threshold);
@@ -115,6 +116,7 @@ anomaly_update(anomaly_t *self, int64_t ts, double value,
                 ? fmin(1.0, (double)self->count / S_ZSCORE_CONFIDENT)
                 : 0;
         out->method = "zscore";
+        out->alarm = false;
     }
     /* Dividing by the integer 1/quantum (rather than multiplying by the
      * quantum) gives the double nearest to the decimal, which prints in

@@ -40,6 +40,9 @@ struct anomaly_result {
     double confidence;  /* [0,1]: how much history backs the score */
     const char *method; /* static name of the detector that contributed most */
     bool anomaly;       /* score >= 0.5 */
+    bool alarm;         /* the novelty alarm (anomaly_ensemble_alarm; never
+                           for the zscore method): far fewer than anomaly
+                           events, with few outside NAB's labelled windows */
 };
 
 typedef struct anomaly anomaly_t;

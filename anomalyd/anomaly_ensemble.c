@@ -56,6 +56,14 @@ struct anomaly_ensemble {
     uint64_t hold_until;                /* no alarm before this count ... */
     double hold_level;                  /* ... below escalate * this r */
     uint32_t calm;                      /* readings in a row below rearm */
+    /* Novelty alarm (anomaly_ensemble_alarm). */
+    double nq[3];       /* tracked quartiles: 25 %, median, 75 % */
+    double nlo, nhi;    /* all-time range */
+    double nmean, nm2;  /* Welford sums of the first novel_learn readings */
+    double nrec;        /* largest deviation ever, in scale units */
+    double novelty;     /* last reading's deviation over nrec */
+    uint64_t nalarm_at; /* count of the last alarm (0 = none) */
+    bool alarm;         /* last reading's alarm */
 };
 
 void
@@ -92,6 +100,11 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->weight[ANOMALY_ENSEMBLE_WEEKLY] = 1;
     p->weight[ANOMALY_ENSEMBLE_VOL] = 1;
     p->weight[ANOMALY_ENSEMBLE_RANGE] = 1;
+    p->novel_learn = 50;
+    p->novel_eta = 0.005;
+    p->novel_floor = 0.01;
+    p->novel_factor = 1.5;
+    p->novel_hold = 400;
 }
 
 unsigned
@@ -195,6 +208,60 @@ s_sigma_unit(int m)
            m == ANOMALY_ENSEMBLE_WEEKLY;
 }
 
+/* The novelty alarm for a reading of value v (finite) at self->count,
+ * given the ensemble's r before the hold-off: a deviation from the
+ * tracked median larger than any the series ever had, by a margin. The
+ * quartiles follow the series by stochastic approximation (each moves
+ * eta * scale towards its quantile per reading; O(1) state and work), a
+ * long-memory baseline against which the whole history's largest
+ * deviation is the bar. No alarm while the ensemble warms up (its
+ * confidence is below 1): the record is being learnt. Measured in
+ * docs/ANOMALY.md. */
+static void
+s_novelty(anomaly_ensemble_t *self, double v, double r)
+{
+    const struct anomaly_ensemble_params *p = &self->p;
+    uint64_t n = self->count;
+    self->alarm = false;
+    self->novelty = 0;
+    if (n > p->novel_learn) {
+        double *q = self->nq;
+        double sc = fmax(fmax((q[2] - q[0]) / 1.349,
+                              (self->nhi - self->nlo) * p->novel_floor),
+                         1e-9);
+        double e = fabs(v - q[1]) / sc;
+        if (self->nrec > 0) {
+            self->novelty = e / self->nrec;
+            bool novel = e > p->novel_factor * self->nrec;
+            bool held = self->nalarm_at && n - self->nalarm_at < p->novel_hold;
+            self->alarm = n > p->warm && r >= p->half && novel && !held;
+            if (self->alarm)
+                self->nalarm_at = n;
+        }
+        self->nrec = fmax(self->nrec, e);
+        static const double tau[3] = {0.25, 0.5, 0.75};
+        double step = p->novel_eta * sc;
+        for (int k = 0; k < 3; k++)
+            q[k] += step * (tau[k] - (v < q[k] ? 1.0 : 0.0));
+        q[0] = fmin(q[0], q[1]);
+        q[2] = fmax(q[2], q[1]);
+    } else {
+        double d = v - self->nmean;
+        self->nmean += d / (double)n;
+        self->nm2 += d * (v - self->nmean);
+        if (n == p->novel_learn) {
+            double sd = n > 1 ? sqrt(self->nm2 / (double)(n - 1)) : 0;
+            self->nq[0] = self->nmean - 0.6745 * sd;
+            self->nq[1] = self->nmean;
+            self->nq[2] = self->nmean + 0.6745 * sd;
+        }
+    }
+    if (n == 1 || v < self->nlo)
+        self->nlo = v;
+    if (n == 1 || v > self->nhi)
+        self->nhi = v;
+}
+
 /* Feed every member; fills self->stat. */
 static void
 s_members(anomaly_ensemble_t *self, int64_t ts, double value)
@@ -235,6 +302,8 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
     *score = 0;
     *confidence = 0;
     *method = "ensemble";
+    self->alarm = false;
+    self->novelty = 0;
     if (!isfinite(value))
         return;
     s_members(self, ts, value);
@@ -270,6 +339,7 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
             who = m;
         }
     }
+    s_novelty(self, value, best);
     /* An episode ends when r has stayed below rearm * alarm for calm
      * readings in a row: a fixed hold-off long enough for the longest
      * episode would also silence the next, unrelated anomaly. */
@@ -290,6 +360,14 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
     if (who >= 0)
         *method = s_names[who];
     *confidence = fmin(1.0, (double)self->count / (double)(p->warm + 1));
+}
+
+bool
+anomaly_ensemble_alarm(const anomaly_ensemble_t *self, double *novelty)
+{
+    if (novelty)
+        *novelty = self->novelty;
+    return self->alarm;
 }
 
 void
@@ -355,9 +433,11 @@ anomaly_ensemble_prefetch(const anomaly_ensemble_t *self, int64_t ts)
 }
 
 /* Run a golden case through the ensemble: the largest score inside the
- * labelled readings and before them. */
+ * labelled readings and before them, and the novelty alarms inside the
+ * labelled readings and outside them. */
 static void
-s_case(const char *name, unsigned mask, double *in, double *before)
+s_case(const char *name, unsigned mask, double *in, double *before, int *ain,
+       int *aout)
 {
     char path[128];
     snprintf(path, sizeof path, "tests/cases/anomaly/%s.csv", name);
@@ -366,11 +446,14 @@ s_case(const char *name, unsigned mask, double *in, double *before)
     anomaly_ensemble_t *e = anomaly_ensemble_new(mask);
     bool seen = false;
     *in = *before = 0;
+    *ain = *aout = 0;
     for (size_t i = 0; i < c->n; i++) {
         double s, conf;
         const char *m;
         anomaly_ensemble_update(e, c->ts[i], c->value[i], &s, &conf, &m);
         assert(s >= 0 && s <= 1 && conf >= 0 && conf <= 1);
+        if (anomaly_ensemble_alarm(e, NULL))
+            *(c->label[i] ? ain : aout) += 1;
         if (isnan(c->value[i]))
             assert(s == 0);
         seen = seen || c->label[i];
@@ -411,6 +494,36 @@ s_two_spikes(const struct anomaly_ensemble_params *p, int a, int b,
     anomaly_ensemble_destroy(&e);
 }
 
+/* Novelty alarms of a wavy series with spikes of height[k] at at[k] (n
+ * spikes, at ascending): alarmed[k] says whether spike k alarmed; returns
+ * the alarms in all. */
+static int
+s_spike_alarms(const int *at, const double *height, size_t n, bool *alarmed)
+{
+    anomaly_ensemble_t *e = anomaly_ensemble_new(ANOMALY_ENSEMBLE_VOTING);
+    uint32_t seed = 7;
+    int total = 0;
+    size_t k = 0;
+    for (int i = 0; i <= at[n - 1]; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        double v = sin(i * 0.1) + (double)(seed >> 8) / (1u << 24) * 0.2;
+        bool spike = k < n && i == at[k];
+        if (spike)
+            v = height[k];
+        double s, conf, nov;
+        const char *m;
+        anomaly_ensemble_update(e, (int64_t)i * 300000000000LL, v, &s, &conf,
+                                &m);
+        bool a = anomaly_ensemble_alarm(e, &nov);
+        assert(nov >= 0 && (!a || nov >= 1.5));
+        total += a;
+        if (spike)
+            alarmed[k++] = a;
+    }
+    anomaly_ensemble_destroy(&e);
+    return total;
+}
+
 void
 anomaly_ensemble_test(bool verbose)
 {
@@ -432,21 +545,30 @@ anomaly_ensemble_test(bool verbose)
     const char *hit[] = {"spike", "step", "seasonal", "gaps"};
     for (size_t k = 0; k < sizeof hit / sizeof hit[0]; k++) {
         double in, before, in2, before2;
-        s_case(hit[k], ANOMALY_ENSEMBLE_VOTING, &in, &before);
-        s_case(hit[k], ANOMALY_ENSEMBLE_ALL, &in2, &before2);
+        int ain, aout, ain2, aout2;
+        s_case(hit[k], ANOMALY_ENSEMBLE_VOTING, &in, &before, &ain, &aout);
+        s_case(hit[k], ANOMALY_ENSEMBLE_ALL, &in2, &before2, &ain2, &aout2);
         if (verbose)
-            printf("   %s: before %.3f in %.3f\n", hit[k], before, in);
+            printf("   %s: before %.3f in %.3f, novelty alarms in %d out %d\n",
+                   hit[k], before, in, ain, aout);
         assert(in >= 0.5 && before < 0.5);
         assert(in == in2 && before == before2);
+        /* The novelty alarm never fires outside the anomaly; on the
+         * spike and the step it fires once, inside it. */
+        assert(aout == 0 && ain == ain2 && aout2 == 0);
+        if (k < 2)
+            assert(ain == 1);
     }
     const char *quiet[] = {"flat", "noise"};
     for (size_t k = 0; k < 2; k++) {
         double in, before, in2, before2;
-        s_case(quiet[k], ANOMALY_ENSEMBLE_VOTING, &in, &before);
-        s_case(quiet[k], ANOMALY_ENSEMBLE_ALL, &in2, &before2);
+        int ain, aout, ain2, aout2;
+        s_case(quiet[k], ANOMALY_ENSEMBLE_VOTING, &in, &before, &ain, &aout);
+        s_case(quiet[k], ANOMALY_ENSEMBLE_ALL, &in2, &before2, &ain2, &aout2);
         if (verbose)
             printf("   %s: max %.3f\n", quiet[k], before);
         assert(before < 0.5 && before == before2);
+        assert(ain + aout + ain2 + aout2 == 0);
     }
 
     /* Two anomalies 150 readings apart, the series calm in between: the
@@ -462,5 +584,22 @@ anomaly_ensemble_test(bool verbose)
     p.calm = 0;
     s_two_spikes(&p, 1200, 1350, &sa, &sb);
     assert(sa >= 0.5 && sb == 0);
+
+    /* The novelty alarm: a spike during the warm-up does not alarm (but
+     * sets the record); the first spike after it that beats the record
+     * by half alarms; one as high 100 readings later does not (no new
+     * record); one far higher 200 readings later does not either (within
+     * the 400-reading hold) but raises the record, so one just above the
+     * first after the hold does not; one twice the highest does. */
+    const int at[] = {500, 1200, 1300, 1400, 1700, 2200};
+    const double height[] = {6, 12, 12, 30, 13, 60};
+    bool alarmed[6];
+    int total = s_spike_alarms(at, height, 6, alarmed);
+    if (verbose)
+        printf("   novelty alarms at spikes: %d %d %d %d %d %d (%d in all)\n",
+               alarmed[0], alarmed[1], alarmed[2], alarmed[3], alarmed[4],
+               alarmed[5], total);
+    assert(!alarmed[0] && alarmed[1] && !alarmed[2] && !alarmed[3] &&
+           !alarmed[4] && alarmed[5] && total == 2);
     TEST_OK("anomaly_ensemble");
 }

@@ -74,6 +74,13 @@ struct anomaly_ensemble_params {
     double daily_smooth;      /* smoothed-residual weight, daily (0 = off) */
     double weekly_smooth;     /* smoothed-residual weight, weekly (0 = off) */
     double weight[ANOMALY_ENSEMBLE_N]; /* member weights (0 = advisory) */
+    /* The novelty alarm (anomaly_ensemble_alarm): */
+    size_t novel_learn;  /* readings whose mean and sd seed the quantiles */
+    double novel_eta;    /* quantile tracking step, in units of the scale */
+    double novel_floor;  /* scale floor, fraction of the all-time range */
+    double novel_factor; /* alarm when the deviation passes this multiple
+                            of the largest one the series ever had ... */
+    size_t novel_hold;   /* ... at most once per this many readings */
 };
 
 typedef struct anomaly_ensemble anomaly_ensemble_t;
@@ -101,6 +108,17 @@ void anomaly_ensemble_destroy(anomaly_ensemble_t **self_p);
 void anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
                              double *score, double *confidence,
                              const char **method);
+/* The novelty alarm of the last reading: true when, after the warm-up,
+ * the ensemble's r
+ * (before the hold-off) reached the score's 0.5 level and the reading's
+ * deviation from the series' tracked median, in units of its tracked
+ * interquartile range, exceeds novel_factor times the largest deviation
+ * the series has ever had (a magnitude never seen before), at most once
+ * per novel_hold readings. It is a decision of its own next to the score
+ * (docs/ANOMALY.md, "A novelty alarm"); *novelty (may be NULL) gets the
+ * deviation over that record (>= novel_factor when the alarm is on, 0
+ * while learning). */
+bool anomaly_ensemble_alarm(const anomaly_ensemble_t *self, double *novelty);
 /* The members' raw statistics for the last reading (NAN when a member is
  * absent or learning), for evaluation and debugging. */
 void anomaly_ensemble_stats(const anomaly_ensemble_t *self,

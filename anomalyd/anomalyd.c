@@ -456,21 +456,40 @@ s_print(anomalyd_t *self, FILE *out, const char *key, int64_t ts, double v,
         const char *f[] = {tb, ",", vtext, ",", sb, ",", zb, ",", r->method};
         for (size_t i = 0; i < sizeof f / sizeof *f; i++)
             s_put(&l, f[i]);
+        if (self->conf->alarm_column)
+            s_put(&l, r->alarm ? ",1" : ",0");
         s_put(&l, "\n");
     } else {
         /* The key is the only string that needs escaping. */
         s_put(&l, "{\"series\":");
         s_put_json_string(&l, key);
-        const char *f[] = {",\"timestamp\":\"", tb, "\",\"value\":", vtext,
-                           ",\"z\":", zb, ",\"score\":", sb,
-                           ",\"method\":\"", r->method,
+        const char *f[] = {",\"timestamp\":\"",
+                           tb,
+                           "\",\"value\":",
+                           vtext,
+                           ",\"z\":",
+                           zb,
+                           ",\"score\":",
+                           sb,
+                           ",\"method\":\"",
+                           r->method,
                            r->score >= self->min_score
-                               ? "\",\"anomaly\":true}\n"
-                               : "\",\"anomaly\":false}\n"};
+                               ? "\",\"anomaly\":true"
+                               : "\",\"anomaly\":false"};
         for (size_t i = 0; i < sizeof f / sizeof *f; i++)
             s_put(&l, f[i]);
+        s_put(&l, r->alarm ? ",\"alarm\":true}\n" : ",\"alarm\":false}\n");
     }
     fwrite(l.buf, 1, l.n, out);
+}
+
+/* The CSV header: the series column when the input has one, the alarm
+ * column when asked for. */
+static void
+s_header(anomalyd_t *self, FILE *out, bool series)
+{
+    fprintf(out, "%stimestamp,value,anomaly_score,z,method%s\n",
+            series ? "series," : "", self->conf->alarm_column ? ",alarm" : "");
 }
 
 /* One reading of filter input. */
@@ -589,8 +608,7 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
         struct anomaly_result res;
         if (!header) {
             self->csv_series_out = st.csv_series;
-            fprintf(out, "%stimestamp,value,anomaly_score,z,method\n",
-                    st.csv_series ? "series," : "");
+            s_header(self, out, st.csv_series);
             header = true;
         }
         anomaly_store_score(self->store, r->key, r->ts, r->v, &res);
@@ -623,8 +641,7 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
     for (size_t i = 0; i < S_AHEAD + 1; i++)
         free(rd[i].line);
     if (!header)
-        fprintf(out, "%stimestamp,value,anomaly_score,z,method\n",
-                st.csv_series ? "series," : "");
+        s_header(self, out, st.csv_series);
     fflush(out);
     if (st.bad)
         log_warnx("stdin: %zu bad lines skipped", st.bad);
@@ -728,8 +745,11 @@ s_test_same(const char *dir, bool verbose)
     zsock_destroy(&alertd);
     anomalyd_destroy(&a);
 
-    /* Filter: the same readings as CSV (epoch ms), gaps included. */
+    /* Filter: the same readings as CSV (epoch ms), gaps included, with
+     * the novelty alarm column (one alarm, at the spike: anomaly_ensemble
+     * tests the alarm itself). */
     c.use_stdin = c.use_stdout = true;
+    c.alarm_column = true;
     a = anomalyd_new(&c);
     assert(a);
     char *ibuf = NULL, *obuf = NULL;
@@ -748,6 +768,13 @@ s_test_same(const char *dir, bool verbose)
     anomalyd_filter(a, fi, fo);
     fclose(fi);
     fclose(fo);
+    assert(
+        !strncmp(obuf, "timestamp,value,anomaly_score,z,method,alarm\n", 45));
+    size_t nalarm = 0;
+    for (char *l = strchr(obuf, '\n'); l; l = strchr(l + 1, '\n'))
+        if (l > obuf + 1 && l[-1] == '1' && l[-2] == ',')
+            nalarm++;
+    assert(nalarm == 1);
     size_t nf = 0;
     char *save = NULL;
     for (char *l = strtok_r(obuf, "\n", &save); l;
@@ -944,6 +971,7 @@ anomalyd_test(bool verbose)
                         "\"value\":100,"));
     assert(strstr(obuf, "\"anomaly\":true") &&
            strstr(obuf, "\"series\":\"x\""));
+    assert(strstr(obuf, "\"anomaly\":true,\"alarm\":false}"));
     /* Every output line is valid JSON, escapes included. */
     for (char *l = obuf, *e; (e = strchr(l, '\n')); l = e + 1) {
         json_t *j = json_loadb(l, (size_t)(e - l), 0, NULL);

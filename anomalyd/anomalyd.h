@@ -38,6 +38,7 @@ struct anomalyd_conf {
     bool use_stdin;   /* filter mode: readings on stdin */
     bool use_stdout;  /* filter mode: scores on stdout */
     char *format;     /* filter output: "json" or "csv" */
+    bool alarm_column; /* filter CSV output: add the novelty alarm column */
 };
 
 typedef struct anomalyd anomalyd_t;

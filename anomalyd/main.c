@@ -48,6 +48,8 @@ static const struct cfg_opt s_opts[] = {
      0, 0, "filter mode: write one scored line per reading on stdout"},
     {"format", CFG_STR, offsetof(struct anomalyd_conf, format), "json", 0, 0, 0,
      "filter output: json or csv"},
+    {"alarm-column", CFG_BOOL, offsetof(struct anomalyd_conf, alarm_column),
+     "false", 0, 0, 0, "filter CSV output: add the novelty alarm column (0/1)"},
 };
 #define S_NOPTS (sizeof s_opts / sizeof s_opts[0])
 

@@ -2,7 +2,8 @@
 # The full anomaly evaluation (`make eval`, also run by `make test-full`):
 # the NAB subset through `anomalyd --stdin --stdout` with NAB's scoring
 # (tests/nab/run.sh: per-file table, three profiles, alarms outside the
-# labelled windows), then the early-warning report on
+# labelled windows), the novelty alarm's own count (tests/nab/alarms.py),
+# then the early-warning report on
 # machine_temperature_system_failure (tests/nab/lead.py), what precedes
 # each of its failures in the data (tests/nab/precursor.py) and whether
 # the forecast path warns a day ahead (tests/nab/forecast_warn.py).
@@ -25,6 +26,7 @@ rc=$?
 [ $rc -eq 77 ] && exit 77
 [ -f "$out/score.txt" ] || exit 1
 python3 "$here/lead.py" "$out" || exit 1
+python3 "$here/alarms.py" "$out" || exit 1
 python3 "$here/precursor.py" --data "$NAB_DATA" || exit 1
 python3 "$here/forecast_warn.py" --data "$NAB_DATA" || exit 1
 exit $rc

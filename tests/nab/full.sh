@@ -31,5 +31,7 @@ done
 rc=0
 NAB_DATA=$tmp/data NAB_OUT=$tmp/out sh "$here/run.sh" "$@" || rc=$?
 [ $rc -eq 0 ] || exit $rc
+python3 "$here/alarms.py" --data "$tmp/data" \
+    --subset "${NAB_SUBSET:-$here/../../../shared/data/nab}" "$tmp/out"
 python3 "$here/compare.py" --data "$tmp/data" --nab "$nab" \
     --min-rest "${NAB_MIN_UNSEEN:-64.5}" "$tmp/out"

@@ -2,7 +2,8 @@
 # NAB evaluation of anomalyd (issue 6): score every reading of every file
 # of the NAB subset with `anomalyd --stdin --stdout` (one configuration for
 # all files; each file is a fresh process, so nothing leaks between
-# files), then score the corpus with NAB's rules (nab_score.py).
+# files), then score the corpus with NAB's rules (nab_score.py). The
+# output carries the novelty alarm column too (tests/nab/alarms.py).
 #
 #   tests/nab/run.sh [anomalyd options...]    e.g. --method zscore
 #
@@ -33,7 +34,7 @@ for f in "$data"/*/*.csv; do
     cat=$(basename "$(dirname "$f")")
     [ "$cat" = reference-results ] && continue
     mkdir -p "$out/$cat"
-    "$build/anomalyd" --stdin --stdout --format csv "$@" \
+    "$build/anomalyd" --stdin --stdout --format csv --alarm-column "$@" \
         <"$f" >"$out/$cat/$(basename "$f")" 2>/dev/null
 done
 python3 "$here/nab_score.py" --data "$data" "$out" | tee "$out/score.txt"
