@@ -69,6 +69,11 @@ struct aggd {
     int64_t ckpt_ms;              /* duration of the last one */
     int64_t ckpt_max_ms;          /* and of the longest (the loop's stall) */
     int64_t ckpt_cpu_max_ms;      /* the most CPU one took on the loop */
+    int64_t stall_max_ns;         /* longest one handler held the loop
+                                     with other work than applying
+                                     batches (s_loop_mark) */
+    int64_t stall_ckpt_ns;        /* the same since the last checkpoint */
+    int64_t iter_max_ns;          /* longest handler run, with batches */
     outq_t *out;                  /* batches anomalyd has not taken yet */
     uint64_t compactions;         /* retention passes that dropped data */
     bool disk_low;                /* free space below the floor: held */
@@ -391,6 +396,32 @@ s_thread_cpu_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The end of a handler that began at t0 (mono ns) and did other work
+ * than applying batches from t1 on (a checkpoint, a query, a commit):
+ * the loop did not look at its sockets meanwhile, so a batch that
+ * arrived then waited that long to be applied. The longest such stretch
+ * is /stats' loop_stall_max_ms and goes to the -v log at each
+ * checkpoint; the longest handler run with the batches it applied
+ * (AGGD_BURST of them at most) is loop_iteration_max_ms. */
+static void
+s_loop_mark2(aggd_t *self, int64_t t0, int64_t t1)
+{
+    int64_t now = clock_mono_ns(), ns = now - t1;
+
+    if (now - t0 > self->iter_max_ns)
+        self->iter_max_ns = now - t0;
+    if (ns > self->stall_max_ns)
+        self->stall_max_ns = ns;
+    if (ns > self->stall_ckpt_ns)
+        self->stall_ckpt_ns = ns;
+}
+
+static void
+s_loop_mark(aggd_t *self, int64_t t0)
+{
+    s_loop_mark2(self, t0, t0);
+}
+
 /* Seal every head into chunks, make them durable, start a new WAL
  * segment, record that in the checkpoint and drop the older segments.
  * Runs on the loop thread: the fsyncs cover the chunks written since the
@@ -425,9 +456,13 @@ s_checkpoint(aggd_t *self)
     agg_confirm_destroy(&self->durable);
     self->durable = agg_confirm_dup(self->applied);
     log_debug("aggd: checkpoint %llu: wal segment %llu, chunks %llu bytes, "
-              "%lld ms", (unsigned long long)self->checkpoints,
+              "%lld ms; longest loop stall since the last one %lld ms "
+              "(%lld ms since start)", (unsigned long long)self->checkpoints,
               (unsigned long long)ck.wal_seg,
-              (unsigned long long)ck.files.chunk_len, (long long)self->ckpt_ms);
+              (unsigned long long)ck.files.chunk_len, (long long)self->ckpt_ms,
+              (long long)(self->stall_ckpt_ns / 1000000),
+              (long long)(self->stall_max_ns / 1000000));
+    self->stall_ckpt_ns = 0;
     return 0;
 }
 
@@ -469,9 +504,12 @@ s_compact(aggd_t *self)
 static int
 s_on_compact_timer(zloop_t *loop, int timer_id, void *arg)
 {
+    int64_t t0 = clock_mono_ns();
+
     (void)loop;
     (void)timer_id;
     s_compact(arg);
+    s_loop_mark(arg, t0);
     return 0;
 }
 
@@ -486,11 +524,13 @@ static int
 s_on_ckpt_timer(zloop_t *loop, int timer_id, void *arg)
 {
     aggd_t *self = arg;
+    int64_t t0 = clock_mono_ns();
 
     (void)loop;
     (void)timer_id;
     if (agg_wal_written(self->wal) != self->ckpt_wal && s_checkpoint(self) == 0)
         s_send_confirm(self);
+    s_loop_mark(self, t0);
     return 0;
 }
 
@@ -626,6 +666,7 @@ static int
 s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
 {
     aggd_t *self = arg;
+    int64_t t0 = clock_mono_ns();
 
     (void)loop;
     (void)timer_id;
@@ -637,6 +678,7 @@ s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
     if (self->wal && agg_store_compact_done(self->store))
         s_checkpoint(self);
     s_send_confirm(self);
+    s_loop_mark(self, t0);
     return 0;
 }
 
@@ -725,16 +767,19 @@ static int
 s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
 {
     aggd_t *self = arg;
+    int64_t t0 = clock_mono_ns(), t1;
 
     for (int i = 0; i < AGGD_BURST && outq_batches(self->out) == 0; i++)
         if (s_pull_one(self, sock) == 0)
             break;
+    t1 = clock_mono_ns();
     if (s_ckpt_due(self) && s_checkpoint(self) == 0)
         s_send_confirm(self);
     s_commit(self);
     /* Between heartbeats, look again after every 8 MiB of WAL. */
     if (self->wal && agg_wal_written(self->wal) - self->disk_checked > (8u << 20))
         s_check_disk(self);
+    s_loop_mark2(self, t0, t1);
     return 0;
 }
 
@@ -811,6 +856,8 @@ s_status(aggd_t *self)
         json_object_set_new(j, "checkpoint_ms", json_integer((json_int_t)self->ckpt_ms));
         json_object_set_new(j, "checkpoint_max_ms", json_integer((json_int_t)self->ckpt_max_ms));
         json_object_set_new(j, "checkpoint_cpu_max_ms", json_integer((json_int_t)self->ckpt_cpu_max_ms));
+        json_object_set_new(j, "loop_stall_max_ms", json_integer((json_int_t)(self->stall_max_ns / 1000000)));
+        json_object_set_new(j, "loop_iteration_max_ms", json_integer((json_int_t)(self->iter_max_ns / 1000000)));
         json_object_set_new(j, "group_commits", json_integer((json_int_t)self->group_commits));
         json_object_set_new(j, "wal_records", json_integer((json_int_t)agg_wal_records(self->wal)));
         json_object_set_new(j, "wal_bytes", json_integer((json_int_t)agg_wal_disk_bytes(self->wal)));
@@ -899,6 +946,7 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     json_t *req = rpc_request_recv(sock, &env), *body = NULL;
     struct strbuf text = {NULL, 0, 0};
     int status;
+    int64_t t0 = clock_mono_ns();
 
     if (req == NULL)
         return 0;
@@ -925,6 +973,7 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         rpc_reply_send(sock, &env, status, body);
     strbuf_free(&text);
     json_decref(req);
+    s_loop_mark(self, t0);
     return 0;
 }
 

@@ -220,6 +220,9 @@ def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
              # does on the loop), and the last compaction's duration
              "checkpoint_max_ms": st.get("checkpoint_max_ms"),
              "checkpoint_cpu_max_ms": st.get("checkpoint_cpu_max_ms"),
+             # the longest one handler held the loop (no batch applied)
+             "loop_stall_max_ms": st.get("loop_stall_max_ms"),
+             "loop_iteration_max_ms": st.get("loop_iteration_max_ms"),
              "compaction_loop_max_ms": st.get("compaction_loop_max_ms"),
              "compaction_ms": st.get("compaction_ms"),
              "chunk_compactions": st.get("chunk_compactions"),
@@ -286,9 +289,11 @@ def main():
                   npoints / r["wall_s"] / 1e6, npoints / r["wall_durable_s"] / 1e6,
                   r["group_commits"], r["checkpoints"], r["live"], r["rss_mib"], la0,
                   os.getloadavg()[0]))
-        print("  longest checkpoint (the loop's longest stall) %s ms wall, "
+        print("  longest loop stall %s ms (handler run with batches %s ms); "
+              "longest checkpoint %s ms wall, "
               "most loop CPU in one %s ms; longest compaction step on the loop "
               "%s ms, last compaction %s ms, %s compactions" % (
+                  r["loop_stall_max_ms"], r["loop_iteration_max_ms"],
                   r["checkpoint_max_ms"], r["checkpoint_cpu_max_ms"],
                   r["compaction_loop_max_ms"], r["compaction_ms"],
                   r["chunk_compactions"]))
