@@ -27,6 +27,9 @@
 #define S_HDR 12
 #define S_NAME_MAX 4096
 
+enum { S_OLD, S_DIR, S_CUR }; /* what one fsync of a request covers */
+#define S_OLD_MAX 4 /* segments waiting for their fsync, at most */
+
 struct agg_wal {
     char *dir;           /* directory of the segments */
     int fd;              /* segment being written */
@@ -37,6 +40,19 @@ struct agg_wal {
     uint64_t disk;       /* bytes of all segments on disk */
     uint64_t records;    /* records appended since open */
     bool busy;           /* an fsync is in flight */
+    struct { int fd; uint64_t end; } old[S_OLD_MAX]; /* segments rotated
+                            away before an fsync covered them
+                            (agg_wal_rotate_nowait), oldest first, with the
+                            logical position where each ends */
+    int nold;            /* their number */
+    uint64_t rotations;  /* agg_wal_rotate_nowait calls */
+    uint64_t dir_synced; /* rotations whose new name is durable */
+    int dfd;             /* the directory (fsync'd after a rotation) */
+    struct { int kind, fd; uint64_t pos; } step[S_OLD_MAX + 2]; /* the request
+                            in flight: fsyncs run one after the other
+                            (S_OLD..., S_DIR, S_CUR), answered to the
+                            caller as one */
+    int nstep, istep;    /* its steps, and the one in flight */
     zactor_t *syncer;    /* the fsync thread */
 };
 
@@ -162,7 +178,7 @@ s_fsync_dir(const char *dir)
 }
 
 static int
-s_open_seg(agg_wal_t *self, uint64_t seg)
+s_open_seg(agg_wal_t *self, uint64_t seg, bool dirsync)
 {
     char path[S_NAME_MAX];
 
@@ -173,7 +189,7 @@ s_open_seg(agg_wal_t *self, uint64_t seg)
         log_warn("agg_wal: cannot create %s", path);
         return -1;
     }
-    if (s_fsync_dir(self->dir) == -1) {
+    if (dirsync && s_fsync_dir(self->dir) == -1) {
         log_warn("agg_wal: cannot fsync %s", self->dir);
         return -1;
     }
@@ -246,6 +262,7 @@ agg_wal_open_keep(const char *dir, uint64_t from_seg, uint64_t keep_seg,
     uint64_t next;
 
     self->fd = -1;
+    self->dfd = -1;
     self->dir = xstrdup(dir);
     if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
         log_warn("agg_wal: cannot create %s", dir);
@@ -253,8 +270,12 @@ agg_wal_open_keep(const char *dir, uint64_t from_seg, uint64_t keep_seg,
     }
     if (s_replay(self, from_seg, keep_seg, fn, arg, &next) == -1)
         goto fail;
-    if (s_open_seg(self, next) == -1)
+    if (s_open_seg(self, next, true) == -1)
         goto fail;
+    if ((self->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+        log_warn("agg_wal: cannot open %s", dir);
+        goto fail;
+    }
     self->syncer = fsyncer_new();
     return self;
 fail:
@@ -277,11 +298,16 @@ agg_wal_destroy(agg_wal_t **self_p)
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
     if (self->syncer) {
-        s_wait(self);
+        while (s_wait(self) == 1)
+            ;
         zactor_destroy(&self->syncer);
     }
     if (self->fd != -1)
         close(self->fd);
+    for (int i = 0; i < self->nold; i++)
+        close(self->old[i].fd);
+    if (self->dfd != -1)
+        close(self->dfd);
     free(self->dir);
     free(self);
     *self_p = NULL;
@@ -348,13 +374,58 @@ agg_wal_records(const agg_wal_t *self)
     return self->records;
 }
 
+/* The oldest segment rotated away is durable up to its end: close it. */
+static void
+s_old_done(agg_wal_t *self)
+{
+    close(self->old[0].fd);
+    if (self->old[0].end > self->durable)
+        self->durable = self->old[0].end;
+    memmove(self->old, self->old + 1, (size_t)--self->nold * sizeof self->old[0]);
+}
+
+static void
+s_step_send(agg_wal_t *self)
+{
+    int kind = self->step[self->istep].kind;
+    int fd = self->step[self->istep].fd;
+    uint64_t pos = self->step[self->istep].pos;
+
+    if (kind == S_DIR)
+        fsyncer_start_full(self->syncer, fd, pos);
+    else
+        fsyncer_start(self->syncer, fd, pos);
+    self->busy = true;
+}
+
+static void
+s_step_add(agg_wal_t *self, int kind, int fd, uint64_t pos)
+{
+    self->step[self->nstep].kind = kind;
+    self->step[self->nstep].fd = fd;
+    self->step[self->nstep++].pos = pos;
+}
+
 bool
 agg_wal_sync_start(agg_wal_t *self)
 {
+    uint64_t from = self->durable;
+
     if (self->busy || self->durable == self->written)
         return false;
-    fsyncer_start(self->syncer, self->fd, self->written);
-    self->busy = true;
+    /* After a rotation that did not wait (agg_wal_rotate_nowait): the
+     * segment before up to its end, then the new segment's name, then
+     * the new segment; no position after the rotation counts as durable
+     * before all three are. */
+    self->nstep = self->istep = 0;
+    for (int i = 0; i < self->nold; i++)
+        s_step_add(self, S_OLD, self->old[i].fd, from = self->old[i].end);
+    /* (pos of a S_DIR step: the rotations it covers) */
+    if (self->dir_synced < self->rotations && self->written > from)
+        s_step_add(self, S_DIR, self->dfd, self->rotations);
+    if (self->written > from)
+        s_step_add(self, S_CUR, self->fd, self->written);
+    s_step_send(self);
     return true;
 }
 
@@ -374,28 +445,69 @@ int
 agg_wal_sync_done(agg_wal_t *self)
 {
     uint64_t pos = 0;
-    int err = fsyncer_done(self->syncer, &pos);
+    int err = fsyncer_done(self->syncer, &pos), kind, fd;
 
     if (err == -1) {
         log_warnx("agg_wal: fsync thread did not answer");
         return -1;
     }
     self->busy = false;
+    kind = self->step[self->istep].kind;
+    fd = self->step[self->istep].fd;
     if (err != 0) {
         errno = err;
-        log_warn("agg_wal: fdatasync of segment %" PRIu64, self->seg);
+        log_warn("agg_wal: %s of segment %" PRIu64,
+                 kind == S_DIR ? "fsync of the directory" : "fdatasync",
+                 kind == S_OLD ? self->seg - (uint64_t)self->nold : self->seg);
+        self->nstep = self->istep = 0;
         return -1;
     }
-    if (pos > self->durable)
-        self->durable = pos;
+    if (kind == S_OLD) {
+        assert(self->nold > 0 && fd == self->old[0].fd);
+        s_old_done(self);
+    } else if (kind == S_DIR) {
+        if (pos > self->dir_synced)
+            self->dir_synced = pos;
+    } else {
+        /* A request sent before a rotation covered the segment that is
+         * now the oldest one waiting: it may have reached its end. */
+        if (self->nold > 0 && fd == self->old[0].fd && pos == self->old[0].end)
+            s_old_done(self);
+        if (pos > self->durable)
+            self->durable = pos;
+    }
+    if (++self->istep < self->nstep) {
+        s_step_send(self);
+        return 1;
+    }
+    self->nstep = self->istep = 0;
     return 0;
 }
 
 int
 agg_wal_sync(agg_wal_t *self)
 {
-    if (s_wait(self) == -1)
+    int rc;
+
+    while ((rc = s_wait(self)) == 1)
+        ;
+    if (rc == -1)
         return -1;
+    while (self->nold > 0) {
+        if (fdatasync(self->old[0].fd) == -1) {
+            log_warn("agg_wal: fdatasync of segment %" PRIu64,
+                     self->seg - (uint64_t)self->nold);
+            return -1;
+        }
+        s_old_done(self);
+    }
+    if (self->dir_synced < self->rotations) {
+        if (fsync(self->dfd) == -1) {
+            log_warn("agg_wal: cannot fsync %s", self->dir);
+            return -1;
+        }
+        self->dir_synced = self->rotations;
+    }
     if (self->durable == self->written)
         return 0;
     if (fdatasync(self->fd) == -1) {
@@ -413,12 +525,41 @@ agg_wal_rotate(agg_wal_t *self)
 
     if (agg_wal_sync(self) == -1)
         return UINT64_MAX;
-    if (s_open_seg(self, self->seg + 1) == -1) {
+    if (s_open_seg(self, self->seg + 1, true) == -1) {
         self->fd = old;
         self->seg_size = 0;
         return UINT64_MAX;
     }
     close(old);
+    return self->seg;
+}
+
+uint64_t
+agg_wal_rotate_nowait(agg_wal_t *self)
+{
+    int old = self->fd;
+    uint64_t old_seg_size = self->seg_size;
+
+    /* S_OLD_MAX segments waiting for their fsync at most (the disk is
+     * that far behind): then the rotation waits. */
+    if (self->nold == S_OLD_MAX)
+        return agg_wal_rotate(self);
+    if (s_open_seg(self, self->seg + 1, false) == -1) {
+        if (self->fd != -1 && self->fd != old)
+            close(self->fd);
+        self->fd = old;
+        self->seg_size = old_seg_size;
+        return UINT64_MAX;
+    }
+    self->rotations++;
+    if (self->durable == self->written) {
+        close(old);
+    } else {
+        /* The fsync thread may be using it: kept open, and fsync'd up to
+         * its end before any position after it counts as durable. */
+        self->old[self->nold].fd = old;
+        self->old[self->nold++].end = self->written;
+    }
     return self->seg;
 }
 
@@ -669,6 +810,49 @@ agg_wal_test(bool verbose)
         memset(&seen, 0, sizeof seen);
         w = agg_wal_open(dir, seg2, s_test_cb, &seen);
         assert(w && seen.n == 1 && access(path, F_OK) == -1);
+    }
+    /* Rotations that do not wait (aggd's checkpoint): a request in
+     * flight across two of them, then one that covers the segments
+     * before, the directory and the newest segment in turn; durable
+     * never passes a segment's end before that segment is synced. */
+    {
+        uint64_t first = agg_wal_segment(w), end1, end2, s1, s2;
+        int rc;
+        assert(agg_wal_append(w, "a", 1) == 0);
+        assert(agg_wal_sync_start(w)); /* on the segment about to rotate */
+        assert(agg_wal_append(w, "b", 1) == 0);
+        end1 = agg_wal_written(w);
+        s1 = agg_wal_rotate_nowait(w);
+        assert(s1 == first + 1 && w->nold == 1);
+        assert(agg_wal_append(w, "c", 1) == 0);
+        end2 = agg_wal_written(w);
+        s2 = agg_wal_rotate_nowait(w);
+        assert(s2 == first + 2 && w->nold == 2);
+        assert(agg_wal_append(w, "d", 1) == 0);
+        /* The answer to the first request: "a" only. */
+        assert(agg_wal_sync_done(w) == 0);
+        assert(agg_wal_durable(w) < end1 && w->nold == 2);
+        assert(agg_wal_sync_start(w));
+        /* Old, old, directory, current: three answers say "not yet". */
+        for (int i = 0; i < 3; i++) {
+            assert((rc = agg_wal_sync_done(w)) == 1);
+            assert(agg_wal_durable(w) == (i == 0 ? end1 : end2));
+        }
+        assert(agg_wal_sync_done(w) == 0 && w->nold == 0);
+        assert(agg_wal_durable(w) == agg_wal_written(w));
+        assert(w->dir_synced == w->rotations);
+        /* A blocking sync after one more rotation takes the same path. */
+        assert(agg_wal_rotate_nowait(w) == s2 + 1);
+        assert(agg_wal_durable(w) == agg_wal_written(w) && w->nold == 0);
+        assert(agg_wal_append(w, "e", 1) == 0);
+        assert(agg_wal_rotate_nowait(w) == s2 + 2 && w->nold == 1);
+        assert(agg_wal_sync(w) == 0 && w->nold == 0);
+        assert(agg_wal_durable(w) == agg_wal_written(w));
+        agg_wal_destroy(&w);
+        memset(&seen, 0, sizeof seen);
+        w = agg_wal_open(dir, first, s_test_cb, &seen);
+        assert(w && seen.n == 5);
+        TEST_STREQ(seen.last, "e");
     }
     agg_wal_destroy(&w);
     zsys_dir_delete("%s", dir);

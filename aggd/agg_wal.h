@@ -64,7 +64,10 @@ bool agg_wal_sync_busy(const agg_wal_t *self);
 zsock_t *agg_wal_sock(agg_wal_t *self);
 /* Read one answer from agg_wal_sock. Returns 0 and advances
  * agg_wal_durable, or -1 (logged) when the fsync failed: the data is then
- * not durable and the caller must stop confirming. */
+ * not durable and the caller must stop confirming. Returns 1 when the
+ * answer covered only the segment before a rotation
+ * (agg_wal_rotate_nowait) and the rest of the request is now in flight:
+ * the request is not done yet (wait for the next answer). */
 int agg_wal_sync_done(agg_wal_t *self);
 /* fsync now, on the calling thread, after any request in flight. Returns
  * 0 or -1 (logged). */
@@ -74,6 +77,13 @@ int agg_wal_sync(agg_wal_t *self);
  * number, or -1 as a uint64_t on failure (logged). Segments before it can
  * be dropped once a checkpoint covers them. */
 uint64_t agg_wal_rotate(agg_wal_t *self);
+/* Start a new segment and return its number (or -1 as a uint64_t,
+ * logged) without waiting for the disk: the segment before is kept open
+ * until an fsync covers its end, and agg_wal_durable does not pass that
+ * end before (the next agg_wal_sync_start fsyncs it, then the new one).
+ * Segments before the new one can be dropped once a checkpoint covers
+ * them (aggd's checkpoint made durable on its thread). */
+uint64_t agg_wal_rotate_nowait(agg_wal_t *self);
 /* Delete every segment numbered below seg. Returns 0 or -1 (logged). */
 int agg_wal_drop_before(agg_wal_t *self, uint64_t seg);
 

@@ -28,10 +28,11 @@ s_actor(zsock_t *pipe, void *arg)
         if (zsock_recv(pipe, "si8", &cmd, &fd, &pos) == -1)
             break;
         bool term = cmd == NULL || strcmp(cmd, "$TERM") == 0;
+        bool full = cmd && strcmp(cmd, "FSYNC") == 0;
         zstr_free(&cmd);
         if (term)
             break;
-        int err = fdatasync(fd) == 0 ? 0 : errno;
+        int err = (full ? fsync(fd) : fdatasync(fd)) == 0 ? 0 : errno;
         zsock_send(pipe, "i8", err, pos);
     }
 }
@@ -46,6 +47,12 @@ void
 fsyncer_start(zactor_t *self, int fd, uint64_t pos)
 {
     zsock_send(self, "si8", "SYNC", fd, pos);
+}
+
+void
+fsyncer_start_full(zactor_t *self, int fd, uint64_t pos)
+{
+    zsock_send(self, "si8", "FSYNC", fd, pos);
 }
 
 int

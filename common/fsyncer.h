@@ -18,6 +18,8 @@
 zactor_t *fsyncer_new(void);
 /* Ask for fdatasync(fd); one request in flight at a time. */
 void fsyncer_start(zactor_t *self, int fd, uint64_t pos);
+/* The same with fsync(2): a directory, after a file was created in it. */
+void fsyncer_start_full(zactor_t *self, int fd, uint64_t pos);
 /* Read the answer: 0 with *pos set, an errno value when fdatasync failed
  * (*pos set too), or -1 when the thread did not answer (interrupted). */
 int fsyncer_done(zactor_t *self, uint64_t *pos);
