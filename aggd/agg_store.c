@@ -1648,7 +1648,8 @@ agg_store_rollup_bytes(const agg_store_t *self)
 }
 
 /* Write a whole new generation of a file: every chunk, or every
- * rollup. Returns the new fd (fsync'd) or -1. */
+ * rollup. Returns the new fd or -1; the sync that follows fdatasyncs it
+ * (agg_store_sync, or aggd's checkpoint thread). */
 static int
 s_rewrite(agg_store_t *self, const char *kind, uint64_t gen, uint64_t *len)
 {
@@ -1669,7 +1670,7 @@ s_rewrite(agg_store_t *self, const char *kind, uint64_t gen, uint64_t *len)
         else
             s_write_rollup(self, fd, len, s, true, s->raw_from);
     }
-    if (fd != -1 && (self->io_failed || fdatasync(fd) == -1)) {
+    if (fd != -1 && self->io_failed) {
         log_warn("agg_store: cannot write %s", path);
         self->io_failed = true;
         close(fd);
@@ -2136,16 +2137,14 @@ agg_store_compact_done(const agg_store_t *self)
     return self->job != NULL && atomic_load(&self->job->done);
 }
 
-int
-agg_store_sync(agg_store_t *self, struct agg_store_files *files)
+/* agg_store_sync up to the fdatasyncs. */
+static int
+s_sync_write(agg_store_t *self)
 {
     int fd;
     uint64_t len;
     bool stop = self->compact_all;
 
-    memset(files, 0, sizeof *files);
-    if (self->fd == -1)
-        return 0;
     if (self->io_failed)
         return -1;
     s_compact_reap(self, stop);
@@ -2180,7 +2179,16 @@ agg_store_sync(agg_store_t *self, struct agg_store_files *files)
                 s_write_rollup(self, self->rfd, &self->files.rollup_len, s,
                                false, s->raw_from);
     }
-    if (self->io_failed || fdatasync(self->fd) == -1 ||
+    return self->io_failed ? -1 : 0;
+}
+
+int
+agg_store_sync(agg_store_t *self, struct agg_store_files *files)
+{
+    memset(files, 0, sizeof *files);
+    if (self->fd == -1)
+        return 0;
+    if (s_sync_write(self) == -1 || fdatasync(self->fd) == -1 ||
         fdatasync(self->rfd) == -1) {
         log_warn("agg_store: fdatasync in %s", self->dir);
         self->io_failed = true;
@@ -2188,6 +2196,34 @@ agg_store_sync(agg_store_t *self, struct agg_store_files *files)
     }
     *files = self->files;
     return 0;
+}
+
+int
+agg_store_sync_write(agg_store_t *self, struct agg_store_files *files,
+                     int *cfd, int *rfd)
+{
+    memset(files, 0, sizeof *files);
+    *cfd = *rfd = -1;
+    if (self->fd == -1)
+        return 0;
+    if (s_sync_write(self) == -1)
+        return -1;
+    if ((*cfd = dup(self->fd)) == -1 || (*rfd = dup(self->rfd)) == -1) {
+        log_warn("agg_store: dup in %s", self->dir);
+        if (*cfd != -1)
+            close(*cfd);
+        *cfd = -1;
+        return -1;
+    }
+    *files = self->files;
+    return 0;
+}
+
+void
+agg_store_sync_failed(agg_store_t *self)
+{
+    if (self->fd != -1)
+        self->io_failed = true;
 }
 
 /* Copy the first len bytes of src to dst (created, fsync'd). */

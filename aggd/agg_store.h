@@ -221,6 +221,18 @@ void agg_store_retry(agg_store_t *self);
  * (logged) after any write or fsync failure. An in-memory store answers 0
  * and zeros. */
 int agg_store_sync(agg_store_t *self, struct agg_store_files *files);
+/* agg_store_sync but for its fdatasyncs, which the caller runs on
+ * another thread (aggd's checkpoint): fills *files with what is durable
+ * once *cfd and *rfd (duplicates of the chunk and rollup files'
+ * descriptors, -1 for an in-memory store; the caller closes them) are
+ * fdatasync'd. Records appended later go after files' lengths, and the
+ * file generations change only at the next sync, so the caller may keep
+ * writing meanwhile. Returns 0 or -1 (logged). */
+int agg_store_sync_write(agg_store_t *self, struct agg_store_files *files,
+                         int *cfd, int *rfd);
+/* Those fdatasyncs failed: the files' pages may be lost, so every later
+ * write is refused until agg_store_retry. */
+void agg_store_sync_failed(agg_store_t *self);
 /* The files in use and the bytes written to them so far (durable or
  * not): the disk usage by kind. */
 void agg_store_written(const agg_store_t *self, struct agg_store_files *files);

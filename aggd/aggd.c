@@ -30,12 +30,41 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #define AGGD_HEARTBEAT_MS 1000
 #define AGGD_RECOVER_NS (2 * CLOCK_NS_PER_S) /* retry a broken WAL this often */
 #define AGGD_BURST 256 /* batches read per wake-up, at most */
+
+/* A checkpoint made durable on a thread of its own (s_ckpt_start): the
+ * loop has written the chunk and rollup records and started a new WAL
+ * segment; the thread fdatasyncs the files (duplicated descriptors),
+ * fsyncs the directory when a file generation is new, and writes the
+ * checkpoint file. It reads and writes only the job. */
+struct s_ckjob {
+    pthread_t thread;             /* running s_ckjob_run */
+    atomic_bool done;             /* the thread finished */
+    char *dir;                    /* the data directory */
+    struct agg_ckpt ck;           /* what it records */
+    agg_confirm_t *applied;       /* the table of applied seqs then */
+    int cfd, rfd;                 /* chunk and rollup files, or -1 */
+    bool dirsync;                 /* a file generation is new */
+    unsigned pause_ms;            /* AGGD_TEST_CKPT_PAUSE_MS before the
+                                     fsyncs (tests: kill -9 meanwhile) */
+    int rc;                       /* 0 or -1 (thread) */
+    uint64_t wal_pos;             /* agg_wal_written at the start */
+    int64_t t0;                   /* mono ns at the start */
+    int64_t loop_ns;              /* the loop's part */
+    int timer;                    /* zloop timer polling done, or -1 */
+};
+
+#define AGGD_CKPT_POLL_MS 20 /* how often the loop looks at a checkpoint
+                                in flight (also after batches, heartbeats) */
 
 struct aggd {
     const struct aggd_conf *conf; /* configuration in force */
@@ -55,6 +84,11 @@ struct aggd {
     agg_confirm_t *applied;       /* seqs applied (and in the WAL) */
     agg_confirm_t *inflight;      /* snapshot the fsync in flight covers */
     agg_confirm_t *durable;       /* snapshot the last fsync covered */
+    uint64_t inflight_pos;        /* WAL position inflight covers */
+    uint64_t durable_pos;         /* and durable */
+    struct s_ckjob *ckjob;        /* a checkpoint in flight, or NULL */
+    struct agg_store_files ck_files; /* files of the last checkpoint */
+    int64_t ckpt_loop_max_ms;     /* the longest a checkpoint held the loop */
     char *datadir;                /* data directory, {lane} expanded */
     bool wal_broken;              /* a WAL write or fsync failed */
     int64_t recover_at;           /* mono ns of the last try to mend it */
@@ -99,6 +133,7 @@ struct aggd {
 };
 
 static int s_on_pull(zloop_t *loop, zsock_t *sock, void *arg);
+static void s_ckpt_reap(aggd_t *self, bool wait);
 static int s_open_data(aggd_t *self);
 static void s_send_confirm(aggd_t *self);
 
@@ -175,6 +210,7 @@ aggd_destroy(aggd_t **self_p)
 
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
+    s_ckpt_reap(self, true);
     zloop_destroy(&self->loop);
     agg_export_destroy(&self->export);
     agg_export_destroy(&self->export_rollups);
@@ -422,16 +458,55 @@ s_loop_mark(aggd_t *self, int64_t t0)
     s_loop_mark2(self, t0, t0);
 }
 
+/* The bookkeeping after a checkpoint is durable (t0: its start, loop_ns:
+ * how long it held the loop, pos and applied: the WAL position and the
+ * table it covers, applied taken over). */
+static void
+s_ckpt_done(aggd_t *self, const struct agg_ckpt *ck, int64_t t0,
+            int64_t loop_ns, uint64_t pos, agg_confirm_t *applied)
+{
+    agg_wal_drop_before(self->wal, s_export_keep(self, ck->wal_seg));
+    agg_store_cleanup(self->store);
+    self->ck_files = ck->files;
+    self->checkpoints++;
+    self->ckpt_ms = (clock_mono_ns() - t0) / 1000000;
+    if (self->ckpt_ms > self->ckpt_max_ms)
+        self->ckpt_max_ms = self->ckpt_ms;
+    if (loop_ns / 1000000 > self->ckpt_loop_max_ms)
+        self->ckpt_loop_max_ms = loop_ns / 1000000;
+    /* Everything applied at its start is durable now. */
+    if (pos >= self->durable_pos) {
+        agg_confirm_destroy(&self->durable);
+        self->durable = applied;
+        self->durable_pos = pos;
+    } else {
+        agg_confirm_destroy(&applied);
+    }
+    log_debug("aggd: checkpoint %llu: wal segment %llu, chunks %llu bytes, "
+              "%lld ms (%lld ms on the loop); longest loop stall since the "
+              "last one %lld ms (%lld ms since start)",
+              (unsigned long long)self->checkpoints,
+              (unsigned long long)ck->wal_seg,
+              (unsigned long long)ck->files.chunk_len, (long long)self->ckpt_ms,
+              (long long)(loop_ns / 1000000),
+              (long long)(self->stall_ckpt_ns / 1000000),
+              (long long)(self->stall_max_ns / 1000000));
+    self->stall_ckpt_ns = 0;
+}
+
 /* Seal every head into chunks, make them durable, start a new WAL
- * segment, record that in the checkpoint and drop the older segments.
- * Runs on the loop thread: the fsyncs cover the chunks written since the
- * last checkpoint, a few MB. On failure stop confirming, as for the WAL. */
+ * segment, record that in the checkpoint and drop the older segments,
+ * all on the loop thread (a delete, a backup, retention, the mending of
+ * a broken WAL and a clean stop want it done when they answer; the
+ * others start one on a thread, s_ckpt_start). A checkpoint in flight is
+ * waited for first. On failure stop confirming, as for the WAL. */
 static int
 s_checkpoint(aggd_t *self)
 {
     struct agg_ckpt ck = {.format = AGG_FORMAT_VERSION};
     int64_t t0 = clock_mono_ns(), cpu0 = s_thread_cpu_ns(), cpu;
 
+    s_ckpt_reap(self, true);
     if (self->wal == NULL || self->wal_broken)
         return -1;
     agg_store_seal_all(self->store);
@@ -443,27 +518,164 @@ s_checkpoint(aggd_t *self)
         self->wal_broken = true;
         return -1;
     }
-    agg_wal_drop_before(self->wal, s_export_keep(self, ck.wal_seg));
-    agg_store_cleanup(self->store);
     self->ckpt_wal = agg_wal_written(self->wal);
-    self->checkpoints++;
-    self->ckpt_ms = (clock_mono_ns() - t0) / 1000000;
-    if (self->ckpt_ms > self->ckpt_max_ms)
-        self->ckpt_max_ms = self->ckpt_ms;
     if ((cpu = (s_thread_cpu_ns() - cpu0) / 1000000) > self->ckpt_cpu_max_ms)
         self->ckpt_cpu_max_ms = cpu;
     /* The rotation made the whole WAL durable. */
-    agg_confirm_destroy(&self->durable);
-    self->durable = agg_confirm_dup(self->applied);
-    log_debug("aggd: checkpoint %llu: wal segment %llu, chunks %llu bytes, "
-              "%lld ms; longest loop stall since the last one %lld ms "
-              "(%lld ms since start)", (unsigned long long)self->checkpoints,
-              (unsigned long long)ck.wal_seg,
-              (unsigned long long)ck.files.chunk_len, (long long)self->ckpt_ms,
-              (long long)(self->stall_ckpt_ns / 1000000),
-              (long long)(self->stall_max_ns / 1000000));
-    self->stall_ckpt_ns = 0;
+    s_ckpt_done(self, &ck, t0, clock_mono_ns() - t0, self->ckpt_wal,
+                agg_confirm_dup(self->applied));
     return 0;
+}
+
+/* The checkpoint thread (struct s_ckjob). */
+static void *
+s_ckjob_run(void *arg)
+{
+    struct s_ckjob *j = arg;
+    sigset_t all;
+    int dfd;
+
+    sigfillset(&all); /* signals are the loop's */
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    if (j->pause_ms > 0)
+        usleep(j->pause_ms * 1000u);
+    j->rc = 0;
+    if ((j->cfd != -1 && fdatasync(j->cfd) == -1) ||
+        (j->rfd != -1 && fdatasync(j->rfd) == -1)) {
+        log_warn("aggd: checkpoint: fdatasync in %s", j->dir);
+        j->rc = -1;
+    }
+    /* A new generation's name durable before a checkpoint names it. */
+    if (j->rc == 0 && j->dirsync) {
+        if ((dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+            fsync(dfd) == -1) {
+            log_warn("aggd: checkpoint: fsync %s", j->dir);
+            j->rc = -1;
+        }
+        if (dfd != -1)
+            close(dfd);
+    }
+    if (j->rc == 0)
+        j->rc = agg_ckpt_write(j->dir, &j->ck, j->applied);
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
+static void
+s_ckjob_free(struct s_ckjob *j)
+{
+    if (j->cfd != -1)
+        close(j->cfd);
+    if (j->rfd != -1)
+        close(j->rfd);
+    agg_confirm_destroy(&j->applied);
+    free(j);
+}
+
+static int
+s_on_ckpt_poll(zloop_t *loop, int timer_id, void *arg)
+{
+    int64_t t0 = clock_mono_ns();
+
+    (void)loop;
+    (void)timer_id;
+    s_ckpt_reap(arg, false);
+    s_loop_mark(arg, t0);
+    return 0;
+}
+
+/* Start a checkpoint whose disk work runs on a thread: on the loop, seal
+ * every head and write the chunk and rollup records (write(2) into the
+ * page cache, the CPU part), then start a new WAL segment without
+ * waiting for the disk (agg_wal_rotate_nowait: the group commits fsync
+ * the old segment's end before any later position counts as durable).
+ * The thread makes the files durable and writes the checkpoint file; the
+ * loop meanwhile applies and commits batches, and s_ckpt_reap finishes
+ * (drops the WAL segments the checkpoint covers, deletes old file
+ * generations). Until then the previous checkpoint and every segment
+ * since it stay on disk: a crash at any point recovers from one or the
+ * other. Does nothing while one is in flight. Returns 0, or -1 when it
+ * failed on the loop (logged; stop confirming, as for the WAL). */
+static int
+s_ckpt_start(aggd_t *self)
+{
+    int64_t t0 = clock_mono_ns(), cpu0 = s_thread_cpu_ns(), cpu, t1, t2 = 0;
+    const char *pause = getenv("AGGD_TEST_CKPT_PAUSE_MS");
+    struct s_ckjob *j;
+
+    s_ckpt_reap(self, false);
+    if (self->wal == NULL || self->wal_broken)
+        return -1;
+    if (self->ckjob)
+        return 0;
+    j = xcalloc(1, sizeof *j);
+    j->ck.format = AGG_FORMAT_VERSION;
+    j->t0 = t0;
+    agg_store_seal_all(self->store);
+    t1 = clock_mono_ns();
+    if (agg_store_sync_write(self->store, &j->ck.files, &j->cfd, &j->rfd) == -1 ||
+        (t2 = clock_mono_ns(),
+         j->ck.wal_seg = agg_wal_rotate_nowait(self->wal)) == UINT64_MAX) {
+        log_err("aggd: checkpoint failed; no more confirmations until a "
+                "checkpoint succeeds (retried while the disk has room)");
+        self->wal_broken = true;
+        s_ckjob_free(j);
+        return -1;
+    }
+    j->dir = self->datadir;
+    j->applied = agg_confirm_dup(self->applied);
+    j->wal_pos = self->ckpt_wal = agg_wal_written(self->wal);
+    j->dirsync = self->checkpoints == 0 ||
+                 j->ck.files.chunk_gen != self->ck_files.chunk_gen ||
+                 j->ck.files.rollup_gen != self->ck_files.rollup_gen;
+    j->pause_ms = pause ? (unsigned)strtoul(pause, NULL, 10) : 0;
+    atomic_init(&j->done, false);
+    j->timer = self->loop ? zloop_timer(self->loop, AGGD_CKPT_POLL_MS, 0,
+                                        s_on_ckpt_poll, self) : -1;
+    self->ckjob = j;
+    if (pthread_create(&j->thread, NULL, s_ckjob_run, j) != 0) {
+        log_warnx("aggd: cannot start the checkpoint thread; checkpoint "
+                  "on the loop");
+        s_ckjob_run(j);
+        j->thread = pthread_self();
+    }
+    j->loop_ns = clock_mono_ns() - t0;
+    if ((cpu = (s_thread_cpu_ns() - cpu0) / 1000000) > self->ckpt_cpu_max_ms)
+        self->ckpt_cpu_max_ms = cpu;
+    log_debug("aggd: checkpoint started: %lld ms on the loop (sealing %lld, "
+              "store files %lld, WAL %lld), %lld ms CPU",
+              (long long)(j->loop_ns / 1000000), (long long)((t1 - t0) / 1000000),
+              (long long)((t2 - t1) / 1000000),
+              (long long)((t0 + j->loop_ns - t2) / 1000000), (long long)cpu);
+    return 0;
+}
+
+/* Finish the checkpoint in flight once its thread is done (waiting for
+ * it when wait). A failure is a failed checkpoint: stop confirming until
+ * one succeeds (s_recover rewrites the files). */
+static void
+s_ckpt_reap(aggd_t *self, bool wait)
+{
+    struct s_ckjob *j = self->ckjob;
+
+    if (j == NULL || (!wait && !atomic_load(&j->done)))
+        return;
+    if (!pthread_equal(j->thread, pthread_self()))
+        pthread_join(j->thread, NULL);
+    if (j->timer != -1)
+        zloop_timer_end(self->loop, j->timer);
+    self->ckjob = NULL;
+    if (j->rc == -1) {
+        log_err("aggd: checkpoint failed; no more confirmations until a "
+                "checkpoint succeeds (retried while the disk has room)");
+        agg_store_sync_failed(self->store);
+        self->wal_broken = true;
+    } else {
+        s_ckpt_done(self, &j->ck, j->t0, j->loop_ns, j->wal_pos, j->applied);
+        j->applied = NULL;
+        s_send_confirm(self);
+    }
+    s_ckjob_free(j);
 }
 
 /* Retention: drop raw chunks and rollup buckets past their policy
@@ -528,8 +740,9 @@ s_on_ckpt_timer(zloop_t *loop, int timer_id, void *arg)
 
     (void)loop;
     (void)timer_id;
-    if (agg_wal_written(self->wal) != self->ckpt_wal && s_checkpoint(self) == 0)
-        s_send_confirm(self);
+    s_ckpt_reap(self, false);
+    if (agg_wal_written(self->wal) != self->ckpt_wal)
+        s_ckpt_start(self);
     s_loop_mark(self, t0);
     return 0;
 }
@@ -562,6 +775,7 @@ s_commit(aggd_t *self)
     if (agg_wal_sync_start(self->wal)) {
         agg_confirm_destroy(&self->inflight);
         self->inflight = agg_confirm_dup(self->applied);
+        self->inflight_pos = agg_wal_written(self->wal);
     }
 }
 
@@ -569,6 +783,7 @@ static int
 s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
 {
     aggd_t *self = arg;
+    int rc;
 
     (void)loop;
     /* zloop polls once and then runs every ready handler: a checkpoint in
@@ -576,7 +791,9 @@ s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
      * already, and a blocking read would then wait forever. */
     if (!agg_wal_sync_busy(self->wal) || !(zsock_events(sock) & ZMQ_POLLIN))
         return 0;
-    if (agg_wal_sync_done(self->wal) == -1) {
+    if ((rc = agg_wal_sync_done(self->wal)) == 1)
+        return 0; /* the segment before a rotation; the rest in flight */
+    if (rc == -1) {
         /* The kernel may have dropped the dirty pages: nothing written
          * since the last good fsync can be trusted. Stop confirming;
          * a restart replays what the log really holds. */
@@ -586,9 +803,12 @@ s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
         return 0;
     }
     self->group_commits++;
-    agg_confirm_destroy(&self->durable);
-    self->durable = self->inflight;
-    self->inflight = NULL;
+    if (self->inflight && self->inflight_pos >= self->durable_pos) {
+        agg_confirm_destroy(&self->durable);
+        self->durable = self->inflight;
+        self->durable_pos = self->inflight_pos;
+        self->inflight = NULL;
+    }
     s_send_confirm(self);
     s_commit(self);
     return 0;
@@ -671,12 +891,13 @@ s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
     (void)loop;
     (void)timer_id;
     s_check_disk(self);
+    s_ckpt_reap(self, false);
     s_recover(self);
     /* A compaction finished on its thread: switch over now rather than
      * at the next checkpoint the WAL asks for (an idle aggd would hold
      * both forms of the chunks meanwhile). */
     if (self->wal && agg_store_compact_done(self->store))
-        s_checkpoint(self);
+        s_ckpt_start(self);
     s_send_confirm(self);
     s_loop_mark(self, t0);
     return 0;
@@ -773,8 +994,9 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
         if (s_pull_one(self, sock) == 0)
             break;
     t1 = clock_mono_ns();
-    if (s_ckpt_due(self) && s_checkpoint(self) == 0)
-        s_send_confirm(self);
+    s_ckpt_reap(self, false);
+    if (s_ckpt_due(self))
+        s_ckpt_start(self);
     s_commit(self);
     /* Between heartbeats, look again after every 8 MiB of WAL. */
     if (self->wal && agg_wal_written(self->wal) - self->disk_checked > (8u << 20))
@@ -856,6 +1078,8 @@ s_status(aggd_t *self)
         json_object_set_new(j, "checkpoint_ms", json_integer((json_int_t)self->ckpt_ms));
         json_object_set_new(j, "checkpoint_max_ms", json_integer((json_int_t)self->ckpt_max_ms));
         json_object_set_new(j, "checkpoint_cpu_max_ms", json_integer((json_int_t)self->ckpt_cpu_max_ms));
+        json_object_set_new(j, "checkpoint_loop_max_ms", json_integer((json_int_t)self->ckpt_loop_max_ms));
+        json_object_set_new(j, "checkpointing", json_boolean(self->ckjob != NULL));
         json_object_set_new(j, "loop_stall_max_ms", json_integer((json_int_t)(self->stall_max_ns / 1000000)));
         json_object_set_new(j, "loop_iteration_max_ms", json_integer((json_int_t)(self->iter_max_ns / 1000000)));
         json_object_set_new(j, "group_commits", json_integer((json_int_t)self->group_commits));

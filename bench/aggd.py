@@ -235,6 +235,8 @@ def run(work, frames, npoints, cpu, perf=None, subscribe=False, aggd=None,
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=120)
         ctx.destroy(linger=0)
+        if os.environ.get("BENCH_AGGD_LOG"):  # keep aggd's log (with -v)
+            shutil.copy(os.path.join(d, "aggd.log"), os.environ["BENCH_AGGD_LOG"])
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""kill -9 of aggd while a checkpoint is in flight: nothing confirmed is
+lost, nothing doubles, every value reads back bit-identical; and while
+the checkpoint's files are made durable on its thread, the loop goes on
+applying and confirming batches.
+
+A checkpoint seals the heads and writes the records on the loop, starts
+a new WAL segment without waiting, and hands the fdatasyncs and the
+checkpoint file to a thread (aggd.c s_ckpt_start); the WAL segments it
+covers are dropped once it is durable (s_ckpt_reap). The test hook
+AGGD_TEST_CKPT_PAUSE_MS makes the thread sleep before its fsyncs, so
+the kill lands while the checkpoint is in flight: the files hold records
+no checkpoint names yet, the old checkpoint and every WAL segment since
+are still on disk. Three rounds: kill just after the checkpoint began,
+kill after more batches were applied and confirmed during it, kill under
+load. The test plays ingestd (tests/lib/fakeingest.py): it resends from
+the confirmed seq after each restart, with some overlap, as ingestd does.
+"""
+import glob
+import math
+import os
+import signal
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from sp import Failure, Platform, check, main  # noqa: E402
+
+try:
+    import msgpack
+    from fakeingest import restart, run  # noqa: E402
+except ImportError:
+    print("python3-zmq and python3-msgpack are needed (tools/install-deps.sh)")
+    sys.exit(77)
+
+SERIES = 10
+PER_BATCH = 1000  # 100 points a series a batch
+T0 = 1704067200 * 10**9
+
+
+def value(n):
+    """Point n's value: 2-decimal for even series, full doubles for odd."""
+    s = n % SERIES
+    if s % 2 == 0:
+        return round(20.0 + (n % 997) / 100.0 - s, 2)
+    return math.sin(n) * 1e3 + 1.0 / (n + 3)
+
+
+def batch(seq):
+    items = []
+    for i in range(PER_BATCH):
+        n = (seq - 1) * PER_BATCH + i
+        items.append(["ckp.s%02d" % (n % SERIES), T0 + n * 10**9, value(n)])
+    return [b"readings", msgpack.packb({
+        "type": 1, "v": 1, "producer": "ingestd.9", "lane": 0, "seq": seq,
+        "ts": time.time_ns(), "items": items})]
+
+
+def bits(x):
+    return struct.pack("<d", x)
+
+
+def stored(f):
+    """{(series, ts): value bits} of every stored point, asserting that
+    no (series, ts) appears twice."""
+    st, body = f.query({"op": "values", "series": "ckp.*", "max": 10**7},
+                       timeout_ms=60000)
+    if st == 404:
+        return {}
+    if st != 200:
+        raise Failure("values answers %s %s" % (st, str(body)[:300]))
+    pts = {}
+    for s in body["series"]:
+        if len(s["ts"]) != len(s["v"]):
+            raise Failure("ts and v of %s differ in length" % s["series"])
+        for t, v in zip(s["ts"], s["v"]):
+            if (s["series"], t) in pts:
+                raise Failure("%s at %d stored twice" % (s["series"], t))
+            pts[(s["series"], t)] = bits(v)
+    return pts
+
+
+def verify(f, upto, exact, what):
+    """Every point of batches 1..upto is stored once, bit-identical;
+    when exact, nothing else is stored (else only whole later batches)."""
+    pts = stored(f)
+    for n in range(upto * PER_BATCH):
+        key = ("ckp.s%02d" % (n % SERIES), T0 + n * 10**9)
+        got = pts.get(key)
+        if got is None:
+            raise Failure("%s: point %d (%s) of a confirmed batch is lost"
+                          % (what, n, key))
+        if got != bits(value(n)):
+            raise Failure("%s: point %d reads %r, wrote %r" % (
+                what, n, struct.unpack("<d", got)[0], value(n)))
+    extra = len(pts) - upto * PER_BATCH
+    if exact:
+        check(extra == 0, "%s: %d points beyond the %d batches"
+              % (what, extra, upto))
+    else:
+        check(extra >= 0 and extra % PER_BATCH == 0,
+              "%s: %d points beyond the confirmed, whole batches only"
+              % (what, extra))
+    return len(pts)
+
+
+def status(f):
+    st, body = f.query({"op": "status"})
+    if st != 200:
+        raise Failure("status answers %s %s" % (st, body))
+    return body
+
+
+def test():
+    os.environ["AGGD_TEST_CKPT_PAUSE_MS"] = "3000"
+    p = Platform(daemons=("aggd",))
+    # A checkpoint every MiB of WAL (about 25 batches).
+    p.extra = {"aggd": ["--checkpoint-mb", "1"]}
+    try:
+        run(p, lambda f: _test(p, f))
+    finally:
+        del os.environ["AGGD_TEST_CKPT_PAUSE_MS"]
+
+
+def _test(p, f):
+    seq = 0
+
+    def push_until(cond, what, limit=2000):
+        """Push batches until cond() holds (checked every 5 batches)."""
+        nonlocal seq
+        for _ in range(limit):
+            seq += 1
+            f.push.send_multipart(batch(seq))
+            if seq % 5 == 0:
+                f.wait_confirmed(seq, timeout=60)
+                if cond():
+                    return
+        raise Failure("no %s after %d batches" % (what, seq))
+
+    def in_flight():
+        return status(f).get("checkpointing")
+
+    def kill_restart(what):
+        nonlocal seq
+        f.drain(0)
+        before = f.confirmed
+        check(in_flight(), "%s: the checkpoint is still in flight at the "
+              "kill" % what)
+        proc = p.procs.pop("aggd")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        f.drain(0)
+        f.confirmed = 0
+        restart(p)
+        after = f.wait_confirmed(1)
+        check(after >= before, "%s: confirmed %d after the restart, %d before"
+              % (what, after, before))
+        n = verify(f, before, False, "after kill -9 " + what)
+        # ingestd resends from the confirmed seq, with an overlap.
+        for s in range(max(1, after - 10), seq + 1):
+            f.push.send_multipart(batch(s))
+        f.wait_confirmed(seq, timeout=60)
+        verify(f, seq, True, "after the resend, " + what)
+        print("%s: %d confirmed before, %d points after the restart, %d "
+              "batches in all, none lost or doubled" % (what, before, n, seq))
+
+    # 1. kill -9 just after a checkpoint began (its thread sleeps before
+    # any fsync: records written, no checkpoint names them).
+    push_until(in_flight, "checkpoint in flight")
+    kill_restart("just after a checkpoint began")
+
+    # 2. The loop applies and confirms while the checkpoint is in flight;
+    # kill -9 then.
+    push_until(in_flight, "second checkpoint in flight")
+    began = seq
+    st0 = status(f)
+    for _ in range(8):
+        seq += 1
+        f.push.send_multipart(batch(seq))
+    f.wait_confirmed(seq, timeout=2.5)
+    st = status(f)
+    check(st.get("checkpointing") and
+          st["checkpoints"] == st0["checkpoints"] and
+          st["batches_in"] >= st0["batches_in"] + 8,
+          "8 batches applied and confirmed (seq %d -> %d) while the "
+          "checkpoint is in flight (checkpoints %d -> %d)"
+          % (began, seq, st0["checkpoints"], st["checkpoints"]))
+    kill_restart("after batches applied during a checkpoint")
+
+    # 3. kill -9 under load, a checkpoint in flight.
+    push_until(in_flight, "third checkpoint in flight")
+    for _ in range(10):
+        seq += 1
+        f.push.send_multipart(batch(seq))
+    kill_restart("under load during a checkpoint")
+
+    # The checkpoint completes: its WAL segments go, the store answers.
+    deadline = time.time() + 60
+    n0 = status(f)["checkpoints"]
+    while status(f)["checkpoints"] == n0:
+        if time.time() > deadline:
+            raise Failure("no checkpoint completes: %s" % status(f))
+        seq += 1
+        f.push.send_multipart(batch(seq))
+        f.wait_confirmed(seq, timeout=60)
+        time.sleep(0.2)
+    st = status(f)
+    check(st.get("checkpoint_ms", 0) >= 3000 and
+          st.get("checkpoint_loop_max_ms", 10**9) < st["checkpoint_ms"],
+          "a checkpoint took %s ms, %s ms of it on the loop at most"
+          % (st.get("checkpoint_ms"), st.get("checkpoint_loop_max_ms")))
+    p.stop_one("aggd")
+    f.drain(200)
+    restart(p)
+    verify(f, seq, True, "after a clean restart")
+    wal = glob.glob(os.path.join(p.dir, "data.0", "wal", "*.wal"))
+    print("checkpoints in flight under kill -9: %d batches, %d points, "
+          "%d WAL segments left" % (seq, seq * PER_BATCH, len(wal)))
+
+
+if __name__ == "__main__":
+    main(test)
