@@ -104,6 +104,10 @@ struct s_cser {
     struct s_chunk *out;   /* after compaction (thread) */
     size_t nout;           /* their number */
     bool *fresh, *gone;    /* out[k] newly encoded; in[m] merged away */
+    uint64_t *off;         /* where a fresh out[k]'s data lies in the
+                              job's file: the thread frees it once written
+                              (data NULL), the switch-over reads it back,
+                              so both forms are not held meanwhile */
 };
 
 struct s_cjob {
@@ -121,6 +125,7 @@ struct s_cjob {
     bool failed;           /* a write or the fdatasync failed (thread) */
     size_t pts;            /* points encoded again (thread) */
     int64_t ns;            /* the thread's time (thread) */
+    uint64_t fresh_bytes;  /* bytes of merged chunks written (thread) */
 };
 
 static void s_cjob_free(struct s_cjob *j, bool drop_fresh);
@@ -1917,6 +1922,7 @@ s_cjob_run(void *arg)
         c->out = xmalloc((c->nin + 1) * sizeof *c->out);
         c->fresh = xmalloc(2 * c->nin + 1);
         c->gone = c->fresh + c->nin;
+        c->off = xmalloc((c->nin + 1) * sizeof *c->off);
         if (c->compact) {
             c->nout = s_compact_chunks(dctx, c->in, c->nin, false, ts, v,
                                        c->out, c->fresh, c->gone);
@@ -1926,8 +1932,15 @@ s_cjob_run(void *arg)
             c->nout = c->nin;
         }
         for (size_t k = 0; k < c->nout && !j->failed; k++) {
+            /* the record: header, key length, key, tmin and tmax, data */
+            c->off[k] = j->len + S_HDR + 4 + strlen(c->key) + 16;
             j->failed = s_write_chunk_fd(j->fd, &j->len, c->key, &c->out[k]) == -1;
-            j->pts += c->fresh[k] ? c->out[k].n : 0;
+            if (c->fresh[k] && !j->failed) {
+                j->pts += c->out[k].n;
+                j->fresh_bytes += c->out[k].len;
+                free(c->out[k].data);
+                c->out[k].data = NULL;
+            }
         }
         if (j->pause_ms > 0) /* tests: a compaction that lasts */
             usleep(j->pause_ms * 1000u);
@@ -1956,6 +1969,7 @@ s_cjob_free(struct s_cjob *j, bool drop_fresh)
         free(c->in);
         free(c->out);
         free(c->fresh);
+        free(c->off);
     }
     if (j->fd != -1)
         close(j->fd);
@@ -2039,6 +2053,26 @@ s_copy_range(int fd, uint64_t from, uint64_t to, int out, uint64_t *len)
     return 0;
 }
 
+/* Read the merged chunks of c back from the job's file fd (the thread
+ * freed them once written; the file is in the page cache). Returns 0, or
+ * -1 when one cannot be read (the series then keeps its own chunks: the
+ * file's records hold the same points). */
+static int
+s_read_fresh(int fd, struct s_cser *c)
+{
+    for (size_t k = 0; k < c->nout; k++) {
+        if (!c->fresh[k] || c->out[k].data)
+            continue;
+        c->out[k].data = xmalloc(c->out[k].len ? c->out[k].len : 1);
+        if (pread(fd, c->out[k].data, c->out[k].len, (off_t)c->off[k]) !=
+            (ssize_t)c->out[k].len) {
+            log_warn("agg_store: compaction: cannot read back a chunk");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Switch over to a finished compaction (waiting for it when wait), on
  * the loop. Valid when no whole-file rewrite was done or is pending
  * since it began (retention, a delete and a failed write set one): then
@@ -2080,7 +2114,7 @@ s_compact_reap(agg_store_t *self, bool wait)
             struct s_cser *c = &j->ser[i];
             struct s_series *s = zhashx_lookup(self->series, c->key);
             if (s && s->chunk_epoch == c->epoch && s->nchunks >= c->nin &&
-                c->nout < c->nin) {
+                c->nout < c->nin && s_read_fresh(j->fd, c) == 0) {
                 s_install(self, s, c->nin, c->out, c->nout, c->gone);
                 c->nout = 0; /* installed: not freed with the job */
             } else if (c->nout < c->nin) {
@@ -2094,9 +2128,11 @@ s_compact_reap(agg_store_t *self, bool wait)
         self->files.chunk_len = len;
         self->compactions++;
         log_info("agg_store: compaction: %zu chunks into %zu (%zu points "
-                 "encoded again; %zu series changed meanwhile kept theirs) in "
-                 "%lld ms on its thread, %lld ms on the loop", j->chunks,
-                 self->chunks, j->pts, kept, (long long)(j->ns / 1000000),
+                 "encoded again, %llu bytes of merged chunks read back; %zu "
+                 "series changed meanwhile kept theirs) in %lld ms on its "
+                 "thread, %lld ms on the loop", j->chunks, self->chunks,
+                 j->pts, (unsigned long long)j->fresh_bytes, kept,
+                 (long long)(j->ns / 1000000),
                  (long long)((clock_mono_ns() - t0) / 1000000));
         const char *stall = getenv("AGGD_TEST_COMPACT_SWITCH_MS");
         if (stall) /* tests: a kill -9 after the switch-over, before the
