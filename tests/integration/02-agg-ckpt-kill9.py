@@ -37,6 +37,7 @@ except ImportError:
 SERIES = 10
 PER_BATCH = 1000  # 100 points a series a batch
 T0 = 1704067200 * 10**9
+PAUSE_MS = 6000  # the checkpoint thread sleeps this long before its fsyncs
 
 
 def value(n):
@@ -113,7 +114,7 @@ def status(f):
 
 
 def test():
-    os.environ["AGGD_TEST_CKPT_PAUSE_MS"] = "3000"
+    os.environ["AGGD_TEST_CKPT_PAUSE_MS"] = str(PAUSE_MS)
     p = Platform(daemons=("aggd",))
     # A checkpoint every MiB of WAL (about 25 batches).
     p.extra = {"aggd": ["--checkpoint-mb", "1"]}
@@ -178,7 +179,9 @@ def _test(p, f):
     for _ in range(8):
         seq += 1
         f.push.send_multipart(batch(seq))
-    f.wait_confirmed(seq, timeout=2.5)
+    # Confirmed well before the checkpoint's thread wakes up (a loop held
+    # by the checkpoint would confirm nothing until it is durable).
+    f.wait_confirmed(seq, timeout=PAUSE_MS / 1000.0 * 0.7)
     st = status(f)
     check(st.get("checkpointing") and
           st["checkpoints"] == st0["checkpoints"] and
@@ -206,7 +209,7 @@ def _test(p, f):
         f.wait_confirmed(seq, timeout=60)
         time.sleep(0.2)
     st = status(f)
-    check(st.get("checkpoint_ms", 0) >= 3000 and
+    check(st.get("checkpoint_ms", 0) >= PAUSE_MS and
           st.get("checkpoint_loop_max_ms", 10**9) < st["checkpoint_ms"],
           "a checkpoint took %s ms, %s ms of it on the loop at most"
           % (st.get("checkpoint_ms"), st.get("checkpoint_loop_max_ms")))
