@@ -147,6 +147,12 @@ struct agg_store {
     bool rollup_rewrite;     /* buckets dropped: write a new generation */
     uint64_t rollup_live;    /* bytes of the last full rollup write */
     bool io_failed;          /* a write failed since open */
+    unsigned char *wbuf;     /* chunk records agg_store_seal_all gathers
+                                for one write(2) a MiB (s_wbuf_flush) */
+    size_t wlen, wcap;       /* bytes gathered and allocated */
+    bool wbuffer;            /* gather instead of writing */
+    uint64_t wfrom;          /* the chunk file's length before them */
+    int64_t wns;             /* time in those write(2) calls, last seal */
     uint64_t reseals;        /* groups of overlapping chunks resealed */
     uint64_t reseal_points;  /* points those reseals sorted */
     uint64_t head_merge_points; /* points reads merged with a late head */
@@ -283,6 +289,7 @@ agg_store_destroy(agg_store_t **self_p)
     if (self->rfd != -1)
         close(self->rfd);
     free(self->dir);
+    free(self->wbuf);
     free(self);
     *self_p = NULL;
 }
@@ -410,12 +417,70 @@ s_write_chunk_fd(int fd, uint64_t *len, const char *key,
     return s_append_fd(fd, len, S_MAGIC, parts, 4);
 }
 
+#define S_WBUF_MAX (1u << 20)
+
+/* Write the gathered chunk records (one write(2) for many: a checkpoint
+ * seals thousands of heads). A failure is a failed write: the file is
+ * cut back and every later write refused. */
+static void
+s_wbuf_flush(agg_store_t *self)
+{
+    size_t off = 0;
+    int64_t t0 = clock_mono_ns();
+
+    while (off < self->wlen && !self->io_failed) {
+        ssize_t w = write(self->fd, self->wbuf + off, self->wlen - off);
+        if (w <= 0) {
+            log_warn("agg_store: append to a file in %s", self->dir);
+            if (ftruncate(self->fd, (off_t)self->wfrom) == -1)
+                log_warn("agg_store: cannot cut back a file in %s", self->dir);
+            self->files.chunk_len = self->wfrom;
+            self->io_failed = true;
+        }
+        off += w > 0 ? (size_t)w : 0;
+    }
+    self->wlen = 0;
+    self->wfrom = self->files.chunk_len;
+    self->wns += clock_mono_ns() - t0;
+}
+
+/* Gather one chunk record for s_wbuf_flush (same bytes as
+ * s_write_chunk_fd writes). */
+static void
+s_wbuf_chunk(agg_store_t *self, const char *key, const struct s_chunk *c)
+{
+    size_t klen = strlen(key), plen = 4 + klen + 16 + c->len;
+    unsigned char *p;
+
+    if (self->wlen + S_HDR + plen > self->wcap) {
+        self->wcap = self->wlen + S_HDR + plen + S_WBUF_MAX;
+        self->wbuf = xrealloc(self->wbuf, self->wcap);
+    }
+    p = self->wbuf + self->wlen;
+    memcpy(p, S_MAGIC, 4);
+    le_put(p + 4, plen, 4);
+    le_put(p + S_HDR, klen, 4);
+    memcpy(p + S_HDR + 4, key, klen);
+    le_put(p + S_HDR + 4 + klen, (uint64_t)c->tmin, 8);
+    le_put(p + S_HDR + 4 + klen + 8, (uint64_t)c->tmax, 8);
+    memcpy(p + S_HDR + 4 + klen + 16, c->data, c->len);
+    le_put(p + 8, crc_32c(crc_32c(0, p + 4, 4), p + S_HDR, plen), 4);
+    self->wlen += S_HDR + plen;
+    self->files.chunk_len += S_HDR + plen;
+    if (self->wlen >= S_WBUF_MAX)
+        s_wbuf_flush(self);
+}
+
 static void
 s_write_chunk(agg_store_t *self, int fd, uint64_t *len, const char *key,
               const struct s_chunk *c)
 {
     if (fd == -1 || self->io_failed)
         return;
+    if (self->wbuffer && fd == self->fd && len == &self->files.chunk_len) {
+        s_wbuf_chunk(self, key, c);
+        return;
+    }
     if (s_write_chunk_fd(fd, len, key, c) == -1) {
         log_warn("agg_store: append to a file in %s", self->dir);
         self->io_failed = true;
@@ -1308,9 +1373,20 @@ agg_store_visit(agg_store_t *self, const char *key, int64_t start,
 void
 agg_store_seal_all(agg_store_t *self)
 {
+    self->wbuffer = self->fd != -1;
+    self->wlen = 0;
+    self->wns = 0;
+    self->wfrom = self->files.chunk_len;
     for (struct s_series *s = zhashx_first(self->series); s;
          s = zhashx_next(self->series))
         s_seal(self, s);
+    s_wbuf_flush(self);
+    self->wbuffer = false;
+    if (self->wcap > 4 * S_WBUF_MAX) { /* a huge chunk made it grow */
+        free(self->wbuf);
+        self->wbuf = NULL;
+        self->wcap = 0;
+    }
 }
 
 size_t
@@ -1683,6 +1759,12 @@ s_rewrite(agg_store_t *self, const char *kind, uint64_t gen, uint64_t *len)
     }
     free(path);
     return fd;
+}
+
+int64_t
+agg_store_seal_write_ns(const agg_store_t *self)
+{
+    return self->wns;
 }
 
 void

@@ -209,8 +209,11 @@ long long agg_store_delete(agg_store_t *self, const char *key, int64_t start,
 size_t agg_store_rollup_buckets(const agg_store_t *self, int tier);
 size_t agg_store_rollup_bytes(const agg_store_t *self);
 
-/* Seal every non-empty head (a checkpoint). */
+/* Seal every non-empty head (a checkpoint). The chunk records go to the
+ * file in writes of a MiB. */
 void agg_store_seal_all(agg_store_t *self);
+/* Nanoseconds the last agg_store_seal_all spent in write(2). */
+int64_t agg_store_seal_write_ns(const agg_store_t *self);
 /* After a failed write (every later one is refused): forget the failure
  * and write whole new generations of the chunk and rollup files from
  * memory at the next agg_store_sync, so nothing the failed writes cut

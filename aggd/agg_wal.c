@@ -534,6 +534,12 @@ agg_wal_rotate(agg_wal_t *self)
     return self->seg;
 }
 
+bool
+agg_wal_rotate_ready(const agg_wal_t *self)
+{
+    return self->nold < S_OLD_MAX;
+}
+
 uint64_t
 agg_wal_rotate_nowait(agg_wal_t *self)
 {

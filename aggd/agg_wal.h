@@ -84,6 +84,9 @@ uint64_t agg_wal_rotate(agg_wal_t *self);
  * Segments before the new one can be dropped once a checkpoint covers
  * them (aggd's checkpoint made durable on its thread). */
 uint64_t agg_wal_rotate_nowait(agg_wal_t *self);
+/* Would agg_wal_rotate_nowait not wait (fewer than the most segments are
+ * waiting for their fsync)? */
+bool agg_wal_rotate_ready(const agg_wal_t *self);
 /* Delete every segment numbered below seg. Returns 0 or -1 (logged). */
 int agg_wal_drop_before(agg_wal_t *self, uint64_t seg);
 

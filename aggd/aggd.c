@@ -599,20 +599,24 @@ s_on_ckpt_poll(zloop_t *loop, int timer_id, void *arg)
 static int
 s_ckpt_start(aggd_t *self)
 {
-    int64_t t0 = clock_mono_ns(), cpu0 = s_thread_cpu_ns(), cpu, t1, t2 = 0;
+    int64_t t0 = clock_mono_ns(), cpu0 = s_thread_cpu_ns(), cpu, t1, t2 = 0, cpu1;
     const char *pause = getenv("AGGD_TEST_CKPT_PAUSE_MS");
     struct s_ckjob *j;
 
     s_ckpt_reap(self, false);
     if (self->wal == NULL || self->wal_broken)
         return -1;
-    if (self->ckjob)
+    /* The WAL's fsyncs are several segments behind (a disk slower than
+     * the intake): a rotation now would wait for them on the loop; the
+     * next batch tries again. */
+    if (self->ckjob || !agg_wal_rotate_ready(self->wal))
         return 0;
     j = xcalloc(1, sizeof *j);
     j->ck.format = AGG_FORMAT_VERSION;
     j->t0 = t0;
     agg_store_seal_all(self->store);
     t1 = clock_mono_ns();
+    cpu1 = s_thread_cpu_ns();
     if (agg_store_sync_write(self->store, &j->ck.files, &j->cfd, &j->rfd) == -1 ||
         (t2 = clock_mono_ns(),
          j->ck.wal_seg = agg_wal_rotate_nowait(self->wal)) == UINT64_MAX) {
@@ -642,9 +646,11 @@ s_ckpt_start(aggd_t *self)
     j->loop_ns = clock_mono_ns() - t0;
     if ((cpu = (s_thread_cpu_ns() - cpu0) / 1000000) > self->ckpt_cpu_max_ms)
         self->ckpt_cpu_max_ms = cpu;
-    log_debug("aggd: checkpoint started: %lld ms on the loop (sealing %lld, "
-              "store files %lld, WAL %lld), %lld ms CPU",
-              (long long)(j->loop_ns / 1000000), (long long)((t1 - t0) / 1000000),
+    log_debug("aggd: checkpoint started: %lld ms on the loop (sealing %lld: "
+              "%lld CPU, %lld in write(2); store files %lld, WAL %lld), %lld "
+              "ms CPU", (long long)(j->loop_ns / 1000000),
+              (long long)((t1 - t0) / 1000000), (long long)((cpu1 - cpu0) / 1000000),
+              (long long)(agg_store_seal_write_ns(self->store) / 1000000),
               (long long)((t2 - t1) / 1000000),
               (long long)((t0 + j->loop_ns - t2) / 1000000), (long long)cpu);
     return 0;
