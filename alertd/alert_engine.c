@@ -477,9 +477,9 @@ alert_engine_reading(alert_engine_t *self, const char *key, int64_t ts,
 
 void
 alert_engine_anomaly(alert_engine_t *self, const char *key, int64_t ts,
-                     double value, double score)
+                     double value, double score, bool alarm)
 {
-    if (alert_series_add_anomaly(self->series, key, ts, score) == -1) {
+    if (alert_series_add_anomaly(self->series, key, ts, score, alarm) == -1) {
         self->st.rejected++;
         return;
     }
@@ -570,9 +570,9 @@ alert_engine_tick(alert_engine_t *self, int64_t now)
 
 void
 alert_engine_score(alert_engine_t *self, const char *key, int64_t ts,
-                   double score)
+                   double score, bool alarm)
 {
-    if (alert_series_add_anomaly(self->series, key, ts, score) == -1) {
+    if (alert_series_add_anomaly(self->series, key, ts, score, alarm) == -1) {
         self->st.rejected++;
         return;
     }
@@ -759,7 +759,7 @@ alert_engine_test(bool verbose)
     log.n = 0;
     alert_engine_reading(e, "temperature{device=s5}", 100 * S, 50);
     assert(log.n == 0);
-    alert_engine_anomaly(e, "temperature{device=s5}", 100 * S, 50, 0.95);
+    alert_engine_anomaly(e, "temperature{device=s5}", 100 * S, 50, 0.95, false);
     assert(log.n == 1);
     TEST_STREQ(log.lines[0], "odd temperature{device=s5} firing warning 100");
     alert_engine_reading(e, "temperature{device=s5}", 101 * S, 20);

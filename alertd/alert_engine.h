@@ -79,9 +79,10 @@ void alert_engine_set_rules(alert_engine_t *self, alert_rule_t **rules,
 /* Apply a reading and evaluate the rules that name its series. */
 void alert_engine_reading(alert_engine_t *self, const char *key, int64_t ts,
                           double value);
-/* Apply an anomaly score of the reading (key, ts, value) and evaluate. */
+/* Apply an anomaly score of the reading (key, ts, value), with its
+ * novelty alarm, and evaluate. */
 void alert_engine_anomaly(alert_engine_t *self, const char *key, int64_t ts,
-                          double value, double score);
+                          double value, double score, bool alarm);
 
 /* Evaluate the deadman rules (age(), nodata()) of every series they
  * match at time now, so a series that has gone silent raises its alert
@@ -93,7 +94,7 @@ void alert_engine_tick(alert_engine_t *self, int64_t now);
  * reading that follows is evaluated with it (alertd applies anomalyd's
  * scores before the readings they belong to). */
 void alert_engine_score(alert_engine_t *self, const char *key, int64_t ts,
-                        double score);
+                        double score, bool alarm);
 
 /* Keep anomalyd's latest forecast of series key for
  * time_to(x, T, forecast), without evaluating: the series' next reading

@@ -188,6 +188,7 @@ static const struct {
     {"rate", ALERT_FN_RATE},   {"delta", ALERT_FN_DELTA},
     {"anomaly", ALERT_FN_ANOMALY}, {"age", ALERT_FN_AGE},
     {"nodata", ALERT_FN_AGE},  {"time_to", ALERT_FN_TIME_TO},
+    {"alarm", ALERT_FN_ALARM},
 };
 
 /* --------------------------------------------------------------------- */
@@ -602,7 +603,8 @@ s_expect(struct s_parser *p, enum s_tok_kind kind, const char *what)
     return true;
 }
 
-/* FN "(" metric "," DURATION ")" or anomaly "(" metric ["," DURATION] ")" */
+/* FN "(" metric "," DURATION ")" or anomaly|alarm "(" metric ["," DURATION]
+ * ")" */
 static int
 s_parse_call(struct s_parser *p)
 {
@@ -625,7 +627,7 @@ s_parse_call(struct s_parser *p)
     if (fn == ALERT_FN_MAX_) {
         s_error(p, pos,
                 "unknown function '%s' (avg, min, max, sum, count, std, "
-                "rate, delta, pNN, anomaly, age, nodata, time_to)",
+                "rate, delta, pNN, anomaly, alarm, age, nodata, time_to)",
                 fname);
         return -1;
     }
@@ -665,7 +667,8 @@ s_parse_call(struct s_parser *p)
         }
         goto duration;
     }
-    if ((fn == ALERT_FN_ANOMALY && p->tok.kind == T_RP) ||
+    if (((fn == ALERT_FN_ANOMALY || fn == ALERT_FN_ALARM) &&
+         p->tok.kind == T_RP) ||
         (fn == ALERT_FN_AGE && !nodata)) {
         window = 0;
     } else {
@@ -1972,6 +1975,7 @@ s_test_value(void *arg, const char *key, enum alert_fn fn, int64_t window,
         case ALERT_FN_STD: return 2;
         case ALERT_FN_QUANTILE: return q * 100;
         case ALERT_FN_ANOMALY: return window ? 0.5 : 0.95;
+        case ALERT_FN_ALARM: return window ? 1 : 0;
         case ALERT_FN_AGE: return 90;
         default: return NAN;
         }
@@ -2086,6 +2090,10 @@ alert_rule_test(bool verbose)
     assert(s_test_eval("p999(temperature, 5m) > 99.8", s1) == ALERT_TRUE);
     assert(s_test_eval("anomaly(temperature) > 0.9", s1) == ALERT_TRUE);
     assert(s_test_eval("anomaly(temperature, 10m) > 0.9", s1) == ALERT_FALSE);
+    /* The novelty alarm: 1 over the window here, 0 for the latest. */
+    assert(s_test_eval("alarm(temperature, 1h) == 1", s1) == ALERT_TRUE);
+    assert(s_test_eval("alarm(temperature) == 1", s1) == ALERT_FALSE);
+    assert(s_test_eval("alarm(humidity) == 1", s1) == ALERT_UNKNOWN);
     /* Deadman: seconds since the latest reading. */
     assert(s_test_eval("nodata(temperature, 1m)", s1) == ALERT_TRUE);
     assert(s_test_eval("nodata(temperature, 2m)", s1) == ALERT_FALSE);
@@ -2285,6 +2293,9 @@ alert_rule_test(bool verbose)
                   "p95(api.latency{host=a-1}, 90s) > 250 clear when "
                   "anomaly(x) < 0.5 severity warning");
     s_test_format("a / (b / c) > 1e21", "a / (b / c) > 1e+21 severity warning");
+    s_test_format("alarm(x)==1 or alarm(y,600s)>0",
+                  "alarm(x) == 1 or alarm(y, 10m) > 0 severity warning");
+    s_test_bad("alarm(x, 5) > 0", 9, "window duration", verbose);
     s_test_format("nodata(x{d=1},300s)or age(y)>=2",
                   "nodata(x{d=1}, 5m) or age(y) >= 2 severity warning");
     r = alert_rule_new("t", "nodata(x, 5m)", &err);

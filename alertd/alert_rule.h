@@ -26,7 +26,8 @@
  *   unary     := "-" unary | primary
  *   primary   := NUMBER | DURATION | metric | "device." ATTR
  *              | FN "(" metric "," DURATION ")"
- *              | "anomaly" "(" metric ["," DURATION] ")" | "age" "(" metric ")"
+ *              | ("anomaly" | "alarm") "(" metric ["," DURATION] ")"
+ *              | "age" "(" metric ")"
  *              | "nodata" "(" metric "," DURATION ")"
  *              | "time_to" "(" metric "," ["-"] NUMBER
  *                          ["," (DURATION | "forecast")] ")"
@@ -109,6 +110,8 @@ enum alert_fn {
                           latest forecast event of anomalyd for the
                           series reaches q (same conventions; INFINITY
                           beyond its horizon, unknown without one) */
+    ALERT_FN_ALARM,    /* 1 when the latest anomaly event had anomalyd's
+                          novelty alarm, else 0; window: any event in it */
     ALERT_FN_MAX_
 };
 

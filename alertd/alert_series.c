@@ -33,6 +33,8 @@ struct s_run {
 struct s_series {
     struct s_run readings;  /* recent readings */
     struct s_run anomalies; /* recent anomaly scores */
+    struct s_run alarms;    /* recent anomaly events with the novelty
+                               alarm (value 1): rare */
     bool truncated;         /* the cap dropped points inside the retention */
     struct msg_forecast *fc; /* latest forecast event, or NULL */
 };
@@ -57,6 +59,7 @@ s_series_free(void **item)
     if (s) {
         free(s->readings.p);
         free(s->anomalies.p);
+        free(s->alarms.p);
         free(s->fc);
         free(s);
         *item = NULL;
@@ -213,7 +216,7 @@ alert_series_add(alert_series_t *self, const char *key, int64_t ts,
 
 int
 alert_series_add_anomaly(alert_series_t *self, const char *key, int64_t ts,
-                         double score)
+                         double score, bool alarm)
 {
     struct s_series *s = s_get(self, key, true);
     bool ignored = false;
@@ -221,6 +224,8 @@ alert_series_add_anomaly(alert_series_t *self, const char *key, int64_t ts,
     if (s == NULL)
         return -1;
     self->points += s_run_add(self, &s->anomalies, &ignored, ts, score);
+    if (alarm)
+        self->points += s_run_add(self, &s->alarms, &ignored, ts, 1);
     return 0;
 }
 
@@ -279,7 +284,8 @@ alert_series_remove(alert_series_t *self, const char *key)
     struct s_series *s = zhashx_lookup(self->series, key);
 
     if (s) {
-        self->points -= s_run_len(&s->readings) + s_run_len(&s->anomalies);
+        self->points -= s_run_len(&s->readings) + s_run_len(&s->anomalies) +
+                        s_run_len(&s->alarms);
         zhashx_delete(self->series, key);
     }
 }
@@ -363,7 +369,8 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
         return NAN;
     if (fn == ALERT_FN_FORECAST_TO)
         return s->fc ? s_forecast_to(s->fc, now, q) : NAN;
-    r = fn == ALERT_FN_ANOMALY ? &s->anomalies : &s->readings;
+    r = fn == ALERT_FN_ANOMALY || fn == ALERT_FN_ALARM ? &s->anomalies
+                                                      : &s->readings;
     /* The window (now - window, now]; points after now are not seen. */
     b = s_run_lower(r, now == INT64_MAX ? now : now + 1);
     if (now == INT64_MAX)
@@ -376,22 +383,33 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
             return NAN;
         return (double)(now - s->readings.p[rb - 1].ts) / CLOCK_NS_PER_S;
     }
-    if (fn == ALERT_FN_ANOMALY) {
+    if (fn == ALERT_FN_ANOMALY || fn == ALERT_FN_ALARM) {
         /* Anomaly events come only for anomalous readings: with readings
          * and no event the score is 0. Latest: the event of the latest
-         * reading at or before now. */
+         * reading at or before now. alarm(): 1 when that event (with a
+         * window: any event of the window) had the novelty alarm. */
         size_t rb = s_run_lower(&s->readings, now == INT64_MAX ? now : now + 1);
         if (now == INT64_MAX)
             rb = s->readings.end;
         bool have = rb > s->readings.start;
+        const struct s_run *al = &s->alarms;
         if (window == 0) {
-            if (!have)
-                return b > r->start ? r->p[b - 1].v : NAN;
-            int64_t last = s->readings.p[rb - 1].ts;
-            return b > r->start && r->p[b - 1].ts >= last ? r->p[b - 1].v : 0;
+            if (!have && b == r->start)
+                return NAN;
+            if (have && (b == r->start ||
+                         r->p[b - 1].ts < s->readings.p[rb - 1].ts))
+                return 0;
+            if (fn == ALERT_FN_ANOMALY)
+                return r->p[b - 1].v;
+            size_t k = s_run_lower(al, r->p[b - 1].ts);
+            return k < al->end && al->p[k].ts == r->p[b - 1].ts ? 1 : 0;
         }
         a = s_run_lower(r, s_sat_sub(now, window - 1));
         double m = have || b > a ? 0 : NAN;
+        if (fn == ALERT_FN_ALARM) {
+            size_t k = s_run_lower(al, s_sat_sub(now, window - 1));
+            return k < al->end && al->p[k].ts <= now ? 1 : m;
+        }
         for (size_t i = a; i < b; i++)
             if (r->p[i].v > m)
                 m = r->p[i].v;
@@ -534,7 +552,7 @@ alert_series_test(bool verbose)
      * latest reading has one, max over a window. */
     TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 0, 0, 110 * S), 0,
               0);
-    assert(alert_series_add_anomaly(st, "t", 110 * S, 0.97) == 0);
+    assert(alert_series_add_anomaly(st, "t", 110 * S, 0.97, false) == 0);
     TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 0, 0, 110 * S),
               0.97, 0);
     assert(alert_series_add(st, "t", 111 * S, 2) == 0);
@@ -576,6 +594,32 @@ alert_series_test(bool verbose)
                                  100 * S), 99900, 0);
     alert_series_destroy(&st);
     (void)verbose;
+    /* alarm(): unknown without data; 1 when the latest reading's event
+     * had the novelty alarm (whatever its score), 0 when it had none or
+     * the reading no event; with a window, 1 when any event in it had
+     * it. Removal gives its points back. */
+    st = alert_series_new(3600 * S, 100, 10);
+    assert(isnan(alert_series_value(st, "x", ALERT_FN_ALARM, 0, 0, 10 * S)));
+    assert(alert_series_add_anomaly(st, "x", 10 * S, 0.3, true) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 0, 0, 10 * S) == 1);
+    assert(isnan(alert_series_value(st, "x", ALERT_FN_ALARM, 0, 0, 9 * S)));
+    assert(alert_series_add(st, "x", 10 * S, 50) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 0, 0, 10 * S) == 1);
+    TEST_NEAR(alert_series_value(st, "x", ALERT_FN_ANOMALY, 0, 0, 10 * S), 0.3,
+              0);
+    assert(alert_series_add(st, "x", 11 * S, 51) == 0);
+    assert(alert_series_add_anomaly(st, "x", 11 * S, 0.9, false) == 0);
+    assert(alert_series_add(st, "x", 12 * S, 20) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 0, 0, 11 * S) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 0, 0, 12 * S) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 5 * S, 0, 12 * S) == 1);
+    assert(isnan(alert_series_value(st, "x", ALERT_FN_ALARM, 5 * S, 0, 9 * S)));
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 2 * S, 0, 12 * S) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 3 * S, 0, 12 * S) == 1);
+    assert(alert_series_points(st) == 6);
+    alert_series_remove(st, "x");
+    assert(alert_series_points(st) == 0);
+    alert_series_destroy(&st);
     /* time_to: a line rising 1 per minute from 60 reaches 90 in 30 min;
      * a falling one never does; on a flat series it is infinite. */
     alert_series_t *tt = alert_series_new(3600 * S, 1000, 10);

@@ -554,7 +554,7 @@ s_apply_readings(alertd_t *self, msg_batch_t *b, msg_batch_t *an)
     for (size_t i = 0; i < n; i++) {
         const struct msg_anomaly *a = msg_batch_anomaly(an, i);
         alert_engine_score(self->engine, msg_batch_str(an, a->key_off),
-                           a->ts, a->score);
+                           a->ts, a->score, a->alarm);
     }
     n = msg_batch_size(b);
     for (size_t i = 0; i < n; i++) {
@@ -573,7 +573,7 @@ s_apply_anomalies(alertd_t *self, msg_batch_t *an)
     for (size_t i = 0; i < n; i++) {
         const struct msg_anomaly *a = msg_batch_anomaly(an, i);
         alert_engine_anomaly(self->engine, msg_batch_str(an, a->key_off),
-                             a->ts, a->value, a->score);
+                             a->ts, a->value, a->score, a->alarm);
     }
 }
 
@@ -979,11 +979,13 @@ alertd_filter(alertd_t *self, FILE *in, FILE *out)
             json_decref(j);
             continue;
         }
-        /* anomalyd --stdout lines carry the score of every reading. */
+        /* anomalyd --stdout lines carry the score of every reading,
+         * and its novelty alarm. */
         score = json_object_get(j, "score");
         if (json_is_number(score) && isfinite(json_number_value(score)))
             alert_engine_score(self->engine, key, ts,
-                               json_number_value(score));
+                               json_number_value(score),
+                               json_is_true(json_object_get(j, "alarm")));
         json_decref(j);
         /* The stream's own time drives deadman rules in filter mode:
          * when time moves on, check who went silent just before this
@@ -1277,7 +1279,7 @@ alertd_test(bool verbose)
             snprintf(msg_batch_env(b)->producer, 64, "anomalyd.0");
             msg_batch_env(b)->seq = 21 + 2 * (uint64_t)k;
             msg_batch_add_anomaly(b, "temperature{device=s9}", (10 + k) * S,
-                                  50, 4.2, 0.95, "zscore");
+                                  50, 4.2, 0.95, "zscore", false);
             assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
             msg_batch_destroy(&b);
         }

@@ -29,6 +29,7 @@ struct s_kept {
     double z;           /* rolling z (NAN while learning) */
     double score;       /* normalised score */
     const char *method; /* static name */
+    bool alarm;         /* the novelty alarm */
 };
 
 /* Most addresses a series' prefetch covers (the default ensemble needs
@@ -152,7 +153,7 @@ static void
 s_keep(anomaly_store_t *self, struct anomaly_series *s, int64_t ts,
        double value, const struct anomaly_result *r)
 {
-    struct s_kept k = {ts, value, r->z, r->score, r->method};
+    struct s_kept k = {ts, value, r->z, r->score, r->method, r->alarm};
     if (s->n < self->keep) {
         if (s->n == s->cap) {
             s->cap = s->cap ? s->cap * 2 : 8;
@@ -222,7 +223,7 @@ anomaly_store_score(anomaly_store_t *self, const char *key, int64_t ts,
     anomaly_update(s->det, ts, value, out);
     anomaly_forecast_update(s->fc, ts, value);
     if ((isfinite(out->z) && fabs(out->z) >= ANOMALY_STORE_FLOOR_Z) ||
-        out->score >= ANOMALY_STORE_FLOOR_SCORE)
+        out->score >= ANOMALY_STORE_FLOOR_SCORE || out->alarm)
         s_keep(self, s, ts, value, out);
 }
 
@@ -365,6 +366,7 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
     size_t nf = 0, limit = ANOMALY_STORE_LIMIT_MAX;
     int64_t start = INT64_MIN, end = INT64_MAX;
     double thr = NAN, min_score = NAN;
+    bool alarm = false;
 
     if (!sel || !*sel)
         return s_bad(body, "series is required", "series");
@@ -380,8 +382,13 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
                          "min_score");
         min_score = json_number_value(v);
     }
-    /* Neither given: the configured z threshold (the seed's default). */
-    if (isnan(thr) && isnan(min_score))
+    if ((v = json_object_get(req, "alarm")) && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return s_bad(body, "alarm must be true or false", "alarm");
+        alarm = json_is_true(v);
+    }
+    /* None given: the configured z threshold (the seed's default). */
+    if (isnan(thr) && isnan(min_score) && !alarm)
         thr = self->conf.threshold;
     if ((v = json_object_get(req, "start")) && !json_is_null(v)) {
         if (!json_is_integer(v))
@@ -425,6 +432,8 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
                 continue;
             if (!isnan(min_score) && kp->score < min_score)
                 continue;
+            if (alarm && !kp->alarm)
+                continue;
             if (method && strcmp(method, kp->method) != 0)
                 continue;
             if (nh == caph) {
@@ -450,16 +459,18 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
         char tbuf[40];
         const struct s_kept *kp = hits[i].k;
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:o, s:o, s:o, s:s}", "series",
+            arr, json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:b}", "series",
                            hits[i].s->key, "timestamp",
                            clock_format(kp->ts, tbuf, sizeof tbuf), "value",
                            s_num(kp->value), "z", s_num(kp->z), "score",
-                           s_num(kp->score), "method", kp->method));
+                           s_num(kp->score), "method", kp->method, "alarm",
+                           kp->alarm));
     }
     free(hits);
-    *body = json_pack("{s:s, s:I, s:o, s:o, s:o}", "series", sel, "matched",
-                      (json_int_t)matched, "threshold", s_num(thr), "min_score",
-                      s_num(min_score), "anomalies", arr);
+    *body = json_pack("{s:s, s:I, s:o, s:o, s:b, s:o}", "series", sel,
+                      "matched", (json_int_t)matched, "threshold", s_num(thr),
+                      "min_score", s_num(min_score), "alarm", alarm,
+                      "anomalies", arr);
     return 200;
 }
 
@@ -598,6 +609,7 @@ anomaly_store_test(bool verbose)
     TEST_STREQ(json_string_value(json_object_get(h, "timestamp")),
                "2024-01-01T00:12:00.000Z");
     TEST_NEAR(json_number_value(json_object_get(h, "value")), 100, 0);
+    assert(json_is_false(json_object_get(h, "alarm"))); /* never zscore's */
     assert(json_integer_value(json_object_get(body, "matched")) == 1);
     json_decref(body);
     json_decref(req);
@@ -633,6 +645,16 @@ anomaly_store_test(bool verbose)
     req =
         json_pack("{s:s, s:s}", "series", "temp_sensor_001", "threshold", "x");
     assert(anomaly_store_query(st, req, &body) == 400);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s, s:i}", "series", "temp_sensor_001", "alarm", 1);
+    assert(anomaly_store_query(st, req, &body) == 400);
+    json_decref(body);
+    json_decref(req);
+    /* alarm=true keeps only alarms (zscore raises none). */
+    req = json_pack("{s:s, s:b}", "series", "temp_sensor_001", "alarm", 1);
+    assert(anomaly_store_query(st, req, &body) == 200);
+    assert(json_array_size(json_object_get(body, "anomalies")) == 0);
     json_decref(body);
     json_decref(req);
 

@@ -211,10 +211,11 @@ s_score(anomalyd_t *self, msg_batch_t *b, msg_batch_t *an, msg_batch_t *fb)
         const char *key = msg_batch_str(b, r->key_off);
         struct anomaly_result res;
         anomaly_store_score(self->store, key, r->ts, r->value, &res);
-        if (res.score >= self->min_score) {
+        /* An alarm is always an event, whatever its score. */
+        if (res.score >= self->min_score || res.alarm) {
             msg_batch_add_anomaly(an, key, r->ts, r->value,
                                   isfinite(res.z) ? res.z : 0, res.score,
-                                  res.method);
+                                  res.method, res.alarm);
             self->anomalies_out++;
         }
         if (self->conf->forecast_every > 0)
@@ -613,7 +614,7 @@ anomalyd_filter(anomalyd_t *self, FILE *in, FILE *out)
         }
         anomaly_store_score(self->store, r->key, r->ts, r->v, &res);
         self->readings_in++;
-        if (res.score >= self->min_score)
+        if (res.score >= self->min_score || res.alarm)
             self->anomalies_out++;
         s_print(self, out, r->key, r->ts, r->v, self->csv_out ? r->vtext : NULL,
                 &res);
@@ -695,7 +696,8 @@ s_test_conf(struct anomalyd_conf *c, const char *dir, double min_score)
 
 /* The same series scored through the pipeline (batches on the PULL
  * socket, anomalies received from the alertd socket) and through the
- * filter (CSV on a stream) gives the same anomalies, bit for bit. */
+ * filter (CSV on a stream) gives the same anomalies, bit for bit, and
+ * the same novelty alarms (an alarm is an event whatever its score). */
 static void
 s_test_same(const char *dir, bool verbose)
 {
@@ -716,7 +718,8 @@ s_test_same(const char *dir, bool verbose)
     snprintf(ep, sizeof ep, "ipc://%s/anomalyd.0.in", dir);
     zsock_t *aggd = zsock_new_push(ep);
     double pipe_ts[256], pipe_score[256];
-    size_t np = 0;
+    bool pipe_alarm[256];
+    size_t np = 0, pipe_nalarm = 0;
     for (size_t i = 0; i < k->n; i += 97) {
         msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
         for (size_t j = i; j < i + 97 && j < k->n; j++)
@@ -736,6 +739,8 @@ s_test_same(const char *dir, bool verbose)
             for (size_t j = 0; j < msg_batch_size(b) && np < 256; j++) {
                 const struct msg_anomaly *an = msg_batch_anomaly(b, j);
                 pipe_ts[np] = (double)an->ts;
+                pipe_alarm[np] = an->alarm;
+                pipe_nalarm += an->alarm;
                 pipe_score[np++] = an->score;
             }
             msg_batch_destroy(&b);
@@ -743,6 +748,17 @@ s_test_same(const char *dir, bool verbose)
     }
     zsock_destroy(&aggd);
     zsock_destroy(&alertd);
+    /* The query's alarm=true finds the pipeline's alarms, and only them,
+     * each with "alarm": true. */
+    json_t *req = json_pack("{s:s, s:b}", "series", S_CSV_SERIES, "alarm", 1),
+           *body;
+    assert(anomaly_store_query(a->store, req, &body) == 200);
+    json_t *hits = json_object_get(body, "anomalies");
+    assert(json_array_size(hits) == pipe_nalarm);
+    for (size_t i = 0; i < json_array_size(hits); i++)
+        assert(json_is_true(json_object_get(json_array_get(hits, i), "alarm")));
+    json_decref(body);
+    json_decref(req);
     anomalyd_destroy(&a);
 
     /* Filter: the same readings as CSV (epoch ms), gaps included, with
@@ -781,19 +797,22 @@ s_test_same(const char *dir, bool verbose)
          l = strtok_r(NULL, "\n", &save)) {
         char ts[40];
         double v, score;
+        bool alarm = l[strlen(l) - 1] == '1';
         if (sscanf(l, "%39[^,],%lf,%lf", ts, &v, &score) != 3 ||
-            score < c.min_score)
+            (score < c.min_score && !alarm))
             continue;
         int64_t t;
         assert(clock_parse_rfc3339(ts, &t) == 0);
         assert(nf < np);
         assert(pipe_ts[nf] == (double)t);
         TEST_NEAR(pipe_score[nf], score, 1e-15);
+        assert(pipe_alarm[nf] == alarm);
         nf++;
     }
     if (verbose)
-        printf("   pipeline and filter: %zu anomalies each\n", np);
-    assert(nf == np && np > 0);
+        printf("   pipeline and filter: %zu anomalies each, %zu alarm\n", np,
+               pipe_nalarm);
+    assert(nf == np && np > 0 && pipe_nalarm == nalarm);
     free(ibuf);
     free(obuf);
     anomalyd_destroy(&a);

@@ -29,23 +29,30 @@ s_route_ingest(apid_t *self, http_req_t *req, const char *form)
                       body, len));
 }
 
-/* ?exact=true|false (also 1|0) into q. Returns 0, or -1 after a 400. */
+/* ?NAME=true|false (also 1|0) into q. Returns 0, or -1 after a 400. */
 static int
-s_exact_arg(http_req_t *req, json_t *q)
+s_bool_arg(http_req_t *req, json_t *q, const char *name)
 {
-    const char *v = http_req_arg(req, "exact");
+    const char *v = http_req_arg(req, name);
+    char why[64];
 
     if (v == NULL)
         return 0;
     if (strcmp(v, "true") && strcmp(v, "1") && strcmp(v, "false") &&
         strcmp(v, "0")) {
-        http_req_reply_error(req, 400, "bad_request",
-                             "exact must be true or false", "exact");
+        snprintf(why, sizeof why, "%s must be true or false", name);
+        http_req_reply_error(req, 400, "bad_request", why, name);
         return -1;
     }
-    json_object_set_new(q, "exact", json_boolean(!strcmp(v, "true") ||
-                                                 !strcmp(v, "1")));
+    json_object_set_new(q, name, json_boolean(!strcmp(v, "true") ||
+                                              !strcmp(v, "1")));
     return 0;
+}
+
+static int
+s_exact_arg(http_req_t *req, json_t *q)
+{
+    return s_bool_arg(req, q, "exact");
 }
 
 json_t *
@@ -194,7 +201,8 @@ s_route_anomalies(apid_t *self, http_req_t *req, const char *series)
     }
     if ((v = http_req_arg(req, "method")))
         json_object_set_new(q, "method", json_string(v));
-    if (apid_limit_arg(req, q) || apid_range_args(req, q)) {
+    if (apid_limit_arg(req, q) || apid_range_args(req, q) ||
+        s_bool_arg(req, q, "alarm")) {
         json_decref(q);
         return;
     }

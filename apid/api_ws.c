@@ -777,6 +777,7 @@ s_item_json(msg_batch_t *b, size_t i, struct strbuf *o)
         s_buf_num(o, a->score);
         strbuf_cat(o, ",\"method\":");
         s_buf_str(o, msg_batch_str(b, a->method_off));
+        strbuf_cat(o, a->alarm ? ",\"alarm\":true" : ",\"alarm\":false");
     } else {
         const struct msg_alert *a = msg_batch_alert(b, i);
         strbuf_cat(o, "{\"rule\":");

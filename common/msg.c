@@ -207,7 +207,7 @@ msg_batch_split(const msg_batch_t *src, msg_batch_t **dst, unsigned n)
 void
 msg_batch_add_anomaly(msg_batch_t *self, const char *key, int64_t ts,
                       double value, double stat, double score,
-                      const char *method)
+                      const char *method, bool alarm)
 {
     assert(self->env.type == MSG_TYPE_ANOMALIES);
     uint32_t k = msg__str(self, key, strlen(key));
@@ -219,6 +219,7 @@ msg_batch_add_anomaly(msg_batch_t *self, const char *key, int64_t ts,
     a->stat = stat;
     a->score = score;
     a->method_off = m;
+    a->alarm = alarm;
 }
 
 void

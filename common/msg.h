@@ -63,10 +63,10 @@ unsigned msg_batch_series_lane(const msg_batch_t *self, uint32_t i,
 /* Split the readings of src by lane into dst[0..n) (each reset first,
  * envelopes kept): every series is hashed once, not every reading. */
 void msg_batch_split(const msg_batch_t *src, msg_batch_t **dst, unsigned n);
-/* Add an anomaly event (copies strings). */
+/* Add an anomaly event (copies strings); alarm: the novelty alarm. */
 void msg_batch_add_anomaly(msg_batch_t *self, const char *key, int64_t ts,
                            double value, double stat, double score,
-                           const char *method);
+                           const char *method, bool alarm);
 /* Add an alert event (copies strings). */
 void msg_batch_add_alert(msg_batch_t *self, const char *rule, const char *key,
                          const char *state, const char *severity, int64_t ts,

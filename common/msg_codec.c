@@ -99,13 +99,17 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     for (size_t i = 0; i < self->n; i++) {
         if (e->type == MSG_TYPE_ANOMALIES) {
             const struct msg_anomaly *a = msg_batch_anomaly(self, i);
-            msgpack_pack_array(&pk, 6);
+            msgpack_pack_array(&pk, 7);
             s_pack_str(&pk, msg_batch_str(self, a->key_off));
             msgpack_pack_int64(&pk, a->ts);
             msgpack_pack_double(&pk, a->value);
             msgpack_pack_double(&pk, a->stat);
             msgpack_pack_double(&pk, a->score);
             s_pack_str(&pk, msg_batch_str(self, a->method_off));
+            if (a->alarm)
+                msgpack_pack_true(&pk);
+            else
+                msgpack_pack_false(&pk);
         } else if (e->type == MSG_TYPE_ALERTS) {
             const struct msg_alert *a = msg_batch_alert(self, i);
             msgpack_pack_array(&pk, 6);
@@ -272,10 +276,13 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
         return MSG_OK;
     }
     case MSG_TYPE_ANOMALIES:
+        /* The 7th element, the novelty alarm, is optional: producers
+         * before it send 6. */
         if (it->via.array.size < 6 || !s_strobj(&f[0], &s[0], &sl[0]) ||
             !s_int(&f[1], &ts) || !s_num(&f[2], &d[0]) ||
             !s_num(&f[3], &d[1]) || !s_num(&f[4], &d[2]) ||
-            !s_strobj(&f[5], &s[1], &sl[1]))
+            !s_strobj(&f[5], &s[1], &sl[1]) ||
+            (it->via.array.size > 6 && f[6].type != MSGPACK_OBJECT_BOOLEAN))
             return MSG_ETYPE;
         {
             uint32_t k = msg__str(b, s[0], sl[0]);
@@ -287,6 +294,7 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
             a->stat = d[1];
             a->score = d[2];
             a->method_off = m;
+            a->alarm = it->via.array.size > 6 && f[6].via.boolean;
         }
         return MSG_OK;
     case MSG_TYPE_ALERTS:
@@ -865,13 +873,48 @@ msg_codec_test(bool verbose)
     s_test_decode_into();
 
     b = msg_batch_new(MSG_TYPE_ANOMALIES);
-    msg_batch_add_anomaly(b, "k", 5, 100, 7.5, 0.99, "zscore");
+    msg_batch_add_anomaly(b, "k", 5, 100, 7.5, 0.99, "zscore", false);
+    msg_batch_add_anomaly(b, "k", 6, 90, 0, 0.3, "ensemble", true);
     msg_batch_encode(b, &data, &len);
     assert(msg_batch_decode(data, len, &d) == MSG_OK);
     TEST_STREQ(msg_batch_str(d, msg_batch_anomaly(d, 0)->method_off), "zscore");
+    assert(!msg_batch_anomaly(d, 0)->alarm && msg_batch_anomaly(d, 1)->alarm);
+    assert(msg_batch_anomaly(d, 1)->ts == 6 && msg_batch_anomaly(d, 1)->score == 0.3);
     free(data);
     msg_batch_destroy(&d);
     msg_batch_destroy(&b);
+    /* An item of 6 elements (producers before the alarm) decodes with no
+     * alarm; a 7th element that is not a boolean refuses the batch. */
+    for (int form = 0; form < 4; form++) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        s_test_head(&pk, MSG_TYPE_ANOMALIES, 1);
+        msgpack_pack_array(&pk, form == 0 ? 6 : 7);
+        s_pack_str(&pk, "k");
+        msgpack_pack_int64(&pk, 5);
+        msgpack_pack_double(&pk, 100);
+        msgpack_pack_double(&pk, 7.5);
+        msgpack_pack_double(&pk, 0.99);
+        s_pack_str(&pk, "zscore");
+        if (form == 1)
+            msgpack_pack_true(&pk);
+        else if (form == 2)
+            msgpack_pack_int(&pk, 1);
+        else if (form == 3)
+            msgpack_pack_nil(&pk);
+        int rc = msg_batch_decode(sb.data, sb.size, &d);
+        if (form >= 2) {
+            assert(rc == MSG_ETYPE && d == NULL);
+        } else {
+            assert(rc == MSG_OK && msg_batch_size(d) == 1);
+            assert(msg_batch_anomaly(d, 0)->alarm == (form == 1));
+            assert(msg_batch_anomaly(d, 0)->score == 0.99);
+            msg_batch_destroy(&d);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
 
     b = msg_batch_new(MSG_TYPE_ALERTS);
     msg_batch_add_alert(b, "hot", "temperature", "firing", "warning", 1, 31);

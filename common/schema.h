@@ -21,6 +21,7 @@
 #ifndef SP_SCHEMA_H
 #define SP_SCHEMA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,8 @@ struct msg_anomaly {
     double stat;      /* the detector's own statistic (z for zscore) */
     double score;     /* normalised score in [0,1] */
     uint32_t method_off; /* detector name in the arena */
+    bool alarm;          /* anomalyd's novelty alarm (false from producers
+                            before it: their items have 6 elements) */
 };
 
 /* Points a forecast carries at most. */

@@ -148,6 +148,17 @@ def test():
         error(p, "/api/v1/forecast/an.a?points=5000", 400, "points")
         error(p, "/api/v1/forecast/an.a?threshold=hot", 400, "threshold")
         error(p, "/api/v1/forecast/an.none", 404, "an.none")
+        # Anomalies across both lanes say whether anomalyd's novelty alarm
+        # went off; 720 readings are within its warm-up, so ?alarm=true
+        # finds none.
+        st, _, an = p.http("GET", "/api/v1/anomalies/an.*?min_score=0")
+        check(st == 200 and all(a["alarm"] is False for a in an["anomalies"]),
+              "anomalies carry alarm false (%s %d)"
+              % (st, len(an.get("anomalies", []))))
+        st, _, an = p.http("GET", "/api/v1/anomalies/an.*?alarm=true")
+        check(st == 200 and an["anomalies"] == [],
+              "?alarm=true: no alarm during the warm-up (%s %s)" % (st, an))
+        error(p, "/api/v1/anomalies/an.a?alarm=maybe", 400, "alarm")
         st, _, _ = p.http("POST", "/api/v1/trend/an.a", {})
         check(st == 405, "POST on a trend is 405")
     finally:

@@ -137,6 +137,10 @@ def test():
                 anomalies.append(m)
         check(anomalies and anomalies[0]["items"][0]["score"] > 0,
               "the spike arrives as an anomaly with a score")
+        # 43 readings are within the ensemble's warm-up: no novelty alarm.
+        check(anomalies and anomalies[0]["items"][0].get("alarm") is False,
+              "an anomaly item carries the novelty alarm flag (false): %s"
+              % (anomalies and anomalies[0]["items"][0]))
 
         _, items = collect(dev, 2)
         check([i["value"] for i in items] == [1.0, 2.0] and
