@@ -154,7 +154,8 @@ def test():
         st, _, body = p.http("GET", "/api/v1/anomalies/machine.vib?min_score=0")
         check(st == 200 and body["anomalies"] and
               all(a["alarm"] is (a["value"] == 60) for a in body["anomalies"]),
-              "every anomaly says whether it alarmed: %s" % body)
+              "every anomaly of the %d says whether it alarmed"
+              % len(body.get("anomalies", [])))
         st, _, body = p.http("GET", "/api/v1/anomalies/machine.vib?alarm=yes")
         check(st == 400 and body["error"]["where"] == "alarm",
               "?alarm=yes: 400 naming it: %s" % body)
