@@ -22,15 +22,22 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* One remembered reading. */
+/* One remembered reading (40 bytes: the method by number, so the alarm
+ * fits in what was padding). */
 struct s_kept {
     int64_t ts;         /* reading time, ns */
     double value;       /* the reading */
     double z;           /* rolling z (NAN while learning) */
     double score;       /* normalised score */
-    const char *method; /* static name */
+    uint8_t method;     /* index into the store's methods[] */
     bool alarm;         /* the novelty alarm */
 };
+
+_Static_assert(sizeof(struct s_kept) == 40, "kept readings stay 40 bytes");
+
+/* Distinct detector names a store has kept readings of (zscore and the
+ * ensemble's members: far fewer). */
+#define S_METHODS 32
 
 /* Most addresses a series' prefetch covers (the default ensemble needs
  * 18). */
@@ -61,6 +68,8 @@ struct s_slot {
 struct anomaly_store {
     struct anomaly_conf conf; /* detector configuration */
     size_t keep;              /* ring capacity per series */
+    const char *methods[S_METHODS]; /* static names s_kept.method indexes */
+    unsigned nmethods;        /* used in methods */
     struct s_slot *slots;     /* open addressing, linear probing; series
                                  are never removed */
     size_t nslots;            /* power of two, at least twice nseries */
@@ -149,11 +158,28 @@ anomaly_store_destroy(anomaly_store_t **self_p)
     *self_p = NULL;
 }
 
+/* The number of static detector name m in self->methods, added when
+ * new. */
+static uint8_t
+s_method(anomaly_store_t *self, const char *m)
+{
+    unsigned i = 0;
+    while (i < self->nmethods && self->methods[i] != m &&
+           strcmp(self->methods[i], m) != 0)
+        i++;
+    if (i == self->nmethods) {
+        assert(i < S_METHODS);
+        self->methods[self->nmethods++] = m;
+    }
+    return (uint8_t)i;
+}
+
 static void
 s_keep(anomaly_store_t *self, struct anomaly_series *s, int64_t ts,
        double value, const struct anomaly_result *r)
 {
-    struct s_kept k = {ts, value, r->z, r->score, r->method, r->alarm};
+    struct s_kept k = {ts, value, r->z, r->score, s_method(self, r->method),
+                       r->alarm};
     if (s->n < self->keep) {
         if (s->n == s->cap) {
             s->cap = s->cap ? s->cap * 2 : 8;
@@ -434,7 +460,7 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
                 continue;
             if (alarm && !kp->alarm)
                 continue;
-            if (method && strcmp(method, kp->method) != 0)
+            if (method && strcmp(method, self->methods[kp->method]) != 0)
                 continue;
             if (nh == caph) {
                 caph = caph ? caph * 2 : 64;
@@ -463,7 +489,8 @@ anomaly_store_query(anomaly_store_t *self, const json_t *req, json_t **body)
                            hits[i].s->key, "timestamp",
                            clock_format(kp->ts, tbuf, sizeof tbuf), "value",
                            s_num(kp->value), "z", s_num(kp->z), "score",
-                           s_num(kp->score), "method", kp->method, "alarm",
+                           s_num(kp->score), "method",
+                           self->methods[kp->method], "alarm",
                            kp->alarm));
     }
     free(hits);
