@@ -694,32 +694,22 @@ s_test_conf(struct anomalyd_conf *c, const char *dir, double min_score)
     c->drain = CLOCK_NS_PER_S;
 }
 
-/* The same series scored through the pipeline (batches on the PULL
- * socket, anomalies received from the alertd socket) and through the
- * filter (CSV on a stream) gives the same anomalies, bit for bit, and
- * the same novelty alarms (an alarm is an event whatever its score). */
-static void
-s_test_same(const char *dir, bool verbose)
+/* Score case k through a's pipeline: batches of 97 readings on the PULL
+ * socket (gaps are not sent: ingestd rejects non-finite values), the
+ * anomaly events received on the alertd socket. Returns the events, the
+ * first cap of them in ts, score and alarm. */
+static size_t
+s_test_pipe(anomalyd_t *a, const char *dir, const struct anomaly_case *k,
+            double *ts, double *score, bool *alarm, size_t cap)
 {
     char ep[EP_MAX];
-    struct anomalyd_conf c;
-    s_test_conf(&c, dir, 0.2);
-    struct anomaly_case *k = anomaly_case_load("tests/cases/anomaly/gaps.csv");
-    assert(k);
-
-    /* Pipeline: batches of 97 readings (gaps are not sent: ingestd
-     * rejects non-finite values). */
-    anomalyd_t *a = anomalyd_new(&c);
-    assert(a);
+    size_t np = 0;
     snprintf(ep, sizeof ep, "ipc://%s/alertd.0.in", dir);
     zsock_t *alertd = zsock_new_pull(ep);
     zsock_set_rcvtimeo(alertd, 2000);
     zsock_set_rcvtimeo(a->pull, 2000);
     snprintf(ep, sizeof ep, "ipc://%s/anomalyd.0.in", dir);
     zsock_t *aggd = zsock_new_push(ep);
-    double pipe_ts[256], pipe_score[256];
-    bool pipe_alarm[256];
-    size_t np = 0, pipe_nalarm = 0;
     for (size_t i = 0; i < k->n; i += 97) {
         msg_batch_t *b = msg_batch_new(MSG_TYPE_READINGS);
         for (size_t j = i; j < i + 97 && j < k->n; j++)
@@ -736,18 +726,42 @@ s_test_same(const char *dir, bool verbose)
         if (a->anomalies_out > before) {
             assert(msg_batch_recv(zsock_resolve(alertd), &b) == MSG_OK);
             assert(msg_batch_type(b) == MSG_TYPE_ANOMALIES);
-            for (size_t j = 0; j < msg_batch_size(b) && np < 256; j++) {
+            for (size_t j = 0; j < msg_batch_size(b); j++, np++) {
                 const struct msg_anomaly *an = msg_batch_anomaly(b, j);
-                pipe_ts[np] = (double)an->ts;
-                pipe_alarm[np] = an->alarm;
-                pipe_nalarm += an->alarm;
-                pipe_score[np++] = an->score;
+                if (np < cap) {
+                    ts[np] = (double)an->ts;
+                    alarm[np] = an->alarm;
+                    score[np] = an->score;
+                }
             }
             msg_batch_destroy(&b);
         }
     }
     zsock_destroy(&aggd);
     zsock_destroy(&alertd);
+    return np;
+}
+
+/* The same series scored through the pipeline and through the filter
+ * (CSV on a stream) gives the same anomalies, bit for bit, and the same
+ * novelty alarms; an alarm is an event whatever its score. */
+static void
+s_test_same(const char *dir, bool verbose)
+{
+    struct anomalyd_conf c;
+    s_test_conf(&c, dir, 0.2);
+    struct anomaly_case *k = anomaly_case_load("tests/cases/anomaly/gaps.csv");
+    assert(k);
+
+    anomalyd_t *a = anomalyd_new(&c);
+    assert(a);
+    double pipe_ts[256], pipe_score[256];
+    bool pipe_alarm[256];
+    size_t np = s_test_pipe(a, dir, k, pipe_ts, pipe_score, pipe_alarm, 256),
+           pipe_nalarm = 0;
+    assert(np <= 256);
+    for (size_t i = 0; i < np; i++)
+        pipe_nalarm += pipe_alarm[i];
     /* The query's alarm=true finds the pipeline's alarms, and only them,
      * each with "alarm": true. */
     json_t *req = json_pack("{s:s, s:b}", "series", S_CSV_SERIES, "alarm", 1),
@@ -759,6 +773,21 @@ s_test_same(const char *dir, bool verbose)
         assert(json_is_true(json_object_get(json_array_get(hits, i), "alarm")));
     json_decref(body);
     json_decref(req);
+    anomalyd_destroy(&a);
+
+    /* With a live score no reading reaches, the events are the alarms. */
+    a = anomalyd_new(&c);
+    assert(a);
+    a->min_score = 2;
+    double al_ts[8], al_score[8];
+    bool al_alarm[8];
+    size_t nal = s_test_pipe(a, dir, k, al_ts, al_score, al_alarm, 8);
+    assert(nal == pipe_nalarm && nal > 0);
+    for (size_t i = 0, j = 0; i < nal; i++, j++) {
+        while (!pipe_alarm[j])
+            j++;
+        assert(al_alarm[i] && al_ts[i] == pipe_ts[j]);
+    }
     anomalyd_destroy(&a);
 
     /* Filter: the same readings as CSV (epoch ms), gaps included, with
