@@ -124,6 +124,7 @@ main(int argc, char **argv)
                        strutil_dtoa(a->stat, st, sizeof st),
                        strutil_dtoa(a->score, sc, sizeof sc));
                 s_str("method", msg_batch_str(b, a->method_off));
+                printf(",\"alarm\":%s", a->alarm ? "true" : "false");
             } else if (msg_batch_type(b) == MSG_TYPE_ALERTS) {
                 const struct msg_alert *a = msg_batch_alert(b, i);
                 series = msg_batch_str(b, a->key_off);

@@ -27,13 +27,18 @@ def test():
     with open(rules, "w") as f:
         f.write("high_temp: machine.temp > 30 for 1m severity critical\n")
     p = Platform(extra={"alertd": ["--rules", rules]}).start()
-    tap = None
+    tap = atap = None
     try:
         tap_out = os.path.join(tmp, "tap.out")
         tap = subprocess.Popen([binary("tap"),
                                 "ipc://%s/alertd.0.pub" % p.run],
                                stdout=open(tap_out, "w"),
                                stderr=subprocess.DEVNULL)
+        atap_out = os.path.join(tmp, "atap.out")
+        atap = subprocess.Popen([binary("tap"),
+                                 "ipc://%s/anomalyd.0.pub" % p.run],
+                                stdout=open(atap_out, "w"),
+                                stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # let the SUB connect (PUB drops until then)
         t0 = 1704067200
         # 10 normal, then 30 breaching (5 minutes), then 5 normal.
@@ -144,6 +149,14 @@ def test():
               "the alarm fires once and resolves: %d events" % len(ev))
         check("2024-01-01T02:55:00.000Z" in ev[0],
               "it fires at the spike (t=2000+8500 s)")
+        with open(atap_out) as f:
+            vib_ev = [l for l in f if '"series":"machine.vib"' in l and
+                      '"type":"anomaly"' in l]
+        alarms = [l for l in vib_ev if '"alarm":true' in l]
+        check(len(alarms) == 1 and '"value":60,' in alarms[0] and
+              all('"alarm":false' in l for l in vib_ev if l not in alarms),
+              "anomalyd's PUB: the one alarm among %d machine.vib anomaly "
+              "events: %s" % (len(vib_ev), alarms))
         st, _, body = p.http("GET", "/api/v1/anomalies/machine.vib?alarm=true")
         hits = body.get("anomalies", []) if st == 200 else []
         check(len(hits) == 1 and hits[0]["alarm"] is True and
@@ -160,9 +173,10 @@ def test():
         check(st == 400 and body["error"]["where"] == "alarm",
               "?alarm=yes: 400 naming it: %s" % body)
     finally:
-        if tap:
-            tap.terminate()
-            tap.wait()
+        for t in (tap, atap):
+            if t:
+                t.terminate()
+                t.wait()
         p.stop()
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
