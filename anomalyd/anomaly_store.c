@@ -164,9 +164,13 @@ static uint8_t
 s_method(anomaly_store_t *self, const char *m)
 {
     unsigned i = 0;
-    while (i < self->nmethods && self->methods[i] != m &&
-           strcmp(self->methods[i], m) != 0)
+    while (i < self->nmethods && self->methods[i] != m)
         i++;
+    if (i < self->nmethods)
+        return (uint8_t)i;
+    /* Another copy of a known name (string literals may not be merged). */
+    for (i = 0; i < self->nmethods && strcmp(self->methods[i], m); i++)
+        ;
     if (i == self->nmethods) {
         assert(i < S_METHODS);
         self->methods[self->nmethods++] = m;
