@@ -879,7 +879,8 @@ msg_codec_test(bool verbose)
     assert(msg_batch_decode(data, len, &d) == MSG_OK);
     TEST_STREQ(msg_batch_str(d, msg_batch_anomaly(d, 0)->method_off), "zscore");
     assert(!msg_batch_anomaly(d, 0)->alarm && msg_batch_anomaly(d, 1)->alarm);
-    assert(msg_batch_anomaly(d, 1)->ts == 6 && msg_batch_anomaly(d, 1)->score == 0.3);
+    assert(msg_batch_anomaly(d, 1)->ts == 6 &&
+           msg_batch_anomaly(d, 1)->score == 0.3);
     free(data);
     msg_batch_destroy(&d);
     msg_batch_destroy(&b);
