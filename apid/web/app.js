@@ -257,8 +257,11 @@
       }).catch(() => {});
     }
     function anomalyRow(a) {
-      return el("li", {},
+      // anomalyd's novelty alarm (a deviation beyond any the series had)
+      // gets a badge of its own: alertd's alarm(metric) fires on it.
+      return el("li", a.alarm ? { class: "alarm" } : {},
         el("span", { class: "badge critical" }, "score " + a.score.toFixed(2)),
+        a.alarm ? el("span", { class: "badge firing" }, "alarm") : "",
         el("span", {}, a.series + " = " + a.value + " (" + a.method + ")"),
         el("span", { class: "when" }, when(Date.parse(a.timestamp))));
     }
