@@ -4,9 +4,10 @@
  *
  * Group commit off the loop thread: one fdatasync covers every request
  * that arrived since the last one, and it runs on a common/fsyncer thread
- * while the loop parses the next requests. Positions are logical bytes
- * appended since open: a record is durable (and may be sent) once the
- * finished fsync's position reaches its end.
+ * while the loop parses the next requests; with ingest_spool_pipeline(2)
+ * a second thread starts one for what arrived while the first runs.
+ * Positions are logical bytes appended since open: a record is durable
+ * (and may be sent) once a finished fsync's position reaches its end.
  *
  * Memory: an index of the unconfirmed records is kept (where each one
  * is, ~56 bytes a record), and a copy of each record appended until it
@@ -84,8 +85,14 @@ struct ingest_spool {
     int fd;                 /* active segment, or -1 before first append */
     uint64_t written;       /* logical bytes appended since open */
     uint64_t durable;       /* logical bytes covered by a finished fsync */
-    bool busy;              /* an fsync is in flight on syncer */
-    zactor_t *syncer;       /* the fsync thread */
+    zactor_t *syncer[INGEST_SPOOL_SYNCERS]; /* the fsync threads */
+    int sfd[INGEST_SPOOL_SYNCERS]; /* each one's own open file of the active
+                                    * segment (a write error is reported to
+                                    * every open file, so to each fsync) */
+    bool busy[INGEST_SPOOL_SYNCERS]; /* an fsync is in flight there */
+    unsigned nbusy;         /* of them, how many */
+    unsigned inflight;      /* fsyncs in flight at most (1 or 2) */
+    uint64_t requested;     /* highest position an fsync was asked to cover */
     size_t segment_max;     /* roll threshold in bytes */
     size_t records, bytes;  /* unconfirmed totals */
     uint64_t rseg;          /* segment open for reading back, 0: none */
@@ -95,6 +102,9 @@ struct ingest_spool {
     unsigned long long unreadable; /* records that failed to read back */
     size_t mem;             /* bytes of record copies held (s_rec.mem) */
 };
+
+static int s_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
+                    const void *data, size_t len, void *own);
 
 /* A read-back buffer larger than this is freed after use, so one huge
  * batch does not pin its size for good. */
@@ -252,6 +262,19 @@ s_cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void
+s_close_active(ingest_spool_t *self)
+{
+    if (self->fd != -1)
+        close(self->fd);
+    self->fd = -1;
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++) {
+        if (self->sfd[i] != -1)
+            close(self->sfd[i]);
+        self->sfd[i] = -1;
+    }
+}
+
 static int
 s_open_active(ingest_spool_t *self)
 {
@@ -262,6 +285,12 @@ s_open_active(ingest_spool_t *self)
         log_warn("spool: create %s", path);
         return -1;
     }
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        if ((self->sfd[i] = open(path, O_WRONLY | O_CLOEXEC)) == -1) {
+            log_warn("spool: open %s", path);
+            s_close_active(self);
+            return -1;
+        }
     /* The new file's directory entry must survive a power loss too. */
     if (self->dirfd != -1)
         fsync(self->dirfd);
@@ -283,6 +312,9 @@ ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
     for (unsigned i = 0; i < lanes; i++)
         self->lanes[i].next_seq = 1;
     self->fd = -1;
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        self->sfd[i] = -1;
+    self->inflight = 1;
     self->dirfd = -1;
     self->rfd = -1;
     self->segment_max = segment_max;
@@ -323,7 +355,8 @@ ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
         ingest_spool_destroy(&self);
         return NULL;
     }
-    self->syncer = fsyncer_new();
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        self->syncer[i] = fsyncer_new();
     if (self->records)
         log_info("spool: recovered %zu unconfirmed batches (%zu bytes) from %s",
                  self->records, self->bytes, dir);
@@ -337,12 +370,11 @@ ingest_spool_destroy(ingest_spool_t **self_p)
 
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
-    if (self->syncer) {
+    if (self->syncer[0])
         ingest_spool_sync(self);
-        zactor_destroy(&self->syncer);
-    }
-    if (self->fd != -1)
-        close(self->fd);
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        zactor_destroy(&self->syncer[i]);
+    s_close_active(self);
     if (self->dirfd != -1)
         close(self->dirfd);
     if (self->rfd != -1)
@@ -371,23 +403,44 @@ int
 ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
                     const void *data, size_t len)
 {
+    return s_append(self, lane, seq, data, len, NULL);
+}
+
+int
+ingest_spool_append_take(ingest_spool_t *self, unsigned lane, uint64_t seq,
+                         void *data, size_t len)
+{
+    return s_append(self, lane, seq, data, len, data);
+}
+
+/* Append; own (when not NULL) is data, malloc'd, which the spool then
+ * keeps as the record's copy for its first send or frees. */
+static int
+s_append(ingest_spool_t *self, unsigned lane, uint64_t seq, const void *data,
+         size_t len, void *own)
+{
     struct s_seg *act = &self->segs[self->nsegs - 1];
     unsigned char hdr[SPOOL_HDR];
     uint32_t v[4] = {SPOOL_MAGIC, (uint32_t)len, lane, s_crc(lane, seq, data, len)};
     struct iovec iov[2];
     ssize_t n;
 
-    if (len > SPOOL_RECORD_MAX || lane >= self->nlanes)
+    if (len > SPOOL_RECORD_MAX || lane >= self->nlanes) {
+        free(own);
         return -1;
+    }
     if (act->size > 0 && act->size + SPOOL_HDR + len > self->segment_max) {
-        if (ingest_spool_sync(self) == -1)
+        if (ingest_spool_sync(self) == -1) {
+            free(own);
             return -1;
-        close(self->fd);
-        self->fd = -1;
+        }
+        s_close_active(self);
         act = s_seg_add(self, act->id + 1);
     }
-    if (self->fd == -1 && s_open_active(self) == -1)
+    if (self->fd == -1 && s_open_active(self) == -1) {
+        free(own);
         return -1;
+    }
     for (int i = 0; i < 4; i++) {
         hdr[i * 4] = (unsigned char)v[i];
         hdr[i * 4 + 1] = (unsigned char)(v[i] >> 8);
@@ -405,6 +458,7 @@ ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
         /* Leave no partial record behind. */
         if (ftruncate(self->fd, (off_t)act->size) == -1)
             log_warn("spool: truncate after a failed append");
+        free(own);
         return -1;
     }
     self->written += (uint64_t)n;
@@ -412,10 +466,17 @@ ingest_spool_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
     if (len > 0 && self->mem + len <= SPOOL_MEM_MAX) {
         struct s_lane *l = &self->lanes[lane];
         struct s_rec *r = &l->r[l->head + l->n - 1];
-        r->mem = xmalloc(len);
-        memcpy(r->mem, data, len);
+        if (own) {
+            /* Its slack back (glibc shrinks in place, no copy). */
+            r->mem = xrealloc(own, len);
+            own = NULL;
+        } else {
+            r->mem = xmalloc(len);
+            memcpy(r->mem, data, len);
+        }
         self->mem += len;
     }
+    free(own);
     act->size += (size_t)n;
     act->records++;
     return 0;
@@ -433,34 +494,65 @@ ingest_spool_durable(const ingest_spool_t *self)
     return self->durable;
 }
 
+void
+ingest_spool_pipeline(ingest_spool_t *self, unsigned n)
+{
+    self->inflight = n < 1 ? 1 : n > INGEST_SPOOL_SYNCERS ? INGEST_SPOOL_SYNCERS : n;
+}
+
 bool
 ingest_spool_sync_start(ingest_spool_t *self)
 {
-    if (self->busy || self->durable == self->written || self->syncer == NULL)
+    if (self->nbusy >= self->inflight || self->requested >= self->written ||
+        self->syncer[0] == NULL)
         return false;
-    fsyncer_start(self->syncer, self->fd, self->written);
-    self->busy = true;
-    return true;
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        if (!self->busy[i]) {
+            fsyncer_start(self->syncer[i], self->sfd[i], self->written);
+            self->busy[i] = true;
+            self->nbusy++;
+            self->requested = self->written;
+            return true;
+        }
+    return false;
 }
 
 bool
 ingest_spool_sync_busy(const ingest_spool_t *self)
 {
-    return self->busy;
+    return self->nbusy > 0;
 }
 
 zsock_t *
-ingest_spool_sock(ingest_spool_t *self)
+ingest_spool_sock(ingest_spool_t *self, unsigned i)
 {
-    return zactor_sock(self->syncer);
+    return zactor_sock(self->syncer[i]);
 }
 
-int
-ingest_spool_sync_done(ingest_spool_t *self, uint64_t *pos)
+/* The fsync thread whose socket is sock, or -1. */
+static int
+s_syncer_of(ingest_spool_t *self, zsock_t *sock)
 {
-    int err = fsyncer_done(self->syncer, pos);
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        if (self->syncer[i] && zactor_sock(self->syncer[i]) == sock)
+            return i;
+    return -1;
+}
 
-    self->busy = false;
+bool
+ingest_spool_sync_waits(ingest_spool_t *self, zsock_t *sock)
+{
+    int i = s_syncer_of(self, sock);
+    return i >= 0 && self->busy[i];
+}
+
+static int
+s_sync_done(ingest_spool_t *self, int i, uint64_t *pos)
+{
+    int err = fsyncer_done(self->syncer[i], pos);
+
+    self->busy[i] = false;
+    self->nbusy--;
     if (err != 0) {
         if (err == -1) {
             log_warnx("spool: the fsync thread did not answer");
@@ -468,19 +560,37 @@ ingest_spool_sync_done(ingest_spool_t *self, uint64_t *pos)
             errno = err;
             log_warn("spool: fdatasync");
         }
+        /* What it was to cover is asked for again by the next commit. */
+        self->requested = self->durable;
         return -1;
     }
+    /* Answers may come out of order: an fsync that started later covers
+     * everything written before it started, so the highest one counts. */
     if (*pos > self->durable)
         self->durable = *pos;
     return 0;
 }
 
 int
+ingest_spool_sync_done(ingest_spool_t *self, zsock_t *sock, uint64_t *pos)
+{
+    int i = s_syncer_of(self, sock);
+
+    if (i < 0 || !self->busy[i])
+        return -1;
+    return s_sync_done(self, i, pos);
+}
+
+int
 ingest_spool_sync(ingest_spool_t *self)
 {
     uint64_t pos;
+    int rc = 0;
 
-    if (self->busy && ingest_spool_sync_done(self, &pos) == -1)
+    for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        if (self->busy[i] && s_sync_done(self, i, &pos) == -1)
+            rc = -1;
+    if (rc == -1)
         return -1;
     if (self->durable == self->written)
         return 0;
@@ -488,7 +598,7 @@ ingest_spool_sync(ingest_spool_t *self)
         log_warn("spool: fdatasync");
         return -1;
     }
-    self->durable = self->written;
+    self->durable = self->requested = self->written;
     return 0;
 }
 
@@ -771,12 +881,68 @@ ingest_spool_test(bool verbose)
     assert(last == 0);
     assert(ingest_spool_sync_start(sp) && !ingest_spool_sync_start(sp));
     assert(ingest_spool_sync_busy(sp));
-    assert(ingest_spool_sync_done(sp, &pos) == 0 && pos == end);
+    assert(ingest_spool_sync_done(sp, ingest_spool_sock(sp, 0), &pos) == 0 && pos == end);
     assert(!ingest_spool_sync_busy(sp) && ingest_spool_durable(sp) == end);
     assert(!ingest_spool_sync_start(sp)); /* nothing new */
     ingest_spool_foreach(sp, 1, 0, UINT64_MAX, UINT64_MAX, s_count, &last);
     assert(last == 11);
     ingest_spool_confirm(sp, 1, 11);
+    /* A buffer handed over is the record's copy for its first send (the
+     * very bytes, not a copy of them) and the same on disk; one refused
+     * is freed (ASan reports a leak otherwise). */
+    char *own = xstrdup("batch");
+    assert(ingest_spool_append_take(sp, 1, 12, own, 5) == 0);
+    struct s_rec *kept = &sp->lanes[1].r[sp->lanes[1].head + sp->lanes[1].n - 1];
+    assert(kept->seq == 12 && kept->mem != NULL && sp->mem == 5);
+    assert(ingest_spool_append_take(sp, 7, 13, xstrdup("batch"), 5) == -1);
+    assert(ingest_spool_sync(sp) == 0);
+    seen.last = 0;
+    ingest_spool_foreach(sp, 1, 11, UINT64_MAX, UINT64_MAX, s_see, &seen);
+    assert(seen.last == 12 && seen.lost == 0 && sp->mem == 0);
+    ingest_spool_destroy(&sp);
+    sp = ingest_spool_open(dir, 2, 100);
+    seen.last = 0;
+    ingest_spool_foreach(sp, 1, 11, UINT64_MAX, UINT64_MAX, s_see, &seen);
+    assert(seen.last == 12 && seen.lost == 0); /* read back from disk */
+    ingest_spool_confirm(sp, 1, 12);
+    {
+        char dir2[1200];
+        snprintf(dir2, sizeof dir2, "%s/pipe", dir);
+        ingest_spool_t *sp2 = ingest_spool_open(dir2, 2, 1 << 20);
+        assert(sp2);
+        /* Two fsyncs in flight: the second covers what came during the
+         * first, the third waits; answers taken out of order, the later one
+         * counts and the earlier one does not take durable back. */
+        ingest_spool_pipeline(sp2, 2);
+        assert(s_append_batch(sp2, 1, 1) == 0);
+        uint64_t end1 = ingest_spool_written(sp2);
+        assert(ingest_spool_sync_start(sp2));
+        assert(!ingest_spool_sync_start(sp2)); /* nothing new */
+        assert(s_append_batch(sp2, 1, 2) == 0);
+        uint64_t end2 = ingest_spool_written(sp2);
+        assert(ingest_spool_sync_start(sp2));
+        assert(s_append_batch(sp2, 1, 3) == 0);
+        assert(!ingest_spool_sync_start(sp2)); /* two in flight */
+        assert(ingest_spool_sync_waits(sp2, ingest_spool_sock(sp2, 1)));
+        assert(ingest_spool_sync_done(sp2, ingest_spool_sock(sp2, 1), &pos) == 0);
+        assert(pos == end2 && ingest_spool_durable(sp2) == end2);
+        assert(!ingest_spool_sync_waits(sp2, ingest_spool_sock(sp2, 1)));
+        assert(ingest_spool_sync_done(sp2, ingest_spool_sock(sp2, 1), &pos) == -1);
+        assert(ingest_spool_sync_start(sp2)); /* for seq 3, on the free thread */
+        assert(ingest_spool_sync_done(sp2, ingest_spool_sock(sp2, 0), &pos) == 0);
+        assert(pos == end1 && ingest_spool_durable(sp2) == end2);
+        last = 0;
+        ingest_spool_foreach(sp2, 1, 0, UINT64_MAX, UINT64_MAX, s_count, &last);
+        assert(last == 2); /* 3 is not durable yet */
+        assert(ingest_spool_sync(sp2) == 0); /* waits for the one in flight */
+        assert(!ingest_spool_sync_busy(sp2));
+        ingest_spool_foreach(sp2, 1, 2, UINT64_MAX, UINT64_MAX, s_count, &last);
+        assert(last == 3);
+        ingest_spool_destroy(&sp2);
+        zdir_t *zd = zdir_new(dir2, NULL);
+        zdir_remove(zd, true);
+        zdir_destroy(&zd);
+    }
     ingest_spool_destroy(&sp);
     sp = ingest_spool_open(dir, 2, 100);
     assert(ingest_spool_next_seq(sp, 0) == 11);
@@ -828,6 +994,8 @@ ingest_spool_test(bool verbose)
     assert(seen0.last == 12 && seen0.lost == 1);
     assert(ingest_spool_unreadable(sp) == 1);
     ingest_spool_destroy(&sp);
-    zsys_dir_delete("%s", dir);
+    zdir_t *zd = zdir_new(dir, NULL); /* the segments left, then dir */
+    zdir_remove(zd, true);
+    zdir_destroy(&zd);
     TEST_OK("ingest_spool");
 }

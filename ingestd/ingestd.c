@@ -401,9 +401,10 @@ s_on_synced(zloop_t *loop, zsock_t *sock, void *arg)
     (void)loop;
     /* zloop polls once, then runs every ready handler: a blocking sync in
      * an earlier handler (a segment roll) may have taken this answer. */
-    if (!ingest_spool_sync_busy(self->spool) || !(zsock_events(sock) & ZMQ_POLLIN))
+    if (!ingest_spool_sync_waits(self->spool, sock) ||
+        !(zsock_events(sock) & ZMQ_POLLIN))
         return 0;
-    ok = ingest_spool_sync_done(self->spool, &pos) == 0;
+    ok = ingest_spool_sync_done(self->spool, sock, &pos) == 0;
     self->commits++;
     if (ok && self->mqspool)
         ingest_mqspool_durable(self->mqspool); /* saved by s_on_flush */
@@ -464,8 +465,8 @@ s_spool(ingestd_t *self, msg_batch_t *b)
         msg_batch_env(lb)->seq = ingest_spool_next_seq(self->spool, i);
         msg_batch_env(lb)->ts = clock_now_ns();
         msg_batch_encode(lb, &data, &len);
-        rc = ingest_spool_append(self->spool, i, msg_batch_env(lb)->seq, data, len);
-        free(data);
+        rc = ingest_spool_append_take(self->spool, i, msg_batch_env(lb)->seq,
+                                      data, len);
         if (rc == -1)
             return -1;
     }
@@ -1144,7 +1145,9 @@ ingestd_run(ingestd_t *self)
         return -1;
     zloop_reader(self->loop, self->router, s_on_query, self);
     zloop_reader(self->loop, self->confirm, s_on_confirm, self);
-    zloop_reader(self->loop, ingest_spool_sock(self->spool), s_on_synced, self);
+    for (unsigned i = 0; i < INGEST_SPOOL_SYNCERS; i++)
+        zloop_reader(self->loop, ingest_spool_sock(self->spool, i), s_on_synced,
+                     self);
     zloop_timer(self->loop, INGESTD_FLUSH_MS, 0, s_on_flush, self);
     s_flush(self); /* what a previous run left unconfirmed goes out again */
     self->mqtt_timer = -1;
@@ -1174,6 +1177,9 @@ ingestd_run(ingestd_t *self)
             return -1;
         }
     }
+    /* Two fsyncs in flight, unless the broker plugin's cursor follows
+     * each one (ingest_mqspool_syncing keeps one position). */
+    ingest_spool_pipeline(self->spool, self->mqspool ? 1 : 2);
     if (self->conf->port >= 0) {
         self->http = http_server_new_tls(self->loop, self->conf->listen,
                                          (int)self->conf->port,
@@ -1230,7 +1236,7 @@ s_test_commit(ingestd_t *d)
 {
     s_commit(d);
     if (ingest_spool_sync_busy(d->spool)) {
-        zsock_t *sock = ingest_spool_sock(d->spool);
+        zsock_t *sock = ingest_spool_sock(d->spool, 0);
         zmq_pollitem_t item = {zsock_resolve(sock), 0, ZMQ_POLLIN, 0};
         assert(zmq_poll(&item, 1, 5000) == 1);
         s_on_synced(d->loop, sock, d);
