@@ -26,8 +26,6 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -61,24 +59,6 @@ struct s_waiter {
     struct s_waiter *next;  /* list link */
 };
 
-/* A line-protocol body of the own HTTP port, parsed on the parser
- * thread while the loop receives, spools and acknowledges other
- * requests. The thread touches only the body, the batch, the report and
- * its own series cache; the loop does the quotas, the spool and the
- * answer when the job comes back. */
-struct s_job {
-    http_req_t *req;               /* the request (suspended meanwhile) */
-    char *inflated;                /* the body after gunzip (owned), or NULL */
-    const char *body;              /* the body to parse */
-    size_t len;                    /* its length */
-    int64_t prec;                  /* ns per timestamp unit */
-    int64_t now;                   /* time of readings without one */
-    char tenant[SERIES_NAME_MAX + 1];
-    msg_batch_t *b;                /* the readings (kept for reuse) */
-    struct ingest_report r;        /* the parse's report */
-    struct s_job *next;            /* free list link */
-};
-
 /* Send state of one lane. */
 struct s_lanestate {
     uint64_t sent;          /* highest seq handed to aggd */
@@ -110,10 +90,6 @@ struct ingestd {
     msg_batch_t *mqtt_one;           /* one message's readings (quotas) */
     msg_batch_t *parsed;             /* a request's readings (kept: no regrowth) */
     ingest_lp_cache_t *lpcache;      /* line-protocol series across requests */
-    zactor_t *parser;                /* parses line-protocol bodies of the own port */
-    ingest_lp_cache_t *plcache;      /* its series cache (only it touches it) */
-    struct s_job *jobs;              /* jobs free for reuse */
-    unsigned parsing;                /* jobs handed to the parser, not back yet */
     ingest_quota_t *quota;           /* per-tenant rate and series limits */
     apikey_t *keys;                  /* keys for the own port, or NULL */
     uint64_t over_quota;             /* readings refused by a tenant quota */
@@ -263,14 +239,6 @@ ingestd_destroy(ingestd_t **self_p)
     msg_batch_destroy(&self->mqtt_one);
     msg_batch_destroy(&self->parsed);
     ingest_lp_cache_destroy(&self->lpcache);
-    zactor_destroy(&self->parser);
-    ingest_lp_cache_destroy(&self->plcache);
-    while (self->jobs) {
-        struct s_job *j = self->jobs;
-        self->jobs = j->next;
-        msg_batch_destroy(&j->b);
-        free(j);
-    }
     ingest_spool_destroy(&self->spool);
     free(self->ls);
     for (int64_t i = 0; i < self->conf->lanes; i++) {
@@ -524,14 +492,22 @@ s_quota(ingestd_t *self, const char *tenant, const msg_batch_t *b,
     return -1;
 }
 
-/* The checks before a body is parsed: 0 to go on (*prec set), else the
- * status with *reply. */
+/* Parse and spool; the answer is due after the next commit when
+ * *durable_wait is set, else at once. */
 static int
-s_ingest_check(ingestd_t *self, const char *precision, int64_t *prec,
-               json_t **reply)
+s_ingest(ingestd_t *self, int form, const char *body, size_t len,
+         const char *precision, const char *tenant, json_t **reply,
+         bool *durable_wait)
 {
+    msg_batch_t *b;
+    struct ingest_report r;
+    int64_t prec = ingest_parse_precision(precision);
+    struct ingest_quota_refusal q;
+    int status;
+
+    *durable_wait = false;
     self->requests++;
-    if ((*prec = ingest_parse_precision(precision)) < 0) {
+    if (prec < 0) {
         *reply = rpc_error("bad_request",
                            "precision must be ns, u, ms, s, m or h", "precision");
         return 400;
@@ -550,24 +526,16 @@ s_ingest_check(ingestd_t *self, const char *precision, int64_t *prec,
     }
     if (ratelimit_release(&self->rl_full))
         log_info("ingestd: spool below its limit; accepting writes again");
-    return 0;
-}
-
-/* After the parse of a body into *bp with report r: the reply, the
- * quotas, the spool. The answer is due after the next commit when
- * *durable_wait is set, else at once. A huge body's batch is replaced
- * by an empty one (not kept for the next request). */
-static int
-s_ingest_done(ingestd_t *self, int form, const char *tenant, msg_batch_t **bp,
-              struct ingest_report *r, json_t **reply, bool *durable_wait)
-{
-    msg_batch_t *b = *bp;
-    struct ingest_quota_refusal q;
-    int status;
-
-    self->rejected += r->rejected;
-    status = ingest_parse_reply(form, r, reply);
-    ingest_parse_report_clear(r);
+    b = self->parsed;
+    msg_batch_reset(b);
+    if (form == INGEST_FORM_WRITE)
+        ingest_parse_lp(self->lpcache, body, len, clock_now_ns(), prec, tenant,
+                        b, &r);
+    else
+        ingest_parse(form, body, len, clock_now_ns(), prec, tenant, b, &r);
+    self->rejected += r.rejected;
+    status = ingest_parse_reply(form, &r, reply);
+    ingest_parse_report_clear(&r);
     if (msg_batch_size(b) > 0 && s_quota(self, tenant, b, &q)) {
         json_decref(*reply);
         *reply = rpc_error("quota_exceeded", q.message, q.where);
@@ -576,8 +544,9 @@ s_ingest_done(ingestd_t *self, int form, const char *tenant, msg_batch_t **bp,
         if (q.retry_after)
             json_object_set_new(json_object_get(*reply, "error"), "retry_after",
                                 json_integer(q.retry_after));
-        status = q.status;
-    } else if (msg_batch_size(b) > 0) {
+        return q.status;
+    }
+    if (msg_batch_size(b) > 0) {
         if (s_spool(self, b) == -1) {
             self->refused++;
             json_decref(*reply);
@@ -589,37 +558,12 @@ s_ingest_done(ingestd_t *self, int form, const char *tenant, msg_batch_t **bp,
             *durable_wait = true;
         }
     }
+    /* A huge body's batch is not kept for the next request. */
     if (msg_batch_size(b) > INGESTD_PARSED_KEEP) {
-        msg_batch_destroy(bp);
-        *bp = msg_batch_new(MSG_TYPE_READINGS);
+        msg_batch_destroy(&self->parsed);
+        self->parsed = msg_batch_new(MSG_TYPE_READINGS);
     }
     return status;
-}
-
-/* Parse and spool on the loop; the answer is due after the next commit
- * when *durable_wait is set, else at once. */
-static int
-s_ingest(ingestd_t *self, int form, const char *body, size_t len,
-         const char *precision, const char *tenant, json_t **reply,
-         bool *durable_wait)
-{
-    msg_batch_t *b;
-    struct ingest_report r;
-    int64_t prec;
-    int status;
-
-    *durable_wait = false;
-    if ((status = s_ingest_check(self, precision, &prec, reply)) != 0)
-        return status;
-    b = self->parsed;
-    msg_batch_reset(b);
-    if (form == INGEST_FORM_WRITE)
-        ingest_parse_lp(self->lpcache, body, len, clock_now_ns(), prec, tenant,
-                        b, &r);
-    else
-        ingest_parse(form, body, len, clock_now_ns(), prec, tenant, b, &r);
-    return s_ingest_done(self, form, tenant, &self->parsed, &r, reply,
-                         durable_wait);
 }
 
 static int
@@ -1012,119 +956,6 @@ s_own_port_tenant(ingestd_t *self, http_req_t *req, char *tenant, size_t len)
     return 0;
 }
 
-/* The parser thread: takes a job, parses its body with its own series
- * cache, hands the job back (zactor, as common/fsyncer). */
-static void
-s_parser(zsock_t *pipe, void *arg)
-{
-    ingest_lp_cache_t *cache = arg;
-    sigset_t all;
-
-    /* Never the thread a signal is delivered to. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    zsock_signal(pipe, 0);
-    for (;;) {
-        char *cmd = NULL;
-        void *p = NULL;
-        if (zsock_recv(pipe, "sp", &cmd, &p) == -1)
-            break;
-        bool term = cmd == NULL || strcmp(cmd, "$TERM") == 0;
-        zstr_free(&cmd);
-        if (term)
-            break;
-        struct s_job *job = p;
-        ingest_parse_lp(cache, job->body, job->len, job->now, job->prec,
-                        job->tenant, job->b, &job->r);
-        zsock_send(pipe, "p", job);
-    }
-}
-
-/* Answer an HTTP write: at once, or after the commit covering it. */
-static void
-s_http_answer(ingestd_t *self, http_req_t *req, int status, json_t *reply,
-              bool wait)
-{
-    if (wait) {
-        s_wait_commit(self, req, NULL, status, reply);
-        return;
-    }
-    if (status == 503)
-        http_req_add_header(req, "Retry-After", INGESTD_RETRY_AFTER);
-    if (status == 429) {
-        char ra[24];
-        snprintf(ra, sizeof ra, "%lld", (long long)json_integer_value(json_object_get(
-                                            json_object_get(reply, "error"), "retry_after")));
-        http_req_add_header(req, "Retry-After", ra);
-    }
-    if (status == 204) {
-        json_decref(reply);
-        http_req_reply(req, 204, "application/json", xstrdup(""), 0);
-        return;
-    }
-    http_req_reply_json(req, status, reply);
-}
-
-/* A job is back from the parser: spool it and answer (now or after the
- * commit), then keep the job for the next body. */
-static void
-s_parsed(ingestd_t *self, struct s_job *job)
-{
-    json_t *reply = NULL;
-    bool wait = false;
-    int status;
-
-    self->parsing--;
-    status = s_ingest_done(self, INGEST_FORM_WRITE, job->tenant, &job->b,
-                           &job->r, &reply, &wait);
-    s_http_answer(self, job->req, status, reply, wait);
-    xfree(&job->inflated);
-    job->req = NULL;
-    job->body = NULL;
-    job->next = self->jobs;
-    self->jobs = job;
-}
-
-static int
-s_on_parsed(zloop_t *loop, zsock_t *sock, void *arg)
-{
-    ingestd_t *self = arg;
-    void *p = NULL;
-
-    (void)loop;
-    if ((zsock_events(sock) & ZMQ_POLLIN) && zsock_recv(sock, "p", &p) == 0 && p)
-        s_parsed(self, p);
-    return 0;
-}
-
-/* Hand a line-protocol body to the parser (the request stays suspended
- * until s_parsed answers it). Takes inflated. */
-static void
-s_parse_later(ingestd_t *self, http_req_t *req, const char *body, size_t len,
-              char *inflated, int64_t prec, const char *tenant)
-{
-    struct s_job *job = self->jobs;
-
-    if (job)
-        self->jobs = job->next;
-    else {
-        job = xcalloc(1, sizeof *job);
-        job->b = msg_batch_new(MSG_TYPE_READINGS);
-    }
-    msg_batch_reset(job->b);
-    job->req = req;
-    job->inflated = inflated;
-    job->body = body;
-    job->len = len;
-    job->prec = prec;
-    job->now = clock_now_ns();
-    snprintf(job->tenant, sizeof job->tenant, "%s", tenant);
-    job->next = NULL;
-    http_req_suspend(req);
-    self->parsing++;
-    zsock_send(self->parser, "sp", "PARSE", job);
-}
-
 static void
 s_on_http(http_req_t *req, void *arg)
 {
@@ -1198,18 +1029,27 @@ s_on_http(http_req_t *req, void *arg)
         return;
     }
     /* InfluxDB 1 and 2 clients both send "precision". */
-    bool wait = false;
-    if (form == INGEST_FORM_WRITE && self->parser) {
-        int64_t p;
-        if ((status = s_ingest_check(self, prec, &p, &reply)) == 0) {
-            s_parse_later(self, req, body, len, inflated, p, tenant);
-            return;
-        }
-    } else {
-        status = s_ingest(self, form, body, len, prec, tenant, &reply, &wait);
-    }
+    bool wait;
+    status = s_ingest(self, form, body, len, prec, tenant, &reply, &wait);
     free(inflated);
-    s_http_answer(self, req, status, reply, wait);
+    if (wait) {
+        s_wait_commit(self, req, NULL, status, reply);
+        return;
+    }
+    if (status == 503)
+        http_req_add_header(req, "Retry-After", INGESTD_RETRY_AFTER);
+    if (status == 429) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%lld", (long long)json_integer_value(json_object_get(
+                                            json_object_get(reply, "error"), "retry_after")));
+        http_req_add_header(req, "Retry-After", ra);
+    }
+    if (status == 204) {
+        json_decref(reply);
+        http_req_reply(req, 204, "application/json", xstrdup(""), 0);
+        return;
+    }
+    http_req_reply_json(req, status, reply);
 }
 
 /* SIGHUP: re-read the file. Live from here on: body-max, spool-max,
@@ -1341,9 +1181,6 @@ ingestd_run(ingestd_t *self)
      * each one (ingest_mqspool_syncing keeps one position). */
     ingest_spool_pipeline(self->spool, self->mqspool ? 1 : 2);
     if (self->conf->port >= 0) {
-        self->plcache = ingest_lp_cache_new();
-        self->parser = zactor_new(s_parser, self->plcache);
-        zloop_reader(self->loop, zactor_sock(self->parser), s_on_parsed, self);
         self->http = http_server_new_tls(self->loop, self->conf->listen,
                                          (int)self->conf->port,
                                          (size_t)self->conf->body_max,
@@ -1364,14 +1201,6 @@ ingestd_run(ingestd_t *self)
     daemon_ready(summary);
     zloop_start(self->loop);
     ingest_mqtt_destroy(&self->mqtt); /* stop intake first */
-    /* Bodies still with the parser are spooled and answered as usual
-     * (the thread answers every job it is given). */
-    while (self->parsing > 0) {
-        void *p = NULL;
-        if (zsock_recv(self->parser, "p", &p) == -1 || p == NULL)
-            break;
-        s_parsed(self, p);
-    }
     if (self->mqtt_batch)
         s_on_mqtt_spool(self->loop, 0, self);
     /* Drain: acknowledge what is written, hand aggd what it can take
