@@ -1306,7 +1306,9 @@ ingestd_test(bool verbose)
     zsock_destroy(&conf_push);
     ingestd_destroy(&d);
     zsock_destroy(&pull);
-    zsys_dir_delete("%s", dir);
+    zdir_t *zd = zdir_new(dir, NULL); /* the spool and sockets, then dir */
+    zdir_remove(zd, true);
+    zdir_destroy(&zd);
     (void)verbose;
     TEST_OK("ingestd");
 }
