@@ -12,6 +12,7 @@
 #include "aggd/agg_query.h"
 #include "aggd/agg_stats.h"
 #include "common/clock.h"
+#include "common/dtoa.h"
 #include "common/mpjson.h"
 #include "common/rpc.h"
 #include "common/strbuf.h"
@@ -159,7 +160,7 @@ s_out_text(const struct s_out *o, struct strbuf *text)
         p = s_time_text(p + 14, o->ts[i], &day, date);
         memcpy(p, "\",\"value\":", 10);
         p += 10;
-        p = strutil_dtoa_end(o->val[i], p); /* "null" unless finite */
+        p = dtoa_end(o->val[i], p); /* "null" unless finite */
         memcpy(p, ",\"count\":", 9);
         p += 9;
         if (o->cnt[i] < 100) { /* the usual count of a bucket */
