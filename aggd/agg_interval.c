@@ -84,6 +84,20 @@ s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c, json_t *more)
     o->cnt[o->n++] = c;
 }
 
+/* Room for n buckets in all (a bounded aggregation knows how many it may
+ * add: growing by doubling copied the 5-minute answer's arrays about
+ * eight times). */
+static void
+s_out_reserve(struct s_out *o, size_t n)
+{
+    if (n <= o->cap || o->more)
+        return;
+    o->cap = n;
+    o->ts = xrealloc(o->ts, o->cap * sizeof *o->ts);
+    o->val = xrealloc(o->val, o->cap * sizeof *o->val);
+    o->cnt = xrealloc(o->cnt, o->cap * sizeof *o->cnt);
+}
+
 static void
 s_out_free(struct s_out *o)
 {
@@ -601,6 +615,7 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
                               "1,000,000 buckets)", "interval");
         return 400;
     }
+    s_out_reserve(o, nb);
     s_walk_init(&w, store, sp);
     /* For apid, other aggregations than percentiles carry each series'
      * summary of each interval, summed on its own and then in key order
