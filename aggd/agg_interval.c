@@ -61,9 +61,9 @@ struct s_out {
     size_t n, cap; /* used and allocated */
 };
 
-/* Add a bucket; more (owned, may be NULL) holds its fields for apid. */
-static void
-s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c, json_t *more)
+/* Grow o for one more bucket (see s_out_add). */
+static __attribute__((noinline)) void
+s_out_grow(struct s_out *o, json_t *more)
 {
     if (o->n == o->cap) {
         o->cap = o->cap ? o->cap * 2 : 256;
@@ -77,6 +77,15 @@ s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c, json_t *more)
     }
     if (more && o->more == NULL)
         o->more = xcalloc(o->cap, sizeof *o->more);
+}
+
+/* Add a bucket; more (owned, may be NULL) holds its fields for apid.
+ * Inline: the 5-minute answer adds 33,334 into reserved room. */
+static inline void
+s_out_add(struct s_out *o, int64_t ts, double v, uint64_t c, json_t *more)
+{
+    if (o->n == o->cap || (more && o->more == NULL))
+        s_out_grow(o, more);
     o->ts[o->n] = ts;
     o->val[o->n] = v;
     if (o->more)
@@ -166,7 +175,8 @@ s_out_text(const struct s_out *o, struct strbuf *text)
     strbuf_reserve(text, o->n * 80 + 2);
     strbuf_add(text, "[", 1);
     for (size_t i = 0; i < o->n; i++) {
-        strbuf_reserve(text, 160);
+        if (text->len + 161 > text->cap) /* rarely: 80 a bucket reserved */
+            strbuf_reserve(text, 160);
         p = buf = text->p + text->len;
         if (i)
             *p++ = ',';
@@ -636,7 +646,10 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
         if (i >= run.lo && i < run.hi) {
             m.m.count = run.count[i - run.lo];
             m.m.sum = run.sum[i - run.lo];
-            value = agg_interval_value(sp->fn, sp->pct, &m, NULL);
+            /* a mean as agg_interval_value divides, without the call */
+            value = sp->fn == AGG_FN_MEAN
+                        ? m.m.sum / (double)m.m.count
+                        : agg_interval_value(sp->fn, sp->pct, &m, NULL);
         } else if (sp->raw) {
             value = s_raw_value(store, sp, a, z, &m);
         } else {
