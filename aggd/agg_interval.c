@@ -130,27 +130,48 @@ s_two(char *p, unsigned v)
     memcpy(p, pairs + 2 * v, 2);
 }
 
-/* clock_format of ts at p (24 bytes, no NUL), reusing the date of the
- * previous call while the day is the same: *day and date[11] carry it
- * ("YYYY-MM-DDT"; *day INT64_MIN at first). Returns the end. */
-static char *
-s_time_text(char *p, int64_t ts, int64_t *day, char date[11])
+/* The first time stamp of a day for s_time_text: sets date, *day0 and
+ * *off and returns NULL, or, outside years 0..9999, writes ts in full at
+ * p and returns the end. Out of line: once a day. */
+static __attribute__((noinline)) char *
+s_time_day(char *p, int64_t ts, int64_t *day0, char date[11], uint64_t *off)
 {
+    char full[40];
     int64_t d = s_floor_div(ts, S_DAY);
-    uint32_t ms = (uint32_t)((ts - d * S_DAY) / CLOCK_NS_PER_MS);
-    uint32_t sec = ms / 1000, frac = ms % 1000;
 
-    if (d != *day) {
-        char full[40];
-        if (strlen(clock_format(ts, full, sizeof full)) != 24) {
-            *day = INT64_MIN; /* outside years 0..9999: never cached */
-            size_t n = strlen(full);
-            memcpy(p, full, n);
-            return p + n;
-        }
-        memcpy(date, full, 11);
-        *day = d;
+    if (strlen(clock_format(ts, full, sizeof full)) != 24) {
+        *day0 = INT64_MIN; /* never cached */
+        size_t n = strlen(full);
+        memcpy(p, full, n);
+        return p + n;
     }
+    memcpy(date, full, 11);
+    /* ts less the day's start, exact modulo 2^64 even where that start
+     * is below INT64_MIN (the first day of the range); that day is not
+     * cached */
+    *off = (uint64_t)ts - (uint64_t)d * (uint64_t)S_DAY;
+    *day0 = d >= INT64_MIN / S_DAY ? d * S_DAY : INT64_MIN;
+    return NULL;
+}
+
+/* clock_format of ts at p (24 bytes, no NUL), reusing the date of the
+ * previous call while the day is the same: *day0 (the start of that
+ * day, ns; INT64_MIN at first, never a day's start) and date[11]
+ * ("YYYY-MM-DDT") carry it. Returns the end. */
+static inline char *
+s_time_text(char *p, int64_t ts, int64_t *day0, char date[11])
+{
+    /* Within the cached day: no division by the day (ts >= *day0, so
+     * the unsigned difference is the true one). */
+    uint64_t off = (uint64_t)ts - (uint64_t)*day0;
+
+    if (*day0 == INT64_MIN || ts < *day0 || off >= (uint64_t)S_DAY) {
+        char *end = s_time_day(p, ts, day0, date, &off);
+        if (end)
+            return end;
+    }
+    uint32_t ms = (uint32_t)(off / CLOCK_NS_PER_MS);
+    uint32_t sec = ms / 1000, frac = ms % 1000;
     memcpy(p, date, 11);
     s_two(p + 11, sec / 3600);
     p[13] = ':';
@@ -169,7 +190,7 @@ static void
 s_out_text(const struct s_out *o, struct strbuf *text)
 {
     char *p, *buf, date[11];
-    int64_t day = INT64_MIN;
+    int64_t day0 = INT64_MIN;
 
     /* About 80 bytes a bucket, written in place (at most 160). */
     strbuf_reserve(text, o->n * 80 + 2);
@@ -181,16 +202,17 @@ s_out_text(const struct s_out *o, struct strbuf *text)
         if (i)
             *p++ = ',';
         memcpy(p, "{\"timestamp\":\"", 14);
-        p = s_time_text(p + 14, o->ts[i], &day, date);
+        p = s_time_text(p + 14, o->ts[i], &day0, date);
         memcpy(p, "\",\"value\":", 10);
         p += 10;
         p = dtoa_end(o->val[i], p); /* "null" unless finite */
         memcpy(p, ",\"count\":", 9);
         p += 9;
-        if (o->cnt[i] < 100) { /* the usual count of a bucket */
-            if (o->cnt[i] >= 10)
-                *p++ = (char)('0' + o->cnt[i] / 10);
-            *p++ = (char)('0' + o->cnt[i] % 10);
+        if (o->cnt[i] < 10) { /* the usual counts of a bucket */
+            *p++ = (char)('0' + o->cnt[i]);
+        } else if (o->cnt[i] < 100) {
+            s_two(p, (unsigned)o->cnt[i]);
+            p += 2;
         } else {
             p = strutil_utoa(o->cnt[i], p);
         }
@@ -1083,6 +1105,51 @@ s_test_run(void)
  * average of 5-minute buckets equals the mean over the 12 buckets ending
  * there. Bad tz and windows are 400s.
  */
+/* One time stamp of the text against clock_format. */
+static void
+s_test_time_one(int64_t ts, int64_t *day0, char date[11])
+{
+    char got[64], want[40];
+    char *end = s_time_text(got, ts, day0, date);
+
+    *end = '\0';
+    if (strcmp(got, clock_format(ts, want, sizeof want)) != 0) {
+        fprintf(stderr, "agg_interval: %lld: %s, want %s\n", (long long)ts,
+                got, want);
+        abort();
+    }
+}
+
+/* The time stamps of the text: both ends of the int64_t range and
+ * around 1970, each from no cached day and after the one before, then
+ * steps forward over day boundaries and jumps back and ahead. */
+static void
+s_test_time(void)
+{
+    static const int64_t at[] = {0, -1, 1, S_DAY - 1, S_DAY, -S_DAY,
+                                 -S_DAY - 1, 1711584000LL * CLOCK_NS_PER_S,
+                                 INT64_MAX, INT64_MIN, INT64_MIN + 1,
+                                 INT64_MIN / S_DAY * S_DAY, INT64_MAX - 1};
+    int64_t day0 = INT64_MIN, ts = -3 * S_DAY + 123456789;
+    char date[11];
+    uint64_t x = 3;
+
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+        int64_t none = INT64_MIN;
+        s_test_time_one(at[i], &none, date);
+        s_test_time_one(at[i], &day0, date);
+    }
+    day0 = INT64_MIN;
+    for (int i = 0; i < 20000; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (x % 16 == 0) /* a jump, back or ahead */
+            ts += (int64_t)(x >> 20) % (40 * S_DAY) - 20 * S_DAY;
+        else
+            ts += (int64_t)(x >> 40) * CLOCK_NS_PER_MS; /* up to 4.6 h */
+        s_test_time_one(ts, &day0, date);
+    }
+}
+
 void
 agg_interval_test(bool verbose)
 {
@@ -1092,6 +1159,7 @@ agg_interval_test(bool verbose)
     json_t *r, *x, *b;
     const char *tz0 = getenv("TZ");
 
+    s_test_time();
     for (int i = 0; i < 14 * 8640; i++)
         agg_store_put(st, "dst", t0 + i * 10 * s1, (i * 37 % 1000) / 10.0);
     r = s_test_ask(st, json_pack("{s:s, s:s, s:s, s:s, s:s}", "op", "aggregate",
