@@ -31,6 +31,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,18 @@
  * for all daemons at 2 and 4 connections, over the 150 MiB target) and
  * 2 MiB gave 141-145 MiB at the same throughput. */
 #define SPOOL_MEM_MAX (2u << 20)
+
+/* The next segment is written ahead, full of zeros and fdatasync'd, by a
+ * thread of its own (s_prep_run) while the active one fills; a rotation
+ * renames it into place. An append then overwrites blocks the file
+ * already has, so its fdatasync writes the data alone: no block
+ * allocation, no new file size, no journal commit (bench/ingest/fsync.c:
+ * p50 0.34-0.68 ms against 0.63-0.85 for an append). Recovery takes a
+ * header of zeros for the end of the records. PREP_TMP is renamed to
+ * PREP only once durable, so a PREP found at start-up is whole. */
+#define SPOOL_PREP "next.prep"
+#define SPOOL_PREP_TMP "prep.tmp"
+enum { PREP_IDLE, PREP_RUNNING, PREP_DONE };
 
 struct s_rec {
     uint64_t seq;  /* batch seq on its lane */
@@ -101,6 +116,12 @@ struct ingest_spool {
     size_t rcap;            /* bytes allocated there */
     unsigned long long unreadable; /* records that failed to read back */
     size_t mem;             /* bytes of record copies held (s_rec.mem) */
+    pthread_t prep;         /* s_prep_run, while prep_started */
+    bool prep_started;      /* not joined yet */
+    atomic_int prep_state;  /* PREP_*, set by the thread */
+    bool prep_ok;           /* the thread's answer: PREP is there */
+    bool prep_ready;        /* a whole PREP is there to take */
+    uint64_t prepared;      /* segments taken from PREP since open */
 };
 
 static int s_append(ingest_spool_t *self, unsigned lane, uint64_t seq,
@@ -139,6 +160,129 @@ s_seg_add(ingest_spool_t *self, uint64_t id)
 }
 
 /* Index a record until it is confirmed. */
+static void
+s_prep_path(const ingest_spool_t *self, const char *name, char *buf,
+            size_t len)
+{
+    snprintf(buf, len, "%s/%s", self->dir, name);
+}
+
+/* The thread writing PREP: segment_max bytes of zeros, fdatasync'd, then
+ * renamed from PREP_TMP. Reads only dir and segment_max. */
+static void *
+s_prep_run(void *arg)
+{
+    ingest_spool_t *self = arg;
+    static const unsigned char zero[1u << 16];
+    char tmp[1024], path[1024];
+    size_t left = self->segment_max;
+    bool ok = true;
+    sigset_t all;
+    int fd;
+
+    sigfillset(&all); /* signals are the loop's */
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    s_prep_path(self, SPOOL_PREP_TMP, tmp, sizeof tmp);
+    s_prep_path(self, SPOOL_PREP, path, sizeof path);
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)) == -1)
+        ok = false;
+    while (ok && left > 0) {
+        size_t n = left < sizeof zero ? left : sizeof zero;
+        ssize_t w = write(fd, zero, n);
+        if (w <= 0)
+            ok = false; /* ENOSPC, most likely: appends will do */
+        else
+            left -= (size_t)w;
+    }
+    if (ok && fdatasync(fd) == -1)
+        ok = false;
+    if (fd != -1)
+        close(fd);
+    if (ok && rename(tmp, path) == -1)
+        ok = false;
+    if (!ok)
+        unlink(tmp);
+    self->prep_ok = ok;
+    atomic_store(&self->prep_state, PREP_DONE);
+    return NULL;
+}
+
+/* Join a finished prep thread (or any, when wait). */
+static void
+s_prep_reap(ingest_spool_t *self, bool wait)
+{
+    if (!self->prep_started ||
+        (!wait && atomic_load(&self->prep_state) != PREP_DONE))
+        return;
+    pthread_join(self->prep, NULL);
+    self->prep_started = false;
+    self->prep_ready = self->prep_ok;
+    atomic_store(&self->prep_state, PREP_IDLE);
+}
+
+/* Start writing the next segment ahead, unless one is there or under way. */
+static void
+s_prep_start(ingest_spool_t *self)
+{
+    s_prep_reap(self, false);
+    if (self->prep_started || self->prep_ready)
+        return;
+    atomic_store(&self->prep_state, PREP_RUNNING);
+    self->prep_ok = false;
+    if (pthread_create(&self->prep, NULL, s_prep_run, self) != 0) {
+        atomic_store(&self->prep_state, PREP_IDLE);
+        return; /* appends will do */
+    }
+    self->prep_started = true;
+}
+
+/* Put PREP in place as path; false when none was ready (create it). */
+static bool
+s_prep_take(ingest_spool_t *self, const char *path)
+{
+    char prep[1024];
+
+    s_prep_reap(self, false);
+    if (!self->prep_ready)
+        return false;
+    self->prep_ready = false;
+    s_prep_path(self, SPOOL_PREP, prep, sizeof prep);
+    if (rename(prep, path) == -1) {
+        log_warn("spool: rename %s", prep);
+        unlink(prep);
+        return false;
+    }
+    self->prepared++;
+    return true;
+}
+
+/* Is a whole PREP there from an earlier run? (PREP_TMP is not.) */
+static void
+s_prep_find(ingest_spool_t *self)
+{
+    char path[1024];
+    struct stat st;
+
+    s_prep_path(self, SPOOL_PREP_TMP, path, sizeof path);
+    unlink(path);
+    s_prep_path(self, SPOOL_PREP, path, sizeof path);
+    if (stat(path, &st) == 0) {
+        if ((size_t)st.st_size == self->segment_max)
+            self->prep_ready = true;
+        else
+            unlink(path); /* written for another --segment */
+    }
+}
+
+static bool
+s_zeros(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
 static void
 s_push(ingest_spool_t *self, unsigned lane, uint64_t seq, uint64_t seg,
        uint64_t off, size_t len)
@@ -218,8 +362,8 @@ s_recover(ingest_spool_t *self, uint64_t id)
         uint32_t magic, len, lane, crc;
         uint64_t seq;
         const char *why = NULL;
-        if (got == 0)
-            break;
+        if (got == 0 || s_zeros(hdr, got))
+            break; /* the end, or where a segment written ahead has none */
         magic = s_le32(hdr);
         len = s_le32(hdr + 4);
         lane = s_le32(hdr + 8);
@@ -280,7 +424,10 @@ s_open_active(ingest_spool_t *self)
 {
     char path[1024];
     s_path(self, self->segs[self->nsegs - 1].id, path, sizeof path);
-    self->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    s_prep_take(self, path);
+    /* No O_APPEND: records go at the segment's size (pwritev), inside a
+     * segment written ahead or at its end. */
+    self->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
     if (self->fd == -1) {
         log_warn("spool: create %s", path);
         return -1;
@@ -294,6 +441,7 @@ s_open_active(ingest_spool_t *self)
     /* The new file's directory entry must survive a power loss too. */
     if (self->dirfd != -1)
         fsync(self->dirfd);
+    s_prep_start(self);
     return 0;
 }
 
@@ -348,6 +496,7 @@ ingest_spool_open(const char *dir, unsigned lanes, size_t segment_max)
     s_seg_add(self, nids ? ids[nids - 1] + 1 : 1);
     free(ids);
     self->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    s_prep_find(self);
     /* Create the file now, not on the first write: the new directory
      * entry's fsync (and the journal commit it waits for) then happens
      * before any client waits on it. */
@@ -375,6 +524,7 @@ ingest_spool_destroy(ingest_spool_t **self_p)
     for (int i = 0; i < INGEST_SPOOL_SYNCERS; i++)
         zactor_destroy(&self->syncer[i]);
     s_close_active(self);
+    s_prep_reap(self, true);
     if (self->dirfd != -1)
         close(self->dirfd);
     if (self->rfd != -1)
@@ -452,7 +602,7 @@ s_append(ingest_spool_t *self, unsigned lane, uint64_t seq, const void *data,
     iov[0].iov_len = SPOOL_HDR;
     iov[1].iov_base = (void *)data;
     iov[1].iov_len = len;
-    n = writev(self->fd, iov, 2);
+    n = pwritev(self->fd, iov, 2, (off_t)act->size);
     if (n != (ssize_t)(SPOOL_HDR + len)) {
         log_warn("spool: append to segment %" PRIu64 " failed", act->id);
         /* Leave no partial record behind. */
@@ -950,12 +1100,21 @@ ingest_spool_test(bool verbose)
     assert(s_append_batch(sp, 0, 11) == 0);
     assert(s_append_batch(sp, 0, 12) == 0);
     ingest_spool_sync(sp);
-    size_t nsegs = sp->nsegs;
+    size_t nsegs = sp->nsegs, tail = sp->segs[nsegs - 1].size;
     s_path(sp, sp->segs[nsegs - 1].id, path, sizeof path);
     ingest_spool_destroy(&sp);
     struct stat st;
-    assert(stat(path, &st) == 0);
-    assert(truncate(path, st.st_size - 3) == 0);
+    {
+        /* The last record's last bytes never reached the disk: zeros in
+         * a segment written ahead, nothing at all in one appended to. */
+        int fd = open(path, O_WRONLY);
+        assert(fd != -1 && stat(path, &st) == 0);
+        if ((size_t)st.st_size > tail)
+            assert(pwrite(fd, "\0\0\0", 3, (off_t)tail - 3) == 3);
+        else
+            assert(ftruncate(fd, (off_t)tail - 3) == 0);
+        close(fd);
+    }
     int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
     if (!verbose)
         dup2(devnull, 2);
@@ -993,6 +1152,36 @@ ingest_spool_test(bool verbose)
     close(devnull);
     assert(seen0.last == 12 && seen0.lost == 1);
     assert(ingest_spool_unreadable(sp) == 1);
+    ingest_spool_destroy(&sp);
+
+    /* Segments written ahead: once the thread has written one (polled,
+     * 10 s at most), the next roll takes it, at the full size, and the
+     * records go inside it; a reopen reads them back up to the zeros,
+     * cutting nothing, and takes the next one written ahead from disk. */
+    sp = ingest_spool_open(dir, 2, 100);
+    for (int i = 0; i < 1000 && !sp->prep_ready; i++) {
+        s_prep_reap(sp, false);
+        usleep(10000);
+    }
+    assert(sp->prep_ready);
+    uint64_t taken = sp->prepared;
+    for (uint64_t q = 13; q < 17; q++)
+        assert(s_append_batch(sp, 0, q) == 0); /* 4 x 29 bytes: a roll */
+    assert(ingest_spool_sync(sp) == 0 && sp->prepared == taken + 1);
+    tail = sp->segs[sp->nsegs - 1].size;
+    assert(tail > 0 && tail < 100);
+    s_path(sp, sp->segs[sp->nsegs - 1].id, path, sizeof path);
+    assert(stat(path, &st) == 0 && st.st_size == 100);
+    size_t before = ingest_spool_records(sp);
+    ingest_spool_destroy(&sp);
+    sp = ingest_spool_open(dir, 2, 100);
+    assert(sp && ingest_spool_records(sp) == before);
+    assert(ingest_spool_next_seq(sp, 0) == 17);
+    assert(stat(path, &st) == 0 && st.st_size == 100);
+    seen0.last = 0;
+    seen0.lost = 0;
+    ingest_spool_foreach(sp, 0, 12, UINT64_MAX, UINT64_MAX, s_see, &seen0);
+    assert(seen0.last == 16 && seen0.lost == 0);
     ingest_spool_destroy(&sp);
     zdir_t *zd = zdir_new(dir, NULL); /* the segments left, then dir */
     zdir_remove(zd, true);
