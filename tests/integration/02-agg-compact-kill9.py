@@ -16,10 +16,8 @@ plays ingestd (tests/lib/fakeingest.py): it resends from the confirmed
 seq after each restart, with some overlap, as ingestd does.
 """
 import glob
-import math
 import os
 import signal
-import struct
 import sys
 import time
 
@@ -27,8 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import Failure, Platform, check, main  # noqa: E402
 
 try:
-    import msgpack
-    from fakeingest import restart, run  # noqa: E402
+    from fakeingest import Points, restart, run, status  # noqa: E402
 except ImportError:
     print("python3-zmq and python3-msgpack are needed (tools/install-deps.sh)")
     sys.exit(77)
@@ -38,78 +35,8 @@ PER_BATCH = 1200  # 100 points a series a batch
 T0 = 1704067200 * 10**9
 
 
-def value(n):
-    """Point n's value: 2-decimal (scaled integer coding) for even
-    series, full doubles (XOR coding) for odd ones."""
-    s = n % SERIES
-    if s % 2 == 0:
-        return round(20.0 + (n % 997) / 100.0 - s, 2)
-    return math.sin(n) * 1e3 + 1.0 / (n + 3)
+P = Points("cmp", SERIES, PER_BATCH, T0)
 
-
-def batch(seq):
-    items = []
-    for i in range(PER_BATCH):
-        n = (seq - 1) * PER_BATCH + i
-        items.append(["cmp.s%02d" % (n % SERIES), T0 + n * 10**9, value(n)])
-    return [b"readings", msgpack.packb({
-        "type": 1, "v": 1, "producer": "ingestd.9", "lane": 0, "seq": seq,
-        "ts": time.time_ns(), "items": items})]
-
-
-def bits(x):
-    return struct.pack("<d", x)
-
-
-def stored(f):
-    """{(series, ts): value bits} of every stored point, asserting that
-    no (series, ts) appears twice."""
-    st, body = f.query({"op": "values", "series": "cmp.*", "max": 10**7},
-                       timeout_ms=60000)
-    if st == 404:
-        return {}
-    if st != 200:
-        raise Failure("values answers %s %s" % (st, str(body)[:300]))
-    pts = {}
-    for s in body["series"]:
-        if len(s["ts"]) != len(s["v"]):
-            raise Failure("ts and v of %s differ in length" % s["series"])
-        for t, v in zip(s["ts"], s["v"]):
-            if (s["series"], t) in pts:
-                raise Failure("%s at %d stored twice" % (s["series"], t))
-            pts[(s["series"], t)] = bits(v)
-    return pts
-
-
-def verify(f, upto, exact, what):
-    """Every point of batches 1..upto is stored once, bit-identical;
-    when exact, nothing else is stored (else only whole later batches)."""
-    pts = stored(f)
-    for n in range(upto * PER_BATCH):
-        key = ("cmp.s%02d" % (n % SERIES), T0 + n * 10**9)
-        got = pts.get(key)
-        if got is None:
-            raise Failure("%s: point %d (%s) of a confirmed batch is lost"
-                          % (what, n, key))
-        if got != bits(value(n)):
-            raise Failure("%s: point %d reads %r, wrote %r" % (
-                what, n, struct.unpack("<d", got)[0], value(n)))
-    extra = len(pts) - upto * PER_BATCH
-    if exact:
-        check(extra == 0, "%s: %d points beyond the %d batches"
-              % (what, extra, upto))
-    else:
-        check(extra >= 0 and extra % PER_BATCH == 0,
-              "%s: %d points beyond the confirmed, whole batches only"
-              % (what, extra))
-    return len(pts)
-
-
-def status(f):
-    st, body = f.query({"op": "status"})
-    if st != 200:
-        raise Failure("status answers %s %s" % (st, body))
-    return body
 
 
 def files(data):
@@ -141,7 +68,7 @@ def _test(p, f, data):
         nonlocal seq
         for _ in range(limit):
             seq += 1
-            f.push.send_multipart(batch(seq))
+            f.push.send_multipart(P.batch(seq))
             if seq % 5 == 0:
                 f.drain(0)
                 if cond():
@@ -161,13 +88,13 @@ def _test(p, f, data):
         after = f.wait_confirmed(1)
         check(after >= before, "%s: confirmed %d after the restart, %d before"
               % (what, after, before))
-        n = verify(f, before, False, "after kill -9 " + what)
+        n = P.verify(f, before, False, "after kill -9 " + what)
         # ingestd resends from the confirmed seq, with an overlap.
         for s in range(max(1, after - 10), seq + 1):
-            f.push.send_multipart(batch(s))
+            f.push.send_multipart(P.batch(s))
         f.wait_confirmed(seq, timeout=60)
         confirmed_total = seq
-        verify(f, seq, True, "after the resend, " + what)
+        P.verify(f, seq, True, "after the resend, " + what)
         print("%s: %d confirmed before, %d points after the restart, %d "
               "batches in all, none lost or doubled" % (what, before, n, seq))
 
@@ -196,7 +123,7 @@ def _test(p, f, data):
     while p.log("aggd").count("on the loop") == switched:
         if time.time() > deadline:
             raise Failure("no switch-over: %s" % p.log("aggd")[-2000:])
-        f.push.send_multipart(batch(seq + 1))  # checkpoints switch over
+        f.push.send_multipart(P.batch(seq + 1))  # checkpoints switch over
         seq += 1
         time.sleep(0.05)
     time.sleep(0.2)
@@ -208,7 +135,7 @@ def _test(p, f, data):
     push_until(compacting, "third compaction")
     for _ in range(10):
         seq += 1
-        f.push.send_multipart(batch(seq))
+        f.push.send_multipart(P.batch(seq))
     kill_restart("under load during a compaction")
 
     # No orphans: after a checkpoint with no compaction running, only the
@@ -223,7 +150,7 @@ def _test(p, f, data):
         if time.time() > deadline:
             raise Failure("orphan files stay: %s" % left)
         seq += 1  # a few more batches make checkpoints (and cleanups)
-        f.push.send_multipart(batch(seq))
+        f.push.send_multipart(P.batch(seq))
         f.wait_confirmed(seq, timeout=60)
         time.sleep(0.2)
     logs = "".join(open(x, errors="replace").read() for x in
@@ -238,7 +165,7 @@ def _test(p, f, data):
           "after a clean stop: %s" % left)
     f.drain(200)
     restart(p)
-    verify(f, seq, True, "after a clean restart")
+    P.verify(f, seq, True, "after a clean restart")
     print("compactions under kill -9: %d batches, %d points, files %s" % (
         seq, seq * PER_BATCH, left))
 

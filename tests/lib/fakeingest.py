@@ -1,6 +1,7 @@
 """The ingestd side of aggd, for tests that drive aggd alone: a PUSH into
 aggd's PULL, the PULL that aggd sends confirmations to, and a DEALER for
 queries (msgpack rpc, docs/PROTOCOL.md)."""
+import math
 import os
 import struct
 import sys
@@ -9,7 +10,7 @@ import time
 import msgpack
 import zmq
 
-from sp import Failure
+from sp import Failure, check
 
 
 class Fake:
@@ -96,3 +97,87 @@ def run(p, body):
     finally:
         f.close()
         p.stop()
+
+
+class Points:
+    """The points of numbered batches for kill -9 tests: batch seq holds
+    per_batch points over series PREFIX.s00.., one a second from t0,
+    2-decimal values (scaled integer coding) on even series and full
+    doubles (XOR coding) on odd ones; verify() reads them back."""
+
+    def __init__(self, prefix, series, per_batch, t0):
+        self.prefix, self.series = prefix, series
+        self.per_batch, self.t0 = per_batch, t0
+
+    def key(self, n):
+        return ("%s.s%02d" % (self.prefix, n % self.series),
+                self.t0 + n * 10**9)
+
+    def value(self, n):
+        s = n % self.series
+        if s % 2 == 0:
+            return round(20.0 + (n % 997) / 100.0 - s, 2)
+        return math.sin(n) * 1e3 + 1.0 / (n + 3)
+
+    def batch(self, seq):
+        items = []
+        for i in range(self.per_batch):
+            n = (seq - 1) * self.per_batch + i
+            items.append(list(self.key(n)) + [self.value(n)])
+        return [b"readings", msgpack.packb({
+            "type": 1, "v": 1, "producer": Fake.PRODUCER, "lane": 0,
+            "seq": seq, "ts": time.time_ns(), "items": items})]
+
+    def stored(self, f):
+        """{(series, ts): value bits} of every stored point, asserting
+        that no (series, ts) appears twice."""
+        st, body = f.query({"op": "values", "series": self.prefix + ".*",
+                            "max": 10**7}, timeout_ms=60000)
+        if st == 404:
+            return {}
+        if st != 200:
+            raise Failure("values answers %s %s" % (st, str(body)[:300]))
+        pts = {}
+        for s in body["series"]:
+            if len(s["ts"]) != len(s["v"]):
+                raise Failure("ts and v of %s differ in length" % s["series"])
+            for t, v in zip(s["ts"], s["v"]):
+                if (s["series"], t) in pts:
+                    raise Failure("%s at %d stored twice" % (s["series"], t))
+                pts[(s["series"], t)] = _bits(v)
+        return pts
+
+    def verify(self, f, upto, exact, what):
+        """Every point of batches 1..upto is stored once, bit-identical;
+        when exact, nothing else is stored (else only whole later
+        batches). Returns the number of points stored."""
+        pts = self.stored(f)
+        for n in range(upto * self.per_batch):
+            got = pts.get(self.key(n))
+            if got is None:
+                raise Failure("%s: point %d (%s) of a confirmed batch is lost"
+                              % (what, n, self.key(n)))
+            if got != _bits(self.value(n)):
+                raise Failure("%s: point %d reads %r, wrote %r" % (
+                    what, n, struct.unpack("<d", got)[0], self.value(n)))
+        extra = len(pts) - upto * self.per_batch
+        if exact:
+            check(extra == 0, "%s: %d points beyond the %d batches"
+                  % (what, extra, upto))
+        else:
+            check(extra >= 0 and extra % self.per_batch == 0,
+                  "%s: %d points beyond the confirmed, whole batches only"
+                  % (what, extra))
+        return len(pts)
+
+
+def _bits(x):
+    return struct.pack("<d", x)
+
+
+def status(f):
+    """aggd's status answer."""
+    st, body = f.query({"op": "status"})
+    if st != 200:
+        raise Failure("status answers %s %s" % (st, body))
+    return body
