@@ -18,7 +18,6 @@ the confirmed seq after each restart, with some overlap, as ingestd does.
 """
 import glob
 import os
-import signal
 import sys
 import time
 
@@ -71,28 +70,9 @@ def _test(p, f):
         return status(f).get("checkpointing")
 
     def kill_restart(what):
-        nonlocal seq
-        f.drain(0)
-        before = f.confirmed
         check(in_flight(), "%s: the checkpoint is still in flight at the "
               "kill" % what)
-        proc = p.procs.pop("aggd")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        f.drain(0)
-        f.confirmed = 0
-        restart(p)
-        after = f.wait_confirmed(1)
-        check(after >= before, "%s: confirmed %d after the restart, %d before"
-              % (what, after, before))
-        n = P.verify(f, before, False, "after kill -9 " + what)
-        # ingestd resends from the confirmed seq, with an overlap.
-        for s in range(max(1, after - 10), seq + 1):
-            f.push.send_multipart(P.batch(s))
-        f.wait_confirmed(seq, timeout=60)
-        P.verify(f, seq, True, "after the resend, " + what)
-        print("%s: %d confirmed before, %d points after the restart, %d "
-              "batches in all, none lost or doubled" % (what, before, n, seq))
+        P.kill_resend(p, f, seq, what)
 
     # 1. kill -9 just after a checkpoint began (its thread sleeps before
     # any fsync: records written, no checkpoint names them).

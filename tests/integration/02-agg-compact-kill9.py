@@ -17,7 +17,6 @@ seq after each restart, with some overlap, as ingestd does.
 """
 import glob
 import os
-import signal
 import sys
 import time
 
@@ -76,27 +75,9 @@ def _test(p, f, data):
         raise Failure("no %s after %d batches" % (what, seq))
 
     def kill_restart(what):
-        nonlocal seq, confirmed_total
-        f.drain(0)
-        before = f.confirmed
-        proc = p.procs.pop("aggd")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        f.drain(0)
-        f.confirmed = 0
-        restart(p)
-        after = f.wait_confirmed(1)
-        check(after >= before, "%s: confirmed %d after the restart, %d before"
-              % (what, after, before))
-        n = P.verify(f, before, False, "after kill -9 " + what)
-        # ingestd resends from the confirmed seq, with an overlap.
-        for s in range(max(1, after - 10), seq + 1):
-            f.push.send_multipart(P.batch(s))
-        f.wait_confirmed(seq, timeout=60)
+        nonlocal confirmed_total
+        P.kill_resend(p, f, seq, what)
         confirmed_total = seq
-        P.verify(f, seq, True, "after the resend, " + what)
-        print("%s: %d confirmed before, %d points after the restart, %d "
-              "batches in all, none lost or doubled" % (what, before, n, seq))
 
     def compacting():
         return status(f).get("compacting")

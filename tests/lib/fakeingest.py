@@ -3,6 +3,7 @@ aggd's PULL, the PULL that aggd sends confirmations to, and a DEALER for
 queries (msgpack rpc, docs/PROTOCOL.md)."""
 import math
 import os
+import signal
 import struct
 import sys
 import time
@@ -169,6 +170,29 @@ class Points:
                   "%s: %d points beyond the confirmed, whole batches only"
                   % (what, extra))
         return len(pts)
+
+    def kill_resend(self, p, f, seq, what):
+        """kill -9 aggd, restart it: every batch confirmed before is read
+        back (P.verify), then ingestd's resend from the confirmed seq (with
+        an overlap) up to seq leaves each point of batches 1..seq once."""
+        f.drain(0)
+        before = f.confirmed
+        proc = p.procs.pop("aggd")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        f.drain(0)
+        f.confirmed = 0
+        restart(p)
+        after = f.wait_confirmed(1)
+        check(after >= before, "%s: confirmed %d after the restart, %d before"
+              % (what, after, before))
+        n = self.verify(f, before, False, "after kill -9 " + what)
+        for s in range(max(1, after - 10), seq + 1):
+            f.push.send_multipart(self.batch(s))
+        f.wait_confirmed(seq, timeout=60)
+        self.verify(f, seq, True, "after the resend, " + what)
+        print("%s: %d confirmed before, %d points after the restart, %d "
+              "batches in all, none lost or doubled" % (what, before, n, seq))
 
 
 def _bits(x):
