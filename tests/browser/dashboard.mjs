@@ -1,7 +1,8 @@
 // Browser test of apid's dashboard: Debian's chromium driven by
 // playwright-core. Usage: node dashboard.mjs http://127.0.0.1:PORT out.png
 // Opens the page, posts readings and sees the live chart grow, sees an
-// anomaly marker and an alert appear (screenshot), drags and resizes
+// anomaly marker and an alert appear (screenshot), a novelty alarm get
+// its badge in the anomaly list, drags and resizes
 // widgets, reloads and finds the layout kept.
 import { chromium } from "playwright-core";
 
@@ -217,6 +218,25 @@ try {
         "after a reload the new widgets, the map view and the chosen report are kept");
   const saved2 = await (await fetch(base + "/api/dashboards/it")).json();
   check(saved2.widgets.length === 7, "seven widgets stored");
+
+  // anomalyd's novelty alarm: a series past its 750-reading warm-up, then
+  // a deviation far beyond any it had. The anomaly list marks that row
+  // with an "alarm" badge; an ordinary anomaly gets none.
+  const t1 = Date.now() - 1000 * 1000;
+  await record("boiler.temp", wave(900, 60, 1.5, 0), t1, 1000);
+  await record("boiler.temp", [160], t1 + 900 * 1000, 1000);
+  const anoms = page.locator(".widget[data-type='anomalies']");
+  await anoms.locator("li.alarm", { hasText: "boiler.temp" }).first().waitFor({ timeout: 20000 });
+  const row = anoms.locator("li.alarm", { hasText: "boiler.temp" }).first();
+  check((await row.locator(".badge.firing").textContent()) === "alarm" &&
+        (await row.textContent()).includes("= 160"),
+        "the novelty alarm on boiler.temp's 160 has its alarm badge in the anomaly list");
+  check(await anoms.locator("li:not(.alarm)", { hasText: "machine.temp" }).count() > 0 &&
+        await anoms.locator("li.alarm", { hasText: "machine.temp" }).count() === 0,
+        "machine.temp's anomalies (no warm-up yet) carry no alarm badge");
+  const api2 = await (await fetch(base + "/api/v1/anomalies/boiler.temp?alarm=true")).json();
+  check(api2.anomalies.length === 1 && api2.anomalies[0].value === 160 && api2.anomalies[0].alarm === true,
+        `GET /api/v1/anomalies/boiler.temp?alarm=true answers the one alarm (${api2.anomalies.length})`);
 
 } catch (e) {
   check(false, "browser steps: " + e.message);
