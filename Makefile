@@ -158,14 +158,17 @@ MQCONFDIR   ?= $(SYSCONFDIR)/mosquitto/conf.d
 INSTALL_SED := -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/sensorpipe|$(SYSCONFDIR)/sensorpipe|g' \
                -e 's|/usr/local/lib/sensorpipe|$(PLUGINDIR)|g'
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1 \
 	  $(DESTDIR)$(UNITDIR)/mosquitto.service.d $(DESTDIR)$(SYSUSERSDIR) \
 	  $(DESTDIR)$(SVDIR) $(DESTDIR)$(SYSCONFDIR)/sensorpipe/env \
 	  $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MQCONFDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(B)/sensorpipe_spool.so $(DESTDIR)$(PLUGINDIR)/
 	install -m 0755 $(B)/tap $(DESTDIR)$(BINDIR)/sensorpipe-tap
-	install -m 0755 $(B)/sensorpipectl $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(B)/sensorpipectl $(B)/sensorpipe-sim $(DESTDIR)$(BINDIR)/
+	install -m 0644 tools/sensorpipectl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 tools/sensorpipe-sim.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 tools/tap.1 $(DESTDIR)$(MANDIR)/man1/sensorpipe-tap.1
 	for m in $(wildcard $(foreach d,$(DAEMONS),$(d)/$(d).8)); do \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/ || exit 1; done
 	for f in deploy/systemd/*.service deploy/systemd/*.target; do \

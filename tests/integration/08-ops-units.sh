@@ -24,6 +24,9 @@ ok "make install PREFIX=$T/usr"
 U=$T/usr/lib/systemd/system
 for f in "$T/usr/bin/aggd" "$T/usr/bin/apid" "$T/usr/bin/sensorpipe-tap" \
          "$T/usr/share/man/man8/aggd.8" "$U/aggd.service" "$U/aggd@.service" \
+         "$T/usr/bin/sensorpipectl" "$T/usr/bin/sensorpipe-sim" \
+         "$T/usr/share/man/man8/sensorpipectl.8" "$T/usr/share/man/man1/sensorpipe-sim.1" \
+         "$T/usr/share/man/man1/sensorpipe-tap.1" \
          "$U/sensorpipe.target" "$U/mosquitto.service.d/sensorpipe.conf" \
          "$T/usr/lib/sysusers.d/sensorpipe.conf" "$T/etc/sv/aggd/run" \
          "$T/etc/sv/aggd/log/run" "$T/etc/sensorpipe/aggd.conf" \
