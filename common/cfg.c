@@ -60,7 +60,7 @@ s_set(const struct cfg_opt *o, void *conf, const char *val)
     case CFG_DURATION:
         if (clock_parse_duration(val, &ns) ||
             (double)ns / 1e9 < o->min || (double)ns / 1e9 > o->max)
-            return "not a duration in range (like 30s, 5m, 1h)";
+            return "not a duration in range (like 30s, 1.5h, 1h30m)";
         *(int64_t *)p = ns;
         return NULL;
     case CFG_BOOL:

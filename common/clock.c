@@ -228,24 +228,53 @@ clock_parse_duration(const char *s, int64_t *ns)
         {"min", 60 * CLOCK_NS_PER_S}, {"h", 3600 * CLOCK_NS_PER_S},
         {"d", 86400 * CLOCK_NS_PER_S}, {"w", 7 * 86400 * CLOCK_NS_PER_S},
     };
-    char *end;
-    long long n;
+    int64_t total = 0;
 
-    if (s == NULL || !isdigit((unsigned char)*s))
+    /* One or more NUMBER UNIT terms, as Go and Prometheus write them:
+     * 30s, 1.5h, 1h30m, 250ms. The number is decimal with an optional
+     * fraction, summed exactly in nanoseconds (a fraction finer than a
+     * nanosecond is cut). */
+    if (s == NULL || *s == '\0')
         return -1;
-    errno = 0;
-    n = strtoll(s, &end, 10);
-    if (errno || n <= 0)
-        return -1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            if (n > INT64_MAX / units[i].ns)
+    while (*s) {
+        int64_t whole = 0, frac = 0, scale = 1, unit = 0;
+        bool digits = false;
+        size_t len = 0;
+
+        for (; isdigit((unsigned char)*s); s++, digits = true) {
+            if (whole > (INT64_MAX - 9) / 10)
                 return -1;
-            *ns = n * units[i].ns;
-            return 0;
+            whole = whole * 10 + (*s - '0');
         }
+        if (*s == '.')
+            for (s++; isdigit((unsigned char)*s); s++, digits = true)
+                if (scale <= INT64_MAX / 100) { /* 17 digits are plenty */
+                    frac = frac * 10 + (*s - '0');
+                    scale *= 10;
+                }
+        if (!digits)
+            return -1;
+        while (isalpha((unsigned char)s[len]))
+            len++;
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (strlen(units[i].unit) == len &&
+                strncmp(s, units[i].unit, len) == 0)
+                unit = units[i].ns;
+        if (unit == 0 || whole > INT64_MAX / unit)
+            return -1;
+        s += len;
+        /* frac / scale < 1, so frac * (unit / scale) stays below unit;
+         * the product is formed without overflow in 128 bits. */
+        int64_t part = whole * unit +
+                       (int64_t)((__int128)frac * unit / scale);
+        if (part > INT64_MAX - total)
+            return -1;
+        total += part;
     }
-    return -1;
+    if (total <= 0)
+        return -1;
+    *ns = total;
+    return 0;
 }
 
 void
@@ -288,6 +317,30 @@ clock_test(bool verbose)
     assert(clock_parse_duration("0s", &t) == -1);
     assert(clock_parse_duration("5 min", &t) == -1);
     assert(clock_parse_duration("5parsecs", &t) == -1);
+    /* Fractions and compound terms, as in Go and Prometheus. */
+    assert(clock_parse_duration("1.5h", &t) == 0 && t == 5400 * CLOCK_NS_PER_S);
+    assert(clock_parse_duration("0.2s", &t) == 0 && t == 200 * CLOCK_NS_PER_MS);
+    assert(clock_parse_duration("1h30m", &t) == 0 && t == 5400 * CLOCK_NS_PER_S);
+    assert(clock_parse_duration("2d12h", &t) == 0 && t == 60 * 3600 * CLOCK_NS_PER_S);
+    assert(clock_parse_duration("1m30s250ms", &t) == 0 &&
+           t == 90 * CLOCK_NS_PER_S + 250 * CLOCK_NS_PER_MS);
+    assert(clock_parse_duration(".5s", &t) == 0 && t == 500 * CLOCK_NS_PER_MS);
+    assert(clock_parse_duration("0.0000000001s", &t) == -1); /* under 1 ns */
+    assert(clock_parse_duration("0.000000001s", &t) == 0 && t == 1);
+    assert(clock_parse_duration("1.s", &t) == 0 && t == CLOCK_NS_PER_S);
+    assert(clock_parse_duration("", &t) == -1);
+    assert(clock_parse_duration(".s", &t) == -1);
+    assert(clock_parse_duration("5", &t) == -1);
+    assert(clock_parse_duration("1h30", &t) == -1);
+    assert(clock_parse_duration("-5s", &t) == -1);
+    assert(clock_parse_duration("1e3s", &t) == -1);
+    assert(clock_parse_duration("5mm", &t) == -1);
+    assert(clock_parse_duration("1h 30m", &t) == -1);
+    assert(clock_parse_duration("106751d", &t) == 0);
+    assert(clock_parse_duration("106752d", &t) == -1);          /* > INT64_MAX ns */
+    assert(clock_parse_duration("106751d23h", &t) == 0);
+    assert(clock_parse_duration("106751d24h", &t) == -1);
+    assert(clock_parse_duration("99999999999999999999s", &t) == -1);
     assert(clock_now_ns() > 1704067200LL * CLOCK_NS_PER_S);
     if (verbose)
         printf("clock: now %s\n", clock_format(clock_now_ns(), buf, sizeof buf));
