@@ -341,6 +341,7 @@ s_window_tz(const json_t *req, int64_t step, int64_t *window, const char **tz,
 
     if (w && (!json_is_string(w) ||
               clock_parse_duration(json_string_value(w), window) ||
+              *window % CLOCK_NS_PER_MS != 0 ||
               *window < step)) {
         *body = agg_query_bad("window must be a duration at least as long "
                               "as the interval", "window");
@@ -812,9 +813,12 @@ agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
 
     if (agg_query_sel(req, &sel, body))
         return 400;
-    if (ival == NULL || clock_parse_duration(ival, &step)) {
-        *body = agg_query_bad("interval must be a duration like 30s, 5min, 1h, 1d",
-                      "interval");
+    if (ival == NULL || clock_parse_duration(ival, &step) ||
+        step % CLOCK_NS_PER_MS != 0) {
+        /* Time stamps are milliseconds: so are the bucket bounds. */
+        *body = agg_query_bad("interval must be a duration of whole "
+                              "milliseconds like 30s, 5min, 1h, 1d",
+                              "interval");
         return 400;
     }
     if (agg == NULL)

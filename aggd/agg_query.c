@@ -1318,6 +1318,23 @@ agg_query_test(bool verbose)
     json_decref(body);
     json_decref(req);
 
+    /* A fraction of a millisecond cannot bound a bucket; 1.5h can. */
+    req = json_pack("{s:s, s:s, s:s}", "op", "aggregate", "series",
+                    "temp_sensor_001", "interval", "0.5ms");
+    assert(agg_query_answer(st, req, &body) == 400);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series",
+                    "temp_sensor_001", "interval", "1h", "window", "1h0.5ms");
+    assert(agg_query_answer(st, req, &body) == 400);
+    json_decref(body);
+    json_decref(req);
+    req = json_pack("{s:s, s:s, s:s, s:s}", "op", "aggregate", "series",
+                    "temp_sensor_001", "interval", "0.5h", "aggregation", "max");
+    assert(agg_query_answer(st, req, &body) == 200);
+    json_decref(body);
+    json_decref(req);
+
     req = json_pack("{s:s, s:s}", "op", "stats", "series", "nope");
     assert(agg_query_answer(st, req, &body) == 404);
     json_decref(body);
