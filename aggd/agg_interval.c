@@ -22,8 +22,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,13 +30,6 @@
 #define S_MINUTE (60 * CLOCK_NS_PER_S)
 #define S_DAY (86400 * CLOCK_NS_PER_S)
 #define S_TZ_MAX 64 /* bytes of a time zone name */
-
-/* Buckets from which the one-pass sums and the text of an answer are
- * made on two threads (the machine has two cores; the 5-minute mean
- * over the 1 M-point series has 33,334): below, the thread costs more
- * than it saves. A variable so that the selftest can split small
- * answers too. */
-static size_t s_par_min = 4096;
 
 struct s_pt {
     int64_t ts;
@@ -57,44 +48,6 @@ s_floor_div(int64_t a, int64_t b)
 {
     int64_t q = a / b;
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-/* What a second thread runs: fn(arg), with every signal blocked (they
- * are the loop's). */
-struct s_par {
-    void (*fn)(void *);
-    void *arg;
-};
-
-static void *
-s_par_run(void *arg)
-{
-    struct s_par *p = arg;
-    sigset_t all;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    p->fn(p->arg);
-    return NULL;
-}
-
-/* fn(a) on a second thread and fn(b) on this one, then wait for both;
- * both here, one after the other, when no thread can be made. The two
- * calls only read what they share (the store is not changed meanwhile:
- * the loop waits here) and write apart. */
-static void
-s_par2(void (*fn)(void *), void *a, void *b)
-{
-    struct s_par p = {fn, a};
-    pthread_t t;
-
-    if (pthread_create(&t, NULL, s_par_run, &p) != 0) {
-        fn(a);
-        fn(b);
-        return;
-    }
-    fn(b);
-    pthread_join(t, NULL);
 }
 
 /* The buckets of an answer, gathered before they are written out (as a
@@ -232,16 +185,17 @@ s_time_text(char *p, int64_t ts, int64_t *day0, char date[11])
     return p + 24;
 }
 
-/* Buckets [from, to) of o as JSON text appended to text (a comma
- * before each but the answer's first), its room reserved. */
+/* Append o's buckets as the JSON array mpjson_dumps would print. */
 static void
-s_out_range(const struct s_out *o, size_t from, size_t to,
-            struct strbuf *text)
+s_out_text(const struct s_out *o, struct strbuf *text)
 {
     char *p, *buf, date[11];
     int64_t day0 = INT64_MIN;
 
-    for (size_t i = from; i < to; i++) {
+    /* About 80 bytes a bucket, written in place (at most 160). */
+    strbuf_reserve(text, o->n * 80 + 2);
+    strbuf_add(text, "[", 1);
+    for (size_t i = 0; i < o->n; i++) {
         if (text->len + 161 > text->cap) /* rarely: 80 a bucket reserved */
             strbuf_reserve(text, 160);
         p = buf = text->p + text->len;
@@ -264,43 +218,6 @@ s_out_range(const struct s_out *o, size_t from, size_t to,
         }
         *p++ = '}';
         text->len += (size_t)(p - buf);
-    }
-}
-
-/* A part of the buckets' text printed by one of two threads. */
-struct s_text_job {
-    const struct s_out *o;
-    size_t from, to;
-    struct strbuf *text;
-};
-
-static void
-s_text_job_run(void *arg)
-{
-    struct s_text_job *j = arg;
-    s_out_range(j->o, j->from, j->to, j->text);
-}
-
-/* Append o's buckets as the JSON array mpjson_dumps would print. Many
- * are printed in two halves at once: the second into a buffer of its
- * own on a second thread, then copied after the first (the text of a
- * bucket does not depend on the one before it). */
-static void
-s_out_text(const struct s_out *o, struct strbuf *text)
-{
-    /* About 80 bytes a bucket, written in place (at most 160). */
-    strbuf_reserve(text, o->n * 80 + 2);
-    strbuf_add(text, "[", 1);
-    if (o->n >= s_par_min && o->n >= 2) {
-        size_t h = o->n / 2;
-        struct strbuf tail = {NULL, 0, 0};
-        strbuf_reserve(&tail, (o->n - h) * 80); /* here: this thread's heap */
-        struct s_text_job first = {o, 0, h, text}, second = {o, h, o->n, &tail};
-        s_par2(s_text_job_run, &second, &first);
-        strbuf_add(text, tail.p, tail.len);
-        strbuf_free(&tail);
-    } else {
-        s_out_range(o, 0, o->n, text);
     }
     strbuf_add(text, "]", 1);
 }
@@ -676,24 +593,6 @@ struct s_run {
  * series' span (every one of them but the two ends, usually) are summed
  * in one pass, as s_walk would sum them one by one. Otherwise an empty
  * run. */
-/* agg_rollup_sum_steps over some of the intervals (one of two threads). */
-struct s_sum_job {
-    const agg_rollup_t *roll;
-    int tier;
-    int64_t a, step;
-    size_t n;
-    uint64_t *count;
-    double *sum;
-};
-
-static void
-s_sum_job_run(void *arg)
-{
-    struct s_sum_job *j = arg;
-    agg_rollup_sum_steps(j->roll, j->tier, j->a, j->step, j->n, j->count,
-                         j->sum);
-}
-
 static void
 s_run_sums(struct s_run *r, const struct s_walk *w, const struct s_spec *sp,
            bool plain, const int64_t *bd, size_t nb)
@@ -718,19 +617,10 @@ s_run_sums(struct s_run *r, const struct s_walk *w, const struct s_spec *sp,
         r->hi = r->lo;
         return;
     }
-    size_t n = r->hi - r->lo, h = n / 2;
-    r->count = xcalloc(n, sizeof *r->count);
-    r->sum = xcalloc(n, sizeof *r->sum);
-    /* Many intervals in two halves at once: each interval's sum is the
-     * same additions in the same order either way. */
-    struct s_sum_job first = {w->roll[0], w->tier, bd[r->lo], sp->step,
-                              n >= s_par_min ? h : n, r->count, r->sum};
-    struct s_sum_job second = {w->roll[0], w->tier, bd[r->lo] + (int64_t)h * sp->step,
-                               sp->step, n - h, r->count + h, r->sum + h};
-    if (n >= s_par_min && n >= 2)
-        s_par2(s_sum_job_run, &second, &first);
-    else
-        s_sum_job_run(&first);
+    r->count = xcalloc(r->hi - r->lo, sizeof *r->count);
+    r->sum = xcalloc(r->hi - r->lo, sizeof *r->sum);
+    agg_rollup_sum_steps(w->roll[0], w->tier, bd[r->lo], sp->step,
+                         r->hi - r->lo, r->count, r->sum);
 }
 
 /* Aggregation over listed interval boundaries (see the file comment):
@@ -1212,82 +1102,6 @@ s_test_run(void)
     agg_store_destroy(&st);
 }
 
-/* The JSON text of a 5-minute answer over key in [start, end) from
- * rollups, made with s_par_min at par (caller frees). */
-static char *
-s_test_par_text(agg_store_t *st, const char *key, const char *fn,
-                int64_t start, int64_t end, size_t par)
-{
-    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:b}", "op",
-                            "aggregate", "series", key, "interval", "5min",
-                            "aggregation", fn, "start", (json_int_t)start,
-                            "end", (json_int_t)end, "text", 1, "rollups", 1),
-           *none;
-    struct strbuf text = {NULL, 0, 0};
-    size_t keep = s_par_min;
-
-    s_par_min = par;
-    assert(agg_interval_reply(st, req, &none, &text) == 200 && none == NULL);
-    s_par_min = keep;
-    json_decref(req);
-    return text.p;
-}
-
-/*
- * Two threads (s_par2): the one-pass sums and the text of an answer made
- * in two halves are byte for byte those made on one thread, and the
- * tree's JSON, for every number of intervals from 1 to 70 (so that the
- * halves meet at every place of a range with a gap of points and a
- * late point), ragged ends, means, sums and counts.
- */
-static void
-s_test_par(void)
-{
-    agg_store_t *st = agg_store_new();
-    const int64_t s1 = CLOCK_NS_PER_S, t0 = 1704067200LL * s1;
-    static const char *fns[] = {"mean", "sum", "count"};
-    uint64_t x = 5;
-
-    for (int i = 0; i < 6 * 3600; i += 7) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        if (i / 600 == 17)
-            continue; /* ten minutes without points */
-        agg_store_put(st, "q", t0 + (int64_t)i * s1,
-                      (double)(int64_t)(x >> 45) / 100 - 1000);
-    }
-    agg_store_put(st, "q", t0 + 3 * 3600 * s1 + 13 * s1, 0.25); /* late */
-    for (int n = 1; n <= 70; n++)
-        for (int ragged = 0; ragged < 2; ragged++) {
-            const char *fn = fns[(size_t)(n + ragged) % 3];
-            int64_t start = t0 + ragged * 31 * s1;
-            int64_t end = t0 + (int64_t)n * 300 * s1 - ragged * 45 * s1;
-            char *one = s_test_par_text(st, "q", fn, start, end, SIZE_MAX);
-            char *two = s_test_par_text(st, "q", fn, start, end, 2);
-            json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b}",
-                                    "op", "aggregate", "series", "q",
-                                    "interval", "5min", "aggregation", fn,
-                                    "start", (json_int_t)start, "end",
-                                    (json_int_t)end, "rollups", 1), *tree;
-            size_t keep = s_par_min;
-            s_par_min = 2;
-            assert(agg_interval_answer(st, req, &tree) == 200);
-            s_par_min = keep;
-            TEST_STREQ(json_string_value(json_object_get(tree, "source")),
-                       "rollups");
-            assert(json_array_size(json_object_get(tree, "buckets")) + 2 >=
-                   (size_t)n); /* the gap may take two */
-            char *want = mpjson_dumps(tree);
-            TEST_STREQ(two, one);
-            TEST_STREQ(two, want);
-            free(want);
-            json_decref(tree);
-            json_decref(req);
-            free(one);
-            free(two);
-        }
-    agg_store_destroy(&st);
-}
-
 /*
  * Berlin days over a winter/summer change: each local day's count is the
  * hours it really had (23 on 2024-03-31) times 360; the rollup and the
@@ -1415,7 +1229,6 @@ agg_interval_test(bool verbose)
     agg_store_destroy(&st);
     s_test_walk();
     s_test_run();
-    s_test_par();
     (void)verbose;
     TEST_OK("agg_interval");
 }
