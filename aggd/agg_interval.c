@@ -658,6 +658,26 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
     struct s_run run;
     s_run_sums(&run, &w, sp, per == NULL, bd, nb);
     for (size_t i = 0; i + 1 < nb && rc == 0; i++) {
+        if (i == run.lo && run.hi > run.lo) {
+            /* The run's intervals lie whole inside the range (no window
+             * when walking): what the general case below does for
+             * them, without clipping, branches and parts. */
+            for (; i < run.hi; i++) {
+                uint64_t c = run.count[i - run.lo];
+                struct agg_rsum m = {0};
+                if (c == 0)
+                    continue;
+                m.m.count = c;
+                m.m.sum = run.sum[i - run.lo];
+                s_out_add(o, bd[i], sp->fn == AGG_FN_MEAN
+                                        ? m.m.sum / (double)c
+                                        : agg_interval_value(sp->fn, sp->pct,
+                                                             &m, NULL),
+                          c, NULL);
+            }
+            i--; /* the loop's step: next is run.hi */
+            continue;
+        }
         int64_t a = sp->window ? bd[i + 1] - sp->window : bd[i], z = bd[i + 1];
         struct agg_rsum m = {0};
         double value;
