@@ -141,12 +141,26 @@ msg_batch_series_add(msg_batch_t *self, const char *key, size_t len)
     return s_series_add(self, key, len, strutil_fnv1a64(key, len));
 }
 
+uint32_t
+msg_batch_series_add_hashed(msg_batch_t *self, const char *key, size_t len,
+                            uint64_t hash)
+{
+    return s_series_add(self, key, len, hash);
+}
+
 void
 msg_batch_add_point(msg_batch_t *self, uint32_t series, int64_t ts,
                     double value)
 {
-    assert(self->series && series < keytab_size(self->series));
-    struct msg_reading *r = msg__item(self);
+    struct msg_reading *r;
+
+    assert(self->env.type == MSG_TYPE_READINGS && self->series &&
+           series < keytab_size(self->series));
+    if (self->n == self->cap) {
+        self->cap = self->cap ? self->cap * 2 : 64;
+        self->items = xrealloc(self->items, self->cap * sizeof *r);
+    }
+    r = (struct msg_reading *)self->items + self->n++;
     r->key_off = self->series_off[series];
     r->series = series;
     r->ts = ts;

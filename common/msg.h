@@ -48,6 +48,10 @@ void msg_batch_add_reading(msg_batch_t *self, const char *key, int64_t ts,
  * as the batch's "keys" (PROTOCOL.md). Index of key[0..len), added when
  * new. Cannot fail. */
 uint32_t msg_batch_series_add(msg_batch_t *self, const char *key, size_t len);
+/* The same when the caller holds strutil_fnv1a64(key, len) (the lane
+ * hash) already, as hash: the key is not hashed again. */
+uint32_t msg_batch_series_add_hashed(msg_batch_t *self, const char *key,
+                                     size_t len, uint64_t hash);
 /* Add a reading of a series from msg_batch_series_add. */
 void msg_batch_add_point(msg_batch_t *self, uint32_t series, int64_t ts,
                          double value);
