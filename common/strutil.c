@@ -436,7 +436,16 @@ strutil_utf8_valid(const char *s, size_t n)
         unsigned c;
         size_t need;
         unsigned min;
-        /* Fast path: eight ASCII bytes without NUL at a time. */
+        /* Fast path: 32, then eight ASCII bytes without NUL at a time. */
+        while (i + 32 <= n) {
+            uint64_t w[4], z = 0;
+            memcpy(w, p + i, 32);
+            for (int k = 0; k < 4; k++)
+                z |= w[k] | ((w[k] - 0x0101010101010101ULL) & ~w[k]);
+            if (z & 0x8080808080808080ULL)
+                break;
+            i += 32;
+        }
         while (i + 8 <= n) {
             uint64_t w;
             memcpy(&w, p + i, 8);
@@ -666,6 +675,26 @@ strutil_test(bool verbose)
     assert(!strutil_utf8_valid("caf\xc3", 4));
     assert(!strutil_utf8_valid("\xff", 1));
     assert(!strutil_utf8_valid("\xed\xa0\x80", 3));
+    {
+        /* Long runs (the 32- and 8-byte steps) with one odd byte at
+         * every place. */
+        char l[100];
+        memset(l, 'a', sizeof l);
+        assert(strutil_utf8_valid(l, sizeof l));
+        for (size_t i = 0; i < sizeof l; i++) {
+            l[i] = '\0';
+            assert(!strutil_utf8_valid(l, sizeof l));
+            l[i] = '\xff';
+            assert(!strutil_utf8_valid(l, sizeof l));
+            if (i + 1 < sizeof l) {
+                l[i] = '\xc3';
+                l[i + 1] = '\xa9';
+                assert(strutil_utf8_valid(l, sizeof l));
+                l[i + 1] = 'a';
+            }
+            l[i] = 'a';
+        }
+    }
     assert(strutil_glob("temp_sensor_*", "temp_sensor_001"));
     assert(!strutil_glob("temp_sensor_?", "temp_sensor_001"));
     assert(strutil_glob("*", ""));

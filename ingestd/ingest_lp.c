@@ -108,6 +108,7 @@ struct s_lpmemo {
 
 struct s_lpseries {
     const char *why;        /* static reason when the section is bad */
+    uint32_t raw, raw_len;  /* the section's bytes, in the arena */
     uint32_t meas, tags;    /* offsets in the cache arena */
     uint32_t meas_len;      /* measurement bytes */
     uint32_t tags_len;      /* "{k=v,...}" bytes, or 0 without tags */
@@ -262,6 +263,42 @@ s_lp_series(ingest_lp_cache_t *c, const char *p, const char *end,
     e->tags_len = (uint32_t)((size_t)kl - ml);
 }
 
+/* Whether the n bytes at a and at b are the same (both readable),
+ * eight at a time: the lengths here are a few dozen bytes, where a call
+ * to memcmp costs more than the comparison. */
+static inline bool
+s_lp_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+    uint32_t u, w;
+
+    if (n >= 8) { /* eight at a time, the last eight overlapping */
+        const char *al = a + n - 8, *bl = b + n - 8;
+        for (; a < al; a += 8, b += 8) {
+            memcpy(&x, a, 8);
+            memcpy(&y, b, 8);
+            if (x != y)
+                return false;
+        }
+        memcpy(&x, al, 8);
+        memcpy(&y, bl, 8);
+        return x == y;
+    }
+    if (n >= 4) { /* the first four and the last four, overlapping */
+        memcpy(&u, a, 4);
+        memcpy(&w, b, 4);
+        if (u != w)
+            return false;
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&w, b + n - 4, 4);
+        return u == w;
+    }
+    for (; n > 0; a++, b++, n--)
+        if (*a != *b)
+            return false;
+    return true;
+}
+
 /* The index of the cached entry of the series section at p (which
  * ends at the first unescaped space); *after is set past it. */
 static uint32_t
@@ -276,9 +313,9 @@ s_lp_lookup(ingest_lp_cache_t *c, const char *p, const char *end,
      * were ended by a space then, so the same bytes and a space are the
      * same section. */
     if (c->prev != LP_NONE && (i = c->e[c->prev].next) != LP_NONE) {
-        size_t n = keytab_len(c->raw, i);
+        size_t n = c->e[i].raw_len;
         if ((size_t)(end - p) > n && p[n] == ' ' &&
-            memcmp(p, keytab_str(c->raw, i), n) == 0) {
+            s_lp_eq(p, c->arena + c->e[i].raw, n)) {
             *after = p + n;
             c->prev = i;
             return i;
@@ -298,6 +335,8 @@ s_lp_lookup(ingest_lp_cache_t *c, const char *p, const char *end,
             c->e = xrealloc(c->e, c->cap * sizeof *c->e);
         }
         s_lp_series(c, p, s, c->tenant, &c->e[i]);
+        c->e[i].raw = s_lp_str(c, p, (size_t)(s - p));
+        c->e[i].raw_len = (uint32_t)(s - p);
     }
     /* Only a section ended by a space is predicted (one ended by the
      * line's end may hold a trailing backslash). */
@@ -474,42 +513,53 @@ s_lp_value(const char *val, size_t vl, double *v)
 }
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-/* The eight bytes at p as a decimal number, or -1 when one of them is
- * not a digit (SWAR, as in simdjson's parse_eight_digits_unrolled). */
-static inline int64_t
-s_lp_8digits(const char *p)
+#define LP_SWAR 1
+/* Bit 7 of each byte of x (little-endian, 8 ASCII bytes) that is not a
+ * digit. */
+static inline uint64_t
+s_lp_nondigits(uint64_t x)
 {
-    uint64_t x;
+    /* A byte is a digit when its high nibble is 3 and adding 6 leaves
+     * it 3 (0x30..0x39). */
+    uint64_t hi = (x & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u;
+    uint64_t lo = ((x + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) ^
+                  0x3030303030303030u;
+    uint64_t bad = hi | lo; /* non-zero bytes: not a digit */
+    return (((bad & 0x7F7F7F7F7F7F7F7Fu) + 0x7F7F7F7F7F7F7F7Fu) | bad) &
+           0x8080808080808080u;
+}
 
-    memcpy(&x, p, 8);
-    if (((x & 0xF0F0F0F0F0F0F0F0u) |
-         (((x + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) >> 4)) !=
-        0x3333333333333333u)
-        return -1;
+/* Eight digits (little-endian x) as a number (simdjson's
+ * parse_eight_digits_unrolled). */
+static inline uint64_t
+s_lp_8digits(uint64_t x)
+{
     x -= 0x3030303030303030u;
     x = x * 10 + (x >> 8);
     x = ((x & 0x000000FF000000FFu) * (100 + (UINT64_C(1000000) << 32)) +
          ((x >> 16) & 0x000000FF000000FFu) * (1 + (UINT64_C(10000) << 32))) >>
         32;
-    return (int64_t)(uint32_t)x;
+    return (uint32_t)x;
 }
 #endif
 
 /* The timestamp at p when it is digits (up to 18, optionally after '-')
  * ended by a space or the line's end: the length taken, or -1. */
-static long
+static inline long
 s_lp_ts_digits(const char *p, const char *end, long long *t)
 {
     const char *s = p + (p < end && *p == '-'), *q = s;
     const char *lim = end - s > 18 ? s + 18 : end;
     long long v = 0;
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#ifdef LP_SWAR
+    /* Eight bytes at a time while they are all digits. */
     while (lim - q >= 8) {
-        int64_t d = s_lp_8digits(q);
-        if (d < 0)
+        uint64_t x;
+        memcpy(&x, q, 8);
+        if (s_lp_nondigits(x) != 0)
             break;
-        v = v * 100000000 + d;
+        v = v * 100000000 + (long long)s_lp_8digits(x);
         q += 8;
     }
 #endif
@@ -543,6 +593,11 @@ struct s_lpctx {
     int64_t prec;           /* ns per timestamp unit */
     long long tmax, tmin;   /* timestamps whose ns fit in 64 bits */
     msg_batch_t *b;         /* the readings go here */
+    /* The last timestamp s_lp_fast read: its bytes (in the body) and
+     * value. Lines of a batch mostly share theirs. */
+    const char *tsp;
+    long tsn;
+    long long tsv;
 };
 
 /* Field keys a line may have for s_lp_fast. */
@@ -568,7 +623,7 @@ ingest_lp_set_fast(bool on)
  * takes the same way, to the same series and value bits. */
 static bool
 s_lp_fast(ingest_lp_cache_t *c, struct s_lpseries *e, const char *p,
-          const char *end, const struct s_lpctx *x, size_t *added)
+          const char *end, struct s_lpctx *x, size_t *added)
 {
     struct s_lpmemo *fm[LP_FAST_FIELDS];
     double fv[LP_FAST_FIELDS];
@@ -587,7 +642,7 @@ s_lp_fast(ingest_lp_cache_t *c, struct s_lpseries *e, const char *p,
         for (unsigned i = 0; i < nm; i++) {
             struct s_lpmemo *t = &e->memo[i];
             if (t->plain && (size_t)(end - p) > t->flen && p[t->flen] == '=' &&
-                memcmp(p, c->arena + t->field, t->flen) == 0) {
+                s_lp_eq(p, c->arena + t->field, t->flen)) {
                 m = t;
                 break;
             }
@@ -611,7 +666,15 @@ s_lp_fast(ingest_lp_cache_t *c, struct s_lpseries *e, const char *p,
         p++;
     if (p < end) {
         long long t;
-        long n = s_lp_ts_digits(p, end, &t);
+        long n = x->tsn;
+        if (n > 0 && end - p >= n && (p + n == end || p[n] == ' ') &&
+            s_lp_eq(p, x->tsp, (size_t)n)) {
+            t = x->tsv; /* the same bytes as the last line's */
+        } else if ((n = s_lp_ts_digits(p, end, &t)) > 0) {
+            x->tsp = p;
+            x->tsn = n;
+            x->tsv = t;
+        }
         if (n < 0 || t > x->tmax || t < x->tmin)
             return false;
         p += n;
@@ -638,7 +701,7 @@ s_lp_fast(ingest_lp_cache_t *c, struct s_lpseries *e, const char *p,
 /* One line: measurement[,k=v...] f=v[,f=v...] [timestamp] */
 static const char *
 s_write_line(ingest_lp_cache_t *c, const char *p, const char *end,
-             const struct s_lpctx *x, size_t *added)
+             struct s_lpctx *x, size_t *added)
 {
     msg_batch_t *b = x->b;
     char fkb[32][SERIES_NAME_MAX + 1]; /* unescaped field keys */
@@ -940,7 +1003,8 @@ s_test_line(uint64_t *st, char *w)
         static const char *tf[] = {"value", "value", "value", "f1",  "f1",
                                    "v\\=x", "a\\\\b", "a\\b", "ab"};
         static const char *tts[] = {"", " 1700000000", " 1700000001 ",
-                                    " 1800000000", " -1"};
+                                    " 1800000000", " -1", " 17000000001",
+                                    " 170000000", " 1700000000x"};
         p += sprintf(p, "%s ", sect[(r >> 1) % 4]);
         for (size_t i = 0; i < nf; i++) {
             uint64_t q = s_test_rand(st);
@@ -948,7 +1012,7 @@ s_test_line(uint64_t *st, char *w)
                          q >> 8 & 1 ? "-" : "", (unsigned)(q >> 9) % 100,
                          (unsigned)(q >> 20) % 100);
         }
-        p += sprintf(p, "%s\n", tts[(r >> 40) % 5]);
+        p += sprintf(p, "%s\n", tts[(r >> 40) % 8]);
         return (size_t)(p - w);
     }
 
@@ -1200,6 +1264,47 @@ ingest_lp_test(bool verbose)
                 assert(bad == 0 || bad > 18 ? n == -1 : n == bad);
                 t[bad] = c;
             }
+        }
+    }
+    /* s_lp_eq: every length up to 40, a difference at every place. */
+    {
+        char a1[40], a2[40];
+        for (size_t i = 0; i < sizeof a1; i++)
+            a1[i] = a2[i] = (char)('a' + i % 26);
+        for (size_t n = 0; n <= sizeof a1; n++) {
+            assert(s_lp_eq(a1, a2, n));
+            for (size_t i = 0; i < n; i++) {
+                a2[i] = '#';
+                assert(!s_lp_eq(a1, a2, n));
+                assert(s_lp_eq(a1, a2, i));
+                a2[i] = a1[i];
+            }
+        }
+    }
+    /* Against the byte loop: random runs of digits, spaces, signs and
+     * other bytes, at every offset into a larger buffer. */
+    {
+        uint64_t st = 777;
+        char t[48];
+        for (int i = 0; i < 300000; i++) {
+            uint64_t r = s_test_rand(&st);
+            size_t len = r % 40, off = (r >> 8) % 8;
+            for (size_t j = 0; j < sizeof t; j++) {
+                uint64_t q = s_test_rand(&st) % 64;
+                t[j] = q < 52 ? (char)('0' + q % 10) : q < 56 ? ' ' : q < 58 ? '-'
+                       : q < 60 ? '/' : q < 62 ? ':' : (char)(0x80 | q);
+            }
+            const char *p = t + off, *end = p + len;
+            const char *sd = p + (p < end && *p == '-'), *q = sd;
+            const char *lim = end - sd > 18 ? sd + 18 : end;
+            long long v = 0, got = 0;
+            long want = -1;
+            while (q < lim && (unsigned)(*q - '0') < 10)
+                v = v * 10 + (*q++ - '0');
+            if (q > sd && (q == end || *q == ' '))
+                want = (long)(q - p);
+            assert(s_lp_ts_digits(p, end, &got) == want);
+            assert(want < 0 || got == (sd == p ? v : -v));
         }
     }
     /* The quick reader against the general parse: random bodies of
