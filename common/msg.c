@@ -426,6 +426,20 @@ msg_test(bool verbose)
     TEST_STREQ(msg_batch_series_key(b, 1), "temperature{device=s1}");
     assert(msg_batch_reading(b, 3)->series == 1);
     assert(msg_batch_reading(b, 3)->key_off == msg_batch_reading(b, 1)->key_off);
+    /* A key added with the caller's hash is the same series, on the
+     * same lane, as one hashed here. */
+    {
+        const char *k = "temperature{device=s1}", *k2 = "humidity{device=s1}";
+        assert(msg_batch_series_add_hashed(b, k, strlen(k),
+                                           strutil_fnv1a64(k, strlen(k))) == 1);
+        assert(msg_batch_series_add_hashed(b, k2, strlen(k2),
+                                           strutil_fnv1a64(k2, strlen(k2))) == 2);
+        assert(msg_batch_series_lane(b, 2, 7) == series_lane(k2, strlen(k2), 7));
+        assert(msg_batch_series_add(b, k2, strlen(k2)) == 2);
+        msg_batch_add_point(b, 2, 5, 2.5);
+        TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 1000)->key_off), k2);
+        assert(msg_batch_reading(b, 1000)->ts == 5);
+    }
     /* Split by lane: each lane gets its own table, lanes as series_lane. */
     {
         msg_batch_t *lanes[3] = {msg_batch_new(MSG_TYPE_READINGS),
@@ -445,7 +459,7 @@ msg_test(bool verbose)
             total += msg_batch_size(lanes[l]);
             msg_batch_destroy(&lanes[l]);
         }
-        assert(total == 1000);
+        assert(total == 1001);
     }
     msg_batch_destroy(&b);
     assert(b == NULL);
