@@ -432,9 +432,10 @@ msg_test(bool verbose)
         const char *k = "temperature{device=s1}", *k2 = "humidity{device=s1}";
         assert(msg_batch_series_add_hashed(b, k, strlen(k),
                                            strutil_fnv1a64(k, strlen(k))) == 1);
-        assert(msg_batch_series_add_hashed(b, k2, strlen(k2),
-                                           strutil_fnv1a64(k2, strlen(k2))) == 2);
-        assert(msg_batch_series_lane(b, 2, 7) == series_lane(k2, strlen(k2), 7));
+        assert(msg_batch_series_add_hashed(
+                   b, k2, strlen(k2), strutil_fnv1a64(k2, strlen(k2))) == 2);
+        assert(msg_batch_series_lane(b, 2, 7) ==
+               series_lane(k2, strlen(k2), 7));
         assert(msg_batch_series_add(b, k2, strlen(k2)) == 2);
         msg_batch_add_point(b, 2, 5, 2.5);
         TEST_STREQ(msg_batch_str(b, msg_batch_reading(b, 1000)->key_off), k2);

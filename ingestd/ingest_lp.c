@@ -406,10 +406,9 @@ s_lp_tod(const char *s, size_t n, double *out)
 }
 
 /* Exact powers of ten as doubles (10^22 is the last). */
-static const double s_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
-                                 1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
-                                 1e18, 1e19, 1e20, 1e21, 1e22};
+static const double s_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* The plain decimal at p ("[+-]digits[.digits]", at least one digit)
  * when its digits as an integer m are at most 2^53 and it has at most
@@ -522,8 +521,8 @@ s_lp_nondigits(uint64_t x)
     /* A byte is a digit when its high nibble is 3 and adding 6 leaves
      * it 3 (0x30..0x39). */
     uint64_t hi = (x & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u;
-    uint64_t lo = ((x + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) ^
-                  0x3030303030303030u;
+    uint64_t lo =
+        ((x + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u;
     uint64_t bad = hi | lo; /* non-zero bytes: not a digit */
     return (((bad & 0x7F7F7F7F7F7F7F7Fu) + 0x7F7F7F7F7F7F7F7Fu) | bad) &
            0x8080808080808080u;
@@ -589,10 +588,10 @@ s_lp_ts(const char *p, const char *end, long long *t)
 
 /* What every line of a parse shares. */
 struct s_lpctx {
-    int64_t now;            /* bounds future timestamps, stands in for none */
-    int64_t prec;           /* ns per timestamp unit */
-    long long tmax, tmin;   /* timestamps whose ns fit in 64 bits */
-    msg_batch_t *b;         /* the readings go here */
+    int64_t now;          /* bounds future timestamps, stands in for none */
+    int64_t prec;         /* ns per timestamp unit */
+    long long tmax, tmin; /* timestamps whose ns fit in 64 bits */
+    msg_batch_t *b;       /* the readings go here */
     /* The last timestamp s_lp_fast read: its bytes (in the body) and
      * value. Lines of a batch mostly share theirs. */
     const char *tsp;
@@ -830,8 +829,11 @@ ingest_lp_parse(ingest_lp_cache_t *cache, const char *body, size_t len,
     /* One pass over a valid body instead of one per line. */
     bool utf8 = strutil_utf8_valid(body, len);
     ingest_lp_cache_t *c = cache ? cache : ingest_lp_cache_new();
-    struct s_lpctx x = {.now = now, .prec = prec, .tmax = INT64_MAX / prec,
-                        .tmin = INT64_MIN / prec, .b = b};
+    struct s_lpctx x = {.now = now,
+                        .prec = prec,
+                        .tmax = INT64_MAX / prec,
+                        .tmin = INT64_MIN / prec,
+                        .b = b};
 
     s_lp_begin(c, tenant);
     while (start < len) {
@@ -978,21 +980,31 @@ s_test_skew(uint64_t *st, size_t n)
 static size_t
 s_test_line(uint64_t *st, char *w)
 {
-    static const char *sect[] = {"m,d=1",   "n,a=1,b=2", "m",      "m,d=2",
+    static const char *sect[] = {"m,d=1",     "n,a=1,b=2", "m",         "m,d=2",
                                  "n,b=2,a=1", "m\\ x,d=1", "m,d=a\\ b", "m,d={",
-                                 "q,d=1",   "m,d=1,d=2", ",d=1",  "m,d="};
-    static const char *field[] = {"value", "v\\=x", "v=x",  "f1", "t",
-                                  "a\\ b", "a b",   "f2",   "f3", "f4",
+                                 "q,d=1",     "m,d=1,d=2", ",d=1",      "m,d="};
+    static const char *field[] = {"value", "v\\=x",   "v=x",  "f1", "t",
+                                  "a\\ b", "a b",     "f2",   "f3", "f4",
                                   "f5",    "value\\", "v\\,x"};
-    static const char *val[] = {"1",  "-0",  "+2.5", "0.001", "1e3", "12i",
-                                "7u", "t",   "FALSE", "\"s\"", "nan", "inf",
-                                "1.", ".5",  "-.", "",     "x",   "1.2.3"};
-    static const char *ts[] = {"",   " 1700000000", " -1", " 0", " -0",
-                               " 1700000000  ", " 9223372036854775807",
-                               " 99999999999999999999", " 17x", " 1 2",
-                               " 1700000000000000000", " 12345678",
-                               " 99999999999", " 999999999999999999",
-                               " -9999999999", " 1800000000"};
+    static const char *val[] = {"1",  "-0", "+2.5",  "0.001", "1e3", "12i",
+                                "7u", "t",  "FALSE", "\"s\"", "nan", "inf",
+                                "1.", ".5", "-.",    "",      "x",   "1.2.3"};
+    static const char *ts[] = {"",
+                               " 1700000000",
+                               " -1",
+                               " 0",
+                               " -0",
+                               " 1700000000  ",
+                               " 9223372036854775807",
+                               " 99999999999999999999",
+                               " 17x",
+                               " 1 2",
+                               " 1700000000000000000",
+                               " 12345678",
+                               " 99999999999",
+                               " 999999999999999999",
+                               " -9999999999",
+                               " 1800000000"};
     uint64_t r = s_test_rand(st);
     char *p = w;
     size_t nf = 1 + ((r >> 8) % 4 ? (r >> 10) % 2 : (r >> 12) % 6);
@@ -1000,11 +1012,11 @@ s_test_line(uint64_t *st, char *w)
     if (r % 4) { /* tame: mostly what the quick reader takes */
         /* "a\\\\b" is the field a\b, "a\\b" the field ab: the quick
          * reader may not take the second for the first. */
-        static const char *tf[] = {"value", "value", "value", "f1",  "f1",
-                                   "v\\=x", "a\\\\b", "a\\b", "ab"};
-        static const char *tts[] = {"", " 1700000000", " 1700000001 ",
-                                    " 1800000000", " -1", " 17000000001",
-                                    " 170000000", " 1700000000x"};
+        static const char *tf[] = {"value", "value",  "value", "f1", "f1",
+                                   "v\\=x", "a\\\\b", "a\\b",  "ab"};
+        static const char *tts[] = {
+            "",    " 1700000000",  " 1700000001 ", " 1800000000",
+            " -1", " 17000000001", " 170000000",   " 1700000000x"};
         p += sprintf(p, "%s ", sect[(r >> 1) % 4]);
         for (size_t i = 0; i < nf; i++) {
             uint64_t q = s_test_rand(st);
@@ -1044,8 +1056,8 @@ static void
 s_test_rej(size_t index, const char *why, void *arg)
 {
     struct s_test_rej *r = arg;
-    int n = snprintf(r->buf + r->len, sizeof r->buf - r->len, "%zu %s\n",
-                     index, why);
+    int n = snprintf(r->buf + r->len, sizeof r->buf - r->len, "%zu %s\n", index,
+                     why);
     if (n > 0 && (size_t)n < sizeof r->buf - r->len)
         r->len += (size_t)n;
 }
@@ -1066,8 +1078,11 @@ s_test_fast_same(ingest_lp_cache_t *cfast, ingest_lp_cache_t *cslow,
     for (int i = 0; i < 4; i++) {
         b[i] = msg_batch_new(MSG_TYPE_READINGS);
         ingest_lp_set_fast(i % 2 == 0);
-        n[i] = ingest_lp_parse(i < 2 ? NULL : i == 2 ? cfast : cslow, body, len,
-                               now, prec, "acme", b[i], s_test_rej, &rej[i]);
+        n[i] = ingest_lp_parse(i < 2    ? NULL
+                               : i == 2 ? cfast
+                                        : cslow,
+                               body, len, now, prec, "acme", b[i], s_test_rej,
+                               &rej[i]);
         msg_batch_encode(b[i], &data[i], &dlen[i]);
     }
     ingest_lp_set_fast(true);
@@ -1197,20 +1212,62 @@ ingest_lp_test(bool verbose)
      * bit, and refuses what strutil_tod refuses: edges, then a million
      * random decimal-looking strings. */
     {
-        static const char *edge[] = {
-            "0", "-0", "+0", "0.", ".0", "-.0", ".", "-", "+", "", "-.", "+.",
-            "26.50", "-12.345", "1.", ".5", "00000000000000000000001",
-            "9007199254740992", "9007199254740993", "-9007199254740993",
-            "900719925474099.3", "9007199254740.9925", "0.9007199254740993",
-            "1234567890123456789", "12345678901234567890",
-            "18446744073709551615", "18446744073709551616",
-            "99999999999999999999", "0.1", "0.2", "0.3", "1.7976931348623157",
-            "0.0000000000000000000001", "0.00000000000000000000001",
-            "1000000000000000000000.0", "10000000000000000000000",
-            "4503599627370497.5", "2.2250738585072014", "5e-324", "1e308",
-            "1e309", "0x10", "1e3", "1E3", "1.5e-3", "inf", "nan", "1.2.3",
-            "--1", "+-1", "1-", "1 ", " 1", "1,", "12345678.12345678",
-            "0.000000000000000000000000000001"};
+        static const char *edge[] = {"0",
+                                     "-0",
+                                     "+0",
+                                     "0.",
+                                     ".0",
+                                     "-.0",
+                                     ".",
+                                     "-",
+                                     "+",
+                                     "",
+                                     "-.",
+                                     "+.",
+                                     "26.50",
+                                     "-12.345",
+                                     "1.",
+                                     ".5",
+                                     "00000000000000000000001",
+                                     "9007199254740992",
+                                     "9007199254740993",
+                                     "-9007199254740993",
+                                     "900719925474099.3",
+                                     "9007199254740.9925",
+                                     "0.9007199254740993",
+                                     "1234567890123456789",
+                                     "12345678901234567890",
+                                     "18446744073709551615",
+                                     "18446744073709551616",
+                                     "99999999999999999999",
+                                     "0.1",
+                                     "0.2",
+                                     "0.3",
+                                     "1.7976931348623157",
+                                     "0.0000000000000000000001",
+                                     "0.00000000000000000000001",
+                                     "1000000000000000000000.0",
+                                     "10000000000000000000000",
+                                     "4503599627370497.5",
+                                     "2.2250738585072014",
+                                     "5e-324",
+                                     "1e308",
+                                     "1e309",
+                                     "0x10",
+                                     "1e3",
+                                     "1E3",
+                                     "1.5e-3",
+                                     "inf",
+                                     "nan",
+                                     "1.2.3",
+                                     "--1",
+                                     "+-1",
+                                     "1-",
+                                     "1 ",
+                                     " 1",
+                                     "1,",
+                                     "12345678.12345678",
+                                     "0.000000000000000000000000000001"};
         uint64_t st = 0x9E3779B97F4A7C15u;
         double d;
         char v[64];
@@ -1291,8 +1348,12 @@ ingest_lp_test(bool verbose)
             size_t len = r % 40, off = (r >> 8) % 8;
             for (size_t j = 0; j < sizeof t; j++) {
                 uint64_t q = s_test_rand(&st) % 64;
-                t[j] = q < 52 ? (char)('0' + q % 10) : q < 56 ? ' ' : q < 58 ? '-'
-                       : q < 60 ? '/' : q < 62 ? ':' : (char)(0x80 | q);
+                t[j] = q < 52   ? (char)('0' + q % 10)
+                       : q < 56 ? ' '
+                       : q < 58 ? '-'
+                       : q < 60 ? '/'
+                       : q < 62 ? ':'
+                                : (char)(0x80 | q);
             }
             const char *p = t + off, *end = p + len;
             const char *sd = p + (p < end && *p == '-'), *q = sd;
@@ -1311,7 +1372,8 @@ ingest_lp_test(bool verbose)
      * every line shape, with and without caches kept across bodies. */
     {
         uint64_t st = 12345;
-        ingest_lp_cache_t *cf = ingest_lp_cache_new(), *cs = ingest_lp_cache_new();
+        ingest_lp_cache_t *cf = ingest_lp_cache_new(),
+                          *cs = ingest_lp_cache_new();
         char *body = xmalloc(300 * 1000);
         for (int round = 0; round < 400; round++) {
             size_t len = 0, lines = 1 + s_test_rand(&st) % 300;
@@ -1326,7 +1388,8 @@ ingest_lp_test(bool verbose)
             static const char *hand[] = {
                 "m value=1 1\nm value=1.5-0\nm value=2i 2\nm value=3 4 5\n"
                 "m value=4\\ 1\nm value=5\tm\nm  value=6  7  \nm value=7,\n",
-                "m,d=1 value=1 1\nm,d=1 value=2,value=3 2\nm,d=1 value=1e1 3\n"};
+                "m,d=1 value=1 1\nm,d=1 value=2,value=3 2\nm,d=1 value=1e1 "
+                "3\n"};
             char *w = body;
             for (size_t i = 0; i < sizeof hand / sizeof hand[0]; i++)
                 s_test_fast_same(cf, cs, hand[i], strlen(hand[i]),
@@ -1344,10 +1407,12 @@ ingest_lp_test(bool verbose)
         size_t len = 0;
         for (int k = 0; k < 5; k++)
             for (int i = 0; i < 200; i++)
-                len += (size_t)sprintf(body + len,
-                                       "sensor,id=dev_%05d value=%d.%02d 17040672%02d\n",
-                                       i, i % 40, (i * 37) % 100, k);
-        s_test_fast_same(cf, cs, body, len, 1700000000000000000LL, 1000000000LL);
+                len += (size_t)sprintf(
+                    body + len,
+                    "sensor,id=dev_%05d value=%d.%02d 17040672%02d\n", i,
+                    i % 40, (i * 37) % 100, k);
+        s_test_fast_same(cf, cs, body, len, 1700000000000000000LL,
+                         1000000000LL);
         free(body);
         ingest_lp_cache_destroy(&cf);
         ingest_lp_cache_destroy(&cs);
