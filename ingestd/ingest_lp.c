@@ -513,8 +513,9 @@ s_lp_value(const char *val, size_t vl, double *v)
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define LP_SWAR 1
-/* Bit 7 of each byte of x (little-endian, 8 ASCII bytes) that is not a
- * digit. */
+/* Bit 7 set in the bytes of x (eight bytes, little-endian) that are not
+ * digits: exact up to the first such byte, which is all its callers
+ * look at (adding 6 to a byte of 0xFA or more carries into the next). */
 static inline uint64_t
 s_lp_nondigits(uint64_t x)
 {
