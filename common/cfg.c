@@ -312,10 +312,15 @@ s_print_value(const struct cfg_opt *o, const void *conf, FILE *fp)
         break;
     case CFG_DURATION: {
         int64_t ns = *(const int64_t *)p;
+        /* Exact, so that the dump reads back to the same value. */
         if (ns % CLOCK_NS_PER_S == 0)
             fprintf(fp, "%llds", (long long)(ns / CLOCK_NS_PER_S));
-        else
+        else if (ns % CLOCK_NS_PER_MS == 0)
             fprintf(fp, "%lldms", (long long)(ns / CLOCK_NS_PER_MS));
+        else if (ns % 1000 == 0)
+            fprintf(fp, "%lldus", (long long)(ns / 1000));
+        else
+            fprintf(fp, "%lldns", (long long)ns);
         break;
     }
     case CFG_BOOL: fputs(*(const bool *)p ? "true" : "false", fp); break;
@@ -422,6 +427,20 @@ cfg_test(bool verbose)
         fclose(fp);
         assert(cfg_load_file(tab, n, &d, path) == 0);
         TEST_STREQ(d.name, names[i]);
+        cfg_free(tab, n, &d);
+    }
+    /* So does a duration that is not whole seconds or milliseconds
+     * (fuzz_cfg: ".50ms" was dumped as "0ms"). */
+    static const int64_t wins[] = {2 * CLOCK_NS_PER_S, 1500 * CLOCK_NS_PER_MS,
+                                   1000500000, 1000000001};
+    for (size_t i = 0; i < sizeof wins / sizeof wins[0]; i++) {
+        struct s_test_conf d = {0};
+        c.win = wins[i];
+        fp = fopen(path, "w");
+        cfg_dump(tab, n, &c, fp);
+        fclose(fp);
+        assert(cfg_load_file(tab, n, &d, path) == 0);
+        assert(d.win == wins[i]);
         cfg_free(tab, n, &d);
     }
     unlink(path);

@@ -223,6 +223,7 @@ clock_parse_duration(const char *s, int64_t *ns)
         const char *unit;
         int64_t ns;
     } units[] = {
+        {"ns", 1},                   {"us", 1000},
         {"ms", CLOCK_NS_PER_MS},     {"s", CLOCK_NS_PER_S},
         {"sec", CLOCK_NS_PER_S},     {"m", 60 * CLOCK_NS_PER_S},
         {"min", 60 * CLOCK_NS_PER_S}, {"h", 3600 * CLOCK_NS_PER_S},
@@ -231,7 +232,7 @@ clock_parse_duration(const char *s, int64_t *ns)
     int64_t total = 0;
 
     /* One or more NUMBER UNIT terms, as Go and Prometheus write them:
-     * 30s, 1.5h, 1h30m, 250ms. The number is decimal with an optional
+     * 30s, 1.5h, 1h30m, 250ms, 500us, 20ns. The number is decimal with an optional
      * fraction, summed exactly in nanoseconds (a fraction finer than a
      * nanosecond is cut). */
     if (s == NULL || *s == '\0')
@@ -328,6 +329,10 @@ clock_test(bool verbose)
     assert(clock_parse_duration("0.0000000001s", &t) == -1); /* under 1 ns */
     assert(clock_parse_duration("0.000000001s", &t) == 0 && t == 1);
     assert(clock_parse_duration("1.s", &t) == 0 && t == CLOCK_NS_PER_S);
+    assert(clock_parse_duration(".50ms", &t) == 0 && t == 500000);
+    assert(clock_parse_duration("500us", &t) == 0 && t == 500000);
+    assert(clock_parse_duration("1ms20ns", &t) == 0 && t == 1000020);
+    assert(clock_parse_duration("0.5ns", &t) == -1);
     assert(clock_parse_duration("", &t) == -1);
     assert(clock_parse_duration(".s", &t) == -1);
     assert(clock_parse_duration("5", &t) == -1);
