@@ -292,9 +292,12 @@ s_lex_number(struct s_parser *p)
         }
         memcpy(buf, s + start, i - start);
         buf[i - start] = '\0';
-        if (clock_parse_duration(buf, &p->tok.dur) < 0) {
+        if (clock_parse_duration(buf, &p->tok.dur) < 0 ||
+            p->tok.dur % CLOCK_NS_PER_MS != 0) {
+            /* Rules count time in milliseconds, as readings do. */
             s_error(p, start,
-                    "malformed duration '%s' (want e.g. 30s, 5m, 1h, 1d)",
+                    "malformed duration '%s' (want whole milliseconds, "
+                    "e.g. 30s, 5m, 1h, 1d)",
                     buf);
             return;
         }
@@ -1329,7 +1332,9 @@ alert_rule_new(const char *name, const char *text,
                  "rule name is not valid UTF-8");
         return NULL;
     }
-    if (tl > ALERT_RULE_TEXT_MAX) {
+    /* The limit is on the canonical text (below), which may be longer
+     * or shorter than what was written; this only bounds the work. */
+    if (tl > 4 * ALERT_RULE_TEXT_MAX) {
         snprintf(err->reason, sizeof err->reason,
                  "condition longer than %d bytes", ALERT_RULE_TEXT_MAX);
         return NULL;
@@ -1346,6 +1351,19 @@ alert_rule_new(const char *name, const char *text,
     if (s_parse_rule(&p) < 0 || p.failed) {
         if (!p.failed)
             s_error(&p, p.tok.pos, "invalid rule");
+        alert_rule_destroy(&p.rule);
+        return NULL;
+    }
+    /* Measured on the canonical text, so that the canonical text of a
+     * rule taken is always taken again (fuzz_rule found 3,300 bytes
+     * whose canonical text, with its spaces, was 4,261 bytes). */
+    char *canon = alert_rule_format(p.rule);
+    size_t cl = strlen(canon);
+    free(canon);
+    if (cl > ALERT_RULE_TEXT_MAX) {
+        snprintf(err->reason, sizeof err->reason,
+                 "condition longer than %d bytes (%zu in canonical form)",
+                 ALERT_RULE_TEXT_MAX, cl);
         alert_rule_destroy(&p.rule);
         return NULL;
     }
@@ -1780,7 +1798,7 @@ s_fmt_duration(FILE *fp, int64_t ns)
                     units[i].unit);
             return;
         }
-    /* Durations come from clock_parse_duration: whole milliseconds. */
+    /* The lexer takes only durations of whole milliseconds. */
     assert(!"s_fmt_duration: not a whole number of milliseconds");
 }
 
@@ -2241,6 +2259,49 @@ alert_rule_test(bool verbose)
                verbose);
     s_test_bad("avg(temperature, 8d) > 1", 17, "longer than 7d", verbose);
     s_test_bad("temperature > .5", 14, "malformed number", verbose);
+    s_test_bad("temperature > 1 for 500us", 20, "whole milliseconds", verbose);
+    s_test_bad("temperature > 1 for 1500us", 20, "whole milliseconds", verbose);
+
+    /* The length limit is on the canonical text, so that a rule taken
+     * is taken again from its canonical text (fuzz_rule). */
+    {
+        size_t cap = 4 * ALERT_RULE_TEXT_MAX + 2, n = 0;
+        char *t = xmalloc(cap + 16), *f;
+        alert_rule_t *lr;
+
+        /* Written long, canonical short: taken. */
+        n = (size_t)snprintf(t, cap, "x");
+        memset(t + n, ' ', 3 * ALERT_RULE_TEXT_MAX);
+        strcpy(t + n + 3 * ALERT_RULE_TEXT_MAX, "> 1");
+        assert((lr = alert_rule_new("t", t, &err)) != NULL);
+        alert_rule_destroy(&lr);
+        /* Written in 3,003 bytes, canonical 6,020: refused. */
+        for (n = 0; n < 1000; n++)
+            memcpy(t + 3 * n, "1-1", 3);
+        strcpy(t + 3 * n, ">1");
+        assert(alert_rule_new("t", t, &err) == NULL);
+        assert(strstr(err.reason, "in canonical form"));
+        /* Canonical just under the limit: taken, and so is its canonical
+         * text, to the same text. */
+        for (n = 0; n < 500; n++)
+            memcpy(t + 3 * n, "1-1", 3);
+        strcpy(t + 3 * n, ">1");
+        assert((lr = alert_rule_new("t", t, &err)) != NULL);
+        f = alert_rule_format(lr);
+        assert(strlen(f) <= ALERT_RULE_TEXT_MAX);
+        alert_rule_destroy(&lr);
+        assert((lr = alert_rule_new("t", f, &err)) != NULL);
+        alert_rule_destroy(&lr);
+        free(f);
+        /* Past four times the limit as written: refused unparsed. */
+        memset(t, ' ', cap);
+        t[0] = 'x';
+        strcpy(t + cap - 3, ">1");
+        assert(alert_rule_new("t", t, &err) == NULL);
+        assert(strstr(err.reason, "longer than") &&
+               !strstr(err.reason, "canonical"));
+        free(t);
+    }
 
     /* Nesting is bounded, so the parser's stack is too. */
     char deep[2 * ALERT_RULE_DEPTH_MAX + 64];

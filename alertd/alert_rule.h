@@ -61,7 +61,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest condition text accepted. */
+/* Longest rule text accepted, in its canonical form (alert_rule_format);
+ * the text as written may be up to four times as long. */
 #define ALERT_RULE_TEXT_MAX 4096
 /* Deepest nesting of parentheses and operators. */
 #define ALERT_RULE_DEPTH_MAX 64
