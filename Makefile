@@ -116,7 +116,7 @@ test check: deps
 	@sh tests/run.sh
 
 test-full: deps
-	@$(MAKE) --no-print-directory all asan fuzz-build
+	@$(MAKE) --no-print-directory all asan fuzz-build browser-deps
 	@FULL=1 sh tests/run.sh
 
 # The full anomaly evaluation: NAB scoring of the plain build, per file
