@@ -11,19 +11,13 @@
 B=$(cd "$1" && pwd) || exit 2
 C=${2:-2}
 SUB=${3:-}
-PEERS=${SP_PEERS:-/work/shared/peers}
+. "$(dirname "$0")/lib.sh"
 if [ -z "$SUB" ]; then
     SUB=/tmp/sp-ingest-ab
-    MAIN=$(ls -d /tmp/sp-bench/data-1000x10000/main 2>/dev/null)
-    [ -n "$MAIN" ] || { echo "no bench data: run sh bench/run.sh once" >&2; exit 2; }
-    mkdir -p "$SUB"
-    ls "$MAIN" | head -400 | while read -r f; do ln -sf "$MAIN/$f" "$SUB/$f"; done
+    ingest_bodies 400 "$SUB"
 fi
 D=$(mktemp -d "$B/ingest-ab.XXXX")
-P=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-"$B/aggd" --rundir "$D/run" --down none --data "$D/data.{lane}" >"$D/aggd.log" 2>&1 &
-A=$!
-for i in $(seq 200); do grep -q ready: "$D/aggd.log" && break; sleep 0.05; done
+ingest_aggd "$B" "$D"
 "$B/ingestd" --rundir "$D/run" --port "$P" --mqtt-port 0 --spool "$D/spool" >"$D/ingestd.log" 2>&1 &
 I=$!
 for i in $(seq 200); do grep -q ready: "$D/ingestd.log" && break; sleep 0.05; done
