@@ -10,7 +10,7 @@ of that data, aggd and apid from the build, 5 warm-up requests, then
 --requests timed POST /api/v1/aggregate {"metric_name": KEY, "interval":
 "5min", "aggregation": "mean"} on one kept-alive connection, with aggd's
 and apid's CPU (user + system, /proc/PID/stat, 10 ms ticks) and minor
-faults before and after; then as many requests straight to aggd's ROUTER
+faults before and after (and the CPU of each main thread, the loop, apart, and the client's own); then as many requests straight to aggd's ROUTER
 (a DEALER, "text": true, as apid asks), timed to the last byte. Prints one
 line per build and round; the body of the first build's last answer goes
 to --save (to cmp against another build's).
@@ -42,6 +42,14 @@ def stat(pid):
     with open("/proc/%d/stat" % pid) as f:
         p = f.read().rsplit(")", 1)[1].split()
     return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK"), int(p[7])
+
+
+def loop_cpu(pid):
+    """CPU seconds of a process's main thread (its loop); the rest of
+    stat(pid)'s figure is its other threads (ZeroMQ's I/O thread)."""
+    with open("/proc/%d/task/%d/stat" % (pid, pid)) as f:
+        p = f.read().rsplit(")", 1)[1].split()
+    return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(work):
@@ -107,8 +115,10 @@ def run(build, data, work, n, save):
         for _ in range(5):
             _, body = one()
         a0, p0 = stat(ag.pid), stat(ap.pid)
+        al0, pl0, c0 = loop_cpu(ag.pid), loop_cpu(ap.pid), os.times()
         ms = [one()[0] for _ in range(n)]
         a1, p1 = stat(ag.pid), stat(ap.pid)
+        al1, pl1, c1 = loop_cpu(ag.pid), loop_cpu(ap.pid), os.times()
 
         import msgpack
         import zmq
@@ -131,11 +141,15 @@ def run(build, data, work, n, save):
         if save:
             with open(save, "wb") as f:
                 f.write(body)
-        print("%s: aggd %.2f ms CPU, %.1f faults; apid %.2f ms CPU, %.1f "
-              "faults a request; wall median %.2f, min %.2f ms; aggd direct "
+        print("%s: aggd %.2f ms CPU (loop %.2f), %.1f faults; apid %.2f ms "
+              "CPU (loop %.2f), %.1f faults; client %.2f ms CPU a request; "
+              "wall median %.2f, min %.2f ms; aggd direct "
               "median %.2f, min %.2f ms; %d bytes; load %.1f" % (
-                  build, (a1[0] - a0[0]) * 1000 / n, (a1[1] - a0[1]) / n,
-                  (p1[0] - p0[0]) * 1000 / n, (p1[1] - p0[1]) / n,
+                  build, (a1[0] - a0[0]) * 1000 / n, (al1 - al0) * 1000 / n,
+                  (a1[1] - a0[1]) / n,
+                  (p1[0] - p0[0]) * 1000 / n, (pl1 - pl0) * 1000 / n,
+                  (p1[1] - p0[1]) / n,
+                  (c1.user - c0.user + c1.system - c0.system) * 1000 / n,
                   statistics.median(ms), min(ms), statistics.median(direct),
                   min(direct), len(body), os.getloadavg()[0]), flush=True)
     finally:
