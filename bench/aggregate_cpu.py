@@ -10,8 +10,9 @@ of that data, aggd and apid from the build, 5 warm-up requests, then
 --requests timed POST /api/v1/aggregate {"metric_name": KEY, "interval":
 "5min", "aggregation": "mean"} on one kept-alive connection, with aggd's
 and apid's CPU (user + system, /proc/PID/stat, 10 ms ticks) and minor
-faults before and after (and the CPU of each main thread, the loop, apart, and the client's own); then as many requests straight to aggd's ROUTER
-(a DEALER, "text": true, as apid asks), timed to the last byte. Prints one
+faults before and after (and apart, the CPU of each one's main thread,
+its loop, and the client's own); then as many requests straight to
+aggd's ROUTER (a DEALER, "text": true, as apid asks), timed to the last byte. Prints one
 line per build and round; the body of the first build's last answer goes
 to --save (to cmp against another build's).
 
