@@ -134,6 +134,7 @@ static void s_cjob_free(struct s_cjob *j, bool drop_fresh);
 
 struct agg_store {
     zhashx_t *series;        /* key -> struct s_series */
+    struct agg_pool *pool;   /* for large answers (borrowed), or NULL */
     struct s_series **slot;  /* S_SLOTS series last put by slot, or NULL */
     size_t points;           /* distinct points */
     size_t chunks;           /* sealed chunks */
@@ -260,6 +261,18 @@ agg_store_new(void)
     if ((self->dctx = ZSTD_createDCtx()) == NULL)
         abort(); /* out of memory, as xmalloc */
     return self;
+}
+
+void
+agg_store_set_pool(agg_store_t *self, struct agg_pool *pool)
+{
+    self->pool = pool;
+}
+
+struct agg_pool *
+agg_store_pool(const agg_store_t *self)
+{
+    return self->pool;
 }
 
 void

@@ -76,6 +76,11 @@ agg_store_t *agg_store_new(void);
 agg_store_t *agg_store_open(const char *dir, const struct agg_store_files *files);
 /* Destroy; NULL-safe; sets *self_p NULL. */
 void agg_store_destroy(agg_store_t **self_p);
+/* The thread that queries share large answers' work with (agg_pool.h;
+ * borrowed, NULL: none, the default). */
+struct agg_pool;
+void agg_store_set_pool(agg_store_t *self, struct agg_pool *pool);
+struct agg_pool *agg_store_pool(const agg_store_t *self);
 /* Write a point. Returns 1 when it is new, 0 when it overwrote a point at
  * the same timestamp. A chunk that cannot be written to disk is kept in
  * memory and the failure logged; agg_store_sync then fails. */

@@ -12,6 +12,7 @@
 #include "aggd/agg_query.h"
 #include "aggd/agg_wal.h"
 #include "aggd/agg_export.h"
+#include "aggd/agg_pool.h"
 #include "aggd/agg_store.h"
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -72,6 +73,7 @@ struct aggd {
     zloop_t *loop;                /* the one event loop */
     zsock_t *pull;                /* readings in from ingestd */
     zsock_t *router;              /* queries from apid */
+    agg_pool_t *pool;             /* large answers' second thread */
     zsock_t *pub;                 /* readings out to live views (XPUB) */
     size_t pub_subs;              /* subscribed prefixes of "readings" */
     uint64_t pub_batches;         /* batches published to live views */
@@ -164,6 +166,11 @@ aggd_new(const struct aggd_conf *conf)
     }
     if (s_open_data(self) == -1)
         goto fail;
+    /* A thread that large answers share their work with (agg_pool.h);
+     * without it they take one thread, as before. */
+    if ((self->pool = agg_pool_new()) == NULL)
+        log_warnx("aggd: no thread for large answers; they use the loop's");
+    agg_store_set_pool(self->store, self->pool);
     self->loop = zloop_new();
     self->pull = s_socket(ZMQ_PULL, conf->in, conf->rundir, "in", lane, true,
                           conf->hwm);
@@ -225,6 +232,7 @@ aggd_destroy(aggd_t **self_p)
     agg_confirm_destroy(&self->inflight);
     agg_confirm_destroy(&self->durable);
     agg_store_destroy(&self->store);
+    agg_pool_destroy(&self->pool);
     free(self->datadir);
     msg_batch_destroy(&self->spare);
     free(self->run_at);
