@@ -228,13 +228,12 @@ s_out_range(const struct s_out *o, size_t from, size_t to, struct strbuf *text)
     }
 }
 
-/* Buckets of an answer printed in pieces (agg_pool_run): piece 0 straight
- * into the answer, the others into buffers of their own. */
+/* Buckets of an answer printed in pieces (agg_pool_run), each into a
+ * buffer of the answer's text of its own: piece k into buf[k]. */
 struct s_text_pieces {
     const struct s_out *o;
-    size_t per;            /* buckets a piece */
-    struct strbuf *first;  /* the answer's text */
-    struct strbuf *rest;   /* pieces 1.. */
+    size_t per;          /* buckets a piece */
+    struct strbuf *buf;  /* the text's buffers from the first piece's on */
 };
 
 static void
@@ -245,41 +244,39 @@ s_text_piece(void *arg, size_t k)
 
     if (to > tp->o->n)
         to = tp->o->n;
-    s_out_range(tp->o, from, to, k ? &tp->rest[k - 1] : tp->first);
+    s_out_range(tp->o, from, to, &tp->buf[k]);
 }
 
-/* Append o's buckets as the JSON array mpjson_dumps would print. Many
- * are printed in pieces on two threads (agg_pool.h; a bucket's text does
- * not depend on the one before it), then put one after the other. */
+/* Append o's buckets to t as the JSON array mpjson_dumps would print.
+ * Many are printed in pieces on two threads (agg_pool.h; a bucket's text
+ * does not depend on the one before it), each piece into a buffer of its
+ * own after the text so far: the text goes on in the last. */
 static void
-s_out_text(const struct s_out *o, struct strbuf *text, agg_pool_t *pool)
+s_out_text(const struct s_out *o, struct agg_text *t, agg_pool_t *pool)
 {
-    strbuf_reserve(text, o->n * 80 + 2);
-    strbuf_add(text, "[", 1);
     if (pool && o->n >= s_pieces_min) {
-        size_t k = (o->n + s_piece - 1) / s_piece;
-        struct s_text_pieces tp = {o, s_piece, text,
-                                   xcalloc(k - 1, sizeof(struct strbuf))};
-        /* Their room here, on the loop's heap, not the worker's. */
-        for (size_t i = 0; i + 1 < k; i++)
-            strbuf_reserve(&tp.rest[i], s_piece * 80 + 2);
+        size_t k = (o->n + s_piece - 1) / s_piece, first = t->n - 1;
+        strbuf_add(agg_text_cur(t), "[", 1);
+        /* All the buffers and their room here, on the loop's heap. */
+        strbuf_reserve(&t->buf[first], s_piece * 80 + 2);
+        for (size_t i = 1; i < k; i++)
+            strbuf_reserve(agg_text_add(t), s_piece * 80 + 2);
+        struct s_text_pieces tp = {o, s_piece, &t->buf[first]};
         agg_pool_run(pool, k, s_text_piece, &tp);
-        for (size_t i = 0; i + 1 < k; i++) {
-            strbuf_add(text, tp.rest[i].p, tp.rest[i].len);
-            strbuf_free(&tp.rest[i]);
-        }
-        free(tp.rest);
     } else {
+        struct strbuf *text = agg_text_cur(t);
+        strbuf_reserve(text, o->n * 80 + 2);
+        strbuf_add(text, "[", 1);
         s_out_range(o, 0, o->n, text);
     }
-    strbuf_add(text, "]", 1);
+    strbuf_add(agg_text_cur(t), "]", 1);
 }
 
 /* The answer: head holds its other fields in order, "buckets" among them
  * (a placeholder). Takes head and empties o. To *body as a tree, or, when
  * text is not NULL, appended to text as JSON (*body NULL). */
 static void
-s_emit(json_t *head, struct s_out *o, json_t **body, struct strbuf *text,
+s_emit(json_t *head, struct s_out *o, json_t **body, struct agg_text *t,
        agg_pool_t *pool)
 {
     char tbuf[40];
@@ -287,7 +284,7 @@ s_emit(json_t *head, struct s_out *o, json_t **body, struct strbuf *text,
     json_t *v;
     bool first = true;
 
-    if (text == NULL) {
+    if (t == NULL) {
         json_t *arr = json_array();
         for (size_t i = 0; i < o->n; i++) {
             json_t *b = json_pack("{s:s, s:o, s:I}", "timestamp",
@@ -306,19 +303,20 @@ s_emit(json_t *head, struct s_out *o, json_t **body, struct strbuf *text,
         s_out_free(o);
         return;
     }
-    strbuf_add(text, "{", 1);
+    strbuf_add(agg_text_cur(t), "{", 1);
     json_object_foreach(head, k, v) {
+        struct strbuf *text = agg_text_cur(t); /* the last buffer */
         if (!first)
             strbuf_add(text, ",", 1);
         first = false;
         mpjson_put_string(text, k, strlen(k));
         strbuf_add(text, ":", 1);
         if (strcmp(k, "buckets") == 0)
-            s_out_text(o, text, pool);
+            s_out_text(o, t, pool);
         else
             mpjson_dump(text, v);
     }
-    strbuf_add(text, "}", 1);
+    strbuf_add(agg_text_cur(t), "}", 1);
     json_decref(head);
     *body = NULL;
     s_out_free(o);
@@ -901,7 +899,7 @@ agg_interval_answer(agg_store_t *store, const json_t *req, json_t **body)
 
 int
 agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
-                   struct strbuf *text)
+                   struct agg_text *text)
 {
     struct agg_query_sel sel;
     const char *ival = json_string_value(json_object_get(req, "interval"));
@@ -1019,15 +1017,17 @@ s_test_ref(agg_store_t *st, const char **keys, size_t nk, int fn, double pct,
  * pieces of per buckets from min buckets on (caller frees). */
 static char *
 s_test_pieces_text(agg_store_t *st, const char *fn, const char *ival,
-                   int64_t start, int64_t end, size_t min, size_t per)
+                   int64_t start, int64_t end, size_t min, size_t per,
+                   size_t *nbuf)
 {
     json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:b}", "op",
                             "aggregate", "series", "q", "interval", ival,
                             "aggregation", fn, "start", (json_int_t)start,
                             "end", (json_int_t)end, "text", 1, "rollups", 1),
            *none;
-    struct strbuf text = {NULL, 0, 0};
+    struct agg_text text = {NULL, 0, 0, 0};
     size_t keep_min = s_pieces_min, keep_per = s_piece;
+    char *all;
 
     s_pieces_min = min;
     s_piece = per;
@@ -1035,7 +1035,10 @@ s_test_pieces_text(agg_store_t *st, const char *fn, const char *ival,
     s_pieces_min = keep_min;
     s_piece = keep_per;
     json_decref(req);
-    return text.p;
+    all = agg_text_join(&text);
+    *nbuf = text.n;
+    agg_text_free(&text);
+    return all;
 }
 
 /*
@@ -1069,9 +1072,11 @@ s_test_pieces(void)
             const char *fn = fns[(size_t)(n + ragged) % 3];
             int64_t start = t0 + ragged * 31 * s1;
             int64_t end = t0 + (int64_t)n * 300 * s1 - ragged * 45 * s1;
+            size_t nbuf;
             agg_store_set_pool(st, NULL);
             char *one = s_test_pieces_text(st, fn, "5min", start, end,
-                                           SIZE_MAX, 1);
+                                           SIZE_MAX, 1, &nbuf);
+            assert(nbuf == 1);
             json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b}",
                                     "op", "aggregate", "series", "q",
                                     "interval", "5min", "aggregation", fn,
@@ -1084,8 +1089,9 @@ s_test_pieces(void)
             agg_store_set_pool(st, pool);
             for (size_t per = 1; per <= 4; per++) {
                 char *two = s_test_pieces_text(st, fn, "5min", start, end, 1,
-                                               per);
+                                               per, &nbuf);
                 TEST_STREQ(two, one);
+                assert(nbuf >= 1 && nbuf <= (size_t)n / per + 2);
                 free(two);
             }
             free(want);
@@ -1094,13 +1100,16 @@ s_test_pieces(void)
             free(one);
         }
     /* The default sizes: 6,000 one-minute buckets in pieces of 2,048. */
+    size_t nbuf;
     agg_store_set_pool(st, NULL);
     char *one = s_test_pieces_text(st, "mean", "1min", t0,
-                                   t0 + 6000 * 60 * s1, SIZE_MAX, 1);
+                                   t0 + 6000 * 60 * s1, SIZE_MAX, 1, &nbuf);
     agg_store_set_pool(st, pool);
     char *two = s_test_pieces_text(st, "mean", "1min", t0,
-                                   t0 + 6000 * 60 * s1, s_pieces_min, s_piece);
+                                   t0 + 6000 * 60 * s1, s_pieces_min, s_piece,
+                                   &nbuf);
     TEST_STREQ(two, one);
+    assert(nbuf == 3); /* 6,000 buckets in pieces of 2,048 */
     assert(strlen(one) > 6000 * 50);
     free(one);
     free(two);
@@ -1148,7 +1157,7 @@ s_test_walk(void)
                                         "start", (json_int_t)start, "end",
                                         (json_int_t)end,
                                         "text", 1), *body, *b;
-                struct strbuf text = {NULL, 0, 0};
+                struct agg_text text = {NULL, 0, 0, 0};
                 assert(clock_parse_duration(steps[si], &step) == 0);
                 assert(agg_interval_answer(st, req, &body) == 200);
                 TEST_STREQ(json_string_value(json_object_get(body, "source")),
@@ -1195,15 +1204,16 @@ s_test_walk(void)
                 json_t *none;
                 assert(agg_interval_reply(st, req, &none, &text) == 200);
                 if (sel) {
-                    char *want = mpjson_dumps(body);
+                    char *want = mpjson_dumps(body), *got = agg_text_join(&text);
                     assert(none == NULL);
-                    TEST_STREQ(text.p, want);
+                    TEST_STREQ(got, want);
+                    free(got);
                     free(want);
                 } else {
-                    assert(none && text.len == 0);
+                    assert(none && agg_text_len(&text) == 0);
                     json_decref(none);
                 }
-                strbuf_free(&text);
+                agg_text_free(&text);
                 json_decref(body);
                 json_decref(req);
             }

@@ -19,16 +19,17 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-struct strbuf;
+struct agg_text;
 
 /* Answer an "aggregate" request: the HTTP-style status, *body set
  * (caller owns). Bad input is a 400 body. */
 int agg_interval_answer(agg_store_t *store, const json_t *req, json_t **body);
 /* The same, but a 200 over one series for a request that says "text":
- * true (rpc.h) is appended to text as JSON, and *body is NULL; text NULL
- * is agg_interval_answer. */
+ * true (rpc.h) is appended to text as JSON (agg_query.h: in several
+ * buffers when printed in pieces), and *body is NULL; text NULL is
+ * agg_interval_answer. */
 int agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
-                       struct strbuf *text);
+                       struct agg_text *text);
 
 /* With "parts": true (apid's lane merge, agg_query.h), an answer from
  * rollups carries in every bucket either "sketch" (percentiles: the

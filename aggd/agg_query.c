@@ -861,9 +861,62 @@ agg_query_answer(agg_store_t *store, const json_t *req, json_t **body)
     return agg_query_reply(store, req, body, NULL);
 }
 
+struct strbuf *
+agg_text_add(struct agg_text *t)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 4;
+        t->buf = xrealloc(t->buf, t->cap * sizeof *t->buf);
+    }
+    t->buf[t->n] = (struct strbuf){NULL, 0, 0};
+    if (t->n == 0) {
+        strbuf_reserve(&t->buf[0], t->base);
+        t->buf[0].len = t->base;
+    }
+    return &t->buf[t->n++];
+}
+
+struct strbuf *
+agg_text_cur(struct agg_text *t)
+{
+    return t->n ? &t->buf[t->n - 1] : agg_text_add(t);
+}
+
+size_t
+agg_text_len(const struct agg_text *t)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < t->n; i++)
+        n += t->buf[i].len - (i ? 0 : t->base);
+    return n;
+}
+
+char *
+agg_text_join(const struct agg_text *t)
+{
+    struct strbuf all = {NULL, 0, 0};
+
+    strbuf_reserve(&all, agg_text_len(t));
+    for (size_t i = 0; i < t->n; i++)
+        strbuf_add(&all, t->buf[i].p + (i ? 0 : t->base),
+                   t->buf[i].len - (i ? 0 : t->base));
+    return all.p;
+}
+
+void
+agg_text_free(struct agg_text *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        strbuf_free(&t->buf[i]);
+    free(t->buf);
+    t->buf = NULL;
+    t->n = t->cap = 0;
+}
+
 int
 agg_query_reply(agg_store_t *store, const json_t *req, json_t **body,
-                struct strbuf *text)
+                struct agg_text *text)
 {
     const char *op = json_string_value(json_object_get(req, "op"));
 

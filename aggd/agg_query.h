@@ -11,6 +11,7 @@
 #include "aggd/agg_rollup.h"
 #include "aggd/agg_sketch.h"
 #include "aggd/agg_store.h"
+#include "common/strbuf.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -60,11 +61,32 @@ int agg_query_part_parse(const json_t *p, const char **key,
 /* Answer req from store: returns the HTTP-style status and sets *body
  * (caller owns). Never fails on bad input: that is a 400 body. */
 int agg_query_answer(agg_store_t *store, const json_t *req, json_t **body);
+/* An answer as JSON text in one or more buffers, one after the other: a
+ * large answer printed in pieces on two threads keeps them apart, so that
+ * they travel without being copied together (rpc_reply_send_frames).
+ * buf[0] starts with base bytes that are not text (room for the reply's
+ * head); zero-initialise, set base, agg_text_free when done. */
+struct agg_text {
+    struct strbuf *buf;
+    size_t n, cap;
+    size_t base;
+};
+/* The last buffer, where the text goes on (the first made on demand). */
+struct strbuf *agg_text_cur(struct agg_text *t);
+/* Append a new empty buffer and return it (earlier pointers into t->buf
+ * are stale afterwards). */
+struct strbuf *agg_text_add(struct agg_text *t);
+/* Bytes of text in all buffers (base not counted). */
+size_t agg_text_len(const struct agg_text *t);
+/* The whole text as one string (caller frees; the selftests). */
+char *agg_text_join(const struct agg_text *t);
+void agg_text_free(struct agg_text *t);
+
 /* The same, but an answer the request lets travel as text ("text": true,
  * rpc.h; aggregations over one series) is appended to text as JSON and
  * *body is NULL. */
 int agg_query_reply(agg_store_t *store, const json_t *req, json_t **body,
-                    struct strbuf *text);
+                    struct agg_text *text);
 
 /* Parse "series", "tags", "start", "end", "exact", "rollups" and "parts"
  * of req. Returns 0, or

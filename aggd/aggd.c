@@ -1182,16 +1182,14 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     aggd_t *self = arg;
     zmsg_t *env;
     json_t *req = rpc_request_recv(sock, &env), *body = NULL;
-    struct strbuf text = {NULL, 0, 0};
+    /* An answer as text starts after room for the reply's head, so that
+     * its buffers go out as they are (rpc_reply_send_frames). */
+    struct agg_text text = {NULL, 0, 0, RPC_TEXT_HEAD};
     int status;
     int64_t t0 = clock_mono_ns();
 
     if (req == NULL)
         return 0;
-    /* An answer as text starts after room for the reply's head, so that
-     * the buffer goes out as it is (rpc_reply_send_owned). */
-    strbuf_reserve(&text, RPC_TEXT_HEAD);
-    text.len = RPC_TEXT_HEAD;
     self->queries++;
     if (strcmp(json_string_value(json_object_get(req, "op")), "backup") == 0) {
         status = s_backup(self, req, &body);
@@ -1204,12 +1202,11 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
                                      "delete"))
             status = s_deleted(self, &body);
     }
-    if (body == NULL && text.len > RPC_TEXT_HEAD) {
-        rpc_reply_send_owned(sock, &env, status, text.p, text.len);
-        text.p = NULL; /* ZeroMQ's now */
-    } else
+    if (body == NULL && agg_text_len(&text) > 0)
+        rpc_reply_send_frames(sock, &env, status, text.buf, text.n); /* ZeroMQ's now */
+    else
         rpc_reply_send(sock, &env, status, body);
-    strbuf_free(&text);
+    agg_text_free(&text);
     json_decref(req);
     s_loop_mark(self, t0);
     return 0;

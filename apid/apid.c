@@ -24,6 +24,7 @@
 #include "common/mpjson.h"
 #include "common/reload.h"
 #include "common/rpc.h"
+#include "common/strbuf.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -599,23 +600,56 @@ s_msg_free(void *cls)
 
 /* A reply whose body came as JSON text (asked for in s_request) goes to
  * the client as it is, from the received message without a copy, when it
- * is the only answer and nothing needs to merge or read it. Returns true
+ * is the only answer and nothing needs to merge or read it: the text and
+ * the frames that continue it (rpc.h), the message's last. Returns true
  * when delivered (takes *msg). */
 static bool
 s_deliver_text(apid_t *self, struct s_pending *p, int status, zmsg_t **msg,
-               const char *text, size_t len)
+               const char *text, size_t len, size_t frames)
 {
     http_req_t *req = p->req;
+    struct http_piece *pieces;
+    zframe_t *f;
 
     if (p->kind != PK_LANES || p->nasks != 1 || p->first || p->fn ||
         req == NULL)
         return false;
     s_observe(self, p);
     s_pending_free(self, p);
-    http_req_reply_ref(req, status, "application/json", text, len,
-                       s_msg_free, *msg);
+    pieces = xcalloc(frames + 1, sizeof *pieces);
+    pieces[0] = (struct http_piece){text, len};
+    zmsg_first(*msg);
+    zmsg_next(*msg);
+    for (size_t i = 1; i <= frames && (f = zmsg_next(*msg)) != NULL; i++)
+        pieces[i] = (struct http_piece){(const char *)zframe_data(f),
+                                        zframe_size(f)};
+    http_req_reply_refv(req, status, "application/json", pieces, frames + 1,
+                        s_msg_free, *msg);
+    free(pieces);
     *msg = NULL;
     return true;
+}
+
+/* The text of a reply and the frames that continue it, as one string to
+ * parse (the rare reply in pieces that apid must read itself). */
+static json_t *
+s_parse_text(zmsg_t *msg, const char *text, size_t len, size_t frames,
+             json_error_t *err)
+{
+    struct strbuf all = {NULL, 0, 0};
+    zframe_t *f;
+    json_t *body;
+
+    if (frames == 0)
+        return json_loadb(text, len, JSON_DECODE_ANY, err);
+    strbuf_add(&all, text, len);
+    zmsg_first(msg);
+    zmsg_next(msg);
+    while ((f = zmsg_next(msg)) != NULL)
+        strbuf_add(&all, zframe_data(f), zframe_size(f));
+    body = json_loadb(all.p, all.len, JSON_DECODE_ANY, err);
+    strbuf_free(&all);
+    return body;
 }
 
 static int
@@ -630,12 +664,12 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
     struct s_ask *a = NULL;
 
     const char *text;
-    size_t len;
+    size_t len, frames;
     zmsg_t *msg;
     json_error_t err;
 
     if (rpc_reply_recv_ref(zsock_resolve(sock), &id, &status, &body, &text,
-                           &len, &msg) == -1) {
+                           &len, &msg, &frames) == -1) {
         log_warnx("apid: malformed reply from %s lane %u", s_bk_name[bk->b],
                   bk->lane);
         return 0;
@@ -650,10 +684,10 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
         zmsg_destroy(&msg);
         return 0;
     }
-    if (text && s_deliver_text(self, p, status, &msg, text, len))
+    if (text && s_deliver_text(self, p, status, &msg, text, len, frames))
         return 0;
     if (text) {
-        body = json_loadb(text, len, JSON_DECODE_ANY, &err);
+        body = s_parse_text(msg, text, len, frames, &err);
         zmsg_destroy(&msg);
         if (body == NULL) {
             log_warnx("apid: malformed JSON reply from %s lane %u: %s",

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -534,26 +535,44 @@ http_req_reply(http_req_t *req, int status, const char *content_type,
 }
 
 void
-http_req_reply_ref(http_req_t *req, int status, const char *content_type,
-                   const char *body, size_t len, void (*done)(void *),
-                   void *cls)
+http_req_reply_refv(http_req_t *req, int status, const char *content_type,
+                    const struct http_piece *pieces, size_t n,
+                    void (*done)(void *), void *cls)
 {
-    /* The body as it is, then a newline (as http_req_reply_json ends),
-     * without copying either. */
-    const struct MHD_IoVec iov[2] = {{body, len}, {"\n", 1}};
+    /* The pieces as they are, then a newline (as http_req_reply_json
+     * ends), without copying any (MHD copies the array, not the bytes). */
+    struct MHD_IoVec *iov;
     struct MHD_Response *resp;
 
     if (req->resp) {
         done(cls);
         return;
     }
-    if ((resp = MHD_create_response_from_iovec(iov, 2, done, cls)) == NULL) {
+    iov = xcalloc(n + 1, sizeof *iov);
+    for (size_t i = 0; i < n; i++)
+        iov[i] = (struct MHD_IoVec){pieces[i].p, pieces[i].len};
+    iov[n] = (struct MHD_IoVec){"\n", 1};
+    resp = n + 1 > UINT_MAX ? NULL
+                            : MHD_create_response_from_iovec(
+                                  iov, (unsigned)(n + 1), done, cls);
+    free(iov);
+    if (resp == NULL) {
         done(cls);
         http_req_reply_error(req, 500, "internal", "response too large",
                              "body");
         return;
     }
     s_set_reply(req, status, content_type, resp, false);
+}
+
+void
+http_req_reply_ref(http_req_t *req, int status, const char *content_type,
+                   const char *body, size_t len, void (*done)(void *),
+                   void *cls)
+{
+    const struct http_piece one = {body, len};
+
+    http_req_reply_refv(req, status, content_type, &one, 1, done, cls);
 }
 
 /* MHD asks for the next piece of a streamed body. With nothing ready the

@@ -78,6 +78,15 @@ void http_req_reply(http_req_t *req, int status, const char *content_type,
 void http_req_reply_ref(http_req_t *req, int status, const char *content_type,
                         const char *body, size_t len, void (*done)(void *),
                         void *cls);
+/* The same for a body in n pieces (their bytes one after the other, then
+ * a newline): for an answer that arrived in parts (rpc.h). */
+struct http_piece {
+    const char *p;
+    size_t len;
+};
+void http_req_reply_refv(http_req_t *req, int status, const char *content_type,
+                         const struct http_piece *pieces, size_t n,
+                         void (*done)(void *), void *cls);
 /* Reply with JSON (reference stolen), printed with shortest doubles. */
 void http_req_reply_json(http_req_t *req, int status, json_t *body);
 /* Reply with SPEC's error shape. */

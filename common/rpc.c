@@ -2,6 +2,7 @@
  * rpc: query request/reply framing (see rpc.h).
  */
 #include "common/rpc.h"
+#include "common/strbuf.h"
 #include "common/log.h"
 #include "common/mpjson.h"
 #include "common/msg.h"
@@ -91,46 +92,82 @@ s_free_buf(void *data, void *hint)
     free(hint);
 }
 
-int
-rpc_reply_send_owned(void *router, zmsg_t **envelope, int status, char *buf,
-                     size_t len)
+/* Write the reply map's head just before the text at buf + RPC_TEXT_HEAD
+ * and return where the message starts (at most 33 bytes of head: map,
+ * status, json and its str32 head, frames). */
+static size_t
+s_text_head(char *buf, size_t len, int status, size_t frames)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    zmq_msg_t msg;
-    void *h = zsock_resolve(router);
     size_t off;
-    int rc = 0;
 
-    assert(len >= RPC_TEXT_HEAD);
-    /* The map's head (at most 21 bytes), put just before the text. */
+    assert(len >= RPC_TEXT_HEAD && frames <= UINT32_MAX);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
+    msgpack_pack_map(&pk, frames ? 3 : 2);
     msgpack_pack_str_with_body(&pk, "status", 6);
     msgpack_pack_int(&pk, status);
+    if (frames) {
+        msgpack_pack_str_with_body(&pk, "frames", 6);
+        msgpack_pack_uint32(&pk, (uint32_t)frames);
+    }
     msgpack_pack_str_with_body(&pk, "json", 4);
     msgpack_pack_str(&pk, len - RPC_TEXT_HEAD);
     assert(sb.size <= RPC_TEXT_HEAD);
     off = RPC_TEXT_HEAD - sb.size;
     memcpy(buf + off, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
-    /* The routing frames, then the buffer itself as the last frame:
-     * ZeroMQ frees it once it is written (s_free_buf). */
-    for (zframe_t *f = zmsg_first(*envelope); f && rc >= 0;
-         f = zmsg_next(*envelope))
-        rc = zmq_send(h, zframe_data(f), zframe_size(f), ZMQ_SNDMORE);
-    zmsg_destroy(envelope);
-    if (rc < 0) {
-        free(buf);
-        return -1;
-    }
+    return off;
+}
+
+/* Send buf from off as one frame without a copy: ZeroMQ frees buf once
+ * it is written (s_free_buf), or we do on failure. */
+static int
+s_send_buf(void *h, char *buf, size_t off, size_t len, int flags)
+{
+    zmq_msg_t msg;
+
     zmq_msg_init_data(&msg, buf + off, len - off, s_free_buf, buf);
-    if (zmq_msg_send(&msg, h, 0) < 0) {
+    if (zmq_msg_send(&msg, h, flags) < 0) {
         zmq_msg_close(&msg); /* frees buf */
         return -1;
     }
     return 0;
+}
+
+int
+rpc_reply_send_frames(void *router, zmsg_t **envelope, int status,
+                      struct strbuf *bufs, size_t n)
+{
+    void *h = zsock_resolve(router);
+    size_t off = s_text_head(bufs[0].p, bufs[0].len, status, n - 1);
+    int rc = 0;
+
+    /* The routing frames, then the buffers themselves as the last frames. */
+    for (zframe_t *f = zmsg_first(*envelope); f && rc >= 0;
+         f = zmsg_next(*envelope))
+        rc = zmq_send(h, zframe_data(f), zframe_size(f), ZMQ_SNDMORE);
+    zmsg_destroy(envelope);
+    for (size_t i = 0; i < n; i++) {
+        char *p = bufs[i].p;
+        bufs[i].p = NULL;
+        if (rc >= 0)
+            rc = s_send_buf(h, p, i ? 0 : off, bufs[i].len,
+                            i + 1 < n ? ZMQ_SNDMORE : 0);
+        else
+            free(p);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+int
+rpc_reply_send_owned(void *router, zmsg_t **envelope, int status, char *buf,
+                     size_t len)
+{
+    struct strbuf one = {buf, len, len};
+
+    return rpc_reply_send_frames(router, envelope, status, &one, 1);
 }
 
 int
@@ -148,7 +185,7 @@ rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
  * map. Returns 0 or -1. */
 static int
 s_reply_parse(const msgpack_object *o, int *status, json_t **body,
-              const char **text, size_t *len)
+              const char **text, size_t *len, size_t *frames)
 {
     bool have_status = false;
 
@@ -173,14 +210,21 @@ s_reply_parse(const msgpack_object *o, int *status, json_t **body,
                 return -1;
             *text = v->via.str.ptr;
             *len = v->via.str.size;
+        } else if (k->via.str.size == 6 && !memcmp(k->via.str.ptr, "frames", 6)) {
+            if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                v->via.u64 > UINT32_MAX)
+                return -1;
+            *frames = (size_t)v->via.u64;
         }
     }
-    return have_status ? 0 : -1;
+    /* Only text goes on in frames. */
+    return have_status && (*text || *frames == 0) ? 0 : -1;
 }
 
 int
 rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status, json_t **body,
-                   const char **text, size_t *len, zmsg_t **msg)
+                   const char **text, size_t *len, zmsg_t **msg,
+                   size_t *frames)
 {
     zmsg_t *m = zmsg_recv(dealer);
     zframe_t *f;
@@ -192,10 +236,11 @@ rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status, json_t **body,
     *text = NULL;
     *len = 0;
     *msg = NULL;
+    *frames = 0;
     if (m == NULL)
         return -1;
     msgpack_unpacked_init(&up);
-    if (zmsg_size(m) != 2)
+    if (zmsg_size(m) < 2)
         goto done;
     f = zmsg_first(m);
     if (zframe_size(f) != sizeof *id)
@@ -206,7 +251,9 @@ rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status, json_t **body,
         msgpack_unpack_next(&up, (const char *)zframe_data(f), zframe_size(f),
                             &off) != MSGPACK_UNPACK_SUCCESS)
         goto done;
-    rc = s_reply_parse(&up.data, status, body, text, len);
+    rc = s_reply_parse(&up.data, status, body, text, len, frames);
+    if (rc == 0 && zmsg_size(m) - 2 != *frames)
+        rc = -1;
     /* msgpack_unpack_next refers to the frame for strings: the text
      * lives as long as the message. */
     if (rc == 0 && *text &&
@@ -226,6 +273,7 @@ done:
     } else {
         *text = NULL;
         *len = 0;
+        *frames = 0;
     }
     msgpack_unpacked_destroy(&up);
     zmsg_destroy(&m);
@@ -238,12 +286,25 @@ rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
 {
     const char *ref;
     zmsg_t *m;
-    int rc = rpc_reply_recv_ref(dealer, id, status, body, &ref, len, &m);
+    size_t frames;
+    int rc = rpc_reply_recv_ref(dealer, id, status, body, &ref, len, &m,
+                                &frames);
 
     *text = NULL;
-    if (rc == 0 && ref) {
-        *text = xmalloc(*len + 1);
+    if (rc == 0 && ref) { /* the pieces together */
+        size_t n = *len;
+        zframe_t *f = zmsg_first(m);
+        zmsg_next(m);
+        for (size_t i = 0; i < frames; i++)
+            n += zframe_size(zmsg_next(m));
+        *text = xmalloc(n + 1);
         memcpy(*text, ref, *len);
+        zmsg_first(m);
+        zmsg_next(m);
+        while ((f = zmsg_next(m)) != NULL) {
+            memcpy(*text + *len, zframe_data(f), zframe_size(f));
+            *len += zframe_size(f);
+        }
         (*text)[*len] = '\0';
     }
     zmsg_destroy(&m);
@@ -335,8 +396,10 @@ rpc_test(bool verbose)
         if (i % 2) { /* kept in the message, not copied */
             const char *ref;
             zmsg_t *m;
+            size_t frames;
             assert(rpc_reply_recv_ref(dealer, &id, &status, &body, &ref,
-                                      &len, &m) == 0 && m && body == NULL);
+                                      &len, &m, &frames) == 0 && m &&
+                   body == NULL && frames == 0);
             zframe_t *f = zmsg_last(m);
             assert(ref >= (const char *)zframe_data(f) &&
                    ref + len == (const char *)zframe_data(f) + zframe_size(f));
@@ -361,6 +424,47 @@ rpc_test(bool verbose)
                json_array_size(body) == (n - 1) / 2);
         json_decref(body);
         free(want);
+    }
+    /* In several frames (rpc_reply_send_frames): kept apart without a
+     * copy, or put together, or parsed; an empty piece too. */
+    static const char *pieces[] = {"[1,", "22,3", "", "3]"};
+    for (int how = 0; how < 3; how++) {
+        struct strbuf bufs[4];
+        memset(bufs, 0, sizeof bufs);
+        strbuf_reserve(&bufs[0], RPC_TEXT_HEAD);
+        bufs[0].len = RPC_TEXT_HEAD;
+        for (size_t i = 0; i < 4; i++) {
+            strbuf_reserve(&bufs[i], 1);
+            strbuf_add(&bufs[i], pieces[i], strlen(pieces[i]));
+        }
+        assert(rpc_request_send(dealer, 300 + how, req) == 0);
+        json_decref(rpc_request_recv(router, &env));
+        assert(rpc_reply_send_frames(router, &env, 201, bufs, 4) == 0 &&
+               env == NULL && bufs[0].p == NULL && bufs[3].p == NULL);
+        if (how == 0) {
+            const char *ref;
+            zmsg_t *m;
+            size_t frames;
+            assert(rpc_reply_recv_ref(dealer, &id, &status, &body, &ref, &len,
+                                      &m, &frames) == 0);
+            assert(id == 300 && status == 201 && frames == 3 && len == 3 &&
+                   memcmp(ref, "[1,", 3) == 0 && zmsg_size(m) == 5);
+            char *last = zframe_strdup(zmsg_last(m));
+            TEST_STREQ(last, "3]");
+            free(last);
+            zmsg_destroy(&m);
+        } else if (how == 1) {
+            assert(rpc_reply_recv_text(dealer, &id, &status, &body, &text,
+                                       &len) == 0);
+            assert(id == 301 && len == 9);
+            TEST_STREQ(text, "[1,22,33]");
+            free(text);
+        } else {
+            assert(rpc_reply_recv(dealer, &id, &status, &body) == 0);
+            assert(json_array_size(body) == 3 &&
+                   json_integer_value(json_array_get(body, 2)) == 33);
+            json_decref(body);
+        }
     }
     json_decref(req);
     /* Text that is not JSON is a malformed reply. */

@@ -9,7 +9,11 @@
  * {"status": s, "json": "<the body as JSON text>"}]. A daemon answers so
  * only when the request says "text": true (apid does when it will hand
  * the body to an HTTP client unchanged), which saves building, packing,
- * unpacking and printing a tree of tens of thousands of nodes.
+ * unpacking and printing a tree of tens of thousands of nodes. A text
+ * made in pieces (aggd prints a large answer on two threads) may come as
+ * several frames: [id][{"status": s, "json": "<first piece>", "frames":
+ * n}][piece]...[piece], n more frames of text that continue the JSON, so
+ * that no one copies the pieces together before the HTTP client's socket.
  */
 #ifndef SP_RPC_H
 #define SP_RPC_H
@@ -38,7 +42,7 @@ int rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
                         const char *json, size_t len);
 /* Bytes a text reply's buffer keeps free before its JSON, for the
  * reply's msgpack head (rpc_reply_send_owned). */
-#define RPC_TEXT_HEAD 24
+#define RPC_TEXT_HEAD 40
 /* Answer with the JSON text at buf + RPC_TEXT_HEAD (len bytes from buf,
  * len >= RPC_TEXT_HEAD; the first RPC_TEXT_HEAD are scratch) without
  * copying it: the head is written into the scratch bytes and the buffer
@@ -47,6 +51,13 @@ int rpc_reply_send_text(void *router, zmsg_t **envelope, int status,
  * -1. */
 int rpc_reply_send_owned(void *router, zmsg_t **envelope, int status,
                          char *buf, size_t len);
+/* The same for a text in n buffers one after the other: bufs[0] as buf
+ * above (len >= RPC_TEXT_HEAD, scratch first), then bufs[1..n-1], all
+ * their len bytes text. Takes *envelope and every buffer (their p, which
+ * it sets NULL). Returns 0 or -1. */
+struct strbuf;
+int rpc_reply_send_frames(void *router, zmsg_t **envelope, int status,
+                          struct strbuf *bufs, size_t n);
 /* Read a reply on a DEALER: sets *id, *status and *body (caller decrefs);
  * a body sent as text is parsed. Returns 0, or -1 for a malformed reply
  * (text that is not JSON included). */
@@ -60,10 +71,11 @@ int rpc_reply_recv_text(void *dealer, uint64_t *id, int *status,
 /* Like rpc_reply_recv_text, without copying the text: *text (not
  * NUL-terminated, len bytes) points into the received message, which
  * *msg then holds (caller zmsg_destroys it when done with the text);
- * otherwise *text and *msg are NULL. */
+ * otherwise *text and *msg are NULL. *frames is the number of frames of
+ * text that continue it, the message's last ones (0 mostly). */
 int rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status,
                        json_t **body, const char **text, size_t *len,
-                       zmsg_t **msg);
+                       zmsg_t **msg, size_t *frames);
 
 /* Selftest: asserts on failure, prints " * rpc: OK". */
 void rpc_test(bool verbose);
