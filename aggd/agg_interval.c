@@ -392,8 +392,7 @@ s_window_tz(const json_t *req, int64_t step, int64_t *window, const char **tz,
     const json_t *w = json_object_get(req, "window"), *z = json_object_get(req, "tz");
 
     if (w && (!json_is_string(w) ||
-              clock_parse_duration(json_string_value(w), window) ||
-              *window % CLOCK_NS_PER_MS != 0 ||
+              clock_parse_duration_ms(json_string_value(w), window) ||
               *window < step)) {
         *body = agg_query_bad("window must be a duration at least as long "
                               "as the interval", "window");
@@ -911,8 +910,7 @@ agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
 
     if (agg_query_sel(req, &sel, body))
         return 400;
-    if (ival == NULL || clock_parse_duration(ival, &step) ||
-        step % CLOCK_NS_PER_MS != 0) {
+    if (ival == NULL || clock_parse_duration_ms(ival, &step)) {
         /* Time stamps are milliseconds: so are the bucket bounds. */
         *body = agg_query_bad("interval must be a duration of whole "
                               "milliseconds like 30s, 5min, 1h, 1d",

@@ -292,8 +292,7 @@ s_lex_number(struct s_parser *p)
         }
         memcpy(buf, s + start, i - start);
         buf[i - start] = '\0';
-        if (clock_parse_duration(buf, &p->tok.dur) < 0 ||
-            p->tok.dur % CLOCK_NS_PER_MS != 0) {
+        if (clock_parse_duration_ms(buf, &p->tok.dur) < 0) {
             /* Rules count time in milliseconds, as readings do. */
             s_error(p, start,
                     "malformed duration '%s' (want whole milliseconds, "

@@ -278,6 +278,13 @@ clock_parse_duration(const char *s, int64_t *ns)
     return 0;
 }
 
+int
+clock_parse_duration_ms(const char *s, int64_t *ns)
+{
+    return clock_parse_duration(s, ns) == 0 && *ns % CLOCK_NS_PER_MS == 0
+               ? 0 : -1;
+}
+
 void
 clock_test(bool verbose)
 {
@@ -311,6 +318,11 @@ clock_test(bool verbose)
     assert(clock_parse_time("2024-01-31", &t) == 0);
     assert(clock_parse_time("12x", &t) == -1);
     assert(clock_parse_duration("5min", &t) == 0 && t == 300 * CLOCK_NS_PER_S);
+    assert(clock_parse_duration_ms("1.5s", &t) == 0 && t == 1500 * CLOCK_NS_PER_MS);
+    assert(clock_parse_duration_ms("1ms", &t) == 0 && t == CLOCK_NS_PER_MS);
+    assert(clock_parse_duration_ms("1500us", &t) == -1);
+    assert(clock_parse_duration_ms(".5ms", &t) == -1);
+    assert(clock_parse_duration_ms("x", &t) == -1);
     assert(clock_parse_duration("5m", &t) == 0 && t == 300 * CLOCK_NS_PER_S);
     assert(clock_parse_duration("30s", &t) == 0 && t == 30 * CLOCK_NS_PER_S);
     assert(clock_parse_duration("1d", &t) == 0);

@@ -34,6 +34,10 @@ char *clock_format(int64_t ts_ns, char *buf, size_t len);
 /* Parse a duration "30s", "5m", "5min", "1h", "1d", "1w", "250ms".
  * Returns 0 and sets *ns (> 0), or -1. */
 int clock_parse_duration(const char *s, int64_t *ns);
+/* The same for a duration of whole milliseconds (where time is counted
+ * in milliseconds, as readings' timestamps are): "1.5s" is one, "500us"
+ * is not. Returns 0 and sets *ns, or -1 (*ns then unspecified). */
+int clock_parse_duration_ms(const char *s, int64_t *ns);
 
 /* Selftest: asserts on failure, prints " * clock: OK". */
 void clock_test(bool verbose);
