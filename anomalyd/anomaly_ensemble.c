@@ -60,7 +60,8 @@ struct anomaly_ensemble {
     double nq[3];       /* tracked quartiles: 25 %, median, 75 % */
     double nlo, nhi;    /* all-time range */
     double nmean, nm2;  /* Welford sums of the first novel_learn readings */
-    double nrec;        /* largest deviation ever, in scale units */
+    double nrec[2];     /* largest deviation ever below and above the
+                           median, in scale units */
     double novelty;     /* last reading's deviation over nrec */
     uint64_t nalarm_at; /* count of the last alarm (0 = none) */
     bool alarm;         /* last reading's alarm */
@@ -104,6 +105,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->novel_eta = 0.005;
     p->novel_floor = 0.01;
     p->novel_factor = 1.5;
+    p->novel_level = 2.4;
     p->novel_hold = 400;
 }
 
@@ -210,13 +212,15 @@ s_sigma_unit(int m)
 
 /* The novelty alarm for a reading of value v (finite) at self->count,
  * given the ensemble's r before the hold-off: a deviation from the
- * tracked median larger than any the series ever had, by a margin. The
- * quartiles follow the series by stochastic approximation (each moves
- * eta * scale towards its quantile per reading; O(1) state and work), a
- * long-memory baseline against which the whole history's largest
- * deviation is the bar. No alarm while the ensemble warms up (its
- * confidence is below 1): the record is being learnt. Measured in
- * docs/ANOMALY.md. */
+ * tracked median larger than any the series ever had on the same side,
+ * by a margin, and an r of novel_level or more. The quartiles follow the
+ * series by stochastic approximation (each moves eta * scale towards its
+ * quantile per reading; O(1) state and work), a long-memory baseline
+ * against which the whole history's largest deviation is the bar. The
+ * records below and above the median are kept apart: a series whose
+ * bursts go up has not shown how far it can fall. No alarm while the
+ * ensemble warms up (its confidence is below 1): the records are being
+ * learnt. Measured in docs/ANOMALY.md. */
 static void
 s_novelty(anomaly_ensemble_t *self, double v, double r)
 {
@@ -229,16 +233,17 @@ s_novelty(anomaly_ensemble_t *self, double v, double r)
         double sc = fmax(fmax((q[2] - q[0]) / 1.349,
                               (self->nhi - self->nlo) * p->novel_floor),
                          1e-9);
+        double *rec = &self->nrec[v >= q[1]];
         double e = fabs(v - q[1]) / sc;
-        if (self->nrec > 0) {
-            self->novelty = e / self->nrec;
-            bool novel = e > p->novel_factor * self->nrec;
+        if (*rec > 0) {
+            self->novelty = e / *rec;
+            bool novel = e > p->novel_factor * *rec;
             bool held = self->nalarm_at && n - self->nalarm_at < p->novel_hold;
-            self->alarm = n > p->warm && r >= p->half && novel && !held;
+            self->alarm = n > p->warm && r >= p->novel_level && novel && !held;
             if (self->alarm)
                 self->nalarm_at = n;
         }
-        self->nrec = fmax(self->nrec, e);
+        *rec = fmax(*rec, e);
         static const double tau[3] = {0.25, 0.5, 0.75};
         double step = p->novel_eta * sc;
         for (int k = 0; k < 3; k++)
@@ -533,8 +538,11 @@ anomaly_ensemble_test(bool verbose)
     assert(anomaly_ensemble_mask("zscore") == 0);
     assert(anomaly_ensemble_mask("nope") == 0);
     anomaly_ensemble_t *e = anomaly_ensemble_new(ANOMALY_ENSEMBLE_ALL);
+    anomaly_ensemble_t *ev = anomaly_ensemble_new(ANOMALY_ENSEMBLE_VOTING);
     if (verbose)
-        printf("   state %zu bytes\n", anomaly_ensemble_state_size(e));
+        printf("   state %zu bytes (ensemble %zu)\n",
+               anomaly_ensemble_state_size(e), anomaly_ensemble_state_size(ev));
+    anomaly_ensemble_destroy(&ev);
     assert(anomaly_ensemble_state_size(e) < 16384);
     anomaly_ensemble_destroy(&e);
     anomaly_ensemble_destroy(&e);
@@ -601,5 +609,18 @@ anomaly_ensemble_test(bool verbose)
                alarmed[5], total);
     assert(!alarmed[0] && alarmed[1] && !alarmed[2] && !alarmed[3] &&
            !alarmed[4] && alarmed[5] && total == 2);
+
+    /* The records above and below the median are apart: after a burst
+     * to 30 (alarmed), a dip to -12 is a depth never seen and alarms,
+     * though it is smaller than the burst; a second dip as deep does
+     * not. */
+    const int at2[] = {1200, 1700, 2200};
+    const double height2[] = {30, -12, -12};
+    bool alarmed2[3];
+    total = s_spike_alarms(at2, height2, 3, alarmed2);
+    if (verbose)
+        printf("   burst then dips: %d %d %d (%d in all)\n", alarmed2[0],
+               alarmed2[1], alarmed2[2], total);
+    assert(alarmed2[0] && alarmed2[1] && !alarmed2[2] && total == 2);
     TEST_OK("anomaly_ensemble");
 }

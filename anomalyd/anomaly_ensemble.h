@@ -81,6 +81,7 @@ struct anomaly_ensemble_params {
     double novel_factor; /* alarm when the deviation passes this multiple
                             of the largest one the series ever had ... */
     size_t novel_hold;   /* ... at most once per this many readings */
+    double novel_level;  /* ... and when the ensemble's r reaches this */
 };
 
 typedef struct anomaly_ensemble anomaly_ensemble_t;
@@ -109,12 +110,12 @@ void anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
                              double *score, double *confidence,
                              const char **method);
 /* The novelty alarm of the last reading: true when, after the warm-up,
- * the ensemble's r
- * (before the hold-off) reached the score's 0.5 level and the reading's
- * deviation from the series' tracked median, in units of its tracked
- * interquartile range, exceeds novel_factor times the largest deviation
- * the series has ever had (a magnitude never seen before), at most once
- * per novel_hold readings. It is a decision of its own next to the score
+ * the ensemble's r (before the hold-off) reached novel_level (2.4, twice
+ * the score's 0.5 level) and the reading's deviation from the series'
+ * tracked median, in units of its tracked interquartile range, exceeds
+ * novel_factor times the largest deviation the series has ever had on
+ * the same side of the median (a magnitude never seen before in that
+ * direction), at most once per novel_hold readings. It is a decision of its own next to the score
  * (docs/ANOMALY.md, "A novelty alarm"); *novelty (may be NULL) gets the
  * deviation over that record (>= novel_factor when the alarm is on, 0
  * while learning). */
