@@ -115,10 +115,10 @@ void anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
  * tracked median, in units of its tracked interquartile range, exceeds
  * novel_factor times the largest deviation the series has ever had on
  * the same side of the median (a magnitude never seen before in that
- * direction), at most once per novel_hold readings. It is a decision of its own next to the score
- * (docs/ANOMALY.md, "A novelty alarm"); *novelty (may be NULL) gets the
- * deviation over that record (>= novel_factor when the alarm is on, 0
- * while learning). */
+ * direction), at most once per novel_hold readings. It is a decision of
+ * its own next to the score (docs/ANOMALY.md, "A novelty alarm");
+ * *novelty (may be NULL) gets the deviation over that record (>=
+ * novel_factor when the alarm is on, 0 while learning). */
 bool anomaly_ensemble_alarm(const anomaly_ensemble_t *self, double *novelty);
 /* The members' raw statistics for the last reading (NAN when a member is
  * absent or learning), for evaluation and debugging. */
