@@ -4,7 +4,7 @@ target): how many alarms, how many outside every labelled window, how many
 windows they find, and how many fall on artificialNoAnomaly files.
 
 Usage:
-  alarms.py [--data DIR] [--subset DIR] RESULTS_DIR
+  alarms.py [--data DIR] [--subset DIR] [--max-outside PCT] RESULTS_DIR
 
 RESULTS_DIR holds anomalyd's CSV output with the alarm column
 (`--alarm-column`, tests/nab/run.sh passes it). An alarm counts as NAB
@@ -12,7 +12,10 @@ counts detections: after the file's probationary period. The alarm is a
 decision of its own, not a threshold on the score, so no threshold is
 chosen here. With --subset (a NAB data directory covering some of the
 files, e.g. the 18 of ../shared/data/nab), the subset and the other files
-are also counted apart.
+are also counted apart. With --max-outside, exits 1 when the share of
+alarms outside every labelled window over all the files is above PCT
+percent, or any alarm falls on an artificialNoAnomaly file (issue 6's
+target; make eval-full passes 5).
 """
 import os
 import sys
@@ -52,6 +55,7 @@ def line(name, c):
 def main():
     ap = nab_score.arg_parser(__doc__)
     ap.add_argument("--subset", default=None)
+    ap.add_argument("--max-outside", type=float, default=None)
     ap.add_argument("results")
     a = ap.parse_args()
     with open(os.path.join(a.data, "labels", "combined_windows.json")) as f:
@@ -63,13 +67,22 @@ def main():
         ts, al = nab_score.read_scores_column(
             os.path.join(a.results, cat, base), "alarm")
         files.append(nab_score.File(rel, ts, al, windows[rel]))
-    print(line("all %d files" % len(files), counts(files)))
+    every = counts(files)
+    print(line("all %d files" % len(files), every))
     if a.subset:
         sub = nab_score.label_names(a.subset)
         inside = [f for f in files if f.name in sub]
         rest = [f for f in files if f.name not in sub]
         print(line("the %d files of the subset" % len(inside), counts(inside)))
         print(line("the %d others" % len(rest), counts(rest)))
+    if a.max_outside is not None:
+        nal, nout, _, _, nnone = every
+        share = 100.0 * nout / nal if nal else 0.0
+        if share > a.max_outside or nnone:
+            print("novelty alarms: %.1f %% outside labelled windows (at most "
+                  "%g %%), %d on artificialNoAnomaly (none)"
+                  % (share, a.max_outside, nnone), file=sys.stderr)
+            sys.exit(1)
 
 
 if __name__ == "__main__":
