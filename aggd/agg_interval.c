@@ -177,14 +177,23 @@ s_time_text(char *p, int64_t ts, int64_t *day0, char date[11])
         if (end)
             return end;
     }
-    uint32_t ms = (uint32_t)(off / CLOCK_NS_PER_MS);
-    uint32_t sec = ms / 1000, frac = ms % 1000;
+    /* The minute of the day, then what is left of it: nothing at all
+     * (below a millisecond) for the buckets of a whole-minute interval,
+     * which need no more divisions. */
+    uint32_t min = (uint32_t)(off / S_MINUTE);
+    uint32_t rest = (uint32_t)((off - (uint64_t)min * S_MINUTE) /
+                               CLOCK_NS_PER_MS); /* ms, < 60,000 */
     memcpy(p, date, 11);
-    s_two(p + 11, sec / 3600);
+    s_two(p + 11, min / 60);
     p[13] = ':';
-    s_two(p + 14, sec / 60 % 60);
+    s_two(p + 14, min % 60);
+    if (rest == 0) {
+        memcpy(p + 16, ":00.000Z", 8);
+        return p + 24;
+    }
+    uint32_t sec = rest / 1000, frac = rest % 1000;
     p[16] = ':';
-    s_two(p + 17, sec % 60);
+    s_two(p + 17, sec);
     p[19] = '.';
     p[20] = (char)('0' + frac / 100);
     s_two(p + 21, frac % 100);
@@ -1352,6 +1361,17 @@ s_test_time(void)
         else
             ts += (int64_t)(x >> 40) * CLOCK_NS_PER_MS; /* up to 4.6 h */
         s_test_time_one(ts, &day0, date);
+    }
+    /* Whole minutes (the buckets of minute intervals), and just after
+     * one: 1 ns, under and at a millisecond, a second; over days. */
+    static const int64_t after[] = {0, 1, CLOCK_NS_PER_MS - 1,
+                                    CLOCK_NS_PER_MS, CLOCK_NS_PER_S,
+                                    S_MINUTE - 1};
+    for (int k = 1; k <= 7; k += 3) {
+        day0 = INT64_MIN;
+        ts = -2 * S_DAY + 7 * S_MINUTE;
+        for (int i = 0; i < 2 * 1440; i++, ts += k * S_MINUTE)
+            s_test_time_one(ts + after[i % 6], &day0, date);
     }
 }
 
