@@ -342,7 +342,7 @@ dtoa_test(bool verbose)
         uint32_t lo = (99999999 - i) / 10 * (i % 3 == 0 ? 10 : 1);
         uint32_t hi = i % 7 == 0 ? i / 1000 * 1000 : i;
         for (int z = 0; z < 3; z++) {
-            char got[17], want[17];
+            char got[17], want[24];
             uint32_t h = z == 2 ? hi / 100 * 100 : hi, l = z ? 0 : lo;
             int tz = s_sixteen(h, l, got), wz = 0;
             snprintf(want, sizeof want, "%08u%08u", (unsigned)h, (unsigned)l);
