@@ -1095,6 +1095,65 @@ s_step_add(int64_t ts, uint32_t c, double s, int64_t step, size_t *j,
     s_sum_add(c, s, &count[*j], &sum[*j]);
 }
 
+/* The pages' part of agg_rollup_sum_steps when step is a whole number
+ * sw of bucket widths w: a bucket is in the interval ending at z while
+ * its offset in the page is below zo, the first offset at or past z (one
+ * division a page; sw more an interval), so each bucket costs a compare
+ * of its offset and its addition, with the interval's count and sum in
+ * registers. Returns false when a bucket at or past end was met (done),
+ * else true with *i, *j and *z where the buckets after the pages go on. */
+static bool
+s_sum_steps_pages(const struct s_tier *t, int64_t w, int64_t sw, int64_t end,
+                  int64_t step, size_t *ip, size_t *jp, int64_t *zp,
+                  uint64_t *count, double *sum)
+{
+    size_t i = *ip, j = *jp;
+    int64_t z = *zp;
+    uint64_t c = count[j];
+    double sm = sum[j];
+    bool more = true;
+
+    while (i < t->np) {
+        const struct s_page *pg = &t->pg[s_page_of(t, i)];
+        const struct s_hot *h = pg->hot;
+        size_t k = i - pg->first, kn = pg->n;
+        /* ceil((z - lo) / w), exact where the difference passes int64 */
+        int64_t zo = z > pg->lo
+                         ? (int64_t)(((uint64_t)z - (uint64_t)pg->lo - 1) /
+                                     (uint64_t)w) + 1
+                         : -(int64_t)(((uint64_t)pg->lo - (uint64_t)z) /
+                                      (uint64_t)w);
+        while (k < kn) {
+            for (; k < kn && (int64_t)h[k].off < zo; k++)
+                s_sum_add(h[k].count, h[k].sum, &c, &sm);
+            if (k == kn)
+                break;
+            int64_t ts = pg->lo + (int64_t)h[k].off * w;
+            if (ts >= end) {
+                more = false;
+                goto out;
+            }
+            count[j] = c;
+            sum[j] = sm;
+            while (ts >= z) {
+                j++;
+                z += step;
+                zo += sw;
+            }
+            c = count[j];
+            sm = sum[j];
+        }
+        i = pg->first + kn;
+    }
+out:
+    count[j] = c;
+    sum[j] = sm;
+    *ip = i;
+    *jp = j;
+    *zp = z;
+    return more;
+}
+
 void
 agg_rollup_sum_steps(const agg_rollup_t *self, int tier, int64_t a,
                      int64_t step, size_t n, uint64_t *count, double *sum)
@@ -1105,6 +1164,9 @@ agg_rollup_sum_steps(const agg_rollup_t *self, int tier, int64_t a,
     int64_t z = a + step;
 
     if (n == 0)
+        return;
+    if (step % w == 0 && i < t->np &&
+        !s_sum_steps_pages(t, w, step / w, end, step, &i, &j, &z, count, sum))
         return;
     while (i < t->np) { /* the fixed entries of pages, in place */
         const struct s_page *pg = &t->pg[s_page_of(t, i)];
@@ -1400,6 +1462,42 @@ s_test_numpy(const double *sorted, size_t n, double q)
  * values that are no decimals (and -0, and a huge one: its sketch key is
  * clamped, see agg_rollup.h), odd
  * nanoseconds; then after late points unpacked and repacked them. */
+/* agg_rollup_sum_steps over the minutes of q (from t0 on) equals
+ * agg_rollup_sum_from interval by interval, bit for bit, onto counts and
+ * sums that are not all zero at first: steps of 1 to 61 minutes and of
+ * 90 s, the first intervals before the data, the last ones after it. */
+static void
+s_test_sum_steps(const agg_rollup_t *q, int64_t t0)
+{
+    enum { MAXN = 8000 };
+    static uint64_t c1[MAXN], c2[MAXN];
+    static double s1[MAXN], s2[MAXN];
+    const int64_t min = 60000000000LL;
+    /* seconds: whole minutes (s_sum_steps_pages) and not (90) */
+    static const int steps[] = {60, 120, 300, 420, 3600, 3660, 90};
+
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        int64_t step = steps[k] * (min / 60), a = t0 - t0 % min - 3 * step;
+        size_t n = (size_t)(7000 * 60 / steps[k]) + 8;
+        assert(n <= MAXN);
+        for (size_t j = 0; j < n; j++) {
+            c1[j] = c2[j] = j % 5 == 1 ? 3 : 0;
+            s1[j] = s2[j] = j % 5 == 1 ? 0.1 * (double)j : 0;
+        }
+        agg_rollup_sum_steps(q, AGG_ROLLUP_MINUTE, a, step, n, c1, s1);
+        size_t i = agg_rollup_lower(q, AGG_ROLLUP_MINUTE, a);
+        for (size_t j = 0; j < n; j++)
+            i = agg_rollup_sum_from(q, AGG_ROLLUP_MINUTE, i,
+                                    a + (int64_t)(j + 1) * step, &c2[j],
+                                    &s2[j]);
+        for (size_t j = 0; j < n; j++)
+            assert(c1[j] == c2[j] && s_same(s1[j], s2[j]));
+        /* empty at both ends, data in between */
+        assert(c1[2] == 0 && c1[n - 1] == ((n - 1) % 5 == 1 ? 3 : 0) &&
+               c1[5] >= 6);
+    }
+}
+
 static void
 s_test_pages(int64_t t0)
 {
@@ -1468,6 +1566,7 @@ s_test_pages(int64_t t0)
             assert(c == 6 && s_same(s2, r.m.sum));
             assert(agg_rollup_count_at(q, AGG_ROLLUP_MINUTE, a) == 6);
         }
+        s_test_sum_steps(q, t0);
     }
     agg_rollup_destroy(&q);
 }
