@@ -11,27 +11,29 @@
  *       -Wl,--end-group -lczmq -lzmq -lmsgpackc -ljansson -lzstd -lz \
  *       -lm -lpthread
  *   cp -a /tmp/sp-bench/aggregate-cpu-data /tmp/aggdata
- *   /tmp/aggreply /tmp/aggdata [CALLS] [OUT]
- *   /tmp/aggreply /tmp/aggdata CALLS - steps
+ *   /tmp/aggreply /tmp/aggdata [CALLS] [OUT|-] [pool|steps]
  *
  * The data directory is what bench/aggregate_cpu.py keeps (aggd's data
  * after gen.py's dev_big was loaded and aggd stopped); it is opened from
  * its checkpoint and not written. CALLS (200) timed calls after 5
  * untimed; prints the fastest and the median call; OUT gets the last
- * answer's text (to cmp against another build's). "steps" times
- * agg_rollup_sum_steps alone over the same 33,334 intervals. Large
+ * answer's text (to cmp against another build's). One thread unless
+ * "pool": then with aggd's worker (agg_pool), as aggd runs it. "steps"
+ * times agg_rollup_sum_steps alone over the same 33,334 intervals. Large
  * blocks are kept by malloc between calls (as in aggd after its first
  * requests), so page faults do not count.
  */
 #include "aggd/agg_ckpt.h"
 #include "aggd/agg_confirm.h"
 #include "aggd/agg_interval.h"
+#include "aggd/agg_pool.h"
+#include "aggd/agg_query.h"
 #include "aggd/agg_rollup.h"
 #include "aggd/agg_store.h"
-#include "common/strbuf.h"
 
 #include <jansson.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,40 +89,27 @@ s_steps(agg_store_t *st, int n, double *t)
     return 0;
 }
 
-int
-main(int argc, char **argv)
+/* agg_interval_reply n times (one thread, or with aggd's worker when
+ * use_pool); the last answer's text to out unless NULL. */
+static int
+s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
 {
-    int n = argc > 2 ? atoi(argv[2]) : 200, rc = 0;
-    const char *out = argc > 3 && strcmp(argv[3], "-") != 0 ? argv[3] : NULL;
-    struct agg_ckpt ck;
-    agg_confirm_t *applied = agg_confirm_new();
-    struct strbuf text = {0};
+    agg_pool_t *pool = NULL;
+    struct agg_text text = {NULL, 0, 0, 0};
+    int rc = 0;
 
-    if (argc < 2 || n < 1 || n > 100000) {
-        fprintf(stderr, "usage: %s DATADIR [CALLS] [OUT|-] [steps]\n",
-                argv[0]);
-        return 2;
-    }
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
-    if (agg_ckpt_read(argv[1], &ck, applied) != 0) {
-        fprintf(stderr, "%s: no checkpoint\n", argv[1]);
-        return 1;
-    }
-    agg_store_t *st = agg_store_open(argv[1], &ck.files);
-    double *t = malloc((size_t)n * sizeof *t);
-    if (st == NULL || t == NULL)
-        return 1;
-    if (argc > 4 && strcmp(argv[4], "steps") == 0) {
-        rc = s_steps(st, n, t);
-        goto done;
+    if (use_pool) {
+        if ((pool = agg_pool_new()) == NULL)
+            return 1;
+        agg_store_set_pool(st, pool);
     }
     json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:b}", "op", "aggregate",
                             "series", S_KEY, "interval", "5min",
                             "aggregation", "mean", "text", 1);
     for (int i = 0; i < n + 5 && rc == 0; i++) {
         json_t *body = NULL;
-        text.len = 0;
+        agg_text_free(&text);
+        memset(&text, 0, sizeof text);
         double t0 = s_now();
         int code = agg_interval_reply(st, req, &body, &text);
         double dt = s_now() - t0;
@@ -135,18 +124,53 @@ main(int argc, char **argv)
     json_decref(req);
     if (rc == 0) {
         qsort(t, (size_t)n, sizeof *t, s_cmp);
-        printf("agg_interval_reply: fastest %.3f ms, median %.3f ms; %zu "
-               "bytes\n", t[0] / 1e6, t[n / 2] / 1e6, text.len);
+        printf("agg_interval_reply%s: fastest %.3f ms, median %.3f ms; %zu "
+               "bytes\n", use_pool ? " (worker)" : "", t[0] / 1e6,
+               t[n / 2] / 1e6, agg_text_len(&text));
     }
     if (rc == 0 && out) {
+        char *all = agg_text_join(&text);
         FILE *f = fopen(out, "wb");
-        if (f == NULL || fwrite(text.p, 1, text.len, f) != text.len)
+        if (f == NULL || fwrite(all, 1, strlen(all), f) != strlen(all))
             rc = 1;
         if (f)
             fclose(f);
+        free(all);
     }
-done:
-    strbuf_free(&text);
+    agg_text_free(&text);
+    agg_store_set_pool(st, NULL);
+    agg_pool_destroy(&pool);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    int n = argc > 2 ? atoi(argv[2]) : 200, rc;
+    const char *out = argc > 3 && strcmp(argv[3], "-") != 0 ? argv[3] : NULL;
+    const char *mode = argc > 4 ? argv[4] : "";
+    struct agg_ckpt ck;
+    agg_confirm_t *applied = agg_confirm_new();
+
+    if (argc < 2 || n < 1 || n > 100000) {
+        fprintf(stderr, "usage: %s DATADIR [CALLS] [OUT|-] [pool|steps]\n",
+                argv[0]);
+        return 2;
+    }
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    if (agg_ckpt_read(argv[1], &ck, applied) != 0) {
+        fprintf(stderr, "%s: no checkpoint\n", argv[1]);
+        return 1;
+    }
+    agg_store_t *st = agg_store_open(argv[1], &ck.files);
+    double *t = malloc((size_t)n * sizeof *t);
+    if (st == NULL || t == NULL)
+        return 1;
+    if (strcmp(mode, "steps") == 0)
+        rc = s_steps(st, n, t);
+    else
+        rc = s_reply(st, n, t, out, strcmp(mode, "pool") == 0);
     free(t);
     agg_store_destroy(&st);
     agg_confirm_destroy(&applied);
