@@ -1118,11 +1118,10 @@ s_sum_steps_pages(const struct s_tier *t, int64_t w, int64_t sw, int64_t end,
         const struct s_hot *h = pg->hot;
         size_t k = i - pg->first, kn = pg->n;
         /* ceil((z - lo) / w), exact where the difference passes int64 */
-        int64_t zo = z > pg->lo
-                         ? (int64_t)(((uint64_t)z - (uint64_t)pg->lo - 1) /
-                                     (uint64_t)w) + 1
-                         : -(int64_t)(((uint64_t)pg->lo - (uint64_t)z) /
-                                      (uint64_t)w);
+        uint64_t d = z > pg->lo ? (uint64_t)z - (uint64_t)pg->lo - 1
+                                : (uint64_t)pg->lo - (uint64_t)z;
+        int64_t zo = z > pg->lo ? (int64_t)(d / (uint64_t)w) + 1
+                                : -(int64_t)(d / (uint64_t)w);
         while (k < kn) {
             for (; k < kn && (int64_t)h[k].off < zo; k++)
                 s_sum_add(h[k].count, h[k].sum, &c, &sm);

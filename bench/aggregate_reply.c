@@ -75,15 +75,16 @@ s_steps(agg_store_t *st, int n, double *t)
         memset(count, 0, S_N * sizeof *count);
         memset(sum, 0, S_N * sizeof *sum);
         double t0 = s_now();
-        agg_rollup_sum_steps(r, AGG_ROLLUP_MINUTE, S_START, S_STEP, S_N,
-                             count, sum);
+        agg_rollup_sum_steps(r, AGG_ROLLUP_MINUTE, S_START, S_STEP, S_N, count,
+                             sum);
         t[i] = s_now() - t0;
     }
     for (size_t j = 0; j < S_N; j++)
         total += count[j];
     qsort(t, (size_t)n, sizeof *t, s_cmp);
     printf("agg_rollup_sum_steps: fastest %.3f ms, median %.3f ms; %llu "
-           "points\n", t[0] / 1e6, t[n / 2] / 1e6, (unsigned long long)total);
+           "points\n",
+           t[0] / 1e6, t[n / 2] / 1e6, (unsigned long long)total);
     free(count);
     free(sum);
     return 0;
@@ -103,9 +104,9 @@ s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
             return 1;
         agg_store_set_pool(st, pool);
     }
-    json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:b}", "op", "aggregate",
-                            "series", S_KEY, "interval", "5min",
-                            "aggregation", "mean", "text", 1);
+    json_t *req =
+        json_pack("{s:s, s:s, s:s, s:s, s:b}", "op", "aggregate", "series",
+                  S_KEY, "interval", "5min", "aggregation", "mean", "text", 1);
     for (int i = 0; i < n + 5 && rc == 0; i++) {
         json_t *body = NULL;
         agg_text_free(&text);
@@ -125,8 +126,9 @@ s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
     if (rc == 0) {
         qsort(t, (size_t)n, sizeof *t, s_cmp);
         printf("agg_interval_reply%s: fastest %.3f ms, median %.3f ms; %zu "
-               "bytes\n", use_pool ? " (worker)" : "", t[0] / 1e6,
-               t[n / 2] / 1e6, agg_text_len(&text));
+               "bytes\n",
+               use_pool ? " (worker)" : "", t[0] / 1e6, t[n / 2] / 1e6,
+               agg_text_len(&text));
     }
     if (rc == 0 && out) {
         char *all = agg_text_join(&text);

@@ -99,8 +99,8 @@ s_sixteen(uint32_t hi, uint32_t lo, char *p)
 {
 #ifdef __SSE2__
     __m128i v = _mm_set_epi64x(lo, hi);
-    __m128i h4 = _mm_srli_epi64(
-        _mm_mul_epu32(v, _mm_set1_epi32((int)3518437209u)), 45);
+    __m128i h4 =
+        _mm_srli_epi64(_mm_mul_epu32(v, _mm_set1_epi32((int)3518437209u)), 45);
     __m128i l4 = _mm_sub_epi32(v, _mm_mul_epu32(h4, _mm_set1_epi32(10000)));
     /* 32-bit lanes < 10^4: hi's halves, lo's halves */
     __m128i t = _mm_or_si128(h4, _mm_slli_epi64(l4, 32));
@@ -353,7 +353,8 @@ dtoa_test(bool verbose)
         }
     }
     char all[17];
-    assert(s_sixteen(0, 0, all) == 16 && memcmp(all, "0000000000000000", 16) == 0);
+    assert(s_sixteen(0, 0, all) == 16 &&
+           memcmp(all, "0000000000000000", 16) == 0);
     assert(s_sixteen(99999999, 99999999, all) == 0);
     assert(s_sixteen(10000000, 0, all) == 15);
     assert(s_eight(99999999) == 0x0909090909090909ULL && s_eight(0) == 0);
