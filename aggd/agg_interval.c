@@ -253,7 +253,11 @@ s_text_piece(void *arg, size_t k)
 
     if (to > tp->o->n)
         to = tp->o->n;
-    s_out_range(tp->o, from, to, &tp->buf[k]);
+    /* A copy of the buffer's head on this thread's stack: the heads of
+     * the pieces share cache lines, and the length changes each bucket. */
+    struct strbuf b = tp->buf[k];
+    s_out_range(tp->o, from, to, &b);
+    tp->buf[k] = b;
 }
 
 /* Append o's buckets to t as the JSON array mpjson_dumps would print.

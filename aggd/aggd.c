@@ -168,7 +168,7 @@ aggd_new(const struct aggd_conf *conf)
         goto fail;
     /* A thread that large answers share their work with (agg_pool.h);
      * without it they take one thread, as before. */
-    if ((self->pool = agg_pool_new()) == NULL)
+    if (conf->query_threads > 1 && (self->pool = agg_pool_new()) == NULL)
         log_warnx("aggd: no thread for large answers; they use the loop's");
     agg_store_set_pool(self->store, self->pool);
     self->loop = zloop_new();

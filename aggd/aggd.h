@@ -43,6 +43,7 @@ struct aggd_conf {
     int64_t disk_floor_mb; /* stop taking readings below this much free
                               space on the data disk; 0 = never */
     int64_t hwm;     /* queue limit in batches on every socket */
+    int64_t query_threads; /* 2: large answers share a worker thread */
     int64_t drain;   /* ns allowed for draining at stop */
     bool use_stdin;  /* filter mode: JSON lines in */
     bool use_stdout; /* filter mode: stats out */

@@ -56,6 +56,9 @@ static const struct cfg_opt s_opts[] = {
      "space (MiB; 0 = never)"},
     {"hwm", CFG_INT, offsetof(struct aggd_conf, hwm), "1000", 1, 1000000,
      CFG_IMMUTABLE, "queue limit in batches per socket"},
+    {"query-threads", CFG_INT, offsetof(struct aggd_conf, query_threads), "2",
+     1, 2, CFG_IMMUTABLE, "threads a large aggregation uses: 2 = the loop and "
+     "a worker, 1 = the loop alone"},
     {"drain", CFG_DURATION, offsetof(struct aggd_conf, drain), "2s", 0, 600, 0,
      "time allowed to drain at stop"},
     {"stdin", CFG_BOOL, offsetof(struct aggd_conf, use_stdin), "false", 0, 0,

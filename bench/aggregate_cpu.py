@@ -16,7 +16,7 @@ aggd's ROUTER (a DEALER, "text": true, as apid asks), timed to the last byte. Pr
 line per build and round; the body of the first build's last answer goes
 to --save (to cmp against another build's).
 
-  bench/aggregate_cpu.py --builds /tmp/old/build,build [--rounds 3]
+  bench/aggregate_cpu.py --builds /tmp/old/build,build[:AGGD_QUERY_THREADS=1] [--rounds 3]
       [--requests 200] [--work /tmp/sp-bench] [--save answer.json]
 """
 import argparse
@@ -75,7 +75,14 @@ def load(work):
     return keep
 
 
-def run(build, data, work, n, save):
+def run(spec, data, work, n, save):
+    # "DIR" or "DIR:NAME=VALUE": aggd from DIR with that in its environment
+    # (AGGD_QUERY_THREADS=1: the loop alone).
+    build, _, env_kv = spec.partition(":")
+    env = dict(os.environ)
+    if env_kv:
+        k, _, v = env_kv.partition("=")
+        env[k] = v
     d = os.path.join(work, "aggregate-cpu-run")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(os.path.join(d, "run"))
@@ -87,7 +94,7 @@ def run(build, data, work, n, save):
         ag = subprocess.Popen([os.path.join(build, "aggd"), "--rundir",
                                os.path.join(d, "run"), "--down", "none",
                                "--data", os.path.join(d, "data.{lane}")],
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT, env=env)
         procs.append(ag)
         t = time.time()
         while b"ready:" not in open(log.name, "rb").read():
@@ -146,7 +153,7 @@ def run(build, data, work, n, save):
               "CPU (loop %.2f), %.1f faults; client %.2f ms CPU a request; "
               "wall median %.2f, min %.2f ms; aggd direct "
               "median %.2f, min %.2f ms; %d bytes; load %.1f" % (
-                  build, (a1[0] - a0[0]) * 1000 / n, (al1 - al0) * 1000 / n,
+                  spec, (a1[0] - a0[0]) * 1000 / n, (al1 - al0) * 1000 / n,
                   (a1[1] - a0[1]) / n,
                   (p1[0] - p0[0]) * 1000 / n, (pl1 - pl0) * 1000 / n,
                   (p1[1] - p0[1]) / n,
@@ -171,7 +178,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     data = load(a.work)
-    builds = [os.path.abspath(b) for b in a.builds.split(",")]
+    builds = [os.path.abspath(b) for b in a.builds.split(",")]  # DIR[:K=V]
     for r in range(a.rounds):
         for i, b in enumerate(builds):
             run(b, data, a.work, a.requests, a.save if i == 0 else None)
