@@ -174,7 +174,9 @@ class Sensorpipe:
         self.dir = tempfile.mkdtemp(prefix="sp-bench.", dir=work)
         self.port = free_port()
         run = os.path.join(self.dir, "run")
-        b = os.path.join(ROOT, "build")
+        # BENCH_BUILD: daemons from another build directory (an
+        # instrumented one, or another tree's).
+        b = os.environ.get("BENCH_BUILD", os.path.join(ROOT, "build"))
         self.logs = {}
         self.procs = {}
         for name, args in (
