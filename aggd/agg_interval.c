@@ -66,6 +66,8 @@ struct s_out {
     json_t **more; /* their fields for apid ("parts": "sketch" or
                       "parts"), objects, or NULL */
     size_t n, cap; /* used and allocated */
+    size_t holes;  /* entries with count 0 (empty intervals of a run,
+                      s_run_piece): not buckets, skipped when written */
 };
 
 /* Grow o for one more bucket (see s_out_add). */
@@ -202,9 +204,10 @@ s_time_text(char *p, int64_t ts, int64_t *day0, char date[11])
 }
 
 /* Buckets [from, to) of o as JSON text appended to text (a comma before
- * each but the answer's first). */
+ * each but the answer's first, o's entry first; holes skipped). */
 static void
-s_out_range(const struct s_out *o, size_t from, size_t to, struct strbuf *text)
+s_out_range(const struct s_out *o, size_t from, size_t to, size_t first,
+            struct strbuf *text)
 {
     char *p, *buf, date[11];
     int64_t day0 = INT64_MIN;
@@ -212,10 +215,12 @@ s_out_range(const struct s_out *o, size_t from, size_t to, struct strbuf *text)
     /* About 80 bytes a bucket, written in place (at most 160). */
     strbuf_reserve(text, (to - from) * 80 + 2);
     for (size_t i = from; i < to; i++) {
+        if (o->cnt[i] == 0) /* a hole: an empty interval of a run */
+            continue;
         if (text->len + 161 > text->cap) /* rarely: 80 a bucket reserved */
             strbuf_reserve(text, 160);
         p = buf = text->p + text->len;
-        if (i)
+        if (i > first)
             *p++ = ',';
         memcpy(p, "{\"timestamp\":\"", 14);
         p = s_time_text(p + 14, o->ts[i], &day0, date);
@@ -241,6 +246,7 @@ s_out_range(const struct s_out *o, size_t from, size_t to, struct strbuf *text)
  * buffer of the answer's text of its own: piece k into buf[k]. */
 struct s_text_pieces {
     const struct s_out *o;
+    size_t first;        /* the first entry that is a bucket */
     size_t per;          /* buckets a piece */
     struct strbuf *buf;  /* the text's buffers from the first piece's on */
 };
@@ -256,7 +262,7 @@ s_text_piece(void *arg, size_t k)
     /* A copy of the buffer's head on this thread's stack: the heads of
      * the pieces share cache lines, and the length changes each bucket. */
     struct strbuf b = tp->buf[k];
-    s_out_range(tp->o, from, to, &b);
+    s_out_range(tp->o, from, to, tp->first, &b);
     tp->buf[k] = b;
 }
 
@@ -267,20 +273,24 @@ s_text_piece(void *arg, size_t k)
 static void
 s_out_text(const struct s_out *o, struct agg_text *t, agg_pool_t *pool)
 {
+    size_t first = 0;
+
+    while (first < o->n && o->cnt[first] == 0)
+        first++;
     if (pool && o->n >= s_pieces_min) {
-        size_t k = (o->n + s_piece - 1) / s_piece, first = t->n - 1;
+        size_t k = (o->n + s_piece - 1) / s_piece, nb0 = t->n - 1;
         strbuf_add(agg_text_cur(t), "[", 1);
         /* All the buffers and their room here, on the loop's heap. */
-        strbuf_reserve(&t->buf[first], s_piece * 80 + 2);
+        strbuf_reserve(&t->buf[nb0], s_piece * 80 + 2);
         for (size_t i = 1; i < k; i++)
             strbuf_reserve(agg_text_add(t), s_piece * 80 + 2);
-        struct s_text_pieces tp = {o, s_piece, &t->buf[first]};
+        struct s_text_pieces tp = {o, first, s_piece, &t->buf[nb0]};
         agg_pool_run(pool, k, s_text_piece, &tp);
     } else {
         struct strbuf *text = agg_text_cur(t);
         strbuf_reserve(text, o->n * 80 + 2);
         strbuf_add(text, "[", 1);
-        s_out_range(o, 0, o->n, text);
+        s_out_range(o, 0, o->n, first, text);
     }
     strbuf_add(agg_text_cur(t), "]", 1);
 }
@@ -300,6 +310,8 @@ s_emit(json_t *head, struct s_out *o, json_t **body, struct agg_text *t,
     if (t == NULL) {
         json_t *arr = json_array();
         for (size_t i = 0; i < o->n; i++) {
+            if (o->cnt[i] == 0)
+                continue; /* a hole */
             json_t *b = json_pack("{s:s, s:o, s:I}", "timestamp",
                                   clock_format(o->ts[i], tbuf, sizeof tbuf),
                                   "value", agg_query_num(o->val[i]), "count",
@@ -648,8 +660,6 @@ s_parts(const struct s_spec *sp, const struct agg_rsum *per,
  * the boundaries), summed in one pass (agg_rollup_sum_steps). */
 struct s_run {
     size_t lo, hi;   /* the run; empty when lo == hi */
-    uint64_t *count; /* per interval of the run */
-    double *sum;     /* per interval of the run */
 };
 
 /* One series, fixed steps, an aggregation of counts and sums only, no
@@ -657,29 +667,59 @@ struct s_run {
  * series' span (every one of them but the two ends, usually) are summed
  * in one pass, as s_walk would sum them one by one. Otherwise an empty
  * run. */
-/* The one-pass sums of a run in pieces (agg_pool_run). */
-struct s_sum_pieces {
+/* The run's buckets in pieces (agg_pool_run): each piece sums its
+ * intervals in one pass (agg_rollup_sum_steps) and writes their buckets
+ * straight into o at the run's place; an empty interval stays there as
+ * a hole (count 0) that the writers skip. */
+struct s_run_pieces {
     const agg_rollup_t *roll;
-    int tier;
-    int64_t a, step; /* the run's first interval, its length */
-    size_t n, per;   /* intervals, a piece */
-    uint64_t *count;
-    double *sum;
+    int tier, fn;
+    double pct;
+    const int64_t *bd; /* the run's boundaries: bd[0] starts its first */
+    int64_t step;
+    size_t n, per;     /* intervals, a piece */
+    struct s_out *o;
+    size_t at;         /* the run's first entry in o */
+    size_t *holes;     /* per piece */
 };
 
 static void
-s_sum_piece(void *arg, size_t k)
+s_run_piece(void *arg, size_t k)
 {
-    const struct s_sum_pieces *p = arg;
+    const struct s_run_pieces *p = arg;
     size_t from = k * p->per, n = p->n - from < p->per ? p->n - from : p->per;
+    uint64_t *cnt = p->o->cnt + p->at + from;
+    double *val = p->o->val + p->at + from;
+    int64_t *ts = p->o->ts + p->at + from;
+    size_t holes = 0;
 
-    agg_rollup_sum_steps(p->roll, p->tier, p->a + (int64_t)from * p->step,
-                         p->step, n, p->count + from, p->sum + from);
+    memset(cnt, 0, n * sizeof *cnt);
+    memset(val, 0, n * sizeof *val);
+    agg_rollup_sum_steps(p->roll, p->tier, p->bd[from], p->step, n, cnt, val);
+    for (size_t j = 0; j < n; j++) {
+        uint64_t c = cnt[j];
+        ts[j] = p->bd[from + j];
+        if (c == 0) {
+            holes++;
+            continue;
+        }
+        if (p->fn == AGG_FN_MEAN) { /* as agg_interval_value divides */
+            val[j] /= (double)c;
+        } else {
+            struct agg_rsum m = {0};
+            m.m.count = c;
+            m.m.sum = val[j];
+            val[j] = agg_interval_value(p->fn, p->pct, &m, NULL);
+        }
+    }
+    p->holes[k] = holes;
 }
 
+/* The run of intervals that one series' rollups hold whole, so that one
+ * pass over them sums them all (s_run_pieces), or an empty run. */
 static void
-s_run_sums(struct s_run *r, const struct s_walk *w, const struct s_spec *sp,
-           bool plain, const int64_t *bd, size_t nb, agg_pool_t *pool)
+s_run_find(struct s_run *r, const struct s_walk *w, const struct s_spec *sp,
+           bool plain, const int64_t *bd, size_t nb)
 {
     memset(r, 0, sizeof *r);
     if (w->tier < 0 || sp->nk != 1 || !plain || !s_sums_only(sp->fn) ||
@@ -697,20 +737,33 @@ s_run_sums(struct s_run *r, const struct s_walk *w, const struct s_spec *sp,
     } else {
         r->hi = nb - 1;
     }
-    if (r->hi <= r->lo) {
+    if (r->hi <= r->lo)
         r->hi = r->lo;
-        return;
+}
+
+/* The run's buckets into o, in pieces on two threads when many (each
+ * interval's sum is the same additions in the same order either way). */
+static void
+s_run_add(struct s_out *o, const struct s_run *r, const struct s_walk *w,
+          const struct s_spec *sp, const int64_t *bd, agg_pool_t *pool)
+{
+    size_t n = r->hi - r->lo, per = n >= s_pieces_min ? s_piece : n;
+    size_t k = (n + per - 1) / per;
+    struct s_run_pieces rp = {w->roll[0], w->tier, sp->fn, sp->pct,
+                              bd + r->lo, sp->step, n, per, o, o->n,
+                              xcalloc(k, sizeof(size_t))};
+
+    if (o->n + n > o->cap) { /* reserved for every interval already */
+        o->cap = o->n + n;
+        o->ts = xrealloc(o->ts, o->cap * sizeof *o->ts);
+        o->val = xrealloc(o->val, o->cap * sizeof *o->val);
+        o->cnt = xrealloc(o->cnt, o->cap * sizeof *o->cnt);
     }
-    size_t n = r->hi - r->lo;
-    r->count = xcalloc(n, sizeof *r->count);
-    r->sum = xcalloc(n, sizeof *r->sum);
-    /* Many in pieces on two threads: each interval's sum is the same
-     * additions in the same order either way. */
-    struct s_sum_pieces sp2 = {w->roll[0], w->tier, bd[r->lo], sp->step, n,
-                               n >= s_pieces_min ? s_piece : n, r->count,
-                               r->sum};
-    agg_pool_run(n >= s_pieces_min ? pool : NULL, (n + sp2.per - 1) / sp2.per,
-                 s_sum_piece, &sp2);
+    agg_pool_run(n >= s_pieces_min ? pool : NULL, k, s_run_piece, &rp);
+    o->n += n;
+    for (size_t i = 0; i < k; i++)
+        o->holes += rp.holes[i];
+    free(rp.holes);
 }
 
 /* Aggregation over listed interval boundaries (see the file comment):
@@ -746,26 +799,14 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
     per = sel->parts && !sp->raw && sp->fn != AGG_FN_PCT
               ? xmalloc(sp->nk * sizeof *per) : NULL;
     struct s_run run;
-    s_run_sums(&run, &w, sp, per == NULL, bd, nb, agg_store_pool(store));
+    s_run_find(&run, &w, sp, per == NULL, bd, nb);
     for (size_t i = 0; i + 1 < nb && rc == 0; i++) {
         if (i == run.lo && run.hi > run.lo) {
             /* The run's intervals lie whole inside the range (no window
              * when walking): what the general case below does for
-             * them, without clipping, branches and parts. */
-            for (; i < run.hi; i++) {
-                uint64_t c = run.count[i - run.lo];
-                struct agg_rsum m = {0};
-                if (c == 0)
-                    continue;
-                m.m.count = c;
-                m.m.sum = run.sum[i - run.lo];
-                s_out_add(o, bd[i], sp->fn == AGG_FN_MEAN
-                                        ? m.m.sum / (double)c
-                                        : agg_interval_value(sp->fn, sp->pct,
-                                                             &m, NULL),
-                          c, NULL);
-            }
-            i--; /* the loop's step: next is run.hi */
+             * them, in one pass, without clipping, branches and parts. */
+            s_run_add(o, &run, &w, sp, bd, agg_store_pool(store));
+            i = run.hi - 1; /* the loop's step: next is run.hi */
             continue;
         }
         int64_t a = sp->window ? bd[i + 1] - sp->window : bd[i], z = bd[i + 1];
@@ -776,14 +817,7 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
         z = z < sel->end ? z : sel->end;
         if (a >= z)
             continue;
-        if (i >= run.lo && i < run.hi) {
-            m.m.count = run.count[i - run.lo];
-            m.m.sum = run.sum[i - run.lo];
-            /* a mean as agg_interval_value divides, without the call */
-            value = sp->fn == AGG_FN_MEAN
-                        ? m.m.sum / (double)m.m.count
-                        : agg_interval_value(sp->fn, sp->pct, &m, NULL);
-        } else if (sp->raw) {
+        if (sp->raw) {
             value = s_raw_value(store, sp, a, z, &m);
         } else {
             agg_sketch_t *sk = sp->fn == AGG_FN_PCT ? agg_sketch_new() : NULL;
@@ -816,8 +850,6 @@ s_bounded(agg_store_t *store, const struct s_spec *sp, struct s_out *o,
         }
     }
     s_walk_free(&w);
-    free(run.count);
-    free(run.sum);
     free(per);
     free(bd);
     return rc;
@@ -963,7 +995,8 @@ agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
     bool est = !raw && fn == AGG_FN_PCT;
     json_t *head = json_pack("{s:s, s:I, s:I, s:n, s:b, s:s}", "metric_name",
                              sel.series, "matched", (json_int_t)nk, "count",
-                             (json_int_t)o.n, "buckets", "estimated", est,
+                             (json_int_t)(o.n - o.holes), "buckets",
+                             "estimated", est,
                              "source", raw ? "raw" : "rollups");
     if (est)
         json_object_set_new(head, "relative_error", json_real(AGG_SKETCH_ALPHA));
@@ -1097,6 +1130,20 @@ s_test_pieces(void)
             assert(agg_interval_answer(st, req, &tree) == 200);
             char *want = mpjson_dumps(tree);
             TEST_STREQ(one, want);
+            /* Every interval with points is a bucket, the empty ones
+             * (the run's holes) none, and the count says how many. */
+            const char *q1[] = {"q"};
+            size_t nonempty = 0;
+            for (int64_t a = t0; a < end; a += 300 * s1) {
+                uint64_t c;
+                s_test_ref(st, q1, 1, AGG_FN_COUNT, 0, a > start ? a : start,
+                           a + 300 * s1 < end ? a + 300 * s1 : end, &c);
+                nonempty += c > 0;
+            }
+            json_t *bk = json_object_get(tree, "buckets");
+            assert(json_array_size(bk) == nonempty &&
+                   json_integer_value(json_object_get(tree, "count")) ==
+                       (json_int_t)nonempty);
             agg_store_set_pool(st, pool);
             for (size_t per = 1; per <= 4; per++) {
                 char *two = s_test_pieces_text(st, fn, "5min", start, end, 1,
