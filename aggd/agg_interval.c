@@ -753,12 +753,7 @@ s_run_add(struct s_out *o, const struct s_run *r, const struct s_walk *w,
                               bd + r->lo, sp->step, n, per, o, o->n,
                               xcalloc(k, sizeof(size_t))};
 
-    if (o->n + n > o->cap) { /* reserved for every interval already */
-        o->cap = o->n + n;
-        o->ts = xrealloc(o->ts, o->cap * sizeof *o->ts);
-        o->val = xrealloc(o->val, o->cap * sizeof *o->val);
-        o->cnt = xrealloc(o->cnt, o->cap * sizeof *o->cnt);
-    }
+    assert(o->n + n <= o->cap); /* s_out_reserve: every interval */
     agg_pool_run(n >= s_pieces_min ? pool : NULL, k, s_run_piece, &rp);
     o->n += n;
     for (size_t i = 0; i < k; i++)

@@ -24,7 +24,6 @@
 #include "common/mpjson.h"
 #include "common/reload.h"
 #include "common/rpc.h"
-#include "common/strbuf.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -618,9 +617,8 @@ s_deliver_text(apid_t *self, struct s_pending *p, int status, zmsg_t **msg,
     s_pending_free(self, p);
     pieces = xcalloc(frames + 1, sizeof *pieces);
     pieces[0] = (struct http_piece){text, len};
-    zmsg_first(*msg);
-    zmsg_next(*msg);
-    for (size_t i = 1; i <= frames && (f = zmsg_next(*msg)) != NULL; i++)
+    f = rpc_reply_more(*msg);
+    for (size_t i = 1; i <= frames && f; i++, f = zmsg_next(*msg))
         pieces[i] = (struct http_piece){(const char *)zframe_data(f),
                                         zframe_size(f)};
     http_req_reply_refv(req, status, "application/json", pieces, frames + 1,
@@ -630,25 +628,20 @@ s_deliver_text(apid_t *self, struct s_pending *p, int status, zmsg_t **msg,
     return true;
 }
 
-/* The text of a reply and the frames that continue it, as one string to
- * parse (the rare reply in pieces that apid must read itself). */
+/* The text of a reply and the frames that continue it, parsed (the rare
+ * reply in pieces that apid must read itself). */
 static json_t *
 s_parse_text(zmsg_t *msg, const char *text, size_t len, size_t frames,
              json_error_t *err)
 {
-    struct strbuf all = {NULL, 0, 0};
-    zframe_t *f;
+    char *all;
     json_t *body;
 
     if (frames == 0)
         return json_loadb(text, len, JSON_DECODE_ANY, err);
-    strbuf_add(&all, text, len);
-    zmsg_first(msg);
-    zmsg_next(msg);
-    while ((f = zmsg_next(msg)) != NULL)
-        strbuf_add(&all, zframe_data(f), zframe_size(f));
-    body = json_loadb(all.p, all.len, JSON_DECODE_ANY, err);
-    strbuf_free(&all);
+    all = rpc_reply_text_join(msg, text, &len);
+    body = json_loadb(all, len, JSON_DECODE_ANY, err);
+    free(all);
     return body;
 }
 

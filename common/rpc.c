@@ -280,6 +280,27 @@ done:
     return rc;
 }
 
+zframe_t *
+rpc_reply_more(zmsg_t *msg)
+{
+    zmsg_first(msg); /* the id */
+    zmsg_next(msg);  /* the map, with the text's first piece */
+    return zmsg_next(msg);
+}
+
+char *
+rpc_reply_text_join(zmsg_t *msg, const char *text, size_t *len)
+{
+    struct strbuf all = {NULL, 0, 0};
+
+    strbuf_reserve(&all, *len);
+    strbuf_add(&all, text, *len);
+    for (zframe_t *f = rpc_reply_more(msg); f; f = zmsg_next(msg))
+        strbuf_add(&all, zframe_data(f), zframe_size(f));
+    *len = all.len;
+    return all.p;
+}
+
 int
 rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
                     char **text, size_t *len)
@@ -291,22 +312,8 @@ rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
                                 &frames);
 
     *text = NULL;
-    if (rc == 0 && ref) { /* the pieces together */
-        size_t n = *len;
-        zframe_t *f = zmsg_first(m);
-        zmsg_next(m);
-        for (size_t i = 0; i < frames; i++)
-            n += zframe_size(zmsg_next(m));
-        *text = xmalloc(n + 1);
-        memcpy(*text, ref, *len);
-        zmsg_first(m);
-        zmsg_next(m);
-        while ((f = zmsg_next(m)) != NULL) {
-            memcpy(*text + *len, zframe_data(f), zframe_size(f));
-            *len += zframe_size(f);
-        }
-        (*text)[*len] = '\0';
-    }
+    if (rc == 0 && ref)
+        *text = rpc_reply_text_join(m, ref, len);
     zmsg_destroy(&m);
     return rc;
 }

@@ -76,6 +76,13 @@ int rpc_reply_recv_text(void *dealer, uint64_t *id, int *status,
 int rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status,
                        json_t **body, const char **text, size_t *len,
                        zmsg_t **msg, size_t *frames);
+/* The frames of text that continue a reply's text in msg (as
+ * rpc_reply_recv_ref gave them): the first, then zmsg_next(msg) for the
+ * others; NULL when there are none. */
+zframe_t *rpc_reply_more(zmsg_t *msg);
+/* The reply's text and the frames that continue it as one NUL-terminated
+ * string (caller frees); *len is in: the first piece's, out: the whole's. */
+char *rpc_reply_text_join(zmsg_t *msg, const char *text, size_t *len);
 
 /* Selftest: asserts on failure, prints " * rpc: OK". */
 void rpc_test(bool verbose);
