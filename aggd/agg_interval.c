@@ -203,6 +203,11 @@ s_time_text(char *p, int64_t ts, int64_t *day0, char date[11])
     return p + 24;
 }
 
+/* The most text a bucket takes (s_out_range): a comma,
+ * {"timestamp":"<24>","value":<number>,"count":<20 digits>} and the bytes
+ * past the number that dtoa_end may touch. */
+#define S_BUCKET_MAX (1 + 14 + 24 + 10 + DTOA_ROOM + 9 + 20 + 1)
+
 /* Buckets [from, to) of o as JSON text appended to text (a comma before
  * each but the answer's first, o's entry first; holes skipped). */
 static void
@@ -212,13 +217,14 @@ s_out_range(const struct s_out *o, size_t from, size_t to, size_t first,
     char *p, *buf, date[11];
     int64_t day0 = INT64_MIN;
 
-    /* About 80 bytes a bucket, written in place (at most 160). */
+    /* About 80 bytes a bucket, written in place (at most S_BUCKET_MAX:
+     * a buffer of (to - from) * S_BUCKET_MAX + 2 never grows). */
     strbuf_reserve(text, (to - from) * 80 + 2);
     for (size_t i = from; i < to; i++) {
         if (o->cnt[i] == 0) /* a hole: an empty interval of a run */
             continue;
-        if (text->len + 161 > text->cap) /* rarely: 80 a bucket reserved */
-            strbuf_reserve(text, 160);
+        if (text->len + S_BUCKET_MAX + 1 > text->cap) /* rarely */
+            strbuf_reserve(text, S_BUCKET_MAX);
         p = buf = text->p + text->len;
         if (i > first)
             *p++ = ',';
@@ -279,7 +285,19 @@ s_out_text(const struct s_out *o, struct agg_text *t, agg_pool_t *pool)
         first++;
     if (pool && o->n >= s_pieces_min) {
         size_t k = (o->n + s_piece - 1) / s_piece, nb0 = t->n - 1;
+        size_t room = s_piece * S_BUCKET_MAX + 2;
         strbuf_add(agg_text_cur(t), "[", 1);
+        if (t->lent && room * k <= t->lent_len - t->lent_used) {
+            /* Straight into apid's arena (agg_text_lend): the pieces are
+             * not sent at all, the rest goes on in a buffer of our own. */
+            nb0 = t->n;
+            for (size_t i = 0; i < k; i++)
+                agg_text_lend(t, room);
+            struct s_text_pieces tp = {o, first, s_piece, &t->buf[nb0]};
+            agg_pool_run(pool, k, s_text_piece, &tp);
+            strbuf_add(agg_text_add(t), "]", 1);
+            return;
+        }
         /* All the buffers and their room here, on the loop's heap. */
         strbuf_reserve(&t->buf[nb0], s_piece * 80 + 2);
         for (size_t i = 1; i < k; i++)
@@ -1054,20 +1072,31 @@ s_test_ref(agg_store_t *st, const char **keys, size_t nk, int fn, double pct,
 
 /* The JSON text of an answer over key in [start, end) from rollups, with
  * pieces of per buckets from min buckets on (caller frees). */
+static size_t s_test_in_lent; /* buffers of the last answer in the slot */
+
 static char *
 s_test_pieces_text(agg_store_t *st, const char *fn, const char *ival,
                    int64_t start, int64_t end, size_t min, size_t per,
-                   size_t *nbuf)
+                   size_t lend, size_t *nbuf)
 {
     json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:b}", "op",
                             "aggregate", "series", "q", "interval", ival,
                             "aggregation", fn, "start", (json_int_t)start,
                             "end", (json_int_t)end, "text", 1, "rollups", 1),
            *none;
-    struct agg_text text = {NULL, 0, 0, 0};
+    struct agg_text text = {.base = 0};
     size_t keep_min = s_pieces_min, keep_per = s_piece;
     char *all;
 
+    size_t in_lent = 0;
+
+    /* A slot lent (agg_text_lend), poisoned, so that a byte of it the
+     * text took without writing shows. */
+    if (lend) {
+        text.lent = xmalloc(lend);
+        text.lent_len = lend;
+        memset(text.lent, '#', lend);
+    }
     s_pieces_min = min;
     s_piece = per;
     assert(agg_interval_reply(st, req, &none, &text) == 200 && none == NULL);
@@ -1075,8 +1104,19 @@ s_test_pieces_text(agg_store_t *st, const char *fn, const char *ival,
     s_piece = keep_per;
     json_decref(req);
     all = agg_text_join(&text);
-    *nbuf = text.n;
+    for (size_t i = 0; i < text.n; i++)
+        if (lend && text.buf[i].p >= text.lent &&
+            text.buf[i].p < text.lent + lend) {
+            assert(i > 0 && text.buf[i].p + text.buf[i].len <= text.lent + lend);
+            in_lent++;
+        }
+    /* Lent to an answer in pieces, every piece lies in the slot (and the
+     * first and the last buffer outside it) or none does. */
+    assert(in_lent == 0 || in_lent + 2 == text.n);
+    *nbuf = text.n - (in_lent ? 2 : 0); /* the pieces, as without a slot */
+    s_test_in_lent = in_lent;
     agg_text_free(&text);
+    free(text.lent);
     return all;
 }
 
@@ -1114,7 +1154,7 @@ s_test_pieces(void)
             size_t nbuf;
             agg_store_set_pool(st, NULL);
             char *one = s_test_pieces_text(st, fn, "5min", start, end,
-                                           SIZE_MAX, 1, &nbuf);
+                                           SIZE_MAX, 1, 0, &nbuf);
             assert(nbuf == 1);
             json_t *req = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b}",
                                     "op", "aggregate", "series", "q",
@@ -1142,10 +1182,22 @@ s_test_pieces(void)
             agg_store_set_pool(st, pool);
             for (size_t per = 1; per <= 4; per++) {
                 char *two = s_test_pieces_text(st, fn, "5min", start, end, 1,
-                                               per, &nbuf);
+                                               per, 0, &nbuf);
                 TEST_STREQ(two, one);
                 assert(nbuf >= 1 && nbuf <= (size_t)n / per + 2);
                 free(two);
+                /* The same printed into a slot lent: one with room for
+                 * every piece, one a byte short (then as without). */
+                size_t room = nbuf * (per * S_BUCKET_MAX + 2);
+                for (size_t lend = room; lend + 2 > room; lend--) {
+                    size_t k;
+                    two = s_test_pieces_text(st, fn, "5min", start, end, 1,
+                                             per, lend, &k);
+                    TEST_STREQ(two, one);
+                    assert(k == nbuf);
+                    assert(s_test_in_lent == (lend == room ? nbuf : 0));
+                    free(two);
+                }
             }
             free(want);
             json_decref(tree);
@@ -1156,13 +1208,18 @@ s_test_pieces(void)
     size_t nbuf;
     agg_store_set_pool(st, NULL);
     char *one = s_test_pieces_text(st, "mean", "1min", t0,
-                                   t0 + 6000 * 60 * s1, SIZE_MAX, 1, &nbuf);
+                                   t0 + 6000 * 60 * s1, SIZE_MAX, 1, 0, &nbuf);
     agg_store_set_pool(st, pool);
-    char *two = s_test_pieces_text(st, "mean", "1min", t0,
-                                   t0 + 6000 * 60 * s1, s_pieces_min, s_piece,
-                                   &nbuf);
-    TEST_STREQ(two, one);
-    assert(nbuf == 3); /* 6,000 buckets in pieces of 2,048 */
+    for (size_t lend = 0; lend <= 8 << 20; lend += 8 << 20) {
+        char *two = s_test_pieces_text(st, "mean", "1min", t0,
+                                       t0 + 6000 * 60 * s1, s_pieces_min,
+                                       s_piece, lend, &nbuf);
+        TEST_STREQ(two, one);
+        assert(nbuf == 3); /* 6,000 buckets in pieces of 2,048 */
+        assert(s_test_in_lent == (lend ? 3 : 0));
+        free(two);
+    }
+    char *two = xstrdup(one);
     assert(strlen(one) > 6000 * 50);
     free(one);
     free(two);
@@ -1210,7 +1267,7 @@ s_test_walk(void)
                                         "start", (json_int_t)start, "end",
                                         (json_int_t)end,
                                         "text", 1), *body, *b;
-                struct agg_text text = {NULL, 0, 0, 0};
+                struct agg_text text = {.base = 0};
                 assert(clock_parse_duration(steps[si], &step) == 0);
                 assert(agg_interval_answer(st, req, &body) == 200);
                 TEST_STREQ(json_string_value(json_object_get(body, "source")),

@@ -904,11 +904,28 @@ agg_text_join(const struct agg_text *t)
     return all.p;
 }
 
+struct strbuf *
+agg_text_lend(struct agg_text *t, size_t room)
+{
+    struct strbuf *b;
+
+    if (t->lent == NULL || room > t->lent_len - t->lent_used)
+        return NULL;
+    b = agg_text_add(t);
+    b->p = t->lent + t->lent_used;
+    b->cap = room;
+    b->p[0] = '\0';
+    t->lent_used += room;
+    return b;
+}
+
 void
 agg_text_free(struct agg_text *t)
 {
     for (size_t i = 0; i < t->n; i++)
-        strbuf_free(&t->buf[i]);
+        if (t->lent == NULL || t->buf[i].p < t->lent ||
+            t->buf[i].p >= t->lent + t->lent_len)
+            strbuf_free(&t->buf[i]); /* not the lender's */
     free(t->buf);
     t->buf = NULL;
     t->n = t->cap = 0;

@@ -70,7 +70,15 @@ struct agg_text {
     struct strbuf *buf;
     size_t n, cap;
     size_t base;
+    /* A slot of apid's arena lent with the request (arena.h), or NULL:
+     * a large answer's pieces may be printed there (agg_text_lend). */
+    char *lent;
+    size_t lent_len, lent_used;
 };
+/* Append a buffer of exactly room bytes in the lent slot, or return NULL
+ * when there is no slot or not that much left in it. It must never grow
+ * (its writer knows its bound); agg_text_free leaves it alone. */
+struct strbuf *agg_text_lend(struct agg_text *t, size_t room);
 /* The last buffer, where the text goes on (the first made on demand). */
 struct strbuf *agg_text_cur(struct agg_text *t);
 /* Append a new empty buffer and return it (earlier pointers into t->buf

@@ -14,6 +14,7 @@
 #include "aggd/agg_export.h"
 #include "aggd/agg_pool.h"
 #include "aggd/agg_store.h"
+#include "common/arena.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/ep.h"
@@ -74,6 +75,7 @@ struct aggd {
     zsock_t *pull;                /* readings in from ingestd */
     zsock_t *router;              /* queries from apid */
     agg_pool_t *pool;             /* large answers' second thread */
+    arena_maps_t *arenas;         /* apids' arenas we were lent slots of */
     zsock_t *pub;                 /* readings out to live views (XPUB) */
     size_t pub_subs;              /* subscribed prefixes of "readings" */
     uint64_t pub_batches;         /* batches published to live views */
@@ -168,6 +170,7 @@ aggd_new(const struct aggd_conf *conf)
         goto fail;
     /* A thread that large answers share their work with (agg_pool.h);
      * without it they take one thread, as before. */
+    self->arenas = arena_maps_new();
     if (conf->query_threads > 1 && (self->pool = agg_pool_new()) == NULL)
         log_warnx("aggd: no thread for large answers; they use the loop's");
     agg_store_set_pool(self->store, self->pool);
@@ -233,6 +236,7 @@ aggd_destroy(aggd_t **self_p)
     agg_confirm_destroy(&self->durable);
     agg_store_destroy(&self->store);
     agg_pool_destroy(&self->pool);
+    arena_maps_destroy(&self->arenas);
     free(self->datadir);
     msg_batch_destroy(&self->spare);
     free(self->run_at);
@@ -1176,6 +1180,26 @@ s_backup(aggd_t *self, const json_t *req, json_t **body)
     return 200;
 }
 
+/* The slot of apid's arena a request lends ({"shm": {"name", "off",
+ * "len", "until"}}, arena.h) into text, unless it is past "until": apid
+ * lends the slot out again a grace period after that, so a write begun
+ * before it is safe. */
+static void
+s_lend(aggd_t *self, const json_t *req, struct agg_text *text)
+{
+    const json_t *shm = json_object_get(req, "shm");
+    json_int_t off = json_integer_value(json_object_get(shm, "off"));
+    json_int_t len = json_integer_value(json_object_get(shm, "len"));
+    json_int_t until = json_integer_value(json_object_get(shm, "until"));
+
+    if (shm == NULL || off < 0 || len <= 0 || clock_mono_ns() >= until)
+        return;
+    text->lent = arena_maps_get(self->arenas,
+                                json_string_value(json_object_get(shm, "name")),
+                                (size_t)off, (size_t)len);
+    text->lent_len = text->lent ? (size_t)len : 0;
+}
+
 static int
 s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -1184,7 +1208,7 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
     json_t *req = rpc_request_recv(sock, &env), *body = NULL;
     /* An answer as text starts after room for the reply's head, so that
      * its buffers go out as they are (rpc_reply_send_frames). */
-    struct agg_text text = {NULL, 0, 0, RPC_TEXT_HEAD};
+    struct agg_text text = {.base = RPC_TEXT_HEAD};
     int status;
     int64_t t0 = clock_mono_ns();
 
@@ -1197,13 +1221,15 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         body = s_status(self);
         status = 200;
     } else {
+        s_lend(self, req, &text);
         status = agg_query_reply(self->store, req, &body, &text);
         if (status == 200 && !strcmp(json_string_value(json_object_get(req, "op")),
                                      "delete"))
             status = s_deleted(self, &body);
     }
     if (body == NULL && agg_text_len(&text) > 0)
-        rpc_reply_send_frames(sock, &env, status, text.buf, text.n); /* ZeroMQ's now */
+        rpc_reply_send_parts(sock, &env, status, text.buf, text.n,
+                             text.lent, text.lent_len); /* ZeroMQ's now */
     else
         rpc_reply_send(sock, &env, status, body);
     agg_text_free(&text);

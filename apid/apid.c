@@ -16,6 +16,7 @@
 #include "apid/api_tenant.h"
 #include "apid/api_users.h"
 #include "apid/api_ws.h"
+#include "common/arena.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/ep.h"
@@ -48,6 +49,7 @@ struct s_bk {
     int b;         /* enum apid_backend */
     unsigned lane; /* lane served */
     zsock_t *sock; /* DEALER to its query endpoint */
+    bool local;    /* an ipc:// endpoint: on this host, lent arena slots */
 };
 
 /* One question to one backend lane. */
@@ -82,6 +84,9 @@ struct s_pending {
     size_t nasks;           /* entries in asks */
     struct s_ask *first;    /* PK_LANES, second round: the first answers */
     int outstanding;        /* answers still expected */
+    bool lent;              /* a slot of the arena was lent with the query */
+    bool answered;          /* the daemon answered: done with the slot */
+    size_t slot;            /* its offset in the arena */
     apid_answer_fn *fn;     /* who gets the answer, NULL = the client */
     void *fn_arg;           /* its argument */
     struct s_pending *next; /* list link */
@@ -100,7 +105,15 @@ struct apid {
     uint64_t timeouts;            /* backend answers that came too late */
     uint64_t late;                /* answers for forgotten requests */
     void **svc;                   /* state per s_services[] entry */
+    arena_t *arena;               /* lent for large answers, or NULL */
+    uint64_t arena_answers;       /* answers relayed from a lent slot */
+    size_t slot_len;              /* bytes of one of its slots */
 };
+
+/* How long a slot lent with a request that timed out stays unlent: the
+ * daemon starts writing it only before the request's deadline ("until"),
+ * and a write of a slot's few MiB takes milliseconds. */
+#define S_SLOT_GRACE (10 * (int64_t)1000000000)
 
 static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg);
 
@@ -123,6 +136,7 @@ s_connect(apid_t *self, int b, const char *tmpl_conf)
             log_warnx("apid: endpoint template too long: %s", tmpl);
             return -1;
         }
+        k->local = strncmp(ep, "ipc://", 6) == 0;
         k->sock = zsock_new(ZMQ_DEALER);
         zsock_set_linger(k->sock, 0);
         zsock_set_sndhwm(k->sock, 10000);
@@ -172,7 +186,29 @@ s_pending_free(apid_t *self, struct s_pending *p)
     s_asks_free(&p->asks, p->nasks);
     s_asks_free(&p->first, p->nasks);
     json_decref(p->query);
+    if (p->lent)
+        arena_give(self->arena, p->slot,
+                   p->answered ? 0 : clock_mono_ns() + S_SLOT_GRACE);
     free(p);
+}
+
+/* Lend p's query a slot of the arena, when its one daemon runs on this
+ * host and a slot is free: a large answer is then printed there (rpc.h,
+ * arena.h). */
+static void
+s_lend(apid_t *self, struct s_pending *p, const struct s_bk *bk)
+{
+    size_t len;
+
+    if (self->arena == NULL || !bk->local ||
+        arena_take(self->arena, clock_mono_ns(), &p->slot, &len) == -1)
+        return;
+    p->lent = true;
+    json_object_set_new(p->query, "shm",
+                        json_pack("{s:s, s:I, s:I, s:I}", "name",
+                                  arena_name(self->arena), "off",
+                                  (json_int_t)p->slot, "len", (json_int_t)len,
+                                  "until", (json_int_t)p->deadline));
 }
 
 /* Ask one backend lane (query borrowed); the reply arrives in
@@ -307,8 +343,10 @@ s_request(apid_t *self, http_req_t *req, int b, json_t *query,
     p->query = query;
     /* One lane and the client as the reader: the body may come as JSON
      * text, relayed unchanged (rpc.h, s_deliver_text). */
-    if (self->nlanes[b] == 1 && fn == NULL && req)
+    if (self->nlanes[b] == 1 && fn == NULL && req) {
         json_object_set_new(query, "text", json_true());
+        s_lend(self, p, &self->bk[b][0]);
+    }
     s_scatter(self, p, b, query);
 }
 
@@ -356,6 +394,7 @@ s_finish_lanes(apid_t *self, struct s_pending *p)
         p->first = p->asks;
         p->asks = NULL;
         p->nasks = 0;
+        json_object_del(out, "shm"); /* the slot is lent once */
         s_scatter(self, p, b, out);
         json_decref(out);
         return;
@@ -446,7 +485,10 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
         for (int b = 0; b < APID_BK_MAX; b++)
             json_object_set_new(o, s_bk_name[b], s_status_of(self, p, b));
         json_object_set_new(o, "apid", json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I}", "http_2xx",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "arena_answers",
+            (json_int_t)self->arena_answers, "arena_busy", (json_int_t)(
+                self->arena ? arena_busy(self->arena, clock_mono_ns()) : 0),
+            "http_2xx",
             (json_int_t)http_server_count(self->http, 2), "http_4xx",
             (json_int_t)http_server_count(self->http, 4), "http_5xx",
             (json_int_t)http_server_count(self->http, 5), "backend_timeouts",
@@ -589,57 +631,90 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
     }
 }
 
-/* MHD is done with a relayed answer: the message that holds it goes. */
+/* A relayed answer MHD still sends from: the message, and the arena slot
+ * its text may lie in. */
+struct s_relayed {
+    apid_t *self;
+    zmsg_t *msg;
+    bool lent;
+    size_t slot;
+};
+
+/* MHD is done with a relayed answer: the message goes, the slot is free. */
 static void
-s_msg_free(void *cls)
+s_relayed_free(void *cls)
 {
-    zmsg_t *m = cls;
-    zmsg_destroy(&m);
+    struct s_relayed *r = cls;
+
+    zmsg_destroy(&r->msg);
+    if (r->lent)
+        arena_give(r->self->arena, r->slot, 0);
+    free(r);
+}
+
+/* The slot p lent, as rpc_reply_pieces wants it (NULL when none). */
+static const char *
+s_lent(const apid_t *self, const struct s_pending *p, size_t *len)
+{
+    *len = p->lent ? self->slot_len : 0;
+    return p->lent ? arena_base(self->arena) + p->slot : NULL;
 }
 
 /* A reply whose body came as JSON text (asked for in s_request) goes to
- * the client as it is, from the received message without a copy, when it
- * is the only answer and nothing needs to merge or read it: the text and
- * the frames that continue it (rpc.h), the message's last. Returns true
- * when delivered (takes *msg). */
+ * the client as it is, from the received message (and the arena slot the
+ * query lent) without a copy, when it is the only answer and nothing
+ * needs to merge or read it. Returns true when delivered (takes *msg). */
 static bool
 s_deliver_text(apid_t *self, struct s_pending *p, int status, zmsg_t **msg,
-               const char *text, size_t len, size_t frames)
+               const char *text, size_t len)
 {
     http_req_t *req = p->req;
+    struct rpc_piece *pc;
     struct http_piece *pieces;
-    zframe_t *f;
+    struct s_relayed *r;
+    size_t n, lent_len;
+    const char *lent = s_lent(self, p, &lent_len);
 
     if (p->kind != PK_LANES || p->nasks != 1 || p->first || p->fn ||
         req == NULL)
         return false;
+    if ((n = rpc_reply_pieces(*msg, text, len, lent, lent_len, &pc)) == 0)
+        return false; /* s_parse_text says what is wrong */
+    pieces = xcalloc(n, sizeof *pieces);
+    for (size_t i = 0; i < n; i++)
+        pieces[i] = (struct http_piece){pc[i].p, pc[i].len};
+    if (lent && n > 1 && pc[1].p >= lent && pc[1].p < lent + lent_len)
+        self->arena_answers++;
+    free(pc);
+    r = xcalloc(1, sizeof *r);
+    *r = (struct s_relayed){self, *msg, p->lent, p->slot};
+    p->lent = false; /* r gives it back */
+    *msg = NULL;
     s_observe(self, p);
     s_pending_free(self, p);
-    pieces = xcalloc(frames + 1, sizeof *pieces);
-    pieces[0] = (struct http_piece){text, len};
-    f = rpc_reply_more(*msg);
-    for (size_t i = 1; i <= frames && f; i++, f = zmsg_next(*msg))
-        pieces[i] = (struct http_piece){(const char *)zframe_data(f),
-                                        zframe_size(f)};
-    http_req_reply_refv(req, status, "application/json", pieces, frames + 1,
-                        s_msg_free, *msg);
+    http_req_reply_refv(req, status, "application/json", pieces, n,
+                        s_relayed_free, r);
     free(pieces);
-    *msg = NULL;
     return true;
 }
 
-/* The text of a reply and the frames that continue it, parsed (the rare
- * reply in pieces that apid must read itself). */
+/* The text of a reply and what continues it, parsed (the rare reply in
+ * pieces that apid must read itself). */
 static json_t *
-s_parse_text(zmsg_t *msg, const char *text, size_t len, size_t frames,
-             json_error_t *err)
+s_parse_text(apid_t *self, const struct s_pending *p, zmsg_t *msg,
+             const char *text, size_t len, size_t frames, json_error_t *err)
 {
     char *all;
     json_t *body;
+    size_t lent_len;
+    const char *lent = s_lent(self, p, &lent_len);
 
-    if (frames == 0)
+    if (frames == 0 && lent == NULL)
         return json_loadb(text, len, JSON_DECODE_ANY, err);
-    all = rpc_reply_text_join(msg, text, &len);
+    if ((all = rpc_reply_text_join(msg, text, &len, lent, lent_len)) == NULL) {
+        snprintf(err->text, sizeof err->text, "a part outside the slot lent");
+        return NULL;
+    }
     body = json_loadb(all, len, JSON_DECODE_ANY, err);
     free(all);
     return body;
@@ -677,10 +752,11 @@ s_on_backend(zloop_t *loop, zsock_t *sock, void *arg)
         zmsg_destroy(&msg);
         return 0;
     }
-    if (text && s_deliver_text(self, p, status, &msg, text, len, frames))
+    p->answered = true; /* whatever it wrote in a lent slot is written */
+    if (text && s_deliver_text(self, p, status, &msg, text, len))
         return 0;
     if (text) {
-        body = s_parse_text(msg, text, len, frames, &err);
+        body = s_parse_text(self, p, msg, text, len, frames, &err);
         zmsg_destroy(&msg);
         if (body == NULL) {
             log_warnx("apid: malformed JSON reply from %s lane %u: %s",
@@ -934,6 +1010,9 @@ apid_new(const struct apid_conf *conf)
         apid_destroy(&self);
         return NULL;
     }
+    if (conf->reply_arena > 0 &&
+        (self->arena = arena_new(4, (size_t)conf->reply_arena << 18)) != NULL)
+        self->slot_len = arena_size(self->arena) / 4;
     zloop_timer(self->loop, APID_TICK_MS, 0, s_on_tick, self);
     self->svc = xcalloc(S_NSERVICES, sizeof *self->svc);
     for (size_t i = 0; i < S_NSERVICES; i++)
@@ -966,7 +1045,8 @@ apid_destroy(apid_t **self_p)
     for (size_t i = S_NSERVICES; self->svc && i-- > 0;)
         s_services[i].destroy(&self->svc[i]);
     free(self->svc);
-    http_server_destroy(&self->http);
+    http_server_destroy(&self->http); /* gives the slots back */
+    arena_destroy(&self->arena);
     zloop_destroy(&self->loop);
     for (int b = 0; b < APID_BK_MAX; b++) {
         for (unsigned lane = 0; self->bk[b] && lane < self->nlanes[b]; lane++)

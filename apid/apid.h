@@ -19,6 +19,7 @@ struct apid_conf {
     int64_t port;     /* HTTP port (0 picks one) */
     int64_t lanes;    /* lanes of the chain, as in ingestd */
     int64_t timeout;  /* ns to wait for a backend */
+    int64_t reply_arena; /* MiB of shared memory lent for large answers; 0 = none */
     int64_t body_max; /* largest request body in bytes */
     char *log_level;  /* debug, info, warning, err or crit; "" = by -v */
     char *ingestd;    /* ingestd query endpoint; "" = default */

@@ -20,6 +20,9 @@ static const struct cfg_opt s_opts[] = {
      "debug, info, warning, err or crit (SIGHUP changes it)"},
     {"timeout", CFG_DURATION, offsetof(struct apid_conf, timeout), "5s", 0.01,
      600, 0, "how long to wait for a daemon before 503"},
+    {"reply-arena", CFG_INT, offsetof(struct apid_conf, reply_arena), "32", 0,
+     4096, CFG_IMMUTABLE, "MiB of shared memory lent to daemons on this host "
+     "for large answers (4 slots); 0 = every answer through ZeroMQ"},
     {"body-max", CFG_INT, offsetof(struct apid_conf, body_max), "33554432",
      1024, 1073741824, 0, "largest request body in bytes"},
     {"ingestd", CFG_STR, offsetof(struct apid_conf, ingestd), "", 0, 0,

@@ -53,6 +53,29 @@ def loop_cpu(pid):
     return (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def threads(pid):
+    """CPU seconds per thread name (comm; same names summed) of a process:
+    the loop, ZeroMQ's I/O thread (ZMQbg/IO/0), aggd's query worker."""
+    out = {}
+    tdir = "/proc/%d/task" % pid
+    for tid in os.listdir(tdir):
+        try:
+            with open("%s/%s/stat" % (tdir, tid)) as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1:raw.rindex(")")]
+        p = raw.rsplit(")", 1)[1].split()
+        cpu = (int(p[11]) + int(p[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
+def delta(a, b, n):
+    return ", ".join("%s %.2f" % (k, (b[k] - a.get(k, 0.0)) * 1000 / n)
+                     for k in sorted(b) if b[k] - a.get(k, 0.0) > 0)
+
+
 def load(work):
     data = os.path.join(work, "data-big")
     if not os.path.exists(os.path.join(data, "manifest.json")):
@@ -75,7 +98,7 @@ def load(work):
     return keep
 
 
-def run(spec, data, work, n, save):
+def run(spec, data, work, n, save, burst=0):
     # "DIR" or "DIR:NAME=VALUE": aggd from DIR with that in its environment
     # (AGGD_QUERY_THREADS=1: the loop alone).
     build, _, env_kv = spec.partition(":")
@@ -124,9 +147,21 @@ def run(spec, data, work, n, save):
             _, body = one()
         a0, p0 = stat(ag.pid), stat(ap.pid)
         al0, pl0, c0 = loop_cpu(ag.pid), loop_cpu(ap.pid), os.times()
-        ms = [one()[0] for _ in range(n)]
+        at0, pt0 = threads(ag.pid), threads(ap.pid)
+        if burst:
+            # The peers' procedure (query_bench.bench): an idle second,
+            # then one warm-up and `burst` timed requests, over and over.
+            ms = []
+            while len(ms) < n:
+                time.sleep(1.0)
+                one()
+                ms += [one()[0] for _ in range(burst)]
+            n = len(ms) + len(ms) // burst
+        else:
+            ms = [one()[0] for _ in range(n)]
         a1, p1 = stat(ag.pid), stat(ap.pid)
         al1, pl1, c1 = loop_cpu(ag.pid), loop_cpu(ap.pid), os.times()
+        at1, pt1 = threads(ag.pid), threads(ap.pid)
 
         import msgpack
         import zmq
@@ -160,6 +195,13 @@ def run(spec, data, work, n, save):
                   (c1.user - c0.user + c1.system - c0.system) * 1000 / n,
                   statistics.median(ms), min(ms), statistics.median(direct),
                   min(direct), len(body), os.getloadavg()[0]), flush=True)
+        print("  threads, ms CPU a request: aggd %s; apid %s" % (
+            delta(at0, at1, n), delta(pt0, pt1, n)), flush=True)
+        if burst:
+            meds = [statistics.median(ms[i:i + burst])
+                    for i in range(0, len(ms), burst)]
+            print("  bursts of %d after an idle second: block medians %s" % (
+                burst, " ".join("%.2f" % m for m in meds)), flush=True)
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -175,13 +217,17 @@ def main():
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--work", default="/tmp/sp-bench")
     ap.add_argument("--save")
+    ap.add_argument("--burst", type=int, default=0,
+                    help="time bursts of N requests after an idle second "
+                    "(as bench/query.py) instead of one stream")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     data = load(a.work)
     builds = [os.path.abspath(b) for b in a.builds.split(",")]  # DIR[:K=V]
     for r in range(a.rounds):
         for i, b in enumerate(builds):
-            run(b, data, a.work, a.requests, a.save if i == 0 else None)
+            run(b, data, a.work, a.requests, a.save if i == 0 else None,
+                a.burst)
 
 
 if __name__ == "__main__":

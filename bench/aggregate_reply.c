@@ -96,7 +96,7 @@ static int
 s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
 {
     agg_pool_t *pool = NULL;
-    struct agg_text text = {NULL, 0, 0, 0};
+    struct agg_text text = {.base = 0};
     int rc = 0;
 
     if (use_pool) {

@@ -161,6 +161,82 @@ rpc_reply_send_frames(void *router, zmsg_t **envelope, int status,
     return rc < 0 ? -1 : 0;
 }
 
+/* The reply map of a text with parts in a lent region: the first piece
+ * copied in (it is the answer's head, a few hundred bytes), "frames" the
+ * parts that follow as frames, "shm" every part in order: nil for the
+ * next frame, [offset, length] in the region for the others. */
+static void
+s_parts_head(msgpack_sbuffer *sb, int status, const struct strbuf *bufs,
+             size_t n, const char *lent, size_t lent_len, size_t frames)
+{
+    msgpack_packer pk;
+
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "status", 6);
+    msgpack_pack_int(&pk, status);
+    msgpack_pack_str_with_body(&pk, "frames", 6);
+    msgpack_pack_uint64(&pk, frames);
+    msgpack_pack_str_with_body(&pk, "shm", 3);
+    msgpack_pack_array(&pk, (uint32_t)(n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if (bufs[i].p < lent || bufs[i].p >= lent + lent_len) {
+            msgpack_pack_nil(&pk);
+            continue;
+        }
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, (uint64_t)(bufs[i].p - lent));
+        msgpack_pack_uint64(&pk, bufs[i].len);
+    }
+    msgpack_pack_str_with_body(&pk, "json", 4);
+    msgpack_pack_str_with_body(&pk, bufs[0].p + RPC_TEXT_HEAD,
+                               bufs[0].len - RPC_TEXT_HEAD);
+}
+
+int
+rpc_reply_send_parts(void *router, zmsg_t **envelope, int status,
+                     struct strbuf *bufs, size_t n, const char *lent,
+                     size_t lent_len)
+{
+    void *h = zsock_resolve(router);
+    size_t frames = 0, in_lent = 0;
+    msgpack_sbuffer sb;
+    int rc = 0;
+
+    for (size_t i = 1; i < n; i++) {
+        bool in = lent && bufs[i].p >= lent && bufs[i].p < lent + lent_len;
+        assert(!in || bufs[i].p + bufs[i].len <= lent + lent_len);
+        in_lent += in;
+        frames += !in;
+    }
+    if (in_lent == 0)
+        return rpc_reply_send_frames(router, envelope, status, bufs, n);
+    assert(n <= UINT32_MAX && bufs[0].len >= RPC_TEXT_HEAD &&
+           (bufs[0].p < lent || bufs[0].p >= lent + lent_len));
+    msgpack_sbuffer_init(&sb);
+    s_parts_head(&sb, status, bufs, n, lent, lent_len, frames);
+    for (zframe_t *f = zmsg_first(*envelope); f && rc >= 0;
+         f = zmsg_next(*envelope))
+        rc = zmq_send(h, zframe_data(f), zframe_size(f), ZMQ_SNDMORE);
+    zmsg_destroy(envelope);
+    if (rc >= 0)
+        rc = zmq_send(h, sb.data, sb.size, frames ? ZMQ_SNDMORE : 0);
+    msgpack_sbuffer_destroy(&sb);
+    free(bufs[0].p);
+    bufs[0].p = NULL;
+    for (size_t i = 1; i < n; i++) {
+        char *p = bufs[i].p;
+        bufs[i].p = NULL;
+        if (p >= lent && p < lent + lent_len)
+            continue; /* the lender's */
+        if (rc >= 0)
+            rc = s_send_buf(h, p, 0, bufs[i].len, --frames ? ZMQ_SNDMORE : 0);
+        else
+            free(p);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 int
 rpc_reply_send_owned(void *router, zmsg_t **envelope, int status, char *buf,
                      size_t len)
@@ -188,6 +264,7 @@ s_reply_parse(const msgpack_object *o, int *status, json_t **body,
               const char **text, size_t *len, size_t *frames)
 {
     bool have_status = false;
+    size_t shm_frames = SIZE_MAX; /* the nils of "shm", when there is one */
 
     if (o->type != MSGPACK_OBJECT_MAP)
         return -1;
@@ -215,10 +292,30 @@ s_reply_parse(const msgpack_object *o, int *status, json_t **body,
                 v->via.u64 > UINT32_MAX)
                 return -1;
             *frames = (size_t)v->via.u64;
+        } else if (k->via.str.size == 3 && !memcmp(k->via.str.ptr, "shm", 3)) {
+            /* Parts of the text: nil (the next frame) or [offset, length]
+             * in the region the request lent (rpc_reply_pieces). */
+            if (v->type != MSGPACK_OBJECT_ARRAY)
+                return -1;
+            shm_frames = 0;
+            for (uint32_t j = 0; j < v->via.array.size; j++) {
+                const msgpack_object *e = &v->via.array.ptr[j];
+                if (e->type == MSGPACK_OBJECT_NIL) {
+                    shm_frames++;
+                    continue;
+                }
+                if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+                    e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                    e->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+                    return -1;
+            }
         }
     }
-    /* Only text goes on in frames. */
-    return have_status && (*text || *frames == 0) ? 0 : -1;
+    /* Only text goes on in frames; "shm" accounts for every frame. */
+    if (shm_frames != SIZE_MAX && shm_frames != *frames)
+        return -1;
+    return have_status && (*text || *frames == 0) &&
+                   (*text || shm_frames == SIZE_MAX) ? 0 : -1;
 }
 
 int
@@ -280,23 +377,80 @@ done:
     return rc;
 }
 
-zframe_t *
-rpc_reply_more(zmsg_t *msg)
+/* The "shm" array of a reply's map, or NULL (the map is known sane). */
+static const msgpack_object *
+s_shm_parts(const msgpack_object *o)
 {
-    zmsg_first(msg); /* the id */
-    zmsg_next(msg);  /* the map, with the text's first piece */
-    return zmsg_next(msg);
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        if (k->via.str.size == 3 && !memcmp(k->via.str.ptr, "shm", 3))
+            return &o->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+size_t
+rpc_reply_pieces(zmsg_t *msg, const char *text, size_t len,
+                 const char *lent, size_t lent_len, struct rpc_piece **out)
+{
+    zframe_t *head, *f;
+    msgpack_unpacked up;
+    const msgpack_object *shm;
+    struct rpc_piece *pc;
+    size_t off = 0, n = 1;
+
+    zmsg_first(msg);
+    head = zmsg_next(msg);
+    msgpack_unpacked_init(&up);
+    /* rpc_reply_recv_ref read this map already: it unpacks. */
+    if (msgpack_unpack_next(&up, (const char *)zframe_data(head),
+                            zframe_size(head), &off) != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_unpacked_destroy(&up);
+        return 0;
+    }
+    shm = s_shm_parts(&up.data);
+    n += shm ? shm->via.array.size : zmsg_size(msg) - 2;
+    pc = xcalloc(n, sizeof *pc);
+    pc[0] = (struct rpc_piece){text, len};
+    f = zmsg_next(msg);
+    for (size_t i = 1; i < n; i++) {
+        const msgpack_object *e = shm ? &shm->via.array.ptr[i - 1] : NULL;
+        if (e == NULL || e->type == MSGPACK_OBJECT_NIL) {
+            assert(f); /* rpc_reply_recv_ref counted them */
+            pc[i] = (struct rpc_piece){(const char *)zframe_data(f),
+                                       zframe_size(f)};
+            f = zmsg_next(msg);
+            continue;
+        }
+        uint64_t o = e->via.array.ptr[0].via.u64, l = e->via.array.ptr[1].via.u64;
+        if (lent == NULL || o > lent_len || l > lent_len - o) {
+            free(pc);
+            msgpack_unpacked_destroy(&up);
+            return 0;
+        }
+        pc[i] = (struct rpc_piece){lent + o, (size_t)l};
+    }
+    msgpack_unpacked_destroy(&up);
+    *out = pc;
+    return n;
 }
 
 char *
-rpc_reply_text_join(zmsg_t *msg, const char *text, size_t *len)
+rpc_reply_text_join(zmsg_t *msg, const char *text, size_t *len,
+                    const char *lent, size_t lent_len)
 {
     struct strbuf all = {NULL, 0, 0};
+    struct rpc_piece *pc;
+    size_t n = rpc_reply_pieces(msg, text, *len, lent, lent_len, &pc), sum = 0;
 
-    strbuf_reserve(&all, *len);
-    strbuf_add(&all, text, *len);
-    for (zframe_t *f = rpc_reply_more(msg); f; f = zmsg_next(msg))
-        strbuf_add(&all, zframe_data(f), zframe_size(f));
+    if (n == 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        sum += pc[i].len;
+    strbuf_reserve(&all, sum);
+    for (size_t i = 0; i < n; i++)
+        strbuf_add(&all, pc[i].p, pc[i].len);
+    free(pc);
     *len = all.len;
     return all.p;
 }
@@ -312,8 +466,9 @@ rpc_reply_recv_text(void *dealer, uint64_t *id, int *status, json_t **body,
                                 &frames);
 
     *text = NULL;
-    if (rc == 0 && ref)
-        *text = rpc_reply_text_join(m, ref, len);
+    if (rc == 0 && ref && (*text = rpc_reply_text_join(m, ref, len, NULL,
+                                                       0)) == NULL)
+        rc = -1; /* parts in a region it was not lent */
     zmsg_destroy(&m);
     return rc;
 }
@@ -472,6 +627,52 @@ rpc_test(bool verbose)
                    json_integer_value(json_array_get(body, 2)) == 33);
             json_decref(body);
         }
+    }
+    /* Parts in a lent region (rpc_reply_send_parts): the middle two stay
+     * in it, the last goes as a frame; read back with the region, without
+     * one (unusable), and with one too small (a range outside it). */
+    char region[64];
+    memcpy(region + 8, "22,", 3);
+    memcpy(region + 20, "3", 1);
+    for (int how = 0; how < 3; how++) {
+        struct strbuf bufs[4] = {{NULL, 0, 0}, {region + 8, 3, 3},
+                                 {region + 20, 1, 1}, {NULL, 0, 0}};
+        strbuf_reserve(&bufs[0], RPC_TEXT_HEAD);
+        bufs[0].len = RPC_TEXT_HEAD;
+        strbuf_add(&bufs[0], "[1,", 3);
+        strbuf_add(&bufs[3], "3]", 2);
+        assert(rpc_request_send(dealer, 400 + how, req) == 0);
+        json_decref(rpc_request_recv(router, &env));
+        assert(rpc_reply_send_parts(router, &env, 200, bufs, 4, region,
+                                    sizeof region) == 0 && env == NULL &&
+               bufs[0].p == NULL && bufs[1].p == NULL && bufs[3].p == NULL);
+        if (how == 1) { /* no region: not to be had as text */
+            assert(rpc_reply_recv_text(dealer, &id, &status, &body, &text,
+                                       &len) == -1 && text == NULL);
+            continue;
+        }
+        const char *ref;
+        zmsg_t *m;
+        size_t frames;
+        struct rpc_piece *pc;
+        assert(rpc_reply_recv_ref(dealer, &id, &status, &body, &ref, &len,
+                                  &m, &frames) == 0);
+        assert(id == 400 + (uint64_t)how && frames == 1 && zmsg_size(m) == 3);
+        if (how == 2) { /* 20 bytes lent: [20, 1] lies outside */
+            assert(rpc_reply_pieces(m, ref, len, region, 20, &pc) == 0);
+            assert(rpc_reply_text_join(m, ref, &len, region, 20) == NULL);
+            zmsg_destroy(&m);
+            continue;
+        }
+        assert(rpc_reply_pieces(m, ref, len, region, sizeof region, &pc) == 4);
+        assert(pc[1].p == region + 8 && pc[2].p == region + 20 &&
+               pc[3].len == 2 && memcmp(pc[3].p, "3]", 2) == 0);
+        free(pc);
+        text = rpc_reply_text_join(m, ref, &len, region, sizeof region);
+        TEST_STREQ(text, "[1,22,33]");
+        assert(len == 9);
+        free(text);
+        zmsg_destroy(&m);
     }
     json_decref(req);
     /* Text that is not JSON is a malformed reply. */

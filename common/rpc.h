@@ -14,6 +14,11 @@
  * several frames: [id][{"status": s, "json": "<first piece>", "frames":
  * n}][piece]...[piece], n more frames of text that continue the JSON, so
  * that no one copies the pieces together before the HTTP client's socket.
+ * When the request lent a slot of shared memory ("shm": {"name", "off",
+ * "len", "until"}, arena.h), parts of the text may stay there: the map
+ * then has "shm": [part, ...], one entry per part after the first, nil
+ * for the next frame or [offset, length] in the slot, and "frames"
+ * counts the nils.
  */
 #ifndef SP_RPC_H
 #define SP_RPC_H
@@ -58,6 +63,14 @@ int rpc_reply_send_owned(void *router, zmsg_t **envelope, int status,
 struct strbuf;
 int rpc_reply_send_frames(void *router, zmsg_t **envelope, int status,
                           struct strbuf *bufs, size_t n);
+/* The same, where the request lent a region of shared memory (arena.h;
+ * lent_len bytes at lent, NULL for none): buffers inside it (bufs[1..],
+ * never bufs[0]) stay there and the reply names them by offset and
+ * length ("shm"), the others go as frames. Takes *envelope and the
+ * buffers outside the region. Returns 0 or -1. */
+int rpc_reply_send_parts(void *router, zmsg_t **envelope, int status,
+                         struct strbuf *bufs, size_t n, const char *lent,
+                         size_t lent_len);
 /* Read a reply on a DEALER: sets *id, *status and *body (caller decrefs);
  * a body sent as text is parsed. Returns 0, or -1 for a malformed reply
  * (text that is not JSON included). */
@@ -76,13 +89,22 @@ int rpc_reply_recv_text(void *dealer, uint64_t *id, int *status,
 int rpc_reply_recv_ref(void *dealer, uint64_t *id, int *status,
                        json_t **body, const char **text, size_t *len,
                        zmsg_t **msg, size_t *frames);
-/* The frames of text that continue a reply's text in msg (as
- * rpc_reply_recv_ref gave them): the first, then zmsg_next(msg) for the
- * others; NULL when there are none. */
-zframe_t *rpc_reply_more(zmsg_t *msg);
-/* The reply's text and the frames that continue it as one NUL-terminated
- * string (caller frees); *len is in: the first piece's, out: the whole's. */
-char *rpc_reply_text_join(zmsg_t *msg, const char *text, size_t *len);
+/* A reply's text in order: its first piece (text, len, as
+ * rpc_reply_recv_ref gave them), then the frames and the ranges of the
+ * region the request lent (lent_len bytes at lent, or NULL) that continue
+ * it. Sets *pieces (caller frees) and returns how many, or 0 when the
+ * reply names a range outside the region. */
+struct rpc_piece {
+    const char *p;
+    size_t len;
+};
+size_t rpc_reply_pieces(zmsg_t *msg, const char *text, size_t len,
+                        const char *lent, size_t lent_len,
+                        struct rpc_piece **pieces);
+/* All of them as one NUL-terminated string (caller frees), or NULL as
+ * rpc_reply_pieces; *len is in: the first piece's, out: the whole's. */
+char *rpc_reply_text_join(zmsg_t *msg, const char *text, size_t *len,
+                          const char *lent, size_t lent_len);
 
 /* Selftest: asserts on failure, prints " * rpc: OK". */
 void rpc_test(bool verbose);

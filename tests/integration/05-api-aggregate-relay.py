@@ -7,6 +7,7 @@ every value printed so that it reads back to the very double recorded
 (random doubles of every size and digit count), the same answer twice;
 clients that hang up in the middle of it leave apid answering and every
 daemon exiting clean (ASan: no leak, no use after free)."""
+import glob
 import http.client
 import json
 import os
@@ -98,6 +99,7 @@ def test():
             "127.0.0.1", p.api_port, timeout=60)
         body = json.dumps({"metric_name": NAME, "interval": "1s",
                            "aggregation": "mean"})
+        arena0 = p.http("GET", "/stats")[2]["apid"]["arena_answers"]
         answers = []
         for _ in range(2):
             c.request("POST", "/api/v1/aggregate", body=body,
@@ -105,6 +107,10 @@ def test():
             r = c.getresponse()
             answers.append((r.status, r.getheader("Content-Type"), r.read()))
         c.close()
+        arena1 = p.http("GET", "/stats")[2]["apid"]["arena_answers"]
+        check(arena1 == arena0 + 2, "both were printed into apid's arena "
+              "(shared memory lent with the query, arena.h), not sent "
+              "through ZeroMQ: %d answers from it, was %d" % (arena1, arena0))
         check(answers[0] == answers[1] and answers[0][0] == 200 and
               answers[0][1] == "application/json" and
               answers[0][2].endswith(b"}\n") and len(answers[0][2]) > 4000000,
@@ -117,6 +123,21 @@ def test():
         st, _, b2 = ask(p)
         check(st == 200 and b2 == b, "apid answers whole after 12 clients "
               "hung up mid-answer")
+        # Every slot is back once the clients have their answers or hung up.
+        busy = p.http("GET", "/stats")[2]["apid"]["arena_busy"]
+        check(busy == 0, "no slot of the arena lent out now (%d)" % busy)
+        shm = glob.glob("/dev/shm/sensorpipe-apid.%d.*" % p.procs["apid"].pid)
+        check(len(shm) == 1, "apid's arena is in /dev/shm: %s" % shm)
+        p.stop_one("apid")
+        check(not os.path.exists(shm[0]), "apid removes it when it stops")
+        # Without an arena every part travels as a frame: the same answer.
+        p.extra["apid"] = ["--reply-arena", "0"]
+        p.start_one("apid")
+        st, _, b3 = ask(p)
+        st2, _, stats = p.http("GET", "/stats")
+        check(st == 200 and b3 == b and stats["apid"]["arena_answers"] == 0,
+              "with --reply-arena 0 the same answer, through ZeroMQ "
+              "(arena answers %d)" % stats["apid"]["arena_answers"])
     finally:
         p.stop()
 
