@@ -287,9 +287,14 @@ s_out_text(const struct s_out *o, struct agg_text *t, agg_pool_t *pool)
         size_t k = (o->n + s_piece - 1) / s_piece, nb0 = t->n - 1;
         size_t room = s_piece * S_BUCKET_MAX + 2;
         strbuf_add(agg_text_cur(t), "[", 1);
-        if (t->lent && room * k <= t->lent_len - t->lent_used) {
+        if (t->lent && room * k <= t->lent_len - t->lent_used &&
+            clock_mono_ns() < t->lent_until) {
             /* Straight into apid's arena (agg_text_lend): the pieces are
-             * not sent at all, the rest goes on in a buffer of our own. */
+             * not sent at all, the rest goes on in a buffer of our own.
+             * Checked here, just before the writing: apid lends the slot
+             * again a grace period after lent_until, and the sums before
+             * may have taken long. */
+            t->lent_until = INT64_MAX; /* all k now, or none */
             nb0 = t->n;
             for (size_t i = 0; i < k; i++)
                 agg_text_lend(t, room);
@@ -1073,6 +1078,7 @@ s_test_ref(agg_store_t *st, const char **keys, size_t nk, int fn, double pct,
 /* The JSON text of an answer over key in [start, end) from rollups, with
  * pieces of per buckets from min buckets on (caller frees). */
 static size_t s_test_in_lent; /* buffers of the last answer in the slot */
+static bool s_test_lent_past;  /* lend a slot whose "until" has passed */
 
 static char *
 s_test_pieces_text(agg_store_t *st, const char *fn, const char *ival,
@@ -1095,6 +1101,7 @@ s_test_pieces_text(agg_store_t *st, const char *fn, const char *ival,
     if (lend) {
         text.lent = xmalloc(lend);
         text.lent_len = lend;
+        text.lent_until = s_test_lent_past ? clock_mono_ns() : INT64_MAX;
         memset(text.lent, '#', lend);
     }
     s_pieces_min = min;
@@ -1219,6 +1226,15 @@ s_test_pieces(void)
         assert(s_test_in_lent == (lend ? 3 : 0));
         free(two);
     }
+    /* Past the slot's "until" nothing is written into it. */
+    s_test_lent_past = true;
+    char *late = s_test_pieces_text(st, "mean", "1min", t0,
+                                    t0 + 6000 * 60 * s1, s_pieces_min,
+                                    s_piece, 8 << 20, &nbuf);
+    s_test_lent_past = false;
+    TEST_STREQ(late, one);
+    assert(nbuf == 3 && s_test_in_lent == 0);
+    free(late);
     char *two = xstrdup(one);
     assert(strlen(one) > 6000 * 50);
     free(one);

@@ -909,7 +909,8 @@ agg_text_lend(struct agg_text *t, size_t room)
 {
     struct strbuf *b;
 
-    if (t->lent == NULL || room > t->lent_len - t->lent_used)
+    if (t->lent == NULL || room > t->lent_len - t->lent_used ||
+        clock_mono_ns() >= t->lent_until)
         return NULL;
     b = agg_text_add(t);
     b->p = t->lent + t->lent_used;

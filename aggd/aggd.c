@@ -1183,7 +1183,7 @@ s_backup(aggd_t *self, const json_t *req, json_t **body)
 /* The slot of apid's arena a request lends ({"shm": {"name", "off",
  * "len", "until"}}, arena.h) into text, unless it is past "until": apid
  * lends the slot out again a grace period after that, so a write begun
- * before it is safe. */
+ * before it is safe (agg_interval checks again just before it writes). */
 static void
 s_lend(aggd_t *self, const json_t *req, struct agg_text *text)
 {
@@ -1198,6 +1198,7 @@ s_lend(aggd_t *self, const json_t *req, struct agg_text *text)
                                 json_string_value(json_object_get(shm, "name")),
                                 (size_t)off, (size_t)len);
     text->lent_len = text->lent ? (size_t)len : 0;
+    text->lent_until = until;
 }
 
 static int
