@@ -345,7 +345,8 @@ s_request(apid_t *self, http_req_t *req, int b, json_t *query,
      * text, relayed unchanged (rpc.h, s_deliver_text). */
     if (self->nlanes[b] == 1 && fn == NULL && req) {
         json_object_set_new(query, "text", json_true());
-        s_lend(self, p, &self->bk[b][0]);
+        if (b == APID_BK_AGGD) /* the one that prints large answers */
+            s_lend(self, p, &self->bk[b][0]);
     }
     s_scatter(self, p, b, query);
 }

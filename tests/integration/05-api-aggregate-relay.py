@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import time
@@ -126,6 +127,25 @@ def test():
         # Every slot is back once the clients have their answers or hung up.
         busy = p.http("GET", "/stats")[2]["apid"]["arena_busy"]
         check(busy == 0, "no slot of the arena lent out now (%d)" % busy)
+        # A query aggd does not answer in time (stopped) is a 503; its slot
+        # stays lent for a grace period (aggd might still be writing it),
+        # the next query gets another one, and the slot comes back after.
+        agg = p.procs["aggd"]
+        os.kill(agg.pid, signal.SIGSTOP)
+        try:
+            st, hdr, _ = ask(p)
+        finally:
+            os.kill(agg.pid, signal.SIGCONT)
+        busy = p.http("GET", "/stats")[2]["apid"]["arena_busy"]
+        check(st == 503 and busy == 1, "a query that timed out: %s, its "
+              "slot kept (%d busy)" % (st, busy))
+        st, _, b4 = ask(p)
+        check(st == 200 and b4 == b, "the next query is answered whole "
+              "from another slot")
+
+        def slot_back():
+            return p.http("GET", "/stats")[2]["apid"]["arena_busy"] == 0
+        wait_for(slot_back, "the slot lent again after its grace", timeout=30)
         shm = glob.glob("/dev/shm/sensorpipe-apid.%d.*" % p.procs["apid"].pid)
         check(len(shm) == 1, "apid's arena is in /dev/shm: %s" % shm)
         p.stop_one("apid")
