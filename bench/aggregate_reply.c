@@ -11,7 +11,7 @@
  *       -Wl,--end-group -lczmq -lzmq -lmsgpackc -ljansson -lzstd -lz \
  *       -lm -lpthread
  *   cp -a /tmp/sp-bench/aggregate-cpu-data /tmp/aggdata
- *   /tmp/aggreply /tmp/aggdata [CALLS] [OUT|-] [pool|steps]
+ *   /tmp/aggreply /tmp/aggdata [CALLS] [OUT|-] [pool|steps|evict|pool,evict]
  *
  * The data directory is what bench/aggregate_cpu.py keeps (aggd's data
  * after gen.py's dev_big was loaded and aggd stopped); it is opened from
@@ -19,7 +19,9 @@
  * untimed; prints the fastest and the median call; OUT gets the last
  * answer's text (to cmp against another build's). One thread unless
  * "pool": then with aggd's worker (agg_pool), as aggd runs it. "steps"
- * times agg_rollup_sum_steps alone over the same 33,334 intervals. Large
+ * times agg_rollup_sum_steps alone over the same 33,334 intervals;
+ * "evict" writes 16 MB between calls (the caches as cold as in aggd,
+ * where apid and the client copy the answer between requests). Large
  * blocks are kept by malloc between calls (as in aggd after its first
  * requests), so page faults do not count.
  */
@@ -92,10 +94,18 @@ s_steps(agg_store_t *st, int n, double *t)
 
 /* agg_interval_reply n times (one thread, or with aggd's worker when
  * use_pool); the last answer's text to out unless NULL. */
+/* Bytes written between calls with "evict": about what the other
+ * processes of a request through apid touch meanwhile (apid's and the
+ * client's copies of the 2.5 MB answer, the kernel's socket buffers), so
+ * the caches are as cold as aggd finds them. */
+#define S_EVICT (16 << 20)
+
 static int
-s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
+s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool,
+        bool evict)
 {
     agg_pool_t *pool = NULL;
+    char *junk = evict ? malloc(S_EVICT) : NULL;
     struct agg_text text = {.base = 0};
     int rc = 0;
 
@@ -111,6 +121,8 @@ s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
         json_t *body = NULL;
         agg_text_free(&text);
         memset(&text, 0, sizeof text);
+        if (junk)
+            memset(junk, i, S_EVICT);
         double t0 = s_now();
         int code = agg_interval_reply(st, req, &body, &text);
         double dt = s_now() - t0;
@@ -125,9 +137,9 @@ s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
     json_decref(req);
     if (rc == 0) {
         qsort(t, (size_t)n, sizeof *t, s_cmp);
-        printf("agg_interval_reply%s: fastest %.3f ms, median %.3f ms; %zu "
-               "bytes\n",
-               use_pool ? " (worker)" : "", t[0] / 1e6, t[n / 2] / 1e6,
+        printf("agg_interval_reply%s%s: fastest %.3f ms, median %.3f ms; "
+               "%zu bytes\n", use_pool ? " (worker)" : "",
+               evict ? " (caches evicted)" : "", t[0] / 1e6, t[n / 2] / 1e6,
                agg_text_len(&text));
     }
     if (rc == 0 && out) {
@@ -142,6 +154,7 @@ s_reply(agg_store_t *st, int n, double *t, const char *out, bool use_pool)
     agg_text_free(&text);
     agg_store_set_pool(st, NULL);
     agg_pool_destroy(&pool);
+    free(junk);
     return rc;
 }
 
@@ -155,7 +168,8 @@ main(int argc, char **argv)
     agg_confirm_t *applied = agg_confirm_new();
 
     if (argc < 2 || n < 1 || n > 100000) {
-        fprintf(stderr, "usage: %s DATADIR [CALLS] [OUT|-] [pool|steps]\n",
+        fprintf(stderr, "usage: %s DATADIR [CALLS] [OUT|-] "
+                "[pool|steps|evict|pool,evict]\n",
                 argv[0]);
         return 2;
     }
@@ -172,7 +186,8 @@ main(int argc, char **argv)
     if (strcmp(mode, "steps") == 0)
         rc = s_steps(st, n, t);
     else
-        rc = s_reply(st, n, t, out, strcmp(mode, "pool") == 0);
+        rc = s_reply(st, n, t, out, strstr(mode, "pool") != NULL,
+                     strstr(mode, "evict") != NULL);
     free(t);
     agg_store_destroy(&st);
     agg_confirm_destroy(&applied);
