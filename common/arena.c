@@ -185,6 +185,7 @@ struct s_map {
     char name[ARENA_NAME_MAX];
     char *base;     /* NULL: could not be mapped (said once) */
     size_t size;
+    int fd;         /* kept, to see when the object is unlinked */
     uint64_t used;  /* the tick of its last use */
 };
 
@@ -204,7 +205,20 @@ s_unmap(struct s_map *m)
 {
     if (m->base)
         munmap(m->base, m->size);
+    if (m->fd > 0)
+        close(m->fd);
     memset(m, 0, sizeof *m);
+}
+
+/* An arena whose apid is gone (it unlinks its object when it stops, the
+ * next apid when it crashed) need not stay mapped. */
+static bool
+s_gone(const struct s_map *m)
+{
+    struct stat st;
+
+    return m->name[0] && m->fd > 0 && fstat(m->fd, &st) == 0 &&
+           st.st_nlink == 0;
 }
 
 void
@@ -226,6 +240,7 @@ s_map(struct s_map *m, const char *name)
     int fd = shm_open(name, O_RDWR, 0);
 
     snprintf(m->name, sizeof m->name, "%s", name);
+    m->fd = -1;
     if (fd == -1) {
         log_warn("arena: cannot open %s (answers to it travel through "
                  "ZeroMQ)", name);
@@ -236,10 +251,11 @@ s_map(struct s_map *m, const char *name)
                         MAP_SHARED, fd, 0)) == MAP_FAILED) {
         log_warn("arena: cannot map %s", name);
         m->base = NULL;
-    } else {
-        m->size = (size_t)st.st_size;
+        close(fd);
+        return;
     }
-    close(fd);
+    m->size = (size_t)st.st_size;
+    m->fd = fd;
 }
 
 char *
@@ -249,14 +265,17 @@ arena_maps_get(arena_maps_t *self, const char *name, size_t off, size_t len)
 
     if (name == NULL || s_name_pid(name) == 0)
         return NULL;
-    for (size_t i = 0; i < S_MAPS && m == NULL; i++) {
+    for (size_t i = 0; i < S_MAPS && m == NULL; i++)
         if (strcmp(self->m[i].name, name) == 0)
             m = &self->m[i];
-        else if (self->m[i].used < lru->used)
-            lru = &self->m[i];
-    }
-    if (m == NULL) {
-        s_unmap(lru); /* an apid gone long ago, most likely */
+    if (m == NULL) { /* a new apid, most likely: forget those gone */
+        for (size_t i = 0; i < S_MAPS; i++)
+            if (s_gone(&self->m[i]))
+                s_unmap(&self->m[i]);
+        for (size_t i = 0; i < S_MAPS; i++)
+            if (self->m[i].used < lru->used)
+                lru = &self->m[i];
+        s_unmap(lru); /* empty, or the least used */
         m = lru;
         s_map(m, name);
     }
@@ -315,7 +334,11 @@ arena_test(bool verbose)
     snprintf(name, sizeof name, "%s", arena_name(b));
     arena_destroy(&b);
     assert(b == NULL);
-    /* Gone: a fresh borrower cannot open it (the old mapping stays). */
+    /* Gone: the borrower unmaps it when it meets a new name; a fresh
+     * borrower cannot open it. */
+    assert(s_gone(&maps->m[1]) && !s_gone(&maps->m[0]));
+    assert(arena_maps_get(maps, "/sensorpipe-apid.1.ab", 0, 1) == NULL);
+    assert(maps->m[1].base == NULL && maps->m[0].base != NULL);
     arena_maps_t *fresh = arena_maps_new();
     assert(arena_maps_get(fresh, name, 0, 1) == NULL);
     arena_maps_destroy(&fresh);
