@@ -148,6 +148,21 @@ def test():
         wait_for(slot_back, "the slot lent again after its grace", timeout=30)
         shm = glob.glob("/dev/shm/sensorpipe-apid.%d.*" % p.procs["apid"].pid)
         check(len(shm) == 1, "apid's arena is in /dev/shm: %s" % shm)
+        # An apid killed leaves its arena behind; the next one removes it,
+        # and aggd writes into the new one.
+        p.procs["apid"].kill()
+        p.procs.pop("apid").wait()
+        check(os.path.exists(shm[0]), "a killed apid's arena stays")
+        p.start_one("apid")
+        check(not os.path.exists(shm[0]) and "left by an apid that is gone"
+              in p.log("apid"), "the next apid removes it when it starts")
+        a0 = p.http("GET", "/stats")[2]["apid"]["arena_answers"]
+        st, _, b5 = ask(p)
+        a1 = p.http("GET", "/stats")[2]["apid"]["arena_answers"]
+        check(st == 200 and b5 == b and a1 == a0 + 1, "the answer whole, "
+              "printed into the new apid's arena")
+        shm = glob.glob("/dev/shm/sensorpipe-apid.%d.*" % p.procs["apid"].pid)
+        check(len(shm) == 1, "the new apid's arena is in /dev/shm: %s" % shm)
         p.stop_one("apid")
         check(not os.path.exists(shm[0]), "apid removes it when it stops")
         # Without an arena every part travels as a frame: the same answer.
