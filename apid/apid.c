@@ -591,6 +591,17 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
                 "sensorpipe_apid_backend_timeouts_total %llu\n",
                 (unsigned long long)self->timeouts);
     s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_apid_arena_answers_total Answers relayed "
+                "from a slot of apid's shared-memory arena (--reply-arena).\n"
+                "# TYPE sensorpipe_apid_arena_answers_total counter\n"
+                "sensorpipe_apid_arena_answers_total %llu\n"
+                "# HELP sensorpipe_apid_arena_busy Slots of the arena lent "
+                "out or waiting out their grace.\n"
+                "# TYPE sensorpipe_apid_arena_busy gauge\n"
+                "sensorpipe_apid_arena_busy %zu\n",
+                (unsigned long long)self->arena_answers,
+                self->arena ? arena_busy(self->arena, clock_mono_ns()) : 0);
+    s_prom_line(&out, &len, &cap,
                 "# HELP sensorpipe_apid_ws_clients Connected WebSocket clients.\n"
                 "# TYPE sensorpipe_apid_ws_clients gauge\n"
                 "sensorpipe_apid_ws_clients %zu\n",

@@ -127,6 +127,15 @@ def test():
         # Every slot is back once the clients have their answers or hung up.
         busy = p.http("GET", "/stats")[2]["apid"]["arena_busy"]
         check(busy == 0, "no slot of the arena lent out now (%d)" % busy)
+        c = http.client.HTTPConnection("127.0.0.1", p.api_port, timeout=30)
+        c.request("GET", "/metrics")
+        prom = c.getresponse().read().decode()
+        c.close()
+        answers = p.http("GET", "/stats")[2]["apid"]["arena_answers"]
+        check("\nsensorpipe_apid_arena_busy 0\n" in prom and
+              "\nsensorpipe_apid_arena_answers_total %d\n" % answers in prom,
+              "/metrics has the arena's answers (%d, as /stats) and busy "
+              "slots (0)" % answers)
         # A query aggd does not answer in time (stopped) is a 503; its slot
         # stays lent for a grace period (aggd might still be writing it),
         # the next query gets another one, and the slot comes back after.
