@@ -68,6 +68,8 @@ struct s_out {
     size_t n, cap; /* used and allocated */
     size_t holes;  /* entries with count 0 (empty intervals of a run,
                       s_run_piece): not buckets, skipped when written */
+    struct s_run_pieces *defer; /* a run left for the text's pieces to sum
+                                   (s_emit_fused), or NULL */
 };
 
 /* Grow o for one more bucket (see s_out_add). */
@@ -125,6 +127,7 @@ s_out_free(struct s_out *o)
     free(o->val);
     free(o->cnt);
     free(o->more);
+    free(o->defer);
     memset(o, 0, sizeof *o);
 }
 
@@ -209,7 +212,8 @@ s_time_text(char *p, int64_t ts, int64_t *day0, char date[11])
 #define S_BUCKET_MAX (1 + 14 + 24 + 10 + DTOA_ROOM + 9 + 20 + 1)
 
 /* Buckets [from, to) of o as JSON text appended to text (a comma before
- * each but the answer's first, o's entry first; holes skipped). */
+ * each but the answer's first, o's entry first, or before each when
+ * first is SIZE_MAX; holes skipped). */
 static void
 s_out_range(const struct s_out *o, size_t from, size_t to, size_t first,
             struct strbuf *text)
@@ -226,7 +230,7 @@ s_out_range(const struct s_out *o, size_t from, size_t to, size_t first,
         if (text->len + S_BUCKET_MAX + 1 > text->cap) /* rarely */
             strbuf_reserve(text, S_BUCKET_MAX);
         p = buf = text->p + text->len;
-        if (i > first)
+        if (i != first) /* first SIZE_MAX: a comma before every one */
             *p++ = ',';
         memcpy(p, "{\"timestamp\":\"", 14);
         p = s_time_text(p + 14, o->ts[i], &day0, date);
@@ -318,6 +322,9 @@ s_out_text(const struct s_out *o, struct agg_text *t, agg_pool_t *pool)
     strbuf_add(agg_text_cur(t), "]", 1);
 }
 
+static void s_emit_fused(json_t *head, struct s_out *o, struct agg_text *t,
+                         agg_pool_t *pool);
+
 /* The answer: head holds its other fields in order, "buckets" among them
  * (a placeholder). Takes head and empties o. To *body as a tree, or, when
  * text is not NULL, appended to text as JSON (*body NULL). */
@@ -329,6 +336,13 @@ s_emit(json_t *head, struct s_out *o, json_t **body, struct agg_text *t,
     const char *k;
     json_t *v;
     bool first = true;
+
+    if (o->defer) { /* only text defers its run (s_spec.defer) */
+        assert(t != NULL);
+        s_emit_fused(head, o, t, pool);
+        *body = NULL;
+        return;
+    }
 
     if (t == NULL) {
         json_t *arr = json_array();
@@ -414,6 +428,8 @@ struct s_spec {
     int fn;                          /* enum agg_fn */
     double pct;                      /* percentile when fn is AGG_FN_PCT */
     bool raw;                        /* from raw points, not rollups */
+    bool defer;                      /* the answer goes out as text: a
+                                        long run is summed as it is printed */
 };
 
 static bool
@@ -698,7 +714,7 @@ struct s_run_pieces {
     const agg_rollup_t *roll;
     int tier, fn;
     double pct;
-    const int64_t *bd; /* the run's boundaries: bd[0] starts its first */
+    int64_t start;     /* where the run's first interval starts */
     int64_t step;
     size_t n, per;     /* intervals, a piece */
     struct s_out *o;
@@ -706,22 +722,23 @@ struct s_run_pieces {
     size_t *holes;     /* per piece */
 };
 
-static void
-s_run_piece(void *arg, size_t k)
+/* The run's intervals [from, from + n) (from its first) summed into o
+ * at the run's place. Returns the holes among them. */
+static size_t
+s_run_range(const struct s_run_pieces *p, size_t from, size_t n)
 {
-    const struct s_run_pieces *p = arg;
-    size_t from = k * p->per, n = p->n - from < p->per ? p->n - from : p->per;
     uint64_t *cnt = p->o->cnt + p->at + from;
     double *val = p->o->val + p->at + from;
     int64_t *ts = p->o->ts + p->at + from;
+    int64_t t0 = p->start + (int64_t)from * p->step;
     size_t holes = 0;
 
     memset(cnt, 0, n * sizeof *cnt);
     memset(val, 0, n * sizeof *val);
-    agg_rollup_sum_steps(p->roll, p->tier, p->bd[from], p->step, n, cnt, val);
+    agg_rollup_sum_steps(p->roll, p->tier, t0, p->step, n, cnt, val);
     for (size_t j = 0; j < n; j++) {
         uint64_t c = cnt[j];
-        ts[j] = p->bd[from + j];
+        ts[j] = t0 + (int64_t)j * p->step;
         if (c == 0) {
             holes++;
             continue;
@@ -735,7 +752,114 @@ s_run_piece(void *arg, size_t k)
             val[j] = agg_interval_value(p->fn, p->pct, &m, NULL);
         }
     }
-    p->holes[k] = holes;
+    return holes;
+}
+
+static void
+s_run_piece(void *arg, size_t k)
+{
+    const struct s_run_pieces *p = arg;
+    size_t from = k * p->per, n = p->n - from < p->per ? p->n - from : p->per;
+
+    p->holes[k] = s_run_range(p, from, n);
+}
+
+/* A text answer whose run was left to its pieces (s_run_add, o->defer):
+ * piece k of o's entries sums the part of the run it holds, counts its
+ * holes and prints its buckets, all on one thread, into buf[k]. */
+struct s_fused {
+    struct s_out *o;
+    size_t per;          /* entries a piece */
+    struct strbuf *buf;  /* the pieces' buffers */
+    size_t *holes;       /* per piece */
+};
+
+static void
+s_fused_piece(void *arg, size_t k)
+{
+    struct s_fused *f = arg;
+    const struct s_run_pieces *rp = f->o->defer;
+    size_t from = k * f->per, to = from + f->per, holes = 0;
+
+    if (to > f->o->n)
+        to = f->o->n;
+    size_t a = from > rp->at ? from : rp->at;
+    size_t z = to < rp->at + rp->n ? to : rp->at + rp->n;
+    if (a < z)
+        s_run_range(rp, a - rp->at, z - a);
+    for (size_t i = from; i < to; i++)
+        holes += f->o->cnt[i] == 0;
+    /* On this thread's stack, as s_text_piece (false sharing). */
+    struct strbuf b = f->buf[k];
+    s_out_range(f->o, from, to, SIZE_MAX, &b);
+    f->buf[k] = b;
+    f->holes[k] = holes;
+}
+
+static void
+s_emit_fused(json_t *head, struct s_out *o, struct agg_text *t,
+             agg_pool_t *pool)
+{
+    size_t per = s_piece, k = (o->n + per - 1) / per, h, nb0, holes = 0;
+    size_t room = per * S_BUCKET_MAX + 2;
+    const char *key;
+    json_t *v;
+    bool first = true, lend;
+
+    agg_text_cur(t);
+    h = t->n - 1; /* the head's buffer; the pieces', then the tail's */
+    lend = t->lent && room * k <= t->lent_len - t->lent_used &&
+           clock_mono_ns() < t->lent_until; /* as s_out_text */
+    if (lend)
+        t->lent_until = INT64_MAX;
+    nb0 = t->n;
+    for (size_t i = 0; i < k; i++)
+        if (lend)
+            agg_text_lend(t, room);
+        else
+            strbuf_reserve(agg_text_add(t), per * 80 + 2);
+    struct s_fused f = {o, per, &t->buf[nb0], xcalloc(k, sizeof(size_t))};
+    agg_pool_run(pool, k, s_fused_piece, &f);
+    /* Every bucket was printed with a comma before it: not the first. */
+    for (size_t i = 0; i < k; i++) {
+        struct strbuf *b = &t->buf[nb0 + i];
+        holes += f.holes[i];
+        if (first && b->len > 0) {
+            assert(b->p[0] == ',');
+            if (lend) { /* the lender's: the piece starts a byte later */
+                b->p++;
+                b->cap--;
+            } else {
+                memmove(b->p, b->p + 1, b->len); /* and the NUL */
+            }
+            b->len--;
+            first = false;
+        }
+    }
+    free(f.holes);
+    o->holes = holes;
+    json_object_set_new(head, "count", json_integer((json_int_t)(o->n - holes)));
+    /* The head's fields into its buffer, the rest after the pieces. */
+    struct strbuf *text = &t->buf[h];
+    strbuf_add(text, "{", 1);
+    first = true;
+    json_object_foreach(head, key, v) {
+        if (!first)
+            strbuf_add(text, ",", 1);
+        first = false;
+        mpjson_put_string(text, key, strlen(key));
+        strbuf_add(text, ":", 1);
+        if (strcmp(key, "buckets") == 0) {
+            strbuf_add(text, "[", 1);
+            text = agg_text_add(t);
+            strbuf_add(text, "]", 1);
+        } else {
+            mpjson_dump(text, v);
+        }
+    }
+    strbuf_add(text, "}", 1);
+    json_decref(head);
+    s_out_free(o);
 }
 
 /* The run of intervals that one series' rollups hold whole, so that one
@@ -773,10 +897,20 @@ s_run_add(struct s_out *o, const struct s_run *r, const struct s_walk *w,
     size_t n = r->hi - r->lo, per = n >= s_pieces_min ? s_piece : n;
     size_t k = (n + per - 1) / per;
     struct s_run_pieces rp = {w->roll[0], w->tier, sp->fn, sp->pct,
-                              bd + r->lo, sp->step, n, per, o, o->n,
-                              xcalloc(k, sizeof(size_t))};
+                              bd[r->lo], sp->step, n, per, o, o->n, NULL};
 
     assert(o->n + n <= o->cap); /* s_out_reserve: every interval */
+    /* Fixed steps: the run's boundaries are its start plus steps. */
+    assert(bd[r->hi] == bd[r->lo] + (int64_t)n * sp->step);
+    if (sp->defer && n >= s_pieces_min && o->defer == NULL) {
+        /* Summed piece by piece as the text is printed (s_emit_fused):
+         * each piece's sums are still in its core's cache when printed. */
+        o->defer = xmalloc(sizeof *o->defer);
+        *o->defer = rp;
+        o->n += n;
+        return;
+    }
+    rp.holes = xcalloc(k, sizeof(size_t));
     agg_pool_run(n >= s_pieces_min ? pool : NULL, k, s_run_piece, &rp);
     o->n += n;
     for (size_t i = 0; i < k; i++)
@@ -999,7 +1133,10 @@ agg_interval_reply(agg_store_t *store, const json_t *req, json_t **body,
     }
     bool bounded = nk > 0 && (tz || window || (!raw && step % S_MINUTE == 0));
     if (bounded) {
-        struct s_spec sp = {&sel, keys, nk, step, window, tz, fn, pct, raw};
+        struct s_spec sp = {&sel, keys, nk, step, window, tz, fn, pct, raw,
+                            false};
+        /* As s_emit is asked below: then the run is summed as printed. */
+        sp.defer = text && nk == 1 && json_is_true(json_object_get(req, "text"));
         rc = s_bounded(store, &sp, &o, body);
     } else {
         rc = s_raw_steps(store, &sel, step, fn, pct, &nk, &o, body);
@@ -1120,7 +1257,7 @@ s_test_pieces_text(agg_store_t *st, const char *fn, const char *ival,
     /* Lent to an answer in pieces, every piece lies in the slot (and the
      * first and the last buffer outside it) or none does. */
     assert(in_lent == 0 || in_lent + 2 == text.n);
-    *nbuf = text.n - (in_lent ? 2 : 0); /* the pieces, as without a slot */
+    *nbuf = text.n;
     s_test_in_lent = in_lent;
     agg_text_free(&text);
     free(text.lent);
@@ -1191,18 +1328,24 @@ s_test_pieces(void)
                 char *two = s_test_pieces_text(st, fn, "5min", start, end, 1,
                                                per, 0, &nbuf);
                 TEST_STREQ(two, one);
-                assert(nbuf >= 1 && nbuf <= (size_t)n / per + 2);
+                assert(nbuf >= 1 && nbuf <= (size_t)n / per + 3);
                 free(two);
-                /* The same printed into a slot lent: one with room for
-                 * every piece, one a byte short (then as without). */
-                size_t room = nbuf * (per * S_BUCKET_MAX + 2);
+                /* The same printed into a slot lent: a large one takes
+                 * every piece; one with just the room for them too, one
+                 * a byte short none (then as without). */
+                size_t pieces, k;
+                two = s_test_pieces_text(st, fn, "5min", start, end, 1, per,
+                                         1 << 20, &k);
+                TEST_STREQ(two, one);
+                free(two);
+                pieces = s_test_in_lent;
+                assert(pieces > 0 && k == pieces + 2);
+                size_t room = pieces * (per * S_BUCKET_MAX + 2);
                 for (size_t lend = room; lend + 2 > room; lend--) {
-                    size_t k;
                     two = s_test_pieces_text(st, fn, "5min", start, end, 1,
                                              per, lend, &k);
                     TEST_STREQ(two, one);
-                    assert(k == nbuf);
-                    assert(s_test_in_lent == (lend == room ? nbuf : 0));
+                    assert(s_test_in_lent == (lend == room ? pieces : 0));
                     free(two);
                 }
             }
@@ -1222,7 +1365,9 @@ s_test_pieces(void)
                                        t0 + 6000 * 60 * s1, s_pieces_min,
                                        s_piece, lend, &nbuf);
         TEST_STREQ(two, one);
-        assert(nbuf == 3); /* 6,000 buckets in pieces of 2,048 */
+        /* 6,000 buckets in pieces of 2,048, summed as printed: the
+         * head's buffer, three pieces, the tail's */
+        assert(nbuf == 5);
         assert(s_test_in_lent == (lend ? 3 : 0));
         free(two);
     }
@@ -1233,7 +1378,7 @@ s_test_pieces(void)
                                     s_piece, 8 << 20, &nbuf);
     s_test_lent_past = false;
     TEST_STREQ(late, one);
-    assert(nbuf == 3 && s_test_in_lent == 0);
+    assert(nbuf == 5 && s_test_in_lent == 0);
     free(late);
     char *two = xstrdup(one);
     assert(strlen(one) > 6000 * 50);
