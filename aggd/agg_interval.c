@@ -69,7 +69,7 @@ struct s_out {
     size_t holes;  /* entries with count 0 (empty intervals of a run,
                       s_run_piece): not buckets, skipped when written */
     struct s_run_pieces *defer; /* a run left for the text's pieces to sum
-                                   (s_emit_fused), or NULL */
+                                   (s_emit_pieces), or NULL */
 };
 
 /* Grow o for one more bucket (see s_out_add). */
@@ -252,135 +252,98 @@ s_out_range(const struct s_out *o, size_t from, size_t to, size_t first,
     }
 }
 
-/* Buckets of an answer printed in pieces (agg_pool_run), each into a
- * buffer of the answer's text of its own: piece k into buf[k]. */
-struct s_text_pieces {
-    const struct s_out *o;
-    size_t first;        /* the first entry that is a bucket */
-    size_t per;          /* buckets a piece */
-    struct strbuf *buf;  /* the text's buffers from the first piece's on */
-};
-
+/* o's buckets as the JSON array mpjson_dumps would print, on this thread
+ * into text (an answer too short for pieces: s_emit_pieces). */
 static void
-s_text_piece(void *arg, size_t k)
-{
-    struct s_text_pieces *tp = arg;
-    size_t from = k * tp->per, to = from + tp->per;
-
-    if (to > tp->o->n)
-        to = tp->o->n;
-    /* A copy of the buffer's head on this thread's stack: the heads of
-     * the pieces share cache lines, and the length changes each bucket. */
-    struct strbuf b = tp->buf[k];
-    s_out_range(tp->o, from, to, tp->first, &b);
-    tp->buf[k] = b;
-}
-
-/* Append o's buckets to t as the JSON array mpjson_dumps would print.
- * Many are printed in pieces on two threads (agg_pool.h; a bucket's text
- * does not depend on the one before it), each piece into a buffer of its
- * own after the text so far: the text goes on in the last. */
-static void
-s_out_text(const struct s_out *o, struct agg_text *t, agg_pool_t *pool)
+s_out_text(const struct s_out *o, struct strbuf *text)
 {
     size_t first = 0;
 
     while (first < o->n && o->cnt[first] == 0)
         first++;
-    if (pool && o->n >= s_pieces_min) {
-        size_t k = (o->n + s_piece - 1) / s_piece, nb0 = t->n - 1;
-        size_t room = s_piece * S_BUCKET_MAX + 2;
-        strbuf_add(agg_text_cur(t), "[", 1);
-        if (t->lent && room * k <= t->lent_len - t->lent_used &&
-            clock_mono_ns() < t->lent_until) {
-            /* Straight into apid's arena (agg_text_lend): the pieces are
-             * not sent at all, the rest goes on in a buffer of our own.
-             * Checked here, just before the writing: apid lends the slot
-             * again a grace period after lent_until, and the sums before
-             * may have taken long. */
-            t->lent_until = INT64_MAX; /* all k now, or none */
-            nb0 = t->n;
-            for (size_t i = 0; i < k; i++)
-                agg_text_lend(t, room);
-            struct s_text_pieces tp = {o, first, s_piece, &t->buf[nb0]};
-            agg_pool_run(pool, k, s_text_piece, &tp);
-            strbuf_add(agg_text_add(t), "]", 1);
-            return;
-        }
-        /* All the buffers and their room here, on the loop's heap. */
-        strbuf_reserve(&t->buf[nb0], s_piece * 80 + 2);
-        for (size_t i = 1; i < k; i++)
-            strbuf_reserve(agg_text_add(t), s_piece * 80 + 2);
-        struct s_text_pieces tp = {o, first, s_piece, &t->buf[nb0]};
-        agg_pool_run(pool, k, s_text_piece, &tp);
-    } else {
-        struct strbuf *text = agg_text_cur(t);
-        strbuf_reserve(text, o->n * 80 + 2);
-        strbuf_add(text, "[", 1);
-        s_out_range(o, 0, o->n, first, text);
-    }
-    strbuf_add(agg_text_cur(t), "]", 1);
+    strbuf_reserve(text, o->n * 80 + 2);
+    strbuf_add(text, "[", 1);
+    s_out_range(o, 0, o->n, first, text);
+    strbuf_add(text, "]", 1);
 }
 
-static void s_emit_fused(json_t *head, struct s_out *o, struct agg_text *t,
-                         agg_pool_t *pool);
+/* The head's fields in order into t's buffer h, "{" to "}". The buckets:
+ * o's, printed there (s_out_text), or, when o is NULL, the buffers after
+ * h already hold them (s_emit_pieces): h ends with "[" and the rest goes
+ * on in a new buffer after them. */
+static void
+s_head_text(json_t *head, struct agg_text *t, size_t h, const struct s_out *o)
+{
+    struct strbuf *text = &t->buf[h];
+    const char *key;
+    json_t *v;
+    bool first = true;
+
+    strbuf_add(text, "{", 1);
+    json_object_foreach(head, key, v) {
+        if (!first)
+            strbuf_add(text, ",", 1);
+        first = false;
+        mpjson_put_string(text, key, strlen(key));
+        strbuf_add(text, ":", 1);
+        if (strcmp(key, "buckets") != 0) {
+            mpjson_dump(text, v);
+        } else if (o) {
+            s_out_text(o, text);
+        } else {
+            strbuf_add(text, "[", 1);
+            text = agg_text_add(t);
+            strbuf_add(text, "]", 1);
+        }
+    }
+    strbuf_add(text, "}", 1);
+}
+
+static void s_emit_pieces(json_t *head, struct s_out *o, struct agg_text *t,
+                          agg_pool_t *pool);
 
 /* The answer: head holds its other fields in order, "buckets" among them
  * (a placeholder). Takes head and empties o. To *body as a tree, or, when
- * text is not NULL, appended to text as JSON (*body NULL). */
+ * text is not NULL, appended to text as JSON (*body NULL): a long answer
+ * in pieces on two threads (s_emit_pieces; only text defers a run,
+ * s_spec.defer). */
 static void
 s_emit(json_t *head, struct s_out *o, json_t **body, struct agg_text *t,
        agg_pool_t *pool)
 {
     char tbuf[40];
-    const char *k;
-    json_t *v;
-    bool first = true;
 
-    if (o->defer) { /* only text defers its run (s_spec.defer) */
-        assert(t != NULL);
-        s_emit_fused(head, o, t, pool);
+    assert(o->defer == NULL || t != NULL);
+    if (t && (o->defer || (pool && o->n >= s_pieces_min))) {
+        s_emit_pieces(head, o, t, pool);
         *body = NULL;
         return;
     }
-
-    if (t == NULL) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < o->n; i++) {
-            if (o->cnt[i] == 0)
-                continue; /* a hole */
-            json_t *b = json_pack("{s:s, s:o, s:I}", "timestamp",
-                                  clock_format(o->ts[i], tbuf, sizeof tbuf),
-                                  "value", agg_query_num(o->val[i]), "count",
-                                  (json_int_t)o->cnt[i]);
-            if (o->more && o->more[i]) {
-                json_object_update(b, o->more[i]);
-                json_decref(o->more[i]);
-                o->more[i] = NULL;
-            }
-            json_array_append_new(arr, b);
-        }
-        json_object_set_new(head, "buckets", arr);
-        *body = head;
+    if (t) {
+        agg_text_cur(t);
+        s_head_text(head, t, t->n - 1, o);
+        json_decref(head);
+        *body = NULL;
         s_out_free(o);
         return;
     }
-    strbuf_add(agg_text_cur(t), "{", 1);
-    json_object_foreach(head, k, v) {
-        struct strbuf *text = agg_text_cur(t); /* the last buffer */
-        if (!first)
-            strbuf_add(text, ",", 1);
-        first = false;
-        mpjson_put_string(text, k, strlen(k));
-        strbuf_add(text, ":", 1);
-        if (strcmp(k, "buckets") == 0)
-            s_out_text(o, t, pool);
-        else
-            mpjson_dump(text, v);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < o->n; i++) {
+        if (o->cnt[i] == 0)
+            continue; /* a hole */
+        json_t *b = json_pack("{s:s, s:o, s:I}", "timestamp",
+                              clock_format(o->ts[i], tbuf, sizeof tbuf),
+                              "value", agg_query_num(o->val[i]), "count",
+                              (json_int_t)o->cnt[i]);
+        if (o->more && o->more[i]) {
+            json_object_update(b, o->more[i]);
+            json_decref(o->more[i]);
+            o->more[i] = NULL;
+        }
+        json_array_append_new(arr, b);
     }
-    strbuf_add(agg_text_cur(t), "}", 1);
-    json_decref(head);
-    *body = NULL;
+    json_object_set_new(head, "buckets", arr);
+    *body = head;
     s_out_free(o);
 }
 
@@ -764,9 +727,10 @@ s_run_piece(void *arg, size_t k)
     p->holes[k] = s_run_range(p, from, n);
 }
 
-/* A text answer whose run was left to its pieces (s_run_add, o->defer):
- * piece k of o's entries sums the part of the run it holds, counts its
- * holes and prints its buckets, all on one thread, into buf[k]. */
+/* A long text answer in pieces on two threads (agg_pool_run): piece k of
+ * o's entries sums the part of a run left to it (s_run_add, o->defer),
+ * counts its holes and prints its buckets, all on one thread, into
+ * buf[k] (a bucket's text does not depend on the one before it). */
 struct s_fused {
     struct s_out *o;
     size_t per;          /* entries a piece */
@@ -783,35 +747,42 @@ s_fused_piece(void *arg, size_t k)
 
     if (to > f->o->n)
         to = f->o->n;
-    size_t a = from > rp->at ? from : rp->at;
-    size_t z = to < rp->at + rp->n ? to : rp->at + rp->n;
-    if (a < z)
-        s_run_range(rp, a - rp->at, z - a);
+    if (rp) { /* the part of the run this piece holds, summed first */
+        size_t a = from > rp->at ? from : rp->at;
+        size_t z = to < rp->at + rp->n ? to : rp->at + rp->n;
+        if (a < z)
+            s_run_range(rp, a - rp->at, z - a);
+    }
     for (size_t i = from; i < to; i++)
         holes += f->o->cnt[i] == 0;
-    /* On this thread's stack, as s_text_piece (false sharing). */
+    /* A copy of the buffer's head on this thread's stack: the heads of
+     * the pieces share cache lines, and the length changes each bucket. */
     struct strbuf b = f->buf[k];
     s_out_range(f->o, from, to, SIZE_MAX, &b);
     f->buf[k] = b;
     f->holes[k] = holes;
 }
 
+/* The pieces first, each in a buffer of its own after the head's: in
+ * apid's arena when a slot was lent and they fit (agg_text_lend; they are
+ * then not sent at all), else on the loop's heap. Then the head, whose
+ * "count" needs every piece's holes, into its own buffer before them,
+ * and the rest of the answer in one after them. */
 static void
-s_emit_fused(json_t *head, struct s_out *o, struct agg_text *t,
-             agg_pool_t *pool)
+s_emit_pieces(json_t *head, struct s_out *o, struct agg_text *t,
+              agg_pool_t *pool)
 {
     size_t per = s_piece, k = (o->n + per - 1) / per, h, nb0, holes = 0;
     size_t room = per * S_BUCKET_MAX + 2;
-    const char *key;
-    json_t *v;
     bool first = true, lend;
 
     agg_text_cur(t);
-    h = t->n - 1; /* the head's buffer; the pieces', then the tail's */
+    h = t->n - 1;
+    /* Checked here, just before the writing: apid lends the slot again a
+     * grace period after lent_until, and the sums before may have taken
+     * long. All k pieces in the slot, or none. */
     lend = t->lent && room * k <= t->lent_len - t->lent_used &&
-           clock_mono_ns() < t->lent_until; /* as s_out_text */
-    if (lend)
-        t->lent_until = INT64_MAX;
+           clock_mono_ns() < t->lent_until;
     nb0 = t->n;
     for (size_t i = 0; i < k; i++)
         if (lend)
@@ -839,25 +810,7 @@ s_emit_fused(json_t *head, struct s_out *o, struct agg_text *t,
     free(f.holes);
     o->holes = holes;
     json_object_set_new(head, "count", json_integer((json_int_t)(o->n - holes)));
-    /* The head's fields into its buffer, the rest after the pieces. */
-    struct strbuf *text = &t->buf[h];
-    strbuf_add(text, "{", 1);
-    first = true;
-    json_object_foreach(head, key, v) {
-        if (!first)
-            strbuf_add(text, ",", 1);
-        first = false;
-        mpjson_put_string(text, key, strlen(key));
-        strbuf_add(text, ":", 1);
-        if (strcmp(key, "buckets") == 0) {
-            strbuf_add(text, "[", 1);
-            text = agg_text_add(t);
-            strbuf_add(text, "]", 1);
-        } else {
-            mpjson_dump(text, v);
-        }
-    }
-    strbuf_add(text, "}", 1);
+    s_head_text(head, t, h, NULL);
     json_decref(head);
     s_out_free(o);
 }
@@ -903,7 +856,7 @@ s_run_add(struct s_out *o, const struct s_run *r, const struct s_walk *w,
     /* Fixed steps: the run's boundaries are its start plus steps. */
     assert(bd[r->hi] == bd[r->lo] + (int64_t)n * sp->step);
     if (sp->defer && n >= s_pieces_min && o->defer == NULL) {
-        /* Summed piece by piece as the text is printed (s_emit_fused):
+        /* Summed piece by piece as the text is printed (s_emit_pieces):
          * each piece's sums are still in its core's cache when printed. */
         o->defer = xmalloc(sizeof *o->defer);
         *o->defer = rp;

@@ -909,8 +909,7 @@ agg_text_lend(struct agg_text *t, size_t room)
 {
     struct strbuf *b;
 
-    if (t->lent == NULL || room > t->lent_len - t->lent_used ||
-        clock_mono_ns() >= t->lent_until)
+    if (t->lent == NULL || room > t->lent_len - t->lent_used)
         return NULL;
     b = agg_text_add(t);
     b->p = t->lent + t->lent_used;

@@ -77,8 +77,9 @@ struct agg_text {
     int64_t lent_until; /* monotonic ns: no writing into it from then */
 };
 /* Append a buffer of exactly room bytes in the lent slot, or return NULL
- * when there is no slot, not that much left in it, or it is past
- * lent_until (the lender may lend the slot again a while after that). It must never grow
+ * when there is no slot or not that much left in it. The caller checks
+ * lent_until first (the lender may lend the slot again a while after
+ * that), once for all the buffers it takes. It must never grow
  * (its writer knows its bound); agg_text_free leaves it alone. */
 struct strbuf *agg_text_lend(struct agg_text *t, size_t room);
 /* The last buffer, where the text goes on (the first made on demand). */

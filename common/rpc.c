@@ -136,19 +136,27 @@ s_send_buf(void *h, char *buf, size_t off, size_t len, int flags)
     return 0;
 }
 
+/* The routing frames of a reply (more to follow); takes *envelope. */
+static int
+s_send_envelope(void *h, zmsg_t **envelope)
+{
+    int rc = 0;
+
+    for (zframe_t *f = zmsg_first(*envelope); f && rc >= 0;
+         f = zmsg_next(*envelope))
+        rc = zmq_send(h, zframe_data(f), zframe_size(f), ZMQ_SNDMORE);
+    zmsg_destroy(envelope);
+    return rc;
+}
+
 int
 rpc_reply_send_frames(void *router, zmsg_t **envelope, int status,
                       struct strbuf *bufs, size_t n)
 {
     void *h = zsock_resolve(router);
     size_t off = s_text_head(bufs[0].p, bufs[0].len, status, n - 1);
-    int rc = 0;
-
     /* The routing frames, then the buffers themselves as the last frames. */
-    for (zframe_t *f = zmsg_first(*envelope); f && rc >= 0;
-         f = zmsg_next(*envelope))
-        rc = zmq_send(h, zframe_data(f), zframe_size(f), ZMQ_SNDMORE);
-    zmsg_destroy(envelope);
+    int rc = s_send_envelope(h, envelope);
     for (size_t i = 0; i < n; i++) {
         char *p = bufs[i].p;
         bufs[i].p = NULL;
@@ -159,6 +167,13 @@ rpc_reply_send_frames(void *router, zmsg_t **envelope, int status,
             free(p);
     }
     return rc < 0 ? -1 : 0;
+}
+
+/* Whether p lies in the lent region (len bytes at lent, or NULL). */
+static bool
+s_in_lent(const char *p, const char *lent, size_t len)
+{
+    return lent && p >= lent && p < lent + len;
 }
 
 /* The reply map of a text with parts in a lent region: the first piece
@@ -180,7 +195,7 @@ s_parts_head(msgpack_sbuffer *sb, int status, const struct strbuf *bufs,
     msgpack_pack_str_with_body(&pk, "shm", 3);
     msgpack_pack_array(&pk, (uint32_t)(n - 1));
     for (size_t i = 1; i < n; i++) {
-        if (bufs[i].p < lent || bufs[i].p >= lent + lent_len) {
+        if (!s_in_lent(bufs[i].p, lent, lent_len)) {
             msgpack_pack_nil(&pk);
             continue;
         }
@@ -204,7 +219,7 @@ rpc_reply_send_parts(void *router, zmsg_t **envelope, int status,
     int rc = 0;
 
     for (size_t i = 1; i < n; i++) {
-        bool in = lent && bufs[i].p >= lent && bufs[i].p < lent + lent_len;
+        bool in = s_in_lent(bufs[i].p, lent, lent_len);
         assert(!in || bufs[i].p + bufs[i].len <= lent + lent_len);
         in_lent += in;
         frames += !in;
@@ -212,13 +227,10 @@ rpc_reply_send_parts(void *router, zmsg_t **envelope, int status,
     if (in_lent == 0)
         return rpc_reply_send_frames(router, envelope, status, bufs, n);
     assert(n <= UINT32_MAX && bufs[0].len >= RPC_TEXT_HEAD &&
-           (bufs[0].p < lent || bufs[0].p >= lent + lent_len));
+           !s_in_lent(bufs[0].p, lent, lent_len));
     msgpack_sbuffer_init(&sb);
     s_parts_head(&sb, status, bufs, n, lent, lent_len, frames);
-    for (zframe_t *f = zmsg_first(*envelope); f && rc >= 0;
-         f = zmsg_next(*envelope))
-        rc = zmq_send(h, zframe_data(f), zframe_size(f), ZMQ_SNDMORE);
-    zmsg_destroy(envelope);
+    rc = s_send_envelope(h, envelope);
     if (rc >= 0)
         rc = zmq_send(h, sb.data, sb.size, frames ? ZMQ_SNDMORE : 0);
     msgpack_sbuffer_destroy(&sb);
@@ -227,7 +239,7 @@ rpc_reply_send_parts(void *router, zmsg_t **envelope, int status,
     for (size_t i = 1; i < n; i++) {
         char *p = bufs[i].p;
         bufs[i].p = NULL;
-        if (p >= lent && p < lent + lent_len)
+        if (s_in_lent(p, lent, lent_len))
             continue; /* the lender's */
         if (rc >= 0)
             rc = s_send_buf(h, p, 0, bufs[i].len, --frames ? ZMQ_SNDMORE : 0);
