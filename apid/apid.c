@@ -85,7 +85,7 @@ struct s_pending {
     struct s_ask *first;    /* PK_LANES, second round: the first answers */
     int outstanding;        /* answers still expected */
     bool lent;              /* a slot of the arena was lent with the query */
-    bool answered;          /* the daemon answered: done with the slot */
+    bool answered;          /* answered, or never sent: done with the slot */
     size_t slot;            /* its offset in the arena */
     apid_answer_fn *fn;     /* who gets the answer, NULL = the client */
     void *fn_arg;           /* its argument */
@@ -290,6 +290,10 @@ s_full(apid_t *self, struct s_pending *p, const struct s_bk *bk)
 {
     char who[64];
     snprintf(who, sizeof who, "%s lane %u", s_bk_name[bk->b], bk->lane);
+    /* With no ask in flight the query never left: nothing writes its
+     * slot, which is lent again at once instead of after the grace. */
+    if (p->outstanding == 0)
+        p->answered = true;
     s_retry_after(p);
     s_deliver(self, p, 503, rpc_error("unavailable", "backend queue is full", who));
 }
