@@ -26,10 +26,13 @@
 /* Memory of a connection (libmicrohttpd's pool: headers, then the read
  * buffer, about half of it). The default 32 KiB reads a body 16 KiB at
  * a time: a 200 KB line-protocol write took 14 reads, each one more
- * turn of the loop (epoll_wait, zmq_poll). 256 KiB reads it in one or
- * two; the pool is mmap'd by libmicrohttpd, so pages a connection
- * never touches cost no memory. */
-#define HTTP_POOL (256u << 10)
+ * turn of the loop (epoll_wait, zmq_poll). libmicrohttpd zeroes the
+ * whole pool after every request (MHD_pool_reset), so a kept-alive
+ * connection holds all of it resident: at 256 KiB, 150 device
+ * connections cost 38 MB. 64 KiB reads a large write in a few reads,
+ * ingest CPU per point as with 256 (docs/BENCHMARKS.md, eleventh
+ * session), and tests/integration/01-ingest-conn-memory.py holds it. */
+#define HTTP_POOL (64u << 10)
 
 struct http_server {
     struct MHD_Daemon *mhd;   /* the libmicrohttpd daemon */
