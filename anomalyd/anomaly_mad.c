@@ -6,6 +6,9 @@
  * needs the absolute deviations sorted, which would be O(window log
  * window); it is found instead by a two-pointer walk outwards from the
  * median over the sorted window, O(window).
+ *
+ * Both arrays hold floats, each value's offset from the first value seen
+ * (the shift): half the memory of doubles (512 bytes at window 64).
  */
 #include "anomalyd/anomaly_mad.h"
 #include "anomalyd/anomaly_case.h"
@@ -27,8 +30,9 @@ struct anomaly_mad {
     size_t window;  /* capacity */
     size_t count;   /* readings held */
     size_t head;    /* next slot of ring */
-    double *ring;   /* time order */
-    double *sorted; /* the same values, ascending */
+    double shift;   /* first value seen */
+    float *ring;    /* time order, minus shift */
+    float *sorted;  /* the same values, ascending */
 };
 
 anomaly_mad_t *
@@ -40,6 +44,7 @@ anomaly_mad_new(size_t window)
     if (window > ANOMALY_MAD_WINDOW_MAX)
         window = ANOMALY_MAD_WINDOW_MAX;
     self->window = window;
+    self->shift = NAN;
     self->ring = xcalloc(window, sizeof *self->ring);
     self->sorted = xcalloc(window, sizeof *self->sorted);
     return self;
@@ -59,7 +64,7 @@ anomaly_mad_destroy(anomaly_mad_t **self_p)
 
 /* Index of the first element >= v. */
 static size_t
-s_lower(const double *a, size_t n, double v)
+s_lower(const float *a, size_t n, double v)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {
@@ -74,18 +79,18 @@ s_lower(const double *a, size_t n, double v)
 
 /* Linear-interpolated quantile of the sorted array. */
 static double
-s_quantile(const double *a, size_t n, double q)
+s_quantile(const float *a, size_t n, double q)
 {
     double pos = q * (double)(n - 1);
     size_t i = (size_t)pos;
     if (i + 1 >= n)
         return a[n - 1];
-    return a[i] + (pos - (double)i) * (a[i + 1] - a[i]);
+    return a[i] + (pos - (double)i) * ((double)a[i + 1] - a[i]);
 }
 
 /* Median of |a[i] - med| by walking outwards from the median. */
 static double
-s_mad(const double *a, size_t n, double med)
+s_mad(const float *a, size_t n, double med)
 {
     size_t k = n / 2; /* we need the (k)th and for even n the (k-1)th */
     size_t hi = s_lower(a, n, med), lo = hi; /* [lo, hi) consumed */
@@ -111,6 +116,8 @@ anomaly_mad_update(anomaly_mad_t *self, double value)
     assert(self);
     if (!isfinite(value))
         return NAN;
+    if (isnan(self->shift))
+        self->shift = value;
     double z = NAN;
     size_t n = self->count;
     if (n >= ANOMALY_MAD_MIN_COUNT) {
@@ -119,8 +126,8 @@ anomaly_mad_update(anomaly_mad_t *self, double value)
                              (s_quantile(self->sorted, n, 0.75) -
                               s_quantile(self->sorted, n, 0.25)) /
                                  S_IQR_SIGMA);
-        double diff = value - med;
-        double floor = 1e-12 * fmax(1.0, fabs(med));
+        double diff = value - self->shift - med;
+        double floor = 1e-12 * fmax(1.0, fabs(med + self->shift));
         if (fabs(diff) <= floor)
             z = 0;
         else if (spread <= floor)
@@ -129,18 +136,19 @@ anomaly_mad_update(anomaly_mad_t *self, double value)
             z = fmax(-S_ZMAX, fmin(S_ZMAX, diff / spread));
     }
     if (n == self->window) {
-        double old = self->ring[self->head];
+        float old = self->ring[self->head];
         size_t i = s_lower(self->sorted, n, old);
         memmove(self->sorted + i, self->sorted + i + 1,
                 (n - i - 1) * sizeof *self->sorted);
         n--;
     }
-    size_t i = s_lower(self->sorted, n, value);
+    float f = (float)(value - self->shift);
+    size_t i = s_lower(self->sorted, n, f);
     memmove(self->sorted + i + 1, self->sorted + i,
             (n - i) * sizeof *self->sorted);
-    self->sorted[i] = value;
+    self->sorted[i] = f;
     self->count = n + 1;
-    self->ring[self->head] = value;
+    self->ring[self->head] = f;
     self->head = (self->head + 1) % self->window;
     return z;
 }
@@ -148,16 +156,16 @@ anomaly_mad_update(anomaly_mad_t *self, double value)
 size_t
 anomaly_mad_state_size(const anomaly_mad_t *self)
 {
-    return sizeof *self + 2 * self->window * sizeof(double);
+    return sizeof *self + 2 * self->window * sizeof(float);
 }
 
 void
 anomaly_mad_test(bool verbose)
 {
     /* The MAD walk against a direct computation. */
-    double a[] = {1, 2, 3, 4, 100, 101, 102};
+    float a[] = {1, 2, 3, 4, 100, 101, 102};
     TEST_NEAR(s_mad(a, 7, 4), 3, 1e-12); /* |dev| = 3 2 1 0 96 97 98 */
-    double b[] = {1, 2, 4, 7};
+    float b[] = {1, 2, 4, 7};
     TEST_NEAR(s_mad(b, 4, 3), 1.5, 1e-12); /* |dev| = 2 1 1 4 -> 1.5 */
 
     /* Outliers in the window do not mask the next one (the z-score's
