@@ -18,6 +18,7 @@
 #include "anomalyd/anomaly_mad.h"
 #include "anomalyd/anomaly_range.h"
 #include "anomalyd/anomaly_seasonal.h"
+#include "anomalyd/anomaly_shape.h"
 #include "anomalyd/anomaly_vol.h"
 #include "anomalyd/anomaly_zscore.h"
 
@@ -49,6 +50,7 @@ struct anomaly_ensemble {
     anomaly_hst_t *hst;                 /* half-space trees */
     anomaly_vol_t *vol;                 /* volatility ratio */
     anomaly_range_t *range;             /* new extremes */
+    anomaly_shape_t *shape;             /* shape novelty (not a member) */
     double stat[ANOMALY_ENSEMBLE_N];    /* last raw statistics */
     double ref[ANOMALY_ENSEMBLE_N];     /* decaying max of each statistic */
     uint32_t valid[ANOMALY_ENSEMBLE_N]; /* statistics each member produced */
@@ -107,6 +109,11 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->novel_factor = 1.5;
     p->novel_level = 2.4;
     p->novel_hold = 400;
+    p->shape_window = 8;
+    p->shape_history = 384;
+    p->shape_gain = 1.8;
+    p->shape_gate = 0.4;
+    p->shape_z = 4;
 }
 
 unsigned
@@ -138,9 +145,11 @@ anomaly_ensemble_new_with(unsigned mask,
     self->mask = mask | 1u << ANOMALY_ENSEMBLE_ZSCORE; /* early phase */
     self->p = *p;
     /* A single chosen member votes whatever its default weight. */
-    if ((mask & (mask - 1)) == 0)
+    if ((mask & (mask - 1)) == 0) {
         for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
             self->p.weight[m] = (mask & 1u << m) ? 1 : 0;
+        self->p.shape_gain = 0;
+    }
     if (self->mask & (1u << ANOMALY_ENSEMBLE_ZSCORE))
         self->zscore = anomaly_zscore_new(self->p.zwindow);
     if (mask & (1u << ANOMALY_ENSEMBLE_MAD))
@@ -166,6 +175,8 @@ anomaly_ensemble_new_with(unsigned mask,
         self->vol = anomaly_vol_new(0.05, 0.002);
     if (mask & (1u << ANOMALY_ENSEMBLE_RANGE))
         self->range = anomaly_range_new(self->p.range_warm);
+    if (self->p.shape_gain > 0)
+        self->shape = anomaly_shape_new(p->shape_window, p->shape_history);
     for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
         self->stat[m] = NAN;
     return self;
@@ -194,6 +205,7 @@ anomaly_ensemble_destroy(anomaly_ensemble_t **self_p)
     anomaly_hst_destroy(&self->hst);
     anomaly_vol_destroy(&self->vol);
     anomaly_range_destroy(&self->range);
+    anomaly_shape_destroy(&self->shape);
     free(self);
     *self_p = NULL;
 }
@@ -344,7 +356,25 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
             who = m;
         }
     }
+    /* The novelty alarm keeps to the members' r: a new shape is no new
+     * magnitude. */
     s_novelty(self, value, best);
+    /* Shape novelty: a spike the members find notable (r >= shape_gate,
+     * |z| >= shape_z) but not alarming, because the series once had a far
+     * larger one that still sets their references, scores by how unlike
+     * the recent context its shape is (docs/ANOMALY.md, eleventh
+     * session). The search runs only on such readings. */
+    if (self->shape) {
+        anomaly_shape_push(self->shape, value);
+        double z = st[ANOMALY_ENSEMBLE_ZSCORE];
+        if (!early && best >= p->shape_gate && fabs(z) >= p->shape_z) {
+            double r = p->shape_gain * anomaly_shape_novelty(self->shape);
+            if (r > best) {
+                best = r;
+                who = -2;
+            }
+        }
+    }
     /* An episode ends when r has stayed below rearm * alarm for calm
      * readings in a row: a fixed hold-off long enough for the longest
      * episode would also silence the next, unrelated anomaly. */
@@ -364,6 +394,8 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
     *score = 1.0 - exp2(-(q * q * q * q));
     if (who >= 0)
         *method = s_names[who];
+    else if (who == -2)
+        *method = "shape";
     *confidence = fmin(1.0, (double)self->count / (double)(p->warm + 1));
 }
 
@@ -404,6 +436,8 @@ anomaly_ensemble_state_size(const anomaly_ensemble_t *self)
         n += anomaly_vol_state_size(self->vol);
     if (self->range)
         n += anomaly_range_state_size(self->range);
+    if (self->shape)
+        n += anomaly_shape_state_size(self->shape);
     return n;
 }
 
@@ -417,9 +451,10 @@ anomaly_ensemble_parts(const anomaly_ensemble_t *self, const void **parts,
     size_t n = 0;
     for (size_t off = 0; off < sizeof *self && n < max; off += 64)
         parts[n++] = me + off;
-    const void *members[] = {self->zscore,   self->mad,    self->ewma,
+    const void *members[] = {self->zscore, self->mad,    self->ewma,
                              self->seasonal, self->weekly, self->cusum,
-                             self->hst,      self->vol,    self->range};
+                             self->hst,    self->vol,    self->range,
+                             self->shape};
     for (size_t i = 0; i < sizeof members / sizeof *members && n < max; i++)
         if (members[i])
             parts[n++] = members[i];
@@ -466,6 +501,29 @@ s_case(const char *name, unsigned mask, double *in, double *before, int *ain,
             *in = fmax(*in, s);
         else if (!seen)
             *before = fmax(*before, s);
+    }
+    anomaly_ensemble_destroy(&e);
+    anomaly_case_destroy(&c);
+}
+
+/* The aftershock case with params p: the smallest score at the labelled
+ * spikes and the largest elsewhere after the warm-up. */
+static void
+s_aftershock(const struct anomaly_ensemble_params *p, double *in, double *out)
+{
+    struct anomaly_case *c = anomaly_case_load("tests/cases/anomaly/aftershock.csv");
+    assert(c);
+    anomaly_ensemble_t *e = anomaly_ensemble_new_with(ANOMALY_ENSEMBLE_VOTING, p);
+    *in = 1;
+    *out = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        double s, conf;
+        const char *m;
+        anomaly_ensemble_update(e, c->ts[i], c->value[i], &s, &conf, &m);
+        if (c->label[i])
+            *in = fmin(*in, s);
+        else if (i > p->warm)
+            *out = fmax(*out, s);
     }
     anomaly_ensemble_destroy(&e);
     anomaly_case_destroy(&c);
@@ -592,6 +650,21 @@ anomaly_ensemble_test(bool verbose)
     p.calm = 0;
     s_two_spikes(&p, 1200, 1350, &sa, &sb);
     assert(sa >= 0.5 && sb == 0);
+
+    /* Shape novelty: a spike of 12 sigma 600 readings after one of 20
+     * scores as an anomaly too (their shapes are unlike the noise around
+     * them); without it the first spike's references hold it down. */
+    double ain, aout;
+    anomaly_ensemble_params_default(&p);
+    s_aftershock(&p, &ain, &aout);
+    if (verbose)
+        printf("   aftershock: spikes %.3f, elsewhere %.3f", ain, aout);
+    assert(ain >= 0.5 && aout < 0.5);
+    p.shape_gain = 0;
+    s_aftershock(&p, &ain, &aout);
+    if (verbose)
+        printf("; without shape: spikes %.3f\n", ain);
+    assert(ain < 0.5 && aout < 0.5);
 
     /* The novelty alarm: a spike during the warm-up does not alarm (but
      * sets the record); the first spike after it that beats the record

@@ -82,6 +82,12 @@ struct anomaly_ensemble_params {
                             of the largest one the series ever had ... */
     size_t novel_hold;   /* ... at most once per this many readings */
     double novel_level;  /* ... and when the ensemble's r reaches this */
+    /* Shape novelty (anomaly_shape.h), ensembles only: */
+    size_t shape_window;  /* readings in a shape */
+    size_t shape_history; /* recent windows it is compared with */
+    double shape_gain;    /* r = gain x novelty (0 = off) ... */
+    double shape_gate;    /* ... when the members' r reaches this ... */
+    double shape_z;       /* ... and the reading's |z| this */
 };
 
 typedef struct anomaly_ensemble anomaly_ensemble_t;

@@ -67,6 +67,18 @@ def main():
 
     write("noise.csv", [20 + r.gauss(0, 0.5) for _ in range(n)], [0] * n)
 
+    # A spike of 10 (20 sigma), then one of 6 (12 sigma) 600 readings
+    # later: the second is held under the alarm level by the references
+    # the first set, and counts by its shape (anomaly_shape.h). Its own
+    # generator, so the cases above stay as they were.
+    r = random.Random(11)
+    v = [20 + r.gauss(0, 0.5) for _ in range(n)]
+    lab = [0] * n
+    v[1000] += 10
+    v[1600] += 6
+    lab[1000] = lab[1600] = 1
+    write("aftershock.csv", v, lab)
+
 
 if __name__ == "__main__":
     main()

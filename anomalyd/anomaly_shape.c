@@ -1,0 +1,175 @@
+/*
+ * anomaly_shape: nearest-neighbour novelty of the last readings' shape
+ * (see anomaly_shape.h).
+ *
+ * The ring holds floats, each reading's offset from the first one seen:
+ * the shapes are centred, so the offset changes nothing, and it keeps
+ * the digits of large values. 400 floats (history 384, window 8) are
+ * 1,600 bytes per series.
+ */
+#include "anomalyd/anomaly_shape.h"
+
+#include "common/test.h"
+#include "common/xalloc.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+struct anomaly_shape {
+    uint32_t window;  /* readings in a shape */
+    uint32_t history; /* windows compared with */
+    uint32_t size;    /* ring capacity: history + 2 window */
+    uint32_t head;    /* next slot */
+    uint64_t count;   /* readings pushed */
+    double shift;     /* first value seen */
+    float ring[];     /* the last size readings, minus shift */
+};
+
+anomaly_shape_t *
+anomaly_shape_new(size_t window, size_t history)
+{
+    if (window < 2)
+        window = 2;
+    if (window > ANOMALY_SHAPE_WINDOW_MAX)
+        window = ANOMALY_SHAPE_WINDOW_MAX;
+    if (history < 1)
+        history = 1;
+    if (history > ANOMALY_SHAPE_HISTORY_MAX)
+        history = ANOMALY_SHAPE_HISTORY_MAX;
+    size_t size = history + 2 * window;
+    anomaly_shape_t *self = xcalloc(1, sizeof *self + size * sizeof(float));
+    self->window = (uint32_t)window;
+    self->history = (uint32_t)history;
+    self->size = (uint32_t)size;
+    self->shift = NAN;
+    return self;
+}
+
+void
+anomaly_shape_destroy(anomaly_shape_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void
+anomaly_shape_push(anomaly_shape_t *self, double value)
+{
+    assert(self);
+    if (!isfinite(value))
+        return;
+    if (isnan(self->shift))
+        self->shift = value;
+    self->ring[self->head] = (float)(value - self->shift);
+    self->head = self->head + 1 == self->size ? 0 : self->head + 1;
+    self->count++;
+}
+
+/* The reading `back` readings before the last one (0 = the last). */
+static double
+s_at(const anomaly_shape_t *self, uint32_t back)
+{
+    uint32_t i = self->head + self->size - 1 - back;
+    return self->ring[i >= self->size ? i - self->size : i];
+}
+
+double
+anomaly_shape_novelty(const anomaly_shape_t *self)
+{
+    assert(self);
+    uint32_t w = self->window;
+    /* The current window and two history windows before it. */
+    if (self->count < 2 * (uint64_t)w + 1)
+        return NAN;
+    double cur[ANOMALY_SHAPE_WINDOW_MAX], mean = 0, norm = 0;
+    for (uint32_t k = 0; k < w; k++)
+        mean += cur[k] = s_at(self, w - 1 - k);
+    mean /= w;
+    for (uint32_t k = 0; k < w; k++) {
+        cur[k] -= mean;
+        norm += cur[k] * cur[k];
+    }
+    if (norm <= 0)
+        return 0;
+    /* History windows end w or more readings before the last one; at
+     * most history of them, as many as the readings allow. */
+    uint64_t avail = self->count - 2 * (uint64_t)w + 1;
+    uint32_t nh = avail < self->history ? (uint32_t)avail : self->history;
+    double best = INFINITY;
+    for (uint32_t h = 0; h < nh; h++) {
+        /* Window h ends w + h readings before the last one. */
+        double x[ANOMALY_SHAPE_WINDOW_MAX], m = 0;
+        for (uint32_t k = 0; k < w; k++)
+            m += x[k] = s_at(self, w + h + w - 1 - k);
+        m /= w;
+        double d = 0;
+        for (uint32_t k = 0; k < w && d < best; k++) {
+            double e = x[k] - m - cur[k];
+            d += e * e;
+        }
+        if (d < best)
+            best = d;
+    }
+    return sqrt(best / norm);
+}
+
+size_t
+anomaly_shape_state_size(const anomaly_shape_t *self)
+{
+    return sizeof *self + self->size * sizeof(float);
+}
+
+void
+anomaly_shape_test(bool verbose)
+{
+    /* A wave with a spike of 5: the first spike is novel (about 1), the
+     * same spike one period later is not, a spike of 2 after it is (its
+     * nearest shape is still the plain wave or the taller spike), and a
+     * flat window is 0. */
+    anomaly_shape_t *s = anomaly_shape_new(8, 384);
+    assert(isnan(anomaly_shape_novelty(s)));
+    double first = 0, again = 0, small = 0, plain = 0;
+    for (int i = 0; i < 1200; i++) {
+        double v = sin(i * 2 * M_PI / 50);
+        if (i == 300 || i == 550)
+            v += 5;
+        if (i == 900)
+            v += 2;
+        anomaly_shape_push(s, v);
+        double n = anomaly_shape_novelty(s);
+        /* NAN before two history windows; unbounded while the history
+         * is short (a peak's window against troughs), below 2 once it
+         * holds a whole period. */
+        assert(i < 16 ? isnan(n) : n >= 0);
+        assert(i < 100 || n < 2);
+        if (i == 300)
+            first = n;
+        else if (i == 550)
+            again = n;
+        else if (i == 900)
+            small = n;
+        else if (i == 1100)
+            plain = n;
+    }
+    if (verbose)
+        printf("   spike %.3f, again %.3f, smaller %.3f, wave %.3f, %zu bytes\n",
+               first, again, small, plain, anomaly_shape_state_size(s));
+    assert(first > 0.8 && small > 0.6);
+    assert(again < 0.05 && plain < 0.05);
+    /* Non-finite readings are not learnt. */
+    anomaly_shape_push(s, NAN);
+    TEST_NEAR(anomaly_shape_novelty(s), plain, 0.5);
+    anomaly_shape_destroy(&s);
+    anomaly_shape_destroy(&s);
+    assert(s == NULL);
+
+    s = anomaly_shape_new(8, 384);
+    for (int i = 0; i < 100; i++)
+        anomaly_shape_push(s, 42);
+    assert(anomaly_shape_novelty(s) == 0);
+    anomaly_shape_destroy(&s);
+    TEST_OK("anomaly_shape");
+}
