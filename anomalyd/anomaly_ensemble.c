@@ -470,6 +470,8 @@ anomaly_ensemble_prefetch(const anomaly_ensemble_t *self, int64_t ts)
         anomaly_seasonal_prefetch(self->seasonal, ts);
     if (self->weekly)
         anomaly_seasonal_prefetch(self->weekly, ts);
+    if (self->shape)
+        anomaly_shape_prefetch(self->shape);
 }
 
 /* Run a golden case through the ensemble: the largest score inside the

@@ -116,6 +116,12 @@ anomaly_shape_novelty(const anomaly_shape_t *self)
     return sqrt(best / norm);
 }
 
+void
+anomaly_shape_prefetch(const anomaly_shape_t *self)
+{
+    __builtin_prefetch(&self->ring[self->head], 1);
+}
+
 size_t
 anomaly_shape_state_size(const anomaly_shape_t *self)
 {

@@ -32,6 +32,9 @@ void anomaly_shape_push(anomaly_shape_t *self, double value);
 /* The novelty of the last window's shape: nearest distance over its
  * norm (0 for a flat window); NAN until two history windows exist. */
 double anomaly_shape_novelty(const anomaly_shape_t *self);
+/* Start loading the ring slot the next push writes (self itself must be
+ * cached already; see anomaly_store_prefetch). No effect on results. */
+void anomaly_shape_prefetch(const anomaly_shape_t *self);
 /* Bytes of state. */
 size_t anomaly_shape_state_size(const anomaly_shape_t *self);
 
