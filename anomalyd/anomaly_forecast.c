@@ -90,13 +90,25 @@ s_line(const anomaly_forecast_t *self, double *slope, double *level)
     *level = self->s0 > 0 ? (self->sy - *slope * self->s1) / self->s0 : 0;
 }
 
+/* a - b in seconds; timestamps far apart (any int64 nanoseconds come in
+ * through filter mode) do not overflow the subtraction. */
+static double
+s_secs(int64_t a, int64_t b)
+{
+    int64_t d;
+
+    if (__builtin_sub_overflow(a, b, &d))
+        return ((double)a - (double)b) / 1e9;
+    return (double)d / 1e9;
+}
+
 void
 anomaly_forecast_update(anomaly_forecast_t *self, int64_t ts, double value)
 {
     if (!isfinite(value) || (self->count && ts <= self->last))
         return;
     size_t b = s_bin(ts);
-    double dt = self->count ? (double)(ts - self->last) / 1e9 : 0;
+    double dt = self->count ? s_secs(ts, self->last) : 0;
     if (self->count == 1)
         self->step_s = dt;
     else if (self->count > 1)
@@ -125,7 +137,8 @@ anomaly_forecast_update(anomaly_forecast_t *self, int64_t ts, double value)
 
     /* The first day only learns the line; the season starts on the
      * second day from what the line does not explain. */
-    if (ts - self->first >= S_DAY_NS) {
+    int64_t since;
+    if (__builtin_sub_overflow(ts, self->first, &since) || since >= S_DAY_NS) {
         double slope, level;
         s_line(self, &slope, &level);
         double resid = value - level;
@@ -173,7 +186,7 @@ anomaly_forecast_at(const anomaly_forecast_t *self, int64_t ts,
         return -1;
     double slope, level;
     s_line(self, &slope, &level);
-    double dt = (double)(ts - self->last) / 1e9;
+    double dt = s_secs(ts, self->last);
     /* Regression prediction variance: sigma^2 (1 + 1/n + (t - mean)^2 /
      * Sxx), with the weighted sums standing in for n and Sxx. */
     double mean = self->s1 / self->s0;
@@ -310,6 +323,18 @@ anomaly_forecast_test(bool verbose)
     if (verbose)
         printf("   daily cycle: 06:00 forecast %.2f (true 60)\n", p.value);
     TEST_NEAR(p.value, 60, 1.0);
+    anomaly_forecast_destroy(&f);
+
+    /* Timestamps from the ends of the range (the fuzzer's, through filter
+     * mode): the differences do not overflow (UBSan), the sums stay
+     * finite or the reading is simply not learnt from. */
+    f = anomaly_forecast_new();
+    const int64_t far[] = {-2537568000000000000LL, -1, 7772777777772000000LL,
+                           INT64_MAX};
+    for (size_t i = 0; i < sizeof far / sizeof far[0]; i++)
+        anomaly_forecast_update(f, far[i], (double)i);
+    assert(anomaly_forecast_last(f) == INT64_MAX);
+    anomaly_forecast_at(f, INT64_MAX, &p);
     anomaly_forecast_destroy(&f);
     TEST_OK("anomaly_forecast");
 }
