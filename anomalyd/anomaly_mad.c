@@ -7,8 +7,11 @@
  * window); it is found instead by a two-pointer walk outwards from the
  * median over the sorted window, O(window).
  *
- * Both arrays hold floats, each value's offset from the first value seen
- * (the shift): half the memory of doubles (512 bytes at window 64).
+ * Both arrays hold floats, each value's offset from the shift: half the
+ * memory of doubles (512 bytes at window 64). The shift starts at the
+ * first value and moves to the median each time the ring wraps, so the
+ * offsets keep the digits of the window's spread however far the series
+ * went from its first value.
  */
 #include "anomalyd/anomaly_mad.h"
 #include "anomalyd/anomaly_case.h"
@@ -26,11 +29,17 @@
 /* Robust z is capped like the z-score's. */
 #define S_ZMAX 1e6
 
+/* Offsets are moved to a new shift at a wrap when their centre is over
+ * this many spreads from the old one: a float then still holds the
+ * spread to 6e-5 of itself (the same rule in anomaly_zscore.c,
+ * anomaly_mad.c and anomaly_shape.c). */
+#define S_RECENTRE 1024.0
+
 struct anomaly_mad {
     size_t window;  /* capacity */
     size_t count;   /* readings held */
     size_t head;    /* next slot of ring */
-    double shift;   /* first value seen */
+    double shift;   /* the median at the last wrap (first: first value) */
     float *ring;    /* time order, minus shift */
     float *sorted;  /* the same values, ascending */
 };
@@ -110,6 +119,28 @@ s_mad(const float *a, size_t n, double med)
     return n % 2 ? cur : (prev + cur) / 2;
 }
 
+/* At each wrap, when the median is far from the shift (over
+ * S_RECENTRE times the interquartile range): the shift moved to
+ * the median, both arrays' offsets from there (one rounding, the same
+ * for equal values, so the sorted array stays sorted and holds the
+ * ring's values). */
+static void
+s_recentre(anomaly_mad_t *self)
+{
+    size_t n = self->count;
+    double c = s_quantile(self->sorted, n, 0.5);
+    double iqr = s_quantile(self->sorted, n, 0.75) -
+                 s_quantile(self->sorted, n, 0.25);
+
+    if (!(fabs(c) > S_RECENTRE * iqr))
+        return;
+    self->shift += c;
+    for (size_t i = 0; i < self->count; i++) {
+        self->ring[i] = (float)(self->ring[i] - c);
+        self->sorted[i] = (float)(self->sorted[i] - c);
+    }
+}
+
 double
 anomaly_mad_update(anomaly_mad_t *self, double value)
 {
@@ -150,6 +181,8 @@ anomaly_mad_update(anomaly_mad_t *self, double value)
     self->count = n + 1;
     self->ring[self->head] = f;
     self->head = (self->head + 1) % self->window;
+    if (self->head == 0)
+        s_recentre(self);
     return z;
 }
 
@@ -212,5 +245,24 @@ anomaly_mad_test(bool verbose)
         anomaly_mad_destroy(&m);
         anomaly_case_destroy(&k);
     }
+
+    /* Far from the first value (a 0 at power-up, then 1.6e7 +- 0.05):
+     * once the ring has wrapped twice the noise is noise (|z| was 1e6
+     * with offsets of 1.6e7, a float's step there being 1). */
+    m = anomaly_mad_new(64);
+    unsigned x = 7;
+    double far = 0;
+    anomaly_mad_update(m, 0);
+    for (int i = 1; i < 1000; i++) {
+        x = x * 1103515245 + 12345;
+        double u = ((double)(x >> 16) / 65536.0 - 0.5) * 0.1;
+        double zz = anomaly_mad_update(m, 1.6e7 + u);
+        if (i > 128)
+            far = fmax(far, fabs(zz));
+    }
+    if (verbose)
+        printf("   far from the first value: |z| at most %.2f\n", far);
+    assert(far < 4);
+    anomaly_mad_destroy(&m);
     TEST_OK("anomaly_mad");
 }

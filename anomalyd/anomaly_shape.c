@@ -2,10 +2,12 @@
  * anomaly_shape: nearest-neighbour novelty of the last readings' shape
  * (see anomaly_shape.h).
  *
- * The ring holds floats, each reading's offset from the first one seen:
- * the shapes are centred, so the offset changes nothing, and it keeps
- * the digits of large values. 400 floats (history 384, window 8) are
- * 1,600 bytes per series.
+ * The ring holds floats, each reading's offset from the shift: the
+ * shapes are centred, so the offset changes nothing, and it keeps the
+ * digits of large values. The shift starts at the first reading and
+ * moves to the ring's mean each time the ring wraps, so a series far
+ * from where it started keeps them too. 400 floats (history 384, window
+ * 8) are 1,600 bytes per series.
  */
 #include "anomalyd/anomaly_shape.h"
 
@@ -16,13 +18,19 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* Offsets are moved to a new shift at a wrap when their centre is over
+ * this many spreads from the old one: a float then still holds the
+ * spread to 6e-5 of itself (the same rule in anomaly_zscore.c,
+ * anomaly_mad.c and anomaly_shape.c). */
+#define S_RECENTRE 1024.0
+
 struct anomaly_shape {
     uint32_t window;  /* readings in a shape */
     uint32_t history; /* windows compared with */
     uint32_t size;    /* ring capacity: history + 2 window */
     uint32_t head;    /* next slot */
     uint64_t count;   /* readings pushed */
-    double shift;     /* first value seen */
+    double shift;     /* the ring's mean at the last wrap, or the first value */
     float ring[];     /* the last size readings, minus shift */
 };
 
@@ -66,6 +74,19 @@ anomaly_shape_push(anomaly_shape_t *self, double value)
     self->ring[self->head] = (float)(value - self->shift);
     self->head = self->head + 1 == self->size ? 0 : self->head + 1;
     self->count++;
+    if (self->head == 0) { /* wrapped: every slot holds a reading */
+        double c = 0, ss = 0;
+        for (uint32_t i = 0; i < self->size; i++)
+            c += self->ring[i];
+        c /= self->size;
+        for (uint32_t i = 0; i < self->size; i++)
+            ss += (self->ring[i] - c) * (self->ring[i] - c);
+        if (fabs(c) > S_RECENTRE * sqrt(ss / self->size)) {
+            self->shift += c;
+            for (uint32_t i = 0; i < self->size; i++)
+                self->ring[i] = (float)(self->ring[i] - c);
+        }
+    }
 }
 
 /* The reading `back` readings before the last one (0 = the last). */

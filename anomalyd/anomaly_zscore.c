@@ -5,10 +5,14 @@
  * so they are recomputed from the ring every time it wraps (O(window) once
  * per window, O(1) amortised per reading).
  *
- * The ring holds floats: each value's offset from the first value seen
- * (the shift), rounded once and summed as rounded, so the sums and the
- * ring agree exactly; half the memory of doubles (800 bytes at window
- * 200), the same NAB scores (docs/ANOMALY.md, eleventh session).
+ * The ring holds floats: each value's offset from the shift, rounded
+ * once and summed as rounded, so the sums and the ring agree exactly;
+ * half the memory of doubles (800 bytes at window 200), the same NAB
+ * scores (docs/ANOMALY.md, eleventh session). The shift starts at the
+ * first value and moves to the ring's mean each time the ring wraps, so
+ * the offsets stay about as small as the window's spread: a series that
+ * started at 0 and then read 1.6e7 +- 0.05 kept offsets of 1.6e7, which
+ * a float holds to 1 and a sum of squares to far worse.
  */
 #include "anomalyd/anomaly_zscore.h"
 #include "anomalyd/anomaly_case.h"
@@ -19,13 +23,19 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* Offsets are moved to a new shift at a wrap when their centre is over
+ * this many spreads from the old one: a float then still holds the
+ * spread to 6e-5 of itself (the same rule in anomaly_zscore.c,
+ * anomaly_mad.c and anomaly_shape.c). */
+#define S_RECENTRE 1024.0
+
 struct anomaly_zscore {
     size_t window; /* capacity of the ring */
     size_t count;  /* readings in the ring (<= window) */
     size_t head;   /* next slot to write */
     double sum;    /* sum of the ring, shifted by `shift` */
     double sumsq;  /* sum of squares of the ring, shifted by `shift` */
-    double shift;  /* first value seen; keeps the sums well conditioned */
+    double shift;  /* about the ring's mean; keeps the sums well conditioned */
     float *ring;   /* the last `window` values minus shift */
 };
 
@@ -55,12 +65,28 @@ anomaly_zscore_destroy(anomaly_zscore_t **self_p)
     *self_p = NULL;
 }
 
+/* At each wrap: the sums again from the ring, and when the ring's mean
+ * is far from the shift (over S_RECENTRE spreads; never for the
+ * NAB files, whose scores stay as they were) the shift moved there and
+ * the offsets with it. */
 static void
 s_resum(anomaly_zscore_t *self)
 {
+    double c = 0, ss = 0;
+
+    for (size_t i = 0; i < self->count; i++)
+        c += self->ring[i];
+    c /= (double)self->count;
+    for (size_t i = 0; i < self->count; i++)
+        ss += (self->ring[i] - c) * (self->ring[i] - c);
+    if (!(fabs(c) > S_RECENTRE * sqrt(ss / (double)self->count)))
+        c = 0;
+    self->shift += c;
     self->sum = self->sumsq = 0;
     for (size_t i = 0; i < self->count; i++) {
-        double d = self->ring[i];
+        float f = (float)(self->ring[i] - c);
+        double d = f;
+        self->ring[i] = f;
         self->sum += d;
         self->sumsq += d * d;
     }
@@ -225,6 +251,27 @@ anomaly_zscore_test(bool verbose)
     assert(in_max > 0.9);
     anomaly_zscore_destroy(&z);
     anomaly_case_destroy(&c);
+
+    /* Far from the first value: a 0 at power-up, then 1.6e7 with noise
+     * of 0.05. The offsets move at the second wrap (at the first the 0
+     * is still in the ring), so from the third on the noise scores as
+     * noise (|z| was 1e6, ANOMALY_ZSCORE_ZMAX, when the offsets stayed
+     * 1.6e7, a float's step there being 1). */
+    z = anomaly_zscore_new(200);
+    unsigned x = 7;
+    double far = 0;
+    anomaly_zscore_update(z, 0);
+    for (int i = 1; i < 2000; i++) {
+        x = x * 1103515245 + 12345;
+        double u = ((double)(x >> 16) / 65536.0 - 0.5) * 0.1;
+        double zz = anomaly_zscore_update(z, 1.6e7 + u);
+        if (i > 600)
+            far = fmax(far, fabs(zz));
+    }
+    if (verbose)
+        printf("   far from the first value: |z| at most %.2f\n", far);
+    assert(far < 4);
+    anomaly_zscore_destroy(&z);
 
     TEST_OK("anomaly_zscore");
 }
