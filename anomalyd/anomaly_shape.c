@@ -198,5 +198,27 @@ anomaly_shape_test(bool verbose)
         anomaly_shape_push(s, 42);
     assert(anomaly_shape_novelty(s) == 0);
     anomaly_shape_destroy(&s);
+
+    /* Far from the first value (a 0 at power-up, then a wave of 0.05
+     * around 1.6e7): offsets of 1.6e7 would round the wave and a spike
+     * of 0.5 to nothing (a float's step there is 1). The shift moves at
+     * the second wrap (800), so later the same test as above holds. */
+    s = anomaly_shape_new(8, 384);
+    anomaly_shape_push(s, 0);
+    for (int i = 1; i < 1800; i++) {
+        double v = 1.6e7 + 0.05 * sin(i * 2 * M_PI / 50);
+        if (i == 1500 || i == 1750)
+            v += 0.5;
+        anomaly_shape_push(s, v);
+        if (i == 1500)
+            first = anomaly_shape_novelty(s);
+        else if (i == 1750)
+            again = anomaly_shape_novelty(s);
+    }
+    if (verbose)
+        printf("   far from the first value: spike %.3f, again %.3f\n", first,
+               again);
+    assert(first > 0.8 && again < 0.05);
+    anomaly_shape_destroy(&s);
     TEST_OK("anomaly_shape");
 }
