@@ -31,6 +31,11 @@ void anomaly_case_destroy(struct anomaly_case **self_p);
  * (UTC assumed), a bare date, or epoch milliseconds. Returns 0 or -1. */
 int anomaly_case_parse_ts(const char *s, int64_t *ts);
 
+/* The series the detectors' selftests use for a level far from the
+ * first value: v[0] = 0 (a power-up reading), then 1.6e7 plus uniform
+ * noise of +-0.05, the same every time. */
+void anomaly_case_far(double *v, size_t n);
+
 /* Selftest: asserts on failure, prints " * anomaly_case: OK". */
 void anomaly_case_test(bool verbose);
 

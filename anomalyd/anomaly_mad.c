@@ -15,6 +15,7 @@
  */
 #include "anomalyd/anomaly_mad.h"
 #include "anomalyd/anomaly_case.h"
+#include "anomalyd/anomaly_zscore.h"
 
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -28,12 +29,6 @@
 #define S_IQR_SIGMA 1.349
 /* Robust z is capped like the z-score's. */
 #define S_ZMAX 1e6
-
-/* Offsets are moved to a new shift at a wrap when their centre is over
- * this many spreads from the old one: a float then still holds the
- * spread to 6e-5 of itself (the same rule in anomaly_zscore.c,
- * anomaly_mad.c and anomaly_shape.c). */
-#define S_RECENTRE 1024.0
 
 struct anomaly_mad {
     size_t window;  /* capacity */
@@ -120,7 +115,7 @@ s_mad(const float *a, size_t n, double med)
 }
 
 /* At each wrap, when the median is far from the shift (over
- * S_RECENTRE times the interquartile range): the shift moved to
+ * ANOMALY_RECENTRE times the interquartile range): the shift moved to
  * the median, both arrays' offsets from there (one rounding, the same
  * for equal values, so the sorted array stays sorted and holds the
  * ring's values). */
@@ -132,7 +127,7 @@ s_recentre(anomaly_mad_t *self)
     double iqr = s_quantile(self->sorted, n, 0.75) -
                  s_quantile(self->sorted, n, 0.25);
 
-    if (!(fabs(c) > S_RECENTRE * iqr))
+    if (!(fabs(c) > ANOMALY_RECENTRE * iqr))
         return;
     self->shift += c;
     for (size_t i = 0; i < self->count; i++) {
@@ -250,13 +245,10 @@ anomaly_mad_test(bool verbose)
      * once the ring has wrapped twice the noise is noise (|z| was 1e6
      * with offsets of 1.6e7, a float's step there being 1). */
     m = anomaly_mad_new(64);
-    unsigned x = 7;
-    double far = 0;
-    anomaly_mad_update(m, 0);
-    for (int i = 1; i < 1000; i++) {
-        x = x * 1103515245 + 12345;
-        double u = ((double)(x >> 16) / 65536.0 - 0.5) * 0.1;
-        double zz = anomaly_mad_update(m, 1.6e7 + u);
+    double fv[1000], far = 0;
+    anomaly_case_far(fv, 1000);
+    for (int i = 0; i < 1000; i++) {
+        double zz = anomaly_mad_update(m, fv[i]);
         if (i > 128)
             far = fmax(far, fabs(zz));
     }

@@ -10,6 +10,7 @@
  * 8) are 1,600 bytes per series.
  */
 #include "anomalyd/anomaly_shape.h"
+#include "anomalyd/anomaly_zscore.h"
 
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -17,12 +18,6 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-/* Offsets are moved to a new shift at a wrap when their centre is over
- * this many spreads from the old one: a float then still holds the
- * spread to 6e-5 of itself (the same rule in anomaly_zscore.c,
- * anomaly_mad.c and anomaly_shape.c). */
-#define S_RECENTRE 1024.0
 
 struct anomaly_shape {
     uint32_t window;  /* readings in a shape */
@@ -74,19 +69,8 @@ anomaly_shape_push(anomaly_shape_t *self, double value)
     self->ring[self->head] = (float)(value - self->shift);
     self->head = self->head + 1 == self->size ? 0 : self->head + 1;
     self->count++;
-    if (self->head == 0) { /* wrapped: every slot holds a reading */
-        double c = 0, ss = 0;
-        for (uint32_t i = 0; i < self->size; i++)
-            c += self->ring[i];
-        c /= self->size;
-        for (uint32_t i = 0; i < self->size; i++)
-            ss += (self->ring[i] - c) * (self->ring[i] - c);
-        if (fabs(c) > S_RECENTRE * sqrt(ss / self->size)) {
-            self->shift += c;
-            for (uint32_t i = 0; i < self->size; i++)
-                self->ring[i] = (float)(self->ring[i] - c);
-        }
-    }
+    if (self->head == 0) /* wrapped: every slot holds a reading */
+        anomaly_ring_recentre(self->ring, self->size, &self->shift);
 }
 
 /* The reading `back` readings before the last one (0 = the last). */

@@ -23,12 +23,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* Offsets are moved to a new shift at a wrap when their centre is over
- * this many spreads from the old one: a float then still holds the
- * spread to 6e-5 of itself (the same rule in anomaly_zscore.c,
- * anomaly_mad.c and anomaly_shape.c). */
-#define S_RECENTRE 1024.0
-
 struct anomaly_zscore {
     size_t window; /* capacity of the ring */
     size_t count;  /* readings in the ring (<= window) */
@@ -65,28 +59,36 @@ anomaly_zscore_destroy(anomaly_zscore_t **self_p)
     *self_p = NULL;
 }
 
-/* At each wrap: the sums again from the ring, and when the ring's mean
- * is far from the shift (over S_RECENTRE spreads; never for the
- * NAB files, whose scores stay as they were) the shift moved there and
- * the offsets with it. */
-static void
-s_resum(anomaly_zscore_t *self)
+bool
+anomaly_ring_recentre(float *ring, size_t n, double *shift)
 {
     double c = 0, ss = 0;
 
-    for (size_t i = 0; i < self->count; i++)
-        c += self->ring[i];
-    c /= (double)self->count;
-    for (size_t i = 0; i < self->count; i++)
-        ss += (self->ring[i] - c) * (self->ring[i] - c);
-    if (!(fabs(c) > S_RECENTRE * sqrt(ss / (double)self->count)))
-        c = 0;
-    self->shift += c;
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        c += ring[i];
+    c /= (double)n;
+    for (size_t i = 0; i < n; i++)
+        ss += (ring[i] - c) * (ring[i] - c);
+    if (!(fabs(c) > ANOMALY_RECENTRE * sqrt(ss / (double)n)))
+        return false;
+    *shift += c;
+    for (size_t i = 0; i < n; i++)
+        ring[i] = (float)(ring[i] - c);
+    return true;
+}
+
+/* At each wrap: the offsets re-centred when far from the shift (never
+ * for the NAB files, whose scores stay as they were), then the sums
+ * again from the ring. */
+static void
+s_resum(anomaly_zscore_t *self)
+{
+    anomaly_ring_recentre(self->ring, self->count, &self->shift);
     self->sum = self->sumsq = 0;
     for (size_t i = 0; i < self->count; i++) {
-        float f = (float)(self->ring[i] - c);
-        double d = f;
-        self->ring[i] = f;
+        double d = self->ring[i];
         self->sum += d;
         self->sumsq += d * d;
     }
@@ -258,13 +260,10 @@ anomaly_zscore_test(bool verbose)
      * noise (|z| was 1e6, ANOMALY_ZSCORE_ZMAX, when the offsets stayed
      * 1.6e7, a float's step there being 1). */
     z = anomaly_zscore_new(200);
-    unsigned x = 7;
-    double far = 0;
-    anomaly_zscore_update(z, 0);
-    for (int i = 1; i < 2000; i++) {
-        x = x * 1103515245 + 12345;
-        double u = ((double)(x >> 16) / 65536.0 - 0.5) * 0.1;
-        double zz = anomaly_zscore_update(z, 1.6e7 + u);
+    double fv[2000], far = 0;
+    anomaly_case_far(fv, 2000);
+    for (int i = 0; i < 2000; i++) {
+        double zz = anomaly_zscore_update(z, fv[i]);
         if (i > 600)
             far = fmax(far, fabs(zz));
     }

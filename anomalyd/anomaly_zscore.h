@@ -23,7 +23,17 @@
  * but finite statistic (JSON cannot carry infinities). */
 #define ANOMALY_ZSCORE_ZMAX 1e6
 
+/* Rings of float offsets (z-score, MAD, shape) move their shift to the
+ * offsets' centre at a wrap when it is over this many spreads away: a
+ * float then still holds the spread to 6e-5 of itself. */
+#define ANOMALY_RECENTRE 1024.0
+
 typedef struct anomaly_zscore anomaly_zscore_t;
+
+/* A ring of n float offsets from *shift: when their mean is over
+ * ANOMALY_RECENTRE standard deviations from 0, the shift moves to it and
+ * the offsets with it (each rounded once). Returns true when moved. */
+bool anomaly_ring_recentre(float *ring, size_t n, double *shift);
 
 /* Create a detector over the previous `window` readings (clamped to
  * [ANOMALY_ZSCORE_MIN_COUNT, ANOMALY_ZSCORE_WINDOW_MAX]). Cannot fail;
