@@ -8,6 +8,7 @@ import base64
 import hashlib
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -66,11 +67,23 @@ def sub_start(b, user, pw, topic):
     return p
 
 
-def sub_end(p):
+def sub_end(p, want=None, timeout=5.0):
+    """Stop a subscriber and return what it printed. With want, first read
+    until that text arrives (or timeout), so a slow broker is not a miss."""
+    out = b""
+    if want:
+        deadline = time.time() + timeout
+        while want.encode() not in out and time.time() < deadline:
+            r, _, _ = select.select([p.stdout], [], [], 0.1)
+            if r:
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
     time.sleep(0.5)
     p.terminate()
-    out, _ = p.communicate(timeout=10)
-    return out.decode()
+    rest, _ = p.communicate(timeout=10)
+    return (out + rest).decode()
 
 
 def until(fn, what, timeout=5.0):
@@ -130,9 +143,12 @@ def test():
         check("sensor-001:$7$" in hashes and creds["sensor-001"] not in hashes,
               "passwd file holds only the hash")
 
-        until(lambda: pub(b, "sensor-001", creds["sensor-001"],
-                          "devices/sensor-001/telemetry", "{}") == 0,
-              "the broker reloaded and accepts sensor-001's password")
+        # apid signals the broker once per registration; wait for the
+        # reload that carries both devices, not only the first.
+        for dev in ("sensor-001", "sensor-002"):
+            until(lambda: pub(b, dev, creds[dev],
+                              "devices/%s/telemetry" % dev, "{}") == 0,
+                  "the broker reloaded and accepts %s's password" % dev)
         check(pub(b, "sensor-001", "wrong-password", "devices/sensor-001/telemetry",
                   "x") != 0, "a wrong password is refused")
         check(pub(b, "nobody", creds["sensor-001"], "devices/nobody/telemetry",
@@ -143,9 +159,9 @@ def test():
             '{"timestamp":1634567890000,"metrics":{"temperature":22.5}}')
         pub(b, "sensor-001", creds["sensor-001"], "devices/sensor-002/telemetry",
             '{"forged":true}')
-        pub(b, "sensor-002", creds["sensor-002"], "devices/sensor-002/telemetry",
-            '{"own":true}')
-        out = sub_end(s)
+        check(pub(b, "sensor-002", creds["sensor-002"], "devices/sensor-002/telemetry",
+                  '{"own":true}') == 0, "sensor-002's publish acknowledged")
+        out = sub_end(s, want='{"own":true}')
         check("devices/sensor-001/telemetry" in out, "own topic delivered")
         check("devices/sensor-002/telemetry {\"own\":true}" in out,
               "sensor-002's own publish delivered")
@@ -159,7 +175,7 @@ def test():
         other = sub_start(b, "sensor-001", creds["sensor-001"], "devices/sensor-002/commands/#")
         pub(b, "svc", svc_pw, "devices/sensor-001/commands/reboot", "now-1")
         pub(b, "svc", svc_pw, "devices/sensor-002/commands/reboot", "now-2")
-        o1, o2 = sub_end(own), sub_end(other)
+        o1, o2 = sub_end(own, want="now-1"), sub_end(other)
         check("now-1" in o1, "a device reads its own commands")
         check("now-2" not in o2, "a device cannot read another device's commands")
 
