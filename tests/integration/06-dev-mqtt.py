@@ -8,14 +8,13 @@ import base64
 import hashlib
 import os
 import secrets
-import select
 import signal
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Failure, Platform, check, free_port, main  # noqa: E402
+from sp import Failure, Platform, Subscriber, check, free_port, main  # noqa: E402
 
 
 def mosq_hash(pw):
@@ -59,31 +58,17 @@ def pub(b, user, pw, topic, msg):
     return r.returncode
 
 
-def sub_start(b, user, pw, topic):
-    p = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.port),
-                          "-q", "1", "-u", user, "-P", pw, "-t", topic, "-v"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.5)
-    return p
-
-
-def sub_end(p, want=None, timeout=5.0):
-    """Stop a subscriber and return what it printed. With want, first read
-    until that text arrives (or timeout), so a slow broker is not a miss."""
-    out = b""
-    if want:
-        deadline = time.time() + timeout
-        while want.encode() not in out and time.time() < deadline:
-            r, _, _ = select.select([p.stdout], [], [], 0.1)
-            if r:
-                chunk = os.read(p.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                out += chunk
-    time.sleep(0.5)
-    p.terminate()
-    rest, _ = p.communicate(timeout=10)
-    return (out + rest).decode()
+def sub_start(b, user, pw, topic, probe=None):
+    """A subscriber; with probe (user, password, topic), published to until
+    it arrives, so the subscription is known to be in place."""
+    s = Subscriber(["-h", "127.0.0.1", "-p", str(b.port), "-q", "1", "-u", user,
+                    "-P", pw, "-t", topic, "-v"])
+    if probe:
+        check(s.subscribed(lambda: pub(b, *probe, "probe"), " probe"),
+              "%s subscribed to %s" % (user, topic))
+    else:
+        time.sleep(0.5)
+    return s
 
 
 def until(fn, what, timeout=5.0):
@@ -154,15 +139,18 @@ def test():
         check(pub(b, "nobody", creds["sensor-001"], "devices/nobody/telemetry",
                   "x") != 0, "an unknown user is refused")
 
-        s = sub_start(b, "svc", svc_pw, "devices/#")
+        s = sub_start(b, "svc", svc_pw, "devices/#",
+                      ("sensor-001", creds["sensor-001"], "devices/sensor-001/telemetry"))
         pub(b, "sensor-001", creds["sensor-001"], "devices/sensor-001/telemetry",
             '{"timestamp":1634567890000,"metrics":{"temperature":22.5}}')
         pub(b, "sensor-001", creds["sensor-001"], "devices/sensor-002/telemetry",
             '{"forged":true}')
         check(pub(b, "sensor-002", creds["sensor-002"], "devices/sensor-002/telemetry",
                   '{"own":true}') == 0, "sensor-002's publish acknowledged")
-        out = sub_end(s, want='{"own":true}')
-        check("devices/sensor-001/telemetry" in out, "own topic delivered")
+        s.read_until('{"own":true}')
+        out = s.stop()
+        check('devices/sensor-001/telemetry {"timestamp":1634567890000' in out,
+              "own topic delivered")
         check("devices/sensor-002/telemetry {\"own\":true}" in out,
               "sensor-002's own publish delivered")
         check("forged" not in out, "publish to another device's topic dropped (got %r)" % out)
@@ -171,11 +159,15 @@ def test():
               "the broker logs the denied publish: %s" % lines)
 
         # Commands: a device reads its own, not another device's.
-        own = sub_start(b, "sensor-001", creds["sensor-001"], "devices/sensor-001/commands/#")
+        # The denied subscription cannot be probed: it starts first, and
+        # the allowed one is probed after it.
         other = sub_start(b, "sensor-001", creds["sensor-001"], "devices/sensor-002/commands/#")
-        pub(b, "svc", svc_pw, "devices/sensor-001/commands/reboot", "now-1")
+        own = sub_start(b, "sensor-001", creds["sensor-001"], "devices/sensor-001/commands/#",
+                        ("svc", svc_pw, "devices/sensor-001/commands/probe"))
         pub(b, "svc", svc_pw, "devices/sensor-002/commands/reboot", "now-2")
-        o1, o2 = sub_end(own, want="now-1"), sub_end(other)
+        pub(b, "svc", svc_pw, "devices/sensor-001/commands/reboot", "now-1")
+        own.read_until("now-1")
+        o1, o2 = own.stop(), other.stop()
         check("now-1" in o1, "a device reads its own commands")
         check("now-2" not in o2, "a device cannot read another device's commands")
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import ROOT, Failure, Platform, check, free_port, main  # noqa: E402
+from sp import ROOT, Failure, Platform, Subscriber, check, free_port, main  # noqa: E402
 
 CA = os.path.join(ROOT, "deploy", "mosquitto", "sensorpipe-ca")
 
@@ -80,15 +80,14 @@ def test():
         deadline = time.time() + 5
         while time.time() < deadline and pub("sensor-001", "devices/sensor-001/telemetry", "x"):
             time.sleep(0.1)
-        sub = subprocess.Popen(["mosquitto_sub"] + tls(cadir, port, "svc") +
-                               ["-q", "1", "-t", "devices/#", "-v"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(0.7)
-        rc1 = pub("sensor-001", "devices/sensor-001/telemetry", '{"own":1}')
+        sub = Subscriber(tls(cadir, port, "svc") + ["-q", "1", "-t", "devices/#", "-v"])
+        check(sub.subscribed(lambda: pub("sensor-001", "devices/sensor-001/telemetry",
+                                         "probe"), " probe"),
+              "the service's subscriber is in place")
         pub("sensor-001", "devices/sensor-002/telemetry", '{"forged":1}')
-        time.sleep(0.7)
-        sub.terminate()
-        got = sub.communicate(timeout=10)[0].decode()
+        rc1 = pub("sensor-001", "devices/sensor-001/telemetry", '{"own":1}')
+        sub.read_until('{"own":1}')
+        got = sub.stop()
         check(rc1 == 0 and 'devices/sensor-001/telemetry {"own":1}' in got,
               "a device with its certificate publishes to its own topic")
         check("forged" not in got, "its publish to another device's topic is dropped")

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import socket
@@ -48,18 +49,6 @@ def status_kb(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
-
-
-def wait_for(fn, what, timeout=20):
-    """Poll fn every 0.1 s until it returns something true (returned);
-    fail with what after timeout seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    check(False, what)
 
 
 def write_keys(path, keys):
@@ -440,6 +429,48 @@ def wait_for(fn, what, timeout=20, step=0.1):
             return v
         time.sleep(step)
     check(False, what)
+
+
+class Subscriber:
+    """A mosquitto_sub child (argv after the program name) whose output is
+    read as it comes, so a test waits for a message instead of sleeping a
+    fixed time and hoping the broker was quick enough."""
+
+    def __init__(self, argv):
+        self.p = subprocess.Popen(["mosquitto_sub"] + list(argv),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out = b""
+
+    def read_until(self, text, timeout=10.0):
+        """True once text has been printed, False after timeout."""
+        want = text.encode()
+        deadline = time.time() + timeout
+        while want not in self.out and time.time() < deadline:
+            r, _, _ = select.select([self.p.stdout], [], [], 0.05)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                self.out += chunk
+        return want in self.out
+
+    def subscribed(self, probe, text, timeout=10.0):
+        """Call probe() (which publishes text where this subscriber
+        listens) until the subscriber prints it: from then on nothing
+        published is missed for want of a subscription."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            probe()
+            if self.read_until(text, 0.3):
+                return True
+        return False
+
+    def stop(self):
+        """Everything printed, the rest read after SIGTERM."""
+        self.p.terminate()
+        rest, _ = self.p.communicate(timeout=10)
+        self.out += rest
+        return self.out.decode("utf-8", "replace")
 
 
 def need(*names):
