@@ -9,6 +9,7 @@
 #include "apid/api_prom.h"
 #include "apid/prom_ql.h"
 #include "common/clock.h"
+#include "common/mpjson.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
@@ -140,9 +141,10 @@ s_step(const char *v, double *sec)
 static void
 s_error(http_req_t *req, int status, const char *type, const char *msg)
 {
-    http_req_reply_json(req, status, json_pack("{s:s, s:s, s:s}", "status",
+    /* msg may quote a client's expression, cut anywhere. */
+    http_req_reply_json(req, status, json_pack("{s:s, s:s, s:o}", "status",
                                                "error", "errorType", type,
-                                               "error", msg));
+                                               "error", mpjson_string_lossy(msg)));
 }
 
 static void

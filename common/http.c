@@ -644,8 +644,19 @@ http_stream_wake(http_stream_t *s)
 void
 http_req_reply_json(http_req_t *req, int status, json_t *body)
 {
-    char *s = mpjson_dumps(body);
-    size_t n = strlen(s);
+    char *s;
+    size_t n;
+
+    /* json_pack returns NULL when a string in it is not UTF-8: a bug in
+     * the caller, but one that must cost the client a 500, not apid. */
+    if (body == NULL) {
+        log_err("http: %s %s: reply body could not be built (status %d)",
+                req->method, req->path, status);
+        status = 500;
+        body = rpc_error("internal", "the reply could not be built", "server");
+    }
+    s = mpjson_dumps(body);
+    n = strlen(s);
     /* A trailing newline makes curl output and shell pipelines tidy. */
     s = xrealloc(s, n + 2);
     s[n] = '\n';

@@ -262,6 +262,37 @@ mpjson_dumps(const json_t *j)
     return b.p;
 }
 
+/* Bytes of the UTF-8 sequence a lead byte c starts (1-4), 0 if none. */
+static size_t
+s_utf8_len(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+}
+
+json_t *
+mpjson_string_lossy(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    struct strbuf b = {NULL, 0, 0};
+    json_t *j;
+
+    if (strutil_utf8_valid(s ? s : "", n))
+        return json_stringn_nocheck(s ? s : "", n);
+    for (size_t i = 0; i < n;) {
+        size_t k = s_utf8_len((unsigned char)s[i]);
+        if (k > 0 && i + k <= n && strutil_utf8_valid(s + i, k)) {
+            s_put(&b, s + i, k);
+            i += k;
+        } else {
+            s_put(&b, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+    j = json_stringn_nocheck(b.p, b.len);
+    free(b.p);
+    return j;
+}
+
 void
 mpjson_test(bool verbose)
 {
@@ -304,6 +335,25 @@ mpjson_test(bool verbose)
     memset(deep, 0x91, sizeof deep); /* fixarray of 1, nested */
     deep[63] = (char)0xc0;
     assert(mpjson_unpack(deep, sizeof deep) == NULL);
+    /* Client text that is not UTF-8 still makes a string: a lone lead
+     * byte, a sequence cut short, a surrogate, 0xff; valid text is kept. */
+    static const struct {
+        const char *in, *out;
+    } lossy[] = {{"caf\xc3\xa9", "caf\xc3\xa9"},
+                 {"unexpected '\xc3'", "unexpected '\xef\xbf\xbd'"},
+                 {"\xe6\xbc", "\xef\xbf\xbd\xef\xbf\xbd"},
+                 {"a\xed\xa0\x80" "b", "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "b"},
+                 {"\xff\xf0\x9f\x98\x80", "\xef\xbf\xbd\xf0\x9f\x98\x80"},
+                 {"", ""}};
+    for (size_t i = 0; i < sizeof lossy / sizeof lossy[0]; i++) {
+        json_t *l = mpjson_string_lossy(lossy[i].in);
+        assert(l != NULL);
+        TEST_STREQ(json_string_value(l), lossy[i].out);
+        json_decref(l);
+    }
+    json_t *l0 = mpjson_string_lossy(NULL);
+    TEST_STREQ(json_string_value(l0), "");
+    json_decref(l0);
     (void)verbose;
     TEST_OK("mpjson");
 }

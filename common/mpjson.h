@@ -38,6 +38,12 @@ void mpjson_dump(struct strbuf *b, const json_t *j);
 /* Append n bytes of s as a JSON string (quoted, escaped). Cannot fail. */
 void mpjson_put_string(struct strbuf *b, const char *s, size_t n);
 
+/* A JSON string of s with every byte that is not part of valid UTF-8
+ * replaced by U+FFFD, so text quoted from a client (a truncated or
+ * malformed name in an error message) can always be put in a reply.
+ * Never NULL; s NULL gives "". */
+json_t *mpjson_string_lossy(const char *s);
+
 /* Selftest: asserts on failure, prints " * mpjson: OK". */
 void mpjson_test(bool verbose);
 

@@ -16,8 +16,11 @@
 json_t *
 rpc_error(const char *code, const char *message, const char *where)
 {
-    return json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message",
-                     message, "where", where ? where : "");
+    /* The message and where often quote the client's input: never let
+     * bytes that are not UTF-8 make the error itself fail. */
+    return json_pack("{s:{s:o, s:o, s:o}}", "error", "code", mpjson_string_lossy(code),
+                     "message", mpjson_string_lossy(message), "where",
+                     mpjson_string_lossy(where));
 }
 
 int
