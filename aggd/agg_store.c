@@ -809,11 +809,26 @@ s_sealed_find(agg_store_t *self, const struct s_series *s, int64_t ts,
     return found;
 }
 
+/* The day t falls in (UTC), for t at least a day inside int64's range
+ * (points are; a range's edges are checked with s_edge_day first). */
 static int64_t
 s_floor_day(int64_t t)
 {
     int64_t d = t / S_NS_DAY * S_NS_DAY;
     return d > t ? d - S_NS_DAY : d;
+}
+
+/* Whether a range's edge cuts a day in two, and that day's start in *d:
+ * not for an open edge, one on a day's start, or one within a day of
+ * int64's ends (a client's start=-9223372036854775807 must not make the
+ * day arithmetic overflow; no point lies there). */
+static bool
+s_edge_day(int64_t edge, int64_t *d)
+{
+    if (edge < INT64_MIN + 2 * S_NS_DAY || edge > INT64_MAX - 2 * S_NS_DAY)
+        return false;
+    *d = s_floor_day(edge);
+    return *d != edge;
 }
 
 /* The rollups of s over [a, b) may no longer equal its raw points. */
@@ -1681,8 +1696,8 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
     int64_t edge[2] = {start, end};
     uint64_t before[2] = {0, 0};
     for (int e = 0; e < 2; e++) {
-        int64_t d = s_floor_day(edge[e]);
-        if (edge[e] == INT64_MIN || edge[e] == INT64_MAX || d == edge[e])
+        int64_t d;
+        if (!s_edge_day(edge[e], &d))
             continue;
         for (size_t i = 0; i < all.n; i++)
             before[e] += all.ts[i] >= d && all.ts[i] < d + S_NS_DAY;
@@ -1701,9 +1716,9 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
                 agg_rollup_drop_tier(s->roll, t, lo, hi);
         }
         for (int e = 0; e < 2; e++) {
-            int64_t d = s_floor_day(edge[e]);
-            if (edge[e] == INT64_MIN || edge[e] == INT64_MAX || d == edge[e] ||
-                (e == 1 && s_floor_day(start) == d))
+            int64_t d, d0;
+            if (!s_edge_day(edge[e], &d) ||
+                (e == 1 && s_edge_day(start, &d0) && d0 == d))
                 continue;
             if (before[e] != agg_rollup_count_at(s->roll, AGG_ROLLUP_DAY, d)) {
                 *partial = true;
@@ -2572,6 +2587,22 @@ s_test_delete(const char *dir)
     for (int64_t a = t0 - day; a < t0 + 3 * day; a += 5555 * s1)
         s_test_summary(st, "d", a, a + 20 * 3600 * s1);
     s_test_summary(st, "d", INT64_MIN, INT64_MAX);
+    /* A range from a day's start to inside it (that day is rebuilt), and
+     * edges a hair inside int64's range (no day arithmetic overflows). */
+    for (int i = 0; i < 2 * 8640; i++)
+        agg_store_put(st, "e", t0 + i * 10 * s1, (i * 7 % 300) / 10.0);
+    assert(agg_store_delete(st, "e", t0 + day, t0 + day + 6 * 3600 * s1, &partial) ==
+               6 * 360 && !partial);
+    s_test_summary(st, "e", t0 + day, t0 + 2 * day);
+    s_test_summary(st, "e", INT64_MIN, INT64_MAX);
+    assert(agg_store_delete(st, "e", INT64_MIN + 1, t0 + 3 * 3600 * s1, &partial) ==
+               3 * 360 && !partial);
+    assert(agg_store_delete(st, "e", t0 + 2 * day - 3600 * s1, INT64_MAX - 1, &partial) ==
+               360 && !partial);
+    s_test_summary(st, "e", INT64_MIN, INT64_MAX);
+    s_test_summary(st, "e", t0, t0 + day);
+    assert(agg_store_delete(st, "e", INT64_MIN, INT64_MAX, &partial) ==
+               2 * 8640 - 10 * 360);
     assert(agg_store_delete(st, "gone", INT64_MIN, INT64_MAX, &partial) == 1);
     assert(agg_store_delete(st, "gone", INT64_MIN, INT64_MAX, &partial) == -1);
     assert(agg_store_select(st, "gone", NULL, 0, INT64_MIN, INT64_MAX, &v) == 0);

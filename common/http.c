@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/mpjson.h"
 #include "common/rpc.h"
+#include "common/strutil.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -56,7 +57,7 @@ struct http_req {
     const char *path;                  /* borrowed from MHD */
     char *body;                        /* request body (owned) */
     size_t len, cap;                   /* body bytes, allocated */
-    bool too_big;                      /* body over body_max */
+    bool too_big;                      /* discard the body: over body_max, or refused before it */
     bool handled;                      /* handler already called */
     bool suspended;                    /* waiting for a late reply */
     struct MHD_Response *resp;         /* reply ready to queue */
@@ -108,6 +109,40 @@ s_queue(http_req_t *req)
     return r;
 }
 
+/* MHD_KeyValueIterator: stop at the first query argument whose name or
+ * value is not UTF-8; *cls gets its name ("query" when the name is the
+ * bad part). */
+static enum MHD_Result
+s_arg_utf8(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
+{
+    const char **bad = cls;
+
+    (void)kind;
+    if (!strutil_utf8_valid(k, strlen(k))) {
+        *bad = "query";
+        return MHD_NO;
+    }
+    if (v && !strutil_utf8_valid(v, strlen(v))) {
+        *bad = k;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Names, keys and tags are UTF-8 (SPEC), and the routes put path
+ * segments and arguments into JSON and msgpack strings: a URL that
+ * decodes to other bytes is refused here, once, with where it was. */
+static const char *
+s_url_not_utf8(struct MHD_Connection *conn, const char *url)
+{
+    const char *bad = NULL;
+
+    if (!strutil_utf8_valid(url, strlen(url)))
+        return "path";
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, s_arg_utf8, &bad);
+    return bad;
+}
+
 static enum MHD_Result
 s_access(void *cls, struct MHD_Connection *conn, const char *url,
          const char *method, const char *version, const char *upload,
@@ -131,6 +166,13 @@ s_access(void *cls, struct MHD_Connection *conn, const char *url,
             req->too_big = true;
             http_req_reply_error(req, 413, "payload_too_large",
                                  "request body over the limit", "body");
+            return s_queue(req);
+        }
+        const char *bad = s_url_not_utf8(conn, url);
+        if (bad != NULL) {
+            req->too_big = true; /* the body, if any, is not read */
+            http_req_reply_error(req, 400, "bad_request",
+                                 "the URL decodes to bytes that are not UTF-8", bad);
             return s_queue(req);
         }
         /* One buffer of the announced size, no regrowth; bodies that

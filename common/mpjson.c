@@ -16,6 +16,10 @@
 static void
 s_pack(msgpack_packer *pk, const json_t *j)
 {
+    if (j == NULL) { /* a json_pack that failed: nil, never a crash */
+        msgpack_pack_nil(pk);
+        return;
+    }
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
         const char *k;
@@ -191,6 +195,10 @@ s_dump(struct strbuf *b, const json_t *j)
 {
     char num[DTOA_ROOM];
 
+    if (j == NULL) { /* as in s_pack */
+        s_put(b, "null", 4);
+        return;
+    }
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
         const char *k;
@@ -330,6 +338,13 @@ mpjson_test(bool verbose)
         assert(mpjson_unpack(data, cut) == NULL);
     free(data);
     json_decref(j);
+    /* NULL (a json_pack that failed) packs and prints as null. */
+    char *nul = mpjson_dumps(NULL);
+    TEST_STREQ(nul, "null");
+    free(nul);
+    mpjson_pack(NULL, &data, &len);
+    assert(len == 1 && (unsigned char)data[0] == 0xc0);
+    free(data);
     /* Deep nesting is refused. */
     char deep[64];
     memset(deep, 0x91, sizeof deep); /* fixarray of 1, nested */

@@ -21,7 +21,8 @@ struct strbuf;
 /* Deepest nesting accepted from the wire. */
 #define MPJSON_DEPTH_MAX 32
 
-/* Pack a jansson value as msgpack; caller owns *data (free()). */
+/* Pack a jansson value as msgpack; caller owns *data (free()). NULL (a
+ * json_pack that failed) packs as nil and prints as null below. */
 void mpjson_pack(const json_t *j, char **data, size_t *len);
 /* Unpack msgpack into a new jansson value (caller decrefs), or NULL when
  * the input is malformed, too deep, or has non-string map keys. Binary

@@ -94,6 +94,17 @@ def test():
                                              "interval": "1h", "aggregation": "p200"},
             400, "aggregation")
         err(p, "POST", "/api/v1/aggregate", "{", 400, "body")
+        # A URL that decodes to bytes that are not UTF-8: refused, named
+        # (apid once crashed packing such a rule name for alertd).
+        err(p, "GET", "/api/rules/%FF%FEcsv", None, 400, "path")
+        err(p, "GET", "/api/v1/stats/x?start=%C3", None, 400, "start")
+        err(p, "GET", "/api/v1/stats/x?%E6%BC=1", None, 400, "query")
+        st, _, b = p.http("POST", "/write?db=%C3", "m value=1", port=p.ingest_port)
+        check(st == 400 and b["error"]["where"] == "db", "ingestd: a db that is not UTF-8: 400")
+        # A range from a hair above int64's lowest nanosecond (aggd once
+        # overflowed working out the day it cuts).
+        st, _, b = p.http("DELETE", "/api/v1/series/mixed?start=-9223372036854&end=1")
+        check(st == 200, "DELETE from start=-9223372036854 ms: %s %s" % (st, b))
         # Garbage on the wire, then a half-open connection.
         s = socket.create_connection(("127.0.0.1", p.api_port))
         s.sendall(b"\x00\x01GARBAGE / HTTP/9\r\n\r\n")

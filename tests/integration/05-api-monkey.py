@@ -112,6 +112,17 @@ def build_ops(doc):
     return ops
 
 
+# Percent-encoded bytes that are not UTF-8 (a lead byte alone, a cut
+# sequence, a surrogate, 0xff), put into the URL as they are.
+RAW = ["%C3", "%E6%BC", "%ED%A0%80", "%FF%FE", "a%C3", "%C0%80", "%00"]
+
+
+def qval(r, val):
+    if r.random() < 0.1:
+        return r.choice(RAW) + quote(str(val)[:20], safe="")
+    return quote(str(val), safe="")
+
+
 def make_request(r, op):
     method, path, params = op
     url = path
@@ -120,10 +131,10 @@ def make_request(r, op):
         name, where = p.get("name", ""), p.get("in")
         val = r.choice(SERIES + GOOD) if r.random() < 0.6 else r.choice(BAD)
         if where == "path":
-            url = url.replace("{%s}" % name, quote(str(val), safe=""))
+            url = url.replace("{%s}" % name, qval(r, val))
         elif where == "query" and r.random() < 0.6:
             name = name.replace("{key}", r.choice(["device", "x", ""]))
-            query.append("%s=%s" % (quote(name), quote(str(val), safe="")))
+            query.append("%s=%s" % (quote(name), qval(r, val)))
     for _ in range(r.randint(0, 2) if r.random() < 0.2 else 0):
         query.append("%s=%s" % (quote(r.choice(BAD + FIELDS)), quote(r.choice(BAD))))
     if query:
@@ -207,7 +218,12 @@ def test():
         statuses, bad, broken = {}, [], []
         deadline = time.time() + SECONDS
         n = 0
-        while n < COUNT and time.time() < deadline:
+        dead = []
+        while n < COUNT and time.time() < deadline and not dead:
+            if n % 50 == 0:  # a daemon that died makes every later ask wait
+                dead = [name for name, proc in p.procs.items() if proc.poll() is not None]
+                if dead:
+                    print("  %s died before request %d" % (", ".join(dead), n))
             req = make_request(r, r.choice(ops))
             st, resp, data = conn.ask(*req)
             n += 1
