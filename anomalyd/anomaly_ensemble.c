@@ -31,6 +31,10 @@
 
 #define S_DAY_NS (86400LL * 1000000000LL)
 #define S_WEEK_NS (7 * S_DAY_NS)
+/* Weight per reading of the series' EWMA mean and variance that the
+ * seasonal members' residuals are compared with (s_season_fits): a
+ * half-life of about 140 readings. */
+#define S_FIT_RATE 0.005
 /* Reference maxima never fall below this (a flat series stays quiet). */
 #define S_REF_FLOOR 1e-3
 
@@ -54,10 +58,13 @@ struct anomaly_ensemble {
     double stat[ANOMALY_ENSEMBLE_N];    /* last raw statistics */
     double ref[ANOMALY_ENSEMBLE_N];     /* decaying max of each statistic */
     uint32_t valid[ANOMALY_ENSEMBLE_N]; /* statistics each member produced */
+    float fit_mean;                     /* the series' EWMA mean ... */
     uint64_t count;                     /* readings learnt */
     uint64_t hold_until;                /* no alarm before this count ... */
     double hold_level;                  /* ... below escalate * this r */
     uint32_t calm;                      /* readings in a row below rearm */
+    float fit_var;                      /* ... and variance (S_FIT_RATE);
+                                           floats in padding, no cost */
     /* Novelty alarm (anomaly_ensemble_alarm). */
     double nq[3];       /* tracked quartiles: 25 %, median, 75 % */
     double nlo, nhi;    /* all-time range */
@@ -103,6 +110,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->weight[ANOMALY_ENSEMBLE_WEEKLY] = 1;
     p->weight[ANOMALY_ENSEMBLE_VOL] = 1;
     p->weight[ANOMALY_ENSEMBLE_RANGE] = 1;
+    p->season_fit = 1;
     p->novel_learn = 50;
     p->novel_eta = 0.005;
     p->novel_floor = 0.01;
@@ -222,6 +230,22 @@ s_sigma_unit(int m)
            m == ANOMALY_ENSEMBLE_WEEKLY;
 }
 
+/* Does seasonal member m (daily or weekly) explain the series better
+ * than its plain mean does? Its residual z's are evidence only then: on
+ * a series without that cycle (bursty counts, CPU) the residuals are
+ * as wide as the series and its z's repeat the other members' at best
+ * (twelfth session, docs/ANOMALY.md). Updates nothing. */
+static bool
+s_season_fits(const anomaly_ensemble_t *self, int m)
+{
+    if (!(self->p.season_fit > 0))
+        return true;
+    const anomaly_seasonal_t *s =
+        m == ANOMALY_ENSEMBLE_SEASONAL ? self->seasonal : self->weekly;
+    return anomaly_seasonal_resid_sd(s) <
+           self->p.season_fit * sqrt(self->fit_var);
+}
+
 /* The novelty alarm for a reading of value v (finite) at self->count,
  * given the ensemble's r before the hold-off: a deviation from the
  * tracked median larger than any the series ever had on the same side,
@@ -325,6 +349,13 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
         return;
     s_members(self, ts, value);
     self->count++;
+    if (self->count == 1) {
+        self->fit_mean = (float)value;
+    } else {
+        double d = value - self->fit_mean, a = S_FIT_RATE;
+        self->fit_mean = (float)(self->fit_mean + a * d);
+        self->fit_var = (float)((1 - a) * (self->fit_var + a * d * d));
+    }
 
     double best = 0;
     int who = -1;
@@ -342,6 +373,10 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
             if (!early && self->valid[m] >= p->member_warm &&
                 (!s_sigma_unit(m) || x >= p->min_sigma))
                 r = x / fmax(self->ref[m], S_REF_FLOOR);
+            if (r > 0 && (m == ANOMALY_ENSEMBLE_SEASONAL ||
+                          m == ANOMALY_ENSEMBLE_WEEKLY) &&
+                !s_season_fits(self, m))
+                r = 0;
             self->ref[m] = fmax(x, self->ref[m] * p->decay);
             if (self->valid[m] < UINT32_MAX)
                 self->valid[m]++;
@@ -559,6 +594,30 @@ s_two_spikes(const struct anomaly_ensemble_params *p, int a, int b,
     anomaly_ensemble_destroy(&e);
 }
 
+/* Readings of seeded Laplace noise (heavy tails, no cycle; 6,000 at 5 minutes, three
+ * weeks) that score above 0.01 with a seasonal member deciding, under
+ * params p. */
+static int
+s_noise_seasonal(const struct anomaly_ensemble_params *p)
+{
+    anomaly_ensemble_t *e = anomaly_ensemble_new_with(ANOMALY_ENSEMBLE_VOTING, p);
+    uint32_t seed = 11;
+    int n = 0;
+    for (int i = 0; i < 6000; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        double u = ((double)(seed >> 8) + 0.5) / (1u << 24);
+        double v = 10 + (u < 0.5 ? log(2 * u) : -log(2 - 2 * u));
+        double s, conf;
+        const char *m;
+        anomaly_ensemble_update(e, (int64_t)i * 300000000000LL, v, &s, &conf,
+                                &m);
+        if (s > 0.01 && (!strcmp(m, "seasonal") || !strcmp(m, "weekly")))
+            n++;
+    }
+    anomaly_ensemble_destroy(&e);
+    return n;
+}
+
 /* Novelty alarms of a wavy series with spikes of height[k] at at[k] (n
  * spikes, at ascending): alarmed[k] says whether spike k alarmed; returns
  * the alarms in all. */
@@ -652,6 +711,18 @@ anomaly_ensemble_test(bool verbose)
     p.calm = 0;
     s_two_spikes(&p, 1200, 1350, &sa, &sb);
     assert(sa >= 0.5 && sb == 0);
+
+    /* The seasonal members vote only while their model explains the
+     * series: on noise without a cycle they decide nothing; without the
+     * rule they do. */
+    anomaly_ensemble_params_default(&p);
+    int nfit = s_noise_seasonal(&p);
+    p.season_fit = 0;
+    int nall = s_noise_seasonal(&p);
+    if (verbose)
+        printf("   noise, seasonal members deciding: %d (without the fit "
+               "rule %d)\n", nfit, nall);
+    assert(nfit == 0 && nall > 0);
 
     /* Shape novelty: a spike of 12 sigma 600 readings after one of 20
      * scores as an anomaly too (their shapes are unlike the noise around

@@ -71,6 +71,12 @@ struct anomaly_ensemble_params {
     double daily_alpha, daily_gamma;   /* daily Holt-Winters weights */
     double weekly_alpha, weekly_gamma; /* weekly Holt-Winters weights */
     unsigned weekly_min_seen; /* weeks a weekly bin needs before voting */
+    /* The seasonal members vote only while their residuals' standard
+     * deviation is below season_fit times the series' own (an EWMA
+     * about an EWMA mean, weight 0.005 per reading): a model that does
+     * not explain the series gives no evidence. 0 = always vote. (A
+     * float: it fills the padding after weekly_min_seen.) */
+    float season_fit;
     double daily_smooth;      /* smoothed-residual weight, daily (0 = off) */
     double weekly_smooth;     /* smoothed-residual weight, weekly (0 = off) */
     double weight[ANOMALY_ENSEMBLE_N]; /* member weights (0 = advisory) */

@@ -172,6 +172,13 @@ anomaly_seasonal_prefetch(const anomaly_seasonal_t *self, int64_t ts)
     __builtin_prefetch(&self->last[b], 1);
 }
 
+double
+anomaly_seasonal_resid_sd(const anomaly_seasonal_t *self)
+{
+    assert(self);
+    return self->nresid >= S_RESID_MIN ? sqrt(self->rvar) : NAN;
+}
+
 size_t
 anomaly_seasonal_state_size(const anomaly_seasonal_t *self)
 {
@@ -209,6 +216,15 @@ anomaly_seasonal_test(bool verbose)
     /* The forecast follows the cycle. */
     double f = anomaly_seasonal_forecast(s, c->ts[72]);
     TEST_NEAR(f, 60, 1.5);
+    /* The residuals of the learnt cycle are far smaller than the
+     * cycle itself (its standard deviation is 21 about the mean). */
+    double rsd = anomaly_seasonal_resid_sd(s);
+    if (verbose)
+        printf("   residual sd %.2f\n", rsd);
+    assert(rsd > 0 && rsd < 5);
+    anomaly_seasonal_t *fresh = anomaly_seasonal_new(day, 288, 0.05, 0.3);
+    assert(isnan(anomaly_seasonal_resid_sd(fresh)));
+    anomaly_seasonal_destroy(&fresh);
     assert(isnan(anomaly_seasonal_update(s, c->ts[0], NAN)));
     assert(anomaly_seasonal_state_size(s) < 16384);
     anomaly_seasonal_destroy(&s);

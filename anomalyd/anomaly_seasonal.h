@@ -44,6 +44,10 @@ void anomaly_seasonal_set_min_seen(anomaly_seasonal_t *self, unsigned n);
 void anomaly_seasonal_set_smoothing(anomaly_seasonal_t *self, double lambda);
 /* The model's forecast for ts (level + season), NAN before learning. */
 double anomaly_seasonal_forecast(const anomaly_seasonal_t *self, int64_t ts);
+/* The standard deviation of the model's residuals (an EWMA, weight
+ * 0.01 per residual), NAN until it is scored: how well the model
+ * explains the series. */
+double anomaly_seasonal_resid_sd(const anomaly_seasonal_t *self);
 /* Bytes of state. */
 size_t anomaly_seasonal_state_size(const anomaly_seasonal_t *self);
 /* Start loading the bin a reading at ts updates (self itself must be
