@@ -10,9 +10,10 @@ Retry-After; every error must be the API's JSON error object (code,
 message, where), or Prometheus's on the Prometheus routes. At the end every daemon is still up, /health
 answers, and each stops cleanly on SIGTERM with no sanitizer report.
 
-Two platforms, one after the other: without auth, and with API keys of
+Three platforms, one after the other: without auth; with API keys of
 two tenants (then requests carry a valid key, the other tenant's as an
-InfluxDB token, broken credentials or none). ingestd's own routes
+InfluxDB token, broken credentials or none); and with two lanes, so
+apid asks both and merges their answers. ingestd's own routes
 (/write with line protocol, /api/v2/write, /api/v1/ingest) are called
 too. The run is seeded (SP_SEED, else random; the seed is printed so a
 failure can be replayed) and bounded: 1,500 requests or 150 s in all,
@@ -264,7 +265,7 @@ def error_ok(method, url, resp, data):
     return None
 
 
-def run(r, p, ops, count, seconds, auth=None):
+def run(r, p, ops, count, seconds, auth=None, lanes=1):
     """count requests (or seconds) of random ops; failures are checked."""
     conns = {p.api_port: Conn(p.api_port), p.ingest_port: Conn(p.ingest_port)}
     statuses, bad, broken, dead = {}, [], [], []
@@ -292,7 +293,7 @@ def run(r, p, ops, count, seconds, auth=None):
             why = error_ok(req[0], req[1], resp, data)
         if why:
             bad.append("%s %s -> %d: %s %s" % (req[0], req[1][:120], st, why, data[:160]))
-    what = "with keys" if auth else "without auth"
+    what = ("with keys" if auth else "without auth") + (", %d lanes" % lanes if lanes > 1 else "")
     print("%s: %d requests in %.0f s, statuses %s" % (
         what, n, time.time() - t0,
         ", ".join("%s: %d" % kv for kv in sorted(statuses.items(), key=str))))
@@ -311,7 +312,7 @@ def run(r, p, ops, count, seconds, auth=None):
     check(st == 200, "%s: /health answers 200 after the run (got %d)" % (what, st))
 
 
-def phase(r, auth):
+def phase(r, auth, lanes=1):
     """One platform, seeded, then the random run; stopped cleanly."""
     extra = {"apid": ["--body-max", "262144"]}
     keys = None
@@ -322,7 +323,7 @@ def phase(r, auth):
         extra = {"apid": ["--body-max", "262144", "--keys", keys.name,
                           "--key-rate", "100000", "--key-burst", "100000"],
                  "ingestd": ["--keys", keys.name]}
-    p = Platform(extra=extra).start()
+    p = Platform(extra=extra, lanes=lanes).start()
     try:
         t0 = int(time.time()) - 3600
         hdr = {"Authorization": "Bearer " + auth[0]} if auth else None
@@ -337,7 +338,7 @@ def phase(r, auth):
         check(len(ops) > 40, "%d operations to call" % len(ops))
         # ingestd's routes as often as a tenth of apid's
         ops += [(p.ingest_port, op) for op in INGEST_OPS] * max(1, len(ops) // 80)
-        run(r, p, ops, COUNT // 2, SECONDS // 2, auth)
+        run(r, p, ops, COUNT // 3, SECONDS // 3, auth, lanes)
     finally:
         p.stop(secrets=list(auth or ()))
         if keys:
@@ -350,6 +351,7 @@ def test():
     r = random.Random(seed)
     phase(r, None)
     phase(r, ("k-" + "%032x" % r.getrandbits(128), "k-" + "%032x" % r.getrandbits(128)))
+    phase(r, None, lanes=2)  # apid merges the lanes' answers
 
 
 if __name__ == "__main__":
