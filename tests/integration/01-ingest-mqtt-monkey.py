@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main, mqtt_len, mqtt_str  # noqa: E402
+from sp import Platform, check, main, mqtt_len, mqtt_str, recv_exact  # noqa: E402
 
 FULL = os.environ.get("SP_FULL") == "1"
 COUNT, SECONDS = (20000, 900) if FULL else (1500, 120)
@@ -85,19 +85,10 @@ class Client:
         body = mqtt_str(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60) + \
             mqtt_str(self.cid.encode())
         self.sock.sendall(bytes([0x10]) + mqtt_len(len(body)) + body)
-        ack = self._read(4)
+        ack = recv_exact(self.sock, 4)
         if ack is None or ack[0] != 0x20 or ack[3] != 0:
             raise OSError("CONNACK %r" % ack)
         self.connects += 1
-
-    def _read(self, n):
-        out = b""
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                return None
-            out += chunk
-        return out
 
     def publish(self, topic, data, qos):
         """'ack', 'sent' (QoS 0) or None (the broker closed the link)."""
@@ -110,7 +101,7 @@ class Client:
                               + var + data)
             if not qos:
                 return "sent"
-            ack = self._read(4)
+            ack = recv_exact(self.sock, 4)
             if ack == bytes([0x40, 2]) + struct.pack("!H", self.pid):
                 return "ack"
         except OSError:

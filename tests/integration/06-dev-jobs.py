@@ -14,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main, mqtt_len, mqtt_str  # noqa: E402
+from sp import Platform, check, main, mqtt_len, mqtt_str, recv_exact  # noqa: E402
 
 N = 1000
 
@@ -47,12 +47,9 @@ class Fleet(threading.Thread):
         self.send(0x30, mqtt_str(topic.encode()) + payload.encode())
 
     def recv_exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
+        buf = recv_exact(self.sock, n)
+        if buf is None:
+            raise EOFError
         return buf
 
     def read_packet(self):

@@ -76,6 +76,17 @@ def mqtt_str(b):
     return struct.pack("!H", len(b)) + b
 
 
+def recv_exact(sock, n):
+    """Exactly n bytes from sock, or None when it ends first."""
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            return None
+        out += chunk
+    return out
+
+
 class Failure(Exception):
     pass
 
