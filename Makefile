@@ -29,7 +29,6 @@ CFLAGS   := -std=gnu11 $(OPT) $(SAN) $(CFLAGS_W) -I. \
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lm -lpthread
 LDFLAGS  := $(SAN)
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
-CFLAGS   += -DSP_VERSION='"$(VERSION)"'
 
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
@@ -53,6 +52,16 @@ TOOLS := $(B)/tap $(B)/sensorpipe-sim $(B)/sensorpipectl $(B)/wsbench
 # A daemon whose main.c has not landed yet is skipped, not an error.
 BINS := $(foreach d,$(DAEMONS),$(if $(wildcard $(d)/main.c),$(B)/$(d)))
 all: $(BINS) $(B)/selftest $(TOOLS) $(B)/sensorpipe_spool.so
+
+# The version is compiled into these objects only, and they are rebuilt
+# when it changes: the stamp is rewritten only when `git describe` says
+# something new (a commit, or the tree turning dirty or clean).
+VERSIONED := $(patsubst %.c,$(B)/obj/%.o,common/daemon.c common/cfg.c apid/api_prom.c apid/apid.c)
+$(VERSIONED): CFLAGS += -DSP_VERSION='"$(VERSION)"'
+$(VERSIONED): $(B)/version.stamp
+$(B)/version.stamp: FORCE
+	@mkdir -p $(B); echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+FORCE:
 
 $(B)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@; ar rcs $@ $^
@@ -213,6 +222,6 @@ fmt-check:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all asan deps run test check test-full eval eval-full bench hdrcheck fmt-check clean fuzz-build install \
+.PHONY: FORCE all asan deps run test check test-full eval eval-full bench hdrcheck fmt-check clean fuzz-build install \
         browser-deps browser-test web-vendor
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
