@@ -122,6 +122,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->shape_gain = 1.8;
     p->shape_gate = 0.4;
     p->shape_z = 4;
+    p->shape_floor = 0.05f;
 }
 
 unsigned
@@ -395,14 +396,18 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
      * magnitude. */
     s_novelty(self, value, best);
     /* Shape novelty: a spike the members find notable (r >= shape_gate,
-     * |z| >= shape_z) but not alarming, because the series once had a far
-     * larger one that still sets their references, scores by how unlike
-     * the recent context its shape is (docs/ANOMALY.md, eleventh
-     * session). The search runs only on such readings. */
+     * |z| >= shape_z, at least shape_floor of the all-time range from
+     * the series' EWMA mean) but not alarming, because the series once
+     * had a far larger one that still sets their references, scores by
+     * how unlike the recent context its shape is (docs/ANOMALY.md,
+     * eleventh and thirteenth sessions). The search runs only on such
+     * readings. */
     if (self->shape) {
         anomaly_shape_push(self->shape, value);
         double z = st[ANOMALY_ENSEMBLE_ZSCORE];
-        if (!early && best >= p->shape_gate && fabs(z) >= p->shape_z) {
+        if (!early && best >= p->shape_gate && fabs(z) >= p->shape_z &&
+            fabs(value - self->fit_mean) >=
+                p->shape_floor * (self->nhi - self->nlo)) {
             double r = p->shape_gain * anomaly_shape_novelty(self->shape);
             if (r > best) {
                 best = r;
@@ -564,6 +569,42 @@ s_aftershock(const struct anomaly_ensemble_params *p, double *in, double *out)
     }
     anomaly_ensemble_destroy(&e);
     anomaly_case_destroy(&c);
+}
+
+/* A series that climbs from 0 to 1,000 during the warm-up and then
+ * stays at 1,000 with noise (sd 1), with a 30-sigma spike at reading
+ * 1,500 and a 12-sigma one at 2,100, scored with params p: the scores
+ * at the two spikes. The climb makes the all-time range about 1,000,
+ * so the second spike is 1 % of it. */
+static void
+s_ramp_aftershock(const struct anomaly_ensemble_params *p, double *first,
+                  double *second)
+{
+    anomaly_ensemble_t *e =
+        anomaly_ensemble_new_with(ANOMALY_ENSEMBLE_VOTING, p);
+    uint32_t seed = 5;
+    *first = *second = 0;
+    for (int i = 0; i <= 2100; i++) {
+        double g = 0;
+        for (int k = 0; k < 12; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            g += (double)(seed >> 8) / (1u << 24);
+        }
+        double v = (i < 700 ? 1000.0 * i / 700 : 1000) + (g - 6);
+        if (i == 1500)
+            v += 30;
+        if (i == 2100)
+            v += 12;
+        double s, conf;
+        const char *m;
+        anomaly_ensemble_update(e, (int64_t)i * 300000000000LL, v, &s, &conf,
+                                &m);
+        if (i == 1500)
+            *first = s;
+        if (i == 2100)
+            *second = s;
+    }
+    anomaly_ensemble_destroy(&e);
 }
 
 /* The largest scores at readings a and b of a wavy series with spikes
@@ -738,6 +779,20 @@ anomaly_ensemble_test(bool verbose)
     if (verbose)
         printf("; without shape: spikes %.3f\n", ain);
     assert(ain < 0.5 && aout < 0.5);
+    /* ... but not when the spike is small for the series: 12 sigma of
+     * noise is 1 % of a range of 1,000, under shape_floor (5 %), so the
+     * shape novelty does not count there (thirteenth session). */
+    double s1, s2;
+    anomaly_ensemble_params_default(&p);
+    s_ramp_aftershock(&p, &s1, &s2);
+    if (verbose)
+        printf("   aftershock after a climb: spikes %.3f %.3f", s1, s2);
+    assert(s1 >= 0.5 && s2 < 0.5);
+    p.shape_floor = 0;
+    s_ramp_aftershock(&p, &s1, &s2);
+    if (verbose)
+        printf("; without the floor %.3f %.3f\n", s1, s2);
+    assert(s1 >= 0.5 && s2 >= 0.5);
 
     /* The novelty alarm: a spike during the warm-up does not alarm (but
      * sets the record); the first spike after it that beats the record

@@ -93,7 +93,14 @@ struct anomaly_ensemble_params {
     size_t shape_history; /* recent windows it is compared with */
     double shape_gain;    /* r = gain x novelty (0 = off) ... */
     double shape_gate;    /* ... when the members' r reaches this ... */
-    double shape_z;       /* ... and the reading's |z| this */
+    /* ... and the reading's |z| this (floats: together they take the
+     * double shape_z took before shape_floor) ... */
+    float shape_z;
+    /* ... and it lies at least this fraction of the series' all-time
+     * range from its EWMA mean (0 = off): the novelty is scale free, so
+     * without a floor a wiggle that is tiny for the series can score
+     * (thirteenth session, docs/ANOMALY.md). */
+    float shape_floor;
 };
 
 typedef struct anomaly_ensemble anomaly_ensemble_t;
