@@ -42,14 +42,23 @@ alert_sink_webhook_sign(const char *key, const char *data, size_t len,
     sodium_bin2hex(hex, 2 * sizeof md + 1, md, sizeof md);
 }
 
+/* The start of the receiver's answer, kept for the error message, which
+ * goes to the log and to the outbox (last_error, served as JSON): any
+ * byte but printable ASCII becomes '?' and line breaks and tabs a space,
+ * so a receiver can neither forge log lines nor store bytes that are not
+ * UTF-8. */
 static size_t
 s_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     struct s_reply *r = arg;
     size_t n = size * nmemb, room = S_REPLY_MAX - r->len;
 
-    memcpy(r->text + r->len, ptr, n < room ? n : room);
-    r->len += n < room ? n : room;
+    for (size_t i = 0; i < n && i < room; i++) {
+        unsigned char b = (unsigned char)ptr[i];
+        r->text[r->len++] = b == '\r' || b == '\n' || b == '\t' ? ' '
+                            : b < 0x20 || b > 0x7e       ? '?'
+                                                         : (char)b;
+    }
     r->text[r->len] = '\0';
     return n;
 }

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import binary, check, free_port, have, main  # noqa: E402
 
 SECRET = "it-s3cret"
+HOSTILE = b"\xff\xfe busy\r\nalertd: error: forged\x1b[31m line"
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -46,9 +47,13 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             Receiver.accepted.setdefault(key, json.loads(body))
         Receiver.attempts.append((key, status, hmac.compare_digest(sig, want),
                                   body))
+        # A refusal's body is hostile: bytes that are not UTF-8, and a
+        # line break before what looks like a log line of alertd's.
+        reply = HOSTILE if status == 500 else b""
         self.send_response(status)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
+        self.wfile.write(reply)
 
     def log_message(self, *a):
         pass
@@ -122,6 +127,13 @@ def test():
     # The receiver answers before alertd records the attempt: kill only
     # once it is recorded, so the count below is exact.
     wait_for(lambda: attempts() == 1, "the failed attempt is recorded")
+    c = sqlite3.connect(db)
+    c.text_factory = bytes
+    err = c.execute("SELECT last_error FROM outbox").fetchone()[0]
+    c.close()
+    check(b"HTTP 500" in err and b"busy" in err and
+          all(0x20 <= ch <= 0x7e for ch in err),
+          "the refusal's body is kept as printable ASCII: %r" % err)
     a.send_signal(signal.SIGKILL)
     a.wait()
     check(a.returncode == -signal.SIGKILL, "alertd killed with -9")
@@ -177,7 +189,11 @@ def test():
           "the history: pending, firing, resolved: %s" % hist)
     for log in logs:
         log.seek(0)
-        text = log.read()
+        text = log.buffer.read().decode("utf-8")  # fails on bytes not UTF-8
+        check(not any(ln.startswith("alertd: error: forged")
+                      for ln in text.splitlines()),
+              "a receiver cannot forge a log line")
+        check("busy" in text, "the refusal is logged")
         check(SECRET not in text, "the secret is never logged")
         for mark in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
             check(mark not in text, "no %s report" % mark)
