@@ -9,6 +9,8 @@
 #define SP_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 enum log_level {
     LOG_LVL_CRIT = 2,
@@ -41,5 +43,15 @@ void fatal(const char *fmt, ...)
 /* Log at crit and exit(1). Startup only. */
 void fatalx(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
+
+/* Copy in to out (outlen > 0 bytes, always terminated) with every byte
+ * that could forge or garble a log line written as \xNN: control bytes
+ * (tab kept), DEL, and bytes that are not part of valid UTF-8. Every log
+ * line goes through it, so text from the network (a topic, a device id, a
+ * receiver's answer) cannot start a line of its own. Returns the length
+ * written (cut at a whole character or escape when out is too small). */
+size_t log_escape(char *out, size_t outlen, const char *in);
+/* Selftest. */
+void log_test(bool verbose);
 
 #endif
