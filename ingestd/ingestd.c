@@ -62,6 +62,7 @@ struct s_waiter {
 /* Send state of one lane. */
 struct s_lanestate {
     uint64_t sent;          /* highest seq handed to aggd */
+    uint64_t sent_max;      /* ... ever in this run (a resend lowers sent) */
     uint64_t confirmed_at;  /* last seq seen confirmed */
     int64_t progress_ns;    /* monotonic time of the last confirm progress */
     int64_t backoff_ns;     /* wait before the next resend */
@@ -108,6 +109,8 @@ struct ingestd {
     uint64_t rejected;               /* readings refused as invalid */
     uint64_t refused;                /* requests refused with 503 */
     struct ratelimit rl_full;        /* complaints about full lanes */
+    uint64_t bad_confirms;           /* confirm messages or items not believed */
+    struct ratelimit rl_confirm;     /* complaints about them */
 };
 
 static zsock_t *
@@ -323,6 +326,8 @@ s_send_one(unsigned lane, uint64_t seq, const void *data, size_t len,
     if (self->ls[lane].sent <= ingest_spool_confirmed(self->spool, lane))
         self->ls[lane].progress_ns = clock_mono_ns();
     self->ls[lane].sent = seq;
+    if (seq > self->ls[lane].sent_max)
+        self->ls[lane].sent_max = seq;
     return true;
 }
 
@@ -572,7 +577,16 @@ s_on_confirm(zloop_t *loop, zsock_t *sock, void *arg)
     ingestd_t *self = arg;
     msg_batch_t *b = NULL;
 
-    if (msg_batch_recv(sock, &b) != MSG_OK || msg_batch_type(b) != MSG_TYPE_CONFIRM) {
+    int rc = msg_batch_recv(sock, &b);
+
+    if (rc != MSG_OK || msg_batch_type(b) != MSG_TYPE_CONFIRM) {
+        if (rc != -1) {
+            self->bad_confirms++;
+            if (ratelimit_complain(&self->rl_confirm))
+                log_warnx("ingestd: dropped a confirmation: %s (%llu so far)",
+                          rc != MSG_OK ? msg_strerror(rc) : "not a confirm batch",
+                          (unsigned long long)self->bad_confirms);
+        }
         msg_batch_destroy(&b);
         return 0;
     }
@@ -582,9 +596,26 @@ s_on_confirm(zloop_t *loop, zsock_t *sock, void *arg)
             c->lane >= (uint32_t)self->conf->lanes)
             continue;
         struct s_lanestate *ls = &self->ls[c->lane];
-        ingest_spool_confirm(self->spool, c->lane, c->seq);
-        if (c->seq > ls->confirmed_at) {
-            ls->confirmed_at = c->seq;
+        uint64_t seq = c->seq;
+        /* No aggd can confirm a batch not sent yet: such a seq (anything
+         * may connect to this PULL) would drop spooled batches before
+         * they go out, and no later confirmation of the real seqs below
+         * it would count. It covers at most what was sent. After a
+         * restart the batches the last run sent are sent again first,
+         * and aggd's next confirmation covers them. */
+        if (seq > ls->sent_max) {
+            self->bad_confirms++;
+            if (ratelimit_complain(&self->rl_confirm))
+                log_warnx("ingestd: lane %u: confirmation of seq %llu past the "
+                          "last batch sent (%llu): taken as that one (%llu so far)",
+                          c->lane, (unsigned long long)seq,
+                          (unsigned long long)ls->sent_max,
+                          (unsigned long long)self->bad_confirms);
+            seq = ls->sent_max;
+        }
+        ingest_spool_confirm(self->spool, c->lane, seq);
+        if (seq > ls->confirmed_at) {
+            ls->confirmed_at = seq;
             ls->progress_ns = clock_mono_ns();
             ls->backoff_ns = self->conf->resend;
         }
@@ -825,6 +856,8 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         json_object_set_new(reply, "spool_unreadable", json_integer(
             (json_int_t)ingest_spool_unreadable(self->spool)));
         json_object_set_new(reply, "rate_limited", json_integer((json_int_t)self->limited));
+        json_object_set_new(reply, "bad_confirms",
+                            json_integer((json_int_t)self->bad_confirms));
         json_object_set_new(reply, "over_quota", json_integer((json_int_t)self->over_quota));
         json_object_set_new(reply, "over_series_quota",
                             json_integer((json_int_t)self->over_series));
@@ -1292,6 +1325,25 @@ ingestd_test(bool verbose)
     zsock_set_rcvtimeo(d->confirm, 2000);
     s_on_confirm(d->loop, d->confirm, d);
     assert(ingest_spool_records(d->spool) == 0);
+    /* A confirmation past what was sent (a stray peer on the PULL) covers
+     * at most what was sent: the next batch, spooled and sent, is still
+     * kept until its own confirmation, which then counts. */
+    assert(s_ingest(d, INGEST_FORM_RECORD, body, strlen(body), NULL,
+                    SERIES_TENANT_DEFAULT, &reply, &wait) == 200);
+    json_decref(reply);
+    msg_batch_reset(cb);
+    msg_batch_add_confirm(cb, "ingestd.t", 0, UINT64_MAX);
+    msg_batch_send(cb, conf_push, 0);
+    s_on_confirm(d->loop, d->confirm, d);
+    assert(ingest_spool_records(d->spool) == 1 && d->bad_confirms == 1);
+    s_test_commit(d);
+    assert(msg_batch_recv(pull, &b) == MSG_OK && msg_batch_env(b)->seq == 2);
+    msg_batch_destroy(&b);
+    msg_batch_reset(cb);
+    msg_batch_add_confirm(cb, "ingestd.t", 0, 2);
+    msg_batch_send(cb, conf_push, 0);
+    s_on_confirm(d->loop, d->confirm, d);
+    assert(ingest_spool_records(d->spool) == 0 && d->bad_confirms == 1);
     /* Unconfirmed past the spool limit: 503, never dropped silently. */
     int status = 200;
     for (int i = 0; i < 100 && status == 200; i++) {
