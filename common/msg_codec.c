@@ -197,6 +197,13 @@ s_keyis(const msgpack_object *k, const char *name)
            memcmp(k->via.str.ptr, name, n) == 0;
 }
 
+/* A timestamp a batch may carry (schema.h MSG_TS_MAX). */
+static bool
+s_ts_ok(int64_t ts)
+{
+    return ts >= 0 && ts <= MSG_TS_MAX;
+}
+
 /* A forecast item: [key, ts, step, [value...], [lower...], [upper...]],
  * the three arrays of one length in [2, MSG_FORECAST_POINTS], finite. */
 static int
@@ -217,7 +224,8 @@ s_decode_forecast(msg_batch_t *b, const msgpack_object *it)
             return MSG_ETYPE;
     n = f[3].via.array.size;
     if (kl == 0 || step <= 0 || n < 2 || n > MSG_FORECAST_POINTS ||
-        f[4].via.array.size != n || f[5].via.array.size != n)
+        f[4].via.array.size != n || f[5].via.array.size != n ||
+        !s_ts_ok(ts) || step > (MSG_TS_MAX - ts) / (int64_t)(n - 1))
         return MSG_EFIELD;
     for (int a = 0; a < 3; a++)
         for (uint32_t j = 0; j < n; j++) {
@@ -270,7 +278,7 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
         } else {
             return MSG_ETYPE;
         }
-        if (!isfinite(d[0]))
+        if (!isfinite(d[0]) || !s_ts_ok(ts))
             return MSG_EFIELD;
         msg_batch_add_point(b, series, ts, d[0]);
         return MSG_OK;
@@ -284,6 +292,8 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
             !s_strobj(&f[5], &s[1], &sl[1]) ||
             (it->via.array.size > 6 && f[6].type != MSGPACK_OBJECT_BOOLEAN))
             return MSG_ETYPE;
+        if (!s_ts_ok(ts))
+            return MSG_EFIELD;
         {
             uint32_t k = msg__str(b, s[0], sl[0]);
             uint32_t m = msg__str(b, s[1], sl[1]);
@@ -305,6 +315,8 @@ s_decode_item(msg_batch_t *b, const msgpack_object *it, const uint32_t *wire,
                 return MSG_ETYPE;
         if (!s_int(&f[4], &ts) || !s_num(&f[5], &d[0]))
             return MSG_ETYPE;
+        if (!s_ts_ok(ts))
+            return MSG_EFIELD;
         {
             uint32_t o[4];
             for (int i = 0; i < 4; i++)
@@ -357,12 +369,13 @@ s_decode_points(msg_batch_t *b, const msgpack_object *points,
     for (size_t i = 0; i < n; i++, p += MSG_POINT_BYTES, r++) {
         uint32_t series = (uint32_t)le_get(p, 4);
         double v = le_get_double(p + 12);
-        if (series >= nwire || !isfinite(v))
+        uint64_t ts = le_get(p + 4, 8);
+        if (series >= nwire || !isfinite(v) || ts > (uint64_t)MSG_TS_MAX)
             return MSG_EFIELD;
         series = wire ? wire[series] : series;
         r->key_off = b->series_off[series];
         r->series = series;
-        r->ts = (int64_t)le_get(p + 4, 8);
+        r->ts = (int64_t)ts;
         r->value = v;
     }
     b->n += n;
@@ -857,15 +870,21 @@ msg_codec_test(bool verbose)
         assert(d == NULL);
         msgpack_sbuffer_destroy(&sb);
     }
-    /* Version 2 "points": exact round trip of a negative ts; an index
-     * past the table, a NaN or a bin not of whole readings is refused. */
-    assert(s_test_points(MSG_POINT_BYTES, 0, -1234567, 22.25, &d) == MSG_OK);
-    assert(msg_batch_size(d) == 1 && msg_batch_reading(d, 0)->ts == -1234567);
+    /* Version 2 "points": exact round trip of the largest ts; an index
+     * past the table, a NaN, a ts before the epoch or past MSG_TS_MAX
+     * (aggd's day arithmetic overflowed on INT64_MAX) or a bin not of
+     * whole readings is refused. */
+    assert(s_test_points(MSG_POINT_BYTES, 0, MSG_TS_MAX, 22.25, &d) == MSG_OK);
+    assert(msg_batch_size(d) == 1 && msg_batch_reading(d, 0)->ts == MSG_TS_MAX);
     assert(msg_batch_reading(d, 0)->value == 22.25);
     TEST_STREQ(msg_batch_series_key(d, msg_batch_reading(d, 0)->series), "a");
     msg_batch_destroy(&d);
     assert(s_test_points(MSG_POINT_BYTES, 1, 1, 1.0, &d) == MSG_EFIELD);
     assert(s_test_points(MSG_POINT_BYTES, 0, 1, NAN, &d) == MSG_EFIELD);
+    assert(s_test_points(MSG_POINT_BYTES, 0, -1, 1.0, &d) == MSG_EFIELD);
+    assert(s_test_points(MSG_POINT_BYTES, 0, INT64_MIN, 1.0, &d) == MSG_EFIELD);
+    assert(s_test_points(MSG_POINT_BYTES, 0, MSG_TS_MAX + 1, 1.0, &d) == MSG_EFIELD);
+    assert(s_test_points(MSG_POINT_BYTES, 0, INT64_MAX, 1.0, &d) == MSG_EFIELD);
     assert(s_test_points(MSG_POINT_BYTES + 1, 0, 1, 1.0, &d) == MSG_ETYPE);
     assert(s_test_points(MSG_POINT_BYTES - 1, 0, 1, 1.0, &d) == MSG_ETYPE);
     assert(s_test_points(0, 0, 1, 1.0, &d) == MSG_OK && msg_batch_size(d) == 0);
@@ -954,7 +973,7 @@ msg_codec_test(bool verbose)
         free(data);
         msg_batch_destroy(&d);
         msg_batch_destroy(&b);
-        for (int bad = 0; bad < 3; bad++) {
+        for (int bad = 0; bad < 5; bad++) {
             msgpack_sbuffer sb;
             msgpack_packer pk;
             msgpack_sbuffer_init(&sb);
@@ -962,7 +981,8 @@ msg_codec_test(bool verbose)
             s_test_head(&pk, MSG_TYPE_FORECASTS, 1);
             msgpack_pack_array(&pk, 6);
             s_pack_str(&pk, "k");
-            msgpack_pack_int64(&pk, 1);
+            /* 3: the last point past MSG_TS_MAX; 4: before the epoch */
+            msgpack_pack_int64(&pk, bad == 3 ? MSG_TS_MAX - 30 : bad == 4 ? -1 : 1);
             msgpack_pack_int64(&pk, bad == 0 ? 0 : 60);
             for (int a = 0; a < 3; a++) {
                 unsigned m = bad == 1 && a == 2 ? 3 : 2;

@@ -38,6 +38,14 @@ enum msg_type {
     MSG_TYPE_MAX
 };
 
+/* The timestamps a batch may carry (readings, anomalies, alerts, every
+ * point of a forecast): from the epoch to MSG_TS_MAX, four years short
+ * of where int64 nanoseconds end (2262), so the daemons add days,
+ * windows and horizons to them without overflow. ingestd accepts
+ * nothing outside (before 1970, or more than a year ahead); a decoder
+ * refuses a batch holding one (MSG_EFIELD), whoever sent it. */
+#define MSG_TS_MAX (INT64_MAX - 4LL * 366 * 86400 * 1000000000LL)
+
 /* The envelope every batch carries (DESIGN.md "Messages"). */
 struct msg_envelope {
     int type;             /* enum msg_type */
