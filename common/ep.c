@@ -32,6 +32,12 @@ ep_expand(char *buf, size_t len, const char *tmpl, unsigned lane)
     return n < 0 || (size_t)n >= len ? NULL : buf;
 }
 
+void
+ep_limit(zsock_t *s)
+{
+    zsock_set_maxmsgsize(s, (int)EP_MSG_MAX);
+}
+
 zsock_t *
 ep_socket(int type, const char *tmpl, const char *rundir, const char *daemon,
           const char *what, unsigned lane, bool bind, int64_t hwm)
@@ -49,6 +55,8 @@ ep_socket(int type, const char *tmpl, const char *rundir, const char *daemon,
     zsock_set_sndhwm(s, (int)hwm);
     zsock_set_rcvhwm(s, (int)hwm);
     zsock_set_linger(s, 1000);
+    if (bind)
+        ep_limit(s);
     if ((bind ? zsock_bind(s, "%s", ep) : zsock_connect(s, "%s", ep)) == -1) {
         log_warn("%s: cannot %s %s", daemon, bind ? "bind" : "connect", ep);
         zsock_destroy(&s);
@@ -75,6 +83,9 @@ ep_test(bool verbose)
     zsock_t *sb = ep_socket(ZMQ_PUSH, "inproc://ep_test.2", "", "t", "in", 0,
                            false, 10);
     assert(sa && sb);
+    /* A bound socket refuses what no daemon sends: a peer's frame that
+     * declares 2^63 bytes must not become libzmq's malloc. */
+    assert(zsock_maxmsgsize(sa) == EP_MSG_MAX && zsock_maxmsgsize(sb) == -1);
     zstr_send(sb, "x");
     char *got = zstr_recv(sa);
     TEST_STREQ(got, "x");

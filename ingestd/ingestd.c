@@ -188,6 +188,7 @@ ingestd_new(const struct ingestd_conf *conf)
             self->ls[i].backoff_ns = conf->resend;
         }
         self->confirm = zsock_new(ZMQ_PULL);
+        ep_limit(self->confirm);
         if (zsock_bind(self->confirm, "%s", c) == -1) {
             log_warn("ingestd: cannot bind %s", c);
             goto fail;
@@ -199,6 +200,7 @@ ingestd_new(const struct ingestd_conf *conf)
                                      : ep_default(t, sizeof t, conf->rundir,
                                                   "ingestd", "query");
         self->router = zsock_new(ZMQ_ROUTER);
+        ep_limit(self->router);
         if (zsock_bind(self->router, "%s", q) == -1) {
             log_warn("ingestd: cannot bind %s", q);
             goto fail;
