@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import Failure, Platform, check, main, wait_for  # noqa: E402
 
 FULL = os.environ.get("SP_FULL") == "1"
+VERBOSE = os.environ.get("SP_VERBOSE") == "1"  # samples of the replies
 COUNT, SECONDS = (30000, 120) if FULL else (1500, 8)
 I64_MIN, I64_MAX, U64_MAX = -2 ** 63, 2 ** 63 - 1, 2 ** 64 - 1
 
@@ -318,7 +319,87 @@ def frames_for_pull(r, now_ns, ingest_id, want_type=None):
         [r.randbytes(4)] * r.randint(0, 40)
 
 
+def plausible_query(r, daemon, now_ns):
+    """A query the daemon could answer (junk and good series, odd
+    ranges, intervals, windows, zones, percentiles), one field spoilt now
+    and then."""
+    def ts():
+        return r.choice([now_ns, now_ns - 86400 * 10 ** 9, 0, -1, I64_MIN, I64_MAX,
+                         now_ns - r.randrange(10 ** 15), 1704067200 * 10 ** 9, 2 ** 62])
+    series = r.choice(["junk*", "junk_%d" % r.randrange(20), "zmgood*", "*", "zmdirect_1",
+                       "temperature{device=junk}", "junk{", "nothing"])
+    op = r.choice(OPS[daemon])
+    m = {"op": op, "series": series}
+    if r.random() < 0.7:
+        m["start"], m["end"] = ts(), ts()
+        if r.random() < 0.8:
+            m["start"], m["end"] = sorted((m["start"], m["end"]))
+    if daemon == "aggd":
+        m.update(r.choice([
+            {"percentiles": r.choice([[50, 99], [0, 100], [101], [-1], [50.5], [], list(range(200))]),
+             "exact": r.choice([True, False]), "rollups": r.choice([True, False]),
+             "parts": r.choice([True, False])},
+            {"interval": r.choice(["5min", "1s", "1h", "1d", "1ns", "0s", "-1m", "99999d", "1w", "1mo"]),
+             "aggregation": r.choice(["mean", "p99", "p0", "p100", "p101", "count", "sum", "std",
+                                      "first", "last", "min", "max", "bogus", "p"]),
+             "tz": r.choice(["Europe/Berlin", "UTC", "Mars/Olympus", "", "Pacific/Kiritimati", None]),
+             "window": r.choice(["1h", "0s", "-5m", "1d", None, "1ns"]),
+             "text": r.choice([True, False]), "rollups": r.choice([True, False]),
+             "parts": r.choice([True, False]), "exact": r.choice([True, False])},
+            {"limit": r.choice([0, -1, 1, 10 ** 9, I64_MAX]), "ns": r.choice([True, False]),
+             "tags": r.choice([{"a": "b"}, {"tenant": ""}, {"": ""}, {"a": 1}, []])},
+            {"max": r.choice([0, 1, -1, 10 ** 9, U64_MAX])},
+        ]))
+        if op in ("delete", "backup"):
+            m["op"] = "points"
+    elif daemon == "anomalyd":
+        m.update({"threshold": r.choice([0.5, 0, -1, 1e308, float("nan"), float("inf")]),
+                  "min_score": r.choice([0, 0.5, 1, 2, -1]), "method": r.choice([
+                      "zscore", "ensemble", "mad", "bogus", ""]), "alarm": r.choice([True, False]),
+                  "limit": r.choice([0, -1, 1, 10 ** 9]),
+                  "horizon": r.choice([3600 * 10 ** 9, 1, 0, -1, I64_MAX, 10 ** 15]),
+                  "points": r.choice([0, 1, 2, 25, 26, 10 ** 6, -1])})
+    elif daemon == "alertd":
+        m.update({"id": r.choice([1, 0, -1, I64_MAX, "1", None]), "by": "monkey",
+                  "rule": r.choice(["*", "r1", "", "x" * 500]), "scope": r.choice(["*", "junk*"]),
+                  "duration": r.choice(["2h", "0s", "-1h", "99999999d", "x"]),
+                  "name": r.choice(["r1", "zm-%d" % r.randrange(5), "", "\u00e9"]),
+                  "all": r.choice([True, False]), "limit": r.choice([0, -1, 10, 10 ** 9]),
+                  "tenant": r.choice(["default", "acme", ""])})
+        if op in ("rule_create", "rule_update", "rule_check"):
+            m["rule"] = {"name": m["name"], "condition": r.choice([
+                "junk_1 > 30", "avg(junk_2, 5m) < 1", "anomaly(junk_3) > 0.9", "junk_1 > 30 for 5m",
+                "junk_4 > device.max_temp", "((((", "rate(junk_1[1ns]) > 0", "junk_1 > 1e400"]),
+                "severity": r.choice(["info", "warning", "critical", "nope"]),
+                "actions": r.choice([[], [{"type": "log"}], [{"type": "webhook", "url": "http://127.0.0.1:9/x"}],
+                                     [{"type": "exec", "command": "/bin/false"}], "x"])}
+        if op == "devices":
+            m["devices"] = [{"id": "junk-dev-%d" % i, "metadata": r.choice([
+                {"max_temp": 30}, {"max_temp": float("nan")}, {}, [], None, {"x": "y" * 1000}])}
+                for i in range(r.choice([0, 1, 5, 200]))]
+            m["removed"] = r.choice([[], ["junk-dev-1"], [1], None])
+            m["full"] = False  # a full push would forget apid's devices: trusted, not tested
+    else:
+        m.update({"form": r.choice(["lines", "write", "ingest", "record"]),
+                  "precision": r.choice(["ns", "ms", "s", "h", "x", None]),
+                  "tenant": r.choice([None, "default", "acme", "", "a b", "\u00e9"]),
+                  "body": r.choice(["junk value=1", "junk,a=b value=2 %d" % now_ns,
+                                    '{"data":[{"name":"junk_9","value":1}]}',
+                                    '{"sensor_id":"junk_8","datapoints":[{"value":2}]}', "", "x"])})
+    if r.random() < 0.3:
+        k = r.choice(list(m))
+        m[k] = rand_obj(r, 3)
+        if k == "series" and m["op"] == "delete":
+            m["series"] = "junk_1"
+    return m
+
+
 def query_map(r, daemon):
+    if r.random() < 0.6:
+        try:
+            return plausible_query(r, daemon, int(time.time() * 1e9))
+        except (OverflowError, ValueError):
+            pass
     m = {}
     if r.random() < 0.9:
         m["op"] = r.choice(OPS[daemon] + ["", "nope", "x" * 1000]) if r.random() < 0.9 else rand_obj(r, 4)
@@ -370,7 +451,8 @@ class Monkey:
         self.ctx = zmq.Context.instance()
         self.sent = {}
         self.eagain = 0
-        self.socks = []
+        self.replies = {}
+        self.bad_replies = []
         self.ingest_id = "ingestd.0"
 
     def ep(self, name):
@@ -404,15 +486,33 @@ class Monkey:
             self.eagain += 1
             return False
 
-    def drain(self, s):
+    def drain(self, s, daemon=None):
+        """Read what came back; a query's reply (daemon set) must end in
+        a msgpack map with an HTTP status, not a 5xx but 503."""
         n = 0
         try:
             while n < 1000:
-                s.recv_multipart(flags=zmq.NOBLOCK)
+                frames = s.recv_multipart(flags=zmq.NOBLOCK)
                 n += 1
+                if daemon:
+                    self.reply(daemon, frames)
         except zmq.ZMQError:
             pass
         return n
+
+    def reply(self, daemon, frames):
+        try:
+            m = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False)
+            st = m.get("status") if isinstance(m, dict) else None
+        except Exception as e:  # noqa: BLE001 (any decoding error is the finding)
+            st, m = None, repr(e)
+        key = "%s %s" % (daemon, st)
+        self.replies[key] = self.replies.get(key, 0) + 1
+        if VERBOSE and self.replies[key] <= 3:
+            print("  reply %s: %s" % (key, str(m)[:300]))
+        if not isinstance(st, int) or (st >= 500 and st != 503) or \
+                not ("body" in m or "json" in m):
+            self.bad_replies.append("%s: %r" % (daemon, str(m)[:300]))
 
     def prelude(self, now_ns):
         """The messages that broke a daemon once, whatever the seed:
@@ -534,8 +634,8 @@ class Monkey:
                     frames = [b"peer"] + frames
                 self.send(s, frames)
             if r.random() < 0.5:
-                time.sleep(0.02)
-                self.drain(s)
+                time.sleep(0.05)
+                self.drain(s, daemon)
             s.close()
             what += " %s" % {zmq.DEALER: "dealer", zmq.REQ: "req", zmq.ROUTER: "router"}[kind]
         else:  # pub / xpub
@@ -584,7 +684,16 @@ def test():
     seed = int(os.environ.get("SP_SEED") or random.randrange(1 << 32))
     print("seed %d (SP_SEED=%d replays this run)" % (seed, seed))
     r = random.Random(seed)
-    p = Platform().start()
+    p = Platform()
+    # alertd with a database (the stored-alert ops) and rules over the
+    # junk series, so hostile readings and anomalies are evaluated too
+    rules = os.path.join(p.dir, "alertd.rules")
+    with open(rules, "w") as f:
+        f.write("junk_hot: junk_1 > 50 for 1m severity critical\n"
+                "junk_avg: avg(junk_2, 5m) > 40 severity warning\n"
+                "junk_anom: anomaly(junk_3) > 0.5 severity info\n")
+    p.extra = {"alertd": ["--db", os.path.join(p.dir, "alertd.db"), "--rules", rules]}
+    p.start()
     try:
         run(p, r, seed)
     finally:
@@ -657,7 +766,12 @@ def run(p, r, seed):
           % (n, elapsed, len(good), len(direct), m.eagain))
     for what in sorted(m.sent):
         print("  %-40s %d" % (what, m.sent[what]))
+    print("replies: %s" % ", ".join("%s: %d" % kv for kv in sorted(m.replies.items())))
+    for line in m.bad_replies[:10]:
+        print("  bad reply " + line)
     check(n >= min(COUNT, 300), "at least 300 acts (%d)" % n)
+    check(not m.bad_replies, "every reply to a query is a map with a status, "
+          "no 5xx but 503 (%d not)" % len(m.bad_replies))
     for name, proc in p.procs.items():
         check(proc.poll() is None, "%s still running after the monkey" % name)
 
