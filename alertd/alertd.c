@@ -1042,6 +1042,7 @@ alertd_run(alertd_t *self)
     self->out = msg_batch_new(MSG_TYPE_ALERTS);
     zloop_reader(self->loop, self->pull, s_on_pull, self);
     zloop_reader(self->loop, self->router, s_on_query, self);
+    ep_watch_pub(self->loop, self->pub);
     zloop_timer(self->loop, ALERTD_TICK_MS, 0, s_on_tick, self);
     alert_engine_stats(self->engine, &st);
     snprintf(summary, sizeof summary, "lane=%lld rules=%zu in=%s",

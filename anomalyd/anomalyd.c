@@ -666,6 +666,7 @@ anomalyd_run(anomalyd_t *self)
     }
     outq_start(self->out);
     zloop_reader(self->loop, self->router, s_on_query, self);
+    ep_watch_pub(self->loop, self->pub);
     snprintf(summary, sizeof summary, "lane=%lld method=%s in=%s",
              (long long)self->conf->lane, self->conf->method,
              zsock_endpoint(self->pull));

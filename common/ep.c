@@ -35,7 +35,26 @@ ep_expand(char *buf, size_t len, const char *tmpl, unsigned lane)
 void
 ep_limit(zsock_t *s)
 {
-    zsock_set_maxmsgsize(s, (int)EP_MSG_MAX);
+    int type = zsock_type(s);
+
+    zsock_set_maxmsgsize(s, type == ZMQ_PUB || type == ZMQ_XPUB ? EP_SUB_MAX
+                                                                : (int)EP_MSG_MAX);
+}
+
+static int
+s_never(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    zmsg_t *m = zmsg_recv(sock); /* not on a PUB; drop what comes */
+    zmsg_destroy(&m);
+    return 0;
+}
+
+int
+ep_watch_pub(zloop_t *loop, zsock_t *pub)
+{
+    return zloop_reader(loop, pub, s_never, NULL);
 }
 
 zsock_t *
@@ -86,6 +105,10 @@ ep_test(bool verbose)
     /* A bound socket refuses what no daemon sends: a peer's frame that
      * declares 2^63 bytes must not become libzmq's malloc. */
     assert(zsock_maxmsgsize(sa) == EP_MSG_MAX && zsock_maxmsgsize(sb) == -1);
+    zsock_t *pub = ep_socket(ZMQ_PUB, "inproc://ep_test.pub", "", "t", "pub",
+                             0, true, 10);
+    assert(pub && zsock_maxmsgsize(pub) == EP_SUB_MAX);
+    zsock_destroy(&pub);
     zstr_send(sb, "x");
     char *got = zstr_recv(sa);
     TEST_STREQ(got, "x");

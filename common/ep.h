@@ -33,6 +33,12 @@
  * a batch of a 32 MiB request's readings with its keys, is about
  * 120 MB; a larger one drops the peer's connection. */
 #define EP_MSG_MAX (1LL << 30)
+/* ... and on a bound PUB or XPUB, where only (un)subscriptions arrive:
+ * a topic is a type name ("readings"), so a longer prefix never matches.
+ * libzmq keeps subscriptions in a trie of one node a byte; a few hundred
+ * peers subscribing 70,000 bytes each kept anomalyd's PUB sends and its
+ * zmq_ctx_term busy for minutes (the daemon did not stop on SIGTERM). */
+#define EP_SUB_MAX 64
 
 /* Default template for "<daemon>.<what>" under rundir, e.g.
  * ep_default(buf, len, "./var/run", "aggd", "in") gives
@@ -52,9 +58,20 @@ zsock_t *ep_socket(int type, const char *tmpl, const char *rundir,
                    const char *daemon, const char *what, unsigned lane,
                    bool bind, int64_t hwm);
 
-/* Apply the limits of a bound socket (EP_MSG_MAX) to s, which the
- * caller binds itself. ep_socket does this for what it binds. */
+/* Apply the limits of a bound socket (EP_MSG_MAX, EP_SUB_MAX for a PUB
+ * or XPUB) to s, which the caller binds itself. ep_socket does this for
+ * what it binds. */
 void ep_limit(zsock_t *s);
+
+/* Keep a bound PUB's subscriptions current: register it with loop, so
+ * every turn lets libzmq apply the (un)subscriptions and departures of
+ * its peers as they come (a PUB is never readable; the handler never
+ * runs). Unwatched, they pile up until the next send or zmq_ctx_term,
+ * which then removes each departed peer from the whole subscription
+ * trie: quadratic in the peers, 85 s for 800 peers of one 255-byte
+ * subscription each in an ASan anomalyd (tests/integration/11-zmq-monkey.py).
+ * Returns zloop_reader's result. */
+int ep_watch_pub(zloop_t *loop, zsock_t *pub);
 
 /* Selftest: asserts on failure, prints " * ep: OK". */
 void ep_test(bool verbose);
