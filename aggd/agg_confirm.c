@@ -81,6 +81,8 @@ agg_confirm_accept(agg_confirm_t *self, const char *producer, uint32_t lane,
 
     s_key(key, sizeof key, producer, lane);
     if ((e = zhashx_lookup(self->map, key)) == NULL) {
+        if (zhashx_size(self->map) >= AGG_CONFIRM_MAX)
+            return AGG_CONFIRM_FULL;
         s_put(self, producer, lane, seq);
         return AGG_CONFIRM_NEXT;
     }
@@ -167,6 +169,16 @@ agg_confirm_test(bool verbose)
     assert(agg_confirm_seq(copy, "ingestd.1", 0) == 2);
     msg_batch_destroy(&b);
     agg_confirm_destroy(&copy);
+    /* A full table refuses new producers, not the ones it holds. */
+    for (int i = 0; agg_confirm_size(t) < AGG_CONFIRM_MAX; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "made.up.%d", i);
+        assert(agg_confirm_accept(t, p, 0, 1) == AGG_CONFIRM_NEXT);
+    }
+    assert(agg_confirm_accept(t, "one.more", 0, 1) == AGG_CONFIRM_FULL);
+    assert(agg_confirm_accept(t, "ingestd.0", 1, 1) == AGG_CONFIRM_FULL);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 9) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_size(t) == AGG_CONFIRM_MAX);
     agg_confirm_destroy(&t);
     assert(t == NULL);
     (void)verbose;

@@ -100,6 +100,7 @@ struct aggd {
     uint64_t confirm_seq;         /* confirm batches sent */
     uint64_t dup_batches;         /* resent batches skipped */
     uint64_t gap_batches;         /* batches applied after a seq gap */
+    uint64_t full_batches;        /* of new producers, the table full */
     uint64_t replayed;            /* batches replayed from the WAL */
     uint64_t group_commits;       /* fsyncs finished */
     uint64_t ckpt_wal;            /* WAL position of the last checkpoint */
@@ -128,6 +129,7 @@ struct aggd {
     uint64_t queries;             /* queries answered */
     struct ratelimit rl_bad;      /* complaints about bad batches */
     struct ratelimit rl_gap;      /* complaints about seq gaps */
+    struct ratelimit rl_full;     /* complaints about a full producer table */
     msg_batch_t *spare;           /* the next batch is decoded into it */
     size_t *run_at;               /* s_apply: start of each series' run */
     size_t run_nat;               /* entries allocated in run_at */
@@ -339,6 +341,13 @@ s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
         break;
     case AGG_CONFIRM_NEXT:
         break;
+    case AGG_CONFIRM_FULL:
+        self->full_batches++;
+        if (ratelimit_complain(&self->rl_full))
+            log_warnx("aggd: dropped a batch of producer=%s lane=%u: %d producers "
+                      "known already (%llu so far)", e->producer, e->lane,
+                      AGG_CONFIRM_MAX, (unsigned long long)self->full_batches);
+        return NULL;
     }
     s_apply(self, b);
     self->spare = NULL;
@@ -1081,6 +1090,9 @@ s_status(aggd_t *self)
 
     json_object_set_new(j, "resent_batches", json_integer((json_int_t)self->dup_batches));
     json_object_set_new(j, "gap_batches", json_integer((json_int_t)self->gap_batches));
+    json_object_set_new(j, "producers", json_integer((json_int_t)agg_confirm_size(self->applied)));
+    json_object_set_new(j, "producers_full_batches",
+                        json_integer((json_int_t)self->full_batches));
     json_object_set_new(j, "replayed_batches", json_integer((json_int_t)self->replayed));
     json_object_set_new(j, "live_subscriptions", json_integer((json_int_t)self->pub_subs));
     json_object_set_new(j, "live_batches", json_integer((json_int_t)self->pub_batches));

@@ -532,6 +532,15 @@ class Monkey:
             for f in (reads, fc, an):
                 self.send(s, [b"readings", f])
             s.close()
+        # More made-up producers than aggd keeps confirmation entries for
+        # (AGG_CONFIRM_MAX, 1,024): the table, copied at every commit and
+        # sent in every confirmation, stops growing.
+        s = self.sock(zmq.PUSH, self.ep("aggd.0.in"))
+        s.setsockopt(zmq.SNDTIMEO, 5000)
+        for i in range(1100):
+            s.send_multipart([b"readings", pk(dict(env, type=1, producer="made.up.%d" % i, keys=[
+                "junk_made_up"], points=points([(0, now_ns - i, 1.0)])))])
+        s.close()
         s = self.sock(zmq.PUSH, self.ep("ingestd.confirm"))
         self.send(s, [b"confirm", pk(dict(env, type=4, items=[[self.ingest_id, 0, U64_MAX]]))])
         s.close()
@@ -790,12 +799,30 @@ def run(p, r, seed):
     log_sizes = {n: len(p.log(n).splitlines()) for n in p.logs}
 
     m = Monkey(p, r)
-    m.prelude(int(time.time() * 1e9))
     push = m.ctx.socket(zmq.PUSH)  # one producer of valid batches, in seq order
     push.setsockopt(zmq.LINGER, 2000)
     push.connect(m.ep("aggd.0.in"))
-    dseq = 0
+    dseq = [0]
     producer = "zmonkey.%d" % (seed % 1000)
+
+    def send_direct():
+        dseq[0] += 1
+        keys = ["zmdirect_%d" % i for i in range(3)]
+        pts = []
+        for _ in range(r.randint(1, 30)):
+            counter[0] += 1
+            pts.append((r.randrange(3), (t0_ms + counter[0]) * 1000000, counter[0] + 0.5))
+        frame = pk({"type": 1, "v": 2, "producer": producer, "lane": 0, "seq": dseq[0],
+                    "ts": int(time.time() * 1e9), "keys": keys, "points": points(pts)})
+        push.send_multipart([b"readings", frame])  # blocks on a full queue
+        for s, t, v in pts:
+            direct[(keys[s], iso(t // 1000000))] = v
+
+    # The producer is known to aggd before the prelude fills its table of
+    # producers: a new one after that is refused (PROTOCOL.md).
+    send_direct()
+    wait_for(lambda: len(export(p, "zmdirect*")[1]) == len(direct), "the first direct batch is applied")
+    m.prelude(int(time.time() * 1e9))
     t_start = time.time()
     n = 0
     statuses = {}
@@ -806,17 +833,7 @@ def run(p, r, seed):
             st = write_good(r.randint(1, 20))
             statuses[st] = statuses.get(st, 0) + 1
         elif k < 0.09:
-            dseq += 1
-            keys = ["zmdirect_%d" % i for i in range(3)]
-            pts = []
-            for _ in range(r.randint(1, 30)):
-                counter[0] += 1
-                pts.append((r.randrange(3), (t0_ms + counter[0]) * 1000000, counter[0] + 0.5))
-            frame = pk({"type": 1, "v": 2, "producer": producer, "lane": 0, "seq": dseq,
-                        "ts": now_ns, "keys": keys, "points": points(pts)})
-            push.send_multipart([b"readings", frame])  # blocks on a full queue
-            for s, t, v in pts:
-                direct[(keys[s], iso(t // 1000000))] = v
+            send_direct()
         else:
             m.one(now_ns)
         n += 1
@@ -857,10 +874,13 @@ def run(p, r, seed):
         s = wait_for(drained, "ingestd's spool drains (aggd confirmed every batch)", timeout=30)
     finally:
         print("ingestd's status:", last[0])
+    check(s["aggd"].get("producers", 0) <= 1024 and s["aggd"].get("producers_full_batches", 0) > 0,
+          "aggd keeps at most 1,024 producers' confirmations (%s, %s batches of more refused)"
+          % (s["aggd"].get("producers"), s["aggd"].get("producers_full_batches")))
     print("counters: aggd %s; anomalyd %s; alertd %s; ingestd %s" % tuple(
         {k: v for k, v in s[d].items() if k in (
             "bad_batches", "gap_batches", "batches_in", "readings_in", "duplicates",
-            "queries", "series", "bad_confirms")}
+            "queries", "series", "bad_confirms", "producers", "producers_full_batches")}
         for d in ("aggd", "anomalyd", "alertd", "ingestd")))
 
     # Every acknowledged reading once, with its value; the same for the
