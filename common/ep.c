@@ -37,8 +37,8 @@ ep_limit(zsock_t *s)
 {
     int type = zsock_type(s);
 
-    zsock_set_maxmsgsize(s, type == ZMQ_PUB || type == ZMQ_XPUB ? EP_SUB_MAX
-                                                                : (int)EP_MSG_MAX);
+    zsock_set_maxmsgsize(
+        s, type == ZMQ_PUB || type == ZMQ_XPUB ? EP_SUB_MAX : (int)EP_MSG_MAX);
 }
 
 static int
@@ -105,8 +105,8 @@ ep_test(bool verbose)
     /* A bound socket refuses what no daemon sends: a peer's frame that
      * declares 2^63 bytes must not become libzmq's malloc. */
     assert(zsock_maxmsgsize(sa) == EP_MSG_MAX && zsock_maxmsgsize(sb) == -1);
-    zsock_t *pub = ep_socket(ZMQ_PUB, "inproc://ep_test.pub", "", "t", "pub",
-                             0, true, 10);
+    zsock_t *pub =
+        ep_socket(ZMQ_PUB, "inproc://ep_test.pub", "", "t", "pub", 0, true, 10);
     assert(pub && zsock_maxmsgsize(pub) == EP_SUB_MAX);
     zsock_destroy(&pub);
     zstr_send(sb, "x");

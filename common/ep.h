@@ -52,8 +52,9 @@ char *ep_expand(char *buf, size_t len, const char *tmpl, unsigned lane);
 
 /* A socket of type on the endpoint template tmpl ("" = the default for
  * daemon and what under rundir) with {lane} expanded, bound (with
- * ep_limit) or connected, with queue limit hwm and a 1 s linger. Returns NULL (logged with the
- * daemon's name) when the name is too long or bind/connect fails. */
+ * ep_limit) or connected, with queue limit hwm and a 1 s linger. Returns NULL
+ * (logged with the daemon's name) when the name is too long or bind/connect
+ * fails. */
 zsock_t *ep_socket(int type, const char *tmpl, const char *rundir,
                    const char *daemon, const char *what, unsigned lane,
                    bool bind, int64_t hwm);
