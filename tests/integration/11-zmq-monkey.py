@@ -545,6 +545,7 @@ class Monkey:
         # sent in every confirmation, stops growing.
         s = self.sock(zmq.PUSH, self.ep("aggd.0.in"))
         s.setsockopt(zmq.SNDTIMEO, 5000)
+        s.setsockopt(zmq.LINGER, 30000)  # every one delivered, aggd busy or not
         for i in range(1100):
             s.send_multipart([b"readings", pk(dict(env, type=1, producer="made.up.%d" % i, keys=[
                 "junk_made_up"], points=points([(0, now_ns - i, 1.0)])))])
