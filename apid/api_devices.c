@@ -965,19 +965,21 @@ s_batch(struct api_devices *self, http_req_t *req)
         if (page == NULL || off + S_LIST_MAX >= total)
             break;
     }
-    job = dev_jobs_create(self->jobs, tenant, op, params ? params : meta,
-                          filter ? filter : meta, ids, now, now + timeout);
+    /* Without "params" the job and its command carry {} (not the
+     * filter's metadata; and json_pack's "O" refuses NULL, which left
+     * cmd NULL and crashed apid in json_dumps). */
+    params = params ? json_incref(params) : json_object();
+    job = dev_jobs_create(self->jobs, tenant, op, params, filter ? filter : meta, ids, now,
+                          now + timeout);
     json_decref(meta);
     if (job == NULL) {
+        json_decref(params);
         json_decref(ids);
         json_decref(in);
         http_req_reply_error(req, 500, "internal", "job not stored", "batch");
         return;
     }
-    cmd = json_pack("{s:s, s:s, s:O}", "jobId", job, "operation", op, "params",
-                    params ? params : json_object_get(in, "params"));
-    if (json_object_get(cmd, "params") == NULL)
-        json_object_set_new(cmd, "params", json_object());
+    cmd = json_pack("{s:s, s:s, s:o}", "jobId", job, "operation", op, "params", params);
     json_array_foreach(ids, i, d)
         s_command(self, tenant, json_string_value(d), op, cmd);
     log_info("jobs: %s %s over %zu device(s) of %s", job, op, json_array_size(ids), tenant);

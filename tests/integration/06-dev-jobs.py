@@ -185,6 +185,22 @@ def test():
         time.sleep(0.5)
         check(all(m[-1]["operation"] == "cancel" for k, m in fleet.commands.items()
                   if k >= "dev-%04d" % N), "devices got the cancel command")
+        # A batch body without params (apid crashed on it): the job and
+        # its command carry {}, not the filter's metadata.
+        st, _, d = p.http("POST", "/api/devices/batch",
+                          {"operation": "ping", "filter": {"location": "warehouse-b"}})
+        check(st == 202 and d["total"] == 20 and d["params"] == {},
+              "a batch without params -> 202 over 20 devices, params {} (got %s %s)" % (st, d))
+        ping = d["jobId"]
+        deadline = time.time() + 10
+        while time.time() < deadline and fleet.commands.get("dev-%04d" % N, [{}])[-1].get(
+                "jobId") != ping:
+            time.sleep(0.1)
+        cmd = fleet.commands["dev-%04d" % N][-1]
+        check(cmd == {"jobId": ping, "operation": "ping", "params": {}},
+              "its command carries params {} (got %s)" % cmd)
+        st, _, j = p.http("POST", "/api/jobs/%s/cancel" % ping)
+        check(st == 200, "the job without params cancelled")
         # Shadow: a desired change reaches the device as a delta; its
         # report clears it; an offline device's delta stays.
         want = {"led": "on", "cfg": {"rate": 5}}
