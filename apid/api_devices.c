@@ -271,6 +271,23 @@ s_issue(struct api_devices *self, http_req_t *req, const char *id, json_t *out)
 
 /* --- routes ---------------------------------------------------------------- */
 
+/* Would id's MQTT user be a service account of passwd.static? Replies 409
+ * when it would (the broker would give the device that account). */
+static bool
+s_reserved(struct api_devices *self, http_req_t *req, const char *id)
+{
+    char user[2 * DEV_NAME_MAX + 2], msg[2 * DEV_NAME_MAX + 80];
+
+    if (self->mqtt_dir == NULL)
+        return false;
+    dev_creds_user(api_auth_tenant(req), id, user, sizeof user);
+    if (!dev_creds_reserved(self->mqtt_dir, user))
+        return false;
+    snprintf(msg, sizeof msg, "MQTT user %s is a service account of the broker", user);
+    http_req_reply_error(req, 409, "conflict", msg, "deviceId");
+    return true;
+}
+
 /* Would registering id take the caller's tenant past its devices quota
  * (--quotas, else --tenant-devices; devices not decommissioned)? Replies
  * 403 quota_exceeded when it would. */
@@ -322,7 +339,7 @@ s_register(struct api_devices *self, http_req_t *req)
                              "deviceId");
         return;
     }
-    if (s_over_quota(self, req, id)) {
+    if (s_reserved(self, req, id) || s_over_quota(self, req, id)) {
         json_decref(in);
         return;
     }
@@ -620,6 +637,8 @@ s_credentials(struct api_devices *self, http_req_t *req, const char *id)
                              "apid runs without --mqtt-auth", "credentials");
         return;
     }
+    if (s_reserved(self, req, id))
+        return;
     out = json_pack("{s:s}", "deviceId", id);
     if (s_issue(self, req, id, out)) {
         json_decref(out);

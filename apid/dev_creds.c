@@ -141,9 +141,45 @@ dev_creds_prefix(const char *tenant, const char *id, char *buf, size_t len)
     return buf;
 }
 
+/* The users of dir/passwd.static ("user:hash" lines), as the keys of a
+ * JSON object. */
+static json_t *
+s_static_users(const char *dir)
+{
+    char *path = xasprintf("%s/passwd.static", dir), *line = NULL, *colon;
+    FILE *in = fopen(path, "r");
+    json_t *set = json_object();
+    size_t cap = 0;
+
+    free(path);
+    if (in == NULL)
+        return set;
+    while (getline(&line, &cap, in) != -1) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '#' || (colon = strchr(line, ':')) == NULL)
+            continue;
+        *colon = '\0';
+        json_object_set_new(set, line, json_true());
+    }
+    free(line);
+    fclose(in);
+    return set;
+}
+
+bool
+dev_creds_reserved(const char *dir, const char *user)
+{
+    json_t *set = s_static_users(dir);
+    bool taken = json_object_get(set, user) != NULL;
+
+    json_decref(set);
+    return taken;
+}
+
 struct s_out {
-    FILE *pw;  /* passwd being written */
-    FILE *acl; /* acl being written */
+    FILE *pw;       /* passwd being written */
+    FILE *acl;      /* acl being written */
+    json_t *statics; /* users of passwd.static */
 };
 
 static void
@@ -153,6 +189,13 @@ s_emit(void *arg, const char *user, const char *hash, const char *tenant,
     struct s_out *o = arg;
     char prefix[256];
 
+    /* mosquitto keeps the last line of a user: a device named like a
+     * service account would take it over (its ACL, its password). */
+    if (json_object_get(o->statics, user)) {
+        log_warnx("dev_creds: device %s/%s is left out of the broker's files: "
+                  "%s is a user of passwd.static", tenant, id, user);
+        return;
+    }
     dev_creds_prefix(tenant, id, prefix, sizeof prefix);
     fprintf(o->pw, "%s:%s\n", user, hash);
     fprintf(o->acl, "\nuser %s\ntopic write %s/#\ntopic read %s/commands/#\n"
@@ -212,7 +255,7 @@ s_commit(FILE *fp, const char *dir, const char *name)
 int
 dev_creds_write(dev_store_t *store, const char *dir)
 {
-    struct s_out o = {s_open_tmp(dir, "passwd"), s_open_tmp(dir, "acl")};
+    struct s_out o = {s_open_tmp(dir, "passwd"), s_open_tmp(dir, "acl"), NULL};
     int rc;
 
     if (o.pw == NULL || o.acl == NULL) {
@@ -225,7 +268,9 @@ dev_creds_write(dev_store_t *store, const char *dir)
     s_copy_static(o.pw, dir, "passwd");
     s_copy_static(o.acl, dir, "acl");
     fprintf(o.acl, "# written by apid from the device registry\n");
+    o.statics = s_static_users(dir);
     rc = dev_store_creds(store, s_emit, &o);
+    json_decref(o.statics);
     if (s_commit(o.pw, dir, "passwd"))
         rc = -1;
     if (s_commit(o.acl, dir, "acl"))
@@ -290,6 +335,58 @@ dev_creds_test(bool verbose)
     TEST_STREQ(dev_creds_user("acme", "s1", buf, sizeof buf), "s1@acme");
     TEST_STREQ(dev_creds_prefix("acme", "s1", buf, sizeof buf),
                "tenants/acme/devices/s1");
+    {
+        char dir[] = "/tmp/dev_creds.XXXXXX", *path;
+        FILE *fp;
+
+        assert(mkdtemp(dir));
+        assert(!dev_creds_reserved(dir, "svc")); /* no passwd.static */
+        path = xasprintf("%s/passwd.static", dir);
+        assert((fp = fopen(path, "w")));
+        fputs("# services\nsvc:$7$101$x$y\r\ningest@acme:$7$101$x$y\nnocolon\n", fp);
+        fclose(fp);
+        assert(dev_creds_reserved(dir, "svc"));
+        assert(dev_creds_reserved(dir, "ingest@acme"));
+        assert(!dev_creds_reserved(dir, "sv"));
+        assert(!dev_creds_reserved(dir, "svc2"));
+        assert(!dev_creds_reserved(dir, "nocolon"));
+        assert(!dev_creds_reserved(dir, "# services"));
+        {
+            /* A device "svc" registered before apid refused the name is
+             * left out of the files the broker reads. */
+            dev_store_t *st = dev_store_new(":memory:");
+            json_t *evs = json_loads("[{\"type\":\"provisioned\",\"data\":"
+                                     "{\"deviceId\":\"svc\",\"type\":\"t\"}}]", 0, NULL);
+            json_t *evs2 = json_loads("[{\"type\":\"provisioned\",\"data\":"
+                                      "{\"deviceId\":\"s1\",\"type\":\"t\"}}]", 0, NULL);
+            const char *why;
+            char *text = xasprintf("%s/passwd", dir), got[256] = "";
+            size_t n;
+
+            assert(dev_store_append(st, "default", "svc", evs, 0, NULL, &why) == DEV_STORE_OK);
+            assert(dev_store_append(st, "default", "s1", evs2, 0, NULL, &why) == DEV_STORE_OK);
+            json_decref(evs2);
+            assert(dev_store_set_cred(st, "default", "svc", "svc", "$7$1$dev$dev") == 0);
+            assert(dev_store_set_cred(st, "default", "s1", "s1", "$7$1$s1$s1") == 0);
+            assert(dev_creds_write(st, dir) == 0);
+            assert((fp = fopen(text, "r")));
+            n = fread(got, 1, sizeof got - 1, fp);
+            got[n] = '\0';
+            fclose(fp);
+            assert(strstr(got, "svc:$7$101$x$y") && !strstr(got, "$dev$") &&
+                   strstr(got, "s1:$7$1$s1$s1"));
+            unlink(text);
+            free(text);
+            text = xasprintf("%s/acl", dir);
+            unlink(text);
+            free(text);
+            json_decref(evs);
+            dev_store_destroy(&st);
+        }
+        unlink(path);
+        free(path);
+        rmdir(dir);
+    }
     assert(dev_creds_reload("") == 0);
     (void)verbose;
     TEST_OK("dev_creds");

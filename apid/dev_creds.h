@@ -39,7 +39,12 @@ bool dev_creds_verify(const char *password, const char *hash);
 char *dev_creds_user(const char *tenant, const char *id, char *buf, size_t len);
 /* The topic prefix a device owns into buf; returns buf. */
 char *dev_creds_prefix(const char *tenant, const char *id, char *buf, size_t len);
-/* Rewrite dir/passwd and dir/acl from the store (atomic rename each).
+/* Is user a user of dir/passwd.static (a service account)? A device
+ * must not get that name: mosquitto keeps a user's last line, so the
+ * device's password and ACL would replace the account's. */
+bool dev_creds_reserved(const char *dir, const char *user);
+/* Rewrite dir/passwd and dir/acl from the store (atomic rename each); a
+ * device whose user is in dir/passwd.static is left out (logged).
  * 0 or -1 (logged). */
 int dev_creds_write(dev_store_t *store, const char *dir);
 /* SIGHUP the broker whose pid is in pidfile ("" = none). 0 or -1

@@ -139,6 +139,16 @@ def test():
         check(pub(b, "nobody", creds["sensor-001"], "devices/nobody/telemetry",
                   "x") != 0, "an unknown user is refused")
 
+        # A device named like a service account of passwd.static would
+        # take it over: mosquitto keeps a user's last line.
+        st, _, d = p.http("POST", "/api/devices/register", {"deviceId": "svc", "type": "t"})
+        if isinstance(d, dict) and "credentials" in d:
+            secrets_seen.append(d["credentials"]["password"])
+        check(st == 409 and "credentials" not in d,
+              "a device named like the service account svc -> 409 (got %s)" % st)
+        check(open(os.path.join(mq, "passwd")).read().count("\nsvc:") +
+              open(os.path.join(mq, "passwd")).read().startswith("svc:") == 1,
+              "the passwd file has svc once")
         s = sub_start(b, "svc", svc_pw, "devices/#",
                       ("sensor-001", creds["sensor-001"], "devices/sensor-001/telemetry"))
         pub(b, "sensor-001", creds["sensor-001"], "devices/sensor-001/telemetry",
