@@ -480,7 +480,7 @@ def make_plausible(hook_port):
                                         {"location": "a"}, {"online": "true"}, {"tag": "x"}]),
                     "params": {"version": r.choice(["2.1.0", "", "x" * 300])},
                     "timeoutSeconds": r.choice([0.5, 2, 30, 0.01, 1e9])}
-            for k in list(body):  # any field may be left out
+            for k in list(body)[1:]:  # any field but the operation may be left out
                 if r.random() < 0.15:
                     del body[k]
             return body
@@ -496,7 +496,9 @@ def request(r, op, auth, ids, jobs):
     """make_request, with path ids drawn from the devices and jobs that exist
     most of the time."""
     method, path, params = op
-    if "{deviceId}" in path and r.random() < 0.7:
+    # Decommissioning a known device is rarer, so the fleet's devices live on.
+    if "{deviceId}" in path and r.random() < (0.05 if (method, path) == (
+            "DELETE", "/api/devices/{deviceId}") else 0.7):
         path = path.replace("{deviceId}", quote(r.choice(ids), safe=""))
     if "{jobId}" in path and jobs and r.random() < 0.7:
         path = path.replace("{jobId}", quote(r.choice(sorted(jobs)), safe=""))
@@ -504,7 +506,14 @@ def request(r, op, auth, ids, jobs):
         path = path.replace("{name}", "r%d" % r.randint(0, 9))
     if "{sensor}" in path and r.random() < 0.5:
         path = path.replace("{sensor}", "temperature")
-    return monkey.make_request(r, (method, path, params), auth)
+    req = monkey.make_request(r, (method, path, params), auth)
+    if path == "/api/devices/register" and r.random() < 0.2:
+        # apid's service account on the broker is svc@acme, the user a
+        # device "svc" of tenant acme would get (auth variant).
+        hdr = dict(req[3], **{"Authorization": "Bearer " + auth[0]} if auth else {})
+        hdr["Content-Type"] = "application/json"
+        req = (req[0], req[1], b'{"deviceId": "svc", "type": "t"}', hdr)
+    return req
 
 
 def run(r, p, ops, fleet, what, auth, creds, jobs, ids, secrets):
@@ -534,6 +543,8 @@ def run(r, p, ops, fleet, what, auth, creds, jobs, ids, secrets):
         path = req[1].split("?")[0]
         if path == "/api/devices/batch" and req[0] == "POST":
             batch[st] = batch.get(st, 0) + 1
+        if st == 409 and b"service account" in data:
+            batch["409 service account"] = batch.get("409 service account", 0) + 1
         why = None
         if st >= 500 and st != 501 and not (st == 503 and resp.getheader("Retry-After")):
             why = "status %d" % st
@@ -556,7 +567,7 @@ def run(r, p, ops, fleet, what, auth, creds, jobs, ids, secrets):
     print("%s: %d requests in %.0f s, statuses %s" % (
         what, n, time.time() - t0,
         ", ".join("%s: %d" % kv for kv in sorted(statuses.items(), key=str))))
-    print("%s: batch statuses %s; fleet sent %d messages, heard %d commands, %d deltas, "
+    print("%s: batch statuses (and refused service-account names) %s; fleet sent %d messages, heard %d commands, %d deltas, "
           "%d alerts; device connections %s; %d fleet reconnects" % (
               what, batch, fleet.sent, len(fleet.commands), fleet.deltas, len(fleet.alerts),
               fleet.dev_conns, len(fleet.errors)))
@@ -640,17 +651,18 @@ def still_works(p, what, seed, hdr, dev_port, tenant):
 
 def start_auth_broker(p, mq_dir, svc_pw):
     """mosquitto with a service listener (anonymous: ingestd, alertd, the
-    fleet) and a devices' listener (passwd and acl that apid writes)."""
+    fleet) and a devices' listener (passwd and acl that apid writes), where
+    apid is svc@acme, of passwd.static."""
     import base64
     import hashlib
     import secrets as pysecrets
     salt = pysecrets.token_bytes(12)
     dk = hashlib.pbkdf2_hmac("sha512", svc_pw.encode(), salt, 101)
     with open(os.path.join(mq_dir, "passwd.static"), "w") as f:
-        f.write("svc:$7$101$%s$%s\n" % (base64.b64encode(salt).decode(),
+        f.write("svc@acme:$7$101$%s$%s\n" % (base64.b64encode(salt).decode(),
                                         base64.b64encode(dk).decode()))
     with open(os.path.join(mq_dir, "acl.static"), "w") as f:
-        f.write("user svc\ntopic readwrite #\n")
+        f.write("user svc@acme\ntopic readwrite #\n")
     for n in ("passwd", "acl"):
         with open(os.path.join(mq_dir, n), "w") as f:
             f.write(open(os.path.join(mq_dir, n + ".static")).read())
@@ -705,7 +717,7 @@ def phase(r, seed, auth_variant, hook_port):
         tenant = "acme"
         secrets += [svc_pw, auth[0], auth[1]]
         apid_mqtt = ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(dev_port),
-                     "--mqtt-user", "svc", "--mqtt-password", svc_pw,
+                     "--mqtt-user", "svc@acme", "--mqtt-password", svc_pw,
                      "--mqtt-auth", mq_dir, "--mqtt-pidfile", pidfile,
                      "--keys", keys.name, "--key-rate", "100000", "--key-burst", "100000"]
     else:
