@@ -19,6 +19,11 @@
 
 /* Largest device id, tag, group or tenant name in bytes. */
 #define DEV_NAME_MAX 64
+/* Levels a device's state may nest (metadata, sensors, ...): SQLite's JSON
+ * functions, which the registry's lists and filters run over every state
+ * of a tenant, refuse a document deeper than their limit (2000 in 3.40,
+ * 1000 from 3.45), and one such device failed every list of its tenant. */
+#define DEV_STATE_DEPTH_MAX 64
 
 /* Event kinds, as stored and shown. */
 #define DEV_EV_PROVISIONED "provisioned"

@@ -261,6 +261,32 @@ s_get(dev_store_t *self, const char *tenant, const char *id, int64_t *seq)
     return state;
 }
 
+/* How deep j nests (a scalar is 0), counted up to limit + 1. */
+static int
+s_depth(const json_t *j, int limit)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    int d = 0, c;
+
+    if (limit < 0)
+        return 1;
+    if (json_is_object(j)) {
+        json_object_foreach((json_t *)j, k, v)
+            if ((c = s_depth(v, limit - 1)) > d)
+                d = c;
+        return d + 1;
+    }
+    if (json_is_array(j)) {
+        json_array_foreach(j, i, v)
+            if ((c = s_depth(v, limit - 1)) > d)
+                d = c;
+        return d + 1;
+    }
+    return 0;
+}
+
 static char *
 s_dump(const json_t *j)
 {
@@ -316,6 +342,11 @@ dev_store_append(dev_store_t *self, const char *tenant, const char *id,
         free(text);
         if (s_step_done(self, st))
             goto done;
+    }
+    if (state && s_depth(state, DEV_STATE_DEPTH_MAX) > DEV_STATE_DEPTH_MAX) {
+        *why = "the device's state may nest at most 64 levels";
+        rc = DEV_STORE_EINVALID;
+        goto done;
     }
     if (state) {
         sqlite3_stmt *st = s_st(self, ST_UPSERT);
@@ -636,6 +667,22 @@ dev_store_test(bool verbose)
               t0 + 3, DEV_STORE_OK);
     s_append1(s, "acme", "sensor-001", DEV_EV_FIRMWARE, "{\"version\":3}",
               t0 + 4, DEV_STORE_EINVALID);
+
+    {
+        /* A state nesting deeper than DEV_STATE_DEPTH_MAX is refused (it
+         * would fail SQLite's JSON functions, so every list of acme). */
+        char deep[1024] = "{\"deviceId\":\"deep\",\"type\":\"t\",\"metadata\":";
+        size_t n = strlen(deep);
+        for (int i = 0; i < 70; i++)
+            n += (size_t)snprintf(deep + n, sizeof deep - n, "{\"a\":");
+        n += (size_t)snprintf(deep + n, sizeof deep - n, "1");
+        for (int i = 0; i < 71; i++)
+            n += (size_t)snprintf(deep + n, sizeof deep - n, "}");
+        s_append1(s, "acme", "deep", DEV_EV_PROVISIONED, deep, t0, DEV_STORE_EINVALID);
+        json_t *j = json_pack("{s:[{}]}", "a");
+        assert(s_depth(j, 64) == 3 && s_depth(j, 1) == 3);
+        json_decref(j);
+    }
 
     /* A failed append left nothing behind: the log has 4 events. */
     ev = dev_store_events(s, "acme", "sensor-001", 0, 100);
