@@ -507,6 +507,20 @@ def request(r, op, auth, ids, jobs):
     if "{sensor}" in path and r.random() < 0.5:
         path = path.replace("{sensor}", "temperature")
     req = monkey.make_request(r, (method, path, params), auth)
+    if req[2] is not None and r.random() < 0.08:
+        # JSON nested deeper than anything rand_json makes (and than
+        # Python's json can write): around apid's 64 levels of a device
+        # state and SQLite's 2,000, and past jansson's 2,048.
+        n = r.choice([30, 63, 64, 70, 1000, 1990, 2040, 2100])
+        nest = '{"a":' * n + '1' + '}' * n
+        body = {"/api/devices/register": '{"deviceId":"deep-%d","type":"t","metadata":%%s}' % n,
+                "/api/devices/{deviceId}": '{"metadata":%s}',
+                "/api/devices/{deviceId}/shadow": '{"desired":%s}',
+                "/api/devices/{deviceId}/sensors": '{"name":"t","type":"temperature","x":%s}',
+                "/api/devices/batch": '{"operation":"reboot","params":%s}',
+                "/api/rules": '{"name":"deep","condition":"temperature > 30","x":%s}'}.get(op[1])
+        if body:
+            req = (req[0], req[1], (body % nest).encode(), req[3])
     if path == "/api/devices/register" and r.random() < 0.2:
         # apid's service account on the broker is svc@acme, the user a
         # device "svc" of tenant acme would get (auth variant).
