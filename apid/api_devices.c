@@ -13,6 +13,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/quota.h"
+#include "common/ratelimit.h"
 #include "common/rpc.h"
 #include "common/strutil.h"
 #include "common/test.h"
@@ -45,6 +46,7 @@ struct api_devices {
     int64_t heartbeat_ns;  /* heartbeats recorded at most this often */
     int64_t next_stale;    /* wall ns of the next look for silent devices */
     quota_t *quota;        /* --quotas: devices per tenant */
+    struct ratelimit rl_shadow; /* complaints about refused shadow reports */
 };
 
 static void s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len);
@@ -654,7 +656,7 @@ s_credentials(struct api_devices *self, http_req_t *req, const char *id)
 static void
 s_shadow(struct api_devices *self, http_req_t *req, const char *id)
 {
-    const char *tenant = api_auth_tenant(req);
+    const char *tenant = api_auth_tenant(req), *why;
     json_t *in, *sh, *desired, *delta;
 
     if (!strcmp(http_req_method(req), "GET")) {
@@ -679,9 +681,12 @@ s_shadow(struct api_devices *self, http_req_t *req, const char *id)
         return;
     }
     if ((sh = dev_shadow_patch(self->store, tenant, id, "desired", desired,
-                               clock_now_ns())) == NULL) {
+                               clock_now_ns(), &why)) == NULL) {
         json_decref(in);
-        s_not_found(req, id);
+        if (why)
+            http_req_reply_error(req, 413, "payload_too_large", why, "desired");
+        else
+            s_not_found(req, id);
         return;
     }
     delta = json_object_get(sh, "delta");
@@ -845,7 +850,9 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
     if (!strcmp(f[k + 2], "shadow") && !strcmp(f[k + 3], "reported")) {
         json_t *st = json_object_get(in, "state") ? json_object_get(in, "state") : in;
         json_t *sh = dev_shadow_patch(self->store, tenant, f[k + 1], "reported", st,
-                                      clock_now_ns());
+                                      clock_now_ns(), &why);
+        if (sh == NULL && why && ratelimit_complain(&self->rl_shadow))
+            log_warnx("devices: %s/%s: shadow report refused: %s", tenant, f[k + 1], why);
         json_decref(sh);
         json_decref(in);
         return;

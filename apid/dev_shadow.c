@@ -109,7 +109,7 @@ dev_shadow_get(dev_store_t *store, const char *tenant, const char *id)
 
 json_t *
 dev_shadow_patch(dev_store_t *store, const char *tenant, const char *id,
-                 const char *side, json_t *patch, int64_t now)
+                 const char *side, json_t *patch, int64_t now, const char **why)
 {
     sqlite3 *db = dev_store_db(store);
     json_t *dev = dev_store_get(store, tenant, id), *sh;
@@ -118,6 +118,7 @@ dev_shadow_patch(dev_store_t *store, const char *tenant, const char *id,
     char *d, *r;
     int rc;
 
+    *why = NULL;
     if (dev == NULL || !json_is_object(patch) ||
         !strcmp(json_string_value(json_object_get(dev, "status")), "decommissioned")) {
         json_decref(dev);
@@ -131,6 +132,13 @@ dev_shadow_patch(dev_store_t *store, const char *tenant, const char *id,
         json_integer_value(json_object_get(json_object_get(sh, "version"), vkey)) + 1));
     d = json_dumps(json_object_get(sh, "desired"), JSON_COMPACT | JSON_SORT_KEYS);
     r = json_dumps(json_object_get(sh, "reported"), JSON_COMPACT | JSON_SORT_KEYS);
+    if (d == NULL || r == NULL || strlen(vkey[0] == 'd' ? d : r) > DEV_SHADOW_SIDE_MAX) {
+        *why = "the shadow's side would be larger than 65536 bytes";
+        free(d);
+        free(r);
+        json_decref(sh);
+        return NULL;
+    }
     rc = sqlite3_prepare_v2(db, "INSERT INTO shadows (tenant, id, desired, reported,"
                                 " dversion, rversion, updated) VALUES (?, ?, ?, ?, ?, ?, ?)"
                                 " ON CONFLICT (tenant, id) DO UPDATE SET"
@@ -178,26 +186,68 @@ dev_shadow_test(bool verbose)
     assert(dev_shadow_get(s, "other", "d1") == NULL);
 
     p = json_loads("{\"open\":true,\"cfg\":{\"rate\":5,\"mode\":\"eco\"}}", 0, NULL);
-    sh = dev_shadow_patch(s, "t", "d1", "desired", p, 1);
+    sh = dev_shadow_patch(s, "t", "d1", "desired", p, 1, &why);
     json_decref(p);
     assert(json_object_size(json_object_get(sh, "delta")) == 2);
     json_decref(sh);
     p = json_loads("{\"open\":true,\"cfg\":{\"rate\":5}}", 0, NULL);
-    sh = dev_shadow_patch(s, "t", "d1", "reported", p, 2);
+    sh = dev_shadow_patch(s, "t", "d1", "reported", p, 2, &why);
     json_decref(p);
     p = json_loads("{\"cfg\":{\"mode\":\"eco\"}}", 0, NULL);
     assert(json_equal(json_object_get(sh, "delta"), p));
     json_decref(p);
     json_decref(sh);
     p = json_loads("{\"cfg\":{\"mode\":\"eco\"}}", 0, NULL);
-    sh = dev_shadow_patch(s, "t", "d1", "reported", p, 3);
+    sh = dev_shadow_patch(s, "t", "d1", "reported", p, 3, &why);
     json_decref(p);
     assert(json_object_size(json_object_get(sh, "delta")) == 0);
     assert(json_integer_value(json_object_get(json_object_get(sh, "version"),
                                               "reported")) == 2);
     json_decref(sh);
+    {
+        /* A side past DEV_SHADOW_SIDE_MAX is refused, the shadow unchanged;
+         * keys deleted make room again. */
+        json_t *big = json_object();
+        char k[16];
+        for (int i = 0; i < 4000; i++) {
+            snprintf(k, sizeof k, "k%d", i);
+            json_object_set_new(big, k, json_integer(123456789012));
+        }
+        sh = dev_shadow_patch(s, "t", "d1", "reported", big, 5, &why);
+        assert(sh == NULL && why != NULL);
+        sh = dev_shadow_get(s, "t", "d1");
+        assert(json_integer_value(json_object_get(json_object_get(sh, "version"),
+                                                  "reported")) == 2);
+        json_decref(sh);
+        json_object_clear(big);
+        for (int i = 0; i < 2000; i++) {
+            snprintf(k, sizeof k, "k%d", i);
+            json_object_set_new(big, k, json_integer(123456789012));
+        }
+        sh = dev_shadow_patch(s, "t", "d1", "reported", big, 5, &why);
+        assert(sh && why == NULL);
+        json_decref(sh);
+        sh = dev_shadow_patch(s, "t", "d1", "reported", big, 5, &why);
+        assert(sh && why == NULL); /* the same keys again: no growth */
+        json_decref(sh);
+        for (int i = 2000; i < 4000; i++) {
+            snprintf(k, sizeof k, "k%d", i);
+            json_object_set_new(big, k, json_integer(123456789012));
+        }
+        sh = dev_shadow_patch(s, "t", "d1", "reported", big, 6, &why);
+        assert(sh == NULL && why != NULL);
+        json_object_clear(big);
+        for (int i = 0; i < 2000; i++) {
+            snprintf(k, sizeof k, "k%d", i);
+            json_object_set_new(big, k, json_null());
+        }
+        sh = dev_shadow_patch(s, "t", "d1", "reported", big, 7, &why);
+        assert(sh && why == NULL);
+        json_decref(sh);
+        json_decref(big);
+    }
     p = json_loads("{\"open\":null}", 0, NULL);
-    sh = dev_shadow_patch(s, "t", "d1", "desired", p, 4);
+    sh = dev_shadow_patch(s, "t", "d1", "desired", p, 4, &why);
     json_decref(p);
     assert(json_object_get(json_object_get(sh, "desired"), "open") == NULL);
     json_decref(sh);

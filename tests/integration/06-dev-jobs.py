@@ -224,6 +224,22 @@ def test():
                            {"desired": {"cfg": {"rate": 7}}})
         check(sh["delta"] == {"cfg": {"rate": 7}} and sh["version"]["desired"] == 2,
               "a partial change: only it is in the delta")
+        # A side is at most 64 KiB: every change rewrites it whole on apid's
+        # loop, so one that grew without bound slowed every report.
+        big = {"k%d" % i: "v" * 20 for i in range(4000)}
+        st, _, d = p.http("PATCH", "/api/devices/dev-0002/shadow", {"desired": big})
+        check(st == 413 and d["error"]["code"] == "payload_too_large",
+              "a desired side over 64 KiB -> 413 (got %d)" % st)
+        fleet.publish("devices/dev-0002/shadow/reported", json.dumps({"state": big}))
+        fleet.publish("devices/dev-0002/shadow/reported", json.dumps({"state": {"after": 1}}))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, sh = p.http("GET", "/api/devices/dev-0002/shadow")
+            if "after" in sh["reported"]:
+                break
+            time.sleep(0.2)
+        check(sh["reported"].get("after") == 1 and "k0" not in sh["reported"],
+              "a report that would make reported over 64 KiB is refused, the next one taken")
         st, _, sh = p.http("PATCH", "/api/devices/dev-0002/shadow", {"reported": {}})
         check(st == 400, "only desired can be patched over REST")
         st, _, sh = p.http("GET", "/api/devices/nope/shadow")
