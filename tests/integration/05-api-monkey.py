@@ -18,6 +18,10 @@ apid asks both and merges their answers. ingestd's own routes
 too. The run is seeded (SP_SEED, else random; the seed is printed so a
 failure can be replayed) and bounded: 1,500 requests or 150 s in all,
 20,000 or 900 s with SP_FULL=1.
+
+Here apid runs without a broker, so the device-jobs, batch, command and
+shadow routes answer 501; 05-api-monkey-mqtt.py runs these requests
+against apid on a real mosquitto, with devices publishing meanwhile.
 """
 import http.client
 import json
