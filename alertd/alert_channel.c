@@ -11,6 +11,7 @@
 #include "common/xalloc.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,20 @@ fail:
     return -1;
 }
 
+/* Does libcurl, which delivers the webhook, take url, with a host? */
+static bool
+s_url_ok(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
+
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
+}
+
 /* Check the arguments of a type. NULL when fine, else a reason. */
 static const char *
 s_check(const char *type, char **argv, size_t argc)
@@ -109,6 +124,10 @@ s_check(const char *type, char **argv, size_t argc)
     if (strcmp(type, "webhook") == 0 && strncmp(argv[0], "http://", 7) != 0 &&
         strncmp(argv[0], "https://", 8) != 0)
         return "a webhook URL starts with http:// or https://";
+    /* "http://" or "http://[::1" passed the prefix, and every delivery
+     * then failed in curl, retried until given up. */
+    if (strcmp(type, "webhook") == 0 && !s_url_ok(argv[0]))
+        return "a webhook URL libcurl cannot parse, or without a host";
     if (strcmp(type, "exec") == 0 && argv[0][0] != '/')
         return "exec wants an absolute path (no shell, no $PATH search)";
     if (strcmp(type, "mqtt") == 0 && argc == 1 &&
@@ -289,6 +308,13 @@ alert_channel_test(bool verbose)
     assert(strstr(err.reason, "unknown channel type") && err.pos == 4);
     assert(alert_channel_parse("ops: webhook ftp://x", &err) == NULL);
     assert(strstr(err.reason, "http://"));
+    assert(alert_channel_parse("ops: webhook http://", &err) == NULL);
+    assert(strstr(err.reason, "cannot parse"));
+    assert(alert_channel_parse("ops: webhook http://[::1", &err) == NULL);
+    assert(alert_channel_parse("ops: webhook \"http://a b/\"", &err) == NULL);
+    c = alert_channel_parse("ops: webhook http://[::1]:9/x?k=v", &err);
+    assert(c);
+    alert_channel_destroy(&c);
     assert(alert_channel_parse("ops: webhook", &err) == NULL);
     assert(strstr(err.reason, "number of arguments"));
     assert(alert_channel_parse("ops: exec page.sh", &err) == NULL);

@@ -95,6 +95,12 @@ def test():
                 ({"name": "x", "condition": "t > 1", "actions":
                   [{"type": "webhook", "url": "file:///etc/passwd"}]},
                  "actions[0]", "a webhook that is not http"),
+                ({"name": "x", "condition": "t > 1", "actions":
+                  [{"type": "webhook", "url": "http://[::1"}]},
+                 "actions[0]", "a webhook URL libcurl cannot parse"),
+                ({"name": "x", "condition": "t > 1", "actions":
+                  [{"type": "webhook", "url": "http://"}]},
+                 "actions[0]", "a webhook URL without a host"),
                 ({"name": "x", "condition": "t > 1", "colour": "red"},
                  "colour", "an unknown field")):
             st, _, b = p.http("POST", "/api/rules", body)
