@@ -37,8 +37,8 @@ and completes it, and its hot reading reaches the webhook through the
 rules file's rule.
 
 Seeded (SP_SEED replays the requests and the fleet's choices; their
-interleaving is the scheduler's). Bounded: 500 requests or 45 s per
-variant, 6,000 or 400 s with SP_FULL=1; the fleet sends at most 40
+interleaving is the scheduler's). Bounded: 2,000 requests or 45 s per
+variant, 60,000 or 600 s with SP_FULL=1; the fleet sends at most 40
 messages per 100 requests.
 """
 import http.server
@@ -66,7 +66,7 @@ monkey = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(monkey)
 
 FULL = os.environ.get("SP_FULL") == "1"
-COUNT, SECONDS = (20000, 400) if FULL else (2000, 45)
+COUNT, SECONDS = (60000, 600) if FULL else (2000, 45)
 DEVICES = ["dev-%d" % i for i in range(10)]
 HOSTILE = b"\xff\xfe nope\r\napid: error: forged\x1b[31m"
 
@@ -467,13 +467,15 @@ def make_plausible(hook_port):
                                                         "#", "+", "a//b", "$SYS/x", "", "a" * 300,
                                                         "{rule}/{rule}/{rule}", "\u00e9"])},
                     {"type": "channel", "name": r.choice(["bus", "hook", "nope"])},
-                    {"type": "exec", "path": "/bin/true"},
-                    {"type": "webhook", "url": r.choice(["ftp://x", "http://", "", "http://[::1"])}]))
+                    {"type": "exec", "path": "/bin/true"} if r.random() < 0.3 else {"type": "mqtt"},
+                    {"type": "webhook", "url": r.choice(["ftp://x", "http://", "", "http://[::1"])}
+                    if r.random() < 0.3 else {"type": "channel", "name": "bus"}]))
+            # (severity is a clause of the condition, not a field)
             return {"name": "r%d" % r.randint(0, 9), "condition": r.choice([
                 "temperature > 30", "temperature > 30 for 2s", "humidity > 50",
-                "temperature{device=dev-1} > 20", "anomaly(temperature) > 0.9"]),
-                "severity": r.choice(["info", "warning", "critical"]), "actions": acts,
-                "enabled": r.random() < 0.9}
+                "temperature{device=dev-1} > 20", "anomaly(temperature) > 0.9"]) + r.choice([
+                    "", " severity info", " severity critical"]),
+                "actions": acts, "enabled": r.random() < 0.9}
         if path.endswith("/batch"):
             body = {"operation": r.choice(["update_firmware", "reboot", "tag", "cancel", "a" * 65]),
                     "filter": r.choice([{}, {"type": "t"}, {"type": "sensor"},
