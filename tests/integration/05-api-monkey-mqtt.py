@@ -559,6 +559,8 @@ def run(r, p, ops, fleet, what, auth, creds, jobs, ids, secrets):
         path = req[1].split("?")[0]
         if path == "/api/devices/batch" and req[0] == "POST":
             batch[st] = batch.get(st, 0) + 1
+        if path == "/api/rules" and req[0] == "POST" and st == 201:
+            batch["rules made"] = batch.get("rules made", 0) + 1
         if st == 409 and b"service account" in data:
             batch["409 service account"] = batch.get("409 service account", 0) + 1
         why = None
@@ -583,7 +585,7 @@ def run(r, p, ops, fleet, what, auth, creds, jobs, ids, secrets):
     print("%s: %d requests in %.0f s, statuses %s" % (
         what, n, time.time() - t0,
         ", ".join("%s: %d" % kv for kv in sorted(statuses.items(), key=str))))
-    print("%s: batch statuses (and refused service-account names) %s; fleet sent %d messages, heard %d commands, %d deltas, "
+    print("%s: batch statuses (and refused service-account names, rules made) %s; fleet sent %d messages, heard %d commands, %d deltas, "
           "%d alerts; device connections %s; %d fleet reconnects" % (
               what, batch, fleet.sent, len(fleet.commands), fleet.deltas, len(fleet.alerts),
               fleet.dev_conns, len(fleet.errors)))
