@@ -777,8 +777,9 @@ s_on_jobs_tick(zloop_t *loop, int timer_id, void *arg)
 /* A device's presence: "<prefix>/status" with "online" or "offline" (what
  * a device sets as its MQTT last will, so the broker reports a lost
  * device), and "<prefix>/heartbeat". Only changes reach the log, and a
- * heartbeat at most once per S_HEARTBEAT_NS, so a chatty device cannot
- * grow its history without bound. */
+ * heartbeat at most once per S_HEARTBEAT_NS, so repeating itself does not
+ * grow a device's history; a device that flaps (online, offline, online,
+ * ...) still adds an event per flap. */
 static void
 s_on_presence(struct api_devices *self, const char *tenant, const char *id,
               const char *what, const void *payload, size_t len)
