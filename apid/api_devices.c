@@ -680,6 +680,12 @@ s_shadow(struct api_devices *self, http_req_t *req, const char *id)
                              "want {\"desired\": {...}} (a merge patch)", "desired");
         return;
     }
+    if (dev_store_json_depth(desired, DEV_STATE_DEPTH_MAX) > DEV_STATE_DEPTH_MAX) {
+        json_decref(in);
+        http_req_reply_error(req, 400, "bad_request",
+                             "the shadow's side may nest at most 64 levels", "desired");
+        return;
+    }
     if ((sh = dev_shadow_patch(self->store, tenant, id, "desired", desired,
                                clock_now_ns(), &why)) == NULL) {
         json_decref(in);

@@ -5,6 +5,7 @@
  * device-report rates, not per reading).
  */
 #include "apid/dev_shadow.h"
+#include "apid/dev_state.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/test.h"
@@ -119,6 +120,12 @@ dev_shadow_patch(dev_store_t *store, const char *tenant, const char *id,
     int rc;
 
     *why = NULL;
+    /* A merge nests no deeper than the deeper of side and patch. */
+    if (dev_store_json_depth(patch, DEV_STATE_DEPTH_MAX) > DEV_STATE_DEPTH_MAX) {
+        json_decref(dev);
+        *why = "the shadow's side may nest at most 64 levels";
+        return NULL;
+    }
     if (dev == NULL || !json_is_object(patch) ||
         !strcmp(json_string_value(json_object_get(dev, "status")), "decommissioned")) {
         json_decref(dev);
@@ -251,6 +258,27 @@ dev_shadow_test(bool verbose)
     json_decref(p);
     assert(json_object_get(json_object_get(sh, "desired"), "open") == NULL);
     json_decref(sh);
+    {
+        /* 65 levels are refused, 64 taken (then taken away again). */
+        json_t *deep = json_integer(1), *o;
+        for (int i = 0; i < 65; i++) {
+            o = json_object();
+            json_object_set_new(o, i == 64 ? "deep" : "k", deep);
+            deep = o;
+        }
+        sh = dev_shadow_patch(s, "t", "d1", "reported", deep, 5, &why);
+        assert(sh == NULL && why && strstr(why, "64 levels"));
+        sh = dev_shadow_patch(s, "t", "d1", "reported",
+                              json_object_get(deep, "deep"), 5, &why);
+        assert(sh && why == NULL);
+        json_decref(sh);
+        o = json_pack("{s:n}", "k");
+        sh = dev_shadow_patch(s, "t", "d1", "reported", o, 5, &why);
+        assert(sh && !json_object_get(json_object_get(sh, "reported"), "k"));
+        json_decref(sh);
+        json_decref(o);
+        json_decref(deep);
+    }
     dev_store_destroy(&s);
     (void)verbose;
     TEST_OK("dev_shadow");

@@ -261,9 +261,8 @@ s_get(dev_store_t *self, const char *tenant, const char *id, int64_t *seq)
     return state;
 }
 
-/* How deep j nests (a scalar is 0), counted up to limit + 1. */
-static int
-s_depth(const json_t *j, int limit)
+int
+dev_store_json_depth(const json_t *j, int limit)
 {
     const char *k;
     json_t *v;
@@ -274,13 +273,13 @@ s_depth(const json_t *j, int limit)
         return 1;
     if (json_is_object(j)) {
         json_object_foreach((json_t *)j, k, v)
-            if ((c = s_depth(v, limit - 1)) > d)
+            if ((c = dev_store_json_depth(v, limit - 1)) > d)
                 d = c;
         return d + 1;
     }
     if (json_is_array(j)) {
         json_array_foreach(j, i, v)
-            if ((c = s_depth(v, limit - 1)) > d)
+            if ((c = dev_store_json_depth(v, limit - 1)) > d)
                 d = c;
         return d + 1;
     }
@@ -343,7 +342,7 @@ dev_store_append(dev_store_t *self, const char *tenant, const char *id,
         if (s_step_done(self, st))
             goto done;
     }
-    if (state && s_depth(state, DEV_STATE_DEPTH_MAX) > DEV_STATE_DEPTH_MAX) {
+    if (state && dev_store_json_depth(state, DEV_STATE_DEPTH_MAX) > DEV_STATE_DEPTH_MAX) {
         *why = "the device's state may nest at most 64 levels";
         rc = DEV_STORE_EINVALID;
         goto done;
@@ -680,7 +679,7 @@ dev_store_test(bool verbose)
             n += (size_t)snprintf(deep + n, sizeof deep - n, "}");
         s_append1(s, "acme", "deep", DEV_EV_PROVISIONED, deep, t0, DEV_STORE_EINVALID);
         json_t *j = json_pack("{s:[{}]}", "a");
-        assert(s_depth(j, 64) == 3 && s_depth(j, 1) == 3);
+        assert(dev_store_json_depth(j, 64) == 3 && dev_store_json_depth(j, 1) == 3);
         json_decref(j);
     }
 

@@ -105,6 +105,8 @@ json_t *dev_store_key_find(dev_store_t *self, const char *hash);
 /* Number of stored keys. */
 int64_t dev_store_key_count(dev_store_t *self);
 
+/* How deep j nests (a scalar is 0), counted up to limit + 1. */
+int dev_store_json_depth(const json_t *j, int limit);
 /* Selftest. */
 void dev_store_test(bool verbose);
 
