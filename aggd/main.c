@@ -74,8 +74,9 @@ s_check(const void *arg)
     const struct aggd_conf *c = arg;
 
     if (agg_export_format(c->export_format) == -1) {
-        log_warnx("export-format must be influx or clickhouse, not \"%s\"",
-                  c->export_format);
+        char q[CFG_QUOTE_BUF];
+        log_warnx("export-format must be influx or clickhouse, not '%s'",
+                  cfg_quote(c->export_format, q, sizeof q));
         return -1;
     }
     return 0;

@@ -69,8 +69,9 @@ anomalyd_conf_check(const struct anomalyd_conf *conf)
 {
     int errors = 0;
     if (!anomaly_method_valid(conf->method)) {
+        char q[CFG_QUOTE_BUF];
         fprintf(stderr, "anomalyd: method: unknown '%s' (one of: %s)\n",
-                conf->method, anomaly_methods());
+                cfg_quote(conf->method, q, sizeof q), anomaly_methods());
         errors++;
     }
     if (strcmp(conf->format, "json") && strcmp(conf->format, "csv")) {

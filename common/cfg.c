@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Compare option names treating '-' and '_' alike. */
@@ -37,32 +38,82 @@ s_find(const struct cfg_opt *tab, size_t n, const char *name, size_t len)
     return NULL;
 }
 
-/* Set one option from its text form. Returns NULL or a reason. */
-static const char *
-s_set(const struct cfg_opt *o, void *conf, const char *val)
+const char *
+cfg_quote(const char *s, char *buf, size_t len)
+{
+    bool utf8 = strutil_utf8_valid(s, strlen(s));
+    size_t k = 0, i;
+
+    for (i = 0; s[i] && i < CFG_QUOTE_MAX && k + 8 < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8))
+            k += (size_t)snprintf(buf + k, len - k, "\\x%02x", c);
+        else
+            buf[k++] = (char)c;
+    }
+    if (s[i] && k + 4 < len)
+        k += (size_t)snprintf(buf + k, len - k, "...");
+    buf[k] = '\0';
+    return buf;
+}
+
+/* A zero duration ("0", "0s", "0ms", "0h0m"), which clock_parse_duration
+ * refuses: a 1ns term in front of it sums to exactly 1ns. */
+static bool
+s_zero_duration(const char *val)
+{
+    char buf[128];
+    int64_t ns;
+
+    if (!strcmp(val, "0"))
+        return true;
+    if (snprintf(buf, sizeof buf, "1ns%s", val) >= (int)sizeof buf)
+        return false;
+    return clock_parse_duration(buf, &ns) == 0 && ns == 1;
+}
+
+/* Set one option from its text form. Returns 0, or -1 with the reason,
+ * which quotes the value and gives the range, in why. */
+static int
+s_set(const struct cfg_opt *o, void *conf, const char *val, char *why,
+      size_t len)
 {
     char *p = (char *)conf + o->offset;
+    char q[CFG_QUOTE_BUF];
     long long ll;
     double d;
     int64_t ns;
 
     switch (o->type) {
     case CFG_INT:
-        if (strutil_toll(val, (long long)o->min, (long long)o->max, &ll))
-            return "not an integer in range";
+        if (strutil_toll(val, (long long)o->min, (long long)o->max, &ll)) {
+            snprintf(why, len, "'%s' is not an integer in %lld..%lld",
+                     cfg_quote(val, q, sizeof q), (long long)o->min,
+                     (long long)o->max);
+            return -1;
+        }
         *(int64_t *)p = ll;
-        return NULL;
+        return 0;
     case CFG_DOUBLE:
-        if (strutil_tod(val, &d) || d < o->min || d > o->max)
-            return "not a number in range";
+        if (strutil_tod(val, &d) || d < o->min || d > o->max) {
+            snprintf(why, len, "'%s' is not a number in %g..%g",
+                     cfg_quote(val, q, sizeof q), o->min, o->max);
+            return -1;
+        }
         *(double *)p = d;
-        return NULL;
+        return 0;
     case CFG_DURATION:
-        if (clock_parse_duration(val, &ns) ||
-            (double)ns / 1e9 < o->min || (double)ns / 1e9 > o->max)
-            return "not a duration in range (like 30s, 1.5h, 1h30m)";
+        if (o->min <= 0 && s_zero_duration(val))
+            ns = 0;
+        else if (clock_parse_duration(val, &ns) ||
+                 (double)ns / 1e9 < o->min || (double)ns / 1e9 > o->max) {
+            snprintf(why, len, "'%s' is not a duration in %gs..%gs (like "
+                     "30s, 1.5h, 1h30m)", cfg_quote(val, q, sizeof q), o->min,
+                     o->max);
+            return -1;
+        }
         *(int64_t *)p = ns;
-        return NULL;
+        return 0;
     case CFG_BOOL:
         if (!strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "1") ||
             !strcmp(val, "on"))
@@ -70,17 +121,21 @@ s_set(const struct cfg_opt *o, void *conf, const char *val)
         else if (!strcmp(val, "false") || !strcmp(val, "no") ||
                  !strcmp(val, "0") || !strcmp(val, "off"))
             *(bool *)p = false;
-        else
-            return "not a boolean (true/false)";
-        return NULL;
+        else {
+            snprintf(why, len, "'%s' is not a boolean (true/false, yes/no, "
+                     "on/off, 1/0)", cfg_quote(val, q, sizeof q));
+            return -1;
+        }
+        return 0;
     case CFG_STR:
         if (o->flags & CFG_SECRET && *(char **)p)
             explicit_bzero(*(char **)p, strlen(*(char **)p));
         free(*(char **)p);
         *(char **)p = xstrdup(val);
-        return NULL;
+        return 0;
     }
-    return "unknown type";
+    snprintf(why, len, "unknown type");
+    return -1;
 }
 
 static char *
@@ -100,26 +155,44 @@ cfg_load_file(const struct cfg_opt *tab, size_t n, void *conf,
               const char *path)
 {
     FILE *fp = fopen(path, "r");
-    char line[4096];
+    char *line = NULL, q[CFG_QUOTE_BUF], why[512];
+    size_t cap = 0;
+    ssize_t len;
     int lineno = 0, errors = 0;
+    struct stat st;
 
+    cfg_quote(path, q, sizeof q);
     if (fp == NULL) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        fprintf(stderr, "%s: cannot read configuration: %s\n", q,
+                strerror(errno));
         return -1;
     }
-    while (fgets(line, sizeof line, fp)) {
+    /* fopen opens a directory for reading, and then reads nothing. */
+    if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "%s: cannot read configuration: %s\n", q,
+                strerror(EISDIR));
+        fclose(fp);
+        return -1;
+    }
+    /* getline, not a fixed buffer: a long value (a URL, a key) is one
+     * line, never cut into two. */
+    while ((len = getline(&line, &cap, fp)) != -1) {
         char *s, *eq, *key, *val, *hash;
         const struct cfg_opt *o;
-        const char *why;
 
         lineno++;
+        if (memchr(line, '\0', (size_t)len)) {
+            fprintf(stderr, "%s:%d: NUL byte in the line\n", q, lineno);
+            errors++;
+            continue;
+        }
         if ((hash = strchr(line, '#')))
             *hash = '\0';
         s = s_trim(line);
         if (*s == '\0')
             continue;
         if ((eq = strchr(s, '=')) == NULL) {
-            fprintf(stderr, "%s:%d: expected 'key = value'\n", path, lineno);
+            fprintf(stderr, "%s:%d: expected 'key = value'\n", q, lineno);
             errors++;
             continue;
         }
@@ -131,15 +204,23 @@ cfg_load_file(const struct cfg_opt *tab, size_t n, void *conf,
             val++;
         }
         if ((o = s_find(tab, n, key, strlen(key))) == NULL) {
-            fprintf(stderr, "%s:%d: unknown setting '%s'\n", path, lineno, key);
+            char k[CFG_QUOTE_BUF];
+            fprintf(stderr, "%s:%d: unknown setting '%s'\n", q, lineno,
+                    cfg_quote(key, k, sizeof k));
             errors++;
             continue;
         }
-        if ((why = s_set(o, conf, val))) {
-            fprintf(stderr, "%s:%d: %s: %s\n", path, lineno, key, why);
+        if (s_set(o, conf, val, why, sizeof why)) {
+            fprintf(stderr, "%s:%d: %s: %s\n", q, lineno, o->name, why);
             errors++;
         }
     }
+    if (ferror(fp)) {
+        fprintf(stderr, "%s: cannot read configuration: %s\n", q,
+                strerror(errno));
+        errors++;
+    }
+    free(line);
     fclose(fp);
     return errors ? -1 : 0;
 }
@@ -163,13 +244,13 @@ cfg_load(const struct cfg_opt *tab, size_t n, void *conf, const char *ident,
 {
     int errors = 0;
     bool check = false;
-    char envname[128];
+    char envname[128], q[CFG_QUOTE_BUF], why[512];
 
     memset(cli, 0, sizeof *cli);
     for (size_t i = 0; i < n; i++)
-        if (tab[i].def && s_set(&tab[i], conf, tab[i].def))
-            fprintf(stderr, "%s: bad built-in default for %s\n", ident,
-                    tab[i].name);
+        if (tab[i].def && s_set(&tab[i], conf, tab[i].def, why, sizeof why))
+            fprintf(stderr, "%s: bad built-in default for %s: %s\n", ident,
+                    tab[i].name, why);
     /* First pass: the common flags, so the file is known before the rest. */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -194,14 +275,15 @@ cfg_load(const struct cfg_opt *tab, size_t n, void *conf, const char *ident,
             const struct cfg_opt *o =
                 s_find(tab, n, name, eq ? (size_t)(eq - name) : strlen(name));
             if (o == NULL) {
-                fprintf(stderr, "%s: unknown option '%s' (see --help)\n", ident, a);
+                fprintf(stderr, "%s: unknown option '%s' (see --help)\n",
+                        ident, cfg_quote(a, q, sizeof q));
                 errors++;
             } else if (!eq && o->type != CFG_BOOL) {
                 i++; /* skip its value in this pass */
             }
         } else {
             fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n",
-                    ident, a);
+                    ident, cfg_quote(a, q, sizeof q));
             errors++;
         }
     }
@@ -210,18 +292,23 @@ cfg_load(const struct cfg_opt *tab, size_t n, void *conf, const char *ident,
     s_envname(ident, "config", envname, sizeof envname);
     if (cli->file == NULL && getenv(envname))
         cli->file = getenv(envname);
-    if (cli->file && cfg_load_file(tab, n, conf, cli->file))
+    if (cli->file && *cli->file == '\0') {
+        fprintf(stderr, "%s: -f or %s: the file name is empty\n", ident,
+                envname);
         errors++;
+    } else if (cli->file && cfg_load_file(tab, n, conf, cli->file)) {
+        errors++;
+    }
     for (size_t i = 0; i < n; i++) {
-        const char *v, *why;
+        const char *v;
         s_envname(ident, tab[i].name, envname, sizeof envname);
-        if ((v = getenv(envname)) && (why = s_set(&tab[i], conf, v))) {
+        if ((v = getenv(envname)) && s_set(&tab[i], conf, v, why, sizeof why)) {
             fprintf(stderr, "%s: environment %s: %s\n", ident, envname, why);
             errors++;
         }
     }
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *name, *eq, *val, *why;
+        const char *a = argv[i], *name, *eq, *val;
         const struct cfg_opt *o;
         if (!strcmp(a, "-f")) {
             i++;
@@ -239,11 +326,12 @@ cfg_load(const struct cfg_opt *tab, size_t n, void *conf, const char *ident,
         else if (i + 1 < argc)
             val = argv[++i];
         else {
-            fprintf(stderr, "%s: %s needs a value\n", ident, a);
+            fprintf(stderr, "%s: %s needs a value\n", ident,
+                    cfg_quote(a, q, sizeof q));
             errors++;
             continue;
         }
-        if ((why = s_set(o, conf, val))) {
+        if (s_set(o, conf, val, why, sizeof why)) {
             fprintf(stderr, "%s: --%s: %s\n", ident, o->name, why);
             errors++;
         }
@@ -410,10 +498,73 @@ cfg_test(bool verbose)
     assert(cfg_load(tab, n, &c, "cfgtest", 3, argv3, &cli) == CFG_ERROR);
     char *argv4[] = {"t", "--bogus", NULL};
     assert(cfg_load(tab, n, &c, "cfgtest", 2, argv4, &cli) == CFG_ERROR);
+    /* Every error is one line that quotes what was wrong: the value and
+     * the range, a flag with a newline in it escaped. */
+    char errpath[] = "/tmp/cfg_test_err.XXXXXX";
+    int errfd = mkstemp(errpath);
+    fflush(stderr);
+    dup2(errfd, 2);
+    setenv("CFGTEST_THRESHOLD", "1e999", 1);
+    char *argv5[] = {"t", "--port", "abc", "--window=0s", "--stdin=maybe", NULL};
+    assert(cfg_load(tab, n, &c, "cfgtest", 5, argv5, &cli) == CFG_ERROR);
+    unsetenv("CFGTEST_THRESHOLD");
+    char *argv6[] = {"t", "--x\ny\xff", NULL};
+    assert(cfg_load(tab, n, &c, "cfgtest", 2, argv6, &cli) == CFG_ERROR);
+    char *argv7[] = {"t", "-f", "", NULL};
+    assert(cfg_load(tab, n, &c, "cfgtest", 3, argv7, &cli) == CFG_ERROR);
+    /* A directory is not a configuration file (fopen opens one). */
+    char *argv8[] = {"t", "-f", "/tmp", NULL};
+    assert(cfg_load(tab, n, &c, "cfgtest", 3, argv8, &cli) == CFG_ERROR);
+    /* A NUL byte does not end a line's value unseen. */
+    fp = fopen(path, "w");
+    fprintf(fp, "port = 4000");
+    fputc('\0', fp);
+    fprintf(fp, "junk\n");
+    fclose(fp);
+    assert(cfg_load_file(tab, n, &c, path) == -1);
+    fflush(stderr);
+    char err[4096] = {0};
+    assert(pread(errfd, err, sizeof err - 1, 0) > 0);
+    close(errfd);
+    unlink(errpath);
+    if (verbose)
+        fputs(err, stdout);
+    assert(strstr(err, "cfgtest: --port: 'abc' is not an integer in 1..65535\n"));
+    assert(strstr(err, "cfgtest: --window: '0s' is not a duration in 1s..86400s"));
+    assert(strstr(err, "cfgtest: --stdin: 'maybe' is not a boolean"));
+    assert(strstr(err, "cfgtest: environment CFGTEST_THRESHOLD: '1e999' is not "
+                       "a number in 0..100\n"));
+    assert(strstr(err, "cfgtest: unknown option '--x\\x0ay\\xff' (see --help)\n"));
+    assert(strstr(err, "cfgtest: -f or CFGTEST_CONFIG: the file name is empty\n"));
+    assert(strstr(err, "/tmp: cannot read configuration: Is a directory\n"));
+    assert(strstr(err, ":1: NUL byte in the line\n"));
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
     close(devnull);
+    /* A zero duration where the range starts at 0 (a drain of 0s). */
+    static const struct cfg_opt zero[] = {
+        {"drain", CFG_DURATION, offsetof(struct s_test_conf, win), "2s", 0, 600, 0, "d"},
+    };
+    static const char *zeros[] = {"0", "0s", "0ms", "0h0m", "0.0s"};
+    for (size_t i = 0; i < sizeof zeros / sizeof zeros[0]; i++) {
+        char arg[32];
+        snprintf(arg, sizeof arg, "--drain=%s", zeros[i]);
+        char *argv10[] = {"t", arg, NULL};
+        assert(cfg_load(zero, 1, &c, "cfgtest", 2, argv10, &cli) == CFG_OK);
+        assert(c.win == 0);
+    }
+    c.win = 30 * CLOCK_NS_PER_S;
+    /* A value longer than any line buffer is one value, not two lines. */
+    fp = fopen(path, "w");
+    fprintf(fp, "name = ");
+    for (int i = 0; i < 10000; i++)
+        fputc('a' + i % 26, fp);
+    fprintf(fp, "\nport = 4001\n");
+    fclose(fp);
+    assert(cfg_load_file(tab, n, &c, path) == 0);
+    assert(strlen(c.name) == 10000 && c.name[9999] == 'a' + 9999 % 26);
+    assert(c.port == 4001);
     /* A dumped string loads back as itself, also one in quotes or with
      * blanks at its ends (fuzz_cfg found '""""' coming back as '""'). */
     static const char *names[] = {"plain", "\"\"\"\"", "\"quoted\"", " lead",

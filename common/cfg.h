@@ -52,13 +52,21 @@ struct cfg_cli {
 };
 
 /* Fill conf from the table, a file, the environment and argv. Prints
- * errors (all of them, with file:line) to stderr. */
+ * errors (all of them, with file:line; each one line that quotes the bad
+ * flag, variable or key and value) to stderr. */
 int cfg_load(const struct cfg_opt *tab, size_t n, void *conf,
              const char *ident, int argc, char **argv, struct cfg_cli *cli);
 /* Load only from a file over the current values (for SIGHUP reloads on a
  * copy). Returns 0, or -1 with errors printed. */
 int cfg_load_file(const struct cfg_opt *tab, size_t n, void *conf,
                   const char *path);
+/* The text a user gave, fit to quote in a one-line error: control bytes,
+ * and every byte of text that is not UTF-8, as \xNN; cut after
+ * CFG_QUOTE_MAX bytes with "...". Returns buf, which should hold
+ * CFG_QUOTE_BUF bytes (shorter ones cut sooner). Cannot fail. */
+#define CFG_QUOTE_MAX 64
+#define CFG_QUOTE_BUF (CFG_QUOTE_MAX * 4 + 8)
+const char *cfg_quote(const char *s, char *buf, size_t len);
 /* Free every CFG_STR of conf. */
 void cfg_free(const struct cfg_opt *tab, size_t n, void *conf);
 /* Print usage generated from the table. */

@@ -171,8 +171,9 @@ main(int argc, char **argv)
             if (!*when[i])
                 continue;
             if (clock_parse_time(when[i], &ts)) {
-                fprintf(stderr, "sensorpipectl: --%s: not a time: %s\n",
-                        name[i], when[i]);
+                char q[CFG_QUOTE_BUF];
+                fprintf(stderr, "sensorpipectl: --%s: not a time: '%s'\n",
+                        name[i], cfg_quote(when[i], q, sizeof q));
                 json_decref(del);
                 cfg_free(s_opts, S_NOPTS, &conf);
                 return CFG_EX_CONFIG;
@@ -183,9 +184,10 @@ main(int argc, char **argv)
     if (*conf.backup) {
         if (del != NULL || conf.backup[0] != '/' ||
             (mkdir(conf.backup, 0755) == -1 && errno != EEXIST)) {
+            char q[CFG_QUOTE_BUF];
             fprintf(stderr, "sensorpipectl: --backup needs an absolute "
-                    "directory it can create (and no --delete): %s\n",
-                    conf.backup);
+                    "directory it can create (and no --delete): '%s'\n",
+                    cfg_quote(conf.backup, q, sizeof q));
             json_decref(del);
             cfg_free(s_opts, S_NOPTS, &conf);
             return CFG_EX_CONFIG;
