@@ -338,12 +338,15 @@ cfg_load(const struct cfg_opt *tab, size_t n, void *conf, const char *ident,
     }
     if (errors)
         return CFG_ERROR;
-    if (check) {
-        cfg_dump(tab, n, conf, stdout);
-        printf("configuration OK\n");
-        return CFG_EXIT;
-    }
-    return CFG_OK;
+    cli->check = check;
+    return check ? CFG_CHECK : CFG_OK;
+}
+
+void
+cfg_check_ok(const struct cfg_opt *tab, size_t n, const void *conf)
+{
+    cfg_dump(tab, n, conf, stdout);
+    printf("configuration OK\n");
 }
 
 void
@@ -542,6 +545,10 @@ cfg_test(bool verbose)
     dup2(saved, 2);
     close(saved);
     close(devnull);
+    /* -n leaves the last word to the caller (the daemon's own checks). */
+    char *argv9[] = {"t", "-n", NULL};
+    assert(cfg_load(tab, n, &c, "cfgtest", 2, argv9, &cli) == CFG_CHECK);
+    assert(cli.check);
     /* A zero duration where the range starts at 0 (a drain of 0s). */
     static const struct cfg_opt zero[] = {
         {"drain", CFG_DURATION, offsetof(struct s_test_conf, win), "2s", 0, 600, 0, "d"},

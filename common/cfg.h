@@ -40,7 +40,10 @@ struct cfg_opt {
 enum cfg_result {
     CFG_OK = 0,       /* run */
     CFG_EXIT = 1,     /* help, version or -n printed: exit 0 */
-    CFG_ERROR = 2     /* errors printed: exit 78 (EX_CONFIG) */
+    CFG_ERROR = 2,    /* errors printed: exit 78 (EX_CONFIG) */
+    CFG_CHECK = 3     /* -n: the table's checks passed; the caller makes
+                         its own, then calls cfg_check_ok and exits 0, or
+                         prints its errors and exits 78 */
 };
 
 #define CFG_EX_CONFIG 78
@@ -49,6 +52,7 @@ enum cfg_result {
 struct cfg_cli {
     int verbose;        /* count of -v */
     const char *file;   /* -f argument or NULL (borrowed from argv/env) */
+    bool check;         /* -n was given (cfg_load returned CFG_CHECK) */
 };
 
 /* Fill conf from the table, a file, the environment and argv. Prints
@@ -67,6 +71,9 @@ int cfg_load_file(const struct cfg_opt *tab, size_t n, void *conf,
 #define CFG_QUOTE_MAX 64
 #define CFG_QUOTE_BUF (CFG_QUOTE_MAX * 4 + 8)
 const char *cfg_quote(const char *s, char *buf, size_t len);
+/* The end of -n once every check passed: print the configuration (as
+ * cfg_dump) and "configuration OK" on stdout. */
+void cfg_check_ok(const struct cfg_opt *tab, size_t n, const void *conf);
 /* Free every CFG_STR of conf. */
 void cfg_free(const struct cfg_opt *tab, size_t n, void *conf);
 /* Print usage generated from the table. */

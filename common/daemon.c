@@ -49,12 +49,16 @@ daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
         fprintf(stderr, "%s: bad configuration, exiting\n", ident);
         return CFG_EX_CONFIG;
     }
-    log_init(ident, cli->verbose > 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-    if (cli->verbose == 0 && reload_log_level(tab, n, conf) == -1) {
+    /* log-level is checked with -v too (-v then wins over it). */
+    if (reload_log_level(tab, n, conf) == -1) {
         fprintf(stderr, "%s: log-level must be debug, info, warning, err or "
                         "crit\n", ident);
         return CFG_EX_CONFIG;
     }
+    if (cli->verbose > 0)
+        log_set_level(LOG_LVL_DEBUG);
+    if (cli->check)
+        return -1; /* daemon_start makes the daemon's own checks */
     reload_set_source(tab, n, cli->file); /* for SIGHUP (reload.h) */
     /* CZMQ must not install its own handlers or print to stdout. */
     zsys_handler_set(NULL);
@@ -72,6 +76,13 @@ daemon_start(struct daemon_proc *p, int argc, char **argv)
     if (rc < 0 && p->check && p->check(p->conf) == -1) {
         fprintf(stderr, "%s: bad configuration, exiting\n", p->ident);
         rc = CFG_EX_CONFIG;
+    }
+    /* -n prints "configuration OK" only after the daemon's own checks
+     * too: a value only the daemon knows is wrong fails -n as it would
+     * fail the start. */
+    if (rc < 0 && p->cli.check) {
+        cfg_check_ok(p->opts, p->nopts, p->conf);
+        rc = 0;
     }
     if (rc >= 0) {
         cfg_free(p->opts, p->nopts, p->conf);

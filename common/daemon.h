@@ -13,8 +13,10 @@
 #include <stdbool.h>
 
 /* Parse the configuration and initialise logging (level from -v and the
- * "log-level" setting if the table has one). Returns -1 to run on, or the
- * exit status to exit with now (0 after --help, -V, -n; 78 on bad config). */
+ * "log-level" setting if the table has one). Returns -1 to run on (with
+ * -n too: cli->check is set, and the caller makes its own checks, then
+ * prints with cfg_check_ok), or the exit status to exit with now (0 after
+ * --help, -V; 78 on bad config). */
 int daemon_setup(const char *ident, const struct cfg_opt *tab, size_t n,
                  void *conf, int argc, char **argv, struct cfg_cli *cli);
 

@@ -158,7 +158,7 @@ main(int argc, char **argv)
 
     log_init("sensorpipectl", LOG_LVL_WARNING);
     rc = cfg_load(s_opts, S_NOPTS, &conf, "sensorpipectl", argc, argv, &cli);
-    if (rc != CFG_OK) {
+    if (rc != CFG_OK && rc != CFG_CHECK) {
         cfg_free(s_opts, S_NOPTS, &conf);
         return rc == CFG_EXIT ? 0 : CFG_EX_CONFIG;
     }
@@ -182,8 +182,9 @@ main(int argc, char **argv)
         }
     }
     if (*conf.backup) {
+        /* -n checks, but makes no directory. */
         if (del != NULL || conf.backup[0] != '/' ||
-            (mkdir(conf.backup, 0755) == -1 && errno != EEXIST)) {
+            (!cli.check && mkdir(conf.backup, 0755) == -1 && errno != EEXIST)) {
             char q[CFG_QUOTE_BUF];
             fprintf(stderr, "sensorpipectl: --backup needs an absolute "
                     "directory it can create (and no --delete): '%s'\n",
@@ -193,6 +194,12 @@ main(int argc, char **argv)
             return CFG_EX_CONFIG;
         }
         del = json_pack("{s:s}", "op", "backup");
+    }
+    if (cli.check) {
+        cfg_check_ok(s_opts, S_NOPTS, &conf);
+        json_decref(del);
+        cfg_free(s_opts, S_NOPTS, &conf);
+        return 0;
     }
     zsys_handler_set(NULL);
     zsys_init();

@@ -93,10 +93,12 @@ done
 out=$(systemd-analyze verify --man=no "$U/sensorpipe.target" 2>&1)
 [ -z "$out" ] && ok "systemd-analyze verify sensorpipe.target: clean" || bad "target: $out"
 
+# The installed copies: -n makes the daemon's own checks too, so alertd
+# reads the rules file its configuration names (installed beside it).
 for d in aggd anomalyd alertd ingestd apid; do
-    "$SP_BUILD/$d" -n -f "deploy/examples/$d.conf" >"$T/n.log" 2>&1 &&
-        grep -q "configuration OK" "$T/n.log" && ok "$d -n accepts deploy/examples/$d.conf" ||
-        { bad "$d -n -f deploy/examples/$d.conf"; cat "$T/n.log"; }
+    "$SP_BUILD/$d" -n -f "$T/etc/sensorpipe/$d.conf" >"$T/n.log" 2>&1 &&
+        grep -q "configuration OK" "$T/n.log" && ok "$d -n accepts the installed deploy/examples/$d.conf" ||
+        { bad "$d -n -f $T/etc/sensorpipe/$d.conf"; cat "$T/n.log"; }
 done
 for f in deploy/runit/*/run deploy/runit/*/finish deploy/runit/*/log/run; do
     sh -n "$f" && [ -x "$f" ] || bad "$f does not parse or is not executable"
