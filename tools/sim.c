@@ -29,6 +29,7 @@
  * device so that no two readings of a series share one (aggd keys writes
  * by series and timestamp, so equal timestamps would collapse).
  */
+#include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/sig.h"
@@ -1179,7 +1180,7 @@ s_progress_line(const struct sim_conf *conf, double secs,
                 double dt)
 {
     fprintf(stderr,
-            "sim: %5.1fs connected %llu/%lld sent %llu (%.0f/s) acked %llu "
+            "sensorpipe-sim: %5.1fs connected %llu/%lld sent %llu (%.0f/s) acked %llu "
             "(%.0f/s) inflight %llu errors %llu skipped %llu\n",
             secs, (unsigned long long)t->connected, conf->devices,
             (unsigned long long)t->sent,
@@ -1356,7 +1357,7 @@ s_parent(const struct sim_conf *conf, int sigfd)
         s_counts_add(&t, &ch[i].c);
     double q50 = s_hist_quantile(hist, 0.5), q99 = s_hist_quantile(hist, 0.99);
     fprintf(stderr,
-            "sim: done in %.2fs: devices %lld (connected at least once %llu, "
+            "sensorpipe-sim: done in %.2fs: devices %lld (connected at least once %llu, "
             "reconnects %llu, unacked at a loss %llu), sent %llu, "
             "acked %llu, unacked %llu, "
             "readings %llu, errors %llu, skipped %llu, faults %llu, "
@@ -1463,7 +1464,20 @@ static const struct option s_longopts[] = {
 static int
 s_bad(const char *opt, const char *val)
 {
-    fprintf(stderr, "sensorpipe-sim: invalid %s: '%s'\n", opt, val);
+    char q[CFG_QUOTE_BUF];
+    fprintf(stderr, "sensorpipe-sim: invalid %s: '%s'\n", opt,
+            cfg_quote(val, q, sizeof q));
+    return SIM_EX_USAGE;
+}
+
+/* getopt stopped at an option it does not know or that lacks its value:
+ * one line naming it (a letter, also inside -abx, or the long option). */
+static int
+s_bad_opt(const char *what, char **argv)
+{
+    char q[CFG_QUOTE_BUF], letter[3] = {'-', (char)optopt, '\0'};
+    fprintf(stderr, "sensorpipe-sim: %s '%s' (see --help)\n", what,
+            optopt ? letter : cfg_quote(argv[optind - 1], q, sizeof q));
     return SIM_EX_USAGE;
 }
 
@@ -1490,7 +1504,8 @@ s_parse(struct sim_conf *conf, int argc, char **argv)
     snprintf(conf->run, sizeof conf->run, "%x",
              (unsigned)((uint64_t)clock_now_ns() / 1000 ^ (uint64_t)getpid() << 16) &
                  0xffffffu);
-    while ((c = getopt_long(argc, argv, "H:p:n:r:d:c:b:P:C:W:qh", s_longopts,
+    opterr = 0; /* our own one-line errors, which name the option */
+    while ((c = getopt_long(argc, argv, ":H:p:n:r:d:c:b:P:C:W:qh", s_longopts,
                             NULL)) != -1) {
         switch (c) {
         case 'H': conf->host = optarg; break;
@@ -1586,16 +1601,21 @@ s_parse(struct sim_conf *conf, int argc, char **argv)
             break;
         case OPT_USERNAME: conf->username = optarg; break;
         case OPT_ALLOW_REMOTE: conf->allow_remote = true; break;
-        default: s_usage(stderr); return SIM_EX_USAGE;
+        case ':': return s_bad_opt("option needs a value:", argv);
+        default: return s_bad_opt("unknown option", argv);
         }
     }
     if (optind != argc) {
-        s_usage(stderr);
+        char q[CFG_QUOTE_BUF];
+        fprintf(stderr, "sensorpipe-sim: unexpected argument '%s' (see --help)\n",
+                cfg_quote(argv[optind], q, sizeof q));
         return SIM_EX_USAGE;
     }
     if (!conf->allow_remote && !s_is_loopback(conf->host)) {
-        fprintf(stderr, "sensorpipe-sim: %s is not a loopback address; "
-                        "pass --allow-remote to use it\n", conf->host);
+        char q[CFG_QUOTE_BUF];
+        fprintf(stderr, "sensorpipe-sim: --host '%s' is not a loopback "
+                        "address; pass --allow-remote to use it\n",
+                cfg_quote(conf->host, q, sizeof q));
         return SIM_EX_USAGE;
     }
 
@@ -1644,10 +1664,24 @@ main(int argc, char **argv)
         int fd = open(conf.labels, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                       0644);
         if (fd == -1) {
-            log_warn("open %s", conf.labels);
+            log_warn("--labels %s", conf.labels);
             return SIM_EX_CONFIG;
         }
         close(fd);
+    }
+    if (conf.report) {
+        /* The report is written at the end of the run: find out now,
+         * not after it, that it cannot be. */
+        char *tmp = xasprintf("%s.tmp", conf.report);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd == -1) {
+            log_warn("--report %s", tmp);
+            free(tmp);
+            return SIM_EX_CONFIG;
+        }
+        close(fd);
+        unlink(tmp);
+        free(tmp);
     }
     sigfd = sig_init();
     if (sigfd == -1)

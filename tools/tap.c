@@ -6,6 +6,7 @@
  *
  *   tap [-n count] [-s series-glob] [-t topic] endpoint ...
  */
+#include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/msg.h"
@@ -18,12 +19,41 @@
 #include <jansson.h>
 #include <unistd.h>
 
+#define TAP_EX_USAGE 64
+
 static void
-s_usage(void)
+s_usage(FILE *fp)
 {
-    fprintf(stderr, "usage: tap [-h] [-n count] [-s series-glob] [-t topic] "
-                    "endpoint ...\n"
-                    "  e.g. tap ipc://./var/run/aggd.0.pub\n");
+    fprintf(fp, "usage: tap [-h] [-n count] [-s series-glob] [-t topic] "
+                "endpoint ...\n"
+                "  -n count   stop after printing count items\n"
+                "  -s glob    only series whose key matches the glob\n"
+                "  -t topic   only this topic prefix (readings, anomalies, "
+                "alerts)\n"
+                "  -h, --help this text\n"
+                "  e.g. tap ipc://./var/run/aggd.0.pub\n");
+}
+
+/* The option getopt stopped at: a letter (-x, also inside -abx), or a
+ * long option, which is the whole argument. */
+static const char *
+s_opt(char **argv, char *buf, size_t len)
+{
+    if (optopt) {
+        snprintf(buf, len, "-%c", optopt);
+        return buf;
+    }
+    return argv[optind - 1];
+}
+
+/* A usage error: one line naming what was wrong, exit 64 (EX_USAGE). */
+static int
+s_bad(const char *what, const char *arg)
+{
+    char q[CFG_QUOTE_BUF];
+    fprintf(stderr, "tap: %s '%s' (see tap --help)\n", what,
+            cfg_quote(arg, q, sizeof q));
+    return TAP_EX_USAGE;
 }
 
 static void
@@ -45,23 +75,27 @@ main(int argc, char **argv)
     int c, sigfd;
     zhashx_t *seqs;
 
-    while ((c = getopt(argc, argv, "hn:s:t:")) != -1) {
+    char opt[3];
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+    opterr = 0; /* our own one-line errors, which name the option */
+    while ((c = getopt_long(argc, argv, ":hn:s:t:", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (strutil_toll(optarg, 1, LLONG_MAX, &count)) {
-                s_usage();
-                return 64;
-            }
+            if (strutil_toll(optarg, 1, LLONG_MAX, &count))
+                return s_bad("-n: not a count from 1:", optarg);
             break;
         case 's': glob = optarg; break;
         case 't': topic = optarg; break;
-        case 'h': s_usage(); return 0;
-        default: s_usage(); return 64;
+        case 'h': s_usage(stdout); return 0;
+        case ':': return s_bad("option needs a value:", s_opt(argv, opt, sizeof opt));
+        default: return s_bad("unknown option", s_opt(argv, opt, sizeof opt));
         }
     }
     if (optind >= argc) {
-        s_usage();
-        return 64;
+        fprintf(stderr, "tap: no endpoint to subscribe to (see tap --help)\n");
+        return TAP_EX_USAGE;
     }
     log_init("tap", LOG_LVL_INFO);
     zsys_handler_set(NULL);
@@ -72,7 +106,9 @@ main(int argc, char **argv)
     zsock_set_subscribe(sub, topic);
     for (int i = optind; i < argc; i++)
         if (zsock_connect(sub, "%s", argv[i]) == -1) {
-            fprintf(stderr, "tap: cannot connect %s\n", argv[i]);
+            char q[CFG_QUOTE_BUF];
+            fprintf(stderr, "tap: cannot connect '%s': %s\n",
+                    cfg_quote(argv[i], q, sizeof q), zmq_strerror(zmq_errno()));
             zsock_destroy(&sub);
             return 1;
         }
