@@ -151,7 +151,7 @@ main(int argc, char **argv)
     struct cfg_cli cli;
     static const char *names[S_DAEMONS] = {"ingestd", "aggd", "anomalyd", "alertd"};
     struct s_target *t;
-    size_t n = 0, answered = 0, up = 0;
+    size_t n = 0, answered = 0, up = 0, unusable = 0;
     zpoller_t *poller;
     int64_t deadline;
     int rc;
@@ -230,14 +230,25 @@ main(int argc, char **argv)
             x->sock = zsock_new(ZMQ_DEALER);
             zsock_set_linger(x->sock, 0);
             zsock_set_sndtimeo(x->sock, 0);
-            if (zsock_connect(x->sock, "%s", x->ep) == 0)
+            if (zsock_connect(x->sock, "%s", x->ep) == 0) {
                 rpc_request_send(zsock_resolve(x->sock), (uint64_t)n, q);
+            } else {
+                /* A malformed or impossible endpoint (an ipc:// path over
+                 * the 107 bytes of sun_path) is a bad option, not a
+                 * daemon that is down. */
+                char qe[CFG_QUOTE_BUF];
+                fprintf(stderr, "sensorpipectl: %s lane %u: cannot connect "
+                        "'%s': %s\n", x->daemon, lane,
+                        cfg_quote(x->ep, qe, sizeof qe),
+                        zmq_strerror(zmq_errno()));
+                unusable++;
+            }
             json_decref(q);
             zpoller_add(poller, x->sock);
         }
     }
     deadline = clock_mono_ns() + conf.timeout;
-    while (answered < n) {
+    while (answered < n && unusable == 0) {
         int64_t left = (deadline - clock_mono_ns()) / CLOCK_NS_PER_MS;
         zsock_t *which;
         uint64_t id;
@@ -303,5 +314,5 @@ main(int argc, char **argv)
     zpoller_destroy(&poller);
     cfg_free(s_opts, S_NOPTS, &conf);
     zsys_shutdown();
-    return up == n ? 0 : 1;
+    return unusable ? CFG_EX_CONFIG : up == n ? 0 : 1;
 }
