@@ -1086,7 +1086,7 @@ alertd_ctl(const struct alertd_conf *conf, const char *query)
     dealer = zsock_new(ZMQ_DEALER);
     zsock_set_linger(dealer, 0);
     zsock_set_rcvtimeo(dealer, 5000);
-    if (zsock_connect(dealer, "%s", ep) == -1 ||
+    if (ep_connect(dealer, ep) == -1 ||
         rpc_request_send(zsock_resolve(dealer), 1, req) == -1) {
         fprintf(stderr, "alertd: cannot reach %s\n", ep);
     } else if (rpc_reply_recv(zsock_resolve(dealer), &id, &status, &body) ==

@@ -361,7 +361,7 @@ api_rules_create(apid_t *apid)
         zsock_set_linger(l->sock, 0);
         zsock_set_immediate(l->sock, 1);
         if (ep_expand(ep, sizeof ep, tmpl, i) == NULL ||
-            zsock_connect(l->sock, "%s", ep) == -1) {
+            ep_connect(l->sock, ep) == -1) {
             log_warnx("api_rules: cannot connect alertd lane %u (%s)", i, tmpl);
             api_rules_destroy((void **)&rs);
             return NULL;

@@ -1325,7 +1325,7 @@ api_ws_create(apid_t *apid)
         zsock_set_rcvhwm(self->sub[k], WS_SUB_HWM);
         for (unsigned lane = 0; lane < (unsigned)self->conf->lanes; lane++) {
             ep_expand(ep, sizeof ep, t, lane);
-            if (zsock_connect(self->sub[k], "%s", ep) == -1)
+            if (ep_connect(self->sub[k], ep) == -1)
                 log_warn("apid: ws: cannot connect %s", ep);
         }
         zloop_reader(self->loop, self->sub[k], s_on_sub, self);

@@ -140,7 +140,7 @@ s_connect(apid_t *self, int b, const char *tmpl_conf)
         k->sock = zsock_new(ZMQ_DEALER);
         zsock_set_linger(k->sock, 0);
         zsock_set_sndhwm(k->sock, 10000);
-        if (zsock_connect(k->sock, "%s", ep) == -1) {
+        if (ep_connect(k->sock, ep) == -1) {
             log_warn("apid: cannot connect %s", ep);
             return -1;
         }

@@ -5,7 +5,9 @@
 #include "common/log.h"
 #include "common/test.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 char *
@@ -57,6 +59,47 @@ ep_watch_pub(zloop_t *loop, zsock_t *pub)
     return zloop_reader(loop, pub, s_never, NULL);
 }
 
+/* The port of a tcp:// endpoint is in range: digits, 1..65535, or for a
+ * bind also 0 or "*". Other transports are libzmq's to check. */
+static bool
+s_port_ok(const char *ep, bool bind)
+{
+    const char *p;
+    long port = 0;
+
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return true;
+    if ((p = strrchr(ep + 6, ':')) == NULL)
+        return false;
+    p++;
+    if (bind && strcmp(p, "*") == 0)
+        return true;
+    if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5)
+        return false;
+    port = strtol(p, NULL, 10);
+    return port <= 65535 && (port > 0 || bind);
+}
+
+int
+ep_bind(zsock_t *s, const char *ep)
+{
+    if (!s_port_ok(ep, true)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return zsock_bind(s, "%s", ep) == -1 ? -1 : 0;
+}
+
+int
+ep_connect(zsock_t *s, const char *ep)
+{
+    if (!s_port_ok(ep, false)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return zsock_connect(s, "%s", ep);
+}
+
 zsock_t *
 ep_socket(int type, const char *tmpl, const char *rundir, const char *daemon,
           const char *what, unsigned lane, bool bind, int64_t hwm)
@@ -76,7 +119,7 @@ ep_socket(int type, const char *tmpl, const char *rundir, const char *daemon,
     zsock_set_linger(s, 1000);
     if (bind)
         ep_limit(s);
-    if ((bind ? zsock_bind(s, "%s", ep) : zsock_connect(s, "%s", ep)) == -1) {
+    if ((bind ? ep_bind(s, ep) : ep_connect(s, ep)) == -1) {
         log_warn("%s: cannot %s %s", daemon, bind ? "bind" : "connect", ep);
         zsock_destroy(&s);
         return NULL;
@@ -97,6 +140,22 @@ ep_test(bool verbose)
     assert(ep_expand(b, 5, t, 3) == NULL);
     ep_default(t, sizeof t, "/run/sp", "ingestd", "query");
     TEST_STREQ(t, "ipc:///run/sp/ingestd.query");
+    /* A tcp:// port out of range is refused at once (libzmq connected
+     * :99999 to port 34463). */
+    zsock_t *sx = zsock_new(ZMQ_PUSH);
+    static const char *badport[] = {"tcp://127.0.0.1:99999", "tcp://127.0.0.1:65536",
+                                    "tcp://127.0.0.1:", "tcp://127.0.0.1:-1",
+                                    "tcp://127.0.0.1:0", "tcp://127.0.0.1:x1",
+                                    "tcp://127.0.0.1", "tcp://127.0.0.1:*"};
+    for (size_t i = 0; i < sizeof badport / sizeof badport[0]; i++) {
+        errno = 0;
+        assert(ep_connect(sx, badport[i]) == -1 && errno == EINVAL);
+    }
+    assert(ep_bind(sx, "tcp://127.0.0.1:99999") == -1 && errno == EINVAL);
+    assert(ep_connect(sx, "tcp://127.0.0.1:65535") == 0);
+    assert(ep_connect(sx, "tcp://[::1]:7001") == 0);
+    assert(ep_bind(sx, "tcp://127.0.0.1:*") == 0);
+    zsock_destroy(&sx);
     zsock_t *sa = ep_socket(ZMQ_PULL, "inproc://ep_test.{lane}", "", "t", "in",
                            2, true, 10);
     zsock_t *sb = ep_socket(ZMQ_PUSH, "inproc://ep_test.2", "", "t", "in", 0,

@@ -50,6 +50,15 @@ char *ep_default(char *buf, size_t len, const char *rundir,
  * fit. */
 char *ep_expand(char *buf, size_t len, const char *tmpl, unsigned lane);
 
+/* zsock_bind and zsock_connect of one endpoint, after a check libzmq
+ * leaves out: the port of a tcp:// endpoint is a number in 1..65535 (or
+ * 0 or "*" to bind an ephemeral port). libzmq connects
+ * tcp://127.0.0.1:99999 to port 34463 without a word, and reports
+ * other impossible ports only asynchronously. Return 0, or -1 with errno
+ * EINVAL for such a port or as zsock_bind/zsock_connect set it. */
+int ep_bind(zsock_t *s, const char *ep);
+int ep_connect(zsock_t *s, const char *ep);
+
 /* A socket of type on the endpoint template tmpl ("" = the default for
  * daemon and what under rundir) with {lane} expanded, bound (with
  * ep_limit) or connected, with queue limit hwm and a 1 s linger. Returns NULL

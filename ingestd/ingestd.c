@@ -127,7 +127,7 @@ s_push(const struct ingestd_conf *conf, unsigned lane)
     s = zsock_new(ZMQ_PUSH);
     zsock_set_sndhwm(s, (int)conf->hwm);
     zsock_set_linger(s, (int)(conf->drain / CLOCK_NS_PER_MS));
-    if (zsock_connect(s, "%s", ep) == -1) {
+    if (ep_connect(s, ep) == -1) {
         log_warn("ingestd: cannot connect %s", ep);
         zsock_destroy(&s);
     }
@@ -189,7 +189,7 @@ ingestd_new(const struct ingestd_conf *conf)
         }
         self->confirm = zsock_new(ZMQ_PULL);
         ep_limit(self->confirm);
-        if (zsock_bind(self->confirm, "%s", c) == -1) {
+        if (ep_bind(self->confirm, c) == -1) {
             log_warn("ingestd: cannot bind %s", c);
             goto fail;
         }
@@ -201,7 +201,7 @@ ingestd_new(const struct ingestd_conf *conf)
                                                   "ingestd", "query");
         self->router = zsock_new(ZMQ_ROUTER);
         ep_limit(self->router);
-        if (zsock_bind(self->router, "%s", q) == -1) {
+        if (ep_bind(self->router, q) == -1) {
             log_warn("ingestd: cannot bind %s", q);
             goto fail;
         }

@@ -230,7 +230,7 @@ main(int argc, char **argv)
             x->sock = zsock_new(ZMQ_DEALER);
             zsock_set_linger(x->sock, 0);
             zsock_set_sndtimeo(x->sock, 0);
-            if (zsock_connect(x->sock, "%s", x->ep) == 0) {
+            if (ep_connect(x->sock, x->ep) == 0) {
                 rpc_request_send(zsock_resolve(x->sock), (uint64_t)n, q);
             } else {
                 /* A malformed or impossible endpoint (an ipc:// path over
@@ -239,8 +239,7 @@ main(int argc, char **argv)
                 char qe[CFG_QUOTE_BUF];
                 fprintf(stderr, "sensorpipectl: %s lane %u: cannot connect "
                         "'%s': %s\n", x->daemon, lane,
-                        cfg_quote(x->ep, qe, sizeof qe),
-                        zmq_strerror(zmq_errno()));
+                        cfg_quote(x->ep, qe, sizeof qe), strerror(errno));
                 unusable++;
             }
             json_decref(q);

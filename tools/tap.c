@@ -8,6 +8,7 @@
  */
 #include "common/cfg.h"
 #include "common/clock.h"
+#include "common/ep.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/sig.h"
@@ -105,10 +106,10 @@ main(int argc, char **argv)
     sub = zsock_new(ZMQ_SUB);
     zsock_set_subscribe(sub, topic);
     for (int i = optind; i < argc; i++)
-        if (zsock_connect(sub, "%s", argv[i]) == -1) {
+        if (ep_connect(sub, argv[i]) == -1) {
             char q[CFG_QUOTE_BUF];
             fprintf(stderr, "tap: cannot connect '%s': %s\n",
-                    cfg_quote(argv[i], q, sizeof q), zmq_strerror(zmq_errno()));
+                    cfg_quote(argv[i], q, sizeof q), strerror(errno));
             zsock_destroy(&sub);
             return 1;
         }
