@@ -5,7 +5,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev libczmq-dev libzmq3-de
 libmsgpack-dev libjansson-dev libmosquitto-dev mosquitto mosquitto-clients
 mosquitto-dev libmicrohttpd-dev libwslay-dev libsqlite3-dev libcurl4-openssl-dev
 libzstd-dev zlib1g-dev libsodium-dev libjwt-dev python3 python3-zmq python3-msgpack python3-numpy curl runit influxdb influxdb-client
-chromium prometheus clickhouse-server"
+chromium prometheus clickhouse-server mandoc"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
