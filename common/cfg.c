@@ -65,6 +65,8 @@ s_zero_duration(const char *val)
     char buf[128];
     int64_t ns;
 
+    if (*val == '\0')
+        return false; /* "1ns" alone is 1ns too */
     if (!strcmp(val, "0"))
         return true;
     if (snprintf(buf, sizeof buf, "1ns%s", val) >= (int)sizeof buf)
@@ -554,6 +556,16 @@ cfg_test(bool verbose)
         {"drain", CFG_DURATION, offsetof(struct s_test_conf, win), "2s", 0, 600, 0, "d"},
     };
     static const char *zeros[] = {"0", "0s", "0ms", "0h0m", "0.0s"};
+    char *argv11[] = {"t", "--drain=", NULL}; /* empty is not zero */
+    saved = dup(2);
+    devnull = open("/dev/null", O_WRONLY);
+    if (!verbose)
+        dup2(devnull, 2);
+    assert(cfg_load(zero, 1, &c, "cfgtest", 2, argv11, &cli) == CFG_ERROR);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
     for (size_t i = 0; i < sizeof zeros / sizeof zeros[0]; i++) {
         char arg[32];
         snprintf(arg, sizeof arg, "--drain=%s", zeros[i]);
