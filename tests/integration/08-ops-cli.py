@@ -208,6 +208,8 @@ KNOWN = [
     ("aggd", ["-n", "--export-format", "bogus"], {}, 78, "export-format"),
     ("anomalyd", ["-n", "--method", "bogus"], {}, 78, "method: unknown 'bogus'"),
     ("alertd", ["-n", "--rules", "{tmp}/no-such.rules"], {}, 78, "no-such.rules"),
+    ("alertd", ["-n", "--rules", "x\ny"], {}, 78, "alertd: err: x\\x0ay: No such file"),
+    ("alertd", ["-n", "--drain="], {}, 78, "--drain: '' is not a duration"),
     ("apid", ["-n", "-v", "--log-level", "bogus"], {}, 78, "log-level"),
     ("sensorpipectl", ["-n", "--delete", "x", "--start", "soon"], {}, 78, "--start"),
     ("sensorpipectl", ["--rundir", "{tmp}/" + "r" * 200, "--timeout", "100ms"], {}, 78,
@@ -365,6 +367,14 @@ def flag_args(r, key, val, t=None):
     return [b"--" + enc(key), enc(val)]
 
 
+SAFE_START = {"drain", "hwm", "checkpoint-every", "checkpoint-mb", "compact-every",
+              "retention-raw", "retention-day", "window", "threshold", "min-score", "keep",
+              "ws-ping", "key-rate", "key-burst", "job-timeout", "session-ttl",
+              "window-points", "max-series", "max-attempts", "notify-timeout", "rate-limit",
+              "device-rate", "tenant-rate", "tenant-series", "resend-after",
+              "forecast-every", "forecast-horizon", "query-threads"}
+
+
 def gen_cfg(r, c, tab, tmp, start):
     """Mutations of a table-driven binary; start=True keeps to values
     that are safe to run with."""
@@ -392,6 +402,22 @@ def gen_cfg(r, c, tab, tmp, start):
                 c.expect[key] = win
         if r.random() < 0.3:
             c.argv.append(r.choice([b"-v", b"-vv", b"-vvv"]))
+    else:
+        # Good values a real start can take (no ports, lanes, sizes of
+        # files or shared memory), from any of the three sources.
+        safe = sorted(SAFE_START & set(keys))
+        for key in r.sample(safe, min(2, len(safe))):
+            t, lo, hi, _ = tab[key]
+            lo = min(hi, max(lo, 1))
+            hi = min(hi, lo * 100, 10 if t == "DURATION" else hi)
+            v = good_value(r, t, lo, max(lo, hi))
+            where = r.choice(["file", "env", "flag"])
+            if where == "file":
+                c.lines.append(enc(key) + b" = " + enc(v))
+            elif where == "env":
+                c.env[enc("%s_%s" % (ident, key.upper().replace("-", "_")))] = enc(v)
+            else:
+                c.argv += flag_args(r, key, v, t)
     pick = r.random()
     if pick < 0.35:
         return  # all good
@@ -402,15 +428,19 @@ def gen_cfg(r, c, tab, tmp, start):
             return
         v = r.choice(MAYBE_STR)
         where = r.choice(["flag", "env", "file"])
+        # The daemon's own check may name the value rather than the key
+        # (alertd: "'<rules file>': No such file or directory").
+        val = [enc(v)[:40]] if enc(v).strip() else []
         if where == "flag":
             c.argv += flag_args(r, key, v)
-            c.maybe("--" + key, key)
+            c.maybe("--" + key, key, *val)
         elif where == "env" and b"\n" not in enc(v) and v != BIG:
             env = "%s_%s" % (ident, key.upper().replace("-", "_"))
             c.env[enc(env)] = enc(v)
-            c.maybe(env, key)
+            c.maybe(env, key, *val)
         elif b"\n" not in enc(v):
             c.bad_line(enc(key) + b" = " + enc(v), maybe=True, key=key)
+            c.names += [enc(x) for x in val]
         return
     v = bad_value(r, t, lo, hi)
     where = r.choice(["flag", "flag", "env", "file"])
@@ -526,7 +556,7 @@ def gen_sim(r, c, tmp, port):
         c.bad("--host", "-H")
         return
     if k < 0.6:
-        v = r.choice(["", "a b", "x" * 40, "\xff"])
+        v = r.choice(["", "a b", "x" * 70, "\xff"])
         c.argv += [r.choice([b"--run", b"--prefix"]), enc(v)]
         c.bad("--run", "--prefix")
         return
