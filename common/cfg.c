@@ -3,6 +3,7 @@
  */
 #include "common/cfg.h"
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/strutil.h"
 #include "common/test.h"
 #include "common/urlmask.h"
@@ -41,19 +42,13 @@ s_find(const struct cfg_opt *tab, size_t n, const char *name, size_t len)
 const char *
 cfg_quote(const char *s, char *buf, size_t len)
 {
-    bool utf8 = strutil_utf8_valid(s, strlen(s));
-    size_t k = 0, i;
+    char cut[CFG_QUOTE_MAX + 1];
+    size_t o;
 
-    for (i = 0; s[i] && i < CFG_QUOTE_MAX && k + 8 < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8))
-            k += (size_t)snprintf(buf + k, len - k, "\\x%02x", c);
-        else
-            buf[k++] = (char)c;
-    }
-    if (s[i] && k + 4 < len)
-        k += (size_t)snprintf(buf + k, len - k, "...");
-    buf[k] = '\0';
+    snprintf(cut, sizeof cut, "%s", s);
+    o = log_escape(buf, len, cut);
+    if (strlen(s) > CFG_QUOTE_MAX && o + 4 <= len)
+        memcpy(buf + o, "...", 4);
     return buf;
 }
 

@@ -64,9 +64,10 @@ int cfg_load(const struct cfg_opt *tab, size_t n, void *conf,
  * copy). Returns 0, or -1 with errors printed. */
 int cfg_load_file(const struct cfg_opt *tab, size_t n, void *conf,
                   const char *path);
-/* The text a user gave, fit to quote in a one-line error: control bytes,
- * and every byte of text that is not UTF-8, as \xNN; cut after
- * CFG_QUOTE_MAX bytes with "...". Returns buf, which should hold
+/* The text a user gave, fit to quote in a one-line error printed on
+ * stderr before logging starts: its first CFG_QUOTE_MAX bytes escaped as
+ * log_escape does (control bytes and bytes outside valid UTF-8 as \xNN),
+ * then "..." if it was longer. Returns buf, which should hold
  * CFG_QUOTE_BUF bytes (shorter ones cut sooner). Cannot fail. */
 #define CFG_QUOTE_MAX 64
 #define CFG_QUOTE_BUF (CFG_QUOTE_MAX * 4 + 8)

@@ -647,15 +647,18 @@ def run_case(c, tmp, start):
 
 
 def esc(b):
-    """b as cfg_quote prints it: control bytes, and all bytes of text
-    that is not UTF-8, as \\xNN."""
-    try:
-        b.decode("utf-8")
-        utf8 = True
-    except UnicodeDecodeError:
-        utf8 = False
-    return b"".join(b"\\x%02x" % x if x < 0x20 or x == 0x7f or (x >= 0x80 and not utf8)
-                    else bytes([x]) for x in b)
+    """b as log_escape and cfg_quote print it: control bytes but tab, DEL
+    and bytes outside valid UTF-8 as \\xNN."""
+    out = b""
+    for ch in b.decode("utf-8", "surrogateescape"):
+        o = ord(ch)
+        if 0xdc80 <= o <= 0xdcff:
+            out += b"\\x%02x" % (o - 0xdc00)
+        elif (o < 0x20 and ch != "\t") or o == 0x7f:
+            out += b"\\x%02x" % o
+        else:
+            out += ch.encode()
+    return out
 
 
 def lines_ok(c, se, tmp):
