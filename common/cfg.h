@@ -39,7 +39,7 @@ struct cfg_opt {
 
 enum cfg_result {
     CFG_OK = 0,       /* run */
-    CFG_EXIT = 1,     /* help, version or -n printed: exit 0 */
+    CFG_EXIT = 1,     /* help or version printed: exit 0 */
     CFG_ERROR = 2,    /* errors printed: exit 78 (EX_CONFIG) */
     CFG_CHECK = 3     /* -n: the table's checks passed; the caller makes
                          its own, then calls cfg_check_ok and exits 0, or
