@@ -339,6 +339,7 @@ class Case:
         self.line = None         # index in lines of the bad or odd line
         self.tmp = None          # the run's directory
         self.runtime = False     # found bad at start (exit 1), not by -n
+        self.hup = None          # a started daemon's file becomes this, then SIGHUP
 
     def bad(self, *names):
         assert self.kind == "good"
@@ -557,7 +558,8 @@ def gen_sim(r, c, tmp, port):
         return
     if k < 0.6:
         v = r.choice(["", "a b", "x" * 70, "\xff"])
-        c.argv += [r.choice([b"--run", b"--prefix"]), enc(v)]
+        # an empty --prefix is allowed: the device ids are the numbers
+        c.argv += [b"--run" if v == "" else r.choice([b"--run", b"--prefix"]), enc(v)]
         c.bad("--run", "--prefix")
         return
     name = r.choice(sorted(SIM_OPTS))
@@ -728,6 +730,25 @@ def judge_start(c, p):
         time.sleep(0.05)
     if p.poll() is not None:
         return ["exited %d before ready\n      stderr: %r" % (p.returncode, se[-800:])]
+    if c.path and c.hup is not None:
+        # SIGHUP with the file spoilt: the daemon keeps running on the
+        # configuration it has, and says so.
+        with open(c.path, "wb") as f:
+            f.write(c.hup)
+        mark = len(se)
+        p.send_signal(signal.SIGHUP)
+        deadline = time.time() + 15
+
+        def said():  # "SIGHUP: reloading", then what came of it
+            return sum(b"reload" in x for x in se[mark:].splitlines()) >= 2
+        while time.time() < deadline and not said() and p.poll() is None:
+            se += p.stderr.read() or b""
+            time.sleep(0.05)
+        if p.poll() is not None:
+            return ["died on SIGHUP with a spoilt file (exit %d)\n      stderr: %r" % (
+                p.returncode, se[-800:])]
+        if not said():
+            return ["no word on SIGHUP with a spoilt file\n      stderr: %r" % se[mark:][-800:]]
     p.send_signal(signal.SIGTERM)
     try:
         so, rest = p.communicate(timeout=30)
@@ -767,9 +788,10 @@ def gen_start_bad_path(r, c, tab, tmp):
                          "quotas", "webroot") if k in tab]
     key = r.choice(paths)
     v = r.choice([os.path.join(tmp, "afile", "x"), os.path.join(tmp, "y" * 5000)])
-    if c.name == "sensorpipectl":
-        # A rundir without sockets is daemons that are down (exit 1); only
-        # a path no socket can have is a bad option.
+    if c.name in ("sensorpipectl", "apid") and key == "rundir":
+        # Only the daemons' sockets are there: a rundir without them is
+        # daemons that are down (sensorpipectl exit 1, apid answers 503);
+        # only a path no socket can have is a bad option.
         v = os.path.join(tmp, "y" * 5000)
     c.argv += [b"--" + enc(key), enc(v)]
     c.bad(v[:40], "--" + key, key)
@@ -813,6 +835,10 @@ def monkey(seed, failures):
                                    for i in range(0, len(c.argv) - 1, 2)
                                    if c.argv[i].startswith(b"--")]
                         c.argv = [x for x in c.argv if x == b"-v"]
+                        c.hup = r.choice([
+                            bytes(r.getrandbits(8) for _ in range(r.randint(1, 300))),
+                            b"[section]\n", b"drain = 1s\0x\n", b"hwm = -5\n",
+                            b"no_such = 1\n", b"drain = " + b"9" * 5000 + b"s\n"])
             elif r.random() < 0.5:
                 gen_cfg(r, c, tabs[name], tmp, False)
             else:
