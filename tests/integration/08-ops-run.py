@@ -100,6 +100,15 @@ def clean_output(run, what):
     return t
 
 
+def stopped_cleanly(run, what, how):
+    """run exits 0 after how, says so, and leaves no process behind."""
+    rc = run.wait(60)
+    text = clean_output(run, what)
+    check(rc == 0, "%s exits 0 after %s, got %d: %s" % (what, how, rc, text[-1500:]))
+    check("all stopped (status 0)" in text, "%s says all stopped" % what)
+    wait_for(lambda: not ours(run.var), "no process of %s left after %s" % (what, how), 10)
+
+
 def test():
     need("mosquitto", "mosquitto_pub", "curl", "aggd", "anomalyd", "alertd",
          "ingestd", "apid")
@@ -156,11 +165,7 @@ def test():
         daemons = ours(var)
         check(len(daemons) == 6, "six processes running: %r" % daemons)
         r.signal(signal.SIGINT)
-        rc = r.wait(60)
-        text = clean_output(r, "run 1")
-        check(rc == 0, "run 1 exits 0 after Ctrl-C, got %d: %s" % (rc, text[-1500:]))
-        check("all stopped (status 0)" in text, "run 1 says all stopped")
-        wait_for(lambda: not ours(var), "no process of run 1 left", 10)
+        stopped_cleanly(r, "run 1", "Ctrl-C")
 
         # 2. Restart on the same data; SIGTERM twice.
         ports = (free_port(), free_port(), free_port())
@@ -179,11 +184,7 @@ def test():
         r.signal(signal.SIGTERM)
         time.sleep(0.05)
         r.signal(signal.SIGTERM)
-        rc = r.wait(60)
-        text = clean_output(r, "run 2")
-        check(rc == 0, "run 2 exits 0 after two SIGTERMs, got %d: %s" % (rc, text[-1500:]))
-        check("all stopped (status 0)" in text, "run 2 says all stopped")
-        wait_for(lambda: not ours(var), "no process of run 2 left after two SIGTERMs", 10)
+        stopped_cleanly(r, "run 2", "two SIGTERMs")
 
         # 3. The API port is taken: no "running", a non-zero exit, nothing left.
         taken = socket.socket()
