@@ -3,6 +3,7 @@
  */
 #include "alertd/alert_sink_webhook.h"
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/test.h"
 #include "common/urlmask.h"
 #include "common/xalloc.h"
@@ -42,23 +43,15 @@ alert_sink_webhook_sign(const char *key, const char *data, size_t len,
     sodium_bin2hex(hex, 2 * sizeof md + 1, md, sizeof md);
 }
 
-/* The start of the receiver's answer, kept for the error message, which
- * goes to the log and to the outbox (last_error, served as JSON): any
- * byte but printable ASCII becomes '?' and line breaks and tabs a space,
- * so a receiver can neither forge log lines nor store bytes that are not
- * UTF-8. */
+/* The start of the receiver's answer, kept for the error message. */
 static size_t
 s_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     struct s_reply *r = arg;
     size_t n = size * nmemb, room = S_REPLY_MAX - r->len;
 
-    for (size_t i = 0; i < n && i < room; i++) {
-        unsigned char b = (unsigned char)ptr[i];
-        r->text[r->len++] = b == '\r' || b == '\n' || b == '\t' ? ' '
-                            : b < 0x20 || b > 0x7e       ? '?'
-                                                         : (char)b;
-    }
+    memcpy(r->text + r->len, ptr, n < room ? n : room);
+    r->len += n < room ? n : room;
     r->text[r->len] = '\0';
     return n;
 }
@@ -114,8 +107,12 @@ alert_sink_webhook_deliver(char *const *argv, size_t argc,
         if (status >= 200 && status < 300) {
             rc = 0;
         } else {
-            char *o = urlmask_origin(argv[0]);
-            snprintf(err, errlen, "%s: HTTP %ld %s", o, status, reply.text);
+            /* The error goes to the log and to the outbox (last_error,
+             * served as JSON): escaped like a log line, so a receiver can
+             * neither forge lines nor store bytes that are not UTF-8. */
+            char *o = urlmask_origin(argv[0]), text[4 * S_REPLY_MAX + 1];
+            log_escape(text, sizeof text, reply.text);
+            snprintf(err, errlen, "%s: HTTP %ld %s", o, status, text);
             free(o);
         }
     }
