@@ -3,6 +3,7 @@
  * A handful of producers times lanes: a zhashx keyed "lane/producer".
  */
 #include "aggd/agg_confirm.h"
+#include "common/clock.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -10,10 +11,13 @@ struct s_entry {
     char producer[64]; /* sender name */
     uint32_t lane;     /* its lane */
     uint64_t seq;      /* highest contiguous seq applied */
+    int64_t active;    /* mono ns of its last batch */
 };
 
 struct agg_confirm {
-    zhashx_t *map; /* "lane/producer" -> struct s_entry */
+    zhashx_t *map;         /* "lane/producer" -> struct s_entry */
+    uint64_t forgotten;    /* idle entries given up for new producers */
+    char last_forgotten[96]; /* key of the last of them */
 };
 
 static void
@@ -48,7 +52,8 @@ s_key(char *buf, size_t len, const char *producer, uint32_t lane)
 }
 
 static struct s_entry *
-s_put(agg_confirm_t *self, const char *producer, uint32_t lane, uint64_t seq)
+s_put(agg_confirm_t *self, const char *producer, uint32_t lane, uint64_t seq,
+      int64_t active)
 {
     char key[96];
     struct s_entry *e = xcalloc(1, sizeof *e);
@@ -56,6 +61,7 @@ s_put(agg_confirm_t *self, const char *producer, uint32_t lane, uint64_t seq)
     snprintf(e->producer, sizeof e->producer, "%s", producer);
     e->lane = lane;
     e->seq = seq;
+    e->active = active;
     s_key(key, sizeof key, e->producer, lane);
     zhashx_update(self->map, key, e);
     return e;
@@ -68,24 +74,52 @@ agg_confirm_dup(const agg_confirm_t *self)
     zhashx_t *map = self->map;
 
     for (struct s_entry *e = zhashx_first(map); e; e = zhashx_next(map))
-        s_put(copy, e->producer, e->lane, e->seq);
+        s_put(copy, e->producer, e->lane, e->seq, e->active);
+    copy->forgotten = self->forgotten;
+    memcpy(copy->last_forgotten, self->last_forgotten,
+           sizeof copy->last_forgotten);
     return copy;
+}
+
+/* Forget the entry idle longest if it has been idle AGG_CONFIRM_IDLE_NS
+ * at now. A scan of at most AGG_CONFIRM_MAX entries, only for a new
+ * producer while the table is full. Returns whether one went. */
+static bool
+s_forget_idle(agg_confirm_t *self, int64_t now)
+{
+    zhashx_t *map = self->map;
+    struct s_entry *oldest = NULL;
+    char key[96];
+
+    for (struct s_entry *e = zhashx_first(map); e; e = zhashx_next(map))
+        if (oldest == NULL || e->active < oldest->active)
+            oldest = e;
+    if (oldest == NULL || now - oldest->active < AGG_CONFIRM_IDLE_NS)
+        return false;
+    s_key(key, sizeof key, oldest->producer, oldest->lane);
+    memcpy(self->last_forgotten, key, sizeof key);
+    zhashx_delete(map, key);
+    self->forgotten++;
+    return true;
 }
 
 enum agg_confirm_verdict
 agg_confirm_accept(agg_confirm_t *self, const char *producer, uint32_t lane,
-                   uint64_t seq)
+                   uint64_t seq, int64_t now, bool grow)
 {
     char key[96];
     struct s_entry *e;
 
     s_key(key, sizeof key, producer, lane);
     if ((e = zhashx_lookup(self->map, key)) == NULL) {
-        if (zhashx_size(self->map) >= AGG_CONFIRM_MAX)
+        if (!grow && zhashx_size(self->map) >= AGG_CONFIRM_MAX &&
+            !s_forget_idle(self, now))
             return AGG_CONFIRM_FULL;
-        s_put(self, producer, lane, seq);
+        s_put(self, producer, lane, seq, now);
         return AGG_CONFIRM_NEXT;
     }
+    if (now > e->active)
+        e->active = now;
     if (seq <= e->seq)
         return AGG_CONFIRM_DUP;
     if (seq != e->seq + 1)
@@ -111,6 +145,14 @@ agg_confirm_size(const agg_confirm_t *self)
     return zhashx_size(self->map);
 }
 
+uint64_t
+agg_confirm_forgotten(const agg_confirm_t *self, const char **last)
+{
+    if (last)
+        *last = self->last_forgotten;
+    return self->forgotten;
+}
+
 msg_batch_t *
 agg_confirm_batch(const agg_confirm_t *self, const char *producer,
                   uint32_t lane)
@@ -129,11 +171,13 @@ agg_confirm_batch(const agg_confirm_t *self, const char *producer,
 int
 agg_confirm_load(agg_confirm_t *self, msg_batch_t *b)
 {
+    int64_t now = clock_mono_ns();
+
     if (msg_batch_type(b) != MSG_TYPE_CONFIRM)
         return -1;
     for (size_t i = 0; i < msg_batch_size(b); i++) {
         const struct msg_confirm *c = msg_batch_confirm(b, i);
-        s_put(self, msg_batch_str(b, c->producer_off), c->lane, c->seq);
+        s_put(self, msg_batch_str(b, c->producer_off), c->lane, c->seq, now);
     }
     return 0;
 }
@@ -143,21 +187,24 @@ agg_confirm_test(bool verbose)
 {
     agg_confirm_t *t = agg_confirm_new(), *copy;
     msg_batch_t *b;
+    const int64_t HOUR = AGG_CONFIRM_IDLE_NS;
+    int64_t T0 = 1000;
+    const char *last;
 
     /* The first batch of a producer starts its entry. */
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 5) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 6) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 6) == AGG_CONFIRM_DUP);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 2) == AGG_CONFIRM_DUP);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 5, T0, false) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 6, T0, false) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 6, T0, false) == AGG_CONFIRM_DUP);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 2, T0, false) == AGG_CONFIRM_DUP);
     /* 7 died in a queue: 8 is applied but the entry stays at 6. */
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 8) == AGG_CONFIRM_GAP);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 8, T0, false) == AGG_CONFIRM_GAP);
     assert(agg_confirm_seq(t, "ingestd.0", 0) == 6);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 7) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 8) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.1", 0, 1) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 7, T0, false) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 8, T0, false) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.1", 0, 1, T0, false) == AGG_CONFIRM_NEXT);
     assert(agg_confirm_size(t) == 2 && agg_confirm_seq(t, "x", 0) == 0);
     copy = agg_confirm_dup(t);
-    assert(agg_confirm_accept(t, "ingestd.1", 0, 2) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.1", 0, 2, T0, false) == AGG_CONFIRM_NEXT);
     assert(agg_confirm_seq(copy, "ingestd.1", 0) == 1);
     /* Through a batch and back, as a checkpoint holds it. */
     b = agg_confirm_batch(t, "aggd.0", 0);
@@ -173,12 +220,56 @@ agg_confirm_test(bool verbose)
     for (int i = 0; agg_confirm_size(t) < AGG_CONFIRM_MAX; i++) {
         char p[32];
         snprintf(p, sizeof p, "made.up.%d", i);
-        assert(agg_confirm_accept(t, p, 0, 1) == AGG_CONFIRM_NEXT);
+        assert(agg_confirm_accept(t, p, 0, 1, T0 + 1, false) ==
+               AGG_CONFIRM_NEXT);
     }
-    assert(agg_confirm_accept(t, "one.more", 0, 1) == AGG_CONFIRM_FULL);
-    assert(agg_confirm_accept(t, "ingestd.0", 1, 1) == AGG_CONFIRM_FULL);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 9) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "one.more", 0, 1, T0, false) == AGG_CONFIRM_FULL);
+    assert(agg_confirm_accept(t, "ingestd.0", 1, 1, T0, false) == AGG_CONFIRM_FULL);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 9, T0, false) == AGG_CONFIRM_NEXT);
     assert(agg_confirm_size(t) == AGG_CONFIRM_MAX);
+    /* The WAL's replay adds beyond the bound what the live run added. */
+    copy = agg_confirm_dup(t);
+    assert(agg_confirm_accept(copy, "one.more", 0, 4, T0, true) ==
+           AGG_CONFIRM_NEXT);
+    assert(agg_confirm_size(copy) == AGG_CONFIRM_MAX + 1);
+    agg_confirm_destroy(&copy);
+    /* A new producer takes the place of the entry idle longest
+     * (ingestd.1, last active at T0), and only of it, once that one has
+     * been idle an hour; then the entries idle longest go first, and
+     * ingestd.0, active since, outlives them. */
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 10, T0 + HOUR - 1, false) ==
+           AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "made.up.0", 0, 2, T0 + 2, false) ==
+           AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "one.more", 0, 1, T0 + HOUR - 1, false) ==
+           AGG_CONFIRM_FULL);
+    assert(agg_confirm_forgotten(t, NULL) == 0);
+    assert(agg_confirm_accept(t, "one.more", 0, 7, T0 + HOUR, false) ==
+           AGG_CONFIRM_NEXT);
+    assert(agg_confirm_size(t) == AGG_CONFIRM_MAX);
+    assert(agg_confirm_forgotten(t, &last) == 1 && strcmp(last, "0/ingestd.1") == 0);
+    assert(agg_confirm_seq(t, "ingestd.1", 0) == 0);
+    assert(agg_confirm_seq(t, "one.more", 0) == 7);
+    for (int i = 0; i < AGG_CONFIRM_MAX - 2; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "newer.%d", i);
+        assert(agg_confirm_accept(t, p, 0, 1, T0 + 2 * HOUR, false) ==
+               AGG_CONFIRM_NEXT);
+    }
+    assert(agg_confirm_forgotten(t, NULL) == AGG_CONFIRM_MAX - 1);
+    assert(agg_confirm_seq(t, "ingestd.0", 0) == 10);
+    assert(agg_confirm_seq(t, "made.up.0", 0) == 0);
+    /* Entries read from a checkpoint are active from then on. */
+    b = agg_confirm_batch(t, "aggd.0", 0);
+    copy = agg_confirm_new();
+    assert(agg_confirm_load(copy, b) == 0);
+    msg_batch_destroy(&b);
+    T0 = clock_mono_ns();
+    assert(agg_confirm_accept(copy, "one.more.time", 0, 1, T0 + HOUR / 2,
+                              false) == AGG_CONFIRM_FULL);
+    assert(agg_confirm_accept(copy, "one.more.time", 0, 1, T0 + 2 * HOUR,
+                              false) == AGG_CONFIRM_NEXT);
+    agg_confirm_destroy(&copy);
     agg_confirm_destroy(&t);
     assert(t == NULL);
     (void)verbose;

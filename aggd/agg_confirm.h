@@ -9,6 +9,13 @@
  * the gap and what follows. The first batch seen from an unknown producer
  * starts its entry, whatever its seq: ingestd resends from the last
  * confirmed seq in order, so the first one seen is the first one missing.
+ *
+ * The table is bounded (AGG_CONFIRM_MAX). When it is full, a new
+ * producer takes the place of the entry that has been idle longest, if
+ * that one has been idle AGG_CONFIRM_IDLE_NS: a producer that comes back
+ * after it was forgotten starts a new entry like any new one, and a
+ * batch of it applied again (a resend whose confirmation it never got)
+ * writes the same points again, which overwrite (no reading doubles).
  */
 #ifndef SP_AGG_CONFIRM_H
 #define SP_AGG_CONFIRM_H
@@ -25,6 +32,11 @@
  * producer is an ingestd (one entry per lane it sends this aggd), so
  * 1,024 leave room for many hosts. */
 #define AGG_CONFIRM_MAX 1024
+/* How long an entry must have seen no batch before a new producer may
+ * take its place in a full table: an hour (a live ingestd sends at least
+ * a batch of its own readings or a resend well within it). Entries read
+ * from a checkpoint count as active at the time they are read. */
+#define AGG_CONFIRM_IDLE_NS (3600LL * 1000000000LL)
 
 typedef struct agg_confirm agg_confirm_t;
 
@@ -32,8 +44,9 @@ enum agg_confirm_verdict {
     AGG_CONFIRM_NEXT, /* applied in order: the entry advanced */
     AGG_CONFIRM_DUP,  /* at or below the entry: already applied */
     AGG_CONFIRM_GAP,  /* beyond the next seq: apply, do not advance */
-    AGG_CONFIRM_FULL  /* a new producer, AGG_CONFIRM_MAX entries held:
-                         refuse the batch (it stays unconfirmed) */
+    AGG_CONFIRM_FULL  /* a new producer, AGG_CONFIRM_MAX entries held and
+                         none idle AGG_CONFIRM_IDLE_NS: refuse the batch
+                         (it stays unconfirmed) */
 };
 
 /* Create an empty table. Cannot fail. */
@@ -43,11 +56,19 @@ void agg_confirm_destroy(agg_confirm_t **self_p);
 /* A copy of the table. Caller destroys. */
 agg_confirm_t *agg_confirm_dup(const agg_confirm_t *self);
 
-/* Classify a batch and advance the entry for NEXT (or start it, for a
- * new producer while the table has room). */
+/* Classify a batch that arrives at now (monotonic ns), mark its entry
+ * active, and advance it for NEXT (or start it, for a new producer while
+ * the table has room or an idle entry to forget). With grow (the WAL's
+ * replay, which must apply every batch the live run applied, whatever
+ * the live run forgot) a new producer is added even beyond
+ * AGG_CONFIRM_MAX. */
 enum agg_confirm_verdict agg_confirm_accept(agg_confirm_t *self,
                                             const char *producer,
-                                            uint32_t lane, uint64_t seq);
+                                            uint32_t lane, uint64_t seq,
+                                            int64_t now, bool grow);
+/* Entries forgotten for new producers so far, and the "lane/producer" of
+ * the last one ("" before the first). */
+uint64_t agg_confirm_forgotten(const agg_confirm_t *self, const char **last);
 /* Highest contiguous seq of (producer, lane), 0 when unknown. */
 uint64_t agg_confirm_seq(const agg_confirm_t *self, const char *producer,
                          uint32_t lane);
@@ -57,8 +78,8 @@ size_t agg_confirm_size(const agg_confirm_t *self);
  * producer (e.g. "aggd.0") and lane. Caller destroys. */
 msg_batch_t *agg_confirm_batch(const agg_confirm_t *self, const char *producer,
                                uint32_t lane);
-/* Set entries from a MSG_TYPE_CONFIRM batch (a checkpoint). Returns 0, or
- * -1 when it is of another type. */
+/* Set entries from a MSG_TYPE_CONFIRM batch (a checkpoint), active as of
+ * now (clock_mono_ns). Returns 0, or -1 when it is of another type. */
 int agg_confirm_load(agg_confirm_t *self, msg_batch_t *b);
 
 /* Selftest. */

@@ -313,6 +313,8 @@ s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
     msg_batch_t *b = self->spare ? self->spare : msg_batch_new(MSG_TYPE_NONE);
     int rc = msg_batch_decode_into(b, data, len);
     struct msg_envelope *e;
+    uint64_t forgotten;
+    const char *last;
 
     self->spare = b; /* until it is applied */
 
@@ -326,7 +328,9 @@ s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
         return NULL;
     }
     e = msg_batch_env(b);
-    switch (agg_confirm_accept(self->applied, e->producer, e->lane, e->seq)) {
+    forgotten = agg_confirm_forgotten(self->applied, NULL);
+    switch (agg_confirm_accept(self->applied, e->producer, e->lane, e->seq,
+                               clock_mono_ns(), replay)) {
     case AGG_CONFIRM_DUP:
         self->dup_batches++;
         return NULL;
@@ -340,12 +344,18 @@ s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
                           self->applied, e->producer, e->lane));
         break;
     case AGG_CONFIRM_NEXT:
+        if (agg_confirm_forgotten(self->applied, &last) != forgotten &&
+            ratelimit_complain(&self->rl_full))
+            log_warnx("aggd: forgot producer %s (lane/name), idle an hour, "
+                      "for new producer=%s lane=%u: %d producers known",
+                      last, e->producer, e->lane, AGG_CONFIRM_MAX);
         break;
     case AGG_CONFIRM_FULL:
         self->full_batches++;
         if (ratelimit_complain(&self->rl_full))
             log_warnx("aggd: dropped a batch of producer=%s lane=%u: %d producers "
-                      "known already (%llu so far)", e->producer, e->lane,
+                      "known already, none idle an hour (%llu so far)",
+                      e->producer, e->lane,
                       AGG_CONFIRM_MAX, (unsigned long long)self->full_batches);
         return NULL;
     }
@@ -1093,6 +1103,9 @@ s_status(aggd_t *self)
     json_object_set_new(j, "producers", json_integer((json_int_t)agg_confirm_size(self->applied)));
     json_object_set_new(j, "producers_full_batches",
                         json_integer((json_int_t)self->full_batches));
+    json_object_set_new(j, "producers_forgotten",
+                        json_integer((json_int_t)agg_confirm_forgotten(
+                            self->applied, NULL)));
     json_object_set_new(j, "replayed_batches", json_integer((json_int_t)self->replayed));
     json_object_set_new(j, "live_subscriptions", json_integer((json_int_t)self->pub_subs));
     json_object_set_new(j, "live_batches", json_integer((json_int_t)self->pub_batches));
