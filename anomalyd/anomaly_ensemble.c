@@ -123,6 +123,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->shape_gate = 0.4;
     p->shape_z = 4;
     p->shape_floor = 0.05f;
+    p->shape_repeat = 0.1f;
 }
 
 unsigned
@@ -402,13 +403,15 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
      * how unlike the recent context its shape is (docs/ANOMALY.md,
      * eleventh and thirteenth sessions). The search runs only on such
      * readings. */
+    double novelty = NAN; /* the shape novelty, once computed */
     if (self->shape) {
         anomaly_shape_push(self->shape, value);
         double z = st[ANOMALY_ENSEMBLE_ZSCORE];
         if (!early && best >= p->shape_gate && fabs(z) >= p->shape_z &&
             fabs(value - self->fit_mean) >=
                 p->shape_floor * (self->nhi - self->nlo)) {
-            double r = p->shape_gain * anomaly_shape_novelty(self->shape);
+            novelty = anomaly_shape_novelty(self->shape);
+            double r = p->shape_gain * novelty;
             if (r > best) {
                 best = r;
                 who = -2;
@@ -429,6 +432,15 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
         self->hold_until = self->count + p->hold;
         self->hold_level = best;
         self->calm = 0;
+        /* A repeat is silent: the episode is held like any other, so
+         * its next readings do not alarm either, but it is not news.
+         * The search runs only here and on the shape path's readings. */
+        if (self->shape && p->shape_repeat > 0) {
+            if (isnan(novelty))
+                novelty = anomaly_shape_novelty(self->shape);
+            if (novelty < p->shape_repeat)
+                best = 0;
+        }
     }
     double q = best / p->half;
     *score = 1.0 - exp2(-(q * q * q * q));
@@ -635,6 +647,33 @@ s_two_spikes(const struct anomaly_ensemble_params *p, int a, int b,
     anomaly_ensemble_destroy(&e);
 }
 
+/* Flat noise (uniform, width 0.2) with spikes to 9 at reading 1,200, to
+ * 9.3 at 1,350 (a repeat of the first at about its size: a new extreme
+ * by 3 % of the range) and to 14 at 1,500, scored with params p: the
+ * scores at the three spikes and the largest score between the second
+ * and the third. */
+static void
+s_repeat(const struct anomaly_ensemble_params *p, double sc[3], double *between)
+{
+    anomaly_ensemble_t *e = anomaly_ensemble_new_with(ANOMALY_ENSEMBLE_VOTING, p);
+    uint32_t seed = 3;
+    *between = 0;
+    for (int i = 0; i <= 1500; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        double v = (double)(seed >> 8) / (1u << 24) * 0.2;
+        v = i == 1200 ? 9 : i == 1350 ? 9.3 : i == 1500 ? 14 : v;
+        double s, conf;
+        const char *m;
+        anomaly_ensemble_update(e, (int64_t)i * 300000000000LL, v, &s, &conf,
+                                &m);
+        if (i == 1200 || i == 1350 || i == 1500)
+            sc[(i - 1200) / 150] = s;
+        else if (i > 1350)
+            *between = fmax(*between, s);
+    }
+    anomaly_ensemble_destroy(&e);
+}
+
 /* Readings of seeded Laplace noise (heavy tails, no cycle; 6,000 at 5 minutes, three
  * weeks) that score above 0.01 with a seasonal member deciding, under
  * params p. */
@@ -793,6 +832,25 @@ anomaly_ensemble_test(bool verbose)
     if (verbose)
         printf("; without the floor %.3f %.3f\n", s1, s2);
     assert(s1 >= 0.5 && s2 >= 0.5);
+
+    /* A spike that repeats one 150 readings before at about its size
+     * (a new extreme by 3 % of the range, so the range member alone
+     * would alarm) is silent, and its hold-off keeps the readings
+     * after it quiet; a far larger spike after it alarms. Without
+     * shape_repeat the repeat scores as an anomaly (fourteenth
+     * session). */
+    double rep[3], between;
+    anomaly_ensemble_params_default(&p);
+    s_repeat(&p, rep, &between);
+    if (verbose)
+        printf("   repeated spike: %.3f %.3f %.3f (between %.3f)", rep[0],
+               rep[1], rep[2], between);
+    assert(rep[0] >= 0.5 && rep[1] == 0 && rep[2] >= 0.5 && between < 0.5);
+    p.shape_repeat = 0;
+    s_repeat(&p, rep, &between);
+    if (verbose)
+        printf("; without the rule %.3f %.3f %.3f\n", rep[0], rep[1], rep[2]);
+    assert(rep[0] >= 0.5 && rep[1] >= 0.5 && rep[2] >= 0.5 && between < 0.5);
 
     /* The novelty alarm: a spike during the warm-up does not alarm (but
      * sets the record); the first spike after it that beats the record

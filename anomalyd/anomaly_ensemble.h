@@ -89,8 +89,10 @@ struct anomaly_ensemble_params {
     size_t novel_hold;   /* ... at most once per this many readings */
     double novel_level;  /* ... and when the ensemble's r reaches this */
     /* Shape novelty (anomaly_shape.h), ensembles only: */
-    size_t shape_window;  /* readings in a shape */
-    size_t shape_history; /* recent windows it is compared with */
+    /* (32 bits each: with shape_repeat below they take the place the
+     * two size_t took before the fourteenth session.) */
+    uint32_t shape_window;  /* readings in a shape */
+    uint32_t shape_history; /* recent windows it is compared with */
     double shape_gain;    /* r = gain x novelty (0 = off) ... */
     double shape_gate;    /* ... when the members' r reaches this ... */
     /* ... and the reading's |z| this (floats: together they take the
@@ -101,6 +103,13 @@ struct anomaly_ensemble_params {
      * without a floor a wiggle that is tiny for the series can score
      * (thirteenth session, docs/ANOMALY.md). */
     float shape_floor;
+    /* An alarm whose last shape_window readings repeat a recent window
+     * (shape novelty below this; 0 = off) is silent: it starts its
+     * hold-off as any alarm does, but scores 0. A repeat of what the
+     * series did within the last shape_history windows, at about the
+     * same size, is the same kind of event again (fourteenth session,
+     * docs/ANOMALY.md). */
+    float shape_repeat;
 };
 
 typedef struct anomaly_ensemble anomaly_ensemble_t;
