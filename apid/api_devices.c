@@ -783,7 +783,8 @@ s_on_jobs_tick(zloop_t *loop, int timer_id, void *arg)
 /* A device's presence: "<prefix>/status" with "online" or "offline" (what
  * a device sets as its MQTT last will, so the broker reports a lost
  * device), and "<prefix>/heartbeat". Only changes reach the log, and a
- * heartbeat at most once per S_HEARTBEAT_NS, so repeating itself does not
+ * heartbeat at most once per S_HEARTBEAT_NS, of which the log keeps the
+ * first and the last of a run (dev_store.c), so repeating itself does not
  * grow a device's history; a device that flaps (online, offline, online,
  * ...) still adds an event per flap. */
 static void

@@ -61,6 +61,19 @@ static const char *const s_migrations[] = {
     "  user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
     "  created INTEGER NOT NULL, expires INTEGER NOT NULL);"
     "CREATE INDEX sessions_user ON sessions (user);",
+    /* 5: a run of heartbeats keeps its first and its last event (the
+     * one before the last is deleted as each new one comes), so a
+     * device that keeps beating does not grow its log; a heartbeat is no
+     * longer a version of the device, so the versions stored are
+     * recounted without the heartbeats the log held. */
+    "DROP TRIGGER events_no_delete;"
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
+    "  WHEN OLD.type <> 'heartbeat'"
+    "  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+    "UPDATE devices SET state = json_set(state, '$.version',"
+    "  json_extract(state, '$.version') - (SELECT count(*) FROM events e"
+    "  WHERE e.tenant = devices.tenant AND e.id = devices.id"
+    "  AND e.type = 'heartbeat'));",
 };
 #define S_NMIGRATIONS ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -94,6 +107,8 @@ enum s_stmt {
     ST_LIST_COUNT,
     ST_LIST_PAGE,
     ST_STALE,
+    ST_LAST2,
+    ST_DEL_EVENT,
     ST_MAX
 };
 
@@ -121,6 +136,9 @@ static const char *const s_sql[ST_MAX] = {
     [ST_STALE] = "SELECT tenant, id FROM devices"
                  " WHERE json_extract(state, '$.online') = 1"
                  " AND json_extract(state, '$.lastSeen') < ?1 LIMIT ?2",
+    [ST_LAST2] = "SELECT seq, type FROM events WHERE tenant = ? AND id = ?"
+                 " ORDER BY seq DESC LIMIT 2",
+    [ST_DEL_EVENT] = "DELETE FROM events WHERE tenant = ? AND id = ? AND seq = ?",
 };
 
 struct dev_store {
@@ -292,6 +310,42 @@ s_dump(const json_t *j)
     return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
+/* Before a heartbeat is appended: when the last two events of the device
+ * are heartbeats, delete the last, so that a run of heartbeats keeps its
+ * first (when the device was first heard from again) and its last (the
+ * lastSeen the state holds). A heartbeat changes nothing but online,
+ * lastSeen and updatedAt, which the newest one sets again, so the fold
+ * of the log stays the stored state. 0, or -1 (logged). */
+static int
+s_heartbeat_run(dev_store_t *self, const char *tenant, const char *id)
+{
+    sqlite3_stmt *st = s_st(self, ST_LAST2);
+    int64_t last = 0;
+    int beats = 0, rc;
+
+    s_bind_text(st, 1, tenant);
+    s_bind_text(st, 2, id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (beats == 0)
+            last = sqlite3_column_int64(st, 0);
+        if (strcmp((const char *)sqlite3_column_text(st, 1), DEV_EV_HEARTBEAT))
+            break;
+        beats++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        log_warnx("dev_store: %s", sqlite3_errmsg(self->db));
+        return -1;
+    }
+    if (beats < 2)
+        return 0;
+    st = s_st(self, ST_DEL_EVENT);
+    s_bind_text(st, 1, tenant);
+    s_bind_text(st, 2, id);
+    sqlite3_bind_int64(st, 3, last);
+    return s_step_done(self, st);
+}
+
 enum dev_store_err
 dev_store_append(dev_store_t *self, const char *tenant, const char *id,
                  json_t *events, int64_t ts, json_t **state_p, const char **why)
@@ -330,6 +384,8 @@ dev_store_append(dev_store_t *self, const char *tenant, const char *id,
             rc = DEV_STORE_EINVALID;
             goto done;
         }
+        if (!strcmp(kind, DEV_EV_HEARTBEAT) && s_heartbeat_run(self, tenant, id))
+            goto done;
         st = s_st(self, ST_INSERT_EVENT);
         s_bind_text(st, 1, tenant);
         s_bind_text(st, 2, id);
@@ -752,12 +808,64 @@ dev_store_test(bool verbose)
     list = dev_store_stale(s, t0 + 20 * CLOCK_NS_PER_S, 10);
     assert(list && json_array_size(list) == 0); /* offline is not stale */
     json_decref(list);
+
+    /* A run of heartbeats keeps its first and its last event; the state
+     * (lastSeen the last, version unchanged) is still the log's fold. An
+     * offline starts a new run. Only heartbeats may be deleted. */
+    st = dev_store_get(s, "acme", "sensor-001");
+    json_int_t version = json_integer_value(json_object_get(st, "version"));
+    json_decref(st);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 5; i++)
+            s_append1(s, "acme", "sensor-001", DEV_EV_HEARTBEAT, "{}",
+                      t0 + (20 + 10 * round + i) * CLOCK_NS_PER_S, DEV_STORE_OK);
+        ev = dev_store_events(s, "acme", "sensor-001", 0, 100);
+        size_t n = json_array_size(ev);
+        const char *want[3] = {DEV_EV_OFFLINE, DEV_EV_HEARTBEAT, DEV_EV_HEARTBEAT};
+        for (size_t k = 0; k < 3; k++)
+            TEST_STREQ(json_string_value(json_object_get(
+                           json_array_get(ev, n - 3 + k), "type")), want[k]);
+        assert(json_integer_value(json_object_get(json_array_get(ev, n - 2), "tsNs")) ==
+               t0 + (20 + 10 * round) * CLOCK_NS_PER_S);
+        assert(n == (size_t)(8 + 3 * round));
+        json_decref(ev);
+        st = dev_store_get(s, "acme", "sensor-001");
+        re = dev_store_replay(s, "acme", "sensor-001");
+        assert(st && re && json_equal(st, re));
+        assert(json_is_true(json_object_get(st, "online")));
+        assert(json_integer_value(json_object_get(st, "version")) == version + round);
+        TEST_STREQ(json_string_value(json_object_get(st, "lastSeen")),
+                   round ? "2024-01-01T00:00:34.000Z" : "2024-01-01T00:00:24.000Z");
+        json_decref(st);
+        json_decref(re);
+        if (round == 0)
+            s_append1(s, "acme", "sensor-001", DEV_EV_OFFLINE, "{}",
+                      t0 + 25 * CLOCK_NS_PER_S, DEV_STORE_OK);
+    }
+    assert(s_exec(s, "DELETE FROM events WHERE type = 'offline'") == -1);
+
+    /* A store of schema 4, whose 5 heartbeats each counted as a version:
+     * migrating recounts the versions without them. */
+    assert(s_exec(s, "DROP TRIGGER events_no_delete;"
+                     "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
+                     "  BEGIN SELECT RAISE(ABORT, 'append-only'); END;"
+                     "UPDATE devices SET state = json_set(state, '$.version',"
+                     "  json_extract(state, '$.version') + 5)"
+                     "  WHERE id = 'sensor-001' AND tenant = 'acme';"
+                     "PRAGMA user_version = 4") == 0);
     dev_store_destroy(&s);
     dev_store_destroy(&s);
 
-    /* Reopening keeps everything and migrates nothing. */
+    /* Reopening keeps everything (and migrates a store of schema 4). */
     s = dev_store_new(path);
     assert(s && dev_store_key_count(s) == 1);
+    st = dev_store_get(s, "acme", "sensor-001");
+    re = dev_store_replay(s, "acme", "sensor-001");
+    assert(st && re && json_equal(st, re));
+    assert(json_integer_value(json_object_get(st, "version")) == version + 1);
+    json_decref(st);
+    json_decref(re);
+    assert(s_exec(s, "DELETE FROM events WHERE type = 'offline'") == -1);
     dev_store_destroy(&s);
 
     unlink(path);

@@ -6,7 +6,8 @@
  * Every change to a device is an event appended to its log; in the same
  * transaction dev_state folds the event into the stored state, which is
  * what reads and list filters use. The log is append-only (triggers refuse
- * UPDATE and DELETE). Everything is scoped by tenant: a device of another
+ * UPDATE, and DELETE of anything but a heartbeat: of a run of heartbeats
+ * only the first and the last are kept). Everything is scoped by tenant: a device of another
  * tenant is simply not found.
  *
  * Blocking: calls run on apid's loop. Each is one short transaction on a

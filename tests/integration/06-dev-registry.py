@@ -84,6 +84,10 @@ def test():
         check(st == 200 and [s["name"] for s in d["sensors"]] == ["hum"], "sensor added")
         st, _, d = p.http("POST", "/api/devices/sensor-001/events", {"type": "heartbeat"})
         check(st == 200 and d["online"] is True and d["lastSeen"], "heartbeat: online")
+        for _ in range(3):
+            st, _, d = p.http("POST", "/api/devices/sensor-001/events", {"type": "heartbeat"})
+        check(st == 200 and d["online"] is True, "three more heartbeats")
+        last_seen = d["lastSeen"]
         st, _, d = p.http("POST", "/api/devices/sensor-001/events", {"type": "offline"})
         check(st == 200 and d["online"] is False, "offline")
         st, _, d = p.http("GET", "/api/devices?online=false&tag=cold")
@@ -93,16 +97,23 @@ def test():
 
         st, _, ev = p.http("GET", "/api/devices/sensor-001/events")
         kinds = [e["type"] for e in ev["events"]]
+        # A run of four heartbeats keeps its first and its last (seq 7
+        # and 10; 8 and 9 gave way to the next), so a device that keeps
+        # beating does not grow its log.
         check(kinds == ["provisioned", "activated", "location_updated",
                         "firmware_updated", "updated", "sensor_added",
-                        "heartbeat", "offline"], "event log: %s" % kinds)
-        check([e["seq"] for e in ev["events"]] == list(range(1, 9)), "seq 1..8")
+                        "heartbeat", "heartbeat", "offline"], "event log: %s" % kinds)
+        check([e["seq"] for e in ev["events"]] == list(range(1, 8)) + [10, 11],
+              "seq 1..7, 10, 11 (got %s)" % [e["seq"] for e in ev["events"]])
+        check(ev["events"][7]["ts"] == last_seen, "the last heartbeat is kept")
         st, _, ev2 = p.http("GET", "/api/devices/sensor-001/events?after=6&limit=1")
         check([e["seq"] for e in ev2["events"]] == [7], "events after=6 limit=1")
 
         st, _, cur = p.http("GET", "/api/devices/sensor-001")
         st, _, rep = p.http("GET", "/api/devices/sensor-001?replay=1")
-        check(cur == rep and cur["version"] == 8, "replaying the log gives the stored state")
+        # 7 versions: every event but the heartbeats.
+        check(cur == rep and cur["version"] == 7 and cur["lastSeen"] == last_seen,
+              "replaying the log gives the stored state")
 
         st, _, d = p.http("DELETE", "/api/devices/sensor-001")
         check(st == 200 and d["status"] == "decommissioned", "decommissioned")
