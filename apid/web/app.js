@@ -435,6 +435,13 @@
     document.body.dataset.loaded = "1";
   }
 
+  /* "Log out" only where there is a session to end: not while apid runs
+   * open (no credential exists yet), nor for a key or a token. */
+  api("/api/me").then((me) => {
+    $("logout").hidden = me.via !== "session";
+    if (me.who) $("logout").title = "end the session of " + me.who;
+  }).catch(() => {});
+
   $("add").addEventListener("click", () => {
     const type = $("add-type").value;
     const big = type === "chart" || type === "devices" || type === "report";

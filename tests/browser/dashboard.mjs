@@ -37,6 +37,9 @@ try {
   await page.waitForSelector("body[data-loaded='1']");
   await page.waitForFunction(() => document.getElementById("conn").textContent === "live");
   check(true, "dashboard loads and its streams connect");
+  // apid runs open (no credential yet): there is no session to end.
+  await page.waitForFunction(() => document.getElementById("logout").hidden);
+  check(!(await page.locator("#logout").isVisible()), "no Log out button while apid runs open");
 
   const chart = page.locator(".widget[data-type='chart']").first();
   const points = async () => Number(await chart.getAttribute("data-points"));
