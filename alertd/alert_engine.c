@@ -44,6 +44,8 @@ struct s_alert {
                              de-escalation) */
     int64_t below;        /* condition false since, ns (with below_set) */
     bool below_set;       /* the condition is false, not yet cleared */
+    bool backed;          /* false for "back after": the steps count anew
+                             once the condition holds again */
     int64_t updated;      /* latest evaluation, ns */
     const char *severity; /* static severity name */
     double value;         /* latest triggering value */
@@ -400,23 +402,29 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
     int64_t back = alert_rule_severity_back(r);
     if (back > 0) {
         /* Below the condition but not cleared: no step up; after "back",
-         * down to the first step. Above again: steps count anew. */
+         * down to the first step. Above again after that: steps count
+         * anew. A shorter dip changes nothing (even at the first step). */
         if (cond == ALERT_FALSE) {
             if (!a->below_set) {
                 a->below_set = true;
                 a->below = ts;
             }
             const char *base = alert_rule_severity(r, 0);
-            if (ts - a->below >= back && a->severity != base) {
-                a->severity = base;
-                s_emit(self, a, "firing", ts);
+            if (ts - a->below >= back) {
+                a->backed = true;
+                if (a->severity != base) {
+                    a->severity = base;
+                    s_emit(self, a, "firing", ts);
+                }
             }
             return;
         }
         if (cond == ALERT_TRUE && a->below_set) {
             a->below_set = false;
-            if (a->severity == alert_rule_severity(r, 0))
+            if (a->backed) {
+                a->backed = false;
                 a->step_from = ts;
+            }
         }
     }
     const char *sev = alert_rule_severity(r, ts - a->step_from);
@@ -827,6 +835,17 @@ alert_engine_test(bool verbose)
     TEST_STREQ(log.lines[2], "hot2 t{device=z} firing warning 2431");
     TEST_STREQ(log.lines[3], "hot2 t{device=z} firing critical 2740");
     TEST_STREQ(log.lines[4], "hot2 t{device=z} resolved critical 2750");
+    /* A dip shorter than "back" does not restart the steps, at the first
+     * step either: critical 5 m after firing (it restarted them at the
+     * first step, critical at 2370). */
+    log.n = 0;
+    const int dip[][2] = {{0, 35}, {60, 25}, {70, 35}, {300, 35}};
+    for (size_t k = 0; k < sizeof dip / sizeof dip[0]; k++)
+        alert_engine_reading(e, "t{device=y}", (2000 + dip[k][0]) * S,
+                             dip[k][1]);
+    assert(log.n == 2);
+    TEST_STREQ(log.lines[0], "hot2 t{device=y} firing warning 2000");
+    TEST_STREQ(log.lines[1], "hot2 t{device=y} firing critical 2300");
 
     /* Rules indexed by a selector's tag see exactly their series. */
     rules[0] = s_test_rule("ta: temperature{device=a} > 1");
