@@ -426,6 +426,8 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
                 a->step_from = ts;
             }
         }
+        if (a->backed)
+            return; /* unknown since it went back: the steps wait */
     }
     const char *sev = alert_rule_severity(r, ts - a->step_from);
     if (sev != a->severity) {
@@ -846,6 +848,28 @@ alert_engine_test(bool verbose)
     assert(log.n == 2);
     TEST_STREQ(log.lines[0], "hot2 t{device=y} firing warning 2000");
     TEST_STREQ(log.lines[1], "hot2 t{device=y} firing critical 2300");
+    /* Once back at the first step, an evaluation whose truth is unknown
+     * (35 > 30 and the std of one point) does not step up again: the
+     * steps count from when the condition holds again (it went critical
+     * at 2500). 25 is false whatever the std (Kleene). */
+    rules[0] = s_test_rule("hot3: t > 30 and std(t, 5s) >= 0 clear when "
+                           "t < 10 severity warning, critical after 5m, back "
+                           "after 2m");
+    alert_engine_set_rules(e, rules, 1, 2000 * S);
+    log.n = 0;
+    const int unk[][2] = {{0, 35},   {1, 35},   {300, 35},
+                          {301, 35}, {310, 25}, {311, 25},
+                          {430, 25}, {431, 25}, {500, 35}};
+    for (size_t k = 0; k < sizeof unk / sizeof unk[0]; k++)
+        alert_engine_reading(e, "t{device=x}", (2000 + unk[k][0]) * S,
+                             unk[k][1]);
+    if (verbose)
+        for (size_t i = 0; i < log.n; i++)
+            printf("  %s\n", log.lines[i]);
+    assert(log.n == 3);
+    TEST_STREQ(log.lines[0], "hot3 t{device=x} firing warning 2001");
+    TEST_STREQ(log.lines[1], "hot3 t{device=x} firing critical 2301");
+    TEST_STREQ(log.lines[2], "hot3 t{device=x} firing warning 2430");
 
     /* Rules indexed by a selector's tag see exactly their series. */
     rules[0] = s_test_rule("ta: temperature{device=a} > 1");
