@@ -477,11 +477,19 @@ void
 alert_engine_reading(alert_engine_t *self, const char *key, int64_t ts,
                      double value)
 {
+    int64_t latest = alert_series_last_ts(self->series, key);
+
     if (alert_series_add(self->series, key, ts, value) == -1) {
         self->st.rejected++;
         return;
     }
     self->st.readings++;
+    /* A late reading (older than the latest of its series) joins the
+     * windows of later evaluations but is not evaluated itself: that
+     * would move the series' alerts back in time (and raise again, in
+     * the past, one that a later reading resolved). */
+    if (ts < latest)
+        return;
     s_evaluate_all(self, key, ts, value);
 }
 
@@ -870,6 +878,27 @@ alert_engine_test(bool verbose)
     TEST_STREQ(log.lines[0], "hot3 t{device=x} firing warning 2001");
     TEST_STREQ(log.lines[1], "hot3 t{device=x} firing critical 2301");
     TEST_STREQ(log.lines[2], "hot3 t{device=x} firing warning 2430");
+
+    /* A late reading is kept for the windows but not evaluated: it does
+     * not raise again, at 2610 s, the alert resolved at 2620 s (it did),
+     * nor resolve one at an earlier time; avg sees it at the next
+     * reading. */
+    rules[0] = s_test_rule("late: t > 30 and avg(t, 1m) < 32");
+    alert_engine_set_rules(e, rules, 1, 2600 * S);
+    log.n = 0;
+    alert_engine_reading(e, "t{device=w}", 2600 * S, 31);
+    alert_engine_reading(e, "t{device=w}", 2620 * S, 20);
+    alert_engine_reading(e, "t{device=w}", 2610 * S, 31);
+    assert(log.n == 2);
+    TEST_STREQ(log.lines[0], "late t{device=w} firing warning 2600");
+    TEST_STREQ(log.lines[1], "late t{device=w} resolved warning 2620");
+    alert_engine_reading(e, "t{device=w}", 2630 * S, 31);
+    alert_engine_reading(e, "t{device=w}", 2625 * S, 50); /* late */
+    assert(log.n == 3);
+    TEST_STREQ(log.lines[2], "late t{device=w} firing warning 2630");
+    alert_engine_reading(e, "t{device=w}", 2640 * S, 31); /* avg 32.3 */
+    assert(log.n == 4);
+    TEST_STREQ(log.lines[3], "late t{device=w} resolved warning 2640");
 
     /* Rules indexed by a selector's tag see exactly their series. */
     rules[0] = s_test_rule("ta: temperature{device=a} > 1");
