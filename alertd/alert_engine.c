@@ -66,6 +66,10 @@ struct alert_engine {
     bool by_tag;               /* some rules are indexed by a tag */
     struct s_bucket globs;     /* rules with a glob metric */
     struct s_bucket deadman;   /* rules evaluated on the tick */
+    uint64_t *seen;            /* per rule: the reading that last evaluated
+                                  it (a rule in several buckets is
+                                  evaluated once per reading) */
+    uint64_t pass;             /* that reading's number */
     alert_series_t *series;    /* window state */
     zhashx_t *alerts;          /* "rule\x1fscope" -> struct s_alert */
     zhashx_t *devices;         /* device id -> metadata (json_t) */
@@ -159,6 +163,7 @@ alert_engine_destroy(alert_engine_t **self_p)
     zhashx_destroy(&self->devices);
     free(self->globs.idx);
     free(self->deadman.idx);
+    free(self->seen);
     alert_series_destroy(&self->series);
     s_free_rules(self);
     free(self);
@@ -224,6 +229,9 @@ alert_engine_set_rules(alert_engine_t *self, alert_rule_t **rules, size_t n,
 
     self->rules = xcalloc(n ? n : 1, sizeof *self->rules);
     self->nrules = n;
+    free(self->seen);
+    self->seen = xcalloc(n ? n : 1, sizeof *self->seen);
+    self->pass = 0;
     zhashx_purge(self->by_name);
     self->by_tag = false;
     self->globs.n = 0;
@@ -436,6 +444,22 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
     }
 }
 
+/* Evaluate rule i for a reading unless this reading did already: a
+ * rule that names a metric with and without a selector, or with two
+ * selectors (temperature{site=a} and temperature{device=d1}), sits in
+ * several buckets. Evaluating it twice resolved an alert by its "clear
+ * when" and raised it again at once. */
+static void
+s_evaluate_once(alert_engine_t *self, size_t i, const char *key, int64_t ts,
+                double v)
+{
+    if (self->seen[i] == self->pass)
+        return;
+    self->seen[i] = self->pass;
+    if (alert_rule_matches(self->rules[i], key))
+        s_evaluate(self, self->rules[i], key, ts, v);
+}
+
 static void
 s_evaluate_all(alert_engine_t *self, const char *key, int64_t ts, double v)
 {
@@ -448,10 +472,10 @@ s_evaluate_all(alert_engine_t *self, const char *key, int64_t ts, double v)
         return;
     memcpy(name, key, nl);
     name[nl] = '\0';
+    self->pass++;
     if ((b = zhashx_lookup(self->by_name, name)) != NULL)
         for (size_t i = 0; i < b->n; i++)
-            if (alert_rule_matches(self->rules[b->idx[i]], key))
-                s_evaluate(self, self->rules[b->idx[i]], key, ts, v);
+            s_evaluate_once(self, b->idx[i], key, ts, v);
     if (self->by_tag && brace) {
         char nb[SERIES_NAME_MAX + 1], tb[SERIES_KEY_MAX];
         char hk[SERIES_KEY_MAX + 8];
@@ -464,13 +488,11 @@ s_evaluate_all(alert_engine_t *self, const char *key, int64_t ts, double v)
             if ((b = zhashx_lookup(self->by_name, hk)) == NULL)
                 continue;
             for (size_t i = 0; i < b->n; i++)
-                if (alert_rule_matches(self->rules[b->idx[i]], key))
-                    s_evaluate(self, self->rules[b->idx[i]], key, ts, v);
+                s_evaluate_once(self, b->idx[i], key, ts, v);
         }
     }
     for (size_t i = 0; i < self->globs.n; i++)
-        if (alert_rule_matches(self->rules[self->globs.idx[i]], key))
-            s_evaluate(self, self->rules[self->globs.idx[i]], key, ts, v);
+        s_evaluate_once(self, self->globs.idx[i], key, ts, v);
 }
 
 void
@@ -915,6 +937,20 @@ alert_engine_test(bool verbose)
                              "2501");
     TEST_STREQ(log.lines[4], "tb temperature{device=b,room=x} firing warning "
                              "2501");
+
+    /* A rule that names t{site=a} and t (one metric: the scope is the
+     * series) sits in two buckets; a reading evaluates it once: "clear
+     * when" resolves the alert and the same reading does not raise it
+     * again (it did: firing at 3002 too). */
+    rules[0] = s_test_rule("both: t{site=a} > 5 clear when t > 10");
+    alert_engine_set_rules(e, rules, 1, 3000 * S);
+    log.n = 0;
+    for (int k = 1; k <= 3; k++)
+        alert_engine_reading(e, "t{device=v,site=a}", (3000 + k) * S, 12);
+    assert(log.n == 3);
+    TEST_STREQ(log.lines[0], "both t{device=v,site=a} firing warning 3001");
+    TEST_STREQ(log.lines[1], "both t{device=v,site=a} resolved warning 3002");
+    TEST_STREQ(log.lines[2], "both t{device=v,site=a} firing warning 3003");
 
     /* Per-device thresholds from metadata: one rule, limits that differ;
      * a device without the attribute is unknown, never firing. */
