@@ -186,6 +186,20 @@ s_run_add(alert_series_t *self, struct s_run *r, bool *truncated, int64_t ts,
     return (long)s_run_len(r) - (long)before;
 }
 
+/* Remove the point at ts, if there is one. Returns the change in live
+ * points. */
+static long
+s_run_remove(struct s_run *r, int64_t ts)
+{
+    size_t at = s_run_lower(r, ts);
+
+    if (at == r->end || r->p[at].ts != ts)
+        return 0;
+    memmove(r->p + at, r->p + at + 1, (r->end - at - 1) * sizeof *r->p);
+    r->end--;
+    return -1;
+}
+
 static struct s_series *
 s_get(alert_series_t *self, const char *key, bool create)
 {
@@ -224,8 +238,12 @@ alert_series_add_anomaly(alert_series_t *self, const char *key, int64_t ts,
     if (s == NULL)
         return -1;
     self->points += s_run_add(self, &s->anomalies, &ignored, ts, score);
+    /* The event replaces an earlier one of the same reading, its alarm
+     * too: a replay without the alarm takes it back. */
     if (alarm)
         self->points += s_run_add(self, &s->alarms, &ignored, ts, 1);
+    else
+        self->points += s_run_remove(&s->alarms, ts);
     return 0;
 }
 
@@ -617,6 +635,14 @@ alert_series_test(bool verbose)
     assert(alert_series_value(st, "x", ALERT_FN_ALARM, 2 * S, 0, 12 * S) == 0);
     assert(alert_series_value(st, "x", ALERT_FN_ALARM, 3 * S, 0, 12 * S) == 1);
     assert(alert_series_points(st) == 6);
+    /* A later event of the same reading replaces the earlier one, alarm
+     * included (the alarm stayed). */
+    assert(alert_series_add_anomaly(st, "x", 10 * S, 0.4, false) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 0, 0, 10 * S) == 0);
+    assert(alert_series_value(st, "x", ALERT_FN_ALARM, 5 * S, 0, 12 * S) == 0);
+    TEST_NEAR(alert_series_value(st, "x", ALERT_FN_ANOMALY, 0, 0, 10 * S), 0.4,
+              0);
+    assert(alert_series_points(st) == 5);
     alert_series_remove(st, "x");
     assert(alert_series_points(st) == 0);
     alert_series_destroy(&st);

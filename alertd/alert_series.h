@@ -41,8 +41,8 @@ void alert_series_set_retain(alert_series_t *self, int64_t retain_ns);
 int alert_series_add(alert_series_t *self, const char *key, int64_t ts,
                      double value);
 /* Record an anomaly score for a reading of key at ts, and whether the
- * event had anomalyd's novelty alarm. Returns 0 or -1 as
- * alert_series_add. */
+ * event had anomalyd's novelty alarm; an event for a reading that had one
+ * replaces it, its alarm too. Returns 0 or -1 as alert_series_add. */
 int alert_series_add_anomaly(alert_series_t *self, const char *key,
                              int64_t ts, double score, bool alarm);
 /* Keep f as the series' latest forecast (anomalyd's forecast event;
