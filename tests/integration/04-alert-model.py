@@ -3,21 +3,24 @@
 
 Random rule sets within alertd.8's RULE LANGUAGE (thresholds with every
 comparison, arithmetic, window functions, and/or/not, glob and selector
-metrics, joins of two metrics, "for", "clear when", severity steps with
-"back after") and random reading streams (values that cross and re-cross
-the thresholds, equal timestamps, gaps, late readings) go through
+metrics, joins of two metrics, anomaly() and alarm() of the scores the
+lines carry, deadman rules with age() and nodata(),
+"for", "clear when", severity steps with "back after") and random reading
+streams (values that cross and re-cross the thresholds, equal
+timestamps, gaps, silences, late readings) go through
 `alertd --stdin --stdout`; its events are compared with those of an
 independent Python model written from alertd.8 (not from the C code).
 
 Filter mode is in event time (alertd.8: rules are evaluated at the
-timestamp of each reading), so the test needs no sleeps and a seed gives
-the same run every time. The seed is printed; ALERT_MODEL_SEED=N repeats
-a run, ALERT_MODEL_RUNS, ALERT_MODEL_GROUPS and ALERT_MODEL_READINGS size
+timestamp of each reading, deadman rules just before a reading that moves
+the stream's time on), so the test needs no sleeps and a seed gives the
+same run every time. The seed is printed; ALERT_MODEL_SEED=N repeats a
+run, ALERT_MODEL_RUNS, ALERT_MODEL_GROUPS and ALERT_MODEL_READINGS size
 it, ALERT_MODEL_LATE=0 leaves late readings out (every other run has
-them). SP_FULL=1
-(make test-full) runs more groups. On a mismatch the group's rules and
-readings are written to a directory that is printed, with the first
-differing event.
+them). make test runs 4 runs of 25 groups (a few seconds under ASan);
+SP_FULL=1 (make test-full) 40, within 300 s. On a mismatch the group is
+run alone, and its rules, files and the events around the first
+difference are printed.
 
 Each group is a few rules over a few series of its own (metric names
 prefixed with the group), so many groups share one alertd process.
@@ -38,6 +41,8 @@ from sp import binary, check, have, main  # noqa: E402
 
 SEVERITIES = ("info", "warning", "error", "critical")
 T0 = 1704067200000  # 2024-01-01T00:00:00Z, epoch ms
+NS = 1000000  # the model counts nanoseconds, as alertd: a deadman tick
+# is 1 ns before the reading that moves the stream's clock
 FNS = ("avg", "min", "max", "sum", "count", "std", "p50", "p95", "rate",
        "delta")
 OPS = (">", ">=", "<", "<=", "==", "!=")
@@ -77,8 +82,8 @@ def metric_text(m):
 
 def expr_text(e):
     k = e[0]
-    if k == "num":
-        return num_text(e[1])
+    if k in ("num", "dur"):
+        return num_text(e[1]) if k == "num" else dur_text(e[1])
     if k == "last":
         return metric_text(e[1])
     if k == "fn":
@@ -87,6 +92,15 @@ def expr_text(e):
         return "(%s %s %s)" % (expr_text(e[2]), e[1], expr_text(e[3]))
     if k == "neg":
         return "-%s" % expr_text(e[1])
+    if k == "age":
+        return "age(%s)" % metric_text(e[1])
+    if k in ("anomaly", "alarm"):
+        if e[2] is None:
+            return "%s(%s)" % (k, metric_text(e[1]))
+        return "%s(%s, %s)" % (k, metric_text(e[1]), dur_text(e[2]))
+    if k == "nodata":
+        return "nodata(%s, %s)" % (metric_text(e[1]), dur_text(e[2]))
+
     if k == "cmp":
         return "%s %s %s" % (expr_text(e[2]), e[1], expr_text(e[3]))
     if k in ("and", "or"):
@@ -97,7 +111,7 @@ def expr_text(e):
 
 
 def metrics_of(e, out):
-    if e[0] == "last":
+    if e[0] in ("last", "age", "nodata", "anomaly", "alarm"):
         out.append(e[1])
     elif e[0] == "fn":
         out.append(e[2])
@@ -111,11 +125,19 @@ def metrics_of(e, out):
 def windows_of(e, out):
     if e[0] == "fn":
         out.append(e[3])
+    elif e[0] in ("anomaly", "alarm") and e[2] is not None:
+        out.append(e[2])
     else:
         for x in e[1:]:
             if isinstance(x, tuple):
                 windows_of(x, out)
     return out
+
+
+def s_deadman(e):
+    if e[0] in ("age", "nodata"):
+        return True
+    return any(isinstance(x, tuple) and s_deadman(x) for x in e[1:])
 
 
 class Rule:
@@ -132,9 +154,12 @@ class Rule:
         if clear is not None:
             metrics_of(clear, ms)
         self.metrics = ms
-        # One metric (however often it is named): the scope is the series
-        # key. Several: joined on equal tags, the scope is the tag set.
-        self.single = len(set(metric_text(m) for m in ms)) == 1
+        # One metric (one name, however often and with whatever
+        # selectors it is named): the scope is the series key. Several:
+        # joined on equal tags, the scope is the tag set.
+        self.single = len(set(m[0] for m in ms)) == 1
+        self.deadman = s_deadman(cond) or (clear is not None and
+                                           s_deadman(clear))
 
     def text(self):
         s = "%s: %s" % (self.name, expr_text(self.cond))
@@ -189,14 +214,18 @@ class Series:
     def __init__(self):
         self.ts = []
         self.v = []
+        self.sc = []  # (anomaly score, alarm) of each point, or None
 
-    def add(self, ts, v, retain):
+    def add(self, ts, v, retain, score=None):
         i = bisect.bisect_left(self.ts, ts)
         if i < len(self.ts) and self.ts[i] == ts:
             self.v[i] = v
+            if score is not None:
+                self.sc[i] = score
         else:
             self.ts.insert(i, ts)
             self.v.insert(i, v)
+            self.sc.insert(i, score)
         latest = self.ts[-1]
         floor = latest - retain
         j = bisect.bisect_right(self.ts, floor)
@@ -204,6 +233,21 @@ class Series:
         if j > 0:
             del self.ts[:j]
             del self.v[:j]
+            del self.sc[:j]
+
+    def anomaly(self, now, w, alarm):
+        """The score (alarm: 1 or 0) of the latest reading at or before
+        now (w None; 0 when it has none), or the highest of the window
+        (now - w, now]; unknown without a reading at or before now."""
+        hi = bisect.bisect_right(self.ts, now)
+        if hi == 0:
+            return None
+        lo = hi - 1 if w is None else bisect.bisect_right(self.ts, now - w)
+        best = 0.0
+        for x in self.sc[lo:hi]:
+            if x is not None:
+                best = max(best, (1.0 if x[1] else 0.0) if alarm else x[0])
+        return best
 
     def last(self, now):
         """The latest value at or before now."""
@@ -254,7 +298,7 @@ def window_fn(fn, ts, vs):
     if fn == "rate":
         if n < 2 or ts[-1] == ts[0]:
             return None
-        return (vs[-1] - vs[0]) / ((ts[-1] - ts[0]) / 1000.0)
+        return (vs[-1] - vs[0]) / ((ts[-1] - ts[0]) / 1e9)
     raise ValueError(fn)
 
 
@@ -272,12 +316,17 @@ class Model:
         self.series = {}
         self.alerts = {}
         self.events = []
+        self.clock = None  # the latest reading time seen
+        self.tick = None  # the latest deadman tick
+        self.dead = [(r, []) for r in rules if r.deadman]  # and its series
 
     # -- evaluation
     def num(self, e, env, now):
         k = e[0]
         if k == "num":
             return e[1]
+        if k == "dur":
+            return e[1] / 1000.0  # a duration in an expression: seconds
         if k == "last":
             s = self.series.get(env(e[1]))
             return s.last(now) if s else None
@@ -285,8 +334,18 @@ class Model:
             s = self.series.get(env(e[2]))
             if s is None or s.last(now) is None:
                 return None  # no data for the series yet (at now)
-            ts, vs = s.window(now, e[3])
+            ts, vs = s.window(now, e[3] * NS)
             return window_fn(e[1], ts, vs)
+        if k in ("anomaly", "alarm"):
+            s = self.series.get(env(e[1]))
+            if s is None:
+                return None
+            return s.anomaly(now, None if e[2] is None else e[2] * NS,
+                             k == "alarm")
+        if k == "age":
+            s = self.series.get(env(e[1]))
+            i = bisect.bisect_right(s.ts, now) if s else 0
+            return (now - s.ts[i - 1]) / 1e9 if i else None
         if k == "neg":
             a = self.num(e[1], env, now)
             return None if a is None else -a
@@ -318,6 +377,9 @@ class Model:
                 return None
             return {">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b,
                     "==": a == b, "!=": a != b}[e[1]]
+        if k == "nodata":
+            a = self.num(("age", e[1]), env, now)
+            return None if a is None else a > e[2] / 1000.0
         if k == "not":
             a = self.truth(e[1], env, now)
             return None if a is None else not a
@@ -336,10 +398,25 @@ class Model:
         raise ValueError(k)
 
     # -- the stream
-    def reading(self, key, ts, value):
-        s = self.series.setdefault(key, Series())
+    def reading(self, key, ts, value, score=None):
+        ts *= NS
+        # Deadman rules: when the stream's time moves on (at most once a
+        # second), every series they match is evaluated just before the
+        # reading (alertd.8, age and nodata).
+        if self.clock is not None and ts > self.clock and (
+                self.tick is None or ts - self.tick >= 1000 * NS):
+            self.tick = ts - 1
+            self.deadman(ts - 1)
+        self.clock = ts if self.clock is None else max(self.clock, ts)
+        if key not in self.series:
+            self.series[key] = Series()
+            name, tags = parse_key(key)
+            for r, keys in self.dead:  # a series is known from now on
+                if metric_matches(r.metrics[0], name, tags):
+                    keys.append(key)
+        s = self.series[key]
         latest = s.ts[-1] if s.ts else None
-        s.add(ts, value, self.retain)
+        s.add(ts, value, self.retain * NS, score)
         if latest is not None and ts < latest:
             return  # late: kept for the windows, not evaluated
         name, tags = parse_key(key)
@@ -349,8 +426,9 @@ class Model:
             if r.single:
                 scope = key
 
-                def env(m, key=key):
-                    return key
+                def env(m, key=key, name=name, tags=tags):
+                    # A selector the series does not have: unknown.
+                    return key if metric_matches(m, name, tags) else None
             else:
                 scope = make_key("", tags)
 
@@ -361,10 +439,17 @@ class Model:
                     return make_key(n, tags)
             self.evaluate(r, scope, key, ts, value, env)
 
+    def deadman(self, now):
+        for r, keys in self.dead:
+            for key in keys:
+                self.evaluate(r, key, key, now, self.series[key].last(now),
+                              lambda m, key=key: key)
+
     def emit(self, r, scope, key, state, a, ts, value):
         self.events.append({"rule": r.name, "scope": scope, "series": key,
                             "state": state, "severity": r.steps[a.step][0],
-                            "ts": ts, "value": value, "since": a.since})
+                            "ts": ts // NS, "value": value,
+                            "since": a.since // NS})
 
     def evaluate(self, r, scope, key, now, value, env):
         a = self.alerts.setdefault((r.name, scope), Alert())
@@ -393,7 +478,7 @@ class Model:
             if c is False:
                 self.emit(r, scope, key, "resolved", a, now, value)
                 a.state = None
-            elif now - a.since >= r.for_ms:
+            elif now - a.since >= r.for_ms * NS:
                 self.fire(r, scope, key, a, now, value)
             return
         # firing
@@ -414,7 +499,7 @@ class Model:
             if c is False:
                 if a.false_since is None:
                     a.false_since = now
-                if now - a.false_since >= r.back:
+                if now - a.false_since >= r.back * NS:
                     a.backed = True
                     if a.step > 0:
                         was = r.steps[a.step][0]
@@ -430,7 +515,8 @@ class Model:
             if a.backed:
                 return  # unknown since it went back: no step counts yet
         j = a.step
-        while j + 1 < len(r.steps) and now - a.base >= r.steps[j + 1][1]:
+        while j + 1 < len(r.steps) and \
+                now - a.base >= r.steps[j + 1][1] * NS:
             j += 1
         if j > a.step:
             # Several steps passed since the last evaluation: one
@@ -483,6 +569,8 @@ class Gen:
 
     def threshold(self, lo, hi):
         rng = self.rng
+        if hi - lo <= 1:  # a score: in steps of 0.05
+            return lo + rng.randint(0, 20) / 20.0
         x = rng.randint(lo, hi)
         if rng.random() < 0.15:
             x += 0.5
@@ -494,6 +582,12 @@ class Gen:
         rng = self.rng
         if rng.random() < 0.55:
             return ("last", m), 4, 16
+        if rng.random() < 0.25:
+            kind = "anomaly" if rng.random() < 0.7 else "alarm"
+            w = None
+            if rng.random() < 0.5:
+                w = self.dur([5000, 10000, 30000, 60000])
+            return (kind, m, w), 0, 1
         fn = rng.choice(FNS)
         w = self.dur([2000, 5000, 10000, 30000, 60000, 120000])
         rng_of = {"count": (0, 6), "sum": (10, 80), "std": (0, 4),
@@ -534,8 +628,8 @@ class Gen:
     def cond(self, join):
         rng = self.rng
         if join:
-            a = self.metric(self.names[0], False, False)
-            b = self.metric(self.names[1], False, False)
+            a = self.metric(self.names[0], False, rng.random() < 0.3)
+            b = self.metric(self.names[1], False, rng.random() < 0.3)
             r = rng.random()
             if r < 0.5:
                 return ("and", self.cmp(a), self.cmp(b)), a
@@ -551,17 +645,41 @@ class Gen:
         if r < 0.8:
             return ("not", self.cmp(m)), m
         op = rng.choice(["and", "or"])
-        return (op, self.cmp(m), self.cmp(m)), m
+        m2 = m
+        if rng.random() < 0.4:  # the same name, another selector
+            m2 = (m[0], self.selector(), m[2])
+        return (op, self.cmp(m), self.cmp(m2)), m
+
+    def deadman(self):
+        """A deadman condition: nodata(m, d), or age(m) against a number
+        or a duration, and a "clear when" for it."""
+        rng = self.rng
+        m = self.metric()
+        d = self.dur([5000, 10000, 30000, 60000, 120000])
+        if rng.random() < 0.5:
+            cond = ("nodata", m, d)
+        else:
+            k = ("dur", d) if rng.random() < 0.5 else ("num", d / 1000.0)
+            cond = ("cmp", rng.choice([">", ">="]), ("age", m), k)
+        clear = ("cmp", "<", ("age", m), ("num", float(rng.randint(1, 5))))
+        return cond, m, clear
 
     def rule(self, i):
         rng = self.rng
         join = rng.random() < 0.2
-        cond, m = self.cond(join)
+        if rng.random() < 0.12:
+            cond, m, dclear = self.deadman()
+        else:
+            cond, m = self.cond(join)
+            dclear = None
         for_ms = 0
         if rng.random() < 0.5:
             for_ms = self.dur([1000, 1500, 5000, 10000, 30000, 60000])
         clear = None
-        if rng.random() < 0.35:
+        if dclear is not None:
+            if rng.random() < 0.3:
+                clear = dclear
+        elif rng.random() < 0.35:
             # Usually the other side of the threshold (hysteresis), now
             # and then anything.
             if cond[0] == "cmp" and cond[2][0] != "num" \
@@ -631,7 +749,10 @@ class Gen:
             ts = t
             if self.late and rng.random() < 0.1:
                 ts = t - rng.choice([1, 1000, 5000, 20000, 90000])
-            out.append((k, ts, v))
+            sc = None
+            if rng.random() < 0.3:  # anomalyd's score, now and then alarm
+                sc = (rng.randint(0, 20) / 20.0, rng.random() < 0.1)
+            out.append((k, ts, v, sc))
         return out, t
 
 
@@ -680,9 +801,13 @@ def run_alertd(rules, readings, tmp, tag):
         for r in rules:
             f.write(r.text() + "\n")
     with open(ipath, "w") as f:
-        for k, ts, v in readings:
-            f.write(json.dumps({"series": k, "timestamp": ts,
-                                "value": v}) + "\n")
+        for k, ts, v, sc in readings:
+            j = {"series": k, "timestamp": ts, "value": v}
+            if sc is not None:
+                j["score"] = sc[0]
+                if sc[1] or ts % 2:
+                    j["alarm"] = sc[1]
+            f.write(json.dumps(j) + "\n")
     with open(ipath) as fin:
         p = subprocess.run([binary("alertd"), "--rules", rpath, "--stdin",
                             "--stdout"], stdin=fin, capture_output=True,
@@ -704,8 +829,8 @@ def run_alertd(rules, readings, tmp, tag):
 
 def model_events(rules, readings):
     m = Model(rules)
-    for k, ts, v in readings:
-        m.reading(k, ts, v)
+    for k, ts, v, sc in readings:
+        m.reading(k, ts, v, sc)
     return m.events
 
 
@@ -736,6 +861,7 @@ def test():
     tmp = tempfile.mkdtemp(prefix="sp-04-alert-model.")
     start = time.monotonic()
     total_events = 0
+    deadman_events = 0
     states = {}
     for run in range(runs):
         if time.monotonic() - start > budget:
@@ -756,6 +882,8 @@ def test():
         want = model_events(rules, readings)
         got = run_alertd(rules, readings, tmp, "run%d" % run)
         total_events += len(got)
+        dead = set(r.name for r in rules if r.deadman)
+        deadman_events += sum(1 for e in got if e["rule"] in dead)
         for e in got:
             states[e["state"]] = states.get(e["state"], 0) + 1
         diff = compare(got, want)
@@ -791,6 +919,8 @@ def test():
         "%s %d" % kv for kv in sorted(states.items())))
     for s in ("pending", "firing", "resolved"):
         check(states.get(s, 0) > 0, "some %s events" % s)
+    check(deadman_events > 0, "some events of deadman rules (%d)"
+          % deadman_events)
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)
 
