@@ -758,6 +758,12 @@ class Gen:
 
 # ------------------------------------------------------------- comparison
 
+def iso_of(ms):
+    """epoch ms -> 2024-01-01T00:02:40.123Z"""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + \
+        ".%03dZ" % (ms % 1000)
+
+
 def ms_of(iso):
     """2024-01-01T00:02:40.000Z -> epoch ms."""
     import calendar
@@ -801,8 +807,16 @@ def run_alertd(rules, readings, tmp, tag):
         for r in rules:
             f.write(r.text() + "\n")
     with open(ipath, "w") as f:
-        for k, ts, v, sc in readings:
+        for i, (k, ts, v, sc) in enumerate(readings):
+            # alertd.8: the timestamp may be RFC 3339 or epoch ms, and
+            # "name" plus "tags" may replace "series".
             j = {"series": k, "timestamp": ts, "value": v}
+            if i % 5 == 1:
+                j["timestamp"] = iso_of(ts)
+            if i % 7 == 2:
+                name, tags = parse_key(k)
+                j = {"name": name, "tags": tags, "timestamp": j["timestamp"],
+                     "value": v}
             if sc is not None:
                 j["score"] = sc[0]
                 if sc[1] or ts % 2:
