@@ -346,26 +346,32 @@ s_quantile(alert_series_t *self, const struct s_point *p, size_t n, double q)
 
 /* Seconds from now until the least-squares line through the points
  * reaches threshold: the line's value at now is its intercept (times are
- * seconds relative to now, which keeps the sums well conditioned). NAN
- * below two distinct times; INFINITY when the line is flat or moves away
- * from the threshold; 0 when it is on it. */
+ * seconds relative to now). The sums are taken about the means (two
+ * passes): the one-pass form n*stt - st*st cancels, and a line through
+ * two points missed the latest of them, so a reading exactly at the
+ * threshold gave infinity instead of 0. NAN below two distinct times;
+ * INFINITY when the line is flat or moves away from the threshold; 0 when
+ * it is on it. */
 static double
 s_time_to(const struct s_point *p, size_t n, int64_t now, double threshold)
 {
-    double st = 0, sv = 0, stt = 0, stv = 0;
+    double mt = 0, mv = 0, stt = 0, stv = 0;
 
     if (n < 2 || p[0].ts == p[n - 1].ts)
         return NAN;
     for (size_t i = 0; i < n; i++) {
-        double t = (double)(p[i].ts - now) / CLOCK_NS_PER_S;
-        st += t;
-        sv += p[i].v;
-        stt += t * t;
-        stv += t * p[i].v;
+        mt += (double)(p[i].ts - now) / CLOCK_NS_PER_S;
+        mv += p[i].v;
     }
-    double dn = (double)n, den = dn * stt - st * st;
-    double slope = (dn * stv - st * sv) / den;
-    double level = (sv - slope * st) / dn;
+    mt /= (double)n;
+    mv /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        double dt = (double)(p[i].ts - now) / CLOCK_NS_PER_S - mt;
+        stt += dt * dt;
+        stv += dt * (p[i].v - mv);
+    }
+    double slope = stv / stt;
+    double level = mv - slope * mt;
     double gap = threshold - level;
     if (gap == 0)
         return 0;
@@ -666,6 +672,12 @@ alert_series_test(bool verbose)
                               30 * 60 * S) == 0);
     assert(isnan(alert_series_value(tt, "up", ALERT_FN_TIME_TO, 3600 * S, 90,
                                     0)));
+    /* Falling from 17 to 8 in 28.345 s: the line is at 8 now, so 8 is 0
+     * s away (it was infinity: the line missed the point by a rounding). */
+    alert_series_add(tt, "two", 7632155 * (S / 1000), 17);
+    alert_series_add(tt, "two", 7660500 * (S / 1000), 8);
+    assert(alert_series_value(tt, "two", ALERT_FN_TIME_TO, 30 * S, 8,
+                              7660500 * (S / 1000)) == 0);
 
     /* time_to(x, T, forecast): a forecast made at 30 min, hourly points
      * 60, 70, 90, 80, 60: 80 is reached 1.5 h after it (from 30 min on,
