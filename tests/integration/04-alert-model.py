@@ -3,9 +3,10 @@
 
 Random rule sets within alertd.8's RULE LANGUAGE (thresholds with every
 comparison, arithmetic, window functions, and/or/not, glob and selector
-metrics, joins of two metrics, anomaly() and alarm() of the scores the
-lines carry, deadman rules with age() and nodata(),
-"for", "clear when", severity steps with "back after") and random reading
+metrics, joins of two metrics, time_to() over a window, anomaly() and
+alarm() of the scores the lines carry, deadman rules with age() and
+nodata(), "for", "clear when", severity steps with "back after") and
+random reading
 streams (values that cross and re-cross the thresholds, equal
 timestamps, gaps, silences, late readings) go through
 `alertd --stdin --stdout`; its events are compared with those of an
@@ -94,6 +95,9 @@ def expr_text(e):
         return "-%s" % expr_text(e[1])
     if k == "age":
         return "age(%s)" % metric_text(e[1])
+    if k == "time_to":
+        return "time_to(%s, %s, %s)" % (metric_text(e[1]), num_text(e[2]),
+                                        dur_text(e[3]))
     if k in ("anomaly", "alarm"):
         if e[2] is None:
             return "%s(%s)" % (k, metric_text(e[1]))
@@ -111,7 +115,7 @@ def expr_text(e):
 
 
 def metrics_of(e, out):
-    if e[0] in ("last", "age", "nodata", "anomaly", "alarm"):
+    if e[0] in ("last", "age", "nodata", "anomaly", "alarm", "time_to"):
         out.append(e[1])
     elif e[0] == "fn":
         out.append(e[2])
@@ -127,6 +131,8 @@ def windows_of(e, out):
         out.append(e[3])
     elif e[0] in ("anomaly", "alarm") and e[2] is not None:
         out.append(e[2])
+    elif e[0] == "time_to":
+        out.append(e[3])
     else:
         for x in e[1:]:
             if isinstance(x, tuple):
@@ -302,6 +308,27 @@ def window_fn(fn, ts, vs):
     raise ValueError(fn)
 
 
+def time_to(ts, vs, target, now):
+    """Seconds until the least-squares line through the points reaches
+    target, from the line's value now: infinite when it is flat or moves
+    away, 0 when it is there, unknown below two distinct times."""
+    if len(set(ts)) < 2:
+        return None
+    n = len(ts)
+    xs = [(t - now) / 1e9 for t in ts]
+    mx = sum(xs) / n
+    my = sum(vs) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, vs))
+    slope = sxy / sxx
+    at_now = my - slope * mx
+    if at_now == target:
+        return 0.0
+    if slope == 0 or (target - at_now) / slope < 0:
+        return math.inf
+    return (target - at_now) / slope
+
+
 class Alert:
     def __init__(self):
         self.state = None  # None, "pending", "firing"
@@ -342,6 +369,12 @@ class Model:
                 return None
             return s.anomaly(now, None if e[2] is None else e[2] * NS,
                              k == "alarm")
+        if k == "time_to":
+            s = self.series.get(env(e[1]))
+            if s is None or s.last(now) is None:
+                return None
+            ts, vs = s.window(now, e[3] * NS)
+            return time_to(ts, vs, e[2], now)
         if k == "age":
             s = self.series.get(env(e[1]))
             i = bisect.bisect_right(s.ts, now) if s else 0
@@ -365,7 +398,7 @@ class Model:
                 if b == 0:
                     return None
                 r = a / b
-            return r if math.isfinite(r) else None
+            return None if math.isnan(r) else r
         raise ValueError(k)
 
     def truth(self, e, env, now):
@@ -569,6 +602,8 @@ class Gen:
 
     def threshold(self, lo, hi):
         rng = self.rng
+        if lo == hi == 0:  # seconds, for time_to
+            return float(rng.choice([10, 30, 60, 300, 3600]))
         if hi - lo <= 1:  # a score: in steps of 0.05
             return lo + rng.randint(0, 20) / 20.0
         x = rng.randint(lo, hi)
@@ -582,6 +617,9 @@ class Gen:
         rng = self.rng
         if rng.random() < 0.55:
             return ("last", m), 4, 16
+        if rng.random() < 0.1:
+            w = self.dur([10000, 30000, 60000, 120000])
+            return ("time_to", m, float(rng.randint(0, 20)), w), 0, 0
         if rng.random() < 0.25:
             kind = "anomaly" if rng.random() < 0.7 else "alarm"
             w = None
