@@ -1190,8 +1190,18 @@ s_backup(aggd_t *self, const json_t *req, json_t **body)
     s_send_confirm(self);
     agg_store_written(self->store, &ck.files);
     ck.wal_seg = agg_wal_segment(self->wal);
-    if (agg_store_backup(self->store, dir, &ck.files) == -1 ||
-        agg_ckpt_write(dir, &ck, self->applied) == -1) {
+    /* Without the table of applied seqs: the producers' seqs go on past
+     * the backup (what they sent after it was confirmed and is not
+     * resent), so an aggd restored with the table would take their next
+     * batches for batches after a gap and never confirm them again. With
+     * none, each producer's next batch starts its entry (agg_confirm.h),
+     * and a resend of batches the backup holds is applied again, in
+     * order, idempotently. */
+    agg_confirm_t *none = agg_confirm_new();
+    int rc = agg_store_backup(self->store, dir, &ck.files) == -1 ||
+             agg_ckpt_write(dir, &ck, none) == -1 ? -1 : 0;
+    agg_confirm_destroy(&none);
+    if (rc == -1) {
         *body = rpc_error("internal", "backup failed; see aggd's log", "dir");
         return 500;
     }
