@@ -160,7 +160,7 @@ agg_ckpt_test(bool verbose)
 
     assert(mkdtemp(dir));
     assert(agg_ckpt_read(dir, &got, back) == 1);
-    agg_confirm_accept(t, "ingestd.0", 2, 99, 0, false);
+    agg_confirm_accept(t, "ingestd.0", 2, 99, 0, false, NULL);
     assert(agg_ckpt_write(dir, &ck, t) == 0);
     assert(agg_ckpt_read(dir, &got, back) == 0);
     assert(got.wal_seg == 7 && got.files.chunk_len == 12345);

@@ -105,7 +105,8 @@ s_forget_idle(agg_confirm_t *self, int64_t now)
 
 enum agg_confirm_verdict
 agg_confirm_accept(agg_confirm_t *self, const char *producer, uint32_t lane,
-                   uint64_t seq, int64_t now, bool grow)
+                   uint64_t seq, int64_t now, bool grow,
+                   const uint64_t *acked)
 {
     char key[96];
     struct s_entry *e;
@@ -115,8 +116,13 @@ agg_confirm_accept(agg_confirm_t *self, const char *producer, uint32_t lane,
         if (!grow && zhashx_size(self->map) >= AGG_CONFIRM_MAX &&
             !s_forget_idle(self, now))
             return AGG_CONFIRM_FULL;
-        s_put(self, producer, lane, seq, now);
-        return AGG_CONFIRM_NEXT;
+        if (acked == NULL) {
+            s_put(self, producer, lane, seq, now);
+            return AGG_CONFIRM_NEXT;
+        }
+        e = s_put(self, producer, lane, *acked, now);
+    } else if (acked && *acked > e->seq) {
+        e->seq = *acked;
     }
     if (now > e->active)
         e->active = now;
@@ -192,19 +198,39 @@ agg_confirm_test(bool verbose)
     const char *last;
 
     /* The first batch of a producer starts its entry. */
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 5, T0, false) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 6, T0, false) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 6, T0, false) == AGG_CONFIRM_DUP);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 2, T0, false) == AGG_CONFIRM_DUP);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 5, T0, false, NULL) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 6, T0, false, NULL) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 6, T0, false, NULL) == AGG_CONFIRM_DUP);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 2, T0, false, NULL) == AGG_CONFIRM_DUP);
     /* 7 died in a queue: 8 is applied but the entry stays at 6. */
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 8, T0, false) == AGG_CONFIRM_GAP);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 8, T0, false, NULL) == AGG_CONFIRM_GAP);
     assert(agg_confirm_seq(t, "ingestd.0", 0) == 6);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 7, T0, false) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 8, T0, false) == AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "ingestd.1", 0, 1, T0, false) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 7, T0, false, NULL) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 8, T0, false, NULL) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.1", 0, 1, T0, false, NULL) == AGG_CONFIRM_NEXT);
     assert(agg_confirm_size(t) == 2 && agg_confirm_seq(t, "x", 0) == 0);
+    /* With the producer's confirmed seq: a new producer whose batches
+     * 4 and 5 died in a queue is not confirmed past them by 6 ... */
+    uint64_t acked = 3;
+    assert(agg_confirm_accept(t, "ingestd.2", 0, 6, T0, false, &acked) ==
+           AGG_CONFIRM_GAP);
+    assert(agg_confirm_seq(t, "ingestd.2", 0) == 3);
+    assert(agg_confirm_accept(t, "ingestd.2", 0, 3, T0, false, &acked) ==
+           AGG_CONFIRM_DUP);
+    assert(agg_confirm_accept(t, "ingestd.2", 0, 4, T0, false, &acked) ==
+           AGG_CONFIRM_NEXT);
+    /* ... and an entry behind it (a backup restored) moves up to it. */
+    acked = 40;
+    assert(agg_confirm_accept(t, "ingestd.2", 0, 41, T0, false, &acked) ==
+           AGG_CONFIRM_NEXT);
+    assert(agg_confirm_seq(t, "ingestd.2", 0) == 41);
+    acked = 30; /* a resend made before: no step back */
+    assert(agg_confirm_accept(t, "ingestd.2", 0, 42, T0, false, &acked) ==
+           AGG_CONFIRM_NEXT);
+    assert(agg_confirm_seq(t, "ingestd.2", 0) == 42);
+    zhashx_delete(t->map, "0/ingestd.2");
     copy = agg_confirm_dup(t);
-    assert(agg_confirm_accept(t, "ingestd.1", 0, 2, T0, false) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "ingestd.1", 0, 2, T0, false, NULL) == AGG_CONFIRM_NEXT);
     assert(agg_confirm_seq(copy, "ingestd.1", 0) == 1);
     /* Through a batch and back, as a checkpoint holds it. */
     b = agg_confirm_batch(t, "aggd.0", 0);
@@ -220,16 +246,16 @@ agg_confirm_test(bool verbose)
     for (int i = 0; agg_confirm_size(t) < AGG_CONFIRM_MAX; i++) {
         char p[32];
         snprintf(p, sizeof p, "made.up.%d", i);
-        assert(agg_confirm_accept(t, p, 0, 1, T0 + 1, false) ==
+        assert(agg_confirm_accept(t, p, 0, 1, T0 + 1, false, NULL) ==
                AGG_CONFIRM_NEXT);
     }
-    assert(agg_confirm_accept(t, "one.more", 0, 1, T0, false) == AGG_CONFIRM_FULL);
-    assert(agg_confirm_accept(t, "ingestd.0", 1, 1, T0, false) == AGG_CONFIRM_FULL);
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 9, T0, false) == AGG_CONFIRM_NEXT);
+    assert(agg_confirm_accept(t, "one.more", 0, 1, T0, false, NULL) == AGG_CONFIRM_FULL);
+    assert(agg_confirm_accept(t, "ingestd.0", 1, 1, T0, false, NULL) == AGG_CONFIRM_FULL);
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 9, T0, false, NULL) == AGG_CONFIRM_NEXT);
     assert(agg_confirm_size(t) == AGG_CONFIRM_MAX);
     /* The WAL's replay adds beyond the bound what the live run added. */
     copy = agg_confirm_dup(t);
-    assert(agg_confirm_accept(copy, "one.more", 0, 4, T0, true) ==
+    assert(agg_confirm_accept(copy, "one.more", 0, 4, T0, true, NULL) ==
            AGG_CONFIRM_NEXT);
     assert(agg_confirm_size(copy) == AGG_CONFIRM_MAX + 1);
     agg_confirm_destroy(&copy);
@@ -237,14 +263,14 @@ agg_confirm_test(bool verbose)
      * (ingestd.1, last active at T0), and only of it, once that one has
      * been idle an hour; then the entries idle longest go first, and
      * ingestd.0, active since, outlives them. */
-    assert(agg_confirm_accept(t, "ingestd.0", 0, 10, T0 + HOUR - 1, false) ==
+    assert(agg_confirm_accept(t, "ingestd.0", 0, 10, T0 + HOUR - 1, false, NULL) ==
            AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "made.up.0", 0, 2, T0 + 2, false) ==
+    assert(agg_confirm_accept(t, "made.up.0", 0, 2, T0 + 2, false, NULL) ==
            AGG_CONFIRM_NEXT);
-    assert(agg_confirm_accept(t, "one.more", 0, 1, T0 + HOUR - 1, false) ==
+    assert(agg_confirm_accept(t, "one.more", 0, 1, T0 + HOUR - 1, false, NULL) ==
            AGG_CONFIRM_FULL);
     assert(agg_confirm_forgotten(t, NULL) == 0);
-    assert(agg_confirm_accept(t, "one.more", 0, 7, T0 + HOUR, false) ==
+    assert(agg_confirm_accept(t, "one.more", 0, 7, T0 + HOUR, false, NULL) ==
            AGG_CONFIRM_NEXT);
     assert(agg_confirm_size(t) == AGG_CONFIRM_MAX);
     assert(agg_confirm_forgotten(t, &last) == 1 && strcmp(last, "0/ingestd.1") == 0);
@@ -253,7 +279,7 @@ agg_confirm_test(bool verbose)
     for (int i = 0; i < AGG_CONFIRM_MAX - 2; i++) {
         char p[32];
         snprintf(p, sizeof p, "newer.%d", i);
-        assert(agg_confirm_accept(t, p, 0, 1, T0 + 2 * HOUR, false) ==
+        assert(agg_confirm_accept(t, p, 0, 1, T0 + 2 * HOUR, false, NULL) ==
                AGG_CONFIRM_NEXT);
     }
     assert(agg_confirm_forgotten(t, NULL) == AGG_CONFIRM_MAX - 1);
@@ -266,9 +292,9 @@ agg_confirm_test(bool verbose)
     msg_batch_destroy(&b);
     T0 = clock_mono_ns();
     assert(agg_confirm_accept(copy, "one.more.time", 0, 1, T0 + HOUR / 2,
-                              false) == AGG_CONFIRM_FULL);
+                              false, NULL) == AGG_CONFIRM_FULL);
     assert(agg_confirm_accept(copy, "one.more.time", 0, 1, T0 + 2 * HOUR,
-                              false) == AGG_CONFIRM_NEXT);
+                              false, NULL) == AGG_CONFIRM_NEXT);
     agg_confirm_destroy(&copy);
     agg_confirm_destroy(&t);
     assert(t == NULL);

@@ -61,11 +61,21 @@ agg_confirm_t *agg_confirm_dup(const agg_confirm_t *self);
  * the table has room or an idle entry to forget). With grow (the WAL's
  * replay, which must apply every batch the live run applied, whatever
  * the live run forgot) a new producer is added even beyond
- * AGG_CONFIRM_MAX. */
+ * AGG_CONFIRM_MAX. acked, when the batch carries it, is the producer's
+ * confirmed seq when it made the batch: every batch up to it was
+ * confirmed by this aggd (or by this data directory before it was
+ * restored from a backup, or before its entry was forgotten) and will
+ * not come again. A new entry starts there, and an entry behind it
+ * moves up to it; so the first batch seen after a gap (its
+ * predecessors died in a receive queue) is a GAP even from a producer
+ * seen for the first time, and a producer whose seqs went on past a
+ * restored backup is confirmed again. Without acked (older producers),
+ * a new entry starts at the first seq seen. */
 enum agg_confirm_verdict agg_confirm_accept(agg_confirm_t *self,
                                             const char *producer,
                                             uint32_t lane, uint64_t seq,
-                                            int64_t now, bool grow);
+                                            int64_t now, bool grow,
+                                            const uint64_t *acked);
 /* Entries forgotten for new producers so far, and the "lane/producer" of
  * the last one ("" before the first). */
 uint64_t agg_confirm_forgotten(const agg_confirm_t *self, const char **last);

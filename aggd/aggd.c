@@ -330,7 +330,8 @@ s_ingest(aggd_t *self, const void *data, size_t len, bool replay)
     e = msg_batch_env(b);
     forgotten = agg_confirm_forgotten(self->applied, NULL);
     switch (agg_confirm_accept(self->applied, e->producer, e->lane, e->seq,
-                               clock_mono_ns(), replay)) {
+                               clock_mono_ns(), replay,
+                               e->has_acked ? &e->acked : NULL)) {
     case AGG_CONFIRM_DUP:
         self->dup_batches++;
         return NULL;

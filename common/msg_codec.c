@@ -65,7 +65,8 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     sb.alloc = self->alen + self->n * 24 + 256;
     sb.data = xmalloc(sb.alloc);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, e->type == MSG_TYPE_READINGS ? 8 : 7);
+    bool acked = e->type == MSG_TYPE_READINGS && e->has_acked;
+    msgpack_pack_map(&pk, (e->type == MSG_TYPE_READINGS ? 8 : 7) + acked);
     s_pack_str(&pk, "type");
     msgpack_pack_int(&pk, e->type);
     s_pack_str(&pk, "v");
@@ -78,6 +79,10 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     msgpack_pack_uint64(&pk, e->seq);
     s_pack_str(&pk, "ts");
     msgpack_pack_int64(&pk, e->ts);
+    if (acked) {
+        s_pack_str(&pk, "acked");
+        msgpack_pack_uint64(&pk, e->acked);
+    }
     if (e->type == MSG_TYPE_READINGS) {
         /* The series table: items name a series by its index. */
         size_t ns = msg_batch_nseries(self);
@@ -565,6 +570,13 @@ msg_batch_decode_into(msg_batch_t *b, const void *data, size_t len)
                 goto done;
             }
             b->env.seq = val->via.u64;
+        } else if (s_keyis(k, "acked")) {
+            if (val->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+                err = MSG_EFIELD;
+                goto done;
+            }
+            b->env.acked = val->via.u64;
+            b->env.has_acked = true;
         } else if (s_keyis(k, "ts")) {
             if (!s_int(val, &b->env.ts)) {
                 err = MSG_ETYPE;
@@ -818,7 +830,26 @@ msg_codec_test(bool verbose)
     assert(msg_batch_decode(data, len, &d) == MSG_OK);
     assert(msg_batch_size(d) == 1000);
     assert(msg_batch_env(d)->seq == 7 && msg_batch_env(d)->lane == 2);
+    assert(!msg_batch_env(d)->has_acked && msg_batch_env(d)->acked == 0);
     TEST_STREQ(msg_batch_env(d)->producer, "ingestd.0");
+    {
+        /* The producer's confirmed seq rides along when it is set. */
+        char *a;
+        size_t alen;
+        msg_batch_t *x = NULL;
+        msg_batch_env(b)->acked = 5;
+        msg_batch_env(b)->has_acked = true;
+        msg_batch_encode(b, &a, &alen);
+        assert(msg_batch_decode(a, alen, &x) == MSG_OK);
+        assert(msg_batch_env(x)->has_acked && msg_batch_env(x)->acked == 5 &&
+               msg_batch_env(x)->seq == 7 && msg_batch_size(x) == 1000);
+        /* decode_into forgets it for a batch without. */
+        assert(msg_batch_decode_into(x, data, len) == MSG_OK &&
+               !msg_batch_env(x)->has_acked);
+        msg_batch_destroy(&x);
+        free(a);
+        msg_batch_env(b)->has_acked = false;
+    }
     const struct msg_reading *r = msg_batch_reading(d, 999);
     TEST_STREQ(msg_batch_str(d, r->key_off), "temperature{device=s1}");
     assert(r->ts == 999 && r->value == 499.5);

@@ -54,6 +54,10 @@ struct msg_envelope {
     uint32_t lane;        /* lane the batch travels */
     uint64_t seq;         /* per (producer, lane) batch counter */
     int64_t ts;           /* send time, ns since epoch */
+    uint64_t acked;       /* readings: the producer's confirmed seq on this
+                             lane when it made the batch (PROTOCOL.md,
+                             "Confirmations and resends") */
+    bool has_acked;       /* acked was sent (ingestd since 2026-11) */
 };
 
 /* One reading. The series key lives in the owning batch's key arena,

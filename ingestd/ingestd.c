@@ -314,6 +314,8 @@ s_send_one(unsigned lane, uint64_t seq, const void *data, size_t len,
         msg_batch_reset(e);
         msg_batch_env(e)->seq = seq;
         msg_batch_env(e)->ts = clock_now_ns();
+        msg_batch_env(e)->acked = ingest_spool_confirmed(self->spool, lane);
+        msg_batch_env(e)->has_acked = true;
         msg_batch_encode(e, &empty, &len);
         data = empty;
     }
@@ -471,6 +473,11 @@ s_spool(ingestd_t *self, msg_batch_t *b)
             *msg_batch_env(b) = *msg_batch_env(self->lane_batch[0]);
         msg_batch_env(lb)->seq = ingest_spool_next_seq(self->spool, i);
         msg_batch_env(lb)->ts = clock_now_ns();
+        /* What aggd confirmed so far: an aggd that does not know this
+         * producer (new, or restored from a backup) starts its entry
+         * there, not at the first seq it happens to see. */
+        msg_batch_env(lb)->acked = ingest_spool_confirmed(self->spool, i);
+        msg_batch_env(lb)->has_acked = true;
         msg_batch_encode(lb, &data, &len);
         rc = ingest_spool_append_take(self->spool, i, msg_batch_env(lb)->seq,
                                       data, len);
@@ -1315,6 +1322,8 @@ ingestd_test(bool verbose)
     zsock_set_rcvtimeo(pull, 2000);
     assert(msg_batch_recv(pull, &b) == MSG_OK);
     assert(msg_batch_size(b) == 2 && msg_batch_env(b)->seq == 1);
+    /* It says what aggd confirmed when it was spooled: nothing yet. */
+    assert(msg_batch_env(b)->has_acked && msg_batch_env(b)->acked == 0);
     TEST_STREQ(msg_batch_env(b)->producer, "ingestd.t");
     msg_batch_destroy(&b);
     /* aggd's confirmation empties the spool. */
@@ -1340,6 +1349,7 @@ ingestd_test(bool verbose)
     assert(ingest_spool_records(d->spool) == 1 && d->bad_confirms == 1);
     s_test_commit(d);
     assert(msg_batch_recv(pull, &b) == MSG_OK && msg_batch_env(b)->seq == 2);
+    assert(msg_batch_env(b)->has_acked && msg_batch_env(b)->acked == 1);
     msg_batch_destroy(&b);
     msg_batch_reset(cb);
     msg_batch_add_confirm(cb, "ingestd.t", 0, 2);
