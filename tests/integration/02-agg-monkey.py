@@ -646,6 +646,36 @@ class Monkey:
             raise Failure("%s: aggd's points differ from the model: %s"
                           % (what, why))
 
+    def check_range(self):
+        """The raw points of a range [start, end) of some series (values,
+        as apid's lane merge reads them): a read of part of a series
+        merges the head's late points and resealed chunks from a start
+        of its own."""
+        r = self.r
+        keys = self.m.series()
+        if not keys:
+            return
+        for _ in range(r.randint(1, 8)):
+            k = r.choice(keys)
+            pts = self.m.points(k)
+            a, b = r.choice(pts)[0], r.choice(pts)[0]
+            start = min(a, b) - r.choice([0, 0, 1, r.randrange(1, 3600 * NS)])
+            end = max(a, b) + r.choice([1, 1, 2, r.randrange(1, 3600 * NS)])
+            start = max(start, 0)
+            sel = k if r.random() < 0.7 else "mk.*"
+            st, body = self.f.query({"op": "values", "series": sel,
+                                     "start": start, "end": end, "max": 10**7})
+            want = {x: dict(self.m.points(x, start, end))
+                    for x in self.m.series(sel)}
+            got = {x["series"]: dict(zip(x["ts"], x["v"]))
+                   for x in body.get("series", [])} if st == 200 else None
+            want = {x: d for x, d in want.items() if d}
+            got = {x: d for x, d in (got or {}).items() if d}
+            why = self.equal(got, want) if st == 200 else "status %s" % st
+            if why:
+                raise Failure("values of %s in [%d, %d): %s" % (sel, start, end, why))
+        self.count("ranges")
+
     def check_series(self):
         st, body = self.f.query({"op": "series", "series": "mk.*"})
         keys = self.m.series()
@@ -947,8 +977,10 @@ class Monkey:
     def step_check(self):
         self.sync()
         r = self.r
-        c = r.randrange(8)
-        if c == 6:
+        c = r.randrange(9)
+        if c == 8:
+            self.check_range()
+        elif c == 6:
             self.check_bounded()
         elif c == 7:
             self.check_multi()
