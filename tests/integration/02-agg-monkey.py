@@ -939,6 +939,71 @@ class Monkey:
                                                    x["count"], w))
         self.count("window" if wname else "local days")
 
+    def check_aggregate_multi(self):
+        """Aggregation over several series, from raw points or rollups:
+        count, min, max and (raw) percentiles exact, first and last where
+        one series alone holds the earliest or latest time, sum and mean
+        up to rounding (the order of the series' points at one time is
+        not fixed)."""
+        r = self.r
+        sel, tags = r.choice([("mk.*", None), ("mk.b", None),
+                              ("mk.*", {"dev": "1"}), ("mk.?", {"room": ""})])
+        keys = self.m.series(sel, tags)
+        if not keys:
+            return
+        pts = sorted(p for k in keys for p in self.m.points(k))
+        name, step = r.choice(INTERVALS[1:])
+        fn = r.choice(FNS)
+        a = r.choice(pts)[0]
+        start = max(0, a - r.randrange(20000) * step)
+        end = min(a + r.randrange(1, 20000) * step, 2**63 - 1)
+        rollups = step % (60 * NS) == 0 and r.random() < 0.5
+        req = {"op": "aggregate", "series": sel, "interval": name,
+               "aggregation": fn, "start": start, "end": end}
+        if tags:
+            req["tags"] = tags
+        if rollups:
+            req["rollups"] = True
+        st, body = self.f.query(req, 30000)
+        if st != 200:
+            raise Failure("aggregate %s: %s %s" % (req, st, str(body)[:300]))
+        buckets = {}
+        for t, v in pts:
+            if start <= t < end:
+                buckets.setdefault(t // step * step, []).append((t, v))
+        got = body["buckets"]
+        if [b["timestamp"] for b in got] != [fmt(t) for t in sorted(buckets)]:
+            raise Failure("aggregate %s: buckets %s, want %s" % (
+                req, [b["timestamp"] for b in got][:5],
+                [fmt(t) for t in sorted(buckets)][:5]))
+        for b, t in zip(got, sorted(buckets)):
+            bp = buckets[t]
+            vals = [v for _, v in bp]
+            want = None
+            if fn in ("min", "max", "count"):
+                want = bucket_value(fn, vals, False)
+            elif fn[0] == "p" and not rollups:
+                want = bucket_value(fn, vals, False)
+            elif fn == "first" and (len(bp) == 1 or bp[0][0] != bp[1][0]):
+                want = bp[0][1]
+            elif fn == "last" and (len(bp) == 1 or bp[-1][0] != bp[-2][0]):
+                want = bp[-1][1]
+            ok = b["count"] == len(vals)
+            if want is not None:
+                ok = ok and same(b["value"], num(want))
+            elif fn in ("sum", "mean"):
+                w = fsum(vals) / (1 if fn == "sum" else len(vals))
+                mag = fsum(abs(v) for v in vals) / (1 if fn == "sum" else len(vals))
+                if math.isfinite(mag) and mag < 1e300:
+                    ok = ok and b["value"] is not None and \
+                        abs(b["value"] - w) <= 1e-9 * mag + 1e-300
+                want = w
+            if not ok:
+                raise Failure("aggregate %s bucket %s (%d points): %r, %r "
+                              "points, want %r" % (req, fmt(t), len(vals),
+                                                   b["value"], b["count"], want))
+        self.count("aggregate of several")
+
     def check_multi(self):
         """Exact stats over a glob or tags: count, min, max, first, last
         and percentiles exact whatever the order of the series; sum and
@@ -977,8 +1042,10 @@ class Monkey:
     def step_check(self):
         self.sync()
         r = self.r
-        c = r.randrange(9)
-        if c == 8:
+        c = r.randrange(10)
+        if c == 9:
+            self.check_aggregate_multi()
+        elif c == 8:
             self.check_range()
         elif c == 6:
             self.check_bounded()
@@ -1055,6 +1122,7 @@ def run(m, seed, hooks):
     for _ in range(3):
         m.check_bounded()
         m.check_multi()
+        m.check_aggregate_multi()
         m.check_stats()
         m.check_aggregate()
         m.check_rollup_stats()
