@@ -1653,6 +1653,23 @@ s_reload(agg_store_t *self, struct s_series *s, const int64_t *ts,
     self->chunk_rewrite = true;
 }
 
+/* Drop the series s (key) with its chunks, head and rollups. */
+static void
+s_remove(agg_store_t *self, struct s_series *s, const char *key)
+{
+    self->chunks -= s->nchunks;
+    for (size_t i = 0; i < s->nchunks; i++) {
+        self->chunk_bytes -= s->chunks[i].len;
+        s_data_free(self, s->chunks[i].data); /* not by the destructor */
+    }
+    s->nchunks = 0;
+    self->head_points -= s->n;
+    if (self->slot) /* it may be cached there */
+        memset(self->slot, 0, S_SLOTS * sizeof *self->slot);
+    zhashx_delete(self->series, key);
+    self->chunk_rewrite = self->rollup_rewrite = true;
+}
+
 long long
 agg_store_delete(agg_store_t *self, const char *key, int64_t start,
                  int64_t end, bool *partial)
@@ -1671,17 +1688,7 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
         gone = all.n;
         s_scratch_clear(&self->scratch, true);
         self->points -= gone;
-        self->chunks -= s->nchunks;
-        for (size_t i = 0; i < s->nchunks; i++) {
-            self->chunk_bytes -= s->chunks[i].len;
-            s_data_free(self, s->chunks[i].data); /* not by the destructor */
-        }
-        s->nchunks = 0;
-        self->head_points -= s->n;
-        if (self->slot) /* it may be cached there */
-            memset(self->slot, 0, S_SLOTS * sizeof *self->slot);
-        zhashx_delete(self->series, key);
-        self->chunk_rewrite = self->rollup_rewrite = true;
+        s_remove(self, s, key);
         return (long long)gone;
     }
     ts = xmalloc((all.n ? all.n : 1) * sizeof *ts);
@@ -1733,6 +1740,11 @@ agg_store_delete(agg_store_t *self, const char *key, int64_t start,
     }
     free(ts);
     free(v);
+    /* Nothing left, raw or rolled up: the series goes, as it would at
+     * the next start (no chunk, no bucket names it), so that listings
+     * and selections do not change across a restart. */
+    if (n == 0 && !agg_rollup_span(s->roll, &first, &last))
+        s_remove(self, s, key);
     return (long long)gone;
 }
 
@@ -2605,6 +2617,16 @@ s_test_delete(const char *dir)
                2 * 8640 - 10 * 360);
     assert(agg_store_delete(st, "gone", INT64_MIN, INT64_MAX, &partial) == 1);
     assert(agg_store_delete(st, "gone", INT64_MIN, INT64_MAX, &partial) == -1);
+    /* A range holding every point removes the series too, as a restart
+     * would (nothing names it on disk): listings do not change there. */
+    agg_store_put(st, "emptied", t0 + 5 * s1, 1);
+    agg_store_put(st, "emptied", t0 + 3 * day, 2);
+    assert(agg_store_delete(st, "emptied", t0, t0 + day, &partial) == 1);
+    assert(agg_store_select(st, "emptied", NULL, 0, INT64_MIN, INT64_MAX, &v) == 1);
+    free(v);
+    assert(agg_store_delete(st, "emptied", t0, t0 + 4 * day, &partial) == 1);
+    assert(agg_store_select(st, "emptied", NULL, 0, INT64_MIN, INT64_MAX, &v) == 0);
+    assert(agg_store_delete(st, "emptied", t0, t0 + 4 * day, &partial) == -1);
     assert(agg_store_select(st, "gone", NULL, 0, INT64_MIN, INT64_MAX, &v) == 0);
     assert(agg_store_sync(st, &files) == 0);
     agg_store_cleanup(st);

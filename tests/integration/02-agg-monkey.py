@@ -537,9 +537,6 @@ class Monkey:
             if r.random() < 0.5:  # only the series without a room tag
                 tags = {"room": ""}
         targets = self.m.series(sel, tags)
-        # A series whose points a range delete took stays listed with
-        # none until a restart: with no series of the model, aggd may
-        # answer 404 or delete 0 points.
         ctl = r.random() < 0.25 and tags is None and targets
         if ctl:
             if start is not None:
@@ -561,7 +558,8 @@ class Monkey:
             if start is not None:
                 req.update(start=start, end=end)
             st, body = self.f.query(req, 30000)
-            check((st == 200 and body["deleted"] == gone) or
+            check((st == 200 and body["deleted"] == gone and targets and
+                   body["matched"] == len(targets)) or
                   (st == 404 and not targets),
                   "delete %s %s [%s, %s): %s %s (%d points of %d series)"
                   % (sel, tags or "", start, end, st, body, gone, len(targets)))
@@ -679,10 +677,9 @@ class Monkey:
     def check_series(self):
         st, body = self.f.query({"op": "series", "series": "mk.*"})
         keys = self.m.series()
+        # A series is listed while it has points: one whose every point
+        # a range delete took is gone at once, as after a restart.
         got = {s["series"]: s for s in body.get("series", [])}
-        # A series whose points were all deleted by range may linger
-        # with 0 points until a restart: only series with points count.
-        got = {k: s for k, s in got.items() if s["points"]}
         check(st == 200 and sorted(got) == keys,
               "series lists %s, model %s" % (sorted(got), keys))
         for k in keys:
