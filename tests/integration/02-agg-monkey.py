@@ -41,6 +41,7 @@ Bounded: 150 steps or 25 s of them (about 40 s in all under ASan);
 status after each run of checkpoints and checks every point before each
 delete.
 """
+import bisect
 import fnmatch
 import math
 import os
@@ -909,10 +910,11 @@ class Monkey:
         else:
             lo = max(start, allpts[0][0] // (60 * NS) * 60 * NS)
             b = lo // step * step
-            i0 = 0
+            tss = [t for t, _ in pts]
             while b < end:
                 wa, wz = max(b + step - window, start), min(b + step, end)
-                vals = [v for t, v in pts if wa <= t < wz]
+                vals = [v for _, v in pts[bisect.bisect_left(tss, wa):
+                                          bisect.bisect_left(tss, wz)]]
                 if vals:
                     want.append((fmt(b), vals))
                 b += step
