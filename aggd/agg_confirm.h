@@ -6,15 +6,16 @@
  * it is a resend of something already applied (skip it); one beyond it
  * follows a gap (batches lost in a receive queue when aggd died): apply
  * it, since writes are idempotent, but do not advance, so ingestd resends
- * the gap and what follows. The first batch seen from an unknown producer
- * starts its entry, whatever its seq: ingestd resends from the last
- * confirmed seq in order, so the first one seen is the first one missing.
+ * the gap and what follows. An unknown producer's entry starts at the
+ * confirmed seq its batch carries (acked, below); a batch without it
+ * starts the entry at its own seq, which loses batches that died in a
+ * receive queue before it when the producer was new.
  *
  * The table is bounded (AGG_CONFIRM_MAX). When it is full, a new
  * producer takes the place of the entry that has been idle longest, if
  * that one has been idle AGG_CONFIRM_IDLE_NS: a producer that comes back
- * after it was forgotten starts a new entry like any new one, and a
- * batch of it applied again (a resend whose confirmation it never got)
+ * after it was forgotten starts a new entry like any new one (at its
+ * acked), and a batch of it applied again (a resend whose confirmation it never got)
  * writes the same points again, which overwrite (no reading doubles).
  */
 #ifndef SP_AGG_CONFIRM_H
