@@ -1083,9 +1083,11 @@ def test():
     p.start()
     try:
         run(m, seed, hooks)
-    except Failure:
-        sys.stdout.write(p.log("aggd")[-6000:])
+    except BaseException as e:
+        if isinstance(e, Failure) and "aggd" in p.logs:
+            sys.stdout.write(p.log("aggd")[-6000:])
         print("seed %d failed" % seed)
+        p.kill_all()  # leave no aggd running
         raise
     finally:
         m.f.close()
