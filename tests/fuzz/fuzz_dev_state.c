@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
@@ -29,7 +30,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         const char *kind = json_string_value(json_object_get(ev, "type"));
         json_t *d = json_object_get(ev, "data");
         if (kind && dev_state_apply(&st, kind, d, (int64_t)i * 1000, &why) == 0) {
-            n++;
+            n += strcmp(kind, DEV_EV_HEARTBEAT) != 0; /* no new version */
             json_array_append(ok, ev);
             json_object_set_new(ev, "ts", json_integer((json_int_t)i * 1000));
         }
