@@ -4,7 +4,8 @@ within 1m" over four devices of two sites, through alertd as a filter
 with a database and an exec channel. The seven alert changes reach the
 channel as three notifications (site a's first window with four
 changes, site b's with one, site a's second window), not seven; each
-lists its changes; a kill -9 while a group waits loses nothing."""
+lists its changes; a kill -9 while a group waits loses nothing (and what
+it sends again is the same notification, with the same key)."""
 import json
 import os
 import shutil
@@ -81,13 +82,22 @@ def test():
         b.stdin.close()
         b.wait(timeout=30)
         check(b.returncode == 0, "restarted alertd exits 0 at end of input")
-        n = notes()
-        check(len(n) == 3 and n[2]["group"]["key"] == {"site": "a"} and
-              n[2]["count"] == 1 and n[2]["resolved"] == 1,
+        # Delivery is at least once: kill -9 can land after a channel
+        # took a notification and before alertd recorded it, and the
+        # restarted alertd sends it again, the same to the byte, with the
+        # same idempotency key (a CI run under load did so for site b).
+        n, first = notes(), {}
+        for x in n:
+            k = x["idempotency_key"]
+            check(first.setdefault(k, x) == x,
+                  "a notification sent again is the same (%s)" % k)
+        u = list(first.values())
+        check(len(u) == 3 and u[2]["group"]["key"] == {"site": "a"} and
+              u[2]["count"] == 1 and u[2]["resolved"] == 1,
               "after kill -9 the waiting change of site a is notified once: "
-              "%s" % n[2:])
-        check(len({x["idempotency_key"] for x in n}) == 3,
-              "three notifications, three keys (seven changes)")
+              "%s" % u[2:])
+        check(len(n) <= 5, "at most the two taken before kill -9 sent "
+              "again (%d lines)" % len(n))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
