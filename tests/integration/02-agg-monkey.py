@@ -59,7 +59,7 @@ from sp import Failure, Platform, binary, check, main  # noqa: E402
 try:
     import msgpack
     import zmq
-    from fakeingest import Fake, restart, status  # noqa: E402
+    from fakeingest import Fake, restart, status, stored_values  # noqa: E402
 except ImportError:
     print("skip: python3 without zmq or msgpack")
     sys.exit(77)
@@ -414,24 +414,7 @@ class Monkey:
         self.f.push.connect("ipc://%s/aggd.0.in" % self.p.run)
 
     def stored(self):
-        st, body = self.f.query({"op": "values", "series": "mk.*",
-                                 "max": 10**7}, 60000)
-        if st == 404:
-            return {}
-        if st != 200:
-            raise Failure("values answers %s %s" % (st, str(body)[:300]))
-        out = {}
-        for s in body["series"]:
-            if len(s["ts"]) != len(s["v"]):
-                raise Failure("ts and v of %s differ in length" % s["series"])
-            d = {}
-            for t, v in zip(s["ts"], s["v"]):
-                if t in d:
-                    raise Failure("%s at %d stored twice" % (s["series"], t))
-                d[t] = v
-            if d:
-                out[s["series"]] = d
-        return out
+        return stored_values(self.f, "mk.*")
 
     def equal(self, got, want):
         if set(got) != set(want):

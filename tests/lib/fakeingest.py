@@ -132,21 +132,9 @@ class Points:
     def stored(self, f):
         """{(series, ts): value bits} of every stored point, asserting
         that no (series, ts) appears twice."""
-        st, body = f.query({"op": "values", "series": self.prefix + ".*",
-                            "max": 10**7}, timeout_ms=60000)
-        if st == 404:
-            return {}
-        if st != 200:
-            raise Failure("values answers %s %s" % (st, str(body)[:300]))
-        pts = {}
-        for s in body["series"]:
-            if len(s["ts"]) != len(s["v"]):
-                raise Failure("ts and v of %s differ in length" % s["series"])
-            for t, v in zip(s["ts"], s["v"]):
-                if (s["series"], t) in pts:
-                    raise Failure("%s at %d stored twice" % (s["series"], t))
-                pts[(s["series"], t)] = _bits(v)
-        return pts
+        return {(k, t): _bits(v)
+                for k, d in stored_values(f, self.prefix + ".*").items()
+                for t, v in d.items()}
 
     def verify(self, f, upto, exact, what):
         """Every point of batches 1..upto is stored once, bit-identical;
@@ -193,6 +181,29 @@ class Points:
         self.verify(f, seq, True, "after the resend, " + what)
         print("%s: %d confirmed before, %d points after the restart, %d "
               "batches in all, none lost or doubled" % (what, before, n, seq))
+
+
+def stored_values(f, glob):
+    """{series: {ts: value}} of every point aggd stores in the series
+    matching glob, asserting that no (series, ts) appears twice."""
+    st, body = f.query({"op": "values", "series": glob, "max": 10**7},
+                       timeout_ms=60000)
+    if st == 404:
+        return {}
+    if st != 200:
+        raise Failure("values answers %s %s" % (st, str(body)[:300]))
+    out = {}
+    for s in body["series"]:
+        if len(s["ts"]) != len(s["v"]):
+            raise Failure("ts and v of %s differ in length" % s["series"])
+        d = {}
+        for t, v in zip(s["ts"], s["v"]):
+            if t in d:
+                raise Failure("%s at %d stored twice" % (s["series"], t))
+            d[t] = v
+        if d:
+            out[s["series"]] = d
+    return out
 
 
 def _bits(x):
