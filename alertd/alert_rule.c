@@ -293,11 +293,23 @@ s_lex_number(struct s_parser *p)
         memcpy(buf, s + start, i - start);
         buf[i - start] = '\0';
         if (clock_parse_duration_ms(buf, &p->tok.dur) < 0) {
-            /* Rules count time in milliseconds, as readings do. */
-            s_error(p, start,
-                    "malformed duration '%s' (want whole milliseconds, "
-                    "e.g. 30s, 5m, 1h, 1d)",
-                    buf);
+            /* Rules count time in milliseconds, as readings do; say
+             * which of the three ways the duration failed. */
+            int64_t ns;
+            if (clock_parse_duration(buf, &ns) == 0)
+                s_error(p, start,
+                        "duration '%s' is not whole milliseconds", buf);
+            else if (strspn(buf, "0") > 0 &&
+                     isalpha((unsigned char)buf[strspn(buf, "0")]))
+                s_error(p, start,
+                        "duration '%s' must be more than zero (leave out "
+                        "'for' to fire at once)",
+                        buf);
+            else
+                s_error(p, start,
+                        "malformed duration '%s' (want e.g. 30s, 5m, 1h, "
+                        "1d)",
+                        buf);
             return;
         }
         p->tok.kind = T_DUR;
@@ -2260,6 +2272,10 @@ alert_rule_test(bool verbose)
     s_test_bad("temperature > .5", 14, "malformed number", verbose);
     s_test_bad("temperature > 1 for 500us", 20, "whole milliseconds", verbose);
     s_test_bad("temperature > 1 for 1500us", 20, "whole milliseconds", verbose);
+    s_test_bad("temperature > 1 for 0s", 20, "more than zero", verbose);
+    s_test_bad("temperature > 1 for 00m", 20, "more than zero", verbose);
+    s_test_bad("temperature > 1 for 5parsecs", 20, "malformed duration",
+               verbose);
 
     /* The length limit is on the canonical text, so that a rule taken
      * is taken again from its canonical text (fuzz_rule). */
