@@ -832,6 +832,7 @@ s_delete(agg_store_t *store, const json_t *req, json_t **body)
     size_t nk;
     long long deleted = 0;
     bool partial = false, p;
+    size_t removed = 0;
     char key[SERIES_KEY_MAX];
 
     if (agg_query_sel(req, &sel, body))
@@ -846,12 +847,13 @@ s_delete(agg_store_t *store, const json_t *req, json_t **body)
         long long n = agg_store_delete(store, key, sel.start, sel.end, &p);
         deleted += n > 0 ? n : 0;
         partial |= p;
+        /* A range delete that leaves nothing removes the series too. */
+        removed += agg_store_rollup(store, key) == NULL;
     }
     free(keys);
     *body = json_pack("{s:I, s:I, s:b, s:b}", "matched", (json_int_t)nk,
                       "deleted", (json_int_t)deleted, "series_removed",
-                      sel.start == INT64_MIN && sel.end == INT64_MAX,
-                      "rollups_partial", partial);
+                      removed == nk, "rollups_partial", partial);
     return 200;
 }
 

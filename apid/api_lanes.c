@@ -676,18 +676,20 @@ api_lanes_merge(const json_t *query, const struct api_lanes_reply *r,
     }
     if (!strcmp(op, "delete")) {
         json_int_t deleted = 0;
-        bool partial = false;
+        bool partial = false, removed = true;
         for (size_t i = 0; i < n; i++)
             if (r[i].status == 200) {
                 deleted += s_int(r[i].body, "deleted");
                 partial |= json_is_true(json_object_get(r[i].body,
                                                         "rollups_partial"));
+                /* Every matched series, on every lane, is gone. */
+                removed &= json_is_true(json_object_get(r[i].body,
+                                                        "series_removed"));
             }
         *out = json_pack("{s:I, s:I, s:b, s:b}", "matched",
                          s_matched(r, n, &owner), "deleted", deleted,
-                         "series_removed", json_is_true(json_object_get(
-                             r[s_first_ok(r, n)].body, "series_removed")),
-                         "rollups_partial", partial);
+                         "series_removed", removed, "rollups_partial",
+                         partial);
         return API_LANES_DONE;
     }
     if (!strcmp(op, "series"))

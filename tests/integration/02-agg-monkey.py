@@ -504,6 +504,8 @@ class Monkey:
         whole = r.random() < 0.25
         if whole:
             start = end = None
+        elif r.random() < 0.15:  # a range holding every point: it goes
+            start, end = pts[0][0] - r.randrange(NS), pts[-1][0] + 1
         else:
             a, b = r.choice(pts)[0], r.choice(pts)[0]
             start, end = min(a, b), max(a, b) + r.choice([0, 1, 10 * NS])
@@ -536,14 +538,23 @@ class Monkey:
                   % (sel, start, end, out.stdout.strip(), out.stderr.strip(), gone))
         else:
             gone = sum(len(self.m.points(x, start, end)) for x in targets)
+            # Every matched series left empty goes (a whole-series
+            # delete, or a range that held all of its points), unless
+            # some rollup bucket could not be rebuilt and keeps it.
+            emptied = all(len(self.m.points(x)) == len(
+                self.m.points(x, start, end)) for x in targets)
             req = {"op": "delete", "series": sel}
             if tags:
                 req["tags"] = tags
             if start is not None:
                 req.update(start=start, end=end)
             st, body = self.f.query(req, 30000)
+            if targets and emptied and start is not None:
+                self.count("range delete emptying its series")
             check((st == 200 and body["deleted"] == gone and targets and
-                   body["matched"] == len(targets)) or
+                   body["matched"] == len(targets) and
+                   (body["rollups_partial"] or
+                    body["series_removed"] == emptied)) or
                   (st == 404 and not targets),
                   "delete %s %s [%s, %s): %s %s (%d points of %d series)"
                   % (sel, tags or "", start, end, st, body, gone, len(targets)))
