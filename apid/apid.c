@@ -27,6 +27,7 @@
 #include "common/rpc.h"
 #include "common/strutil.h"
 #include "common/test.h"
+#include "common/warm.h"
 #include "common/xalloc.h"
 
 #include <unistd.h>
@@ -108,6 +109,7 @@ struct apid {
     arena_t *arena;               /* lent for large answers, or NULL */
     uint64_t arena_answers;       /* answers relayed from a lent slot */
     size_t slot_len;              /* bytes of one of its slots */
+    warm_t *warm;                 /* CPU spinners (--warm-ms), or NULL */
 };
 
 /* How long a slot lent with a request that timed out stays unlent: the
@@ -490,9 +492,10 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
         for (int b = 0; b < APID_BK_MAX; b++)
             json_object_set_new(o, s_bk_name[b], s_status_of(self, p, b));
         json_object_set_new(o, "apid", json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "arena_answers",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "arena_answers",
             (json_int_t)self->arena_answers, "arena_busy", (json_int_t)(
                 self->arena ? arena_busy(self->arena, clock_mono_ns()) : 0),
+            "warm_spin_ms", (json_int_t)(warm_spin_ns(self->warm) / 1000000),
             "http_2xx",
             (json_int_t)http_server_count(self->http, 2), "http_4xx",
             (json_int_t)http_server_count(self->http, 4), "http_5xx",
@@ -979,6 +982,7 @@ s_on_http(http_req_t *req, void *arg)
     apid_t *self = arg;
     const char *path = http_req_path(req);
 
+    warm_touch(self->warm);
     if (!strcmp(path, "/health")) {
         if (apid_method(req, "GET"))
             http_req_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok",
@@ -1029,6 +1033,8 @@ apid_new(const struct apid_conf *conf)
     if (conf->reply_arena > 0 &&
         (self->arena = arena_new(4, (size_t)conf->reply_arena << 18)) != NULL)
         self->slot_len = arena_size(self->arena) / 4;
+    if (conf->warm_ms > 0 && (self->warm = warm_new((int)conf->warm_ms)) == NULL)
+        log_warnx("--warm-ms: no spinner thread could start; running cold");
     zloop_timer(self->loop, APID_TICK_MS, 0, s_on_tick, self);
     self->svc = xcalloc(S_NSERVICES, sizeof *self->svc);
     for (size_t i = 0; i < S_NSERVICES; i++)
@@ -1063,6 +1069,7 @@ apid_destroy(apid_t **self_p)
     free(self->svc);
     http_server_destroy(&self->http); /* gives the slots back */
     arena_destroy(&self->arena);
+    warm_destroy(&self->warm);
     zloop_destroy(&self->loop);
     for (int b = 0; b < APID_BK_MAX; b++) {
         for (unsigned lane = 0; self->bk[b] && lane < self->nlanes[b]; lane++)

@@ -55,6 +55,7 @@ struct apid_conf {
     char *quotas;     /* per-tenant quotas file (common/quota.h); "" = none */
     char *tls_cert;   /* PEM certificate chain: HTTPS; "" = plain HTTP */
     char *tls_key;    /* its private key */
+    int64_t warm_ms;  /* CPUs kept spinning this long after a request; 0 = off */
 };
 
 typedef struct apid apid_t;

@@ -90,6 +90,10 @@ static const struct cfg_opt s_opts[] = {
     {"quotas", CFG_STR, offsetof(struct apid_conf, quotas), "", 0, 0, CFG_IMMUTABLE,
      "JSON file of per-tenant quotas (devices here; ingestd: rate, series) over "
      "--tenant-devices; re-read when it changes"},
+    {"warm-ms", CFG_INT, offsetof(struct apid_conf, warm_ms), "0", 0, 60000,
+     CFG_IMMUTABLE, "keep every CPU busy (SCHED_IDLE spinners) this many ms "
+     "after each request, for latency on VMs whose idle vCPUs wake slowly; "
+     "0 = off"},
     {"session-ttl", CFG_DURATION, offsetof(struct apid_conf, session_ttl), "12h",
      1, 86400 * 30, CFG_IMMUTABLE, "how long a dashboard login lasts"},
 };

@@ -70,6 +70,8 @@ def sp_queries(exact):
 
 
 class Sensorpipe(storage.Sensorpipe):
+    warm_ms = 0  # apid --warm-ms (common/warm.h); 0 = off, its default
+
     def start(self, work):
         pids = super().start(work)
         self.api_port = storage.free_port()
@@ -77,7 +79,8 @@ class Sensorpipe(storage.Sensorpipe):
         self.procs["apid"] = subprocess.Popen(
             [os.path.join(storage.ROOT, "build", "apid"), "--rundir",
              os.path.join(self.dir, "run"), "--port", str(self.api_port),
-             "--datadir", os.path.join(self.dir, "apid")],
+             "--datadir", os.path.join(self.dir, "apid"),
+             "--warm-ms", str(self.warm_ms)],
             stdout=log, stderr=subprocess.STDOUT)
         if not storage.wait_http("http://127.0.0.1:%d/health" % self.api_port):
             raise SystemExit("apid did not start: " + open(log.name).read())
@@ -108,6 +111,13 @@ class Sensorpipe(storage.Sensorpipe):
                 out[label] = r
                 print(self.name, label, r["median_ms"], "ms", r["check"],
                       flush=True)
+        if self.warm_ms:
+            # What the latency cost: CPU the spinners burnt in all.
+            st = json.loads(storage.urllib.request.urlopen(
+                "http://127.0.0.1:%d/stats" % self.api_port).read())
+            out["_warm_spin_ms"] = st["apid"]["warm_spin_ms"]
+            print(self.name, "warm: spinners used %d ms of CPU in all the "
+                  "queries" % st["apid"]["warm_spin_ms"], flush=True)
         return out
 
 
@@ -196,7 +206,10 @@ def main():
     ap.add_argument("--systems", default="sensorpipe,victoria-metrics,influxdb")
     ap.add_argument("--work", default="/tmp/sp-bench")
     ap.add_argument("--json")
+    ap.add_argument("--warm-ms", type=int, default=0,
+                    help="apid --warm-ms (CPU spinners after each request)")
     a = ap.parse_args()
+    Sensorpipe.warm_ms = a.warm_ms
     data = os.path.join(a.work, "data-big")
     if not os.path.exists(os.path.join(data, "manifest.json")):
         subprocess.run([storage.PY, os.path.join(storage.PEERS, "gen.py"),
