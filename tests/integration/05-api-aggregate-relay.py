@@ -6,7 +6,8 @@ http_req_reply_ref): a 60,000-bucket answer (about 5 MB) arrives whole,
 every value printed so that it reads back to the very double recorded
 (random doubles of every size and digit count), the same answer twice;
 clients that hang up in the middle of it leave apid answering and every
-daemon exiting clean (ASan: no leak, no use after free)."""
+daemon exiting clean (ASan: no leak, no use after free). With
+--warm-ms, apid runs one SCHED_IDLE thread per CPU and answers the same."""
 import glob
 import http.client
 import json
@@ -22,6 +23,20 @@ from sp import Platform, check, main, wait_for  # noqa: E402
 
 N = 60000
 NAME = "relay_big"
+
+
+def idle_threads(pid):
+    """Threads of pid under SCHED_IDLE (policy 5 in /proc/PID/task/*/stat,
+    field 41)."""
+    n = 0
+    for st in glob.glob("/proc/%d/task/*/stat" % pid):
+        try:
+            with open(st) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        n += fields[41 - 3] == "5"
+    return n
 
 
 def values():
@@ -182,6 +197,24 @@ def test():
         check(st == 200 and b3 == b and stats["apid"]["arena_answers"] == 0,
               "with --reply-arena 0 the same answer, through ZeroMQ "
               "(arena answers %d)" % stats["apid"]["arena_answers"])
+        check(idle_threads(p.procs["apid"].pid) == 0 and
+              stats["apid"]["warm_spin_ms"] == 0,
+              "no warm thread by default (--warm-ms 0)")
+        # --warm-ms: one SCHED_IDLE thread per CPU apid may run on, and
+        # the same answers.
+        p.stop_one("apid")
+        p.extra["apid"] = ["--warm-ms", "30"]
+        p.start_one("apid")
+        ncpu = len(os.sched_getaffinity(p.procs["apid"].pid))
+        wait_for(lambda: idle_threads(p.procs["apid"].pid) == ncpu,
+                 "%d SCHED_IDLE threads in apid with --warm-ms" % ncpu)
+        for _ in range(5):
+            st, _, b6 = ask(p)
+            check(st == 200 and b6 == b, "with --warm-ms 30 the same answer")
+        st, _, stats = p.http("GET", "/stats")
+        check(st == 200 and isinstance(stats["apid"]["warm_spin_ms"], int),
+              "/stats counts the warm threads' CPU (%s ms)"
+              % stats["apid"]["warm_spin_ms"])
     finally:
         p.stop()
 
