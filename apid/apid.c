@@ -609,6 +609,12 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
                 (unsigned long long)self->arena_answers,
                 self->arena ? arena_busy(self->arena, clock_mono_ns()) : 0);
     s_prom_line(&out, &len, &cap,
+                "# HELP sensorpipe_apid_warm_cpu_seconds_total CPU time of "
+                "the threads that keep the CPUs awake (--warm-ms).\n"
+                "# TYPE sensorpipe_apid_warm_cpu_seconds_total counter\n"
+                "sensorpipe_apid_warm_cpu_seconds_total %.6f\n",
+                (double)warm_spin_ns(self->warm) / 1e9);
+    s_prom_line(&out, &len, &cap,
                 "# HELP sensorpipe_apid_ws_clients Connected WebSocket clients.\n"
                 "# TYPE sensorpipe_apid_ws_clients gauge\n"
                 "sensorpipe_apid_ws_clients %zu\n",

@@ -215,6 +215,12 @@ def test():
         check(st == 200 and isinstance(stats["apid"]["warm_spin_ms"], int),
               "/stats counts the warm threads' CPU (%s ms)"
               % stats["apid"]["warm_spin_ms"])
+        c = http.client.HTTPConnection("127.0.0.1", p.api_port, timeout=30)
+        c.request("GET", "/metrics")
+        prom = c.getresponse().read().decode()
+        c.close()
+        check("\nsensorpipe_apid_warm_cpu_seconds_total " in prom,
+              "/metrics has the warm threads' CPU seconds")
     finally:
         p.stop()
 
