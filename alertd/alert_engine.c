@@ -73,6 +73,9 @@ struct alert_engine {
     alert_series_t *series;    /* window state */
     zhashx_t *alerts;          /* "rule\x1fscope" -> struct s_alert */
     zhashx_t *devices;         /* device id -> metadata (json_t) */
+    zhashx_t *resolved;        /* "rule\x1fscope" of a joined rule ->
+                                  int64_t *: event time of the evaluation
+                                  that resolved it (S_RESOLVED_MAX) */
     alert_engine_emit_fn *emit; /* change callback */
     void *arg;                 /* its argument */
     struct alert_engine_stats st; /* counters */
@@ -112,6 +115,36 @@ s_json_free(void **item)
 }
 
 static void
+s_free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Resolution times kept for joined rules' scopes. Past this many the
+ * table is emptied (a scope raised again anew after that follows the
+ * old rule: a reading older than its resolution may raise it). */
+#define S_RESOLVED_MAX 65536
+
+/* A joined rule's alert in scope hkey was resolved by an evaluation at
+ * ts: remember it, so that a reading of another of its series older
+ * than ts does not raise it again in the past. A single-series rule
+ * needs nothing: such a reading is late for its series and is not
+ * evaluated at all. */
+static void
+s_resolved(alert_engine_t *self, const alert_rule_t *r, const char *hkey,
+           int64_t ts)
+{
+    if (alert_rule_metric(r, 1) == NULL)
+        return;
+    if (zhashx_size(self->resolved) >= S_RESOLVED_MAX)
+        zhashx_purge(self->resolved);
+    int64_t *t = xmalloc(sizeof *t);
+    *t = ts;
+    zhashx_update(self->resolved, hkey, t);
+}
+
+static void
 s_bucket_add(struct s_bucket *b, size_t i)
 {
     if (b->n && b->idx[b->n - 1] == i)
@@ -136,6 +169,8 @@ alert_engine_new(size_t max_points, size_t max_series,
     self->series = alert_series_new(0, max_points, max_series);
     self->devices = zhashx_new();
     zhashx_set_destructor(self->devices, s_json_free);
+    self->resolved = zhashx_new();
+    zhashx_set_destructor(self->resolved, s_free_item);
     self->emit = emit;
     self->arg = arg;
     return self;
@@ -161,6 +196,7 @@ alert_engine_destroy(alert_engine_t **self_p)
     zhashx_destroy(&self->alerts);
     zhashx_destroy(&self->by_name);
     zhashx_destroy(&self->devices);
+    zhashx_destroy(&self->resolved);
     free(self->globs.idx);
     free(self->deadman.idx);
     free(self->seen);
@@ -361,6 +397,10 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
     if (a == NULL) {
         if (cond != ALERT_TRUE)
             return;
+        const int64_t *res = zhashx_lookup(self->resolved, hkey);
+        if (res && ts < *res)
+            return; /* resolved later than this reading: not in the past */
+        zhashx_delete(self->resolved, hkey);
         a = xcalloc(1, sizeof *a);
         a->rule = r;
         a->name = xstrdup(alert_rule_name(r));
@@ -395,6 +435,7 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
             s_emit(self, a, "firing", ts);
         } else if (cond == ALERT_FALSE) {
             s_emit(self, a, "resolved", ts);
+            s_resolved(self, r, hkey, ts);
             zhashx_delete(self->alerts, hkey);
         }
         return;
@@ -404,6 +445,7 @@ s_evaluate(alert_engine_t *self, alert_rule_t *r, const char *key,
                      : cond == ALERT_FALSE;
     if (clear) {
         s_emit(self, a, "resolved", ts);
+        s_resolved(self, r, hkey, ts);
         zhashx_delete(self->alerts, hkey);
         return;
     }
@@ -774,6 +816,16 @@ alert_engine_test(bool verbose)
     alert_engine_reading(e, "humidity{device=s3}", 2 * S, 50);
     assert(log.n == 2);
     TEST_STREQ(log.lines[1], "muggy {device=s3} resolved warning 2");
+    /* A reading of the other series older than that resolution (not late
+     * for its own series) does not raise the alert again in the past;
+     * one after it does. */
+    alert_engine_reading(e, "temperature{device=s3}", S + S / 2, 27);
+    assert(log.n == 2);
+    alert_engine_reading(e, "humidity{device=s3}", 3 * S, 90);
+    assert(log.n == 3);
+    TEST_STREQ(log.lines[2], "muggy {device=s3} firing warning 3");
+    alert_engine_reading(e, "humidity{device=s3}", 4 * S, 50);
+    assert(log.n == 4);
 
     /* Reload: an unchanged rule keeps its alert, a changed one resolves. */
     log.n = 0;

@@ -332,6 +332,7 @@ def time_to(ts, vs, target, now):
 class Alert:
     def __init__(self):
         self.state = None  # None, "pending", "firing"
+        self.resolved = None  # time of the evaluation that resolved it
 
 
 class Model:
@@ -496,6 +497,10 @@ class Model:
         if a.state is None:
             if c is not True:
                 return
+            # Nor does one raise again, in the past, a joined rule's
+            # alert resolved by a later evaluation (alertd.8).
+            if not r.single and a.resolved is not None and now < a.resolved:
+                return
             a.updated = now
             a.since = now
             a.step = 0
@@ -510,7 +515,7 @@ class Model:
                 return
             if c is False:
                 self.emit(r, scope, key, "resolved", a, now, value)
-                a.state = None
+                a.state, a.resolved = None, now
             elif now - a.since >= r.for_ms * NS:
                 self.fire(r, scope, key, a, now, value)
             return
@@ -518,11 +523,11 @@ class Model:
         if r.clear is not None:
             if self.truth(r.clear, env, now) is True:
                 self.emit(r, scope, key, "resolved", a, now, value)
-                a.state = None
+                a.state, a.resolved = None, now
                 return
         elif c is False:
             self.emit(r, scope, key, "resolved", a, now, value)
-            a.state = None
+            a.state, a.resolved = None, now
             return
         if r.back is not None:
             # With "back after" a firing alert does not step up while its
