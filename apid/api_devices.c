@@ -616,24 +616,33 @@ s_sensors(struct api_devices *self, http_req_t *req, const char *id, const char 
         http_req_reply_json(req, 200, st);
 }
 
+/* Is id a device of the caller's tenant that is not decommissioned? Else
+ * replies 404, or 409 for a decommissioned one (it exists, and its state
+ * and shadow can be read, but no longer changed). */
+static bool
+s_live(struct api_devices *self, http_req_t *req, const char *id)
+{
+    json_t *st = dev_store_get(self->store, api_auth_tenant(req), id);
+    bool gone;
+
+    if (st == NULL) {
+        s_not_found(req, id);
+        return false;
+    }
+    gone = !strcmp(json_string_value(json_object_get(st, "status")), DEV_EV_DECOMMISSIONED);
+    json_decref(st);
+    if (gone)
+        http_req_reply_error(req, 409, "conflict", "device is decommissioned", id);
+    return !gone;
+}
+
 static void
 s_credentials(struct api_devices *self, http_req_t *req, const char *id)
 {
-    json_t *st, *out;
+    json_t *out;
 
-    if (!apid_method(req, "POST"))
+    if (!apid_method(req, "POST") || !s_live(self, req, id))
         return;
-    st = dev_store_get(self->store, api_auth_tenant(req), id);
-    if (st == NULL) {
-        s_not_found(req, id);
-        return;
-    }
-    if (!strcmp(json_string_value(json_object_get(st, "status")), DEV_EV_DECOMMISSIONED)) {
-        json_decref(st);
-        http_req_reply_error(req, 409, "conflict", "device is decommissioned", id);
-        return;
-    }
-    json_decref(st);
     if (self->mqtt_dir == NULL) {
         http_req_reply_error(req, 501, "not_configured",
                              "apid runs without --mqtt-auth", "credentials");
@@ -684,6 +693,13 @@ s_shadow(struct api_devices *self, http_req_t *req, const char *id)
         json_decref(in);
         http_req_reply_error(req, 400, "bad_request",
                              "the shadow's side may nest at most 64 levels", "desired");
+        return;
+    }
+    /* A decommissioned device's shadow is 409, as its credentials are:
+     * dev_shadow_patch refuses it as it does an unknown one, and the
+     * answer was 404 for a device GET still shows. */
+    if (!s_live(self, req, id)) {
+        json_decref(in);
         return;
     }
     if ((sh = dev_shadow_patch(self->store, tenant, id, "desired", desired,

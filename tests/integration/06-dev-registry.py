@@ -119,6 +119,9 @@ def test():
         check(st == 200 and d["status"] == "decommissioned", "decommissioned")
         st, _, d = p.http("PATCH", "/api/devices/sensor-001", {"tags": []})
         check(st == 400, "no change after decommissioning")
+        st, _, d = p.http("PATCH", "/api/devices/sensor-001/shadow", {"desired": {"a": 1}})
+        check(st == 409 and d["error"]["code"] == "conflict",
+              "a decommissioned device's shadow PATCH -> 409, not 404 (got %d)" % st)
         st, _, d = p.http("GET", "/api/devices?tag=cold")
         check(d["total"] == 0, "decommissioned devices leave the default list")
         st, _, d = p.http("GET", "/api/devices?status=decommissioned")
