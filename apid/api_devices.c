@@ -308,8 +308,13 @@ s_over_quota(struct api_devices *self, http_req_t *req, const char *id)
     if (limit <= 0)
         return false;
     if ((cur = dev_store_get(self->store, api_auth_tenant(req), id))) {
-        json_decref(cur); /* registering it again: the registry says 409 */
-        return false;
+        /* Registering it again: the registry says 409, unless it was
+         * decommissioned (then it is a new device, and counts). */
+        bool live = strcmp(json_string_value(json_object_get(cur, "status")),
+                           DEV_EV_DECOMMISSIONED);
+        json_decref(cur);
+        if (live)
+            return false;
     }
     list = dev_store_list(self->store, api_auth_tenant(req), &f, 1, 0, &total);
     json_decref(list);
