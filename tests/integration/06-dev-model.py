@@ -1174,6 +1174,7 @@ class Monkey:
             now < max(j.done_at, self.started) + MARGIN
 
     def check_job(self, j, got=None, counts_only=False, state=None):
+        self.settle()  # a full check takes a while: a deadline may pass
         if got is None:
             st, got, _, _ = self.req(j.tenant, "GET", "/api/jobs/%s%s" % (
                 j.id, "?state=" + state if state else ""))
@@ -1270,6 +1271,7 @@ class Monkey:
         self.count("job cancelled")
 
     def check_jobs(self):
+        self.settle()
         for t in TENANTS:
             st, got, _, _ = self.req(t, "GET", "/api/jobs")
             mine = sorted((j for j in self.jobs.values() if j.tenant == t),
