@@ -463,12 +463,11 @@ class Monkey:
 
     def frozen(self, t, i):
         """Might apid's offline timer, or not, have marked it offline?"""
+        now = time.time()
+        self.settle_dev(t, i, now)
         d = self.devs[t].get(i)
         due = self.timer_due(d) if d else None
-        if due is None:
-            return False
-        now = time.time()
-        return due - 0.3 <= now < max(due, self.started) + MARGIN
+        return due is not None and due - 0.3 <= now < max(due, self.started) + MARGIN
 
     def timer_event(self, t, i, ts):
         d = self.dev(t, i)
@@ -477,24 +476,33 @@ class Monkey:
         self.commit(t, i, pred, ts)
         self.count("offline by the timer")
 
+    def settle_dev(self, t, i, now):
+        """The offline timer's event, in the model once it must have come."""
+        d = self.devs[t].get(i)
+        due = self.timer_due(d) if d else None
+        if due is not None and now >= max(due, self.started) + MARGIN:
+            self.timer_event(t, i, UNKNOWN)
+
+    def settle_job(self, j, now):
+        """A job's deadline and completion, once they must have come."""
+        if j.state != "in_progress":
+            return
+        if j.open() and now >= max(j.deadline, self.started) + MARGIN:
+            for dv in j.open():
+                j.devices[dv]["state"] = "timed_out"
+            j.done_at = j.deadline
+        if not j.open() and j.done_at is not None and \
+                now >= max(j.done_at, self.started) + MARGIN:
+            j.state = "completed"
+
     def settle(self):
         """What apid's timers must have done by now, done in the model."""
         now = time.time()
         for t in TENANTS:
-            for i, d in self.devs[t].items():
-                due = self.timer_due(d)
-                if due is not None and now >= max(due, self.started) + MARGIN:
-                    self.timer_event(t, i, UNKNOWN)
+            for i in list(self.devs[t]):
+                self.settle_dev(t, i, now)
         for j in self.jobs.values():
-            if j.state != "in_progress":
-                continue
-            if j.open() and now >= max(j.deadline, self.started) + MARGIN:
-                for dv in j.open():
-                    j.devices[dv]["state"] = "timed_out"
-                j.done_at = j.deadline
-            if not j.open() and j.done_at is not None and \
-                    now >= max(j.done_at, self.started) + MARGIN:
-                j.state = "completed"
+            self.settle_job(j, now)
 
     def resolve(self, t, i, got):
         """A device the timer may or may not have taken offline: apid's
@@ -557,14 +565,19 @@ class Monkey:
         check(False, "apid handles MQTT (the sync device's report shows)")
 
     # -- steps
-    def pick(self, live=None):
-        """A tenant and a device id not frozen by a pending timer."""
+    def pick(self):
+        """A tenant and a device id not frozen by a pending timer; mostly
+        one that is registered (live, or now and then decommissioned)."""
         r = self.r
+        known = [(t, i) for t in TENANTS for i in IDS
+                 if self.devs[t].get(i) and self.devs[t][i].state is not None]
         for _ in range(20):
-            t, i = r.choice(TENANTS), r.choice(IDS)
-            d = self.devs[t].get(i)
-            if live is not None and (d is not None and d.live()) != live:
-                continue
+            if known and r.random() < 0.75:
+                t, i = r.choice(known)
+                if not self.devs[t][i].live() and r.random() < 0.6:
+                    continue
+            else:
+                t, i = r.choice(TENANTS), r.choice(IDS)
             if not self.frozen(t, i):
                 return t, i
         return None, None
@@ -631,6 +644,14 @@ class Monkey:
 
     def step_register(self, t, i):
         r = self.r
+        gone = [(t, i) for t in TENANTS for i, d in sorted(self.devs[t].items())
+                if d.state is not None and not d.live() and not self.frozen(t, i)]
+        free = [(t, i) for t in TENANTS for i in IDS
+                if self.devs[t].get(i) is None or self.devs[t][i].state is None]
+        if gone and r.random() < 0.3:
+            t, i = r.choice(gone)  # registered again
+        elif free and self.devs[t].get(i) and self.devs[t][i].live() and r.random() < 0.7:
+            t, i = r.choice(free)  # mostly not one that is taken
         d = self.dev(t, i)
         body = {"deviceId": i, "type": r.choice(["temperature", "sensor", "valve"])}
         if r.random() < 0.7:
@@ -1165,7 +1186,9 @@ class Monkey:
         self.count("jobs")
 
     def job_frozen(self, j):
+        """Might a timer of apid's, or not, have changed the job?"""
         now = time.time()
+        self.settle_job(j, now)
         if j.state != "in_progress":
             return False
         if j.open() and j.deadline - 0.4 <= now < max(j.deadline, self.started) + MARGIN:
@@ -1404,8 +1427,13 @@ def run(m, seed):
     print("seed %d: %d steps in %.1f s; %s" % (
         seed, n, time.time() - start,
         ", ".join("%s %d" % kv for kv in sorted(m.counts.items()))))
-    for what in ("register", "patch", "rest heartbeat", "decommission", "register again",
-                 "shadow desired", "shadow reported", "jobs", "job progress"):
+    # What every run does; a run the time bound cut short (a loaded
+    # machine) need not have done the rarer things.
+    musts = ["register", "patch", "rest heartbeat", "shadow desired", "jobs"]
+    if n >= 400:
+        musts += ["decommission", "register again", "shadow reported", "job progress",
+                  "offline by the timer", "kill -9"]
+    for what in musts:
         check(m.counts.get(what, 0) > 0, "the run did some %s" % what)
     m.mq.close()
 
