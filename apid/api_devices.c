@@ -377,14 +377,22 @@ struct s_listctx {
     const char *bad; /* a malformed one */
 };
 
+/* A metadata key a filter may name (a list's metadata.KEY=VALUE, a batch
+ * filter's key): [A-Za-z0-9_-]+, as it goes into a JSON path. */
+static bool
+s_meta_key_ok(const char *k)
+{
+    return *k != '\0' && strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789_-") == strlen(k);
+}
+
 static void
 s_list_arg(void *arg, const char *k, const char *v)
 {
     struct s_listctx *c = arg;
     if (strncmp(k, "metadata.", 9))
         return;
-    if (k[9] == '\0' || strspn(k + 9, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                      "0123456789_-") != strlen(k + 9))
+    if (!s_meta_key_ok(k + 9))
         c->bad = k;
     else
         json_object_set_new(c->meta, k + 9, json_string(v));
@@ -952,10 +960,19 @@ s_batch_filter(http_req_t *req, json_t *filter, struct dev_filter *f, json_t *me
             f->tag = s;
         else if (!strcmp(k, "group"))
             f->group = s;
-        else if (!strcmp(k, "online"))
+        else if (!strcmp(k, "online") && (!strcmp(s, "true") || !strcmp(s, "false")))
             f->online = s;
-        else
+        else if (strcmp(k, "online") && s_meta_key_ok(strncmp(k, "metadata.", 9) ? k : k + 9))
             json_object_set(meta, strncmp(k, "metadata.", 9) ? k : k + 9, v);
+        else {
+            /* As GET /api/devices refuses them: "online": "yes" selected
+             * the offline devices, and a key with a quote broke the JSON
+             * path, so the job went to no device, with 202. */
+            http_req_reply_error(req, 400, "bad_request",
+                                 "filter keys are type, status, tag, group, online "
+                                 "(true or false) and metadata keys of [A-Za-z0-9_-]", k);
+            return -1;
+        }
     }
     f->metadata = meta;
     return 0;
@@ -1014,10 +1031,17 @@ s_batch(struct api_devices *self, http_req_t *req)
     ids = json_array();
     for (int64_t off = 0;; off += S_LIST_MAX) {
         page = dev_store_list(self->store, tenant, &f, S_LIST_MAX, off, &total);
+        if (page == NULL) { /* not a job for no device */
+            json_decref(ids);
+            json_decref(meta);
+            json_decref(in);
+            http_req_reply_error(req, 500, "internal", "registry read failed", "batch");
+            return;
+        }
         json_array_foreach(page, i, d)
             json_array_append(ids, json_object_get(d, "deviceId"));
         json_decref(page);
-        if (page == NULL || off + S_LIST_MAX >= total)
+        if (off + S_LIST_MAX >= total)
             break;
     }
     /* Without "params" the job and its command carry {} (not the

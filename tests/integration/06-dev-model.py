@@ -1161,7 +1161,12 @@ class Monkey:
         if r.random() < 0.04:
             bad = r.choice([{"operation": "a/b"}, {"operation": "x", "filter": []},
                             {"operation": "x", "timeoutSeconds": 0.01},
-                            {"operation": "x", "filter": {"type": 5}}])
+                            {"operation": "x", "filter": {"type": 5}},
+                            # as GET /api/devices refuses them
+                            {"operation": "x", "filter": {"online": "yes"}},
+                            {"operation": "x", "filter": {'a"b': "x"}},
+                            {"operation": "x", "filter": {"metadata.": "x"}},
+                            {"operation": "x", "filter": {"rack.x": "1"}}])
             st, got, _, _ = self.req(t, "POST", "/api/devices/batch", bad)
             self.error(st, got, 400, "bad_request", "batch %s" % bad)
             return
