@@ -20,7 +20,8 @@ random; the seed is printed) draws steps among:
 - batch jobs over filters, the commands they publish, progress reports
   (forward moves only), cancellation, timeouts, and the firmware event a
   succeeded update_firmware appends;
-- credential rotation, a reader's write (403), no key (401);
+- credential rotation, a reader's write (403), no key (401), globex's
+  devices quota (403; a decommissioned id registered again counts);
 - clean restarts and kill -9 of apid (the store is apid's devices.db).
 
 Every answer is compared with a Python model written from
@@ -63,6 +64,7 @@ STEPS, SECONDS = (6000, 240) if FULL else (600, 12)
 TENANTS = ("default", "acme", "globex")
 IDS = ["d0", "d1", "d2", "d3", "sensor-001", "x.y_z", "svc"]
 SYNC = "sync"  # a device of the default tenant the test's MQTT syncs on
+QUOTA = {"globex": 4}  # devices a tenant may have (--quotas), not decommissioned
 OFFLINE_AFTER = 2.0  # --device-offline-after, seconds
 HEARTBEAT_EVERY = OFFLINE_AFTER / 3  # MQTT heartbeats recorded this often
 MARGIN = 2.0  # how late apid's 1 s timers may run on a loaded machine
@@ -624,6 +626,8 @@ class Monkey:
         v = [r.choice(pool) for _ in range(r.randint(0, 3))]
         if r.random() < 0.05:
             v.append(r.choice(["a/b", "", 5, "x" * 65, None]))
+        if r.random() < 0.02:
+            return r.choice(["cold", {"a": 1}, None])
         return v
 
     def a_sensor(self):
@@ -672,7 +676,7 @@ class Monkey:
         elif x < 0.12:
             body["unknown"] = "ignored"
         if r.random() < 0.05:
-            bad = r.choice(["a/b", "", "register", "batch", "x" * 65, "..", 7])
+            bad = r.choice(["a/b", "", "register", "batch", "x" * 65, "..", 7, "d\u00e9"])
             st, got, _, _ = self.req(t, "POST", "/api/devices/register",
                                      dict(body, deviceId=bad))
             self.error(st, got, 400, "bad_request", "registration of id %r" % bad)
@@ -689,6 +693,14 @@ class Monkey:
             self.error(st, got, 409, "conflict",
                        "registration of the broker's service account svc")
             self.count("register: service account")
+            return
+        if t in QUOTA and not d.live() and \
+                sum(1 for x in self.devs[t].values() if x.live()) >= QUOTA[t]:
+            st, got, _, _ = self.req(t, "POST", "/api/devices/register", body)
+            self.error(st, got, 403, "quota_exceeded", "registration of %s/%s over the "
+                       "tenant's devices quota" % (t, i))
+            check(got["error"].get("quota") == "devices", "the refusal names the devices quota")
+            self.count("register: over quota")
             return
         data = {k: v for k, v in body.items() if k in (
             "deviceId", "type", "metadata", "tags", "groups", "sensors")}
@@ -1361,12 +1373,16 @@ def test():
     with open(os.path.join(mqdir, "passwd.static"), "w") as f:
         f.write("svc:$7$1000$c2FsdA==$aGFzaA==\n")
     keys = os.path.join(p.dir, "keys")
+    quotas = os.path.join(p.dir, "quotas.json")
+    with open(quotas, "w") as f:
+        json.dump({"tenants": {t: {"devices": n} for t, n in QUOTA.items()}}, f)
     m = Monkey(p, r, seed, mqdir)
     write_keys(keys, {"admin-" + t: (t, m.keys[t]) for t in TENANTS})
     p.extra = {"apid": ["--keys", keys, "--key-rate", "100000", "--key-burst", "100000",
                         "--mqtt-auth", mqdir, "--mqtt-host", "127.0.0.1",
                         "--mqtt-port", str(p.mqtt_port),
-                        "--device-offline-after", "%gs" % OFFLINE_AFTER]}
+                        "--device-offline-after", "%gs" % OFFLINE_AFTER,
+                        "--quotas", quotas]}
     p.start()
     try:
         run(m, seed)
