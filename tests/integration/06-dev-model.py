@@ -469,7 +469,7 @@ class Monkey:
         self.settle_dev(t, i, now)
         d = self.devs[t].get(i)
         due = self.timer_due(d) if d else None
-        return due is not None and due - 0.3 <= now < max(due, self.started) + MARGIN
+        return due is not None and due - 0.5 <= now < max(due, self.started) + MARGIN
 
     def timer_event(self, t, i, ts):
         d = self.dev(t, i)
@@ -513,7 +513,7 @@ class Monkey:
         if d is None or d.state is None or not d.state["online"] or \
                 not isinstance(got, dict) or got.get("online") is not False:
             return
-        if self.timer_due(d) is not None and time.time() >= self.timer_due(d) - 0.3:
+        if self.timer_due(d) is not None and time.time() >= self.timer_due(d) - 0.5:
             self.timer_event(t, i, got.get("updatedAt", UNKNOWN))
 
     # -- MQTT
@@ -1078,11 +1078,13 @@ class Monkey:
         what = r.choice(["heartbeat", "heartbeat", "status"])
         payload = r.choice(["online", "offline"]) if what == "status" else "{}"
         L = d.online_since()
-        if what == "heartbeat" and L is not None and \
-                HEARTBEAT_EVERY - 0.2 <= time.time() - L <= HEARTBEAT_EVERY + 0.3:
-            return  # recorded or not: too close to call
+        # apid records the heartbeat of a device online once its lastSeen
+        # is HEARTBEAT_EVERY old when apid handles it, a little after it is
+        # sent: near that age, what apid then shows decides.
+        close = what == "heartbeat" and d.live() and L is not None and \
+            HEARTBEAT_EVERY - 0.6 <= time.time() - L <= HEARTBEAT_EVERY + 0.3
         kind = None
-        if d.live():
+        if d.live() and not close:
             st = d.state
             if what == "status":
                 if payload == "online" and not st["online"]:
@@ -1093,6 +1095,10 @@ class Monkey:
                 kind = "heartbeat"
         self.mq.publish("%s/%s" % (self.prefix(t, i), what), payload, qos=1)
         self.sync()
+        if close:
+            _, got, _, _ = self.req(t, "GET", "/api/devices/" + quote(i))
+            if got.get("lastSeen") != d.state["lastSeen"]:
+                kind = "heartbeat"
         if kind is not None:
             events = [{"type": kind, "data": {}}]
             if d.state["status"] == "provisioned" and kind != "offline":
@@ -1208,7 +1214,7 @@ class Monkey:
         self.settle_job(j, now)
         if j.state != "in_progress":
             return False
-        if j.open() and j.deadline - 0.4 <= now < max(j.deadline, self.started) + MARGIN:
+        if j.open() and j.deadline - 0.5 <= now < max(j.deadline, self.started) + MARGIN:
             return True
         return not j.open() and j.done_at is not None and \
             now < max(j.done_at, self.started) + MARGIN
