@@ -29,8 +29,9 @@ docs/DEVICES.md and apid.8: the device state (all fields; times are
 taken from apid's answer and checked against the test's clock), its
 replay, the event log (seq, type, data, ts; a run of heartbeats keeps its
 first and last), lists with filters and pages, shadows, jobs, the MQTT
-messages, the broker's passwd file, and tenants never seeing each other's
-devices (the same ids live in all three). A 4xx must carry
+messages, the status items each tenant's WebSocket client is streamed,
+the broker's passwd file, and tenants never seeing each other's devices
+(the same ids live in all three). A 4xx must carry
 {"error": {"code", "message", "where"}}.
 
 Things that depend on apid's timers (the offline timer, job deadlines
@@ -57,6 +58,7 @@ from urllib.parse import quote
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import Failure, Platform, check, main, need, write_keys  # noqa: E402
 from mq import Mq  # noqa: E402
+from ws import WS  # noqa: E402
 
 FULL = os.environ.get("SP_FULL") == "1"
 VERBOSE = os.environ.get("SP_VERBOSE") == "1"
@@ -176,6 +178,22 @@ def delta(desired, reported):
 
 
 # ---------------------------------------------------------------- the fold
+
+def status_event(before, after):
+    """What a change streams to WebSocket clients of kind status
+    (PROTOCOL.md): registered (also an id registered again),
+    decommissioned, online or offline, activated; else nothing."""
+    if before is None or (before["status"] == "decommissioned" and
+                          after["status"] != "decommissioned"):
+        return "registered"
+    if after["status"] == "decommissioned" != before["status"]:
+        return "decommissioned"
+    if before["online"] != after["online"]:
+        return "online" if after["online"] else "offline"
+    if before["status"] != after["status"]:
+        return "activated" if after["status"] == "active" else after["status"]
+    return None
+
 
 def sensor(v):
     if not isinstance(v, dict) or not name_ok(v.get("name")):
@@ -359,6 +377,10 @@ class Monkey:
         self.mq = None
         self.sync_n = 0
         self.delta_seen = {}  # (tenant, id) -> [(topic, payload)]
+        self.ws = {}  # tenant -> a WebSocket client of kind status
+        # (tenant, id) -> the status items streamed, as (event, status,
+        # online) and, in the model, whether apid's timer made it.
+        self.ws_want, self.ws_got = {}, {}
 
     # -- plumbing
     def count(self, what):
@@ -414,9 +436,13 @@ class Monkey:
             raise Refused("depth")
         return st, evs, seq
 
-    def commit(self, t, i, pred, ts):
+    def commit(self, t, i, pred, ts, timer=False):
         d = self.dev(t, i)
         st, evs, seq = pred
+        ev = status_event(d.state, st) if st is not None else None
+        if ev is not None:
+            self.ws_want.setdefault((t, i), []).append(
+                (ev, st["status"], st["online"], timer))
         d.state = subst(st, NOW, ts)
         d.events = [subst(e, NOW, ts) for e in evs]
         d.seq = seq
@@ -475,7 +501,7 @@ class Monkey:
         d = self.dev(t, i)
         pred = self.predict(t, i, [{"type": "offline", "data": {
             "reason": "no heartbeat for %gs" % OFFLINE_AFTER}}])
-        self.commit(t, i, pred, ts)
+        self.commit(t, i, pred, ts, timer=True)
         self.count("offline by the timer")
 
     def settle_dev(self, t, i, now):
@@ -1337,8 +1363,63 @@ class Monkey:
             self.error(st, got, 404, "not_found", "another tenant's job")
 
     # -- restarts
+    # -- WebSocket status stream
+    def ws_connect(self):
+        for t in TENANTS:
+            ws = WS(self.p.api_port, headers={
+                "Authorization": "Bearer " + self.keys[t]}).start()
+            ws.send_json({"op": "subscribe", "kinds": ["status"]})
+            m = ws.get()
+            check(m is not None and m.get("type") == "subscribed",
+                  "%s subscribes to kind status (%s)" % (t, m))
+            self.ws[t] = ws
+
+    def ws_drain(self, wait):
+        """What the clients were streamed, after waiting up to wait for the
+        first of it."""
+        for t, ws in self.ws.items():
+            while True:
+                m = ws.get(timeout=wait)
+                wait = 0.001
+                if m is None:
+                    break
+                for it in m.get("items", []) if m.get("type") == "status" else []:
+                    self.ws_got.setdefault((t, it["device"]), []).append(
+                        (it["event"], it["status"], it["online"]))
+
+    def ws_match(self, k):
+        """Do the items of device k match the model's? Those of apid's
+        timer may be missing (made while no client was connected, around a
+        restart); one the model has not made yet, while the timer may or
+        may not have fired, is taken into the model."""
+        got, want = self.ws_got.get(k, []), self.ws_want.get(k, [])
+        j = 0
+        for w in want:
+            if j < len(got) and got[j] == w[:3]:
+                j += 1
+            elif not w[3]:
+                return False
+        if j == len(got) - 1 and got[j][0] == "offline" and self.frozen(*k):
+            self.timer_event(k[0], k[1], UNKNOWN)
+            return self.ws_match(k)
+        return j == len(got)
+
+    def ws_check(self, what):
+        deadline = time.time() + 5
+        while True:
+            self.ws_drain(0.05)
+            bad = [k for k in set(self.ws_want) | set(self.ws_got) if not self.ws_match(k)]
+            if not bad or time.time() > deadline:
+                break
+        for k in bad:
+            print("# apid streamed %s\n# model wants   %s" % (self.ws_got.get(k),
+                                                            self.ws_want.get(k)))
+        check(not bad, "%s: the status items of %s as the model has them" % (what, bad))
+        self.count("status streams checked")
+
     def restart(self, kill):
         self.settle()
+        self.ws_check("before a restart")
         if kill:
             proc = self.p.procs.pop("apid")
             proc.send_signal(signal.SIGKILL)
@@ -1347,6 +1428,10 @@ class Monkey:
             self.p.stop_one("apid")
         self.p.start_one("apid")
         self.started = time.time()
+        self.ws_drain(0.05)  # the old clients' last items, if any
+        for ws in self.ws.values():
+            ws.close()
+        self.ws_connect()
         self.sync()  # apid is on the broker again (a delta it cannot send is lost)
         self.count("kill -9" if kill else "clean restart")
         self.check_all("after a %s" % ("kill -9" if kill else "clean restart"))
@@ -1361,6 +1446,7 @@ class Monkey:
             self.step_list(t, limit=1000)
         self.check_jobs()
         self.check_passwd()
+        self.ws_check(what)
         self.count("full checks")
 
     def step_check(self):
@@ -1408,6 +1494,7 @@ def run(m, seed):
         st, got, _, _ = m.req(t, "POST", "/api/keys", {"name": "reader-" + t, "role": "reader"})
         check(st == 201, "a reader key of %s" % t)
         m.readers[t] = got["key"]
+    m.ws_connect()
     m.mq = Mq(p.mqtt_port, "devmodel-%d" % seed)
     check(m.mq.rc == 0, "the test's MQTT connection")
     m.mq.subscribe(["devices/+/commands/#", "tenants/+/devices/+/commands/#",
@@ -1463,6 +1550,8 @@ def run(m, seed):
     for what in musts:
         check(m.counts.get(what, 0) > 0, "the run did some %s" % what)
     m.mq.close()
+    for ws in m.ws.values():
+        ws.close()
 
 
 if __name__ == "__main__":
