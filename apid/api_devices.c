@@ -860,10 +860,9 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
 {
     struct api_devices *self = arg;
     char buf[S_TOPIC_MAX], *f[7], *save = NULL, *tenant = DEV_CREDS_TENANT_DEFAULT;
-    int n = 0, k = 0, rc;
-    json_t *in, *job = NULL;
+    int n = 0, k = 0, rc, progress;
+    json_t *in, *job = NULL, *pv;
     const char *status, *why;
-    json_int_t progress;
 
     if (strlen(topic) >= sizeof buf)
         return;
@@ -899,13 +898,17 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
         return;
     }
     status = json_string_value(json_object_get(in, "status"));
-    progress = json_integer_value(json_object_get(in, "progress"));
+    pv = json_object_get(in, "progress");
+    /* A number, clamped to 0..100; none (or not a number): -1, the row
+     * keeps its progress. */
+    progress = !json_is_number(pv) ? -1
+               : json_number_value(pv) <= 0 ? 0
+               : json_number_value(pv) >= 100 ? 100 : (int)json_number_value(pv);
     if (status == NULL) {
         json_decref(in);
         return;
     }
-    rc = dev_jobs_report(self->jobs, tenant, f[k + 3], f[k + 1], status,
-                         progress < 0 ? 0 : progress > 100 ? 100 : (int)progress,
+    rc = dev_jobs_report(self->jobs, tenant, f[k + 3], f[k + 1], status, progress,
                          json_string_value(json_object_get(in, "message")),
                          clock_now_ns(), &job);
     /* A firmware update that succeeded is part of the device's history. */

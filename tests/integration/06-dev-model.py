@@ -1291,7 +1291,7 @@ class Monkey:
                            "queued", "bogus"])
         msg = {"status": status}
         if r.random() < 0.7:
-            msg["progress"] = r.choice([0, 50, 100, 150, -5, "x"])
+            msg["progress"] = r.choice([0, 50, 33.5, 100, 150, -5, "x"])
         if r.random() < 0.5:
             msg["message"] = r.choice(["ok", "checksum mismatch"])
         t = j.tenant if r.random() < 0.9 else r.choice(TENANTS)
@@ -1307,9 +1307,14 @@ class Monkey:
         self.mq.publish("%s/jobs/%s" % (self.prefix(t, i), j.id), json.dumps(msg), qos=1)
         self.sync()
         if takes:
-            p = msg.get("progress", 0)
-            p = 0 if not isinstance(p, int) else max(0, min(100, p))
-            j.devices[i] = {"state": status, "progress": p, "message": msg.get("message")}
+            # A number is clamped to 0..100, none keeps the last, and a
+            # succeeded device is at 100; a message stays until another.
+            old = j.devices[i]
+            p = msg.get("progress")
+            p = (max(0, min(100, int(p))) if is_num(p) else old["progress"]) \
+                if status != "succeeded" else 100
+            j.devices[i] = {"state": status, "progress": p,
+                            "message": msg.get("message", old["message"])}
             if not j.open():
                 j.done_at = time.time()
         if fw:
