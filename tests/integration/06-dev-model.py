@@ -677,7 +677,8 @@ class Monkey:
         gone = [(t, i) for t in TENANTS for i, d in sorted(self.devs[t].items())
                 if d.state is not None and not d.live() and not self.frozen(t, i)]
         free = [(t, i) for t in TENANTS for i in IDS
-                if self.devs[t].get(i) is None or self.devs[t][i].state is None]
+                if (self.devs[t].get(i) is None or self.devs[t][i].state is None)
+                and (t, i) != ("default", "svc")]
         if gone and r.random() < 0.3:
             t, i = r.choice(gone)  # registered again
         elif free and self.devs[t].get(i) and self.devs[t][i].live() and r.random() < 0.7:
@@ -1273,18 +1274,22 @@ class Monkey:
                                               json.dumps(got, sort_keys=True)))
             check(False, "job %s as the model has it" % j.id)
 
-    def pick_job(self):
-        """A job no timer of apid's may be changing now, or None."""
-        jobs = [j for j in self.jobs.values() if not self.job_frozen(j)]
+    def pick_job(self, open_=False):
+        """A job no timer of apid's may be changing now (one with devices
+        still to report, when open_), or None."""
+        jobs = [j for j in self.jobs.values() if not self.job_frozen(j)
+                and (not open_ or j.open())]
         return self.r.choice(jobs) if jobs else None
 
     def step_progress(self):
         r = self.r
-        j = self.pick_job()
+        j = self.pick_job(open_=r.random() < 0.8)
         if j is None:
             return
         if not j.devices or r.random() < 0.1:
             i = r.choice(IDS)
+        elif j.open() and r.random() < 0.8:
+            i = r.choice(sorted(j.open()))
         else:
             i = r.choice(sorted(j.devices))
         status = r.choice(["in_progress", "in_progress", "succeeded", "failed",
