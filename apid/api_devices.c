@@ -308,8 +308,13 @@ s_over_quota(struct api_devices *self, http_req_t *req, const char *id)
     if (limit <= 0)
         return false;
     if ((cur = dev_store_get(self->store, api_auth_tenant(req), id))) {
-        json_decref(cur); /* registering it again: the registry says 409 */
-        return false;
+        /* Registering it again: the registry says 409, unless it was
+         * decommissioned (then it is a new device, and counts). */
+        bool live = strcmp(json_string_value(json_object_get(cur, "status")),
+                           DEV_EV_DECOMMISSIONED);
+        json_decref(cur);
+        if (live)
+            return false;
     }
     list = dev_store_list(self->store, api_auth_tenant(req), &f, 1, 0, &total);
     json_decref(list);
@@ -372,14 +377,22 @@ struct s_listctx {
     const char *bad; /* a malformed one */
 };
 
+/* A metadata key a filter may name (a list's metadata.KEY=VALUE, a batch
+ * filter's key): [A-Za-z0-9_-]+, as it goes into a JSON path. */
+static bool
+s_meta_key_ok(const char *k)
+{
+    return *k != '\0' && strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789_-") == strlen(k);
+}
+
 static void
 s_list_arg(void *arg, const char *k, const char *v)
 {
     struct s_listctx *c = arg;
     if (strncmp(k, "metadata.", 9))
         return;
-    if (k[9] == '\0' || strspn(k + 9, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                      "0123456789_-") != strlen(k + 9))
+    if (!s_meta_key_ok(k + 9))
         c->bad = k;
     else
         json_object_set_new(c->meta, k + 9, json_string(v));
@@ -616,24 +629,33 @@ s_sensors(struct api_devices *self, http_req_t *req, const char *id, const char 
         http_req_reply_json(req, 200, st);
 }
 
+/* Is id a device of the caller's tenant that is not decommissioned? Else
+ * replies 404, or 409 for a decommissioned one (it exists, and its state
+ * and shadow can be read, but no longer changed). */
+static bool
+s_live(struct api_devices *self, http_req_t *req, const char *id)
+{
+    json_t *st = dev_store_get(self->store, api_auth_tenant(req), id);
+    bool gone;
+
+    if (st == NULL) {
+        s_not_found(req, id);
+        return false;
+    }
+    gone = !strcmp(json_string_value(json_object_get(st, "status")), DEV_EV_DECOMMISSIONED);
+    json_decref(st);
+    if (gone)
+        http_req_reply_error(req, 409, "conflict", "device is decommissioned", id);
+    return !gone;
+}
+
 static void
 s_credentials(struct api_devices *self, http_req_t *req, const char *id)
 {
-    json_t *st, *out;
+    json_t *out;
 
-    if (!apid_method(req, "POST"))
+    if (!apid_method(req, "POST") || !s_live(self, req, id))
         return;
-    st = dev_store_get(self->store, api_auth_tenant(req), id);
-    if (st == NULL) {
-        s_not_found(req, id);
-        return;
-    }
-    if (!strcmp(json_string_value(json_object_get(st, "status")), DEV_EV_DECOMMISSIONED)) {
-        json_decref(st);
-        http_req_reply_error(req, 409, "conflict", "device is decommissioned", id);
-        return;
-    }
-    json_decref(st);
     if (self->mqtt_dir == NULL) {
         http_req_reply_error(req, 501, "not_configured",
                              "apid runs without --mqtt-auth", "credentials");
@@ -684,6 +706,13 @@ s_shadow(struct api_devices *self, http_req_t *req, const char *id)
         json_decref(in);
         http_req_reply_error(req, 400, "bad_request",
                              "the shadow's side may nest at most 64 levels", "desired");
+        return;
+    }
+    /* A decommissioned device's shadow is 409, as its credentials are:
+     * dev_shadow_patch refuses it as it does an unknown one, and the
+     * answer was 404 for a device GET still shows. */
+    if (!s_live(self, req, id)) {
+        json_decref(in);
         return;
     }
     if ((sh = dev_shadow_patch(self->store, tenant, id, "desired", desired,
@@ -831,10 +860,9 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
 {
     struct api_devices *self = arg;
     char buf[S_TOPIC_MAX], *f[7], *save = NULL, *tenant = DEV_CREDS_TENANT_DEFAULT;
-    int n = 0, k = 0, rc;
-    json_t *in, *job = NULL;
+    int n = 0, k = 0, rc, progress;
+    json_t *in, *job = NULL, *pv;
     const char *status, *why;
-    json_int_t progress;
 
     if (strlen(topic) >= sizeof buf)
         return;
@@ -870,13 +898,17 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
         return;
     }
     status = json_string_value(json_object_get(in, "status"));
-    progress = json_integer_value(json_object_get(in, "progress"));
+    pv = json_object_get(in, "progress");
+    /* A number, clamped to 0..100; none (or not a number): -1, the row
+     * keeps its progress. */
+    progress = !json_is_number(pv) ? -1
+               : json_number_value(pv) <= 0 ? 0
+               : json_number_value(pv) >= 100 ? 100 : (int)json_number_value(pv);
     if (status == NULL) {
         json_decref(in);
         return;
     }
-    rc = dev_jobs_report(self->jobs, tenant, f[k + 3], f[k + 1], status,
-                         progress < 0 ? 0 : progress > 100 ? 100 : (int)progress,
+    rc = dev_jobs_report(self->jobs, tenant, f[k + 3], f[k + 1], status, progress,
                          json_string_value(json_object_get(in, "message")),
                          clock_now_ns(), &job);
     /* A firmware update that succeeded is part of the device's history. */
@@ -931,10 +963,19 @@ s_batch_filter(http_req_t *req, json_t *filter, struct dev_filter *f, json_t *me
             f->tag = s;
         else if (!strcmp(k, "group"))
             f->group = s;
-        else if (!strcmp(k, "online"))
+        else if (!strcmp(k, "online") && (!strcmp(s, "true") || !strcmp(s, "false")))
             f->online = s;
-        else
+        else if (strcmp(k, "online") && s_meta_key_ok(strncmp(k, "metadata.", 9) ? k : k + 9))
             json_object_set(meta, strncmp(k, "metadata.", 9) ? k : k + 9, v);
+        else {
+            /* As GET /api/devices refuses them: "online": "yes" selected
+             * the offline devices, and a key with a quote broke the JSON
+             * path, so the job went to no device, with 202. */
+            http_req_reply_error(req, 400, "bad_request",
+                                 "filter keys are type, status, tag, group, online "
+                                 "(true or false) and metadata keys of [A-Za-z0-9_-]", k);
+            return -1;
+        }
     }
     f->metadata = meta;
     return 0;
@@ -993,10 +1034,17 @@ s_batch(struct api_devices *self, http_req_t *req)
     ids = json_array();
     for (int64_t off = 0;; off += S_LIST_MAX) {
         page = dev_store_list(self->store, tenant, &f, S_LIST_MAX, off, &total);
+        if (page == NULL) { /* not a job for no device */
+            json_decref(ids);
+            json_decref(meta);
+            json_decref(in);
+            http_req_reply_error(req, 500, "internal", "registry read failed", "batch");
+            return;
+        }
         json_array_foreach(page, i, d)
             json_array_append(ids, json_object_get(d, "deviceId"));
         json_decref(page);
-        if (page == NULL || off + S_LIST_MAX >= total)
+        if (off + S_LIST_MAX >= total)
             break;
     }
     /* Without "params" the job and its command carry {} (not the

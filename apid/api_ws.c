@@ -1044,10 +1044,12 @@ s_status_event(const json_t *before, const json_t *after)
     const char *sb, *sa;
     bool ob, oa;
 
-    if (before == NULL)
-        return "registered";
     sb = json_string_value(json_object_get(before, "status"));
     sa = json_string_value(json_object_get(after, "status"));
+    /* A decommissioned id registered again is a new device. */
+    if (before == NULL || (sb && !strcmp(sb, "decommissioned") && sa &&
+                           strcmp(sa, "decommissioned")))
+        return "registered";
     ob = json_is_true(json_object_get(before, "online"));
     oa = json_is_true(json_object_get(after, "online"));
     if (sa && !strcmp(sa, "decommissioned") && (sb == NULL || strcmp(sb, sa)))
@@ -1435,6 +1437,12 @@ api_ws_test(bool verbose)
     json_object_set_new(b4, "online", json_false());
     json_object_set_new(af, "status", json_string("active"));
     TEST_STREQ(s_status_event(b4, af), "activated");
+    /* A decommissioned id registered again (it said "provisioned"). */
+    json_object_set_new(b4, "status", json_string("decommissioned"));
+    json_object_set_new(af, "status", json_string("provisioned"));
+    json_object_set_new(af, "online", json_false());
+    TEST_STREQ(s_status_event(b4, af), "registered");
+    json_object_set_new(af, "status", json_string("active"));
     in = json_pack("{s:s, s:{s:s, s:s, s:s}}", "device", "d1", "tags",
                    "tag", "floor2", "group", "g1", "location", "wh-a");
     assert(s_filter_parse(in, "acme", &f, &where, &why) == 0);

@@ -37,7 +37,10 @@ static const char *const s_sql[JS_MAX] = {
     [JS_INSERT_DEV] = "INSERT INTO job_devices (job, device, state, updated)"
                       " VALUES (?, ?, 'queued', ?)",
     /* Only forward moves: a late or repeated report changes nothing. */
-    [JS_REPORT] = "UPDATE job_devices SET state = ?4, progress = ?5, message = ?6,"
+    [JS_REPORT] = "UPDATE job_devices SET state = ?4,"
+                  " progress = CASE WHEN ?4 = 'succeeded' THEN 100"
+                  " WHEN ?5 < 0 THEN progress ELSE ?5 END,"
+                  " message = coalesce(?6, message),"
                   " updated = ?7 WHERE job = ?1 AND device = ?3"
                   " AND (state = 'queued' OR (state = 'in_progress' AND ?4 <> 'queued'))"
                   " AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND tenant = ?2"
@@ -342,13 +345,14 @@ dev_jobs_test(bool verbose)
     id = dev_jobs_create(jobs, "t1", "update_firmware", params, filter, devs, 0, 100);
     assert(id && strlen(id) == 16);
     assert(dev_jobs_report(jobs, "t1", id, "a", "in_progress", 50, NULL, 1, NULL) == 1);
-    assert(dev_jobs_report(jobs, "t1", id, "a", "succeeded", 100, NULL, 2, &op) == 1);
+    assert(dev_jobs_report(jobs, "t1", id, "a", "succeeded", 40, NULL, 2, &op) == 1);
     TEST_STREQ(json_string_value(json_object_get(json_object_get(op, "params"),
                                                  "version")), "2.1.0");
     json_decref(op);
     assert(dev_jobs_report(jobs, "t1", id, "a", "failed", 0, NULL, 3, NULL) == 0);
     assert(dev_jobs_report(jobs, "t2", id, "b", "failed", 0, NULL, 3, NULL) == 0);
-    assert(dev_jobs_report(jobs, "t1", id, "b", "failed", 0, "disk full", 3, NULL) == 1);
+    assert(dev_jobs_report(jobs, "t1", id, "b", "in_progress", 30, "disk full", 3, NULL) == 1);
+    assert(dev_jobs_report(jobs, "t1", id, "b", "failed", -1, NULL, 3, NULL) == 1);
     assert(dev_jobs_report(jobs, "t1", id, "zz", "failed", 0, NULL, 3, NULL) == 0);
     assert(dev_jobs_report(jobs, "t1", id, "c", "rebooting", 0, NULL, 3, NULL) == 0);
     assert(dev_jobs_expire(jobs, 50) == 0);
@@ -360,6 +364,16 @@ dev_jobs_test(bool verbose)
     json_decref(j);
     j = dev_jobs_get(jobs, "t1", id, "failed");
     assert(json_array_size(json_object_get(j, "devices")) == 1);
+    /* A report without progress or message keeps the row's. */
+    assert(json_integer_value(json_object_get(json_array_get(json_object_get(j, "devices"), 0),
+                                              "progress")) == 30);
+    TEST_STREQ(json_string_value(json_object_get(json_array_get(json_object_get(j, "devices"), 0),
+                                                 "message")), "disk full");
+    json_decref(j);
+    /* A succeeded device is at 100 %, whatever it said. */
+    j = dev_jobs_get(jobs, "t1", id, "succeeded");
+    assert(json_integer_value(json_object_get(json_array_get(json_object_get(j, "devices"), 0),
+                                              "progress")) == 100);
     json_decref(j);
     assert(dev_jobs_get(jobs, "t2", id, NULL) == NULL);
 

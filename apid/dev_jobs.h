@@ -26,8 +26,11 @@ void dev_jobs_destroy(dev_jobs_t **self_p);
 char *dev_jobs_create(dev_jobs_t *self, const char *tenant, const char *operation,
                       json_t *params, json_t *filter, json_t *devices,
                       int64_t now, int64_t deadline);
-/* A device's report on a job: status in_progress, succeeded or failed.
- * Returns 1 when it changed the device's row, 0 when the job, device or
+/* A device's report on a job: status in_progress, succeeded or failed,
+ * progress 0..100 or -1 when the report has none, message or NULL. A
+ * succeeded device is at 100; without a progress or a message the row
+ * keeps the one it had (a last "succeeded" showed 0 %, and a "failed"
+ * without words lost the reason an earlier report gave). Returns 1 when it changed the device's row, 0 when the job, device or
  * transition does not exist (late, unknown, or finished), -1 on error.
  * On 1 *job_p (when not NULL) gets {operation, params} (caller owns). */
 int dev_jobs_report(dev_jobs_t *self, const char *tenant, const char *job,

@@ -265,10 +265,17 @@ dev_state_apply(json_t **state_p, const char *kind, json_t *data, int64_t ts,
             return *why = "the first event must be provisioned", -1;
         if ((st = s_provision(data, ts, why)) == NULL)
             return -1;
+    } else if (!strcmp(kind, DEV_EV_PROVISIONED)) {
+        status = json_string_value(json_object_get(*state_p, "status"));
+        if (strcmp(status, DEV_EV_DECOMMISSIONED))
+            return *why = "device already provisioned", -1;
+        /* Registered again after decommissioning: a new device under the
+         * old id, whose log and versions go on. */
+        if ((st = s_provision(data, ts, why)) == NULL)
+            return -1;
+        json_object_set(st, "version", json_object_get(*state_p, "version"));
     } else {
         status = json_string_value(json_object_get(*state_p, "status"));
-        if (!strcmp(kind, DEV_EV_PROVISIONED))
-            return *why = "device already provisioned", -1;
         if (!strcmp(status, DEV_EV_DECOMMISSIONED))
             return *why = "device is decommissioned", -1;
         st = json_deep_copy(*state_p);
@@ -342,6 +349,19 @@ dev_state_test(bool verbose)
     /* provisioned, location, sensor, decommissioned: a heartbeat is no
      * version. */
     assert(json_integer_value(json_object_get(st, "version")) == 4);
+    /* Registered again after decommissioning: a fresh state whose version
+     * goes on (it was refused as "already provisioned"). */
+    d = json_pack("{s:s, s:s}", "deviceId", "sensor-001", "type", "humidity");
+    assert(dev_state_apply(&st, DEV_EV_PROVISIONED, d, t0 + 7, &why) == 0);
+    assert(dev_state_apply(&st, DEV_EV_PROVISIONED, d, t0 + 8, &why) == -1);
+    json_decref(d);
+    TEST_STREQ(json_string_value(json_object_get(st, "status")), "provisioned");
+    TEST_STREQ(json_string_value(json_object_get(st, "type")), "humidity");
+    assert(json_array_size(json_object_get(st, "sensors")) == 0);
+    assert(json_is_null(json_object_get(st, "lastSeen")));
+    TEST_STREQ(json_string_value(json_object_get(st, "createdAt")),
+               "2024-01-01T00:00:00.000Z" /* t0 + 7 ns */);
+    assert(json_integer_value(json_object_get(st, "version")) == 5);
     if (verbose) {
         char *s = json_dumps(st, JSON_SORT_KEYS);
         printf("%s\n", s);

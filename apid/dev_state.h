@@ -44,10 +44,12 @@
 bool dev_state_name_ok(const char *s);
 
 /* Apply one event (kind, data, ts in ns) to *state_p. *state_p is NULL
- * before the first event, which must be "provisioned". Returns 0, or -1
+ * before the first event, which must be "provisioned". After
+ * "decommissioned" only "provisioned" applies (the id registered again):
+ * a fresh state whose version goes on from the old one. Returns 0, or -1
  * with a reason in why (static string) when the event does not apply
- * (unknown kind, bad data, anything after decommissioning); *state_p is
- * then unchanged. Does not take data. */
+ * (unknown kind, bad data, anything else after decommissioning); *state_p
+ * is then unchanged. Does not take data. */
 int dev_state_apply(json_t **state_p, const char *kind, json_t *data,
                     int64_t ts, const char **why);
 

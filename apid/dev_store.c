@@ -109,6 +109,7 @@ enum s_stmt {
     ST_STALE,
     ST_LAST2,
     ST_DEL_EVENT,
+    ST_DEL_SHADOW,
     ST_MAX
 };
 
@@ -139,6 +140,7 @@ static const char *const s_sql[ST_MAX] = {
     [ST_LAST2] = "SELECT seq, type FROM events WHERE tenant = ? AND id = ?"
                  " ORDER BY seq DESC LIMIT 2",
     [ST_DEL_EVENT] = "DELETE FROM events WHERE tenant = ? AND id = ? AND seq = ?",
+    [ST_DEL_SHADOW] = "DELETE FROM shadows WHERE tenant = ? AND id = ?",
 };
 
 struct dev_store {
@@ -372,9 +374,20 @@ dev_store_append(dev_store_t *self, const char *tenant, const char *id,
             rc = DEV_STORE_EINVALID;
             goto done;
         }
-        if (!strcmp(kind, DEV_EV_PROVISIONED) && state) {
+        if (!strcmp(kind, DEV_EV_PROVISIONED) && state &&
+            strcmp(json_string_value(json_object_get(state, "status")),
+                   DEV_EV_DECOMMISSIONED)) {
             rc = DEV_STORE_EEXISTS;
             goto done;
+        }
+        /* Registered again after decommissioning: a new device, whose
+         * shadow starts empty as a first registration's does. */
+        if (!strcmp(kind, DEV_EV_PROVISIONED) && state) {
+            sqlite3_stmt *del = s_st(self, ST_DEL_SHADOW);
+            s_bind_text(del, 1, tenant);
+            s_bind_text(del, 2, id);
+            if (s_step_done(self, del))
+                goto done;
         }
         if (strcmp(kind, DEV_EV_PROVISIONED) && state == NULL) {
             rc = DEV_STORE_ENOTFOUND;
@@ -784,6 +797,38 @@ dev_store_test(bool verbose)
     list = dev_store_list(s, "acme", &f, 10, 0, &total);
     assert(total == 1);
     json_decref(list);
+
+    /* A decommissioned id registered again (it was 409 for good): a new
+     * device on the same log, whose seq and version go on; its old shadow
+     * is gone. Taken again it is 409. */
+    {
+        sqlite3_stmt *q;
+        assert(s_exec(s, "INSERT INTO shadows VALUES ('acme', 'sensor-002',"
+                         " '{\"led\":1}', '{}', 1, 0, 0)") == 0);
+        s_append1(s, "acme", "sensor-002", DEV_EV_PROVISIONED,
+                  "{\"deviceId\":\"sensor-002\",\"type\":\"valve\"}", t0 + 6, DEV_STORE_OK);
+        s_append1(s, "acme", "sensor-002", DEV_EV_PROVISIONED,
+                  "{\"deviceId\":\"sensor-002\",\"type\":\"valve\"}", t0 + 7,
+                  DEV_STORE_EEXISTS);
+        st = dev_store_get(s, "acme", "sensor-002");
+        re = dev_store_replay(s, "acme", "sensor-002");
+        assert(st && re && json_equal(st, re));
+        TEST_STREQ(json_string_value(json_object_get(st, "type")), "valve");
+        TEST_STREQ(json_string_value(json_object_get(st, "status")), "provisioned");
+        assert(json_object_size(json_object_get(st, "metadata")) == 0);
+        assert(json_integer_value(json_object_get(st, "version")) == 3);
+        json_decref(st);
+        json_decref(re);
+        ev = dev_store_events(s, "acme", "sensor-002", 0, 100);
+        assert(json_array_size(ev) == 3);
+        assert(json_integer_value(json_object_get(json_array_get(ev, 2), "seq")) == 3);
+        json_decref(ev);
+        assert(sqlite3_prepare_v2(s->db, "SELECT count(*) FROM shadows", -1, &q, NULL) ==
+               SQLITE_OK && sqlite3_step(q) == SQLITE_ROW);
+        assert(sqlite3_column_int(q, 0) == 0);
+        sqlite3_finalize(q);
+        s_append1(s, "acme", "sensor-002", DEV_EV_DECOMMISSIONED, "{}", t0 + 8, DEV_STORE_OK);
+    }
 
     /* Credentials and keys. */
     assert(dev_store_set_cred(s, "acme", "sensor-001", "sensor-001", "$7$x") == 0);

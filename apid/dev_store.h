@@ -28,7 +28,7 @@ typedef struct dev_store dev_store_t;
 enum dev_store_err {
     DEV_STORE_OK = 0,
     DEV_STORE_ENOTFOUND, /* no such device in this tenant */
-    DEV_STORE_EEXISTS,   /* provisioning an id that exists */
+    DEV_STORE_EEXISTS,   /* provisioning an id that exists, not decommissioned */
     DEV_STORE_EINVALID,  /* an event does not apply (reason in *why) */
     DEV_STORE_EDB        /* SQLite failed (logged) */
 };

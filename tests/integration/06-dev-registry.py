@@ -119,6 +119,9 @@ def test():
         check(st == 200 and d["status"] == "decommissioned", "decommissioned")
         st, _, d = p.http("PATCH", "/api/devices/sensor-001", {"tags": []})
         check(st == 400, "no change after decommissioning")
+        st, _, d = p.http("PATCH", "/api/devices/sensor-001/shadow", {"desired": {"a": 1}})
+        check(st == 409 and d["error"]["code"] == "conflict",
+              "a decommissioned device's shadow PATCH -> 409, not 404 (got %d)" % st)
         st, _, d = p.http("GET", "/api/devices?tag=cold")
         check(d["total"] == 0, "decommissioned devices leave the default list")
         st, _, d = p.http("GET", "/api/devices?status=decommissioned")
@@ -150,6 +153,24 @@ def test():
         check(st == 201, "metadata nested 5 deep -> 201 (got %d)" % st)
         st, _, d = p.http("GET", "/api/devices")
         check(st == 200 and d["total"] == 25, "the list answers (got %d %s)" % (st, d))
+
+        # A decommissioned id registered again is a new device on the
+        # same log (it was 409 for good).
+        st, _, old = p.http("GET", "/api/devices/sensor-001")
+        st, _, d = p.http("POST", "/api/devices/register",
+                          {"deviceId": "sensor-001", "type": "humidity"})
+        check(st == 201 and d["status"] == "provisioned" and d["type"] == "humidity"
+              and d["metadata"] == {} and d["sensors"] == [] and d["firmware"] is None
+              and d["version"] == old["version"] + 1,
+              "a decommissioned id registers again, its version goes on (got %d %s)" % (st, d))
+        st, _, ev = p.http("GET", "/api/devices/sensor-001/events")
+        check([e["type"] for e in ev["events"]][-2:] == ["decommissioned", "provisioned"],
+              "... on the same event log")
+        st, _, rep = p.http("GET", "/api/devices/sensor-001?replay=1")
+        check(rep == d, "... whose replay is the new state")
+        st, _, d = p.http("POST", "/api/devices/register",
+                          {"deviceId": "sensor-001", "type": "humidity"})
+        check(st == 409, "registered again, it is taken again (got %d)" % st)
     finally:
         p.stop()
 
