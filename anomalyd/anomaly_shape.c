@@ -121,6 +121,59 @@ anomaly_shape_novelty(const anomaly_shape_t *self)
     return sqrt(best / norm);
 }
 
+/* Reorder a[0..n-1] so that a[k] is the k-th smallest, nothing before
+ * it larger and nothing after it smaller (Hoare's selection). */
+static void
+s_select(float *a, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        /* a[lo..j] <= pivot <= a[i..hi], and a[j+1..i-1] == pivot. */
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
+    }
+}
+
+double
+anomaly_shape_median(const anomaly_shape_t *self, size_t n)
+{
+    assert(self);
+    if (n == 0 || n > ANOMALY_SHAPE_MEDIAN_MAX || n > self->size ||
+        self->count < n)
+        return NAN;
+    float a[ANOMALY_SHAPE_MEDIAN_MAX];
+    for (uint32_t k = 0; k < n; k++)
+        a[k] = (float)s_at(self, k);
+    int h = (int)(n / 2);
+    s_select(a, (int)n, h);
+    double m = a[h];
+    if (n % 2 == 0) {
+        /* The lower middle one is the largest before a[h]. */
+        float below = a[0];
+        for (int k = 1; k < h; k++)
+            below = a[k] > below ? a[k] : below;
+        m = (m + below) / 2;
+    }
+    return self->shift + m;
+}
+
 void
 anomaly_shape_prefetch(const anomaly_shape_t *self)
 {
@@ -203,6 +256,39 @@ anomaly_shape_test(bool verbose)
         printf("   far from the first value: spike %.3f, again %.3f\n", first,
                again);
     assert(first > 0.8 && again < 0.05);
+    /* The median of the last n: the shift is added back. */
+    TEST_NEAR(anomaly_shape_median(s, 1), 1.6e7 + 0.05 * sin(1799 * 2 * M_PI / 50), 0.01);
+    anomaly_shape_destroy(&s);
+
+    /* The median, against a sort, on values with ties, odd and even n,
+     * and its limits. */
+    s = anomaly_shape_new(2, 60); /* ring of 64 */
+    assert(isnan(anomaly_shape_median(s, 1)));
+    double all[200];
+    for (int i = 0; i < 200; i++) {
+        all[i] = (double)((i * 37) % 23) - (i % 5 == 0 ? 3 : 0);
+        anomaly_shape_push(s, all[i]);
+        for (size_t n = 1; n <= 64; n++) {
+            double m = anomaly_shape_median(s, n);
+            if ((size_t)i + 1 < n) {
+                assert(isnan(m));
+                continue;
+            }
+            double w[64];
+            for (size_t k = 0; k < n; k++)
+                w[k] = all[i - (int)k];
+            for (size_t a = 1; a < n; a++) /* insertion sort */
+                for (size_t b = a; b > 0 && w[b - 1] > w[b]; b--) {
+                    double t = w[b];
+                    w[b] = w[b - 1];
+                    w[b - 1] = t;
+                }
+            double want = n % 2 ? w[n / 2] : (w[n / 2 - 1] + w[n / 2]) / 2;
+            TEST_NEAR(m, want, 1e-9);
+        }
+    }
+    assert(isnan(anomaly_shape_median(s, 0)));
+    assert(isnan(anomaly_shape_median(s, 65)));
     anomaly_shape_destroy(&s);
     TEST_OK("anomaly_shape");
 }

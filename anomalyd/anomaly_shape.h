@@ -19,6 +19,8 @@
 
 #define ANOMALY_SHAPE_WINDOW_MAX 64
 #define ANOMALY_SHAPE_HISTORY_MAX 4096
+/* Most readings anomaly_shape_median takes. */
+#define ANOMALY_SHAPE_MEDIAN_MAX 256
 
 typedef struct anomaly_shape anomaly_shape_t;
 
@@ -32,6 +34,11 @@ void anomaly_shape_push(anomaly_shape_t *self, double value);
 /* The novelty of the last window's shape: nearest distance over its
  * norm (0 for a flat window); NAN until two history windows exist. */
 double anomaly_shape_novelty(const anomaly_shape_t *self);
+/* The median of the last n readings (the mean of the two middle ones
+ * when n is even): NAN when n is 0, over ANOMALY_SHAPE_MEDIAN_MAX or
+ * over the ring's capacity (history + 2 window), or fewer than n
+ * readings were pushed. O(n) expected (a selection, not a sort). */
+double anomaly_shape_median(const anomaly_shape_t *self, size_t n);
 /* Start loading the ring slot the next push writes (self itself must be
  * cached already; see anomaly_store_prefetch). No effect on results. */
 void anomaly_shape_prefetch(const anomaly_shape_t *self);
