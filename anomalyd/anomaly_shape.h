@@ -39,6 +39,13 @@ double anomaly_shape_novelty(const anomaly_shape_t *self);
  * over the ring's capacity (history + 2 window), or fewer than n
  * readings were pushed. O(n) expected (a selection, not a sort). */
 double anomaly_shape_median(const anomaly_shape_t *self, size_t n);
+/* Whether the median of the last n readings lies strictly between lo
+ * and hi, decided by counting alone (O(n), no selection): true only
+ * when it does (more than half the readings are above lo and more than
+ * half below hi); false when it may not, or when anomaly_shape_median
+ * would be NAN. */
+bool anomaly_shape_median_within(const anomaly_shape_t *self, size_t n,
+                                 double lo, double hi);
 /* Start loading the ring slot the next push writes (self itself must be
  * cached already; see anomaly_store_prefetch). No effect on results. */
 void anomaly_shape_prefetch(const anomaly_shape_t *self);
