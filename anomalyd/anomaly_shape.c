@@ -241,6 +241,14 @@ void
 anomaly_shape_prefetch(const anomaly_shape_t *self)
 {
     __builtin_prefetch(&self->ring[self->head], 1);
+    /* The readings before it, which the ensemble's level member counts
+     * or selects from on every reading (24: up to two more lines). */
+    uint32_t back = self->size < 24 ? self->size : 24;
+    for (uint32_t k = 12; k <= back; k += 12) {
+        uint32_t i = self->head >= k ? self->head - k
+                                     : self->head + self->size - k;
+        __builtin_prefetch(&self->ring[i], 0);
+    }
 }
 
 size_t

@@ -46,8 +46,9 @@ double anomaly_shape_median(const anomaly_shape_t *self, size_t n);
  * would be NAN. */
 bool anomaly_shape_median_within(const anomaly_shape_t *self, size_t n,
                                  double lo, double hi);
-/* Start loading the ring slot the next push writes (self itself must be
- * cached already; see anomaly_store_prefetch). No effect on results. */
+/* Start loading the ring slot the next push writes and the 24 readings
+ * before it (self itself must be cached already; see
+ * anomaly_store_prefetch). No effect on results. */
 void anomaly_shape_prefetch(const anomaly_shape_t *self);
 /* Bytes of state. */
 size_t anomaly_shape_state_size(const anomaly_shape_t *self);
