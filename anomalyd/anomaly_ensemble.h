@@ -163,7 +163,9 @@ void anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
  * novel_factor when the alarm is on, 0 while learning). */
 bool anomaly_ensemble_alarm(const anomaly_ensemble_t *self, double *novelty);
 /* The members' raw statistics for the last reading (NAN when a member is
- * absent or learning), for evaluation and debugging. */
+ * absent or learning), for evaluation and debugging. The level member's
+ * is 0 when counting showed it under both the level it votes from and
+ * its decayed reference, where its exact value changes nothing. */
 void anomaly_ensemble_stats(const anomaly_ensemble_t *self,
                             double stats[ANOMALY_ENSEMBLE_N]);
 /* Bytes of state. */
