@@ -40,7 +40,7 @@
 
 static const char *s_names[ANOMALY_ENSEMBLE_N] = {
     "zscore", "mad", "ewma", "seasonal", "weekly",
-    "cusum",  "hst", "vol",  "range"};
+    "cusum",  "hst", "vol",  "range", "level"};
 
 struct anomaly_ensemble {
     unsigned mask;                      /* members present */
@@ -54,10 +54,13 @@ struct anomaly_ensemble {
     anomaly_hst_t *hst;                 /* half-space trees */
     anomaly_vol_t *vol;                 /* volatility ratio */
     anomaly_range_t *range;             /* new extremes */
-    anomaly_shape_t *shape;             /* shape novelty (not a member) */
+    anomaly_shape_t *shape;             /* shape novelty (not a member);
+                                           its ring also serves level */
     double stat[ANOMALY_ENSEMBLE_N];    /* last raw statistics */
     double ref[ANOMALY_ENSEMBLE_N];     /* decaying max of each statistic */
-    uint32_t valid[ANOMALY_ENSEMBLE_N]; /* statistics each member produced */
+    /* Statistics each member produced, saturating (16 bits: member_warm
+     * is clamped to fit; the level member's room came from here). */
+    uint16_t valid[ANOMALY_ENSEMBLE_N];
     float fit_mean;                     /* the series' EWMA mean ... */
     uint64_t count;                     /* readings learnt */
     uint64_t hold_until;                /* no alarm before this count ... */
@@ -110,6 +113,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->weight[ANOMALY_ENSEMBLE_WEEKLY] = 1;
     p->weight[ANOMALY_ENSEMBLE_VOL] = 1;
     p->weight[ANOMALY_ENSEMBLE_RANGE] = 1;
+    p->weight[ANOMALY_ENSEMBLE_LEVEL] = 1;
     p->season_fit = 1;
     p->novel_learn = 50;
     p->novel_eta = 0.005;
@@ -124,6 +128,8 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->shape_z = 4;
     p->shape_floor = 0.05f;
     p->shape_repeat = 0.1f;
+    p->level_window = 24;
+    p->level_min = 2;
 }
 
 unsigned
@@ -154,6 +160,8 @@ anomaly_ensemble_new_with(unsigned mask,
     anomaly_ensemble_t *self = xcalloc(1, sizeof *self);
     self->mask = mask | 1u << ANOMALY_ENSEMBLE_ZSCORE; /* early phase */
     self->p = *p;
+    if (self->p.member_warm > UINT16_MAX) /* valid[] is 16-bit */
+        self->p.member_warm = UINT16_MAX;
     /* A single chosen member votes whatever its default weight. */
     if ((mask & (mask - 1)) == 0) {
         for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
@@ -185,8 +193,17 @@ anomaly_ensemble_new_with(unsigned mask,
         self->vol = anomaly_vol_new(0.05, 0.002);
     if (mask & (1u << ANOMALY_ENSEMBLE_RANGE))
         self->range = anomaly_range_new(self->p.range_warm);
-    if (self->p.shape_gain > 0)
+    if (self->p.level_window > ANOMALY_SHAPE_MEDIAN_MAX)
+        self->p.level_window = ANOMALY_SHAPE_MEDIAN_MAX;
+    if (self->p.shape_gain > 0) {
         self->shape = anomaly_shape_new(p->shape_window, p->shape_history);
+        /* The level member reads the same ring. */
+        uint32_t ring = 2u * p->shape_window + p->shape_history;
+        if (self->p.level_window > ring)
+            self->p.level_window = ring;
+    } else if (mask & (1u << ANOMALY_ENSEMBLE_LEVEL))
+        /* level alone: a ring just long enough for it. */
+        self->shape = anomaly_shape_new(2, self->p.level_window);
     for (int m = 0; m < ANOMALY_ENSEMBLE_N; m++)
         self->stat[m] = NAN;
     return self;
@@ -305,11 +322,49 @@ s_novelty(anomaly_ensemble_t *self, double v, double r)
         self->nhi = v;
 }
 
+/* The level member's statistic, after the reading went into the shape
+ * ring and before the novelty alarm learns it: how far the median of
+ * the last level_window readings lies from the series' tracked median,
+ * in the novelty alarm's scale units (its tracked interquartile range /
+ * 1.349, at least novel_floor of the all-time range). A median of 24
+ * readings does not move for a spike or a short burst, only when the
+ * series' level has moved and holds: a level shift in a noisy series,
+ * which the other members see only as long as their references, set
+ * by the series' largest spikes, allow (fifteenth session,
+ * docs/ANOMALY.md). NAN until the quartiles are seeded (novel_learn
+ * readings) and the ring holds level_window readings. */
+static double
+s_level(const anomaly_ensemble_t *self)
+{
+    const struct anomaly_ensemble_params *p = &self->p;
+    if (!self->shape || self->count < p->novel_learn || p->level_window == 0)
+        return NAN;
+    const double *q = self->nq;
+    double sc = fmax(fmax((q[2] - q[0]) / 1.349,
+                          (self->nhi - self->nlo) * p->novel_floor),
+                     1e-9);
+    /* Below both the level it votes from and its decayed reference, the
+     * statistic changes nothing (no vote; the reference only decays),
+     * so when counting shows it is there, 0 stands for it and the
+     * selection (about 800 instructions) is skipped: most readings. */
+    double t = fmin(p->level_min,
+                    self->ref[ANOMALY_ENSEMBLE_LEVEL] * p->decay) * sc;
+    if (t > 0 && anomaly_shape_median_within(self->shape, p->level_window,
+                                             q[1] - t, q[1] + t))
+        return 0;
+    double med = anomaly_shape_median(self->shape, p->level_window);
+    if (isnan(med))
+        return NAN;
+    return (med - q[1]) / sc;
+}
+
 /* Feed every member; fills self->stat. */
 static void
 s_members(anomaly_ensemble_t *self, int64_t ts, double value)
 {
     double *st = self->stat;
+    if (self->shape)
+        anomaly_shape_push(self->shape, value);
     if (self->zscore)
         st[ANOMALY_ENSEMBLE_ZSCORE] =
             anomaly_zscore_update(self->zscore, value);
@@ -331,6 +386,8 @@ s_members(anomaly_ensemble_t *self, int64_t ts, double value)
         st[ANOMALY_ENSEMBLE_VOL] = anomaly_vol_update(self->vol, value);
     if (self->range)
         st[ANOMALY_ENSEMBLE_RANGE] = anomaly_range_update(self->range, value);
+    if (self->mask & (1u << ANOMALY_ENSEMBLE_LEVEL))
+        st[ANOMALY_ENSEMBLE_LEVEL] = s_level(self);
 }
 
 void
@@ -373,14 +430,15 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
                 r = p->range_base + p->range_gain * x;
         } else {
             if (!early && self->valid[m] >= p->member_warm &&
-                (!s_sigma_unit(m) || x >= p->min_sigma))
+                (!s_sigma_unit(m) || x >= p->min_sigma) &&
+                (m != ANOMALY_ENSEMBLE_LEVEL || x >= p->level_min))
                 r = x / fmax(self->ref[m], S_REF_FLOOR);
             if (r > 0 && (m == ANOMALY_ENSEMBLE_SEASONAL ||
                           m == ANOMALY_ENSEMBLE_WEEKLY) &&
                 !s_season_fits(self, m))
                 r = 0;
             self->ref[m] = fmax(x, self->ref[m] * p->decay);
-            if (self->valid[m] < UINT32_MAX)
+            if (self->valid[m] < UINT16_MAX)
                 self->valid[m]++;
         }
         if (early) {
@@ -404,8 +462,9 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
      * eleventh and thirteenth sessions). The search runs only on such
      * readings. */
     double novelty = NAN; /* the shape novelty, once computed */
-    if (self->shape) {
-        anomaly_shape_push(self->shape, value);
+    bool shaped = self->shape && p->shape_gain > 0;
+    if (shaped) {
+        /* (The reading went into the ring in s_members.) */
         double z = st[ANOMALY_ENSEMBLE_ZSCORE];
         if (!early && best >= p->shape_gate && fabs(z) >= p->shape_z &&
             fabs(value - self->fit_mean) >=
@@ -435,7 +494,7 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
         /* A repeat is silent: the episode is held like any other, so
          * its next readings do not alarm either, but it is not news.
          * The search runs only here and on the shape path's readings. */
-        if (self->shape && p->shape_repeat > 0) {
+        if (shaped && p->shape_repeat > 0) {
             if (isnan(novelty))
                 novelty = anomaly_shape_novelty(self->shape);
             if (novelty < p->shape_repeat)
@@ -674,6 +733,32 @@ s_repeat(const struct anomaly_ensemble_params *p, double sc[3], double *between)
     anomaly_ensemble_destroy(&e);
 }
 
+/* The level member alone on the golden step: the largest score within
+ * level_window readings of its first labelled reading, and before it. */
+static void
+s_level_step(double *in, double *before)
+{
+    struct anomaly_case *c = anomaly_case_load("tests/cases/anomaly/step.csv");
+    assert(c);
+    anomaly_ensemble_t *e = anomaly_ensemble_new(1u << ANOMALY_ENSEMBLE_LEVEL);
+    size_t first = c->n;
+    *in = *before = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        double s, conf;
+        const char *m;
+        anomaly_ensemble_update(e, c->ts[i], c->value[i], &s, &conf, &m);
+        if (c->label[i] && first == c->n)
+            first = i;
+        if (first == c->n)
+            *before = fmax(*before, s);
+        else if (i < first + e->p.level_window)
+            *in = fmax(*in, s);
+    }
+    assert(first < c->n);
+    anomaly_ensemble_destroy(&e);
+    anomaly_case_destroy(&c);
+}
+
 /* Readings of seeded Laplace noise (heavy tails, no cycle; 6,000 at 5 minutes, three
  * weeks) that score above 0.01 with a seasonal member deciding, under
  * params p. */
@@ -851,6 +936,31 @@ anomaly_ensemble_test(bool verbose)
     if (verbose)
         printf("; without the rule %.3f %.3f %.3f\n", rep[0], rep[1], rep[2]);
     assert(rep[0] >= 0.5 && rep[1] >= 0.5 && rep[2] >= 0.5 && between < 0.5);
+
+    /* The level member alone, on the golden cases: the step is
+     * flagged once the median of 24 readings has crossed it (half the
+     * window after it starts, so just after its 10 labelled readings)
+     * and nothing before it is; a single spike, the broken daily cycle,
+     * noise and a flat line never reach 0.5 (fifteenth session). */
+    {
+        double in, before;
+        int lain, laout;
+        s_level_step(&in, &before);
+        if (verbose)
+            printf("   level alone: step before %.3f, within 24 readings "
+                   "%.3f", before, in);
+        assert(in >= 0.5 && before < 0.5);
+        const char *calm[] = {"spike", "seasonal", "noise", "flat"};
+        for (size_t k = 0; k < 4; k++) {
+            s_case(calm[k], 1u << ANOMALY_ENSEMBLE_LEVEL, &in, &before,
+                   &lain, &laout);
+            if (verbose)
+                printf(", %s %.3f", calm[k], fmax(in, before));
+            assert(in < 0.5 && before < 0.5);
+        }
+        if (verbose)
+            printf("\n");
+    }
 
     /* The novelty alarm: a spike during the warm-up does not alarm (but
      * sets the record); the first spike after it that beats the record

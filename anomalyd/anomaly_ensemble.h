@@ -5,7 +5,8 @@
  *
  * Members: rolling z-score, robust MAD/IQR, EWMA chart, seasonal
  * (Holt-Winters residual, daily and weekly), CUSUM change points,
- * half-space trees, volatility ratio and range (new extremes). Each
+ * half-space trees, volatility ratio, range (new extremes) and level
+ * (the median of the last readings against the long-run median). Each
  * member's statistic is made comparable across members and series by
  * dividing it by the largest value that member has produced recently (a
  * slowly decaying maximum): r >= 1 means "more surprising than anything
@@ -23,7 +24,7 @@
 
 /* Method names the ensemble answers to (anomaly.h adds "zscore"). */
 #define ANOMALY_ENSEMBLE_METHODS                                               \
-    "mad ewma seasonal weekly cusum hst vol range ensemble ensemble-all"
+    "mad ewma seasonal weekly cusum hst vol range level ensemble ensemble-all"
 
 /* Members, as bit numbers of a mask. */
 enum anomaly_ensemble_member {
@@ -36,6 +37,7 @@ enum anomaly_ensemble_member {
     ANOMALY_ENSEMBLE_HST,
     ANOMALY_ENSEMBLE_VOL,
     ANOMALY_ENSEMBLE_RANGE,
+    ANOMALY_ENSEMBLE_LEVEL,
     ANOMALY_ENSEMBLE_N
 };
 #define ANOMALY_ENSEMBLE_ALL ((1u << ANOMALY_ENSEMBLE_N) - 1)
@@ -46,7 +48,8 @@ enum anomaly_ensemble_member {
 #define ANOMALY_ENSEMBLE_VOTING                                                \
     (1u << ANOMALY_ENSEMBLE_ZSCORE | 1u << ANOMALY_ENSEMBLE_EWMA |             \
      1u << ANOMALY_ENSEMBLE_SEASONAL | 1u << ANOMALY_ENSEMBLE_WEEKLY |         \
-     1u << ANOMALY_ENSEMBLE_VOL | 1u << ANOMALY_ENSEMBLE_RANGE)
+     1u << ANOMALY_ENSEMBLE_VOL | 1u << ANOMALY_ENSEMBLE_RANGE |             \
+     1u << ANOMALY_ENSEMBLE_LEVEL)
 
 /* Plain data: the ensemble's tunables (anomaly_ensemble_params_default
  * gives the configuration measured in docs/ANOMALY.md). */
@@ -89,10 +92,13 @@ struct anomaly_ensemble_params {
     size_t novel_hold;   /* ... at most once per this many readings */
     double novel_level;  /* ... and when the ensemble's r reaches this */
     /* Shape novelty (anomaly_shape.h), ensembles only: */
-    /* (32 bits each: with shape_repeat below they take the place the
-     * two size_t took before the fourteenth session.) */
-    uint32_t shape_window;  /* readings in a shape */
-    uint32_t shape_history; /* recent windows it is compared with */
+    /* (16 bits each since the fifteenth session, 32 before: with
+     * level_window they take the place of one size_t, shape_repeat
+     * below the other's; ANOMALY_SHAPE_*_MAX bound them.) */
+    uint16_t shape_window;  /* readings in a shape */
+    uint16_t shape_history; /* recent windows it is compared with */
+    uint32_t level_window;  /* readings in the level member's median
+                               (below; here for the padding) */
     double shape_gain;    /* r = gain x novelty (0 = off) ... */
     double shape_gate;    /* ... when the members' r reaches this ... */
     /* ... and the reading's |z| this (floats: together they take the
@@ -110,6 +116,14 @@ struct anomaly_ensemble_params {
      * same size, is the same kind of event again (fourteenth session,
      * docs/ANOMALY.md). */
     float shape_repeat;
+    /* The level member: the median of the last level_window readings
+     * (from the shape ring) against the series' long-memory median (the
+     * novelty alarm's tracked quartiles), in units of its tracked
+     * interquartile range / 1.349; it votes only from level_min such
+     * units (fifteenth session, docs/ANOMALY.md). A level that has
+     * moved and holds, which a single spike does not do. (level_min
+     * fills the padding after shape_repeat; level_window is above.) */
+    float level_min;
 };
 
 typedef struct anomaly_ensemble anomaly_ensemble_t;
@@ -149,7 +163,9 @@ void anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
  * novel_factor when the alarm is on, 0 while learning). */
 bool anomaly_ensemble_alarm(const anomaly_ensemble_t *self, double *novelty);
 /* The members' raw statistics for the last reading (NAN when a member is
- * absent or learning), for evaluation and debugging. */
+ * absent or learning), for evaluation and debugging. The level member's
+ * is 0 when counting showed it under both the level it votes from and
+ * its decayed reference, where its exact value changes nothing. */
 void anomaly_ensemble_stats(const anomaly_ensemble_t *self,
                             double stats[ANOMALY_ENSEMBLE_N]);
 /* Bytes of state. */

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct anomaly_shape {
     uint32_t window;  /* readings in a shape */
@@ -121,10 +122,133 @@ anomaly_shape_novelty(const anomaly_shape_t *self)
     return sqrt(best / norm);
 }
 
+/* Reorder a[0..n-1] so that a[k] is the k-th smallest, nothing before
+ * it larger and nothing after it smaller (Hoare's selection, pivot the
+ * median of the first, middle and last). */
+static void
+s_select(float *a, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        float x = a[lo], y = a[mid], z = a[hi];
+        float pivot = x < y ? (y < z ? y : (x < z ? z : x))
+                            : (x < z ? x : (y < z ? z : y));
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        /* a[lo..j] <= pivot <= a[i..hi], and a[j+1..i-1] == pivot. */
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
+    }
+    if (hi > lo && a[hi] < a[lo]) {
+        float t = a[lo];
+        a[lo] = a[hi];
+        a[hi] = t;
+    }
+}
+
+double
+anomaly_shape_median(const anomaly_shape_t *self, size_t n)
+{
+    assert(self);
+    if (n == 0 || n > ANOMALY_SHAPE_MEDIAN_MAX || n > self->size ||
+        self->count < n)
+        return NAN;
+    /* The last n readings, in at most two stretches of the ring (their
+     * order does not matter). */
+    float a[ANOMALY_SHAPE_MEDIAN_MAX];
+    uint32_t m = (uint32_t)n, head = self->head;
+    if (head >= m)
+        memcpy(a, self->ring + head - m, m * sizeof(float));
+    else {
+        memcpy(a, self->ring, head * sizeof(float));
+        memcpy(a + head, self->ring + self->size - (m - head),
+               (m - head) * sizeof(float));
+    }
+    int h = (int)(n / 2);
+    s_select(a, (int)n, h);
+    double med = a[h];
+    if (n % 2 == 0) {
+        /* The lower middle one is the largest before a[h]. */
+        float below = a[0];
+        for (int k = 1; k < h; k++)
+            below = a[k] > below ? a[k] : below;
+        med = (med + below) / 2;
+    }
+    return self->shift + med;
+}
+
+bool
+anomaly_shape_median_within(const anomaly_shape_t *self, size_t n, double lo,
+                            double hi)
+{
+    assert(self);
+    if (n == 0 || n > ANOMALY_SHAPE_MEDIAN_MAX || n > self->size ||
+        self->count < n)
+        return false;
+    /* The bounds as offsets, rounded inwards to floats: a reading
+     * above lf is above lo, one below hf below hi. */
+    double l = lo - self->shift, h = hi - self->shift;
+    float lf = (float)l, hf = (float)h;
+    if ((double)lf < l)
+        lf = nextafterf(lf, INFINITY);
+    if ((double)hf > h)
+        hf = nextafterf(hf, -INFINITY);
+    /* The last n readings, copied out of at most two stretches of the
+     * ring and padded to whole vectors of 4 with values that count on
+     * neither side; then counted 4 at a time (GCC's vector extension:
+     * SSE on x86-64, plain code elsewhere). */
+    typedef float v4f __attribute__((vector_size(16)));
+    typedef int v4i __attribute__((vector_size(16)));
+    uint32_t m = (uint32_t)n, head = self->head, nv = (m + 3) / 4;
+    v4f a[ANOMALY_SHAPE_MEDIAN_MAX / 4];
+    float *f = (float *)a;
+    if (head >= m)
+        memcpy(f, self->ring + head - m, m * sizeof(float));
+    else {
+        memcpy(f, self->ring, head * sizeof(float));
+        memcpy(f + head, self->ring + self->size - (m - head),
+               (m - head) * sizeof(float));
+    }
+    for (uint32_t k = m; k < 4 * nv; k++)
+        f[k] = NAN; /* compares false both ways */
+    v4f vl = {lf, lf, lf, lf}, vh = {hf, hf, hf, hf};
+    v4i va = {0, 0, 0, 0}, vb = {0, 0, 0, 0};
+    for (uint32_t k = 0; k < nv; k++) {
+        va -= (v4i)(a[k] > vl); /* a true lane is -1 */
+        vb -= (v4i)(a[k] < vh);
+    }
+    int above = va[0] + va[1] + va[2] + va[3];
+    int below = vb[0] + vb[1] + vb[2] + vb[3];
+    return above > (int)(m / 2) && below > (int)(m / 2);
+}
+
 void
 anomaly_shape_prefetch(const anomaly_shape_t *self)
 {
     __builtin_prefetch(&self->ring[self->head], 1);
+    /* The readings before it, which the ensemble's level member counts
+     * or selects from on every reading (24: up to two more lines). */
+    uint32_t back = self->size < 24 ? self->size : 24;
+    for (uint32_t k = 12; k <= back; k += 12) {
+        uint32_t i = self->head >= k ? self->head - k
+                                     : self->head + self->size - k;
+        __builtin_prefetch(&self->ring[i], 0);
+    }
 }
 
 size_t
@@ -203,6 +327,48 @@ anomaly_shape_test(bool verbose)
         printf("   far from the first value: spike %.3f, again %.3f\n", first,
                again);
     assert(first > 0.8 && again < 0.05);
+    /* The median of the last n: the shift is added back. */
+    TEST_NEAR(anomaly_shape_median(s, 1), 1.6e7 + 0.05 * sin(1799 * 2 * M_PI / 50), 0.01);
+    anomaly_shape_destroy(&s);
+
+    /* The median, against a sort, on values with ties, odd and even n,
+     * and its limits. */
+    s = anomaly_shape_new(2, 60); /* ring of 64 */
+    assert(isnan(anomaly_shape_median(s, 1)));
+    double all[200];
+    for (int i = 0; i < 200; i++) {
+        all[i] = (double)((i * 37) % 23) - (i % 5 == 0 ? 3 : 0);
+        anomaly_shape_push(s, all[i]);
+        for (size_t n = 1; n <= 64; n++) {
+            double m = anomaly_shape_median(s, n);
+            if ((size_t)i + 1 < n) {
+                assert(isnan(m));
+                continue;
+            }
+            double w[64];
+            for (size_t k = 0; k < n; k++)
+                w[k] = all[i - (int)k];
+            for (size_t a = 1; a < n; a++) /* insertion sort */
+                for (size_t b = a; b > 0 && w[b - 1] > w[b]; b--) {
+                    double t = w[b];
+                    w[b] = w[b - 1];
+                    w[b - 1] = t;
+                }
+            double want = n % 2 ? w[n / 2] : (w[n / 2 - 1] + w[n / 2]) / 2;
+            TEST_NEAR(m, want, 1e-9);
+            /* Counting never claims what the median contradicts, and
+             * decides when the bounds are far. */
+            for (double lo = -6; lo <= 20; lo += 1.5)
+                for (double hi = lo + 0.5; hi <= 26; hi += 2.5)
+                    if (anomaly_shape_median_within(s, n, lo, hi))
+                        assert(m > lo && m < hi);
+            assert(anomaly_shape_median_within(s, n, -1000, 1000));
+        }
+    }
+    assert(isnan(anomaly_shape_median(s, 0)));
+    assert(isnan(anomaly_shape_median(s, 65)));
+    assert(!anomaly_shape_median_within(s, 0, -1000, 1000));
+    assert(!anomaly_shape_median_within(s, 65, -1000, 1000));
     anomaly_shape_destroy(&s);
     TEST_OK("anomaly_shape");
 }

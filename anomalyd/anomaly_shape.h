@@ -19,6 +19,8 @@
 
 #define ANOMALY_SHAPE_WINDOW_MAX 64
 #define ANOMALY_SHAPE_HISTORY_MAX 4096
+/* Most readings anomaly_shape_median takes. */
+#define ANOMALY_SHAPE_MEDIAN_MAX 256
 
 typedef struct anomaly_shape anomaly_shape_t;
 
@@ -32,8 +34,21 @@ void anomaly_shape_push(anomaly_shape_t *self, double value);
 /* The novelty of the last window's shape: nearest distance over its
  * norm (0 for a flat window); NAN until two history windows exist. */
 double anomaly_shape_novelty(const anomaly_shape_t *self);
-/* Start loading the ring slot the next push writes (self itself must be
- * cached already; see anomaly_store_prefetch). No effect on results. */
+/* The median of the last n readings (the mean of the two middle ones
+ * when n is even): NAN when n is 0, over ANOMALY_SHAPE_MEDIAN_MAX or
+ * over the ring's capacity (history + 2 window), or fewer than n
+ * readings were pushed. O(n) expected (a selection, not a sort). */
+double anomaly_shape_median(const anomaly_shape_t *self, size_t n);
+/* Whether the median of the last n readings lies strictly between lo
+ * and hi, decided by counting alone (O(n), no selection): true only
+ * when it does (more than half the readings are above lo and more than
+ * half below hi); false when it may not, or when anomaly_shape_median
+ * would be NAN. */
+bool anomaly_shape_median_within(const anomaly_shape_t *self, size_t n,
+                                 double lo, double hi);
+/* Start loading the ring slot the next push writes and the 24 readings
+ * before it (self itself must be cached already; see
+ * anomaly_store_prefetch). No effect on results. */
 void anomaly_shape_prefetch(const anomaly_shape_t *self);
 /* Bytes of state. */
 size_t anomaly_shape_state_size(const anomaly_shape_t *self);

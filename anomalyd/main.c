@@ -22,7 +22,7 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "alertd PUSH endpoint, or none"},
     {"method", CFG_STR, offsetof(struct anomalyd_conf, method), "ensemble", 0,
      0, CFG_IMMUTABLE,
-     "detector: zscore mad ewma seasonal weekly cusum hst vol range "
+     "detector: zscore mad ewma seasonal weekly cusum hst vol range level "
      "ensemble ensemble-all"},
     {"window", CFG_INT, offsetof(struct anomalyd_conf, window), "200", 3, 1024,
      CFG_IMMUTABLE, "rolling z-score window, readings"},
