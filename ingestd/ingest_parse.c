@@ -134,6 +134,11 @@ s_record(const json_t *j, int64_t now, const char *tenant, msg_batch_t *b,
         int64_t ts;
         double v;
         const char *why;
+        if (!json_is_object(d)) {
+            /* reading_parse cannot name the field it sits in. */
+            s_reject(r, i, "data", "a reading must be a JSON object");
+            continue;
+        }
         if (reading_parse(d, now, key, sizeof key, &ts, &v, &err)) {
             s_reject(r, i, err.field, err.reason);
             continue;
@@ -195,7 +200,9 @@ s_lines(const char *body, size_t len, int64_t now, const char *tenant,
                 double v;
                 struct reading_err err;
                 const char *why;
-                if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
+                if (!json_is_object(j))
+                    s_reject(r, index, "line", "a reading must be a JSON object");
+                else if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
                     s_reject(r, index, err.field, err.reason);
                 else if ((why = ingest_parse_stamp(key, sizeof key, tenant)))
                     s_reject(r, index, "tags", why);
@@ -495,6 +502,15 @@ ingest_parse_test(bool verbose)
     assert(json_integer_value(json_object_get(e0, "index")) == 1);
     TEST_STREQ(json_string_value(json_object_get(e0, "field")), "value");
     json_decref(reply);
+    ingest_parse_report_clear(&r);
+    /* A reading that is no object is named by the array it sits in. */
+    msg_batch_reset(b);
+    const char *notobj = "{\"data\":[{\"name\":\"x\",\"value\":1},5]}";
+    ingest_parse(INGEST_FORM_RECORD, notobj, strlen(notobj), now, 1, "default", b,
+                 &r);
+    assert(r.accepted == 1 && r.rejected == 1);
+    TEST_STREQ(json_string_value(json_object_get(json_array_get(r.errors, 0),
+                                                 "field")), "data");
     ingest_parse_report_clear(&r);
 
     /* None valid: 400. Malformed: 400 naming the body. */
