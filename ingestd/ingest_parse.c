@@ -420,6 +420,15 @@ ingest_parse_report_clear(struct ingest_report *report)
     report->errors = NULL;
 }
 
+/* Mark a reply whose errors list stops at INGEST_ERRORS_MAX, whether
+ * the status is 200 or 400. */
+static void
+s_truncated(const struct ingest_report *r, json_t *reply)
+{
+    if (r->errors && json_array_size(r->errors) < r->rejected)
+        json_object_set_new(reply, "errors_truncated", json_true());
+}
+
 int
 ingest_parse_reply(int form, const struct ingest_report *r, json_t **reply)
 {
@@ -445,12 +454,12 @@ ingest_parse_reply(int form, const struct ingest_report *r, json_t **reply)
         json_object_set_new(*reply, "accepted", json_integer((json_int_t)r->accepted));
         json_object_set_new(*reply, "rejected", json_integer((json_int_t)r->rejected));
         json_object_set_new(*reply, "errors", errors);
+        s_truncated(r, *reply);
         return 400;
     }
     *reply = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)r->accepted,
                        "rejected", (json_int_t)r->rejected, "errors", errors);
-    if (json_array_size(errors) < r->rejected)
-        json_object_set_new(*reply, "errors_truncated", json_true());
+    s_truncated(r, *reply);
     return form == INGEST_FORM_WRITE ? 204 : 200;
 }
 
@@ -503,6 +512,25 @@ ingest_parse_test(bool verbose)
     TEST_STREQ(json_string_value(json_object_get(e0, "field")), "value");
     json_decref(reply);
     ingest_parse_report_clear(&r);
+    /* More refusals than are listed: said on a 400 as on a 200. */
+    {
+        char many[4096];
+        size_t n = (size_t)snprintf(many, sizeof many, "{\"data\":[");
+        for (int i = 0; i < INGEST_ERRORS_MAX + 20; i++)
+            n += (size_t)snprintf(many + n, sizeof many - n, "%s{\"name\":\"x\"}",
+                                  i ? "," : "");
+        snprintf(many + n, sizeof many - n, "]}");
+        msg_batch_reset(b);
+        ingest_parse(INGEST_FORM_RECORD, many, strlen(many), now, 1, "default",
+                     b, &r);
+        assert(r.rejected == INGEST_ERRORS_MAX + 20);
+        assert(ingest_parse_reply(INGEST_FORM_RECORD, &r, &reply) == 400);
+        assert(json_array_size(json_object_get(reply, "errors")) ==
+               INGEST_ERRORS_MAX);
+        assert(json_is_true(json_object_get(reply, "errors_truncated")));
+        json_decref(reply);
+        ingest_parse_report_clear(&r);
+    }
     /* A reading that is no object is named by the array it sits in. */
     msg_batch_reset(b);
     const char *notobj = "{\"data\":[{\"name\":\"x\",\"value\":1},5]}";
