@@ -338,6 +338,12 @@ s_request(apid_t *self, http_req_t *req, int b, json_t *query,
         p = s_pending_new(self, req, PK_RELAY);
         p->fn = fn;
         p->fn_arg = arg;
+        /* An ingest that ingestd takes after we answered 503 would land
+         * after the writes the client made since: ingestd on this host
+         * (same monotonic clock) drops it past our deadline. */
+        if (b == APID_BK_INGESTD && self->bk[b][0].local && op &&
+            strcmp(op, "ingest") == 0)
+            json_object_set_new(query, "until", json_integer(p->deadline));
         if (s_ask(self, p, &self->bk[b][0], query) == -1)
             s_full(self, p, &self->bk[b][0]);
         json_decref(query);
