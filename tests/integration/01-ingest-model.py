@@ -42,6 +42,7 @@ import random
 import signal
 import struct
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -59,6 +60,7 @@ MS = 10**6
 T0 = 1704067200 * NS  # 2024-01-01
 YEAR = 366 * 86400 * NS
 BODY_MAX = 65536
+SPOOL_MAX = 100000  # unconfirmed bytes: a stopped aggd soon gets 503s
 ERRORS_MAX = 100  # INGEST_ERRORS_MAX
 PRECISION = {None: 1, "ns": 1, "n": 1, "u": 1000, "us": 1000, "ms": MS,
              "s": NS, "m": 60 * NS, "h": 3600 * NS}
@@ -85,7 +87,9 @@ def rfc3339(ts, rng):
     off = rng.choice([0, 0, 330, -420, 60])
     secs, frac = divmod(ts, NS)
     d = datetime(1970, 1, 1) + timedelta(seconds=secs, minutes=off)
-    s = d.strftime("%Y-%m-%dT%H:%M:%S")
+    if off == 0 and ts % (86400 * NS) == 0 and rng.random() < 0.5:
+        return d.strftime("%Y-%m-%d")
+    s = d.strftime("%Y-%m-%d" + rng.choice("TTt ") + "%H:%M:%S")
     digits = 9 if frac % 1000 else 6 if frac % MS else 3 if frac else rng.choice([0, 3])
     if digits:
         s += "." + ("%09d" % frac)[:digits]
@@ -125,6 +129,8 @@ class Gen:
                 return t
         if k == 3:
             t = r.randrange(0, T0 // 2)
+        elif k == 9:
+            t = T0 + r.randrange(30) * 86400 * NS  # midnight: a bare date
         elif k == 4:
             t = 0 if r.random() < 0.3 else T0 - r.randrange(1, 10**6) * NS
         else:
@@ -284,6 +290,9 @@ def lp_escape(s, meas=False):
 
 
 def lp_num(v, r):
+    if bits(v) in (bits(0.0), bits(1.0)) and r.random() < 0.3:
+        return r.choice(["f", "F", "false", "False", "FALSE"] if v == 0 else
+                        ["t", "T", "true", "True", "TRUE"])
     if v == int(v) and abs(v) < 2**53 and bits(v) != bits(-0.0) and r.random() < 0.3:
         return "%di" % int(v)
     return repr(v)
@@ -420,8 +429,9 @@ class Model:
             m = self.pts.get(k, {})
             for ts, v in d.items():
                 if ts not in m:
-                    raise Failure("%s at %d (%r) is stored but was never "
-                                  "acknowledged or even sent" % (k, ts, v))
+                    raise Failure("%s at %d (%r) is stored; no request that "
+                                  "was acknowledged or may have stored wrote it"
+                                  % (k, ts, v))
                 if bits(v) not in m[ts][1]:
                     raise Failure("%s at %d reads %r; the model has %r" % (
                         k, ts, v, [struct.unpack("<d", b)[0] for b in m[ts][1]]))
@@ -496,6 +506,9 @@ def judge(res, e, what):
     if st == 503:
         if "Retry-After" not in hdr:
             raise Failure("%s: 503 without Retry-After" % what)
+        # A full spool refuses before reading the body: nothing stored.
+        if isinstance(body, dict) and body.get("error", {}).get("code") == "overloaded":
+            return False
         return None
     if e.fatal:
         err = body.get("error", {}) if isinstance(body, dict) else {}
@@ -547,7 +560,7 @@ class Run:
         n = r.choice([1, 1, 3, 10, 30]) if r.random() < 0.97 else r.randint(101, 180)
         bad = r.choice([0, 0, 0.1, 0.3, 1.0])
         headers = {}
-        apid = form != "write" and r.random() < 0.3 and kill is None
+        apid = form != "write" and r.random() < 0.3
         port = self.p.api_port if apid else self.p.ingest_port
         if r.random() < 0.08:
             body, where = gen_bad_body(self.g, form)
@@ -607,7 +620,6 @@ class Run:
 
     def kill_during(self, name, port, path, body, headers):
         """POST in a thread, kill -9 name a moment later, restart it."""
-        import threading
         out = []
         t = threading.Thread(target=lambda: out.append(post(port, path, body, headers)))
         t.start()
@@ -617,6 +629,56 @@ class Run:
         if t.is_alive():
             raise Failure("a request to ingestd got no end after kill -9")
         return out[0]
+
+    def freeze(self):
+        """aggd stopped (SIGSTOP) for a few requests: ingestd acknowledges
+        from its spool until --spool-max, then answers 503 overloaded."""
+        proc = self.p.procs["aggd"]
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(self.rng.randint(3, 15)):
+                self.request()
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        self.count("freeze aggd")
+
+    def stall(self):
+        """ingestd stopped (SIGSTOP) past apid's --timeout: a record sent
+        through apid gets 503, then the same points with other values
+        on ingestd's own port, sent before ingestd runs again, get 200.
+        The first request never reached ingestd before apid gave up, so
+        it must never be applied: not ever, and not after the second."""
+        items = [record_item(self.g, False) for _ in range(self.rng.choice([1, 3, 10]))]
+        again = [dict(it, value=self.g.value()) for it, _ in items]
+        e = Expect("record")
+        e.points = [(k, ts, it["value"]) for it, (k, ts, _) in zip(again, (p for _, p in items))]
+        e.accepted = len(e.points)
+        hdr = {"Content-Type": "application/json"}
+        proc = self.p.procs["ingestd"]
+        out = []
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            # One point of it the second write does not overwrite, so
+            # that it shows whether the first was applied at all.
+            mark = {"name": "im.a", "value": 1.0, "timestamp": rfc3339(
+                T0 + 40 * 86400 * NS + self.counts.get("stall ingestd", 0), self.rng)}
+            res = post(self.p.api_port, "/api/v1/record",
+                       json.dumps({"data": [it for it, _ in items] + [mark]}), hdr)
+            if res is None or res[0] != 503:
+                raise Failure("a record through apid while ingestd is stopped: %s, "
+                              "not 503" % (res and res[:3:2]))
+            t = threading.Thread(target=lambda: out.append(post(
+                self.p.ingest_port, "/api/v1/record", json.dumps({"data": again}), hdr)))
+            t.start()
+            time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        t.join(30)
+        t0 = time.time_ns()
+        if judge(out[0] if out else None, e, "stall: the second write") is not True:
+            raise Failure("stall: the write on ingestd's own port was not acknowledged")
+        self.m.apply(e.points, t0, t0, True)
+        self.count("stall ingestd")
 
     def kill9(self, name):
         proc = self.p.procs.pop(name)
@@ -652,12 +714,16 @@ class Run:
             self.request()
         elif r < 0.93:
             self.request(kill="ingestd")
-        elif r < 0.95:
+        elif r < 0.94:
             self.kill9("aggd")
+        elif r < 0.95:
+            self.freeze()
         elif r < 0.965:
             self.clean_restart("ingestd")
-        elif r < 0.98:
+        elif r < 0.975:
             self.clean_restart("aggd")
+        elif r < 0.98:
+            self.stall()
         else:
             self.verify("mid-run")
 
@@ -667,14 +733,16 @@ def test():
     print("seed %d (SP_SEED=%d replays this run)" % (seed, seed))
     rng = random.Random(seed)
     p = Platform(daemons=("aggd", "ingestd", "apid"),
-                 extra={"ingestd": ["--resend-after", "1s", "--body-max", str(BODY_MAX)],
-                        "apid": ["--timeout", "2s"]})
+                 extra={"ingestd": ["--resend-after", "1s", "--body-max", str(BODY_MAX),
+                                    "--spool-max", str(SPOOL_MAX)],
+                        "apid": ["--timeout", "1s"]})
     p.start()
     run = None
     try:
         run = Run(p, rng)
         t_end = time.time() + SECONDS
         steps = 0
+        run.stall()
         while steps < STEPS and time.time() < t_end:
             run.step()
             steps += 1
