@@ -92,7 +92,10 @@ def rfc3339(ts, rng):
     s = d.strftime("%Y-%m-%d" + rng.choice("TTt ") + "%H:%M:%S")
     digits = 9 if frac % 1000 else 6 if frac % MS else 3 if frac else rng.choice([0, 3])
     if digits:
-        s += "." + ("%09d" % frac)[:digits]
+        # Digits past the ninth are below a nanosecond: dropped.
+        s += "." + ("%09d" % frac)[:digits] + ("%d" % rng.randrange(1000)
+                                               if digits == 9 and rng.random() < 0.2
+                                               else "")
     if off == 0:
         return s + rng.choice("Zz")
     return s + "%s%02d:%02d" % ("+" if off > 0 else "-", abs(off) // 60, abs(off) % 60)
@@ -116,6 +119,11 @@ class Gen:
         if k == 4:
             return r.choice([0.0, -0.0, 5e-324, 2.2250738585072014e-308,
                              1.7976931348623157e308, -1e-300, 0.1, 1 / 3])
+        if k == 5:
+            # An integer (JSON's, line protocol's 7i), up to int64: past
+            # 2^53 it rounds to the nearest double, as Python's float().
+            return r.choice([r.randint(-10**6, 10**6), r.randint(-2**63, 2**63 - 1),
+                             2**53 + 1, -(2**63), 2**63 - 1])
         return float(r.randint(-10**6, 10**6))
 
     def ts(self, unit=1):
@@ -290,6 +298,8 @@ def lp_escape(s, meas=False):
 
 
 def lp_num(v, r):
+    if isinstance(v, int):
+        return "%di" % v
     if bits(v) in (bits(0.0), bits(1.0)) and r.random() < 0.3:
         return r.choice(["f", "F", "false", "False", "FALSE"] if v == 0 else
                         ["t", "T", "true", "True", "TRUE"])
