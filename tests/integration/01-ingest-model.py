@@ -18,7 +18,10 @@ be replayed) draws steps among:
   no data, a bad sensor_id, invalid UTF-8, a bad precision, a body past
   --body-max, only comments);
 - kill -9 of ingestd with a request in flight, kill -9 of aggd, clean
-  restarts of both;
+  restarts of both; aggd stopped (SIGSTOP) until ingestd's small
+  --spool-max answers 503 overloaded (nothing stored); ingestd stopped
+  past apid's --timeout: the record apid answered 503 is never applied,
+  and a second write of its points on ingestd's own port wins;
 - checks: each answer against the model (status, accepted, rejected and
   each error's index and field, per SPEC's partial-write convention and
   ingestd(8)), and, once ingestd's spool is confirmed, every raw point
@@ -30,6 +33,8 @@ be replayed) draws steps among:
   Readings without a timestamp get the receive time: one point each
   inside its request's window (one per series per request: they share
   the request's time, so the last one wins).
+
+Odd seeds run two aggd lanes (a request spread over both), even seeds one.
 
 Bounded: 160 steps or 10 s of them (about 20 s in all under ASan);
 1,500 steps or 180 s with SP_FULL=1. SP_VERBOSE=1 prints each step.
@@ -556,7 +561,8 @@ class Run:
         self.rng = rng
         self.g = Gen(rng)
         self.m = Model()
-        self.q = Query(p)
+        self.qs = [Query(p, lane) for lane in range(p.lanes)]
+        self.aggds = [d for d in p.daemons if d.startswith("aggd")]
         self.counts = {}
 
     def count(self, what):
@@ -643,7 +649,7 @@ class Run:
     def freeze(self):
         """aggd stopped (SIGSTOP) for a few requests: ingestd acknowledges
         from its spool until --spool-max, then answers 503 overloaded."""
-        proc = self.p.procs["aggd"]
+        proc = self.p.procs[self.rng.choice(self.aggds)]
         proc.send_signal(signal.SIGSTOP)
         try:
             for _ in range(self.rng.randint(3, 15)):
@@ -711,7 +717,13 @@ class Run:
 
     def verify(self, what):
         self.settle()
-        stored = stored_values(self.q, "im*")
+        stored = {}
+        for lane, q in enumerate(self.qs):
+            part = stored_values(q, "im*")
+            if set(part) & set(stored):
+                raise Failure("series %s stored in more than one lane"
+                              % sorted(set(part) & set(stored)))
+            stored.update(part)
         self.m.compare(stored)
         n = sum(len(d) for d in stored.values())
         print("ok: %s: %d points stored agree with the model (%d in it)"
@@ -725,13 +737,13 @@ class Run:
         elif r < 0.93:
             self.request(kill="ingestd")
         elif r < 0.94:
-            self.kill9("aggd")
+            self.kill9(self.rng.choice(self.aggds))
         elif r < 0.95:
             self.freeze()
         elif r < 0.965:
             self.clean_restart("ingestd")
         elif r < 0.975:
-            self.clean_restart("aggd")
+            self.clean_restart(self.rng.choice(self.aggds))
         elif r < 0.98:
             self.stall()
         else:
@@ -740,9 +752,11 @@ class Run:
 
 def test():
     seed = int(os.environ.get("SP_SEED") or random.randrange(1 << 32))
-    print("seed %d (SP_SEED=%d replays this run)" % (seed, seed))
+    print("seed %d (SP_SEED=%d replays this run), %d lane(s)" % (seed, seed, 1 + seed % 2))
     rng = random.Random(seed)
-    p = Platform(daemons=("aggd", "ingestd", "apid"),
+    # Odd seeds run two aggd lanes: a request's readings are split by
+    # series into one spooled batch per lane.
+    p = Platform(daemons=("aggd", "ingestd", "apid"), lanes=1 + seed % 2,
                  extra={"ingestd": ["--resend-after", "1s", "--body-max", str(BODY_MAX),
                                     "--spool-max", str(SPOOL_MAX)],
                         "apid": ["--timeout", "1s"]})
@@ -766,7 +780,8 @@ def test():
         raise
     finally:
         if run:
-            run.q.close()
+            for q in run.qs:
+                q.close()
         p.stop()
 
 

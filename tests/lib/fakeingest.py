@@ -15,15 +15,15 @@ from sp import Failure, check
 
 
 class Query:
-    """A DEALER on lane 0's query socket of platform p, as apid's: for
-    tests that run the real ingestd but read aggd's store directly
+    """A DEALER on the query socket of lane (0) of platform p, as apid's:
+    for tests that run the real ingestd but read aggd's store directly
     (stored_values, status)."""
 
-    def __init__(self, p):
+    def __init__(self, p, lane=0):
         self.ctx = zmq.Context()
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.connect("ipc://%s/aggd.0.query" % p.run)
+        self.dealer.connect("ipc://%s/aggd.%d.query" % (p.run, lane))
         self.qid = 0
 
     def query(self, req, timeout_ms=10000):
