@@ -601,6 +601,11 @@ class Run:
             if prec is not None:
                 path += "?precision=" + prec
             if r.random() < 0.15:
+                if r.random() < 0.1 and e.fatal is None:
+                    # Small on the wire, past --body-max inflated: 413.
+                    body += b"\n#" + b"x" * BODY_MAX
+                    e.fatal, e.fatal_status, e.points = "body", 413, []
+                    self.count("oversize inflated")
                 body = gzip.compress(body)
                 headers["Content-Encoding"] = "gzip"
         else:
