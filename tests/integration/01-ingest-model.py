@@ -42,6 +42,7 @@ Bounded: 160 steps or 10 s of them (about 20 s in all under ASan);
 import gzip
 import http.client
 import json
+import math
 import os
 import random
 import signal
@@ -49,6 +50,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -733,7 +735,27 @@ class Run:
         n = sum(len(d) for d in stored.values())
         print("ok: %s: %d points stored agree with the model (%d in it)"
               % (what, n, self.m.size()))
-        return n
+        return stored
+
+    def stats(self, stored):
+        """apid's statistics of each series against its stored points
+        (every point read above): count, min and max exact, sum up to
+        rounding (aggd adds in its own order)."""
+        for k, d in sorted(stored.items()):
+            st, _, b = self.p.http("GET", "/api/v1/stats/" + urllib.parse.quote(k, safe=""))
+            vals = list(d.values())
+            if st != 200 or b.get("count") != len(vals) or b.get("matched") != 1:
+                raise Failure("stats of %s: %s %s; %d points stored"
+                              % (k, st, str(b)[:300], len(vals)))
+            if b["min"] != min(vals) or b["max"] != max(vals):
+                raise Failure("stats of %s: min %r max %r, the points %r and %r"
+                              % (k, b["min"], b["max"], min(vals), max(vals)))
+            scale = sum(abs(v) for v in vals)  # inf past the largest double
+            if math.isfinite(scale) and b["sum"] is not None and \
+                    abs(b["sum"] - math.fsum(vals)) > 1e-12 * scale:
+                raise Failure("stats of %s: sum %r, the points' %r"
+                              % (k, b["sum"], math.fsum(vals)))
+        print("ok: the statistics of %d series agree with their points" % len(stored))
 
     def step(self):
         r = self.rng.random()
@@ -775,7 +797,9 @@ def test():
         while steps < STEPS and time.time() < t_end:
             run.step()
             steps += 1
-        n = run.verify("after %d steps" % steps)
+        stored = run.verify("after %d steps" % steps)
+        run.stats(stored)
+        n = sum(len(d) for d in stored.values())
         print("counts: %s" % ", ".join("%s %d" % kv for kv in sorted(run.counts.items())))
         check(n > 0 and run.counts.get("answered 200", 0) > 0,
               "some readings were stored (%d points)" % n)
