@@ -475,10 +475,10 @@ class Model:
                               % (t0, len(keys), seen[i]))
 
 
-def post(port, path, body, headers, timeout=15):
+def post(port, path, body, headers, timeout=15, conn=None):
     """(status, headers, parsed body), or None when the connection
-    failed or dropped."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    failed or dropped; on conn when given (the caller closes it)."""
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request("POST", path, body=body, headers=headers)
         r = c.getresponse()
@@ -486,7 +486,8 @@ def post(port, path, body, headers, timeout=15):
     except (OSError, http.client.HTTPException):
         return None
     finally:
-        c.close()
+        if conn is None:
+            c.close()
     ctype = r.getheader("Content-Type") or ""
     if data and ctype.startswith("application/json"):
         data = json.loads(data)
@@ -566,6 +567,7 @@ class Run:
         self.qs = [Query(p, lane) for lane in range(p.lanes)]
         self.aggds = [d for d in p.daemons if d.startswith("aggd")]
         self.counts = {}
+        self.conns = {}  # port: a kept-alive HTTPConnection
 
     def count(self, what):
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -573,6 +575,63 @@ class Run:
     def request(self, kill=None):
         """One random request; kill (a daemon name) is sent kill -9 while
         it is in flight."""
+        q = self.make()
+        t0 = time.time_ns()
+        if kill:
+            res = self.kill_during(kill, *q[:4])
+        else:
+            res = self.post(*q[:4])
+        self.finish(q, res, t0, time.time_ns())
+
+    def post(self, port, path, body, headers):
+        """post(), now and then on a kept-alive connection (closed after a
+        failure, or when the server does not keep it)."""
+        if self.rng.random() < 0.5:
+            return post(port, path, body, headers)
+        c = self.conns.pop(port, None) or http.client.HTTPConnection(
+            "127.0.0.1", port, timeout=15)
+        res = post(port, path, body, headers, conn=c)
+        if res is not None and res[1].get("Connection", "").lower() != "close":
+            self.conns[port] = c
+        else:
+            c.close()
+        return res
+
+    def concurrent(self):
+        """A few requests at once (the group commit answers each from its
+        own report); sent one after the other instead when two of them
+        write the same (series, timestamp) or any writes the receive
+        time, whose order the model needs."""
+        qs = [self.make() for _ in range(self.rng.randint(2, 6))]
+        seen = set()
+        apart = True
+        for q in qs:
+            keys = set((k, ts) for k, ts, _ in q[4].points)
+            apart = apart and not (keys & seen) and all(ts is not None for _, ts in keys)
+            seen |= keys
+        if not apart:
+            for q in qs:
+                t0 = time.time_ns()
+                self.finish(q, post(*q[:4]), t0, time.time_ns())
+            return
+        out = [None] * len(qs)
+        ts = [None] * len(qs)
+
+        def one(i):
+            t0 = time.time_ns()
+            out[i] = post(*qs[i][:4])
+            ts[i] = (t0, time.time_ns())
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(qs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for i, q in enumerate(qs):
+            self.finish(q, out[i], *ts[i])
+        self.count("concurrent")
+
+    def make(self):
+        """A random request: (port, path, body, headers, expect, what)."""
         r = self.rng
         form = r.choice(["record"] * 4 + ["ingest"] * 2 + ["write"] * 3)
         n = r.choice([1, 1, 3, 10, 30]) if r.random() < 0.97 else r.randint(101, 180)
@@ -624,12 +683,11 @@ class Run:
         what = "%s %s%s (%d points, %d bad)" % (
             "apid" if apid else "ingestd", path, " gzip" if headers.get(
                 "Content-Encoding") else "", len(e.points), len(e.errors))
-        t0 = time.time_ns()
-        if kill:
-            res = self.kill_during(kill, port, path, body, headers)
-        else:
-            res = post(port, path, body, headers)
-        t1 = time.time_ns()
+        return port, path, body, headers, e, what
+
+    def finish(self, q, res, t0, t1):
+        """Judge the answer res to request q and update the model."""
+        body, e, what = q[2], q[4], q[5]
         try:
             got = judge(res, e, what)
         except Failure:
@@ -703,7 +761,14 @@ class Run:
         self.m.apply(e.points, t0, t0, True)
         self.count("stall ingestd")
 
+    def hang_up(self):
+        """Close the kept-alive connections (their server is going)."""
+        for c in self.conns.values():
+            c.close()
+        self.conns.clear()
+
     def kill9(self, name):
+        self.hang_up()
         proc = self.p.procs.pop(name)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -711,6 +776,7 @@ class Run:
         self.count("kill -9 " + name)
 
     def clean_restart(self, name):
+        self.hang_up()
         self.p.stop_one(name)
         restart(self.p, name)
         self.count("restart " + name)
@@ -759,8 +825,10 @@ class Run:
 
     def step(self):
         r = self.rng.random()
-        if r < 0.90:
+        if r < 0.85:
             self.request()
+        elif r < 0.90:
+            self.concurrent()
         elif r < 0.93:
             self.request(kill="ingestd")
         elif r < 0.94:
@@ -809,6 +877,7 @@ def test():
         raise
     finally:
         if run:
+            run.hang_up()
             for q in run.qs:
                 q.close()
         p.stop()
