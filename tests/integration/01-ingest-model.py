@@ -345,8 +345,12 @@ def gen_write(g, n, bad):
         tail = "" if ts is None else " %d" % (ts // unit)
         line = sect + " " + ",".join(fields) + tail
         if r.random() < bad:
-            k = r.randrange(12)
-            if k == 0:
+            k = r.randrange(14)
+            if k == 12:
+                line = r.choice(["im{x", "im}x", "x" * 257]) + " value=1" + tail
+            elif k == 13:
+                line = sect + ",k=" + r.choice(["a{b", "a}b", "x" * 257]) + " value=1" + tail
+            elif k == 0:
                 line = sect
             elif k == 1:
                 line = sect + " value=%s%s" % (r.choice(["nan", "NaN", "inf", "-Inf",
