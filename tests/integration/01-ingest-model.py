@@ -67,7 +67,7 @@ MS = 10**6
 T0 = 1704067200 * NS  # 2024-01-01
 YEAR = 366 * 86400 * NS
 BODY_MAX = 65536
-SPOOL_MAX = 100000  # unconfirmed bytes: a stopped aggd soon gets 503s
+SPOOL_MAX = 40000  # unconfirmed bytes: a stopped aggd soon gets 503s
 ERRORS_MAX = 100  # INGEST_ERRORS_MAX
 PRECISION = {None: 1, "ns": 1, "n": 1, "u": 1000, "us": 1000, "ms": MS,
              "s": NS, "m": 60 * NS, "h": 3600 * NS}
@@ -569,6 +569,7 @@ class Run:
         self.g = Gen(rng)
         self.m = Model()
         self.qs = [Query(p, lane) for lane in range(p.lanes)]
+        self.ingestd = Query(p, daemon="ingestd")
         self.aggds = [d for d in p.daemons if d.startswith("aggd")]
         self.counts = {}
         self.conns = {}  # port: a kept-alive HTTPConnection
@@ -576,16 +577,19 @@ class Run:
     def count(self, what):
         self.counts[what] = self.counts.get(what, 0) + 1
 
-    def request(self, kill=None):
+    def request(self, kill=None, n=None):
         """One random request; kill (a daemon name) is sent kill -9 while
-        it is in flight."""
-        q = self.make()
+        it is in flight. Returns its status (None: dropped)."""
+        q = self.make(n)
         t0 = time.time_ns()
         if kill:
             res = self.kill_during(kill, *q[:4])
         else:
             res = self.post(*q[:4])
         self.finish(q, res, t0, time.time_ns())
+        if res and res[0] == 503:
+            time.sleep(0.05)  # as a client that backs off (not the whole Retry-After)
+        return res and res[0]
 
     def post(self, port, path, body, headers):
         """post(), now and then on a kept-alive connection (closed after a
@@ -634,11 +638,13 @@ class Run:
             self.finish(q, out[i], *ts[i])
         self.count("concurrent")
 
-    def make(self):
-        """A random request: (port, path, body, headers, expect, what)."""
+    def make(self, n=None):
+        """A random request (of n points): (port, path, body, headers,
+        expect, what)."""
         r = self.rng
         form = r.choice(["record"] * 4 + ["ingest"] * 2 + ["write"] * 3)
-        n = r.choice([1, 1, 3, 10, 30]) if r.random() < 0.97 else r.randint(101, 180)
+        if n is None:
+            n = r.choice([1, 1, 3, 10, 30]) if r.random() < 0.97 else r.randint(101, 180)
         bad = r.choice([0, 0, 0.1, 0.3, 1.0])
         headers = {}
         apid = form != "write" and r.random() < 0.3
@@ -716,16 +722,31 @@ class Run:
         return out[0]
 
     def freeze(self):
-        """aggd stopped (SIGSTOP) for a few requests: ingestd acknowledges
-        from its spool until --spool-max, then answers 503 overloaded."""
+        """aggd stopped (SIGSTOP) for requests until one gets 503 (at most
+        40): ingestd acknowledges from its spool until --spool-max, then
+        answers 503 overloaded, which stores nothing; a record through
+        apid then gets the same 503, with Retry-After as well."""
         proc = self.p.procs[self.rng.choice(self.aggds)]
         proc.send_signal(signal.SIGSTOP)
         try:
-            for _ in range(self.rng.randint(3, 15)):
-                self.request()
+            for _ in range(40):
+                if self.request(n=self.rng.randint(50, 180)) == 503:
+                    items = [record_item(self.g, False) for _ in range(3)]
+                    e = Expect("record")
+                    res = post(self.p.api_port, "/api/v1/record",
+                               json.dumps({"data": [it for it, _ in items]}),
+                               {"Content-Type": "application/json"})
+                    if res is None or res[0] != 503 or judge(
+                            res, e, "apid while the spool is full") is not False:
+                        raise Failure("a record through apid while ingestd's spool "
+                                      "is full: %s" % (res and res[:3:2],))
+                    self.count("freeze aggd to 503")
+                    break
         finally:
             proc.send_signal(signal.SIGCONT)
         self.count("freeze aggd")
+        if self.rng.random() < 0.7:
+            self.settle()  # aggd catches up in a few tenths of a second
 
     def stall(self):
         """ingestd stopped (SIGSTOP) past apid's --timeout: a record sent
@@ -788,8 +809,8 @@ class Run:
     def settle(self):
         """Wait until aggd confirmed all of ingestd's spool."""
         def done():
-            st, _, s = self.p.http("GET", "/stats")
-            return st == 200 and (s.get("ingestd") or {}).get("spool_batches") == 0
+            st, s = self.ingestd.query({"op": "status"})
+            return st == 200 and s.get("spool_batches") == 0
         wait_for(done, "ingestd's spool confirmed by aggd", timeout=60)
 
     def verify(self, what):
@@ -837,6 +858,10 @@ class Run:
             self.request(kill="ingestd")
         elif r < 0.94:
             self.kill9(self.rng.choice(self.aggds))
+            if self.rng.random() < 0.5:
+                # Else the requests go on while ingestd waits to resend
+                # (its backoff), many of them 503 with the spool full.
+                self.settle()
         elif r < 0.95:
             self.freeze()
         elif r < 0.965:
@@ -866,6 +891,7 @@ def test():
         t_end = time.time() + SECONDS
         steps = 0
         run.stall()
+        run.freeze()
         while steps < STEPS and time.time() < t_end:
             run.step()
             steps += 1
@@ -882,7 +908,7 @@ def test():
     finally:
         if run:
             run.hang_up()
-            for q in run.qs:
+            for q in run.qs + [run.ingestd]:
                 q.close()
         p.stop()
 

@@ -15,15 +15,17 @@ from sp import Failure, check
 
 
 class Query:
-    """A DEALER on the query socket of lane (0) of platform p, as apid's:
-    for tests that run the real ingestd but read aggd's store directly
+    """A DEALER on the query socket of lane (0) of platform p's aggd, or
+    of daemon (e.g. "ingestd"), as apid's: for tests that run the real
+    ingestd but read aggd's store or a daemon's status directly
     (stored_values, status)."""
 
-    def __init__(self, p, lane=0):
+    def __init__(self, p, lane=0, daemon=None):
         self.ctx = zmq.Context()
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.connect("ipc://%s/aggd.%d.query" % (p.run, lane))
+        self.dealer.connect("ipc://%s/%s.query" % (
+            p.run, daemon or "aggd.%d" % lane))
         self.qid = 0
 
     def query(self, req, timeout_ms=10000):
