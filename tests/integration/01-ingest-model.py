@@ -7,10 +7,13 @@ be replayed) draws steps among:
 - requests on every HTTP ingest route: POST /api/v1/record and
   /api/v1/ingest (seed 001 and 000) on ingestd's own port and through
   apid, line protocol on /write and /api/v2/write with every precision
-  (and none), now and then gzip'd. Their points mix valid readings
-  (late, out of order, duplicates of (series, timestamp) across requests,
-  routes and within one body, RFC 3339 with offsets and up to nine
-  fraction digits, epoch ms, no timestamp at all) with bad ones of every
+  (and none), now and then gzip'd, half on kept-alive connections, now
+  and then a few at once. Their points mix valid readings (late, out of
+  order, duplicates of (series, timestamp) across requests, routes and
+  within one body, RFC 3339 with offsets, bare dates and up to twelve
+  fraction digits, epoch ms, no timestamp at all; subnormal, huge and
+  integer values up to int64, line protocol's 7i and booleans) with bad
+  ones of every
   kind (bad names, tag keys and values, the reserved tenant tag, values
   that are missing, strings, NaN or infinite, bad, negative and far
   future timestamps, lines without fields or with trailing text);
@@ -21,7 +24,8 @@ be replayed) draws steps among:
   restarts of both; aggd stopped (SIGSTOP) until ingestd's small
   --spool-max answers 503 overloaded (nothing stored); ingestd stopped
   past apid's --timeout: the record apid answered 503 is never applied,
-  and a second write of its points on ingestd's own port wins;
+  and a second write of its points on ingestd's own port wins (both
+  stops run once in every run, then at random);
 - checks: each answer against the model (status, accepted, rejected and
   each error's index and field, per SPEC's partial-write convention and
   ingestd(8)), and, once ingestd's spool is confirmed, every raw point
@@ -32,7 +36,8 @@ be replayed) draws steps among:
   or may not have stored: the model allows both, for its readings only.
   Readings without a timestamp get the receive time: one point each
   inside its request's window (one per series per request: they share
-  the request's time, so the last one wins).
+  the request's time, so the last one wins). Last, apid's statistics of
+  every series (count, min, max, sum) against its stored points.
 
 Odd seeds run two aggd lanes (a request spread over both), even seeds one.
 
@@ -51,7 +56,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from sp import Failure, Platform, check, main, need_modules, wait_for  # noqa: E402
