@@ -727,12 +727,15 @@ class Run:
         return out[0]
 
     def freeze(self):
-        """aggd stopped (SIGSTOP) for requests until one gets 503 (at most
+        """aggd (every lane) stopped (SIGSTOP) for requests until one gets 503 (at most
         40): ingestd acknowledges from its spool until --spool-max, then
         answers 503 overloaded, which stores nothing; a record through
         apid then gets the same 503, with Retry-After as well."""
-        proc = self.p.procs[self.rng.choice(self.aggds)]
-        proc.send_signal(signal.SIGSTOP)
+        # Every lane: a lane still confirming would bring the spool's
+        # unconfirmed bytes (all lanes') back under the limit.
+        procs = [self.p.procs[d] for d in self.aggds]
+        for proc in procs:
+            proc.send_signal(signal.SIGSTOP)
         try:
             for _ in range(40):
                 if self.request(n=self.rng.randint(50, 180)) == 503:
@@ -748,7 +751,8 @@ class Run:
                     self.count("freeze aggd to 503")
                     break
         finally:
-            proc.send_signal(signal.SIGCONT)
+            for proc in procs:
+                proc.send_signal(signal.SIGCONT)
         self.count("freeze aggd")
         if self.rng.random() < 0.7:
             self.settle()  # aggd catches up in a few tenths of a second
