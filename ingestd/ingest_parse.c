@@ -201,7 +201,8 @@ s_lines(const char *body, size_t len, int64_t now, const char *tenant,
                 struct reading_err err;
                 const char *why;
                 if (!json_is_object(j))
-                    s_reject(r, index, "line", "a reading must be a JSON object");
+                    s_reject(r, index, "line",
+                             "a reading must be a JSON object");
                 else if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
                     s_reject(r, index, err.field, err.reason);
                 else if ((why = ingest_parse_stamp(key, sizeof key, tenant)))
@@ -517,8 +518,8 @@ ingest_parse_test(bool verbose)
         char many[4096];
         size_t n = (size_t)snprintf(many, sizeof many, "{\"data\":[");
         for (int i = 0; i < INGEST_ERRORS_MAX + 20; i++)
-            n += (size_t)snprintf(many + n, sizeof many - n, "%s{\"name\":\"x\"}",
-                                  i ? "," : "");
+            n += (size_t)snprintf(many + n, sizeof many - n,
+                                  "%s{\"name\":\"x\"}", i ? "," : "");
         snprintf(many + n, sizeof many - n, "]}");
         msg_batch_reset(b);
         ingest_parse(INGEST_FORM_RECORD, many, strlen(many), now, 1, "default",
@@ -534,8 +535,8 @@ ingest_parse_test(bool verbose)
     /* A reading that is no object is named by the array it sits in. */
     msg_batch_reset(b);
     const char *notobj = "{\"data\":[{\"name\":\"x\",\"value\":1},5]}";
-    ingest_parse(INGEST_FORM_RECORD, notobj, strlen(notobj), now, 1, "default", b,
-                 &r);
+    ingest_parse(INGEST_FORM_RECORD, notobj, strlen(notobj), now, 1,
+                 "default", b, &r);
     assert(r.accepted == 1 && r.rejected == 1);
     TEST_STREQ(json_string_value(json_object_get(json_array_get(r.errors, 0),
                                                  "field")), "data");

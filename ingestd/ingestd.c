@@ -879,7 +879,8 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         json_object_set_new(reply, "bad_confirms",
                             json_integer((json_int_t)self->bad_confirms));
         json_object_set_new(reply, "over_quota", json_integer((json_int_t)self->over_quota));
-        json_object_set_new(reply, "expired", json_integer((json_int_t)self->expired));
+        json_object_set_new(reply, "expired",
+                            json_integer((json_int_t)self->expired));
         json_object_set_new(reply, "over_series_quota",
                             json_integer((json_int_t)self->over_series));
         if (self->mqspool) {
