@@ -87,6 +87,7 @@ struct s_pending {
     int outstanding;        /* answers still expected */
     bool lent;              /* a slot of the arena was lent with the query */
     bool answered;          /* answered, or never sent: done with the slot */
+    bool retry_after;       /* the Retry-After header is on req */
     size_t slot;            /* its offset in the arena */
     apid_answer_fn *fn;     /* who gets the answer, NULL = the client */
     void *fn_arg;           /* its argument */
@@ -254,6 +255,8 @@ s_observe(apid_t *self, const struct s_pending *p)
     h->sum += secs;
 }
 
+static void s_retry_after(struct s_pending *p);
+
 static void
 s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
 {
@@ -261,6 +264,10 @@ s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
     void *arg = p->fn_arg;
     http_req_t *req = p->req;
 
+    /* A daemon's own 503 (ingestd's full spool, aggd busy) needs one as
+     * much as apid's (SPEC: 503 carries Retry-After). */
+    if (status == 503 && fn == NULL)
+        s_retry_after(p);
     s_observe(self, p);
     s_pending_free(self, p);
     if (fn) {
@@ -278,12 +285,15 @@ s_deliver(apid_t *self, struct s_pending *p, int status, json_t *body)
     http_req_reply_json(req, status, body);
 }
 
-/* A 503 is coming: tell the client when to retry (if there is one). */
+/* A 503 is coming: tell the client when to retry (if there is one);
+ * once, however many paths lead here. */
 static void
 s_retry_after(struct s_pending *p)
 {
-    if (p->req)
+    if (p->req && !p->retry_after) {
         http_req_add_header(p->req, "Retry-After", APID_RETRY_AFTER);
+        p->retry_after = true;
+    }
 }
 
 /* A backend lane's queue is full: 503 with Retry-After. p is gone. */
@@ -338,6 +348,12 @@ s_request(apid_t *self, http_req_t *req, int b, json_t *query,
         p = s_pending_new(self, req, PK_RELAY);
         p->fn = fn;
         p->fn_arg = arg;
+        /* An ingest that ingestd takes after we answered 503 would land
+         * after the writes the client made since: ingestd on this host
+         * (same monotonic clock) drops it past our deadline. */
+        if (b == APID_BK_INGESTD && self->bk[b][0].local && op &&
+            strcmp(op, "ingest") == 0)
+            json_object_set_new(query, "until", json_integer(p->deadline));
         if (s_ask(self, p, &self->bk[b][0], query) == -1)
             s_full(self, p, &self->bk[b][0]);
         json_decref(query);
@@ -715,6 +731,8 @@ s_deliver_text(apid_t *self, struct s_pending *p, int status, zmsg_t **msg,
     *r = (struct s_relayed){self, *msg, p->lent, p->slot};
     p->lent = false; /* r gives it back */
     *msg = NULL;
+    if (status == 503)
+        s_retry_after(p);
     s_observe(self, p);
     s_pending_free(self, p);
     http_req_reply_refv(req, status, "application/json", pieces, n,

@@ -26,7 +26,8 @@ uint64_t strutil_fnv1a64(const void *p, size_t n);
  * not the lane hash, which stays strutil_fnv1a64. */
 uint64_t strutil_hash64(const void *p, size_t n);
 int strutil_toll(const char *s, long long min, long long max, long long *out);
-/* Checked double parse of the whole string (finite only). 0 or -1. */
+/* Checked double parse of the whole string (finite only; an underflow
+ * gives the subnormal or zero strtod rounds to). 0 or -1. */
 int strutil_tod(const char *s, double *out);
 /* True when s (n bytes) is valid UTF-8 without NUL bytes. */
 bool strutil_utf8_valid(const char *s, size_t n);

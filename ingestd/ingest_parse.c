@@ -134,6 +134,11 @@ s_record(const json_t *j, int64_t now, const char *tenant, msg_batch_t *b,
         int64_t ts;
         double v;
         const char *why;
+        if (!json_is_object(d)) {
+            /* reading_parse cannot name the field it sits in. */
+            s_reject(r, i, "data", "a reading must be a JSON object");
+            continue;
+        }
         if (reading_parse(d, now, key, sizeof key, &ts, &v, &err)) {
             s_reject(r, i, err.field, err.reason);
             continue;
@@ -195,7 +200,10 @@ s_lines(const char *body, size_t len, int64_t now, const char *tenant,
                 double v;
                 struct reading_err err;
                 const char *why;
-                if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
+                if (!json_is_object(j))
+                    s_reject(r, index, "line",
+                             "a reading must be a JSON object");
+                else if (reading_parse(j, now, key, sizeof key, &ts, &v, &err))
                     s_reject(r, index, err.field, err.reason);
                 else if ((why = ingest_parse_stamp(key, sizeof key, tenant)))
                     s_reject(r, index, "tags", why);
@@ -413,6 +421,15 @@ ingest_parse_report_clear(struct ingest_report *report)
     report->errors = NULL;
 }
 
+/* Mark a reply whose errors list stops at INGEST_ERRORS_MAX, whether
+ * the status is 200 or 400. */
+static void
+s_truncated(const struct ingest_report *r, json_t *reply)
+{
+    if (r->errors && json_array_size(r->errors) < r->rejected)
+        json_object_set_new(reply, "errors_truncated", json_true());
+}
+
 int
 ingest_parse_reply(int form, const struct ingest_report *r, json_t **reply)
 {
@@ -438,12 +455,12 @@ ingest_parse_reply(int form, const struct ingest_report *r, json_t **reply)
         json_object_set_new(*reply, "accepted", json_integer((json_int_t)r->accepted));
         json_object_set_new(*reply, "rejected", json_integer((json_int_t)r->rejected));
         json_object_set_new(*reply, "errors", errors);
+        s_truncated(r, *reply);
         return 400;
     }
     *reply = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)r->accepted,
                        "rejected", (json_int_t)r->rejected, "errors", errors);
-    if (json_array_size(errors) < r->rejected)
-        json_object_set_new(*reply, "errors_truncated", json_true());
+    s_truncated(r, *reply);
     return form == INGEST_FORM_WRITE ? 204 : 200;
 }
 
@@ -495,6 +512,34 @@ ingest_parse_test(bool verbose)
     assert(json_integer_value(json_object_get(e0, "index")) == 1);
     TEST_STREQ(json_string_value(json_object_get(e0, "field")), "value");
     json_decref(reply);
+    ingest_parse_report_clear(&r);
+    /* More refusals than are listed: said on a 400 as on a 200. */
+    {
+        char many[4096];
+        size_t n = (size_t)snprintf(many, sizeof many, "{\"data\":[");
+        for (int i = 0; i < INGEST_ERRORS_MAX + 20; i++)
+            n += (size_t)snprintf(many + n, sizeof many - n,
+                                  "%s{\"name\":\"x\"}", i ? "," : "");
+        snprintf(many + n, sizeof many - n, "]}");
+        msg_batch_reset(b);
+        ingest_parse(INGEST_FORM_RECORD, many, strlen(many), now, 1, "default",
+                     b, &r);
+        assert(r.rejected == INGEST_ERRORS_MAX + 20);
+        assert(ingest_parse_reply(INGEST_FORM_RECORD, &r, &reply) == 400);
+        assert(json_array_size(json_object_get(reply, "errors")) ==
+               INGEST_ERRORS_MAX);
+        assert(json_is_true(json_object_get(reply, "errors_truncated")));
+        json_decref(reply);
+        ingest_parse_report_clear(&r);
+    }
+    /* A reading that is no object is named by the array it sits in. */
+    msg_batch_reset(b);
+    const char *notobj = "{\"data\":[{\"name\":\"x\",\"value\":1},5]}";
+    ingest_parse(INGEST_FORM_RECORD, notobj, strlen(notobj), now, 1,
+                 "default", b, &r);
+    assert(r.accepted == 1 && r.rejected == 1);
+    TEST_STREQ(json_string_value(json_object_get(json_array_get(r.errors, 0),
+                                                 "field")), "data");
     ingest_parse_report_clear(&r);
 
     /* None valid: 400. Malformed: 400 naming the body. */

@@ -108,6 +108,7 @@ struct ingestd {
     uint64_t accepted;               /* readings handed downstream */
     uint64_t rejected;               /* readings refused as invalid */
     uint64_t refused;                /* requests refused with 503 */
+    uint64_t expired;                /* relayed requests past their "until" */
     struct ratelimit rl_full;        /* complaints about full lanes */
     uint64_t bad_confirms;           /* confirm messages or items not believed */
     struct ratelimit rl_confirm;     /* complaints about them */
@@ -829,6 +830,16 @@ s_tenant(const json_t *req)
     return json_string_value(t);
 }
 
+/* Whether a relayed request carries an "until" (CLOCK_MONOTONIC ns of
+ * this host) that has passed. */
+static bool
+s_expired(const json_t *req)
+{
+    const json_t *u = json_object_get(req, "until");
+
+    return json_is_integer(u) && clock_mono_ns() >= json_integer_value(u);
+}
+
 static int
 s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
 {
@@ -868,6 +879,8 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         json_object_set_new(reply, "bad_confirms",
                             json_integer((json_int_t)self->bad_confirms));
         json_object_set_new(reply, "over_quota", json_integer((json_int_t)self->over_quota));
+        json_object_set_new(reply, "expired",
+                            json_integer((json_int_t)self->expired));
         json_object_set_new(reply, "over_series_quota",
                             json_integer((json_int_t)self->over_series));
         if (self->mqspool) {
@@ -887,6 +900,13 @@ s_on_query(zloop_t *loop, zsock_t *sock, void *arg)
         reply = rpc_error("bad_request", "tenant must be a valid tag value",
                           "tenant");
         status = 400;
+    } else if (s_expired(req)) {
+        /* apid has answered 503 already; spooled now, these readings
+         * would land after writes its client made since (PROTOCOL.md). */
+        self->expired++;
+        reply = rpc_error("expired", "the relay stopped waiting for this "
+                          "request; it was not applied", "until");
+        status = 503;
     } else {
         bool wait;
         status = s_ingest(self, f, body, json_string_length(json_object_get(req, "body")),

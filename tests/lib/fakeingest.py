@@ -14,23 +14,48 @@ import zmq
 from sp import Failure, check
 
 
-class Fake:
+class Query:
+    """A DEALER on the query socket of lane (0) of platform p's aggd, or
+    of daemon (e.g. "ingestd"), as apid's: for tests that run the real
+    ingestd but read aggd's store or a daemon's status directly
+    (stored_values, status)."""
+
+    def __init__(self, p, lane=0, daemon=None):
+        self.ctx = zmq.Context()
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect("ipc://%s/%s.query" % (
+            p.run, daemon or "aggd.%d" % lane))
+        self.qid = 0
+
+    def query(self, req, timeout_ms=10000):
+        self.qid += 1
+        self.dealer.send_multipart([struct.pack("<Q", self.qid),
+                                    msgpack.packb(req)])
+        if not self.dealer.poll(timeout_ms):
+            raise Failure("aggd did not answer %r" % req)
+        _, body = self.dealer.recv_multipart()
+        r = msgpack.unpackb(body)
+        return r["status"], r["body"]
+
+    def close(self):
+        self.dealer.close(0)
+        self.ctx.term()
+
+
+class Fake(Query):
     """Plays ingestd producer PRODUCER on lane 0 of platform p."""
 
     PRODUCER = "ingestd.9"
 
     def __init__(self, p):
-        self.ctx = zmq.Context()
+        super().__init__(p)
         self.confirm = self.ctx.socket(zmq.PULL)
         self.confirm.bind("ipc://%s/ingestd.confirm" % p.run)
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 0)
         self.push.connect("ipc://%s/aggd.0.in" % p.run)
-        self.dealer = self.ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.connect("ipc://%s/aggd.0.query" % p.run)
         self.confirmed = 0
-        self.qid = 0
 
     def send(self, seq, items):
         """PUSH one readings batch: items are [series, ts_ns, value]."""
@@ -58,30 +83,21 @@ class Fake:
                               % (self.confirmed, want))
         return self.confirmed
 
-    def query(self, req, timeout_ms=10000):
-        self.qid += 1
-        self.dealer.send_multipart([struct.pack("<Q", self.qid),
-                                    msgpack.packb(req)])
-        if not self.dealer.poll(timeout_ms):
-            raise Failure("aggd did not answer %r" % req)
-        _, body = self.dealer.recv_multipart()
-        r = msgpack.unpackb(body)
-        return r["status"], r["body"]
-
     def close(self):
-        for s in (self.confirm, self.push, self.dealer):
+        for s in (self.confirm, self.push):
             s.close(0)
-        self.ctx.term()
+        super().close()
 
 
-def restart(p):
-    """Start aggd again with a fresh log (start_one waits for "ready:")."""
-    log = os.path.join(p.dir, "aggd.log")
+def restart(p, name="aggd"):
+    """Start daemon name (aggd) again with a fresh log (start_one waits
+    for "ready:"); the old log stays as name.log.N."""
+    log = os.path.join(p.dir, name + ".log")
     n = 0
     while os.path.exists("%s.%d" % (log, n)):
         n += 1
     os.rename(log, "%s.%d" % (log, n))
-    p.start_one("aggd")
+    p.start_one(name)
 
 
 def run(p, body):

@@ -492,6 +492,18 @@ def need(*names):
             sys.exit(77)
 
 
+def need_modules(*names):
+    """Skip (exit 77) unless every Python module imports (python3-zmq,
+    python3-msgpack are packages of their own)."""
+    import importlib
+    for n in names:
+        try:
+            importlib.import_module(n)
+        except ImportError:
+            print("skip: python3 without %s" % n)
+            sys.exit(77)
+
+
 def main(test):
     """Run test(platform-factory); exit 0, 1 on failure, 77 to skip."""
     try:
