@@ -9,6 +9,7 @@
  * sees the other: a touch never leaves every spinner asleep.
  */
 #include "common/warm.h"
+#include "common/clock.h"
 #include "common/test.h"
 #include "common/xalloc.h"
 
@@ -47,11 +48,12 @@ struct warm {
     atomic_ullong periods;  /* spins begun */
 };
 
+/* This thread's CPU time (what the spinners cost), in ns. */
 static int64_t
-s_now(clockid_t c)
+s_cpu_ns(void)
 {
     struct timespec t;
-    clock_gettime(c, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
@@ -81,7 +83,7 @@ s_spin(void *arg)
         for (;;) {
             atomic_fetch_add(&self->sleeping, 1);
             if (atomic_load(&self->stop) ||
-                s_now(CLOCK_MONOTONIC) < atomic_load(&self->deadline))
+                clock_mono_ns() < atomic_load(&self->deadline))
                 break;
             pthread_cond_wait(&self->wake, &self->lock);
             atomic_fetch_sub(&self->sleeping, 1);
@@ -91,15 +93,15 @@ s_spin(void *arg)
         if (atomic_load(&self->stop))
             break;
         atomic_fetch_add_explicit(&self->periods, 1, memory_order_relaxed);
-        int64_t c0 = s_now(CLOCK_THREAD_CPUTIME_ID), c1;
+        int64_t c0 = s_cpu_ns(), c1;
         for (unsigned i = 1;
              !atomic_load_explicit(&self->stop, memory_order_relaxed) &&
-             s_now(CLOCK_MONOTONIC) <
+             clock_mono_ns() <
                  atomic_load_explicit(&self->deadline, memory_order_relaxed);
              i++) {
             nanosleep(&nap, NULL);
             if (i % 1024 == 0) { /* count a long period as it goes */
-                c1 = s_now(CLOCK_THREAD_CPUTIME_ID);
+                c1 = s_cpu_ns();
                 atomic_fetch_add_explicit(&self->spin_ns,
                                           (unsigned long long)(c1 - c0),
                                           memory_order_relaxed);
@@ -108,7 +110,7 @@ s_spin(void *arg)
         }
         atomic_fetch_add_explicit(
             &self->spin_ns,
-            (unsigned long long)(s_now(CLOCK_THREAD_CPUTIME_ID) - c0),
+            (unsigned long long)(s_cpu_ns() - c0),
             memory_order_relaxed);
     }
     return NULL;
@@ -174,7 +176,7 @@ warm_touch(warm_t *self)
 {
     if (self == NULL)
         return;
-    atomic_store(&self->deadline, s_now(CLOCK_MONOTONIC) + self->ms_ns);
+    atomic_store(&self->deadline, clock_mono_ns() + self->ms_ns);
     if (atomic_load(&self->sleeping) > 0) {
         pthread_mutex_lock(&self->lock);
         pthread_cond_broadcast(&self->wake);
@@ -222,10 +224,10 @@ warm_test(bool verbose)
     assert(warm_spin_ns(w) > 0);
     unsigned long long p = atomic_load(&w->periods);
     /* Touches while they spin keep them spinning: no new period. */
-    int64_t t0 = s_now(CLOCK_MONOTONIC);
+    int64_t t0 = clock_mono_ns();
     warm_touch(w);
     S_WAIT_FOR(atomic_load(&w->periods) >= p + (unsigned long long)w->n);
-    while (s_now(CLOCK_MONOTONIC) - t0 < 100000000) {
+    while (clock_mono_ns() - t0 < 100000000) {
         warm_touch(w);
         usleep(5000);
     }
