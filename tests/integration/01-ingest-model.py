@@ -771,6 +771,10 @@ class Run:
         hdr = {"Content-Type": "application/json"}
         proc = self.p.procs["ingestd"]
         out = []
+        # The second write must find ingestd taking writes: not with its
+        # spool past --spool-max (a freeze, or a restart or kill -9 of
+        # aggd whose resend waits for ingestd's backoff, just before).
+        self.settle()
         proc.send_signal(signal.SIGSTOP)
         try:
             # One point of it the second write does not overwrite, so
