@@ -42,15 +42,18 @@ for b in $SELFTEST_BUILDS; do
     done
 done
 
+ttime=0
 for t in $TESTS; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
     kind=$(basename "$(dirname "$t")")
     log=$LOGDIR/$name.log
+    t0=$(date +%s)
     SP_BUILD=${SP_BUILD:-build-asan} SP_ROOT=$ROOT timeout 900 "$t" >"$log" 2>&1
     rc=$?
     [ "$kind" = chaos ] && grep -E '^(chaos summary|http|mqtt|fault):' "$log" | sed 's/^/    # /'
-    result "$kind $name" $rc "$log"
+    t1=$(date +%s); ttime=$((ttime + t1 - t0))
+    result "$kind $name ($((t1 - t0)) s)" $rc "$log"
 done
 
 # The long tier also runs the full anomaly evaluation (make eval) on the
@@ -77,7 +80,7 @@ for f in build-fuzz/fuzz_*; do
     result "fuzz $name (${FUZZ_SECONDS}s, corpus $n inputs)" $rc "$log"
 done
 
-echo "logs: $LOGDIR"
+echo "logs: $LOGDIR (integration and chaos tests took $ttime s)"
 [ -n "$failed" ] && echo "failed:$failed"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
