@@ -44,6 +44,9 @@ static const char *s_names[ANOMALY_ENSEMBLE_N] = {
 
 struct anomaly_ensemble {
     unsigned mask;                      /* members present */
+    /* Stuck values (run_min): repeats of the last reading so far, in
+     * the padding after mask; the record is at the end. */
+    uint32_t run_len;
     struct anomaly_ensemble_params p;   /* tunables */
     anomaly_zscore_t *zscore;           /* rolling z-score */
     anomaly_mad_t *mad;                 /* robust MAD/IQR */
@@ -76,7 +79,10 @@ struct anomaly_ensemble {
                            median, in scale units */
     double novelty;     /* last reading's deviation over nrec */
     uint64_t nalarm_at; /* count of the last alarm (0 = none) */
+    double run_last;    /* the last reading (run_min) */
     bool alarm;         /* last reading's alarm */
+    uint32_t run_rec;   /* the longest run_len before the current run
+                           (in the padding after alarm) */
 };
 
 void
@@ -130,6 +136,7 @@ anomaly_ensemble_params_default(struct anomaly_ensemble_params *p)
     p->shape_repeat = 0.1f;
     p->level_window = 24;
     p->level_min = 2;
+    p->run_min = 100;
 }
 
 unsigned
@@ -477,6 +484,30 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
             }
         }
     }
+    /* A stuck value: the current run of identical readings has just
+     * become longer than any before (a record of at least run_min
+     * repeats, so a series that never repeated itself has none). Its
+     * readings are quiet to every member, so r comes from the rule
+     * alone: novel_level, as sure as a novelty alarm. Once per run;
+     * the novelty alarm keeps the members' r. */
+    bool stuck = false;
+    if (p->run_min) {
+        if (self->count > 1 && value == self->run_last) {
+            if (self->run_len < UINT32_MAX)
+                self->run_len++;
+            stuck = !early && self->run_rec >= p->run_min &&
+                    self->run_len == self->run_rec + 1;
+        } else {
+            if (self->run_len > self->run_rec)
+                self->run_rec = self->run_len;
+            self->run_len = 0;
+        }
+        self->run_last = value;
+        if (stuck && p->novel_level > best) {
+            best = p->novel_level;
+            who = -3;
+        }
+    }
     /* An episode ends when r has stayed below rearm * alarm for calm
      * readings in a row: a fixed hold-off long enough for the longest
      * episode would also silence the next, unrelated anomaly. */
@@ -493,8 +524,9 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
         self->calm = 0;
         /* A repeat is silent: the episode is held like any other, so
          * its next readings do not alarm either, but it is not news.
-         * The search runs only here and on the shape path's readings. */
-        if (shaped && p->shape_repeat > 0) {
+         * The search runs only here and on the shape path's readings.
+         * A stuck value repeats by nature; the rule judges it. */
+        if (shaped && p->shape_repeat > 0 && who != -3) {
             if (isnan(novelty))
                 novelty = anomaly_shape_novelty(self->shape);
             if (novelty < p->shape_repeat)
@@ -507,6 +539,8 @@ anomaly_ensemble_update(anomaly_ensemble_t *self, int64_t ts, double value,
         *method = s_names[who];
     else if (who == -2)
         *method = "shape";
+    else if (who == -3)
+        *method = "run";
     *confidence = fmin(1.0, (double)self->count / (double)(p->warm + 1));
 }
 
@@ -702,6 +736,41 @@ s_two_spikes(const struct anomaly_ensemble_params *p, int a, int b,
             *sa = s;
         if (i == b)
             *sb = s;
+    }
+    anomaly_ensemble_destroy(&e);
+}
+
+/* Readings that are whole numbers from 0 to 9 (uniform), so that a
+ * reading sometimes repeats the one before, with the value 5 held for
+ * readings 400 to 549 (a run of 149 repeats, the record, during the
+ * warm-up) and from 1,500 to 1,799, scored with params p: the score
+ * at reading 1,650 (the 150th repeat, the first beyond the record),
+ * the largest between the warm-up and it, and how many readings decided
+ * by "run" score 0.5 or more. (When the value moves again, at 1,800,
+ * the members alarm: the z-score's window holds nothing but 5s.) */
+static void
+s_stuck(const struct anomaly_ensemble_params *p, double *at, double *before,
+        int *nrun)
+{
+    anomaly_ensemble_t *e = anomaly_ensemble_new_with(ANOMALY_ENSEMBLE_VOTING, p);
+    uint32_t seed = 7;
+    *at = *before = 0;
+    *nrun = 0;
+    for (int i = 0; i < 2500; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        double v = (double)((seed >> 8) % 10);
+        if ((i >= 400 && i < 550) || (i >= 1500 && i < 1800))
+            v = 5;
+        double s, conf;
+        const char *m;
+        anomaly_ensemble_update(e, (int64_t)i * 300000000000LL, v, &s, &conf,
+                                &m);
+        if (s >= 0.5 && !strcmp(m, "run"))
+            (*nrun)++;
+        if (i == 1650)
+            *at = s;
+        else if (i > (int)p->warm && i < 1650)
+            *before = fmax(*before, s);
     }
     anomaly_ensemble_destroy(&e);
 }
@@ -936,6 +1005,28 @@ anomaly_ensemble_test(bool verbose)
     if (verbose)
         printf("; without the rule %.3f %.3f %.3f\n", rep[0], rep[1], rep[2]);
     assert(rep[0] >= 0.5 && rep[1] >= 0.5 && rep[2] >= 0.5 && between < 0.5);
+
+    /* A stuck value: the value held for 300 readings scores once, by
+     * the run rule, when its run becomes longer than the longest
+     * before (149 repeats, during the warm-up); nothing between the
+     * warm-up and it does. Without the rule it does not score: to
+     * every member a held value is a quiet stretch (sixteenth
+     * session). */
+    {
+        double at, before;
+        int nrun;
+        anomaly_ensemble_params_default(&p);
+        s_stuck(&p, &at, &before, &nrun);
+        if (verbose)
+            printf("   stuck value: %.3f (before it %.3f, %d by run)", at,
+                   before, nrun);
+        assert(at >= 0.5 && before < 0.5 && nrun == 1);
+        p.run_min = 0;
+        s_stuck(&p, &at, &before, &nrun);
+        if (verbose)
+            printf("; without the rule %.3f (%.3f, %d)\n", at, before, nrun);
+        assert(at < 0.5 && before < 0.5 && nrun == 0);
+    }
 
     /* The level member alone, on the golden cases: the step is
      * flagged once the median of 24 readings has crossed it (half the

@@ -6,7 +6,9 @@
  * Members: rolling z-score, robust MAD/IQR, EWMA chart, seasonal
  * (Holt-Winters residual, daily and weekly), CUSUM change points,
  * half-space trees, volatility ratio, range (new extremes) and level
- * (the median of the last readings against the long-run median). Each
+ * (the median of the last readings against the long-run median), and
+ * a rule for stuck values (a run of identical readings longer than any
+ * before). Each
  * member's statistic is made comparable across members and series by
  * dividing it by the largest value that member has produced recently (a
  * slowly decaying maximum): r >= 1 means "more surprising than anything
@@ -93,12 +95,21 @@ struct anomaly_ensemble_params {
     double novel_level;  /* ... and when the ensemble's r reaches this */
     /* Shape novelty (anomaly_shape.h), ensembles only: */
     /* (16 bits each since the fifteenth session, 32 before: with
-     * level_window they take the place of one size_t, shape_repeat
-     * below the other's; ANOMALY_SHAPE_*_MAX bound them.) */
+     * level_window and run_min they take the place of one size_t,
+     * shape_repeat below the other's; ANOMALY_SHAPE_*_MAX bound them.) */
     uint16_t shape_window;  /* readings in a shape */
     uint16_t shape_history; /* recent windows it is compared with */
-    uint32_t level_window;  /* readings in the level member's median
-                               (below; here for the padding) */
+    uint16_t level_window;  /* readings in the level member's median
+                               (below; here for the padding; at most
+                               ANOMALY_SHAPE_MEDIAN_MAX) */
+    /* A stuck value: a run of identical readings that becomes longer
+     * than any run the series had before, once that record is at least
+     * run_min repeats, alarms with r = novel_level, once per run (0 =
+     * off; sixteenth session, docs/ANOMALY.md). A sensor that freezes,
+     * or a counter that stops, changes no statistic of the members:
+     * they see a quiet stretch. (16 bits: it takes the half of the
+     * place level_window had.) */
+    uint16_t run_min;
     double shape_gain;    /* r = gain x novelty (0 = off) ... */
     double shape_gate;    /* ... when the members' r reaches this ... */
     /* ... and the reading's |z| this (floats: together they take the
