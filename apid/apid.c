@@ -50,6 +50,7 @@ struct s_bk {
     int b;         /* enum apid_backend */
     unsigned lane; /* lane served */
     zsock_t *sock; /* DEALER to its query endpoint */
+    zsock_t *ssock; /* another, ZMQ_IMMEDIATE, for the status fan-out */
     bool local;    /* an ipc:// endpoint: on this host, lent arena slots */
 };
 
@@ -111,7 +112,13 @@ struct apid {
     uint64_t arena_answers;       /* answers relayed from a lent slot */
     size_t slot_len;              /* bytes of one of its slots */
     warm_t *warm;                 /* CPU spinners (--warm-ms), or NULL */
+    int64_t born;                 /* monotonic ns at apid_new */
 };
+
+/* For this long after apid starts, the status fan-out asks on the
+ * sockets that wait (struct s_bk): the ZMQ_IMMEDIATE ones may not have
+ * connected to a daemon that is up yet. */
+#define S_STATUS_GRACE (2 * (int64_t)1000000000)
 
 /* How long a slot lent with a request that timed out stays unlent: the
  * daemon starts writing it only before the request's deadline ("until"),
@@ -148,6 +155,19 @@ s_connect(apid_t *self, int b, const char *tmpl_conf)
             return -1;
         }
         zloop_reader(self->loop, k->sock, s_on_backend, k);
+        /* /stats and /metrics ask every lane on a socket of their own
+         * that refuses at once when its daemon is not connected (down,
+         * or not started): the lane shows as down right away, not after
+         * --timeout. Queries keep the socket that waits for a daemon
+         * coming back (a restart) until their deadline. */
+        k->ssock = zsock_new(ZMQ_DEALER);
+        zsock_set_linger(k->ssock, 0);
+        zsock_set_immediate(k->ssock, 1);
+        if (ep_connect(k->ssock, ep) == -1) {
+            log_warn("apid: cannot connect %s", ep);
+            return -1;
+        }
+        zloop_reader(self->loop, k->ssock, s_on_backend, k);
     }
     return 0;
 }
@@ -214,10 +234,12 @@ s_lend(apid_t *self, struct s_pending *p, const struct s_bk *bk)
                                   "until", (json_int_t)p->deadline));
 }
 
-/* Ask one backend lane (query borrowed); the reply arrives in
- * s_on_backend. Returns 0, or -1 when its queue is full. */
+/* Ask one backend lane (query borrowed) on sock, one of bk's; the reply
+ * arrives in s_on_backend. Returns 0, or -1 when it could not be sent
+ * (the queue full; on ssock, the daemon not connected). */
 static int
-s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
+s_ask_on(apid_t *self, struct s_pending *p, struct s_bk *bk, zsock_t *sock,
+         const json_t *query)
 {
     struct s_ask *a;
     uint64_t id = ++self->next_id;
@@ -226,11 +248,17 @@ s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
     a = &p->asks[p->nasks++];
     memset(a, 0, sizeof *a);
     a->bk = bk;
-    if (rpc_request_send(zsock_resolve(bk->sock), id, query) == -1)
+    if (rpc_request_send(zsock_resolve(sock), id, query) == -1)
         return -1;
     a->id = id;
     p->outstanding++;
     return 0;
+}
+
+static int
+s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
+{
+    return s_ask_on(self, p, bk, bk->sock, query);
 }
 
 /* Hand p its answer: to the module that asked (apid_ask), or to the
@@ -662,9 +690,13 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
 {
     struct s_pending *p = s_pending_new(self, req, kind);
     json_t *q = json_pack("{s:s}", "op", "status");
+    bool young = clock_mono_ns() - self->born < S_STATUS_GRACE;
     for (int b = 0; b < APID_BK_MAX; b++)
-        for (unsigned lane = 0; lane < self->nlanes[b]; lane++)
-            s_ask(self, p, &self->bk[b][lane], q); /* a full one shows as down */
+        for (unsigned lane = 0; lane < self->nlanes[b]; lane++) {
+            struct s_bk *k = &self->bk[b][lane];
+            /* One not connected, or full, shows as down. */
+            s_ask_on(self, p, k, young ? k->sock : k->ssock, q);
+        }
     json_decref(q);
     if (p->outstanding == 0) {
         s_finish_fanout(self, p);
@@ -1041,6 +1073,7 @@ apid_new(const struct apid_conf *conf)
                                 conf->alertd};
 
     self->conf = conf;
+    self->born = clock_mono_ns();
     self->loop = zloop_new();
     for (int b = 0; b < APID_BK_MAX; b++)
         if (s_connect(self, b, tmpl[b]) == -1) {
@@ -1096,8 +1129,10 @@ apid_destroy(apid_t **self_p)
     warm_destroy(&self->warm);
     zloop_destroy(&self->loop);
     for (int b = 0; b < APID_BK_MAX; b++) {
-        for (unsigned lane = 0; self->bk[b] && lane < self->nlanes[b]; lane++)
+        for (unsigned lane = 0; self->bk[b] && lane < self->nlanes[b]; lane++) {
             zsock_destroy(&self->bk[b][lane].sock);
+            zsock_destroy(&self->bk[b][lane].ssock);
+        }
         free(self->bk[b]);
     }
     reload_free((void **)&self->reloaded);

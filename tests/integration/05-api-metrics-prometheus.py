@@ -96,6 +96,26 @@ def test():
         # rates may be empty (no alert fires here) but must not fail.
         check(not [e for e in empty if "apid" in e or "ingestd_accepted" in e],
               "the apid and ingest panels have data (empty: %s)" % empty)
+        # A daemon that is down shows as down at once, not after apid's
+        # --timeout (5 s): /stats and /metrics ask on sockets that refuse
+        # when their daemon is not connected. Prometheus sees it too.
+        p.stop_one("alertd")
+        for path in ("/metrics", "/stats", "/metrics"):
+            t0 = time.time()
+            st, _, body = p.http("GET", path)
+            took = time.time() - t0
+            down = (body["alertd"].get("up") is False if path == "/stats" else
+                    'sensorpipe_lane_up{daemon="alertd",lane="0"} 0' in body.decode())
+            check(st == 200 and down and took < 2.5,
+                  "%s with alertd stopped: %s in %.3f s, alertd down" % (path, st, took))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r = q("sum(sensorpipe_up)")
+            if r["data"]["result"] and r["data"]["result"][0]["value"][1] == "3":
+                break
+            time.sleep(0.5)
+        check(r["data"]["result"] and r["data"]["result"][0]["value"][1] == "3",
+              "Prometheus sees three daemons up, alertd down (%s)" % r["data"])
     finally:
         if prom:
             prom.terminate()
