@@ -50,7 +50,8 @@ struct s_bk {
     int b;         /* enum apid_backend */
     unsigned lane; /* lane served */
     zsock_t *sock; /* DEALER to its query endpoint */
-    zsock_t *ssock; /* another, ZMQ_IMMEDIATE, for the status fan-out */
+    zsock_t *mon;  /* PAIR reading sock's connection events */
+    int link;      /* S_LINK_*: sock connected to its daemon? */
     bool local;    /* an ipc:// endpoint: on this host, lent arena slots */
 };
 
@@ -112,13 +113,7 @@ struct apid {
     uint64_t arena_answers;       /* answers relayed from a lent slot */
     size_t slot_len;              /* bytes of one of its slots */
     warm_t *warm;                 /* CPU spinners (--warm-ms), or NULL */
-    int64_t born;                 /* monotonic ns at apid_new */
 };
-
-/* For this long after apid starts, the status fan-out asks on the
- * sockets that wait (struct s_bk): the ZMQ_IMMEDIATE ones may not have
- * connected to a daemon that is up yet. */
-#define S_STATUS_GRACE (2 * (int64_t)1000000000)
 
 /* How long a slot lent with a request that timed out stays unlent: the
  * daemon starts writing it only before the request's deadline ("until"),
@@ -126,6 +121,47 @@ struct apid {
 #define S_SLOT_GRACE (10 * (int64_t)1000000000)
 
 static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg);
+
+/* What sock's monitor last said: nothing yet, connected, or not (a
+ * connection lost or a connect refused: the daemon is not running). */
+enum { S_LINK_UNKNOWN, S_LINK_UP, S_LINK_DOWN };
+
+/* An event of a query DEALER's monitor: two frames, the event (u16,
+ * native order) and its value (u32), then the endpoint. */
+static int
+s_on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    struct s_bk *k = arg;
+    zmsg_t *m = zmsg_recv(sock);
+    zframe_t *f = m ? zmsg_first(m) : NULL;
+    uint16_t ev;
+
+    (void)loop;
+    if (f && zframe_size(f) == 6) {
+        memcpy(&ev, zframe_data(f), sizeof ev);
+        k->link = ev == ZMQ_EVENT_CONNECTED ? S_LINK_UP : S_LINK_DOWN;
+    }
+    zmsg_destroy(&m);
+    return 0;
+}
+
+/* Watch k's DEALER: /stats and /metrics do not ask a daemon that is not
+ * connected (it shows as down at once, not after --timeout, and no
+ * status request waits in the pipe for it). Queries still do: they wait
+ * for a daemon that restarts until their deadline. */
+static int
+s_monitor(apid_t *self, struct s_bk *k)
+{
+    char ep[64];
+
+    snprintf(ep, sizeof ep, "inproc://apid-monitor.%p", (void *)k);
+    if (zmq_socket_monitor(zsock_resolve(k->sock), ep, ZMQ_EVENT_CONNECTED |
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) == -1 ||
+        (k->mon = zsock_new_pair(ep)) == NULL)
+        return -1;
+    zloop_reader(self->loop, k->mon, s_on_monitor, k);
+    return 0;
+}
 
 static int
 s_connect(apid_t *self, int b, const char *tmpl_conf)
@@ -155,19 +191,10 @@ s_connect(apid_t *self, int b, const char *tmpl_conf)
             return -1;
         }
         zloop_reader(self->loop, k->sock, s_on_backend, k);
-        /* /stats and /metrics ask every lane on a socket of their own
-         * that refuses at once when its daemon is not connected (down,
-         * or not started): the lane shows as down right away, not after
-         * --timeout. Queries keep the socket that waits for a daemon
-         * coming back (a restart) until their deadline. */
-        k->ssock = zsock_new(ZMQ_DEALER);
-        zsock_set_linger(k->ssock, 0);
-        zsock_set_immediate(k->ssock, 1);
-        if (ep_connect(k->ssock, ep) == -1) {
-            log_warn("apid: cannot connect %s", ep);
+        if (s_monitor(self, k) == -1) {
+            log_warn("apid: cannot monitor the socket to %s", ep);
             return -1;
         }
-        zloop_reader(self->loop, k->ssock, s_on_backend, k);
     }
     return 0;
 }
@@ -234,12 +261,11 @@ s_lend(apid_t *self, struct s_pending *p, const struct s_bk *bk)
                                   "until", (json_int_t)p->deadline));
 }
 
-/* Ask one backend lane (query borrowed) on sock, one of bk's; the reply
- * arrives in s_on_backend. Returns 0, or -1 when it could not be sent
- * (the queue full; on ssock, the daemon not connected). */
+/* Ask one backend lane (query borrowed); the reply arrives in
+ * s_on_backend. Returns 0, or -1 when its queue is full. A NULL query
+ * only notes the lane as asked, unanswered (a daemon known down). */
 static int
-s_ask_on(apid_t *self, struct s_pending *p, struct s_bk *bk, zsock_t *sock,
-         const json_t *query)
+s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
 {
     struct s_ask *a;
     uint64_t id = ++self->next_id;
@@ -248,17 +274,11 @@ s_ask_on(apid_t *self, struct s_pending *p, struct s_bk *bk, zsock_t *sock,
     a = &p->asks[p->nasks++];
     memset(a, 0, sizeof *a);
     a->bk = bk;
-    if (rpc_request_send(zsock_resolve(sock), id, query) == -1)
+    if (query == NULL || rpc_request_send(zsock_resolve(bk->sock), id, query) == -1)
         return -1;
     a->id = id;
     p->outstanding++;
     return 0;
-}
-
-static int
-s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
-{
-    return s_ask_on(self, p, bk, bk->sock, query);
 }
 
 /* Hand p its answer: to the module that asked (apid_ask), or to the
@@ -690,13 +710,11 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
 {
     struct s_pending *p = s_pending_new(self, req, kind);
     json_t *q = json_pack("{s:s}", "op", "status");
-    bool young = clock_mono_ns() - self->born < S_STATUS_GRACE;
     for (int b = 0; b < APID_BK_MAX; b++)
-        for (unsigned lane = 0; lane < self->nlanes[b]; lane++) {
-            struct s_bk *k = &self->bk[b][lane];
-            /* One not connected, or full, shows as down. */
-            s_ask_on(self, p, k, young ? k->sock : k->ssock, q);
-        }
+        for (unsigned lane = 0; lane < self->nlanes[b]; lane++)
+            /* One full, or not connected, shows as down. */
+            s_ask(self, p, &self->bk[b][lane],
+                  self->bk[b][lane].link == S_LINK_DOWN ? NULL : q);
     json_decref(q);
     if (p->outstanding == 0) {
         s_finish_fanout(self, p);
@@ -1073,7 +1091,6 @@ apid_new(const struct apid_conf *conf)
                                 conf->alertd};
 
     self->conf = conf;
-    self->born = clock_mono_ns();
     self->loop = zloop_new();
     for (int b = 0; b < APID_BK_MAX; b++)
         if (s_connect(self, b, tmpl[b]) == -1) {
@@ -1130,8 +1147,11 @@ apid_destroy(apid_t **self_p)
     zloop_destroy(&self->loop);
     for (int b = 0; b < APID_BK_MAX; b++) {
         for (unsigned lane = 0; self->bk[b] && lane < self->nlanes[b]; lane++) {
-            zsock_destroy(&self->bk[b][lane].sock);
-            zsock_destroy(&self->bk[b][lane].ssock);
+            struct s_bk *k = &self->bk[b][lane];
+            if (k->mon) /* the monitor's own socket goes first */
+                zmq_socket_monitor(zsock_resolve(k->sock), NULL, 0);
+            zsock_destroy(&k->mon);
+            zsock_destroy(&k->sock);
         }
         free(self->bk[b]);
     }
