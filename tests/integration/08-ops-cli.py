@@ -34,8 +34,8 @@ run (tap is stopped with SIGTERM after 1 s, sim publishes to a closed
 loopback port for 0.3 s). The cases the monkey found are kept as fixed
 checks too (KNOWN).
 
-Seeded (SP_SEED, else random; the seed is printed) and bounded: 150
-runs or 40 s; 3,000 runs or 400 s with SP_FULL=1.
+Seeded (SP_SEED, else random; the seed is printed) and bounded: 100
+runs or 30 s; 3,000 runs or 400 s with SP_FULL=1.
 """
 import os
 import random
@@ -52,7 +52,7 @@ from sp import (BUILD, ROOT, SANITIZER_MARKS, Failure, binary, check,  # noqa: E
                 free_port, have, main)
 
 FULL = os.environ.get("SP_FULL") == "1"
-COUNT, SECONDS = (3000, 400) if FULL else (150, 40)
+COUNT, SECONDS = (3000, 400) if FULL else (100, 30)
 
 DAEMONS = ["ingestd", "aggd", "anomalyd", "alertd", "apid"]
 TOOLS = ["sensorpipectl", "sensorpipe-sim", "tap"]
