@@ -145,10 +145,12 @@ s_on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
-/* Watch k's DEALER: /stats and /metrics do not ask a daemon that is not
- * connected (it shows as down at once, not after --timeout, and no
- * status request waits in the pipe for it). Queries still do: they wait
- * for a daemon that restarts until their deadline. */
+/* How long /stats and /metrics wait when a lane is not connected. */
+#define S_DOWN_WAIT (300 * (int64_t)1000000)
+
+/* Watch k's DEALER: /stats and /metrics wait S_DOWN_WAIT, not --timeout,
+ * for a daemon that is not connected. Queries wait for a daemon that
+ * restarts until their deadline. */
 static int
 s_monitor(apid_t *self, struct s_bk *k)
 {
@@ -262,8 +264,7 @@ s_lend(apid_t *self, struct s_pending *p, const struct s_bk *bk)
 }
 
 /* Ask one backend lane (query borrowed); the reply arrives in
- * s_on_backend. Returns 0, or -1 when its queue is full. A NULL query
- * only notes the lane as asked, unanswered (a daemon known down). */
+ * s_on_backend. Returns 0, or -1 when its queue is full. */
 static int
 s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
 {
@@ -274,7 +275,7 @@ s_ask(apid_t *self, struct s_pending *p, struct s_bk *bk, const json_t *query)
     a = &p->asks[p->nasks++];
     memset(a, 0, sizeof *a);
     a->bk = bk;
-    if (query == NULL || rpc_request_send(zsock_resolve(bk->sock), id, query) == -1)
+    if (rpc_request_send(zsock_resolve(bk->sock), id, query) == -1)
         return -1;
     a->id = id;
     p->outstanding++;
@@ -710,11 +711,17 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
 {
     struct s_pending *p = s_pending_new(self, req, kind);
     json_t *q = json_pack("{s:s}", "op", "status");
+    bool down = false;
     for (int b = 0; b < APID_BK_MAX; b++)
-        for (unsigned lane = 0; lane < self->nlanes[b]; lane++)
-            /* One full, or not connected, shows as down. */
-            s_ask(self, p, &self->bk[b][lane],
-                  self->bk[b][lane].link == S_LINK_DOWN ? NULL : q);
+        for (unsigned lane = 0; lane < self->nlanes[b]; lane++) {
+            s_ask(self, p, &self->bk[b][lane], q); /* a full one shows as down */
+            down = down || self->bk[b][lane].link == S_LINK_DOWN;
+        }
+    /* A lane whose DEALER is not connected (its daemon stopped, or just
+     * started and not reconnected yet: libzmq tries every 100 ms) gets
+     * S_DOWN_WAIT to answer, not --timeout: then it shows as down. */
+    if (down && p->deadline > p->started + S_DOWN_WAIT)
+        p->deadline = p->started + S_DOWN_WAIT;
     json_decref(q);
     if (p->outstanding == 0) {
         s_finish_fanout(self, p);

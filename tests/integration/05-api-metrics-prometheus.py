@@ -96,9 +96,9 @@ def test():
         # rates may be empty (no alert fires here) but must not fail.
         check(not [e for e in empty if "apid" in e or "ingestd_accepted" in e],
               "the apid and ingest panels have data (empty: %s)" % empty)
-        # A daemon that is down shows as down at once, not after apid's
-        # --timeout (5 s): /stats and /metrics ask on sockets that refuse
-        # when their daemon is not connected. Prometheus sees it too.
+        # A daemon that is down shows as down after 300 ms, not after
+        # apid's --timeout (5 s): apid watches whether its DEALER is
+        # connected. Prometheus sees it too.
         p.stop_one("alertd")
         for path in ("/metrics", "/stats", "/metrics"):
             t0 = time.time()
