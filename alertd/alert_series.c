@@ -417,10 +417,20 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
             rb = s->readings.end;
         bool have = rb > s->readings.start;
         const struct s_run *al = &s->alarms;
+        /* An event counts while its reading does: events older than the
+         * oldest reading kept are gone with it (the two runs are trimmed
+         * each from its own latest point, and a late reading may leave
+         * older events than readings). With no reading at all, every
+         * event kept counts. */
+        int64_t oldest = s->readings.end > s->readings.start
+                             ? s->readings.p[s->readings.start].ts : INT64_MIN;
+        size_t lo = s_run_lower(r, oldest);
+        if (b < lo)
+            b = lo;
         if (window == 0) {
-            if (!have && b == r->start)
+            if (!have && b == lo)
                 return NAN;
-            if (have && (b == r->start ||
+            if (have && (b == lo ||
                          r->p[b - 1].ts < s->readings.p[rb - 1].ts))
                 return 0;
             if (fn == ALERT_FN_ANOMALY)
@@ -428,10 +438,13 @@ alert_series_value(void *arg, const char *key, enum alert_fn fn,
             size_t k = s_run_lower(al, r->p[b - 1].ts);
             return k < al->end && al->p[k].ts == r->p[b - 1].ts ? 1 : 0;
         }
-        a = s_run_lower(r, s_sat_sub(now, window - 1));
+        int64_t from = s_sat_sub(now, window - 1);
+        if (from < oldest)
+            from = oldest;
+        a = s_run_lower(r, from);
         double m = have || b > a ? 0 : NAN;
         if (fn == ALERT_FN_ALARM) {
-            size_t k = s_run_lower(al, s_sat_sub(now, window - 1));
+            size_t k = s_run_lower(al, from);
             return k < al->end && al->p[k].ts <= now ? 1 : m;
         }
         for (size_t i = a; i < b; i++)
@@ -589,6 +602,19 @@ alert_series_test(bool verbose)
     TEST_NEAR(alert_series_value(st, "t", ALERT_FN_AGE, 0, 0, 171 * S), 60,
               0);
     TEST_NEAR(alert_series_value(st, "t", ALERT_FN_AGE, 0, 0, 110 * S), 0, 0);
+
+    /* An event goes with its reading: a reading 90 s later trims the
+     * readings at 110 and 111 s, and the event at 110 s, still in the
+     * event run (trimmed from its own latest point), no longer counts
+     * for a late evaluation at 111 s: unknown, as the reading. */
+    assert(alert_series_add(st, "t", 200 * S, 3) == 0);
+    assert(isnan(alert_series_value(st, "t", ALERT_FN_ANOMALY, 0, 0, 111 * S)));
+    assert(isnan(alert_series_value(st, "t", ALERT_FN_ANOMALY, 5 * S, 0,
+                                    111 * S)));
+    assert(isnan(alert_series_value(st, "t", ALERT_FN_ALARM, 5 * S, 0,
+                                    111 * S)));
+    TEST_NEAR(alert_series_value(st, "t", ALERT_FN_ANOMALY, 0, 0, 200 * S), 0,
+              0);
 
     /* The series cap refuses new series and counts them. */
     assert(alert_series_add(st, "u", S, 1) == 0);
