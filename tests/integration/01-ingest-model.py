@@ -19,8 +19,9 @@ be replayed) draws steps among:
   future timestamps, lines without fields or with trailing text);
 - tenants and keys: apid and ingestd share a keys file (a writer and a
   reader of tenants default, acme and globex); each request writes as a
-  tenant, with its writer's key as Authorization Bearer, Token or the u
-  and p parameters, its series stamped tenant=T; now and then with no key or
+  tenant, with its writer's key as Authorization Bearer, Token, Basic
+  (the key as the password, as InfluxDB 1 clients send it) or the u and
+  p parameters, its series stamped tenant=T; now and then with no key or
   a wrong one (401 unauthorized) or a reader's (403 forbidden), naming
   Authorization, before anything else (only a body past --body-max is
   refused first). acme and globex have series quotas (--quotas): the
@@ -57,6 +58,7 @@ Odd seeds run two aggd lanes (a request spread over both), even seeds one.
 Bounded: 160 steps or 10 s of them (about 20 s in all under ASan);
 1,500 steps or 180 s with SP_FULL=1. SP_VERBOSE=1 prints each step.
 """
+import base64
 import gzip
 import hashlib
 import http.client
@@ -829,6 +831,15 @@ class Run:
         if x < 0.1:
             return path + ("&" if "?" in path else "?") + urllib.parse.urlencode(
                 {"u": "x", "p": k})
+        if x < 0.25:
+            # HTTP Basic, the key as the password, as InfluxDB 1 clients
+            # send u and p (Telegraf, influxdb-python; InfluxDB 2's v1
+            # API takes a token so): the user name is not looked at.
+            user = r.choice(["", "telegraf", "root"])
+            headers["Authorization"] = r.choice(["Basic ", "basic "]) + \
+                base64.b64encode(("%s:%s" % (user, k)).encode()).decode()
+            self.count("basic auth")
+            return path
         headers["Authorization"] = r.choice(["Bearer ", "Token ", "token ", "BEARER "]) + k
         return path
 
