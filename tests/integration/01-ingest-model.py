@@ -29,7 +29,12 @@ be replayed) draws steps among:
   it may have, written by a request of unknown outcome), so a request
   that would pass the quota must get 403 quota_exceeded naming it, whole,
   and one within it must pass; a key that gets too long with the tenant
-  tag stamped in is refused as the form says. No key is in any log;
+  tag stamped in is refused as the form says; ingestd's status counts
+  the readings the quota refused (over_quota, over_series_quota) as the
+  model does since ingestd started. Tenant initech's keys are made with
+  POST /api/keys after ingestd started, and ingestd reads them from
+  apid's devices.db (--keys-db). With an Authorization header, a p
+  parameter (right or wrong) is not looked at. No key is in any log;
 - whole bodies that are bad (malformed JSON, duplicate keys, NaN in JSON,
   no data, a bad sensor_id, invalid UTF-8, a bad precision, a body past
   --body-max, only comments);
@@ -100,12 +105,14 @@ SERIES = [("im.a", {}), ("im.b", {"dev": "1"}), ("im.b", {"dev": "2", "room": "k
           # tag stamped into it, it does not.
           ("imlong", {"l%d" % i: chr(96 + i) * (200 if i < 5 else 189) for i in range(1, 6)})]
 KEY_MAX = 1023
+PICK = SERIES[:-1] * 3 + SERIES[-1:]  # imlong a third as often as the others
 # Series of readings without a timestamp (the receive time).
 NOW_SERIES = [("imnow.a", {}), ("imnow.b", {"dev": "1"})]
 # Tenants: each writes as its writer key's tenant, into series stamped
 # with tenant=T (none for default); acme and globex have a series quota
-# (--quotas), default none.
-TENANTS = ("default", "acme", "globex")
+# (--quotas), default and initech none. initech's keys are made with POST
+# /api/keys: ingestd reads them from apid's devices.db (--keys-db).
+TENANTS = ("default", "acme", "globex", "initech")
 SERIES_QUOTA = {"acme": 20, "globex": 5}
 
 
@@ -280,7 +287,7 @@ def bad_record(g, item):
 def record_item(g, nowish):
     """A valid reading of /api/v1/record and its (key, ts, value)."""
     r = g.rng
-    name, tags = r.choice(NOW_SERIES if nowish else SERIES)
+    name, tags = r.choice(NOW_SERIES if nowish else PICK)
     v = g.value()
     it = {"value": v}
     if r.random() < 0.25:
@@ -325,7 +332,7 @@ def gen_ingest(g, n, bad, tenant):
     r = g.rng
     e = Expect("ingest")
     nowish = r.random() < 0.1
-    name, tags = r.choice(NOW_SERIES if nowish else SERIES)
+    name, tags = r.choice(NOW_SERIES if nowish else PICK)
     sk = stamp(key(name, tags), tenant)
     body = {"sensor_id": name, "datapoints": []}
     if tags:
@@ -394,7 +401,7 @@ def gen_write(g, n, bad, tenant):
             lines.append(r.choice(["", "# a comment", "   ", "#x value=1 1"]))
             continue
         nowish = r.random() < 0.05
-        name, tags = r.choice(NOW_SERIES if nowish else SERIES)
+        name, tags = r.choice(NOW_SERIES if nowish else PICK)
         tl = list(tags.items())
         r.shuffle(tl)
         sect = lp_escape(name, True) + "".join(
@@ -664,6 +671,9 @@ class Run:
         # request of unknown outcome wrote them).
         self.counted = {t: set() for t in SERIES_QUOTA}
         self.maybe = {t: set() for t in SERIES_QUOTA}
+        # Readings the quota refused since ingestd started (its status's
+        # over_quota and over_series_quota: no rate quota here).
+        self.refused = 0
         self.g = Gen(rng)
         self.m = Model()
         self.qs = [Query(p, lane) for lane in range(p.lanes)]
@@ -686,6 +696,8 @@ class Run:
         else:
             res = self.post(*q[:4])
         self.finish(q, res, t0, time.time_ns())
+        if kill == "ingestd":
+            self.refused = 0  # its answer, if any, was the killed process's
         if res and res[0] == 503:
             time.sleep(0.05)  # as a client that backs off (not the whole Retry-After)
         return res and res[0]
@@ -752,7 +764,7 @@ class Run:
         if n is None:
             n = r.choice([1, 1, 3, 10, 30]) if r.random() < 0.97 else r.randint(101, 180)
         bad = r.choice([0, 0, 0.1, 0.3, 1.0])
-        tenant = r.choice(["default"] * 3 + ["acme", "globex"])
+        tenant = r.choice(["default"] * 3 + ["acme", "globex", "initech"])
         headers = {}
         apid = form != "write" and r.random() < 0.3
         port = self.p.api_port if apid else self.p.ingest_port
@@ -811,10 +823,23 @@ class Run:
         """The key of the request's tenant (headers and path changed):
         most are its writer's key, as Authorization: Bearer or Token, or
         InfluxDB 1's u and p parameters; now and then none, a wrong one
-        (401) or a reader's (403). Returns the path."""
+        (401) or a reader's (403). With an Authorization header the p
+        parameter is not looked at, whatever it holds. Returns the path."""
         r = self.rng
         x = r.random()
         k = self.keys["writer-" + e.tenant]
+        if r.random() < 0.04:
+            # The header decides: not a right p beside a wrong header, nor
+            # a wrong p beside a right one.
+            right = x >= 0.09
+            p = r.choice(["nope", self.keys["writer-" + e.tenant]]) if right else k
+            path += ("&" if "?" in path else "?") + urllib.parse.urlencode({"u": "x", "p": p})
+            if not right:
+                k = "nope"
+                e.auth = (401, "unauthorized")
+            headers["Authorization"] = "Bearer " + k
+            self.count("header and p")
+            return path
         if x < 0.03:
             e.auth = (401, "unauthorized")
             self.count("no key")
@@ -866,6 +891,7 @@ class Run:
         self.count("answered %s" % (res[0] if res else "dropped"))
         if e.quota and res and res[0] == 403:
             self.count("over the series quota")
+            self.refused += len(e.points)
         if e.quota == "may":
             self.count("series quota unsure")
         if e.too_long and not e.auth:
@@ -980,12 +1006,16 @@ class Run:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         restart(self.p, name)
+        if name == "ingestd":
+            self.refused = 0
         self.count("kill -9 " + name)
 
     def clean_restart(self, name):
         self.hang_up()
         self.p.stop_one(name)
         restart(self.p, name)
+        if name == "ingestd":
+            self.refused = 0
         self.count("restart " + name)
 
     def settle(self):
@@ -1005,6 +1035,12 @@ class Run:
                               % sorted(set(part) & set(stored)))
             stored.update(part)
         self.m.compare(stored)
+        st, s = self.ingestd.query({"op": "status"})
+        if st != 200 or s.get("over_quota") != self.refused or \
+                s.get("over_series_quota") != self.refused:
+            raise Failure("ingestd's status: over_quota %s, over_series_quota %s; the "
+                          "model %d readings refused by the series quota since it started"
+                          % (s.get("over_quota"), s.get("over_series_quota"), self.refused))
         n = sum(len(d) for d in stored.values())
         print("ok: %s: %d points stored agree with the model (%d in it)"
               % (what, n, self.m.size()))
@@ -1069,7 +1105,9 @@ def test():
     p = Platform(daemons=("aggd", "ingestd", "apid"), lanes=1 + seed % 2)
     # One keys file for apid and ingestd: a writer and a reader per tenant.
     keys = {"%s-%s" % (role, t): "%s-%s-%d-abc" % (role, t, seed)
-            for t in TENANTS for role in ("writer", "reader")}
+            for t in TENANTS for role in ("writer", "reader")
+            if t != "initech"}
+    keys["admin-initech"] = "admin-initech-%d-abc" % seed
     kfile = os.path.join(p.dir, "keys")
     with open(kfile, "w") as f:
         for name, k in sorted(keys.items()):
@@ -1081,10 +1119,18 @@ def test():
         json.dump({"tenants": {t: {"series": n} for t, n in SERIES_QUOTA.items()}}, f)
     p.extra = {"ingestd": ["--resend-after", "1s", "--body-max", str(BODY_MAX),
                            "--spool-max", str(SPOOL_MAX), "--keys", kfile,
+                           "--keys-db", os.path.join(p.dir, "apid", "devices.db"),
                            "--quotas", qfile],
                "apid": ["--timeout", "1s", "--keys", kfile, "--key-rate", "100000",
                         "--key-burst", "100000"]}
     p.start()
+    for role in ("writer", "reader"):
+        # Made after ingestd started, before apid's database existed.
+        st, _, got = p.http("POST", "/api/keys", {"name": role + "-initech", "role": role},
+                            headers={"Authorization": "Bearer " + keys["admin-initech"]})
+        check(st == 201 and got.get("tenant") == "initech", "a %s key of initech made "
+              "with POST /api/keys (got %d)" % (role, st))
+        keys[role + "-initech"] = got["key"]
     run = None
     try:
         run = Run(p, rng, keys)
