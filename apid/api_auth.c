@@ -178,23 +178,14 @@ api_auth_destroy(void **state_p)
     *state_p = NULL;
 }
 
-/* The credential the request carries: the Authorization value after
- * "Bearer " or "Token ", else the "p" query parameter (what InfluxDB 1
- * clients send with "u"), else NULL. */
+/* The credential the request carries (apikey_credential: Bearer, Token,
+ * Basic with the key as the password, else the "p" parameter of InfluxDB
+ * 1 clients) in buf, or NULL. */
 static const char *
-s_credential(http_req_t *req)
+s_credential(http_req_t *req, char *buf, size_t len)
 {
-    const char *h = http_req_header(req, "Authorization");
-
-    if (h == NULL)
-        return http_req_arg(req, "p");
-    if (!strncasecmp(h, "Bearer ", 7))
-        h += 7;
-    else if (!strncasecmp(h, "Token ", 6))
-        h += 6;
-    else
-        return NULL;
-    return h + strspn(h, " ");
+    return apikey_credential(http_req_header(req, "Authorization"), http_req_arg(req, "p"),
+                             buf, len);
 }
 
 /* The API key's record {name, tenant, role} (caller owns), or NULL. */
@@ -224,7 +215,8 @@ s_principal_of(struct api_auth *self, apid_t *apid, http_req_t *req,
                char *bucket, size_t blen, const char **why, const char **reason)
 {
     const struct apid_conf *conf = apid_config(apid);
-    const char *cred = s_credential(req);
+    char buf[APIKEY_CRED_MAX];
+    const char *cred = s_credential(req, buf, sizeof buf);
     char hash[S_HASH_HEX];
     json_t *k;
 

@@ -47,6 +47,8 @@ struct api_devices {
     int64_t next_stale;    /* wall ns of the next look for silent devices */
     quota_t *quota;        /* --quotas: devices per tenant */
     struct ratelimit rl_shadow; /* complaints about refused shadow reports */
+    struct ratelimit rl_jobs;   /* notes of ignored job reports */
+    uint64_t reports[2];        /* job reports ignored [0] and applied [1] */
 };
 
 static void s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len);
@@ -163,6 +165,15 @@ api_devices_store(apid_t *apid)
 {
     struct api_devices *self = apid_service(apid, "devices");
     return self ? self->store : NULL;
+}
+
+void
+api_devices_job_reports(apid_t *apid, uint64_t *applied, uint64_t *ignored)
+{
+    struct api_devices *self = apid_service(apid, "devices");
+
+    *applied = self ? self->reports[1] : 0;
+    *ignored = self ? self->reports[0] : 0;
 }
 
 /* --- helpers --------------------------------------------------------------- */
@@ -543,16 +554,36 @@ s_patch(struct api_devices *self, http_req_t *req, const char *id)
         http_req_reply_json(req, 200, st);
 }
 
+static void s_command(struct api_devices *self, const char *tenant, const char *id,
+                      const char *operation, json_t *body);
+
+/* Decommissioning ends the device's entries in jobs under way (removed,
+ * in the transaction of the event: dev_store's schema 6), so that none
+ * outlives this registration; the device is sent each job's cancel. */
 static void
 s_decommission(struct api_devices *self, http_req_t *req, const char *id)
 {
     const char *tenant = api_auth_tenant(req);
+    json_t *open = dev_jobs_open_of(self->jobs, tenant, id), *job;
     json_t *st = s_append(self, req, id,
                           json_pack("[o]", s_event(DEV_EV_DECOMMISSIONED, NULL)));
+    size_t i;
 
-    if (st == NULL)
+    if (st == NULL) {
+        json_decref(open);
         return;
+    }
     log_info("devices: %s/%s decommissioned", tenant, id);
+    json_array_foreach(open, i, job) {
+        json_t *cmd = json_pack("{s:O, s:s, s:s}", "jobId", job, "operation", "cancel",
+                                "reason", "device decommissioned");
+        log_info("jobs: %s: %s/%s removed: device decommissioned",
+                 json_string_value(job), tenant, id);
+        if (self->mqtt)
+            s_command(self, tenant, id, "cancel", cmd);
+        json_decref(cmd);
+    }
+    json_decref(open);
     if (self->mqtt_dir && (dev_store_set_cred(self->store, tenant, id, NULL, NULL) ||
                            s_broker_sync(self))) {
         json_decref(st);
@@ -863,6 +894,7 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
     int n = 0, k = 0, rc, progress;
     json_t *in, *job = NULL, *pv;
     const char *status, *why;
+    char why_buf[80];
 
     if (strlen(topic) >= sizeof buf)
         return;
@@ -904,13 +936,17 @@ s_on_mqtt(void *arg, const char *topic, const void *payload, size_t len)
     progress = !json_is_number(pv) ? -1
                : json_number_value(pv) <= 0 ? 0
                : json_number_value(pv) >= 100 ? 100 : (int)json_number_value(pv);
-    if (status == NULL) {
-        json_decref(in);
-        return;
-    }
+    /* Without a status (or JSON) it changes nothing: ignored, as late
+     * reports and those of entries that are over are, and noted. */
     rc = dev_jobs_report(self->jobs, tenant, f[k + 3], f[k + 1], status, progress,
                          json_string_value(json_object_get(in, "message")),
-                         clock_now_ns(), &job);
+                         clock_now_ns(), &job, why_buf, sizeof why_buf);
+    if (rc >= 0)
+        self->reports[rc]++;
+    if (rc == 0 && ratelimit_complain(&self->rl_jobs))
+        log_info("jobs: %s/%s: report on job %.40s ignored: %s (%llu ignored since start)",
+                 tenant, f[k + 1], dev_state_name_ok(f[k + 3]) ? f[k + 3] : "?", why_buf,
+                 (unsigned long long)self->reports[0]);
     /* A firmware update that succeeded is part of the device's history. */
     if (rc == 1 && job && !strcmp(status, "succeeded") &&
         !strcmp(json_string_value(json_object_get(job, "operation")), "update_firmware")) {
@@ -1029,6 +1065,16 @@ s_batch(struct api_devices *self, http_req_t *req)
     if (s_batch_filter(req, filter ? filter : meta, &f, meta)) {
         json_decref(meta);
         json_decref(in);
+        return;
+    }
+    /* A decommissioned device takes no jobs: it was sent the command, and
+     * its entry waited for the deadline, open to a report of the id
+     * registered again. */
+    if (f.status && !strcmp(f.status, DEV_EV_DECOMMISSIONED)) {
+        json_decref(meta);
+        json_decref(in);
+        http_req_reply_error(req, 400, "bad_request",
+                             "a decommissioned device takes no jobs", "status");
         return;
     }
     ids = json_array();

@@ -19,6 +19,9 @@
  *   POST   /api/devices/{id}/sensors      add or replace a sensor
  *   DELETE /api/devices/{id}/sensors/{n}  remove a sensor
  *   POST   /api/devices/{id}/credentials  issue a new MQTT password
+ *   POST   /api/devices/batch             a job over a filter (not of
+ *                                         decommissioned devices)
+ *   GET    /api/jobs[/{id}], POST /api/jobs/{id}/cancel
  *
  * Every route is scoped to the caller's tenant (api_auth): another
  * tenant's device is 404, as if it did not exist.
@@ -34,6 +37,10 @@ void *api_devices_create(apid_t *apid);
 void api_devices_destroy(void **state_p);
 /* The registry (borrowed), for other modules. */
 dev_store_t *api_devices_store(apid_t *apid);
+/* Job progress reports heard on MQTT since start: those that changed a
+ * device's entry, and those ignored (late, of an entry that is over, of
+ * an unknown job, without a valid status). Zeros without the service. */
+void api_devices_job_reports(apid_t *apid, uint64_t *applied, uint64_t *ignored);
 /* Handle req when it is a device or key route: returns 1, else 0. */
 int api_devices_route(apid_t *apid, http_req_t *req);
 

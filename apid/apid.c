@@ -679,6 +679,18 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
                 "# TYPE sensorpipe_apid_warm_cpu_seconds_total counter\n"
                 "sensorpipe_apid_warm_cpu_seconds_total %.6f\n",
                 (double)warm_spin_ns(self->warm) / 1e9);
+    {
+        uint64_t applied, ignored;
+        api_devices_job_reports(self, &applied, &ignored);
+        s_prom_line(&out, &len, &cap,
+                    "# HELP sensorpipe_apid_job_reports_total Job progress reports "
+                    "heard on MQTT, applied or ignored (late, of an entry that is "
+                    "over, of no such job, no valid status).\n"
+                    "# TYPE sensorpipe_apid_job_reports_total counter\n"
+                    "sensorpipe_apid_job_reports_total{result=\"applied\"} %llu\n"
+                    "sensorpipe_apid_job_reports_total{result=\"ignored\"} %llu\n",
+                    (unsigned long long)applied, (unsigned long long)ignored);
+    }
     s_prom_line(&out, &len, &cap,
                 "# HELP sensorpipe_apid_ws_clients Connected WebSocket clients.\n"
                 "# TYPE sensorpipe_apid_ws_clients gauge\n"

@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 static const char *const s_states[] = {"queued", "in_progress", "succeeded",
-                                       "failed", "timed_out", "cancelled"};
+                                       "failed", "timed_out", "cancelled",
+                                       "removed"};
 #define S_NSTATES (sizeof s_states / sizeof s_states[0])
 
 enum s_stmt {
@@ -28,6 +29,9 @@ enum s_stmt {
     JS_CANCEL_JOB,
     JS_EXPIRE,
     JS_COMPLETE,
+    JS_PROBE,
+    JS_IGNORED,
+    JS_OPEN_OF,
     JS_MAX
 };
 
@@ -45,8 +49,8 @@ static const char *const s_sql[JS_MAX] = {
                   " AND (state = 'queued' OR (state = 'in_progress' AND ?4 <> 'queued'))"
                   " AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND tenant = ?2"
                   " AND state = 'in_progress')",
-    [JS_JOB] = "SELECT operation, params, filter, state, created, deadline FROM jobs"
-               " WHERE id = ? AND tenant = ?",
+    [JS_JOB] = "SELECT operation, params, filter, state, created, deadline, ignored"
+               " FROM jobs WHERE id = ? AND tenant = ?",
     [JS_COUNTS] = "SELECT state, count(*) FROM job_devices WHERE job = ? GROUP BY state",
     [JS_DEVICES] = "SELECT device, state, progress, message, updated FROM job_devices"
                    " WHERE job = ?1 AND (?2 IS NULL OR state = ?2) ORDER BY device",
@@ -64,6 +68,16 @@ static const char *const s_sql[JS_MAX] = {
     [JS_COMPLETE] = "UPDATE jobs SET state = 'completed' WHERE state = 'in_progress'"
                     " AND NOT EXISTS (SELECT 1 FROM job_devices WHERE job = jobs.id"
                     " AND state IN ('queued', 'in_progress'))",
+    /* Why a report changed nothing: the job's state and the device's
+     * entry (NULL when it is no target); no row when no such job. */
+    [JS_PROBE] = "SELECT j.state, jd.state FROM jobs j LEFT JOIN job_devices jd"
+                 " ON jd.job = j.id AND jd.device = ?3 WHERE j.id = ?1 AND j.tenant = ?2",
+    [JS_IGNORED] = "UPDATE jobs SET ignored = ignored + 1 WHERE id = ? AND tenant = ?",
+    /* Jobs in which a device has an entry under way (decommissioning
+     * removes them: schema 6's trigger). */
+    [JS_OPEN_OF] = "SELECT jd.job FROM jobs j JOIN job_devices jd ON jd.job = j.id"
+                   " WHERE j.tenant = ?1 AND j.state = 'in_progress' AND jd.device = ?2"
+                   " AND jd.state IN ('queued', 'in_progress') ORDER BY jd.job",
 };
 
 struct dev_jobs {
@@ -180,16 +194,57 @@ fail:
     return NULL;
 }
 
+/* Why a report on job changed nothing, into why; counted with the job
+ * when it is one of tenant's. 0, or -1 on error. */
+static int
+s_ignored(dev_jobs_t *self, const char *tenant, const char *job, const char *device,
+          bool bad_status, char *why, size_t whylen)
+{
+    sqlite3_stmt *st = s_st(self, JS_PROBE);
+    char buf[80];
+    int rc;
+
+    s_text(st, 1, job);
+    s_text(st, 2, tenant);
+    s_text(st, 3, device);
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        snprintf(why, whylen, "no such job");
+        return rc == SQLITE_DONE ? 0 : -1;
+    }
+    if (bad_status)
+        snprintf(buf, sizeof buf, "status is not in_progress, succeeded or failed");
+    else if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+        snprintf(buf, sizeof buf, "the device is no target of the job");
+    else if (strcmp((const char *)sqlite3_column_text(st, 1), "queued") &&
+             strcmp((const char *)sqlite3_column_text(st, 1), "in_progress"))
+        snprintf(buf, sizeof buf, "its entry is over (%s)", sqlite3_column_text(st, 1));
+    else
+        snprintf(buf, sizeof buf, "the job is %s", sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    snprintf(why, whylen, "%s", buf);
+    st = s_st(self, JS_IGNORED);
+    s_text(st, 1, job);
+    s_text(st, 2, tenant);
+    return s_done(self, st);
+}
+
 int
 dev_jobs_report(dev_jobs_t *self, const char *tenant, const char *job,
                 const char *device, const char *status, int progress,
-                const char *message, int64_t now, json_t **job_p)
+                const char *message, int64_t now, json_t **job_p, char *why,
+                size_t whylen)
 {
     sqlite3_stmt *st = s_st(self, JS_REPORT);
+    char scratch[1];
 
-    if (strcmp(status, "in_progress") && strcmp(status, "succeeded") &&
-        strcmp(status, "failed"))
-        return 0;
+    if (why == NULL) {
+        why = scratch;
+        whylen = sizeof scratch;
+    }
+    if (status == NULL || (strcmp(status, "in_progress") && strcmp(status, "succeeded") &&
+                           strcmp(status, "failed")))
+        return s_ignored(self, tenant, job, device, true, why, whylen);
     s_text(st, 1, job);
     s_text(st, 2, tenant);
     s_text(st, 3, device);
@@ -200,7 +255,7 @@ dev_jobs_report(dev_jobs_t *self, const char *tenant, const char *job,
     if (s_done(self, st))
         return -1;
     if (sqlite3_changes(self->db) == 0)
-        return 0;
+        return s_ignored(self, tenant, job, device, false, why, whylen);
     if (job_p) {
         st = s_st(self, JS_JOB);
         s_text(st, 1, job);
@@ -234,6 +289,8 @@ dev_jobs_get(dev_jobs_t *self, const char *tenant, const char *job,
                         "state", (const char *)sqlite3_column_text(st, 3),
                         "createdAt", clock_format(sqlite3_column_int64(st, 4), t, sizeof t),
                         "deadline", clock_format(sqlite3_column_int64(st, 5), t2, sizeof t2));
+    if (out)
+        json_object_set_new(out, "ignoredReports", json_integer(sqlite3_column_int64(st, 6)));
     sqlite3_reset(st);
     if (out == NULL)
         return NULL;
@@ -317,6 +374,20 @@ dev_jobs_cancel(dev_jobs_t *self, const char *tenant, const char *job, int64_t n
     return out;
 }
 
+json_t *
+dev_jobs_open_of(dev_jobs_t *self, const char *tenant, const char *device)
+{
+    sqlite3_stmt *st = s_st(self, JS_OPEN_OF);
+    json_t *out = json_array();
+
+    s_text(st, 1, tenant);
+    s_text(st, 2, device);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(out, json_string((const char *)sqlite3_column_text(st, 0)));
+    sqlite3_reset(st);
+    return out;
+}
+
 int
 dev_jobs_expire(dev_jobs_t *self, int64_t now)
 {
@@ -338,28 +409,34 @@ dev_jobs_test(bool verbose)
     dev_jobs_t *jobs;
     json_t *params = json_pack("{s:s}", "version", "2.1.0"), *filter = json_object();
     json_t *devs = json_pack("[s, s, s, s]", "a", "b", "c", "d"), *j, *op = NULL;
-    char *id, *id2;
+    char *id, *id2, *id3, why[80];
 
     assert(sodium_init() >= 0);
     assert(store && (jobs = dev_jobs_new(store)));
     id = dev_jobs_create(jobs, "t1", "update_firmware", params, filter, devs, 0, 100);
     assert(id && strlen(id) == 16);
-    assert(dev_jobs_report(jobs, "t1", id, "a", "in_progress", 50, NULL, 1, NULL) == 1);
-    assert(dev_jobs_report(jobs, "t1", id, "a", "succeeded", 40, NULL, 2, &op) == 1);
+    assert(dev_jobs_report(jobs, "t1", id, "a", "in_progress", 50, NULL, 1, NULL, NULL, 0) == 1);
+    assert(dev_jobs_report(jobs, "t1", id, "a", "succeeded", 40, NULL, 2, &op, NULL, 0) == 1);
     TEST_STREQ(json_string_value(json_object_get(json_object_get(op, "params"),
                                                  "version")), "2.1.0");
     json_decref(op);
-    assert(dev_jobs_report(jobs, "t1", id, "a", "failed", 0, NULL, 3, NULL) == 0);
-    assert(dev_jobs_report(jobs, "t2", id, "b", "failed", 0, NULL, 3, NULL) == 0);
-    assert(dev_jobs_report(jobs, "t1", id, "b", "in_progress", 30, "disk full", 3, NULL) == 1);
-    assert(dev_jobs_report(jobs, "t1", id, "b", "failed", -1, NULL, 3, NULL) == 1);
-    assert(dev_jobs_report(jobs, "t1", id, "zz", "failed", 0, NULL, 3, NULL) == 0);
-    assert(dev_jobs_report(jobs, "t1", id, "c", "rebooting", 0, NULL, 3, NULL) == 0);
+    assert(dev_jobs_report(jobs, "t1", id, "a", "failed", 0, NULL, 3, NULL, why, sizeof why) == 0);
+    TEST_STREQ(why, "its entry is over (succeeded)");
+    assert(dev_jobs_report(jobs, "t2", id, "b", "failed", 0, NULL, 3, NULL, why, sizeof why) == 0);
+    TEST_STREQ(why, "no such job"); /* and not counted with t1's job */
+    assert(dev_jobs_report(jobs, "t1", id, "b", "in_progress", 30, "disk full", 3, NULL, NULL, 0) == 1);
+    assert(dev_jobs_report(jobs, "t1", id, "b", "failed", -1, NULL, 3, NULL, NULL, 0) == 1);
+    assert(dev_jobs_report(jobs, "t1", id, "zz", "failed", 0, NULL, 3, NULL, why, sizeof why) == 0);
+    TEST_STREQ(why, "the device is no target of the job");
+    assert(dev_jobs_report(jobs, "t1", id, "c", "rebooting", 0, NULL, 3, NULL, why, sizeof why) == 0);
+    TEST_STREQ(why, "status is not in_progress, succeeded or failed");
+    assert(dev_jobs_report(jobs, "t1", id, "c", NULL, 0, NULL, 3, NULL, NULL, 0) == 0);
     assert(dev_jobs_expire(jobs, 50) == 0);
     assert(dev_jobs_expire(jobs, 100) == 2); /* c and d never answered */
     j = dev_jobs_get(jobs, "t1", id, NULL);
     TEST_STREQ(json_string_value(json_object_get(j, "state")), "completed");
     assert(json_integer_value(json_object_get(json_object_get(j, "counts"), "timed_out")) == 2);
+    assert(json_integer_value(json_object_get(j, "ignoredReports")) == 4);
     assert(json_array_size(json_object_get(j, "devices")) == 4);
     json_decref(j);
     j = dev_jobs_get(jobs, "t1", id, "failed");
@@ -378,17 +455,65 @@ dev_jobs_test(bool verbose)
     assert(dev_jobs_get(jobs, "t2", id, NULL) == NULL);
 
     id2 = dev_jobs_create(jobs, "t1", "reboot", params, filter, devs, 0, 100);
-    assert(dev_jobs_report(jobs, "t1", id2, "a", "in_progress", 10, NULL, 1, NULL) == 1);
+    assert(dev_jobs_report(jobs, "t1", id2, "a", "in_progress", 10, NULL, 1, NULL, NULL, 0) == 1);
     assert(dev_jobs_cancel(jobs, "t2", id2, 2) == NULL);
     j = dev_jobs_cancel(jobs, "t1", id2, 2);
     assert(json_array_size(j) == 4);
     json_decref(j);
-    assert(dev_jobs_report(jobs, "t1", id2, "a", "succeeded", 100, NULL, 3, NULL) == 0);
+    assert(dev_jobs_report(jobs, "t1", id2, "a", "succeeded", 100, NULL, 3, NULL, NULL, 0) == 0);
     j = dev_jobs_list(jobs, "t1");
     assert(json_array_size(j) == 2);
     json_decref(j);
+
+    /* Decommissioning device e ends its entries under way (schema 6's
+     * trigger): its late reports, and those of its id registered again,
+     * change nothing and are counted with the job. */
+    {
+        const char *err;
+        json_t *reg = json_pack("[{s:s, s:{s:s, s:s}}]", "type", "provisioned", "data",
+                                "deviceId", "e", "type", "valve");
+        json_t *dec = json_pack("[{s:s, s:{}}]", "type", "decommissioned", "data");
+        json_t *one = json_pack("[s]", "e");
+        assert(dev_store_append(store, "t1", "e", reg, 10, NULL, &err) == DEV_STORE_OK);
+        id3 = dev_jobs_create(jobs, "t1", "update_firmware", params, filter, one, 11, 100);
+        j = dev_jobs_open_of(jobs, "t1", "e");
+        assert(json_array_size(j) == 1);
+        TEST_STREQ(json_string_value(json_array_get(j, 0)), id3);
+        json_decref(j);
+        j = dev_jobs_open_of(jobs, "t2", "e");
+        assert(json_array_size(j) == 0);
+        json_decref(j);
+        assert(dev_jobs_report(jobs, "t1", id3, "e", "in_progress", 20, NULL, 12, NULL,
+                               NULL, 0) == 1);
+        assert(dev_store_append(store, "t1", "e", dec, 13, NULL, &err) == DEV_STORE_OK);
+        assert(dev_jobs_report(jobs, "t1", id3, "e", "succeeded", 100, NULL, 14, NULL, why,
+                               sizeof why) == 0);
+        TEST_STREQ(why, "its entry is over (removed)");
+        assert(dev_store_append(store, "t1", "e", reg, 15, NULL, &err) == DEV_STORE_OK);
+        assert(dev_jobs_report(jobs, "t1", id3, "e", "succeeded", 100, NULL, 16, NULL, NULL,
+                               0) == 0);
+        j = dev_jobs_open_of(jobs, "t1", "e");
+        assert(json_array_size(j) == 0);
+        json_decref(j);
+        assert(dev_jobs_expire(jobs, 17) == 0);
+        j = dev_jobs_get(jobs, "t1", id3, NULL);
+        TEST_STREQ(json_string_value(json_object_get(j, "state")), "completed");
+        assert(json_integer_value(json_object_get(json_object_get(j, "counts"), "removed")) == 1);
+        assert(json_integer_value(json_object_get(j, "ignoredReports")) == 2);
+        op = json_array_get(json_object_get(j, "devices"), 0);
+        TEST_STREQ(json_string_value(json_object_get(op, "state")), "removed");
+        TEST_STREQ(json_string_value(json_object_get(op, "message")), "device decommissioned");
+        assert(json_integer_value(json_object_get(op, "progress")) == 20);
+        TEST_STREQ(json_string_value(json_object_get(op, "updatedAt")),
+                   "1970-01-01T00:00:00.000Z");
+        json_decref(j);
+        json_decref(reg);
+        json_decref(dec);
+        json_decref(one);
+    }
     free(id);
     free(id2);
+    free(id3);
     json_decref(params);
     json_decref(filter);
     json_decref(devs);

@@ -2,9 +2,12 @@
  * dev_jobs: batch jobs over devices (POST /api/devices/batch), kept in
  * the registry's SQLite file: a job names an operation and its params,
  * and holds one row per target device that moves queued -> in_progress ->
- * succeeded | failed, or timed_out at the job's deadline, or cancelled.
- * The job is in_progress until no device is queued or in progress, then
- * completed (or cancelled). Calls are short statements on apid's loop.
+ * succeeded | failed, or timed_out at the job's deadline, or cancelled,
+ * or removed when the device is decommissioned (dev_store's schema 6
+ * trigger, in the transaction of the event: no entry outlives the
+ * registration it was made for). The job is in_progress until no device
+ * is queued or in progress, then completed (or cancelled). Calls are
+ * short statements on apid's loop.
  */
 #ifndef SP_DEV_JOBS_H
 #define SP_DEV_JOBS_H
@@ -26,18 +29,22 @@ void dev_jobs_destroy(dev_jobs_t **self_p);
 char *dev_jobs_create(dev_jobs_t *self, const char *tenant, const char *operation,
                       json_t *params, json_t *filter, json_t *devices,
                       int64_t now, int64_t deadline);
-/* A device's report on a job: status in_progress, succeeded or failed,
- * progress 0..100 or -1 when the report has none, message or NULL. A
- * succeeded device is at 100; without a progress or a message the row
- * keeps the one it had (a last "succeeded" showed 0 %, and a "failed"
- * without words lost the reason an earlier report gave). Returns 1 when it changed the device's row, 0 when the job, device or
- * transition does not exist (late, unknown, or finished), -1 on error.
+/* A device's report on a job: status in_progress, succeeded or failed
+ * (anything else, or NULL, changes nothing), progress 0..100 or -1 when
+ * the report has none, message or NULL. A succeeded device is at 100;
+ * without a progress or a message the row keeps the one it had (a last
+ * "succeeded" showed 0 %, and a "failed" without words lost the reason
+ * an earlier report gave). Returns 1 when it changed the device's row,
+ * 0 when the job, device or transition does not exist (late, unknown,
+ * or finished), with the reason in why (when not NULL), and counted as
+ * the job's ignoredReports when the job is one of tenant's; -1 on error.
  * On 1 *job_p (when not NULL) gets {operation, params} (caller owns). */
 int dev_jobs_report(dev_jobs_t *self, const char *tenant, const char *job,
                     const char *device, const char *status, int progress,
-                    const char *message, int64_t now, json_t **job_p);
-/* The job with counts per state, and its devices (those in state when
- * not NULL); NULL when unknown in this tenant. Caller owns. */
+                    const char *message, int64_t now, json_t **job_p, char *why,
+                    size_t whylen);
+/* The job with counts per state, ignoredReports, and its devices (those
+ * in state when not NULL); NULL when unknown in this tenant. Caller owns. */
 json_t *dev_jobs_get(dev_jobs_t *self, const char *tenant, const char *job,
                      const char *state);
 /* Jobs of a tenant, newest first, without their devices. Caller owns. */
@@ -46,6 +53,9 @@ json_t *dev_jobs_list(dev_jobs_t *self, const char *tenant);
  * ids of the devices cancelled (caller owns), or NULL when unknown. */
 json_t *dev_jobs_cancel(dev_jobs_t *self, const char *tenant, const char *job,
                         int64_t now);
+/* Ids of the jobs under way in which device of tenant has an entry
+ * queued or in progress (caller owns). */
+json_t *dev_jobs_open_of(dev_jobs_t *self, const char *tenant, const char *device);
 /* Time out what is past its deadline and complete finished jobs.
  * Returns the number of device rows timed out. */
 int dev_jobs_expire(dev_jobs_t *self, int64_t now);

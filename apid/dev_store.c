@@ -74,6 +74,32 @@ static const char *const s_migrations[] = {
     "  json_extract(state, '$.version') - (SELECT count(*) FROM events e"
     "  WHERE e.tenant = devices.tenant AND e.id = devices.id"
     "  AND e.type = 'heartbeat'));",
+    /* 6: decommissioning ends the device's entries in jobs still under
+     * way (state removed, with the reason), in the transaction that
+     * appends the event, so that no entry outlives the registration it
+     * was made for: a late report of the device, or of its id registered
+     * again, finds the entry over (it moved the old entry, and a
+     * succeeded update_firmware gave the new device the old job's
+     * firmware). The entries such devices left open are ended here: of
+     * a device decommissioned since the job was made, or now. Reports on
+     * a job that changed nothing are counted with it. */
+    "ALTER TABLE jobs ADD COLUMN ignored INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TRIGGER events_decommissioned_jobs AFTER INSERT ON events"
+    "  WHEN NEW.type = 'decommissioned' BEGIN"
+    "  UPDATE job_devices SET state = 'removed', message = 'device decommissioned',"
+    "  updated = NEW.ts WHERE device = NEW.id AND state IN ('queued', 'in_progress')"
+    "  AND job IN (SELECT id FROM jobs WHERE tenant = NEW.tenant"
+    "  AND state = 'in_progress'); END;"
+    "UPDATE job_devices SET state = 'removed', message = 'device decommissioned',"
+    "  updated = coalesce((SELECT min(e.ts) FROM jobs j, events e"
+    "  WHERE j.id = job_devices.job AND e.tenant = j.tenant"
+    "  AND e.id = job_devices.device AND e.type = 'decommissioned'"
+    "  AND e.ts >= j.created), updated)"
+    "  WHERE state IN ('queued', 'in_progress') AND EXISTS (SELECT 1 FROM jobs j"
+    "  JOIN devices d ON d.tenant = j.tenant AND d.id = job_devices.device"
+    "  WHERE j.id = job_devices.job AND (json_extract(d.state, '$.status') = 'decommissioned'"
+    "  OR EXISTS (SELECT 1 FROM events e WHERE e.tenant = d.tenant AND e.id = d.id"
+    "  AND e.type = 'decommissioned' AND e.ts >= j.created)));",
 };
 #define S_NMIGRATIONS ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -676,6 +702,20 @@ s_append1(dev_store_t *s, const char *tenant, const char *id, const char *kind,
     json_decref(evs);
 }
 
+/* The first column of sql's first row as an integer, or -1. */
+static int64_t
+s_count(dev_store_t *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t n = -1;
+
+    assert(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
 /* Observer for the selftest: counts calls, keeps the last pair. */
 struct s_seen {
     int calls;
@@ -890,7 +930,19 @@ dev_store_test(bool verbose)
     assert(s_exec(s, "DELETE FROM events WHERE type = 'offline'") == -1);
 
     /* A store of schema 4, whose 5 heartbeats each counted as a version:
-     * migrating recounts the versions without them. */
+     * migrating recounts the versions without them. Its jobs (schema 6
+     * undone) hold entries of sensor-002 (decommissioned at t0 + 5 and
+     * t0 + 8) left open: of job j1, made before; of job j2, made over it
+     * while decommissioned. sensor-001's entry is of its registration. */
+    assert(s_exec(s, "DROP TRIGGER events_decommissioned_jobs;"
+                     "ALTER TABLE jobs DROP COLUMN ignored;"
+                     "INSERT INTO jobs VALUES ('j1', 'acme', 'reboot', '{}', '{}',"
+                     "  'in_progress', 1704067200000000001, 1704067300000000000),"
+                     "  ('j2', 'acme', 'reboot', '{}', '{}', 'in_progress',"
+                     "  1704067200000000009, 1704067300000000000);"
+                     "INSERT INTO job_devices (job, device, state, updated) VALUES"
+                     "  ('j1', 'sensor-002', 'queued', 1), ('j1', 'sensor-001', 'in_progress', 1),"
+                     "  ('j2', 'sensor-002', 'queued', 1)") == 0);
     assert(s_exec(s, "DROP TRIGGER events_no_delete;"
                      "CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
                      "  BEGIN SELECT RAISE(ABORT, 'append-only'); END;"
@@ -911,6 +963,18 @@ dev_store_test(bool verbose)
     json_decref(st);
     json_decref(re);
     assert(s_exec(s, "DELETE FROM events WHERE type = 'offline'") == -1);
+    /* ... and ends the entries of sensor-002's earlier registrations,
+     * at its decommissioning when it came after the job. */
+    assert(s_count(s, "SELECT count(*) FROM job_devices WHERE device = 'sensor-002'"
+                      " AND state = 'removed' AND message = 'device decommissioned'"
+                      " AND updated = (CASE job WHEN 'j1' THEN 1704067200000000005"
+                      " ELSE 1 END)") == 2);
+    assert(s_count(s, "SELECT count(*) FROM job_devices WHERE device = 'sensor-001'"
+                      " AND state = 'in_progress'") == 1);
+    /* Decommissioning ends the entries under way in the same transaction. */
+    s_append1(s, "acme", "sensor-001", DEV_EV_DECOMMISSIONED, "{}", t0 + 99, DEV_STORE_OK);
+    assert(s_count(s, "SELECT count(*) FROM job_devices WHERE device = 'sensor-001'"
+                      " AND state = 'removed' AND updated = 1704067200000000099") == 1);
     dev_store_destroy(&s);
 
     unlink(path);

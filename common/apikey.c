@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static const char *const s_roles[] = {NULL, "reader", "writer", "admin"};
@@ -19,6 +20,42 @@ struct apikey {
     char *db_path;  /* apid's devices.db, or NULL */
     sqlite3 *db;    /* opened read-only once it exists */
 };
+
+const char *
+apikey_credential(const char *h, const char *p, char *buf, size_t len)
+{
+    const char *v = p;
+    size_t n, bin;
+    char *colon;
+
+    if (h && !strncasecmp(h, "Basic ", 6)) {
+        v = h + 6 + strspn(h + 6, " ");
+        n = strlen(v);
+        while (n > 0 && v[n - 1] == ' ')
+            n--;
+        if (len == 0 ||
+            sodium_base642bin((unsigned char *)buf, len - 1, v, n, NULL, &bin, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
+            memchr(buf, '\0', bin))
+            return NULL;
+        n = bin;
+        buf[n] = '\0';
+        if ((colon = strchr(buf, ':')) == NULL)
+            return NULL;
+        memmove(buf, colon + 1, strlen(colon + 1) + 1);
+        return buf;
+    }
+    if (h && !strncasecmp(h, "Bearer ", 7))
+        v = h + 7 + strspn(h + 7, " ");
+    else if (h && !strncasecmp(h, "Token ", 6))
+        v = h + 6 + strspn(h + 6, " ");
+    else if (h)
+        return NULL;
+    if (v == NULL || (n = strlen(v)) >= len)
+        return NULL;
+    memcpy(buf, v, n + 1);
+    return buf;
+}
 
 void
 apikey_hash(const char *key, size_t len, char out[APIKEY_HASH_HEX])
@@ -202,6 +239,24 @@ apikey_test(bool verbose)
     snprintf(line, sizeof line, "ops a/b reader sha256:%s", want);
     assert(apikey_parse_line(line, hash, &why) == NULL);
     assert(apikey_role("writer") == 2 && apikey_role("x") == 0);
+    {
+        char buf[64];
+        /* Bearer, Token (any case), Basic with the key as the password
+         * (base64 of "telegraf:k3y" and of ":k3y"), else p. */
+        TEST_STREQ(apikey_credential("Bearer  k3y", "no", buf, sizeof buf), "k3y");
+        TEST_STREQ(apikey_credential("token k3y", NULL, buf, sizeof buf), "k3y");
+        TEST_STREQ(apikey_credential("Basic dGVsZWdyYWY6azN5", "no", buf, sizeof buf), "k3y");
+        TEST_STREQ(apikey_credential("basic  OmszeQ== ", NULL, buf, sizeof buf), "k3y");
+        TEST_STREQ(apikey_credential(NULL, "k3y", buf, sizeof buf), "k3y");
+        assert(apikey_credential(NULL, NULL, buf, sizeof buf) == NULL);
+        assert(apikey_credential("Digest x", "k3y", buf, sizeof buf) == NULL);
+        assert(apikey_credential("Basic azN5", NULL, buf, sizeof buf) == NULL); /* no ':' */
+        assert(apikey_credential("Basic !!!!", NULL, buf, sizeof buf) == NULL);
+        assert(apikey_credential("Basic OmszeQ", NULL, buf, sizeof buf) == NULL); /* unpadded */
+        assert(apikey_credential("Basic OmsAeQ==", NULL, buf, sizeof buf) == NULL); /* a NUL */
+        assert(apikey_credential("Bearer k3y", NULL, buf, 3) == NULL);
+        TEST_STREQ(apikey_credential("Bearer k3y", NULL, buf, 4), "k3y");
+    }
 
     /* A file and a database that appears later. */
     assert(mkdtemp(dir));

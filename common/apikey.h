@@ -17,6 +17,19 @@
 
 typedef struct apikey apikey_t;
 
+/* Room for a credential (a key, or a JWT through apid). */
+#define APIKEY_CRED_MAX 8192
+
+/* The credential a request carries, copied into buf (len bytes): the
+ * Authorization value after "Bearer " or "Token " (any case; spaces
+ * after it skipped); the password of "Basic base64(user:password)", as
+ * InfluxDB 1 clients (Telegraf, influxdb-python) and InfluxDB 2's v1
+ * API send a key, the user not looked at; without an Authorization
+ * header, p (the "p" parameter, InfluxDB 1's u and p). NULL when there
+ * is none: another scheme, a Basic value that is not base64 of
+ * "user:password" (or holds a NUL), or one longer than buf. */
+const char *apikey_credential(const char *authorization, const char *p, char *buf,
+                              size_t len);
 /* Hex SHA-256 of a key into out. Cannot fail. */
 void apikey_hash(const char *key, size_t len, char out[APIKEY_HASH_HEX]);
 /* The role named ("reader" 1, "writer" 2, "admin" 3), or 0. */

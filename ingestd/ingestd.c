@@ -982,29 +982,27 @@ s_gunzip(const char *in, size_t len, size_t max, size_t *outlen,
 
 /* The tenant a write on the own port acts for: without keys configured,
  * the default tenant; with keys, the tenant of the key the client sends
- * (Authorization: Token or Bearer, or the "p" parameter of InfluxDB 1
- * clients), which must be a writer's. Returns 0, or -1 after replying 401
- * or 403. */
+ * (apikey_credential: Authorization Token or Bearer, Basic with the key
+ * as the password, or the "p" parameter of InfluxDB 1 clients), which
+ * must be a writer's. Returns 0, or -1 after replying 401 or 403. */
 static int
 s_own_port_tenant(ingestd_t *self, http_req_t *req, char *tenant, size_t len)
 {
-    const char *h = http_req_header(req, "Authorization"), *cred = NULL;
+    char buf[APIKEY_CRED_MAX];
+    const char *cred;
     json_t *k;
 
     snprintf(tenant, len, "%s", SERIES_TENANT_DEFAULT);
     if (self->keys == NULL)
         return 0;
-    if (h && !strncasecmp(h, "Token ", 6))
-        cred = h + 6;
-    else if (h && !strncasecmp(h, "Bearer ", 7))
-        cred = h + 7;
-    else if (h == NULL)
-        cred = http_req_arg(req, "p");
-    if (cred == NULL || (k = apikey_find(self->keys, cred + strspn(cred, " "))) == NULL) {
+    cred = apikey_credential(http_req_header(req, "Authorization"), http_req_arg(req, "p"),
+                             buf, sizeof buf);
+    if (cred == NULL || (k = apikey_find(self->keys, cred)) == NULL) {
         http_req_add_header(req, "WWW-Authenticate", "Token realm=\"sensorpipe\"");
         http_req_reply_error(req, 401, "unauthorized",
                              "an API key is required (Authorization: Token <key>, "
-                             "or u and p parameters)", "Authorization");
+                             "Basic with the key as the password, or u and p "
+                             "parameters)", "Authorization");
         return -1;
     }
     if (apikey_role(json_string_value(json_object_get(k, "role"))) < 2) {

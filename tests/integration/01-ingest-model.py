@@ -17,6 +17,24 @@ be replayed) draws steps among:
   kind (bad names, tag keys and values, the reserved tenant tag, values
   that are missing, strings, NaN or infinite, bad, negative and far
   future timestamps, lines without fields or with trailing text);
+- tenants and keys: apid and ingestd share a keys file (a writer and a
+  reader of tenants default, acme and globex); each request writes as a
+  tenant, with its writer's key as Authorization Bearer, Token, Basic
+  (the key as the password, as InfluxDB 1 clients send it) or the u and
+  p parameters, its series stamped tenant=T; now and then with no key or
+  a wrong one (401 unauthorized) or a reader's (403 forbidden), naming
+  Authorization, before anything else (only a body past --body-max is
+  refused first). acme and globex have series quotas (--quotas): the
+  model knows the series ingestd must have counted for each (and those
+  it may have, written by a request of unknown outcome), so a request
+  that would pass the quota must get 403 quota_exceeded naming it, whole,
+  and one within it must pass; a key that gets too long with the tenant
+  tag stamped in is refused as the form says; ingestd's status counts
+  the readings the quota refused (over_quota, over_series_quota) as the
+  model does since ingestd started. Tenant initech's keys are made with
+  POST /api/keys after ingestd started, and ingestd reads them from
+  apid's devices.db (--keys-db). With an Authorization header, a p
+  parameter (right or wrong) is not looked at. No key is in any log;
 - whole bodies that are bad (malformed JSON, duplicate keys, NaN in JSON,
   no data, a bad sensor_id, invalid UTF-8, a bad precision, a body past
   --body-max, only comments);
@@ -37,14 +55,17 @@ be replayed) draws steps among:
   Readings without a timestamp get the receive time: one point each
   inside its request's window (one per series per request: they share
   the request's time, so the last one wins). Last, apid's statistics of
-  every series (count, min, max, sum) against its stored points.
+  every series (count, min, max, sum) against its stored points, asked
+  as its tenant (its own key, without the tenant tag).
 
 Odd seeds run two aggd lanes (a request spread over both), even seeds one.
 
 Bounded: 160 steps or 10 s of them (about 20 s in all under ASan);
 1,500 steps or 180 s with SP_FULL=1. SP_VERBOSE=1 prints each step.
 """
+import base64
 import gzip
+import hashlib
 import http.client
 import json
 import math
@@ -78,9 +99,41 @@ PRECISION = {None: 1, "ns": 1, "n": 1, "u": 1000, "us": 1000, "ms": MS,
              "s": NS, "m": 60 * NS, "h": 3600 * NS}
 # Series the timestamped readings go to: (name, tags).
 SERIES = [("im.a", {}), ("im.b", {"dev": "1"}), ("im.b", {"dev": "2", "room": "k"}),
-          ("im x", {}), ("im.\u00fc", {"site": "m\u00fcnchen"}), ("im.c", {"z": "1", "a": "2"})]
+          ("im x", {}), ("im.\u00fc", {"site": "m\u00fcnchen"}), ("im.c", {"z": "1", "a": "2"}),
+          # A key of 1,016 bytes: the default tenant's fits SERIES_KEY_MAX
+          # (1,023 and the NUL), with f1 or f2 too; with another tenant's
+          # tag stamped into it, it does not.
+          ("imlong", {"l%d" % i: chr(96 + i) * (200 if i < 5 else 189) for i in range(1, 6)})]
+KEY_MAX = 1023
+PICK = SERIES[:-1] * 3 + SERIES[-1:]  # imlong a third as often as the others
 # Series of readings without a timestamp (the receive time).
 NOW_SERIES = [("imnow.a", {}), ("imnow.b", {"dev": "1"})]
+# Tenants: each writes as its writer key's tenant, into series stamped
+# with tenant=T (none for default); acme and globex have a series quota
+# (--quotas), default and initech none. initech's keys are made with POST
+# /api/keys: ingestd reads them from apid's devices.db (--keys-db).
+TENANTS = ("default", "acme", "globex", "initech")
+SERIES_QUOTA = {"acme": 20, "globex": 5}
+
+
+def stamp(k, tenant):
+    """The series key k of tenant's writes (series_key_stamp): tenant=T
+    among the tags in their order; the default tenant's as given. None
+    when it is longer than a key may be."""
+    if tenant == "default":
+        return k
+    name, _, tl = k.partition("{")
+    tags = dict(kv.split("=", 1) for kv in tl[:-1].split(",")) if tl else {}
+    tags["tenant"] = tenant
+    k = key(name, tags)
+    return k if len(k.encode()) <= KEY_MAX else None
+
+
+def unstamp(k):
+    """(tenant, the key without its tenant tag) of a stored key."""
+    name, _, tl = k.partition("{")
+    tags = dict(kv.split("=", 1) for kv in tl[:-1].split(",")) if tl else {}
+    return tags.pop("tenant", "default"), key(name, tags)
 
 
 def key(name, tags):
@@ -174,6 +227,11 @@ class Expect:
         self.fatal = None
         self.fatal_status = 400
         self.accepted = 0  # JSON: points; line protocol: fields of good lines
+        self.tenant = "default"
+        self.auth = None  # the refusal of the credential: (status, code)
+        self.early = False  # refused (413) before the credential is looked at
+        self.quota = None  # the series quota: "must" refuse, "may", or None
+        self.too_long = False  # a key too long once the tenant tag is in
 
 
 # Bad reading objects of /api/v1/record: (mutation, field).
@@ -229,7 +287,7 @@ def bad_record(g, item):
 def record_item(g, nowish):
     """A valid reading of /api/v1/record and its (key, ts, value)."""
     r = g.rng
-    name, tags = r.choice(NOW_SERIES if nowish else SERIES)
+    name, tags = r.choice(NOW_SERIES if nowish else PICK)
     v = g.value()
     it = {"value": v}
     if r.random() < 0.25:
@@ -250,27 +308,32 @@ def record_item(g, nowish):
     return it, (key(name, tags), ts, v)
 
 
-def gen_record(g, n, bad):
+def gen_record(g, n, bad, tenant):
     e = Expect("record")
     items = []
     for i in range(n):
         it, pt = record_item(g, g.rng.random() < 0.05)
+        k = stamp(pt[0], tenant)
         if g.rng.random() < bad:
             it, field = bad_record(g, it)
             e.errors.append((i, field))
+        elif k is None:  # the tenant's key would be too long
+            e.errors.append((i, "tags"))
+            e.too_long = True
         else:
-            e.points.append(pt)
+            e.points.append((k, pt[1], pt[2]))
         items.append(it)
     e.accepted = len(e.points)
     return json.dumps({"data": items}), e
 
 
-def gen_ingest(g, n, bad):
+def gen_ingest(g, n, bad, tenant):
     """Seed 000's body: one series, datapoints of timestamp and value."""
     r = g.rng
     e = Expect("ingest")
     nowish = r.random() < 0.1
-    name, tags = r.choice(NOW_SERIES if nowish else SERIES)
+    name, tags = r.choice(NOW_SERIES if nowish else PICK)
+    sk = stamp(key(name, tags), tenant)
     body = {"sensor_id": name, "datapoints": []}
     if tags:
         body["tags"] = dict(tags)
@@ -298,9 +361,12 @@ def gen_ingest(g, n, bad):
                 field = "timestamp"
             e.errors.append((i, field))
         else:
-            e.points.append((key(name, tags), ts, v))
+            e.points.append((sk, ts, v))
         body["datapoints"].append(dp)
     e.accepted = len(e.points)
+    if sk is None:  # the tenant's key would be too long: the whole body
+        e.fatal, e.points, e.errors, e.accepted = "tags", [], [], 0
+        e.too_long = True
     return json.dumps(body), e
 
 
@@ -320,7 +386,7 @@ def lp_num(v, r):
     return repr(v)
 
 
-def gen_write(g, n, bad):
+def gen_write(g, n, bad, tenant):
     """Line protocol lines with a precision; blank and comment lines in
     between (they are not counted in the error index)."""
     r = g.rng
@@ -335,7 +401,7 @@ def gen_write(g, n, bad):
             lines.append(r.choice(["", "# a comment", "   ", "#x value=1 1"]))
             continue
         nowish = r.random() < 0.05
-        name, tags = r.choice(NOW_SERIES if nowish else SERIES)
+        name, tags = r.choice(NOW_SERIES if nowish else PICK)
         tl = list(tags.items())
         r.shuffle(tl)
         sect = lp_escape(name, True) + "".join(
@@ -346,7 +412,8 @@ def gen_write(g, n, bad):
         for f in r.sample(["value", "f1", "f2", "value"], r.choice([1, 1, 1, 2, 3])):
             v = g.value()
             fields.append("%s=%s" % (f, lp_num(v, r)))
-            pts.append((key(name if f == "value" else name + "." + f, tags), ts, v))
+            pts.append((stamp(key(name if f == "value" else name + "." + f, tags), tenant),
+                        ts, v))
         tail = "" if ts is None else " %d" % (ts // unit)
         line = sect + " " + ",".join(fields) + tail
         if r.random() < bad:
@@ -381,6 +448,9 @@ def gen_write(g, n, bad):
             else:
                 line = sect + " value=1" + tail + "\udcff"
             e.errors.append((index, "line"))
+        elif None in [k for k, _, _ in pts]:
+            e.errors.append((index, "line"))  # a key too long for the tenant
+            e.too_long = True
         else:
             e.points += pts
             e.accepted += len(pts)
@@ -530,6 +600,18 @@ def judge(res, e, what):
     if res is None:
         return None
     st, hdr, body = res
+    if e.auth and not e.early:
+        # No key, a wrong one (401), a reader's (403): before anything
+        # else, the spool's state and the body included; on ingestd's
+        # port and through apid alike.
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        if (st, err.get("code")) != e.auth or err.get("where") != "Authorization" \
+                or not isinstance(err.get("message"), str) or not err["message"] \
+                or (st == 401 and "WWW-Authenticate" not in hdr):
+            raise Failure("%s: %s %s %s, the model %s naming Authorization%s" % (
+                what, st, str(body)[:300], hdr.get("WWW-Authenticate"), e.auth,
+                " with WWW-Authenticate" if st == 401 else ""))
+        return False
     if st == 503:
         if "Retry-After" not in hdr:
             raise Failure("%s: 503 without Retry-After" % what)
@@ -544,6 +626,18 @@ def judge(res, e, what):
             raise Failure("%s: %s %s, the model %d naming %s" % (
                 what, st, str(body)[:300], e.fatal_status, e.fatal))
         return False
+    if st == 403 and e.quota:
+        # The series quota: the request refused whole, nothing of it
+        # stored, its good and its bad points alike.
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        if err.get("code") != "quota_exceeded" or err.get("quota") != "series" or \
+                err.get("where") != "series" or not err.get("message"):
+            raise Failure("%s: 403 %s, the model quota_exceeded naming the series quota"
+                          % (what, str(body)[:300]))
+        return False
+    if e.quota == "must":
+        raise Failure("%s: status %d, the model 403: over %s's series quota: %s" % (
+            what, st, e.tenant, str(body)[:300]))
     n = len(e.errors)
     if e.form == "write":
         if e.accepted == 0 and n == 0:
@@ -568,9 +662,18 @@ def judge(res, e, what):
 
 
 class Run:
-    def __init__(self, p, rng):
+    def __init__(self, p, rng, keys):
         self.p = p
         self.rng = rng
+        self.keys = keys  # "writer-T" and "reader": the key
+        # The series quota as ingestd counts it, per tenant that has one:
+        # the keys it must have counted, and those it may have (a
+        # request of unknown outcome wrote them).
+        self.counted = {t: set() for t in SERIES_QUOTA}
+        self.maybe = {t: set() for t in SERIES_QUOTA}
+        # Readings the quota refused since ingestd started (its status's
+        # over_quota and over_series_quota: no rate quota here).
+        self.refused = 0
         self.g = Gen(rng)
         self.m = Model()
         self.qs = [Query(p, lane) for lane in range(p.lanes)]
@@ -586,12 +689,15 @@ class Run:
         """One random request; kill (a daemon name) is sent kill -9 while
         it is in flight. Returns its status (None: dropped)."""
         q = self.make(n)
+        self.quota(q[4])
         t0 = time.time_ns()
         if kill:
             res = self.kill_during(kill, *q[:4])
         else:
             res = self.post(*q[:4])
         self.finish(q, res, t0, time.time_ns())
+        if kill == "ingestd":
+            self.refused = 0  # its answer, if any, was the killed process's
         if res and res[0] == 503:
             time.sleep(0.05)  # as a client that backs off (not the whole Retry-After)
         return res and res[0]
@@ -614,19 +720,26 @@ class Run:
         """A few requests at once (the group commit answers each from its
         own report); sent one after the other instead when two of them
         write the same (series, timestamp) or any writes the receive
-        time, whose order the model needs."""
+        time, whose order the model needs, or when two are of one tenant
+        with a series quota (which of them is over it depends on their
+        order)."""
         qs = [self.make() for _ in range(self.rng.randint(2, 6))]
         seen = set()
         apart = True
+        quota = [q[4].tenant for q in qs if q[4].tenant in SERIES_QUOTA]
+        apart = len(quota) == len(set(quota))
         for q in qs:
             keys = set((k, ts) for k, ts, _ in q[4].points)
             apart = apart and not (keys & seen) and all(ts is not None for _, ts in keys)
             seen |= keys
         if not apart:
             for q in qs:
+                self.quota(q[4])
                 t0 = time.time_ns()
                 self.finish(q, post(*q[:4]), t0, time.time_ns())
             return
+        for q in qs:
+            self.quota(q[4])
         out = [None] * len(qs)
         ts = [None] * len(qs)
 
@@ -651,6 +764,7 @@ class Run:
         if n is None:
             n = r.choice([1, 1, 3, 10, 30]) if r.random() < 0.97 else r.randint(101, 180)
         bad = r.choice([0, 0, 0.1, 0.3, 1.0])
+        tenant = r.choice(["default"] * 3 + ["acme", "globex", "initech"])
         headers = {}
         apid = form != "write" and r.random() < 0.3
         port = self.p.api_port if apid else self.p.ingest_port
@@ -661,11 +775,12 @@ class Run:
             e.prec = None
             self.count("bad body")
         elif form == "write":
-            body, e = gen_write(self.g, n, bad)
+            body, e = gen_write(self.g, n, bad, tenant)
         elif form == "record":
-            body, e = gen_record(self.g, n, bad)
+            body, e = gen_record(self.g, n, bad, tenant)
         else:
-            body, e = gen_ingest(self.g, n, bad)
+            body, e = gen_ingest(self.g, n, bad, tenant)
+        e.tenant = tenant
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogatepass")
         if form == "write":
@@ -688,17 +803,82 @@ class Run:
             path = "/api/v1/" + form
             headers["Content-Type"] = "application/json"
         if r.random() < 0.02 and not apid:
-            # Past --body-max: 413 before it is read, nothing stored.
+            # Past --body-max: 413 before it is read, nothing stored (and
+            # before the credential is looked at).
             pad = b"\n" * (BODY_MAX + 1 - len(body)) if form == "write" else \
                 b" " * (BODY_MAX + 1 - len(body))
             body += pad
             e.fatal, e.fatal_status, e.points = "body", 413, []
+            e.early = True
             headers.pop("Content-Encoding", None)
             self.count("oversize")
-        what = "%s %s%s (%d points, %d bad)" % (
-            "apid" if apid else "ingestd", path, " gzip" if headers.get(
-                "Content-Encoding") else "", len(e.points), len(e.errors))
+        path = self.credential(e, path, headers)
+        what = "%s %s%s as %s (%d points, %d bad%s)" % (
+            "apid" if apid else "ingestd", path.split("?")[0], " gzip" if headers.get(
+                "Content-Encoding") else "", e.tenant, len(e.points), len(e.errors),
+            ", refused: %d %s" % e.auth if e.auth else "")
         return port, path, body, headers, e, what
+
+    def credential(self, e, path, headers):
+        """The key of the request's tenant (headers and path changed):
+        most are its writer's key, as Authorization: Bearer or Token, or
+        InfluxDB 1's u and p parameters; now and then none, a wrong one
+        (401) or a reader's (403). With an Authorization header the p
+        parameter is not looked at, whatever it holds. Returns the path."""
+        r = self.rng
+        x = r.random()
+        k = self.keys["writer-" + e.tenant]
+        if r.random() < 0.04:
+            # The header decides: not a right p beside a wrong header, nor
+            # a wrong p beside a right one.
+            right = x >= 0.09
+            p = r.choice(["nope", self.keys["writer-" + e.tenant]]) if right else k
+            path += ("&" if "?" in path else "?") + urllib.parse.urlencode({"u": "x", "p": p})
+            if not right:
+                k = "nope"
+                e.auth = (401, "unauthorized")
+            headers["Authorization"] = "Bearer " + k
+            self.count("header and p")
+            return path
+        if x < 0.03:
+            e.auth = (401, "unauthorized")
+            self.count("no key")
+            return path
+        if x < 0.06:
+            k = r.choice(["", "nope", k[:-1], k + "x", self.keys["writer-acme"].upper()])
+            e.auth = (401, "unauthorized")
+            self.count("wrong key")
+        elif x < 0.09:
+            k = self.keys["reader-" + e.tenant]
+            e.auth = (403, "forbidden")
+            self.count("reader key")
+        x = r.random()
+        if x < 0.1:
+            return path + ("&" if "?" in path else "?") + urllib.parse.urlencode(
+                {"u": "x", "p": k})
+        if x < 0.25:
+            # HTTP Basic, the key as the password, as InfluxDB 1 clients
+            # send u and p (Telegraf, influxdb-python; InfluxDB 2's v1
+            # API takes a token so): the user name is not looked at.
+            user = r.choice(["", "telegraf", "root"])
+            headers["Authorization"] = r.choice(["Basic ", "basic "]) + \
+                base64.b64encode(("%s:%s" % (user, k)).encode()).decode()
+            self.count("basic auth")
+            return path
+        headers["Authorization"] = r.choice(["Bearer ", "Token ", "token ", "BEARER "]) + k
+        return path
+
+    def quota(self, e):
+        """Must ingestd's series quota refuse e, may it, or not? (Its
+        keys against those the tenant must and may have counted.)"""
+        limit = SERIES_QUOTA.get(e.tenant)
+        if not limit or e.auth or e.fatal or not e.points:
+            return
+        ks = set(k for k, _, _ in e.points)
+        if len(self.counted[e.tenant] | ks) > limit:
+            e.quota = "must"
+        elif len(self.counted[e.tenant] | self.maybe[e.tenant] | ks) > limit:
+            e.quota = "may"
 
     def finish(self, q, res, t0, t1):
         """Judge the answer res to request q and update the model."""
@@ -709,10 +889,23 @@ class Run:
             print("the body:", body[:3000])
             raise
         self.count("answered %s" % (res[0] if res else "dropped"))
+        if e.quota and res and res[0] == 403:
+            self.count("over the series quota")
+            self.refused += len(e.points)
+        if e.quota == "may":
+            self.count("series quota unsure")
+        if e.too_long and not e.auth:
+            self.count("tenant key too long")
         if VERBOSE:
             print("step: %s -> %s" % (what, res[0] if res else "dropped"))
         if got is not False and e.points:
             self.m.apply(e.points, t0, t1, got is True)
+            if e.tenant in SERIES_QUOTA:
+                ks = set(k for k, _, _ in e.points)
+                if got:
+                    self.counted[e.tenant] |= ks
+                else:
+                    self.maybe[e.tenant] |= ks - self.counted[e.tenant]
 
     def kill_during(self, name, port, path, body, headers):
         """POST in a thread, kill -9 name a moment later, restart it."""
@@ -743,7 +936,8 @@ class Run:
                     e = Expect("record")
                     res = post(self.p.api_port, "/api/v1/record",
                                json.dumps({"data": [it for it, _ in items]}),
-                               {"Content-Type": "application/json"})
+                               {"Content-Type": "application/json",
+                                "Authorization": "Bearer " + self.keys["writer-default"]})
                     if res is None or res[0] != 503 or judge(
                             res, e, "apid while the spool is full") is not False:
                         raise Failure("a record through apid while ingestd's spool "
@@ -768,7 +962,8 @@ class Run:
         e = Expect("record")
         e.points = [(k, ts, it["value"]) for it, (k, ts, _) in zip(again, (p for _, p in items))]
         e.accepted = len(e.points)
-        hdr = {"Content-Type": "application/json"}
+        hdr = {"Content-Type": "application/json",
+               "Authorization": "Token " + self.keys["writer-default"]}
         proc = self.p.procs["ingestd"]
         out = []
         # The second write must find ingestd taking writes: not with its
@@ -811,12 +1006,16 @@ class Run:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         restart(self.p, name)
+        if name == "ingestd":
+            self.refused = 0
         self.count("kill -9 " + name)
 
     def clean_restart(self, name):
         self.hang_up()
         self.p.stop_one(name)
         restart(self.p, name)
+        if name == "ingestd":
+            self.refused = 0
         self.count("restart " + name)
 
     def settle(self):
@@ -836,6 +1035,12 @@ class Run:
                               % sorted(set(part) & set(stored)))
             stored.update(part)
         self.m.compare(stored)
+        st, s = self.ingestd.query({"op": "status"})
+        if st != 200 or s.get("over_quota") != self.refused or \
+                s.get("over_series_quota") != self.refused:
+            raise Failure("ingestd's status: over_quota %s, over_series_quota %s; the "
+                          "model %d readings refused by the series quota since it started"
+                          % (s.get("over_quota"), s.get("over_series_quota"), self.refused))
         n = sum(len(d) for d in stored.values())
         print("ok: %s: %d points stored agree with the model (%d in it)"
               % (what, n, self.m.size()))
@@ -846,7 +1051,11 @@ class Run:
         (every point read above): count, min and max exact, sum up to
         rounding (aggd adds in its own order)."""
         for k, d in sorted(stored.items()):
-            st, _, b = self.p.http("GET", "/api/v1/stats/" + urllib.parse.quote(k, safe=""))
+            # As its tenant sees it: its own key, without the tenant tag.
+            tenant, bare = unstamp(k)
+            st, _, b = self.p.http("GET", "/api/v1/stats/" + urllib.parse.quote(bare, safe=""),
+                                   headers={"Authorization": "Bearer " +
+                                            self.keys["reader-" + tenant]})
             vals = list(d.values())
             if st != 200 or b.get("count") != len(vals) or b.get("matched") != 1:
                 raise Failure("stats of %s: %s %s; %d points stored"
@@ -893,14 +1102,38 @@ def test():
     rng = random.Random(seed)
     # Odd seeds run two aggd lanes: a request's readings are split by
     # series into one spooled batch per lane.
-    p = Platform(daemons=("aggd", "ingestd", "apid"), lanes=1 + seed % 2,
-                 extra={"ingestd": ["--resend-after", "1s", "--body-max", str(BODY_MAX),
-                                    "--spool-max", str(SPOOL_MAX)],
-                        "apid": ["--timeout", "1s"]})
+    p = Platform(daemons=("aggd", "ingestd", "apid"), lanes=1 + seed % 2)
+    # One keys file for apid and ingestd: a writer and a reader per tenant.
+    keys = {"%s-%s" % (role, t): "%s-%s-%d-abc" % (role, t, seed)
+            for t in TENANTS for role in ("writer", "reader")
+            if t != "initech"}
+    keys["admin-initech"] = "admin-initech-%d-abc" % seed
+    kfile = os.path.join(p.dir, "keys")
+    with open(kfile, "w") as f:
+        for name, k in sorted(keys.items()):
+            role, t = name.split("-")
+            f.write("%s %s %s sha256:%s\n" % (name, t, role,
+                                              hashlib.sha256(k.encode()).hexdigest()))
+    qfile = os.path.join(p.dir, "quotas.json")
+    with open(qfile, "w") as f:
+        json.dump({"tenants": {t: {"series": n} for t, n in SERIES_QUOTA.items()}}, f)
+    p.extra = {"ingestd": ["--resend-after", "1s", "--body-max", str(BODY_MAX),
+                           "--spool-max", str(SPOOL_MAX), "--keys", kfile,
+                           "--keys-db", os.path.join(p.dir, "apid", "devices.db"),
+                           "--quotas", qfile],
+               "apid": ["--timeout", "1s", "--keys", kfile, "--key-rate", "100000",
+                        "--key-burst", "100000"]}
     p.start()
+    for role in ("writer", "reader"):
+        # Made after ingestd started, before apid's database existed.
+        st, _, got = p.http("POST", "/api/keys", {"name": role + "-initech", "role": role},
+                            headers={"Authorization": "Bearer " + keys["admin-initech"]})
+        check(st == 201 and got.get("tenant") == "initech", "a %s key of initech made "
+              "with POST /api/keys (got %d)" % (role, st))
+        keys[role + "-initech"] = got["key"]
     run = None
     try:
-        run = Run(p, rng)
+        run = Run(p, rng, keys)
         t_end = time.time() + SECONDS
         steps = 0
         run.stall()
@@ -915,6 +1148,9 @@ def test():
         check(n > 0 and run.counts.get("answered 200", 0) > 0,
               "some readings were stored (%d points)" % n)
     except Failure:
+        if run:
+            print("# the series the model has ingestd count: %s, and may: %s"
+                  % (run.counted, run.maybe))
         for name in p.logs:
             sys.stdout.write("--- %s log (tail) ---\n%s\n" % (name, p.log(name)[-3000:]))
         raise
@@ -923,7 +1159,8 @@ def test():
             run.hang_up()
             for q in run.qs + [run.ingestd]:
                 q.close()
-        p.stop()
+        # No key in any log: not the u/p parameters of a URL either.
+        p.stop(secrets=list(keys.values()))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ random; the seed is printed) draws steps among:
   timer;
 - batch jobs over filters, the commands they publish, progress reports
   (forward moves only), cancellation, timeouts, and the firmware event a
-  succeeded update_firmware appends;
+  succeeded update_firmware appends; decommissioning ends the device's
+  entries (removed, a cancel sent), so that a report that comes after,
+  of the device or of its id registered again, changes nothing and is
+  counted with the job (ignoredReports), and a batch over decommissioned
+  devices is 400; a focused case (focused()) plays that story first;
 - credential rotation, a reader's write (403), no key (401), globex's
   devices quota (403; a decommissioned id registered again counts);
 - clean restarts and kill -9 of apid (the store is apid's devices.db).
@@ -76,7 +80,7 @@ NAME_CHARS = set(string.ascii_letters + string.digits + "_.-")
 NOW = "@now@"  # the time of the answer that carried the change
 UNKNOWN = "@unknown@"  # a time apid chose out of sight: taken when seen
 JOB_STATES = ("queued", "in_progress", "succeeded", "failed", "timed_out",
-              "cancelled")
+              "cancelled", "removed")
 
 
 class Refused(Exception):
@@ -355,6 +359,7 @@ class Job:
                         for d in devices}
         self.created = created
         self.deadline = epoch(created) + timeout
+        self.ignored = 0  # reports on it of its tenant that changed nothing
         # When every device was done (completion is due then).
         self.done_at = None if devices else epoch(created)
 
@@ -381,6 +386,8 @@ class Monkey:
         # (tenant, id) -> the status items streamed, as (event, status,
         # online) and, in the model, whether apid's timer made it.
         self.ws_want, self.ws_got = {}, {}
+        # Job reports apid heard since it started, as its /metrics counts.
+        self.reports = {"applied": 0, "ignored": 0}
 
     # -- plumbing
     def count(self, what):
@@ -729,6 +736,11 @@ class Monkey:
             check(got["error"].get("quota") == "devices", "the refusal names the devices quota")
             self.count("register: over quota")
             return
+        self.do_register(t, i, body)
+
+    def do_register(self, t, i, body):
+        """Register (again) with body, as the model has it."""
+        d = self.dev(t, i)
         data = {k: v for k, v in body.items() if k in (
             "deviceId", "type", "metadata", "tags", "groups", "sensors")}
         again = d.state is not None
@@ -746,6 +758,7 @@ class Monkey:
         d.user, d.password = user, c["password"]
         if again:  # a new device: its shadow starts empty
             d.desired, d.reported, d.dv, d.rv, d.shadow_at = {}, {}, 0, 0, None
+        return got
 
     def step_patch(self, t, i):
         r = self.r
@@ -842,11 +855,32 @@ class Monkey:
         self.write(t, i, "POST", path, {"type": kind}, events, "rest " + kind)
 
     def step_decommission(self, t, i):
+        """Decommissioning ends the device's entries in jobs still under
+        way: each becomes removed (its progress kept, the message says
+        why), and the device is sent the job's cancel command."""
         d = self.dev(t, i)
+        ended = [j for j in self.jobs.values() if j.tenant == t and
+                 j.state == "in_progress" and i in j.open()]
+        if any(self.job_frozen(j) for j in ended):
+            return  # the deadline may be timing the entry out now
         got = self.write(t, i, "DELETE", "/api/devices/" + quote(i), None,
                          [{"type": "decommissioned", "data": {}}], "decommission")
-        if got is not None:
-            d.user = d.password = None
+        if got is None:
+            return
+        d.user = d.password = None
+        for j in ended:
+            j.devices[i]["state"] = "removed"
+            j.devices[i]["message"] = "device decommissioned"
+            if not j.open():
+                j.done_at = time.time()
+            d.commands.append(("commands/cancel", {
+                "jobId": j.id, "operation": "cancel", "reason": "device decommissioned"}))
+            self.count("job entry removed")
+        if ended:
+            self.published("decommission")
+            for j in ended:
+                if not self.job_frozen(j):
+                    self.check_job(j)
 
     def step_get(self, t, i):
         self.check_device(t, i)
@@ -1215,6 +1249,19 @@ class Monkey:
             st, got, _, _ = self.req(t, "POST", "/api/devices/batch", bad)
             self.error(st, got, 400, "bad_request", "batch %s" % bad)
             return
+        self.do_batch(t, body, f, meta)
+
+    def do_batch(self, t, body, f, meta):
+        """POST /api/devices/batch; the job in the model, or None."""
+        op, params, timeout = body["operation"], body.get("params", {}), body["timeoutSeconds"]
+        if f.get("status") == "decommissioned":
+            # A decommissioned device takes no jobs (it was sent the
+            # command, and a report of it, or of its id registered again,
+            # then moved the entry).
+            st, got, _, _ = self.req(t, "POST", "/api/devices/batch", body)
+            self.error(st, got, 400, "bad_request", "batch over decommissioned devices")
+            self.count("batch: decommissioned refused")
+            return None
         deadline = time.time() + 15
         while True:
             st, got, t0, t1 = self.req(t, "POST", "/api/devices/batch", body)
@@ -1225,7 +1272,7 @@ class Monkey:
                      if d.state is not None and self.matches(d.state, f, meta))
         check(st == 202, "batch -> 202 (got %d %s)" % (st, str(got)[:200]))
         self.stamp(got.get("createdAt"), t0, t1, "job createdAt")
-        j = Job(got["jobId"], t, op, params, flt, ids, got["createdAt"], timeout)
+        j = Job(got["jobId"], t, op, params, body["filter"], ids, got["createdAt"], timeout)
         self.jobs[j.id] = j
         check(abs(epoch(got["deadline"]) - j.deadline) < 0.002, "the job's deadline")
         self.check_job(j, got, counts_only=True)
@@ -1234,6 +1281,7 @@ class Monkey:
                 "jobId": j.id, "operation": op, "params": params}))
         self.published("batch")
         self.count("jobs")
+        return j
 
     def job_frozen(self, j):
         """Might a timer of apid's, or not, have changed the job?"""
@@ -1252,12 +1300,15 @@ class Monkey:
             st, got, _, _ = self.req(j.tenant, "GET", "/api/jobs/%s%s" % (
                 j.id, "?state=" + state if state else ""))
             check(st == 200, "GET job %s -> 200 (got %d)" % (j.id, st))
+        if j.state == "in_progress" and not j.open() and got.get("state") == "completed":
+            j.state = "completed"  # apid's timer completed it: its next tick
         counts = {s: 0 for s in JOB_STATES}
         for v in j.devices.values():
             counts[v["state"]] += 1
         want = {"jobId": j.id, "operation": j.op, "params": j.params,
                 "filter": j.filter, "state": j.state, "createdAt": j.created,
-                "counts": counts, "total": len(j.devices)}
+                "counts": counts, "total": len(j.devices),
+                "ignoredReports": j.ignored}
         g = {k: got.get(k) for k in want}
         ok = same(g, want)
         if not counts_only:
@@ -1283,11 +1334,21 @@ class Monkey:
 
     def step_progress(self):
         r = self.r
-        j = self.pick_job(open_=r.random() < 0.8)
+        j = None
+        if r.random() < 0.3:
+            # A report for an entry that decommissioning ended, from the
+            # device, or from its id registered again.
+            jobs = [j for j in self.jobs.values() if not self.job_frozen(j) and
+                    any(v["state"] == "removed" for v in j.devices.values())]
+            j = r.choice(jobs) if jobs else None
+        j = j or self.pick_job(open_=r.random() < 0.8)
         if j is None:
             return
+        removed = sorted(x for x, v in j.devices.items() if v["state"] == "removed")
         if not j.devices or r.random() < 0.1:
             i = r.choice(IDS)
+        elif removed and r.random() < 0.5:
+            i = r.choice(removed)
         elif j.open() and r.random() < 0.8:
             i = r.choice(sorted(j.open()))
         else:
@@ -1300,17 +1361,32 @@ class Monkey:
         if r.random() < 0.5:
             msg["message"] = r.choice(["ok", "checksum mismatch"])
         t = j.tenant if r.random() < 0.9 else r.choice(TENANTS)
+        self.do_report(j, t, i, msg)
+
+    def do_report(self, j, t, i, msg):
+        """Device t/i publishes msg on its topic of job j; whether it
+        took, or None when it was not sent (a timer of apid's might be
+        changing the device)."""
+        r = self.r
+        status = msg.get("status")
         d = self.devs[t].get(i)
+        # Only an entry under way moves: one that is over (decommissioning
+        # ended it, as it ended every entry of the registrations before the
+        # device's current one) ignores the report, and the job counts it.
         takes = (t == j.tenant and j.state == "in_progress" and i in j.devices
                  and status in ("in_progress", "succeeded", "failed")
                  and (j.devices[i]["state"] == "queued" or
                       (j.devices[i]["state"] == "in_progress")))
-        fw = takes and status == "succeeded" and j.op == "update_firmware" and \
-            d is not None and d.live()
+        check(not takes or (d is not None and d.live()),
+              "the model: an entry under way is of a device not decommissioned")
+        fw = takes and status == "succeeded" and j.op == "update_firmware"
         if fw and self.frozen(t, i):
-            return
+            return None
         self.mq.publish("%s/jobs/%s" % (self.prefix(t, i), j.id), json.dumps(msg), qos=1)
         self.sync()
+        if not takes and t == j.tenant:
+            j.ignored += 1
+        self.reports["applied" if takes else "ignored"] += 1
         if takes:
             # A number is clamped to 0..100, none keeps the last, and a
             # succeeded device is at 100; a message stays until another.
@@ -1330,6 +1406,9 @@ class Monkey:
             self.check_job(j, state=r.choice([None, None, status]) if status in JOB_STATES
                            else None)
         self.count("job progress" if takes else "job progress ignored")
+        if not takes and i in j.devices and j.devices[i]["state"] == "removed":
+            self.count("job progress of a removed entry")
+        return takes
 
     def step_cancel(self):
         r = self.r
@@ -1438,6 +1517,7 @@ class Monkey:
             self.p.stop_one("apid")
         self.p.start_one("apid")
         self.started = time.time()
+        self.reports = {"applied": 0, "ignored": 0}
         self.ws_drain(0.05)  # the old clients' last items, if any
         for ws in self.ws.values():
             ws.close()
@@ -1455,9 +1535,22 @@ class Monkey:
                     self.check_device(t, i)
             self.step_list(t, limit=1000)
         self.check_jobs()
+        self.check_metrics()
         self.check_passwd()
         self.ws_check(what)
         self.count("full checks")
+
+    def check_metrics(self):
+        """apid's /metrics counts the job reports it applied and ignored."""
+        st, _, text = self.p.http("GET", "/metrics", headers={
+            "Authorization": "Bearer " + self.keys["default"]})
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        got = {}
+        for line in text.splitlines():
+            if line.startswith("sensorpipe_apid_job_reports_total{result="):
+                got[line.split('"')[1]] = int(line.split()[-1])
+        check(st == 200 and got == self.reports, "/metrics: job reports %s (got %d %s)"
+              % (self.reports, st, got))
 
     def step_check(self):
         self.check_all("now and then")
@@ -1484,7 +1577,9 @@ def test():
                         "--mqtt-auth", mqdir, "--mqtt-host", "127.0.0.1",
                         "--mqtt-port", str(p.mqtt_port),
                         "--device-offline-after", "%gs" % OFFLINE_AFTER,
-                        "--quotas", quotas]}
+                        "--quotas", quotas,
+                        # no daemon behind apid: /metrics asks them all
+                        "--timeout", "300ms"]}
     p.start()
     try:
         run(m, seed)
@@ -1496,6 +1591,55 @@ def test():
         raise
     p.stop(secrets=[m.keys[t] for t in TENANTS] + list(m.readers.values()) +
            [d.password for t in TENANTS for d in m.devs[t].values() if d.password])
+
+
+def focused(m):
+    """A job's entries outlive no registration of their device: acme/d0
+    is in a firmware job (in progress at 40 %) and a reboot job (queued)
+    when it is decommissioned; the device's late reports, and then those
+    of its id registered again, change neither job, and append no
+    firmware event to the new registration's log (each did: the old job's
+    state applied to the new device). A job of the new registration takes
+    its reports. Returns the jobs whose completion run() checks at its end."""
+    t, i = "acme", "d0"
+    body = {"deviceId": i, "type": "focus"}
+    m.do_register(t, i, body)
+
+    def batch(op, params):
+        j = m.do_batch(t, {"operation": op, "filter": {"type": "focus"},
+                           "params": params, "timeoutSeconds": 3600}, {"type": "focus"}, {})
+        check(j is not None and list(j.devices) == [i], "a %s job over %s/%s" % (op, t, i))
+        return j
+
+    fw = batch("update_firmware", {"version": "9.0"})
+    check(m.do_report(fw, t, i, {"status": "in_progress", "progress": 40,
+                                 "message": "downloading"}),
+          "the first registration's progress applies")
+    boot = batch("reboot", {})
+    m.step_decommission(t, i)
+    check(fw.devices[i]["state"] == boot.devices[i]["state"] == "removed",
+          "decommissioning removed both entries")
+    check(m.do_report(boot, t, i, {"status": "in_progress"}) is False,
+          "a late report of the decommissioned device is ignored")
+    m.do_register(t, i, body)
+    check(m.do_report(fw, t, i, {"status": "succeeded", "progress": 100}) is False,
+          "a report of the old firmware job, from the id registered again, is ignored")
+    m.check_device(t, i)  # no firmware_updated in the new registration's log
+    check(m.do_report(boot, t, i, {"status": "succeeded"}) is False,
+          "a report of the old reboot job, from the id registered again, is ignored")
+    m.check_job(fw)
+    m.check_job(boot)
+    new = batch("update_firmware", {"version": "9.1"})
+    check(m.do_report(new, t, i, {"status": "succeeded"}),
+          "a job of the new registration takes its report")
+    m.check_device(t, i)  # firmware 9.1, by that job
+    check(m.devs[t][i].state["firmware"] == "9.1", "the new registration's firmware")
+    check(m.reports == {"applied": 2, "ignored": 3}, "the model counted the reports")
+    m.check_metrics()
+    check("jobs: acme/d0: report on job %s ignored: its entry is over (removed) "
+          "(1 ignored since start)" % boot.id in m.p.log("apid"),
+          "apid's log notes the first report ignored, and why")
+    return [fw, boot, new]
 
 
 def run(m, seed):
@@ -1516,6 +1660,7 @@ def run(m, seed):
     m.dev("default", SYNC).user = SYNC
     m.dev("default", SYNC).password = got["credentials"]["password"]
     m.sync()
+    done = focused(m)
     # (step, weight); those of one device get a tenant and an id no timer
     # of apid's may be changing now.
     one = [(m.step_register, 12), (m.step_patch, 14), (m.step_sensor, 6),
@@ -1548,6 +1693,12 @@ def run(m, seed):
             if t is not None:
                 f(t, i)
     m.restart(kill=True)
+    for j in done:  # nothing open since focused(): apid completed them
+        deadline = time.time() + 10
+        while m.job_frozen(j) and time.time() < deadline:
+            time.sleep(0.1)  # MARGIN after the restart
+        m.check_job(j)
+        check(j.state == "completed", "focused job %s completed" % j.id)
     print("seed %d: %d steps in %.1f s; %s" % (
         seed, n, time.time() - start,
         ", ".join("%s %d" % kv for kv in sorted(m.counts.items()))))
