@@ -55,7 +55,7 @@ import time
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import (Failure, Platform, check, free_port, have, main,  # noqa: E402
+from sp import (Failure, Platform, check, free_port, main,  # noqa: E402
                 need, wait_for, write_keys)
 from mq import Mq  # noqa: E402
 

@@ -15,7 +15,6 @@ or 120 s, 3,000 or 900 s with SP_FULL=1.
 import json
 import os
 import random
-import socket
 import struct
 import sys
 import time

@@ -60,7 +60,7 @@ import time
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Failure, Platform, check, main, need, write_keys  # noqa: E402
+from sp import Platform, check, main, need, write_keys  # noqa: E402
 from mq import Mq  # noqa: E402
 from ws import WS  # noqa: E402
 
@@ -505,7 +505,7 @@ class Monkey:
         return due is not None and due - 0.5 <= now < max(due, self.started) + MARGIN
 
     def timer_event(self, t, i, ts):
-        d = self.dev(t, i)
+        self.dev(t, i)  # the model's entry, made if it is new
         pred = self.predict(t, i, [{"type": "offline", "data": {
             "reason": "no heartbeat for %gs" % OFFLINE_AFTER}}])
         self.commit(t, i, pred, ts, timer=True)

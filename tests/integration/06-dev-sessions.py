@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from sp import Platform, check, main, need, wait_for, write_keys  # noqa: E402
+from sp import Platform, check, main, need, write_keys  # noqa: E402
 from ws import WS  # noqa: E402
 
 JWT_KEY = secrets.token_urlsafe(32)

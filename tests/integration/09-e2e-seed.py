@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
 """The seed examples of SPEC.md, verbatim, against the real daemons."""
-import math
 import os
 import sys
 import time
