@@ -51,7 +51,8 @@ struct s_bk {
     unsigned lane; /* lane served */
     zsock_t *sock; /* DEALER to its query endpoint */
     zsock_t *mon;  /* PAIR reading sock's connection events */
-    int link;      /* S_LINK_*: sock connected to its daemon? */
+    bool down;     /* its monitor last said: not connected (a connection
+                      lost or a connect refused: the daemon is not running) */
     bool local;    /* an ipc:// endpoint: on this host, lent arena slots */
 };
 
@@ -122,10 +123,6 @@ struct apid {
 
 static int s_on_backend(zloop_t *loop, zsock_t *sock, void *arg);
 
-/* What sock's monitor last said: nothing yet, connected, or not (a
- * connection lost or a connect refused: the daemon is not running). */
-enum { S_LINK_UNKNOWN, S_LINK_UP, S_LINK_DOWN };
-
 /* An event of a query DEALER's monitor: two frames, the event (u16,
  * native order) and its value (u32), then the endpoint. */
 static int
@@ -139,7 +136,7 @@ s_on_monitor(zloop_t *loop, zsock_t *sock, void *arg)
     (void)loop;
     if (f && zframe_size(f) == 6) {
         memcpy(&ev, zframe_data(f), sizeof ev);
-        k->link = ev == ZMQ_EVENT_CONNECTED ? S_LINK_UP : S_LINK_DOWN;
+        k->down = ev != ZMQ_EVENT_CONNECTED;
     }
     zmsg_destroy(&m);
     return 0;
@@ -727,7 +724,7 @@ s_fanout(apid_t *self, http_req_t *req, int kind)
     for (int b = 0; b < APID_BK_MAX; b++)
         for (unsigned lane = 0; lane < self->nlanes[b]; lane++) {
             s_ask(self, p, &self->bk[b][lane], q); /* a full one shows as down */
-            down = down || self->bk[b][lane].link == S_LINK_DOWN;
+            down = down || self->bk[b][lane].down;
         }
     /* A lane whose DEALER is not connected (its daemon stopped, or just
      * started and not reconnected yet: libzmq tries every 100 ms) gets
