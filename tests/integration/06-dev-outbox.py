@@ -12,7 +12,9 @@ answers 200. apid restarts while the broker is still down, one more
 desired change is made, then the broker restarts on the same port: the
 device must hear every one of them, in order, within a few seconds, and
 /stats and /metrics show the outbox empty again. Before the outbox, apid
-answered 200 and dropped each of them."""
+answered 200 and dropped each of them. Then the bounds, with
+--mqtt-outbox-max 2 --mqtt-outbox-max-age 2s: the oldest of three is
+dropped, the other two expire, all counted, and none reaches the device."""
 import json
 import os
 import re
@@ -140,6 +142,45 @@ def test():
                             re.M)
               and re.search(r"^sensorpipe_apid_mqtt_connected 1$", text, re.M),
               "/metrics: outbox empty, 4 sent, connected")
+
+        # The bounds: an outbox of 2 messages of at most 2 s. Three desired
+        # changes with the broker down: the oldest is dropped for the third
+        # (counted, logged), the other two expire; the device hears none.
+        p.broker.terminate()
+        p.broker.wait(timeout=10)
+        p.broker = None
+        p.stop_one("apid")
+        p.extra["apid"] += ["--mqtt-outbox-max", "2", "--mqtt-outbox-max-age", "2s"]
+        p.start_one("apid")
+        for v in (1, 2, 3):
+            st, _, _ = p.http("PATCH", "/api/devices/d3/shadow", {"desired": {"bound": v}})
+            check(st == 200, "desired bound=%d with the broker down -> 200" % v)
+        st, _, s = p.http("GET", "/stats")
+        m = s["apid"]["mqtt"]
+        check(not m["connected"] and m["outbox_depth"] == 2 and m["outbox_queued"] == 3
+              and m["outbox_dropped"] == 1,
+              "/stats: 2 waiting, the oldest of 3 dropped (got %s)" % m)
+        check("mqtt outbox: full (2 messages): dropped the oldest, for default/d3 on "
+              "devices/d3/shadow/delta" in p.log("apid"), "apid's log: the drop")
+
+        def expired():
+            m = p.http("GET", "/stats")[2]["apid"]["mqtt"]
+            return m if m["outbox_depth"] == 0 else None
+        m = wait_for(expired, "the 2 messages expire after 2 s", timeout=10)
+        check(m["outbox_expired"] == 2, "/stats: 2 expired (got %s)" % m)
+        text = p.http("GET", "/metrics")[2].decode()
+        check(re.search(r'^sensorpipe_apid_mqtt_outbox_total\{result="dropped"\} 1$', text, re.M)
+              and re.search(r'^sensorpipe_apid_mqtt_outbox_total\{result="expired"\} 2$',
+                            text, re.M)
+              and re.search(r"^sensorpipe_apid_mqtt_connected 0$", text, re.M),
+              "/metrics: 1 dropped, 2 expired, not connected")
+        p.start_broker(broker_conf)
+        wait_for(lambda: p.http("GET", "/stats")[2]["apid"]["mqtt"]["connected"],
+                 "apid reconnected")
+        check(sub.subscribed(lambda: p.mqtt_pub("devices/probe/commands/y", "{}"),
+                             "devices/probe/commands/y"), "the device is back")
+        check('"bound"' not in sub.out.decode("utf-8", "replace"),
+              "the device heard none of the dropped or expired deltas")
     finally:
         if sub:
             sub.stop()
