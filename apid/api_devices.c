@@ -7,6 +7,7 @@
 #include "apid/dev_creds.h"
 #include "apid/dev_jobs.h"
 #include "apid/dev_mqtt.h"
+#include "apid/dev_outbox.h"
 #include "apid/dev_shadow.h"
 #include "apid/dev_state.h"
 #include "common/clock.h"
@@ -41,6 +42,7 @@ struct api_devices {
     const char *pidfile;   /* the broker's pid file ("" = no reload) */
     dev_jobs_t *jobs;      /* batch jobs */
     dev_mqtt_t *mqtt;      /* commands out, progress in; NULL = no jobs */
+    dev_outbox_t *outbox;  /* what mqtt could not send yet; NULL = none */
     int timer;             /* job deadlines */
     int64_t offline_after; /* ns of silence before offline; 0 = never */
     int64_t heartbeat_ns;  /* heartbeats recorded at most this often */
@@ -127,15 +129,20 @@ api_devices_create(apid_t *apid)
             "devices/+/shadow/reported", "tenants/+/devices/+/shadow/reported",
             "devices/+/status", "tenants/+/devices/+/status",
             "devices/+/heartbeat", "tenants/+/devices/+/heartbeat", NULL};
+        if (conf->mqtt_outbox_max > 0 &&
+            (self->outbox = dev_outbox_new(self->store, conf->mqtt_outbox_max,
+                                           conf->mqtt_outbox_max_age)) == NULL)
+            goto fail;
         self->mqtt = dev_mqtt_new(apid_loop(apid), conf->mqtt_host, (int)conf->mqtt_port,
                                   conf->mqtt_user, conf->mqtt_password, subs,
-                                  s_on_mqtt, self);
+                                  s_on_mqtt, self, self->outbox);
         if (self->mqtt == NULL)
             goto fail;
     }
     self->timer = zloop_timer(apid_loop(apid), S_JOBS_TICK_MS, 0, s_on_jobs_tick, self);
     return self;
 fail:
+    dev_outbox_destroy(&self->outbox);
     dev_jobs_destroy(&self->jobs);
     dev_store_destroy(&self->store);
     quota_destroy(&self->quota);
@@ -153,6 +160,7 @@ api_devices_destroy(void **state_p)
     if (self->timer)
         zloop_timer_end(apid_loop(self->apid), self->timer);
     dev_mqtt_destroy(&self->mqtt);
+    dev_outbox_destroy(&self->outbox);
     dev_jobs_destroy(&self->jobs);
     dev_store_destroy(&self->store);
     quota_destroy(&self->quota);
@@ -174,6 +182,20 @@ api_devices_job_reports(apid_t *apid, uint64_t *applied, uint64_t *ignored)
 
     *applied = self ? self->reports[1] : 0;
     *ignored = self ? self->reports[0] : 0;
+}
+
+void
+api_devices_mqtt_stats(apid_t *apid, struct api_devices_mqtt *st)
+{
+    struct api_devices *self = apid_service(apid, "devices");
+
+    memset(st, 0, sizeof *st);
+    if (self == NULL || self->mqtt == NULL)
+        return;
+    st->enabled = true;
+    st->connected = dev_mqtt_connected(self->mqtt);
+    st->unacked = dev_mqtt_unacked(self->mqtt);
+    dev_outbox_stats(self->outbox, &st->outbox);
 }
 
 /* --- helpers --------------------------------------------------------------- */
@@ -764,7 +786,7 @@ s_shadow(struct api_devices *self, http_req_t *req, const char *id)
         dev_creds_prefix(tenant, id, prefix, sizeof prefix);
         snprintf(topic, sizeof topic, "%s/shadow/delta", prefix);
         text = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
-        dev_mqtt_publish(self->mqtt, topic, text, strlen(text));
+        dev_mqtt_publish(self->mqtt, tenant, id, topic, text, strlen(text));
         free(text);
         json_decref(msg);
     }
@@ -972,7 +994,7 @@ s_command(struct api_devices *self, const char *tenant, const char *id,
 
     dev_creds_prefix(tenant, id, prefix, sizeof prefix);
     snprintf(topic, sizeof topic, "%s/commands/%s", prefix, operation);
-    dev_mqtt_publish(self->mqtt, topic, text, strlen(text));
+    dev_mqtt_publish(self->mqtt, tenant, id, topic, text, strlen(text));
     free(text);
 }
 

@@ -30,7 +30,16 @@
 #define SP_API_DEVICES_H
 
 #include "apid/apid.h"
+#include "apid/dev_outbox.h"
 #include "apid/dev_store.h"
+
+/* apid's MQTT client and its outbox, for /stats and /metrics. */
+struct api_devices_mqtt {
+    bool enabled;      /* --mqtt-host set */
+    bool connected;    /* to the broker, now */
+    int64_t unacked;   /* QoS 1 handed to libmosquitto, no PUBACK yet */
+    struct dev_outbox_stats outbox; /* zeros without an outbox */
+};
 
 /* Service state (s_services[] in apid.c): opens <datadir>/devices.db. */
 void *api_devices_create(apid_t *apid);
@@ -41,6 +50,9 @@ dev_store_t *api_devices_store(apid_t *apid);
  * device's entry, and those ignored (late, of an entry that is over, of
  * an unknown job, without a valid status). Zeros without the service. */
 void api_devices_job_reports(apid_t *apid, uint64_t *applied, uint64_t *ignored);
+/* The MQTT client's state and its outbox's counters; zeros without
+ * --mqtt-host or the service. */
+void api_devices_mqtt_stats(apid_t *apid, struct api_devices_mqtt *st);
 /* Handle req when it is a device or key route: returns 1, else 0. */
 int api_devices_route(apid_t *apid, http_req_t *req);
 

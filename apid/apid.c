@@ -564,6 +564,19 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
             (json_int_t)http_server_count(self->http, 5), "backend_timeouts",
             (json_int_t)self->timeouts, "pending", (json_int_t)0, "lanes",
             (json_int_t)self->conf->lanes));
+        {
+            struct api_devices_mqtt m;
+            api_devices_mqtt_stats(self, &m);
+            if (m.enabled)
+                json_object_set_new(json_object_get(o, "apid"), "mqtt", json_pack(
+                    "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connected", m.connected,
+                    "unacked", (json_int_t)m.unacked, "outbox_depth",
+                    (json_int_t)m.outbox.depth, "outbox_queued",
+                    (json_int_t)m.outbox.queued, "outbox_sent", (json_int_t)m.outbox.sent,
+                    "outbox_dropped", (json_int_t)m.outbox.dropped, "outbox_expired",
+                    (json_int_t)m.outbox.expired, "outbox_refused",
+                    (json_int_t)m.outbox.refused));
+        }
         http_req_reply_json(p->req, 200, o);
         return;
     }
@@ -687,6 +700,33 @@ s_finish_fanout(apid_t *self, struct s_pending *p)
                     "sensorpipe_apid_job_reports_total{result=\"applied\"} %llu\n"
                     "sensorpipe_apid_job_reports_total{result=\"ignored\"} %llu\n",
                     (unsigned long long)applied, (unsigned long long)ignored);
+    }
+    {
+        struct api_devices_mqtt m;
+        api_devices_mqtt_stats(self, &m);
+        s_prom_line(&out, &len, &cap,
+                    "# HELP sensorpipe_apid_mqtt_connected Whether apid is connected to "
+                    "the MQTT broker of device commands (0 without --mqtt-host).\n"
+                    "# TYPE sensorpipe_apid_mqtt_connected gauge\n"
+                    "sensorpipe_apid_mqtt_connected %d\n"
+                    "# HELP sensorpipe_apid_mqtt_outbox_messages Device commands and "
+                    "shadow deltas waiting in the outbox for the broker.\n"
+                    "# TYPE sensorpipe_apid_mqtt_outbox_messages gauge\n"
+                    "sensorpipe_apid_mqtt_outbox_messages %lld\n"
+                    "# HELP sensorpipe_apid_mqtt_outbox_total Outbox messages since start: "
+                    "queued, sent to the broker, dropped for newer ones (full), expired "
+                    "(older than --mqtt-outbox-max-age), refused by the client library.\n"
+                    "# TYPE sensorpipe_apid_mqtt_outbox_total counter\n"
+                    "sensorpipe_apid_mqtt_outbox_total{result=\"queued\"} %llu\n"
+                    "sensorpipe_apid_mqtt_outbox_total{result=\"sent\"} %llu\n"
+                    "sensorpipe_apid_mqtt_outbox_total{result=\"dropped\"} %llu\n"
+                    "sensorpipe_apid_mqtt_outbox_total{result=\"expired\"} %llu\n"
+                    "sensorpipe_apid_mqtt_outbox_total{result=\"refused\"} %llu\n",
+                    m.connected ? 1 : 0, (long long)m.outbox.depth,
+                    (unsigned long long)m.outbox.queued, (unsigned long long)m.outbox.sent,
+                    (unsigned long long)m.outbox.dropped,
+                    (unsigned long long)m.outbox.expired,
+                    (unsigned long long)m.outbox.refused);
     }
     s_prom_line(&out, &len, &cap,
                 "# HELP sensorpipe_apid_ws_clients Connected WebSocket clients.\n"

@@ -39,6 +39,8 @@ struct apid_conf {
     int64_t mqtt_port; /* its port */
     char *mqtt_user;  /* apid's MQTT user ("" = anonymous) */
     char *mqtt_password; /* its password (secret) */
+    int64_t mqtt_outbox_max; /* messages kept for the broker at most; 0 = no outbox */
+    int64_t mqtt_outbox_max_age; /* ns a kept message may wait */
     int64_t job_timeout; /* ns a batch job waits for its devices */
     char *device_offline_after; /* duration of silence that makes an online
                                  * device offline; "" = never */

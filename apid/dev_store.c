@@ -100,6 +100,16 @@ static const char *const s_migrations[] = {
     "  WHERE j.id = job_devices.job AND (json_extract(d.state, '$.status') = 'decommissioned'"
     "  OR EXISTS (SELECT 1 FROM events e WHERE e.tenant = d.tenant AND e.id = d.id"
     "  AND e.type = 'decommissioned' AND e.ts >= j.created)));",
+    /* 7: the MQTT outbox (dev_outbox): commands and shadow deltas apid
+     * could not hand to libmosquitto (not connected to the broker), kept
+     * until the connection is back, sent in id order, then deleted.
+     * tenant and device say whom a message is for (logs, not routing). */
+    "CREATE TABLE mqtt_outbox ("
+    "  id INTEGER PRIMARY KEY,"       /* order of queueing */
+    "  ts INTEGER NOT NULL,"          /* wall ns queued */
+    "  tenant TEXT NOT NULL, device TEXT NOT NULL,"
+    "  topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL);"
+    "CREATE INDEX mqtt_outbox_ts ON mqtt_outbox (ts);",
 };
 #define S_NMIGRATIONS ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -931,10 +941,11 @@ dev_store_test(bool verbose)
 
     /* A store of schema 4, whose 5 heartbeats each counted as a version:
      * migrating recounts the versions without them. Its jobs (schema 6
-     * undone) hold entries of sensor-002 (decommissioned at t0 + 5 and
+     * undone, and 7's outbox) hold entries of sensor-002 (decommissioned at t0 + 5 and
      * t0 + 8) left open: of job j1, made before; of job j2, made over it
      * while decommissioned. sensor-001's entry is of its registration. */
-    assert(s_exec(s, "DROP TRIGGER events_decommissioned_jobs;"
+    assert(s_exec(s, "DROP TABLE mqtt_outbox;"
+                     "DROP TRIGGER events_decommissioned_jobs;"
                      "ALTER TABLE jobs DROP COLUMN ignored;"
                      "INSERT INTO jobs VALUES ('j1', 'acme', 'reboot', '{}', '{}',"
                      "  'in_progress', 1704067200000000001, 1704067300000000000),"
@@ -971,6 +982,11 @@ dev_store_test(bool verbose)
                       " ELSE 1 END)") == 2);
     assert(s_count(s, "SELECT count(*) FROM job_devices WHERE device = 'sensor-001'"
                       " AND state = 'in_progress'") == 1);
+    /* ... and makes the MQTT outbox (schema 7), empty. */
+    assert(s_count(s, "SELECT count(*) FROM sqlite_schema"
+                      " WHERE name IN ('mqtt_outbox', 'mqtt_outbox_ts')") == 2);
+    assert(s_count(s, "SELECT count(*) FROM mqtt_outbox") == 0);
+    assert(s_count(s, "PRAGMA user_version") == S_NMIGRATIONS && S_NMIGRATIONS == 7);
     /* Decommissioning ends the entries under way in the same transaction. */
     s_append1(s, "acme", "sensor-001", DEV_EV_DECOMMISSIONED, "{}", t0 + 99, DEV_STORE_OK);
     assert(s_count(s, "SELECT count(*) FROM job_devices WHERE device = 'sensor-001'"

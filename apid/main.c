@@ -60,6 +60,11 @@ static const struct cfg_opt s_opts[] = {
      CFG_IMMUTABLE, "apid's MQTT user (\"\" = anonymous)"},
     {"mqtt-password", CFG_STR, offsetof(struct apid_conf, mqtt_password), "", 0, 0,
      CFG_IMMUTABLE | CFG_SECRET, "apid's MQTT password"},
+    {"mqtt-outbox-max", CFG_INT, offsetof(struct apid_conf, mqtt_outbox_max), "10000", 0,
+     10000000, CFG_IMMUTABLE, "commands and shadow deltas kept in devices.db while the "
+     "broker is away, at most (the oldest dropped first); 0 = none kept"},
+    {"mqtt-outbox-max-age", CFG_DURATION, offsetof(struct apid_conf, mqtt_outbox_max_age),
+     "1d", 1, 86400 * 30, CFG_IMMUTABLE, "a kept message older than this is dropped unsent"},
     {"device-offline-after", CFG_STR, offsetof(struct apid_conf, device_offline_after), "",
      0, 0, CFG_IMMUTABLE, "a device online without a heartbeat (or status online) for this "
      "long is marked offline (30s, 5m); \"\" = never, only its last will or status"},
