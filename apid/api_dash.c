@@ -3,6 +3,7 @@
  */
 #include "apid/api_dash.h"
 #include "apid/api_auth.h"
+#include "common/cfg.h"
 #include "common/series.h"
 #include "common/log.h"
 #include "common/test.h"
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -390,6 +392,22 @@ s_new(apid_t *apid, const char *datadir, const char *webroot)
         return NULL;
     }
     self->webroot = s_find_webroot(webroot);
+    /* A web root the user named must be a directory: a typo would
+     * otherwise serve 404 for the dashboard with no word at start. */
+    if (webroot && *webroot) {
+        struct stat sb;
+        int rc = stat(self->webroot, &sb), err = errno;
+        if (rc == -1 || !S_ISDIR(sb.st_mode)) {
+            char q[CFG_QUOTE_BUF];
+            log_warnx("apid: --webroot '%s': %s",
+                      cfg_quote(self->webroot, q, sizeof q),
+                      rc == -1 ? strerror(err) : "not a directory");
+            sqlite3_close(self->db);
+            free(self->webroot);
+            free(self);
+            return NULL;
+        }
+    }
     return self;
 }
 
