@@ -214,16 +214,24 @@ s_migrate(dev_store_t *self)
                   version, S_NMIGRATIONS);
         return -1;
     }
+    int from = version;
     for (; version < S_NMIGRATIONS; version++) {
         char pragma[40];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
         if (s_exec(self, "BEGIN") || s_exec(self, s_migrations[version]) ||
             s_exec(self, pragma) || s_exec(self, "COMMIT")) {
             s_exec(self, "ROLLBACK");
+            log_warnx("dev_store: migration to schema version %d failed",
+                      version + 1);
             return -1;
         }
-        log_info("dev_store: schema version %d", version + 1);
     }
+    /* One line, not one a migration: a new store is created at the last
+     * version, an old one says what it came from. */
+    if (from == 0)
+        log_info("dev_store: created at schema version %d", version);
+    else if (from < version)
+        log_info("dev_store: schema version %d migrated to %d", from, version);
     return 0;
 }
 
