@@ -46,6 +46,11 @@
 #define ALERTD_BATCH_MAX 64
 /* Interval of the deadman tick. */
 #define ALERTD_TICK_MS 1000
+/* Readings batches held for their anomalies batch (one a producer and
+ * lane, normally one in all), and how long before they are applied
+ * without it (the tick looks). */
+#define ALERTD_HELD_MAX 8
+#define ALERTD_HOLD_NS (500 * 1000 * 1000LL)
 
 struct alertd {
     const struct alertd_conf *conf; /* borrowed configuration */
@@ -78,6 +83,11 @@ struct alertd {
     uint64_t escalations;           /* escalations queued */
     uint64_t inhibited;             /* notifications an inhibition held */
     uint64_t groups;                /* group notifications queued */
+    msg_batch_t *held[ALERTD_HELD_MAX]; /* readings waiting for the
+                                       anomalies batch announced */
+    int64_t held_at[ALERTD_HELD_MAX]; /* monotonic ns each was first held */
+    size_t nheld;
+    uint64_t unpaired;              /* held ones applied without it */
 };
 
 /* The stream clock: event time advanced by the wall time since the
@@ -529,6 +539,8 @@ alertd_destroy(alertd_t **self_p)
 
     if (self_p == NULL || (self = *self_p) == NULL)
         return;
+    for (size_t i = 0; i < self->nheld; i++)
+        msg_batch_destroy(&self->held[i]);
     s_flush(self);
     alert_notify_destroy(&self->notify);
     alert_ruleset_destroy(&self->ruleset);
@@ -603,15 +615,21 @@ s_publish(alertd_t *self)
     msg_batch_reset(self->out);
 }
 
+/* Are a and b of one producer and lane? */
+static bool
+s_same_stream(msg_batch_t *a, msg_batch_t *b)
+{
+    struct msg_envelope *e = msg_batch_env(a), *f = msg_batch_env(b);
+
+    return strcmp(e->producer, f->producer) == 0 && e->lane == f->lane;
+}
+
 /* Is anomalies batch an the companion of readings batch b? */
 static bool
 s_companion(msg_batch_t *b, msg_batch_t *an)
 {
-    struct msg_envelope *e = msg_batch_env(b), *f = msg_batch_env(an);
-
-    return msg_batch_type(an) == MSG_TYPE_ANOMALIES &&
-           strcmp(e->producer, f->producer) == 0 && e->lane == f->lane &&
-           f->seq == e->seq + 1;
+    return msg_batch_type(an) == MSG_TYPE_ANOMALIES && s_same_stream(b, an) &&
+           msg_batch_env(an)->seq == msg_batch_env(b)->seq + 1;
 }
 
 /* Receive one batch; NULL when it was malformed (counted). */
@@ -637,43 +655,100 @@ s_recv(alertd_t *self)
     return NULL;
 }
 
+/* Apply one batch (readings with an, their anomalies, when one came),
+ * then publish the alerts it raised; takes both. */
+static void
+s_apply_batch(alertd_t *self, msg_batch_t **bp, msg_batch_t **anp)
+{
+    msg_batch_t *b = *bp, *an = anp ? *anp : NULL;
+    struct msg_envelope *e = msg_batch_env(b);
+
+    log_debug("alertd: batch producer=%s lane=%u seq=%llu n=%zu%s", e->producer,
+              e->lane, (unsigned long long)e->seq, msg_batch_size(b),
+              an ? " with its anomalies" : "");
+    if (msg_batch_type(b) == MSG_TYPE_READINGS)
+        s_apply_readings(self, b, an);
+    else if (msg_batch_type(b) == MSG_TYPE_FORECASTS)
+        s_apply_forecasts(self, b);
+    else
+        s_apply_anomalies(self, b);
+    self->batches_in += an ? 2 : 1;
+    msg_batch_destroy(bp);
+    if (anp)
+        msg_batch_destroy(anp);
+    s_publish(self);
+}
+
+/* Apply the held readings batches (all, or those held at least
+ * ALERTD_HOLD_NS) without their anomalies batch. */
+static void
+s_release_held(alertd_t *self, bool all)
+{
+    int64_t now = clock_mono_ns();
+    size_t k = 0;
+
+    for (size_t i = 0; i < self->nheld; i++) {
+        if (all || now - self->held_at[i] >= ALERTD_HOLD_NS) {
+            self->unpaired++;
+            s_apply_batch(self, &self->held[i], NULL);
+        } else {
+            self->held_at[k] = self->held_at[i];
+            self->held[k++] = self->held[i];
+        }
+    }
+    self->nheld = k;
+    s_flush(self);
+}
+
 /* Take every batch already queued (up to ALERTD_BATCH_MAX) and apply
- * them in order, pairing readings with their anomalies. */
+ * them in order, each readings batch with its anomalies batch (the next
+ * batch of its producer and lane), so that every reading is evaluated
+ * with its score. anomalyd sends the anomalies batch right after the
+ * readings and says so (`companion`, PROTOCOL.md): a readings batch that
+ * says so and is the last of its producer's in the queue is held until
+ * the anomalies batch is queued too, whatever the transport's timing
+ * (the tick applies it alone after ALERTD_HOLD_NS: the producer died
+ * between the two, or never sent it). */
 static void
 s_drain_queue(alertd_t *self)
 {
-    msg_batch_t *q[ALERTD_BATCH_MAX];
-    size_t n = 0;
+    msg_batch_t *q[ALERTD_HELD_MAX + ALERTD_BATCH_MAX];
+    int64_t at[ALERTD_HELD_MAX + ALERTD_BATCH_MAX];
+    size_t n = 0, tries = 0, nheld = self->nheld;
 
-    do {
+    for (size_t i = 0; i < nheld; i++) {
+        at[n] = self->held_at[i];
+        q[n++] = self->held[i];
+    }
+    self->nheld = 0;
+    do { /* called when one is there (the loop's reader, the drain) */
         msg_batch_t *b = s_recv(self);
-        if (b)
+        if (b) {
+            at[n] = 0;
             q[n++] = b;
-    } while (n < ALERTD_BATCH_MAX &&
+        }
+    } while (++tries < ALERTD_BATCH_MAX &&
              (zsock_events(self->pull) & ZMQ_POLLIN));
     for (size_t i = 0; i < n; i++) {
-        struct msg_envelope *e = msg_batch_env(q[i]);
-        log_debug("alertd: batch producer=%s lane=%u seq=%llu n=%zu",
-                  e->producer, e->lane, (unsigned long long)e->seq,
-                  msg_batch_size(q[i]));
-        if (msg_batch_type(q[i]) == MSG_TYPE_READINGS) {
-            msg_batch_t *an = NULL;
-            if (i + 1 < n && s_companion(q[i], q[i + 1]))
-                an = q[i + 1];
-            s_apply_readings(self, q[i], an);
-            self->batches_in += an ? 2 : 1;
-            msg_batch_destroy(&q[i]);
-            if (an)
-                i++; /* q[i + 1] is destroyed below */
-        } else if (msg_batch_type(q[i]) == MSG_TYPE_FORECASTS) {
-            s_apply_forecasts(self, q[i]);
-            self->batches_in++;
-        } else {
-            s_apply_anomalies(self, q[i]);
-            self->batches_in++;
+        if (q[i] == NULL)
+            continue;
+        msg_batch_t **an = NULL;
+        bool later = false;
+        if (msg_batch_type(q[i]) == MSG_TYPE_READINGS)
+            for (size_t j = i + 1; j < n && !an && !later; j++) {
+                if (q[j] && s_companion(q[i], q[j]))
+                    an = &q[j];
+                else if (q[j] && s_same_stream(q[i], q[j]))
+                    later = true;
+            }
+        if (!an && !later && msg_batch_type(q[i]) == MSG_TYPE_READINGS &&
+            msg_batch_env(q[i])->companion && self->nheld < ALERTD_HELD_MAX) {
+            self->held_at[self->nheld] = at[i] ? at[i] : clock_mono_ns();
+            self->held[self->nheld++] = q[i];
+            q[i] = NULL;
+            continue;
         }
-        msg_batch_destroy(&q[i]);
-        s_publish(self);
+        s_apply_batch(self, &q[i], an);
     }
     s_flush(self);
 }
@@ -690,8 +765,11 @@ static int
 s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     alertd_t *self = arg;
-    int64_t now = s_stream_now(self);
+    int64_t now;
 
+    if (self->nheld)
+        s_release_held(self, false);
+    now = s_stream_now(self);
     if (now != INT64_MIN) {
         alert_engine_tick(self->engine, now);
         s_escalate(self, now);
@@ -731,6 +809,7 @@ s_status(alertd_t *self)
                   (json_int_t)self->reload_failures);
     json_object_set_new(j, "devices", json_integer((json_int_t)
                                          alert_engine_devices(self->engine)));
+    json_object_set_new(j, "unpaired_batches", json_integer((json_int_t)self->unpaired));
     if (self->store) {
         json_object_set_new(j, "notifications_silenced",
                             json_integer((json_int_t)self->silenced));
@@ -1055,6 +1134,7 @@ alertd_run(alertd_t *self)
     while (clock_mono_ns() < deadline &&
            (zsock_events(self->pull) & ZMQ_POLLIN))
         s_drain_queue(self);
+    s_release_held(self, true);
     s_publish(self);
     close(sigfd);
     return 0;
@@ -1300,6 +1380,73 @@ alertd_test(bool verbose)
     TEST_STREQ(msg_batch_str(got, msg_batch_alert(got, 0)->state_off),
                "resolved");
     msg_batch_destroy(&got);
+
+    /* A readings batch that announces its anomalies batch (companion) is
+     * held when the reader runs before that one is queued, then applied
+     * with it: the reading at 13 s fires with its score and the one at
+     * 14 s resolves, as if both had been queued together. Applied apart,
+     * the readings would see no score and the late score no reading. */
+    alert_engine_stats(a->engine, &st);
+    firing0 = st.firing;
+    resolved0 = st.resolved;
+    b = msg_batch_new(MSG_TYPE_READINGS);
+    snprintf(msg_batch_env(b)->producer, 64, "anomalyd.0");
+    msg_batch_env(b)->seq = 30;
+    msg_batch_env(b)->companion = true;
+    msg_batch_add_reading(b, "temperature{device=s8}", 13 * S, 80);
+    msg_batch_add_reading(b, "temperature{device=s8}", 14 * S, 20);
+    assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+    msg_batch_destroy(&b);
+    zclock_sleep(50);
+    s_on_pull(a->loop, a->pull, a);
+    alert_engine_stats(a->engine, &st);
+    assert(a->nheld == 1 && st.firing == firing0 && st.resolved == resolved0);
+    b = msg_batch_new(MSG_TYPE_ANOMALIES);
+    snprintf(msg_batch_env(b)->producer, 64, "anomalyd.0");
+    msg_batch_env(b)->seq = 31;
+    msg_batch_add_anomaly(b, "temperature{device=s8}", 13 * S, 80, 6.0, 0.99,
+                          "zscore", false);
+    assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+    msg_batch_destroy(&b);
+    zclock_sleep(50);
+    s_on_pull(a->loop, a->pull, a);
+    alert_engine_stats(a->engine, &st);
+    assert(a->nheld == 0 && a->unpaired == 0);
+    assert(st.firing - firing0 == 1 && st.resolved - resolved0 == 1);
+    assert(msg_batch_recv(zsock_resolve(sub), &got) == MSG_OK);
+    assert(msg_batch_size(got) == 2);
+    for (size_t k = 0; k < 2; k++) {
+        al = msg_batch_alert(got, k);
+        TEST_STREQ(msg_batch_str(got, al->state_off), k ? "resolved" : "firing");
+        assert(al->ts == (13 + (int64_t)k) * S);
+    }
+    msg_batch_destroy(&got);
+    /* One whose anomalies batch never comes is applied alone by the tick
+     * once held ALERTD_HOLD_NS; a later batch of its producer releases
+     * it at once (the anomalies batch would have come before). */
+    b = msg_batch_new(MSG_TYPE_READINGS);
+    snprintf(msg_batch_env(b)->producer, 64, "anomalyd.0");
+    msg_batch_env(b)->seq = 40;
+    msg_batch_env(b)->companion = true;
+    msg_batch_add_reading(b, "temperature{device=s7}", 20 * S, 1);
+    assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+    zclock_sleep(50);
+    s_on_pull(a->loop, a->pull, a);
+    assert(a->nheld == 1);
+    s_on_tick(a->loop, 0, a);
+    assert(a->nheld == 1);
+    zclock_sleep(ALERTD_HOLD_NS / 1000000 + 50);
+    s_on_tick(a->loop, 0, a);
+    assert(a->nheld == 0 && a->unpaired == 1);
+    msg_batch_env(b)->seq = 41;
+    assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+    msg_batch_env(b)->seq = 42;
+    msg_batch_env(b)->companion = false;
+    assert(msg_batch_send(b, zsock_resolve(push), 0) == 0);
+    msg_batch_destroy(&b);
+    zclock_sleep(50);
+    s_on_pull(a->loop, a->pull, a);
+    assert(a->nheld == 0 && a->unpaired == 1);
 
     /* Filter mode on memory streams. */
     fp = fopen(path, "w");

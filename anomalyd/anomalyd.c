@@ -279,6 +279,9 @@ s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
     snprintf(e->producer, sizeof e->producer, "%s", self->producer);
     e->seq = ++self->seq;
     e->ts = now;
+    /* alertd waits for the anomalies batch that follows, to evaluate each
+     * reading with its score (PROTOCOL.md, "companion"). */
+    e->companion = msg_batch_size(an) > 0;
     outq_send(self->out, &b); /* a full alertd pauses this reader */
     s_send_events(self, &an, now);
     s_send_events(self, &fb, now);

@@ -66,7 +66,8 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     sb.data = xmalloc(sb.alloc);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     bool acked = e->type == MSG_TYPE_READINGS && e->has_acked;
-    msgpack_pack_map(&pk, (e->type == MSG_TYPE_READINGS ? 8 : 7) + acked);
+    bool comp = e->type == MSG_TYPE_READINGS && e->companion;
+    msgpack_pack_map(&pk, (e->type == MSG_TYPE_READINGS ? 8 : 7) + acked + comp);
     s_pack_str(&pk, "type");
     msgpack_pack_int(&pk, e->type);
     s_pack_str(&pk, "v");
@@ -82,6 +83,10 @@ msg_batch_encode(const msg_batch_t *self, char **data, size_t *len)
     if (acked) {
         s_pack_str(&pk, "acked");
         msgpack_pack_uint64(&pk, e->acked);
+    }
+    if (comp) {
+        s_pack_str(&pk, "companion");
+        msgpack_pack_true(&pk);
     }
     if (e->type == MSG_TYPE_READINGS) {
         /* The series table: items name a series by its index. */
@@ -577,6 +582,12 @@ msg_batch_decode_into(msg_batch_t *b, const void *data, size_t len)
             }
             b->env.acked = val->via.u64;
             b->env.has_acked = true;
+        } else if (s_keyis(k, "companion")) {
+            if (val->type != MSGPACK_OBJECT_BOOLEAN) {
+                err = MSG_EFIELD;
+                goto done;
+            }
+            b->env.companion = val->via.boolean;
         } else if (s_keyis(k, "ts")) {
             if (!s_int(val, &b->env.ts)) {
                 err = MSG_ETYPE;
@@ -849,6 +860,16 @@ msg_codec_test(bool verbose)
         msg_batch_destroy(&x);
         free(a);
         msg_batch_env(b)->has_acked = false;
+        /* So does the companion mark of a readings batch. */
+        msg_batch_env(b)->companion = true;
+        msg_batch_encode(b, &a, &alen);
+        assert(msg_batch_decode(a, alen, &x) == MSG_OK &&
+               msg_batch_env(x)->companion && !msg_batch_env(x)->has_acked);
+        assert(msg_batch_decode_into(x, data, len) == MSG_OK &&
+               !msg_batch_env(x)->companion);
+        msg_batch_destroy(&x);
+        free(a);
+        msg_batch_env(b)->companion = false;
     }
     const struct msg_reading *r = msg_batch_reading(d, 999);
     TEST_STREQ(msg_batch_str(d, r->key_off), "temperature{device=s1}");

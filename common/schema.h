@@ -58,6 +58,8 @@ struct msg_envelope {
                              lane when it made the batch (PROTOCOL.md,
                              "Confirmations and resends") */
     bool has_acked;       /* acked was sent (ingestd since 2026-11) */
+    bool companion;       /* readings: an anomalies batch of these readings
+                             follows at seq + 1 (anomalyd; PROTOCOL.md) */
 };
 
 /* One reading. The series key lives in the owning batch's key arena,
