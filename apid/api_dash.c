@@ -440,7 +440,13 @@ api_dash_destroy(void **state_p)
 void
 api_dash_test(bool verbose)
 {
-    void *p = s_new(NULL, "", "/nonexistent");
+    /* A web root named but missing is refused; an existing one serves. */
+    int level = log_level();
+    log_set_level(LOG_LVL_CRIT);
+    assert(s_new(NULL, "", "/nonexistent") == NULL);
+    assert(s_new(NULL, "", "/etc/hostname") == NULL);
+    log_set_level(level);
+    void *p = s_new(NULL, "", "/tmp");
     api_dash_t *self = p;
     char *s;
 
